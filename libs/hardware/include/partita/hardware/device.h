@@ -1,0 +1,79 @@
+#pragma once
+// Devices, links and clusters as the planner sees them: described hardware, discovered or from the database.
+// No torch here. Figures are peak/nominal unless `measured` says otherwise; a measured profile wins over a
+// listed one when both exist.
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "partita/core/units.h"
+#include "partita/graph/tensor_meta.h"
+
+namespace partita {
+
+enum class DeviceKind { kCpu, kCuda, kOther };
+
+// A device id as users write it: "cpu" (the whole host CPU), "cpu:0" / "cpu:2-3" (a group of cores, a device
+// of its own with that many threads), "cuda:1", or a described device in a cluster file ("node0/gpu3").
+struct DeviceId {
+  DeviceKind kind = DeviceKind::kCpu;
+  int index = -1;       // cuda index; first core of a cpu group; -1 for the whole cpu
+  int last_core = -1;   // last core of a cpu group (inclusive), -1 otherwise
+  std::string to_string() const;
+  int cpu_cores() const { return index < 0 ? -1 : last_core - index + 1; }
+  friend auto operator<=>(const DeviceId&, const DeviceId&) = default;
+};
+// Throws partita::Error: "bad device id 'gpu0': use cpu, cpu:N, cpu:A-B or cuda:N".
+DeviceId parse_device_id(const std::string& text);
+
+struct DeviceSpec {
+  std::string name;    // "NVIDIA H100 SXM5 80GB", "AMD EPYC 9654"
+  DeviceKind kind = DeviceKind::kCuda;
+  std::map<DType, FlopsPerSecond> peak_flops;  // dense, per dtype
+  BytesPerSecond memory_bandwidth{0};
+  Bytes memory{0};
+  Watts tdp{0};
+  Watts idle_power{0};
+  int cores = 0;  // CPUs: physical cores (threads for a core group); GPUs: 0
+  bool measured = false;  // figures come from a microbenchmark of this machine, not a datasheet
+  std::string source;     // where the figures come from
+
+  // Peak for dtype, falling back to f32 when the dtype is not listed; 0 when nothing is known.
+  FlopsPerSecond flops_for(DType dtype) const;
+};
+
+// A point-to-point link under the alpha-beta model: time(n bytes) = latency + n / bandwidth.
+struct LinkSpec {
+  std::string name;  // "NVLink 4", "PCIe 5.0 x16", "InfiniBand NDR"
+  Seconds latency{0};
+  BytesPerSecond bandwidth{0};
+  std::string source;
+};
+
+struct ClusterDevice {
+  std::string id;    // unique in the cluster: "cuda:0", "node1/gpu3", "cpu:0"
+  std::string node;  // machine name; devices on one node share intra-node links
+  DeviceSpec spec;
+};
+
+struct ClusterLink {
+  std::string a, b;  // device ids; a link is symmetric
+  LinkSpec spec;
+};
+
+// Devices plus the links between them. Where no explicit link joins two devices, `intra_node_link` applies
+// on one node and `inter_node_link` across nodes.
+struct Cluster {
+  std::string name;
+  std::vector<ClusterDevice> devices;
+  std::vector<ClusterLink> links;
+  std::optional<LinkSpec> intra_node_link;
+  std::optional<LinkSpec> inter_node_link;
+
+  // The link between two distinct devices; throws partita::Error when the cluster does not say.
+  LinkSpec link_between(const std::string& a, const std::string& b) const;
+  int index_of(const std::string& id) const;  // -1 when absent
+};
+
+}  // namespace partita
