@@ -30,9 +30,9 @@ std::string format_flops(Flops f) {
 }
 
 std::string format_count(double n) {
-  static const char* const kSuffix[] = {"", " K", " M", " G", " T"};
+  static const char* const kSuffix[] = {"", "K", "M", "G", "T"};
   std::string s = scaled(n, 1000.0, kSuffix, 5, "");
-  // scaled() puts a space between number and suffix already; trim the trailing one for plain counts.
+  // Plain counts below 1000 have no suffix: trim the separator.
   while (!s.empty() && s.back() == ' ') s.pop_back();
   return s;
 }

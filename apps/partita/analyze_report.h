@@ -1,0 +1,34 @@
+#pragma once
+// The content of `partita analyze`: computed once, printed as text and as JSON.
+#include <string>
+#include <vector>
+
+#include "partita/core/json_io.h"
+#include "partita/graph/graph.h"
+#include "partita/torch_bridge/batch_check.h"
+
+namespace partita::app {
+
+struct OpSummary {
+  std::string op;
+  int count = 0;
+  Flops flops{0};
+};
+
+struct AnalysisReport {
+  int64_t params = 0;          // trainable parameter elements
+  int64_t buffer_elements = 0;  // non-trainable state (batch-norm statistics)
+  Bytes param_bytes{0};
+  Flops flops{0};               // forward
+  Bytes activation_bytes{0};    // all intermediate tensors of one forward (what training keeps at most)
+  int compute_nodes = 0;        // nodes that are not structural
+  std::vector<OpSummary> top_ops;
+  std::vector<std::string> no_estimate;
+  BatchCheckResult batch;
+};
+
+AnalysisReport make_analysis_report(const Graph& graph, BatchCheckResult batch, int cuts);
+std::string report_to_text(const Graph& graph, const AnalysisReport& report, const std::string& model);
+Json report_to_json(const Graph& graph, const AnalysisReport& report);
+
+}  // namespace partita::app

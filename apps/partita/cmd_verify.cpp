@@ -1,0 +1,189 @@
+// partita verify: our executor against the TorchScript module, outputs (and gradients with --train).
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "commands.h"
+#include "partita/core/error.h"
+#include "partita/core/json_io.h"
+#include "partita/core/log.h"
+#include "partita/torch_bridge/executor.h"
+
+namespace partita::app {
+
+namespace {
+
+struct VerifyArgs {
+  ModelArgs model;
+  bool train = false;
+  int repeat = 0;
+  double rtol = 1e-4;
+  double atol = 1e-5;
+  std::string json;
+};
+
+std::vector<torch::Tensor> flatten_tensors(const c10::IValue& iv) {
+  if (iv.isTensor()) return {iv.toTensor()};
+  std::vector<torch::Tensor> out;
+  if (iv.isTuple()) {
+    for (const auto& e : iv.toTupleRef().elements()) {
+      auto inner = flatten_tensors(e);
+      out.insert(out.end(), inner.begin(), inner.end());
+    }
+  } else if (iv.isList()) {
+    for (const auto& e : iv.toListRef()) {
+      auto inner = flatten_tensors(e);
+      out.insert(out.end(), inner.begin(), inner.end());
+    }
+  }
+  return out;
+}
+
+struct Comparison {
+  double max_abs_diff = 0;
+  bool close = true;
+};
+
+void compare(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b, const VerifyArgs& args,
+             Comparison& result) {
+  PARTITA_ASSERT(a.size() == b.size(), "output counts differ: ", a.size(), " vs ", b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!a[i].defined() && !b[i].defined()) continue;
+    PARTITA_ASSERT(a[i].defined() && b[i].defined(), "one side has no tensor at position ", i);
+    PARTITA_ASSERT(a[i].sizes() == b[i].sizes(), "shapes differ at position ", i);
+    if (a[i].numel() == 0) continue;
+    const auto da = a[i].to(torch::kDouble), db = b[i].to(torch::kDouble);
+    result.max_abs_diff = std::max(result.max_abs_diff, (da - db).abs().max().item<double>());
+    result.close = result.close && torch::allclose(da, db, args.rtol, args.atol);
+  }
+}
+
+// A loss that touches every output element with a different weight, so gradients are non-trivial.
+torch::Tensor probe_loss(const std::vector<torch::Tensor>& outputs) {
+  torch::Tensor loss = torch::zeros({}, torch::kDouble);
+  int64_t k = 0;
+  for (const auto& o : outputs) {
+    if (!o.defined() || !o.is_floating_point()) continue;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(1234 + k++);
+    const auto w = torch::randn(o.sizes(), gen, torch::TensorOptions().dtype(o.scalar_type()));
+    loss = loss + (o * w).sum().to(torch::kDouble);
+  }
+  return loss;
+}
+
+std::vector<torch::Tensor> take_grads(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params) {
+    if (!p.requires_grad()) continue;
+    grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  }
+  return grads;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+void run_verify(const VerifyArgs& args) {
+  const auto specs = args.model.specs();
+  LoadedModel model = load_model(args.model.model);
+  annotate_shapes(model, specs);
+  const Executor executor(model);
+  const auto input_tensors = make_inputs(specs, /*seed=*/7);
+  const std::vector<c10::IValue> inputs(input_tensors.begin(), input_tensors.end());
+  auto torchscript_forward = [&] { return model.module.forward(inputs); };
+  auto executor_forward = [&] { return executor.run(inputs); };
+
+  Comparison outputs, grads;
+  {
+    torch::NoGradGuard no_grad;
+    compare(flatten_tensors(executor_forward()[0]), flatten_tensors(torchscript_forward()), args, outputs);
+  }
+  bool has_grads = false;
+  if (args.train) {
+    for (auto& p : model.parameters) {
+      if (p.requires_grad() && p.grad().defined()) p.mutable_grad().zero_();
+    }
+    probe_loss(flatten_tensors(torchscript_forward())).backward();
+    const auto reference = take_grads(model.parameters);
+    probe_loss(flatten_tensors(executor_forward()[0])).backward();
+    const auto ours = take_grads(model.parameters);
+    compare(ours, reference, args, grads);
+    has_grads = !reference.empty();
+  }
+
+  std::vector<double> ours_ms, theirs_ms;
+  if (args.repeat > 0) {
+    torch::NoGradGuard no_grad;
+    using Clock = std::chrono::steady_clock;
+    auto time_ms = [](auto&& fn) {
+      const auto t0 = Clock::now();
+      fn();
+      return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    };
+    for (int i = 0; i < 3; ++i) {  // warm-up: TorchScript's profiling executor optimizes on early runs
+      torchscript_forward();
+      executor_forward();
+    }
+    for (int i = 0; i < args.repeat; ++i) {  // alternate so drift on a shared machine hits both alike
+      theirs_ms.push_back(time_ms(torchscript_forward));
+      ours_ms.push_back(time_ms(executor_forward));
+    }
+  }
+
+  const bool ok = outputs.close && grads.close;
+  std::FILE* out = args.json == "-" ? stderr : stdout;  // keep stdout pure JSON with --json -
+  fmt::print(out, "verify {}: outputs max |diff| = {:.3g}{}\n", args.model.model, outputs.max_abs_diff,
+             outputs.close ? " (allclose)" : " (NOT close)");
+  if (args.train) {
+    fmt::print(out, "  gradients of {} parameters: max |diff| = {:.3g}{}\n",
+               std::count_if(model.parameters.begin(), model.parameters.end(),
+                             [](const torch::Tensor& p) { return p.requires_grad(); }),
+               grads.max_abs_diff, grads.close ? " (allclose)" : " (NOT close)");
+  }
+  if (args.repeat > 0) {
+    const double ours = median(ours_ms), theirs = median(theirs_ms);
+    fmt::print(out, "  forward median of {} runs at {} thread(s): executor {:.3f} ms, TorchScript {:.3f} ms ({:+.1f}%)\n",
+               args.repeat, at::get_num_threads(), ours, theirs, 100.0 * (ours / theirs - 1.0));
+  }
+  if (!args.json.empty()) {
+    Json j;
+    j["model"] = args.model.model;
+    j["ok"] = ok;
+    j["max_abs_diff"] = std::max(outputs.max_abs_diff, grads.max_abs_diff);
+    j["output_max_abs_diff"] = outputs.max_abs_diff;
+    if (args.train) {
+      j["grad_max_abs_diff"] = grads.max_abs_diff;
+      j["grads_compared"] = has_grads;
+    }
+    j["threads"] = at::get_num_threads();
+    if (args.repeat > 0) {
+      j["repeat"] = args.repeat;
+      j["executor_ms"] = median(ours_ms);
+      j["torchscript_ms"] = median(theirs_ms);
+    }
+    write_json_file(args.json, j);
+  }
+  PARTITA_CHECK(ok, "verify failed for '", args.model.model, "': max abs difference ",
+                std::max(outputs.max_abs_diff, grads.max_abs_diff), " exceeds rtol=", args.rtol, " atol=", args.atol);
+}
+
+}  // namespace
+
+Command register_verify(CLI::App& app) {
+  auto args = std::make_shared<VerifyArgs>();
+  CLI::App* cmd = app.add_subcommand("verify", "run the model with partita's executor and TorchScript; compare");
+  add_model_args(*cmd, args->model);
+  cmd->add_flag("--train", args->train, "also compare every parameter gradient");
+  cmd->add_option("--repeat", args->repeat, "time N forward passes of each (medians)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--rtol", args->rtol, "relative tolerance");
+  cmd->add_option("--atol", args->atol, "absolute tolerance");
+  cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");
+  return Command{cmd, [args] { run_verify(*args); }};
+}
+
+}  // namespace partita::app

@@ -1,0 +1,30 @@
+#pragma once
+// The partita subcommands. Each registers its options on the CLI app and runs when selected.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "partita/torch_bridge/input_spec.h"
+
+namespace partita::app {
+
+// Options every model command shares: MODEL.pt --input SPEC...
+struct ModelArgs {
+  std::string model;
+  std::vector<std::string> inputs;
+  std::vector<InputSpec> specs() const;
+};
+void add_model_args(CLI::App& cmd, ModelArgs& args);
+
+// A registered subcommand: its CLI node and what runs when it is selected (after options are parsed).
+struct Command {
+  CLI::App* cli = nullptr;
+  std::function<void()> run;
+};
+
+Command register_analyze(CLI::App& app);
+Command register_verify(CLI::App& app);
+
+}  // namespace partita::app

@@ -1,0 +1,59 @@
+// partita: hand us the model, get a faster (or greener) run.
+#include <cstdio>
+#include <exception>
+
+#include <torch/torch.h>
+
+#include "commands.h"
+#include "partita/core/error.h"
+#include "partita/core/log.h"
+#include "partita/torch_bridge/model.h"
+
+namespace partita::app {
+
+std::vector<InputSpec> ModelArgs::specs() const {
+  std::vector<InputSpec> out;
+  for (const auto& s : inputs) out.push_back(parse_input_spec(s));
+  return out;
+}
+
+void add_model_args(CLI::App& cmd, ModelArgs& args) {
+  cmd.add_option("model", args.model, "TorchScript file (torch.jit.trace(model, example).save(path))")->required();
+  cmd.add_option("--input", args.inputs, "input spec DIMxDIM...[:DTYPE[:HIGH]], one per forward() argument")
+      ->required();
+}
+
+}  // namespace partita::app
+
+int main(int argc, char** argv) {
+  CLI::App app{"partita: automatic parallelism for PyTorch models on mixed hardware"};
+  app.require_subcommand(1);
+  int threads = 0;
+  bool quiet = false;
+  app.add_option("--threads", threads,
+                 "intra-op threads for LibTorch (default: all cores; LibTorch's own default can be 1 on VMs)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("-q,--quiet", quiet, "no progress output");
+  const std::vector<partita::app::Command> commands = {
+      partita::app::register_analyze(app),
+      partita::app::register_verify(app),
+  };
+  try {
+    app.parse(argc, argv);
+    if (quiet) partita::set_log_level(partita::LogLevel::kWarning);
+    const int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+    at::set_num_threads(std::max(1, n));
+    for (const auto& c : commands) {
+      if (c.cli->parsed()) c.run();
+    }
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const partita::Error& e) {
+    std::fprintf(stderr, "partita: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "partita: internal error: %s\n", partita::first_line(e).c_str());
+    return 3;
+  }
+  return 0;
+}

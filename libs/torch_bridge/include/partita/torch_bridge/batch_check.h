@@ -1,0 +1,38 @@
+#pragma once
+// Checks for real whether a model's graph is batch-splittable: a trace can bake the batch size into a reshape,
+// so the graph is run again at a second batch size and every node whose output does not follow the batch is
+// named.
+#include <string>
+#include <vector>
+
+#include "partita/torch_bridge/model.h"
+
+namespace partita {
+
+enum class BatchBehavior {
+  kFollowsBatch,  // outputs scale along dim 0 with the batch (data-parallel safe)
+  kBatchFree,     // nothing batch-dependent flows through (weights, constants, shape math)
+  kReducesBatch,  // batch-dependent inputs, batch-independent output (mixes samples: a loss, a batch mean)
+  kMovesBatch,    // the batch leaves dim 0 or mixes with other dims in a way a split would break
+  kFails,         // the node throws at the second batch size (batch baked into a constant shape)
+};
+
+struct NodeBatchCheck {
+  NodeId node = kNoNode;
+  BatchBehavior behavior = BatchBehavior::kFollowsBatch;
+  std::string detail;  // for kMovesBatch/kFails: shapes or the torch error
+};
+
+struct BatchCheckResult {
+  int64_t batch = 0;         // the annotated batch size
+  int64_t second_batch = 0;  // the one tried
+  std::vector<NodeBatchCheck> problems;  // nodes that are kReducesBatch, kMovesBatch or kFails
+  bool splittable() const;   // no kMovesBatch/kFails problem
+};
+
+std::string_view batch_behavior_name(BatchBehavior b);
+
+// `model` must be annotated (annotate_shapes) at `specs`. Runs the graph at batch+1 (2 when batch is 1).
+BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::vector<InputSpec>& specs);
+
+}  // namespace partita

@@ -1,0 +1,64 @@
+#pragma once
+// Runs partita's IR node by node through the ATen operators of the lowered TorchScript graph.
+//
+// The executor is the faithful reference: the same ops, in the same order, on the same tensors as TorchScript,
+// so outputs and (with grad mode on and parameters requiring grad) autograd gradients match the module's.
+// Inference vs training is the caller's grad mode (torch::NoGradGuard). A value's tensor is released after its
+// last use. Thread safety: run() is const and may be called from several threads on distinct environments.
+#include <vector>
+
+#include <torch/script.h>
+
+#include "partita/torch_bridge/model.h"
+
+namespace partita {
+
+// Per-node hook (the profiler, shape recorder and tracers plug in here). Called on the executing thread.
+class ExecutionObserver {
+ public:
+  virtual ~ExecutionObserver() = default;
+  virtual void on_node_begin(const Node& /*node*/) {}
+  virtual void on_node_end(const Node& /*node*/, c10::ArrayRef<c10::IValue> /*outputs*/) {}
+};
+
+struct ExecutorOptions {
+  torch::Device device = torch::kCPU;  // where parameters, constants and inputs live
+};
+
+class Executor {
+ public:
+  // `model` must outlive the executor. On a non-CPU device the parameters are copied there.
+  explicit Executor(const LoadedModel& model, ExecutorOptions options = {});
+
+  // One value slot per IR value; graph inputs, parameters and constants filled in.
+  using Environment = std::vector<c10::IValue>;
+  Environment make_environment(const std::vector<c10::IValue>& inputs) const;
+
+  // Runs nodes [first, last] (node order) on env; values whose last use lies in the range are released.
+  // A failing node throws partita::Error naming the node, its op, source line and the torch message.
+  void run_nodes(NodeId first, NodeId last, Environment& env, ExecutionObserver* observer = nullptr) const;
+
+  // Whole graph: returns the graph outputs.
+  std::vector<c10::IValue> run(const std::vector<c10::IValue>& inputs, ExecutionObserver* observer = nullptr) const;
+
+  const std::vector<torch::Tensor>& parameters() const { return parameters_; }
+  const LoadedModel& model() const { return model_; }
+
+ private:
+  struct Step {
+    mutable torch::jit::Operation op{nullptr};  // torch 1.13: operator() is non-const
+    std::vector<ValueId> inputs;
+    std::vector<ValueId> outputs;
+    std::vector<ValueId> release_after;  // values whose last use is this step
+  };
+  const LoadedModel& model_;
+  ExecutorOptions options_;
+  std::vector<Step> steps_;
+  std::vector<torch::Tensor> parameters_;
+  std::vector<c10::IValue> constants_;  // parallel to model_.constants, on the device
+};
+
+// Describes a node for error messages: "node 12 aten::_convolution (layer1.0.conv1, model.py:42)".
+std::string describe_node(const Node& node);
+
+}  // namespace partita

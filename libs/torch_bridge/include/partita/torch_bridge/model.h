@@ -1,0 +1,46 @@
+#pragma once
+// A TorchScript model imported into partita: the torch module, its lowered graph (calls inlined, parameters and
+// buffers turned into graph inputs, constants folded) and the torch-free IR that mirrors it node for node.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/script.h>
+
+#include "partita/graph/graph.h"
+#include "partita/torch_bridge/input_spec.h"
+
+namespace partita {
+
+struct LoadedModel {
+  std::string path;
+  torch::jit::Module module;
+  std::shared_ptr<torch::jit::Graph> torch_graph;  // lowered; inputs = user inputs, then parameters/buffers
+  Graph ir;                                        // ir.node(i) is torch_nodes[i]
+  std::vector<torch::jit::Node*> torch_nodes;
+  std::vector<torch::Tensor> parameters;  // in the order of ir.parameters() (the module's own tensors)
+  struct Constant {
+    ValueId value;
+    c10::IValue ivalue;
+  };
+  std::vector<Constant> constants;  // values the executor pre-fills
+
+  int num_user_inputs() const { return static_cast<int>(ir.inputs().size()); }
+};
+
+// Loads, inlines, lowers and folds a TorchScript file. Throws partita::Error for a missing file, a file that
+// is not TorchScript, and graphs with data-dependent control flow (names the node and its source line).
+LoadedModel load_model(const std::string& path);
+
+// Runs the model once on `inputs` through the executor and records every value's shapes and dtypes in the IR,
+// then estimates per-node costs. Errors name the input and the node where the model rejected it.
+void annotate_shapes(LoadedModel& model, const std::vector<InputSpec>& specs);
+
+// Example inputs for specs: normal floats, integers in [0, high); deterministic for a seed.
+std::vector<torch::Tensor> make_inputs(const std::vector<InputSpec>& specs, uint64_t seed = 0,
+                                       const torch::Device& device = torch::kCPU);
+
+// The model-facing description of a torch error: its first line, without the C++ stack dump.
+std::string first_line(const std::exception& e);
+
+}  // namespace partita

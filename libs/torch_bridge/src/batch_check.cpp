@@ -1,0 +1,125 @@
+#include "partita/torch_bridge/batch_check.h"
+
+#include "partita/core/error.h"
+#include "partita/torch_bridge/executor.h"
+
+namespace partita {
+
+namespace {
+
+// Shapes of every tensor a node produced, in output order, flattened over lists/tuples.
+class ShapeCollector : public ExecutionObserver {
+ public:
+  explicit ShapeCollector(size_t n) : shapes_(n) {}
+  void on_node_end(const Node& node, c10::ArrayRef<c10::IValue> outputs) override {
+    auto& out = shapes_[node.id];
+    for (const auto& iv : outputs) {
+      if (iv.isTensor()) {
+        out.push_back(iv.toTensor().sizes().vec());
+      } else if (iv.isTensorList()) {
+        for (const auto& t : iv.toTensorVector()) out.push_back(t.sizes().vec());
+      }
+    }
+  }
+  std::vector<std::vector<std::vector<int64_t>>> shapes_;
+};
+
+std::string shapes_text(const std::vector<std::vector<int64_t>>& shapes) {
+  std::string s;
+  for (const auto& shape : shapes) {
+    s += s.empty() ? "[" : ", [";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    s += "]";
+  }
+  return s;
+}
+
+// Same shape except dim 0 scaled from b to b2.
+bool follows(const std::vector<int64_t>& a, const std::vector<int64_t>& b, int64_t batch, int64_t batch2) {
+  if (a.size() != b.size() || a.empty()) return false;
+  if (a[0] * batch2 != b[0] * batch) return false;
+  for (size_t i = 1; i < a.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view batch_behavior_name(BatchBehavior b) {
+  switch (b) {
+    case BatchBehavior::kFollowsBatch: return "follows batch";
+    case BatchBehavior::kBatchFree: return "batch-free";
+    case BatchBehavior::kReducesBatch: return "reduces over the batch";
+    case BatchBehavior::kMovesBatch: return "moves the batch out of dim 0";
+    case BatchBehavior::kFails: return "fails at another batch size";
+  }
+  return "?";
+}
+
+bool BatchCheckResult::splittable() const {
+  for (const auto& p : problems) {
+    if (p.behavior == BatchBehavior::kMovesBatch || p.behavior == BatchBehavior::kFails) return false;
+  }
+  return true;
+}
+
+BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::vector<InputSpec>& specs) {
+  PARTITA_CHECK(!specs.empty() && !specs[0].shape.empty(), "batch check needs an input with a batch dimension");
+  const Graph& g = model.ir;
+  BatchCheckResult result;
+  result.batch = specs[0].shape[0];
+  result.second_batch = result.batch == 1 ? 2 : result.batch + 1;
+  const auto specs2 = with_batch(specs, result.second_batch);
+
+  const Executor executor(model);
+  torch::NoGradGuard no_grad;
+  auto run = [&](const std::vector<InputSpec>& s, ShapeCollector& collector) -> std::optional<std::string> {
+    std::vector<c10::IValue> inputs;
+    for (const auto& t : make_inputs(s)) inputs.emplace_back(t);
+    try {
+      executor.run(inputs, &collector);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::nullopt;
+  };
+  ShapeCollector first(g.num_nodes()), second(g.num_nodes());
+  const auto first_error = run(specs, first);
+  PARTITA_CHECK(!first_error, "model fails at its own batch size: ", *first_error);
+  const auto second_error = run(specs2, second);
+
+  // A value depends on the batch when its shape changed, or when it is computed from something that did.
+  std::vector<bool> batch_dependent(g.num_values(), false);
+  for (ValueId in : g.inputs()) batch_dependent[in] = true;
+  for (const Node& n : g.nodes()) {
+    const auto& a = first.shapes_[n.id];
+    const auto& b = second.shapes_[n.id];
+    // Only tensors carry samples; scalars from aten::size carry shape math (a sequence length), not the batch.
+    bool input_dep = false;
+    for (ValueId v : n.inputs) input_dep = input_dep || batch_dependent[v];
+    if (b.empty() && second_error && !a.empty()) {  // did not run: the failing node or one after it
+      if (result.problems.empty() || result.problems.back().behavior != BatchBehavior::kFails) {
+        result.problems.push_back({n.id, BatchBehavior::kFails, *second_error});
+      }
+      break;
+    }
+    bool all_follow = !a.empty(), any_changed = false;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+      all_follow = all_follow && follows(a[i], b[i], result.batch, result.second_batch);
+      any_changed = any_changed || a[i] != b[i];
+    }
+    for (ValueId v : n.outputs) batch_dependent[v] = input_dep && g.value(v).kind != ValueKind::kScalar;
+    if (!input_dep || a.empty()) continue;  // scalars (aten::size) carry shape math, not samples
+    if (!any_changed) {
+      result.problems.push_back({n.id, BatchBehavior::kReducesBatch, shapes_text(a)});
+    } else if (!all_follow) {
+      result.problems.push_back(
+          {n.id, BatchBehavior::kMovesBatch, shapes_text(a) + " at batch " + std::to_string(result.batch) + " vs " +
+                                                 shapes_text(b) + " at " + std::to_string(result.second_batch)});
+    }
+  }
+  return result;
+}
+
+}  // namespace partita

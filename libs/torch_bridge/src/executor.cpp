@@ -1,0 +1,97 @@
+#include "partita/torch_bridge/executor.h"
+
+#include <algorithm>
+
+#include "partita/core/error.h"
+
+namespace partita {
+
+std::string describe_node(const Node& node) {
+  std::string s = "node " + std::to_string(node.id) + " " + node.op;
+  std::string where = node.scope;
+  if (!node.source.empty()) where += (where.empty() ? "" : ", ") + node.source;
+  if (!where.empty()) s += " (" + where + ")";
+  return s;
+}
+
+Executor::Executor(const LoadedModel& model, ExecutorOptions options) : model_(model), options_(options) {
+  const Graph& g = model.ir;
+  // Last use of each value, so intermediate tensors are released as soon as possible.
+  std::vector<NodeId> last_use(g.num_values(), kNoNode);
+  for (const Node& n : g.nodes()) {
+    for (ValueId v : n.inputs) last_use[v] = std::max(last_use[v], n.id);
+  }
+  std::vector<bool> keep(g.num_values(), false);
+  for (ValueId v : g.outputs()) keep[v] = true;
+  for (const Value& v : g.values()) {
+    if (v.role != ValueRole::kIntermediate) keep[v.id] = true;
+  }
+  steps_.reserve(g.num_nodes());
+  for (const Node& n : g.nodes()) {
+    Step step;
+    step.op = model.torch_nodes[n.id]->getOperation();
+    step.inputs = n.inputs;
+    step.outputs = n.outputs;
+    for (ValueId v : n.inputs) {
+      if (!keep[v] && last_use[v] == n.id &&
+          std::find(step.release_after.begin(), step.release_after.end(), v) == step.release_after.end()) {
+        step.release_after.push_back(v);
+      }
+    }
+    // Outputs nobody uses are released at once (e.g. the second output of max_pool2d_with_indices).
+    for (ValueId v : n.outputs) {
+      if (!keep[v] && last_use[v] == kNoNode) step.release_after.push_back(v);
+    }
+    steps_.push_back(std::move(step));
+  }
+  const bool on_cpu = options_.device.is_cpu();
+  for (const auto& p : model.parameters) parameters_.push_back(on_cpu ? p : p.to(options_.device));
+  for (const auto& c : model.constants) {
+    constants_.push_back(c.ivalue.isTensor() && !on_cpu ? c10::IValue(c.ivalue.toTensor().to(options_.device))
+                                                        : c.ivalue);
+  }
+}
+
+Executor::Environment Executor::make_environment(const std::vector<c10::IValue>& inputs) const {
+  const Graph& g = model_.ir;
+  PARTITA_CHECK(inputs.size() == g.inputs().size(), "the model takes ", g.inputs().size(),
+                " input(s) but ", inputs.size(), " were given; pass one --input per forward() argument");
+  Environment env(g.num_values());
+  for (size_t i = 0; i < inputs.size(); ++i) env[g.inputs()[i]] = inputs[i];
+  for (size_t i = 0; i < parameters_.size(); ++i) env[g.parameters()[i].value] = parameters_[i];
+  for (size_t i = 0; i < constants_.size(); ++i) env[model_.constants[i].value] = constants_[i];
+  return env;
+}
+
+void Executor::run_nodes(NodeId first, NodeId last, Environment& env, ExecutionObserver* observer) const {
+  PARTITA_ASSERT(first >= 0 && last < static_cast<NodeId>(steps_.size()) && first <= last + 1, "range ", first,
+                 "..", last);
+  torch::jit::Stack stack;
+  const auto& nodes = model_.ir.nodes();
+  for (NodeId id = first; id <= last; ++id) {
+    const Step& step = steps_[id];
+    stack.clear();
+    for (ValueId v : step.inputs) stack.push_back(env[v]);
+    if (observer) observer->on_node_begin(nodes[id]);
+    try {
+      step.op(stack);
+    } catch (const std::exception& e) {
+      PARTITA_FAIL(describe_node(nodes[id]), " failed: ", first_line(e));
+    }
+    PARTITA_ASSERT(stack.size() == step.outputs.size(), describe_node(nodes[id]), " returned ", stack.size(),
+                   " values, expected ", step.outputs.size());
+    if (observer) observer->on_node_end(nodes[id], stack);
+    for (size_t i = 0; i < step.outputs.size(); ++i) env[step.outputs[i]] = std::move(stack[i]);
+    for (ValueId v : step.release_after) env[v] = c10::IValue();
+  }
+}
+
+std::vector<c10::IValue> Executor::run(const std::vector<c10::IValue>& inputs, ExecutionObserver* observer) const {
+  Environment env = make_environment(inputs);
+  if (!steps_.empty()) run_nodes(0, static_cast<NodeId>(steps_.size()) - 1, env, observer);
+  std::vector<c10::IValue> outputs;
+  for (ValueId v : model_.ir.outputs()) outputs.push_back(env[v]);
+  return outputs;
+}
+
+}  // namespace partita

@@ -1,0 +1,217 @@
+// TorchScript file -> lowered torch graph + partita IR.
+#include <filesystem>
+#include <sstream>
+#include <unordered_map>
+
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/passes/lower_graph.h>
+
+#include "partita/core/error.h"
+#include "partita/torch_bridge/model.h"
+
+namespace partita {
+
+namespace jit = torch::jit;
+
+std::string first_line(const std::exception& e) {
+  std::string msg = e.what();
+  const size_t nl = msg.find('\n');
+  if (nl != std::string::npos) msg.resize(nl);
+  return msg;
+}
+
+namespace {
+
+ValueKind kind_of(const c10::TypePtr& type) {
+  switch (type->kind()) {
+    case c10::TypeKind::TensorType:
+      return ValueKind::kTensor;
+    case c10::TypeKind::IntType:
+    case c10::TypeKind::FloatType:
+    case c10::TypeKind::BoolType:
+    case c10::TypeKind::NumberType:
+      return ValueKind::kScalar;
+    case c10::TypeKind::ListType:
+      return ValueKind::kList;
+    case c10::TypeKind::TupleType:
+      return ValueKind::kTuple;
+    case c10::TypeKind::NoneType:
+      return ValueKind::kNone;
+    default:
+      return ValueKind::kOther;
+  }
+}
+
+std::string source_of(const jit::Node* n) {
+  const auto flc = n->sourceRange().file_line_col();
+  if (!flc) return "";
+  const auto& [file, line, col] = *flc;
+  return std::filesystem::path(file).filename().string() + ":" + std::to_string(line);
+}
+
+// Module path of a traced node ("layer1.0.conv1"), from the tracer's scope names "__module.layer1/...".
+std::string scope_of(const jit::Node* n) {
+  std::string s = n->scopeName();
+  const size_t slash = s.rfind('/');
+  if (slash != std::string::npos) s = s.substr(slash + 1);
+  const std::string prefix = "__module.";
+  if (s.rfind(prefix, 0) == 0) s = s.substr(prefix.size());
+  return s == "__module" ? "" : s;
+}
+
+void reject_control_flow(const jit::Graph& g, const std::string& path) {
+  for (const jit::Node* n : g.nodes()) {
+    if (n->kind() == c10::prim::If || n->kind() == c10::prim::Loop) {
+      const std::string where = source_of(n);
+      PARTITA_FAIL("'", path, "' has data-dependent control flow (", n->kind().toQualString(), " at ",
+                   where.empty() ? "an unknown source line" : where,
+                   "): partita imports straight-line graphs; trace the model with torch.jit.trace(model, "
+                   "example_inputs) instead of torch.jit.script");
+    }
+    PARTITA_CHECK(n->blocks().empty(), "'", path, "': node ", n->kind().toQualString(),
+                  " has sub-blocks; trace the model with torch.jit.trace instead of scripting it");
+  }
+}
+
+// Maps the module's tensors to their qualified names, so lowered graph inputs get readable names.
+std::unordered_map<const c10::TensorImpl*, std::pair<std::string, bool>> tensor_names(const jit::Module& m) {
+  std::unordered_map<const c10::TensorImpl*, std::pair<std::string, bool>> names;
+  for (const auto& p : m.named_parameters(/*recurse=*/true)) {
+    names.emplace(p.value.unsafeGetTensorImpl(), std::make_pair(p.name, p.value.requires_grad()));
+  }
+  for (const auto& b : m.named_buffers(/*recurse=*/true)) {
+    names.emplace(b.value.unsafeGetTensorImpl(), std::make_pair(b.name, false));
+  }
+  return names;
+}
+
+std::string print_constant(const c10::IValue& iv) {
+  if (iv.isTensor()) {
+    const auto& t = iv.toTensor();
+    std::ostringstream os;
+    os << "tensor" << t.sizes();
+    return os.str();
+  }
+  std::ostringstream os;
+  os << iv;
+  return os.str();
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::string& path) {
+  PARTITA_CHECK(std::filesystem::exists(path), "model file '", path,
+                "' does not exist; pass a TorchScript file saved with torch.jit.trace(...).save(path)");
+  LoadedModel model;
+  model.path = path;
+  try {
+    model.module = jit::load(path);
+  } catch (const std::exception& e) {
+    PARTITA_FAIL("'", path, "' is not a TorchScript file (torch.jit.load: ", first_line(e),
+                 "); save one with torch.jit.trace(model, example).save(path)");
+  }
+  model.module.eval();
+  std::shared_ptr<jit::Graph> graph;
+  std::vector<c10::IValue> slots;
+  try {
+    auto g = model.module.get_method("forward").graph()->copy();
+    jit::Inline(*g);
+    std::tie(graph, slots) = jit::LowerGraph(*g, model.module._ivalue());
+    jit::ConstantPropagation(graph);
+    jit::EliminateDeadCode(graph);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    PARTITA_FAIL("cannot lower the graph of '", path, "': ", first_line(e),
+                 "; partita supports models saved with torch.jit.trace");
+  }
+  reject_control_flow(*graph, path);
+  model.torch_graph = graph;
+
+  Graph& ir = model.ir;
+  std::unordered_map<const jit::Value*, ValueId> ids;
+  const auto names = tensor_names(model.module);
+  const size_t num_inputs = graph->inputs().size();
+  const size_t num_user = num_inputs - slots.size();
+  for (size_t i = 0; i < num_inputs; ++i) {
+    const jit::Value* v = graph->inputs()[i];
+    if (i < num_user) {
+      ids[v] = ir.add_input(v->debugName(), kind_of(v->type()));
+      continue;
+    }
+    const c10::IValue& slot = slots[i - num_user];
+    PARTITA_CHECK(slot.isTensor(), "'", path, "': module attribute input ", v->debugName(),
+                  " is not a tensor; partita supports modules whose state is tensors");
+    const auto it = names.find(slot.toTensor().unsafeGetTensorImpl());
+    const std::string name = it != names.end() ? it->second.first : v->debugName();
+    const bool trainable = it != names.end() && it->second.second;
+    ids[v] = ir.add_parameter(name, trainable);
+    model.parameters.push_back(slot.toTensor());
+  }
+  for (jit::Node* n : graph->nodes()) {
+    if (n->kind() == c10::prim::Constant) {
+      const jit::Value* out = n->output();
+      const auto iv = jit::toIValue(out);
+      PARTITA_ASSERT(iv.has_value(), "constant without a value");
+      const ValueId id = ir.add_constant(kind_of(out->type()), print_constant(*iv));
+      ids[out] = id;
+      model.constants.push_back({id, *iv});
+      continue;
+    }
+    std::vector<ValueId> ins, outs;
+    for (const jit::Value* in : n->inputs()) ins.push_back(ids.at(in));
+    for (const jit::Value* out : n->outputs()) {
+      const ValueId id = ir.add_value(kind_of(out->type()), out->debugName());
+      ids[out] = id;
+      outs.push_back(id);
+    }
+    const NodeId nid = ir.add_node(n->kind().toQualString(), std::move(ins), std::move(outs));
+    ir.node(nid).scope = scope_of(n);
+    ir.node(nid).source = source_of(n);
+    model.torch_nodes.push_back(n);
+  }
+  std::vector<ValueId> outputs;
+  for (const jit::Value* out : graph->outputs()) outputs.push_back(ids.at(out));
+  ir.set_outputs(std::move(outputs));
+  ir.check_invariants();
+  return model;
+}
+
+std::vector<torch::Tensor> make_inputs(const std::vector<InputSpec>& specs, uint64_t seed,
+                                       const torch::Device& device) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::vector<torch::Tensor> tensors;
+  for (const auto& s : specs) {
+    torch::Tensor t;
+    switch (s.dtype) {
+      case DType::kInt64:
+      case DType::kInt32:
+      case DType::kBool: {
+        const int64_t high = s.high > 0 ? s.high : (s.dtype == DType::kBool ? 2 : 100);
+        const auto st = s.dtype == DType::kInt64 ? torch::kInt64 : s.dtype == DType::kInt32 ? torch::kInt32
+                                                                                            : torch::kBool;
+        t = torch::randint(0, high, s.shape, gen, torch::TensorOptions().dtype(torch::kInt64)).to(st);
+        break;
+      }
+      case DType::kFloat32:
+      case DType::kFloat16:
+      case DType::kBFloat16:
+      case DType::kFloat64: {
+        const auto st = s.dtype == DType::kFloat32   ? torch::kFloat32
+                        : s.dtype == DType::kFloat16 ? torch::kFloat16
+                        : s.dtype == DType::kBFloat16 ? torch::kBFloat16
+                                                      : torch::kFloat64;
+        t = torch::randn(s.shape, gen, torch::TensorOptions().dtype(torch::kFloat32)).to(st);
+        break;
+      }
+      default:
+        PARTITA_FAIL("input dtype ", dtype_name(s.dtype), " is not supported; use f32, f16, bf16 or i64");
+    }
+    tensors.push_back(t.to(device));
+  }
+  return tensors;
+}
+
+}  // namespace partita

@@ -1,0 +1,70 @@
+#include "partita/torch_bridge/input_spec.h"
+
+#include <charconv>
+
+#include "partita/core/error.h"
+
+namespace partita {
+
+namespace {
+constexpr const char* kSyntax = "expected DIMxDIMx...[:DTYPE[:HIGH]] such as 32x3x224x224 or 8x128:i64:50257";
+
+int64_t parse_positive(const std::string& text, std::string_view part, const char* what) {
+  int64_t v = 0;
+  const auto* end = part.data() + part.size();
+  auto [ptr, ec] = std::from_chars(part.data(), end, v);
+  PARTITA_CHECK(ec == std::errc() && ptr == end && v > 0, "bad --input '", text, "': ", what, " '", part,
+                "' is not a positive integer; ", kSyntax);
+  return v;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t pos = s.find(sep, start);
+    parts.push_back(s.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start));
+    if (pos == std::string_view::npos) break;
+    start = pos + 1;
+  }
+  return parts;
+}
+}  // namespace
+
+InputSpec parse_input_spec(const std::string& text) {
+  PARTITA_CHECK(!text.empty(), "empty --input: ", kSyntax);
+  const auto fields = split(text, ':');
+  PARTITA_CHECK(fields.size() <= 3, "bad --input '", text, "': too many ':' fields; ", kSyntax);
+  InputSpec spec;
+  for (std::string_view dim : split(fields[0], 'x')) spec.shape.push_back(parse_positive(text, dim, "dimension"));
+  if (fields.size() >= 2) {
+    try {
+      spec.dtype = parse_dtype(fields[1]);
+    } catch (const Error&) {
+      PARTITA_FAIL("bad --input '", text, "': unknown dtype '", fields[1], "'; use f32, f16, bf16 or i64");
+    }
+  }
+  if (fields.size() == 3) {
+    PARTITA_CHECK(!is_floating(spec.dtype), "bad --input '", text,
+                  "': HIGH applies to integer inputs only; drop it or use :i64:HIGH");
+    spec.high = parse_positive(text, fields[2], "HIGH");
+  }
+  return spec;
+}
+
+std::string InputSpec::to_string() const {
+  std::string s;
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "x" : "") + std::to_string(shape[i]);
+  if (dtype != DType::kFloat32) s += ":" + std::string(dtype_name(dtype));
+  if (high > 0) s += ":" + std::to_string(high);
+  return s;
+}
+
+std::vector<InputSpec> with_batch(std::vector<InputSpec> specs, int64_t batch) {
+  for (auto& s : specs) {
+    if (!s.shape.empty()) s.shape[0] = batch;
+  }
+  return specs;
+}
+
+}  // namespace partita

@@ -1,0 +1,101 @@
+#include "partita/torch_bridge/executor.h"
+
+#include <gtest/gtest.h>
+
+#include "partita/core/error.h"
+#include "zoo.h"
+
+namespace partita {
+
+namespace {
+
+struct Case {
+  const char* model;
+  const char* input;
+};
+
+class ExecutorZoo : public ::testing::TestWithParam<Case> {};
+
+torch::Tensor first_tensor(const c10::IValue& iv) { return iv.isTuple() ? iv.toTupleRef().elements()[0].toTensor() : iv.toTensor(); }
+
+class CountingObserver : public ExecutionObserver {
+ public:
+  void on_node_begin(const Node& n) override { begun.push_back(n.id); }
+  void on_node_end(const Node& n, c10::ArrayRef<c10::IValue> outputs) override {
+    ended.push_back(n.id);
+    EXPECT_EQ(outputs.size(), n.outputs.size());
+  }
+  std::vector<NodeId> begun, ended;
+};
+
+}  // namespace
+
+TEST_P(ExecutorZoo, ForwardAndGradientsMatchTorchScriptExactly) {
+  const Case c = GetParam();
+  LoadedModel m = load_model(testing::zoo_model(c.model));
+  const auto specs = std::vector<InputSpec>{parse_input_spec(c.input)};
+  annotate_shapes(m, specs);
+  const Executor ex(m);
+  const auto tensors = make_inputs(specs, 3);
+  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+
+  const torch::Tensor ref = first_tensor(m.module.forward(inputs));
+  (ref.to(torch::kDouble) * ref.to(torch::kDouble).detach().cos()).sum().backward();
+  std::vector<torch::Tensor> ref_grads;
+  for (auto& p : m.parameters) {
+    if (!p.requires_grad()) continue;
+    ref_grads.push_back(p.grad().clone());
+    p.mutable_grad().zero_();
+  }
+  CountingObserver obs;
+  const torch::Tensor ours = first_tensor(ex.run(inputs, &obs)[0]);
+  EXPECT_TRUE(torch::equal(ours, ref)) << c.model;
+  EXPECT_EQ(static_cast<int>(obs.begun.size()), m.ir.num_nodes());
+  EXPECT_EQ(obs.begun, obs.ended);
+  (ours.to(torch::kDouble) * ours.to(torch::kDouble).detach().cos()).sum().backward();
+  size_t k = 0;
+  for (auto& p : m.parameters) {
+    if (!p.requires_grad()) continue;
+    ASSERT_TRUE(p.grad().defined());
+    EXPECT_TRUE(torch::allclose(p.grad(), ref_grads[k], 1e-5, 1e-6)) << c.model << " param " << k;
+    ++k;
+  }
+  EXPECT_GT(k, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, ExecutorZoo,
+                         ::testing::Values(Case{"mlp", "4x64"}, Case{"cnn", "2x3x32x32"},
+                                           Case{"cnn_train", "2x3x32x32"}, Case{"branchy", "2x3x32x32"},
+                                           Case{"gpt", "2x16:i64:2048"}),
+                         [](const auto& info) { return std::string(info.param.model); });
+
+TEST(Executor, NodeRangesComposeToTheWholeGraph) {
+  LoadedModel m = load_model(testing::zoo_model("branchy"));
+  const std::vector<InputSpec> specs{parse_input_spec("2x3x32x32")};
+  annotate_shapes(m, specs);
+  const Executor ex(m);
+  torch::NoGradGuard no_grad;
+  const auto tensors = make_inputs(specs, 5);
+  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+  const torch::Tensor whole = ex.run(inputs)[0].toTensor();
+  auto env = ex.make_environment(inputs);
+  const NodeId mid = m.ir.num_nodes() / 2;
+  ex.run_nodes(0, mid, env);
+  ex.run_nodes(mid + 1, m.ir.num_nodes() - 1, env);
+  EXPECT_TRUE(torch::equal(env[m.ir.outputs()[0]].toTensor(), whole));
+}
+
+TEST(Executor, FailingNodeIsNamed) {
+  LoadedModel m = load_model(testing::zoo_model("mlp"));
+  annotate_shapes(m, {parse_input_spec("4x64")});
+  const Executor ex(m);
+  try {
+    ex.run({c10::IValue(torch::randn({4, 63}))});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("node 0 aten::linear (fc1"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(ex.run({}), Error);
+}
+
+}  // namespace partita

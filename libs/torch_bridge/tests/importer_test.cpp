@@ -1,0 +1,113 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "partita/core/error.h"
+#include "partita/torch_bridge/model.h"
+#include "zoo.h"
+
+namespace partita {
+
+using testing::zoo_model;
+
+TEST(Importer, MlpBecomesLinearReluChainWithNamedParameters) {
+  LoadedModel m = load_model(zoo_model("mlp"));
+  annotate_shapes(m, {parse_input_spec("32x64")});
+  const Graph& g = m.ir;
+  ASSERT_EQ(g.inputs().size(), 1u);
+  // fc1, fc2, fc3 weights and biases: 64*256+256 + 256*256+256 + 256*10+10.
+  EXPECT_EQ(g.parameter_elements(), 64 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10);
+  std::vector<std::string> names;
+  for (const auto& p : g.parameters()) names.push_back(p.name);
+  EXPECT_NE(std::find(names.begin(), names.end(), "fc1.weight"), names.end());
+  std::vector<std::string> ops;
+  for (const auto& n : g.nodes()) ops.push_back(n.op);
+  EXPECT_EQ(ops, (std::vector<std::string>{"aten::linear", "aten::relu", "aten::linear", "aten::relu", "aten::linear"}));
+  const Value& out = g.value(g.outputs()[0]);
+  ASSERT_NE(out.meta(), nullptr);
+  EXPECT_EQ(out.meta()->shape, (std::vector<int64_t>{32, 10}));
+  // Forward FLOPs: 2*32*(64*256 + 256*256 + 256*10) for the matmuls, plus bias adds and ReLUs.
+  const double matmul = 2.0 * 32 * (64 * 256 + 256 * 256 + 256 * 10);
+  EXPECT_GE(g.total_flops().value(), matmul);
+  EXPECT_LE(g.total_flops().value(), matmul * 1.02);
+}
+
+TEST(Importer, CnnHasBatchNormBuffersAndConvolutionShapes) {
+  LoadedModel m = load_model(zoo_model("cnn"));
+  annotate_shapes(m, {parse_input_spec("8x3x32x32")});
+  int buffers = 0;
+  for (const auto& p : m.ir.parameters()) buffers += p.requires_grad ? 0 : 1;
+  EXPECT_EQ(buffers, 9);  // running_mean, running_var, num_batches_tracked per batch norm
+  // 3x3 conv weights (no bias), BN affine, head.
+  EXPECT_EQ(m.ir.parameter_elements(),
+            16 * 3 * 9 + 32 * 16 * 9 + 64 * 32 * 9 + 2 * (16 + 32 + 64) + 64 * 16 * 10 + 10);
+  EXPECT_EQ(m.ir.value(m.ir.outputs()[0]).meta()->shape, (std::vector<int64_t>{8, 10}));
+  bool saw_conv = false;
+  for (const auto& n : m.ir.nodes()) {
+    if (n.op != "aten::_convolution") continue;
+    saw_conv = true;
+    EXPECT_EQ(n.cost.status, CostStatus::kEstimated);
+    EXPECT_GT(n.cost.flops.value(), 0);
+  }
+  EXPECT_TRUE(saw_conv);
+}
+
+TEST(Importer, GptTakesTokenIdsAndEveryOpHasAnEstimateOrIsListed) {
+  LoadedModel m = load_model(zoo_model("gpt"));
+  annotate_shapes(m, {parse_input_spec("2x16:i64:2048")});
+  EXPECT_EQ(m.ir.value(m.ir.outputs()[0]).meta()->shape, (std::vector<int64_t>{2, 16, 2048}));
+  for (const auto& n : m.ir.nodes()) {
+    if (n.op == "aten::matmul") EXPECT_EQ(n.cost.status, CostStatus::kEstimated);
+  }
+}
+
+TEST(Importer, MissingFileAndNonTorchScriptAreClearErrors) {
+  try {
+    load_model("/nonexistent/model.pt");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not exist"), std::string::npos);
+  }
+  const std::string junk = ::testing::TempDir() + "/junk.pt";
+  std::ofstream(junk) << "this is not a zip archive";
+  try {
+    load_model(junk);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a TorchScript file"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Importer, WrongInputsNameTheModelAndNode) {
+  LoadedModel m = load_model(zoo_model("cnn"));
+  try {
+    annotate_shapes(m, {parse_input_spec("8x3")});
+    FAIL();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("rejected the input(s) f32[8, 3]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("aten::_convolution"), std::string::npos) << msg;
+  }
+  LoadedModel gpt = load_model(zoo_model("gpt"));
+  EXPECT_THROW(annotate_shapes(gpt, {parse_input_spec("2x16")}), Error);  // floats where token ids belong
+  EXPECT_THROW(annotate_shapes(gpt, {}), Error);
+  EXPECT_THROW(annotate_shapes(gpt, {parse_input_spec("2x16:i64:10"), parse_input_spec("2x16:i64:10")}), Error);
+}
+
+}  // namespace partita
+
+namespace partita {
+
+TEST(Importer, ScriptedControlFlowIsRefusedWithNodeAndLine) {
+  try {
+    load_model(testing::zoo_model("control_flow"));
+    FAIL();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("prim::If"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("make_zoo.py:"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("torch.jit.trace"), std::string::npos) << msg;
+  }
+}
+
+}  // namespace partita

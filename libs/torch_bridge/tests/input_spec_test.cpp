@@ -1,0 +1,33 @@
+#include "partita/torch_bridge/input_spec.h"
+
+#include <gtest/gtest.h>
+
+#include "partita/core/error.h"
+
+namespace partita {
+
+TEST(InputSpec, ParsesShapesDtypesAndHigh) {
+  const InputSpec a = parse_input_spec("32x3x224x224");
+  EXPECT_EQ(a.shape, (std::vector<int64_t>{32, 3, 224, 224}));
+  EXPECT_EQ(a.dtype, DType::kFloat32);
+  const InputSpec b = parse_input_spec("8x128:i64:50257");
+  EXPECT_EQ(b.shape, (std::vector<int64_t>{8, 128}));
+  EXPECT_EQ(b.dtype, DType::kInt64);
+  EXPECT_EQ(b.high, 50257);
+  EXPECT_EQ(b.to_string(), "8x128:i64:50257");
+  EXPECT_EQ(parse_input_spec("4x4:bf16").dtype, DType::kBFloat16);
+  EXPECT_EQ(with_batch({a}, 5)[0].shape[0], 5);
+}
+
+TEST(InputSpec, RejectsMalformedWithTheText) {
+  for (const char* bad : {"", "8x", "x8", "8xax3", "0x3", "-1x3", "8x3:f33", "8x3:f32:10", "8:i64:0", "8:i64:1:2"}) {
+    try {
+      parse_input_spec(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace partita

@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+"""Builds partita's model zoo: small real PyTorch models saved as TorchScript (torch.jit.trace).
+
+Run with Debian's python3 (python3-torch, python3-torchvision). No weights are downloaded: every model is
+randomly initialised with a fixed seed. Writes <out>/<name>.pt and <out>/zoo.json with each model's example
+input spec (partita's --input syntax) and whether it is meant for training.
+
+    /usr/bin/python3 models/make_zoo.py OUT_DIR [--only NAME ...]
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MLP(nn.Module):
+    def __init__(self, d_in=64, hidden=256, d_out=10):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc3 = nn.Linear(hidden, d_out)
+
+    def forward(self, x):
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class SmallCNN(nn.Module):
+    """Three conv + batch norm + ReLU blocks, then a classifier."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        chans = [3, 16, 32, 64]
+        layers = []
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+                       nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(64 * 4 * 4, classes)
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.features(x), 1))
+
+
+class InceptionBlock(nn.Module):
+    """Four independent branches of comparable cost, concatenated (GoogLeNet-style)."""
+
+    def __init__(self, c_in, c_branch):
+        super().__init__()
+        self.b1 = nn.Sequential(nn.Conv2d(c_in, c_branch, 1), nn.ReLU(),
+                                nn.Conv2d(c_branch, c_branch, 3, padding=1), nn.ReLU())
+        self.b2 = nn.Sequential(nn.Conv2d(c_in, c_branch, 1), nn.ReLU(),
+                                nn.Conv2d(c_branch, c_branch, 3, padding=1), nn.ReLU(),
+                                nn.Conv2d(c_branch, c_branch, 3, padding=1), nn.ReLU())
+        self.b3 = nn.Sequential(nn.Conv2d(c_in, c_branch, 1), nn.ReLU(),
+                                nn.Conv2d(c_branch, c_branch, 5, padding=2), nn.ReLU())
+        self.b4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(c_in, c_branch, 1), nn.ReLU(),
+                                nn.Conv2d(c_branch, c_branch, 3, padding=1), nn.ReLU())
+
+    def forward(self, x):
+        return torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1)
+
+
+class Branchy(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU())
+        self.block1 = InceptionBlock(32, 32)
+        self.block2 = InceptionBlock(128, 32)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(128, classes)
+
+    def forward(self, x):
+        x = self.block2(self.block1(self.stem(x)))
+        return self.head(torch.flatten(self.pool(x), 1))
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, width, heads):
+        super().__init__()
+        self.heads = heads
+        self.scale = 1.0 / math.sqrt(width // heads)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x):
+        b, t, c = x.size()
+        q, k, v = self.qkv(x).split(c, dim=2)
+        hd = c // self.heads
+        q = q.view(b, t, self.heads, hd).transpose(1, 2)
+        k = k.view(b, t, self.heads, hd).transpose(1, 2)
+        v = v.view(b, t, self.heads, hd).transpose(1, 2)
+        scores = torch.matmul(q, k.transpose(-2, -1)) * self.scale
+        mask = torch.full((t, t), float("-inf"), device=x.device).triu(1)
+        att = torch.softmax(scores + mask, dim=-1)
+        y = torch.matmul(att, v).transpose(1, 2).contiguous().view(b, t, c)
+        return self.proj(y)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, width, heads):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(width)
+        self.attn = CausalSelfAttention(width, heads)
+        self.ln2 = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, 4 * width)
+        self.fc2 = nn.Linear(4 * width, width)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class GPT(nn.Module):
+    """GPT-style decoder written with plain tensor ops: token + position embedding, causal self-attention via
+    matmul/softmax, layer norm, GELU MLP, tied-free LM head."""
+
+    def __init__(self, vocab=2048, width=256, heads=4, layers=4, seq=128):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, width)
+        self.pos = nn.Embedding(seq, width)
+        self.layers = nn.ModuleList([DecoderLayer(width, heads) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab, bias=False)
+
+    def forward(self, idx):
+        t = idx.size(1)
+        pos = torch.arange(t, device=idx.device)
+        x = self.tok(idx) + self.pos(pos)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(self.ln_f(x))
+
+
+class DataDependent(nn.Module):
+    """Not traceable into a straight-line graph: scripted, it keeps a prim::If (partita must refuse it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        if bool(x.sum() > 0):
+            return self.fc(x)
+        return x
+
+
+class BakedBatch(nn.Module):
+    """Traced with a literal batch in a reshape: runs at other batch sizes but mixes samples (a split breaks it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, x):
+        return self.fc(x).view(4, -1)
+
+
+def torchvision_model(name):
+    import torchvision
+    return getattr(torchvision.models, name)(weights=None)
+
+
+# name -> (constructor, input spec, trains, traced in training mode)
+ZOO = {
+    "mlp": (MLP, ["32x64"], True, False),
+    "cnn": (SmallCNN, ["8x3x32x32"], True, False),
+    "cnn_train": (SmallCNN, ["8x3x32x32"], True, True),
+    "branchy": (Branchy, ["8x3x32x32"], True, False),
+    "gpt": (GPT, ["8x128:i64:2048"], True, False),
+    "baked_batch": (BakedBatch, ["8x16"], False, False),
+    "resnet18": (lambda: torchvision_model("resnet18"), ["2x3x112x112"], True, False),
+    "mobilenet_v2": (lambda: torchvision_model("mobilenet_v2"), ["2x3x112x112"], True, False),
+}
+
+
+def make_input(spec):
+    dims, _, rest = spec.partition(":")
+    shape = [int(d) for d in dims.split("x")]
+    if rest.startswith("i64"):
+        high = int(rest.split(":")[1]) if rest.count(":") else 100
+        return torch.randint(0, high, shape, dtype=torch.int64)
+    return torch.randn(shape)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("--only", nargs="*", default=None)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(1)
+    index = {}
+    for name, (ctor, inputs, trains, train_mode) in ZOO.items():
+        entry = {"file": f"{name}.pt", "input": inputs, "train": trains, "traced_in_train_mode": train_mode}
+        index[name] = entry
+        if args.only and name not in args.only:
+            continue
+        torch.manual_seed(0)
+        model = ctor()
+        model.train(train_mode)
+        examples = tuple(make_input(s) for s in inputs)
+        with torch.no_grad():
+            traced = torch.jit.trace(model, examples, check_trace=False)
+        traced.save(os.path.join(args.out, entry["file"]))
+        print(f"zoo: wrote {name}.pt", file=sys.stderr)
+    # A scripted (not traced) model with control flow, for the importer's error path.
+    torch.jit.script(DataDependent()).save(os.path.join(args.out, "control_flow.pt"))
+    with open(os.path.join(args.out, "zoo.json"), "w") as f:
+        json.dump(index, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
