@@ -2,6 +2,8 @@
 #include <cstdio>
 #include <exception>
 
+#include <unistd.h>
+
 #include <torch/torch.h>
 
 #include "commands.h"
@@ -33,14 +35,22 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads,
                  "intra-op threads for LibTorch (default: all cores; LibTorch's own default can be 1 on VMs)")
       ->check(CLI::NonNegativeNumber);
+  bool verbose = false;
   app.add_flag("-q,--quiet", quiet, "no progress output");
+  app.add_flag("-v,--verbose", verbose, "progress output even when stderr is not a terminal");
+  // One line per usage error, like every other partita error.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return "partita: error: " + std::string(e.what()) + " (see partita --help)\n";
+  });
   const std::vector<partita::app::Command> commands = {
       partita::app::register_analyze(app),
       partita::app::register_verify(app),
   };
   try {
     app.parse(argc, argv);
-    if (quiet) partita::set_log_level(partita::LogLevel::kWarning);
+    // Progress lines are for people at a terminal; scripts get only results and the one error line.
+    const bool show_progress = verbose || (!quiet && isatty(fileno(stderr)));
+    partita::set_log_level(show_progress ? partita::LogLevel::kInfo : partita::LogLevel::kWarning);
     const int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
     at::set_num_threads(std::max(1, n));
     for (const auto& c : commands) {

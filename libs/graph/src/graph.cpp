@@ -65,6 +65,17 @@ NodeId Graph::add_node(std::string op, std::vector<ValueId> inputs, std::vector<
 
 void Graph::set_outputs(std::vector<ValueId> outputs) { outputs_ = std::move(outputs); }
 
+void Graph::append_input(ValueId id) {
+  PARTITA_ASSERT(id >= 0 && id < num_values(), "input value id ", id);
+  inputs_.push_back(id);
+}
+
+void Graph::append_parameter(Parameter parameter) {
+  PARTITA_ASSERT(parameter.value >= 0 && parameter.value < num_values(), "parameter value id ",
+                 parameter.value);
+  parameters_.push_back(std::move(parameter));
+}
+
 Value& Graph::value(ValueId id) {
   PARTITA_ASSERT(id >= 0 && id < num_values(), "value id ", id);
   return values_[id];

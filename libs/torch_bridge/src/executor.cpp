@@ -14,6 +14,52 @@ std::string describe_node(const Node& node) {
   return s;
 }
 
+namespace {
+
+// The interpreter implements list/tuple construction itself (they have no operator schema, and LibTorch does
+// not export its helpers); so do we.
+torch::jit::Operation make_operation(const torch::jit::Node* n) {
+  using torch::jit::Stack;
+  const size_t num_inputs = n->inputs().size();
+  const size_t num_outputs = n->outputs().size();
+  if (n->kind() == c10::prim::ListConstruct) {
+    const c10::TypePtr element = n->output()->type()->expectRef<c10::ListType>().getElementType();
+    return [element, num_inputs](Stack& stack) {
+      c10::impl::GenericList list(element);
+      list.reserve(num_inputs);
+      for (size_t i = stack.size() - num_inputs; i < stack.size(); ++i) list.push_back(std::move(stack[i]));
+      stack.resize(stack.size() - num_inputs);
+      stack.emplace_back(std::move(list));
+    };
+  }
+  if (n->kind() == c10::prim::ListUnpack) {
+    return [num_outputs](Stack& stack) {
+      const c10::List<c10::IValue> list = stack.back().toList();
+      stack.pop_back();
+      PARTITA_CHECK(list.size() == num_outputs, "list of ", list.size(), " elements unpacked into ", num_outputs);
+      for (size_t i = 0; i < num_outputs; ++i) stack.push_back(list.get(i));
+    };
+  }
+  if (n->kind() == c10::prim::TupleConstruct) {
+    return [num_inputs](Stack& stack) {
+      std::vector<c10::IValue> elements(std::make_move_iterator(stack.end() - static_cast<long>(num_inputs)),
+                                        std::make_move_iterator(stack.end()));
+      stack.resize(stack.size() - num_inputs);
+      stack.emplace_back(c10::ivalue::Tuple::create(std::move(elements)));
+    };
+  }
+  if (n->kind() == c10::prim::TupleUnpack) {
+    return [](Stack& stack) {
+      const auto tuple = stack.back().toTuple();
+      stack.pop_back();
+      for (const auto& e : tuple->elements()) stack.push_back(e);
+    };
+  }
+  return n->getOperation();
+}
+
+}  // namespace
+
 Executor::Executor(const LoadedModel& model, ExecutorOptions options) : model_(model), options_(options) {
   const Graph& g = model.ir;
   // Last use of each value, so intermediate tensors are released as soon as possible.
@@ -29,7 +75,7 @@ Executor::Executor(const LoadedModel& model, ExecutorOptions options) : model_(m
   steps_.reserve(g.num_nodes());
   for (const Node& n : g.nodes()) {
     Step step;
-    step.op = model.torch_nodes[n.id]->getOperation();
+    step.op = make_operation(model.torch_nodes[n.id]);
     step.inputs = n.inputs;
     step.outputs = n.outputs;
     for (ValueId v : n.inputs) {

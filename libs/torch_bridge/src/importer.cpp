@@ -51,14 +51,17 @@ std::string source_of(const jit::Node* n) {
   return std::filesystem::path(file).filename().string() + ":" + std::to_string(line);
 }
 
-// Module path of a traced node ("layer1.0.conv1"), from the tracer's scope names "__module.layer1/...".
+// Module path of an inlined node ("layer1.0.conv1"), from the module instances on its inlined call stack.
 std::string scope_of(const jit::Node* n) {
-  std::string s = n->scopeName();
-  const size_t slash = s.rfind('/');
-  if (slash != std::string::npos) s = s.substr(slash + 1);
-  const std::string prefix = "__module.";
-  if (s.rfind(prefix, 0) == 0) s = s.substr(prefix.size());
-  return s == "__module" ? "" : s;
+  const auto callstack = n->callstack();
+  if (!callstack) return "";
+  std::string path;
+  for (const auto& entry : (*callstack)->vec()) {
+    const auto& info = std::get<2>(entry);
+    if (!info || info->instance_name().empty()) continue;
+    path += (path.empty() ? "" : ".") + info->instance_name();
+  }
+  return path;
 }
 
 void reject_control_flow(const jit::Graph& g, const std::string& path) {

@@ -84,6 +84,11 @@ class Graph {
   // Appends a node; its outputs must be fresh values (no producer yet), its inputs existing values.
   NodeId add_node(std::string op, std::vector<ValueId> inputs, std::vector<ValueId> outputs);
   void set_outputs(std::vector<ValueId> outputs);
+  // Low-level construction for deserializers: registers an existing value (made with add_value and role
+  // kInput) as the next user input, or appends a parameter-table entry for an existing value. The caller
+  // keeps the role consistent (kParameter / kBuffer); check_invariants() does not look at the tables.
+  void append_input(ValueId id);
+  void append_parameter(Parameter parameter);
 
   Value& value(ValueId id);
   const Value& value(ValueId id) const;

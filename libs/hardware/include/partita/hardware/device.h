@@ -35,6 +35,7 @@ struct DeviceSpec {
   Bytes memory{0};
   Watts tdp{0};
   Watts idle_power{0};
+  Seconds op_overhead{0};  // fixed cost per operator launch/dispatch (measured; 0 when unknown)
   int cores = 0;  // CPUs: physical cores (threads for a core group); GPUs: 0
   bool measured = false;  // figures come from a microbenchmark of this machine, not a datasheet
   std::string source;     // where the figures come from

@@ -1,0 +1,94 @@
+#pragma once
+// Compute cost model: how long one graph node takes on one device, forward and backward.
+//
+// Model (roofline): an op is bound either by arithmetic or by memory traffic, never both at once, so
+//   time = max(flops / peak_flops(dtype), (bytes_read + bytes_written) / memory_bandwidth) + op_overhead.
+// Assumptions, stated so callers know what the number means:
+//   - peak_flops is the dense datasheet (or measured) peak for the dtype; real kernels reach 30-80 % of it,
+//     so roofline times are optimistic lower bounds. Measured times (apply_measured_times) replace them.
+//   - every byte in OpCost crosses main memory once (no cache reuse across ops, no fusion).
+//   - op_overhead is the per-op launch/dispatch cost of the device (0 when unknown), added once per op.
+//   - structural ops (views, list construct, shape queries) cost 0, overhead included: they do not launch.
+//   - an op with CostStatus::kNoEstimate costs only op_overhead: partita has no formula, so it does not
+//   guess;
+//     reports list such ops, and profiling fills them in.
+//   - backward time = forward time * backward_ratio(op class) (see below).
+// All functions here are pure and thread-safe.
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "partita/core/units.h"
+#include "partita/graph/graph.h"
+#include "partita/hardware/device.h"
+
+namespace partita {
+
+// A coarse class of operator, enough to choose a backward ratio and to explain costs in reports.
+enum class OpClass {
+  kMatmul,       // linear, matmul, mm, bmm, addmm, baddbmm, einsum, scaled_dot_product_attention
+  kConv,         // convolution, conv1d/2d/3d, conv_transpose*
+  kNorm,         // batch_norm, layer_norm, group_norm, instance_norm, rms_norm
+  kElementwise,  // activations, arithmetic, dropout, softmax-free pointwise ops
+  kReduction,    // sum, mean, max, softmax, log_softmax, pooling, cross-entropy style losses
+  kMemory,  // copies and layout changes that move data: cat, stack, contiguous, to, clone, embedding, index
+  kStructural,  // no data movement: prim::*, views, reshape/view/flatten/transpose/permute, size, slice
+  kOther,       // anything else
+};
+
+// Classifies a node by its op name ("aten::linear" -> kMatmul). A node whose cost status is kStructural is
+// always kStructural. Unknown ops are kOther.
+OpClass classify_op(const Node& node);
+// Lower-case name for reports and JSON: "matmul", "conv", "norm", "elementwise", "reduction", "memory",
+// "structural", "other".
+std::string_view op_class_name(OpClass op_class);
+
+// Backward time / forward time for an op class. Matmul and conv compute two products in backward (grad input
+// and grad weight) from one in forward: 2.0. Norms recompute statistics and produce three gradients: 1.5.
+// Elementwise, reduction and memory ops read the saved input and the output gradient, about the forward's
+// traffic again: 1.0. Structural ops: 0 (their backward is a view as well). Other: 1.0.
+double backward_ratio(OpClass op_class);
+
+// Roofline time of one op with cost `cost` on device `spec` at `dtype` (see the model above). Throws
+// partita::Error when the device lists neither the dtype nor f32 (peak 0) or has zero memory bandwidth while
+// the op needs that resource.
+Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype);
+
+// Forward and backward time of one node on one device, in seconds.
+struct NodeTimes {
+  Seconds forward{0};
+  Seconds backward{0};
+};
+
+// Per-device, per-node times for a graph. times[s][n] is node n on spec s.
+struct CostTable {
+  std::vector<std::string> spec_names;        // DeviceSpec::name, one per row
+  std::vector<std::vector<NodeTimes>> times;  // [spec][node]
+  std::string method;                         // "roofline" or "profiled" (when any row holds measurements)
+
+  // Sum over nodes [first, last] (inclusive) on spec `spec`.
+  NodeTimes range_total(int spec, NodeId first, NodeId last) const;
+};
+
+// The compute dtype of a node: the dtype of its first floating-point output tensor, else of its first
+// floating input tensor, else f32.
+DType node_compute_dtype(const Graph& graph, const Node& node);
+
+// Roofline table for every node of `graph` on every spec; backward = forward *
+// backward_ratio(classify_op(n)).
+CostTable roofline_cost_table(const Graph& graph, const std::vector<DeviceSpec>& specs);
+
+// Replaces row `spec` with measured times (one per node; measured wins over roofline) and sets method to
+// "profiled". Throws partita::Error when `spec` is out of range or the sizes differ.
+void apply_measured_times(CostTable& table, int spec, const std::vector<NodeTimes>& measured);
+
+// A DeviceSpec for `cores` cores of a CPU whose whole-CPU spec is `whole_cpu` (whole_cpu.cores > 0).
+// Peak FLOP/s scales linearly with cores (each core has its own vector units). Memory bandwidth does NOT
+// scale linearly: a few cores can already draw a large share of the socket's bandwidth, so a group gets
+// min(1, 2 * cores / total) of it (two cores' worth of memory-level parallelism per core, capped by the
+// whole). Memory size is shared (the whole), watts scale linearly, op_overhead is unchanged. Throws
+// partita::Error when cores is not in [1, whole_cpu.cores]. Same as cpu_group_spec in
+// partita/hardware/cpu_spec.h (which the hardware library needs for local core groups and cluster files).
+DeviceSpec cpu_core_group_spec(const DeviceSpec& whole_cpu, int cores);
+
+}  // namespace partita

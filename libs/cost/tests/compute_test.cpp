@@ -1,0 +1,159 @@
+#include "partita/cost/compute.h"
+
+#include <gtest/gtest.h>
+
+#include "partita/core/error.h"
+
+namespace partita {
+namespace {
+
+DeviceSpec test_gpu() {
+  DeviceSpec s;
+  s.name = "test gpu";
+  s.peak_flops[DType::kFloat32] = FlopsPerSecond(10e12);
+  s.peak_flops[DType::kBFloat16] = FlopsPerSecond(100e12);
+  s.memory_bandwidth = BytesPerSecond(1e12);
+  s.op_overhead = Seconds(10e-6);
+  return s;
+}
+
+OpCost cost(double flops, int64_t read, int64_t written, CostStatus status = CostStatus::kEstimated) {
+  return OpCost{Flops(flops), Bytes(read), Bytes(written), status};
+}
+
+TEST(Roofline, ComputeBoundMemoryBoundAndSpecialCases) {
+  const DeviceSpec gpu = test_gpu();
+  // 1024^3 multiply-adds: 2.147483648e9 FLOP / 1e13 = 214.7483648 us > 12582912 B / 1e12 = 12.58 us; + 10 us.
+  EXPECT_NEAR(roofline_time(cost(2.147483648e9, 8388608, 4194304), gpu, DType::kFloat32).value(),
+              224.7483648e-6, 1e-15);
+  // Same in bf16: 21.47483648 us compute vs 12.582912 us memory; + 10 us.
+  EXPECT_NEAR(roofline_time(cost(2.147483648e9, 8388608, 4194304), gpu, DType::kBFloat16).value(),
+              31.47483648e-6, 1e-15);
+  // f16 is not listed: falls back to f32.
+  EXPECT_NEAR(roofline_time(cost(2.147483648e9, 0, 0), gpu, DType::kFloat16).value(), 224.7483648e-6, 1e-15);
+  // Elementwise: 1e6 FLOP (0.1 us) vs 8e6 B (8 us); + 10 us.
+  EXPECT_NEAR(roofline_time(cost(1e6, 4'000'000, 4'000'000), gpu, DType::kFloat32).value(), 18e-6, 1e-15);
+  EXPECT_EQ(roofline_time(cost(1e9, 1, 1, CostStatus::kStructural), gpu, DType::kFloat32).value(), 0.0);
+  EXPECT_DOUBLE_EQ(roofline_time(cost(1e9, 1, 1, CostStatus::kNoEstimate), gpu, DType::kFloat32).value(),
+                   10e-6);
+  DeviceSpec empty;
+  EXPECT_THROW(roofline_time(cost(1, 0, 0), empty, DType::kFloat32), Error);
+  EXPECT_THROW(roofline_time(cost(0, 1, 0), empty, DType::kFloat32), Error);
+}
+
+TEST(OpClassTest, ClassifyAndBackwardRatio) {
+  Node n;
+  const auto cls = [&](const char* op) {
+    n.op = op;
+    return classify_op(n);
+  };
+  EXPECT_EQ(cls("aten::linear"), OpClass::kMatmul);
+  EXPECT_EQ(cls("aten::_convolution"), OpClass::kConv);
+  EXPECT_EQ(cls("aten::layer_norm"), OpClass::kNorm);
+  EXPECT_EQ(cls("aten::relu_"), OpClass::kElementwise);
+  EXPECT_EQ(cls("aten::softmax"), OpClass::kReduction);
+  EXPECT_EQ(cls("aten::cat"), OpClass::kMemory);
+  EXPECT_EQ(cls("aten::view"), OpClass::kStructural);
+  EXPECT_EQ(cls("prim::ListConstruct"), OpClass::kStructural);
+  EXPECT_EQ(cls("aten::__getitem__"), OpClass::kStructural);
+  EXPECT_EQ(cls("aten::frobnicate"), OpClass::kOther);
+  n.cost.status = CostStatus::kStructural;
+  EXPECT_EQ(cls("aten::linear"), OpClass::kStructural);
+  EXPECT_EQ(backward_ratio(OpClass::kMatmul), 2.0);
+  EXPECT_EQ(backward_ratio(OpClass::kConv), 2.0);
+  EXPECT_EQ(backward_ratio(OpClass::kNorm), 1.5);
+  EXPECT_EQ(backward_ratio(OpClass::kElementwise), 1.0);
+  EXPECT_EQ(backward_ratio(OpClass::kStructural), 0.0);
+  EXPECT_EQ(op_class_name(OpClass::kReduction), "reduction");
+}
+
+// x[1024,1024] -> linear -> y -> relu -> z -> view -> v -> ListConstruct -> l
+Graph small_graph(DType dtype) {
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1024, 1024}, dtype}};
+  const ValueId w = g.add_parameter("w", true);
+  g.value(w).tensors = {TensorMeta{{1024, 1024}, dtype}};
+  const auto tensor = [&](const char* name) {
+    const ValueId v = g.add_value(ValueKind::kTensor, name);
+    g.value(v).tensors = {TensorMeta{{1024, 1024}, dtype}};
+    return v;
+  };
+  const ValueId y = tensor("y"), z = tensor("z"), v = tensor("v");
+  const ValueId l = g.add_value(ValueKind::kList, "l");
+  g.add_node("aten::linear", {x, w}, {y});
+  g.add_node("aten::relu", {y}, {z});
+  g.add_node("aten::view", {z}, {v});
+  g.add_node("prim::ListConstruct", {v}, {l});
+  const int64_t mb = 1024 * 1024 * dtype_size(dtype);
+  g.node(0).cost = cost(2.147483648e9, 2 * mb, mb);
+  g.node(1).cost = cost(1048576, mb, mb);
+  g.node(2).cost = cost(0, 0, 0, CostStatus::kStructural);
+  // node 3 stays kNoEstimate: a prim node is still free.
+  return g;
+}
+
+TEST(CostTableTest, RooflineTable) {
+  const Graph g = small_graph(DType::kFloat32);
+  DeviceSpec slow = test_gpu();
+  slow.name = "slow";
+  slow.peak_flops[DType::kFloat32] = FlopsPerSecond(1e12);
+  const CostTable t = roofline_cost_table(g, {test_gpu(), slow});
+  EXPECT_EQ(t.method, "roofline");
+  EXPECT_EQ(t.spec_names, (std::vector<std::string>{"test gpu", "slow"}));
+  ASSERT_EQ(t.times.size(), 2u);
+  ASSERT_EQ(t.times[0].size(), 4u);
+  EXPECT_NEAR(t.times[0][0].forward.value(), 224.7483648e-6, 1e-15);
+  EXPECT_NEAR(t.times[0][0].backward.value(), 449.4967296e-6, 1e-15);  // matmul: 2x
+  // relu: 8388608 B / 1e12 = 8.388608 us > 0.1 us compute; + 10 us; backward 1x.
+  EXPECT_NEAR(t.times[0][1].forward.value(), 18.388608e-6, 1e-15);
+  EXPECT_NEAR(t.times[0][1].backward.value(), 18.388608e-6, 1e-15);
+  EXPECT_EQ(t.times[0][2].forward.value(), 0.0);
+  EXPECT_EQ(t.times[0][3].forward.value(), 0.0);
+  // slow: 2.147483648e9 / 1e12 = 2147.483648 us + 10 us.
+  EXPECT_NEAR(t.times[1][0].forward.value(), 2157.483648e-6, 1e-14);
+  const NodeTimes total = t.range_total(0, 0, 3);
+  EXPECT_NEAR(total.forward.value(), (224.7483648 + 18.388608) * 1e-6, 1e-15);
+  EXPECT_NEAR(total.backward.value(), (449.4967296 + 18.388608) * 1e-6, 1e-15);
+  EXPECT_THROW(t.range_total(2, 0, 0), Error);
+  EXPECT_THROW(t.range_total(0, 2, 4), Error);
+}
+
+TEST(CostTableTest, DtypeFromFirstFloatingOutput) {
+  const Graph g = small_graph(DType::kBFloat16);
+  EXPECT_EQ(node_compute_dtype(g, g.node(0)), DType::kBFloat16);
+  const CostTable t = roofline_cost_table(g, {test_gpu()});
+  // bf16: 21.47483648 us compute vs 3 x 2 MiB / 1e12 = 6.291456 us memory; + 10 us.
+  EXPECT_NEAR(t.times[0][0].forward.value(), 31.47483648e-6, 1e-15);
+}
+
+TEST(CostTableTest, MeasuredTimesWin) {
+  const Graph g = small_graph(DType::kFloat32);
+  CostTable t = roofline_cost_table(g, {test_gpu()});
+  std::vector<NodeTimes> measured(4);
+  measured[0] = NodeTimes{Seconds(1e-3), Seconds(2.5e-3)};
+  apply_measured_times(t, 0, measured);
+  EXPECT_EQ(t.method, "profiled");
+  EXPECT_DOUBLE_EQ(t.times[0][0].backward.value(), 2.5e-3);
+  EXPECT_THROW(apply_measured_times(t, 1, measured), Error);
+  EXPECT_THROW(apply_measured_times(t, 0, std::vector<NodeTimes>(3)), Error);
+}
+
+TEST(CpuCoreGroup, ScalesLikeTheHardwareLibrary) {
+  DeviceSpec cpu;
+  cpu.name = "cpu4";
+  cpu.kind = DeviceKind::kCpu;
+  cpu.cores = 4;
+  cpu.peak_flops[DType::kFloat32] = FlopsPerSecond(400e9);
+  cpu.memory_bandwidth = BytesPerSecond(40e9);
+  cpu.tdp = Watts(100);
+  const DeviceSpec one = cpu_core_group_spec(cpu, 1);
+  EXPECT_DOUBLE_EQ(one.flops_for(DType::kFloat32).value(), 100e9);
+  EXPECT_DOUBLE_EQ(one.memory_bandwidth.value(), 20e9);  // 40 x min(1, 2 x 1/4)
+  EXPECT_DOUBLE_EQ(one.tdp.value(), 25.0);
+  EXPECT_EQ(one.cores, 1);
+  EXPECT_THROW(cpu_core_group_spec(cpu, 5), Error);
+}
+
+}  // namespace
+}  // namespace partita

@@ -1,0 +1,123 @@
+#pragma once
+// Whole-graph analyses used by the planner: order, critical path, parallel branches, pipeline cut points and
+// per-node parallelizability. All are free functions over a const Graph&, deterministic, and safe to call
+// from several threads on the same graph.
+//
+// Dependencies are data dependencies: node u precedes node v when v uses a value that u produces. Parameters,
+// buffers and constants have no producer and create no dependency. (In-place ops are ordered by the values
+// TorchScript threads through them; no separate alias analysis is done.)
+#include <span>
+#include <string>
+#include <vector>
+
+#include "partita/core/units.h"
+#include "partita/graph/graph.h"
+
+namespace partita {
+
+// Per node, the distinct nodes it depends on / that depend on it, each list sorted by id.
+std::vector<std::vector<NodeId>> node_predecessors(const Graph& graph);
+std::vector<std::vector<NodeId>> node_successors(const Graph& graph);
+
+// Kahn's algorithm taking the smallest ready node id first, so for a graph whose nodes are already in
+// topological order (every imported graph) the result is 0, 1, ..., N-1. Throws partita::Error on a cycle.
+std::vector<NodeId> topological_order(const Graph& graph);
+
+struct CriticalPath {
+  Seconds length{0};          // sum of node_cost over `nodes`
+  std::vector<NodeId> nodes;  // the heaviest dependency chain, first to last
+};
+
+// The longest (heaviest) dependency chain, with node_cost[i] the time of node i (size must be num_nodes()).
+// Ties are broken towards the smallest node id, at both the end of the path and every predecessor choice.
+CriticalPath critical_path(const Graph& graph, std::span<const Seconds> node_cost);
+
+// One parallel branch of a region: its nodes in topological order. `trivial` when it has no non-structural
+// node (an identity shortcut, which is empty, or only shape bookkeeping).
+struct Branch {
+  std::vector<NodeId> nodes;
+  bool trivial = true;
+};
+
+// A fork/join region. Definition (on the node DAG, plus a virtual source per user input and a virtual sink
+// fed by graph outputs and by nodes whose outputs are unused):
+//  - a fork is a node (or a user input) whose outputs are used by >= 2 distinct nodes (the sink counts as
+//  one);
+//  - its join is the fork's immediate post-dominator: the first node every path from the fork passes through
+//    (kNoNode when that is the sink, i.e. the paths only meet at the graph outputs);
+//  - the region's nodes are those reachable from the fork without passing through the join; its branches are
+//    the weakly connected components of those nodes, plus one empty branch when the fork feeds the join
+//    directly (a residual shortcut);
+//  - a region is reported when it has >= 2 branches of which >= 1 is non-trivial. Structural nodes stay in
+//    the branch lists; they only do not make a branch non-trivial.
+// So an Inception block is one region with 4 branches (joined at the ListConstruct feeding aten::cat), a
+// residual block one region with 2 (the shortcut empty, or the downsample). Nested regions are reported too.
+struct BranchRegion {
+  NodeId fork = kNoNode;         // the fork node, or kNoNode when the fork is the user input `fork_input`
+  ValueId fork_input = -1;       // set when fork == kNoNode
+  NodeId join = kNoNode;         // the join node, or kNoNode for the graph outputs
+  std::vector<Branch> branches;  // ordered by first node id; the empty branch (if any) last
+  int non_trivial_branches() const;
+};
+
+// All fork/join regions, ordered by fork (user-input forks first, then by node id). Post-dominators take one
+// pass over the edges; each region is then walked once, so the cost is O(E + sum of region sizes) (deeply
+// nested skips, as in a U-Net, make that grow with depth x N; 10^4-node residual stacks take milliseconds).
+std::vector<BranchRegion> independent_branches(const Graph& graph);
+
+// A pipeline cut after position `position` of topological_order(): nodes at positions <= position form the
+// earlier stage. `values` are the values that must cross: produced at <= position (user inputs count as
+// produced before position 0) and used by a node at > position. Parameters, buffers and constants never
+// cross (each stage holds its own); graph outputs cross only if a later node uses them.
+struct CutPoint {
+  int position = -1;            // cut between positions `position` and `position + 1`
+  NodeId after_node = kNoNode;  // the node at `position`
+  std::vector<ValueId> values;  // sorted by id
+  Bytes bytes{0};               // sum of Value::bytes() over `values` (a scalar counts 8)
+  Flops flops_before{0};        // sum of Node::cost.flops over positions <= position
+};
+
+// Crossing bytes of every cut (size max(N-1, 0)); O(N + E) with a difference array.
+std::vector<Bytes> cut_bytes(const Graph& graph);
+// Every cut, positions 0 .. N-2. O(N + E + total size of the value lists).
+std::vector<CutPoint> cut_points(const Graph& graph);
+// k cuts (k + 1 stages) that cross few bytes and split the work reasonably. The work of a node is its
+// cost.flops (each node weighs 1 when the graph has no FLOPs at all). Cut j (1..k) is searched in a window of
+// cumulative work around j/(k+1) of the total, of half-width balance_tolerance/(k+1) of the total, so each
+// stage gets between (1 - 2*tolerance) and (1 + 2*tolerance) times the even share; in the window the cut with
+// the fewest bytes wins (ties: nearest the even split, then earliest). When a window holds no cut (one node
+// heavier than the window), the unused cut nearest the even split is taken. Requires 0 <= k <= N-1 and
+// 0 < balance_tolerance <= 0.5. O(N + E + k log N). Returned in position order.
+std::vector<CutPoint> best_cut_points(const Graph& graph, int k, double balance_tolerance = 0.25);
+
+enum class ExecutionMode { kInference, kTraining };
+
+// How a node's weights could be sharded across devices.
+enum class TensorParallel {
+  kNone,
+  kColumnRow,      // a matmul with a weight parameter: split the weight by columns (or rows)
+  kOutputChannel,  // a convolution with a weight parameter: split the output channels
+  kHeads,          // attention: q @ k^T, softmax, @ v (or scaled_dot_product_attention): split the heads
+};
+
+struct NodeParallelism {
+  NodeId node = kNoNode;
+  // Safe to run on a slice of the batch (dim 0) and concatenate, i.e. under data parallelism.
+  bool batch_splittable = true;
+  // The verdict comes from a heuristic that can be wrong (a constant view shape that may bake in the batch).
+  bool suspect = false;
+  std::string reason;  // why not batch splittable / why suspect; empty otherwise
+  TensorParallel tensor_parallel = TensorParallel::kNone;
+};
+
+// One entry per node, in node order. Batch splitting is refused for: batch_norm computing batch statistics
+// (training flag constant "True", or any batch_norm in mode kTraining: the graph was
+// usually traced in eval mode, but training will compute batch statistics); ops that work along a dim
+// (reductions sum/mean/amax/max/var/..., softmax, cumsum) of a batch-dependent tensor when that dim is 0 (or
+// -rank), or when they reduce over all dims (no dim argument, dim None or []), and (suspect) when the dim is
+// not a constant; select on dim 0 and slice on
+// dim 0 that is not the full range; and (suspect) view/reshape of a batch-dependent tensor to a constant
+// shape whose first entry is not -1. Batch-dependent = derived from a user input.
+std::vector<NodeParallelism> analyze_parallelism(const Graph& graph, ExecutionMode mode);
+
+}  // namespace partita

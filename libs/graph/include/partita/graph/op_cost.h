@@ -1,0 +1,34 @@
+#pragma once
+// Analytic FLOP and byte estimates per node, from the op name, the input/output TensorMeta shapes and the
+// constant arguments (TorchScript argument order, as torch 1.13 traced graphs print them).
+//
+// Conventions (shared with the cost models):
+//  - flops: 2 per multiply-add; 1 per output element for plain elementwise ops, with these documented
+//    per-element counts for transcendental ones: gelu 8, silu 8, mish 10, sigmoid 4, tanh 4, softplus 4,
+//    elu/selu/celu 3, hardswish 3, hardsigmoid 2; softmax/log_softmax 5 per element (max, sub, exp, sum,
+//    div); batch_norm in eval mode 4 per element (sub mean, scale, affine mul+add) and 8 when it computes
+//    statistics (training=True); layer/group/instance norm 8 per element (mean 1, variance 3, normalize 2,
+//    affine 2); reductions 1 per input element; pooling out_numel * kernel area, adaptive pooling
+//    input_numel; scaled_dot_product_attention 2*B*L*S*(E+Ev) (the two matmuls; the softmax is left out).
+//  - bytes_read: sum of the input tensors' bytes (parameters included, scalars/constants 0);
+//    bytes_written: sum of the output tensors' bytes. Embedding reads the gathered rows, not the table.
+//  - structural ops (list/tuple packing, shape queries, view-like ops, eval-mode dropout, same-dtype `to`)
+//  cost
+//    0 with status kStructural; copies (cat, stack, contiguous, clone...) cost bytes, 0 flops, kEstimated.
+//  - an op without a formula, or with a formula but missing shapes, gets kNoEstimate with zero cost: never a
+//    silent zero that claims to be an estimate.
+#include <string>
+#include <vector>
+
+#include "partita/graph/graph.h"
+
+namespace partita {
+
+// The cost of one node (does not modify the graph).
+OpCost estimate_cost(const Graph& graph, NodeId node);
+// Fills Node::cost for every node.
+void estimate_costs(Graph& graph);
+// Distinct op names of nodes whose cost status is kNoEstimate, sorted by name.
+std::vector<std::string> ops_without_estimate(const Graph& graph);
+
+}  // namespace partita

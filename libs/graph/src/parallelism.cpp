@@ -1,0 +1,202 @@
+#include <algorithm>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "partita/graph/analysis.h"
+#include "partita/graph/constant_value.h"
+
+namespace partita {
+
+namespace {
+
+std::string_view base_op(std::string_view op) {  // "aten::relu_" -> "aten::relu"
+  if (op.size() > 1 && op.back() == '_' && op[op.size() - 2] != '_') op.remove_suffix(1);
+  return op;
+}
+
+bool in(std::string_view op, std::initializer_list<std::string_view> ops) {
+  return std::find(ops.begin(), ops.end(), op) != ops.end();
+}
+
+// Values derived from a user input carry the batch; parameters, constants and what is computed only from
+// them do not.
+std::vector<bool> batch_dependent(const Graph& g) {
+  std::vector<bool> dep(g.values().size(), false);
+  for (ValueId v : g.inputs()) dep[v] = true;
+  for (NodeId n : topological_order(g)) {
+    const auto& node = g.node(n);
+    const bool any = std::any_of(node.inputs.begin(), node.inputs.end(), [&](ValueId v) { return dep[v]; });
+    for (ValueId out : node.outputs) dep[out] = any;
+  }
+  return dep;
+}
+
+// A weight known ahead of the run, possibly seen through a transpose/view/cast (addmm takes weight.t()).
+bool weight_like(const Graph& g, ValueId v) {
+  for (int hops = 0; hops < 8; ++hops) {
+    const Value& value = g.value(v);
+    if (value.role == ValueRole::kParameter || value.role == ValueRole::kBuffer) return true;
+    if (value.role == ValueRole::kConstant) return !value.tensors.empty();
+    if (value.producer == kNoNode) return false;
+    const Node& p = g.node(value.producer);
+    if (!in(base_op(p.op), {"aten::t", "aten::transpose", "aten::permute", "aten::view", "aten::reshape",
+                            "aten::to", "aten::detach", "aten::contiguous", "aten::numpy_T"}) ||
+        p.inputs.empty()) {
+      return false;
+    }
+    v = p.inputs[0];
+  }
+  return false;
+}
+
+// Position of the dim argument of ops that mix values along a dim, and the input count below which the
+// overload has no dim (a full reduction: sum(self, dtype), max(self), std(self, unbiased)).
+struct DimArg {
+  size_t index;
+  size_t min_inputs;
+};
+const std::unordered_map<std::string_view, DimArg>& dim_ops() {
+  static const std::unordered_map<std::string_view, DimArg> table = {
+      {"aten::sum", {1, 3}},        {"aten::mean", {1, 3}},     {"aten::prod", {1, 3}},
+      {"aten::amax", {1, 2}},       {"aten::amin", {1, 2}},     {"aten::max", {1, 3}},
+      {"aten::min", {1, 3}},        {"aten::std", {1, 3}},      {"aten::var", {1, 3}},
+      {"aten::std_mean", {1, 3}},   {"aten::var_mean", {1, 3}}, {"aten::norm", {2, 3}},
+      {"aten::logsumexp", {1, 2}},  {"aten::all", {1, 2}},      {"aten::any", {1, 2}},
+      {"aten::argmax", {1, 2}},     {"aten::argmin", {1, 2}},   {"aten::count_nonzero", {1, 2}},
+      {"aten::cumsum", {1, 2}},     {"aten::cumprod", {1, 2}},  {"aten::softmax", {1, 2}},
+      {"aten::log_softmax", {1, 2}}};
+  return table;
+}
+
+bool is_batch_dim(int64_t dim, const TensorMeta* meta) {
+  return dim == 0 || (meta && dim == -static_cast<int64_t>(meta->shape.size()));
+}
+
+void refuse(NodeParallelism& p, std::string reason, bool suspect = false) {
+  p.batch_splittable = false;
+  p.suspect = suspect;
+  p.reason = std::move(reason);
+}
+
+void check_dim_op(const Graph& g, const Node& n, DimArg arg, NodeParallelism& p) {
+  const TensorMeta* meta = g.value(n.inputs[0]).meta();
+  const std::string op(base_op(n.op));
+  if ((op == "aten::max" || op == "aten::min") && n.inputs.size() == 2) return;  // elementwise max(a, b)
+  if (n.inputs.size() < arg.min_inputs || arg.index >= n.inputs.size() || is_none(g, n.inputs[arg.index])) {
+    return refuse(p, op + " reduces over all dims, including the batch (dim 0)");
+  }
+  const auto dims = constant_int_list(g, n.inputs[arg.index]);
+  if (!dims) return refuse(p, op + " has a non-constant dim that may be the batch (dim 0)", true);
+  if (dims->empty() &&
+      (op == "aten::amax" || op == "aten::amin" || op == "aten::sum" || op == "aten::mean")) {
+    return refuse(p, op + " with dim=[] reduces over all dims, including the batch (dim 0)");
+  }
+  if (std::any_of(dims->begin(), dims->end(), [&](int64_t d) { return is_batch_dim(d, meta); })) {
+    refuse(p, op + " works along dim 0, the batch");
+  }
+}
+
+void check_slicing(const Graph& g, const Node& n, std::string_view op, NodeParallelism& p) {
+  if (n.inputs.size() < 2) return;
+  const TensorMeta* meta = g.value(n.inputs[0]).meta();
+  const auto dim = constant_int(g, n.inputs[1]);
+  if (!dim || !is_batch_dim(*dim, meta)) return;
+  if (op == "aten::select") return refuse(p, "select on dim 0 picks one sample of the batch");
+  // slice(self, dim, start, end, step): the full range x[:] is a no-op that traces emit.
+  const auto start = n.inputs.size() > 2 ? constant_int(g, n.inputs[2]) : std::optional<int64_t>(0);
+  const auto end = n.inputs.size() > 3 ? constant_int(g, n.inputs[3]) : std::nullopt;
+  const auto step = n.inputs.size() > 4 ? constant_int(g, n.inputs[4]) : std::optional<int64_t>(1);
+  const bool open_end = n.inputs.size() <= 3 || is_none(g, n.inputs[3]) ||
+                        (end && meta && !meta->shape.empty() && *end >= meta->shape[0]);
+  const bool open_start = n.inputs.size() <= 2 || is_none(g, n.inputs[2]) || start == 0;
+  if (!(open_start && open_end && step == 1)) refuse(p, "slice on dim 0 keeps only part of the batch");
+}
+
+void check_view(const Graph& g, const Node& n, NodeParallelism& p) {
+  if (n.inputs.size() < 2) return;
+  const auto shape = constant_int_list(g, n.inputs[1]);
+  if (!shape || shape->empty() || shape->front() == -1) return;
+  std::string printed = "[";
+  for (size_t i = 0; i < shape->size(); ++i) printed += (i ? ", " : "") + std::to_string((*shape)[i]);
+  refuse(p,
+         "suspect: " + std::string(base_op(n.op)) + " to the constant shape " + printed +
+             "] may have the traced batch size baked in (write the batch dim as -1 or x.size(0))",
+         true);
+}
+
+// q @ k^T -> (scale, mask, softmax, dropout) -> @ v, with activations on both sides of each matmul.
+void mark_attention(const Graph& g, const Node& a, std::vector<NodeParallelism>& out) {
+  const std::string_view op = base_op(a.op);
+  if (!in(op, {"aten::matmul", "aten::bmm"}) || a.outputs.empty()) return;
+  if (std::any_of(a.inputs.begin(), a.inputs.end(), [&](ValueId v) { return weight_like(g, v); })) return;
+  std::vector<NodeId> chain;
+  bool seen_softmax = false;
+  ValueId v = a.outputs[0];
+  for (int hops = 0; hops < 10 && g.value(v).users.size() == 1; ++hops) {
+    const Node& u = g.node(g.value(v).users[0]);
+    const std::string_view uop = base_op(u.op);
+    if (seen_softmax && in(uop, {"aten::matmul", "aten::bmm"}) && u.inputs[0] == v) {
+      for (NodeId id : {a.id, u.id}) out[id].tensor_parallel = TensorParallel::kHeads;
+      for (NodeId id : chain) out[id].tensor_parallel = TensorParallel::kHeads;
+      return;
+    }
+    if (uop == "aten::softmax" || uop == "aten::_softmax") {
+      seen_softmax = true;
+      chain.push_back(u.id);
+    } else if (!in(uop, {"aten::div", "aten::mul", "aten::add", "aten::sub", "aten::masked_fill",
+                         "aten::where", "aten::dropout", "aten::to", "aten::type_as", "aten::contiguous"}) ||
+               u.outputs.empty()) {
+      return;
+    }
+    v = u.outputs[0];
+  }
+}
+
+TensorParallel weight_split(const Graph& g, const Node& n, std::string_view op) {
+  auto weight_at = [&](size_t i) { return i < n.inputs.size() && weight_like(g, n.inputs[i]); };
+  if (op == "aten::linear") return weight_at(1) ? TensorParallel::kColumnRow : TensorParallel::kNone;
+  if (in(op, {"aten::addmm", "aten::mm", "aten::matmul"})) {
+    const size_t first = op == "aten::addmm" ? 1 : 0;
+    return weight_at(first) || weight_at(first + 1) ? TensorParallel::kColumnRow : TensorParallel::kNone;
+  }
+  if (in(op, {"aten::_convolution", "aten::convolution", "aten::conv1d", "aten::conv2d", "aten::conv3d",
+              "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d"})) {
+    return weight_at(1) ? TensorParallel::kOutputChannel : TensorParallel::kNone;
+  }
+  if (op == "aten::scaled_dot_product_attention") return TensorParallel::kHeads;
+  return TensorParallel::kNone;
+}
+
+}  // namespace
+
+std::vector<NodeParallelism> analyze_parallelism(const Graph& graph, ExecutionMode mode) {
+  const std::vector<bool> dep = batch_dependent(graph);
+  std::vector<NodeParallelism> out(graph.nodes().size());
+  for (const auto& n : graph.nodes()) {
+    NodeParallelism& p = out[n.id];
+    p.node = n.id;
+    const std::string_view op = base_op(n.op);
+    p.tensor_parallel = weight_split(graph, n, op);
+    if (n.inputs.empty() || !dep[n.inputs[0]]) continue;
+    if (op == "aten::batch_norm") {
+      const bool flag = n.inputs.size() > 5 && constant_bool(graph, n.inputs[5]) == true;
+      if (flag || mode == ExecutionMode::kTraining) {
+        refuse(
+            p,
+            "batch_norm computes batch statistics in training: a slice of the batch normalizes differently");
+      }
+    } else if (const auto it = dim_ops().find(op); it != dim_ops().end()) {
+      check_dim_op(graph, n, it->second, p);
+    } else if (op == "aten::select" || op == "aten::slice") {
+      check_slicing(graph, n, op, p);
+    } else if (op == "aten::view" || op == "aten::reshape") {
+      check_view(graph, n, p);
+    }
+  }
+  for (const auto& n : graph.nodes()) mark_attention(graph, n, out);
+  return out;
+}
+
+}  // namespace partita

@@ -1,0 +1,166 @@
+// Shape formulas (src/op_cost_compute.cpp), checked against hand-computed answers.
+#include <gtest/gtest.h>
+
+#include "partita/graph/op_cost.h"
+#include "test_graphs.h"
+
+namespace partita {
+namespace {
+
+using namespace partita::testing;
+
+OpCost cost_of_last(const Graph& g) { return estimate_cost(g, g.num_nodes() - 1); }
+ValueId flag(Graph& g, bool b) { return g.add_constant(ValueKind::kScalar, b ? "True" : "False"); }
+
+TEST(OpCostCompute, Conv2dWithBias) {
+  Graph g;  // 1x3x8x8 -> 4 channels, 3x3, pad 1: 2 * 256 * 27 + 256
+  const ValueId x = input(g, {1, 3, 8, 8});
+  const ValueId w = parameter(g, "conv.weight", {4, 3, 3, 3});
+  const ValueId b = parameter(g, "conv.bias", {4});
+  const ValueId ones = list_constant(g, "[1, 1]");
+  op(g, "aten::conv2d", {x, w, b, ones, ones, ones, int_constant(g, "1")}, {1, 4, 8, 8});
+  const OpCost c = cost_of_last(g);
+  EXPECT_EQ(c.status, CostStatus::kEstimated);
+  EXPECT_EQ(c.flops, Flops(2 * 256 * 27 + 256));
+  EXPECT_EQ(c.bytes_read, Bytes(4 * (192 + 108 + 4)));
+  EXPECT_EQ(c.bytes_written, Bytes(4 * 256));
+}
+
+TEST(OpCostCompute, UnderscoreConvolutionGroupedAndTransposed) {
+  Graph g;
+  const ValueId x = input(g, {1, 4, 8, 8});
+  const ValueId dw = parameter(g, "dw.weight", {4, 1, 3, 3});
+  const ValueId ones = list_constant(g, "[1, 1]");
+  const ValueId zeros = list_constant(g, "[0, 0]");
+  auto conv_args = [&](ValueId in, ValueId w, bool transposed, const char* groups) {
+    return std::vector<ValueId>{in,
+                                w,
+                                none(g),
+                                ones,
+                                ones,
+                                ones,
+                                flag(g, transposed),
+                                zeros,
+                                int_constant(g, groups),
+                                flag(g, false),
+                                flag(g, false),
+                                flag(g, true),
+                                flag(g, true)};
+  };
+  // Depthwise 3x3, no bias: 2 * 256 * 9.
+  op(g, "aten::_convolution", conv_args(x, dw, false, "4"), {1, 4, 8, 8});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(4608));
+  // Transposed 2x2 stride 2, 4 -> 2 channels on 4x4: each of 64 inputs feeds 2*2*2 outputs: 2 * 512.
+  const ValueId small = input(g, {1, 4, 4, 4}, "small");
+  const ValueId up = parameter(g, "up.weight", {4, 2, 2, 2});
+  op(g, "aten::_convolution", conv_args(small, up, true, "1"), {1, 2, 8, 8});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(1024));
+  // Non-constant `transposed` flag: no estimate.
+  std::vector<ValueId> args = conv_args(x, dw, false, "4");
+  args[6] = g.add_input("dynamic_flag", ValueKind::kScalar);
+  op(g, "aten::_convolution", args, {1, 4, 8, 8});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kNoEstimate);
+}
+
+TEST(OpCostCompute, LinearAddmmAndMatmul) {
+  Graph g;
+  const ValueId x = input(g, {8, 256});
+  const ValueId w = parameter(g, "fc.weight", {512, 256});
+  const ValueId b = parameter(g, "fc.bias", {512});
+  op(g, "aten::linear", {x, w, b}, {8, 512});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(2.0 * 4096 * 256 + 4096));
+  op(g, "aten::linear", {x, w, none(g)}, {8, 512});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(2.0 * 4096 * 256));
+
+  const ValueId bias = parameter(g, "b", {16});
+  const ValueId m1 = input(g, {4, 8}, "m1");
+  const ValueId m2 = input(g, {8, 16}, "m2");
+  op(g, "aten::addmm", {bias, m1, m2, int_constant(g, "1"), int_constant(g, "1")}, {4, 16});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(2 * 64 * 8 + 64));
+  op(g, "aten::mm", {m1, m2}, {4, 16});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(2 * 64 * 8));
+
+  const ValueId a3 = input(g, {2, 4, 8}, "a3");
+  op(g, "aten::matmul", {a3, m2}, {2, 4, 16});  // 2 * 128 * 8
+  EXPECT_EQ(cost_of_last(g).flops, Flops(2048));
+  const ValueId v = input(g, {8}, "v");
+  op(g, "aten::matmul", {v, m2}, {16});  // vector @ matrix
+  EXPECT_EQ(cost_of_last(g).flops, Flops(256));
+  op(g, "aten::matmul", {m1, v}, {4});  // matrix @ vector
+  EXPECT_EQ(cost_of_last(g).flops, Flops(64));
+  op(g, "aten::matmul", {v, v}, {});  // dot product
+  EXPECT_EQ(cost_of_last(g).flops, Flops(16));
+}
+
+TEST(OpCostCompute, BatchedMatmulsAndAttention) {
+  Graph g;
+  const ValueId a = input(g, {2, 3, 4}, "a");
+  const ValueId b = input(g, {2, 4, 5}, "b");
+  op(g, "aten::bmm", {a, b}, {2, 3, 5});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(240));
+  const ValueId c = input(g, {2, 3, 5}, "c");
+  op(g, "aten::baddbmm", {c, a, b, int_constant(g, "1"), int_constant(g, "1")}, {2, 3, 5});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(270));
+
+  const ValueId list = g.add_value(ValueKind::kList, "");
+  g.add_node("prim::ListConstruct", {a, b}, {list});
+  op(g, "aten::einsum", {g.add_constant(ValueKind::kOther, "'bij,bjk->bik'"), list, none(g)}, {2, 3, 5});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(240));
+  op(g, "aten::einsum", {g.add_constant(ValueKind::kOther, "'...ij,...jk'"), list, none(g)}, {2, 3, 5});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kNoEstimate);
+
+  const ValueId q = input(g, {2, 4, 16, 8}, "q");
+  const ValueId k = input(g, {2, 4, 32, 8}, "k");
+  op(g, "aten::scaled_dot_product_attention", {q, k, k, none(g), int_constant(g, "0"), flag(g, false)},
+     {2, 4, 16, 8});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(4.0 * 2 * 4 * 16 * 32 * 8));
+}
+
+TEST(OpCostCompute, Pooling) {
+  Graph g;
+  const ValueId x = input(g, {1, 4, 8, 8});
+  const ValueId two = int_constant(g, "2");
+  const ValueId kernel = g.add_value(ValueKind::kList, "");
+  g.add_node("prim::ListConstruct", {two, two}, {kernel});  // as traced: a list of constants
+  const ValueId zeros = list_constant(g, "[0, 0]");
+  op(g, "aten::max_pool2d", {x, kernel, kernel, zeros, list_constant(g, "[1, 1]"), flag(g, false)},
+     {1, 4, 4, 4});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(64 * 4));
+  op(g, "aten::avg_pool2d", {x, int_constant(g, "3"), two, zeros, flag(g, false), flag(g, true), none(g)},
+     {1, 4, 3, 3});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(36 * 9));
+  op(g, "aten::adaptive_avg_pool2d", {x, list_constant(g, "[1, 1]")}, {1, 4, 1, 1});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(256));
+}
+
+TEST(OpCostCompute, NormalizationSoftmaxEmbedding) {
+  Graph g;
+  const ValueId x = input(g, {1, 4, 8, 8});
+  const ValueId w = parameter(g, "bn.weight", {4});
+  auto bn = [&](bool training) {
+    return std::vector<ValueId>{
+        x, w, w, w, w, flag(g, training), int_constant(g, "0"), int_constant(g, "0"), flag(g, true)};
+  };
+  op(g, "aten::batch_norm", bn(false), {1, 4, 8, 8});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(4 * 256));
+  op(g, "aten::batch_norm", bn(true), {1, 4, 8, 8});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(8 * 256));
+  const ValueId h = input(g, {2, 16}, "h");
+  op(g, "aten::layer_norm", {h, list_constant(g, "[16]"), none(g), none(g)}, {2, 16});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(8 * 32));
+  op(g, "aten::softmax", {h, int_constant(g, "-1"), none(g)}, {2, 16});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(5 * 32));
+
+  const ValueId table = parameter(g, "wte.weight", {100, 16});
+  const ValueId idx = g.add_input("ids");
+  g.value(idx).tensors.push_back(TensorMeta{{2, 5}, DType::kInt64});
+  op(g, "aten::embedding", {table, idx, int_constant(g, "-1"), flag(g, false), flag(g, false)}, {2, 5, 16});
+  const OpCost e = cost_of_last(g);
+  EXPECT_EQ(e.status, CostStatus::kEstimated);
+  EXPECT_EQ(e.flops, Flops(0));
+  EXPECT_EQ(e.bytes_read, Bytes(80 + 640));  // indices + gathered rows, not the 6400-byte table
+  EXPECT_EQ(e.bytes_written, Bytes(640));
+}
+
+}  // namespace
+}  // namespace partita

@@ -1,0 +1,142 @@
+#include "partita/graph/op_cost.h"
+
+#include <gtest/gtest.h>
+
+#include "test_graphs.h"
+
+namespace partita {
+namespace {
+
+using namespace partita::testing;
+
+OpCost cost_of_last(const Graph& g) { return estimate_cost(g, g.num_nodes() - 1); }
+
+TEST(OpCost, ElementwiseIsOnePerOutputElementInPlaceToo) {
+  Graph g;
+  const ValueId x = input(g, {2, 3});
+  op(g, "aten::relu_", {x}, {2, 3});
+  const OpCost c = cost_of_last(g);
+  EXPECT_EQ(c.status, CostStatus::kEstimated);
+  EXPECT_EQ(c.flops, Flops(6));
+  EXPECT_EQ(c.bytes_read, Bytes(24));
+  EXPECT_EQ(c.bytes_written, Bytes(24));
+}
+
+TEST(OpCost, BroadcastBinaryReadsBothInputs) {
+  Graph g;
+  const ValueId a = input(g, {2, 3});
+  const ValueId b = input(g, {3}, "b");
+  op(g, "aten::add", {a, b, int_constant(g, "1")}, {2, 3});
+  const OpCost c = cost_of_last(g);
+  EXPECT_EQ(c.flops, Flops(6));
+  EXPECT_EQ(c.bytes_read, Bytes(36));
+  EXPECT_EQ(c.bytes_written, Bytes(24));
+}
+
+TEST(OpCost, TranscendentalsUseDocumentedCounts) {
+  Graph g;
+  const ValueId x = input(g, {2, 3});
+  op(g, "aten::gelu", {x, g.add_constant(ValueKind::kOther, "'none'")}, {2, 3});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(48));
+  op(g, "aten::sigmoid", {x}, {2, 3});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(24));
+}
+
+TEST(OpCost, IntegerSizeArithmeticIsStructural) {
+  Graph g;
+  const ValueId a = g.add_value(ValueKind::kScalar, "n");
+  const ValueId x = input(g, {4, 4});
+  g.add_node("aten::size", {x, int_constant(g, "0")}, {a});
+  const ValueId b = g.add_value(ValueKind::kScalar, "m");
+  g.add_node("aten::mul", {a, int_constant(g, "2")}, {b});
+  EXPECT_EQ(estimate_cost(g, 0).status, CostStatus::kStructural);
+  const OpCost c = cost_of_last(g);
+  EXPECT_EQ(c.status, CostStatus::kStructural);
+  EXPECT_EQ(c.flops, Flops(0));
+}
+
+TEST(OpCost, ViewLikeOpsAreStructuralAndFree) {
+  Graph g;
+  const ValueId x = input(g, {2, 3, 4});
+  op(g, "aten::view", {x, list_constant(g, "[6, 4]")}, {6, 4});
+  const OpCost c = cost_of_last(g);
+  EXPECT_EQ(c.status, CostStatus::kStructural);
+  EXPECT_EQ(c.bytes_read, Bytes(0));
+  EXPECT_EQ(c.bytes_written, Bytes(0));
+  op(g, "aten::transpose", {x, int_constant(g, "0"), int_constant(g, "1")}, {3, 2, 4});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kStructural);
+}
+
+TEST(OpCost, CopiesCostBytesNotFlops) {
+  Graph g;
+  const ValueId a = input(g, {2, 3});
+  const ValueId b = input(g, {2, 3}, "b");
+  const ValueId list = g.add_value(ValueKind::kList, "");
+  g.value(list).tensors = {TensorMeta{{2, 3}}, TensorMeta{{2, 3}}};
+  g.add_node("prim::ListConstruct", {a, b}, {list});
+  op(g, "aten::cat", {list, int_constant(g, "0")}, {4, 3});
+  const OpCost c = cost_of_last(g);
+  EXPECT_EQ(c.status, CostStatus::kEstimated);
+  EXPECT_EQ(c.flops, Flops(0));
+  EXPECT_EQ(c.bytes_read, Bytes(48));
+  EXPECT_EQ(c.bytes_written, Bytes(48));
+}
+
+TEST(OpCost, DropoutIsIdentityInEval) {
+  Graph g;
+  const ValueId x = input(g, {2, 3});
+  const ValueId p = g.add_constant(ValueKind::kScalar, "0.1");
+  op(g, "aten::dropout", {x, p, g.add_constant(ValueKind::kScalar, "False")}, {2, 3});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kStructural);
+  op(g, "aten::dropout", {x, p, g.add_constant(ValueKind::kScalar, "True")}, {2, 3});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kEstimated);
+  EXPECT_EQ(cost_of_last(g).flops, Flops(12));
+}
+
+TEST(OpCost, ToIsStructuralOnlyWithoutDtypeChange) {
+  Graph g;
+  const ValueId x = input(g, {2, 3});
+  op(g, "aten::to", {x, int_constant(g, "6")}, {2, 3});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kStructural);
+  const ValueId half = tensor(g, {2, 3}, DType::kFloat16);
+  g.add_node("aten::to", {x, int_constant(g, "5")}, {half});
+  const OpCost c = cost_of_last(g);
+  EXPECT_EQ(c.status, CostStatus::kEstimated);
+  EXPECT_EQ(c.bytes_read, Bytes(24));
+  EXPECT_EQ(c.bytes_written, Bytes(12));
+}
+
+TEST(OpCost, ReductionsCountInputElements) {
+  Graph g;
+  const ValueId a = input(g, {2, 3});
+  const ValueId b = input(g, {2, 3}, "b");
+  op(g, "aten::sum", {a, none(g)}, {});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(6));
+  op(g, "aten::mean", {a, list_constant(g, "[1]"), g.add_constant(ValueKind::kScalar, "False"), none(g)},
+     {2});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(6));
+  op(g, "aten::max", {a, b}, {2, 3});  // elementwise overload
+  EXPECT_EQ(cost_of_last(g).flops, Flops(6));
+}
+
+TEST(OpCost, UnknownOpsAndMissingShapesAreNoEstimate) {
+  Graph g;
+  const ValueId x = input(g, {2, 3});
+  op(g, "aten::fft_fft", {x}, {2, 3});
+  const ValueId unknown_shape = g.add_value(ValueKind::kTensor, "y");
+  g.add_node("aten::relu", {x}, {unknown_shape});
+  op(g, "aten::relu", {x}, {2, 3});
+  op(g, "custom::thing", {x}, {2, 3});
+  op(g, "aten::fft_fft", {x}, {2, 3});
+  estimate_costs(g);
+  EXPECT_EQ(g.node(0).cost.status, CostStatus::kNoEstimate);
+  EXPECT_EQ(g.node(0).cost.flops, Flops(0));
+  EXPECT_EQ(g.node(1).cost.status, CostStatus::kNoEstimate);
+  EXPECT_EQ(g.node(2).cost.status, CostStatus::kEstimated);
+  EXPECT_EQ(ops_without_estimate(g),
+            (std::vector<std::string>{"aten::fft_fft", "aten::relu", "custom::thing"}));
+  EXPECT_EQ(g.total_flops(), Flops(6));
+}
+
+}  // namespace
+}  // namespace partita

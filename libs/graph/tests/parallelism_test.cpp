@@ -1,0 +1,148 @@
+#include <gtest/gtest.h>
+
+#include "partita/graph/analysis.h"
+#include "test_graphs.h"
+
+namespace partita {
+namespace {
+
+using namespace partita::testing;
+
+NodeParallelism last(const Graph& g, ExecutionMode mode = ExecutionMode::kInference) {
+  return analyze_parallelism(g, mode).back();
+}
+ValueId flag(Graph& g, bool b) { return g.add_constant(ValueKind::kScalar, b ? "True" : "False"); }
+
+TEST(Parallelism, WeightOpsAreTensorParallelCandidates) {
+  Graph g;
+  const ValueId x = input(g, {8, 256});
+  const ValueId w = parameter(g, "fc.weight", {512, 256});
+  op(g, "aten::linear", {x, w, none(g)}, {8, 512});
+  EXPECT_EQ(last(g).tensor_parallel, TensorParallel::kColumnRow);
+  // addmm(bias, x, weight.t()) as older traces emit it.
+  const ValueId wt = op(g, "aten::t", {w}, {256, 512});
+  op(g, "aten::addmm", {parameter(g, "fc.bias", {512}), x, wt, int_constant(g, "1"), int_constant(g, "1")},
+     {8, 512});
+  EXPECT_EQ(last(g).tensor_parallel, TensorParallel::kColumnRow);
+  op(g, "aten::matmul", {x, x}, {8, 8});  // two activations
+  EXPECT_EQ(last(g).tensor_parallel, TensorParallel::kNone);
+  const Graph r = residual(false);
+  const auto p = analyze_parallelism(r, ExecutionMode::kInference);
+  EXPECT_EQ(p[1].tensor_parallel, TensorParallel::kOutputChannel);
+  EXPECT_EQ(p[0].tensor_parallel, TensorParallel::kNone);
+  EXPECT_TRUE(p[1].batch_splittable);
+  EXPECT_EQ(p[1].node, 1);
+}
+
+TEST(Parallelism, AttentionMatmulPairSplitsByHeads) {
+  Graph g;
+  const ValueId q = input(g, {2, 4, 16, 8}, "q");
+  const ValueId k = input(g, {2, 4, 16, 8}, "k");
+  const ValueId v = input(g, {2, 4, 16, 8}, "v");
+  const ValueId kt =
+      op(g, "aten::transpose", {k, int_constant(g, "-2"), int_constant(g, "-1")}, {2, 4, 8, 16});
+  const ValueId s = op(g, "aten::matmul", {q, kt}, {2, 4, 16, 16});                                    // n1
+  const ValueId scaled = op(g, "aten::div", {s, int_constant(g, "8")}, {2, 4, 16, 16});                // n2
+  const ValueId a = op(g, "aten::softmax", {scaled, int_constant(g, "-1"), none(g)}, {2, 4, 16, 16});  // n3
+  op(g, "aten::matmul", {a, v}, {2, 4, 16, 8});                                                        // n4
+  const auto p = analyze_parallelism(g, ExecutionMode::kInference);
+  EXPECT_EQ(p[0].tensor_parallel, TensorParallel::kNone);
+  EXPECT_EQ(p[1].tensor_parallel, TensorParallel::kHeads);
+  EXPECT_EQ(p[2].tensor_parallel, TensorParallel::kNone);
+  EXPECT_EQ(p[3].tensor_parallel, TensorParallel::kHeads);
+  EXPECT_EQ(p[4].tensor_parallel, TensorParallel::kHeads);
+  for (const auto& n : p) EXPECT_TRUE(n.batch_splittable) << n.node << ": " << n.reason;
+}
+
+TEST(Parallelism, MatmulWithoutSoftmaxIsNotAttention) {
+  Graph g;
+  const ValueId a = input(g, {2, 4, 4}, "a");
+  const ValueId b = op(g, "aten::bmm", {a, a}, {2, 4, 4});
+  op(g, "aten::bmm", {op(g, "aten::relu", {b}, {2, 4, 4}), a}, {2, 4, 4});
+  for (const auto& n : analyze_parallelism(g, ExecutionMode::kInference)) {
+    EXPECT_EQ(n.tensor_parallel, TensorParallel::kNone) << n.node;
+  }
+}
+
+TEST(Parallelism, BatchNormDependsOnTrainingFlagAndMode) {
+  const Graph eval = residual(false);  // batch_norm nodes 2 and 5 with training=False
+  auto p = analyze_parallelism(eval, ExecutionMode::kInference);
+  EXPECT_TRUE(p[2].batch_splittable);
+  p = analyze_parallelism(eval, ExecutionMode::kTraining);
+  EXPECT_FALSE(p[2].batch_splittable);
+  EXPECT_FALSE(p[2].suspect);
+  EXPECT_NE(p[2].reason.find("batch statistics"), std::string::npos);
+  EXPECT_TRUE(p[3].batch_splittable);
+
+  Graph g;
+  const ValueId x = input(g, {2, 4});
+  const ValueId w = parameter(g, "bn.weight", {4});
+  op(g, "aten::batch_norm",
+     {x, w, w, w, w, flag(g, true), int_constant(g, "0"), int_constant(g, "0"), flag(g, true)}, {2, 4});
+  EXPECT_FALSE(last(g).batch_splittable);
+}
+
+TEST(Parallelism, ReductionsOverTheBatch) {
+  Graph g;
+  const ValueId x = input(g, {8, 16});
+  const ValueId f = flag(g, false);
+  op(g, "aten::mean", {x, none(g)}, {});  // all dims
+  EXPECT_FALSE(last(g).batch_splittable);
+  op(g, "aten::mean", {x, list_constant(g, "[1]"), f, none(g)}, {8});
+  EXPECT_TRUE(last(g).batch_splittable) << last(g).reason;
+  op(g, "aten::sum", {x, list_constant(g, "[0]"), f, none(g)}, {16});
+  EXPECT_FALSE(last(g).batch_splittable);
+  op(g, "aten::sum", {x, list_constant(g, "[-2]"), f, none(g)}, {16});  // -2 is dim 0 of a 2-D tensor
+  EXPECT_FALSE(last(g).batch_splittable);
+  op(g, "aten::softmax", {x, int_constant(g, "0"), none(g)}, {8, 16});
+  EXPECT_FALSE(last(g).batch_splittable);
+  op(g, "aten::max", {x, x}, {8, 16});  // elementwise overload
+  EXPECT_TRUE(last(g).batch_splittable);
+  const ValueId dim = g.add_input("dim", ValueKind::kList);
+  op(g, "aten::sum", {x, dim, f, none(g)}, {16});
+  EXPECT_FALSE(last(g).batch_splittable);
+  EXPECT_TRUE(last(g).suspect);
+  // Reductions of a weight do not involve the batch.
+  op(g, "aten::sum", {parameter(g, "w", {4}), none(g)}, {});
+  EXPECT_TRUE(last(g).batch_splittable);
+}
+
+TEST(Parallelism, ConstantViewShapesAreSuspect) {
+  Graph g;
+  const ValueId x = input(g, {8, 4, 4});
+  op(g, "aten::view", {x, list_constant(g, "[8, 16]")}, {8, 16});
+  NodeParallelism p = last(g);
+  EXPECT_FALSE(p.batch_splittable);
+  EXPECT_TRUE(p.suspect);
+  EXPECT_NE(p.reason.find("[8, 16]"), std::string::npos) << p.reason;
+  op(g, "aten::reshape", {x, list_constant(g, "[-1, 16]")}, {8, 16});
+  EXPECT_TRUE(last(g).batch_splittable);
+  const ValueId n = g.add_value(ValueKind::kScalar, "n");
+  g.add_node("aten::size", {x, int_constant(g, "0")}, {n});
+  const ValueId shape = g.add_value(ValueKind::kList, "");
+  g.add_node("prim::ListConstruct", {n, int_constant(g, "16")}, {shape});
+  op(g, "aten::view", {x, shape}, {8, 16});  // dynamic batch: fine
+  EXPECT_TRUE(last(g).batch_splittable);
+  op(g, "aten::view", {parameter(g, "pos", {16}), list_constant(g, "[1, 16]")}, {1, 16});
+  EXPECT_TRUE(last(g).batch_splittable);
+}
+
+TEST(Parallelism, SelectAndSliceOnTheBatchDim) {
+  Graph g;
+  const ValueId x = input(g, {8, 4});
+  const ValueId zero = int_constant(g, "0");
+  const ValueId one = int_constant(g, "1");
+  op(g, "aten::select", {x, zero, zero}, {4});
+  EXPECT_FALSE(last(g).batch_splittable);
+  op(g, "aten::select", {x, one, zero}, {8});
+  EXPECT_TRUE(last(g).batch_splittable);
+  op(g, "aten::slice", {x, zero, zero, int_constant(g, "9223372036854775807"), one}, {8, 4});
+  EXPECT_TRUE(last(g).batch_splittable) << last(g).reason;
+  op(g, "aten::slice", {x, zero, zero, int_constant(g, "4"), one}, {4, 4});
+  EXPECT_FALSE(last(g).batch_splittable);
+  op(g, "aten::slice", {x, one, zero, int_constant(g, "2"), one}, {8, 2});
+  EXPECT_TRUE(last(g).batch_splittable);
+}
+
+}  // namespace
+}  // namespace partita

@@ -1,0 +1,68 @@
+#pragma once
+// Optimal contiguous partition of the node order onto a chain of device groups ("slots") joined by links.
+//
+// Model: a step runs `microbatches` microbatches through the chain. A slot's per-step busy time is
+//   microbatches * (microbatch compute of its largest share) + gradient all-reduce in the group + offload
+// and a link's per-step time is microbatches * p2p(boundary bytes of one microbatch share). The objective is the
+// bottleneck: the largest busy time of any slot or link (links are full duplex and overlap compute). Each stage
+// picks the cheapest of {no checkpointing, checkpointing} x {no offload, optimizer offload} that fits the memory
+// of every device in its slot; a stage that fits in none is infeasible.
+// DP over block cut points: O(slots * blocks^2) stage evaluations, each O(1) from StageModel's prefix sums.
+#include <optional>
+#include <vector>
+
+#include "partita/hardware/device.h"
+#include "partita/search/stage_model.h"
+
+namespace partita {
+
+// One position of the chain: a group of devices of one spec splitting each microbatch evenly.
+struct ChainSlot {
+  std::vector<int> devices;  // cluster device indices
+  LinkSpec group_link;       // slowest link inside the group (all-reduce); ignored for one device
+  LinkSpec next_link;        // link to the next slot; ignored for the last
+};
+
+struct ChainProblem {
+  const StageModel* model = nullptr;
+  std::vector<NodeId> block_ends;  // from block_ends()
+  std::vector<ChainSlot> slots;
+  int microbatches = 1;
+  int microbatch_size = 1;
+  Schedule schedule = Schedule::kOneFOneB;
+};
+
+struct StageChoice {
+  NodeId first = 0;
+  NodeId last = 0;
+  Checkpointing checkpointing = Checkpointing::kNone;
+  Offload offload = Offload::kNone;
+  Seconds busy{0};          // per step
+  Seconds per_microbatch{0};  // compute of one microbatch (largest share)
+};
+
+struct ChainSolution {
+  Seconds bottleneck{0};
+  Seconds estimate{0};  // closed-form step time: bottleneck + pipeline fill and drain
+  std::vector<StageChoice> stages;  // one per slot
+};
+
+// Samples of each device of a slot with `devices` devices for a microbatch of `microbatch_size` (even split,
+// the first ones take the remainder).
+std::vector<int> even_shares(int microbatch_size, int devices);
+
+// Cheapest fitting option for slot `slot` holding nodes [first, last]; nullopt when nothing fits.
+std::optional<StageChoice> evaluate_stage(const ChainProblem& problem, int slot, NodeId first, NodeId last);
+// Per-step time of the link after slot `slot` when the cut is after node `after`.
+Seconds evaluate_link(const ChainProblem& problem, int slot, NodeId after);
+// Closed-form step time of a complete assignment (used to rank solutions and candidates).
+Seconds estimate_step(const ChainProblem& problem, const std::vector<StageChoice>& stages);
+
+// The optimal partition (every slot non-empty); nullopt when the chain is longer than the blocks or no
+// partition fits in memory.
+std::optional<ChainSolution> partition_chain(const ChainProblem& problem);
+
+// The same optimum by enumerating every composition of the blocks (exponential: tests and benchmarks only).
+std::optional<ChainSolution> partition_chain_brute_force(const ChainProblem& problem);
+
+}  // namespace partita

@@ -1,0 +1,93 @@
+#pragma once
+// A Plan: how one training or inference step of a graph is spread over a cluster, and what it is predicted to
+// cost. A value type; serialized as versioned JSON ("format": "partita.plan", "version": 1) by plan_json.h.
+//
+// Structure: the graph's node order is cut into contiguous stages [first, last]; each stage runs on one device
+// group. In a group with GroupParallelism::kData every device runs the whole stage on its own integer share of
+// each microbatch (shares sum to the microbatch size) and gradients are all-reduced inside the group; with
+// kTensor every device runs the whole microbatch and splits the big matmuls (Megatron-style). A step is
+// `microbatches` microbatches of global_batch / microbatches samples, pipelined by `schedule`.
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "partita/core/units.h"
+#include "partita/cost/memory.h"
+#include "partita/graph/graph.h"
+#include "partita/search/graph_identity.h"
+#include "partita/search/search_options.h"
+
+namespace partita {
+
+enum class Schedule { kGPipe, kOneFOneB };
+// kFull: a stage keeps only its input per microbatch and recomputes its forward during backward.
+enum class Checkpointing { kNone, kFull };
+// kOptimizerState: optimizer state lives in host memory; each step moves it over the host link and back.
+enum class Offload { kNone, kOptimizerState };
+enum class GroupParallelism { kData, kTensor };
+
+std::string_view schedule_name(Schedule s);                 // "gpipe", "1f1b"
+std::string_view checkpointing_name(Checkpointing c);       // "none", "full"
+std::string_view offload_name(Offload o);                   // "none", "optimizer_state"
+std::string_view group_parallelism_name(GroupParallelism g);  // "data", "tensor"
+Schedule parse_schedule(std::string_view name);
+Checkpointing parse_checkpointing(std::string_view name);
+Offload parse_offload(std::string_view name);
+GroupParallelism parse_group_parallelism(std::string_view name);
+
+struct DeviceGroup {
+  std::vector<std::string> devices;  // cluster device ids
+  std::vector<int> batch_shares;     // samples of each microbatch per device (kData); all = microbatch (kTensor)
+  GroupParallelism parallelism = GroupParallelism::kData;
+};
+
+struct Stage {
+  NodeId first = 0;  // inclusive node range in the graph's node order
+  NodeId last = 0;
+  int group = 0;     // index into Plan::groups
+  Checkpointing checkpointing = Checkpointing::kNone;
+  Offload offload = Offload::kNone;
+};
+
+struct UnusedDevice {
+  std::string device;
+  std::string reason;
+};
+
+struct DevicePrediction {
+  std::string device;
+  Bytes peak_memory{0};
+  Seconds busy{0};
+  Joules energy{0};
+};
+
+struct Prediction {
+  Seconds step_time{0};
+  double samples_per_second = 0;
+  Joules energy{0};  // per step, devices in the plan (devices left out are assumed released)
+  std::vector<DevicePrediction> devices;
+};
+
+struct Plan {
+  GraphIdentity graph;
+  Mode mode = Mode::kTraining;
+  StrategyKind strategy = StrategyKind::kPipeline;
+  Schedule schedule = Schedule::kOneFOneB;
+  Optimizer optimizer = Optimizer::kAdam;
+  int global_batch = 1;
+  int microbatches = 1;
+  std::vector<DeviceGroup> groups;
+  std::vector<Stage> stages;
+  std::vector<UnusedDevice> unused_devices;
+  Prediction prediction;
+
+  int microbatch_size() const { return global_batch / microbatches; }
+  // Every device id in group order.
+  std::vector<std::string> used_devices() const;
+  // A few lines for people: strategy, stages with node ranges and devices, prediction.
+  std::string to_string() const;
+  // Throws partita::Error when the plan is malformed for `graph` (identity, ranges, shares, groups).
+  void check_against(const Graph& target) const;
+};
+
+}  // namespace partita

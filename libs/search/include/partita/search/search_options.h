@@ -1,0 +1,50 @@
+#pragma once
+// The one options struct of the search library: what to plan for and under which limits.
+#include <optional>
+#include <string_view>
+
+#include "partita/core/units.h"
+#include "partita/cost/memory.h"
+
+namespace partita {
+
+// Inference runs forward only; training runs forward, backward, gradient all-reduce and the optimizer step.
+enum class Mode { kInference, kTraining };
+// What the planner minimises. kBalanced: least energy among candidates within 5 % of the fastest step time.
+enum class Objective { kTime, kEnergy, kBalanced };
+// Which memory a device may use: the smaller of its own and memory_limit, or memory_limit alone (what-if
+// planning for devices with more memory; the planner uses it to find the smallest memory that would work).
+enum class MemoryCap { kDeviceAndLimit, kLimitOnly };
+// Which candidate generator(s) to run. kAuto runs all that apply and picks by objective.
+enum class StrategyKind { kAuto, kData, kPipeline, kHybrid, kBranch, kTensor, kEven };
+
+std::string_view mode_name(Mode m);                // "inference", "training"
+std::string_view objective_name(Objective o);      // "time", "energy", "balanced"
+std::string_view strategy_name(StrategyKind s);    // "auto", "data", "pipeline", "hybrid", "branch", "tensor", "even"
+// Inverses; throw partita::Error naming the accepted spellings.
+Mode parse_mode(std::string_view name);
+Objective parse_objective(std::string_view name);
+StrategyKind parse_strategy(std::string_view name);
+
+struct SearchOptions {
+  Mode mode = Mode::kTraining;
+  int global_batch = 32;  // samples per step, all devices together
+  // Samples the graph's shapes (and so the cost table's times) were built for; 0: dim 0 of the first input.
+  // Times and activation bytes are assumed to scale linearly with samples (roofline regime, overhead ignored).
+  int graph_batch = 0;
+  Objective objective = Objective::kTime;
+  StrategyKind strategy = StrategyKind::kAuto;
+  Optimizer optimizer = Optimizer::kAdam;
+  // Per-device memory cap applied on top of each device's own memory (the smaller wins); nullopt: none.
+  std::optional<Bytes> memory_limit;
+  MemoryCap memory_cap = MemoryCap::kDeviceAndLimit;
+  // Host link used when optimizer state is offloaded to host memory (each step moves it there and back).
+  BytesPerSecond host_bandwidth{25e9};
+  int max_microbatches = 64;  // upper bound on microbatches per step considered by pipeline strategies
+  int max_blocks = 256;       // the node order is grouped into at most this many blocks for partitioning
+
+  // Throws partita::Error naming the bad field and value.
+  void validate() const;
+};
+
+}  // namespace partita

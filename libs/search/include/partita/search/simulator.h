@@ -1,0 +1,69 @@
+#pragma once
+// Discrete-event simulation of one step of a plan: the test oracle and the final scorer of candidates.
+//
+// Task graph: per stage, microbatch and device of the stage's group a forward task (and, when training, a
+// backward task; checkpointed stages run the forward again inside backward); one transfer per stage boundary
+// and microbatch each way; per stage with more than one device a gradient all-reduce after its last backward;
+// per offloaded stage a host round trip of the optimizer state after that.
+// Resources: each device runs its tasks one at a time in schedule order (GPipe: all forwards, then all
+// backwards; 1F1B: stages-to-go warm-up forwards, then alternate one forward / one backward); each stage
+// boundary is a full-duplex link with one lane per direction (transfers in microbatch order); each group's
+// all-reduce and each host link are resources of their own. A task starts when its resource is free and its
+// inputs are done. Costs come from StageModel (same model as the search) and cost/comm.h.
+// Memory: parameters (+ gradients and optimizer state when training, minus what is offloaded) + workspace +
+// the activations alive over time (saved at forward end, freed at backward end).
+// Energy: per device in the plan, cost/energy.h's device_energy(busy, step - busy).
+#include <string>
+#include <vector>
+
+#include "partita/core/json_io.h"
+#include "partita/cost/compute.h"
+#include "partita/hardware/device.h"
+#include "partita/search/plan.h"
+#include "partita/search/search_options.h"
+
+namespace partita {
+
+enum class TaskKind { kForward, kBackward, kTransfer, kAllReduce, kOffload };
+std::string_view task_kind_name(TaskKind kind);  // "forward", "backward", "transfer", "allreduce", "offload"
+
+struct SimResource {
+  std::string name;  // device id, "link s0->s1", "allreduce s2", "host cuda:0"
+  int device = -1;   // cluster device index for devices, -1 otherwise
+};
+
+struct SimTask {
+  std::string name;  // "F s1 mb3"
+  TaskKind kind = TaskKind::kForward;
+  int resource = 0;
+  int stage = 0;
+  int microbatch = -1;  // -1 for per-step tasks
+  Seconds start{0};
+  Seconds end{0};
+};
+
+struct Simulation {
+  Seconds step_time{0};
+  std::vector<SimResource> resources;
+  std::vector<SimTask> tasks;
+  Prediction prediction;  // step time, throughput, per-device busy, peak memory and energy
+  // Whether every device's simulated peak fits its cap (min of its memory and options.memory_limit).
+  bool fits_memory = true;
+  std::string memory_note;  // which device exceeds and by how much, when it does not fit
+};
+
+// Simulates one step. The plan's mode, batch, microbatches and optimizer override those in `options`;
+// options supply graph_batch, host_bandwidth and memory limits. Throws partita::Error when the plan does not
+// match the graph or names devices the cluster lacks.
+Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,
+                    const SearchOptions& options = {});
+
+// The plan with its prediction recomputed by simulate (no search involved).
+Plan evaluate(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,
+              const SearchOptions& options = {});
+
+// Chrome trace event JSON: {"traceEvents": [...]} with ph "X", pid 0 for devices and 1 for links/collectives,
+// tid = resource index, ts/dur in microseconds, plus thread_name metadata events.
+Json chrome_trace(const Simulation& sim);
+
+}  // namespace partita

@@ -1,0 +1,89 @@
+#pragma once
+// StageModel: the cost of running a contiguous node range [first, last] on one device, in O(1) from prefix sums.
+// Shared by every strategy, the brute-force checkers and the simulator, so they all agree on one cost model.
+//
+// Assumptions (stated once here):
+//   - compute: the cost table's node times (at graph_batch samples) scale linearly with samples: per-sample time
+//     = table time / graph_batch (roofline regime; per-op overhead is not separated out).
+//   - a parameter is attributed to the first node that reads it (tied weights count in the earliest stage).
+//   - saved activations of a range, per sample: the tensors entering the range plus the outputs of its
+//     non-structural nodes (cost/memory.h's approximation, made prefix-summable).
+//   - boundary bytes after node i: every intermediate value produced at or before i and read after i.
+//   - workspace: the largest single node's non-weight inputs + outputs in the range.
+// Thread safety: immutable after construction; const methods may be called concurrently.
+#include <string>
+#include <vector>
+
+#include "partita/cost/compute.h"
+#include "partita/graph/graph.h"
+#include "partita/hardware/device.h"
+#include "partita/search/plan.h"
+#include "partita/search/search_options.h"
+
+namespace partita {
+
+// What one device of a stage holds and does per microbatch.
+struct StageLoad {
+  NodeId first = 0;
+  NodeId last = 0;
+  int samples = 1;   // samples of each microbatch on this device
+  int in_flight = 1; // microbatches whose activations are kept at once (1F1B: stages to the end; GPipe: all)
+  Checkpointing checkpointing = Checkpointing::kNone;
+  Offload offload = Offload::kNone;
+};
+
+class StageModel {
+ public:
+  // Throws partita::Error when the cost table lacks a row for a cluster device's spec or has the wrong size.
+  StageModel(const Graph& graph, const Cluster& cluster, const CostTable& table, const SearchOptions& options);
+
+  const Graph& graph() const { return *graph_; }
+  const Cluster& cluster() const { return *cluster_; }
+  const SearchOptions& options() const { return options_; }
+  bool training() const { return options_.mode == Mode::kTraining; }
+  int num_nodes() const { return graph_->num_nodes(); }
+  int num_devices() const { return static_cast<int>(cluster_->devices.size()); }
+  int graph_batch() const { return graph_batch_; }
+  // Cost table row of cluster device `device` (its index in cluster.devices).
+  int spec_of(int device) const { return device_spec_[static_cast<size_t>(device)]; }
+  int device_index(const std::string& id) const;  // throws when absent
+  // min(device memory, options.memory_limit); a device with unknown memory (0) is capped only by the limit.
+  Bytes memory_cap(int device) const;
+
+  // Per-microbatch times of `samples` samples on spec row `spec`.
+  Seconds forward(int spec, NodeId first, NodeId last, double samples) const;
+  Seconds backward(int spec, NodeId first, NodeId last, double samples) const;
+  // forward (inference) or forward + backward (+ forward again when checkpointing) for one microbatch.
+  Seconds microbatch_time(int spec, const StageLoad& load) const;
+  // Whole-graph per-sample time (forward, plus backward when training): the device's "speed" is its inverse.
+  Seconds sample_time(int spec) const;
+
+  Bytes parameter_bytes(NodeId first, NodeId last) const;  // trainable + buffers
+  Bytes trainable_bytes(NodeId first, NodeId last) const;
+  double boundary_bytes_per_sample(NodeId after) const;    // 0 after the last node
+  Bytes boundary_bytes(NodeId after, int samples) const;
+  // Memory of one device holding `load` (see the assumptions above).
+  Bytes memory(const StageLoad& load) const;
+  // Seconds per step to move offloaded optimizer state to the host and back (0 without offload).
+  Seconds offload_time(const StageLoad& load) const;
+
+  // Per-sample bytes: activations saved by [first, last], the tensors entering at `first`, the op workspace.
+  double activation_per_sample(NodeId first, NodeId last) const;
+  double input_per_sample(NodeId first) const;
+  double workspace_per_sample(NodeId first, NodeId last) const;
+
+ private:
+
+  const Graph* graph_;
+  const Cluster* cluster_;
+  SearchOptions options_;
+  int graph_batch_ = 1;
+  std::vector<int> device_spec_;
+  std::vector<std::vector<double>> fwd_prefix_, bwd_prefix_;  // [spec][n+1], per sample
+  std::vector<double> param_prefix_, trainable_prefix_, out_prefix_;  // [n+1]; out: per sample
+  std::vector<double> boundary_;  // [n], per sample, after node i
+  double graph_input_per_sample_ = 0;
+  std::vector<std::vector<double>> ws_table_;  // sparse table of per-node workspace per sample
+};
+
+}  // namespace partita

@@ -1,0 +1,165 @@
+#include "partita/search/chain_partition.h"
+
+#include <algorithm>
+#include <bit>
+#include <limits>
+
+#include "partita/core/error.h"
+#include "partita/search/collective_time.h"
+
+namespace partita {
+
+std::vector<int> even_shares(int microbatch_size, int devices) {
+  std::vector<int> shares(static_cast<size_t>(devices), microbatch_size / devices);
+  for (int i = 0; i < microbatch_size % devices; ++i) ++shares[static_cast<size_t>(i)];
+  return shares;
+}
+
+namespace {
+
+int in_flight(const ChainProblem& p, int slot) {
+  if (!p.model->training()) return 1;
+  if (p.schedule == Schedule::kGPipe) return p.microbatches;
+  return std::min(static_cast<int>(p.slots.size()) - slot, p.microbatches);
+}
+
+}  // namespace
+
+std::optional<StageChoice> evaluate_stage(const ChainProblem& problem, int slot, NodeId first, NodeId last) {
+  const StageModel& m = *problem.model;
+  const ChainSlot& s = problem.slots[static_cast<size_t>(slot)];
+  const int d = static_cast<int>(s.devices.size());
+  const int share = (problem.microbatch_size + d - 1) / d;  // the largest share bounds time and memory
+  if (share == 0) return std::nullopt;
+  Bytes cap(std::numeric_limits<int64_t>::max());
+  for (int dev : s.devices) cap = std::min(cap, m.memory_cap(dev));
+  const int spec = m.spec_of(s.devices[0]);
+  const Seconds allreduce =
+      m.training() && d > 1 ? fast_allreduce_time(m.trainable_bytes(first, last), d, s.group_link) : Seconds(0);
+  std::optional<StageChoice> best;
+  for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
+    for (Offload o : {Offload::kNone, Offload::kOptimizerState}) {
+      if (!m.training() && (c != Checkpointing::kNone || o != Offload::kNone)) continue;
+      const StageLoad load{first, last, share, in_flight(problem, slot), c, o};
+      if (m.memory(load) > cap) continue;
+      const Seconds per_mb = m.microbatch_time(spec, load);
+      const Seconds busy = per_mb * static_cast<double>(problem.microbatches) + allreduce + m.offload_time(load);
+      if (!best || busy < best->busy) best = StageChoice{first, last, c, o, busy, per_mb};
+    }
+  }
+  return best;
+}
+
+Seconds evaluate_link(const ChainProblem& problem, int slot, NodeId after) {
+  const ChainSlot& a = problem.slots[static_cast<size_t>(slot)];
+  const ChainSlot& b = problem.slots[static_cast<size_t>(slot) + 1];
+  const int lanes = static_cast<int>(std::min(a.devices.size(), b.devices.size()));
+  const int samples = (problem.microbatch_size + lanes - 1) / lanes;
+  const Bytes bytes = problem.model->boundary_bytes(after, samples);
+  return (a.next_link.latency + bytes / a.next_link.bandwidth) * static_cast<double>(problem.microbatches);
+}
+
+Seconds estimate_step(const ChainProblem& problem, const std::vector<StageChoice>& stages) {
+  // Bottleneck plus fill/drain: every other stage and link passes one microbatch before/after the bottleneck.
+  Seconds bottleneck(0), fill(0), largest(0);
+  const double m = problem.microbatches;
+  for (size_t j = 0; j < stages.size(); ++j) {
+    bottleneck = std::max(bottleneck, stages[j].busy);
+    fill += stages[j].per_microbatch;
+    largest = std::max(largest, stages[j].per_microbatch);
+    if (j + 1 < stages.size()) {
+      const Seconds link = evaluate_link(problem, static_cast<int>(j), stages[j].last);
+      bottleneck = std::max(bottleneck, link);
+      fill += link / m;
+    }
+  }
+  return bottleneck + fill - largest;
+}
+
+std::optional<ChainSolution> partition_chain(const ChainProblem& problem) {
+  const auto& ends = problem.block_ends;
+  const int nb = static_cast<int>(ends.size());
+  const int ns = static_cast<int>(problem.slots.size());
+  if (ns == 0 || ns > nb) return std::nullopt;
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  auto first_of = [&](int block) { return block == 0 ? 0 : ends[static_cast<size_t>(block) - 1] + 1; };
+  auto lower_bound = [&](int slot, NodeId first, NodeId last) {
+    const ChainSlot& s = problem.slots[static_cast<size_t>(slot)];
+    const int d = static_cast<int>(s.devices.size());
+    const StageLoad load{first, last, (problem.microbatch_size + d - 1) / d, 1, Checkpointing::kNone, Offload::kNone};
+    return problem.model->microbatch_time(problem.model->spec_of(s.devices[0]), load).value() * problem.microbatches;
+  };
+  // best[j][b]: least bottleneck with slots 0..j holding blocks 0..b, slot j ending at block b.
+  std::vector<std::vector<double>> best(static_cast<size_t>(ns), std::vector<double>(static_cast<size_t>(nb), kInf));
+  std::vector<std::vector<int>> parent(static_cast<size_t>(ns), std::vector<int>(static_cast<size_t>(nb), -1));
+  for (int b = 0; b <= nb - ns; ++b) {
+    if (auto st = evaluate_stage(problem, 0, 0, ends[static_cast<size_t>(b)])) best[0][b] = st->busy.value();
+  }
+  for (int j = 1; j < ns; ++j) {
+    for (int b = j; b <= nb - ns + j; ++b) {
+      for (int a = b - 1; a >= j - 1; --a) {
+        // The stage's plain compute only grows as it takes more blocks: once it alone reaches the best, stop.
+        const NodeId first = first_of(a + 1);
+        if (lower_bound(j, first, ends[static_cast<size_t>(b)]) >= best[j][b]) break;
+        const double prev = best[j - 1][a];
+        if (prev >= best[j][b]) continue;  // cannot improve
+        const double link = evaluate_link(problem, j - 1, ends[static_cast<size_t>(a)]).value();
+        if (link >= best[j][b]) continue;
+        const auto st = evaluate_stage(problem, j, first, ends[static_cast<size_t>(b)]);
+        if (!st) continue;  // memory is not monotone in the range (its input size varies)
+        const double v = std::max({prev, link, st->busy.value()});
+        if (v < best[j][b]) {
+          best[j][b] = v;
+          parent[j][b] = a;
+        }
+      }
+    }
+  }
+  if (best[ns - 1][nb - 1] == kInf) return std::nullopt;
+  ChainSolution sol;
+  sol.stages.resize(static_cast<size_t>(ns));
+  for (int j = ns - 1, b = nb - 1; j >= 0; b = parent[j][b], --j) {
+    const int a = j == 0 ? -1 : parent[j][b];
+    sol.stages[static_cast<size_t>(j)] = *evaluate_stage(problem, j, first_of(a + 1), ends[static_cast<size_t>(b)]);
+  }
+  sol.bottleneck = Seconds(best[ns - 1][nb - 1]);
+  sol.estimate = estimate_step(problem, sol.stages);
+  return sol;
+}
+
+std::optional<ChainSolution> partition_chain_brute_force(const ChainProblem& problem) {
+  const auto& ends = problem.block_ends;
+  const int nb = static_cast<int>(ends.size());
+  const int ns = static_cast<int>(problem.slots.size());
+  if (ns == 0 || ns > nb) return std::nullopt;
+  std::optional<ChainSolution> best;
+  std::vector<int> last(static_cast<size_t>(ns));  // last block of each slot
+  // Enumerate increasing sequences last[0] < ... < last[ns-1] = nb-1.
+  auto visit = [&](auto&& self, int j, int from) -> void {
+    if (j == ns - 1) {
+      last[static_cast<size_t>(j)] = nb - 1;
+      ChainSolution sol;
+      double bottleneck = 0;
+      for (int k = 0; k < ns; ++k) {
+        const NodeId f = k == 0 ? 0 : ends[static_cast<size_t>(last[k - 1])] + 1;
+        const auto st = evaluate_stage(problem, k, f, ends[static_cast<size_t>(last[k])]);
+        if (!st) return;
+        bottleneck = std::max(bottleneck, st->busy.value());
+        if (k + 1 < ns) bottleneck = std::max(bottleneck, evaluate_link(problem, k, st->last).value());
+        sol.stages.push_back(*st);
+      }
+      sol.bottleneck = Seconds(bottleneck);
+      sol.estimate = estimate_step(problem, sol.stages);
+      if (!best || sol.bottleneck < best->bottleneck) best = std::move(sol);
+      return;
+    }
+    for (int b = from; b <= nb - ns + j; ++b) {
+      last[static_cast<size_t>(j)] = b;
+      self(self, j + 1, b + 1);
+    }
+  };
+  visit(visit, 0, 0);
+  return best;
+}
+
+}  // namespace partita

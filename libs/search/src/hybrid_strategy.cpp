@@ -1,0 +1,195 @@
+#include "partita/search/hybrid_strategy.h"
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+
+#include "partita/cost/comm.h"
+#include "partita/search/chain_plan.h"
+
+namespace partita {
+
+namespace {
+
+struct Kind {
+  int spec = 0;
+  std::vector<int> devices;  // cluster order
+  double capacity = 0;       // devices / sample time
+};
+
+std::vector<Kind> device_kinds(const StageModel& model) {
+  std::map<int, Kind> by_spec;
+  for (int d = 0; d < model.num_devices(); ++d) {
+    Kind& k = by_spec[model.spec_of(d)];
+    k.spec = model.spec_of(d);
+    k.devices.push_back(d);
+  }
+  std::vector<Kind> kinds;
+  for (auto& [spec, k] : by_spec) {
+    k.capacity = static_cast<double>(k.devices.size()) / model.sample_time(spec).value();
+    kinds.push_back(std::move(k));
+  }
+  return kinds;
+}
+
+// Group sizes per kind (ordered), concatenated over kinds in `order` -> slots.
+std::vector<ChainSlot> make_slots(const StageModel& model, const std::vector<Kind>& kinds, const std::vector<int>& order,
+                                  const std::vector<std::vector<int>>& sizes) {
+  std::vector<ChainSlot> slots;
+  const auto& devs = model.cluster().devices;
+  for (int ki : order) {
+    const Kind& k = kinds[static_cast<size_t>(ki)];
+    size_t at = 0;
+    for (int s : sizes[static_cast<size_t>(ki)]) {
+      ChainSlot slot;
+      std::vector<std::string> ids;
+      for (int i = 0; i < s; ++i, ++at) {
+        slot.devices.push_back(k.devices[at]);
+        ids.push_back(devs[static_cast<size_t>(k.devices[at])].id);
+      }
+      slot.group_link = slowest_link(model.cluster(), ids);
+      slots.push_back(std::move(slot));
+    }
+  }
+  for (size_t j = 0; j < slots.size(); ++j) {
+    slots[j].next_link = j + 1 < slots.size()
+                             ? model.cluster().link_between(devs[static_cast<size_t>(slots[j].devices[0])].id,
+                                                            devs[static_cast<size_t>(slots[j + 1].devices[0])].id)
+                             : slots[j].group_link;
+  }
+  return slots;
+}
+
+std::vector<std::vector<int>> compositions(int n) {
+  std::vector<std::vector<int>> out;
+  for (unsigned mask = 0; mask < (1u << (n - 1)); ++mask) {
+    std::vector<int> parts{1};
+    for (int i = 0; i + 1 < n; ++i) {
+      if (mask & (1u << i)) parts.push_back(1); else ++parts.back();
+    }
+    out.push_back(std::move(parts));
+  }
+  return out;
+}
+
+std::vector<int> near_even(int n, int parts) {
+  std::vector<int> sizes(static_cast<size_t>(parts), n / parts);
+  for (int i = 0; i < n % parts; ++i) ++sizes[static_cast<size_t>(i)];
+  return sizes;
+}
+
+}  // namespace
+
+std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int max_stages) {
+  const auto kinds = device_kinds(model);
+  const int nk = static_cast<int>(kinds.size());
+  std::vector<std::vector<ChainSlot>> layouts;
+  const bool exhaustive = nk <= 3 && std::all_of(kinds.begin(), kinds.end(), [](const Kind& k) {
+    return static_cast<int>(k.devices.size()) <= kExhaustiveHybridDevices;
+  });
+  for (unsigned mask = 1; mask < (1u << nk); ++mask) {
+    std::vector<int> present;
+    for (int i = 0; i < nk; ++i) {
+      if (mask & (1u << i)) present.push_back(i);
+    }
+    if (!exhaustive && present.size() != kinds.size()) continue;  // large clusters: every kind takes part
+    std::vector<std::vector<std::vector<int>>> choices(static_cast<size_t>(nk));  // per kind: size lists
+    if (exhaustive) {
+      for (int ki : present) choices[static_cast<size_t>(ki)] = compositions(static_cast<int>(kinds[ki].devices.size()));
+    }
+    std::vector<std::vector<std::vector<int>>> size_sets;  // per layout: sizes per kind
+    if (exhaustive) {
+      std::vector<std::vector<int>> cur(static_cast<size_t>(nk));
+      auto rec = [&](auto&& self, size_t i) -> void {
+        if (i == present.size()) { size_sets.push_back(cur); return; }
+        for (const auto& c : choices[static_cast<size_t>(present[i])]) {
+          cur[static_cast<size_t>(present[i])] = c;
+          self(self, i + 1);
+        }
+      };
+      rec(rec, 0);
+    } else {
+      double total = 0;
+      for (const auto& k : kinds) total += k.capacity;
+      for (int s : {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024}) {
+        if (s < nk || s > max_stages) continue;
+        // Largest remainder, at least one stage per kind, at most one stage per device.
+        std::vector<int> per(static_cast<size_t>(nk), 1);
+        int left = s - nk;
+        std::vector<std::pair<double, int>> rem;
+        for (int i = 0; i < nk; ++i) {
+          const double want = s * kinds[i].capacity / total - 1;
+          const int add = std::clamp(static_cast<int>(want), 0, std::min(left, static_cast<int>(kinds[i].devices.size()) - 1));
+          per[static_cast<size_t>(i)] += add;
+          left -= add;
+          rem.push_back({-(want - add), i});
+        }
+        std::sort(rem.begin(), rem.end());
+        for (size_t r = 0; left > 0 && r < rem.size(); ++r) {
+          const int i = rem[r].second;
+          if (per[static_cast<size_t>(i)] < static_cast<int>(kinds[i].devices.size())) { ++per[static_cast<size_t>(i)]; --left; }
+        }
+        std::vector<std::vector<int>> sizes(static_cast<size_t>(nk));
+        for (int i = 0; i < nk; ++i) sizes[static_cast<size_t>(i)] = near_even(static_cast<int>(kinds[i].devices.size()), per[static_cast<size_t>(i)]);
+        size_sets.push_back(std::move(sizes));
+      }
+    }
+    for (const auto& sizes : size_sets) {
+      int stages = 0;
+      for (int ki : present) stages += static_cast<int>(sizes[static_cast<size_t>(ki)].size());
+      if (stages > max_stages) continue;
+      std::vector<int> order = present;
+      do {
+        layouts.push_back(make_slots(model, kinds, order, sizes));
+      } while (std::next_permutation(order.begin(), order.end()));
+    }
+  }
+  return layouts;
+}
+
+std::optional<PipelineChoice> best_hybrid(const StageModel& model, const std::vector<NodeId>& blocks,
+                                          const std::vector<std::vector<ChainSlot>>& layouts, int microbatches,
+                                          Schedule schedule) {
+  std::optional<PipelineChoice> best;
+  const int mb = model.options().global_batch / microbatches;
+  for (const auto& slots : layouts) {
+    ChainProblem problem{&model, blocks, slots, microbatches, mb, schedule};
+    auto sol = partition_chain(problem);
+    if (!sol) continue;
+    if (!best || sol->bottleneck < best->solution.bottleneck ||
+        (sol->bottleneck == best->solution.bottleneck && sol->estimate < best->solution.estimate)) {
+      best = PipelineChoice{std::move(problem), std::move(*sol)};
+    }
+  }
+  return best;
+}
+
+std::vector<Plan> hybrid_candidates(const StageModel& model, const std::vector<NodeId>& blocks) {
+  const auto layouts = hybrid_layouts(model, static_cast<int>(blocks.size()));
+  struct Scored {
+    Seconds estimate;
+    Plan plan;
+  };
+  std::vector<Scored> scored;
+  for (int m : microbatch_candidates(model.options(), 1)) {
+    // Layouts whose groups are wider than the microbatch leave devices without samples: skip them.
+    std::vector<std::vector<ChainSlot>> usable;
+    const int mb = model.options().global_batch / m;
+    for (const auto& l : layouts) {
+      if (std::all_of(l.begin(), l.end(), [&](const ChainSlot& s) { return static_cast<int>(s.devices.size()) <= mb; })) {
+        usable.push_back(l);
+      }
+    }
+    auto choice = best_hybrid(model, blocks, usable, m, Schedule::kOneFOneB);
+    if (!choice) continue;
+    Plan plan = chain_to_plan(choice->problem, choice->solution, StrategyKind::kHybrid);
+    mark_unused_devices(plan, model.cluster(), "its device kind made the pipeline's bottleneck worse");
+    scored.push_back(Scored{choice->solution.estimate, std::move(plan)});
+  }
+  std::stable_sort(scored.begin(), scored.end(), [](const Scored& a, const Scored& b) { return a.estimate < b.estimate; });
+  std::vector<Plan> out;
+  for (auto& s : scored) out.push_back(std::move(s.plan));
+  return out;
+}
+
+}  // namespace partita

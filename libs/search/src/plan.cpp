@@ -1,0 +1,115 @@
+#include "partita/search/plan.h"
+
+#include <numeric>
+#include <set>
+#include <sstream>
+
+#include "partita/core/error.h"
+#include "partita/core/format.h"
+
+namespace partita {
+
+namespace {
+
+template <typename E, size_t N>
+E parse_enum(std::string_view name, const E (&all)[N], std::string_view (*to_name)(E), const char* what) {
+  std::string accepted;
+  for (E e : all) {
+    if (to_name(e) == name) return e;
+    accepted += (accepted.empty() ? "" : ", ") + std::string(to_name(e));
+  }
+  PARTITA_FAIL("unknown ", what, " '", name, "': use one of ", accepted);
+}
+
+}  // namespace
+
+std::string_view schedule_name(Schedule s) { return s == Schedule::kGPipe ? "gpipe" : "1f1b"; }
+std::string_view checkpointing_name(Checkpointing c) { return c == Checkpointing::kNone ? "none" : "full"; }
+std::string_view offload_name(Offload o) { return o == Offload::kNone ? "none" : "optimizer_state"; }
+std::string_view group_parallelism_name(GroupParallelism g) {
+  return g == GroupParallelism::kData ? "data" : "tensor";
+}
+
+Schedule parse_schedule(std::string_view name) {
+  static const Schedule kAll[] = {Schedule::kGPipe, Schedule::kOneFOneB};
+  return parse_enum(name, kAll, schedule_name, "schedule");
+}
+Checkpointing parse_checkpointing(std::string_view name) {
+  static const Checkpointing kAll[] = {Checkpointing::kNone, Checkpointing::kFull};
+  return parse_enum(name, kAll, checkpointing_name, "checkpointing");
+}
+Offload parse_offload(std::string_view name) {
+  static const Offload kAll[] = {Offload::kNone, Offload::kOptimizerState};
+  return parse_enum(name, kAll, offload_name, "offload");
+}
+GroupParallelism parse_group_parallelism(std::string_view name) {
+  static const GroupParallelism kAll[] = {GroupParallelism::kData, GroupParallelism::kTensor};
+  return parse_enum(name, kAll, group_parallelism_name, "group parallelism");
+}
+
+std::vector<std::string> Plan::used_devices() const {
+  std::vector<std::string> out;
+  for (const auto& g : groups) out.insert(out.end(), g.devices.begin(), g.devices.end());
+  return out;
+}
+
+std::string Plan::to_string() const {
+  std::ostringstream os;
+  os << "plan: " << strategy_name(strategy) << ", " << mode_name(mode) << ", batch " << global_batch << " in "
+     << microbatches << " microbatch(es) of " << microbatch_size() << ", schedule " << schedule_name(schedule)
+     << "\n";
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const Stage& st = stages[s];
+    const DeviceGroup& g = groups[static_cast<size_t>(st.group)];
+    os << "  stage " << s << ": nodes " << st.first << ".." << st.last << " on "
+       << group_parallelism_name(g.parallelism) << " group [";
+    for (size_t d = 0; d < g.devices.size(); ++d) {
+      os << (d ? ", " : "") << g.devices[d] << " x" << g.batch_shares[d];
+    }
+    os << "]";
+    if (st.checkpointing != Checkpointing::kNone) os << ", checkpointing " << checkpointing_name(st.checkpointing);
+    if (st.offload != Offload::kNone) os << ", offload " << offload_name(st.offload);
+    os << "\n";
+  }
+  for (const auto& u : unused_devices) os << "  unused " << u.device << ": " << u.reason << "\n";
+  os << "  predicted: step " << format_seconds(prediction.step_time) << ", " << prediction.samples_per_second
+     << " samples/s, " << prediction.energy.value() << " J/step\n";
+  for (const auto& d : prediction.devices) {
+    os << "    " << d.device << ": peak " << format_bytes(d.peak_memory) << ", busy " << format_seconds(d.busy)
+       << "\n";
+  }
+  return os.str();
+}
+
+void Plan::check_against(const Graph& target) const {
+  const GraphIdentity id = graph_identity(target);
+  PARTITA_CHECK(id == this->graph, "plan was made for a graph with ", this->graph.num_nodes, " nodes (op hash ",
+                this->graph.op_hash, ") but this graph has ", id.num_nodes, " nodes (op hash ", id.op_hash,
+                "); plan again for this model");
+  PARTITA_CHECK(microbatches >= 1 && global_batch % microbatches == 0, "plan: global batch ", global_batch,
+                " is not divisible into ", microbatches, " microbatches");
+  PARTITA_CHECK(!stages.empty(), "plan has no stages");
+  NodeId next = 0;
+  std::set<std::string> seen;
+  for (const Stage& st : stages) {
+    PARTITA_CHECK(st.first == next && st.last >= st.first, "plan: stage [", st.first, ", ", st.last,
+                  "] does not continue the node order at ", next);
+    next = st.last + 1;
+    PARTITA_CHECK(st.group >= 0 && st.group < static_cast<int>(groups.size()), "plan: stage group ", st.group,
+                  " out of range");
+  }
+  PARTITA_CHECK(next == target.num_nodes(), "plan stages end at node ", next - 1, " but the graph has ",
+                target.num_nodes(), " nodes");
+  for (const auto& g : groups) {
+    PARTITA_CHECK(!g.devices.empty() && g.devices.size() == g.batch_shares.size(),
+                  "plan: a device group needs one batch share per device");
+    const int sum = std::accumulate(g.batch_shares.begin(), g.batch_shares.end(), 0);
+    const int want = g.parallelism == GroupParallelism::kData ? microbatch_size()
+                                                              : microbatch_size() * static_cast<int>(g.devices.size());
+    PARTITA_CHECK(sum == want, "plan: batch shares of group starting at ", g.devices[0], " sum to ", sum,
+                  " but the microbatch needs ", want);
+    for (const auto& d : g.devices) PARTITA_CHECK(seen.insert(d).second, "plan: device ", d, " is in two groups");
+  }
+}
+
+}  // namespace partita

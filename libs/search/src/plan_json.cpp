@@ -1,0 +1,130 @@
+#include "partita/search/plan_json.h"
+
+#include "partita/core/error.h"
+
+namespace partita {
+
+namespace {
+
+const Json& field(const Json& j, const char* key) {
+  PARTITA_CHECK(j.is_object() && j.contains(key), "plan JSON: missing field '", key, "'");
+  return j.at(key);
+}
+
+template <typename T>
+T get(const Json& j, const char* key) {
+  try {
+    return field(j, key).get<T>();
+  } catch (const nlohmann::json::exception& e) {
+    PARTITA_FAIL("plan JSON: field '", key, "' has the wrong type: ", e.what());
+  }
+}
+
+Json group_to_json(const DeviceGroup& g) {
+  Json j;
+  j["devices"] = g.devices;
+  j["batch_shares"] = g.batch_shares;
+  j["parallelism"] = group_parallelism_name(g.parallelism);
+  return j;
+}
+
+Json stage_to_json(const Stage& s) {
+  Json j;
+  j["first"] = s.first;
+  j["last"] = s.last;
+  j["group"] = s.group;
+  j["checkpointing"] = checkpointing_name(s.checkpointing);
+  j["offload"] = offload_name(s.offload);
+  return j;
+}
+
+Json prediction_to_json(const Prediction& p) {
+  Json j;
+  j["step_time_s"] = p.step_time.value();
+  j["samples_per_second"] = p.samples_per_second;
+  j["energy_j"] = p.energy.value();
+  Json devs = Json::array();
+  for (const auto& d : p.devices) {
+    devs.push_back(Json{{"device", d.device},
+                        {"peak_memory_bytes", d.peak_memory.value()},
+                        {"busy_s", d.busy.value()},
+                        {"energy_j", d.energy.value()}});
+  }
+  j["devices"] = devs;
+  return j;
+}
+
+Prediction prediction_from_json(const Json& j) {
+  Prediction p;
+  p.step_time = Seconds(get<double>(j, "step_time_s"));
+  p.samples_per_second = get<double>(j, "samples_per_second");
+  p.energy = Joules(get<double>(j, "energy_j"));
+  for (const auto& d : field(j, "devices")) {
+    p.devices.push_back(DevicePrediction{get<std::string>(d, "device"), Bytes(get<int64_t>(d, "peak_memory_bytes")),
+                                         Seconds(get<double>(d, "busy_s")), Joules(get<double>(d, "energy_j"))});
+  }
+  return p;
+}
+
+}  // namespace
+
+Json plan_to_json(const Plan& plan) {
+  Json j;
+  j["format"] = "partita.plan";
+  j["version"] = 1;
+  j["graph"] = Json{{"num_nodes", plan.graph.num_nodes}, {"op_hash", plan.graph.op_hash}};
+  j["mode"] = mode_name(plan.mode);
+  j["strategy"] = strategy_name(plan.strategy);
+  j["schedule"] = schedule_name(plan.schedule);
+  j["optimizer"] = optimizer_name(plan.optimizer);
+  j["global_batch"] = plan.global_batch;
+  j["microbatches"] = plan.microbatches;
+  Json groups = Json::array();
+  for (const auto& g : plan.groups) groups.push_back(group_to_json(g));
+  j["groups"] = groups;
+  Json stages = Json::array();
+  for (const auto& s : plan.stages) stages.push_back(stage_to_json(s));
+  j["stages"] = stages;
+  Json unused = Json::array();
+  for (const auto& u : plan.unused_devices) unused.push_back(Json{{"device", u.device}, {"reason", u.reason}});
+  j["unused_devices"] = unused;
+  j["prediction"] = prediction_to_json(plan.prediction);
+  return j;
+}
+
+Plan plan_from_json(const Json& j) {
+  PARTITA_CHECK(j.is_object() && j.value("format", "") == "partita.plan",
+                "not a partita plan: the JSON needs \"format\": \"partita.plan\"");
+  const int version = get<int>(j, "version");
+  PARTITA_CHECK(version == 1, "plan JSON version ", version, " is not supported by this partita (reads 1)");
+  Plan p;
+  const Json& g = field(j, "graph");
+  p.graph = GraphIdentity{get<int>(g, "num_nodes"), get<std::string>(g, "op_hash")};
+  p.mode = parse_mode(get<std::string>(j, "mode"));
+  p.strategy = parse_strategy(get<std::string>(j, "strategy"));
+  p.schedule = parse_schedule(get<std::string>(j, "schedule"));
+  p.optimizer = parse_optimizer(get<std::string>(j, "optimizer"));
+  p.global_batch = get<int>(j, "global_batch");
+  p.microbatches = get<int>(j, "microbatches");
+  for (const auto& gj : field(j, "groups")) {
+    DeviceGroup grp;
+    grp.devices = get<std::vector<std::string>>(gj, "devices");
+    grp.batch_shares = get<std::vector<int>>(gj, "batch_shares");
+    grp.parallelism = parse_group_parallelism(get<std::string>(gj, "parallelism"));
+    p.groups.push_back(std::move(grp));
+  }
+  for (const auto& sj : field(j, "stages")) {
+    p.stages.push_back(Stage{get<NodeId>(sj, "first"), get<NodeId>(sj, "last"), get<int>(sj, "group"),
+                             parse_checkpointing(get<std::string>(sj, "checkpointing")),
+                             parse_offload(get<std::string>(sj, "offload"))});
+  }
+  for (const auto& uj : field(j, "unused_devices")) {
+    p.unused_devices.push_back(UnusedDevice{get<std::string>(uj, "device"), get<std::string>(uj, "reason")});
+  }
+  p.prediction = prediction_from_json(field(j, "prediction"));
+  PARTITA_CHECK(p.microbatches >= 1 && p.global_batch % p.microbatches == 0, "plan JSON: global_batch ",
+                p.global_batch, " is not a multiple of microbatches ", p.microbatches);
+  return p;
+}
+
+}  // namespace partita

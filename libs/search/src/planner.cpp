@@ -1,0 +1,101 @@
+#include "partita/search/planner.h"
+
+#include <algorithm>
+
+#include "partita/core/error.h"
+#include "partita/core/format.h"
+#include "partita/search/blocks.h"
+#include "partita/search/data_parallel_strategy.h"
+#include "partita/search/even_strategy.h"
+#include "partita/search/hybrid_strategy.h"
+#include "partita/search/objective.h"
+#include "partita/search/pipeline_strategy.h"
+#include "partita/search/simulator.h"
+#include "partita/search/stage_model.h"
+
+namespace partita {
+
+namespace {
+
+// Simulating is the expensive part at scale: only the best few closed-form estimates of each generator.
+constexpr size_t kSimulatedPerStrategy = 4;
+
+void append(std::vector<Plan>& out, std::vector<Plan> more) {
+  if (more.size() > kSimulatedPerStrategy) more.resize(kSimulatedPerStrategy);
+  for (auto& p : more) out.push_back(std::move(p));
+}
+
+std::vector<Plan> feasible_evaluated(const Graph& graph, const Cluster& cluster, const CostTable& table,
+                                     const SearchOptions& options) {
+  std::vector<Plan> out;
+  for (Plan& p : generate_candidates(graph, cluster, table, options)) {
+    const Simulation sim = simulate(p, graph, cluster, table, options);
+    if (!sim.fits_memory) continue;  // never returned or ranked
+    p.prediction = sim.prediction;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::optional<Bytes> smallest_memory(const Graph& graph, const Cluster& cluster, const CostTable& table,
+                                     SearchOptions options) {
+  options.memory_cap = MemoryCap::kLimitOnly;
+  auto feasible = [&](int64_t bytes) {
+    options.memory_limit = Bytes(bytes);
+    return !feasible_evaluated(graph, cluster, table, options).empty();
+  };
+  int64_t lo = 0, hi = int64_t{1} << 20;
+  while (!feasible(hi)) {
+    lo = hi;
+    if (hi > (int64_t{1} << 60)) return std::nullopt;
+    hi *= 2;
+  }
+  while (hi - lo > std::max<int64_t>(hi / 1000, 1)) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (feasible(mid)) hi = mid; else lo = mid;
+  }
+  return Bytes(hi);
+}
+
+}  // namespace
+
+std::vector<Plan> generate_candidates(const Graph& graph, const Cluster& cluster, const CostTable& table,
+                                      const SearchOptions& options) {
+  const StageModel model(graph, cluster, table, options);
+  const auto blocks = block_ends(model, options.max_blocks);
+  std::vector<Plan> out;
+  const StrategyKind s = options.strategy;
+  if (s == StrategyKind::kAuto || s == StrategyKind::kData) append(out, data_parallel_candidates(model));
+  if (s == StrategyKind::kAuto || s == StrategyKind::kPipeline) append(out, pipeline_candidates(model, blocks));
+  if (s == StrategyKind::kAuto || s == StrategyKind::kHybrid) append(out, hybrid_candidates(model, blocks));
+  if (s == StrategyKind::kEven) append(out, even_candidates(model));
+  return out;
+}
+
+PlanOutcome make_plan(const Graph& graph, const Cluster& cluster, const CostTable& table,
+                      const SearchOptions& options) {
+  options.validate();
+  PARTITA_CHECK(!cluster.devices.empty(), "cluster '", cluster.name, "' has no devices to plan for");
+  PlanOutcome outcome;
+  std::vector<Plan> plans = feasible_evaluated(graph, cluster, table, options);
+  if (plans.empty()) {
+    if (options.strategy == StrategyKind::kBranch || options.strategy == StrategyKind::kTensor) {
+      outcome.error = "strategy '" + std::string(strategy_name(options.strategy)) + "' is not implemented yet";
+      return outcome;
+    }
+    outcome.min_memory = smallest_memory(graph, cluster, table, options);
+    outcome.error = "no plan fits in memory";
+    if (outcome.min_memory) {
+      outcome.error += ": the smallest per-device memory for which a plan exists is " +
+                       format_bytes(*outcome.min_memory) + " (" + std::to_string(outcome.min_memory->value()) +
+                       " bytes); raise the memory limit, add devices or lower the batch";
+    }
+    return outcome;
+  }
+  for (size_t i : rank_candidates(plans, options.objective)) outcome.candidates.push_back(plans[i]);
+  outcome.pareto = pareto_front(outcome.candidates);
+  outcome.plan = outcome.candidates.front();
+  return outcome;
+}
+
+}  // namespace partita

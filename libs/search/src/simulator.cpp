@@ -1,0 +1,293 @@
+#include "partita/search/simulator.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "partita/core/error.h"
+#include "partita/core/format.h"
+#include "partita/cost/comm.h"
+#include "partita/cost/energy.h"
+#include "partita/search/stage_model.h"
+
+namespace partita {
+
+std::string_view task_kind_name(TaskKind kind) {
+  switch (kind) {
+    case TaskKind::kForward: return "forward";
+    case TaskKind::kBackward: return "backward";
+    case TaskKind::kTransfer: return "transfer";
+    case TaskKind::kAllReduce: return "allreduce";
+    case TaskKind::kOffload: break;
+  }
+  return "offload";
+}
+
+namespace {
+
+struct Work {
+  SimTask info;
+  Seconds duration{0};
+  std::vector<int> dependents;
+  int waiting = 0;  // unfinished inputs
+  Seconds inputs_done{0};
+};
+
+class TaskGraph {
+ public:
+  int add_resource(std::string name, int device) {
+    resources_.push_back(SimResource{std::move(name), device});
+    queues_.emplace_back();
+    return static_cast<int>(resources_.size()) - 1;
+  }
+  int add(std::string name, TaskKind kind, int resource, int stage, int mb, Seconds duration) {
+    Work w;
+    w.info = SimTask{std::move(name), kind, resource, stage, mb, Seconds(0), Seconds(0)};
+    w.duration = duration;
+    work_.push_back(std::move(w));
+    return static_cast<int>(work_.size()) - 1;
+  }
+  void depend(int task, int on) {
+    work_[static_cast<size_t>(on)].dependents.push_back(task);
+    ++work_[static_cast<size_t>(task)].waiting;
+  }
+  // Tasks run on their resource in the order they are enqueued.
+  void enqueue(int task) { queues_[static_cast<size_t>(work_[static_cast<size_t>(task)].info.resource)].push_back(task); }
+
+  // List scheduling with fixed per-resource orders: a head task starts when its inputs are done.
+  void run() {
+    std::vector<size_t> head(queues_.size(), 0);
+    std::vector<Seconds> free(queues_.size(), Seconds(0));
+    std::vector<int> pending;
+    for (size_t r = 0; r < queues_.size(); ++r) pending.push_back(static_cast<int>(r));
+    size_t finished = 0;
+    while (!pending.empty()) {
+      const auto r = static_cast<size_t>(pending.back());
+      pending.pop_back();
+      while (head[r] < queues_[r].size()) {
+        Work& w = work_[static_cast<size_t>(queues_[r][head[r]])];
+        if (w.waiting > 0) break;
+        w.info.start = std::max(free[r], w.inputs_done);
+        w.info.end = w.info.start + w.duration;
+        free[r] = w.info.end;
+        ++head[r];
+        ++finished;
+        for (int d : w.dependents) {
+          Work& dep = work_[static_cast<size_t>(d)];
+          dep.inputs_done = std::max(dep.inputs_done, w.info.end);
+          if (--dep.waiting == 0) pending.push_back(dep.info.resource);
+        }
+      }
+    }
+    PARTITA_ASSERT(finished == work_.size(), "simulation deadlock: ", work_.size() - finished, " tasks never ran");
+  }
+  const std::vector<Work>& work() const { return work_; }
+  std::vector<SimResource>& resources() { return resources_; }
+
+ private:
+  std::vector<SimResource> resources_;
+  std::vector<std::vector<int>> queues_;
+  std::vector<Work> work_;
+};
+
+// Microbatch order of one device: pairs (microbatch, is_backward).
+std::vector<std::pair<int, bool>> device_order(Schedule schedule, bool training, int stage, int stages, int m) {
+  std::vector<std::pair<int, bool>> order;
+  if (!training) {
+    for (int j = 0; j < m; ++j) order.push_back({j, false});
+    return order;
+  }
+  if (schedule == Schedule::kGPipe) {
+    for (int j = 0; j < m; ++j) order.push_back({j, false});
+    for (int j = 0; j < m; ++j) order.push_back({j, true});
+    return order;
+  }
+  const int warmup = std::min(stages - stage - 1, m);
+  for (int j = 0; j < warmup; ++j) order.push_back({j, false});
+  for (int i = 0; i < m; ++i) {
+    if (warmup + i < m) order.push_back({warmup + i, false});
+    order.push_back({i, true});
+  }
+  return order;
+}
+
+std::string label(const char* what, int stage, int mb) {
+  return std::string(what) + " s" + std::to_string(stage) + (mb >= 0 ? " mb" + std::to_string(mb) : "");
+}
+
+}  // namespace
+
+Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,
+                    const SearchOptions& options) {
+  plan.check_against(graph);
+  SearchOptions opt = options;
+  opt.mode = plan.mode;
+  opt.global_batch = plan.global_batch;
+  opt.optimizer = plan.optimizer;
+  const StageModel model(graph, cluster, table, opt);
+  const bool training = plan.mode == Mode::kTraining;
+  const int ns = static_cast<int>(plan.stages.size());
+  const int m = plan.microbatches;
+  const int mb = plan.microbatch_size();
+  TaskGraph tg;
+  // f[s][j][i], b[s][j][i]: forward/backward task ids; device resources in group order.
+  std::vector<std::vector<std::vector<int>>> f(static_cast<size_t>(ns)), b(static_cast<size_t>(ns));
+  std::vector<std::vector<int>> dev_res(static_cast<size_t>(ns)), dev_index(static_cast<size_t>(ns));
+  for (int s = 0; s < ns; ++s) {
+    const Stage& st = plan.stages[static_cast<size_t>(s)];
+    const DeviceGroup& g = plan.groups[static_cast<size_t>(st.group)];
+    PARTITA_CHECK(g.parallelism == GroupParallelism::kData, "simulate: tensor-parallel groups are not simulated yet");
+    f[static_cast<size_t>(s)].assign(static_cast<size_t>(m), {});
+    b[static_cast<size_t>(s)].assign(static_cast<size_t>(m), {});
+    for (size_t i = 0; i < g.devices.size(); ++i) {
+      const int d = model.device_index(g.devices[i]);
+      dev_index[static_cast<size_t>(s)].push_back(d);
+      dev_res[static_cast<size_t>(s)].push_back(tg.add_resource(g.devices[i], d));
+      const int spec = model.spec_of(d);
+      const double share = g.batch_shares[i];
+      const Seconds fwd = model.forward(spec, st.first, st.last, share);
+      const Seconds bwd = model.backward(spec, st.first, st.last, share) +
+                          (st.checkpointing == Checkpointing::kFull ? fwd : Seconds(0));
+      for (int j = 0; j < m; ++j) {
+        f[s][j].push_back(tg.add(label("F", s, j), TaskKind::kForward, dev_res[s][i], s, j, fwd));
+        if (training) b[s][j].push_back(tg.add(label("B", s, j), TaskKind::kBackward, dev_res[s][i], s, j, bwd));
+      }
+    }
+  }
+  // Boundary transfers, one lane per direction.
+  for (int s = 0; s + 1 < ns; ++s) {
+    const auto& ga = plan.groups[static_cast<size_t>(plan.stages[s].group)];
+    const auto& gb = plan.groups[static_cast<size_t>(plan.stages[s + 1].group)];
+    const int lanes = static_cast<int>(std::min(ga.devices.size(), gb.devices.size()));
+    const Bytes bytes = model.boundary_bytes(plan.stages[s].last, (mb + lanes - 1) / lanes);
+    const Seconds t = p2p_time(bytes, cluster.link_between(ga.devices[0], gb.devices[0]));
+    const int fwd_lane = tg.add_resource("link s" + std::to_string(s) + "->s" + std::to_string(s + 1), -1);
+    const int bwd_lane = training ? tg.add_resource("link s" + std::to_string(s + 1) + "->s" + std::to_string(s), -1) : -1;
+    for (int j = 0; j < m; ++j) {
+      const int tf = tg.add(label("send", s, j), TaskKind::kTransfer, fwd_lane, s, j, t);
+      for (int x : f[s][j]) tg.depend(tf, x);
+      for (int x : f[s + 1][j]) tg.depend(x, tf);
+      tg.enqueue(tf);
+      if (!training) continue;
+      const int tb = tg.add(label("grad", s + 1, j), TaskKind::kTransfer, bwd_lane, s + 1, j, t);
+      for (int x : b[s + 1][j]) tg.depend(tb, x);
+      for (int x : b[s][j]) tg.depend(x, tb);
+      tg.enqueue(tb);
+    }
+  }
+  for (int s = 0; s < ns; ++s) {
+    const Stage& st = plan.stages[static_cast<size_t>(s)];
+    const DeviceGroup& g = plan.groups[static_cast<size_t>(st.group)];
+    for (size_t i = 0; i < g.devices.size(); ++i) {
+      for (auto [j, back] : device_order(plan.schedule, training, s, ns, m)) {
+        if (back) {
+          tg.depend(b[s][j][i], f[s][j][i]);
+          tg.enqueue(b[s][j][i]);
+        } else {
+          tg.enqueue(f[s][j][i]);
+        }
+      }
+    }
+    if (!training) continue;
+    int after = -1;
+    if (g.devices.size() > 1) {
+      const Seconds t = allreduce_time(model.trainable_bytes(st.first, st.last), static_cast<int>(g.devices.size()),
+                                       slowest_link(cluster, g.devices));
+      after = tg.add(label("allreduce", s, -1), TaskKind::kAllReduce, tg.add_resource(label("allreduce", s, -1), -1), s, -1, t);
+      for (const auto& per_mb : b[s]) for (int x : per_mb) tg.depend(after, x);
+      tg.enqueue(after);
+    }
+    if (st.offload == Offload::kNone) continue;
+    for (size_t i = 0; i < g.devices.size(); ++i) {
+      const Seconds t = model.offload_time(StageLoad{st.first, st.last, 1, 1, st.checkpointing, st.offload});
+      const int o = tg.add(label("offload", s, -1), TaskKind::kOffload, tg.add_resource("host " + g.devices[i], -1), s, -1, t);
+      if (after >= 0) tg.depend(o, after);
+      for (const auto& per_mb : b[s]) tg.depend(o, per_mb[i]);
+      tg.enqueue(o);
+    }
+  }
+  tg.run();
+
+  Simulation sim;
+  sim.resources = tg.resources();
+  for (const Work& w : tg.work()) {
+    sim.tasks.push_back(w.info);
+    sim.step_time = std::max(sim.step_time, w.info.end);
+  }
+  sim.prediction.step_time = sim.step_time;
+  sim.prediction.samples_per_second = sim.step_time.value() > 0 ? plan.global_batch / sim.step_time.value() : 0;
+  for (int s = 0; s < ns; ++s) {
+    const Stage& st = plan.stages[static_cast<size_t>(s)];
+    const DeviceGroup& g = plan.groups[static_cast<size_t>(st.group)];
+    for (size_t i = 0; i < g.devices.size(); ++i) {
+      const int d = dev_index[s][i];
+      const int share = g.batch_shares[i];
+      DevicePrediction dp{g.devices[i], Bytes(0), Seconds(0), Joules(0)};
+      // Activation timeline: saved at forward end, recomputed at backward start, freed at backward end.
+      struct Event { Seconds at; double delta; };
+      std::vector<Event> events;
+      const bool ckpt = st.checkpointing == Checkpointing::kFull;
+      const double act = model.activation_per_sample(st.first, st.last) * share;
+      const double saved = ckpt ? model.input_per_sample(st.first) * share : act;
+      for (int j = 0; j < m; ++j) {
+        const SimTask& ft = tg.work()[static_cast<size_t>(f[s][j][i])].info;
+        dp.busy += ft.end - ft.start;
+        if (!training) continue;
+        const SimTask& bt = tg.work()[static_cast<size_t>(b[s][j][i])].info;
+        dp.busy += bt.end - bt.start;
+        events.push_back({ft.end, saved});
+        if (ckpt) events.push_back({bt.start, act});
+        events.push_back({bt.end, -(saved + (ckpt ? act : 0.0))});
+      }
+      std::stable_sort(events.begin(), events.end(), [](const Event& x, const Event& y) {
+        return x.at < y.at || (x.at == y.at && x.delta < y.delta);
+      });
+      double live = 0, peak = 0;
+      for (const auto& e : events) peak = std::max(peak, live += e.delta);
+      const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload};
+      if (training) {
+        // Static part: the memory model with no activations kept (in_flight cancels out below).
+        const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, st.offload};
+        dp.peak_memory = model.memory(none) + Bytes(static_cast<int64_t>(peak));
+      } else {
+        dp.peak_memory = model.memory(base);
+      }
+      const Bytes cap = model.memory_cap(d);
+      if (dp.peak_memory > cap && sim.fits_memory) {
+        sim.fits_memory = false;
+        sim.memory_note = "device " + g.devices[i] + " needs " + format_bytes(dp.peak_memory) + " but may use " +
+                          format_bytes(cap);
+      }
+      const Seconds idle = std::max(Seconds(0), sim.step_time - dp.busy);
+      dp.energy = device_energy(cluster.devices[static_cast<size_t>(d)].spec, dp.busy, idle);
+      sim.prediction.energy += dp.energy;
+      sim.prediction.devices.push_back(dp);
+    }
+  }
+  return sim;
+}
+
+Plan evaluate(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,
+              const SearchOptions& options) {
+  Plan out = plan;
+  out.prediction = simulate(plan, graph, cluster, table, options).prediction;
+  return out;
+}
+
+Json chrome_trace(const Simulation& sim) {
+  Json events = Json::array();
+  for (size_t r = 0; r < sim.resources.size(); ++r) {
+    const int pid = sim.resources[r].device >= 0 ? 0 : 1;
+    events.push_back(Json{{"name", "thread_name"}, {"ph", "M"}, {"pid", pid}, {"tid", r},
+                          {"args", Json{{"name", sim.resources[r].name}}}});
+  }
+  for (const auto& t : sim.tasks) {
+    const int pid = sim.resources[static_cast<size_t>(t.resource)].device >= 0 ? 0 : 1;
+    events.push_back(Json{{"name", t.name}, {"cat", task_kind_name(t.kind)}, {"ph", "X"}, {"pid", pid},
+                          {"tid", t.resource}, {"ts", t.start.value() * 1e6},
+                          {"dur", (t.end - t.start).value() * 1e6},
+                          {"args", Json{{"stage", t.stage}, {"microbatch", t.microbatch}}}});
+  }
+  return Json{{"traceEvents", events}, {"displayTimeUnit", "ms"}};
+}
+
+}  // namespace partita

@@ -1,0 +1,197 @@
+#include "partita/search/stage_model.h"
+
+#include <algorithm>
+#include <bit>
+#include <limits>
+
+#include "partita/core/error.h"
+
+namespace partita {
+
+namespace {
+
+bool is_weight_or_constant(const Value& v) {
+  return v.role == ValueRole::kParameter || v.role == ValueRole::kBuffer || v.role == ValueRole::kConstant;
+}
+
+int infer_graph_batch(const Graph& graph, const SearchOptions& options) {
+  if (options.graph_batch > 0) return options.graph_batch;
+  for (ValueId id : graph.inputs()) {
+    const TensorMeta* m = graph.value(id).meta();
+    if (m && !m->shape.empty() && m->shape[0] > 0) return static_cast<int>(m->shape[0]);
+  }
+  return 1;
+}
+
+}  // namespace
+
+StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTable& table,
+                       const SearchOptions& options)
+    : graph_(&graph), cluster_(&cluster), options_(options) {
+  options_.validate();
+  graph_batch_ = infer_graph_batch(graph, options);
+  const int n = graph.num_nodes();
+  PARTITA_CHECK(n > 0, "cannot plan an empty graph");
+  const double per = 1.0 / graph_batch_;
+  for (const auto& d : cluster.devices) {
+    const auto it = std::find(table.spec_names.begin(), table.spec_names.end(), d.spec.name);
+    PARTITA_CHECK(it != table.spec_names.end(), "the cost table has no row for device ", d.id, " ('", d.spec.name,
+                  "'); build it with every spec of the cluster");
+    device_spec_.push_back(static_cast<int>(it - table.spec_names.begin()));
+  }
+  PARTITA_CHECK(table.times.size() == table.spec_names.size(), "cost table has ", table.times.size(),
+                " rows for ", table.spec_names.size(), " spec names");
+  for (const auto& row : table.times) {
+    PARTITA_CHECK(static_cast<int>(row.size()) == n, "cost table row has ", row.size(), " nodes; the graph has ",
+                  n);
+    std::vector<double> f(static_cast<size_t>(n) + 1, 0.0), b(static_cast<size_t>(n) + 1, 0.0);
+    for (int i = 0; i < n; ++i) {
+      f[i + 1] = f[i] + row[i].forward.value() * per;
+      b[i + 1] = b[i] + row[i].backward.value() * per;
+    }
+    fwd_prefix_.push_back(std::move(f));
+    bwd_prefix_.push_back(std::move(b));
+  }
+  // Parameters at their first reader; outputs of non-structural nodes; boundaries by a difference array.
+  param_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
+  trainable_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
+  out_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
+  std::vector<double> diff(static_cast<size_t>(n) + 1, 0.0);
+  std::vector<double> ws(static_cast<size_t>(n), 0.0);
+  std::vector<bool> seen(static_cast<size_t>(graph.num_values()), false);
+  for (int i = 0; i < n; ++i) {
+    const Node& node = graph.node(i);
+    double p = 0, t = 0, io = 0;
+    for (ValueId id : node.inputs) {
+      const Value& v = graph.value(id);
+      if (v.role == ValueRole::kParameter || v.role == ValueRole::kBuffer) {
+        if (!seen[static_cast<size_t>(id)]) {
+          seen[static_cast<size_t>(id)] = true;
+          p += static_cast<double>(v.bytes().value());
+          if (v.role == ValueRole::kParameter) t += static_cast<double>(v.bytes().value());
+        }
+      } else if (!is_weight_or_constant(v)) {
+        io += static_cast<double>(v.bytes().value());
+      }
+    }
+    double out = 0;
+    for (ValueId id : node.outputs) out += static_cast<double>(graph.value(id).bytes().value());
+    param_prefix_[i + 1] = param_prefix_[i] + p;
+    trainable_prefix_[i + 1] = trainable_prefix_[i] + t;
+    const bool structural = node.cost.status == CostStatus::kStructural || classify_op(node) == OpClass::kStructural;
+    out_prefix_[i + 1] = out_prefix_[i] + (structural ? 0.0 : out * per);
+    ws[i] = (io + out) * per;
+    for (ValueId id : node.outputs) {
+      const Value& v = graph.value(id);
+      int last_user = i;
+      for (NodeId u : v.users) last_user = std::max(last_user, static_cast<int>(u));
+      if (last_user > i) {
+        diff[i] += static_cast<double>(v.bytes().value()) * per;
+        diff[last_user] -= static_cast<double>(v.bytes().value()) * per;
+      }
+    }
+  }
+  boundary_.assign(static_cast<size_t>(n), 0.0);
+  double run = 0;
+  for (int i = 0; i < n; ++i) boundary_[i] = (run += diff[i]);
+  boundary_[n - 1] = 0;
+  for (ValueId id : graph.inputs()) graph_input_per_sample_ += static_cast<double>(graph.value(id).bytes().value()) * per;
+  ws_table_.push_back(ws);
+  for (int k = 1; (1 << k) <= n; ++k) {
+    const auto& prev = ws_table_.back();
+    std::vector<double> next(static_cast<size_t>(n - (1 << k) + 1));
+    for (size_t i = 0; i < next.size(); ++i) next[i] = std::max(prev[i], prev[i + (1u << (k - 1))]);
+    ws_table_.push_back(std::move(next));
+  }
+}
+
+int StageModel::device_index(const std::string& id) const {
+  const int i = cluster_->index_of(id);
+  PARTITA_CHECK(i >= 0, "cluster '", cluster_->name, "' has no device '", id, "'");
+  return i;
+}
+
+Bytes StageModel::memory_cap(int device) const {
+  const Bytes own = cluster_->devices[static_cast<size_t>(device)].spec.memory;
+  const bool use_own = own.value() > 0 && options_.memory_cap == MemoryCap::kDeviceAndLimit;
+  Bytes cap = use_own ? own : Bytes(std::numeric_limits<int64_t>::max());
+  if (options_.memory_limit) cap = std::min(cap, *options_.memory_limit);
+  return cap;
+}
+
+Seconds StageModel::forward(int spec, NodeId first, NodeId last, double samples) const {
+  const auto& f = fwd_prefix_[static_cast<size_t>(spec)];
+  return Seconds((f[last + 1] - f[first]) * samples);
+}
+
+Seconds StageModel::backward(int spec, NodeId first, NodeId last, double samples) const {
+  const auto& b = bwd_prefix_[static_cast<size_t>(spec)];
+  return Seconds((b[last + 1] - b[first]) * samples);
+}
+
+Seconds StageModel::microbatch_time(int spec, const StageLoad& load) const {
+  const Seconds f = forward(spec, load.first, load.last, load.samples);
+  if (!training()) return f;
+  const Seconds b = backward(spec, load.first, load.last, load.samples);
+  return load.checkpointing == Checkpointing::kFull ? f + f + b : f + b;
+}
+
+Seconds StageModel::sample_time(int spec) const {
+  const Seconds f = forward(spec, 0, num_nodes() - 1, 1);
+  return training() ? f + backward(spec, 0, num_nodes() - 1, 1) : f;
+}
+
+Bytes StageModel::parameter_bytes(NodeId first, NodeId last) const {
+  return Bytes(static_cast<int64_t>(param_prefix_[last + 1] - param_prefix_[first]));
+}
+
+Bytes StageModel::trainable_bytes(NodeId first, NodeId last) const {
+  return Bytes(static_cast<int64_t>(trainable_prefix_[last + 1] - trainable_prefix_[first]));
+}
+
+double StageModel::boundary_bytes_per_sample(NodeId after) const { return boundary_[static_cast<size_t>(after)]; }
+
+Bytes StageModel::boundary_bytes(NodeId after, int samples) const {
+  return Bytes(static_cast<int64_t>(boundary_bytes_per_sample(after) * samples));
+}
+
+double StageModel::input_per_sample(NodeId first) const {
+  return first == 0 ? graph_input_per_sample_ : boundary_[static_cast<size_t>(first - 1)];
+}
+
+double StageModel::activation_per_sample(NodeId first, NodeId last) const {
+  return input_per_sample(first) + out_prefix_[last + 1] - out_prefix_[first];
+}
+
+double StageModel::workspace_per_sample(NodeId first, NodeId last) const {
+  const int k = std::bit_width(static_cast<unsigned>(last - first + 1)) - 1;
+  const auto& row = ws_table_[static_cast<size_t>(k)];
+  return std::max(row[static_cast<size_t>(first)], row[static_cast<size_t>(last - (1 << k) + 1)]);
+}
+
+Bytes StageModel::memory(const StageLoad& load) const {
+  const double s = load.samples;
+  double total = static_cast<double>(parameter_bytes(load.first, load.last).value()) +
+                 workspace_per_sample(load.first, load.last) * s;
+  if (!training()) return Bytes(static_cast<int64_t>(total + input_per_sample(load.first) * s));
+  const Bytes trainable = trainable_bytes(load.first, load.last);
+  total += static_cast<double>(trainable.value());  // gradients
+  if (load.offload == Offload::kNone) {
+    total += static_cast<double>(optimizer_state_bytes(trainable, options_.optimizer).value());
+  }
+  const double act = activation_per_sample(load.first, load.last) * s;
+  if (load.checkpointing == Checkpointing::kFull) {
+    total += input_per_sample(load.first) * s * load.in_flight + act;  // inputs kept, one recomputed at a time
+  } else {
+    total += act * load.in_flight;
+  }
+  return Bytes(static_cast<int64_t>(total));
+}
+
+Seconds StageModel::offload_time(const StageLoad& load) const {
+  if (!training() || load.offload == Offload::kNone) return Seconds(0);
+  const Bytes state = optimizer_state_bytes(trainable_bytes(load.first, load.last), options_.optimizer);
+  return (state + state) / options_.host_bandwidth;
+}
+
+}  // namespace partita

@@ -1,0 +1,95 @@
+#include "partita/search/chain_partition.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "partita/search/blocks.h"
+#include "partita/search/chain_plan.h"
+#include "test_support.h"
+
+namespace partita {
+namespace {
+
+using namespace partita::testing;
+
+struct Instance {
+  Graph graph;
+  Cluster cluster;
+  CostTable table;
+};
+
+Instance random_instance(std::mt19937& rng, int layers, int devices) {
+  std::uniform_real_distribution<double> flops(1e9, 1e10), speed(1, 8);
+  std::uniform_int_distribution<int64_t> act(1 << 10, 1 << 16), par(1 << 12, 1 << 20);
+  std::vector<double> f;
+  std::vector<int64_t> a, p;
+  for (int i = 0; i < layers; ++i) {
+    f.push_back(flops(rng));
+    a.push_back(act(rng));
+    p.push_back(par(rng));
+  }
+  std::vector<DeviceSpec> specs;
+  for (int d = 0; d < devices; ++d) specs.push_back(make_spec("kind" + std::to_string(d % 2 ? 1 : d), speed(rng), 0.05));
+  Instance in{chain_graph(f, a, p), make_cluster(specs, make_link(std::uniform_real_distribution<double>(1, 50)(rng), 5)), {}};
+  // Random per-pair links so the device order matters.
+  for (int x = 0; x < devices; ++x) {
+    for (int y = x + 1; y < devices; ++y) {
+      in.cluster.links.push_back(ClusterLink{"d" + std::to_string(x), "d" + std::to_string(y),
+                                             make_link(std::uniform_real_distribution<double>(1, 50)(rng), 5)});
+    }
+  }
+  in.table = table_for(in.graph, in.cluster);
+  return in;
+}
+
+TEST(ChainPartition, DynamicProgramMatchesBruteForceOnRandomChains) {
+  std::mt19937 rng(12345);
+  int compared = 0, feasible = 0;
+  for (int seed = 0; seed < 300; ++seed) {
+    const int layers = 2 + seed % 11;
+    const int devices = 1 + seed % 4;
+    Instance in = random_instance(rng, layers, devices);
+    SearchOptions opt;
+    opt.global_batch = 8;
+    opt.graph_batch = 1;
+    opt.mode = seed % 5 == 0 ? Mode::kInference : Mode::kTraining;
+    opt.memory_limit = Bytes(std::uniform_int_distribution<int64_t>(8 << 20, 96 << 20)(rng));
+    const StageModel model(in.graph, in.cluster, in.table, opt);
+    std::vector<int> order(static_cast<size_t>(devices));
+    for (int d = 0; d < devices; ++d) order[static_cast<size_t>(d)] = d;
+    std::shuffle(order.begin(), order.end(), rng);
+    const int m = 1 << (seed % 4);
+    ChainProblem problem{&model, block_ends(model, 256), single_device_slots(model, order), m, 8 / m,
+                         seed % 2 ? Schedule::kGPipe : Schedule::kOneFOneB};
+    const auto dp = partition_chain(problem);
+    const auto brute = partition_chain_brute_force(problem);
+    ASSERT_EQ(dp.has_value(), brute.has_value()) << "seed " << seed;
+    ++compared;
+    if (!dp) continue;
+    ++feasible;
+    EXPECT_DOUBLE_EQ(dp->bottleneck.value(), brute->bottleneck.value()) << "seed " << seed;
+  }
+  EXPECT_EQ(compared, 300);
+  EXPECT_GT(feasible, 100);
+}
+
+TEST(ChainPartition, EvenShares) {
+  EXPECT_EQ(even_shares(10, 3), (std::vector<int>{4, 3, 3}));
+  EXPECT_EQ(even_shares(2, 4), (std::vector<int>{1, 1, 0, 0}));
+}
+
+TEST(ChainPartition, TooManySlotsIsInfeasible) {
+  const Graph g = chain_graph({1e9, 1e9}, {16, 16}, {16, 16});
+  const Cluster c = make_cluster({make_spec("a", 1), make_spec("a", 1), make_spec("a", 1)}, make_link(10));
+  const CostTable t = table_for(g, c);
+  SearchOptions opt;
+  opt.global_batch = 4;
+  const StageModel model(g, c, t, opt);
+  ChainProblem p{&model, block_ends(model, 256), single_device_slots(model, {0, 1, 2}), 1, 4, Schedule::kOneFOneB};
+  EXPECT_FALSE(partition_chain(p).has_value());
+}
+
+}  // namespace
+}  // namespace partita

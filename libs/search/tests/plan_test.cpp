@@ -1,0 +1,57 @@
+#include "partita/search/plan.h"
+
+#include <gtest/gtest.h>
+
+#include "partita/core/error.h"
+#include "test_support.h"
+
+namespace partita {
+namespace {
+
+Plan plan_for(const Graph& g) {
+  Plan p;
+  p.graph = graph_identity(g);
+  p.global_batch = 4;
+  p.microbatches = 2;
+  p.groups = {DeviceGroup{{"d0"}, {2}, GroupParallelism::kData}, DeviceGroup{{"d1"}, {2}, GroupParallelism::kData}};
+  p.stages = {Stage{0, 0, 0, Checkpointing::kNone, Offload::kNone}, Stage{1, 2, 1, Checkpointing::kFull, Offload::kNone}};
+  return p;
+}
+
+TEST(Plan, ChecksAgainstItsGraph) {
+  const Graph g = testing::chain_graph({1, 1, 1}, {4, 4, 4}, {4, 4, 4});
+  const Graph other = testing::chain_graph({1, 1}, {4, 4}, {4, 4});
+  EXPECT_NO_THROW(plan_for(g).check_against(g));
+  EXPECT_THROW(plan_for(g).check_against(other), Error);
+  Plan gap = plan_for(g);
+  gap.stages[1].first = 2;
+  EXPECT_THROW(gap.check_against(g), Error);
+  Plan shares = plan_for(g);
+  shares.groups[0].batch_shares = {3};
+  EXPECT_THROW(shares.check_against(g), Error);
+  Plan twice = plan_for(g);
+  twice.groups[1].devices = {"d0"};
+  EXPECT_THROW(twice.check_against(g), Error);
+}
+
+TEST(Plan, ToStringNamesStagesDevicesAndChoices) {
+  const Graph g = testing::chain_graph({1, 1, 1}, {4, 4, 4}, {4, 4, 4});
+  Plan p = plan_for(g);
+  p.unused_devices.push_back(UnusedDevice{"d2", "too slow"});
+  const std::string s = p.to_string();
+  EXPECT_NE(s.find("stage 1: nodes 1..2"), std::string::npos) << s;
+  EXPECT_NE(s.find("checkpointing full"), std::string::npos) << s;
+  EXPECT_NE(s.find("unused d2: too slow"), std::string::npos) << s;
+  EXPECT_EQ(p.used_devices(), (std::vector<std::string>{"d0", "d1"}));
+}
+
+TEST(Plan, EnumNamesRoundTrip) {
+  EXPECT_EQ(parse_schedule(schedule_name(Schedule::kOneFOneB)), Schedule::kOneFOneB);
+  EXPECT_EQ(parse_offload("optimizer_state"), Offload::kOptimizerState);
+  EXPECT_EQ(parse_checkpointing("full"), Checkpointing::kFull);
+  EXPECT_EQ(parse_group_parallelism("tensor"), GroupParallelism::kTensor);
+  EXPECT_THROW(parse_schedule("pipedream"), Error);
+}
+
+}  // namespace
+}  // namespace partita

@@ -1,0 +1,128 @@
+#include "partita/search/planner.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "partita/search/model_spec.h"
+#include "partita/search/plan_json.h"
+#include "partita/search/simulator.h"
+#include "partita/search/stage_model.h"
+#include "test_support.h"
+
+namespace partita {
+namespace {
+
+using namespace partita::testing;
+
+struct Gpt24 {
+  Graph graph;
+  Cluster cluster;
+  CostTable table;
+};
+
+// 2 fast + 2 half-speed GPUs on NVLink-class links, a 24-layer GPT at batch 1 (times scale per sample).
+Gpt24 gpt24_on_unequal_gpus() {
+  Gpt24 s{build_model_graph(load_model_spec(std::string(PARTITA_SOURCE_DIR) + "/config/models/gpt-24layer.yaml"), 1),
+          make_cluster({make_spec("fast", 100, 80, 700, 100), make_spec("fast", 100, 80, 700, 100),
+                        make_spec("half", 50, 80, 400, 60), make_spec("half", 50, 80, 400, 60)},
+                       make_link(300, 5)),
+          {}};
+  s.table = table_for(s.graph, s.cluster);
+  return s;
+}
+
+SearchOptions training(int batch) {
+  SearchOptions o;
+  o.mode = Mode::kTraining;
+  o.global_batch = batch;
+  o.max_blocks = 64;
+  return o;
+}
+
+TEST(Planner, BeatsEvenAndNearsTheIdealOnUnequalGpus) {
+  const Gpt24 s = gpt24_on_unequal_gpus();
+  const SearchOptions opt = training(32);
+  const PlanOutcome best = make_plan(s.graph, s.cluster, s.table, opt);
+  ASSERT_TRUE(best.plan) << best.error;
+  SearchOptions even_opt = opt;
+  even_opt.strategy = StrategyKind::kEven;
+  const PlanOutcome even = make_plan(s.graph, s.cluster, s.table, even_opt);
+  ASSERT_TRUE(even.plan) << even.error;
+  const double ours = best.plan->prediction.samples_per_second;
+  EXPECT_GE(ours, 1.3 * even.plan->prediction.samples_per_second) << best.plan->to_string() << even.plan->to_string();
+  // Comm-free ideal: the sum of every device's samples per second.
+  const StageModel model(s.graph, s.cluster, s.table, opt);
+  double ideal = 0;
+  for (int d = 0; d < model.num_devices(); ++d) ideal += 1.0 / model.sample_time(model.spec_of(d)).value();
+  EXPECT_GE(ours, 0.9 * ideal) << best.plan->to_string();
+  EXPECT_LE(ours, ideal * (1 + 1e-9));
+  // The returned prediction is what the oracle recomputes.
+  const Plan again = evaluate(*best.plan, s.graph, s.cluster, s.table, opt);
+  EXPECT_EQ(plan_to_json(again).dump(), plan_to_json(*best.plan).dump());
+}
+
+TEST(Planner, IsDeterministic) {
+  const Gpt24 s = gpt24_on_unequal_gpus();
+  const auto a = make_plan(s.graph, s.cluster, s.table, training(16));
+  const auto b = make_plan(s.graph, s.cluster, s.table, training(16));
+  ASSERT_TRUE(a.plan && b.plan);
+  EXPECT_EQ(plan_to_json(*a.plan).dump(2), plan_to_json(*b.plan).dump(2));
+}
+
+TEST(Planner, EveryDeviceIsUsedOrExplained) {
+  const Gpt24 s = gpt24_on_unequal_gpus();
+  for (StrategyKind k : {StrategyKind::kAuto, StrategyKind::kData, StrategyKind::kPipeline, StrategyKind::kHybrid,
+                         StrategyKind::kEven}) {
+    SearchOptions o = training(16);
+    o.strategy = k;
+    const auto out = make_plan(s.graph, s.cluster, s.table, o);
+    ASSERT_TRUE(out.plan) << strategy_name(k) << ": " << out.error;
+    for (const Plan& p : out.candidates) {
+      std::set<std::string> named;
+      for (const auto& d : p.used_devices()) named.insert(d);
+      for (const auto& u : p.unused_devices) {
+        EXPECT_FALSE(u.reason.empty());
+        named.insert(u.device);
+      }
+      EXPECT_EQ(named.size(), s.cluster.devices.size()) << p.to_string();
+    }
+  }
+}
+
+TEST(Planner, MemoryLimitBelowNeedFitsOrNamesTheMinimum) {
+  const Gpt24 s = gpt24_on_unequal_gpus();
+  for (int64_t limit_mib : {4096, 1024, 256}) {
+    SearchOptions o = training(16);
+    o.memory_limit = Bytes(limit_mib << 20);
+    const auto out = make_plan(s.graph, s.cluster, s.table, o);
+    if (out.plan) {
+      // Never returns or ranks a plan that breaks the limit.
+      for (const Plan& p : out.candidates) {
+        for (const auto& d : p.prediction.devices) EXPECT_LE(d.peak_memory, *o.memory_limit) << p.to_string();
+      }
+      continue;
+    }
+    ASSERT_TRUE(out.min_memory) << out.error;
+    EXPECT_GT(*out.min_memory, *o.memory_limit);
+    EXPECT_NE(out.error.find("smallest per-device memory"), std::string::npos);
+    o.memory_limit = out.min_memory;
+    const auto at_min = make_plan(s.graph, s.cluster, s.table, o);
+    EXPECT_TRUE(at_min.plan) << "the reported minimum " << out.min_memory->value() << " does not fit";
+  }
+}
+
+TEST(Planner, ObjectivesPickFromTheSameCandidates) {
+  const Gpt24 s = gpt24_on_unequal_gpus();
+  SearchOptions o = training(16);
+  const auto fast = make_plan(s.graph, s.cluster, s.table, o);
+  o.objective = Objective::kEnergy;
+  const auto frugal = make_plan(s.graph, s.cluster, s.table, o);
+  ASSERT_TRUE(fast.plan && frugal.plan);
+  EXPECT_LE(fast.plan->prediction.step_time, frugal.plan->prediction.step_time);
+  EXPECT_LE(frugal.plan->prediction.energy, fast.plan->prediction.energy);
+  EXPECT_FALSE(fast.pareto.empty());
+}
+
+}  // namespace
+}  // namespace partita

@@ -1,0 +1,131 @@
+#include "partita/search/simulator.h"
+
+#include <gtest/gtest.h>
+
+#include "partita/core/error.h"
+#include "partita/search/stage_model.h"
+#include "test_support.h"
+
+namespace partita {
+namespace {
+
+using namespace partita::testing;
+
+struct Fixture {
+  Graph graph;
+  Cluster cluster;
+  CostTable table;
+};
+
+// p identical devices, one node per stage, free communication.
+Fixture identical(int p) {
+  Fixture s{chain_graph(std::vector<double>(static_cast<size_t>(p), 1e10), std::vector<int64_t>(static_cast<size_t>(p), 256),
+                      std::vector<int64_t>(static_cast<size_t>(p), 1024)),
+          make_cluster(std::vector<DeviceSpec>(static_cast<size_t>(p), make_spec("gpu", 1)), make_link(1e21, 0)), {}};
+  s.table = table_for(s.graph, s.cluster);
+  return s;
+}
+
+Plan pipeline_plan(const Fixture& s, int p, int m, int batch, Schedule schedule) {
+  Plan plan;
+  plan.graph = graph_identity(s.graph);
+  plan.mode = Mode::kTraining;
+  plan.strategy = StrategyKind::kPipeline;
+  plan.schedule = schedule;
+  plan.global_batch = batch;
+  plan.microbatches = m;
+  for (int i = 0; i < p; ++i) {
+    plan.groups.push_back(DeviceGroup{{"d" + std::to_string(i)}, {batch / m}, GroupParallelism::kData});
+    plan.stages.push_back(Stage{i, i, i, Checkpointing::kNone, Offload::kNone});
+  }
+  return plan;
+}
+
+TEST(Simulator, ReproducesTheGPipeBubbleExactly) {
+  for (int p : {2, 3, 4, 6}) {
+    for (int m : {1, 2, 4, 8, 16}) {
+      const Fixture s = identical(p);
+      for (Schedule sched : {Schedule::kGPipe, Schedule::kOneFOneB}) {
+        const Simulation sim = simulate(pipeline_plan(s, p, m, 16 * m, sched), s.graph, s.cluster, s.table);
+        const double per_mb = (s.table.times[0][0].forward + s.table.times[0][0].backward).value() * 16;
+        const double bubble = 1.0 - m * per_mb / sim.step_time.value();
+        EXPECT_NEAR(bubble, static_cast<double>(p - 1) / (m + p - 1), 1e-12) << "p " << p << " m " << m;
+      }
+    }
+  }
+}
+
+TEST(Simulator, OneFOneBKeepsStagesInFlightWhereGPipeKeepsAllMicrobatches) {
+  const int p = 4, m = 12, batch = 48;
+  const Fixture s = identical(p);
+  SearchOptions opt;
+  opt.global_batch = batch;
+  const StageModel model(s.graph, s.cluster, s.table, opt);
+  const double act = model.activation_per_sample(0, 0) * (batch / m);
+  const Bytes base = model.memory(StageLoad{0, 0, batch / m, 0, Checkpointing::kNone, Offload::kNone});
+  const auto gpipe = simulate(pipeline_plan(s, p, m, batch, Schedule::kGPipe), s.graph, s.cluster, s.table);
+  const auto one_f = simulate(pipeline_plan(s, p, m, batch, Schedule::kOneFOneB), s.graph, s.cluster, s.table);
+  EXPECT_NEAR(static_cast<double>((gpipe.prediction.devices[0].peak_memory - base).value()), m * act, 1.0);
+  EXPECT_NEAR(static_cast<double>((one_f.prediction.devices[0].peak_memory - base).value()), p * act, 1.0);
+  // Last stage: one microbatch in flight under 1F1B.
+  EXPECT_NEAR(static_cast<double>((one_f.prediction.devices[3].peak_memory -
+                                   model.memory(StageLoad{3, 3, batch / m, 0, Checkpointing::kNone, Offload::kNone}))
+                                      .value()),
+              model.activation_per_sample(3, 3) * (batch / m), 1.0);
+  // The simulated peak is what the search's memory model predicts.
+  for (int st = 0; st < p; ++st) {
+    const Bytes want = model.memory(StageLoad{st, st, batch / m, std::min(p - st, m), Checkpointing::kNone, Offload::kNone});
+    EXPECT_NEAR(static_cast<double>(one_f.prediction.devices[static_cast<size_t>(st)].peak_memory.value()),
+                static_cast<double>(want.value()), 2.0);
+  }
+}
+
+TEST(Simulator, DataParallelStepIsSlowestSharePlusAllReduce) {
+  const Graph g = chain_graph({1e10, 1e10}, {64, 64}, {1 << 20, 1 << 20});
+  const Cluster c = make_cluster({make_spec("fast", 2), make_spec("slow", 1)}, make_link(10, 5));
+  const CostTable t = table_for(g, c);
+  Plan plan;
+  plan.graph = graph_identity(g);
+  plan.global_batch = 9;
+  plan.groups.push_back(DeviceGroup{{"d0", "d1"}, {6, 3}, GroupParallelism::kData});
+  plan.stages.push_back(Stage{0, 1, 0, Checkpointing::kNone, Offload::kNone});
+  const Simulation sim = simulate(plan, g, c, t);
+  const double compute = 6 * 2 * 3 * 1e10 / 2e12;  // 6 samples, 2 nodes, forward + 2x backward, 2 TFLOP/s
+  const double ar = std::min(2 * 5e-6 + (8.0 * (1 << 20)) / 10e9, 2 * (5e-6 + 8.0 * (1 << 20) / 10e9));
+  EXPECT_NEAR(sim.step_time.value(), compute + ar, 1e-12);
+  EXPECT_NEAR(sim.prediction.devices[0].busy.value(), sim.prediction.devices[1].busy.value(), 1e-12);
+  EXPECT_GT(sim.prediction.energy.value(), 0);
+}
+
+TEST(Simulator, ChromeTraceHasCompleteEventsInMicroseconds) {
+  const Fixture s = identical(2);
+  const Simulation sim = simulate(pipeline_plan(s, 2, 2, 4, Schedule::kOneFOneB), s.graph, s.cluster, s.table);
+  const Json trace = chrome_trace(sim);
+  int complete = 0;
+  double end = 0;
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] != "X") continue;
+    ++complete;
+    end = std::max(end, e["ts"].get<double>() + e["dur"].get<double>());
+    EXPECT_GE(e["dur"].get<double>(), 0);
+    EXPECT_TRUE(e.contains("pid") && e.contains("tid") && e.contains("ts"));
+  }
+  EXPECT_EQ(complete, static_cast<int>(sim.tasks.size()));
+  EXPECT_NEAR(end, sim.step_time.value() * 1e6, 1e-3);
+}
+
+TEST(Simulator, RefusesAPlanForAnotherGraph) {
+  const Fixture s = identical(2), other = identical(3);
+  EXPECT_THROW(simulate(pipeline_plan(s, 2, 1, 4, Schedule::kGPipe), other.graph, other.cluster, other.table), partita::Error);
+}
+
+TEST(Simulator, EvaluateFillsThePrediction) {
+  const Fixture s = identical(2);
+  const Plan p = evaluate(pipeline_plan(s, 2, 2, 4, Schedule::kOneFOneB), s.graph, s.cluster, s.table);
+  EXPECT_GT(p.prediction.step_time.value(), 0);
+  EXPECT_NEAR(p.prediction.samples_per_second, 4 / p.prediction.step_time.value(), 1e-9);
+  EXPECT_EQ(p.prediction.devices.size(), 2u);
+}
+
+}  // namespace
+}  // namespace partita

@@ -1,0 +1,75 @@
+#pragma once
+// Test helpers: specs, clusters and small chain graphs with exact, hand-checkable costs.
+#include <random>
+#include <string>
+#include <vector>
+
+#include "partita/cost/compute.h"
+#include "partita/graph/graph.h"
+#include "partita/hardware/device.h"
+
+namespace partita::testing {
+
+// A device doing `tflops` TFLOP/s in f32 with effectively infinite memory bandwidth (compute-bound roofline).
+inline DeviceSpec make_spec(const std::string& name, double tflops, double mem_gib = 80, double tdp = 400,
+                            double idle = 100) {
+  DeviceSpec s;
+  s.name = name;
+  s.kind = DeviceKind::kCuda;
+  s.peak_flops[DType::kFloat32] = FlopsPerSecond(tflops * 1e12);
+  s.peak_flops[DType::kBFloat16] = FlopsPerSecond(tflops * 1e12);
+  s.memory_bandwidth = BytesPerSecond(1e30);
+  s.memory = Bytes(static_cast<int64_t>(mem_gib * (1 << 30)));
+  s.tdp = Watts(tdp);
+  s.idle_power = Watts(idle);
+  return s;
+}
+
+inline LinkSpec make_link(double gbps, double latency_us = 0) {
+  return LinkSpec{"test link", Seconds(latency_us * 1e-6), BytesPerSecond(gbps * 1e9), "test"};
+}
+
+// Devices "d0".."dN-1" on one node joined by `link`.
+inline Cluster make_cluster(const std::vector<DeviceSpec>& specs, const LinkSpec& link) {
+  Cluster c;
+  c.name = "test";
+  for (size_t i = 0; i < specs.size(); ++i) c.devices.push_back(ClusterDevice{"d" + std::to_string(i), "node0", specs[i]});
+  c.intra_node_link = link;
+  c.inter_node_link = link;
+  return c;
+}
+
+// Distinct specs of a cluster, in first-appearance order.
+inline std::vector<DeviceSpec> distinct_specs(const Cluster& c) {
+  std::vector<DeviceSpec> out;
+  for (const auto& d : c.devices) {
+    bool seen = false;
+    for (const auto& s : out) seen = seen || s.name == d.spec.name;
+    if (!seen) out.push_back(d.spec);
+  }
+  return out;
+}
+
+inline CostTable table_for(const Graph& g, const Cluster& c) { return roofline_cost_table(g, distinct_specs(c)); }
+
+// A chain of linear-like nodes at batch `batch`: node i reads the previous output and a weight of
+// params[i] floats, writes acts[i] floats per sample, and costs flops[i] per sample.
+inline Graph chain_graph(const std::vector<double>& flops, const std::vector<int64_t>& acts,
+                         const std::vector<int64_t>& params, int batch = 1) {
+  Graph g;
+  ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{batch, 16}, DType::kFloat32}};
+  for (size_t i = 0; i < flops.size(); ++i) {
+    const ValueId w = g.add_parameter("w" + std::to_string(i), true);
+    g.value(w).tensors = {TensorMeta{{params[i]}, DType::kFloat32}};
+    const ValueId y = g.add_value(ValueKind::kTensor, "y" + std::to_string(i));
+    g.value(y).tensors = {TensorMeta{{batch, acts[i]}, DType::kFloat32}};
+    const NodeId n = g.add_node("aten::linear", {x, w}, {y});
+    g.node(n).cost = OpCost{Flops(flops[i] * batch), Bytes(0), Bytes(0), CostStatus::kEstimated};
+    x = y;
+  }
+  g.set_outputs({x});
+  return g;
+}
+
+}  // namespace partita::testing

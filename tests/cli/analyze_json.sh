@@ -1,0 +1,26 @@
+# analyze --json: exact parameter counts and FLOPs within a few percent of an independent count made from the
+# module definitions in Python (conv/linear multiply-adds counted by hooks).
+source "$(dirname "$0")/lib.sh"
+"$PYTHON" "$SRC/tests/cli/count_flops.py" "$WORK/expected.json"
+for model in mlp cnn branchy gpt resnet18 mobilenet_v2; do
+  input=$(json_get "$ZOO/zoo.json" "d['$model']['input'][0]")
+  "$PARTITA" --threads 1 analyze "$ZOO/$model.pt" --input "$input" --json "$WORK/$model.json" --dot "$WORK/$model.dot" >/dev/null \
+    || { fail "analyze $model"; continue; }
+  params=$(json_get "$WORK/$model.json" "d['params']")
+  want_params=$(json_get "$WORK/expected.json" "d['$model']['params']")
+  [ "$params" = "$want_params" ] || fail "$model params $params != $want_params"
+  # conv/linear/matmul FLOPs must match the independent count within 1%; the total (which adds norms, pooling,
+  # activations) may only exceed it by the elementwise work.
+  ratio=$("$PYTHON" -c "
+import json
+ops = {'aten::_convolution', 'aten::linear', 'aten::matmul', 'aten::addmm', 'aten::mm', 'aten::bmm', 'aten::baddbmm'}
+a = json.load(open('$WORK/$model.json'))
+b = json.load(open('$WORK/expected.json'))['$model']['flops']
+mm = sum(n['flops'] for n in a['nodes'] if n['op'] in ops)
+print(f\"{mm / b:.4f} {a['flops'] / b:.4f}\")")
+  "$PYTHON" -c "import sys; m, t = map(float, '$ratio'.split()); sys.exit(0 if 0.99 <= m <= 1.01 and m <= t <= 1.15 else 1)" \
+    || fail "$model flops ratios (matmul/conv, total) = $ratio"
+  grep -q "digraph partita" "$WORK/$model.dot" || fail "$model dot"
+  echo "$model params=$params flops ratio=$ratio"
+done
+finish

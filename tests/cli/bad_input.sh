@@ -1,0 +1,13 @@
+# Bad input gets one clear line on stderr and a non-zero exit, never a crash or a stack dump.
+source "$(dirname "$0")/lib.sh"
+expect_error "does not exist" "$PARTITA" analyze "$WORK/missing.pt" --input 8x3
+echo "not a model" >"$WORK/junk.pt"
+expect_error "is not a TorchScript file" "$PARTITA" analyze "$WORK/junk.pt" --input 8x3
+expect_error "bad --input '8xq'" "$PARTITA" analyze "$ZOO/cnn.pt" --input 8xq
+expect_error "unknown dtype 'f33'" "$PARTITA" verify "$ZOO/cnn.pt" --input 8x3x32x32:f33
+expect_error "rejected the input(s) f32[8, 3]" "$PARTITA" analyze "$ZOO/cnn.pt" --input 8x3
+expect_error "aten::embedding" "$PARTITA" verify "$ZOO/gpt.pt" --input 2x16
+expect_error "takes 1 input(s) but 2" "$PARTITA" analyze "$ZOO/mlp.pt" --input 4x64 --input 4x64
+expect_error "--input is required" "$PARTITA" analyze "$ZOO/mlp.pt"
+expect_error "prim::If" "$PARTITA" analyze "$ZOO/control_flow.pt" --input 4x8
+finish
