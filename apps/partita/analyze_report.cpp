@@ -10,7 +10,25 @@
 
 namespace partita::app {
 
-AnalysisReport make_analysis_report(const Graph& graph, BatchCheckResult batch, int /*cuts*/) {
+namespace {
+const char* tensor_parallel_name(TensorParallel t) {
+  switch (t) {
+    case TensorParallel::kColumnRow: return "column/row";
+    case TensorParallel::kOutputChannel: return "output channels";
+    case TensorParallel::kHeads: return "heads";
+    case TensorParallel::kNone: break;
+  }
+  return "none";
+}
+
+Flops branch_flops(const Graph& g, const Branch& b) {
+  Flops f(0);
+  for (NodeId n : b.nodes) f += g.node(n).cost.flops;
+  return f;
+}
+}  // namespace
+
+AnalysisReport make_analysis_report(const Graph& graph, BatchCheckResult batch, int cuts) {
   AnalysisReport r;
   r.params = graph.parameter_elements(true);
   r.buffer_elements = graph.parameter_elements(false) - r.params;
@@ -31,6 +49,20 @@ AnalysisReport make_analysis_report(const Graph& graph, BatchCheckResult batch, 
                    [](const OpSummary& a, const OpSummary& b) { return a.flops > b.flops; });
   r.no_estimate = ops_without_estimate(graph);
   r.batch = std::move(batch);
+
+  std::vector<Seconds> work;
+  for (const Node& n : graph.nodes()) work.push_back(Seconds(n.cost.flops.value()));
+  r.critical = critical_path(graph, work);
+  for (auto& region : independent_branches(graph)) {
+    if (region.non_trivial_branches() >= 2) r.branches.push_back(std::move(region));
+  }
+  if (graph.num_nodes() > 1) r.cuts = best_cut_points(graph, std::min(cuts, graph.num_nodes() - 1));
+  r.inference = analyze_parallelism(graph, ExecutionMode::kInference);
+  const auto training = analyze_parallelism(graph, ExecutionMode::kTraining);
+  for (size_t i = 0; i < training.size(); ++i) {
+    if (r.inference[i].batch_splittable && !training[i].batch_splittable) r.unsafe_in_training.push_back(training[i].node);
+    if (r.inference[i].tensor_parallel != TensorParallel::kNone) ++r.tensor_parallel_candidates;
+  }
   return r;
 }
 
@@ -54,6 +86,39 @@ std::string report_to_text(const Graph& graph, const AnalysisReport& r, const st
     std::string ops;
     for (const auto& o : r.no_estimate) ops += (ops.empty() ? "" : ", ") + o;
     s += fmt::format("no estimate  {} (they run; their cost is unknown, not zero)\n", ops);
+  }
+  const double total = std::max(r.flops.value(), 1.0);
+  s += fmt::format("critical path {} nodes, {:.1f}% of the FLOPs (branch parallelism can give at most {:.2f}x)\n",
+                   r.critical.nodes.size(), 100.0 * r.critical.length.value() / total,
+                   total / std::max(r.critical.length.value(), 1.0));
+  s += fmt::format("branches     {} region(s) with >= 2 independent non-trivial branches\n", r.branches.size());
+  for (size_t i = 0; i < std::min<size_t>(r.branches.size(), 5); ++i) {
+    const auto& region = r.branches[i];
+    std::string shares;
+    for (const auto& b : region.branches) shares += (shares.empty() ? "" : " | ") + format_flops(branch_flops(graph, b));
+    s += fmt::format("  fork {} -> join {}: {} branches ({})\n",
+                     region.fork == kNoNode ? "input" : graph.node(region.fork).op + " #" + std::to_string(region.fork),
+                     region.join == kNoNode ? "outputs" : graph.node(region.join).op + " #" + std::to_string(region.join),
+                     region.branches.size(), shares);
+  }
+  s += "pipeline cuts (fewest bytes crossing near an even split of FLOPs):\n";
+  for (const auto& c : r.cuts) {
+    s += fmt::format("  after node {:<5} {:<24} {:>12} crossing, {:5.1f}% of FLOPs before\n", c.after_node,
+                     graph.node(c.after_node).op, format_bytes(c.bytes), 100.0 * c.flops_before.value() / total);
+  }
+  s += fmt::format("tensor-parallel candidates {} node(s)\n", r.tensor_parallel_candidates);
+  int not_splittable = 0;
+  for (const auto& p : r.inference) not_splittable += p.batch_splittable ? 0 : 1;
+  if (not_splittable > 0) {
+    s += fmt::format("static check {} node(s) not batch-splittable:\n", not_splittable);
+    int shown = 0;
+    for (const auto& p : r.inference) {
+      if (!p.batch_splittable && shown++ < 5) s += fmt::format("  node {} {}: {}\n", p.node, graph.node(p.node).op, p.reason);
+    }
+  }
+  if (!r.unsafe_in_training.empty()) {
+    s += fmt::format("training     {} batch_norm node(s) compute batch statistics: data-parallel replicas see "
+                     "different statistics than one device would\n", r.unsafe_in_training.size());
   }
   s += fmt::format("batch split  {} (checked by running at batch {} and {})\n",
                    r.batch.splittable() ? "safe" : "NOT safe", r.batch.batch, r.batch.second_batch);
@@ -82,6 +147,20 @@ Json report_to_json(const Graph& graph, const AnalysisReport& r) {
         {{"node", p.node}, {"behavior", std::string(batch_behavior_name(p.behavior))}, {"detail", p.detail}});
   }
   j["batch_check"] = batch;
+  j["critical_path"] = {{"nodes", r.critical.nodes}, {"flops", r.critical.length.value()}};
+  Json branches = Json::array();
+  for (const auto& region : r.branches) {
+    Json bs = Json::array();
+    for (const auto& b : region.branches) bs.push_back({{"nodes", b.nodes}, {"flops", branch_flops(graph, b).value()}});
+    branches.push_back({{"fork", region.fork}, {"join", region.join}, {"branches", bs}});
+  }
+  j["branches"] = branches;
+  Json cuts = Json::array();
+  for (const auto& c : r.cuts) {
+    cuts.push_back({{"after_node", c.after_node}, {"bytes", c.bytes.value()}, {"flops_before", c.flops_before.value()}});
+  }
+  j["cut_points"] = cuts;
+  j["unsafe_in_training"] = r.unsafe_in_training;
   Json nodes = Json::array();
   for (const Node& n : graph.nodes()) {
     Json out_shapes = Json::array();
@@ -96,6 +175,8 @@ Json report_to_json(const Graph& graph, const AnalysisReport& r) {
                      {"scope", n.scope},
                      {"flops", n.cost.flops.value()},
                      {"cost", status},
+                     {"batch_splittable", r.inference[n.id].batch_splittable},
+                     {"tensor_parallel", tensor_parallel_name(r.inference[n.id].tensor_parallel)},
                      {"outputs", out_shapes}});
   }
   j["nodes"] = nodes;

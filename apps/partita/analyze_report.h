@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "partita/core/json_io.h"
+#include "partita/graph/analysis.h"
 #include "partita/graph/graph.h"
 #include "partita/torch_bridge/batch_check.h"
 
@@ -25,6 +26,12 @@ struct AnalysisReport {
   std::vector<OpSummary> top_ops;
   std::vector<std::string> no_estimate;
   BatchCheckResult batch;
+  CriticalPath critical;   // by FLOPs (Seconds field holds FLOPs: a unit-free work measure here)
+  std::vector<BranchRegion> branches;  // regions with >= 2 non-trivial branches
+  std::vector<CutPoint> cuts;
+  std::vector<NodeParallelism> inference;  // static parallelizability per node
+  std::vector<NodeId> unsafe_in_training;  // batch-splittable in inference but not in training (batch norm)
+  int tensor_parallel_candidates = 0;
 };
 
 AnalysisReport make_analysis_report(const Graph& graph, BatchCheckResult batch, int cuts);

@@ -132,6 +132,18 @@ void Executor::run_nodes(NodeId first, NodeId last, Environment& env, ExecutionO
   }
 }
 
+std::vector<c10::IValue> Executor::run_node(NodeId node, std::vector<c10::IValue> inputs) const {
+  PARTITA_ASSERT(node >= 0 && node < static_cast<NodeId>(steps_.size()), "node ", node);
+  const Step& step = steps_[node];
+  PARTITA_ASSERT(inputs.size() == step.inputs.size(), "node ", node, " takes ", step.inputs.size(), " inputs");
+  try {
+    step.op(inputs);
+  } catch (const std::exception& e) {
+    PARTITA_FAIL(describe_node(model_.ir.node(node)), " failed: ", first_line(e));
+  }
+  return inputs;
+}
+
 std::vector<c10::IValue> Executor::run(const std::vector<c10::IValue>& inputs, ExecutionObserver* observer) const {
   Environment env = make_environment(inputs);
   if (!steps_.empty()) run_nodes(0, static_cast<NodeId>(steps_.size()) - 1, env, observer);

@@ -38,6 +38,9 @@ class Executor {
   // A failing node throws partita::Error naming the node, its op, source line and the torch message.
   void run_nodes(NodeId first, NodeId last, Environment& env, ExecutionObserver* observer = nullptr) const;
 
+  // One node on explicit inputs (in the node's input order); returns its outputs. For per-op profiling.
+  std::vector<c10::IValue> run_node(NodeId node, std::vector<c10::IValue> inputs) const;
+
   // Whole graph: returns the graph outputs.
   std::vector<c10::IValue> run(const std::vector<c10::IValue>& inputs, ExecutionObserver* observer = nullptr) const;
 
