@@ -1,0 +1,76 @@
+#pragma once
+// The engine: executes a Plan with LibTorch on this machine, one worker thread per plan device.
+//
+// Supported layouts (others are refused with an error before anything runs):
+//  - pipeline: every stage on a one-device group; activations flow between stage workers per microbatch,
+//    gradients flow back; schedule GPipe or 1F1B as the plan says;
+//  - data parallel: one stage on a group of devices with integer batch shares; each device runs the whole graph
+//    on its share of every microbatch. Replicas on the host share the weight tensors and autograd sums their
+//    gradients into them (an in-memory all-reduce); replicas on a GPU hold copies whose gradients are reduced
+//    into the host copy after backward.
+// Math: a training step computes the mean loss over the global batch and one optimizer step, exactly as a
+// single-device step does (up to floating-point reassociation of the gradient sums).
+// Errors: an exception in any worker stops the step (every other worker is woken) and step() throws
+// partita::Error naming the stage, the device and the node.
+#include <memory>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "partita/cost/memory.h"
+#include "partita/runtime/device_binding.h"
+#include "partita/runtime/loss.h"
+#include "partita/runtime/observer.h"
+#include "partita/search/plan.h"
+#include "partita/torch_bridge/model.h"
+
+namespace partita {
+
+enum class BlasThreads {
+  kLeave,        // do not touch OpenBLAS's pool
+  kOnePerWorker  // OpenBLAS single-threaded while several CPU workers run at once (each owns its cores)
+};
+
+struct EngineOptions {
+  LossKind loss = LossKind::kAuto;
+  double learning_rate = 0.01;
+  BlasThreads blas = BlasThreads::kOnePerWorker;
+  void validate() const;
+};
+
+struct StepInputs {
+  std::vector<torch::Tensor> inputs;  // the global batch, one tensor per forward() argument
+  torch::Tensor targets;              // training only; from make_targets()
+};
+
+struct StepResult {
+  double loss = 0.0;                   // training: mean loss over the global batch
+  std::vector<torch::Tensor> outputs;  // inference: the graph's tensor outputs for the whole batch
+};
+
+class Engine {
+ public:
+  // `model` must outlive the engine. Throws partita::Error for plans this engine cannot run here.
+  Engine(LoadedModel& model, Plan plan, EngineOptions options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  StepResult step(const StepInputs& batch);
+  // Observers must outlive the engine; called from worker threads.
+  void add_observer(RuntimeObserver* observer);
+
+  const Plan& plan() const;
+  const std::vector<DeviceBinding>& bindings() const;
+  LossKind loss_kind() const;  // resolved from the model's input and output metadata
+  // Deterministic targets for a training step on `inputs` (the global batch).
+  torch::Tensor make_targets(const std::vector<torch::Tensor>& inputs, uint64_t seed = 42) const;
+  // The optimizer's parameters (the model's trainable tensors), for tests comparing runs.
+  std::vector<torch::Tensor> parameters() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace partita

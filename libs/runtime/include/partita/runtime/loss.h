@@ -1,0 +1,34 @@
+#pragma once
+// Training losses. A step's loss is the mean over the whole global batch, exactly as on one device: every
+// worker computes the *sum* of per-sample losses on its slice and divides by the global normalizer, so the
+// slices' losses and gradients add up to the single-device ones (up to floating-point reassociation).
+#include <string_view>
+
+#include <torch/types.h>
+
+#include "partita/graph/tensor_meta.h"
+
+namespace partita {
+
+enum class LossKind {
+  kAuto,           // next-token for integer inputs with a [B, T, V] output; cross-entropy for [B, C]; else MSE
+  kCrossEntropy,   // targets: class indices [B]
+  kMse,            // targets: same shape as the output
+  kNextToken,      // targets: the token ids [B, T]; logits [B, T, V] predict token t+1 from position t
+};
+std::string_view loss_kind_name(LossKind kind);
+LossKind parse_loss_kind(std::string_view name);
+
+// Chooses kAuto's loss from the model's first input and first output.
+LossKind resolve_loss(LossKind kind, const TensorMeta& first_input, const TensorMeta& output);
+
+// Deterministic training targets for a whole batch whose output has `output_shape` (labels drawn with `seed`;
+// next-token uses the input ids themselves).
+torch::Tensor make_targets(LossKind kind, const torch::Tensor& first_input, const std::vector<int64_t>& output_shape,
+                           uint64_t seed);
+
+// Sum of per-sample losses over this slice divided by `normalizer_samples` (the global batch size).
+torch::Tensor slice_loss(LossKind kind, const torch::Tensor& output, const torch::Tensor& targets,
+                         int64_t normalizer_samples);
+
+}  // namespace partita

@@ -1,0 +1,33 @@
+#pragma once
+// Runtime observers: every task the engine runs (a stage's forward or backward of one microbatch, a transfer, a
+// gradient reduction, the optimizer step) is reported as begin/end events. The monitor, the Chrome-trace
+// writer and the energy meter plug in here. Observers are called from worker threads concurrently: an
+// implementation must be thread-safe.
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace partita {
+
+enum class TaskKind { kForward, kBackward, kTransfer, kGradientReduce, kOptimizer };
+std::string_view task_kind_name(TaskKind kind);  // "forward", "backward", ...
+
+struct TaskEvent {
+  TaskKind kind = TaskKind::kForward;
+  int stage = 0;        // plan stage index (-1 for step-wide tasks such as the optimizer)
+  int worker = 0;       // engine worker index (one per device of the plan)
+  std::string device;   // plan device id ("cpu:0")
+  int microbatch = -1;  // -1 for step-wide tasks
+  int step = 0;
+  std::chrono::steady_clock::time_point begin;
+  std::chrono::steady_clock::time_point end;  // set on on_task_end
+};
+
+class RuntimeObserver {
+ public:
+  virtual ~RuntimeObserver() = default;
+  virtual void on_task_begin(const TaskEvent& /*event*/) {}
+  virtual void on_task_end(const TaskEvent& /*event*/) {}
+};
+
+}  // namespace partita

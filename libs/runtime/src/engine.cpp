@@ -1,0 +1,480 @@
+#include "partita/runtime/engine.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <numeric>
+#include <thread>
+
+#include <torch/optim.h>
+#include <torch/torch.h>
+
+#include "channel.h"
+#include "partita/core/error.h"
+#include "partita/runtime/blas_threads.h"
+#include "partita/runtime/schedule.h"
+#include "partita/runtime/stage_routing.h"
+#include "partita/torch_bridge/executor.h"
+
+namespace partita {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Message {
+  std::vector<c10::IValue> values;
+};
+using MessageChannel = detail::Channel<Message>;
+
+// Thrown inside a worker when another worker failed and closed the channels: not an error of its own.
+struct Aborted {};
+
+std::vector<torch::Tensor> flatten(const c10::IValue& iv) {
+  if (iv.isTensor()) return {iv.toTensor()};
+  std::vector<torch::Tensor> out;
+  if (iv.isTuple()) {
+    for (const auto& e : iv.toTupleRef().elements()) {
+      for (auto& t : flatten(e)) out.push_back(t);
+    }
+  } else if (iv.isTensorList()) {
+    for (const auto& t : iv.toTensorVector()) out.push_back(t);
+  }
+  return out;
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vector<torch::Tensor> params, double lr) {
+  switch (kind) {
+    case Optimizer::kSgd:
+      return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(lr));
+    case Optimizer::kSgdMomentum:
+      return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(lr).momentum(0.9));
+    case Optimizer::kAdam:
+      return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr));
+    case Optimizer::kAdamW:
+      return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(lr));
+  }
+  PARTITA_FAIL("unknown optimizer");
+}
+
+}  // namespace
+
+void EngineOptions::validate() const {
+  PARTITA_CHECK(learning_rate > 0, "learning rate must be positive, got ", learning_rate);
+}
+
+struct Engine::Impl {
+  enum class Layout { kPipeline, kData };
+  struct Worker {
+    int stage = 0;
+    int replica = 0;        // index in the stage's device group
+    int share_offset = 0;   // first sample of this replica inside a microbatch
+    int share = 0;          // samples per microbatch
+    DeviceBinding binding;
+    std::unique_ptr<Executor> executor;
+    std::thread thread;
+    // Per-step results.
+    double loss = 0.0;
+    std::vector<std::vector<torch::Tensor>> outputs;  // [microbatch] flattened graph outputs
+  };
+  // Per microbatch state a stage keeps between its forward and its backward.
+  struct Pending {
+    torch::Tensor loss;
+    std::vector<std::vector<torch::Tensor>> sent;    // [downstream stage] tensors sent (with autograd history)
+    std::vector<std::vector<torch::Tensor>> leaves;  // [upstream stage] received leaves (per value; may be undefined)
+  };
+
+  LoadedModel& model;
+  Plan plan;
+  EngineOptions options;
+  Layout layout = Layout::kPipeline;
+  bool training = false;
+  StageRouting routing;
+  std::vector<Worker> workers;
+  std::vector<DeviceBinding> bindings;
+  std::vector<std::vector<std::unique_ptr<MessageChannel>>> forward_channels;   // [p][t]
+  std::vector<std::vector<std::unique_ptr<MessageChannel>>> backward_channels;  // [p][t] grads from t back to p
+  std::vector<torch::Tensor> master_params;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::vector<RuntimeObserver*> observers;
+  LossKind loss_kind = LossKind::kAuto;
+  int saved_blas_threads = -1;
+
+  // Step dispatch.
+  std::mutex mutex;
+  std::condition_variable start_cv, done_cv;
+  int generation = 0;
+  int running = 0;
+  bool stopping = false;
+  std::string first_error;
+  const StepInputs* batch = nullptr;
+  int step_index = 0;
+
+  Impl(LoadedModel& m, Plan p, EngineOptions o) : model(m), plan(std::move(p)), options(o) {}
+
+  void emit_begin(TaskEvent& e) {
+    e.begin = Clock::now();
+    for (auto* o : observers) o->on_task_begin(e);
+  }
+  void emit_end(TaskEvent& e) {
+    e.end = Clock::now();
+    for (auto* o : observers) o->on_task_end(e);
+  }
+
+  void fail(const std::string& message) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (first_error.empty()) first_error = message;
+    }
+    for (auto& row : forward_channels) {
+      for (auto& c : row) if (c) c->close();
+    }
+    for (auto& row : backward_channels) {
+      for (auto& c : row) if (c) c->close();
+    }
+  }
+
+  Message receive(MessageChannel& channel) {
+    auto msg = channel.receive();
+    if (!msg) throw Aborted{};
+    return std::move(*msg);
+  }
+
+  torch::Tensor slice(const torch::Tensor& t, const Worker& w, int microbatch) const {
+    const int64_t offset = static_cast<int64_t>(microbatch) * plan.microbatch_size() + w.share_offset;
+    return t.narrow(0, offset, w.share).to(w.binding.device);
+  }
+
+  void forward(Worker& w, int m, std::vector<Pending>& pending) {
+    const int stages = static_cast<int>(plan.stages.size());
+    const Stage& stage = plan.stages[w.stage];
+    std::vector<c10::IValue> inputs;
+    for (const auto& t : batch->inputs) inputs.emplace_back(slice(t, w, m));
+    Executor::Environment env = w.executor->make_environment(inputs);
+    Pending& state = pending[m];
+    state.leaves.assign(stages, {});
+    state.sent.assign(stages, {});
+    for (int p = 0; p < w.stage; ++p) {
+      const auto& values = routing.sends[p][w.stage];
+      if (values.empty()) continue;
+      Message msg = receive(*forward_channels[p][w.stage]);
+      for (size_t i = 0; i < values.size(); ++i) {
+        c10::IValue iv = std::move(msg.values[i]);
+        torch::Tensor leaf;
+        if (iv.isTensor()) {
+          torch::Tensor t = iv.toTensor().detach();
+          if (routing.mutated[w.stage][values[i]]) t = t.clone();
+          if (training && t.is_floating_point()) leaf = t.requires_grad_();
+          iv = t;
+        }
+        state.leaves[p].push_back(leaf);
+        env[values[i]] = std::move(iv);
+      }
+    }
+    TaskEvent e{TaskKind::kForward, w.stage, w.replica, w.binding.id, m, step_index, {}, {}};
+    emit_begin(e);
+    try {
+      w.executor->run_nodes(stage.first, stage.last, env);
+    } catch (const Error& err) {
+      throw Error("stage " + std::to_string(w.stage) + " on " + w.binding.id + ": " + err.what());
+    }
+    emit_end(e);
+    for (int t = w.stage + 1; t < stages; ++t) {
+      const auto& values = routing.sends[w.stage][t];
+      if (values.empty()) continue;
+      Message msg;
+      const torch::Device dest = workers[t].binding.device;
+      for (ValueId v : values) {
+        c10::IValue iv = env[v];
+        if (iv.isTensor()) {
+          if (training) state.sent[t].push_back(iv.toTensor());
+          if (iv.toTensor().device() != dest) iv = iv.toTensor().to(dest);
+        } else if (training) {
+          state.sent[t].emplace_back();
+        }
+        msg.values.push_back(std::move(iv));
+      }
+      forward_channels[w.stage][t]->send(std::move(msg));
+    }
+    if (w.stage != stages - 1) return;
+    std::vector<torch::Tensor> outs;
+    for (ValueId v : model.ir.outputs()) {
+      for (auto& t : flatten(env[v])) outs.push_back(t);
+    }
+    if (training) {
+      PARTITA_CHECK(!outs.empty() && outs[0].is_floating_point(), "training needs a floating-point model output");
+      state.loss = slice_loss(loss_kind, outs[0], slice(batch->targets, w, m), plan.global_batch);
+    } else {
+      w.outputs[m] = std::move(outs);
+    }
+  }
+
+  void backward(Worker& w, int m, std::vector<Pending>& pending) {
+    const int stages = static_cast<int>(plan.stages.size());
+    Pending& state = pending[m];
+    TaskEvent e{TaskKind::kBackward, w.stage, w.replica, w.binding.id, m, step_index, {}, {}};
+    if (w.stage == stages - 1) {
+      emit_begin(e);
+      w.loss += state.loss.item<double>();
+      state.loss.backward();
+    } else {
+      std::vector<torch::Tensor> tensors, grads;
+      for (int t = w.stage + 1; t < stages; ++t) {
+        if (routing.sends[w.stage][t].empty()) continue;
+        Message msg = receive(*backward_channels[w.stage][t]);
+        for (size_t i = 0; i < msg.values.size(); ++i) {
+          const torch::Tensor& sent = state.sent[t][i];
+          if (!msg.values[i].isTensor() || !sent.defined() || !sent.requires_grad()) continue;
+          tensors.push_back(sent);
+          grads.push_back(msg.values[i].toTensor().to(sent.device()));
+        }
+      }
+      emit_begin(e);
+      if (!tensors.empty()) torch::autograd::backward(tensors, grads);
+    }
+    emit_end(e);
+    for (int p = 0; p < w.stage; ++p) {
+      if (routing.sends[p][w.stage].empty()) continue;
+      Message msg;
+      for (const auto& leaf : state.leaves[p]) {
+        msg.values.emplace_back(leaf.defined() && leaf.grad().defined() ? c10::IValue(leaf.grad()) : c10::IValue());
+      }
+      backward_channels[p][w.stage]->send(std::move(msg));
+    }
+    state = Pending{};
+  }
+
+  void run_worker(Worker& w) {
+    const int stages = static_cast<int>(plan.stages.size());
+    std::optional<torch::NoGradGuard> no_grad;
+    if (!training) no_grad.emplace();
+    std::vector<Pending> pending(plan.microbatches);
+    w.loss = 0.0;
+    w.outputs.assign(plan.microbatches, {});
+    for (const ScheduledTask& task : stage_schedule(plan.schedule, w.stage, stages, plan.microbatches, training)) {
+      if (task.backward) {
+        backward(w, task.microbatch, pending);
+      } else {
+        forward(w, task.microbatch, pending);
+      }
+    }
+  }
+
+  void worker_loop(int index) {
+    Worker& w = workers[index];
+    apply_to_current_thread(w.binding);
+    int seen = 0;
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        start_cv.wait(lock, [&] { return stopping || generation != seen; });
+        if (stopping) return;
+        seen = generation;
+      }
+      try {
+        run_worker(w);
+      } catch (const Aborted&) {
+      } catch (const std::exception& e) {
+        fail(first_line(e));
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        --running;
+      }
+      done_cv.notify_all();
+    }
+  }
+};
+
+Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
+    : impl_(std::make_unique<Impl>(model, std::move(plan), options)) {
+  Impl& s = *impl_;
+  options.validate();
+  s.plan.check_against(model.ir);
+  s.training = s.plan.mode == Mode::kTraining;
+  const int stages = static_cast<int>(s.plan.stages.size());
+  if (stages > 1) {
+    for (const Stage& st : s.plan.stages) {
+      PARTITA_CHECK(s.plan.groups[st.group].devices.size() == 1,
+                    "plan has a ", stages, "-stage pipeline whose stage ", &st - s.plan.stages.data(),
+                    " runs on a group of ", s.plan.groups[st.group].devices.size(),
+                    " devices: hybrid plans do not run in this engine yet; plan with --strategy pipeline or data");
+    }
+    s.layout = Impl::Layout::kPipeline;
+  } else {
+    s.layout = Impl::Layout::kData;
+  }
+  for (const auto& g : s.plan.groups) {
+    PARTITA_CHECK(g.parallelism == GroupParallelism::kData,
+                  "plan uses tensor parallelism, which this engine does not run yet; plan with another strategy");
+  }
+  for (const Stage& st : s.plan.stages) {
+    PARTITA_CHECK(st.checkpointing == Checkpointing::kNone && st.offload == Offload::kNone,
+                  "plan asks for activation checkpointing or offload, which this engine does not run yet; plan "
+                  "with a larger --memory-limit");
+  }
+  s.routing = route_stages(model.ir, s.plan);
+  if (s.training) {
+    const Graph& g = model.ir;
+    PARTITA_CHECK(!g.inputs().empty() && !g.outputs().empty() && g.value(g.inputs()[0]).meta() &&
+                      !g.value(g.outputs()[0]).tensors.empty(),
+                  "training needs a model with a tensor input and a tensor output (annotate the model first)");
+    s.loss_kind = resolve_loss(options.loss, *g.value(g.inputs()[0]).meta(), g.value(g.outputs()[0]).tensors[0]);
+  }
+  for (int st = 0; st < stages; ++st) {
+    const DeviceGroup& g = s.plan.groups[s.plan.stages[st].group];
+    int offset = 0;
+    for (size_t d = 0; d < g.devices.size(); ++d) {
+      Impl::Worker w;
+      w.stage = st;
+      w.replica = static_cast<int>(d);
+      w.share_offset = offset;
+      w.share = g.batch_shares[d];
+      offset += w.share;
+      w.binding = bind_device(g.devices[d]);
+      w.executor = std::make_unique<Executor>(model, ExecutorOptions{w.binding.device});
+      s.bindings.push_back(w.binding);
+      s.workers.push_back(std::move(w));
+    }
+  }
+  s.forward_channels.resize(stages);
+  s.backward_channels.resize(stages);
+  for (int p = 0; p < stages; ++p) {
+    s.forward_channels[p].resize(stages);
+    s.backward_channels[p].resize(stages);
+    for (int t = p + 1; t < stages; ++t) {
+      if (s.routing.sends[p][t].empty()) continue;
+      s.forward_channels[p][t] = std::make_unique<MessageChannel>();
+      s.backward_channels[p][t] = std::make_unique<MessageChannel>();
+    }
+  }
+  for (const auto& p : model.parameters) {
+    if (p.requires_grad()) s.master_params.push_back(p);
+  }
+  if (s.training) s.optimizer = make_optimizer(s.plan.optimizer, s.master_params, s.options.learning_rate);
+  int cpu_workers = 0;
+  for (const auto& b : s.bindings) cpu_workers += b.device.is_cpu() ? 1 : 0;
+  if (options.blas == BlasThreads::kOnePerWorker && cpu_workers > 1) {
+    s.saved_blas_threads = blas_threads();
+    set_blas_threads(1);
+  }
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    s.workers[i].thread = std::thread([this, i] { impl_->worker_loop(static_cast<int>(i)); });
+  }
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->start_cv.notify_all();
+  for (auto& w : impl_->workers) {
+    if (w.thread.joinable()) w.thread.join();
+  }
+  if (impl_->saved_blas_threads > 0) set_blas_threads(impl_->saved_blas_threads);
+}
+
+StepResult Engine::step(const StepInputs& batch) {
+  Impl& s = *impl_;
+  const Graph& g = s.model.ir;
+  PARTITA_CHECK(batch.inputs.size() == g.inputs().size(), "step needs ", g.inputs().size(), " input(s), got ",
+                batch.inputs.size());
+  for (const auto& t : batch.inputs) {
+    PARTITA_CHECK(t.dim() >= 1 && t.size(0) == s.plan.global_batch, "input batch ", t.dim() ? t.size(0) : 0,
+                  " does not match the plan's global batch ", s.plan.global_batch, "; plan again for this batch");
+  }
+  if (s.training) {
+    PARTITA_CHECK(batch.targets.defined() && batch.targets.size(0) == s.plan.global_batch,
+                  "training step needs targets for the global batch");
+    s.optimizer->zero_grad();
+  }
+  for (auto& row : s.forward_channels) {
+    for (auto& c : row) if (c) c->reset();
+  }
+  for (auto& row : s.backward_channels) {
+    for (auto& c : row) if (c) c->reset();
+  }
+  {
+    std::unique_lock<std::mutex> lock(s.mutex);
+    s.batch = &batch;
+    s.first_error.clear();
+    s.running = static_cast<int>(s.workers.size());
+    ++s.generation;
+  }
+  s.start_cv.notify_all();
+  {
+    std::unique_lock<std::mutex> lock(s.mutex);
+    s.done_cv.wait(lock, [&] { return s.running == 0; });
+    s.batch = nullptr;
+  }
+  const int index = s.step_index++;
+  PARTITA_CHECK(s.first_error.empty(), "step ", index, " failed: ", s.first_error);
+
+  StepResult result;
+  if (s.training) {
+    TaskEvent reduce{TaskKind::kGradientReduce, -1, -1, "host", -1, index, {}, {}};
+    s.emit_begin(reduce);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& w : s.workers) {
+        if (w.binding.device.is_cpu()) continue;
+        size_t k = 0;
+        for (const auto& p : w.executor->parameters()) {
+          if (!p.requires_grad()) continue;
+          if (p.grad().defined()) {
+            auto& master = s.master_params[k];
+            if (!master.grad().defined()) master.mutable_grad() = torch::zeros_like(master);
+            master.mutable_grad().add_(p.grad().to(master.device()));
+            p.mutable_grad().zero_();
+          }
+          ++k;
+        }
+      }
+    }
+    s.emit_end(reduce);
+    TaskEvent opt{TaskKind::kOptimizer, -1, -1, "host", -1, index, {}, {}};
+    s.emit_begin(opt);
+    s.optimizer->step();
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& w : s.workers) {
+        if (w.binding.device.is_cpu()) continue;
+        size_t k = 0;
+        for (const auto& p : w.executor->parameters()) {
+          if (p.requires_grad()) p.copy_(s.master_params[k++]);
+        }
+      }
+    }
+    s.emit_end(opt);
+    for (const auto& w : s.workers) result.loss += w.loss;
+  } else {
+    const int last = static_cast<int>(s.plan.stages.size()) - 1;
+    std::vector<std::vector<torch::Tensor>> pieces;
+    for (int m = 0; m < s.plan.microbatches; ++m) {
+      for (const auto& w : s.workers) {
+        if (w.stage != last) continue;
+        const auto& outs = w.outputs[m];
+        if (pieces.empty()) pieces.resize(outs.size());
+        for (size_t i = 0; i < outs.size() && i < pieces.size(); ++i) pieces[i].push_back(outs[i].to(torch::kCPU));
+      }
+    }
+    for (auto& p : pieces) result.outputs.push_back(torch::cat(p, 0));
+  }
+  return result;
+}
+
+torch::Tensor Engine::make_targets(const std::vector<torch::Tensor>& inputs, uint64_t seed) const {
+  const Graph& g = impl_->model.ir;
+  PARTITA_CHECK(!inputs.empty(), "make_targets needs the step's inputs");
+  std::vector<int64_t> shape = g.value(g.outputs()[0]).tensors.at(0).shape;
+  shape.at(0) = inputs[0].size(0);
+  return partita::make_targets(impl_->loss_kind, inputs[0], shape, seed);
+}
+
+void Engine::add_observer(RuntimeObserver* observer) { impl_->observers.push_back(observer); }
+const Plan& Engine::plan() const { return impl_->plan; }
+const std::vector<DeviceBinding>& Engine::bindings() const { return impl_->bindings; }
+LossKind Engine::loss_kind() const { return impl_->loss_kind; }
+std::vector<torch::Tensor> Engine::parameters() const { return impl_->master_params; }
+
+}  // namespace partita

@@ -1,0 +1,77 @@
+#include "partita/runtime/loss.h"
+
+#include <torch/nn/functional/loss.h>
+
+#include "partita/core/error.h"
+
+namespace partita {
+
+namespace F = torch::nn::functional;
+
+std::string_view loss_kind_name(LossKind kind) {
+  switch (kind) {
+    case LossKind::kAuto: return "auto";
+    case LossKind::kCrossEntropy: return "cross_entropy";
+    case LossKind::kMse: return "mse";
+    case LossKind::kNextToken: return "next_token";
+  }
+  return "?";
+}
+
+LossKind parse_loss_kind(std::string_view name) {
+  for (LossKind k : {LossKind::kAuto, LossKind::kCrossEntropy, LossKind::kMse, LossKind::kNextToken}) {
+    if (loss_kind_name(k) == name) return k;
+  }
+  PARTITA_FAIL("unknown loss '", name, "': use auto, cross_entropy, mse or next_token");
+}
+
+LossKind resolve_loss(LossKind kind, const TensorMeta& first_input, const TensorMeta& output) {
+  if (kind != LossKind::kAuto) return kind;
+  const bool int_input = !is_floating(first_input.dtype);
+  if (int_input && output.shape.size() == 3 && first_input.shape.size() == 2) return LossKind::kNextToken;
+  if (output.shape.size() == 2 && output.shape[1] > 1) return LossKind::kCrossEntropy;
+  return LossKind::kMse;
+}
+
+torch::Tensor make_targets(LossKind kind, const torch::Tensor& first_input, const std::vector<int64_t>& output_shape,
+                           uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  switch (kind) {
+    case LossKind::kNextToken:
+      return first_input;
+    case LossKind::kCrossEntropy:
+      return torch::randint(0, output_shape.at(1), {output_shape.at(0)}, gen,
+                            torch::TensorOptions().dtype(torch::kInt64));
+    case LossKind::kMse:
+      return torch::randn(output_shape, gen, torch::TensorOptions().dtype(torch::kFloat32));
+    case LossKind::kAuto:
+      break;
+  }
+  PARTITA_FAIL("make_targets: resolve the loss kind first");
+}
+
+torch::Tensor slice_loss(LossKind kind, const torch::Tensor& output, const torch::Tensor& targets,
+                         int64_t normalizer_samples) {
+  const double n = static_cast<double>(normalizer_samples);
+  const auto t = targets.to(output.device());
+  switch (kind) {
+    case LossKind::kCrossEntropy:
+      return F::cross_entropy(output, t, F::CrossEntropyFuncOptions().reduction(torch::kSum)) / n;
+    case LossKind::kMse: {
+      const double per_sample = static_cast<double>(output[0].numel());
+      return F::mse_loss(output, t, F::MSELossFuncOptions().reduction(torch::kSum)) / (n * per_sample);
+    }
+    case LossKind::kNextToken: {
+      const int64_t vocab = output.size(2), positions = output.size(1) - 1;
+      const auto logits = output.narrow(1, 0, positions).reshape({-1, vocab});
+      const auto next = t.narrow(1, 1, positions).reshape({-1});
+      return F::cross_entropy(logits, next, F::CrossEntropyFuncOptions().reduction(torch::kSum)) /
+             (n * static_cast<double>(positions));
+    }
+    case LossKind::kAuto:
+      break;
+  }
+  PARTITA_FAIL("slice_loss: resolve the loss kind first");
+}
+
+}  // namespace partita

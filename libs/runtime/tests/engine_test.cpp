@@ -1,0 +1,189 @@
+#include "partita/runtime/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include <torch/optim.h>
+
+#include "partita/core/error.h"
+#include "partita/graph/analysis.h"
+#include "partita/search/graph_identity.h"
+
+namespace partita {
+
+namespace {
+
+std::string zoo(const std::string& name) { return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt"; }
+
+LoadedModel load(const std::string& name, const std::string& input) {
+  LoadedModel m = load_model(zoo(name));
+  annotate_shapes(m, {parse_input_spec(input)});
+  return m;
+}
+
+Plan base_plan(const Graph& g, Mode mode, int batch, int microbatches) {
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = mode;
+  p.optimizer = Optimizer::kSgdMomentum;
+  p.global_batch = batch;
+  p.microbatches = microbatches;
+  return p;
+}
+
+Plan pipeline_plan(const Graph& g, Mode mode, int batch, int microbatches, Schedule schedule) {
+  Plan p = base_plan(g, mode, batch, microbatches);
+  p.strategy = StrategyKind::kPipeline;
+  p.schedule = schedule;
+  const NodeId cut = best_cut_points(g, 1)[0].after_node;
+  p.groups = {DeviceGroup{{"cpu:0"}, {batch / microbatches}}, DeviceGroup{{"cpu:1"}, {batch / microbatches}}};
+  p.stages = {Stage{0, cut, 0}, Stage{cut + 1, g.num_nodes() - 1, 1}};
+  return p;
+}
+
+Plan data_plan(const Graph& g, Mode mode, int batch, std::vector<int> shares) {
+  Plan p = base_plan(g, mode, batch, 1);
+  p.strategy = StrategyKind::kData;
+  p.groups = {DeviceGroup{{"cpu:0", "cpu:1"}, std::move(shares)}};
+  p.stages = {Stage{0, g.num_nodes() - 1, 0}};
+  return p;
+}
+
+// Plain single-device training with the TorchScript module itself: the reference the engine must reproduce.
+// The same batch every step, so a working optimizer must lower the loss.
+std::vector<double> reference_losses(const std::string& name, const std::string& input, int steps) {
+  LoadedModel m = load(name, input);
+  Plan one = base_plan(m.ir, Mode::kTraining, parse_input_spec(input).shape[0], 1);
+  one.groups = {DeviceGroup{{"cpu:0"}, {one.global_batch}}};
+  one.stages = {Stage{0, m.ir.num_nodes() - 1, 0}};
+  const Engine helper(m, one);  // only to resolve the loss and targets the same way
+  std::vector<torch::Tensor> params;
+  for (const auto& p : m.parameters) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  torch::optim::SGD opt(params, torch::optim::SGDOptions(0.01).momentum(0.9));
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) {
+    const auto inputs = make_inputs({parse_input_spec(input)}, 100);
+    const auto targets = helper.make_targets(inputs, 7);
+    opt.zero_grad();
+    const auto out = m.module.forward({inputs[0]}).toTensor();
+    auto loss = slice_loss(helper.loss_kind(), out, targets, one.global_batch);
+    loss.backward();
+    opt.step();
+    losses.push_back(loss.item<double>());
+  }
+  return losses;
+}
+
+std::vector<double> engine_losses(const std::string& name, const std::string& input, int steps,
+                                  const std::function<Plan(const Graph&)>& make_plan) {
+  LoadedModel m = load(name, input);
+  Engine engine(m, make_plan(m.ir));
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) {
+    StepInputs batch;
+    batch.inputs = make_inputs({parse_input_spec(input)}, 100);
+    batch.targets = engine.make_targets(batch.inputs, 7);
+    losses.push_back(engine.step(batch).loss);
+  }
+  return losses;
+}
+
+void expect_same(const std::vector<double>& a, const std::vector<double>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_LE(std::abs(a[i] - b[i]), 1e-4 * std::abs(b[i]) + 1e-7) << what << " step " << i << ": " << a[i] << " vs " << b[i];
+  }
+  EXPECT_LT(b.back(), b.front()) << what << ": training should reduce the loss";
+}
+
+bool two_cores() { return std::thread::hardware_concurrency() >= 2; }
+
+struct Case {
+  const char* model;
+  const char* input;
+};
+
+class EngineTraining : public ::testing::TestWithParam<Case> {};
+
+}  // namespace
+
+TEST_P(EngineTraining, PipelineAndDataParallelMatchSingleDeviceFor20Steps) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const Case c = GetParam();
+  const int batch = static_cast<int>(parse_input_spec(c.input).shape[0]);
+  const auto reference = reference_losses(c.model, c.input, 20);
+  expect_same(engine_losses(c.model, c.input, 20,
+                            [&](const Graph& g) { return pipeline_plan(g, Mode::kTraining, batch, 4, Schedule::kOneFOneB); }),
+              reference, std::string(c.model) + " 2-stage 1F1B");
+  expect_same(engine_losses(c.model, c.input, 20,
+                            [&](const Graph& g) { return pipeline_plan(g, Mode::kTraining, batch, 4, Schedule::kGPipe); }),
+              reference, std::string(c.model) + " 2-stage GPipe");
+  expect_same(engine_losses(c.model, c.input, 20,
+                            [&](const Graph& g) { return data_plan(g, Mode::kTraining, batch, {batch / 2, batch - batch / 2}); }),
+              reference, std::string(c.model) + " 2 replicas");
+  expect_same(engine_losses(c.model, c.input, 20,
+                            [&](const Graph& g) { return data_plan(g, Mode::kTraining, batch, {batch - 1, 1}); }),
+              reference, std::string(c.model) + " uneven replicas");
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, EngineTraining,
+                         ::testing::Values(Case{"mlp", "8x64"}, Case{"cnn", "8x3x32x32"}, Case{"gpt", "4x32:i64:2048"}),
+                         [](const auto& info) { return std::string(info.param.model); });
+
+TEST(Engine, PipelinedInferenceReturnsTheSameOutputs) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  LoadedModel m = load("branchy", "8x3x32x32");
+  const auto inputs = make_inputs({parse_input_spec("8x3x32x32")}, 3);
+  torch::Tensor expected;
+  {
+    torch::NoGradGuard no_grad;
+    expected = m.module.forward({inputs[0]}).toTensor();
+  }
+  Engine pipe(m, pipeline_plan(m.ir, Mode::kInference, 8, 4, Schedule::kGPipe));
+  const auto out = pipe.step(StepInputs{inputs, {}}).outputs;
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(torch::allclose(out[0], expected, 1e-5, 1e-6));
+  Engine dp(m, data_plan(m.ir, Mode::kInference, 8, {5, 3}));
+  EXPECT_TRUE(torch::allclose(dp.step(StepInputs{inputs, {}}).outputs[0], expected, 1e-5, 1e-6));
+}
+
+TEST(Engine, WorkerFailureNamesStageDeviceAndNodeAndDoesNotHang) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  LoadedModel m = load("mlp", "8x64");
+  Engine pipe(m, pipeline_plan(m.ir, Mode::kTraining, 8, 4, Schedule::kOneFOneB));
+  StepInputs bad;
+  bad.inputs = {torch::randn({8, 63})};  // wrong feature size: stage 0's first linear fails
+  bad.targets = torch::zeros({8}, torch::kInt64);
+  try {
+    pipe.step(bad);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("stage 0 on cpu:0"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("aten::linear"), std::string::npos) << msg;
+  }
+  // The engine is still usable after a failed step.
+  StepInputs good;
+  good.inputs = make_inputs({parse_input_spec("8x64")}, 1);
+  good.targets = pipe.make_targets(good.inputs);
+  EXPECT_GT(pipe.step(good).loss, 0.0);
+}
+
+TEST(Engine, RefusesPlansForAnotherModelOrAbsentDevices) {
+  LoadedModel mlp = load("mlp", "8x64");
+  LoadedModel cnn = load("cnn", "8x3x32x32");
+  EXPECT_THROW(Engine(mlp, data_plan(cnn.ir, Mode::kTraining, 8, {4, 4})), Error);
+  Plan far = data_plan(mlp.ir, Mode::kInference, 8, {4, 4});
+  far.groups[0].devices = {"cpu:0", "cuda:3"};
+  try {
+    Engine e(mlp, far);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cuda:3 is not here"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace partita
