@@ -26,5 +26,12 @@ struct Command {
 
 Command register_analyze(CLI::App& app);
 Command register_verify(CLI::App& app);
+Command register_devices(CLI::App& app);
+Command register_profile(CLI::App& app);
+Command register_estimate(CLI::App& app);
+Command register_loopback_worker(CLI::App& app);  // hidden: one rank of profile's loopback all-reduce
+Command register_plan(CLI::App& app);
+Command register_simulate(CLI::App& app);
+Command register_run(CLI::App& app);
 
 }  // namespace partita::app

@@ -45,6 +45,13 @@ int main(int argc, char** argv) {
   const std::vector<partita::app::Command> commands = {
       partita::app::register_analyze(app),
       partita::app::register_verify(app),
+      partita::app::register_devices(app),
+      partita::app::register_profile(app),
+      partita::app::register_estimate(app),
+      partita::app::register_loopback_worker(app),
+      partita::app::register_plan(app),
+      partita::app::register_simulate(app),
+      partita::app::register_run(app),
   };
   try {
     app.parse(argc, argv);

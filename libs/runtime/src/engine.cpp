@@ -65,6 +65,7 @@ void EngineOptions::validate() const {
 struct Engine::Impl {
   enum class Layout { kPipeline, kData };
   struct Worker {
+    int index = 0;          // position in workers (the TaskEvent worker id)
     int stage = 0;
     int replica = 0;        // index in the stage's device group
     int share_offset = 0;   // first sample of this replica inside a microbatch
@@ -170,7 +171,7 @@ struct Engine::Impl {
         env[values[i]] = std::move(iv);
       }
     }
-    TaskEvent e{TaskKind::kForward, w.stage, w.replica, w.binding.id, m, step_index, {}, {}};
+    TaskEvent e{EngineTaskKind::kForward, w.stage, w.index, w.binding.id, m, step_index, {}, {}};
     emit_begin(e);
     try {
       w.executor->run_nodes(stage.first, stage.last, env);
@@ -211,7 +212,7 @@ struct Engine::Impl {
   void backward(Worker& w, int m, std::vector<Pending>& pending) {
     const int stages = static_cast<int>(plan.stages.size());
     Pending& state = pending[m];
-    TaskEvent e{TaskKind::kBackward, w.stage, w.replica, w.binding.id, m, step_index, {}, {}};
+    TaskEvent e{EngineTaskKind::kBackward, w.stage, w.index, w.binding.id, m, step_index, {}, {}};
     if (w.stage == stages - 1) {
       emit_begin(e);
       w.loss += state.loss.item<double>();
@@ -325,6 +326,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     int offset = 0;
     for (size_t d = 0; d < g.devices.size(); ++d) {
       Impl::Worker w;
+      w.index = static_cast<int>(s.workers.size());
       w.stage = st;
       w.replica = static_cast<int>(d);
       w.share_offset = offset;
@@ -412,7 +414,7 @@ StepResult Engine::step(const StepInputs& batch) {
 
   StepResult result;
   if (s.training) {
-    TaskEvent reduce{TaskKind::kGradientReduce, -1, -1, "host", -1, index, {}, {}};
+    TaskEvent reduce{EngineTaskKind::kGradientReduce, -1, -1, "host", -1, index, {}, {}};
     s.emit_begin(reduce);
     {
       torch::NoGradGuard no_grad;
@@ -432,7 +434,7 @@ StepResult Engine::step(const StepInputs& batch) {
       }
     }
     s.emit_end(reduce);
-    TaskEvent opt{TaskKind::kOptimizer, -1, -1, "host", -1, index, {}, {}};
+    TaskEvent opt{EngineTaskKind::kOptimizer, -1, -1, "host", -1, index, {}, {}};
     s.emit_begin(opt);
     s.optimizer->step();
     {

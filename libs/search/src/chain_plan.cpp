@@ -7,6 +7,10 @@ namespace partita {
 
 std::vector<int> microbatch_candidates(const SearchOptions& options, int min_microbatch_size) {
   std::vector<int> out;
+  if (options.microbatches > 0) {
+    if (options.global_batch / options.microbatches >= min_microbatch_size) out.push_back(options.microbatches);
+    return out;
+  }
   for (int m = 1; m <= std::min(options.global_batch, options.max_microbatches); ++m) {
     if (options.global_batch % m == 0 && options.global_batch / m >= min_microbatch_size) out.push_back(m);
   }

@@ -61,8 +61,13 @@ std::string Plan::to_string() const {
   for (size_t s = 0; s < stages.size(); ++s) {
     const Stage& st = stages[s];
     const DeviceGroup& g = groups[static_cast<size_t>(st.group)];
-    os << "  stage " << s << ": nodes " << st.first << ".." << st.last << " on "
-       << group_parallelism_name(g.parallelism) << " group [";
+    if (st.explicit_nodes()) {
+      os << "  stage " << s << ": " << st.nodes.size() << " nodes (" << st.first << ".." << st.last << ", not contiguous) on "
+         << group_parallelism_name(g.parallelism) << " group [";
+    } else {
+      os << "  stage " << s << ": nodes " << st.first << ".." << st.last << " on "
+         << group_parallelism_name(g.parallelism) << " group [";
+    }
     for (size_t d = 0; d < g.devices.size(); ++d) {
       os << (d ? ", " : "") << g.devices[d] << " x" << g.batch_shares[d];
     }
@@ -81,17 +86,11 @@ std::string Plan::to_string() const {
   return os.str();
 }
 
-void Plan::check_against(const Graph& target) const {
-  const GraphIdentity id = graph_identity(target);
-  PARTITA_CHECK(id == this->graph, "plan was made for a graph with ", this->graph.num_nodes, " nodes (op hash ",
-                this->graph.op_hash, ") but this graph has ", id.num_nodes, " nodes (op hash ", id.op_hash,
-                "); plan again for this model");
-  PARTITA_CHECK(microbatches >= 1 && global_batch % microbatches == 0, "plan: global batch ", global_batch,
-                " is not divisible into ", microbatches, " microbatches");
-  PARTITA_CHECK(!stages.empty(), "plan has no stages");
+void Plan::check_ranges(const Graph& target) const {
   NodeId next = 0;
-  std::set<std::string> seen;
   for (const Stage& st : stages) {
+    PARTITA_CHECK(!st.explicit_nodes(), "plan: stage ", &st - stages.data(),
+                  " lists nodes but the first stage does not; a plan uses node ranges or node lists, not both");
     PARTITA_CHECK(st.first == next && st.last >= st.first, "plan: stage [", st.first, ", ", st.last,
                   "] does not continue the node order at ", next);
     next = st.last + 1;
@@ -100,6 +99,56 @@ void Plan::check_against(const Graph& target) const {
   }
   PARTITA_CHECK(next == target.num_nodes(), "plan stages end at node ", next - 1, " but the graph has ",
                 target.num_nodes(), " nodes");
+}
+
+void Plan::check_node_lists(const Graph& target) const {
+  const int n = target.num_nodes();
+  std::vector<int> where(static_cast<size_t>(n), -1);
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const Stage& st = stages[s];
+    PARTITA_CHECK(st.explicit_nodes(), "plan: stage ", s,
+                  " has no node list but the first stage has one; a plan uses node ranges or node lists, not both");
+    PARTITA_CHECK(st.group >= 0 && st.group < static_cast<int>(groups.size()), "plan: stage group ", st.group,
+                  " out of range");
+    for (NodeId id : st.nodes) {
+      PARTITA_CHECK(id >= 0 && id < n, "plan: stage ", s, " lists node ", id, " but the graph has ", n, " nodes");
+      PARTITA_CHECK(where[static_cast<size_t>(id)] < 0, "plan: node ", id, " is listed in stages ",
+                    where[static_cast<size_t>(id)], " and ", s);
+      where[static_cast<size_t>(id)] = static_cast<int>(s);
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    PARTITA_CHECK(where[static_cast<size_t>(i)] >= 0, "plan: node ", i, " is in no stage's node list");
+  }
+  // Each list must respect the data dependencies among its own nodes (a device runs its list in order).
+  for (const Stage& st : stages) {
+    std::vector<int> pos(static_cast<size_t>(n), -1);
+    for (size_t k = 0; k < st.nodes.size(); ++k) pos[static_cast<size_t>(st.nodes[k])] = static_cast<int>(k);
+    for (size_t k = 0; k < st.nodes.size(); ++k) {
+      for (ValueId v : target.node(st.nodes[k]).inputs) {
+        const NodeId p = target.value(v).producer;
+        PARTITA_CHECK(p == kNoNode || pos[static_cast<size_t>(p)] < 0 || pos[static_cast<size_t>(p)] < static_cast<int>(k),
+                      "plan: node ", st.nodes[k], " runs before node ", p, " that it depends on; list nodes in a "
+                      "topological order");
+      }
+    }
+  }
+}
+
+void Plan::check_against(const Graph& target) const {
+  const GraphIdentity id = graph_identity(target);
+  PARTITA_CHECK(id == this->graph, "plan was made for a graph with ", this->graph.num_nodes, " nodes (op hash ",
+                this->graph.op_hash, ") but this graph has ", id.num_nodes, " nodes (op hash ", id.op_hash,
+                "); plan again for this model");
+  PARTITA_CHECK(microbatches >= 1 && global_batch % microbatches == 0, "plan: global batch ", global_batch,
+                " is not divisible into ", microbatches, " microbatches");
+  PARTITA_CHECK(!stages.empty(), "plan has no stages");
+  std::set<std::string> seen;
+  if (stages.front().explicit_nodes()) {
+    check_node_lists(target);
+  } else {
+    check_ranges(target);
+  }
   for (const auto& g : groups) {
     PARTITA_CHECK(!g.devices.empty() && g.devices.size() == g.batch_shares.size(),
                   "plan: a device group needs one batch share per device");

@@ -35,7 +35,43 @@ Json stage_to_json(const Stage& s) {
   j["group"] = s.group;
   j["checkpointing"] = checkpointing_name(s.checkpointing);
   j["offload"] = offload_name(s.offload);
+  if (s.explicit_nodes()) j["nodes"] = s.nodes;
   return j;
+}
+
+Json source_to_json(const PlanSource& s) {
+  Json j = Json::object();
+  if (!s.model.empty()) {
+    j["model"] = s.model;
+    j["inputs"] = s.inputs;
+  }
+  if (!s.model_spec.empty()) {
+    j["model_spec"] = s.model_spec;
+    j["batch"] = s.batch;
+  }
+  if (!s.devices.empty()) j["devices"] = s.devices;
+  if (!s.cluster.empty()) j["cluster"] = s.cluster;
+  if (!s.cost.empty()) j["cost"] = s.cost;
+  if (s.memory_limit) j["memory_limit_bytes"] = s.memory_limit->value();
+  return j;
+}
+
+PlanSource source_from_json(const Json& j) {
+  PARTITA_CHECK(j.is_object(), "plan JSON: 'source' must be an object");
+  PlanSource s;
+  if (j.contains("model")) {
+    s.model = get<std::string>(j, "model");
+    s.inputs = get<std::vector<std::string>>(j, "inputs");
+  }
+  if (j.contains("model_spec")) {
+    s.model_spec = get<std::string>(j, "model_spec");
+    s.batch = get<int>(j, "batch");
+  }
+  if (j.contains("devices")) s.devices = get<std::string>(j, "devices");
+  if (j.contains("cluster")) s.cluster = get<std::string>(j, "cluster");
+  if (j.contains("cost")) s.cost = get<std::string>(j, "cost");
+  if (j.contains("memory_limit_bytes")) s.memory_limit = Bytes(get<int64_t>(j, "memory_limit_bytes"));
+  return s;
 }
 
 Json prediction_to_json(const Prediction& p) {
@@ -71,7 +107,7 @@ Prediction prediction_from_json(const Json& j) {
 Json plan_to_json(const Plan& plan) {
   Json j;
   j["format"] = "partita.plan";
-  j["version"] = 1;
+  j["version"] = kPlanJsonVersion;
   j["graph"] = Json{{"num_nodes", plan.graph.num_nodes}, {"op_hash", plan.graph.op_hash}};
   j["mode"] = mode_name(plan.mode);
   j["strategy"] = strategy_name(plan.strategy);
@@ -79,6 +115,12 @@ Json plan_to_json(const Plan& plan) {
   j["optimizer"] = optimizer_name(plan.optimizer);
   j["global_batch"] = plan.global_batch;
   j["microbatches"] = plan.microbatches;
+  // Convenience copies of the prediction for scripts (the "prediction" object below is what is read back).
+  j["predicted_step_ms"] = to_milliseconds(plan.prediction.step_time);
+  Json peak = Json::object();
+  for (const auto& d : plan.prediction.devices) peak[d.device] = d.peak_memory.value();
+  j["predicted_peak_bytes"] = peak;
+  j["predicted_joules"] = plan.prediction.energy.value();
   Json groups = Json::array();
   for (const auto& g : plan.groups) groups.push_back(group_to_json(g));
   j["groups"] = groups;
@@ -89,6 +131,7 @@ Json plan_to_json(const Plan& plan) {
   for (const auto& u : plan.unused_devices) unused.push_back(Json{{"device", u.device}, {"reason", u.reason}});
   j["unused_devices"] = unused;
   j["prediction"] = prediction_to_json(plan.prediction);
+  if (!plan.source.empty()) j["source"] = source_to_json(plan.source);
   return j;
 }
 
@@ -96,7 +139,8 @@ Plan plan_from_json(const Json& j) {
   PARTITA_CHECK(j.is_object() && j.value("format", "") == "partita.plan",
                 "not a partita plan: the JSON needs \"format\": \"partita.plan\"");
   const int version = get<int>(j, "version");
-  PARTITA_CHECK(version == 1, "plan JSON version ", version, " is not supported by this partita (reads 1)");
+  PARTITA_CHECK(version >= 1 && version <= kPlanJsonVersion, "plan JSON version ", version,
+                " is not supported by this partita (reads 1 to ", kPlanJsonVersion, "); update partita");
   Plan p;
   const Json& g = field(j, "graph");
   p.graph = GraphIdentity{get<int>(g, "num_nodes"), get<std::string>(g, "op_hash")};
@@ -114,14 +158,20 @@ Plan plan_from_json(const Json& j) {
     p.groups.push_back(std::move(grp));
   }
   for (const auto& sj : field(j, "stages")) {
-    p.stages.push_back(Stage{get<NodeId>(sj, "first"), get<NodeId>(sj, "last"), get<int>(sj, "group"),
-                             parse_checkpointing(get<std::string>(sj, "checkpointing")),
-                             parse_offload(get<std::string>(sj, "offload"))});
+    Stage st;
+    st.first = get<NodeId>(sj, "first");
+    st.last = get<NodeId>(sj, "last");
+    st.group = get<int>(sj, "group");
+    st.checkpointing = parse_checkpointing(get<std::string>(sj, "checkpointing"));
+    st.offload = parse_offload(get<std::string>(sj, "offload"));
+    if (sj.contains("nodes")) st.nodes = get<std::vector<NodeId>>(sj, "nodes");
+    p.stages.push_back(std::move(st));
   }
   for (const auto& uj : field(j, "unused_devices")) {
     p.unused_devices.push_back(UnusedDevice{get<std::string>(uj, "device"), get<std::string>(uj, "reason")});
   }
   p.prediction = prediction_from_json(field(j, "prediction"));
+  if (j.contains("source")) p.source = source_from_json(j.at("source"));
   PARTITA_CHECK(p.microbatches >= 1 && p.global_batch % p.microbatches == 0, "plan JSON: global_batch ",
                 p.global_batch, " is not a multiple of microbatches ", p.microbatches);
   return p;

@@ -5,6 +5,7 @@
 #include "partita/core/error.h"
 #include "partita/core/format.h"
 #include "partita/search/blocks.h"
+#include "partita/search/branch_strategy.h"
 #include "partita/search/data_parallel_strategy.h"
 #include "partita/search/even_strategy.h"
 #include "partita/search/hybrid_strategy.h"
@@ -12,6 +13,7 @@
 #include "partita/search/pipeline_strategy.h"
 #include "partita/search/simulator.h"
 #include "partita/search/stage_model.h"
+#include "partita/search/tensor_strategy.h"
 
 namespace partita {
 
@@ -68,6 +70,8 @@ std::vector<Plan> generate_candidates(const Graph& graph, const Cluster& cluster
   if (s == StrategyKind::kAuto || s == StrategyKind::kData) append(out, data_parallel_candidates(model));
   if (s == StrategyKind::kAuto || s == StrategyKind::kPipeline) append(out, pipeline_candidates(model, blocks));
   if (s == StrategyKind::kAuto || s == StrategyKind::kHybrid) append(out, hybrid_candidates(model, blocks));
+  if (s == StrategyKind::kAuto || s == StrategyKind::kBranch) append(out, branch_candidates(model));
+  if (s == StrategyKind::kAuto || s == StrategyKind::kTensor) append(out, tensor_candidates(model));
   if (s == StrategyKind::kEven) append(out, even_candidates(model));
   return out;
 }
@@ -79,8 +83,9 @@ PlanOutcome make_plan(const Graph& graph, const Cluster& cluster, const CostTabl
   PlanOutcome outcome;
   std::vector<Plan> plans = feasible_evaluated(graph, cluster, table, options);
   if (plans.empty()) {
-    if (options.strategy == StrategyKind::kBranch || options.strategy == StrategyKind::kTensor) {
-      outcome.error = "strategy '" + std::string(strategy_name(options.strategy)) + "' is not implemented yet";
+    if (options.strategy == StrategyKind::kTensor && generate_candidates(graph, cluster, table, options).empty()) {
+      outcome.error = "strategy 'tensor' has nothing to offer here: it needs at least two devices of one kind on one "
+                      "machine and a graph with weight matmuls; try --strategy auto";
       return outcome;
     }
     outcome.min_memory = smallest_memory(graph, cluster, table, options);

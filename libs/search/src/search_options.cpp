@@ -60,6 +60,10 @@ void SearchOptions::validate() const {
                 " B/s; it must be positive");
   PARTITA_CHECK(max_microbatches >= 1, "search options: max_microbatches is ", max_microbatches,
                 "; it must be at least 1");
+  PARTITA_CHECK(microbatches >= 0, "search options: microbatches is ", microbatches,
+                "; use 0 (let the planner choose) or a positive count");
+  PARTITA_CHECK(microbatches == 0 || global_batch % microbatches == 0, "search options: microbatches ",
+                microbatches, " does not divide the batch ", global_batch, "; pick a divisor of the batch");
   PARTITA_CHECK(max_blocks >= 1, "search options: max_blocks is ", max_blocks, "; it must be at least 1");
 }
 

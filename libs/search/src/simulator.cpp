@@ -8,6 +8,9 @@
 #include "partita/cost/comm.h"
 #include "partita/cost/energy.h"
 #include "partita/search/stage_model.h"
+#include "partita/search/tensor_model.h"
+#include "simulate_branch.h"
+#include "task_graph.h"
 
 namespace partita {
 
@@ -24,70 +27,8 @@ std::string_view task_kind_name(TaskKind kind) {
 
 namespace {
 
-struct Work {
-  SimTask info;
-  Seconds duration{0};
-  std::vector<int> dependents;
-  int waiting = 0;  // unfinished inputs
-  Seconds inputs_done{0};
-};
-
-class TaskGraph {
- public:
-  int add_resource(std::string name, int device) {
-    resources_.push_back(SimResource{std::move(name), device});
-    queues_.emplace_back();
-    return static_cast<int>(resources_.size()) - 1;
-  }
-  int add(std::string name, TaskKind kind, int resource, int stage, int mb, Seconds duration) {
-    Work w;
-    w.info = SimTask{std::move(name), kind, resource, stage, mb, Seconds(0), Seconds(0)};
-    w.duration = duration;
-    work_.push_back(std::move(w));
-    return static_cast<int>(work_.size()) - 1;
-  }
-  void depend(int task, int on) {
-    work_[static_cast<size_t>(on)].dependents.push_back(task);
-    ++work_[static_cast<size_t>(task)].waiting;
-  }
-  // Tasks run on their resource in the order they are enqueued.
-  void enqueue(int task) { queues_[static_cast<size_t>(work_[static_cast<size_t>(task)].info.resource)].push_back(task); }
-
-  // List scheduling with fixed per-resource orders: a head task starts when its inputs are done.
-  void run() {
-    std::vector<size_t> head(queues_.size(), 0);
-    std::vector<Seconds> free(queues_.size(), Seconds(0));
-    std::vector<int> pending;
-    for (size_t r = 0; r < queues_.size(); ++r) pending.push_back(static_cast<int>(r));
-    size_t finished = 0;
-    while (!pending.empty()) {
-      const auto r = static_cast<size_t>(pending.back());
-      pending.pop_back();
-      while (head[r] < queues_[r].size()) {
-        Work& w = work_[static_cast<size_t>(queues_[r][head[r]])];
-        if (w.waiting > 0) break;
-        w.info.start = std::max(free[r], w.inputs_done);
-        w.info.end = w.info.start + w.duration;
-        free[r] = w.info.end;
-        ++head[r];
-        ++finished;
-        for (int d : w.dependents) {
-          Work& dep = work_[static_cast<size_t>(d)];
-          dep.inputs_done = std::max(dep.inputs_done, w.info.end);
-          if (--dep.waiting == 0) pending.push_back(dep.info.resource);
-        }
-      }
-    }
-    PARTITA_ASSERT(finished == work_.size(), "simulation deadlock: ", work_.size() - finished, " tasks never ran");
-  }
-  const std::vector<Work>& work() const { return work_; }
-  std::vector<SimResource>& resources() { return resources_; }
-
- private:
-  std::vector<SimResource> resources_;
-  std::vector<std::vector<int>> queues_;
-  std::vector<Work> work_;
-};
+using detail::TaskGraph;
+using detail::Work;
 
 // Microbatch order of one device: pairs (microbatch, is_backward).
 std::vector<std::pair<int, bool>> device_order(Schedule schedule, bool training, int stage, int stages, int m) {
@@ -123,7 +64,12 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   opt.mode = plan.mode;
   opt.global_batch = plan.global_batch;
   opt.optimizer = plan.optimizer;
+  if (plan.branch_layout()) return detail::simulate_branch(plan, graph, cluster, table, opt);
   const StageModel model(graph, cluster, table, opt);
+  const TensorModel tensor(model);
+  auto is_tensor = [&](int s) {
+    return plan.groups[static_cast<size_t>(plan.stages[static_cast<size_t>(s)].group)].parallelism == GroupParallelism::kTensor;
+  };
   const bool training = plan.mode == Mode::kTraining;
   const int ns = static_cast<int>(plan.stages.size());
   const int m = plan.microbatches;
@@ -135,7 +81,6 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
     const DeviceGroup& g = plan.groups[static_cast<size_t>(st.group)];
-    PARTITA_CHECK(g.parallelism == GroupParallelism::kData, "simulate: tensor-parallel groups are not simulated yet");
     f[static_cast<size_t>(s)].assign(static_cast<size_t>(m), {});
     b[static_cast<size_t>(s)].assign(static_cast<size_t>(m), {});
     for (size_t i = 0; i < g.devices.size(); ++i) {
@@ -144,9 +89,15 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       dev_res[static_cast<size_t>(s)].push_back(tg.add_resource(g.devices[i], d));
       const int spec = model.spec_of(d);
       const double share = g.batch_shares[i];
-      const Seconds fwd = model.forward(spec, st.first, st.last, share);
-      const Seconds bwd = model.backward(spec, st.first, st.last, share) +
-                          (st.checkpointing == Checkpointing::kFull ? fwd : Seconds(0));
+      Seconds fwd = model.forward(spec, st.first, st.last, share);
+      Seconds bwd = model.backward(spec, st.first, st.last, share);
+      if (g.parallelism == GroupParallelism::kTensor) {
+        const LinkSpec ring = slowest_link(cluster, g.devices);
+        const int p = static_cast<int>(g.devices.size());
+        fwd = tensor.forward(spec, st.first, st.last, share, p, ring);
+        bwd = tensor.backward(spec, st.first, st.last, share, p, ring);
+      }
+      if (st.checkpointing == Checkpointing::kFull) bwd += fwd;
       for (int j = 0; j < m; ++j) {
         f[s][j].push_back(tg.add(label("F", s, j), TaskKind::kForward, dev_res[s][i], s, j, fwd));
         if (training) b[s][j].push_back(tg.add(label("B", s, j), TaskKind::kBackward, dev_res[s][i], s, j, bwd));
@@ -157,7 +108,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   for (int s = 0; s + 1 < ns; ++s) {
     const auto& ga = plan.groups[static_cast<size_t>(plan.stages[s].group)];
     const auto& gb = plan.groups[static_cast<size_t>(plan.stages[s + 1].group)];
-    const int lanes = static_cast<int>(std::min(ga.devices.size(), gb.devices.size()));
+    // Tensor-parallel groups hold (and need) the whole microbatch's activations: one lane.
+    const int lanes = is_tensor(s) || is_tensor(s + 1) ? 1 : static_cast<int>(std::min(ga.devices.size(), gb.devices.size()));
     const Bytes bytes = model.boundary_bytes(plan.stages[s].last, (mb + lanes - 1) / lanes);
     const Seconds t = p2p_time(bytes, cluster.link_between(ga.devices[0], gb.devices[0]));
     const int fwd_lane = tg.add_resource("link s" + std::to_string(s) + "->s" + std::to_string(s + 1), -1);
@@ -189,7 +141,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
     }
     if (!training) continue;
     int after = -1;
-    if (g.devices.size() > 1) {
+    // Tensor-parallel groups shard their weights: no gradient all-reduce inside the group.
+    if (g.devices.size() > 1 && g.parallelism == GroupParallelism::kData) {
       const Seconds t = allreduce_time(model.trainable_bytes(st.first, st.last), static_cast<int>(g.devices.size()),
                                        slowest_link(cluster, g.devices));
       after = tg.add(label("allreduce", s, -1), TaskKind::kAllReduce, tg.add_resource(label("allreduce", s, -1), -1), s, -1, t);
@@ -226,7 +179,9 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       struct Event { Seconds at; double delta; };
       std::vector<Event> events;
       const bool ckpt = st.checkpointing == Checkpointing::kFull;
-      const double act = model.activation_per_sample(st.first, st.last) * share;
+      const bool tp = g.parallelism == GroupParallelism::kTensor;
+      const int p = static_cast<int>(g.devices.size());
+      const double act = (tp ? tensor.activation_per_sample(st.first, st.last, p) : model.activation_per_sample(st.first, st.last)) * share;
       const double saved = ckpt ? model.input_per_sample(st.first) * share : act;
       for (int j = 0; j < m; ++j) {
         const SimTask& ft = tg.work()[static_cast<size_t>(f[s][j][i])].info;
@@ -244,7 +199,10 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       double live = 0, peak = 0;
       for (const auto& e : events) peak = std::max(peak, live += e.delta);
       const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload};
-      if (training) {
+      if (tp) {
+        dp.peak_memory = training ? tensor.static_memory(st.first, st.last, share, p) + Bytes(static_cast<int64_t>(peak))
+                                  : tensor.memory(st.first, st.last, share, p, 1);
+      } else if (training) {
         // Static part: the memory model with no activations kept (in_flight cancels out below).
         const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, st.offload};
         dp.peak_memory = model.memory(none) + Bytes(static_cast<int64_t>(peak));

@@ -31,7 +31,7 @@ TEST(PlanJson, RoundTripsEveryField) {
   const Plan p = sample_plan();
   const Json j = plan_to_json(p);
   EXPECT_EQ(j["format"], "partita.plan");
-  EXPECT_EQ(j["version"], 1);
+  EXPECT_EQ(j["version"], kPlanJsonVersion);
   const Plan q = plan_from_json(j);
   EXPECT_EQ(plan_to_json(q).dump(), j.dump());
   EXPECT_EQ(q.stages[1].offload, Offload::kOptimizerState);
@@ -45,7 +45,7 @@ TEST(PlanJson, IsByteIdentical) {
 TEST(PlanJson, RefusesOtherFormatsVersionsAndBadFields) {
   Json j = plan_to_json(sample_plan());
   Json wrong = j;
-  wrong["version"] = 2;
+  wrong["version"] = kPlanJsonVersion + 1;
   EXPECT_THROW(plan_from_json(wrong), Error);
   wrong = j;
   wrong["format"] = "something";
@@ -59,6 +59,50 @@ TEST(PlanJson, RefusesOtherFormatsVersionsAndBadFields) {
   wrong = j;
   wrong["microbatches"] = 5;
   EXPECT_THROW(plan_from_json(wrong), Error);
+}
+
+}  // namespace
+}  // namespace partita
+
+namespace partita {
+namespace {
+
+TEST(PlanJson, WritesPredictedFieldsForScripts) {
+  const Json j = plan_to_json(sample_plan());
+  EXPECT_DOUBLE_EQ(j["predicted_step_ms"].get<double>(), 125.0);
+  EXPECT_EQ(j["predicted_peak_bytes"]["cuda:0"].get<int64_t>(), int64_t{1} << 30);
+  EXPECT_DOUBLE_EQ(j["predicted_joules"].get<double>(), 12.5);
+}
+
+TEST(PlanJson, RoundTripsSourceAndNodeLists) {
+  Plan p = sample_plan();
+  p.strategy = StrategyKind::kBranch;
+  p.stages[0].nodes = {0, 2, 4, 1};
+  p.stages[1].nodes = {3, 5, 6, 7, 8, 9};
+  p.source.model_spec = "/abs/gpt.yaml";
+  p.source.batch = 12;
+  p.source.cluster = "/abs/cluster.yaml";
+  p.source.cost = "roofline";
+  p.source.memory_limit = Bytes(4096);
+  const Json j = plan_to_json(p);
+  EXPECT_EQ(j["stages"][0]["nodes"].size(), 4u);
+  EXPECT_FALSE(plan_to_json(sample_plan())["stages"][0].contains("nodes"));
+  const Plan q = plan_from_json(j);
+  EXPECT_EQ(q.stages[0].nodes, (std::vector<NodeId>{0, 2, 4, 1}));
+  EXPECT_EQ(q.source.model_spec, "/abs/gpt.yaml");
+  EXPECT_EQ(q.source.memory_limit, Bytes(4096));
+  EXPECT_EQ(plan_to_json(q).dump(), j.dump());
+}
+
+TEST(PlanJson, ReadsVersionOnePlans) {
+  Json j = plan_to_json(sample_plan());
+  j["version"] = 1;
+  j.erase("predicted_step_ms");
+  j.erase("predicted_peak_bytes");
+  j.erase("predicted_joules");
+  const Plan q = plan_from_json(j);
+  EXPECT_EQ(q.stages.size(), 2u);
+  EXPECT_TRUE(q.source.empty());
 }
 
 }  // namespace

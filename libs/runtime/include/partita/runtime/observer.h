@@ -9,11 +9,11 @@
 
 namespace partita {
 
-enum class TaskKind { kForward, kBackward, kTransfer, kGradientReduce, kOptimizer };
-std::string_view task_kind_name(TaskKind kind);  // "forward", "backward", ...
+enum class EngineTaskKind { kForward, kBackward, kTransfer, kGradientReduce, kOptimizer };
+std::string_view engine_task_kind_name(EngineTaskKind kind);  // "forward", "backward", ...
 
 struct TaskEvent {
-  TaskKind kind = TaskKind::kForward;
+  EngineTaskKind kind = EngineTaskKind::kForward;
   int stage = 0;        // plan stage index (-1 for step-wide tasks such as the optimizer)
   int worker = 0;       // engine worker index (one per device of the plan)
   std::string device;   // plan device id ("cpu:0")

@@ -1,12 +1,16 @@
 #pragma once
 // A Plan: how one training or inference step of a graph is spread over a cluster, and what it is predicted to
-// cost. A value type; serialized as versioned JSON ("format": "partita.plan", "version": 1) by plan_json.h.
+// cost. A value type; serialized as versioned JSON ("format": "partita.plan", "version": 2) by plan_json.h.
 //
 // Structure: the graph's node order is cut into contiguous stages [first, last]; each stage runs on one device
-// group. In a group with GroupParallelism::kData every device runs the whole stage on its own integer share of
+// group. Branch plans (StrategyKind::kBranch, inter-operator parallelism) are the one exception: every stage
+// carries an explicit `nodes` list (the order its device runs them in), the lists together hold every node
+// exactly once, and a stage's nodes need not be contiguous; the cross-device edges are the graph's data edges
+// between nodes of different stages. Every stage of a branch plan is one single-device group. In a group with GroupParallelism::kData every device runs the whole stage on its own integer share of
 // each microbatch (shares sum to the microbatch size) and gradients are all-reduced inside the group; with
 // kTensor every device runs the whole microbatch and splits the big matmuls (Megatron-style). A step is
 // `microbatches` microbatches of global_batch / microbatches samples, pipelined by `schedule`.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,11 +46,32 @@ struct DeviceGroup {
 };
 
 struct Stage {
-  NodeId first = 0;  // inclusive node range in the graph's node order
+  NodeId first = 0;  // inclusive node range in the graph's node order (branch plans: min and max of `nodes`)
   NodeId last = 0;
   int group = 0;     // index into Plan::groups
   Checkpointing checkpointing = Checkpointing::kNone;
   Offload offload = Offload::kNone;
+  // Branch plans only: the nodes this stage's device runs, in execution order (a topological order of them).
+  // Empty for range stages.
+  std::vector<NodeId> nodes{};
+
+  bool explicit_nodes() const { return !nodes.empty(); }
+};
+
+// Where a plan came from, so `partita simulate` (and the runtime) can rebuild the graph, cluster and cost
+// table: either a TorchScript model with its input specs or a model spec with a batch, and either local
+// device ids or a cluster file. Paths are absolute. Empty fields are unknown (a plan made in a test).
+struct PlanSource {
+  std::string model;                // TorchScript file
+  std::vector<std::string> inputs;  // --input specs of `model`
+  std::string model_spec;           // model spec YAML
+  int batch = 0;                    // samples the model spec graph was built for
+  std::string devices;              // local device list ("cpu:0,cpu:1")
+  std::string cluster;              // cluster YAML
+  std::string cost;                 // cost table method used: "roofline" or "profiled"
+  std::optional<Bytes> memory_limit;
+
+  bool empty() const { return model.empty() && model_spec.empty(); }
 };
 
 struct UnusedDevice {
@@ -80,6 +105,7 @@ struct Plan {
   std::vector<Stage> stages;
   std::vector<UnusedDevice> unused_devices;
   Prediction prediction;
+  PlanSource source;
 
   int microbatch_size() const { return global_batch / microbatches; }
   // Every device id in group order.
@@ -88,6 +114,11 @@ struct Plan {
   std::string to_string() const;
   // Throws partita::Error when the plan is malformed for `graph` (identity, ranges, shares, groups).
   void check_against(const Graph& target) const;
+  bool branch_layout() const { return !stages.empty() && stages.front().explicit_nodes(); }
+
+ private:
+  void check_ranges(const Graph& target) const;
+  void check_node_lists(const Graph& target) const;
 };
 
 }  // namespace partita

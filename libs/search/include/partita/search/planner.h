@@ -23,8 +23,8 @@ struct PlanOutcome {
   std::optional<Bytes> min_memory; // when nothing fits: the smallest per-device memory that would
 };
 
-// Unevaluated candidates of one strategy (kAuto: data, pipeline and hybrid; kBranch and kTensor are not
-// implemented and give none).
+// Unevaluated candidates of one strategy (kAuto: data, pipeline, hybrid, branch and tensor; kEven only when
+// asked for).
 std::vector<Plan> generate_candidates(const Graph& graph, const Cluster& cluster, const CostTable& table,
                                       const SearchOptions& options);
 

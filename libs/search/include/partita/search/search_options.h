@@ -41,6 +41,8 @@ struct SearchOptions {
   // Host link used when optimizer state is offloaded to host memory (each step moves it there and back).
   BytesPerSecond host_bandwidth{25e9};
   int max_microbatches = 64;  // upper bound on microbatches per step considered by pipeline strategies
+  // When positive, every strategy uses exactly this many microbatches per step (it must divide global_batch).
+  int microbatches = 0;
   int max_blocks = 256;       // the node order is grouped into at most this many blocks for partitioning
 
   // Throws partita::Error naming the bad field and value.

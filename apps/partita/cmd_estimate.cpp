@@ -1,0 +1,209 @@
+// partita estimate: predicted step time, peak memory and energy of a model on one local device, from a cost
+// table (roofline over the measured machine profile, or per-op profiled times); with --measure, the real
+// step for comparison.
+#include <cstdio>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "commands.h"
+#include "machine_devices.h"
+#include "partita/core/error.h"
+#include "partita/core/format.h"
+#include "partita/core/json_io.h"
+#include "partita/core/log.h"
+#include "partita/cost/compute.h"
+#include "partita/cost/energy.h"
+#include "partita/cost/memory.h"
+#include "partita/hardware/nvml.h"
+#include "partita/torch_bridge/executor.h"
+#include "partita/torch_bridge/memory_meter.h"
+#include "partita/torch_bridge/op_profiler.h"
+#include "step_measurement.h"
+
+namespace partita::app {
+
+namespace {
+
+struct EstimateArgs {
+  ModelArgs model;
+  std::string device;
+  bool train = false;
+  std::string cost = "roofline";
+  bool measure = false;
+  std::string json;
+};
+
+struct ThreadChoice {
+  int threads = 1;
+  std::string why;
+};
+
+// The CPU thread count for the whole "cpu": the profile's best for the op class holding most of the FLOPs.
+ThreadChoice choose_cpu_threads(const Graph& g, const MachineProfile& p) {
+  Flops conv(0), matmul(0);
+  for (const auto& n : g.nodes()) {
+    const OpClass c = classify_op(n);
+    if (c == OpClass::kConv) conv += n.cost.flops;
+    if (c == OpClass::kMatmul) matmul += n.cost.flops;
+  }
+  if (conv > matmul) return {p.best_conv_threads, "best for conv, the model's dominant op class"};
+  return {p.best_matmul_threads, "best for matmul, the model's dominant op class"};
+}
+
+// Loss and SGD update under the roofline: each trainable parameter is read with its gradient and written
+// (3 x its bytes), one op per parameter; the loss sums the outputs.
+Seconds roofline_update(const Graph& g, const DeviceSpec& spec) {
+  Seconds t(0);
+  for (const auto& p : g.parameters()) {
+    if (!p.requires_grad) continue;
+    t += Bytes(g.value(p.value).bytes().value() * 3) / spec.memory_bandwidth + spec.op_overhead;
+  }
+  for (ValueId v : g.outputs()) t += g.value(v).bytes() / spec.memory_bandwidth + spec.op_overhead * 2.0;
+  return t;
+}
+
+double error_pct(double predicted, double measured) {
+  return measured > 0 ? 100.0 * (predicted - measured) / measured : 0.0;
+}
+
+void run_estimate(const EstimateArgs& args) {
+  PARTITA_CHECK(args.cost == "roofline" || args.cost == "profiled", "unknown --cost '", args.cost,
+                "': use roofline or profiled");
+  const DeviceId id = parse_device_id(args.device);
+  PARTITA_CHECK(id.kind != DeviceKind::kCuda || torch::cuda::is_available(), "device ", args.device,
+                " is not here: LibTorch sees no CUDA device; use cpu, cpu:N or cpu:A-B");
+  // Before the model loads, so its parameters count in the measured peak.
+  if (args.measure && id.kind == DeviceKind::kCpu) MemoryMeter::install();
+  const auto specs = args.model.specs();
+  LoadedModel model = load_model(args.model.model);
+  annotate_shapes(model, specs);
+  const Graph& g = model.ir;
+
+  const auto db = try_load_hardware_db();
+  const CachedProfile cached = machine_profile(db ? &*db : nullptr, /*refresh=*/false);
+  const ThreadChoice choice = choose_cpu_threads(g, cached.profile);
+  const ResolvedDevice dev = resolve_device(cached.profile, id, choice.threads);
+  if (dev.threads > 0) at::set_num_threads(dev.threads);
+  const torch::Device torch_device = id.kind == DeviceKind::kCuda
+                                         ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(id.index))
+                                         : torch::Device(torch::kCPU);
+  ExecutorOptions exec_options;
+  exec_options.device = torch_device;
+  const Executor executor(model, exec_options);
+  const auto input_tensors = make_inputs(specs, /*seed=*/7, torch_device);
+  const std::vector<c10::IValue> inputs(input_tensors.begin(), input_tensors.end());
+  TimingOptions timing{2, 5, 100, Seconds(1.5), {}};
+  if (torch_device.is_cuda()) timing.sync = [] { torch::cuda::synchronize(); };
+
+  CostTable table = roofline_cost_table(g, {dev.spec});
+  Seconds update(0);
+  if (args.cost == "profiled") {
+    OpProfileOptions po;
+    po.backward = args.train;
+    po.device_key = id.to_string();
+    po.cache_path = default_op_cache_path();
+    if (torch_device.is_cuda()) po.timing.sync = timing.sync;
+    apply_measured_times(table, 0, profile_ops(executor, inputs, po).times);
+    if (args.train) update = measure_update(executor, timing);
+  } else if (args.train) {
+    update = roofline_update(g, dev.spec);
+  }
+  const NodeTimes total = g.num_nodes() > 0 ? table.range_total(0, 0, g.num_nodes() - 1) : NodeTimes{};
+  const Seconds predicted = total.forward + (args.train ? total.backward + update : Seconds(0));
+  const MemoryEstimate mem =
+      estimate_memory(g, 0, std::max(0, g.num_nodes() - 1), args.train, Optimizer::kSgd, 1, 1.0);
+  EnergyEstimate energy = estimate_device_energy(dev.spec, predicted, Seconds(0));
+
+  std::optional<StepMeasurement> measured;
+  std::optional<Joules> measured_joules;
+  if (args.measure) {
+    log_info("measuring the real step");
+    const Nvml nvml;
+    const bool nvml_energy = torch_device.is_cuda() && nvml.total_energy(id.index).has_value();
+    const auto e0 = nvml_energy ? nvml.total_energy(id.index) : std::nullopt;
+    measured = measure_step(executor, inputs, args.train, timing);
+    if (nvml_energy) {
+      // The meter covers the timed repeats plus warm-up and the memory run; per step is an average.
+      const int steps = measured->repeats + timing.warmup + 1;
+      measured_joules = (*nvml.total_energy(id.index) - *e0) / static_cast<double>(steps);
+    }
+  }
+
+  std::FILE* out = args.json == "-" ? stderr : stdout;
+  const std::string threads_text =
+      dev.threads > 0 ? fmt::format(", {} thread(s){}", dev.threads, id.index < 0 ? ": " + choice.why : "") : "";
+  fmt::print(out, "estimate {} on {} ({}{}), {}, cost {}\n", args.model.model, id.to_string(), dev.spec.name,
+             threads_text, args.train ? "training step (SGD)" : "inference", args.cost);
+  fmt::print(out, "  predicted step:   {:>10.3f} ms  (forward {:.3f} ms{})\n", to_milliseconds(predicted),
+             to_milliseconds(total.forward),
+             args.train ? fmt::format(", backward {:.3f} ms, loss+update {:.3f} ms", to_milliseconds(total.backward),
+                                      to_milliseconds(update))
+                        : "");
+  fmt::print(out, "  predicted memory: {:>10}  (parameters {}, gradients {}, activations {}, workspace {})\n",
+             format_bytes(mem.total()), format_bytes(mem.parameters), format_bytes(mem.gradients),
+             format_bytes(mem.activations), format_bytes(mem.workspace));
+  fmt::print(out, "  predicted energy: {:>10.4f} J   ({}: {})\n", energy.joules.value(),
+             energy_source_name(energy.source), energy.note);
+  if (measured) {
+    fmt::print(out, "  measured step:    {:>10.3f} ms  (median of {}), error {:+.1f}%\n",
+               to_milliseconds(measured->median), measured->repeats,
+               error_pct(predicted.value(), measured->median.value()));
+    if (measured->peak_measured) {
+      fmt::print(out, "  measured memory:  {:>10}  (peak live CPU tensor bytes), error {:+.1f}%\n",
+                 format_bytes(measured->peak),
+                 error_pct(static_cast<double>(mem.total().value()), static_cast<double>(measured->peak.value())));
+    }
+    if (measured_joules) fmt::print(out, "  measured energy:  {:>10.4f} J   (nvml)\n", measured_joules->value());
+  }
+  if (!args.json.empty()) {
+    Json j;
+    j["model"] = args.model.model;
+    j["device"] = id.to_string();
+    j["device_name"] = dev.spec.name;
+    j["threads"] = dev.threads;
+    j["train"] = args.train;
+    j["cost"] = args.cost;
+    j["predicted_ms"] = to_milliseconds(predicted);
+    j["predicted_forward_ms"] = to_milliseconds(total.forward);
+    j["predicted_backward_ms"] = args.train ? to_milliseconds(total.backward) : 0.0;
+    j["predicted_update_ms"] = to_milliseconds(update);
+    j["predicted_peak_bytes"] = mem.total().value();
+    j["predicted_memory"] = {{"parameters", mem.parameters.value()},   {"gradients", mem.gradients.value()},
+                             {"optimizer_state", mem.optimizer_state.value()}, {"activations", mem.activations.value()},
+                             {"workspace", mem.workspace.value()}};
+    j["predicted_joules"] = energy.joules.value();
+    j["energy_source"] = energy_source_name(energy.source);
+    j["energy_note"] = energy.note;
+    j["profile"] = {{"path", cached.path}, {"date", cached.profile.date}, {"quick", cached.profile.quick}};
+    if (measured) {
+      j["measured_ms"] = to_milliseconds(measured->median);
+      j["measured_min_ms"] = to_milliseconds(measured->min);
+      j["measured_repeats"] = measured->repeats;
+      j["measured_peak_bytes"] = measured->peak_measured ? Json(measured->peak.value()) : Json(nullptr);
+      j["time_error_pct"] = error_pct(predicted.value(), measured->median.value());
+      j["memory_error_pct"] = measured->peak_measured ? Json(error_pct(static_cast<double>(mem.total().value()),
+                                                                       static_cast<double>(measured->peak.value())))
+                                                      : Json(nullptr);
+      j["measured_joules"] = measured_joules ? Json(measured_joules->value()) : Json(nullptr);
+      j["measured_energy_source"] = measured_joules ? "nvml" : "none";
+    }
+    write_json_file(args.json, j);
+  }
+}
+
+}  // namespace
+
+Command register_estimate(CLI::App& app) {
+  auto args = std::make_shared<EstimateArgs>();
+  CLI::App* cmd = app.add_subcommand("estimate", "predict step time, peak memory and energy on one device");
+  add_model_args(*cmd, args->model);
+  cmd->add_option("--device", args->device, "cpu, cpu:N, cpu:A-B or cuda:N")->required();
+  cmd->add_flag("--train", args->train, "a training step (forward, backward, SGD update) instead of inference");
+  cmd->add_option("--cost", args->cost, "roofline (machine profile) or profiled (per-op replay)");
+  cmd->add_flag("--measure", args->measure, "also run the real step and report prediction errors");
+  cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");
+  return Command{cmd, [args] { run_estimate(*args); }};
+}
+
+}  // namespace partita::app

@@ -1,0 +1,133 @@
+// partita plan: search strategies for a model on devices of this machine or a described cluster; print the
+// chosen plan, why it won (the best alternatives and the time/energy Pareto front) and write it as JSON.
+#include <algorithm>
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "partita/core/error.h"
+#include "partita/core/format.h"
+#include "partita/core/json_io.h"
+#include "partita/core/log.h"
+#include "partita/search/plan_json.h"
+#include "partita/search/planner.h"
+#include "planning_inputs.h"
+
+namespace partita::app {
+
+namespace {
+
+// How many ranked alternatives the explanation lists.
+constexpr size_t kAlternativesShown = 6;
+
+struct PlanArgs {
+  std::string model;
+  std::vector<std::string> inputs;
+  std::string model_spec;
+  int batch = 0;
+  std::string devices;
+  std::string cluster;
+  std::string objective = "time";
+  std::string strategy = "auto";
+  bool train = false;
+  std::string memory_limit;
+  int microbatches = 0;
+  std::string json;
+};
+
+Bytes peak_of(const Plan& p) {
+  Bytes peak(0);
+  for (const auto& d : p.prediction.devices) peak = std::max(peak, d.peak_memory);
+  return peak;
+}
+
+// "pipeline 3 stages x 4 mb on cuda:0,cuda:1,..." in one short cell.
+std::string layout_of(const Plan& p) {
+  std::string devices;
+  for (const auto& d : p.used_devices()) devices += (devices.empty() ? "" : ",") + d;
+  if (devices.size() > 40) devices = devices.substr(0, 37) + "...";
+  return fmt::format("{} stage(s), {} mb, {}", p.stages.size(), p.microbatches, devices);
+}
+
+std::string explain(const PlanOutcome& out) {
+  std::string text = fmt::format("why it won ({} feasible candidates, ranked by the objective):\n", out.candidates.size());
+  text += fmt::format("  {:>2}  {:<9} {:>11} {:>12} {:>11} {:>11}  {}\n", "#", "strategy", "step", "samples/s",
+                      "peak mem", "J/step", "layout");
+  for (size_t i = 0; i < out.candidates.size() && i < kAlternativesShown; ++i) {
+    const Plan& p = out.candidates[i];
+    const bool front = std::find(out.pareto.begin(), out.pareto.end(), i) != out.pareto.end();
+    text += fmt::format("  {:>2}  {:<9} {:>11} {:>12.4g} {:>11} {:>11.4g}  {}{}\n", i + 1, strategy_name(p.strategy),
+                        format_seconds(p.prediction.step_time), p.prediction.samples_per_second,
+                        format_bytes(peak_of(p)), p.prediction.energy.value(), layout_of(p), front ? "  [pareto]" : "");
+  }
+  text += "  pareto front (no other candidate is both faster and greener):";
+  for (size_t i : out.pareto) {
+    const Plan& p = out.candidates[i];
+    text += fmt::format(" #{} {} {} {:.4g} J;", i + 1, strategy_name(p.strategy), format_seconds(p.prediction.step_time),
+                        p.prediction.energy.value());
+  }
+  text.back() = '\n';
+  return text;
+}
+
+void run_plan(const PlanArgs& args) {
+  PlanSource source;
+  source.model = args.model;
+  source.inputs = args.inputs;
+  source.model_spec = args.model_spec;
+  source.devices = args.devices;
+  source.cluster = args.cluster;
+  PARTITA_CHECK(!(args.model.empty() && args.model_spec.empty()),
+                "nothing to plan: give MODEL.pt --input SPEC... or --model-spec FILE.yaml");
+  if (!args.model_spec.empty()) source.batch = args.batch > 0 ? args.batch : 8;
+  if (!args.memory_limit.empty()) source.memory_limit = parse_memory_limit(args.memory_limit);
+  // Parse the choices before the (slow) model load so typos fail fast.
+  const Objective objective = parse_objective(args.objective);
+  const StrategyKind strategy = parse_strategy(args.strategy);
+  PlanningInputs in = load_planning_inputs(source);
+  SearchOptions options = in.options;
+  options.mode = args.train ? Mode::kTraining : Mode::kInference;
+  options.objective = objective;
+  options.strategy = strategy;
+  if (args.batch > 0) options.global_batch = args.batch;
+  options.microbatches = args.microbatches;
+  options.validate();
+  log_info(fmt::format("plan: searching {} strategies for {} nodes on {} device(s) ({})", args.strategy,
+                       in.graph.num_nodes(), in.cluster.devices.size(), in.cluster.name));
+  const PlanOutcome out = make_plan(in.graph, in.cluster, in.table, options);
+  PARTITA_CHECK(out.plan.has_value(), out.error);
+  Plan plan = *out.plan;
+  plan.source = in.source;
+  std::FILE* text = args.json == "-" ? stderr : stdout;  // keep stdout parseable with --json -
+  fmt::print(text, "{}", plan.to_string());
+  fmt::print(text, "{}", explain(out));
+  if (!args.json.empty()) write_json_file(args.json, plan_to_json(plan));
+}
+
+}  // namespace
+
+Command register_plan(CLI::App& app) {
+  auto args = std::make_shared<PlanArgs>();
+  CLI::App* cmd = app.add_subcommand("plan", "search data/pipeline/hybrid/branch/tensor plans and pick the best");
+  cmd->add_option("model", args->model, "TorchScript file (or use --model-spec)");
+  cmd->add_option("--input", args->inputs, "input spec DIMxDIM...[:DTYPE[:HIGH]], one per forward() argument");
+  cmd->add_option("--model-spec", args->model_spec, "model spec YAML (config/models/*.yaml), planned without weights");
+  cmd->add_option("--batch", args->batch, "samples per step (default: the --input batch; 8 with --model-spec)")
+      ->check(CLI::PositiveNumber);
+  auto* devices = cmd->add_option("--devices", args->devices,
+                                  "devices of this machine, e.g. cpu:0,cpu:1 or cpu (default: every core as a "
+                                  "one-core group, plus GPUs)");
+  cmd->add_option("--cluster", args->cluster, "cluster YAML describing other hardware (config/clusters/*.yaml)")
+      ->excludes(devices);
+  cmd->add_option("--objective", args->objective, "time, energy or balanced");
+  cmd->add_option("--strategy", args->strategy, "auto, data, pipeline, hybrid, branch, tensor or even");
+  cmd->add_flag("--train", args->train, "plan a training step (default: inference)");
+  cmd->add_option("--memory-limit", args->memory_limit, "per-device memory cap, bytes or like 4GiB");
+  cmd->add_option("--microbatches", args->microbatches, "use exactly this many microbatches per step")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--json", args->json, "write the plan as JSON (- for stdout)");
+  return Command{cmd, [args] { run_plan(*args); }};
+}
+
+}  // namespace partita::app

@@ -1,0 +1,30 @@
+#include "partita/cost/link_fit.h"
+
+#include <gtest/gtest.h>
+
+#include "partita/core/error.h"
+#include "partita/cost/comm.h"
+
+namespace partita {
+namespace {
+
+TEST(LinkFit, RecoversAlphaBetaOfRingModel) {
+  const LinkSpec truth{"t", Seconds(20e-6), BytesPerSecond(2e9), ""};
+  std::vector<TimedTransfer> samples;
+  for (int64_t n : {4096, 65536, 1 << 20, 8 << 20}) {
+    samples.push_back({Bytes(n), allreduce_ring_time(Bytes(n), 2, truth)});
+  }
+  const LinkSpec fit = fit_allreduce_link(samples, 2, "loopback", "test");
+  EXPECT_NEAR(fit.latency.value(), 20e-6, 1e-9);
+  EXPECT_NEAR(fit.bandwidth.value(), 2e9, 1e3);
+  EXPECT_EQ(fit.name, "loopback");
+}
+
+TEST(LinkFit, RejectsOneSizeAndFlatTimes) {
+  EXPECT_THROW(fit_allreduce_link({{Bytes(10), Seconds(1)}, {Bytes(10), Seconds(2)}}, 2, "x", ""), Error);
+  EXPECT_THROW(fit_allreduce_link({{Bytes(10), Seconds(2)}, {Bytes(20), Seconds(1)}}, 2, "x", ""), Error);
+  EXPECT_THROW(fit_allreduce_link({{Bytes(10), Seconds(1)}, {Bytes(20), Seconds(2)}}, 1, "x", ""), Error);
+}
+
+}  // namespace
+}  // namespace partita

@@ -1,0 +1,57 @@
+#include "partita/hardware/machine_profile.h"
+
+#include <cstdlib>
+
+#include <gtest/gtest.h>
+
+#include "partita/core/error.h"
+#include "partita/hardware/device_json.h"
+
+namespace partita {
+namespace {
+
+TEST(MachineProfile, JsonRoundTrip) {
+  MachineProfile p;
+  p.fingerprint = "cpu | 2 cores";
+  p.key = stable_hash(p.fingerprint);
+  p.date = "2026-11-01T00:00:00Z";
+  p.gemm.push_back({"cpu", 512, DType::kBFloat16, 2, FlopsPerSecond(1e11)});
+  p.thread_scaling.push_back({1, FlopsPerSecond(5e10), FlopsPerSecond(3e10), BytesPerSecond(1e10)});
+  p.allreduce.push_back({Bytes(4096), Seconds(1e-4)});
+  p.loopback = LinkSpec{"loopback", Seconds(2e-5), BytesPerSecond(3e9), "fit"};
+  DeviceSpec cpu;
+  cpu.name = "host";
+  cpu.kind = DeviceKind::kCpu;
+  cpu.peak_flops[DType::kFloat32] = FlopsPerSecond(5e10);
+  cpu.memory_bandwidth = BytesPerSecond(1e10);
+  cpu.measured = true;
+  p.devices.push_back({"cpu", 1, cpu});
+  p.notes.push_back("no GPU");
+  const MachineProfile q = machine_profile_from_json(machine_profile_to_json(p));
+  EXPECT_EQ(q.key, p.key);
+  ASSERT_EQ(q.gemm.size(), 1u);
+  EXPECT_EQ(q.gemm[0].dtype, DType::kBFloat16);
+  ASSERT_TRUE(q.loopback.has_value());
+  EXPECT_DOUBLE_EQ(q.loopback->bandwidth.value(), 3e9);
+  ASSERT_NE(q.find("cpu"), nullptr);
+  EXPECT_TRUE(q.find("cpu")->spec.measured);
+  EXPECT_DOUBLE_EQ(q.find("cpu")->spec.flops_for(DType::kFloat32).value(), 5e10);
+  EXPECT_EQ(q.find("cuda:0"), nullptr);
+}
+
+TEST(MachineProfile, IncompleteJsonIsAnError) {
+  EXPECT_THROW(machine_profile_from_json(Json{{"version", 1}}), Error);
+  EXPECT_THROW(device_spec_from_json(Json{{"name", "x"}}), Error);
+}
+
+TEST(MachineProfile, CacheDirFollowsXdg) {
+  setenv("XDG_CACHE_HOME", "/tmp/xdg-test", 1);
+  EXPECT_EQ(cache_dir(), "/tmp/xdg-test/partita");
+  EXPECT_EQ(machine_profile_path("abc"), "/tmp/xdg-test/partita/machine-abc.json");
+  EXPECT_EQ(stable_hash("x"), stable_hash("x"));
+  EXPECT_NE(stable_hash("x"), stable_hash("y"));
+  EXPECT_EQ(stable_hash("x").size(), 16u);
+}
+
+}  // namespace
+}  // namespace partita

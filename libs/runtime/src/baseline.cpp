@@ -1,0 +1,97 @@
+#include "partita/runtime/baseline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include <torch/optim.h>
+#include <torch/torch.h>
+
+#include "partita/core/error.h"
+#include "partita/runtime/blas_threads.h"
+
+namespace partita {
+
+std::string ThreadConfig::to_string() const {
+  return "torch " + std::to_string(torch_threads) +
+         (blas_threads > 0 ? ", blas " + std::to_string(blas_threads) : std::string(", blas default"));
+}
+
+std::vector<ThreadConfig> thread_configs() {
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int blas_default = blas_threads();
+  std::vector<ThreadConfig> configs;
+  for (int t = 1; t <= cores; ++t) {
+    configs.push_back({t, blas_default > 0 ? blas_default : -1});
+    if (blas_default > 1) configs.push_back({t, 1});
+  }
+  return configs;
+}
+
+BaselineResult measure_torchscript(LoadedModel& model, const std::vector<torch::Tensor>& inputs,
+                                   const ThreadConfig& config, const BaselineOptions& options) {
+  PARTITA_CHECK(!inputs.empty(), "baseline needs inputs");
+  const int saved_torch = at::get_num_threads();
+  const int saved_blas = blas_threads();
+  at::set_num_threads(config.torch_threads);
+  if (config.blas_threads > 0) set_blas_threads(config.blas_threads);
+
+  const bool training = options.mode == Mode::kTraining;
+  const std::vector<c10::IValue> args(inputs.begin(), inputs.end());
+  std::vector<torch::Tensor> params;
+  for (const auto& p : model.parameters) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  torch::Tensor targets;
+  LossKind kind = LossKind::kAuto;
+  std::unique_ptr<torch::optim::Optimizer> opt;
+  if (training) {
+    const Graph& g = model.ir;
+    kind = resolve_loss(options.loss, *g.value(g.inputs()[0]).meta(), g.value(g.outputs()[0]).tensors.at(0));
+    std::vector<int64_t> shape = g.value(g.outputs()[0]).tensors.at(0).shape;
+    shape[0] = inputs[0].size(0);
+    targets = make_targets(kind, inputs[0], shape, 12);
+    switch (options.optimizer) {
+      case Optimizer::kSgd:
+        opt = std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(options.learning_rate));
+        break;
+      case Optimizer::kSgdMomentum:
+        opt = std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(options.learning_rate).momentum(0.9));
+        break;
+      case Optimizer::kAdam:
+        opt = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(options.learning_rate));
+        break;
+      case Optimizer::kAdamW:
+        opt = std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(options.learning_rate));
+        break;
+    }
+  }
+  auto one_step = [&] {
+    if (!training) {
+      torch::NoGradGuard no_grad;
+      model.module.forward(args);
+      return;
+    }
+    opt->zero_grad();
+    auto out = model.module.forward(args);
+    const torch::Tensor o = out.isTuple() ? out.toTupleRef().elements()[0].toTensor() : out.toTensor();
+    slice_loss(kind, o, targets, inputs[0].size(0)).backward();
+    opt->step();
+  };
+  BaselineResult result;
+  result.config = config;
+  for (int i = 0; i < options.warmup + options.steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    one_step();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (i >= options.warmup) result.step_ms.push_back(ms);
+  }
+  std::vector<double> sorted = result.step_ms;
+  std::sort(sorted.begin(), sorted.end());
+  result.median_ms = sorted.empty() ? 0 : sorted[sorted.size() / 2];
+  at::set_num_threads(saved_torch);
+  if (saved_blas > 0) set_blas_threads(saved_blas);
+  return result;
+}
+
+}  // namespace partita

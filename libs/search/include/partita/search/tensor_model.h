@@ -1,0 +1,61 @@
+#pragma once
+// Tensor (intra-operator) parallelism inside one device group, Megatron-style (Shoeybi et al. 2019): the big
+// matmuls are split over the group's p devices, "column then row", with one all-reduce per pair.
+//
+// Which nodes are split (decided once over the whole node order):
+//   - a matmul-class node (cost/compute.h's OpClass::kMatmul) that reads a parameter of rank >= 2 is a weight
+//     matmul. The first weight matmul opens a pair (column split: each device computes 1/p of the outputs);
+//     the next one closes it (row split: each device holds 1/p of the inputs and produces a partial sum, which
+//     is all-reduced over the group). Every node between them works on the column-split tensor (attention heads,
+//     activations) and is split too. Everything outside a pair (norms, residual adds, embeddings) is replicated:
+//     every device runs it whole.
+//   - a pair still open at the end of the graph ends with an all-gather of its last output, costed as an
+//     all-reduce (an upper bound).
+// Costs of a node range on p devices, per microbatch of `samples` samples:
+//   compute = replicated time + split time / p; communication = per closing node one ring all-reduce of its
+//   output, 2(p-1) alpha + 2(p-1)/p bytes / beta, in forward and again in backward (of the input gradient);
+//   it sits on the critical path (no overlap with compute).
+// Memory per device: replicated parameters + split parameters / p (gradients and optimizer state alike),
+// replicated activations + split activations / p, the workspace of the largest node / p when split.
+// A range that starts or ends inside a pair is costed as if the pair were whole.
+// Thread safety: immutable after construction.
+#include <vector>
+
+#include "partita/hardware/device.h"
+#include "partita/search/stage_model.h"
+
+namespace partita {
+
+class TensorModel {
+ public:
+  explicit TensorModel(const StageModel& model);
+
+  const StageModel& base() const { return *model_; }
+  bool split(NodeId node) const { return split_[static_cast<size_t>(node)]; }
+  // Nodes after which the group all-reduces (row-split matmuls, or the last node of a pair left open).
+  bool all_reduce_after(NodeId node) const { return reduce_[static_cast<size_t>(node)]; }
+  // Whether [first, last] holds any split node (tensor parallelism has something to split).
+  bool has_split(NodeId first, NodeId last) const;
+
+  Seconds forward(int spec, NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const;
+  Seconds backward(int spec, NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const;
+  // The all-reduces of one pass over [first, last] (part of forward and of backward above).
+  Seconds communication(NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const;
+  // Per-device memory of the range on a group of p (see above); `in_flight` microbatches of activations kept
+  // (training), offload and checkpointing are not combined with tensor parallelism.
+  Bytes memory(NodeId first, NodeId last, int samples, int p, int in_flight) const;
+  // Per-sample activation bytes one device keeps for [first, last] on a group of p.
+  double activation_per_sample(NodeId first, NodeId last, int p) const;
+  // Memory without activations (parameters, gradients, optimizer state, workspace).
+  Bytes static_memory(NodeId first, NodeId last, int samples, int p) const;
+
+ private:
+  const StageModel* model_;
+  std::vector<bool> split_, reduce_;
+  std::vector<std::vector<double>> split_fwd_, split_bwd_;  // [spec][n+1] prefix, per sample
+  std::vector<double> split_count_;                          // [n+1] prefix of split nodes
+  std::vector<double> reduce_count_, reduce_bytes_;          // [n+1] prefix; bytes per sample
+  std::vector<double> split_param_, split_trainable_, split_act_;  // [n+1] prefix; act per sample
+};
+
+}  // namespace partita

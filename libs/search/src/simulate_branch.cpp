@@ -1,0 +1,215 @@
+#include "simulate_branch.h"
+
+#include <algorithm>
+#include <map>
+#include <queue>
+
+#include "partita/core/format.h"
+#include "partita/cost/comm.h"
+#include "partita/cost/energy.h"
+#include "partita/search/stage_model.h"
+#include "task_graph.h"
+
+namespace partita::detail {
+
+namespace {
+
+std::string node_label(const char* what, NodeId n, int mb) {
+  return std::string(what) + " n" + std::to_string(n) + " mb" + std::to_string(mb);
+}
+
+// A global order of the nodes consistent with the data edges and with every stage's list order (Kahn over the
+// union of both). Throws partita::Error when the lists contradict the data edges in a cycle (the plan would
+// deadlock).
+std::vector<NodeId> global_order(const Plan& plan, const Graph& graph) {
+  const int n = graph.num_nodes();
+  std::vector<std::vector<NodeId>> succ(static_cast<size_t>(n));
+  std::vector<int> indeg(static_cast<size_t>(n), 0);
+  auto edge = [&](NodeId a, NodeId b) {
+    succ[static_cast<size_t>(a)].push_back(b);
+    ++indeg[static_cast<size_t>(b)];
+  };
+  for (const Node& node : graph.nodes()) {
+    for (ValueId v : node.inputs) {
+      const NodeId p = graph.value(v).producer;
+      if (p != kNoNode) edge(p, node.id);
+    }
+  }
+  for (const Stage& st : plan.stages) {
+    for (size_t k = 1; k < st.nodes.size(); ++k) edge(st.nodes[k - 1], st.nodes[k]);
+  }
+  std::priority_queue<NodeId, std::vector<NodeId>, std::greater<>> ready;
+  for (NodeId i = 0; i < n; ++i) {
+    if (indeg[static_cast<size_t>(i)] == 0) ready.push(i);
+  }
+  std::vector<NodeId> order;
+  while (!ready.empty()) {
+    const NodeId u = ready.top();
+    ready.pop();
+    order.push_back(u);
+    for (NodeId v : succ[static_cast<size_t>(u)]) {
+      if (--indeg[static_cast<size_t>(v)] == 0) ready.push(v);
+    }
+  }
+  PARTITA_CHECK(static_cast<int>(order.size()) == n, "plan: the stages' node lists contradict the graph's data "
+                "dependencies (a cycle through ", n - static_cast<int>(order.size()), " nodes); plan again");
+  return order;
+}
+
+}  // namespace
+
+Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,
+                           const SearchOptions& options) {
+  const StageModel model(graph, cluster, table, options);
+  const bool training = plan.mode == Mode::kTraining;
+  const int m = plan.microbatches;
+  const int mb = plan.microbatch_size();
+  const double scale = static_cast<double>(mb) / model.graph_batch();
+  const int n = graph.num_nodes();
+  const int ns = static_cast<int>(plan.stages.size());
+  TaskGraph tg;
+  std::vector<int> stage_of(static_cast<size_t>(n)), dev_of_stage, res_of_stage;
+  for (int s = 0; s < ns; ++s) {
+    const Stage& st = plan.stages[static_cast<size_t>(s)];
+    const DeviceGroup& g = plan.groups[static_cast<size_t>(st.group)];
+    PARTITA_CHECK(g.devices.size() == 1, "plan: branch stage ", s, " runs on ", g.devices.size(),
+                  " devices; a branch stage runs on one device");
+    for (NodeId id : st.nodes) stage_of[static_cast<size_t>(id)] = s;
+    dev_of_stage.push_back(model.device_index(g.devices[0]));
+    res_of_stage.push_back(tg.add_resource(g.devices[0], dev_of_stage.back()));
+  }
+  const std::vector<NodeId> order = global_order(plan, graph);
+  // Tasks: f[j][node], b[j][node].
+  std::vector<std::vector<int>> f(static_cast<size_t>(m), std::vector<int>(static_cast<size_t>(n), -1));
+  auto b = f;
+  for (int j = 0; j < m; ++j) {
+    for (NodeId i : order) {
+      const int s = stage_of[static_cast<size_t>(i)];
+      const int spec = model.spec_of(dev_of_stage[static_cast<size_t>(s)]);
+      f[j][i] = tg.add(node_label("F", i, j), TaskKind::kForward, res_of_stage[s], s, j, model.forward(spec, i, i, mb));
+      if (training) {
+        b[j][i] = tg.add(node_label("B", i, j), TaskKind::kBackward, res_of_stage[s], s, j, model.backward(spec, i, i, mb));
+      }
+    }
+  }
+  std::map<std::pair<int, int>, int> lanes;  // (from stage, to stage) -> resource
+  auto lane = [&](int from, int to) {
+    auto [it, fresh] = lanes.try_emplace({from, to}, -1);
+    if (fresh) {
+      it->second = tg.add_resource("link " + plan.groups[plan.stages[from].group].devices[0] + "->" +
+                                       plan.groups[plan.stages[to].group].devices[0], -1);
+    }
+    return it->second;
+  };
+  auto transfer_time = [&](int from, int to, Bytes bytes) {
+    const auto& da = plan.groups[plan.stages[from].group].devices[0];
+    const auto& db = plan.groups[plan.stages[to].group].devices[0];
+    return p2p_time(bytes, cluster.link_between(da, db));
+  };
+  std::vector<double> received(static_cast<size_t>(ns), 0.0);  // bytes per sample a stage receives
+  // Forward pass: tasks in the global order, microbatch by microbatch; transfers once per (value, consumer stage).
+  for (int j = 0; j < m; ++j) {
+    for (NodeId i : order) {
+      const int s = stage_of[static_cast<size_t>(i)];
+      tg.enqueue(f[j][i]);
+      std::map<int, std::vector<ValueId>> remote;  // consumer stage -> values of node i it reads
+      for (ValueId v : graph.node(i).outputs) {
+        for (NodeId u : graph.value(v).users) {
+          tg.depend(f[j][u], f[j][i]);
+          const int t = stage_of[static_cast<size_t>(u)];
+          if (t == s) continue;
+          auto& list = remote[t];
+          if (std::find(list.begin(), list.end(), v) == list.end()) list.push_back(v);
+        }
+      }
+      for (const auto& [t, values] : remote) {
+        Bytes bytes(0);
+        for (ValueId v : values) bytes += graph.value(v).bytes();
+        if (j == 0) received[static_cast<size_t>(t)] += static_cast<double>(bytes.value()) / model.graph_batch();
+        const int x = tg.add(node_label("send", i, j), TaskKind::kTransfer, lane(s, t), s, j,
+                             transfer_time(s, t, bytes * scale));
+        tg.depend(x, f[j][i]);
+        for (ValueId v : values) {
+          for (NodeId u : graph.value(v).users) {
+            if (stage_of[static_cast<size_t>(u)] == t) tg.depend(f[j][u], x);
+          }
+        }
+        tg.enqueue(x);
+      }
+    }
+  }
+  // Backward pass: reverse global order; a node's backward waits for its consumers' backwards (their gradients).
+  for (int j = 0; training && j < m; ++j) {
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+      const NodeId i = *it;
+      const int s = stage_of[static_cast<size_t>(i)];
+      tg.depend(b[j][i], f[j][i]);
+      tg.enqueue(b[j][i]);
+      std::map<int, Bytes> back;  // producer stage -> gradient bytes node i sends back
+      for (ValueId v : graph.node(i).inputs) {
+        const NodeId p = graph.value(v).producer;
+        if (p == kNoNode) continue;
+        tg.depend(b[j][p], b[j][i]);
+        const int t = stage_of[static_cast<size_t>(p)];
+        if (t != s) back[t] += graph.value(v).bytes();
+      }
+      for (const auto& [t, bytes] : back) {
+        const int x = tg.add(node_label("grad", i, j), TaskKind::kTransfer, lane(s, t), s, j,
+                             transfer_time(s, t, bytes * scale));
+        tg.depend(x, b[j][i]);
+        for (ValueId v : graph.node(i).inputs) {
+          const NodeId p = graph.value(v).producer;
+          if (p != kNoNode && stage_of[static_cast<size_t>(p)] == t) tg.depend(b[j][p], x);
+        }
+        tg.enqueue(x);
+      }
+    }
+  }
+  tg.run();
+
+  Simulation sim;
+  sim.resources = tg.resources();
+  for (const Work& w : tg.work()) {
+    sim.tasks.push_back(w.info);
+    sim.step_time = std::max(sim.step_time, w.info.end);
+  }
+  sim.prediction.step_time = sim.step_time;
+  sim.prediction.samples_per_second = sim.step_time.value() > 0 ? plan.global_batch / sim.step_time.value() : 0;
+  for (int s = 0; s < ns; ++s) {
+    const Stage& st = plan.stages[static_cast<size_t>(s)];
+    const int d = dev_of_stage[static_cast<size_t>(s)];
+    DevicePrediction dp{plan.groups[st.group].devices[0], Bytes(0), Seconds(0), Joules(0)};
+    double params = 0, trainable = 0, act = received[static_cast<size_t>(s)], ws = 0;
+    for (NodeId i : st.nodes) {
+      params += static_cast<double>(model.parameter_bytes(i, i).value());
+      trainable += static_cast<double>(model.trainable_bytes(i, i).value());
+      act += model.activation_per_sample(i, i) - model.input_per_sample(i);
+      ws = std::max(ws, model.workspace_per_sample(i, i));
+    }
+    double total = params + ws * mb;
+    if (training) {
+      total += trainable + static_cast<double>(optimizer_state_bytes(Bytes(static_cast<int64_t>(trainable)),
+                                                                      plan.optimizer).value());
+      total += act * plan.global_batch;
+    } else {
+      total += act * mb;
+    }
+    dp.peak_memory = Bytes(static_cast<int64_t>(total));
+    for (const Work& w : tg.work()) {
+      if (w.info.resource == res_of_stage[static_cast<size_t>(s)]) dp.busy += w.info.end - w.info.start;
+    }
+    const Bytes cap = model.memory_cap(d);
+    if (dp.peak_memory > cap && sim.fits_memory) {
+      sim.fits_memory = false;
+      sim.memory_note = "device " + dp.device + " needs " + format_bytes(dp.peak_memory) + " but may use " +
+                        format_bytes(cap);
+    }
+    dp.energy = device_energy(cluster.devices[static_cast<size_t>(d)].spec, dp.busy,
+                              std::max(Seconds(0), sim.step_time - dp.busy));
+    sim.prediction.energy += dp.energy;
+    sim.prediction.devices.push_back(dp);
+  }
+  return sim;
+}
+
+}  // namespace partita::detail

@@ -1,0 +1,125 @@
+#include "partita/search/tensor_model.h"
+
+#include <algorithm>
+
+#include "partita/cost/compute.h"
+
+namespace partita {
+
+namespace {
+
+bool weight_matmul(const Graph& graph, const Node& node) {
+  if (classify_op(node) != OpClass::kMatmul) return false;
+  return std::any_of(node.inputs.begin(), node.inputs.end(), [&](ValueId v) {
+    const Value& val = graph.value(v);
+    return val.role == ValueRole::kParameter && val.meta() && val.meta()->shape.size() >= 2;
+  });
+}
+
+}  // namespace
+
+TensorModel::TensorModel(const StageModel& model) : model_(&model) {
+  const Graph& graph = model.graph();
+  const int n = graph.num_nodes();
+  split_.assign(static_cast<size_t>(n), false);
+  reduce_.assign(static_cast<size_t>(n), false);
+  bool open = false;
+  NodeId last_split = kNoNode;
+  for (NodeId i = 0; i < n; ++i) {
+    const bool wm = weight_matmul(graph, graph.node(i));
+    if (!open && !wm) continue;
+    split_[static_cast<size_t>(i)] = true;
+    last_split = i;
+    if (open && wm) reduce_[static_cast<size_t>(i)] = true;
+    open = !(open && wm);
+  }
+  if (open && last_split != kNoNode) reduce_[static_cast<size_t>(last_split)] = true;
+
+  const double per = 1.0 / model.graph_batch();
+  const size_t specs = [&] {
+    int most = 0;
+    for (int d = 0; d < model.num_devices(); ++d) most = std::max(most, model.spec_of(d) + 1);
+    return static_cast<size_t>(most);
+  }();
+  split_fwd_.assign(specs, std::vector<double>(static_cast<size_t>(n) + 1, 0.0));
+  split_bwd_ = split_fwd_;
+  for (size_t s = 0; s < specs; ++s) {
+    for (NodeId i = 0; i < n; ++i) {
+      const bool sp = split_[static_cast<size_t>(i)];
+      split_fwd_[s][i + 1] = split_fwd_[s][i] + (sp ? model.forward(static_cast<int>(s), i, i, 1).value() : 0.0);
+      split_bwd_[s][i + 1] = split_bwd_[s][i] + (sp ? model.backward(static_cast<int>(s), i, i, 1).value() : 0.0);
+    }
+  }
+  auto prefix = [&](auto value_of) {
+    std::vector<double> p(static_cast<size_t>(n) + 1, 0.0);
+    for (NodeId i = 0; i < n; ++i) p[i + 1] = p[i] + value_of(i);
+    return p;
+  };
+  split_count_ = prefix([&](NodeId i) { return split_[static_cast<size_t>(i)] ? 1.0 : 0.0; });
+  reduce_count_ = prefix([&](NodeId i) { return reduce_[static_cast<size_t>(i)] ? 1.0 : 0.0; });
+  reduce_bytes_ = prefix([&](NodeId i) {
+    if (!reduce_[static_cast<size_t>(i)]) return 0.0;
+    double b = 0;
+    for (ValueId v : graph.node(i).outputs) b += static_cast<double>(graph.value(v).bytes().value());
+    return b * per;
+  });
+  split_param_ = prefix([&](NodeId i) {
+    return split_[static_cast<size_t>(i)] ? static_cast<double>(model.parameter_bytes(i, i).value()) : 0.0;
+  });
+  split_trainable_ = prefix([&](NodeId i) {
+    return split_[static_cast<size_t>(i)] ? static_cast<double>(model.trainable_bytes(i, i).value()) : 0.0;
+  });
+  split_act_ = prefix([&](NodeId i) {
+    return split_[static_cast<size_t>(i)] ? model.activation_per_sample(i, i) - model.input_per_sample(i) : 0.0;
+  });
+}
+
+bool TensorModel::has_split(NodeId first, NodeId last) const { return split_count_[last + 1] > split_count_[first]; }
+
+Seconds TensorModel::communication(NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const {
+  if (p <= 1) return Seconds(0);
+  const double count = reduce_count_[last + 1] - reduce_count_[first];
+  const double bytes = (reduce_bytes_[last + 1] - reduce_bytes_[first]) * samples;
+  return Seconds(count * 2.0 * (p - 1) * link.latency.value() + 2.0 * (p - 1) / p * bytes / link.bandwidth.value());
+}
+
+Seconds TensorModel::forward(int spec, NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const {
+  const auto& sp = split_fwd_[static_cast<size_t>(spec)];
+  const double split = (sp[last + 1] - sp[first]) * samples;
+  const double all = model_->forward(spec, first, last, samples).value();
+  return Seconds(all - split + split / p) + communication(first, last, samples, p, link);
+}
+
+Seconds TensorModel::backward(int spec, NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const {
+  const auto& sp = split_bwd_[static_cast<size_t>(spec)];
+  const double split = (sp[last + 1] - sp[first]) * samples;
+  const double all = model_->backward(spec, first, last, samples).value();
+  return Seconds(all - split + split / p) + communication(first, last, samples, p, link);
+}
+
+double TensorModel::activation_per_sample(NodeId first, NodeId last, int p) const {
+  const double split = split_act_[last + 1] - split_act_[first];
+  return model_->activation_per_sample(first, last) - split + split / p;
+}
+
+Bytes TensorModel::static_memory(NodeId first, NodeId last, int samples, int p) const {
+  const double sp = split_param_[last + 1] - split_param_[first];
+  const double st = split_trainable_[last + 1] - split_trainable_[first];
+  const double params = static_cast<double>(model_->parameter_bytes(first, last).value()) - sp + sp / p;
+  const double ws = model_->workspace_per_sample(first, last) * samples / (has_split(first, last) ? p : 1);
+  double total = params + ws;
+  if (model_->training()) {
+    const double trainable = static_cast<double>(model_->trainable_bytes(first, last).value()) - st + st / p;
+    total += trainable + static_cast<double>(
+                             optimizer_state_bytes(Bytes(static_cast<int64_t>(trainable)), model_->options().optimizer).value());
+  }
+  return Bytes(static_cast<int64_t>(total));
+}
+
+Bytes TensorModel::memory(NodeId first, NodeId last, int samples, int p, int in_flight) const {
+  const double act = activation_per_sample(first, last, p) * samples;
+  const double kept = model_->training() ? act * in_flight : model_->input_per_sample(first) * samples;
+  return static_memory(first, last, samples, p) + Bytes(static_cast<int64_t>(kept));
+}
+
+}  // namespace partita

@@ -1,0 +1,130 @@
+#include "partita/search/branch_strategy.h"
+
+#include <gtest/gtest.h>
+
+#include "partita/core/error.h"
+#include "partita/search/plan_json.h"
+#include "partita/search/planner.h"
+#include "partita/search/simulator.h"
+#include "test_support.h"
+
+namespace partita {
+namespace {
+
+using testing::make_cluster;
+using testing::make_link;
+using testing::make_spec;
+using testing::table_for;
+
+// x -> a (1 TFLOP) and x -> b (1 TFLOP), joined by a free add. Branch outputs hold `floats` f32 values.
+Graph two_branches(int64_t floats) {
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
+  std::vector<ValueId> ys;
+  for (const char* name : {"a", "b"}) {
+    const ValueId w = g.add_parameter(std::string("w") + name, true);
+    g.value(w).tensors = {TensorMeta{{1024}, DType::kFloat32}};
+    const ValueId y = g.add_value(ValueKind::kTensor, std::string("y") + name);
+    g.value(y).tensors = {TensorMeta{{1, floats}, DType::kFloat32}};
+    const NodeId n = g.add_node("aten::linear", {x, w}, {y});
+    g.node(n).cost = OpCost{Flops(1e12), Bytes(0), Bytes(0), CostStatus::kEstimated};
+    ys.push_back(y);
+  }
+  const ValueId out = g.add_value(ValueKind::kTensor, "out");
+  g.value(out).tensors = {TensorMeta{{1, floats}, DType::kFloat32}};
+  const NodeId j = g.add_node("aten::add", {ys[0], ys[1]}, {out});
+  g.node(j).cost = OpCost{Flops(0), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs({out});
+  return g;
+}
+
+SearchOptions options_for(Mode mode) {
+  SearchOptions o;
+  o.mode = mode;
+  o.global_batch = 1;
+  o.strategy = StrategyKind::kBranch;
+  return o;
+}
+
+// Two equal branches on two equal devices: the makespan halves, plus one transfer of a branch output (4 MB over
+// 1 GB/s = 4 ms) to the device that joins them.
+TEST(BranchStrategy, TwoEqualBranchesOnTwoEqualDevicesHalveTheMakespan) {
+  const Graph g = two_branches(1'000'000);
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  const SearchOptions o = options_for(Mode::kInference);
+  const StageModel model(g, c, t, o);
+  const BranchSchedule s = heft_schedule(model, {0, 1}, 1);
+  EXPECT_NE(s.device_of[0], s.device_of[1]);
+  EXPECT_NEAR(s.makespan.value(), 1.004, 1e-9);
+  const PlanOutcome out = make_plan(g, c, t, o);
+  ASSERT_TRUE(out.plan) << out.error;
+  const Plan& p = *out.plan;
+  EXPECT_EQ(p.strategy, StrategyKind::kBranch);
+  ASSERT_EQ(p.stages.size(), 2u);
+  EXPECT_NEAR(p.prediction.step_time.value(), 1.004, 1e-9);  // single device: 2 s
+  // The plan round-trips through JSON and simulates to the same prediction.
+  const Plan q = plan_from_json(plan_to_json(p));
+  EXPECT_EQ(q.stages[0].nodes, p.stages[0].nodes);
+  EXPECT_DOUBLE_EQ(simulate(q, g, c, t, o).step_time.value(), p.prediction.step_time.value());
+}
+
+// Training: forwards overlap (1 s), the joined gradient goes back (4 ms), backwards overlap (2 s each).
+TEST(BranchStrategy, TrainingStepOverlapsBothPasses) {
+  const Graph g = two_branches(1'000'000);
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  const PlanOutcome out = make_plan(g, c, t, options_for(Mode::kTraining));
+  ASSERT_TRUE(out.plan) << out.error;
+  EXPECT_EQ(out.plan->stages.size(), 2u);
+  EXPECT_NEAR(out.plan->prediction.step_time.value(), 3.008, 1e-9);  // single device: 6 s
+}
+
+// A slow link makes the split not pay: greedy HEFT splits anyway (1 s + 4 s transfer), the candidate keeps
+// both branches on one device (2 s).
+TEST(BranchStrategy, SlowLinkKeepsEverythingOnOneDevice) {
+  const Graph g = two_branches(1'000'000'000);  // 4 GB per branch output over 1 GB/s: 4 s > 1 s saved
+  const Cluster c = make_cluster({make_spec("gpu", 1, 1000), make_spec("gpu", 1, 1000)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  const SearchOptions o = options_for(Mode::kInference);
+  const StageModel model(g, c, t, o);
+  EXPECT_NEAR(heft_schedule(model, {0, 1}, 1).makespan.value(), 5.0, 1e-9);
+  const PlanOutcome out = make_plan(g, c, t, o);
+  ASSERT_TRUE(out.plan) << out.error;
+  EXPECT_EQ(out.plan->stages.size(), 1u);
+  EXPECT_NEAR(out.plan->prediction.step_time.value(), 2.0, 1e-9);
+}
+
+// A faster device takes the heavier work: 3 TFLOP/s and 1 TFLOP/s with branches of 3 and 1 TFLOP.
+TEST(BranchStrategy, UnequalDevicesGetWorkByEarliestFinish) {
+  Graph g = two_branches(1000);
+  g.node(0).cost.flops = Flops(3e12);
+  const Cluster c = make_cluster({make_spec("slow", 1), make_spec("fast", 3)}, make_link(100));
+  const CostTable t = table_for(g, c);
+  const StageModel model(g, c, t, options_for(Mode::kInference));
+  const BranchSchedule s = heft_schedule(model, {0, 1}, 1);
+  EXPECT_EQ(s.device_of[0], 1);  // the 3 TFLOP branch on the fast device: 1 s
+  EXPECT_EQ(s.device_of[1], 0);  // the 1 TFLOP branch on the slow device: 1 s
+  EXPECT_NEAR(s.makespan.value(), 1.0, 1e-6);
+}
+
+TEST(BranchStrategy, RefusesNodeListsThatContradictTheGraph) {
+  const Graph g = two_branches(1000);
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  const PlanOutcome out = make_plan(g, c, t, options_for(Mode::kInference));
+  ASSERT_TRUE(out.plan);
+  Plan p = *out.plan;
+  p.stages[0].nodes.push_back(p.stages[0].nodes.front());
+  EXPECT_THROW(p.check_against(g), Error);
+  Plan reversed = *out.plan;
+  std::vector<NodeId> all{2, 0, 1};  // the join before the branches
+  reversed.stages = {reversed.stages[0]};
+  reversed.stages[0].nodes = all;
+  reversed.groups = {reversed.groups[0]};
+  EXPECT_THROW(reversed.check_against(g), Error);
+}
+
+}  // namespace
+}  // namespace partita

@@ -1,0 +1,51 @@
+#pragma once
+// Per-node forward (and backward) times on a local device by single-op replay.
+//
+// Method: run the model once through the executor with an observer that records every value (with grad mode
+// on for training, so each tensor's requires_grad is the real one). Then, for every node: rebuild its inputs
+// from the record (training: as fresh leaves that require grad exactly where the real run did; in-place ops
+// get a clone so a leaf is never modified in place), run it `timing.warmup` times, then time it until the
+// per-node budget or max_repeats is reached, and keep the median. Backward: each repeat runs the node forward
+// (untimed) and times torch::autograd::grad of its differentiable outputs (grad outputs of ones) with respect
+// to its inputs that require grad. Setup work (clones, the forward before a backward) is never timed.
+//
+// Assumptions: an op's time depends only on (op, input shapes/dtypes/contiguity, constant arguments, device,
+// threads), which is the cache key; replay runs with warm caches (inputs reused), so it can be slightly
+// faster than in a real step. The AccumulateGrad of parameters and the loss are not nodes and not timed.
+//
+// Thread safety: changes nothing global except the intra-op thread count, which the caller sets beforehand;
+// do not run two profilers at once.
+#include <string>
+#include <vector>
+
+#include <torch/script.h>
+
+#include "partita/cost/compute.h"
+#include "partita/torch_bridge/executor.h"
+#include "partita/torch_bridge/timing.h"
+
+namespace partita {
+
+struct OpProfileOptions {
+  bool backward = false;        // also time backward (training)
+  TimingOptions timing{1, 3, 25, Seconds(0.03), {}};
+  std::string device_key = "cpu";  // goes into the cache key with the thread count
+  std::string cache_path;          // JSON cache file; "" = no cache
+  void validate() const;
+};
+
+struct OpProfileResult {
+  std::vector<NodeTimes> times;  // one per node, for apply_measured_times
+  int cache_hits = 0;
+  int measured = 0;
+  Seconds seconds_taken{0};
+};
+
+// Profiles every node of executor.model() on `inputs` (one per user input, on the executor's device).
+OpProfileResult profile_ops(const Executor& executor, const std::vector<c10::IValue>& inputs,
+                            const OpProfileOptions& options);
+
+// cache_dir()/ops-<machine key>.json for this machine.
+std::string default_op_cache_path();
+
+}  // namespace partita

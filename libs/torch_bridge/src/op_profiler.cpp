@@ -1,0 +1,238 @@
+#include "partita/torch_bridge/op_profiler.h"
+
+#include <chrono>
+#include <filesystem>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "partita/core/error.h"
+#include "partita/core/json_io.h"
+#include "partita/core/log.h"
+#include "partita/hardware/machine_profile.h"
+#include "partita/torch_bridge/machine_fingerprint.h"
+
+namespace partita {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Records every value the run produces, by value id.
+class Recorder final : public ExecutionObserver {
+ public:
+  explicit Recorder(std::vector<c10::IValue>& values) : values_(values) {}
+  void on_node_end(const Node& node, c10::ArrayRef<c10::IValue> outputs) override {
+    for (size_t i = 0; i < node.outputs.size() && i < outputs.size(); ++i) values_[node.outputs[i]] = outputs[i];
+  }
+
+ private:
+  std::vector<c10::IValue>& values_;
+};
+
+bool is_inplace(const std::string& op) { return op.size() > 1 && op.back() == '_' && !op.ends_with("__"); }
+
+void describe(std::ostringstream& os, const c10::IValue& v, bool training) {
+  if (v.isTensor()) {
+    const auto& t = v.toTensor();
+    os << c10::toString(t.scalar_type()) << t.sizes();
+    if (!t.is_contiguous()) os << "nc" << t.strides();
+    if (training && t.requires_grad()) os << "g";
+  } else if (v.isList()) {
+    os << "[";
+    for (const auto& e : v.toListRef()) {
+      describe(os, e, training);
+      os << ",";
+    }
+    os << "]";
+  } else {
+    os << v;
+  }
+}
+
+std::string cache_key(const Node& node, const std::vector<c10::IValue>& inputs, const OpProfileOptions& o) {
+  std::ostringstream os;
+  os << o.device_key << "|t" << at::get_num_threads() << "|" << (o.backward ? "train" : "infer") << "|" << node.op
+     << "(";
+  for (const auto& v : inputs) {
+    describe(os, v, o.backward);
+    os << ";";
+  }
+  os << ")";
+  return os.str();
+}
+
+// A leaf copy of a recorded value for backward replay: tensors become detached leaves that require grad
+// where the recorded ones did; lists are rebuilt element by element.
+c10::IValue make_leaf(const c10::IValue& v, std::vector<torch::Tensor>& leaves) {
+  if (v.isTensor()) {
+    const auto& t = v.toTensor();
+    if (!t.requires_grad()) return t.detach();
+    torch::Tensor leaf = t.detach().requires_grad_(true);
+    leaves.push_back(leaf);
+    return leaf;
+  }
+  if (v.isTensorList()) {
+    c10::List<at::Tensor> list;
+    for (const auto& e : v.toTensorList()) list.push_back(make_leaf(c10::IValue(at::Tensor(e)), leaves).toTensor());
+    return list;
+  }
+  return v;
+}
+
+void collect_differentiable(const c10::IValue& v, std::vector<torch::Tensor>& out) {
+  if (v.isTensor()) {
+    const auto& t = v.toTensor();
+    if (t.requires_grad() && t.is_floating_point()) out.push_back(t);
+  } else if (v.isList()) {
+    for (const auto& e : v.toListRef()) collect_differentiable(e, out);
+  } else if (v.isTuple()) {
+    for (const auto& e : v.toTupleRef().elements()) collect_differentiable(e, out);
+  }
+}
+
+// Inputs for one replay: in-place ops get a private copy of their first (mutated) argument.
+std::vector<c10::IValue> fresh_inputs(const Node& node, const std::vector<c10::IValue>& recorded, bool leaves,
+                                      std::vector<torch::Tensor>* leaf_out) {
+  std::vector<c10::IValue> in;
+  std::vector<torch::Tensor> ignored;
+  for (const auto& v : recorded) in.push_back(leaves ? make_leaf(v, leaf_out ? *leaf_out : ignored) : v);
+  if (is_inplace(node.op) && !in.empty() && in[0].isTensor()) in[0] = in[0].toTensor().clone();
+  return in;
+}
+
+// Times `run` after an untimed `setup` each repeat, with the warm-up, repeat and budget rules of timing.
+template <typename Setup, typename Run>
+Seconds time_with_setup(Setup setup, Run run, const TimingOptions& timing) {
+  for (int i = 0; i < timing.warmup; ++i) {
+    auto state = setup();
+    run(state);
+  }
+  std::vector<double> samples;
+  double spent = 0;
+  while (static_cast<int>(samples.size()) < timing.max_repeats &&
+         (static_cast<int>(samples.size()) < std::max(1, timing.min_repeats) || spent < timing.budget.value())) {
+    auto state = setup();
+    const auto t0 = Clock::now();
+    run(state);
+    if (timing.sync) timing.sync();
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    samples.push_back(s);
+    spent += s;
+  }
+  return Seconds(median_of(samples));
+}
+
+struct Replay {
+  std::vector<c10::IValue> inputs;
+  std::vector<torch::Tensor> leaves;
+  std::vector<torch::Tensor> outputs;
+};
+
+NodeTimes measure_node(const Executor& executor, const Node& node, const std::vector<c10::IValue>& recorded,
+                       const OpProfileOptions& o) {
+  NodeTimes t;
+  if (!o.backward) {
+    torch::NoGradGuard no_grad;
+    t.forward = time_with_setup([&] { return fresh_inputs(node, recorded, false, nullptr); },
+                                [&](std::vector<c10::IValue>& in) { (void)executor.run_node(node.id, std::move(in)); },
+                                o.timing);
+    return t;
+  }
+  torch::AutoGradMode grad_on(true);
+  auto setup = [&] {
+    Replay r;
+    r.inputs = fresh_inputs(node, recorded, true, &r.leaves);
+    return r;
+  };
+  t.forward = time_with_setup(setup, [&](Replay& r) { (void)executor.run_node(node.id, std::move(r.inputs)); },
+                              o.timing);
+  // Backward: only when some input requires grad and some output is differentiable.
+  Replay probe = setup();
+  if (probe.leaves.empty()) return t;
+  for (const auto& v : executor.run_node(node.id, probe.inputs)) collect_differentiable(v, probe.outputs);
+  if (probe.outputs.empty()) return t;
+  auto setup_backward = [&] {
+    Replay r = setup();
+    for (const auto& v : executor.run_node(node.id, r.inputs)) collect_differentiable(v, r.outputs);
+    return r;
+  };
+  t.backward = time_with_setup(
+      setup_backward,
+      [&](Replay& r) {
+        std::vector<torch::Tensor> grads;
+        for (const auto& out : r.outputs) grads.push_back(torch::ones_like(out));
+        (void)torch::autograd::grad(r.outputs, r.leaves, grads, /*retain_graph=*/false, /*create_graph=*/false,
+                                    /*allow_unused=*/true);
+      },
+      o.timing);
+  return t;
+}
+
+Json read_cache(const std::string& path) {
+  if (path.empty() || !std::filesystem::exists(path)) return Json::object();
+  try {
+    Json j = read_json_file(path);
+    if (j.is_object() && j.contains("entries") && j["entries"].is_object()) return j["entries"];
+  } catch (const Error& e) {
+    log_warning(std::string("ignoring the unreadable op-time cache: ") + e.what());
+  }
+  return Json::object();
+}
+
+}  // namespace
+
+void OpProfileOptions::validate() const {
+  timing.validate();
+  PARTITA_CHECK(!device_key.empty(), "op profiler: empty device key; pass the device id, e.g. 'cpu'");
+}
+
+std::string default_op_cache_path() { return cache_dir() + "/ops-" + machine_fingerprint().key() + ".json"; }
+
+OpProfileResult profile_ops(const Executor& executor, const std::vector<c10::IValue>& inputs,
+                            const OpProfileOptions& options) {
+  options.validate();
+  const auto t0 = Clock::now();
+  const Graph& g = executor.model().ir;
+  std::vector<c10::IValue> recorded = executor.make_environment(inputs);
+  {
+    torch::AutoGradMode grad_mode(options.backward);
+    Recorder recorder(recorded);
+    Executor::Environment env = recorded;
+    if (g.num_nodes() > 0) executor.run_nodes(0, g.num_nodes() - 1, env, &recorder);
+  }
+  Json cache = read_cache(options.cache_path);
+  OpProfileResult result;
+  result.times.resize(static_cast<size_t>(g.num_nodes()));
+  for (const Node& node : g.nodes()) {
+    std::vector<c10::IValue> node_inputs;
+    for (ValueId v : node.inputs) node_inputs.push_back(recorded[v]);
+    const std::string key = cache_key(node, node_inputs, options);
+    NodeTimes& t = result.times[static_cast<size_t>(node.id)];
+    if (cache.contains(key)) {
+      t.forward = Seconds(cache[key]["forward"].get<double>());
+      t.backward = Seconds(cache[key]["backward"].get<double>());
+      ++result.cache_hits;
+      continue;
+    }
+    t = measure_node(executor, node, node_inputs, options);
+    cache[key] = Json{{"forward", t.forward.value()}, {"backward", t.backward.value()}};
+    ++result.measured;
+  }
+  if (!options.cache_path.empty() && result.measured > 0) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(options.cache_path).parent_path(), ec);
+    try {
+      write_json_file(options.cache_path, Json{{"version", 1}, {"entries", cache}});
+    } catch (const Error& e) {
+      log_warning(std::string("could not write the op-time cache: ") + e.what());
+    }
+  }
+  result.seconds_taken = Seconds(std::chrono::duration<double>(Clock::now() - t0).count());
+  log_info(fmt::format("profiled {} node(s) ({} measured, {} from cache) in {:.1f} s", g.num_nodes(),
+                       result.measured, result.cache_hits, result.seconds_taken.value()));
+  return result;
+}
+
+}  // namespace partita

@@ -1,0 +1,61 @@
+# partita plan / simulate: plan JSON fields, simulate agrees with plan, model specs on a described cluster,
+# determinism, and one-line errors for memory that is too small and devices this machine lacks.
+source "$(dirname "$0")/lib.sh"
+: "${SRC:?}" "${PYTHON:?}"
+
+# The zoo MLP on the two one-core groups of this machine.
+"$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --json "$WORK/mlp.json" >"$WORK/plan.txt" \
+  || fail "plan mlp"
+grep -q "^plan: " "$WORK/plan.txt" || fail "plan text lacks the plan line"
+grep -q "why it won" "$WORK/plan.txt" || fail "plan text lacks the alternatives"
+grep -q "pareto front" "$WORK/plan.txt" || fail "plan text lacks the Pareto front"
+for key in predicted_step_ms predicted_peak_bytes predicted_joules source stages groups; do
+  [ "$(json_get "$WORK/mlp.json" "'$key' in d")" = "True" ] || fail "plan JSON lacks $key"
+done
+[ "$(json_get "$WORK/mlp.json" "d['predicted_step_ms'] > 0")" = "True" ] || fail "predicted_step_ms not positive"
+[ "$(json_get "$WORK/mlp.json" "sorted(d['predicted_peak_bytes']) == sorted(set(sum((g['devices'] for g in d['groups']), [])))")" = "True" ] \
+  || fail "predicted_peak_bytes does not name the plan's devices"
+
+# simulate rebuilds the inputs from the plan's source section and predicts the same step.
+"$PARTITA" simulate "$WORK/mlp.json" --json "$WORK/sim.json" --trace "$WORK/trace.json" >"$WORK/sim.txt" \
+  || fail "simulate mlp"
+[ "$(json_get "$WORK/mlp.json" "d['predicted_step_ms']")" = "$(json_get "$WORK/sim.json" "d['predicted_step_ms']")" ] \
+  || fail "simulate predicts a different step time than plan"
+[ "$(json_get "$WORK/trace.json" "len([e for e in d['traceEvents'] if e['ph'] == 'X']) > 0")" = "True" ] \
+  || fail "trace has no events"
+
+# Determinism: two runs give byte-identical plan JSON.
+"$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --json "$WORK/mlp2.json" >/dev/null || fail "plan again"
+cmp -s "$WORK/mlp.json" "$WORK/mlp2.json" || fail "two plan runs differ"
+
+# A model spec on a described mixed cluster, training; then simulate it and try the branch and tensor strategies.
+"$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" \
+  --train --batch 16 --json "$WORK/gpt.json" >"$WORK/gpt.txt" || fail "plan gpt-24layer on the mixed cluster"
+[ "$(json_get "$WORK/gpt.json" "d['source']['cluster'].endswith('2xa100-2xv100-mixed.yaml')")" = "True" ] || fail "gpt source"
+"$PARTITA" simulate "$WORK/gpt.json" --json "$WORK/gpt_sim.json" >/dev/null || fail "simulate gpt"
+[ "$(json_get "$WORK/gpt.json" "d['predicted_step_ms']")" = "$(json_get "$WORK/gpt_sim.json" "d['predicted_step_ms']")" ] \
+  || fail "simulate gpt predicts a different step time"
+for strategy in branch tensor; do
+  "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" \
+    --batch 8 --strategy $strategy --json "$WORK/$strategy.json" >/dev/null || fail "plan --strategy $strategy"
+  [ "$(json_get "$WORK/$strategy.json" "d['strategy']")" = "$strategy" ] || fail "--strategy $strategy gave another strategy"
+  "$PARTITA" simulate "$WORK/$strategy.json" --json "$WORK/${strategy}_sim.json" >/dev/null || fail "simulate $strategy"
+  [ "$(json_get "$WORK/$strategy.json" "d['predicted_step_ms']")" = "$(json_get "$WORK/${strategy}_sim.json" "d['predicted_step_ms']")" ] \
+    || fail "simulate $strategy predicts a different step time"
+done
+
+# Errors: one clear line each.
+expect_error "smallest per-device memory for which a plan exists is" \
+  "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0 --memory-limit 10KiB
+expect_error "device cuda:7 is not here: this machine has cpu, cpu:0" \
+  "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cuda:7
+expect_error "describe other hardware with --cluster FILE.yaml" \
+  "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:999
+expect_error "bad device id 'gpu0'" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices gpu0
+expect_error "--memory-limit 'lots' is not a memory size" \
+  "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --memory-limit lots
+expect_error "unknown strategy 'fastest'" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --strategy fastest
+expect_error "nothing to plan" "$PARTITA" plan --devices cpu:0
+echo '{"format": "partita.plan"}' >"$WORK/bad_plan.json"
+expect_error "missing field 'version'" "$PARTITA" simulate "$WORK/bad_plan.json"
+finish
