@@ -39,16 +39,27 @@ struct ThreadChoice {
   std::string why;
 };
 
-// The CPU thread count for the whole "cpu": the profile's best for the op class holding most of the FLOPs.
-ThreadChoice choose_cpu_threads(const Graph& g, const MachineProfile& p) {
-  Flops conv(0), matmul(0);
-  for (const auto& n : g.nodes()) {
-    const OpClass c = classify_op(n);
-    if (c == OpClass::kConv) conv += n.cost.flops;
-    if (c == OpClass::kMatmul) matmul += n.cost.flops;
+// The intra-op thread count for the whole "cpu": the count (1..N, as profiled) whose roofline step time for
+// this model is lowest, so a matmul-heavy model gets the count that is best for matmul, a conv-heavy or
+// memory-bound one the count best for those; on a 2-core VM with OpenBLAS these differ.
+ThreadChoice choose_cpu_threads(const Graph& g, const MachineProfile& p, bool train) {
+  const ProfiledDevice* whole = p.find("cpu");
+  PARTITA_ASSERT(whole != nullptr, "the machine profile has no 'cpu' device");
+  ThreadChoice best;
+  double best_time = -1;
+  std::string all;
+  for (const auto& sample : p.thread_scaling) {
+    const CostTable t = roofline_cost_table(g, {cpu_spec_at_threads(p, whole->spec, sample.threads)});
+    const NodeTimes total = g.num_nodes() > 0 ? t.range_total(0, 0, g.num_nodes() - 1) : NodeTimes{};
+    const double s = (total.forward + (train ? total.backward : Seconds(0))).value();
+    all += fmt::format("{}{}: {:.3f} ms", all.empty() ? "" : ", ", sample.threads, s * 1e3);
+    if (best_time < 0 || s < best_time) {
+      best_time = s;
+      best.threads = sample.threads;
+    }
   }
-  if (conv > matmul) return {p.best_conv_threads, "best for conv, the model's dominant op class"};
-  return {p.best_matmul_threads, "best for matmul, the model's dominant op class"};
+  best.why = "fastest under the roofline (" + all + ")";
+  return best;
 }
 
 // Loss and SGD update under the roofline: each trainable parameter is read with its gradient and written
@@ -82,7 +93,7 @@ void run_estimate(const EstimateArgs& args) {
 
   const auto db = try_load_hardware_db();
   const CachedProfile cached = machine_profile(db ? &*db : nullptr, /*refresh=*/false);
-  const ThreadChoice choice = choose_cpu_threads(g, cached.profile);
+  const ThreadChoice choice = choose_cpu_threads(g, cached.profile, args.train);
   const ResolvedDevice dev = resolve_device(cached.profile, id, choice.threads);
   if (dev.threads > 0) at::set_num_threads(dev.threads);
   const torch::Device torch_device = id.kind == DeviceKind::kCuda

@@ -33,5 +33,6 @@ Command register_loopback_worker(CLI::App& app);  // hidden: one rank of profile
 Command register_plan(CLI::App& app);
 Command register_simulate(CLI::App& app);
 Command register_run(CLI::App& app);
+Command register_optimize(CLI::App& app);
 
 }  // namespace partita::app

@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
       partita::app::register_plan(app),
       partita::app::register_simulate(app),
       partita::app::register_run(app),
+      partita::app::register_optimize(app),
   };
   try {
     app.parse(argc, argv);

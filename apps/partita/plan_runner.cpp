@@ -27,6 +27,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   EngineOptions engine_options;
   engine_options.learning_rate = options.learning_rate;
   engine_options.loss = options.loss;
+  engine_options.blas = options.blas;
   Engine engine(model, plan, engine_options);
   StageMetrics metrics;
   ChromeTraceObserver trace;

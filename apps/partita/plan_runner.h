@@ -16,6 +16,7 @@ struct RunOptions {
   double learning_rate = 0.01;
   LossKind loss = LossKind::kAuto;
   bool record_trace = false;     // keep a Chrome trace of the counted steps
+  BlasThreads blas = BlasThreads::kAuto;
 };
 
 struct WorkerReport {

@@ -58,6 +58,15 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vec
 
 }  // namespace
 
+std::string_view blas_threads_name(BlasThreads policy) {
+  switch (policy) {
+    case BlasThreads::kAuto: return "auto";
+    case BlasThreads::kLeave: return "leave";
+    case BlasThreads::kOne: return "one";
+  }
+  return "?";
+}
+
 void EngineOptions::validate() const {
   PARTITA_CHECK(learning_rate > 0, "learning rate must be positive, got ", learning_rate);
 }
@@ -353,9 +362,13 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     if (p.requires_grad()) s.master_params.push_back(p);
   }
   if (s.training) s.optimizer = make_optimizer(s.plan.optimizer, s.master_params, s.options.learning_rate);
-  int cpu_workers = 0;
-  for (const auto& b : s.bindings) cpu_workers += b.device.is_cpu() ? 1 : 0;
-  if (options.blas == BlasThreads::kOnePerWorker && cpu_workers > 1) {
+  int cpu_workers = 0, cpu_threads = 0;
+  for (const auto& b : s.bindings) {
+    cpu_workers += b.device.is_cpu() ? 1 : 0;
+    cpu_threads += b.device.is_cpu() ? b.threads : 0;
+  }
+  const bool contended = cpu_workers > 1 || cpu_threads > 1;
+  if (options.blas == BlasThreads::kOne || (options.blas == BlasThreads::kAuto && contended)) {
     s.saved_blas_threads = blas_threads();
     set_blas_threads(1);
   }

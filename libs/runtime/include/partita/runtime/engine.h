@@ -27,14 +27,17 @@
 namespace partita {
 
 enum class BlasThreads {
-  kLeave,        // do not touch OpenBLAS's pool
-  kOnePerWorker  // OpenBLAS single-threaded while several CPU workers run at once (each owns its cores)
+  kAuto,   // single-threaded OpenBLAS when several CPU workers run at once or a worker has several intra-op
+           // threads (they would fight over the cores); otherwise leave its pool alone
+  kLeave,  // do not touch OpenBLAS's pool
+  kOne,    // always single-threaded OpenBLAS during the engine's life
 };
+std::string_view blas_threads_name(BlasThreads policy);  // "auto", "leave", "one"
 
 struct EngineOptions {
   LossKind loss = LossKind::kAuto;
   double learning_rate = 0.01;
-  BlasThreads blas = BlasThreads::kOnePerWorker;
+  BlasThreads blas = BlasThreads::kAuto;
   void validate() const;
 };
 

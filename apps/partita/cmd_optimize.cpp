@@ -1,0 +1,244 @@
+// partita optimize: the one command a user runs. Analyze the model, plan for this machine's devices, measure the
+// planner's best candidates and plain LibTorch at every thread setting, then run the winner and the best baseline
+// side by side and write plan, trace and metrics into an output folder.
+//
+// The planner proposes and measurement decides: its cost model ranks the candidates, the few best are run for a
+// few steps, and the fastest measured one is kept. Single-device plans (the whole CPU; one core with OpenBLAS
+// free) are always among the candidates, so partita never settles for something slower than what one device
+// would do with partita's executor.
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "partita/core/error.h"
+#include "partita/core/format.h"
+#include "partita/core/log.h"
+#include "partita/runtime/baseline.h"
+#include "partita/search/plan_json.h"
+#include "partita/search/planner.h"
+#include "partita/search/simulator.h"
+#include "partita/torch_bridge/memory_meter.h"
+#include "plan_runner.h"
+#include "planning_inputs.h"
+
+namespace partita::app {
+
+namespace {
+
+struct OptimizeArgs {
+  ModelArgs model;
+  bool train = false;
+  std::string out = "partita-out";
+  std::string json;
+  std::string devices;
+  int steps = 10;
+  int rounds = 3;
+  int candidates = 3;
+};
+
+struct Candidate {
+  Plan plan;
+  PlanningInputs* inputs = nullptr;  // what it was planned with (for simulation)
+  BlasThreads blas = BlasThreads::kAuto;
+  double measured_ms = 0;
+  std::string label;
+};
+
+std::string layout_label(const Plan& p) {
+  std::string devices;
+  for (const auto& d : p.used_devices()) devices += (devices.empty() ? "" : "+") + d;
+  return fmt::format("{} {} stage(s) x{} mb on {}", strategy_name(p.strategy), p.stages.size(), p.microbatches,
+                     devices);
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+void run_optimize(const OptimizeArgs& args) {
+  const auto specs = args.model.specs();
+  const Mode mode = args.train ? Mode::kTraining : Mode::kInference;
+  MemoryMeter& meter = MemoryMeter::install();
+  LoadedModel model = load_model(args.model.model);
+  annotate_shapes(model, specs);
+  LoadedModel baseline_model = load_model(args.model.model);
+  annotate_shapes(baseline_model, specs);
+  log_info(fmt::format("optimize: {} ({} parameters, {} per step forward)", args.model.model,
+                       format_count(static_cast<double>(model.ir.parameter_elements())),
+                       format_flops(model.ir.total_flops())));
+
+  // Plan for the device set, and for single devices as the floor: the whole CPU, and one core with OpenBLAS
+  // single-threaded or keeping its own pool (which then uses the other cores for matmuls).
+  struct DeviceSet {
+    std::string devices;
+    BlasThreads blas;
+  };
+  std::vector<DeviceSet> device_sets = {{args.devices, BlasThreads::kAuto}};
+  if (args.devices.empty()) {
+    device_sets.insert(device_sets.end(),
+                       {{"cpu", BlasThreads::kAuto}, {"cpu:0", BlasThreads::kOne}, {"cpu:0", BlasThreads::kLeave}});
+  }
+  std::vector<std::unique_ptr<PlanningInputs>> planning;
+  std::vector<Candidate> candidates;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < device_sets.size(); ++i) {
+    PlanSource source;
+    source.model = std::filesystem::absolute(args.model.model).string();
+    source.inputs = args.model.inputs;
+    source.devices = device_sets[i].devices;
+    auto inputs = std::make_unique<PlanningInputs>(make_planning_inputs(model.ir, source));
+    inputs->options.mode = mode;
+    // On one device the floor is the plain step: one stage, the whole batch at once.
+    if (i > 0) inputs->options.strategy = StrategyKind::kData;
+    const PlanOutcome outcome = make_plan(inputs->graph, inputs->cluster, inputs->table, inputs->options);
+    PARTITA_CHECK(outcome.plan || i > 0, "no plan fits: ", outcome.error);
+    const int keep = i == 0 ? args.candidates : 1;
+    int kept = 0;
+    for (const Plan& p : outcome.candidates) {
+      if (kept == keep) break;
+      std::string label = layout_label(p);
+      if (device_sets[i].blas != BlasThreads::kAuto) label += fmt::format(" (blas {})", blas_threads_name(device_sets[i].blas));
+      if (!seen.insert(label).second) continue;
+      candidates.push_back(Candidate{p, inputs.get(), device_sets[i].blas, 0, label});
+      ++kept;
+    }
+    planning.push_back(std::move(inputs));
+  }
+  PARTITA_CHECK(!candidates.empty(), "the planner produced no runnable candidate");
+
+  RunOptions probe;
+  probe.steps = 3;
+  probe.warmup = 1;
+  for (auto& c : candidates) {
+    log_info(fmt::format("optimize: measuring candidate {} (predicted {:.2f} ms)", c.label,
+                         to_milliseconds(c.plan.prediction.step_time)));
+    try {
+      probe.blas = c.blas;
+      c.measured_ms = run_plan(model, c.plan, specs, probe).median_ms;
+    } catch (const Error& e) {
+      log_warning(fmt::format("optimize: candidate {} cannot run here: {}", c.label, e.what()));
+      c.measured_ms = std::numeric_limits<double>::infinity();
+    }
+  }
+  const auto best = std::min_element(candidates.begin(), candidates.end(),
+                                     [](const Candidate& a, const Candidate& b) { return a.measured_ms < b.measured_ms; });
+  PARTITA_CHECK(std::isfinite(best->measured_ms), "no candidate plan could run on this machine");
+
+  BaselineOptions base;
+  base.mode = mode;
+  base.optimizer = best->plan.optimizer;
+  base.warmup = 1;
+  base.steps = 3;
+  const auto inputs = make_inputs(specs, 11);
+  std::vector<BaselineResult> sweep;
+  for (const auto& config : thread_configs()) {
+    log_info(fmt::format("optimize: measuring plain LibTorch at {}", config.to_string()));
+    sweep.push_back(measure_torchscript(baseline_model, inputs, config, base));
+  }
+  const auto best_base = std::min_element(sweep.begin(), sweep.end(), [](const auto& a, const auto& b) {
+    return a.median_ms < b.median_ms;
+  });
+
+  // Side by side, alternating, so drift on a shared machine hits both alike.
+  std::vector<double> base_ms, plan_ms;
+  RunReport final_report;
+  base.steps = args.steps;
+  RunOptions run_options;
+  run_options.steps = args.steps;
+  run_options.warmup = 1;
+  run_options.blas = best->blas;
+  for (int r = 0; r < args.rounds; ++r) {
+    log_info(fmt::format("optimize: round {}/{}", r + 1, args.rounds));
+    const auto b = measure_torchscript(baseline_model, inputs, best_base->config, base);
+    base_ms.insert(base_ms.end(), b.step_ms.begin(), b.step_ms.end());
+    run_options.record_trace = r + 1 == args.rounds;
+    meter.reset_peak();
+    final_report = run_plan(model, best->plan, specs, run_options);
+    plan_ms.insert(plan_ms.end(), final_report.step_ms.begin(), final_report.step_ms.end());
+  }
+  const Bytes measured_peak = meter.peak_bytes();
+  const double baseline_median = median_of(base_ms), plan_median = median_of(plan_ms);
+  const double speedup = baseline_median / plan_median;
+  const double predicted_ms = to_milliseconds(best->plan.prediction.step_time);
+  Bytes predicted_peak(0);
+  for (const auto& d : best->plan.prediction.devices) predicted_peak = std::max(predicted_peak, d.peak_memory);
+
+  std::FILE* out = args.json == "-" ? stderr : stdout;
+  fmt::print(out, "\npartita optimize {} ({}, batch {})\n", args.model.model, mode_name(mode), specs[0].shape[0]);
+  fmt::print(out, "candidates (planner's ranking, then measured {} steps each):\n", probe.steps);
+  for (const auto& c : candidates) {
+    fmt::print(out, "  {:<52} predicted {:9.2f} ms  measured {:9.2f} ms{}\n", c.label,
+               to_milliseconds(c.plan.prediction.step_time), c.measured_ms, &c == &*best ? "  <- chosen" : "");
+  }
+  fmt::print(out, "plain LibTorch thread sweep:");
+  for (const auto& s : sweep) fmt::print(out, " [{}: {:.2f} ms]", s.config.to_string(), s.median_ms);
+  fmt::print(out, "\n\n{:<44} {:>12} {:>12} {:>9} {:>12}\n", "", "predicted", "measured", "speedup", "peak memory");
+  fmt::print(out, "{:<44} {:>12} {:>9.2f} ms {:>8.2f}x {:>12}\n", "plain LibTorch (" + best_base->config.to_string() + ")",
+             "-", baseline_median, 1.0, "-");
+  fmt::print(out, "{:<44} {:>9.2f} ms {:>9.2f} ms {:>8.2f}x {:>12}\n", "partita: " + best->label.substr(0, 34), predicted_ms,
+             plan_median, speedup, format_bytes(measured_peak));
+  fmt::print(out, "(medians of {} alternating rounds x {} steps; predicted peak {}, measured peak is CPU tensor memory)\n",
+             args.rounds, args.steps, format_bytes(predicted_peak));
+  for (const auto& w : final_report.workers) {
+    fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {:.2f} ms/step (predicted {:.2f})\n", w.stage,
+               w.device, 100.0 * w.utilization, w.busy_ms_per_step, w.predicted_busy_ms);
+  }
+
+  namespace fs = std::filesystem;
+  fs::create_directories(args.out);
+  const Json plan_json = plan_to_json(best->plan);
+  write_json_file((fs::path(args.out) / "plan.json").string(), plan_json);
+  Json trace = final_report.trace;
+  const PlanningInputs& pi = *best->inputs;
+  merge_trace(trace, chrome_trace(simulate(best->plan, pi.graph, pi.cluster, pi.table, pi.options)), 2, "simulated");
+  write_json_file((fs::path(args.out) / "trace.json").string(), trace);
+  Json result;
+  result["model"] = args.model.model;
+  result["mode"] = std::string(mode_name(mode));
+  result["baseline_ms"] = baseline_median;
+  result["baseline_config"] = best_base->config.to_string();
+  result["plan_ms"] = plan_median;
+  result["speedup"] = speedup;
+  result["predicted_ms"] = predicted_ms;
+  result["measured_peak_bytes"] = measured_peak.value();
+  result["predicted_peak_bytes"] = predicted_peak.value();
+  result["baseline_ms_all"] = base_ms;
+  result["plan_ms_all"] = plan_ms;
+  Json cands = Json::array();
+  for (const auto& c : candidates) {
+    cands.push_back({{"layout", c.label},
+                     {"predicted_ms", to_milliseconds(c.plan.prediction.step_time)},
+                     {"measured_ms", std::isfinite(c.measured_ms) ? Json(c.measured_ms) : Json()}});
+  }
+  result["candidates"] = cands;
+  Json sweep_json = Json::array();
+  for (const auto& s : sweep) sweep_json.push_back({{"config", s.config.to_string()}, {"median_ms", s.median_ms}});
+  result["baseline_sweep"] = sweep_json;
+  result["run"] = run_report_to_json(final_report);
+  result["plan"] = plan_json;
+  write_json_file((fs::path(args.out) / "metrics.json").string(), result);
+  fmt::print(out, "wrote {}/plan.json, trace.json (measured and simulated timelines), metrics.json\n", args.out);
+  if (!args.json.empty()) write_json_file(args.json, result);
+}
+
+}  // namespace
+
+Command register_optimize(CLI::App& app) {
+  auto args = std::make_shared<OptimizeArgs>();
+  CLI::App* cmd = app.add_subcommand("optimize", "analyze, plan, measure and run: the fastest way to run this model here");
+  add_model_args(*cmd, args->model);
+  cmd->add_flag("--train", args->train, "optimize a training step (default: inference)");
+  cmd->add_option("--out", args->out, "output folder for plan.json, trace.json, metrics.json");
+  cmd->add_option("--json", args->json, "write the results as JSON (- for stdout)");
+  cmd->add_option("--devices", args->devices, "device list to plan for (default: every core as its own device)");
+  cmd->add_option("--steps", args->steps, "steps per round in the final comparison")->check(CLI::PositiveNumber);
+  cmd->add_option("--rounds", args->rounds, "alternating rounds in the final comparison")->check(CLI::PositiveNumber);
+  cmd->add_option("--candidates", args->candidates, "planner candidates to measure")->check(CLI::PositiveNumber);
+  return Command{cmd, [args] { run_optimize(*args); }};
+}
+
+}  // namespace partita::app

@@ -1,0 +1,31 @@
+# devices, profile and estimate: JSON outputs have their fields; quick profile mode in a private cache.
+source "$(dirname "$0")/lib.sh"
+export XDG_CACHE_HOME="$WORK/cache" PARTITA_PROFILE_QUICK=1
+"$PARTITA" devices --json "$WORK/devices.json" >/dev/null || fail "devices"
+[ "$(json_get "$WORK/devices.json" "d['devices'][0]['id']")" = "cpu" ] || fail "devices: first is not cpu"
+[ "$(json_get "$WORK/devices.json" "sorted(d['nvml']) == ['available', 'error'] and 'available' in d['rapl']")" = "True" ] \
+  || fail "devices: nvml/rapl fields"
+
+"$PARTITA" profile --json "$WORK/profile.json" >/dev/null || fail "profile"
+fields="['fingerprint','key','date','devices','gemm','thread_scaling','best_matmul_threads','best_conv_threads',
+'copy_bandwidth','op_overhead_boxed','allreduce_loopback','notes','cache_path','from_cache']"
+[ "$(json_get "$WORK/profile.json" "set($fields) <= set(d)")" = "True" ] || fail "profile: missing fields"
+[ "$(json_get "$WORK/profile.json" "d['devices'][0]['spec']['measured'] and d['devices'][0]['spec']['peak_flops']['f32'] > 0")" = "True" ] \
+  || fail "profile: cpu spec not measured"
+[ "$(json_get "$WORK/profile.json" "'loopback_link' in d or 'loopback' in ' '.join(d['notes'])")" = "True" ] \
+  || fail "profile: neither a loopback link nor a note saying why not"
+"$PARTITA" profile --json "$WORK/profile2.json" >/dev/null || fail "profile (cached)"
+[ "$(json_get "$WORK/profile2.json" "d['from_cache']")" = "True" ] || fail "profile: second run not from the cache"
+
+for cost in roofline profiled; do
+  "$PARTITA" estimate "$ZOO/mlp.pt" --input 8x64 --device cpu --train --cost $cost --measure \
+    --json "$WORK/estimate-$cost.json" >/dev/null || fail "estimate $cost"
+  fields="['predicted_ms','measured_ms','predicted_peak_bytes','measured_peak_bytes','predicted_joules','energy_source']"
+  [ "$(json_get "$WORK/estimate-$cost.json" "None not in list(map(d.get, $fields)) and d['predicted_ms'] > 0 and d['measured_peak_bytes'] > 0")" = "True" ] \
+    || fail "estimate $cost: missing fields"
+done
+[ "$(json_get "$WORK/estimate-roofline.json" "d['energy_source']")" = "estimated" ] || fail "estimate: energy not labelled"
+expect_error "bad device id" "$PARTITA" estimate "$ZOO/mlp.pt" --input 8x64 --device gpu0
+expect_error "unknown --cost" "$PARTITA" estimate "$ZOO/mlp.pt" --input 8x64 --device cpu --cost magic
+expect_error "is not here" "$PARTITA" estimate "$ZOO/mlp.pt" --input 8x64 --device cpu:999
+finish
