@@ -17,7 +17,7 @@ expect_error() {
   if [ "$lines" -ne 1 ]; then fail "expected one stderr line, got $lines: $* :: $(head -c 600 "$WORK/err")"; return; fi
   grep -qF -- "$want" "$WORK/err" || fail "stderr lacks '$want': $(cat "$WORK/err")"
 }
-json_get() { "$PYTHON" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
+json_get() { "$PYTHON" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {'d': d}))" "$@"; }
 finish() {
   if [ "$failures" -ne 0 ]; then echo "$failures failure(s)" >&2; exit 1; fi
   echo "ok"

@@ -171,7 +171,13 @@ std::vector<Plan> hybrid_candidates(const StageModel& model, const std::vector<N
     Plan plan;
   };
   std::vector<Scored> scored;
-  for (int m : microbatch_candidates(model.options(), 1)) {
+  // A pipeline of S stages idles (S - 1) / (m + S - 1) of the step: deep layouts need more microbatches than the
+  // default cap allows, so the cap rises to 4 x the deepest layout (still divisors of the batch).
+  SearchOptions wide = model.options();
+  size_t deepest = 1;
+  for (const auto& l : layouts) deepest = std::max(deepest, l.size());
+  if (wide.microbatches == 0) wide.max_microbatches = std::max(wide.max_microbatches, 4 * static_cast<int>(deepest));
+  for (int m : microbatch_candidates(wide, 1)) {
     // Layouts whose groups are wider than the microbatch leave devices without samples: skip them.
     std::vector<std::vector<ChainSlot>> usable;
     const int mb = model.options().global_batch / m;

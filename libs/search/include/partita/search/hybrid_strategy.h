@@ -7,6 +7,8 @@
 // every composition of every kind (and every subset of kinds) is tried, so the result is the exact optimum of
 // the model. Otherwise a total stage count S in {1, 2, 3, 4, 6, 8, 12, ...} is spread over kinds in proportion
 // to their compute (largest remainder), groups as equal as possible.
+// Microbatch counts: divisors of the batch up to max(options.max_microbatches, 4 x the deepest layout's stages),
+// so deep pipelines can shrink their bubble ((S - 1) / (m + S - 1) of the step).
 #include <optional>
 #include <vector>
 

@@ -1,0 +1,35 @@
+# run: a planned pipeline trains with a valid Chrome trace; bad plans are refused before anything runs;
+# optimize writes its table, plan, trace and metrics.
+source "$(dirname "$0")/lib.sh"
+[ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
+"$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0,cpu:1 --strategy pipeline --train --microbatches 4 \
+  --json "$WORK/plan.json" >/dev/null || fail "plan"
+[ "$(json_get "$WORK/plan.json" "len(d['stages'])")" = "2" ] || fail "pipeline plan should have 2 stages"
+"$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/plan.json" --train --steps 3 --trace "$WORK/trace.json" \
+  --json "$WORK/run.json" >/dev/null || fail "run"
+[ "$(json_get "$WORK/run.json" "len(d['losses'])")" = "3" ] || fail "run: 3 losses"
+[ "$(json_get "$WORK/run.json" "d['step_ms'] > 0 and len(d['workers']) == 2")" = "True" ] || fail "run: fields"
+# Every stage/microbatch forward and backward of each traced step is in the trace.
+"$PYTHON" - "$WORK/trace.json" <<'PY' || fail "trace content"
+import json, sys
+events = [e for e in json.load(open(sys.argv[1]))["traceEvents"] if e["ph"] == "X" and e["args"]["microbatch"] >= 0]
+steps = {e["args"]["step"] for e in events}
+assert len(steps) == 3, steps
+for s in steps:
+    names = {(e["args"]["stage"], e["name"]) for e in events if e["args"]["step"] == s}
+    want = {(st, k + str(m)) for st in (0, 1) for k in "FB" for m in range(4)}
+    assert names == want, (s, sorted(want - names))
+PY
+expect_error "plan was made for a graph" "$PARTITA" run "$ZOO/cnn.pt" --input 8x3x32x32 --plan "$WORK/plan.json" --train
+sed 's/"cpu:1"/"cuda:0"/' "$WORK/plan.json" >"$WORK/far.json"
+expect_error "cuda:0 is not here" "$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/far.json" --train
+expect_error "is for training but --train was not given" "$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/plan.json"
+expect_error "global batch of 8" "$PARTITA" run "$ZOO/mlp.pt" --input 4x64 --plan "$WORK/plan.json" --train
+
+"$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --train --steps 2 --rounds 1 --out "$WORK/opt" --json "$WORK/opt.json" \
+  >"$WORK/opt.txt" || fail "optimize"
+grep -q "plain LibTorch" "$WORK/opt.txt" || fail "optimize table"
+[ "$(json_get "$WORK/opt.json" "all(k in d for k in ['baseline_ms', 'plan_ms', 'speedup', 'predicted_ms', 'plan'])")" = "True" ] \
+  || fail "optimize json fields"
+for f in plan.json trace.json metrics.json; do [ -s "$WORK/opt/$f" ] || fail "optimize: missing $f"; done
+finish
