@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include "partita/core/error.h"
+#include "partita/core/format.h"
+#include "partita/hardware/cpu_info.h"
 #include "partita/core/log.h"
 #include "partita/runtime/stage_metrics.h"
 
@@ -24,6 +26,14 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   PARTITA_CHECK(!specs.empty() && specs[0].shape[0] == plan.global_batch, "the plan is for a global batch of ",
                 plan.global_batch, " but --input has batch ", specs.empty() ? 0 : specs[0].shape[0],
                 "; use the same input spec as for planning");
+  // A stage that cannot fit is refused before anything runs. Host devices share the machine's memory.
+  const CpuInfo cpu = discover_cpu();
+  for (const auto& d : plan.prediction.devices) {
+    if (d.device.rfind("cpu", 0) != 0) continue;
+    PARTITA_CHECK(d.peak_memory <= cpu.memory_available, "plan needs ", format_bytes(d.peak_memory), " on ", d.device,
+                  " but this machine has ", format_bytes(cpu.memory_available),
+                  " available; plan again with --memory-limit or a smaller batch");
+  }
   EngineOptions engine_options;
   engine_options.learning_rate = options.learning_rate;
   engine_options.loss = options.loss;

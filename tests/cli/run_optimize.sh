@@ -24,6 +24,24 @@ expect_error "plan was made for a graph" "$PARTITA" run "$ZOO/cnn.pt" --input 8x
 sed 's/"cpu:1"/"cuda:0"/' "$WORK/plan.json" >"$WORK/far.json"
 expect_error "cuda:0 is not here" "$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/far.json" --train
 expect_error "is for training but --train was not given" "$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/plan.json"
+"$PYTHON" - "$WORK/plan.json" "$WORK/huge.json" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+def grow(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "peak_memory_bytes" and isinstance(v, (int, float)):
+                node[k] = 1 << 50
+            elif isinstance(v, dict) and k == "predicted_peak_bytes":
+                for dev in v: v[dev] = 1 << 50
+            else:
+                grow(v)
+    elif isinstance(node, list):
+        for v in node: grow(v)
+grow(plan)
+json.dump(plan, open(sys.argv[2], "w"))
+PY
+expect_error "available; plan again" "$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/huge.json" --train
 expect_error "global batch of 8" "$PARTITA" run "$ZOO/mlp.pt" --input 4x64 --plan "$WORK/plan.json" --train
 
 "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --train --steps 2 --rounds 1 --out "$WORK/opt" --json "$WORK/opt.json" \
