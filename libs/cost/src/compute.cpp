@@ -7,7 +7,9 @@
 
 namespace partita {
 
-Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype) {
+Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype, double flops_efficiency) {
+  PARTITA_CHECK(flops_efficiency > 0 && flops_efficiency <= 1.0, "flops efficiency ", flops_efficiency,
+                " of device '", spec.name, "' is outside (0, 1]");
   if (cost.status == CostStatus::kStructural) return Seconds(0);
   // No formula for this op: charge the launch only rather than invent a number (reports flag such ops).
   if (cost.status == CostStatus::kNoEstimate) return spec.op_overhead;
@@ -16,7 +18,7 @@ Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype) {
     const FlopsPerSecond peak = spec.flops_for(dtype);
     PARTITA_CHECK(peak.value() > 0, "device '", spec.name, "' lists no peak FLOP/s for ", dtype_name(dtype),
                   " nor for f32: add peak_flops to its profile");
-    compute = cost.flops / peak;
+    compute = cost.flops / (peak * flops_efficiency);
   }
   Seconds memory(0);
   const Bytes traffic = cost.bytes_read + cost.bytes_written;
@@ -65,7 +67,9 @@ CostTable roofline_cost_table(const Graph& graph, const std::vector<DeviceSpec>&
       NodeTimes t;
       // A view or prim node the graph library could not cost is still free: it launches nothing.
       if (op_class != OpClass::kStructural || node.cost.status == CostStatus::kEstimated) {
-        t.forward = roofline_time(node.cost, spec, node_compute_dtype(graph, node));
+        const auto eff = spec.flops_efficiency.find(std::string(op_class_name(op_class)));
+        t.forward = roofline_time(node.cost, spec, node_compute_dtype(graph, node),
+                                  eff == spec.flops_efficiency.end() ? 1.0 : eff->second);
       }
       t.backward = t.forward * backward_ratio(op_class);
       row.push_back(t);

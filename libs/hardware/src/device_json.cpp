@@ -50,6 +50,7 @@ Json device_spec_to_json(const DeviceSpec& spec) {
   j["tdp"] = spec.tdp.value();
   j["idle_power"] = spec.idle_power.value();
   j["op_overhead"] = spec.op_overhead.value();
+  j["flops_efficiency"] = spec.flops_efficiency;
   j["cores"] = spec.cores;
   j["measured"] = spec.measured;
   j["source"] = spec.source;
@@ -70,6 +71,7 @@ DeviceSpec device_spec_from_json(const Json& j) {
   spec.tdp = Watts(field<double>(j, "tdp"));
   spec.idle_power = Watts(field<double>(j, "idle_power"));
   spec.op_overhead = Seconds(field<double>(j, "op_overhead"));
+  if (j.contains("flops_efficiency")) spec.flops_efficiency = j.at("flops_efficiency").get<std::map<std::string, double>>();
   spec.cores = field<int>(j, "cores");
   spec.measured = field<bool>(j, "measured");
   spec.source = field<std::string>(j, "source");

@@ -200,9 +200,15 @@ DeviceSpec cpu_spec_at_threads(const MachineProfile& profile, const DeviceSpec& 
     if (g.dtype == DType::kFloat32) f32 = std::max(f32, g.rate.value());
     if (g.dtype == DType::kBFloat16) bf16 = g.rate.value();
   }
+  // Convolutions (oneDNN) and GEMMs (BLAS) reach different rates, and either may be faster: the peak is the
+  // higher of the two and each class runs at its measured share of it.
+  const double peak = std::max(f32, it->conv.value());
   spec.peak_flops.clear();
-  spec.peak_flops[DType::kFloat32] = FlopsPerSecond(f32);
+  spec.peak_flops[DType::kFloat32] = FlopsPerSecond(peak);
   if (bf16 > 0) spec.peak_flops[DType::kBFloat16] = FlopsPerSecond(bf16);
+  spec.flops_efficiency.clear();
+  spec.flops_efficiency["matmul"] = f32 / peak;
+  if (it->conv.value() > 0) spec.flops_efficiency["conv"] = it->conv.value() / peak;
   spec.memory_bandwidth = it->elementwise;
   spec.op_overhead = profile.op_overhead_boxed;
   const double share = base.cores > 0 ? std::min(1.0, static_cast<double>(threads) / base.cores) : 1.0;

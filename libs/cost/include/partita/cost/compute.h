@@ -52,7 +52,8 @@ double backward_ratio(OpClass op_class);
 // Roofline time of one op with cost `cost` on device `spec` at `dtype` (see the model above). Throws
 // partita::Error when the device lists neither the dtype nor f32 (peak 0) or has zero memory bandwidth while
 // the op needs that resource.
-Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype);
+// `flops_efficiency` (0, 1] scales the peak for this op (DeviceSpec::flops_efficiency of its class).
+Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype, double flops_efficiency = 1.0);
 
 // Forward and backward time of one node on one device, in seconds.
 struct NodeTimes {
@@ -74,8 +75,8 @@ struct CostTable {
 // floating input tensor, else f32.
 DType node_compute_dtype(const Graph& graph, const Node& node);
 
-// Roofline table for every node of `graph` on every spec; backward = forward *
-// backward_ratio(classify_op(n)).
+// Roofline table for every node of `graph` on every spec, each node at its class's measured efficiency
+// (spec.flops_efficiency[op_class_name], default 1); backward = forward * backward_ratio(classify_op(n)).
 CostTable roofline_cost_table(const Graph& graph, const std::vector<DeviceSpec>& specs);
 
 // Replaces row `spec` with measured times (one per node; measured wins over roofline) and sets method to

@@ -36,6 +36,9 @@ struct DeviceSpec {
   Watts tdp{0};
   Watts idle_power{0};
   Seconds op_overhead{0};  // fixed cost per operator launch/dispatch (measured; 0 when unknown)
+  // Measured efficiency of an op class relative to peak_flops, keyed by the cost library's op class name
+  // ("conv": 0.6 means convolutions reach 60 % of the GEMM peak); absent classes run at 1.0 (the peak).
+  std::map<std::string, double> flops_efficiency;
   int cores = 0;  // CPUs: physical cores (threads for a core group); GPUs: 0
   bool measured = false;  // figures come from a microbenchmark of this machine, not a datasheet
   std::string source;     // where the figures come from

@@ -43,7 +43,8 @@ CachedProfile load_or_measure_profile(const MicrobenchOptions& options, bool ref
 ProfileMode profile_mode_from_env();
 
 // A measured spec of `threads` intra-op threads of the host CPU from the profile's thread-scaling samples
-// (FLOP/s of the benchmark matmul, bandwidth of the elementwise add, the boxed op overhead); power from
+// (FLOP/s of the benchmark matmul, conv efficiency = conv rate / matmul rate, bandwidth of the elementwise
+// add, the boxed op overhead); power from
 // `base` scaled by threads / base.cores. Throws partita::Error when the profile has no sample for `threads`.
 DeviceSpec cpu_spec_at_threads(const MachineProfile& profile, const DeviceSpec& base, int threads);
 

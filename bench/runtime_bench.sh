@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: for each zoo model, inference and training, side by side on this machine:
+#   plain LibTorch (the TorchScript module, best of the thread sweep), a manual even 2-way pipeline split, and
+#   partita's chosen plan (partita optimize: medians of alternating rounds).
+# Writes a Markdown table to docs/benchmarks.md (or $OUT) with the command and machine.
+#
+#   bench/runtime_bench.sh [BUILD_DIR]     (build first: scripts/build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+partita=$build/apps/partita/partita
+zoo=$build/models
+out=${OUT:-docs/benchmarks.md}
+rounds=${ROUNDS:-3}
+steps=${STEPS:-8}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+py=/usr/bin/python3
+get() { $py -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {'d': d}))" "$@"; }
+
+rows=()
+for spec in "mlp 256x64" "cnn 32x3x32x32" "branchy 8x3x32x32" "gpt 8x128:i64:2048" "gpt 2x128:i64:2048" \
+            "resnet18 8x3x112x112" "mobilenet_v2 8x3x112x112"; do
+  set -- $spec
+  model=$1 input=$2
+  for mode in inference training; do
+    flag=""; [ "$mode" = training ] && flag="--train"
+    echo "bench: $model $input $mode" >&2
+    $partita -q optimize "$zoo/$model.pt" --input "$input" $flag --steps "$steps" --rounds "$rounds" \
+      --out "$tmp/opt" --json "$tmp/opt.json" >/dev/null
+    even="n/a"
+    if $partita -q plan "$zoo/$model.pt" --input "$input" $flag --devices cpu:0,cpu:1 --strategy even \
+         --json "$tmp/even.json" >/dev/null 2>"$tmp/even.err" &&
+       $partita -q run "$zoo/$model.pt" --input "$input" $flag --plan "$tmp/even.json" --steps "$steps" \
+         --json "$tmp/even_run.json" >/dev/null 2>>"$tmp/even.err"; then
+      even=$(get "$tmp/even_run.json" "f\"{d['step_ms']:.1f}\"")
+    fi
+    row=$(get "$tmp/opt.json" "f\"| {d['model'].split('/')[-1]} | $input | $mode | {d['baseline_ms']:.1f} ({d['baseline_config']}) | $even | {d['plan_ms']:.1f} | {d['speedup']:.2f}x | {d['predicted_ms']:.1f} | {d['plan']['strategy']} {len(d['plan']['stages'])} stage(s) x{d['plan']['microbatches']} mb on {'+'.join(sorted({x for g in d['plan']['groups'] for x in g['devices']}))} |\"")
+    echo "$row" >&2
+    rows+=("$row")
+  done
+done
+
+{
+  echo "# Benchmarks"
+  echo
+  echo "Produced by \`bench/runtime_bench.sh\` on $(date -u +%Y-%m-%d) — $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs),"
+  echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, Debian $(cat /etc/debian_version), LibTorch 1.13 (Debian), OpenBLAS pthreads."
+  echo "Step times in ms. Plain LibTorch = the TorchScript module (forward; for training forward + loss + backward +"
+  echo "SGD step) at the best of its thread sweep (torch threads x OpenBLAS threads, shown). Plain and partita columns"
+  echo "are medians of $rounds alternating rounds x $steps steps; the even split (equal nodes per core, equal shares)"
+  echo "is measured separately, $steps steps. Predicted = partita's simulator on its roofline cost model."
+  echo
+  echo "| model | input | mode | plain LibTorch (best config) | even 2-way split | partita | speedup | predicted | partita's plan |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+} >"$out"
+echo "wrote $out" >&2
