@@ -301,6 +301,8 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   options.validate();
   s.plan.check_against(model.ir);
   s.training = s.plan.mode == Mode::kTraining;
+  PARTITA_CHECK(!s.plan.branch_layout(), "plan is a branch-parallel layout (explicit node lists per device), which "
+                "this engine does not run yet; plan with --strategy data or pipeline");
   const int stages = static_cast<int>(s.plan.stages.size());
   if (stages > 1) {
     for (const Stage& st : s.plan.stages) {

@@ -176,6 +176,9 @@ TEST(Engine, RefusesPlansForAnotherModelOrAbsentDevices) {
   LoadedModel mlp = load("mlp", "8x64");
   LoadedModel cnn = load("cnn", "8x3x32x32");
   EXPECT_THROW(Engine(mlp, data_plan(cnn.ir, Mode::kTraining, 8, {4, 4})), Error);
+  Plan branch = data_plan(mlp.ir, Mode::kInference, 8, {4, 4});
+  branch.stages[0].nodes = {0, 1, 2, 3, 4};
+  EXPECT_THROW(Engine(mlp, branch), Error);
   Plan far = data_plan(mlp.ir, Mode::kInference, 8, {4, 4});
   far.groups[0].devices = {"cpu:0", "cuda:3"};
   try {
