@@ -171,8 +171,10 @@ void run_optimize(const OptimizeArgs& args) {
   fmt::print(out, "\npartita optimize {} ({}, batch {})\n", args.model.model, mode_name(mode), specs[0].shape[0]);
   fmt::print(out, "candidates (planner's ranking, then measured {} steps each):\n", probe.steps);
   for (const auto& c : candidates) {
-    fmt::print(out, "  {:<52} predicted {:9.2f} ms  measured {:9.2f} ms{}\n", c.label,
-               to_milliseconds(c.plan.prediction.step_time), c.measured_ms, &c == &*best ? "  <- chosen" : "");
+    const std::string measured = std::isfinite(c.measured_ms) ? fmt::format("{:9.2f} ms", c.measured_ms)
+                                                               : std::string("cannot run here");
+    fmt::print(out, "  {:<52} predicted {:9.2f} ms  measured {}{}\n", c.label,
+               to_milliseconds(c.plan.prediction.step_time), measured, &c == &*best ? "  <- chosen" : "");
   }
   fmt::print(out, "plain LibTorch thread sweep:");
   for (const auto& s : sweep) fmt::print(out, " [{}: {:.2f} ms]", s.config.to_string(), s.median_ms);
@@ -238,7 +240,7 @@ Command register_optimize(CLI::App& app) {
   cmd->add_option("--steps", args->steps, "steps per round in the final comparison")->check(CLI::PositiveNumber);
   cmd->add_option("--rounds", args->rounds, "alternating rounds in the final comparison")->check(CLI::PositiveNumber);
   cmd->add_option("--candidates", args->candidates, "planner candidates to measure")->check(CLI::PositiveNumber);
-  return Command{cmd, [args] { run_optimize(*args); }};
+  return Command{cmd, [args] { run_optimize(*args); }, /*default_threads=*/1};
 }
 
 }  // namespace partita::app

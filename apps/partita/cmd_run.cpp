@@ -71,7 +71,7 @@ Command register_run(CLI::App& app) {
   cmd->add_option("--loss", args->loss, "auto, cross_entropy, mse or next_token");
   cmd->add_option("--trace", args->trace, "write a Chrome trace of the run (open in Perfetto)");
   cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");
-  return Command{cmd, [args] { run_run(*args); }};
+  return Command{cmd, [args] { run_run(*args); }, /*default_threads=*/1};
 }
 
 }  // namespace partita::app

@@ -22,6 +22,10 @@ void add_model_args(CLI::App& cmd, ModelArgs& args);
 struct Command {
   CLI::App* cli = nullptr;
   std::function<void()> run;
+  // Intra-op threads of the main thread when --threads is not given; 0 = every core. Commands whose work runs
+  // on engine workers keep the main thread at 1: an idle multi-thread OpenMP team in the main thread keeps
+  // spinning and slows the workers.
+  int default_threads = 0;
 };
 
 Command register_analyze(CLI::App& app);

@@ -59,10 +59,11 @@ int main(int argc, char** argv) {
     // Progress lines are for people at a terminal; scripts get only results and the one error line.
     const bool show_progress = verbose || (!quiet && isatty(fileno(stderr)));
     partita::set_log_level(show_progress ? partita::LogLevel::kInfo : partita::LogLevel::kWarning);
-    const int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
-    at::set_num_threads(std::max(1, n));
     for (const auto& c : commands) {
-      if (c.cli->parsed()) c.run();
+      if (!c.cli->parsed()) continue;
+      const int fallback = c.default_threads > 0 ? c.default_threads : static_cast<int>(std::thread::hardware_concurrency());
+      at::set_num_threads(std::max(1, threads > 0 ? threads : fallback));
+      c.run();
     }
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

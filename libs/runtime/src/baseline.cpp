@@ -28,10 +28,10 @@ std::vector<ThreadConfig> thread_configs() {
   return configs;
 }
 
-BaselineResult measure_torchscript(LoadedModel& model, const std::vector<torch::Tensor>& inputs,
-                                   const ThreadConfig& config, const BaselineOptions& options) {
-  PARTITA_CHECK(!inputs.empty(), "baseline needs inputs");
-  const int saved_torch = at::get_num_threads();
+namespace {
+
+BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>& inputs, const ThreadConfig& config,
+                            const BaselineOptions& options) {
   const int saved_blas = blas_threads();
   at::set_num_threads(config.torch_threads);
   if (config.blas_threads > 0) set_blas_threads(config.blas_threads);
@@ -89,8 +89,26 @@ BaselineResult measure_torchscript(LoadedModel& model, const std::vector<torch::
   std::vector<double> sorted = result.step_ms;
   std::sort(sorted.begin(), sorted.end());
   result.median_ms = sorted.empty() ? 0 : sorted[sorted.size() / 2];
-  at::set_num_threads(saved_torch);
   if (saved_blas > 0) set_blas_threads(saved_blas);
+  return result;
+}
+
+}  // namespace
+
+BaselineResult measure_torchscript(LoadedModel& model, const std::vector<torch::Tensor>& inputs,
+                                   const ThreadConfig& config, const BaselineOptions& options) {
+  PARTITA_CHECK(!inputs.empty(), "baseline needs inputs");
+  BaselineResult result;
+  std::exception_ptr error;
+  std::thread runner([&] {
+    try {
+      result = measure_here(model, inputs, config, options);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  runner.join();
+  if (error) std::rethrow_exception(error);
   return result;
 }
 

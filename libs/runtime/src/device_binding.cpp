@@ -41,11 +41,12 @@ DeviceBinding bind_device(const std::string& id) {
 }
 
 void apply_to_current_thread(const DeviceBinding& binding) {
-  // at::set_num_threads writes a process-wide value that other threads re-read when they first run a parallel
-  // region; initialise this thread first, then set only this thread's OpenMP team size.
-  // omp_set_num_threads is looked up at run time: LibTorch brings its own OpenMP runtime, and linking another
-  // one here could load two.
-  at::internal::lazy_init_num_threads();
+  // at::set_num_threads writes a process-wide value that each thread re-reads once, when LibTorch first
+  // initialises it; so let LibTorch initialise this thread now (get_num_threads does, inside libtorch; the
+  // header's inline lazy_init would mark only our own copy of its thread-local flag), then set only this
+  // thread's OpenMP team size. omp_set_num_threads is looked up at run time: LibTorch brings its own OpenMP
+  // runtime, and linking another one here could load two.
+  (void)at::get_num_threads();
   using SetThreads = void (*)(int);
   static const auto omp_set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
   if (omp_set) {

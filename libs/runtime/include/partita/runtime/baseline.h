@@ -34,7 +34,9 @@ struct BaselineResult {
 };
 
 // Times `options.steps` steps of the module on `inputs` (the global batch) at `config`. Training changes the
-// module's weights: pass a model loaded for the purpose.
+// module's weights: pass a model loaded for the purpose. Runs on a thread of its own that ends afterwards: an
+// OpenMP team left behind by a multi-threaded run keeps spinning and would slow whatever runs next (measured
+// here: a one-core engine worker went from 10.5 to 18 ms per GPT step next to an idle 2-thread team).
 BaselineResult measure_torchscript(LoadedModel& model, const std::vector<torch::Tensor>& inputs,
                                    const ThreadConfig& config, const BaselineOptions& options);
 
