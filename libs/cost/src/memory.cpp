@@ -1,6 +1,9 @@
 #include "partita/cost/memory.h"
 
 #include <algorithm>
+#include <initializer_list>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "partita/core/error.h"
@@ -58,6 +61,128 @@ Bytes largest_node_io(const Graph& graph, NodeId first, NodeId last) {
   return largest;
 }
 
+bool is_inplace(const std::string& op) { return op.size() > 1 && op.back() == '_' && !op.ends_with("__"); }
+
+bool op_is(const Node& node, std::initializer_list<std::string_view> names) {
+  const std::string_view bare = std::string_view(node.op).substr(node.op.find("::") == std::string::npos
+                                                                     ? 0
+                                                                     : node.op.find("::") + 2);
+  return std::find(names.begin(), names.end(), bare) != names.end();
+}
+
+// What autograd keeps of one forward, value by value: storage roots (views and in-place results share their
+// input's storage), which values need a gradient, and which tensors each node saves for its backward.
+struct AutogradModel {
+  std::vector<ValueId> root;       // [value] the value whose storage it shares (itself when it owns one)
+  std::vector<bool> requires_grad;  // [value]
+  std::vector<std::vector<ValueId>> saved;  // [node] roots saved for backward
+  std::vector<Bytes> saved_extra;           // [node] saved tensors that are not graph values (pool indices)
+};
+
+bool float_tensor(const Value& v) {
+  return !v.tensors.empty() && std::any_of(v.tensors.begin(), v.tensors.end(),
+                                           [](const TensorMeta& t) { return is_floating(t.dtype); });
+}
+
+// The tensors autograd saves for `node`, after PyTorch 1.13's derivatives.yaml, coarsely: products (linear,
+// matmul, conv) save each operand whose partner needs a gradient; norms save their input; relu-like ops and
+// softmax save their output; gelu-like ops, pooling and unknown ops save their input; add, sub, views,
+// copies, concatenation, embedding (its indices are user inputs) and reductions to a scalar save nothing
+// that counts. Mul/div save the other operand when it is a tensor.
+std::vector<ValueId> saved_inputs(const Graph& g, const Node& node, const std::vector<bool>& rg) {
+  std::vector<ValueId> tensors;  // float tensor inputs, in order
+  for (ValueId id : node.inputs) {
+    if (float_tensor(g.value(id))) tensors.push_back(id);
+  }
+  std::vector<ValueId> out;
+  const auto needs = [&](ValueId id) { return rg[static_cast<size_t>(id)]; };
+  switch (classify_op(node)) {
+    case OpClass::kMatmul:
+    case OpClass::kConv: {
+      // linear/conv(x, w, b), matmul(a, b), addmm(bias, a, b): the two operands.
+      const size_t skip = op_is(node, {"addmm", "baddbmm", "addbmm", "addmv"}) ? 1 : 0;
+      if (tensors.size() >= skip + 2) {
+        const ValueId a = tensors[skip], b = tensors[skip + 1];
+        if (needs(b)) out.push_back(a);
+        if (needs(a)) out.push_back(b);
+      } else {
+        out = tensors;
+      }
+      return out;
+    }
+    case OpClass::kNorm:
+      if (!tensors.empty()) out.push_back(tensors[0]);
+      return out;
+    case OpClass::kStructural:
+    case OpClass::kMemory:
+      return out;
+    case OpClass::kElementwise:
+    case OpClass::kReduction:
+    case OpClass::kOther:
+      break;
+  }
+  if (op_is(node, {"add", "add_", "sub", "sub_", "rsub", "neg", "dropout", "dropout_", "sum", "mean", "cat",
+                   "stack", "masked_fill", "masked_fill_"})) {
+    return out;
+  }
+  if (op_is(node, {"mul", "mul_", "div", "div_"})) {
+    if (tensors.size() >= 2) {
+      if (needs(tensors[1])) out.push_back(tensors[0]);
+      if (needs(tensors[0]) || op_is(node, {"div", "div_"})) out.push_back(tensors[1]);
+    }
+    return out;
+  }
+  if (op_is(node, {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "exp_", "sqrt", "rsqrt",
+                   "softmax", "log_softmax", "_softmax", "_log_softmax", "elu", "elu_", "hardtanh_"})) {
+    for (ValueId id : node.outputs) {
+      if (float_tensor(g.value(id))) out.push_back(id);
+    }
+    return out;
+  }
+  return tensors;  // gelu, silu, hardtanh, pooling, pow, ... and anything unknown: its inputs
+}
+
+AutogradModel autograd_model(const Graph& g) {
+  AutogradModel m;
+  const size_t nv = static_cast<size_t>(g.num_values());
+  m.root.resize(nv);
+  m.requires_grad.assign(nv, false);
+  for (size_t v = 0; v < nv; ++v) {
+    m.root[v] = static_cast<ValueId>(v);
+    m.requires_grad[v] = g.value(static_cast<ValueId>(v)).role == ValueRole::kParameter;
+  }
+  m.saved.resize(static_cast<size_t>(g.num_nodes()));
+  m.saved_extra.assign(static_cast<size_t>(g.num_nodes()), Bytes(0));
+  for (const Node& node : g.nodes()) {
+    bool any_rg = false;
+    for (ValueId id : node.inputs) any_rg = any_rg || m.requires_grad[static_cast<size_t>(id)];
+    const bool aliases = classify_op(node) == OpClass::kStructural || is_inplace(node.op);
+    ValueId base = -1;
+    for (ValueId id : node.inputs) {
+      if (!g.value(id).tensors.empty()) {
+        base = id;
+        break;
+      }
+    }
+    for (ValueId id : node.outputs) {
+      if (aliases && base >= 0) m.root[static_cast<size_t>(id)] = m.root[static_cast<size_t>(base)];
+      m.requires_grad[static_cast<size_t>(id)] = any_rg && float_tensor(g.value(id));
+    }
+    if (!any_rg) continue;
+    for (ValueId id : saved_inputs(g, node, m.requires_grad)) {
+      const Value& v = g.value(id);
+      if (is_weight_or_constant(v)) continue;  // parameters are counted as parameters
+      m.saved[static_cast<size_t>(node.id)].push_back(m.root[static_cast<size_t>(id)]);
+    }
+    // max_pool2d keeps its int64 argmax indices, one per output element.
+    if (op_is(node, {"max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices"}) &&
+        !node.outputs.empty()) {
+      for (const auto& t : g.value(node.outputs[0]).tensors) m.saved_extra[static_cast<size_t>(node.id)] += Bytes(t.numel() * 8);
+    }
+  }
+  return m;
+}
+
 }  // namespace
 
 Bytes optimizer_state_bytes(Bytes params, Optimizer optimizer) {
@@ -94,20 +219,126 @@ Optimizer parse_optimizer(std::string_view name) {
   PARTITA_FAIL("unknown optimizer '", name, "': use sgd, sgd_momentum, adam or adamw");
 }
 
-Bytes saved_activation_bytes(const Graph& graph, NodeId first, NodeId last) {
-  check_range(graph, first, last);
-  std::vector<bool> seen(static_cast<size_t>(graph.num_values()), false);
-  Bytes b = range_input_bytes(graph, first, last, seen);
+namespace {
+
+Bytes tensor_bytes(const Value& v) {
+  Bytes b(0);
+  for (const auto& t : v.tensors) b += t.bytes();
+  return b;
+}
+
+// Memory of a training step over [first, last] as backward walks it (one microbatch, whole batch).
+struct TrainingSweep {
+  Bytes io{0};         // tensors entering the range and its results, live for the whole step
+  Bytes saved_all{0};  // everything saved for backward (end of forward)
+  // At each node n, while its backward runs: saved tensors still needed, parameter gradients already
+  // accumulated, gradients in flight (of values crossing n, and of n's inputs).
+  std::vector<Bytes> saved, grads, flow;  // [n - first]
+};
+
+TrainingSweep training_sweep(const Graph& g, NodeId first, NodeId last) {
+  const AutogradModel m = autograd_model(g);
+  const size_t nv = static_cast<size_t>(g.num_values());
+  const size_t len = static_cast<size_t>(last - first + 1);
+  TrainingSweep s;
+  s.saved.assign(len, Bytes(0));
+  s.grads.assign(len, Bytes(0));
+  s.flow.assign(len, Bytes(0));
+  // Lifetimes of storage roots inside the range: defined at the first producing node (first - 1 when it comes
+  // from outside), last used at the last reader (last + 1 when read after the range or a graph output).
+  std::vector<NodeId> def(nv, kNoNode), end(nv, kNoNode), min_saver(nv, kNoNode);
+  std::vector<bool> root_rg(nv, false), counted(nv, false), output(nv, false), beyond(nv, false);
+  for (ValueId v : g.outputs()) output[static_cast<size_t>(v)] = true;
   for (NodeId n = first; n <= last; ++n) {
-    const Node& node = graph.node(n);
-    if (classify_op(node) == OpClass::kStructural) continue;  // views alias what is already counted
+    const Node& node = g.node(n);
+    for (ValueId id : node.inputs) {
+      const Value& v = g.value(id);
+      if (is_weight_or_constant(v)) continue;
+      const size_t r = static_cast<size_t>(m.root[static_cast<size_t>(id)]);
+      if (v.producer == kNoNode || v.producer < first) {
+        if (!counted[r]) s.io += tensor_bytes(g.value(static_cast<ValueId>(r)));
+        counted[r] = true;
+        if (def[r] == kNoNode) def[r] = first - 1;
+      }
+      end[r] = std::max(end[r], n);
+      root_rg[r] = root_rg[r] || m.requires_grad[static_cast<size_t>(id)];
+    }
     for (ValueId id : node.outputs) {
-      if (seen[static_cast<size_t>(id)]) continue;
-      seen[static_cast<size_t>(id)] = true;
-      b += floating_bytes(graph.value(id));
+      const size_t r = static_cast<size_t>(m.root[static_cast<size_t>(id)]);
+      if (def[r] == kNoNode) def[r] = n;
+      root_rg[r] = root_rg[r] || m.requires_grad[static_cast<size_t>(id)];
+      const Value& v = g.value(id);
+      const bool read_later = std::any_of(v.users.begin(), v.users.end(), [&](NodeId u) { return u > last; });
+      if (read_later) beyond[r] = true;
+      if (read_later || output[static_cast<size_t>(id)]) {
+        if (!counted[r]) s.io += floating_bytes(g.value(static_cast<ValueId>(r)));
+        counted[r] = true;
+      }
+    }
+    for (ValueId r : m.saved[static_cast<size_t>(n)]) {
+      if (min_saver[static_cast<size_t>(r)] == kNoNode) min_saver[static_cast<size_t>(r)] = n;
     }
   }
-  return b;
+  // Saved storages live until backward has passed their earliest saver; pool indices until their own node.
+  std::vector<Bytes> saved_from(len + 1, Bytes(0));  // bytes freed once backward passes node first + i
+  for (size_t r = 0; r < nv; ++r) {
+    if (min_saver[r] == kNoNode || counted[r]) continue;  // inputs and results are counted in io
+    const Bytes b = floating_bytes(g.value(static_cast<ValueId>(r)));
+    s.saved_all += b;
+    saved_from[static_cast<size_t>(min_saver[r] - first)] += b;
+  }
+  for (NodeId n = first; n <= last; ++n) {
+    s.saved_all += m.saved_extra[static_cast<size_t>(n)];
+    saved_from[static_cast<size_t>(n - first)] += m.saved_extra[static_cast<size_t>(n)];
+  }
+  Bytes running(0);
+  for (size_t i = 0; i < len; ++i) s.saved[i] = (running += saved_from[i]);
+  // A parameter's gradient appears when backward reaches its last reader in the range.
+  std::vector<NodeId> last_reader(nv, kNoNode);
+  for (NodeId n = first; n <= last; ++n) {
+    for (ValueId id : g.node(n).inputs) {
+      if (g.value(id).role == ValueRole::kParameter) last_reader[static_cast<size_t>(id)] = n;
+    }
+  }
+  std::vector<Bytes> grad_at(len, Bytes(0));
+  for (size_t v = 0; v < nv; ++v) {
+    if (last_reader[v] != kNoNode) grad_at[static_cast<size_t>(last_reader[v] - first)] += g.value(static_cast<ValueId>(v)).bytes();
+  }
+  running = Bytes(0);
+  for (size_t i = len; i-- > 0;) s.grads[i] = (running += grad_at[i]);
+  // Gradients in flight at n: of every root that needs one and is live across n (defined at or before n,
+  // read after it), plus of n's own inputs. Gradients of graph outputs come from the loss (an expanded
+  // scalar for a sum) and are not counted.
+  std::vector<Bytes> diff(len + 1, Bytes(0));
+  for (size_t r = 0; r < nv; ++r) {
+    if (!root_rg[r] || def[r] == kNoNode) continue;
+    const NodeId lo = std::max(def[r], first);
+    const NodeId hi = beyond[r] ? last + 1 : end[r];
+    if (hi == kNoNode || hi <= lo) continue;
+    const Bytes b = floating_bytes(g.value(static_cast<ValueId>(r)));
+    diff[static_cast<size_t>(lo - first)] += b;
+    diff[static_cast<size_t>(hi - first)] -= b;
+  }
+  running = Bytes(0);
+  for (size_t i = 0; i < len; ++i) s.flow[i] = (running += diff[i]);
+  for (NodeId n = first; n <= last; ++n) {
+    for (ValueId id : g.node(n).inputs) {
+      const Value& v = g.value(id);
+      const size_t r = static_cast<size_t>(m.root[static_cast<size_t>(id)]);
+      if (is_weight_or_constant(v) || !m.requires_grad[static_cast<size_t>(id)]) continue;
+      if (beyond[r] || end[r] > n) continue;  // its gradient is already in flight across n
+      s.flow[static_cast<size_t>(n - first)] += floating_bytes(v);
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+Bytes saved_activation_bytes(const Graph& graph, NodeId first, NodeId last) {
+  check_range(graph, first, last);
+  const TrainingSweep s = training_sweep(graph, first, last);
+  return s.io + s.saved_all;
 }
 
 Bytes range_parameter_bytes(const Graph& graph, NodeId first, NodeId last, bool trainable_only) {
@@ -139,9 +370,23 @@ MemoryEstimate estimate_memory(const Graph& graph, NodeId first, NodeId last, bo
   const double per_device = batch_fraction * microbatches_in_flight;
   if (training) {
     const Bytes trainable = range_parameter_bytes(graph, first, last, /*trainable_only=*/true);
-    m.gradients = trainable;
     m.optimizer_state = optimizer_state_bytes(trainable, optimizer);
-    m.activations = saved_activation_bytes(graph, first, last) * per_device;
+    // The peak comes while backward runs: at each node, the saved tensors still needed, the parameter
+    // gradients accumulated so far and the gradients in flight. Other microbatches in flight keep all of
+    // theirs (inputs, results and everything saved).
+    const TrainingSweep s = training_sweep(graph, first, last);
+    const double others = batch_fraction * (microbatches_in_flight - 1);
+    double best = -1;
+    for (size_t i = 0; i < s.saved.size(); ++i) {
+      const double total = static_cast<double>(s.grads[i].value()) +
+                           batch_fraction * static_cast<double>((s.io + s.saved[i] + s.flow[i]).value());
+      if (total <= best) continue;
+      best = total;
+      m.gradients = s.grads[i];
+      m.activations = (s.io + s.saved[i]) * batch_fraction + (s.io + s.saved_all) * others;
+      m.workspace = s.flow[i] * batch_fraction;
+    }
+    return m;
   } else {
     // Inference keeps only each in-flight microbatch's input to the range; the rest is the op working set.
     std::vector<bool> seen(static_cast<size_t>(graph.num_values()), false);

@@ -91,6 +91,7 @@ struct Engine::Impl {
     torch::Tensor loss;
     std::vector<std::vector<torch::Tensor>> sent;    // [downstream stage] tensors sent (with autograd history)
     std::vector<std::vector<torch::Tensor>> leaves;  // [upstream stage] received leaves (per value; may be undefined)
+    std::vector<std::pair<ValueId, c10::IValue>> received;  // every received value, as received
   };
 
   LoadedModel& model;
@@ -154,15 +155,58 @@ struct Engine::Impl {
     return t.narrow(0, offset, w.share).to(w.binding.device);
   }
 
-  void forward(Worker& w, int m, std::vector<Pending>& pending) {
-    const int stages = static_cast<int>(plan.stages.size());
-    const Stage& stage = plan.stages[w.stage];
+  // The environment of one stage run: user inputs (this worker's slice), parameters, constants, and the values
+  // received from earlier stages. A received value that the stage updates in place is given as a copy that
+  // carries autograd history back to the received leaf (in-place on a leaf that requires grad is an error, and
+  // a checkpointed stage must be able to run again from pristine inputs).
+  Executor::Environment stage_environment(const Worker& w, int m, const Pending& state) const {
     std::vector<c10::IValue> inputs;
     for (const auto& t : batch->inputs) inputs.emplace_back(slice(t, w, m));
     Executor::Environment env = w.executor->make_environment(inputs);
+    for (const auto& [value, iv] : state.received) {
+      env[value] = iv.isTensor() && routing.mutated[w.stage][value] ? c10::IValue(iv.toTensor().clone()) : iv;
+    }
+    return env;
+  }
+
+  void run_stage(const Worker& w, Executor::Environment& env) const {
+    const Stage& stage = plan.stages[w.stage];
+    try {
+      w.executor->run_nodes(stage.first, stage.last, env);
+    } catch (const Error& err) {
+      throw Error("stage " + std::to_string(w.stage) + " on " + w.binding.id + ": " + err.what());
+    }
+  }
+
+  std::vector<torch::Tensor> graph_outputs(const Executor::Environment& env) const {
+    std::vector<torch::Tensor> outs;
+    for (ValueId v : model.ir.outputs()) {
+      for (auto& t : flatten(env[v])) outs.push_back(t);
+    }
+    return outs;
+  }
+
+  // What backward needs from a forward run: the tensors sent downstream (with history) and, on the last stage,
+  // the loss.
+  void keep_for_backward(const Worker& w, int m, const Executor::Environment& env, Pending& state) const {
+    const int stages = static_cast<int>(plan.stages.size());
+    state.sent.assign(stages, {});
+    for (int t = w.stage + 1; t < stages; ++t) {
+      for (ValueId v : routing.sends[w.stage][t]) {
+        state.sent[t].push_back(env[v].isTensor() ? env[v].toTensor() : torch::Tensor());
+      }
+    }
+    if (w.stage != stages - 1) return;
+    const auto outs = graph_outputs(env);
+    PARTITA_CHECK(!outs.empty() && outs[0].is_floating_point(), "training needs a floating-point model output");
+    state.loss = slice_loss(loss_kind, outs[0], slice(batch->targets, w, m), plan.global_batch);
+  }
+
+  void forward(Worker& w, int m, std::vector<Pending>& pending) {
+    const int stages = static_cast<int>(plan.stages.size());
     Pending& state = pending[m];
     state.leaves.assign(stages, {});
-    state.sent.assign(stages, {});
+    state.received.clear();
     for (int p = 0; p < w.stage; ++p) {
       const auto& values = routing.sends[p][w.stage];
       if (values.empty()) continue;
@@ -171,23 +215,26 @@ struct Engine::Impl {
         c10::IValue iv = std::move(msg.values[i]);
         torch::Tensor leaf;
         if (iv.isTensor()) {
-          torch::Tensor t = iv.toTensor().detach();
-          if (routing.mutated[w.stage][values[i]]) t = t.clone();
-          if (training && t.is_floating_point()) leaf = t.requires_grad_();
-          iv = t;
+          leaf = iv.toTensor().detach();
+          if (training && leaf.is_floating_point()) leaf.requires_grad_();
+          iv = leaf;
         }
         state.leaves[p].push_back(leaf);
-        env[values[i]] = std::move(iv);
+        state.received.emplace_back(values[i], std::move(iv));
       }
     }
+    // A checkpointed stage keeps only its inputs: forward without autograd now, again with it in backward.
+    const bool checkpointed = training && plan.stages[w.stage].checkpointing == Checkpointing::kFull;
+    Executor::Environment env = stage_environment(w, m, state);
     TaskEvent e{EngineTaskKind::kForward, w.stage, w.index, w.binding.id, m, step_index, {}, {}};
     emit_begin(e);
-    try {
-      w.executor->run_nodes(stage.first, stage.last, env);
-    } catch (const Error& err) {
-      throw Error("stage " + std::to_string(w.stage) + " on " + w.binding.id + ": " + err.what());
+    {
+      std::optional<torch::NoGradGuard> no_grad;
+      if (checkpointed) no_grad.emplace();
+      run_stage(w, env);
     }
     emit_end(e);
+    if (training && !checkpointed) keep_for_backward(w, m, env, state);
     for (int t = w.stage + 1; t < stages; ++t) {
       const auto& values = routing.sends[w.stage][t];
       if (values.empty()) continue;
@@ -195,42 +242,35 @@ struct Engine::Impl {
       const torch::Device dest = workers[t].binding.device;
       for (ValueId v : values) {
         c10::IValue iv = env[v];
-        if (iv.isTensor()) {
-          if (training) state.sent[t].push_back(iv.toTensor());
-          if (iv.toTensor().device() != dest) iv = iv.toTensor().to(dest);
-        } else if (training) {
-          state.sent[t].emplace_back();
-        }
+        if (iv.isTensor() && iv.toTensor().device() != dest) iv = iv.toTensor().to(dest);
         msg.values.push_back(std::move(iv));
       }
       forward_channels[w.stage][t]->send(std::move(msg));
     }
-    if (w.stage != stages - 1) return;
-    std::vector<torch::Tensor> outs;
-    for (ValueId v : model.ir.outputs()) {
-      for (auto& t : flatten(env[v])) outs.push_back(t);
-    }
-    if (training) {
-      PARTITA_CHECK(!outs.empty() && outs[0].is_floating_point(), "training needs a floating-point model output");
-      state.loss = slice_loss(loss_kind, outs[0], slice(batch->targets, w, m), plan.global_batch);
-    } else {
-      w.outputs[m] = std::move(outs);
-    }
+    if (w.stage == stages - 1 && !training) w.outputs[m] = graph_outputs(env);
   }
 
   void backward(Worker& w, int m, std::vector<Pending>& pending) {
     const int stages = static_cast<int>(plan.stages.size());
     Pending& state = pending[m];
     TaskEvent e{EngineTaskKind::kBackward, w.stage, w.index, w.binding.id, m, step_index, {}, {}};
+    std::vector<torch::Tensor> tensors, grads;
+    std::vector<Message> from_downstream(stages);
+    for (int t = w.stage + 1; t < stages; ++t) {
+      if (!routing.sends[w.stage][t].empty()) from_downstream[t] = receive(*backward_channels[w.stage][t]);
+    }
+    emit_begin(e);
+    if (plan.stages[w.stage].checkpointing == Checkpointing::kFull) {  // recompute the forward, with autograd
+      Executor::Environment env = stage_environment(w, m, state);
+      run_stage(w, env);
+      keep_for_backward(w, m, env, state);
+    }
     if (w.stage == stages - 1) {
-      emit_begin(e);
       w.loss += state.loss.item<double>();
       state.loss.backward();
     } else {
-      std::vector<torch::Tensor> tensors, grads;
       for (int t = w.stage + 1; t < stages; ++t) {
-        if (routing.sends[w.stage][t].empty()) continue;
-        Message msg = receive(*backward_channels[w.stage][t]);
+        const Message& msg = from_downstream[t];
         for (size_t i = 0; i < msg.values.size(); ++i) {
           const torch::Tensor& sent = state.sent[t][i];
           if (!msg.values[i].isTensor() || !sent.defined() || !sent.requires_grad()) continue;
@@ -238,7 +278,6 @@ struct Engine::Impl {
           grads.push_back(msg.values[i].toTensor().to(sent.device()));
         }
       }
-      emit_begin(e);
       if (!tensors.empty()) torch::autograd::backward(tensors, grads);
     }
     emit_end(e);
@@ -320,9 +359,9 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
                   "plan uses tensor parallelism, which this engine does not run yet; plan with another strategy");
   }
   for (const Stage& st : s.plan.stages) {
-    PARTITA_CHECK(st.checkpointing == Checkpointing::kNone && st.offload == Offload::kNone,
-                  "plan asks for activation checkpointing or offload, which this engine does not run yet; plan "
-                  "with a larger --memory-limit");
+    PARTITA_CHECK(st.offload == Offload::kNone,
+                  "plan asks for optimizer-state offload, which this engine does not run yet; plan with a larger "
+                  "--memory-limit");
   }
   s.routing = route_stages(model.ir, s.plan);
   if (s.training) {

@@ -6,10 +6,16 @@
 //     gradients: the same size for trainable ones when training (fp32 master copies are not modelled).
 //   - optimizer state: optimizer_state_bytes(trainable parameter bytes) (fp32 state of the parameters'
 //   dtype).
-//   - activations: saved_activation_bytes per microbatch, times microbatches_in_flight (1F1B keeps up to the
-//     number of stages in flight; GPipe keeps all), scaled by batch_fraction (data parallel share of the
-//     batch). For inference only the live working set matters: the largest single node's inputs + outputs.
-//   - workspace: the largest single node's inputs + outputs in the range (temporary buffers of one op).
+//   - training: autograd keeps only what backward needs (see saved_activation_bytes), and backward frees it
+//     as it goes while parameter gradients appear, so the peak is found by walking backward node by node:
+//     at node n, the saved tensors of nodes <= n, the gradients of parameters read at or after n, and the
+//     gradients in flight (of values live across n, and of n's inputs). The estimate reports the components
+//     at that peak moment (so `gradients` can be less than all trainable bytes when the peak comes early in
+//     backward). Inputs and results of the range stay live for the whole step. Other microbatches in flight
+//     (1F1B keeps up to the number of stages; GPipe keeps all) hold all of theirs. Activations and gradients
+//     in flight scale by batch_fraction (data parallel share of the batch).
+//   - inference: only the live working set matters: the range's inputs plus the largest single node's
+//     inputs + outputs (workspace).
 // All functions are pure and thread-safe.
 #include <string_view>
 
@@ -39,11 +45,12 @@ struct MemoryEstimate {
 };
 
 // Bytes of tensors that backward needs from the forward pass of nodes [first, last] (inclusive, one
-// microbatch). Approximation: the floating-point tensor outputs of non-structural nodes in the range (views
-// alias their input and save nothing new), plus the floating-point tensor inputs of the range that come from
-// outside it (user inputs or earlier nodes; parameters and constants excluded), each value counted once. Ops
-// that need only their output (ReLU) or nothing (add) save less in reality, so this is an upper-side
-// estimate.
+// microbatch), modelled after PyTorch's autograd: distinct storages (views and in-place results share their
+// input's) saved by some node of the range that takes part in autograd (some input needs a gradient):
+// linear/matmul/conv save each operand whose partner needs a gradient, norms their input, relu-like ops and
+// softmax their output, gelu-like ops, pooling and unknown ops their inputs (max pooling also its int64
+// indices); add/sub, views, copies, cat and embedding save nothing; parameters never count here. Plus the
+// tensors entering the range and the range's results (live throughout).
 Bytes saved_activation_bytes(const Graph& graph, NodeId first, NodeId last);
 
 // Bytes of the parameters (trainable and buffers) read by nodes in [first, last]; trainable_only excludes

@@ -8,6 +8,8 @@
 //    on its share of every microbatch. Replicas on the host share the weight tensors and autograd sums their
 //    gradients into them (an in-memory all-reduce); replicas on a GPU hold copies whose gradients are reduced
 //    into the host copy after backward.
+// Memory: a stage with Checkpointing::kFull keeps only its inputs per microbatch; its forward runs without
+// autograd and again, with autograd, right before its backward. Offload is not run yet (refused).
 // Math: a training step computes the mean loss over the global batch and one optimizer step, exactly as a
 // single-device step does (up to floating-point reassociation of the gradient sums).
 // Errors: an exception in any worker stops the step (every other worker is woken) and step() throws
