@@ -4,15 +4,15 @@
 # per run and the median absolute error per mode (time, and peak memory for training).
 #
 #   bench/estimate_accuracy.sh [PARTITA_BINARY] [ZOO_DIR] [DEVICE]
-#   defaults: build-prof/apps/partita/partita, build-prof/models, cpu
+#   defaults: build/apps/partita/partita, build/models, cpu
 #
 # Targets: roofline median |error| <= 15% (inference), <= 20% (training); profiled <= 5%; training peak
 # memory within 10%. The machine profile is taken from the cache (run `partita profile` first for a full
 # one). These machines are shared and noisy: rerun before trusting a single figure.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-PARTITA=${1:-$here/build-prof/apps/partita/partita}
-ZOO=${2:-$here/build-prof/models}
+PARTITA=${1:-$here/build/apps/partita/partita}
+ZOO=${2:-$here/build/models}
 DEVICE=${3:-cpu}
 PYTHON=${PYTHON:-/usr/bin/python3}
 out=$(mktemp -d)

@@ -92,6 +92,11 @@ void run_optimize(const OptimizeArgs& args) {
     source.devices = device_sets[i].devices;
     auto inputs = std::make_unique<PlanningInputs>(make_planning_inputs(model.ir, source));
     inputs->options.mode = mode;
+    // Per-op times measured here, under the OpenBLAS setting the candidate will run with.
+    ProfiledCostOptions costs;
+    costs.mode = mode;
+    costs.blas_threads = device_sets[i].blas == BlasThreads::kOne ? 1 : device_sets[i].blas == BlasThreads::kLeave ? -1 : 0;
+    apply_profiled_costs(*inputs, model, costs);
     // On one device the floor is the plain step: one stage, the whole batch at once.
     if (i > 0) inputs->options.strategy = StrategyKind::kData;
     const PlanOutcome outcome = make_plan(inputs->graph, inputs->cluster, inputs->table, inputs->options);

@@ -32,6 +32,7 @@ struct PlanArgs {
   std::string strategy = "auto";
   bool train = false;
   std::string memory_limit;
+  std::string cost;
   int microbatches = 0;
   std::string json;
 };
@@ -78,6 +79,7 @@ void run_plan(const PlanArgs& args) {
   source.model_spec = args.model_spec;
   source.devices = args.devices;
   source.cluster = args.cluster;
+  source.cost = args.cost;
   PARTITA_CHECK(!(args.model.empty() && args.model_spec.empty()),
                 "nothing to plan: give MODEL.pt --input SPEC... or --model-spec FILE.yaml");
   if (!args.model_spec.empty()) source.batch = args.batch > 0 ? args.batch : 8;
@@ -85,7 +87,7 @@ void run_plan(const PlanArgs& args) {
   // Parse the choices before the (slow) model load so typos fail fast.
   const Objective objective = parse_objective(args.objective);
   const StrategyKind strategy = parse_strategy(args.strategy);
-  PlanningInputs in = load_planning_inputs(source);
+  PlanningInputs in = load_planning_inputs(source, args.train ? Mode::kTraining : Mode::kInference);
   SearchOptions options = in.options;
   options.mode = args.train ? Mode::kTraining : Mode::kInference;
   options.objective = objective;
@@ -124,6 +126,9 @@ Command register_plan(CLI::App& app) {
   cmd->add_option("--strategy", args->strategy, "auto, data, pipeline, hybrid, branch, tensor or even");
   cmd->add_flag("--train", args->train, "plan a training step (default: inference)");
   cmd->add_option("--memory-limit", args->memory_limit, "per-device memory cap, bytes or like 4GiB");
+  cmd->add_option("--cost", args->cost,
+                  "roofline (device specs) or profiled (per-op times measured here; the default for a TorchScript "
+                  "model on local devices)");
   cmd->add_option("--microbatches", args->microbatches, "use exactly this many microbatches per step")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--json", args->json, "write the plan as JSON (- for stdout)");

@@ -3,9 +3,14 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <chrono>
+#include <exception>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
+#include <torch/torch.h>
 
 #include "partita/core/error.h"
 #include "partita/core/log.h"
@@ -14,8 +19,14 @@
 #include "partita/hardware/cpu_spec.h"
 #include "partita/hardware/nvml.h"
 #include "partita/hardware/quantity_parse.h"
+#include "partita/hardware/machine_profile.h"
+#include "partita/runtime/blas_threads.h"
+#include "partita/runtime/device_binding.h"
 #include "partita/search/model_spec.h"
+#include "partita/torch_bridge/executor.h"
+#include "partita/torch_bridge/machine_fingerprint.h"
 #include "partita/torch_bridge/model.h"
+#include "partita/torch_bridge/op_profiler.h"
 
 namespace partita::app {
 
@@ -84,6 +95,123 @@ std::vector<std::string> split_list(const std::string& text) {
     out.push_back(item);
   }
   return out;
+}
+
+
+// The cached measured profile of this machine (`partita profile`), or nullopt. Never measures: a full profile
+// takes minutes, and the op profiler measures what the plan needs anyway.
+std::optional<MachineProfile> cached_machine_profile() {
+  const MachineFingerprint fp = machine_fingerprint();
+  const std::string path = machine_profile_path(fp.key());
+  if (!std::filesystem::exists(path)) return std::nullopt;
+  try {
+    MachineProfile p = machine_profile_from_json(read_json_file(path));
+    if (p.fingerprint == fp.text()) return p;
+  } catch (const Error& e) {
+    log_warning(std::string("ignoring the unreadable machine profile: ") + e.what());
+  }
+  return std::nullopt;
+}
+
+// Measured performance figures of the profile's CPU device with `cores` threads (the whole "cpu" for all
+// cores, else a one-core group scaled) onto `spec`, keeping its name, memory size and power figures.
+void use_measured(DeviceSpec& spec, const MachineProfile& profile, int total_cores) {
+  const ProfiledDevice* whole = profile.find("cpu");
+  const ProfiledDevice* core = profile.find("cpu:0");
+  const ProfiledDevice* from = spec.cores >= total_cores ? whole : core;
+  if (!from) return;
+  DeviceSpec measured = from->spec;
+  if (from == core && spec.cores > 1) measured = cpu_group_spec(whole ? whole->spec : core->spec, spec.cores);
+  spec.peak_flops = measured.peak_flops;
+  spec.memory_bandwidth = measured.memory_bandwidth;
+  spec.op_overhead = measured.op_overhead;
+  spec.flops_efficiency = measured.flops_efficiency;
+  spec.source = "measured (partita profile, " + profile.date + ")";
+}
+
+// Runs `fn` on a new thread bound like an engine worker on `device`; rethrows what it throws.
+template <typename Fn>
+void on_bound_thread(const std::string& device, Fn fn) {
+  std::exception_ptr error;
+  std::thread worker([&] {
+    try {
+      apply_to_current_thread(bind_device(device));
+      fn();
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  worker.join();
+  if (error) std::rethrow_exception(error);
+}
+
+void collect_float(const c10::IValue& v, std::vector<torch::Tensor>& out) {
+  if (v.isTensor()) {
+    if (v.toTensor().is_floating_point() && v.toTensor().requires_grad()) out.push_back(v.toTensor());
+  } else if (v.isTuple()) {
+    for (const auto& e : v.toTupleRef().elements()) collect_float(e, out);
+  } else if (v.isList()) {
+    for (const auto& e : v.toListRef()) collect_float(e, out);
+  }
+}
+
+// One forward (inference) or forward + backward (training) of the whole model. Gradients are returned by
+// autograd::grad, not accumulated, so two threads can run it on the same parameters at once.
+void model_step(const Executor& executor, const std::vector<c10::IValue>& inputs, bool train) {
+  if (!train) {
+    torch::NoGradGuard no_grad;
+    (void)executor.run(inputs);
+    return;
+  }
+  std::vector<torch::Tensor> outputs;
+  for (const auto& v : executor.run(inputs)) collect_float(v, outputs);
+  if (outputs.empty()) return;
+  torch::Tensor loss = outputs[0].sum();
+  for (size_t i = 1; i < outputs.size(); ++i) loss = loss + outputs[i].sum();
+  std::vector<torch::Tensor> params;
+  for (const auto& p : executor.parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  (void)torch::autograd::grad({loss}, params, {}, false, false, /*allow_unused=*/true);
+}
+
+// Median seconds of `repeats` steps after one warm-up, on the calling thread.
+double median_step(const Executor& executor, const std::vector<c10::IValue>& inputs, bool train, int repeats) {
+  model_step(executor, inputs, train);
+  std::vector<double> s;
+  for (int i = 0; i < repeats; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    model_step(executor, inputs, train);
+    s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(s.begin(), s.end());
+  return s[s.size() / 2];
+}
+
+// How much slower a worker on core group `a` runs while another runs on `b` (>= 1): the model's own step on
+// both at once, over the same on `a` alone, alternated twice so drift hits both.
+double contention_factor(const Executor& executor, const std::vector<c10::IValue>& inputs, bool train,
+                         const std::string& a, const std::string& b) {
+  constexpr int kRepeats = 5;
+  std::vector<double> ratios;
+  for (int round = 0; round < 2; ++round) {
+    double alone = 0, together = 0;
+    on_bound_thread(a, [&] { alone = median_step(executor, inputs, train, kRepeats); });
+    std::exception_ptr error;
+    std::thread other([&] {
+      try {
+        apply_to_current_thread(bind_device(b));
+        (void)median_step(executor, inputs, train, kRepeats + 1);
+      } catch (...) {
+        error = std::current_exception();
+      }
+    });
+    on_bound_thread(a, [&] { together = median_step(executor, inputs, train, kRepeats); });
+    other.join();
+    if (error) std::rethrow_exception(error);
+    ratios.push_back(alone > 0 ? together / alone : 1.0);
+  }
+  return std::max(1.0, std::min(ratios[0], ratios[1]));
 }
 
 }  // namespace
@@ -178,6 +306,12 @@ PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_ba
     in.cluster = load_cluster(source.cluster, db);
   } else {
     in.cluster = local_cluster(source.devices, db);
+    if (const auto profile = cached_machine_profile()) {
+      const int cores = cpu_device_spec(discover_cpu("/"), &db).cores;
+      for (auto& d : in.cluster.devices) {
+        if (d.spec.kind == DeviceKind::kCpu) use_measured(d.spec, *profile, cores);
+      }
+    }
     if (source.devices.empty()) {
       std::string ids;
       for (const auto& d : in.cluster.devices) ids += (ids.empty() ? "" : ",") + d.id;
@@ -214,9 +348,90 @@ PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_ba
   return in;
 }
 
-PlanningInputs load_planning_inputs(const PlanSource& source) {
-  const int batch = source.model_spec.empty() ? 0 : source.batch;
-  return make_planning_inputs(load_source_graph(source), source, batch);
+void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const ProfiledCostOptions& options) {
+  PARTITA_CHECK(in.source.cluster.empty(), "--cost profiled measures this machine's devices; a --cluster file "
+                "describes other hardware: use --cost roofline there");
+  PARTITA_CHECK(in.graph.num_nodes() == model.ir.num_nodes(), "apply_profiled_costs: the model has ",
+                model.ir.num_nodes(), " nodes, the planning graph ", in.graph.num_nodes());
+  std::vector<InputSpec> specs;
+  for (const auto& s : in.source.inputs) specs.push_back(parse_input_spec(s));
+  const auto tensors = make_inputs(specs, /*seed=*/5);
+  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+  const Executor executor(model);
+  const bool train = options.mode == Mode::kTraining;
+  std::vector<std::string> cpu_ids;
+  for (const auto& d : in.cluster.devices) {
+    if (d.spec.kind == DeviceKind::kCpu) cpu_ids.push_back(d.id);
+  }
+  const int blas_before = blas_threads();
+  const auto restore_blas = [&] {
+    if (blas_before > 0) set_blas_threads(blas_before);
+  };
+  try {
+    for (size_t row = 0; row < in.table.spec_names.size(); ++row) {
+      const auto dev = std::find_if(in.cluster.devices.begin(), in.cluster.devices.end(), [&](const ClusterDevice& d) {
+        return d.spec.name == in.table.spec_names[row] && d.spec.kind == DeviceKind::kCpu;
+      });
+      if (dev == in.cluster.devices.end()) continue;
+      const DeviceBinding binding = bind_device(dev->id);
+      int blas = options.blas_threads;
+      if (blas == 0) blas = cpu_ids.size() > 1 || binding.threads > 1 ? 1 : -1;
+      if (blas > 0) set_blas_threads(blas);
+      OpProfileOptions po;
+      po.backward = train;
+      po.timing = TimingOptions{1, 3, 25, options.per_node_budget, {}};
+      po.device_key = fmt::format("cpu{}|blas{}", binding.cores.empty() ? "" : "-group", blas_threads());
+      po.cache_path = default_op_cache_path();
+      OpProfileResult result;
+      on_bound_thread(dev->id, [&] { result = profile_ops(executor, inputs, po); });
+      double factor = 1.0;
+      if (!binding.cores.empty() && cpu_ids.size() > 1) {
+        const std::string other = cpu_ids[0] == dev->id ? cpu_ids[1] : cpu_ids[0];
+        factor = contention_factor(executor, inputs, train, dev->id, other);
+        for (auto& t : result.times) {
+          t.forward = t.forward * factor;
+          t.backward = t.backward * factor;
+        }
+      }
+      log_info(fmt::format("cost table: measured {} on {} ({} thread(s), OpenBLAS {}); contention with {} other "
+                           "CPU device(s): x{:.2f}",
+                           in.table.spec_names[row], dev->id, binding.threads, blas_threads(), cpu_ids.size() - 1,
+                           factor));
+      apply_measured_times(in.table, static_cast<int>(row), result.times);
+      restore_blas();
+    }
+  } catch (...) {
+    restore_blas();
+    throw;
+  }
+  in.source.cost = in.table.method;
+}
+
+PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode) {
+  PARTITA_CHECK(source.cost.empty() || source.cost == "roofline" || source.cost == "profiled", "unknown --cost '",
+                source.cost, "': use roofline or profiled");
+  const bool want_profile = source.cost == "profiled" || (source.cost.empty() && source.cluster.empty() &&
+                                                           source.model_spec.empty());
+  if (!want_profile) {
+    const int batch = source.model_spec.empty() ? 0 : source.batch;
+    return make_planning_inputs(load_source_graph(source), source, batch);
+  }
+  PARTITA_CHECK(source.cluster.empty(), "--cost profiled measures this machine's devices; a --cluster file "
+                "describes other hardware: use --cost roofline there");
+  PARTITA_CHECK(source.model_spec.empty(), "--cost profiled needs a TorchScript model to run; a --model-spec "
+                "has no weights: use --cost roofline there");
+  PARTITA_CHECK(!source.model.empty() && !source.inputs.empty(),
+                "nothing to plan: give MODEL.pt --input SPEC... or --model-spec FILE.yaml");
+  std::vector<InputSpec> specs;
+  for (const auto& s : source.inputs) specs.push_back(parse_input_spec(s));
+  log_info(fmt::format("loading {}", source.model));
+  LoadedModel model = load_model(source.model);
+  annotate_shapes(model, specs);
+  PlanningInputs in = make_planning_inputs(model.ir, source);
+  ProfiledCostOptions po;
+  po.mode = mode;
+  apply_profiled_costs(in, model, po);
+  return in;
 }
 
 }  // namespace partita::app

@@ -8,8 +8,11 @@
 // Local devices: this machine's CPU is discovered (cpu_info.h) and matched against the hardware database;
 // its GPUs come from NVML (named devices matched to database profiles). The default device list is every
 // core as a one-core group ("cpu:0,...,cpu:N-1") plus every GPU with a profile.
-// Cost table: roofline over the cluster's specs. No measured machine profile is used yet (the profile cache of
-// `partita profile` is not available to this code); PlanSource::cost records "roofline" so a later run can tell.
+// Local CPU specs: when `partita profile` has cached a measured profile of this machine, the CPU devices take
+// its measured FLOP/s, bandwidth, op overhead and efficiencies (names unchanged); otherwise the database's.
+// Cost table: roofline over the cluster's specs; apply_profiled_costs replaces the local CPU rows with per-op
+// times measured here (what `plan` and `optimize` do by default for a TorchScript model on local devices).
+// PlanSource::cost records which one was used ("roofline" or "profiled") so a later run can tell.
 #include <string>
 #include <vector>
 
@@ -19,6 +22,10 @@
 #include "partita/hardware/hardware_db.h"
 #include "partita/search/plan.h"
 #include "partita/search/search_options.h"
+
+namespace partita {
+struct LoadedModel;
+}
 
 namespace partita::app {
 
@@ -42,8 +49,32 @@ Graph load_source_graph(const PlanSource& source);
 // first input).
 PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_batch = 0);
 
-// load_source_graph + make_planning_inputs.
-PlanningInputs load_planning_inputs(const PlanSource& source);
+// Measured costs for the local CPU devices of `in.cluster` (see apply_profiled_costs).
+struct ProfiledCostOptions {
+  Mode mode = Mode::kInference;  // training also times each node's backward
+  // OpenBLAS threads while profiling: 0 = what the engine's automatic policy does for this cluster (one
+  // thread when several CPU devices run at once or a device has several cores, else untouched), -1 =
+  // untouched, N > 0 = N.
+  int blas_threads = 0;
+  // Seconds of timed repeats per node (the op profiler's budget); the whole model takes a few seconds.
+  Seconds per_node_budget{0.02};
+};
+
+// Replaces the cost table rows of the local CPU devices with per-node forward (and, training, backward) times
+// measured by single-op replay (torch_bridge/op_profiler.h, cached per machine), each on a thread bound like
+// the engine's worker for that device (pinned core group at its thread count; the whole CPU at all cores).
+// When several CPU devices share the machine, their rows are scaled by a measured contention factor: the
+// model's own forward pass (training: forward + backward) timed on two pinned workers at once over the same
+// on one alone (shared memory bandwidth and caches slow concurrent workers). Sets in.table.method and
+// in.source.cost to "profiled" and records the factor in in.table (via the times). Does nothing for
+// described clusters (--cluster) or GPU rows. `model` must be the annotated model in.graph came from, and
+// in.source.inputs its input specs. Not thread-safe (sets intra-op threads on its own threads only).
+void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const ProfiledCostOptions& options);
+
+// load_source_graph + make_planning_inputs; then, for a TorchScript model on local devices unless
+// source.cost is "roofline", apply_profiled_costs (a --model-spec or --cluster with cost "profiled" is an
+// error naming why). `mode` is what the plan is for (training profiles backward too).
+PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode = Mode::kInference);
 
 // This machine as a cluster restricted to `devices` ("cpu", "cpu:0,cpu:1", "cpu:0-1,cuda:0"; "" = the default
 // list). Throws partita::Error for a malformed id, an id this machine lacks ("device cuda:0 is not here: this

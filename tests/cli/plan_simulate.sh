@@ -3,9 +3,10 @@
 source "$(dirname "$0")/lib.sh"
 : "${SRC:?}" "${PYTHON:?}"
 
-# The zoo MLP on the two one-core groups of this machine.
-"$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --json "$WORK/mlp.json" >"$WORK/plan.txt" \
-  || fail "plan mlp"
+# The zoo MLP on the two one-core groups of this machine. Roofline costs here, so that plan, simulate and a
+# second plan agree exactly (measured costs may be re-measured between runs on a noisy machine).
+"$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --cost roofline --json "$WORK/mlp.json" \
+  >"$WORK/plan.txt" || fail "plan mlp"
 grep -q "^plan: " "$WORK/plan.txt" || fail "plan text lacks the plan line"
 grep -q "why it won" "$WORK/plan.txt" || fail "plan text lacks the alternatives"
 grep -q "pareto front" "$WORK/plan.txt" || fail "plan text lacks the Pareto front"
@@ -25,8 +26,19 @@ done
   || fail "trace has no events"
 
 # Determinism: two runs give byte-identical plan JSON.
-"$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --json "$WORK/mlp2.json" >/dev/null || fail "plan again"
+"$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --cost roofline --json "$WORK/mlp2.json" >/dev/null \
+  || fail "plan again"
 cmp -s "$WORK/mlp.json" "$WORK/mlp2.json" || fail "two plan runs differ"
+
+# By default a TorchScript model on local devices is planned with per-op times measured here.
+"$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --train --json "$WORK/mlp_prof.json" >/dev/null \
+  || fail "plan mlp (profiled)"
+[ "$(json_get "$WORK/mlp_prof.json" "d['source']['cost']")" = "profiled" ] || fail "default cost is not profiled"
+[ "$(json_get "$WORK/mlp.json" "d['source']['cost']")" = "roofline" ] || fail "--cost roofline not recorded"
+"$PARTITA" simulate "$WORK/mlp_prof.json" --json "$WORK/sim_prof.json" >/dev/null || fail "simulate a profiled plan"
+expect_error "unknown --cost" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --cost magic
+expect_error "use --cost roofline there" "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" \
+  --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" --cost profiled
 
 # A model spec on a described mixed cluster, training; then simulate it and try the branch and tensor strategies.
 "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" \

@@ -31,6 +31,49 @@ Graph mlp() {
   g.add_node("aten::relu", {y}, {z});
   g.add_node("aten::view", {z}, {v});
   g.add_node("aten::add", {v, rm}, {o});
+  g.set_outputs({o});
+  return g;
+}
+
+// x f32[4,10] -> linear(w1) -> y -> relu_ (in place: y2 shares y's storage) -> linear(w2) -> o f32[4,10]
+Graph inplace_chain() {
+  Graph g;
+  const auto set = [&](ValueId id, std::vector<int64_t> shape) {
+    g.value(id).tensors = {TensorMeta{shape, DType::kFloat32}};
+  };
+  const ValueId x = g.add_input("x");
+  set(x, {4, 10});
+  const ValueId w1 = g.add_parameter("w1", true), w2 = g.add_parameter("w2", true);
+  set(w1, {10, 10});
+  set(w2, {10, 10});
+  const ValueId y = g.add_value(ValueKind::kTensor, "y"), y2 = g.add_value(ValueKind::kTensor, "y2");
+  const ValueId o = g.add_value(ValueKind::kTensor, "o");
+  set(y, {4, 10});
+  set(y2, {4, 10});
+  set(o, {4, 10});
+  g.add_node("aten::linear", {x, w1}, {y});
+  g.add_node("aten::relu_", {y}, {y2});
+  g.add_node("aten::linear", {y2, w2}, {o});
+  g.set_outputs({o});
+  return g;
+}
+
+// x f32[1,1,4,4] -> conv(w) -> c f32[1,1,4,4] -> max_pool2d -> p f32[1,1,2,2]
+Graph conv_pool() {
+  Graph g;
+  const auto set = [&](ValueId id, std::vector<int64_t> shape) {
+    g.value(id).tensors = {TensorMeta{shape, DType::kFloat32}};
+  };
+  const ValueId x = g.add_input("x");
+  set(x, {1, 1, 4, 4});
+  const ValueId w = g.add_parameter("w", true);
+  set(w, {1, 1, 3, 3});
+  const ValueId c = g.add_value(ValueKind::kTensor, "c"), p = g.add_value(ValueKind::kTensor, "p");
+  set(c, {1, 1, 4, 4});
+  set(p, {1, 1, 2, 2});
+  g.add_node("aten::_convolution", {x, w}, {c});
+  g.add_node("aten::max_pool2d", {c}, {p});
+  g.set_outputs({p});
   return g;
 }
 
@@ -45,12 +88,23 @@ TEST(Memory, OptimizerState) {
 
 TEST(Memory, SavedActivations) {
   const Graph g = mlp();
-  // x (from outside) + y + z + o, 3200 B each; the view saves nothing.
-  EXPECT_EQ(saved_activation_bytes(g, 0, 3).value(), 12800);
-  // y enters from node 0, z produced inside, view skipped.
+  // x (input, 3200) and o (result, 3200) live throughout; linear saves x (its weight needs a gradient), relu
+  // saves its output z (3200); the view and the add save nothing.
+  EXPECT_EQ(saved_activation_bytes(g, 0, 3).value(), 9600);
+  // y enters (3200); v (a view of z) leaves the range, so z's storage counts once as a result (3200).
   EXPECT_EQ(saved_activation_bytes(g, 1, 2).value(), 6400);
   EXPECT_THROW(saved_activation_bytes(g, 2, 1), Error);
   EXPECT_THROW(saved_activation_bytes(g, 0, 4), Error);
+}
+
+TEST(Memory, InPlaceResultsShareTheirInputsStorage) {
+  // x 160 + o 160 live; relu_ saves y2 and the second linear saves y2 too: both are y's storage, 160 once.
+  EXPECT_EQ(saved_activation_bytes(inplace_chain(), 0, 2).value(), 480);
+}
+
+TEST(Memory, MaxPoolKeepsItsInputAndInt64Indices) {
+  // x 64 + p 16 live; the conv saves x (already live); max_pool saves c (64) and 4 int64 indices (32).
+  EXPECT_EQ(saved_activation_bytes(conv_pool(), 0, 1).value(), 176);
 }
 
 TEST(Memory, ParameterBytesOfARange) {
@@ -61,13 +115,30 @@ TEST(Memory, ParameterBytesOfARange) {
 }
 
 TEST(Memory, TrainingEstimate) {
+  // Walking backward (per microbatch, whole batch): live io = x + o = 6400 throughout.
+  //   node 3 (add):    saved z 3200, grads 0,     in flight: z's gradient 3200 (v is z's storage)
+  //   node 2 (view):   saved z 3200, grads 0,     in flight: z 3200
+  //   node 1 (relu):   saved z 3200, grads 0,     in flight: z 3200 + y's new gradient 3200
+  //   node 0 (linear): saved 0,      grads 40400, in flight: y 3200
+  // With batch_fraction 0.5 the totals are 6400, 6400, 8000 and 40400 + 4800: the peak is at node 0.
+  // The other microbatch in flight (2 - 1) holds its io and everything saved: (6400 + 3200) x 0.5.
   const MemoryEstimate m = estimate_memory(mlp(), 0, 3, true, Optimizer::kAdam, 2, 0.5);
   EXPECT_EQ(m.parameters.value(), 43600);
   EXPECT_EQ(m.gradients.value(), 40400);
   EXPECT_EQ(m.optimizer_state.value(), 80800);
-  EXPECT_EQ(m.activations.value(), 12800);  // 12800 x 2 microbatches x 0.5
-  EXPECT_EQ(m.workspace.value(), 3200);     // largest node io 6400 x 0.5
-  EXPECT_EQ(m.total().value(), 43600 + 40400 + 80800 + 12800 + 3200);
+  EXPECT_EQ(m.activations.value(), 3200 + 4800);
+  EXPECT_EQ(m.workspace.value(), 1600);
+  EXPECT_EQ(m.total().value(), 43600 + 40400 + 80800 + 8000 + 1600);
+}
+
+TEST(Memory, TrainingPeakEarlyInBackward) {
+  // conv_pool, SGD: node 1 (max_pool): saved c 64 + indices 32, grads 0, in flight: c's new gradient 64;
+  // node 0 (conv): saved 0, grads 36 (w), in flight: c's gradient 64 (x needs none). io = 80.
+  const MemoryEstimate m = estimate_memory(conv_pool(), 0, 1, true, Optimizer::kSgd, 1, 1.0);
+  EXPECT_EQ(m.gradients.value(), 0);
+  EXPECT_EQ(m.activations.value(), 80 + 96);
+  EXPECT_EQ(m.workspace.value(), 64);
+  EXPECT_EQ(m.total().value(), 36 + 80 + 96 + 64);
 }
 
 TEST(Memory, InferenceEstimate) {

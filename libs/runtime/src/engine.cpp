@@ -1,5 +1,6 @@
 #include "partita/runtime/engine.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <numeric>
@@ -69,6 +70,7 @@ std::string_view blas_threads_name(BlasThreads policy) {
 
 void EngineOptions::validate() const {
   PARTITA_CHECK(learning_rate > 0, "learning rate must be positive, got ", learning_rate);
+  PARTITA_CHECK(local_replica >= -1, "local replica must be -1 (all) or a device index, got ", local_replica);
 }
 
 struct Engine::Impl {
@@ -354,6 +356,12 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   } else {
     s.layout = Impl::Layout::kData;
   }
+  if (options.local_replica >= 0) {
+    const size_t group_size = s.plan.groups[s.plan.stages.at(0).group].devices.size();
+    PARTITA_CHECK(stages == 1 && static_cast<size_t>(options.local_replica) < group_size, "this process runs replica ",
+                  options.local_replica, " of a data-parallel plan, but the plan has ", stages, " stage(s) and ",
+                  group_size, " device(s) in its first group; plan with --strategy data for that many processes");
+  }
   for (const auto& g : s.plan.groups) {
     PARTITA_CHECK(g.parallelism == GroupParallelism::kData,
                   "plan uses tensor parallelism, which this engine does not run yet; plan with another strategy");
@@ -375,6 +383,10 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     const DeviceGroup& g = s.plan.groups[s.plan.stages[st].group];
     int offset = 0;
     for (size_t d = 0; d < g.devices.size(); ++d) {
+      if (options.local_replica >= 0 && static_cast<int>(d) != options.local_replica) {  // runs elsewhere
+        offset += g.batch_shares[d];
+        continue;
+      }
       Impl::Worker w;
       w.index = static_cast<int>(s.workers.size());
       w.stage = st;
@@ -407,6 +419,11 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   for (const auto& b : s.bindings) {
     cpu_workers += b.device.is_cpu() ? 1 : 0;
     cpu_threads += b.device.is_cpu() ? b.threads : 0;
+  }
+  // The other replicas' processes run on this host's cores at the same time (one machine: partita launch).
+  if (options.local_replica >= 0) {
+    const int replicas = static_cast<int>(s.plan.groups[s.plan.stages[0].group].devices.size());
+    cpu_workers = std::max(cpu_workers, replicas);
   }
   const bool contended = cpu_workers > 1 || cpu_threads > 1;
   if (options.blas == BlasThreads::kOne || (options.blas == BlasThreads::kAuto && contended)) {
@@ -487,6 +504,8 @@ StepResult Engine::step(const StepInputs& batch) {
         }
       }
     }
+    for (const auto& w : s.workers) result.loss += w.loss;
+    if (s.options.reducer != nullptr) result.loss = s.options.reducer->reduce(s.master_params, result.loss, index);
     s.emit_end(reduce);
     TaskEvent opt{EngineTaskKind::kOptimizer, -1, -1, "host", -1, index, {}, {}};
     s.emit_begin(opt);
@@ -502,7 +521,6 @@ StepResult Engine::step(const StepInputs& batch) {
       }
     }
     s.emit_end(opt);
-    for (const auto& w : s.workers) result.loss += w.loss;
   } else {
     const int last = static_cast<int>(s.plan.stages.size()) - 1;
     std::vector<std::vector<torch::Tensor>> pieces;

@@ -1,5 +1,6 @@
 #include "partita/torch_bridge/op_profiler.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <sstream>
@@ -102,9 +103,23 @@ std::vector<c10::IValue> fresh_inputs(const Node& node, const std::vector<c10::I
   return in;
 }
 
+struct Timed {
+  Seconds median{0};
+  double spread = 0;  // (q3 - q1) / median of the samples
+};
+
+Timed summarize(std::vector<double> samples) {
+  std::sort(samples.begin(), samples.end());
+  Timed t;
+  t.median = Seconds(median_of(samples));
+  const size_t n = samples.size();
+  if (n >= 2 && t.median.value() > 0) t.spread = (samples[(3 * n) / 4 < n ? (3 * n) / 4 : n - 1] - samples[n / 4]) / t.median.value();
+  return t;
+}
+
 // Times `run` after an untimed `setup` each repeat, with the warm-up, repeat and budget rules of timing.
 template <typename Setup, typename Run>
-Seconds time_with_setup(Setup setup, Run run, const TimingOptions& timing) {
+Timed time_with_setup(Setup setup, Run run, const TimingOptions& timing) {
   for (int i = 0; i < timing.warmup; ++i) {
     auto state = setup();
     run(state);
@@ -121,7 +136,7 @@ Seconds time_with_setup(Setup setup, Run run, const TimingOptions& timing) {
     samples.push_back(s);
     spent += s;
   }
-  return Seconds(median_of(samples));
+  return summarize(std::move(samples));
 }
 
 struct Replay {
@@ -130,14 +145,22 @@ struct Replay {
   std::vector<torch::Tensor> outputs;
 };
 
-NodeTimes measure_node(const Executor& executor, const Node& node, const std::vector<c10::IValue>& recorded,
-                       const OpProfileOptions& o) {
-  NodeTimes t;
+struct MeasuredNode {
+  NodeTimes times;
+  double forward_spread = 0;
+  double backward_spread = 0;
+};
+
+MeasuredNode measure_node(const Executor& executor, const Node& node, const std::vector<c10::IValue>& recorded,
+                          const OpProfileOptions& o) {
+  MeasuredNode t;
   if (!o.backward) {
     torch::NoGradGuard no_grad;
-    t.forward = time_with_setup([&] { return fresh_inputs(node, recorded, false, nullptr); },
-                                [&](std::vector<c10::IValue>& in) { (void)executor.run_node(node.id, std::move(in)); },
-                                o.timing);
+    const Timed f = time_with_setup([&] { return fresh_inputs(node, recorded, false, nullptr); },
+                                     [&](std::vector<c10::IValue>& in) { (void)executor.run_node(node.id, std::move(in)); },
+                                     o.timing);
+    t.times.forward = f.median;
+    t.forward_spread = f.spread;
     return t;
   }
   torch::AutoGradMode grad_on(true);
@@ -146,8 +169,10 @@ NodeTimes measure_node(const Executor& executor, const Node& node, const std::ve
     r.inputs = fresh_inputs(node, recorded, true, &r.leaves);
     return r;
   };
-  t.forward = time_with_setup(setup, [&](Replay& r) { (void)executor.run_node(node.id, std::move(r.inputs)); },
-                              o.timing);
+  const Timed f =
+      time_with_setup(setup, [&](Replay& r) { (void)executor.run_node(node.id, std::move(r.inputs)); }, o.timing);
+  t.times.forward = f.median;
+  t.forward_spread = f.spread;
   // Backward: only when some input requires grad and some output is differentiable.
   Replay probe = setup();
   if (probe.leaves.empty()) return t;
@@ -158,7 +183,7 @@ NodeTimes measure_node(const Executor& executor, const Node& node, const std::ve
     for (const auto& v : executor.run_node(node.id, r.inputs)) collect_differentiable(v, r.outputs);
     return r;
   };
-  t.backward = time_with_setup(
+  const Timed b = time_with_setup(
       setup_backward,
       [&](Replay& r) {
         std::vector<torch::Tensor> grads;
@@ -167,7 +192,25 @@ NodeTimes measure_node(const Executor& executor, const Node& node, const std::ve
                                     /*allow_unused=*/true);
       },
       o.timing);
+  t.times.backward = b.median;
+  t.backward_spread = b.spread;
   return t;
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Whether a cached entry can stand for a measurement now (see the header's cache rules).
+bool usable(const Json& e, const OpProfileOptions& o, double now) {
+  if (!e.is_object() || !e.contains("forward") || !e.contains("forward_spread") || !e.contains("measured_at")) {
+    return false;
+  }
+  if (now - e["measured_at"].get<double>() > o.max_cache_age.value()) return false;
+  const auto steady = [&](const char* time, const char* spread) {
+    return e.value(spread, 0.0) <= o.max_cached_spread || e.value(time, 0.0) < o.min_recheck_time.value();
+  };
+  return steady("forward", "forward_spread") && steady("backward", "backward_spread");
 }
 
 Json read_cache(const std::string& path) {
@@ -186,6 +229,8 @@ Json read_cache(const std::string& path) {
 void OpProfileOptions::validate() const {
   timing.validate();
   PARTITA_CHECK(!device_key.empty(), "op profiler: empty device key; pass the device id, e.g. 'cpu'");
+  PARTITA_CHECK(max_cached_spread >= 0, "op profiler: max_cached_spread is ", max_cached_spread,
+                "; give a relative spread >= 0 (0.25 = 25 %)");
 }
 
 std::string default_op_cache_path() { return cache_dir() + "/ops-" + machine_fingerprint().key() + ".json"; }
@@ -203,6 +248,7 @@ OpProfileResult profile_ops(const Executor& executor, const std::vector<c10::IVa
     if (g.num_nodes() > 0) executor.run_nodes(0, g.num_nodes() - 1, env, &recorder);
   }
   Json cache = read_cache(options.cache_path);
+  const double now = unix_now();
   OpProfileResult result;
   result.times.resize(static_cast<size_t>(g.num_nodes()));
   for (const Node& node : g.nodes()) {
@@ -210,28 +256,35 @@ OpProfileResult profile_ops(const Executor& executor, const std::vector<c10::IVa
     for (ValueId v : node.inputs) node_inputs.push_back(recorded[v]);
     const std::string key = cache_key(node, node_inputs, options);
     NodeTimes& t = result.times[static_cast<size_t>(node.id)];
-    if (cache.contains(key)) {
+    if (cache.contains(key) && usable(cache[key], options, now)) {
       t.forward = Seconds(cache[key]["forward"].get<double>());
       t.backward = Seconds(cache[key]["backward"].get<double>());
       ++result.cache_hits;
       continue;
     }
-    t = measure_node(executor, node, node_inputs, options);
-    cache[key] = Json{{"forward", t.forward.value()}, {"backward", t.backward.value()}};
+    if (cache.contains(key)) ++result.remeasured;
+    const MeasuredNode m = measure_node(executor, node, node_inputs, options);
+    t = m.times;
+    cache[key] = Json{{"forward", t.forward.value()},
+                      {"backward", t.backward.value()},
+                      {"forward_spread", m.forward_spread},
+                      {"backward_spread", m.backward_spread},
+                      {"measured_at", unix_now()}};
     ++result.measured;
   }
   if (!options.cache_path.empty() && result.measured > 0) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(options.cache_path).parent_path(), ec);
     try {
-      write_json_file(options.cache_path, Json{{"version", 1}, {"entries", cache}});
+      write_json_file(options.cache_path, Json{{"version", 2}, {"entries", cache}});
     } catch (const Error& e) {
       log_warning(std::string("could not write the op-time cache: ") + e.what());
     }
   }
   result.seconds_taken = Seconds(std::chrono::duration<double>(Clock::now() - t0).count());
-  log_info(fmt::format("profiled {} node(s) ({} measured, {} from cache) in {:.1f} s", g.num_nodes(),
-                       result.measured, result.cache_hits, result.seconds_taken.value()));
+  log_info(fmt::format("profiled {} node(s) ({} measured, {} of them again as noisy or old; {} from cache) in {:.1f} s",
+                       g.num_nodes(), result.measured, result.remeasured, result.cache_hits,
+                       result.seconds_taken.value()));
   return result;
 }
 

@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include "partita/core/error.h"
+#include "partita/core/json_io.h"
 #include "zoo.h"
 
 namespace partita {
@@ -27,6 +29,7 @@ class OpProfilerTest : public ::testing::Test {
     o.backward = backward;
     o.timing = TimingOptions{1, 2, 5, Seconds(0.005), {}};
     o.cache_path = cache_.string();
+    o.max_cached_spread = 1e9;  // reuse every entry unless a test says otherwise
     return o;
   }
 
@@ -70,6 +73,49 @@ TEST_F(OpProfilerTest, InferenceHasNoBackwardAndAKeyOfItsOwn) {
   const OpProfileResult infer = profile_ops(ex, inputs, options(false));
   EXPECT_GT(infer.measured, 0);  // training entries do not answer inference questions
   for (const auto& t : infer.times) EXPECT_EQ(t.backward.value(), 0.0);
+}
+
+// Rewrites every cache entry with `edit`.
+template <typename Edit>
+void edit_cache(const std::filesystem::path& path, Edit edit) {
+  Json j = read_json_file(path.string());
+  for (auto& [key, entry] : j["entries"].items()) edit(entry);
+  write_json_file(path.string(), j);
+}
+
+TEST_F(OpProfilerTest, CacheKeepsSpreadAndAgeAndRemeasuresNoisyOrOldEntries) {
+  const Executor ex(model_);
+  const auto tensors = make_inputs(specs_, 1);
+  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+  OpProfileOptions o = options(false);
+  const OpProfileResult first = profile_ops(ex, inputs, o);
+  ASSERT_EQ(first.measured, model_.ir.num_nodes());
+  const Json written = read_json_file(cache_.string());
+  EXPECT_EQ(written["version"].get<int>(), 2);
+  for (const auto& [key, entry] : written["entries"].items()) {
+    EXPECT_GE(entry["forward_spread"].get<double>(), 0.0) << key;
+    EXPECT_GT(entry["measured_at"].get<double>(), 1e9) << key;
+  }
+  // Steady and fresh: all from the cache.
+  o.max_cached_spread = 0.25;
+  o.min_recheck_time = Seconds(0);
+  edit_cache(cache_, [](Json& e) { e["forward_spread"] = 0.01; });
+  EXPECT_EQ(profile_ops(ex, inputs, o).cache_hits, model_.ir.num_nodes());
+  // Noisy entries are measured again, unless their time is too short to matter.
+  edit_cache(cache_, [](Json& e) { e["forward_spread"] = 0.9; e["forward"] = 1e-3; });
+  const OpProfileResult noisy = profile_ops(ex, inputs, o);
+  EXPECT_EQ(noisy.measured, model_.ir.num_nodes());
+  EXPECT_EQ(noisy.remeasured, model_.ir.num_nodes());
+  edit_cache(cache_, [](Json& e) { e["forward_spread"] = 0.9; e["forward"] = 1e-6; });
+  o.min_recheck_time = Seconds(1e-4);
+  EXPECT_EQ(profile_ops(ex, inputs, o).cache_hits, model_.ir.num_nodes());
+  // Old entries and entries without a spread (the first cache format) are measured again.
+  edit_cache(cache_, [](Json& e) { e["forward_spread"] = 0.0; e["measured_at"] = 1000.0; });
+  EXPECT_EQ(profile_ops(ex, inputs, o).remeasured, model_.ir.num_nodes());
+  edit_cache(cache_, [](Json& e) { e.erase("forward_spread"); });
+  EXPECT_EQ(profile_ops(ex, inputs, o).remeasured, model_.ir.num_nodes());
+  o.max_cached_spread = -1;
+  EXPECT_THROW(o.validate(), Error);
 }
 
 }  // namespace

@@ -14,6 +14,9 @@
 // single-device step does (up to floating-point reassociation of the gradient sums).
 // Errors: an exception in any worker stops the step (every other worker is woken) and step() throws
 // partita::Error naming the stage, the device and the node.
+// Several processes: with EngineOptions::local_replica set, this engine runs one replica of a one-stage data-parallel
+// plan (the other replicas run in other processes, see distributed_reducer.h) and EngineOptions::reducer combines
+// the gradients and the loss across processes before the optimizer step.
 #include <memory>
 #include <vector>
 
@@ -36,10 +39,26 @@ enum class BlasThreads {
 };
 std::string_view blas_threads_name(BlasThreads policy);  // "auto", "leave", "one"
 
+// Combines what this process computed in a training step with what other processes computed. Engine::step()
+// calls it after every backward of the step and before the optimizer step, on the thread that called step().
+// `parameters` are the trainable parameters; their .grad() hold this process's gradient sums (undefined: this
+// process computed no gradient for it, and every process must agree on which). `local_loss` is this process's
+// share of the step's loss (already divided by the global batch). On return the gradients hold the sums over all
+// processes; returns the step's global loss. `step` counts the engine's steps from 0. Throws partita::Error.
+class GradientReducer {
+ public:
+  virtual ~GradientReducer() = default;
+  virtual double reduce(const std::vector<torch::Tensor>& parameters, double local_loss, int step) = 0;
+};
+
 struct EngineOptions {
   LossKind loss = LossKind::kAuto;
   double learning_rate = 0.01;
   BlasThreads blas = BlasThreads::kAuto;
+  // -1: run every device of the plan here. r >= 0: the plan must be one data-parallel stage; run only device r of
+  // its group (its batch share at its offset; the others run in other processes on the same global batch).
+  int local_replica = -1;
+  GradientReducer* reducer = nullptr;  // training only; must outlive the engine; none: nothing to combine
   void validate() const;
 };
 

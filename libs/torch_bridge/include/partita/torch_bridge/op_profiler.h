@@ -9,8 +9,15 @@
 // (untimed) and times torch::autograd::grad of its differentiable outputs (grad outputs of ones) with respect
 // to its inputs that require grad. Setup work (clones, the forward before a backward) is never timed.
 //
+// Cache: an entry keeps the median, the spread of the samples (interquartile range / median) and when it was
+// measured. On a shared machine one measurement can be taken while a neighbour is busy, so an entry is reused
+// only while it is younger than max_cache_age and its spread is at most max_cached_spread (or its time is too
+// short to matter, under min_recheck_time); otherwise the node is measured again and the entry replaced.
+// Entries written before spreads were recorded are measured again.
+//
 // Assumptions: an op's time depends only on (op, input shapes/dtypes/contiguity, constant arguments, device,
-// threads), which is the cache key; replay runs with warm caches (inputs reused), so it can be slightly
+// threads), which is the cache key (device_key should name anything else that changes times, such as the
+// OpenBLAS thread count); replay runs with warm caches (inputs reused), so it can be slightly
 // faster than in a real step. The AccumulateGrad of parameters and the loss are not nodes and not timed.
 //
 // Thread safety: changes nothing global except the intra-op thread count, which the caller sets beforehand;
@@ -29,8 +36,11 @@ namespace partita {
 struct OpProfileOptions {
   bool backward = false;        // also time backward (training)
   TimingOptions timing{1, 3, 25, Seconds(0.03), {}};
-  std::string device_key = "cpu";  // goes into the cache key with the thread count
+  std::string device_key = "cpu";  // goes into the cache key with the thread count (add e.g. "|blas1")
   std::string cache_path;          // JSON cache file; "" = no cache
+  double max_cached_spread = 0.25;      // re-measure a cached entry whose relative spread is larger
+  Seconds min_recheck_time{50e-6};      // ... unless its time is below this (noise there costs nothing)
+  Seconds max_cache_age{7 * 24 * 3600.0};  // re-measure entries older than this
   void validate() const;
 };
 
@@ -38,6 +48,7 @@ struct OpProfileResult {
   std::vector<NodeTimes> times;  // one per node, for apply_measured_times
   int cache_hits = 0;
   int measured = 0;
+  int remeasured = 0;  // of `measured`: cached entries that were too noisy or too old
   Seconds seconds_taken{0};
 };
 
