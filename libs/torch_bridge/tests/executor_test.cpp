@@ -67,7 +67,7 @@ INSTANTIATE_TEST_SUITE_P(Zoo, ExecutorZoo,
                          ::testing::Values(Case{"mlp", "4x64"}, Case{"cnn", "2x3x32x32"},
                                            Case{"cnn_train", "2x3x32x32"}, Case{"branchy", "2x3x32x32"},
                                            Case{"gpt", "2x16:i64:2048"}),
-                         [](const auto& info) { return std::string(info.param.model); });
+                         [](const auto& param_info) { return std::string(param_info.param.model); });
 
 TEST(Executor, NodeRangesComposeToTheWholeGraph) {
   LoadedModel m = load_model(testing::zoo_model("branchy"));

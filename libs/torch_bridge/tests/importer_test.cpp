@@ -57,7 +57,9 @@ TEST(Importer, GptTakesTokenIdsAndEveryOpHasAnEstimateOrIsListed) {
   annotate_shapes(m, {parse_input_spec("2x16:i64:2048")});
   EXPECT_EQ(m.ir.value(m.ir.outputs()[0]).meta()->shape, (std::vector<int64_t>{2, 16, 2048}));
   for (const auto& n : m.ir.nodes()) {
-    if (n.op == "aten::matmul") EXPECT_EQ(n.cost.status, CostStatus::kEstimated);
+    if (n.op == "aten::matmul") {
+      EXPECT_EQ(n.cost.status, CostStatus::kEstimated);
+    }
   }
 }
 
