@@ -1,9 +1,20 @@
 // partita run: execute a plan on this machine's devices and report step time, losses and utilization.
+// Under torchrun's environment (WORLD_SIZE > 1: `partita launch` or `torchrun --no_python`), this process is one
+// rank of a multi-process data-parallel job: the plan must be one data-parallel stage with WORLD_SIZE devices;
+// rank r runs device r on its share of the same global batch and gradients are all-reduced over Gloo. Only rank 0
+// prints the table and writes --json/--trace (its own worker's metrics; the losses are global).
+#include <cstdio>
+#include <memory>
+
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "commands.h"
 #include "partita/core/error.h"
 #include "partita/core/log.h"
+#include "partita/runtime/distributed_env.h"
+#include "partita/runtime/distributed_reducer.h"
 #include "partita/search/plan_json.h"
 #include "plan_runner.h"
 
@@ -22,6 +33,27 @@ struct RunArgs {
   std::string json;
 };
 
+void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
+  const size_t devices = plan.stages.empty() ? 0 : plan.groups.at(plan.stages[0].group).devices.size();
+  PARTITA_CHECK(plan.stages.size() == 1 && devices == static_cast<size_t>(env.world_size) &&
+                    plan.groups[plan.stages[0].group].parallelism == GroupParallelism::kData,
+                "a ", env.world_size, "-process run needs a one-stage data-parallel plan with ", env.world_size,
+                " devices, got ", plan.stages.size(), " stage(s) with ", devices,
+                " device(s) in the first; plan with --strategy data --devices LIST of ", env.world_size, " devices");
+}
+
+// A failed rank tells the others (through the store) and leaves at once: unwinding would destroy a process group
+// whose peers may be gone, which can block.
+[[noreturn]] void exit_failed_rank(DistributedGroup& group, const std::exception& e) {
+  std::string message = first_line(e);
+  if (message.rfind("rank ", 0) != 0) message = "rank " + std::to_string(group.rank()) + ": " + message;
+  group.report_failure(message);
+  std::fflush(stdout);
+  std::fprintf(stderr, "partita: error: %s\n", message.c_str());
+  std::fflush(stderr);
+  _exit(1);
+}
+
 void run_run(const RunArgs& args) {
   const auto specs = args.model.specs();
   const Plan plan = plan_from_json(read_json_file(args.plan));
@@ -29,6 +61,8 @@ void run_run(const RunArgs& args) {
   PARTITA_CHECK(plan_trains == args.train, "plan '", args.plan, "' is for ", mode_name(plan.mode), " but --train was ",
                 args.train ? "given" : "not given", "; plan with", args.train ? "" : "out", " --train or run with",
                 plan_trains ? "" : "out", " --train");
+  const std::optional<DistributedEnv> dist = distributed_env_from_environment();
+  if (dist) check_distributed_plan(plan, *dist);
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
   RunOptions options;
@@ -37,7 +71,23 @@ void run_run(const RunArgs& args) {
   options.loss = parse_loss_kind(args.loss);
   options.record_trace = !args.trace.empty();
   log_info(fmt::format("run: {} on {} device(s), {} step(s)", args.model.model, plan.used_devices().size(), args.steps));
-  const RunReport report = run_plan(model, plan, specs, options);
+  std::unique_ptr<DistributedGroup> group;
+  std::unique_ptr<GlooGradientReducer> reducer;
+  if (dist) {
+    group = std::make_unique<DistributedGroup>(*dist);
+    reducer = std::make_unique<GlooGradientReducer>(*group);
+    options.local_replica = dist->rank;
+    options.reducer = reducer.get();
+  }
+  RunReport report;
+  try {
+    report = run_plan(model, plan, specs, options);
+    if (group) group->barrier("the end-of-run barrier");
+  } catch (const std::exception& e) {
+    if (!group) throw;
+    exit_failed_rank(*group, e);
+  }
+  if (dist && dist->rank != 0) return;  // rank 0 reports for the job
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
   fmt::print(out, "step time {:.2f} ms median of {} (spread {:.2f} ms), {:.1f} samples/s; predicted {:.2f} ms\n",

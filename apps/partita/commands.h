@@ -38,5 +38,6 @@ Command register_plan(CLI::App& app);
 Command register_simulate(CLI::App& app);
 Command register_run(CLI::App& app);
 Command register_optimize(CLI::App& app);
+Command register_launch(CLI::App& app);
 
 }  // namespace partita::app

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
       partita::app::register_simulate(app),
       partita::app::register_run(app),
       partita::app::register_optimize(app),
+      partita::app::register_launch(app),
   };
   try {
     app.parse(argc, argv);

@@ -38,6 +38,8 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   engine_options.learning_rate = options.learning_rate;
   engine_options.loss = options.loss;
   engine_options.blas = options.blas;
+  engine_options.local_replica = options.local_replica;
+  engine_options.reducer = options.reducer;
   Engine engine(model, plan, engine_options);
   StageMetrics metrics;
   ChromeTraceObserver trace;

@@ -17,6 +17,8 @@ struct RunOptions {
   LossKind loss = LossKind::kAuto;
   bool record_trace = false;     // keep a Chrome trace of the counted steps
   BlasThreads blas = BlasThreads::kAuto;
+  int local_replica = -1;              // multi-process data parallel: the replica this process runs
+  GradientReducer* reducer = nullptr;  // and what combines it with the other processes (EngineOptions)
 };
 
 struct WorkerReport {

@@ -17,7 +17,8 @@ std::optional<std::string> env(const char* name) {
 
 int int_env(const char* name, int lo, int hi) {
   const auto text = env(name);
-  PARTITA_CHECK(text.has_value(), name, " is not set but WORLD_SIZE is; a multi-process run needs RANK, WORLD_SIZE, "
+  PARTITA_CHECK(text.has_value(), name,
+                " is not set but WORLD_SIZE is; a multi-process run needs RANK, WORLD_SIZE, "
                 "MASTER_ADDR and MASTER_PORT (start it with partita launch or torchrun)");
   size_t used = 0;
   long value = -1;
@@ -43,7 +44,8 @@ std::optional<DistributedEnv> distributed_env_from_environment() {
   e.master_addr = env("MASTER_ADDR").value_or("127.0.0.1");
   e.master_port = int_env("MASTER_PORT", 1, 65535);
   e.agent_store = env("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True";
-  if (e.agent_store && env("TORCHELASTIC_RESTART_COUNT")) e.restart_count = int_env("TORCHELASTIC_RESTART_COUNT", 0, 1 << 20);
+  if (e.agent_store && env("TORCHELASTIC_RESTART_COUNT"))
+    e.restart_count = int_env("TORCHELASTIC_RESTART_COUNT", 0, 1 << 20);
   if (env("PARTITA_DISTRIBUTED_TIMEOUT_S")) {
     e.timeout = Seconds(int_env("PARTITA_DISTRIBUTED_TIMEOUT_S", 1, 3600));
   }

@@ -89,8 +89,10 @@ TEST_F(OpProfilerTest, CacheKeepsSpreadAndAgeAndRemeasuresNoisyOrOldEntries) {
   const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
   OpProfileOptions o = options(false);
   const OpProfileResult first = profile_ops(ex, inputs, o);
-  ASSERT_EQ(first.measured, model_.ir.num_nodes());
   const Json written = read_json_file(cache_.string());
+  const int keys = static_cast<int>(written["entries"].size());  // nodes alike (two ReLUs) share one entry
+  ASSERT_EQ(first.measured, keys);
+  EXPECT_EQ(first.measured + first.cache_hits, model_.ir.num_nodes());
   EXPECT_EQ(written["version"].get<int>(), 2);
   for (const auto& [key, entry] : written["entries"].items()) {
     EXPECT_GE(entry["forward_spread"].get<double>(), 0.0) << key;
@@ -104,16 +106,17 @@ TEST_F(OpProfilerTest, CacheKeepsSpreadAndAgeAndRemeasuresNoisyOrOldEntries) {
   // Noisy entries are measured again, unless their time is too short to matter.
   edit_cache(cache_, [](Json& e) { e["forward_spread"] = 0.9; e["forward"] = 1e-3; });
   const OpProfileResult noisy = profile_ops(ex, inputs, o);
-  EXPECT_EQ(noisy.measured, model_.ir.num_nodes());
-  EXPECT_EQ(noisy.remeasured, model_.ir.num_nodes());
+  EXPECT_GE(noisy.remeasured, keys);  // a fresh measurement can be noisy again for the next node alike
+  EXPECT_EQ(noisy.measured, noisy.remeasured);
   edit_cache(cache_, [](Json& e) { e["forward_spread"] = 0.9; e["forward"] = 1e-6; });
   o.min_recheck_time = Seconds(1e-4);
   EXPECT_EQ(profile_ops(ex, inputs, o).cache_hits, model_.ir.num_nodes());
   // Old entries and entries without a spread (the first cache format) are measured again.
   edit_cache(cache_, [](Json& e) { e["forward_spread"] = 0.0; e["measured_at"] = 1000.0; });
-  EXPECT_EQ(profile_ops(ex, inputs, o).remeasured, model_.ir.num_nodes());
+  o.max_cached_spread = 1e9;  // from here on, only age and format decide
+  EXPECT_EQ(profile_ops(ex, inputs, o).remeasured, keys);
   edit_cache(cache_, [](Json& e) { e.erase("forward_spread"); });
-  EXPECT_EQ(profile_ops(ex, inputs, o).remeasured, model_.ir.num_nodes());
+  EXPECT_EQ(profile_ops(ex, inputs, o).remeasured, keys);
   o.max_cached_spread = -1;
   EXPECT_THROW(o.validate(), Error);
 }

@@ -14,12 +14,13 @@ struct DistributedEnv {
   int local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 0;
-  // torchrun's static rendezvous: its agent already hosts the TCPStore at MASTER_ADDR:MASTER_PORT, so every rank
-  // is a client and keys live under "/worker/attempt_<restart_count>" (TORCHELASTIC_USE_AGENT_STORE=True).
+  // torchrun's static rendezvous: its agent already hosts the TCPStore at MASTER_ADDR:MASTER_PORT, so every
+  // rank is a client and keys live under "/worker/attempt_<restart_count>"
+  // (TORCHELASTIC_USE_AGENT_STORE=True).
   bool agent_store = false;
   int restart_count = 0;
-  // Bound on every collective and store operation; a dead or stalled peer is reported after at most this long.
-  // PARTITA_DISTRIBUTED_TIMEOUT_S overrides the default.
+  // Bound on every collective and store operation; a dead or stalled peer is reported after at most this
+  // long. PARTITA_DISTRIBUTED_TIMEOUT_S overrides the default.
   Seconds timeout{20};
 };
 

@@ -1,0 +1,45 @@
+#pragma once
+// One process's membership in a c10d ProcessGroupGloo: the TCPStore rendezvous (rank 0 hosts it at
+// MASTER_ADDR:MASTER_PORT unless torchrun's agent already does) and bounded collectives. Every collective and
+// store operation waits at most DistributedEnv::timeout. When a collective fails (a peer died: its
+// connections close at once; a peer stalled: the timeout passes), the error names the peer rank(s) that did
+// not reach this step, read from per-rank progress marks in the store ("rank 1 did not reach step 7 (last
+// seen at step 6)"); when the store itself is gone, it names rank 0, its host. Not thread-safe: one thread
+// uses a group at a time.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "partita/runtime/distributed_env.h"
+
+namespace partita {
+
+class DistributedGroup {
+ public:
+  // Collective: every rank of `env` must construct its group. Throws partita::Error when the rendezvous does
+  // not complete within env.timeout.
+  explicit DistributedGroup(const DistributedEnv& env);
+  ~DistributedGroup();
+  DistributedGroup(const DistributedGroup&) = delete;
+  DistributedGroup& operator=(const DistributedGroup&) = delete;
+
+  int rank() const;
+  int world_size() const;
+  // Records that this rank reached `step` (for other ranks' failure messages).
+  void mark_step(int step);
+  // Sums each tensor over all ranks, in place (issued together, then waited on). CPU tensors. On failure
+  // throws partita::Error naming the step, `what` and the rank(s) at fault.
+  void allreduce_sum(std::vector<torch::Tensor>& tensors, int step, const std::string& what);
+  // Every rank waits for the others (e.g. before rank 0, the store's host, exits).
+  void barrier(const std::string& what);
+  // Tells the other ranks this one failed with `message` (best effort; never throws).
+  void report_failure(const std::string& message) noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace partita

@@ -1,0 +1,32 @@
+#pragma once
+// `partita launch`: starts N local processes of one command with the torchrun environment (RANK, WORLD_SIZE,
+// LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), relays each one's stderr with a "[rank r] " prefix
+// (stdout is inherited as is, so rank 0's results stay machine-readable), and waits. When a rank exits
+// non-zero or dies, the others get `grace` to stop on their own (they see the failure in their next
+// collective and say which rank failed), then SIGTERM, then SIGKILL after another `grace`. Children get
+// SIGTERM if the launcher dies (PR_SET_PDEATHSIG). Torch-free. Not thread-safe (forks; reaps its own children
+// only).
+#include <string>
+#include <vector>
+
+#include "partita/core/units.h"
+
+namespace partita {
+
+struct LaunchOptions {
+  int processes = 2;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 0;  // 0: a free port picked now (another program could take it before rank 0)
+  std::vector<std::string> command;  // program (searched in PATH; "partita" means this binary) and arguments
+  Seconds grace{5};
+  void validate() const;
+};
+
+// Runs the job to the end. Returns normally when every rank exited 0; otherwise throws partita::Error naming
+// the first rank that failed and how ("rank 1 exited with status 1; the other ranks were stopped").
+void launch_local(const LaunchOptions& options);
+
+// A TCP port that was free on 127.0.0.1 a moment ago.
+int free_tcp_port();
+
+}  // namespace partita

@@ -1,0 +1,151 @@
+#include "partita/runtime/distributed_group.h"
+
+#include <chrono>
+#include <csignal>
+#include <string>
+
+#include <torch/torch.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "partita/core/error.h"
+#include "partita/torch_bridge/model.h"
+
+namespace partita {
+
+namespace {
+
+std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
+std::string string_of(const std::vector<uint8_t>& b) { return {b.begin(), b.end()}; }
+
+bool is_loopback(const std::string& addr) { return addr == "localhost" || addr.rfind("127.", 0) == 0; }
+
+}  // namespace
+
+struct DistributedGroup::Impl {
+  DistributedEnv env;
+  std::chrono::milliseconds timeout{0};
+  c10::intrusive_ptr<c10d::Store> store;  // prefixed "partita/" for our own keys
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+
+  std::string where() const { return env.master_addr + ":" + std::to_string(env.master_port); }
+
+  // Why a collective of `step` failed, from the store: a rank that reported its own failure, else the ranks
+  // that did not reach this step.
+  std::string diagnose(int step) const {
+    std::string found;
+    try {
+      for (int r = 0; r < env.world_size; ++r) {
+        if (r == env.rank) continue;
+        const std::string failed = "failed/" + std::to_string(r);
+        if (store->check({failed}))
+          return "rank " + std::to_string(r) + " failed: " + string_of(store->get(failed));
+      }
+      for (int r = 0; r < env.world_size && step >= 0; ++r) {
+        if (r == env.rank) continue;
+        const std::string key = "step/" + std::to_string(r);
+        const int last = store->check({key}) ? std::stoi(string_of(store->get(key))) : -1;
+        if (last >= step) continue;
+        found += (found.empty() ? "" : "; ") + std::string("rank ") + std::to_string(r) +
+                 " did not reach step " + std::to_string(step) + " (last seen at step " +
+                 std::to_string(last) + "; it died or stalled)";
+      }
+    } catch (const std::exception&) {
+      return env.agent_store ? "the launcher's store at " + where() + " is gone"
+                             : "rank 0, which hosts the store at " + where() + ", is gone (it died)";
+    }
+    return found;
+  }
+
+  [[noreturn]] void fail(int step, const std::string& what, const std::exception& cause) const {
+    const std::string who = diagnose(step);
+    PARTITA_FAIL("rank ", env.rank, ": ", what, step >= 0 ? " of step " + std::to_string(step) : "",
+                 " failed: ", who.empty() ? "a peer rank stopped answering" : who,
+                 " (gloo: ", first_line(cause), ")");
+  }
+};
+
+DistributedGroup::DistributedGroup(const DistributedEnv& env) : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.env = env;
+  // A write to a peer that died must be an error, not a SIGPIPE that kills this rank without a word.
+  std::signal(SIGPIPE, SIG_IGN);
+  PARTITA_CHECK(env.world_size >= 2 && env.rank >= 0 && env.rank < env.world_size, "bad rank ", env.rank,
+                " for world size ", env.world_size, "; check RANK and WORLD_SIZE");
+  s.timeout = std::chrono::milliseconds(static_cast<int64_t>(env.timeout.value() * 1000));
+  c10::intrusive_ptr<c10d::Store> base;
+  try {
+    c10d::TCPStoreOptions o;
+    o.port = static_cast<uint16_t>(env.master_port);
+    o.isServer = env.rank == 0 && !env.agent_store;
+    o.numWorkers = env.world_size;
+    o.waitWorkers = false;
+    o.timeout = s.timeout;
+    o.multiTenant = true;
+    base = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+  } catch (const std::exception& e) {
+    PARTITA_FAIL("rank ", env.rank, ": cannot ", env.rank == 0 && !env.agent_store ? "host" : "reach",
+                 " the rendezvous store at ", s.where(), " within ", env.timeout.value(),
+                 " s: ", first_line(e),
+                 "; check MASTER_ADDR/MASTER_PORT (a free port) and that every rank was started");
+  }
+  if (env.agent_store) {
+    base =
+        c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(env.restart_count), base);
+  }
+  s.store = c10::make_intrusive<c10d::PrefixStore>("partita", base);
+  try {
+    auto options = c10d::ProcessGroupGloo::Options::create(s.timeout);
+    options->devices.push_back(is_loopback(env.master_addr)
+                                   ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                   : c10d::ProcessGroupGloo::createDefaultDevice());
+    s.group = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>("gloo", base), env.rank, env.world_size, options);
+  } catch (const std::exception& e) {
+    PARTITA_FAIL("rank ", env.rank, ": the ", env.world_size, " ranks did not all join the process group at ",
+                 s.where(), " within ", env.timeout.value(), " s: ", first_line(e),
+                 "; start every rank (same WORLD_SIZE) and check the others' errors");
+  }
+}
+
+DistributedGroup::~DistributedGroup() = default;
+
+int DistributedGroup::rank() const { return impl_->env.rank; }
+int DistributedGroup::world_size() const { return impl_->env.world_size; }
+
+void DistributedGroup::mark_step(int step) {
+  try {
+    impl_->store->set("step/" + std::to_string(impl_->env.rank), bytes_of(std::to_string(step)));
+  } catch (const std::exception& e) {
+    impl_->fail(step, "marking progress", e);
+  }
+}
+
+void DistributedGroup::allreduce_sum(std::vector<torch::Tensor>& tensors, int step, const std::string& what) {
+  Impl& s = *impl_;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  try {
+    for (auto& t : tensors) {
+      std::vector<at::Tensor> one{t};
+      works.push_back(s.group->allreduce(one));
+    }
+    for (auto& w : works) w->wait(s.timeout);
+  } catch (const std::exception& e) {
+    s.fail(step, what, e);
+  }
+}
+
+void DistributedGroup::barrier(const std::string& what) {
+  std::vector<torch::Tensor> token{torch::zeros({1})};
+  allreduce_sum(token, -1, what);
+}
+
+void DistributedGroup::report_failure(const std::string& message) noexcept {
+  try {
+    impl_->store->set("failed/" + std::to_string(impl_->env.rank), bytes_of(message));
+  } catch (...) {  // best effort: the store may be gone already
+  }
+}
+
+}  // namespace partita

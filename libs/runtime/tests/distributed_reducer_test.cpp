@@ -1,0 +1,155 @@
+#include "partita/runtime/distributed_reducer.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <thread>
+
+#include "partita/core/error.h"
+#include "partita/runtime/distributed_launch.h"
+#include "partita/search/graph_identity.h"
+#include "partita/torch_bridge/model.h"
+
+namespace partita {
+
+namespace {
+
+DistributedEnv env_for(int rank, int world, int port) {
+  DistributedEnv e;
+  e.rank = rank;
+  e.world_size = world;
+  e.master_port = port;
+  e.timeout = Seconds(10);
+  return e;
+}
+
+// Runs body(rank) for every rank of a loopback job, one thread per rank; rethrows the first failure.
+void run_ranks(int world, const std::function<void(int rank, int port)>& body) {
+  const int port = free_tcp_port();
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        body(r, port);
+      } catch (...) {
+        errors[static_cast<size_t>(r)] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+}  // namespace
+
+TEST(PlanBuckets, FillsByDtypeUpToTheLimitAndSkipsUndefined) {
+  const std::vector<torch::Tensor> t{
+      torch::zeros({10}), torch::Tensor(),     torch::zeros({10}, torch::kFloat64),
+      torch::zeros({10}), torch::zeros({100}), torch::zeros({5})};
+  const auto b = plan_buckets(t, 80);  // two 40-byte floats fit; the 400-byte one gets its own bucket
+  ASSERT_EQ(b.size(), 4u);
+  EXPECT_EQ(b[0], (std::vector<size_t>{0, 3}));
+  EXPECT_EQ(b[1], (std::vector<size_t>{2}));
+  EXPECT_EQ(b[2], (std::vector<size_t>{4}));
+  EXPECT_EQ(b[3], (std::vector<size_t>{5}));
+}
+
+TEST(GlooGradientReducer, SumsGradientsAndLossOverRanks) {
+  run_ranks(2, [](int rank, int port) {
+    DistributedGroup group(env_for(rank, 2, port));
+    GlooGradientReducer reducer(group, ReducerOptions{64});
+    std::vector<torch::Tensor> params{torch::zeros({3, 4}), torch::zeros({50}), torch::zeros({2})};
+    params[0].mutable_grad() = torch::full({3, 4}, 1.0 + rank);
+    params[1].mutable_grad() = torch::arange(50, torch::kFloat32) * (rank + 1);
+    const double loss = reducer.reduce(params, 0.25 + rank, 0);
+    EXPECT_DOUBLE_EQ(loss, 1.5);
+    EXPECT_TRUE(params[0].grad().equal(torch::full({3, 4}, 3.0)));
+    EXPECT_TRUE(params[1].grad().equal(torch::arange(50, torch::kFloat32) * 3));
+    EXPECT_FALSE(params[2].grad().defined());
+    EXPECT_EQ(reducer.buckets_last_step(), 2);  // 48 bytes, then 200 bytes on their own
+  });
+}
+
+TEST(DistributedGroup, AMissingPeerIsNamedWithinTheTimeout) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string message;
+  run_ranks(2, [&](int rank, int port) {
+    DistributedEnv e = env_for(rank, 2, port);
+    e.timeout = Seconds(3);
+    DistributedGroup group(e);
+    std::vector<torch::Tensor> x{torch::ones({4})};
+    group.mark_step(0);
+    group.allreduce_sum(x, 0, "warm-up");
+    if (rank == 1) {
+      std::this_thread::sleep_for(std::chrono::seconds(5));  // stalls past rank 0's timeout
+      return;
+    }
+    try {
+      group.mark_step(1);
+      group.allreduce_sum(x, 1, "gradient all-reduce");
+    } catch (const Error& err) {
+      message = err.what();
+    }
+  });
+  EXPECT_NE(message.find("rank 1 did not reach step 1"), std::string::npos) << message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+}
+
+// Two engines, one replica each, joined by the Gloo reducer, train exactly like one engine running both
+// replicas.
+TEST(GlooGradientReducer, TwoRankEnginesMatchTheInProcessDataParallelEngine) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const auto spec = parse_input_spec("8x64");
+  auto load = [&] {
+    LoadedModel m = load_model(std::string(PARTITA_MODELS_DIR) + "/mlp.pt");
+    annotate_shapes(m, {spec});
+    return m;
+  };
+  auto plan_for = [](const Graph& g) {
+    Plan p;
+    p.graph = graph_identity(g);
+    p.mode = Mode::kTraining;
+    p.strategy = StrategyKind::kData;
+    p.optimizer = Optimizer::kAdam;
+    p.global_batch = 8;
+    p.groups = {DeviceGroup{{"cpu:0", "cpu:1"}, {5, 3}}};
+    p.stages = {Stage{0, g.num_nodes() - 1, 0}};
+    return p;
+  };
+  constexpr int kSteps = 6;
+  auto train = [&](Engine& engine) {
+    StepInputs batch;
+    batch.inputs = make_inputs({spec}, 11);
+    batch.targets = engine.make_targets(batch.inputs, 12);
+    std::vector<double> losses;
+    for (int i = 0; i < kSteps; ++i) losses.push_back(engine.step(batch).loss);
+    return losses;
+  };
+  LoadedModel single_model = load();
+  Engine single(single_model, plan_for(single_model.ir));
+  const std::vector<double> want = train(single);
+  std::vector<std::vector<double>> got(2);
+  run_ranks(2, [&](int rank, int port) {
+    DistributedGroup group(env_for(rank, 2, port));
+    GlooGradientReducer reducer(group);
+    LoadedModel m = load();
+    EngineOptions o;
+    o.local_replica = rank;
+    o.reducer = &reducer;
+    Engine engine(m, plan_for(m.ir), o);
+    ASSERT_EQ(engine.bindings().size(), 1u);
+    got[static_cast<size_t>(rank)] = train(engine);
+    group.barrier("end");
+  });
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(got[static_cast<size_t>(r)].size(), want.size());
+    for (int i = 0; i < kSteps; ++i)
+      EXPECT_NEAR(got[static_cast<size_t>(r)][i], want[i], 1e-5 * std::abs(want[i])) << i;
+  }
+  EXPECT_LT(want.back(), want.front());
+}
+
+}  // namespace partita

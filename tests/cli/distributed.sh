@@ -1,0 +1,73 @@
+# Multi-process data parallel: `partita launch -n 2 -- partita run` (and torchrun, when installed) trains the MLP and
+# the CNN with the same 20 losses as the in-process engine; a rank that dies or stalls stops the job within 30 s
+# with errors naming it (test hooks PARTITA_FAULT_EXIT_AT_STEP / PARTITA_FAULT_HANG_AT_STEP, see docs).
+source "$(dirname "$0")/lib.sh"
+[ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
+same_losses() {  # same_losses A.json B.json: 20 losses each, relative difference <= 1e-4
+  "$PYTHON" - "$1" "$2" <<'PY'
+import json, sys
+a, b = (json.load(open(p))["losses"] for p in sys.argv[1:3])
+assert len(a) == len(b) == 20, (len(a), len(b))
+worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
+assert worst <= 1e-4, (worst, a[:3], b[:3])
+assert a[-1] < a[0], "loss should fall"
+PY
+}
+free_port() { "$PYTHON" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
+TORCHRUN=$(command -v torchrun || true)
+
+for model in mlp:8x64 cnn:8x3x32x32; do
+  name=${model%%:*}; input=${model#*:}
+  "$PARTITA" plan "$ZOO/$name.pt" --input "$input" --devices cpu:0,cpu:1 --strategy data --train \
+    --json "$WORK/$name.plan.json" >/dev/null || fail "$name: plan"
+  [ "$(json_get "$WORK/$name.plan.json" "len(d['stages']) == 1 and len(d['groups'][0]['devices']) == 2")" = True ] \
+    || fail "$name: want a one-stage plan on 2 devices"
+  run=(run "$ZOO/$name.pt" --input "$input" --plan "$WORK/$name.plan.json" --train --steps 20)
+  "$PARTITA" "${run[@]}" --json "$WORK/$name.one.json" >/dev/null || fail "$name: in-process run"
+  start=$SECONDS
+  "$PARTITA" launch -n 2 -- partita "${run[@]}" --json "$WORK/$name.launch.json" >"$WORK/$name.launch.out" \
+    2>"$WORK/$name.launch.err" || fail "$name: launch: $(tail -3 "$WORK/$name.launch.err")"
+  echo "$name: launch -n 2 took $((SECONDS - start)) s"
+  same_losses "$WORK/$name.one.json" "$WORK/$name.launch.json" || fail "$name: launch losses differ"
+  [ "$(grep -c "step time" "$WORK/$name.launch.out")" = 1 ] || fail "$name: only rank 0 should print the table"
+  if [ -n "$TORCHRUN" ]; then
+    start=$SECONDS
+    "$TORCHRUN" --no_python --redirects 1 --tee 1 --nproc_per_node=2 --master_port="$(free_port)" \
+      "$PARTITA" "${run[@]}" --json "$WORK/$name.torchrun.json" >"$WORK/$name.torchrun.log" 2>&1 \
+      || fail "$name: torchrun: $(tail -5 "$WORK/$name.torchrun.log")"
+    echo "$name: torchrun --nproc_per_node=2 took $((SECONDS - start)) s"
+    same_losses "$WORK/$name.one.json" "$WORK/$name.torchrun.json" || fail "$name: torchrun losses differ"
+  else
+    echo "torchrun not installed: torchrun check skipped"
+  fi
+done
+
+# Faults: rank 1 dies (exit) or stalls at engine step 5; launcher and rank 0 stop within 30 s and name rank 1.
+run=(run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/mlp.plan.json" --train --steps 20)
+start=$SECONDS; rc=0
+PARTITA_FAULT_EXIT_AT_STEP=5 "$PARTITA" launch -n 2 -- partita "${run[@]}" >/dev/null 2>"$WORK/exit.err" || rc=$?
+took=$((SECONDS - start))
+[ "$rc" -ne 0 ] || fail "exit fault: launch should fail"
+[ "$took" -le 30 ] || fail "exit fault: took $took s"
+grep -q "partita: error: rank 1 exited with status 1 first" "$WORK/exit.err" || fail "exit fault: launcher line: $(cat "$WORK/exit.err")"
+grep -q "^\[rank 0\] partita: error: rank 0: .*step 5.*rank 1 did not reach step 5" "$WORK/exit.err" \
+  || fail "exit fault: rank 0 should name rank 1: $(cat "$WORK/exit.err")"
+echo "exit fault stopped in $took s"
+
+start=$SECONDS; rc=0
+PARTITA_FAULT_HANG_AT_STEP=5 PARTITA_DISTRIBUTED_TIMEOUT_S=5 "$PARTITA" launch -n 2 --grace 2 -- partita "${run[@]}" \
+  >/dev/null 2>"$WORK/hang.err" || rc=$?
+took=$((SECONDS - start))
+[ "$rc" -ne 0 ] || fail "hang fault: launch should fail"
+[ "$took" -le 30 ] || fail "hang fault: took $took s"
+grep -q "^\[rank 0\] partita: error: rank 0: .*rank 1 did not reach step 5" "$WORK/hang.err" \
+  || fail "hang fault: rank 0 should name rank 1: $(cat "$WORK/hang.err")"
+grep -q "partita: error: rank 0 exited with status 1 first; then rank 1 was killed" "$WORK/hang.err" \
+  || fail "hang fault: launcher line: $(cat "$WORK/hang.err")"
+echo "hang fault stopped in $took s"
+
+# Refusals: a pipeline plan, or a world size that does not match the plan's devices.
+expect_error "a 3-process run needs a one-stage data-parallel plan with 3 devices" \
+  env WORLD_SIZE=3 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$PARTITA" "${run[@]}"
+expect_error "RANK='x' is not an integer" env WORLD_SIZE=2 RANK=x MASTER_PORT=1 "$PARTITA" "${run[@]}"
+finish
