@@ -21,6 +21,7 @@
 #include "partita/search/planner.h"
 #include "partita/search/simulator.h"
 #include "partita/torch_bridge/memory_meter.h"
+#include "partita/torch_bridge/timing.h"
 #include "plan_runner.h"
 #include "planning_inputs.h"
 
@@ -52,11 +53,6 @@ std::string layout_label(const Plan& p) {
   for (const auto& d : p.used_devices()) devices += (devices.empty() ? "" : "+") + d;
   return fmt::format("{} {} stage(s) x{} mb on {}", strategy_name(p.strategy), p.stages.size(), p.microbatches,
                      devices);
-}
-
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
 void run_optimize(const OptimizeArgs& args) {

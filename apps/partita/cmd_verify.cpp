@@ -10,6 +10,7 @@
 #include "partita/core/json_io.h"
 #include "partita/core/log.h"
 #include "partita/torch_bridge/executor.h"
+#include "partita/torch_bridge/timing.h"
 
 namespace partita::app {
 
@@ -83,11 +84,6 @@ std::vector<torch::Tensor> take_grads(const std::vector<torch::Tensor>& params) 
   return grads;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
 void run_verify(const VerifyArgs& args) {
   const auto specs = args.model.specs();
   LoadedModel model = load_model(args.model.model);
@@ -146,7 +142,7 @@ void run_verify(const VerifyArgs& args) {
                grads.max_abs_diff, grads.close ? " (allclose)" : " (NOT close)");
   }
   if (args.repeat > 0) {
-    const double ours = median(ours_ms), theirs = median(theirs_ms);
+    const double ours = median_of(ours_ms), theirs = median_of(theirs_ms);
     fmt::print(out, "  forward median of {} runs at {} thread(s): executor {:.3f} ms, TorchScript {:.3f} ms ({:+.1f}%)\n",
                args.repeat, at::get_num_threads(), ours, theirs, 100.0 * (ours / theirs - 1.0));
   }
@@ -163,8 +159,8 @@ void run_verify(const VerifyArgs& args) {
     j["threads"] = at::get_num_threads();
     if (args.repeat > 0) {
       j["repeat"] = args.repeat;
-      j["executor_ms"] = median(ours_ms);
-      j["torchscript_ms"] = median(theirs_ms);
+      j["executor_ms"] = median_of(ours_ms);
+      j["torchscript_ms"] = median_of(theirs_ms);
     }
     write_json_file(args.json, j);
   }

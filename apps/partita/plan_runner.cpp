@@ -10,15 +10,9 @@
 #include "partita/hardware/cpu_info.h"
 #include "partita/core/log.h"
 #include "partita/runtime/stage_metrics.h"
+#include "partita/torch_bridge/timing.h"
 
 namespace partita::app {
-
-namespace {
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-}  // namespace
 
 RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,
                    const RunOptions& options) {

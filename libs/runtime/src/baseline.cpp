@@ -9,6 +9,8 @@
 
 #include "partita/core/error.h"
 #include "partita/runtime/blas_threads.h"
+#include "partita/runtime/optimizer.h"
+#include "partita/torch_bridge/timing.h"
 
 namespace partita {
 
@@ -51,20 +53,7 @@ BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>
     std::vector<int64_t> shape = g.value(g.outputs()[0]).tensors.at(0).shape;
     shape[0] = inputs[0].size(0);
     targets = make_targets(kind, inputs[0], shape, 12);
-    switch (options.optimizer) {
-      case Optimizer::kSgd:
-        opt = std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(options.learning_rate));
-        break;
-      case Optimizer::kSgdMomentum:
-        opt = std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(options.learning_rate).momentum(0.9));
-        break;
-      case Optimizer::kAdam:
-        opt = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(options.learning_rate));
-        break;
-      case Optimizer::kAdamW:
-        opt = std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(options.learning_rate));
-        break;
-    }
+    opt = make_optimizer(options.optimizer, params, options.learning_rate);
   }
   auto one_step = [&] {
     if (!training) {
@@ -86,9 +75,7 @@ BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (i >= options.warmup) result.step_ms.push_back(ms);
   }
-  std::vector<double> sorted = result.step_ms;
-  std::sort(sorted.begin(), sorted.end());
-  result.median_ms = sorted.empty() ? 0 : sorted[sorted.size() / 2];
+  result.median_ms = median_of(result.step_ms);
   if (saved_blas > 0) set_blas_threads(saved_blas);
   return result;
 }

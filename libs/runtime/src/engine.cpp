@@ -12,6 +12,7 @@
 #include "channel.h"
 #include "partita/core/error.h"
 #include "partita/runtime/blas_threads.h"
+#include "partita/runtime/optimizer.h"
 #include "partita/runtime/schedule.h"
 #include "partita/runtime/stage_routing.h"
 #include "partita/torch_bridge/executor.h"
@@ -41,20 +42,6 @@ std::vector<torch::Tensor> flatten(const c10::IValue& iv) {
     for (const auto& t : iv.toTensorVector()) out.push_back(t);
   }
   return out;
-}
-
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vector<torch::Tensor> params, double lr) {
-  switch (kind) {
-    case Optimizer::kSgd:
-      return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(lr));
-    case Optimizer::kSgdMomentum:
-      return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(lr).momentum(0.9));
-    case Optimizer::kAdam:
-      return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr));
-    case Optimizer::kAdamW:
-      return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(lr));
-  }
-  PARTITA_FAIL("unknown optimizer");
 }
 
 }  // namespace
