@@ -132,7 +132,7 @@ void run_optimize(const OptimizeArgs& args) {
   BaselineOptions base;
   base.mode = mode;
   base.optimizer = best->plan.optimizer;
-  base.warmup = 1;
+  base.warmup = 3;  // TorchScript's profiling executor re-optimizes the module on its first calls
   base.steps = 3;
   const auto inputs = make_inputs(specs, 11);
   std::vector<BaselineResult> sweep;
