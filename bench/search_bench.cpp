@@ -1,4 +1,5 @@
-// Planning-time benchmark for the strategy search (a program, not a test: prints figures, medians of repeats).
+// Planning-time benchmark for the strategy search (a program, not a test: prints figures, medians of
+// repeats).
 //   1. a 24-layer GPT on 64 unequal devices (target <= 2 s)
 //   2. GPT-3 175B (96 layers) on 1,024 GPUs of three kinds (target <= 30 s)
 //   3. pipeline/hybrid DP vs brute force on hundreds of random small instances (agreement count)
@@ -22,7 +23,8 @@ using namespace partita;
 
 namespace {
 
-DeviceSpec gpu(const std::string& name, double tflops, double mem_gib, double tdp, double idle, double bw_tbs) {
+DeviceSpec gpu(const std::string& name, double tflops, double mem_gib, double tdp, double idle,
+               double bw_tbs) {
   DeviceSpec s;
   s.name = name;
   s.peak_flops[DType::kFloat32] = FlopsPerSecond(tflops * 1e12);
@@ -41,8 +43,9 @@ Cluster cluster_of(const std::vector<std::pair<DeviceSpec, int>>& kinds, int per
   int i = 0;
   for (const auto& [spec, count] : kinds) {
     for (int k = 0; k < count; ++k, ++i) {
-      c.devices.push_back(ClusterDevice{"n" + std::to_string(i / per_node) + "/gpu" + std::to_string(i % per_node),
-                                        "n" + std::to_string(i / per_node), spec});
+      c.devices.push_back(
+          ClusterDevice{"n" + std::to_string(i / per_node) + "/gpu" + std::to_string(i % per_node),
+                        "n" + std::to_string(i / per_node), spec});
     }
   }
   c.intra_node_link = LinkSpec{"NVLink", Seconds(3e-6), BytesPerSecond(300e9), "bench"};
@@ -53,7 +56,8 @@ Cluster cluster_of(const std::vector<std::pair<DeviceSpec, int>>& kinds, int per
 std::vector<DeviceSpec> specs_of(const Cluster& c) {
   std::vector<DeviceSpec> out;
   for (const auto& d : c.devices) {
-    if (std::none_of(out.begin(), out.end(), [&](const DeviceSpec& s) { return s.name == d.spec.name; })) out.push_back(d.spec);
+    if (std::none_of(out.begin(), out.end(), [&](const DeviceSpec& s) { return s.name == d.spec.name; }))
+      out.push_back(d.spec);
   }
   return out;
 }
@@ -75,10 +79,11 @@ void time_planning(const char* title, const Graph& g, const Cluster& c, const Se
   std::printf("%s: %d nodes, %zu devices: planning median %.3f s (min %.3f, max %.3f, %d runs)\n", title,
               g.num_nodes(), c.devices.size(), times[times.size() / 2], times.front(), times.back(), repeats);
   if (out.plan) {
-    std::printf("  chose %s: %zu stages, %d microbatches, step %.4f s, %.1f samples/s, %.0f J/step, %zu candidates\n",
-                std::string(strategy_name(out.plan->strategy)).c_str(), out.plan->stages.size(),
-                out.plan->microbatches, out.plan->prediction.step_time.value(), out.plan->prediction.samples_per_second,
-                out.plan->prediction.energy.value(), out.candidates.size());
+    std::printf(
+        "  chose %s: %zu stages, %d microbatches, step %.4f s, %.1f samples/s, %.0f J/step, %zu candidates\n",
+        std::string(strategy_name(out.plan->strategy)).c_str(), out.plan->stages.size(),
+        out.plan->microbatches, out.plan->prediction.step_time.value(),
+        out.plan->prediction.samples_per_second, out.plan->prediction.energy.value(), out.candidates.size());
   } else {
     std::printf("  no plan: %s\n", out.error.c_str());
   }
@@ -131,10 +136,12 @@ void brute_force_agreement(int instances) {
     for (int d = 0; d < n; ++d) all.push_back(d);
     for (unsigned mask = 1; mask < (1u << n); ++mask) {
       std::vector<int> sub;
-      for (int d = 0; d < n; ++d) if (mask & (1u << d)) sub.push_back(d);
+      for (int d = 0; d < n; ++d)
+        if (mask & (1u << d)) sub.push_back(d);
       do {
         ChainProblem p{&model, blocks, single_device_slots(model, sub), m, 8 / m, Schedule::kOneFOneB};
-        if (auto s = partition_chain_brute_force(p); s && (want < 0 || s->bottleneck.value() < want)) want = s->bottleneck.value();
+        if (auto s = partition_chain_brute_force(p); s && (want < 0 || s->bottleneck.value() < want))
+          want = s->bottleneck.value();
       } while (std::next_permutation(sub.begin(), sub.end()));
     }
     const auto got = best_pipeline(model, blocks, m, Schedule::kOneFOneB);
@@ -145,18 +152,21 @@ void brute_force_agreement(int instances) {
     double hw = -1;
     for (const auto& slots : layouts) {
       ChainProblem p{&model, blocks, slots, m, 8 / m, Schedule::kOneFOneB};
-      if (auto s = partition_chain_brute_force(p); s && (hw < 0 || s->bottleneck.value() < hw)) hw = s->bottleneck.value();
+      if (auto s = partition_chain_brute_force(p); s && (hw < 0 || s->bottleneck.value() < hw))
+        hw = s->bottleneck.value();
     }
     const auto hg = best_hybrid(model, blocks, layouts, m, Schedule::kOneFOneB);
     ++hyb_cmp;
     hyb_agree += (hg.has_value() == (hw >= 0)) && (!hg || hg->solution.bottleneck.value() == hw);
   }
-  std::printf("brute force agreement: pipeline %d/%d, hybrid %d/%d (<= 12 layers, <= 4 unequal devices, %.2f s)\n",
-              pipe_agree, pipe_cmp, hyb_agree, hyb_cmp, seconds_since(t0));
+  std::printf(
+      "brute force agreement: pipeline %d/%d, hybrid %d/%d (<= 12 layers, <= 4 unequal devices, %.2f s)\n",
+      pipe_agree, pipe_cmp, hyb_agree, hyb_cmp, seconds_since(t0));
 }
 
 void unequal_gpus(const Graph& g) {
-  const Cluster c = cluster_of({{gpu("fast", 100, 80, 700, 100, 3.3), 2}, {gpu("half", 50, 80, 400, 60, 1.65), 2}}, 8);
+  const Cluster c =
+      cluster_of({{gpu("fast", 100, 80, 700, 100, 3.3), 2}, {gpu("half", 50, 80, 400, 60, 1.65), 2}}, 8);
   const CostTable t = roofline_cost_table(g, specs_of(c));
   SearchOptions o;
   o.global_batch = 32;
@@ -171,11 +181,13 @@ void unequal_gpus(const Graph& g) {
     std::printf("2 fast + 2 half: no plan (%s / %s)\n", best.error.c_str(), even.error.c_str());
     return;
   }
-  const double ours = best.plan->prediction.samples_per_second, base = even.plan->prediction.samples_per_second;
-  std::printf("2 fast + 2 half GPUs, 24-layer GPT, batch 32: plan %.2f samples/s (%s), even %.2f (%s): %.2fx even, "
-              "%.1f%% of the comm-free ideal %.2f\n",
-              ours, std::string(strategy_name(best.plan->strategy)).c_str(), base,
-              std::string(strategy_name(even.plan->strategy)).c_str(), ours / base, 100 * ours / ideal, ideal);
+  const double ours = best.plan->prediction.samples_per_second,
+               base = even.plan->prediction.samples_per_second;
+  std::printf(
+      "2 fast + 2 half GPUs, 24-layer GPT, batch 32: plan %.2f samples/s (%s), even %.2f (%s): %.2fx even, "
+      "%.1f%% of the comm-free ideal %.2f\n",
+      ours, std::string(strategy_name(best.plan->strategy)).c_str(), base,
+      std::string(strategy_name(even.plan->strategy)).c_str(), ours / base, 100 * ours / ideal, ideal);
 }
 
 }  // namespace
@@ -188,7 +200,8 @@ int main() {
   {
     const Cluster c = cluster_of({{gpu("H100", 989, 80, 700, 100, 3.35), 16},
                                   {gpu("A100", 312, 80, 400, 60, 2.0), 24},
-                                  {gpu("V100", 125, 32, 300, 50, 0.9), 24}}, 8);
+                                  {gpu("V100", 125, 32, 300, 50, 0.9), 24}},
+                                 8);
     SearchOptions o;
     o.global_batch = 512;
     o.max_blocks = 64;
@@ -198,7 +211,8 @@ int main() {
     const Graph gpt3 = build_model_graph(load_model_spec(models + "gpt3-175b.yaml"), 1);
     const Cluster c = cluster_of({{gpu("H100", 989, 80, 700, 100, 3.35), 384},
                                   {gpu("A100", 312, 80, 400, 60, 2.0), 384},
-                                  {gpu("V100", 125, 32, 300, 50, 0.9), 256}}, 8);
+                                  {gpu("V100", 125, 32, 300, 50, 0.9), 256}},
+                                 8);
     SearchOptions o;
     o.global_batch = 1536;
     o.max_blocks = 192;

@@ -13,10 +13,14 @@ namespace partita::app {
 namespace {
 const char* tensor_parallel_name(TensorParallel t) {
   switch (t) {
-    case TensorParallel::kColumnRow: return "column/row";
-    case TensorParallel::kOutputChannel: return "output channels";
-    case TensorParallel::kHeads: return "heads";
-    case TensorParallel::kNone: break;
+    case TensorParallel::kColumnRow:
+      return "column/row";
+    case TensorParallel::kOutputChannel:
+      return "output channels";
+    case TensorParallel::kHeads:
+      return "heads";
+    case TensorParallel::kNone:
+      break;
   }
   return "none";
 }
@@ -60,7 +64,8 @@ AnalysisReport make_analysis_report(const Graph& graph, BatchCheckResult batch, 
   r.inference = analyze_parallelism(graph, ExecutionMode::kInference);
   const auto training = analyze_parallelism(graph, ExecutionMode::kTraining);
   for (size_t i = 0; i < training.size(); ++i) {
-    if (r.inference[i].batch_splittable && !training[i].batch_splittable) r.unsafe_in_training.push_back(training[i].node);
+    if (r.inference[i].batch_splittable && !training[i].batch_splittable)
+      r.unsafe_in_training.push_back(training[i].node);
     if (r.inference[i].tensor_parallel != TensorParallel::kNone) ++r.tensor_parallel_candidates;
   }
   return r;
@@ -69,7 +74,8 @@ AnalysisReport make_analysis_report(const Graph& graph, BatchCheckResult batch, 
 std::string report_to_text(const Graph& graph, const AnalysisReport& r, const std::string& model) {
   std::string s = fmt::format("model        {}\n", model);
   std::string inputs;
-  for (ValueId v : graph.inputs()) inputs += (inputs.empty() ? "" : ", ") + graph.value(v).tensors.at(0).to_string();
+  for (ValueId v : graph.inputs())
+    inputs += (inputs.empty() ? "" : ", ") + graph.value(v).tensors.at(0).to_string();
   s += fmt::format("inputs       {}\n", inputs);
   s += fmt::format("nodes        {} ({} compute)\n", graph.num_nodes(), r.compute_nodes);
   s += fmt::format("parameters   {} ({}), buffers {}\n", format_count(static_cast<double>(r.params)),
@@ -88,23 +94,28 @@ std::string report_to_text(const Graph& graph, const AnalysisReport& r, const st
     s += fmt::format("no estimate  {} (they run; their cost is unknown, not zero)\n", ops);
   }
   const double total = std::max(r.flops.value(), 1.0);
-  s += fmt::format("critical path {} nodes, {:.1f}% of the FLOPs (branch parallelism can give at most {:.2f}x)\n",
-                   r.critical.nodes.size(), 100.0 * r.critical.length.value() / total,
-                   total / std::max(r.critical.length.value(), 1.0));
-  s += fmt::format("branches     {} region(s) with >= 2 independent non-trivial branches\n", r.branches.size());
+  s += fmt::format(
+      "critical path {} nodes, {:.1f}% of the FLOPs (branch parallelism can give at most {:.2f}x)\n",
+      r.critical.nodes.size(), 100.0 * r.critical.length.value() / total,
+      total / std::max(r.critical.length.value(), 1.0));
+  s += fmt::format("branches     {} region(s) with >= 2 independent non-trivial branches\n",
+                   r.branches.size());
   for (size_t i = 0; i < std::min<size_t>(r.branches.size(), 5); ++i) {
     const auto& region = r.branches[i];
     std::string shares;
-    for (const auto& b : region.branches) shares += (shares.empty() ? "" : " | ") + format_flops(branch_flops(graph, b));
-    s += fmt::format("  fork {} -> join {}: {} branches ({})\n",
-                     region.fork == kNoNode ? "input" : graph.node(region.fork).op + " #" + std::to_string(region.fork),
-                     region.join == kNoNode ? "outputs" : graph.node(region.join).op + " #" + std::to_string(region.join),
-                     region.branches.size(), shares);
+    for (const auto& b : region.branches)
+      shares += (shares.empty() ? "" : " | ") + format_flops(branch_flops(graph, b));
+    s += fmt::format(
+        "  fork {} -> join {}: {} branches ({})\n",
+        region.fork == kNoNode ? "input" : graph.node(region.fork).op + " #" + std::to_string(region.fork),
+        region.join == kNoNode ? "outputs" : graph.node(region.join).op + " #" + std::to_string(region.join),
+        region.branches.size(), shares);
   }
   s += "pipeline cuts (fewest bytes crossing near an even split of FLOPs):\n";
   for (const auto& c : r.cuts) {
     s += fmt::format("  after node {:<5} {:<24} {:>12} crossing, {:5.1f}% of FLOPs before\n", c.after_node,
-                     graph.node(c.after_node).op, format_bytes(c.bytes), 100.0 * c.flops_before.value() / total);
+                     graph.node(c.after_node).op, format_bytes(c.bytes),
+                     100.0 * c.flops_before.value() / total);
   }
   s += fmt::format("tensor-parallel candidates {} node(s)\n", r.tensor_parallel_candidates);
   int not_splittable = 0;
@@ -113,12 +124,15 @@ std::string report_to_text(const Graph& graph, const AnalysisReport& r, const st
     s += fmt::format("static check {} node(s) not batch-splittable:\n", not_splittable);
     int shown = 0;
     for (const auto& p : r.inference) {
-      if (!p.batch_splittable && shown++ < 5) s += fmt::format("  node {} {}: {}\n", p.node, graph.node(p.node).op, p.reason);
+      if (!p.batch_splittable && shown++ < 5)
+        s += fmt::format("  node {} {}: {}\n", p.node, graph.node(p.node).op, p.reason);
     }
   }
   if (!r.unsafe_in_training.empty()) {
-    s += fmt::format("training     {} batch_norm node(s) compute batch statistics: data-parallel replicas see "
-                     "different statistics than one device would\n", r.unsafe_in_training.size());
+    s += fmt::format(
+        "training     {} batch_norm node(s) compute batch statistics: data-parallel replicas see "
+        "different statistics than one device would\n",
+        r.unsafe_in_training.size());
   }
   s += fmt::format("batch split  {} (checked by running at batch {} and {})\n",
                    r.batch.splittable() ? "safe" : "NOT safe", r.batch.batch, r.batch.second_batch);
@@ -151,13 +165,15 @@ Json report_to_json(const Graph& graph, const AnalysisReport& r) {
   Json branches = Json::array();
   for (const auto& region : r.branches) {
     Json bs = Json::array();
-    for (const auto& b : region.branches) bs.push_back({{"nodes", b.nodes}, {"flops", branch_flops(graph, b).value()}});
+    for (const auto& b : region.branches)
+      bs.push_back({{"nodes", b.nodes}, {"flops", branch_flops(graph, b).value()}});
     branches.push_back({{"fork", region.fork}, {"join", region.join}, {"branches", bs}});
   }
   j["branches"] = branches;
   Json cuts = Json::array();
   for (const auto& c : r.cuts) {
-    cuts.push_back({{"after_node", c.after_node}, {"bytes", c.bytes.value()}, {"flops_before", c.flops_before.value()}});
+    cuts.push_back(
+        {{"after_node", c.after_node}, {"bytes", c.bytes.value()}, {"flops_before", c.flops_before.value()}});
   }
   j["cut_points"] = cuts;
   j["unsafe_in_training"] = r.unsafe_in_training;

@@ -17,16 +17,16 @@ struct OpSummary {
 };
 
 struct AnalysisReport {
-  int64_t params = 0;          // trainable parameter elements
+  int64_t params = 0;           // trainable parameter elements
   int64_t buffer_elements = 0;  // non-trainable state (batch-norm statistics)
   Bytes param_bytes{0};
-  Flops flops{0};               // forward
-  Bytes activation_bytes{0};    // all intermediate tensors of one forward (what training keeps at most)
-  int compute_nodes = 0;        // nodes that are not structural
+  Flops flops{0};             // forward
+  Bytes activation_bytes{0};  // all intermediate tensors of one forward (what training keeps at most)
+  int compute_nodes = 0;      // nodes that are not structural
   std::vector<OpSummary> top_ops;
   std::vector<std::string> no_estimate;
   BatchCheckResult batch;
-  CriticalPath critical;   // by FLOPs (Seconds field holds FLOPs: a unit-free work measure here)
+  CriticalPath critical;               // by FLOPs (Seconds field holds FLOPs: a unit-free work measure here)
   std::vector<BranchRegion> branches;  // regions with >= 2 non-trivial branches
   std::vector<CutPoint> cuts;
   std::vector<NodeParallelism> inference;  // static parallelizability per node

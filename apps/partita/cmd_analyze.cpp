@@ -1,5 +1,5 @@
-// partita analyze: what the model is — parameters, FLOPs, memory, top ops, critical path, branches, cut points,
-// and whether it splits along the batch.
+// partita analyze: what the model is — parameters, FLOPs, memory, top ops, critical path, branches, cut
+// points, and whether it splits along the batch.
 #include <algorithm>
 #include <map>
 
@@ -44,7 +44,8 @@ void run_analyze(const AnalyzeArgs& args) {
 
 Command register_analyze(CLI::App& app) {
   auto args = std::make_shared<AnalyzeArgs>();
-  CLI::App* cmd = app.add_subcommand("analyze", "graph, shapes, FLOPs, memory, branches and cut points of a model");
+  CLI::App* cmd =
+      app.add_subcommand("analyze", "graph, shapes, FLOPs, memory, branches and cut points of a model");
   add_model_args(*cmd, args->model);
   cmd->add_option("--json", args->json, "write the analysis as JSON (- for stdout)");
   cmd->add_option("--dot", args->dot, "write a Graphviz picture of the graph");

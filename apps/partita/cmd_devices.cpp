@@ -46,11 +46,13 @@ void run_devices(const DevicesArgs& args) {
   LocalClusterOptions groups;
   groups.cpu_partition = CpuPartition::kCoreGroups;
   if (cpu_spec.cores > 1) {
-    for (const auto& d : make_local_cluster(cpu_spec, groups).devices) rows.push_back({d.id, d.spec, d.spec.cores});
+    for (const auto& d : make_local_cluster(cpu_spec, groups).devices)
+      rows.push_back({d.id, d.spec, d.spec.cores});
   }
   const Nvml nvml;
   const CudaDiscovery gpus = discover_cuda_devices(&nvml);
-  for (const auto& g : gpus.devices) rows.push_back({"cuda:" + std::to_string(g.index), cuda_device_spec(g, dbp), 0});
+  for (const auto& g : gpus.devices)
+    rows.push_back({"cuda:" + std::to_string(g.index), cuda_device_spec(g, dbp), 0});
 
   // Measured figures replace discovered ones where the cached profile has the device.
   const std::string profile_path = machine_profile_path(machine_fingerprint().key());
@@ -71,8 +73,8 @@ void run_devices(const DevicesArgs& args) {
   }
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
-  fmt::print(out, "{:<8} {:<5} {:<34} {:>7} {:>10} {:>13} {:>11} {:>9}  {}\n", "ID", "KIND", "NAME", "THREADS",
-             "MEMORY", "f32 FLOP/s", "BANDWIDTH", "OVERHEAD", "FIGURES");
+  fmt::print(out, "{:<8} {:<5} {:<34} {:>7} {:>10} {:>13} {:>11} {:>9}  {}\n", "ID", "KIND", "NAME",
+             "THREADS", "MEMORY", "f32 FLOP/s", "BANDWIDTH", "OVERHEAD", "FIGURES");
   for (const auto& r : rows) {
     const auto f32 = r.spec.flops_for(DType::kFloat32).value();
     fmt::print(out, "{:<8} {:<5} {:<34.34} {:>7} {:>10} {:>13} {:>11} {:>9}  {}\n", r.id,
@@ -86,17 +88,22 @@ void run_devices(const DevicesArgs& args) {
   if (!gpus.note.empty()) fmt::print(out, "GPU: {}\n", gpus.note);
   if (!nvml.available()) fmt::print(out, "NVML: {}\n", nvml.error());
   if (!rapl) fmt::print(out, "RAPL: not available ({}); CPU energy is an estimate\n", rapl_why);
-  fmt::print(out, "{}\n", profile ? "measured figures from " + profile_path + " (" + profile->date + ")"
-                                  : std::string("no machine profile yet: run `partita profile` to measure"));
+  fmt::print(out, "{}\n",
+             profile ? "measured figures from " + profile_path + " (" + profile->date + ")"
+                     : std::string("no machine profile yet: run `partita profile` to measure"));
   if (!args.json.empty()) {
     Json j;
     Json devices = Json::array();
     for (const auto& r : rows) {
-      devices.push_back({{"id", r.id}, {"threads", r.threads}, {"figures", origin(r.spec)},
+      devices.push_back({{"id", r.id},
+                         {"threads", r.threads},
+                         {"figures", origin(r.spec)},
                          {"spec", device_spec_to_json(r.spec)}});
     }
     j["devices"] = devices;
-    j["cpu"] = {{"model", cpu.model_name}, {"physical_cores", cpu.physical_cores}, {"threads", cpu.threads},
+    j["cpu"] = {{"model", cpu.model_name},
+                {"physical_cores", cpu.physical_cores},
+                {"threads", cpu.threads},
                 {"simd", cpu.simd}};
     j["cuda"] = {{"count", gpus.devices.size()}, {"note", gpus.note}};
     j["nvml"] = {{"available", nvml.available()}, {"error", nvml.error()}};

@@ -96,9 +96,9 @@ void run_estimate(const EstimateArgs& args) {
   const ThreadChoice choice = choose_cpu_threads(g, cached.profile, args.train);
   const ResolvedDevice dev = resolve_device(cached.profile, id, choice.threads);
   if (dev.threads > 0) at::set_num_threads(dev.threads);
-  const torch::Device torch_device = id.kind == DeviceKind::kCuda
-                                         ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(id.index))
-                                         : torch::Device(torch::kCPU);
+  const torch::Device torch_device =
+      id.kind == DeviceKind::kCuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(id.index))
+                                   : torch::Device(torch::kCPU);
   ExecutorOptions exec_options;
   exec_options.device = torch_device;
   const Executor executor(model, exec_options);
@@ -143,13 +143,14 @@ void run_estimate(const EstimateArgs& args) {
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
   const std::string threads_text =
-      dev.threads > 0 ? fmt::format(", {} thread(s){}", dev.threads, id.index < 0 ? ": " + choice.why : "") : "";
+      dev.threads > 0 ? fmt::format(", {} thread(s){}", dev.threads, id.index < 0 ? ": " + choice.why : "")
+                      : "";
   fmt::print(out, "estimate {} on {} ({}{}), {}, cost {}\n", args.model.model, id.to_string(), dev.spec.name,
              threads_text, args.train ? "training step (SGD)" : "inference", args.cost);
   fmt::print(out, "  predicted step:   {:>10.3f} ms  (forward {:.3f} ms{})\n", to_milliseconds(predicted),
              to_milliseconds(total.forward),
-             args.train ? fmt::format(", backward {:.3f} ms, loss+update {:.3f} ms", to_milliseconds(total.backward),
-                                      to_milliseconds(update))
+             args.train ? fmt::format(", backward {:.3f} ms, loss+update {:.3f} ms",
+                                      to_milliseconds(total.backward), to_milliseconds(update))
                         : "");
   fmt::print(out, "  predicted memory: {:>10}  (parameters {}, gradients {}, activations {}, workspace {})\n",
              format_bytes(mem.total()), format_bytes(mem.parameters), format_bytes(mem.gradients),
@@ -161,11 +162,13 @@ void run_estimate(const EstimateArgs& args) {
                to_milliseconds(measured->median), measured->repeats,
                error_pct(predicted.value(), measured->median.value()));
     if (measured->peak_measured) {
-      fmt::print(out, "  measured memory:  {:>10}  (peak live CPU tensor bytes), error {:+.1f}%\n",
-                 format_bytes(measured->peak),
-                 error_pct(static_cast<double>(mem.total().value()), static_cast<double>(measured->peak.value())));
+      fmt::print(
+          out, "  measured memory:  {:>10}  (peak live CPU tensor bytes), error {:+.1f}%\n",
+          format_bytes(measured->peak),
+          error_pct(static_cast<double>(mem.total().value()), static_cast<double>(measured->peak.value())));
     }
-    if (measured_joules) fmt::print(out, "  measured energy:  {:>10.4f} J   (nvml)\n", measured_joules->value());
+    if (measured_joules)
+      fmt::print(out, "  measured energy:  {:>10.4f} J   (nvml)\n", measured_joules->value());
   }
   if (!args.json.empty()) {
     Json j;
@@ -180,8 +183,10 @@ void run_estimate(const EstimateArgs& args) {
     j["predicted_backward_ms"] = args.train ? to_milliseconds(total.backward) : 0.0;
     j["predicted_update_ms"] = to_milliseconds(update);
     j["predicted_peak_bytes"] = mem.total().value();
-    j["predicted_memory"] = {{"parameters", mem.parameters.value()},   {"gradients", mem.gradients.value()},
-                             {"optimizer_state", mem.optimizer_state.value()}, {"activations", mem.activations.value()},
+    j["predicted_memory"] = {{"parameters", mem.parameters.value()},
+                             {"gradients", mem.gradients.value()},
+                             {"optimizer_state", mem.optimizer_state.value()},
+                             {"activations", mem.activations.value()},
                              {"workspace", mem.workspace.value()}};
     j["predicted_joules"] = energy.joules.value();
     j["energy_source"] = energy_source_name(energy.source);
@@ -193,9 +198,10 @@ void run_estimate(const EstimateArgs& args) {
       j["measured_repeats"] = measured->repeats;
       j["measured_peak_bytes"] = measured->peak_measured ? Json(measured->peak.value()) : Json(nullptr);
       j["time_error_pct"] = error_pct(predicted.value(), measured->median.value());
-      j["memory_error_pct"] = measured->peak_measured ? Json(error_pct(static_cast<double>(mem.total().value()),
-                                                                       static_cast<double>(measured->peak.value())))
-                                                      : Json(nullptr);
+      j["memory_error_pct"] = measured->peak_measured
+                                  ? Json(error_pct(static_cast<double>(mem.total().value()),
+                                                   static_cast<double>(measured->peak.value())))
+                                  : Json(nullptr);
       j["measured_joules"] = measured_joules ? Json(measured_joules->value()) : Json(nullptr);
       j["measured_energy_source"] = measured_joules ? "nvml" : "none";
     }
@@ -210,7 +216,8 @@ Command register_estimate(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("estimate", "predict step time, peak memory and energy on one device");
   add_model_args(*cmd, args->model);
   cmd->add_option("--device", args->device, "cpu, cpu:N, cpu:A-B or cuda:N")->required();
-  cmd->add_flag("--train", args->train, "a training step (forward, backward, SGD update) instead of inference");
+  cmd->add_flag("--train", args->train,
+                "a training step (forward, backward, SGD update) instead of inference");
   cmd->add_option("--cost", args->cost, "roofline (machine profile) or profiled (per-op replay)");
   cmd->add_flag("--measure", args->measure, "also run the real step and report prediction errors");
   cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");

@@ -1,11 +1,11 @@
-// partita optimize: the one command a user runs. Analyze the model, plan for this machine's devices, measure the
-// planner's best candidates and plain LibTorch at every thread setting, then run the winner and the best baseline
-// side by side and write plan, trace and metrics into an output folder.
+// partita optimize: the one command a user runs. Analyze the model, plan for this machine's devices, measure
+// the planner's best candidates and plain LibTorch at every thread setting, then run the winner and the best
+// baseline side by side and write plan, trace and metrics into an output folder.
 //
-// The planner proposes and measurement decides: its cost model ranks the candidates, the few best are run for a
-// few steps, and the fastest measured one is kept. Single-device plans (the whole CPU; one core with OpenBLAS
-// free) are always among the candidates, so partita never settles for something slower than what one device
-// would do with partita's executor.
+// The planner proposes and measurement decides: its cost model ranks the candidates, the few best are run for
+// a few steps, and the fastest measured one is kept. Single-device plans (the whole CPU; one core with
+// OpenBLAS free) are always among the candidates, so partita never settles for something slower than what one
+// device would do with partita's executor.
 #include <algorithm>
 #include <filesystem>
 #include <set>
@@ -51,8 +51,8 @@ struct Candidate {
 std::string layout_label(const Plan& p) {
   std::string devices;
   for (const auto& d : p.used_devices()) devices += (devices.empty() ? "" : "+") + d;
-  return fmt::format("{} {} stage(s) x{} mb on {}", strategy_name(p.strategy), p.stages.size(), p.microbatches,
-                     devices);
+  return fmt::format("{} {} stage(s) x{} mb on {}", strategy_name(p.strategy), p.stages.size(),
+                     p.microbatches, devices);
 }
 
 void run_optimize(const OptimizeArgs& args) {
@@ -75,8 +75,9 @@ void run_optimize(const OptimizeArgs& args) {
   };
   std::vector<DeviceSet> device_sets = {{args.devices, BlasThreads::kAuto}};
   if (args.devices.empty()) {
-    device_sets.insert(device_sets.end(),
-                       {{"cpu", BlasThreads::kAuto}, {"cpu:0", BlasThreads::kOne}, {"cpu:0", BlasThreads::kLeave}});
+    device_sets.insert(
+        device_sets.end(),
+        {{"cpu", BlasThreads::kAuto}, {"cpu:0", BlasThreads::kOne}, {"cpu:0", BlasThreads::kLeave}});
   }
   std::vector<std::unique_ptr<PlanningInputs>> planning;
   std::vector<Candidate> candidates;
@@ -91,7 +92,9 @@ void run_optimize(const OptimizeArgs& args) {
     // Per-op times measured here, under the OpenBLAS setting the candidate will run with.
     ProfiledCostOptions costs;
     costs.mode = mode;
-    costs.blas_threads = device_sets[i].blas == BlasThreads::kOne ? 1 : device_sets[i].blas == BlasThreads::kLeave ? -1 : 0;
+    costs.blas_threads = device_sets[i].blas == BlasThreads::kOne     ? 1
+                         : device_sets[i].blas == BlasThreads::kLeave ? -1
+                                                                      : 0;
     apply_profiled_costs(*inputs, model, costs);
     // On one device the floor is the plain step: one stage, the whole batch at once.
     if (i > 0) inputs->options.strategy = StrategyKind::kData;
@@ -102,7 +105,8 @@ void run_optimize(const OptimizeArgs& args) {
     for (const Plan& p : outcome.candidates) {
       if (kept == keep) break;
       std::string label = layout_label(p);
-      if (device_sets[i].blas != BlasThreads::kAuto) label += fmt::format(" (blas {})", blas_threads_name(device_sets[i].blas));
+      if (device_sets[i].blas != BlasThreads::kAuto)
+        label += fmt::format(" (blas {})", blas_threads_name(device_sets[i].blas));
       if (!seen.insert(label).second) continue;
       candidates.push_back(Candidate{p, inputs.get(), device_sets[i].blas, 0, label});
       ++kept;
@@ -125,8 +129,9 @@ void run_optimize(const OptimizeArgs& args) {
       c.measured_ms = std::numeric_limits<double>::infinity();
     }
   }
-  const auto best = std::min_element(candidates.begin(), candidates.end(),
-                                     [](const Candidate& a, const Candidate& b) { return a.measured_ms < b.measured_ms; });
+  const auto best =
+      std::min_element(candidates.begin(), candidates.end(),
+                       [](const Candidate& a, const Candidate& b) { return a.measured_ms < b.measured_ms; });
   PARTITA_CHECK(std::isfinite(best->measured_ms), "no candidate plan could run on this machine");
 
   BaselineOptions base;
@@ -140,9 +145,8 @@ void run_optimize(const OptimizeArgs& args) {
     log_info(fmt::format("optimize: measuring plain LibTorch at {}", config.to_string()));
     sweep.push_back(measure_torchscript(baseline_model, inputs, config, base));
   }
-  const auto best_base = std::min_element(sweep.begin(), sweep.end(), [](const auto& a, const auto& b) {
-    return a.median_ms < b.median_ms;
-  });
+  const auto best_base = std::min_element(
+      sweep.begin(), sweep.end(), [](const auto& a, const auto& b) { return a.median_ms < b.median_ms; });
 
   // Side by side, alternating, so drift on a shared machine hits both alike.
   std::vector<double> base_ms, plan_ms;
@@ -166,29 +170,35 @@ void run_optimize(const OptimizeArgs& args) {
   const double speedup = baseline_median / plan_median;
   const double predicted_ms = to_milliseconds(best->plan.prediction.step_time);
   Bytes predicted_peak(0);
-  for (const auto& d : best->plan.prediction.devices) predicted_peak = std::max(predicted_peak, d.peak_memory);
+  for (const auto& d : best->plan.prediction.devices)
+    predicted_peak = std::max(predicted_peak, d.peak_memory);
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
-  fmt::print(out, "\npartita optimize {} ({}, batch {})\n", args.model.model, mode_name(mode), specs[0].shape[0]);
+  fmt::print(out, "\npartita optimize {} ({}, batch {})\n", args.model.model, mode_name(mode),
+             specs[0].shape[0]);
   fmt::print(out, "candidates (planner's ranking, then measured {} steps each):\n", probe.steps);
   for (const auto& c : candidates) {
     const std::string measured = std::isfinite(c.measured_ms) ? fmt::format("{:9.2f} ms", c.measured_ms)
-                                                               : std::string("cannot run here");
+                                                              : std::string("cannot run here");
     fmt::print(out, "  {:<52} predicted {:9.2f} ms  measured {}{}\n", c.label,
                to_milliseconds(c.plan.prediction.step_time), measured, &c == &*best ? "  <- chosen" : "");
   }
   fmt::print(out, "plain LibTorch thread sweep:");
   for (const auto& s : sweep) fmt::print(out, " [{}: {:.2f} ms]", s.config.to_string(), s.median_ms);
-  fmt::print(out, "\n\n{:<44} {:>12} {:>12} {:>9} {:>12}\n", "", "predicted", "measured", "speedup", "peak memory");
-  fmt::print(out, "{:<44} {:>12} {:>9.2f} ms {:>8.2f}x {:>12}\n", "plain LibTorch (" + best_base->config.to_string() + ")",
-             "-", baseline_median, 1.0, "-");
-  fmt::print(out, "{:<44} {:>9.2f} ms {:>9.2f} ms {:>8.2f}x {:>12}\n", "partita: " + best->label.substr(0, 34), predicted_ms,
-             plan_median, speedup, format_bytes(measured_peak));
-  fmt::print(out, "(medians of {} alternating rounds x {} steps; predicted peak {}, measured peak is CPU tensor memory)\n",
+  fmt::print(out, "\n\n{:<44} {:>12} {:>12} {:>9} {:>12}\n", "", "predicted", "measured", "speedup",
+             "peak memory");
+  fmt::print(out, "{:<44} {:>12} {:>9.2f} ms {:>8.2f}x {:>12}\n",
+             "plain LibTorch (" + best_base->config.to_string() + ")", "-", baseline_median, 1.0, "-");
+  fmt::print(out, "{:<44} {:>9.2f} ms {:>9.2f} ms {:>8.2f}x {:>12}\n",
+             "partita: " + best->label.substr(0, 34), predicted_ms, plan_median, speedup,
+             format_bytes(measured_peak));
+  fmt::print(out,
+             "(medians of {} alternating rounds x {} steps; predicted peak {}, measured peak is CPU tensor "
+             "memory)\n",
              args.rounds, args.steps, format_bytes(predicted_peak));
   for (const auto& w : final_report.workers) {
-    fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {:.2f} ms/step (predicted {:.2f})\n", w.stage,
-               w.device, 100.0 * w.utilization, w.busy_ms_per_step, w.predicted_busy_ms);
+    fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {:.2f} ms/step (predicted {:.2f})\n",
+               w.stage, w.device, 100.0 * w.utilization, w.busy_ms_per_step, w.predicted_busy_ms);
   }
 
   namespace fs = std::filesystem;
@@ -197,7 +207,8 @@ void run_optimize(const OptimizeArgs& args) {
   write_json_file((fs::path(args.out) / "plan.json").string(), plan_json);
   Json trace = final_report.trace;
   const PlanningInputs& pi = *best->inputs;
-  merge_trace(trace, chrome_trace(simulate(best->plan, pi.graph, pi.cluster, pi.table, pi.options)), 2, "simulated");
+  merge_trace(trace, chrome_trace(simulate(best->plan, pi.graph, pi.cluster, pi.table, pi.options)), 2,
+              "simulated");
   write_json_file((fs::path(args.out) / "trace.json").string(), trace);
   Json result;
   result["model"] = args.model.model;
@@ -219,12 +230,14 @@ void run_optimize(const OptimizeArgs& args) {
   }
   result["candidates"] = cands;
   Json sweep_json = Json::array();
-  for (const auto& s : sweep) sweep_json.push_back({{"config", s.config.to_string()}, {"median_ms", s.median_ms}});
+  for (const auto& s : sweep)
+    sweep_json.push_back({{"config", s.config.to_string()}, {"median_ms", s.median_ms}});
   result["baseline_sweep"] = sweep_json;
   result["run"] = run_report_to_json(final_report);
   result["plan"] = plan_json;
   write_json_file((fs::path(args.out) / "metrics.json").string(), result);
-  fmt::print(out, "wrote {}/plan.json, trace.json (measured and simulated timelines), metrics.json\n", args.out);
+  fmt::print(out, "wrote {}/plan.json, trace.json (measured and simulated timelines), metrics.json\n",
+             args.out);
   if (!args.json.empty()) write_json_file(args.json, result);
 }
 
@@ -232,15 +245,20 @@ void run_optimize(const OptimizeArgs& args) {
 
 Command register_optimize(CLI::App& app) {
   auto args = std::make_shared<OptimizeArgs>();
-  CLI::App* cmd = app.add_subcommand("optimize", "analyze, plan, measure and run: the fastest way to run this model here");
+  CLI::App* cmd = app.add_subcommand(
+      "optimize", "analyze, plan, measure and run: the fastest way to run this model here");
   add_model_args(*cmd, args->model);
   cmd->add_flag("--train", args->train, "optimize a training step (default: inference)");
   cmd->add_option("--out", args->out, "output folder for plan.json, trace.json, metrics.json");
   cmd->add_option("--json", args->json, "write the results as JSON (- for stdout)");
-  cmd->add_option("--devices", args->devices, "device list to plan for (default: every core as its own device)");
-  cmd->add_option("--steps", args->steps, "steps per round in the final comparison")->check(CLI::PositiveNumber);
-  cmd->add_option("--rounds", args->rounds, "alternating rounds in the final comparison")->check(CLI::PositiveNumber);
-  cmd->add_option("--candidates", args->candidates, "planner candidates to measure")->check(CLI::PositiveNumber);
+  cmd->add_option("--devices", args->devices,
+                  "device list to plan for (default: every core as its own device)");
+  cmd->add_option("--steps", args->steps, "steps per round in the final comparison")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--rounds", args->rounds, "alternating rounds in the final comparison")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--candidates", args->candidates, "planner candidates to measure")
+      ->check(CLI::PositiveNumber);
   return Command{cmd, [args] { run_optimize(*args); }, /*default_threads=*/1};
 }
 

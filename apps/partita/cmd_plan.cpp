@@ -52,21 +52,23 @@ std::string layout_of(const Plan& p) {
 }
 
 std::string explain(const PlanOutcome& out) {
-  std::string text = fmt::format("why it won ({} feasible candidates, ranked by the objective):\n", out.candidates.size());
-  text += fmt::format("  {:>2}  {:<9} {:>11} {:>12} {:>11} {:>11}  {}\n", "#", "strategy", "step", "samples/s",
-                      "peak mem", "J/step", "layout");
+  std::string text =
+      fmt::format("why it won ({} feasible candidates, ranked by the objective):\n", out.candidates.size());
+  text += fmt::format("  {:>2}  {:<9} {:>11} {:>12} {:>11} {:>11}  {}\n", "#", "strategy", "step",
+                      "samples/s", "peak mem", "J/step", "layout");
   for (size_t i = 0; i < out.candidates.size() && i < kAlternativesShown; ++i) {
     const Plan& p = out.candidates[i];
     const bool front = std::find(out.pareto.begin(), out.pareto.end(), i) != out.pareto.end();
-    text += fmt::format("  {:>2}  {:<9} {:>11} {:>12.4g} {:>11} {:>11.4g}  {}{}\n", i + 1, strategy_name(p.strategy),
-                        format_seconds(p.prediction.step_time), p.prediction.samples_per_second,
-                        format_bytes(peak_of(p)), p.prediction.energy.value(), layout_of(p), front ? "  [pareto]" : "");
+    text += fmt::format("  {:>2}  {:<9} {:>11} {:>12.4g} {:>11} {:>11.4g}  {}{}\n", i + 1,
+                        strategy_name(p.strategy), format_seconds(p.prediction.step_time),
+                        p.prediction.samples_per_second, format_bytes(peak_of(p)),
+                        p.prediction.energy.value(), layout_of(p), front ? "  [pareto]" : "");
   }
   text += "  pareto front (no other candidate is both faster and greener):";
   for (size_t i : out.pareto) {
     const Plan& p = out.candidates[i];
-    text += fmt::format(" #{} {} {} {:.4g} J;", i + 1, strategy_name(p.strategy), format_seconds(p.prediction.step_time),
-                        p.prediction.energy.value());
+    text += fmt::format(" #{} {} {} {:.4g} J;", i + 1, strategy_name(p.strategy),
+                        format_seconds(p.prediction.step_time), p.prediction.energy.value());
   }
   text.back() = '\n';
   return text;
@@ -111,24 +113,31 @@ void run_plan(const PlanArgs& args) {
 
 Command register_plan(CLI::App& app) {
   auto args = std::make_shared<PlanArgs>();
-  CLI::App* cmd = app.add_subcommand("plan", "search data/pipeline/hybrid/branch/tensor plans and pick the best");
+  CLI::App* cmd =
+      app.add_subcommand("plan", "search data/pipeline/hybrid/branch/tensor plans and pick the best");
   cmd->add_option("model", args->model, "TorchScript file (or use --model-spec)");
-  cmd->add_option("--input", args->inputs, "input spec DIMxDIM...[:DTYPE[:HIGH]], one per forward() argument");
-  cmd->add_option("--model-spec", args->model_spec, "model spec YAML (config/models/*.yaml), planned without weights");
-  cmd->add_option("--batch", args->batch, "samples per step (default: the --input batch; 8 with --model-spec)")
+  cmd->add_option("--input", args->inputs,
+                  "input spec DIMxDIM...[:DTYPE[:HIGH]], one per forward() argument");
+  cmd->add_option("--model-spec", args->model_spec,
+                  "model spec YAML (config/models/*.yaml), planned without weights");
+  cmd->add_option("--batch", args->batch,
+                  "samples per step (default: the --input batch; 8 with --model-spec)")
       ->check(CLI::PositiveNumber);
-  auto* devices = cmd->add_option("--devices", args->devices,
-                                  "devices of this machine, e.g. cpu:0,cpu:1 or cpu (default: every core as a "
-                                  "one-core group, plus GPUs)");
-  cmd->add_option("--cluster", args->cluster, "cluster YAML describing other hardware (config/clusters/*.yaml)")
+  auto* devices =
+      cmd->add_option("--devices", args->devices,
+                      "devices of this machine, e.g. cpu:0,cpu:1 or cpu (default: every core as a "
+                      "one-core group, plus GPUs)");
+  cmd->add_option("--cluster", args->cluster,
+                  "cluster YAML describing other hardware (config/clusters/*.yaml)")
       ->excludes(devices);
   cmd->add_option("--objective", args->objective, "time, energy or balanced");
   cmd->add_option("--strategy", args->strategy, "auto, data, pipeline, hybrid, branch, tensor or even");
   cmd->add_flag("--train", args->train, "plan a training step (default: inference)");
   cmd->add_option("--memory-limit", args->memory_limit, "per-device memory cap, bytes or like 4GiB");
-  cmd->add_option("--cost", args->cost,
-                  "roofline (device specs) or profiled (per-op times measured here; the default for a TorchScript "
-                  "model on local devices)");
+  cmd->add_option(
+      "--cost", args->cost,
+      "roofline (device specs) or profiled (per-op times measured here; the default for a TorchScript "
+      "model on local devices)");
   cmd->add_option("--microbatches", args->microbatches, "use exactly this many microbatches per step")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--json", args->json, "write the plan as JSON (- for stdout)");

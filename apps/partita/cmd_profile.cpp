@@ -19,8 +19,9 @@ struct ProfileArgs {
 void print_profile(std::FILE* out, const CachedProfile& c) {
   const MachineProfile& p = c.profile;
   fmt::print(out, "machine: {}\n", p.fingerprint);
-  fmt::print(out, "profile: {} ({}{}{}, {:.1f} s)\n", c.path, c.from_cache ? "cached, measured " : "measured ",
-             p.date, p.quick ? ", quick mode" : "", p.seconds_taken);
+  fmt::print(out, "profile: {} ({}{}{}, {:.1f} s)\n", c.path,
+             c.from_cache ? "cached, measured " : "measured ", p.date, p.quick ? ", quick mode" : "",
+             p.seconds_taken);
   fmt::print(out, "intra-op thread scaling (LibTorch threads):\n");
   for (const auto& s : p.thread_scaling) {
     fmt::print(out, "  {:>2} thread(s): matmul {:7.1f} GFLOP/s  conv {:7.1f} GFLOP/s  add {:6.1f} GB/s\n",
@@ -34,10 +35,12 @@ void print_profile(std::FILE* out, const CachedProfile& c) {
   }
   fmt::print(out, "memory bandwidth: copy {:.1f} GB/s, add {:.1f} GB/s (bytes read + written)\n",
              p.copy_bandwidth.value() / 1e9, p.add_bandwidth.value() / 1e9);
-  fmt::print(out, "per-op overhead: {:.2f} us direct, {:.2f} us through the dispatcher (partita's executor)\n",
+  fmt::print(out,
+             "per-op overhead: {:.2f} us direct, {:.2f} us through the dispatcher (partita's executor)\n",
              p.op_overhead_direct.value() * 1e6, p.op_overhead_boxed.value() * 1e6);
   for (const auto& l : p.host_links) {
-    fmt::print(out, "{}: {:.1f} GB/s, latency {:.1f} us\n", l.name, l.bandwidth.value() / 1e9, l.latency.value() * 1e6);
+    fmt::print(out, "{}: {:.1f} GB/s, latency {:.1f} us\n", l.name, l.bandwidth.value() / 1e9,
+               l.latency.value() * 1e6);
   }
   for (const auto& s : p.allreduce) {
     fmt::print(out, "all-reduce loopback {:>10}: {:.3f} ms\n", format_bytes(s.bytes), s.time.value() * 1e3);
@@ -47,7 +50,8 @@ void print_profile(std::FILE* out, const CachedProfile& c) {
                p.loopback->latency.value() * 1e6, p.loopback->bandwidth.value() / 1e9);
   }
   for (const auto& d : p.devices) {
-    fmt::print(out, "device {:<7} threads {:<2} f32 {:7.1f} GFLOP/s  bandwidth {:6.1f} GB/s  overhead {:.2f} us\n",
+    fmt::print(out,
+               "device {:<7} threads {:<2} f32 {:7.1f} GFLOP/s  bandwidth {:6.1f} GB/s  overhead {:.2f} us\n",
                d.id, d.threads, d.spec.flops_for(DType::kFloat32).value() / 1e9,
                d.spec.memory_bandwidth.value() / 1e9, d.spec.op_overhead.value() * 1e6);
   }

@@ -1,8 +1,9 @@
 // partita run: execute a plan on this machine's devices and report step time, losses and utilization.
-// Under torchrun's environment (WORLD_SIZE > 1: `partita launch` or `torchrun --no_python`), this process is one
-// rank of a multi-process data-parallel job: the plan must be one data-parallel stage with WORLD_SIZE devices;
-// rank r runs device r on its share of the same global batch and gradients are all-reduced over Gloo. Only rank 0
-// prints the table and writes --json/--trace (its own worker's metrics; the losses are global).
+// Under torchrun's environment (WORLD_SIZE > 1: `partita launch` or `torchrun --no_python`), this process is
+// one rank of a multi-process data-parallel job: the plan must be one data-parallel stage with WORLD_SIZE
+// devices; rank r runs device r on its share of the same global batch and gradients are all-reduced over
+// Gloo. Only rank 0 prints the table and writes --json/--trace (its own worker's metrics; the losses are
+// global).
 #include <cstdio>
 #include <memory>
 
@@ -37,13 +38,14 @@ void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
   const size_t devices = plan.stages.empty() ? 0 : plan.groups.at(plan.stages[0].group).devices.size();
   PARTITA_CHECK(plan.stages.size() == 1 && devices == static_cast<size_t>(env.world_size) &&
                     plan.groups[plan.stages[0].group].parallelism == GroupParallelism::kData,
-                "a ", env.world_size, "-process run needs a one-stage data-parallel plan with ", env.world_size,
-                " devices, got ", plan.stages.size(), " stage(s) with ", devices,
-                " device(s) in the first; plan with --strategy data --devices LIST of ", env.world_size, " devices");
+                "a ", env.world_size, "-process run needs a one-stage data-parallel plan with ",
+                env.world_size, " devices, got ", plan.stages.size(), " stage(s) with ", devices,
+                " device(s) in the first; plan with --strategy data --devices LIST of ", env.world_size,
+                " devices");
 }
 
-// A failed rank tells the others (through the store) and leaves at once: unwinding would destroy a process group
-// whose peers may be gone, which can block.
+// A failed rank tells the others (through the store) and leaves at once: unwinding would destroy a process
+// group whose peers may be gone, which can block.
 [[noreturn]] void exit_failed_rank(DistributedGroup& group, const std::exception& e) {
   std::string message = first_line(e);
   if (message.rfind("rank ", 0) != 0) message = "rank " + std::to_string(group.rank()) + ": " + message;
@@ -58,9 +60,9 @@ void run_run(const RunArgs& args) {
   const auto specs = args.model.specs();
   const Plan plan = plan_from_json(read_json_file(args.plan));
   const bool plan_trains = plan.mode == Mode::kTraining;
-  PARTITA_CHECK(plan_trains == args.train, "plan '", args.plan, "' is for ", mode_name(plan.mode), " but --train was ",
-                args.train ? "given" : "not given", "; plan with", args.train ? "" : "out", " --train or run with",
-                plan_trains ? "" : "out", " --train");
+  PARTITA_CHECK(plan_trains == args.train, "plan '", args.plan, "' is for ", mode_name(plan.mode),
+                " but --train was ", args.train ? "given" : "not given", "; plan with",
+                args.train ? "" : "out", " --train or run with", plan_trains ? "" : "out", " --train");
   const std::optional<DistributedEnv> dist = distributed_env_from_environment();
   if (dist) check_distributed_plan(plan, *dist);
   LoadedModel model = load_model(args.model.model);
@@ -70,7 +72,8 @@ void run_run(const RunArgs& args) {
   options.learning_rate = args.lr;
   options.loss = parse_loss_kind(args.loss);
   options.record_trace = !args.trace.empty();
-  log_info(fmt::format("run: {} on {} device(s), {} step(s)", args.model.model, plan.used_devices().size(), args.steps));
+  log_info(fmt::format("run: {} on {} device(s), {} step(s)", args.model.model, plan.used_devices().size(),
+                       args.steps));
   std::unique_ptr<DistributedGroup> group;
   std::unique_ptr<GlooGradientReducer> reducer;
   if (dist) {
@@ -90,12 +93,13 @@ void run_run(const RunArgs& args) {
   if (dist && dist->rank != 0) return;  // rank 0 reports for the job
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
-  fmt::print(out, "step time {:.2f} ms median of {} (spread {:.2f} ms), {:.1f} samples/s; predicted {:.2f} ms\n",
+  fmt::print(out,
+             "step time {:.2f} ms median of {} (spread {:.2f} ms), {:.1f} samples/s; predicted {:.2f} ms\n",
              report.median_ms, report.step_ms.size(), report.spread_ms, report.samples_per_second,
              to_milliseconds(plan.prediction.step_time));
   for (const auto& w : report.workers) {
-    fmt::print(out, "  stage {} on {:<8} busy {:8.2f} ms/step (predicted {:8.2f}), utilization {:5.1f}%\n", w.stage,
-               w.device, w.busy_ms_per_step, w.predicted_busy_ms, 100.0 * w.utilization);
+    fmt::print(out, "  stage {} on {:<8} busy {:8.2f} ms/step (predicted {:8.2f}), utilization {:5.1f}%\n",
+               w.stage, w.device, w.busy_ms_per_step, w.predicted_busy_ms, 100.0 * w.utilization);
   }
   if (!report.losses.empty()) {
     fmt::print(out, "  loss {:.5f} -> {:.5f}\n", report.losses.front(), report.losses.back());
@@ -115,7 +119,8 @@ Command register_run(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("run", "execute a plan (from partita plan --json) on this machine");
   add_model_args(*cmd, args->model);
   cmd->add_option("--plan", args->plan, "plan JSON from partita plan")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--steps", args->steps, "steps to time (after 2 warm-up steps)")->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", args->steps, "steps to time (after 2 warm-up steps)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--train", args->train, "training steps (the plan must be a training plan)");
   cmd->add_option("--lr", args->lr, "learning rate");
   cmd->add_option("--loss", args->loss, "auto, cross_entropy, mse or next_token");

@@ -1,5 +1,6 @@
-// partita simulate: replay a plan file through the discrete-event simulator on the graph, cluster and cost table
-// rebuilt from the plan's "source" section; print the prediction, write it as JSON and as a Chrome trace.
+// partita simulate: replay a plan file through the discrete-event simulator on the graph, cluster and cost
+// table rebuilt from the plan's "source" section; print the prediction, write it as JSON and as a Chrome
+// trace.
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -54,10 +55,12 @@ void run_simulate(const SimulateArgs& args) {
 
 Command register_simulate(CLI::App& app) {
   auto args = std::make_shared<SimulateArgs>();
-  CLI::App* cmd = app.add_subcommand("simulate", "predict a plan's step time, memory and energy (and draw its timeline)");
+  CLI::App* cmd =
+      app.add_subcommand("simulate", "predict a plan's step time, memory and energy (and draw its timeline)");
   cmd->add_option("plan", args->plan, "plan JSON written by partita plan --json")->required();
   cmd->add_option("--trace", args->trace, "write the simulated timeline as Chrome trace JSON (Perfetto)");
-  cmd->add_option("--json", args->json, "write the plan with the simulated prediction as JSON (- for stdout)");
+  cmd->add_option("--json", args->json,
+                  "write the plan with the simulated prediction as JSON (- for stdout)");
   return Command{cmd, [args] { run_simulate(*args); }};
 }
 

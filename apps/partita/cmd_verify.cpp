@@ -143,8 +143,10 @@ void run_verify(const VerifyArgs& args) {
   }
   if (args.repeat > 0) {
     const double ours = median_of(ours_ms), theirs = median_of(theirs_ms);
-    fmt::print(out, "  forward median of {} runs at {} thread(s): executor {:.3f} ms, TorchScript {:.3f} ms ({:+.1f}%)\n",
-               args.repeat, at::get_num_threads(), ours, theirs, 100.0 * (ours / theirs - 1.0));
+    fmt::print(
+        out,
+        "  forward median of {} runs at {} thread(s): executor {:.3f} ms, TorchScript {:.3f} ms ({:+.1f}%)\n",
+        args.repeat, at::get_num_threads(), ours, theirs, 100.0 * (ours / theirs - 1.0));
   }
   if (!args.json.empty()) {
     Json j;
@@ -165,17 +167,20 @@ void run_verify(const VerifyArgs& args) {
     write_json_file(args.json, j);
   }
   PARTITA_CHECK(ok, "verify failed for '", args.model.model, "': max abs difference ",
-                std::max(outputs.max_abs_diff, grads.max_abs_diff), " exceeds rtol=", args.rtol, " atol=", args.atol);
+                std::max(outputs.max_abs_diff, grads.max_abs_diff), " exceeds rtol=", args.rtol,
+                " atol=", args.atol);
 }
 
 }  // namespace
 
 Command register_verify(CLI::App& app) {
   auto args = std::make_shared<VerifyArgs>();
-  CLI::App* cmd = app.add_subcommand("verify", "run the model with partita's executor and TorchScript; compare");
+  CLI::App* cmd =
+      app.add_subcommand("verify", "run the model with partita's executor and TorchScript; compare");
   add_model_args(*cmd, args->model);
   cmd->add_flag("--train", args->train, "also compare every parameter gradient");
-  cmd->add_option("--repeat", args->repeat, "time N forward passes of each (medians)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--repeat", args->repeat, "time N forward passes of each (medians)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--rtol", args->rtol, "relative tolerance");
   cmd->add_option("--atol", args->atol, "absolute tolerance");
   cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");

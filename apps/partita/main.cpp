@@ -20,7 +20,8 @@ std::vector<InputSpec> ModelArgs::specs() const {
 }
 
 void add_model_args(CLI::App& cmd, ModelArgs& args) {
-  cmd.add_option("model", args.model, "TorchScript file (torch.jit.trace(model, example).save(path))")->required();
+  cmd.add_option("model", args.model, "TorchScript file (torch.jit.trace(model, example).save(path))")
+      ->required();
   cmd.add_option("--input", args.inputs, "input spec DIMxDIM...[:DTYPE[:HIGH]], one per forward() argument")
       ->required();
 }
@@ -43,16 +44,11 @@ int main(int argc, char** argv) {
     return "partita: error: " + std::string(e.what()) + " (see partita --help)\n";
   });
   const std::vector<partita::app::Command> commands = {
-      partita::app::register_analyze(app),
-      partita::app::register_verify(app),
-      partita::app::register_devices(app),
-      partita::app::register_profile(app),
-      partita::app::register_estimate(app),
-      partita::app::register_loopback_worker(app),
-      partita::app::register_plan(app),
-      partita::app::register_simulate(app),
-      partita::app::register_run(app),
-      partita::app::register_optimize(app),
+      partita::app::register_analyze(app),  partita::app::register_verify(app),
+      partita::app::register_devices(app),  partita::app::register_profile(app),
+      partita::app::register_estimate(app), partita::app::register_loopback_worker(app),
+      partita::app::register_plan(app),     partita::app::register_simulate(app),
+      partita::app::register_run(app),      partita::app::register_optimize(app),
       partita::app::register_launch(app),
   };
   try {
@@ -62,7 +58,8 @@ int main(int argc, char** argv) {
     partita::set_log_level(show_progress ? partita::LogLevel::kInfo : partita::LogLevel::kWarning);
     for (const auto& c : commands) {
       if (!c.cli->parsed()) continue;
-      const int fallback = c.default_threads > 0 ? c.default_threads : static_cast<int>(std::thread::hardware_concurrency());
+      const int fallback =
+          c.default_threads > 0 ? c.default_threads : static_cast<int>(std::thread::hardware_concurrency());
       at::set_num_threads(std::max(1, threads > 0 ? threads : fallback));
       c.run();
     }

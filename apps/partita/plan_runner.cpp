@@ -7,8 +7,8 @@
 
 #include "partita/core/error.h"
 #include "partita/core/format.h"
-#include "partita/hardware/cpu_info.h"
 #include "partita/core/log.h"
+#include "partita/hardware/cpu_info.h"
 #include "partita/runtime/stage_metrics.h"
 #include "partita/torch_bridge/timing.h"
 
@@ -17,15 +17,15 @@ namespace partita::app {
 RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,
                    const RunOptions& options) {
   PARTITA_CHECK(options.steps >= 1, "--steps must be at least 1, got ", options.steps);
-  PARTITA_CHECK(!specs.empty() && specs[0].shape[0] == plan.global_batch, "the plan is for a global batch of ",
-                plan.global_batch, " but --input has batch ", specs.empty() ? 0 : specs[0].shape[0],
-                "; use the same input spec as for planning");
+  PARTITA_CHECK(!specs.empty() && specs[0].shape[0] == plan.global_batch,
+                "the plan is for a global batch of ", plan.global_batch, " but --input has batch ",
+                specs.empty() ? 0 : specs[0].shape[0], "; use the same input spec as for planning");
   // A stage that cannot fit is refused before anything runs. Host devices share the machine's memory.
   const CpuInfo cpu = discover_cpu();
   for (const auto& d : plan.prediction.devices) {
     if (d.device.rfind("cpu", 0) != 0) continue;
-    PARTITA_CHECK(d.peak_memory <= cpu.memory_available, "plan needs ", format_bytes(d.peak_memory), " on ", d.device,
-                  " but this machine has ", format_bytes(cpu.memory_available),
+    PARTITA_CHECK(d.peak_memory <= cpu.memory_available, "plan needs ", format_bytes(d.peak_memory), " on ",
+                  d.device, " but this machine has ", format_bytes(cpu.memory_available),
                   " available; plan again with --memory-limit or a smaller batch");
   }
   EngineOptions engine_options;
@@ -52,12 +52,14 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     }
     const auto t0 = std::chrono::steady_clock::now();
     const StepResult r = engine.step(batch);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (i >= options.warmup) {
       report.step_ms.push_back(ms);
       if (training) report.losses.push_back(r.loss);
     }
-    log_info(fmt::format("step {}/{}: {:.1f} ms{}{}", i + 1, total, ms, i < options.warmup ? " (warm-up)" : "",
+    log_info(fmt::format("step {}/{}: {:.1f} ms{}{}", i + 1, total, ms,
+                         i < options.warmup ? " (warm-up)" : "",
                          training ? fmt::format(", loss {:.5f}", r.loss) : ""));
   }
   report.median_ms = median_of(report.step_ms);

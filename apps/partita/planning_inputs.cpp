@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
-#include <filesystem>
 #include <chrono>
 #include <exception>
+#include <filesystem>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -17,9 +17,9 @@
 #include "partita/hardware/cluster_file.h"
 #include "partita/hardware/cpu_info.h"
 #include "partita/hardware/cpu_spec.h"
+#include "partita/hardware/machine_profile.h"
 #include "partita/hardware/nvml.h"
 #include "partita/hardware/quantity_parse.h"
-#include "partita/hardware/machine_profile.h"
 #include "partita/runtime/blas_threads.h"
 #include "partita/runtime/device_binding.h"
 #include "partita/search/model_spec.h"
@@ -36,8 +36,8 @@ std::string absolute(const std::string& path) {
   return path.empty() ? path : std::filesystem::absolute(path).lexically_normal().string();
 }
 
-// The database profile of a GPU NVML names ("NVIDIA H200" -> "H200"): exact name, the name without the vendor,
-// else the longest profile name contained in it. nullptr when none matches.
+// The database profile of a GPU NVML names ("NVIDIA H200" -> "H200"): exact name, the name without the
+// vendor, else the longest profile name contained in it. nullptr when none matches.
 const DeviceSpec* gpu_profile(const HardwareDb& db, const std::string& nvml_name) {
   if (const DeviceSpec* s = db.find_device(nvml_name)) return s;
   const std::string bare = nvml_name.starts_with("NVIDIA ") ? nvml_name.substr(7) : nvml_name;
@@ -66,8 +66,9 @@ LocalHardware discover_local(const HardwareDb& db) {
     const NvmlDeviceInfo info = nvml.device_info(i);
     const DeviceSpec* profile = gpu_profile(db, info.name);
     if (!profile) {
-      log_warning(fmt::format("GPU cuda:{} '{}' has no profile in {}; it is left out of planning (add it there)",
-                              i, info.name, db.path));
+      log_warning(
+          fmt::format("GPU cuda:{} '{}' has no profile in {}; it is left out of planning (add it there)", i,
+                      info.name, db.path));
       continue;
     }
     DeviceSpec spec = *profile;
@@ -90,13 +91,14 @@ std::vector<std::string> split_list(const std::string& text) {
   std::stringstream ss(text);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    item.erase(std::remove_if(item.begin(), item.end(), [](unsigned char ch) { return std::isspace(ch); }), item.end());
-    PARTITA_CHECK(!item.empty(), "--devices '", text, "' has an empty entry; write ids separated by commas, like cpu:0,cpu:1");
+    item.erase(std::remove_if(item.begin(), item.end(), [](unsigned char ch) { return std::isspace(ch); }),
+               item.end());
+    PARTITA_CHECK(!item.empty(), "--devices '", text,
+                  "' has an empty entry; write ids separated by commas, like cpu:0,cpu:1");
     out.push_back(item);
   }
   return out;
 }
-
 
 // The cached measured profile of this machine (`partita profile`), or nullopt. Never measures: a full profile
 // takes minutes, and the op profiler measures what the plan needs anyway.
@@ -176,7 +178,8 @@ void model_step(const Executor& executor, const std::vector<c10::IValue>& inputs
 }
 
 // Median seconds of `repeats` steps after one warm-up, on the calling thread.
-double median_step(const Executor& executor, const std::vector<c10::IValue>& inputs, bool train, int repeats) {
+double median_step(const Executor& executor, const std::vector<c10::IValue>& inputs, bool train,
+                   int repeats) {
   model_step(executor, inputs, train);
   std::vector<double> s;
   for (int i = 0; i < repeats; ++i) {
@@ -228,7 +231,8 @@ Cluster local_cluster(const std::string& devices, const HardwareDb& db) {
   Cluster cluster;
   cluster.name = "localhost";
   cluster.intra_node_link = shared_memory_link(hw.cpu);
-  // Host <-> GPU traffic crosses PCIe; the H100/H200 generation sits on PCIe 5 (about 55 GB/s measured pinned).
+  // Host <-> GPU traffic crosses PCIe; the H100/H200 generation sits on PCIe 5 (about 55 GB/s measured
+  // pinned).
   std::vector<bool> core_used(static_cast<size_t>(std::max(hw.cpu.cores, 1)), false);
   for (const auto& text : ids) {
     const DeviceId id = parse_device_id(text);
@@ -237,11 +241,12 @@ Cluster local_cluster(const std::string& devices, const HardwareDb& db) {
     if (id.kind == DeviceKind::kCpu) {
       const int first = id.index < 0 ? 0 : id.index;
       const int last = id.index < 0 ? hw.cpu.cores - 1 : id.last_core;
-      PARTITA_CHECK(last < hw.cpu.cores, "device ", name, " is not here: this machine has ", available_ids(hw),
-                    "; describe other hardware with --cluster FILE.yaml");
+      PARTITA_CHECK(last < hw.cpu.cores, "device ", name, " is not here: this machine has ",
+                    available_ids(hw), "; describe other hardware with --cluster FILE.yaml");
       for (int c = first; c <= last; ++c) {
-        PARTITA_CHECK(!core_used[static_cast<size_t>(c)], "device ", name, " shares core ", c,
-                      " with another device in --devices; give each core to one device (e.g. cpu:0,cpu:1 or cpu)");
+        PARTITA_CHECK(
+            !core_used[static_cast<size_t>(c)], "device ", name, " shares core ", c,
+            " with another device in --devices; give each core to one device (e.g. cpu:0,cpu:1 or cpu)");
         core_used[static_cast<size_t>(c)] = true;
       }
       DeviceSpec spec = id.index < 0 ? hw.cpu : cpu_group_spec(hw.cpu, last - first + 1);
@@ -253,7 +258,8 @@ Cluster local_cluster(const std::string& devices, const HardwareDb& db) {
                   " is not here: this machine has ", available_ids(hw),
                   "; describe other hardware with --cluster FILE.yaml");
     const DeviceSpec& spec = hw.gpus[static_cast<size_t>(it - hw.gpu_ids.begin())];
-    const bool pcie5 = spec.name.find("H100") != std::string::npos || spec.name.find("H200") != std::string::npos;
+    const bool pcie5 =
+        spec.name.find("H100") != std::string::npos || spec.name.find("H200") != std::string::npos;
     const LinkSpec host = db.link(pcie5 ? "PCIe 5.0 x16" : "PCIe 4.0 x16");
     for (const auto& other : cluster.devices) cluster.links.push_back(ClusterLink{other.id, name, host});
     cluster.devices.push_back(ClusterDevice{name, "localhost", spec});
@@ -262,7 +268,8 @@ Cluster local_cluster(const std::string& devices, const HardwareDb& db) {
 }
 
 Bytes parse_memory_limit(const std::string& text) {
-  const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
+  const bool digits =
+      !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
   if (digits) {
     try {
       return Bytes(std::stoll(text));
@@ -271,21 +278,24 @@ Bytes parse_memory_limit(const std::string& text) {
     }
   }
   const auto b = parse_bytes(text);
-  PARTITA_CHECK(b && b->value() > 0, "--memory-limit '", text, "' is not a memory size; write bytes or a size like ",
-                kBytesExample, ", 4GiB or 512MB");
+  PARTITA_CHECK(b && b->value() > 0, "--memory-limit '", text,
+                "' is not a memory size; write bytes or a size like ", kBytesExample, ", 4GiB or 512MB");
   return *b;
 }
 
 Graph load_source_graph(const PlanSource& source) {
   const bool has_model = !source.model.empty(), has_spec = !source.model_spec.empty();
-  PARTITA_CHECK(has_model != has_spec, has_model ? "give either MODEL.pt or --model-spec, not both"
-                                                 : "nothing to plan: give MODEL.pt --input SPEC... or --model-spec FILE.yaml");
+  PARTITA_CHECK(has_model != has_spec,
+                has_model ? "give either MODEL.pt or --model-spec, not both"
+                          : "nothing to plan: give MODEL.pt --input SPEC... or --model-spec FILE.yaml");
   if (has_spec) {
-    PARTITA_CHECK(source.batch >= 1, "--batch is ", source.batch, "; give a positive number of samples per step");
+    PARTITA_CHECK(source.batch >= 1, "--batch is ", source.batch,
+                  "; give a positive number of samples per step");
     log_info(fmt::format("building {} at batch {}", source.model_spec, source.batch));
     return build_model_graph(load_model_spec(source.model_spec), source.batch);
   }
-  PARTITA_CHECK(!source.inputs.empty(), "--input is required with a TorchScript model: one spec per forward() argument, "
+  PARTITA_CHECK(!source.inputs.empty(),
+                "--input is required with a TorchScript model: one spec per forward() argument, "
                 "like --input 32x64");
   std::vector<InputSpec> specs;
   for (const auto& s : source.inputs) specs.push_back(parse_input_spec(s));
@@ -296,9 +306,10 @@ Graph load_source_graph(const PlanSource& source) {
 }
 
 PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_batch) {
-  PARTITA_CHECK(source.devices.empty() || source.cluster.empty(),
-                "give either --devices or --cluster, not both: --devices names devices of this machine, --cluster "
-                "describes other hardware");
+  PARTITA_CHECK(
+      source.devices.empty() || source.cluster.empty(),
+      "give either --devices or --cluster, not both: --devices names devices of this machine, --cluster "
+      "describes other hardware");
   PlanningInputs in;
   const HardwareDb db = load_hardware_db(default_hardware_db_path());
   if (!source.cluster.empty()) {
@@ -321,11 +332,13 @@ PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_ba
   PARTITA_CHECK(!in.cluster.devices.empty(), "no devices to plan for; name some with --devices or --cluster");
   std::vector<DeviceSpec> specs;
   for (const auto& d : in.cluster.devices) {
-    if (std::none_of(specs.begin(), specs.end(), [&](const DeviceSpec& s) { return s.name == d.spec.name; })) {
+    if (std::none_of(specs.begin(), specs.end(),
+                     [&](const DeviceSpec& s) { return s.name == d.spec.name; })) {
       specs.push_back(d.spec);
     }
   }
-  log_info(fmt::format("cost table: roofline over {} device kind(s), {} nodes", specs.size(), graph.num_nodes()));
+  log_info(
+      fmt::format("cost table: roofline over {} device kind(s), {} nodes", specs.size(), graph.num_nodes()));
   in.table = roofline_cost_table(graph, specs);
   source.cost = in.table.method.empty() ? "roofline" : in.table.method;
   int batch = graph_batch;
@@ -349,7 +362,8 @@ PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_ba
 }
 
 void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const ProfiledCostOptions& options) {
-  PARTITA_CHECK(in.source.cluster.empty(), "--cost profiled measures this machine's devices; a --cluster file "
+  PARTITA_CHECK(in.source.cluster.empty(),
+                "--cost profiled measures this machine's devices; a --cluster file "
                 "describes other hardware: use --cost roofline there");
   PARTITA_CHECK(in.graph.num_nodes() == model.ir.num_nodes(), "apply_profiled_costs: the model has ",
                 model.ir.num_nodes(), " nodes, the planning graph ", in.graph.num_nodes());
@@ -369,9 +383,10 @@ void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const Profiled
   };
   try {
     for (size_t row = 0; row < in.table.spec_names.size(); ++row) {
-      const auto dev = std::find_if(in.cluster.devices.begin(), in.cluster.devices.end(), [&](const ClusterDevice& d) {
-        return d.spec.name == in.table.spec_names[row] && d.spec.kind == DeviceKind::kCpu;
-      });
+      const auto dev =
+          std::find_if(in.cluster.devices.begin(), in.cluster.devices.end(), [&](const ClusterDevice& d) {
+            return d.spec.name == in.table.spec_names[row] && d.spec.kind == DeviceKind::kCpu;
+          });
       if (dev == in.cluster.devices.end()) continue;
       const DeviceBinding binding = bind_device(dev->id);
       int blas = options.blas_threads;
@@ -393,10 +408,10 @@ void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const Profiled
           t.backward = t.backward * factor;
         }
       }
-      log_info(fmt::format("cost table: measured {} on {} ({} thread(s), OpenBLAS {}); contention with {} other "
-                           "CPU device(s): x{:.2f}",
-                           in.table.spec_names[row], dev->id, binding.threads, blas_threads(), cpu_ids.size() - 1,
-                           factor));
+      log_info(fmt::format(
+          "cost table: measured {} on {} ({} thread(s), OpenBLAS {}); contention with {} other "
+          "CPU device(s): x{:.2f}",
+          in.table.spec_names[row], dev->id, binding.threads, blas_threads(), cpu_ids.size() - 1, factor));
       apply_measured_times(in.table, static_cast<int>(row), result.times);
       restore_blas();
     }
@@ -408,17 +423,19 @@ void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const Profiled
 }
 
 PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode) {
-  PARTITA_CHECK(source.cost.empty() || source.cost == "roofline" || source.cost == "profiled", "unknown --cost '",
-                source.cost, "': use roofline or profiled");
-  const bool want_profile = source.cost == "profiled" || (source.cost.empty() && source.cluster.empty() &&
-                                                           source.model_spec.empty());
+  PARTITA_CHECK(source.cost.empty() || source.cost == "roofline" || source.cost == "profiled",
+                "unknown --cost '", source.cost, "': use roofline or profiled");
+  const bool want_profile = source.cost == "profiled" ||
+                            (source.cost.empty() && source.cluster.empty() && source.model_spec.empty());
   if (!want_profile) {
     const int batch = source.model_spec.empty() ? 0 : source.batch;
     return make_planning_inputs(load_source_graph(source), source, batch);
   }
-  PARTITA_CHECK(source.cluster.empty(), "--cost profiled measures this machine's devices; a --cluster file "
+  PARTITA_CHECK(source.cluster.empty(),
+                "--cost profiled measures this machine's devices; a --cluster file "
                 "describes other hardware: use --cost roofline there");
-  PARTITA_CHECK(source.model_spec.empty(), "--cost profiled needs a TorchScript model to run; a --model-spec "
+  PARTITA_CHECK(source.model_spec.empty(),
+                "--cost profiled needs a TorchScript model to run; a --model-spec "
                 "has no weights: use --cost roofline there");
   PARTITA_CHECK(!source.model.empty() && !source.inputs.empty(),
                 "nothing to plan: give MODEL.pt --input SPEC... or --model-spec FILE.yaml");

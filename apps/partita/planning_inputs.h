@@ -1,9 +1,9 @@
 #pragma once
-// What the planner needs, built from what the user named: the graph (a TorchScript model run once on its input
-// specs, or a model spec YAML built without weights), the cluster (local device ids checked against this
-// machine, or a cluster file), the cost table over the cluster's specs, and default search options.
-// Shared by `partita plan`, `partita simulate` (which rebuilds the same inputs from a plan's "source" section)
-// and `partita optimize`.
+// What the planner needs, built from what the user named: the graph (a TorchScript model run once on its
+// input specs, or a model spec YAML built without weights), the cluster (local device ids checked against
+// this machine, or a cluster file), the cost table over the cluster's specs, and default search options.
+// Shared by `partita plan`, `partita simulate` (which rebuilds the same inputs from a plan's "source"
+// section) and `partita optimize`.
 //
 // Local devices: this machine's CPU is discovered (cpu_info.h) and matched against the hardware database;
 // its GPUs come from NVML (named devices matched to database profiles). The default device list is every

@@ -64,16 +64,15 @@ Bytes largest_node_io(const Graph& graph, NodeId first, NodeId last) {
 bool is_inplace(const std::string& op) { return op.size() > 1 && op.back() == '_' && !op.ends_with("__"); }
 
 bool op_is(const Node& node, std::initializer_list<std::string_view> names) {
-  const std::string_view bare = std::string_view(node.op).substr(node.op.find("::") == std::string::npos
-                                                                     ? 0
-                                                                     : node.op.find("::") + 2);
+  const std::string_view bare =
+      std::string_view(node.op).substr(node.op.find("::") == std::string::npos ? 0 : node.op.find("::") + 2);
   return std::find(names.begin(), names.end(), bare) != names.end();
 }
 
 // What autograd keeps of one forward, value by value: storage roots (views and in-place results share their
 // input's storage), which values need a gradient, and which tensors each node saves for its backward.
 struct AutogradModel {
-  std::vector<ValueId> root;       // [value] the value whose storage it shares (itself when it owns one)
+  std::vector<ValueId> root;        // [value] the value whose storage it shares (itself when it owns one)
   std::vector<bool> requires_grad;  // [value]
   std::vector<std::vector<ValueId>> saved;  // [node] roots saved for backward
   std::vector<Bytes> saved_extra;           // [node] saved tensors that are not graph values (pool indices)
@@ -177,7 +176,8 @@ AutogradModel autograd_model(const Graph& g) {
     // max_pool2d keeps its int64 argmax indices, one per output element.
     if (op_is(node, {"max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices"}) &&
         !node.outputs.empty()) {
-      for (const auto& t : g.value(node.outputs[0]).tensors) m.saved_extra[static_cast<size_t>(node.id)] += Bytes(t.numel() * 8);
+      for (const auto& t : g.value(node.outputs[0]).tensors)
+        m.saved_extra[static_cast<size_t>(node.id)] += Bytes(t.numel() * 8);
     }
   }
   return m;
@@ -302,7 +302,8 @@ TrainingSweep training_sweep(const Graph& g, NodeId first, NodeId last) {
   }
   std::vector<Bytes> grad_at(len, Bytes(0));
   for (size_t v = 0; v < nv; ++v) {
-    if (last_reader[v] != kNoNode) grad_at[static_cast<size_t>(last_reader[v] - first)] += g.value(static_cast<ValueId>(v)).bytes();
+    if (last_reader[v] != kNoNode)
+      grad_at[static_cast<size_t>(last_reader[v] - first)] += g.value(static_cast<ValueId>(v)).bytes();
   }
   running = Bytes(0);
   for (size_t i = len; i-- > 0;) s.grads[i] = (running += grad_at[i]);

@@ -71,7 +71,8 @@ DeviceSpec device_spec_from_json(const Json& j) {
   spec.tdp = Watts(field<double>(j, "tdp"));
   spec.idle_power = Watts(field<double>(j, "idle_power"));
   spec.op_overhead = Seconds(field<double>(j, "op_overhead"));
-  if (j.contains("flops_efficiency")) spec.flops_efficiency = j.at("flops_efficiency").get<std::map<std::string, double>>();
+  if (j.contains("flops_efficiency"))
+    spec.flops_efficiency = j.at("flops_efficiency").get<std::map<std::string, double>>();
   spec.cores = field<int>(j, "cores");
   spec.measured = field<bool>(j, "measured");
   spec.source = field<std::string>(j, "source");

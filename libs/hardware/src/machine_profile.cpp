@@ -1,8 +1,8 @@
 #include "partita/hardware/machine_profile.h"
 
 #include <cstdint>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 
 #include "partita/core/error.h"
 #include "partita/hardware/device_json.h"
@@ -35,13 +35,17 @@ Json machine_profile_to_json(const MachineProfile& p) {
   j["host_links"] = host_links;
   Json gemm = Json::array();
   for (const auto& g : p.gemm) {
-    gemm.push_back({{"device", g.device}, {"n", g.n}, {"dtype", dtype_name(g.dtype)}, {"threads", g.threads},
+    gemm.push_back({{"device", g.device},
+                    {"n", g.n},
+                    {"dtype", dtype_name(g.dtype)},
+                    {"threads", g.threads},
                     {"flops_per_second", g.rate.value()}});
   }
   j["gemm"] = gemm;
   Json scaling = Json::array();
   for (const auto& s : p.thread_scaling) {
-    scaling.push_back({{"threads", s.threads}, {"matmul_flops_per_second", s.matmul.value()},
+    scaling.push_back({{"threads", s.threads},
+                       {"matmul_flops_per_second", s.matmul.value()},
                        {"conv_flops_per_second", s.conv.value()},
                        {"elementwise_bytes_per_second", s.elementwise.value()}});
   }
@@ -65,7 +69,8 @@ MachineProfile machine_profile_from_json(const Json& j) {
   MachineProfile p;
   try {
     p.version = j.at("version").get<int>();
-    PARTITA_CHECK(p.version == 1, "machine profile version ", p.version, " is not 1: run partita profile --refresh");
+    PARTITA_CHECK(p.version == 1, "machine profile version ", p.version,
+                  " is not 1: run partita profile --refresh");
     p.fingerprint = j.at("fingerprint").get<std::string>();
     p.key = j.at("key").get<std::string>();
     p.date = j.at("date").get<std::string>();
@@ -97,7 +102,8 @@ MachineProfile machine_profile_from_json(const Json& j) {
     p.op_overhead_boxed = Seconds(j.at("op_overhead_boxed").get<double>());
     p.conv_rate = FlopsPerSecond(j.at("conv_flops_per_second").get<double>());
     for (const auto& s : j.at("allreduce_loopback")) {
-      p.allreduce.push_back(AllreduceSample{Bytes(s.at("bytes").get<int64_t>()), Seconds(s.at("seconds").get<double>())});
+      p.allreduce.push_back(
+          AllreduceSample{Bytes(s.at("bytes").get<int64_t>()), Seconds(s.at("seconds").get<double>())});
     }
     p.notes = j.at("notes").get<std::vector<std::string>>();
   } catch (const nlohmann::json::exception& e) {

@@ -32,8 +32,8 @@ std::vector<ThreadConfig> thread_configs() {
 
 namespace {
 
-BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>& inputs, const ThreadConfig& config,
-                            const BaselineOptions& options) {
+BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>& inputs,
+                            const ThreadConfig& config, const BaselineOptions& options) {
   const int saved_blas = blas_threads();
   at::set_num_threads(config.torch_threads);
   if (config.blas_threads > 0) set_blas_threads(config.blas_threads);
@@ -72,7 +72,8 @@ BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>
   for (int i = 0; i < options.warmup + options.steps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     one_step();
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (i >= options.warmup) result.step_ms.push_back(ms);
   }
   result.median_ms = median_of(result.step_ms);

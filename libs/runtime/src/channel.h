@@ -1,6 +1,6 @@
 #pragma once
-// A blocking FIFO between two engine workers. close_with_error() wakes every waiter: a failing worker uses it so
-// that no other worker waits forever on a message that will never come.
+// A blocking FIFO between two engine workers. close_with_error() wakes every waiter: a failing worker uses it
+// so that no other worker waits forever on a message that will never come.
 #include <condition_variable>
 #include <deque>
 #include <mutex>

@@ -7,11 +7,16 @@ namespace partita {
 
 std::string_view engine_task_kind_name(EngineTaskKind kind) {
   switch (kind) {
-    case EngineTaskKind::kForward: return "forward";
-    case EngineTaskKind::kBackward: return "backward";
-    case EngineTaskKind::kTransfer: return "transfer";
-    case EngineTaskKind::kGradientReduce: return "gradient_reduce";
-    case EngineTaskKind::kOptimizer: return "optimizer";
+    case EngineTaskKind::kForward:
+      return "forward";
+    case EngineTaskKind::kBackward:
+      return "backward";
+    case EngineTaskKind::kTransfer:
+      return "transfer";
+    case EngineTaskKind::kGradientReduce:
+      return "gradient_reduce";
+    case EngineTaskKind::kOptimizer:
+      return "optimizer";
   }
   return "?";
 }
@@ -39,19 +44,25 @@ Json ChromeTraceObserver::to_json(const std::string& process) const {
     threads[tid] = e.worker < 0 ? "host" : "worker " + std::to_string(e.worker) + " (" + e.device + ")";
     const auto us = [&](auto t) { return std::chrono::duration<double, std::micro>(t - t0).count(); };
     std::string name(engine_task_kind_name(e.kind));
-    if (e.microbatch >= 0) name = (e.kind == EngineTaskKind::kForward ? "F" : e.kind == EngineTaskKind::kBackward ? "B" : name) +
-                                  std::to_string(e.microbatch);
-    events.push_back({{"ph", "X"},
-                      {"pid", 1},
-                      {"tid", tid},
-                      {"name", name},
-                      {"cat", std::string(engine_task_kind_name(e.kind))},
-                      {"ts", us(e.begin)},
-                      {"dur", us(e.end) - us(e.begin)},
-                      {"args", {{"stage", e.stage}, {"microbatch", e.microbatch}, {"step", e.step}, {"device", e.device}}}});
+    if (e.microbatch >= 0)
+      name = (e.kind == EngineTaskKind::kForward    ? "F"
+              : e.kind == EngineTaskKind::kBackward ? "B"
+                                                    : name) +
+             std::to_string(e.microbatch);
+    events.push_back(
+        {{"ph", "X"},
+         {"pid", 1},
+         {"tid", tid},
+         {"name", name},
+         {"cat", std::string(engine_task_kind_name(e.kind))},
+         {"ts", us(e.begin)},
+         {"dur", us(e.end) - us(e.begin)},
+         {"args",
+          {{"stage", e.stage}, {"microbatch", e.microbatch}, {"step", e.step}, {"device", e.device}}}});
   }
   for (const auto& [tid, name] : threads) {
-    events.push_back({{"ph", "M"}, {"pid", 1}, {"tid", tid}, {"name", "thread_name"}, {"args", {{"name", name}}}});
+    events.push_back(
+        {{"ph", "M"}, {"pid", 1}, {"tid", tid}, {"name", "thread_name"}, {"args", {{"name", name}}}});
   }
   return Json{{"traceEvents", events}, {"displayTimeUnit", "ms"}};
 }

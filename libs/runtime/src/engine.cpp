@@ -48,9 +48,12 @@ std::vector<torch::Tensor> flatten(const c10::IValue& iv) {
 
 std::string_view blas_threads_name(BlasThreads policy) {
   switch (policy) {
-    case BlasThreads::kAuto: return "auto";
-    case BlasThreads::kLeave: return "leave";
-    case BlasThreads::kOne: return "one";
+    case BlasThreads::kAuto:
+      return "auto";
+    case BlasThreads::kLeave:
+      return "leave";
+    case BlasThreads::kOne:
+      return "one";
   }
   return "?";
 }
@@ -63,11 +66,11 @@ void EngineOptions::validate() const {
 struct Engine::Impl {
   enum class Layout { kPipeline, kData };
   struct Worker {
-    int index = 0;          // position in workers (the TaskEvent worker id)
+    int index = 0;  // position in workers (the TaskEvent worker id)
     int stage = 0;
-    int replica = 0;        // index in the stage's device group
-    int share_offset = 0;   // first sample of this replica inside a microbatch
-    int share = 0;          // samples per microbatch
+    int replica = 0;       // index in the stage's device group
+    int share_offset = 0;  // first sample of this replica inside a microbatch
+    int share = 0;         // samples per microbatch
     DeviceBinding binding;
     std::unique_ptr<Executor> executor;
     std::thread thread;
@@ -78,8 +81,9 @@ struct Engine::Impl {
   // Per microbatch state a stage keeps between its forward and its backward.
   struct Pending {
     torch::Tensor loss;
-    std::vector<std::vector<torch::Tensor>> sent;    // [downstream stage] tensors sent (with autograd history)
-    std::vector<std::vector<torch::Tensor>> leaves;  // [upstream stage] received leaves (per value; may be undefined)
+    std::vector<std::vector<torch::Tensor>> sent;  // [downstream stage] tensors sent (with autograd history)
+    std::vector<std::vector<torch::Tensor>>
+        leaves;  // [upstream stage] received leaves (per value; may be undefined)
     std::vector<std::pair<ValueId, c10::IValue>> received;  // every received value, as received
   };
 
@@ -91,8 +95,9 @@ struct Engine::Impl {
   StageRouting routing;
   std::vector<Worker> workers;
   std::vector<DeviceBinding> bindings;
-  std::vector<std::vector<std::unique_ptr<MessageChannel>>> forward_channels;   // [p][t]
-  std::vector<std::vector<std::unique_ptr<MessageChannel>>> backward_channels;  // [p][t] grads from t back to p
+  std::vector<std::vector<std::unique_ptr<MessageChannel>>> forward_channels;  // [p][t]
+  std::vector<std::vector<std::unique_ptr<MessageChannel>>>
+      backward_channels;  // [p][t] grads from t back to p
   std::vector<torch::Tensor> master_params;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::vector<RuntimeObserver*> observers;
@@ -126,10 +131,12 @@ struct Engine::Impl {
       if (first_error.empty()) first_error = message;
     }
     for (auto& row : forward_channels) {
-      for (auto& c : row) if (c) c->close();
+      for (auto& c : row)
+        if (c) c->close();
     }
     for (auto& row : backward_channels) {
-      for (auto& c : row) if (c) c->close();
+      for (auto& c : row)
+        if (c) c->close();
     }
   }
 
@@ -144,10 +151,10 @@ struct Engine::Impl {
     return t.narrow(0, offset, w.share).to(w.binding.device);
   }
 
-  // The environment of one stage run: user inputs (this worker's slice), parameters, constants, and the values
-  // received from earlier stages. A received value that the stage updates in place is given as a copy that
-  // carries autograd history back to the received leaf (in-place on a leaf that requires grad is an error, and
-  // a checkpointed stage must be able to run again from pristine inputs).
+  // The environment of one stage run: user inputs (this worker's slice), parameters, constants, and the
+  // values received from earlier stages. A received value that the stage updates in place is given as a copy
+  // that carries autograd history back to the received leaf (in-place on a leaf that requires grad is an
+  // error, and a checkpointed stage must be able to run again from pristine inputs).
   Executor::Environment stage_environment(const Worker& w, int m, const Pending& state) const {
     std::vector<c10::IValue> inputs;
     for (const auto& t : batch->inputs) inputs.emplace_back(slice(t, w, m));
@@ -175,8 +182,8 @@ struct Engine::Impl {
     return outs;
   }
 
-  // What backward needs from a forward run: the tensors sent downstream (with history) and, on the last stage,
-  // the loss.
+  // What backward needs from a forward run: the tensors sent downstream (with history) and, on the last
+  // stage, the loss.
   void keep_for_backward(const Worker& w, int m, const Executor::Environment& env, Pending& state) const {
     const int stages = static_cast<int>(plan.stages.size());
     state.sent.assign(stages, {});
@@ -187,7 +194,8 @@ struct Engine::Impl {
     }
     if (w.stage != stages - 1) return;
     const auto outs = graph_outputs(env);
-    PARTITA_CHECK(!outs.empty() && outs[0].is_floating_point(), "training needs a floating-point model output");
+    PARTITA_CHECK(!outs.empty() && outs[0].is_floating_point(),
+                  "training needs a floating-point model output");
     state.loss = slice_loss(loss_kind, outs[0], slice(batch->targets, w, m), plan.global_batch);
   }
 
@@ -274,7 +282,8 @@ struct Engine::Impl {
       if (routing.sends[p][w.stage].empty()) continue;
       Message msg;
       for (const auto& leaf : state.leaves[p]) {
-        msg.values.emplace_back(leaf.defined() && leaf.grad().defined() ? c10::IValue(leaf.grad()) : c10::IValue());
+        msg.values.emplace_back(leaf.defined() && leaf.grad().defined() ? c10::IValue(leaf.grad())
+                                                                        : c10::IValue());
       }
       backward_channels[p][w.stage]->send(std::move(msg));
     }
@@ -288,7 +297,8 @@ struct Engine::Impl {
     std::vector<Pending> pending(plan.microbatches);
     w.loss = 0.0;
     w.outputs.assign(plan.microbatches, {});
-    for (const ScheduledTask& task : stage_schedule(plan.schedule, w.stage, stages, plan.microbatches, training)) {
+    for (const ScheduledTask& task :
+         stage_schedule(plan.schedule, w.stage, stages, plan.microbatches, training)) {
       if (task.backward) {
         backward(w, task.microbatch, pending);
       } else {
@@ -329,15 +339,16 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   options.validate();
   s.plan.check_against(model.ir);
   s.training = s.plan.mode == Mode::kTraining;
-  PARTITA_CHECK(!s.plan.branch_layout(), "plan is a branch-parallel layout (explicit node lists per device), which "
+  PARTITA_CHECK(!s.plan.branch_layout(),
+                "plan is a branch-parallel layout (explicit node lists per device), which "
                 "this engine does not run yet; plan with --strategy data or pipeline");
   const int stages = static_cast<int>(s.plan.stages.size());
   if (stages > 1) {
     for (const Stage& st : s.plan.stages) {
-      PARTITA_CHECK(s.plan.groups[st.group].devices.size() == 1,
-                    "plan has a ", stages, "-stage pipeline whose stage ", &st - s.plan.stages.data(),
-                    " runs on a group of ", s.plan.groups[st.group].devices.size(),
-                    " devices: hybrid plans do not run in this engine yet; plan with --strategy pipeline or data");
+      PARTITA_CHECK(
+          s.plan.groups[st.group].devices.size() == 1, "plan has a ", stages, "-stage pipeline whose stage ",
+          &st - s.plan.stages.data(), " runs on a group of ", s.plan.groups[st.group].devices.size(),
+          " devices: hybrid plans do not run in this engine yet; plan with --strategy pipeline or data");
     }
     s.layout = Impl::Layout::kPipeline;
   } else {
@@ -345,26 +356,31 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   }
   if (options.local_replica >= 0) {
     const size_t group_size = s.plan.groups[s.plan.stages.at(0).group].devices.size();
-    PARTITA_CHECK(stages == 1 && static_cast<size_t>(options.local_replica) < group_size, "this process runs replica ",
-                  options.local_replica, " of a data-parallel plan, but the plan has ", stages, " stage(s) and ",
-                  group_size, " device(s) in its first group; plan with --strategy data for that many processes");
+    PARTITA_CHECK(stages == 1 && static_cast<size_t>(options.local_replica) < group_size,
+                  "this process runs replica ", options.local_replica,
+                  " of a data-parallel plan, but the plan has ", stages, " stage(s) and ", group_size,
+                  " device(s) in its first group; plan with --strategy data for that many processes");
   }
   for (const auto& g : s.plan.groups) {
-    PARTITA_CHECK(g.parallelism == GroupParallelism::kData,
-                  "plan uses tensor parallelism, which this engine does not run yet; plan with another strategy");
+    PARTITA_CHECK(
+        g.parallelism == GroupParallelism::kData,
+        "plan uses tensor parallelism, which this engine does not run yet; plan with another strategy");
   }
   for (const Stage& st : s.plan.stages) {
-    PARTITA_CHECK(st.offload == Offload::kNone,
-                  "plan asks for optimizer-state offload, which this engine does not run yet; plan with a larger "
-                  "--memory-limit");
+    PARTITA_CHECK(
+        st.offload == Offload::kNone,
+        "plan asks for optimizer-state offload, which this engine does not run yet; plan with a larger "
+        "--memory-limit");
   }
   s.routing = route_stages(model.ir, s.plan);
   if (s.training) {
     const Graph& g = model.ir;
-    PARTITA_CHECK(!g.inputs().empty() && !g.outputs().empty() && g.value(g.inputs()[0]).meta() &&
-                      !g.value(g.outputs()[0]).tensors.empty(),
-                  "training needs a model with a tensor input and a tensor output (annotate the model first)");
-    s.loss_kind = resolve_loss(options.loss, *g.value(g.inputs()[0]).meta(), g.value(g.outputs()[0]).tensors[0]);
+    PARTITA_CHECK(
+        !g.inputs().empty() && !g.outputs().empty() && g.value(g.inputs()[0]).meta() &&
+            !g.value(g.outputs()[0]).tensors.empty(),
+        "training needs a model with a tensor input and a tensor output (annotate the model first)");
+    s.loss_kind =
+        resolve_loss(options.loss, *g.value(g.inputs()[0]).meta(), g.value(g.outputs()[0]).tensors[0]);
   }
   for (int st = 0; st < stages; ++st) {
     const DeviceGroup& g = s.plan.groups[s.plan.stages[st].group];
@@ -441,7 +457,8 @@ StepResult Engine::step(const StepInputs& batch) {
                 batch.inputs.size());
   for (const auto& t : batch.inputs) {
     PARTITA_CHECK(t.dim() >= 1 && t.size(0) == s.plan.global_batch, "input batch ", t.dim() ? t.size(0) : 0,
-                  " does not match the plan's global batch ", s.plan.global_batch, "; plan again for this batch");
+                  " does not match the plan's global batch ", s.plan.global_batch,
+                  "; plan again for this batch");
   }
   if (s.training) {
     PARTITA_CHECK(batch.targets.defined() && batch.targets.size(0) == s.plan.global_batch,
@@ -449,10 +466,12 @@ StepResult Engine::step(const StepInputs& batch) {
     s.optimizer->zero_grad();
   }
   for (auto& row : s.forward_channels) {
-    for (auto& c : row) if (c) c->reset();
+    for (auto& c : row)
+      if (c) c->reset();
   }
   for (auto& row : s.backward_channels) {
-    for (auto& c : row) if (c) c->reset();
+    for (auto& c : row)
+      if (c) c->reset();
   }
   {
     std::unique_lock<std::mutex> lock(s.mutex);
@@ -492,7 +511,8 @@ StepResult Engine::step(const StepInputs& batch) {
       }
     }
     for (const auto& w : s.workers) result.loss += w.loss;
-    if (s.options.reducer != nullptr) result.loss = s.options.reducer->reduce(s.master_params, result.loss, index);
+    if (s.options.reducer != nullptr)
+      result.loss = s.options.reducer->reduce(s.master_params, result.loss, index);
     s.emit_end(reduce);
     TaskEvent opt{EngineTaskKind::kOptimizer, -1, -1, "host", -1, index, {}, {}};
     s.emit_begin(opt);
@@ -516,7 +536,8 @@ StepResult Engine::step(const StepInputs& batch) {
         if (w.stage != last) continue;
         const auto& outs = w.outputs[m];
         if (pieces.empty()) pieces.resize(outs.size());
-        for (size_t i = 0; i < outs.size() && i < pieces.size(); ++i) pieces[i].push_back(outs[i].to(torch::kCPU));
+        for (size_t i = 0; i < outs.size() && i < pieces.size(); ++i)
+          pieces[i].push_back(outs[i].to(torch::kCPU));
       }
     }
     for (auto& p : pieces) result.outputs.push_back(torch::cat(p, 0));

@@ -10,10 +10,14 @@ namespace F = torch::nn::functional;
 
 std::string_view loss_kind_name(LossKind kind) {
   switch (kind) {
-    case LossKind::kAuto: return "auto";
-    case LossKind::kCrossEntropy: return "cross_entropy";
-    case LossKind::kMse: return "mse";
-    case LossKind::kNextToken: return "next_token";
+    case LossKind::kAuto:
+      return "auto";
+    case LossKind::kCrossEntropy:
+      return "cross_entropy";
+    case LossKind::kMse:
+      return "mse";
+    case LossKind::kNextToken:
+      return "next_token";
   }
   return "?";
 }
@@ -33,8 +37,8 @@ LossKind resolve_loss(LossKind kind, const TensorMeta& first_input, const Tensor
   return LossKind::kMse;
 }
 
-torch::Tensor make_targets(LossKind kind, const torch::Tensor& first_input, const std::vector<int64_t>& output_shape,
-                           uint64_t seed) {
+torch::Tensor make_targets(LossKind kind, const torch::Tensor& first_input,
+                           const std::vector<int64_t>& output_shape, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   switch (kind) {
     case LossKind::kNextToken:

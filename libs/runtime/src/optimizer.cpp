@@ -4,7 +4,8 @@
 
 namespace partita {
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vector<torch::Tensor> params, double lr) {
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vector<torch::Tensor> params,
+                                                        double lr) {
   switch (kind) {
     case Optimizer::kSgd:
       return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(lr));

@@ -4,7 +4,8 @@
 
 namespace partita {
 
-std::vector<ScheduledTask> stage_schedule(Schedule schedule, int stage, int stages, int microbatches, bool training) {
+std::vector<ScheduledTask> stage_schedule(Schedule schedule, int stage, int stages, int microbatches,
+                                          bool training) {
   std::vector<ScheduledTask> tasks;
   if (!training) {
     for (int m = 0; m < microbatches; ++m) tasks.push_back({false, m});

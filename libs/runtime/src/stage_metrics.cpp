@@ -3,7 +3,8 @@
 namespace partita {
 
 void StageMetrics::on_task_end(const TaskEvent& event) {
-  if (event.worker < 0 || (event.kind != EngineTaskKind::kForward && event.kind != EngineTaskKind::kBackward)) return;
+  if (event.worker < 0 || (event.kind != EngineTaskKind::kForward && event.kind != EngineTaskKind::kBackward))
+    return;
   std::lock_guard<std::mutex> lock(mutex_);
   if (static_cast<int>(workers_.size()) <= event.worker) workers_.resize(event.worker + 1);
   WorkerMetrics& w = workers_[event.worker];

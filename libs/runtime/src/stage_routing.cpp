@@ -25,7 +25,8 @@ StageRouting route_stages(const Graph& graph, const Plan& plan) {
     }
   }
   for (const Node& n : graph.nodes()) {
-    if (!n.op.empty() && n.op.back() == '_' && !n.inputs.empty()) r.mutated[r.stage_of_node[n.id]][n.inputs[0]] = true;
+    if (!n.op.empty() && n.op.back() == '_' && !n.inputs.empty())
+      r.mutated[r.stage_of_node[n.id]][n.inputs[0]] = true;
   }
   return r;
 }

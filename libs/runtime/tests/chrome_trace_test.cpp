@@ -44,8 +44,8 @@ TEST(ChromeTrace, PipelinedTrainingShowsEveryStageMicrobatchTask) {
     EXPECT_GE(e.at("ts").get<double>(), 0.0);
     const auto& a = e.at("args");
     if (a.at("microbatch").get<int>() < 0) continue;
-    seen.insert(std::to_string(a.at("step").get<int>()) + "/" + std::to_string(a.at("stage").get<int>()) + "/" +
-                e.at("name").get<std::string>());
+    seen.insert(std::to_string(a.at("step").get<int>()) + "/" + std::to_string(a.at("stage").get<int>()) +
+                "/" + e.at("name").get<std::string>());
     if (a.at("step") == 0 && a.at("stage") == 0 && e.at("name") == "B3") {
       last_end_stage0_b3 = e.at("ts").get<double>() + e.at("dur").get<double>();
     }
@@ -54,7 +54,8 @@ TEST(ChromeTrace, PipelinedTrainingShowsEveryStageMicrobatchTask) {
     for (int stage = 0; stage < 2; ++stage) {
       for (int mb = 0; mb < 4; ++mb) {
         for (const char* kind : {"F", "B"}) {
-          const std::string key = std::to_string(step) + "/" + std::to_string(stage) + "/" + kind + std::to_string(mb);
+          const std::string key =
+              std::to_string(step) + "/" + std::to_string(stage) + "/" + kind + std::to_string(mb);
           EXPECT_TRUE(seen.count(key)) << "missing " << key;
         }
       }

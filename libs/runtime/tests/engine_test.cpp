@@ -96,7 +96,8 @@ std::vector<double> engine_losses(const std::string& name, const std::string& in
 void expect_same(const std::vector<double>& a, const std::vector<double>& b, const std::string& what) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_LE(std::abs(a[i] - b[i]), 1e-4 * std::abs(b[i]) + 1e-7) << what << " step " << i << ": " << a[i] << " vs " << b[i];
+    EXPECT_LE(std::abs(a[i] - b[i]), 1e-4 * std::abs(b[i]) + 1e-7)
+        << what << " step " << i << ": " << a[i] << " vs " << b[i];
   }
   EXPECT_LT(b.back(), b.front()) << what << ": training should reduce the loss";
 }
@@ -118,21 +119,30 @@ TEST_P(EngineTraining, PipelineAndDataParallelMatchSingleDeviceFor20Steps) {
   const int batch = static_cast<int>(parse_input_spec(c.input).shape[0]);
   const auto reference = reference_losses(c.model, c.input, 20);
   expect_same(engine_losses(c.model, c.input, 20,
-                            [&](const Graph& g) { return pipeline_plan(g, Mode::kTraining, batch, 4, Schedule::kOneFOneB); }),
+                            [&](const Graph& g) {
+                              return pipeline_plan(g, Mode::kTraining, batch, 4, Schedule::kOneFOneB);
+                            }),
               reference, std::string(c.model) + " 2-stage 1F1B");
   expect_same(engine_losses(c.model, c.input, 20,
-                            [&](const Graph& g) { return pipeline_plan(g, Mode::kTraining, batch, 4, Schedule::kGPipe); }),
+                            [&](const Graph& g) {
+                              return pipeline_plan(g, Mode::kTraining, batch, 4, Schedule::kGPipe);
+                            }),
               reference, std::string(c.model) + " 2-stage GPipe");
   expect_same(engine_losses(c.model, c.input, 20,
-                            [&](const Graph& g) { return data_plan(g, Mode::kTraining, batch, {batch / 2, batch - batch / 2}); }),
+                            [&](const Graph& g) {
+                              return data_plan(g, Mode::kTraining, batch, {batch / 2, batch - batch / 2});
+                            }),
               reference, std::string(c.model) + " 2 replicas");
   expect_same(engine_losses(c.model, c.input, 20,
-                            [&](const Graph& g) { return data_plan(g, Mode::kTraining, batch, {batch - 1, 1}); }),
+                            [&](const Graph& g) {
+                              return data_plan(g, Mode::kTraining, batch, {batch - 1, 1});
+                            }),
               reference, std::string(c.model) + " uneven replicas");
 }
 
 INSTANTIATE_TEST_SUITE_P(Zoo, EngineTraining,
-                         ::testing::Values(Case{"mlp", "8x64"}, Case{"cnn", "8x3x32x32"}, Case{"gpt", "4x32:i64:2048"}),
+                         ::testing::Values(Case{"mlp", "8x64"}, Case{"cnn", "8x3x32x32"},
+                                           Case{"gpt", "4x32:i64:2048"}),
                          [](const auto& param_info) { return std::string(param_info.param.model); });
 
 TEST(Engine, CheckpointedStagesAndInPlaceOpsAtStageInputsKeepTheMath) {
@@ -141,11 +151,12 @@ TEST(Engine, CheckpointedStagesAndInPlaceOpsAtStageInputsKeepTheMath) {
   for (const auto& [model, input] : {std::pair{"resnet18", "4x3x32x32"}, {"gpt", "4x32:i64:2048"}}) {
     const auto reference = reference_losses(model, input, 3);
     for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
-      expect_same(engine_losses(model, input, 3, [&](const Graph& g) {
-                    Plan p = pipeline_plan(g, Mode::kTraining, 4, 2, Schedule::kOneFOneB);
-                    for (auto& st : p.stages) st.checkpointing = c;
-                    return p;
-                  }),
+      expect_same(engine_losses(model, input, 3,
+                                [&](const Graph& g) {
+                                  Plan p = pipeline_plan(g, Mode::kTraining, 4, 2, Schedule::kOneFOneB);
+                                  for (auto& st : p.stages) st.checkpointing = c;
+                                  return p;
+                                }),
                   reference, std::string(model) + (c == Checkpointing::kFull ? " checkpointed" : " plain"));
     }
   }
@@ -171,7 +182,8 @@ TEST(Engine, CheckpointingLowersMeasuredPeakMemory) {
   const Bytes plain = peak(Checkpointing::kNone);
   const Bytes checkpointed = peak(Checkpointing::kFull);
   std::cout << "peak bytes: plain " << plain.value() << ", checkpointed " << checkpointed.value() << "\n";
-  EXPECT_LT(checkpointed.value(), plain.value() / 2) << "plain " << plain.value() << " checkpointed " << checkpointed.value();
+  EXPECT_LT(checkpointed.value(), plain.value() / 2)
+      << "plain " << plain.value() << " checkpointed " << checkpointed.value();
 }
 
 TEST(Engine, PipelinedInferenceReturnsTheSameOutputs) {

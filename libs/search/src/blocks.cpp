@@ -14,8 +14,8 @@ std::vector<NodeId> block_ends(const StageModel& model, int max_blocks) {
     return ends;
   }
   // Cut where the fewest bytes cross: the (max_blocks - 1) smallest crossings set a threshold; when more
-  // positions tie under it (every layer boundary of a transformer), take evenly spaced ones among them so blocks
-  // stay balanced instead of crowding at the front.
+  // positions tie under it (every layer boundary of a transformer), take evenly spaced ones among them so
+  // blocks stay balanced instead of crowding at the front.
   const int want = std::max(0, max_blocks - 1);
   std::vector<double> crossing(static_cast<size_t>(n - 1));
   for (int i = 0; i + 1 < n; ++i) crossing[static_cast<size_t>(i)] = model.boundary_bytes_per_sample(i);

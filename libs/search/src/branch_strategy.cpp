@@ -26,8 +26,8 @@ std::vector<std::vector<Edge>> input_edges(const Graph& graph, double per_sample
       auto it = std::find_if(list.begin(), list.end(), [&](const Edge& e) { return e.from == val.producer; });
       if (it == list.end()) it = list.insert(list.end(), Edge{val.producer, 0});
       // A value read twice by one node still crosses once.
-      if (std::find(node.inputs.begin(), node.inputs.begin() + static_cast<std::ptrdiff_t>(k), node.inputs[k]) !=
-          node.inputs.begin() + static_cast<std::ptrdiff_t>(k)) {
+      if (std::find(node.inputs.begin(), node.inputs.begin() + static_cast<std::ptrdiff_t>(k),
+                    node.inputs[k]) != node.inputs.begin() + static_cast<std::ptrdiff_t>(k)) {
         continue;
       }
       it->bytes_per_sample += static_cast<double>(val.bytes().value()) * per_sample;
@@ -53,13 +53,15 @@ BranchSchedule heft_schedule(const StageModel& model, const std::vector<int>& de
       w[d][i] = t;
     }
   }
-  std::vector<std::vector<LinkSpec>> link(static_cast<size_t>(k), std::vector<LinkSpec>(static_cast<size_t>(k)));
+  std::vector<std::vector<LinkSpec>> link(static_cast<size_t>(k),
+                                          std::vector<LinkSpec>(static_cast<size_t>(k)));
   double mean_latency = 0, mean_inv_bw = 0;
   const auto& devs = model.cluster().devices;
   for (int a = 0; a < k; ++a) {
     for (int b = 0; b < k; ++b) {
       if (a == b) continue;
-      link[a][b] = model.cluster().link_between(devs[static_cast<size_t>(devices[a])].id, devs[static_cast<size_t>(devices[b])].id);
+      link[a][b] = model.cluster().link_between(devs[static_cast<size_t>(devices[a])].id,
+                                                devs[static_cast<size_t>(devices[b])].id);
       mean_latency += link[a][b].latency.value() / (k * (k - 1));
       mean_inv_bw += 1.0 / link[a][b].bandwidth.value() / (k * (k - 1));
     }
@@ -67,7 +69,8 @@ BranchSchedule heft_schedule(const StageModel& model, const std::vector<int>& de
   // Training sends each activation forward and its gradient back: twice the bytes.
   const double trips = model.training() ? 2.0 : 1.0;
   auto comm = [&](int a, int b, double bytes) {
-    return a == b ? 0.0 : trips * (link[a][b].latency.value() + bytes * samples / link[a][b].bandwidth.value());
+    return a == b ? 0.0
+                  : trips * (link[a][b].latency.value() + bytes * samples / link[a][b].bandwidth.value());
   };
   // Upward ranks over the topological node order (node ids), backwards.
   std::vector<double> rank(static_cast<size_t>(n), 0.0);
@@ -147,8 +150,8 @@ std::vector<Plan> branch_candidates(const StageModel& model) {
     for (size_t d = 0; d < devices.size(); ++d) {
       const auto& nodes = sched.order[d];
       if (nodes.empty()) continue;
-      plan.groups.push_back(DeviceGroup{{model.cluster().devices[static_cast<size_t>(devices[d])].id}, {mb},
-                                        GroupParallelism::kData});
+      plan.groups.push_back(DeviceGroup{
+          {model.cluster().devices[static_cast<size_t>(devices[d])].id}, {mb}, GroupParallelism::kData});
       Stage st;
       st.nodes = nodes;
       st.first = *std::min_element(nodes.begin(), nodes.end());
@@ -160,7 +163,8 @@ std::vector<Plan> branch_candidates(const StageModel& model) {
     // HEFT's estimate is for one microbatch; microbatches overlap at best across devices.
     scored.push_back(Scored{sched.makespan * static_cast<double>(m), std::move(plan)});
   }
-  std::stable_sort(scored.begin(), scored.end(), [](const Scored& a, const Scored& b) { return a.estimate < b.estimate; });
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const Scored& a, const Scored& b) { return a.estimate < b.estimate; });
   std::vector<Plan> out;
   for (auto& s : scored) out.push_back(std::move(s.plan));
   return out;

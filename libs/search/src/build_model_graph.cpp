@@ -13,7 +13,8 @@ using detail::numel;
 using Shape = std::vector<int64_t>;
 
 // Linear layer y = x W^T + b: 2 * rows * in * out FLOPs.
-ValueId linear(GraphBuilder& b, const std::string& scope, ValueId x, const Shape& in_shape, int64_t in, int64_t out) {
+ValueId linear(GraphBuilder& b, const std::string& scope, ValueId x, const Shape& in_shape, int64_t in,
+               int64_t out) {
   const ValueId w = b.parameter(scope + ".weight", {out, in});
   const ValueId bias = b.parameter(scope + ".bias", {out});
   Shape shape = in_shape;
@@ -102,7 +103,8 @@ Graph build_resnet(const ModelSpec& s, int batch) {
         y = conv_bn(b, p + ".conv2", y.out, y.shape, out_ch, 3, 1, false);
       }
       ValueId skip = x;
-      if (stride != 1 || shape[1] != out_ch) skip = conv_bn(b, p + ".downsample", x, shape, out_ch, 1, stride, false).out;
+      if (stride != 1 || shape[1] != out_ch)
+        skip = conv_bn(b, p + ".downsample", x, shape, out_ch, 1, stride, false).out;
       x = b.op("aten::add", p + ".add", {y.out, skip}, y.shape, static_cast<double>(numel(y.shape)));
       x = b.op("aten::relu", p + ".relu", {x}, y.shape, static_cast<double>(numel(y.shape)));
       shape = y.shape;

@@ -34,8 +34,9 @@ std::optional<StageChoice> evaluate_stage(const ChainProblem& problem, int slot,
   Bytes cap(std::numeric_limits<int64_t>::max());
   for (int dev : s.devices) cap = std::min(cap, m.memory_cap(dev));
   const int spec = m.spec_of(s.devices[0]);
-  const Seconds allreduce =
-      m.training() && d > 1 ? fast_allreduce_time(m.trainable_bytes(first, last), d, s.group_link) : Seconds(0);
+  const Seconds allreduce = m.training() && d > 1
+                                ? fast_allreduce_time(m.trainable_bytes(first, last), d, s.group_link)
+                                : Seconds(0);
   std::optional<StageChoice> best;
   for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
     for (Offload o : {Offload::kNone, Offload::kOptimizerState}) {
@@ -43,7 +44,8 @@ std::optional<StageChoice> evaluate_stage(const ChainProblem& problem, int slot,
       const StageLoad load{first, last, share, in_flight(problem, slot), c, o};
       if (m.memory(load) > cap) continue;
       const Seconds per_mb = m.microbatch_time(spec, load);
-      const Seconds busy = per_mb * static_cast<double>(problem.microbatches) + allreduce + m.offload_time(load);
+      const Seconds busy =
+          per_mb * static_cast<double>(problem.microbatches) + allreduce + m.offload_time(load);
       if (!best || busy < best->busy) best = StageChoice{first, last, c, o, busy, per_mb};
     }
   }
@@ -86,12 +88,16 @@ std::optional<ChainSolution> partition_chain(const ChainProblem& problem) {
   auto lower_bound = [&](int slot, NodeId first, NodeId last) {
     const ChainSlot& s = problem.slots[static_cast<size_t>(slot)];
     const int d = static_cast<int>(s.devices.size());
-    const StageLoad load{first, last, (problem.microbatch_size + d - 1) / d, 1, Checkpointing::kNone, Offload::kNone};
-    return problem.model->microbatch_time(problem.model->spec_of(s.devices[0]), load).value() * problem.microbatches;
+    const StageLoad load{first,         last, (problem.microbatch_size + d - 1) / d, 1, Checkpointing::kNone,
+                         Offload::kNone};
+    return problem.model->microbatch_time(problem.model->spec_of(s.devices[0]), load).value() *
+           problem.microbatches;
   };
   // best[j][b]: least bottleneck with slots 0..j holding blocks 0..b, slot j ending at block b.
-  std::vector<std::vector<double>> best(static_cast<size_t>(ns), std::vector<double>(static_cast<size_t>(nb), kInf));
-  std::vector<std::vector<int>> parent(static_cast<size_t>(ns), std::vector<int>(static_cast<size_t>(nb), -1));
+  std::vector<std::vector<double>> best(static_cast<size_t>(ns),
+                                        std::vector<double>(static_cast<size_t>(nb), kInf));
+  std::vector<std::vector<int>> parent(static_cast<size_t>(ns),
+                                       std::vector<int>(static_cast<size_t>(nb), -1));
   for (int b = 0; b <= nb - ns; ++b) {
     if (auto st = evaluate_stage(problem, 0, 0, ends[static_cast<size_t>(b)])) best[0][b] = st->busy.value();
   }
@@ -120,7 +126,8 @@ std::optional<ChainSolution> partition_chain(const ChainProblem& problem) {
   sol.stages.resize(static_cast<size_t>(ns));
   for (int j = ns - 1, b = nb - 1; j >= 0; b = parent[j][b], --j) {
     const int a = j == 0 ? -1 : parent[j][b];
-    sol.stages[static_cast<size_t>(j)] = *evaluate_stage(problem, j, first_of(a + 1), ends[static_cast<size_t>(b)]);
+    sol.stages[static_cast<size_t>(j)] =
+        *evaluate_stage(problem, j, first_of(a + 1), ends[static_cast<size_t>(b)]);
   }
   sol.bottleneck = Seconds(best[ns - 1][nb - 1]);
   sol.estimate = estimate_step(problem, sol.stages);

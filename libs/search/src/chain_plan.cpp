@@ -8,7 +8,8 @@ namespace partita {
 std::vector<int> microbatch_candidates(const SearchOptions& options, int min_microbatch_size) {
   std::vector<int> out;
   if (options.microbatches > 0) {
-    if (options.global_batch / options.microbatches >= min_microbatch_size) out.push_back(options.microbatches);
+    if (options.global_batch / options.microbatches >= min_microbatch_size)
+      out.push_back(options.microbatches);
     return out;
   }
   for (int m = 1; m <= std::min(options.global_batch, options.max_microbatches); ++m) {
@@ -34,7 +35,8 @@ Plan chain_to_plan(const ChainProblem& problem, const ChainSolution& solution, S
   plan.microbatches = problem.microbatches;
   for (size_t j = 0; j < problem.slots.size(); ++j) {
     DeviceGroup g;
-    for (int d : problem.slots[j].devices) g.devices.push_back(model.cluster().devices[static_cast<size_t>(d)].id);
+    for (int d : problem.slots[j].devices)
+      g.devices.push_back(model.cluster().devices[static_cast<size_t>(d)].id);
     g.batch_shares = even_shares(problem.microbatch_size, static_cast<int>(g.devices.size()));
     plan.groups.push_back(std::move(g));
     const StageChoice& st = solution.stages[j];

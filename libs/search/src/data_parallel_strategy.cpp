@@ -47,15 +47,15 @@ struct DpConfig {
 };
 
 // The best microbatch count and saving options for one device set; nullopt when nothing fits.
-std::optional<DpConfig> plan_for_devices(const StageModel& model, const std::vector<int>& devs, bool equal_shares,
-                                         StrategyKind kind) {
+std::optional<DpConfig> plan_for_devices(const StageModel& model, const std::vector<int>& devs,
+                                         bool equal_shares, StrategyKind kind) {
   const NodeId last = model.num_nodes() - 1;
   std::vector<std::string> ids;
   for (int d : devs) ids.push_back(model.cluster().devices[static_cast<size_t>(d)].id);
   const LinkSpec ring = slowest_link(model.cluster(), ids);
-  const Seconds allreduce =
-      model.training() ? fast_allreduce_time(model.trainable_bytes(0, last), static_cast<int>(devs.size()), ring)
-                       : Seconds(0);
+  const Seconds allreduce = model.training() ? fast_allreduce_time(model.trainable_bytes(0, last),
+                                                                   static_cast<int>(devs.size()), ring)
+                                             : Seconds(0);
   std::optional<DpConfig> best;
   for (int m : microbatch_candidates(model.options(), static_cast<int>(devs.size()))) {
     const int mb = model.options().global_batch / m;
@@ -71,7 +71,10 @@ std::optional<DpConfig> plan_for_devices(const StageModel& model, const std::vec
           int lo = 0, hi = mb;
           while (lo < hi) {
             const int mid = (lo + hi + 1) / 2;
-            if (model.memory(StageLoad{0, last, mid, 1, c, o}) <= model.memory_cap(d)) lo = mid; else hi = mid - 1;
+            if (model.memory(StageLoad{0, last, mid, 1, c, o}) <= model.memory_cap(d))
+              lo = mid;
+            else
+              hi = mid - 1;
           }
           caps.push_back(lo);
         }
@@ -100,7 +103,8 @@ std::optional<DpConfig> plan_for_devices(const StageModel& model, const std::vec
         // A device with no sample contributes nothing but all-reduce cost: drop it.
         for (size_t i = g.devices.size(); i-- > 0;) {
           if (g.batch_shares[i] == 0) {
-            plan.unused_devices.push_back(UnusedDevice{g.devices[i], "too slow to earn a sample of the batch"});
+            plan.unused_devices.push_back(
+                UnusedDevice{g.devices[i], "too slow to earn a sample of the batch"});
             g.devices.erase(g.devices.begin() + static_cast<std::ptrdiff_t>(i));
             g.batch_shares.erase(g.batch_shares.begin() + static_cast<std::ptrdiff_t>(i));
           }
@@ -140,7 +144,8 @@ std::vector<Plan> data_parallel_candidates(const StageModel& model) {
                    [](const DpConfig& a, const DpConfig& b) { return a.estimate < b.estimate; });
   std::vector<Plan> out;
   for (auto& c : configs) {
-    mark_unused_devices(c.plan, model.cluster(), "slower devices added more all-reduce time than compute they saved");
+    mark_unused_devices(c.plan, model.cluster(),
+                        "slower devices added more all-reduce time than compute they saved");
     out.push_back(std::move(c.plan));
   }
   return out;

@@ -22,10 +22,15 @@ std::optional<Plan> even_pipeline_plan(const StageModel& model) {
   for (int c : ms) {
     if (c <= 4 * p) m = c;
   }
-  ChainProblem problem{&model, {}, single_device_slots(model, order), m, model.options().global_batch / m,
+  ChainProblem problem{&model,
+                       {},
+                       single_device_slots(model, order),
+                       m,
+                       model.options().global_batch / m,
                        Schedule::kOneFOneB};
   const int h = static_cast<int>(heavy.size());
-  for (int j = 0; j + 1 < p; ++j) problem.block_ends.push_back(heavy[static_cast<size_t>((j + 1) * h / p)] - 1);
+  for (int j = 0; j + 1 < p; ++j)
+    problem.block_ends.push_back(heavy[static_cast<size_t>((j + 1) * h / p)] - 1);
   problem.block_ends.push_back(model.num_nodes() - 1);
   ChainSolution sol;
   for (int j = 0; j < p; ++j) {

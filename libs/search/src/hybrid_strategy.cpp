@@ -33,8 +33,8 @@ std::vector<Kind> device_kinds(const StageModel& model) {
 }
 
 // Group sizes per kind (ordered), concatenated over kinds in `order` -> slots.
-std::vector<ChainSlot> make_slots(const StageModel& model, const std::vector<Kind>& kinds, const std::vector<int>& order,
-                                  const std::vector<std::vector<int>>& sizes) {
+std::vector<ChainSlot> make_slots(const StageModel& model, const std::vector<Kind>& kinds,
+                                  const std::vector<int>& order, const std::vector<std::vector<int>>& sizes) {
   std::vector<ChainSlot> slots;
   const auto& devs = model.cluster().devices;
   for (int ki : order) {
@@ -52,10 +52,10 @@ std::vector<ChainSlot> make_slots(const StageModel& model, const std::vector<Kin
     }
   }
   for (size_t j = 0; j < slots.size(); ++j) {
-    slots[j].next_link = j + 1 < slots.size()
-                             ? model.cluster().link_between(devs[static_cast<size_t>(slots[j].devices[0])].id,
-                                                            devs[static_cast<size_t>(slots[j + 1].devices[0])].id)
-                             : slots[j].group_link;
+    slots[j].next_link = j + 1 < slots.size() ? model.cluster().link_between(
+                                                    devs[static_cast<size_t>(slots[j].devices[0])].id,
+                                                    devs[static_cast<size_t>(slots[j + 1].devices[0])].id)
+                                              : slots[j].group_link;
   }
   return slots;
 }
@@ -65,7 +65,10 @@ std::vector<std::vector<int>> compositions(int n) {
   for (unsigned mask = 0; mask < (1u << (n - 1)); ++mask) {
     std::vector<int> parts{1};
     for (int i = 0; i + 1 < n; ++i) {
-      if (mask & (1u << i)) parts.push_back(1); else ++parts.back();
+      if (mask & (1u << i))
+        parts.push_back(1);
+      else
+        ++parts.back();
     }
     out.push_back(std::move(parts));
   }
@@ -85,8 +88,8 @@ std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int 
   const int nk = static_cast<int>(kinds.size());
   std::vector<std::vector<ChainSlot>> layouts;
   const bool exhaustive = nk <= 3 && std::all_of(kinds.begin(), kinds.end(), [](const Kind& k) {
-    return static_cast<int>(k.devices.size()) <= kExhaustiveHybridDevices;
-  });
+                            return static_cast<int>(k.devices.size()) <= kExhaustiveHybridDevices;
+                          });
   for (unsigned mask = 1; mask < (1u << nk); ++mask) {
     std::vector<int> present;
     for (int i = 0; i < nk; ++i) {
@@ -95,13 +98,17 @@ std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int 
     if (!exhaustive && present.size() != kinds.size()) continue;  // large clusters: every kind takes part
     std::vector<std::vector<std::vector<int>>> choices(static_cast<size_t>(nk));  // per kind: size lists
     if (exhaustive) {
-      for (int ki : present) choices[static_cast<size_t>(ki)] = compositions(static_cast<int>(kinds[ki].devices.size()));
+      for (int ki : present)
+        choices[static_cast<size_t>(ki)] = compositions(static_cast<int>(kinds[ki].devices.size()));
     }
     std::vector<std::vector<std::vector<int>>> size_sets;  // per layout: sizes per kind
     if (exhaustive) {
       std::vector<std::vector<int>> cur(static_cast<size_t>(nk));
       auto rec = [&](auto&& self, size_t i) -> void {
-        if (i == present.size()) { size_sets.push_back(cur); return; }
+        if (i == present.size()) {
+          size_sets.push_back(cur);
+          return;
+        }
         for (const auto& c : choices[static_cast<size_t>(present[i])]) {
           cur[static_cast<size_t>(present[i])] = c;
           self(self, i + 1);
@@ -119,7 +126,8 @@ std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int 
         std::vector<std::pair<double, int>> rem;
         for (int i = 0; i < nk; ++i) {
           const double want = s * kinds[i].capacity / total - 1;
-          const int add = std::clamp(static_cast<int>(want), 0, std::min(left, static_cast<int>(kinds[i].devices.size()) - 1));
+          const int add = std::clamp(static_cast<int>(want), 0,
+                                     std::min(left, static_cast<int>(kinds[i].devices.size()) - 1));
           per[static_cast<size_t>(i)] += add;
           left -= add;
           rem.push_back({-(want - add), i});
@@ -127,10 +135,15 @@ std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int 
         std::sort(rem.begin(), rem.end());
         for (size_t r = 0; left > 0 && r < rem.size(); ++r) {
           const int i = rem[r].second;
-          if (per[static_cast<size_t>(i)] < static_cast<int>(kinds[i].devices.size())) { ++per[static_cast<size_t>(i)]; --left; }
+          if (per[static_cast<size_t>(i)] < static_cast<int>(kinds[i].devices.size())) {
+            ++per[static_cast<size_t>(i)];
+            --left;
+          }
         }
         std::vector<std::vector<int>> sizes(static_cast<size_t>(nk));
-        for (int i = 0; i < nk; ++i) sizes[static_cast<size_t>(i)] = near_even(static_cast<int>(kinds[i].devices.size()), per[static_cast<size_t>(i)]);
+        for (int i = 0; i < nk; ++i)
+          sizes[static_cast<size_t>(i)] =
+              near_even(static_cast<int>(kinds[i].devices.size()), per[static_cast<size_t>(i)]);
         size_sets.push_back(std::move(sizes));
       }
     }
@@ -148,8 +161,8 @@ std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int 
 }
 
 std::optional<PipelineChoice> best_hybrid(const StageModel& model, const std::vector<NodeId>& blocks,
-                                          const std::vector<std::vector<ChainSlot>>& layouts, int microbatches,
-                                          Schedule schedule) {
+                                          const std::vector<std::vector<ChainSlot>>& layouts,
+                                          int microbatches, Schedule schedule) {
   std::optional<PipelineChoice> best;
   const int mb = model.options().global_batch / microbatches;
   for (const auto& slots : layouts) {
@@ -171,18 +184,20 @@ std::vector<Plan> hybrid_candidates(const StageModel& model, const std::vector<N
     Plan plan;
   };
   std::vector<Scored> scored;
-  // A pipeline of S stages idles (S - 1) / (m + S - 1) of the step: deep layouts need more microbatches than the
-  // default cap allows, so the cap rises to 4 x the deepest layout (still divisors of the batch).
+  // A pipeline of S stages idles (S - 1) / (m + S - 1) of the step: deep layouts need more microbatches than
+  // the default cap allows, so the cap rises to 4 x the deepest layout (still divisors of the batch).
   SearchOptions wide = model.options();
   size_t deepest = 1;
   for (const auto& l : layouts) deepest = std::max(deepest, l.size());
-  if (wide.microbatches == 0) wide.max_microbatches = std::max(wide.max_microbatches, 4 * static_cast<int>(deepest));
+  if (wide.microbatches == 0)
+    wide.max_microbatches = std::max(wide.max_microbatches, 4 * static_cast<int>(deepest));
   for (int m : microbatch_candidates(wide, 1)) {
     // Layouts whose groups are wider than the microbatch leave devices without samples: skip them.
     std::vector<std::vector<ChainSlot>> usable;
     const int mb = model.options().global_batch / m;
     for (const auto& l : layouts) {
-      if (std::all_of(l.begin(), l.end(), [&](const ChainSlot& s) { return static_cast<int>(s.devices.size()) <= mb; })) {
+      if (std::all_of(l.begin(), l.end(),
+                      [&](const ChainSlot& s) { return static_cast<int>(s.devices.size()) <= mb; })) {
         usable.push_back(l);
       }
     }
@@ -192,7 +207,8 @@ std::vector<Plan> hybrid_candidates(const StageModel& model, const std::vector<N
     mark_unused_devices(plan, model.cluster(), "its device kind made the pipeline's bottleneck worse");
     scored.push_back(Scored{choice->solution.estimate, std::move(plan)});
   }
-  std::stable_sort(scored.begin(), scored.end(), [](const Scored& a, const Scored& b) { return a.estimate < b.estimate; });
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const Scored& a, const Scored& b) { return a.estimate < b.estimate; });
   std::vector<Plan> out;
   for (auto& s : scored) out.push_back(std::move(s.plan));
   return out;

@@ -14,7 +14,8 @@ void ModelSpec::validate() const {
   if (architecture == Architecture::kGpt) {
     PARTITA_CHECK(layers >= 1 && width >= 1 && heads >= 1 && seq >= 1 && vocab >= 1, "model spec '", name,
                   "': layers, width, heads, seq and vocab must be positive");
-    PARTITA_CHECK(width % heads == 0, "model spec '", name, "': width ", width, " is not divisible by heads ", heads);
+    PARTITA_CHECK(width % heads == 0, "model spec '", name, "': width ", width, " is not divisible by heads ",
+                  heads);
   } else {
     PARTITA_CHECK(!blocks.empty() && blocks.size() == widths.size(), "model spec '", name,
                   "': 'blocks' and 'widths' need the same, non-zero length");
@@ -30,7 +31,8 @@ ModelSpec parse_model_spec(const std::string& yaml_text) {
     PARTITA_CHECK(y.IsMap(), "model spec: expected a YAML mapping");
     s.name = y["name"].as<std::string>("");
     const std::string arch = y["architecture"].as<std::string>("gpt");
-    PARTITA_CHECK(arch == "gpt" || arch == "resnet", "model spec: architecture '", arch, "': use gpt or resnet");
+    PARTITA_CHECK(arch == "gpt" || arch == "resnet", "model spec: architecture '", arch,
+                  "': use gpt or resnet");
     s.architecture = arch == "gpt" ? Architecture::kGpt : Architecture::kResnet;
     s.dtype = parse_dtype(y["dtype"].as<std::string>("f32"));
     s.layers = y["layers"].as<int>(s.layers);

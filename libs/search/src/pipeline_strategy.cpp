@@ -13,7 +13,8 @@ namespace partita {
 namespace {
 
 // Orders that look the same to the cost model (same spec and same links at every position) are one order.
-std::vector<std::vector<int>> unique_orders(const StageModel& model, const std::vector<std::vector<int>>& orders) {
+std::vector<std::vector<int>> unique_orders(const StageModel& model,
+                                            const std::vector<std::vector<int>>& orders) {
   std::set<std::vector<std::string>> seen;
   std::vector<std::vector<int>> out;
   const auto& devs = model.cluster().devices;
@@ -22,13 +23,15 @@ std::vector<std::vector<int>> unique_orders(const StageModel& model, const std::
     for (size_t i = 0; i < o.size(); ++i) {
       key.push_back(std::to_string(model.spec_of(o[i])));
       if (i + 1 < o.size()) {
-        const LinkSpec l = model.cluster().link_between(devs[static_cast<size_t>(o[i])].id, devs[static_cast<size_t>(o[i + 1])].id);
+        const LinkSpec l = model.cluster().link_between(devs[static_cast<size_t>(o[i])].id,
+                                                        devs[static_cast<size_t>(o[i + 1])].id);
         char buf[96];
         std::snprintf(buf, sizeof buf, "%.17g/%.17g", l.latency.value(), l.bandwidth.value());
         key.push_back(l.name + "/" + buf);
       }
     }
-    // Memory caps differ per device only through its spec or the common limit, so spec + links is the identity.
+    // Memory caps differ per device only through its spec or the common limit, so spec + links is the
+    // identity.
     if (seen.insert(key).second) out.push_back(o);
   }
   return out;
@@ -75,8 +78,12 @@ std::optional<PipelineChoice> best_pipeline(const StageModel& model, const std::
                                             int microbatches, Schedule schedule) {
   std::optional<PipelineChoice> best;
   for (const auto& order : device_orders(model, static_cast<int>(blocks.size()))) {
-    ChainProblem problem{&model, blocks, single_device_slots(model, order), microbatches,
-                         model.options().global_batch / microbatches, schedule};
+    ChainProblem problem{&model,
+                         blocks,
+                         single_device_slots(model, order),
+                         microbatches,
+                         model.options().global_batch / microbatches,
+                         schedule};
     auto sol = partition_chain(problem);
     if (!sol) continue;
     if (!best || sol->bottleneck < best->solution.bottleneck ||
@@ -97,11 +104,13 @@ std::vector<Plan> pipeline_candidates(const StageModel& model, const std::vector
     auto choice = best_pipeline(model, blocks, m, Schedule::kOneFOneB);
     if (!choice) continue;
     Plan plan = chain_to_plan(choice->problem, choice->solution, StrategyKind::kPipeline);
-    mark_unused_devices(plan, model.cluster(),
-                        "the pipeline's bottleneck did not improve with it (slow device or link, or too few blocks)");
+    mark_unused_devices(
+        plan, model.cluster(),
+        "the pipeline's bottleneck did not improve with it (slow device or link, or too few blocks)");
     scored.push_back(Scored{choice->solution.estimate, std::move(plan)});
   }
-  std::stable_sort(scored.begin(), scored.end(), [](const Scored& a, const Scored& b) { return a.estimate < b.estimate; });
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const Scored& a, const Scored& b) { return a.estimate < b.estimate; });
   std::vector<Plan> out;
   for (auto& s : scored) out.push_back(std::move(s.plan));
   return out;

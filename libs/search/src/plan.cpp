@@ -62,8 +62,8 @@ std::string Plan::to_string() const {
     const Stage& st = stages[s];
     const DeviceGroup& g = groups[static_cast<size_t>(st.group)];
     if (st.explicit_nodes()) {
-      os << "  stage " << s << ": " << st.nodes.size() << " nodes (" << st.first << ".." << st.last << ", not contiguous) on "
-         << group_parallelism_name(g.parallelism) << " group [";
+      os << "  stage " << s << ": " << st.nodes.size() << " nodes (" << st.first << ".." << st.last
+         << ", not contiguous) on " << group_parallelism_name(g.parallelism) << " group [";
     } else {
       os << "  stage " << s << ": nodes " << st.first << ".." << st.last << " on "
          << group_parallelism_name(g.parallelism) << " group [";
@@ -72,7 +72,8 @@ std::string Plan::to_string() const {
       os << (d ? ", " : "") << g.devices[d] << " x" << g.batch_shares[d];
     }
     os << "]";
-    if (st.checkpointing != Checkpointing::kNone) os << ", checkpointing " << checkpointing_name(st.checkpointing);
+    if (st.checkpointing != Checkpointing::kNone)
+      os << ", checkpointing " << checkpointing_name(st.checkpointing);
     if (st.offload != Offload::kNone) os << ", offload " << offload_name(st.offload);
     os << "\n";
   }
@@ -80,8 +81,8 @@ std::string Plan::to_string() const {
   os << "  predicted: step " << format_seconds(prediction.step_time) << ", " << prediction.samples_per_second
      << " samples/s, " << prediction.energy.value() << " J/step\n";
   for (const auto& d : prediction.devices) {
-    os << "    " << d.device << ": peak " << format_bytes(d.peak_memory) << ", busy " << format_seconds(d.busy)
-       << "\n";
+    os << "    " << d.device << ": peak " << format_bytes(d.peak_memory) << ", busy "
+       << format_seconds(d.busy) << "\n";
   }
   return os.str();
 }
@@ -89,8 +90,9 @@ std::string Plan::to_string() const {
 void Plan::check_ranges(const Graph& target) const {
   NodeId next = 0;
   for (const Stage& st : stages) {
-    PARTITA_CHECK(!st.explicit_nodes(), "plan: stage ", &st - stages.data(),
-                  " lists nodes but the first stage does not; a plan uses node ranges or node lists, not both");
+    PARTITA_CHECK(
+        !st.explicit_nodes(), "plan: stage ", &st - stages.data(),
+        " lists nodes but the first stage does not; a plan uses node ranges or node lists, not both");
     PARTITA_CHECK(st.first == next && st.last >= st.first, "plan: stage [", st.first, ", ", st.last,
                   "] does not continue the node order at ", next);
     next = st.last + 1;
@@ -106,12 +108,14 @@ void Plan::check_node_lists(const Graph& target) const {
   std::vector<int> where(static_cast<size_t>(n), -1);
   for (size_t s = 0; s < stages.size(); ++s) {
     const Stage& st = stages[s];
-    PARTITA_CHECK(st.explicit_nodes(), "plan: stage ", s,
-                  " has no node list but the first stage has one; a plan uses node ranges or node lists, not both");
+    PARTITA_CHECK(
+        st.explicit_nodes(), "plan: stage ", s,
+        " has no node list but the first stage has one; a plan uses node ranges or node lists, not both");
     PARTITA_CHECK(st.group >= 0 && st.group < static_cast<int>(groups.size()), "plan: stage group ", st.group,
                   " out of range");
     for (NodeId id : st.nodes) {
-      PARTITA_CHECK(id >= 0 && id < n, "plan: stage ", s, " lists node ", id, " but the graph has ", n, " nodes");
+      PARTITA_CHECK(id >= 0 && id < n, "plan: stage ", s, " lists node ", id, " but the graph has ", n,
+                    " nodes");
       PARTITA_CHECK(where[static_cast<size_t>(id)] < 0, "plan: node ", id, " is listed in stages ",
                     where[static_cast<size_t>(id)], " and ", s);
       where[static_cast<size_t>(id)] = static_cast<int>(s);
@@ -127,8 +131,10 @@ void Plan::check_node_lists(const Graph& target) const {
     for (size_t k = 0; k < st.nodes.size(); ++k) {
       for (ValueId v : target.node(st.nodes[k]).inputs) {
         const NodeId p = target.value(v).producer;
-        PARTITA_CHECK(p == kNoNode || pos[static_cast<size_t>(p)] < 0 || pos[static_cast<size_t>(p)] < static_cast<int>(k),
-                      "plan: node ", st.nodes[k], " runs before node ", p, " that it depends on; list nodes in a "
+        PARTITA_CHECK(p == kNoNode || pos[static_cast<size_t>(p)] < 0 ||
+                          pos[static_cast<size_t>(p)] < static_cast<int>(k),
+                      "plan: node ", st.nodes[k], " runs before node ", p,
+                      " that it depends on; list nodes in a "
                       "topological order");
       }
     }
@@ -137,9 +143,9 @@ void Plan::check_node_lists(const Graph& target) const {
 
 void Plan::check_against(const Graph& target) const {
   const GraphIdentity id = graph_identity(target);
-  PARTITA_CHECK(id == this->graph, "plan was made for a graph with ", this->graph.num_nodes, " nodes (op hash ",
-                this->graph.op_hash, ") but this graph has ", id.num_nodes, " nodes (op hash ", id.op_hash,
-                "); plan again for this model");
+  PARTITA_CHECK(id == this->graph, "plan was made for a graph with ", this->graph.num_nodes,
+                " nodes (op hash ", this->graph.op_hash, ") but this graph has ", id.num_nodes,
+                " nodes (op hash ", id.op_hash, "); plan again for this model");
   PARTITA_CHECK(microbatches >= 1 && global_batch % microbatches == 0, "plan: global batch ", global_batch,
                 " is not divisible into ", microbatches, " microbatches");
   PARTITA_CHECK(!stages.empty(), "plan has no stages");
@@ -153,11 +159,13 @@ void Plan::check_against(const Graph& target) const {
     PARTITA_CHECK(!g.devices.empty() && g.devices.size() == g.batch_shares.size(),
                   "plan: a device group needs one batch share per device");
     const int sum = std::accumulate(g.batch_shares.begin(), g.batch_shares.end(), 0);
-    const int want = g.parallelism == GroupParallelism::kData ? microbatch_size()
-                                                              : microbatch_size() * static_cast<int>(g.devices.size());
+    const int want = g.parallelism == GroupParallelism::kData
+                         ? microbatch_size()
+                         : microbatch_size() * static_cast<int>(g.devices.size());
     PARTITA_CHECK(sum == want, "plan: batch shares of group starting at ", g.devices[0], " sum to ", sum,
                   " but the microbatch needs ", want);
-    for (const auto& d : g.devices) PARTITA_CHECK(seen.insert(d).second, "plan: device ", d, " is in two groups");
+    for (const auto& d : g.devices)
+      PARTITA_CHECK(seen.insert(d).second, "plan: device ", d, " is in two groups");
   }
 }
 

@@ -96,8 +96,9 @@ Prediction prediction_from_json(const Json& j) {
   p.samples_per_second = get<double>(j, "samples_per_second");
   p.energy = Joules(get<double>(j, "energy_j"));
   for (const auto& d : field(j, "devices")) {
-    p.devices.push_back(DevicePrediction{get<std::string>(d, "device"), Bytes(get<int64_t>(d, "peak_memory_bytes")),
-                                         Seconds(get<double>(d, "busy_s")), Joules(get<double>(d, "energy_j"))});
+    p.devices.push_back(
+        DevicePrediction{get<std::string>(d, "device"), Bytes(get<int64_t>(d, "peak_memory_bytes")),
+                         Seconds(get<double>(d, "busy_s")), Joules(get<double>(d, "energy_j"))});
   }
   return p;
 }
@@ -128,7 +129,8 @@ Json plan_to_json(const Plan& plan) {
   for (const auto& s : plan.stages) stages.push_back(stage_to_json(s));
   j["stages"] = stages;
   Json unused = Json::array();
-  for (const auto& u : plan.unused_devices) unused.push_back(Json{{"device", u.device}, {"reason", u.reason}});
+  for (const auto& u : plan.unused_devices)
+    unused.push_back(Json{{"device", u.device}, {"reason", u.reason}});
   j["unused_devices"] = unused;
   j["prediction"] = prediction_to_json(plan.prediction);
   if (!plan.source.empty()) j["source"] = source_to_json(plan.source);

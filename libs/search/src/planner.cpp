@@ -54,7 +54,10 @@ std::optional<Bytes> smallest_memory(const Graph& graph, const Cluster& cluster,
   }
   while (hi - lo > std::max<int64_t>(hi / 1000, 1)) {
     const int64_t mid = lo + (hi - lo) / 2;
-    if (feasible(mid)) hi = mid; else lo = mid;
+    if (feasible(mid))
+      hi = mid;
+    else
+      lo = mid;
   }
   return Bytes(hi);
 }
@@ -68,7 +71,8 @@ std::vector<Plan> generate_candidates(const Graph& graph, const Cluster& cluster
   std::vector<Plan> out;
   const StrategyKind s = options.strategy;
   if (s == StrategyKind::kAuto || s == StrategyKind::kData) append(out, data_parallel_candidates(model));
-  if (s == StrategyKind::kAuto || s == StrategyKind::kPipeline) append(out, pipeline_candidates(model, blocks));
+  if (s == StrategyKind::kAuto || s == StrategyKind::kPipeline)
+    append(out, pipeline_candidates(model, blocks));
   if (s == StrategyKind::kAuto || s == StrategyKind::kHybrid) append(out, hybrid_candidates(model, blocks));
   if (s == StrategyKind::kAuto || s == StrategyKind::kBranch) append(out, branch_candidates(model));
   if (s == StrategyKind::kAuto || s == StrategyKind::kTensor) append(out, tensor_candidates(model));
@@ -83,16 +87,19 @@ PlanOutcome make_plan(const Graph& graph, const Cluster& cluster, const CostTabl
   PlanOutcome outcome;
   std::vector<Plan> plans = feasible_evaluated(graph, cluster, table, options);
   if (plans.empty()) {
-    if (options.strategy == StrategyKind::kTensor && generate_candidates(graph, cluster, table, options).empty()) {
-      outcome.error = "strategy 'tensor' has nothing to offer here: it needs at least two devices of one kind on one "
-                      "machine and a graph with weight matmuls; try --strategy auto";
+    if (options.strategy == StrategyKind::kTensor &&
+        generate_candidates(graph, cluster, table, options).empty()) {
+      outcome.error =
+          "strategy 'tensor' has nothing to offer here: it needs at least two devices of one kind on one "
+          "machine and a graph with weight matmuls; try --strategy auto";
       return outcome;
     }
     outcome.min_memory = smallest_memory(graph, cluster, table, options);
     outcome.error = "no plan fits in memory";
     if (outcome.min_memory) {
       outcome.error += ": the smallest per-device memory for which a plan exists is " +
-                       format_bytes(*outcome.min_memory) + " (" + std::to_string(outcome.min_memory->value()) +
+                       format_bytes(*outcome.min_memory) + " (" +
+                       std::to_string(outcome.min_memory->value()) +
                        " bytes); raise the memory limit, add devices or lower the batch";
     }
     return outcome;

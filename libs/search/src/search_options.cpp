@@ -8,22 +8,32 @@ std::string_view mode_name(Mode m) { return m == Mode::kInference ? "inference" 
 
 std::string_view objective_name(Objective o) {
   switch (o) {
-    case Objective::kTime: return "time";
-    case Objective::kEnergy: return "energy";
-    case Objective::kBalanced: break;
+    case Objective::kTime:
+      return "time";
+    case Objective::kEnergy:
+      return "energy";
+    case Objective::kBalanced:
+      break;
   }
   return "balanced";
 }
 
 std::string_view strategy_name(StrategyKind s) {
   switch (s) {
-    case StrategyKind::kAuto: return "auto";
-    case StrategyKind::kData: return "data";
-    case StrategyKind::kPipeline: return "pipeline";
-    case StrategyKind::kHybrid: return "hybrid";
-    case StrategyKind::kBranch: return "branch";
-    case StrategyKind::kTensor: return "tensor";
-    case StrategyKind::kEven: break;
+    case StrategyKind::kAuto:
+      return "auto";
+    case StrategyKind::kData:
+      return "data";
+    case StrategyKind::kPipeline:
+      return "pipeline";
+    case StrategyKind::kHybrid:
+      return "hybrid";
+    case StrategyKind::kBranch:
+      return "branch";
+    case StrategyKind::kTensor:
+      return "tensor";
+    case StrategyKind::kEven:
+      break;
   }
   return "even";
 }
@@ -43,15 +53,17 @@ Objective parse_objective(std::string_view name) {
 }
 
 StrategyKind parse_strategy(std::string_view name) {
-  for (StrategyKind s : {StrategyKind::kAuto, StrategyKind::kData, StrategyKind::kPipeline, StrategyKind::kHybrid,
-                         StrategyKind::kBranch, StrategyKind::kTensor, StrategyKind::kEven}) {
+  for (StrategyKind s :
+       {StrategyKind::kAuto, StrategyKind::kData, StrategyKind::kPipeline, StrategyKind::kHybrid,
+        StrategyKind::kBranch, StrategyKind::kTensor, StrategyKind::kEven}) {
     if (strategy_name(s) == name) return s;
   }
   PARTITA_FAIL("unknown strategy '", name, "': use auto, data, pipeline, hybrid, branch, tensor or even");
 }
 
 void SearchOptions::validate() const {
-  PARTITA_CHECK(global_batch >= 1, "search options: global_batch is ", global_batch, "; it must be at least 1");
+  PARTITA_CHECK(global_batch >= 1, "search options: global_batch is ", global_batch,
+                "; it must be at least 1");
   PARTITA_CHECK(graph_batch >= 0, "search options: graph_batch is ", graph_batch,
                 "; use 0 (take it from the graph's first input) or a positive sample count");
   PARTITA_CHECK(!memory_limit || memory_limit->value() > 0, "search options: memory_limit is ",

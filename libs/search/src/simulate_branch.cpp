@@ -51,15 +51,17 @@ std::vector<NodeId> global_order(const Plan& plan, const Graph& graph) {
       if (--indeg[static_cast<size_t>(v)] == 0) ready.push(v);
     }
   }
-  PARTITA_CHECK(static_cast<int>(order.size()) == n, "plan: the stages' node lists contradict the graph's data "
-                "dependencies (a cycle through ", n - static_cast<int>(order.size()), " nodes); plan again");
+  PARTITA_CHECK(static_cast<int>(order.size()) == n,
+                "plan: the stages' node lists contradict the graph's data "
+                "dependencies (a cycle through ",
+                n - static_cast<int>(order.size()), " nodes); plan again");
   return order;
 }
 
 }  // namespace
 
-Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,
-                           const SearchOptions& options) {
+Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& cluster,
+                           const CostTable& table, const SearchOptions& options) {
   const StageModel model(graph, cluster, table, options);
   const bool training = plan.mode == Mode::kTraining;
   const int m = plan.microbatches;
@@ -86,9 +88,11 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     for (NodeId i : order) {
       const int s = stage_of[static_cast<size_t>(i)];
       const int spec = model.spec_of(dev_of_stage[static_cast<size_t>(s)]);
-      f[j][i] = tg.add(node_label("F", i, j), TaskKind::kForward, res_of_stage[s], s, j, model.forward(spec, i, i, mb));
+      f[j][i] = tg.add(node_label("F", i, j), TaskKind::kForward, res_of_stage[s], s, j,
+                       model.forward(spec, i, i, mb));
       if (training) {
-        b[j][i] = tg.add(node_label("B", i, j), TaskKind::kBackward, res_of_stage[s], s, j, model.backward(spec, i, i, mb));
+        b[j][i] = tg.add(node_label("B", i, j), TaskKind::kBackward, res_of_stage[s], s, j,
+                         model.backward(spec, i, i, mb));
       }
     }
   }
@@ -97,7 +101,8 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     auto [it, fresh] = lanes.try_emplace({from, to}, -1);
     if (fresh) {
       it->second = tg.add_resource("link " + plan.groups[plan.stages[from].group].devices[0] + "->" +
-                                       plan.groups[plan.stages[to].group].devices[0], -1);
+                                       plan.groups[plan.stages[to].group].devices[0],
+                                   -1);
     }
     return it->second;
   };
@@ -107,7 +112,8 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     return p2p_time(bytes, cluster.link_between(da, db));
   };
   std::vector<double> received(static_cast<size_t>(ns), 0.0);  // bytes per sample a stage receives
-  // Forward pass: tasks in the global order, microbatch by microbatch; transfers once per (value, consumer stage).
+  // Forward pass: tasks in the global order, microbatch by microbatch; transfers once per (value, consumer
+  // stage).
   for (int j = 0; j < m; ++j) {
     for (NodeId i : order) {
       const int s = stage_of[static_cast<size_t>(i)];
@@ -125,7 +131,8 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
       for (const auto& [t, values] : remote) {
         Bytes bytes(0);
         for (ValueId v : values) bytes += graph.value(v).bytes();
-        if (j == 0) received[static_cast<size_t>(t)] += static_cast<double>(bytes.value()) / model.graph_batch();
+        if (j == 0)
+          received[static_cast<size_t>(t)] += static_cast<double>(bytes.value()) / model.graph_batch();
         const int x = tg.add(node_label("send", i, j), TaskKind::kTransfer, lane(s, t), s, j,
                              transfer_time(s, t, bytes * scale));
         tg.depend(x, f[j][i]);
@@ -138,7 +145,8 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
       }
     }
   }
-  // Backward pass: reverse global order; a node's backward waits for its consumers' backwards (their gradients).
+  // Backward pass: reverse global order; a node's backward waits for its consumers' backwards (their
+  // gradients).
   for (int j = 0; training && j < m; ++j) {
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
       const NodeId i = *it;
@@ -174,7 +182,8 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     sim.step_time = std::max(sim.step_time, w.info.end);
   }
   sim.prediction.step_time = sim.step_time;
-  sim.prediction.samples_per_second = sim.step_time.value() > 0 ? plan.global_batch / sim.step_time.value() : 0;
+  sim.prediction.samples_per_second =
+      sim.step_time.value() > 0 ? plan.global_batch / sim.step_time.value() : 0;
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
     const int d = dev_of_stage[static_cast<size_t>(s)];
@@ -188,8 +197,9 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     }
     double total = params + ws * mb;
     if (training) {
-      total += trainable + static_cast<double>(optimizer_state_bytes(Bytes(static_cast<int64_t>(trainable)),
-                                                                      plan.optimizer).value());
+      total += trainable +
+               static_cast<double>(
+                   optimizer_state_bytes(Bytes(static_cast<int64_t>(trainable)), plan.optimizer).value());
       total += act * plan.global_batch;
     } else {
       total += act * mb;

@@ -1,6 +1,6 @@
 #pragma once
-// Internal to the search library: simulation of branch plans (stages with explicit node lists), which simulate()
-// dispatches to. Model (in addition to simulator.h's):
+// Internal to the search library: simulation of branch plans (stages with explicit node lists), which
+// simulate() dispatches to. Model (in addition to simulator.h's):
 //   - one forward task per node and microbatch on its stage's device (and one backward task when training);
 //     a device runs all forwards microbatch by microbatch in its list order, then the backwards microbatch by
 //     microbatch in reverse list order;
@@ -8,14 +8,15 @@
 //     ordered device pair, in the order the producer runs); its gradient crosses back in training;
 //   - graph inputs are present on every device (the loader hands each device the batch);
 //   - a parameter lives on the device of its first reader (tied weights read on two devices are not synced);
-//   - memory: parameters (+ gradients and optimizer state) of the device's nodes + the largest node's workspace
-//     + saved activations (outputs of its non-structural nodes and the values it receives) for every sample of
-//     the step in training (all forwards run before the backwards), for one microbatch in inference.
+//   - memory: parameters (+ gradients and optimizer state) of the device's nodes + the largest node's
+//   workspace
+//     + saved activations (outputs of its non-structural nodes and the values it receives) for every sample
+//     of the step in training (all forwards run before the backwards), for one microbatch in inference.
 #include "partita/search/simulator.h"
 
 namespace partita::detail {
 
-Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,
-                           const SearchOptions& options);
+Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& cluster,
+                           const CostTable& table, const SearchOptions& options);
 
 }  // namespace partita::detail

@@ -16,11 +16,16 @@ namespace partita {
 
 std::string_view task_kind_name(TaskKind kind) {
   switch (kind) {
-    case TaskKind::kForward: return "forward";
-    case TaskKind::kBackward: return "backward";
-    case TaskKind::kTransfer: return "transfer";
-    case TaskKind::kAllReduce: return "allreduce";
-    case TaskKind::kOffload: break;
+    case TaskKind::kForward:
+      return "forward";
+    case TaskKind::kBackward:
+      return "backward";
+    case TaskKind::kTransfer:
+      return "transfer";
+    case TaskKind::kAllReduce:
+      return "allreduce";
+    case TaskKind::kOffload:
+      break;
   }
   return "offload";
 }
@@ -31,7 +36,8 @@ using detail::TaskGraph;
 using detail::Work;
 
 // Microbatch order of one device: pairs (microbatch, is_backward).
-std::vector<std::pair<int, bool>> device_order(Schedule schedule, bool training, int stage, int stages, int m) {
+std::vector<std::pair<int, bool>> device_order(Schedule schedule, bool training, int stage, int stages,
+                                               int m) {
   std::vector<std::pair<int, bool>> order;
   if (!training) {
     for (int j = 0; j < m; ++j) order.push_back({j, false});
@@ -68,7 +74,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   const StageModel model(graph, cluster, table, opt);
   const TensorModel tensor(model);
   auto is_tensor = [&](int s) {
-    return plan.groups[static_cast<size_t>(plan.stages[static_cast<size_t>(s)].group)].parallelism == GroupParallelism::kTensor;
+    return plan.groups[static_cast<size_t>(plan.stages[static_cast<size_t>(s)].group)].parallelism ==
+           GroupParallelism::kTensor;
   };
   const bool training = plan.mode == Mode::kTraining;
   const int ns = static_cast<int>(plan.stages.size());
@@ -100,7 +107,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       if (st.checkpointing == Checkpointing::kFull) bwd += fwd;
       for (int j = 0; j < m; ++j) {
         f[s][j].push_back(tg.add(label("F", s, j), TaskKind::kForward, dev_res[s][i], s, j, fwd));
-        if (training) b[s][j].push_back(tg.add(label("B", s, j), TaskKind::kBackward, dev_res[s][i], s, j, bwd));
+        if (training)
+          b[s][j].push_back(tg.add(label("B", s, j), TaskKind::kBackward, dev_res[s][i], s, j, bwd));
       }
     }
   }
@@ -109,11 +117,14 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
     const auto& ga = plan.groups[static_cast<size_t>(plan.stages[s].group)];
     const auto& gb = plan.groups[static_cast<size_t>(plan.stages[s + 1].group)];
     // Tensor-parallel groups hold (and need) the whole microbatch's activations: one lane.
-    const int lanes = is_tensor(s) || is_tensor(s + 1) ? 1 : static_cast<int>(std::min(ga.devices.size(), gb.devices.size()));
+    const int lanes = is_tensor(s) || is_tensor(s + 1)
+                          ? 1
+                          : static_cast<int>(std::min(ga.devices.size(), gb.devices.size()));
     const Bytes bytes = model.boundary_bytes(plan.stages[s].last, (mb + lanes - 1) / lanes);
     const Seconds t = p2p_time(bytes, cluster.link_between(ga.devices[0], gb.devices[0]));
     const int fwd_lane = tg.add_resource("link s" + std::to_string(s) + "->s" + std::to_string(s + 1), -1);
-    const int bwd_lane = training ? tg.add_resource("link s" + std::to_string(s + 1) + "->s" + std::to_string(s), -1) : -1;
+    const int bwd_lane =
+        training ? tg.add_resource("link s" + std::to_string(s + 1) + "->s" + std::to_string(s), -1) : -1;
     for (int j = 0; j < m; ++j) {
       const int tf = tg.add(label("send", s, j), TaskKind::kTransfer, fwd_lane, s, j, t);
       for (int x : f[s][j]) tg.depend(tf, x);
@@ -143,16 +154,19 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
     int after = -1;
     // Tensor-parallel groups shard their weights: no gradient all-reduce inside the group.
     if (g.devices.size() > 1 && g.parallelism == GroupParallelism::kData) {
-      const Seconds t = allreduce_time(model.trainable_bytes(st.first, st.last), static_cast<int>(g.devices.size()),
-                                       slowest_link(cluster, g.devices));
-      after = tg.add(label("allreduce", s, -1), TaskKind::kAllReduce, tg.add_resource(label("allreduce", s, -1), -1), s, -1, t);
-      for (const auto& per_mb : b[s]) for (int x : per_mb) tg.depend(after, x);
+      const Seconds t = allreduce_time(model.trainable_bytes(st.first, st.last),
+                                       static_cast<int>(g.devices.size()), slowest_link(cluster, g.devices));
+      after = tg.add(label("allreduce", s, -1), TaskKind::kAllReduce,
+                     tg.add_resource(label("allreduce", s, -1), -1), s, -1, t);
+      for (const auto& per_mb : b[s])
+        for (int x : per_mb) tg.depend(after, x);
       tg.enqueue(after);
     }
     if (st.offload == Offload::kNone) continue;
     for (size_t i = 0; i < g.devices.size(); ++i) {
       const Seconds t = model.offload_time(StageLoad{st.first, st.last, 1, 1, st.checkpointing, st.offload});
-      const int o = tg.add(label("offload", s, -1), TaskKind::kOffload, tg.add_resource("host " + g.devices[i], -1), s, -1, t);
+      const int o = tg.add(label("offload", s, -1), TaskKind::kOffload,
+                           tg.add_resource("host " + g.devices[i], -1), s, -1, t);
       if (after >= 0) tg.depend(o, after);
       for (const auto& per_mb : b[s]) tg.depend(o, per_mb[i]);
       tg.enqueue(o);
@@ -167,7 +181,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
     sim.step_time = std::max(sim.step_time, w.info.end);
   }
   sim.prediction.step_time = sim.step_time;
-  sim.prediction.samples_per_second = sim.step_time.value() > 0 ? plan.global_batch / sim.step_time.value() : 0;
+  sim.prediction.samples_per_second =
+      sim.step_time.value() > 0 ? plan.global_batch / sim.step_time.value() : 0;
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
     const DeviceGroup& g = plan.groups[static_cast<size_t>(st.group)];
@@ -176,12 +191,17 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       const int share = g.batch_shares[i];
       DevicePrediction dp{g.devices[i], Bytes(0), Seconds(0), Joules(0)};
       // Activation timeline: saved at forward end, recomputed at backward start, freed at backward end.
-      struct Event { Seconds at; double delta; };
+      struct Event {
+        Seconds at;
+        double delta;
+      };
       std::vector<Event> events;
       const bool ckpt = st.checkpointing == Checkpointing::kFull;
       const bool tp = g.parallelism == GroupParallelism::kTensor;
       const int p = static_cast<int>(g.devices.size());
-      const double act = (tp ? tensor.activation_per_sample(st.first, st.last, p) : model.activation_per_sample(st.first, st.last)) * share;
+      const double act = (tp ? tensor.activation_per_sample(st.first, st.last, p)
+                             : model.activation_per_sample(st.first, st.last)) *
+                         share;
       const double saved = ckpt ? model.input_per_sample(st.first) * share : act;
       for (int j = 0; j < m; ++j) {
         const SimTask& ft = tg.work()[static_cast<size_t>(f[s][j][i])].info;
@@ -200,8 +220,9 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       for (const auto& e : events) peak = std::max(peak, live += e.delta);
       const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload};
       if (tp) {
-        dp.peak_memory = training ? tensor.static_memory(st.first, st.last, share, p) + Bytes(static_cast<int64_t>(peak))
-                                  : tensor.memory(st.first, st.last, share, p, 1);
+        dp.peak_memory =
+            training ? tensor.static_memory(st.first, st.last, share, p) + Bytes(static_cast<int64_t>(peak))
+                     : tensor.memory(st.first, st.last, share, p, 1);
       } else if (training) {
         // Static part: the memory model with no activations kept (in_flight cancels out below).
         const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, st.offload};
@@ -212,8 +233,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       const Bytes cap = model.memory_cap(d);
       if (dp.peak_memory > cap && sim.fits_memory) {
         sim.fits_memory = false;
-        sim.memory_note = "device " + g.devices[i] + " needs " + format_bytes(dp.peak_memory) + " but may use " +
-                          format_bytes(cap);
+        sim.memory_note = "device " + g.devices[i] + " needs " + format_bytes(dp.peak_memory) +
+                          " but may use " + format_bytes(cap);
       }
       const Seconds idle = std::max(Seconds(0), sim.step_time - dp.busy);
       dp.energy = device_energy(cluster.devices[static_cast<size_t>(d)].spec, dp.busy, idle);
@@ -235,13 +256,20 @@ Json chrome_trace(const Simulation& sim) {
   Json events = Json::array();
   for (size_t r = 0; r < sim.resources.size(); ++r) {
     const int pid = sim.resources[r].device >= 0 ? 0 : 1;
-    events.push_back(Json{{"name", "thread_name"}, {"ph", "M"}, {"pid", pid}, {"tid", r},
+    events.push_back(Json{{"name", "thread_name"},
+                          {"ph", "M"},
+                          {"pid", pid},
+                          {"tid", r},
                           {"args", Json{{"name", sim.resources[r].name}}}});
   }
   for (const auto& t : sim.tasks) {
     const int pid = sim.resources[static_cast<size_t>(t.resource)].device >= 0 ? 0 : 1;
-    events.push_back(Json{{"name", t.name}, {"cat", task_kind_name(t.kind)}, {"ph", "X"}, {"pid", pid},
-                          {"tid", t.resource}, {"ts", t.start.value() * 1e6},
+    events.push_back(Json{{"name", t.name},
+                          {"cat", task_kind_name(t.kind)},
+                          {"ph", "X"},
+                          {"pid", pid},
+                          {"tid", t.resource},
+                          {"ts", t.start.value() * 1e6},
                           {"dur", (t.end - t.start).value() * 1e6},
                           {"args", Json{{"stage", t.stage}, {"microbatch", t.microbatch}}}});
   }

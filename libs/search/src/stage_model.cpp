@@ -35,15 +35,15 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   const double per = 1.0 / graph_batch_;
   for (const auto& d : cluster.devices) {
     const auto it = std::find(table.spec_names.begin(), table.spec_names.end(), d.spec.name);
-    PARTITA_CHECK(it != table.spec_names.end(), "the cost table has no row for device ", d.id, " ('", d.spec.name,
-                  "'); build it with every spec of the cluster");
+    PARTITA_CHECK(it != table.spec_names.end(), "the cost table has no row for device ", d.id, " ('",
+                  d.spec.name, "'); build it with every spec of the cluster");
     device_spec_.push_back(static_cast<int>(it - table.spec_names.begin()));
   }
   PARTITA_CHECK(table.times.size() == table.spec_names.size(), "cost table has ", table.times.size(),
                 " rows for ", table.spec_names.size(), " spec names");
   for (const auto& row : table.times) {
-    PARTITA_CHECK(static_cast<int>(row.size()) == n, "cost table row has ", row.size(), " nodes; the graph has ",
-                  n);
+    PARTITA_CHECK(static_cast<int>(row.size()) == n, "cost table row has ", row.size(),
+                  " nodes; the graph has ", n);
     std::vector<double> f(static_cast<size_t>(n) + 1, 0.0), b(static_cast<size_t>(n) + 1, 0.0);
     for (int i = 0; i < n; ++i) {
       f[i + 1] = f[i] + row[i].forward.value() * per;
@@ -78,7 +78,8 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     for (ValueId id : node.outputs) out += static_cast<double>(graph.value(id).bytes().value());
     param_prefix_[i + 1] = param_prefix_[i] + p;
     trainable_prefix_[i + 1] = trainable_prefix_[i] + t;
-    const bool structural = node.cost.status == CostStatus::kStructural || classify_op(node) == OpClass::kStructural;
+    const bool structural =
+        node.cost.status == CostStatus::kStructural || classify_op(node) == OpClass::kStructural;
     out_prefix_[i + 1] = out_prefix_[i] + (structural ? 0.0 : out * per);
     ws[i] = (io + out) * per;
     for (ValueId id : node.outputs) {
@@ -95,7 +96,8 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   double run = 0;
   for (int i = 0; i < n; ++i) boundary_[i] = (run += diff[i]);
   boundary_[n - 1] = 0;
-  for (ValueId id : graph.inputs()) graph_input_per_sample_ += static_cast<double>(graph.value(id).bytes().value()) * per;
+  for (ValueId id : graph.inputs())
+    graph_input_per_sample_ += static_cast<double>(graph.value(id).bytes().value()) * per;
   ws_table_.push_back(ws);
   for (int k = 1; (1 << k) <= n; ++k) {
     const auto& prev = ws_table_.back();
@@ -149,7 +151,9 @@ Bytes StageModel::trainable_bytes(NodeId first, NodeId last) const {
   return Bytes(static_cast<int64_t>(trainable_prefix_[last + 1] - trainable_prefix_[first]));
 }
 
-double StageModel::boundary_bytes_per_sample(NodeId after) const { return boundary_[static_cast<size_t>(after)]; }
+double StageModel::boundary_bytes_per_sample(NodeId after) const {
+  return boundary_[static_cast<size_t>(after)];
+}
 
 Bytes StageModel::boundary_bytes(NodeId after, int samples) const {
   return Bytes(static_cast<int64_t>(boundary_bytes_per_sample(after) * samples));
@@ -181,7 +185,8 @@ Bytes StageModel::memory(const StageLoad& load) const {
   }
   const double act = activation_per_sample(load.first, load.last) * s;
   if (load.checkpointing == Checkpointing::kFull) {
-    total += input_per_sample(load.first) * s * load.in_flight + act;  // inputs kept, one recomputed at a time
+    total +=
+        input_per_sample(load.first) * s * load.in_flight + act;  // inputs kept, one recomputed at a time
   } else {
     total += act * load.in_flight;
   }

@@ -1,7 +1,7 @@
 #pragma once
 // Internal to the search library: the simulator's task graph. Tasks run on resources (devices, link lanes,
-// collectives) one at a time in the order they were enqueued on that resource; a task starts when its resource
-// is free and every task it depends on has ended. Used by the range-stage and branch simulations.
+// collectives) one at a time in the order they were enqueued on that resource; a task starts when its
+// resource is free and every task it depends on has ended. Used by the range-stage and branch simulations.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -38,7 +38,9 @@ class TaskGraph {
     ++work_[static_cast<size_t>(task)].waiting;
   }
   // Tasks run on their resource in the order they are enqueued.
-  void enqueue(int task) { queues_[static_cast<size_t>(work_[static_cast<size_t>(task)].info.resource)].push_back(task); }
+  void enqueue(int task) {
+    queues_[static_cast<size_t>(work_[static_cast<size_t>(task)].info.resource)].push_back(task);
+  }
 
   // List scheduling with fixed per-resource orders: a head task starts when its inputs are done.
   // Throws InternalError when the per-resource orders deadlock (a task waits on one queued behind it).
@@ -66,7 +68,8 @@ class TaskGraph {
         }
       }
     }
-    PARTITA_ASSERT(finished == work_.size(), "simulation deadlock: ", work_.size() - finished, " tasks never ran");
+    PARTITA_ASSERT(finished == work_.size(), "simulation deadlock: ", work_.size() - finished,
+                   " tasks never ran");
   }
   const std::vector<Work>& work() const { return work_; }
   std::vector<SimResource>& resources() { return resources_; }

@@ -46,8 +46,10 @@ TensorModel::TensorModel(const StageModel& model) : model_(&model) {
   for (size_t s = 0; s < specs; ++s) {
     for (NodeId i = 0; i < n; ++i) {
       const bool sp = split_[static_cast<size_t>(i)];
-      split_fwd_[s][i + 1] = split_fwd_[s][i] + (sp ? model.forward(static_cast<int>(s), i, i, 1).value() : 0.0);
-      split_bwd_[s][i + 1] = split_bwd_[s][i] + (sp ? model.backward(static_cast<int>(s), i, i, 1).value() : 0.0);
+      split_fwd_[s][i + 1] =
+          split_fwd_[s][i] + (sp ? model.forward(static_cast<int>(s), i, i, 1).value() : 0.0);
+      split_bwd_[s][i + 1] =
+          split_bwd_[s][i] + (sp ? model.backward(static_cast<int>(s), i, i, 1).value() : 0.0);
     }
   }
   auto prefix = [&](auto value_of) {
@@ -70,27 +72,34 @@ TensorModel::TensorModel(const StageModel& model) : model_(&model) {
     return split_[static_cast<size_t>(i)] ? static_cast<double>(model.trainable_bytes(i, i).value()) : 0.0;
   });
   split_act_ = prefix([&](NodeId i) {
-    return split_[static_cast<size_t>(i)] ? model.activation_per_sample(i, i) - model.input_per_sample(i) : 0.0;
+    return split_[static_cast<size_t>(i)] ? model.activation_per_sample(i, i) - model.input_per_sample(i)
+                                          : 0.0;
   });
 }
 
-bool TensorModel::has_split(NodeId first, NodeId last) const { return split_count_[last + 1] > split_count_[first]; }
+bool TensorModel::has_split(NodeId first, NodeId last) const {
+  return split_count_[last + 1] > split_count_[first];
+}
 
-Seconds TensorModel::communication(NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const {
+Seconds TensorModel::communication(NodeId first, NodeId last, double samples, int p,
+                                   const LinkSpec& link) const {
   if (p <= 1) return Seconds(0);
   const double count = reduce_count_[last + 1] - reduce_count_[first];
   const double bytes = (reduce_bytes_[last + 1] - reduce_bytes_[first]) * samples;
-  return Seconds(count * 2.0 * (p - 1) * link.latency.value() + 2.0 * (p - 1) / p * bytes / link.bandwidth.value());
+  return Seconds(count * 2.0 * (p - 1) * link.latency.value() +
+                 2.0 * (p - 1) / p * bytes / link.bandwidth.value());
 }
 
-Seconds TensorModel::forward(int spec, NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const {
+Seconds TensorModel::forward(int spec, NodeId first, NodeId last, double samples, int p,
+                             const LinkSpec& link) const {
   const auto& sp = split_fwd_[static_cast<size_t>(spec)];
   const double split = (sp[last + 1] - sp[first]) * samples;
   const double all = model_->forward(spec, first, last, samples).value();
   return Seconds(all - split + split / p) + communication(first, last, samples, p, link);
 }
 
-Seconds TensorModel::backward(int spec, NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const {
+Seconds TensorModel::backward(int spec, NodeId first, NodeId last, double samples, int p,
+                              const LinkSpec& link) const {
   const auto& sp = split_bwd_[static_cast<size_t>(spec)];
   const double split = (sp[last + 1] - sp[first]) * samples;
   const double all = model_->backward(spec, first, last, samples).value();
@@ -110,8 +119,9 @@ Bytes TensorModel::static_memory(NodeId first, NodeId last, int samples, int p) 
   double total = params + ws;
   if (model_->training()) {
     const double trainable = static_cast<double>(model_->trainable_bytes(first, last).value()) - st + st / p;
-    total += trainable + static_cast<double>(
-                             optimizer_state_bytes(Bytes(static_cast<int64_t>(trainable)), model_->options().optimizer).value());
+    total += trainable + static_cast<double>(optimizer_state_bytes(Bytes(static_cast<int64_t>(trainable)),
+                                                                   model_->options().optimizer)
+                                                 .value());
   }
   return Bytes(static_cast<int64_t>(total));
 }

@@ -16,7 +16,8 @@ std::vector<Plan> tensor_candidates(const StageModel& model) {
   // Devices by (node, spec), in cluster order.
   std::map<std::pair<std::string, int>, std::vector<int>> by_node_kind;
   const auto& devs = model.cluster().devices;
-  for (int d = 0; d < model.num_devices(); ++d) by_node_kind[{devs[static_cast<size_t>(d)].node, model.spec_of(d)}].push_back(d);
+  for (int d = 0; d < model.num_devices(); ++d)
+    by_node_kind[{devs[static_cast<size_t>(d)].node, model.spec_of(d)}].push_back(d);
   struct Scored {
     Seconds estimate;
     Plan plan;
@@ -29,7 +30,8 @@ std::vector<Plan> tensor_candidates(const StageModel& model) {
       if (seen[{spec, p}]) continue;
       seen[{spec, p}] = true;
       std::vector<std::string> ids;
-      for (int i = 0; i < p; ++i) ids.push_back(devs[static_cast<size_t>(members[static_cast<size_t>(i)])].id);
+      for (int i = 0; i < p; ++i)
+        ids.push_back(devs[static_cast<size_t>(members[static_cast<size_t>(i)])].id);
       const LinkSpec ring = slowest_link(model.cluster(), ids);
       Bytes cap = model.memory_cap(members[0]);
       for (int i = 1; i < p; ++i) cap = std::min(cap, model.memory_cap(members[static_cast<size_t>(i)]));
@@ -41,18 +43,21 @@ std::vector<Plan> tensor_candidates(const StageModel& model) {
         Plan plan = empty_plan(model, StrategyKind::kTensor);
         plan.microbatches = m;
         plan.schedule = Schedule::kOneFOneB;
-        plan.groups.push_back(DeviceGroup{ids, std::vector<int>(static_cast<size_t>(p), mb), GroupParallelism::kTensor});
+        plan.groups.push_back(
+            DeviceGroup{ids, std::vector<int>(static_cast<size_t>(p), mb), GroupParallelism::kTensor});
         Stage st;
         st.first = 0;
         st.last = last;
         plan.stages.push_back(st);
-        mark_unused_devices(plan, model.cluster(), "not in the tensor-parallel group (one group of one kind on one node)");
+        mark_unused_devices(plan, model.cluster(),
+                            "not in the tensor-parallel group (one group of one kind on one node)");
         scored.push_back(Scored{per * static_cast<double>(m), std::move(plan)});
         break;  // more microbatches only add per-step time once the activations fit
       }
     }
   }
-  std::stable_sort(scored.begin(), scored.end(), [](const Scored& a, const Scored& b) { return a.estimate < b.estimate; });
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const Scored& a, const Scored& b) { return a.estimate < b.estimate; });
   std::vector<Plan> out;
   for (auto& s : scored) out.push_back(std::move(s.plan));
   return out;

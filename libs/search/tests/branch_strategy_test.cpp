@@ -47,8 +47,8 @@ SearchOptions options_for(Mode mode) {
   return o;
 }
 
-// Two equal branches on two equal devices: the makespan halves, plus one transfer of a branch output (4 MB over
-// 1 GB/s = 4 ms) to the device that joins them.
+// Two equal branches on two equal devices: the makespan halves, plus one transfer of a branch output (4 MB
+// over 1 GB/s = 4 ms) to the device that joins them.
 TEST(BranchStrategy, TwoEqualBranchesOnTwoEqualDevicesHalveTheMakespan) {
   const Graph g = two_branches(1'000'000);
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));

@@ -31,13 +31,17 @@ Instance random_instance(std::mt19937& rng, int layers, int devices) {
     p.push_back(par(rng));
   }
   std::vector<DeviceSpec> specs;
-  for (int d = 0; d < devices; ++d) specs.push_back(make_spec("kind" + std::to_string(d % 2 ? 1 : d), speed(rng), 0.05));
-  Instance in{chain_graph(f, a, p), make_cluster(specs, make_link(std::uniform_real_distribution<double>(1, 50)(rng), 5)), {}};
+  for (int d = 0; d < devices; ++d)
+    specs.push_back(make_spec("kind" + std::to_string(d % 2 ? 1 : d), speed(rng), 0.05));
+  Instance in{chain_graph(f, a, p),
+              make_cluster(specs, make_link(std::uniform_real_distribution<double>(1, 50)(rng), 5)),
+              {}};
   // Random per-pair links so the device order matters.
   for (int x = 0; x < devices; ++x) {
     for (int y = x + 1; y < devices; ++y) {
-      in.cluster.links.push_back(ClusterLink{"d" + std::to_string(x), "d" + std::to_string(y),
-                                             make_link(std::uniform_real_distribution<double>(1, 50)(rng), 5)});
+      in.cluster.links.push_back(
+          ClusterLink{"d" + std::to_string(x), "d" + std::to_string(y),
+                      make_link(std::uniform_real_distribution<double>(1, 50)(rng), 5)});
     }
   }
   in.table = table_for(in.graph, in.cluster);
@@ -61,7 +65,11 @@ TEST(ChainPartition, DynamicProgramMatchesBruteForceOnRandomChains) {
     for (int d = 0; d < devices; ++d) order[static_cast<size_t>(d)] = d;
     std::shuffle(order.begin(), order.end(), rng);
     const int m = 1 << (seed % 4);
-    ChainProblem problem{&model, block_ends(model, 256), single_device_slots(model, order), m, 8 / m,
+    ChainProblem problem{&model,
+                         block_ends(model, 256),
+                         single_device_slots(model, order),
+                         m,
+                         8 / m,
                          seed % 2 ? Schedule::kGPipe : Schedule::kOneFOneB};
     const auto dp = partition_chain(problem);
     const auto brute = partition_chain_brute_force(problem);
@@ -87,7 +95,8 @@ TEST(ChainPartition, TooManySlotsIsInfeasible) {
   SearchOptions opt;
   opt.global_batch = 4;
   const StageModel model(g, c, t, opt);
-  ChainProblem p{&model, block_ends(model, 256), single_device_slots(model, {0, 1, 2}), 1, 4, Schedule::kOneFOneB};
+  ChainProblem p{&model, block_ends(model, 256), single_device_slots(model, {0, 1, 2}), 1,
+                 4,      Schedule::kOneFOneB};
   EXPECT_FALSE(partition_chain(p).has_value());
 }
 

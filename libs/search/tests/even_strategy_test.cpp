@@ -10,7 +10,8 @@ namespace {
 using namespace partita::testing;
 
 TEST(EvenStrategy, EqualFlopBearingNodesPerDevice) {
-  const Graph g = chain_graph(std::vector<double>(8, 1e9), std::vector<int64_t>(8, 16), std::vector<int64_t>(8, 16));
+  const Graph g =
+      chain_graph(std::vector<double>(8, 1e9), std::vector<int64_t>(8, 16), std::vector<int64_t>(8, 16));
   const Cluster c = make_cluster({make_spec("fast", 4), make_spec("slow", 1)}, make_link(100));
   const CostTable t = table_for(g, c);
   SearchOptions o;

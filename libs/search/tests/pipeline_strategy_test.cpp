@@ -20,9 +20,14 @@ double brute_force(const StageModel& model, const std::vector<NodeId>& blocks, i
   double best = -1;
   for (unsigned mask = 1; mask < (1u << k); ++mask) {
     std::vector<int> sub;
-    for (int i = 0; i < k; ++i) if (mask & (1u << i)) sub.push_back(i);
+    for (int i = 0; i < k; ++i)
+      if (mask & (1u << i)) sub.push_back(i);
     do {
-      ChainProblem p{&model, blocks, single_device_slots(model, sub), m, model.options().global_batch / m,
+      ChainProblem p{&model,
+                     blocks,
+                     single_device_slots(model, sub),
+                     m,
+                     model.options().global_batch / m,
                      Schedule::kOneFOneB};
       if (auto s = partition_chain_brute_force(p); s && (best < 0 || s->bottleneck.value() < best)) {
         best = s->bottleneck.value();
@@ -50,7 +55,8 @@ TEST(PipelineStrategy, MatchesBruteForceOverDeviceOrdersAndCuts) {
     Cluster c = make_cluster(specs, make_link(10, 2));
     for (int x = 0; x < devices; ++x)
       for (int y = x + 1; y < devices; ++y)
-        c.links.push_back(ClusterLink{"d" + std::to_string(x), "d" + std::to_string(y), make_link(1 + 40 * u(rng), 3)});
+        c.links.push_back(
+            ClusterLink{"d" + std::to_string(x), "d" + std::to_string(y), make_link(1 + 40 * u(rng), 3)});
     const Graph g = chain_graph(f, a, p);
     const CostTable t = table_for(g, c);
     SearchOptions opt;
@@ -70,7 +76,8 @@ TEST(PipelineStrategy, MatchesBruteForceOverDeviceOrdersAndCuts) {
 }
 
 TEST(PipelineStrategy, FastDeviceGetsMoreWork) {
-  const Graph g = chain_graph(std::vector<double>(12, 1e10), std::vector<int64_t>(12, 64), std::vector<int64_t>(12, 64));
+  const Graph g =
+      chain_graph(std::vector<double>(12, 1e10), std::vector<int64_t>(12, 64), std::vector<int64_t>(12, 64));
   const Cluster c = make_cluster({make_spec("fast", 2), make_spec("slow", 1)}, make_link(100));
   const CostTable t = table_for(g, c);
   SearchOptions opt;
@@ -80,7 +87,8 @@ TEST(PipelineStrategy, FastDeviceGetsMoreWork) {
   ASSERT_FALSE(plans.empty());
   const Plan& p = plans.front();
   ASSERT_EQ(p.stages.size(), 2u);
-  const auto& fast_stage = p.groups[static_cast<size_t>(p.stages[0].group)].devices[0] == "d0" ? p.stages[0] : p.stages[1];
+  const auto& fast_stage =
+      p.groups[static_cast<size_t>(p.stages[0].group)].devices[0] == "d0" ? p.stages[0] : p.stages[1];
   EXPECT_EQ(fast_stage.last - fast_stage.first + 1, 8);
 }
 

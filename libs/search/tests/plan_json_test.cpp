@@ -18,7 +18,8 @@ Plan sample_plan() {
   p.microbatches = 3;
   p.groups = {DeviceGroup{{"cuda:0", "cuda:1"}, {3, 1}, GroupParallelism::kData},
               DeviceGroup{{"cpu:0"}, {4}, GroupParallelism::kData}};
-  p.stages = {Stage{0, 4, 0, Checkpointing::kFull, Offload::kNone}, Stage{5, 9, 1, Checkpointing::kNone, Offload::kOptimizerState}};
+  p.stages = {Stage{0, 4, 0, Checkpointing::kFull, Offload::kNone},
+              Stage{5, 9, 1, Checkpointing::kNone, Offload::kOptimizerState}};
   p.unused_devices = {UnusedDevice{"cuda:2", "too slow"}};
   p.prediction.step_time = Seconds(0.125);
   p.prediction.samples_per_second = 96;

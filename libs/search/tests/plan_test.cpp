@@ -13,8 +13,10 @@ Plan plan_for(const Graph& g) {
   p.graph = graph_identity(g);
   p.global_batch = 4;
   p.microbatches = 2;
-  p.groups = {DeviceGroup{{"d0"}, {2}, GroupParallelism::kData}, DeviceGroup{{"d1"}, {2}, GroupParallelism::kData}};
-  p.stages = {Stage{0, 0, 0, Checkpointing::kNone, Offload::kNone}, Stage{1, 2, 1, Checkpointing::kFull, Offload::kNone}};
+  p.groups = {DeviceGroup{{"d0"}, {2}, GroupParallelism::kData},
+              DeviceGroup{{"d1"}, {2}, GroupParallelism::kData}};
+  p.stages = {Stage{0, 0, 0, Checkpointing::kNone, Offload::kNone},
+              Stage{1, 2, 1, Checkpointing::kFull, Offload::kNone}};
   return p;
 }
 

@@ -23,7 +23,8 @@ struct Gpt24 {
 
 // 2 fast + 2 half-speed GPUs on NVLink-class links, a 24-layer GPT at batch 1 (times scale per sample).
 Gpt24 gpt24_on_unequal_gpus() {
-  Gpt24 s{build_model_graph(load_model_spec(std::string(PARTITA_SOURCE_DIR) + "/config/models/gpt-24layer.yaml"), 1),
+  Gpt24 s{build_model_graph(
+              load_model_spec(std::string(PARTITA_SOURCE_DIR) + "/config/models/gpt-24layer.yaml"), 1),
           make_cluster({make_spec("fast", 100, 80, 700, 100), make_spec("fast", 100, 80, 700, 100),
                         make_spec("half", 50, 80, 400, 60), make_spec("half", 50, 80, 400, 60)},
                        make_link(300, 5)),
@@ -50,7 +51,8 @@ TEST(Planner, BeatsEvenAndNearsTheIdealOnUnequalGpus) {
   const PlanOutcome even = make_plan(s.graph, s.cluster, s.table, even_opt);
   ASSERT_TRUE(even.plan) << even.error;
   const double ours = best.plan->prediction.samples_per_second;
-  EXPECT_GE(ours, 1.3 * even.plan->prediction.samples_per_second) << best.plan->to_string() << even.plan->to_string();
+  EXPECT_GE(ours, 1.3 * even.plan->prediction.samples_per_second)
+      << best.plan->to_string() << even.plan->to_string();
   // Comm-free ideal: the sum of every device's samples per second.
   const StageModel model(s.graph, s.cluster, s.table, opt);
   double ideal = 0;
@@ -72,8 +74,8 @@ TEST(Planner, IsDeterministic) {
 
 TEST(Planner, EveryDeviceIsUsedOrExplained) {
   const Gpt24 s = gpt24_on_unequal_gpus();
-  for (StrategyKind k : {StrategyKind::kAuto, StrategyKind::kData, StrategyKind::kPipeline, StrategyKind::kHybrid,
-                         StrategyKind::kEven}) {
+  for (StrategyKind k : {StrategyKind::kAuto, StrategyKind::kData, StrategyKind::kPipeline,
+                         StrategyKind::kHybrid, StrategyKind::kEven}) {
     SearchOptions o = training(16);
     o.strategy = k;
     const auto out = make_plan(s.graph, s.cluster, s.table, o);

@@ -19,9 +19,12 @@ struct Fixture {
 
 // p identical devices, one node per stage, free communication.
 Fixture identical(int p) {
-  Fixture s{chain_graph(std::vector<double>(static_cast<size_t>(p), 1e10), std::vector<int64_t>(static_cast<size_t>(p), 256),
-                      std::vector<int64_t>(static_cast<size_t>(p), 1024)),
-          make_cluster(std::vector<DeviceSpec>(static_cast<size_t>(p), make_spec("gpu", 1)), make_link(1e21, 0)), {}};
+  Fixture s{
+      chain_graph(std::vector<double>(static_cast<size_t>(p), 1e10),
+                  std::vector<int64_t>(static_cast<size_t>(p), 256),
+                  std::vector<int64_t>(static_cast<size_t>(p), 1024)),
+      make_cluster(std::vector<DeviceSpec>(static_cast<size_t>(p), make_spec("gpu", 1)), make_link(1e21, 0)),
+      {}};
   s.table = table_for(s.graph, s.cluster);
   return s;
 }
@@ -64,17 +67,20 @@ TEST(Simulator, OneFOneBKeepsStagesInFlightWhereGPipeKeepsAllMicrobatches) {
   const double act = model.activation_per_sample(0, 0) * (batch / m);
   const Bytes base = model.memory(StageLoad{0, 0, batch / m, 0, Checkpointing::kNone, Offload::kNone});
   const auto gpipe = simulate(pipeline_plan(s, p, m, batch, Schedule::kGPipe), s.graph, s.cluster, s.table);
-  const auto one_f = simulate(pipeline_plan(s, p, m, batch, Schedule::kOneFOneB), s.graph, s.cluster, s.table);
+  const auto one_f =
+      simulate(pipeline_plan(s, p, m, batch, Schedule::kOneFOneB), s.graph, s.cluster, s.table);
   EXPECT_NEAR(static_cast<double>((gpipe.prediction.devices[0].peak_memory - base).value()), m * act, 1.0);
   EXPECT_NEAR(static_cast<double>((one_f.prediction.devices[0].peak_memory - base).value()), p * act, 1.0);
   // Last stage: one microbatch in flight under 1F1B.
-  EXPECT_NEAR(static_cast<double>((one_f.prediction.devices[3].peak_memory -
-                                   model.memory(StageLoad{3, 3, batch / m, 0, Checkpointing::kNone, Offload::kNone}))
-                                      .value()),
-              model.activation_per_sample(3, 3) * (batch / m), 1.0);
+  EXPECT_NEAR(
+      static_cast<double>((one_f.prediction.devices[3].peak_memory -
+                           model.memory(StageLoad{3, 3, batch / m, 0, Checkpointing::kNone, Offload::kNone}))
+                              .value()),
+      model.activation_per_sample(3, 3) * (batch / m), 1.0);
   // The simulated peak is what the search's memory model predicts.
   for (int st = 0; st < p; ++st) {
-    const Bytes want = model.memory(StageLoad{st, st, batch / m, std::min(p - st, m), Checkpointing::kNone, Offload::kNone});
+    const Bytes want =
+        model.memory(StageLoad{st, st, batch / m, std::min(p - st, m), Checkpointing::kNone, Offload::kNone});
     EXPECT_NEAR(static_cast<double>(one_f.prediction.devices[static_cast<size_t>(st)].peak_memory.value()),
                 static_cast<double>(want.value()), 2.0);
   }
@@ -99,7 +105,8 @@ TEST(Simulator, DataParallelStepIsSlowestSharePlusAllReduce) {
 
 TEST(Simulator, ChromeTraceHasCompleteEventsInMicroseconds) {
   const Fixture s = identical(2);
-  const Simulation sim = simulate(pipeline_plan(s, 2, 2, 4, Schedule::kOneFOneB), s.graph, s.cluster, s.table);
+  const Simulation sim =
+      simulate(pipeline_plan(s, 2, 2, 4, Schedule::kOneFOneB), s.graph, s.cluster, s.table);
   const Json trace = chrome_trace(sim);
   int complete = 0;
   double end = 0;
@@ -116,7 +123,8 @@ TEST(Simulator, ChromeTraceHasCompleteEventsInMicroseconds) {
 
 TEST(Simulator, RefusesAPlanForAnotherGraph) {
   const Fixture s = identical(2), other = identical(3);
-  EXPECT_THROW(simulate(pipeline_plan(s, 2, 1, 4, Schedule::kGPipe), other.graph, other.cluster, other.table), partita::Error);
+  EXPECT_THROW(simulate(pipeline_plan(s, 2, 1, 4, Schedule::kGPipe), other.graph, other.cluster, other.table),
+               partita::Error);
 }
 
 TEST(Simulator, EvaluateFillsThePrediction) {

@@ -17,7 +17,8 @@ TEST(StageModel, PrefixSumsMatchTheCostTable) {
   const StageModel m(g, c, t, SearchOptions{});
   EXPECT_EQ(m.graph_batch(), 4);
   const int spec = m.spec_of(1);
-  EXPECT_NEAR(m.forward(spec, 1, 2, 4).value(), (t.times[spec][1].forward + t.times[spec][2].forward).value(), 1e-15);
+  EXPECT_NEAR(m.forward(spec, 1, 2, 4).value(), (t.times[spec][1].forward + t.times[spec][2].forward).value(),
+              1e-15);
   EXPECT_NEAR(m.backward(spec, 0, 0, 2).value(), t.times[spec][0].backward.value() / 2, 1e-15);
   EXPECT_EQ(m.parameter_bytes(0, 2), Bytes(4 * 600));
   EXPECT_EQ(m.trainable_bytes(1, 1), Bytes(4 * 200));

@@ -60,11 +60,12 @@ TEST(TensorModel, SplitsColumnThenRowAndAllReducesOnce) {
   // One ring all-reduce of 1 MB over 2 devices at 1 GB/s: 2 (p-1)/p * 1e6 / 1e9 = 1 ms.
   EXPECT_NEAR(tm.communication(0, 2, 1, 2, make_link(1)).value(), 1e-3, 1e-12);
   // Both weights are split: each device holds half.
-  EXPECT_EQ(tm.static_memory(0, 2, 1, 2).value() * 2, model.parameter_bytes(0, 2).value() +
-                                                          static_cast<int64_t>(model.workspace_per_sample(0, 2)));
+  EXPECT_EQ(tm.static_memory(0, 2, 1, 2).value() * 2,
+            model.parameter_bytes(0, 2).value() + static_cast<int64_t>(model.workspace_per_sample(0, 2)));
 }
 
-// 2 TFLOP of matmuls on two 1 TFLOP/s devices: 1 s of compute each plus the 1 ms all-reduce (one device: 2 s).
+// 2 TFLOP of matmuls on two 1 TFLOP/s devices: 1 s of compute each plus the 1 ms all-reduce (one device: 2
+// s).
 TEST(TensorStrategy, TwoDevicesHalveTheMatmulsPlusOneAllReduce) {
   const Graph g = mlp_pair(250'000);
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));

@@ -33,7 +33,8 @@ inline LinkSpec make_link(double gbps, double latency_us = 0) {
 inline Cluster make_cluster(const std::vector<DeviceSpec>& specs, const LinkSpec& link) {
   Cluster c;
   c.name = "test";
-  for (size_t i = 0; i < specs.size(); ++i) c.devices.push_back(ClusterDevice{"d" + std::to_string(i), "node0", specs[i]});
+  for (size_t i = 0; i < specs.size(); ++i)
+    c.devices.push_back(ClusterDevice{"d" + std::to_string(i), "node0", specs[i]});
   c.intra_node_link = link;
   c.inter_node_link = link;
   return c;
@@ -50,7 +51,9 @@ inline std::vector<DeviceSpec> distinct_specs(const Cluster& c) {
   return out;
 }
 
-inline CostTable table_for(const Graph& g, const Cluster& c) { return roofline_cost_table(g, distinct_specs(c)); }
+inline CostTable table_for(const Graph& g, const Cluster& c) {
+  return roofline_cost_table(g, distinct_specs(c));
+}
 
 // A chain of linear-like nodes at batch `batch`: node i reads the previous output and a weight of
 // params[i] floats, writes acts[i] floats per sample, and costs flops[i] per sample.

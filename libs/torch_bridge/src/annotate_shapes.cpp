@@ -50,9 +50,11 @@ class ShapeRecorder : public ExecutionObserver {
 void annotate_shapes(LoadedModel& model, const std::vector<InputSpec>& specs) {
   Graph& g = model.ir;
   PARTITA_CHECK(!specs.empty() || g.inputs().empty(), "no --input given: '", model.path, "' takes ",
-                g.inputs().size(), " input(s); pass one --input SPEC per forward() argument, e.g. --input 8x3x224x224");
+                g.inputs().size(),
+                " input(s); pass one --input SPEC per forward() argument, e.g. --input 8x3x224x224");
   PARTITA_CHECK(specs.size() == g.inputs().size(), "'", model.path, "' takes ", g.inputs().size(),
-                " input(s) but ", specs.size(), " --input were given; pass one --input per forward() argument");
+                " input(s) but ", specs.size(),
+                " --input were given; pass one --input per forward() argument");
   std::vector<c10::IValue> inputs;
   for (const auto& t : make_inputs(specs)) inputs.emplace_back(t);
   for (size_t i = 0; i < specs.size(); ++i) g.value(g.inputs()[i]).tensors = {specs[i].meta()};

@@ -48,11 +48,16 @@ bool follows(const std::vector<int64_t>& a, const std::vector<int64_t>& b, int64
 
 std::string_view batch_behavior_name(BatchBehavior b) {
   switch (b) {
-    case BatchBehavior::kFollowsBatch: return "follows batch";
-    case BatchBehavior::kBatchFree: return "batch-free";
-    case BatchBehavior::kReducesBatch: return "reduces over the batch";
-    case BatchBehavior::kMovesBatch: return "moves the batch out of dim 0";
-    case BatchBehavior::kFails: return "fails at another batch size";
+    case BatchBehavior::kFollowsBatch:
+      return "follows batch";
+    case BatchBehavior::kBatchFree:
+      return "batch-free";
+    case BatchBehavior::kReducesBatch:
+      return "reduces over the batch";
+    case BatchBehavior::kMovesBatch:
+      return "moves the batch out of dim 0";
+    case BatchBehavior::kFails:
+      return "fails at another batch size";
   }
   return "?";
 }
@@ -65,7 +70,8 @@ bool BatchCheckResult::splittable() const {
 }
 
 BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::vector<InputSpec>& specs) {
-  PARTITA_CHECK(!specs.empty() && !specs[0].shape.empty(), "batch check needs an input with a batch dimension");
+  PARTITA_CHECK(!specs.empty() && !specs[0].shape.empty(),
+                "batch check needs an input with a batch dimension");
   const Graph& g = model.ir;
   BatchCheckResult result;
   result.batch = specs[0].shape[0];
@@ -95,7 +101,8 @@ BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::
   for (const Node& n : g.nodes()) {
     const auto& a = first.shapes_[n.id];
     const auto& b = second.shapes_[n.id];
-    // Only tensors carry samples; scalars from aten::size carry shape math (a sequence length), not the batch.
+    // Only tensors carry samples; scalars from aten::size carry shape math (a sequence length), not the
+    // batch.
     bool input_dep = false;
     for (ValueId v : n.inputs) input_dep = input_dep || batch_dependent[v];
     if (b.empty() && second_error && !a.empty()) {  // did not run: the failing node or one after it
@@ -114,9 +121,9 @@ BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::
     if (!any_changed) {
       result.problems.push_back({n.id, BatchBehavior::kReducesBatch, shapes_text(a)});
     } else if (!all_follow) {
-      result.problems.push_back(
-          {n.id, BatchBehavior::kMovesBatch, shapes_text(a) + " at batch " + std::to_string(result.batch) + " vs " +
-                                                 shapes_text(b) + " at " + std::to_string(result.second_batch)});
+      result.problems.push_back({n.id, BatchBehavior::kMovesBatch,
+                                 shapes_text(a) + " at batch " + std::to_string(result.batch) + " vs " +
+                                     shapes_text(b) + " at " + std::to_string(result.second_batch)});
     }
   }
   return result;

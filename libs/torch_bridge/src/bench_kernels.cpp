@@ -39,8 +39,8 @@ FlopsPerSecond conv_rate(const torch::Device& device, const TimingOptions& timin
   const auto opts = torch::TensorOptions().device(device);
   const torch::Tensor x = torch::randn({kN, kC, kH, kH}, opts), w = torch::randn({kK, kC, kR, kR}, opts);
   torch::NoGradGuard no_grad;
-  const TimingResult t =
-      time_repeated([&] { (void)at::conv2d(x, w, {}, /*stride=*/1, /*padding=*/1); }, with_sync(timing, device));
+  const TimingResult t = time_repeated([&] { (void)at::conv2d(x, w, {}, /*stride=*/1, /*padding=*/1); },
+                                       with_sync(timing, device));
   const double flops = 2.0 * kN * kK * kH * kH * kC * kR * kR;
   return FlopsPerSecond(flops / t.median.value());
 }

@@ -36,7 +36,8 @@ torch::jit::Operation make_operation(const torch::jit::Node* n) {
     return [num_outputs](Stack& stack) {
       const c10::List<c10::IValue> list = stack.back().toList();
       stack.pop_back();
-      PARTITA_CHECK(list.size() == num_outputs, "list of ", list.size(), " elements unpacked into ", num_outputs);
+      PARTITA_CHECK(list.size() == num_outputs, "list of ", list.size(), " elements unpacked into ",
+                    num_outputs);
       for (size_t i = 0; i < num_outputs; ++i) stack.push_back(list.get(i));
     };
   }
@@ -100,8 +101,8 @@ Executor::Executor(const LoadedModel& model, ExecutorOptions options) : model_(m
 
 Executor::Environment Executor::make_environment(const std::vector<c10::IValue>& inputs) const {
   const Graph& g = model_.ir;
-  PARTITA_CHECK(inputs.size() == g.inputs().size(), "the model takes ", g.inputs().size(),
-                " input(s) but ", inputs.size(), " were given; pass one --input per forward() argument");
+  PARTITA_CHECK(inputs.size() == g.inputs().size(), "the model takes ", g.inputs().size(), " input(s) but ",
+                inputs.size(), " were given; pass one --input per forward() argument");
   Environment env(g.num_values());
   for (size_t i = 0; i < inputs.size(); ++i) env[g.inputs()[i]] = inputs[i];
   for (size_t i = 0; i < parameters_.size(); ++i) env[g.parameters()[i].value] = parameters_[i];
@@ -110,8 +111,8 @@ Executor::Environment Executor::make_environment(const std::vector<c10::IValue>&
 }
 
 void Executor::run_nodes(NodeId first, NodeId last, Environment& env, ExecutionObserver* observer) const {
-  PARTITA_ASSERT(first >= 0 && last < static_cast<NodeId>(steps_.size()) && first <= last + 1, "range ", first,
-                 "..", last);
+  PARTITA_ASSERT(first >= 0 && last < static_cast<NodeId>(steps_.size()) && first <= last + 1, "range ",
+                 first, "..", last);
   torch::jit::Stack stack;
   const auto& nodes = model_.ir.nodes();
   for (NodeId id = first; id <= last; ++id) {
@@ -135,7 +136,8 @@ void Executor::run_nodes(NodeId first, NodeId last, Environment& env, ExecutionO
 std::vector<c10::IValue> Executor::run_node(NodeId node, std::vector<c10::IValue> inputs) const {
   PARTITA_ASSERT(node >= 0 && node < static_cast<NodeId>(steps_.size()), "node ", node);
   const Step& step = steps_[node];
-  PARTITA_ASSERT(inputs.size() == step.inputs.size(), "node ", node, " takes ", step.inputs.size(), " inputs");
+  PARTITA_ASSERT(inputs.size() == step.inputs.size(), "node ", node, " takes ", step.inputs.size(),
+                 " inputs");
   try {
     step.op(inputs);
   } catch (const std::exception& e) {
@@ -144,7 +146,8 @@ std::vector<c10::IValue> Executor::run_node(NodeId node, std::vector<c10::IValue
   return inputs;
 }
 
-std::vector<c10::IValue> Executor::run(const std::vector<c10::IValue>& inputs, ExecutionObserver* observer) const {
+std::vector<c10::IValue> Executor::run(const std::vector<c10::IValue>& inputs,
+                                       ExecutionObserver* observer) const {
   Environment env = make_environment(inputs);
   if (!steps_.empty()) run_nodes(0, static_cast<NodeId>(steps_.size()) - 1, env, observer);
   std::vector<c10::IValue> outputs;

@@ -193,8 +193,9 @@ std::vector<torch::Tensor> make_inputs(const std::vector<InputSpec>& specs, uint
       case DType::kInt32:
       case DType::kBool: {
         const int64_t high = s.high > 0 ? s.high : (s.dtype == DType::kBool ? 2 : 100);
-        const auto st = s.dtype == DType::kInt64 ? torch::kInt64 : s.dtype == DType::kInt32 ? torch::kInt32
-                                                                                            : torch::kBool;
+        const auto st = s.dtype == DType::kInt64   ? torch::kInt64
+                        : s.dtype == DType::kInt32 ? torch::kInt32
+                                                   : torch::kBool;
         t = torch::randint(0, high, s.shape, gen, torch::TensorOptions().dtype(torch::kInt64)).to(st);
         break;
       }
@@ -202,8 +203,8 @@ std::vector<torch::Tensor> make_inputs(const std::vector<InputSpec>& specs, uint
       case DType::kFloat16:
       case DType::kBFloat16:
       case DType::kFloat64: {
-        const auto st = s.dtype == DType::kFloat32   ? torch::kFloat32
-                        : s.dtype == DType::kFloat16 ? torch::kFloat16
+        const auto st = s.dtype == DType::kFloat32    ? torch::kFloat32
+                        : s.dtype == DType::kFloat16  ? torch::kFloat16
                         : s.dtype == DType::kBFloat16 ? torch::kBFloat16
                                                       : torch::kFloat64;
         t = torch::randn(s.shape, gen, torch::TensorOptions().dtype(torch::kFloat32)).to(st);

@@ -36,7 +36,8 @@ InputSpec parse_input_spec(const std::string& text) {
   const auto fields = split(text, ':');
   PARTITA_CHECK(fields.size() <= 3, "bad --input '", text, "': too many ':' fields; ", kSyntax);
   InputSpec spec;
-  for (std::string_view dim : split(fields[0], 'x')) spec.shape.push_back(parse_positive(text, dim, "dimension"));
+  for (std::string_view dim : split(fields[0], 'x'))
+    spec.shape.push_back(parse_positive(text, dim, "dimension"));
   if (fields.size() >= 2) {
     try {
       spec.dtype = parse_dtype(fields[1]);

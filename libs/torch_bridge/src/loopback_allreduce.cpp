@@ -15,9 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <torch/torch.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/torch.h>
 
 #include "partita/core/error.h"
 #include "partita/core/json_io.h"
@@ -102,8 +102,7 @@ std::vector<int> wait_all(const std::vector<pid_t>& pids, Seconds timeout) {
 
 std::vector<AllreduceSample> measure_loopback_allreduce(const LoopbackOptions& options) {
   options.validate();
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("partita-allreduce-" + std::to_string(getpid()));
+  const auto dir = std::filesystem::temp_directory_path() / ("partita-allreduce-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   struct Cleanup {
     std::filesystem::path dir;
@@ -145,8 +144,8 @@ std::vector<AllreduceSample> measure_loopback_allreduce(const LoopbackOptions& o
   const std::vector<int> status = wait_all(pids, options.timeout);
   for (int rank = 0; rank < options.world; ++rank) {  // a real failure explains more than a kill
     const int st = status[static_cast<size_t>(rank)];
-    PARTITA_CHECK(st <= 0, "loopback all-reduce rank ", rank, " failed (exit ", st, "): ",
-                  first_line_of_file((dir / ("rank" + std::to_string(rank) + ".err")).string()));
+    PARTITA_CHECK(st <= 0, "loopback all-reduce rank ", rank, " failed (exit ", st,
+                  "): ", first_line_of_file((dir / ("rank" + std::to_string(rank) + ".err")).string()));
   }
   for (int rank = 0; rank < options.world; ++rank) {
     PARTITA_CHECK(status[static_cast<size_t>(rank)] == 0, "loopback all-reduce timed out after ",
@@ -155,7 +154,8 @@ std::vector<AllreduceSample> measure_loopback_allreduce(const LoopbackOptions& o
   const Json j = read_json_file(out);
   std::vector<AllreduceSample> samples;
   for (const auto& s : j.at("samples")) {
-    samples.push_back(AllreduceSample{Bytes(s.at("bytes").get<int64_t>()), Seconds(s.at("seconds").get<double>())});
+    samples.push_back(
+        AllreduceSample{Bytes(s.at("bytes").get<int64_t>()), Seconds(s.at("seconds").get<double>())});
   }
   return samples;
 }

@@ -33,8 +33,8 @@ std::string env_or(const char* name, const char* fallback) {
 }  // namespace
 
 std::string MachineFingerprint::text() const {
-  return cpu_model + " | " + std::to_string(cores) + " cores | " + std::to_string(memory_gib) + " GiB | torch " +
-         torch_version + " | " + blas + " | " + thread_env;
+  return cpu_model + " | " + std::to_string(cores) + " cores | " + std::to_string(memory_gib) +
+         " GiB | torch " + torch_version + " | " + blas + " | " + thread_env;
 }
 
 std::string MachineFingerprint::key() const { return stable_hash(text()); }

@@ -88,17 +88,19 @@ void measure_cpu(const Plan& plan, int max_threads, MachineProfile& p) {
 
   at::set_num_threads(p.best_matmul_threads);
   for (int64_t n : plan.gemm_sizes) {
-    p.gemm.push_back({"cpu", n, DType::kFloat32, p.best_matmul_threads, gemm_rate(n, DType::kFloat32, cpu, plan.timing)});
+    p.gemm.push_back(
+        {"cpu", n, DType::kFloat32, p.best_matmul_threads, gemm_rate(n, DType::kFloat32, cpu, plan.timing)});
   }
   try {
     const int64_t n = plan.scaling_gemm_n;
-    p.gemm.push_back({"cpu", n, DType::kBFloat16, p.best_matmul_threads, gemm_rate(n, DType::kBFloat16, cpu, plan.timing)});
+    p.gemm.push_back({"cpu", n, DType::kBFloat16, p.best_matmul_threads,
+                      gemm_rate(n, DType::kBFloat16, cpu, plan.timing)});
   } catch (const Error& e) {
     p.notes.push_back(std::string("cpu bf16 GEMM: ") + e.what());
   }
   for (const auto& g : p.gemm) {
-    log_info(fmt::format("  GEMM {} n={} at {} thread(s): {:.1f} GFLOP/s", dtype_name(g.dtype), g.n, g.threads,
-                         g.rate.value() / 1e9));
+    log_info(fmt::format("  GEMM {} n={} at {} thread(s): {:.1f} GFLOP/s", dtype_name(g.dtype), g.n,
+                         g.threads, g.rate.value() / 1e9));
   }
   at::set_num_threads(p.best_elementwise_threads);
   p.copy_bandwidth = copy_rate(plan.bandwidth_bytes, cpu, plan.timing);
@@ -111,7 +113,8 @@ void measure_cpu(const Plan& plan, int max_threads, MachineProfile& p) {
                        p.op_overhead_direct.value() * 1e6, p.op_overhead_boxed.value() * 1e6));
 }
 
-void measure_gpus(const Plan& plan, const MicrobenchOptions& options, const std::string& date, MachineProfile& p) {
+void measure_gpus(const Plan& plan, const MicrobenchOptions& options, const std::string& date,
+                  MachineProfile& p) {
   const Nvml nvml;
   const CudaDiscovery found = discover_cuda_devices(&nvml);
   if (!found.note.empty()) p.notes.push_back(found.note);
@@ -138,21 +141,25 @@ void measure_gpus(const Plan& plan, const MicrobenchOptions& options, const std:
     spec.op_overhead = time_repeated([&] { (void)(one + one); }, t).median;
     spec.measured = true;
     spec.source = "microbenchmark " + date + " (GEMM n=" + std::to_string(plan.gpu_gemm_n) +
-                  ", 1 GiB copy, tiny-op launch); power from " + (spec.tdp.value() > 0 ? "NVML/datasheet" : "nowhere");
+                  ", 1 GiB copy, tiny-op launch); power from " +
+                  (spec.tdp.value() > 0 ? "NVML/datasheet" : "nowhere");
     const Bytes big(64 << 20), small(4);
     const Seconds h2d = host_device_copy_time(big, true, gpu.index, plan.timing);
     const Seconds d2h = host_device_copy_time(big, false, gpu.index, plan.timing);
     const Seconds lat = host_device_copy_time(small, true, gpu.index, plan.timing);
     const double bw = static_cast<double>(big.value()) / std::max(h2d.value(), d2h.value());
-    p.host_links.push_back(LinkSpec{id + " <-> host", lat, BytesPerSecond(bw),
-                                    "microbenchmark " + date + ": pinned 64 MiB copies (slower direction), 4-byte latency"});
+    p.host_links.push_back(
+        LinkSpec{id + " <-> host", lat, BytesPerSecond(bw),
+                 "microbenchmark " + date + ": pinned 64 MiB copies (slower direction), 4-byte latency"});
     log_info(fmt::format("  {}: f32 {:.1f} TFLOP/s, memory {:.0f} GB/s, host link {:.1f} GB/s", id,
-                         spec.peak_flops[DType::kFloat32].value() / 1e12, spec.memory_bandwidth.value() / 1e9, bw / 1e9));
+                         spec.peak_flops[DType::kFloat32].value() / 1e12, spec.memory_bandwidth.value() / 1e9,
+                         bw / 1e9));
     p.devices.push_back(ProfiledDevice{id, 0, spec});
   }
 }
 
-void measure_loopback(const MicrobenchOptions& options, bool quick, const std::string& date, MachineProfile& p) {
+void measure_loopback(const MicrobenchOptions& options, bool quick, const std::string& date,
+                      MachineProfile& p) {
   if (options.loopback.worker_exe.empty()) {
     p.notes.push_back("loopback all-reduce not measured (no worker program given)");
     return;
@@ -167,9 +174,10 @@ void measure_loopback(const MicrobenchOptions& options, bool quick, const std::s
     p.allreduce = measure_loopback_allreduce(lo);
     std::vector<TimedTransfer> samples;
     for (const auto& s : p.allreduce) samples.push_back({s.bytes, s.time});
-    p.loopback = fit_allreduce_link(samples, lo.world, "loopback (Gloo, 127.0.0.1)",
-                                    "microbenchmark " + date + ": least-squares alpha-beta fit of " +
-                                        std::to_string(samples.size()) + " all-reduce sizes between 2 processes");
+    p.loopback =
+        fit_allreduce_link(samples, lo.world, "loopback (Gloo, 127.0.0.1)",
+                           "microbenchmark " + date + ": least-squares alpha-beta fit of " +
+                               std::to_string(samples.size()) + " all-reduce sizes between 2 processes");
     log_info(fmt::format("  loopback link: latency {:.1f} us, bandwidth {:.2f} GB/s",
                          p.loopback->latency.value() * 1e6, p.loopback->bandwidth.value() / 1e9));
   } catch (const Error& e) {

@@ -25,7 +25,8 @@ class Recorder final : public ExecutionObserver {
  public:
   explicit Recorder(std::vector<c10::IValue>& values) : values_(values) {}
   void on_node_end(const Node& node, c10::ArrayRef<c10::IValue> outputs) override {
-    for (size_t i = 0; i < node.outputs.size() && i < outputs.size(); ++i) values_[node.outputs[i]] = outputs[i];
+    for (size_t i = 0; i < node.outputs.size() && i < outputs.size(); ++i)
+      values_[node.outputs[i]] = outputs[i];
   }
 
  private:
@@ -54,8 +55,8 @@ void describe(std::ostringstream& os, const c10::IValue& v, bool training) {
 
 std::string cache_key(const Node& node, const std::vector<c10::IValue>& inputs, const OpProfileOptions& o) {
   std::ostringstream os;
-  os << o.device_key << "|t" << at::get_num_threads() << "|" << (o.backward ? "train" : "infer") << "|" << node.op
-     << "(";
+  os << o.device_key << "|t" << at::get_num_threads() << "|" << (o.backward ? "train" : "infer") << "|"
+     << node.op << "(";
   for (const auto& v : inputs) {
     describe(os, v, o.backward);
     os << ";";
@@ -76,7 +77,8 @@ c10::IValue make_leaf(const c10::IValue& v, std::vector<torch::Tensor>& leaves) 
   }
   if (v.isTensorList()) {
     c10::List<at::Tensor> list;
-    for (const auto& e : v.toTensorList()) list.push_back(make_leaf(c10::IValue(at::Tensor(e)), leaves).toTensor());
+    for (const auto& e : v.toTensorList())
+      list.push_back(make_leaf(c10::IValue(at::Tensor(e)), leaves).toTensor());
     return list;
   }
   return v;
@@ -113,7 +115,8 @@ Timed summarize(std::vector<double> samples) {
   Timed t;
   t.median = Seconds(median_of(samples));
   const size_t n = samples.size();
-  if (n >= 2 && t.median.value() > 0) t.spread = (samples[(3 * n) / 4 < n ? (3 * n) / 4 : n - 1] - samples[n / 4]) / t.median.value();
+  if (n >= 2 && t.median.value() > 0)
+    t.spread = (samples[(3 * n) / 4 < n ? (3 * n) / 4 : n - 1] - samples[n / 4]) / t.median.value();
   return t;
 }
 
@@ -126,8 +129,9 @@ Timed time_with_setup(Setup setup, Run run, const TimingOptions& timing) {
   }
   std::vector<double> samples;
   double spent = 0;
-  while (static_cast<int>(samples.size()) < timing.max_repeats &&
-         (static_cast<int>(samples.size()) < std::max(1, timing.min_repeats) || spent < timing.budget.value())) {
+  while (
+      static_cast<int>(samples.size()) < timing.max_repeats &&
+      (static_cast<int>(samples.size()) < std::max(1, timing.min_repeats) || spent < timing.budget.value())) {
     auto state = setup();
     const auto t0 = Clock::now();
     run(state);
@@ -151,14 +155,14 @@ struct MeasuredNode {
   double backward_spread = 0;
 };
 
-MeasuredNode measure_node(const Executor& executor, const Node& node, const std::vector<c10::IValue>& recorded,
-                          const OpProfileOptions& o) {
+MeasuredNode measure_node(const Executor& executor, const Node& node,
+                          const std::vector<c10::IValue>& recorded, const OpProfileOptions& o) {
   MeasuredNode t;
   if (!o.backward) {
     torch::NoGradGuard no_grad;
-    const Timed f = time_with_setup([&] { return fresh_inputs(node, recorded, false, nullptr); },
-                                     [&](std::vector<c10::IValue>& in) { (void)executor.run_node(node.id, std::move(in)); },
-                                     o.timing);
+    const Timed f = time_with_setup(
+        [&] { return fresh_inputs(node, recorded, false, nullptr); },
+        [&](std::vector<c10::IValue>& in) { (void)executor.run_node(node.id, std::move(in)); }, o.timing);
     t.times.forward = f.median;
     t.forward_spread = f.spread;
     return t;
@@ -169,8 +173,8 @@ MeasuredNode measure_node(const Executor& executor, const Node& node, const std:
     r.inputs = fresh_inputs(node, recorded, true, &r.leaves);
     return r;
   };
-  const Timed f =
-      time_with_setup(setup, [&](Replay& r) { (void)executor.run_node(node.id, std::move(r.inputs)); }, o.timing);
+  const Timed f = time_with_setup(
+      setup, [&](Replay& r) { (void)executor.run_node(node.id, std::move(r.inputs)); }, o.timing);
   t.times.forward = f.median;
   t.forward_spread = f.spread;
   // Backward: only when some input requires grad and some output is differentiable.
@@ -188,7 +192,8 @@ MeasuredNode measure_node(const Executor& executor, const Node& node, const std:
       [&](Replay& r) {
         std::vector<torch::Tensor> grads;
         for (const auto& out : r.outputs) grads.push_back(torch::ones_like(out));
-        (void)torch::autograd::grad(r.outputs, r.leaves, grads, /*retain_graph=*/false, /*create_graph=*/false,
+        (void)torch::autograd::grad(r.outputs, r.leaves, grads, /*retain_graph=*/false,
+                                    /*create_graph=*/false,
                                     /*allow_unused=*/true);
       },
       o.timing);
@@ -203,7 +208,8 @@ double unix_now() {
 
 // Whether a cached entry can stand for a measurement now (see the header's cache rules).
 bool usable(const Json& e, const OpProfileOptions& o, double now) {
-  if (!e.is_object() || !e.contains("forward") || !e.contains("forward_spread") || !e.contains("measured_at")) {
+  if (!e.is_object() || !e.contains("forward") || !e.contains("forward_spread") ||
+      !e.contains("measured_at")) {
     return false;
   }
   if (now - e["measured_at"].get<double>() > o.max_cache_age.value()) return false;
@@ -282,9 +288,9 @@ OpProfileResult profile_ops(const Executor& executor, const std::vector<c10::IVa
     }
   }
   result.seconds_taken = Seconds(std::chrono::duration<double>(Clock::now() - t0).count());
-  log_info(fmt::format("profiled {} node(s) ({} measured, {} of them again as noisy or old; {} from cache) in {:.1f} s",
-                       g.num_nodes(), result.measured, result.remeasured, result.cache_hits,
-                       result.seconds_taken.value()));
+  log_info(fmt::format(
+      "profiled {} node(s) ({} measured, {} of them again as noisy or old; {} from cache) in {:.1f} s",
+      g.num_nodes(), result.measured, result.remeasured, result.cache_hits, result.seconds_taken.value()));
   return result;
 }
 

@@ -9,8 +9,8 @@ namespace partita {
 
 void TimingOptions::validate() const {
   PARTITA_CHECK(warmup >= 0 && min_repeats >= 0 && max_repeats >= 1 && min_repeats <= max_repeats,
-                "timing options: warmup ", warmup, ", min_repeats ", min_repeats, ", max_repeats ", max_repeats,
-                ": use warmup >= 0 and 0 <= min_repeats <= max_repeats, max_repeats >= 1");
+                "timing options: warmup ", warmup, ", min_repeats ", min_repeats, ", max_repeats ",
+                max_repeats, ": use warmup >= 0 and 0 <= min_repeats <= max_repeats, max_repeats >= 1");
 }
 
 double median_of(std::vector<double> values) {
@@ -29,7 +29,8 @@ TimingResult time_repeated(const std::function<void()>& fn, const TimingOptions&
   std::vector<double> samples;
   double spent = 0;
   while (static_cast<int>(samples.size()) < options.max_repeats &&
-         (static_cast<int>(samples.size()) < std::max(1, options.min_repeats) || spent < options.budget.value())) {
+         (static_cast<int>(samples.size()) < std::max(1, options.min_repeats) ||
+          spent < options.budget.value())) {
     const auto t0 = Clock::now();
     fn();
     if (options.sync) options.sync();

@@ -16,7 +16,8 @@ BatchCheckResult check(const char* name, const char* input) {
 }  // namespace
 
 TEST(BatchCheck, ZooModelsFollowTheBatch) {
-  for (const auto& [name, input] : {std::pair{"mlp", "4x64"}, {"cnn", "2x3x32x32"}, {"gpt", "2x16:i64:2048"}}) {
+  for (const auto& [name, input] :
+       {std::pair{"mlp", "4x64"}, {"cnn", "2x3x32x32"}, {"gpt", "2x16:i64:2048"}}) {
     const BatchCheckResult r = check(name, input);
     EXPECT_TRUE(r.splittable()) << name;
     EXPECT_TRUE(r.problems.empty()) << name << ": node " << r.problems[0].node << " " << r.problems[0].detail;
@@ -29,7 +30,8 @@ TEST(BatchCheck, BakedReshapeIsNamed) {
   EXPECT_FALSE(r.splittable());
   ASSERT_EQ(r.problems.size(), 1u);
   EXPECT_EQ(r.problems[0].behavior, BatchBehavior::kMovesBatch);
-  EXPECT_NE(r.problems[0].detail.find("[4, 32] at batch 8 vs [4, 36] at 9"), std::string::npos) << r.problems[0].detail;
+  EXPECT_NE(r.problems[0].detail.find("[4, 32] at batch 8 vs [4, 36] at 9"), std::string::npos)
+      << r.problems[0].detail;
 }
 
 }  // namespace partita

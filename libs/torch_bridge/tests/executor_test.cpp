@@ -16,7 +16,9 @@ struct Case {
 
 class ExecutorZoo : public ::testing::TestWithParam<Case> {};
 
-torch::Tensor first_tensor(const c10::IValue& iv) { return iv.isTuple() ? iv.toTupleRef().elements()[0].toTensor() : iv.toTensor(); }
+torch::Tensor first_tensor(const c10::IValue& iv) {
+  return iv.isTuple() ? iv.toTupleRef().elements()[0].toTensor() : iv.toTensor();
+}
 
 class CountingObserver : public ExecutionObserver {
  public:

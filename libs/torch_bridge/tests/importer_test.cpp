@@ -22,7 +22,8 @@ TEST(Importer, MlpBecomesLinearReluChainWithNamedParameters) {
   EXPECT_NE(std::find(names.begin(), names.end(), "fc1.weight"), names.end());
   std::vector<std::string> ops;
   for (const auto& n : g.nodes()) ops.push_back(n.op);
-  EXPECT_EQ(ops, (std::vector<std::string>{"aten::linear", "aten::relu", "aten::linear", "aten::relu", "aten::linear"}));
+  EXPECT_EQ(ops, (std::vector<std::string>{"aten::linear", "aten::relu", "aten::linear", "aten::relu",
+                                           "aten::linear"}));
   const Value& out = g.value(g.outputs()[0]);
   ASSERT_NE(out.meta(), nullptr);
   EXPECT_EQ(out.meta()->shape, (std::vector<int64_t>{32, 10}));
@@ -37,7 +38,8 @@ TEST(Importer, CnnHasBatchNormBuffersAndConvolutionShapes) {
   annotate_shapes(m, {parse_input_spec("8x3x32x32")});
   int buffers = 0;
   for (const auto& p : m.ir.parameters()) buffers += p.requires_grad ? 0 : 1;
-  EXPECT_EQ(buffers, 6);  // running_mean and running_var per batch norm (num_batches_tracked is unused in eval)
+  EXPECT_EQ(buffers,
+            6);  // running_mean and running_var per batch norm (num_batches_tracked is unused in eval)
   // 3x3 conv weights (no bias), BN affine, head.
   EXPECT_EQ(m.ir.parameter_elements(),
             16 * 3 * 9 + 32 * 16 * 9 + 64 * 32 * 9 + 2 * (16 + 32 + 64) + 64 * 16 * 10 + 10);
@@ -93,7 +95,8 @@ TEST(Importer, WrongInputsNameTheModelAndNode) {
   LoadedModel gpt = load_model(zoo_model("gpt"));
   EXPECT_THROW(annotate_shapes(gpt, {parse_input_spec("2x16")}), Error);  // floats where token ids belong
   EXPECT_THROW(annotate_shapes(gpt, {}), Error);
-  EXPECT_THROW(annotate_shapes(gpt, {parse_input_spec("2x16:i64:10"), parse_input_spec("2x16:i64:10")}), Error);
+  EXPECT_THROW(annotate_shapes(gpt, {parse_input_spec("2x16:i64:10"), parse_input_spec("2x16:i64:10")}),
+               Error);
 }
 
 }  // namespace partita

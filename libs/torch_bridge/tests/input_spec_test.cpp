@@ -20,7 +20,8 @@ TEST(InputSpec, ParsesShapesDtypesAndHigh) {
 }
 
 TEST(InputSpec, RejectsMalformedWithTheText) {
-  for (const char* bad : {"", "8x", "x8", "8xax3", "0x3", "-1x3", "8x3:f33", "8x3:f32:10", "8:i64:0", "8:i64:1:2"}) {
+  for (const char* bad :
+       {"", "8x", "x8", "8xax3", "0x3", "-1x3", "8x3:f33", "8x3:f32:10", "8:i64:0", "8:i64:1:2"}) {
     try {
       parse_input_spec(bad);
       ADD_FAILURE() << "accepted '" << bad << "'";

@@ -16,7 +16,8 @@ namespace {
 class OpProfilerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    cache_ = std::filesystem::temp_directory_path() / ("partita-op-cache-" + std::to_string(getpid()) + ".json");
+    cache_ =
+        std::filesystem::temp_directory_path() / ("partita-op-cache-" + std::to_string(getpid()) + ".json");
     std::filesystem::remove(cache_);
     model_ = load_model(testing::zoo_model("mlp"));
     specs_ = {parse_input_spec("8x64")};
@@ -104,15 +105,24 @@ TEST_F(OpProfilerTest, CacheKeepsSpreadAndAgeAndRemeasuresNoisyOrOldEntries) {
   edit_cache(cache_, [](Json& e) { e["forward_spread"] = 0.01; });
   EXPECT_EQ(profile_ops(ex, inputs, o).cache_hits, model_.ir.num_nodes());
   // Noisy entries are measured again, unless their time is too short to matter.
-  edit_cache(cache_, [](Json& e) { e["forward_spread"] = 0.9; e["forward"] = 1e-3; });
+  edit_cache(cache_, [](Json& e) {
+    e["forward_spread"] = 0.9;
+    e["forward"] = 1e-3;
+  });
   const OpProfileResult noisy = profile_ops(ex, inputs, o);
   EXPECT_GE(noisy.remeasured, keys);  // a fresh measurement can be noisy again for the next node alike
   EXPECT_EQ(noisy.measured, noisy.remeasured);
-  edit_cache(cache_, [](Json& e) { e["forward_spread"] = 0.9; e["forward"] = 1e-6; });
+  edit_cache(cache_, [](Json& e) {
+    e["forward_spread"] = 0.9;
+    e["forward"] = 1e-6;
+  });
   o.min_recheck_time = Seconds(1e-4);
   EXPECT_EQ(profile_ops(ex, inputs, o).cache_hits, model_.ir.num_nodes());
   // Old entries and entries without a spread (the first cache format) are measured again.
-  edit_cache(cache_, [](Json& e) { e["forward_spread"] = 0.0; e["measured_at"] = 1000.0; });
+  edit_cache(cache_, [](Json& e) {
+    e["forward_spread"] = 0.0;
+    e["measured_at"] = 1000.0;
+  });
   o.max_cached_spread = 1e9;  // from here on, only age and format decide
   EXPECT_EQ(profile_ops(ex, inputs, o).remeasured, keys);
   edit_cache(cache_, [](Json& e) { e.erase("forward_spread"); });

@@ -4,6 +4,8 @@
 
 namespace partita::testing {
 
-inline std::string zoo_model(const std::string& name) { return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt"; }
+inline std::string zoo_model(const std::string& name) {
+  return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt";
+}
 
 }  // namespace partita::testing

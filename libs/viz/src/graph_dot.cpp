@@ -25,20 +25,25 @@ std::string shape_label(const Value& v) {
 }  // namespace
 
 std::string graph_to_dot(const Graph& graph, const DotOptions& options) {
-  std::string out = "digraph partita {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n";
+  std::string out =
+      "digraph partita {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n";
   const int shown = std::min(graph.num_nodes(), options.max_nodes);
   for (size_t i = 0; i < graph.inputs().size(); ++i) {
     const Value& v = graph.value(graph.inputs()[i]);
-    out += fmt::format("  v{} [label=\"input {}\\n{}\", shape=ellipse];\n", v.id, escape(v.name), shape_label(v));
+    out += fmt::format("  v{} [label=\"input {}\\n{}\", shape=ellipse];\n", v.id, escape(v.name),
+                       shape_label(v));
   }
   for (int i = 0; i < shown; ++i) {
     const Node& n = graph.node(i);
     const std::string shape = n.outputs.empty() ? "" : shape_label(graph.value(n.outputs[0]));
     if (n.cost.status == CostStatus::kStructural) {
-      out += fmt::format("  n{} [label=\"{}\", fontsize=8, color=grey, fontcolor=grey];\n", n.id, escape(n.op));
+      out +=
+          fmt::format("  n{} [label=\"{}\", fontsize=8, color=grey, fontcolor=grey];\n", n.id, escape(n.op));
     } else {
-      const std::string flops = n.cost.status == CostStatus::kNoEstimate ? "no estimate" : format_flops(n.cost.flops);
-      out += fmt::format("  n{} [label=\"{}\\n{}\\n{}\\n{}\"];\n", n.id, escape(n.op), escape(n.scope), shape, flops);
+      const std::string flops =
+          n.cost.status == CostStatus::kNoEstimate ? "no estimate" : format_flops(n.cost.flops);
+      out += fmt::format("  n{} [label=\"{}\\n{}\\n{}\\n{}\"];\n", n.id, escape(n.op), escape(n.scope), shape,
+                         flops);
     }
   }
   for (int i = 0; i < shown; ++i) {
@@ -53,7 +58,8 @@ std::string graph_to_dot(const Graph& graph, const DotOptions& options) {
     }
   }
   if (shown < graph.num_nodes()) {
-    out += fmt::format("  truncated [label=\"{} more nodes not drawn\", shape=note];\n", graph.num_nodes() - shown);
+    out += fmt::format("  truncated [label=\"{} more nodes not drawn\", shape=note];\n",
+                       graph.num_nodes() - shown);
   }
   out += "}\n";
   return out;

@@ -29,19 +29,19 @@ std::string concat(const Args&... args) {
 
 }  // namespace partita
 
-#define PARTITA_CHECK(cond, ...)                                   \
-  do {                                                             \
-    if (!(cond)) {                                                 \
+#define PARTITA_CHECK(cond, ...)                                      \
+  do {                                                                \
+    if (!(cond)) {                                                    \
       throw ::partita::Error(::partita::detail::concat(__VA_ARGS__)); \
-    }                                                              \
+    }                                                                 \
   } while (0)
 
 #define PARTITA_FAIL(...) throw ::partita::Error(::partita::detail::concat(__VA_ARGS__))
 
-#define PARTITA_ASSERT(cond, ...)                                                                      \
-  do {                                                                                                 \
-    if (!(cond)) {                                                                                     \
-      throw ::partita::InternalError(::partita::detail::concat(                                        \
+#define PARTITA_ASSERT(cond, ...)                                                                       \
+  do {                                                                                                  \
+    if (!(cond)) {                                                                                      \
+      throw ::partita::InternalError(::partita::detail::concat(                                         \
           "internal error at ", __FILE__, ":", __LINE__, ": ", #cond, " " __VA_OPT__(, ) __VA_ARGS__)); \
-    }                                                                                                  \
+    }                                                                                                   \
   } while (0)

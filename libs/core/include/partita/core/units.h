@@ -14,8 +14,14 @@ class Quantity {
   constexpr explicit Quantity(Rep v) : v_(v) {}
   constexpr Rep value() const { return v_; }
 
-  constexpr Quantity& operator+=(Quantity o) { v_ += o.v_; return *this; }
-  constexpr Quantity& operator-=(Quantity o) { v_ -= o.v_; return *this; }
+  constexpr Quantity& operator+=(Quantity o) {
+    v_ += o.v_;
+    return *this;
+  }
+  constexpr Quantity& operator-=(Quantity o) {
+    v_ -= o.v_;
+    return *this;
+  }
   friend constexpr Quantity operator+(Quantity a, Quantity b) { return Quantity(a.v_ + b.v_); }
   friend constexpr Quantity operator-(Quantity a, Quantity b) { return Quantity(a.v_ - b.v_); }
   friend constexpr Quantity operator*(Quantity a, double k) { return Quantity(static_cast<Rep>(a.v_ * k)); }
@@ -44,7 +50,9 @@ constexpr double to_milliseconds(Seconds s) { return s.value() * 1e3; }
 
 // Rates and products that change unit.
 constexpr Seconds operator/(Flops f, FlopsPerSecond r) { return Seconds(f.value() / r.value()); }
-constexpr Seconds operator/(Bytes b, BytesPerSecond r) { return Seconds(static_cast<double>(b.value()) / r.value()); }
+constexpr Seconds operator/(Bytes b, BytesPerSecond r) {
+  return Seconds(static_cast<double>(b.value()) / r.value());
+}
 constexpr Joules operator*(Watts w, Seconds s) { return Joules(w.value() * s.value()); }
 constexpr Joules operator*(Seconds s, Watts w) { return w * s; }
 

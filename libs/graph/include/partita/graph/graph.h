@@ -2,10 +2,10 @@
 // partita's graph IR: a dataflow graph of ATen operations, as imported from TorchScript (or built from a
 // model spec). It carries no tensor data and includes no torch headers, so planning code can use it anywhere.
 //
-// Model: values are produced by at most one node (or are graph inputs / parameters / constants); nodes are kept
-// in a topological order (every node's inputs are produced by earlier nodes). Node ids and value ids are dense
-// indices into nodes() and values(). Constants (kernel sizes, flags) are values with `constant` set and no
-// producer; they are not nodes.
+// Model: values are produced by at most one node (or are graph inputs / parameters / constants); nodes are
+// kept in a topological order (every node's inputs are produced by earlier nodes). Node ids and value ids are
+// dense indices into nodes() and values(). Constants (kernel sizes, flags) are values with `constant` set and
+// no producer; they are not nodes.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -44,11 +44,13 @@ struct Value {
 
   // Sum of the bytes of the tensors held; a scalar counts 8 bytes (it still crosses a device boundary).
   Bytes bytes() const;
-  const TensorMeta* meta() const { return tensors.size() == 1 && kind == ValueKind::kTensor ? &tensors[0] : nullptr; }
+  const TensorMeta* meta() const {
+    return tensors.size() == 1 && kind == ValueKind::kTensor ? &tensors[0] : nullptr;
+  }
 };
 
-// How trustworthy a node's cost is. Structural nodes (list construct, view-like ops, shape queries) cost nothing
-// by nature; kNoEstimate means partita has no formula for the op: it still runs, and reports list it.
+// How trustworthy a node's cost is. Structural nodes (list construct, view-like ops, shape queries) cost
+// nothing by nature; kNoEstimate means partita has no formula for the op: it still runs, and reports list it.
 enum class CostStatus { kEstimated, kStructural, kNoEstimate };
 
 struct OpCost {

@@ -9,7 +9,19 @@
 
 namespace partita {
 
-enum class DType { kFloat32, kFloat16, kBFloat16, kFloat64, kInt64, kInt32, kInt16, kInt8, kUInt8, kBool, kOther };
+enum class DType {
+  kFloat32,
+  kFloat16,
+  kBFloat16,
+  kFloat64,
+  kInt64,
+  kInt32,
+  kInt16,
+  kInt8,
+  kUInt8,
+  kBool,
+  kOther
+};
 
 // Bytes per element (kOther: 0).
 int64_t dtype_size(DType dtype);

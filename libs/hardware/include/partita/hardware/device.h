@@ -18,8 +18,8 @@ enum class DeviceKind { kCpu, kCuda, kOther };
 // of its own with that many threads), "cuda:1", or a described device in a cluster file ("node0/gpu3").
 struct DeviceId {
   DeviceKind kind = DeviceKind::kCpu;
-  int index = -1;       // cuda index; first core of a cpu group; -1 for the whole cpu
-  int last_core = -1;   // last core of a cpu group (inclusive), -1 otherwise
+  int index = -1;      // cuda index; first core of a cpu group; -1 for the whole cpu
+  int last_core = -1;  // last core of a cpu group (inclusive), -1 otherwise
   std::string to_string() const;
   int cpu_cores() const { return index < 0 ? -1 : last_core - index + 1; }
   friend auto operator<=>(const DeviceId&, const DeviceId&) = default;
@@ -28,7 +28,7 @@ struct DeviceId {
 DeviceId parse_device_id(const std::string& text);
 
 struct DeviceSpec {
-  std::string name;    // "NVIDIA H100 SXM5 80GB", "AMD EPYC 9654"
+  std::string name;  // "NVIDIA H100 SXM5 80GB", "AMD EPYC 9654"
   DeviceKind kind = DeviceKind::kCuda;
   std::map<DType, FlopsPerSecond> peak_flops;  // dense, per dtype
   BytesPerSecond memory_bandwidth{0};
@@ -39,7 +39,7 @@ struct DeviceSpec {
   // Measured efficiency of an op class relative to peak_flops, keyed by the cost library's op class name
   // ("conv": 0.6 means convolutions reach 60 % of the GEMM peak); absent classes run at 1.0 (the peak).
   std::map<std::string, double> flops_efficiency;
-  int cores = 0;  // CPUs: physical cores (threads for a core group); GPUs: 0
+  int cores = 0;          // CPUs: physical cores (threads for a core group); GPUs: 0
   bool measured = false;  // figures come from a microbenchmark of this machine, not a datasheet
   std::string source;     // where the figures come from
 

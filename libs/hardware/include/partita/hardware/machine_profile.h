@@ -41,7 +41,7 @@ struct AllreduceSample {
 
 // A device of this machine with its measured spec and the intra-op threads the figures were measured at.
 struct ProfiledDevice {
-  std::string id;  // "cpu", "cpu:0", "cuda:0"
+  std::string id;   // "cpu", "cpu:0", "cuda:0"
   int threads = 0;  // CPU: intra-op threads to run it with; GPU: 0
   DeviceSpec spec;
 };

@@ -1,6 +1,6 @@
 #pragma once
-// The baseline partita must beat: plain LibTorch running the user's TorchScript module on this host, the way a
-// PyTorch user would (module.forward; for training the same loss, backward and optimizer step), at a given
+// The baseline partita must beat: plain LibTorch running the user's TorchScript module on this host, the way
+// a PyTorch user would (module.forward; for training the same loss, backward and optimizer step), at a given
 // thread configuration. LibTorch's default thread count is wrong on some VMs (1 on the 2-core machines), so
 // the fair baseline is the best configuration of a sweep, and the sweep is reported.
 #include <vector>
@@ -13,8 +13,8 @@
 namespace partita {
 
 struct ThreadConfig {
-  int torch_threads = 1;  // LibTorch intra-op threads
-  int blas_threads = -1;  // OpenBLAS pool size; -1: leave as is
+  int torch_threads = 1;          // LibTorch intra-op threads
+  int blas_threads = -1;          // OpenBLAS pool size; -1: leave as is
   std::string to_string() const;  // "torch 2, blas 1"
 };
 
@@ -40,8 +40,8 @@ struct BaselineResult {
 BaselineResult measure_torchscript(LoadedModel& model, const std::vector<torch::Tensor>& inputs,
                                    const ThreadConfig& config, const BaselineOptions& options);
 
-// Every configuration worth trying on this host: torch threads 1..cores, each with OpenBLAS at 1 thread and at
-// its default (when OpenBLAS is present).
+// Every configuration worth trying on this host: torch threads 1..cores, each with OpenBLAS at 1 thread and
+// at its default (when OpenBLAS is present).
 std::vector<ThreadConfig> thread_configs();
 
 }  // namespace partita

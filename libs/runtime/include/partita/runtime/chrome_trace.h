@@ -1,6 +1,7 @@
 #pragma once
-// Records the engine's tasks and writes them as Chrome trace event JSON (open in Perfetto or chrome://tracing):
-// one process "measured" with a thread per worker; complete events ("ph": "X") with microsecond timestamps.
+// Records the engine's tasks and writes them as Chrome trace event JSON (open in Perfetto or
+// chrome://tracing): one process "measured" with a thread per worker; complete events ("ph": "X") with
+// microsecond timestamps.
 #include <mutex>
 #include <string>
 #include <vector>

@@ -9,10 +9,10 @@
 namespace partita {
 
 struct DeviceBinding {
-  std::string id;                   // plan device id: "cpu", "cpu:0", "cpu:2-3", "cuda:1"
+  std::string id;  // plan device id: "cpu", "cpu:0", "cpu:2-3", "cuda:1"
   torch::Device device = torch::kCPU;
-  int threads = 1;                  // intra-op threads for this worker
-  std::vector<int> cores;           // CPU cores to pin to (empty: no pinning)
+  int threads = 1;         // intra-op threads for this worker
+  std::vector<int> cores;  // CPU cores to pin to (empty: no pinning)
 };
 
 // Binds a plan device id to this machine. Throws partita::Error when the device is not here

@@ -4,7 +4,8 @@
 // Supported layouts (others are refused with an error before anything runs):
 //  - pipeline: every stage on a one-device group; activations flow between stage workers per microbatch,
 //    gradients flow back; schedule GPipe or 1F1B as the plan says;
-//  - data parallel: one stage on a group of devices with integer batch shares; each device runs the whole graph
+//  - data parallel: one stage on a group of devices with integer batch shares; each device runs the whole
+//  graph
 //    on its share of every microbatch. Replicas on the host share the weight tensors and autograd sums their
 //    gradients into them (an in-memory all-reduce); replicas on a GPU hold copies whose gradients are reduced
 //    into the host copy after backward.
@@ -14,9 +15,9 @@
 // single-device step does (up to floating-point reassociation of the gradient sums).
 // Errors: an exception in any worker stops the step (every other worker is woken) and step() throws
 // partita::Error naming the stage, the device and the node.
-// Several processes: with EngineOptions::local_replica set, this engine runs one replica of a one-stage data-parallel
-// plan (the other replicas run in other processes, see distributed_reducer.h) and EngineOptions::reducer combines
-// the gradients and the loss across processes before the optimizer step.
+// Several processes: with EngineOptions::local_replica set, this engine runs one replica of a one-stage
+// data-parallel plan (the other replicas run in other processes, see distributed_reducer.h) and
+// EngineOptions::reducer combines the gradients and the loss across processes before the optimizer step.
 #include <memory>
 #include <vector>
 
@@ -43,8 +44,9 @@ std::string_view blas_threads_name(BlasThreads policy);  // "auto", "leave", "on
 // calls it after every backward of the step and before the optimizer step, on the thread that called step().
 // `parameters` are the trainable parameters; their .grad() hold this process's gradient sums (undefined: this
 // process computed no gradient for it, and every process must agree on which). `local_loss` is this process's
-// share of the step's loss (already divided by the global batch). On return the gradients hold the sums over all
-// processes; returns the step's global loss. `step` counts the engine's steps from 0. Throws partita::Error.
+// share of the step's loss (already divided by the global batch). On return the gradients hold the sums over
+// all processes; returns the step's global loss. `step` counts the engine's steps from 0. Throws
+// partita::Error.
 class GradientReducer {
  public:
   virtual ~GradientReducer() = default;
@@ -55,8 +57,9 @@ struct EngineOptions {
   LossKind loss = LossKind::kAuto;
   double learning_rate = 0.01;
   BlasThreads blas = BlasThreads::kAuto;
-  // -1: run every device of the plan here. r >= 0: the plan must be one data-parallel stage; run only device r of
-  // its group (its batch share at its offset; the others run in other processes on the same global batch).
+  // -1: run every device of the plan here. r >= 0: the plan must be one data-parallel stage; run only device
+  // r of its group (its batch share at its offset; the others run in other processes on the same global
+  // batch).
   int local_replica = -1;
   GradientReducer* reducer = nullptr;  // training only; must outlive the engine; none: nothing to combine
   void validate() const;

@@ -11,10 +11,10 @@
 namespace partita {
 
 enum class LossKind {
-  kAuto,           // next-token for integer inputs with a [B, T, V] output; cross-entropy for [B, C]; else MSE
-  kCrossEntropy,   // targets: class indices [B]
-  kMse,            // targets: same shape as the output
-  kNextToken,      // targets: the token ids [B, T]; logits [B, T, V] predict token t+1 from position t
+  kAuto,          // next-token for integer inputs with a [B, T, V] output; cross-entropy for [B, C]; else MSE
+  kCrossEntropy,  // targets: class indices [B]
+  kMse,           // targets: same shape as the output
+  kNextToken,     // targets: the token ids [B, T]; logits [B, T, V] predict token t+1 from position t
 };
 std::string_view loss_kind_name(LossKind kind);
 LossKind parse_loss_kind(std::string_view name);
@@ -24,8 +24,8 @@ LossKind resolve_loss(LossKind kind, const TensorMeta& first_input, const Tensor
 
 // Deterministic training targets for a whole batch whose output has `output_shape` (labels drawn with `seed`;
 // next-token uses the input ids themselves).
-torch::Tensor make_targets(LossKind kind, const torch::Tensor& first_input, const std::vector<int64_t>& output_shape,
-                           uint64_t seed);
+torch::Tensor make_targets(LossKind kind, const torch::Tensor& first_input,
+                           const std::vector<int64_t>& output_shape, uint64_t seed);
 
 // Sum of per-sample losses over this slice divided by `normalizer_samples` (the global batch size).
 torch::Tensor slice_loss(LossKind kind, const torch::Tensor& output, const torch::Tensor& targets,

@@ -1,6 +1,6 @@
 #pragma once
-// Runtime observers: every task the engine runs (a stage's forward or backward of one microbatch, a transfer, a
-// gradient reduction, the optimizer step) is reported as begin/end events. The monitor, the Chrome-trace
+// Runtime observers: every task the engine runs (a stage's forward or backward of one microbatch, a transfer,
+// a gradient reduction, the optimizer step) is reported as begin/end events. The monitor, the Chrome-trace
 // writer and the energy meter plug in here. Observers are called from worker threads concurrently: an
 // implementation must be thread-safe.
 #include <chrono>

@@ -11,6 +11,7 @@
 namespace partita {
 
 // SGD, SGD with momentum 0.9, Adam or AdamW over `params` at learning rate `lr`.
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vector<torch::Tensor> params, double lr);
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vector<torch::Tensor> params,
+                                                        double lr);
 
 }  // namespace partita

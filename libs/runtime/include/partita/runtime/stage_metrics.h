@@ -1,6 +1,6 @@
 #pragma once
-// The monitor's numbers: per worker busy time (forward + backward tasks) and per stage averages over the steps
-// seen. Thread-safe.
+// The monitor's numbers: per worker busy time (forward + backward tasks) and per stage averages over the
+// steps seen. Thread-safe.
 #include <mutex>
 #include <vector>
 
@@ -13,7 +13,7 @@ struct WorkerMetrics {
   int worker = 0;
   int stage = 0;
   std::string device;
-  Seconds busy{0};      // total forward + backward time observed
+  Seconds busy{0};  // total forward + backward time observed
   int tasks = 0;
 };
 

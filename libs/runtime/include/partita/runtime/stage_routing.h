@@ -8,12 +8,12 @@
 namespace partita {
 
 struct StageRouting {
-  // sends[p][t]: values produced in stage p and needed by stage t > p (by a node of t, or because t is the last
-  // stage and the value is a graph output), in value-id order. User inputs, parameters and constants are
+  // sends[p][t]: values produced in stage p and needed by stage t > p (by a node of t, or because t is the
+  // last stage and the value is a graph output), in value-id order. User inputs, parameters and constants are
   // available to every stage and never sent.
   std::vector<std::vector<std::vector<ValueId>>> sends;
-  // mutated[t]: values that a node of stage t updates in place (an op ending in '_' taking it first); a received
-  // value must then be copied, not shared.
+  // mutated[t]: values that a node of stage t updates in place (an op ending in '_' taking it first); a
+  // received value must then be copied, not shared.
   std::vector<std::vector<bool>> mutated;
   std::vector<int> stage_of_node;
 };

@@ -1,7 +1,7 @@
 #pragma once
-// Coarse blocks: the node order grouped into at most `max_blocks` contiguous blocks, cut where the fewest bytes
-// cross (between transformer layers / residual blocks), so partitioning DPs run over blocks, not thousands of
-// nodes. With max_blocks >= nodes every node is its own block and the partition is exact.
+// Coarse blocks: the node order grouped into at most `max_blocks` contiguous blocks, cut where the fewest
+// bytes cross (between transformer layers / residual blocks), so partitioning DPs run over blocks, not
+// thousands of nodes. With max_blocks >= nodes every node is its own block and the partition is exact.
 #include <vector>
 
 #include "partita/search/stage_model.h"

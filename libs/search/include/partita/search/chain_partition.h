@@ -3,11 +3,11 @@
 //
 // Model: a step runs `microbatches` microbatches through the chain. A slot's per-step busy time is
 //   microbatches * (microbatch compute of its largest share) + gradient all-reduce in the group + offload
-// and a link's per-step time is microbatches * p2p(boundary bytes of one microbatch share). The objective is the
-// bottleneck: the largest busy time of any slot or link (links are full duplex and overlap compute). Each stage
-// picks the cheapest of {no checkpointing, checkpointing} x {no offload, optimizer offload} that fits the memory
-// of every device in its slot; a stage that fits in none is infeasible.
-// DP over block cut points: O(slots * blocks^2) stage evaluations, each O(1) from StageModel's prefix sums.
+// and a link's per-step time is microbatches * p2p(boundary bytes of one microbatch share). The objective is
+// the bottleneck: the largest busy time of any slot or link (links are full duplex and overlap compute). Each
+// stage picks the cheapest of {no checkpointing, checkpointing} x {no offload, optimizer offload} that fits
+// the memory of every device in its slot; a stage that fits in none is infeasible. DP over block cut points:
+// O(slots * blocks^2) stage evaluations, each O(1) from StageModel's prefix sums.
 #include <optional>
 #include <vector>
 
@@ -37,13 +37,13 @@ struct StageChoice {
   NodeId last = 0;
   Checkpointing checkpointing = Checkpointing::kNone;
   Offload offload = Offload::kNone;
-  Seconds busy{0};          // per step
+  Seconds busy{0};            // per step
   Seconds per_microbatch{0};  // compute of one microbatch (largest share)
 };
 
 struct ChainSolution {
   Seconds bottleneck{0};
-  Seconds estimate{0};  // closed-form step time: bottleneck + pipeline fill and drain
+  Seconds estimate{0};              // closed-form step time: bottleneck + pipeline fill and drain
   std::vector<StageChoice> stages;  // one per slot
 };
 

@@ -11,7 +11,8 @@
 namespace partita {
 
 // Divisors m of options.global_batch with m <= options.max_microbatches and global_batch / m >= min_size,
-// ascending. Inference and training alike. When options.microbatches is set, just that count (if the size fits).
+// ascending. Inference and training alike. When options.microbatches is set, just that count (if the size
+// fits).
 std::vector<int> microbatch_candidates(const SearchOptions& options, int min_microbatch_size);
 
 // A plan skeleton (identity, mode, batch, optimizer) without groups or stages.

@@ -1,10 +1,11 @@
 #pragma once
 // Data parallel strategy: every device holds the whole graph and takes an integer share of each microbatch,
 // shares proportional to speed (greedy least-finish-time assignment of samples, optimal for unit jobs on
-// uniformly related machines), capped by what fits in each device's memory. Gradients are all-reduced once per
-// step over the slowest link of the ring (cost/comm.h). Microbatches > 1 means gradient accumulation: used only
-// when the batch does not fit otherwise. Device sets tried: the fastest d devices, d at every change of device
-// kind (every d when there are at most 8 devices); a device left out is listed with the reason.
+// uniformly related machines), capped by what fits in each device's memory. Gradients are all-reduced once
+// per step over the slowest link of the ring (cost/comm.h). Microbatches > 1 means gradient accumulation:
+// used only when the batch does not fit otherwise. Device sets tried: the fastest d devices, d at every
+// change of device kind (every d when there are at most 8 devices); a device left out is listed with the
+// reason.
 #include <optional>
 #include <vector>
 

@@ -1,6 +1,6 @@
 #pragma once
-// The identity of a graph as a plan records it: node count plus a hash of the op names in node order, so a plan
-// made for one model is refused for another.
+// The identity of a graph as a plan records it: node count plus a hash of the op names in node order, so a
+// plan made for one model is refused for another.
 #include <string>
 
 #include "partita/graph/graph.h"

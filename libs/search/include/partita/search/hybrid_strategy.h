@@ -1,14 +1,14 @@
 #pragma once
-// Hybrid strategy (after Metis, Um et al., ATC'24): pipeline stages that are data-parallel groups of devices of
-// one kind (one cost-table spec). Each kind's devices (in cluster order, so groups stay on a node) are cut into
-// consecutive groups; the groups of all kinds form a chain, kinds in every order; the chain DP
+// Hybrid strategy (after Metis, Um et al., ATC'24): pipeline stages that are data-parallel groups of devices
+// of one kind (one cost-table spec). Each kind's devices (in cluster order, so groups stay on a node) are cut
+// into consecutive groups; the groups of all kinds form a chain, kinds in every order; the chain DP
 // (chain_partition.h) assigns blocks and picks checkpointing/offload per stage.
 // Group layouts: when every kind has at most kExhaustiveHybridDevices devices and there are at most 3 kinds,
 // every composition of every kind (and every subset of kinds) is tried, so the result is the exact optimum of
-// the model. Otherwise a total stage count S in {1, 2, 3, 4, 6, 8, 12, ...} is spread over kinds in proportion
-// to their compute (largest remainder), groups as equal as possible.
-// Microbatch counts: divisors of the batch up to max(options.max_microbatches, 4 x the deepest layout's stages),
-// so deep pipelines can shrink their bubble ((S - 1) / (m + S - 1) of the step).
+// the model. Otherwise a total stage count S in {1, 2, 3, 4, 6, 8, 12, ...} is spread over kinds in
+// proportion to their compute (largest remainder), groups as equal as possible. Microbatch counts: divisors
+// of the batch up to max(options.max_microbatches, 4 x the deepest layout's stages), so deep pipelines can
+// shrink their bubble ((S - 1) / (m + S - 1) of the step).
 #include <optional>
 #include <vector>
 
@@ -25,8 +25,8 @@ std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int 
 
 // Least-bottleneck hybrid for a fixed microbatch count over `layouts` (ties: lower estimate).
 std::optional<PipelineChoice> best_hybrid(const StageModel& model, const std::vector<NodeId>& blocks,
-                                          const std::vector<std::vector<ChainSlot>>& layouts, int microbatches,
-                                          Schedule schedule);
+                                          const std::vector<std::vector<ChainSlot>>& layouts,
+                                          int microbatches, Schedule schedule);
 
 // The best hybrid per microbatch count, as plans (not yet evaluated), best estimate first.
 std::vector<Plan> hybrid_candidates(const StageModel& model, const std::vector<NodeId>& blocks);

@@ -10,8 +10,8 @@ namespace partita {
 // Fraction of the fastest step time within which kBalanced looks for the least energy.
 inline constexpr double kBalancedSlack = 0.05;
 
-// Candidate indices, best first. kTime: step time (then energy); kEnergy: J/step (then time); kBalanced: those
-// within kBalancedSlack of the fastest by energy, then the rest by time. Stable: ties keep input order.
+// Candidate indices, best first. kTime: step time (then energy); kEnergy: J/step (then time); kBalanced:
+// those within kBalancedSlack of the fastest by energy, then the rest by time. Stable: ties keep input order.
 std::vector<size_t> rank_candidates(const std::vector<Plan>& candidates, Objective objective);
 
 // Indices of candidates no other candidate beats in both step time and energy (ascending step time).

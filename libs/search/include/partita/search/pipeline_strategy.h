@@ -1,9 +1,9 @@
 #pragma once
 // Pipeline strategy: one device per stage, contiguous stages on a chain of unequal devices.
-// Device order: with at most kExhaustivePipelineDevices devices every ordered subset is tried (so the result is
-// the exact optimum of the chain model); beyond that, cluster order, fastest-first and slowest-first, each with
-// the first P devices for P in {1, 2, 4, ..., all}. Microbatch counts: every candidate of microbatch_candidates.
-// Training uses 1F1B (same step time as GPipe, fewer activations in flight).
+// Device order: with at most kExhaustivePipelineDevices devices every ordered subset is tried (so the result
+// is the exact optimum of the chain model); beyond that, cluster order, fastest-first and slowest-first, each
+// with the first P devices for P in {1, 2, 4, ..., all}. Microbatch counts: every candidate of
+// microbatch_candidates. Training uses 1F1B (same step time as GPipe, fewer activations in flight).
 #include <optional>
 #include <vector>
 

@@ -2,13 +2,14 @@
 // A Plan: how one training or inference step of a graph is spread over a cluster, and what it is predicted to
 // cost. A value type; serialized as versioned JSON ("format": "partita.plan", "version": 2) by plan_json.h.
 //
-// Structure: the graph's node order is cut into contiguous stages [first, last]; each stage runs on one device
-// group. Branch plans (StrategyKind::kBranch, inter-operator parallelism) are the one exception: every stage
-// carries an explicit `nodes` list (the order its device runs them in), the lists together hold every node
-// exactly once, and a stage's nodes need not be contiguous; the cross-device edges are the graph's data edges
-// between nodes of different stages. Every stage of a branch plan is one single-device group. In a group with GroupParallelism::kData every device runs the whole stage on its own integer share of
-// each microbatch (shares sum to the microbatch size) and gradients are all-reduced inside the group; with
-// kTensor every device runs the whole microbatch and splits the big matmuls (Megatron-style). A step is
+// Structure: the graph's node order is cut into contiguous stages [first, last]; each stage runs on one
+// device group. Branch plans (StrategyKind::kBranch, inter-operator parallelism) are the one exception: every
+// stage carries an explicit `nodes` list (the order its device runs them in), the lists together hold every
+// node exactly once, and a stage's nodes need not be contiguous; the cross-device edges are the graph's data
+// edges between nodes of different stages. Every stage of a branch plan is one single-device group. In a
+// group with GroupParallelism::kData every device runs the whole stage on its own integer share of each
+// microbatch (shares sum to the microbatch size) and gradients are all-reduced inside the group; with kTensor
+// every device runs the whole microbatch and splits the big matmuls (Megatron-style). A step is
 // `microbatches` microbatches of global_batch / microbatches samples, pipelined by `schedule`.
 #include <optional>
 #include <string>
@@ -30,9 +31,9 @@ enum class Checkpointing { kNone, kFull };
 enum class Offload { kNone, kOptimizerState };
 enum class GroupParallelism { kData, kTensor };
 
-std::string_view schedule_name(Schedule s);                 // "gpipe", "1f1b"
-std::string_view checkpointing_name(Checkpointing c);       // "none", "full"
-std::string_view offload_name(Offload o);                   // "none", "optimizer_state"
+std::string_view schedule_name(Schedule s);                   // "gpipe", "1f1b"
+std::string_view checkpointing_name(Checkpointing c);         // "none", "full"
+std::string_view offload_name(Offload o);                     // "none", "optimizer_state"
 std::string_view group_parallelism_name(GroupParallelism g);  // "data", "tensor"
 Schedule parse_schedule(std::string_view name);
 Checkpointing parse_checkpointing(std::string_view name);
@@ -41,14 +42,14 @@ GroupParallelism parse_group_parallelism(std::string_view name);
 
 struct DeviceGroup {
   std::vector<std::string> devices;  // cluster device ids
-  std::vector<int> batch_shares;     // samples of each microbatch per device (kData); all = microbatch (kTensor)
+  std::vector<int> batch_shares;  // samples of each microbatch per device (kData); all = microbatch (kTensor)
   GroupParallelism parallelism = GroupParallelism::kData;
 };
 
 struct Stage {
   NodeId first = 0;  // inclusive node range in the graph's node order (branch plans: min and max of `nodes`)
   NodeId last = 0;
-  int group = 0;     // index into Plan::groups
+  int group = 0;  // index into Plan::groups
   Checkpointing checkpointing = Checkpointing::kNone;
   Offload offload = Offload::kNone;
   // Branch plans only: the nodes this stage's device runs, in execution order (a topological order of them).

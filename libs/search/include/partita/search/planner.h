@@ -1,8 +1,8 @@
 #pragma once
-// The planner: runs the strategy generators the options ask for, evaluates every candidate with the simulator,
-// drops any that break a device's memory (they are never returned or ranked), and picks by objective.
-// When nothing fits it finds, by bisection over memory_limit (MemoryCap::kLimitOnly), the smallest per-device
-// memory for which a plan exists and says so.
+// The planner: runs the strategy generators the options ask for, evaluates every candidate with the
+// simulator, drops any that break a device's memory (they are never returned or ranked), and picks by
+// objective. When nothing fits it finds, by bisection over memory_limit (MemoryCap::kLimitOnly), the smallest
+// per-device memory for which a plan exists and says so.
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,11 +16,11 @@
 namespace partita {
 
 struct PlanOutcome {
-  std::optional<Plan> plan;        // the chosen plan with its simulated prediction
-  std::vector<Plan> candidates;    // every feasible evaluated candidate, best first by objective
-  std::vector<size_t> pareto;      // indices into candidates on the time/energy Pareto front
-  std::string error;               // why there is no plan (empty when there is one)
-  std::optional<Bytes> min_memory; // when nothing fits: the smallest per-device memory that would
+  std::optional<Plan> plan;         // the chosen plan with its simulated prediction
+  std::vector<Plan> candidates;     // every feasible evaluated candidate, best first by objective
+  std::vector<size_t> pareto;       // indices into candidates on the time/energy Pareto front
+  std::string error;                // why there is no plan (empty when there is one)
+  std::optional<Bytes> min_memory;  // when nothing fits: the smallest per-device memory that would
 };
 
 // Unevaluated candidates of one strategy (kAuto: data, pipeline, hybrid, branch and tensor; kEven only when

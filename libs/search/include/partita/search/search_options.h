@@ -18,9 +18,10 @@ enum class MemoryCap { kDeviceAndLimit, kLimitOnly };
 // Which candidate generator(s) to run. kAuto runs all that apply and picks by objective.
 enum class StrategyKind { kAuto, kData, kPipeline, kHybrid, kBranch, kTensor, kEven };
 
-std::string_view mode_name(Mode m);                // "inference", "training"
-std::string_view objective_name(Objective o);      // "time", "energy", "balanced"
-std::string_view strategy_name(StrategyKind s);    // "auto", "data", "pipeline", "hybrid", "branch", "tensor", "even"
+std::string_view mode_name(Mode m);            // "inference", "training"
+std::string_view objective_name(Objective o);  // "time", "energy", "balanced"
+std::string_view strategy_name(
+    StrategyKind s);  // "auto", "data", "pipeline", "hybrid", "branch", "tensor", "even"
 // Inverses; throw partita::Error naming the accepted spellings.
 Mode parse_mode(std::string_view name);
 Objective parse_objective(std::string_view name);
@@ -30,7 +31,8 @@ struct SearchOptions {
   Mode mode = Mode::kTraining;
   int global_batch = 32;  // samples per step, all devices together
   // Samples the graph's shapes (and so the cost table's times) were built for; 0: dim 0 of the first input.
-  // Times and activation bytes are assumed to scale linearly with samples (roofline regime, overhead ignored).
+  // Times and activation bytes are assumed to scale linearly with samples (roofline regime, overhead
+  // ignored).
   int graph_batch = 0;
   Objective objective = Objective::kTime;
   StrategyKind strategy = StrategyKind::kAuto;
@@ -43,7 +45,7 @@ struct SearchOptions {
   int max_microbatches = 64;  // upper bound on microbatches per step considered by pipeline strategies
   // When positive, every strategy uses exactly this many microbatches per step (it must divide global_batch).
   int microbatches = 0;
-  int max_blocks = 256;       // the node order is grouped into at most this many blocks for partitioning
+  int max_blocks = 256;  // the node order is grouped into at most this many blocks for partitioning
 
   // Throws partita::Error naming the bad field and value.
   void validate() const;

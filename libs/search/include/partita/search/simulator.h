@@ -10,9 +10,9 @@
 // boundary is a full-duplex link with one lane per direction (transfers in microbatch order); each group's
 // all-reduce and each host link are resources of their own. A task starts when its resource is free and its
 // inputs are done. Costs come from StageModel (same model as the search) and cost/comm.h.
-// Tensor-parallel groups (GroupParallelism::kTensor): every device of the group runs the whole microbatch with
-// tensor_model.h's split compute and in-line all-reduces; no gradient all-reduce; one transfer lane to and
-// from the group. Branch plans (explicit node lists) are simulated per node (see src/simulate_branch.h).
+// Tensor-parallel groups (GroupParallelism::kTensor): every device of the group runs the whole microbatch
+// with tensor_model.h's split compute and in-line all-reduces; no gradient all-reduce; one transfer lane to
+// and from the group. Branch plans (explicit node lists) are simulated per node (see src/simulate_branch.h).
 // Memory: parameters (+ gradients and optimizer state when training, minus what is offloaded) + workspace +
 // the activations alive over time (saved at forward end, freed at backward end).
 // Energy: per device in the plan, cost/energy.h's device_energy(busy, step - busy).

@@ -1,9 +1,11 @@
 #pragma once
-// StageModel: the cost of running a contiguous node range [first, last] on one device, in O(1) from prefix sums.
-// Shared by every strategy, the brute-force checkers and the simulator, so they all agree on one cost model.
+// StageModel: the cost of running a contiguous node range [first, last] on one device, in O(1) from prefix
+// sums. Shared by every strategy, the brute-force checkers and the simulator, so they all agree on one cost
+// model.
 //
 // Assumptions (stated once here):
-//   - compute: the cost table's node times (at graph_batch samples) scale linearly with samples: per-sample time
+//   - compute: the cost table's node times (at graph_batch samples) scale linearly with samples: per-sample
+//   time
 //     = table time / graph_batch (roofline regime; per-op overhead is not separated out).
 //   - a parameter is attributed to the first node that reads it (tied weights count in the earliest stage).
 //   - saved activations of a range, per sample: the tensors entering the range plus the outputs of its
@@ -26,8 +28,8 @@ namespace partita {
 struct StageLoad {
   NodeId first = 0;
   NodeId last = 0;
-  int samples = 1;   // samples of each microbatch on this device
-  int in_flight = 1; // microbatches whose activations are kept at once (1F1B: stages to the end; GPipe: all)
+  int samples = 1;    // samples of each microbatch on this device
+  int in_flight = 1;  // microbatches whose activations are kept at once (1F1B: stages to the end; GPipe: all)
   Checkpointing checkpointing = Checkpointing::kNone;
   Offload offload = Offload::kNone;
 };
@@ -35,7 +37,8 @@ struct StageLoad {
 class StageModel {
  public:
   // Throws partita::Error when the cost table lacks a row for a cluster device's spec or has the wrong size.
-  StageModel(const Graph& graph, const Cluster& cluster, const CostTable& table, const SearchOptions& options);
+  StageModel(const Graph& graph, const Cluster& cluster, const CostTable& table,
+             const SearchOptions& options);
 
   const Graph& graph() const { return *graph_; }
   const Cluster& cluster() const { return *cluster_; }
@@ -60,7 +63,7 @@ class StageModel {
 
   Bytes parameter_bytes(NodeId first, NodeId last) const;  // trainable + buffers
   Bytes trainable_bytes(NodeId first, NodeId last) const;
-  double boundary_bytes_per_sample(NodeId after) const;    // 0 after the last node
+  double boundary_bytes_per_sample(NodeId after) const;  // 0 after the last node
   Bytes boundary_bytes(NodeId after, int samples) const;
   // Memory of one device holding `load` (see the assumptions above).
   Bytes memory(const StageLoad& load) const;
@@ -73,15 +76,14 @@ class StageModel {
   double workspace_per_sample(NodeId first, NodeId last) const;
 
  private:
-
   const Graph* graph_;
   const Cluster* cluster_;
   SearchOptions options_;
   int graph_batch_ = 1;
   std::vector<int> device_spec_;
-  std::vector<std::vector<double>> fwd_prefix_, bwd_prefix_;  // [spec][n+1], per sample
+  std::vector<std::vector<double>> fwd_prefix_, bwd_prefix_;          // [spec][n+1], per sample
   std::vector<double> param_prefix_, trainable_prefix_, out_prefix_;  // [n+1]; out: per sample
-  std::vector<double> boundary_;  // [n], per sample, after node i
+  std::vector<double> boundary_;                                      // [n], per sample, after node i
   double graph_input_per_sample_ = 0;
   std::vector<std::vector<double>> ws_table_;  // sparse table of per-node workspace per sample
 };

@@ -5,10 +5,10 @@
 // Which nodes are split (decided once over the whole node order):
 //   - a matmul-class node (cost/compute.h's OpClass::kMatmul) that reads a parameter of rank >= 2 is a weight
 //     matmul. The first weight matmul opens a pair (column split: each device computes 1/p of the outputs);
-//     the next one closes it (row split: each device holds 1/p of the inputs and produces a partial sum, which
-//     is all-reduced over the group). Every node between them works on the column-split tensor (attention heads,
-//     activations) and is split too. Everything outside a pair (norms, residual adds, embeddings) is replicated:
-//     every device runs it whole.
+//     the next one closes it (row split: each device holds 1/p of the inputs and produces a partial sum,
+//     which is all-reduced over the group). Every node between them works on the column-split tensor
+//     (attention heads, activations) and is split too. Everything outside a pair (norms, residual adds,
+//     embeddings) is replicated: every device runs it whole.
 //   - a pair still open at the end of the graph ends with an all-gather of its last output, costed as an
 //     all-reduce (an upper bound).
 // Costs of a node range on p devices, per microbatch of `samples` samples:
@@ -52,9 +52,9 @@ class TensorModel {
  private:
   const StageModel* model_;
   std::vector<bool> split_, reduce_;
-  std::vector<std::vector<double>> split_fwd_, split_bwd_;  // [spec][n+1] prefix, per sample
-  std::vector<double> split_count_;                          // [n+1] prefix of split nodes
-  std::vector<double> reduce_count_, reduce_bytes_;          // [n+1] prefix; bytes per sample
+  std::vector<std::vector<double>> split_fwd_, split_bwd_;         // [spec][n+1] prefix, per sample
+  std::vector<double> split_count_;                                // [n+1] prefix of split nodes
+  std::vector<double> reduce_count_, reduce_bytes_;                // [n+1] prefix; bytes per sample
   std::vector<double> split_param_, split_trainable_, split_act_;  // [n+1] prefix; act per sample
 };
 

@@ -1,8 +1,9 @@
 #pragma once
 // Tensor-parallel strategy: the whole graph on one group of p devices of one kind on one machine (tensor
-// parallelism needs a fast link: an all-reduce per matmul pair sits on the critical path), split Megatron-style
-// as tensor_model.h describes. Group sizes p in {2, 4, 8, ...} up to the devices of that kind on a node; the
-// fewest microbatches whose activations fit. Nothing is proposed when the graph has no weight matmul to split.
+// parallelism needs a fast link: an all-reduce per matmul pair sits on the critical path), split
+// Megatron-style as tensor_model.h describes. Group sizes p in {2, 4, 8, ...} up to the devices of that kind
+// on a node; the fewest microbatches whose activations fit. Nothing is proposed when the graph has no weight
+// matmul to split.
 #include <vector>
 
 #include "partita/search/plan.h"

@@ -1,7 +1,7 @@
 #pragma once
-// Checks for real whether a model's graph is batch-splittable: a trace can bake the batch size into a reshape,
-// so the graph is run again at a second batch size and every node whose output does not follow the batch is
-// named.
+// Checks for real whether a model's graph is batch-splittable: a trace can bake the batch size into a
+// reshape, so the graph is run again at a second batch size and every node whose output does not follow the
+// batch is named.
 #include <string>
 #include <vector>
 
@@ -24,10 +24,10 @@ struct NodeBatchCheck {
 };
 
 struct BatchCheckResult {
-  int64_t batch = 0;         // the annotated batch size
-  int64_t second_batch = 0;  // the one tried
+  int64_t batch = 0;                     // the annotated batch size
+  int64_t second_batch = 0;              // the one tried
   std::vector<NodeBatchCheck> problems;  // nodes that are kReducesBatch, kMovesBatch or kFails
-  bool splittable() const;   // no kMovesBatch/kFails problem
+  bool splittable() const;               // no kMovesBatch/kFails problem
 };
 
 std::string_view batch_behavior_name(BatchBehavior b);

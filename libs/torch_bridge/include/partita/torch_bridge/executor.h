@@ -1,10 +1,11 @@
 #pragma once
 // Runs partita's IR node by node through the ATen operators of the lowered TorchScript graph.
 //
-// The executor is the faithful reference: the same ops, in the same order, on the same tensors as TorchScript,
-// so outputs and (with grad mode on and parameters requiring grad) autograd gradients match the module's.
-// Inference vs training is the caller's grad mode (torch::NoGradGuard). A value's tensor is released after its
-// last use. Thread safety: run() is const and may be called from several threads on distinct environments.
+// The executor is the faithful reference: the same ops, in the same order, on the same tensors as
+// TorchScript, so outputs and (with grad mode on and parameters requiring grad) autograd gradients match the
+// module's. Inference vs training is the caller's grad mode (torch::NoGradGuard). A value's tensor is
+// released after its last use. Thread safety: run() is const and may be called from several threads on
+// distinct environments.
 #include <vector>
 
 #include <torch/script.h>
@@ -42,7 +43,8 @@ class Executor {
   std::vector<c10::IValue> run_node(NodeId node, std::vector<c10::IValue> inputs) const;
 
   // Whole graph: returns the graph outputs.
-  std::vector<c10::IValue> run(const std::vector<c10::IValue>& inputs, ExecutionObserver* observer = nullptr) const;
+  std::vector<c10::IValue> run(const std::vector<c10::IValue>& inputs,
+                               ExecutionObserver* observer = nullptr) const;
 
   const std::vector<torch::Tensor>& parameters() const { return parameters_; }
   const LoadedModel& model() const { return model_; }

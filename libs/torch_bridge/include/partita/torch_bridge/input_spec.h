@@ -12,7 +12,8 @@ namespace partita {
 struct InputSpec {
   std::vector<int64_t> shape;
   DType dtype = DType::kFloat32;
-  int64_t high = 0;  // integer inputs: values drawn in [0, high); 0 = dtype default (2 for bool, 100 otherwise)
+  int64_t high =
+      0;  // integer inputs: values drawn in [0, high); 0 = dtype default (2 for bool, 100 otherwise)
 
   std::string to_string() const;
   TensorMeta meta() const { return TensorMeta{shape, dtype}; }

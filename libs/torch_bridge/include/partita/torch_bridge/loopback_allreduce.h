@@ -13,10 +13,10 @@
 namespace partita {
 
 struct LoopbackOptions {
-  std::string worker_exe;                        // the program to start (partita's own path)
-  std::vector<std::string> worker_args;          // arguments before ours (the hidden subcommand's name)
+  std::string worker_exe;                // the program to start (partita's own path)
+  std::vector<std::string> worker_args;  // arguments before ours (the hidden subcommand's name)
   std::vector<int64_t> sizes{4096, 65536, 1 << 20, 8 << 20};  // bytes per message (f32 elements x 4)
-  int repeats = 10;                              // timed all-reduces per size (median)
+  int repeats = 10;                                           // timed all-reduces per size (median)
   int world = 2;
   Seconds timeout{60};
   void validate() const;  // throws partita::Error for an empty exe, world < 2, no sizes, repeats < 1

@@ -1,6 +1,7 @@
 #pragma once
-// A TorchScript model imported into partita: the torch module, its lowered graph (calls inlined, parameters and
-// buffers turned into graph inputs, constants folded) and the torch-free IR that mirrors it node for node.
+// A TorchScript model imported into partita: the torch module, its lowered graph (calls inlined, parameters
+// and buffers turned into graph inputs, constants folded) and the torch-free IR that mirrors it node for
+// node.
 #include <memory>
 #include <string>
 #include <vector>

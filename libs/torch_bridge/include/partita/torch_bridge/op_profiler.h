@@ -34,12 +34,12 @@
 namespace partita {
 
 struct OpProfileOptions {
-  bool backward = false;        // also time backward (training)
+  bool backward = false;  // also time backward (training)
   TimingOptions timing{1, 3, 25, Seconds(0.03), {}};
-  std::string device_key = "cpu";  // goes into the cache key with the thread count (add e.g. "|blas1")
-  std::string cache_path;          // JSON cache file; "" = no cache
-  double max_cached_spread = 0.25;      // re-measure a cached entry whose relative spread is larger
-  Seconds min_recheck_time{50e-6};      // ... unless its time is below this (noise there costs nothing)
+  std::string device_key = "cpu";   // goes into the cache key with the thread count (add e.g. "|blas1")
+  std::string cache_path;           // JSON cache file; "" = no cache
+  double max_cached_spread = 0.25;  // re-measure a cached entry whose relative spread is larger
+  Seconds min_recheck_time{50e-6};  // ... unless its time is below this (noise there costs nothing)
   Seconds max_cache_age{7 * 24 * 3600.0};  // re-measure entries older than this
   void validate() const;
 };

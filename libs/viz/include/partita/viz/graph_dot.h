@@ -1,6 +1,7 @@
 #pragma once
 // Graphviz (DOT) picture of a graph: one box per compute node (label: op, scope, output shape, FLOPs),
-// edges along tensor dataflow. Structural nodes (list construct, shape queries, views) are drawn small and grey.
+// edges along tensor dataflow. Structural nodes (list construct, shape queries, views) are drawn small and
+// grey.
 #include <string>
 
 #include "partita/graph/graph.h"
