@@ -169,8 +169,7 @@ std::optional<PipelineChoice> best_hybrid(const StageModel& model, const std::ve
     ChainProblem problem{&model, blocks, slots, microbatches, mb, schedule};
     auto sol = partition_chain(problem);
     if (!sol) continue;
-    if (!best || sol->bottleneck < best->solution.bottleneck ||
-        (sol->bottleneck == best->solution.bottleneck && sol->estimate < best->solution.estimate)) {
+    if (!best || sol->better_than(best->solution)) {
       best = PipelineChoice{std::move(problem), std::move(*sol)};
     }
   }

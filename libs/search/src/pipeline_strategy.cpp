@@ -86,8 +86,7 @@ std::optional<PipelineChoice> best_pipeline(const StageModel& model, const std::
                          schedule};
     auto sol = partition_chain(problem);
     if (!sol) continue;
-    if (!best || sol->bottleneck < best->solution.bottleneck ||
-        (sol->bottleneck == best->solution.bottleneck && sol->estimate < best->solution.estimate)) {
+    if (!best || sol->better_than(best->solution)) {
       best = PipelineChoice{std::move(problem), std::move(*sol)};
     }
   }

@@ -175,15 +175,7 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
   }
   tg.run();
 
-  Simulation sim;
-  sim.resources = tg.resources();
-  for (const Work& w : tg.work()) {
-    sim.tasks.push_back(w.info);
-    sim.step_time = std::max(sim.step_time, w.info.end);
-  }
-  sim.prediction.step_time = sim.step_time;
-  sim.prediction.samples_per_second =
-      sim.step_time.value() > 0 ? plan.global_batch / sim.step_time.value() : 0;
+  Simulation sim = tg.timeline(plan);
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
     const int d = dev_of_stage[static_cast<size_t>(s)];

@@ -42,6 +42,21 @@ class TaskGraph {
     queues_[static_cast<size_t>(work_[static_cast<size_t>(task)].info.resource)].push_back(task);
   }
 
+  // After run(): the simulation's resources, tasks, step time and throughput (per-device figures are the
+  // caller's).
+  Simulation timeline(const Plan& plan) const {
+    Simulation sim;
+    sim.resources = resources_;
+    for (const Work& w : work_) {
+      sim.tasks.push_back(w.info);
+      sim.step_time = std::max(sim.step_time, w.info.end);
+    }
+    sim.prediction.step_time = sim.step_time;
+    sim.prediction.samples_per_second =
+        sim.step_time.value() > 0 ? plan.global_batch / sim.step_time.value() : 0;
+    return sim;
+  }
+
   // List scheduling with fixed per-resource orders: a head task starts when its inputs are done.
   // Throws InternalError when the per-resource orders deadlock (a task waits on one queued behind it).
   void run() {

@@ -45,6 +45,11 @@ struct ChainSolution {
   Seconds bottleneck{0};
   Seconds estimate{0};              // closed-form step time: bottleneck + pipeline fill and drain
   std::vector<StageChoice> stages;  // one per slot
+
+  // Ranking between layouts: smaller bottleneck first, then smaller closed-form estimate.
+  bool better_than(const ChainSolution& other) const {
+    return bottleneck < other.bottleneck || (bottleneck == other.bottleneck && estimate < other.estimate);
+  }
 };
 
 // Samples of each device of a slot with `devices` devices for a microbatch of `microbatch_size` (even split,
