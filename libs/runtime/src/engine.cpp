@@ -99,7 +99,7 @@ struct Engine::Impl {
   std::vector<std::vector<std::unique_ptr<MessageChannel>>>
       backward_channels;  // [p][t] grads from t back to p
   std::vector<torch::Tensor> master_params;
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::shared_ptr<torch::optim::Optimizer> optimizer;
   std::vector<RuntimeObserver*> observers;
   LossKind loss_kind = LossKind::kAuto;
   int saved_blas_threads = -1;
@@ -417,7 +417,23 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   for (const auto& p : model.parameters) {
     if (p.requires_grad()) s.master_params.push_back(p);
   }
-  if (s.training) s.optimizer = make_optimizer(s.plan.optimizer, s.master_params, s.options.learning_rate);
+  if (s.training && s.options.optimizer) {
+    const auto& given = s.options.optimizer->param_groups();
+    size_t count = 0;
+    bool same = true;
+    for (const auto& group : given) {
+      for (const auto& p : group.params()) {
+        same = same && count < s.master_params.size() && p.is_same(s.master_params[count]);
+        ++count;
+      }
+    }
+    PARTITA_CHECK(same && count == s.master_params.size(),
+                  "the optimizer given to the engine does not own this model's trainable parameters in order (",
+                  count, " tensors given, ", s.master_params.size(), " expected)");
+    s.optimizer = s.options.optimizer;
+  } else if (s.training) {
+    s.optimizer = make_optimizer(s.plan.optimizer, s.master_params, s.options.learning_rate);
+  }
   int cpu_workers = 0, cpu_threads = 0;
   for (const auto& b : s.bindings) {
     cpu_workers += b.device.is_cpu() ? 1 : 0;
@@ -558,5 +574,6 @@ const Plan& Engine::plan() const { return impl_->plan; }
 const std::vector<DeviceBinding>& Engine::bindings() const { return impl_->bindings; }
 LossKind Engine::loss_kind() const { return impl_->loss_kind; }
 std::vector<torch::Tensor> Engine::parameters() const { return impl_->master_params; }
+std::shared_ptr<torch::optim::Optimizer> Engine::optimizer() const { return impl_->optimizer; }
 
 }  // namespace partita

@@ -23,6 +23,10 @@
 
 #include <torch/types.h>
 
+namespace torch::optim {
+class Optimizer;
+}
+
 #include "partita/cost/memory.h"
 #include "partita/runtime/device_binding.h"
 #include "partita/runtime/loss.h"
@@ -62,6 +66,11 @@ struct EngineOptions {
   // batch).
   int local_replica = -1;
   GradientReducer* reducer = nullptr;  // training only; must outlive the engine; none: nothing to combine
+  // Training: the optimizer to step. Empty: the engine makes one from the plan (make_optimizer over the
+  // model's trainable parameters). Given: it must own exactly those parameters, in the model's order; an
+  // engine built for a new plan of the same model continues with the same optimizer state (rebalancing,
+  // resuming from a checkpoint).
+  std::shared_ptr<torch::optim::Optimizer> optimizer;
   void validate() const;
 };
 
@@ -94,6 +103,8 @@ class Engine {
   torch::Tensor make_targets(const std::vector<torch::Tensor>& inputs, uint64_t seed = 42) const;
   // The optimizer's parameters (the model's trainable tensors), for tests comparing runs.
   std::vector<torch::Tensor> parameters() const;
+  // Training: the optimizer this engine steps (shareable with a later engine); null for inference.
+  std::shared_ptr<torch::optim::Optimizer> optimizer() const;
 
  private:
   struct Impl;
