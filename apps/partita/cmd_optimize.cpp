@@ -67,8 +67,11 @@ void run_optimize(const OptimizeArgs& args) {
                        format_count(static_cast<double>(model.ir.parameter_elements())),
                        format_flops(model.ir.total_flops())));
 
-  // Plan for the device set, and for single devices as the floor: the whole CPU, and one core with OpenBLAS
-  // single-threaded or keeping its own pool (which then uses the other cores for matmuls).
+  // Plan for the device set, and for single devices as the floor: the whole CPU with OpenBLAS single-threaded
+  // (the engine's automatic policy) or keeping its own pool, and one core with OpenBLAS single-threaded or
+  // keeping its pool (which then uses the other cores for matmuls). Together they cover every configuration
+  // of the plain LibTorch sweep (torch threads 1..cores x OpenBLAS 1 or default), so the candidates include
+  // the baseline's own setting run through partita's executor.
   struct DeviceSet {
     std::string devices;
     BlasThreads blas;
@@ -77,7 +80,10 @@ void run_optimize(const OptimizeArgs& args) {
   if (args.devices.empty()) {
     device_sets.insert(
         device_sets.end(),
-        {{"cpu", BlasThreads::kAuto}, {"cpu:0", BlasThreads::kOne}, {"cpu:0", BlasThreads::kLeave}});
+        {{"cpu", BlasThreads::kAuto},
+         {"cpu", BlasThreads::kLeave},
+         {"cpu:0", BlasThreads::kOne},
+         {"cpu:0", BlasThreads::kLeave}});
   }
   std::vector<std::unique_ptr<PlanningInputs>> planning;
   std::vector<Candidate> candidates;

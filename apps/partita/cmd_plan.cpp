@@ -10,6 +10,7 @@
 #include "partita/core/format.h"
 #include "partita/core/json_io.h"
 #include "partita/core/log.h"
+#include "partita/search/device_slowdown.h"
 #include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
 #include "planning_inputs.h"
@@ -34,6 +35,7 @@ struct PlanArgs {
   std::string memory_limit;
   std::string cost;
   int microbatches = 0;
+  std::vector<std::string> slowdowns;
   std::string json;
 };
 
@@ -86,6 +88,10 @@ void run_plan(const PlanArgs& args) {
                 "nothing to plan: give MODEL.pt --input SPEC... or --model-spec FILE.yaml");
   if (!args.model_spec.empty()) source.batch = args.batch > 0 ? args.batch : 8;
   if (!args.memory_limit.empty()) source.memory_limit = parse_memory_limit(args.memory_limit);
+  for (const auto& text : args.slowdowns) {
+    const auto [device, factor] = parse_device_slowdown(text);
+    source.device_slowdowns[device] = factor;
+  }
   // Parse the choices before the (slow) model load so typos fail fast.
   const Objective objective = parse_objective(args.objective);
   const StrategyKind strategy = parse_strategy(args.strategy);
@@ -140,6 +146,9 @@ Command register_plan(CLI::App& app) {
       "model on local devices)");
   cmd->add_option("--microbatches", args->microbatches, "use exactly this many microbatches per step")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--device-slowdown", args->slowdowns,
+                  "DEVICE:FACTOR: plan as if that device were FACTOR times slower (shared with other work); "
+                  "repeatable");
   cmd->add_option("--json", args->json, "write the plan as JSON (- for stdout)");
   return Command{cmd, [args] { run_plan(*args); }};
 }

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "partita/core/error.h"
 #include "partita/core/log.h"
+#include "partita/core/process_memory.h"
 #include "partita/torch_bridge/model.h"
 
 namespace partita::app {
@@ -29,6 +30,10 @@ void add_model_args(CLI::App& cmd, ModelArgs& args) {
 }  // namespace partita::app
 
 int main(int argc, char** argv) {
+  // Every step frees and re-allocates the same large tensors: keep that memory in the process (see
+  // process_memory.h for the page-fault cost measured here). The baselines partita measures run in this
+  // process too, so comparisons stay like for like.
+  partita::keep_freed_memory_in_process();
   CLI::App app{"partita: automatic parallelism for PyTorch models on mixed hardware"};
   app.require_subcommand(1);
   int threads = 0;

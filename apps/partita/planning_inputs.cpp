@@ -22,6 +22,7 @@
 #include "partita/hardware/quantity_parse.h"
 #include "partita/runtime/blas_threads.h"
 #include "partita/runtime/device_binding.h"
+#include "partita/search/device_slowdown.h"
 #include "partita/search/model_spec.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/machine_fingerprint.h"
@@ -429,7 +430,9 @@ PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode) {
                             (source.cost.empty() && source.cluster.empty() && source.model_spec.empty());
   if (!want_profile) {
     const int batch = source.model_spec.empty() ? 0 : source.batch;
-    return make_planning_inputs(load_source_graph(source), source, batch);
+    PlanningInputs in = make_planning_inputs(load_source_graph(source), source, batch);
+    apply_device_slowdowns(in);
+    return in;
   }
   PARTITA_CHECK(source.cluster.empty(),
                 "--cost profiled measures this machine's devices; a --cluster file "
@@ -448,7 +451,15 @@ PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode) {
   ProfiledCostOptions po;
   po.mode = mode;
   apply_profiled_costs(in, model, po);
+  apply_device_slowdowns(in);
   return in;
+}
+
+void apply_device_slowdowns(PlanningInputs& in) {
+  for (const auto& [device, factor] : in.source.device_slowdowns) {
+    slow_down_device(in.cluster, in.table, device, factor);
+    log_info(fmt::format("planning {} as {:.3g}x slower", device, factor));
+  }
 }
 
 }  // namespace partita::app

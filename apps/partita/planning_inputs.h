@@ -71,9 +71,14 @@ struct ProfiledCostOptions {
 // in.source.inputs its input specs. Not thread-safe (sets intra-op threads on its own threads only).
 void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const ProfiledCostOptions& options);
 
+// Applies in.source.device_slowdowns to the cluster and cost table (slow_down_device), after any profiling:
+// the cost rows of those devices are stretched by their factors.
+void apply_device_slowdowns(PlanningInputs& in);
+
 // load_source_graph + make_planning_inputs; then, for a TorchScript model on local devices unless
 // source.cost is "roofline", apply_profiled_costs (a --model-spec or --cluster with cost "profiled" is an
-// error naming why). `mode` is what the plan is for (training profiles backward too).
+// error naming why), then apply_device_slowdowns. `mode` is what the plan is for (training profiles
+// backward too).
 PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode = Mode::kInference);
 
 // This machine as a cluster restricted to `devices` ("cpu", "cpu:0,cpu:1", "cpu:0-1,cuda:0"; "" = the default

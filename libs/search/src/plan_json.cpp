@@ -53,6 +53,7 @@ Json source_to_json(const PlanSource& s) {
   if (!s.cluster.empty()) j["cluster"] = s.cluster;
   if (!s.cost.empty()) j["cost"] = s.cost;
   if (s.memory_limit) j["memory_limit_bytes"] = s.memory_limit->value();
+  if (!s.device_slowdowns.empty()) j["device_slowdowns"] = s.device_slowdowns;
   return j;
 }
 
@@ -71,6 +72,12 @@ PlanSource source_from_json(const Json& j) {
   if (j.contains("cluster")) s.cluster = get<std::string>(j, "cluster");
   if (j.contains("cost")) s.cost = get<std::string>(j, "cost");
   if (j.contains("memory_limit_bytes")) s.memory_limit = Bytes(get<int64_t>(j, "memory_limit_bytes"));
+  if (j.contains("device_slowdowns")) {
+    s.device_slowdowns = get<std::map<std::string, double>>(j, "device_slowdowns");
+    for (const auto& [device, factor] : s.device_slowdowns) {
+      PARTITA_CHECK(factor > 0, "plan JSON: device_slowdowns of '", device, "' must be positive, got ", factor);
+    }
+  }
   return s;
 }
 

@@ -85,6 +85,7 @@ TEST(PlanJson, RoundTripsSourceAndNodeLists) {
   p.source.cluster = "/abs/cluster.yaml";
   p.source.cost = "roofline";
   p.source.memory_limit = Bytes(4096);
+  p.source.device_slowdowns = {{"d0", 2.5}};
   const Json j = plan_to_json(p);
   EXPECT_EQ(j["stages"][0]["nodes"].size(), 4u);
   EXPECT_FALSE(plan_to_json(sample_plan())["stages"][0].contains("nodes"));
@@ -92,6 +93,7 @@ TEST(PlanJson, RoundTripsSourceAndNodeLists) {
   EXPECT_EQ(q.stages[0].nodes, (std::vector<NodeId>{0, 2, 4, 1}));
   EXPECT_EQ(q.source.model_spec, "/abs/gpt.yaml");
   EXPECT_EQ(q.source.memory_limit, Bytes(4096));
+  EXPECT_EQ(q.source.device_slowdowns, (std::map<std::string, double>{{"d0", 2.5}}));
   EXPECT_EQ(plan_to_json(q).dump(), j.dump());
 }
 

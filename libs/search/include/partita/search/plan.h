@@ -11,6 +11,7 @@
 // microbatch (shares sum to the microbatch size) and gradients are all-reduced inside the group; with kTensor
 // every device runs the whole microbatch and splits the big matmuls (Megatron-style). A step is
 // `microbatches` microbatches of global_batch / microbatches samples, pipelined by `schedule`.
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -71,6 +72,9 @@ struct PlanSource {
   std::string cluster;              // cluster YAML
   std::string cost;                 // cost table method used: "roofline" or "profiled"
   std::optional<Bytes> memory_limit;
+  // Devices planned as slower than measured or listed, by device id (see device_slowdown.h): what-if
+  // planning (`partita plan --device-slowdown`) and plans remade by the runtime's rebalancer.
+  std::map<std::string, double> device_slowdowns;
 
   bool empty() const { return model.empty() && model_spec.empty(); }
 };
