@@ -12,6 +12,7 @@
 #include "partita/core/json_io.h"
 #include "partita/core/log.h"
 #include "partita/hardware/machine_profile.h"
+#include "partita/core/process_memory.h"
 #include "partita/torch_bridge/machine_fingerprint.h"
 
 namespace partita {
@@ -56,7 +57,7 @@ void describe(std::ostringstream& os, const c10::IValue& v, bool training) {
 std::string cache_key(const Node& node, const std::vector<c10::IValue>& inputs, const OpProfileOptions& o) {
   std::ostringstream os;
   os << o.device_key << "|t" << at::get_num_threads() << "|" << (o.backward ? "train" : "infer") << "|"
-     << node.op << "(";
+     << node.op << (freed_memory_kept_in_process() ? "" : "|malloc-default") << "(";
   for (const auto& v : inputs) {
     describe(os, v, o.backward);
     os << ";";
@@ -219,11 +220,17 @@ bool usable(const Json& e, const OpProfileOptions& o, double now) {
   return steady("forward", "forward_spread") && steady("backward", "backward_spread");
 }
 
+constexpr int kCacheVersion = 3;
+
 Json read_cache(const std::string& path) {
   if (path.empty() || !std::filesystem::exists(path)) return Json::object();
   try {
     Json j = read_json_file(path);
-    if (j.is_object() && j.contains("entries") && j["entries"].is_object()) return j["entries"];
+    // Version 3: times measured with freed memory kept in the process (process_memory.h); older entries
+    // include page-fault costs that partita no longer pays.
+    if (j.is_object() && j.value("version", 0) == kCacheVersion && j.contains("entries") &&
+        j["entries"].is_object())
+      return j["entries"];
   } catch (const Error& e) {
     log_warning(std::string("ignoring the unreadable op-time cache: ") + e.what());
   }
@@ -282,7 +289,7 @@ OpProfileResult profile_ops(const Executor& executor, const std::vector<c10::IVa
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(options.cache_path).parent_path(), ec);
     try {
-      write_json_file(options.cache_path, Json{{"version", 2}, {"entries", cache}});
+      write_json_file(options.cache_path, Json{{"version", kCacheVersion}, {"entries", cache}});
     } catch (const Error& e) {
       log_warning(std::string("could not write the op-time cache: ") + e.what());
     }

@@ -20,5 +20,8 @@ struct ProcessMemoryPolicy {
 // Applies the policy unless PARTITA_MALLOC=default is set in the environment (or the C library is not
 // glibc). Call once, early in main(), before worker threads start.
 ProcessMemoryPolicy keep_freed_memory_in_process();
+// Whether keep_freed_memory_in_process() applied the policy in this process (measured op times depend on
+// it: the op-time cache keys on it).
+bool freed_memory_kept_in_process();
 
 }  // namespace partita
