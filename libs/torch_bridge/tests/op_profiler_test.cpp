@@ -94,7 +94,7 @@ TEST_F(OpProfilerTest, CacheKeepsSpreadAndAgeAndRemeasuresNoisyOrOldEntries) {
   const int keys = static_cast<int>(written["entries"].size());  // nodes alike (two ReLUs) share one entry
   ASSERT_EQ(first.measured, keys);
   EXPECT_EQ(first.measured + first.cache_hits, model_.ir.num_nodes());
-  EXPECT_EQ(written["version"].get<int>(), 2);
+  EXPECT_EQ(written["version"].get<int>(), 3);
   for (const auto& [key, entry] : written["entries"].items()) {
     EXPECT_GE(entry["forward_spread"].get<double>(), 0.0) << key;
     EXPECT_GT(entry["measured_at"].get<double>(), 1e9) << key;
