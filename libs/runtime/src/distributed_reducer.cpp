@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include <c10/util/strides.h>
 #include <torch/torch.h>
 
 #include "partita/core/error.h"
@@ -51,35 +52,83 @@ GlooGradientReducer::GlooGradientReducer(DistributedGroup& group, ReducerOptions
   options_.validate();
 }
 
+namespace {
+
+// Whether `grad` already lives in `flat` at element `start` (contiguous, same storage): then it needs no copy.
+bool is_slot(const torch::Tensor& grad, const torch::Tensor& flat, int64_t start) {
+  return grad.scalar_type() == flat.scalar_type() && grad.is_contiguous() &&
+         grad.storage().is_alias_of(flat.storage()) &&
+         grad.storage_offset() == flat.storage_offset() + start;
+}
+
+}  // namespace
+
 double GlooGradientReducer::reduce(const std::vector<torch::Tensor>& parameters, double local_loss,
                                    int step) {
   apply_fault_hooks(group_.rank(), step);
   group_.mark_step(step);
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> grads;
+  grads.reserve(parameters.size());
   for (const auto& p : parameters) {
     PARTITA_CHECK(!p.grad().defined() || p.grad().device().is_cpu(),
                   "multi-process gradients must be on the host, ", "got one on ", p.grad().device().str());
     grads.push_back(p.grad());
   }
-  const auto buckets = plan_buckets(grads, options_.bucket_bytes);
+  // Every rank plans the same buckets: the gradients' presence, dtypes and sizes follow from the model.
+  const auto layout = plan_buckets(grads, options_.bucket_bytes);
+  bool same = layout.size() == buckets_.size();
+  for (size_t b = 0; same && b < layout.size(); ++b) {
+    same = layout[b] == buckets_[b].members;
+    for (size_t k = 0; same && k < layout[b].size(); ++k)
+      same = grads[layout[b][k]].numel() == buckets_[b].numels[k] &&
+             grads[layout[b][k]].scalar_type() == buckets_[b].flat.scalar_type();
+  }
+  if (!same) {
+    buckets_.clear();
+    for (const auto& members : layout) {
+      Bucket bucket;
+      bucket.members = members;
+      int64_t total = 0;
+      for (size_t i : members) {
+        bucket.numels.push_back(grads[i].numel());
+        total += grads[i].numel();
+      }
+      bucket.flat = torch::empty({total}, torch::TensorOptions().dtype(grads[members[0]].scalar_type()));
+      buckets_.push_back(std::move(bucket));
+    }
+    ++rebuilds_;
+  }
+  // Copy in the gradients that are not yet views of their slots; remember them to rebind after the sum.
+  int64_t copied = 0;
+  std::vector<std::pair<size_t, torch::Tensor>> rebind;
   std::vector<torch::Tensor> flat;
-  for (const auto& bucket : buckets) {
-    std::vector<torch::Tensor> pieces;
-    for (size_t i : bucket) pieces.push_back(grads[i].reshape(-1));
-    flat.push_back(torch::cat(pieces));
+  flat.reserve(buckets_.size() + 1);
+  for (auto& bucket : buckets_) {
+    int64_t offset = 0;
+    for (size_t k = 0; k < bucket.members.size(); ++k) {
+      const size_t i = bucket.members[k];
+      const int64_t start = offset;
+      offset += bucket.numels[k];
+      if (is_slot(grads[i], bucket.flat, start)) continue;
+      // An alias of the bucket's storage made with set_, not a view op: autograd would mark a view, and
+      // LibTorch's Optimizer::zero_grad (detach_) refuses views.
+      const torch::Tensor view =
+          torch::empty({0}, bucket.flat.options())
+              .set_(bucket.flat.storage(), bucket.flat.storage_offset() + start,
+                    grads[i].sizes(), c10::contiguous_strides(grads[i].sizes()));
+      view.copy_(grads[i]);
+      copied += grads[i].numel() * static_cast<int64_t>(grads[i].element_size());
+      rebind.emplace_back(i, view);
+    }
+    flat.push_back(bucket.flat);
   }
   flat.push_back(torch::full({1}, local_loss, torch::kFloat64));
   group_.allreduce_sum(flat, step, "gradient all-reduce");
-  for (size_t b = 0; b < buckets.size(); ++b) {
-    int64_t offset = 0;
-    for (size_t i : buckets[b]) {
-      const int64_t n = grads[i].numel();
-      grads[i].copy_(flat[b].narrow(0, offset, n).view(grads[i].sizes()));
-      offset += n;
-    }
-  }
-  buckets_last_step_ = static_cast<int>(buckets.size());
+  // From now on the parameter's gradient lives in the bucket: autograd accumulates into it in place.
+  for (auto& [i, view] : rebind) parameters[i].mutable_grad() = view;
+  buckets_last_step_ = static_cast<int>(buckets_.size());
+  bytes_copied_last_step_ = copied;
   return flat.back().item<double>();
 }
 

@@ -5,6 +5,8 @@
 #include <functional>
 #include <thread>
 
+#include <torch/torch.h>
+
 #include "partita/core/error.h"
 #include "partita/runtime/distributed_launch.h"
 #include "partita/search/graph_identity.h"
@@ -70,6 +72,46 @@ TEST(GlooGradientReducer, SumsGradientsAndLossOverRanks) {
     EXPECT_TRUE(params[1].grad().equal(torch::arange(50, torch::kFloat32) * 3));
     EXPECT_FALSE(params[2].grad().defined());
     EXPECT_EQ(reducer.buckets_last_step(), 2);  // 48 bytes, then 200 bytes on their own
+    EXPECT_EQ(reducer.bytes_copied_last_step(), 48 + 200);
+  });
+}
+
+// After the first reduction the gradients live in the buckets: LibTorch's zero_grad zeroes them in place,
+// autograd accumulates the next step's gradients into them, and the reducer copies nothing. A gradient reset
+// to undefined is copied in again (and rebound) without rebuilding the buckets.
+TEST(GlooGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
+  run_ranks(2, [](int rank, int port) {
+    DistributedGroup group(env_for(rank, 2, port));
+    GlooGradientReducer reducer(group, ReducerOptions{64});
+    std::vector<torch::Tensor> params{(torch::arange(12, torch::kFloat32).reshape({3, 4}) * 0.1 - 0.5).requires_grad_(),
+                                      torch::full({3}, 0.25).requires_grad_()};
+    torch::optim::SGD opt(params, torch::optim::SGDOptions(0.05));
+    auto local_loss = [](const std::vector<torch::Tensor>& p, int r, int step) {
+      const auto x = torch::full({4}, 1.0 + r + 0.5 * step);
+      return (torch::matmul(p[0], x) + p[1]).pow(2).sum();
+    };
+    for (int step = 0; step < 4; ++step) {
+      // What the sum over ranks must be, from copies of this step's parameters.
+      std::vector<torch::Tensor> want{torch::zeros({3, 4}), torch::zeros({3})};
+      for (int r = 0; r < 2; ++r) {
+        std::vector<torch::Tensor> copy{params[0].detach().clone().requires_grad_(),
+                                        params[1].detach().clone().requires_grad_()};
+        local_loss(copy, r, step).backward();
+        want[0] += copy[0].grad();
+        want[1] += copy[1].grad();
+      }
+      opt.zero_grad();
+      if (step == 3) params[1].mutable_grad() = torch::Tensor();
+      local_loss(params, rank, step).backward();
+      reducer.reduce(params, 0.0, step);
+      EXPECT_TRUE(torch::allclose(params[0].grad(), want[0])) << step;
+      EXPECT_TRUE(torch::allclose(params[1].grad(), want[1])) << step;
+      const int64_t all = (12 + 3) * 4;
+      EXPECT_EQ(reducer.bytes_copied_last_step(), step == 0 ? all : step == 3 ? 12 : 0) << step;
+      opt.step();
+    }
+    EXPECT_EQ(reducer.bucket_rebuilds(), 1);
+    EXPECT_EQ(reducer.buckets_last_step(), 1);  // 60 bytes fit one 64-byte bucket
   });
 }
 
