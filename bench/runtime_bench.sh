@@ -42,7 +42,7 @@ for spec in "mlp 256x64" "cnn 32x3x32x32" "branchy 8x3x32x32" "gpt 8x128:i64:204
 done
 
 {
-  echo "# Benchmarks"
+  echo "## Single process: partita optimize vs plain LibTorch"
   echo
   echo "Produced by \`bench/runtime_bench.sh\` on $(date -u +%Y-%m-%d) — $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs),"
   echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, Debian $(cat /etc/debian_version), LibTorch 1.13 (Debian), OpenBLAS pthreads."
@@ -56,5 +56,5 @@ done
   echo "| model | input | mode | plain LibTorch (best config) | naive even split | partita | speedup | predicted | partita's plan |"
   echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
-} >"$out"
+} | $py bench/md_section.py "$out" "## Single process: partita optimize vs plain LibTorch"
 echo "wrote $out" >&2

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Dynamic rebalancing, measured: a 2-stage GPT training pipeline on cpu:0 + cpu:1 with cpu:0 made 2x slower
+# from step 10 (`--inject-slowdown 0:2:10`). Side by side, alternating, ROUNDS times:
+#   slowed, no rebalancing       the original plan keeps running on the slowed device
+#   slowed, --rebalance          partita notices the drift and plans again between steps
+#   fresh plan for the slowdown  `plan --device-slowdown cpu:0:2`, slowed from step 0
+# Step times are medians over steps 20..STEPS (after any rebalance); the figure that matters is the throughput
+# of the rebalanced run relative to the fresh plan (target: >= 0.9). Writes the section "Dynamic rebalancing"
+# of docs/benchmarks.md (or $OUT).
+#
+#   bench/rebalance_bench.sh [BUILD_DIR]      ROUNDS=3 STEPS=40 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+partita=$build/apps/partita/partita
+zoo=$build/models
+out=${OUT:-docs/benchmarks.md}
+rounds=${ROUNDS:-3}
+steps=${STEPS:-40}
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+model=(gpt.pt --input 8x128:i64:2048)
+plan=(-q plan "$zoo/${model[0]}" "${model[@]:1}" --devices cpu:0,cpu:1 --strategy pipeline --microbatches 4 --train)
+$partita "${plan[@]}" --json "$tmp/plan.json" >/dev/null
+$partita "${plan[@]}" --device-slowdown cpu:0:2 --json "$tmp/fresh.json" >/dev/null
+run=(-q run "$zoo/${model[0]}" "${model[@]:1}" --train --steps $((steps - 2)))
+for r in $(seq 1 "$rounds"); do
+  echo "rebalance bench: round $r/$rounds" >&2
+  $partita "${run[@]}" --plan "$tmp/plan.json" --inject-slowdown 0:2:10 --json "$tmp/slow-$r.json" >/dev/null
+  $partita "${run[@]}" --plan "$tmp/plan.json" --inject-slowdown 0:2:10 --rebalance --json "$tmp/rebal-$r.json" >/dev/null
+  $partita "${run[@]}" --plan "$tmp/fresh.json" --inject-slowdown 0:2:0 --json "$tmp/fresh-$r.json" >/dev/null
+done
+$py - "$tmp" "$rounds" "$out" "$steps" <<'PY'
+import json, os, statistics, subprocess, sys, datetime
+tmp, rounds, out, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+def after20(path):  # counted steps start after 2 warm-up steps: global step i is index i - 2
+    d = json.load(open(path))
+    return statistics.median(d['step_ms_all'][18:]), d
+rows = {k: [] for k in ('slow', 'rebal', 'fresh')}
+events = []
+for r in range(1, rounds + 1):
+    for k in rows:
+        ms, d = after20(os.path.join(tmp, f"{k}-{r}.json"))
+        rows[k].append(ms)
+        if k == 'rebal':
+            events.append(d.get('rebalances', []))
+def nodes(p):
+    return ' | '.join(f"{p['groups'][s['group']]['devices'][0]} nodes {s['first']}-{s['last']}" for s in p['stages'])
+plan, fresh = (json.load(open(os.path.join(tmp, f))) for f in ('plan.json', 'fresh.json'))
+med = {k: statistics.median(v) for k, v in rows.items()}
+ratio = med['fresh'] / med['rebal']
+cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+lines = ["## Dynamic rebalancing", "",
+         f"Produced by `bench/rebalance_bench.sh` on {datetime.date.today()} ({cpu}, {os.cpu_count()} cores), "
+         f"{rounds} alternating rounds, {steps} steps each. GPT decoder (zoo `gpt.pt`, batch 8x128), training, 2-stage "
+         "pipeline (4 microbatches) on cpu:0 + cpu:1; cpu:0 made 2x slower from step 10 by `--inject-slowdown 0:2:10` "
+         "(each of its tasks is stretched by sleeping). Step time = median over steps 20.."
+         f"{steps - 1} of a run, then the median over rounds (all rounds listed).", "",
+         "| run | layout | step ms (median) | all rounds |", "|---|---|---|---|",
+         f"| slowed, no rebalancing | {nodes(plan)} | {med['slow']:.1f} | {', '.join(f'{x:.1f}' for x in rows['slow'])} |"]
+finals = [e for ev in events for e in ev if e['applied']]
+lines.append(f"| slowed, `--rebalance` | {finals[-1]['to'] if finals else 'no rebalance'} | {med['rebal']:.1f} | "
+             f"{', '.join(f'{x:.1f}' for x in rows['rebal'])} |")
+lines.append(f"| fresh plan for the slowed hardware | {nodes(fresh)} | {med['fresh']:.1f} | "
+             f"{', '.join(f'{x:.1f}' for x in rows['fresh'])} |")
+lines += ["", f"Rebalanced throughput / fresh plan's: **{ratio:.2f}** (target >= 0.90). Rebalances per round "
+          f"(step after which the new plan was applied): {[[e['step'] for e in ev if e['applied']] for ev in events]}.", ""]
+subprocess.run([sys.executable, "bench/md_section.py", out, "## Dynamic rebalancing"], input="\n".join(lines),
+               text=True, check=True)
+print("\n".join(lines))
+PY
