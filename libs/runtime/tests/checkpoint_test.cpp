@@ -1,0 +1,253 @@
+#include "partita/runtime/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include <torch/optim.h>
+
+#include "partita/core/error.h"
+#include "partita/runtime/optimizer.h"
+#include "partita/search/graph_identity.h"
+
+namespace partita {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string zoo(const std::string& name) { return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt"; }
+
+struct Fixture {
+  LoadedModel model;
+  CheckpointIdentity identity;
+  std::vector<torch::Tensor> trainable;
+};
+
+Fixture make(const std::string& name, Optimizer optimizer, int batch = 8) {
+  Fixture f{load_model(zoo(name)), {}, {}};
+  for (const auto& p : f.model.parameters) {
+    if (p.requires_grad()) f.trainable.push_back(p);
+  }
+  Plan plan;
+  plan.graph = graph_identity(f.model.ir);
+  plan.mode = Mode::kTraining;
+  plan.optimizer = optimizer;
+  plan.global_batch = batch;
+  plan.groups = {DeviceGroup{{"cpu:0"}, {batch}}};
+  plan.stages = {Stage{0, f.model.ir.num_nodes() - 1, 0}};
+  f.identity.model_path = zoo(name);
+  f.identity.model_fingerprint = model_fingerprint(f.model);
+  f.identity.plan = plan;
+  f.identity.inputs = {std::to_string(batch) + "x64"};
+  f.identity.loss = "auto";
+  f.identity.learning_rate = 0.01;
+  return f;
+}
+
+// Deterministic "training": gradients drawn from a seeded generator, one optimizer step each.
+void train(Fixture& f, torch::optim::Optimizer& opt, int steps, uint64_t seed) {
+  torch::manual_seed(seed);
+  for (int s = 0; s < steps; ++s) {
+    opt.zero_grad();
+    for (auto& p : f.trainable) p.mutable_grad() = torch::randn_like(p);
+    opt.step();
+  }
+}
+
+std::unique_ptr<torch::optim::Optimizer> optimizer_for(Fixture& f) {
+  return make_optimizer(f.identity.plan.optimizer, f.trainable, f.identity.learning_rate);
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("partita-ckpt-test-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string str() const { return path.string(); }
+};
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+bool same_tensors(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!torch::equal(a[i], b[i])) return false;
+  }
+  return true;
+}
+
+std::vector<torch::Tensor> clone_all(const std::vector<torch::Tensor>& v) {
+  std::vector<torch::Tensor> out;
+  for (const auto& t : v) out.push_back(t.detach().clone());
+  return out;
+}
+
+CheckpointProgress progress_of(int steps) {
+  CheckpointProgress p{steps, {}};
+  for (int i = 0; i < steps; ++i) p.losses.push_back(1.0 / (i + 3));
+  return p;
+}
+
+}  // namespace
+
+TEST(Checkpoint, RoundTripRestoresParametersAndAdamStateExactly) {
+  TempDir dir;
+  Fixture a = make("mlp", Optimizer::kAdam);
+  auto opt_a = optimizer_for(a);
+  train(a, *opt_a, 3, 1);
+  save_checkpoint(dir.str(), a.identity, progress_of(3), a.model.parameters, *opt_a);
+  EXPECT_TRUE(has_checkpoint(dir.str()));
+
+  Fixture b = make("mlp", Optimizer::kAdam);
+  train(b, *optimizer_for(b), 1, 99);  // b's weights now differ from a's
+  ASSERT_FALSE(same_tensors(a.model.parameters, b.model.parameters));
+  auto opt_b = optimizer_for(b);
+  const CheckpointProgress p = load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b);
+  EXPECT_EQ(p.steps, 3);
+  EXPECT_EQ(p.losses, progress_of(3).losses);
+  EXPECT_TRUE(same_tensors(a.model.parameters, b.model.parameters));
+  for (size_t i = 0; i < a.trainable.size(); ++i) {
+    const auto& sa = static_cast<const torch::optim::AdamParamState&>(
+        *opt_a->state().at(c10::guts::to_string(a.trainable[i].unsafeGetTensorImpl())));
+    const auto& sb = static_cast<const torch::optim::AdamParamState&>(
+        *opt_b->state().at(c10::guts::to_string(b.trainable[i].unsafeGetTensorImpl())));
+    EXPECT_EQ(sa.step(), sb.step());
+    EXPECT_TRUE(torch::equal(sa.exp_avg(), sb.exp_avg())) << "exp_avg of parameter " << i;
+    EXPECT_TRUE(torch::equal(sa.exp_avg_sq(), sb.exp_avg_sq())) << "exp_avg_sq of parameter " << i;
+  }
+  // Continuing both with the same gradients gives the same weights: the state is complete.
+  train(a, *opt_a, 2, 7);
+  train(b, *opt_b, 2, 7);
+  EXPECT_TRUE(same_tensors(a.model.parameters, b.model.parameters));
+}
+
+TEST(Checkpoint, RoundTripRestoresSgdMomentum) {
+  TempDir dir;
+  Fixture a = make("mlp", Optimizer::kSgdMomentum);
+  auto opt_a = optimizer_for(a);
+  train(a, *opt_a, 2, 1);
+  save_checkpoint(dir.str(), a.identity, progress_of(2), a.model.parameters, *opt_a);
+  Fixture b = make("mlp", Optimizer::kSgdMomentum);
+  auto opt_b = optimizer_for(b);
+  load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b);
+  train(a, *opt_a, 3, 5);
+  train(b, *opt_b, 3, 5);
+  // Without the momentum buffers b would take different steps.
+  EXPECT_TRUE(same_tensors(a.model.parameters, b.model.parameters));
+}
+
+TEST(Checkpoint, WriterDyingMidwayLeavesThePreviousCheckpoint) {
+  TempDir dir;
+  Fixture a = make("mlp", Optimizer::kAdam);
+  auto opt = optimizer_for(a);
+  train(a, *opt, 1, 1);
+  save_checkpoint(dir.str(), a.identity, progress_of(1), a.model.parameters, *opt);
+  const auto at_step_1 = clone_all(a.model.parameters);
+  train(a, *opt, 1, 2);
+  for (const std::string point : {"files_written", "before_commit"}) {
+    const auto die = [&point](std::string_view at) {
+      if (at == point) throw std::runtime_error("writer killed at " + std::string(at));
+    };
+    EXPECT_THROW(save_checkpoint(dir.str(), a.identity, progress_of(2), a.model.parameters, *opt, die),
+                 std::runtime_error);
+    Fixture b = make("mlp", Optimizer::kAdam);
+    auto opt_b = optimizer_for(b);
+    const CheckpointProgress p = load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b);
+    EXPECT_EQ(p.steps, 1) << "after dying at " << point;
+    EXPECT_TRUE(same_tensors(b.model.parameters, at_step_1)) << "after dying at " << point;
+  }
+  // The next save commits and removes what the dead writers left.
+  save_checkpoint(dir.str(), a.identity, progress_of(2), a.model.parameters, *opt);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir.path)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"LATEST", "step-00000002"}));
+  Fixture c = make("mlp", Optimizer::kAdam);
+  auto opt_c = optimizer_for(c);
+  EXPECT_EQ(load_checkpoint(dir.str(), c.identity, c.model.parameters, *opt_c).steps, 2);
+  EXPECT_TRUE(same_tensors(c.model.parameters, a.model.parameters));
+}
+
+TEST(Checkpoint, RefusesWhatDoesNotMatch) {
+  TempDir dir;
+  Fixture a = make("mlp", Optimizer::kAdam);
+  auto opt = optimizer_for(a);
+  const auto load_into = [&](Fixture& f) {
+    auto o = optimizer_for(f);
+    load_checkpoint(dir.str(), f.identity, f.model.parameters, *o);
+  };
+  EXPECT_NE(error_of([&] { load_into(a); }).find("no checkpoint in " + dir.str()), std::string::npos);
+  save_checkpoint(dir.str(), a.identity, progress_of(1), a.model.parameters, *opt);
+  const auto original = clone_all(a.model.parameters);
+
+  Fixture cnn = make("cnn", Optimizer::kAdam);
+  EXPECT_NE(error_of([&] { load_into(cnn); }).find("was written for another model"), std::string::npos);
+  Fixture batch = make("mlp", Optimizer::kAdam, 16);
+  EXPECT_NE(error_of([&] { load_into(batch); }).find("was written for global batch 8 but the plan has 16"),
+            std::string::npos);
+  Fixture sgd = make("mlp", Optimizer::kSgd);
+  const std::string plan_error = error_of([&] { load_into(sgd); });
+  EXPECT_NE(plan_error.find("another plan (\"optimizer\": \"adam\", the plan has \"sgd\")"),
+            std::string::npos)
+      << plan_error;
+  Fixture lr = make("mlp", Optimizer::kAdam);
+  lr.identity.learning_rate = 0.02;
+  EXPECT_NE(error_of([&] { load_into(lr); }).find("--lr 0.01 but got 0.02"), std::string::npos);
+  Fixture inputs = make("mlp", Optimizer::kAdam);
+  inputs.identity.inputs = {"8x64:f32"};
+  EXPECT_NE(error_of([&] { load_into(inputs); }).find("--input 8x64 but got 8x64:f32"), std::string::npos);
+
+  // Damaged files: truncated, then one byte changed, then a LATEST that names nothing.
+  const fs::path state = dir.path / "step-00000001" / "state.pt";
+  const auto size = fs::file_size(state);
+  std::string bytes;
+  {
+    std::ifstream in(state, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  fs::resize_file(state, size / 2);
+  Fixture b = make("mlp", Optimizer::kAdam);
+  const auto before = clone_all(b.model.parameters);
+  EXPECT_NE(error_of([&] { load_into(b); }).find("(truncated or replaced)"), std::string::npos);
+  bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x5a);
+  {
+    std::ofstream out(state, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  }
+  EXPECT_NE(error_of([&] { load_into(b); }).find("(corrupt)"), std::string::npos);
+  EXPECT_TRUE(same_tensors(b.model.parameters, before)) << "a refused load must not touch the model";
+  {
+    std::ofstream out(dir.path / "LATEST", std::ios::trunc);
+    out << "garbage\n";
+  }
+  EXPECT_NE(error_of([&] { load_into(b); }).find("names 'garbage', not a step directory"), std::string::npos);
+  EXPECT_TRUE(same_tensors(a.model.parameters, original));
+}
+
+TEST(Checkpoint, FingerprintIgnoresWeightsButNotArchitecture) {
+  Fixture a = make("mlp", Optimizer::kAdam);
+  const std::string before = model_fingerprint(a.model);
+  auto opt = optimizer_for(a);
+  train(a, *opt, 1, 3);
+  EXPECT_EQ(model_fingerprint(a.model), before);
+  EXPECT_NE(model_fingerprint(make("cnn", Optimizer::kAdam).model), before);
+  EXPECT_EQ(before.size(), 16u);
+}
+
+}  // namespace partita

@@ -1,0 +1,110 @@
+# Checkpoints and resume (`partita run --checkpoint-dir D --checkpoint-every K [--resume]`): a run that is stopped
+# or killed and then resumed gives the same 20 losses as an uninterrupted run (relative difference <= 1e-6) —
+# MLP with Adam and with SGD+momentum (data parallel in one process), a 2-stage pipeline in one process, and
+# `partita launch -n 2` data parallel; mismatched or damaged checkpoints are refused with one line.
+source "$(dirname "$0")/lib.sh"
+[ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
+MLP=(run "$ZOO/mlp.pt" --input 8x64 --train)
+# same_losses FULL.json RESUMED.json FROM: 20 losses each, equal within 1e-6 relative; RESUMED resumed after step FROM
+same_losses() {
+  "$PYTHON" - "$1" "$2" "$3" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+x, y = a["losses"], b["losses"]
+assert len(x) == len(y) == 20, (len(x), len(y))
+worst = max(abs(p - q) / max(abs(p), 1e-30) for p, q in zip(x, y))
+assert worst <= 1e-6, (worst, x, y)
+assert b.get("resumed_from_step") == int(sys.argv[3]), b.get("resumed_from_step")
+assert len(b["step_ms_all"]) == 20 - int(sys.argv[3]), len(b["step_ms_all"])
+assert x[-1] < x[0], "loss should fall"
+print(f"max relative difference {worst:.1e}")
+PY
+}
+latest() { cat "$1/LATEST"; }
+
+"$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0,cpu:1 --strategy data --train --json "$WORK/adam.plan.json" \
+  >/dev/null || fail "plan data"
+[ "$(json_get "$WORK/adam.plan.json" "d['optimizer']")" = adam ] || fail "the default optimizer should be adam"
+"$PYTHON" -c "import json,sys; d=json.load(open(sys.argv[1])); d['optimizer']='sgd_momentum'; json.dump(d, open(sys.argv[2],'w'))" \
+  "$WORK/adam.plan.json" "$WORK/sgd.plan.json"
+"$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0,cpu:1 --strategy pipeline --train \
+  --json "$WORK/pipe.plan.json" >/dev/null || fail "plan pipeline"
+[ "$(json_get "$WORK/pipe.plan.json" "len(d['stages'])")" = 2 ] || fail "want a 2-stage pipeline plan"
+
+for kind in adam sgd pipe; do
+  plan="$WORK/$kind.plan.json"
+  "$PARTITA" "${MLP[@]}" --plan "$plan" --steps 20 --warmup 0 --json "$WORK/$kind.full.json" >/dev/null \
+    || fail "$kind: uninterrupted run"
+  # Killed: the process dies before its 13th step; the last checkpoint is the one after step 10.
+  rc=0
+  PARTITA_FAULT_EXIT_AT_STEP=12 "$PARTITA" "${MLP[@]}" --plan "$plan" --steps 20 --checkpoint-dir "$WORK/$kind.killed" \
+    --checkpoint-every 5 >/dev/null 2>"$WORK/$kind.killed.err" || rc=$?
+  [ "$rc" -ne 0 ] && grep -q "test hook: exits at step 12" "$WORK/$kind.killed.err" || fail "$kind: the kill hook did not fire"
+  [ "$(latest "$WORK/$kind.killed")" = step-00000010 ] || fail "$kind: want the checkpoint of step 10"
+  "$PARTITA" "${MLP[@]}" --plan "$plan" --steps 20 --checkpoint-dir "$WORK/$kind.killed" --checkpoint-every 5 --resume \
+    --json "$WORK/$kind.killed.json" >/dev/null || fail "$kind: resume after kill"
+  same_losses "$WORK/$kind.full.json" "$WORK/$kind.killed.json" 10 || fail "$kind: killed+resumed losses differ"
+  [ "$(latest "$WORK/$kind.killed")" = step-00000020 ] || fail "$kind: want the final checkpoint"
+  # Stopped: 10 steps (checkpoints after 5 and 10), then resumed to 20 with another checkpoint interval.
+  "$PARTITA" "${MLP[@]}" --plan "$plan" --steps 10 --checkpoint-dir "$WORK/$kind.stopped" --checkpoint-every 5 \
+    >/dev/null || fail "$kind: first 10 steps"
+  "$PARTITA" "${MLP[@]}" --plan "$plan" --steps 20 --checkpoint-dir "$WORK/$kind.stopped" --checkpoint-every 3 --resume \
+    --json "$WORK/$kind.stopped.json" >/dev/null || fail "$kind: resume after stop"
+  same_losses "$WORK/$kind.full.json" "$WORK/$kind.stopped.json" 10 || fail "$kind: stopped+resumed losses differ"
+  [ "$(ls "$WORK/$kind.stopped")" = "$(printf 'LATEST\nstep-00000020')" ] || fail "$kind: old checkpoints should go"
+done
+"$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert a[1:] != b[1:]" \
+  "$WORK/adam.full.json" "$WORK/sgd.full.json" || fail "adam and sgd_momentum runs should differ"
+
+# Several processes: rank 1 dies at step 12; every rank resumes from rank 0's checkpoint of step 10.
+start=$SECONDS
+launch=(launch -n 2 -- partita "${MLP[@]}" --plan "$WORK/adam.plan.json" --steps 20)
+"$PARTITA" "${launch[@]}" --warmup 0 --json "$WORK/dp.full.json" >/dev/null 2>"$WORK/dp.full.err" \
+  || fail "launch: uninterrupted: $(tail -3 "$WORK/dp.full.err")"
+rc=0
+PARTITA_FAULT_EXIT_AT_STEP=12 "$PARTITA" "${launch[@]}" --checkpoint-dir "$WORK/dp" --checkpoint-every 5 \
+  >/dev/null 2>"$WORK/dp.killed.err" || rc=$?
+[ "$rc" -ne 0 ] && grep -q "rank 1 exits at step 12" "$WORK/dp.killed.err" || fail "launch: the kill hook did not fire"
+[ "$(latest "$WORK/dp")" = step-00000010 ] || fail "launch: want the checkpoint of step 10"
+"$PARTITA" "${launch[@]}" --checkpoint-dir "$WORK/dp" --checkpoint-every 5 --resume --json "$WORK/dp.resumed.json" \
+  >/dev/null 2>"$WORK/dp.resumed.err" || fail "launch: resume: $(tail -3 "$WORK/dp.resumed.err")"
+same_losses "$WORK/dp.full.json" "$WORK/dp.resumed.json" 10 || fail "launch: killed+resumed losses differ"
+echo "launch -n 2: three runs took $((SECONDS - start)) s"
+
+# Refusals, one line each, naming the value and what to do.
+D="$WORK/adam.killed"  # holds the checkpoint of step 20 (adam, data plan, batch 8)
+expect_error "no checkpoint in $WORK/none" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" --steps 20 \
+  --checkpoint-dir "$WORK/none" --resume
+expect_error "already holds a checkpoint; add --resume" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" \
+  --steps 20 --checkpoint-dir "$D"
+expect_error "nothing left to run; give --steps above 20" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" \
+  --steps 20 --checkpoint-dir "$D" --resume
+expect_error "was written for another plan (\"optimizer\": \"adam\", the plan has \"sgd_momentum\")" \
+  "$PARTITA" "${MLP[@]}" --plan "$WORK/sgd.plan.json" --steps 30 --checkpoint-dir "$D" --resume
+expect_error "was written for another plan (\"strategy\": \"data\", the plan has \"pipeline\")" \
+  "$PARTITA" "${MLP[@]}" --plan "$WORK/pipe.plan.json" --steps 30 --checkpoint-dir "$D" --resume
+expect_error "was written with --lr 0.01 but got 0.02" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" \
+  --steps 30 --checkpoint-dir "$D" --resume --lr 0.02
+"$PARTITA" plan "$ZOO/mlp.pt" --input 16x64 --devices cpu:0,cpu:1 --strategy data --train \
+  --json "$WORK/b16.plan.json" >/dev/null || fail "plan batch 16"
+expect_error "was written for global batch 8 but the plan has 16" "$PARTITA" run "$ZOO/mlp.pt" --input 16x64 --train \
+  --plan "$WORK/b16.plan.json" --steps 30 --checkpoint-dir "$D" --resume
+"$PARTITA" plan "$ZOO/cnn.pt" --input 8x3x32x32 --devices cpu:0,cpu:1 --strategy data --train \
+  --json "$WORK/cnn.plan.json" >/dev/null || fail "plan cnn"
+expect_error "was written for another model ($ZOO/mlp.pt" "$PARTITA" run "$ZOO/cnn.pt" --input 8x3x32x32 --train \
+  --plan "$WORK/cnn.plan.json" --steps 30 --checkpoint-dir "$D" --resume
+expect_error "--warmup 2 with --checkpoint-dir" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" --steps 30 \
+  --checkpoint-dir "$D" --resume --warmup 2
+expect_error "--resume and --checkpoint-every need --checkpoint-dir" "$PARTITA" "${MLP[@]}" \
+  --plan "$WORK/adam.plan.json" --resume
+expect_error "checkpoints of a multi-process pipeline (2 stages over 2 processes) are not supported" \
+  env WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$PARTITA" "${MLP[@]}" --plan "$WORK/pipe.plan.json" \
+  --steps 20 --checkpoint-dir "$WORK/mp"
+state="$D/step-00000020/state.pt"
+truncate -s 1000 "$state"
+expect_error "state.pt has 1000 bytes but its manifest says" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" \
+  --steps 30 --checkpoint-dir "$D" --resume
+echo '{"format": "partita.checkpoint", "version": 1' >"$D/step-00000020/manifest.json"
+expect_error "manifest.json is not valid JSON" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" --steps 30 \
+  --checkpoint-dir "$D" --resume
+finish
