@@ -16,6 +16,7 @@
 #include "partita/core/log.h"
 #include "partita/runtime/distributed_env.h"
 #include "partita/runtime/distributed_reducer.h"
+#include "partita/runtime/stage_transport.h"
 #include "partita/search/plan_json.h"
 #include "plan_runner.h"
 
@@ -32,16 +33,52 @@ struct RunArgs {
   std::string loss = "auto";
   std::string trace;
   std::string json;
+  int warmup = -1;  // -1: the default, 2 (0 with --checkpoint-dir)
+  std::string checkpoint_dir;
+  int checkpoint_every = 0;
+  bool resume = false;
+  std::string inject_slowdown;
+  bool rebalance = false;
+  double rebalance_threshold = 1.3;
 };
 
+// Checkpoint options that do not fit together are refused before the model loads. With a checkpoint
+// directory every training step counts (warm-up steps would train the model unrecorded), so the default
+// warm-up is 0 and a positive --warmup is refused. Multi-process runs checkpoint one-stage data-parallel
+// plans only: every rank holds all parameters and rank 0 writes. Returns the number of warm-up steps.
+int check_checkpoint_args(const RunArgs& args, const Plan& plan, const std::optional<DistributedEnv>& dist) {
+  if (args.checkpoint_dir.empty()) {
+    PARTITA_CHECK(!args.resume && args.checkpoint_every == 0,
+                  "--resume and --checkpoint-every need --checkpoint-dir DIR; add it");
+    return args.warmup < 0 ? 2 : args.warmup;
+  }
+  PARTITA_CHECK(args.train, "--checkpoint-dir ", args.checkpoint_dir,
+                " saves training state; add --train (with a training plan)");
+  PARTITA_CHECK(args.warmup <= 0, "--warmup ", args.warmup,
+                " with --checkpoint-dir: warm-up steps train the model too, so with checkpoints every step ",
+                "counts; drop --warmup");
+  const size_t stages = plan.stages.size();
+  PARTITA_CHECK(!dist || stages == 1, "checkpoints of a multi-process pipeline (", stages, " stages over ",
+                dist ? dist->world_size : 0,
+                " processes) are not supported: each rank holds its stage only; ",
+                "run the pipeline in one process (without partita launch) or without --checkpoint-dir");
+  return 0;
+}
+
+// A multi-process plan is data parallel (one stage whose group has WORLD_SIZE devices: rank r runs device r)
+// or a pipeline (WORLD_SIZE stages on one device each: rank r runs stage r).
 void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
+  const size_t world = static_cast<size_t>(env.world_size);
   const size_t devices = plan.stages.empty() ? 0 : plan.groups.at(plan.stages[0].group).devices.size();
-  PARTITA_CHECK(plan.stages.size() == 1 && devices == static_cast<size_t>(env.world_size) &&
-                    plan.groups[plan.stages[0].group].parallelism == GroupParallelism::kData,
-                "a ", env.world_size, "-process run needs a one-stage data-parallel plan with ",
-                env.world_size, " devices, got ", plan.stages.size(), " stage(s) with ", devices,
-                " device(s) in the first; plan with --strategy data --devices LIST of ", env.world_size,
-                " devices");
+  const bool data = plan.stages.size() == 1 && devices == world &&
+                    plan.groups[plan.stages[0].group].parallelism == GroupParallelism::kData;
+  bool pipeline = plan.stages.size() == world;
+  for (const Stage& st : plan.stages) pipeline = pipeline && plan.groups.at(st.group).devices.size() == 1;
+  PARTITA_CHECK(data || pipeline, "a ", world, "-process run needs a one-stage data-parallel plan with ",
+                world, " devices or a ", world, "-stage pipeline with one device per stage, got ",
+                plan.stages.size(), " stage(s) with ", devices,
+                " device(s) in the first; plan with --devices LIST of ", world,
+                " devices and --strategy data, or --strategy pipeline");
 }
 
 // A failed rank tells the others (through the store) and leaves at once: unwinding would destroy a process
@@ -65,22 +102,52 @@ void run_run(const RunArgs& args) {
                 args.train ? "" : "out", " --train or run with", plan_trains ? "" : "out", " --train");
   const std::optional<DistributedEnv> dist = distributed_env_from_environment();
   if (dist) check_distributed_plan(plan, *dist);
+  const int warmup = check_checkpoint_args(args, plan, dist);
+  std::optional<SlowdownSpec> slowdown;
+  if (!args.inject_slowdown.empty()) {
+    slowdown = parse_slowdown_spec(args.inject_slowdown);
+    PARTITA_CHECK(slowdown->stage < static_cast<int>(plan.stages.size()), "--inject-slowdown '",
+                  args.inject_slowdown, "': the plan has ", plan.stages.size(), " stage(s); name a stage from 0 to ",
+                  plan.stages.size() - 1);
+  }
+  PARTITA_CHECK(!(args.rebalance && dist), "--rebalance runs in one process (a thread per device); this is rank ",
+                dist ? dist->rank : 0, " of a ", dist ? dist->world_size : 1,
+                "-process job: run without partita launch / torchrun, or without --rebalance");
+  PARTITA_CHECK(!(args.rebalance && !args.checkpoint_dir.empty()),
+                "--rebalance with --checkpoint-dir is not supported yet (a resumed run would restart from the "
+                "original plan); use one or the other");
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
   RunOptions options;
   options.steps = args.steps;
+  options.warmup = warmup;
+  options.checkpoint_dir = args.checkpoint_dir;
+  options.checkpoint_every = args.checkpoint_every;
+  options.resume = args.resume;
+  options.checkpoint_writer = !dist || dist->rank == 0;
   options.learning_rate = args.lr;
   options.loss = parse_loss_kind(args.loss);
   options.record_trace = !args.trace.empty();
+  options.inject_slowdown = slowdown;
+  options.rebalance = args.rebalance;
+  options.rebalance_options.drift.threshold = args.rebalance_threshold;
+  options.rebalance_options.drift.validate();
   log_info(fmt::format("run: {} on {} device(s), {} step(s)", args.model.model, plan.used_devices().size(),
                        args.steps));
   std::unique_ptr<DistributedGroup> group;
   std::unique_ptr<GlooGradientReducer> reducer;
+  std::unique_ptr<GlooStageTransport> transport;
   if (dist) {
     group = std::make_unique<DistributedGroup>(*dist);
     reducer = std::make_unique<GlooGradientReducer>(*group);
-    options.local_replica = dist->rank;
     options.reducer = reducer.get();
+    if (plan.stages.size() > 1) {  // pipeline: rank r runs stage r (the loss and shared weights are reduced)
+      transport = std::make_unique<GlooStageTransport>(*group);
+      options.local_stage = dist->rank;
+      options.transport = transport.get();
+    } else {
+      options.local_replica = dist->rank;
+    }
   }
   RunReport report;
   try {
@@ -104,10 +171,16 @@ void run_run(const RunArgs& args) {
   if (!report.losses.empty()) {
     fmt::print(out, "  loss {:.5f} -> {:.5f}\n", report.losses.front(), report.losses.back());
   }
+  for (const auto& e : report.rebalances) {
+    fmt::print(out, "  after step {}: {}; {} {} (predicted {:.2f} -> {:.2f} ms)\n", e.step, e.drift,
+               e.applied ? "rebalanced to" : "kept the plan; best alternative", e.to, e.predicted_current_ms,
+               e.predicted_new_ms);
+  }
   if (!args.trace.empty()) write_json_file(args.trace, report.trace);
   if (!args.json.empty()) {
     Json j = run_report_to_json(report);
     j["predicted_ms"] = to_milliseconds(plan.prediction.step_time);
+    if (args.rebalance) j["final_plan"] = plan_to_json(report.final_plan);
     write_json_file(args.json, j);
   }
 }
@@ -119,13 +192,38 @@ Command register_run(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("run", "execute a plan (from partita plan --json) on this machine");
   add_model_args(*cmd, args->model);
   cmd->add_option("--plan", args->plan, "plan JSON from partita plan")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--steps", args->steps, "steps to time (after 2 warm-up steps)")
+  cmd->add_option("--steps", args->steps,
+                  "steps to time (after the warm-up steps); with --checkpoint-dir: the job's total number of "
+                  "training steps, a resumed run continues up to it")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", args->warmup,
+                  "untimed steps run first (default 2; they train the model too: 0 with --checkpoint-dir)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--train", args->train, "training steps (the plan must be a training plan)");
   cmd->add_option("--lr", args->lr, "learning rate");
   cmd->add_option("--loss", args->loss, "auto, cross_entropy, mse or next_token");
   cmd->add_option("--trace", args->trace, "write a Chrome trace of the run (open in Perfetto)");
   cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");
+  cmd->add_option("--checkpoint-dir", args->checkpoint_dir,
+                  "training: save checkpoints in DIR (model tensors, optimizer state, step count, losses, "
+                  "plan); no warm-up steps, every step counts; DIR must hold none unless --resume is given");
+  cmd->add_option("--checkpoint-every", args->checkpoint_every,
+                  "save after every K-th step (step numbers counted from the start of training) and after "
+                  "the last; default: only after the last")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--resume", args->resume,
+                "continue from the checkpoint in --checkpoint-dir (same model, plan, --input, --loss, --lr) "
+                "up to --steps; the losses of the steps after it equal those of an uninterrupted run");
+  cmd->add_option("--inject-slowdown", args->inject_slowdown,
+                  "STAGE:FACTOR:STEP: fault injection; the device of STAGE runs FACTOR times slower from STEP "
+                  "on (steps counted from 0, warm-up included), e.g. 0:2:10");
+  cmd->add_flag("--rebalance", args->rebalance,
+                "watch each device's busy time against the plan; when one drifts for 3 steps, plan again with "
+                "the measured slowdown and switch plans between steps (one process only)");
+  cmd->add_option("--rebalance-threshold", args->rebalance_threshold,
+                  "relative slowdown of one device (vs the others, since the plan started) that counts as "
+                  "drift")
+      ->check(CLI::Range(1.01, 100.0));
   return Command{cmd, [args] { run_run(*args); }, /*default_threads=*/1};
 }
 

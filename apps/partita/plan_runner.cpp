@@ -1,7 +1,14 @@
 #include "plan_runner.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <numeric>
 
 #include <fmt/format.h>
 
@@ -9,10 +16,92 @@
 #include "partita/core/format.h"
 #include "partita/core/log.h"
 #include "partita/hardware/cpu_info.h"
+#include "partita/runtime/checkpoint.h"
+#include "partita/runtime/optimizer.h"
 #include "partita/runtime/stage_metrics.h"
 #include "partita/torch_bridge/timing.h"
 
 namespace partita::app {
+
+namespace {
+
+// Checkpoints of one run: on resume, the state is loaded into the model and a fresh optimizer (handed to the
+// engine) before the engine is built; after each step, maybe_save() writes one when the step number is due.
+class RunCheckpoint {
+ public:
+  RunCheckpoint(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,
+                const RunOptions& options)
+      : model_(model), options_(options) {
+    if (options.checkpoint_dir.empty()) return;
+    PARTITA_CHECK(plan.mode == Mode::kTraining, "--checkpoint-dir ", options.checkpoint_dir,
+                  " needs a training run; run with --train and a training plan");
+    PARTITA_ASSERT(options.warmup == 0, "checkpointed runs have no warm-up steps");
+    identity_.model_path = model.path;
+    identity_.model_file_bytes = static_cast<int64_t>(std::filesystem::file_size(model.path));
+    identity_.model_fingerprint = model_fingerprint(model);
+    identity_.plan = plan;
+    for (const auto& s : specs) identity_.inputs.push_back(s.to_string());
+    identity_.loss = std::string(loss_kind_name(options.loss));
+    identity_.learning_rate = options.learning_rate;
+    if (!options.resume) {
+      PARTITA_CHECK(!has_checkpoint(options.checkpoint_dir), "--checkpoint-dir ", options.checkpoint_dir,
+                    " already holds a checkpoint; add --resume to continue it or choose another directory");
+      return;
+    }
+    std::vector<torch::Tensor> trainable;
+    for (const auto& p : model.parameters) {
+      if (p.requires_grad()) trainable.push_back(p);
+    }
+    optimizer_ = make_optimizer(plan.optimizer, trainable, options.learning_rate);
+    progress_ = load_checkpoint(options.checkpoint_dir, identity_, model.parameters, *optimizer_);
+    PARTITA_CHECK(progress_.steps < options.steps, "the checkpoint in ", options.checkpoint_dir, " has done ",
+                  progress_.steps, " steps and --steps is ", options.steps,
+                  ": nothing left to run; give --steps above ", progress_.steps, " to train further");
+    log_info(fmt::format("resuming from the checkpoint in {} after step {}", options.checkpoint_dir,
+                         progress_.steps));
+  }
+
+  // The optimizer to continue with (the engine's EngineOptions::optimizer); null: the engine makes one.
+  std::shared_ptr<torch::optim::Optimizer> optimizer() const { return optimizer_; }
+  const CheckpointProgress& progress() const { return progress_; }
+
+  // `losses`: the loss of every step done, the checkpoint's included (so losses.size() is the step number).
+  void maybe_save(const Engine& engine, const std::vector<double>& losses) {
+    const int done = static_cast<int>(losses.size());
+    if (options_.checkpoint_dir.empty() || !options_.checkpoint_writer) return;
+    const bool due = options_.checkpoint_every > 0 && done % options_.checkpoint_every == 0;
+    if (!due && done != options_.steps) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    save_checkpoint(options_.checkpoint_dir, identity_, CheckpointProgress{done, losses}, model_.parameters,
+                    *engine.optimizer());
+    log_info(fmt::format(
+        "checkpoint after step {} saved in {} ({:.1f} ms)", done, options_.checkpoint_dir,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()));
+  }
+
+ private:
+  LoadedModel& model_;
+  const RunOptions& options_;
+  CheckpointIdentity identity_;
+  CheckpointProgress progress_;
+  std::shared_ptr<torch::optim::Optimizer> optimizer_;
+};
+
+// Test hook for single-process runs (multi-process runs have theirs in the gradient reducer, same meaning):
+// PARTITA_FAULT_EXIT_AT_STEP=K makes the process print one line and _exit(1) before its step K (counted from
+// 0 in this process, warm-up included), as a crash would.
+void apply_single_process_fault_hook(int process_step) {
+  static const int exit_at = [] {
+    const char* v = std::getenv("PARTITA_FAULT_EXIT_AT_STEP");
+    return v != nullptr && *v != '\0' ? std::atoi(v) : -1;
+  }();
+  if (process_step != exit_at) return;
+  std::fprintf(stderr, "partita: test hook: exits at step %d (PARTITA_FAULT_EXIT_AT_STEP)\n", process_step);
+  std::fflush(stderr);
+  _exit(1);
+}
+
+}  // namespace
 
 RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,
                    const RunOptions& options) {
@@ -34,24 +123,63 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   engine_options.blas = options.blas;
   engine_options.local_replica = options.local_replica;
   engine_options.reducer = options.reducer;
-  Engine engine(model, plan, engine_options);
+  engine_options.local_stage = options.local_stage;
+  engine_options.transport = options.transport;
+  // On resume: loads the checkpoint into the model and a fresh optimizer that the engine continues with.
+  RunCheckpoint checkpoint(model, plan, specs, options);
+  engine_options.optimizer = checkpoint.optimizer();
+  auto engine = std::make_unique<Engine>(model, plan, engine_options);
   StageMetrics metrics;
   ChromeTraceObserver trace;
-  engine.add_observer(&metrics);
+  std::unique_ptr<SlowdownInjector> injector;
+  if (options.inject_slowdown) {
+    const SlowdownSpec& s = *options.inject_slowdown;
+    PARTITA_CHECK(s.stage < static_cast<int>(plan.stages.size()), "--inject-slowdown names stage ", s.stage,
+                  " but the plan has ", plan.stages.size(), " stage(s); name a stage from 0 to ",
+                  plan.stages.size() - 1);
+    const std::string device = plan.groups[plan.stages[s.stage].group].devices.at(0);
+    injector = std::make_unique<SlowdownInjector>(device, s.factor, s.step);
+    log_info(fmt::format("injecting a {:.3g}x slowdown into {} (stage {}) from step {}", s.factor, device,
+                         s.stage, s.step));
+  }
+  std::unique_ptr<Rebalancer> rebalancer;
+  if (options.rebalance) {
+    PARTITA_CHECK(options.reducer == nullptr && options.transport == nullptr,
+                  "--rebalance runs in one process only; run without partita launch / torchrun");
+    rebalancer = std::make_unique<Rebalancer>(model, plan, options.rebalance_options);
+  }
+  Plan current = plan;
+  // Observers of the running engine; after a rebalance they move to the new one.
+  const auto observe = [&](Engine& e, bool tracing) {
+    if (injector) e.add_observer(injector.get());  // first: it stretches the task the others then see
+    e.add_observer(&metrics);
+    if (rebalancer) e.add_observer(rebalancer.get());
+    if (tracing) e.add_observer(&trace);
+  };
+  observe(*engine, false);
+  bool tracing = false;
 
   const bool training = plan.mode == Mode::kTraining;
   StepInputs batch;
   batch.inputs = make_inputs(specs, /*seed=*/11);
-  if (training) batch.targets = engine.make_targets(batch.inputs, /*seed=*/12);
+  if (training) batch.targets = engine->make_targets(batch.inputs, /*seed=*/12);
   RunReport report;
+  report.losses = checkpoint.progress().losses;
+  report.resumed_from_step = checkpoint.progress().steps;
+  const int first = checkpoint.progress().steps;  // checkpointed runs have no warm-up
   const int total = options.warmup + options.steps;
-  for (int i = 0; i < total; ++i) {
-    if (i == options.warmup) {  // count and trace only the steps after warm-up
+  int metrics_steps = 0;  // steps the metrics cover
+  for (int i = first; i < total; ++i) {
+    if (i == std::max(first, options.warmup)) {  // count and trace only the steps after warm-up
       metrics.reset();
-      if (options.record_trace) engine.add_observer(&trace);
+      metrics_steps = 0;
+      if (options.record_trace) engine->add_observer(&trace);
+      tracing = options.record_trace;
     }
+    if (options.reducer == nullptr) apply_single_process_fault_hook(i - first);
+    if (injector) injector->set_step(i);
     const auto t0 = std::chrono::steady_clock::now();
-    const StepResult r = engine.step(batch);
+    const StepResult r = engine->step(batch);
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (i >= options.warmup) {
@@ -61,20 +189,37 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     log_info(fmt::format("step {}/{}: {:.1f} ms{}{}", i + 1, total, ms,
                          i < options.warmup ? " (warm-up)" : "",
                          training ? fmt::format(", loss {:.5f}", r.loss) : ""));
+    if (i >= options.warmup && training) checkpoint.maybe_save(*engine, report.losses);
+    ++metrics_steps;
+    if (rebalancer && i >= options.warmup && i + 1 < total) {
+      if (std::optional<Plan> next = rebalancer->after_step(i)) {
+        // Same model tensors, same optimizer (and its state), same microbatches: the math goes on unchanged.
+        engine_options.optimizer = engine->optimizer();
+        engine.reset();
+        engine = std::make_unique<Engine>(model, *next, engine_options);
+        observe(*engine, tracing);
+        current = std::move(*next);
+        metrics.reset();  // per-worker figures describe the plan running at the end
+        metrics_steps = 0;
+      }
+    }
   }
+  if (rebalancer) report.rebalances = rebalancer->events();
+  report.final_plan = current;
   report.median_ms = median_of(report.step_ms);
   const auto [lo, hi] = std::minmax_element(report.step_ms.begin(), report.step_ms.end());
   report.spread_ms = *hi - *lo;
   report.samples_per_second = report.median_ms > 0 ? plan.global_batch * 1000.0 / report.median_ms : 0;
-  double total_ms = 0;
-  for (double v : report.step_ms) total_ms += v;
   for (const auto& w : metrics.workers()) {
     WorkerReport wr;
     wr.device = w.device;
     wr.stage = w.stage;
-    wr.busy_ms_per_step = to_milliseconds(w.busy) / options.steps;
-    wr.utilization = total_ms > 0 ? to_milliseconds(w.busy) / total_ms : 0;
-    for (const auto& d : plan.prediction.devices) {
+    wr.busy_ms_per_step = to_milliseconds(w.busy) / std::max(1, metrics_steps);
+    const double covered_ms = std::accumulate(report.step_ms.end() - std::min<ptrdiff_t>(
+                                                  metrics_steps, static_cast<ptrdiff_t>(report.step_ms.size())),
+                                              report.step_ms.end(), 0.0);
+    wr.utilization = covered_ms > 0 ? to_milliseconds(w.busy) / covered_ms : 0;
+    for (const auto& d : current.prediction.devices) {
       if (d.device == w.device) wr.predicted_busy_ms = to_milliseconds(d.busy);
     }
     report.workers.push_back(wr);
@@ -90,6 +235,20 @@ Json run_report_to_json(const RunReport& r) {
   j["spread_ms"] = r.spread_ms;
   j["samples_per_second"] = r.samples_per_second;
   if (!r.losses.empty()) j["losses"] = r.losses;
+  if (r.resumed_from_step > 0) j["resumed_from_step"] = r.resumed_from_step;
+  if (!r.rebalances.empty()) {
+    Json events = Json::array();
+    for (const auto& e : r.rebalances) {
+      events.push_back({{"step", e.step},
+                        {"drift", e.drift},
+                        {"from", e.from},
+                        {"to", e.to},
+                        {"predicted_current_ms", e.predicted_current_ms},
+                        {"predicted_new_ms", e.predicted_new_ms},
+                        {"applied", e.applied}});
+    }
+    j["rebalances"] = events;
+  }
   Json workers = Json::array();
   for (const auto& w : r.workers) {
     workers.push_back({{"device", w.device},

@@ -1,12 +1,15 @@
 #pragma once
 // Runs a plan with the engine for a number of steps and reports what happened: the shared core of
 // `partita run` and `partita optimize`.
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "partita/core/json_io.h"
 #include "partita/runtime/chrome_trace.h"
 #include "partita/runtime/engine.h"
+#include "partita/runtime/slowdown_injector.h"
+#include "rebalancer.h"
 
 namespace partita::app {
 
@@ -19,6 +22,20 @@ struct RunOptions {
   BlasThreads blas = BlasThreads::kAuto;
   int local_replica = -1;              // multi-process data parallel: the replica this process runs
   GradientReducer* reducer = nullptr;  // and what combines it with the other processes (EngineOptions)
+  int local_stage = -1;                // multi-process pipeline: the stage this process runs
+  StageTransport* transport = nullptr;  // and its link to the other stages (EngineOptions)
+  // Checkpoints (training; see partita/runtime/checkpoint.h). With a directory, `warmup` must be 0 (warm-up
+  // steps train too) and `steps` is the total number of training steps of the job, resumed runs included.
+  std::string checkpoint_dir;     // empty: no checkpoints
+  int checkpoint_every = 0;       // save after every step number divisible by it (0: none) and after the last
+  bool resume = false;            // continue from the checkpoint in checkpoint_dir (it must exist and match)
+  bool checkpoint_writer = true;  // this process writes the checkpoints (multi-process: rank 0 only)
+  // Fault injection: the device of stage `inject_slowdown->stage` runs `factor` times slower from step
+  // `step` on (steps counted from 0 over every step this process runs, warm-up included).
+  std::optional<SlowdownSpec> inject_slowdown;
+  // Dynamic rebalancing (one process only): plan again between steps when a device drifts from the plan.
+  bool rebalance = false;
+  RebalanceOptions rebalance_options;
 };
 
 struct WorkerReport {
@@ -33,10 +50,13 @@ struct RunReport {
   std::vector<double> step_ms;  // every counted step
   double median_ms = 0;
   double spread_ms = 0;        // max - min of counted steps
-  std::vector<double> losses;  // per counted step (training)
+  std::vector<double> losses;  // per counted step (training); resumed: the checkpoint's losses first
+  int resumed_from_step = 0;   // steps done before this run (the checkpoint's), 0 when not resumed
   std::vector<WorkerReport> workers;
   double samples_per_second = 0;
   Json trace;  // when record_trace
+  std::vector<RebalanceEvent> rebalances;  // with RunOptions::rebalance: every drift reported
+  Plan final_plan;                         // the plan running at the end (the given one unless rebalanced)
 };
 
 RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,

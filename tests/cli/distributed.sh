@@ -66,7 +66,7 @@ grep -q "partita: error: rank 0 exited with status 1 first; then rank 1 was kill
   || fail "hang fault: launcher line: $(cat "$WORK/hang.err")"
 echo "hang fault stopped in $took s"
 
-# Refusals: a pipeline plan, or a world size that does not match the plan's devices.
+# Refusals: a world size that does not match the plan's devices (nor its stages), a malformed RANK.
 expect_error "a 3-process run needs a one-stage data-parallel plan with 3 devices" \
   env WORLD_SIZE=3 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$PARTITA" "${run[@]}"
 expect_error "RANK='x' is not an integer" env WORLD_SIZE=2 RANK=x MASTER_PORT=1 "$PARTITA" "${run[@]}"

@@ -28,6 +28,12 @@ struct DistributedGroup::Impl {
   std::chrono::milliseconds timeout{0};
   c10::intrusive_ptr<c10d::Store> store;  // prefixed "partita/" for our own keys
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  struct PendingSend {
+    c10::intrusive_ptr<c10d::Work> work;
+    int to = 0;
+    std::string what;
+  };
+  std::vector<PendingSend> pending_sends;
 
   std::string where() const { return env.master_addr + ":" + std::to_string(env.master_port); }
 
@@ -56,6 +62,19 @@ struct DistributedGroup::Impl {
                              : "rank 0, which hosts the store at " + where() + ", is gone (it died)";
     }
     return found;
+  }
+
+  // Why a message from or to `peer` failed: the error it reported, else that it died or stalled.
+  [[noreturn]] void fail_peer(int peer, const std::string& what, const std::exception& cause) const {
+    std::string why = "rank " + std::to_string(peer) + " died or stalled";
+    try {
+      const std::string failed = "failed/" + std::to_string(peer);
+      if (store->check({failed}))
+        why = "rank " + std::to_string(peer) + " failed: " + string_of(store->get(failed));
+    } catch (const std::exception&) {
+      if (peer != 0) why += "; so did the store at " + where();
+    }
+    PARTITA_FAIL(what, ": ", why, " (gloo: ", first_line(cause), ")");
   }
 
   [[noreturn]] void fail(int step, const std::string& what, const std::exception& cause) const {
@@ -139,6 +158,40 @@ void DistributedGroup::allreduce_sum(std::vector<torch::Tensor>& tensors, int st
 void DistributedGroup::barrier(const std::string& what) {
   std::vector<torch::Tensor> token{torch::zeros({1})};
   allreduce_sum(token, -1, what);
+}
+
+void DistributedGroup::send(const torch::Tensor& tensor, int to, int tag, const std::string& what) {
+  Impl& s = *impl_;
+  try {
+    std::vector<at::Tensor> one{tensor.contiguous()};
+    s.pending_sends.push_back({s.group->send(one, to, tag), to, what});
+  } catch (const std::exception& e) {
+    s.fail_peer(to, what, e);
+  }
+}
+
+void DistributedGroup::wait_sends() {
+  Impl& s = *impl_;
+  // Cleared first: after a failure the posted messages are abandoned with the step.
+  std::vector<Impl::PendingSend> pending = std::move(s.pending_sends);
+  s.pending_sends.clear();
+  for (auto& p : pending) {
+    try {
+      p.work->wait(s.timeout);
+    } catch (const std::exception& e) {
+      s.fail_peer(p.to, p.what, e);
+    }
+  }
+}
+
+void DistributedGroup::receive(torch::Tensor& into, int from, int tag, const std::string& what) {
+  Impl& s = *impl_;
+  try {
+    std::vector<at::Tensor> one{into};
+    s.group->recv(one, from, tag)->wait(s.timeout);
+  } catch (const std::exception& e) {
+    s.fail_peer(from, what, e);
+  }
 }
 
 void DistributedGroup::report_failure(const std::string& message) noexcept {

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <numeric>
+#include <set>
 #include <thread>
 
 #include <torch/optim.h>
@@ -15,6 +16,7 @@
 #include "partita/runtime/optimizer.h"
 #include "partita/runtime/schedule.h"
 #include "partita/runtime/stage_routing.h"
+#include "partita/runtime/stage_transport.h"
 #include "partita/torch_bridge/executor.h"
 
 namespace partita {
@@ -61,6 +63,11 @@ std::string_view blas_threads_name(BlasThreads policy) {
 void EngineOptions::validate() const {
   PARTITA_CHECK(learning_rate > 0, "learning rate must be positive, got ", learning_rate);
   PARTITA_CHECK(local_replica >= -1, "local replica must be -1 (all) or a device index, got ", local_replica);
+  PARTITA_CHECK(local_stage >= -1, "local stage must be -1 (all) or a stage index, got ", local_stage);
+  PARTITA_CHECK(local_stage < 0 || local_replica < 0,
+                "an engine runs either one replica or one stage of a multi-process plan, not both");
+  PARTITA_CHECK(local_stage < 0 || transport != nullptr,
+                "running one stage of a pipeline needs a transport to the other stages");
 }
 
 struct Engine::Impl {
@@ -99,6 +106,7 @@ struct Engine::Impl {
   std::vector<std::vector<std::unique_ptr<MessageChannel>>>
       backward_channels;  // [p][t] grads from t back to p
   std::vector<torch::Tensor> master_params;
+  std::vector<torch::Tensor> shared_params;  // local_stage: trainable parameters that several stages use
   std::shared_ptr<torch::optim::Optimizer> optimizer;
   std::vector<RuntimeObserver*> observers;
   LossKind loss_kind = LossKind::kAuto;
@@ -144,6 +152,42 @@ struct Engine::Impl {
     auto msg = channel.receive();
     if (!msg) throw Aborted{};
     return std::move(*msg);
+  }
+
+  // Only tensors and numbers travel between processes (stage_transport.h); refuse other cuts before running.
+  void check_values_can_cross_processes() const {
+    const int stages = static_cast<int>(plan.stages.size());
+    for (int p = 0; p < stages; ++p) {
+      for (int t = p + 1; t < stages; ++t) {
+        for (ValueId v : routing.sends[p][t]) {
+          const Value& value = model.ir.value(v);
+          PARTITA_CHECK(value.kind == ValueKind::kTensor || value.kind == ValueKind::kScalar ||
+                            value.kind == ValueKind::kNone,
+                        "value '", value.name, "' (not a tensor or a number) crosses the cut from stage ", p,
+                        " to stage ", t,
+                        ", which cannot travel between processes; plan another cut or run "
+                        "the pipeline in one process");
+        }
+      }
+    }
+  }
+
+  // Whether `stage` runs in another process (EngineOptions::local_stage).
+  bool remote(int stage) const { return options.local_stage >= 0 && stage != options.local_stage; }
+
+  // Stage `receiver` takes what stage `sender` sent it for microbatch m (`count` values): from an in-process
+  // channel, or through the transport from another process.
+  Message receive_message(int sender, int receiver, int m, bool backward, size_t count) {
+    if (remote(sender)) return Message{options.transport->receive(sender, receiver, m, backward, count)};
+    return receive(backward ? *backward_channels[receiver][sender] : *forward_channels[sender][receiver]);
+  }
+  void send_message(int sender, int receiver, int m, bool backward, Message msg) {
+    if (remote(receiver)) {
+      options.transport->send(msg.values, sender, receiver, m, backward);
+    } else {
+      (backward ? backward_channels[receiver][sender] : forward_channels[sender][receiver])
+          ->send(std::move(msg));
+    }
   }
 
   torch::Tensor slice(const torch::Tensor& t, const Worker& w, int microbatch) const {
@@ -207,12 +251,12 @@ struct Engine::Impl {
     for (int p = 0; p < w.stage; ++p) {
       const auto& values = routing.sends[p][w.stage];
       if (values.empty()) continue;
-      Message msg = receive(*forward_channels[p][w.stage]);
+      Message msg = receive_message(p, w.stage, m, /*backward=*/false, values.size());
       for (size_t i = 0; i < values.size(); ++i) {
         c10::IValue iv = std::move(msg.values[i]);
         torch::Tensor leaf;
         if (iv.isTensor()) {
-          leaf = iv.toTensor().detach();
+          leaf = iv.toTensor().to(w.binding.device).detach();
           if (training && leaf.is_floating_point()) leaf.requires_grad_();
           iv = leaf;
         }
@@ -236,13 +280,14 @@ struct Engine::Impl {
       const auto& values = routing.sends[w.stage][t];
       if (values.empty()) continue;
       Message msg;
-      const torch::Device dest = workers[t].binding.device;
+      // In-process pipeline stages are workers in stage order; a remote stage's tensors travel via the host.
+      const torch::Device dest = remote(t) ? torch::Device(torch::kCPU) : workers[t].binding.device;
       for (ValueId v : values) {
         c10::IValue iv = env[v];
         if (iv.isTensor() && iv.toTensor().device() != dest) iv = iv.toTensor().to(dest);
         msg.values.push_back(std::move(iv));
       }
-      forward_channels[w.stage][t]->send(std::move(msg));
+      send_message(w.stage, t, m, /*backward=*/false, std::move(msg));
     }
     if (w.stage == stages - 1 && !training) w.outputs[m] = graph_outputs(env);
   }
@@ -254,7 +299,8 @@ struct Engine::Impl {
     std::vector<torch::Tensor> tensors, grads;
     std::vector<Message> from_downstream(stages);
     for (int t = w.stage + 1; t < stages; ++t) {
-      if (!routing.sends[w.stage][t].empty()) from_downstream[t] = receive(*backward_channels[w.stage][t]);
+      const size_t count = routing.sends[w.stage][t].size();
+      if (count > 0) from_downstream[t] = receive_message(t, w.stage, m, /*backward=*/true, count);
     }
     emit_begin(e);
     if (plan.stages[w.stage].checkpointing == Checkpointing::kFull) {  // recompute the forward, with autograd
@@ -285,7 +331,7 @@ struct Engine::Impl {
         msg.values.emplace_back(leaf.defined() && leaf.grad().defined() ? c10::IValue(leaf.grad())
                                                                         : c10::IValue());
       }
-      backward_channels[p][w.stage]->send(std::move(msg));
+      send_message(w.stage, p, m, /*backward=*/true, std::move(msg));
     }
     state = Pending{};
   }
@@ -297,6 +343,7 @@ struct Engine::Impl {
     std::vector<Pending> pending(plan.microbatches);
     w.loss = 0.0;
     w.outputs.assign(plan.microbatches, {});
+    if (options.transport != nullptr) options.transport->begin_step(step_index);
     for (const ScheduledTask& task :
          stage_schedule(plan.schedule, w.stage, stages, plan.microbatches, training)) {
       if (task.backward) {
@@ -305,6 +352,7 @@ struct Engine::Impl {
         forward(w, task.microbatch, pending);
       }
     }
+    if (options.transport != nullptr) options.transport->finish_step();
   }
 
   void worker_loop(int index) {
@@ -361,6 +409,14 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
                   " of a data-parallel plan, but the plan has ", stages, " stage(s) and ", group_size,
                   " device(s) in its first group; plan with --strategy data for that many processes");
   }
+  if (options.local_stage >= 0) {
+    PARTITA_CHECK(stages > 1 && options.local_stage < stages, "this process runs stage ", options.local_stage,
+                  " of a pipeline, but the plan has ", stages,
+                  " stage(s); plan with --strategy pipeline for that many processes");
+    PARTITA_CHECK(
+        !s.training || options.reducer != nullptr,
+        "training one stage of a pipeline needs a reducer (the loss is computed by the last stage)");
+  }
   for (const auto& g : s.plan.groups) {
     PARTITA_CHECK(
         g.parallelism == GroupParallelism::kData,
@@ -373,6 +429,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
         "--memory-limit");
   }
   s.routing = route_stages(model.ir, s.plan);
+  if (options.local_stage >= 0) s.check_values_can_cross_processes();
   if (s.training) {
     const Graph& g = model.ir;
     PARTITA_CHECK(
@@ -386,7 +443,9 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     const DeviceGroup& g = s.plan.groups[s.plan.stages[st].group];
     int offset = 0;
     for (size_t d = 0; d < g.devices.size(); ++d) {
-      if (options.local_replica >= 0 && static_cast<int>(d) != options.local_replica) {  // runs elsewhere
+      const bool elsewhere = (options.local_replica >= 0 && static_cast<int>(d) != options.local_replica) ||
+                             (options.local_stage >= 0 && st != options.local_stage);
+      if (elsewhere) {  // another process runs it
         offset += g.batch_shares[d];
         continue;
       }
@@ -409,13 +468,20 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     s.forward_channels[p].resize(stages);
     s.backward_channels[p].resize(stages);
     for (int t = p + 1; t < stages; ++t) {
-      if (s.routing.sends[p][t].empty()) continue;
+      if (s.routing.sends[p][t].empty() || s.remote(p) || s.remote(t)) continue;
       s.forward_channels[p][t] = std::make_unique<MessageChannel>();
       s.backward_channels[p][t] = std::make_unique<MessageChannel>();
     }
   }
-  for (const auto& p : model.parameters) {
-    if (p.requires_grad()) s.master_params.push_back(p);
+  for (size_t i = 0; i < model.parameters.size(); ++i) {
+    const auto& p = model.parameters[i];
+    if (!p.requires_grad()) continue;
+    s.master_params.push_back(p);
+    // Several stages use it: each process has a part of its gradient, summed by the reducer.
+    std::set<int> users;
+    for (NodeId u : model.ir.value(model.ir.parameters()[i].value).users)
+      users.insert(s.routing.stage_of_node[u]);
+    if (options.local_stage >= 0 && users.size() > 1) s.shared_params.push_back(p);
   }
   if (s.training && s.options.optimizer) {
     const auto& given = s.options.optimizer->param_groups();
@@ -427,9 +493,10 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
         ++count;
       }
     }
-    PARTITA_CHECK(same && count == s.master_params.size(),
-                  "the optimizer given to the engine does not own this model's trainable parameters in order (",
-                  count, " tensors given, ", s.master_params.size(), " expected)");
+    PARTITA_CHECK(
+        same && count == s.master_params.size(),
+        "the optimizer given to the engine does not own this model's trainable parameters in order (", count,
+        " tensors given, ", s.master_params.size(), " expected)");
     s.optimizer = s.options.optimizer;
   } else if (s.training) {
     s.optimizer = make_optimizer(s.plan.optimizer, s.master_params, s.options.learning_rate);
@@ -444,6 +511,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     const int replicas = static_cast<int>(s.plan.groups[s.plan.stages[0].group].devices.size());
     cpu_workers = std::max(cpu_workers, replicas);
   }
+  if (options.local_stage >= 0) cpu_workers = std::max(cpu_workers, stages);
   const bool contended = cpu_workers > 1 || cpu_threads > 1;
   if (options.blas == BlasThreads::kOne || (options.blas == BlasThreads::kAuto && contended)) {
     s.saved_blas_threads = blas_threads();
@@ -527,8 +595,14 @@ StepResult Engine::step(const StepInputs& batch) {
       }
     }
     for (const auto& w : s.workers) result.loss += w.loss;
-    if (s.options.reducer != nullptr)
+    if (s.options.local_stage >= 0) {
+      for (auto& p : s.shared_params) {  // every process must hand the reducer the same gradients
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      }
+      result.loss = s.options.reducer->reduce(s.shared_params, result.loss, index);
+    } else if (s.options.reducer != nullptr) {
       result.loss = s.options.reducer->reduce(s.master_params, result.loss, index);
+    }
     s.emit_end(reduce);
     TaskEvent opt{EngineTaskKind::kOptimizer, -1, -1, "host", -1, index, {}, {}};
     s.emit_begin(opt);

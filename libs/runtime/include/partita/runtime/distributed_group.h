@@ -4,8 +4,9 @@
 // store operation waits at most DistributedEnv::timeout. When a collective fails (a peer died: its
 // connections close at once; a peer stalled: the timeout passes), the error names the peer rank(s) that did
 // not reach this step, read from per-rank progress marks in the store ("rank 1 did not reach step 7 (last
-// seen at step 6)"); when the store itself is gone, it names rank 0, its host. Not thread-safe: one thread
-// uses a group at a time.
+// seen at step 6)"); when the store itself is gone, it names rank 0, its host. Point-to-point messages (for
+// pipeline stages in different processes) are bounded the same way and name their peer. Not thread-safe: one
+// thread uses a group at a time.
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,15 @@ class DistributedGroup {
   void allreduce_sum(std::vector<torch::Tensor>& tensors, int step, const std::string& what);
   // Every rank waits for the others (e.g. before rank 0, the store's host, exits).
   void barrier(const std::string& what);
+  // Point to point (CPU tensors). `tag` >= 0 tells apart messages between the same two ranks that may be in
+  // flight together; messages with equal tags are matched in order. send() posts the message and returns (the
+  // tensor is kept until delivered); wait_sends() waits until `to` received every posted message.
+  // receive() blocks until the message arrives; `into` must have its size and dtype. Every wait is bounded by
+  // the timeout. On failure throws partita::Error "<what>: <the peer's own error, or that it died or
+  // stalled>".
+  void send(const torch::Tensor& tensor, int to, int tag, const std::string& what);
+  void wait_sends();
+  void receive(torch::Tensor& into, int from, int tag, const std::string& what);
   // Tells the other ranks this one failed with `message` (best effort; never throws).
   void report_failure(const std::string& message) noexcept;
 

@@ -18,6 +18,11 @@
 // Several processes: with EngineOptions::local_replica set, this engine runs one replica of a one-stage
 // data-parallel plan (the other replicas run in other processes, see distributed_reducer.h) and
 // EngineOptions::reducer combines the gradients and the loss across processes before the optimizer step.
+// With EngineOptions::local_stage set, it runs one stage of a pipeline (the other stages run in other
+// processes): the same schedule, with activations and gradients crossing EngineOptions::transport (see
+// stage_transport.h); the reducer sums the loss (computed by the last stage) and the gradients of parameters
+// that several stages use, and each process steps the parameters of its stage (the others get no gradient
+// there). Inference outputs are returned only by the process that runs the last stage.
 #include <memory>
 #include <vector>
 
@@ -44,13 +49,16 @@ enum class BlasThreads {
 };
 std::string_view blas_threads_name(BlasThreads policy);  // "auto", "leave", "one"
 
+class StageTransport;  // stage_transport.h
+
 // Combines what this process computed in a training step with what other processes computed. Engine::step()
 // calls it after every backward of the step and before the optimizer step, on the thread that called step().
 // `parameters` are the trainable parameters; their .grad() hold this process's gradient sums (undefined: this
-// process computed no gradient for it, and every process must agree on which). `local_loss` is this process's
-// share of the step's loss (already divided by the global batch). On return the gradients hold the sums over
-// all processes; returns the step's global loss. `step` counts the engine's steps from 0. Throws
-// partita::Error.
+// process computed no gradient for it, and every process must agree on which). With
+// EngineOptions::local_stage, only the parameters that several stages use, every gradient defined (zeros
+// where this stage computed none). `local_loss` is this process's share of the step's loss (already divided
+// by the global batch). On return the gradients hold the sums over all processes; returns the step's global
+// loss. `step` counts the engine's steps from 0. Throws partita::Error.
 class GradientReducer {
  public:
   virtual ~GradientReducer() = default;
@@ -65,7 +73,12 @@ struct EngineOptions {
   // r of its group (its batch share at its offset; the others run in other processes on the same global
   // batch).
   int local_replica = -1;
-  GradientReducer* reducer = nullptr;  // training only; must outlive the engine; none: nothing to combine
+  // -1: run every stage of the plan here. s >= 0: the plan must be a pipeline of one-device stages; run only
+  // stage s and exchange activations and gradients with the other stages through `transport`.
+  int local_stage = -1;
+  StageTransport* transport = nullptr;  // with local_stage; must outlive the engine
+  GradientReducer* reducer = nullptr;   // training only; must outlive the engine; none: nothing to combine
+                                        // (required with local_stage: the loss lives on the last stage)
   // Training: the optimizer to step. Empty: the engine makes one from the plan (make_optimizer over the
   // model's trainable parameters). Given: it must own exactly those parameters, in the model's order; an
   // engine built for a new plan of the same model continues with the same optimizer state (rebalancing,

@@ -1,0 +1,66 @@
+#pragma once
+// Pipeline stages in different processes: what the engine sends between them (a stage's activations forward,
+// the gradients of those activations back, per microbatch) and how it crosses a c10d Gloo process group.
+//
+// Wire format of one message (the values one stage sends another for one microbatch and direction): an int64
+// header of known length (1 + 11 per value: total payload bytes, then per value its kind, dtype or scalar,
+// rank and up to 8 sizes), then, when it is not empty, one uint8 payload with the tensors' bytes in order.
+// The receiver knows how many values to expect from the routing, so it can post the header's receive first.
+// Values may be tensors (any dtype, any device: they travel through the host), None (an undefined tensor: a
+// gradient that was not computed), ints, doubles and bools.
+#include <cstdint>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "partita/runtime/distributed_group.h"
+
+namespace partita {
+
+// One process's link to the pipeline stages that run in other processes. The engine calls it from the
+// thread that runs its local stage: begin_step(), then sends and receives in schedule order, then
+// finish_step(). Implementations throw partita::Error naming the peer when a message cannot be delivered.
+class StageTransport {
+ public:
+  virtual ~StageTransport() = default;
+  virtual void begin_step(int step) = 0;
+  // Posts `values`, what stage `from` sends stage `to` for `microbatch` (activations; with `backward`, the
+  // gradients of activations `to` sent `from` earlier). May return before `to` has received them.
+  virtual void send(const std::vector<c10::IValue>& values, int from, int to, int microbatch,
+                    bool backward) = 0;
+  // Blocks until the matching send() arrives; it holds `count` values. Tensors arrive on the host.
+  virtual std::vector<c10::IValue> receive(int from, int to, int microbatch, bool backward, size_t count) = 0;
+  // Waits until every message this process posted in the step was received.
+  virtual void finish_step() = 0;
+};
+
+// Stage s runs on rank s of a DistributedGroup. Each message (header and payload) has its own c10d tag,
+// from (stage pair, microbatch, direction, part). Every wait is bounded by the group's timeout.
+// begin_step() applies the fault test hooks (see distributed_reducer.h), at the start of engine step K.
+class GlooStageTransport final : public StageTransport {
+ public:
+  // `group` must outlive the transport.
+  explicit GlooStageTransport(DistributedGroup& group) : group_(group) {}
+  void begin_step(int step) override;
+  void send(const std::vector<c10::IValue>& values, int from, int to, int microbatch, bool backward) override;
+  std::vector<c10::IValue> receive(int from, int to, int microbatch, bool backward, size_t count) override;
+  void finish_step() override;
+
+ private:
+  DistributedGroup& group_;
+};
+
+// The wire format, exposed for tests.
+struct EncodedValues {
+  torch::Tensor header;   // int64, stage_message_header_length(values) elements
+  torch::Tensor payload;  // uint8, header[0] bytes
+};
+int64_t stage_message_header_length(size_t count);
+// Throws partita::Error for a value of another kind (a list, a tuple, an object) or a tensor of rank > 8.
+EncodedValues encode_stage_message(const std::vector<c10::IValue>& values);
+std::vector<c10::IValue> decode_stage_message(const torch::Tensor& header, const torch::Tensor& payload);
+// The c10d tag of part `part` (0 header, 1 payload) of a message. Throws partita::Error beyond 256 stages or
+// 4096 microbatches.
+int stage_message_tag(int from, int to, int microbatch, bool backward, int part);
+
+}  // namespace partita

@@ -1,0 +1,159 @@
+#include "partita/runtime/stage_transport.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "partita/core/error.h"
+#include "partita/runtime/distributed_reducer.h"
+
+namespace partita {
+
+namespace {
+
+constexpr int64_t kMaxDims = 8;
+constexpr int64_t kFields = 3 + kMaxDims;  // kind, dtype or scalar, rank, sizes
+enum Kind : int64_t { kNoneValue = 0, kTensorValue = 1, kIntValue = 2, kDoubleValue = 3, kBoolValue = 4 };
+
+std::string describe(int from, int to, int microbatch, bool backward, bool sending) {
+  const int peer = sending ? to : from;
+  return std::string(sending ? "sending " : "receiving ") + (backward ? "gradients" : "activations") +
+         " of microbatch " + std::to_string(microbatch) + (sending ? " to" : " from") + " rank " +
+         std::to_string(peer) + " (stage " + std::to_string(peer) + ")";
+}
+
+}  // namespace
+
+int64_t stage_message_header_length(size_t count) { return 1 + kFields * static_cast<int64_t>(count); }
+
+EncodedValues encode_stage_message(const std::vector<c10::IValue>& values) {
+  EncodedValues out;
+  out.header = torch::zeros({stage_message_header_length(values.size())}, torch::kInt64);
+  int64_t* header = out.header.data_ptr<int64_t>();
+  std::vector<torch::Tensor> tensors;
+  int64_t bytes = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    int64_t* f = header + 1 + kFields * static_cast<int64_t>(i);
+    const c10::IValue& v = values[i];
+    if (v.isNone() || (v.isTensor() && !v.toTensor().defined())) {
+      f[0] = kNoneValue;
+    } else if (v.isTensor()) {
+      const torch::Tensor t = v.toTensor().detach().to(torch::kCPU).contiguous();
+      PARTITA_CHECK(t.dim() <= kMaxDims, "a tensor of rank ", t.dim(),
+                    " crosses a pipeline cut between processes (at most ", kMaxDims,
+                    " dimensions travel); cut the model elsewhere");
+      f[0] = kTensorValue;
+      f[1] = static_cast<int64_t>(t.scalar_type());
+      f[2] = t.dim();
+      for (int64_t d = 0; d < t.dim(); ++d) f[3 + d] = t.size(d);
+      bytes += t.numel() * static_cast<int64_t>(t.element_size());
+      tensors.push_back(t);
+    } else if (v.isInt()) {
+      f[0] = kIntValue;
+      f[1] = v.toInt();
+    } else if (v.isDouble()) {
+      f[0] = kDoubleValue;
+      f[1] = std::bit_cast<int64_t>(v.toDouble());
+    } else if (v.isBool()) {
+      f[0] = kBoolValue;
+      f[1] = v.toBool() ? 1 : 0;
+    } else {
+      PARTITA_FAIL(
+          "a value of type ", v.tagKind(),
+          " crosses a pipeline cut between processes, where only tensors and numbers travel; cut the "
+          "model elsewhere");
+    }
+  }
+  header[0] = bytes;
+  out.payload = torch::empty({bytes}, torch::kUInt8);
+  auto* dst = out.payload.data_ptr<uint8_t>();
+  for (const auto& t : tensors) {
+    const size_t n = static_cast<size_t>(t.numel()) * t.element_size();
+    if (n > 0) std::memcpy(dst, t.data_ptr(), n);
+    dst += n;
+  }
+  return out;
+}
+
+std::vector<c10::IValue> decode_stage_message(const torch::Tensor& header, const torch::Tensor& payload) {
+  PARTITA_CHECK(
+      header.scalar_type() == torch::kInt64 && header.numel() >= 1 && (header.numel() - 1) % kFields == 0,
+      "malformed pipeline message header of ", header.numel(), " elements");
+  const int64_t* h = header.data_ptr<int64_t>();
+  PARTITA_CHECK(payload.numel() == h[0], "pipeline message payload has ", payload.numel(),
+                " bytes, its header says ", h[0]);
+  const int64_t count = (header.numel() - 1) / kFields;
+  const uint8_t* src = payload.numel() > 0 ? payload.data_ptr<uint8_t>() : nullptr;
+  int64_t offset = 0;
+  std::vector<c10::IValue> values;
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t* f = h + 1 + kFields * i;
+    switch (f[0]) {
+      case kNoneValue:
+        values.emplace_back();
+        break;
+      case kTensorValue: {
+        PARTITA_CHECK(f[2] >= 0 && f[2] <= kMaxDims, "malformed pipeline message: rank ", f[2]);
+        const std::vector<int64_t> sizes(f + 3, f + 3 + f[2]);
+        torch::Tensor t =
+            torch::empty(sizes, torch::TensorOptions().dtype(static_cast<c10::ScalarType>(f[1])));
+        const int64_t n = t.numel() * static_cast<int64_t>(t.element_size());
+        PARTITA_CHECK(offset + n <= h[0], "malformed pipeline message: tensor ", i,
+                      " passes the payload's end");
+        if (n > 0) std::memcpy(t.data_ptr(), src + offset, static_cast<size_t>(n));
+        offset += n;
+        values.emplace_back(std::move(t));
+        break;
+      }
+      case kIntValue:
+        values.emplace_back(f[1]);
+        break;
+      case kDoubleValue:
+        values.emplace_back(std::bit_cast<double>(f[1]));
+        break;
+      case kBoolValue:
+        values.emplace_back(f[1] != 0);
+        break;
+      default:
+        PARTITA_FAIL("malformed pipeline message: value kind ", f[0]);
+    }
+  }
+  return values;
+}
+
+int stage_message_tag(int from, int to, int microbatch, bool backward, int part) {
+  PARTITA_CHECK(from >= 0 && from < 256 && to >= 0 && to < 256 && microbatch >= 0 && microbatch < 4096,
+                "pipelines across processes support up to 256 stages and 4096 microbatches, got stage ",
+                std::max(from, to), " and microbatch ", microbatch, "; plan fewer");
+  return (((from * 256 + to) * 4096 + microbatch) * 2 + (backward ? 1 : 0)) * 2 + part;
+}
+
+void GlooStageTransport::begin_step(int step) { apply_fault_hooks(group_.rank(), step); }
+
+void GlooStageTransport::send(const std::vector<c10::IValue>& values, int from, int to, int microbatch,
+                              bool backward) {
+  const EncodedValues msg = encode_stage_message(values);
+  const std::string what = describe(from, to, microbatch, backward, true);
+  group_.send(msg.header, to, stage_message_tag(from, to, microbatch, backward, 0), what);
+  if (msg.payload.numel() > 0)
+    group_.send(msg.payload, to, stage_message_tag(from, to, microbatch, backward, 1), what);
+}
+
+std::vector<c10::IValue> GlooStageTransport::receive(int from, int to, int microbatch, bool backward,
+                                                     size_t count) {
+  const std::string what = describe(from, to, microbatch, backward, false);
+  torch::Tensor header = torch::empty({stage_message_header_length(count)}, torch::kInt64);
+  group_.receive(header, from, stage_message_tag(from, to, microbatch, backward, 0), what);
+  const int64_t bytes = header.data_ptr<int64_t>()[0];
+  PARTITA_CHECK(bytes >= 0, what, ": malformed header (", bytes, " payload bytes)");
+  torch::Tensor payload = torch::empty({bytes}, torch::kUInt8);
+  if (bytes > 0) group_.receive(payload, from, stage_message_tag(from, to, microbatch, backward, 1), what);
+  return decode_stage_message(header, payload);
+}
+
+void GlooStageTransport::finish_step() { group_.wait_sends(); }
+
+}  // namespace partita

@@ -1,0 +1,325 @@
+#include "partita/runtime/stage_transport.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <set>
+#include <thread>
+
+#include <unistd.h>
+
+#include <torch/script.h>
+
+#include "partita/core/error.h"
+#include "partita/graph/analysis.h"
+#include "partita/runtime/distributed_launch.h"
+#include "partita/runtime/distributed_reducer.h"
+#include "partita/runtime/engine.h"
+#include "partita/search/graph_identity.h"
+#include "partita/torch_bridge/model.h"
+
+namespace partita {
+
+namespace {
+
+DistributedEnv env_for(int rank, int world, int port, int timeout_s = 10) {
+  DistributedEnv e;
+  e.rank = rank;
+  e.world_size = world;
+  e.master_port = port;
+  e.timeout = Seconds(timeout_s);
+  return e;
+}
+
+// Runs body(rank) for every rank of a loopback job, one thread per rank; rethrows the first failure.
+void run_ranks(int world, const std::function<void(int rank, int port)>& body) {
+  const int port = free_tcp_port();
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        body(r, port);
+      } catch (...) {
+        errors[static_cast<size_t>(r)] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+LoadedModel load(const std::string& path, const std::string& input) {
+  LoadedModel m = load_model(path);
+  annotate_shapes(m, {parse_input_spec(input)});
+  return m;
+}
+
+// A 2-stage pipeline cut after node `cut` (default: the graph's best cut point).
+Plan pipeline_plan(const Graph& g, Mode mode, Schedule schedule, int cut = -1) {
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = mode;
+  p.optimizer = Optimizer::kAdam;
+  p.strategy = StrategyKind::kPipeline;
+  p.schedule = schedule;
+  p.global_batch = 8;
+  p.microbatches = 4;
+  if (cut < 0) cut = best_cut_points(g, 1)[0].after_node;
+  p.groups = {DeviceGroup{{"cpu:0"}, {2}}, DeviceGroup{{"cpu:1"}, {2}}};
+  p.stages = {Stage{0, cut, 0}, Stage{cut + 1, g.num_nodes() - 1, 1}};
+  return p;
+}
+
+StepInputs batch_for(const Engine& engine, const std::string& input) {
+  StepInputs b;
+  b.inputs = make_inputs({parse_input_spec(input)}, 5);
+  if (engine.plan().mode == Mode::kTraining) b.targets = engine.make_targets(b.inputs, 6);
+  return b;
+}
+
+struct Trained {
+  std::vector<double> losses;
+  std::vector<torch::Tensor> parameters;  // after training
+  std::vector<torch::Tensor> outputs;     // inference
+};
+
+// The in-process engine: both stages in this process.
+Trained run_in_process(const std::string& path, const std::string& input,
+                       const std::function<Plan(const Graph&)>& plan, int steps) {
+  LoadedModel m = load(path, input);
+  Engine engine(m, plan(m.ir));
+  const StepInputs b = batch_for(engine, input);
+  Trained out;
+  for (int s = 0; s < steps; ++s) {
+    StepResult r = engine.step(b);
+    out.losses.push_back(r.loss);
+    out.outputs = r.outputs;
+  }
+  for (const auto& p : engine.parameters()) out.parameters.push_back(p.detach().clone());
+  return out;
+}
+
+// Two engines in two threads, one stage each, joined by Gloo (as two processes are).
+std::vector<Trained> run_two_ranks(const std::string& path, const std::string& input,
+                                   const std::function<Plan(const Graph&)>& plan, int steps) {
+  std::vector<Trained> out(2);
+  run_ranks(2, [&](int rank, int port) {
+    LoadedModel m = load(path, input);
+    DistributedGroup group(env_for(rank, 2, port));
+    GlooGradientReducer reducer(group);
+    GlooStageTransport transport(group);
+    EngineOptions o;
+    o.local_stage = rank;
+    o.transport = &transport;
+    o.reducer = &reducer;
+    {
+      Engine engine(m, plan(m.ir), o);
+      const StepInputs b = batch_for(engine, input);
+      for (int s = 0; s < steps; ++s) {
+        StepResult r = engine.step(b);
+        out[rank].losses.push_back(r.loss);
+        out[rank].outputs = r.outputs;
+      }
+      for (const auto& p : engine.parameters()) out[rank].parameters.push_back(p.detach().clone());
+    }
+    group.barrier("the end of the test");
+  });
+  return out;
+}
+
+// The parameters stage `stage` uses (the others are not trained in that stage's process).
+std::vector<bool> used_by_stage(const Graph& g, const Plan& plan, int stage) {
+  std::vector<bool> used;
+  for (const auto& param : g.parameters()) {
+    if (!param.requires_grad) continue;
+    bool u = false;
+    for (NodeId n : g.value(param.value).users)
+      u = u || (n >= plan.stages[stage].first && n <= plan.stages[stage].last);
+    used.push_back(u);
+  }
+  return used;
+}
+
+void expect_same_training(const std::string& path, const std::string& input,
+                          const std::function<Plan(const Graph&)>& plan) {
+  const auto one = run_in_process(path, input, plan, 4);
+  const auto two = run_two_ranks(path, input, plan, 4);
+  ASSERT_EQ(one.losses.size(), two[0].losses.size());
+  for (size_t s = 0; s < one.losses.size(); ++s) {
+    EXPECT_NEAR(two[0].losses[s], one.losses[s], 1e-6 * std::abs(one.losses[s])) << "rank 0, step " << s;
+    EXPECT_EQ(two[0].losses[s], two[1].losses[s]) << "every rank knows the global loss, step " << s;
+  }
+  EXPECT_LT(one.losses.back(), one.losses.front());
+  // Each rank trained exactly the parameters of its stage, like the in-process engine.
+  const LoadedModel m = load(path, input);
+  const Plan p = plan(m.ir);
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto used = used_by_stage(m.ir, p, rank);
+    ASSERT_EQ(used.size(), one.parameters.size());
+    for (size_t i = 0; i < used.size(); ++i) {
+      if (!used[i]) continue;
+      EXPECT_TRUE(torch::allclose(two[rank].parameters[i], one.parameters[i], 1e-5, 1e-6))
+          << "rank " << rank << ", parameter " << m.ir.parameters()[i].name;
+    }
+  }
+}
+
+std::string mlp() { return std::string(PARTITA_MODELS_DIR) + "/mlp.pt"; }
+
+}  // namespace
+
+TEST(StageMessage, RoundTripsTensorsNumbersAndAbsentGradients) {
+  const std::vector<c10::IValue> values{torch::randn({2, 3}),
+                                        c10::IValue(),
+                                        torch::Tensor(),
+                                        torch::arange(6, torch::kInt64).view({2, 3}).t(),  // not contiguous
+                                        int64_t{-7},
+                                        2.5,
+                                        true,
+                                        torch::ones({0, 4}, torch::kBFloat16),
+                                        torch::tensor(3.0)};
+  const EncodedValues msg = encode_stage_message(values);
+  EXPECT_EQ(msg.header.numel(), stage_message_header_length(values.size()));
+  EXPECT_EQ(msg.payload.numel(), 2 * 3 * 4 + 6 * 8 + 4);
+  const auto back = decode_stage_message(msg.header, msg.payload);
+  ASSERT_EQ(back.size(), values.size());
+  EXPECT_TRUE(back[0].toTensor().equal(values[0].toTensor()));
+  EXPECT_TRUE(back[1].isNone());
+  EXPECT_TRUE(back[2].isNone());
+  EXPECT_TRUE(back[3].toTensor().equal(values[3].toTensor()));
+  EXPECT_EQ(back[4].toInt(), -7);
+  EXPECT_EQ(back[5].toDouble(), 2.5);
+  EXPECT_TRUE(back[6].toBool());
+  EXPECT_EQ(back[7].toTensor().sizes(), (std::vector<int64_t>{0, 4}));
+  EXPECT_EQ(back[7].toTensor().scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(back[8].toTensor().dim(), 0);
+  EXPECT_EQ(back[8].toTensor().item<float>(), 3.0f);
+}
+
+TEST(StageMessage, RefusesListsAndTagsAreDistinct) {
+  EXPECT_THROW(encode_stage_message({c10::IValue(std::vector<int64_t>{1, 2})}), Error);
+  std::set<int> tags;
+  for (int from = 0; from < 3; ++from) {
+    for (int to = 0; to < 3; ++to) {
+      for (int m = 0; m < 5; ++m) {
+        for (int dir = 0; dir < 2; ++dir) {
+          for (int part = 0; part < 2; ++part) tags.insert(stage_message_tag(from, to, m, dir == 1, part));
+        }
+      }
+    }
+  }
+  EXPECT_EQ(tags.size(), 3u * 3 * 5 * 2 * 2);
+  EXPECT_GE(*tags.begin(), 0);
+  EXPECT_THROW(stage_message_tag(0, 300, 0, false, 0), Error);
+}
+
+TEST(StageTransport, TwoRankPipelineTrainsLikeTheInProcessPipeline) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  for (Schedule schedule : {Schedule::kOneFOneB, Schedule::kGPipe}) {
+    SCOPED_TRACE(schedule == Schedule::kGPipe ? "gpipe" : "1f1b");
+    expect_same_training(mlp(), "8x64",
+                         [&](const Graph& g) { return pipeline_plan(g, Mode::kTraining, schedule); });
+  }
+}
+
+TEST(StageTransport, TwoRankPipelineInferenceReturnsTheOutputsOnTheLastStage) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  auto plan = [](const Graph& g) { return pipeline_plan(g, Mode::kInference, Schedule::kOneFOneB); };
+  const auto one = run_in_process(mlp(), "8x64", plan, 1);
+  const auto two = run_two_ranks(mlp(), "8x64", plan, 2);
+  EXPECT_TRUE(two[0].outputs.empty());
+  ASSERT_EQ(two[1].outputs.size(), one.outputs.size());
+  for (size_t i = 0; i < one.outputs.size(); ++i) EXPECT_TRUE(two[1].outputs[i].equal(one.outputs[i]));
+}
+
+// A weight that both stages use (tied): each process has half of its gradient; the reducer sums them and both
+// processes take the same step.
+TEST(StageTransport, AWeightUsedByBothStagesGetsTheSummedGradient) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("partita_tied_" + std::to_string(getpid()) + ".pt"))
+          .string();
+  {
+    torch::jit::Module tied("Tied");
+    tied.register_parameter("w", (torch::randn({64, 64}) * 0.1).requires_grad_(), /*is_buffer=*/false);
+    tied.register_parameter("b", torch::zeros({64}).requires_grad_(), /*is_buffer=*/false);
+    tied.define(R"(
+      def forward(self, x):
+          h = torch.relu(torch.matmul(x, self.w.t()) + self.b)
+          return torch.matmul(h, self.w.t())
+    )");
+    tied.save(path);
+  }
+  LoadedModel m = load(path, "8x64");
+  int cut = -1;
+  for (const Node& n : m.ir.nodes()) {
+    if (n.op.rfind("aten::relu", 0) == 0) cut = n.id;
+  }
+  ASSERT_GE(cut, 0);
+  auto plan = [&](const Graph& g) { return pipeline_plan(g, Mode::kTraining, Schedule::kOneFOneB, cut); };
+  const Plan p = plan(m.ir);
+  ASSERT_EQ(used_by_stage(m.ir, p, 0).size(), 2u);
+  ASSERT_TRUE(used_by_stage(m.ir, p, 0)[0] && used_by_stage(m.ir, p, 1)[0])
+      << "w must be used by both stages";
+  expect_same_training(path, "8x64", plan);
+  std::filesystem::remove(path);
+}
+
+TEST(StageTransport, ARankThatNeverAnswersIsNamedWithinTheTimeout) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string message;
+  run_ranks(2, [&](int rank, int port) {
+    LoadedModel m = load(mlp(), "8x64");
+    DistributedGroup group(env_for(rank, 2, port, 2));
+    if (rank == 1) {  // joins, then never runs its stage
+      std::this_thread::sleep_for(std::chrono::seconds(4));
+      return;
+    }
+    GlooGradientReducer reducer(group);
+    GlooStageTransport transport(group);
+    EngineOptions o;
+    o.local_stage = 0;
+    o.transport = &transport;
+    o.reducer = &reducer;
+    Engine engine(m, pipeline_plan(m.ir, Mode::kTraining, Schedule::kGPipe), o);
+    try {
+      engine.step(batch_for(engine, "8x64"));
+    } catch (const Error& err) {
+      message = err.what();
+    }
+  });
+  EXPECT_NE(message.find("step 0 failed"), std::string::npos) << message;
+  EXPECT_NE(message.find("from rank 1 (stage 1): rank 1 died or stalled"), std::string::npos) << message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+}
+
+TEST(StageTransport, EngineRefusesAStageOutsideThePlanOrNoTransport) {
+  LoadedModel m = load(mlp(), "8x64");
+  const Plan p = pipeline_plan(m.ir, Mode::kInference, Schedule::kGPipe);
+  EngineOptions o;
+  o.local_stage = 0;
+  EXPECT_THROW({ Engine engine(m, p, o); }, Error);  // no transport
+  struct NoTransport final : StageTransport {
+    void begin_step(int) override {}
+    void send(const std::vector<c10::IValue>&, int, int, int, bool) override {}
+    std::vector<c10::IValue> receive(int, int, int, bool, size_t) override { return {}; }
+    void finish_step() override {}
+  } none;
+  o.transport = &none;
+  o.local_stage = 2;
+  try {
+    Engine engine(m, p, o);
+    ADD_FAILURE() << "stage 2 of a 2-stage plan was accepted";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("runs stage 2 of a pipeline, but the plan has 2 stage(s)"),
+              std::string::npos)
+        << err.what();
+  }
+}
+
+}  // namespace partita

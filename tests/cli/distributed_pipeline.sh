@@ -1,0 +1,92 @@
+# Pipelines across processes: `partita launch -n 2 -- partita run` (and torchrun, when installed) runs a 2-stage
+# pipeline plan with one stage per process (activations forward and gradients back over Gloo send/recv) and
+# trains the MLP, the CNN and the GPT model with the same 20 losses as one device and as the in-process pipeline.
+# Inference runs too. A rank that dies or stalls at the start of a step stops the job within 30 s, rank 0 naming it.
+source "$(dirname "$0")/lib.sh"
+[ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
+same_losses() {  # same_losses A.json B.json: 20 losses each, relative difference <= 1e-4
+  "$PYTHON" - "$1" "$2" <<'PY'
+import json, sys
+a, b = (json.load(open(p))["losses"] for p in sys.argv[1:3])
+assert len(a) == len(b) == 20, (len(a), len(b))
+worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
+assert worst <= 1e-4, (worst, a[:3], b[:3])
+assert a[-1] < a[0], "loss should fall"
+PY
+}
+free_port() { "$PYTHON" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
+TORCHRUN=$(command -v torchrun || true)
+
+# name, input, learning rate (Adam at 0.01 makes the GPT's training chaotic: float reassociation of 1e-7 then
+# grows past 1e-4 within 20 steps on any two layouts, in one process too; at 0.001 it trains smoothly).
+cases=("mlp 8x64 0.01" "cnn 8x3x32x32 0.01" "gpt 8x128:i64:2048 0.001")
+for c in "${cases[@]}"; do
+  read -r name input lr <<<"$c"
+  "$PARTITA" plan "$ZOO/$name.pt" --input "$input" --devices cpu:0,cpu:1 --strategy pipeline --microbatches 4 \
+    --train --cost roofline --json "$WORK/$name.pipe.json" >/dev/null || fail "$name: pipeline plan"
+  [ "$(json_get "$WORK/$name.pipe.json" "len(d['stages']) == 2 and all(len(g['devices']) == 1 for g in d['groups'])")" = True ] \
+    || fail "$name: want a 2-stage pipeline of one-device stages"
+  "$PARTITA" plan "$ZOO/$name.pt" --input "$input" --devices cpu:0 --strategy data --train --cost roofline \
+    --json "$WORK/$name.one.plan.json" >/dev/null || fail "$name: one-device plan"
+  common=("$ZOO/$name.pt" --input "$input" --train --steps 20 --lr "$lr")
+  "$PARTITA" run "${common[@]}" --plan "$WORK/$name.one.plan.json" --json "$WORK/$name.one.json" >/dev/null \
+    || fail "$name: one-device run"
+  "$PARTITA" run "${common[@]}" --plan "$WORK/$name.pipe.json" --json "$WORK/$name.inproc.json" >/dev/null \
+    || fail "$name: in-process pipeline run"
+  same_losses "$WORK/$name.one.json" "$WORK/$name.inproc.json" || fail "$name: in-process pipeline losses differ"
+  start=$SECONDS
+  "$PARTITA" launch -n 2 -- partita run "${common[@]}" --plan "$WORK/$name.pipe.json" --json "$WORK/$name.launch.json" \
+    >"$WORK/$name.launch.out" 2>"$WORK/$name.launch.err" || fail "$name: launch: $(tail -3 "$WORK/$name.launch.err")"
+  echo "$name: launch -n 2 (one stage per process) took $((SECONDS - start)) s"
+  same_losses "$WORK/$name.one.json" "$WORK/$name.launch.json" || fail "$name: launch losses differ"
+  [ "$(grep -c "step time" "$WORK/$name.launch.out")" = 1 ] || fail "$name: only rank 0 should print the table"
+  grep -q "stage 0 on cpu:0" "$WORK/$name.launch.out" && ! grep -q "stage 1 on" "$WORK/$name.launch.out" \
+    || fail "$name: rank 0 should report its own stage only: $(cat "$WORK/$name.launch.out")"
+  if [ -n "$TORCHRUN" ]; then
+    start=$SECONDS
+    "$TORCHRUN" --no_python --redirects 1 --tee 1 --nproc_per_node=2 --master_port="$(free_port)" \
+      "$PARTITA" run "${common[@]}" --plan "$WORK/$name.pipe.json" --json "$WORK/$name.torchrun.json" \
+      >"$WORK/$name.torchrun.log" 2>&1 || fail "$name: torchrun: $(tail -5 "$WORK/$name.torchrun.log")"
+    echo "$name: torchrun --nproc_per_node=2 took $((SECONDS - start)) s"
+    same_losses "$WORK/$name.one.json" "$WORK/$name.torchrun.json" || fail "$name: torchrun losses differ"
+  else
+    echo "torchrun not installed: torchrun check skipped"
+  fi
+done
+
+# Inference: the CNN pipeline without --train, one stage per process.
+"$PARTITA" plan "$ZOO/cnn.pt" --input 8x3x32x32 --devices cpu:0,cpu:1 --strategy pipeline --microbatches 4 \
+  --cost roofline --json "$WORK/cnn.infer.json" >/dev/null || fail "cnn: inference plan"
+"$PARTITA" launch -n 2 -- partita run "$ZOO/cnn.pt" --input 8x3x32x32 --plan "$WORK/cnn.infer.json" --steps 5 \
+  --json "$WORK/cnn.infer.run.json" >/dev/null 2>"$WORK/infer.err" || fail "cnn inference: $(tail -3 "$WORK/infer.err")"
+[ "$(json_get "$WORK/cnn.infer.run.json" "len(d['step_ms_all'])")" = 5 ] || fail "cnn inference: want 5 timed steps"
+
+# Faults: rank 1 dies (exit) or stalls at the start of engine step 5; rank 0, waiting for its activations'
+# gradients, stops within 30 s naming rank 1, and so does the launcher.
+run=(run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/mlp.pipe.json" --train --steps 20)
+start=$SECONDS; rc=0
+PARTITA_FAULT_EXIT_AT_STEP=5 "$PARTITA" launch -n 2 -- partita "${run[@]}" >/dev/null 2>"$WORK/exit.err" || rc=$?
+took=$((SECONDS - start))
+[ "$rc" -ne 0 ] || fail "exit fault: launch should fail"
+[ "$took" -le 30 ] || fail "exit fault: took $took s"
+grep -q "partita: error: rank 1 exited with status 1 first" "$WORK/exit.err" || fail "exit fault: launcher line: $(cat "$WORK/exit.err")"
+grep -q "^\[rank 0\] partita: error: rank 0: step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled" "$WORK/exit.err" \
+  || fail "exit fault: rank 0 should name rank 1: $(cat "$WORK/exit.err")"
+echo "exit fault stopped in $took s"
+
+start=$SECONDS; rc=0
+PARTITA_FAULT_HANG_AT_STEP=5 PARTITA_DISTRIBUTED_TIMEOUT_S=5 "$PARTITA" launch -n 2 --grace 2 -- partita "${run[@]}" \
+  >/dev/null 2>"$WORK/hang.err" || rc=$?
+took=$((SECONDS - start))
+[ "$rc" -ne 0 ] || fail "hang fault: launch should fail"
+[ "$took" -le 30 ] || fail "hang fault: took $took s"
+grep -q "^\[rank 0\] partita: error: rank 0: step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled" "$WORK/hang.err" \
+  || fail "hang fault: rank 0 should name rank 1: $(cat "$WORK/hang.err")"
+grep -q "partita: error: rank 0 exited with status 1 first; then rank 1 was killed" "$WORK/hang.err" \
+  || fail "hang fault: launcher line: $(cat "$WORK/hang.err")"
+echo "hang fault stopped in $took s"
+
+# Refusal: a world size that is not the number of stages.
+expect_error "a 3-process run needs a one-stage data-parallel plan with 3 devices or a 3-stage pipeline" \
+  env WORLD_SIZE=3 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$PARTITA" "${run[@]}"
+finish
