@@ -24,12 +24,14 @@ model=(gpt.pt --input 8x128:i64:2048)
 plan=(-q plan "$zoo/${model[0]}" "${model[@]:1}" --devices cpu:0,cpu:1 --strategy pipeline --microbatches 4 --train)
 $partita "${plan[@]}" --json "$tmp/plan.json" >/dev/null
 $partita "${plan[@]}" --device-slowdown cpu:0:2 --json "$tmp/fresh.json" >/dev/null
+# The fresh plan may put cpu:0 on another stage: slow down whichever stage runs there.
+fresh_stage=$($py -c "import json,sys; p=json.load(open(sys.argv[1])); print(next(i for i, s in enumerate(p['stages']) if p['groups'][s['group']]['devices'][0] == 'cpu:0'))" "$tmp/fresh.json")
 run=(-q run "$zoo/${model[0]}" "${model[@]:1}" --train --steps $((steps - 2)))
 for r in $(seq 1 "$rounds"); do
   echo "rebalance bench: round $r/$rounds" >&2
   $partita "${run[@]}" --plan "$tmp/plan.json" --inject-slowdown 0:2:10 --json "$tmp/slow-$r.json" >/dev/null
   $partita "${run[@]}" --plan "$tmp/plan.json" --inject-slowdown 0:2:10 --rebalance --json "$tmp/rebal-$r.json" >/dev/null
-  $partita "${run[@]}" --plan "$tmp/fresh.json" --inject-slowdown 0:2:0 --json "$tmp/fresh-$r.json" >/dev/null
+  $partita "${run[@]}" --plan "$tmp/fresh.json" --inject-slowdown "$fresh_stage:2:0" --json "$tmp/fresh-$r.json" >/dev/null
 done
 $py - "$tmp" "$rounds" "$out" "$steps" <<'PY'
 import json, os, statistics, subprocess, sys, datetime
@@ -46,7 +48,7 @@ for r in range(1, rounds + 1):
         if k == 'rebal':
             events.append(d.get('rebalances', []))
 def nodes(p):
-    return ' | '.join(f"{p['groups'][s['group']]['devices'][0]} nodes {s['first']}-{s['last']}" for s in p['stages'])
+    return '; '.join(f"{p['groups'][s['group']]['devices'][0]} nodes {s['first']}-{s['last']}" for s in p['stages'])
 plan, fresh = (json.load(open(os.path.join(tmp, f))) for f in ('plan.json', 'fresh.json'))
 med = {k: statistics.median(v) for k, v in rows.items()}
 ratio = med['fresh'] / med['rebal']
@@ -55,7 +57,7 @@ lines = ["## Dynamic rebalancing", "",
          f"Produced by `bench/rebalance_bench.sh` on {datetime.date.today()} ({cpu}, {os.cpu_count()} cores), "
          f"{rounds} alternating rounds, {steps} steps each. GPT decoder (zoo `gpt.pt`, batch 8x128), training, 2-stage "
          "pipeline (4 microbatches) on cpu:0 + cpu:1; cpu:0 made 2x slower from step 10 by `--inject-slowdown 0:2:10` "
-         "(each of its tasks is stretched by sleeping). Step time = median over steps 20.."
+         "(each of its tasks is stretched by sleeping; the fresh plan's run is slowed on cpu:0 from step 0). Step time = median over steps 20.."
          f"{steps - 1} of a run, then the median over rounds (all rounds listed).", "",
          "| run | layout | step ms (median) | all rounds |", "|---|---|---|---|",
          f"| slowed, no rebalancing | {nodes(plan)} | {med['slow']:.1f} | {', '.join(f'{x:.1f}' for x in rows['slow'])} |"]

@@ -23,7 +23,7 @@ std::string stage_layout(const Plan& plan) {
       devices += fmt::format("{}{}", d ? " + " : "", g.devices[d]);
       if (g.devices.size() > 1) devices += fmt::format(" {}", g.batch_shares[d]);
     }
-    out += fmt::format("{}{} nodes {}-{}", out.empty() ? "" : " | ", devices, st.first, st.last);
+    out += fmt::format("{}{} nodes {}-{}", out.empty() ? "" : "; ", devices, st.first, st.last);
   }
   return out;
 }
