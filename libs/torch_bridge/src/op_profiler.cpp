@@ -203,6 +203,64 @@ MeasuredNode measure_node(const Executor& executor, const Node& node,
   return t;
 }
 
+// Times every node as it runs inside the whole model (same caches, allocator state and dispatch as a real
+// step): one untimed run, then `runs` timed ones; per node the median. Training also times the whole
+// backward (torch::autograd::grad of the floating outputs with respect to every leaf that requires grad, so
+// the model's .grad fields are left alone) and returns its median.
+struct InSitu {
+  std::vector<double> forward;  // per node, seconds
+  double backward = 0;          // whole graph, seconds
+};
+
+class NodeClock final : public ExecutionObserver {
+ public:
+  explicit NodeClock(int nodes) : samples_(static_cast<size_t>(nodes)) {}
+  void on_node_begin(const Node& /*node*/) override { begin_ = Clock::now(); }
+  void on_node_end(const Node& node, c10::ArrayRef<c10::IValue> /*outputs*/) override {
+    samples_[static_cast<size_t>(node.id)].push_back(
+        std::chrono::duration<double>(Clock::now() - begin_).count());
+  }
+  std::vector<std::vector<double>>& samples() { return samples_; }
+
+ private:
+  std::vector<std::vector<double>> samples_;
+  Clock::time_point begin_;
+};
+
+InSitu measure_in_situ(const Executor& executor, const std::vector<c10::IValue>& inputs, bool backward,
+                       int runs) {
+  const Graph& g = executor.model().ir;
+  InSitu out;
+  out.forward.assign(static_cast<size_t>(g.num_nodes()), 0.0);
+  if (g.num_nodes() == 0 || runs <= 0) return out;
+  torch::AutoGradMode grad_mode(backward);
+  NodeClock clock(g.num_nodes());
+  std::vector<double> backward_samples;
+  for (int r = 0; r <= runs; ++r) {
+    Executor::Environment env = executor.make_environment(inputs);
+    executor.run_nodes(0, g.num_nodes() - 1, env, r == 0 ? nullptr : &clock);
+    if (!backward) continue;
+    std::vector<torch::Tensor> outputs, leaves;
+    for (ValueId v : g.outputs()) collect_differentiable(env[static_cast<size_t>(v)], outputs);
+    for (const auto& p : executor.parameters()) {
+      if (p.requires_grad()) leaves.push_back(p);
+    }
+    if (outputs.empty() || leaves.empty()) continue;
+    std::vector<torch::Tensor> grads;
+    for (const auto& o : outputs) grads.push_back(torch::ones_like(o));
+    env.clear();  // a real step frees the forward's values as backward goes; keep only what autograd saved
+    const auto t0 = Clock::now();
+    (void)torch::autograd::grad(outputs, leaves, grads, /*retain_graph=*/false, /*create_graph=*/false,
+                                /*allow_unused=*/true);
+    if (r > 0) backward_samples.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  for (size_t n = 0; n < out.forward.size(); ++n) {
+    if (!clock.samples()[n].empty()) out.forward[n] = median_of(clock.samples()[n]);
+  }
+  if (!backward_samples.empty()) out.backward = median_of(backward_samples);
+  return out;
+}
+
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -244,6 +302,7 @@ void OpProfileOptions::validate() const {
   PARTITA_CHECK(!device_key.empty(), "op profiler: empty device key; pass the device id, e.g. 'cpu'");
   PARTITA_CHECK(max_cached_spread >= 0, "op profiler: max_cached_spread is ", max_cached_spread,
                 "; give a relative spread >= 0 (0.25 = 25 %)");
+  PARTITA_CHECK(in_situ_runs >= 0, "op profiler: in_situ_runs is ", in_situ_runs, "; give 0 or more");
 }
 
 std::string default_op_cache_path() { return cache_dir() + "/ops-" + machine_fingerprint().key() + ".json"; }
@@ -293,6 +352,24 @@ OpProfileResult profile_ops(const Executor& executor, const std::vector<c10::IVa
     } catch (const Error& e) {
       log_warning(std::string("could not write the op-time cache: ") + e.what());
     }
+  }
+  if (options.in_situ_runs > 0) {
+    // Replay gives each node's own cost; the in-situ pass gives what it costs inside the model. Forward: the
+    // in-situ median per node. Backward: autograd runs the whole graph at once, so the in-situ total is split
+    // over the nodes in proportion to their replayed backward times.
+    const InSitu in_situ = measure_in_situ(executor, inputs, options.backward, options.in_situ_runs);
+    double replayed_backward = 0;
+    for (const auto& t : result.times) replayed_backward += t.backward.value();
+    const double backward_scale = replayed_backward > 0 && in_situ.backward > 0
+                                      ? in_situ.backward / replayed_backward
+                                      : 1.0;
+    for (size_t n = 0; n < result.times.size(); ++n) {
+      result.replayed_forward += result.times[n].forward;
+      result.times[n].forward = Seconds(in_situ.forward[n]);
+      result.times[n].backward = result.times[n].backward * backward_scale;
+    }
+    result.replayed_backward = Seconds(replayed_backward);
+    result.in_situ_backward = Seconds(in_situ.backward);
   }
   result.seconds_taken = Seconds(std::chrono::duration<double>(Clock::now() - t0).count());
   log_info(fmt::format(

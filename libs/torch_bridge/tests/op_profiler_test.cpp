@@ -31,6 +31,7 @@ class OpProfilerTest : public ::testing::Test {
     o.timing = TimingOptions{1, 2, 5, Seconds(0.005), {}};
     o.cache_path = cache_.string();
     o.max_cached_spread = 1e9;  // reuse every entry unless a test says otherwise
+    o.in_situ_runs = 0;         // replay only: these tests are about replay and its cache
     return o;
   }
 
@@ -64,6 +65,31 @@ TEST_F(OpProfilerTest, ForwardAndBackwardTimesArePositiveAndCached) {
   for (size_t i = 0; i < first.times.size(); ++i) {
     EXPECT_DOUBLE_EQ(second.times[i].forward.value(), first.times[i].forward.value());
   }
+}
+
+TEST_F(OpProfilerTest, InSituTimesReplaceReplayedOnesAndKeepTheBackwardTotal) {
+  const Executor ex(model_);
+  const auto tensors = make_inputs(specs_, 1);
+  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+  OpProfileOptions o = options(true);
+  o.in_situ_runs = 3;
+  const OpProfileResult r = profile_ops(ex, inputs, o);
+  EXPECT_GT(r.replayed_forward.value(), 0.0);
+  EXPECT_GT(r.replayed_backward.value(), 0.0);
+  ASSERT_GT(r.in_situ_backward.value(), 0.0);
+  double backward = 0;
+  for (const Node& n : model_.ir.nodes()) {
+    const NodeTimes& t = r.times[static_cast<size_t>(n.id)];
+    backward += t.backward.value();
+    if (n.op == "aten::linear") {
+      EXPECT_GT(t.forward.value(), 0.0);
+      EXPECT_GT(t.backward.value(), 0.0);
+    }
+  }
+  // The replayed backward times are scaled so that they add up to the in-situ backward.
+  EXPECT_NEAR(backward, r.in_situ_backward.value(), 1e-9 * r.in_situ_backward.value() + 1e-12);
+  // The model's parameters are left alone (in-situ backward uses autograd::grad, not .backward()).
+  for (const auto& p : model_.parameters) EXPECT_FALSE(p.grad().defined());
 }
 
 TEST_F(OpProfilerTest, InferenceHasNoBackwardAndAKeyOfItsOwn) {
