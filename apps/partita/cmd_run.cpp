@@ -130,6 +130,7 @@ void run_run(const RunArgs& args) {
   options.record_trace = !args.trace.empty();
   options.inject_slowdown = slowdown;
   options.rebalance = args.rebalance;
+  options.inline_lone_worker = true;  // this process runs one plan: a lone worker runs on the main thread
   options.rebalance_options.drift.threshold = args.rebalance_threshold;
   options.rebalance_options.drift.validate();
   log_info(fmt::format("run: {} on {} device(s), {} step(s)", args.model.model, plan.used_devices().size(),

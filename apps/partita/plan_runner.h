@@ -24,6 +24,9 @@ struct RunOptions {
   GradientReducer* reducer = nullptr;  // and what combines it with the other processes (EngineOptions)
   int local_stage = -1;                // multi-process pipeline: the stage this process runs
   StageTransport* transport = nullptr;  // and its link to the other stages (EngineOptions)
+  // A plan with one worker here runs it on the calling thread, which the engine pins to that worker's device
+  // (EngineOptions::inline_lone_worker): for a process that runs one plan (partita run), not partita optimize.
+  bool inline_lone_worker = false;
   // Checkpoints (training; see partita/runtime/checkpoint.h). With a directory, `warmup` must be 0 (warm-up
   // steps train too) and `steps` is the total number of training steps of the job, resumed runs included.
   std::string checkpoint_dir;     // empty: no checkpoints

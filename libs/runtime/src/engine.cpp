@@ -1,16 +1,24 @@
 #include "partita/runtime/engine.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include <torch/optim.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/torch.h>
 
 #include "channel.h"
+#include "engine_branch.h"
 #include "partita/core/error.h"
 #include "partita/runtime/blas_threads.h"
 #include "partita/runtime/optimizer.h"
@@ -45,6 +53,22 @@ std::vector<torch::Tensor> flatten(const c10::IValue& iv) {
   }
   return out;
 }
+
+// Tells the reducer that a parameter's gradient of this backward is final: a post hook on the parameter's
+// AccumulateGrad node (it runs once per backward, after the gradient was accumulated into .grad()).
+class GradientReadyHook final : public torch::autograd::FunctionPostHook {
+ public:
+  GradientReadyHook(GradientReducer* reducer, size_t index) : reducer_(reducer), index_(index) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list& /*inputs*/) override {
+    reducer_->on_gradient_ready(index_);
+    return outputs;
+  }
+
+ private:
+  GradientReducer* reducer_;
+  size_t index_;
+};
 
 }  // namespace
 
@@ -111,6 +135,18 @@ struct Engine::Impl {
   std::vector<RuntimeObserver*> observers;
   LossKind loss_kind = LossKind::kAuto;
   int saved_blas_threads = -1;
+  std::unique_ptr<detail::BranchRunner> branch;  // branch-parallel plans (engine_branch.h)
+  // EngineOptions::inline_lone_worker: step() runs the one worker itself, on the thread it binds first.
+  bool inline_worker = false;
+  std::optional<std::thread::id> bound_thread;
+  cpu_set_t saved_affinity{};
+  bool saved_affinity_valid = false;
+  int saved_intra_op_threads = 0;
+  // Overlap of the gradient all-reduce with backward (one replica of a multi-process data-parallel plan): a
+  // post hook on every trainable parameter's AccumulateGrad node; armed by the reducer for the last backward.
+  bool overlap = false;
+  bool overlap_armed = false;  // written by the worker, read by step() after the worker is done
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> grad_hooks;
 
   // Step dispatch.
   std::mutex mutex;
@@ -146,6 +182,7 @@ struct Engine::Impl {
       for (auto& c : row)
         if (c) c->close();
     }
+    if (branch) branch->abort();
   }
 
   Message receive(MessageChannel& channel) {
@@ -337,6 +374,11 @@ struct Engine::Impl {
   }
 
   void run_worker(Worker& w) {
+    if (branch) {
+      w.loss = 0.0;
+      if (!branch->run(w.stage, w.index, *w.executor, w.loss)) throw Aborted{};
+      return;
+    }
     const int stages = static_cast<int>(plan.stages.size());
     std::optional<torch::NoGradGuard> no_grad;
     if (!training) no_grad.emplace();
@@ -344,8 +386,15 @@ struct Engine::Impl {
     w.loss = 0.0;
     w.outputs.assign(plan.microbatches, {});
     if (options.transport != nullptr) options.transport->begin_step(step_index);
-    for (const ScheduledTask& task :
-         stage_schedule(plan.schedule, w.stage, stages, plan.microbatches, training)) {
+    const auto tasks = stage_schedule(plan.schedule, w.stage, stages, plan.microbatches, training);
+    const ScheduledTask* last_backward = nullptr;
+    for (const auto& task : tasks) {
+      if (task.backward) last_backward = &task;
+    }
+    for (const ScheduledTask& task : tasks) {
+      // Only the last backward completes gradients (earlier microbatches accumulate into them).
+      if (overlap && &task == last_backward)
+        overlap_armed = options.reducer->begin_backward(master_params, step_index);
       if (task.backward) {
         backward(w, task.microbatch, pending);
       } else {
@@ -353,6 +402,34 @@ struct Engine::Impl {
       }
     }
     if (options.transport != nullptr) options.transport->finish_step();
+  }
+
+  // The lone worker on the calling thread (EngineOptions::inline_lone_worker). The binding is applied once
+  // per thread; the first thread's own settings are restored by the destructor.
+  void run_inline() {
+    Worker& w = workers[0];
+    if (bound_thread != std::this_thread::get_id()) {
+      if (!bound_thread) {
+        saved_affinity_valid = pthread_getaffinity_np(pthread_self(), sizeof(saved_affinity), &saved_affinity) == 0;
+        saved_intra_op_threads = at::get_num_threads();
+      }
+      apply_to_current_thread(w.binding);
+      bound_thread = std::this_thread::get_id();
+    }
+    try {
+      run_worker(w);
+    } catch (const Aborted&) {
+    } catch (const std::exception& e) {
+      fail(first_line(e));
+    }
+  }
+
+  void restore_inline_thread() {
+    if (!bound_thread || *bound_thread != std::this_thread::get_id()) return;
+    DeviceBinding previous;
+    previous.threads = saved_intra_op_threads;
+    apply_to_current_thread(previous);
+    if (saved_affinity_valid) pthread_setaffinity_np(pthread_self(), sizeof(saved_affinity), &saved_affinity);
   }
 
   void worker_loop(int index) {
@@ -387,9 +464,9 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   options.validate();
   s.plan.check_against(model.ir);
   s.training = s.plan.mode == Mode::kTraining;
-  PARTITA_CHECK(!s.plan.branch_layout(),
-                "plan is a branch-parallel layout (explicit node lists per device), which "
-                "this engine does not run yet; plan with --strategy data or pipeline");
+  PARTITA_CHECK(!s.plan.branch_layout() || (options.local_stage < 0 && options.local_replica < 0),
+                "plan is a branch-parallel layout (explicit node lists per device), which runs in one "
+                "process; plan with --strategy data or pipeline for several processes");
   const int stages = static_cast<int>(s.plan.stages.size());
   if (stages > 1) {
     for (const Stage& st : s.plan.stages) {
@@ -501,6 +578,10 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   } else if (s.training) {
     s.optimizer = make_optimizer(s.plan.optimizer, s.master_params, s.options.learning_rate);
   }
+  if (s.plan.branch_layout()) {
+    s.branch = std::make_unique<detail::BranchRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
+                                                      s.observers);
+  }
   int cpu_workers = 0, cpu_threads = 0;
   for (const auto& b : s.bindings) {
     cpu_workers += b.device.is_cpu() ? 1 : 0;
@@ -517,6 +598,21 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     s.saved_blas_threads = blas_threads();
     set_blas_threads(1);
   }
+  // One replica of a multi-process data-parallel plan: the reducer may start each bucket's all-reduce as
+  // soon as its gradients are final (hooks on the parameters' gradient accumulators, like DDP's).
+  s.overlap = s.training && options.local_replica >= 0 && options.reducer != nullptr &&
+              s.workers.size() == 1 && s.workers[0].binding.device.is_cpu();
+  if (s.overlap) {
+    for (size_t k = 0; k < s.master_params.size(); ++k) {
+      auto accumulator = torch::autograd::impl::grad_accumulator(s.master_params[k]);
+      PARTITA_ASSERT(accumulator != nullptr, "a trainable parameter has no gradient accumulator");
+      const uintptr_t key =
+          accumulator->add_post_hook(std::make_unique<GradientReadyHook>(options.reducer, k));
+      s.grad_hooks.emplace_back(std::move(accumulator), key);
+    }
+  }
+  s.inline_worker = options.inline_lone_worker && s.workers.size() == 1;
+  if (s.inline_worker) return;
   for (size_t i = 0; i < s.workers.size(); ++i) {
     s.workers[i].thread = std::thread([this, i] { impl_->worker_loop(static_cast<int>(i)); });
   }
@@ -531,6 +627,8 @@ Engine::~Engine() {
   for (auto& w : impl_->workers) {
     if (w.thread.joinable()) w.thread.join();
   }
+  for (auto& [accumulator, key] : impl_->grad_hooks) accumulator->del_post_hook(key);
+  impl_->restore_inline_thread();
   if (impl_->saved_blas_threads > 0) set_blas_threads(impl_->saved_blas_threads);
 }
 
@@ -557,20 +655,32 @@ StepResult Engine::step(const StepInputs& batch) {
     for (auto& c : row)
       if (c) c->reset();
   }
-  {
-    std::unique_lock<std::mutex> lock(s.mutex);
+  if (s.branch) s.branch->begin_step(batch, s.step_index);
+  s.overlap_armed = false;
+  if (s.inline_worker) {
     s.batch = &batch;
     s.first_error.clear();
-    s.running = static_cast<int>(s.workers.size());
-    ++s.generation;
-  }
-  s.start_cv.notify_all();
-  {
-    std::unique_lock<std::mutex> lock(s.mutex);
-    s.done_cv.wait(lock, [&] { return s.running == 0; });
+    s.run_inline();
     s.batch = nullptr;
+  } else {
+    {
+      std::unique_lock<std::mutex> lock(s.mutex);
+      s.batch = &batch;
+      s.first_error.clear();
+      s.running = static_cast<int>(s.workers.size());
+      ++s.generation;
+    }
+    s.start_cv.notify_all();
+    {
+      std::unique_lock<std::mutex> lock(s.mutex);
+      s.done_cv.wait(lock, [&] { return s.running == 0; });
+      s.batch = nullptr;
+    }
   }
   const int index = s.step_index++;
+  const bool overlapped = s.overlap_armed;
+  s.overlap_armed = false;
+  if (overlapped && !s.first_error.empty()) s.options.reducer->abandon();
   PARTITA_CHECK(s.first_error.empty(), "step ", index, " failed: ", s.first_error);
 
   StepResult result;
@@ -601,7 +711,8 @@ StepResult Engine::step(const StepInputs& batch) {
       }
       result.loss = s.options.reducer->reduce(s.shared_params, result.loss, index);
     } else if (s.options.reducer != nullptr) {
-      result.loss = s.options.reducer->reduce(s.master_params, result.loss, index);
+      result.loss = overlapped ? s.options.reducer->finish(s.master_params, result.loss, index)
+                               : s.options.reducer->reduce(s.master_params, result.loss, index);
     }
     s.emit_end(reduce);
     TaskEvent opt{EngineTaskKind::kOptimizer, -1, -1, "host", -1, index, {}, {}};
@@ -618,6 +729,8 @@ StepResult Engine::step(const StepInputs& batch) {
       }
     }
     s.emit_end(opt);
+  } else if (s.branch) {
+    result.outputs = s.branch->outputs();
   } else {
     const int last = static_cast<int>(s.plan.stages.size()) - 1;
     std::vector<std::vector<torch::Tensor>> pieces;

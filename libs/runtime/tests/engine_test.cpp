@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include <torch/optim.h>
@@ -223,6 +224,75 @@ TEST(Engine, WorkerFailureNamesStageDeviceAndNodeAndDoesNotHang) {
   good.inputs = make_inputs({parse_input_spec("8x64")}, 1);
   good.targets = pipe.make_targets(good.inputs);
   EXPECT_GT(pipe.step(good).loss, 0.0);
+}
+
+// Records every task the engine reports, in order.
+class TaskRecorder : public RuntimeObserver {
+ public:
+  void on_task_end(const TaskEvent& e) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tasks.push_back(std::string(engine_task_kind_name(e.kind)) + "/" + std::to_string(e.stage) + "/" +
+                    std::to_string(e.microbatch) + "/" + e.device);
+  }
+  std::vector<std::string> tasks;
+
+ private:
+  std::mutex mutex_;
+};
+
+// A lone worker run on the calling thread (EngineOptions::inline_lone_worker) trains exactly like one on a
+// worker thread, reports the same tasks, and its errors still name the stage, the device and the node.
+TEST(Engine, InlineLoneWorkerMatchesTheWorkerThreadAndReportsErrors) {
+  auto run = [](bool inline_worker, std::vector<std::string>& tasks) {
+    LoadedModel m = load("cnn", "8x3x32x32");
+    Plan one = base_plan(m.ir, Mode::kTraining, 8, 2);
+    one.groups = {DeviceGroup{{"cpu:0"}, {4}}};
+    one.stages = {Stage{0, m.ir.num_nodes() - 1, 0}};
+    EngineOptions o;
+    o.inline_lone_worker = inline_worker;
+    Engine engine(m, one, o);
+    TaskRecorder recorder;
+    engine.add_observer(&recorder);
+    std::vector<double> losses;
+    StepInputs batch;
+    batch.inputs = make_inputs({parse_input_spec("8x3x32x32")}, 100);
+    batch.targets = engine.make_targets(batch.inputs, 7);
+    for (int s = 0; s < 5; ++s) losses.push_back(engine.step(batch).loss);
+    tasks = recorder.tasks;
+    return losses;
+  };
+  std::vector<std::string> threaded_tasks, inline_tasks;
+  const auto threaded = run(false, threaded_tasks);
+  const auto inlined = run(true, inline_tasks);
+  ASSERT_EQ(threaded.size(), inlined.size());
+  for (size_t i = 0; i < threaded.size(); ++i) EXPECT_EQ(threaded[i], inlined[i]) << i;
+  EXPECT_LT(inlined.back(), inlined.front());
+  EXPECT_EQ(threaded_tasks, inline_tasks);
+  EXPECT_EQ(inline_tasks.size(), 5u * (2 + 2 + 2));  // 2 forwards, 2 backwards, reduce, optimizer per step
+
+  LoadedModel m = load("mlp", "8x64");
+  Plan one = base_plan(m.ir, Mode::kTraining, 8, 1);
+  one.groups = {DeviceGroup{{"cpu:0"}, {8}}};
+  one.stages = {Stage{0, m.ir.num_nodes() - 1, 0}};
+  EngineOptions o;
+  o.inline_lone_worker = true;
+  Engine engine(m, one, o);
+  StepInputs bad;
+  bad.inputs = {torch::randn({8, 63})};  // wrong feature size: the first linear fails
+  bad.targets = torch::zeros({8}, torch::kInt64);
+  try {
+    engine.step(bad);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("step 0 failed"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("stage 0 on cpu:0"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("aten::linear"), std::string::npos) << msg;
+  }
+  StepInputs good;
+  good.inputs = make_inputs({parse_input_spec("8x64")}, 1);
+  good.targets = engine.make_targets(good.inputs);
+  EXPECT_GT(engine.step(good).loss, 0.0);
 }
 
 TEST(Engine, RefusesPlansForAnotherModelOrAbsentDevices) {

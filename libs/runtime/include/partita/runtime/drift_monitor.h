@@ -15,7 +15,7 @@
 namespace partita {
 
 struct DriftOptions {
-  int reference_steps = 3;  // steps measured (after a start or a rebalance) before drift is judged
+  int reference_steps = 5;  // steps measured (after a start or a rebalance) before drift is judged
   double threshold = 1.3;   // a device this many times slower than the others (relative to the reference)
   int patience = 3;         // for this many steps in a row triggers a report
   void validate() const;    // throws partita::Error naming the field

@@ -9,6 +9,12 @@
 //    on its share of every microbatch. Replicas on the host share the weight tensors and autograd sums their
 //    gradients into them (an in-memory all-reduce); replicas on a GPU hold copies whose gradients are reduced
 //    into the host copy after backward.
+//  - branch parallel (Plan::branch_layout()): every stage is one device running its explicit node list in
+//    order; a node whose input comes from another device waits for that value (moved there with .to()), and
+//    values are released at their last use on the device. Training detaches every value that enters a run of
+//    nodes from another device or an earlier run into a leaf and runs backward run by run in reverse on each
+//    device's own worker, gradients flowing back across devices (see src/engine_branch.h); microbatches
+//    run all forwards, then all backwards. One forward/backward TaskEvent per run of nodes between waits.
 // Memory: a stage with Checkpointing::kFull keeps only its inputs per microbatch; its forward runs without
 // autograd and again, with autograd, right before its backward. Offload is not run yet (refused).
 // Math: a training step computes the mean loss over the global batch and one optimizer step, exactly as a
@@ -59,10 +65,23 @@ class StageTransport;  // stage_transport.h
 // where this stage computed none). `local_loss` is this process's share of the step's loss (already divided
 // by the global batch). On return the gradients hold the sums over all processes; returns the step's global
 // loss. `step` counts the engine's steps from 0. Throws partita::Error.
+//
+// Overlap with backward (optional; EngineOptions::local_replica only, host gradients): before the step's last
+// backward the engine calls begin_backward(); when it returns true, autograd calls on_gradient_ready(i) (on the
+// backward's thread) as soon as parameters[i]'s gradient of the step is final, and the engine then calls
+// finish() instead of reduce() (or abandon() when the step failed). When it returns false, the engine calls
+// reduce() after the backward as usual. Every rank must make the same choice (the reducer decides from what
+// every rank agrees on: its buckets and which gradients are defined).
 class GradientReducer {
  public:
   virtual ~GradientReducer() = default;
   virtual double reduce(const std::vector<torch::Tensor>& parameters, double local_loss, int step) = 0;
+  virtual bool begin_backward(const std::vector<torch::Tensor>& /*parameters*/, int /*step*/) { return false; }
+  virtual void on_gradient_ready(size_t /*index*/) {}
+  virtual double finish(const std::vector<torch::Tensor>& parameters, double local_loss, int step) {
+    return reduce(parameters, local_loss, step);
+  }
+  virtual void abandon() noexcept {}
 };
 
 struct EngineOptions {
@@ -84,6 +103,14 @@ struct EngineOptions {
   // engine built for a new plan of the same model continues with the same optimizer state (rebalancing,
   // resuming from a checkpoint).
   std::shared_ptr<torch::optim::Optimizer> optimizer;
+  // With exactly one worker (one replica of a multi-process data-parallel plan, a one-device plan), step()
+  // runs it on the calling thread instead of handing it to a worker thread (two cross-thread wake-ups less
+  // per step). The engine then applies the worker's DeviceBinding (core pinning, intra-op threads) to the
+  // thread that calls step(), from the first step for the engine's life (the destructor restores that
+  // thread's affinity and thread count when it runs on the same thread): for dedicated processes
+  // (partita run), not for a thread that runs other work between steps. Errors, observers and traces are
+  // the same as with a worker thread. Ignored with several workers.
+  bool inline_lone_worker = false;
   void validate() const;
 };
 

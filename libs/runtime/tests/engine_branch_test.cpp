@@ -1,0 +1,299 @@
+// Branch-parallel plans in the engine (engine_branch.cpp): explicit node lists per device.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <torch/optim.h>
+#include <torch/script.h>
+
+#include "partita/core/error.h"
+#include "partita/graph/analysis.h"
+#include "partita/runtime/engine.h"
+#include "partita/search/graph_identity.h"
+
+namespace partita {
+
+namespace {
+
+std::string zoo(const std::string& name) { return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt"; }
+
+LoadedModel load(const std::string& path, const std::string& input) {
+  LoadedModel m = load_model(path);
+  annotate_shapes(m, {parse_input_spec(input)});
+  return m;
+}
+
+// A diamond whose fork value is updated in place by one branch while the other branch reads it: the branch
+// runner must hand the other device a copy taken when the value was produced.
+std::string diamond_model() {
+  const auto path = std::filesystem::temp_directory_path() / "partita_branch_diamond.pt";
+  torch::manual_seed(3);
+  torch::jit::Module m("Diamond");
+  m.register_parameter("w0", (torch::randn({32, 16}) * 0.2).requires_grad_(), false);
+  m.register_parameter("w1", (torch::randn({16, 4}) * 0.2).requires_grad_(), false);
+  m.define(R"JIT(
+def forward(self, x):
+    h = torch.matmul(x, self.w0)
+    a = h + 1.0
+    b = torch.sigmoid(h)
+    c = torch.relu_(h)
+    return torch.matmul(a * b + c, self.w1)
+)JIT");
+  m.save(path.string());
+  return path.string();
+}
+
+// Devices cpu:0 and cpu:1; device_of[node] picks one. Lists in node order (a topological order), so any
+// assignment is a valid plan.
+Plan branch_plan(const Graph& g, Mode mode, int batch, int microbatches, const std::vector<int>& device_of) {
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = mode;
+  p.strategy = StrategyKind::kBranch;
+  p.schedule = Schedule::kGPipe;
+  p.optimizer = Optimizer::kSgdMomentum;
+  p.global_batch = batch;
+  p.microbatches = microbatches;
+  const std::vector<std::string> ids = {"cpu:0", "cpu:1"};
+  for (int d = 0; d < 2; ++d) {
+    Stage st;
+    for (NodeId i = 0; i < g.num_nodes(); ++i) {
+      if (device_of[static_cast<size_t>(i)] == d) st.nodes.push_back(i);
+    }
+    if (st.nodes.empty()) continue;
+    st.first = st.nodes.front();
+    st.last = st.nodes.back();
+    p.groups.push_back(DeviceGroup{{ids[static_cast<size_t>(d)]}, {batch / microbatches}});
+    st.group = static_cast<int>(p.groups.size()) - 1;
+    p.stages.push_back(std::move(st));
+  }
+  return p;
+}
+
+// Alternate branches of every fork/join region on the two devices (what a branch planner does).
+std::vector<int> by_branches(const Graph& g) {
+  std::vector<int> device_of(static_cast<size_t>(g.num_nodes()), 0);
+  for (const BranchRegion& region : independent_branches(g)) {
+    for (size_t b = 0; b < region.branches.size(); ++b) {
+      for (NodeId n : region.branches[b].nodes) device_of[static_cast<size_t>(n)] = static_cast<int>(b % 2);
+    }
+  }
+  return device_of;
+}
+
+// Every other node: as many crossings as possible.
+std::vector<int> alternating(const Graph& g) {
+  std::vector<int> device_of(static_cast<size_t>(g.num_nodes()));
+  for (size_t i = 0; i < device_of.size(); ++i) device_of[i] = static_cast<int>(i % 2);
+  return device_of;
+}
+
+std::vector<int> shuffled(const Graph& g, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<int> device_of(static_cast<size_t>(g.num_nodes()));
+  for (auto& d : device_of) d = static_cast<int>(rng() % 2);
+  return device_of;
+}
+
+// Plain single-device training with the TorchScript module itself (as in engine_test.cpp).
+std::vector<double> reference_losses(const std::string& path, const std::string& input, int steps) {
+  LoadedModel m = load(path, input);
+  const int batch = static_cast<int>(parse_input_spec(input).shape[0]);
+  std::vector<int> all_on_one(static_cast<size_t>(m.ir.num_nodes()), 0);
+  const Engine helper(m, branch_plan(m.ir, Mode::kTraining, batch, 1, all_on_one));
+  std::vector<torch::Tensor> params;
+  for (const auto& p : m.parameters) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  torch::optim::SGD opt(params, torch::optim::SGDOptions(0.01).momentum(0.9));
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) {
+    const auto inputs = make_inputs({parse_input_spec(input)}, 100);
+    const auto targets = helper.make_targets(inputs, 7);
+    opt.zero_grad();
+    const auto out = m.module.forward({inputs[0]}).toTensor();
+    auto loss = slice_loss(helper.loss_kind(), out, targets, batch);
+    loss.backward();
+    opt.step();
+    losses.push_back(loss.item<double>());
+  }
+  return losses;
+}
+
+std::vector<double> engine_losses(const std::string& path, const std::string& input, int steps,
+                                  int microbatches,
+                                  const std::function<std::vector<int>(const Graph&)>& assign) {
+  LoadedModel m = load(path, input);
+  const int batch = static_cast<int>(parse_input_spec(input).shape[0]);
+  Engine engine(m, branch_plan(m.ir, Mode::kTraining, batch, microbatches, assign(m.ir)));
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) {
+    StepInputs step;
+    step.inputs = make_inputs({parse_input_spec(input)}, 100);
+    step.targets = engine.make_targets(step.inputs, 7);
+    losses.push_back(engine.step(step).loss);
+  }
+  return losses;
+}
+
+void expect_same(const std::vector<double>& a, const std::vector<double>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_LE(std::abs(a[i] - b[i]), 1e-4 * std::abs(b[i]) + 1e-7)
+        << what << " step " << i << ": " << a[i] << " vs " << b[i];
+  }
+  EXPECT_LT(b.back(), b.front()) << what << ": training should reduce the loss";
+}
+
+bool two_cores() { return std::thread::hardware_concurrency() >= 2; }
+
+class Recorder : public RuntimeObserver {
+ public:
+  void on_task_end(const TaskEvent& e) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    seen_.insert({e.device, e.kind, e.stage});
+    ++count_;
+  }
+  std::set<std::tuple<std::string, EngineTaskKind, int>> seen() const { return seen_; }
+  int count() const { return count_; }
+
+ private:
+  mutable std::mutex mutex_;
+  std::set<std::tuple<std::string, EngineTaskKind, int>> seen_;
+  int count_ = 0;
+};
+
+}  // namespace
+
+TEST(EngineBranch, InferenceMatchesTheModuleForEveryAssignmentAndMicrobatching) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  LoadedModel m = load(zoo("branchy"), "8x3x32x32");
+  const auto inputs = make_inputs({parse_input_spec("8x3x32x32")}, 3);
+  torch::Tensor expected;
+  {
+    torch::NoGradGuard no_grad;
+    expected = m.module.forward({inputs[0]}).toTensor();
+  }
+  const std::vector<std::pair<std::string, std::vector<int>>> assignments = {
+      {"branches", by_branches(m.ir)}, {"alternating", alternating(m.ir)}, {"shuffled", shuffled(m.ir, 5)}};
+  for (const auto& [name, device_of] : assignments) {
+    for (int microbatches : {1, 4}) {
+      Engine engine(m, branch_plan(m.ir, Mode::kInference, 8, microbatches, device_of));
+      ASSERT_EQ(engine.bindings().size(), 2u) << name;
+      for (int repeat = 0; repeat < 2; ++repeat) {
+        const auto out = engine.step(StepInputs{inputs, {}}).outputs;
+        ASSERT_EQ(out.size(), 1u);
+        EXPECT_TRUE(torch::allclose(out[0], expected, 1e-5, 1e-6)) << name << " mb " << microbatches;
+      }
+    }
+  }
+}
+
+TEST(EngineBranch, TrainingMatchesOneDeviceFor20Steps) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const std::string path = zoo("branchy");
+  const auto reference = reference_losses(path, "8x3x32x32", 20);
+  expect_same(engine_losses(path, "8x3x32x32", 20, 1, by_branches), reference, "branchy by branches");
+  expect_same(engine_losses(path, "8x3x32x32", 20, 2, alternating), reference, "branchy alternating, 2 mb");
+  expect_same(engine_losses(path, "8x3x32x32", 20, 4, [](const Graph& g) { return shuffled(g, 11); }),
+              reference, "branchy shuffled, 4 mb");
+}
+
+TEST(EngineBranch, InPlaceUpdateOfAValueReadOnAnotherDevice) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const std::string path = diamond_model();
+  LoadedModel m = load(path, "8x32");
+  bool has_inplace = false;
+  for (const Node& n : m.ir.nodes()) has_inplace = has_inplace || n.op == "aten::relu_";
+  ASSERT_TRUE(has_inplace);
+  const auto inputs = make_inputs({parse_input_spec("8x32")}, 4);
+  torch::Tensor expected;
+  {
+    torch::NoGradGuard no_grad;
+    expected = m.module.forward({inputs[0].clone()}).toTensor();
+  }
+  Engine engine(m, branch_plan(m.ir, Mode::kInference, 8, 2, alternating(m.ir)));
+  for (int repeat = 0; repeat < 20; ++repeat) {
+    const auto out = engine.step(StepInputs{inputs, {}}).outputs;
+    ASSERT_EQ(out.size(), 1u);
+    ASSERT_TRUE(torch::allclose(out[0], expected, 1e-5, 1e-6)) << "repeat " << repeat;
+  }
+  const auto reference = reference_losses(path, "8x32", 20);
+  expect_same(engine_losses(path, "8x32", 20, 1, alternating), reference, "diamond alternating");
+  expect_same(engine_losses(path, "8x32", 20, 2, [](const Graph& g) { return shuffled(g, 2); }), reference,
+              "diamond shuffled");
+}
+
+TEST(EngineBranch, ObserversSeeForwardAndBackwardOnBothDevices) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  LoadedModel m = load(zoo("branchy"), "8x3x32x32");
+  Engine engine(m, branch_plan(m.ir, Mode::kTraining, 8, 2, by_branches(m.ir)));
+  Recorder recorder;
+  engine.add_observer(&recorder);
+  StepInputs batch;
+  batch.inputs = make_inputs({parse_input_spec("8x3x32x32")}, 1);
+  batch.targets = engine.make_targets(batch.inputs);
+  engine.step(batch);
+  const auto seen = recorder.seen();
+  for (const auto& [device, stage] : {std::pair<std::string, int>{"cpu:0", 0}, {"cpu:1", 1}}) {
+    EXPECT_TRUE(seen.count({device, EngineTaskKind::kForward, stage})) << device;
+    EXPECT_TRUE(seen.count({device, EngineTaskKind::kBackward, stage})) << device;
+  }
+  EXPECT_TRUE(seen.count({"host", EngineTaskKind::kOptimizer, -1}));
+}
+
+TEST(EngineBranch, WorkerFailureNamesStageDeviceAndNodeAndDoesNotHang) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  LoadedModel m = load(zoo("branchy"), "8x3x32x32");
+  for (Mode mode : {Mode::kInference, Mode::kTraining}) {
+    std::vector<int> device_of = by_branches(m.ir);
+    device_of[0] = 1;  // the first convolution on cpu:1, while cpu:0 waits for its output
+    Engine engine(m, branch_plan(m.ir, mode, 8, 2, device_of));
+    StepInputs bad;
+    bad.inputs = {torch::randn({8, 4, 32, 32})};  // wrong channel count: node 0 fails
+    bad.targets = torch::zeros({8}, torch::kInt64);
+    try {
+      engine.step(bad);
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("stage 1 on cpu:1"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("node 0 aten::_convolution"), std::string::npos) << msg;
+    }
+    StepInputs good;
+    good.inputs = make_inputs({parse_input_spec("8x3x32x32")}, 1);
+    if (mode == Mode::kTraining) good.targets = engine.make_targets(good.inputs);
+    const auto result = engine.step(good);
+    if (mode == Mode::kTraining) {
+      EXPECT_GT(result.loss, 0.0);
+    } else {
+      EXPECT_EQ(result.outputs.size(), 1u);
+    }
+  }
+}
+
+TEST(EngineBranch, RefusesListsThatWouldDeadlock) {
+  LoadedModel m = load(zoo("branchy"), "8x3x32x32");
+  // Node 1 (relu) on cpu:1 needs node 0; cpu:0 runs node 2 (which needs node 1) before node 0.
+  std::vector<int> device_of(static_cast<size_t>(m.ir.num_nodes()), 0);
+  device_of[1] = 1;
+  Plan p = branch_plan(m.ir, Mode::kInference, 8, 1, device_of);
+  auto& nodes = p.stages[0].nodes;
+  ASSERT_EQ(nodes[0], 0);
+  ASSERT_EQ(nodes[1], 2);
+  std::swap(nodes[0], nodes[1]);
+  const Value& fed = m.ir.value(m.ir.node(2).inputs[0]);
+  ASSERT_EQ(fed.producer, 1) << "branchy's node 2 should read node 1's output";
+  try {
+    Engine e(m, p);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("would wait on each other"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace partita
