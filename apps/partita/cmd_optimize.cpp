@@ -1,14 +1,16 @@
 // partita optimize: the one command a user runs. Analyze the model, plan for this machine's devices, measure
-// the planner's best candidates and plain LibTorch at every thread setting, then run the winner and the best
+// plain LibTorch at every thread setting and the planner's best candidates, then run the winner and the best
 // baseline side by side and write plan, trace and metrics into an output folder.
 //
-// The planner proposes and measurement decides: its cost model ranks the candidates, the few best are run for
-// a few steps, and the fastest measured one is kept. Single-device plans (the whole CPU; one core with
-// OpenBLAS free) are always among the candidates, so partita never settles for something slower than what one
-// device would do with partita's executor.
+// The planner proposes and measurement decides: its cost model ranks the candidates, each is run for a few
+// steps, and the two fastest plus the candidate that mirrors plain LibTorch's best setting (the same threads and
+// OpenBLAS setting, through partita's executor) run again, alternating; the fastest median is kept. Single-device
+// plans (the whole CPU, one core; OpenBLAS single-threaded or keeping its pool) are always among the candidates,
+// so partita settles for something slower than plain LibTorch only by the executor's overhead or by noise.
 #include <algorithm>
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -46,6 +48,7 @@ struct Candidate {
   BlasThreads blas = BlasThreads::kAuto;
   double measured_ms = 0;
   std::string label;
+  std::string devices;  // the device set it was planned for ("" = the default set)
 };
 
 std::string layout_label(const Plan& p) {
@@ -116,12 +119,39 @@ void run_optimize(const OptimizeArgs& args) {
       // The same layout can come from two strategies (a one-stage "hybrid" is data parallel): measure it
       // once.
       if (!seen.insert(label.substr(label.find(' ') + 1)).second) continue;
-      candidates.push_back(Candidate{p, inputs.get(), device_sets[i].blas, 0, label});
+      candidates.push_back(Candidate{p, inputs.get(), device_sets[i].blas, 0, label, device_sets[i].devices});
       ++kept;
     }
     planning.push_back(std::move(inputs));
   }
   PARTITA_CHECK(!candidates.empty(), "the planner produced no runnable candidate");
+
+  // Plain LibTorch first: its best setting decides which candidate mirrors it (below).
+  BaselineOptions base;
+  base.mode = mode;
+  base.optimizer = candidates.front().plan.optimizer;
+  base.warmup = 3;  // TorchScript's profiling executor re-optimizes the module on its first calls
+  base.steps = 3;
+  const auto inputs = make_inputs(specs, 11);
+  std::vector<BaselineResult> sweep;
+  for (const auto& config : thread_configs()) {
+    log_info(fmt::format("optimize: measuring plain LibTorch at {}", config.to_string()));
+    sweep.push_back(measure_torchscript(baseline_model, inputs, config, base));
+  }
+  const auto best_base = std::min_element(
+      sweep.begin(), sweep.end(), [](const auto& a, const auto& b) { return a.median_ms < b.median_ms; });
+  // The candidate that runs plain LibTorch's best setting through partita's executor: the whole CPU or one
+  // core, with OpenBLAS single-threaded or keeping its pool.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const ThreadConfig& bc = best_base->config;
+  const std::string mirror_devices = bc.torch_threads == cores ? "cpu" : bc.torch_threads == 1 ? "cpu:0" : "";
+  const BlasThreads mirror_blas = bc.blas_threads == 1
+                                      ? (bc.torch_threads > 1 ? BlasThreads::kAuto : BlasThreads::kOne)
+                                      : BlasThreads::kLeave;
+  Candidate* mirror = nullptr;
+  for (auto& c : candidates) {
+    if (!mirror_devices.empty() && c.devices == mirror_devices && c.blas == mirror_blas) mirror = &c;
+  }
 
   RunOptions probe;
   probe.steps = 3;
@@ -137,8 +167,8 @@ void run_optimize(const OptimizeArgs& args) {
       c.measured_ms = std::numeric_limits<double>::infinity();
     }
   }
-  // A 3-step probe is noisy on a shared machine: the two fastest candidates run again, alternating, and the
-  // median of all their runs decides.
+  // A 3-step probe is noisy on a shared machine: the two fastest candidates, and the one mirroring plain
+  // LibTorch's best setting, run again, alternating, and the median of all their runs decides.
   std::vector<Candidate*> ranked;
   for (auto& c : candidates) {
     if (std::isfinite(c.measured_ms)) ranked.push_back(&c);
@@ -146,35 +176,30 @@ void run_optimize(const OptimizeArgs& args) {
   PARTITA_CHECK(!ranked.empty(), "no candidate plan could run on this machine");
   std::sort(ranked.begin(), ranked.end(),
             [](const Candidate* a, const Candidate* b) { return a->measured_ms < b->measured_ms; });
-  if (ranked.size() >= 2) {
-    std::vector<std::vector<double>> runs = {{ranked[0]->measured_ms}, {ranked[1]->measured_ms}};
+  std::vector<Candidate*> finalists(ranked.begin(), ranked.begin() + std::min<size_t>(2, ranked.size()));
+  if (mirror != nullptr && std::isfinite(mirror->measured_ms) &&
+      std::find(finalists.begin(), finalists.end(), mirror) == finalists.end())
+    finalists.push_back(mirror);
+  if (finalists.size() >= 2) {
+    std::vector<std::vector<double>> runs;
+    for (const Candidate* c : finalists) runs.push_back({c->measured_ms});
     for (int r = 0; r < 3; ++r) {
-      for (int k = 0; k < 2; ++k) {
-        probe.blas = ranked[k]->blas;
-        runs[k].push_back(run_plan(model, ranked[k]->plan, specs, probe).median_ms);
+      for (size_t k = 0; k < finalists.size(); ++k) {
+        probe.blas = finalists[k]->blas;
+        runs[k].push_back(run_plan(model, finalists[k]->plan, specs, probe).median_ms);
       }
     }
-    for (int k = 0; k < 2; ++k) ranked[k]->measured_ms = median_of(runs[k]);
-    log_info(fmt::format("optimize: run-off {} {:.2f} ms vs {} {:.2f} ms", ranked[0]->label,
-                         ranked[0]->measured_ms, ranked[1]->label, ranked[1]->measured_ms));
+    std::string summary;
+    for (size_t k = 0; k < finalists.size(); ++k) {
+      finalists[k]->measured_ms = median_of(runs[k]);
+      summary += fmt::format("{}{} {:.2f} ms{}", k ? " vs " : "", finalists[k]->label, finalists[k]->measured_ms,
+                             finalists[k] == mirror ? " (plain LibTorch's setting)" : "");
+    }
+    log_info("optimize: run-off " + summary);
   }
   const auto best =
       std::min_element(candidates.begin(), candidates.end(),
                        [](const Candidate& a, const Candidate& b) { return a.measured_ms < b.measured_ms; });
-
-  BaselineOptions base;
-  base.mode = mode;
-  base.optimizer = best->plan.optimizer;
-  base.warmup = 3;  // TorchScript's profiling executor re-optimizes the module on its first calls
-  base.steps = 3;
-  const auto inputs = make_inputs(specs, 11);
-  std::vector<BaselineResult> sweep;
-  for (const auto& config : thread_configs()) {
-    log_info(fmt::format("optimize: measuring plain LibTorch at {}", config.to_string()));
-    sweep.push_back(measure_torchscript(baseline_model, inputs, config, base));
-  }
-  const auto best_base = std::min_element(
-      sweep.begin(), sweep.end(), [](const auto& a, const auto& b) { return a.median_ms < b.median_ms; });
 
   // Side by side, alternating, so drift on a shared machine hits both alike.
   std::vector<double> base_ms, plan_ms;
@@ -206,7 +231,8 @@ void run_optimize(const OptimizeArgs& args) {
              specs[0].shape[0]);
   fmt::print(
       out,
-      "candidates (planner's ranking, then measured {} steps each; the two fastest again, alternating):\n",
+      "candidates (planner's ranking, then measured {} steps each; the two fastest and the one mirroring plain "
+      "LibTorch's setting again, alternating):\n",
       probe.steps);
   for (const auto& c : candidates) {
     const std::string measured = std::isfinite(c.measured_ms) ? fmt::format("{:9.2f} ms", c.measured_ms)

@@ -179,6 +179,11 @@ double GlooGradientReducer::reduce(const std::vector<torch::Tensor>& parameters,
   return flat.back().item<double>();
 }
 
+bool GlooGradientReducer::can_overlap(const std::vector<torch::Tensor>& parameters) const {
+  return options_.overlap &&
+         plan_buckets_reversed(parameters, options_.first_bucket_bytes, options_.bucket_bytes).size() >= 2;
+}
+
 bool GlooGradientReducer::begin_backward(const std::vector<torch::Tensor>& parameters, int step) {
   PARTITA_ASSERT(!armed_, "begin_backward() twice");
   mark(step);

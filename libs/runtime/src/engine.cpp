@@ -601,7 +601,8 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   // One replica of a multi-process data-parallel plan: the reducer may start each bucket's all-reduce as
   // soon as its gradients are final (hooks on the parameters' gradient accumulators, like DDP's).
   s.overlap = s.training && options.local_replica >= 0 && options.reducer != nullptr &&
-              s.workers.size() == 1 && s.workers[0].binding.device.is_cpu();
+              s.workers.size() == 1 && s.workers[0].binding.device.is_cpu() &&
+              options.reducer->can_overlap(s.master_params);
   if (s.overlap) {
     for (size_t k = 0; k < s.master_params.size(); ++k) {
       auto accumulator = torch::autograd::impl::grad_accumulator(s.master_params[k]);

@@ -65,6 +65,10 @@ class GlooGradientReducer final : public GradientReducer {
   GlooGradientReducer(const GlooGradientReducer&) = delete;
   GlooGradientReducer& operator=(const GlooGradientReducer&) = delete;
   double reduce(const std::vector<torch::Tensor>& parameters, double local_loss, int step) override;
+  // True when overlap is on and the parameters make at least two buckets (one bucket can only start after
+  // the whole backward). Measured: hooks on a one-bucket model (zoo CNN, 2 processes) cost 0.73x vs 0.94x of
+  // DDP's throughput without them.
+  bool can_overlap(const std::vector<torch::Tensor>& parameters) const override;
   bool begin_backward(const std::vector<torch::Tensor>& parameters, int step) override;
   void on_gradient_ready(size_t index) override;
   double finish(const std::vector<torch::Tensor>& parameters, double local_loss, int step) override;

@@ -76,6 +76,8 @@ class GradientReducer {
  public:
   virtual ~GradientReducer() = default;
   virtual double reduce(const std::vector<torch::Tensor>& parameters, double local_loss, int step) = 0;
+  // Whether overlapping can ever pay for these parameters (the engine installs gradient hooks only then).
+  virtual bool can_overlap(const std::vector<torch::Tensor>& /*parameters*/) const { return false; }
   virtual bool begin_backward(const std::vector<torch::Tensor>& /*parameters*/, int /*step*/) { return false; }
   virtual void on_gradient_ready(size_t /*index*/) {}
   virtual double finish(const std::vector<torch::Tensor>& parameters, double local_loss, int step) {
