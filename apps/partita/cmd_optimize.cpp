@@ -154,8 +154,8 @@ void run_optimize(const OptimizeArgs& args) {
   }
 
   RunOptions probe;
-  probe.steps = 3;
-  probe.warmup = 1;
+  probe.steps = 5;
+  probe.warmup = 3;  // a new engine's first steps pay for thread, OpenMP team and allocator start-up
   for (auto& c : candidates) {
     log_info(fmt::format("optimize: measuring candidate {} (predicted {:.2f} ms)", c.label,
                          to_milliseconds(c.plan.prediction.step_time)));
@@ -167,7 +167,7 @@ void run_optimize(const OptimizeArgs& args) {
       c.measured_ms = std::numeric_limits<double>::infinity();
     }
   }
-  // A 3-step probe is noisy on a shared machine: the two fastest candidates, and the one mirroring plain
+  // A 5-step probe is noisy on a shared machine: the two fastest candidates, and the one mirroring plain
   // LibTorch's best setting, run again, alternating, and the median of all their runs decides.
   std::vector<Candidate*> ranked;
   for (auto& c : candidates) {
@@ -207,7 +207,7 @@ void run_optimize(const OptimizeArgs& args) {
   base.steps = args.steps;
   RunOptions run_options;
   run_options.steps = args.steps;
-  run_options.warmup = 1;
+  run_options.warmup = 3;
   run_options.blas = best->blas;
   for (int r = 0; r < args.rounds; ++r) {
     log_info(fmt::format("optimize: round {}/{}", r + 1, args.rounds));
