@@ -101,7 +101,7 @@ table=$(
   echo
   echo "Produced by \`$cmdline\` on $(date -u +%Y-%m-%d) — $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs),"
   echo "$(nproc) cores, Debian $(cat /etc/debian_version 2>/dev/null || echo '?'), LibTorch / python3-torch $($py -c 'import torch; print(torch.__version__)')."
-  echo "2 processes x 1 intra-op thread, rank r pinned to core r (partita: its worker thread; DDP: the rank's process),"
+  echo "2 processes x 1 intra-op thread, rank r pinned to core r (both: the rank's whole process),"
   echo "OpenBLAS at 1 thread in both, Gloo over loopback, global batch 8 (4 per rank), SGD lr 0.01, the same"
   echo "batch and loss (the zoo's cross-entropy / next-token cross-entropy; the losses of both jobs agree to the"
   echo "relative difference shown). partita = \`partita launch -n 2 -- partita run --train\` on a \`--strategy data\`"
