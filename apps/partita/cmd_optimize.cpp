@@ -222,9 +222,12 @@ void run_optimize(const OptimizeArgs& args) {
   const double baseline_median = median_of(base_ms), plan_median = median_of(plan_ms);
   const double speedup = baseline_median / plan_median;
   const double predicted_ms = to_milliseconds(best->plan.prediction.step_time);
-  Bytes predicted_peak(0);
-  for (const auto& d : best->plan.prediction.devices)
+  // The measured peak covers every host device of the process together; the plan predicts per device.
+  Bytes predicted_peak(0), predicted_host_peak(0);
+  for (const auto& d : best->plan.prediction.devices) {
     predicted_peak = std::max(predicted_peak, d.peak_memory);
+    if (d.device.rfind("cpu", 0) == 0) predicted_host_peak = predicted_host_peak + d.peak_memory;
+  }
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
   fmt::print(out, "\npartita optimize {} ({}, batch {})\n", args.model.model, mode_name(mode),
@@ -250,9 +253,9 @@ void run_optimize(const OptimizeArgs& args) {
              "partita: " + best->label.substr(0, 34), predicted_ms, plan_median, speedup,
              format_bytes(measured_peak));
   fmt::print(out,
-             "(medians of {} alternating rounds x {} steps; predicted peak {}, measured peak is CPU tensor "
-             "memory)\n",
-             args.rounds, args.steps, format_bytes(predicted_peak));
+             "(medians of {} alternating rounds x {} steps; predicted peak {} on the largest device, {} on all "
+             "host devices together (weights counted once per device); measured peak: all CPU tensor memory)\n",
+             args.rounds, args.steps, format_bytes(predicted_peak), format_bytes(predicted_host_peak));
   for (const auto& w : final_report.workers) {
     fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {:.2f} ms/step (predicted {:.2f})\n",
                w.stage, w.device, 100.0 * w.utilization, w.busy_ms_per_step, w.predicted_busy_ms);
@@ -277,6 +280,7 @@ void run_optimize(const OptimizeArgs& args) {
   result["predicted_ms"] = predicted_ms;
   result["measured_peak_bytes"] = measured_peak.value();
   result["predicted_peak_bytes"] = predicted_peak.value();
+  result["predicted_host_peak_bytes"] = predicted_host_peak.value();
   result["baseline_ms_all"] = base_ms;
   result["plan_ms_all"] = plan_ms;
   Json cands = Json::array();
