@@ -204,7 +204,7 @@ MeasuredNode measure_node(const Executor& executor, const Node& node,
 }
 
 // Times every node as it runs inside the whole model (same caches, allocator state and dispatch as a real
-// step): one untimed run, then `runs` timed ones; per node the median. Training also times the whole
+// step): three untimed runs, then `runs` timed ones; per node the median. Training also times the whole
 // backward (torch::autograd::grad of the floating outputs with respect to every leaf that requires grad, so
 // the model's .grad fields are left alone) and returns its median.
 struct InSitu {
@@ -236,9 +236,10 @@ InSitu measure_in_situ(const Executor& executor, const std::vector<c10::IValue>&
   torch::AutoGradMode grad_mode(backward);
   NodeClock clock(g.num_nodes());
   std::vector<double> backward_samples;
-  for (int r = 0; r <= runs; ++r) {
+  constexpr int kWarmup = 3;  // the replays before leave caches and the allocator in another state
+  for (int r = 1 - kWarmup; r <= runs; ++r) {
     Executor::Environment env = executor.make_environment(inputs);
-    executor.run_nodes(0, g.num_nodes() - 1, env, r == 0 ? nullptr : &clock);
+    executor.run_nodes(0, g.num_nodes() - 1, env, r <= 0 ? nullptr : &clock);
     if (!backward) continue;
     std::vector<torch::Tensor> outputs, leaves;
     for (ValueId v : g.outputs()) collect_differentiable(env[static_cast<size_t>(v)], outputs);
