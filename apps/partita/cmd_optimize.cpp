@@ -3,10 +3,11 @@
 // baseline side by side and write plan, trace and metrics into an output folder.
 //
 // The planner proposes and measurement decides: its cost model ranks the candidates, each is run for a few
-// steps, and the two fastest plus the candidate that mirrors plain LibTorch's best setting (the same threads and
-// OpenBLAS setting, through partita's executor) run again, alternating; the fastest median is kept. Single-device
-// plans (the whole CPU, one core; OpenBLAS single-threaded or keeping its pool) are always among the candidates,
-// so partita settles for something slower than plain LibTorch only by the executor's overhead or by noise.
+// steps, and the two fastest plus the candidate that mirrors plain LibTorch's best setting (the same threads
+// and OpenBLAS setting, through partita's executor) run again, alternating; the fastest median is kept.
+// Single-device plans (the whole CPU, one core; OpenBLAS single-threaded or keeping its pool) are always
+// among the candidates, so partita settles for something slower than plain LibTorch only by the executor's
+// overhead or by noise.
 #include <algorithm>
 #include <filesystem>
 #include <set>
@@ -81,12 +82,10 @@ void run_optimize(const OptimizeArgs& args) {
   };
   std::vector<DeviceSet> device_sets = {{args.devices, BlasThreads::kAuto}};
   if (args.devices.empty()) {
-    device_sets.insert(
-        device_sets.end(),
-        {{"cpu", BlasThreads::kAuto},
-         {"cpu", BlasThreads::kLeave},
-         {"cpu:0", BlasThreads::kOne},
-         {"cpu:0", BlasThreads::kLeave}});
+    device_sets.insert(device_sets.end(), {{"cpu", BlasThreads::kAuto},
+                                           {"cpu", BlasThreads::kLeave},
+                                           {"cpu:0", BlasThreads::kOne},
+                                           {"cpu:0", BlasThreads::kLeave}});
   }
   std::vector<std::unique_ptr<PlanningInputs>> planning;
   std::vector<Candidate> candidates;
@@ -192,8 +191,9 @@ void run_optimize(const OptimizeArgs& args) {
     std::string summary;
     for (size_t k = 0; k < finalists.size(); ++k) {
       finalists[k]->measured_ms = median_of(runs[k]);
-      summary += fmt::format("{}{} {:.2f} ms{}", k ? " vs " : "", finalists[k]->label, finalists[k]->measured_ms,
-                             finalists[k] == mirror ? " (plain LibTorch's setting)" : "");
+      summary +=
+          fmt::format("{}{} {:.2f} ms{}", k ? " vs " : "", finalists[k]->label, finalists[k]->measured_ms,
+                      finalists[k] == mirror ? " (plain LibTorch's setting)" : "");
     }
     log_info("optimize: run-off " + summary);
   }
@@ -232,11 +232,11 @@ void run_optimize(const OptimizeArgs& args) {
   std::FILE* out = args.json == "-" ? stderr : stdout;
   fmt::print(out, "\npartita optimize {} ({}, batch {})\n", args.model.model, mode_name(mode),
              specs[0].shape[0]);
-  fmt::print(
-      out,
-      "candidates (planner's ranking, then measured {} steps each; the two fastest and the one mirroring plain "
-      "LibTorch's setting again, alternating):\n",
-      probe.steps);
+  fmt::print(out,
+             "candidates (planner's ranking, then measured {} steps each; the two fastest and the one "
+             "mirroring plain "
+             "LibTorch's setting again, alternating):\n",
+             probe.steps);
   for (const auto& c : candidates) {
     const std::string measured = std::isfinite(c.measured_ms) ? fmt::format("{:9.2f} ms", c.measured_ms)
                                                               : std::string("cannot run here");
@@ -252,10 +252,11 @@ void run_optimize(const OptimizeArgs& args) {
   fmt::print(out, "{:<44} {:>9.2f} ms {:>9.2f} ms {:>8.2f}x {:>12}\n",
              "partita: " + best->label.substr(0, 34), predicted_ms, plan_median, speedup,
              format_bytes(measured_peak));
-  fmt::print(out,
-             "(medians of {} alternating rounds x {} steps; predicted peak {} on the largest device, {} on all "
-             "host devices together (weights counted once per device); measured peak: all CPU tensor memory)\n",
-             args.rounds, args.steps, format_bytes(predicted_peak), format_bytes(predicted_host_peak));
+  fmt::print(
+      out,
+      "(medians of {} alternating rounds x {} steps; predicted peak {} on the largest device, {} on all "
+      "host devices together (weights counted once per device); measured peak: all CPU tensor memory)\n",
+      args.rounds, args.steps, format_bytes(predicted_peak), format_bytes(predicted_host_peak));
   for (const auto& w : final_report.workers) {
     fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {:.2f} ms/step (predicted {:.2f})\n",
                w.stage, w.device, 100.0 * w.utilization, w.busy_ms_per_step, w.predicted_busy_ms);

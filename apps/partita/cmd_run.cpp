@@ -108,15 +108,17 @@ void run_run(const RunArgs& args) {
   if (!args.inject_slowdown.empty()) {
     slowdown = parse_slowdown_spec(args.inject_slowdown);
     PARTITA_CHECK(slowdown->stage < static_cast<int>(plan.stages.size()), "--inject-slowdown '",
-                  args.inject_slowdown, "': the plan has ", plan.stages.size(), " stage(s); name a stage from 0 to ",
-                  plan.stages.size() - 1);
+                  args.inject_slowdown, "': the plan has ", plan.stages.size(),
+                  " stage(s); name a stage from 0 to ", plan.stages.size() - 1);
   }
-  PARTITA_CHECK(!(args.rebalance && dist), "--rebalance runs in one process (a thread per device); this is rank ",
-                dist ? dist->rank : 0, " of a ", dist ? dist->world_size : 1,
+  PARTITA_CHECK(!(args.rebalance && dist),
+                "--rebalance runs in one process (a thread per device); this is rank ", dist ? dist->rank : 0,
+                " of a ", dist ? dist->world_size : 1,
                 "-process job: run without partita launch / torchrun, or without --rebalance");
-  PARTITA_CHECK(!(args.rebalance && !args.checkpoint_dir.empty()),
-                "--rebalance with --checkpoint-dir is not supported yet (a resumed run would restart from the "
-                "original plan); use one or the other");
+  PARTITA_CHECK(
+      !(args.rebalance && !args.checkpoint_dir.empty()),
+      "--rebalance with --checkpoint-dir is not supported yet (a resumed run would restart from the "
+      "original plan); use one or the other");
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
   RunOptions options;
@@ -146,7 +148,8 @@ void run_run(const RunArgs& args) {
     // The whole process works for its rank's device: pin the main thread before c10d starts its threads
     // so they inherit it (as a DDP job pinned with sched_setaffinity does). Floating Gloo threads landed on
     // the other rank's core and made 2-rank CNN steps bimodal (~2 or ~4 ms).
-    const Stage& own = plan.stages.size() > 1 ? plan.stages.at(static_cast<size_t>(dist->rank)) : plan.stages.at(0);
+    const Stage& own =
+        plan.stages.size() > 1 ? plan.stages.at(static_cast<size_t>(dist->rank)) : plan.stages.at(0);
     const DeviceGroup& devices = plan.groups.at(own.group);
     const std::string own_device =
         devices.devices.at(plan.stages.size() > 1 ? 0 : static_cast<size_t>(dist->rank));
@@ -227,12 +230,14 @@ Command register_run(CLI::App& app) {
   cmd->add_flag("--resume", args->resume,
                 "continue from the checkpoint in --checkpoint-dir (same model, plan, --input, --loss, --lr) "
                 "up to --steps; the losses of the steps after it equal those of an uninterrupted run");
-  cmd->add_option("--inject-slowdown", args->inject_slowdown,
-                  "STAGE:FACTOR:STEP: fault injection; the device of STAGE runs FACTOR times slower from STEP "
-                  "on (steps counted from 0, warm-up included), e.g. 0:2:10");
-  cmd->add_flag("--rebalance", args->rebalance,
-                "watch each device's busy time against the plan; when one drifts for 3 steps, plan again with "
-                "the measured slowdown and switch plans between steps (one process only)");
+  cmd->add_option(
+      "--inject-slowdown", args->inject_slowdown,
+      "STAGE:FACTOR:STEP: fault injection; the device of STAGE runs FACTOR times slower from STEP "
+      "on (steps counted from 0, warm-up included), e.g. 0:2:10");
+  cmd->add_flag(
+      "--rebalance", args->rebalance,
+      "watch each device's busy time against the plan; when one drifts for 3 steps, plan again with "
+      "the measured slowdown and switch plans between steps (one process only)");
   cmd->add_option("--rebalance-threshold", args->rebalance_threshold,
                   "relative slowdown of one device (vs the others, since the plan started) that counts as "
                   "drift")

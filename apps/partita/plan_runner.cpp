@@ -216,9 +216,10 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     wr.device = w.device;
     wr.stage = w.stage;
     wr.busy_ms_per_step = to_milliseconds(w.busy) / std::max(1, metrics_steps);
-    const double covered_ms = std::accumulate(report.step_ms.end() - std::min<ptrdiff_t>(
-                                                  metrics_steps, static_cast<ptrdiff_t>(report.step_ms.size())),
-                                              report.step_ms.end(), 0.0);
+    const double covered_ms =
+        std::accumulate(report.step_ms.end() -
+                            std::min<ptrdiff_t>(metrics_steps, static_cast<ptrdiff_t>(report.step_ms.size())),
+                        report.step_ms.end(), 0.0);
     wr.utilization = covered_ms > 0 ? to_milliseconds(w.busy) / covered_ms : 0;
     for (const auto& d : current.prediction.devices) {
       if (d.device == w.device) wr.predicted_busy_ms = to_milliseconds(d.busy);

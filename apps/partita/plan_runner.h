@@ -20,12 +20,13 @@ struct RunOptions {
   LossKind loss = LossKind::kAuto;
   bool record_trace = false;  // keep a Chrome trace of the counted steps
   BlasThreads blas = BlasThreads::kAuto;
-  int local_replica = -1;              // multi-process data parallel: the replica this process runs
-  GradientReducer* reducer = nullptr;  // and what combines it with the other processes (EngineOptions)
-  int local_stage = -1;                // multi-process pipeline: the stage this process runs
+  int local_replica = -1;               // multi-process data parallel: the replica this process runs
+  GradientReducer* reducer = nullptr;   // and what combines it with the other processes (EngineOptions)
+  int local_stage = -1;                 // multi-process pipeline: the stage this process runs
   StageTransport* transport = nullptr;  // and its link to the other stages (EngineOptions)
   // A plan with one worker here runs it on the calling thread, which the engine pins to that worker's device
-  // (EngineOptions::inline_lone_worker): for a process that runs one plan (partita run), not partita optimize.
+  // (EngineOptions::inline_lone_worker): for a process that runs one plan (partita run), not partita
+  // optimize.
   bool inline_lone_worker = false;
   // Checkpoints (training; see partita/runtime/checkpoint.h). With a directory, `warmup` must be 0 (warm-up
   // steps train too) and `steps` is the total number of training steps of the job, resumed runs included.
@@ -57,7 +58,7 @@ struct RunReport {
   int resumed_from_step = 0;   // steps done before this run (the checkpoint's), 0 when not resumed
   std::vector<WorkerReport> workers;
   double samples_per_second = 0;
-  Json trace;  // when record_trace
+  Json trace;                              // when record_trace
   std::vector<RebalanceEvent> rebalances;  // with RunOptions::rebalance: every drift reported
   Plan final_plan;                         // the plan running at the end (the given one unless rebalanced)
 };

@@ -30,9 +30,10 @@ std::string stage_layout(const Plan& plan) {
 
 Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions options)
     : plan_(plan), options_(options) {
-  PARTITA_CHECK(!plan.source.empty(),
-                "--rebalance needs the plan's source section (model, inputs, devices) to plan again; make the "
-                "plan with this version of partita plan");
+  PARTITA_CHECK(
+      !plan.source.empty(),
+      "--rebalance needs the plan's source section (model, inputs, devices) to plan again; make the "
+      "plan with this version of partita plan");
   PARTITA_CHECK(options.min_gain >= 0 && options.min_gain < 1, "rebalance min_gain must be in [0, 1), got ",
                 options.min_gain);
   base_ = make_planning_inputs(model.ir, plan.source);

@@ -26,9 +26,9 @@ struct LoadedModel;
 namespace partita::app {
 
 struct RebalanceEvent {
-  int step = 0;             // the step after which the drift was reported (0-based, warm-up included)
-  std::string drift;        // DriftReport::summary
-  std::string from, to;     // stage layouts ("cpu:0 nodes 0-41; cpu:1 nodes 42-80")
+  int step = 0;                     // the step after which the drift was reported (0-based, warm-up included)
+  std::string drift;                // DriftReport::summary
+  std::string from, to;             // stage layouts ("cpu:0 nodes 0-41; cpu:1 nodes 42-80")
   double predicted_current_ms = 0;  // the current plan under the measured slowdowns
   double predicted_new_ms = 0;      // the new plan under the same costs
   bool applied = false;

@@ -59,11 +59,11 @@ std::vector<std::vector<size_t>> plan_in_order(const std::vector<torch::Tensor>&
   return buckets;
 }
 
-// Whether `grad` already lives in `flat` at element `start` (contiguous, same storage): then it needs no copy.
+// Whether `grad` already lives in `flat` at element `start` (contiguous, same storage): then it needs no
+// copy.
 bool is_slot(const torch::Tensor& grad, const torch::Tensor& flat, int64_t start) {
   return grad.defined() && grad.scalar_type() == flat.scalar_type() && grad.is_contiguous() &&
-         grad.storage().is_alias_of(flat.storage()) &&
-         grad.storage_offset() == flat.storage_offset() + start;
+         grad.storage().is_alias_of(flat.storage()) && grad.storage_offset() == flat.storage_offset() + start;
 }
 
 constexpr size_t kNoBucket = static_cast<size_t>(-1);
@@ -86,7 +86,8 @@ std::vector<std::vector<size_t>> plan_buckets_reversed(const std::vector<torch::
 
 void ReducerOptions::validate() const {
   PARTITA_CHECK(bucket_bytes > 0, "gradient bucket size must be positive, got ", bucket_bytes);
-  PARTITA_CHECK(first_bucket_bytes > 0, "first gradient bucket size must be positive, got ", first_bucket_bytes);
+  PARTITA_CHECK(first_bucket_bytes > 0, "first gradient bucket size must be positive, got ",
+                first_bucket_bytes);
 }
 
 GlooGradientReducer::GlooGradientReducer(DistributedGroup& group, ReducerOptions options)
@@ -111,10 +112,9 @@ void GlooGradientReducer::copy_into_slot(const std::vector<torch::Tensor>& param
   if (is_slot(grad, bucket.flat, bucket.starts[k])) return;
   // An alias of the bucket's storage made with set_, not a view op: autograd would mark a view, and
   // LibTorch's Optimizer::zero_grad (detach_) refuses views.
-  const torch::Tensor slot =
-      torch::empty({0}, bucket.flat.options())
-          .set_(bucket.flat.storage(), bucket.flat.storage_offset() + bucket.starts[k], grad.sizes(),
-                c10::contiguous_strides(grad.sizes()));
+  const torch::Tensor slot = torch::empty({0}, bucket.flat.options())
+                                 .set_(bucket.flat.storage(), bucket.flat.storage_offset() + bucket.starts[k],
+                                       grad.sizes(), c10::contiguous_strides(grad.sizes()));
   slot.copy_(grad);
   copied_ += grad.numel() * static_cast<int64_t>(grad.element_size());
   rebind_.emplace_back(i, slot);
@@ -277,7 +277,8 @@ void GlooGradientReducer::drain() {
   }
 }
 
-double GlooGradientReducer::finish(const std::vector<torch::Tensor>& parameters, double local_loss, int step) {
+double GlooGradientReducer::finish(const std::vector<torch::Tensor>& parameters, double local_loss,
+                                   int step) {
   PARTITA_ASSERT(armed_ && step == step_, "finish() without begin_backward() of step ", step);
   armed_ = false;
   try {

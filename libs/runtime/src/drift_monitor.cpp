@@ -87,15 +87,16 @@ std::optional<DriftReport> DriftMonitor::observe(const std::vector<Seconds>& mea
     for (const auto& step : streak_) column.push_back(step[i]);
     report.slowdown[i] = median(column);
   }
-  const size_t worst = static_cast<size_t>(
-      std::max_element(report.slowdown.begin(), report.slowdown.end()) - report.slowdown.begin());
+  const size_t worst = static_cast<size_t>(std::max_element(report.slowdown.begin(), report.slowdown.end()) -
+                                           report.slowdown.begin());
   std::string others;
   for (size_t i = 0; i < n; ++i) {
-    if (i != worst) others += fmt::format("{}{} {:.2f}x", others.empty() ? "" : ", ", devices_[i], report.slowdown[i]);
+    if (i != worst)
+      others += fmt::format("{}{} {:.2f}x", others.empty() ? "" : ", ", devices_[i], report.slowdown[i]);
   }
-  report.summary = fmt::format("{} {:.2f}x slower than at the plan's reference{} for {} steps", devices_[worst],
-                               report.slowdown[worst], others.empty() ? "" : " (" + others + ")",
-                               options_.patience);
+  report.summary =
+      fmt::format("{} {:.2f}x slower than at the plan's reference{} for {} steps", devices_[worst],
+                  report.slowdown[worst], others.empty() ? "" : " (" + others + ")", options_.patience);
   restart(predicted_);
   return report;
 }

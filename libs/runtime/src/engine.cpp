@@ -11,10 +11,10 @@
 #include <set>
 #include <thread>
 
-#include <torch/optim.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
+#include <torch/optim.h>
 #include <torch/torch.h>
 
 #include "channel.h"
@@ -410,7 +410,8 @@ struct Engine::Impl {
     Worker& w = workers[0];
     if (bound_thread != std::this_thread::get_id()) {
       if (!bound_thread) {
-        saved_affinity_valid = pthread_getaffinity_np(pthread_self(), sizeof(saved_affinity), &saved_affinity) == 0;
+        saved_affinity_valid =
+            pthread_getaffinity_np(pthread_self(), sizeof(saved_affinity), &saved_affinity) == 0;
         saved_intra_op_threads = at::get_num_threads();
       }
       apply_to_current_thread(w.binding);

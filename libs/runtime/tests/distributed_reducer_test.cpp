@@ -94,8 +94,9 @@ TEST(GlooGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
   run_ranks(2, [](int rank, int port) {
     DistributedGroup group(env_for(rank, 2, port));
     GlooGradientReducer reducer(group, ReducerOptions{64});
-    std::vector<torch::Tensor> params{(torch::arange(12, torch::kFloat32).reshape({3, 4}) * 0.1 - 0.5).requires_grad_(),
-                                      torch::full({3}, 0.25).requires_grad_()};
+    std::vector<torch::Tensor> params{
+        (torch::arange(12, torch::kFloat32).reshape({3, 4}) * 0.1 - 0.5).requires_grad_(),
+        torch::full({3}, 0.25).requires_grad_()};
     torch::optim::SGD opt(params, torch::optim::SGDOptions(0.05));
     auto local_loss = [](const std::vector<torch::Tensor>& p, int r, int step) {
       const auto x = torch::full({4}, 1.0 + r + 0.5 * step);
@@ -140,7 +141,7 @@ TEST(GlooGradientReducer, OverlappedStepsSumLikeTheSynchronousOne) {
     auto local = [&](int i, int step) { return torch::full({4}, 1.0 + i + 10 * step + 100 * rank); };
     auto want = [&](int i, int step) { return torch::full({4}, 2.0 * (1.0 + i + 10 * step) + 100.0); };
     for (int i = 0; i < n - 1; ++i) params[i].mutable_grad() = local(i, 0);  // the last one: no gradient yet
-    EXPECT_FALSE(reducer.begin_backward(params, 0));  // no buckets yet
+    EXPECT_FALSE(reducer.begin_backward(params, 0));                         // no buckets yet
     EXPECT_DOUBLE_EQ(reducer.reduce(params, 1.0, 0), 2.0);
     EXPECT_EQ(reducer.buckets_last_step(), n - 1);
     for (int step = 1; step <= 3; ++step) {

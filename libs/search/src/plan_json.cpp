@@ -75,7 +75,8 @@ PlanSource source_from_json(const Json& j) {
   if (j.contains("device_slowdowns")) {
     s.device_slowdowns = get<std::map<std::string, double>>(j, "device_slowdowns");
     for (const auto& [device, factor] : s.device_slowdowns) {
-      PARTITA_CHECK(factor > 0, "plan JSON: device_slowdowns of '", device, "' must be positive, got ", factor);
+      PARTITA_CHECK(factor > 0, "plan JSON: device_slowdowns of '", device, "' must be positive, got ",
+                    factor);
     }
   }
   return s;

@@ -19,10 +19,10 @@ struct TwoDevices {
 
 // 12 equal layers on two identical devices with free links.
 TwoDevices two_devices() {
-  TwoDevices s{chain_graph(std::vector<double>(12, 1e9), std::vector<int64_t>(12, 64),
-                      std::vector<int64_t>(12, 256)),
-          make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1e21, 0)),
-          {}};
+  TwoDevices s{
+      chain_graph(std::vector<double>(12, 1e9), std::vector<int64_t>(12, 64), std::vector<int64_t>(12, 256)),
+      make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1e21, 0)),
+      {}};
   s.table = table_for(s.graph, s.cluster);
   return s;
 }

@@ -11,8 +11,8 @@
 #include "partita/core/error.h"
 #include "partita/core/json_io.h"
 #include "partita/core/log.h"
-#include "partita/hardware/machine_profile.h"
 #include "partita/core/process_memory.h"
+#include "partita/hardware/machine_profile.h"
 #include "partita/torch_bridge/machine_fingerprint.h"
 
 namespace partita {
@@ -361,9 +361,8 @@ OpProfileResult profile_ops(const Executor& executor, const std::vector<c10::IVa
     const InSitu in_situ = measure_in_situ(executor, inputs, options.backward, options.in_situ_runs);
     double replayed_backward = 0;
     for (const auto& t : result.times) replayed_backward += t.backward.value();
-    const double backward_scale = replayed_backward > 0 && in_situ.backward > 0
-                                      ? in_situ.backward / replayed_backward
-                                      : 1.0;
+    const double backward_scale =
+        replayed_backward > 0 && in_situ.backward > 0 ? in_situ.backward / replayed_backward : 1.0;
     for (size_t n = 0; n < result.times.size(); ++n) {
       result.replayed_forward += result.times[n].forward;
       result.times[n].forward = Seconds(in_situ.forward[n]);

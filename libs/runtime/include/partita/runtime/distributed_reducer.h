@@ -1,26 +1,26 @@
 #pragma once
-// Gradient all-reduce across processes for multi-process data parallelism: the trainable parameters' gradients
-// live in a few flat buckets (by dtype, up to bucket_bytes each), which are summed over a DistributedGroup, one
-// collective per bucket, all in flight at once. The step's loss travels in its own one-element float64 bucket,
-// so it is summed exactly.
+// Gradient all-reduce across processes for multi-process data parallelism: the trainable parameters'
+// gradients live in a few flat buckets (by dtype, up to bucket_bytes each), which are summed over a
+// DistributedGroup, one collective per bucket, all in flight at once. The step's loss travels in its own
+// one-element float64 bucket, so it is summed exactly.
 //
 // The buckets persist from step to step and, after the first reduction, each parameter's .grad() is a view
-// into its bucket (like DistributedDataParallel's gradient_as_bucket_view): autograd then accumulates the next
-// step's gradients in place into the bucket (the optimizer's zero_grad zeroes in place), so later reductions
-// copy nothing. A gradient that is not such a view (the first step, or one that was replaced or reset to
-// undefined) is copied in and then rebound; if the set of gradients or their sizes change, the buckets are
-// rebuilt.
+// into its bucket (like DistributedDataParallel's gradient_as_bucket_view): autograd then accumulates the
+// next step's gradients in place into the bucket (the optimizer's zero_grad zeroes in place), so later
+// reductions copy nothing. A gradient that is not such a view (the first step, or one that was replaced or
+// reset to undefined) is copied in and then rebound; if the set of gradients or their sizes change, the
+// buckets are rebuilt.
 //
-// Overlap with backward (GradientReducer::begin_backward, used by the engine for one replica of a data-parallel
-// plan): the buckets hold the parameters in reverse order (roughly the order backward finishes them), the first
-// one at most first_bucket_bytes, like DDP's. From the second step on (the buckets exist), when the gradients
-// that are defined are exactly the buckets' members, the engine's hooks report each parameter whose gradient
-// is final; a bucket whose members are all final is all-reduced at once, on the reducer's communication
-// thread, in bucket order (every rank launches the same buckets in the same order: a bucket waits for the
-// ones before it). finish() launches the buckets left (members that got no gradient this step keep theirs,
-// zeros after zero_grad, as the synchronous path does), then sums the loss and any gradient that appeared
-// outside the buckets (the next step rebuilds them), and waits. Otherwise, or with one bucket (it could only
-// start at the end of backward), the reduction runs after the whole backward (reduce()).
+// Overlap with backward (GradientReducer::begin_backward, used by the engine for one replica of a
+// data-parallel plan): the buckets hold the parameters in reverse order (roughly the order backward finishes
+// them), the first one at most first_bucket_bytes, like DDP's. From the second step on (the buckets exist),
+// when the gradients that are defined are exactly the buckets' members, the engine's hooks report each
+// parameter whose gradient is final; a bucket whose members are all final is all-reduced at once, on the
+// reducer's communication thread, in bucket order (every rank launches the same buckets in the same order: a
+// bucket waits for the ones before it). finish() launches the buckets left (members that got no gradient this
+// step keep theirs, zeros after zero_grad, as the synchronous path does), then sums the loss and any gradient
+// that appeared outside the buckets (the next step rebuilds them), and waits. Otherwise, or with one bucket
+// (it could only start at the end of backward), the reduction runs after the whole backward (reduce()).
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -47,8 +47,8 @@ std::vector<std::vector<size_t>> plan_buckets_reversed(const std::vector<torch::
 
 struct ReducerOptions {
   // DDP's default bucket size. The reduction waits for the whole backward, so small buckets would buy no
-  // overlap, and fewer, larger collectives are faster over Gloo (2-core VM, 17 MB of GPT gradients: 8.4-8.5 ms
-  // in one bucket, 8.9-11.9 ms in 4 MiB buckets).
+  // overlap, and fewer, larger collectives are faster over Gloo (2-core VM, 17 MB of GPT gradients: 8.4-8.5
+  // ms in one bucket, 8.9-11.9 ms in 4 MiB buckets).
   int64_t bucket_bytes = int64_t{25} << 20;
   // DDP's first bucket (1 MiB): the gradients backward finishes first start their all-reduce early.
   // Capped at bucket_bytes.
@@ -121,7 +121,7 @@ class GlooGradientReducer final : public GradientReducer {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<torch::Tensor> queue_;  // tensors to sum, in order
-  size_t in_flight_ = 0;  // queued or running
+  size_t in_flight_ = 0;             // queued or running
   bool stopping_ = false;
   std::exception_ptr error_;
 };

@@ -32,7 +32,8 @@ class DriftMonitor {
  public:
   // `predicted_busy[i]`: the plan's busy time per step of device `devices[i]` (> 0). Throws partita::Error
   // when the sizes differ or a prediction is not positive.
-  DriftMonitor(std::vector<std::string> devices, std::vector<Seconds> predicted_busy, DriftOptions options = {});
+  DriftMonitor(std::vector<std::string> devices, std::vector<Seconds> predicted_busy,
+               DriftOptions options = {});
 
   // One step's measured busy time per device (same order). Returns a report when the drift persisted for
   // `patience` steps; the monitor then starts over (a new reference) as it would after a rebalance.

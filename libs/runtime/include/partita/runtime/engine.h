@@ -67,8 +67,8 @@ class StageTransport;  // stage_transport.h
 // loss. `step` counts the engine's steps from 0. Throws partita::Error.
 //
 // Overlap with backward (optional; EngineOptions::local_replica only, host gradients): before the step's last
-// backward the engine calls begin_backward(); when it returns true, autograd calls on_gradient_ready(i) (on the
-// backward's thread) as soon as parameters[i]'s gradient of the step is final, and the engine then calls
+// backward the engine calls begin_backward(); when it returns true, autograd calls on_gradient_ready(i) (on
+// the backward's thread) as soon as parameters[i]'s gradient of the step is final, and the engine then calls
 // finish() instead of reduce() (or abandon() when the step failed). When it returns false, the engine calls
 // reduce() after the backward as usual. Every rank must make the same choice (the reducer decides from what
 // every rank agrees on: its buckets and which gradients are defined).
@@ -78,7 +78,9 @@ class GradientReducer {
   virtual double reduce(const std::vector<torch::Tensor>& parameters, double local_loss, int step) = 0;
   // Whether overlapping can ever pay for these parameters (the engine installs gradient hooks only then).
   virtual bool can_overlap(const std::vector<torch::Tensor>& /*parameters*/) const { return false; }
-  virtual bool begin_backward(const std::vector<torch::Tensor>& /*parameters*/, int /*step*/) { return false; }
+  virtual bool begin_backward(const std::vector<torch::Tensor>& /*parameters*/, int /*step*/) {
+    return false;
+  }
   virtual void on_gradient_ready(size_t /*index*/) {}
   virtual double finish(const std::vector<torch::Tensor>& parameters, double local_loss, int step) {
     return reduce(parameters, local_loss, step);

@@ -49,7 +49,7 @@ struct OpProfileOptions {
   double max_cached_spread = 0.25;  // re-measure a cached entry whose relative spread is larger
   Seconds min_recheck_time{50e-6};  // ... unless its time is below this (noise there costs nothing)
   Seconds max_cache_age{7 * 24 * 3600.0};  // re-measure entries older than this
-  int in_situ_runs = 5;                     // whole-model timed runs (0: replay only)
+  int in_situ_runs = 5;                    // whole-model timed runs (0: replay only)
   void validate() const;
 };
 
