@@ -64,30 +64,8 @@ done
 # Faults: rank 1 dies (exit) or stalls at the start of engine step 5; rank 0, waiting for its activations'
 # gradients, stops within 30 s naming rank 1, and so does the launcher.
 run=(run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/mlp.pipe.json" --train --steps 20)
-start=$SECONDS; rc=0
-PARTITA_FAULT_EXIT_AT_STEP=5 "$PARTITA" launch -n 2 -- partita "${run[@]}" >/dev/null 2>"$WORK/exit.err" || rc=$?
-took=$((SECONDS - start))
-[ "$rc" -ne 0 ] || fail "exit fault: launch should fail"
-[ "$took" -le 30 ] || fail "exit fault: took $took s"
-# The launcher polls every 50 ms: when rank 0 stops within the same poll as the rank that died, either may be
-# reaped first. What matters is that both are named and that rank 0 names rank 1 (checked below).
-grep -qE "partita: error: rank (1 exited with status 1 first|0 exited with status 1 first; then rank 1 exited with status 1)" \
-  "$WORK/exit.err" || fail "exit fault: launcher line: $(cat "$WORK/exit.err")"
-grep -q "^\[rank 0\] partita: error: rank 0: step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled" "$WORK/exit.err" \
-  || fail "exit fault: rank 0 should name rank 1: $(cat "$WORK/exit.err")"
-echo "exit fault stopped in $took s"
-
-start=$SECONDS; rc=0
-PARTITA_FAULT_HANG_AT_STEP=5 PARTITA_DISTRIBUTED_TIMEOUT_S=5 "$PARTITA" launch -n 2 --grace 2 -- partita "${run[@]}" \
-  >/dev/null 2>"$WORK/hang.err" || rc=$?
-took=$((SECONDS - start))
-[ "$rc" -ne 0 ] || fail "hang fault: launch should fail"
-[ "$took" -le 30 ] || fail "hang fault: took $took s"
-grep -q "^\[rank 0\] partita: error: rank 0: step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled" "$WORK/hang.err" \
-  || fail "hang fault: rank 0 should name rank 1: $(cat "$WORK/hang.err")"
-grep -q "partita: error: rank 0 exited with status 1 first; then rank 1 was killed" "$WORK/hang.err" \
-  || fail "hang fault: launcher line: $(cat "$WORK/hang.err")"
-echo "hang fault stopped in $took s"
+expect_rank_faults "step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled" \
+  "step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled" "${run[@]}"
 
 # Refusal: a world size that is not the number of stages.
 expect_error "a 3-process run needs a one-stage data-parallel plan with 3 devices or a 3-stage pipeline" \

@@ -22,3 +22,35 @@ finish() {
   if [ "$failures" -ne 0 ]; then echo "$failures failure(s)" >&2; exit 1; fi
   echo "ok"
 }
+# expect_rank_faults EXIT_RE HANG_RE RUN_ARGS...: `partita launch -n 2 -- partita RUN_ARGS...` with rank 1 dying
+# (PARTITA_FAULT_EXIT_AT_STEP=5), then stalling (PARTITA_FAULT_HANG_AT_STEP=5): each time the job must fail
+# within 30 s, rank 0's error line must match EXIT_RE / HANG_RE (grep, after "[rank 0] partita: error: rank 0: ")
+# and the launcher must name the ranks.
+expect_rank_faults() {
+  local exit_re=$1 hang_re=$2; shift 2
+  local start rc took
+  start=$SECONDS; rc=0
+  PARTITA_FAULT_EXIT_AT_STEP=5 "$PARTITA" launch -n 2 -- partita "$@" >/dev/null 2>"$WORK/exit.err" || rc=$?
+  took=$((SECONDS - start))
+  [ "$rc" -ne 0 ] || fail "exit fault: launch should fail"
+  [ "$took" -le 30 ] || fail "exit fault: took $took s"
+  # The launcher polls every 50 ms: when rank 0 stops within the same poll as the rank that died, either may be
+  # reaped first. What matters is that both are named and that rank 0 names rank 1.
+  grep -qE "partita: error: rank (1 exited with status 1 first|0 exited with status 1 first; then rank 1 exited with status 1)" \
+    "$WORK/exit.err" || fail "exit fault: launcher line: $(cat "$WORK/exit.err")"
+  grep -q "^\[rank 0\] partita: error: rank 0: $exit_re" "$WORK/exit.err" \
+    || fail "exit fault: rank 0 should name rank 1: $(cat "$WORK/exit.err")"
+  echo "exit fault stopped in $took s"
+
+  start=$SECONDS; rc=0
+  PARTITA_FAULT_HANG_AT_STEP=5 PARTITA_DISTRIBUTED_TIMEOUT_S=5 "$PARTITA" launch -n 2 --grace 2 -- partita "$@" \
+    >/dev/null 2>"$WORK/hang.err" || rc=$?
+  took=$((SECONDS - start))
+  [ "$rc" -ne 0 ] || fail "hang fault: launch should fail"
+  [ "$took" -le 30 ] || fail "hang fault: took $took s"
+  grep -q "^\[rank 0\] partita: error: rank 0: $hang_re" "$WORK/hang.err" \
+    || fail "hang fault: rank 0 should name rank 1: $(cat "$WORK/hang.err")"
+  grep -q "partita: error: rank 0 exited with status 1 first; then rank 1 was killed" "$WORK/hang.err" \
+    || fail "hang fault: launcher line: $(cat "$WORK/hang.err")"
+  echo "hang fault stopped in $took s"
+}
