@@ -29,9 +29,10 @@ for spec in "mlp 256x64" "cnn 32x3x32x32" "branchy 8x3x32x32" "gpt 8x128:i64:204
     $partita -q optimize "$zoo/$model.pt" --input "$input" $flag --steps "$steps" --rounds "$rounds" \
       --out "$tmp/opt" --json "$tmp/opt.json" >/dev/null
     even="n/a"
+    even_steps=$(get "$tmp/opt.json" "d['steps_per_round']")
     if $partita -q plan "$zoo/$model.pt" --input "$input" $flag --devices cpu:0,cpu:1 --strategy even \
          --json "$tmp/even.json" >/dev/null 2>"$tmp/even.err" &&
-       $partita -q run "$zoo/$model.pt" --input "$input" $flag --plan "$tmp/even.json" --steps "$steps" \
+       $partita -q run "$zoo/$model.pt" --input "$input" $flag --plan "$tmp/even.json" --steps "$even_steps" \
          --json "$tmp/even_run.json" >/dev/null 2>>"$tmp/even.err"; then
       even=$(get "$tmp/even_run.json" "f\"{d['step_ms']:.1f}\"")
     fi
@@ -49,9 +50,9 @@ done
   echo "Step times in ms. Plain LibTorch = the TorchScript module (forward; for training forward + loss + backward +"
   echo "SGD step) at the best of its thread sweep (torch threads x OpenBLAS threads, shown; 3 warm-up calls so"
   echo "TorchScript's profiling executor has optimized). Plain and partita columns are medians of $rounds alternating"
-  echo "rounds x $steps steps. The naive split is 'partita plan --strategy even' on cpu:0,cpu:1 (equal batch shares or"
+  echo "rounds of at least $steps steps and at least 0.3 s each. The naive split is 'partita plan --strategy even' on cpu:0,cpu:1 (equal batch shares or"
   echo "equal node counts per core, whichever the planner ranks first), run by partita's engine, measured separately"
-  echo "($steps steps). Predicted = partita's simulator on per-op measured costs (--cost profiled)."
+  echo "(as many steps as one of those rounds). Predicted = partita's simulator on per-op measured costs (--cost profiled)."
   echo
   echo "| model | input | mode | plain LibTorch (best config) | naive even split | partita | speedup | predicted | partita's plan |"
   echo "|---|---|---|---|---|---|---|---|---|"

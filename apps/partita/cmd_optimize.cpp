@@ -4,11 +4,13 @@
 //
 // The planner proposes and measurement decides: its cost model ranks the candidates, each is run for a few
 // steps, and the two fastest plus the candidate that mirrors plain LibTorch's best setting (the same threads
-// and OpenBLAS setting, through partita's executor) run again, alternating; the fastest median is kept.
+// and OpenBLAS setting, through partita's executor) run again, alternating, each round a window of at least
+// 0.15 s; the fastest median is kept. The final comparison gives every round at least 0.3 s.
 // Single-device plans (the whole CPU, one core; OpenBLAS single-threaded or keeping its pool) are always
 // among the candidates, so partita settles for something slower than plain LibTorch only by the executor's
 // overhead or by noise.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <set>
 #include <thread>
@@ -31,6 +33,11 @@
 namespace partita::app {
 
 namespace {
+
+// Measurement windows (see steps_for_window): the run-off repeats kRunoffRounds rounds per finalist.
+constexpr Seconds kRunoffWindow{0.15};
+constexpr int kRunoffRounds = 3;
+constexpr Seconds kFinalWindow{0.3};
 
 struct OptimizeArgs {
   ModelArgs model;
@@ -57,6 +64,14 @@ std::string layout_label(const Plan& p) {
   for (const auto& d : p.used_devices()) devices += (devices.empty() ? "" : "+") + d;
   return fmt::format("{} {} stage(s) x{} mb on {}", strategy_name(p.strategy), p.stages.size(),
                      p.microbatches, devices);
+}
+
+// Steps for a measurement window of at least `window` at `step_ms` per step, and at least `min_steps`: a
+// 2 ms step measured over 5 steps is 10 ms of a shared machine's time, one scheduler hiccup decides it.
+int steps_for_window(double step_ms, Seconds window, int min_steps, int max_steps = 200) {
+  if (!(step_ms > 0) || !std::isfinite(step_ms)) return min_steps;
+  const int wanted = static_cast<int>(std::ceil(to_milliseconds(window) / step_ms));
+  return std::clamp(wanted, min_steps, std::max(min_steps, max_steps));
 }
 
 void run_optimize(const OptimizeArgs& args) {
@@ -180,12 +195,16 @@ void run_optimize(const OptimizeArgs& args) {
       std::find(finalists.begin(), finalists.end(), mirror) == finalists.end())
     finalists.push_back(mirror);
   if (finalists.size() >= 2) {
+    // Each run-off round measures a window of at least kRunoffWindow per finalist, so short steps are
+    // judged on many of them; the probe's own median counts as one more round.
     std::vector<std::vector<double>> runs;
     for (const Candidate* c : finalists) runs.push_back({c->measured_ms});
-    for (int r = 0; r < 3; ++r) {
+    RunOptions runoff = probe;
+    runoff.steps = steps_for_window(ranked.front()->measured_ms, kRunoffWindow, probe.steps);
+    for (int r = 0; r < kRunoffRounds; ++r) {
       for (size_t k = 0; k < finalists.size(); ++k) {
-        probe.blas = finalists[k]->blas;
-        runs[k].push_back(run_plan(model, finalists[k]->plan, specs, probe).median_ms);
+        runoff.blas = finalists[k]->blas;
+        runs[k].push_back(run_plan(model, finalists[k]->plan, specs, runoff).median_ms);
       }
     }
     std::string summary;
@@ -204,9 +223,11 @@ void run_optimize(const OptimizeArgs& args) {
   // Side by side, alternating, so drift on a shared machine hits both alike.
   std::vector<double> base_ms, plan_ms;
   RunReport final_report;
-  base.steps = args.steps;
+  // --steps is the least per round; short steps get a window of at least kFinalWindow per round.
+  const int final_steps = steps_for_window(best->measured_ms, kFinalWindow, args.steps);
+  base.steps = final_steps;
   RunOptions run_options;
-  run_options.steps = args.steps;
+  run_options.steps = final_steps;
   run_options.warmup = 3;
   run_options.blas = best->blas;
   for (int r = 0; r < args.rounds; ++r) {
@@ -256,7 +277,7 @@ void run_optimize(const OptimizeArgs& args) {
       out,
       "(medians of {} alternating rounds x {} steps; predicted peak {} on the largest device, {} on all "
       "host devices together (weights counted once per device); measured peak: all CPU tensor memory)\n",
-      args.rounds, args.steps, format_bytes(predicted_peak), format_bytes(predicted_host_peak));
+      args.rounds, final_steps, format_bytes(predicted_peak), format_bytes(predicted_host_peak));
   for (const auto& w : final_report.workers) {
     fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {:.2f} ms/step (predicted {:.2f})\n",
                w.stage, w.device, 100.0 * w.utilization, w.busy_ms_per_step, w.predicted_busy_ms);
@@ -277,6 +298,8 @@ void run_optimize(const OptimizeArgs& args) {
   result["baseline_ms"] = baseline_median;
   result["baseline_config"] = best_base->config.to_string();
   result["plan_ms"] = plan_median;
+  result["rounds"] = args.rounds;
+  result["steps_per_round"] = final_steps;
   result["speedup"] = speedup;
   result["predicted_ms"] = predicted_ms;
   result["measured_peak_bytes"] = measured_peak.value();
@@ -315,7 +338,8 @@ Command register_optimize(CLI::App& app) {
   cmd->add_option("--json", args->json, "write the results as JSON (- for stdout)");
   cmd->add_option("--devices", args->devices,
                   "device list to plan for (default: every core as its own device)");
-  cmd->add_option("--steps", args->steps, "steps per round in the final comparison")
+  cmd->add_option("--steps", args->steps,
+                  "least steps per round in the final comparison (short steps get at least 0.3 s per round)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--rounds", args->rounds, "alternating rounds in the final comparison")
       ->check(CLI::PositiveNumber);
