@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -72,6 +73,36 @@ int steps_for_window(double step_ms, Seconds window, int min_steps, int max_step
   if (!(step_ms > 0) || !std::isfinite(step_ms)) return min_steps;
   const int wanted = static_cast<int>(std::ceil(to_milliseconds(window) / step_ms));
   return std::clamp(wanted, min_steps, std::max(min_steps, max_steps));
+}
+
+// Bytes of the model's own tensors (weights and buffers), each storage once.
+Bytes model_tensor_bytes(const LoadedModel& model) {
+  std::set<const void*> seen;
+  int64_t total = 0;
+  for (const auto& t : model.parameters) {
+    if (t.defined() && seen.insert(t.storage().unsafeGetStorageImpl()).second)
+      total += static_cast<int64_t>(t.storage().nbytes());
+  }
+  return Bytes(total);
+}
+
+// Predicted host (CPU) memory of the plan's process: each CPU device's activations and workspace, plus each
+// stage's model state once (the replicas of a stage on CPU devices train the same tensors).
+Bytes predicted_host_memory(const Plan& plan) {
+  Bytes total(0);
+  std::map<int, Bytes> state_of_stage;
+  for (const auto& d : plan.prediction.devices) {
+    if (d.device.rfind("cpu", 0) != 0) continue;
+    total = total + (d.peak_memory - d.model_state);
+    for (size_t s = 0; s < plan.stages.size(); ++s) {
+      const auto& devices = plan.groups[static_cast<size_t>(plan.stages[s].group)].devices;
+      if (std::find(devices.begin(), devices.end(), d.device) == devices.end()) continue;
+      Bytes& state = state_of_stage[static_cast<int>(s)];
+      state = std::max(state, d.model_state);
+    }
+  }
+  for (const auto& [stage, state] : state_of_stage) total = total + state;
+  return total;
 }
 
 void run_optimize(const OptimizeArgs& args) {
@@ -230,25 +261,32 @@ void run_optimize(const OptimizeArgs& args) {
   run_options.steps = final_steps;
   run_options.warmup = 3;
   run_options.blas = best->blas;
+  // The plan's own peak: what its run adds to the tensors alive before it (the baseline's module and inputs
+  // among them), plus the plan model's weights, which were alive before and are part of it.
+  Bytes measured_peak(0);
   for (int r = 0; r < args.rounds; ++r) {
     log_info(fmt::format("optimize: round {}/{}", r + 1, args.rounds));
     const auto b = measure_torchscript(baseline_model, inputs, best_base->config, base);
     base_ms.insert(base_ms.end(), b.step_ms.begin(), b.step_ms.end());
     run_options.record_trace = r + 1 == args.rounds;
+    // Earlier runs left gradients on the model's tensors: drop them so this run allocates (and counts) its own.
+    for (auto& t : model.parameters) {
+      if (t.defined() && t.grad().defined()) t.mutable_grad().reset();
+    }
     meter.reset_peak();
+    const Bytes before = meter.current_bytes();
     final_report = run_plan(model, best->plan, specs, run_options);
+    measured_peak = std::max(measured_peak, meter.peak_bytes() - before);
     plan_ms.insert(plan_ms.end(), final_report.step_ms.begin(), final_report.step_ms.end());
   }
-  const Bytes measured_peak = meter.peak_bytes();
+  measured_peak = measured_peak + model_tensor_bytes(model);
   const double baseline_median = median_of(base_ms), plan_median = median_of(plan_ms);
   const double speedup = baseline_median / plan_median;
   const double predicted_ms = to_milliseconds(best->plan.prediction.step_time);
   // The measured peak covers every host device of the process together; the plan predicts per device.
-  Bytes predicted_peak(0), predicted_host_peak(0);
-  for (const auto& d : best->plan.prediction.devices) {
-    predicted_peak = std::max(predicted_peak, d.peak_memory);
-    if (d.device.rfind("cpu", 0) == 0) predicted_host_peak = predicted_host_peak + d.peak_memory;
-  }
+  Bytes predicted_peak(0);
+  for (const auto& d : best->plan.prediction.devices) predicted_peak = std::max(predicted_peak, d.peak_memory);
+  const Bytes predicted_host_peak = predicted_host_memory(best->plan);
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
   fmt::print(out, "\npartita optimize {} ({}, batch {})\n", args.model.model, mode_name(mode),
@@ -276,7 +314,7 @@ void run_optimize(const OptimizeArgs& args) {
   fmt::print(
       out,
       "(medians of {} alternating rounds x {} steps; predicted peak {} on the largest device, {} on all "
-      "host devices together (weights counted once per device); measured peak: all CPU tensor memory)\n",
+      "host devices together; measured: the plan's CPU tensor memory at its peak)\n",
       args.rounds, final_steps, format_bytes(predicted_peak), format_bytes(predicted_host_peak));
   for (const auto& w : final_report.workers) {
     fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {:.2f} ms/step (predicted {:.2f})\n",

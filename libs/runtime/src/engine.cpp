@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <numeric>
 #include <optional>
@@ -157,6 +158,12 @@ struct Engine::Impl {
   std::string first_error;
   const StepInputs* batch = nullptr;
   int step_index = 0;
+  // A job for one worker alone (run_on_worker): while set, the other workers ignore the wake-up.
+  std::function<void()> worker_job;
+  int job_worker = -1;
+  // The worker that runs the optimizer step: the CPU worker with the most intra-op threads, the first of
+  // equals (-1: no CPU worker; the caller's thread runs it).
+  int optimizer_worker = -1;
 
   Impl(LoadedModel& m, Plan p, EngineOptions o) : model(m), plan(std::move(p)), options(o) {}
 
@@ -433,19 +440,42 @@ struct Engine::Impl {
     if (saved_affinity_valid) pthread_setaffinity_np(pthread_self(), sizeof(saved_affinity), &saved_affinity);
   }
 
+  // Runs `job` on worker `index`'s thread (its device binding and intra-op threads) and waits for it; an
+  // exception in it becomes first_error.
+  void run_on_worker(int index, std::function<void()> job) {
+    {
+      std::unique_lock<std::mutex> lock(mutex);
+      worker_job = std::move(job);
+      job_worker = index;
+      running = 1;
+      ++generation;
+    }
+    start_cv.notify_all();
+    std::unique_lock<std::mutex> lock(mutex);
+    done_cv.wait(lock, [&] { return running == 0; });
+    worker_job = nullptr;
+    job_worker = -1;
+  }
+
   void worker_loop(int index) {
     Worker& w = workers[index];
     apply_to_current_thread(w.binding);
     int seen = 0;
     while (true) {
+      std::function<void()> job;
       {
         std::unique_lock<std::mutex> lock(mutex);
         start_cv.wait(lock, [&] { return stopping || generation != seen; });
         if (stopping) return;
         seen = generation;
+        if (worker_job && job_worker != index) continue;  // another worker's job
+        job = worker_job;
       }
       try {
-        run_worker(w);
+        if (job)
+          job();
+        else
+          run_worker(w);
       } catch (const Aborted&) {
       } catch (const std::exception& e) {
         fail(first_line(e));
@@ -613,6 +643,12 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
       s.grad_hooks.emplace_back(std::move(accumulator), key);
     }
   }
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    const DeviceBinding& b = s.workers[i].binding;
+    if (!b.device.is_cpu()) continue;
+    if (s.optimizer_worker < 0 || b.threads > s.workers[static_cast<size_t>(s.optimizer_worker)].binding.threads)
+      s.optimizer_worker = static_cast<int>(i);
+  }
   s.inline_worker = options.inline_lone_worker && s.workers.size() == 1;
   if (s.inline_worker) return;
   for (size_t i = 0; i < s.workers.size(); ++i) {
@@ -717,10 +753,10 @@ StepResult Engine::step(const StepInputs& batch) {
                                : s.options.reducer->reduce(s.master_params, result.loss, index);
     }
     s.emit_end(reduce);
-    TaskEvent opt{EngineTaskKind::kOptimizer, -1, -1, "host", -1, index, {}, {}};
-    s.emit_begin(opt);
-    s.optimizer->step();
-    {
+    // The update runs where the plan has the most CPU threads (a caller kept at one intra-op thread would
+    // make a whole-CPU plan's Adam step single-threaded), then GPU copies are refreshed.
+    auto update = [&s] {
+      s.optimizer->step();
       torch::NoGradGuard no_grad;
       for (auto& w : s.workers) {
         if (w.binding.device.is_cpu()) continue;
@@ -729,6 +765,16 @@ StepResult Engine::step(const StepInputs& batch) {
           if (p.requires_grad()) p.copy_(s.master_params[k++]);
         }
       }
+    };
+    const std::string where =
+        s.optimizer_worker >= 0 ? s.workers[static_cast<size_t>(s.optimizer_worker)].binding.id : "host";
+    TaskEvent opt{EngineTaskKind::kOptimizer, -1, s.optimizer_worker, where, -1, index, {}, {}};
+    s.emit_begin(opt);
+    if (s.optimizer_worker >= 0 && !s.inline_worker) {  // inline: this thread is that worker's
+      s.run_on_worker(s.optimizer_worker, update);
+      PARTITA_CHECK(s.first_error.empty(), "step ", index, ": the optimizer step failed: ", s.first_error);
+    } else {
+      update();
     }
     s.emit_end(opt);
   } else if (s.branch) {

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include <ATen/Parallel.h>
 #include <torch/optim.h>
 
 #include "partita/core/error.h"
@@ -293,6 +294,43 @@ TEST(Engine, InlineLoneWorkerMatchesTheWorkerThreadAndReportsErrors) {
   good.inputs = make_inputs({parse_input_spec("8x64")}, 1);
   good.targets = engine.make_targets(good.inputs);
   EXPECT_GT(engine.step(good).loss, 0.0);
+}
+
+// SGD that records the thread it steps on and that thread's intra-op thread count.
+class RecordingSgd : public torch::optim::SGD {
+ public:
+  using torch::optim::SGD::SGD;
+  torch::Tensor step(LossClosure closure = nullptr) override {
+    thread = std::this_thread::get_id();
+    intra_op_threads = at::get_num_threads();
+    return torch::optim::SGD::step(std::move(closure));
+  }
+  std::thread::id thread;
+  int intra_op_threads = 0;
+};
+
+TEST(Engine, TheUpdateRunsOnTheWorkerWithTheMostThreads) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  LoadedModel m = load("mlp", "8x64");
+  Plan whole = base_plan(m.ir, Mode::kTraining, 8, 1);
+  whole.groups = {DeviceGroup{{"cpu"}, {8}}};  // every core: one worker with 2+ intra-op threads
+  whole.stages = {Stage{0, m.ir.num_nodes() - 1, 0}};
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : m.parameters) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  auto sgd = std::make_shared<RecordingSgd>(trainable, torch::optim::SGDOptions(0.01));
+  EngineOptions o;
+  o.optimizer = sgd;
+  Engine engine(m, whole, o);
+  StepInputs batch;
+  batch.inputs = make_inputs({parse_input_spec("8x64")}, 3);
+  batch.targets = engine.make_targets(batch.inputs, 4);
+  at::set_num_threads(1);  // the caller stays at one thread, as partita's commands keep it
+  engine.step(batch);
+  EXPECT_NE(sgd->thread, std::this_thread::get_id());
+  EXPECT_EQ(sgd->intra_op_threads, engine.bindings()[0].threads);
+  EXPECT_GE(sgd->intra_op_threads, 2);
 }
 
 TEST(Engine, RefusesPlansForAnotherModelOrAbsentDevices) {

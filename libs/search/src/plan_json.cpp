@@ -92,7 +92,8 @@ Json prediction_to_json(const Prediction& p) {
     devs.push_back(Json{{"device", d.device},
                         {"peak_memory_bytes", d.peak_memory.value()},
                         {"busy_s", d.busy.value()},
-                        {"energy_j", d.energy.value()}});
+                        {"energy_j", d.energy.value()},
+                        {"model_state_bytes", d.model_state.value()}});
   }
   j["devices"] = devs;
   return j;
@@ -104,9 +105,10 @@ Prediction prediction_from_json(const Json& j) {
   p.samples_per_second = get<double>(j, "samples_per_second");
   p.energy = Joules(get<double>(j, "energy_j"));
   for (const auto& d : field(j, "devices")) {
-    p.devices.push_back(
-        DevicePrediction{get<std::string>(d, "device"), Bytes(get<int64_t>(d, "peak_memory_bytes")),
-                         Seconds(get<double>(d, "busy_s")), Joules(get<double>(d, "energy_j"))});
+    DevicePrediction dp{get<std::string>(d, "device"), Bytes(get<int64_t>(d, "peak_memory_bytes")),
+                        Seconds(get<double>(d, "busy_s")), Joules(get<double>(d, "energy_j"))};
+    if (d.contains("model_state_bytes")) dp.model_state = Bytes(get<int64_t>(d, "model_state_bytes"));
+    p.devices.push_back(dp);
   }
   return p;
 }

@@ -222,6 +222,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       } else {
         dp.peak_memory = model.memory(base);
       }
+      if (!tp) dp.model_state = model.model_state(base);
       const Bytes cap = model.memory_cap(d);
       if (dp.peak_memory > cap && sim.fits_memory) {
         sim.fits_memory = false;

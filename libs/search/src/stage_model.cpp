@@ -173,16 +173,19 @@ double StageModel::workspace_per_sample(NodeId first, NodeId last) const {
   return std::max(row[static_cast<size_t>(first)], row[static_cast<size_t>(last - (1 << k) + 1)]);
 }
 
+Bytes StageModel::model_state(const StageLoad& load) const {
+  Bytes state = parameter_bytes(load.first, load.last);
+  if (!training()) return state;
+  const Bytes trainable = trainable_bytes(load.first, load.last);
+  state = state + trainable;  // gradients
+  if (load.offload == Offload::kNone) state = state + optimizer_state_bytes(trainable, options_.optimizer);
+  return state;
+}
+
 Bytes StageModel::memory(const StageLoad& load) const {
   const double s = load.samples;
-  double total = static_cast<double>(parameter_bytes(load.first, load.last).value()) +
-                 workspace_per_sample(load.first, load.last) * s;
+  double total = static_cast<double>(model_state(load).value()) + workspace_per_sample(load.first, load.last) * s;
   if (!training()) return Bytes(static_cast<int64_t>(total + input_per_sample(load.first) * s));
-  const Bytes trainable = trainable_bytes(load.first, load.last);
-  total += static_cast<double>(trainable.value());  // gradients
-  if (load.offload == Offload::kNone) {
-    total += static_cast<double>(optimizer_state_bytes(trainable, options_.optimizer).value());
-  }
   const double act = activation_per_sample(load.first, load.last) * s;
   if (load.checkpointing == Checkpointing::kFull) {
     total +=

@@ -24,7 +24,7 @@ Plan sample_plan() {
   p.prediction.step_time = Seconds(0.125);
   p.prediction.samples_per_second = 96;
   p.prediction.energy = Joules(12.5);
-  p.prediction.devices = {DevicePrediction{"cuda:0", Bytes(1 << 30), Seconds(0.1), Joules(7)}};
+  p.prediction.devices = {DevicePrediction{"cuda:0", Bytes(1 << 30), Seconds(0.1), Joules(7), Bytes(1 << 20)}};
   return p;
 }
 
@@ -37,6 +37,7 @@ TEST(PlanJson, RoundTripsEveryField) {
   EXPECT_EQ(plan_to_json(q).dump(), j.dump());
   EXPECT_EQ(q.stages[1].offload, Offload::kOptimizerState);
   EXPECT_EQ(q.groups[0].batch_shares, (std::vector<int>{3, 1}));
+  EXPECT_EQ(q.prediction.devices[0].model_state, Bytes(1 << 20));
 }
 
 TEST(PlanJson, IsByteIdentical) {

@@ -43,6 +43,27 @@ TEST(StageModel, MemoryFollowsTheSavingsChosen) {
   EXPECT_EQ(m.memory_cap(0), Bytes(1 << 30));
 }
 
+TEST(StageModel, ModelStateIsWeightsGradientsAndOptimizerState) {
+  // Two nodes of 1000 trainable floats each: 8000 bytes of weights.
+  const Graph g = chain_graph({1e9, 1e9}, {1000, 1000}, {1000, 1000});
+  const Cluster c = make_cluster({make_spec("a", 1, 1)}, make_link(10));
+  const CostTable t = table_for(g, c);
+  SearchOptions o;
+  o.optimizer = Optimizer::kAdam;
+  const StageModel train(g, c, t, o);
+  const StageLoad load{0, 1, 4, 3, Checkpointing::kNone, Offload::kNone};
+  EXPECT_EQ(train.model_state(load), Bytes(8000 + 8000 + 2 * 8000));  // weights, gradients, two moments
+  EXPECT_EQ(train.model_state(StageLoad{0, 1, 4, 3, Checkpointing::kNone, Offload::kOptimizerState}),
+            Bytes(16000));
+  // The rest of memory() grows with the samples and microbatches in flight; the state does not.
+  EXPECT_GT(train.memory(load), train.model_state(load));
+  EXPECT_EQ(train.model_state(StageLoad{0, 1, 8, 6, Checkpointing::kNone, Offload::kNone}),
+            train.model_state(load));
+  o.mode = Mode::kInference;
+  const StageModel infer(g, c, t, o);
+  EXPECT_EQ(infer.model_state(load), Bytes(8000));
+}
+
 TEST(StageModel, RefusesATableWithoutTheClustersSpec) {
   const Graph g = chain_graph({1e9}, {10}, {10});
   const Cluster c = make_cluster({make_spec("a", 1)}, make_link(10));

@@ -18,7 +18,9 @@
 // Memory: a stage with Checkpointing::kFull keeps only its inputs per microbatch; its forward runs without
 // autograd and again, with autograd, right before its backward. Offload is not run yet (refused).
 // Math: a training step computes the mean loss over the global batch and one optimizer step, exactly as a
-// single-device step does (up to floating-point reassociation of the gradient sums).
+// single-device step does (up to floating-point reassociation of the gradient sums). The optimizer step runs
+// on the CPU worker with the most intra-op threads (its thread, binding and OpenMP team), not on the caller's
+// thread, which partita's commands keep at one intra-op thread.
 // Errors: an exception in any worker stops the step (every other worker is woken) and step() throws
 // partita::Error naming the stage, the device and the node.
 // Several processes: with EngineOptions::local_replica set, this engine runs one replica of a one-stage

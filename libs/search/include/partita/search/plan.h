@@ -89,6 +89,11 @@ struct DevicePrediction {
   Bytes peak_memory{0};
   Seconds busy{0};
   Joules energy{0};
+  // The part of peak_memory that is the stage's model state: weights and buffers, and when training their
+  // gradients and optimizer state (0 when not separated, e.g. tensor-parallel shards). CPU devices of one
+  // process that run replicas of one stage share it (they train the same tensors), so a process's host
+  // memory counts it once per stage, not once per device.
+  Bytes model_state{0};
 };
 
 struct Prediction {

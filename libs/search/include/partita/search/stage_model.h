@@ -67,6 +67,9 @@ class StageModel {
   Bytes boundary_bytes(NodeId after, int samples) const;
   // Memory of one device holding `load` (see the assumptions above).
   Bytes memory(const StageLoad& load) const;
+  // The model-state part of memory(load): weights and buffers, plus gradients and (unless offloaded)
+  // optimizer state when training.
+  Bytes model_state(const StageLoad& load) const;
   // Seconds per step to move offloaded optimizer state to the host and back (0 without offload).
   Seconds offload_time(const StageLoad& load) const;
 
