@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "partita/core/error.h"
+#include "partita/cost/op_class_fit.h"
 #include "partita/hardware/cpu_spec.h"
 
 namespace partita {
@@ -28,6 +29,64 @@ Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype, d
     memory = traffic / spec.memory_bandwidth;
   }
   return std::max(compute, memory) + spec.op_overhead;
+}
+
+Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype, const OpClassFit& fit) {
+  if (cost.status == CostStatus::kStructural) return Seconds(0);
+  // No formula: a call of the class costs at least its fixed part; do not invent the rest.
+  if (cost.status == CostStatus::kNoEstimate) return fit.fixed;
+  OpClassFit scaled = fit;
+  // The fit is measured in f32; another dtype runs at the device's peak ratio to f32 (bf16 GEMM units).
+  const double f32 = spec.flops_for(DType::kFloat32).value();
+  if (dtype != DType::kFloat32 && f32 > 0)
+    scaled.flops_rate = fit.flops_rate * (spec.flops_for(dtype).value() / f32);
+  return op_class_fit_time(scaled, cost.flops, cost.bytes_read + cost.bytes_written);
+}
+
+std::string_view calibration_class(const Graph& graph, const Node& node, OpClass op_class) {
+  if (op_class == OpClass::kConv && node.inputs.size() >= 2) {
+    // weight [out, in / groups, kernel...] against input [batch, in, ...]: fewer weight input channels than
+    // input channels means groups > 1 (depthwise when 1 per group).
+    const TensorMeta* x = graph.value(node.inputs[0]).meta();
+    const TensorMeta* w = graph.value(node.inputs[1]).meta();
+    if (x && w && x->shape.size() >= 2 && w->shape.size() >= 2 && w->shape[1] < x->shape[1]) {
+      return "grouped_conv";
+    }
+  }
+  // Windowed pooling (max_pool2d, avg_pool2d) revisits each input under every window and runs its own
+  // kernels, orders of magnitude below a row reduction's rate on some builds; global (adaptive) pooling is
+  // a plain reduction.
+  if (op_class == OpClass::kReduction && node.op.find("_pool") != std::string::npos &&
+      node.op.find("adaptive") == std::string::npos) {
+    return "pool";
+  }
+  return op_class_name(op_class);
+}
+
+NodeTimes roofline_node_times(const Graph& graph, const Node& node, const DeviceSpec& spec) {
+  const OpClass op_class = classify_op(node);
+  NodeTimes t;
+  if (op_class == OpClass::kStructural && node.cost.status != CostStatus::kEstimated) {
+    // A view launches no kernel, but on a calibrated device (this machine's CPU, where partita's executor
+    // runs every ATen node through the dispatcher) it still costs one boxed call; prim nodes are the
+    // executor's own bookkeeping.
+    if (!spec.op_class_fits.empty() && node.op.starts_with("aten::")) t.forward = spec.op_overhead;
+    return t;
+  }
+  const DType dtype = node_compute_dtype(graph, node);
+  const std::string name(calibration_class(graph, node, op_class));
+  if (const auto fit = spec.op_class_fits.find(name); fit != spec.op_class_fits.end()) {
+    t.forward = roofline_time(node.cost, spec, dtype, fit->second);
+  } else {
+    const auto eff = spec.flops_efficiency.find(std::string(op_class_name(op_class)));
+    t.forward = roofline_time(node.cost, spec, dtype, eff == spec.flops_efficiency.end() ? 1.0 : eff->second);
+  }
+  if (const auto fit = spec.op_class_backward_fits.find(name); fit != spec.op_class_backward_fits.end()) {
+    t.backward = roofline_time(node.cost, spec, dtype, fit->second);
+  } else {
+    t.backward = t.forward * backward_ratio(op_class);
+  }
+  return t;
 }
 
 DType node_compute_dtype(const Graph& graph, const Node& node) {
@@ -62,18 +121,7 @@ CostTable roofline_cost_table(const Graph& graph, const std::vector<DeviceSpec>&
     table.spec_names.push_back(spec.name);
     std::vector<NodeTimes> row;
     row.reserve(graph.nodes().size());
-    for (const auto& node : graph.nodes()) {
-      const OpClass op_class = classify_op(node);
-      NodeTimes t;
-      // A view or prim node the graph library could not cost is still free: it launches nothing.
-      if (op_class != OpClass::kStructural || node.cost.status == CostStatus::kEstimated) {
-        const auto eff = spec.flops_efficiency.find(std::string(op_class_name(op_class)));
-        t.forward = roofline_time(node.cost, spec, node_compute_dtype(graph, node),
-                                  eff == spec.flops_efficiency.end() ? 1.0 : eff->second);
-      }
-      t.backward = t.forward * backward_ratio(op_class);
-      row.push_back(t);
-    }
+    for (const auto& node : graph.nodes()) row.push_back(roofline_node_times(graph, node, spec));
     table.times.push_back(std::move(row));
   }
   return table;

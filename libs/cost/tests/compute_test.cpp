@@ -139,6 +139,72 @@ TEST(CostTableTest, MeasuredTimesWin) {
   EXPECT_THROW(apply_measured_times(t, 0, std::vector<NodeTimes>(3)), Error);
 }
 
+OpClassFit class_fit(double fixed, double rate, double bandwidth, bool additive = false) {
+  OpClassFit f;
+  f.fixed = Seconds(fixed);
+  f.flops_rate = FlopsPerSecond(rate);
+  f.bandwidth = BytesPerSecond(bandwidth);
+  f.additive = additive;
+  return f;
+}
+
+TEST(Roofline, CalibratedClassFit) {
+  const DeviceSpec gpu = test_gpu();  // peaks: f32 10 TFLOP/s, bf16 100 TFLOP/s
+  const OpClassFit fit = class_fit(3e-6, 1e12, 100e9);
+  // 2e9 FLOP / 1e12 = 2000 us > 12e6 B / 100e9 = 120 us; + 3 us fixed.
+  EXPECT_NEAR(roofline_time(cost(2e9, 8'000'000, 4'000'000), gpu, DType::kFloat32, fit).value(), 2003e-6,
+              1e-12);
+  // bf16 runs at the device's bf16/f32 peak ratio (10x): 200 us > 120 us; + 3 us.
+  EXPECT_NEAR(roofline_time(cost(2e9, 8'000'000, 4'000'000), gpu, DType::kBFloat16, fit).value(), 203e-6,
+              1e-12);
+  // Additive: 2000 + 120 + 3 us.
+  EXPECT_NEAR(
+      roofline_time(cost(2e9, 8'000'000, 4'000'000), gpu, DType::kFloat32, class_fit(3e-6, 1e12, 100e9, true))
+          .value(),
+      2123e-6, 1e-12);
+  // No formula: the class's fixed cost only; structural: nothing.
+  EXPECT_DOUBLE_EQ(roofline_time(cost(1e9, 1, 1, CostStatus::kNoEstimate), gpu, DType::kFloat32, fit).value(),
+                   3e-6);
+  EXPECT_EQ(roofline_time(cost(1e9, 1, 1, CostStatus::kStructural), gpu, DType::kFloat32, fit).value(), 0.0);
+}
+
+TEST(CostTableTest, CalibratedFitsReplaceTheRooflineAndTheBackwardRatio) {
+  const Graph g = small_graph(DType::kFloat32);
+  DeviceSpec cpu = test_gpu();
+  cpu.op_overhead = Seconds(0.5e-6);
+  cpu.op_class_fits["matmul"] = class_fit(2e-6, 1e12, 0);  // 2.147483648e9 FLOP -> 2147.483648 us + 2 us
+  cpu.op_class_backward_fits["matmul"] = class_fit(5e-6, 0.5e12, 0);  // 4294.967296 us + 5 us
+  const CostTable t = roofline_cost_table(g, {cpu});
+  EXPECT_NEAR(t.times[0][0].forward.value(), 2149.483648e-6, 1e-12);
+  EXPECT_NEAR(t.times[0][0].backward.value(), 4299.967296e-6, 1e-12);
+  // relu has no fit: the plain roofline, 8.388608 us + 0.5 us op_overhead; backward x1.
+  EXPECT_NEAR(t.times[0][1].forward.value(), 8.888608e-6, 1e-12);
+  EXPECT_NEAR(t.times[0][1].backward.value(), 8.888608e-6, 1e-12);
+  // On a calibrated device an ATen view costs one dispatcher call; a prim node still nothing.
+  EXPECT_DOUBLE_EQ(t.times[0][2].forward.value(), 0.5e-6);
+  EXPECT_EQ(t.times[0][2].backward.value(), 0.0);
+  EXPECT_EQ(t.times[0][3].forward.value(), 0.0);
+}
+
+TEST(CostTableTest, CalibrationClassSplitsGroupedConvolutionsAndWindowedPooling) {
+  Graph g;
+  const auto tensor = [&](std::vector<int64_t> shape) {
+    const ValueId v = g.add_value(ValueKind::kTensor, "t");
+    g.value(v).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    return v;
+  };
+  const ValueId x = tensor({2, 32, 8, 8});
+  g.add_node("aten::_convolution", {x, tensor({32, 1, 3, 3})}, {tensor({2, 32, 8, 8})});   // depthwise
+  g.add_node("aten::_convolution", {x, tensor({64, 32, 3, 3})}, {tensor({2, 64, 8, 8})});  // dense
+  g.add_node("aten::max_pool2d", {x}, {tensor({2, 32, 4, 4})});
+  g.add_node("aten::adaptive_avg_pool2d", {x}, {tensor({2, 32, 1, 1})});
+  const auto name = [&](NodeId n) { return calibration_class(g, g.node(n), classify_op(g.node(n))); };
+  EXPECT_EQ(name(0), "grouped_conv");
+  EXPECT_EQ(name(1), "conv");
+  EXPECT_EQ(name(2), "pool");
+  EXPECT_EQ(name(3), "reduction");
+}
+
 TEST(CpuCoreGroup, ScalesLikeTheHardwareLibrary) {
   DeviceSpec cpu;
   cpu.name = "cpu4";
@@ -153,6 +219,14 @@ TEST(CpuCoreGroup, ScalesLikeTheHardwareLibrary) {
   EXPECT_DOUBLE_EQ(one.tdp.value(), 25.0);
   EXPECT_EQ(one.cores, 1);
   EXPECT_THROW(cpu_core_group_spec(cpu, 5), Error);
+  // Calibrated fits scale like the figures they refine; fixed costs do not.
+  cpu.op_class_fits["conv"] = class_fit(10e-6, 200e9, 40e9);
+  cpu.op_class_backward_fits["conv"] = class_fit(20e-6, 100e9, 20e9);
+  const DeviceSpec two = cpu_core_group_spec(cpu, 2);
+  EXPECT_DOUBLE_EQ(two.op_class_fits.at("conv").flops_rate.value(), 100e9);
+  EXPECT_DOUBLE_EQ(two.op_class_fits.at("conv").bandwidth.value(), 40e9);  // min(1, 2 x 1/2)
+  EXPECT_DOUBLE_EQ(two.op_class_fits.at("conv").fixed.value(), 10e-6);
+  EXPECT_DOUBLE_EQ(two.op_class_backward_fits.at("conv").flops_rate.value(), 50e9);
 }
 
 }  // namespace

@@ -52,6 +52,13 @@ DeviceSpec cpu_group_spec(const DeviceSpec& whole_cpu, int cores) {
   for (auto& entry : group.peak_flops) entry.second = entry.second * share;
   // Bandwidth saturates with a few cores: each core keeps enough misses in flight for about two cores' share.
   group.memory_bandwidth = whole_cpu.memory_bandwidth * std::min(1.0, 2.0 * share);
+  // Calibrated class fits scale like the figures they refine; a call's fixed cost does not depend on cores.
+  for (auto* fits : {&group.op_class_fits, &group.op_class_backward_fits}) {
+    for (auto& entry : *fits) {
+      entry.second.flops_rate = entry.second.flops_rate * share;
+      entry.second.bandwidth = entry.second.bandwidth * std::min(1.0, 2.0 * share);
+    }
+  }
   group.tdp = whole_cpu.tdp * share;
   group.idle_power = whole_cpu.idle_power * share;
   group.cores = cores;

@@ -24,6 +24,38 @@ DeviceKind parse_kind(const std::string& s) {
   return DeviceKind::kOther;
 }
 
+Json fits_to_json(const std::map<std::string, OpClassFit>& fits) {
+  Json out = Json::object();
+  for (const auto& [name, fit] : fits) {
+    out[name] = {{"fixed", fit.fixed.value()},
+                 {"flops_rate", fit.flops_rate.value()},
+                 {"bandwidth", fit.bandwidth.value()},
+                 {"additive", fit.additive},
+                 {"samples", fit.samples},
+                 {"rms_relative_error", fit.rms_relative_error}};
+  }
+  return out;
+}
+
+// An optional map of fits; absent means none.
+std::map<std::string, OpClassFit> fits_from_json(const Json& j, const char* name, const std::string& device) {
+  std::map<std::string, OpClassFit> out;
+  if (!j.contains(name)) return out;
+  const Json& fits = j.at(name);
+  PARTITA_CHECK(fits.is_object(), "JSON field '", name, "' of '", device, "' is not an object");
+  for (const auto& [cls, f] : fits.items()) {
+    OpClassFit fit;
+    fit.fixed = Seconds(field<double>(f, "fixed"));
+    fit.flops_rate = FlopsPerSecond(field<double>(f, "flops_rate"));
+    fit.bandwidth = BytesPerSecond(field<double>(f, "bandwidth"));
+    fit.additive = field<bool>(f, "additive");
+    fit.samples = field<int>(f, "samples");
+    fit.rms_relative_error = field<double>(f, "rms_relative_error");
+    out[cls] = fit;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string_view device_kind_name(DeviceKind kind) {
@@ -51,6 +83,8 @@ Json device_spec_to_json(const DeviceSpec& spec) {
   j["idle_power"] = spec.idle_power.value();
   j["op_overhead"] = spec.op_overhead.value();
   j["flops_efficiency"] = spec.flops_efficiency;
+  j["op_class_fits"] = fits_to_json(spec.op_class_fits);
+  j["op_class_backward_fits"] = fits_to_json(spec.op_class_backward_fits);
   j["cores"] = spec.cores;
   j["measured"] = spec.measured;
   j["source"] = spec.source;
@@ -73,6 +107,9 @@ DeviceSpec device_spec_from_json(const Json& j) {
   spec.op_overhead = Seconds(field<double>(j, "op_overhead"));
   if (j.contains("flops_efficiency"))
     spec.flops_efficiency = j.at("flops_efficiency").get<std::map<std::string, double>>();
+  // Optional: specs written before calibration (and datasheet specs) have no fits.
+  spec.op_class_fits = fits_from_json(j, "op_class_fits", spec.name);
+  spec.op_class_backward_fits = fits_from_json(j, "op_class_backward_fits", spec.name);
   spec.cores = field<int>(j, "cores");
   spec.measured = field<bool>(j, "measured");
   spec.source = field<std::string>(j, "source");

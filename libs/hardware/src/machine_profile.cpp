@@ -58,6 +58,17 @@ Json machine_profile_to_json(const MachineProfile& p) {
   j["op_overhead_direct"] = p.op_overhead_direct.value();
   j["op_overhead_boxed"] = p.op_overhead_boxed.value();
   j["conv_flops_per_second"] = p.conv_rate.value();
+  Json samples = Json::array();
+  for (const auto& s : p.op_class_samples) {
+    samples.push_back({{"op_class", s.op_class},
+                       {"kernel", s.kernel},
+                       {"threads", s.threads},
+                       {"flops", s.flops.value()},
+                       {"bytes", s.bytes.value()},
+                       {"seconds", s.time.value()},
+                       {"backward_seconds", s.backward.value()}});
+  }
+  j["op_class_samples"] = samples;
   Json ar = Json::array();
   for (const auto& s : p.allreduce) ar.push_back({{"bytes", s.bytes.value()}, {"seconds", s.time.value()}});
   j["allreduce_loopback"] = ar;
@@ -69,8 +80,8 @@ MachineProfile machine_profile_from_json(const Json& j) {
   MachineProfile p;
   try {
     p.version = j.at("version").get<int>();
-    PARTITA_CHECK(p.version == 1, "machine profile version ", p.version,
-                  " is not 1: run partita profile --refresh");
+    PARTITA_CHECK(p.version == MachineProfile::kVersion, "machine profile version ", p.version, " is not ",
+                  MachineProfile::kVersion, ": run partita profile --refresh");
     p.fingerprint = j.at("fingerprint").get<std::string>();
     p.key = j.at("key").get<std::string>();
     p.date = j.at("date").get<std::string>();
@@ -101,6 +112,12 @@ MachineProfile machine_profile_from_json(const Json& j) {
     p.op_overhead_direct = Seconds(j.at("op_overhead_direct").get<double>());
     p.op_overhead_boxed = Seconds(j.at("op_overhead_boxed").get<double>());
     p.conv_rate = FlopsPerSecond(j.at("conv_flops_per_second").get<double>());
+    for (const auto& s : j.at("op_class_samples")) {
+      p.op_class_samples.push_back(OpClassSample{
+          s.at("op_class").get<std::string>(), s.at("kernel").get<std::string>(), s.at("threads").get<int>(),
+          Flops(s.at("flops").get<double>()), Bytes(s.at("bytes").get<int64_t>()),
+          Seconds(s.at("seconds").get<double>()), Seconds(s.at("backward_seconds").get<double>())});
+    }
     for (const auto& s : j.at("allreduce_loopback")) {
       p.allreduce.push_back(
           AllreduceSample{Bytes(s.at("bytes").get<int64_t>()), Seconds(s.at("seconds").get<double>())});

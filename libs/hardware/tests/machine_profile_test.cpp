@@ -18,6 +18,8 @@ TEST(MachineProfile, JsonRoundTrip) {
   p.gemm.push_back({"cpu", 512, DType::kBFloat16, 2, FlopsPerSecond(1e11)});
   p.thread_scaling.push_back({1, FlopsPerSecond(5e10), FlopsPerSecond(3e10), BytesPerSecond(1e10)});
   p.allreduce.push_back({Bytes(4096), Seconds(1e-4)});
+  p.op_class_samples.push_back({"grouped_conv", "conv 2x32x56x56 g32", 2, Flops(3.6e6), Bytes(1'606'784),
+                                Seconds(5.8e-5), Seconds(1.2e-4)});
   p.loopback = LinkSpec{"loopback", Seconds(2e-5), BytesPerSecond(3e9), "fit"};
   DeviceSpec cpu;
   cpu.name = "host";
@@ -37,6 +39,26 @@ TEST(MachineProfile, JsonRoundTrip) {
   EXPECT_TRUE(q.find("cpu")->spec.measured);
   EXPECT_DOUBLE_EQ(q.find("cpu")->spec.flops_for(DType::kFloat32).value(), 5e10);
   EXPECT_EQ(q.find("cuda:0"), nullptr);
+  ASSERT_EQ(q.op_class_samples.size(), 1u);
+  const OpClassSample& s = q.op_class_samples[0];
+  EXPECT_EQ(s.op_class, "grouped_conv");
+  EXPECT_EQ(s.kernel, "conv 2x32x56x56 g32");
+  EXPECT_EQ(s.threads, 2);
+  EXPECT_DOUBLE_EQ(s.flops.value(), 3.6e6);
+  EXPECT_EQ(s.bytes.value(), 1'606'784);
+  EXPECT_DOUBLE_EQ(s.time.value(), 5.8e-5);
+  EXPECT_DOUBLE_EQ(s.backward.value(), 1.2e-4);
+}
+
+TEST(MachineProfile, OlderCacheVersionIsRejected) {
+  MachineProfile p;
+  Json j = machine_profile_to_json(p);
+  EXPECT_EQ(j.at("version").get<int>(), MachineProfile::kVersion);
+  EXPECT_NO_THROW(machine_profile_from_json(j));
+  // Version 1 caches predate the op-class calibration: they must be measured again, not used without it.
+  j["version"] = 1;
+  j.erase("op_class_samples");
+  EXPECT_THROW(machine_profile_from_json(j), Error);
 }
 
 TEST(MachineProfile, IncompleteJsonIsAnError) {

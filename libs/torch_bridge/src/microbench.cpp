@@ -13,6 +13,7 @@
 #include "partita/core/format.h"
 #include "partita/core/log.h"
 #include "partita/cost/link_fit.h"
+#include "partita/cost/op_class_fit.h"
 #include "partita/hardware/cpu_spec.h"
 #include "partita/torch_bridge/bench_kernels.h"
 #include "partita/torch_bridge/cuda_devices.h"
@@ -29,6 +30,7 @@ struct Plan {
   std::vector<int64_t> gemm_sizes;
   Bytes bandwidth_bytes;
   int64_t gpu_gemm_n;
+  TimingOptions class_timing;  // per calibration kernel and thread count
 };
 
 Plan plan_for(ProfileMode mode) {
@@ -39,12 +41,14 @@ Plan plan_for(ProfileMode mode) {
     p.gemm_sizes = {128, 256};
     p.bandwidth_bytes = Bytes(16 << 20);
     p.gpu_gemm_n = 2048;
+    p.class_timing = TimingOptions{1, 3, 15, Seconds(0.004), {}};
   } else {
     p.timing = TimingOptions{2, 5, 200, Seconds(0.6), {}};
     p.scaling_gemm_n = 512;
     p.gemm_sizes = {128, 256, 512, 1024};
     p.bandwidth_bytes = Bytes(128 << 20);  // far beyond any last-level cache
     p.gpu_gemm_n = 8192;
+    p.class_timing = TimingOptions{2, 7, 60, Seconds(0.05), {}};
   }
   return p;
 }
@@ -66,6 +70,33 @@ int best_threads(const std::vector<ThreadScalingSample>& s, Rate ThreadScalingSa
   const auto it = std::max_element(s.begin(), s.end(),
                                    [&](const auto& a, const auto& b) { return (a.*field) < (b.*field); });
   return it == s.end() ? 1 : it->threads;
+}
+
+// Generic ops of every calibration class at every thread count; the cost library fits them per class
+// (cpu_spec_at_threads). Interleaved by kernel, not by thread count, so a slow spell of a shared machine
+// spreads over the counts instead of biasing one.
+void measure_op_classes(const Plan& plan, bool quick, int max_threads, Bytes cold_bytes, MachineProfile& p) {
+  const std::vector<ClassKernel> kernels = class_kernels(quick);
+  for (const auto& k : kernels) {
+    for (int t = 1; t <= max_threads; ++t) {
+      at::set_num_threads(t);
+      const ClassKernelTimes times = time_class_kernel(k, plan.class_timing, cold_bytes, /*backward=*/true);
+      p.op_class_samples.push_back(
+          OpClassSample{k.op_class, k.label, t, k.flops, k.bytes, times.forward, times.backward});
+    }
+  }
+  for (int t = 1; t <= max_threads; ++t) {
+    for (const FitPass pass : {FitPass::kForward, FitPass::kBackward}) {
+      for (const auto& [name, fit] : fit_op_classes(p.op_class_samples, t, pass)) {
+        log_info(fmt::format(
+            "  {} thread(s) {:<12} {}: fixed {:6.2f} us, {:7.1f} GFLOP/s, {:6.1f} GB/s ({} samples, "
+            "rms error {:.0f}%){}",
+            t, name, pass == FitPass::kForward ? "forward " : "backward", fit.fixed.value() * 1e6,
+            fit.flops_rate.value() / 1e9, fit.bandwidth.value() / 1e9, fit.samples,
+            fit.rms_relative_error * 100, fit.additive ? ", additive" : ""));
+      }
+    }
+  }
 }
 
 void measure_cpu(const Plan& plan, int max_threads, MachineProfile& p) {
@@ -219,13 +250,17 @@ DeviceSpec cpu_spec_at_threads(const MachineProfile& profile, const DeviceSpec& 
   if (it->conv.value() > 0) spec.flops_efficiency["conv"] = it->conv.value() / peak;
   spec.memory_bandwidth = it->elementwise;
   spec.op_overhead = profile.op_overhead_boxed;
+  spec.op_class_fits = fit_op_classes(profile.op_class_samples, threads, FitPass::kForward);
+  spec.op_class_backward_fits = fit_op_classes(profile.op_class_samples, threads, FitPass::kBackward);
   const double share = base.cores > 0 ? std::min(1.0, static_cast<double>(threads) / base.cores) : 1.0;
   spec.tdp = base.tdp * share;
   spec.idle_power = base.idle_power * share;
   spec.cores = threads;
   spec.measured = true;
-  spec.source = "microbenchmark " + profile.date + " at " + std::to_string(threads) +
-                " intra-op thread(s) (matmul, add, boxed tiny op); power: " + base.source;
+  spec.source =
+      "microbenchmark " + profile.date + " at " + std::to_string(threads) +
+      " intra-op thread(s) (matmul, conv, add, boxed tiny op, per-class fits of generic ops); power: " +
+      base.source;
   return spec;
 }
 
@@ -247,6 +282,9 @@ MachineProfile run_microbenchmarks(const MicrobenchOptions& options) {
   log_info(fmt::format("profiling {} ({} cores, {} hardware threads){}", fp.cpu_model, cores, cpu.threads,
                        quick ? ", quick mode" : ""));
   measure_cpu(plan, max_threads, p);
+  // Operands rotate over twice the last-level cache, so calibration ops read them from memory.
+  const Bytes llc = cpu.cache_bytes(3).value() > 0 ? cpu.cache_bytes(3) : cpu.cache_bytes(2);
+  measure_op_classes(plan, quick, max_threads, llc.value() > 0 ? llc * 2.0 : Bytes(64 << 20), p);
   // The whole CPU runs at the thread count that is best for matmul, the op class that dominates most models
   // here; `partita estimate` re-derives a spec per model from the thread scaling (conv-heavy ones differ).
   DeviceSpec whole = cpu_spec_at_threads(p, base, p.best_matmul_threads);

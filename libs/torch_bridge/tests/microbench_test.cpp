@@ -1,5 +1,8 @@
 #include "partita/torch_bridge/microbench.h"
 
+#include <cstdlib>
+#include <filesystem>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -48,6 +51,57 @@ TEST(Microbench, QuickProfileWithoutLoopbackMeasuresEveryCpuDevice) {
   EXPECT_EQ(back.devices.size(), p.devices.size());
   EXPECT_EQ(back.best_conv_threads, p.best_conv_threads);
   EXPECT_THROW(cpu_spec_at_threads(p, p.find("cpu")->spec, 1000), Error);
+  // The calibration: generic ops of every class at every thread count, fitted into the measured specs.
+  EXPECT_FALSE(p.op_class_samples.empty());
+  EXPECT_EQ(back.op_class_samples.size(), p.op_class_samples.size());
+  for (const char* cls :
+       {"matmul", "conv", "grouped_conv", "norm", "elementwise", "reduction", "pool", "memory"}) {
+    EXPECT_TRUE(p.find("cpu")->spec.op_class_fits.contains(cls)) << cls;
+  }
+  EXPECT_FALSE(p.find("cpu")->spec.op_class_backward_fits.empty());
+  const DeviceSpec one = cpu_spec_at_threads(p, p.find("cpu")->spec, 1);
+  EXPECT_GT(one.op_class_fits.at("conv").fixed.value() + one.op_class_fits.at("conv").flops_rate.value(),
+            0.0);
+}
+
+TEST(Microbench, ClassKernelsCountWorkAndTimeForwardAndBackward) {
+  const std::vector<ClassKernel> kernels = class_kernels(/*quick=*/true);
+  ASSERT_FALSE(kernels.empty());
+  for (const auto& k : kernels) {
+    EXPECT_GT(k.bytes.value(), 0) << k.label;
+    EXPECT_GE(k.flops.value(), 0.0) << k.label;
+  }
+  // linear 4x32->32 with bias: 2 x 4 x 32 x 32 + 4 x 32 FLOP; (4x32 + 32x32 + 32 + 4x32) x 4 bytes.
+  const ClassKernel& linear = kernels.front();
+  EXPECT_EQ(linear.op_class, "matmul");
+  EXPECT_DOUBLE_EQ(linear.flops.value(), 2.0 * 4 * 32 * 32 + 4 * 32);
+  EXPECT_EQ(linear.bytes.value(), (4 * 32 + 32 * 32 + 32 + 4 * 32) * 4);
+  const ClassKernelTimes t = time_class_kernel(linear, kFast, Bytes(1 << 20), /*backward=*/true);
+  EXPECT_GT(t.forward.value(), 0.0);
+  EXPECT_LT(t.forward.value(), 0.1);
+  EXPECT_GE(t.backward.value(), 0.0);
+  EXPECT_EQ(time_class_kernel(linear, kFast, Bytes(0), /*backward=*/false).backward.value(), 0.0);
+}
+
+TEST(Microbench, AnOlderCacheIsMeasuredAgain) {
+  setenv("XDG_CACHE_HOME", ::testing::TempDir().c_str(), 1);
+  MicrobenchOptions o;
+  o.mode = ProfileMode::kQuick;
+  const std::string path = machine_profile_path(machine_fingerprint().key());
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  Json stale = machine_profile_to_json(MachineProfile{});
+  stale["version"] = 1;
+  stale["fingerprint"] = machine_fingerprint().text();
+  stale["quick"] = true;
+  write_json_file(path, stale);
+  const CachedProfile c = load_or_measure_profile(o, /*refresh=*/false);
+  EXPECT_FALSE(c.from_cache);
+  EXPECT_EQ(c.profile.version, MachineProfile::kVersion);
+  EXPECT_FALSE(c.profile.op_class_samples.empty());
+  // The fresh profile replaced the stale file and now serves from the cache.
+  EXPECT_EQ(read_json_file(path).at("version").get<int>(), MachineProfile::kVersion);
+  EXPECT_TRUE(load_or_measure_profile(o, /*refresh=*/false).from_cache);
+  std::filesystem::remove(path);
 }
 
 }  // namespace

@@ -3,16 +3,24 @@
 //
 // Model (roofline): an op is bound either by arithmetic or by memory traffic, never both at once, so
 //   time = max(flops / peak_flops(dtype), (bytes_read + bytes_written) / memory_bandwidth) + op_overhead.
+// When the device has a calibrated fit for the node's calibration class (DeviceSpec::op_class_fits, measured
+// by `partita profile` on generic ops of the class; see cost/op_class_fit.h) the calibrated form replaces it:
+//   time = fit.fixed + max(flops / fit.flops_rate, bytes / fit.bandwidth)   (or the sum, fit.additive).
 // Assumptions, stated so callers know what the number means:
 //   - peak_flops is the dense datasheet (or measured) peak for the dtype; real kernels reach 30-80 % of it,
-//     so roofline times are optimistic lower bounds. Measured times (apply_measured_times) replace them.
-//   - every byte in OpCost crosses main memory once (no cache reuse across ops, no fusion).
+//     so uncalibrated roofline times are optimistic lower bounds. A calibrated fit says what generic ops of
+//     the class really reach at sizes like the benchmark's, fixed per-call costs included; it is measured in
+//     f32, and other dtypes scale its flops rate by the device's peak ratio to f32.
+//   - every byte in OpCost crosses memory once (no cache reuse across ops, no fusion); a fit's bandwidth
+//     already includes whatever caching its benchmark sizes enjoyed.
 //   - op_overhead is the per-op launch/dispatch cost of the device (0 when unknown), added once per op.
-//   - structural ops (views, list construct, shape queries) cost 0, overhead included: they do not launch.
-//   - an op with CostStatus::kNoEstimate costs only op_overhead: partita has no formula, so it does not
-//   guess;
-//     reports list such ops, and profiling fills them in.
-//   - backward time = forward time * backward_ratio(op class) (see below).
+//   - structural ops (views, list construct, shape queries) cost 0, overhead included: they do not launch
+//     (on a calibrated local CPU an ATen view still costs one dispatcher call, op_overhead).
+//   - an op with CostStatus::kNoEstimate costs only op_overhead (or its class's fixed cost when calibrated):
+//     partita has no formula, so it does not guess; reports list such ops, and profiling fills them in.
+//   - backward time = forward time * backward_ratio(op class) (see below), or, when the device has a
+//     calibrated backward fit for the class (DeviceSpec::op_class_backward_fits), that fit applied to the
+//     forward's FLOPs and bytes.
 // All functions here are pure and thread-safe.
 #include <string>
 #include <string_view>
@@ -55,11 +63,29 @@ double backward_ratio(OpClass op_class);
 // `flops_efficiency` (0, 1] scales the peak for this op (DeviceSpec::flops_efficiency of its class).
 Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype, double flops_efficiency = 1.0);
 
+// Calibrated roofline time of one op with cost `cost` under `fit` (see the model above), the flops rate
+// scaled to `dtype` by spec's peak ratio to f32.
+Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype, const OpClassFit& fit);
+
+// The calibration class of a node (the key of DeviceSpec::op_class_fits): op_class_name(op_class), except
+// "grouped_conv" for a convolution whose weight has fewer input channels than its input (groups > 1, e.g.
+// depthwise): those kernels are memory-bound and run different code than dense convolutions; and "pool" for
+// windowed pooling (max_pool*, avg_pool*, not adaptive ones), whose kernels differ from row reductions.
+std::string_view calibration_class(const Graph& graph, const Node& node, OpClass op_class);
+
 // Forward and backward time of one node on one device, in seconds.
 struct NodeTimes {
   Seconds forward{0};
   Seconds backward{0};
 };
+
+// Roofline forward and backward time of one node on `spec`: the calibrated fit of its calibration class
+// when spec has one, else the plain roofline at its class's flops_efficiency (default 1); backward: the
+// class's calibrated backward fit on the forward's work when spec has one, else forward *
+// backward_ratio(classify_op(node)). Structural nodes without an estimate cost 0 — except ATen ones on a
+// calibrated device (spec.op_class_fits not empty: a local CPU running partita's executor), which cost one
+// dispatcher call (spec.op_overhead) forward; their backward is free either way.
+NodeTimes roofline_node_times(const Graph& graph, const Node& node, const DeviceSpec& spec);
 
 // Per-device, per-node times for a graph. times[s][n] is node n on spec s.
 struct CostTable {
@@ -75,8 +101,7 @@ struct CostTable {
 // floating input tensor, else f32.
 DType node_compute_dtype(const Graph& graph, const Node& node);
 
-// Roofline table for every node of `graph` on every spec, each node at its class's measured efficiency
-// (spec.flops_efficiency[op_class_name], default 1); backward = forward * backward_ratio(classify_op(n)).
+// Roofline table for every node of `graph` on every spec (roofline_node_times of each node).
 CostTable roofline_cost_table(const Graph& graph, const std::vector<DeviceSpec>& specs);
 
 // Replaces row `spec` with measured times (one per node; measured wins over roofline) and sets method to
@@ -87,9 +112,10 @@ void apply_measured_times(CostTable& table, int spec, const std::vector<NodeTime
 // Peak FLOP/s scales linearly with cores (each core has its own vector units). Memory bandwidth does NOT
 // scale linearly: a few cores can already draw a large share of the socket's bandwidth, so a group gets
 // min(1, 2 * cores / total) of it (two cores' worth of memory-level parallelism per core, capped by the
-// whole). Memory size is shared (the whole), watts scale linearly, op_overhead is unchanged. Throws
-// partita::Error when cores is not in [1, whole_cpu.cores]. Same as cpu_group_spec in
-// partita/hardware/cpu_spec.h (which the hardware library needs for local core groups and cluster files).
+// whole); calibrated class fits scale the same way (fixed costs unchanged). Memory size is shared (the
+// whole), watts scale linearly, op_overhead is unchanged. Throws partita::Error when cores is not in [1,
+// whole_cpu.cores]. Same as cpu_group_spec in partita/hardware/cpu_spec.h (which the hardware library needs
+// for local core groups and cluster files).
 DeviceSpec cpu_core_group_spec(const DeviceSpec& whole_cpu, int cores);
 
 }  // namespace partita

@@ -20,8 +20,9 @@ DeviceSpec cpu_device_spec(const CpuInfo& cpu, const HardwareDb* db = nullptr);
 // `cores` cores of a CPU whose whole-CPU spec is `whole_cpu` (whole_cpu.cores > 0).
 // FLOP/s, TDP and idle power scale linearly with the share of cores. Memory bandwidth does NOT scale
 // linearly: a few cores already draw a large share of the socket's bandwidth, so a group gets
-// min(1, 2 x share) of it. Memory size (shared) and op_overhead are unchanged. Throws partita::Error when
-// cores is not in [1, whole_cpu.cores]. Pure, thread-safe.
+// min(1, 2 x share) of it. Calibrated op-class fits scale alike (flops_rate x share, bandwidth x min(1, 2 x
+// share), fixed costs unchanged). Memory size (shared) and op_overhead are unchanged. Throws partita::Error
+// when cores is not in [1, whole_cpu.cores]. Pure, thread-safe.
 DeviceSpec cpu_group_spec(const DeviceSpec& whole_cpu, int cores);
 
 // The link between two core groups of one CPU: data moves by a memory copy (read + write), so

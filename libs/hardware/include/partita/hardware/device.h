@@ -27,6 +27,20 @@ struct DeviceId {
 // Throws partita::Error: "bad device id 'gpu0': use cpu, cpu:N, cpu:A-B or cuda:N".
 DeviceId parse_device_id(const std::string& text);
 
+// A calibrated cost model of one op class on one device, fitted to microbenchmarks of generic ops of that
+// class (never to a model's own ops): time = fixed + max(flops / flops_rate, bytes / bandwidth) — or the sum
+// of the two terms when `additive` — with bytes = bytes read + bytes written as the graph library counts
+// them. A rate of 0 means that term never binds for this class (e.g. no flops term for pure copies). Figures
+// are for f32; other dtypes scale flops_rate by the device's peak ratio to f32.
+struct OpClassFit {
+  Seconds fixed{0};              // per call: dispatch, output allocation, kernel setup, thread fork/join
+  FlopsPerSecond flops_rate{0};  // sustained FLOP/s of the class at sizes like the samples; 0: no FLOP term
+  BytesPerSecond bandwidth{0};   // sustained bytes/s of the class; 0: no memory term
+  bool additive = false;         // compute and traffic add up (no overlap) instead of the larger one counting
+  int samples = 0;               // how many measurements the fit is based on
+  double rms_relative_error = 0;  // root mean square of (fit - measured) / measured over those samples
+};
+
 struct DeviceSpec {
   std::string name;  // "NVIDIA H100 SXM5 80GB", "AMD EPYC 9654"
   DeviceKind kind = DeviceKind::kCuda;
@@ -39,6 +53,13 @@ struct DeviceSpec {
   // Measured efficiency of an op class relative to peak_flops, keyed by the cost library's op class name
   // ("conv": 0.6 means convolutions reach 60 % of the GEMM peak); absent classes run at 1.0 (the peak).
   std::map<std::string, double> flops_efficiency;
+  // Calibrated per-class models keyed by the cost library's calibration class names ("matmul", "conv",
+  // "grouped_conv", "norm", "elementwise", "reduction", "pool", "memory"). A class without a fit uses the
+  // plain roofline above (peak x flops_efficiency, memory_bandwidth, op_overhead); datasheet specs have none.
+  std::map<std::string, OpClassFit> op_class_fits;
+  // The same for the backward of a class's ops, with the forward's FLOPs and bytes as the work (so the fit
+  // carries the backward/forward ratio); a class without one runs backward at forward x the class ratio.
+  std::map<std::string, OpClassFit> op_class_backward_fits;
   int cores = 0;          // CPUs: physical cores (threads for a core group); GPUs: 0
   bool measured = false;  // figures come from a microbenchmark of this machine, not a datasheet
   std::string source;     // where the figures come from

@@ -33,6 +33,20 @@ struct ThreadScalingSample {
   BytesPerSecond elementwise{0};  // a large add (read 2, write 1)
 };
 
+// One calibration measurement: a generic op of an op class (not an op of any user model) at one size and
+// intra-op thread count, with its work counted as the graph library counts it (flops; bytes read + written).
+// The cost library fits an OpClassFit per class and thread count to these (cost/op_class_fit.h).
+struct OpClassSample {
+  std::string op_class;  // calibration class: "matmul", "conv", "grouped_conv", "norm", "elementwise", ...
+  std::string kernel;    // what ran, for reports: "linear 64x256x256"
+  int threads = 0;       // intra-op threads
+  Flops flops{0};
+  Bytes bytes{0};   // bytes read + bytes written (of the forward)
+  Seconds time{0};  // median seconds per forward call
+  Seconds backward{
+      0};  // median seconds of its backward (gradients of every trainable operand); 0: not measured
+};
+
 // All-reduce of `bytes` between two local processes (c10d Gloo over 127.0.0.1): median time.
 struct AllreduceSample {
   Bytes bytes{0};
@@ -47,7 +61,10 @@ struct ProfiledDevice {
 };
 
 struct MachineProfile {
-  int version = 1;
+  // The cache format; bumped whenever the profile gains measurements the cost models rely on, so that an
+  // older cache is re-measured rather than silently used without them. 2: op-class calibration samples.
+  static constexpr int kVersion = 2;
+  int version = kVersion;
   std::string fingerprint;  // human-readable: "AMD EPYC | 2 cores | 24 GiB | torch 1.13.0 | libopenblas..."
   std::string key;          // short hash of fingerprint (the cache file name)
   std::string date;         // ISO 8601, UTC
@@ -63,6 +80,7 @@ struct MachineProfile {
   Seconds op_overhead_direct{0};     // a tiny op through the C++ API (at::add)
   Seconds op_overhead_boxed{0};      // the same through the boxed dispatcher, as partita's executor calls ops
   FlopsPerSecond conv_rate{0};       // conv throughput at best_conv_threads (a calibration figure)
+  std::vector<OpClassSample> op_class_samples;  // calibration of the per-class roofline, every thread count
   std::vector<AllreduceSample> allreduce;
   std::optional<LinkSpec> loopback;  // alpha-beta fit of `allreduce` (p = 2)
   std::vector<LinkSpec> host_links;  // one per GPU: "cuda:K <-> host", measured pinned copies
@@ -74,7 +92,8 @@ struct MachineProfile {
 };
 
 Json machine_profile_to_json(const MachineProfile& profile);
-// Throws partita::Error naming the missing field; callers treat that as "no usable cache".
+// Throws partita::Error naming the missing field, or when the version is not MachineProfile::kVersion;
+// callers treat that as "no usable cache" and measure again.
 MachineProfile machine_profile_from_json(const Json& j);
 
 // $XDG_CACHE_HOME/partita, else $HOME/.cache/partita, else /tmp/partita-cache; not created here.

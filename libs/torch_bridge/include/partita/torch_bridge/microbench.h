@@ -1,6 +1,7 @@
 #pragma once
 // Microbenchmarks of this machine (`partita profile`): GEMM throughput per dtype and size, memory bandwidth,
-// intra-op thread scaling (matmul, conv, elementwise at 1..N threads), per-op dispatch overhead, host<->GPU
+// intra-op thread scaling (matmul, conv, elementwise at 1..N threads), per-op dispatch overhead, generic
+// ops of every op class at a few sizes and every thread count (the calibration of the roofline), host<->GPU
 // copies when a GPU is present, and an alpha-beta fit of a loopback all-reduce between two local processes.
 // The result is a MachineProfile with a measured DeviceSpec per local device ("cpu", each single-core group
 // "cpu:K", "cuda:K") and the loopback LinkSpec, cached under cache_dir() by machine fingerprint.
@@ -44,7 +45,8 @@ ProfileMode profile_mode_from_env();
 
 // A measured spec of `threads` intra-op threads of the host CPU from the profile's thread-scaling samples
 // (FLOP/s of the benchmark matmul, conv efficiency = conv rate / matmul rate, bandwidth of the elementwise
-// add, the boxed op overhead); power from
+// add, the boxed op overhead, and the per-class calibrated fits of the generic ops measured at that count,
+// cost/op_class_fit.h); power from
 // `base` scaled by threads / base.cores. Throws partita::Error when the profile has no sample for `threads`.
 DeviceSpec cpu_spec_at_threads(const MachineProfile& profile, const DeviceSpec& base, int threads);
 
