@@ -16,6 +16,7 @@
 #include "partita/cost/energy.h"
 #include "partita/cost/memory.h"
 #include "partita/hardware/nvml.h"
+#include "partita/runtime/blas_threads.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/memory_meter.h"
 #include "partita/torch_bridge/op_profiler.h"
@@ -62,17 +63,36 @@ ThreadChoice choose_cpu_threads(const Graph& g, const MachineProfile& p, bool tr
   return best;
 }
 
+// One elementwise op over `bytes` (read + written): the spec's calibrated elementwise class when it has
+// one, else the plain roofline (bandwidth plus op_overhead).
+Seconds elementwise_op_time(const DeviceSpec& spec, Flops flops, Bytes bytes) {
+  const auto fit = spec.op_class_fits.find("elementwise");
+  if (fit == spec.op_class_fits.end()) return bytes / spec.memory_bandwidth + spec.op_overhead;
+  return roofline_time(OpCost{flops, bytes, Bytes(0), CostStatus::kEstimated}, spec, DType::kFloat32,
+                       fit->second);
+}
+
 // Loss and SGD update under the roofline: each trainable parameter is read with its gradient and written
-// (3 x its bytes), one op per parameter; the loss sums the outputs.
+// (3 x its bytes, 2 FLOP per element), one op per parameter; the loss sums each output (one pass over it)
+// and its backward fills the output's gradient (another).
 Seconds roofline_update(const Graph& g, const DeviceSpec& spec) {
   Seconds t(0);
   for (const auto& p : g.parameters()) {
     if (!p.requires_grad) continue;
-    t += Bytes(g.value(p.value).bytes().value() * 3) / spec.memory_bandwidth + spec.op_overhead;
+    const Bytes bytes = g.value(p.value).bytes();
+    t += elementwise_op_time(spec, Flops(static_cast<double>(bytes.value()) / 2), bytes * 3.0);
   }
-  for (ValueId v : g.outputs()) t += g.value(v).bytes() / spec.memory_bandwidth + spec.op_overhead * 2.0;
+  for (ValueId v : g.outputs()) {
+    const Bytes bytes = g.value(v).bytes();
+    t += elementwise_op_time(spec, Flops(static_cast<double>(bytes.value()) / 4), bytes) +
+         elementwise_op_time(spec, Flops(0), bytes);
+  }
   return t;
 }
+
+// With --cost profiled --measure: the most in-situ runs, each followed by a real step (small models reach
+// this before the time budget; 1000 runs of the mlp's 0.25 ms step take 0.25 s).
+constexpr int kInterleavedMaxRuns = 1000;
 
 double error_pct(double predicted, double measured) {
   return measured > 0 ? 100.0 * (predicted - measured) / measured : 0.0;
@@ -96,6 +116,12 @@ void run_estimate(const EstimateArgs& args) {
   const ThreadChoice choice = choose_cpu_threads(g, cached.profile, args.train);
   const ResolvedDevice dev = resolve_device(cached.profile, id, choice.threads);
   if (dev.threads > 0) at::set_num_threads(dev.threads);
+  // OpenBLAS keeps a thread pool of its own. With more than one intra-op thread on a CPU, partita's engine
+  // sets it to one thread (BlasThreads::kAuto in engine.cpp), so the step predicted and measured here is
+  // that step. Left at its default, both pools spin on the same cores: a mobilenet_v2 training step (batch
+  // 2, 2 threads) took 19-27 ms with ~100 ms outliers a tenth of the time, instead of a steady 19 ms.
+  if (id.kind == DeviceKind::kCpu && dev.threads > 1) set_blas_threads(1);
+  const int blas = blas_threads();  // -1: not OpenBLAS
   const torch::Device torch_device =
       id.kind == DeviceKind::kCuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(id.index))
                                    : torch::Device(torch::kCPU);
@@ -109,19 +135,36 @@ void run_estimate(const EstimateArgs& args) {
 
   CostTable table = roofline_cost_table(g, {dev.spec});
   Seconds update(0);
+  Seconds executor_overhead(0);  // profiled: once per forward, outside the nodes
+  std::optional<InterleavedSteps> interleaved;
   if (args.cost == "profiled") {
     OpProfileOptions po;
     po.backward = args.train;
-    po.device_key = id.to_string();
+    po.device_key = fmt::format("{}|blas{}", id.to_string(), blas);
     po.cache_path = default_op_cache_path();
     if (torch_device.is_cuda()) po.timing.sync = timing.sync;
-    apply_measured_times(table, 0, profile_ops(executor, inputs, po).times);
-    if (args.train) update = measure_update(executor, timing);
+    // Training: the in-situ pass runs the same step as --measure (sgd_update after backward), so the loss
+    // and update are timed where they run, and every part after the work that precedes it in a real step.
+    if (args.train) po.in_situ_update = [&] { sgd_update(executor.parameters()); };
+    // --measure on a CPU: one real step after every in-situ run, so that both sides sample the same stretch
+    // of this drifting machine (a mobilenet_v2 training step here runs at ~20 ms for seconds, then at
+    // ~27 ms, with ~100 ms outliers); both sides get the measuring budget.
+    if (args.measure && !torch_device.is_cuda()) {
+      interleaved.emplace(executor, inputs, args.train);
+      po.between_in_situ_runs = [&](bool timed) { interleaved->step(timed); };
+      po.in_situ_budget = timing.budget;
+      po.in_situ_max_runs = kInterleavedMaxRuns;
+    }
+    const OpProfileResult profiled = profile_ops(executor, inputs, po);
+    apply_measured_times(table, 0, profiled.times);
+    if (args.train) update = profiled.in_situ_loss + profiled.in_situ_update;
+    executor_overhead = profiled.in_situ_forward_outside_nodes;
   } else if (args.train) {
     update = roofline_update(g, dev.spec);
   }
   const NodeTimes total = g.num_nodes() > 0 ? table.range_total(0, 0, g.num_nodes() - 1) : NodeTimes{};
-  const Seconds predicted = total.forward + (args.train ? total.backward + update : Seconds(0));
+  const Seconds predicted =
+      total.forward + executor_overhead + (args.train ? total.backward + update : Seconds(0));
   const MemoryEstimate mem =
       estimate_memory(g, 0, std::max(0, g.num_nodes() - 1), args.train, Optimizer::kSgd, 1, 1.0);
   EnergyEstimate energy = estimate_device_energy(dev.spec, predicted, Seconds(0));
@@ -133,7 +176,9 @@ void run_estimate(const EstimateArgs& args) {
     const Nvml nvml;
     const bool nvml_energy = torch_device.is_cuda() && nvml.total_energy(id.index).has_value();
     const auto e0 = nvml_energy ? nvml.total_energy(id.index) : std::nullopt;
-    measured = measure_step(executor, inputs, args.train, timing);
+    measured = interleaved && interleaved->timed_steps() > 0
+                   ? interleaved->finish()
+                   : measure_step(executor, inputs, args.train, timing);
     if (nvml_energy) {
       // The meter covers the timed repeats plus warm-up and the memory run; per step is an average.
       const int steps = measured->repeats + timing.warmup + 1;
@@ -143,12 +188,17 @@ void run_estimate(const EstimateArgs& args) {
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
   const std::string threads_text =
-      dev.threads > 0 ? fmt::format(", {} thread(s){}", dev.threads, id.index < 0 ? ": " + choice.why : "")
-                      : "";
+      dev.threads > 0
+          ? fmt::format(", {} thread(s){}{}", dev.threads, blas > 0 ? fmt::format(", OpenBLAS {}", blas) : "",
+                        id.index < 0 ? ": " + choice.why : "")
+          : "";
   fmt::print(out, "estimate {} on {} ({}{}), {}, cost {}\n", args.model.model, id.to_string(), dev.spec.name,
              threads_text, args.train ? "training step (SGD)" : "inference", args.cost);
-  fmt::print(out, "  predicted step:   {:>10.3f} ms  (forward {:.3f} ms{})\n", to_milliseconds(predicted),
+  fmt::print(out, "  predicted step:   {:>10.3f} ms  (forward {:.3f} ms{}{})\n", to_milliseconds(predicted),
              to_milliseconds(total.forward),
+             executor_overhead.value() > 0
+                 ? fmt::format(" + executor {:.3f} ms", to_milliseconds(executor_overhead))
+                 : "",
              args.train ? fmt::format(", backward {:.3f} ms, loss+update {:.3f} ms",
                                       to_milliseconds(total.backward), to_milliseconds(update))
                         : "");
@@ -176,12 +226,14 @@ void run_estimate(const EstimateArgs& args) {
     j["device"] = id.to_string();
     j["device_name"] = dev.spec.name;
     j["threads"] = dev.threads;
+    j["blas_threads"] = blas;
     j["train"] = args.train;
     j["cost"] = args.cost;
     j["predicted_ms"] = to_milliseconds(predicted);
     j["predicted_forward_ms"] = to_milliseconds(total.forward);
     j["predicted_backward_ms"] = args.train ? to_milliseconds(total.backward) : 0.0;
     j["predicted_update_ms"] = to_milliseconds(update);
+    j["predicted_executor_overhead_ms"] = to_milliseconds(executor_overhead);
     j["predicted_peak_bytes"] = mem.total().value();
     j["predicted_memory"] = {{"parameters", mem.parameters.value()},
                              {"gradients", mem.gradients.value()},

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <sstream>
+#include <utility>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -203,13 +205,19 @@ MeasuredNode measure_node(const Executor& executor, const Node& node,
   return t;
 }
 
-// Times every node as it runs inside the whole model (same caches, allocator state and dispatch as a real
-// step): three untimed runs, then `runs` timed ones; per node the median. Training also times the whole
-// backward (torch::autograd::grad of the floating outputs with respect to every leaf that requires grad, so
-// the model's .grad fields are left alone) and returns its median.
+// Times every node as it runs inside the whole model (same caches, allocator state, dispatch and thread
+// pools as a real step): three untimed runs, then timed ones (at least in_situ_runs, more while the time
+// budget lasts); per node the median. Training also times the backward as one call and returns its median:
+// without an update, torch::autograd::grad of the floating outputs with respect to every leaf that requires
+// grad (the model's .grad fields are left alone); with one, the caller's step as it runs (loss = sum of the
+// floating outputs, .backward() into the parameters' .grad, then the update), each part timed on its own,
+// with the parameters' values and .grad put back after every run, outside the clock.
 struct InSitu {
-  std::vector<double> forward;  // per node, seconds
-  double backward = 0;          // whole graph, seconds
+  std::vector<double> forward;       // per node, seconds
+  double backward = 0;               // whole graph, seconds
+  double loss = 0;                   // with an update: building the loss
+  double update = 0;                 // with an update: the update
+  double forward_outside_nodes = 0;  // a forward's wall time minus its nodes' times (executor overhead)
 };
 
 class NodeClock final : public ExecutionObserver {
@@ -217,48 +225,125 @@ class NodeClock final : public ExecutionObserver {
   explicit NodeClock(int nodes) : samples_(static_cast<size_t>(nodes)) {}
   void on_node_begin(const Node& /*node*/) override { begin_ = Clock::now(); }
   void on_node_end(const Node& node, c10::ArrayRef<c10::IValue> /*outputs*/) override {
-    samples_[static_cast<size_t>(node.id)].push_back(
-        std::chrono::duration<double>(Clock::now() - begin_).count());
+    const double s = std::chrono::duration<double>(Clock::now() - begin_).count();
+    samples_[static_cast<size_t>(node.id)].push_back(s);
+    run_total_ += s;
   }
   std::vector<std::vector<double>>& samples() { return samples_; }
+  // Sum of the node times since the last call (one run's).
+  double take_run_total() { return std::exchange(run_total_, 0.0); }
 
  private:
   std::vector<std::vector<double>> samples_;
   Clock::time_point begin_;
+  double run_total_ = 0;
 };
 
-InSitu measure_in_situ(const Executor& executor, const std::vector<c10::IValue>& inputs, bool backward,
-                       int runs) {
-  const Graph& g = executor.model().ir;
-  InSitu out;
-  out.forward.assign(static_cast<size_t>(g.num_nodes()), 0.0);
-  if (g.num_nodes() == 0 || runs <= 0) return out;
-  torch::AutoGradMode grad_mode(backward);
-  NodeClock clock(g.num_nodes());
-  std::vector<double> backward_samples;
-  constexpr int kWarmup = 3;  // the replays before leave caches and the allocator in another state
-  for (int r = 1 - kWarmup; r <= runs; ++r) {
-    Executor::Environment env = executor.make_environment(inputs);
-    executor.run_nodes(0, g.num_nodes() - 1, env, r <= 0 ? nullptr : &clock);
-    if (!backward) continue;
-    std::vector<torch::Tensor> outputs, leaves;
-    for (ValueId v : g.outputs()) collect_differentiable(env[static_cast<size_t>(v)], outputs);
-    for (const auto& p : executor.parameters()) {
-      if (p.requires_grad()) leaves.push_back(p);
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// The trainable parameters' values and .grad, put back by restore(): the in-situ update changes them.
+class TrainableState {
+ public:
+  explicit TrainableState(const std::vector<torch::Tensor>& params) {
+    torch::NoGradGuard no_grad;
+    for (const auto& p : params) {
+      if (!p.requires_grad()) continue;
+      params_.push_back(p);
+      values_.push_back(p.detach().clone());
+      grads_.push_back(p.grad().defined() ? p.grad().detach().clone() : torch::Tensor());
     }
-    if (outputs.empty() || leaves.empty()) continue;
+  }
+  void restore() {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      params_[i].detach().copy_(values_[i]);
+      // A copy: backward accumulates into a defined .grad in place.
+      params_[i].mutable_grad() = grads_[i].defined() ? grads_[i].clone() : torch::Tensor();
+    }
+  }
+
+ private:
+  std::vector<torch::Tensor> params_, values_, grads_;
+};
+
+// The timed runs' samples of the parts that are not nodes.
+struct RunSamples {
+  std::vector<double> backward, loss, update;
+  std::vector<double> forward_outside_nodes;
+};
+
+// One untimed or timed backward of the run's outputs (see InSitu); adds the timed parts to `out`.
+void run_backward(const Executor& executor, std::vector<torch::Tensor> outputs,
+                  const std::function<void()>& update, bool timed, RunSamples& out) {
+  std::vector<torch::Tensor> leaves;
+  for (const auto& p : executor.parameters()) {
+    if (p.requires_grad()) leaves.push_back(p);
+  }
+  if (outputs.empty() || leaves.empty()) return;
+  if (!update) {
     std::vector<torch::Tensor> grads;
     for (const auto& o : outputs) grads.push_back(torch::ones_like(o));
-    env.clear();  // a real step frees the forward's values as backward goes; keep only what autograd saved
     const auto t0 = Clock::now();
     (void)torch::autograd::grad(outputs, leaves, grads, /*retain_graph=*/false, /*create_graph=*/false,
                                 /*allow_unused=*/true);
-    if (r > 0) backward_samples.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    if (timed) out.backward.push_back(seconds_since(t0));
+    return;
+  }
+  const auto t0 = Clock::now();
+  torch::Tensor loss;
+  for (const auto& o : outputs) loss = loss.defined() ? loss + o.sum() : o.sum();
+  const auto t1 = Clock::now();
+  loss.backward();
+  const auto t2 = Clock::now();
+  update();
+  const auto t3 = Clock::now();
+  if (!timed) return;
+  out.loss.push_back(std::chrono::duration<double>(t1 - t0).count());
+  out.backward.push_back(std::chrono::duration<double>(t2 - t1).count());
+  out.update.push_back(std::chrono::duration<double>(t3 - t2).count());
+}
+
+InSitu measure_in_situ(const Executor& executor, const std::vector<c10::IValue>& inputs,
+                       const OpProfileOptions& o) {
+  const Graph& g = executor.model().ir;
+  InSitu out;
+  out.forward.assign(static_cast<size_t>(g.num_nodes()), 0.0);
+  if (g.num_nodes() == 0 || o.in_situ_runs <= 0) return out;
+  torch::AutoGradMode grad_mode(o.backward);
+  const std::function<void()> update = o.backward ? o.in_situ_update : std::function<void()>{};
+  std::optional<TrainableState> state;
+  if (update) state.emplace(executor.parameters());
+  NodeClock clock(g.num_nodes());
+  RunSamples samples;
+  constexpr int kWarmup = 3;  // the replays before leave caches and the allocator in another state
+  double spent = 0;
+  for (int r = 1 - kWarmup; r <= o.in_situ_max_runs; ++r) {
+    const bool timed = r > 0;
+    if (timed && r > o.in_situ_runs && spent >= o.in_situ_budget.value()) break;
+    const auto t0 = Clock::now();
+    std::vector<torch::Tensor> outputs;
+    {
+      Executor::Environment env = executor.make_environment(inputs);
+      executor.run_nodes(0, g.num_nodes() - 1, env, timed ? &clock : nullptr);
+      for (ValueId v : g.outputs()) collect_differentiable(env[static_cast<size_t>(v)], outputs);
+      // A real step frees the forward's values as backward goes; keep only what autograd saved.
+    }
+    // The forward's time outside the nodes: the environment, the executor's loop, releasing values.
+    if (timed) samples.forward_outside_nodes.push_back(seconds_since(t0) - clock.take_run_total());
+    if (o.backward) run_backward(executor, std::move(outputs), update, timed, samples);
+    if (timed) spent += seconds_since(t0);
+    if (state) state->restore();
+    if (o.between_in_situ_runs) o.between_in_situ_runs(timed);
   }
   for (size_t n = 0; n < out.forward.size(); ++n) {
     if (!clock.samples()[n].empty()) out.forward[n] = median_of(clock.samples()[n]);
   }
-  if (!backward_samples.empty()) out.backward = median_of(backward_samples);
+  out.backward = median_of(samples.backward);
+  out.loss = median_of(samples.loss);
+  out.update = median_of(samples.update);
+  out.forward_outside_nodes = std::max(0.0, median_of(samples.forward_outside_nodes));
   return out;
 }
 
@@ -304,6 +389,10 @@ void OpProfileOptions::validate() const {
   PARTITA_CHECK(max_cached_spread >= 0, "op profiler: max_cached_spread is ", max_cached_spread,
                 "; give a relative spread >= 0 (0.25 = 25 %)");
   PARTITA_CHECK(in_situ_runs >= 0, "op profiler: in_situ_runs is ", in_situ_runs, "; give 0 or more");
+  PARTITA_CHECK(in_situ_max_runs >= in_situ_runs, "op profiler: in_situ_max_runs is ", in_situ_max_runs,
+                ", below in_situ_runs ", in_situ_runs, "; give at least as many");
+  PARTITA_CHECK(in_situ_budget.value() >= 0, "op profiler: in_situ_budget is ", in_situ_budget.value(),
+                " s; give 0 or more");
 }
 
 std::string default_op_cache_path() { return cache_dir() + "/ops-" + machine_fingerprint().key() + ".json"; }
@@ -358,7 +447,7 @@ OpProfileResult profile_ops(const Executor& executor, const std::vector<c10::IVa
     // Replay gives each node's own cost; the in-situ pass gives what it costs inside the model. Forward: the
     // in-situ median per node. Backward: autograd runs the whole graph at once, so the in-situ total is split
     // over the nodes in proportion to their replayed backward times.
-    const InSitu in_situ = measure_in_situ(executor, inputs, options.backward, options.in_situ_runs);
+    const InSitu in_situ = measure_in_situ(executor, inputs, options);
     double replayed_backward = 0;
     for (const auto& t : result.times) replayed_backward += t.backward.value();
     const double backward_scale =
@@ -370,6 +459,9 @@ OpProfileResult profile_ops(const Executor& executor, const std::vector<c10::IVa
     }
     result.replayed_backward = Seconds(replayed_backward);
     result.in_situ_backward = Seconds(in_situ.backward);
+    result.in_situ_loss = Seconds(in_situ.loss);
+    result.in_situ_update = Seconds(in_situ.update);
+    result.in_situ_forward_outside_nodes = Seconds(in_situ.forward_outside_nodes);
   }
   result.seconds_taken = Seconds(std::chrono::duration<double>(Clock::now() - t0).count());
   log_info(fmt::format(

@@ -19,10 +19,12 @@ double median_of(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
-TimingResult time_repeated(const std::function<void()>& fn, const TimingOptions& options) {
+TimingResult time_repeated(const std::function<void()>& fn, const TimingOptions& options,
+                           const std::function<void()>& untimed_setup) {
   options.validate();
   using Clock = std::chrono::steady_clock;
   for (int i = 0; i < options.warmup; ++i) {
+    if (untimed_setup) untimed_setup();
     fn();
     if (options.sync) options.sync();
   }
@@ -31,6 +33,10 @@ TimingResult time_repeated(const std::function<void()>& fn, const TimingOptions&
   while (static_cast<int>(samples.size()) < options.max_repeats &&
          (static_cast<int>(samples.size()) < std::max(1, options.min_repeats) ||
           spent < options.budget.value())) {
+    if (untimed_setup) {
+      untimed_setup();
+      if (options.sync) options.sync();  // the setup's device work must not run into the clock
+    }
     const auto t0 = Clock::now();
     fn();
     if (options.sync) options.sync();

@@ -92,6 +92,89 @@ TEST_F(OpProfilerTest, InSituTimesReplaceReplayedOnesAndKeepTheBackwardTotal) {
   for (const auto& p : model_.parameters) EXPECT_FALSE(p.grad().defined());
 }
 
+// Values and .grad of the executor's trainable parameters, for before/after comparisons.
+struct TrainableCopy {
+  std::vector<torch::Tensor> values;
+  std::vector<bool> has_grad;
+};
+
+TrainableCopy copy_trainable(const Executor& ex) {
+  TrainableCopy c;
+  for (const auto& p : ex.parameters()) {
+    if (!p.requires_grad()) continue;
+    c.values.push_back(p.detach().clone());
+    c.has_grad.push_back(p.grad().defined());
+  }
+  return c;
+}
+
+TEST_F(OpProfilerTest, InSituStepRunsTheUpdateOncePerRunAndPutsTheParametersBack) {
+  const Executor ex(model_);
+  const auto tensors = make_inputs(specs_, 1);
+  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+  const TrainableCopy before = copy_trainable(ex);
+  OpProfileOptions o = options(true);
+  o.in_situ_runs = 4;
+  int updates = 0;
+  std::vector<bool> between;  // `timed` of every call
+  // An update that changes every parameter and drops its gradient, as an optimizer step does.
+  o.in_situ_update = [&] {
+    ++updates;
+    torch::NoGradGuard no_grad;
+    for (const auto& p : ex.parameters()) {
+      if (!p.requires_grad()) continue;
+      ASSERT_TRUE(p.grad().defined());  // backward ran into .grad before the update
+      p.add_(p.grad(), -0.5);
+      p.mutable_grad().reset();
+    }
+  };
+  o.between_in_situ_runs = [&](bool timed) {
+    between.push_back(timed);
+    // Every run leaves the parameters as they were.
+    const TrainableCopy now = copy_trainable(ex);
+    for (size_t i = 0; i < now.values.size(); ++i) EXPECT_TRUE(torch::equal(now.values[i], before.values[i]));
+  };
+  const OpProfileResult r = profile_ops(ex, inputs, o);
+  // Three warm-up runs, then exactly in_situ_runs timed ones (no budget): one update and one call each.
+  EXPECT_EQ(updates, 3 + 4);
+  EXPECT_EQ(between, (std::vector<bool>{false, false, false, true, true, true, true}));
+  EXPECT_GT(r.in_situ_backward.value(), 0.0);
+  EXPECT_GT(r.in_situ_loss.value(), 0.0);
+  EXPECT_GT(r.in_situ_update.value(), 0.0);
+  EXPECT_GE(r.in_situ_forward_outside_nodes.value(), 0.0);
+  // Loss and update are parts of their own: the nodes' backward times still add up to the backward alone.
+  double backward = 0;
+  for (const auto& t : r.times) backward += t.backward.value();
+  EXPECT_NEAR(backward, r.in_situ_backward.value(), 1e-9 * r.in_situ_backward.value() + 1e-12);
+  const TrainableCopy after = copy_trainable(ex);
+  ASSERT_EQ(after.values.size(), before.values.size());
+  for (size_t i = 0; i < after.values.size(); ++i) {
+    EXPECT_TRUE(torch::equal(after.values[i], before.values[i]));
+    EXPECT_EQ(after.has_grad[i], before.has_grad[i]);
+  }
+}
+
+TEST_F(OpProfilerTest, InSituRunsContinueWhileTheBudgetLastsUpToTheMaximum) {
+  const Executor ex(model_);
+  const auto tensors = make_inputs(specs_, 1);
+  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+  OpProfileOptions o = options(false);
+  o.in_situ_runs = 2;
+  o.in_situ_max_runs = 9;
+  o.in_situ_budget = Seconds(3600);  // never spent: the maximum decides
+  int timed = 0;
+  o.between_in_situ_runs = [&](bool t) { timed += t ? 1 : 0; };
+  const OpProfileResult r = profile_ops(ex, inputs, o);
+  EXPECT_EQ(timed, 9);
+  EXPECT_EQ(r.in_situ_update.value(), 0.0);  // inference: no update, no loss
+  EXPECT_EQ(r.in_situ_loss.value(), 0.0);
+  o.in_situ_max_runs = 1;  // below in_situ_runs
+  EXPECT_THROW(o.validate(), Error);
+  o.in_situ_max_runs = 9;
+  o.in_situ_budget = Seconds(-1);
+  EXPECT_THROW(o.validate(), Error);
+}
+
 TEST_F(OpProfilerTest, InferenceHasNoBackwardAndAKeyOfItsOwn) {
   const Executor ex(model_);
   const auto tensors = make_inputs(specs_, 1);

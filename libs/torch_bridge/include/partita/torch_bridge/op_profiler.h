@@ -17,11 +17,18 @@
 //
 // In situ (in_situ_runs > 0, the default): replay times an op alone, with its inputs hot in cache and the
 // allocator warm, and on the conv nets of the zoo the replayed forward times summed to ~20% less than the
-// model's real forward. So the whole model also runs in_situ_runs times with an observer timing every node
-// where it really runs, and a node's forward time is its in-situ median. Backward runs as one autograd call,
-// so its in-situ total (gradients with respect to parameters and inputs, .grad untouched) is split over the
-// nodes in proportion to their replayed backward times. In-situ times are not cached (they depend on the
-// neighbours); the replayed ones are.
+// model's real forward. So the whole model also runs (3 untimed runs, then at least in_situ_runs timed ones
+// and more until in_situ_budget is spent, at most in_situ_max_runs) with an observer timing every node where
+// it really runs, and a node's forward time is its in-situ median. Backward runs as one autograd call, so its
+// in-situ total is split over the nodes in proportion to their replayed backward times. Without
+// in_situ_update the backward is torch::autograd::grad with respect to the parameters (.grad untouched).
+// With it, each in-situ run is the caller's whole training step: loss = sum of the floating outputs,
+// .backward() into the parameters' .grad, then in_situ_update; loss, backward and update are timed apart
+// (in_situ_loss, in_situ_backward, in_situ_update) and the parameters' values and .grad are put back after
+// every run, outside the clock. Why the update belongs in the pass: a part's time depends on what ran
+// before it. On the 2-core VM the update's OpenMP threads keep spinning and slow OpenBLAS in the next
+// forward (mlp, 2 threads: forward 0.051 ms after autograd::grad alone, 0.082 ms after an SGD update).
+// In-situ times are not cached (they depend on the neighbours); the replayed ones are.
 //
 // Assumptions: an op's time depends only on (op, input shapes/dtypes/contiguity, constant arguments, device,
 // threads), which is the cache key (device_key should name anything else that changes times, such as the
@@ -30,6 +37,7 @@
 //
 // Thread safety: changes nothing global except the intra-op thread count, which the caller sets beforehand;
 // do not run two profilers at once.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -49,7 +57,16 @@ struct OpProfileOptions {
   double max_cached_spread = 0.25;  // re-measure a cached entry whose relative spread is larger
   Seconds min_recheck_time{50e-6};  // ... unless its time is below this (noise there costs nothing)
   Seconds max_cache_age{7 * 24 * 3600.0};  // re-measure entries older than this
-  int in_situ_runs = 5;                    // whole-model timed runs (0: replay only)
+  int in_situ_runs = 5;                    // whole-model timed runs, at least (0: replay only)
+  int in_situ_max_runs = 200;              // ... at most
+  Seconds in_situ_budget{0};               // ... more runs (beyond in_situ_runs) while this lasts
+  // Training only: the rest of the caller's step after backward (e.g. an optimizer update over the
+  // parameters' .grad); see "In situ" above. Empty: in-situ backward by autograd::grad, no update.
+  std::function<void()> in_situ_update;
+  // Called after every in-situ run, outside the clock, with whether that run was timed (false: a warm-up).
+  // Lets a caller interleave a measurement of its own with the in-situ runs, so that both sample the same
+  // stretch of a machine whose speed drifts (partita estimate --measure times the real step here).
+  std::function<void(bool timed)> between_in_situ_runs;
   void validate() const;
 };
 
@@ -63,6 +80,13 @@ struct OpProfileResult {
   Seconds replayed_forward{0};
   Seconds replayed_backward{0};
   Seconds in_situ_backward{0};
+  // With in_situ_update (training): the in-situ medians of building the loss and of the update; they are
+  // parts of the step that are not nodes, so they are not in `times`.
+  Seconds in_situ_loss{0};
+  Seconds in_situ_update{0};
+  // With in_situ_runs > 0: the in-situ median of a forward's wall time minus its nodes' times in the same run
+  // (building the environment, the executor's loop, releasing values). Once per forward, not in `times`.
+  Seconds in_situ_forward_outside_nodes{0};
 };
 
 // Profiles every node of executor.model() on `inputs` (one per user input, on the executor's device).

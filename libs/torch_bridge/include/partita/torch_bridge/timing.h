@@ -26,8 +26,11 @@ struct TimingResult {
   int repeats = 0;
 };
 
-// Runs `fn` options.warmup times untimed, then repeatedly timed (see above). Exceptions from fn propagate.
-TimingResult time_repeated(const std::function<void()>& fn, const TimingOptions& options);
+// Runs `fn` options.warmup times untimed, then repeatedly timed (see above). `untimed_setup`, when given,
+// runs before every run of fn (warm-up and timed) outside the clock, e.g. to restore state that fn changes.
+// Exceptions from fn or untimed_setup propagate.
+TimingResult time_repeated(const std::function<void()>& fn, const TimingOptions& options,
+                           const std::function<void()>& untimed_setup = {});
 
 // Median of a non-empty list (the upper median for an even count); 0 for an empty one.
 double median_of(std::vector<double> values);
