@@ -22,12 +22,14 @@
 #include "partita/hardware/quantity_parse.h"
 #include "partita/runtime/blas_threads.h"
 #include "partita/runtime/device_binding.h"
+#include "partita/runtime/optimizer.h"
 #include "partita/search/device_slowdown.h"
 #include "partita/search/model_spec.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/machine_fingerprint.h"
 #include "partita/torch_bridge/model.h"
 #include "partita/torch_bridge/op_profiler.h"
+#include "partita/torch_bridge/timing.h"
 
 namespace partita::app {
 
@@ -129,6 +131,8 @@ void use_measured(DeviceSpec& spec, const MachineProfile& profile, int total_cor
   spec.memory_bandwidth = measured.memory_bandwidth;
   spec.op_overhead = measured.op_overhead;
   spec.flops_efficiency = measured.flops_efficiency;
+  spec.op_class_fits = measured.op_class_fits;
+  spec.op_class_backward_fits = measured.op_class_backward_fits;
   spec.source = "measured (partita profile, " + profile.date + ")";
 }
 
@@ -362,6 +366,28 @@ PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_ba
   return in;
 }
 
+namespace {
+
+// One step of `kind` over copies of the model's trainable tensors with random gradients, zeroing included
+// (what the engine runs after a training step's last backward), at the calling thread's settings.
+Seconds measure_optimizer_step(const LoadedModel& model, Optimizer kind) {
+  std::vector<torch::Tensor> params;
+  for (const auto& p : model.parameters) {
+    if (!p.requires_grad()) continue;
+    torch::Tensor copy = p.detach().clone().set_requires_grad(true);
+    copy.mutable_grad() = torch::randn_like(copy);
+    params.push_back(copy);
+  }
+  if (params.empty()) return Seconds(0);
+  auto optimizer = make_optimizer(kind, params, 1e-3);
+  // Two untimed steps: the first allocates the optimizer's state.
+  return time_repeated([&] { optimizer->step(), optimizer->zero_grad(); },
+                       TimingOptions{2, 3, 20, Seconds(0.2), {}})
+      .median;
+}
+
+}  // namespace
+
 void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const ProfiledCostOptions& options) {
   PARTITA_CHECK(in.source.cluster.empty(),
                 "--cost profiled measures this machine's devices; a --cluster file "
@@ -399,7 +425,12 @@ void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const Profiled
       po.device_key = fmt::format("cpu{}|blas{}", binding.cores.empty() ? "" : "-group", blas_threads());
       po.cache_path = default_op_cache_path();
       OpProfileResult result;
-      on_bound_thread(dev->id, [&] { result = profile_ops(executor, inputs, po); });
+      Seconds update(0);
+      on_bound_thread(dev->id, [&] {
+        result = profile_ops(executor, inputs, po);
+        if (train) update = measure_optimizer_step(model, in.options.optimizer);
+      });
+      if (train) in.options.update_times[in.table.spec_names[row]] = update;
       double factor = 1.0;
       if (!binding.cores.empty() && cpu_ids.size() > 1) {
         const std::string other = cpu_ids[0] == dev->id ? cpu_ids[1] : cpu_ids[0];

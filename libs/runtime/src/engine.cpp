@@ -158,9 +158,11 @@ struct Engine::Impl {
   std::string first_error;
   const StepInputs* batch = nullptr;
   int step_index = 0;
-  // A job for one worker alone (run_on_worker): while set, the other workers ignore the wake-up.
+  // A job for one worker alone (run_on_worker), posted as generation job_generation: a worker woken for that
+  // generation (however late) runs it if it is job_worker's and otherwise goes back to waiting.
   std::function<void()> worker_job;
   int job_worker = -1;
+  int job_generation = -1;
   // The worker that runs the optimizer step: the CPU worker with the most intra-op threads, the first of
   // equals (-1: no CPU worker; the caller's thread runs it).
   int optimizer_worker = -1;
@@ -448,13 +450,11 @@ struct Engine::Impl {
       worker_job = std::move(job);
       job_worker = index;
       running = 1;
-      ++generation;
+      job_generation = ++generation;
     }
     start_cv.notify_all();
     std::unique_lock<std::mutex> lock(mutex);
     done_cv.wait(lock, [&] { return running == 0; });
-    worker_job = nullptr;
-    job_worker = -1;
   }
 
   void worker_loop(int index) {
@@ -468,8 +468,10 @@ struct Engine::Impl {
         start_cv.wait(lock, [&] { return stopping || generation != seen; });
         if (stopping) return;
         seen = generation;
-        if (worker_job && job_worker != index) continue;  // another worker's job
-        job = worker_job;
+        if (seen == job_generation) {
+          if (job_worker != index) continue;  // another worker's job
+          job = worker_job;
+        }
       }
       try {
         if (job)
@@ -646,7 +648,8 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   for (size_t i = 0; i < s.workers.size(); ++i) {
     const DeviceBinding& b = s.workers[i].binding;
     if (!b.device.is_cpu()) continue;
-    if (s.optimizer_worker < 0 || b.threads > s.workers[static_cast<size_t>(s.optimizer_worker)].binding.threads)
+    if (s.optimizer_worker < 0 ||
+        b.threads > s.workers[static_cast<size_t>(s.optimizer_worker)].binding.threads)
       s.optimizer_worker = static_cast<int>(i);
   }
   s.inline_worker = options.inline_lone_worker && s.workers.size() == 1;

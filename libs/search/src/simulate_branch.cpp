@@ -9,6 +9,7 @@
 #include "partita/cost/energy.h"
 #include "partita/search/stage_model.h"
 #include "task_graph.h"
+#include "update_task.h"
 
 namespace partita::detail {
 
@@ -173,6 +174,7 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
       }
     }
   }
+  add_update_task(tg, plan, graph, cluster, options);
   tg.run();
 
   Simulation sim = tg.timeline(plan);

@@ -11,6 +11,7 @@
 #include "partita/search/tensor_model.h"
 #include "simulate_branch.h"
 #include "task_graph.h"
+#include "update_task.h"
 
 namespace partita {
 
@@ -25,9 +26,11 @@ std::string_view task_kind_name(TaskKind kind) {
     case TaskKind::kAllReduce:
       return "allreduce";
     case TaskKind::kOffload:
+      return "offload";
+    case TaskKind::kUpdate:
       break;
   }
-  return "offload";
+  return "update";
 }
 
 namespace {
@@ -172,6 +175,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       tg.enqueue(o);
     }
   }
+  add_update_task(tg, plan, graph, cluster, opt);
   tg.run();
 
   Simulation sim = tg.timeline(plan);

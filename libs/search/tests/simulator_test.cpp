@@ -121,6 +121,29 @@ TEST(Simulator, ChromeTraceHasCompleteEventsInMicroseconds) {
   EXPECT_NEAR(end, sim.step_time.value() * 1e6, 1e-3);
 }
 
+TEST(Simulator, TrainingEndsWithOneOptimizerStep) {
+  const Fixture s = identical(2);
+  const Plan plan = pipeline_plan(s, 2, 4, 64, Schedule::kOneFOneB);
+  SearchOptions measured;
+  measured.update_times["gpu"] = Seconds(0.5);
+  const Simulation with_measured = simulate(plan, s.graph, s.cluster, s.table, measured);
+  const Simulation with_formula = simulate(plan, s.graph, s.cluster, s.table);
+  int updates = 0;
+  Seconds last_backward_end(0);
+  for (const SimTask& t : with_measured.tasks) {
+    if (t.kind == TaskKind::kUpdate) ++updates;
+    if (t.kind == TaskKind::kBackward) last_backward_end = std::max(last_backward_end, t.end);
+  }
+  EXPECT_EQ(updates, 1);
+  // The measured step replaces the formula's, after the last backward.
+  EXPECT_NEAR(with_measured.step_time.value(), last_backward_end.value() + 0.5, 1e-12);
+  EXPECT_LT(with_formula.step_time.value(), with_measured.step_time.value());
+  Plan inference = plan;
+  inference.mode = Mode::kInference;
+  for (const SimTask& t : simulate(inference, s.graph, s.cluster, s.table, measured).tasks)
+    EXPECT_NE(t.kind, TaskKind::kUpdate);
+}
+
 TEST(Simulator, RefusesAPlanForAnotherGraph) {
   const Fixture s = identical(2), other = identical(3);
   EXPECT_THROW(simulate(pipeline_plan(s, 2, 1, 4, Schedule::kGPipe), other.graph, other.cluster, other.table),

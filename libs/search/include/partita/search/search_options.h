@@ -1,5 +1,6 @@
 #pragma once
 // The one options struct of the search library: what to plan for and under which limits.
+#include <map>
 #include <optional>
 #include <string_view>
 
@@ -46,6 +47,9 @@ struct SearchOptions {
   // When positive, every strategy uses exactly this many microbatches per step (it must divide global_batch).
   int microbatches = 0;
   int max_blocks = 256;  // the node order is grouped into at most this many blocks for partitioning
+  // Measured optimizer steps over all trainable parameters, keyed by DeviceSpec::name (profiled planning
+  // fills it); a device without an entry is costed by optimizer_step_time (partita/cost/update.h).
+  std::map<std::string, Seconds> update_times;
 
   // Throws partita::Error naming the bad field and value.
   void validate() const;

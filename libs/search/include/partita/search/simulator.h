@@ -27,8 +27,9 @@
 
 namespace partita {
 
-enum class TaskKind { kForward, kBackward, kTransfer, kAllReduce, kOffload };
-std::string_view task_kind_name(TaskKind kind);  // "forward", "backward", "transfer", "allreduce", "offload"
+enum class TaskKind { kForward, kBackward, kTransfer, kAllReduce, kOffload, kUpdate };
+// "forward", "backward", "transfer", "allreduce", "offload", "update"
+std::string_view task_kind_name(TaskKind kind);
 
 struct SimResource {
   std::string name;  // device id, "link s0->s1", "allreduce s2", "host cuda:0"
