@@ -48,7 +48,7 @@ done
   echo "Produced by \`bench/runtime_bench.sh\` on $(date -u +%Y-%m-%d) — $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs),"
   echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, Debian $(cat /etc/debian_version), LibTorch 1.13 (Debian), OpenBLAS pthreads."
   echo "Step times in ms. Plain LibTorch = the TorchScript module (forward; for training forward + loss + backward +"
-  echo "SGD step) at the best of its thread sweep (torch threads x OpenBLAS threads, shown; 3 warm-up calls so"
+  echo "the plan's optimizer step, Adam) at the best of its thread sweep (torch threads x OpenBLAS threads, shown; 3 warm-up calls so"
   echo "TorchScript's profiling executor has optimized). Plain and partita columns are medians of $rounds alternating"
   echo "rounds of at least $steps steps and at least 0.3 s each. The naive split is 'partita plan --strategy even' on cpu:0,cpu:1 (equal batch shares or"
   echo "equal node counts per core, whichever the planner ranks first), run by partita's engine, measured separately"
