@@ -269,7 +269,8 @@ void run_optimize(const OptimizeArgs& args) {
     const auto b = measure_torchscript(baseline_model, inputs, best_base->config, base);
     base_ms.insert(base_ms.end(), b.step_ms.begin(), b.step_ms.end());
     run_options.record_trace = r + 1 == args.rounds;
-    // Earlier runs left gradients on the model's tensors: drop them so this run allocates (and counts) its own.
+    // Earlier runs left gradients on the model's tensors: drop them so this run allocates (and counts) its
+    // own.
     for (auto& t : model.parameters) {
       if (t.defined() && t.grad().defined()) t.mutable_grad().reset();
     }
@@ -285,7 +286,8 @@ void run_optimize(const OptimizeArgs& args) {
   const double predicted_ms = to_milliseconds(best->plan.prediction.step_time);
   // The measured peak covers every host device of the process together; the plan predicts per device.
   Bytes predicted_peak(0);
-  for (const auto& d : best->plan.prediction.devices) predicted_peak = std::max(predicted_peak, d.peak_memory);
+  for (const auto& d : best->plan.prediction.devices)
+    predicted_peak = std::max(predicted_peak, d.peak_memory);
   const Bytes predicted_host_peak = predicted_host_memory(best->plan);
 
   std::FILE* out = args.json == "-" ? stderr : stdout;

@@ -184,7 +184,8 @@ Bytes StageModel::model_state(const StageLoad& load) const {
 
 Bytes StageModel::memory(const StageLoad& load) const {
   const double s = load.samples;
-  double total = static_cast<double>(model_state(load).value()) + workspace_per_sample(load.first, load.last) * s;
+  double total =
+      static_cast<double>(model_state(load).value()) + workspace_per_sample(load.first, load.last) * s;
   if (!training()) return Bytes(static_cast<int64_t>(total + input_per_sample(load.first) * s));
   const double act = activation_per_sample(load.first, load.last) * s;
   if (load.checkpointing == Checkpointing::kFull) {

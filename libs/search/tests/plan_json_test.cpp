@@ -24,7 +24,8 @@ Plan sample_plan() {
   p.prediction.step_time = Seconds(0.125);
   p.prediction.samples_per_second = 96;
   p.prediction.energy = Joules(12.5);
-  p.prediction.devices = {DevicePrediction{"cuda:0", Bytes(1 << 30), Seconds(0.1), Joules(7), Bytes(1 << 20)}};
+  p.prediction.devices = {
+      DevicePrediction{"cuda:0", Bytes(1 << 30), Seconds(0.1), Joules(7), Bytes(1 << 20)}};
   return p;
 }
 
