@@ -27,13 +27,22 @@ TEST(StageModel, PrefixSumsMatchTheCostTable) {
   EXPECT_EQ(m.boundary_bytes(1, 3), Bytes(3 * 80));
 }
 
+// Two nodes of 1000 trainable floats each (8000 bytes of weights) on one device; Adam.
+struct TwoNodes {
+  Graph g = chain_graph({1e9, 1e9}, {1000, 1000}, {1000, 1000});
+  Cluster c = make_cluster({make_spec("a", 1, 1)}, make_link(10));
+  CostTable t = table_for(g, c);
+  SearchOptions o = adam();
+  static SearchOptions adam() {
+    SearchOptions o;
+    o.optimizer = Optimizer::kAdam;
+    return o;
+  }
+};
+
 TEST(StageModel, MemoryFollowsTheSavingsChosen) {
-  const Graph g = chain_graph({1e9, 1e9}, {1000, 1000}, {1000, 1000});
-  const Cluster c = make_cluster({make_spec("a", 1, 1)}, make_link(10));
-  const CostTable t = table_for(g, c);
-  SearchOptions o;
-  o.optimizer = Optimizer::kAdam;
-  const StageModel m(g, c, t, o);
+  const TwoNodes x;
+  const StageModel m(x.g, x.c, x.t, x.o);
   const Bytes plain = m.memory(StageLoad{0, 1, 4, 3, Checkpointing::kNone, Offload::kNone});
   const Bytes ckpt = m.memory(StageLoad{0, 1, 4, 3, Checkpointing::kFull, Offload::kNone});
   const Bytes off = m.memory(StageLoad{0, 1, 4, 3, Checkpointing::kNone, Offload::kOptimizerState});
@@ -44,13 +53,8 @@ TEST(StageModel, MemoryFollowsTheSavingsChosen) {
 }
 
 TEST(StageModel, ModelStateIsWeightsGradientsAndOptimizerState) {
-  // Two nodes of 1000 trainable floats each: 8000 bytes of weights.
-  const Graph g = chain_graph({1e9, 1e9}, {1000, 1000}, {1000, 1000});
-  const Cluster c = make_cluster({make_spec("a", 1, 1)}, make_link(10));
-  const CostTable t = table_for(g, c);
-  SearchOptions o;
-  o.optimizer = Optimizer::kAdam;
-  const StageModel train(g, c, t, o);
+  TwoNodes x;
+  const StageModel train(x.g, x.c, x.t, x.o);
   const StageLoad load{0, 1, 4, 3, Checkpointing::kNone, Offload::kNone};
   EXPECT_EQ(train.model_state(load), Bytes(8000 + 8000 + 2 * 8000));  // weights, gradients, two moments
   EXPECT_EQ(train.model_state(StageLoad{0, 1, 4, 3, Checkpointing::kNone, Offload::kOptimizerState}),
@@ -59,8 +63,8 @@ TEST(StageModel, ModelStateIsWeightsGradientsAndOptimizerState) {
   EXPECT_GT(train.memory(load), train.model_state(load));
   EXPECT_EQ(train.model_state(StageLoad{0, 1, 8, 6, Checkpointing::kNone, Offload::kNone}),
             train.model_state(load));
-  o.mode = Mode::kInference;
-  const StageModel infer(g, c, t, o);
+  x.o.mode = Mode::kInference;
+  const StageModel infer(x.g, x.c, x.t, x.o);
   EXPECT_EQ(infer.model_state(load), Bytes(8000));
 }
 
