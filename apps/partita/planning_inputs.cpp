@@ -113,7 +113,9 @@ std::optional<MachineProfile> cached_machine_profile() {
     MachineProfile p = machine_profile_from_json(read_json_file(path));
     if (p.fingerprint == fp.text()) return p;
   } catch (const Error& e) {
-    log_warning(std::string("ignoring the unreadable machine profile: ") + e.what());
+    static bool warned = false;  // once per process: optimize plans many times
+    if (!warned) log_warning(std::string("ignoring the unreadable machine profile: ") + e.what());
+    warned = true;
   }
   return std::nullopt;
 }
