@@ -158,6 +158,12 @@ void run_optimize(const OptimizeArgs& args) {
     int kept = 0;
     for (const Plan& p : outcome.candidates) {
       if (kept == keep) break;
+      // A layout the engine cannot run takes no candidate's place (it is named, and the next one measured).
+      if (const auto refusal = engine_refusal(p)) {
+        log_info(fmt::format("optimize: skipping {} (predicted {:.2f} ms): {}", layout_label(p),
+                             to_milliseconds(p.prediction.step_time), *refusal));
+        continue;
+      }
       std::string label = layout_label(p);
       if (device_sets[i].blas != BlasThreads::kAuto)
         label += fmt::format(" (blas {})", blas_threads_name(device_sets[i].blas));

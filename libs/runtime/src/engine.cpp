@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -491,6 +492,31 @@ struct Engine::Impl {
   }
 };
 
+std::optional<std::string> engine_refusal(const Plan& plan) {
+  const size_t stages = plan.stages.size();
+  for (size_t k = 0; k < stages && stages > 1; ++k) {
+    const size_t group = plan.groups[static_cast<size_t>(plan.stages[k].group)].devices.size();
+    if (group != 1)
+      return fmt::format(
+          "plan has a {}-stage pipeline whose stage {} runs on a group of {} devices: hybrid plans do not "
+          "run "
+          "in this engine yet; plan with --strategy pipeline or data",
+          stages, k, group);
+  }
+  for (const auto& g : plan.groups) {
+    if (g.parallelism != GroupParallelism::kData)
+      return std::string(
+          "plan uses tensor parallelism, which this engine does not run yet; plan with another strategy");
+  }
+  for (const Stage& st : plan.stages) {
+    if (st.offload != Offload::kNone)
+      return std::string(
+          "plan asks for optimizer-state offload, which this engine does not run yet; plan with a larger "
+          "--memory-limit");
+  }
+  return std::nullopt;
+}
+
 Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     : impl_(std::make_unique<Impl>(model, std::move(plan), options)) {
   Impl& s = *impl_;
@@ -501,17 +527,8 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
                 "plan is a branch-parallel layout (explicit node lists per device), which runs in one "
                 "process; plan with --strategy data or pipeline for several processes");
   const int stages = static_cast<int>(s.plan.stages.size());
-  if (stages > 1) {
-    for (const Stage& st : s.plan.stages) {
-      PARTITA_CHECK(
-          s.plan.groups[st.group].devices.size() == 1, "plan has a ", stages, "-stage pipeline whose stage ",
-          &st - s.plan.stages.data(), " runs on a group of ", s.plan.groups[st.group].devices.size(),
-          " devices: hybrid plans do not run in this engine yet; plan with --strategy pipeline or data");
-    }
-    s.layout = Impl::Layout::kPipeline;
-  } else {
-    s.layout = Impl::Layout::kData;
-  }
+  if (const auto refusal = engine_refusal(s.plan)) PARTITA_FAIL(*refusal);
+  s.layout = stages > 1 ? Impl::Layout::kPipeline : Impl::Layout::kData;
   if (options.local_replica >= 0) {
     const size_t group_size = s.plan.groups[s.plan.stages.at(0).group].devices.size();
     PARTITA_CHECK(stages == 1 && static_cast<size_t>(options.local_replica) < group_size,
@@ -526,17 +543,6 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     PARTITA_CHECK(
         !s.training || options.reducer != nullptr,
         "training one stage of a pipeline needs a reducer (the loss is computed by the last stage)");
-  }
-  for (const auto& g : s.plan.groups) {
-    PARTITA_CHECK(
-        g.parallelism == GroupParallelism::kData,
-        "plan uses tensor parallelism, which this engine does not run yet; plan with another strategy");
-  }
-  for (const Stage& st : s.plan.stages) {
-    PARTITA_CHECK(
-        st.offload == Offload::kNone,
-        "plan asks for optimizer-state offload, which this engine does not run yet; plan with a larger "
-        "--memory-limit");
   }
   s.routing = route_stages(model.ir, s.plan);
   if (options.local_stage >= 0) s.check_values_can_cross_processes();

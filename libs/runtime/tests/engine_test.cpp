@@ -352,6 +352,31 @@ TEST(Engine, ManyShortStepsKeepEveryWorkersLoss) {
   }
 }
 
+TEST(Engine, NamesTheLayoutsItCannotRunBeforeAnythingRuns) {
+  LoadedModel m = load("mlp", "8x64");
+  const Plan pipe = pipeline_plan(m.ir, Mode::kTraining, 8, 4, Schedule::kOneFOneB);
+  EXPECT_FALSE(engine_refusal(pipe).has_value());
+  EXPECT_FALSE(engine_refusal(data_plan(m.ir, Mode::kTraining, 8, {4, 4})).has_value());
+  Plan hybrid = pipe;
+  hybrid.groups[1].devices = {"cpu:1", "cpu:0"};
+  hybrid.groups[1].batch_shares = {1, 1};
+  ASSERT_TRUE(engine_refusal(hybrid).has_value());
+  EXPECT_NE(engine_refusal(hybrid)->find("hybrid plans do not run"), std::string::npos);
+  Plan tensor = data_plan(m.ir, Mode::kTraining, 8, {4, 4});
+  tensor.groups[0].parallelism = GroupParallelism::kTensor;
+  EXPECT_NE(engine_refusal(tensor).value_or("").find("tensor parallelism"), std::string::npos);
+  Plan offload = pipe;
+  offload.stages[0].offload = Offload::kOptimizerState;
+  EXPECT_NE(engine_refusal(offload).value_or("").find("offload"), std::string::npos);
+  // The constructor throws the same line.
+  try {
+    Engine engine(m, offload);
+    FAIL() << "a plan with offload ran";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), *engine_refusal(offload));
+  }
+}
+
 TEST(Engine, RefusesPlansForAnotherModelOrAbsentDevices) {
   LoadedModel mlp = load("mlp", "8x64");
   LoadedModel cnn = load("cnn", "8x3x32x32");

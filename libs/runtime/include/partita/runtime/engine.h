@@ -32,6 +32,8 @@
 // that several stages use, and each process steps the parameters of its stage (the others get no gradient
 // there). Inference outputs are returned only by the process that runs the last stage.
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include <torch/types.h>
@@ -129,6 +131,11 @@ struct StepResult {
   double loss = 0.0;                   // training: mean loss over the global batch
   std::vector<torch::Tensor> outputs;  // inference: the graph's tensor outputs for the whole batch
 };
+
+// Why this engine cannot run the plan's layout at all (hybrid stages on several devices, tensor parallelism,
+// optimizer-state offload), as the one-line error the Engine constructor throws; nullopt when it can. Does
+// not check the plan against a model or this machine's devices.
+std::optional<std::string> engine_refusal(const Plan& plan);
 
 class Engine {
  public:
