@@ -11,9 +11,9 @@
 //   AdamW        Adam plus the decoupled weight decay           23 passes, 9 ops (+1, 1)
 // Assumption: every pass streams from main memory at the spec's bandwidth (the calibrated elementwise
 // class's bandwidth and fixed cost per op when the spec has one). Adam's sqrt and division are
-// compute-heavy on one core, so this is a lower bound there (measured on this project's 2-core VM: Adam over
-// resnet18's 46.8 MB took 44 ms at one thread, 20.5 ms at two); a measured update (search's
-// SearchOptions::update_times) replaces it.
+// compute-heavy on one core, so this is a lower bound there (bench/optimizer_step.py on this project's 2-core
+// VM: Adam over resnet18's 46.8 MB took 40-44 ms at one thread, 20-28 ms at two); a measured update
+// (search's SearchOptions::update_times) replaces it.
 #include "partita/core/units.h"
 #include "partita/cost/memory.h"
 #include "partita/hardware/device.h"
