@@ -510,9 +510,9 @@ std::optional<std::string> engine_refusal(const Plan& plan) {
   }
   for (const Stage& st : plan.stages) {
     if (st.offload != Offload::kNone)
-      return std::string(
-          "plan asks for optimizer-state offload, which this engine does not run yet; plan with a larger "
-          "--memory-limit");
+      return fmt::format(
+          "plan asks for {} offload, which this engine does not run yet; plan with a larger --memory-limit",
+          offload_name(st.offload));
   }
   return std::nullopt;
 }

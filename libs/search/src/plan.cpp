@@ -25,7 +25,25 @@ E parse_enum(std::string_view name, const E (&all)[N], std::string_view (*to_nam
 
 std::string_view schedule_name(Schedule s) { return s == Schedule::kGPipe ? "gpipe" : "1f1b"; }
 std::string_view checkpointing_name(Checkpointing c) { return c == Checkpointing::kNone ? "none" : "full"; }
-std::string_view offload_name(Offload o) { return o == Offload::kNone ? "none" : "optimizer_state"; }
+std::string_view offload_name(Offload o) {
+  switch (o) {
+    case Offload::kNone:
+      return "none";
+    case Offload::kOptimizerState:
+      return "optimizer_state";
+    case Offload::kActivations:
+      return "activations";
+    case Offload::kActivationsAndOptimizerState:
+      return "activations+optimizer_state";
+  }
+  return "none";
+}
+bool offloads_optimizer_state(Offload o) {
+  return o == Offload::kOptimizerState || o == Offload::kActivationsAndOptimizerState;
+}
+bool offloads_activations(Offload o) {
+  return o == Offload::kActivations || o == Offload::kActivationsAndOptimizerState;
+}
 std::string_view group_parallelism_name(GroupParallelism g) {
   return g == GroupParallelism::kData ? "data" : "tensor";
 }
@@ -39,7 +57,8 @@ Checkpointing parse_checkpointing(std::string_view name) {
   return parse_enum(name, kAll, checkpointing_name, "checkpointing");
 }
 Offload parse_offload(std::string_view name) {
-  static const Offload kAll[] = {Offload::kNone, Offload::kOptimizerState};
+  static const Offload kAll[] = {Offload::kNone, Offload::kOptimizerState, Offload::kActivations,
+                                 Offload::kActivationsAndOptimizerState};
   return parse_enum(name, kAll, offload_name, "offload");
 }
 GroupParallelism parse_group_parallelism(std::string_view name) {

@@ -165,7 +165,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         for (int x : per_mb) tg.depend(after, x);
       tg.enqueue(after);
     }
-    if (st.offload == Offload::kNone) continue;
+    if (!offloads_optimizer_state(st.offload)) continue;
     for (size_t i = 0; i < g.devices.size(); ++i) {
       const Seconds t = model.offload_time(StageLoad{st.first, st.last, 1, 1, st.checkpointing, st.offload});
       const int o = tg.add(label("offload", s, -1), TaskKind::kOffload,

@@ -178,7 +178,7 @@ Bytes StageModel::model_state(const StageLoad& load) const {
   if (!training()) return state;
   const Bytes trainable = trainable_bytes(load.first, load.last);
   state = state + trainable;  // gradients
-  if (load.offload == Offload::kNone) state = state + optimizer_state_bytes(trainable, options_.optimizer);
+  if (!offloads_optimizer_state(load.offload)) state = state + optimizer_state_bytes(trainable, options_.optimizer);
   return state;
 }
 
@@ -198,7 +198,7 @@ Bytes StageModel::memory(const StageLoad& load) const {
 }
 
 Seconds StageModel::offload_time(const StageLoad& load) const {
-  if (!training() || load.offload == Offload::kNone) return Seconds(0);
+  if (!training() || !offloads_optimizer_state(load.offload)) return Seconds(0);
   const Bytes state = optimizer_state_bytes(trainable_bytes(load.first, load.last), options_.optimizer);
   return (state + state) / options_.host_bandwidth;
 }

@@ -50,6 +50,14 @@ TEST(Plan, ToStringNamesStagesDevicesAndChoices) {
 TEST(Plan, EnumNamesRoundTrip) {
   EXPECT_EQ(parse_schedule(schedule_name(Schedule::kOneFOneB)), Schedule::kOneFOneB);
   EXPECT_EQ(parse_offload("optimizer_state"), Offload::kOptimizerState);
+  for (Offload o : {Offload::kNone, Offload::kOptimizerState, Offload::kActivations,
+                    Offload::kActivationsAndOptimizerState})
+    EXPECT_EQ(parse_offload(offload_name(o)), o);
+  EXPECT_TRUE(offloads_activations(Offload::kActivationsAndOptimizerState));
+  EXPECT_TRUE(offloads_optimizer_state(Offload::kActivationsAndOptimizerState));
+  EXPECT_FALSE(offloads_activations(Offload::kOptimizerState));
+  EXPECT_FALSE(offloads_optimizer_state(Offload::kActivations));
+  EXPECT_THROW(parse_offload("weights"), Error);
   EXPECT_EQ(parse_checkpointing("full"), Checkpointing::kFull);
   EXPECT_EQ(parse_group_parallelism("tensor"), GroupParallelism::kTensor);
   EXPECT_THROW(parse_schedule("pipedream"), Error);

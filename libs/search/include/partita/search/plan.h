@@ -28,13 +28,21 @@ namespace partita {
 enum class Schedule { kGPipe, kOneFOneB };
 // kFull: a stage keeps only its input per microbatch and recomputes its forward during backward.
 enum class Checkpointing { kNone, kFull };
-// kOptimizerState: optimizer state lives in host memory; each step moves it over the host link and back.
-enum class Offload { kNone, kOptimizerState };
+// What a stage keeps in host memory instead of its device's (meaningful for devices with their own memory,
+// i.e. GPUs; the planner never offloads from a CPU device):
+//  - kOptimizerState: optimizer state lives in host memory; each step moves it over the host link and back;
+//  - kActivations: the tensors autograd saves for backward move to host memory right after the forward saves
+//    them and come back when the backward needs them (every microbatch, over the host link);
+//  - kActivationsAndOptimizerState: both.
+enum class Offload { kNone, kOptimizerState, kActivations, kActivationsAndOptimizerState };
+bool offloads_optimizer_state(Offload o);
+bool offloads_activations(Offload o);
 enum class GroupParallelism { kData, kTensor };
 
 std::string_view schedule_name(Schedule s);                   // "gpipe", "1f1b"
 std::string_view checkpointing_name(Checkpointing c);         // "none", "full"
-std::string_view offload_name(Offload o);                     // "none", "optimizer_state"
+// "none", "optimizer_state", "activations", "activations+optimizer_state"
+std::string_view offload_name(Offload o);
 std::string_view group_parallelism_name(GroupParallelism g);  // "data", "tensor"
 Schedule parse_schedule(std::string_view name);
 Checkpointing parse_checkpointing(std::string_view name);
