@@ -50,4 +50,11 @@ grep -q "plain LibTorch" "$WORK/opt.txt" || fail "optimize table"
 [ "$(json_get "$WORK/opt.json" "all(k in d for k in ['baseline_ms', 'plan_ms', 'speedup', 'predicted_ms', 'plan'])")" = "True" ] \
   || fail "optimize json fields"
 for f in plan.json trace.json metrics.json; do [ -s "$WORK/opt/$f" ] || fail "optimize: missing $f"; done
+# GPT inference: the predicted host peak (model state once, activations, the gathered 2x128x2048 logits)
+# matches the measured one (one or two replicas, whichever optimize picks; 0.01% on this machine).
+"$PARTITA" -q optimize "$ZOO/gpt.pt" --input 2x128:i64:2048 --steps 2 --rounds 1 --out "$WORK/opt-gpt" \
+  --json "$WORK/opt-gpt.json" >/dev/null || fail "optimize gpt"
+[ "$(json_get "$WORK/opt-gpt.json" \
+  "abs(d['predicted_host_peak_bytes'] - d['measured_peak_bytes']) <= 0.05 * d['measured_peak_bytes']")" = "True" ] \
+  || fail "optimize gpt: predicted host peak $(json_get "$WORK/opt-gpt.json" "d['predicted_host_peak_bytes']") vs measured $(json_get "$WORK/opt-gpt.json" "d['measured_peak_bytes']")"
 finish

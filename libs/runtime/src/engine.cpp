@@ -800,7 +800,8 @@ StepResult Engine::step(const StepInputs& batch) {
           pieces[i].push_back(outs[i].to(torch::kCPU));
       }
     }
-    for (auto& p : pieces) result.outputs.push_back(torch::cat(p, 0));
+    // One piece is the output itself (torch::cat would copy it).
+    for (auto& p : pieces) result.outputs.push_back(p.size() == 1 ? p.front() : torch::cat(p, 0));
   }
   return result;
 }
