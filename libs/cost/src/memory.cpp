@@ -342,6 +342,23 @@ Bytes saved_activation_bytes(const Graph& graph, NodeId first, NodeId last) {
   return s.io + s.saved_all;
 }
 
+std::vector<Bytes> saved_bytes_by_first_saver(const Graph& graph) {
+  const AutogradModel m = autograd_model(graph);
+  std::vector<Bytes> out(static_cast<size_t>(graph.num_nodes()), Bytes(0));
+  std::vector<bool> taken(static_cast<size_t>(graph.num_values()), false);
+  for (ValueId id : graph.inputs()) taken[static_cast<size_t>(m.root[static_cast<size_t>(id)])] = true;
+  for (const Node& node : graph.nodes()) {
+    const size_t n = static_cast<size_t>(node.id);
+    for (ValueId r : m.saved[n]) {
+      if (taken[static_cast<size_t>(r)]) continue;
+      taken[static_cast<size_t>(r)] = true;
+      out[n] += floating_bytes(graph.value(r));
+    }
+    out[n] += m.saved_extra[n];
+  }
+  return out;
+}
+
 Bytes range_parameter_bytes(const Graph& graph, NodeId first, NodeId last, bool trainable_only) {
   check_range(graph, first, last);
   std::vector<bool> seen(static_cast<size_t>(graph.num_values()), false);

@@ -107,6 +107,16 @@ TEST(Memory, MaxPoolKeepsItsInputAndInt64Indices) {
   EXPECT_EQ(saved_activation_bytes(conv_pool(), 0, 1).value(), 176);
 }
 
+TEST(Memory, SavedBytesByFirstSaver) {
+  // mlp: linear saves the graph input x (never attributed), relu saves z (3200), view and add nothing.
+  EXPECT_EQ(saved_bytes_by_first_saver(mlp()), (std::vector<Bytes>{Bytes(0), Bytes(3200), Bytes(0), Bytes(0)}));
+  // relu_ is the first to save y's storage (160); the second linear saves the same storage again: 0.
+  EXPECT_EQ(saved_bytes_by_first_saver(inplace_chain()),
+            (std::vector<Bytes>{Bytes(0), Bytes(160), Bytes(0)}));
+  // conv_pool: the conv saves the input x (not attributed); max_pool saves c (64) and its indices (32).
+  EXPECT_EQ(saved_bytes_by_first_saver(conv_pool()), (std::vector<Bytes>{Bytes(0), Bytes(96)}));
+}
+
 TEST(Memory, ParameterBytesOfARange) {
   const Graph g = mlp();
   EXPECT_EQ(range_parameter_bytes(g, 0, 3, true).value(), 40400);   // w 40000 + b 400

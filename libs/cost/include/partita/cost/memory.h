@@ -18,6 +18,7 @@
 //     inputs + outputs (workspace).
 // All functions are pure and thread-safe.
 #include <string_view>
+#include <vector>
 
 #include "partita/core/units.h"
 #include "partita/graph/graph.h"
@@ -52,6 +53,12 @@ struct MemoryEstimate {
 // indices); add/sub, views, copies, cat and embedding save nothing; parameters never count here. Plus the
 // tensors entering the range and the range's results (live throughout).
 Bytes saved_activation_bytes(const Graph& graph, NodeId first, NodeId last);
+
+// The same autograd model, attributed per node so that ranges can be summed: [node] the bytes of the storages
+// that node is the first (in node order) to save for backward, plus its own extra saved tensors (max pooling's
+// indices). Graph inputs, parameters and constants are never attributed. Summing a range [first, last] gives
+// what its nodes save, except storages first saved before `first` (a stage counts those as its inputs).
+std::vector<Bytes> saved_bytes_by_first_saver(const Graph& graph);
 
 // Bytes of the parameters (trainable and buffers) read by nodes in [first, last]; trainable_only excludes
 // buffers.
