@@ -38,16 +38,14 @@ std::optional<StageChoice> evaluate_stage(const ChainProblem& problem, int slot,
                                 ? fast_allreduce_time(m.trainable_bytes(first, last), d, s.group_link)
                                 : Seconds(0);
   std::optional<StageChoice> best;
-  for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
-    for (Offload o : {Offload::kNone, Offload::kOptimizerState}) {
-      if (!m.training() && (c != Checkpointing::kNone || o != Offload::kNone)) continue;
-      const StageLoad load{first, last, share, in_flight(problem, slot), c, o};
-      if (m.memory(load) > cap) continue;
-      const Seconds per_mb = m.microbatch_time(spec, load);
-      const Seconds busy =
-          per_mb * static_cast<double>(problem.microbatches) + allreduce + m.offload_time(load);
-      if (!best || busy < best->busy) best = StageChoice{first, last, c, o, busy, per_mb};
-    }
+  for (const Savings& sv : m.savings_choices(s.devices)) {
+    const StageLoad load{first, last, share, in_flight(problem, slot), sv.checkpointing, sv.offload};
+    if (m.memory(load) > cap) continue;
+    const Seconds per_mb = m.microbatch_time(spec, load);
+    const Seconds busy =
+        per_mb * static_cast<double>(problem.microbatches) + allreduce + m.offload_time(load);
+    if (!best || busy < best->busy)
+      best = StageChoice{first, last, sv.checkpointing, sv.offload, busy, per_mb};
   }
   return best;
 }

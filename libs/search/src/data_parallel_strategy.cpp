@@ -59,60 +59,58 @@ std::optional<DpConfig> plan_for_devices(const StageModel& model, const std::vec
   std::optional<DpConfig> best;
   for (int m : microbatch_candidates(model.options(), static_cast<int>(devs.size()))) {
     const int mb = model.options().global_batch / m;
-    for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
-      for (Offload o : {Offload::kNone, Offload::kOptimizerState}) {
-        if (!model.training() && (c != Checkpointing::kNone || o != Offload::kNone)) continue;
-        std::vector<double> per_sample;
-        std::vector<int> caps;
-        for (int d : devs) {
-          const int spec = model.spec_of(d);
-          per_sample.push_back(model.microbatch_time(spec, StageLoad{0, last, 1, 1, c, o}).value());
-          // Largest share that fits: memory grows with samples, so bisect.
-          int lo = 0, hi = mb;
-          while (lo < hi) {
-            const int mid = (lo + hi + 1) / 2;
-            if (model.memory(StageLoad{0, last, mid, 1, c, o}) <= model.memory_cap(d))
-              lo = mid;
-            else
-              hi = mid - 1;
-          }
-          caps.push_back(lo);
+    for (const Savings& sv : model.savings_choices(devs)) {
+      const Checkpointing c = sv.checkpointing;
+      const Offload o = sv.offload;
+      std::vector<double> per_sample;
+      std::vector<int> caps;
+      for (int d : devs) {
+        const int spec = model.spec_of(d);
+        per_sample.push_back(model.microbatch_time(spec, StageLoad{0, last, 1, 1, c, o}).value());
+        // Largest share that fits: memory grows with samples, so bisect.
+        int lo = 0, hi = mb;
+        while (lo < hi) {
+          const int mid = (lo + hi + 1) / 2;
+          if (model.memory(StageLoad{0, last, mid, 1, c, o}) <= model.memory_cap(d))
+            lo = mid;
+          else
+            hi = mid - 1;
         }
-        std::optional<std::vector<int>> shares;
-        if (equal_shares) {
-          shares = even_shares(mb, static_cast<int>(devs.size()));
-          for (size_t i = 0; i < devs.size(); ++i) {
-            if ((*shares)[i] > caps[i]) shares.reset();
-            if (!shares) break;
-          }
-        } else {
-          shares = proportional_shares(mb, per_sample, caps);
-        }
-        if (!shares) continue;
-        double slowest = 0;
-        for (size_t i = 0; i < devs.size(); ++i) slowest = std::max(slowest, (*shares)[i] * per_sample[i]);
-        const Seconds offload = model.offload_time(StageLoad{0, last, 1, 1, c, o});
-        const Seconds estimate = Seconds(slowest * m) + allreduce + offload;
-        if (best && best->estimate <= estimate) continue;
-        Plan plan = empty_plan(model, kind);
-        plan.microbatches = m;
-        plan.schedule = Schedule::kOneFOneB;
-        DeviceGroup g;
-        g.devices = ids;
-        g.batch_shares = *shares;
-        // A device with no sample contributes nothing but all-reduce cost: drop it.
-        for (size_t i = g.devices.size(); i-- > 0;) {
-          if (g.batch_shares[i] == 0) {
-            plan.unused_devices.push_back(
-                UnusedDevice{g.devices[i], "too slow to earn a sample of the batch"});
-            g.devices.erase(g.devices.begin() + static_cast<std::ptrdiff_t>(i));
-            g.batch_shares.erase(g.batch_shares.begin() + static_cast<std::ptrdiff_t>(i));
-          }
-        }
-        plan.groups.push_back(std::move(g));
-        plan.stages.push_back(Stage{0, last, 0, c, o});
-        best = DpConfig{estimate, std::move(plan)};
+        caps.push_back(lo);
       }
+      std::optional<std::vector<int>> shares;
+      if (equal_shares) {
+        shares = even_shares(mb, static_cast<int>(devs.size()));
+        for (size_t i = 0; i < devs.size(); ++i) {
+          if ((*shares)[i] > caps[i]) shares.reset();
+          if (!shares) break;
+        }
+      } else {
+        shares = proportional_shares(mb, per_sample, caps);
+      }
+      if (!shares) continue;
+      double slowest = 0;
+      for (size_t i = 0; i < devs.size(); ++i) slowest = std::max(slowest, (*shares)[i] * per_sample[i]);
+      const Seconds offload = model.offload_time(StageLoad{0, last, 1, 1, c, o});
+      const Seconds estimate = Seconds(slowest * m) + allreduce + offload;
+      if (best && best->estimate <= estimate) continue;
+      Plan plan = empty_plan(model, kind);
+      plan.microbatches = m;
+      plan.schedule = Schedule::kOneFOneB;
+      DeviceGroup g;
+      g.devices = ids;
+      g.batch_shares = *shares;
+      // A device with no sample contributes nothing but all-reduce cost: drop it.
+      for (size_t i = g.devices.size(); i-- > 0;) {
+        if (g.batch_shares[i] == 0) {
+          plan.unused_devices.push_back(UnusedDevice{g.devices[i], "too slow to earn a sample of the batch"});
+          g.devices.erase(g.devices.begin() + static_cast<std::ptrdiff_t>(i));
+          g.batch_shares.erase(g.batch_shares.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+      }
+      plan.groups.push_back(std::move(g));
+      plan.stages.push_back(Stage{0, last, 0, c, o});
+      best = DpConfig{estimate, std::move(plan)};
     }
     if (best) break;  // more microbatches only add per-step overhead once the batch fits
   }

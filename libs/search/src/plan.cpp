@@ -174,6 +174,12 @@ void Plan::check_against(const Graph& target) const {
   } else {
     check_ranges(target);
   }
+  for (size_t s = 0; s < stages.size(); ++s) {
+    PARTITA_CHECK(stages[s].checkpointing == Checkpointing::kNone || !offloads_activations(stages[s].offload),
+                  "plan: stage ", s, " combines ", checkpointing_name(stages[s].checkpointing),
+                  " checkpointing with ", offload_name(stages[s].offload),
+                  " offload; checkpointing already drops the activations: choose one");
+  }
   for (const auto& g : groups) {
     PARTITA_CHECK(!g.devices.empty() && g.devices.size() == g.batch_shares.size(),
                   "plan: a device group needs one batch share per device");

@@ -95,19 +95,31 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
     b[static_cast<size_t>(s)].assign(static_cast<size_t>(m), {});
     for (size_t i = 0; i < g.devices.size(); ++i) {
       const int d = model.device_index(g.devices[i]);
+      PARTITA_CHECK(st.offload == Offload::kNone || model.can_offload(d), "plan: stage ", s, " offloads ",
+                    offload_name(st.offload), " from ", g.devices[i],
+                    ", a CPU whose memory is host memory already; set that stage's offload to none");
       dev_index[static_cast<size_t>(s)].push_back(d);
       dev_res[static_cast<size_t>(s)].push_back(tg.add_resource(g.devices[i], d));
       const int spec = model.spec_of(d);
       const double share = g.batch_shares[i];
       Seconds fwd = model.forward(spec, st.first, st.last, share);
       Seconds bwd = model.backward(spec, st.first, st.last, share);
+      // Activation offload copies the saved tensors synchronously on the stage's worker: the forward pays the
+      // copies to the host and the backward the copies back.
+      Seconds copy = model.activation_transfer(
+          StageLoad{st.first, st.last, g.batch_shares[i], 1, st.checkpointing, st.offload});
       if (g.parallelism == GroupParallelism::kTensor) {
         const LinkSpec ring = slowest_link(cluster, g.devices);
         const int p = static_cast<int>(g.devices.size());
         fwd = tensor.forward(spec, st.first, st.last, share, p, ring);
         bwd = tensor.backward(spec, st.first, st.last, share, p, ring);
+        if (copy.value() > 0)
+          copy = Seconds(tensor.activation_per_sample(st.first, st.last, p) * share /
+                         opt.host_bandwidth.value());
       }
       if (st.checkpointing == Checkpointing::kFull) bwd += fwd;
+      fwd += copy;
+      bwd += copy;
       for (int j = 0; j < m; ++j) {
         f[s][j].push_back(tg.add(label("F", s, j), TaskKind::kForward, dev_res[s][i], s, j, fwd));
         if (training)
@@ -192,13 +204,14 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         double delta;
       };
       std::vector<Event> events;
-      const bool ckpt = st.checkpointing == Checkpointing::kFull;
+      // Checkpointing and activation offload both keep only the stage input between forward and backward.
+      const bool input_only = st.checkpointing == Checkpointing::kFull || offloads_activations(st.offload);
       const bool tp = g.parallelism == GroupParallelism::kTensor;
       const int p = static_cast<int>(g.devices.size());
       const double act = (tp ? tensor.activation_per_sample(st.first, st.last, p)
                              : model.activation_per_sample(st.first, st.last)) *
                          share;
-      const double saved = ckpt ? model.input_per_sample(st.first) * share : act;
+      const double saved = input_only ? model.input_per_sample(st.first) * share : act;
       for (int j = 0; j < m; ++j) {
         const SimTask& ft = tg.work()[static_cast<size_t>(f[s][j][i])].info;
         dp.busy += ft.end - ft.start;
@@ -206,8 +219,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         const SimTask& bt = tg.work()[static_cast<size_t>(b[s][j][i])].info;
         dp.busy += bt.end - bt.start;
         events.push_back({ft.end, saved});
-        if (ckpt) events.push_back({bt.start, act});
-        events.push_back({bt.end, -(saved + (ckpt ? act : 0.0))});
+        if (input_only) events.push_back({bt.start, act});
+        events.push_back({bt.end, -(saved + (input_only ? act : 0.0))});
       }
       std::stable_sort(events.begin(), events.end(), [](const Event& x, const Event& y) {
         return x.at < y.at || (x.at == y.at && x.delta < y.delta);
@@ -221,7 +234,9 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
                      : tensor.memory(st.first, st.last, share, p, 1);
       } else if (training) {
         // Static part: the memory model with no activations kept (in_flight cancels out below).
-        const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, st.offload};
+        const Offload state =
+            offloads_optimizer_state(st.offload) ? Offload::kOptimizerState : Offload::kNone;
+        const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, state};
         dp.peak_memory = model.memory(none) + Bytes(static_cast<int64_t>(peak));
       } else {
         dp.peak_memory = model.memory(base);

@@ -135,7 +135,35 @@ Seconds StageModel::microbatch_time(int spec, const StageLoad& load) const {
   const Seconds f = forward(spec, load.first, load.last, load.samples);
   if (!training()) return f;
   const Seconds b = backward(spec, load.first, load.last, load.samples);
-  return load.checkpointing == Checkpointing::kFull ? f + f + b : f + b;
+  const Seconds t = activation_transfer(load);
+  return (load.checkpointing == Checkpointing::kFull ? f + f + b : f + b) + t + t;
+}
+
+Seconds StageModel::activation_transfer(const StageLoad& load) const {
+  if (!training() || !offloads_activations(load.offload)) return Seconds(0);
+  // In double, not whole Bytes: per-sample costs (data parallel's shares) must scale exactly.
+  return Seconds(activation_per_sample(load.first, load.last) * load.samples /
+                 options_.host_bandwidth.value());
+}
+
+bool StageModel::can_offload(int device) const {
+  return cluster_->devices[static_cast<size_t>(device)].spec.kind != DeviceKind::kCpu;
+}
+
+std::vector<Savings> StageModel::savings_choices(const std::vector<int>& devices) const {
+  if (!training()) return {Savings{}};
+  const bool offload = std::all_of(devices.begin(), devices.end(), [&](int d) { return can_offload(d); });
+  std::vector<Savings> out;
+  for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
+    for (Offload o : {Offload::kNone, Offload::kOptimizerState, Offload::kActivations,
+                      Offload::kActivationsAndOptimizerState}) {
+      if (o != Offload::kNone && !offload) continue;
+      // Checkpointing saves only the stage input, which stays on the device: nothing left to offload.
+      if (c == Checkpointing::kFull && offloads_activations(o)) continue;
+      out.push_back(Savings{c, o});
+    }
+  }
+  return out;
 }
 
 Seconds StageModel::sample_time(int spec) const {
@@ -178,7 +206,8 @@ Bytes StageModel::model_state(const StageLoad& load) const {
   if (!training()) return state;
   const Bytes trainable = trainable_bytes(load.first, load.last);
   state = state + trainable;  // gradients
-  if (!offloads_optimizer_state(load.offload)) state = state + optimizer_state_bytes(trainable, options_.optimizer);
+  if (!offloads_optimizer_state(load.offload))
+    state = state + optimizer_state_bytes(trainable, options_.optimizer);
   return state;
 }
 
@@ -188,9 +217,9 @@ Bytes StageModel::memory(const StageLoad& load) const {
       static_cast<double>(model_state(load).value()) + workspace_per_sample(load.first, load.last) * s;
   if (!training()) return Bytes(static_cast<int64_t>(total + input_per_sample(load.first) * s));
   const double act = activation_per_sample(load.first, load.last) * s;
-  if (load.checkpointing == Checkpointing::kFull) {
-    total +=
-        input_per_sample(load.first) * s * load.in_flight + act;  // inputs kept, one recomputed at a time
+  if (load.checkpointing == Checkpointing::kFull || offloads_activations(load.offload)) {
+    // Inputs kept; one microbatch's activations recomputed or copied back at a time.
+    total += input_per_sample(load.first) * s * load.in_flight + act;
   } else {
     total += act * load.in_flight;
   }

@@ -83,6 +83,72 @@ TEST(ChainPartition, DynamicProgramMatchesBruteForceOnRandomChains) {
   EXPECT_GT(feasible, 100);
 }
 
+// offload_pair_graph on two devices, four one-sample microbatches under 1F1B.
+struct OffloadPair {
+  Graph graph = offload_pair_graph();
+  Cluster cluster;
+  CostTable table;
+  SearchOptions options;
+  OffloadPair(DeviceKind kind, Bytes limit, double host_gbps) : cluster(uniform_cluster(2, kind)) {
+    table = table_for(graph, cluster);
+    options.global_batch = 4;
+    options.memory_limit = limit;
+    options.host_bandwidth = BytesPerSecond(host_gbps * 1e9);
+  }
+  std::optional<ChainSolution> solve(const StageModel& model) const {
+    const ChainProblem problem{&model, block_ends(model, 256), single_device_slots(model, {0, 1}), 4,
+                               1,      Schedule::kOneFOneB};
+    return partition_chain(problem);
+  }
+};
+
+constexpr int64_t kMiB = 1 << 20;
+
+TEST(ChainPartition, OffloadsActivationsWhenCopiesCostLessThanRecompute) {
+  // 11 M: stage 0 fits only offloading optimizer state and one of activation offload or checkpointing.
+  const OffloadPair fast(DeviceKind::kCuda, Bytes(11 * kMiB), 25);
+  const StageModel model(fast.graph, fast.cluster, fast.table, fast.options);
+  for (Offload o : {Offload::kNone, Offload::kOptimizerState, Offload::kActivations})
+    EXPECT_GT(model.memory(StageLoad{0, 0, 1, 2, Checkpointing::kNone, o}), Bytes(11 * kMiB));
+  const auto sol = fast.solve(model);
+  ASSERT_TRUE(sol);
+  ASSERT_EQ(sol->stages.size(), 2u);
+  // Copying 4 M there and back at 25 GB/s (0.34 ms) beats recomputing a 10 ms forward.
+  EXPECT_EQ(sol->stages[0].checkpointing, Checkpointing::kNone);
+  EXPECT_EQ(sol->stages[0].offload, Offload::kActivationsAndOptimizerState);
+  EXPECT_EQ(sol->stages[1].offload, Offload::kOptimizerState);
+  const double copy = 2 * (64.0 + 4 * kMiB) / 25e9;
+  EXPECT_NEAR(sol->stages[0].per_microbatch.value(), 3 * 1e10 / 1e12 + copy, 1e-12);
+
+  // At 0.1 GB/s the copies take 84 ms a microbatch: recomputing wins.
+  const OffloadPair slow(DeviceKind::kCuda, Bytes(11 * kMiB), 0.1);
+  const StageModel slow_model(slow.graph, slow.cluster, slow.table, slow.options);
+  const auto slow_sol = slow.solve(slow_model);
+  ASSERT_TRUE(slow_sol);
+  EXPECT_EQ(slow_sol->stages[0].checkpointing, Checkpointing::kFull);
+  EXPECT_EQ(slow_sol->stages[0].offload, Offload::kOptimizerState);
+  EXPECT_NEAR(slow_sol->stages[0].per_microbatch.value(), 4 * 1e10 / 1e12, 1e-12);
+}
+
+TEST(ChainPartition, NeverOffloadsFromCpus) {
+  // 13 M: a GPU stage 0 offloads activations; a CPU one can only checkpoint.
+  const OffloadPair gpu(DeviceKind::kCuda, Bytes(13 * kMiB), 25);
+  const StageModel gpu_model(gpu.graph, gpu.cluster, gpu.table, gpu.options);
+  const auto g = gpu.solve(gpu_model);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->stages[0].offload, Offload::kActivations);
+  const OffloadPair cpu(DeviceKind::kCpu, Bytes(13 * kMiB), 25);
+  const StageModel cpu_model(cpu.graph, cpu.cluster, cpu.table, cpu.options);
+  const auto c = cpu.solve(cpu_model);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->stages[0].checkpointing, Checkpointing::kFull);
+  for (const auto& st : c->stages) EXPECT_EQ(st.offload, Offload::kNone);
+  // 11 M needs offload on both stages: nothing fits on CPUs.
+  const OffloadPair tight(DeviceKind::kCpu, Bytes(11 * kMiB), 25);
+  const StageModel tight_model(tight.graph, tight.cluster, tight.table, tight.options);
+  EXPECT_FALSE(tight.solve(tight_model).has_value());
+}
+
 TEST(ChainPartition, EvenShares) {
   EXPECT_EQ(even_shares(10, 3), (std::vector<int>{4, 3, 3}));
   EXPECT_EQ(even_shares(2, 4), (std::vector<int>{1, 1, 0, 0}));

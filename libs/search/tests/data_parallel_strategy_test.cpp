@@ -83,5 +83,24 @@ TEST(DataParallelStrategy, AccumulatesGradientsWhenTheBatchDoesNotFit) {
   EXPECT_GT(plans.front().microbatches, 1);
 }
 
+TEST(DataParallelStrategy, OffloadsOptimizerStateFromGpusButNeverFromCpus) {
+  // The whole offload_pair_graph on one device with one-sample microbatches needs 16 MiB as is and 12 MiB
+  // with Adam's moments on the host.
+  SearchOptions o;
+  o.global_batch = 4;
+  o.memory_limit = Bytes(13 << 20);
+  const Graph g = offload_pair_graph();
+  const Cluster gpu = uniform_cluster(1, DeviceKind::kCuda);
+  const CostTable gt = table_for(g, gpu);
+  const auto plans = data_parallel_candidates(StageModel(g, gpu, gt, o));
+  ASSERT_FALSE(plans.empty());
+  EXPECT_EQ(plans.front().stages[0].offload, Offload::kOptimizerState);
+  const Cluster cpu = uniform_cluster(1, DeviceKind::kCpu);
+  const CostTable ct = table_for(g, cpu);
+  const StageModel cpu_model(g, cpu, ct, o);
+  EXPECT_TRUE(data_parallel_candidates(cpu_model).empty());
+  EXPECT_FALSE(even_data_parallel_plan(cpu_model).has_value());
+}
+
 }  // namespace
 }  // namespace partita

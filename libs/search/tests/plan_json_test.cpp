@@ -18,8 +18,8 @@ Plan sample_plan() {
   p.microbatches = 3;
   p.groups = {DeviceGroup{{"cuda:0", "cuda:1"}, {3, 1}, GroupParallelism::kData},
               DeviceGroup{{"cpu:0"}, {4}, GroupParallelism::kData}};
-  p.stages = {Stage{0, 4, 0, Checkpointing::kFull, Offload::kNone},
-              Stage{5, 9, 1, Checkpointing::kNone, Offload::kOptimizerState}};
+  p.stages = {Stage{0, 4, 0, Checkpointing::kNone, Offload::kActivationsAndOptimizerState},
+              Stage{5, 9, 1, Checkpointing::kFull, Offload::kNone}};
   p.unused_devices = {UnusedDevice{"cuda:2", "too slow"}};
   p.prediction.step_time = Seconds(0.125);
   p.prediction.samples_per_second = 96;
@@ -36,9 +36,26 @@ TEST(PlanJson, RoundTripsEveryField) {
   EXPECT_EQ(j["version"], kPlanJsonVersion);
   const Plan q = plan_from_json(j);
   EXPECT_EQ(plan_to_json(q).dump(), j.dump());
-  EXPECT_EQ(q.stages[1].offload, Offload::kOptimizerState);
+  EXPECT_EQ(j["stages"][0]["offload"], "activations+optimizer_state");
+  EXPECT_EQ(q.stages[0].offload, Offload::kActivationsAndOptimizerState);
+  EXPECT_EQ(q.stages[1].checkpointing, Checkpointing::kFull);
   EXPECT_EQ(q.groups[0].batch_shares, (std::vector<int>{3, 1}));
   EXPECT_EQ(q.prediction.devices[0].model_state, Bytes(1 << 20));
+}
+
+TEST(PlanJson, RoundTripsEveryOffload) {
+  for (Offload o : {Offload::kNone, Offload::kOptimizerState, Offload::kActivations,
+                    Offload::kActivationsAndOptimizerState}) {
+    Plan p = sample_plan();
+    p.stages[0].offload = o;
+    const Json j = plan_to_json(p);
+    EXPECT_EQ(j["stages"][0]["offload"], offload_name(o));
+    EXPECT_EQ(plan_from_json(j).stages[0].offload, o);
+    EXPECT_EQ(plan_to_json(plan_from_json(j)).dump(), j.dump());
+  }
+  Json bad = plan_to_json(sample_plan());
+  bad["stages"][0]["offload"] = "weights";
+  EXPECT_THROW(plan_from_json(bad), Error);
 }
 
 TEST(PlanJson, IsByteIdentical) {

@@ -34,6 +34,16 @@ TEST(Plan, ChecksAgainstItsGraph) {
   Plan twice = plan_for(g);
   twice.groups[1].devices = {"d0"};
   EXPECT_THROW(twice.check_against(g), Error);
+  // Checkpointing keeps no activations to offload: the pair is refused, each alone is fine.
+  Plan both = plan_for(g);
+  both.stages[1].offload = Offload::kActivations;
+  EXPECT_THROW(both.check_against(g), Error);
+  both.stages[1].checkpointing = Checkpointing::kNone;
+  both.stages[1].offload = Offload::kActivationsAndOptimizerState;
+  EXPECT_NO_THROW(both.check_against(g));
+  both.stages[1].checkpointing = Checkpointing::kFull;
+  both.stages[1].offload = Offload::kOptimizerState;
+  EXPECT_NO_THROW(both.check_against(g));
 }
 
 TEST(Plan, ToStringNamesStagesDevicesAndChoices) {

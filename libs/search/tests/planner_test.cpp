@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "partita/search/model_spec.h"
@@ -124,6 +125,54 @@ TEST(Planner, ObjectivesPickFromTheSameCandidates) {
   EXPECT_LE(fast.plan->prediction.step_time, frugal.plan->prediction.step_time);
   EXPECT_LE(frugal.plan->prediction.energy, fast.plan->prediction.energy);
   EXPECT_FALSE(fast.pareto.empty());
+}
+
+// offload_pair_graph (see test_support.h) on two devices, four samples a step, every strategy.
+PlanOutcome plan_offload_pair(DeviceKind kind, int64_t limit_mib, double host_gbps) {
+  const Graph g = offload_pair_graph();
+  const Cluster c = uniform_cluster(2, kind);
+  SearchOptions o = training(4);
+  o.memory_limit = Bytes(limit_mib << 20);
+  o.host_bandwidth = BytesPerSecond(host_gbps * 1e9);
+  return make_plan(g, c, table_for(g, c), o);
+}
+
+bool any_stage(const Plan& p, bool (*pred)(const Stage&)) {
+  return std::any_of(p.stages.begin(), p.stages.end(), pred);
+}
+
+TEST(Planner, OffloadsActivationsOrCheckpointsWhenNothingLessFits) {
+  // 11 MiB: neither device holds the whole model, and the first pipeline stage fits only with optimizer
+  // state offloaded and its activations either offloaded or recomputed.
+  const auto fast = plan_offload_pair(DeviceKind::kCuda, 11, 25);
+  ASSERT_TRUE(fast.plan) << fast.error;
+  EXPECT_TRUE(any_stage(*fast.plan, [](const Stage& s) {
+    return s.offload == Offload::kActivationsAndOptimizerState && s.checkpointing == Checkpointing::kNone;
+  })) << fast.plan->to_string();
+  // A slow host link makes the copies dearer than recomputing the forward.
+  const auto slow = plan_offload_pair(DeviceKind::kCuda, 11, 0.1);
+  ASSERT_TRUE(slow.plan) << slow.error;
+  EXPECT_TRUE(any_stage(*slow.plan, [](const Stage& s) { return s.checkpointing == Checkpointing::kFull; }))
+      << slow.plan->to_string();
+  EXPECT_FALSE(any_stage(*slow.plan, [](const Stage& s) { return offloads_activations(s.offload); }))
+      << slow.plan->to_string();
+  for (const PlanOutcome* out : {&fast, &slow}) {
+    for (const auto& d : out->plan->prediction.devices) EXPECT_LE(d.peak_memory, Bytes(11 << 20));
+  }
+}
+
+TEST(Planner, NeverOffloadsFromCpus) {
+  // The limit that GPUs meet with offload is out of reach for CPUs: refused, with the smallest that works.
+  const auto tight = plan_offload_pair(DeviceKind::kCpu, 11, 25);
+  EXPECT_FALSE(tight.plan);
+  EXPECT_NE(tight.error.find("no plan fits in memory"), std::string::npos) << tight.error;
+  ASSERT_TRUE(tight.min_memory);
+  EXPECT_GT(*tight.min_memory, Bytes(11 << 20));
+  // Where CPUs fit with checkpointing, no candidate offloads.
+  const auto roomy = plan_offload_pair(DeviceKind::kCpu, 13, 25);
+  ASSERT_TRUE(roomy.plan) << roomy.error;
+  for (const Plan& p : roomy.candidates)
+    EXPECT_FALSE(any_stage(p, [](const Stage& s) { return s.offload != Offload::kNone; })) << p.to_string();
 }
 
 }  // namespace

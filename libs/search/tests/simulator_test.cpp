@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "partita/core/error.h"
+#include "partita/search/blocks.h"
+#include "partita/search/chain_partition.h"
+#include "partita/search/chain_plan.h"
 #include "partita/search/stage_model.h"
 #include "test_support.h"
 
@@ -101,6 +104,103 @@ TEST(Simulator, DataParallelStepIsSlowestSharePlusAllReduce) {
   EXPECT_NEAR(sim.step_time.value(), compute + ar, 1e-12);
   EXPECT_NEAR(sim.prediction.devices[0].busy.value(), sim.prediction.devices[1].busy.value(), 1e-12);
   EXPECT_GT(sim.prediction.energy.value(), 0);
+}
+
+// offload_pair_graph on `devices` GPUs (DeviceKind::kCuda) or CPUs: one stage per device, one-sample
+// microbatches, 1F1B.
+struct OffloadPlan {
+  Graph graph = offload_pair_graph();
+  Cluster cluster;
+  CostTable table;
+  SearchOptions options;
+  Plan plan;
+  OffloadPlan(int devices, int m, DeviceKind kind) : cluster(uniform_cluster(devices, kind)) {
+    table = table_for(graph, cluster);
+    options.global_batch = m;
+    options.host_bandwidth = BytesPerSecond(10e9);
+    plan.graph = graph_identity(graph);
+    plan.global_batch = m;
+    plan.microbatches = m;
+    for (int i = 0; i < devices; ++i) {
+      plan.groups.push_back(DeviceGroup{{"d" + std::to_string(i)}, {1}, GroupParallelism::kData});
+      plan.stages.push_back(
+          Stage{devices == 1 ? 0 : i, devices == 1 ? 1 : i, i, Checkpointing::kNone, Offload::kNone});
+    }
+  }
+  Simulation run() const { return simulate(plan, graph, cluster, table, options); }
+};
+
+Seconds duration_of(const Simulation& sim, TaskKind kind) {
+  for (const SimTask& t : sim.tasks) {
+    if (t.kind == kind) return t.end - t.start;
+  }
+  return Seconds(0);
+}
+
+TEST(Simulator, ActivationOffloadCopiesInsideForwardAndBackwardAsTheStrategyCostsIt) {
+  OffloadPlan x(1, 4, DeviceKind::kCuda);
+  const Simulation plain = x.run();
+  x.plan.stages[0].offload = Offload::kActivations;
+  const Simulation off = x.run();
+  // Saved per sample: the 64-byte input, the 4 MiB hidden output and the 64-byte output; 10 GB/s each way.
+  const double copy = (64.0 + 4 * (1 << 20) + 64) / 10e9;
+  EXPECT_NEAR((duration_of(off, TaskKind::kForward) - duration_of(plain, TaskKind::kForward)).value(), copy,
+              1e-15);
+  EXPECT_NEAR((duration_of(off, TaskKind::kBackward) - duration_of(plain, TaskKind::kBackward)).value(), copy,
+              1e-15);
+  EXPECT_NEAR((off.step_time - plain.step_time).value(), 4 * 2 * copy, 1e-12);
+  EXPECT_NEAR((off.prediction.devices[0].busy - plain.prediction.devices[0].busy).value(), 4 * 2 * copy,
+              1e-12);
+  // The strategies' cost of the same stage (one slot, four microbatches) is the simulated step without the
+  // optimizer step, which the strategies leave to the simulator.
+  const StageModel model(x.graph, x.cluster, x.table, x.options);
+  ChainProblem problem{&model, block_ends(model, 256), single_device_slots(model, {0}), 4,
+                       1,      Schedule::kOneFOneB};
+  const StageLoad load{0, 1, 1, 1, Checkpointing::kNone, Offload::kActivations};
+  EXPECT_NEAR((off.step_time - duration_of(off, TaskKind::kUpdate)).value(),
+              4 * model.microbatch_time(0, load).value(), 1e-12);
+  // With one microbatch in flight activation offload keeps as much as it saves: evaluate_stage keeps it
+  // plain.
+  const auto choice = evaluate_stage(problem, 0, 0, 1);
+  ASSERT_TRUE(choice);
+  EXPECT_EQ(choice->offload, Offload::kNone);
+  EXPECT_NEAR((plain.step_time - duration_of(plain, TaskKind::kUpdate)).value(), choice->busy.value(), 1e-12);
+}
+
+TEST(Simulator, ActivationOffloadKeepsOnlyStageInputsBetweenForwardAndBackward) {
+  OffloadPlan x(2, 4, DeviceKind::kCuda);
+  const Simulation plain = x.run();
+  x.plan.stages[0].offload = Offload::kActivations;
+  const Simulation off = x.run();
+  const StageModel model(x.graph, x.cluster, x.table, x.options);
+  // Stage 0 keeps two microbatches in flight under 1F1B; the simulated peak is the search's memory model.
+  for (Offload o : {Offload::kNone, Offload::kActivations}) {
+    const Simulation& sim = o == Offload::kNone ? plain : off;
+    EXPECT_NEAR(static_cast<double>(sim.prediction.devices[0].peak_memory.value()),
+                static_cast<double>(model.memory(StageLoad{0, 0, 1, 2, Checkpointing::kNone, o}).value()),
+                2.0);
+  }
+  // One microbatch's activations (64-byte input and 4 MiB output) less, a second 64-byte input more; stage 1
+  // is unchanged.
+  EXPECT_NEAR(static_cast<double>(
+                  (plain.prediction.devices[0].peak_memory - off.prediction.devices[0].peak_memory).value()),
+              4.0 * (1 << 20) - 64, 2.0);
+  EXPECT_EQ(off.prediction.devices[1].peak_memory, plain.prediction.devices[1].peak_memory);
+  // Optimizer state offload on top: Adam's two moments of stage 0's 1 MiB of weights also leave the device.
+  x.plan.stages[0].offload = Offload::kActivationsAndOptimizerState;
+  const Simulation both = x.run();
+  EXPECT_EQ((off.prediction.devices[0].peak_memory - both.prediction.devices[0].peak_memory).value(),
+            2 << 20);
+  EXPECT_EQ(both.prediction.devices[0].model_state, Bytes(2 << 20));
+}
+
+TEST(Simulator, RefusesOffloadFromACpu) {
+  OffloadPlan x(2, 2, DeviceKind::kCpu);
+  EXPECT_NO_THROW(x.run());
+  for (Offload o : {Offload::kOptimizerState, Offload::kActivations}) {
+    x.plan.stages[1].offload = o;
+    EXPECT_THROW(x.run(), Error) << offload_name(o);
+  }
 }
 
 TEST(Simulator, ChromeTraceHasCompleteEventsInMicroseconds) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "partita/core/error.h"
 #include "test_support.h"
 
@@ -66,6 +68,71 @@ TEST(StageModel, ModelStateIsWeightsGradientsAndOptimizerState) {
   x.o.mode = Mode::kInference;
   const StageModel infer(x.g, x.c, x.t, x.o);
   EXPECT_EQ(infer.model_state(load), Bytes(8000));
+}
+
+TEST(StageModel, ActivationOffloadKeepsStageInputsAndPaysTwoCopiesPerMicrobatch) {
+  TwoNodes x;
+  x.o.host_bandwidth = BytesPerSecond(10e9);
+  const StageModel m(x.g, x.c, x.t, x.o);
+  const StageLoad plain{0, 1, 4, 3, Checkpointing::kNone, Offload::kNone};
+  const StageLoad act{0, 1, 4, 3, Checkpointing::kNone, Offload::kActivations};
+  const StageLoad both{0, 1, 4, 3, Checkpointing::kNone, Offload::kActivationsAndOptimizerState};
+  // Saved per sample: the 16-float input and two 1000-float outputs; a microbatch is 4 samples.
+  const double saved = 4.0 * (4 * 16 + 4 * 1000 + 4 * 1000), input = 4.0 * 4 * 16;
+  EXPECT_GT(m.memory(act).value(), 0);
+  EXPECT_LT(m.memory(act), m.memory(plain));
+  // Three microbatches in flight keep their inputs; one microbatch's activations are on the device at once.
+  EXPECT_NEAR(static_cast<double>((m.memory(plain) - m.memory(act)).value()), 3 * saved - (3 * input + saved),
+              1.0);
+  EXPECT_EQ((m.memory(act) - m.memory(both)).value(), 2 * 8000);  // Adam's two moments go to the host too
+  EXPECT_NEAR(m.activation_transfer(act).value(), saved / 10e9, 1e-18);
+  EXPECT_NEAR((m.microbatch_time(0, act) - m.microbatch_time(0, plain)).value(), 2 * saved / 10e9, 1e-15);
+  EXPECT_NEAR((m.microbatch_time(0, both) - m.microbatch_time(0, plain)).value(), 2 * saved / 10e9, 1e-15);
+  EXPECT_EQ(m.activation_transfer(plain).value(), 0);
+  // The optimizer-state round trip is per step, not per microbatch, and is unchanged by activation offload.
+  EXPECT_EQ(m.offload_time(act).value(), 0);
+  EXPECT_EQ(m.offload_time(both),
+            m.offload_time(StageLoad{0, 1, 4, 3, Checkpointing::kNone, Offload::kOptimizerState}));
+  x.o.mode = Mode::kInference;
+  const StageModel infer(x.g, x.c, x.t, x.o);
+  EXPECT_EQ(infer.activation_transfer(act).value(), 0);
+  EXPECT_EQ(infer.memory(act), infer.memory(plain));
+}
+
+bool has(const std::vector<Savings>& choices, Checkpointing c, Offload o) {
+  return std::any_of(choices.begin(), choices.end(),
+                     [&](const Savings& s) { return s.checkpointing == c && s.offload == o; });
+}
+
+TEST(StageModel, SavingsChoicesNeverOffloadFromACpuNorCombineCheckpointingWithActivationOffload) {
+  const Graph g = chain_graph({1e9}, {10}, {10});
+  DeviceSpec cpu = make_spec("cpu", 1);
+  cpu.kind = DeviceKind::kCpu;
+  cpu.cores = 1;
+  const Cluster c = make_cluster({make_spec("gpu", 1), cpu}, make_link(10));
+  const CostTable t = table_for(g, c);
+  const StageModel m(g, c, t, SearchOptions{});
+  EXPECT_TRUE(m.can_offload(0));
+  EXPECT_FALSE(m.can_offload(1));
+  const auto gpu = m.savings_choices({0});
+  ASSERT_EQ(gpu.size(), 6u);
+  EXPECT_EQ(gpu.front().checkpointing, Checkpointing::kNone);
+  EXPECT_EQ(gpu.front().offload, Offload::kNone);
+  for (Offload o : {Offload::kNone, Offload::kOptimizerState, Offload::kActivations,
+                    Offload::kActivationsAndOptimizerState})
+    EXPECT_TRUE(has(gpu, Checkpointing::kNone, o)) << offload_name(o);
+  EXPECT_TRUE(has(gpu, Checkpointing::kFull, Offload::kOptimizerState));
+  EXPECT_FALSE(has(gpu, Checkpointing::kFull, Offload::kActivations));
+  EXPECT_FALSE(has(gpu, Checkpointing::kFull, Offload::kActivationsAndOptimizerState));
+  for (const auto& devices : {std::vector<int>{1}, std::vector<int>{0, 1}}) {
+    const auto choices = m.savings_choices(devices);
+    ASSERT_EQ(choices.size(), 2u);
+    for (const Savings& s : choices) EXPECT_EQ(s.offload, Offload::kNone);
+  }
+  SearchOptions inference;
+  inference.mode = Mode::kInference;
+  const StageModel infer(g, c, t, inference);
+  ASSERT_EQ(infer.savings_choices({0}).size(), 1u);
 }
 
 TEST(StageModel, RefusesATableWithoutTheClustersSpec) {

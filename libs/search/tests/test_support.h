@@ -75,4 +75,22 @@ inline Graph chain_graph(const std::vector<double>& flops, const std::vector<int
   return g;
 }
 
+// Two layers for two devices under a tight memory limit (graph batch 1, Adam; sizes in bytes, M = MiB): layer
+// 0 reads the 64-byte input and saves a 4 M output per sample, layer 1 turns it into 64 bytes; each has 1 M
+// of weights (4 M with gradients and Adam's moments, 2 M with the moments offloaded) and costs 1e10 FLOP per
+// sample. With one-sample microbatches under 1F1B, stage 0 keeps two in flight and needs about
+//   16 M as is, 14 M offloading optimizer state, 12 M offloading activations or checkpointing, and 10 M
+//   offloading both or checkpointing with optimizer state offloaded,
+// while stage 1 (one in flight) needs 12 M as is and 10 M offloading optimizer state, and the whole model on
+// one device at least 12 M.
+inline Graph offload_pair_graph() { return chain_graph({1e10, 1e10}, {1 << 20, 16}, {1 << 18, 1 << 18}); }
+
+// `n` 1 TFLOP/s devices of kind `kind` with 80 GiB each (the tests cap memory with memory_limit).
+inline Cluster uniform_cluster(int n, DeviceKind kind) {
+  DeviceSpec s = make_spec(kind == DeviceKind::kCpu ? "cpu" : "gpu", 1);
+  s.kind = kind;
+  if (kind == DeviceKind::kCpu) s.cores = 1;
+  return make_cluster(std::vector<DeviceSpec>(static_cast<size_t>(n), s), make_link(100, 5));
+}
+
 }  // namespace partita::testing

@@ -2,12 +2,14 @@
 // Optimal contiguous partition of the node order onto a chain of device groups ("slots") joined by links.
 //
 // Model: a step runs `microbatches` microbatches through the chain. A slot's per-step busy time is
-//   microbatches * (microbatch compute of its largest share) + gradient all-reduce in the group + offload
+//   microbatches * (microbatch time of its largest share, activation copies to the host and back included)
+//   + gradient all-reduce in the group + optimizer-state offload
 // and a link's per-step time is microbatches * p2p(boundary bytes of one microbatch share). The objective is
 // the bottleneck: the largest busy time of any slot or link (links are full duplex and overlap compute). Each
-// stage picks the cheapest of {no checkpointing, checkpointing} x {no offload, optimizer offload} that fits
-// the memory of every device in its slot; a stage that fits in none is infeasible. DP over block cut points:
-// O(slots * blocks^2) stage evaluations, each O(1) from StageModel's prefix sums.
+// stage picks the cheapest of StageModel::savings_choices (training: {no checkpointing, checkpointing} x
+// {no offload, optimizer state, activations, both}, no activation offload with checkpointing, no offload on
+// CPUs) that fits the memory of every device in its slot; a stage that fits in none is infeasible. DP over
+// block cut points: O(slots * blocks^2) stage evaluations, each O(1) from StageModel's prefix sums.
 #include <optional>
 #include <vector>
 

@@ -5,7 +5,9 @@
 // per step over the slowest link of the ring (cost/comm.h). Microbatches > 1 means gradient accumulation:
 // used only when the batch does not fit otherwise. Device sets tried: the fastest d devices, d at every
 // change of device kind (every d when there are at most 8 devices); a device left out is listed with the
-// reason.
+// reason. Memory savings: the fastest of StageModel::savings_choices(devices) that fits, for the whole group
+// (one microbatch is in flight, so only optimizer-state offload can save memory here; activation offload
+// and checkpointing keep as much as they drop).
 #include <optional>
 #include <vector>
 

@@ -34,13 +34,15 @@ enum class Checkpointing { kNone, kFull };
 //  - kActivations: the tensors autograd saves for backward move to host memory right after the forward saves
 //    them and come back when the backward needs them (every microbatch, over the host link);
 //  - kActivationsAndOptimizerState: both.
+// Activation offload is not combined with full checkpointing (which keeps nothing but the stage input to
+// offload); check_against refuses the pair.
 enum class Offload { kNone, kOptimizerState, kActivations, kActivationsAndOptimizerState };
 bool offloads_optimizer_state(Offload o);
 bool offloads_activations(Offload o);
 enum class GroupParallelism { kData, kTensor };
 
-std::string_view schedule_name(Schedule s);                   // "gpipe", "1f1b"
-std::string_view checkpointing_name(Checkpointing c);         // "none", "full"
+std::string_view schedule_name(Schedule s);            // "gpipe", "1f1b"
+std::string_view checkpointing_name(Checkpointing c);  // "none", "full"
 // "none", "optimizer_state", "activations", "activations+optimizer_state"
 std::string_view offload_name(Offload o);
 std::string_view group_parallelism_name(GroupParallelism g);  // "data", "tensor"
@@ -130,7 +132,8 @@ struct Plan {
   std::vector<std::string> used_devices() const;
   // A few lines for people: strategy, stages with node ranges and devices, prediction.
   std::string to_string() const;
-  // Throws partita::Error when the plan is malformed for `graph` (identity, ranges, shares, groups).
+  // Throws partita::Error when the plan is malformed for `graph` (identity, ranges, shares, groups, a stage
+  // combining checkpointing with activation offload).
   void check_against(const Graph& target) const;
   bool branch_layout() const { return !stages.empty() && stages.front().explicit_nodes(); }
 

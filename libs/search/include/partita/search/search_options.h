@@ -41,7 +41,8 @@ struct SearchOptions {
   // Per-device memory cap applied on top of each device's own memory (the smaller wins); nullopt: none.
   std::optional<Bytes> memory_limit;
   MemoryCap memory_cap = MemoryCap::kDeviceAndLimit;
-  // Host link used when optimizer state is offloaded to host memory (each step moves it there and back).
+  // Host link used when optimizer state (each step moves it there and back) or activations (each microbatch
+  // moves them there in forward and back in backward) are offloaded to host memory; bandwidth only.
   BytesPerSecond host_bandwidth{25e9};
   int max_microbatches = 64;  // upper bound on microbatches per step considered by pipeline strategies
   // When positive, every strategy uses exactly this many microbatches per step (it must divide global_batch).

@@ -2,9 +2,11 @@
 // Discrete-event simulation of one step of a plan: the test oracle and the final scorer of candidates.
 //
 // Task graph: per stage, microbatch and device of the stage's group a forward task (and, when training, a
-// backward task; checkpointed stages run the forward again inside backward); one transfer per stage boundary
-// and microbatch each way; per stage with more than one device a gradient all-reduce after its last backward;
-// per offloaded stage a host round trip of the optimizer state after that.
+// backward task; checkpointed stages run the forward again inside backward; stages offloading activations
+// copy them to the host inside the forward and back inside the backward, StageModel::activation_transfer
+// each, since the engine copies synchronously on the stage's worker); one transfer per stage boundary and
+// microbatch each way; per stage with more than one device a gradient all-reduce after its last backward;
+// per stage offloading optimizer state a host round trip of that state after that.
 // Resources: each device runs its tasks one at a time in schedule order (GPipe: all forwards, then all
 // backwards; 1F1B: stages-to-go warm-up forwards, then alternate one forward / one backward); each stage
 // boundary is a full-duplex link with one lane per direction (transfers in microbatch order); each group's
@@ -14,7 +16,10 @@
 // with tensor_model.h's split compute and in-line all-reduces; no gradient all-reduce; one transfer lane to
 // and from the group. Branch plans (explicit node lists) are simulated per node (see src/simulate_branch.h).
 // Memory: parameters (+ gradients and optimizer state when training, minus what is offloaded) + workspace +
-// the activations alive over time (saved at forward end, freed at backward end).
+// the activations alive over time (saved at forward end, freed at backward end; with checkpointing or
+// activation offload only the stage input is kept from forward end, and the activations are back on the
+// device from backward start). Host memory holding offloaded state or activations is not counted.
+// A plan that offloads from a CPU device is refused (partita::Error): its memory is host memory already.
 // Energy: per device in the plan, cost/energy.h's device_energy(busy, step - busy).
 #include <string>
 #include <vector>

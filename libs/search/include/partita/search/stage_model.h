@@ -12,6 +12,20 @@
 //     non-structural nodes (cost/memory.h's approximation, made prefix-summable).
 //   - boundary bytes after node i: every intermediate value produced at or before i and read after i.
 //   - workspace: the largest single node's non-weight inputs + outputs in the range.
+//   - memory savings (training only) keep the stage input of every microbatch in flight on the device and
+//     drop the rest of its saved activations: full checkpointing recomputes them in backward; activation
+//     offload copies them to host memory as the forward saves them and back when the backward needs them.
+//     Either way one microbatch's activations are on the device at once while its forward or backward runs
+//     (an upper bound: the copies free a tensor's device memory as soon as it is on the host). The two are
+//     not combined: with checkpointing the forward saves nothing but the stage input, so there is nothing
+//     left to offload.
+//   - activation offload copies every tensor autograd saves in the range (activation_per_sample, the stage
+//     input included: the device keeps its own reference to it as the stage input) to the host and back,
+//     once each way per microbatch, synchronously on the stage's device (no overlap with compute), at
+//     options.host_bandwidth with no latency term (the host link has none in SearchOptions).
+//   - offloaded optimizer state and activations live in host memory, which memory() does not count.
+//   - offload applies to devices with their own memory; a CPU device's memory is host memory, so a stage on
+//     one never offloads (savings_choices).
 // Thread safety: immutable after construction; const methods may be called concurrently.
 #include <string>
 #include <vector>
@@ -23,6 +37,12 @@
 #include "partita/search/search_options.h"
 
 namespace partita {
+
+// The memory savings a stage runs with.
+struct Savings {
+  Checkpointing checkpointing = Checkpointing::kNone;
+  Offload offload = Offload::kNone;
+};
 
 // What one device of a stage holds and does per microbatch.
 struct StageLoad {
@@ -56,8 +76,12 @@ class StageModel {
   // Per-microbatch times of `samples` samples on spec row `spec`.
   Seconds forward(int spec, NodeId first, NodeId last, double samples) const;
   Seconds backward(int spec, NodeId first, NodeId last, double samples) const;
-  // forward (inference) or forward + backward (+ forward again when checkpointing) for one microbatch.
+  // forward (inference) or forward + backward (+ forward again when checkpointing, + the activation copies
+  // to the host and back when offloading activations) for one microbatch.
   Seconds microbatch_time(int spec, const StageLoad& load) const;
+  // Seconds to copy one microbatch's saved activations over the host link one way: the forward pays it once
+  // and the backward once (0 unless training with activation offload).
+  Seconds activation_transfer(const StageLoad& load) const;
   // Whole-graph per-sample time (forward, plus backward when training): the device's "speed" is its inverse.
   Seconds sample_time(int spec) const;
 
@@ -65,6 +89,13 @@ class StageModel {
   Bytes trainable_bytes(NodeId first, NodeId last) const;
   double boundary_bytes_per_sample(NodeId after) const;  // 0 after the last node
   Bytes boundary_bytes(NodeId after, int samples) const;
+  // Whether device `device` (index in cluster.devices) has memory of its own to offload from: not a CPU.
+  bool can_offload(int device) const;
+  // The savings a stage on `devices` may run with, plain first: only Savings{} for inference; when training
+  // {none, full checkpointing} x {none, optimizer state, activations, both} without checkpointing combined
+  // with activation offload, and without any offload when one of `devices` is a CPU.
+  std::vector<Savings> savings_choices(const std::vector<int>& devices) const;
+
   // Memory of one device holding `load` (see the assumptions above).
   Bytes memory(const StageLoad& load) const;
   // The model-state part of memory(load): weights and buffers, plus gradients and (unless offloaded)
