@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "partita/core/error.h"
+#include "partita/core/format.h"
 #include "partita/core/log.h"
 #include "partita/runtime/device_binding.h"
 #include "partita/runtime/distributed_env.h"
@@ -186,6 +187,12 @@ void run_run(const RunArgs& args) {
   }
   if (!report.losses.empty()) {
     fmt::print(out, "  loss {:.5f} -> {:.5f}\n", report.losses.front(), report.losses.back());
+  }
+  for (size_t k = 0; k < report.offloaded.size(); ++k) {
+    const auto& o = report.offloaded[k];
+    if (o.tensors > 0)
+      fmt::print(out, "  stage {} offloaded {} saved tensors, {} per step, to host memory\n", k, o.tensors,
+                 format_bytes(Bytes(o.bytes)));
   }
   for (const auto& e : report.rebalances) {
     fmt::print(out, "  after step {}: {}; {} {} (predicted {:.2f} -> {:.2f} ms)\n", e.step, e.drift,

@@ -186,6 +186,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     if (i >= options.warmup) {
       report.step_ms.push_back(ms);
       if (training) report.losses.push_back(r.loss);
+      report.offloaded = r.offloaded;
     }
     log_info(fmt::format("step {}/{}: {:.1f} ms{}{}", i + 1, total, ms,
                          i < options.warmup ? " (warm-up)" : "",
@@ -260,6 +261,11 @@ Json run_report_to_json(const RunReport& r) {
                        {"predicted_busy_ms", w.predicted_busy_ms}});
   }
   j["workers"] = workers;
+  if (std::any_of(r.offloaded.begin(), r.offloaded.end(), [](const auto& o) { return o.tensors > 0; })) {
+    Json offloaded = Json::array();
+    for (const auto& o : r.offloaded) offloaded.push_back({{"bytes", o.bytes}, {"tensors", o.tensors}});
+    j["offloaded_activations"] = offloaded;  // [stage], per step
+  }
   return j;
 }
 

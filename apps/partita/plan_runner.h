@@ -58,6 +58,9 @@ struct RunReport {
   int resumed_from_step = 0;   // steps done before this run (the checkpoint's), 0 when not resumed
   std::vector<WorkerReport> workers;
   double samples_per_second = 0;
+  // [stage] bytes and tensors that activation offload copied to host memory in the last counted step (all 0
+  // without activation offload).
+  std::vector<OffloadedActivations> offloaded;
   Json trace;                              // when record_trace
   std::vector<RebalanceEvent> rebalances;  // with RunOptions::rebalance: every drift reported
   Plan final_plan;                         // the plan running at the end (the given one unless rebalanced)

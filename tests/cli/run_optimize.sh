@@ -20,6 +20,24 @@ for s in steps:
     want = {(st, k + str(m)) for st in (0, 1) for k in "FB" for m in range(4)}
     assert names == want, (s, sorted(want - names))
 PY
+# The same plan with activation offload on stage 0 (on a CPU it copies within host memory: the path runs, the
+# losses stay the same, and run reports what was copied).
+"$PYTHON" - "$WORK/plan.json" "$WORK/offload.json" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+plan["stages"][0]["offload"] = "activations"
+json.dump(plan, open(sys.argv[2], "w"))
+PY
+"$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/offload.json" --train --steps 3 --json "$WORK/run-off.json" \
+  >"$WORK/run-off.txt" || fail "run with activation offload"
+grep -q "stage 0 offloaded" "$WORK/run-off.txt" || fail "run: offload line"
+[ "$(json_get "$WORK/run-off.json" "d['offloaded_activations'][0]['tensors'] > 0 and d['offloaded_activations'][1]['tensors'] == 0")" = "True" ] \
+  || fail "run: offloaded_activations"
+"$PYTHON" - "$WORK/run.json" "$WORK/run-off.json" <<'PY' || fail "run: offload changed the losses"
+import json, sys
+a, b = (json.load(open(f))["losses"] for f in sys.argv[1:3])
+assert len(a) == len(b) and all(abs(x - y) <= 1e-5 * max(1.0, abs(x)) for x, y in zip(a, b)), (a, b)
+PY
 expect_error "plan was made for a graph" "$PARTITA" run "$ZOO/cnn.pt" --input 8x3x32x32 --plan "$WORK/plan.json" --train
 sed 's/"cpu:1"/"cuda:0"/' "$WORK/plan.json" >"$WORK/far.json"
 expect_error "cuda:0 is not here" "$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/far.json" --train

@@ -22,6 +22,7 @@
 #include "channel.h"
 #include "engine_branch.h"
 #include "partita/core/error.h"
+#include "partita/runtime/activation_offload.h"
 #include "partita/runtime/blas_threads.h"
 #include "partita/runtime/optimizer.h"
 #include "partita/runtime/schedule.h"
@@ -109,6 +110,7 @@ struct Engine::Impl {
     std::thread thread;
     // Per-step results.
     double loss = 0.0;
+    OffloadedActivations offloaded;                   // saved tensors this worker's forwards copied to host
     std::vector<std::vector<torch::Tensor>> outputs;  // [microbatch] flattened graph outputs
   };
   // Per microbatch state a stage keeps between its forward and its backward.
@@ -256,6 +258,25 @@ struct Engine::Impl {
     return env;
   }
 
+  // Activation offload for this worker's stage (training only: inference saves nothing for backward).
+  bool offloads(const Worker& w) const {
+    return training && offloads_activations(plan.stages[w.stage].offload);
+  }
+
+  // The tensors a stage holds until its backward whatever its forward saves (parameters, constants, values
+  // received from other stages), given before the stage runs: autograd's saved copies of them would free no
+  // device memory, so activation offload leaves them where they are. The step's input slices are offloaded.
+  std::vector<torch::Tensor> held_tensors(const Executor::Environment& env) const {
+    const auto& inputs = model.ir.inputs();
+    std::vector<torch::Tensor> held;
+    for (size_t v = 0; v < env.size(); ++v) {
+      if (!env[v].isTensor()) continue;
+      if (std::find(inputs.begin(), inputs.end(), static_cast<ValueId>(v)) != inputs.end()) continue;
+      held.push_back(env[v].toTensor());
+    }
+    return held;
+  }
+
   void run_stage(const Worker& w, Executor::Environment& env) const {
     const Stage& stage = plan.stages[w.stage];
     try {
@@ -314,6 +335,10 @@ struct Engine::Impl {
     // A checkpointed stage keeps only its inputs: forward without autograd now, again with it in backward.
     const bool checkpointed = training && plan.stages[w.stage].checkpointing == Checkpointing::kFull;
     Executor::Environment env = stage_environment(w, m, state);
+    // Activation offload covers the stage's forward and, on the last stage, the loss. (Plan::check_against
+    // refuses it on a checkpointed stage, whose first forward saves nothing.)
+    std::optional<ActivationOffloadScope> offload;
+    if (!checkpointed && offloads(w)) offload.emplace(held_tensors(env), w.offloaded);
     TaskEvent e{EngineTaskKind::kForward, w.stage, w.index, w.binding.id, m, step_index, {}, {}};
     emit_begin(e);
     {
@@ -323,6 +348,7 @@ struct Engine::Impl {
     }
     emit_end(e);
     if (training && !checkpointed) keep_for_backward(w, m, env, state);
+    offload.reset();
     for (int t = w.stage + 1; t < stages; ++t) {
       const auto& values = routing.sends[w.stage][t];
       if (values.empty()) continue;
@@ -384,6 +410,7 @@ struct Engine::Impl {
   }
 
   void run_worker(Worker& w) {
+    w.offloaded = {};
     if (branch) {
       w.loss = 0.0;
       if (!branch->run(w.stage, w.index, *w.executor, w.loss)) throw Aborted{};
@@ -508,11 +535,18 @@ std::optional<std::string> engine_refusal(const Plan& plan) {
       return std::string(
           "plan uses tensor parallelism, which this engine does not run yet; plan with another strategy");
   }
-  for (const Stage& st : plan.stages) {
-    if (st.offload != Offload::kNone)
+  for (size_t k = 0; k < stages; ++k) {
+    const Offload offload = plan.stages[k].offload;
+    if (offload != Offload::kNone && plan.mode != Mode::kTraining)
       return fmt::format(
-          "plan asks for {} offload, which this engine does not run yet; plan with a larger --memory-limit",
-          offload_name(st.offload));
+          "inference plan asks for {} offload on stage {}: offload is a training choice (inference saves no "
+          "activations for backward and has no optimizer state); set the stage's offload to none",
+          offload_name(offload), k);
+    if (offloads_activations(offload) && plan.branch_layout())
+      return fmt::format(
+          "branch-parallel plan asks for activation offload on stage {}, which branch-parallel plans do not "
+          "run yet; plan with --strategy pipeline or without a memory limit",
+          k);
   }
   return std::nullopt;
 }
@@ -543,6 +577,12 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     PARTITA_CHECK(
         !s.training || options.reducer != nullptr,
         "training one stage of a pipeline needs a reducer (the loss is computed by the last stage)");
+  }
+  // Installed by the first engine that offloads activations, before any of its workers runs a forward or a
+  // backward (activation_offload.h). Engines without activation offload leave LibTorch's engine alone.
+  if (s.training && std::any_of(s.plan.stages.begin(), s.plan.stages.end(),
+                                [](const Stage& st) { return offloads_activations(st.offload); })) {
+    if (const auto why_not = install_activation_offload()) PARTITA_FAIL(*why_not);
   }
   s.routing = route_stages(model.ir, s.plan);
   if (options.local_stage >= 0) s.check_values_can_cross_processes();
@@ -732,6 +772,11 @@ StepResult Engine::step(const StepInputs& batch) {
 
   StepResult result;
   if (s.training) {
+    // The optimizer owns the host (master) parameters, so its state lives in host memory and its update runs
+    // on the host for every stage: that is optimizer-state offload (Offload::kOptimizerState), and a GPU
+    // stage without it runs the same way (keeping a GPU stage's optimizer state on the device is not done
+    // yet). A GPU worker's gradients are added into the host copies here; its weights are refreshed from
+    // them after the update.
     TaskEvent reduce{EngineTaskKind::kGradientReduce, -1, -1, "host", -1, index, {}, {}};
     s.emit_begin(reduce);
     {
@@ -752,6 +797,8 @@ StepResult Engine::step(const StepInputs& batch) {
       }
     }
     for (const auto& w : s.workers) result.loss += w.loss;
+    result.offloaded.assign(s.plan.stages.size(), {});
+    for (const auto& w : s.workers) result.offloaded[static_cast<size_t>(w.stage)] += w.offloaded;
     if (s.options.local_stage >= 0) {
       for (auto& p : s.shared_params) {  // every process must hand the reducer the same gradients
         if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);

@@ -365,15 +365,15 @@ TEST(Engine, NamesTheLayoutsItCannotRunBeforeAnythingRuns) {
   Plan tensor = data_plan(m.ir, Mode::kTraining, 8, {4, 4});
   tensor.groups[0].parallelism = GroupParallelism::kTensor;
   EXPECT_NE(engine_refusal(tensor).value_or("").find("tensor parallelism"), std::string::npos);
-  Plan offload = pipe;
-  offload.stages[0].offload = Offload::kOptimizerState;
-  EXPECT_NE(engine_refusal(offload).value_or("").find("offload"), std::string::npos);
-  // The constructor throws the same line.
+  // The constructor throws the same line for a well-formed plan (each device in one group), before it binds
+  // devices. (Offload runs: engine_offload_test.cpp.)
+  hybrid.groups[1].devices = {"cpu:1", "cpu:2"};
+  ASSERT_TRUE(engine_refusal(hybrid).has_value());
   try {
-    Engine engine(m, offload);
-    FAIL() << "a plan with offload ran";
+    Engine engine(m, hybrid);
+    FAIL() << "a hybrid plan ran";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), *engine_refusal(offload));
+    EXPECT_EQ(std::string(e.what()), *engine_refusal(hybrid));
   }
 }
 

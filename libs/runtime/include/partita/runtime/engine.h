@@ -16,7 +16,16 @@
 //    device's own worker, gradients flowing back across devices (see src/engine_branch.h); microbatches
 //    run all forwards, then all backwards. One forward/backward TaskEvent per run of nodes between waits.
 // Memory: a stage with Checkpointing::kFull keeps only its inputs per microbatch; its forward runs without
-// autograd and again, with autograd, right before its backward. Offload is not run yet (refused).
+// autograd and again, with autograd, right before its backward. A stage with activation offload
+// (offloads_activations; never with checkpointing: Plan::check_against refuses the pair) runs its forward
+// and, on the last stage, the loss inside an ActivationOffloadScope (activation_offload.h): what autograd
+// saves goes to host memory as it is saved (pinned and asynchronous from a GPU; on a CPU device a second
+// host copy, which saves nothing) and comes back when backward needs it; parameters and values received from
+// other stages stay. StepResult::offloaded counts it per stage. Optimizer state: the optimizer steps the host
+// (master) parameters of every stage, so its state is in host memory and the update runs on the host; GPU
+// stages send their gradients there and get the updated weights back. That is what optimizer-state offload
+// asks, and a GPU stage without it runs the same way (device-resident optimizer state is not done yet).
+// Inference plans with offload are refused (a training choice).
 // Math: a training step computes the mean loss over the global batch and one optimizer step, exactly as a
 // single-device step does (up to floating-point reassociation of the gradient sums). The optimizer step runs
 // on the CPU worker with the most intra-op threads (its thread, binding and OpenMP team), not on the caller's
@@ -43,6 +52,7 @@ class Optimizer;
 }
 
 #include "partita/cost/memory.h"
+#include "partita/runtime/activation_offload.h"
 #include "partita/runtime/device_binding.h"
 #include "partita/runtime/loss.h"
 #include "partita/runtime/observer.h"
@@ -130,16 +140,22 @@ struct StepInputs {
 struct StepResult {
   double loss = 0.0;                   // training: mean loss over the global batch
   std::vector<torch::Tensor> outputs;  // inference: the graph's tensor outputs for the whole batch
+  // Training: per plan stage, what activation offload copied to host memory during this step (all its
+  // microbatches and replicas run here); zero for stages without it and for stages other processes run.
+  std::vector<OffloadedActivations> offloaded;
 };
 
 // Why this engine cannot run the plan's layout at all (hybrid stages on several devices, tensor parallelism,
-// optimizer-state offload), as the one-line error the Engine constructor throws; nullopt when it can. Does
-// not check the plan against a model or this machine's devices.
+// activation offload in a branch-parallel plan, offload in an inference plan), as the one-line error the
+// Engine constructor throws; nullopt when it can. Does not check the plan against a model or this machine's
+// devices.
 std::optional<std::string> engine_refusal(const Plan& plan);
 
 class Engine {
  public:
-  // `model` must outlive the engine. Throws partita::Error for plans this engine cannot run here.
+  // `model` must outlive the engine. Throws partita::Error for plans this engine cannot run here. The
+  // process's first training engine makes partita's autograd engine the default (activation_offload.h):
+  // build it before other threads of the program start running autograd.
   Engine(LoadedModel& model, Plan plan, EngineOptions options = {});
   ~Engine();
   Engine(const Engine&) = delete;
