@@ -342,20 +342,24 @@ Bytes saved_activation_bytes(const Graph& graph, NodeId first, NodeId last) {
   return s.io + s.saved_all;
 }
 
-std::vector<Bytes> saved_bytes_by_first_saver(const Graph& graph) {
+SavedByProducer saved_activations_by_producer(const Graph& graph) {
   const AutogradModel m = autograd_model(graph);
-  std::vector<Bytes> out(static_cast<size_t>(graph.num_nodes()), Bytes(0));
-  std::vector<bool> taken(static_cast<size_t>(graph.num_values()), false);
-  for (ValueId id : graph.inputs()) taken[static_cast<size_t>(m.root[static_cast<size_t>(id)])] = true;
-  for (const Node& node : graph.nodes()) {
-    const size_t n = static_cast<size_t>(node.id);
-    for (ValueId r : m.saved[n]) {
-      if (taken[static_cast<size_t>(r)]) continue;
-      taken[static_cast<size_t>(r)] = true;
-      out[n] += floating_bytes(graph.value(r));
-    }
-    out[n] += m.saved_extra[n];
+  SavedByProducer out;
+  out.bytes.assign(static_cast<size_t>(graph.num_nodes()), Bytes(0));
+  out.root = m.root;
+  out.saved.assign(static_cast<size_t>(graph.num_values()), false);
+  for (const auto& roots : m.saved) {
+    for (ValueId r : roots) out.saved[static_cast<size_t>(r)] = true;
   }
+  for (size_t v = 0; v < out.saved.size(); ++v) {
+    const ValueId r = m.root[v];
+    if (static_cast<size_t>(r) != v) continue;  // aliases share their root's storage
+    const Value& value = graph.value(r);
+    if (out.saved[v] && value.producer != kNoNode)
+      out.bytes[static_cast<size_t>(value.producer)] += floating_bytes(value);
+  }
+  for (size_t v = 0; v < out.saved.size(); ++v) out.saved[v] = out.saved[static_cast<size_t>(m.root[v])];
+  for (size_t n = 0; n < out.bytes.size(); ++n) out.bytes[n] += m.saved_extra[n];
   return out;
 }
 

@@ -107,14 +107,22 @@ TEST(Memory, MaxPoolKeepsItsInputAndInt64Indices) {
   EXPECT_EQ(saved_activation_bytes(conv_pool(), 0, 1).value(), 176);
 }
 
-TEST(Memory, SavedBytesByFirstSaver) {
-  // mlp: linear saves the graph input x (never attributed), relu saves z (3200), view and add nothing.
-  EXPECT_EQ(saved_bytes_by_first_saver(mlp()), (std::vector<Bytes>{Bytes(0), Bytes(3200), Bytes(0), Bytes(0)}));
-  // relu_ is the first to save y's storage (160); the second linear saves the same storage again: 0.
-  EXPECT_EQ(saved_bytes_by_first_saver(inplace_chain()),
-            (std::vector<Bytes>{Bytes(0), Bytes(160), Bytes(0)}));
-  // conv_pool: the conv saves the input x (not attributed); max_pool saves c (64) and its indices (32).
-  EXPECT_EQ(saved_bytes_by_first_saver(conv_pool()), (std::vector<Bytes>{Bytes(0), Bytes(96)}));
+TEST(Memory, SavedActivationsByProducer) {
+  // mlp: linear saves the graph input x (no producer), relu saves its own output z (3200); view and add save
+  // nothing, and v (a view of z) shares z's storage.
+  const SavedByProducer mlp_saved = saved_activations_by_producer(mlp());
+  EXPECT_EQ(mlp_saved.bytes, (std::vector<Bytes>{Bytes(0), Bytes(3200), Bytes(0), Bytes(0)}));
+  const Graph g = mlp();
+  const ValueId z = g.node(1).outputs[0], v = g.node(2).outputs[0], o = g.node(3).outputs[0];
+  EXPECT_EQ(mlp_saved.root[static_cast<size_t>(v)], z);
+  EXPECT_TRUE(mlp_saved.saved[static_cast<size_t>(v)]);
+  EXPECT_FALSE(mlp_saved.saved[static_cast<size_t>(o)]);
+  // inplace_chain: y (produced by the first linear) is saved by relu_ (as y2, its storage) and by the second
+  // linear: 160 bytes once, at its producer.
+  EXPECT_EQ(saved_activations_by_producer(inplace_chain()).bytes,
+            (std::vector<Bytes>{Bytes(160), Bytes(0), Bytes(0)}));
+  // conv_pool: max_pool saves c (64, produced by the conv) and its own 4 int64 indices (32).
+  EXPECT_EQ(saved_activations_by_producer(conv_pool()).bytes, (std::vector<Bytes>{Bytes(64), Bytes(32)}));
 }
 
 TEST(Memory, ParameterBytesOfARange) {

@@ -186,7 +186,7 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     for (NodeId i : st.nodes) {
       params += static_cast<double>(model.parameter_bytes(i, i).value());
       trainable += static_cast<double>(model.trainable_bytes(i, i).value());
-      act += model.activation_per_sample(i, i) - model.input_per_sample(i);
+      act += model.saved_per_sample(i, i);
       ws = std::max(ws, model.workspace_per_sample(i, i));
     }
     double total = params + ws * mb;
@@ -196,7 +196,7 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
                    optimizer_state_bytes(Bytes(static_cast<int64_t>(trainable)), plan.optimizer).value());
       total += act * plan.global_batch;
     } else {
-      total += act * mb;
+      total += received[static_cast<size_t>(s)] * mb;  // what arrives, beside the largest op's working set
     }
     dp.peak_memory = Bytes(static_cast<int64_t>(total));
     for (const Work& w : tg.work()) {

@@ -204,14 +204,22 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         double delta;
       };
       std::vector<Event> events;
-      // Checkpointing and activation offload both keep only the stage input between forward and backward.
-      const bool input_only = st.checkpointing == Checkpointing::kFull || offloads_activations(st.offload);
+      // Between forward and backward, checkpointing keeps only the stage input, activation offload what it
+      // does not move; the rest comes back (recomputed or copied) when the backward starts (as memory()).
       const bool tp = g.parallelism == GroupParallelism::kTensor;
       const int p = static_cast<int>(g.devices.size());
       const double act = (tp ? tensor.activation_per_sample(st.first, st.last, p)
                              : model.activation_per_sample(st.first, st.last)) *
                          share;
-      const double saved = input_only ? model.input_per_sample(st.first) * share : act;
+      double saved = act, back = 0;  // kept from forward end; back on the device from backward start
+      if (st.checkpointing == Checkpointing::kFull) {
+        saved = model.input_per_sample(st.first) * share;
+        back = act;
+      } else if (offloads_activations(st.offload)) {
+        // Tensor-parallel groups copy all of their (split) activations, as the copy time above does.
+        back = tp ? act : model.offloaded_per_sample(st.first, st.last) * share;
+        saved = act - back;
+      }
       for (int j = 0; j < m; ++j) {
         const SimTask& ft = tg.work()[static_cast<size_t>(f[s][j][i])].info;
         dp.busy += ft.end - ft.start;
@@ -219,8 +227,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         const SimTask& bt = tg.work()[static_cast<size_t>(b[s][j][i])].info;
         dp.busy += bt.end - bt.start;
         events.push_back({ft.end, saved});
-        if (input_only) events.push_back({bt.start, act});
-        events.push_back({bt.end, -(saved + (input_only ? act : 0.0))});
+        if (back > 0) events.push_back({bt.start, back});
+        events.push_back({bt.end, -(saved + back)});
       }
       std::stable_sort(events.begin(), events.end(), [](const Event& x, const Event& y) {
         return x.at < y.at || (x.at == y.at && x.delta < y.delta);

@@ -23,6 +23,26 @@ int infer_graph_batch(const Graph& graph, const SearchOptions& options) {
   return 1;
 }
 
+// Sparse table for range maxima in O(1): row k holds the maxima of windows of 2^k entries.
+std::vector<std::vector<double>> sparse_max_table(std::vector<double> row) {
+  std::vector<std::vector<double>> table;
+  const size_t n = row.size();
+  table.push_back(std::move(row));
+  for (size_t k = 1; (size_t{1} << k) <= n; ++k) {
+    const auto& prev = table.back();
+    std::vector<double> next(n - (size_t{1} << k) + 1);
+    for (size_t i = 0; i < next.size(); ++i) next[i] = std::max(prev[i], prev[i + (size_t{1} << (k - 1))]);
+    table.push_back(std::move(next));
+  }
+  return table;
+}
+
+double range_max(const std::vector<std::vector<double>>& table, NodeId first, NodeId last) {
+  const int k = std::bit_width(static_cast<unsigned>(last - first + 1)) - 1;
+  const auto& row = table[static_cast<size_t>(k)];
+  return std::max(row[static_cast<size_t>(first)], row[static_cast<size_t>(last - (1 << k) + 1)]);
+}
+
 }  // namespace
 
 StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTable& table,
@@ -52,12 +72,13 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     fwd_prefix_.push_back(std::move(f));
     bwd_prefix_.push_back(std::move(b));
   }
-  // Parameters at their first reader; outputs of non-structural nodes; boundaries by a difference array.
+  // Parameters at their first reader; saved storages at their producer; boundaries by a difference array.
+  const SavedByProducer saved = saved_activations_by_producer(graph);
   param_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
   trainable_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
-  out_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
+  saved_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
   std::vector<double> diff(static_cast<size_t>(n) + 1, 0.0);
-  std::vector<double> ws(static_cast<size_t>(n), 0.0);
+  std::vector<double> ws(static_cast<size_t>(n), 0.0), scratch(static_cast<size_t>(n), 0.0);
   std::vector<bool> seen(static_cast<size_t>(graph.num_values()), false);
   for (int i = 0; i < n; ++i) {
     const Node& node = graph.node(i);
@@ -78,10 +99,12 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     for (ValueId id : node.outputs) out += static_cast<double>(graph.value(id).bytes().value());
     param_prefix_[i + 1] = param_prefix_[i] + p;
     trainable_prefix_[i + 1] = trainable_prefix_[i] + t;
-    const bool structural =
-        node.cost.status == CostStatus::kStructural || classify_op(node) == OpClass::kStructural;
-    out_prefix_[i + 1] = out_prefix_[i] + (structural ? 0.0 : out * per);
+    saved_prefix_[i + 1] =
+        saved_prefix_[i] + static_cast<double>(saved.bytes[static_cast<size_t>(i)].value()) * per;
     ws[i] = (io + out) * per;
+    // A convolution works on reordered copies of its input and output (oneDNN's blocked layouts on CPU;
+    // cuDNN's workspace on GPU is of the same order): scratch alive only while it runs.
+    if (classify_op(node) == OpClass::kConv) scratch[i] = (io + out) * per;
     for (ValueId id : node.outputs) {
       const Value& v = graph.value(id);
       int last_user = i;
@@ -98,13 +121,58 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   boundary_[n - 1] = 0;
   for (ValueId id : graph.inputs())
     graph_input_per_sample_ += static_cast<double>(graph.value(id).bytes().value()) * per;
-  ws_table_.push_back(ws);
-  for (int k = 1; (1 << k) <= n; ++k) {
-    const auto& prev = ws_table_.back();
-    std::vector<double> next(static_cast<size_t>(n - (1 << k) + 1));
-    for (size_t i = 0; i < next.size(); ++i) next[i] = std::max(prev[i], prev[i + (1u << (k - 1))]);
-    ws_table_.push_back(std::move(next));
+  ws_table_ = sparse_max_table(std::move(ws));
+
+  // Storage lifetimes (views and in-place results extend their root's): from the producer (node 0 for graph
+  // inputs) to the last reader, graph outputs to the end (node n: past the last node).
+  const size_t nv = static_cast<size_t>(graph.num_values());
+  std::vector<int> born(nv, -1), dies(nv, -1);
+  for (size_t v = 0; v < nv; ++v) {
+    const Value& value = graph.value(static_cast<ValueId>(v));
+    if (is_weight_or_constant(value) || value.tensors.empty()) continue;
+    const size_t r = static_cast<size_t>(saved.root[v]);
+    if (r == v) born[r] = value.producer == kNoNode ? 0 : static_cast<int>(value.producer);
+    for (NodeId u : value.users) dies[r] = std::max(dies[r], static_cast<int>(u));
   }
+  for (ValueId id : graph.outputs()) dies[static_cast<size_t>(saved.root[static_cast<size_t>(id)])] = n;
+  std::vector<double> live_diff(static_cast<size_t>(n) + 2, 0.0), cross_diff(static_cast<size_t>(n) + 1, 0.0);
+  for (size_t r = 0; r < nv; ++r) {
+    if (born[r] < 0) continue;
+    const double b = static_cast<double>(graph.value(static_cast<ValueId>(r)).bytes().value()) * per;
+    const int end = std::max(dies[r], born[r]);  // alive while its producer runs, even unread
+    live_diff[static_cast<size_t>(born[r])] += b;
+    live_diff[static_cast<size_t>(std::min(end, n - 1)) + 1] -= b;
+    // Unsaved storages alive across node i's end (produced at or before i, read after it): a range ending
+    // at i keeps them as results. Graph inputs are the first range's inputs, counted there.
+    const Value& root = graph.value(static_cast<ValueId>(r));
+    if (!saved.saved[r] && root.producer != kNoNode && end > born[r]) {
+      cross_diff[static_cast<size_t>(born[r])] += b;
+      cross_diff[static_cast<size_t>(end)] -= b;
+    }
+  }
+  // Saved storages produced at or before node i and alive after it: a stage ending at i keeps them as results
+  // (sent on, or saved again by a later stage), so activation offload frees nothing by moving them.
+  std::vector<double> saved_cross_diff(static_cast<size_t>(n) + 1, 0.0);
+  for (size_t r = 0; r < nv; ++r) {
+    const Value& root = graph.value(static_cast<ValueId>(r));
+    if (born[r] < 0 || !saved.saved[r] || root.producer == kNoNode || dies[r] <= born[r]) continue;
+    const double b = static_cast<double>(root.bytes().value()) * per;
+    saved_cross_diff[static_cast<size_t>(born[r])] += b;
+    saved_cross_diff[static_cast<size_t>(dies[r])] -= b;
+  }
+  saved_cross_.assign(static_cast<size_t>(n), 0.0);
+  double saved_crossing = 0;
+  for (int i = 0; i < n; ++i)
+    saved_cross_[static_cast<size_t>(i)] = (saved_crossing += saved_cross_diff[static_cast<size_t>(i)]);
+  std::vector<double> live(static_cast<size_t>(n), 0.0);
+  unsaved_cross_.assign(static_cast<size_t>(n), 0.0);
+  double alive = 0, crossing = 0;
+  for (int i = 0; i < n; ++i) {
+    live[static_cast<size_t>(i)] =
+        (alive += live_diff[static_cast<size_t>(i)]) + scratch[static_cast<size_t>(i)];
+    unsaved_cross_[static_cast<size_t>(i)] = (crossing += cross_diff[static_cast<size_t>(i)]);
+  }
+  live_table_ = sparse_max_table(std::move(live));
 }
 
 int StageModel::device_index(const std::string& id) const {
@@ -142,7 +210,7 @@ Seconds StageModel::microbatch_time(int spec, const StageLoad& load) const {
 Seconds StageModel::activation_transfer(const StageLoad& load) const {
   if (!training() || !offloads_activations(load.offload)) return Seconds(0);
   // In double, not whole Bytes: per-sample costs (data parallel's shares) must scale exactly.
-  return Seconds(activation_per_sample(load.first, load.last) * load.samples /
+  return Seconds(offloaded_per_sample(load.first, load.last) * load.samples /
                  options_.host_bandwidth.value());
 }
 
@@ -192,13 +260,24 @@ double StageModel::input_per_sample(NodeId first) const {
 }
 
 double StageModel::activation_per_sample(NodeId first, NodeId last) const {
-  return input_per_sample(first) + out_prefix_[last + 1] - out_prefix_[first];
+  return input_per_sample(first) + saved_per_sample(first, last) + unsaved_cross_[static_cast<size_t>(last)];
+}
+
+double StageModel::saved_per_sample(NodeId first, NodeId last) const {
+  return saved_prefix_[last + 1] - saved_prefix_[first];
+}
+
+double StageModel::offloaded_per_sample(NodeId first, NodeId last) const {
+  return std::max(0.0, saved_per_sample(first, last) - saved_cross_[static_cast<size_t>(last)]);
 }
 
 double StageModel::workspace_per_sample(NodeId first, NodeId last) const {
-  const int k = std::bit_width(static_cast<unsigned>(last - first + 1)) - 1;
-  const auto& row = ws_table_[static_cast<size_t>(k)];
-  return std::max(row[static_cast<size_t>(first)], row[static_cast<size_t>(last - (1 << k) + 1)]);
+  return range_max(ws_table_, first, last);
+}
+
+double StageModel::peak_live_per_sample(NodeId first, NodeId last) const {
+  // A later stage holds what enters it, which the whole-graph lifetimes may count from an earlier node on.
+  return std::max(range_max(live_table_, first, last), input_per_sample(first));
 }
 
 Bytes StageModel::model_state(const StageLoad& load) const {
@@ -215,11 +294,18 @@ Bytes StageModel::memory(const StageLoad& load) const {
   const double s = load.samples;
   double total =
       static_cast<double>(model_state(load).value()) + workspace_per_sample(load.first, load.last) * s;
-  if (!training()) return Bytes(static_cast<int64_t>(total + input_per_sample(load.first) * s));
+  if (!training()) {
+    return Bytes(static_cast<int64_t>(static_cast<double>(model_state(load).value()) +
+                                      peak_live_per_sample(load.first, load.last) * s));
+  }
   const double act = activation_per_sample(load.first, load.last) * s;
-  if (load.checkpointing == Checkpointing::kFull || offloads_activations(load.offload)) {
-    // Inputs kept; one microbatch's activations recomputed or copied back at a time.
+  if (load.checkpointing == Checkpointing::kFull) {
+    // Inputs kept; one microbatch's activations recomputed at a time.
     total += input_per_sample(load.first) * s * load.in_flight + act;
+  } else if (offloads_activations(load.offload)) {
+    // What is not moved stays per microbatch in flight; one microbatch's moved tensors come back at a time.
+    const double moved = offloaded_per_sample(load.first, load.last) * s;
+    total += (act - moved) * load.in_flight + moved;
   } else {
     total += act * load.in_flight;
   }

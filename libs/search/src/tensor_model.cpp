@@ -71,10 +71,8 @@ TensorModel::TensorModel(const StageModel& model) : model_(&model) {
   split_trainable_ = prefix([&](NodeId i) {
     return split_[static_cast<size_t>(i)] ? static_cast<double>(model.trainable_bytes(i, i).value()) : 0.0;
   });
-  split_act_ = prefix([&](NodeId i) {
-    return split_[static_cast<size_t>(i)] ? model.activation_per_sample(i, i) - model.input_per_sample(i)
-                                          : 0.0;
-  });
+  split_act_ =
+      prefix([&](NodeId i) { return split_[static_cast<size_t>(i)] ? model.saved_per_sample(i, i) : 0.0; });
 }
 
 bool TensorModel::has_split(NodeId first, NodeId last) const {

@@ -104,38 +104,79 @@ struct OffloadPair {
 
 constexpr int64_t kMiB = 1 << 20;
 
+TEST(ChainPartition, OffloadPairMemoryIsWhatTheFixtureStates) {
+  // Stage 0 = layers 0-1 with two one-sample microbatches in flight. Model state: 1 M + 64 of weights, as
+  // much of gradients and twice as much of Adam's moments; workspace: layer 0's or 1's 64 + 4 M; each
+  // microbatch keeps the 64-byte input, the 4 M hidden output (saved by layer 1) and layer 1's 64-byte result
+  // (saved by layer 2, on the next stage); activation offload moves the 4 M, which dies inside the stage.
+  const OffloadPair x(DeviceKind::kCuda, Bytes(11 * kMiB), 25);
+  const StageModel model(x.graph, x.cluster, x.table, x.options);
+  const double weights = kMiB + 64, state = 4 * weights, ws = 64 + 4 * kMiB, act = 64 + 4 * kMiB + 64;
+  const double moved = 4 * kMiB, moments = 2 * weights;
+  const auto mem = [&](Checkpointing c, Offload o) {
+    return static_cast<double>(model.memory(StageLoad{0, 1, 1, 2, c, o}).value());
+  };
+  EXPECT_EQ(mem(Checkpointing::kNone, Offload::kNone), state + ws + 2 * act);  // 16 M + 576
+  EXPECT_EQ(mem(Checkpointing::kNone, Offload::kOptimizerState), state - moments + ws + 2 * act);
+  EXPECT_EQ(mem(Checkpointing::kNone, Offload::kActivations), state + ws + 2 * (act - moved) + moved);
+  EXPECT_EQ(mem(Checkpointing::kFull, Offload::kNone), state + ws + 2 * 64 + act);  // 12 M + 576
+  EXPECT_EQ(mem(Checkpointing::kNone, Offload::kActivationsAndOptimizerState),
+            state - moments + ws + 2 * (act - moved) + moved);  // 10 M + 448
+  EXPECT_EQ(mem(Checkpointing::kFull, Offload::kOptimizerState), state - moments + ws + 2 * 64 + act);
+  // Stage 1 = layer 2, one microbatch in flight: 1 M of weights (4 M of state), workspace and activations
+  // of its 64-byte input and output.
+  EXPECT_EQ(model.memory(StageLoad{2, 2, 1, 1, Checkpointing::kNone, Offload::kNone}),
+            Bytes(4 * kMiB + 128 + 128));
+  // A stage of layer 0 alone saves nothing that dies inside it (layer 1 saves its output): nothing to
+  // offload.
+  EXPECT_EQ(model.offloaded_per_sample(0, 0), 0.0);
+  EXPECT_EQ(model.memory(StageLoad{0, 0, 1, 2, Checkpointing::kNone, Offload::kActivations}),
+            model.memory(StageLoad{0, 0, 1, 2, Checkpointing::kNone, Offload::kNone}));
+}
+
 TEST(ChainPartition, OffloadsActivationsWhenCopiesCostLessThanRecompute) {
-  // 11 M: stage 0 fits only offloading optimizer state and one of activation offload or checkpointing.
+  // 11 M: stage 0 = layers 0-1 fits only offloading optimizer state and one of activation offload or
+  // checkpointing; layer 0 alone only checkpointed with optimizer state offloaded (10 M + 256, 40 ms a
+  // microbatch).
   const OffloadPair fast(DeviceKind::kCuda, Bytes(11 * kMiB), 25);
   const StageModel model(fast.graph, fast.cluster, fast.table, fast.options);
   for (Offload o : {Offload::kNone, Offload::kOptimizerState, Offload::kActivations})
-    EXPECT_GT(model.memory(StageLoad{0, 0, 1, 2, Checkpointing::kNone, o}), Bytes(11 * kMiB));
+    EXPECT_GT(model.memory(StageLoad{0, 1, 1, 2, Checkpointing::kNone, o}), Bytes(11 * kMiB));
   const auto sol = fast.solve(model);
   ASSERT_TRUE(sol);
   ASSERT_EQ(sol->stages.size(), 2u);
   // Copying 4 M there and back at 25 GB/s (0.34 ms) beats recomputing a 10 ms forward.
+  EXPECT_EQ(sol->stages[0].last, 1);
   EXPECT_EQ(sol->stages[0].checkpointing, Checkpointing::kNone);
   EXPECT_EQ(sol->stages[0].offload, Offload::kActivationsAndOptimizerState);
-  EXPECT_EQ(sol->stages[1].offload, Offload::kOptimizerState);
-  const double copy = 2 * (64.0 + 4 * kMiB) / 25e9;
-  EXPECT_NEAR(sol->stages[0].per_microbatch.value(), 3 * 1e10 / 1e12 + copy, 1e-12);
+  // Layer 2 alone fits as is (4 M + 256); offloading would only add copies.
+  EXPECT_EQ(sol->stages[1].offload, Offload::kNone);
+  const double copy = 2 * (4.0 * kMiB) / 25e9;
+  EXPECT_NEAR(sol->stages[0].per_microbatch.value(), 3 * (1e10 + 1e6) / 1e12 + copy, 1e-12);
 
-  // At 0.1 GB/s the copies take 84 ms a microbatch: recomputing wins.
+  // At 0.1 GB/s the copies take 84 ms a microbatch: recomputing wins. Checkpointed, layers 0-1 would cost
+  // layer 1's extra 4 us a microbatch over layer 0 alone, which comes first then; layers 1-2 (12 M + 448 as
+  // is) offload their optimizer state.
   const OffloadPair slow(DeviceKind::kCuda, Bytes(11 * kMiB), 0.1);
   const StageModel slow_model(slow.graph, slow.cluster, slow.table, slow.options);
   const auto slow_sol = slow.solve(slow_model);
   ASSERT_TRUE(slow_sol);
+  EXPECT_EQ(slow_sol->stages[0].last, 0);
   EXPECT_EQ(slow_sol->stages[0].checkpointing, Checkpointing::kFull);
   EXPECT_EQ(slow_sol->stages[0].offload, Offload::kOptimizerState);
   EXPECT_NEAR(slow_sol->stages[0].per_microbatch.value(), 4 * 1e10 / 1e12, 1e-12);
+  EXPECT_EQ(slow_sol->stages[1].checkpointing, Checkpointing::kNone);
+  EXPECT_EQ(slow_sol->stages[1].offload, Offload::kOptimizerState);
 }
 
 TEST(ChainPartition, NeverOffloadsFromCpus) {
-  // 13 M: a GPU stage 0 offloads activations; a CPU one can only checkpoint.
+  // 13 M: a GPU stage 0 = layers 0-1 offloads activations (12 M + 576); a CPU one can only checkpoint.
   const OffloadPair gpu(DeviceKind::kCuda, Bytes(13 * kMiB), 25);
   const StageModel gpu_model(gpu.graph, gpu.cluster, gpu.table, gpu.options);
   const auto g = gpu.solve(gpu_model);
   ASSERT_TRUE(g);
+  EXPECT_EQ(g->stages[0].last, 1);
+  EXPECT_EQ(g->stages[0].checkpointing, Checkpointing::kNone);
   EXPECT_EQ(g->stages[0].offload, Offload::kActivations);
   const OffloadPair cpu(DeviceKind::kCpu, Bytes(13 * kMiB), 25);
   const StageModel cpu_model(cpu.graph, cpu.cluster, cpu.table, cpu.options);
@@ -143,7 +184,8 @@ TEST(ChainPartition, NeverOffloadsFromCpus) {
   ASSERT_TRUE(c);
   EXPECT_EQ(c->stages[0].checkpointing, Checkpointing::kFull);
   for (const auto& st : c->stages) EXPECT_EQ(st.offload, Offload::kNone);
-  // 11 M needs offload on both stages: nothing fits on CPUs.
+  // 11 M needs offload on stage 0 whichever layers it takes (checkpointed, layer 0 alone still needs
+  // 12 M + 256): nothing fits on CPUs.
   const OffloadPair tight(DeviceKind::kCpu, Bytes(11 * kMiB), 25);
   const StageModel tight_model(tight.graph, tight.cluster, tight.table, tight.options);
   EXPECT_FALSE(tight.solve(tight_model).has_value());

@@ -142,8 +142,8 @@ bool any_stage(const Plan& p, bool (*pred)(const Stage&)) {
 }
 
 TEST(Planner, OffloadsActivationsOrCheckpointsWhenNothingLessFits) {
-  // 11 MiB: neither device holds the whole model, and the first pipeline stage fits only with optimizer
-  // state offloaded and its activations either offloaded or recomputed.
+  // 11 MiB: neither device holds the whole model (12 MiB at least), and a first pipeline stage of layers 0-1
+  // fits only with optimizer state offloaded and its activations either offloaded or recomputed.
   const auto fast = plan_offload_pair(DeviceKind::kCuda, 11, 25);
   ASSERT_TRUE(fast.plan) << fast.error;
   EXPECT_TRUE(any_stage(*fast.plan, [](const Stage& s) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <string>
 
 #include "partita/core/error.h"
 #include "test_support.h"
@@ -70,24 +71,28 @@ TEST(StageModel, ModelStateIsWeightsGradientsAndOptimizerState) {
   EXPECT_EQ(infer.model_state(load), Bytes(8000));
 }
 
-TEST(StageModel, ActivationOffloadKeepsStageInputsAndPaysTwoCopiesPerMicrobatch) {
+TEST(StageModel, ActivationOffloadMovesWhatDiesInsideAndPaysTwoCopiesPerMicrobatch) {
   TwoNodes x;
   x.o.host_bandwidth = BytesPerSecond(10e9);
   const StageModel m(x.g, x.c, x.t, x.o);
   const StageLoad plain{0, 1, 4, 3, Checkpointing::kNone, Offload::kNone};
   const StageLoad act{0, 1, 4, 3, Checkpointing::kNone, Offload::kActivations};
   const StageLoad both{0, 1, 4, 3, Checkpointing::kNone, Offload::kActivationsAndOptimizerState};
-  // Saved per sample: the 16-float input and two 1000-float outputs; a microbatch is 4 samples.
-  const double saved = 4.0 * (4 * 16 + 4 * 1000 + 4 * 1000), input = 4.0 * 4 * 16;
+  // Kept per sample: the 16-float input (saved by node 0), node 0's 1000-float output (saved by node 1) and
+  // the 1000-float graph output (a result, saved by nobody). Offload moves only node 0's output: the input
+  // and the result stay on the device. A microbatch is 4 samples.
+  EXPECT_DOUBLE_EQ(m.activation_per_sample(0, 1), 4 * 16 + 4 * 1000 + 4 * 1000);
+  EXPECT_DOUBLE_EQ(m.saved_per_sample(0, 1), 4 * 1000);
+  EXPECT_DOUBLE_EQ(m.offloaded_per_sample(0, 1), 4 * 1000);
+  const double moved = 4.0 * 4 * 1000;
   EXPECT_GT(m.memory(act).value(), 0);
   EXPECT_LT(m.memory(act), m.memory(plain));
-  // Three microbatches in flight keep their inputs; one microbatch's activations are on the device at once.
-  EXPECT_NEAR(static_cast<double>((m.memory(plain) - m.memory(act)).value()), 3 * saved - (3 * input + saved),
-              1.0);
+  // Three microbatches in flight keep the rest; one microbatch's moved tensors are on the device at once.
+  EXPECT_NEAR(static_cast<double>((m.memory(plain) - m.memory(act)).value()), 2 * moved, 1.0);
   EXPECT_EQ((m.memory(act) - m.memory(both)).value(), 2 * 8000);  // Adam's two moments go to the host too
-  EXPECT_NEAR(m.activation_transfer(act).value(), saved / 10e9, 1e-18);
-  EXPECT_NEAR((m.microbatch_time(0, act) - m.microbatch_time(0, plain)).value(), 2 * saved / 10e9, 1e-15);
-  EXPECT_NEAR((m.microbatch_time(0, both) - m.microbatch_time(0, plain)).value(), 2 * saved / 10e9, 1e-15);
+  EXPECT_NEAR(m.activation_transfer(act).value(), moved / 10e9, 1e-18);
+  EXPECT_NEAR((m.microbatch_time(0, act) - m.microbatch_time(0, plain)).value(), 2 * moved / 10e9, 1e-15);
+  EXPECT_NEAR((m.microbatch_time(0, both) - m.microbatch_time(0, plain)).value(), 2 * moved / 10e9, 1e-15);
   EXPECT_EQ(m.activation_transfer(plain).value(), 0);
   // The optimizer-state round trip is per step, not per microbatch, and is unchanged by activation offload.
   EXPECT_EQ(m.offload_time(act).value(), 0);
@@ -97,6 +102,147 @@ TEST(StageModel, ActivationOffloadKeepsStageInputsAndPaysTwoCopiesPerMicrobatch)
   const StageModel infer(x.g, x.c, x.t, x.o);
   EXPECT_EQ(infer.activation_transfer(act).value(), 0);
   EXPECT_EQ(infer.memory(act), infer.memory(plain));
+}
+
+// Hand-built graphs at batch 1 for the memory model: tensors f32 [1, floats], nodes of 1e9 FLOP.
+struct GraphBuilder {
+  Graph g;
+  ValueId shaped(ValueId id, int64_t floats) {
+    g.value(id).tensors = {TensorMeta{{1, floats}, DType::kFloat32}};
+    return id;
+  }
+  ValueId input(int64_t floats) { return shaped(g.add_input("x"), floats); }
+  ValueId weight(int64_t floats) {
+    const ValueId w = g.add_parameter("w" + std::to_string(g.num_values()), true);
+    g.value(w).tensors = {TensorMeta{{floats}, DType::kFloat32}};
+    return w;
+  }
+  ValueId op(const std::string& name, std::vector<ValueId> inputs, int64_t floats) {
+    const ValueId y = shaped(g.add_value(ValueKind::kTensor, "v" + std::to_string(g.num_values())), floats);
+    const NodeId n = g.add_node(name, std::move(inputs), {y});
+    g.node(n).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+    return y;
+  }
+};
+
+// A StageModel of `g` on one device, for inference or training (Adam).
+struct OneDevice {
+  Cluster c = make_cluster({make_spec("a", 1)}, make_link(10));
+  CostTable t;
+  StageModel m;
+  OneDevice(const Graph& g, Mode mode) : t(table_for(g, c)), m(g, c, t, options(mode)) {}
+  static SearchOptions options(Mode mode) {
+    SearchOptions o;
+    o.mode = mode;
+    o.optimizer = Optimizer::kAdam;
+    return o;
+  }
+};
+
+TEST(StageModel, InferencePeakOfAChainIsItsLargestNodesInputAndOutput) {
+  // Per sample: x 16 floats (64 B) -> y0 10 (40 B) -> y1 1000 (4000 B) -> y2 20 (80 B); batch 4. A value
+  // lives from its producer to its last reader, so while node i runs only its input and output are alive.
+  const Graph g = chain_graph({1e9, 1e9, 1e9}, {10, 1000, 20}, {100, 100, 100}, 4);
+  const OneDevice x(g, Mode::kInference);
+  EXPECT_DOUBLE_EQ(x.m.peak_live_per_sample(0, 2), 4000 + 80);  // node 2
+  EXPECT_DOUBLE_EQ(x.m.peak_live_per_sample(0, 2), x.m.workspace_per_sample(0, 2));
+  EXPECT_DOUBLE_EQ(x.m.peak_live_per_sample(0, 0), 64 + 40);
+  EXPECT_DOUBLE_EQ(x.m.peak_live_per_sample(1, 1), 40 + 4000);
+  // Inference memory: the weights (no gradients nor optimizer state) and the peak of `samples` samples.
+  EXPECT_EQ(x.m.memory(StageLoad{0, 2, 3, 1, Checkpointing::kNone, Offload::kNone}),
+            Bytes(4 * 300 + 3 * (4000 + 80)));
+  EXPECT_EQ(x.m.memory(StageLoad{0, 0, 3, 1, Checkpointing::kNone, Offload::kNone}),
+            Bytes(4 * 100 + 3 * 104));
+}
+
+TEST(StageModel, InferencePeakCountsBranchesAliveAtOnce) {
+  // x 16 -> n0 linear -> a 1000 ----------------------> n3 linear -> d 10 --> n4 add -> s 10
+  //      \-> n1 linear -> b 1000 -> n2 linear -> c 10 -------------------/
+  // While n1 runs, a waits for n3: x 64 + a 4000 + b 4000 are alive, though no single node reads or writes
+  // more than 64 + 4000.
+  GraphBuilder b;
+  const ValueId x = b.input(16);
+  const ValueId va = b.op("aten::linear", {x, b.weight(16000)}, 1000);
+  const ValueId vb = b.op("aten::linear", {x, b.weight(16000)}, 1000);
+  const ValueId vc = b.op("aten::linear", {vb, b.weight(10000)}, 10);
+  const ValueId vd = b.op("aten::linear", {va, b.weight(10000)}, 10);
+  b.g.set_outputs({b.op("aten::add", {vc, vd}, 10)});
+  const OneDevice d(b.g, Mode::kInference);
+  EXPECT_DOUBLE_EQ(d.m.workspace_per_sample(0, 4), 64 + 4000);
+  EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(0, 4), 64 + 4000 + 4000);
+  EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(1, 1), 64 + 4000 + 4000);
+  // From n2 on: while n2 runs, a (crossing) and b (its input) and c are alive.
+  EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(2, 4), 4000 + 4000 + 40);
+  EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(3, 4), 4000 + 40 + 40);
+  EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(4, 4), 3 * 40);
+  const Bytes weights = d.m.parameter_bytes(0, 4);
+  EXPECT_EQ(weights, Bytes(4 * (16000 + 16000 + 10000 + 10000)));
+  EXPECT_EQ(d.m.memory(StageLoad{0, 4, 2, 1, Checkpointing::kNone, Offload::kNone}),
+            weights + Bytes(2 * (64 + 4000 + 4000)));
+}
+
+// x 16 -> n0 linear -> y 1000 -> n1 relu_ (in place: y2 is y's storage) -> n2 view -> v (y's storage too)
+//   -> n3 linear -> o 10
+Graph inplace_view_chain() {
+  GraphBuilder b;
+  const ValueId y = b.op("aten::linear", {b.input(16), b.weight(16000)}, 1000);
+  const ValueId y2 = b.op("aten::relu_", {y}, 1000);
+  const ValueId v = b.op("aten::view", {y2}, 1000);
+  b.g.set_outputs({b.op("aten::linear", {v, b.weight(10000)}, 10)});
+  return b.g;
+}
+
+TEST(StageModel, InPlaceResultsAndViewsShareTheirInputsStorage) {
+  const Graph g = inplace_view_chain();
+  const OneDevice infer(g, Mode::kInference);
+  // y, y2 and v are one 4000-byte storage, alive from n0 to n3.
+  EXPECT_DOUBLE_EQ(infer.m.peak_live_per_sample(0, 3), 64 + 4000);
+  EXPECT_DOUBLE_EQ(infer.m.peak_live_per_sample(1, 2), 4000);
+  EXPECT_DOUBLE_EQ(infer.m.peak_live_per_sample(3, 3), 4000 + 40);
+  // The workspace (largest node's inputs + outputs) counts relu_'s input and output apart.
+  EXPECT_DOUBLE_EQ(infer.m.workspace_per_sample(1, 2), 8000);
+  // Training: n0 saves the graph input (not attributed to a node), relu_ saves y2 and the last linear v,
+  // both y's storage: 4000 bytes once, at n0. o is a result.
+  const OneDevice train(g, Mode::kTraining);
+  EXPECT_DOUBLE_EQ(train.m.saved_per_sample(0, 3), 4000);
+  EXPECT_DOUBLE_EQ(train.m.activation_per_sample(0, 3), 64 + 4000 + 40);
+  EXPECT_DOUBLE_EQ(train.m.offloaded_per_sample(0, 3), 4000);
+}
+
+// x 16 -> n0 linear -> h 1000 -> n1 `act` -> r 1000 -> n2 linear -> o 10
+Graph activation_chain(const std::string& act) {
+  GraphBuilder b;
+  const ValueId h = b.op("aten::linear", {b.input(16), b.weight(16000)}, 1000);
+  const ValueId r = b.op(act, {h}, 1000);
+  b.g.set_outputs({b.op("aten::linear", {r, b.weight(10000)}, 10)});
+  return b.g;
+}
+
+TEST(StageModel, TrainingKeepsOnlyWhatAutogradSaves) {
+  // relu saves its output r (which the last linear saves too); nobody saves h, freed once relu has run.
+  const Graph relu = activation_chain("aten::relu");
+  const OneDevice r(relu, Mode::kTraining);
+  EXPECT_DOUBLE_EQ(r.m.saved_per_sample(0, 2), 4000);
+  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 2), 64 + 4000 + 40);  // x, r, o
+  // Cut after n0, h is stage 0's result (sent on), not a saved activation; stage 1 receives it.
+  EXPECT_DOUBLE_EQ(r.m.saved_per_sample(0, 0), 0);
+  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 0), 64 + 4000);
+  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(1, 2), 4000 + 4000 + 40);  // h, r, o
+  // Offload moves r where it dies inside the stage, nothing where the next stage saves it.
+  EXPECT_DOUBLE_EQ(r.m.offloaded_per_sample(0, 2), 4000);
+  EXPECT_DOUBLE_EQ(r.m.offloaded_per_sample(0, 1), 0);
+  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 1), 64 + 4000);
+  // gelu saves its input h as well.
+  const Graph gelu = activation_chain("aten::gelu");
+  const OneDevice gl(gelu, Mode::kTraining);
+  EXPECT_DOUBLE_EQ(gl.m.saved_per_sample(0, 2), 8000);
+  EXPECT_DOUBLE_EQ(gl.m.activation_per_sample(0, 2), 64 + 8000 + 40);
+  EXPECT_DOUBLE_EQ(gl.m.offloaded_per_sample(0, 1), 4000);  // h dies inside; r is saved by n2
+  EXPECT_DOUBLE_EQ(gl.m.activation_per_sample(0, 1), 64 + 8000);
+  // Training memory of one microbatch of 2 samples, two in flight: model state (weights, gradients, Adam's
+  // two moments: 4 x 26000 floats), the workspace (n1: 8000) and the activations of each microbatch.
+  EXPECT_EQ(r.m.memory(StageLoad{0, 2, 2, 2, Checkpointing::kNone, Offload::kNone}),
+            Bytes(4 * 4 * 26000 + 2 * 8000 + 2 * 2 * (64 + 4000 + 40)));
 }
 
 bool has(const std::vector<Savings>& choices, Checkpointing c, Offload o) {

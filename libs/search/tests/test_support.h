@@ -75,15 +75,23 @@ inline Graph chain_graph(const std::vector<double>& flops, const std::vector<int
   return g;
 }
 
-// Two layers for two devices under a tight memory limit (graph batch 1, Adam; sizes in bytes, M = MiB): layer
-// 0 reads the 64-byte input and saves a 4 M output per sample, layer 1 turns it into 64 bytes; each has 1 M
-// of weights (4 M with gradients and Adam's moments, 2 M with the moments offloaded) and costs 1e10 FLOP per
-// sample. With one-sample microbatches under 1F1B, stage 0 keeps two in flight and needs about
-//   16 M as is, 14 M offloading optimizer state, 12 M offloading activations or checkpointing, and 10 M
-//   offloading both or checkpointing with optimizer state offloaded,
-// while stage 1 (one in flight) needs 12 M as is and 10 M offloading optimizer state, and the whole model on
-// one device at least 12 M.
-inline Graph offload_pair_graph() { return chain_graph({1e10, 1e10}, {1 << 20, 16}, {1 << 18, 1 << 18}); }
+// Three layers for two devices under a tight memory limit (graph batch 1, Adam; sizes in bytes, M = MiB):
+// layer 0 turns the 64-byte input into a 4 M hidden output per sample with 1 M of weights (4 M with
+// gradients and Adam's moments, 2 M with the moments offloaded) and 1e10 FLOP a sample; layer 1 turns that
+// into 64 bytes with 64 bytes of weights and 1e6 FLOP; layer 2 maps 64 bytes to 64 bytes with 1 M of weights
+// and 1e10 FLOP. Each linear saves its input for backward (its weight needs a gradient), so the 4 M is saved
+// by layer 1 and dies there: a stage of layers 0 and 1 has 4 M to offload, a stage of one layer nothing.
+// With one-sample microbatches under 1F1B, stage 0 = layers 0-1 keeps two in flight (each holds the 64-byte
+// input, the 4 M and layer 1's 64-byte result; workspace 4 M) and needs
+//   16 M as is, 14 M offloading optimizer state, 12 M offloading activations (the second microbatch's 4 M
+//   goes to the host) or checkpointing, and 10 M offloading both or checkpointing with optimizer state
+//   offloaded (exactly 16 M + 576, 14 M + 448, 12 M + 576, 10 M + 448),
+// while stage 1 = layer 2 (one in flight) needs 4 M + 256 as is, and the whole model on one device (one in
+// flight) 16 M + 512 as is and at least 12 M + 384 (optimizer state offloaded; with one microbatch in flight
+// activation offload frees nothing and checkpointing adds the input).
+inline Graph offload_pair_graph() {
+  return chain_graph({1e10, 1e6, 1e10}, {1 << 20, 16, 16}, {1 << 18, 16, 1 << 18});
+}
 
 // `n` 1 TFLOP/s devices of kind `kind` with 80 GiB each (the tests cap memory with memory_limit).
 inline Cluster uniform_cluster(int n, DeviceKind kind) {

@@ -54,11 +54,15 @@ struct MemoryEstimate {
 // tensors entering the range and the range's results (live throughout).
 Bytes saved_activation_bytes(const Graph& graph, NodeId first, NodeId last);
 
-// The same autograd model, attributed per node so that ranges can be summed: [node] the bytes of the storages
-// that node is the first (in node order) to save for backward, plus its own extra saved tensors (max pooling's
-// indices). Graph inputs, parameters and constants are never attributed. Summing a range [first, last] gives
-// what its nodes save, except storages first saved before `first` (a stage counts those as its inputs).
-std::vector<Bytes> saved_bytes_by_first_saver(const Graph& graph);
+// The same autograd model by storage, for sums over node ranges (the stage model's prefix sums).
+struct SavedByProducer {
+  // [node] bytes of the storages the node produces that some node saves for backward, plus the node's own
+  // extra saved tensors (max pooling's indices). Graph inputs, parameters and constants have no producer.
+  std::vector<Bytes> bytes;
+  std::vector<ValueId> root;  // [value] the value whose storage it is (itself unless a view/in-place result)
+  std::vector<bool> saved;    // [value] its storage is saved by some node for backward
+};
+SavedByProducer saved_activations_by_producer(const Graph& graph);
 
 // Bytes of the parameters (trainable and buffers) read by nodes in [first, last]; trainable_only excludes
 // buffers.

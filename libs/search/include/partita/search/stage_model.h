@@ -8,21 +8,26 @@
 //   time
 //     = table time / graph_batch (roofline regime; per-op overhead is not separated out).
 //   - a parameter is attributed to the first node that reads it (tied weights count in the earliest stage).
-//   - saved activations of a range, per sample: the tensors entering the range plus the outputs of its
-//     non-structural nodes (cost/memory.h's approximation, made prefix-summable).
+//   - activations a training stage keeps per microbatch, per sample (activation_per_sample): the tensors
+//     entering the range, the storages its nodes produce that autograd saves for backward (cost/memory.h's
+//     model, attributed to the producing node so that ranges sum; a storage saved only by a later stage is
+//     this stage's result, which the engine keeps for backward anyway), and the unsaved storages crossing
+//     the range's end (results; the graph outputs after the last node). A saved result counts once.
+//   - inference keeps no activations: a stage's peak is the most bytes alive at once while one of its nodes
+//     runs (peak_live_per_sample), every storage alive from its producer (the range's start for what enters
+//     it) to its last reader (graph outputs to the end), views and in-place results sharing their input's;
+//     a convolution also holds a scratch copy of its input and output while it runs (oneDNN's reorders).
 //   - boundary bytes after node i: every intermediate value produced at or before i and read after i.
-//   - workspace: the largest single node's non-weight inputs + outputs in the range.
-//   - memory savings (training only) keep the stage input of every microbatch in flight on the device and
-//     drop the rest of its saved activations: full checkpointing recomputes them in backward; activation
-//     offload copies them to host memory as the forward saves them and back when the backward needs them.
-//     Either way one microbatch's activations are on the device at once while its forward or backward runs
-//     (an upper bound: the copies free a tensor's device memory as soon as it is on the host). The two are
-//     not combined: with checkpointing the forward saves nothing but the stage input, so there is nothing
-//     left to offload.
-//   - activation offload copies every tensor autograd saves in the range (activation_per_sample, the stage
-//     input included: the device keeps its own reference to it as the stage input) to the host and back,
-//     once each way per microbatch, synchronously on the stage's device (no overlap with compute), at
-//     options.host_bandwidth with no latency term (the host link has none in SearchOptions).
+//   - workspace (training): the largest single node's non-weight inputs + outputs in the range.
+//   - memory savings (training only): full checkpointing keeps only the stage input of every microbatch in
+//     flight and recomputes the rest in backward; activation offload copies what the range produces and
+//     saves itself (offloaded_per_sample) to host memory as the forward saves it and back when the backward
+//     needs it, so each microbatch in flight keeps the rest (inputs, results). Either way one microbatch's
+//     activations are on the device at once while its backward runs (an upper bound: a copy frees the
+//     device tensor once it is on the host). The two are not combined: with checkpointing the forward saves
+//     nothing but the stage input, so there is nothing left to offload.
+//   - activation offload copies once each way per microbatch, synchronously on the stage's device (no
+//     overlap with compute), at options.host_bandwidth with no latency term (SearchOptions has none).
 //   - offloaded optimizer state and activations live in host memory, which memory() does not count.
 //   - offload applies to devices with their own memory; a CPU device's memory is host memory, so a stage on
 //     one never offloads (savings_choices).
@@ -104,10 +109,18 @@ class StageModel {
   // Seconds per step to move offloaded optimizer state to the host and back (0 without offload).
   Seconds offload_time(const StageLoad& load) const;
 
-  // Per-sample bytes: activations saved by [first, last], the tensors entering at `first`, the op workspace.
+  // Per-sample bytes: activations a training stage [first, last] keeps per microbatch (inputs, saved
+  // storages, results), the storages its nodes produce that autograd saves, the tensors entering at `first`,
+  // the op workspace, and the most bytes alive at once in an inference forward of the range (see above).
   double activation_per_sample(NodeId first, NodeId last) const;
+  double saved_per_sample(NodeId first, NodeId last) const;
+  // What activation offload frees: the storages the range saves that die inside it (not its inputs, nor
+  // results sent on or saved again later; clamped at 0). The engine may copy saved results too, which costs
+  // time and frees nothing: not modelled.
+  double offloaded_per_sample(NodeId first, NodeId last) const;
   double input_per_sample(NodeId first) const;
   double workspace_per_sample(NodeId first, NodeId last) const;
+  double peak_live_per_sample(NodeId first, NodeId last) const;
 
  private:
   const Graph* graph_;
@@ -115,11 +128,14 @@ class StageModel {
   SearchOptions options_;
   int graph_batch_ = 1;
   std::vector<int> device_spec_;
-  std::vector<std::vector<double>> fwd_prefix_, bwd_prefix_;          // [spec][n+1], per sample
-  std::vector<double> param_prefix_, trainable_prefix_, out_prefix_;  // [n+1]; out: per sample
-  std::vector<double> boundary_;                                      // [n], per sample, after node i
+  std::vector<std::vector<double>> fwd_prefix_, bwd_prefix_;            // [spec][n+1], per sample
+  std::vector<double> param_prefix_, trainable_prefix_, saved_prefix_;  // [n+1]; saved: per sample
+  std::vector<double> boundary_;                                        // [n], per sample, after node i
+  std::vector<double> unsaved_cross_;  // [n], per sample: storages no node saves, alive across node i's end
+  std::vector<double> saved_cross_;    // [n], per sample: saved storages produced <= i, alive after i
   double graph_input_per_sample_ = 0;
-  std::vector<std::vector<double>> ws_table_;  // sparse table of per-node workspace per sample
+  std::vector<std::vector<double>> ws_table_;    // sparse table of per-node workspace per sample
+  std::vector<std::vector<double>> live_table_;  // sparse table of bytes alive while node i runs, per sample
 };
 
 }  // namespace partita
