@@ -187,7 +187,14 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
       params += static_cast<double>(model.parameter_bytes(i, i).value());
       trainable += static_cast<double>(model.trainable_bytes(i, i).value());
       act += model.saved_per_sample(i, i);
-      ws = std::max(ws, model.workspace_per_sample(i, i));
+    }
+    // Inference: the largest op's working set. Training: backward reaches a node after freeing what this
+    // device's later nodes saved for the microbatch, so its working set counts less those (as in
+    // StageModel::backward_workspace_per_sample).
+    double saved_later = 0;
+    for (auto it = st.nodes.rbegin(); it != st.nodes.rend(); ++it) {
+      ws = std::max(ws, model.workspace_per_sample(*it, *it) - (training ? saved_later : 0.0));
+      saved_later += model.saved_per_sample(*it, *it);
     }
     double total = params + ws * mb;
     if (training) {

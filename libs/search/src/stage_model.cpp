@@ -121,6 +121,11 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   boundary_[n - 1] = 0;
   for (ValueId id : graph.inputs())
     graph_input_per_sample_ += static_cast<double>(graph.value(id).bytes().value()) * per;
+  // Backward reaches node i after freeing what the later nodes saved: its working set, less those.
+  std::vector<double> ws_saved(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i)
+    ws_saved[static_cast<size_t>(i)] = ws[static_cast<size_t>(i)] + saved_prefix_[i + 1];
+  ws_saved_table_ = sparse_max_table(std::move(ws_saved));
   ws_table_ = sparse_max_table(std::move(ws));
 
   // Storage lifetimes (views and in-place results extend their root's): from the producer (node 0 for graph
@@ -275,6 +280,10 @@ double StageModel::workspace_per_sample(NodeId first, NodeId last) const {
   return range_max(ws_table_, first, last);
 }
 
+double StageModel::backward_workspace_per_sample(NodeId first, NodeId last) const {
+  return range_max(ws_saved_table_, first, last) - saved_prefix_[last + 1];
+}
+
 double StageModel::peak_live_per_sample(NodeId first, NodeId last) const {
   // A later stage holds what enters it, which the whole-graph lifetimes may count from an earlier node on.
   return std::max(range_max(live_table_, first, last), input_per_sample(first));
@@ -292,8 +301,8 @@ Bytes StageModel::model_state(const StageLoad& load) const {
 
 Bytes StageModel::memory(const StageLoad& load) const {
   const double s = load.samples;
-  double total =
-      static_cast<double>(model_state(load).value()) + workspace_per_sample(load.first, load.last) * s;
+  double total = static_cast<double>(model_state(load).value()) +
+                 backward_workspace_per_sample(load.first, load.last) * s;
   if (!training()) {
     return Bytes(static_cast<int64_t>(static_cast<double>(model_state(load).value()) +
                                       peak_live_per_sample(load.first, load.last) * s));

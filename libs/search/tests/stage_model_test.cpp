@@ -288,5 +288,22 @@ TEST(StageModel, RefusesATableWithoutTheClustersSpec) {
   EXPECT_THROW(StageModel(g, c, t, SearchOptions{}), Error);
 }
 
+TEST(StageModel, BackwardWorkspaceLeavesOutWhatLaterNodesSavedAndBackwardFreed) {
+  // x (16 floats) -> linear -> y0 (4000) -> linear -> y1 (10) -> linear -> y2 (10), batch 1: the linears save
+  // their inputs, so y0 (16000 bytes) is saved by node 1 and y1 (40) by node 2.
+  const Graph g = chain_graph({1e9, 1e9, 1e9}, {4000, 10, 10}, {10, 10, 10});
+  const Cluster c = make_cluster({make_spec("a", 1)}, make_link(10));
+  SearchOptions o;
+  o.mode = Mode::kTraining;
+  const StageModel m(g, c, table_for(g, c), o);
+  // Working sets (inputs + outputs): node 0 64 + 16000, node 1 16000 + 40, node 2 40 + 40.
+  EXPECT_DOUBLE_EQ(m.workspace_per_sample(0, 2), 16064);
+  // Backward at node 0 comes after y1 (produced later, 40) is freed: 16064 - 40 = 16024; at node 1 nothing
+  // produced later was saved: 16040; at node 2: 80.
+  EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(0, 2), 16040);
+  EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(0, 0), 16064);
+  EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(2, 2), 80);
+}
+
 }  // namespace
 }  // namespace partita

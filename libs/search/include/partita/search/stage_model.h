@@ -18,7 +18,9 @@
 //     it) to its last reader (graph outputs to the end), views and in-place results sharing their input's;
 //     a convolution also holds a scratch copy of its input and output while it runs (oneDNN's reorders).
 //   - boundary bytes after node i: every intermediate value produced at or before i and read after i.
-//   - workspace (training): the largest single node's non-weight inputs + outputs in the range.
+//   - workspace (training): at the peak of a microbatch's backward, beyond its activations: the largest
+//     over the range's nodes of a node's non-weight inputs + outputs (the gradients in flight there) less
+//     what the nodes after it saved (backward has freed that by then).
 //   - memory savings (training only): full checkpointing keeps only the stage input of every microbatch in
 //     flight and recomputes the rest in backward; activation offload copies what the range produces and
 //     saves itself (offloaded_per_sample) to host memory as the forward saves it and back when the backward
@@ -121,6 +123,7 @@ class StageModel {
   double input_per_sample(NodeId first) const;
   double workspace_per_sample(NodeId first, NodeId last) const;
   double peak_live_per_sample(NodeId first, NodeId last) const;
+  double backward_workspace_per_sample(NodeId first, NodeId last) const;  // training (see above)
 
  private:
   const Graph* graph_;
@@ -134,7 +137,8 @@ class StageModel {
   std::vector<double> unsaved_cross_;  // [n], per sample: storages no node saves, alive across node i's end
   std::vector<double> saved_cross_;    // [n], per sample: saved storages produced <= i, alive after i
   double graph_input_per_sample_ = 0;
-  std::vector<std::vector<double>> ws_table_;    // sparse table of per-node workspace per sample
+  std::vector<std::vector<double>> ws_table_;        // sparse table of per-node workspace per sample
+  std::vector<std::vector<double>> ws_saved_table_;  // ... of workspace + saved by nodes <= i, per sample
   std::vector<std::vector<double>> live_table_;  // sparse table of bytes alive while node i runs, per sample
 };
 
