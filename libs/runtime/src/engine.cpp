@@ -51,10 +51,33 @@ std::vector<torch::Tensor> flatten(const c10::IValue& iv) {
     for (const auto& e : iv.toTupleRef().elements()) {
       for (auto& t : flatten(e)) out.push_back(t);
     }
-  } else if (iv.isTensorList()) {
-    for (const auto& t : iv.toTensorVector()) out.push_back(t);
+  } else if (iv.isList()) {
+    const c10::List<c10::IValue> list = iv.toList();
+    for (size_t i = 0; i < list.size(); ++i) {
+      for (auto& t : flatten(list.get(i))) out.push_back(t);
+    }
   }
   return out;
+}
+
+// Rebuilds `iv` with every tensor inside it (lists and tuples, recursively; flatten's order) replaced by
+// f(it).
+template <typename F>
+c10::IValue map_tensors(const c10::IValue& iv, const F& f) {
+  if (iv.isTensor()) return f(iv.toTensor());
+  if (iv.isList()) {
+    const c10::List<c10::IValue> list = iv.toList();
+    c10::impl::GenericList out(list.elementType());
+    out.reserve(list.size());
+    for (size_t i = 0; i < list.size(); ++i) out.push_back(map_tensors(list.get(i), f));
+    return out;
+  }
+  if (iv.isTuple()) {
+    std::vector<c10::IValue> elements;
+    for (const auto& e : iv.toTupleRef().elements()) elements.push_back(map_tensors(e, f));
+    return c10::ivalue::Tuple::create(std::move(elements));
+  }
+  return iv;
 }
 
 // Tells the reducer that a parameter's gradient of this backward is final: a post hook on the parameter's
@@ -116,9 +139,10 @@ struct Engine::Impl {
   // Per microbatch state a stage keeps between its forward and its backward.
   struct Pending {
     torch::Tensor loss;
-    std::vector<std::vector<torch::Tensor>> sent;  // [downstream stage] tensors sent (with autograd history)
-    std::vector<std::vector<torch::Tensor>>
-        leaves;  // [upstream stage] received leaves (per value; may be undefined)
+    // [downstream stage] values sent, per value (their tensors with autograd history; a list's too)
+    std::vector<std::vector<c10::IValue>> sent;
+    // [upstream stage] values received, per value, every tensor in them (a list's too) a detached leaf
+    std::vector<std::vector<c10::IValue>> leaves;
     std::vector<std::pair<ValueId, c10::IValue>> received;  // every received value, as received
   };
 
@@ -301,7 +325,7 @@ struct Engine::Impl {
     state.sent.assign(stages, {});
     for (int t = w.stage + 1; t < stages; ++t) {
       for (ValueId v : routing.sends[w.stage][t]) {
-        state.sent[t].push_back(env[v].isTensor() ? env[v].toTensor() : torch::Tensor());
+        state.sent[t].push_back(env[v]);
       }
     }
     if (w.stage != stages - 1) return;
@@ -321,14 +345,15 @@ struct Engine::Impl {
       if (values.empty()) continue;
       Message msg = receive_message(p, w.stage, m, /*backward=*/false, values.size());
       for (size_t i = 0; i < values.size(); ++i) {
-        c10::IValue iv = std::move(msg.values[i]);
-        torch::Tensor leaf;
-        if (iv.isTensor()) {
-          leaf = iv.toTensor().to(w.binding.device).detach();
+        // Tensors inside lists and tuples too (aten::split's list): one with upstream history would make this
+        // stage's backward run (and free) the upstream stage's graph.
+        c10::IValue iv = map_tensors(msg.values[i], [&](const torch::Tensor& t) {
+          if (!t.defined()) return t;
+          torch::Tensor leaf = t.to(w.binding.device).detach();
           if (training && leaf.is_floating_point()) leaf.requires_grad_();
-          iv = leaf;
-        }
-        state.leaves[p].push_back(leaf);
+          return leaf;
+        });
+        state.leaves[p].push_back(iv);
         state.received.emplace_back(values[i], std::move(iv));
       }
     }
@@ -388,10 +413,13 @@ struct Engine::Impl {
       for (int t = w.stage + 1; t < stages; ++t) {
         const Message& msg = from_downstream[t];
         for (size_t i = 0; i < msg.values.size(); ++i) {
-          const torch::Tensor& sent = state.sent[t][i];
-          if (!msg.values[i].isTensor() || !sent.defined() || !sent.requires_grad()) continue;
-          tensors.push_back(sent);
-          grads.push_back(msg.values[i].toTensor().to(sent.device()));
+          const auto sent = flatten(state.sent[t][i]);
+          const auto got = flatten(msg.values[i]);
+          for (size_t k = 0; k < sent.size() && k < got.size(); ++k) {
+            if (!got[k].defined() || !sent[k].defined() || !sent[k].requires_grad()) continue;
+            tensors.push_back(sent[k]);
+            grads.push_back(got[k].to(sent[k].device()));
+          }
         }
       }
       if (!tensors.empty()) torch::autograd::backward(tensors, grads);
@@ -400,9 +428,16 @@ struct Engine::Impl {
     for (int p = 0; p < w.stage; ++p) {
       if (routing.sends[p][w.stage].empty()) continue;
       Message msg;
-      for (const auto& leaf : state.leaves[p]) {
-        msg.values.emplace_back(leaf.defined() && leaf.grad().defined() ? c10::IValue(leaf.grad())
-                                                                        : c10::IValue());
+      const auto grad_of = [](const torch::Tensor& leaf) {
+        return leaf.defined() && leaf.grad().defined() ? leaf.grad() : torch::Tensor();
+      };
+      for (const auto& value : state.leaves[p]) {
+        if (value.isList() || value.isTuple()) {
+          msg.values.push_back(map_tensors(value, grad_of));  // same structure, undefined where no gradient
+        } else {
+          const torch::Tensor grad = value.isTensor() ? grad_of(value.toTensor()) : torch::Tensor();
+          msg.values.emplace_back(grad.defined() ? c10::IValue(grad) : c10::IValue());
+        }
       }
       send_message(w.stage, p, m, /*backward=*/true, std::move(msg));
     }

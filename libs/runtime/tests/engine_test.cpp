@@ -165,6 +165,30 @@ TEST(Engine, CheckpointedStagesAndInPlaceOpsAtStageInputsKeepTheMath) {
   }
 }
 
+// A cut right after gpt's aten::split: its output, a list of tensors, crosses to stage 1. Stage 1 must
+// receive the list's tensors as leaves and send their gradients back (found by scripts/sanitize: with the
+// list's upstream history, stage 1's backward ran stage 0's graph, and stage 0's own backward then failed
+// with "Trying to backward through the graph a second time").
+TEST(Engine, ATensorListCrossingTheCutKeepsTheMath) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  const auto reference = reference_losses("gpt", "4x32:i64:2048", 3);
+  for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
+    expect_same(engine_losses("gpt", "4x32:i64:2048", 3,
+                              [&](const Graph& g) {
+                                Plan p = pipeline_plan(g, Mode::kTraining, 4, 2, Schedule::kOneFOneB);
+                                NodeId split = kNoNode;
+                                for (const Node& n : g.nodes()) {
+                                  if (n.op == "aten::split" && split == kNoNode) split = n.id;
+                                }
+                                EXPECT_NE(split, kNoNode);
+                                p.stages = {Stage{0, split, 0}, Stage{split + 1, g.num_nodes() - 1, 1}};
+                                for (auto& st : p.stages) st.checkpointing = c;
+                                return p;
+                              }),
+                reference, c == Checkpointing::kFull ? "list at the cut, checkpointed" : "list at the cut");
+  }
+}
+
 TEST(Engine, CheckpointingLowersMeasuredPeakMemory) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
   MemoryMeter& meter = MemoryMeter::install();
