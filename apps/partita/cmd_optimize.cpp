@@ -89,8 +89,9 @@ Bytes model_tensor_bytes(const LoadedModel& model) {
 // Predicted host (CPU) memory of the plan's process: each CPU device's activations and workspace, plus each
 // stage's model state once (the replicas of a stage on CPU devices train the same tensors). Inference returns
 // the whole batch's outputs on the host: when the last stage's outputs come in several pieces (devices x
-// microbatches) or from a GPU, the engine copies them into one tensor at the end of the step, while the pieces
-// are still alive, so the step's peak is at least twice the output bytes then (other activations are freed).
+// microbatches) or from a GPU, the engine copies them into one tensor at the end of the step, while the
+// pieces are still alive, so the step's peak is at least twice the output bytes then (other activations are
+// freed).
 Bytes predicted_host_memory(const Plan& plan, const Graph& graph) {
   Bytes total(0);
   std::map<int, Bytes> state_of_stage;

@@ -21,6 +21,7 @@
 
 #include "channel.h"
 #include "engine_branch.h"
+#include "ivalue_tensors.h"
 #include "partita/core/error.h"
 #include "partita/runtime/activation_offload.h"
 #include "partita/runtime/blas_threads.h"
@@ -43,42 +44,6 @@ using MessageChannel = detail::Channel<Message>;
 
 // Thrown inside a worker when another worker failed and closed the channels: not an error of its own.
 struct Aborted {};
-
-std::vector<torch::Tensor> flatten(const c10::IValue& iv) {
-  if (iv.isTensor()) return {iv.toTensor()};
-  std::vector<torch::Tensor> out;
-  if (iv.isTuple()) {
-    for (const auto& e : iv.toTupleRef().elements()) {
-      for (auto& t : flatten(e)) out.push_back(t);
-    }
-  } else if (iv.isList()) {
-    const c10::List<c10::IValue> list = iv.toList();
-    for (size_t i = 0; i < list.size(); ++i) {
-      for (auto& t : flatten(list.get(i))) out.push_back(t);
-    }
-  }
-  return out;
-}
-
-// Rebuilds `iv` with every tensor inside it (lists and tuples, recursively; flatten's order) replaced by
-// f(it).
-template <typename F>
-c10::IValue map_tensors(const c10::IValue& iv, const F& f) {
-  if (iv.isTensor()) return f(iv.toTensor());
-  if (iv.isList()) {
-    const c10::List<c10::IValue> list = iv.toList();
-    c10::impl::GenericList out(list.elementType());
-    out.reserve(list.size());
-    for (size_t i = 0; i < list.size(); ++i) out.push_back(map_tensors(list.get(i), f));
-    return out;
-  }
-  if (iv.isTuple()) {
-    std::vector<c10::IValue> elements;
-    for (const auto& e : iv.toTupleRef().elements()) elements.push_back(map_tensors(e, f));
-    return c10::ivalue::Tuple::create(std::move(elements));
-  }
-  return iv;
-}
 
 // Tells the reducer that a parameter's gradient of this backward is final: a post hook on the parameter's
 // AccumulateGrad node (it runs once per backward, after the gradient was accumulated into .grad()).
@@ -313,7 +278,7 @@ struct Engine::Impl {
   std::vector<torch::Tensor> graph_outputs(const Executor::Environment& env) const {
     std::vector<torch::Tensor> outs;
     for (ValueId v : model.ir.outputs()) {
-      for (auto& t : flatten(env[v])) outs.push_back(t);
+      for (auto& t : detail::flatten_tensors(env[v])) outs.push_back(t);
     }
     return outs;
   }
@@ -347,7 +312,7 @@ struct Engine::Impl {
       for (size_t i = 0; i < values.size(); ++i) {
         // Tensors inside lists and tuples too (aten::split's list): one with upstream history would make this
         // stage's backward run (and free) the upstream stage's graph.
-        c10::IValue iv = map_tensors(msg.values[i], [&](const torch::Tensor& t) {
+        c10::IValue iv = detail::map_tensors(msg.values[i], [&](const torch::Tensor& t) {
           if (!t.defined()) return t;
           torch::Tensor leaf = t.to(w.binding.device).detach();
           if (training && leaf.is_floating_point()) leaf.requires_grad_();
@@ -413,8 +378,8 @@ struct Engine::Impl {
       for (int t = w.stage + 1; t < stages; ++t) {
         const Message& msg = from_downstream[t];
         for (size_t i = 0; i < msg.values.size(); ++i) {
-          const auto sent = flatten(state.sent[t][i]);
-          const auto got = flatten(msg.values[i]);
+          const auto sent = detail::flatten_tensors(state.sent[t][i]);
+          const auto got = detail::flatten_tensors(msg.values[i]);
           for (size_t k = 0; k < sent.size() && k < got.size(); ++k) {
             if (!got[k].defined() || !sent[k].defined() || !sent[k].requires_grad()) continue;
             tensors.push_back(sent[k]);
@@ -433,7 +398,8 @@ struct Engine::Impl {
       };
       for (const auto& value : state.leaves[p]) {
         if (value.isList() || value.isTuple()) {
-          msg.values.push_back(map_tensors(value, grad_of));  // same structure, undefined where no gradient
+          msg.values.push_back(
+              detail::map_tensors(value, grad_of));  // same structure, undefined where no gradient
         } else {
           const torch::Tensor grad = value.isTensor() ? grad_of(value.toTensor()) : torch::Tensor();
           msg.values.emplace_back(grad.defined() ? c10::IValue(grad) : c10::IValue());

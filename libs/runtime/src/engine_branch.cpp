@@ -8,55 +8,19 @@
 
 #include <torch/torch.h>
 
+#include "ivalue_tensors.h"
 #include "partita/core/error.h"
 
 namespace partita::detail {
 
 namespace {
 
-// Rebuilds `iv` with every tensor inside it (lists and tuples, recursively) replaced by f(tensor).
-template <typename F>
-c10::IValue map_tensors(const c10::IValue& iv, const F& f) {
-  if (iv.isTensor()) return f(iv.toTensor());
-  if (iv.isList()) {
-    const c10::List<c10::IValue> list = iv.toList();
-    c10::impl::GenericList out(list.elementType());
-    out.reserve(list.size());
-    for (size_t i = 0; i < list.size(); ++i) out.push_back(map_tensors(list.get(i), f));
-    return out;
-  }
-  if (iv.isTuple()) {
-    std::vector<c10::IValue> elements;
-    for (const auto& e : iv.toTupleRef().elements()) elements.push_back(map_tensors(e, f));
-    return c10::ivalue::Tuple::create(std::move(elements));
-  }
-  return iv;
-}
-
-// Every tensor inside `iv`, in map_tensors' order.
-void flatten_into(const c10::IValue& iv, std::vector<torch::Tensor>& out) {
-  if (iv.isTensor()) {
-    out.push_back(iv.toTensor());
-  } else if (iv.isList()) {
-    const c10::List<c10::IValue> list = iv.toList();
-    for (size_t i = 0; i < list.size(); ++i) flatten_into(list.get(i), out);
-  } else if (iv.isTuple()) {
-    for (const auto& e : iv.toTupleRef().elements()) flatten_into(e, out);
-  }
-}
-
-std::vector<torch::Tensor> flatten(const c10::IValue& iv) {
-  std::vector<torch::Tensor> out;
-  flatten_into(iv, out);
-  return out;
-}
-
 bool needs_grad(const torch::Tensor& t) { return t.defined() && t.requires_grad(); }
 
 // The tensors of `iv` that carry autograd history (the roots a segment's backward starts from).
 std::vector<torch::Tensor> grad_tensors(const c10::IValue& iv) {
   std::vector<torch::Tensor> out;
-  for (auto& t : flatten(iv)) {
+  for (auto& t : flatten_tensors(iv)) {
     if (needs_grad(t)) out.push_back(t);
   }
   return out;
@@ -411,7 +375,7 @@ void BranchRunner::forward(int stage, int worker, const Executor& executor, int 
       }
       if (static_cast<int>(k) == sp.loss_position) {
         try {
-          const auto outs0 = flatten(env[static_cast<size_t>(g.outputs()[0])]);
+          const auto outs0 = flatten_tensors(env[static_cast<size_t>(g.outputs()[0])]);
           PARTITA_CHECK(!outs0.empty() && outs0[0].is_floating_point(),
                         "training needs a floating-point model output");
           ss.loss =
@@ -427,7 +391,7 @@ void BranchRunner::forward(int stage, int worker, const Executor& executor, int 
   if (!training_) {
     for (int o : sp.outputs) {
       outputs_[static_cast<size_t>(microbatch)][static_cast<size_t>(o)] =
-          flatten(env[static_cast<size_t>(g.outputs()[static_cast<size_t>(o)])]);
+          flatten_tensors(env[static_cast<size_t>(g.outputs()[static_cast<size_t>(o)])]);
     }
   }
 }
