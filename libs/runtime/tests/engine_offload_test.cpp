@@ -12,18 +12,13 @@
 #include "partita/graph/analysis.h"
 #include "partita/runtime/engine.h"
 #include "partita/search/graph_identity.h"
+#include "reference_training.h"
 
 namespace partita {
 
 namespace {
 
-std::string zoo(const std::string& name) { return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt"; }
-
-LoadedModel load(const std::string& name, const std::string& input) {
-  LoadedModel m = load_model(zoo(name));
-  annotate_shapes(m, {parse_input_spec(input)});
-  return m;
-}
+using namespace partita::testing;
 
 // Two stages on `first` and `second`, 4 microbatches, 1F1B, SGD with momentum (as the reference).
 Plan pipeline_plan(const Graph& g, Mode mode, int batch, const std::string& first = "cpu:0",
@@ -42,41 +37,12 @@ Plan pipeline_plan(const Graph& g, Mode mode, int batch, const std::string& firs
   return p;
 }
 
-struct Training {
-  std::vector<double> losses;
-  std::vector<torch::Tensor> parameters;                     // after the last step
+// An engine run: losses and parameters as the reference has them, plus what each step offloaded.
+struct Training : ReferenceTraining {
   std::vector<std::vector<OffloadedActivations>> offloaded;  // [step][stage]
 };
 
 int batch_of(const std::string& input) { return static_cast<int>(parse_input_spec(input).shape[0]); }
-
-// Plain single-device training with the TorchScript module itself, the same batch every step.
-Training reference_run(const std::string& name, const std::string& input, int steps) {
-  LoadedModel m = load(name, input);
-  Plan one = pipeline_plan(m.ir, Mode::kTraining, batch_of(input));
-  one.microbatches = 1;
-  one.groups = {DeviceGroup{{"cpu:0"}, {one.global_batch}}};
-  one.stages = {Stage{0, m.ir.num_nodes() - 1, 0}};
-  const Engine helper(m, one);  // only to resolve the loss and targets the same way
-  std::vector<torch::Tensor> params;
-  for (const auto& p : m.parameters) {
-    if (p.requires_grad()) params.push_back(p);
-  }
-  torch::optim::SGD opt(params, torch::optim::SGDOptions(0.01).momentum(0.9));
-  Training run;
-  const auto inputs = make_inputs({parse_input_spec(input)}, 100);
-  const auto targets = helper.make_targets(inputs, 7);
-  for (int s = 0; s < steps; ++s) {
-    opt.zero_grad();
-    const auto out = m.module.forward({inputs[0]}).toTensor();
-    auto loss = slice_loss(helper.loss_kind(), out, targets, one.global_batch);
-    loss.backward();
-    opt.step();
-    run.losses.push_back(loss.item<double>());
-  }
-  for (const auto& p : params) run.parameters.push_back(p.detach().clone());
-  return run;
-}
 
 Training engine_run(const std::string& name, const std::string& input, int steps, const Plan& plan) {
   LoadedModel m = load(name, input);
@@ -94,7 +60,7 @@ Training engine_run(const std::string& name, const std::string& input, int steps
   return run;
 }
 
-void expect_same(const Training& a, const Training& reference, const std::string& what,
+void expect_same(const Training& a, const ReferenceTraining& reference, const std::string& what,
                  double tolerance = 1e-4) {
   ASSERT_EQ(a.losses.size(), reference.losses.size()) << what;
   for (size_t i = 0; i < a.losses.size(); ++i) {
@@ -130,8 +96,6 @@ void expect_counts(const Training& run, const Plan& plan, const std::string& wha
   }
 }
 
-bool two_cores() { return std::thread::hardware_concurrency() >= 2; }
-
 struct Case {
   const char* model;
   const char* input;
@@ -144,7 +108,7 @@ class EngineOffload : public ::testing::TestWithParam<Case> {};
 TEST_P(EngineOffload, OffloadedStagesMatchSingleDeviceTrainingFor20Steps) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   const Case c = GetParam();
-  const Training reference = reference_run(c.model, c.input, 20);
+  const ReferenceTraining reference = reference_training(c.model, c.input, 20);
   struct Variant {
     const char* name;
     int stage;  // the stage that offloads
@@ -250,8 +214,8 @@ TEST(EngineOffload, CudaStageOffloadsToPinnedHostMemoryWithTheSameMath) {
     const Training gpu_offload = engine_run(model, input, 20, offload);
     expect_same(gpu_offload, gpu_plain, std::string(model) + " cuda offload vs cuda plain");
     expect_counts(gpu_offload, offload, std::string(model) + " cuda offload");
-    expect_same(gpu_offload, reference_run(model, input, 20), std::string(model) + " cuda offload vs cpu",
-                1e-3);
+    expect_same(gpu_offload, reference_training(model, input, 20),
+                std::string(model) + " cuda offload vs cpu", 1e-3);
     const auto& o = gpu_offload.offloaded.back()[0];
     std::cout << model << " cuda:0 stage: " << o.tensors << " tensors, " << o.bytes
               << " bytes offloaded per step\n";

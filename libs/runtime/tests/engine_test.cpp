@@ -14,18 +14,13 @@
 #include "partita/graph/analysis.h"
 #include "partita/search/graph_identity.h"
 #include "partita/torch_bridge/memory_meter.h"
+#include "reference_training.h"
 
 namespace partita {
 
 namespace {
 
-std::string zoo(const std::string& name) { return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt"; }
-
-LoadedModel load(const std::string& name, const std::string& input) {
-  LoadedModel m = load_model(zoo(name));
-  annotate_shapes(m, {parse_input_spec(input)});
-  return m;
-}
+using namespace partita::testing;
 
 Plan base_plan(const Graph& g, Mode mode, int batch, int microbatches) {
   Plan p;
@@ -55,31 +50,8 @@ Plan data_plan(const Graph& g, Mode mode, int batch, std::vector<int> shares) {
   return p;
 }
 
-// Plain single-device training with the TorchScript module itself: the reference the engine must reproduce.
-// The same batch every step, so a working optimizer must lower the loss.
 std::vector<double> reference_losses(const std::string& name, const std::string& input, int steps) {
-  LoadedModel m = load(name, input);
-  Plan one = base_plan(m.ir, Mode::kTraining, parse_input_spec(input).shape[0], 1);
-  one.groups = {DeviceGroup{{"cpu:0"}, {one.global_batch}}};
-  one.stages = {Stage{0, m.ir.num_nodes() - 1, 0}};
-  const Engine helper(m, one);  // only to resolve the loss and targets the same way
-  std::vector<torch::Tensor> params;
-  for (const auto& p : m.parameters) {
-    if (p.requires_grad()) params.push_back(p);
-  }
-  torch::optim::SGD opt(params, torch::optim::SGDOptions(0.01).momentum(0.9));
-  std::vector<double> losses;
-  for (int s = 0; s < steps; ++s) {
-    const auto inputs = make_inputs({parse_input_spec(input)}, 100);
-    const auto targets = helper.make_targets(inputs, 7);
-    opt.zero_grad();
-    const auto out = m.module.forward({inputs[0]}).toTensor();
-    auto loss = slice_loss(helper.loss_kind(), out, targets, one.global_batch);
-    loss.backward();
-    opt.step();
-    losses.push_back(loss.item<double>());
-  }
-  return losses;
+  return reference_training(name, input, steps).losses;
 }
 
 std::vector<double> engine_losses(const std::string& name, const std::string& input, int steps,
@@ -104,8 +76,6 @@ void expect_same(const std::vector<double>& a, const std::vector<double>& b, con
   }
   EXPECT_LT(b.back(), b.front()) << what << ": training should reduce the loss";
 }
-
-bool two_cores() { return std::thread::hardware_concurrency() >= 2; }
 
 struct Case {
   const char* model;

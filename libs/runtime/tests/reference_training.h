@@ -1,0 +1,66 @@
+#pragma once
+// Shared by the engine tests: zoo models, and the plain single-device training that every parallel layout
+// must reproduce (same losses, same parameters, up to floating-point reassociation).
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <torch/optim.h>
+
+#include "partita/runtime/engine.h"
+#include "partita/search/graph_identity.h"
+
+namespace partita::testing {
+
+inline std::string zoo(const std::string& name) {
+  return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt";
+}
+
+inline LoadedModel load(const std::string& name, const std::string& input) {
+  LoadedModel m = load_model(zoo(name));
+  annotate_shapes(m, {parse_input_spec(input)});
+  return m;
+}
+
+inline bool two_cores() { return std::thread::hardware_concurrency() >= 2; }
+
+struct ReferenceTraining {
+  std::vector<double> losses;             // one per step
+  std::vector<torch::Tensor> parameters;  // trainable ones, after the last step
+};
+
+// Plain single-device training with the TorchScript module itself: SGD (lr 0.01, momentum 0.9), the same
+// batch every step (inputs from seed 100, targets from seed 7, as the engine tests make them), so a working
+// optimizer must lower the loss.
+inline ReferenceTraining reference_training(const std::string& name, const std::string& input, int steps) {
+  LoadedModel m = load(name, input);
+  Plan one;
+  one.graph = graph_identity(m.ir);
+  one.mode = Mode::kTraining;
+  one.optimizer = Optimizer::kSgdMomentum;
+  one.global_batch = static_cast<int>(parse_input_spec(input).shape[0]);
+  one.microbatches = 1;
+  one.groups = {DeviceGroup{{"cpu:0"}, {one.global_batch}}};
+  one.stages = {Stage{0, m.ir.num_nodes() - 1, 0}};
+  const Engine helper(m, one);  // only to resolve the loss and targets the same way
+  std::vector<torch::Tensor> params;
+  for (const auto& p : m.parameters) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  torch::optim::SGD opt(params, torch::optim::SGDOptions(0.01).momentum(0.9));
+  const auto inputs = make_inputs({parse_input_spec(input)}, 100);
+  const auto targets = helper.make_targets(inputs, 7);
+  ReferenceTraining run;
+  for (int s = 0; s < steps; ++s) {
+    opt.zero_grad();
+    const auto out = m.module.forward({inputs[0]}).toTensor();
+    auto loss = slice_loss(helper.loss_kind(), out, targets, one.global_batch);
+    loss.backward();
+    opt.step();
+    run.losses.push_back(loss.item<double>());
+  }
+  for (const auto& p : params) run.parameters.push_back(p.detach().clone());
+  return run;
+}
+
+}  // namespace partita::testing
