@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "commands.h"
 #include "partita/core/error.h"
@@ -193,6 +194,13 @@ void run_run(const RunArgs& args) {
     if (o.tensors > 0)
       fmt::print(out, "  stage {} offloaded {} saved tensors, {} per step, to host memory\n", k, o.tensors,
                  format_bytes(Bytes(o.bytes)));
+  }
+  if (report.parameter_homes.size() > 1 ||
+      (report.parameter_homes.size() == 1 && report.parameter_homes.begin()->first != "host")) {
+    std::vector<std::string> parts;
+    for (const auto& [home, count] : report.parameter_homes)
+      parts.push_back(fmt::format("{} on {}", count, home == "host" ? "the host" : home));
+    fmt::print(out, "  parameter tensors kept and updated: {}\n", fmt::join(parts, ", "));
   }
   for (const auto& e : report.rebalances) {
     fmt::print(out, "  after step {}: {}; {} {} (predicted {:.2f} -> {:.2f} ms)\n", e.step, e.drift,

@@ -206,6 +206,9 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
       }
     }
   }
+  if (training) {
+    for (const auto& home : engine->parameter_homes()) ++report.parameter_homes[home];
+  }
   if (rebalancer) report.rebalances = rebalancer->events();
   report.final_plan = current;
   report.median_ms = median_of(report.step_ms);
@@ -266,6 +269,7 @@ Json run_report_to_json(const RunReport& r) {
     for (const auto& o : r.offloaded) offloaded.push_back({{"bytes", o.bytes}, {"tensors", o.tensors}});
     j["offloaded_activations"] = offloaded;  // [stage], per step
   }
+  if (!r.parameter_homes.empty()) j["parameter_homes"] = r.parameter_homes;
   return j;
 }
 

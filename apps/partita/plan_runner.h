@@ -1,6 +1,7 @@
 #pragma once
 // Runs a plan with the engine for a number of steps and reports what happened: the shared core of
 // `partita run` and `partita optimize`.
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,9 @@ struct RunReport {
   // [stage] bytes and tensors that activation offload copied to host memory in the last counted step (all 0
   // without activation offload).
   std::vector<OffloadedActivations> offloaded;
+  // Training: how many trainable parameter tensors the engine running at the end kept and updated where: a
+  // device id (a GPU stage's own parameters) or "host".
+  std::map<std::string, int> parameter_homes;
   Json trace;                              // when record_trace
   std::vector<RebalanceEvent> rebalances;  // with RunOptions::rebalance: every drift reported
   Plan final_plan;                         // the plan running at the end (the given one unless rebalanced)

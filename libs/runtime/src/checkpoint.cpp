@@ -205,7 +205,7 @@ std::vector<torch::Tensor> read_state(const fs::path& where, const Json& m,
   std::vector<torch::Tensor> saved(tensors.size());
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(state.string());
+    archive.load_from(state.string(), torch::Device(torch::kCPU));  // a GPU run saved device state
     torch::serialize::InputArchive tensor_archive;
     archive.read("tensors", tensor_archive);
     const auto keys = tensor_archive.keys();

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <functional>
 #include <mutex>
 #include <numeric>
@@ -124,6 +125,18 @@ struct Engine::Impl {
       backward_channels;  // [p][t] grads from t back to p
   std::vector<torch::Tensor> master_params;
   std::vector<torch::Tensor> shared_params;  // local_stage: trainable parameters that several stages use
+  // Where the model's parameter tensors live while the engine runs (place_parameters). keeper[i]: the worker
+  // whose device holds model parameter i itself (training; its only user, on memory of its own; the optimizer
+  // updates it there), -1: the host. copies: host-kept trainable parameters copied to a worker's device
+  // (gradients gathered into the host tensor, refreshed after each update).
+  struct ParameterCopy {
+    int worker = 0;
+    size_t parameter = 0;  // index in model.parameters
+    torch::Tensor tensor;
+  };
+  std::vector<int> keeper;
+  std::vector<torch::Device> home;  // [model parameter] its device before the engine moved it
+  std::vector<ParameterCopy> copies;
   std::shared_ptr<torch::optim::Optimizer> optimizer;
   std::vector<RuntimeObserver*> observers;
   LossKind loss_kind = LossKind::kAuto;
@@ -160,6 +173,14 @@ struct Engine::Impl {
   int optimizer_worker = -1;
 
   Impl(LoadedModel& m, Plan p, EngineOptions o) : model(m), plan(std::move(p)), options(o) {}
+  // After the workers stopped (Engine::~Engine), or when the constructor threw: kept parameters go home.
+  ~Impl() {
+    try {
+      bring_parameters_home();
+    } catch (const std::exception& e) {  // a destructor must not throw; the parameters stay where they are
+      std::fprintf(stderr, "partita: could not move the model's parameters back: %s\n", e.what());
+    }
+  }
 
   void emit_begin(TaskEvent& e) {
     e.begin = Clock::now();
@@ -245,6 +266,133 @@ struct Engine::Impl {
       env[value] = iv.isTensor() && routing.mutated[w.stage][value] ? c10::IValue(iv.toTensor().clone()) : iv;
     }
     return env;
+  }
+
+  // A worker with memory of its own (a GPU; a CPU worker with EngineOptions::cpu_parameter_copies) reads
+  // parameters from its own memory; the others read the host's.
+  bool own_memory(const Worker& w) const {
+    return !w.binding.device.is_cpu() || options.cpu_parameter_copies;
+  }
+
+  // [model parameter] the stages whose nodes read it.
+  std::vector<std::set<int>> parameter_stages() const {
+    const Graph& g = model.ir;
+    std::vector<int> parameter_of(g.num_values(), -1);
+    for (size_t i = 0; i < g.parameters().size(); ++i)
+      parameter_of[g.parameters()[i].value] = static_cast<int>(i);
+    std::vector<std::set<int>> stages(g.parameters().size());
+    const auto visit = [&](int st, NodeId n) {
+      for (ValueId v : g.node(n).inputs) {
+        if (parameter_of[v] >= 0) stages[parameter_of[v]].insert(st);
+      }
+    };
+    for (int st = 0; st < static_cast<int>(plan.stages.size()); ++st) {
+      const Stage& stage = plan.stages[st];
+      if (stage.explicit_nodes()) {
+        for (NodeId n : stage.nodes) visit(st, n);
+      } else {
+        for (NodeId n = stage.first; n <= stage.last; ++n) visit(st, n);
+      }
+    }
+    return stages;
+  }
+
+  // Decides where each model parameter lives (keeper, copies), moves the kept ones to their worker's device
+  // (with their optimizer state: a handed-over optimizer may have some) and builds every worker's executor.
+  // A parameter stays on the host when several workers read it (replicas, stages sharing it), when the
+  // reducer combines it with other processes, when its stage offloads optimizer state, or in inference
+  // (the model's tensors are left alone; own-memory workers get copies of what their stage reads).
+  void place_parameters() {
+    const size_t count = model.parameters.size();
+    const std::vector<std::set<int>> stages_of = parameter_stages();
+    keeper.assign(count, -1);
+    home.clear();
+    for (const auto& p : model.parameters) home.push_back(p.device());
+    std::vector<std::vector<bool>> reads(workers.size(), std::vector<bool>(count, false));
+    for (size_t i = 0; i < count; ++i) {
+      std::vector<int> users;
+      for (const auto& w : workers) {
+        if (stages_of[i].count(w.stage) == 0) continue;
+        reads[static_cast<size_t>(w.index)][i] = true;
+        users.push_back(w.index);
+      }
+      const torch::Tensor& p = model.parameters[i];
+      const bool shared = std::any_of(shared_params.begin(), shared_params.end(),
+                                      [&](const torch::Tensor& t) { return t.is_same(p); });
+      const bool reduced =
+          p.requires_grad() && options.reducer != nullptr && (options.local_stage < 0 || shared);
+      if (!training || reduced || users.size() != 1) continue;
+      const Worker& w = workers[static_cast<size_t>(users[0])];
+      if (!own_memory(w)) continue;
+      if (p.requires_grad() && offloads_optimizer_state(plan.stages[w.stage].offload)) continue;
+      keeper[i] = w.index;
+    }
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < count; ++i) {
+      if (keeper[i] < 0) continue;
+      move_home_of(i, workers[static_cast<size_t>(keeper[i])].binding.device);
+    }
+    for (auto& w : workers) {
+      std::vector<torch::Tensor> params;
+      for (size_t i = 0; i < count; ++i) {
+        const torch::Tensor& p = model.parameters[i];
+        if (!own_memory(w) || keeper[i] == w.index || !reads[static_cast<size_t>(w.index)][i]) {
+          params.push_back(p);  // a stage never touches the parameters it does not read
+          continue;
+        }
+        torch::Tensor copy = device_copy(p, w.binding.device);
+        if (training && p.requires_grad()) {
+          copy.requires_grad_();
+          copies.push_back(ParameterCopy{w.index, i, copy});
+        }
+        params.push_back(std::move(copy));
+      }
+      w.executor = std::make_unique<Executor>(model, ExecutorOptions{w.binding.device, std::move(params)});
+    }
+  }
+
+  static torch::Tensor device_copy(const torch::Tensor& t, torch::Device device) {
+    return t.detach().to(t.options().device(device), /*non_blocking=*/false, /*copy=*/true);
+  }
+
+  // Puts model parameter i's data (and its optimizer state) on `device`, keeping the tensor itself: the
+  // optimizer, the TorchScript module and the caller's handles stay valid.
+  void move_home_of(size_t i, torch::Device device) {
+    torch::Tensor& p = model.parameters[i];
+    p.set_data(device_copy(p, device));
+    if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
+    if (optimizer && p.requires_grad()) move_parameter_state(*optimizer, p, device);
+  }
+
+  // The engine's end: kept parameters go back to where they were.
+  void bring_parameters_home() {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < keeper.size(); ++i) {
+      if (keeper[i] >= 0) move_home_of(i, home[i]);
+    }
+    keeper.assign(keeper.size(), -1);
+  }
+
+  // Training, after every worker's backward: gradients of the device copies go into the host tensors.
+  void gather_copied_gradients() {
+    torch::NoGradGuard no_grad;
+    for (auto& c : copies) {
+      torch::Tensor& grad = c.tensor.mutable_grad();
+      if (!grad.defined()) continue;
+      torch::Tensor& master = model.parameters[c.parameter];
+      if (master.grad().defined()) {
+        master.mutable_grad().add_(grad.to(master.device()));
+      } else {
+        master.mutable_grad() = grad.to(master.device(), /*non_blocking=*/false, /*copy=*/true);
+      }
+      grad = torch::Tensor();
+    }
+  }
+
+  // Training, after the optimizer step: device copies take the updated host values.
+  void refresh_copies() {
+    torch::NoGradGuard no_grad;
+    for (auto& c : copies) c.tensor.copy_(model.parameters[c.parameter]);
   }
 
   // Activation offload for this worker's stage (training only: inference saves nothing for backward).
@@ -613,8 +761,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
       w.share_offset = offset;
       w.share = g.batch_shares[d];
       offset += w.share;
-      w.binding = bind_device(g.devices[d]);
-      w.executor = std::make_unique<Executor>(model, ExecutorOptions{w.binding.device});
+      w.binding = bind_device(g.devices[d]);  // the executor: place_parameters()
       s.bindings.push_back(w.binding);
       s.workers.push_back(std::move(w));
     }
@@ -658,6 +805,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   } else if (s.training) {
     s.optimizer = make_optimizer(s.plan.optimizer, s.master_params, s.options.learning_rate);
   }
+  s.place_parameters();
   if (s.plan.branch_layout()) {
     s.branch = std::make_unique<detail::BranchRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
                                                       s.observers);
@@ -773,30 +921,13 @@ StepResult Engine::step(const StepInputs& batch) {
 
   StepResult result;
   if (s.training) {
-    // The optimizer owns the host (master) parameters, so its state lives in host memory and its update runs
-    // on the host for every stage: that is optimizer-state offload (Offload::kOptimizerState), and a GPU
-    // stage without it runs the same way (keeping a GPU stage's optimizer state on the device is not done
-    // yet). A GPU worker's gradients are added into the host copies here; its weights are refreshed from
-    // them after the update.
+    // One optimizer steps every trainable parameter where it lives (place_parameters): a GPU stage's own
+    // parameters and their optimizer state on the GPU, the rest on the host (optimizer-state offload,
+    // Offload::kOptimizerState, keeps a GPU stage's parameters there too). Device copies of host parameters
+    // hand their gradients to the host here and are refreshed after the update.
     TaskEvent reduce{EngineTaskKind::kGradientReduce, -1, -1, "host", -1, index, {}, {}};
     s.emit_begin(reduce);
-    {
-      torch::NoGradGuard no_grad;
-      for (auto& w : s.workers) {
-        if (w.binding.device.is_cpu()) continue;
-        size_t k = 0;
-        for (const auto& p : w.executor->parameters()) {
-          if (!p.requires_grad()) continue;
-          if (p.grad().defined()) {
-            auto& master = s.master_params[k];
-            if (!master.grad().defined()) master.mutable_grad() = torch::zeros_like(master);
-            master.mutable_grad().add_(p.grad().to(master.device()));
-            p.mutable_grad().zero_();
-          }
-          ++k;
-        }
-      }
-    }
+    s.gather_copied_gradients();
     for (const auto& w : s.workers) result.loss += w.loss;
     result.offloaded.assign(s.plan.stages.size(), {});
     for (const auto& w : s.workers) result.offloaded[static_cast<size_t>(w.stage)] += w.offloaded;
@@ -814,14 +945,7 @@ StepResult Engine::step(const StepInputs& batch) {
     // make a whole-CPU plan's Adam step single-threaded), then GPU copies are refreshed.
     auto update = [&s] {
       s.optimizer->step();
-      torch::NoGradGuard no_grad;
-      for (auto& w : s.workers) {
-        if (w.binding.device.is_cpu()) continue;
-        size_t k = 0;
-        for (const auto& p : w.executor->parameters()) {
-          if (p.requires_grad()) p.copy_(s.master_params[k++]);
-        }
-      }
+      s.refresh_copies();
     };
     const std::string where =
         s.optimizer_worker >= 0 ? s.workers[static_cast<size_t>(s.optimizer_worker)].binding.id : "host";
@@ -867,6 +991,17 @@ const Plan& Engine::plan() const { return impl_->plan; }
 const std::vector<DeviceBinding>& Engine::bindings() const { return impl_->bindings; }
 LossKind Engine::loss_kind() const { return impl_->loss_kind; }
 std::vector<torch::Tensor> Engine::parameters() const { return impl_->master_params; }
+std::vector<std::string> Engine::parameter_homes() const {
+  const Impl& s = *impl_;
+  std::vector<std::string> homes;
+  for (size_t i = 0; i < s.model.parameters.size(); ++i) {
+    if (!s.model.parameters[i].requires_grad()) continue;
+    homes.push_back(s.keeper.empty() || s.keeper[i] < 0
+                        ? "host"
+                        : s.workers[static_cast<size_t>(s.keeper[i])].binding.id);
+  }
+  return homes;
+}
 std::shared_ptr<torch::optim::Optimizer> Engine::optimizer() const { return impl_->optimizer; }
 
 }  // namespace partita

@@ -1,5 +1,9 @@
 #include "partita/runtime/optimizer.h"
 
+#include <sstream>
+#include <string>
+#include <type_traits>
+
 #include "partita/core/error.h"
 
 namespace partita {
@@ -17,6 +21,49 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vec
       return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(lr));
   }
   PARTITA_FAIL("unknown optimizer");
+}
+
+namespace {
+
+// torch::optim keys a parameter's state by its TensorImpl: the address printed as a string up to LibTorch
+// 1.13 (what c10::guts::to_string writes), the address itself in later versions.
+template <typename Key>
+Key state_key(const torch::Tensor& param) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream out;
+    out << static_cast<const void*>(param.unsafeGetTensorImpl());
+    return out.str();
+  } else {
+    return static_cast<Key>(param.unsafeGetTensorImpl());
+  }
+}
+
+torch::Tensor moved(const torch::Tensor& t, torch::Device device) { return t.defined() ? t.to(device) : t; }
+
+}  // namespace
+
+bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                          torch::Device device) {
+  auto& states = optimizer.state();
+  using Key = typename std::decay_t<decltype(states)>::key_type;
+  const auto it = states.find(state_key<Key>(param));
+  if (it == states.end()) return false;
+  torch::optim::OptimizerParamState* state = it->second.get();
+  if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state)) {
+    sgd->momentum_buffer(moved(sgd->momentum_buffer(), device));
+  } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(state)) {
+    adam->exp_avg(moved(adam->exp_avg(), device));
+    adam->exp_avg_sq(moved(adam->exp_avg_sq(), device));
+    adam->max_exp_avg_sq(moved(adam->max_exp_avg_sq(), device));
+  } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(state)) {
+    adamw->exp_avg(moved(adamw->exp_avg(), device));
+    adamw->exp_avg_sq(moved(adamw->exp_avg_sq(), device));
+    adamw->max_exp_avg_sq(moved(adamw->max_exp_avg_sq(), device));
+  } else {
+    PARTITA_FAIL("cannot move the state of this optimizer to ", device.str(),
+                 "; use SGD, SGD with momentum, Adam or AdamW (make_optimizer)");
+  }
+  return true;
 }
 
 }  // namespace partita

@@ -61,7 +61,8 @@ torch::jit::Operation make_operation(const torch::jit::Node* n) {
 
 }  // namespace
 
-Executor::Executor(const LoadedModel& model, ExecutorOptions options) : model_(model), options_(options) {
+Executor::Executor(const LoadedModel& model, ExecutorOptions options)
+    : model_(model), options_(std::move(options)) {
   const Graph& g = model.ir;
   // Last use of each value, so intermediate tensors are released as soon as possible.
   std::vector<NodeId> last_use(g.num_values(), kNoNode);
@@ -92,7 +93,17 @@ Executor::Executor(const LoadedModel& model, ExecutorOptions options) : model_(m
     steps_.push_back(std::move(step));
   }
   const bool on_cpu = options_.device.is_cpu();
-  for (const auto& p : model.parameters) parameters_.push_back(on_cpu ? p : p.to(options_.device));
+  if (!options_.parameters.empty()) {
+    PARTITA_CHECK(options_.parameters.size() == model.parameters.size(), "the executor was given ",
+                  options_.parameters.size(), " parameter tensors for a model with ",
+                  model.parameters.size());
+    parameters_ = std::move(options_.parameters);
+    options_.parameters.clear();
+  } else {
+    for (const auto& p : model.parameters) {
+      parameters_.push_back(on_cpu ? p : p.detach().to(options_.device).requires_grad_(p.requires_grad()));
+    }
+  }
   for (const auto& c : model.constants) {
     constants_.push_back(c.ivalue.isTensor() && !on_cpu ? c10::IValue(c.ivalue.toTensor().to(options_.device))
                                                         : c.ivalue);

@@ -129,6 +129,10 @@ struct EngineOptions {
   // (partita run), not for a thread that runs other work between steps. Errors, observers and traces are
   // the same as with a worker thread. Ignored with several workers.
   bool inline_lone_worker = false;
+  // Test seam: CPU workers treat their memory as their own, like a GPU worker's (a stage's parameters moved
+  // into fresh tensors, copies of the ones it shares, gradients gathered, copies refreshed), so those paths
+  // run on machines without a GPU. Slower; never needed for real runs.
+  bool cpu_parameter_copies = false;
   void validate() const;
 };
 
@@ -170,8 +174,13 @@ class Engine {
   LossKind loss_kind() const;  // resolved from the model's input and output metadata
   // Deterministic targets for a training step on `inputs` (the global batch).
   torch::Tensor make_targets(const std::vector<torch::Tensor>& inputs, uint64_t seed = 42) const;
-  // The optimizer's parameters (the model's trainable tensors), for tests comparing runs.
+  // The optimizer's parameters (the model's trainable tensors), for tests comparing runs. While the engine
+  // lives, a training stage's own parameters are on its device (parameter_homes); the destructor moves them
+  // back, keeping the tensors (and any optimizer state handed on) valid.
   std::vector<torch::Tensor> parameters() const;
+  // Training: per trainable parameter (the order of parameters()), where it is kept and updated: the device
+  // id of the one stage worker that reads it on memory of its own (a GPU), or "host".
+  std::vector<std::string> parameter_homes() const;
   // Training: the optimizer this engine steps (shareable with a later engine); null for inference.
   std::shared_ptr<torch::optim::Optimizer> optimizer() const;
 

@@ -14,4 +14,11 @@ namespace partita {
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vector<torch::Tensor> params,
                                                         double lr);
 
+// Moves what `optimizer` keeps for `param` (SGD's momentum buffer, Adam's and AdamW's moments) to `device`,
+// where the parameter now lives: the engine keeps a GPU stage's parameters and their optimizer state on the
+// GPU and brings them home when it ends. Returns false when the optimizer holds nothing for `param` yet (it
+// has not stepped it). Throws partita::Error for an optimizer type other than those make_optimizer makes.
+bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                          torch::Device device);
+
 }  // namespace partita

@@ -24,11 +24,15 @@ class ExecutionObserver {
 
 struct ExecutorOptions {
   torch::Device device = torch::kCPU;  // where parameters, constants and inputs live
+  // One tensor per model parameter, used as given (the runtime's engine places them: the model's own, a copy
+  // on the device, or the model's tensor moved there). Empty: the model's parameters, copied to `device`
+  // when it is not the CPU as leaves that keep requires_grad (their gradients stay on the device).
+  std::vector<torch::Tensor> parameters{};
 };
 
 class Executor {
  public:
-  // `model` must outlive the executor. On a non-CPU device the parameters are copied there.
+  // `model` must outlive the executor.
   explicit Executor(const LoadedModel& model, ExecutorOptions options = {});
 
   // One value slot per IR value; graph inputs, parameters and constants filled in.
