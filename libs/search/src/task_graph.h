@@ -33,6 +33,7 @@ class TaskGraph {
     work_.push_back(std::move(w));
     return static_cast<int>(work_.size()) - 1;
   }
+  int size() const { return static_cast<int>(work_.size()); }
   void depend(int task, int on) {
     work_[static_cast<size_t>(on)].dependents.push_back(task);
     ++work_[static_cast<size_t>(task)].waiting;

@@ -1,41 +1,92 @@
 #include "update_task.h"
 
+#include <map>
+#include <set>
+
 #include "partita/cost/update.h"
 
 namespace partita::detail {
 
+namespace {
+
+// Where the engine keeps a trainable parameter: the device of the one stage that reads it when that stage has
+// one device, of a kind other than the CPU, and does not offload optimizer state; otherwise the host.
+std::vector<int> parameter_places(const Plan& plan, const Graph& graph, const Cluster& cluster, int host) {
+  std::vector<int> stage_of(static_cast<size_t>(graph.num_nodes()), -1);
+  for (int st = 0; st < static_cast<int>(plan.stages.size()); ++st) {
+    const Stage& stage = plan.stages[static_cast<size_t>(st)];
+    if (stage.explicit_nodes()) {
+      for (NodeId n : stage.nodes) stage_of[static_cast<size_t>(n)] = st;
+    } else {
+      for (NodeId n = stage.first; n <= stage.last; ++n) stage_of[static_cast<size_t>(n)] = st;
+    }
+  }
+  std::vector<int> places;
+  for (const auto& p : graph.parameters()) {
+    if (!p.requires_grad) continue;
+    std::set<int> stages;
+    for (NodeId u : graph.value(p.value).users) stages.insert(stage_of[static_cast<size_t>(u)]);
+    int place = host;
+    if (stages.size() == 1 && *stages.begin() >= 0) {
+      const Stage& stage = plan.stages[static_cast<size_t>(*stages.begin())];
+      const DeviceGroup& group = plan.groups[static_cast<size_t>(stage.group)];
+      const int d = group.devices.size() == 1 ? cluster.index_of(group.devices[0]) : -1;
+      if (d >= 0 && cluster.devices[static_cast<size_t>(d)].spec.kind != DeviceKind::kCpu &&
+          !offloads_optimizer_state(stage.offload))
+        place = d;
+    }
+    places.push_back(place);
+  }
+  return places;
+}
+
+}  // namespace
+
 void add_update_task(TaskGraph& tg, const Plan& plan, const Graph& graph, const Cluster& cluster,
                      const SearchOptions& options) {
   if (plan.mode != Mode::kTraining) return;
-  const ClusterDevice* where = nullptr;
+  int host = -1;
   for (const std::string& id : plan.used_devices()) {
     const int index = cluster.index_of(id);
     if (index < 0) continue;
-    const ClusterDevice& d = cluster.devices[static_cast<size_t>(index)];
-    if (where == nullptr) where = &d;
-    const bool cpu = d.spec.kind == DeviceKind::kCpu;
-    const bool where_cpu = where->spec.kind == DeviceKind::kCpu;
-    if ((cpu && !where_cpu) || (cpu && where_cpu && d.spec.cores > where->spec.cores)) where = &d;
+    if (host < 0) host = index;
+    const DeviceSpec& d = cluster.devices[static_cast<size_t>(index)].spec;
+    const DeviceSpec& h = cluster.devices[static_cast<size_t>(host)].spec;
+    const bool cpu = d.kind == DeviceKind::kCpu, host_cpu = h.kind == DeviceKind::kCpu;
+    if ((cpu && !host_cpu) || (cpu && host_cpu && d.cores > h.cores)) host = index;
   }
-  if (where == nullptr) return;
-  Seconds t(0);
-  const auto measured = options.update_times.find(where->spec.name);
-  if (measured != options.update_times.end()) {
-    t = measured->second;
-  } else {
-    Bytes trainable(0);
+  if (host < 0) return;
+  struct Share {
+    Bytes bytes{0};
     int tensors = 0;
-    for (const auto& p : graph.parameters()) {
-      if (!p.requires_grad) continue;
-      trainable = trainable + graph.value(p.value).bytes();
-      ++tensors;
-    }
-    t = optimizer_step_time(trainable, tensors, plan.optimizer, where->spec);
+  };
+  std::map<int, Share> shares;  // [cluster device] the parameters updated there
+  Bytes trainable(0);
+  const std::vector<int> places = parameter_places(plan, graph, cluster, host);
+  size_t k = 0;
+  for (const auto& p : graph.parameters()) {
+    if (!p.requires_grad) continue;
+    Share& s = shares[places[k++]];
+    s.bytes = s.bytes + graph.value(p.value).bytes();
+    ++s.tensors;
+    trainable = trainable + graph.value(p.value).bytes();
   }
-  const int task =
-      tg.add("update", TaskKind::kUpdate, tg.add_resource("update on " + where->id, -1), -1, -1, t);
-  for (int x = 0; x < task; ++x) tg.depend(task, x);
-  tg.enqueue(task);
+  const int before = tg.size();
+  for (const auto& [device, share] : shares) {
+    const ClusterDevice& d = cluster.devices[static_cast<size_t>(device)];
+    Seconds t(0);
+    const auto measured = options.update_times.find(d.spec.name);
+    if (measured != options.update_times.end()) {  // measured over the whole model: its share
+      const double fraction =
+          trainable.value() > 0 ? static_cast<double>(share.bytes.value()) / trainable.value() : 1.0;
+      t = Seconds(measured->second.value() * fraction);
+    } else {
+      t = optimizer_step_time(share.bytes, share.tensors, plan.optimizer, d.spec);
+    }
+    const int task = tg.add("update", TaskKind::kUpdate, tg.add_resource("update on " + d.id, -1), -1, -1, t);
+    for (int x = 0; x < before; ++x) tg.depend(task, x);
+    tg.enqueue(task);
+  }
 }
 
 }  // namespace partita::detail

@@ -2,10 +2,12 @@
 // Internal to the search library: the optimizer step at the end of a simulated training step.
 //
 // Assumption (what partita's engine does): after the last backward and gradient all-reduce, one optimizer
-// step updates every trainable parameter on one device: the CPU device of the plan with the most cores (the
-// first of equals), else the plan's first device. Its time is the measured one in
-// SearchOptions::update_times for that device's spec, else optimizer_step_time over the graph's trainable
-// tensors. (Engines that update each stage where it lives would overlap these; partita's does not.)
+// steps every trainable parameter where the engine keeps it. A parameter that only one single-device stage
+// reads, on a device other than the CPU, whose stage does not offload optimizer state, is kept and updated on
+// that device; every other one on the host: the CPU device of the plan with the most cores (the first of
+// equals), else the plan's first device. One update task per place, running in parallel (the engine's host
+// loop only launches a GPU's updates). Each place's time is its byte share of the measured whole-model step
+// in SearchOptions::update_times for that device's spec, else optimizer_step_time over its tensors.
 #include "partita/graph/graph.h"
 #include "partita/hardware/device.h"
 #include "partita/search/plan.h"

@@ -224,23 +224,50 @@ TEST(Simulator, ChromeTraceHasCompleteEventsInMicroseconds) {
   EXPECT_NEAR(end, sim.step_time.value() * 1e6, 1e-3);
 }
 
-TEST(Simulator, TrainingEndsWithOneOptimizerStep) {
-  const Fixture s = identical(2);
-  const Plan plan = pipeline_plan(s, 2, 4, 64, Schedule::kOneFOneB);
+// Every trainable parameter is updated where the engine keeps it: a GPU stage's own on its GPU, an
+// optimizer-state-offloading stage's and the CPU stage's on the host (the CPU device). The places update in
+// parallel after the last backward, each taking its byte share of the measured whole-model step.
+TEST(Simulator, TrainingEndsWithAnOptimizerStepWhereEachParameterLives) {
+  DeviceSpec cpu = make_spec("cpu", 1);
+  cpu.kind = DeviceKind::kCpu;
+  Fixture s{chain_graph({1e10, 1e10, 1e10}, {256, 256, 256}, {1024, 1024, 1024}),
+            make_cluster({make_spec("gpu", 1), make_spec("gpu", 1), cpu}, make_link(1e21, 0)),
+            {}};
+  s.table = table_for(s.graph, s.cluster);
   SearchOptions measured;
-  measured.update_times["gpu"] = Seconds(0.5);
-  const Simulation with_measured = simulate(plan, s.graph, s.cluster, s.table, measured);
-  const Simulation with_formula = simulate(plan, s.graph, s.cluster, s.table);
-  int updates = 0;
-  Seconds last_backward_end(0);
-  for (const SimTask& t : with_measured.tasks) {
-    if (t.kind == TaskKind::kUpdate) ++updates;
-    if (t.kind == TaskKind::kBackward) last_backward_end = std::max(last_backward_end, t.end);
+  measured.update_times["gpu"] = Seconds(0.3);  // the whole model's step on one such device
+  measured.update_times["cpu"] = Seconds(0.9);
+  struct Case {
+    Offload stage0;
+    double expected_tail;                   // the longest update
+    std::map<std::string, double> updates;  // resource -> duration
+  };
+  const Case cases[] = {
+      {Offload::kNone, 0.3, {{"update on d0", 0.1}, {"update on d1", 0.1}, {"update on d2", 0.3}}},
+      {Offload::kOptimizerState, 0.6, {{"update on d1", 0.1}, {"update on d2", 0.6}}},
+  };
+  for (const Case& c : cases) {
+    Plan plan = pipeline_plan(s, 3, 4, 64, Schedule::kOneFOneB);
+    plan.stages[0].offload = c.stage0;
+    const Simulation sim = simulate(plan, s.graph, s.cluster, s.table, measured);
+    std::map<std::string, double> updates;
+    Seconds last_end(0);  // of the backwards and what follows them (stage 0's gradients to the host)
+    for (const SimTask& t : sim.tasks) {
+      if (t.kind != TaskKind::kUpdate) last_end = std::max(last_end, t.end);
+    }
+    for (const SimTask& t : sim.tasks) {
+      if (t.kind != TaskKind::kUpdate) continue;
+      updates[sim.resources[static_cast<size_t>(t.resource)].name] = (t.end - t.start).value();
+      EXPECT_NEAR(t.start.value(), last_end.value(), 1e-12) << t.name;
+    }
+    ASSERT_EQ(updates.size(), c.updates.size()) << offload_name(c.stage0);
+    for (const auto& [name, duration] : c.updates) EXPECT_NEAR(updates[name], duration, 1e-12) << name;
+    EXPECT_NEAR(sim.step_time.value(), last_end.value() + c.expected_tail, 1e-12);
   }
-  EXPECT_EQ(updates, 1);
-  // The measured step replaces the formula's, after the last backward.
-  EXPECT_NEAR(with_measured.step_time.value(), last_backward_end.value() + 0.5, 1e-12);
-  EXPECT_LT(with_formula.step_time.value(), with_measured.step_time.value());
+  // Without a measurement the formula's time is used; inference has no update.
+  const Plan plan = pipeline_plan(s, 3, 4, 64, Schedule::kOneFOneB);
+  EXPECT_LT(simulate(plan, s.graph, s.cluster, s.table).step_time.value(),
+            simulate(plan, s.graph, s.cluster, s.table, measured).step_time.value());
   Plan inference = plan;
   inference.mode = Mode::kInference;
   for (const SimTask& t : simulate(inference, s.graph, s.cluster, s.table, measured).tasks)
