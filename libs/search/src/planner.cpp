@@ -74,7 +74,17 @@ std::vector<Plan> generate_candidates(const Graph& graph, const Cluster& cluster
   if (s == StrategyKind::kAuto || s == StrategyKind::kPipeline)
     append(out, pipeline_candidates(model, blocks));
   if (s == StrategyKind::kAuto || s == StrategyKind::kHybrid) append(out, hybrid_candidates(model, blocks));
-  if (s == StrategyKind::kAuto || s == StrategyKind::kBranch) append(out, branch_candidates(model));
+  if (s == StrategyKind::kAuto || s == StrategyKind::kBranch) {
+    std::vector<Plan> branch = branch_candidates(model);
+    // Under auto, a branch plan on one device is the one-device plan the data-parallel strategy offers, run
+    // node by node: it could only win by noise (asked for by name, it is the branch strategy's answer).
+    if (s == StrategyKind::kAuto) {
+      branch.erase(
+          std::remove_if(branch.begin(), branch.end(), [](const Plan& p) { return p.stages.size() < 2; }),
+          branch.end());
+    }
+    append(out, branch);
+  }
   if (s == StrategyKind::kAuto || s == StrategyKind::kTensor) append(out, tensor_candidates(model));
   if (s == StrategyKind::kEven) append(out, even_candidates(model));
   return out;

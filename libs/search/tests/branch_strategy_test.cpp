@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "partita/core/error.h"
 #include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
@@ -93,6 +95,30 @@ TEST(BranchStrategy, SlowLinkKeepsEverythingOnOneDevice) {
   const PlanOutcome out = make_plan(g, c, t, o);
   ASSERT_TRUE(out.plan) << out.error;
   EXPECT_EQ(out.plan->stages.size(), 1u);
+  EXPECT_NEAR(out.plan->prediction.step_time.value(), 2.0, 1e-9);
+}
+
+// Under --strategy auto that one-device branch plan is not offered: the data-parallel strategy's one-device
+// plan is the same work.
+TEST(BranchStrategy, AutoOffersNoOneDeviceBranchPlan) {
+  const Graph g = two_branches(1'000'000'000);
+  const Cluster c = make_cluster({make_spec("gpu", 1, 1000), make_spec("gpu", 1, 1000)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  SearchOptions o = options_for(Mode::kInference);
+  ASSERT_FALSE(generate_candidates(g, c, t, o).empty());
+  EXPECT_EQ(generate_candidates(g, c, t, o).front().stages.size(), 1u);
+  o.strategy = StrategyKind::kAuto;
+  const std::vector<Plan> all = generate_candidates(g, c, t, o);
+  EXPECT_TRUE(std::any_of(all.begin(), all.end(), [](const Plan& p) {
+    return p.strategy == StrategyKind::kData && p.used_devices().size() == 1;
+  })) << "the one-device plan should still be offered";
+  for (const Plan& p : all) {
+    if (p.strategy == StrategyKind::kBranch) {
+      EXPECT_GE(p.stages.size(), 2u);
+    }
+  }
+  const PlanOutcome out = make_plan(g, c, t, o);
+  ASSERT_TRUE(out.plan) << out.error;
   EXPECT_NEAR(out.plan->prediction.step_time.value(), 2.0, 1e-9);
 }
 
