@@ -274,29 +274,6 @@ struct Engine::Impl {
     return !w.binding.device.is_cpu() || options.cpu_parameter_copies;
   }
 
-  // [model parameter] the stages whose nodes read it.
-  std::vector<std::set<int>> parameter_stages() const {
-    const Graph& g = model.ir;
-    std::vector<int> parameter_of(g.num_values(), -1);
-    for (size_t i = 0; i < g.parameters().size(); ++i)
-      parameter_of[g.parameters()[i].value] = static_cast<int>(i);
-    std::vector<std::set<int>> stages(g.parameters().size());
-    const auto visit = [&](int st, NodeId n) {
-      for (ValueId v : g.node(n).inputs) {
-        if (parameter_of[v] >= 0) stages[parameter_of[v]].insert(st);
-      }
-    };
-    for (int st = 0; st < static_cast<int>(plan.stages.size()); ++st) {
-      const Stage& stage = plan.stages[st];
-      if (stage.explicit_nodes()) {
-        for (NodeId n : stage.nodes) visit(st, n);
-      } else {
-        for (NodeId n = stage.first; n <= stage.last; ++n) visit(st, n);
-      }
-    }
-    return stages;
-  }
-
   // Decides where each model parameter lives (keeper, copies), moves the kept ones to their worker's device
   // (with their optimizer state: a handed-over optimizer may have some) and builds every worker's executor.
   // A parameter stays on the host when several workers read it (replicas, stages sharing it), when the
@@ -304,7 +281,7 @@ struct Engine::Impl {
   // (the model's tensors are left alone; own-memory workers get copies of what their stage reads).
   void place_parameters() {
     const size_t count = model.parameters.size();
-    const std::vector<std::set<int>> stages_of = parameter_stages();
+    const std::vector<std::vector<int>> stages_of = plan.parameter_stages(model.ir);
     keeper.assign(count, -1);
     home.clear();
     for (const auto& p : model.parameters) home.push_back(p.device());
@@ -312,7 +289,7 @@ struct Engine::Impl {
     for (size_t i = 0; i < count; ++i) {
       std::vector<int> users;
       for (const auto& w : workers) {
-        if (stages_of[i].count(w.stage) == 0) continue;
+        if (!std::binary_search(stages_of[i].begin(), stages_of[i].end(), w.stage)) continue;
         reads[static_cast<size_t>(w.index)][i] = true;
         users.push_back(w.index);
       }

@@ -72,6 +72,29 @@ std::vector<std::string> Plan::used_devices() const {
   return out;
 }
 
+std::vector<std::vector<int>> Plan::parameter_stages(const Graph& target) const {
+  std::vector<int> parameter_of(static_cast<size_t>(target.num_values()), -1);
+  for (size_t i = 0; i < target.parameters().size(); ++i)
+    parameter_of[static_cast<size_t>(target.parameters()[i].value)] = static_cast<int>(i);
+  std::vector<std::vector<int>> out(target.parameters().size());
+  const auto visit = [&](int st, NodeId n) {
+    for (ValueId v : target.node(n).inputs) {
+      const int p = parameter_of[static_cast<size_t>(v)];
+      if (p >= 0 && (out[static_cast<size_t>(p)].empty() || out[static_cast<size_t>(p)].back() != st))
+        out[static_cast<size_t>(p)].push_back(st);
+    }
+  };
+  for (int st = 0; st < static_cast<int>(stages.size()); ++st) {
+    const Stage& stage = stages[static_cast<size_t>(st)];
+    if (stage.explicit_nodes()) {
+      for (NodeId n : stage.nodes) visit(st, n);
+    } else {
+      for (NodeId n = stage.first; n <= stage.last; ++n) visit(st, n);
+    }
+  }
+  return out;
+}
+
 std::string Plan::to_string() const {
   std::ostringstream os;
   os << "plan: " << strategy_name(strategy) << ", " << mode_name(mode) << ", batch " << global_batch << " in "

@@ -1,7 +1,6 @@
 #include "update_task.h"
 
 #include <map>
-#include <set>
 
 #include "partita/cost/update.h"
 
@@ -12,23 +11,14 @@ namespace {
 // Where the engine keeps a trainable parameter: the device of the one stage that reads it when that stage has
 // one device, of a kind other than the CPU, and does not offload optimizer state; otherwise the host.
 std::vector<int> parameter_places(const Plan& plan, const Graph& graph, const Cluster& cluster, int host) {
-  std::vector<int> stage_of(static_cast<size_t>(graph.num_nodes()), -1);
-  for (int st = 0; st < static_cast<int>(plan.stages.size()); ++st) {
-    const Stage& stage = plan.stages[static_cast<size_t>(st)];
-    if (stage.explicit_nodes()) {
-      for (NodeId n : stage.nodes) stage_of[static_cast<size_t>(n)] = st;
-    } else {
-      for (NodeId n = stage.first; n <= stage.last; ++n) stage_of[static_cast<size_t>(n)] = st;
-    }
-  }
+  const std::vector<std::vector<int>> stages_of = plan.parameter_stages(graph);
   std::vector<int> places;
-  for (const auto& p : graph.parameters()) {
-    if (!p.requires_grad) continue;
-    std::set<int> stages;
-    for (NodeId u : graph.value(p.value).users) stages.insert(stage_of[static_cast<size_t>(u)]);
+  for (size_t i = 0; i < graph.parameters().size(); ++i) {
+    if (!graph.parameters()[i].requires_grad) continue;
+    const std::vector<int>& stages = stages_of[i];
     int place = host;
-    if (stages.size() == 1 && *stages.begin() >= 0) {
-      const Stage& stage = plan.stages[static_cast<size_t>(*stages.begin())];
+    if (stages.size() == 1) {
+      const Stage& stage = plan.stages[static_cast<size_t>(stages[0])];
       const DeviceGroup& group = plan.groups[static_cast<size_t>(stage.group)];
       const int d = group.devices.size() == 1 ? cluster.index_of(group.devices[0]) : -1;
       if (d >= 0 && cluster.devices[static_cast<size_t>(d)].spec.kind != DeviceKind::kCpu &&

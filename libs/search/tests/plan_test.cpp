@@ -46,6 +46,29 @@ TEST(Plan, ChecksAgainstItsGraph) {
   EXPECT_NO_THROW(both.check_against(g));
 }
 
+// Which stages read each parameter: by node range, by branch node list, and a weight two stages share.
+TEST(Plan, ParameterStagesFollowTheNodes) {
+  const Graph g = testing::chain_graph({1, 1, 1}, {4, 4, 4}, {4, 4, 4});
+  Plan ranges = plan_for(g);
+  EXPECT_EQ(ranges.parameter_stages(g), (std::vector<std::vector<int>>{{0}, {1}, {1}}));
+  Plan lists = plan_for(g);
+  lists.stages[0].nodes = {0, 2};
+  lists.stages[1].nodes = {1};
+  EXPECT_EQ(lists.parameter_stages(g), (std::vector<std::vector<int>>{{0}, {1}, {0}}));
+
+  Graph tied;
+  ValueId x = tied.add_input("x");
+  const ValueId w = tied.add_parameter("w", true);
+  for (int i = 0; i < 2; ++i) {
+    const ValueId y = tied.add_value(ValueKind::kTensor, "y" + std::to_string(i));
+    tied.add_node("aten::linear", {x, w}, {y});
+    x = y;
+  }
+  Plan two = plan_for(tied);
+  two.stages = {Stage{0, 0, 0}, Stage{1, 1, 1}};
+  EXPECT_EQ(two.parameter_stages(tied), (std::vector<std::vector<int>>{{0, 1}}));
+}
+
 TEST(Plan, ToStringNamesStagesDevicesAndChoices) {
   const Graph g = testing::chain_graph({1, 1, 1}, {4, 4, 4}, {4, 4, 4});
   Plan p = plan_for(g);

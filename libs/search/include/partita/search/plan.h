@@ -136,6 +136,9 @@ struct Plan {
   // combining checkpointing with activation offload).
   void check_against(const Graph& target) const;
   bool branch_layout() const { return !stages.empty() && stages.front().explicit_nodes(); }
+  // [graph parameter, in target.parameters() order] the stages whose nodes read it, ascending (range stages
+  // and branch node lists alike). Where the runtime keeps a parameter follows from this.
+  std::vector<std::vector<int>> parameter_stages(const Graph& target) const;
 
  private:
   void check_ranges(const Graph& target) const;
