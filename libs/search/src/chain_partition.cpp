@@ -1,6 +1,7 @@
 #include "partita/search/chain_partition.h"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <limits>
 
@@ -25,22 +26,54 @@ int in_flight(const ChainProblem& p, int slot) {
 
 }  // namespace
 
-std::optional<StageChoice> evaluate_stage(const ChainProblem& problem, int slot, NodeId first, NodeId last) {
+namespace {
+
+// What evaluating a stage needs of its slot that does not depend on the range: worked out once per slot (a
+// hybrid slot may have hundreds of devices).
+struct SlotFacts {
+  // [WeightHome] the tightest memory cap of the slot's devices that hold the weights that way (a CPU device
+  // the host's tensors, the others as StageModel::weight_home says); empty when no device does.
+  std::array<std::optional<Bytes>, 3> caps;
+  std::vector<Savings> savings;
+};
+
+SlotFacts slot_facts(const StageModel& m, const ChainSlot& s) {
+  SlotFacts facts;
+  const int d = static_cast<int>(s.devices.size());
+  for (int dev : s.devices) {
+    std::optional<Bytes>& cap = facts.caps[static_cast<size_t>(m.weight_home(dev, d))];
+    cap = std::min(cap.value_or(m.memory_cap(dev)), m.memory_cap(dev));
+  }
+  facts.savings = m.savings_choices(s.devices);
+  return facts;
+}
+
+std::vector<SlotFacts> all_slot_facts(const ChainProblem& problem) {
+  std::vector<SlotFacts> facts;
+  for (const ChainSlot& s : problem.slots) facts.push_back(slot_facts(*problem.model, s));
+  return facts;
+}
+
+std::optional<StageChoice> evaluate(const ChainProblem& problem, int slot, const SlotFacts& facts,
+                                    NodeId first, NodeId last) {
   const StageModel& m = *problem.model;
   const ChainSlot& s = problem.slots[static_cast<size_t>(slot)];
   const int d = static_cast<int>(s.devices.size());
   const int share = (problem.microbatch_size + d - 1) / d;  // the largest share bounds time and memory
   if (share == 0) return std::nullopt;
-  Bytes cap(std::numeric_limits<int64_t>::max());
-  for (int dev : s.devices) cap = std::min(cap, m.memory_cap(dev));
   const int spec = m.spec_of(s.devices[0]);
   const Seconds allreduce = m.training() && d > 1
                                 ? fast_allreduce_time(m.trainable_bytes(first, last), d, s.group_link)
                                 : Seconds(0);
   std::optional<StageChoice> best;
-  for (const Savings& sv : m.savings_choices(s.devices)) {
-    const StageLoad load{first, last, share, in_flight(problem, slot), sv.checkpointing, sv.offload};
-    if (m.memory(load) > cap) continue;
+  for (const Savings& sv : facts.savings) {
+    StageLoad load{first, last, share, in_flight(problem, slot), sv.checkpointing, sv.offload};
+    bool fits = true;
+    for (size_t home = 0; home < facts.caps.size() && fits; ++home) {
+      load.weights = static_cast<WeightHome>(home);
+      fits = !facts.caps[home] || m.memory(load) <= *facts.caps[home];
+    }
+    if (!fits) continue;
     const Seconds per_mb = m.microbatch_time(spec, load);
     const Seconds busy =
         per_mb * static_cast<double>(problem.microbatches) + allreduce + m.offload_time(load);
@@ -48,6 +81,13 @@ std::optional<StageChoice> evaluate_stage(const ChainProblem& problem, int slot,
       best = StageChoice{first, last, sv.checkpointing, sv.offload, busy, per_mb};
   }
   return best;
+}
+
+}  // namespace
+
+std::optional<StageChoice> evaluate_stage(const ChainProblem& problem, int slot, NodeId first, NodeId last) {
+  return evaluate(problem, slot, slot_facts(*problem.model, problem.slots[static_cast<size_t>(slot)]), first,
+                  last);
 }
 
 Seconds evaluate_link(const ChainProblem& problem, int slot, NodeId after) {
@@ -91,13 +131,15 @@ std::optional<ChainSolution> partition_chain(const ChainProblem& problem) {
     return problem.model->microbatch_time(problem.model->spec_of(s.devices[0]), load).value() *
            problem.microbatches;
   };
+  const std::vector<SlotFacts> facts = all_slot_facts(problem);
   // best[j][b]: least bottleneck with slots 0..j holding blocks 0..b, slot j ending at block b.
   std::vector<std::vector<double>> best(static_cast<size_t>(ns),
                                         std::vector<double>(static_cast<size_t>(nb), kInf));
   std::vector<std::vector<int>> parent(static_cast<size_t>(ns),
                                        std::vector<int>(static_cast<size_t>(nb), -1));
   for (int b = 0; b <= nb - ns; ++b) {
-    if (auto st = evaluate_stage(problem, 0, 0, ends[static_cast<size_t>(b)])) best[0][b] = st->busy.value();
+    if (auto st = evaluate(problem, 0, facts[0], 0, ends[static_cast<size_t>(b)]))
+      best[0][b] = st->busy.value();
   }
   for (int j = 1; j < ns; ++j) {
     for (int b = j; b <= nb - ns + j; ++b) {
@@ -109,7 +151,8 @@ std::optional<ChainSolution> partition_chain(const ChainProblem& problem) {
         if (prev >= best[j][b]) continue;  // cannot improve
         const double link = evaluate_link(problem, j - 1, ends[static_cast<size_t>(a)]).value();
         if (link >= best[j][b]) continue;
-        const auto st = evaluate_stage(problem, j, first, ends[static_cast<size_t>(b)]);
+        const auto st =
+            evaluate(problem, j, facts[static_cast<size_t>(j)], first, ends[static_cast<size_t>(b)]);
         if (!st) continue;  // memory is not monotone in the range (its input size varies)
         const double v = std::max({prev, link, st->busy.value()});
         if (v < best[j][b]) {
@@ -125,7 +168,7 @@ std::optional<ChainSolution> partition_chain(const ChainProblem& problem) {
   for (int j = ns - 1, b = nb - 1; j >= 0; b = parent[j][b], --j) {
     const int a = j == 0 ? -1 : parent[j][b];
     sol.stages[static_cast<size_t>(j)] =
-        *evaluate_stage(problem, j, first_of(a + 1), ends[static_cast<size_t>(b)]);
+        *evaluate(problem, j, facts[static_cast<size_t>(j)], first_of(a + 1), ends[static_cast<size_t>(b)]);
   }
   sol.bottleneck = Seconds(best[ns - 1][nb - 1]);
   sol.estimate = estimate_step(problem, sol.stages);
@@ -137,6 +180,7 @@ std::optional<ChainSolution> partition_chain_brute_force(const ChainProblem& pro
   const int nb = static_cast<int>(ends.size());
   const int ns = static_cast<int>(problem.slots.size());
   if (ns == 0 || ns > nb) return std::nullopt;
+  const std::vector<SlotFacts> facts = all_slot_facts(problem);
   std::optional<ChainSolution> best;
   std::vector<int> last(static_cast<size_t>(ns));  // last block of each slot
   // Enumerate increasing sequences last[0] < ... < last[ns-1] = nb-1.
@@ -147,7 +191,8 @@ std::optional<ChainSolution> partition_chain_brute_force(const ChainProblem& pro
       double bottleneck = 0;
       for (int k = 0; k < ns; ++k) {
         const NodeId f = k == 0 ? 0 : ends[static_cast<size_t>(last[k - 1])] + 1;
-        const auto st = evaluate_stage(problem, k, f, ends[static_cast<size_t>(last[k])]);
+        const auto st =
+            evaluate(problem, k, facts[static_cast<size_t>(k)], f, ends[static_cast<size_t>(last[k])]);
         if (!st) return;
         bottleneck = std::max(bottleneck, st->busy.value());
         if (k + 1 < ns) bottleneck = std::max(bottleneck, evaluate_link(problem, k, st->last).value());

@@ -71,7 +71,8 @@ std::optional<DpConfig> plan_for_devices(const StageModel& model, const std::vec
         int lo = 0, hi = mb;
         while (lo < hi) {
           const int mid = (lo + hi + 1) / 2;
-          if (model.memory(StageLoad{0, last, mid, 1, c, o}) <= model.memory_cap(d))
+          const WeightHome home = model.weight_home(d, static_cast<int>(devs.size()));
+          if (model.memory(StageLoad{0, last, mid, 1, c, o, home}) <= model.memory_cap(d))
             lo = mid;
           else
             hi = mid - 1;

@@ -177,17 +177,42 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
   add_update_task(tg, plan, graph, cluster, options);
   tg.run();
 
+  // Weights as the engine places them (StageModel's WeightHome): a CPU device counts those first read by its
+  // nodes (the host's tensors, each once) with their gradients and optimizer state; a device with memory of
+  // its own holds every weight its nodes read and their gradients, and the optimizer state of the parameters
+  // no other device reads.
+  struct Weights {
+    double all = 0, trainable = 0, state = 0;  // state: the trainable bytes whose optimizer state is here
+  };
+  std::vector<Weights> weights(static_cast<size_t>(ns));
+  const std::vector<std::vector<int>> stages_of = plan.parameter_stages(graph);
+  for (size_t i = 0; i < stages_of.size(); ++i) {
+    const Parameter& p = graph.parameters()[i];
+    const double bytes = static_cast<double>(graph.value(p.value).bytes().value());
+    for (int s : stages_of[i]) {
+      if (!model.can_offload(dev_of_stage[static_cast<size_t>(s)])) continue;
+      Weights& w = weights[static_cast<size_t>(s)];
+      w.all += bytes;
+      if (!p.requires_grad) continue;
+      w.trainable += bytes;
+      if (stages_of[i].size() == 1) w.state += bytes;
+    }
+  }
   Simulation sim = tg.timeline(plan);
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
     const int d = dev_of_stage[static_cast<size_t>(s)];
     DevicePrediction dp{plan.groups[st.group].devices[0], Bytes(0), Seconds(0), Joules(0)};
-    double params = 0, trainable = 0, act = received[static_cast<size_t>(s)], ws = 0;
+    Weights held = weights[static_cast<size_t>(s)];
+    double act = received[static_cast<size_t>(s)], ws = 0;
     for (NodeId i : st.nodes) {
-      params += static_cast<double>(model.parameter_bytes(i, i).value());
-      trainable += static_cast<double>(model.trainable_bytes(i, i).value());
+      if (!model.can_offload(d)) {
+        held.all += static_cast<double>(model.parameter_bytes(i, i).value());
+        held.trainable += static_cast<double>(model.trainable_bytes(i, i).value());
+      }
       act += model.saved_per_sample(i, i);
     }
+    if (!model.can_offload(d)) held.state = held.trainable;
     // Inference: the largest op's working set. Training: backward reaches a node after freeing what this
     // device's later nodes saved for the microbatch, so its working set counts less those (as in
     // StageModel::backward_workspace_per_sample).
@@ -196,11 +221,11 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
       ws = std::max(ws, model.workspace_per_sample(*it, *it) - (training ? saved_later : 0.0));
       saved_later += model.saved_per_sample(*it, *it);
     }
-    double total = params + ws * mb;
+    double total = held.all + ws * mb;
     if (training) {
-      total += trainable +
+      total += held.trainable +
                static_cast<double>(
-                   optimizer_state_bytes(Bytes(static_cast<int64_t>(trainable)), plan.optimizer).value());
+                   optimizer_state_bytes(Bytes(static_cast<int64_t>(held.state)), plan.optimizer).value());
       total += act * plan.global_batch;
     } else {
       total += received[static_cast<size_t>(s)] * mb;  // what arrives, beside the largest op's working set

@@ -235,7 +235,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       });
       double live = 0, peak = 0;
       for (const auto& e : events) peak = std::max(peak, live += e.delta);
-      const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload};
+      const WeightHome home = model.weight_home(d, static_cast<int>(g.devices.size()));
+      const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home};
       if (tp) {
         dp.peak_memory =
             training ? tensor.static_memory(st.first, st.last, share, p) + Bytes(static_cast<int64_t>(peak))
@@ -244,7 +245,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         // Static part: the memory model with no activations kept (in_flight cancels out below).
         const Offload state =
             offloads_optimizer_state(st.offload) ? Offload::kOptimizerState : Offload::kNone;
-        const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, state};
+        const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, state, home};
         dp.peak_memory = model.memory(none) + Bytes(static_cast<int64_t>(peak));
       } else {
         dp.peak_memory = model.memory(base);

@@ -79,18 +79,19 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   saved_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
   std::vector<double> diff(static_cast<size_t>(n) + 1, 0.0);
   std::vector<double> ws(static_cast<size_t>(n), 0.0), scratch(static_cast<size_t>(n), 0.0);
-  std::vector<bool> seen(static_cast<size_t>(graph.num_values()), false);
+  std::vector<std::vector<NodeId>> readers(static_cast<size_t>(graph.num_values()));
   for (int i = 0; i < n; ++i) {
     const Node& node = graph.node(i);
     double p = 0, t = 0, io = 0;
     for (ValueId id : node.inputs) {
       const Value& v = graph.value(id);
       if (v.role == ValueRole::kParameter || v.role == ValueRole::kBuffer) {
-        if (!seen[static_cast<size_t>(id)]) {
-          seen[static_cast<size_t>(id)] = true;
+        std::vector<NodeId>& r = readers[static_cast<size_t>(id)];
+        if (r.empty()) {
           p += static_cast<double>(v.bytes().value());
           if (v.role == ValueRole::kParameter) t += static_cast<double>(v.bytes().value());
         }
+        if (r.empty() || r.back() != i) r.push_back(i);
       } else if (!is_weight_or_constant(v)) {
         io += static_cast<double>(v.bytes().value());
       }
@@ -114,6 +115,16 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
         diff[last_user] -= static_cast<double>(v.bytes().value()) * per;
       }
     }
+  }
+  spanning_.assign(static_cast<size_t>(n) + 1, {});
+  for (size_t id = 0; id < readers.size(); ++id) {
+    if (readers[id].size() < 2) continue;
+    const Value& v = graph.value(static_cast<ValueId>(id));
+    const int k = static_cast<int>(shared_.size());
+    shared_.push_back(SharedWeight{static_cast<double>(v.bytes().value()), v.role == ValueRole::kParameter,
+                                   std::move(readers[id])});
+    const auto& r = shared_.back().readers;
+    for (NodeId i = r.front() + 1; i <= r.back(); ++i) spanning_[static_cast<size_t>(i)].push_back(k);
   }
   boundary_.assign(static_cast<size_t>(n), 0.0);
   double run = 0;
@@ -289,13 +300,55 @@ double StageModel::peak_live_per_sample(NodeId first, NodeId last) const {
   return std::max(range_max(live_table_, first, last), input_per_sample(first));
 }
 
+Bytes StageModel::read_parameter_bytes(NodeId first, NodeId last) const {
+  // Counted at their first reader, plus the weights first read before `first` that a node in range reads.
+  double extra = 0;
+  for (int k : spanning_[static_cast<size_t>(first)]) {
+    const auto& r = shared_[static_cast<size_t>(k)].readers;
+    if (*std::lower_bound(r.begin(), r.end(), first) <= last) extra += shared_[static_cast<size_t>(k)].bytes;
+  }
+  return parameter_bytes(first, last) + Bytes(static_cast<int64_t>(extra));
+}
+
+Bytes StageModel::read_trainable_bytes(NodeId first, NodeId last) const {
+  double extra = 0;
+  for (int k : spanning_[static_cast<size_t>(first)]) {
+    const SharedWeight& w = shared_[static_cast<size_t>(k)];
+    if (w.trainable && *std::lower_bound(w.readers.begin(), w.readers.end(), first) <= last) extra += w.bytes;
+  }
+  return trainable_bytes(first, last) + Bytes(static_cast<int64_t>(extra));
+}
+
+Bytes StageModel::owned_trainable_bytes(NodeId first, NodeId last) const {
+  // First read in range, less those also read after it (those read before it are not first read in it).
+  double shared = 0;
+  for (int k : spanning_[static_cast<size_t>(last) + 1]) {
+    const SharedWeight& w = shared_[static_cast<size_t>(k)];
+    if (w.trainable && w.readers.front() >= first) shared += w.bytes;
+  }
+  return trainable_bytes(first, last) - Bytes(static_cast<int64_t>(shared));
+}
+
+WeightHome StageModel::weight_home(int device, int stage_devices) const {
+  if (!can_offload(device)) return WeightHome::kHost;
+  return stage_devices == 1 ? WeightHome::kOwn : WeightHome::kCopies;
+}
+
 Bytes StageModel::model_state(const StageLoad& load) const {
-  Bytes state = parameter_bytes(load.first, load.last);
+  const bool host = load.weights == WeightHome::kHost;
+  Bytes state = host ? parameter_bytes(load.first, load.last) : read_parameter_bytes(load.first, load.last);
   if (!training()) return state;
-  const Bytes trainable = trainable_bytes(load.first, load.last);
-  state = state + trainable;  // gradients
-  if (!offloads_optimizer_state(load.offload))
-    state = state + optimizer_state_bytes(trainable, options_.optimizer);
+  state = state + (host ? trainable_bytes(load.first, load.last)
+                        : read_trainable_bytes(load.first, load.last));  // gradients
+  if (offloads_optimizer_state(load.offload)) return state;
+  switch (load.weights) {
+    case WeightHome::kHost:
+      return state + optimizer_state_bytes(trainable_bytes(load.first, load.last), options_.optimizer);
+    case WeightHome::kOwn:
+      return state + optimizer_state_bytes(owned_trainable_bytes(load.first, load.last), options_.optimizer);
+    case WeightHome::kCopies:
+      return state;
+  }
   return state;
 }
 

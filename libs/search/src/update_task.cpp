@@ -46,6 +46,22 @@ void add_update_task(TaskGraph& tg, const Plan& plan, const Graph& graph, const 
     if ((cpu && !host_cpu) || (cpu && host_cpu && d.cores > h.cores)) host = index;
   }
   if (host < 0) return;
+  // A plan of GPUs only still has the host's CPU beside them: the cluster's CPU device on the first device's
+  // node with the most cores, when the cluster describes one.
+  const auto is_cpu = [&](int i) {
+    return cluster.devices[static_cast<size_t>(i)].spec.kind == DeviceKind::kCpu;
+  };
+  if (!is_cpu(host)) {
+    const std::string& node = cluster.devices[static_cast<size_t>(host)].node;
+    int cpu = -1;
+    for (int i = 0; i < static_cast<int>(cluster.devices.size()); ++i) {
+      if (!is_cpu(i) || cluster.devices[static_cast<size_t>(i)].node != node) continue;
+      if (cpu < 0 || cluster.devices[static_cast<size_t>(i)].spec.cores >
+                         cluster.devices[static_cast<size_t>(cpu)].spec.cores)
+        cpu = i;
+    }
+    if (cpu >= 0) host = cpu;
+  }
   struct Share {
     Bytes bytes{0};
     int tensors = 0;

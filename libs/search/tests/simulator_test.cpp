@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "partita/core/error.h"
 #include "partita/search/blocks.h"
 #include "partita/search/chain_partition.h"
@@ -272,6 +274,104 @@ TEST(Simulator, TrainingEndsWithAnOptimizerStepWhereEachParameterLives) {
   inference.mode = Mode::kInference;
   for (const SimTask& t : simulate(inference, s.graph, s.cluster, s.table, measured).tasks)
     EXPECT_NE(t.kind, TaskKind::kUpdate);
+}
+
+// A plan of GPUs only updates what the host keeps (here: the weights both replicas read) on the cluster's CPU
+// of the same node, when the cluster has one there, else on the plan's first device.
+TEST(Simulator, AGpuOnlyPlanUpdatesHostKeptParametersOnItsNodesCpu) {
+  DeviceSpec cpu = make_spec("cpu", 1);
+  cpu.kind = DeviceKind::kCpu;
+  Fixture s{chain_graph({1e10, 1e10}, {256, 256}, {1024, 1024}),
+            make_cluster({make_spec("gpu", 1), make_spec("gpu", 1), cpu}, make_link(1e21, 0)),
+            {}};
+  s.table = table_for(s.graph, s.cluster);
+  SearchOptions measured;
+  measured.update_times["gpu"] = Seconds(0.3);
+  measured.update_times["cpu"] = Seconds(0.9);
+  Plan data;
+  data.graph = graph_identity(s.graph);
+  data.mode = Mode::kTraining;
+  data.strategy = StrategyKind::kData;
+  data.global_batch = 2;
+  data.groups = {DeviceGroup{{"d0", "d1"}, {1, 1}, GroupParallelism::kData}};
+  data.stages = {Stage{0, 1, 0}};
+  const auto updates = [&](const Cluster& cluster) {
+    std::map<std::string, double> out;
+    const Simulation sim = simulate(data, s.graph, cluster, s.table, measured);
+    for (const SimTask& t : sim.tasks) {
+      if (t.kind == TaskKind::kUpdate)
+        out[sim.resources[static_cast<size_t>(t.resource)].name] = (t.end - t.start).value();
+    }
+    return out;
+  };
+  const auto on_host = updates(s.cluster);
+  ASSERT_EQ(on_host.size(), 1u);
+  EXPECT_NEAR(on_host.at("update on d2"), 0.9, 1e-12);
+  Cluster elsewhere = s.cluster;
+  elsewhere.devices[2].node = "node1";
+  const auto on_first = updates(elsewhere);
+  ASSERT_EQ(on_first.size(), 1u);
+  EXPECT_NEAR(on_first.at("update on d0"), 0.3, 1e-12);
+}
+
+// Device memory holds the weights where the engine keeps them (StageModel's WeightHome). tied_weight_graph:
+// E (4000 bytes) read by nodes 0 and 2, W (8000 bytes) by node 1; Adam keeps two moments.
+TEST(Simulator, DeviceMemoryHoldsTheWeightsWhereTheEngineKeepsThem) {
+  Fixture s{
+      tied_weight_graph(), make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1e21, 0)), {}};
+  s.table = table_for(s.graph, s.cluster);
+  Plan plan;
+  plan.graph = graph_identity(s.graph);
+  plan.mode = Mode::kTraining;
+  plan.optimizer = Optimizer::kAdam;
+  plan.global_batch = 2;
+  plan.microbatches = 2;
+  // A pipeline: the second GPU holds a copy of E and its gradient, and the state of W only.
+  Plan pipe = plan;
+  pipe.strategy = StrategyKind::kPipeline;
+  pipe.groups = {DeviceGroup{{"d0"}, {1}, GroupParallelism::kData},
+                 DeviceGroup{{"d1"}, {1}, GroupParallelism::kData}};
+  pipe.stages = {Stage{0, 0, 0}, Stage{1, 2, 1}};
+  Simulation sim = simulate(pipe, s.graph, s.cluster, s.table);
+  ASSERT_EQ(sim.prediction.devices.size(), 2u);
+  EXPECT_EQ(sim.prediction.devices[0].model_state, Bytes(4000 + 4000));
+  EXPECT_EQ(sim.prediction.devices[1].model_state, Bytes(12000 + 12000 + 2 * 8000));
+  // Two data-parallel replicas: copies and gradients of everything, the optimizer state on the host.
+  Plan data = plan;
+  data.strategy = StrategyKind::kData;
+  data.microbatches = 1;
+  data.groups = {DeviceGroup{{"d0", "d1"}, {1, 1}, GroupParallelism::kData}};
+  data.stages = {Stage{0, 2, 0}};
+  sim = simulate(data, s.graph, s.cluster, s.table);
+  ASSERT_EQ(sim.prediction.devices.size(), 2u);
+  for (const DevicePrediction& d : sim.prediction.devices) EXPECT_EQ(d.model_state, Bytes(24000)) << d.device;
+  // A branch plan's devices the same way: what Adam adds over plain SGD is the state each device keeps. On
+  // CPU devices the host's tensors count once, at their first reader.
+  Plan branch = pipe;
+  branch.strategy = StrategyKind::kBranch;
+  branch.microbatches = 1;
+  branch.groups[0].batch_shares = {2};
+  branch.groups[1].batch_shares = {2};
+  branch.stages[0].nodes = {0, 1};
+  branch.stages[0].last = 1;
+  branch.stages[1].nodes = {2};
+  branch.stages[1].first = 2;
+  const auto state_of = [&](const Cluster& cluster) {
+    Plan sgd = branch;
+    sgd.optimizer = Optimizer::kSgd;
+    const CostTable table = table_for(s.graph, cluster);
+    const Simulation adam_sim = simulate(branch, s.graph, cluster, table);
+    const Simulation sgd_sim = simulate(sgd, s.graph, cluster, table);
+    std::vector<int64_t> state;
+    for (size_t i = 0; i < 2; ++i)
+      state.push_back(
+          (adam_sim.prediction.devices[i].peak_memory - sgd_sim.prediction.devices[i].peak_memory).value());
+    return state;
+  };
+  EXPECT_EQ(state_of(s.cluster), (std::vector<int64_t>{2 * 8000, 0}));
+  Cluster cpus = s.cluster;
+  for (auto& d : cpus.devices) d.spec.kind = DeviceKind::kCpu;
+  EXPECT_EQ(state_of(cpus), (std::vector<int64_t>{2 * 12000, 0}));
 }
 
 TEST(Simulator, RefusesAPlanForAnotherGraph) {

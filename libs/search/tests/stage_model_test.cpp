@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <random>
 #include <string>
 
 #include "partita/core/error.h"
@@ -303,6 +304,99 @@ TEST(StageModel, BackwardWorkspaceLeavesOutWhatLaterNodesSavedAndBackwardFreed) 
   EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(0, 2), 16040);
   EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(0, 0), 16064);
   EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(2, 2), 80);
+}
+
+// Weights follow the engine's placement: a CPU device (kHost) counts a tied weight once, in the range of its
+// first reader; a device with memory of its own holds every weight its range reads, and the optimizer state
+// only of the parameters no other range reads (kOwn), or none when it is one of a stage's replicas (kCopies).
+TEST(StageModel, TiedWeightsAreHeldByEveryDeviceRangeThatReadsThem) {
+  const Graph g = tied_weight_graph();  // E (4000 B) read by n0 and n2, W (8000 B) by n1
+  const OneDevice x(g, Mode::kTraining);
+  const StageModel& m = x.m;
+  EXPECT_EQ(m.parameter_bytes(0, 0), Bytes(4000));
+  EXPECT_EQ(m.parameter_bytes(1, 2), Bytes(8000));
+  EXPECT_EQ(m.read_parameter_bytes(1, 2), Bytes(12000));
+  EXPECT_EQ(m.read_parameter_bytes(2, 2), Bytes(4000));
+  EXPECT_EQ(m.read_parameter_bytes(1, 1), Bytes(8000));
+  EXPECT_EQ(m.read_trainable_bytes(0, 2), Bytes(12000));
+  EXPECT_EQ(m.owned_trainable_bytes(0, 0), Bytes(0));
+  EXPECT_EQ(m.owned_trainable_bytes(0, 1), Bytes(8000));
+  EXPECT_EQ(m.owned_trainable_bytes(1, 2), Bytes(8000));
+  EXPECT_EQ(m.owned_trainable_bytes(0, 2), Bytes(12000));
+  const auto state = [&](NodeId first, NodeId last, WeightHome home, Offload offload = Offload::kNone) {
+    return m.model_state(StageLoad{first, last, 1, 1, Checkpointing::kNone, offload, home}).value();
+  };
+  // Adam: weights, gradients, and two moments where the state is kept.
+  EXPECT_EQ(state(0, 0, WeightHome::kHost), 4000 + 4000 + 2 * 4000);
+  EXPECT_EQ(state(1, 2, WeightHome::kHost), 8000 + 8000 + 2 * 8000);
+  EXPECT_EQ(state(0, 0, WeightHome::kOwn), 4000 + 4000);
+  EXPECT_EQ(state(1, 2, WeightHome::kOwn), 12000 + 12000 + 2 * 8000);
+  EXPECT_EQ(state(0, 2, WeightHome::kOwn), state(0, 2, WeightHome::kHost));
+  EXPECT_EQ(state(0, 2, WeightHome::kCopies), 12000 + 12000);
+  EXPECT_EQ(state(1, 2, WeightHome::kOwn, Offload::kOptimizerState), 12000 + 12000);
+  // How a device holds them: a CPU device the host's tensors; others copies unless alone in their stage.
+  Cluster mixed = make_cluster({make_spec("a", 1), make_spec("a", 1)}, make_link(10));
+  mixed.devices[1].spec.kind = DeviceKind::kCpu;
+  const StageModel on_mixed(g, mixed, table_for(g, mixed), OneDevice::options(Mode::kTraining));
+  EXPECT_EQ(on_mixed.weight_home(0, 1), WeightHome::kOwn);
+  EXPECT_EQ(on_mixed.weight_home(0, 2), WeightHome::kCopies);
+  EXPECT_EQ(on_mixed.weight_home(1, 1), WeightHome::kHost);
+  EXPECT_EQ(on_mixed.weight_home(1, 2), WeightHome::kHost);
+}
+
+// The range sums against a direct count over the graph, on random graphs whose weights have 1-3 readers.
+TEST(StageModel, RangeWeightSumsMatchADirectCount) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 50; ++trial) {
+    const int n = 2 + static_cast<int>(rng() % 10), weights = 1 + static_cast<int>(rng() % 8);
+    Graph g;
+    ValueId x = g.add_input("x");
+    g.value(x).tensors = {TensorMeta{{1, 4}, DType::kFloat32}};
+    std::vector<ValueId> w;
+    for (int k = 0; k < weights; ++k) {
+      w.push_back(g.add_parameter("w" + std::to_string(k), k % 3 != 2));  // every third a buffer
+      g.value(w.back()).tensors = {TensorMeta{{1 + k}, DType::kFloat32}};
+    }
+    std::vector<std::vector<ValueId>> reads(static_cast<size_t>(n));
+    for (ValueId v : w) {
+      const int readers = 1 + static_cast<int>(rng() % 3);
+      for (int r = 0; r < readers; ++r) reads[rng() % static_cast<size_t>(n)].push_back(v);
+    }
+    for (int i = 0; i < n; ++i) {
+      const ValueId y = g.add_value(ValueKind::kTensor, "y" + std::to_string(i));
+      g.value(y).tensors = {TensorMeta{{1, 4}, DType::kFloat32}};
+      std::vector<ValueId> inputs{x};
+      inputs.insert(inputs.end(), reads[static_cast<size_t>(i)].begin(), reads[static_cast<size_t>(i)].end());
+      const NodeId node = g.add_node("aten::add", inputs, {y});
+      g.node(node).cost = OpCost{Flops(1e6), Bytes(0), Bytes(0), CostStatus::kEstimated};
+      x = y;
+    }
+    g.set_outputs({x});
+    const OneDevice d(g, Mode::kTraining);
+    for (NodeId a = 0; a < n; ++a) {
+      for (NodeId b = a; b < n; ++b) {
+        int64_t read = 0, trainable = 0, owned = 0;
+        for (ValueId v : w) {
+          bool inside = false, outside = false;
+          for (NodeId i = 0; i < n; ++i) {
+            const auto& in = reads[static_cast<size_t>(i)];
+            if (std::find(in.begin(), in.end(), v) == in.end()) continue;
+            (i >= a && i <= b ? inside : outside) = true;
+          }
+          if (!inside) continue;
+          const int64_t bytes = g.value(v).bytes().value();
+          const bool train = g.value(v).role == ValueRole::kParameter;
+          read += bytes;
+          if (train) trainable += bytes;
+          if (train && !outside) owned += bytes;
+        }
+        EXPECT_EQ(d.m.read_parameter_bytes(a, b).value(), read) << trial << " [" << a << ", " << b << "]";
+        EXPECT_EQ(d.m.read_trainable_bytes(a, b).value(), trainable)
+            << trial << " [" << a << ", " << b << "]";
+        EXPECT_EQ(d.m.owned_trainable_bytes(a, b).value(), owned) << trial << " [" << a << ", " << b << "]";
+      }
+    }
+  }
 }
 
 }  // namespace

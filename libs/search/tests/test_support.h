@@ -75,6 +75,34 @@ inline Graph chain_graph(const std::vector<double>& flops, const std::vector<int
   return g;
 }
 
+// Tied weights, as a language model's embedding and output layer (batch 1, f32): x [1, 16] -> n0 linear(x, E)
+// -> a [1, 100] -> n1 linear(a, W) -> b [1, 100] -> n2 linear(b, E) -> y [1, 10]; E has 1000 floats (4000
+// bytes) and is read by n0 and n2, W has 2000 (8000 bytes).
+inline Graph tied_weight_graph() {
+  Graph g;
+  const auto tensor = [&](const std::string& name, int64_t floats) {
+    const ValueId v = g.add_value(ValueKind::kTensor, name);
+    g.value(v).tensors = {TensorMeta{{1, floats}, DType::kFloat32}};
+    return v;
+  };
+  const auto weight = [&](const std::string& name, int64_t floats) {
+    const ValueId w = g.add_parameter(name, true);
+    g.value(w).tensors = {TensorMeta{{floats}, DType::kFloat32}};
+    return w;
+  };
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
+  const ValueId e = weight("E", 1000), w = weight("W", 2000);
+  const ValueId a = tensor("a", 100), b = tensor("b", 100), y = tensor("y", 10);
+  const NodeId n0 = g.add_node("aten::linear", {x, e}, {a});
+  const NodeId n1 = g.add_node("aten::linear", {a, w}, {b});
+  const NodeId n2 = g.add_node("aten::linear", {b, e}, {y});
+  for (NodeId n : {n0, n1, n2})
+    g.node(n).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs({y});
+  return g;
+}
+
 // Three layers for two devices under a tight memory limit (graph batch 1, Adam; sizes in bytes, M = MiB):
 // layer 0 turns the 64-byte input into a 4 M hidden output per sample with 1 M of weights (4 M with
 // gradients and Adam's moments, 2 M with the moments offloaded) and 1e10 FLOP a sample; layer 1 turns that

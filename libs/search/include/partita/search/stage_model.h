@@ -7,7 +7,14 @@
 //   - compute: the cost table's node times (at graph_batch samples) scale linearly with samples: per-sample
 //   time
 //     = table time / graph_batch (roofline regime; per-op overhead is not separated out).
-//   - a parameter is attributed to the first node that reads it (tied weights count in the earliest stage).
+//   - weights (parameters and buffers) follow the engine's placement (runtime/engine.cpp), given per device
+//   by
+//     StageLoad::weights: on a CPU device (WeightHome::kHost) a weight counts at the first node that reads
+//     it, so tied weights count once, in the earliest stage, with their gradients and optimizer state; a
+//     device with memory of its own holds every weight its range reads (copies of those other stages read
+//     too) and their gradients, and the optimizer state of the parameters only its range reads when it is the
+//     stage's one device (kOwn); a replica of a data-parallel group (kCopies) holds no optimizer state: the
+//     host keeps the state of parameters several workers read. The host's share is not counted here.
 //   - activations a training stage keeps per microbatch, per sample (activation_per_sample): the tensors
 //     entering the range, the storages its nodes produce that autograd saves for backward (cost/memory.h's
 //     model, attributed to the producing node so that ranges sum; a storage saved only by a later stage is
@@ -51,6 +58,13 @@ struct Savings {
   Offload offload = Offload::kNone;
 };
 
+// Where the weights a device of a stage reads live while the engine runs it (see the assumptions above).
+enum class WeightHome {
+  kHost,    // a CPU device: the host's tensors, each counted in the range of its first reader
+  kOwn,     // the one device of a stage, with memory of its own: keeps the parameters only its range reads
+  kCopies,  // one of several devices of a stage, with memory of their own: copies, state on the host
+};
+
 // What one device of a stage holds and does per microbatch.
 struct StageLoad {
   NodeId first = 0;
@@ -59,6 +73,7 @@ struct StageLoad {
   int in_flight = 1;  // microbatches whose activations are kept at once (1F1B: stages to the end; GPipe: all)
   Checkpointing checkpointing = Checkpointing::kNone;
   Offload offload = Offload::kNone;
+  WeightHome weights = WeightHome::kHost;
 };
 
 class StageModel {
@@ -92,8 +107,16 @@ class StageModel {
   // Whole-graph per-sample time (forward, plus backward when training): the device's "speed" is its inverse.
   Seconds sample_time(int spec) const;
 
+  // Weights counted at their first reader: each weight in exactly one range of a partition.
   Bytes parameter_bytes(NodeId first, NodeId last) const;  // trainable + buffers
   Bytes trainable_bytes(NodeId first, NodeId last) const;
+  // Weights some node of [first, last] reads (tied weights in every range that reads them).
+  Bytes read_parameter_bytes(NodeId first, NodeId last) const;  // trainable + buffers
+  Bytes read_trainable_bytes(NodeId first, NodeId last) const;
+  // Trainable parameters no node outside [first, last] reads.
+  Bytes owned_trainable_bytes(NodeId first, NodeId last) const;
+  // How device `device` holds the weights of a stage on `stage_devices` devices (see WeightHome).
+  WeightHome weight_home(int device, int stage_devices) const;
   double boundary_bytes_per_sample(NodeId after) const;  // 0 after the last node
   Bytes boundary_bytes(NodeId after, int samples) const;
   // Whether device `device` (index in cluster.devices) has memory of its own to offload from: not a CPU.
@@ -105,8 +128,8 @@ class StageModel {
 
   // Memory of one device holding `load` (see the assumptions above).
   Bytes memory(const StageLoad& load) const;
-  // The model-state part of memory(load): weights and buffers, plus gradients and (unless offloaded)
-  // optimizer state when training.
+  // The model-state part of memory(load): weights and buffers, plus gradients and (unless offloaded or kept
+  // on the host) optimizer state when training, as load.weights says.
   Bytes model_state(const StageLoad& load) const;
   // Seconds per step to move offloaded optimizer state to the host and back (0 without offload).
   Seconds offload_time(const StageLoad& load) const;
@@ -133,7 +156,16 @@ class StageModel {
   std::vector<int> device_spec_;
   std::vector<std::vector<double>> fwd_prefix_, bwd_prefix_;            // [spec][n+1], per sample
   std::vector<double> param_prefix_, trainable_prefix_, saved_prefix_;  // [n+1]; saved: per sample
-  std::vector<double> boundary_;                                        // [n], per sample, after node i
+  // Weights read by two or more nodes (readers ascending), and [i] those whose first reader is before node i
+  // and last reader at or after it (i in 0..n): what a range starting or ending at a cut may share.
+  struct SharedWeight {
+    double bytes = 0;
+    bool trainable = false;
+    std::vector<NodeId> readers;
+  };
+  std::vector<SharedWeight> shared_;
+  std::vector<std::vector<int>> spanning_;
+  std::vector<double> boundary_;       // [n], per sample, after node i
   std::vector<double> unsaved_cross_;  // [n], per sample: storages no node saves, alive across node i's end
   std::vector<double> saved_cross_;    // [n], per sample: saved storages produced <= i, alive after i
   double graph_input_per_sample_ = 0;
