@@ -8,6 +8,7 @@
 
 #include "partita/core/error.h"
 #include "partita/cost/compute.h"
+#include "partita/graph/constant_value.h"
 
 namespace partita {
 
@@ -85,9 +86,11 @@ bool float_tensor(const Value& v) {
 
 // The tensors autograd saves for `node`, after PyTorch 1.13's derivatives.yaml, coarsely: products (linear,
 // matmul, conv) save each operand whose partner needs a gradient; norms save their input; relu-like ops and
-// softmax save their output; gelu-like ops, pooling and unknown ops save their input; add, sub, views,
-// copies, concatenation, embedding (its indices are user inputs) and reductions to a scalar save nothing
-// that counts. Mul/div save the other operand when it is a tensor.
+// softmax save their output (also in place: relu_, sigmoid_, tanh_, exp_, elu_... have formulas of their
+// result); gelu-like ops, hardtanh, clamp, pooling and unknown ops save their input; add, sub, views, copies,
+// concatenation, embedding (its indices are user inputs) and reductions to a scalar save nothing that
+// counts. Mul/div save the other operand when it is a tensor. (An in-place op saving its overwritten input
+// saves a copy, and dropout its mask: autograd_model adds those.)
 std::vector<ValueId> saved_inputs(const Graph& g, const Node& node, const std::vector<bool>& rg) {
   std::vector<ValueId> tensors;  // float tensor inputs, in order
   for (ValueId id : node.inputs) {
@@ -131,8 +134,9 @@ std::vector<ValueId> saved_inputs(const Graph& g, const Node& node, const std::v
     }
     return out;
   }
-  if (op_is(node, {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "exp_", "sqrt", "rsqrt",
-                   "softmax", "log_softmax", "_softmax", "_log_softmax", "elu", "elu_", "hardtanh_"})) {
+  if (op_is(node, {"relu", "relu_", "sigmoid",     "sigmoid_", "tanh",        "tanh_",    "exp",
+                   "exp_", "sqrt",  "rsqrt",       "softmax",  "log_softmax", "_softmax", "_log_softmax",
+                   "elu",  "elu_",  "leaky_relu_", "celu_",    "selu_",       "sqrt_"})) {
     for (ValueId id : node.outputs) {
       if (float_tensor(g.value(id))) out.push_back(id);
     }
@@ -171,7 +175,23 @@ AutogradModel autograd_model(const Graph& g) {
     for (ValueId id : saved_inputs(g, node, m.requires_grad)) {
       const Value& v = g.value(id);
       if (is_weight_or_constant(v)) continue;  // parameters are counted as parameters
+      // An in-place op whose backward needs the input it overwrites (hardtanh_, silu_, clamp_, mul_ by a
+      // tensor that needs a gradient, ...) saves a copy of that input first: a storage of its own.
+      if (is_inplace(node.op) && id == base) {
+        m.saved_extra[static_cast<size_t>(node.id)] += floating_bytes(v);
+        continue;
+      }
       m.saved[static_cast<size_t>(node.id)].push_back(m.root[static_cast<size_t>(id)]);
+    }
+    // Dropout while training multiplies by a random mask of the input's size and dtype and keeps the mask
+    // (on the CPU; CUDA's fused kernel keeps a one-byte mask: counted at full size, an upper bound).
+    if (op_is(node, {"dropout", "dropout_", "feature_dropout", "feature_dropout_", "alpha_dropout",
+                     "alpha_dropout_", "feature_alpha_dropout", "feature_alpha_dropout_"}) &&
+        node.inputs.size() >= 3 && base >= 0) {
+      const std::optional<double> p = constant_double(g, node.inputs[1]);
+      const std::optional<bool> train = constant_bool(g, node.inputs[2]);
+      if (train.value_or(true) && p.value_or(1.0) > 0)
+        m.saved_extra[static_cast<size_t>(node.id)] += floating_bytes(g.value(base));
     }
     // max_pool2d keeps its int64 argmax indices, one per output element.
     if (op_is(node, {"max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices"}) &&

@@ -36,7 +36,8 @@ Graph mlp() {
 }
 
 // x f32[4,10] -> linear(w1) -> y -> relu_ (in place: y2 shares y's storage) -> linear(w2) -> o f32[4,10]
-Graph inplace_chain() {
+// (`op` replaces relu_; extra inputs follow y).
+Graph inplace_chain(const std::string& op = "aten::relu_", const std::vector<std::string>& extra = {}) {
   Graph g;
   const auto set = [&](ValueId id, std::vector<int64_t> shape) {
     g.value(id).tensors = {TensorMeta{shape, DType::kFloat32}};
@@ -52,7 +53,9 @@ Graph inplace_chain() {
   set(y2, {4, 10});
   set(o, {4, 10});
   g.add_node("aten::linear", {x, w1}, {y});
-  g.add_node("aten::relu_", {y}, {y2});
+  std::vector<ValueId> inputs{y};
+  for (const std::string& c : extra) inputs.push_back(g.add_constant(ValueKind::kScalar, c));
+  g.add_node(op, inputs, {y2});
   g.add_node("aten::linear", {y2, w2}, {o});
   g.set_outputs({o});
   return g;
@@ -100,6 +103,29 @@ TEST(Memory, SavedActivations) {
 TEST(Memory, InPlaceResultsShareTheirInputsStorage) {
   // x 160 + o 160 live; relu_ saves y2 and the second linear saves y2 too: both are y's storage, 160 once.
   EXPECT_EQ(saved_activation_bytes(inplace_chain(), 0, 2).value(), 480);
+}
+
+TEST(Memory, AnInPlaceOpThatNeedsItsInputSavesACopyOfIt) {
+  // hardtanh_ (ReLU6) keeps a copy of y from before it overwrote it (160), beside y's storage, which the
+  // second linear saves as y2 (160); x and o live (160 each). relu_'s backward reads its result: no copy.
+  const Graph g = inplace_chain("aten::hardtanh_", {"0.", "6."});
+  EXPECT_EQ(saved_activation_bytes(g, 0, 2).value(), 640);
+  EXPECT_EQ(saved_activations_by_producer(g).bytes, (std::vector<Bytes>{Bytes(160), Bytes(160), Bytes(0)}));
+  EXPECT_EQ(saved_activations_by_producer(inplace_chain("aten::silu_")).bytes,
+            (std::vector<Bytes>{Bytes(160), Bytes(160), Bytes(0)}));
+  EXPECT_EQ(saved_activations_by_producer(inplace_chain("aten::leaky_relu_", {"0.1"})).bytes,
+            (std::vector<Bytes>{Bytes(160), Bytes(0), Bytes(0)}));
+}
+
+TEST(Memory, TrainingDropoutKeepsItsMask) {
+  // dropout(y, p, train) between the linears returns a new tensor y2, which the second linear saves (160, at
+  // the dropout); in training with p > 0 the dropout also keeps a mask of y's size (160).
+  EXPECT_EQ(saved_activations_by_producer(inplace_chain("aten::dropout", {"0.5", "True"})).bytes,
+            (std::vector<Bytes>{Bytes(0), Bytes(320), Bytes(0)}));
+  EXPECT_EQ(saved_activations_by_producer(inplace_chain("aten::dropout", {"0.5", "False"})).bytes,
+            (std::vector<Bytes>{Bytes(0), Bytes(160), Bytes(0)}));
+  EXPECT_EQ(saved_activations_by_producer(inplace_chain("aten::dropout", {"0.", "True"})).bytes,
+            (std::vector<Bytes>{Bytes(0), Bytes(160), Bytes(0)}));
 }
 
 TEST(Memory, MaxPoolKeepsItsInputAndInt64Indices) {
