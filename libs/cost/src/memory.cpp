@@ -47,21 +47,6 @@ Bytes range_input_bytes(const Graph& graph, NodeId first, NodeId last, std::vect
   return b;
 }
 
-// The largest single node's non-weight inputs plus outputs: the working set of one op.
-Bytes largest_node_io(const Graph& graph, NodeId first, NodeId last) {
-  Bytes largest(0);
-  for (NodeId n = first; n <= last; ++n) {
-    const Node& node = graph.node(n);
-    Bytes io(0);
-    for (ValueId id : node.inputs) {
-      if (!is_weight_or_constant(graph.value(id))) io += graph.value(id).bytes();
-    }
-    for (ValueId id : node.outputs) io += graph.value(id).bytes();
-    largest = std::max(largest, io);
-  }
-  return largest;
-}
-
 bool is_inplace(const std::string& op) { return op.size() > 1 && op.back() == '_' && !op.ends_with("__"); }
 
 bool op_is(const Node& node, std::initializer_list<std::string_view> names) {
@@ -383,6 +368,50 @@ SavedByProducer saved_activations_by_producer(const Graph& graph) {
   return out;
 }
 
+StorageLifetimes storage_lifetimes(const Graph& graph, const std::vector<ValueId>& root) {
+  const size_t nv = static_cast<size_t>(graph.num_values());
+  StorageLifetimes out;
+  out.born.assign(nv, -1);
+  out.dies.assign(nv, -1);
+  for (size_t v = 0; v < nv; ++v) {
+    const Value& value = graph.value(static_cast<ValueId>(v));
+    if (is_weight_or_constant(value) || value.tensors.empty()) continue;
+    const size_t r = static_cast<size_t>(root[v]);
+    if (r == v) out.born[r] = value.producer == kNoNode ? 0 : static_cast<int>(value.producer);
+    for (NodeId u : value.users) out.dies[r] = std::max(out.dies[r], static_cast<int>(u));
+  }
+  for (ValueId id : graph.outputs())
+    out.dies[static_cast<size_t>(root[static_cast<size_t>(id)])] = graph.num_nodes();
+  return out;
+}
+
+std::vector<Bytes> live_bytes_per_node(const Graph& graph) {
+  const int n = graph.num_nodes();
+  const std::vector<ValueId> root = autograd_model(graph).root;
+  const StorageLifetimes life = storage_lifetimes(graph, root);
+  std::vector<Bytes> diff(static_cast<size_t>(n) + 1, Bytes(0));
+  for (size_t r = 0; r < life.born.size(); ++r) {
+    if (life.born[r] < 0) continue;
+    const Bytes b = graph.value(static_cast<ValueId>(r)).bytes();
+    const int end = std::min(std::max(life.dies[r], life.born[r]), n - 1);
+    diff[static_cast<size_t>(life.born[r])] += b;
+    diff[static_cast<size_t>(end) + 1] -= b;
+  }
+  std::vector<Bytes> live(static_cast<size_t>(n), Bytes(0));
+  Bytes alive(0);
+  for (int i = 0; i < n; ++i) {
+    alive += diff[static_cast<size_t>(i)];
+    live[static_cast<size_t>(i)] = alive;
+    const Node& node = graph.node(i);
+    if (classify_op(node) != OpClass::kConv) continue;
+    for (ValueId id : node.inputs) {
+      if (!is_weight_or_constant(graph.value(id))) live[static_cast<size_t>(i)] += graph.value(id).bytes();
+    }
+    for (ValueId id : node.outputs) live[static_cast<size_t>(i)] += graph.value(id).bytes();
+  }
+  return live;
+}
+
 Bytes range_parameter_bytes(const Graph& graph, NodeId first, NodeId last, bool trainable_only) {
   check_range(graph, first, last);
   std::vector<bool> seen(static_cast<size_t>(graph.num_values()), false);
@@ -429,12 +458,15 @@ MemoryEstimate estimate_memory(const Graph& graph, NodeId first, NodeId last, bo
       m.workspace = s.flow[i] * batch_fraction;
     }
     return m;
-  } else {
-    // Inference keeps only each in-flight microbatch's input to the range; the rest is the op working set.
-    std::vector<bool> seen(static_cast<size_t>(graph.num_values()), false);
-    m.activations = range_input_bytes(graph, first, last, seen) * per_device;
   }
-  m.workspace = largest_node_io(graph, first, last) * batch_fraction;
+  // Inference keeps each in-flight microbatch's input to the range; the working set is the rest of what is
+  // alive at once while one microbatch runs.
+  std::vector<bool> seen(static_cast<size_t>(graph.num_values()), false);
+  const Bytes inputs = range_input_bytes(graph, first, last, seen);
+  const std::vector<Bytes> live = live_bytes_per_node(graph);
+  const Bytes peak = *std::max_element(live.begin() + first, live.begin() + last + 1);
+  m.activations = inputs * per_device;
+  m.workspace = std::max(Bytes(0), peak - inputs) * batch_fraction;
   return m;
 }
 

@@ -190,8 +190,13 @@ TEST(Memory, InferenceEstimate) {
   EXPECT_EQ(m.gradients.value(), 0);
   EXPECT_EQ(m.optimizer_state.value(), 0);
   EXPECT_EQ(m.activations.value(), 3200);  // the range's input x
-  EXPECT_EQ(m.workspace.value(), 6400);
-  EXPECT_EQ(m.total().value(), 43600 + 3200 + 6400);
+  // Alive while each node runs: x+y, y+z, z (v is a view of it), z+o: at most 6400, x's 3200 included.
+  EXPECT_EQ(live_bytes_per_node(mlp()),
+            (std::vector<Bytes>{Bytes(6400), Bytes(6400), Bytes(3200), Bytes(6400)}));
+  EXPECT_EQ(m.workspace.value(), 3200);
+  EXPECT_EQ(m.total().value(), 43600 + 3200 + 3200);
+  // A convolution also holds a copy of its input and output while it runs: x 64 + c 64, twice; then c + p.
+  EXPECT_EQ(live_bytes_per_node(conv_pool()), (std::vector<Bytes>{Bytes(256), Bytes(80)}));
   EXPECT_THROW(estimate_memory(mlp(), 0, 3, false, Optimizer::kSgd, 0, 1.0), Error);
   EXPECT_THROW(estimate_memory(mlp(), 0, 3, false, Optimizer::kSgd, 1, 1.5), Error);
 }

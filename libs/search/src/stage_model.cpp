@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "partita/core/error.h"
+#include "partita/cost/memory.h"
 
 namespace partita {
 
@@ -78,7 +79,7 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   trainable_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
   saved_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
   std::vector<double> diff(static_cast<size_t>(n) + 1, 0.0);
-  std::vector<double> ws(static_cast<size_t>(n), 0.0), scratch(static_cast<size_t>(n), 0.0);
+  std::vector<double> ws(static_cast<size_t>(n), 0.0);
   std::vector<std::vector<NodeId>> readers(static_cast<size_t>(graph.num_values()));
   for (int i = 0; i < n; ++i) {
     const Node& node = graph.node(i);
@@ -103,9 +104,6 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     saved_prefix_[i + 1] =
         saved_prefix_[i] + static_cast<double>(saved.bytes[static_cast<size_t>(i)].value()) * per;
     ws[i] = (io + out) * per;
-    // A convolution works on reordered copies of its input and output (oneDNN's blocked layouts on CPU;
-    // cuDNN's workspace on GPU is of the same order): scratch alive only while it runs.
-    if (classify_op(node) == OpClass::kConv) scratch[i] = (io + out) * per;
     for (ValueId id : node.outputs) {
       const Value& v = graph.value(id);
       int last_user = i;
@@ -139,25 +137,15 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   ws_saved_table_ = sparse_max_table(std::move(ws_saved));
   ws_table_ = sparse_max_table(std::move(ws));
 
-  // Storage lifetimes (views and in-place results extend their root's): from the producer (node 0 for graph
-  // inputs) to the last reader, graph outputs to the end (node n: past the last node).
+  // Storage lifetimes (views and in-place results extend their root's), as the inference peak uses them.
   const size_t nv = static_cast<size_t>(graph.num_values());
-  std::vector<int> born(nv, -1), dies(nv, -1);
-  for (size_t v = 0; v < nv; ++v) {
-    const Value& value = graph.value(static_cast<ValueId>(v));
-    if (is_weight_or_constant(value) || value.tensors.empty()) continue;
-    const size_t r = static_cast<size_t>(saved.root[v]);
-    if (r == v) born[r] = value.producer == kNoNode ? 0 : static_cast<int>(value.producer);
-    for (NodeId u : value.users) dies[r] = std::max(dies[r], static_cast<int>(u));
-  }
-  for (ValueId id : graph.outputs()) dies[static_cast<size_t>(saved.root[static_cast<size_t>(id)])] = n;
-  std::vector<double> live_diff(static_cast<size_t>(n) + 2, 0.0), cross_diff(static_cast<size_t>(n) + 1, 0.0);
+  const StorageLifetimes life = storage_lifetimes(graph, saved.root);
+  const std::vector<int>&born = life.born, &dies = life.dies;
+  std::vector<double> cross_diff(static_cast<size_t>(n) + 1, 0.0);
   for (size_t r = 0; r < nv; ++r) {
     if (born[r] < 0) continue;
     const double b = static_cast<double>(graph.value(static_cast<ValueId>(r)).bytes().value()) * per;
     const int end = std::max(dies[r], born[r]);  // alive while its producer runs, even unread
-    live_diff[static_cast<size_t>(born[r])] += b;
-    live_diff[static_cast<size_t>(std::min(end, n - 1)) + 1] -= b;
     // Unsaved storages alive across node i's end (produced at or before i, read after it): a range ending
     // at i keeps them as results. Graph inputs are the first range's inputs, counted there.
     const Value& root = graph.value(static_cast<ValueId>(r));
@@ -180,14 +168,12 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   double saved_crossing = 0;
   for (int i = 0; i < n; ++i)
     saved_cross_[static_cast<size_t>(i)] = (saved_crossing += saved_cross_diff[static_cast<size_t>(i)]);
-  std::vector<double> live(static_cast<size_t>(n), 0.0);
   unsaved_cross_.assign(static_cast<size_t>(n), 0.0);
-  double alive = 0, crossing = 0;
-  for (int i = 0; i < n; ++i) {
-    live[static_cast<size_t>(i)] =
-        (alive += live_diff[static_cast<size_t>(i)]) + scratch[static_cast<size_t>(i)];
+  double crossing = 0;
+  for (int i = 0; i < n; ++i)
     unsaved_cross_[static_cast<size_t>(i)] = (crossing += cross_diff[static_cast<size_t>(i)]);
-  }
+  std::vector<double> live;
+  for (Bytes b : live_bytes_per_node(graph)) live.push_back(static_cast<double>(b.value()) * per);
   live_table_ = sparse_max_table(std::move(live));
 }
 

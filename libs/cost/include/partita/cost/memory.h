@@ -14,8 +14,8 @@
 //     backward). Inputs and results of the range stay live for the whole step. Other microbatches in flight
 //     (1F1B keeps up to the number of stages; GPipe keeps all) hold all of theirs. Activations and gradients
 //     in flight scale by batch_fraction (data parallel share of the batch).
-//   - inference: only the live working set matters: the range's inputs plus the largest single node's
-//     inputs + outputs (workspace).
+//   - inference: only the live working set matters: the most bytes alive at once while a node of the range
+//     runs in one forward of the whole graph (live_bytes_per_node), and at least the range's inputs.
 // All functions are pure and thread-safe.
 #include <string_view>
 #include <vector>
@@ -63,6 +63,20 @@ struct SavedByProducer {
   std::vector<bool> saved;    // [value] its storage is saved by some node for backward
 };
 SavedByProducer saved_activations_by_producer(const Graph& graph);
+
+// Storage lifetimes over one forward of the whole graph, by storage root (SavedByProducer::root): born at
+// the producer (node 0 for graph inputs); dies at the last reader, or num_nodes() (past the last node) for a
+// graph output, or -1 when nothing reads it (it lives while its producer runs). Weights, constants and
+// values without tensors have born = -1; aliases have born = dies = -1 (their root carries the lifetime).
+struct StorageLifetimes {
+  std::vector<int> born, dies;  // [value]
+};
+StorageLifetimes storage_lifetimes(const Graph& graph, const std::vector<ValueId>& root);
+
+// Inference: bytes alive while each node runs in one forward of the whole graph: every storage from birth to
+// death (storage_lifetimes), plus a convolution's scratch while it runs, taken as a copy of its input and
+// output (oneDNN's reordered layouts on CPU; cuDNN's workspace on GPU is of that order). Weights excluded.
+std::vector<Bytes> live_bytes_per_node(const Graph& graph);
 
 // Bytes of the parameters (trainable and buffers) read by nodes in [first, last]; trainable_only excludes
 // buffers.
