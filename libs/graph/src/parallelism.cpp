@@ -20,19 +20,6 @@ bool in(std::string_view op, std::initializer_list<std::string_view> ops) {
   return std::find(ops.begin(), ops.end(), op) != ops.end();
 }
 
-// Values derived from a user input carry the batch; parameters, constants and what is computed only from
-// them do not.
-std::vector<bool> batch_dependent(const Graph& g) {
-  std::vector<bool> dep(g.values().size(), false);
-  for (ValueId v : g.inputs()) dep[v] = true;
-  for (NodeId n : topological_order(g)) {
-    const auto& node = g.node(n);
-    const bool any = std::any_of(node.inputs.begin(), node.inputs.end(), [&](ValueId v) { return dep[v]; });
-    for (ValueId out : node.outputs) dep[out] = any;
-  }
-  return dep;
-}
-
 // A weight known ahead of the run, possibly seen through a transpose/view/cast (addmm takes weight.t()).
 bool weight_like(const Graph& g, ValueId v) {
   for (int hops = 0; hops < 8; ++hops) {
@@ -170,6 +157,17 @@ TensorParallel weight_split(const Graph& g, const Node& n, std::string_view op) 
 }
 
 }  // namespace
+
+std::vector<bool> batch_dependent(const Graph& g) {
+  std::vector<bool> dep(g.values().size(), false);
+  for (ValueId v : g.inputs()) dep[v] = true;
+  for (NodeId n : topological_order(g)) {
+    const auto& node = g.node(n);
+    const bool any = std::any_of(node.inputs.begin(), node.inputs.end(), [&](ValueId v) { return dep[v]; });
+    for (ValueId out : node.outputs) dep[out] = any;
+  }
+  return dep;
+}
 
 std::vector<NodeParallelism> analyze_parallelism(const Graph& graph, ExecutionMode mode) {
   const std::vector<bool> dep = batch_dependent(graph);

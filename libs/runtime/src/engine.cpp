@@ -120,9 +120,10 @@ struct Engine::Impl {
   StageRouting routing;
   std::vector<Worker> workers;
   std::vector<DeviceBinding> bindings;
-  std::vector<std::vector<std::unique_ptr<MessageChannel>>> forward_channels;  // [p][t]
-  std::vector<std::vector<std::unique_ptr<MessageChannel>>>
-      backward_channels;  // [p][t] grads from t back to p
+  std::vector<std::vector<int>> stage_workers;  // [stage] its in-process workers, in replica order
+  // [upstream worker][downstream worker]: activations down, their gradients back up (in-process stages).
+  std::vector<std::vector<std::unique_ptr<MessageChannel>>> forward_channels;
+  std::vector<std::vector<std::unique_ptr<MessageChannel>>> backward_channels;
   std::vector<torch::Tensor> master_params;
   std::vector<torch::Tensor> shared_params;  // local_stage: trainable parameters that several stages use
   // Where the model's parameter tensors live while the engine runs (place_parameters). keeper[i]: the worker
@@ -231,22 +232,79 @@ struct Engine::Impl {
     }
   }
 
+  // Hybrid plans: between stages whose groups are not both one device, every value must be batch-major
+  // (split by samples) or not derived from the batch at all (the same on every device); refuse the rest
+  // before running.
+  void check_values_can_be_split() const {
+    const int stages = static_cast<int>(plan.stages.size());
+    for (int p = 0; p < stages; ++p) {
+      for (int t = p + 1; t < stages; ++t) {
+        if (!resharded(p, t)) continue;
+        for (ValueId v : routing.sends[p][t]) {
+          const Value& value = model.ir.value(v);
+          const bool tensor_list =
+              (value.kind == ValueKind::kList || value.kind == ValueKind::kTuple) && !value.tensors.empty();
+          const bool splittable = routing.batch_dependent[v] ? routing.batch_major[v] : !tensor_list;
+          PARTITA_CHECK(
+              splittable, "value '", value.name, "' crosses from stage ", p, " to stage ", t,
+              " of a hybrid plan but is not a tensor whose dimension 0 is the batch, so it cannot be ",
+              "split between the stages' devices; plan another cut, or with --strategy pipeline or "
+              "data");
+        }
+      }
+    }
+  }
+
   // Whether `stage` runs in another process (EngineOptions::local_stage).
   bool remote(int stage) const { return options.local_stage >= 0 && stage != options.local_stage; }
 
   // Stage `receiver` takes what stage `sender` sent it for microbatch m (`count` values): from an in-process
   // channel, or through the transport from another process.
+  // Between stages of one device each (the only kind of stage another process runs).
   Message receive_message(int sender, int receiver, int m, bool backward, size_t count) {
     if (remote(sender)) return Message{options.transport->receive(sender, receiver, m, backward, count)};
-    return receive(backward ? *backward_channels[receiver][sender] : *forward_channels[sender][receiver]);
+    const int a = stage_workers[sender][0], b = stage_workers[receiver][0];
+    return receive(backward ? *backward_channels[b][a] : *forward_channels[a][b]);
   }
   void send_message(int sender, int receiver, int m, bool backward, Message msg) {
     if (remote(receiver)) {
       options.transport->send(msg.values, sender, receiver, m, backward);
-    } else {
-      (backward ? backward_channels[receiver][sender] : forward_channels[sender][receiver])
-          ->send(std::move(msg));
+      return;
     }
+    const int a = stage_workers[sender][0], b = stage_workers[receiver][0];
+    (backward ? backward_channels[b][a] : forward_channels[a][b])->send(std::move(msg));
+  }
+
+  // Hybrid plans: stages p < t whose groups are not both one device exchange values device by device. A
+  // batch-major value (StageRouting::batch_major) travels as the samples the two devices both hold; any
+  // other value is the same on every device of the sending group (not derived from the batch: the
+  // constructor refuses the rest) and comes from its first device, which therefore sends to every device.
+  bool resharded(int p, int t) const {
+    const auto devices = [&](int s) { return plan.groups[plan.stages[s].group].devices.size(); };
+    return devices(p) > 1 || devices(t) > 1;
+  }
+  // Samples [first, second) of a microbatch that both workers hold (empty: first >= second).
+  static std::pair<int, int> shared_samples(const Worker& a, const Worker& b) {
+    return {std::max(a.share_offset, b.share_offset),
+            std::min(a.share_offset + a.share, b.share_offset + b.share)};
+  }
+  static bool linked(const Worker& up, const Worker& down) {
+    const auto [lo, hi] = shared_samples(up, down);
+    return lo < hi || up.replica == 0;
+  }
+  // The rows of `t` (holding worker `holder`'s samples) that `other` holds too.
+  static torch::Tensor rows_for(const torch::Tensor& t, const Worker& holder, const Worker& other) {
+    const auto [lo, hi] = shared_samples(holder, other);
+    return t.narrow(0, std::min(lo, holder.share_offset + holder.share) - holder.share_offset,
+                    std::max(0, hi - lo));
+  }
+  torch::Tensor batch_rows(const c10::IValue& iv, ValueId v, const Worker& holder) const {
+    PARTITA_CHECK(iv.isTensor() && iv.toTensor().dim() >= 1 && iv.toTensor().size(0) == holder.share,
+                  "stage ", holder.stage, " on ", holder.binding.id, ": value '", model.ir.value(v).name,
+                  "' should hold this device's ", holder.share,
+                  " samples along dimension 0 to cross to the next stage's devices, but does not; plan with "
+                  "--strategy pipeline or data");
+    return iv.toTensor();
   }
 
   torch::Tensor slice(const torch::Tensor& t, const Worker& w, int microbatch) const {
@@ -430,21 +488,44 @@ struct Engine::Impl {
     Pending& state = pending[m];
     state.leaves.assign(stages, {});
     state.received.clear();
+    // Tensors inside lists and tuples too (aten::split's list): one with upstream history would make this
+    // stage's backward run (and free) the upstream stage's graph.
+    const auto as_leaf = [&](const torch::Tensor& t) {
+      if (!t.defined()) return t;
+      torch::Tensor leaf = t.to(w.binding.device).detach();
+      if (training && leaf.is_floating_point()) leaf.requires_grad_();
+      return leaf;
+    };
     for (int p = 0; p < w.stage; ++p) {
       const auto& values = routing.sends[p][w.stage];
       if (values.empty()) continue;
-      Message msg = receive_message(p, w.stage, m, /*backward=*/false, values.size());
-      for (size_t i = 0; i < values.size(); ++i) {
-        // Tensors inside lists and tuples too (aten::split's list): one with upstream history would make this
-        // stage's backward run (and free) the upstream stage's graph.
-        c10::IValue iv = detail::map_tensors(msg.values[i], [&](const torch::Tensor& t) {
-          if (!t.defined()) return t;
-          torch::Tensor leaf = t.to(w.binding.device).detach();
-          if (training && leaf.is_floating_point()) leaf.requires_grad_();
-          return leaf;
-        });
+      if (remote(p) || !resharded(p, w.stage)) {
+        Message msg = receive_message(p, w.stage, m, /*backward=*/false, values.size());
+        for (size_t i = 0; i < values.size(); ++i) {
+          c10::IValue iv = detail::map_tensors(msg.values[i], as_leaf);
+          state.leaves[p].push_back(iv);
+          state.received.emplace_back(values[i], std::move(iv));
+        }
+        continue;
+      }
+      std::vector<Message> got;  // from each linked device of stage p, in sample order; got[0]: its first
+      for (int i : stage_workers[p]) {
+        if (linked(workers[i], w)) got.push_back(receive(*forward_channels[i][w.index]));
+      }
+      for (size_t k = 0; k < values.size(); ++k) {
+        c10::IValue iv;
+        if (routing.batch_major[values[k]]) {
+          std::vector<torch::Tensor> pieces;
+          for (const Message& msg : got) {
+            const torch::Tensor& piece = msg.values[k].toTensor();
+            if (piece.size(0) > 0) pieces.push_back(piece.to(w.binding.device));
+          }
+          iv = as_leaf(pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 0));
+        } else {
+          iv = detail::map_tensors(got[0].values[k], as_leaf);
+        }
         state.leaves[p].push_back(iv);
-        state.received.emplace_back(values[i], std::move(iv));
+        state.received.emplace_back(values[k], std::move(iv));
       }
     }
     // A checkpointed stage keeps only its inputs: forward without autograd now, again with it in backward.
@@ -467,17 +548,94 @@ struct Engine::Impl {
     for (int t = w.stage + 1; t < stages; ++t) {
       const auto& values = routing.sends[w.stage][t];
       if (values.empty()) continue;
-      Message msg;
-      // In-process pipeline stages are workers in stage order; a remote stage's tensors travel via the host.
-      const torch::Device dest = remote(t) ? torch::Device(torch::kCPU) : workers[t].binding.device;
-      for (ValueId v : values) {
-        c10::IValue iv = env[v];
+      const auto to = [](c10::IValue iv, torch::Device dest) {
         if (iv.isTensor() && iv.toTensor().device() != dest) iv = iv.toTensor().to(dest);
-        msg.values.push_back(std::move(iv));
+        return iv;
+      };
+      if (remote(t) || !resharded(w.stage, t)) {
+        // A remote stage's tensors travel via the host.
+        const torch::Device dest =
+            remote(t) ? torch::Device(torch::kCPU) : workers[stage_workers[t][0]].binding.device;
+        Message msg;
+        for (ValueId v : values) msg.values.push_back(to(env[v], dest));
+        send_message(w.stage, t, m, /*backward=*/false, std::move(msg));
+        continue;
       }
-      send_message(w.stage, t, m, /*backward=*/false, std::move(msg));
+      for (int j : stage_workers[t]) {
+        const Worker& r = workers[j];
+        if (!linked(w, r)) continue;
+        Message msg;
+        for (ValueId v : values) {
+          msg.values.push_back(routing.batch_major[v] ? c10::IValue(rows_for(batch_rows(env[v], v, w), w, r))
+                                                      : env[v]);
+          msg.values.back() = to(std::move(msg.values.back()), r.binding.device);
+        }
+        forward_channels[w.index][j]->send(std::move(msg));
+      }
     }
     if (w.stage == stages - 1 && !training) w.outputs[m] = graph_outputs(env);
+  }
+
+  // Hybrid plans, backward: the gradients of what upstream worker w sent to stage t's devices, one per
+  // value as from a one-device stage: a batch-major value's rows from the devices holding them (zeros where
+  // a device had none), any other value's gradients summed (only w's group's first device gets them).
+  Message receive_gradients(const Worker& w, int t, const Pending& state) {
+    const auto& values = routing.sends[w.stage][t];
+    std::vector<std::pair<const Worker*, Message>> got;  // in sample order
+    for (int j : stage_workers[t]) {
+      if (linked(w, workers[j])) got.emplace_back(&workers[j], receive(*backward_channels[w.index][j]));
+    }
+    const auto tensor_of = [](const c10::IValue& iv) {
+      return iv.isTensor() ? iv.toTensor() : torch::Tensor();
+    };
+    Message whole;
+    for (size_t k = 0; k < values.size(); ++k) {
+      const torch::Tensor sent = tensor_of(state.sent[t][k]);
+      torch::Tensor grad;
+      if (routing.batch_major[values[k]]) {
+        std::vector<torch::Tensor> pieces;
+        bool any = false;
+        for (const auto& [r, msg] : got) {
+          const torch::Tensor rows = rows_for(sent, w, *r);
+          if (rows.size(0) == 0) continue;
+          const torch::Tensor g = tensor_of(msg.values[k]);
+          any = any || g.defined();
+          pieces.push_back(g.defined() ? g.to(sent.device()) : torch::zeros_like(rows));
+        }
+        if (any) grad = pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 0);
+      } else {
+        for (const auto& [r, msg] : got) {
+          const torch::Tensor g = tensor_of(msg.values[k]);
+          if (!g.defined() || !sent.defined()) continue;
+          grad = grad.defined() ? grad + g.to(sent.device()) : g.to(sent.device());
+        }
+      }
+      whole.values.emplace_back(grad.defined() ? c10::IValue(grad) : c10::IValue());
+    }
+    return whole;
+  }
+
+  // Hybrid plans, backward: downstream worker w hands each linked device of stage p the gradients of what
+  // it received from it (receive_gradients puts them together).
+  template <typename GradOf>
+  void send_gradients(const Worker& w, int p, const Pending& state, const GradOf& grad_of) {
+    const auto& values = routing.sends[p][w.stage];
+    for (int i : stage_workers[p]) {
+      const Worker& u = workers[i];
+      if (!linked(u, w)) continue;
+      Message msg;
+      for (size_t k = 0; k < values.size(); ++k) {
+        const c10::IValue& leaf = state.leaves[p][k];
+        torch::Tensor g = leaf.isTensor() ? grad_of(leaf.toTensor()) : torch::Tensor();
+        if (g.defined() && routing.batch_major[values[k]]) {
+          g = rows_for(g, w, u);
+        } else if (u.replica != 0) {
+          g = torch::Tensor();
+        }
+        msg.values.emplace_back(g.defined() ? c10::IValue(g.to(u.binding.device)) : c10::IValue());
+      }
+      backward_channels[i][w.index]->send(std::move(msg));
+    }
   }
 
   void backward(Worker& w, int m, std::vector<Pending>& pending) {
@@ -488,7 +646,12 @@ struct Engine::Impl {
     std::vector<Message> from_downstream(stages);
     for (int t = w.stage + 1; t < stages; ++t) {
       const size_t count = routing.sends[w.stage][t].size();
-      if (count > 0) from_downstream[t] = receive_message(t, w.stage, m, /*backward=*/true, count);
+      if (count == 0) continue;
+      if (remote(t) || !resharded(w.stage, t)) {
+        from_downstream[t] = receive_message(t, w.stage, m, /*backward=*/true, count);
+      } else {
+        from_downstream[t] = receive_gradients(w, t, state);
+      }
     }
     emit_begin(e);
     if (plan.stages[w.stage].checkpointing == Checkpointing::kFull) {  // recompute the forward, with autograd
@@ -515,12 +678,16 @@ struct Engine::Impl {
       if (!tensors.empty()) torch::autograd::backward(tensors, grads);
     }
     emit_end(e);
+    const auto grad_of = [](const torch::Tensor& leaf) {
+      return leaf.defined() && leaf.grad().defined() ? leaf.grad() : torch::Tensor();
+    };
     for (int p = 0; p < w.stage; ++p) {
       if (routing.sends[p][w.stage].empty()) continue;
+      if (!remote(p) && resharded(p, w.stage)) {
+        send_gradients(w, p, state, grad_of);
+        continue;
+      }
       Message msg;
-      const auto grad_of = [](const torch::Tensor& leaf) {
-        return leaf.defined() && leaf.grad().defined() ? leaf.grad() : torch::Tensor();
-      };
       for (const auto& value : state.leaves[p]) {
         if (value.isList() || value.isTuple()) {
           msg.values.push_back(
@@ -647,15 +814,6 @@ struct Engine::Impl {
 
 std::optional<std::string> engine_refusal(const Plan& plan) {
   const size_t stages = plan.stages.size();
-  for (size_t k = 0; k < stages && stages > 1; ++k) {
-    const size_t group = plan.groups[static_cast<size_t>(plan.stages[k].group)].devices.size();
-    if (group != 1)
-      return fmt::format(
-          "plan has a {}-stage pipeline whose stage {} runs on a group of {} devices: hybrid plans do not "
-          "run "
-          "in this engine yet; plan with --strategy pipeline or data",
-          stages, k, group);
-  }
   for (const auto& g : plan.groups) {
     if (g.parallelism != GroupParallelism::kData)
       return std::string(
@@ -700,6 +858,12 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     PARTITA_CHECK(stages > 1 && options.local_stage < stages, "this process runs stage ", options.local_stage,
                   " of a pipeline, but the plan has ", stages,
                   " stage(s); plan with --strategy pipeline for that many processes");
+    for (int st = 0; st < stages; ++st) {
+      const size_t devices = s.plan.groups[s.plan.stages[st].group].devices.size();
+      PARTITA_CHECK(devices == 1, "stage ", st, " of this pipeline runs on a group of ", devices,
+                    " devices: a pipeline across processes runs one device per stage (hybrid plans run in "
+                    "one process); plan with --strategy pipeline for several processes");
+    }
     PARTITA_CHECK(
         !s.training || options.reducer != nullptr,
         "training one stage of a pipeline needs a reducer (the loss is computed by the last stage)");
@@ -712,6 +876,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   }
   s.routing = route_stages(model.ir, s.plan);
   if (options.local_stage >= 0) s.check_values_can_cross_processes();
+  s.check_values_can_be_split();
   if (s.training) {
     const Graph& g = model.ir;
     PARTITA_CHECK(
@@ -721,6 +886,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     s.loss_kind =
         resolve_loss(options.loss, *g.value(g.inputs()[0]).meta(), g.value(g.outputs()[0]).tensors[0]);
   }
+  s.stage_workers.assign(stages, {});
   for (int st = 0; st < stages; ++st) {
     const DeviceGroup& g = s.plan.groups[s.plan.stages[st].group];
     int offset = 0;
@@ -740,18 +906,22 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
       offset += w.share;
       w.binding = bind_device(g.devices[d]);  // the executor: place_parameters()
       s.bindings.push_back(w.binding);
+      s.stage_workers[st].push_back(w.index);
       s.workers.push_back(std::move(w));
     }
   }
-  s.forward_channels.resize(stages);
-  s.backward_channels.resize(stages);
-  for (int p = 0; p < stages; ++p) {
-    s.forward_channels[p].resize(stages);
-    s.backward_channels[p].resize(stages);
-    for (int t = p + 1; t < stages; ++t) {
-      if (s.routing.sends[p][t].empty() || s.remote(p) || s.remote(t)) continue;
-      s.forward_channels[p][t] = std::make_unique<MessageChannel>();
-      s.backward_channels[p][t] = std::make_unique<MessageChannel>();
+  const size_t worker_count = s.workers.size();
+  s.forward_channels.resize(worker_count);
+  s.backward_channels.resize(worker_count);
+  for (size_t a = 0; a < worker_count; ++a) {
+    s.forward_channels[a].resize(worker_count);
+    s.backward_channels[a].resize(worker_count);
+    for (size_t b = 0; b < worker_count; ++b) {
+      const Impl::Worker &up = s.workers[a], &down = s.workers[b];
+      if (down.stage <= up.stage || s.routing.sends[up.stage][down.stage].empty()) continue;
+      if (s.resharded(up.stage, down.stage) && !Impl::linked(up, down)) continue;
+      s.forward_channels[a][b] = std::make_unique<MessageChannel>();
+      s.backward_channels[a][b] = std::make_unique<MessageChannel>();
     }
   }
   for (size_t i = 0; i < model.parameters.size(); ++i) {

@@ -351,23 +351,22 @@ TEST(Engine, NamesTheLayoutsItCannotRunBeforeAnythingRuns) {
   const Plan pipe = pipeline_plan(m.ir, Mode::kTraining, 8, 4, Schedule::kOneFOneB);
   EXPECT_FALSE(engine_refusal(pipe).has_value());
   EXPECT_FALSE(engine_refusal(data_plan(m.ir, Mode::kTraining, 8, {4, 4})).has_value());
-  Plan hybrid = pipe;
-  hybrid.groups[1].devices = {"cpu:1", "cpu:0"};
+  Plan hybrid = pipe;  // runs since 2026-11-29: engine_hybrid_test.cpp
+  hybrid.groups[1].devices = {"cpu:1", "cpu"};
   hybrid.groups[1].batch_shares = {1, 1};
-  ASSERT_TRUE(engine_refusal(hybrid).has_value());
-  EXPECT_NE(engine_refusal(hybrid)->find("hybrid plans do not run"), std::string::npos);
+  EXPECT_FALSE(engine_refusal(hybrid).has_value());
   Plan tensor = data_plan(m.ir, Mode::kTraining, 8, {4, 4});
   tensor.groups[0].parallelism = GroupParallelism::kTensor;
   EXPECT_NE(engine_refusal(tensor).value_or("").find("tensor parallelism"), std::string::npos);
-  // The constructor throws the same line for a well-formed plan (each device in one group), before it binds
-  // devices. (Offload runs: engine_offload_test.cpp.)
-  hybrid.groups[1].devices = {"cpu:1", "cpu:2"};
-  ASSERT_TRUE(engine_refusal(hybrid).has_value());
+  // The constructor throws the same line for a well-formed plan, before it binds devices. (Offload runs:
+  // engine_offload_test.cpp.)
+  tensor.groups[0].devices = {"cpu:0", "cpu:2"};
+  tensor.groups[0].batch_shares = {8, 8};  // each device of a tensor-parallel group sees the whole batch
   try {
-    Engine engine(m, hybrid);
-    FAIL() << "a hybrid plan ran";
+    Engine engine(m, tensor);
+    FAIL() << "a tensor-parallel plan ran";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), *engine_refusal(hybrid));
+    EXPECT_EQ(std::string(e.what()), *engine_refusal(tensor));
   }
 }
 

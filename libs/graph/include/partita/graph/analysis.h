@@ -110,6 +110,10 @@ struct NodeParallelism {
   TensorParallel tensor_parallel = TensorParallel::kNone;
 };
 
+// [value] whether it is derived from a user input (carries the batch); parameters, constants and what is
+// computed only from them are not.
+std::vector<bool> batch_dependent(const Graph& graph);
+
 // One entry per node, in node order. Batch splitting is refused for: batch_norm computing batch statistics
 // (training flag constant "True", or any batch_norm in mode kTraining: the graph was
 // usually traced in eval mode, but training will compute batch statistics); ops that work along a dim

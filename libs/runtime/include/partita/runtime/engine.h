@@ -5,10 +5,14 @@
 //  - pipeline: every stage on a one-device group; activations flow between stage workers per microbatch,
 //    gradients flow back; schedule GPipe or 1F1B as the plan says;
 //  - data parallel: one stage on a group of devices with integer batch shares; each device runs the whole
-//  graph
-//    on its share of every microbatch. Replicas on the host share the weight tensors and autograd sums their
-//    gradients into them (an in-memory all-reduce); replicas on a GPU hold copies whose gradients are reduced
-//    into the host copy after backward.
+//    graph on its share of every microbatch. Replicas on the host share the weight tensors and autograd sums
+//    their gradients into them (an in-memory all-reduce); replicas on a GPU hold copies whose gradients are
+//    reduced into the host copy after backward.
+//  - hybrid: a pipeline whose stages are groups of devices with their own batch shares (one process). Each
+//    device of a stage runs the stage on its share of every microbatch, as a replica does, and hands each
+//    device of a later stage the samples both hold (rows of dimension 0; a value not derived from the batch
+//    comes from the group's first device); gradients return the same way. A cut carrying another
+//    batch-dependent value (a batch size as a number, a list of tensors) is refused naming it.
 //  - branch parallel (Plan::branch_layout()): every stage is one device running its explicit node list in
 //    order; a node whose input comes from another device waits for that value (moved there with .to()), and
 //    values are released at their last use on the device. Training detaches every value that enters a run of
@@ -21,11 +25,12 @@
 // and, on the last stage, the loss inside an ActivationOffloadScope (activation_offload.h): what autograd
 // saves goes to host memory as it is saved (pinned and asynchronous from a GPU; on a CPU device a second
 // host copy, which saves nothing) and comes back when backward needs it; parameters and values received from
-// other stages stay. StepResult::offloaded counts it per stage. Optimizer state: the optimizer steps the host
-// (master) parameters of every stage, so its state is in host memory and the update runs on the host; GPU
-// stages send their gradients there and get the updated weights back. That is what optimizer-state offload
-// asks, and a GPU stage without it runs the same way (device-resident optimizer state is not done yet).
-// Inference plans with offload are refused (a training choice).
+// other stages stay. StepResult::offloaded counts it per stage. Optimizer state: a training stage on one
+// device with memory of its own keeps the parameters only it reads, with their optimizer state, on that
+// device, and the one optimizer updates them there; parameters several workers read (replicas, shared
+// weights), those the reducer combines with other processes, and those of a stage with optimizer-state
+// offload stay on the host, the device holding copies whose gradients are gathered to the host and which are
+// refreshed after the update. Inference plans with offload are refused (a training choice).
 // Math: a training step computes the mean loss over the global batch and one optimizer step, exactly as a
 // single-device step does (up to floating-point reassociation of the gradient sums). The optimizer step runs
 // on the CPU worker with the most intra-op threads (its thread, binding and OpenMP team), not on the caller's
@@ -149,10 +154,10 @@ struct StepResult {
   std::vector<OffloadedActivations> offloaded;
 };
 
-// Why this engine cannot run the plan's layout at all (hybrid stages on several devices, tensor parallelism,
-// activation offload in a branch-parallel plan, offload in an inference plan), as the one-line error the
-// Engine constructor throws; nullopt when it can. Does not check the plan against a model or this machine's
-// devices.
+// Why this engine cannot run the plan's layout at all (tensor parallelism, activation offload in a
+// branch-parallel plan, offload in an inference plan), as the one-line error the Engine constructor throws;
+// nullopt when it can. Does not check the plan against a model or this machine's devices, nor whether a
+// hybrid plan's cuts carry only values it can split by the batch (the constructor refuses those).
 std::optional<std::string> engine_refusal(const Plan& plan);
 
 class Engine {

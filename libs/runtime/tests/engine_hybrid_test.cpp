@@ -1,0 +1,176 @@
+// Hybrid plans in one process: a pipeline whose stages run on groups of devices with their own batch shares.
+// Each device of a stage sends the next stage's devices the samples they hold (resharding), gradients come
+// back the same way, and each stage's replicas combine their parameter gradients.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "partita/core/error.h"
+#include "partita/graph/analysis.h"
+#include "partita/runtime/engine.h"
+#include "partita/runtime/stage_routing.h"
+#include "partita/runtime/stage_transport.h"
+#include "partita/search/graph_identity.h"
+#include "reference_training.h"
+
+namespace partita {
+namespace {
+
+using namespace partita::testing;
+
+// Groups of devices on this machine's two cores: "cpu" (both) and "cpu:0-1" (both again) are devices of their
+// own, so four distinct devices fit on two cores (oversubscribed: this tests the math, not the speed).
+Plan hybrid_plan(const Graph& g, Mode mode, int batch, int microbatches, NodeId cut, DeviceGroup first,
+                 DeviceGroup second) {
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = mode;
+  p.strategy = StrategyKind::kHybrid;
+  p.schedule = Schedule::kOneFOneB;
+  p.optimizer = Optimizer::kSgdMomentum;
+  p.global_batch = batch;
+  p.microbatches = microbatches;
+  p.groups = {std::move(first), std::move(second)};
+  p.stages = {Stage{0, cut, 0}, Stage{cut + 1, g.num_nodes() - 1, 1}};
+  return p;
+}
+
+struct Layout {
+  const char* name;
+  DeviceGroup first, second;  // shares of one microbatch
+};
+
+// Microbatches of 4 samples: shares that line up, that cut across each other, and one device against two.
+const Layout kLayouts[] = {
+    {"2 devices then 1", DeviceGroup{{"cpu:0", "cpu:1"}, {1, 3}}, DeviceGroup{{"cpu"}, {4}}},
+    {"1 device then 2", DeviceGroup{{"cpu"}, {4}}, DeviceGroup{{"cpu:0", "cpu:1"}, {3, 1}}},
+    {"2 then 2, crossing", DeviceGroup{{"cpu:0", "cpu:1"}, {1, 3}}, DeviceGroup{{"cpu", "cpu:0-1"}, {3, 1}}},
+};
+
+// The best single cut whose crossing values a hybrid plan can split (batch-major or not derived from the
+// batch), nearest the middle first.
+NodeId splittable_cut(const Graph& g) {
+  const NodeId middle = best_cut_points(g, 1)[0].after_node;
+  for (NodeId d = 0; d < g.num_nodes(); ++d) {
+    for (const NodeId n : {middle - d, middle + d}) {
+      if (n < 0 || n + 1 >= g.num_nodes()) continue;
+      Plan p = hybrid_plan(g, Mode::kTraining, 4, 1, n, kLayouts[0].first, kLayouts[0].second);
+      const StageRouting r = route_stages(g, p);
+      bool ok = true;
+      for (ValueId v : r.sends[0][1]) ok = ok && (!r.batch_dependent[v] || r.batch_major[v]);
+      if (ok) return n;
+    }
+  }
+  return kNoNode;
+}
+
+std::vector<double> hybrid_losses(const std::string& name, const std::string& input, int steps,
+                                  const Layout& layout, EngineOptions options = {}) {
+  LoadedModel m = load(name, input);
+  const int batch = static_cast<int>(parse_input_spec(input).shape[0]);
+  const NodeId cut = splittable_cut(m.ir);
+  Engine engine(m, hybrid_plan(m.ir, Mode::kTraining, batch, batch / 4, cut, layout.first, layout.second),
+                options);
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) {
+    StepInputs in;
+    in.inputs = make_inputs({parse_input_spec(input)}, 100);
+    in.targets = engine.make_targets(in.inputs, 7);
+    losses.push_back(engine.step(in).loss);
+  }
+  return losses;
+}
+
+void expect_same(const std::vector<double>& a, const std::vector<double>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_LE(std::abs(a[i] - b[i]), 1e-4 * std::abs(b[i]) + 1e-7)
+        << what << " step " << i << ": " << a[i] << " vs " << b[i];
+  }
+  EXPECT_LT(b.back(), b.front()) << what << ": training should reduce the loss";
+}
+
+TEST(EngineHybrid, TrainingMatchesOneDeviceFor20Steps) {
+  for (const auto& [model, input] :
+       {std::pair{"mlp", "8x64"}, {"cnn", "8x3x32x32"}, {"gpt", "8x32:i64:2048"}}) {
+    const auto reference = reference_training(model, input, 20).losses;
+    for (const Layout& layout : kLayouts)
+      expect_same(hybrid_losses(model, input, 20, layout), reference,
+                  std::string(model) + ", " + layout.name);
+  }
+}
+
+TEST(EngineHybrid, DeviceCopiesOfSharedParametersKeepTheMath) {
+  // Workers with memory of their own (the GPU path, on CPU workers): a stage's replicas read host
+  // parameters through copies whose gradients are gathered.
+  EngineOptions copies;
+  copies.cpu_parameter_copies = true;
+  expect_same(hybrid_losses("cnn", "8x3x32x32", 12, kLayouts[2], copies),
+              reference_training("cnn", "8x3x32x32", 12).losses, "cnn with device copies");
+}
+
+TEST(EngineHybrid, InferenceOutputsMatchTheModule) {
+  LoadedModel m = load("cnn", "8x3x32x32");
+  const NodeId cut = best_cut_points(m.ir, 1)[0].after_node;
+  const auto inputs = make_inputs({parse_input_spec("8x3x32x32")}, 100);
+  const torch::Tensor expected = m.module.forward({inputs[0]}).toTensor();
+  for (const Layout& layout : kLayouts) {
+    Engine engine(m, hybrid_plan(m.ir, Mode::kInference, 8, 2, cut, layout.first, layout.second));
+    StepInputs in;
+    in.inputs = inputs;
+    const StepResult r = engine.step(in);
+    ASSERT_EQ(r.outputs.size(), 1u) << layout.name;
+    EXPECT_TRUE(torch::allclose(r.outputs[0], expected, 1e-5, 1e-6)) << layout.name;
+  }
+}
+
+TEST(EngineHybrid, RefusesACutThatCarriesAValueItCannotSplitByTheBatch) {
+  // The GPT's attention reads the batch size as a number (x.size()); a cut inside a block sends it on, and
+  // each device of the next stage would need its own.
+  LoadedModel m = load("gpt", "4x32:i64:2048");
+  NodeId cut = kNoNode;
+  for (NodeId n = 0; n + 1 < m.ir.num_nodes() && cut == kNoNode; ++n) {
+    Plan p = hybrid_plan(m.ir, Mode::kTraining, 4, 1, n, kLayouts[0].first, kLayouts[0].second);
+    const StageRouting r = route_stages(m.ir, p);
+    for (ValueId v : r.sends[0][1]) {
+      if (r.batch_dependent[v] && !r.batch_major[v]) cut = n;
+    }
+  }
+  ASSERT_NE(cut, kNoNode) << "no cut of the GPT sends a batch-dependent value that is not batch-major";
+  try {
+    Engine engine(m, hybrid_plan(m.ir, Mode::kTraining, 4, 1, cut, kLayouts[0].first, kLayouts[0].second));
+    FAIL() << "a hybrid plan with an unsplittable value crossing its cut ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot be split between the stages' devices"), std::string::npos)
+        << e.what();
+  }
+}
+
+// Never reached: the engine refuses the plan before it talks to other processes.
+class UnusedTransport final : public StageTransport {
+ public:
+  void begin_step(int) override {}
+  void send(const std::vector<c10::IValue>&, int, int, int, bool) override {}
+  std::vector<c10::IValue> receive(int, int, int, bool, size_t) override { return {}; }
+  void finish_step() override {}
+};
+
+TEST(EngineHybrid, APipelineAcrossProcessesStillNeedsOneDevicePerStage) {
+  LoadedModel m = load("mlp", "8x64");
+  const NodeId cut = best_cut_points(m.ir, 1)[0].after_node;
+  UnusedTransport transport;
+  EngineOptions remote;
+  remote.local_stage = 0;
+  remote.transport = &transport;
+  try {
+    Engine engine(m, hybrid_plan(m.ir, Mode::kInference, 8, 2, cut, kLayouts[0].first, kLayouts[0].second),
+                  remote);
+    FAIL() << "one stage of a hybrid plan ran in its own process";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("one device per stage"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace partita
