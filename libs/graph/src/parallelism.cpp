@@ -169,6 +169,49 @@ std::vector<bool> batch_dependent(const Graph& g) {
   return dep;
 }
 
+std::vector<bool> batch_major(const Graph& g) {
+  const std::vector<bool> dep = batch_dependent(g);
+  std::vector<bool> major(g.values().size(), false);
+  const TensorMeta* input = g.inputs().empty() ? nullptr : g.value(g.inputs()[0]).meta();
+  if (input == nullptr || input->shape.empty()) return major;
+  for (const Value& v : g.values()) {
+    const TensorMeta* m = v.kind == ValueKind::kTensor ? v.meta() : nullptr;
+    major[v.id] = dep[v.id] && m != nullptr && !m->shape.empty() && m->shape[0] == input->shape[0];
+  }
+  return major;
+}
+
+std::vector<bool> hybrid_crossable(const Graph& g) {
+  const std::vector<bool> dep = batch_dependent(g), major = batch_major(g);
+  std::vector<bool> ok(g.values().size(), false);
+  for (const Value& v : g.values()) {
+    const bool tensor_list =
+        (v.kind == ValueKind::kList || v.kind == ValueKind::kTuple) && !v.tensors.empty();
+    ok[v.id] = dep[v.id] ? major[v.id] : !tensor_list;
+  }
+  return ok;
+}
+
+std::vector<bool> hybrid_cuts(const Graph& g) {
+  const int n = g.num_nodes();
+  const std::vector<bool> ok = hybrid_crossable(g);
+  std::vector<bool> outputs(g.values().size(), false);
+  for (ValueId v : g.outputs()) outputs[v] = true;
+  std::vector<int> diff(static_cast<size_t>(n) + 1, 0);  // cuts after nodes [producer, last use) it crosses
+  for (const Value& v : g.values()) {
+    if (ok[v.id] || v.producer == kNoNode) continue;
+    int last = outputs[v.id] ? n : static_cast<int>(v.producer);
+    for (NodeId u : v.users) last = std::max(last, static_cast<int>(u));
+    ++diff[v.producer];
+    --diff[static_cast<size_t>(last)];
+  }
+  std::vector<bool> cuts(static_cast<size_t>(n), true);
+  int crossing = 0;
+  for (int i = 0; i + 1 < n; ++i)
+    cuts[static_cast<size_t>(i)] = (crossing += diff[static_cast<size_t>(i)]) == 0;
+  return cuts;
+}
+
 std::vector<NodeParallelism> analyze_parallelism(const Graph& graph, ExecutionMode mode) {
   const std::vector<bool> dep = batch_dependent(graph);
   std::vector<NodeParallelism> out(graph.nodes().size());

@@ -144,5 +144,29 @@ TEST(Parallelism, SelectAndSliceOnTheBatchDim) {
   EXPECT_TRUE(last(g).batch_splittable);
 }
 
+// x [8, 16] -> n0 linear -> h [8, 32] -> n1 size(h, 0) -> b (the batch as a number) -> n2 view(h, [b, 4, 8])
+// -> v [8, 4, 8] -> n3 transpose(0, 1) -> t [4, 8, 8] (batch in dimension 1) -> n4 transpose back -> y [8, 4,
+// 8]; w2 [32] -> n5 mul(w2, 2) -> s [32] (weights only) -> n6 add(y, s) -> o.
+TEST(Parallelism, HybridCutsCarryOnlyBatchMajorOrBatchFreeValues) {
+  Graph g;
+  const ValueId x = input(g, {8, 16});
+  const ValueId h = op(g, "aten::linear", {x, parameter(g, "w", {32, 16})}, {8, 32});
+  const ValueId b = g.add_value(ValueKind::kScalar, "b");
+  g.add_node("aten::size", {h, int_constant(g, "0")}, {b});
+  const ValueId v = op(g, "aten::view", {h, b}, {8, 4, 8});
+  const ValueId t = op(g, "aten::transpose", {v, int_constant(g, "0"), int_constant(g, "1")}, {4, 8, 8});
+  const ValueId y = op(g, "aten::transpose", {t, int_constant(g, "0"), int_constant(g, "1")}, {8, 4, 8});
+  const ValueId sc = op(g, "aten::mul", {parameter(g, "w2", {8}), int_constant(g, "2")}, {8});
+  g.set_outputs({op(g, "aten::add", {y, sc}, {8, 4, 8})});
+  const std::vector<bool> crossable = hybrid_crossable(g), major = batch_major(g);
+  EXPECT_TRUE(major[h] && crossable[h]);
+  EXPECT_FALSE(crossable[b]) << "the batch size as a number";
+  EXPECT_FALSE(major[t] || crossable[t]) << "the batch in dimension 1";
+  EXPECT_TRUE(crossable[sc] && !major[sc]) << "computed from weights alone: the same on every device";
+  // Cuts after n0 (h crosses, and the view needs it) and after n1 (b and h cross); after n2 v; after n3 t;
+  // after n4 y (and s is computed later); after n5 y and s; n6 is the end.
+  EXPECT_EQ(hybrid_cuts(g), (std::vector<bool>{true, false, true, false, true, true, true}));
+}
+
 }  // namespace
 }  // namespace partita

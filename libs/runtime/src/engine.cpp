@@ -242,11 +242,8 @@ struct Engine::Impl {
         if (!resharded(p, t)) continue;
         for (ValueId v : routing.sends[p][t]) {
           const Value& value = model.ir.value(v);
-          const bool tensor_list =
-              (value.kind == ValueKind::kList || value.kind == ValueKind::kTuple) && !value.tensors.empty();
-          const bool splittable = routing.batch_dependent[v] ? routing.batch_major[v] : !tensor_list;
           PARTITA_CHECK(
-              splittable, "value '", value.name, "' crosses from stage ", p, " to stage ", t,
+              routing.hybrid_crossable[v], "value '", value.name, "' crosses from stage ", p, " to stage ", t,
               " of a hybrid plan but is not a tensor whose dimension 0 is the batch, so it cannot be ",
               "split between the stages' devices; plan another cut, or with --strategy pipeline or "
               "data");

@@ -30,16 +30,8 @@ StageRouting route_stages(const Graph& graph, const Plan& plan) {
     if (!n.op.empty() && n.op.back() == '_' && !n.inputs.empty())
       r.mutated[r.stage_of_node[n.id]][n.inputs[0]] = true;
   }
-  r.batch_dependent = batch_dependent(graph);
-  r.batch_major.assign(graph.num_values(), false);
-  const TensorMeta* input = graph.inputs().empty() ? nullptr : graph.value(graph.inputs()[0]).meta();
-  if (input != nullptr && !input->shape.empty()) {
-    for (const Value& v : graph.values()) {
-      const TensorMeta* m = v.kind == ValueKind::kTensor ? v.meta() : nullptr;
-      r.batch_major[v.id] =
-          r.batch_dependent[v.id] && m != nullptr && !m->shape.empty() && m->shape[0] == input->shape[0];
-    }
-  }
+  r.batch_major = batch_major(graph);
+  r.hybrid_crossable = hybrid_crossable(graph);
   return r;
 }
 

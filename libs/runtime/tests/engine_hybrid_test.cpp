@@ -3,13 +3,13 @@
 // back the same way, and each stage's replicas combine their parameter gradients.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
 #include "partita/runtime/engine.h"
-#include "partita/runtime/stage_routing.h"
 #include "partita/runtime/stage_transport.h"
 #include "partita/search/graph_identity.h"
 #include "reference_training.h"
@@ -48,18 +48,13 @@ const Layout kLayouts[] = {
     {"2 then 2, crossing", DeviceGroup{{"cpu:0", "cpu:1"}, {1, 3}}, DeviceGroup{{"cpu", "cpu:0-1"}, {3, 1}}},
 };
 
-// The best single cut whose crossing values a hybrid plan can split (batch-major or not derived from the
-// batch), nearest the middle first.
+// The cut a hybrid plan can split (graph/analysis.h's hybrid_cuts) nearest the best single cut.
 NodeId splittable_cut(const Graph& g) {
   const NodeId middle = best_cut_points(g, 1)[0].after_node;
+  const std::vector<bool> cuts = hybrid_cuts(g);
   for (NodeId d = 0; d < g.num_nodes(); ++d) {
     for (const NodeId n : {middle - d, middle + d}) {
-      if (n < 0 || n + 1 >= g.num_nodes()) continue;
-      Plan p = hybrid_plan(g, Mode::kTraining, 4, 1, n, kLayouts[0].first, kLayouts[0].second);
-      const StageRouting r = route_stages(g, p);
-      bool ok = true;
-      for (ValueId v : r.sends[0][1]) ok = ok && (!r.batch_dependent[v] || r.batch_major[v]);
-      if (ok) return n;
+      if (n >= 0 && n + 1 < g.num_nodes() && cuts[static_cast<size_t>(n)]) return n;
     }
   }
   return kNoNode;
@@ -129,14 +124,9 @@ TEST(EngineHybrid, RefusesACutThatCarriesAValueItCannotSplitByTheBatch) {
   // The GPT's attention reads the batch size as a number (x.size()); a cut inside a block sends it on, and
   // each device of the next stage would need its own.
   LoadedModel m = load("gpt", "4x32:i64:2048");
-  NodeId cut = kNoNode;
-  for (NodeId n = 0; n + 1 < m.ir.num_nodes() && cut == kNoNode; ++n) {
-    Plan p = hybrid_plan(m.ir, Mode::kTraining, 4, 1, n, kLayouts[0].first, kLayouts[0].second);
-    const StageRouting r = route_stages(m.ir, p);
-    for (ValueId v : r.sends[0][1]) {
-      if (r.batch_dependent[v] && !r.batch_major[v]) cut = n;
-    }
-  }
+  const std::vector<bool> cuts = hybrid_cuts(m.ir);
+  const auto it = std::find(cuts.begin(), cuts.end(), false);
+  const NodeId cut = it == cuts.end() ? kNoNode : static_cast<NodeId>(it - cuts.begin());
   ASSERT_NE(cut, kNoNode) << "no cut of the GPT sends a batch-dependent value that is not batch-major";
   try {
     Engine engine(m, hybrid_plan(m.ir, Mode::kTraining, 4, 1, cut, kLayouts[0].first, kLayouts[0].second));

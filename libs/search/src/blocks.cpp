@@ -39,4 +39,12 @@ std::vector<NodeId> block_ends(const StageModel& model, int max_blocks) {
   return cuts;
 }
 
+std::vector<NodeId> allowed_block_ends(const std::vector<NodeId>& ends, const std::vector<bool>& allowed) {
+  std::vector<NodeId> kept;
+  for (size_t i = 0; i < ends.size(); ++i) {
+    if (i + 1 == ends.size() || allowed[static_cast<size_t>(ends[i])]) kept.push_back(ends[i]);
+  }
+  return kept;
+}
+
 }  // namespace partita

@@ -4,6 +4,7 @@
 
 #include "partita/core/error.h"
 #include "partita/core/format.h"
+#include "partita/graph/analysis.h"
 #include "partita/search/blocks.h"
 #include "partita/search/branch_strategy.h"
 #include "partita/search/data_parallel_strategy.h"
@@ -73,7 +74,10 @@ std::vector<Plan> generate_candidates(const Graph& graph, const Cluster& cluster
   if (s == StrategyKind::kAuto || s == StrategyKind::kData) append(out, data_parallel_candidates(model));
   if (s == StrategyKind::kAuto || s == StrategyKind::kPipeline)
     append(out, pipeline_candidates(model, blocks));
-  if (s == StrategyKind::kAuto || s == StrategyKind::kHybrid) append(out, hybrid_candidates(model, blocks));
+  // A hybrid plan's devices split each microbatch differently on the two sides of a cut: only cuts whose
+  // values can be split by the batch (or are the same on every device) are offered, as the engine runs them.
+  if (s == StrategyKind::kAuto || s == StrategyKind::kHybrid)
+    append(out, hybrid_candidates(model, allowed_block_ends(blocks, hybrid_cuts(graph))));
   if (s == StrategyKind::kAuto || s == StrategyKind::kBranch) {
     std::vector<Plan> branch = branch_candidates(model);
     // Under auto, a branch plan on one device is the one-device plan the data-parallel strategy offers, run

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "partita/graph/analysis.h"
 #include "partita/search/model_spec.h"
 #include "partita/search/plan_json.h"
 #include "partita/search/simulator.h"
@@ -173,6 +174,48 @@ TEST(Planner, NeverOffloadsFromCpus) {
   ASSERT_TRUE(roomy.plan) << roomy.error;
   for (const Plan& p : roomy.candidates)
     EXPECT_FALSE(any_stage(p, [](const Stage& s) { return s.offload != Offload::kNone; })) << p.to_string();
+}
+
+// Hybrid candidates cut only where the values crossing can be split by the batch (graph/analysis.h's
+// hybrid_cuts): six linears in a chain with an aten::size (node 2) reading the batch size as a number that
+// the fifth linear (node 5) takes, so no stage may end at nodes 2, 3 or 4, though the same bytes cross every
+// cut.
+TEST(Planner, HybridPlansCutOnlyWhereTheEngineCanSplitTheBatch) {
+  Graph h;
+  ValueId x = h.add_input("x");
+  h.value(x).tensors = {TensorMeta{{8, 16}, DType::kFloat32}};
+  ValueId batch = -1;
+  for (int i = 0; i < 6; ++i) {
+    const ValueId w = h.add_parameter("w" + std::to_string(i), true);
+    h.value(w).tensors = {TensorMeta{{1024}, DType::kFloat32}};
+    const ValueId y = h.add_value(ValueKind::kTensor, "y" + std::to_string(i));
+    h.value(y).tensors = {TensorMeta{{8, 256}, DType::kFloat32}};
+    std::vector<ValueId> inputs{x, w};
+    if (i == 4) inputs.push_back(batch);
+    const NodeId n = h.add_node("aten::linear", inputs, {y});
+    h.node(n).cost = OpCost{Flops(1e10 * 8), Bytes(0), Bytes(0), CostStatus::kEstimated};
+    x = y;
+    if (i == 1) {
+      batch = h.add_value(ValueKind::kScalar, "batch");
+      h.add_node("aten::size", {y, h.add_constant(ValueKind::kScalar, "0")}, {batch});
+    }
+  }
+  h.set_outputs({x});
+  const std::vector<bool> cuts = hybrid_cuts(h);
+  ASSERT_EQ(cuts, (std::vector<bool>{true, true, false, false, false, true, true}));
+  const Cluster c =
+      make_cluster({make_spec("a", 1), make_spec("a", 1), make_spec("a", 1)}, make_link(1e21, 0));
+  const CostTable t = table_for(h, c);
+  SearchOptions opt;
+  opt.global_batch = 8;
+  opt.strategy = StrategyKind::kHybrid;
+  int multi_stage = 0;
+  for (const Plan& p : generate_candidates(h, c, t, opt)) {
+    for (size_t s = 0; s + 1 < p.stages.size(); ++s)
+      EXPECT_TRUE(cuts[static_cast<size_t>(p.stages[s].last)]) << "a stage ends at node " << p.stages[s].last;
+    multi_stage += p.stages.size() > 1 ? 1 : 0;
+  }
+  EXPECT_GT(multi_stage, 0) << "no hybrid candidate has two stages: the test checks nothing";
 }
 
 }  // namespace

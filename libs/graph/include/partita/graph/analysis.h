@@ -113,6 +113,17 @@ struct NodeParallelism {
 // [value] whether it is derived from a user input (carries the batch); parameters, constants and what is
 // computed only from them are not.
 std::vector<bool> batch_dependent(const Graph& graph);
+// [value] batch-dependent single tensors whose dimension 0 is the batch (the graph's batch: its first
+// input's dimension 0).
+std::vector<bool> batch_major(const Graph& graph);
+// [value] whether it can cross between pipeline stages whose devices split the batch differently (hybrid
+// plans): a batch-major tensor (its rows go where their samples are), or a value not derived from the batch
+// that is not a list or tuple of tensors (the same on every device). Not: a batch size read as a number, a
+// list of batch tensors, a tensor with the batch in another dimension.
+std::vector<bool> hybrid_crossable(const Graph& graph);
+// [node] whether a pipeline cut after the node carries only hybrid_crossable values (everything produced at
+// or before it and read after it, or a graph output); the last node's entry is true.
+std::vector<bool> hybrid_cuts(const Graph& graph);
 
 // One entry per node, in node order. Batch splitting is refused for: batch_norm computing batch statistics
 // (training flag constant "True", or any batch_norm in mode kTraining: the graph was

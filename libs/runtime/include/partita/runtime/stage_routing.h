@@ -16,11 +16,10 @@ struct StageRouting {
   // received value must then be copied, not shared.
   std::vector<std::vector<bool>> mutated;
   std::vector<int> stage_of_node;
-  // [value] derived from a user input (carries the batch), and among those the single tensors whose dim 0
-  // is the batch (the graph's batch, its first input's dim 0). Between stages on groups of different devices
-  // (hybrid plans) a batch-major value travels as the samples each device of the receiving group holds;
-  // other batch-dependent values (lists, other layouts) cannot be split that way.
-  std::vector<bool> batch_dependent, batch_major;
+  // [value] graph/analysis.h's batch_major and hybrid_crossable: between stages on groups of devices
+  // (hybrid plans) a batch-major value travels as the samples each device of the receiving group holds, any
+  // other crossable value whole from the sending group's first device; the rest cannot cross such a cut.
+  std::vector<bool> batch_major, hybrid_crossable;
 };
 
 StageRouting route_stages(const Graph& graph, const Plan& plan);

@@ -11,4 +11,8 @@ namespace partita {
 // The last node of each block, ascending; the final entry is num_nodes - 1.
 std::vector<NodeId> block_ends(const StageModel& model, int max_blocks);
 
+// The block ends after which `allowed[node]` permits a cut, and always the final one: fewer, larger blocks
+// (hybrid plans cut only where graph/analysis.h's hybrid_cuts allows).
+std::vector<NodeId> allowed_block_ends(const std::vector<NodeId>& ends, const std::vector<bool>& allowed);
+
 }  // namespace partita
