@@ -256,8 +256,8 @@ struct Engine::Impl {
   bool remote(int stage) const { return options.local_stage >= 0 && stage != options.local_stage; }
 
   // Stage `receiver` takes what stage `sender` sent it for microbatch m (`count` values): from an in-process
-  // channel, or through the transport from another process.
-  // Between stages of one device each (the only kind of stage another process runs).
+  // channel, or through the transport from another process. Between stages of one device each (the only
+  // kind another process runs); hybrid links go device by device (receive_gradients, send_gradients).
   Message receive_message(int sender, int receiver, int m, bool backward, size_t count) {
     if (remote(sender)) return Message{options.transport->receive(sender, receiver, m, backward, count)};
     const int a = stage_workers[sender][0], b = stage_workers[receiver][0];
@@ -574,37 +574,47 @@ struct Engine::Impl {
   }
 
   // Hybrid plans, backward: the gradients of what upstream worker w sent to stage t's devices, one per
-  // value as from a one-device stage: a batch-major value's rows from the devices holding them (zeros where
-  // a device had none), any other value's gradients summed (only w's group's first device gets them).
-  Message receive_gradients(const Worker& w, int t, const Pending& state) {
+  // value as from a one-device stage, on w's device: a batch-major value's rows from the devices holding
+  // them (zeros where a device had none), any other value's gradients summed (only w's group's first device
+  // gets them). Needs nothing kept from the forward (a checkpointed stage recomputes it afterwards).
+  Message receive_gradients(const Worker& w, int t) {
     const auto& values = routing.sends[w.stage][t];
-    std::vector<std::pair<const Worker*, Message>> got;  // in sample order
+    std::vector<std::pair<int, Message>> got;  // rows of w's samples each device holds, its message
     for (int j : stage_workers[t]) {
-      if (linked(w, workers[j])) got.emplace_back(&workers[j], receive(*backward_channels[w.index][j]));
+      if (!linked(w, workers[j])) continue;
+      const auto [lo, hi] = shared_samples(w, workers[j]);
+      got.emplace_back(std::max(0, hi - lo), receive(*backward_channels[w.index][j]));
     }
-    const auto tensor_of = [](const c10::IValue& iv) {
-      return iv.isTensor() ? iv.toTensor() : torch::Tensor();
+    const auto tensor_of = [&](const c10::IValue& iv) {
+      return iv.isTensor() && iv.toTensor().defined() ? iv.toTensor().to(w.binding.device) : torch::Tensor();
     };
     Message whole;
     for (size_t k = 0; k < values.size(); ++k) {
-      const torch::Tensor sent = tensor_of(state.sent[t][k]);
       torch::Tensor grad;
       if (routing.batch_major[values[k]]) {
-        std::vector<torch::Tensor> pieces;
-        bool any = false;
-        for (const auto& [r, msg] : got) {
-          const torch::Tensor rows = rows_for(sent, w, *r);
-          if (rows.size(0) == 0) continue;
-          const torch::Tensor g = tensor_of(msg.values[k]);
-          any = any || g.defined();
-          pieces.push_back(g.defined() ? g.to(sent.device()) : torch::zeros_like(rows));
+        std::vector<torch::Tensor> pieces;  // undefined where that device had no gradient
+        torch::Tensor like;
+        for (const auto& [rows, msg] : got) {
+          if (rows == 0) continue;
+          pieces.push_back(tensor_of(msg.values[k]));
+          if (pieces.back().defined()) like = pieces.back();
         }
-        if (any) grad = pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 0);
+        if (like.defined()) {
+          size_t i = 0;
+          for (const auto& [rows, msg] : got) {
+            if (rows == 0) continue;
+            torch::Tensor& piece = pieces[i++];
+            if (piece.defined()) continue;
+            std::vector<int64_t> shape = like.sizes().vec();
+            shape[0] = rows;
+            piece = torch::zeros(shape, like.options());
+          }
+          grad = pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 0);
+        }
       } else {
-        for (const auto& [r, msg] : got) {
+        for (const auto& [rows, msg] : got) {
           const torch::Tensor g = tensor_of(msg.values[k]);
-          if (!g.defined() || !sent.defined()) continue;
-          grad = grad.defined() ? grad + g.to(sent.device()) : g.to(sent.device());
+          if (g.defined()) grad = grad.defined() ? grad + g : g;
         }
       }
       whole.values.emplace_back(grad.defined() ? c10::IValue(grad) : c10::IValue());
@@ -647,7 +657,7 @@ struct Engine::Impl {
       if (remote(t) || !resharded(w.stage, t)) {
         from_downstream[t] = receive_message(t, w.stage, m, /*backward=*/true, count);
       } else {
-        from_downstream[t] = receive_gradients(w, t, state);
+        from_downstream[t] = receive_gradients(w, t);
       }
     }
     emit_begin(e);

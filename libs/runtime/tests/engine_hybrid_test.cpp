@@ -96,6 +96,29 @@ TEST(EngineHybrid, TrainingMatchesOneDeviceFor20Steps) {
   }
 }
 
+TEST(EngineHybrid, CheckpointedAndOffloadingStagesKeepTheMath) {
+  // A checkpointed stage recomputes its forward after its gradients arrive; activation offload copies what
+  // a stage saves to the host and back.
+  for (const Checkpointing c : {Checkpointing::kFull, Checkpointing::kNone}) {
+    LoadedModel m = load("cnn", "8x3x32x32");
+    Plan p =
+        hybrid_plan(m.ir, Mode::kTraining, 8, 2, splittable_cut(m.ir), kLayouts[2].first, kLayouts[2].second);
+    p.stages[0].checkpointing = c;
+    p.stages[1].checkpointing = c;
+    if (c == Checkpointing::kNone) p.stages[0].offload = Offload::kActivations;
+    Engine engine(m, p);
+    std::vector<double> losses;
+    for (int s = 0; s < 12; ++s) {
+      StepInputs in;
+      in.inputs = make_inputs({parse_input_spec("8x3x32x32")}, 100);
+      in.targets = engine.make_targets(in.inputs, 7);
+      losses.push_back(engine.step(in).loss);
+    }
+    expect_same(losses, reference_training("cnn", "8x3x32x32", 12).losses,
+                c == Checkpointing::kFull ? "checkpointed" : "activation offload");
+  }
+}
+
 TEST(EngineHybrid, DeviceCopiesOfSharedParametersKeepTheMath) {
   // Workers with memory of their own (the GPU path, on CPU workers): a stage's replicas read host
   // parameters through copies whose gradients are gathered.
