@@ -14,6 +14,7 @@
 #include "partita/graph/analysis.h"
 #include "partita/runtime/engine.h"
 #include "partita/search/graph_identity.h"
+#include "reference_training.h"
 
 namespace partita {
 
@@ -130,23 +131,7 @@ std::vector<double> engine_losses(const std::string& path, const std::string& in
   LoadedModel m = load(path, input);
   const int batch = static_cast<int>(parse_input_spec(input).shape[0]);
   Engine engine(m, branch_plan(m.ir, Mode::kTraining, batch, microbatches, assign(m.ir)));
-  std::vector<double> losses;
-  for (int s = 0; s < steps; ++s) {
-    StepInputs step;
-    step.inputs = make_inputs({parse_input_spec(input)}, 100);
-    step.targets = engine.make_targets(step.inputs, 7);
-    losses.push_back(engine.step(step).loss);
-  }
-  return losses;
-}
-
-void expect_same(const std::vector<double>& a, const std::vector<double>& b, const std::string& what) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_LE(std::abs(a[i] - b[i]), 1e-4 * std::abs(b[i]) + 1e-7)
-        << what << " step " << i << ": " << a[i] << " vs " << b[i];
-  }
-  EXPECT_LT(b.back(), b.front()) << what << ": training should reduce the loss";
+  return testing::train_losses(engine, input, steps);
 }
 
 bool two_cores() { return std::thread::hardware_concurrency() >= 2; }
@@ -197,10 +182,13 @@ TEST(EngineBranch, TrainingMatchesOneDeviceFor20Steps) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   const std::string path = zoo("branchy");
   const auto reference = reference_losses(path, "8x3x32x32", 20);
-  expect_same(engine_losses(path, "8x3x32x32", 20, 1, by_branches), reference, "branchy by branches");
-  expect_same(engine_losses(path, "8x3x32x32", 20, 2, alternating), reference, "branchy alternating, 2 mb");
-  expect_same(engine_losses(path, "8x3x32x32", 20, 4, [](const Graph& g) { return shuffled(g, 11); }),
-              reference, "branchy shuffled, 4 mb");
+  testing::expect_same_losses(engine_losses(path, "8x3x32x32", 20, 1, by_branches), reference,
+                              "branchy by branches");
+  testing::expect_same_losses(engine_losses(path, "8x3x32x32", 20, 2, alternating), reference,
+                              "branchy alternating, 2 mb");
+  testing::expect_same_losses(
+      engine_losses(path, "8x3x32x32", 20, 4, [](const Graph& g) { return shuffled(g, 11); }), reference,
+      "branchy shuffled, 4 mb");
 }
 
 TEST(EngineBranch, InPlaceUpdateOfAValueReadOnAnotherDevice) {
@@ -223,9 +211,11 @@ TEST(EngineBranch, InPlaceUpdateOfAValueReadOnAnotherDevice) {
     ASSERT_TRUE(torch::allclose(out[0], expected, 1e-5, 1e-6)) << "repeat " << repeat;
   }
   const auto reference = reference_losses(path, "8x32", 20);
-  expect_same(engine_losses(path, "8x32", 20, 1, alternating), reference, "diamond alternating");
-  expect_same(engine_losses(path, "8x32", 20, 2, [](const Graph& g) { return shuffled(g, 2); }), reference,
-              "diamond shuffled");
+  testing::expect_same_losses(engine_losses(path, "8x32", 20, 1, alternating), reference,
+                              "diamond alternating");
+  testing::expect_same_losses(
+      engine_losses(path, "8x32", 20, 2, [](const Graph& g) { return shuffled(g, 2); }), reference,
+      "diamond shuffled");
 }
 
 TEST(EngineBranch, ObserversSeeForwardAndBackwardOnBothDevices) {

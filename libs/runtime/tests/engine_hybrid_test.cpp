@@ -67,23 +67,7 @@ std::vector<double> hybrid_losses(const std::string& name, const std::string& in
   const NodeId cut = splittable_cut(m.ir);
   Engine engine(m, hybrid_plan(m.ir, Mode::kTraining, batch, batch / 4, cut, layout.first, layout.second),
                 options);
-  std::vector<double> losses;
-  for (int s = 0; s < steps; ++s) {
-    StepInputs in;
-    in.inputs = make_inputs({parse_input_spec(input)}, 100);
-    in.targets = engine.make_targets(in.inputs, 7);
-    losses.push_back(engine.step(in).loss);
-  }
-  return losses;
-}
-
-void expect_same(const std::vector<double>& a, const std::vector<double>& b, const std::string& what) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_LE(std::abs(a[i] - b[i]), 1e-4 * std::abs(b[i]) + 1e-7)
-        << what << " step " << i << ": " << a[i] << " vs " << b[i];
-  }
-  EXPECT_LT(b.back(), b.front()) << what << ": training should reduce the loss";
+  return train_losses(engine, input, steps);
 }
 
 TEST(EngineHybrid, TrainingMatchesOneDeviceFor20Steps) {
@@ -91,8 +75,8 @@ TEST(EngineHybrid, TrainingMatchesOneDeviceFor20Steps) {
        {std::pair{"mlp", "8x64"}, {"cnn", "8x3x32x32"}, {"gpt", "8x32:i64:2048"}}) {
     const auto reference = reference_training(model, input, 20).losses;
     for (const Layout& layout : kLayouts)
-      expect_same(hybrid_losses(model, input, 20, layout), reference,
-                  std::string(model) + ", " + layout.name);
+      expect_same_losses(hybrid_losses(model, input, 20, layout), reference,
+                         std::string(model) + ", " + layout.name);
   }
 }
 
@@ -107,15 +91,9 @@ TEST(EngineHybrid, CheckpointedAndOffloadingStagesKeepTheMath) {
     p.stages[1].checkpointing = c;
     if (c == Checkpointing::kNone) p.stages[0].offload = Offload::kActivations;
     Engine engine(m, p);
-    std::vector<double> losses;
-    for (int s = 0; s < 12; ++s) {
-      StepInputs in;
-      in.inputs = make_inputs({parse_input_spec("8x3x32x32")}, 100);
-      in.targets = engine.make_targets(in.inputs, 7);
-      losses.push_back(engine.step(in).loss);
-    }
-    expect_same(losses, reference_training("cnn", "8x3x32x32", 12).losses,
-                c == Checkpointing::kFull ? "checkpointed" : "activation offload");
+    expect_same_losses(train_losses(engine, "8x3x32x32", 12),
+                       reference_training("cnn", "8x3x32x32", 12).losses,
+                       c == Checkpointing::kFull ? "checkpointed" : "activation offload");
   }
 }
 
@@ -124,8 +102,8 @@ TEST(EngineHybrid, DeviceCopiesOfSharedParametersKeepTheMath) {
   // parameters through copies whose gradients are gathered.
   EngineOptions copies;
   copies.cpu_parameter_copies = true;
-  expect_same(hybrid_losses("cnn", "8x3x32x32", 12, kLayouts[2], copies),
-              reference_training("cnn", "8x3x32x32", 12).losses, "cnn with device copies");
+  expect_same_losses(hybrid_losses("cnn", "8x3x32x32", 12, kLayouts[2], copies),
+                     reference_training("cnn", "8x3x32x32", 12).losses, "cnn with device copies");
 }
 
 TEST(EngineHybrid, InferenceOutputsMatchTheModule) {

@@ -58,23 +58,7 @@ std::vector<double> engine_losses(const std::string& name, const std::string& in
                                   const std::function<Plan(const Graph&)>& make_plan) {
   LoadedModel m = load(name, input);
   Engine engine(m, make_plan(m.ir));
-  std::vector<double> losses;
-  for (int s = 0; s < steps; ++s) {
-    StepInputs batch;
-    batch.inputs = make_inputs({parse_input_spec(input)}, 100);
-    batch.targets = engine.make_targets(batch.inputs, 7);
-    losses.push_back(engine.step(batch).loss);
-  }
-  return losses;
-}
-
-void expect_same(const std::vector<double>& a, const std::vector<double>& b, const std::string& what) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_LE(std::abs(a[i] - b[i]), 1e-4 * std::abs(b[i]) + 1e-7)
-        << what << " step " << i << ": " << a[i] << " vs " << b[i];
-  }
-  EXPECT_LT(b.back(), b.front()) << what << ": training should reduce the loss";
+  return train_losses(engine, input, steps);
 }
 
 struct Case {
@@ -91,26 +75,27 @@ TEST_P(EngineTraining, PipelineAndDataParallelMatchSingleDeviceFor20Steps) {
   const Case c = GetParam();
   const int batch = static_cast<int>(parse_input_spec(c.input).shape[0]);
   const auto reference = reference_losses(c.model, c.input, 20);
-  expect_same(engine_losses(c.model, c.input, 20,
-                            [&](const Graph& g) {
-                              return pipeline_plan(g, Mode::kTraining, batch, 4, Schedule::kOneFOneB);
-                            }),
-              reference, std::string(c.model) + " 2-stage 1F1B");
-  expect_same(engine_losses(c.model, c.input, 20,
-                            [&](const Graph& g) {
-                              return pipeline_plan(g, Mode::kTraining, batch, 4, Schedule::kGPipe);
-                            }),
-              reference, std::string(c.model) + " 2-stage GPipe");
-  expect_same(engine_losses(c.model, c.input, 20,
-                            [&](const Graph& g) {
-                              return data_plan(g, Mode::kTraining, batch, {batch / 2, batch - batch / 2});
-                            }),
-              reference, std::string(c.model) + " 2 replicas");
-  expect_same(engine_losses(c.model, c.input, 20,
-                            [&](const Graph& g) {
-                              return data_plan(g, Mode::kTraining, batch, {batch - 1, 1});
-                            }),
-              reference, std::string(c.model) + " uneven replicas");
+  expect_same_losses(engine_losses(c.model, c.input, 20,
+                                   [&](const Graph& g) {
+                                     return pipeline_plan(g, Mode::kTraining, batch, 4, Schedule::kOneFOneB);
+                                   }),
+                     reference, std::string(c.model) + " 2-stage 1F1B");
+  expect_same_losses(engine_losses(c.model, c.input, 20,
+                                   [&](const Graph& g) {
+                                     return pipeline_plan(g, Mode::kTraining, batch, 4, Schedule::kGPipe);
+                                   }),
+                     reference, std::string(c.model) + " 2-stage GPipe");
+  expect_same_losses(
+      engine_losses(c.model, c.input, 20,
+                    [&](const Graph& g) {
+                      return data_plan(g, Mode::kTraining, batch, {batch / 2, batch - batch / 2});
+                    }),
+      reference, std::string(c.model) + " 2 replicas");
+  expect_same_losses(engine_losses(c.model, c.input, 20,
+                                   [&](const Graph& g) {
+                                     return data_plan(g, Mode::kTraining, batch, {batch - 1, 1});
+                                   }),
+                     reference, std::string(c.model) + " uneven replicas");
 }
 
 INSTANTIATE_TEST_SUITE_P(Zoo, EngineTraining,
@@ -124,13 +109,14 @@ TEST(Engine, CheckpointedStagesAndInPlaceOpsAtStageInputsKeepTheMath) {
   for (const auto& [model, input] : {std::pair{"resnet18", "4x3x32x32"}, {"gpt", "4x32:i64:2048"}}) {
     const auto reference = reference_losses(model, input, 3);
     for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
-      expect_same(engine_losses(model, input, 3,
-                                [&](const Graph& g) {
-                                  Plan p = pipeline_plan(g, Mode::kTraining, 4, 2, Schedule::kOneFOneB);
-                                  for (auto& st : p.stages) st.checkpointing = c;
-                                  return p;
-                                }),
-                  reference, std::string(model) + (c == Checkpointing::kFull ? " checkpointed" : " plain"));
+      expect_same_losses(
+          engine_losses(model, input, 3,
+                        [&](const Graph& g) {
+                          Plan p = pipeline_plan(g, Mode::kTraining, 4, 2, Schedule::kOneFOneB);
+                          for (auto& st : p.stages) st.checkpointing = c;
+                          return p;
+                        }),
+          reference, std::string(model) + (c == Checkpointing::kFull ? " checkpointed" : " plain"));
     }
   }
 }
@@ -143,19 +129,20 @@ TEST(Engine, ATensorListCrossingTheCutKeepsTheMath) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
   const auto reference = reference_losses("gpt", "4x32:i64:2048", 3);
   for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
-    expect_same(engine_losses("gpt", "4x32:i64:2048", 3,
-                              [&](const Graph& g) {
-                                Plan p = pipeline_plan(g, Mode::kTraining, 4, 2, Schedule::kOneFOneB);
-                                NodeId split = kNoNode;
-                                for (const Node& n : g.nodes()) {
-                                  if (n.op == "aten::split" && split == kNoNode) split = n.id;
-                                }
-                                EXPECT_NE(split, kNoNode);
-                                p.stages = {Stage{0, split, 0}, Stage{split + 1, g.num_nodes() - 1, 1}};
-                                for (auto& st : p.stages) st.checkpointing = c;
-                                return p;
-                              }),
-                reference, c == Checkpointing::kFull ? "list at the cut, checkpointed" : "list at the cut");
+    expect_same_losses(
+        engine_losses("gpt", "4x32:i64:2048", 3,
+                      [&](const Graph& g) {
+                        Plan p = pipeline_plan(g, Mode::kTraining, 4, 2, Schedule::kOneFOneB);
+                        NodeId split = kNoNode;
+                        for (const Node& n : g.nodes()) {
+                          if (n.op == "aten::split" && split == kNoNode) split = n.id;
+                        }
+                        EXPECT_NE(split, kNoNode);
+                        p.stages = {Stage{0, split, 0}, Stage{split + 1, g.num_nodes() - 1, 1}};
+                        for (auto& st : p.stages) st.checkpointing = c;
+                        return p;
+                      }),
+        reference, c == Checkpointing::kFull ? "list at the cut, checkpointed" : "list at the cut");
   }
 }
 

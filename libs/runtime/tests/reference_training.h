@@ -5,7 +5,10 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <torch/optim.h>
+
+#include <cmath>
 
 #include "partita/runtime/engine.h"
 #include "partita/search/graph_identity.h"
@@ -61,6 +64,31 @@ inline ReferenceTraining reference_training(const std::string& name, const std::
   }
   for (const auto& p : params) run.parameters.push_back(p.detach().clone());
   return run;
+}
+
+// The losses of `steps` training steps of `engine` on the batch reference_training uses (inputs from seed
+// 100, targets from seed 7).
+inline std::vector<double> train_losses(Engine& engine, const std::string& input, int steps) {
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) {
+    StepInputs batch;
+    batch.inputs = make_inputs({parse_input_spec(input)}, 100);
+    batch.targets = engine.make_targets(batch.inputs, 7);
+    losses.push_back(engine.step(batch).loss);
+  }
+  return losses;
+}
+
+// `got` reproduces the reference's losses step by step (relative difference <= 1e-4), and the reference
+// learned (its loss went down), so equal losses mean working training.
+inline void expect_same_losses(const std::vector<double>& got, const std::vector<double>& reference,
+                               const std::string& what) {
+  ASSERT_EQ(got.size(), reference.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_LE(std::abs(got[i] - reference[i]), 1e-4 * std::abs(reference[i]) + 1e-7)
+        << what << " step " << i << ": " << got[i] << " vs " << reference[i];
+  }
+  EXPECT_LT(reference.back(), reference.front()) << what << ": training should reduce the loss";
 }
 
 }  // namespace partita::testing
