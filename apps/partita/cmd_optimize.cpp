@@ -86,37 +86,12 @@ Bytes model_tensor_bytes(const LoadedModel& model) {
   return Bytes(total);
 }
 
-// Predicted host (CPU) memory of the plan's process: each CPU device's activations and workspace, plus each
-// stage's model state once (the replicas of a stage on CPU devices train the same tensors). Inference returns
-// the whole batch's outputs on the host: when the last stage's outputs come in several pieces (devices x
-// microbatches) or from a GPU, the engine copies them into one tensor at the end of the step, while the
-// pieces are still alive, so the step's peak is at least twice the output bytes then (other activations are
-// freed).
-Bytes predicted_host_memory(const Plan& plan, const Graph& graph) {
+// Predicted host (CPU) memory of the plan's process: the simulator's host prediction (simulator.h) of the
+// one machine `optimize` runs on: the model's weights with the gradients and optimizer state the engine keeps
+// on the host, each CPU device's activations and workspace, and in inference the outputs gathered at the end.
+Bytes predicted_host_memory(const Plan& plan) {
   Bytes total(0);
-  std::map<int, Bytes> state_of_stage;
-  for (const auto& d : plan.prediction.devices) {
-    if (d.device.rfind("cpu", 0) != 0) continue;
-    total = total + (d.peak_memory - d.model_state);
-    for (size_t s = 0; s < plan.stages.size(); ++s) {
-      const auto& devices = plan.groups[static_cast<size_t>(plan.stages[s].group)].devices;
-      if (std::find(devices.begin(), devices.end(), d.device) == devices.end()) continue;
-      Bytes& state = state_of_stage[static_cast<int>(s)];
-      state = std::max(state, d.model_state);
-    }
-  }
-  if (plan.mode == Mode::kInference && !plan.branch_layout() && !plan.stages.empty()) {
-    const auto& last_group = plan.groups[static_cast<size_t>(plan.stages.back().group)].devices;
-    const bool all_cpu = std::all_of(last_group.begin(), last_group.end(),
-                                     [](const std::string& d) { return d.rfind("cpu", 0) == 0; });
-    const size_t pieces = last_group.size() * static_cast<size_t>(plan.microbatches);
-    if (pieces > 1 || !all_cpu) {
-      int64_t outputs = 0;
-      for (ValueId id : graph.outputs()) outputs += graph.value(id).bytes().value();
-      total = std::max(total, Bytes(2 * outputs));
-    }
-  }
-  for (const auto& [stage, state] : state_of_stage) total = total + state;
+  for (const auto& h : plan.prediction.hosts) total += h.peak_memory;
   return total;
 }
 
@@ -309,7 +284,7 @@ void run_optimize(const OptimizeArgs& args) {
   Bytes predicted_peak(0);
   for (const auto& d : best->plan.prediction.devices)
     predicted_peak = std::max(predicted_peak, d.peak_memory);
-  const Bytes predicted_host_peak = predicted_host_memory(best->plan, model.ir);
+  const Bytes predicted_host_peak = predicted_host_memory(best->plan);
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
   fmt::print(out, "\npartita optimize {} ({}, batch {})\n", args.model.model, mode_name(mode),

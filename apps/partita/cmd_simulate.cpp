@@ -46,7 +46,15 @@ void run_simulate(const SimulateArgs& args) {
     fmt::print(text, "    {}: busy {} ({:.0f}%), peak {}, {:.4g} J\n", d.device, format_seconds(d.busy), util,
                format_bytes(d.peak_memory), d.energy.value());
   }
+  for (const auto& h : sim.prediction.hosts) {
+    fmt::print(text, "    host memory of {}: {}{} (weights and state {})\n", h.node,
+               format_bytes(h.peak_memory),
+               h.capacity.value() > 0 ? " of " + format_bytes(h.capacity) : std::string(),
+               format_bytes(h.model_state));
+  }
   if (!sim.fits_memory) fmt::print(text, "  warning: does not fit in memory: {}\n", sim.memory_note);
+  if (!sim.fits_host_memory)
+    fmt::print(text, "  warning: does not fit in host memory: {}\n", sim.host_memory_note);
   if (!args.trace.empty()) write_json_file(args.trace, chrome_trace(sim));
   if (!args.json.empty()) write_json_file(args.json, plan_to_json(evaluated));
 }

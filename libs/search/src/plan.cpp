@@ -126,6 +126,11 @@ std::string Plan::to_string() const {
     os << "    " << d.device << ": peak " << format_bytes(d.peak_memory) << ", busy "
        << format_seconds(d.busy) << "\n";
   }
+  for (const auto& h : prediction.hosts) {
+    os << "    host memory of " << h.node << ": " << format_bytes(h.peak_memory);
+    if (h.capacity.value() > 0) os << " of " << format_bytes(h.capacity);
+    os << " (weights and state " << format_bytes(h.model_state) << ")\n";
+  }
   return os.str();
 }
 

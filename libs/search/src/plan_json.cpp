@@ -96,6 +96,17 @@ Json prediction_to_json(const Prediction& p) {
                         {"model_state_bytes", d.model_state.value()}});
   }
   j["devices"] = devs;
+  Json hosts = Json::array();
+  for (const auto& h : p.hosts) {
+    hosts.push_back(Json{{"node", h.node},
+                         {"peak_memory_bytes", h.peak_memory.value()},
+                         {"model_state_bytes", h.model_state.value()},
+                         {"cpu_working_bytes", h.cpu_working.value()},
+                         {"offloaded_activation_bytes", h.offloaded_activations.value()},
+                         {"gathered_output_bytes", h.gathered_outputs.value()},
+                         {"capacity_bytes", h.capacity.value()}});
+  }
+  j["hosts"] = hosts;
   return j;
 }
 
@@ -109,6 +120,19 @@ Prediction prediction_from_json(const Json& j) {
                         Seconds(get<double>(d, "busy_s")), Joules(get<double>(d, "energy_j"))};
     if (d.contains("model_state_bytes")) dp.model_state = Bytes(get<int64_t>(d, "model_state_bytes"));
     p.devices.push_back(dp);
+  }
+  if (j.contains("hosts")) {  // plans written before 2026-11-29 (fourth session) have none
+    for (const auto& h : field(j, "hosts")) {
+      HostPrediction hp;
+      hp.node = get<std::string>(h, "node");
+      hp.peak_memory = Bytes(get<int64_t>(h, "peak_memory_bytes"));
+      hp.model_state = Bytes(get<int64_t>(h, "model_state_bytes"));
+      hp.cpu_working = Bytes(get<int64_t>(h, "cpu_working_bytes"));
+      hp.offloaded_activations = Bytes(get<int64_t>(h, "offloaded_activation_bytes"));
+      hp.gathered_outputs = Bytes(get<int64_t>(h, "gathered_output_bytes"));
+      hp.capacity = Bytes(get<int64_t>(h, "capacity_bytes"));
+      p.hosts.push_back(hp);
+    }
   }
   return p;
 }

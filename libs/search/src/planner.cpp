@@ -1,6 +1,7 @@
 #include "partita/search/planner.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "partita/core/error.h"
 #include "partita/core/format.h"
@@ -28,12 +29,24 @@ void append(std::vector<Plan>& out, std::vector<Plan> more) {
   for (auto& p : more) out.push_back(std::move(p));
 }
 
+// Candidates whose devices fit their memory and whose machines fit their host memory (the latter is not
+// checked for what-if planning with MemoryCap::kLimitOnly, which asks about the devices alone).
+// host_note: when some candidate fit its devices but not its host memory, the note of the one that needed
+// the least host memory.
 std::vector<Plan> feasible_evaluated(const Graph& graph, const Cluster& cluster, const CostTable& table,
-                                     const SearchOptions& options) {
+                                     const SearchOptions& options, std::string* host_note = nullptr) {
   std::vector<Plan> out;
+  Bytes least_host(std::numeric_limits<int64_t>::max());
+  const bool check_hosts = options.memory_cap == MemoryCap::kDeviceAndLimit;
   for (Plan& p : generate_candidates(graph, cluster, table, options)) {
     const Simulation sim = simulate(p, graph, cluster, table, options);
     if (!sim.fits_memory) continue;  // never returned or ranked
+    if (check_hosts && !sim.fits_host_memory) {
+      Bytes most(0);
+      for (const auto& h : sim.prediction.hosts) most = std::max(most, h.peak_memory);
+      if (host_note != nullptr && most < least_host) least_host = most, *host_note = sim.host_memory_note;
+      continue;
+    }
     p.prediction = sim.prediction;
     out.push_back(std::move(p));
   }
@@ -99,7 +112,13 @@ PlanOutcome make_plan(const Graph& graph, const Cluster& cluster, const CostTabl
   options.validate();
   PARTITA_CHECK(!cluster.devices.empty(), "cluster '", cluster.name, "' has no devices to plan for");
   PlanOutcome outcome;
-  std::vector<Plan> plans = feasible_evaluated(graph, cluster, table, options);
+  std::string host_note;
+  std::vector<Plan> plans = feasible_evaluated(graph, cluster, table, options, &host_note);
+  if (plans.empty() && !host_note.empty()) {
+    outcome.error = "no plan fits in host memory: with the least of it, " + host_note +
+                    "; use machines with more memory, fewer devices per machine or lower the batch";
+    return outcome;
+  }
   if (plans.empty()) {
     if (options.strategy == StrategyKind::kTensor &&
         generate_candidates(graph, cluster, table, options).empty()) {

@@ -4,6 +4,7 @@
 #include <map>
 #include <queue>
 
+#include "host_memory.h"
 #include "partita/core/format.h"
 #include "partita/cost/comm.h"
 #include "partita/cost/energy.h"
@@ -221,16 +222,18 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
       ws = std::max(ws, model.workspace_per_sample(*it, *it) - (training ? saved_later : 0.0));
       saved_later += model.saved_per_sample(*it, *it);
     }
-    double total = held.all + ws * mb;
+    double state = held.all;  // the model state this device holds
     if (training) {
-      total += held.trainable +
+      state += held.trainable +
                static_cast<double>(
                    optimizer_state_bytes(Bytes(static_cast<int64_t>(held.state)), plan.optimizer).value());
-      total += act * plan.global_batch;
-    } else {
-      total += received[static_cast<size_t>(s)] * mb;  // what arrives, beside the largest op's working set
     }
-    dp.peak_memory = Bytes(static_cast<int64_t>(total));
+    // Training keeps every sample's saved activations (all forwards run first); inference what arrives,
+    // beside the largest op's working set.
+    const double work =
+        ws * mb + (training ? act * plan.global_batch : received[static_cast<size_t>(s)] * mb);
+    dp.model_state = Bytes(static_cast<int64_t>(state));
+    dp.peak_memory = Bytes(static_cast<int64_t>(state + work));
     for (const Work& w : tg.work()) {
       if (w.info.resource == res_of_stage[static_cast<size_t>(s)]) dp.busy += w.info.end - w.info.start;
     }
@@ -245,6 +248,7 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     sim.prediction.energy += dp.energy;
     sim.prediction.devices.push_back(dp);
   }
+  predict_hosts(plan, graph, model, std::vector<Bytes>(sim.prediction.devices.size(), Bytes(0)), sim);
   return sim;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "host_memory.h"
 #include "partita/core/error.h"
 #include "partita/core/format.h"
 #include "partita/cost/comm.h"
@@ -191,6 +192,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   tg.run();
 
   Simulation sim = tg.timeline(plan);
+  std::vector<Bytes> offloaded;  // per device prediction: saved activations on the host at their peak
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
     const DeviceGroup& g = plan.groups[static_cast<size_t>(st.group)];
@@ -203,7 +205,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         Seconds at;
         double delta;
       };
-      std::vector<Event> events;
+      std::vector<Event> events, host_events;
       // Between forward and backward, checkpointing keeps only the stage input, activation offload what it
       // does not move; the rest comes back (recomputed or copied) when the backward starts (as memory()).
       const bool tp = g.parallelism == GroupParallelism::kTensor;
@@ -229,12 +231,21 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         events.push_back({ft.end, saved});
         if (back > 0) events.push_back({bt.start, back});
         events.push_back({bt.end, -(saved + back)});
+        if (back > 0 && st.checkpointing != Checkpointing::kFull) {  // offloaded: on the host in between
+          host_events.push_back({ft.end, back});
+          host_events.push_back({bt.start, -back});
+        }
       }
-      std::stable_sort(events.begin(), events.end(), [](const Event& x, const Event& y) {
-        return x.at < y.at || (x.at == y.at && x.delta < y.delta);
-      });
-      double live = 0, peak = 0;
-      for (const auto& e : events) peak = std::max(peak, live += e.delta);
+      const auto peak_of = [](std::vector<Event>& timeline) {
+        std::stable_sort(timeline.begin(), timeline.end(), [](const Event& x, const Event& y) {
+          return x.at < y.at || (x.at == y.at && x.delta < y.delta);
+        });
+        double live = 0, peak = 0;
+        for (const auto& e : timeline) peak = std::max(peak, live += e.delta);
+        return peak;
+      };
+      const double peak = peak_of(events);
+      offloaded.push_back(Bytes(static_cast<int64_t>(peak_of(host_events))));
       const WeightHome home = model.weight_home(d, static_cast<int>(g.devices.size()));
       const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home};
       if (tp) {
@@ -263,6 +274,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       sim.prediction.devices.push_back(dp);
     }
   }
+  detail::predict_hosts(plan, graph, model, offloaded, sim);
   return sim;
 }
 

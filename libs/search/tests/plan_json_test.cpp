@@ -26,6 +26,8 @@ Plan sample_plan() {
   p.prediction.energy = Joules(12.5);
   p.prediction.devices = {
       DevicePrediction{"cuda:0", Bytes(1 << 30), Seconds(0.1), Joules(7), Bytes(1 << 20)}};
+  p.prediction.hosts = {HostPrediction{"node0", Bytes(7000), Bytes(4000), Bytes(2000), Bytes(1000),
+                                       Bytes(500), Bytes(int64_t{64} << 30)}};
   return p;
 }
 
@@ -41,6 +43,11 @@ TEST(PlanJson, RoundTripsEveryField) {
   EXPECT_EQ(q.stages[1].checkpointing, Checkpointing::kFull);
   EXPECT_EQ(q.groups[0].batch_shares, (std::vector<int>{3, 1}));
   EXPECT_EQ(q.prediction.devices[0].model_state, Bytes(1 << 20));
+  ASSERT_EQ(q.prediction.hosts.size(), 1u);
+  EXPECT_EQ(q.prediction.hosts[0].node, "node0");
+  EXPECT_EQ(q.prediction.hosts[0].cpu_working, Bytes(2000));
+  EXPECT_EQ(q.prediction.hosts[0].offloaded_activations, Bytes(1000));
+  EXPECT_EQ(q.prediction.hosts[0].capacity, Bytes(int64_t{64} << 30));
 }
 
 TEST(PlanJson, RoundTripsEveryOffload) {

@@ -3,6 +3,7 @@
 // signature says what it takes. Rep is int64 for countable things (bytes), double for measured ones.
 #include <compare>
 #include <cstdint>
+#include <ostream>
 
 namespace partita {
 
@@ -44,6 +45,13 @@ using Joules = Quantity<struct JoulesTag, double>;
 using Watts = Quantity<struct WattsTag, double>;
 using FlopsPerSecond = Quantity<struct FlopsPerSecondTag, double>;
 using BytesPerSecond = Quantity<struct BytesPerSecondTag, double>;
+
+// How GoogleTest prints a quantity in a failure message (found by argument-dependent lookup): its value,
+// not its raw bytes.
+template <typename Tag, typename Rep>
+void PrintTo(const Quantity<Tag, Rep>& q, std::ostream* os) {
+  *os << q.value();
+}
 
 constexpr Seconds milliseconds(double ms) { return Seconds(ms * 1e-3); }
 constexpr double to_milliseconds(Seconds s) { return s.value() * 1e3; }

@@ -106,11 +106,24 @@ struct DevicePrediction {
   Bytes model_state{0};
 };
 
+// Host (CPU) memory of one machine of the plan, as partita's engine uses it: one process per machine, which
+// loads the whole model into host memory (see simulator.h for what stays there).
+struct HostPrediction {
+  std::string node;                // the cluster node (machine) name
+  Bytes peak_memory{0};            // model_state + cpu_working + offloaded_activations + gathered_outputs
+  Bytes model_state{0};            // weights kept on the host, with their gradients and optimizer state
+  Bytes cpu_working{0};            // activations and workspace of the node's CPU devices (their peaks added)
+  Bytes offloaded_activations{0};  // saved activations of stages that offload them, at their peak
+  Bytes gathered_outputs{0};       // inference: the step's outputs put together on the host
+  Bytes capacity{0};  // the node's CPU memory in the cluster (0: the cluster describes no CPU there)
+};
+
 struct Prediction {
   Seconds step_time{0};
   double samples_per_second = 0;
   Joules energy{0};  // per step, devices in the plan (devices left out are assumed released)
   std::vector<DevicePrediction> devices;
+  std::vector<HostPrediction> hosts;  // one per node that runs a device of the plan
 };
 
 struct Plan {

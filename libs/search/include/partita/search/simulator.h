@@ -18,7 +18,20 @@
 // Memory: parameters (+ gradients and optimizer state when training, minus what is offloaded) + workspace +
 // the activations alive over time (saved at forward end, freed at backward end; with checkpointing or
 // activation offload only the stage input is kept from forward end, and the activations are back on the
-// device from backward start). Host memory holding offloaded state or activations is not counted.
+// device from backward start).
+// Host memory (Prediction::hosts, one entry per machine of the plan; the engine runs one process per machine,
+// which loads the whole model into host memory): every weight and buffer stays there except those the engine
+// moves to a device (training: read by one stage of one device with memory of its own that does not offload
+// its optimizer state); a trainable parameter kept on the host that a device of that machine reads has its
+// gradient and optimizer state there too (replicas, tied weights, offloaded optimizer state, CPU stages).
+// Beside that: the activations and workspace of the machine's CPU devices (their peaks added, an upper
+// bound), the saved activations of stages that offload them (each device's peak over the step, added), and
+// in inference the step's outputs, which the engine puts together on the last stage's machine at the end of
+// the step (twice their bytes, while the pieces are alive, when they come in several pieces or from a
+// device other than a CPU; the working memory is freed by then, so the larger of the two counts). A
+// tensor-parallel group's CPU devices count their weight shards in their working memory too (an upper
+// bound; the engine does not run such groups). A machine's capacity is its largest CPU device's memory in
+// the cluster; a machine the cluster describes no CPU for is not checked.
 // A plan that offloads from a CPU device is refused (partita::Error): its memory is host memory already.
 // Energy: per device in the plan, cost/energy.h's device_energy(busy, step - busy).
 #include <string>
@@ -59,6 +72,10 @@ struct Simulation {
   // Whether every device's simulated peak fits its cap (min of its memory and options.memory_limit).
   bool fits_memory = true;
   std::string memory_note;  // which device exceeds and by how much, when it does not fit
+  // Whether every machine's predicted host memory fits its capacity (see above; separate from fits_memory,
+  // which is about the devices' own memory and options.memory_limit).
+  bool fits_host_memory = true;
+  std::string host_memory_note;  // which machine exceeds, by how much and what fills it
 };
 
 // Simulates one step. The plan's mode, batch, microbatches and optimizer override those in `options`;

@@ -1,0 +1,144 @@
+#include "host_memory.h"
+
+#include <algorithm>
+#include <string>
+
+#include "partita/core/error.h"
+#include "partita/core/format.h"
+#include "partita/cost/memory.h"
+
+namespace partita::detail {
+
+namespace {
+
+// Where one graph parameter's bytes live, following the engine's place_parameters (runtime/engine.cpp).
+struct ParameterPlace {
+  int keeper = -1;                 // cluster device index holding the tensor itself; -1: the host
+  std::vector<std::string> nodes;  // machines with a device of a stage that reads it
+};
+
+ParameterPlace place_of(const Plan& plan, const StageModel& model, const std::vector<int>& stages,
+                        bool trainable) {
+  const Cluster& cluster = model.cluster();
+  ParameterPlace out;
+  int readers = 0, only = -1;
+  bool offloads_state = false;
+  for (int s : stages) {
+    const Stage& st = plan.stages[static_cast<size_t>(s)];
+    for (const std::string& id : plan.groups[static_cast<size_t>(st.group)].devices) {
+      const int d = model.device_index(id);
+      ++readers;
+      only = d;
+      offloads_state = offloads_state || offloads_optimizer_state(st.offload);
+      const std::string& node = cluster.devices[static_cast<size_t>(d)].node;
+      if (std::find(out.nodes.begin(), out.nodes.end(), node) == out.nodes.end()) out.nodes.push_back(node);
+    }
+  }
+  if (model.training() && readers == 1 && model.can_offload(only) && !(trainable && offloads_state))
+    out.keeper = only;
+  return out;
+}
+
+HostPrediction& host_of(std::vector<HostPrediction>& hosts, const std::string& node) {
+  for (auto& h : hosts) {
+    if (h.node == node) return h;
+  }
+  PARTITA_ASSERT(false, "machine ", node, " runs no device of the plan");
+  return hosts.front();
+}
+
+// What fills a machine's host memory, largest part first, for the note of a plan that does not fit.
+std::string parts(const HostPrediction& h) {
+  std::vector<std::pair<Bytes, std::string>> items{{h.model_state, "weights, gradients and optimizer state"},
+                                                   {h.cpu_working, "CPU devices' activations"},
+                                                   {h.offloaded_activations, "offloaded activations"},
+                                                   {h.gathered_outputs, "gathered outputs"}};
+  std::stable_sort(items.begin(), items.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::string out;
+  for (const auto& [bytes, what] : items) {
+    if (bytes.value() == 0) continue;
+    out += (out.empty() ? "" : ", ") + what + " " + format_bytes(bytes);
+  }
+  return out;
+}
+
+}  // namespace
+
+void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model,
+                   const std::vector<Bytes>& offloaded, Simulation& sim) {
+  const Cluster& cluster = model.cluster();
+  const bool training = model.training();
+  std::vector<HostPrediction>& hosts = sim.prediction.hosts;
+  hosts.clear();
+  for (const std::string& id : plan.used_devices()) {
+    const std::string& node = cluster.devices[static_cast<size_t>(model.device_index(id))].node;
+    if (std::none_of(hosts.begin(), hosts.end(), [&](const HostPrediction& h) { return h.node == node; }))
+      hosts.push_back(HostPrediction{node});
+  }
+  for (const ClusterDevice& d : cluster.devices) {
+    if (d.spec.kind != DeviceKind::kCpu) continue;
+    for (auto& h : hosts) {
+      if (h.node == d.node) h.capacity = std::max(h.capacity, d.spec.memory);
+    }
+  }
+
+  // Model state: every machine's process loads the whole model; the engine moves some to devices.
+  const std::vector<std::vector<int>> stages_of = plan.parameter_stages(graph);
+  std::vector<Bytes> trainable_on_host(hosts.size(), Bytes(0));
+  for (size_t i = 0; i < graph.parameters().size(); ++i) {
+    const Parameter& param = graph.parameters()[i];
+    const Bytes bytes = graph.value(param.value).bytes();
+    const ParameterPlace place = place_of(plan, model, stages_of[i], param.requires_grad);
+    for (size_t k = 0; k < hosts.size(); ++k) {
+      HostPrediction& h = hosts[k];
+      if (place.keeper >= 0 && cluster.devices[static_cast<size_t>(place.keeper)].node == h.node) continue;
+      h.model_state += bytes;
+      const bool read_here = std::find(place.nodes.begin(), place.nodes.end(), h.node) != place.nodes.end();
+      if (training && param.requires_grad && read_here) trainable_on_host[k] += bytes;
+    }
+  }
+  for (size_t k = 0; k < hosts.size(); ++k) {
+    hosts[k].model_state +=
+        trainable_on_host[k] + optimizer_state_bytes(trainable_on_host[k], plan.optimizer);  // + gradients
+  }
+
+  PARTITA_ASSERT(offloaded.size() == sim.prediction.devices.size(), "one offloaded figure per device");
+  for (size_t k = 0; k < sim.prediction.devices.size(); ++k) {
+    const DevicePrediction& dp = sim.prediction.devices[k];
+    const int d = model.device_index(dp.device);
+    HostPrediction& h = host_of(hosts, cluster.devices[static_cast<size_t>(d)].node);
+    if (!model.can_offload(d)) h.cpu_working += dp.peak_memory - dp.model_state;
+    h.offloaded_activations += offloaded[k];
+  }
+
+  if (!training && !plan.branch_layout() && !plan.stages.empty()) {
+    const DeviceGroup& last = plan.groups[static_cast<size_t>(plan.stages.back().group)];
+    const bool all_cpu = std::none_of(last.devices.begin(), last.devices.end(), [&](const std::string& id) {
+      return model.can_offload(model.device_index(id));
+    });
+    const size_t pieces = last.devices.size() * static_cast<size_t>(plan.microbatches);
+    if (pieces > 1 || !all_cpu) {
+      Bytes outputs(0);
+      for (ValueId id : graph.outputs()) outputs += graph.value(id).bytes();
+      // The graph is sized for options.graph_batch samples; the step's outputs are for the plan's batch.
+      const double scale = static_cast<double>(plan.global_batch) / model.graph_batch();
+      const std::string& node =
+          cluster.devices[static_cast<size_t>(model.device_index(last.devices[0]))].node;
+      host_of(hosts, node).gathered_outputs =
+          Bytes(static_cast<int64_t>(2.0 * static_cast<double>(outputs.value()) * scale));
+    }
+  }
+
+  for (auto& h : hosts) {
+    h.peak_memory = h.model_state + h.offloaded_activations + std::max(h.cpu_working, h.gathered_outputs);
+    if (h.capacity.value() > 0 && h.peak_memory > h.capacity && sim.fits_host_memory) {
+      sim.fits_host_memory = false;
+      sim.host_memory_note = "the host memory of machine " + h.node + " would need " +
+                             format_bytes(h.peak_memory) + " but it has " + format_bytes(h.capacity) + " (" +
+                             parts(h) + ")";
+    }
+  }
+}
+
+}  // namespace partita::detail

@@ -1,0 +1,19 @@
+#pragma once
+// Internal to the search library: the host memory of a simulated plan (the model is in simulator.h).
+#include <vector>
+
+#include "partita/core/units.h"
+#include "partita/graph/graph.h"
+#include "partita/search/plan.h"
+#include "partita/search/simulator.h"
+#include "partita/search/stage_model.h"
+
+namespace partita::detail {
+
+// Fills sim.prediction.hosts from the plan and sim.prediction.devices (whose model_state must be set for
+// CPU devices), and sets sim.fits_host_memory / host_memory_note. offloaded[k]: the peak bytes of saved
+// activations device prediction k keeps on the host (activation offload; 0 otherwise).
+void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model,
+                   const std::vector<Bytes>& offloaded, Simulation& sim);
+
+}  // namespace partita::detail

@@ -1,0 +1,231 @@
+// Host memory of simulated plans (src/host_memory.cpp, the model in simulator.h): what partita's engine keeps
+// in the memory of each machine, and the planner's refusal of plans that do not fit it.
+#include <gtest/gtest.h>
+
+#include "partita/search/planner.h"
+#include "partita/search/simulator.h"
+#include "test_support.h"
+
+namespace partita {
+namespace {
+
+using testing::make_cluster;
+using testing::make_link;
+using testing::make_spec;
+using testing::table_for;
+using testing::tied_weight_graph;
+
+// tied_weight_graph's weights: E (4000 bytes) read by nodes 0 and 2, W (8000 bytes) read by node 1.
+constexpr int64_t kE = 4000, kW = 8000;
+// A parameter trained with Adam where it lives: itself, its gradient and two moments.
+constexpr int64_t adam(int64_t bytes) { return 4 * bytes; }
+
+DeviceSpec cpu_spec(double mem_gib) {
+  DeviceSpec s = make_spec("cpu", 1, mem_gib);
+  s.kind = DeviceKind::kCpu;
+  s.cores = 1;
+  return s;
+}
+
+// Two GPUs ("d0", "d1") and the machine's CPU ("d2") on node0.
+Cluster gpus_and_cpu(double host_gib = 64) {
+  return make_cluster({make_spec("gpu", 1), make_spec("gpu", 1), cpu_spec(host_gib)}, make_link(100, 0));
+}
+
+Plan base_plan(const Graph& g, Mode mode) {
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = mode;
+  p.optimizer = Optimizer::kAdam;
+  p.global_batch = 2;
+  p.microbatches = 2;
+  return p;
+}
+
+// Stage 0 = node 0 on `first`, stage 1 = nodes 1-2 on `second`.
+Plan two_stage(const Graph& g, const std::string& first, const std::string& second,
+               Mode mode = Mode::kTraining) {
+  Plan p = base_plan(g, mode);
+  p.strategy = StrategyKind::kPipeline;
+  p.groups = {DeviceGroup{{first}, {1}, GroupParallelism::kData},
+              DeviceGroup{{second}, {1}, GroupParallelism::kData}};
+  p.stages = {Stage{0, 0, 0}, Stage{1, 2, 1}};
+  return p;
+}
+
+const HostPrediction& only_host(const Simulation& sim) {
+  EXPECT_EQ(sim.prediction.hosts.size(), 1u);
+  return sim.prediction.hosts.front();
+}
+
+TEST(HostMemory, AGpuPipelineKeepsOnTheHostOnlyWhatSeveralStagesRead) {
+  const Graph g = tied_weight_graph();
+  const Cluster c = gpus_and_cpu(64);
+  const CostTable t = table_for(g, c);
+  // W lives on d1 (its only reader); the tied E stays on the host with its gradient and Adam's moments.
+  Simulation sim = simulate(two_stage(g, "d0", "d1"), g, c, t);
+  const HostPrediction& h = only_host(sim);
+  EXPECT_EQ(h.node, "node0");
+  EXPECT_EQ(h.model_state, Bytes(adam(kE)));
+  EXPECT_EQ(h.cpu_working, Bytes(0));
+  EXPECT_EQ(h.offloaded_activations, Bytes(0));
+  EXPECT_EQ(h.peak_memory, Bytes(adam(kE)));
+  EXPECT_EQ(h.capacity, Bytes(int64_t{64} << 30));
+  EXPECT_TRUE(sim.fits_host_memory);
+
+  // Offloading stage 1's optimizer state keeps W and its state on the host too.
+  Plan offloaded = two_stage(g, "d0", "d1");
+  offloaded.stages[1].offload = Offload::kOptimizerState;
+  sim = simulate(offloaded, g, c, t);
+  EXPECT_EQ(only_host(sim).model_state, Bytes(adam(kE) + adam(kW)));
+
+  // Data-parallel replicas read every weight: all of it is on the host, the devices hold copies.
+  Plan data = base_plan(g, Mode::kTraining);
+  data.strategy = StrategyKind::kData;
+  data.microbatches = 1;
+  data.groups = {DeviceGroup{{"d0", "d1"}, {1, 1}, GroupParallelism::kData}};
+  data.stages = {Stage{0, 2, 0}};
+  sim = simulate(data, g, c, t);
+  EXPECT_EQ(only_host(sim).model_state, Bytes(adam(kE) + adam(kW)));
+
+  // SGD without momentum keeps no state: weight and gradient only.
+  Plan sgd = two_stage(g, "d0", "d1");
+  sgd.optimizer = Optimizer::kSgd;
+  EXPECT_EQ(only_host(simulate(sgd, g, c, t)).model_state, Bytes(2 * kE));
+}
+
+TEST(HostMemory, CpuStagesAddTheirWorkingMemoryAndShareTheModelState) {
+  const Graph g = tied_weight_graph();
+  Cluster c = make_cluster({cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
+  const CostTable t = table_for(g, c);
+  const Simulation sim = simulate(two_stage(g, "d0", "d1"), g, c, t);
+  const HostPrediction& h = only_host(sim);
+  // Every weight, gradient and moment once, though each CPU device's own prediction counts its part.
+  EXPECT_EQ(h.model_state, Bytes(adam(kE) + adam(kW)));
+  ASSERT_EQ(sim.prediction.devices.size(), 2u);
+  Bytes states(0), working(0);
+  for (const auto& d : sim.prediction.devices) {
+    states += d.model_state;
+    working += d.peak_memory - d.model_state;
+  }
+  EXPECT_EQ(states, h.model_state);
+  EXPECT_GT(working, Bytes(0));
+  EXPECT_EQ(h.cpu_working, working);
+  EXPECT_EQ(h.peak_memory, h.model_state + working);
+}
+
+TEST(HostMemory, InferenceGathersTheOutputsOfAGpuOnTheHost) {
+  const Graph g = tied_weight_graph();
+  const Cluster c = gpus_and_cpu();
+  const CostTable t = table_for(g, c);
+  const Simulation sim = simulate(two_stage(g, "d0", "d1", Mode::kInference), g, c, t);
+  const HostPrediction& h = only_host(sim);
+  EXPECT_EQ(h.model_state, Bytes(kE + kW));  // the engine leaves the model's tensors alone in inference
+  // y is 10 floats per sample (the graph is built for one); batch 2; twice while the pieces are alive.
+  EXPECT_EQ(h.gathered_outputs, Bytes(2 * 2 * 10 * 4));
+  EXPECT_EQ(h.peak_memory, h.model_state + h.gathered_outputs);
+}
+
+TEST(HostMemory, OffloadedActivationsWaitOnTheHostBetweenForwardAndBackward) {
+  // offload_pair_graph: a stage of layers 0-1 saves 4 MiB per sample that die inside it.
+  const Graph g = testing::offload_pair_graph();
+  const Cluster c = gpus_and_cpu();
+  const CostTable t = table_for(g, c);
+  Plan p = base_plan(g, Mode::kTraining);
+  p.strategy = StrategyKind::kPipeline;
+  p.schedule = Schedule::kGPipe;
+  p.global_batch = 4;
+  p.microbatches = 4;
+  p.groups = {DeviceGroup{{"d0"}, {1}, GroupParallelism::kData},
+              DeviceGroup{{"d1"}, {1}, GroupParallelism::kData}};
+  p.stages = {Stage{0, 1, 0, Checkpointing::kNone, Offload::kActivations}, Stage{2, 2, 1}};
+  Simulation sim = simulate(p, g, c, t);
+  // GPipe: all four forwards end before the first backward starts, so all four microbatches' copies are
+  // on the host at once.
+  EXPECT_EQ(only_host(sim).offloaded_activations, Bytes(4 * (int64_t{4} << 20)));
+  // 1F1B on two stages keeps at most two microbatches in flight on stage 0.
+  p.schedule = Schedule::kOneFOneB;
+  sim = simulate(p, g, c, t);
+  EXPECT_EQ(only_host(sim).offloaded_activations, Bytes(2 * (int64_t{4} << 20)));
+  // Checkpointing instead recomputes on the device: nothing on the host.
+  p.stages[0].offload = Offload::kNone;
+  p.stages[0].checkpointing = Checkpointing::kFull;
+  sim = simulate(p, g, c, t);
+  EXPECT_EQ(only_host(sim).offloaded_activations, Bytes(0));
+}
+
+TEST(HostMemory, EachMachineLoadsTheModelAndKeepsTheStateOfWhatItsDevicesRead) {
+  const Graph g = tied_weight_graph();
+  Cluster c;
+  c.name = "two machines";
+  c.devices = {ClusterDevice{"a/gpu", "a", make_spec("gpu", 1)},
+               ClusterDevice{"b/gpu", "b", make_spec("gpu", 1)}, ClusterDevice{"a/cpu", "a", cpu_spec(16)}};
+  c.intra_node_link = make_link(100, 0);
+  c.inter_node_link = make_link(10, 0);
+  const CostTable t = table_for(g, c);
+  const Simulation sim = simulate(two_stage(g, "a/gpu", "b/gpu"), g, c, t);
+  ASSERT_EQ(sim.prediction.hosts.size(), 2u);
+  const HostPrediction& a = sim.prediction.hosts[0];
+  const HostPrediction& b = sim.prediction.hosts[1];
+  EXPECT_EQ(a.node, "a");
+  EXPECT_EQ(b.node, "b");
+  // Machine a: E with its state (both machines read it), and W as loaded (it lives on b's GPU, trained
+  // there).
+  EXPECT_EQ(a.model_state, Bytes(adam(kE) + kW));
+  EXPECT_EQ(b.model_state, Bytes(adam(kE)));
+  EXPECT_EQ(a.capacity, Bytes(int64_t{16} << 30));
+  EXPECT_EQ(b.capacity, Bytes(0));  // no CPU described on b: not checked
+  EXPECT_TRUE(sim.fits_host_memory);
+}
+
+TEST(HostMemory, APlanOverItsHostMemoryIsMarkedAndNamed) {
+  const Graph g = testing::offload_pair_graph();  // about 2 MiB of weights: 8 MiB with Adam
+  const Cluster c = gpus_and_cpu(4.0 / 1024);     // a 4 MiB host
+  const CostTable t = table_for(g, c);
+  Plan data = base_plan(g, Mode::kTraining);
+  data.strategy = StrategyKind::kData;
+  data.microbatches = 1;
+  data.groups = {DeviceGroup{{"d0", "d1"}, {1, 1}, GroupParallelism::kData}};
+  data.stages = {Stage{0, 2, 0}};
+  const Simulation sim = simulate(data, g, c, t);
+  EXPECT_TRUE(sim.fits_memory);  // the devices are fine
+  EXPECT_FALSE(sim.fits_host_memory);
+  EXPECT_NE(sim.host_memory_note.find("machine node0"), std::string::npos) << sim.host_memory_note;
+  EXPECT_NE(sim.host_memory_note.find("weights, gradients and optimizer state 8.00 MiB"), std::string::npos)
+      << sim.host_memory_note;
+}
+
+TEST(HostMemory, ThePlannerReturnsOnlyPlansThatFitTheirHosts) {
+  const Graph g = testing::offload_pair_graph();  // about 2 MiB of weights: 8 MiB with Adam
+  SearchOptions o;
+  o.mode = Mode::kTraining;
+  o.global_batch = 2;
+  // With a roomy host the fastest plan is data parallel on the two GPUs, which keeps all 8 MiB there.
+  const Cluster roomy = gpus_and_cpu(64);
+  const PlanOutcome free = make_plan(g, roomy, table_for(g, roomy), o);
+  ASSERT_TRUE(free.plan) << free.error;
+  ASSERT_EQ(free.plan->strategy, StrategyKind::kData);
+  ASSERT_EQ(free.plan->prediction.hosts.size(), 1u);
+  EXPECT_EQ(free.plan->prediction.hosts[0].peak_memory, Bytes(4 * ((int64_t{2} << 20) + 64)));
+  // A 2 MiB host: a GPU pipeline that keeps every weight on its own device (nothing on the host) wins.
+  const Cluster tight = gpus_and_cpu(2.0 / 1024);
+  const PlanOutcome fitted = make_plan(g, tight, table_for(g, tight), o);
+  ASSERT_TRUE(fitted.plan) << fitted.error;
+  EXPECT_EQ(fitted.plan->strategy, StrategyKind::kPipeline);
+  EXPECT_LT(fitted.candidates.size(), free.candidates.size());
+  for (const Plan& p : fitted.candidates) {
+    ASSERT_EQ(p.prediction.hosts.size(), 1u);
+    EXPECT_LE(p.prediction.hosts[0].peak_memory, Bytes(int64_t{2} << 20)) << p.to_string();
+  }
+  // Inference leaves the model's tensors on the host whatever the plan: no plan fits a 1 MiB host, and the
+  // planner says so in one line naming the machine.
+  o.mode = Mode::kInference;
+  const Cluster tiny = gpus_and_cpu(1.0 / 1024);
+  const PlanOutcome none = make_plan(g, tiny, table_for(g, tiny), o);
+  EXPECT_FALSE(none.plan);
+  EXPECT_NE(none.error.find("no plan fits in host memory"), std::string::npos) << none.error;
+  EXPECT_NE(none.error.find("machine node0"), std::string::npos) << none.error;
+}
+
+}  // namespace
+}  // namespace partita
