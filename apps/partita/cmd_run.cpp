@@ -2,9 +2,11 @@
 // Under torchrun's environment (WORLD_SIZE > 1: `partita launch` or `torchrun --no_python`), this process is
 // one rank of a multi-process data-parallel job: the plan must be one data-parallel stage with WORLD_SIZE
 // devices; rank r runs device r on its share of the same global batch and gradients are all-reduced over
-// Gloo. Only rank 0 prints the table and writes --json/--trace (its own worker's metrics; the losses are
-// global).
+// Gloo; or a pipeline, rank r running stage r. Only rank 0 prints the table and writes --json/--trace, with
+// every rank's workers and one trace row per rank (gathered through the rendezvous store at the end).
+#include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <memory>
 
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include "partita/core/error.h"
 #include "partita/core/format.h"
 #include "partita/core/log.h"
+#include "partita/runtime/chrome_trace.h"
 #include "partita/runtime/device_binding.h"
 #include "partita/runtime/distributed_env.h"
 #include "partita/runtime/distributed_reducer.h"
@@ -94,6 +97,57 @@ void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
   std::fprintf(stderr, "partita: error: %s\n", message.c_str());
   std::fflush(stderr);
   _exit(1);
+}
+
+// What a rank measured itself (its workers' busy time, what its stage offloaded, its trace) for rank 0's
+// report; the step times and losses are the job's on every rank already.
+std::string rank_figures(const RunReport& report) {
+  Json j = run_report_to_json(report);
+  if (!report.trace.is_null()) j["trace"] = report.trace;
+  return j.dump();
+}
+
+// Rank 0's report for the whole job: every rank's workers (by stage, then device), each stage's offload
+// figures from the rank that ran it, and one trace with a process row per rank, aligned on the steady
+// clock the ranks of one machine share.
+void merge_rank_figures(RunReport& report, const std::vector<std::string>& posted) {
+  report.workers.clear();
+  Json trace{{"traceEvents", Json::array()}, {"displayTimeUnit", "ms"}};
+  double origin = std::numeric_limits<double>::infinity();
+  std::vector<Json> figures;
+  for (const auto& text : posted) {
+    figures.push_back(Json::parse(text));
+    if (figures.back().contains("trace"))
+      origin = std::min(origin, figures.back()["trace"].value("origin_us", origin));
+  }
+  for (size_t r = 0; r < figures.size(); ++r) {
+    const Json& f = figures[r];
+    for (const auto& w : f.at("workers")) {
+      report.workers.push_back(WorkerReport{
+          w.at("device").get<std::string>(), w.at("stage").get<int>(), w.at("busy_ms_per_step").get<double>(),
+          w.at("utilization").get<double>(), w.at("predicted_busy_ms").get<double>()});
+    }
+    if (f.contains("offloaded_activations")) {
+      const Json& stages = f["offloaded_activations"];
+      if (report.offloaded.size() < stages.size()) report.offloaded.resize(stages.size());
+      for (size_t k = 0; k < stages.size(); ++k) {
+        if (stages[k].at("tensors").get<int64_t>() == 0) continue;
+        report.offloaded[k] = OffloadedActivations{stages[k].at("bytes").get<int64_t>(),
+                                                   stages[k].at("tensors").get<int64_t>()};
+      }
+    }
+    if (f.contains("trace")) {
+      Json ranked = f["trace"];
+      const double shift = ranked.value("origin_us", origin) - origin;
+      for (auto& e : ranked["traceEvents"]) {
+        if (e.contains("ts")) e["ts"] = e["ts"].get<double>() + shift;
+      }
+      merge_trace(trace, ranked, static_cast<int>(r), "rank " + std::to_string(r));
+    }
+  }
+  std::stable_sort(report.workers.begin(), report.workers.end(),
+                   [](const WorkerReport& a, const WorkerReport& b) { return a.stage < b.stage; });
+  if (!report.trace.is_null()) report.trace = std::move(trace);
 }
 
 void run_run(const RunArgs& args) {
@@ -175,7 +229,15 @@ void run_run(const RunArgs& args) {
     if (!group) throw;
     exit_failed_rank(*group, e);
   }
-  if (dist && dist->rank != 0) return;  // rank 0 reports for the job
+  if (group) {
+    try {
+      const auto posted = group->gather_to_rank0("run report", rank_figures(report));
+      if (dist->rank != 0) return;  // rank 0 reports for the job
+      merge_rank_figures(report, posted);
+    } catch (const std::exception& e) {
+      exit_failed_rank(*group, e);
+    }
+  }
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
   fmt::print(out,

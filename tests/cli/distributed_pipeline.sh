@@ -1,6 +1,7 @@
 # Pipelines across processes: `partita launch -n 2 -- partita run` (and torchrun, when installed) runs a 2-stage
 # pipeline plan with one stage per process (activations forward and gradients back over Gloo send/recv) and
-# trains the MLP, the CNN and the GPT model with the same 20 losses as one device and as the in-process pipeline.
+# trains the MLP, the CNN and the GPT model with the same 20 losses as one device and as the in-process pipeline;
+# rank 0 reports every stage's busy time and writes one trace with a row per rank.
 # Inference runs too. A rank that dies or stalls at the start of a step stops the job within 30 s, rank 0 naming it.
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
@@ -36,12 +37,33 @@ for c in "${cases[@]}"; do
   same_losses "$WORK/$name.one.json" "$WORK/$name.inproc.json" || fail "$name: in-process pipeline losses differ"
   start=$SECONDS
   "$PARTITA" launch -n 2 -- partita run "${common[@]}" --plan "$WORK/$name.pipe.json" --json "$WORK/$name.launch.json" \
+    --trace "$WORK/$name.launch.trace.json" \
     >"$WORK/$name.launch.out" 2>"$WORK/$name.launch.err" || fail "$name: launch: $(tail -3 "$WORK/$name.launch.err")"
   echo "$name: launch -n 2 (one stage per process) took $((SECONDS - start)) s"
   same_losses "$WORK/$name.one.json" "$WORK/$name.launch.json" || fail "$name: launch losses differ"
   [ "$(grep -c "step time" "$WORK/$name.launch.out")" = 1 ] || fail "$name: only rank 0 should print the table"
-  grep -q "stage 0 on cpu:0" "$WORK/$name.launch.out" && ! grep -q "stage 1 on" "$WORK/$name.launch.out" \
-    || fail "$name: rank 0 should report its own stage only: $(cat "$WORK/$name.launch.out")"
+  # Rank 0 reports every rank's stage: busy time, and one trace row per rank with both stages' tasks.
+  grep -q "stage 0 on cpu:0" "$WORK/$name.launch.out" && grep -q "stage 1 on cpu:1" "$WORK/$name.launch.out" \
+    || fail "$name: rank 0 should report both stages: $(cat "$WORK/$name.launch.out")"
+  [ "$(json_get "$WORK/$name.launch.json" "[(w['stage'], w['device'], w['busy_ms_per_step'] > 0) for w in d['workers']]")" \
+    = "[(0, 'cpu:0', True), (1, 'cpu:1', True)]" ] || fail "$name: --json workers: $(json_get "$WORK/$name.launch.json" "d['workers']")"
+  "$PYTHON" - "$WORK/$name.launch.trace.json" <<'PY' || fail "$name: the merged trace"
+import json, sys
+events = json.load(open(sys.argv[1]))["traceEvents"]
+names = {e["pid"]: e["args"]["name"] for e in events if e.get("name") == "process_name"}
+assert names == {0: "rank 0", 1: "rank 1"}, names
+tasks = [e for e in events if e.get("ph") == "X"]
+for pid in (0, 1):
+    mine = [e for e in tasks if e["pid"] == pid]
+    assert {e["args"]["stage"] for e in mine if e["cat"] in ("forward", "backward")} == {pid}, pid
+    # Every microbatch's forward and backward of each of the 20 counted steps (4 microbatches).
+    assert sum(e["cat"] == "forward" for e in mine) == 20 * 4, (pid, sum(e["cat"] == "forward" for e in mine))
+    assert sum(e["cat"] == "backward" for e in mine) == 20 * 4, pid
+# Aligned on one clock: stage 1's first forward starts after stage 0's first forward ends.
+first = lambda pid: min((e for e in tasks if e["pid"] == pid and e["cat"] == "forward"), key=lambda e: e["ts"])
+f0, f1 = first(0), first(1)
+assert f1["ts"] >= f0["ts"] + f0["dur"] - 1, (f0, f1)
+PY
   if [ -n "$TORCHRUN" ]; then
     start=$SECONDS
     "$TORCHRUN" --no_python --redirects 1 --tee 1 --nproc_per_node=2 --master_port="$(free_port)" \

@@ -64,7 +64,11 @@ Json ChromeTraceObserver::to_json(const std::string& process) const {
     events.push_back(
         {{"ph", "M"}, {"pid", 1}, {"tid", tid}, {"name", "thread_name"}, {"args", {{"name", name}}}});
   }
-  return Json{{"traceEvents", events}, {"displayTimeUnit", "ms"}};
+  // Where ts 0 is on the steady clock, which Linux shares between the processes of a machine: traces of
+  // the ranks of one job line up by it.
+  return Json{{"traceEvents", events},
+              {"displayTimeUnit", "ms"},
+              {"origin_us", std::chrono::duration<double, std::micro>(t0.time_since_epoch()).count()}};
 }
 
 void merge_trace(Json& into, const Json& other, int pid, const std::string& process_name) {

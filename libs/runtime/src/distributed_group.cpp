@@ -194,6 +194,27 @@ void DistributedGroup::receive(torch::Tensor& into, int from, int tag, const std
   }
 }
 
+std::vector<std::string> DistributedGroup::gather_to_rank0(const std::string& key, const std::string& text) {
+  Impl& s = *impl_;
+  const auto slot = [&](int r) { return "gather/" + key + "/" + std::to_string(r); };
+  try {
+    s.store->set(slot(s.env.rank), bytes_of(text));
+  } catch (const std::exception& e) {
+    s.fail(-1, "posting " + key + " to rank 0", e);
+  }
+  if (s.env.rank != 0) return {};
+  std::vector<std::string> out;
+  for (int r = 0; r < s.env.world_size; ++r) {
+    try {
+      s.store->wait({slot(r)}, s.timeout);
+      out.push_back(string_of(s.store->get(slot(r))));
+    } catch (const std::exception& e) {
+      s.fail_peer(r, "gathering " + key, e);
+    }
+  }
+  return out;
+}
+
 void DistributedGroup::report_failure(const std::string& message) noexcept {
   try {
     impl_->store->set("failed/" + std::to_string(impl_->env.rank), bytes_of(message));

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <set>
 #include <thread>
 
@@ -65,6 +66,12 @@ TEST(ChromeTrace, PipelinedTrainingShowsEveryStageMicrobatchTask) {
   EXPECT_GT(last_end_stage0_b3, 0.0);
   // Optimizer steps appear on the host row.
   EXPECT_NE(j.dump().find("\"optimizer\""), std::string::npos);
+  // ts 0 is placed on the steady clock (how ranks' traces line up): between the engine's start and now.
+  const double now_us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  ASSERT_TRUE(j.contains("origin_us"));
+  EXPECT_GT(j.at("origin_us").get<double>(), now_us - 60e6);
+  EXPECT_LE(j.at("origin_us").get<double>(), now_us);
 }
 
 TEST(ChromeTrace, MergePutsAnotherTimelineUnderItsOwnProcess) {

@@ -14,7 +14,9 @@ namespace partita {
 class ChromeTraceObserver : public RuntimeObserver {
  public:
   void on_task_end(const TaskEvent& event) override;
-  // {"traceEvents": [...], "displayTimeUnit": "ms"}; `process` names the process row.
+  // {"traceEvents": [...], "displayTimeUnit": "ms", "origin_us": O}; `process` names the process row; ts
+  // counts from the first task's begin, which is O microseconds on std::chrono::steady_clock (absent when
+  // nothing was recorded).
   Json to_json(const std::string& process = "measured") const;
   size_t size() const;
 

@@ -44,6 +44,10 @@ class DistributedGroup {
   void send(const torch::Tensor& tensor, int to, int tag, const std::string& what);
   void wait_sends();
   void receive(torch::Tensor& into, int from, int tag, const std::string& what);
+  // Rank 0 gets every rank's `text` posted under `key` (its own included), in rank order; the other ranks
+  // post theirs and get an empty vector. Through the rendezvous store: for small reports, not tensors. Waits
+  // are bounded by the timeout; throws partita::Error naming a rank that never posted.
+  std::vector<std::string> gather_to_rank0(const std::string& key, const std::string& text);
   // Tells the other ranks this one failed with `message` (best effort; never throws).
   void report_failure(const std::string& message) noexcept;
 
