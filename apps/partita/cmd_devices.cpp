@@ -14,6 +14,7 @@
 #include "partita/hardware/device_json.h"
 #include "partita/hardware/local_cluster.h"
 #include "partita/hardware/nvml.h"
+#include "partita/hardware/rapl.h"
 #include "partita/torch_bridge/cuda_devices.h"
 #include "partita/torch_bridge/machine_fingerprint.h"
 
@@ -83,8 +84,9 @@ void run_devices(const DevicesArgs& args) {
                fmt::format("{:.1f} GB/s", r.spec.memory_bandwidth.value() / 1e9),
                fmt::format("{:.1f} us", r.spec.op_overhead.value() * 1e6), origin(r.spec));
   }
-  std::string rapl_why;
-  const bool rapl = rapl_available(rapl_why);
+  const Rapl rapl_counters;
+  const bool rapl = rapl_counters.available();
+  const std::string& rapl_why = rapl_counters.error();
   if (!gpus.note.empty()) fmt::print(out, "GPU: {}\n", gpus.note);
   if (!nvml.available()) fmt::print(out, "NVML: {}\n", nvml.error());
   if (!rapl) fmt::print(out, "RAPL: not available ({}); CPU energy is an estimate\n", rapl_why);

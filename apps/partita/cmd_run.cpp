@@ -112,6 +112,7 @@ std::string rank_figures(const RunReport& report) {
 // clock the ranks of one machine share.
 void merge_rank_figures(RunReport& report, const std::vector<std::string>& posted) {
   report.workers.clear();
+  report.energy.clear();
   Json trace{{"traceEvents", Json::array()}, {"displayTimeUnit", "ms"}};
   double origin = std::numeric_limits<double>::infinity();
   std::vector<Json> figures;
@@ -134,6 +135,13 @@ void merge_rank_figures(RunReport& report, const std::vector<std::string>& poste
         if (stages[k].at("tensors").get<int64_t>() == 0) continue;
         report.offloaded[k] = OffloadedActivations{stages[k].at("bytes").get<int64_t>(),
                                                    stages[k].at("tensors").get<int64_t>()};
+      }
+    }
+    if (f.contains("energy")) {  // a machine's RAPL packages once, however many of its ranks measured them
+      for (const DeviceEnergy& e : energy_from_json(f["energy"])) {
+        if (std::none_of(report.energy.begin(), report.energy.end(),
+                         [&](const DeviceEnergy& have) { return have.device == e.device; }))
+          report.energy.push_back(e);
       }
     }
     if (f.contains("trace")) {
@@ -250,6 +258,20 @@ void run_run(const RunArgs& args) {
   }
   if (!report.losses.empty()) {
     fmt::print(out, "  loss {:.5f} -> {:.5f}\n", report.losses.front(), report.losses.back());
+  }
+  if (!report.energy.empty()) {
+    double total = 0;
+    std::vector<std::string> parts;
+    for (const auto& e : report.energy) {
+      total += e.joules_per_step;
+      parts.push_back(
+          fmt::format("{} {:.3g} J ({})", e.device, e.joules_per_step, energy_source_name(e.source)));
+    }
+    fmt::print(out, "  energy {:.3g} J/step: {}{}\n", total, fmt::join(parts, ", "),
+               std::any_of(report.energy.begin(), report.energy.end(),
+                           [](const DeviceEnergy& e) { return e.source == EnergySource::kEstimated; })
+                   ? "; estimated = TDP x measured busy + idle power x the rest (no RAPL/NVML counter)"
+                   : "");
   }
   for (size_t k = 0; k < report.offloaded.size(); ++k) {
     const auto& o = report.offloaded[k];

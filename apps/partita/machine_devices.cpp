@@ -41,19 +41,6 @@ CachedProfile machine_profile(const HardwareDb* db, bool refresh) {
   return c;
 }
 
-bool rapl_available(std::string& why) {
-  const std::string path = "/sys/class/powercap/intel-rapl:0/energy_uj";
-  if (!std::filesystem::exists("/sys/class/powercap")) {
-    why = "/sys/class/powercap is absent (a VM or a kernel without powercap)";
-    return false;
-  }
-  if (access(path.c_str(), R_OK) != 0) {
-    why = path + " is absent or unreadable (needs root on recent kernels)";
-    return false;
-  }
-  return true;
-}
-
 ResolvedDevice resolve_device(const MachineProfile& profile, const DeviceId& id, int cpu_threads) {
   std::string have;
   for (const auto& d : profile.devices) have += (have.empty() ? "" : ", ") + d.id;

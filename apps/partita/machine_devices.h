@@ -21,9 +21,6 @@ MicrobenchOptions microbench_options(const HardwareDb* db);
 // The profile of this machine from the cache, or measured now (with progress on stderr) and cached.
 CachedProfile machine_profile(const HardwareDb* db, bool refresh);
 
-// Whether RAPL energy counters are readable here; `why` says what is missing when not.
-bool rapl_available(std::string& why);
-
 // The spec and intra-op thread count to run `id` with, from the profile. For "cpu" the thread count is
 // `cpu_threads` (the caller's choice, e.g. the best for the model's dominant op class); "cpu:A-B" runs B-A+1
 // threads. Throws partita::Error for a device this machine lacks, naming the ones it has.

@@ -169,9 +169,17 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   report.resumed_from_step = checkpoint.progress().steps;
   const int first = checkpoint.progress().steps;  // checkpointed runs have no warm-up
   const int total = options.warmup + options.steps;
-  int metrics_steps = 0;  // steps the metrics cover
+  int metrics_steps = 0;                                         // steps the metrics cover
+  std::vector<std::string> local_devices = plan.used_devices();  // what this process runs
+  if (options.local_stage >= 0) {
+    local_devices = plan.groups.at(plan.stages.at(options.local_stage).group).devices;
+  } else if (options.local_replica >= 0) {
+    local_devices = {plan.groups.at(plan.stages.at(0).group).devices.at(options.local_replica)};
+  }
+  RunEnergyMeter energy(local_devices);
   for (int i = first; i < total; ++i) {
     if (i == std::max(first, options.warmup)) {  // count and trace only the steps after warm-up
+      energy.start();
       metrics.reset();
       metrics_steps = 0;
       if (options.record_trace) engine->add_observer(&trace);
@@ -230,6 +238,9 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     }
     report.workers.push_back(wr);
   }
+  std::vector<std::pair<std::string, double>> busy;
+  for (const auto& w : report.workers) busy.emplace_back(w.device, w.busy_ms_per_step);
+  report.energy = energy.finish(static_cast<int>(report.step_ms.size()), report.median_ms, busy);
   if (options.record_trace) report.trace = trace.to_json();
   return report;
 }
@@ -264,6 +275,7 @@ Json run_report_to_json(const RunReport& r) {
                        {"predicted_busy_ms", w.predicted_busy_ms}});
   }
   j["workers"] = workers;
+  if (!r.energy.empty()) j["energy"] = energy_to_json(r.energy);
   if (std::any_of(r.offloaded.begin(), r.offloaded.end(), [](const auto& o) { return o.tensors > 0; })) {
     Json offloaded = Json::array();
     for (const auto& o : r.offloaded) offloaded.push_back({{"bytes", o.bytes}, {"tensors", o.tensors}});

@@ -11,6 +11,7 @@
 #include "partita/runtime/engine.h"
 #include "partita/runtime/slowdown_injector.h"
 #include "rebalancer.h"
+#include "run_energy.h"
 
 namespace partita::app {
 
@@ -65,6 +66,8 @@ struct RunReport {
   // Training: how many trainable parameter tensors the engine running at the end kept and updated where: a
   // device id (a GPU stage's own parameters) or "host".
   std::map<std::string, int> parameter_homes;
+  // Energy per counted step of each device this process ran (run_energy.h: measured or estimated).
+  std::vector<DeviceEnergy> energy;
   Json trace;                              // when record_trace
   std::vector<RebalanceEvent> rebalances;  // with RunOptions::rebalance: every drift reported
   Plan final_plan;                         // the plan running at the end (the given one unless rebalanced)

@@ -45,6 +45,9 @@ for c in "${cases[@]}"; do
   # Rank 0 reports every rank's stage: busy time, and one trace row per rank with both stages' tasks.
   grep -q "stage 0 on cpu:0" "$WORK/$name.launch.out" && grep -q "stage 1 on cpu:1" "$WORK/$name.launch.out" \
     || fail "$name: rank 0 should report both stages: $(cat "$WORK/$name.launch.out")"
+  [ "$(json_get "$WORK/$name.launch.json" "sorted(e['device'] for e in d['energy']['devices'] if e['source'] == 'estimated')")" \
+    = "['cpu:0', 'cpu:1']" ] || [ -r /sys/class/powercap/intel-rapl:0/energy_uj ] \
+    || fail "$name: --json energy of both ranks: $(json_get "$WORK/$name.launch.json" "d.get('energy')")"
   [ "$(json_get "$WORK/$name.launch.json" "[(w['stage'], w['device'], w['busy_ms_per_step'] > 0) for w in d['workers']]")" \
     = "[(0, 'cpu:0', True), (1, 'cpu:1', True)]" ] || fail "$name: --json workers: $(json_get "$WORK/$name.launch.json" "d['workers']")"
   "$PYTHON" - "$WORK/$name.launch.trace.json" <<'PY' || fail "$name: the merged trace"

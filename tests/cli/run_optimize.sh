@@ -1,4 +1,5 @@
-# run: a planned pipeline trains with a valid Chrome trace; bad plans are refused before anything runs;
+# run: a planned pipeline trains with a valid Chrome trace and reports its energy; bad plans are refused before
+# anything runs;
 # optimize writes its table, plan, trace and metrics.
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
@@ -19,6 +20,26 @@ for s in steps:
     names = {(e["args"]["stage"], e["name"]) for e in events if e["args"]["step"] == s}
     want = {(st, k + str(m)) for st in (0, 1) for k in "FB" for m in range(4)}
     assert names == want, (s, sorted(want - names))
+PY
+# Energy per step of each device: RAPL or NVML where the machine has them, else estimated from the device's
+# measured busy time (TDP while busy, idle power for the rest of the median step).
+"$PYTHON" - "$WORK/run.json" <<'PY' || fail "run: energy"
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+energy = d["energy"]
+busy = {w["device"]: w["busy_ms_per_step"] for w in d["workers"]}
+rapl = os.access("/sys/class/powercap/intel-rapl:0/energy_uj", os.R_OK)
+want = {"cpu:0", "cpu:1"} if not rapl else set()
+assert {e["device"] for e in energy["devices"] if e["source"] == "estimated"} == want, energy
+for e in energy["devices"]:
+    assert e["joules_per_step"] > 0, e
+    if e["source"] != "estimated":
+        continue
+    b = min(busy[e["device"]], d["step_ms"])
+    expected = (e["busy_watts"] * b + e["idle_watts"] * (d["step_ms"] - b)) / 1000
+    assert abs(e["joules_per_step"] - expected) <= 1e-9 + 1e-6 * expected, (e, expected)
+    assert e["busy_watts"] > e["idle_watts"] > 0, e
+assert abs(energy["joules_per_step"] - sum(e["joules_per_step"] for e in energy["devices"])) < 1e-9
 PY
 # The same plan with activation offload on stage 0 (on a CPU it copies within host memory: the path runs, the
 # losses stay the same, and run reports what was copied).

@@ -1,0 +1,133 @@
+#include "run_energy.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "machine_devices.h"
+#include "partita/hardware/cpu_info.h"
+#include "partita/hardware/cpu_spec.h"
+#include "partita/torch_bridge/cuda_devices.h"
+
+namespace partita::app {
+
+namespace {
+
+std::string host_name() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "this machine";
+  return name;
+}
+
+// Power figures of each device: the hardware database's (or a guess per core) for CPUs, the database's
+// for a GPU LibTorch finds (NVML's power limit when it says); a device found nowhere draws nothing.
+std::vector<DeviceSpec> power_specs(const std::vector<std::string>& devices, const Nvml& nvml) {
+  const std::optional<HardwareDb> db = try_load_hardware_db();
+  const HardwareDb* dbp = db ? &*db : nullptr;
+  std::optional<DeviceSpec> whole_cpu;
+  std::optional<CudaDiscovery> gpus;
+  std::vector<DeviceSpec> out;
+  for (const auto& id_text : devices) {
+    const DeviceId id = parse_device_id(id_text);
+    DeviceSpec spec;
+    spec.name = id_text;
+    if (id.kind == DeviceKind::kCpu) {
+      if (!whole_cpu) whole_cpu = cpu_device_spec(discover_cpu(), dbp);
+      spec = id.index < 0 ? *whole_cpu : cpu_group_spec(*whole_cpu, id.cpu_cores());
+    } else if (id.kind == DeviceKind::kCuda) {
+      if (!gpus) gpus = discover_cuda_devices(nvml.available() ? &nvml : nullptr);
+      for (const auto& g : gpus->devices) {
+        if (g.index == id.index) spec = cuda_device_spec(g, dbp);
+      }
+    }
+    out.push_back(spec);
+  }
+  return out;
+}
+
+bool is_cpu(const std::string& id) { return parse_device_id(id).kind == DeviceKind::kCpu; }
+
+}  // namespace
+
+RunEnergyMeter::RunEnergyMeter(const std::vector<std::string>& devices)
+    : devices_(devices), specs_(power_specs(devices, nvml_)) {}
+
+void RunEnergyMeter::start() {
+  const bool any_cpu = std::any_of(devices_.begin(), devices_.end(), is_cpu);
+  rapl_start_ = rapl_.available() && any_cpu ? rapl_.read() : std::vector<Joules>{};
+  nvml_start_.clear();
+  for (const auto& id_text : devices_) {
+    const DeviceId id = parse_device_id(id_text);
+    nvml_start_.push_back(id.kind == DeviceKind::kCuda && nvml_.available() ? nvml_.total_energy(id.index)
+                                                                            : std::nullopt);
+  }
+}
+
+std::vector<DeviceEnergy> RunEnergyMeter::finish(
+    int steps, double step_ms, const std::vector<std::pair<std::string, double>>& busy_ms) const {
+  std::vector<DeviceEnergy> out;
+  if (steps <= 0) return out;
+  if (!rapl_start_.empty()) {
+    out.push_back(DeviceEnergy{"cpu packages of " + host_name(),
+                               rapl_.used(rapl_start_, rapl_.read()).value() / steps,
+                               EnergySource::kMeasuredRapl});
+  }
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    const std::string& id = devices_[i];
+    if (is_cpu(id) && !rapl_start_.empty()) continue;  // in the packages' figure
+    if (i < nvml_start_.size() && nvml_start_[i]) {
+      const std::optional<Joules> now = nvml_.total_energy(parse_device_id(id).index);
+      if (now) {
+        out.push_back(
+            DeviceEnergy{id, (*now - *nvml_start_[i]).value() / steps, EnergySource::kMeasuredNvml});
+        continue;
+      }
+    }
+    double busy = 0;
+    for (const auto& [device, ms] : busy_ms) {
+      if (device == id) busy += ms;
+    }
+    busy = std::min(busy, step_ms);
+    const DeviceSpec& spec = specs_[i];
+    const Joules j = device_energy(spec, milliseconds(busy), milliseconds(step_ms - busy));
+    out.push_back(
+        DeviceEnergy{id, j.value(), EnergySource::kEstimated, spec.tdp.value(), spec.idle_power.value()});
+  }
+  return out;
+}
+
+Json energy_to_json(const std::vector<DeviceEnergy>& energy) {
+  Json devices = Json::array();
+  double total = 0;
+  for (const auto& e : energy) {
+    Json d{{"device", e.device},
+           {"joules_per_step", e.joules_per_step},
+           {"source", energy_source_name(e.source)}};
+    if (e.source == EnergySource::kEstimated) {
+      d["busy_watts"] = e.busy_watts;
+      d["idle_watts"] = e.idle_watts;
+    }
+    devices.push_back(d);
+    total += e.joules_per_step;
+  }
+  return Json{{"joules_per_step", total}, {"devices", devices}};
+}
+
+std::vector<DeviceEnergy> energy_from_json(const Json& j) {
+  std::vector<DeviceEnergy> out;
+  for (const auto& d : j.at("devices")) {
+    DeviceEnergy e;
+    e.device = d.at("device").get<std::string>();
+    e.joules_per_step = d.at("joules_per_step").get<double>();
+    const std::string source = d.at("source").get<std::string>();
+    e.source = source == energy_source_name(EnergySource::kMeasuredNvml)   ? EnergySource::kMeasuredNvml
+               : source == energy_source_name(EnergySource::kMeasuredRapl) ? EnergySource::kMeasuredRapl
+                                                                           : EnergySource::kEstimated;
+    e.busy_watts = d.value("busy_watts", 0.0);
+    e.idle_watts = d.value("idle_watts", 0.0);
+    out.push_back(e);
+  }
+  return out;
+}
+
+}  // namespace partita::app

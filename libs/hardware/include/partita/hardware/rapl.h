@@ -1,0 +1,46 @@
+#pragma once
+// The CPU packages' energy counters (RAPL, running average power limit), read through Linux's powercap
+// sysfs interface: one top-level zone <root>/intel-rapl:N per package (AMD Zen CPUs appear under the same
+// name since Linux 5.8), whose energy_uj counts microjoules and wraps at max_energy_range_uj. Subzones
+// (intel-rapl:N:M: cores, uncore, DRAM) are parts of their package and are not added again.
+// Reading energy_uj needs root on kernels patched for CVE-2020-8694 (5.10 and later); VMs usually have no
+// powercap at all. When no zone can be read, available() is false and error() says why; nothing throws on
+// construction.
+// Thread safety: immutable after construction; read() may be called from several threads.
+#include <string>
+#include <vector>
+
+#include "partita/core/units.h"
+
+namespace partita {
+
+class Rapl {
+ public:
+  static constexpr const char* kDefaultRoot = "/sys/class/powercap";
+
+  explicit Rapl(const std::string& root = kDefaultRoot);
+
+  bool available() const { return !zones_.empty(); }
+  // Why no counter can be read ("/sys/class/powercap is absent (a VM or a kernel without powercap)"); "" when
+  // available.
+  const std::string& error() const { return error_; }
+  // The package zones' names ("package-0"), in zone order.
+  std::vector<std::string> packages() const;
+
+  // Each package's counter now, in zone order. Throws partita::Error when a counter cannot be read.
+  std::vector<Joules> read() const;
+  // Energy all packages used between two read()s, each counter allowed to wrap once (a counter wraps after
+  // minutes to hours, so read at least that often).
+  Joules used(const std::vector<Joules>& before, const std::vector<Joules>& after) const;
+
+ private:
+  struct Zone {
+    std::string path;  // the zone's directory
+    std::string name;
+    Joules range{0};  // max_energy_range_uj: where the counter wraps
+  };
+  std::vector<Zone> zones_;
+  std::string error_;
+};
+
+}  // namespace partita
