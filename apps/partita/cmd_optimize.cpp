@@ -314,6 +314,18 @@ void run_optimize(const OptimizeArgs& args) {
       "(medians of {} alternating rounds x {} steps; predicted peak {} on the largest device, {} on all "
       "host devices together; measured: the plan's CPU tensor memory at its peak)\n",
       args.rounds, final_steps, format_bytes(predicted_peak), format_bytes(predicted_host_peak));
+  if (!final_report.energy.empty()) {
+    double measured_j = 0;
+    bool estimated = false;
+    for (const auto& e : final_report.energy) {
+      measured_j += e.joules_per_step;
+      estimated = estimated || e.source == EnergySource::kEstimated;
+    }
+    fmt::print(out, "energy of the plan: predicted {:.3g} J/step, {} {:.3g} J/step{}\n",
+               best->plan.prediction.energy.value(),
+               estimated ? "estimated from the measured busy time" : "measured", measured_j,
+               estimated ? " (no RAPL/NVML counter here)" : "");
+  }
   for (const auto& w : final_report.workers) {
     fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {:.2f} ms/step (predicted {:.2f})\n",
                w.stage, w.device, 100.0 * w.utilization, w.busy_ms_per_step, w.predicted_busy_ms);
