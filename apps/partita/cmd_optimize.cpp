@@ -28,6 +28,7 @@
 #include "partita/search/simulator.h"
 #include "partita/torch_bridge/memory_meter.h"
 #include "partita/torch_bridge/timing.h"
+#include "partita/viz/optimize_report.h"
 #include "plan_runner.h"
 #include "planning_inputs.h"
 
@@ -346,6 +347,7 @@ void run_optimize(const OptimizeArgs& args) {
   result["baseline_ms"] = baseline_median;
   result["baseline_config"] = best_base->config.to_string();
   result["plan_ms"] = plan_median;
+  result["layout"] = best->label;
   result["rounds"] = args.rounds;
   result["steps_per_round"] = final_steps;
   result["speedup"] = speedup;
@@ -369,7 +371,10 @@ void run_optimize(const OptimizeArgs& args) {
   result["run"] = run_report_to_json(final_report);
   result["plan"] = plan_json;
   write_json_file((fs::path(args.out) / "metrics.json").string(), result);
-  fmt::print(out, "wrote {}/plan.json, trace.json (measured and simulated timelines), metrics.json\n",
+  write_text_file((fs::path(args.out) / "report.html").string(), optimize_report_html(result, trace));
+  fmt::print(out,
+             "wrote {}/report.html (open in a browser), plan.json, trace.json (measured and simulated "
+             "timelines), metrics.json\n",
              args.out);
   if (!args.json.empty()) write_json_file(args.json, result);
 }

@@ -1,6 +1,6 @@
 # run: a planned pipeline trains with a valid Chrome trace and reports its energy; bad plans are refused before
 # anything runs;
-# optimize writes its table, plan, trace and metrics.
+# optimize writes its table, plan, trace, metrics and an HTML report.
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
 "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0,cpu:1 --strategy pipeline --train --microbatches 4 \
@@ -88,7 +88,34 @@ expect_error "global batch of 8" "$PARTITA" run "$ZOO/mlp.pt" --input 4x64 --pla
 grep -q "plain LibTorch" "$WORK/opt.txt" || fail "optimize table"
 [ "$(json_get "$WORK/opt.json" "all(k in d for k in ['baseline_ms', 'plan_ms', 'speedup', 'predicted_ms', 'plan'])")" = "True" ] \
   || fail "optimize json fields"
-for f in plan.json trace.json metrics.json; do [ -s "$WORK/opt/$f" ] || fail "optimize: missing $f"; done
+for f in plan.json trace.json metrics.json report.html; do [ -s "$WORK/opt/$f" ] || fail "optimize: missing $f"; done
+# The HTML report: well-formed, with the measured speedup, a bar per stage and device of the chosen plan, and
+# both timelines.
+"$PYTHON" - "$WORK/opt/report.html" "$WORK/opt.json" <<'PY' || fail "optimize: report.html"
+import json, sys
+from html.parser import HTMLParser
+html, metrics = open(sys.argv[1]).read(), json.load(open(sys.argv[2]))
+class Check(HTMLParser):
+    void = {"meta", "br"}
+    def __init__(self):
+        super().__init__(); self.open = []; self.svgs = []; self.rects = 0
+    def handle_starttag(self, tag, attrs):
+        if tag in self.void: return
+        self.open.append(tag)
+        if tag == "svg": self.svgs.append((dict(attrs)["class"], 0))
+        if tag == "rect": self.svgs[-1] = (self.svgs[-1][0], self.svgs[-1][1] + 1)
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, (tag, self.open[-3:])
+        self.open.pop()
+c = Check(); c.feed(html); c.close()
+assert not c.open, c.open
+assert "<b>%.2fx</b>" % metrics["speedup"] in html
+plan = metrics["plan"]
+bars = sum(len(plan["groups"][st["group"]]["devices"]) for st in plan["stages"])
+assert [k for k, _ in c.svgs] == ["plan", "timeline", "timeline"], c.svgs
+assert c.svgs[0][1] == bars, (c.svgs[0], bars)
+assert c.svgs[1][1] > 0 and c.svgs[2][1] > 0, c.svgs
+PY
 # GPT inference: the predicted host peak (model state once, activations, the gathered 2x128x2048 logits)
 # matches the measured one (one or two replicas or the pipeline, whichever optimize picks; 0.01% on this
 # machine). --candidates 2 leaves out the planner's third candidate, a branch plan (2x slower, but it won a
