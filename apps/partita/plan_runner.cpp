@@ -109,13 +109,22 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   PARTITA_CHECK(!specs.empty() && specs[0].shape[0] == plan.global_batch,
                 "the plan is for a global batch of ", plan.global_batch, " but --input has batch ",
                 specs.empty() ? 0 : specs[0].shape[0], "; use the same input spec as for planning");
-  // A stage that cannot fit is refused before anything runs. Host devices share the machine's memory.
+  // A stage that cannot fit is refused before anything runs. Host devices share the machine's memory; a
+  // plan for one machine says how much of it the whole run needs (plans written before 2026-11-29 do not).
   const CpuInfo cpu = discover_cpu();
   for (const auto& d : plan.prediction.devices) {
     if (d.device.rfind("cpu", 0) != 0) continue;
     PARTITA_CHECK(d.peak_memory <= cpu.memory_available, "plan needs ", format_bytes(d.peak_memory), " on ",
                   d.device, " but this machine has ", format_bytes(cpu.memory_available),
                   " available; plan again with --memory-limit or a smaller batch");
+  }
+  if (plan.prediction.hosts.size() == 1) {
+    const Bytes need = plan.prediction.hosts[0].peak_memory;
+    PARTITA_CHECK(
+        need <= cpu.memory_available, "plan needs ", format_bytes(need),
+        " of host memory (weights, optimizer state and CPU devices' activations) but this machine has ",
+        format_bytes(cpu.memory_available),
+        " available; plan again with a smaller batch or free memory first");
   }
   EngineOptions engine_options;
   engine_options.learning_rate = options.learning_rate;

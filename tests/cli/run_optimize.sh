@@ -81,6 +81,11 @@ grow(plan)
 json.dump(plan, open(sys.argv[2], "w"))
 PY
 expect_error "available; plan again" "$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/huge.json" --train
+# The run as a whole needs more host memory than the machine has, though each CPU device's part fits.
+json_host="$("$PYTHON" -c "import json,sys; p=json.load(open(sys.argv[1])); p['prediction']['hosts'][0]['peak_memory_bytes']=1<<50; print(json.dumps(p))" "$WORK/plan.json")"
+echo "$json_host" >"$WORK/host-huge.json"
+expect_error "of host memory (weights, optimizer state and CPU devices' activations) but this machine has" \
+  "$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/host-huge.json" --train
 expect_error "global batch of 8" "$PARTITA" run "$ZOO/mlp.pt" --input 4x64 --plan "$WORK/plan.json" --train
 
 "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --train --steps 2 --rounds 1 --out "$WORK/opt" --json "$WORK/opt.json" \

@@ -386,8 +386,12 @@ StorageLifetimes storage_lifetimes(const Graph& graph, const std::vector<ValueId
 }
 
 std::vector<Bytes> live_bytes_per_node(const Graph& graph) {
+  return live_bytes_per_node(graph, autograd_model(graph).root);
+}
+
+std::vector<Bytes> live_bytes_per_node(const Graph& graph, const std::vector<ValueId>& root) {
+  PARTITA_ASSERT(root.size() == static_cast<size_t>(graph.num_values()), "one storage root per value");
   const int n = graph.num_nodes();
-  const std::vector<ValueId> root = autograd_model(graph).root;
   const StorageLifetimes life = storage_lifetimes(graph, root);
   std::vector<Bytes> diff(static_cast<size_t>(n) + 1, Bytes(0));
   for (size_t r = 0; r < life.born.size(); ++r) {

@@ -173,7 +173,7 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   for (int i = 0; i < n; ++i)
     unsaved_cross_[static_cast<size_t>(i)] = (crossing += cross_diff[static_cast<size_t>(i)]);
   std::vector<double> live;
-  for (Bytes b : live_bytes_per_node(graph)) live.push_back(static_cast<double>(b.value()) * per);
+  for (Bytes b : live_bytes_per_node(graph, saved.root)) live.push_back(static_cast<double>(b.value()) * per);
   live_table_ = sparse_max_table(std::move(live));
 }
 

@@ -77,6 +77,8 @@ StorageLifetimes storage_lifetimes(const Graph& graph, const std::vector<ValueId
 // death (storage_lifetimes), plus a convolution's scratch while it runs, taken as a copy of its input and
 // output (oneDNN's reordered layouts on CPU; cuDNN's workspace on GPU is of that order). Weights excluded.
 std::vector<Bytes> live_bytes_per_node(const Graph& graph);
+// The same with the storage roots already known (SavedByProducer::root), which saves building them again.
+std::vector<Bytes> live_bytes_per_node(const Graph& graph, const std::vector<ValueId>& root);
 
 // Bytes of the parameters (trainable and buffers) read by nodes in [first, last]; trainable_only excludes
 // buffers.
