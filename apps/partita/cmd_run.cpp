@@ -18,6 +18,7 @@
 #include "partita/core/error.h"
 #include "partita/core/format.h"
 #include "partita/core/log.h"
+#include "partita/hardware/power_cap.h"
 #include "partita/runtime/chrome_trace.h"
 #include "partita/runtime/device_binding.h"
 #include "partita/runtime/distributed_env.h"
@@ -44,6 +45,7 @@ struct RunArgs {
   int checkpoint_every = 0;
   bool resume = false;
   std::string inject_slowdown;
+  std::vector<std::string> power_caps;
   bool rebalance = false;
   double rebalance_threshold = 1.3;
 };
@@ -183,6 +185,10 @@ void run_run(const RunArgs& args) {
       !(args.rebalance && !args.checkpoint_dir.empty()),
       "--rebalance with --checkpoint-dir is not supported yet (a resumed run would restart from the "
       "original plan); use one or the other");
+  std::vector<PowerCapRequest> caps;
+  for (const auto& text : args.power_caps) caps.push_back(parse_power_cap(text));
+  PARTITA_CHECK(caps.empty() || !dist, "--power-cap caps the machine for one process; this is rank ",
+                dist ? dist->rank : 0, " of a multi-process job: cap the devices before starting it");
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
   RunOptions options;
@@ -228,6 +234,22 @@ void run_run(const RunArgs& args) {
     } else {
       options.local_replica = dist->rank;
     }
+  }
+  // Power caps hold for the run and are put back when it ends, fails or is interrupted (Ctrl-C or SIGTERM
+  // stop it between steps, so the caps are restored on the way out). PARTITA_POWERCAP_ROOT points the RAPL
+  // reader at another powercap tree (tests).
+  std::optional<Nvml> nvml;
+  std::optional<Rapl> rapl;
+  std::unique_ptr<PowerCaps> power;
+  std::optional<StopOnSignal> stop;
+  if (!caps.empty()) {
+    const char* root = std::getenv("PARTITA_POWERCAP_ROOT");
+    nvml.emplace();
+    rapl.emplace(root != nullptr ? root : Rapl::kDefaultRoot);
+    stop.emplace();
+    options.stop_requested = &stop->requested();
+    power = std::make_unique<PowerCaps>(caps, *nvml, *rapl);
+    for (const auto& line : power->applied()) log_info("power cap: " + line);
   }
   RunReport report;
   try {
@@ -333,6 +355,10 @@ Command register_run(CLI::App& app) {
       "--inject-slowdown", args->inject_slowdown,
       "STAGE:FACTOR:STEP: fault injection; the device of STAGE runs FACTOR times slower from STEP "
       "on (steps counted from 0, warm-up included), e.g. 0:2:10");
+  cmd->add_option(
+      "--power-cap", args->power_caps,
+      "DEVICE:WATTS: cap cuda:N (NVML) or every CPU package (cpu, RAPL) for the run and restore the "
+      "previous limit afterwards; needs root; repeatable");
   cmd->add_flag(
       "--rebalance", args->rebalance,
       "watch each device's busy time against the plan; when one drifts for 3 steps, plan again with "

@@ -103,6 +103,30 @@ void apply_single_process_fault_hook(int process_step) {
 
 }  // namespace
 
+namespace {
+std::atomic<bool> g_stop_requested{false};
+std::atomic<bool> g_stop_installed{false};
+extern "C" void request_stop(int) { g_stop_requested.store(true); }
+}  // namespace
+
+StopOnSignal::StopOnSignal() {
+  PARTITA_ASSERT(!g_stop_installed.exchange(true), "one StopOnSignal at a time");
+  g_stop_requested.store(false);
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, &previous_int_);
+  sigaction(SIGTERM, &action, &previous_term_);
+}
+
+StopOnSignal::~StopOnSignal() {
+  sigaction(SIGINT, &previous_int_, nullptr);
+  sigaction(SIGTERM, &previous_term_, nullptr);
+  g_stop_installed.store(false);
+}
+
+const std::atomic<bool>& StopOnSignal::requested() const { return g_stop_requested; }
+
 RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,
                    const RunOptions& options) {
   PARTITA_CHECK(options.steps >= 1, "--steps must be at least 1, got ", options.steps);
@@ -194,6 +218,9 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
       if (options.record_trace) engine->add_observer(&trace);
       tracing = options.record_trace;
     }
+    PARTITA_CHECK(options.stop_requested == nullptr || !options.stop_requested->load(),
+                  "stopped by a signal before step ", i + 1, " of ", total,
+                  " (what the run changed, such as power caps, is put back)");
     if (options.reducer == nullptr) apply_single_process_fault_hook(i - first);
     if (injector) injector->set_step(i);
     const auto t0 = std::chrono::steady_clock::now();

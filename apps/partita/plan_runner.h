@@ -1,6 +1,9 @@
 #pragma once
 // Runs a plan with the engine for a number of steps and reports what happened: the shared core of
 // `partita run` and `partita optimize`.
+#include <signal.h>
+
+#include <atomic>
 #include <map>
 #include <optional>
 #include <string>
@@ -42,6 +45,24 @@ struct RunOptions {
   // Dynamic rebalancing (one process only): plan again between steps when a device drifts from the plan.
   bool rebalance = false;
   RebalanceOptions rebalance_options;
+  // When set and true, the run stops before its next step with an error (StopOnSignal sets it).
+  const std::atomic<bool>* stop_requested = nullptr;
+};
+
+// While alive, SIGINT and SIGTERM ask the run to stop before its next step (RunOptions::stop_requested)
+// instead of ending the process at once, so what the caller holds is put back on the way out (power caps).
+// The previous handlers come back when it ends. One at a time per process.
+class StopOnSignal {
+ public:
+  StopOnSignal();
+  ~StopOnSignal();
+  StopOnSignal(const StopOnSignal&) = delete;
+  StopOnSignal& operator=(const StopOnSignal&) = delete;
+  const std::atomic<bool>& requested() const;
+
+ private:
+  struct sigaction previous_int_ {};
+  struct sigaction previous_term_ {};
 };
 
 struct WorkerReport {

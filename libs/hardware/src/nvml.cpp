@@ -16,6 +16,7 @@ struct NvmlMemory {
   unsigned long long used;
 };
 constexpr NvmlReturn kSuccess = 0;
+constexpr NvmlReturn kNoPermission = 4;  // NVML_ERROR_NO_PERMISSION
 }  // namespace
 
 struct Nvml::Api {
@@ -30,6 +31,8 @@ struct Nvml::Api {
   NvmlReturn (*power_limit)(NvmlDevice, unsigned*) = nullptr;
   NvmlReturn (*power_usage)(NvmlDevice, unsigned*) = nullptr;
   NvmlReturn (*total_energy)(NvmlDevice, unsigned long long*) = nullptr;
+  NvmlReturn (*limit_constraints)(NvmlDevice, unsigned*, unsigned*) = nullptr;
+  NvmlReturn (*set_limit)(NvmlDevice, unsigned) = nullptr;
 
   ~Api() {
     if (shutdown) shutdown();
@@ -61,6 +64,8 @@ Nvml::Nvml(const std::string& library) {
   api->load(api->power_limit, "nvmlDeviceGetEnforcedPowerLimit");
   api->load(api->power_usage, "nvmlDeviceGetPowerUsage");
   api->load(api->total_energy, "nvmlDeviceGetTotalEnergyConsumption");
+  api->load(api->limit_constraints, "nvmlDeviceGetPowerManagementLimitConstraints");
+  api->load(api->set_limit, "nvmlDeviceSetPowerManagementLimit");
   decltype(api->shutdown) shutdown = nullptr;
   if (!api->load(api->init, "nvmlInit_v2") || !api->load(shutdown, "nvmlShutdown") ||
       !api->load(api->device_count, "nvmlDeviceGetCount_v2") ||
@@ -130,6 +135,30 @@ std::optional<Joules> Nvml::total_energy(int index) const {
     return std::nullopt;
   }
   return Joules(static_cast<double>(millijoules) / 1e3);
+}
+
+std::optional<NvmlPowerRange> Nvml::power_range(int index) const {
+  NvmlDevice dev = nullptr;
+  unsigned low = 0, high = 0;
+  if (!api_ || !api_->limit_constraints || index < 0 ||
+      api_->handle_by_index(static_cast<unsigned>(index), &dev) != kSuccess ||
+      api_->limit_constraints(dev, &low, &high) != kSuccess) {
+    return std::nullopt;
+  }
+  return NvmlPowerRange{Watts(low / 1e3), Watts(high / 1e3)};
+}
+
+void Nvml::set_power_limit(int index, Watts limit) const {
+  PARTITA_CHECK(api_ != nullptr, "cannot cap the power of cuda:", index, ": ", error_);
+  PARTITA_CHECK(api_->set_limit != nullptr, "cannot cap the power of cuda:", index,
+                ": this NVML has no nvmlDeviceSetPowerManagementLimit (driver too old?)");
+  NvmlDevice dev = nullptr;
+  NvmlReturn r = api_->handle_by_index(static_cast<unsigned>(index), &dev);
+  PARTITA_CHECK(r == kSuccess, "NVML cannot open GPU ", index, ": ", api_->describe(r));
+  r = api_->set_limit(dev, static_cast<unsigned>(limit.value() * 1e3 + 0.5));
+  PARTITA_CHECK(r == kSuccess, "cannot cap the power of cuda:", index, " at ", limit.value(),
+                " W: ", api_->describe(r),
+                r == kNoPermission ? " (changing a GPU's power limit needs root)" : "");
 }
 
 }  // namespace partita

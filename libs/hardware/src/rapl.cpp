@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -91,6 +93,30 @@ Joules Rapl::used(const std::vector<Joules>& before, const std::vector<Joules>& 
     total += delta;
   }
   return total;
+}
+
+std::optional<Watts> Rapl::power_limit(size_t package) const {
+  PARTITA_ASSERT(package < zones_.size(), "RAPL package ", package, " of ", zones_.size());
+  const std::optional<Joules> uw =
+      read_microjoules(fs::path(zones_[package].path) / "constraint_0_power_limit_uw");
+  return uw ? std::optional<Watts>(Watts(uw->value())) : std::nullopt;  // the same 1e-6 scale
+}
+
+std::optional<Watts> Rapl::max_power(size_t package) const {
+  PARTITA_ASSERT(package < zones_.size(), "RAPL package ", package, " of ", zones_.size());
+  const std::optional<Joules> uw =
+      read_microjoules(fs::path(zones_[package].path) / "constraint_0_max_power_uw");
+  return uw && uw->value() > 0 ? std::optional<Watts>(Watts(uw->value())) : std::nullopt;
+}
+
+void Rapl::set_power_limit(size_t package, Watts limit) const {
+  PARTITA_ASSERT(package < zones_.size(), "RAPL package ", package, " of ", zones_.size());
+  const fs::path file = fs::path(zones_[package].path) / "constraint_0_power_limit_uw";
+  std::ofstream out(file);
+  out << static_cast<uint64_t>(limit.value() * 1e6 + 0.5) << "\n";
+  out.flush();
+  PARTITA_CHECK(out.good(), "cannot cap ", zones_[package].name, " at ", limit.value(), " W: writing ",
+                file.string(), " failed: ", std::strerror(errno), " (RAPL power limits need root)");
 }
 
 }  // namespace partita

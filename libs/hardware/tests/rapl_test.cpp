@@ -3,45 +3,16 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
-#include <atomic>
 #include <filesystem>
-#include <fstream>
 
+#include "fake_powercap.h"
 #include "partita/core/error.h"
 
 namespace partita {
 namespace {
 
 namespace fs = std::filesystem;
-
-class FakePowercap {
- public:
-  FakePowercap()
-      : root_(fs::temp_directory_path() /
-              ("partita-rapl-" + std::to_string(::getpid()) + "-" + std::to_string(next_id_++))) {
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  ~FakePowercap() { fs::remove_all(root_); }
-  std::string root() const { return root_.string(); }
-  // A zone directory with its name, counter and wrap point.
-  void zone(const std::string& dir, const std::string& name, uint64_t uj, uint64_t range_uj) {
-    fs::create_directories(root_ / dir);
-    write(dir + "/name", name);
-    write(dir + "/max_energy_range_uj", std::to_string(range_uj));
-    set(dir, uj);
-  }
-  void set(const std::string& dir, uint64_t uj) { write(dir + "/energy_uj", std::to_string(uj)); }
-  void write(const std::string& file, const std::string& text) {
-    std::ofstream(root_ / file) << text << "\n";
-  }
-
- private:
-  static inline std::atomic<int> next_id_{0};
-  fs::path root_;
-};
+using testing::FakePowercap;
 
 TEST(Rapl, AddsThePackagesAndNotTheirSubzones) {
   FakePowercap p;

@@ -33,8 +33,21 @@ int nvmlDeviceGetMemoryInfo(void*, FakeMemory* memory) {
   memory->used = 10ULL << 30;
   return 0;
 }
-int nvmlDeviceGetEnforcedPowerLimit(void*, unsigned* milliwatts) {
-  *milliwatts = 700000;
+static unsigned g_limit_mw[2] = {700000, 700000};
+int nvmlDeviceGetEnforcedPowerLimit(void* device, unsigned* milliwatts) {
+  *milliwatts = g_limit_mw[device == &g_devices[0] ? 0 : 1];
+  return 0;
+}
+int nvmlDeviceGetPowerManagementLimitConstraints(void*, unsigned* low, unsigned* high) {
+  *low = 200000;
+  *high = 700000;
+  return 0;
+}
+// GPU 1 refuses, as a GPU does to a user who is not root.
+int nvmlDeviceSetPowerManagementLimit(void* device, unsigned milliwatts) {
+  if (device != &g_devices[0]) return 4;                     // NVML_ERROR_NO_PERMISSION
+  if (milliwatts < 200000 || milliwatts > 700000) return 2;  // NVML_ERROR_INVALID_ARGUMENT
+  g_limit_mw[0] = milliwatts;
   return 0;
 }
 int nvmlDeviceGetPowerUsage(void* device, unsigned* milliwatts) {

@@ -23,6 +23,12 @@ struct NvmlDeviceInfo {
   Watts power_limit{0};  // current enforced power management limit; 0 when NVML does not say
 };
 
+// The power limits NVML accepts for a GPU.
+struct NvmlPowerRange {
+  Watts min{0};
+  Watts max{0};
+};
+
 class Nvml {
  public:
   static constexpr const char* kDefaultLibrary = "libnvidia-ml.so.1";
@@ -46,6 +52,12 @@ class Nvml {
   std::optional<Watts> power_usage(int index) const;
   // Energy used since the driver loaded (Volta and newer); nullopt when not available or not supported.
   std::optional<Joules> total_energy(int index) const;
+  // The power limits GPU `index` accepts; nullopt when NVML does not say.
+  std::optional<NvmlPowerRange> power_range(int index) const;
+  // Sets GPU `index`'s power management limit (device_info().power_limit reads it back). Needs root; throws
+  // partita::Error with NVML's reason otherwise. The limit stays after the process ends (until a reboot or
+  // the driver reloads): whoever sets it restores it (see power_cap.h).
+  void set_power_limit(int index, Watts limit) const;
 
  private:
   struct Api;

@@ -7,6 +7,7 @@
 // powercap at all. When no zone can be read, available() is false and error() says why; nothing throws on
 // construction.
 // Thread safety: immutable after construction; read() may be called from several threads.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,14 @@ class Rapl {
   // Energy all packages used between two read()s, each counter allowed to wrap once (a counter wraps after
   // minutes to hours, so read at least that often).
   Joules used(const std::vector<Joules>& before, const std::vector<Joules>& after) const;
+
+  // Package `package`'s long-term power limit (constraint_0_power_limit_uw) and the most it may be set to
+  // (constraint_0_max_power_uw); nullopt when the zone does not say.
+  std::optional<Watts> power_limit(size_t package) const;
+  std::optional<Watts> max_power(size_t package) const;
+  // Sets the long-term limit. Needs root; throws partita::Error naming the file and the reason otherwise.
+  // The limit stays after the process ends: whoever sets it restores it (see power_cap.h).
+  void set_power_limit(size_t package, Watts limit) const;
 
  private:
   struct Zone {

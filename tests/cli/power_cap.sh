@@ -1,0 +1,46 @@
+# run --power-cap: every CPU package capped for the run and put back after it, also when the run is stopped by
+# SIGTERM; against a fake powercap tree (PARTITA_POWERCAP_ROOT), since changing real limits needs root and this
+# machine may have none. Bad caps and a machine without RAPL get one clear line.
+source "$(dirname "$0")/lib.sh"
+root="$WORK/powercap"
+for z in 0 1; do
+  mkdir -p "$root/intel-rapl:$z"
+  echo "package-$z" >"$root/intel-rapl:$z/name"
+  echo 1000 >"$root/intel-rapl:$z/energy_uj"
+  echo 1000000000 >"$root/intel-rapl:$z/max_energy_range_uj"
+  echo 120000000 >"$root/intel-rapl:$z/constraint_0_power_limit_uw"
+  echo 200000000 >"$root/intel-rapl:$z/constraint_0_max_power_uw"
+done
+limits() { cat "$root/intel-rapl:0/constraint_0_power_limit_uw" "$root/intel-rapl:1/constraint_0_power_limit_uw" | tr '\n' ' '; }
+"$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu --train --cost roofline --json "$WORK/plan.json" >/dev/null \
+  || fail "plan"
+run=(run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/plan.json" --train)
+
+# A run under a cap: applied (the log says what it replaced), restored afterwards.
+PARTITA_POWERCAP_ROOT="$root" "$PARTITA" -v "${run[@]}" --steps 3 --power-cap cpu:50 >"$WORK/out" 2>"$WORK/err" \
+  || fail "capped run: $(tail -3 "$WORK/err")"
+grep -q "power cap: cpu package-0 at 50 W (was 120 W)" "$WORK/err" || fail "no cap logged: $(cat "$WORK/err")"
+grep -q "power cap: cpu package-1 at 50 W (was 120 W)" "$WORK/err" || fail "package-1 not capped"
+[ "$(limits)" = "120000000 120000000 " ] || fail "limits not restored after the run: $(limits)"
+
+# Stopped by SIGTERM mid-run: one line, a non-zero exit, and the limits are back.
+PARTITA_POWERCAP_ROOT="$root" "$PARTITA" -v "${run[@]}" --steps 100000 --power-cap cpu:50 >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+for _ in $(seq 1 300); do grep -q "step 3/" "$WORK/err" && break; sleep 0.1; done
+[ "$(limits)" = "50000000 50000000 " ] || fail "limits not applied during the run: $(limits)"
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] || fail "SIGTERM: want an error exit, got $rc"
+grep -q "stopped by a signal before step" "$WORK/err" || fail "SIGTERM: $(tail -2 "$WORK/err")"
+[ "$(limits)" = "120000000 120000000 " ] || fail "limits not restored after SIGTERM: $(limits)"
+
+expect_error "its most is 200 W" env PARTITA_POWERCAP_ROOT="$root" "$PARTITA" "${run[@]}" --power-cap cpu:500
+expect_error "write DEVICE:WATTS, e.g. cuda:0:250 or cpu:95" "$PARTITA" "${run[@]}" --power-cap cpu
+expect_error "cannot cap the power of the CPU: /nonexistent is absent" \
+  env PARTITA_POWERCAP_ROOT=/nonexistent "$PARTITA" "${run[@]}" --power-cap cpu:50
+# cuda:7: a GPU no test machine has (a real GPU's limit must not change on a shared machine).
+expect_error "cannot cap the power of cuda:7" env PARTITA_POWERCAP_ROOT="$root" "$PARTITA" "${run[@]}" \
+  --power-cap cuda:7:250
+[ "$(limits)" = "120000000 120000000 " ] || fail "a refused cap changed the limits: $(limits)"
+finish
