@@ -3,9 +3,11 @@
 // baseline side by side and write plan, trace and metrics into an output folder.
 //
 // The planner proposes and measurement decides: its cost model ranks the candidates, each is run for a few
-// steps, and the two fastest plus the candidate that mirrors plain LibTorch's best setting (the same threads
-// and OpenBLAS setting, through partita's executor) run again, alternating, each round a window of at least
-// 0.15 s; the fastest median is kept. The final comparison gives every round at least 0.3 s.
+// steps, and the two best by the objective plus the candidate that mirrors plain LibTorch's best setting (the
+// same threads and OpenBLAS setting, through partita's executor) run again, alternating, each round a window
+// of at least 0.15 s; the best medians by the objective win (--objective time: step time; energy: energy per
+// step, measured or estimated from busy time as `run` reports it; balanced: the least energy within 5% of
+// the fastest). The final comparison gives every round at least 0.3 s and reports both jobs' energy.
 // Single-device plans (the whole CPU, one core; OpenBLAS single-threaded or keeping its pool) are always
 // among the candidates, so partita settles for something slower than plain LibTorch only by the executor's
 // overhead or by noise.
@@ -23,6 +25,7 @@
 #include "partita/core/format.h"
 #include "partita/core/log.h"
 #include "partita/runtime/baseline.h"
+#include "partita/search/objective.h"
 #include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
 #include "partita/search/simulator.h"
@@ -50,6 +53,7 @@ struct OptimizeArgs {
   int steps = 10;
   int rounds = 3;
   int candidates = 3;
+  std::string objective = "time";
 };
 
 struct Candidate {
@@ -57,6 +61,7 @@ struct Candidate {
   PlanningInputs* inputs = nullptr;  // what it was planned with (for simulation)
   BlasThreads blas = BlasThreads::kAuto;
   double measured_ms = 0;
+  double measured_joules = NAN;  // per step (RAPL/NVML or the estimate from busy time: run_energy.h)
   std::string label;
   std::string devices;  // the device set it was planned for ("" = the default set)
 };
@@ -87,6 +92,40 @@ Bytes model_tensor_bytes(const LoadedModel& model) {
   return Bytes(total);
 }
 
+double joules_per_step(const std::vector<DeviceEnergy>& energy) {
+  if (energy.empty()) return NAN;
+  double total = 0;
+  for (const auto& e : energy) total += e.joules_per_step;
+  return total;
+}
+
+// The candidates that ran, best first by `objective` on what was measured, as the planner ranks predictions
+// (search/objective.h): time; energy, then time; balanced: the least energy among those within
+// kBalancedSlack of the fastest, then the rest by time.
+std::vector<Candidate*> rank_measured(std::vector<Candidate>& all, Objective objective) {
+  std::vector<Candidate*> ran;
+  for (auto& c : all) {
+    if (std::isfinite(c.measured_ms)) ran.push_back(&c);
+  }
+  const auto joules = [](const Candidate* c) {
+    return std::isfinite(c->measured_joules) ? c->measured_joules : std::numeric_limits<double>::infinity();
+  };
+  const auto by_time = [](const Candidate* a, const Candidate* b) { return a->measured_ms < b->measured_ms; };
+  const auto by_energy = [&](const Candidate* a, const Candidate* b) {
+    return joules(a) < joules(b) || (joules(a) == joules(b) && a->measured_ms < b->measured_ms);
+  };
+  std::stable_sort(ran.begin(), ran.end(), by_time);
+  if (objective == Objective::kEnergy) {
+    std::stable_sort(ran.begin(), ran.end(), by_energy);
+  } else if (objective == Objective::kBalanced && !ran.empty()) {
+    const double limit = ran.front()->measured_ms * (1.0 + kBalancedSlack);
+    const auto split = std::stable_partition(ran.begin(), ran.end(),
+                                             [&](const Candidate* c) { return c->measured_ms <= limit; });
+    std::stable_sort(ran.begin(), split, by_energy);
+  }
+  return ran;
+}
+
 // Predicted host (CPU) memory of the plan's process: the simulator's host prediction (simulator.h) of the
 // one machine `optimize` runs on: the model's weights with the gradients and optimizer state the engine keeps
 // on the host, each CPU device's activations and workspace, and in inference the outputs gathered at the end.
@@ -99,6 +138,7 @@ Bytes predicted_host_memory(const Plan& plan) {
 void run_optimize(const OptimizeArgs& args) {
   const auto specs = args.model.specs();
   const Mode mode = args.train ? Mode::kTraining : Mode::kInference;
+  const Objective objective = parse_objective(args.objective);
   MemoryMeter& meter = MemoryMeter::install();
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
@@ -134,6 +174,7 @@ void run_optimize(const OptimizeArgs& args) {
     source.devices = device_sets[i].devices;
     auto inputs = std::make_unique<PlanningInputs>(make_planning_inputs(model.ir, source));
     inputs->options.mode = mode;
+    inputs->options.objective = objective;
     // Per-op times measured here, under the OpenBLAS setting the candidate will run with.
     ProfiledCostOptions costs;
     costs.mode = mode;
@@ -161,7 +202,8 @@ void run_optimize(const OptimizeArgs& args) {
       // The same layout can come from two strategies (a one-stage "hybrid" is data parallel): measure it
       // once.
       if (!seen.insert(label.substr(label.find(' ') + 1)).second) continue;
-      candidates.push_back(Candidate{p, inputs.get(), device_sets[i].blas, 0, label, device_sets[i].devices});
+      candidates.push_back(
+          Candidate{p, inputs.get(), device_sets[i].blas, 0, NAN, label, device_sets[i].devices});
       ++kept;
     }
     planning.push_back(std::move(inputs));
@@ -203,21 +245,19 @@ void run_optimize(const OptimizeArgs& args) {
                          to_milliseconds(c.plan.prediction.step_time)));
     try {
       probe.blas = c.blas;
-      c.measured_ms = run_plan(model, c.plan, specs, probe).median_ms;
+      const RunReport r = run_plan(model, c.plan, specs, probe);
+      c.measured_ms = r.median_ms;
+      c.measured_joules = joules_per_step(r.energy);
     } catch (const Error& e) {
       log_warning(fmt::format("optimize: candidate {} cannot run here: {}", c.label, e.what()));
       c.measured_ms = std::numeric_limits<double>::infinity();
     }
   }
-  // A 5-step probe is noisy on a shared machine: the two fastest candidates, and the one mirroring plain
-  // LibTorch's best setting, run again, alternating, and the median of all their runs decides.
-  std::vector<Candidate*> ranked;
-  for (auto& c : candidates) {
-    if (std::isfinite(c.measured_ms)) ranked.push_back(&c);
-  }
+  // A 5-step probe is noisy on a shared machine: the two best candidates by the objective, and the one
+  // mirroring plain LibTorch's best setting, run again, alternating, and the median of all their runs
+  // decides.
+  const std::vector<Candidate*> ranked = rank_measured(candidates, objective);
   PARTITA_CHECK(!ranked.empty(), "no candidate plan could run on this machine");
-  std::sort(ranked.begin(), ranked.end(),
-            [](const Candidate* a, const Candidate* b) { return a->measured_ms < b->measured_ms; });
   std::vector<Candidate*> finalists(ranked.begin(), ranked.begin() + std::min<size_t>(2, ranked.size()));
   if (mirror != nullptr && std::isfinite(mirror->measured_ms) &&
       std::find(finalists.begin(), finalists.end(), mirror) == finalists.end())
@@ -225,28 +265,32 @@ void run_optimize(const OptimizeArgs& args) {
   if (finalists.size() >= 2) {
     // Each run-off round measures a window of at least kRunoffWindow per finalist, so short steps are
     // judged on many of them; the probe's own median counts as one more round.
-    std::vector<std::vector<double>> runs;
-    for (const Candidate* c : finalists) runs.push_back({c->measured_ms});
+    std::vector<std::vector<double>> runs, joules;
+    for (const Candidate* c : finalists) {
+      runs.push_back({c->measured_ms});
+      joules.push_back({c->measured_joules});
+    }
     RunOptions runoff = probe;
     runoff.steps = steps_for_window(ranked.front()->measured_ms, kRunoffWindow, probe.steps);
     for (int r = 0; r < kRunoffRounds; ++r) {
       for (size_t k = 0; k < finalists.size(); ++k) {
         runoff.blas = finalists[k]->blas;
-        runs[k].push_back(run_plan(model, finalists[k]->plan, specs, runoff).median_ms);
+        const RunReport report = run_plan(model, finalists[k]->plan, specs, runoff);
+        runs[k].push_back(report.median_ms);
+        joules[k].push_back(joules_per_step(report.energy));
       }
     }
     std::string summary;
     for (size_t k = 0; k < finalists.size(); ++k) {
       finalists[k]->measured_ms = median_of(runs[k]);
+      finalists[k]->measured_joules = median_of(joules[k]);
       summary +=
           fmt::format("{}{} {:.2f} ms{}", k ? " vs " : "", finalists[k]->label, finalists[k]->measured_ms,
                       finalists[k] == mirror ? " (plain LibTorch's setting)" : "");
     }
     log_info("optimize: run-off " + summary);
   }
-  const auto best =
-      std::min_element(candidates.begin(), candidates.end(),
-                       [](const Candidate& a, const Candidate& b) { return a.measured_ms < b.measured_ms; });
+  Candidate* const best = rank_measured(candidates, objective).front();
 
   // Side by side, alternating, so drift on a shared machine hits both alike.
   std::vector<double> base_ms, plan_ms;
@@ -261,9 +305,19 @@ void run_optimize(const OptimizeArgs& args) {
   // The plan's own peak: what its run adds to the tensors alive before it (the baseline's module and inputs
   // among them), plus the plan model's weights, which were alive before and are part of it.
   Bytes measured_peak(0);
+  // Plain LibTorch's energy: the CPU packages' counters where readable (its warm-up steps included), else
+  // the whole CPU at its TDP for the step, an upper bound (its threads keep every core busy or spinning).
+  RunEnergyMeter base_meter({"cpu"});
+  std::vector<double> base_joules;
+  std::vector<DeviceEnergy> base_energy;
   for (int r = 0; r < args.rounds; ++r) {
     log_info(fmt::format("optimize: round {}/{}", r + 1, args.rounds));
+    base_meter.start();
     const auto b = measure_torchscript(baseline_model, inputs, best_base->config, base);
+    const double b_median = median_of(b.step_ms);
+    base_energy =
+        base_meter.finish(static_cast<int>(b.step_ms.size()) + base.warmup, b_median, {{"cpu", b_median}});
+    base_joules.push_back(joules_per_step(base_energy));
     base_ms.insert(base_ms.end(), b.step_ms.begin(), b.step_ms.end());
     run_options.record_trace = r + 1 == args.rounds;
     // Earlier runs left gradients on the model's tensors: drop them so this run allocates (and counts) its
@@ -279,6 +333,8 @@ void run_optimize(const OptimizeArgs& args) {
   }
   measured_peak = measured_peak + model_tensor_bytes(model);
   const double baseline_median = median_of(base_ms), plan_median = median_of(plan_ms);
+  const double base_joules_median = median_of(base_joules),
+               plan_joules = joules_per_step(final_report.energy);
   const double speedup = baseline_median / plan_median;
   const double predicted_ms = to_milliseconds(best->plan.prediction.step_time);
   // The measured peak covers every host device of the process together; the plan predicts per device.
@@ -291,13 +347,14 @@ void run_optimize(const OptimizeArgs& args) {
   fmt::print(out, "\npartita optimize {} ({}, batch {})\n", args.model.model, mode_name(mode),
              specs[0].shape[0]);
   fmt::print(out,
-             "candidates (planner's ranking, then measured {} steps each; the two fastest and the one "
-             "mirroring plain "
-             "LibTorch's setting again, alternating):\n",
-             probe.steps);
+             "candidates (planner's ranking, then measured {} steps each; the two best by the objective ({}) "
+             "and the one mirroring plain LibTorch's setting again, alternating):\n",
+             probe.steps, objective_name(objective));
   for (const auto& c : candidates) {
-    const std::string measured = std::isfinite(c.measured_ms) ? fmt::format("{:9.2f} ms", c.measured_ms)
-                                                              : std::string("cannot run here");
+    std::string measured = std::isfinite(c.measured_ms) ? fmt::format("{:9.2f} ms", c.measured_ms)
+                                                        : std::string("cannot run here");
+    if (std::isfinite(c.measured_ms) && std::isfinite(c.measured_joules))
+      measured += fmt::format(" {:8.3g} J", c.measured_joules);
     fmt::print(out, "  {:<52} predicted {:9.2f} ms  measured {}{}\n", c.label,
                to_milliseconds(c.plan.prediction.step_time), measured, &c == &*best ? "  <- chosen" : "");
   }
@@ -315,17 +372,17 @@ void run_optimize(const OptimizeArgs& args) {
       "(medians of {} alternating rounds x {} steps; predicted peak {} on the largest device, {} on all "
       "host devices together; measured: the plan's CPU tensor memory at its peak)\n",
       args.rounds, final_steps, format_bytes(predicted_peak), format_bytes(predicted_host_peak));
+  const auto estimated = [](const std::vector<DeviceEnergy>& energy) {
+    return std::any_of(energy.begin(), energy.end(),
+                       [](const DeviceEnergy& e) { return e.source == EnergySource::kEstimated; });
+  };
   if (!final_report.energy.empty()) {
-    double measured_j = 0;
-    bool estimated = false;
-    for (const auto& e : final_report.energy) {
-      measured_j += e.joules_per_step;
-      estimated = estimated || e.source == EnergySource::kEstimated;
-    }
-    fmt::print(out, "energy of the plan: predicted {:.3g} J/step, {} {:.3g} J/step{}\n",
-               best->plan.prediction.energy.value(),
-               estimated ? "estimated from the measured busy time" : "measured", measured_j,
-               estimated ? " (no RAPL/NVML counter here)" : "");
+    fmt::print(out,
+               "energy per step: plain LibTorch {:.3g} J ({}), partita {:.3g} J ({}; predicted {:.3g} J): "
+               "{:.2f}x the energy (devices the plan leaves out are not counted)\n",
+               base_joules_median, estimated(base_energy) ? "estimated: the whole CPU at TDP" : "measured",
+               plan_joules, estimated(final_report.energy) ? "estimated from busy time" : "measured",
+               best->plan.prediction.energy.value(), plan_joules / base_joules_median);
   }
   for (const auto& w : final_report.workers) {
     fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {:.2f} ms/step (predicted {:.2f})\n",
@@ -348,6 +405,10 @@ void run_optimize(const OptimizeArgs& args) {
   result["baseline_config"] = best_base->config.to_string();
   result["plan_ms"] = plan_median;
   result["layout"] = best->label;
+  result["objective"] = std::string(objective_name(objective));
+  result["baseline_joules"] = base_joules_median;
+  result["plan_joules"] = std::isfinite(plan_joules) ? Json(plan_joules) : Json();
+  result["energy_estimated"] = estimated(base_energy) || estimated(final_report.energy);
   result["rounds"] = args.rounds;
   result["steps_per_round"] = final_steps;
   result["speedup"] = speedup;
@@ -359,9 +420,11 @@ void run_optimize(const OptimizeArgs& args) {
   result["plan_ms_all"] = plan_ms;
   Json cands = Json::array();
   for (const auto& c : candidates) {
-    cands.push_back({{"layout", c.label},
-                     {"predicted_ms", to_milliseconds(c.plan.prediction.step_time)},
-                     {"measured_ms", std::isfinite(c.measured_ms) ? Json(c.measured_ms) : Json()}});
+    cands.push_back(
+        {{"layout", c.label},
+         {"predicted_ms", to_milliseconds(c.plan.prediction.step_time)},
+         {"measured_ms", std::isfinite(c.measured_ms) ? Json(c.measured_ms) : Json()},
+         {"measured_joules", std::isfinite(c.measured_joules) ? Json(c.measured_joules) : Json()}});
   }
   result["candidates"] = cands;
   Json sweep_json = Json::array();
@@ -396,6 +459,10 @@ Command register_optimize(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--rounds", args->rounds, "alternating rounds in the final comparison")
       ->check(CLI::PositiveNumber);
+  cmd->add_option(
+      "--objective", args->objective,
+      "time (fastest measured), energy (least measured energy per step) or balanced (least energy "
+      "within 5% of the fastest); energy is estimated from busy time where no counter is readable");
   cmd->add_option("--candidates", args->candidates, "planner candidates to measure")
       ->check(CLI::PositiveNumber);
   return Command{cmd, [args] { run_optimize(*args); }, /*default_threads=*/1};

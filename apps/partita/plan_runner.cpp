@@ -16,6 +16,7 @@
 #include "partita/core/format.h"
 #include "partita/core/log.h"
 #include "partita/hardware/cpu_info.h"
+#include "partita/runtime/blas_threads.h"
 #include "partita/runtime/checkpoint.h"
 #include "partita/runtime/optimizer.h"
 #include "partita/runtime/stage_metrics.h"
@@ -210,6 +211,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     local_devices = {plan.groups.at(plan.stages.at(0).group).devices.at(options.local_replica)};
   }
   RunEnergyMeter energy(local_devices);
+  const int blas_pool = std::max(1, blas_threads());  // as the engine set it (-1: no OpenBLAS)
   for (int i = first; i < total; ++i) {
     if (i == std::max(first, options.warmup)) {  // count and trace only the steps after warm-up
       energy.start();
@@ -276,7 +278,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   }
   std::vector<std::pair<std::string, double>> busy;
   for (const auto& w : report.workers) busy.emplace_back(w.device, w.busy_ms_per_step);
-  report.energy = energy.finish(static_cast<int>(report.step_ms.size()), report.median_ms, busy);
+  report.energy = energy.finish(static_cast<int>(report.step_ms.size()), report.median_ms, busy, blas_pool);
   if (options.record_trace) report.trace = trace.to_json();
   return report;
 }

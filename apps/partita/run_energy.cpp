@@ -50,7 +50,7 @@ bool is_cpu(const std::string& id) { return parse_device_id(id).kind == DeviceKi
 }  // namespace
 
 RunEnergyMeter::RunEnergyMeter(const std::vector<std::string>& devices)
-    : devices_(devices), specs_(power_specs(devices, nvml_)) {}
+    : devices_(devices), specs_(power_specs(devices, nvml_)), whole_cpu_(power_specs({"cpu"}, nvml_)[0]) {}
 
 void RunEnergyMeter::start() {
   const bool any_cpu = std::any_of(devices_.begin(), devices_.end(), is_cpu);
@@ -63,8 +63,9 @@ void RunEnergyMeter::start() {
   }
 }
 
-std::vector<DeviceEnergy> RunEnergyMeter::finish(
-    int steps, double step_ms, const std::vector<std::pair<std::string, double>>& busy_ms) const {
+std::vector<DeviceEnergy> RunEnergyMeter::finish(int steps, double step_ms,
+                                                 const std::vector<std::pair<std::string, double>>& busy_ms,
+                                                 int blas_threads) const {
   std::vector<DeviceEnergy> out;
   if (steps <= 0) return out;
   if (!rapl_start_.empty()) {
@@ -88,7 +89,11 @@ std::vector<DeviceEnergy> RunEnergyMeter::finish(
       if (device == id) busy += ms;
     }
     busy = std::min(busy, step_ms);
-    const DeviceSpec& spec = specs_[i];
+    DeviceSpec spec = specs_[i];
+    if (is_cpu(id) && spec.cores > 0 && whole_cpu_.cores > 0) {
+      const int busy_cores = std::min(std::max(spec.cores, blas_threads), whole_cpu_.cores);
+      spec.tdp = std::max(spec.tdp, whole_cpu_.tdp * (static_cast<double>(busy_cores) / whole_cpu_.cores));
+    }
     const Joules j = device_energy(spec, milliseconds(busy), milliseconds(step_ms - busy));
     out.push_back(
         DeviceEnergy{id, j.value(), EnergySource::kEstimated, spec.tdp.value(), spec.idle_power.value()});

@@ -33,13 +33,17 @@ class RunEnergyMeter {
   // At the start of the first counted step.
   void start();
   // After the last counted step: `steps` counted, `step_ms` their median, `busy_ms` each device's busy time
-  // per step (devices without a figure count as idle).
+  // per step (devices without a figure count as idle). `blas_threads`: OpenBLAS's pool during the run; when
+  // it is larger than a CPU device's core count, the device's matmuls ran on that many cores, and the
+  // estimate charges that many cores' TDP while the device is busy (an upper bound, as TDP is).
   std::vector<DeviceEnergy> finish(int steps, double step_ms,
-                                   const std::vector<std::pair<std::string, double>>& busy_ms) const;
+                                   const std::vector<std::pair<std::string, double>>& busy_ms,
+                                   int blas_threads = 1) const;
 
  private:
   std::vector<std::string> devices_;
   std::vector<DeviceSpec> specs_;  // power figures, per device
+  DeviceSpec whole_cpu_;           // the machine's CPU (its cores and TDP)
   Nvml nvml_;
   Rapl rapl_;
   std::vector<Joules> rapl_start_;

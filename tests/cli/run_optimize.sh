@@ -121,6 +121,19 @@ assert [k for k, _ in c.svgs] == ["plan", "timeline", "timeline"], c.svgs
 assert c.svgs[0][1] == bars, (c.svgs[0], bars)
 assert c.svgs[1][1] > 0 and c.svgs[2][1] > 0, c.svgs
 PY
+# --objective energy: the chosen candidate is the one with the least measured (here: estimated) energy per
+# step, and both jobs' energy is reported.
+"$PARTITA" -q optimize "$ZOO/mlp.pt" --input 8x64 --train --steps 2 --rounds 1 --objective energy --out "$WORK/opt-e" \
+  --json "$WORK/opt-e.json" >/dev/null || fail "optimize --objective energy"
+"$PYTHON" - "$WORK/opt-e.json" <<'PY' || fail "optimize --objective energy: the choice"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["objective"] == "energy" and d["baseline_joules"] > 0 and d["plan_joules"] > 0, d
+ran = [c for c in d["candidates"] if c["measured_joules"] is not None]
+best = min(ran, key=lambda c: (c["measured_joules"], c["measured_ms"]))
+assert best["layout"] == d["layout"], (best, d["layout"])
+PY
+expect_error "unknown objective 'greenest': use time, energy or balanced" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --objective greenest
 # GPT inference: the predicted host peak (model state once, activations, the gathered 2x128x2048 logits)
 # matches the measured one (one or two replicas or the pipeline, whichever optimize picks; 0.01% on this
 # machine). --candidates 2 leaves out the planner's third candidate, a branch plan (2x slower, but it won a
