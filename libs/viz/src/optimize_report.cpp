@@ -73,6 +73,8 @@ std::string summary(const Json& m) {
     energy =
         fmt::format("{:.3g} J/step {} (predicted {:.3g})", e.at("joules_per_step").get<double>(),
                     estimated ? "estimated from busy time" : "measured", plan.value("predicted_joules", 0.0));
+    if (m.contains("baseline_joules") && m["baseline_joules"].is_number())
+      energy += fmt::format(", plain LibTorch {:.3g} J/step", m["baseline_joules"].get<double>());
   }
   std::string out = "<table>\n<tr><th></th><th>predicted</th><th>measured</th><th>speedup</th></tr>\n";
   out += fmt::format("<tr><td>plain LibTorch ({})</td><td>-</td><td>{}</td><td>1.00x</td></tr>\n",

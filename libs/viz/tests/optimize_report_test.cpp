@@ -14,7 +14,7 @@ namespace {
 Json metrics() {
   return Json::parse(R"({
     "model": "/models/a<b>.pt", "mode": "training", "baseline_ms": 10.0, "baseline_config": "torch 2, blas 1",
-    "plan_ms": 8.0, "layout": "pipeline 2 stage(s) x4 mb on cpu:0+cpu:1", "rounds": 3, "steps_per_round": 20, "speedup": 1.25, "predicted_ms": 7.5,
+    "plan_ms": 8.0, "baseline_joules": 0.25, "layout": "pipeline 2 stage(s) x4 mb on cpu:0+cpu:1", "rounds": 3, "steps_per_round": 20, "speedup": 1.25, "predicted_ms": 7.5,
     "measured_peak_bytes": 2097152, "predicted_peak_bytes": 1048576, "predicted_host_peak_bytes": 2000000,
     "candidates": [{"layout": "pipeline 2 stage(s) x4 mb on cpu:0+cpu:1", "predicted_ms": 7.5, "measured_ms": 8.1},
                    {"layout": "tensor 1 stage(s) x1 mb on cpu:0+cpu:1", "predicted_ms": 7.0, "measured_ms": null}],
@@ -98,7 +98,8 @@ TEST(OptimizeReport, ShowsTheSideBySideTableAndEscapesText) {
       html.find("<td>partita: pipeline 2 stage(s) x4 mb on cpu:0+cpu:1</td><td>7.50 ms</td><td>8.00 ms</td>"
                 "<td><b>1.25x</b>"),
       std::string::npos);
-  EXPECT_NE(html.find("0.2 J/step estimated from busy time (predicted 0.15)"), std::string::npos);
+  EXPECT_NE(html.find("0.2 J/step estimated from busy time (predicted 0.15), plain LibTorch 0.25 J/step"),
+            std::string::npos);
   EXPECT_NE(html.find("<td>cannot run here</td>"), std::string::npos);  // the tensor candidate
   EXPECT_NE(html.find("<td>1</td><td>cpu:1</td><td>5.00 ms</td><td>5.25 ms</td><td>62.5%</td>"),
             std::string::npos);
