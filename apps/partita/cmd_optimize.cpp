@@ -379,7 +379,7 @@ void run_optimize(const OptimizeArgs& args) {
   if (!final_report.energy.empty()) {
     fmt::print(out,
                "energy per step: plain LibTorch {:.3g} J ({}), partita {:.3g} J ({}; predicted {:.3g} J): "
-               "{:.2f}x the energy (devices the plan leaves out are not counted)\n",
+               "{:.2f}x the energy\n",
                base_joules_median, estimated(base_energy) ? "estimated: the whole CPU at TDP" : "measured",
                plan_joules, estimated(final_report.energy) ? "estimated from busy time" : "measured",
                best->plan.prediction.energy.value(), plan_joules / base_joules_median);

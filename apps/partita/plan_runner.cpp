@@ -278,7 +278,8 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   }
   std::vector<std::pair<std::string, double>> busy;
   for (const auto& w : report.workers) busy.emplace_back(w.device, w.busy_ms_per_step);
-  report.energy = energy.finish(static_cast<int>(report.step_ms.size()), report.median_ms, busy, blas_pool);
+  report.energy = energy.finish(static_cast<int>(report.step_ms.size()), report.median_ms, busy, blas_pool,
+                                options.local_stage < 0 && options.local_replica < 0);
   if (options.record_trace) report.trace = trace.to_json();
   return report;
 }

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "machine_devices.h"
 #include "partita/hardware/cpu_info.h"
 #include "partita/hardware/cpu_spec.h"
@@ -65,7 +67,7 @@ void RunEnergyMeter::start() {
 
 std::vector<DeviceEnergy> RunEnergyMeter::finish(int steps, double step_ms,
                                                  const std::vector<std::pair<std::string, double>>& busy_ms,
-                                                 int blas_threads) const {
+                                                 int blas_threads, bool whole_machine) const {
   std::vector<DeviceEnergy> out;
   if (steps <= 0) return out;
   if (!rapl_start_.empty()) {
@@ -97,6 +99,16 @@ std::vector<DeviceEnergy> RunEnergyMeter::finish(int steps, double step_ms,
     const Joules j = device_energy(spec, milliseconds(busy), milliseconds(step_ms - busy));
     out.push_back(
         DeviceEnergy{id, j.value(), EnergySource::kEstimated, spec.tdp.value(), spec.idle_power.value()});
+  }
+  if (whole_machine && rapl_start_.empty() && whole_cpu_.cores > 0) {
+    int covered = 0;
+    for (size_t i = 0; i < devices_.size(); ++i) covered += is_cpu(devices_[i]) ? specs_[i].cores : 0;
+    const int left = whole_cpu_.cores - covered;
+    if (left > 0) {  // idle, but still drawing power, beside the plan
+      const Watts idle = whole_cpu_.idle_power * (static_cast<double>(left) / whole_cpu_.cores);
+      out.push_back(DeviceEnergy{fmt::format("cpu cores outside the plan ({})", left),
+                                 idle.value() * step_ms / 1000.0, EnergySource::kEstimated, 0, idle.value()});
+    }
   }
   return out;
 }

@@ -36,9 +36,12 @@ class RunEnergyMeter {
   // per step (devices without a figure count as idle). `blas_threads`: OpenBLAS's pool during the run; when
   // it is larger than a CPU device's core count, the device's matmuls ran on that many cores, and the
   // estimate charges that many cores' TDP while the device is busy (an upper bound, as TDP is).
+  // `whole_machine`: this process is the whole job on this machine; without RAPL, the CPU cores no device
+  // of the plan covers are then counted at idle power for the step (an entry of their own), so a plan on
+  // fewer cores is compared with the machine's, not with a machine that switched the other cores off.
   std::vector<DeviceEnergy> finish(int steps, double step_ms,
                                    const std::vector<std::pair<std::string, double>>& busy_ms,
-                                   int blas_threads = 1) const;
+                                   int blas_threads = 1, bool whole_machine = false) const;
 
  private:
   std::vector<std::string> devices_;
