@@ -41,6 +41,22 @@ for e in energy["devices"]:
     assert e["busy_watts"] > e["idle_watts"] > 0, e
 assert abs(energy["joules_per_step"] - sum(e["joules_per_step"] for e in energy["devices"])) < 1e-9
 PY
+# A plan on one core of two: the other core is counted at idle power beside it (whole-machine energy).
+"$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0 --train --cost roofline --json "$WORK/one.json" >/dev/null \
+  || fail "one-core plan"
+"$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/one.json" --train --steps 3 --json "$WORK/run-one.json" \
+  >/dev/null || fail "one-core run"
+"$PYTHON" - "$WORK/run-one.json" <<'PY' || fail "run: idle cores in the energy"
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+if not os.access("/sys/class/powercap/intel-rapl:0/energy_uj", os.R_OK):
+    devices = {e["device"]: e for e in d["energy"]["devices"]}
+    others = [k for k in devices if k.startswith("cpu cores outside the plan (")]
+    assert set(devices) == {"cpu:0"} | set(others) and len(others) == 1, devices
+    idle = devices[others[0]]
+    assert idle["busy_watts"] == 0 and idle["idle_watts"] > 0, idle
+    assert abs(idle["joules_per_step"] - idle["idle_watts"] * d["step_ms"] / 1000) < 1e-9, idle
+PY
 # The same plan with activation offload on stage 0 (on a CPU it copies within host memory: the path runs, the
 # losses stay the same, and run reports what was copied).
 "$PYTHON" - "$WORK/plan.json" "$WORK/offload.json" <<'PY'
