@@ -84,12 +84,30 @@ void run_devices(const DevicesArgs& args) {
                fmt::format("{:.1f} GB/s", r.spec.memory_bandwidth.value() / 1e9),
                fmt::format("{:.1f} us", r.spec.op_overhead.value() * 1e6), origin(r.spec));
   }
-  const Rapl rapl_counters;
+  const Rapl rapl_counters(powercap_root());
   const bool rapl = rapl_counters.available();
   const std::string& rapl_why = rapl_counters.error();
   if (!gpus.note.empty()) fmt::print(out, "GPU: {}\n", gpus.note);
   if (!nvml.available()) fmt::print(out, "NVML: {}\n", nvml.error());
   if (!rapl) fmt::print(out, "RAPL: not available ({}); CPU energy is an estimate\n", rapl_why);
+  // Current power limits: what `run --power-cap` would replace (and what a killed run may have left).
+  Json limits = Json::array();
+  for (const auto& g : gpus.devices) {
+    if (g.power_limit.value() <= 0) continue;
+    const auto range = nvml.power_range(g.index);
+    fmt::print(out, "power limit: cuda:{} {:g} W{}\n", g.index, g.power_limit.value(),
+               range ? fmt::format(" (accepts {:g} to {:g} W)", range->min.value(), range->max.value()) : "");
+    limits.push_back({{"device", "cuda:" + std::to_string(g.index)}, {"watts", g.power_limit.value()}});
+  }
+  if (rapl) {
+    const auto names = rapl_counters.packages();
+    for (size_t k = 0; k < names.size(); ++k) {
+      const auto limit = rapl_counters.power_limit(k);
+      if (!limit) continue;
+      fmt::print(out, "power limit: cpu {} {:g} W\n", names[k], limit->value());
+      limits.push_back({{"device", "cpu " + names[k]}, {"watts", limit->value()}});
+    }
+  }
   fmt::print(out, "{}\n",
              profile ? "measured figures from " + profile_path + " (" + profile->date + ")"
                      : std::string("no machine profile yet: run `partita profile` to measure"));
@@ -110,6 +128,7 @@ void run_devices(const DevicesArgs& args) {
     j["cuda"] = {{"count", gpus.devices.size()}, {"note", gpus.note}};
     j["nvml"] = {{"available", nvml.available()}, {"error", nvml.error()}};
     j["rapl"] = {{"available", rapl}, {"error", rapl_why}};
+    j["power_limits"] = limits;
     j["profile"] = profile ? Json(profile_path) : Json(nullptr);
     write_json_file(args.json, j);
   }

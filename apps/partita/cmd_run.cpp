@@ -15,6 +15,7 @@
 #include <fmt/ranges.h>
 
 #include "commands.h"
+#include "machine_devices.h"
 #include "partita/core/error.h"
 #include "partita/core/format.h"
 #include "partita/core/log.h"
@@ -243,9 +244,8 @@ void run_run(const RunArgs& args) {
   std::unique_ptr<PowerCaps> power;
   std::optional<StopOnSignal> stop;
   if (!caps.empty()) {
-    const char* root = std::getenv("PARTITA_POWERCAP_ROOT");
     nvml.emplace();
-    rapl.emplace(root != nullptr ? root : Rapl::kDefaultRoot);
+    rapl.emplace(powercap_root());
     stop.emplace();
     options.stop_requested = &stop->requested();
     power = std::make_unique<PowerCaps>(caps, *nvml, *rapl);

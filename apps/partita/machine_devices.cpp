@@ -1,5 +1,6 @@
 #include "machine_devices.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -7,6 +8,7 @@
 
 #include "partita/core/error.h"
 #include "partita/core/log.h"
+#include "partita/hardware/rapl.h"
 #include "partita/torch_bridge/microbench.h"
 
 namespace partita::app {
@@ -39,6 +41,11 @@ CachedProfile machine_profile(const HardwareDb* db, bool refresh) {
                               "; partita profile --refresh to measure again)"
                         : "machine profile written to " + c.path);
   return c;
+}
+
+std::string powercap_root() {
+  const char* root = std::getenv("PARTITA_POWERCAP_ROOT");
+  return root != nullptr && root[0] != '\0' ? root : Rapl::kDefaultRoot;
 }
 
 ResolvedDevice resolve_device(const MachineProfile& profile, const DeviceId& id, int cpu_threads) {

@@ -21,6 +21,10 @@ MicrobenchOptions microbench_options(const HardwareDb* db);
 // The profile of this machine from the cache, or measured now (with progress on stderr) and cached.
 CachedProfile machine_profile(const HardwareDb* db, bool refresh);
 
+// Where the RAPL powercap tree is: $PARTITA_POWERCAP_ROOT (tests point it at a fake tree), else
+// /sys/class/powercap.
+std::string powercap_root();
+
 // The spec and intra-op thread count to run `id` with, from the profile. For "cpu" the thread count is
 // `cpu_threads` (the caller's choice, e.g. the best for the model's dominant op class); "cpu:A-B" runs B-A+1
 // threads. Throws partita::Error for a device this machine lacks, naming the ones it has.

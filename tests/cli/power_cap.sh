@@ -16,6 +16,12 @@ limits() { cat "$root/intel-rapl:0/constraint_0_power_limit_uw" "$root/intel-rap
   || fail "plan"
 run=(run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/plan.json" --train)
 
+# `partita devices` shows the current limits (what a cap replaces).
+PARTITA_POWERCAP_ROOT="$root" "$PARTITA" devices --json "$WORK/devices.json" >"$WORK/devices.txt" || fail "devices"
+grep -q "power limit: cpu package-1 120 W" "$WORK/devices.txt" || fail "devices: $(cat "$WORK/devices.txt")"
+[ "$(json_get "$WORK/devices.json" "d['power_limits']")" = "[{'device': 'cpu package-0', 'watts': 120.0}, {'device': 'cpu package-1', 'watts': 120.0}]" ] \
+  || fail "devices --json power_limits: $(json_get "$WORK/devices.json" "d['power_limits']")"
+
 # A run under a cap: applied (the log says what it replaced), restored afterwards.
 PARTITA_POWERCAP_ROOT="$root" "$PARTITA" -v "${run[@]}" --steps 3 --power-cap cpu:50 >"$WORK/out" 2>"$WORK/err" \
   || fail "capped run: $(tail -3 "$WORK/err")"
