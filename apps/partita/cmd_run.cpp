@@ -110,7 +110,7 @@ std::string rank_figures(const RunReport& report) {
   return j.dump();
 }
 
-// Rank 0's report for the whole job: every rank's workers (by stage, then device), each stage's offload
+// Rank 0's report for the whole job: every rank's workers (by stage, in rank order), each stage's offload
 // figures from the rank that ran it, and one trace with a process row per rank, aligned on the steady
 // clock the ranks of one machine share.
 void merge_rank_figures(RunReport& report, const std::vector<std::string>& posted) {

@@ -21,25 +21,39 @@ std::string host_name() {
   return name;
 }
 
-// Power figures of each device: the hardware database's (or a guess per core) for CPUs, the database's
-// for a GPU LibTorch finds (NVML's power limit when it says); a device found nowhere draws nothing.
-std::vector<DeviceSpec> power_specs(const std::vector<std::string>& devices, const Nvml& nvml) {
-  const std::optional<HardwareDb> db = try_load_hardware_db();
-  const HardwareDb* dbp = db ? &*db : nullptr;
-  std::optional<DeviceSpec> whole_cpu;
-  std::optional<CudaDiscovery> gpus;
+// Power figures of the machine, looked up once per process (the database read, the CPU and GPUs found): the
+// hardware database's (or a guess per core) for the CPU, the database's for each GPU LibTorch finds (NVML's
+// power limit when it says).
+struct MachinePower {
+  DeviceSpec whole_cpu;
+  std::vector<std::pair<int, DeviceSpec>> gpus;  // (index, spec)
+};
+
+const MachinePower& machine_power(const Nvml& nvml) {
+  static const MachinePower power = [&] {
+    const std::optional<HardwareDb> db = try_load_hardware_db();
+    const HardwareDb* dbp = db ? &*db : nullptr;
+    MachinePower p;
+    p.whole_cpu = cpu_device_spec(discover_cpu(), dbp);
+    for (const auto& g : discover_cuda_devices(nvml.available() ? &nvml : nullptr).devices)
+      p.gpus.emplace_back(g.index, cuda_device_spec(g, dbp));
+    return p;
+  }();
+  return power;
+}
+
+// Each device's power figures; a device found nowhere draws nothing.
+std::vector<DeviceSpec> power_specs(const std::vector<std::string>& devices, const MachinePower& power) {
   std::vector<DeviceSpec> out;
   for (const auto& id_text : devices) {
     const DeviceId id = parse_device_id(id_text);
     DeviceSpec spec;
     spec.name = id_text;
     if (id.kind == DeviceKind::kCpu) {
-      if (!whole_cpu) whole_cpu = cpu_device_spec(discover_cpu(), dbp);
-      spec = id.index < 0 ? *whole_cpu : cpu_group_spec(*whole_cpu, id.cpu_cores());
+      spec = id.index < 0 ? power.whole_cpu : cpu_group_spec(power.whole_cpu, id.cpu_cores());
     } else if (id.kind == DeviceKind::kCuda) {
-      if (!gpus) gpus = discover_cuda_devices(nvml.available() ? &nvml : nullptr);
-      for (const auto& g : gpus->devices) {
-        if (g.index == id.index) spec = cuda_device_spec(g, dbp);
+      for (const auto& [index, gpu] : power.gpus) {
+        if (index == id.index) spec = gpu;
       }
     }
     out.push_back(spec);
@@ -52,7 +66,9 @@ bool is_cpu(const std::string& id) { return parse_device_id(id).kind == DeviceKi
 }  // namespace
 
 RunEnergyMeter::RunEnergyMeter(const std::vector<std::string>& devices)
-    : devices_(devices), specs_(power_specs(devices, nvml_)), whole_cpu_(power_specs({"cpu"}, nvml_)[0]) {}
+    : devices_(devices),
+      specs_(power_specs(devices, machine_power(nvml_))),
+      whole_cpu_(machine_power(nvml_).whole_cpu) {}
 
 void RunEnergyMeter::start() {
   const bool any_cpu = std::any_of(devices_.begin(), devices_.end(), is_cpu);
