@@ -53,9 +53,8 @@ struct RunArgs {
 
 // Checkpoint options that do not fit together are refused before the model loads. With a checkpoint
 // directory every training step counts (warm-up steps would train the model unrecorded), so the default
-// warm-up is 0 and a positive --warmup is refused. Multi-process runs checkpoint one-stage data-parallel
-// plans only: every rank holds all parameters and rank 0 writes. Returns the number of warm-up steps.
-int check_checkpoint_args(const RunArgs& args, const Plan& plan, const std::optional<DistributedEnv>& dist) {
+// warm-up is 0 and a positive --warmup is refused. Returns the number of warm-up steps.
+int check_checkpoint_args(const RunArgs& args) {
   if (args.checkpoint_dir.empty()) {
     PARTITA_CHECK(!args.resume && args.checkpoint_every == 0,
                   "--resume and --checkpoint-every need --checkpoint-dir DIR; add it");
@@ -66,11 +65,6 @@ int check_checkpoint_args(const RunArgs& args, const Plan& plan, const std::opti
   PARTITA_CHECK(args.warmup <= 0, "--warmup ", args.warmup,
                 " with --checkpoint-dir: warm-up steps train the model too, so with checkpoints every step ",
                 "counts; drop --warmup");
-  const size_t stages = plan.stages.size();
-  PARTITA_CHECK(!dist || stages == 1, "checkpoints of a multi-process pipeline (", stages, " stages over ",
-                dist ? dist->world_size : 0,
-                " processes) are not supported: each rank holds its stage only; ",
-                "run the pipeline in one process (without partita launch) or without --checkpoint-dir");
   return 0;
 }
 
@@ -170,7 +164,7 @@ void run_run(const RunArgs& args) {
                 args.train ? "" : "out", " --train or run with", plan_trains ? "" : "out", " --train");
   const std::optional<DistributedEnv> dist = distributed_env_from_environment();
   if (dist) check_distributed_plan(plan, *dist);
-  const int warmup = check_checkpoint_args(args, plan, dist);
+  const int warmup = check_checkpoint_args(args);
   std::optional<SlowdownSpec> slowdown;
   if (!args.inject_slowdown.empty()) {
     slowdown = parse_slowdown_spec(args.inject_slowdown);
@@ -198,7 +192,6 @@ void run_run(const RunArgs& args) {
   options.checkpoint_dir = args.checkpoint_dir;
   options.checkpoint_every = args.checkpoint_every;
   options.resume = args.resume;
-  options.checkpoint_writer = !dist || dist->rank == 0;
   options.learning_rate = args.lr;
   options.loss = parse_loss_kind(args.loss);
   options.record_trace = !args.trace.empty();
@@ -226,6 +219,7 @@ void run_run(const RunArgs& args) {
         devices.devices.at(plan.stages.size() > 1 ? 0 : static_cast<size_t>(dist->rank));
     apply_to_current_thread(bind_device(own_device));
     group = std::make_unique<DistributedGroup>(*dist);
+    options.group = group.get();
     reducer = std::make_unique<GlooGradientReducer>(*group);
     options.reducer = reducer.get();
     if (plan.stages.size() > 1) {  // pipeline: rank r runs stage r (the loss and shared weights are reduced)
@@ -343,7 +337,8 @@ Command register_run(CLI::App& app) {
   cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");
   cmd->add_option("--checkpoint-dir", args->checkpoint_dir,
                   "training: save checkpoints in DIR (model tensors, optimizer state, step count, losses, "
-                  "plan); no warm-up steps, every step counts; DIR must hold none unless --resume is given");
+                  "plan); no warm-up steps, every step counts; DIR must hold none unless --resume is given; "
+                  "several processes: every rank must reach DIR (a pipeline's ranks each write their stage)");
   cmd->add_option("--checkpoint-every", args->checkpoint_every,
                   "save after every K-th step (step numbers counted from the start of training) and after "
                   "the last; default: only after the last")

@@ -18,6 +18,7 @@
 #include "partita/hardware/cpu_info.h"
 #include "partita/runtime/blas_threads.h"
 #include "partita/runtime/checkpoint.h"
+#include "partita/runtime/distributed_group.h"
 #include "partita/runtime/optimizer.h"
 #include "partita/runtime/stage_metrics.h"
 #include "partita/torch_bridge/timing.h"
@@ -54,7 +55,10 @@ class RunCheckpoint {
       if (p.requires_grad()) trainable.push_back(p);
     }
     optimizer_ = make_optimizer(plan.optimizer, trainable, options.learning_rate);
-    progress_ = load_checkpoint(options.checkpoint_dir, identity_, model.parameters, *optimizer_);
+    // A pipeline's rank loads its stage's shard; a data-parallel rank and a single process the whole state.
+    const int rank = options.group == nullptr ? -1 : options.local_stage >= 0 ? options.local_stage
+                                                                                : options.local_replica;
+    progress_ = load_checkpoint(options.checkpoint_dir, identity_, model.parameters, *optimizer_, rank);
     PARTITA_CHECK(progress_.steps < options.steps, "the checkpoint in ", options.checkpoint_dir, " has done ",
                   progress_.steps, " steps and --steps is ", options.steps,
                   ": nothing left to run; give --steps above ", progress_.steps, " to train further");
@@ -69,12 +73,28 @@ class RunCheckpoint {
   // `losses`: the loss of every step done, the checkpoint's included (so losses.size() is the step number).
   void maybe_save(const Engine& engine, const std::vector<double>& losses) {
     const int done = static_cast<int>(losses.size());
-    if (options_.checkpoint_dir.empty() || !options_.checkpoint_writer) return;
+    if (options_.checkpoint_dir.empty()) return;
     const bool due = options_.checkpoint_every > 0 && done % options_.checkpoint_every == 0;
     if (!due && done != options_.steps) return;
     const auto t0 = std::chrono::steady_clock::now();
-    save_checkpoint(options_.checkpoint_dir, identity_, CheckpointProgress{done, losses}, model_.parameters,
-                    *engine.optimizer());
+    const CheckpointProgress progress{done, losses};
+    DistributedGroup* group = options_.group;
+    if (group != nullptr && options_.local_stage >= 0) {  // a pipeline: every rank writes its stage's shard
+      const CheckpointShard shard =
+          write_checkpoint_shard(options_.checkpoint_dir, done, group->rank(), model_.parameters,
+                                 stage_tensor_indices(model_, identity_.plan, options_.local_stage),
+                                 *engine.optimizer());
+      const std::vector<std::string> posted =
+          group->gather_to_rank0("checkpoint-" + std::to_string(done), checkpoint_shard_to_json(shard).dump());
+      if (group->rank() != 0) return;
+      std::vector<CheckpointShard> shards;
+      for (const auto& text : posted) shards.push_back(checkpoint_shard_from_json(Json::parse(text)));
+      commit_checkpoint_shards(options_.checkpoint_dir, identity_, progress, shards);
+    } else if (group == nullptr || group->rank() == 0) {  // data-parallel ranks all hold the same state
+      save_checkpoint(options_.checkpoint_dir, identity_, progress, model_.parameters, *engine.optimizer());
+    } else {
+      return;
+    }
     log_info(fmt::format(
         "checkpoint after step {} saved in {} ({:.1f} ms)", done, options_.checkpoint_dir,
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()));

@@ -16,6 +16,10 @@
 #include "rebalancer.h"
 #include "run_energy.h"
 
+namespace partita {
+class DistributedGroup;
+}
+
 namespace partita::app {
 
 struct RunOptions {
@@ -38,7 +42,10 @@ struct RunOptions {
   std::string checkpoint_dir;     // empty: no checkpoints
   int checkpoint_every = 0;       // save after every step number divisible by it (0: none) and after the last
   bool resume = false;            // continue from the checkpoint in checkpoint_dir (it must exist and match)
-  bool checkpoint_writer = true;  // this process writes the checkpoints (multi-process: rank 0 only)
+  // Multi-process jobs (null in one process): rank 0 writes whole checkpoints (data parallel: every rank holds
+  // every tensor); in a pipeline every rank writes its stage's shard and rank 0 commits them, gathered
+  // through this group. Every rank reads its part on resume.
+  DistributedGroup* group = nullptr;
   // Fault injection: the device of stage `inject_slowdown->stage` runs `factor` times slower from step
   // `step` on (steps counted from 0 over every step this process runs, warm-up included).
   std::optional<SlowdownSpec> inject_slowdown;

@@ -1,7 +1,8 @@
 # Checkpoints and resume (`partita run --checkpoint-dir D --checkpoint-every K [--resume]`): a run that is stopped
 # or killed and then resumed gives the same 20 losses as an uninterrupted run (relative difference <= 1e-6) —
-# MLP with Adam and with SGD+momentum (data parallel in one process), a 2-stage pipeline in one process, and
-# `partita launch -n 2` data parallel; mismatched or damaged checkpoints are refused with one line.
+# MLP with Adam and with SGD+momentum (data parallel in one process), a 2-stage pipeline in one process,
+# `partita launch -n 2` data parallel (rank 0 writes) and a 2-process pipeline (each rank writes its stage);
+# mismatched or damaged checkpoints are refused with one line.
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
 MLP=(run "$ZOO/mlp.pt" --input 8x64 --train)
@@ -69,7 +70,28 @@ PARTITA_FAULT_EXIT_AT_STEP=12 "$PARTITA" "${launch[@]}" --checkpoint-dir "$WORK/
 "$PARTITA" "${launch[@]}" --checkpoint-dir "$WORK/dp" --checkpoint-every 5 --resume --json "$WORK/dp.resumed.json" \
   >/dev/null 2>"$WORK/dp.resumed.err" || fail "launch: resume: $(tail -3 "$WORK/dp.resumed.err")"
 same_losses "$WORK/dp.full.json" "$WORK/dp.resumed.json" 10 || fail "launch: killed+resumed losses differ"
-echo "launch -n 2: three runs took $((SECONDS - start)) s"
+
+# A pipeline across processes: each rank writes its stage's shard, rank 0 commits; rank 1 dies at step 12 and
+# every rank resumes its own shard of step 10.
+pipe=(launch -n 2 -- partita "${MLP[@]}" --plan "$WORK/pipe.plan.json" --steps 20)
+"$PARTITA" "${pipe[@]}" --warmup 0 --json "$WORK/mp.full.json" >/dev/null 2>"$WORK/mp.full.err" \
+  || fail "launch pipeline: uninterrupted: $(tail -3 "$WORK/mp.full.err")"
+rc=0
+PARTITA_FAULT_EXIT_AT_STEP=12 "$PARTITA" "${pipe[@]}" --checkpoint-dir "$WORK/mp" --checkpoint-every 5 \
+  >/dev/null 2>"$WORK/mp.killed.err" || rc=$?
+[ "$rc" -ne 0 ] && grep -q "rank 1 exits at step 12" "$WORK/mp.killed.err" \
+  || fail "launch pipeline: the kill hook did not fire: $(tail -3 "$WORK/mp.killed.err")"
+[ "$(latest "$WORK/mp")" = step-00000010 ] || fail "launch pipeline: want the checkpoint of step 10"
+[ "$(ls "$WORK/mp/step-00000010")" = "$(printf 'manifest.json\nplan.json\nrank-0.pt\nrank-1.pt')" ] \
+  || fail "launch pipeline: want one state file per rank, got $(ls "$WORK/mp/step-00000010")"
+"$PARTITA" "${pipe[@]}" --checkpoint-dir "$WORK/mp" --checkpoint-every 5 --resume --json "$WORK/mp.resumed.json" \
+  >/dev/null 2>"$WORK/mp.resumed.err" || fail "launch pipeline: resume: $(tail -3 "$WORK/mp.resumed.err")"
+"$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); \
+assert len(a) == len(b) == 20 and max(abs(x-y)/abs(x) for x,y in zip(a,b)) <= 1e-6, (a, b)" \
+  "$WORK/pipe.full.json" "$WORK/mp.full.json" || fail "launch pipeline: 2 processes should match the one-process pipeline"
+same_losses "$WORK/mp.full.json" "$WORK/mp.resumed.json" 10 || fail "launch pipeline: killed+resumed losses differ"
+[ "$(ls "$WORK/mp")" = "$(printf 'LATEST\nstep-00000020')" ] || fail "launch pipeline: old checkpoints should go"
+echo "launch -n 2: six runs took $((SECONDS - start)) s"
 
 # Refusals, one line each, naming the value and what to do.
 D="$WORK/adam.killed"  # holds the checkpoint of step 20 (adam, data plan, batch 8)
@@ -97,9 +119,8 @@ expect_error "--warmup 2 with --checkpoint-dir" "$PARTITA" "${MLP[@]}" --plan "$
   --checkpoint-dir "$D" --resume --warmup 2
 expect_error "--resume and --checkpoint-every need --checkpoint-dir" "$PARTITA" "${MLP[@]}" \
   --plan "$WORK/adam.plan.json" --resume
-expect_error "checkpoints of a multi-process pipeline (2 stages over 2 processes) are not supported" \
-  env WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$PARTITA" "${MLP[@]}" --plan "$WORK/pipe.plan.json" \
-  --steps 20 --checkpoint-dir "$WORK/mp"
+expect_error "was written by a pipeline of 2 processes (one state file per rank, each holding its stage)" \
+  "$PARTITA" "${MLP[@]}" --plan "$WORK/pipe.plan.json" --steps 30 --checkpoint-dir "$WORK/mp" --resume
 state="$D/step-00000020/state.pt"
 truncate -s 1000 "$state"
 expect_error "state.pt has 1000 bytes but its manifest says" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" \

@@ -5,9 +5,11 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <torch/optim.h>
@@ -27,6 +29,7 @@ constexpr const char* kFormat = "partita.checkpoint";
 constexpr const char* kLatest = "LATEST";
 constexpr const char* kStepPrefix = "step-";
 constexpr const char* kTempPrefix = ".tmp-step-";
+constexpr const char* kShardTempPrefix = ".tmp-shard-";
 // Plan keys that describe predictions or where the plan came from, not how it runs.
 const char* const kPlanKeysNotCompared[] = {"predicted_step_ms", "predicted_peak_bytes", "predicted_joules",
                                             "prediction", "source"};
@@ -146,28 +149,53 @@ void check_identity(const Json& m, const CheckpointIdentity& id, const std::stri
                 id.learning_rate, fix);
 }
 
-// Writes state.pt into `dir` (synced) and returns the manifest that describes the checkpoint.
-Json write_state(const fs::path& dir, const CheckpointIdentity& identity, const CheckpointProgress& progress,
-                 const std::vector<torch::Tensor>& tensors, const torch::optim::Optimizer& optimizer) {
+// Writes the module tensors listed in `held` and the optimizer's state into the archive `path` (synced).
+void write_state(const fs::path& path, const std::vector<torch::Tensor>& tensors,
+                 const std::vector<int64_t>& held, const torch::optim::Optimizer& optimizer) {
   torch::serialize::OutputArchive archive;
   {
     torch::serialize::OutputArchive tensor_archive;
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      tensor_archive.write(std::to_string(i), tensors[i].detach().to(torch::kCPU));
+    for (const int64_t i : held) {
+      PARTITA_ASSERT(i >= 0 && i < static_cast<int64_t>(tensors.size()), "tensor index ", i, " out of range");
+      tensor_archive.write(std::to_string(i), tensors[static_cast<size_t>(i)].detach().to(torch::kCPU));
     }
     archive.write("tensors", tensor_archive);
     torch::serialize::OutputArchive optimizer_archive;
     optimizer.save(optimizer_archive);
     archive.write("optimizer", optimizer_archive);
   }
-  const fs::path state = dir / "state.pt";
   try {
-    archive.save_to(state.string());
+    archive.save_to(path.string());
   } catch (const c10::Error& e) {
-    PARTITA_FAIL("cannot write ", state.string(), ": ", first_line(e), "; check space and permissions");
+    PARTITA_FAIL("cannot write ", path.string(), ": ", first_line(e), "; check space and permissions");
   }
-  sync_path(state, false);
+  sync_path(path, false);
+}
 
+std::vector<int64_t> all_indices(size_t n) {
+  std::vector<int64_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<int64_t>(i);
+  return v;
+}
+
+std::string shard_temp_name(int steps, int rank) {
+  return std::string(kShardTempPrefix) + std::to_string(steps) + "-rank-" + std::to_string(rank) + ".pt";
+}
+
+// The step a temporary name (".tmp-step-12-345", ".tmp-shard-12-rank-0.pt") belongs to; -1: not one of ours.
+int temp_step(const std::string& name) {
+  for (const char* prefix : {kTempPrefix, kShardTempPrefix}) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string rest = name.substr(std::strlen(prefix));
+    const size_t digits = rest.find_first_not_of("0123456789");
+    if (digits == 0 || rest.empty()) return -1;
+    return std::stoi(rest.substr(0, digits == std::string::npos ? rest.size() : digits));
+  }
+  return -1;
+}
+
+Json make_manifest(const CheckpointIdentity& identity, const CheckpointProgress& progress, size_t tensors,
+                   const std::vector<CheckpointShard>& shards) {
   Json m;
   m["format"] = kFormat;
   m["version"] = kCheckpointVersion;
@@ -176,48 +204,152 @@ Json write_state(const fs::path& dir, const CheckpointIdentity& identity, const 
   m["model_path"] = identity.model_path;
   m["model_file_bytes"] = identity.model_file_bytes;
   m["model_fingerprint"] = identity.model_fingerprint;
-  m["tensors"] = tensors.size();
+  m["tensors"] = tensors;
   m["inputs"] = identity.inputs;
   m["loss"] = identity.loss;
   m["learning_rate"] = identity.learning_rate;
-  m["state_file"] = "state.pt";
-  m["state_bytes"] = static_cast<int64_t>(fs::file_size(state));
-  m["state_fnv1a64"] = file_hash(state);
+  Json list = Json::array();
+  for (const auto& shard : shards) list.push_back(checkpoint_shard_to_json(shard));
+  m["shards"] = list;
   m["plan"] = plan_to_json(identity.plan);
   return m;
 }
 
-// Checks state.pt against the manifest, loads the optimizer state and returns the saved module tensors
-// (checked against `tensors`' shapes and dtypes).
-std::vector<torch::Tensor> read_state(const fs::path& where, const Json& m,
+void check_progress(const CheckpointProgress& progress) {
+  PARTITA_CHECK(progress.steps >= 0 && progress.losses.size() == static_cast<size_t>(progress.steps),
+                "a checkpoint needs one loss per step: ", progress.steps, " steps, ", progress.losses.size(),
+                " losses");
+}
+
+void create_root(const fs::path& root) {
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  PARTITA_CHECK(!ec && fs::is_directory(root), "cannot create the checkpoint directory ", root.string(), ": ",
+                ec.message(), "; choose a writable --checkpoint-dir");
+}
+
+// The checkpoint directory's current LATEST name ("" when none).
+std::string latest_name(const fs::path& root) {
+  if (!fs::exists(root / kLatest)) return "";
+  std::string latest = read_text(root / kLatest);
+  while (!latest.empty() && (latest.back() == '\n' || latest.back() == ' ')) latest.pop_back();
+  return latest;
+}
+
+// A fresh temporary step directory in `root` for the checkpoint after `steps` steps.
+fs::path make_temp_step_dir(const fs::path& root, int steps) {
+  PARTITA_CHECK(latest_name(root) != step_name(steps), "the checkpoint directory ", root.string(),
+                " already holds a checkpoint at step ", steps, "; save a later step or use another directory");
+  const fs::path tmp = root / (kTempPrefix + std::to_string(steps) + "-" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  std::error_code ec;
+  fs::create_directory(tmp, ec);
+  PARTITA_CHECK(!ec, "cannot create ", tmp.string(), ": ", ec.message(), "; choose a writable --checkpoint-dir");
+  return tmp;
+}
+
+// `tmp` holds the state files: adds plan.json and manifest.json, renames it into place, replaces LATEST and
+// removes older checkpoints and what dead writers left (temporary names of this step or earlier).
+void commit(const fs::path& root, const fs::path& tmp, const CheckpointIdentity& identity,
+            const CheckpointProgress& progress, const Json& manifest, const CheckpointFaultHook& hook) {
+  const std::string name = step_name(progress.steps);
+  write_synced(tmp / "plan.json", plan_to_json(identity.plan).dump(2) + "\n");
+  write_synced(tmp / "manifest.json", manifest.dump(2) + "\n");
+  sync_path(tmp, true);
+  if (hook) hook("files_written");
+
+  std::error_code ec;
+  const fs::path final_dir = root / name;
+  fs::remove_all(final_dir);  // not LATEST's (checked before): a leftover of a writer that died before commit
+  fs::rename(tmp, final_dir, ec);
+  PARTITA_CHECK(!ec, "cannot rename ", tmp.string(), " to ", final_dir.string(), ": ", ec.message());
+  sync_path(root, true);
+  if (hook) hook("before_commit");
+
+  const fs::path latest_tmp = root / (std::string(kLatest) + ".tmp");
+  write_synced(latest_tmp, name + "\n");
+  fs::rename(latest_tmp, root / kLatest, ec);
+  PARTITA_CHECK(!ec, "cannot rename ", latest_tmp.string(), " to ", (root / kLatest).string(), ": ",
+                ec.message());
+  sync_path(root, true);
+
+  // Committed: older checkpoints go, and temporary files of this step or earlier (only partita's own names;
+  // a later step's shards, should any rank be ahead, stay).
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string n = entry.path().filename().string();
+    const bool old_step = n.rfind(kStepPrefix, 0) == 0 && n != name;
+    const int t = temp_step(n);
+    if (old_step || (t >= 0 && t <= progress.steps)) fs::remove_all(entry.path(), ec);
+  }
+}
+
+// The shards a manifest lists (a version 1 manifest: its one state file, every tensor).
+std::vector<CheckpointShard> manifest_shards(const Json& m) {
+  std::vector<CheckpointShard> shards;
+  if (m.value("version", 0) == 1) {
+    CheckpointShard whole;
+    whole.tensors = all_indices(m.at("tensors").get<size_t>());
+    whole.file = m.value("state_file", "state.pt");
+    whole.bytes = m.at("state_bytes").get<int64_t>();
+    whole.fnv1a64 = m.at("state_fnv1a64").get<std::string>();
+    shards.push_back(whole);
+    return shards;
+  }
+  for (const auto& j : m.at("shards")) shards.push_back(checkpoint_shard_from_json(j));
+  return shards;
+}
+
+// The shard process `rank` (-1: one process running the whole plan) reads.
+CheckpointShard shard_for(const std::vector<CheckpointShard>& shards, int rank, const std::string& where,
+                          const std::string& corrupt) {
+  PARTITA_CHECK(!shards.empty(), "checkpoint ", where, " lists no state file", corrupt);
+  if (shards.size() == 1 && shards[0].rank < 0) return shards[0];
+  PARTITA_CHECK(rank >= 0, "checkpoint ", where, " was written by a pipeline of ", shards.size(),
+                " processes (one state file per rank, each holding its stage); resume it the same way (partita "
+                "launch -n ",
+                shards.size(), ") or start a new --checkpoint-dir");
+  for (const auto& s : shards) {
+    if (s.rank == rank) return s;
+  }
+  PARTITA_FAIL("checkpoint ", where, " has no state file for rank ", rank, " (it was written by ", shards.size(),
+               " processes); resume with the same number of processes or start a new --checkpoint-dir");
+}
+
+// Checks the shard's file against its description, loads the optimizer state and returns the saved module
+// tensors it holds (checked against `tensors`' shapes and dtypes), in the order of shard.tensors.
+std::vector<torch::Tensor> read_state(const fs::path& where, const CheckpointShard& shard,
                                       const std::vector<torch::Tensor>& tensors,
                                       torch::optim::Optimizer& optimizer, const std::string& corrupt) {
-  const fs::path state = where / m.value("state_file", "state.pt");
-  PARTITA_CHECK(fs::exists(state), "checkpoint file ", state.string(), " is missing", corrupt);
+  const fs::path state = where / shard.file;
+  PARTITA_CHECK(shard.file.find('/') == std::string::npos && fs::exists(state), "checkpoint file ",
+                state.string(), " is missing", corrupt);
   const auto bytes = static_cast<int64_t>(fs::file_size(state));
-  const int64_t want_bytes = m.value("state_bytes", int64_t{-1});
-  PARTITA_CHECK(bytes == want_bytes, "checkpoint file ", state.string(), " has ", bytes,
-                " bytes but its manifest says ", want_bytes, " (truncated or replaced)", corrupt);
+  PARTITA_CHECK(bytes == shard.bytes, "checkpoint file ", state.string(), " has ", bytes,
+                " bytes but its manifest says ", shard.bytes, " (truncated or replaced)", corrupt);
   const std::string hash = file_hash(state);
-  PARTITA_CHECK(hash == m.value("state_fnv1a64", ""), "checkpoint file ", state.string(), " has FNV-1a hash ",
-                hash, " but its manifest says ", m.value("state_fnv1a64", "?"), " (corrupt)", corrupt);
+  PARTITA_CHECK(hash == shard.fnv1a64, "checkpoint file ", state.string(), " has FNV-1a hash ", hash,
+                " but its manifest says ", shard.fnv1a64, " (corrupt)", corrupt);
 
-  std::vector<torch::Tensor> saved(tensors.size());
+  std::vector<torch::Tensor> saved(shard.tensors.size());
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(state.string(), torch::Device(torch::kCPU));  // a GPU run saved device state
     torch::serialize::InputArchive tensor_archive;
     archive.read("tensors", tensor_archive);
     const auto keys = tensor_archive.keys();
-    PARTITA_CHECK(keys.size() == tensors.size(), "checkpoint ", where.string(), " holds ", keys.size(),
-                  " model tensors but the model has ", tensors.size(),
-                  "; resume with the same model or start a new --checkpoint-dir");
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      tensor_archive.read(std::to_string(i), saved[i]);
+    PARTITA_CHECK(keys.size() == shard.tensors.size(), "checkpoint file ", state.string(), " holds ", keys.size(),
+                  " model tensors but its manifest lists ", shard.tensors.size(), corrupt);
+    for (size_t k = 0; k < shard.tensors.size(); ++k) {
+      const int64_t i = shard.tensors[k];
+      PARTITA_CHECK(i >= 0 && i < static_cast<int64_t>(tensors.size()), "checkpoint ", where.string(),
+                    " holds model tensor ", i, " but the model has ", tensors.size(),
+                    "; resume with the same model or start a new --checkpoint-dir");
+      const torch::Tensor& model_tensor = tensors[static_cast<size_t>(i)];
+      tensor_archive.read(std::to_string(i), saved[k]);
       PARTITA_CHECK(
-          saved[i].sizes() == tensors[i].sizes() && saved[i].scalar_type() == tensors[i].scalar_type(),
-          "checkpoint ", where.string(), " holds model tensor ", i, " with shape ", saved[i].sizes(),
-          " but the model's has ", tensors[i].sizes(),
+          saved[k].sizes() == model_tensor.sizes() && saved[k].scalar_type() == model_tensor.scalar_type(),
+          "checkpoint ", where.string(), " holds model tensor ", i, " with shape ", saved[k].sizes(),
+          " but the model's has ", model_tensor.sizes(),
           "; resume with the same model or start a new --checkpoint-dir");
     }
     torch::serialize::InputArchive optimizer_archive;
@@ -249,67 +381,124 @@ std::string model_fingerprint(const LoadedModel& model) {
 
 bool has_checkpoint(const std::string& dir) { return fs::exists(fs::path(dir) / kLatest); }
 
+Json checkpoint_shard_to_json(const CheckpointShard& shard) {
+  Json j;
+  j["rank"] = shard.rank < 0 ? Json() : Json(shard.rank);
+  j["file"] = shard.file;
+  j["bytes"] = shard.bytes;
+  j["fnv1a64"] = shard.fnv1a64;
+  j["tensors"] = shard.tensors;
+  return j;
+}
+
+CheckpointShard checkpoint_shard_from_json(const Json& j) {
+  CheckpointShard shard;
+  try {
+    shard.rank = j.at("rank").is_null() ? -1 : j.at("rank").get<int>();
+    shard.file = j.at("file").get<std::string>();
+    shard.bytes = j.at("bytes").get<int64_t>();
+    shard.fnv1a64 = j.at("fnv1a64").get<std::string>();
+    shard.tensors = j.at("tensors").get<std::vector<int64_t>>();
+  } catch (const nlohmann::json::exception& e) {
+    PARTITA_FAIL("a checkpoint shard description lacks a field (", first_line(e), "): ", short_dump(j));
+  }
+  return shard;
+}
+
 void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
                      const CheckpointProgress& progress, const std::vector<torch::Tensor>& tensors,
                      const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook) {
-  PARTITA_CHECK(progress.steps >= 0 && progress.losses.size() == static_cast<size_t>(progress.steps),
-                "a checkpoint needs one loss per step: ", progress.steps, " steps, ", progress.losses.size(),
-                " losses");
+  check_progress(progress);
   const fs::path root(dir);
-  std::error_code ec;
-  fs::create_directories(root, ec);
-  PARTITA_CHECK(!ec && fs::is_directory(root), "cannot create the checkpoint directory ", dir, ": ",
-                ec.message(), "; choose a writable --checkpoint-dir");
-  const std::string name = step_name(progress.steps);
-  std::string latest;
-  if (has_checkpoint(dir)) latest = read_text(root / kLatest);
-  while (!latest.empty() && (latest.back() == '\n' || latest.back() == ' ')) latest.pop_back();
-  PARTITA_CHECK(latest != name, "the checkpoint directory ", dir, " already holds a checkpoint at step ",
-                progress.steps, "; save a later step or use another directory");
+  create_root(root);
+  const fs::path tmp = make_temp_step_dir(root, progress.steps);
+  CheckpointShard whole;
+  whole.tensors = all_indices(tensors.size());
+  whole.file = "state.pt";
+  write_state(tmp / whole.file, tensors, whole.tensors, optimizer);
+  whole.bytes = static_cast<int64_t>(fs::file_size(tmp / whole.file));
+  whole.fnv1a64 = file_hash(tmp / whole.file);
+  commit(root, tmp, identity, progress, make_manifest(identity, progress, tensors.size(), {whole}), hook);
+}
 
-  const fs::path tmp =
-      root / (kTempPrefix + std::to_string(progress.steps) + "-" + std::to_string(::getpid()));
-  fs::remove_all(tmp);
-  fs::create_directory(tmp, ec);
-  PARTITA_CHECK(!ec, "cannot create ", tmp.string(), ": ", ec.message(),
-                "; choose a writable --checkpoint-dir");
-
-  const Json m = write_state(tmp, identity, progress, tensors, optimizer);
-  write_synced(tmp / "plan.json", plan_to_json(identity.plan).dump(2) + "\n");
-  write_synced(tmp / "manifest.json", m.dump(2) + "\n");
-  sync_path(tmp, true);
-  if (hook) hook("files_written");
-
-  const fs::path final_dir = root / name;
-  fs::remove_all(final_dir);  // not LATEST's (checked above): a leftover of a writer that died before commit
-  fs::rename(tmp, final_dir, ec);
-  PARTITA_CHECK(!ec, "cannot rename ", tmp.string(), " to ", final_dir.string(), ": ", ec.message());
+CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int rank,
+                                       const std::vector<torch::Tensor>& tensors,
+                                       const std::vector<int64_t>& held, const torch::optim::Optimizer& optimizer) {
+  PARTITA_ASSERT(rank >= 0 && steps >= 0, "a shard needs a rank and a step count");
+  const fs::path root(dir);
+  create_root(root);
+  const fs::path path = root / shard_temp_name(steps, rank);
+  write_state(path, tensors, held, optimizer);
   sync_path(root, true);
-  if (hook) hook("before_commit");
+  CheckpointShard shard;
+  shard.rank = rank;
+  shard.tensors = held;
+  shard.file = "rank-" + std::to_string(rank) + ".pt";
+  shard.bytes = static_cast<int64_t>(fs::file_size(path));
+  shard.fnv1a64 = file_hash(path);
+  return shard;
+}
 
-  const fs::path latest_tmp = root / (std::string(kLatest) + ".tmp");
-  write_synced(latest_tmp, name + "\n");
-  fs::rename(latest_tmp, root / kLatest, ec);
-  PARTITA_CHECK(!ec, "cannot rename ", latest_tmp.string(), " to ", (root / kLatest).string(), ": ",
-                ec.message());
-  sync_path(root, true);
-
-  // Committed: older checkpoints and leftovers of dead writers go (only partita's own names).
-  for (const auto& entry : fs::directory_iterator(root)) {
-    const std::string n = entry.path().filename().string();
-    const bool ours = n.rfind(kStepPrefix, 0) == 0 || n.rfind(kTempPrefix, 0) == 0;
-    if (ours && n != name) fs::remove_all(entry.path(), ec);
+void commit_checkpoint_shards(const std::string& dir, const CheckpointIdentity& identity,
+                              const CheckpointProgress& progress, const std::vector<CheckpointShard>& shards,
+                              const CheckpointFaultHook& hook) {
+  check_progress(progress);
+  const fs::path root(dir);
+  for (size_t r = 0; r < shards.size(); ++r) {
+    PARTITA_CHECK(shards[r].rank == static_cast<int>(r), "checkpoint after step ", progress.steps,
+                  ": shard ", r, " comes from rank ", shards[r].rank, "; every rank must post its own, in order");
+    const fs::path written = root / shard_temp_name(progress.steps, static_cast<int>(r));
+    PARTITA_CHECK(fs::exists(written), "checkpoint after step ", progress.steps, ": rank ", r,
+                  "'s state file ", written.string(),
+                  " is missing; every rank must reach the same --checkpoint-dir (a shared directory when the "
+                  "ranks run on several machines)");
+    const auto bytes = static_cast<int64_t>(fs::file_size(written));
+    PARTITA_CHECK(bytes == shards[r].bytes, "checkpoint after step ", progress.steps, ": rank ", r,
+                  "'s state file ", written.string(), " has ", bytes, " bytes but the rank wrote ",
+                  shards[r].bytes, "; is another job using --checkpoint-dir ", dir, "?");
   }
+  PARTITA_CHECK(!shards.empty(), "a sharded checkpoint needs at least one shard");
+  const fs::path tmp = make_temp_step_dir(root, progress.steps);
+  for (const auto& shard : shards) {
+    std::error_code ec;
+    const fs::path from = root / shard_temp_name(progress.steps, shard.rank);
+    fs::rename(from, tmp / shard.file, ec);
+    PARTITA_CHECK(!ec, "cannot rename ", from.string(), " to ", (tmp / shard.file).string(), ": ", ec.message());
+  }
+  // The ranks' tensors together are the module's (every tensor is read by some stage or held by rank 0).
+  std::set<int64_t> held;
+  for (const auto& shard : shards) held.insert(shard.tensors.begin(), shard.tensors.end());
+  const size_t tensors = held.size();
+  PARTITA_CHECK(held.empty() || *held.rbegin() == static_cast<int64_t>(tensors) - 1, "checkpoint after step ",
+                progress.steps, ": the ranks' shards hold ", tensors, " module tensors with indices up to ",
+                held.empty() ? 0 : *held.rbegin(), "; every module tensor must be held by some rank");
+  commit(root, tmp, identity, progress, make_manifest(identity, progress, tensors, shards), hook);
+}
+
+std::vector<int64_t> stage_tensor_indices(const LoadedModel& model, const Plan& plan, int stage) {
+  PARTITA_ASSERT(stage >= 0 && stage < static_cast<int>(plan.stages.size()), "stage ", stage, " out of range");
+  const Stage& st = plan.stages[static_cast<size_t>(stage)];
+  const auto in_stage = [&](NodeId n) {
+    if (st.explicit_nodes()) return std::find(st.nodes.begin(), st.nodes.end(), n) != st.nodes.end();
+    return n >= st.first && n <= st.last;
+  };
+  std::vector<int64_t> held;
+  const auto& params = model.ir.parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& users = model.ir.value(params[i].value).users;
+    const bool read = std::any_of(users.begin(), users.end(), in_stage);
+    if (read || (users.empty() && stage == 0)) held.push_back(static_cast<int64_t>(i));
+  }
+  return held;
 }
 
 CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
-                                   const std::vector<torch::Tensor>& tensors,
-                                   torch::optim::Optimizer& optimizer) {
+                                   const std::vector<torch::Tensor>& tensors, torch::optim::Optimizer& optimizer,
+                                   int rank) {
   const fs::path root(dir);
   PARTITA_CHECK(has_checkpoint(dir), "no checkpoint in ", dir, " (", (root / kLatest).string(),
                 " is missing); run without --resume to start one, or give the directory of an earlier run");
-  std::string name = read_text(root / kLatest);
-  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  const std::string name = latest_name(root);
   const std::string corrupt =
       "; the checkpoint is damaged: restore the directory from a copy or start a new "
       "--checkpoint-dir";
@@ -327,15 +516,17 @@ CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdent
   }
   PARTITA_CHECK(m.is_object() && m.value("format", "") == kFormat, "file ", manifest_path.string(),
                 " is not a partita checkpoint manifest", corrupt);
-  PARTITA_CHECK(m.value("version", 0) == kCheckpointVersion, "checkpoint ", where.string(),
-                " has format version ", m.value("version", 0), " but this partita reads version ",
-                kCheckpointVersion,
+  const int version = m.value("version", 0);
+  PARTITA_CHECK(version == 1 || version == kCheckpointVersion, "checkpoint ", where.string(),
+                " has format version ", version, " but this partita reads versions 1 and ", kCheckpointVersion,
                 "; resume with the partita that wrote it or start a new --checkpoint-dir");
   CheckpointProgress progress;
+  std::vector<CheckpointShard> shards;
   try {
     check_identity(m, identity, where.string());
     progress.steps = m.at("steps").get<int>();
     progress.losses = m.at("losses").get<std::vector<double>>();
+    shards = manifest_shards(m);
   } catch (const nlohmann::json::exception& e) {
     PARTITA_FAIL("checkpoint manifest ", manifest_path.string(), " lacks a field (", first_line(e), ")",
                  corrupt);
@@ -344,9 +535,10 @@ CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdent
                 "checkpoint manifest ", manifest_path.string(), " has ", progress.losses.size(),
                 " losses for ", progress.steps, " steps", corrupt);
 
-  const std::vector<torch::Tensor> saved = read_state(where, m, tensors, optimizer, corrupt);
+  const CheckpointShard shard = shard_for(shards, rank, where.string(), corrupt);
+  const std::vector<torch::Tensor> saved = read_state(where, shard, tensors, optimizer, corrupt);
   torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < tensors.size(); ++i) tensors[i].copy_(saved[i]);
+  for (size_t k = 0; k < shard.tensors.size(); ++k) tensors[static_cast<size_t>(shard.tensors[k])].copy_(saved[k]);
   return progress;
 }
 

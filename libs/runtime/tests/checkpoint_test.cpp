@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <numeric>
 
 #include <torch/optim.h>
 
@@ -238,6 +239,192 @@ TEST(Checkpoint, RefusesWhatDoesNotMatch) {
   }
   EXPECT_NE(error_of([&] { load_into(b); }).find("names 'garbage', not a step directory"), std::string::npos);
   EXPECT_TRUE(same_tensors(a.model.parameters, original));
+}
+
+namespace {
+
+// A 2-stage pipeline plan of the fixture's model (the node order cut in half), as two ranks would run it.
+void make_pipeline(Fixture& f) {
+  Plan& plan = f.identity.plan;
+  const int n = f.model.ir.num_nodes();
+  plan.strategy = StrategyKind::kPipeline;
+  plan.microbatches = 2;
+  plan.groups = {DeviceGroup{{"cpu:0"}, {plan.global_batch / 2}}, DeviceGroup{{"cpu:1"}, {plan.global_batch / 2}}};
+  plan.stages = {Stage{0, n / 2 - 1, 0}, Stage{n / 2, n - 1, 1}};
+}
+
+// What rank `rank` of the pipeline trains: gradients for its stage's trainable tensors only (the others get
+// none, as in a real rank, and the optimizer leaves them alone).
+void train_stage(Fixture& f, torch::optim::Optimizer& opt, int rank, int steps, uint64_t seed) {
+  const auto held = stage_tensor_indices(f.model, f.identity.plan, rank);
+  torch::manual_seed(seed);
+  for (int s = 0; s < steps; ++s) {
+    opt.zero_grad();
+    for (const int64_t i : held) {
+      auto& p = f.model.parameters[static_cast<size_t>(i)];
+      if (p.requires_grad()) p.mutable_grad() = torch::randn_like(p);
+    }
+    opt.step();
+  }
+}
+
+}  // namespace
+
+TEST(Checkpoint, StageTensorsOfAPipelineCoverTheModelOnce) {
+  Fixture f = make("mlp", Optimizer::kAdam);
+  make_pipeline(f);
+  const auto s0 = stage_tensor_indices(f.model, f.identity.plan, 0);
+  const auto s1 = stage_tensor_indices(f.model, f.identity.plan, 1);
+  ASSERT_FALSE(s0.empty());
+  ASSERT_FALSE(s1.empty());
+  std::vector<int64_t> both = s0;
+  both.insert(both.end(), s1.begin(), s1.end());
+  std::sort(both.begin(), both.end());
+  std::vector<int64_t> all(f.model.parameters.size());
+  std::iota(all.begin(), all.end(), 0);
+  EXPECT_EQ(both, all) << "the mlp shares no weight across its stages: every tensor in exactly one shard";
+  // Each stage holds exactly the tensors its nodes read.
+  for (int st = 0; st < 2; ++st) {
+    const Stage& stage = f.identity.plan.stages[static_cast<size_t>(st)];
+    for (const int64_t i : stage_tensor_indices(f.model, f.identity.plan, st)) {
+      const auto& users = f.model.ir.value(f.model.ir.parameters()[static_cast<size_t>(i)].value).users;
+      EXPECT_TRUE(std::any_of(users.begin(), users.end(),
+                              [&](NodeId u) { return u >= stage.first && u <= stage.last; }))
+          << "stage " << st << " holds tensor " << i << " but none of its nodes reads it";
+    }
+  }
+}
+
+TEST(Checkpoint, ShardsOfAPipelineRestoreEachRanksStageAndOptimizerState) {
+  TempDir dir;
+  // Two ranks, each with its own copy of the model, train their stages.
+  std::vector<Fixture> ranks;
+  std::vector<std::unique_ptr<torch::optim::Optimizer>> opts;
+  for (int r = 0; r < 2; ++r) {
+    ranks.push_back(make("mlp", Optimizer::kAdam));
+    make_pipeline(ranks.back());
+    opts.push_back(optimizer_for(ranks.back()));
+  }
+  const auto initial = clone_all(ranks[0].model.parameters);
+  const auto save = [&](int steps) {
+    std::vector<CheckpointShard> shards;
+    for (int r = 0; r < 2; ++r) {
+      const CheckpointShard shard = write_checkpoint_shard(
+          dir.str(), steps, r, ranks[r].model.parameters,
+          stage_tensor_indices(ranks[r].model, ranks[r].identity.plan, r), *opts[r]);
+      shards.push_back(checkpoint_shard_from_json(Json::parse(checkpoint_shard_to_json(shard).dump())));
+    }
+    commit_checkpoint_shards(dir.str(), ranks[0].identity, progress_of(steps), shards);
+  };
+  for (int r = 0; r < 2; ++r) train_stage(ranks[r], *opts[r], r, 3, 10 + r);
+  save(3);
+  for (int r = 0; r < 2; ++r) train_stage(ranks[r], *opts[r], r, 2, 20 + r);
+  save(5);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir.path)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"LATEST", "step-00000005"}));
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir.path / "step-00000005")) {
+    files.push_back(e.path().filename().string());
+  }
+  std::sort(files.begin(), files.end());
+  EXPECT_EQ(files, (std::vector<std::string>{"manifest.json", "plan.json", "rank-0.pt", "rank-1.pt"}));
+
+  for (int r = 0; r < 2; ++r) {
+    Fixture fresh = make("mlp", Optimizer::kAdam);
+    make_pipeline(fresh);
+    auto opt = optimizer_for(fresh);
+    EXPECT_EQ(load_checkpoint(dir.str(), fresh.identity, fresh.model.parameters, *opt, r).steps, 5);
+    const auto held = stage_tensor_indices(fresh.model, fresh.identity.plan, r);
+    for (size_t i = 0; i < fresh.model.parameters.size(); ++i) {
+      const bool own = std::find(held.begin(), held.end(), static_cast<int64_t>(i)) != held.end();
+      // Its stage's tensors are the rank's trained ones; the rest keep the model file's values, as in the
+      // rank that wrote it (it never trains them).
+      EXPECT_TRUE(torch::equal(fresh.model.parameters[i], own ? ranks[r].model.parameters[i] : initial[i]))
+          << "rank " << r << ", tensor " << i;
+    }
+    // Same optimizer state: both go on identically.
+    train_stage(fresh, *opt, r, 2, 30 + r);
+    train_stage(ranks[r], *opts[r], r, 2, 30 + r);
+    EXPECT_TRUE(same_tensors(fresh.model.parameters, ranks[r].model.parameters)) << "rank " << r;
+  }
+}
+
+TEST(Checkpoint, ShardedCheckpointsRefuseOtherLayoutsAndMissingOrDamagedShards) {
+  TempDir dir;
+  Fixture a = make("mlp", Optimizer::kAdam);
+  make_pipeline(a);
+  auto opt = optimizer_for(a);
+  const auto shard_of = [&](int steps, int rank) {
+    return write_checkpoint_shard(dir.str(), steps, rank, a.model.parameters,
+                                  stage_tensor_indices(a.model, a.identity.plan, rank), *opt);
+  };
+  commit_checkpoint_shards(dir.str(), a.identity, progress_of(2), {shard_of(2, 0), shard_of(2, 1)});
+  const auto load_as = [&](int rank) {
+    Fixture f = make("mlp", Optimizer::kAdam);
+    make_pipeline(f);
+    auto o = optimizer_for(f);
+    return load_checkpoint(dir.str(), f.identity, f.model.parameters, *o, rank).steps;
+  };
+  EXPECT_NE(error_of([&] { load_as(-1); }).find("was written by a pipeline of 2 processes"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_as(2); }).find("has no state file for rank 2"), std::string::npos);
+
+  // Rank 1 died before writing its shard of step 4: nothing is committed, step 2 stays.
+  const CheckpointShard lone = shard_of(4, 0);
+  CheckpointShard ghost = lone;
+  ghost.rank = 1;
+  ghost.file = "rank-1.pt";
+  const std::string missing = error_of([&] {
+    commit_checkpoint_shards(dir.str(), a.identity, progress_of(4), {lone, ghost});
+  });
+  EXPECT_NE(missing.find("rank 1's state file"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("is missing"), std::string::npos) << missing;
+  const std::string misordered =
+      error_of([&] { commit_checkpoint_shards(dir.str(), a.identity, progress_of(4), {ghost}); });
+  EXPECT_NE(misordered.find("shard 0 comes from rank 1"), std::string::npos) << misordered;
+  EXPECT_EQ(load_as(0), 2);
+  EXPECT_EQ(load_as(1), 2);
+
+  // The next complete save commits and removes the dead step's leftovers.
+  commit_checkpoint_shards(dir.str(), a.identity, progress_of(4), {shard_of(4, 0), shard_of(4, 1)});
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir.path)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"LATEST", "step-00000004"}));
+
+  // A damaged shard is named.
+  fs::resize_file(dir.path / "step-00000004" / "rank-1.pt", 100);
+  EXPECT_EQ(load_as(0), 4);
+  const std::string damaged = error_of([&] { load_as(1); });
+  EXPECT_NE(damaged.find("rank-1.pt has 100 bytes but its manifest says"), std::string::npos) << damaged;
+}
+
+TEST(Checkpoint, ReadsVersionOneCheckpoints) {
+  TempDir dir;
+  Fixture a = make("mlp", Optimizer::kSgdMomentum);
+  auto opt = optimizer_for(a);
+  train(a, *opt, 2, 4);
+  save_checkpoint(dir.str(), a.identity, progress_of(2), a.model.parameters, *opt);
+  // Rewrite the manifest as version 1 wrote it: one state file described at the top level.
+  const fs::path manifest = dir.path / "step-00000002" / "manifest.json";
+  Json m = read_json_file(manifest.string());
+  const Json shard = m.at("shards").at(0);
+  m.erase("shards");
+  m["version"] = 1;
+  m["state_file"] = shard.at("file");
+  m["state_bytes"] = shard.at("bytes");
+  m["state_fnv1a64"] = shard.at("fnv1a64");
+  write_json_file(manifest.string(), m);
+  Fixture b = make("mlp", Optimizer::kSgdMomentum);
+  auto opt_b = optimizer_for(b);
+  EXPECT_EQ(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b).steps, 2);
+  EXPECT_TRUE(same_tensors(a.model.parameters, b.model.parameters));
+  // A whole checkpoint loads into any rank (data-parallel ranks all hold every tensor).
+  Fixture c = make("mlp", Optimizer::kSgdMomentum);
+  auto opt_c = optimizer_for(c);
+  EXPECT_EQ(load_checkpoint(dir.str(), c.identity, c.model.parameters, *opt_c, 1).steps, 2);
+  EXPECT_TRUE(same_tensors(a.model.parameters, c.model.parameters));
 }
 
 TEST(Checkpoint, FingerprintIgnoresWeightsButNotArchitecture) {

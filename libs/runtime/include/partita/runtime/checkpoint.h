@@ -5,15 +5,23 @@
 // Layout of a checkpoint directory D (only partita's C++ code reads it; no Python needed):
 //   D/LATEST                 the name of the current checkpoint ("step-00000010\n")
 //   D/step-00000010/         one complete checkpoint:
-//     manifest.json          format, version, steps done, losses, model fingerprint, inputs, loss, lr and the
-//                            size and FNV-1a hash of state.pt
+//     manifest.json          format, version, steps done, losses, model fingerprint, inputs, loss, lr and its
+//                            shards: per state file its name, size, FNV-1a hash, the rank that reads it
+//                            (null: every process) and which module tensors it holds
 //     plan.json              the plan it was trained with (usable as `--plan` on resume)
-//     state.pt               torch::serialize archive: "tensors" (every module tensor,
-//     LoadedModel::parameters
-//                            order: trainable parameters and buffers) and "optimizer" (Optimizer::save)
+//     state.pt               a whole checkpoint (one process, or data-parallel ranks, which all hold every
+//                            tensor): torch::serialize archive of "tensors" (every module tensor, keyed by
+//                            its index in LoadedModel::parameters) and "optimizer" (Optimizer::save)
+//     rank-0.pt, rank-1.pt   a sharded checkpoint (a pipeline across processes: each rank holds and trains
+//                            its stage only): one archive per rank with the tensors its stage reads and its
+//                            optimizer's state
 // Atomicity: a save writes a new step directory under a temporary name, fsyncs its files and D, renames it
 // into place and only then replaces D/LATEST (temporary file, fsync, rename, fsync D). A writer that dies at
 // any point leaves the previous checkpoint readable; leftovers are removed by the next successful save.
+// Sharded: every rank writes its shard as a temporary file in D (synced), rank 0 gathers their descriptions
+// (the caller's job: partita run does it through the rendezvous store), checks the files and commits them as
+// above; a rank that dies before its shard is complete leaves nothing committed. Version 1 checkpoints (one
+// state.pt, before shards) are read as a whole checkpoint.
 // Thread safety: none; one writer per directory.
 #include <functional>
 #include <string>
@@ -22,6 +30,7 @@
 
 #include <torch/types.h>
 
+#include "partita/core/json_io.h"
 #include "partita/search/plan.h"
 #include "partita/torch_bridge/model.h"
 
@@ -31,7 +40,7 @@ class Optimizer;
 
 namespace partita {
 
-inline constexpr int kCheckpointVersion = 1;
+inline constexpr int kCheckpointVersion = 2;  // version 1 is still read
 
 // What a checkpoint belongs to. A resume presents the identity of the new run and is refused when it differs.
 struct CheckpointIdentity {
@@ -62,19 +71,51 @@ using CheckpointFaultHook = std::function<void(std::string_view point)>;
 // True when `dir` holds a committed checkpoint (a LATEST file).
 bool has_checkpoint(const std::string& dir);
 
-// Saves `tensors` (every module tensor), the optimizer's state and `progress` into `dir` (created if needed),
-// atomically replacing the previous checkpoint. Throws partita::Error naming the file on I/O errors.
+// One state file of a checkpoint.
+struct CheckpointShard {
+  int rank = -1;                 // the process that reads it on resume; -1: every process (a whole checkpoint)
+  std::vector<int64_t> tensors;  // the module tensors it holds (indices into LoadedModel::parameters)
+  std::string file;              // its name inside the step directory
+  int64_t bytes = 0;
+  std::string fnv1a64;  // FNV-1a 64 of the file, 16 hex digits
+};
+Json checkpoint_shard_to_json(const CheckpointShard& shard);
+CheckpointShard checkpoint_shard_from_json(const Json& j);  // throws partita::Error on a malformed one
+
+// Saves `tensors` (every module tensor), the optimizer's state and `progress` into `dir` (created if needed)
+// as a whole checkpoint, atomically replacing the previous checkpoint. Throws partita::Error naming the file
+// on I/O errors.
 void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
                      const CheckpointProgress& progress, const std::vector<torch::Tensor>& tensors,
                      const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook = {});
 
+// Sharded checkpoints, step 1 (every rank): writes the module tensors listed in `held` (indices into
+// `tensors`) and the optimizer's state as rank `rank`'s shard of the checkpoint after `steps` steps, into a
+// temporary file in `dir` (synced), and returns its description for rank 0.
+CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int rank,
+                                       const std::vector<torch::Tensor>& tensors,
+                                       const std::vector<int64_t>& held, const torch::optim::Optimizer& optimizer);
+// Step 2 (rank 0, once every rank's shard is written): commits a checkpoint made of `shards` (one per rank
+// 0..n-1), atomically replacing the previous checkpoint. Refuses a missing rank or a shard file that is
+// missing or not the size its rank described; nothing is committed then.
+void commit_checkpoint_shards(const std::string& dir, const CheckpointIdentity& identity,
+                              const CheckpointProgress& progress, const std::vector<CheckpointShard>& shards,
+                              const CheckpointFaultHook& hook = {});
+
+// The module tensors that stage `stage` of `plan` reads (indices into model.parameters, ascending): what its
+// rank holds in a sharded checkpoint. Tensors no node reads go with stage 0.
+std::vector<int64_t> stage_tensor_indices(const LoadedModel& model, const Plan& plan, int stage);
+
 // Loads the checkpoint in `dir` into `tensors` (copied in place) and `optimizer` (which must be a fresh
 // optimizer of the plan's kind over the model's trainable parameters, in order) and returns its progress.
-// Throws partita::Error with one line (what, which value, what to do) when there is no checkpoint, when it
-// was written for another model, plan, input, loss or learning rate, or when a file is truncated or corrupt.
-// `tensors` are modified only after every check and the optimizer's load have passed.
+// `rank`: -1 for a process that runs the whole plan, else the rank of a multi-process job. A whole checkpoint
+// loads into any process; a sharded one only into ranks (each loads its own shard: the tensors it holds and
+// its optimizer state). Throws partita::Error with one line (what, which value, what to do) when there is no
+// checkpoint, when it was written for another model, plan, input, loss or learning rate, for another layout
+// of processes, or when a file is truncated or corrupt. `tensors` are modified only after every check and the
+// optimizer's load have passed.
 CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
-                                   const std::vector<torch::Tensor>& tensors,
-                                   torch::optim::Optimizer& optimizer);
+                                   const std::vector<torch::Tensor>& tensors, torch::optim::Optimizer& optimizer,
+                                   int rank = -1);
 
 }  // namespace partita
