@@ -13,6 +13,7 @@
 #include "partita/search/device_slowdown.h"
 #include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
+#include "plan_html.h"
 #include "planning_inputs.h"
 
 namespace partita::app {
@@ -37,6 +38,7 @@ struct PlanArgs {
   int microbatches = 0;
   std::vector<std::string> slowdowns;
   std::string json;
+  std::string html;
 };
 
 Bytes peak_of(const Plan& p) {
@@ -113,6 +115,21 @@ void run_plan(const PlanArgs& args) {
   fmt::print(text, "{}", plan.to_string());
   fmt::print(text, "{}", explain(out));
   if (!args.json.empty()) write_json_file(args.json, plan_to_json(plan));
+  if (!args.html.empty()) {
+    std::vector<PlanAlternative> alternatives;
+    for (size_t i = 0; i < out.candidates.size() && i < kAlternativesShown; ++i) {
+      const Plan& p = out.candidates[i];
+      alternatives.push_back(PlanAlternative{
+          .strategy = std::string(strategy_name(p.strategy)),
+          .layout = layout_of(p),
+          .step_ms = to_milliseconds(p.prediction.step_time),
+          .samples_per_second = p.prediction.samples_per_second,
+          .peak_bytes = peak_of(p).value(),
+          .joules = p.prediction.energy.value(),
+          .pareto = std::find(out.pareto.begin(), out.pareto.end(), i) != out.pareto.end()});
+    }
+    write_plan_html(args.html, plan, in, options, alternatives);
+  }
 }
 
 }  // namespace
@@ -150,6 +167,9 @@ Command register_plan(CLI::App& app) {
                   "DEVICE:FACTOR: plan as if that device were FACTOR times slower (shared with other work); "
                   "repeatable");
   cmd->add_option("--json", args->json, "write the plan as JSON (- for stdout)");
+  cmd->add_option("--html", args->html,
+                  "write a report page: prediction, devices, a picture of the plan, the simulated step, "
+                  "the alternatives");
   return Command{cmd, [args] { run_plan(*args); }};
 }
 

@@ -12,6 +12,7 @@
 #include "partita/core/log.h"
 #include "partita/search/plan_json.h"
 #include "partita/search/simulator.h"
+#include "plan_html.h"
 #include "planning_inputs.h"
 
 namespace partita::app {
@@ -22,6 +23,7 @@ struct SimulateArgs {
   std::string plan;
   std::string trace;
   std::string json;
+  std::string html;
 };
 
 void run_simulate(const SimulateArgs& args) {
@@ -57,6 +59,7 @@ void run_simulate(const SimulateArgs& args) {
     fmt::print(text, "  warning: does not fit in host memory: {}\n", sim.host_memory_note);
   if (!args.trace.empty()) write_json_file(args.trace, chrome_trace(sim));
   if (!args.json.empty()) write_json_file(args.json, plan_to_json(evaluated));
+  if (!args.html.empty()) write_plan_html(args.html, stored, in, options, {});
 }
 
 }  // namespace
@@ -69,6 +72,8 @@ Command register_simulate(CLI::App& app) {
   cmd->add_option("--trace", args->trace, "write the simulated timeline as Chrome trace JSON (Perfetto)");
   cmd->add_option("--json", args->json,
                   "write the plan with the simulated prediction as JSON (- for stdout)");
+  cmd->add_option("--html", args->html,
+                  "write a report page: prediction, devices, a picture of the plan, the simulated step");
   return Command{cmd, [args] { run_simulate(*args); }};
 }
 

@@ -42,9 +42,51 @@ expect_error "use --cost roofline there" "$PARTITA" plan --model-spec "$SRC/conf
 
 # A model spec on a described mixed cluster, training; then simulate it and try the branch and tensor strategies.
 "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" \
-  --train --batch 16 --json "$WORK/gpt.json" >"$WORK/gpt.txt" || fail "plan gpt-24layer on the mixed cluster"
+  --train --batch 16 --json "$WORK/gpt.json" --html "$WORK/gpt.html" >"$WORK/gpt.txt" \
+  || fail "plan gpt-24layer on the mixed cluster"
 [ "$(json_get "$WORK/gpt.json" "d['source']['cluster'].endswith('2xa100-2xv100-mixed.yaml')")" = "True" ] || fail "gpt source"
-"$PARTITA" simulate "$WORK/gpt.json" --json "$WORK/gpt_sim.json" >/dev/null || fail "simulate gpt"
+"$PARTITA" simulate "$WORK/gpt.json" --json "$WORK/gpt_sim.json" --html "$WORK/gpt_sim.html" >/dev/null \
+  || fail "simulate gpt"
+# The report pages: well-formed; the predicted step; a row per plan device with its busy time; a bar per stage
+# and device; device and link timelines; plan's page lists the alternatives it printed.
+for page in gpt.html gpt_sim.html; do
+  "$PYTHON" - "$WORK/$page" "$WORK/gpt.json" "$WORK/gpt.txt" <<'PY' || fail "report $page"
+import json, sys
+from html.parser import HTMLParser
+html, plan, text = open(sys.argv[1]).read(), json.load(open(sys.argv[2])), open(sys.argv[3]).read()
+class Check(HTMLParser):
+    void = {"meta", "br"}
+    def __init__(self):
+        super().__init__(); self.open = []; self.svgs = []; self.cells = []; self.data = ""
+    def handle_starttag(self, tag, attrs):
+        if tag in self.void: return
+        self.open.append(tag)
+        if tag == "svg": self.svgs.append([dict(attrs)["class"], 0])
+        if tag == "rect": self.svgs[-1][1] += 1
+        self.data = ""
+    def handle_data(self, d): self.data += d
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, (tag, self.open[-3:])
+        self.open.pop()
+        if tag == "td": self.cells.append(self.data)
+c = Check(); c.feed(html); c.close()
+assert not c.open, c.open
+assert "%.2f ms" % plan["predicted_step_ms"] in html, plan["predicted_step_ms"]
+for d in plan["prediction"]["devices"]:
+    i = c.cells.index(d["device"])
+    assert c.cells[i + 1] == "%.2f ms" % (1000 * d["busy_s"]), (d, c.cells[i:i + 3])
+bars = sum(len(plan["groups"][st["group"]]["devices"]) for st in plan["stages"])
+assert [k for k, _ in c.svgs] == ["plan", "timeline", "timeline"], c.svgs
+assert c.svgs[0][1] == bars, (c.svgs[0], bars)
+assert c.svgs[1][1] > 0, c.svgs
+alternatives = html.count("(pareto)") + 0
+if sys.argv[1].endswith("gpt.html"):
+    assert "<h2>Alternatives</h2>" in html
+    assert text.count("[pareto]") == alternatives, (text.count("[pareto]"), alternatives)
+else:
+    assert "<h2>Alternatives</h2>" not in html
+PY
+done
 [ "$(json_get "$WORK/gpt.json" "d['predicted_step_ms']")" = "$(json_get "$WORK/gpt_sim.json" "d['predicted_step_ms']")" ] \
   || fail "simulate gpt predicts a different step time"
 for strategy in branch tensor; do

@@ -477,17 +477,11 @@ void commit_checkpoint_shards(const std::string& dir, const CheckpointIdentity& 
 
 std::vector<int64_t> stage_tensor_indices(const LoadedModel& model, const Plan& plan, int stage) {
   PARTITA_ASSERT(stage >= 0 && stage < static_cast<int>(plan.stages.size()), "stage ", stage, " out of range");
-  const Stage& st = plan.stages[static_cast<size_t>(stage)];
-  const auto in_stage = [&](NodeId n) {
-    if (st.explicit_nodes()) return std::find(st.nodes.begin(), st.nodes.end(), n) != st.nodes.end();
-    return n >= st.first && n <= st.last;
-  };
+  const std::vector<std::vector<int>> readers = plan.parameter_stages(model.ir);
   std::vector<int64_t> held;
-  const auto& params = model.ir.parameters();
-  for (size_t i = 0; i < params.size(); ++i) {
-    const auto& users = model.ir.value(params[i].value).users;
-    const bool read = std::any_of(users.begin(), users.end(), in_stage);
-    if (read || (users.empty() && stage == 0)) held.push_back(static_cast<int64_t>(i));
+  for (size_t i = 0; i < readers.size(); ++i) {
+    const bool read = std::find(readers[i].begin(), readers[i].end(), stage) != readers[i].end();
+    if (read || (readers[i].empty() && stage == 0)) held.push_back(static_cast<int64_t>(i));
   }
   return held;
 }
