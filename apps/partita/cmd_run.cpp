@@ -69,19 +69,40 @@ int check_checkpoint_args(const RunArgs& args) {
 }
 
 // A multi-process plan is data parallel (one stage whose group has WORLD_SIZE devices: rank r runs device r)
-// or a pipeline (WORLD_SIZE stages on one device each: rank r runs stage r).
+// or a pipeline of WORLD_SIZE stages (rank r runs stage r on its group's devices: one, or several for a hybrid
+// plan, whose devices then run in that process).
 void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
   const size_t world = static_cast<size_t>(env.world_size);
   const size_t devices = plan.stages.empty() ? 0 : plan.groups.at(plan.stages[0].group).devices.size();
   const bool data = plan.stages.size() == 1 && devices == world &&
                     plan.groups[plan.stages[0].group].parallelism == GroupParallelism::kData;
-  bool pipeline = plan.stages.size() == world;
-  for (const Stage& st : plan.stages) pipeline = pipeline && plan.groups.at(st.group).devices.size() == 1;
+  const bool pipeline = plan.stages.size() == world && world > 1;
   PARTITA_CHECK(data || pipeline, "a ", world, "-process run needs a one-stage data-parallel plan with ",
-                world, " devices or a ", world, "-stage pipeline with one device per stage, got ",
+                world, " devices or a ", world, "-stage pipeline (one process per stage), got ",
                 plan.stages.size(), " stage(s) with ", devices,
                 " device(s) in the first; plan with --devices LIST of ", world,
-                " devices and --strategy data, or --strategy pipeline");
+                " devices and --strategy data, or --strategy pipeline or hybrid");
+}
+
+// The binding of this rank's whole process: its device, or the union of its stage's devices' cores.
+DeviceBinding process_binding(const Plan& plan, int rank) {
+  if (plan.stages.size() == 1) {
+    return bind_device(plan.groups.at(plan.stages[0].group).devices.at(static_cast<size_t>(rank)));
+  }
+  const auto& devices = plan.groups.at(plan.stages.at(static_cast<size_t>(rank)).group).devices;
+  DeviceBinding all = bind_device(devices.at(0));
+  for (size_t d = 1; d < devices.size(); ++d) {
+    const DeviceBinding b = bind_device(devices[d]);
+    if (b.cores.empty() || all.cores.empty()) {  // a GPU's process is not pinned
+      all.cores.clear();
+      continue;
+    }
+    for (int c : b.cores) {
+      if (std::find(all.cores.begin(), all.cores.end(), c) == all.cores.end()) all.cores.push_back(c);
+    }
+  }
+  all.threads = 1;  // the workers run the stage on threads of their own; this one only waits for them
+  return all;
 }
 
 // A failed rank tells the others (through the store) and leaves at once: unwinding would destroy a process
@@ -212,12 +233,7 @@ void run_run(const RunArgs& args) {
     // The whole process works for its rank's device: pin the main thread before c10d starts its threads
     // so they inherit it (as a DDP job pinned with sched_setaffinity does). Floating Gloo threads landed on
     // the other rank's core and made 2-rank CNN steps bimodal (~2 or ~4 ms).
-    const Stage& own =
-        plan.stages.size() > 1 ? plan.stages.at(static_cast<size_t>(dist->rank)) : plan.stages.at(0);
-    const DeviceGroup& devices = plan.groups.at(own.group);
-    const std::string own_device =
-        devices.devices.at(plan.stages.size() > 1 ? 0 : static_cast<size_t>(dist->rank));
-    apply_to_current_thread(bind_device(own_device));
+    apply_to_current_thread(process_binding(plan, dist->rank));
     group = std::make_unique<DistributedGroup>(*dist);
     options.group = group.get();
     reducer = std::make_unique<GlooGradientReducer>(*group);

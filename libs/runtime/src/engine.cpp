@@ -124,6 +124,11 @@ struct Engine::Impl {
   // [upstream worker][downstream worker]: activations down, their gradients back up (in-process stages).
   std::vector<std::vector<std::unique_ptr<MessageChannel>>> forward_channels;
   std::vector<std::vector<std::unique_ptr<MessageChannel>>> backward_channels;
+  // A pipeline across processes whose local stage runs on several devices (a hybrid plan, one process per
+  // stage): the stage's first worker, the leader, alone talks to the other processes, in whole-microbatch
+  // messages. It hands each other local worker its part of what arrives (from_leader) and puts their parts
+  // (to_leader) together with its own before it sends. Indexed by worker; empty otherwise.
+  std::vector<std::unique_ptr<MessageChannel>> to_leader, from_leader;
   std::vector<torch::Tensor> master_params;
   std::vector<torch::Tensor> shared_params;  // local_stage: trainable parameters that several stages use
   // Where the model's parameter tensors live while the engine runs (place_parameters). keeper[i]: the worker
@@ -205,6 +210,10 @@ struct Engine::Impl {
       for (auto& c : row)
         if (c) c->close();
     }
+    for (auto* side : {&to_leader, &from_leader}) {
+      for (auto& c : *side)
+        if (c) c->close();
+    }
     if (branch) branch->abort();
   }
 
@@ -256,8 +265,9 @@ struct Engine::Impl {
   bool remote(int stage) const { return options.local_stage >= 0 && stage != options.local_stage; }
 
   // Stage `receiver` takes what stage `sender` sent it for microbatch m (`count` values): from an in-process
-  // channel, or through the transport from another process. Between stages of one device each (the only
-  // kind another process runs); hybrid links go device by device (receive_gradients, send_gradients).
+  // channel, or through the transport from another process (a one-device local stage). Between in-process
+  // stages of one device each; hybrid links go device by device (receive_gradients, send_gradients), and
+  // other processes' messages through receive_remote / send_remote.
   Message receive_message(int sender, int receiver, int m, bool backward, size_t count) {
     if (remote(sender)) return Message{options.transport->receive(sender, receiver, m, backward, count)};
     const int a = stage_workers[sender][0], b = stage_workers[receiver][0];
@@ -270,6 +280,114 @@ struct Engine::Impl {
     }
     const int a = stage_workers[sender][0], b = stage_workers[receiver][0];
     (backward ? backward_channels[b][a] : forward_channels[a][b])->send(std::move(msg));
+  }
+
+  // Pipelines across processes, local stage on several devices (see to_leader): whether w talks to the other
+  // processes for its stage.
+  bool leader(const Worker& w) const { return stage_workers[w.stage][0] == w.index; }
+  bool lone_local_stage(const Worker& w) const { return stage_workers[w.stage].size() == 1; }
+
+  // What local worker w takes of a whole-microbatch message (`values` its routing) from another process: the
+  // rows it holds of batch-major values; any other value whole going forward and, backward (the gradients of
+  // values w's stage sent), only on the stage's first device, which alone sent it (in-process hybrid links
+  // do the same).
+  Message part_for(const Worker& w, const Message& whole, const std::vector<ValueId>& values,
+                   bool backward) const {
+    Message part;
+    for (size_t k = 0; k < values.size(); ++k) {
+      const c10::IValue& iv = whole.values.at(k);
+      if (routing.batch_major[values[k]]) {
+        const bool defined = iv.isTensor() && iv.toTensor().defined();
+        part.values.emplace_back(defined ? c10::IValue(iv.toTensor().narrow(0, w.share_offset, w.share))
+                                         : c10::IValue());
+      } else {
+        part.values.push_back(backward && w.replica != 0 ? c10::IValue() : iv);
+      }
+    }
+    return part;
+  }
+
+  // The leader's message for another process, put together from every local worker's part (parts in
+  // stage_workers order): batch-major values' rows in sample order (backward: zeros where a device computed
+  // no gradient), any other value the first device's going forward and the sum of the gradients backward.
+  Message combine_parts(int stage, const std::vector<Message>& parts, const std::vector<ValueId>& values,
+                        bool backward) const {
+    const auto tensor_of = [](const c10::IValue& iv) {
+      return iv.isTensor() && iv.toTensor().defined() ? iv.toTensor().to(torch::kCPU) : torch::Tensor();
+    };
+    Message whole;
+    for (size_t k = 0; k < values.size(); ++k) {
+      if (!routing.batch_major[values[k]]) {
+        if (!backward) {
+          whole.values.push_back(parts[0].values.at(k));
+          continue;
+        }
+        torch::Tensor sum;
+        for (const Message& part : parts) {
+          const torch::Tensor g = tensor_of(part.values.at(k));
+          if (g.defined()) sum = sum.defined() ? sum + g : g;
+        }
+        whole.values.emplace_back(sum.defined() ? c10::IValue(sum) : c10::IValue());
+        continue;
+      }
+      std::vector<torch::Tensor> pieces;
+      torch::Tensor like;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const Worker& holder = workers[static_cast<size_t>(stage_workers[stage][i])];
+        pieces.push_back(tensor_of(parts[i].values.at(k)));
+        if (!pieces.back().defined()) continue;
+        PARTITA_CHECK(pieces.back().dim() >= 1 && pieces.back().size(0) == holder.share, "stage ", stage,
+                      " on ", holder.binding.id, ": value '", model.ir.value(values[k]).name,
+                      "' should hold this device's ", holder.share,
+                      " samples along dimension 0 to cross to another process, but does not; plan with "
+                      "--strategy pipeline or data");
+        like = pieces.back();
+      }
+      if (!like.defined()) {  // no device computed a gradient for it
+        whole.values.emplace_back();
+        continue;
+      }
+      for (size_t i = 0; i < pieces.size(); ++i) {
+        if (pieces[i].defined()) continue;
+        std::vector<int64_t> shape = like.sizes().vec();
+        shape[0] = workers[static_cast<size_t>(stage_workers[stage][i])].share;
+        pieces[i] = torch::zeros(shape, like.options());
+      }
+      whole.values.emplace_back(pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 0));
+    }
+    return whole;
+  }
+
+  // Local worker w's part of what stage `from` (in another process) sent its stage for microbatch m.
+  Message receive_remote(const Worker& w, int from, int m, bool backward, size_t count) {
+    const auto& values = backward ? routing.sends[w.stage][from] : routing.sends[from][w.stage];
+    if (lone_local_stage(w)) return Message{options.transport->receive(from, w.stage, m, backward, count)};
+    if (!leader(w)) return receive(*from_leader[static_cast<size_t>(w.index)]);
+    const Message whole{options.transport->receive(from, w.stage, m, backward, count)};
+    for (size_t i = 1; i < stage_workers[w.stage].size(); ++i) {
+      const Worker& other = workers[static_cast<size_t>(stage_workers[w.stage][i])];
+      from_leader[static_cast<size_t>(other.index)]->send(part_for(other, whole, values, backward));
+    }
+    return part_for(w, whole, values, backward);
+  }
+
+  // Sends local worker w's part of what its stage sends stage `to` (in another process) for microbatch m.
+  void send_remote(const Worker& w, int to, int m, bool backward, Message mine) {
+    if (lone_local_stage(w)) {
+      options.transport->send(mine.values, w.stage, to, m, backward);
+      return;
+    }
+    if (!leader(w)) {
+      to_leader[static_cast<size_t>(w.index)]->send(std::move(mine));
+      return;
+    }
+    std::vector<Message> parts;
+    parts.push_back(std::move(mine));
+    for (size_t i = 1; i < stage_workers[w.stage].size(); ++i) {
+      parts.push_back(receive(*to_leader[static_cast<size_t>(stage_workers[w.stage][i])]));
+    }
+    const auto& values = backward ? routing.sends[to][w.stage] : routing.sends[w.stage][to];
+    options.transport->send(combine_parts(w.stage, parts, values, backward).values, w.stage, to, m, backward);
   }
 
   // Hybrid plans: stages p < t whose groups are not both one device exchange values device by device. A
@@ -497,7 +615,8 @@ struct Engine::Impl {
       const auto& values = routing.sends[p][w.stage];
       if (values.empty()) continue;
       if (remote(p) || !resharded(p, w.stage)) {
-        Message msg = receive_message(p, w.stage, m, /*backward=*/false, values.size());
+        Message msg = remote(p) ? receive_remote(w, p, m, /*backward=*/false, values.size())
+                                : receive_message(p, w.stage, m, /*backward=*/false, values.size());
         for (size_t i = 0; i < values.size(); ++i) {
           c10::IValue iv = detail::map_tensors(msg.values[i], as_leaf);
           state.leaves[p].push_back(iv);
@@ -555,7 +674,11 @@ struct Engine::Impl {
             remote(t) ? torch::Device(torch::kCPU) : workers[stage_workers[t][0]].binding.device;
         Message msg;
         for (ValueId v : values) msg.values.push_back(to(env[v], dest));
-        send_message(w.stage, t, m, /*backward=*/false, std::move(msg));
+        if (remote(t)) {
+          send_remote(w, t, m, /*backward=*/false, std::move(msg));
+        } else {
+          send_message(w.stage, t, m, /*backward=*/false, std::move(msg));
+        }
         continue;
       }
       for (int j : stage_workers[t]) {
@@ -654,7 +777,9 @@ struct Engine::Impl {
     for (int t = w.stage + 1; t < stages; ++t) {
       const size_t count = routing.sends[w.stage][t].size();
       if (count == 0) continue;
-      if (remote(t) || !resharded(w.stage, t)) {
+      if (remote(t)) {
+        from_downstream[t] = receive_remote(w, t, m, /*backward=*/true, count);
+      } else if (!resharded(w.stage, t)) {
         from_downstream[t] = receive_message(t, w.stage, m, /*backward=*/true, count);
       } else {
         from_downstream[t] = receive_gradients(w, t);
@@ -704,7 +829,11 @@ struct Engine::Impl {
           msg.values.emplace_back(grad.defined() ? c10::IValue(grad) : c10::IValue());
         }
       }
-      send_message(w.stage, p, m, /*backward=*/true, std::move(msg));
+      if (remote(p)) {
+        send_remote(w, p, m, /*backward=*/true, std::move(msg));
+      } else {
+        send_message(w.stage, p, m, /*backward=*/true, std::move(msg));
+      }
     }
     state = Pending{};
   }
@@ -722,7 +851,9 @@ struct Engine::Impl {
     std::vector<Pending> pending(plan.microbatches);
     w.loss = 0.0;
     w.outputs.assign(plan.microbatches, {});
-    if (options.transport != nullptr) options.transport->begin_step(step_index);
+    // Only the stage's first worker talks to the other processes (receive_remote, send_remote).
+    const bool talks = options.transport != nullptr && leader(w);
+    if (talks) options.transport->begin_step(step_index);
     const auto tasks = stage_schedule(plan.schedule, w.stage, stages, plan.microbatches, training);
     const ScheduledTask* last_backward = nullptr;
     for (const auto& task : tasks) {
@@ -738,7 +869,7 @@ struct Engine::Impl {
         forward(w, task.microbatch, pending);
       }
     }
-    if (options.transport != nullptr) options.transport->finish_step();
+    if (talks) options.transport->finish_step();
   }
 
   // The lone worker on the calling thread (EngineOptions::inline_lone_worker). The binding is applied once
@@ -865,12 +996,6 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     PARTITA_CHECK(stages > 1 && options.local_stage < stages, "this process runs stage ", options.local_stage,
                   " of a pipeline, but the plan has ", stages,
                   " stage(s); plan with --strategy pipeline for that many processes");
-    for (int st = 0; st < stages; ++st) {
-      const size_t devices = s.plan.groups[s.plan.stages[st].group].devices.size();
-      PARTITA_CHECK(devices == 1, "stage ", st, " of this pipeline runs on a group of ", devices,
-                    " devices: a pipeline across processes runs one device per stage (hybrid plans run in "
-                    "one process); plan with --strategy pipeline for several processes");
-    }
     PARTITA_CHECK(
         !s.training || options.reducer != nullptr,
         "training one stage of a pipeline needs a reducer (the loss is computed by the last stage)");
@@ -931,6 +1056,14 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
       s.backward_channels[a][b] = std::make_unique<MessageChannel>();
     }
   }
+  if (options.local_stage >= 0 && s.stage_workers[options.local_stage].size() > 1) {
+    s.to_leader.resize(worker_count);
+    s.from_leader.resize(worker_count);
+    for (size_t w = 1; w < worker_count; ++w) {  // worker 0 is the leader (the local stage's first)
+      s.to_leader[w] = std::make_unique<MessageChannel>();
+      s.from_leader[w] = std::make_unique<MessageChannel>();
+    }
+  }
   for (size_t i = 0; i < model.parameters.size(); ++i) {
     const auto& p = model.parameters[i];
     if (!p.requires_grad()) continue;
@@ -974,7 +1107,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     const int replicas = static_cast<int>(s.plan.groups[s.plan.stages[0].group].devices.size());
     cpu_workers = std::max(cpu_workers, replicas);
   }
-  if (options.local_stage >= 0) cpu_workers = std::max(cpu_workers, stages);
+  if (options.local_stage >= 0) cpu_workers = std::max(cpu_workers, static_cast<int>(s.plan.used_devices().size()));
   const bool contended = cpu_workers > 1 || cpu_threads > 1;
   if (options.blas == BlasThreads::kOne || (options.blas == BlasThreads::kAuto && contended)) {
     s.saved_blas_threads = blas_threads();
@@ -1043,6 +1176,10 @@ StepResult Engine::step(const StepInputs& batch) {
   }
   for (auto& row : s.backward_channels) {
     for (auto& c : row)
+      if (c) c->reset();
+  }
+  for (auto* side : {&s.to_leader, &s.from_leader}) {
+    for (auto& c : *side)
       if (c) c->reset();
   }
   if (s.branch) s.branch->begin_step(batch, s.step_index);

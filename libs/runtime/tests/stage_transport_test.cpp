@@ -245,6 +245,91 @@ TEST(StageTransport, AWeightUsedByBothStagesGetsTheSummedGradient) {
   std::filesystem::remove(path);
 }
 
+namespace {
+
+// A hybrid plan as two processes run it, one per stage, each stage's devices in its process: 2 microbatches
+// of 4 samples, cut at `cut` (one a hybrid plan can split). Four device ids on two cores ("cpu" and "cpu:0-1"
+// are both cores again): the math is tested here, not the speed.
+Plan two_stage_hybrid(const Graph& g, Mode mode, NodeId cut, DeviceGroup first, DeviceGroup second) {
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = mode;
+  p.strategy = StrategyKind::kHybrid;
+  p.schedule = Schedule::kOneFOneB;
+  // Not Adam: it turns rounding noise in ~0 gradients into lr-sized steps, and the replicas of a stage add
+  // their gradients in thread order (the in-process hybrid differs from itself by 1e-4 under Adam).
+  p.optimizer = Optimizer::kSgdMomentum;
+  p.global_batch = 8;
+  p.microbatches = 2;
+  p.groups = {std::move(first), std::move(second)};
+  p.stages = {Stage{0, cut, 0}, Stage{cut + 1, g.num_nodes() - 1, 1}};
+  return p;
+}
+
+struct HybridLayout {
+  const char* name;
+  DeviceGroup first, second;
+};
+const HybridLayout kHybridLayouts[] = {
+    {"2 devices then 1", DeviceGroup{{"cpu:0", "cpu:1"}, {1, 3}}, DeviceGroup{{"cpu"}, {4}}},
+    {"1 device then 2", DeviceGroup{{"cpu"}, {4}}, DeviceGroup{{"cpu:0", "cpu:1"}, {3, 1}}},
+    {"2 then 2, crossing", DeviceGroup{{"cpu:0", "cpu:1"}, {1, 3}}, DeviceGroup{{"cpu", "cpu:0-1"}, {3, 1}}},
+};
+
+// The cut nearest the best single cut that a hybrid plan can split (graph/analysis.h's hybrid_cuts).
+NodeId splittable_cut(const Graph& g) {
+  const NodeId middle = best_cut_points(g, 1)[0].after_node;
+  const std::vector<bool> cuts = hybrid_cuts(g);
+  for (NodeId d = 0; d < g.num_nodes(); ++d) {
+    for (const NodeId n : {middle - d, middle + d}) {
+      if (n >= 0 && n + 1 < g.num_nodes() && cuts[static_cast<size_t>(n)]) return n;
+    }
+  }
+  return kNoNode;
+}
+
+std::string zoo(const std::string& name) { return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt"; }
+
+}  // namespace
+
+// A hybrid plan across two processes (one per stage, a stage's devices inside its process) trains exactly as
+// the same plan in one process: the stage's first device exchanges whole microbatches with the other process
+// and hands its devices their rows.
+TEST(StageTransport, TwoRankHybridTrainsLikeTheInProcessHybrid) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  for (const auto& [name, input] : std::vector<std::pair<std::string, std::string>>{
+           {"mlp", "8x64"}, {"cnn", "8x3x32x32"}, {"gpt", "8x16:i64:2048"}}) {
+    LoadedModel probe = load(zoo(name), input);
+    const NodeId cut = splittable_cut(probe.ir);
+    ASSERT_NE(cut, kNoNode) << name;
+    for (const auto& layout : kHybridLayouts) {
+      SCOPED_TRACE(name + ", " + layout.name);
+      expect_same_training(zoo(name), input, [&](const Graph& g) {
+        return two_stage_hybrid(g, Mode::kTraining, cut, layout.first, layout.second);
+      });
+    }
+  }
+}
+
+TEST(StageTransport, TwoRankHybridInferenceGivesTheModulesOutputs) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  LoadedModel probe = load(mlp(), "8x64");
+  const NodeId cut = splittable_cut(probe.ir);
+  for (const auto& layout : kHybridLayouts) {
+    SCOPED_TRACE(layout.name);
+    auto plan = [&](const Graph& g) {
+      return two_stage_hybrid(g, Mode::kInference, cut, layout.first, layout.second);
+    };
+    const auto one = run_in_process(mlp(), "8x64", plan, 1);
+    const auto two = run_two_ranks(mlp(), "8x64", plan, 2);
+    EXPECT_TRUE(two[0].outputs.empty());
+    ASSERT_EQ(two[1].outputs.size(), one.outputs.size());
+    for (size_t i = 0; i < one.outputs.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(two[1].outputs[i], one.outputs[i], 1e-6, 1e-7)) << "output " << i;
+    }
+  }
+}
+
 TEST(StageTransport, ARankThatNeverAnswersIsNamedWithinTheTimeout) {
   const auto t0 = std::chrono::steady_clock::now();
   std::string message;

@@ -40,11 +40,14 @@
 // Several processes: with EngineOptions::local_replica set, this engine runs one replica of a one-stage
 // data-parallel plan (the other replicas run in other processes, see distributed_reducer.h) and
 // EngineOptions::reducer combines the gradients and the loss across processes before the optimizer step.
-// With EngineOptions::local_stage set, it runs one stage of a pipeline (the other stages run in other
-// processes): the same schedule, with activations and gradients crossing EngineOptions::transport (see
-// stage_transport.h); the reducer sums the loss (computed by the last stage) and the gradients of parameters
-// that several stages use, and each process steps the parameters of its stage (the others get no gradient
-// there). Inference outputs are returned only by the process that runs the last stage.
+// With EngineOptions::local_stage set, it runs one stage of a pipeline or hybrid plan (the other stages run
+// in other processes): the same schedule, with activations and gradients crossing EngineOptions::transport
+// (see stage_transport.h) as whole microbatches; a stage on several devices runs them all in this process,
+// its first device's worker alone exchanging messages with the other processes (it hands the others their
+// rows and puts theirs together, as in-process hybrid links do device by device). The reducer sums the loss
+// (computed by the last stage) and the gradients of parameters that several stages use, and each process
+// steps the parameters of its stage (the others get no gradient there). Inference outputs are returned only
+// by the process that runs the last stage.
 #include <memory>
 #include <optional>
 #include <string>
@@ -115,8 +118,8 @@ struct EngineOptions {
   // r of its group (its batch share at its offset; the others run in other processes on the same global
   // batch).
   int local_replica = -1;
-  // -1: run every stage of the plan here. s >= 0: the plan must be a pipeline of one-device stages; run only
-  // stage s and exchange activations and gradients with the other stages through `transport`.
+  // -1: run every stage of the plan here. s >= 0: the plan must have several stages; run only stage s (all
+  // its devices) and exchange activations and gradients with the other stages through `transport`.
   int local_stage = -1;
   StageTransport* transport = nullptr;  // with local_stage; must outlive the engine
   GradientReducer* reducer = nullptr;   // training only; must outlive the engine; none: nothing to combine
