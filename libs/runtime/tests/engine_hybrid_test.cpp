@@ -10,7 +10,6 @@
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
 #include "partita/runtime/engine.h"
-#include "partita/runtime/stage_transport.h"
 #include "partita/search/graph_identity.h"
 #include "reference_training.h"
 
@@ -135,31 +134,6 @@ TEST(EngineHybrid, RefusesACutThatCarriesAValueItCannotSplitByTheBatch) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("cannot be split between the stages' devices"), std::string::npos)
         << e.what();
-  }
-}
-
-// Never reached: the engine refuses the plan before it talks to other processes.
-class UnusedTransport final : public StageTransport {
- public:
-  void begin_step(int) override {}
-  void send(const std::vector<c10::IValue>&, int, int, int, bool) override {}
-  std::vector<c10::IValue> receive(int, int, int, bool, size_t) override { return {}; }
-  void finish_step() override {}
-};
-
-TEST(EngineHybrid, APipelineAcrossProcessesStillNeedsOneDevicePerStage) {
-  LoadedModel m = load("mlp", "8x64");
-  const NodeId cut = best_cut_points(m.ir, 1)[0].after_node;
-  UnusedTransport transport;
-  EngineOptions remote;
-  remote.local_stage = 0;
-  remote.transport = &transport;
-  try {
-    Engine engine(m, hybrid_plan(m.ir, Mode::kInference, 8, 2, cut, kLayouts[0].first, kLayouts[0].second),
-                  remote);
-    FAIL() << "one stage of a hybrid plan ran in its own process";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("one device per stage"), std::string::npos) << e.what();
   }
 }
 

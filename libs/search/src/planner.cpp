@@ -1,7 +1,10 @@
 #include "partita/search/planner.h"
 
+#include "partita/search/plan_json.h"
+
 #include <algorithm>
 #include <limits>
+#include <set>
 
 #include "partita/core/error.h"
 #include "partita/core/format.h"
@@ -13,6 +16,7 @@
 #include "partita/search/hybrid_strategy.h"
 #include "partita/search/objective.h"
 #include "partita/search/pipeline_strategy.h"
+#include "partita/search/plan_json.h"
 #include "partita/search/simulator.h"
 #include "partita/search/stage_model.h"
 #include "partita/search/tensor_strategy.h"
@@ -51,6 +55,17 @@ std::vector<Plan> feasible_evaluated(const Graph& graph, const Cluster& cluster,
     out.push_back(std::move(p));
   }
   return out;
+}
+
+// A plan's layout: how it runs, without its label, prediction or source. Two strategies can propose the
+// same layout (a hybrid whose groups are all one device is a pipeline); the planner keeps the first.
+std::string layout_key(const Plan& p) {
+  Json j = plan_to_json(p);
+  for (const char* key : {"strategy", "predicted_step_ms", "predicted_peak_bytes", "predicted_joules",
+                          "prediction", "source", "unused_devices"}) {
+    j.erase(key);
+  }
+  return j.dump();
 }
 
 std::optional<Bytes> smallest_memory(const Graph& graph, const Cluster& cluster, const CostTable& table,
@@ -137,7 +152,10 @@ PlanOutcome make_plan(const Graph& graph, const Cluster& cluster, const CostTabl
     }
     return outcome;
   }
-  for (size_t i : rank_candidates(plans, options.objective)) outcome.candidates.push_back(plans[i]);
+  std::set<std::string> layouts;
+  for (size_t i : rank_candidates(plans, options.objective)) {
+    if (layouts.insert(layout_key(plans[i])).second) outcome.candidates.push_back(plans[i]);
+  }
   outcome.pareto = pareto_front(outcome.candidates);
   outcome.plan = outcome.candidates.front();
   return outcome;

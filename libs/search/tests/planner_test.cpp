@@ -66,6 +66,34 @@ TEST(Planner, BeatsEvenAndNearsTheIdealOnUnequalGpus) {
   EXPECT_EQ(plan_to_json(again).dump(), plan_to_json(*best.plan).dump());
 }
 
+TEST(Planner, CandidatesAreDistinctLayouts) {
+  const Gpt24 s = gpt24_on_unequal_gpus();
+  const PlanOutcome out = make_plan(s.graph, s.cluster, s.table, training(32));
+  ASSERT_TRUE(out.plan) << out.error;
+  std::set<std::string> seen;
+  bool hybrid_of_single_devices = false;
+  for (const Plan& p : out.candidates) {
+    Json j = plan_to_json(p);
+    for (const char* key : {"strategy", "predicted_step_ms", "predicted_peak_bytes", "predicted_joules",
+                            "prediction", "source", "unused_devices"}) {
+      j.erase(key);
+    }
+    EXPECT_TRUE(seen.insert(j.dump()).second) << "a layout listed twice:\n" << p.to_string();
+    hybrid_of_single_devices = hybrid_of_single_devices ||
+                               (p.strategy == StrategyKind::kPipeline &&
+                                std::all_of(p.groups.begin(), p.groups.end(),
+                                            [](const DeviceGroup& g) { return g.devices.size() == 1; }));
+  }
+  // The hybrid strategy proposes one-device groups too (a pipeline): the generators do overlap here.
+  SearchOptions hybrid = training(32);
+  hybrid.strategy = StrategyKind::kHybrid;
+  const auto raw = generate_candidates(s.graph, s.cluster, s.table, hybrid);
+  EXPECT_TRUE(std::any_of(raw.begin(), raw.end(), [](const Plan& p) {
+    return std::all_of(p.groups.begin(), p.groups.end(), [](const DeviceGroup& g) { return g.devices.size() == 1; });
+  })) << "the test needs overlapping generators to mean anything";
+  EXPECT_TRUE(hybrid_of_single_devices);
+}
+
 TEST(Planner, IsDeterministic) {
   const Gpt24 s = gpt24_on_unequal_gpus();
   const auto a = make_plan(s.graph, s.cluster, s.table, training(16));

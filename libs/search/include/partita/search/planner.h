@@ -17,7 +17,9 @@ namespace partita {
 
 struct PlanOutcome {
   std::optional<Plan> plan;         // the chosen plan with its simulated prediction
-  std::vector<Plan> candidates;     // every feasible evaluated candidate, best first by objective
+  // Every feasible evaluated candidate, best first by objective; one per layout (when two strategies
+  // propose the same groups, stages, microbatches, schedule and savings, the better-ranked label stays).
+  std::vector<Plan> candidates;
   std::vector<size_t> pareto;       // indices into candidates on the time/energy Pareto front
   std::string error;                // why there is no plan (empty when there is one)
   std::optional<Bytes> min_memory;  // when nothing fits: the smallest per-device memory that would
