@@ -37,6 +37,7 @@ struct PlanArgs {
   std::string cost;
   int microbatches = 0;
   std::vector<std::string> slowdowns;
+  std::vector<std::string> power_caps;
   std::string json;
   std::string html;
 };
@@ -93,6 +94,10 @@ void run_plan(const PlanArgs& args) {
   for (const auto& text : args.slowdowns) {
     const auto [device, factor] = parse_device_slowdown(text);
     source.device_slowdowns[device] = factor;
+  }
+  for (const auto& text : args.power_caps) {
+    const auto [device, watts] = parse_device_power_cap(text);
+    source.power_caps[device] = watts;
   }
   // Parse the choices before the (slow) model load so typos fail fast.
   const Objective objective = parse_objective(args.objective);
@@ -166,6 +171,9 @@ Command register_plan(CLI::App& app) {
   cmd->add_option("--device-slowdown", args->slowdowns,
                   "DEVICE:FACTOR: plan as if that device were FACTOR times slower (shared with other work); "
                   "repeatable");
+  cmd->add_option("--power-cap", args->power_caps,
+                  "DEVICE:WATTS: plan a GPU as if power-capped (clock from a cube-law model of power, busy "
+                  "power = the cap); repeatable; partita run --power-cap applies a cap");
   cmd->add_option("--json", args->json, "write the plan as JSON (- for stdout)");
   cmd->add_option("--html", args->html,
                   "write a report page: prediction, devices, a picture of the plan, the simulated step, "

@@ -5,6 +5,7 @@
 // Gloo; or a pipeline, rank r running stage r. Only rank 0 prints the table and writes --json/--trace, with
 // every rank's workers and one trace row per rank (gathered through the rendezvous store at the end).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <memory>
@@ -205,6 +206,18 @@ void run_run(const RunArgs& args) {
   for (const auto& text : args.power_caps) caps.push_back(parse_power_cap(text));
   PARTITA_CHECK(caps.empty() || !dist, "--power-cap caps the machine for one process; this is rank ",
                 dist ? dist->rank : 0, " of a multi-process job: cap the devices before starting it");
+  // A plan made for capped GPUs (partita plan --power-cap) predicts them capped; a run does not change
+  // hardware limits unless asked.
+  for (const auto& [device, watts] : plan.source.power_caps) {
+    const bool applied = std::any_of(caps.begin(), caps.end(), [&, d = device, w = watts](const PowerCapRequest& c) {
+      return c.device == d && std::abs(c.watts.value() - w) < 0.5;
+    });
+    if (!applied) {
+      log_warning(fmt::format("the plan was made for {} capped at {:.4g} W; this run leaves its power limit as it is "
+                           "(add --power-cap {}:{:.4g} to apply that cap; it needs root)",
+                           device, watts, device, watts));
+    }
+  }
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
   RunOptions options;

@@ -71,7 +71,8 @@ struct ProfiledCostOptions {
 // in.source.inputs its input specs. Not thread-safe (sets intra-op threads on its own threads only).
 void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const ProfiledCostOptions& options);
 
-// Applies in.source.device_slowdowns to the cluster and cost table (slow_down_device), after any profiling:
+// Applies in.source.power_caps (cap_device_power) and then in.source.device_slowdowns to the cluster and cost
+// table (slow_down_device), after any profiling:
 // the cost rows of those devices are stretched by their factors.
 void apply_device_slowdowns(PlanningInputs& in);
 

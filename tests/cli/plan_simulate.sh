@@ -89,6 +89,36 @@ PY
 done
 [ "$(json_get "$WORK/gpt.json" "d['predicted_step_ms']")" = "$(json_get "$WORK/gpt_sim.json" "d['predicted_step_ms']")" ] \
   || fail "simulate gpt predicts a different step time"
+# What-if power caps: both A100s capped at 250 W (of 400 W TDP, the database's 50 W idle): the plan records the
+# caps, simulate rebuilds them, and every A100 the plan uses is predicted slower (busy longer) per sample than
+# uncapped; partita run of such a plan says the cap is not applied unless asked.
+"$PARTITA" --verbose plan --model-spec "$SRC/config/models/gpt-24layer.yaml" --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" \
+  --train --batch 16 --power-cap cuda:0:250 --power-cap cuda:1:250W --json "$WORK/capped.json" >"$WORK/capped.txt" \
+  2>"$WORK/capped.err" || fail "plan with --power-cap: $(tail -2 "$WORK/capped.err")"
+grep -q "planning cuda:0 capped at 250 W: clock x0.8" "$WORK/capped.err" || fail "the cap's model should be logged: $(cat "$WORK/capped.err")"
+[ "$(json_get "$WORK/capped.json" "d['source']['power_caps_w']")" = "{'cuda:0': 250.0, 'cuda:1': 250.0}" ] \
+  || fail "the plan should record its power caps"
+"$PARTITA" simulate "$WORK/capped.json" --json "$WORK/capped_sim.json" >/dev/null || fail "simulate a capped plan"
+[ "$(json_get "$WORK/capped.json" "d['predicted_step_ms']")" = "$(json_get "$WORK/capped_sim.json" "d['predicted_step_ms']")" ] \
+  || fail "simulate should rebuild the caps"
+"$PYTHON" - "$WORK/gpt.json" "$WORK/capped.json" <<'PY' || fail "capped plan vs uncapped"
+import json, sys
+free, capped = (json.load(open(p)) for p in sys.argv[1:])
+assert capped["predicted_step_ms"] >= free["predicted_step_ms"] * 0.999, (capped["predicted_step_ms"], free["predicted_step_ms"])
+PY
+"$PYTHON" -c "import json,sys; d=json.load(open(sys.argv[1])); d['source']['power_caps_w']={'cuda:7': 250.0}; json.dump(d, open(sys.argv[2],'w'))" \
+  "$WORK/mlp.json" "$WORK/mlp_capped.json"
+"$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/mlp_capped.json" --steps 1 --warmup 0 >/dev/null \
+  2>"$WORK/run_capped.err" || fail "run a plan made for a capped GPU: $(tail -2 "$WORK/run_capped.err")"
+grep -q "the plan was made for cuda:7 capped at 250 W; this run leaves its power limit as it is (add --power-cap cuda:7:250" \
+  "$WORK/run_capped.err" || fail "run should say the plan's cap is not applied: $(cat "$WORK/run_capped.err")"
+expect_error "power caps are modelled for GPUs only" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 \
+  --cost roofline --power-cap cpu:0:5
+expect_error "is not above its idle power" "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" \
+  --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" --batch 8 --power-cap cuda:0:20
+expect_error "power cap 'cuda:1' must be DEVICE:WATTS, e.g. cuda:0:250" "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" \
+  --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" --batch 8 --power-cap cuda:1
+
 for strategy in branch tensor; do
   "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" \
     --batch 8 --strategy $strategy --json "$WORK/$strategy.json" >/dev/null || fail "plan --strategy $strategy"

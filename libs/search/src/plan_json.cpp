@@ -54,6 +54,7 @@ Json source_to_json(const PlanSource& s) {
   if (!s.cost.empty()) j["cost"] = s.cost;
   if (s.memory_limit) j["memory_limit_bytes"] = s.memory_limit->value();
   if (!s.device_slowdowns.empty()) j["device_slowdowns"] = s.device_slowdowns;
+  if (!s.power_caps.empty()) j["power_caps_w"] = s.power_caps;
   return j;
 }
 
@@ -77,6 +78,12 @@ PlanSource source_from_json(const Json& j) {
     for (const auto& [device, factor] : s.device_slowdowns) {
       PARTITA_CHECK(factor > 0, "plan JSON: device_slowdowns of '", device, "' must be positive, got ",
                     factor);
+    }
+  }
+  if (j.contains("power_caps_w")) {
+    s.power_caps = get<std::map<std::string, double>>(j, "power_caps_w");
+    for (const auto& [device, watts] : s.power_caps) {
+      PARTITA_CHECK(watts > 0, "plan JSON: power_caps_w of '", device, "' must be positive, got ", watts);
     }
   }
   return s;

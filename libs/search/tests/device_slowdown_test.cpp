@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "partita/core/error.h"
 #include "partita/search/planner.h"
 #include "test_support.h"
@@ -83,6 +85,69 @@ TEST(DeviceSlowdown, ParsesDeviceAndFactor) {
   EXPECT_THROW(parse_device_slowdown("cpu:0:fast"), Error);
   EXPECT_THROW(parse_device_slowdown("cpu:0:-2"), Error);
   EXPECT_THROW(parse_device_slowdown("cpu:0:"), Error);
+}
+
+// The cube-law model: a 400 W GPU idling at 100 W, capped at 250 W, keeps (150 / 300)^(1/3) of its clock.
+TEST(DevicePowerCap, ClockFollowsTheCubeOfTheDynamicPower) {
+  const DeviceSpec gpu = make_spec("gpu", 1, 80, 400, 100);
+  const PowerCapEffect capped = power_cap_effect(gpu, Watts(250));
+  EXPECT_NEAR(capped.clock_ratio, std::cbrt(0.5), 1e-12);
+  EXPECT_EQ(capped.busy_power.value(), 250);
+  const PowerCapEffect above = power_cap_effect(gpu, Watts(500));  // above TDP: nothing changes
+  EXPECT_EQ(above.clock_ratio, 1.0);
+  EXPECT_EQ(above.busy_power.value(), 400);
+  EXPECT_EQ(power_cap_effect(gpu, Watts(400)).clock_ratio, 1.0);
+  EXPECT_THROW(power_cap_effect(gpu, Watts(100)), Error);  // not above idle
+  DeviceSpec unknown = gpu;
+  unknown.tdp = Watts(0);
+  EXPECT_THROW(power_cap_effect(unknown, Watts(250)), Error);
+}
+
+TEST(DevicePowerCap, StretchesTheDevicesRowAndChargesTheCapWhileBusy) {
+  // One GPU, one-device data plan: every second of the step is busy, so the step takes 1 / clock_ratio as
+  // long and draws the cap instead of TDP.
+  TwoDevices s = two_devices();
+  Cluster one = s.cluster;
+  one.devices.resize(1);
+  SearchOptions options;
+  options.mode = Mode::kTraining;
+  options.global_batch = 8;
+  options.graph_batch = 1;
+  options.strategy = StrategyKind::kData;
+  const PlanOutcome before = make_plan(s.graph, one, s.table, options);
+  ASSERT_TRUE(before.plan) << before.error;
+  CostTable table = s.table;
+  cap_device_power(one, table, "d0", Watts(250));
+  EXPECT_EQ(one.devices[0].spec.name, "gpu (capped at 250 W)");
+  EXPECT_EQ(one.devices[0].spec.tdp.value(), 250);
+  const double ratio = std::cbrt(0.5);
+  EXPECT_NEAR(one.devices[0].spec.flops_for(DType::kFloat32).value(), 1e12 * ratio, 1e3);
+  const PlanOutcome after = make_plan(s.graph, one, table, options);
+  ASSERT_TRUE(after.plan) << after.error;
+  const double t0 = before.plan->prediction.step_time.value(), t1 = after.plan->prediction.step_time.value();
+  EXPECT_NEAR(t1 / t0, 1 / ratio, 1e-6);
+  const double busy0 = before.plan->prediction.devices[0].busy.value();
+  const double busy1 = after.plan->prediction.devices[0].busy.value();
+  EXPECT_NEAR(busy1 / busy0, 1 / ratio, 1e-6);
+  // Energy: cap x busy + idle x the rest of the step.
+  EXPECT_NEAR(after.plan->prediction.devices[0].energy.value(), 250 * busy1 + 100 * (t1 - busy1), 1e-9 * 250 * t1);
+  EXPECT_LT(after.plan->prediction.energy.value(), before.plan->prediction.energy.value());
+}
+
+TEST(DevicePowerCap, RefusesCpusUnknownDevicesAndBadText) {
+  TwoDevices s = two_devices();
+  s.cluster.devices[1].spec.kind = DeviceKind::kCpu;
+  EXPECT_THROW(cap_device_power(s.cluster, s.table, "d1", Watts(200)), Error);
+  EXPECT_THROW(cap_device_power(s.cluster, s.table, "d7", Watts(200)), Error);
+  EXPECT_THROW(cap_device_power(s.cluster, s.table, "d0", Watts(50)), Error);
+  EXPECT_EQ(s.table.spec_names.size(), 1u) << "a refused cap leaves the table alone";
+  cap_device_power(s.cluster, s.table, "d0", Watts(400));  // at TDP: no change
+  EXPECT_EQ(s.table.spec_names.size(), 1u);
+  EXPECT_EQ(parse_device_power_cap("cuda:0:250"), std::make_pair(std::string("cuda:0"), 250.0));
+  EXPECT_EQ(parse_device_power_cap("node1/gpu3:300W"), std::make_pair(std::string("node1/gpu3"), 300.0));
+  EXPECT_THROW(parse_device_power_cap("cuda:0"), Error);
+  EXPECT_THROW(parse_device_power_cap("cuda:0:lots"), Error);
+  EXPECT_THROW(parse_device_power_cap("cuda:0:-5"), Error);
 }
 
 }  // namespace

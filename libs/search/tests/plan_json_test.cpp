@@ -112,6 +112,7 @@ TEST(PlanJson, RoundTripsSourceAndNodeLists) {
   p.source.cost = "roofline";
   p.source.memory_limit = Bytes(4096);
   p.source.device_slowdowns = {{"d0", 2.5}};
+  p.source.power_caps = {{"d1", 250.0}};
   const Json j = plan_to_json(p);
   EXPECT_EQ(j["stages"][0]["nodes"].size(), 4u);
   EXPECT_FALSE(plan_to_json(sample_plan())["stages"][0].contains("nodes"));
@@ -120,6 +121,7 @@ TEST(PlanJson, RoundTripsSourceAndNodeLists) {
   EXPECT_EQ(q.source.model_spec, "/abs/gpt.yaml");
   EXPECT_EQ(q.source.memory_limit, Bytes(4096));
   EXPECT_EQ(q.source.device_slowdowns, (std::map<std::string, double>{{"d0", 2.5}}));
+  EXPECT_EQ(q.source.power_caps, (std::map<std::string, double>{{"d1", 250.0}}));
   EXPECT_EQ(plan_to_json(q).dump(), j.dump());
 }
 

@@ -21,4 +21,27 @@ void slow_down_device(Cluster& cluster, CostTable& table, const std::string& dev
 // partita::Error naming the text when it has no factor or the factor is not a positive number.
 std::pair<std::string, double> parse_device_slowdown(const std::string& text);
 
+// What-if planning for a power-capped GPU (`partita run --power-cap` applies a cap; this predicts one). A
+// labelled model, not a measurement (a profile of the capped device would win): dynamic power grows with the
+// cube of the clock, P = idle + (TDP - idle) (f / f_max)^3 (voltage scales with frequency), so a cap C leaves
+// the clock at f / f_max = ((C - idle) / (TDP - idle))^(1/3), every op takes f_max / f times as long (an upper
+// bound for memory-bound ops, whose memory clock a cap hardly lowers) and a busy device draws C instead of
+// TDP. A cap at or above TDP changes nothing.
+struct PowerCapEffect {
+  double clock_ratio = 1.0;  // f / f_max, in (0, 1]
+  Watts busy_power{0};       // what the energy model charges while busy: min(cap, TDP)
+};
+// Throws partita::Error when the spec has no TDP or idle power above 0, or the cap is not above idle power.
+PowerCapEffect power_cap_effect(const DeviceSpec& spec, Watts cap);
+
+// Applies the cap to GPU `device_id` of `cluster`: its own cost table row stretched by 1 / clock_ratio, its
+// spec renamed "<name> (capped at C W)" with peak FLOP/s and bandwidth scaled and TDP = C. Throws
+// partita::Error for a device that is not in the cluster or not a GPU (a CPU's RAPL cap is per package, not
+// per core group: not modelled), and as power_cap_effect does.
+void cap_device_power(Cluster& cluster, CostTable& table, const std::string& device_id, Watts cap);
+
+// Parses "cuda:0:250" (DEVICE:WATTS, an optional "W" suffix) into {device, watts}. Throws partita::Error
+// naming the text when it has no wattage or the wattage is not a positive number.
+std::pair<std::string, double> parse_device_power_cap(const std::string& text);
+
 }  // namespace partita

@@ -85,6 +85,9 @@ struct PlanSource {
   // Devices planned as slower than measured or listed, by device id (see device_slowdown.h): what-if
   // planning (`partita plan --device-slowdown`) and plans remade by the runtime's rebalancer.
   std::map<std::string, double> device_slowdowns;
+  // GPUs planned as power-capped, watts by device id (`partita plan --power-cap`; see device_slowdown.h's
+  // cap_device_power). `partita run` does not apply them by itself: it says so when the run has no such cap.
+  std::map<std::string, double> power_caps;
 
   bool empty() const { return model.empty() && model_spec.empty(); }
 };
