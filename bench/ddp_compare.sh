@@ -48,7 +48,7 @@ rows=()
 for model in $models; do
   input=$(input_of "$model")
   echo "ddp_compare: $model $input: planning" >&2
-  "$partita" -q plan "$zoo/$model.pt" --input "$input" --devices cpu:0,cpu:1 --strategy data --train \
+  "$partita" -q plan "$zoo/$model.pt" --input "$input" --devices cpu:0,cpu:1 --strategy data --all-devices --train \
     --json "$tmp/$model.plan.json" >/dev/null
   # Same optimizer as the DDP job (partita's plans default to Adam), and an even split like DDP's.
   $py - "$tmp/$model.plan.json" <<'PY'

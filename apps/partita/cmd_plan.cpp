@@ -38,6 +38,7 @@ struct PlanArgs {
   int microbatches = 0;
   std::vector<std::string> slowdowns;
   std::vector<std::string> power_caps;
+  bool all_devices = false;
   std::string json;
   std::string html;
 };
@@ -109,6 +110,7 @@ void run_plan(const PlanArgs& args) {
   options.strategy = strategy;
   if (args.batch > 0) options.global_batch = args.batch;
   options.microbatches = args.microbatches;
+  options.every_device = args.all_devices;
   options.validate();
   log_info(fmt::format("plan: searching {} strategies for {} nodes on {} device(s) ({})", args.strategy,
                        in.graph.num_nodes(), in.cluster.devices.size(), in.cluster.name));
@@ -174,6 +176,9 @@ Command register_plan(CLI::App& app) {
   cmd->add_option("--power-cap", args->power_caps,
                   "DEVICE:WATTS: plan a GPU as if power-capped (clock from a cube-law model of power, busy "
                   "power = the cap); repeatable; partita run --power-cap applies a cap");
+  cmd->add_flag("--all-devices", args->all_devices,
+                "keep only plans that use every listed device (e.g. one process per device with partita "
+                "launch), even where leaving one out is predicted faster");
   cmd->add_option("--json", args->json, "write the plan as JSON (- for stdout)");
   cmd->add_option("--html", args->html,
                   "write a report page: prediction, devices, a picture of the plan, the simulated step, "

@@ -82,7 +82,7 @@ void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
                 world, " devices or a ", world, "-stage pipeline (one process per stage), got ",
                 plan.stages.size(), " stage(s) with ", devices,
                 " device(s) in the first; plan with --devices LIST of ", world,
-                " devices and --strategy data, or --strategy pipeline or hybrid");
+                " devices, --strategy data and --all-devices, or --strategy pipeline or hybrid");
 }
 
 // The binding of this rank's whole process: its device, or the union of its stage's devices' cores.

@@ -440,6 +440,8 @@ void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const Profiled
         for (auto& t : result.times) {
           t.forward = t.forward * factor;
           t.backward = t.backward * factor;
+          t.forward_fixed = t.forward_fixed * factor;
+          t.backward_fixed = t.backward_fixed * factor;
         }
       }
       log_info(fmt::format(

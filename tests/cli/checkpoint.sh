@@ -23,7 +23,7 @@ PY
 }
 latest() { cat "$1/LATEST"; }
 
-"$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0,cpu:1 --strategy data --train --json "$WORK/adam.plan.json" \
+"$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0,cpu:1 --strategy data --all-devices --train --json "$WORK/adam.plan.json" \
   >/dev/null || fail "plan data"
 [ "$(json_get "$WORK/adam.plan.json" "d['optimizer']")" = adam ] || fail "the default optimizer should be adam"
 "$PYTHON" -c "import json,sys; d=json.load(open(sys.argv[1])); d['optimizer']='sgd_momentum'; json.dump(d, open(sys.argv[2],'w'))" \

@@ -18,7 +18,7 @@ TORCHRUN=$(command -v torchrun || true)
 
 for model in mlp:8x64 cnn:8x3x32x32; do
   name=${model%%:*}; input=${model#*:}
-  "$PARTITA" plan "$ZOO/$name.pt" --input "$input" --devices cpu:0,cpu:1 --strategy data --train \
+  "$PARTITA" plan "$ZOO/$name.pt" --input "$input" --devices cpu:0,cpu:1 --strategy data --all-devices --train \
     --json "$WORK/$name.plan.json" >/dev/null || fail "$name: plan"
   [ "$(json_get "$WORK/$name.plan.json" "len(d['stages']) == 1 and len(d['groups'][0]['devices']) == 2")" = True ] \
     || fail "$name: want a one-stage plan on 2 devices"

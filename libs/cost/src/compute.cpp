@@ -71,20 +71,27 @@ NodeTimes roofline_node_times(const Graph& graph, const Node& node, const Device
     // runs every ATen node through the dispatcher) it still costs one boxed call; prim nodes are the
     // executor's own bookkeeping.
     if (!spec.op_class_fits.empty() && node.op.starts_with("aten::")) t.forward = spec.op_overhead;
+    t.forward_fixed = t.forward;
     return t;
   }
   const DType dtype = node_compute_dtype(graph, node);
   const std::string name(calibration_class(graph, node, op_class));
+  const bool no_formula = node.cost.status == CostStatus::kNoEstimate;  // the time is the fixed part alone
   if (const auto fit = spec.op_class_fits.find(name); fit != spec.op_class_fits.end()) {
     t.forward = roofline_time(node.cost, spec, dtype, fit->second);
+    t.forward_fixed = no_formula ? t.forward : std::min(fit->second.fixed, t.forward);
   } else {
     const auto eff = spec.flops_efficiency.find(std::string(op_class_name(op_class)));
     t.forward = roofline_time(node.cost, spec, dtype, eff == spec.flops_efficiency.end() ? 1.0 : eff->second);
+    t.forward_fixed = std::min(spec.op_overhead, t.forward);
   }
   if (const auto fit = spec.op_class_backward_fits.find(name); fit != spec.op_class_backward_fits.end()) {
     t.backward = roofline_time(node.cost, spec, dtype, fit->second);
+    t.backward_fixed = no_formula ? t.backward : std::min(fit->second.fixed, t.backward);
   } else {
     t.backward = t.forward * backward_ratio(op_class);
+    // A backward launches about as many calls as its forward (grad input, grad weight: each a call).
+    t.backward_fixed = std::min(t.forward_fixed, t.backward);
   }
   return t;
 }
@@ -108,8 +115,11 @@ NodeTimes CostTable::range_total(int spec, NodeId first, NodeId last) const {
                 ", ", last, "] is not inside the table's ", row.size(), " nodes");
   NodeTimes total;
   for (NodeId n = first; n <= last; ++n) {
-    total.forward += row[static_cast<size_t>(n)].forward;
-    total.backward += row[static_cast<size_t>(n)].backward;
+    const NodeTimes& t = row[static_cast<size_t>(n)];
+    total.forward += t.forward;
+    total.backward += t.backward;
+    total.forward_fixed += t.forward_fixed;
+    total.backward_fixed += t.backward_fixed;
   }
   return total;
 }
@@ -133,7 +143,12 @@ void apply_measured_times(CostTable& table, int spec, const std::vector<NodeTime
   auto& row = table.times[static_cast<size_t>(spec)];
   PARTITA_CHECK(row.size() == measured.size(), "apply_measured_times: ", measured.size(),
                 " measured times for a graph of ", row.size(), " nodes: measure the same graph");
-  row = measured;
+  for (size_t n = 0; n < row.size(); ++n) {
+    NodeTimes m = measured[n];
+    if (m.forward_fixed.value() == 0) m.forward_fixed = std::min(row[n].forward_fixed, m.forward);
+    if (m.backward_fixed.value() == 0) m.backward_fixed = std::min(row[n].backward_fixed, m.backward);
+    row[n] = m;
+  }
   table.method = "profiled";
 }
 

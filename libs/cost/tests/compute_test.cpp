@@ -110,6 +110,11 @@ TEST(CostTableTest, RooflineTable) {
   EXPECT_NEAR(t.times[0][1].backward.value(), 18.388608e-6, 1e-15);
   EXPECT_EQ(t.times[0][2].forward.value(), 0.0);
   EXPECT_EQ(t.times[0][3].forward.value(), 0.0);
+  // Each call's launch (op_overhead, 10 us) is its fixed part, forward and backward; views launch nothing.
+  EXPECT_DOUBLE_EQ(t.times[0][0].forward_fixed.value(), 10e-6);
+  EXPECT_DOUBLE_EQ(t.times[0][0].backward_fixed.value(), 10e-6);
+  EXPECT_DOUBLE_EQ(t.times[0][1].forward_fixed.value(), 10e-6);
+  EXPECT_EQ(t.times[0][2].forward_fixed.value(), 0.0);
   // slow: 2.147483648e9 / 1e12 = 2147.483648 us + 10 us.
   EXPECT_NEAR(t.times[1][0].forward.value(), 2157.483648e-6, 1e-14);
   const NodeTimes total = t.range_total(0, 0, 3);
@@ -132,9 +137,14 @@ TEST(CostTableTest, MeasuredTimesWin) {
   CostTable t = roofline_cost_table(g, {test_gpu()});
   std::vector<NodeTimes> measured(4);
   measured[0] = NodeTimes{Seconds(1e-3), Seconds(2.5e-3)};
+  measured[1] = NodeTimes{Seconds(4e-6), Seconds(4e-6)};  // faster than the roofline's 10 us launch
   apply_measured_times(t, 0, measured);
   EXPECT_EQ(t.method, "profiled");
   EXPECT_DOUBLE_EQ(t.times[0][0].backward.value(), 2.5e-3);
+  // A measurement at one batch keeps the row's per-call part, capped at the measured time.
+  EXPECT_DOUBLE_EQ(t.times[0][0].forward_fixed.value(), 10e-6);
+  EXPECT_DOUBLE_EQ(t.times[0][1].forward_fixed.value(), 4e-6);
+  EXPECT_DOUBLE_EQ(t.times[0][1].backward_fixed.value(), 4e-6);
   EXPECT_THROW(apply_measured_times(t, 1, measured), Error);
   EXPECT_THROW(apply_measured_times(t, 0, std::vector<NodeTimes>(3)), Error);
 }
@@ -184,6 +194,12 @@ TEST(CostTableTest, CalibratedFitsReplaceTheRooflineAndTheBackwardRatio) {
   EXPECT_DOUBLE_EQ(t.times[0][2].forward.value(), 0.5e-6);
   EXPECT_EQ(t.times[0][2].backward.value(), 0.0);
   EXPECT_EQ(t.times[0][3].forward.value(), 0.0);
+  // Fixed parts: the fits' fixed terms; relu's op_overhead; the view's whole dispatcher call.
+  EXPECT_DOUBLE_EQ(t.times[0][0].forward_fixed.value(), 2e-6);
+  EXPECT_DOUBLE_EQ(t.times[0][0].backward_fixed.value(), 5e-6);
+  EXPECT_DOUBLE_EQ(t.times[0][1].forward_fixed.value(), 0.5e-6);
+  EXPECT_DOUBLE_EQ(t.times[0][1].backward_fixed.value(), 0.5e-6);
+  EXPECT_DOUBLE_EQ(t.times[0][2].forward_fixed.value(), 0.5e-6);
 }
 
 TEST(CostTableTest, CalibrationClassSplitsGroupedConvolutionsAndWindowedPooling) {

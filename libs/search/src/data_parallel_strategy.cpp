@@ -62,11 +62,11 @@ std::optional<DpConfig> plan_for_devices(const StageModel& model, const std::vec
     for (const Savings& sv : model.savings_choices(devs)) {
       const Checkpointing c = sv.checkpointing;
       const Offload o = sv.offload;
-      std::vector<double> per_sample;
+      std::vector<double> per_sample;  // at a whole microbatch (fixed per-call costs shared by its samples)
       std::vector<int> caps;
       for (int d : devs) {
         const int spec = model.spec_of(d);
-        per_sample.push_back(model.microbatch_time(spec, StageLoad{0, last, 1, 1, c, o}).value());
+        per_sample.push_back(model.microbatch_time(spec, StageLoad{0, last, mb, 1, c, o}).value() / mb);
         // Largest share that fits: memory grows with samples, so bisect.
         int lo = 0, hi = mb;
         while (lo < hi) {
@@ -90,8 +90,12 @@ std::optional<DpConfig> plan_for_devices(const StageModel& model, const std::vec
         shares = proportional_shares(mb, per_sample, caps);
       }
       if (!shares) continue;
-      double slowest = 0;
-      for (size_t i = 0; i < devs.size(); ++i) slowest = std::max(slowest, (*shares)[i] * per_sample[i]);
+      double slowest = 0;  // each device's microbatch share, its fixed per-call costs paid in full
+      for (size_t i = 0; i < devs.size(); ++i) {
+        if ((*shares)[i] == 0) continue;
+        const StageLoad load{0, last, (*shares)[i], 1, c, o};
+        slowest = std::max(slowest, model.microbatch_time(model.spec_of(devs[i]), load).value());
+      }
       const Seconds offload = model.offload_time(StageLoad{0, last, 1, 1, c, o});
       const Seconds estimate = Seconds(slowest * m) + allreduce + offload;
       if (best && best->estimate <= estimate) continue;

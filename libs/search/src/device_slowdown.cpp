@@ -21,6 +21,8 @@ void stretch_device(Cluster& cluster, CostTable& table, int index, double factor
   for (NodeTimes& t : times) {
     t.forward = t.forward * factor;
     t.backward = t.backward * factor;
+    t.forward_fixed = t.forward_fixed * factor;
+    t.backward_fixed = t.backward_fixed * factor;
   }
   spec.name = name;
   for (auto& [dtype, flops] : spec.peak_flops) flops = FlopsPerSecond(flops.value() / factor);
@@ -47,7 +49,7 @@ std::pair<std::string, double> parse_device_number(const std::string& text, cons
     used = 0;
   }
   PARTITA_CHECK(used == number.size() && std::isfinite(value) && value > 0, what, " '", text, "' has '",
-                text.substr(colon + 1), "' after the device; it must be a positive number, e.g. ", example);
+                text.substr(colon + 1), "' after the device; it must be a positive number: ", example);
   return {text.substr(0, colon), value};
 }
 
@@ -97,11 +99,11 @@ void cap_device_power(Cluster& cluster, CostTable& table, const std::string& dev
 }
 
 std::pair<std::string, double> parse_device_slowdown(const std::string& text) {
-  return parse_device_number(text, "device slowdown", "cpu:0:2");
+  return parse_device_number(text, "device slowdown", "DEVICE:FACTOR, e.g. cpu:0:2");
 }
 
 std::pair<std::string, double> parse_device_power_cap(const std::string& text) {
-  auto parsed = parse_device_number(text, "power cap", "cuda:0:250", "W");
+  auto parsed = parse_device_number(text, "power cap", "DEVICE:WATTS, e.g. cuda:0:250", "W");
   // "cuda:1" alone reads as device "cuda" at 1 W: the watts are missing.
   PARTITA_CHECK(parsed.first != "cuda" && parsed.first != "gpu",
                 "power cap '", text, "' must be DEVICE:WATTS, e.g. cuda:0:250 (the device id, then the watts)");

@@ -43,6 +43,7 @@ std::vector<Plan> feasible_evaluated(const Graph& graph, const Cluster& cluster,
   Bytes least_host(std::numeric_limits<int64_t>::max());
   const bool check_hosts = options.memory_cap == MemoryCap::kDeviceAndLimit;
   for (Plan& p : generate_candidates(graph, cluster, table, options)) {
+    if (options.every_device && p.used_devices().size() < cluster.devices.size()) continue;
     const Simulation sim = simulate(p, graph, cluster, table, options);
     if (!sim.fits_memory) continue;  // never returned or ranked
     if (check_hosts && !sim.fits_host_memory) {
@@ -132,6 +133,11 @@ PlanOutcome make_plan(const Graph& graph, const Cluster& cluster, const CostTabl
   if (plans.empty() && !host_note.empty()) {
     outcome.error = "no plan fits in host memory: with the least of it, " + host_note +
                     "; use machines with more memory, fewer devices per machine or lower the batch";
+    return outcome;
+  }
+  if (plans.empty() && options.every_device) {
+    outcome.error = "no candidate plan uses all " + std::to_string(cluster.devices.size()) +
+                    " devices and fits; drop --all-devices, list fewer devices or try another --strategy";
     return outcome;
   }
   if (plans.empty()) {

@@ -65,13 +65,20 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   for (const auto& row : table.times) {
     PARTITA_CHECK(static_cast<int>(row.size()) == n, "cost table row has ", row.size(),
                   " nodes; the graph has ", n);
-    std::vector<double> f(static_cast<size_t>(n) + 1, 0.0), b(static_cast<size_t>(n) + 1, 0.0);
+    std::vector<double> f(static_cast<size_t>(n) + 1, 0.0), b(f), ff(f), bf(f);
     for (int i = 0; i < n; ++i) {
-      f[i + 1] = f[i] + row[i].forward.value() * per;
-      b[i + 1] = b[i] + row[i].backward.value() * per;
+      const NodeTimes& t = row[i];
+      const double fixed_f = std::clamp(t.forward_fixed.value(), 0.0, t.forward.value());
+      const double fixed_b = std::clamp(t.backward_fixed.value(), 0.0, t.backward.value());
+      f[i + 1] = f[i] + (t.forward.value() - fixed_f) * per;
+      b[i + 1] = b[i] + (t.backward.value() - fixed_b) * per;
+      ff[i + 1] = ff[i] + fixed_f;
+      bf[i + 1] = bf[i] + fixed_b;
     }
     fwd_prefix_.push_back(std::move(f));
     bwd_prefix_.push_back(std::move(b));
+    fwd_fixed_prefix_.push_back(std::move(ff));
+    bwd_fixed_prefix_.push_back(std::move(bf));
   }
   // Parameters at their first reader; saved storages at their producer; boundaries by a difference array.
   const SavedByProducer saved = saved_activations_by_producer(graph);
@@ -191,14 +198,32 @@ Bytes StageModel::memory_cap(int device) const {
   return cap;
 }
 
+namespace {
+double range_of(const std::vector<std::vector<double>>& prefix, int spec, NodeId first, NodeId last) {
+  const auto& p = prefix[static_cast<size_t>(spec)];
+  return p[static_cast<size_t>(last) + 1] - p[static_cast<size_t>(first)];
+}
+}  // namespace
+
+Seconds StageModel::forward_per_sample(int spec, NodeId first, NodeId last) const {
+  return Seconds(range_of(fwd_prefix_, spec, first, last));
+}
+Seconds StageModel::backward_per_sample(int spec, NodeId first, NodeId last) const {
+  return Seconds(range_of(bwd_prefix_, spec, first, last));
+}
+Seconds StageModel::forward_fixed(int spec, NodeId first, NodeId last) const {
+  return Seconds(range_of(fwd_fixed_prefix_, spec, first, last));
+}
+Seconds StageModel::backward_fixed(int spec, NodeId first, NodeId last) const {
+  return Seconds(range_of(bwd_fixed_prefix_, spec, first, last));
+}
+
 Seconds StageModel::forward(int spec, NodeId first, NodeId last, double samples) const {
-  const auto& f = fwd_prefix_[static_cast<size_t>(spec)];
-  return Seconds((f[last + 1] - f[first]) * samples);
+  return forward_fixed(spec, first, last) + forward_per_sample(spec, first, last) * samples;
 }
 
 Seconds StageModel::backward(int spec, NodeId first, NodeId last, double samples) const {
-  const auto& b = bwd_prefix_[static_cast<size_t>(spec)];
-  return Seconds((b[last + 1] - b[first]) * samples);
+  return backward_fixed(spec, first, last) + backward_per_sample(spec, first, last) * samples;
 }
 
 Seconds StageModel::microbatch_time(int spec, const StageLoad& load) const {
@@ -237,8 +262,9 @@ std::vector<Savings> StageModel::savings_choices(const std::vector<int>& devices
 }
 
 Seconds StageModel::sample_time(int spec) const {
-  const Seconds f = forward(spec, 0, num_nodes() - 1, 1);
-  return training() ? f + backward(spec, 0, num_nodes() - 1, 1) : f;
+  const double b = graph_batch_;
+  const Seconds f = forward(spec, 0, num_nodes() - 1, b) / b;
+  return training() ? f + backward(spec, 0, num_nodes() - 1, b) / b : f;
 }
 
 Bytes StageModel::parameter_bytes(NodeId first, NodeId last) const {

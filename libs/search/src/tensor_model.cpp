@@ -46,10 +46,11 @@ TensorModel::TensorModel(const StageModel& model) : model_(&model) {
   for (size_t s = 0; s < specs; ++s) {
     for (NodeId i = 0; i < n; ++i) {
       const bool sp = split_[static_cast<size_t>(i)];
+      // Only what grows with the samples is split; each device pays a split node's fixed part in full.
       split_fwd_[s][i + 1] =
-          split_fwd_[s][i] + (sp ? model.forward(static_cast<int>(s), i, i, 1).value() : 0.0);
+          split_fwd_[s][i] + (sp ? model.forward_per_sample(static_cast<int>(s), i, i).value() : 0.0);
       split_bwd_[s][i + 1] =
-          split_bwd_[s][i] + (sp ? model.backward(static_cast<int>(s), i, i, 1).value() : 0.0);
+          split_bwd_[s][i] + (sp ? model.backward_per_sample(static_cast<int>(s), i, i).value() : 0.0);
     }
   }
   auto prefix = [&](auto value_of) {

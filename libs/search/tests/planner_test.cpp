@@ -94,6 +94,31 @@ TEST(Planner, CandidatesAreDistinctLayouts) {
   EXPECT_TRUE(hybrid_of_single_devices);
 }
 
+// --all-devices: a model whose all-reduce costs more than a second device saves runs on one device, unless
+// the caller needs every device used (one process per device).
+TEST(Planner, EveryDeviceKeepsOnlyPlansThatUseThemAll) {
+  const Graph g = chain_graph({1e6, 1e6}, {16, 16}, {1 << 20, 1 << 20}, 8);
+  const Cluster c = make_cluster({make_spec("a", 1), make_spec("a", 1)}, make_link(0.1, 100));
+  const CostTable t = table_for(g, c);
+  SearchOptions o = training(8);
+  o.strategy = StrategyKind::kData;
+  const PlanOutcome free = make_plan(g, c, t, o);
+  ASSERT_TRUE(free.plan) << free.error;
+  ASSERT_EQ(free.plan->used_devices().size(), 1u) << "the test needs a case where one device wins";
+  o.every_device = true;
+  const PlanOutcome all = make_plan(g, c, t, o);
+  ASSERT_TRUE(all.plan) << all.error;
+  EXPECT_EQ(all.plan->used_devices().size(), 2u);
+  for (const Plan& p : all.candidates) EXPECT_EQ(p.used_devices().size(), 2u);
+  EXPECT_GT(all.plan->prediction.step_time, free.plan->prediction.step_time);
+  // A pipeline of a two-node chain has at most two stages: it cannot use three devices.
+  const Cluster three = make_cluster({make_spec("a", 1), make_spec("a", 1), make_spec("a", 1)}, make_link(1));
+  o.strategy = StrategyKind::kPipeline;  // two nodes: at most two stages
+  const PlanOutcome none = make_plan(g, three, table_for(g, three), o);
+  EXPECT_FALSE(none.plan);
+  EXPECT_NE(none.error.find("no candidate plan uses all 3 devices"), std::string::npos) << none.error;
+}
+
 TEST(Planner, IsDeterministic) {
   const Gpt24 s = gpt24_on_unequal_gpus();
   const auto a = make_plan(s.graph, s.cluster, s.table, training(16));

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "partita/core/error.h"
+#include "partita/search/planner.h"
 #include "test_support.h"
 
 namespace partita {
@@ -29,6 +30,60 @@ TEST(StageModel, PrefixSumsMatchTheCostTable) {
   EXPECT_DOUBLE_EQ(m.boundary_bytes_per_sample(0), 40);  // y0: 10 floats per sample
   EXPECT_DOUBLE_EQ(m.boundary_bytes_per_sample(2), 0);
   EXPECT_EQ(m.boundary_bytes(1, 3), Bytes(3 * 80));
+}
+
+// A node's fixed part (per call) is paid by every microbatch in full; the rest scales with its samples. At
+// the graph's batch the model gives the table's times back.
+TEST(StageModel, FixedPartsArePaidPerRunTheRestPerSample) {
+  const Graph g = chain_graph({1e9, 2e9, 3e9}, {10, 20, 30}, {100, 200, 300}, 4);
+  const Cluster c = make_cluster({make_spec("a", 1)}, make_link(10));
+  CostTable t = table_for(g, c);
+  for (NodeTimes& n : t.times[0]) {  // 1 ms of launches forward, 2 ms backward, per node
+    n.forward = n.forward + Seconds(1e-3);
+    n.forward_fixed = Seconds(1e-3);
+    n.backward = n.backward + Seconds(2e-3);
+    n.backward_fixed = Seconds(2e-3);
+  }
+  const StageModel m(g, c, t, SearchOptions{});
+  const NodeTimes all = t.range_total(0, 0, 2);
+  EXPECT_NEAR(m.forward(0, 0, 2, 4).value(), all.forward.value(), 1e-15);
+  EXPECT_NEAR(m.backward(0, 0, 2, 4).value(), all.backward.value(), 1e-15);
+  EXPECT_NEAR(m.forward_fixed(0, 1, 2).value(), 2e-3, 1e-15);
+  EXPECT_NEAR(m.forward_per_sample(0, 1, 2).value(), (5e9 / 1e12), 1e-15);  // 1 TFLOP/s, no overhead spec
+  // One sample: both nodes' launches plus a quarter of their work.
+  EXPECT_NEAR(m.forward(0, 1, 2, 1).value(), 2e-3 + 5e9 / 1e12, 1e-15);
+  EXPECT_NEAR(m.backward(0, 0, 0, 1).value(), 2e-3 + (t.times[0][0].backward.value() - 2e-3) / 4, 1e-15);
+  // The device's speed is its time per sample at the graph's batch.
+  SearchOptions training;
+  training.mode = Mode::kTraining;
+  const StageModel mt(g, c, t, training);
+  EXPECT_NEAR(mt.sample_time(0).value(), (all.forward + all.backward).value() / 4, 1e-15);
+}
+
+// Launch costs make small microbatches dear: with a large fixed part per node the pipeline planner chooses
+// fewer microbatches than without one.
+TEST(StageModel, FixedPartsKeepThePipelineFromSplittingTheBatchTooFinely) {
+  const Graph g = chain_graph(std::vector<double>(8, 1e9), std::vector<int64_t>(8, 64),
+                              std::vector<int64_t>(8, 64), 16);
+  const Cluster c = make_cluster({make_spec("a", 1), make_spec("a", 1)}, make_link(1e9));
+  SearchOptions o;
+  o.mode = Mode::kTraining;
+  o.global_batch = 16;
+  o.strategy = StrategyKind::kPipeline;
+  const auto microbatches = [&](double fixed_seconds) {
+    CostTable t = table_for(g, c);
+    for (NodeTimes& n : t.times[0]) {
+      n.forward = n.forward + Seconds(fixed_seconds);
+      n.forward_fixed = Seconds(fixed_seconds);
+    }
+    const PlanOutcome out = make_plan(g, c, t, o);
+    EXPECT_TRUE(out.plan) << out.error;
+    return out.plan ? out.plan->microbatches : 0;
+  };
+  const int free_calls = microbatches(0);
+  const int dear_calls = microbatches(16e-3);  // one node's whole 16-sample work again, per call
+  EXPECT_GE(free_calls, 8);
+  EXPECT_LT(dear_calls, free_calls);
 }
 
 // Two nodes of 1000 trainable floats each (8000 bytes of weights) on one device; Adam.

@@ -73,10 +73,15 @@ Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype, c
 // windowed pooling (max_pool*, avg_pool*, not adaptive ones), whose kernels differ from row reductions.
 std::string_view calibration_class(const Graph& graph, const Node& node, OpClass op_class);
 
-// Forward and backward time of one node on one device, in seconds.
+// Forward and backward time of one node on one device, in seconds, at the graph's batch. The *_fixed parts
+// (included in forward and backward) are what a call costs whatever its size: launch, dispatch, setup (the
+// roofline's op_overhead, or a calibrated fit's fixed term). A run on fewer samples than the graph's batch
+// pays them in full; the rest scales with the samples (search/stage_model.h).
 struct NodeTimes {
   Seconds forward{0};
   Seconds backward{0};
+  Seconds forward_fixed{0};
+  Seconds backward_fixed{0};
 };
 
 // Roofline forward and backward time of one node on `spec`: the calibrated fit of its calibration class
@@ -105,7 +110,9 @@ DType node_compute_dtype(const Graph& graph, const Node& node);
 CostTable roofline_cost_table(const Graph& graph, const std::vector<DeviceSpec>& specs);
 
 // Replaces row `spec` with measured times (one per node; measured wins over roofline) and sets method to
-// "profiled". Throws partita::Error when `spec` is out of range or the sizes differ.
+// "profiled". Measurements at one batch cannot tell a call's fixed part from the rest: a measured node keeps
+// the row's fixed parts (the calibrated or roofline per-call cost), capped at the measured time, unless the
+// measurement gives its own. Throws partita::Error when `spec` is out of range or the sizes differ.
 void apply_measured_times(CostTable& table, int spec, const std::vector<NodeTimes>& measured);
 
 // A DeviceSpec for `cores` cores of a CPU whose whole-CPU spec is `whole_cpu` (whole_cpu.cores > 0).

@@ -48,6 +48,9 @@ struct SearchOptions {
   // When positive, every strategy uses exactly this many microbatches per step (it must divide global_batch).
   int microbatches = 0;
   int max_blocks = 256;  // the node order is grouped into at most this many blocks for partitioning
+  // Keep only plans that use every device of the cluster (e.g. one process per device with partita
+  // launch), even when leaving some out is predicted faster.
+  bool every_device = false;
   // Measured optimizer steps over all trainable parameters, keyed by DeviceSpec::name (profiled planning
   // fills it); a device without an entry is costed by optimizer_step_time (partita/cost/update.h).
   std::map<std::string, Seconds> update_times;

@@ -4,9 +4,11 @@
 // model.
 //
 // Assumptions (stated once here):
-//   - compute: the cost table's node times (at graph_batch samples) scale linearly with samples: per-sample
-//   time
-//     = table time / graph_batch (roofline regime; per-op overhead is not separated out).
+//   - compute: a node's time on `samples` samples is its fixed part (NodeTimes::forward_fixed /
+//     backward_fixed: per-call launch and dispatch, paid in full by every run of the node however few its
+//     samples) plus the rest of its table time (at graph_batch samples) scaled linearly with samples
+//     (roofline regime). A microbatch smaller than the graph's batch so costs more per sample: what keeps
+//     the planner from splitting a step into ever more microbatches.
 //   - weights (parameters and buffers) follow the engine's placement (runtime/engine.cpp), given per device
 //   by
 //     StageLoad::weights: on a CPU device (WeightHome::kHost) a weight counts at the first node that reads
@@ -95,16 +97,22 @@ class StageModel {
   // min(device memory, options.memory_limit); a device with unknown memory (0) is capped only by the limit.
   Bytes memory_cap(int device) const;
 
-  // Per-microbatch times of `samples` samples on spec row `spec`.
+  // Per-microbatch times of `samples` samples on spec row `spec`: fixed + per sample x samples.
   Seconds forward(int spec, NodeId first, NodeId last, double samples) const;
   Seconds backward(int spec, NodeId first, NodeId last, double samples) const;
+  // Their parts: what grows with each sample, and what every run pays once.
+  Seconds forward_per_sample(int spec, NodeId first, NodeId last) const;
+  Seconds backward_per_sample(int spec, NodeId first, NodeId last) const;
+  Seconds forward_fixed(int spec, NodeId first, NodeId last) const;
+  Seconds backward_fixed(int spec, NodeId first, NodeId last) const;
   // forward (inference) or forward + backward (+ forward again when checkpointing, + the activation copies
   // to the host and back when offloading activations) for one microbatch.
   Seconds microbatch_time(int spec, const StageLoad& load) const;
   // Seconds to copy one microbatch's saved activations over the host link one way: the forward pays it once
   // and the backward once (0 unless training with activation offload).
   Seconds activation_transfer(const StageLoad& load) const;
-  // Whole-graph per-sample time (forward, plus backward when training): the device's "speed" is its inverse.
+  // Whole-graph time per sample at the graph's batch (forward, plus backward when training; fixed parts
+  // shared by the batch): the device's "speed" is its inverse.
   Seconds sample_time(int spec) const;
 
   // Weights counted at their first reader: each weight in exactly one range of a partition.
@@ -154,7 +162,8 @@ class StageModel {
   SearchOptions options_;
   int graph_batch_ = 1;
   std::vector<int> device_spec_;
-  std::vector<std::vector<double>> fwd_prefix_, bwd_prefix_;            // [spec][n+1], per sample
+  std::vector<std::vector<double>> fwd_prefix_, bwd_prefix_;  // [spec][n+1], per sample, fixed parts excluded
+  std::vector<std::vector<double>> fwd_fixed_prefix_, bwd_fixed_prefix_;  // [spec][n+1], per run
   std::vector<double> param_prefix_, trainable_prefix_, saved_prefix_;  // [n+1]; saved: per sample
   // Weights read by two or more nodes (readers ascending), and [i] those whose first reader is before node i
   // and last reader at or after it (i in 0..n): what a range starting or ending at a cut may share.
