@@ -126,14 +126,14 @@ void run_plan(const PlanArgs& args) {
     std::vector<PlanAlternative> alternatives;
     for (size_t i = 0; i < out.candidates.size() && i < kAlternativesShown; ++i) {
       const Plan& p = out.candidates[i];
-      alternatives.push_back(PlanAlternative{
-          .strategy = std::string(strategy_name(p.strategy)),
-          .layout = layout_of(p),
-          .step_ms = to_milliseconds(p.prediction.step_time),
-          .samples_per_second = p.prediction.samples_per_second,
-          .peak_bytes = peak_of(p).value(),
-          .joules = p.prediction.energy.value(),
-          .pareto = std::find(out.pareto.begin(), out.pareto.end(), i) != out.pareto.end()});
+      alternatives.push_back(
+          PlanAlternative{.strategy = std::string(strategy_name(p.strategy)),
+                          .layout = layout_of(p),
+                          .step_ms = to_milliseconds(p.prediction.step_time),
+                          .samples_per_second = p.prediction.samples_per_second,
+                          .peak_bytes = peak_of(p).value(),
+                          .joules = p.prediction.energy.value(),
+                          .pareto = std::find(out.pareto.begin(), out.pareto.end(), i) != out.pareto.end()});
     }
     write_plan_html(args.html, plan, in, options, alternatives);
   }

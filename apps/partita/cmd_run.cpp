@@ -70,8 +70,8 @@ int check_checkpoint_args(const RunArgs& args) {
 }
 
 // A multi-process plan is data parallel (one stage whose group has WORLD_SIZE devices: rank r runs device r)
-// or a pipeline of WORLD_SIZE stages (rank r runs stage r on its group's devices: one, or several for a hybrid
-// plan, whose devices then run in that process).
+// or a pipeline of WORLD_SIZE stages (rank r runs stage r on its group's devices: one, or several for a
+// hybrid plan, whose devices then run in that process).
 void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
   const size_t world = static_cast<size_t>(env.world_size);
   const size_t devices = plan.stages.empty() ? 0 : plan.groups.at(plan.stages[0].group).devices.size();
@@ -209,13 +209,15 @@ void run_run(const RunArgs& args) {
   // A plan made for capped GPUs (partita plan --power-cap) predicts them capped; a run does not change
   // hardware limits unless asked.
   for (const auto& [device, watts] : plan.source.power_caps) {
-    const bool applied = std::any_of(caps.begin(), caps.end(), [&, d = device, w = watts](const PowerCapRequest& c) {
-      return c.device == d && std::abs(c.watts.value() - w) < 0.5;
-    });
+    const bool applied =
+        std::any_of(caps.begin(), caps.end(), [&, d = device, w = watts](const PowerCapRequest& c) {
+          return c.device == d && std::abs(c.watts.value() - w) < 0.5;
+        });
     if (!applied) {
-      log_warning(fmt::format("the plan was made for {} capped at {:.4g} W; this run leaves its power limit as it is "
-                           "(add --power-cap {}:{:.4g} to apply that cap; it needs root)",
-                           device, watts, device, watts));
+      log_warning(
+          fmt::format("the plan was made for {} capped at {:.4g} W; this run leaves its power limit as it is "
+                      "(add --power-cap {}:{:.4g} to apply that cap; it needs root)",
+                      device, watts, device, watts));
     }
   }
   LoadedModel model = load_model(args.model.model);

@@ -56,8 +56,9 @@ class RunCheckpoint {
     }
     optimizer_ = make_optimizer(plan.optimizer, trainable, options.learning_rate);
     // A pipeline's rank loads its stage's shard; a data-parallel rank and a single process the whole state.
-    const int rank = options.group == nullptr ? -1 : options.local_stage >= 0 ? options.local_stage
-                                                                                : options.local_replica;
+    const int rank = options.group == nullptr   ? -1
+                     : options.local_stage >= 0 ? options.local_stage
+                                                : options.local_replica;
     progress_ = load_checkpoint(options.checkpoint_dir, identity_, model.parameters, *optimizer_, rank);
     PARTITA_CHECK(progress_.steps < options.steps, "the checkpoint in ", options.checkpoint_dir, " has done ",
                   progress_.steps, " steps and --steps is ", options.steps,
@@ -80,12 +81,11 @@ class RunCheckpoint {
     const CheckpointProgress progress{done, losses};
     DistributedGroup* group = options_.group;
     if (group != nullptr && options_.local_stage >= 0) {  // a pipeline: every rank writes its stage's shard
-      const CheckpointShard shard =
-          write_checkpoint_shard(options_.checkpoint_dir, done, group->rank(), model_.parameters,
-                                 stage_tensor_indices(model_, identity_.plan, options_.local_stage),
-                                 *engine.optimizer());
-      const std::vector<std::string> posted =
-          group->gather_to_rank0("checkpoint-" + std::to_string(done), checkpoint_shard_to_json(shard).dump());
+      const CheckpointShard shard = write_checkpoint_shard(
+          options_.checkpoint_dir, done, group->rank(), model_.parameters,
+          stage_tensor_indices(model_, identity_.plan, options_.local_stage), *engine.optimizer());
+      const std::vector<std::string> posted = group->gather_to_rank0("checkpoint-" + std::to_string(done),
+                                                                     checkpoint_shard_to_json(shard).dump());
       if (group->rank() != 0) return;
       std::vector<CheckpointShard> shards;
       for (const auto& text : posted) shards.push_back(checkpoint_shard_from_json(Json::parse(text)));

@@ -39,11 +39,11 @@ struct RunOptions {
   bool inline_lone_worker = false;
   // Checkpoints (training; see partita/runtime/checkpoint.h). With a directory, `warmup` must be 0 (warm-up
   // steps train too) and `steps` is the total number of training steps of the job, resumed runs included.
-  std::string checkpoint_dir;     // empty: no checkpoints
-  int checkpoint_every = 0;       // save after every step number divisible by it (0: none) and after the last
-  bool resume = false;            // continue from the checkpoint in checkpoint_dir (it must exist and match)
-  // Multi-process jobs (null in one process): rank 0 writes whole checkpoints (data parallel: every rank holds
-  // every tensor); in a pipeline every rank writes its stage's shard and rank 0 commits them, gathered
+  std::string checkpoint_dir;  // empty: no checkpoints
+  int checkpoint_every = 0;    // save after every step number divisible by it (0: none) and after the last
+  bool resume = false;         // continue from the checkpoint in checkpoint_dir (it must exist and match)
+  // Multi-process jobs (null in one process): rank 0 writes whole checkpoints (data parallel: every rank
+  // holds every tensor); in a pipeline every rank writes its stage's shard and rank 0 commits them, gathered
   // through this group. Every rank reads its part on resume.
   DistributedGroup* group = nullptr;
   // Fault injection: the device of stage `inject_slowdown->stage` runs `factor` times slower from step

@@ -493,12 +493,15 @@ PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode) {
 void apply_device_slowdowns(PlanningInputs& in) {
   for (const auto& [device, watts] : in.source.power_caps) {
     const int index = in.cluster.index_of(device);
-    PARTITA_CHECK(index >= 0, "--power-cap names device '", device, "', which is not in the cluster; name one of "
+    PARTITA_CHECK(index >= 0, "--power-cap names device '", device,
+                  "', which is not in the cluster; name one of "
                   "its GPUs");
-    const PowerCapEffect effect = power_cap_effect(in.cluster.devices[static_cast<size_t>(index)].spec, Watts(watts));
+    const PowerCapEffect effect =
+        power_cap_effect(in.cluster.devices[static_cast<size_t>(index)].spec, Watts(watts));
     cap_device_power(in.cluster, in.table, device, Watts(watts));
-    log_info(fmt::format("planning {} capped at {:.4g} W: clock x{:.3f} (cube-law model), {:.4g} W while busy",
-                         device, watts, effect.clock_ratio, effect.busy_power.value()));
+    log_info(
+        fmt::format("planning {} capped at {:.4g} W: clock x{:.3f} (cube-law model), {:.4g} W while busy",
+                    device, watts, effect.clock_ratio, effect.busy_power.value()));
   }
   for (const auto& [device, factor] : in.source.device_slowdowns) {
     slow_down_device(in.cluster, in.table, device, factor);

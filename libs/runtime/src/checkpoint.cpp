@@ -3,9 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -239,12 +239,14 @@ std::string latest_name(const fs::path& root) {
 // A fresh temporary step directory in `root` for the checkpoint after `steps` steps.
 fs::path make_temp_step_dir(const fs::path& root, int steps) {
   PARTITA_CHECK(latest_name(root) != step_name(steps), "the checkpoint directory ", root.string(),
-                " already holds a checkpoint at step ", steps, "; save a later step or use another directory");
+                " already holds a checkpoint at step ", steps,
+                "; save a later step or use another directory");
   const fs::path tmp = root / (kTempPrefix + std::to_string(steps) + "-" + std::to_string(::getpid()));
   fs::remove_all(tmp);
   std::error_code ec;
   fs::create_directory(tmp, ec);
-  PARTITA_CHECK(!ec, "cannot create ", tmp.string(), ": ", ec.message(), "; choose a writable --checkpoint-dir");
+  PARTITA_CHECK(!ec, "cannot create ", tmp.string(), ": ", ec.message(),
+                "; choose a writable --checkpoint-dir");
   return tmp;
 }
 
@@ -304,14 +306,16 @@ CheckpointShard shard_for(const std::vector<CheckpointShard>& shards, int rank, 
                           const std::string& corrupt) {
   PARTITA_CHECK(!shards.empty(), "checkpoint ", where, " lists no state file", corrupt);
   if (shards.size() == 1 && shards[0].rank < 0) return shards[0];
-  PARTITA_CHECK(rank >= 0, "checkpoint ", where, " was written by a pipeline of ", shards.size(),
-                " processes (one state file per rank, each holding its stage); resume it the same way (partita "
-                "launch -n ",
-                shards.size(), ") or start a new --checkpoint-dir");
+  PARTITA_CHECK(
+      rank >= 0, "checkpoint ", where, " was written by a pipeline of ", shards.size(),
+      " processes (one state file per rank, each holding its stage); resume it the same way (partita "
+      "launch -n ",
+      shards.size(), ") or start a new --checkpoint-dir");
   for (const auto& s : shards) {
     if (s.rank == rank) return s;
   }
-  PARTITA_FAIL("checkpoint ", where, " has no state file for rank ", rank, " (it was written by ", shards.size(),
+  PARTITA_FAIL("checkpoint ", where, " has no state file for rank ", rank, " (it was written by ",
+               shards.size(),
                " processes); resume with the same number of processes or start a new --checkpoint-dir");
 }
 
@@ -337,8 +341,8 @@ std::vector<torch::Tensor> read_state(const fs::path& where, const CheckpointSha
     torch::serialize::InputArchive tensor_archive;
     archive.read("tensors", tensor_archive);
     const auto keys = tensor_archive.keys();
-    PARTITA_CHECK(keys.size() == shard.tensors.size(), "checkpoint file ", state.string(), " holds ", keys.size(),
-                  " model tensors but its manifest lists ", shard.tensors.size(), corrupt);
+    PARTITA_CHECK(keys.size() == shard.tensors.size(), "checkpoint file ", state.string(), " holds ",
+                  keys.size(), " model tensors but its manifest lists ", shard.tensors.size(), corrupt);
     for (size_t k = 0; k < shard.tensors.size(); ++k) {
       const int64_t i = shard.tensors[k];
       PARTITA_CHECK(i >= 0 && i < static_cast<int64_t>(tensors.size()), "checkpoint ", where.string(),
@@ -423,7 +427,8 @@ void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
 
 CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int rank,
                                        const std::vector<torch::Tensor>& tensors,
-                                       const std::vector<int64_t>& held, const torch::optim::Optimizer& optimizer) {
+                                       const std::vector<int64_t>& held,
+                                       const torch::optim::Optimizer& optimizer) {
   PARTITA_ASSERT(rank >= 0 && steps >= 0, "a shard needs a rank and a step count");
   const fs::path root(dir);
   create_root(root);
@@ -445,8 +450,8 @@ void commit_checkpoint_shards(const std::string& dir, const CheckpointIdentity& 
   check_progress(progress);
   const fs::path root(dir);
   for (size_t r = 0; r < shards.size(); ++r) {
-    PARTITA_CHECK(shards[r].rank == static_cast<int>(r), "checkpoint after step ", progress.steps,
-                  ": shard ", r, " comes from rank ", shards[r].rank, "; every rank must post its own, in order");
+    PARTITA_CHECK(shards[r].rank == static_cast<int>(r), "checkpoint after step ", progress.steps, ": shard ",
+                  r, " comes from rank ", shards[r].rank, "; every rank must post its own, in order");
     const fs::path written = root / shard_temp_name(progress.steps, static_cast<int>(r));
     PARTITA_CHECK(fs::exists(written), "checkpoint after step ", progress.steps, ": rank ", r,
                   "'s state file ", written.string(),
@@ -463,7 +468,8 @@ void commit_checkpoint_shards(const std::string& dir, const CheckpointIdentity& 
     std::error_code ec;
     const fs::path from = root / shard_temp_name(progress.steps, shard.rank);
     fs::rename(from, tmp / shard.file, ec);
-    PARTITA_CHECK(!ec, "cannot rename ", from.string(), " to ", (tmp / shard.file).string(), ": ", ec.message());
+    PARTITA_CHECK(!ec, "cannot rename ", from.string(), " to ", (tmp / shard.file).string(), ": ",
+                  ec.message());
   }
   // The ranks' tensors together are the module's (every tensor is read by some stage or held by rank 0).
   std::set<int64_t> held;
@@ -476,7 +482,8 @@ void commit_checkpoint_shards(const std::string& dir, const CheckpointIdentity& 
 }
 
 std::vector<int64_t> stage_tensor_indices(const LoadedModel& model, const Plan& plan, int stage) {
-  PARTITA_ASSERT(stage >= 0 && stage < static_cast<int>(plan.stages.size()), "stage ", stage, " out of range");
+  PARTITA_ASSERT(stage >= 0 && stage < static_cast<int>(plan.stages.size()), "stage ", stage,
+                 " out of range");
   const std::vector<std::vector<int>> readers = plan.parameter_stages(model.ir);
   std::vector<int64_t> held;
   for (size_t i = 0; i < readers.size(); ++i) {
@@ -487,8 +494,8 @@ std::vector<int64_t> stage_tensor_indices(const LoadedModel& model, const Plan& 
 }
 
 CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
-                                   const std::vector<torch::Tensor>& tensors, torch::optim::Optimizer& optimizer,
-                                   int rank) {
+                                   const std::vector<torch::Tensor>& tensors,
+                                   torch::optim::Optimizer& optimizer, int rank) {
   const fs::path root(dir);
   PARTITA_CHECK(has_checkpoint(dir), "no checkpoint in ", dir, " (", (root / kLatest).string(),
                 " is missing); run without --resume to start one, or give the directory of an earlier run");
@@ -512,7 +519,8 @@ CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdent
                 " is not a partita checkpoint manifest", corrupt);
   const int version = m.value("version", 0);
   PARTITA_CHECK(version == 1 || version == kCheckpointVersion, "checkpoint ", where.string(),
-                " has format version ", version, " but this partita reads versions 1 and ", kCheckpointVersion,
+                " has format version ", version, " but this partita reads versions 1 and ",
+                kCheckpointVersion,
                 "; resume with the partita that wrote it or start a new --checkpoint-dir");
   CheckpointProgress progress;
   std::vector<CheckpointShard> shards;
@@ -532,7 +540,8 @@ CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdent
   const CheckpointShard shard = shard_for(shards, rank, where.string(), corrupt);
   const std::vector<torch::Tensor> saved = read_state(where, shard, tensors, optimizer, corrupt);
   torch::NoGradGuard no_grad;
-  for (size_t k = 0; k < shard.tensors.size(); ++k) tensors[static_cast<size_t>(shard.tensors[k])].copy_(saved[k]);
+  for (size_t k = 0; k < shard.tensors.size(); ++k)
+    tensors[static_cast<size_t>(shard.tensors[k])].copy_(saved[k]);
   return progress;
 }
 

@@ -1107,7 +1107,8 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     const int replicas = static_cast<int>(s.plan.groups[s.plan.stages[0].group].devices.size());
     cpu_workers = std::max(cpu_workers, replicas);
   }
-  if (options.local_stage >= 0) cpu_workers = std::max(cpu_workers, static_cast<int>(s.plan.used_devices().size()));
+  if (options.local_stage >= 0)
+    cpu_workers = std::max(cpu_workers, static_cast<int>(s.plan.used_devices().size()));
   const bool contended = cpu_workers > 1 || cpu_threads > 1;
   if (options.blas == BlasThreads::kOne || (options.blas == BlasThreads::kAuto && contended)) {
     s.saved_blas_threads = blas_threads();

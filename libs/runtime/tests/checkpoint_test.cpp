@@ -249,7 +249,8 @@ void make_pipeline(Fixture& f) {
   const int n = f.model.ir.num_nodes();
   plan.strategy = StrategyKind::kPipeline;
   plan.microbatches = 2;
-  plan.groups = {DeviceGroup{{"cpu:0"}, {plan.global_batch / 2}}, DeviceGroup{{"cpu:1"}, {plan.global_batch / 2}}};
+  plan.groups = {DeviceGroup{{"cpu:0"}, {plan.global_batch / 2}},
+                 DeviceGroup{{"cpu:1"}, {plan.global_batch / 2}}};
   plan.stages = {Stage{0, n / 2 - 1, 0}, Stage{n / 2, n - 1, 1}};
 }
 
@@ -309,9 +310,9 @@ TEST(Checkpoint, ShardsOfAPipelineRestoreEachRanksStageAndOptimizerState) {
   const auto save = [&](int steps) {
     std::vector<CheckpointShard> shards;
     for (int r = 0; r < 2; ++r) {
-      const CheckpointShard shard = write_checkpoint_shard(
-          dir.str(), steps, r, ranks[r].model.parameters,
-          stage_tensor_indices(ranks[r].model, ranks[r].identity.plan, r), *opts[r]);
+      const CheckpointShard shard =
+          write_checkpoint_shard(dir.str(), steps, r, ranks[r].model.parameters,
+                                 stage_tensor_indices(ranks[r].model, ranks[r].identity.plan, r), *opts[r]);
       shards.push_back(checkpoint_shard_from_json(Json::parse(checkpoint_shard_to_json(shard).dump())));
     }
     commit_checkpoint_shards(dir.str(), ranks[0].identity, progress_of(steps), shards);
@@ -367,7 +368,8 @@ TEST(Checkpoint, ShardedCheckpointsRefuseOtherLayoutsAndMissingOrDamagedShards) 
     auto o = optimizer_for(f);
     return load_checkpoint(dir.str(), f.identity, f.model.parameters, *o, rank).steps;
   };
-  EXPECT_NE(error_of([&] { load_as(-1); }).find("was written by a pipeline of 2 processes"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_as(-1); }).find("was written by a pipeline of 2 processes"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { load_as(2); }).find("has no state file for rank 2"), std::string::npos);
 
   // Rank 1 died before writing its shard of step 4: nothing is committed, step 2 stays.

@@ -61,8 +61,9 @@ void slow_down_device(Cluster& cluster, CostTable& table, const std::string& dev
   const int index = cluster.index_of(device_id);
   PARTITA_CHECK(index >= 0, "cannot slow down device '", device_id, "': the cluster has no such device");
   const DeviceSpec& spec = cluster.devices[static_cast<size_t>(index)].spec;
-  PARTITA_CHECK(std::find(table.spec_names.begin(), table.spec_names.end(), spec.name) != table.spec_names.end(),
-                "cost table has no row for '", spec.name, "' (device ", device_id, ")");
+  PARTITA_CHECK(
+      std::find(table.spec_names.begin(), table.spec_names.end(), spec.name) != table.spec_names.end(),
+      "cost table has no row for '", spec.name, "' (device ", device_id, ")");
   if (factor == 1.0) return;
   stretch_device(cluster, table, index, factor, fmt::format("{} (x{:.3g} slower)", spec.name, factor));
 }
@@ -70,7 +71,8 @@ void slow_down_device(Cluster& cluster, CostTable& table, const std::string& dev
 PowerCapEffect power_cap_effect(const DeviceSpec& spec, Watts cap) {
   PARTITA_CHECK(spec.tdp.value() > 0 && spec.idle_power.value() > 0 && spec.tdp > spec.idle_power, "'",
                 spec.name, "' has no TDP and idle power to model a power cap with (TDP ", spec.tdp.value(),
-                " W, idle ", spec.idle_power.value(), " W); describe them in the cluster or hardware database");
+                " W, idle ", spec.idle_power.value(),
+                " W); describe them in the cluster or hardware database");
   PARTITA_CHECK(std::isfinite(cap.value()) && cap > spec.idle_power, "a power cap of ", cap.value(),
                 " W on '", spec.name, "' is not above its idle power (", spec.idle_power.value(),
                 " W); give a cap between that and its TDP (", spec.tdp.value(), " W)");
@@ -86,7 +88,8 @@ PowerCapEffect power_cap_effect(const DeviceSpec& spec, Watts cap) {
 
 void cap_device_power(Cluster& cluster, CostTable& table, const std::string& device_id, Watts cap) {
   const int index = cluster.index_of(device_id);
-  PARTITA_CHECK(index >= 0, "cannot cap the power of device '", device_id, "': the cluster has no such device");
+  PARTITA_CHECK(index >= 0, "cannot cap the power of device '", device_id,
+                "': the cluster has no such device");
   const DeviceSpec& spec = cluster.devices[static_cast<size_t>(index)].spec;
   PARTITA_CHECK(spec.kind == DeviceKind::kCuda, "power caps are modelled for GPUs only; '", device_id,
                 "' is a CPU device (RAPL caps a whole package, not a core group); plan without --power-cap ",
@@ -105,8 +108,8 @@ std::pair<std::string, double> parse_device_slowdown(const std::string& text) {
 std::pair<std::string, double> parse_device_power_cap(const std::string& text) {
   auto parsed = parse_device_number(text, "power cap", "DEVICE:WATTS, e.g. cuda:0:250", "W");
   // "cuda:1" alone reads as device "cuda" at 1 W: the watts are missing.
-  PARTITA_CHECK(parsed.first != "cuda" && parsed.first != "gpu",
-                "power cap '", text, "' must be DEVICE:WATTS, e.g. cuda:0:250 (the device id, then the watts)");
+  PARTITA_CHECK(parsed.first != "cuda" && parsed.first != "gpu", "power cap '", text,
+                "' must be DEVICE:WATTS, e.g. cuda:0:250 (the device id, then the watts)");
   return parsed;
 }
 

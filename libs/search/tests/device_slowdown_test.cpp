@@ -130,7 +130,8 @@ TEST(DevicePowerCap, StretchesTheDevicesRowAndChargesTheCapWhileBusy) {
   const double busy1 = after.plan->prediction.devices[0].busy.value();
   EXPECT_NEAR(busy1 / busy0, 1 / ratio, 1e-6);
   // Energy: cap x busy + idle x the rest of the step.
-  EXPECT_NEAR(after.plan->prediction.devices[0].energy.value(), 250 * busy1 + 100 * (t1 - busy1), 1e-9 * 250 * t1);
+  EXPECT_NEAR(after.plan->prediction.devices[0].energy.value(), 250 * busy1 + 100 * (t1 - busy1),
+              1e-9 * 250 * t1);
   EXPECT_LT(after.plan->prediction.energy.value(), before.plan->prediction.energy.value());
 }
 

@@ -79,17 +79,18 @@ TEST(Planner, CandidatesAreDistinctLayouts) {
       j.erase(key);
     }
     EXPECT_TRUE(seen.insert(j.dump()).second) << "a layout listed twice:\n" << p.to_string();
-    hybrid_of_single_devices = hybrid_of_single_devices ||
-                               (p.strategy == StrategyKind::kPipeline &&
-                                std::all_of(p.groups.begin(), p.groups.end(),
-                                            [](const DeviceGroup& g) { return g.devices.size() == 1; }));
+    hybrid_of_single_devices =
+        hybrid_of_single_devices || (p.strategy == StrategyKind::kPipeline &&
+                                     std::all_of(p.groups.begin(), p.groups.end(),
+                                                 [](const DeviceGroup& g) { return g.devices.size() == 1; }));
   }
   // The hybrid strategy proposes one-device groups too (a pipeline): the generators do overlap here.
   SearchOptions hybrid = training(32);
   hybrid.strategy = StrategyKind::kHybrid;
   const auto raw = generate_candidates(s.graph, s.cluster, s.table, hybrid);
   EXPECT_TRUE(std::any_of(raw.begin(), raw.end(), [](const Plan& p) {
-    return std::all_of(p.groups.begin(), p.groups.end(), [](const DeviceGroup& g) { return g.devices.size() == 1; });
+    return std::all_of(p.groups.begin(), p.groups.end(),
+                       [](const DeviceGroup& g) { return g.devices.size() == 1; });
   })) << "the test needs overlapping generators to mean anything";
   EXPECT_TRUE(hybrid_of_single_devices);
 }

@@ -63,8 +63,8 @@ TEST(StageModel, FixedPartsArePaidPerRunTheRestPerSample) {
 // Launch costs make small microbatches dear: with a large fixed part per node the pipeline planner chooses
 // fewer microbatches than without one.
 TEST(StageModel, FixedPartsKeepThePipelineFromSplittingTheBatchTooFinely) {
-  const Graph g = chain_graph(std::vector<double>(8, 1e9), std::vector<int64_t>(8, 64),
-                              std::vector<int64_t>(8, 64), 16);
+  const Graph g =
+      chain_graph(std::vector<double>(8, 1e9), std::vector<int64_t>(8, 64), std::vector<int64_t>(8, 64), 16);
   const Cluster c = make_cluster({make_spec("a", 1), make_spec("a", 1)}, make_link(1e9));
   SearchOptions o;
   o.mode = Mode::kTraining;

@@ -121,7 +121,8 @@ std::string plan_picture(const Json& plan, size_t max_rows) {
       svg += fmt::format(
           R"(<rect x="{:.1f}" y="{}" width="{:.1f}" height="{}" fill="{}" opacity="{}"><title>{}</title></rect>)",
           x0, 6 + row * r, std::max(1.0, x1 - x0), row - 8, stage_colour(s), listed ? 0.5 : 0.9, esc(what));
-      svg += fmt::format(R"(<text x="{:.1f}" y="{}" fill="white">s{}</text>)", x0 + 3, 20 + row * r, s) + "\n";
+      svg +=
+          fmt::format(R"(<text x="{:.1f}" y="{}" fill="white">s{}</text>)", x0 + 3, 20 + row * r, s) + "\n";
     }
   }
   svg +=
@@ -154,7 +155,8 @@ std::string timeline(const Json& trace, int pid, const std::string& title, size_
   std::map<int, double> busy;  // tid -> total duration
   for (const Json* e : events) busy[e->value("tid", 0)] += e->value("dur", 0.0);
   std::vector<std::pair<int, double>> by_busy(busy.begin(), busy.end());
-  std::stable_sort(by_busy.begin(), by_busy.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::stable_sort(by_busy.begin(), by_busy.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
   const size_t left_out = by_busy.size() > max_rows ? by_busy.size() - max_rows : 0;
   by_busy.resize(by_busy.size() - left_out);
   std::map<int, int> row_of;  // tid -> row

@@ -6,9 +6,9 @@
 
 #include <fmt/format.h>
 
+#include "html_parts.h"
 #include "partita/core/error.h"
 #include "partita/core/format.h"
-#include "html_parts.h"
 
 namespace partita {
 

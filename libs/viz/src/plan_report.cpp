@@ -43,11 +43,11 @@ std::string devices(const Json& plan, const std::map<std::string, int64_t>& capa
     if (cap != capacities.end() && cap->second > 0) {
       capacity = fmt::format("{} ({:.0f}% used)", bytes_text(cap->second), 100.0 * peak / cap->second);
     }
-    out += fmt::format("<tr><td>{}</td><td>{}</td><td>{:.0f}%</td><td>{}</td><td>{}</td><td>{}</td>"
-                       "<td>{:.4g} J</td></tr>\n",
-                       esc(id), ms(busy), step_ms > 0 ? 100.0 * busy / step_ms : 0.0, bytes_text(peak),
-                       bytes_text(d.value("model_state_bytes", int64_t{0})), esc(capacity),
-                       d.value("energy_j", 0.0));
+    out += fmt::format(
+        "<tr><td>{}</td><td>{}</td><td>{:.0f}%</td><td>{}</td><td>{}</td><td>{}</td>"
+        "<td>{:.4g} J</td></tr>\n",
+        esc(id), ms(busy), step_ms > 0 ? 100.0 * busy / step_ms : 0.0, bytes_text(peak),
+        bytes_text(d.value("model_state_bytes", int64_t{0})), esc(capacity), d.value("energy_j", 0.0));
   }
   return out + "</table>\n";
 }
@@ -60,13 +60,14 @@ std::string hosts(const Json& plan) {
       "working memory</th><th>offloaded activations</th><th>gathered outputs</th><th>capacity</th></tr>\n";
   for (const auto& h : p["hosts"]) {
     const int64_t cap = h.value("capacity_bytes", int64_t{0});
-    out += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                       esc(h.value("node", std::string("?"))), bytes_text(h.value("peak_memory_bytes", int64_t{0})),
-                       bytes_text(h.value("model_state_bytes", int64_t{0})),
-                       bytes_text(h.value("cpu_working_bytes", int64_t{0})),
-                       bytes_text(h.value("offloaded_activation_bytes", int64_t{0})),
-                       bytes_text(h.value("gathered_output_bytes", int64_t{0})),
-                       cap > 0 ? bytes_text(cap) : std::string("not described"));
+    out += fmt::format(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+        esc(h.value("node", std::string("?"))), bytes_text(h.value("peak_memory_bytes", int64_t{0})),
+        bytes_text(h.value("model_state_bytes", int64_t{0})),
+        bytes_text(h.value("cpu_working_bytes", int64_t{0})),
+        bytes_text(h.value("offloaded_activation_bytes", int64_t{0})),
+        bytes_text(h.value("gathered_output_bytes", int64_t{0})),
+        cap > 0 ? bytes_text(cap) : std::string("not described"));
   }
   return out + "</table>\n";
 }
@@ -79,10 +80,11 @@ std::string alternatives(const std::vector<PlanAlternative>& list) {
       "memory</th><th>J/step</th><th>layout</th></tr>\n";
   for (size_t i = 0; i < list.size(); ++i) {
     const PlanAlternative& a = list[i];
-    out += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4g}</td><td>{}</td><td>{:.4g}</td>"
-                       "<td>{}{}</td></tr>\n",
-                       i + 1, esc(a.strategy), ms(a.step_ms), a.samples_per_second, bytes_text(a.peak_bytes),
-                       a.joules, esc(a.layout), a.pareto ? " (pareto)" : "");
+    out += fmt::format(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4g}</td><td>{}</td><td>{:.4g}</td>"
+        "<td>{}{}</td></tr>\n",
+        i + 1, esc(a.strategy), ms(a.step_ms), a.samples_per_second, bytes_text(a.peak_bytes), a.joules,
+        esc(a.layout), a.pareto ? " (pareto)" : "");
   }
   return out + "</table>\n";
 }

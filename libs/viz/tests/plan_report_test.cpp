@@ -36,14 +36,21 @@ Json plan() {
 Json trace() {
   Json events = Json::array();
   const auto name = [&](int pid, int tid, const char* n) {
-    events.push_back({{"ph", "M"}, {"pid", pid}, {"tid", tid}, {"name", "thread_name"}, {"args", {{"name", n}}}});
+    events.push_back(
+        {{"ph", "M"}, {"pid", pid}, {"tid", tid}, {"name", "thread_name"}, {"args", {{"name", n}}}});
   };
   name(0, 0, "gpu:0");
   name(0, 1, "gpu:1");
   name(1, 2, "gpu:0->gpu<2>");
   const auto task = [&](int pid, int tid, const char* cat, double ts) {
-    events.push_back({{"ph", "X"}, {"pid", pid}, {"tid", tid}, {"name", "t"}, {"cat", cat}, {"ts", ts},
-                      {"dur", 100.0}, {"args", {{"stage", 0}, {"microbatch", 0}}}});
+    events.push_back({{"ph", "X"},
+                      {"pid", pid},
+                      {"tid", tid},
+                      {"name", "t"},
+                      {"cat", cat},
+                      {"ts", ts},
+                      {"dur", 100.0},
+                      {"args", {{"stage", 0}, {"microbatch", 0}}}});
   };
   task(0, 0, "forward", 0);
   task(0, 0, "backward", 200);
@@ -73,9 +80,9 @@ PlanReportInputs inputs() {
   in.plan = plan();
   in.trace = trace();
   in.capacities = {{"gpu:0", 4294967296}, {"gpu:1", 4294967296}};
-  in.alternatives = {PlanAlternative{"hybrid", "2 stage(s), 4 mb, gpu:0,gpu:1,gpu<2>", 4.0, 4000, 1073741824,
-                                     1.5, true},
-                     PlanAlternative{"data", "1 stage(s), 1 mb, gpu:0,gpu:1", 5.0, 3200, 2147483648, 1.2, true}};
+  in.alternatives = {
+      PlanAlternative{"hybrid", "2 stage(s), 4 mb, gpu:0,gpu:1,gpu<2>", 4.0, 4000, 1073741824, 1.5, true},
+      PlanAlternative{"data", "1 stage(s), 1 mb, gpu:0,gpu:1", 5.0, 3200, 2147483648, 1.2, true}};
   in.warnings = {"gpu:3 is not used: <slow>"};
   return in;
 }
@@ -84,7 +91,8 @@ TEST(PlanReport, ShowsThePredictionPerDeviceAndSaysItIsPredicted) {
   const std::string html = plan_report_html(inputs());
   EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
   EXPECT_NE(html.find("predicted by partita's cost models and simulator, not measured"), std::string::npos);
-  EXPECT_NE(html.find("<td><b>4.00 ms</b></td><td>4000 samples/s</td><td>1.5 J/step</td>"), std::string::npos);
+  EXPECT_NE(html.find("<td><b>4.00 ms</b></td><td>4000 samples/s</td><td>1.5 J/step</td>"),
+            std::string::npos);
   // busy 3 ms of a 4 ms step; 1 GiB of a 4 GiB device.
   EXPECT_NE(html.find("<td>gpu:0</td><td>3.00 ms</td><td>75%</td><td>1.00 GiB</td><td>512.00 MiB</td>"
                       "<td>4.00 GiB (25% used)</td><td>0.5 J</td>"),
@@ -111,10 +119,12 @@ TEST(PlanReport, ThePictureHasABarPerStageAndDeviceAndTheTimelinesEveryTask) {
   EXPECT_EQ(count(picture, "<rect "), 3);  // stage 0 on two devices, stage 1 on one
   // 8 nodes over 640 px from x = 110: stage 1 (nodes 4..7) starts at 430 on the third row.
   EXPECT_NE(picture.find(R"(<rect x="430.0" y="62" width="320.0")"), std::string::npos) << picture;
-  EXPECT_NE(picture.find("stage 0: nodes 0..3 on gpu:0, 3 sample(s) of each microbatch, offload optimizer_state"),
-            std::string::npos);
-  EXPECT_NE(picture.find("stage 1: nodes 4..7 on gpu&lt;2&gt;, 4 sample(s) of each microbatch, checkpointing"),
-            std::string::npos);
+  EXPECT_NE(
+      picture.find("stage 0: nodes 0..3 on gpu:0, 3 sample(s) of each microbatch, offload optimizer_state"),
+      std::string::npos);
+  EXPECT_NE(
+      picture.find("stage 1: nodes 4..7 on gpu&lt;2&gt;, 4 sample(s) of each microbatch, checkpointing"),
+      std::string::npos);
   const std::string devices = svg_of(html, "timeline", 0), links = svg_of(html, "timeline", 1);
   EXPECT_EQ(count(devices, "<rect "), 3);
   EXPECT_NE(devices.find(">gpu:1</text>"), std::string::npos);

@@ -73,7 +73,7 @@ bool has_checkpoint(const std::string& dir);
 
 // One state file of a checkpoint.
 struct CheckpointShard {
-  int rank = -1;                 // the process that reads it on resume; -1: every process (a whole checkpoint)
+  int rank = -1;  // the process that reads it on resume; -1: every process (a whole checkpoint)
   std::vector<int64_t> tensors;  // the module tensors it holds (indices into LoadedModel::parameters)
   std::string file;              // its name inside the step directory
   int64_t bytes = 0;
@@ -94,7 +94,8 @@ void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
 // temporary file in `dir` (synced), and returns its description for rank 0.
 CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int rank,
                                        const std::vector<torch::Tensor>& tensors,
-                                       const std::vector<int64_t>& held, const torch::optim::Optimizer& optimizer);
+                                       const std::vector<int64_t>& held,
+                                       const torch::optim::Optimizer& optimizer);
 // Step 2 (rank 0, once every rank's shard is written): commits a checkpoint made of `shards` (one per rank
 // 0..n-1), atomically replacing the previous checkpoint. Refuses a missing rank or a shard file that is
 // missing or not the size its rank described; nothing is committed then.
@@ -115,7 +116,7 @@ std::vector<int64_t> stage_tensor_indices(const LoadedModel& model, const Plan& 
 // of processes, or when a file is truncated or corrupt. `tensors` are modified only after every check and the
 // optimizer's load have passed.
 CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
-                                   const std::vector<torch::Tensor>& tensors, torch::optim::Optimizer& optimizer,
-                                   int rank = -1);
+                                   const std::vector<torch::Tensor>& tensors,
+                                   torch::optim::Optimizer& optimizer, int rank = -1);
 
 }  // namespace partita

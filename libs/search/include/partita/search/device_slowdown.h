@@ -24,9 +24,9 @@ std::pair<std::string, double> parse_device_slowdown(const std::string& text);
 // What-if planning for a power-capped GPU (`partita run --power-cap` applies a cap; this predicts one). A
 // labelled model, not a measurement (a profile of the capped device would win): dynamic power grows with the
 // cube of the clock, P = idle + (TDP - idle) (f / f_max)^3 (voltage scales with frequency), so a cap C leaves
-// the clock at f / f_max = ((C - idle) / (TDP - idle))^(1/3), every op takes f_max / f times as long (an upper
-// bound for memory-bound ops, whose memory clock a cap hardly lowers) and a busy device draws C instead of
-// TDP. A cap at or above TDP changes nothing.
+// the clock at f / f_max = ((C - idle) / (TDP - idle))^(1/3), every op takes f_max / f times as long (an
+// upper bound for memory-bound ops, whose memory clock a cap hardly lowers) and a busy device draws C instead
+// of TDP. A cap at or above TDP changes nothing.
 struct PowerCapEffect {
   double clock_ratio = 1.0;  // f / f_max, in (0, 1]
   Watts busy_power{0};       // what the energy model charges while busy: min(cap, TDP)

@@ -16,7 +16,7 @@
 namespace partita {
 
 struct PlanOutcome {
-  std::optional<Plan> plan;         // the chosen plan with its simulated prediction
+  std::optional<Plan> plan;  // the chosen plan with its simulated prediction
   // Every feasible evaluated candidate, best first by objective; one per layout (when two strategies
   // propose the same groups, stages, microbatches, schedule and savings, the better-ranked label stays).
   std::vector<Plan> candidates;

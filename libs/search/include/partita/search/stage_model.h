@@ -164,7 +164,7 @@ class StageModel {
   std::vector<int> device_spec_;
   std::vector<std::vector<double>> fwd_prefix_, bwd_prefix_;  // [spec][n+1], per sample, fixed parts excluded
   std::vector<std::vector<double>> fwd_fixed_prefix_, bwd_fixed_prefix_;  // [spec][n+1], per run
-  std::vector<double> param_prefix_, trainable_prefix_, saved_prefix_;  // [n+1]; saved: per sample
+  std::vector<double> param_prefix_, trainable_prefix_, saved_prefix_;    // [n+1]; saved: per sample
   // Weights read by two or more nodes (readers ascending), and [i] those whose first reader is before node i
   // and last reader at or after it (i in 0..n): what a range starting or ending at a cut may share.
   struct SharedWeight {
