@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 
+#include "hybrid_layouts.h"
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
 #include "partita/runtime/engine.h"
@@ -18,49 +19,8 @@ namespace {
 
 using namespace partita::testing;
 
-// Groups of devices on this machine's two cores: "cpu" (both) and "cpu:0-1" (both again) are devices of their
-// own, so four distinct devices fit on two cores (oversubscribed: this tests the math, not the speed).
-Plan hybrid_plan(const Graph& g, Mode mode, int batch, int microbatches, NodeId cut, DeviceGroup first,
-                 DeviceGroup second) {
-  Plan p;
-  p.graph = graph_identity(g);
-  p.mode = mode;
-  p.strategy = StrategyKind::kHybrid;
-  p.schedule = Schedule::kOneFOneB;
-  p.optimizer = Optimizer::kSgdMomentum;
-  p.global_batch = batch;
-  p.microbatches = microbatches;
-  p.groups = {std::move(first), std::move(second)};
-  p.stages = {Stage{0, cut, 0}, Stage{cut + 1, g.num_nodes() - 1, 1}};
-  return p;
-}
-
-struct Layout {
-  const char* name;
-  DeviceGroup first, second;  // shares of one microbatch
-};
-
-// Microbatches of 4 samples: shares that line up, that cut across each other, and one device against two.
-const Layout kLayouts[] = {
-    {"2 devices then 1", DeviceGroup{{"cpu:0", "cpu:1"}, {1, 3}}, DeviceGroup{{"cpu"}, {4}}},
-    {"1 device then 2", DeviceGroup{{"cpu"}, {4}}, DeviceGroup{{"cpu:0", "cpu:1"}, {3, 1}}},
-    {"2 then 2, crossing", DeviceGroup{{"cpu:0", "cpu:1"}, {1, 3}}, DeviceGroup{{"cpu", "cpu:0-1"}, {3, 1}}},
-};
-
-// The cut a hybrid plan can split (graph/analysis.h's hybrid_cuts) nearest the best single cut.
-NodeId splittable_cut(const Graph& g) {
-  const NodeId middle = best_cut_points(g, 1)[0].after_node;
-  const std::vector<bool> cuts = hybrid_cuts(g);
-  for (NodeId d = 0; d < g.num_nodes(); ++d) {
-    for (const NodeId n : {middle - d, middle + d}) {
-      if (n >= 0 && n + 1 < g.num_nodes() && cuts[static_cast<size_t>(n)]) return n;
-    }
-  }
-  return kNoNode;
-}
-
 std::vector<double> hybrid_losses(const std::string& name, const std::string& input, int steps,
-                                  const Layout& layout, EngineOptions options = {}) {
+                                  const HybridLayout& layout, EngineOptions options = {}) {
   LoadedModel m = load(name, input);
   const int batch = static_cast<int>(parse_input_spec(input).shape[0]);
   const NodeId cut = splittable_cut(m.ir);
@@ -73,7 +33,7 @@ TEST(EngineHybrid, TrainingMatchesOneDeviceFor20Steps) {
   for (const auto& [model, input] :
        {std::pair{"mlp", "8x64"}, {"cnn", "8x3x32x32"}, {"gpt", "8x32:i64:2048"}}) {
     const auto reference = reference_training(model, input, 20).losses;
-    for (const Layout& layout : kLayouts)
+    for (const HybridLayout& layout : kHybridLayouts)
       expect_same_losses(hybrid_losses(model, input, 20, layout), reference,
                          std::string(model) + ", " + layout.name);
   }
@@ -84,8 +44,8 @@ TEST(EngineHybrid, CheckpointedAndOffloadingStagesKeepTheMath) {
   // a stage saves to the host and back.
   for (const Checkpointing c : {Checkpointing::kFull, Checkpointing::kNone}) {
     LoadedModel m = load("cnn", "8x3x32x32");
-    Plan p =
-        hybrid_plan(m.ir, Mode::kTraining, 8, 2, splittable_cut(m.ir), kLayouts[2].first, kLayouts[2].second);
+    Plan p = hybrid_plan(m.ir, Mode::kTraining, 8, 2, splittable_cut(m.ir), kHybridLayouts[2].first,
+                         kHybridLayouts[2].second);
     p.stages[0].checkpointing = c;
     p.stages[1].checkpointing = c;
     if (c == Checkpointing::kNone) p.stages[0].offload = Offload::kActivations;
@@ -101,7 +61,7 @@ TEST(EngineHybrid, DeviceCopiesOfSharedParametersKeepTheMath) {
   // parameters through copies whose gradients are gathered.
   EngineOptions copies;
   copies.cpu_parameter_copies = true;
-  expect_same_losses(hybrid_losses("cnn", "8x3x32x32", 12, kLayouts[2], copies),
+  expect_same_losses(hybrid_losses("cnn", "8x3x32x32", 12, kHybridLayouts[2], copies),
                      reference_training("cnn", "8x3x32x32", 12).losses, "cnn with device copies");
 }
 
@@ -110,7 +70,7 @@ TEST(EngineHybrid, InferenceOutputsMatchTheModule) {
   const NodeId cut = best_cut_points(m.ir, 1)[0].after_node;
   const auto inputs = make_inputs({parse_input_spec("8x3x32x32")}, 100);
   const torch::Tensor expected = m.module.forward({inputs[0]}).toTensor();
-  for (const Layout& layout : kLayouts) {
+  for (const HybridLayout& layout : kHybridLayouts) {
     Engine engine(m, hybrid_plan(m.ir, Mode::kInference, 8, 2, cut, layout.first, layout.second));
     StepInputs in;
     in.inputs = inputs;
@@ -129,7 +89,8 @@ TEST(EngineHybrid, RefusesACutThatCarriesAValueItCannotSplitByTheBatch) {
   const NodeId cut = it == cuts.end() ? kNoNode : static_cast<NodeId>(it - cuts.begin());
   ASSERT_NE(cut, kNoNode) << "no cut of the GPT sends a batch-dependent value that is not batch-major";
   try {
-    Engine engine(m, hybrid_plan(m.ir, Mode::kTraining, 4, 1, cut, kLayouts[0].first, kLayouts[0].second));
+    Engine engine(
+        m, hybrid_plan(m.ir, Mode::kTraining, 4, 1, cut, kHybridLayouts[0].first, kHybridLayouts[0].second));
     FAIL() << "a hybrid plan with an unsplittable value crossing its cut ran";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("cannot be split between the stages' devices"), std::string::npos)

@@ -12,6 +12,7 @@
 
 #include <torch/script.h>
 
+#include "hybrid_layouts.h"
 #include "loopback_ranks.h"
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
@@ -247,47 +248,6 @@ TEST(StageTransport, AWeightUsedByBothStagesGetsTheSummedGradient) {
 
 namespace {
 
-// A hybrid plan as two processes run it, one per stage, each stage's devices in its process: 2 microbatches
-// of 4 samples, cut at `cut` (one a hybrid plan can split). Four device ids on two cores ("cpu" and "cpu:0-1"
-// are both cores again): the math is tested here, not the speed.
-Plan two_stage_hybrid(const Graph& g, Mode mode, NodeId cut, DeviceGroup first, DeviceGroup second) {
-  Plan p;
-  p.graph = graph_identity(g);
-  p.mode = mode;
-  p.strategy = StrategyKind::kHybrid;
-  p.schedule = Schedule::kOneFOneB;
-  // Not Adam: it turns rounding noise in ~0 gradients into lr-sized steps, and the replicas of a stage add
-  // their gradients in thread order (the in-process hybrid differs from itself by 1e-4 under Adam).
-  p.optimizer = Optimizer::kSgdMomentum;
-  p.global_batch = 8;
-  p.microbatches = 2;
-  p.groups = {std::move(first), std::move(second)};
-  p.stages = {Stage{0, cut, 0}, Stage{cut + 1, g.num_nodes() - 1, 1}};
-  return p;
-}
-
-struct HybridLayout {
-  const char* name;
-  DeviceGroup first, second;
-};
-const HybridLayout kHybridLayouts[] = {
-    {"2 devices then 1", DeviceGroup{{"cpu:0", "cpu:1"}, {1, 3}}, DeviceGroup{{"cpu"}, {4}}},
-    {"1 device then 2", DeviceGroup{{"cpu"}, {4}}, DeviceGroup{{"cpu:0", "cpu:1"}, {3, 1}}},
-    {"2 then 2, crossing", DeviceGroup{{"cpu:0", "cpu:1"}, {1, 3}}, DeviceGroup{{"cpu", "cpu:0-1"}, {3, 1}}},
-};
-
-// The cut nearest the best single cut that a hybrid plan can split (graph/analysis.h's hybrid_cuts).
-NodeId splittable_cut(const Graph& g) {
-  const NodeId middle = best_cut_points(g, 1)[0].after_node;
-  const std::vector<bool> cuts = hybrid_cuts(g);
-  for (NodeId d = 0; d < g.num_nodes(); ++d) {
-    for (const NodeId n : {middle - d, middle + d}) {
-      if (n >= 0 && n + 1 < g.num_nodes() && cuts[static_cast<size_t>(n)]) return n;
-    }
-  }
-  return kNoNode;
-}
-
 std::string zoo(const std::string& name) { return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt"; }
 
 }  // namespace
@@ -300,12 +260,12 @@ TEST(StageTransport, TwoRankHybridTrainsLikeTheInProcessHybrid) {
   for (const auto& [name, input] : std::vector<std::pair<std::string, std::string>>{
            {"mlp", "8x64"}, {"cnn", "8x3x32x32"}, {"gpt", "8x16:i64:2048"}}) {
     LoadedModel probe = load(zoo(name), input);
-    const NodeId cut = splittable_cut(probe.ir);
+    const NodeId cut = testing::splittable_cut(probe.ir);
     ASSERT_NE(cut, kNoNode) << name;
-    for (const auto& layout : kHybridLayouts) {
+    for (const auto& layout : testing::kHybridLayouts) {
       SCOPED_TRACE(name + ", " + layout.name);
       expect_same_training(zoo(name), input, [&](const Graph& g) {
-        return two_stage_hybrid(g, Mode::kTraining, cut, layout.first, layout.second);
+        return testing::hybrid_plan(g, Mode::kTraining, 8, 2, cut, layout.first, layout.second);
       });
     }
   }
@@ -314,11 +274,11 @@ TEST(StageTransport, TwoRankHybridTrainsLikeTheInProcessHybrid) {
 TEST(StageTransport, TwoRankHybridInferenceGivesTheModulesOutputs) {
   if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   LoadedModel probe = load(mlp(), "8x64");
-  const NodeId cut = splittable_cut(probe.ir);
-  for (const auto& layout : kHybridLayouts) {
+  const NodeId cut = testing::splittable_cut(probe.ir);
+  for (const auto& layout : testing::kHybridLayouts) {
     SCOPED_TRACE(layout.name);
     auto plan = [&](const Graph& g) {
-      return two_stage_hybrid(g, Mode::kInference, cut, layout.first, layout.second);
+      return testing::hybrid_plan(g, Mode::kInference, 8, 2, cut, layout.first, layout.second);
     };
     const auto one = run_in_process(mlp(), "8x64", plan, 1);
     const auto two = run_two_ranks(mlp(), "8x64", plan, 2);

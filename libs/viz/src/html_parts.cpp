@@ -10,14 +10,11 @@
 
 namespace partita::html {
 
-namespace {
-
-const Json& need(const Json& j, const char* key, const char* where) {
-  PARTITA_CHECK(j.contains(key), "report: ", where, " has no '", key, "'; give the files partita wrote");
+const Json& need(const Json& j, const char* key, const char* where, const char* report,
+                 const char* what_to_do) {
+  PARTITA_CHECK(j.contains(key), report, ": ", where, " has no '", key, "'; ", what_to_do);
   return j.at(key);
 }
-
-}  // namespace
 
 std::string esc(const std::string& s) {
   std::string out;

@@ -7,6 +7,9 @@
 
 namespace partita::html {
 
+// j[key], or partita::Error "<report>: <where> has no '<key>'; <what to do>".
+const Json& need(const Json& j, const char* key, const char* where, const char* report = "report",
+                 const char* what_to_do = "give the files partita wrote");
 std::string esc(const std::string& s);
 std::string ms(double v);  // "1.23 ms", "-" when not finite
 // "<!DOCTYPE html>...<body>" with the reports' style, and the end of the page.

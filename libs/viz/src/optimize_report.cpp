@@ -18,9 +18,8 @@ using html::esc;
 using html::ms;
 
 const Json& need(const Json& j, const char* key, const char* where) {
-  PARTITA_CHECK(j.contains(key), "optimize report: ", where, " has no '", key,
-                "'; give the metrics.json and trace.json that one `partita optimize` run wrote");
-  return j.at(key);
+  return html::need(j, key, where, "optimize report",
+                    "give the metrics.json and trace.json that one `partita optimize` run wrote");
 }
 
 std::string bytes(const Json& j, const char* key) {

@@ -14,9 +14,8 @@ using html::esc;
 using html::ms;
 
 const Json& need(const Json& j, const char* key, const char* where) {
-  PARTITA_CHECK(j.contains(key), "plan report: ", where, " has no '", key,
-                "'; give a plan written by `partita plan --json` or `partita simulate --json`");
-  return j.at(key);
+  return html::need(j, key, where, "plan report",
+                    "give a plan written by `partita plan --json` or `partita simulate --json`");
 }
 
 std::string bytes_text(int64_t b) { return format_bytes(Bytes(b)); }

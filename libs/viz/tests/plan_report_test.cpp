@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "html_test_support.h"
 #include "partita/core/error.h"
 
 namespace partita {
@@ -59,20 +60,8 @@ Json trace() {
   return Json{{"traceEvents", events}};
 }
 
-int count(const std::string& text, const std::string& what) {
-  int n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
-std::string svg_of(const std::string& html, const std::string& cls, int index = 0) {
-  size_t at = 0;
-  for (int i = 0; i <= index; ++i) {
-    at = html.find("<svg class=\"" + cls + "\"", i ? at + 1 : 0);
-    if (at == std::string::npos) return "";
-  }
-  return html.substr(at, html.find("</svg>", at) - at);
-}
+using testing::count;
+using testing::svg_of;
 
 PlanReportInputs inputs() {
   PlanReportInputs in;
