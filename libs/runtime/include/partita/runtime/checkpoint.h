@@ -17,7 +17,8 @@
 //                            optimizer's state
 // Atomicity: a save writes a new step directory under a temporary name, fsyncs its files and D, renames it
 // into place and only then replaces D/LATEST (temporary file, fsync, rename, fsync D). A writer that dies at
-// any point leaves the previous checkpoint readable; leftovers are removed by the next successful save.
+// any point leaves the previous checkpoint readable; its leftovers are removed by the next successful save of
+// the same or a later step.
 // Sharded: every rank writes its shard as a temporary file in D (synced), rank 0 gathers their descriptions
 // (the caller's job: partita run does it through the rendezvous store), checks the files and commits them as
 // above; a rank that dies before its shard is complete leaves nothing committed. Version 1 checkpoints (one
