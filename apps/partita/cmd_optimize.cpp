@@ -173,6 +173,11 @@ void run_optimize(const OptimizeArgs& args) {
     source.inputs = args.model.inputs;
     source.devices = device_sets[i].devices;
     auto inputs = std::make_unique<PlanningInputs>(make_planning_inputs(model.ir, source));
+    if (i == 0) {
+      mark_batch_splittability(*inputs, model);
+    } else {
+      inputs->options.batch_splittable = planning.front()->options.batch_splittable;
+    }
     inputs->options.mode = mode;
     inputs->options.objective = objective;
     // Per-op times measured here, under the OpenBLAS setting the candidate will run with.

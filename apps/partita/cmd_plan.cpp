@@ -111,6 +111,14 @@ void run_plan(const PlanArgs& args) {
   if (args.batch > 0) options.global_batch = args.batch;
   options.microbatches = args.microbatches;
   options.every_device = args.all_devices;
+  if (!options.batch_splittable) {
+    const std::string why = fmt::format("{} computes something else on part of its batch ({})", args.model,
+                                        in.batch_split_problem);
+    PARTITA_CHECK(options.microbatches <= 1, "--microbatches ", options.microbatches, ": ", why,
+                  "; plan with one microbatch, or write the batch dimension as -1 or x.size(0) in the model");
+    PARTITA_CHECK(options.global_batch == in.options.global_batch, "--batch ", options.global_batch, ": ",
+                  why, "; plan at the traced batch ", in.options.global_batch);
+  }
   options.validate();
   log_info(fmt::format("plan: searching {} strategies for {} nodes on {} device(s) ({})", args.strategy,
                        in.graph.num_nodes(), in.cluster.devices.size(), in.cluster.name));
@@ -121,6 +129,13 @@ void run_plan(const PlanArgs& args) {
   std::FILE* text = args.json == "-" ? stderr : stdout;  // keep stdout parseable with --json -
   fmt::print(text, "{}", plan.to_string());
   fmt::print(text, "{}", explain(out));
+  if (!options.batch_splittable) {
+    fmt::print(text,
+               "note: every plan keeps the batch whole: {} computes something else on part of it ({}); write "
+               "the batch dimension as -1 or x.size(0) in the model to allow microbatches and data "
+               "parallelism\n",
+               args.model, in.batch_split_problem);
+  }
   if (!args.json.empty()) write_json_file(args.json, plan_to_json(plan));
   if (!args.html.empty()) {
     std::vector<PlanAlternative> alternatives;

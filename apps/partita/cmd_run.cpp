@@ -28,6 +28,7 @@
 #include "partita/runtime/stage_transport.h"
 #include "partita/search/plan_json.h"
 #include "plan_runner.h"
+#include "planning_inputs.h"
 
 namespace partita::app {
 
@@ -222,6 +223,16 @@ void run_run(const RunArgs& args) {
   }
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
+  // A plan made before partita checked this, or by hand: split, such a model computes something else.
+  if (plan.splits_batch()) {
+    if (const auto problem = batch_split_problem(model, specs)) {
+      PARTITA_FAIL("the plan splits each step's batch (", plan.microbatches, " microbatch(es), ",
+                   plan.used_devices().size(), " device(s)) but ", args.model.model,
+                   " computes something else on part of it: ", *problem,
+                   "; plan again (partita plan keeps such a model's batch whole) or write the batch "
+                   "dimension as -1 or x.size(0) in the model");
+    }
+  }
   RunOptions options;
   options.steps = args.steps;
   options.warmup = warmup;

@@ -25,6 +25,7 @@
 #include "partita/runtime/optimizer.h"
 #include "partita/search/device_slowdown.h"
 #include "partita/search/model_spec.h"
+#include "partita/torch_bridge/batch_check.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/machine_fingerprint.h"
 #include "partita/torch_bridge/model.h"
@@ -224,6 +225,15 @@ double contention_factor(const Executor& executor, const std::vector<c10::IValue
   return std::max(1.0, std::min(ratios[0], ratios[1]));
 }
 
+void scale_times(std::vector<NodeTimes>& times, double factor) {
+  for (auto& t : times) {
+    t.forward = t.forward * factor;
+    t.backward = t.backward * factor;
+    t.forward_fixed = t.forward_fixed * factor;
+    t.backward_fixed = t.backward_fixed * factor;
+  }
+}
+
 }  // namespace
 
 Cluster local_cluster(const std::string& devices, const HardwareDb& db) {
@@ -301,6 +311,12 @@ Graph load_source_graph(const PlanSource& source) {
     log_info(fmt::format("building {} at batch {}", source.model_spec, source.batch));
     return build_model_graph(load_model_spec(source.model_spec), source.batch);
   }
+  return std::move(load_source_model(source).ir);
+}
+
+LoadedModel load_source_model(const PlanSource& source) {
+  PARTITA_CHECK(!source.model.empty(),
+                "nothing to plan: give MODEL.pt --input SPEC... or --model-spec FILE.yaml");
   PARTITA_CHECK(!source.inputs.empty(),
                 "--input is required with a TorchScript model: one spec per forward() argument, "
                 "like --input 32x64");
@@ -309,7 +325,7 @@ Graph load_source_graph(const PlanSource& source) {
   log_info(fmt::format("loading {}", source.model));
   LoadedModel model = load_model(source.model);
   annotate_shapes(model, specs);
-  return std::move(model.ir);
+  return model;
 }
 
 PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_batch) {
@@ -390,6 +406,28 @@ Seconds measure_optimizer_step(const LoadedModel& model, Optimizer kind) {
 
 }  // namespace
 
+std::optional<std::string> batch_split_problem(const LoadedModel& model,
+                                               const std::vector<InputSpec>& specs) {
+  const BatchCheckResult check = check_batch_splittability(model, specs);
+  if (check.splittable()) return std::nullopt;
+  for (const auto& p : check.problems) {
+    if (p.behavior != BatchBehavior::kMovesBatch && p.behavior != BatchBehavior::kFails) continue;
+    const Node& node = model.ir.node(p.node);
+    return fmt::format("node {} ({}) {}: {}", p.node, node.op, batch_behavior_name(p.behavior), p.detail);
+  }
+  PARTITA_ASSERT(false, "a batch check that is not splittable names a problem");
+  return std::nullopt;
+}
+
+void mark_batch_splittability(PlanningInputs& in, const LoadedModel& model) {
+  std::vector<InputSpec> specs;
+  for (const auto& s : in.source.inputs) specs.push_back(parse_input_spec(s));
+  const auto problem = batch_split_problem(model, specs);
+  in.options.batch_splittable = !problem;
+  in.batch_split_problem = problem.value_or("");
+  if (problem) log_info(fmt::format("{} does not split along the batch: {}", in.source.model, *problem));
+}
+
 void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const ProfiledCostOptions& options) {
   PARTITA_CHECK(in.source.cluster.empty(),
                 "--cost profiled measures this machine's devices; a --cluster file "
@@ -405,6 +443,15 @@ void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const Profiled
   std::vector<std::string> cpu_ids;
   for (const auto& d : in.cluster.devices) {
     if (d.spec.kind == DeviceKind::kCpu) cpu_ids.push_back(d.id);
+  }
+  // A second, one-sample measurement tells each node's per-call part from the part that scales with the
+  // samples (fit_per_call_parts): what a microbatch or a data-parallel share of a few samples really costs.
+  // Only for a model that splits along dim 0 (a batch baked into a reshape would run, or fail, differently;
+  // its plans never split the batch anyway).
+  const int batch = in.options.graph_batch;
+  std::vector<c10::IValue> one_sample;
+  if (batch > 1 && in.options.batch_splittable) {
+    for (const auto& t : make_inputs(with_batch(specs, 1), /*seed=*/5)) one_sample.emplace_back(t);
   }
   const int blas_before = blas_threads();
   const auto restore_blas = [&] {
@@ -426,29 +473,46 @@ void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const Profiled
       po.timing = TimingOptions{1, 3, 25, options.per_node_budget, {}};
       po.device_key = fmt::format("cpu{}|blas{}", binding.cores.empty() ? "" : "-group", blas_threads());
       po.cache_path = default_op_cache_path();
-      OpProfileResult result;
+      OpProfileResult result, small;
       Seconds update(0);
       on_bound_thread(dev->id, [&] {
         result = profile_ops(executor, inputs, po);
+        if (!one_sample.empty()) small = profile_ops(executor, one_sample, po);
         if (train) update = measure_optimizer_step(model, in.options.optimizer);
       });
       if (train) in.options.update_times[in.table.spec_names[row]] = update;
-      double factor = 1.0;
+      // Two workers on one machine slow each other (shared caches and memory bandwidth; here, sibling
+      // hyperthreads): each measurement is scaled by the slowdown measured at its own batch size, which
+      // differs (GPT 8x128 here: about x1.4 at 8 samples, more at 1).
+      double factor = 1.0, small_factor = 1.0;
       if (!binding.cores.empty() && cpu_ids.size() > 1) {
         const std::string other = cpu_ids[0] == dev->id ? cpu_ids[1] : cpu_ids[0];
         factor = contention_factor(executor, inputs, train, dev->id, other);
-        for (auto& t : result.times) {
-          t.forward = t.forward * factor;
-          t.backward = t.backward * factor;
-          t.forward_fixed = t.forward_fixed * factor;
-          t.backward_fixed = t.backward_fixed * factor;
+        if (!one_sample.empty())
+          small_factor = contention_factor(executor, one_sample, train, dev->id, other);
+      }
+      scale_times(result.times, factor);
+      MeasuredFixedParts fixed_parts = MeasuredFixedParts::kFromRow;
+      if (!one_sample.empty()) {
+        scale_times(small.times, small_factor);
+        result.times = fit_per_call_parts(result.times, batch, small.times, 1);
+        fixed_parts = MeasuredFixedParts::kMeasured;
+        NodeTimes sum;
+        for (const auto& t : result.times) {
+          sum.forward += t.forward, sum.forward_fixed += t.forward_fixed;
+          sum.backward += t.backward, sum.backward_fixed += t.backward_fixed;
         }
+        log_info(fmt::format(
+            "cost table: per-call parts on {} (fit over {} samples and 1, contention x{:.2f} "
+            "and x{:.2f}): forward {:.3f} of {:.3f} ms, backward {:.3f} of {:.3f} ms",
+            dev->id, batch, factor, small_factor, sum.forward_fixed.value() * 1e3, sum.forward.value() * 1e3,
+            sum.backward_fixed.value() * 1e3, sum.backward.value() * 1e3));
       }
       log_info(fmt::format(
           "cost table: measured {} on {} ({} thread(s), OpenBLAS {}); contention with {} other "
           "CPU device(s): x{:.2f}",
           in.table.spec_names[row], dev->id, binding.threads, blas_threads(), cpu_ids.size() - 1, factor));
-      apply_measured_times(in.table, static_cast<int>(row), result.times);
+      apply_measured_times(in.table, static_cast<int>(row), result.times, fixed_parts);
       restore_blas();
     }
   } catch (...) {
@@ -463,9 +527,15 @@ PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode) {
                 "unknown --cost '", source.cost, "': use roofline or profiled");
   const bool want_profile = source.cost == "profiled" ||
                             (source.cost.empty() && source.cluster.empty() && source.model_spec.empty());
+  if (!want_profile && !source.model_spec.empty()) {
+    PlanningInputs in = make_planning_inputs(load_source_graph(source), source, source.batch);
+    apply_device_slowdowns(in);
+    return in;
+  }
   if (!want_profile) {
-    const int batch = source.model_spec.empty() ? 0 : source.batch;
-    PlanningInputs in = make_planning_inputs(load_source_graph(source), source, batch);
+    LoadedModel model = load_source_model(source);
+    PlanningInputs in = make_planning_inputs(model.ir, source);
+    mark_batch_splittability(in, model);
     apply_device_slowdowns(in);
     return in;
   }
@@ -475,14 +545,9 @@ PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode) {
   PARTITA_CHECK(source.model_spec.empty(),
                 "--cost profiled needs a TorchScript model to run; a --model-spec "
                 "has no weights: use --cost roofline there");
-  PARTITA_CHECK(!source.model.empty() && !source.inputs.empty(),
-                "nothing to plan: give MODEL.pt --input SPEC... or --model-spec FILE.yaml");
-  std::vector<InputSpec> specs;
-  for (const auto& s : source.inputs) specs.push_back(parse_input_spec(s));
-  log_info(fmt::format("loading {}", source.model));
-  LoadedModel model = load_model(source.model);
-  annotate_shapes(model, specs);
+  LoadedModel model = load_source_model(source);
   PlanningInputs in = make_planning_inputs(model.ir, source);
+  mark_batch_splittability(in, model);
   ProfiledCostOptions po;
   po.mode = mode;
   apply_profiled_costs(in, model, po);

@@ -13,6 +13,7 @@
 // Cost table: roofline over the cluster's specs; apply_profiled_costs replaces the local CPU rows with per-op
 // times measured here (what `plan` and `optimize` do by default for a TorchScript model on local devices).
 // PlanSource::cost records which one was used ("roofline" or "profiled") so a later run can tell.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "partita/hardware/hardware_db.h"
 #include "partita/search/plan.h"
 #include "partita/search/search_options.h"
+#include "partita/torch_bridge/input_spec.h"
 
 namespace partita {
 struct LoadedModel;
@@ -37,6 +39,8 @@ struct PlanningInputs {
   SearchOptions options;
   // Absolute paths of what was used, for the plan's "source" section.
   PlanSource source;
+  // When options.batch_splittable is false: why, naming the node (mark_batch_splittability).
+  std::string batch_split_problem;
 };
 
 // The graph `source` names: load + annotate the TorchScript model at its input specs, or build the model spec
@@ -48,6 +52,18 @@ Graph load_source_graph(const PlanSource& source);
 // (source.cluster); both set is an error. `graph_batch`: samples the graph's shapes are for (0: dim 0 of its
 // first input).
 PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_batch = 0);
+
+// The TorchScript model `source` names, loaded and annotated at its input specs.
+LoadedModel load_source_model(const PlanSource& source);
+
+// What stops `model` (annotated at its specs) from running on part of its batch, checked for real
+// (torch_bridge/batch_check.h: a node that fails or moves the batch out of dim 0 at a second batch size),
+// as one line naming the node; nullopt when nothing does.
+std::optional<std::string> batch_split_problem(const LoadedModel& model, const std::vector<InputSpec>& specs);
+
+// Sets in.options.batch_splittable and in.batch_split_problem from batch_split_problem at in.source.inputs.
+// Call it before apply_profiled_costs.
+void mark_batch_splittability(PlanningInputs& in, const LoadedModel& model);
 
 // Measured costs for the local CPU devices of `in.cluster` (see apply_profiled_costs).
 struct ProfiledCostOptions {
@@ -63,12 +79,16 @@ struct ProfiledCostOptions {
 // Replaces the cost table rows of the local CPU devices with per-node forward (and, training, backward) times
 // measured by single-op replay (torch_bridge/op_profiler.h, cached per machine), each on a thread bound like
 // the engine's worker for that device (pinned core group at its thread count; the whole CPU at all cores).
-// When several CPU devices share the machine, their rows are scaled by a measured contention factor: the
-// model's own forward pass (training: forward + backward) timed on two pinned workers at once over the same
-// on one alone (shared memory bandwidth and caches slow concurrent workers). Sets in.table.method and
-// in.source.cost to "profiled" and records the factor in in.table (via the times). Does nothing for
-// described clusters (--cluster) or GPU rows. `model` must be the annotated model in.graph came from, and
-// in.source.inputs its input specs. Not thread-safe (sets intra-op threads on its own threads only).
+// Per-call parts: when in.options.batch_splittable and the graph's batch is above one, every node is also
+// measured on one sample and each node's fixed part fitted through both (cost/compute.h's
+// fit_per_call_parts: a one-sample microbatch costs what it measured, not an eighth of eight samples);
+// otherwise the calibrated per-call costs stay. When several CPU devices share the machine, the rows are
+// scaled by a measured contention factor, at each of the two batch sizes: the model's own forward pass
+// (training: forward + backward) timed on two pinned workers at once over the same on one alone (shared
+// memory bandwidth and caches slow concurrent workers). Sets in.table.method and in.source.cost to
+// "profiled". Does nothing for described clusters (--cluster) or GPU rows. `model` must be the annotated
+// model in.graph came from, in.source.inputs its input specs, and in.options.batch_splittable set
+// (mark_batch_splittability). Not thread-safe (sets intra-op threads on its own threads only).
 void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const ProfiledCostOptions& options);
 
 // Applies in.source.power_caps (cap_device_power) and then in.source.device_slowdowns to the cluster and cost

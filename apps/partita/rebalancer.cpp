@@ -37,6 +37,7 @@ Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions op
   PARTITA_CHECK(options.min_gain >= 0 && options.min_gain < 1, "rebalance min_gain must be in [0, 1), got ",
                 options.min_gain);
   base_ = make_planning_inputs(model.ir, plan.source);
+  mark_batch_splittability(base_, model);
   if (plan.source.cost == "profiled") {
     ProfiledCostOptions costs;
     costs.mode = plan.mode;

@@ -36,6 +36,30 @@ cmp -s "$WORK/mlp.json" "$WORK/mlp2.json" || fail "two plan runs differ"
 [ "$(json_get "$WORK/mlp_prof.json" "d['source']['cost']")" = "profiled" ] || fail "default cost is not profiled"
 [ "$(json_get "$WORK/mlp.json" "d['source']['cost']")" = "roofline" ] || fail "--cost roofline not recorded"
 "$PARTITA" simulate "$WORK/mlp_prof.json" --json "$WORK/sim_prof.json" >/dev/null || fail "simulate a profiled plan"
+# Profiled planning also measures every node on one sample and fits each node's per-call part.
+"$PARTITA" --verbose plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --train >/dev/null 2>"$WORK/mlp_prof.log" \
+  || fail "plan mlp (profiled, verbose)"
+grep -q "per-call parts on cpu:0 (fit over 32 samples and 1" "$WORK/mlp_prof.log" \
+  || fail "no one-sample fit of per-call parts: $(grep 'cost table' "$WORK/mlp_prof.log")"
+
+# A model with its traced batch baked into a reshape computes something else on part of its batch: its plans
+# keep the batch whole, splitting is refused by name, and run refuses a plan that splits it.
+"$PARTITA" plan "$ZOO/baked_batch.pt" --input 8x16 --devices cpu:0,cpu:1 --train --strategy data \
+  --json "$WORK/baked.json" >"$WORK/baked.txt" || fail "plan baked_batch"
+grep -q "every plan keeps the batch whole: .*node 1 (aten::view)" "$WORK/baked.txt" || fail "no note: $(cat "$WORK/baked.txt")"
+[ "$(json_get "$WORK/baked.json" "d['microbatches'] == 1 and [len(g['devices']) for g in d['groups']] == [1]")" = "True" ] \
+  || fail "baked_batch plan splits the batch: $(cat "$WORK/baked.txt")"
+expect_error "--microbatches 2: " "$PARTITA" plan "$ZOO/baked_batch.pt" --input 8x16 --devices cpu:0,cpu:1 --microbatches 2
+"$PYTHON" - "$WORK/baked.json" "$WORK/baked_split.json" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+plan["groups"][0]["devices"] = ["cpu:0", "cpu:1"]
+plan["groups"][0]["batch_shares"] = [4, 4]
+json.dump(plan, open(sys.argv[2], "w"))
+PY
+expect_error "computes something else on part of it: node 1 (aten::view)" \
+  "$PARTITA" run "$ZOO/baked_batch.pt" --input 8x16 --plan "$WORK/baked_split.json" --train --steps 2
+
 expect_error "unknown --cost" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --cost magic
 expect_error "use --cost roofline there" "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" \
   --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" --cost profiled

@@ -137,7 +137,8 @@ CostTable roofline_cost_table(const Graph& graph, const std::vector<DeviceSpec>&
   return table;
 }
 
-void apply_measured_times(CostTable& table, int spec, const std::vector<NodeTimes>& measured) {
+void apply_measured_times(CostTable& table, int spec, const std::vector<NodeTimes>& measured,
+                          MeasuredFixedParts fixed) {
   PARTITA_CHECK(spec >= 0 && spec < static_cast<int>(table.times.size()), "apply_measured_times: spec row ",
                 spec, " does not exist (the table has ", table.times.size(), " rows)");
   auto& row = table.times[static_cast<size_t>(spec)];
@@ -145,11 +146,32 @@ void apply_measured_times(CostTable& table, int spec, const std::vector<NodeTime
                 " measured times for a graph of ", row.size(), " nodes: measure the same graph");
   for (size_t n = 0; n < row.size(); ++n) {
     NodeTimes m = measured[n];
-    if (m.forward_fixed.value() == 0) m.forward_fixed = std::min(row[n].forward_fixed, m.forward);
-    if (m.backward_fixed.value() == 0) m.backward_fixed = std::min(row[n].backward_fixed, m.backward);
+    if (fixed == MeasuredFixedParts::kFromRow) {
+      m.forward_fixed = std::min(row[n].forward_fixed, m.forward);
+      m.backward_fixed = std::min(row[n].backward_fixed, m.backward);
+    }
     row[n] = m;
   }
   table.method = "profiled";
+}
+
+std::vector<NodeTimes> fit_per_call_parts(const std::vector<NodeTimes>& at_batch, int batch,
+                                          const std::vector<NodeTimes>& at_small, int small_batch) {
+  PARTITA_CHECK(small_batch > 0 && small_batch < batch, "fit_per_call_parts: the second batch size ",
+                small_batch, " must be between 1 and the first's ", batch - 1);
+  PARTITA_CHECK(at_batch.size() == at_small.size(), "fit_per_call_parts: ", at_batch.size(), " and ",
+                at_small.size(), " nodes: measure the same graph at both batch sizes");
+  const double big = batch, small = small_batch;
+  const auto fixed_part = [&](Seconds t_big, Seconds t_small) {
+    const double f = (big * t_small.value() - small * t_big.value()) / (big - small);
+    return Seconds(std::clamp(f, 0.0, t_big.value()));
+  };
+  std::vector<NodeTimes> out = at_batch;
+  for (size_t n = 0; n < out.size(); ++n) {
+    out[n].forward_fixed = fixed_part(at_batch[n].forward, at_small[n].forward);
+    out[n].backward_fixed = fixed_part(at_batch[n].backward, at_small[n].backward);
+  }
+  return out;
 }
 
 DeviceSpec cpu_core_group_spec(const DeviceSpec& whole_cpu, int cores) {

@@ -149,6 +149,45 @@ TEST(CostTableTest, MeasuredTimesWin) {
   EXPECT_THROW(apply_measured_times(t, 0, std::vector<NodeTimes>(3)), Error);
 }
 
+TEST(CostTableTest, MeasuredFixedPartsWinWhenTheMeasurementHasThem) {
+  const Graph g = small_graph(DType::kFloat32);
+  CostTable t = roofline_cost_table(g, {test_gpu()});
+  std::vector<NodeTimes> measured(4);
+  measured[0] = NodeTimes{Seconds(1e-3), Seconds(2e-3), Seconds(3e-4), Seconds(0)};
+  apply_measured_times(t, 0, measured, MeasuredFixedParts::kMeasured);
+  EXPECT_DOUBLE_EQ(t.times[0][0].forward_fixed.value(), 3e-4);
+  EXPECT_EQ(t.times[0][0].backward_fixed.value(), 0.0);  // a measured zero is kept, not the row's 10 us
+}
+
+TEST(FitPerCallParts, LineThroughTwoBatchSizes) {
+  // Node 0: 2 us + 1 us per sample forward, 5 us + 3 us per sample backward: at 8 samples 10 / 29 us, at 2
+  // samples 4 / 11 us. Node 1 is no faster on fewer samples (all fixed); node 2 is more than proportionally
+  // faster (no fixed part); node 3 costs nothing.
+  const std::vector<NodeTimes> at8 = {
+      {Seconds(10e-6), Seconds(29e-6)}, {Seconds(6e-6), Seconds(0)}, {Seconds(80e-6), Seconds(160e-6)}, {}};
+  const std::vector<NodeTimes> at2 = {
+      {Seconds(4e-6), Seconds(11e-6)}, {Seconds(7e-6), Seconds(0)}, {Seconds(10e-6), Seconds(30e-6)}, {}};
+  const auto fit = fit_per_call_parts(at8, 8, at2, 2);
+  ASSERT_EQ(fit.size(), 4u);
+  EXPECT_NEAR(fit[0].forward_fixed.value(), 2e-6, 1e-18);
+  EXPECT_NEAR(fit[0].backward_fixed.value(), 5e-6, 1e-18);
+  EXPECT_DOUBLE_EQ(fit[0].forward.value(), 10e-6);  // the times at the full batch are kept
+  EXPECT_DOUBLE_EQ(fit[0].backward.value(), 29e-6);
+  EXPECT_DOUBLE_EQ(fit[1].forward_fixed.value(), 6e-6);
+  EXPECT_EQ(fit[2].forward_fixed.value(), 0.0);
+  EXPECT_EQ(fit[2].backward_fixed.value(), 0.0);
+  EXPECT_EQ(fit[3].forward_fixed.value(), 0.0);
+
+  // Through StageModel's rule (fixed + (time - fixed) / batch per sample), the fit reproduces both
+  // measurements of node 0.
+  const double per_sample = (fit[0].forward.value() - fit[0].forward_fixed.value()) / 8;
+  EXPECT_NEAR(fit[0].forward_fixed.value() + 2 * per_sample, 4e-6, 1e-18);
+
+  EXPECT_THROW(fit_per_call_parts(at8, 8, at2, 8), Error);
+  EXPECT_THROW(fit_per_call_parts(at8, 8, at2, 0), Error);
+  EXPECT_THROW(fit_per_call_parts(at8, 8, std::vector<NodeTimes>(3), 2), Error);
+}
+
 OpClassFit class_fit(double fixed, double rate, double bandwidth, bool additive = false) {
   OpClassFit f;
   f.fixed = Seconds(fixed);

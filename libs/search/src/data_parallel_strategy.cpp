@@ -136,6 +136,7 @@ std::vector<Plan> data_parallel_candidates(const StageModel& model) {
     const bool kind_change = d == k || model.spec_of(order[static_cast<size_t>(d)]) !=
                                            model.spec_of(order[static_cast<size_t>(d) - 1]);
     if (k <= 8 || kind_change) sizes.push_back(d);
+    if (!model.options().batch_splittable) break;  // one device: the model must see its whole batch
   }
   std::vector<DpConfig> configs;
   for (int d : sizes) {
@@ -148,7 +149,9 @@ std::vector<Plan> data_parallel_candidates(const StageModel& model) {
   std::vector<Plan> out;
   for (auto& c : configs) {
     mark_unused_devices(c.plan, model.cluster(),
-                        "slower devices added more all-reduce time than compute they saved");
+                        model.options().batch_splittable
+                            ? "slower devices added more all-reduce time than compute they saved"
+                            : "the model does not split along the batch: one device runs it");
     out.push_back(std::move(c.plan));
   }
   return out;

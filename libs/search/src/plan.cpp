@@ -1,5 +1,6 @@
 #include "partita/search/plan.h"
 
+#include <algorithm>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -70,6 +71,13 @@ std::vector<std::string> Plan::used_devices() const {
   std::vector<std::string> out;
   for (const auto& g : groups) out.insert(out.end(), g.devices.begin(), g.devices.end());
   return out;
+}
+
+bool Plan::splits_batch() const {
+  if (microbatches > 1) return true;
+  return std::any_of(groups.begin(), groups.end(), [](const DeviceGroup& g) {
+    return g.parallelism == GroupParallelism::kData && g.devices.size() > 1;
+  });
 }
 
 std::vector<std::vector<int>> Plan::parameter_stages(const Graph& target) const {

@@ -44,6 +44,7 @@ std::vector<Plan> feasible_evaluated(const Graph& graph, const Cluster& cluster,
   const bool check_hosts = options.memory_cap == MemoryCap::kDeviceAndLimit;
   for (Plan& p : generate_candidates(graph, cluster, table, options)) {
     if (options.every_device && p.used_devices().size() < cluster.devices.size()) continue;
+    if (!options.batch_splittable && p.splits_batch()) continue;
     const Simulation sim = simulate(p, graph, cluster, table, options);
     if (!sim.fits_memory) continue;  // never returned or ranked
     if (check_hosts && !sim.fits_host_memory) {
@@ -96,7 +97,10 @@ std::optional<Bytes> smallest_memory(const Graph& graph, const Cluster& cluster,
 
 std::vector<Plan> generate_candidates(const Graph& graph, const Cluster& cluster, const CostTable& table,
                                       const SearchOptions& options) {
-  const StageModel model(graph, cluster, table, options);
+  SearchOptions whole = options;
+  // A model that must see its whole batch: strategies need not search microbatch counts.
+  if (!options.batch_splittable) whole.max_microbatches = 1;
+  const StageModel model(graph, cluster, table, whole);
   const auto blocks = block_ends(model, options.max_blocks);
   std::vector<Plan> out;
   const StrategyKind s = options.strategy;

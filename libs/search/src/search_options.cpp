@@ -76,6 +76,14 @@ void SearchOptions::validate() const {
                 "; use 0 (let the planner choose) or a positive count");
   PARTITA_CHECK(microbatches == 0 || global_batch % microbatches == 0, "search options: microbatches ",
                 microbatches, " does not divide the batch ", global_batch, "; pick a divisor of the batch");
+  PARTITA_CHECK(batch_splittable || microbatches <= 1, "search options: ", microbatches,
+                " microbatches asked for, but the model does not split along the batch (it computes "
+                "something else on part of it); plan with one microbatch");
+  PARTITA_CHECK(batch_splittable || graph_batch == 0 || global_batch == graph_batch,
+                "search options: a global batch of ", global_batch,
+                " asked for, but the model does not split "
+                "along the batch and was traced at ",
+                graph_batch, "; plan at the traced batch");
   PARTITA_CHECK(max_blocks >= 1, "search options: max_blocks is ", max_blocks, "; it must be at least 1");
 }
 

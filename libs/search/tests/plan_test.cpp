@@ -46,6 +46,19 @@ TEST(Plan, ChecksAgainstItsGraph) {
   EXPECT_NO_THROW(both.check_against(g));
 }
 
+TEST(Plan, SplitsTheBatchWithMicrobatchesOrDataGroups) {
+  const Graph g = testing::chain_graph({1, 1, 1}, {4, 4, 4}, {4, 4, 4});
+  Plan p = plan_for(g);
+  EXPECT_TRUE(p.splits_batch());  // two microbatches
+  p.microbatches = 1;
+  p.groups[0].batch_shares = p.groups[1].batch_shares = {4};
+  EXPECT_FALSE(p.splits_batch());
+  p.groups[1] = DeviceGroup{{"d1", "d2"}, {4, 4}, GroupParallelism::kTensor};  // each sees it all
+  EXPECT_FALSE(p.splits_batch());
+  p.groups[1] = DeviceGroup{{"d1", "d2"}, {1, 3}, GroupParallelism::kData};
+  EXPECT_TRUE(p.splits_batch());
+}
+
 // Which stages read each parameter: by node range, by branch node list, and a weight two stages share.
 TEST(Plan, ParameterStagesFollowTheNodes) {
   const Graph g = testing::chain_graph({1, 1, 1}, {4, 4, 4}, {4, 4, 4});

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "partita/core/error.h"
 #include "partita/graph/analysis.h"
 #include "partita/search/model_spec.h"
 #include "partita/search/plan_json.h"
@@ -118,6 +119,27 @@ TEST(Planner, EveryDeviceKeepsOnlyPlansThatUseThemAll) {
   const PlanOutcome none = make_plan(g, three, table_for(g, three), o);
   EXPECT_FALSE(none.plan);
   EXPECT_NE(none.error.find("no candidate plan uses all 3 devices"), std::string::npos) << none.error;
+}
+
+TEST(Planner, AModelThatMustSeeItsWholeBatchKeepsItWhole) {
+  const Gpt24 s = gpt24_on_unequal_gpus();
+  SearchOptions o = training(16);
+  const PlanOutcome free = make_plan(s.graph, s.cluster, s.table, o);
+  ASSERT_TRUE(free.plan) << free.error;
+  ASSERT_TRUE(free.plan->splits_batch()) << "the test needs a case where splitting the batch wins";
+  o.batch_splittable = false;
+  const PlanOutcome whole = make_plan(s.graph, s.cluster, s.table, o);
+  ASSERT_TRUE(whole.plan) << whole.error;
+  bool a_pipeline = false;
+  for (const Plan& p : whole.candidates) {
+    EXPECT_FALSE(p.splits_batch()) << p.to_string();
+    EXPECT_EQ(p.microbatches, 1);
+    a_pipeline = a_pipeline || p.stages.size() > 1;
+  }
+  EXPECT_TRUE(a_pipeline) << "a pipeline of one microbatch keeps the batch whole and should remain";
+  // Asking for a split of such a model is refused by name.
+  o.microbatches = 4;
+  EXPECT_THROW(make_plan(s.graph, s.cluster, s.table, o), Error);
 }
 
 TEST(Planner, IsDeterministic) {

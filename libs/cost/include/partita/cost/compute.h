@@ -109,11 +109,32 @@ DType node_compute_dtype(const Graph& graph, const Node& node);
 // Roofline table for every node of `graph` on every spec (roofline_node_times of each node).
 CostTable roofline_cost_table(const Graph& graph, const std::vector<DeviceSpec>& specs);
 
+// Where the fixed parts of measured times come from.
+enum class MeasuredFixedParts {
+  // Measured at one batch, which cannot tell a call's fixed part from the rest: keep the row's (the
+  // calibrated or roofline per-call cost), capped at the measured time.
+  kFromRow,
+  // The measurement's own (fit_per_call_parts over two batch sizes), zeros included.
+  kMeasured,
+};
+
 // Replaces row `spec` with measured times (one per node; measured wins over roofline) and sets method to
-// "profiled". Measurements at one batch cannot tell a call's fixed part from the rest: a measured node keeps
-// the row's fixed parts (the calibrated or roofline per-call cost), capped at the measured time, unless the
-// measurement gives its own. Throws partita::Error when `spec` is out of range or the sizes differ.
-void apply_measured_times(CostTable& table, int spec, const std::vector<NodeTimes>& measured);
+// "profiled"; the fixed parts as `fixed` says. Throws partita::Error when `spec` is out of range or the sizes
+// differ.
+void apply_measured_times(CostTable& table, int spec, const std::vector<NodeTimes>& measured,
+                          MeasuredFixedParts fixed = MeasuredFixedParts::kFromRow);
+
+// Per-call parts from the same nodes measured at two batch sizes. Model: a node's time on s samples is
+// fixed + per_sample * s (what StageModel assumes), so the line through (small_batch, at_small) and (batch,
+// at_batch) gives fixed = (batch * t_small - small_batch * t_batch) / (batch - small_batch). What it captures
+// beyond launch and dispatch: a small call's lower efficiency (a GEMM of one sample's rows runs at a fraction
+// of a full batch's rate), which a per-call constant fitted over generic ops misses. Returns at_batch's times
+// (unchanged) with forward_fixed/backward_fixed from the fit, clamped to [0, the time at batch]: a node that
+// is no faster on fewer samples (weights' transposes, noise on tiny ops) is all fixed; one that is more than
+// proportionally faster (cache effects) has none. Throws partita::Error unless 0 < small_batch < batch and
+// the vectors have the same size.
+std::vector<NodeTimes> fit_per_call_parts(const std::vector<NodeTimes>& at_batch, int batch,
+                                          const std::vector<NodeTimes>& at_small, int small_batch);
 
 // A DeviceSpec for `cores` cores of a CPU whose whole-CPU spec is `whole_cpu` (whole_cpu.cores > 0).
 // Peak FLOP/s scales linearly with cores (each core has its own vector units). Memory bandwidth does NOT

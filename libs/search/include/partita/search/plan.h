@@ -146,6 +146,9 @@ struct Plan {
   int microbatch_size() const { return global_batch / microbatches; }
   // Every device id in group order.
   std::vector<std::string> used_devices() const;
+  // Whether some part of the model runs on fewer samples than the step's batch: several microbatches, or a
+  // data-parallel group of several devices (each its share). Tensor-parallel groups see the whole microbatch.
+  bool splits_batch() const;
   // A few lines for people: strategy, stages with node ranges and devices, prediction.
   std::string to_string() const;
   // Throws partita::Error when the plan is malformed for `graph` (identity, ranges, shares, groups, a stage

@@ -48,6 +48,11 @@ struct SearchOptions {
   // When positive, every strategy uses exactly this many microbatches per step (it must divide global_batch).
   int microbatches = 0;
   int max_blocks = 256;  // the node order is grouped into at most this many blocks for partitioning
+  // False for a model that computes something else when its batch is split (a traced batch size baked into
+  // a reshape: torch_bridge/batch_check.h finds it by running the model at a second batch size). Plans then
+  // keep every step's batch whole (Plan::splits_batch() is false: one microbatch, no data-parallel group of
+  // several devices); pipelines of one microbatch, tensor and branch plans remain.
+  bool batch_splittable = true;
   // Keep only plans that use every device of the cluster (e.g. one process per device with partita
   // launch), even when leaving some out is predicted faster.
   bool every_device = false;
