@@ -13,6 +13,7 @@
 #include "partita/search/device_slowdown.h"
 #include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
+#include "partita/search/power_cap_search.h"
 #include "plan_html.h"
 #include "planning_inputs.h"
 
@@ -80,6 +81,26 @@ std::string explain(const PlanOutcome& out) {
   return text;
 }
 
+// What --power-cap auto tried and chose, for people.
+std::string describe_cap_choice(const CappedPlanOutcome& capped) {
+  const CapSetting& uncapped = capped.settings.front();
+  const Plan& plan = *capped.outcome.plan;
+  std::string caps;
+  for (const auto& [device, watts] : capped.caps_w)
+    caps += fmt::format("{}{} {:.0f} W", caps.empty() ? "" : ", ", device, watts);
+  std::string out = fmt::format("power caps (cube-law model, not measured; {} setting(s) planned): {}\n",
+                                capped.settings.size(), caps.empty() ? "none (uncapped is best)" : caps);
+  if (uncapped.feasible && !caps.empty()) {
+    out += fmt::format(
+        "  uncapped {:.2f} ms, {:.4g} J/step; capped {:.2f} ms ({:+.1f}%), {:.4g} J/step ({:+.1f}%)\n",
+        to_milliseconds(uncapped.step_time), uncapped.energy.value(),
+        to_milliseconds(plan.prediction.step_time),
+        100 * (plan.prediction.step_time / uncapped.step_time - 1), plan.prediction.energy.value(),
+        100 * (plan.prediction.energy / uncapped.energy - 1));
+  }
+  return out;
+}
+
 void run_plan(const PlanArgs& args) {
   PlanSource source;
   source.model = args.model;
@@ -96,12 +117,20 @@ void run_plan(const PlanArgs& args) {
     const auto [device, factor] = parse_device_slowdown(text);
     source.device_slowdowns[device] = factor;
   }
+  const bool auto_caps =
+      std::find(args.power_caps.begin(), args.power_caps.end(), "auto") != args.power_caps.end();
+  PARTITA_CHECK(!auto_caps || args.power_caps.size() == 1,
+                "--power-cap auto chooses every GPU's cap; do not give it with DEVICE:WATTS caps");
   for (const auto& text : args.power_caps) {
+    if (auto_caps) break;
     const auto [device, watts] = parse_device_power_cap(text);
     source.power_caps[device] = watts;
   }
   // Parse the choices before the (slow) model load so typos fail fast.
   const Objective objective = parse_objective(args.objective);
+  PARTITA_CHECK(!auto_caps || objective != Objective::kTime,
+                "--power-cap auto chooses caps for --objective energy or balanced; under time (the "
+                "default) no cap makes a step faster");
   const StrategyKind strategy = parse_strategy(args.strategy);
   PlanningInputs in = load_planning_inputs(source, args.train ? Mode::kTraining : Mode::kInference);
   SearchOptions options = in.options;
@@ -122,7 +151,18 @@ void run_plan(const PlanArgs& args) {
   options.validate();
   log_info(fmt::format("plan: searching {} strategies for {} nodes on {} device(s) ({})", args.strategy,
                        in.graph.num_nodes(), in.cluster.devices.size(), in.cluster.name));
-  const PlanOutcome out = make_plan(in.graph, in.cluster, in.table, options);
+  PlanOutcome out;
+  if (auto_caps) {
+    CappedPlanOutcome capped = plan_with_power_caps(in.graph, in.cluster, in.table, options);
+    out = std::move(capped.outcome);
+    PARTITA_CHECK(out.plan.has_value(), out.error);
+    in.cluster = std::move(capped.cluster);
+    in.table = std::move(capped.table);
+    in.source.power_caps = capped.caps_w;
+    fmt::print(args.json == "-" ? stderr : stdout, "{}", describe_cap_choice(capped));
+  } else {
+    out = make_plan(in.graph, in.cluster, in.table, options);
+  }
   PARTITA_CHECK(out.plan.has_value(), out.error);
   Plan plan = *out.plan;
   plan.source = in.source;
@@ -190,7 +230,8 @@ Command register_plan(CLI::App& app) {
                   "repeatable");
   cmd->add_option("--power-cap", args->power_caps,
                   "DEVICE:WATTS: plan a GPU as if power-capped (clock from a cube-law model of power, busy "
-                  "power = the cap); repeatable; partita run --power-cap applies a cap");
+                  "power = the cap); repeatable; or auto: choose each GPU kind's cap (0.5-1.0 of TDP) for "
+                  "--objective energy or balanced; partita run --power-cap applies a cap");
   cmd->add_flag("--all-devices", args->all_devices,
                 "keep only plans that use every listed device (e.g. one process per device with partita "
                 "launch), even where leaving one out is predicted faster");

@@ -136,6 +136,33 @@ PY
   2>"$WORK/run_capped.err" || fail "run a plan made for a capped GPU: $(tail -2 "$WORK/run_capped.err")"
 grep -q "the plan was made for cuda:7 capped at 250 W; this run leaves its power limit as it is (add --power-cap cuda:7:250" \
   "$WORK/run_capped.err" || fail "run should say the plan's cap is not applied: $(cat "$WORK/run_capped.err")"
+# --power-cap auto under the balanced objective: the caps chosen are recorded (whole watts, above idle, at most
+# TDP), simulate rebuilds them, and the plan is no more than 5% slower and no less green than the uncapped
+# balanced plan.
+"$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" \
+  --train --batch 16 --objective balanced --json "$WORK/balanced.json" >/dev/null || fail "plan balanced"
+"$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" \
+  --train --batch 16 --objective balanced --power-cap auto --json "$WORK/auto_caps.json" >"$WORK/auto_caps.txt" \
+  || fail "plan --power-cap auto"
+grep -q "power caps (cube-law model, not measured; 36 setting(s) planned): cuda:" "$WORK/auto_caps.txt" \
+  || fail "auto caps not described: $(head -3 "$WORK/auto_caps.txt")"
+"$PARTITA" simulate "$WORK/auto_caps.json" --json "$WORK/auto_caps_sim.json" >/dev/null || fail "simulate auto caps"
+"$PYTHON" - "$WORK/balanced.json" "$WORK/auto_caps.json" "$WORK/auto_caps_sim.json" <<'PY' || fail "auto caps plan"
+import json, sys
+free, capped, sim = (json.load(open(p)) for p in sys.argv[1:])
+caps = capped["source"]["power_caps_w"]
+assert caps, "balanced should cap something on this cluster"
+tdp = {"cuda:0": 400, "cuda:1": 400, "cuda:2": 300, "cuda:3": 300}
+for device, watts in caps.items():
+    assert watts == int(watts) and watts < tdp[device] and watts >= tdp[device] / 2, (device, watts)
+assert sim["predicted_step_ms"] == capped["predicted_step_ms"], (sim["predicted_step_ms"], capped["predicted_step_ms"])
+assert capped["predicted_step_ms"] <= free["predicted_step_ms"] * 1.05, (capped["predicted_step_ms"], free["predicted_step_ms"])
+assert capped["predicted_joules"] < free["predicted_joules"], (capped["predicted_joules"], free["predicted_joules"])
+PY
+expect_error "--power-cap auto chooses caps for --objective energy or balanced" "$PARTITA" plan \
+  --model-spec "$SRC/config/models/gpt-24layer.yaml" --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" --power-cap auto
+expect_error "has no GPU to cap" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --cost roofline \
+  --objective energy --power-cap auto
 expect_error "power caps are modelled for GPUs only" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 \
   --cost roofline --power-cap cpu:0:5
 expect_error "is not above its idle power" "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" \
