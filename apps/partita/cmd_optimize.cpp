@@ -356,22 +356,26 @@ void run_optimize(const OptimizeArgs& args) {
              "and the one mirroring plain LibTorch's setting again, alternating):\n",
              probe.steps, objective_name(objective));
   for (const auto& c : candidates) {
-    std::string measured = std::isfinite(c.measured_ms) ? fmt::format("{:9.2f} ms", c.measured_ms)
-                                                        : std::string("cannot run here");
+    std::string measured = std::isfinite(c.measured_ms)
+                               ? fmt::format("{:>12}", format_seconds(Seconds(c.measured_ms * 1e-3)))
+                               : std::string("cannot run here");
     if (std::isfinite(c.measured_ms) && std::isfinite(c.measured_joules))
       measured += fmt::format(" {:8.3g} J", c.measured_joules);
-    fmt::print(out, "  {:<52} predicted {:9.2f} ms  measured {}{}\n", c.label,
-               to_milliseconds(c.plan.prediction.step_time), measured, &c == &*best ? "  <- chosen" : "");
+    fmt::print(out, "  {:<52} predicted {:>12}  measured {}{}\n", c.label,
+               format_seconds(c.plan.prediction.step_time), measured, &c == &*best ? "  <- chosen" : "");
   }
   fmt::print(out, "plain LibTorch thread sweep:");
-  for (const auto& s : sweep) fmt::print(out, " [{}: {:.2f} ms]", s.config.to_string(), s.median_ms);
+  for (const auto& s : sweep)
+    fmt::print(out, " [{}: {}]", s.config.to_string(), format_seconds(Seconds(s.median_ms * 1e-3)));
   fmt::print(out, "\n\n{:<44} {:>12} {:>12} {:>9} {:>12}\n", "", "predicted", "measured", "speedup",
              "peak memory");
-  fmt::print(out, "{:<44} {:>12} {:>9.2f} ms {:>8.2f}x {:>12}\n",
-             "plain LibTorch (" + best_base->config.to_string() + ")", "-", baseline_median, 1.0, "-");
-  fmt::print(out, "{:<44} {:>9.2f} ms {:>9.2f} ms {:>8.2f}x {:>12}\n",
-             "partita: " + best->label.substr(0, 34), predicted_ms, plan_median, speedup,
-             format_bytes(measured_peak));
+  // Seconds, milliseconds or microseconds as the figure needs (a small MLP's step is a few microseconds).
+  const auto time_of = [](double ms) { return format_seconds(Seconds(ms * 1e-3)); };
+  fmt::print(out, "{:<44} {:>12} {:>12} {:>8.2f}x {:>12}\n",
+             "plain LibTorch (" + best_base->config.to_string() + ")", "-", time_of(baseline_median), 1.0,
+             "-");
+  fmt::print(out, "{:<44} {:>12} {:>12} {:>8.2f}x {:>12}\n", "partita: " + best->label.substr(0, 34),
+             time_of(predicted_ms), time_of(plan_median), speedup, format_bytes(measured_peak));
   fmt::print(
       out,
       "(medians of {} alternating rounds x {} steps; predicted peak {} on the largest device, {} on all "
@@ -390,8 +394,8 @@ void run_optimize(const OptimizeArgs& args) {
                best->plan.prediction.energy.value(), plan_joules / base_joules_median);
   }
   for (const auto& w : final_report.workers) {
-    fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {:.2f} ms/step (predicted {:.2f})\n",
-               w.stage, w.device, 100.0 * w.utilization, w.busy_ms_per_step, w.predicted_busy_ms);
+    fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {}/step (predicted {})\n", w.stage,
+               w.device, 100.0 * w.utilization, time_of(w.busy_ms_per_step), time_of(w.predicted_busy_ms));
   }
 
   namespace fs = std::filesystem;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <memory>
 
@@ -279,12 +280,19 @@ void run_run(const RunArgs& args) {
   std::optional<Rapl> rapl;
   std::unique_ptr<PowerCaps> power;
   std::optional<StopOnSignal> stop;
-  if (!caps.empty()) {
+  // Limits that a partita run killed outright left capped go back first (their journals say what they were).
+  const std::string journal_dir = default_power_cap_journal_dir();
+  if (std::filesystem::is_directory(journal_dir)) {
     nvml.emplace();
     rapl.emplace(powercap_root());
+    for (const auto& line : recover_power_caps(journal_dir, *nvml, *rapl)) log_warning(line);
+  }
+  if (!caps.empty()) {
+    if (!nvml) nvml.emplace();
+    if (!rapl) rapl.emplace(powercap_root());
     stop.emplace();
     options.stop_requested = &stop->requested();
-    power = std::make_unique<PowerCaps>(caps, *nvml, *rapl);
+    power = std::make_unique<PowerCaps>(caps, *nvml, *rapl, journal_dir);
     for (const auto& line : power->applied()) log_info("power cap: " + line);
   }
   RunReport report;

@@ -481,9 +481,9 @@ void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const Profiled
         if (train) update = measure_optimizer_step(model, in.options.optimizer);
       });
       if (train) in.options.update_times[in.table.spec_names[row]] = update;
-      // Two workers on one machine slow each other (shared caches and memory bandwidth; here, sibling
-      // hyperthreads): each measurement is scaled by the slowdown measured at its own batch size, which
-      // differs (GPT 8x128 here: about x1.4 at 8 samples, more at 1).
+      // Two workers on one machine slow each other (shared caches and memory bandwidth): each measurement is
+      // scaled by the slowdown measured at its own batch size, since how much two workers share depends on
+      // their working sets (on this VM both came out x1.00 for GPT 8x128 at 8 samples and at 1).
       double factor = 1.0, small_factor = 1.0;
       if (!binding.cores.empty() && cpu_ids.size() > 1) {
         const std::string other = cpu_ids[0] == dev->id ? cpu_ids[1] : cpu_ids[0];

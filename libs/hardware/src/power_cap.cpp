@@ -1,12 +1,23 @@
 #include "partita/hardware/power_cap.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "partita/core/error.h"
+#include "partita/core/json_io.h"
 #include "partita/hardware/device.h"
+#include "partita/hardware/machine_profile.h"
 
 namespace partita {
 
@@ -35,8 +46,15 @@ PowerCapRequest parse_power_cap(const std::string& text) {
   return out;
 }
 
-PowerCaps::PowerCaps(const std::vector<PowerCapRequest>& caps, const Nvml& nvml, const Rapl& rapl)
+PowerCaps::PowerCaps(const std::vector<PowerCapRequest>& caps, const Nvml& nvml, const Rapl& rapl,
+                     std::string journal_dir)
     : nvml_(nvml), rapl_(rapl) {
+  if (!journal_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(journal_dir, ec);
+    PARTITA_CHECK(!ec, "cannot create the power cap journal directory ", journal_dir, ": ", ec.message());
+    journal_ = (std::filesystem::path(journal_dir) / (std::to_string(::getpid()) + ".json")).string();
+  }
   try {
     for (const PowerCapRequest& cap : caps) {
       const DeviceId id = parse_device_id(cap.device);
@@ -53,8 +71,9 @@ PowerCaps::PowerCaps(const std::vector<PowerCapRequest>& caps, const Nvml& nvml,
         PARTITA_CHECK(was.value() > 0, "cannot cap ", cap.device,
                       ": NVML does not say its current limit, so it "
                       "could not be restored");
+        previous_.push_back(Previous{true, id.index, was, cap.watts, cap.device});
+        write_journal();  // before the change: a kill right after it still finds what to put back
         nvml.set_power_limit(id.index, cap.watts);
-        previous_.push_back(Previous{true, id.index, was});
         applied_.push_back(
             fmt::format("{} at {:g} W (was {:g} W)", cap.device, cap.watts.value(), was.value()));
         continue;
@@ -68,8 +87,9 @@ PowerCaps::PowerCaps(const std::vector<PowerCapRequest>& caps, const Nvml& nvml,
           PARTITA_CHECK(cap.watts <= *most, "cannot cap ", names[k], " at ", cap.watts.value(),
                         " W: its most is ", most->value(), " W");
         }
+        previous_.push_back(Previous{false, static_cast<int>(k), *was, cap.watts, "cpu " + names[k]});
+        write_journal();
         rapl.set_power_limit(k, cap.watts);
-        previous_.push_back(Previous{false, static_cast<int>(k), *was});
         applied_.push_back(
             fmt::format("cpu {} at {:g} W (was {:g} W)", names[k], cap.watts.value(), was->value()));
       }
@@ -82,7 +102,24 @@ PowerCaps::PowerCaps(const std::vector<PowerCapRequest>& caps, const Nvml& nvml,
 
 PowerCaps::~PowerCaps() { restore(); }
 
+void PowerCaps::write_journal() const {
+  if (journal_.empty()) return;
+  Json limits = Json::array();
+  for (const Previous& p : previous_) {
+    limits.push_back({{"device", p.label},
+                      {"gpu", p.gpu},
+                      {"index", p.index},
+                      {"was_w", p.watts.value()},
+                      {"cap_w", p.cap.value()}});
+  }
+  write_json_file(journal_, Json{{"format", "partita-power-caps"},
+                                 {"pid", ::getpid()},
+                                 {"powercap_root", rapl_.root()},
+                                 {"limits", limits}});
+}
+
 void PowerCaps::restore() noexcept {
+  bool all_back = true;
   for (auto it = previous_.rbegin(); it != previous_.rend(); ++it) {
     try {
       if (it->gpu) {
@@ -93,9 +130,99 @@ void PowerCaps::restore() noexcept {
     } catch (const std::exception& e) {  // a destructor must not throw: say it, so someone restores it
       std::fprintf(stderr, "partita: could not restore a power limit (%g W): %s\n", it->watts.value(),
                    e.what());
+      all_back = false;
     }
   }
   previous_.clear();
+  // A limit not put back keeps its journal, so that a later run tries again.
+  if (!journal_.empty() && all_back) {
+    std::error_code ec;
+    std::filesystem::remove(journal_, ec);
+  }
+}
+
+std::string default_power_cap_journal_dir() { return cache_dir() + "/power-caps"; }
+
+std::vector<std::string> recover_power_caps(const std::string& journal_dir, const Nvml& nvml,
+                                            const Rapl& rapl) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> lines;
+  std::error_code ec;
+  if (!fs::is_directory(journal_dir, ec)) return lines;
+  std::vector<fs::path> journals;
+  for (const auto& entry : fs::directory_iterator(journal_dir, ec)) {
+    if (entry.path().extension() == ".json") journals.push_back(entry.path());
+  }
+  std::sort(journals.begin(), journals.end());
+  for (const fs::path& path : journals) {
+    const std::string stem = path.stem().string();
+    if (stem.empty() || !std::all_of(stem.begin(), stem.end(), ::isdigit)) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(stem));
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno == EPERM) continue;  // still running
+    Json journal;
+    try {
+      journal = read_json_file(path.string());
+    } catch (const Error& e) {
+      lines.push_back(
+          fmt::format("power cap journal {} is unreadable ({}); removed", path.string(), e.what()));
+      fs::remove(path, ec);
+      continue;
+    }
+    // A journal written against another powercap tree (a test's fake one) is not this machine's to undo.
+    if (journal.value("powercap_root", rapl.root()) != rapl.root()) continue;
+    bool keep = false;
+    const Json limits = journal.value("limits", Json::array());
+    for (auto it = limits.rbegin(); it != limits.rend(); ++it) {  // the reverse of the order applied
+      const std::string device = it->value("device", std::string("?"));
+      const bool gpu = it->value("gpu", false);
+      const int index = it->value("index", -1);
+      const Watts was(it->value("was_w", 0.0)), cap(it->value("cap_w", 0.0));
+      try {
+        std::optional<Watts> now;
+        if (gpu) {
+          if (nvml.available() && index >= 0 && index < nvml.device_count()) {
+            const Watts limit = nvml.device_info(index).power_limit;
+            if (limit.value() > 0) now = limit;
+          }
+        } else if (rapl.available() && index >= 0 && static_cast<size_t>(index) < rapl.packages().size()) {
+          now = rapl.power_limit(static_cast<size_t>(index));
+        }
+        if (!now) {
+          lines.push_back(
+              fmt::format("{} was capped at {:g} W by partita process {}, which ended without "
+                          "restoring it, and cannot be read now; it was {:g} W before",
+                          device, cap.value(), pid, was.value()));
+          continue;
+        }
+        if (std::abs(now->value() - cap.value()) > 0.5) {
+          lines.push_back(
+              fmt::format("left {} at {:g} W: partita process {} had capped it at {:g} W and ended "
+                          "without restoring it, but it has changed since (it was {:g} W before)",
+                          device, now->value(), pid, cap.value(), was.value()));
+          continue;
+        }
+        if (gpu) {
+          nvml.set_power_limit(index, was);
+        } else {
+          rapl.set_power_limit(static_cast<size_t>(index), was);
+        }
+        lines.push_back(
+            fmt::format("put {} back at {:g} W (capped at {:g} W by partita process {}, which "
+                        "ended without restoring it)",
+                        device, was.value(), cap.value(), pid));
+      } catch (const std::exception& e) {
+        keep = true;
+        lines.push_back(
+            fmt::format("{} is still capped at {:g} W by partita process {}, which ended without "
+                        "restoring it, and could not be put back at {:g} W: {}{}",
+                        device, cap.value(), pid, was.value(), e.what(),
+                        gpu ? fmt::format(" (as root: nvidia-smi -i {} -pl {:g})", index, was.value())
+                            : std::string(" (as root, or run partita again as root)")));
+      }
+    }
+    if (!keep) fs::remove(path, ec);
+  }
+  return lines;
 }
 
 }  // namespace partita

@@ -36,7 +36,7 @@ std::optional<Joules> read_microjoules(const fs::path& path) {
 
 }  // namespace
 
-Rapl::Rapl(const std::string& root) {
+Rapl::Rapl(const std::string& root) : root_(root) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) {
     error_ = root + " is absent (a VM or a kernel without powercap)";

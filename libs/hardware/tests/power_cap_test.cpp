@@ -4,10 +4,15 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
 #include <functional>
 
 #include "fake_powercap.h"
 #include "partita/core/error.h"
+#include "partita/core/json_io.h"
 
 namespace partita {
 namespace {
@@ -114,6 +119,83 @@ TEST(PowerCap, NothingToCapWithIsAClearError) {
               PowerCaps({parse_power_cap("cuda:0:250")}, no_nvml, no_rapl);
             }).find("cannot cap the power of cuda:0: NVML not available"),
             std::string::npos);
+}
+
+// A process id that no longer runs: a child that has exited and been reaped.
+pid_t dead_pid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return pid;
+}
+
+void write_journal(const std::string& dir, pid_t pid, const std::string& root, double was, double cap) {
+  std::filesystem::create_directories(dir);
+  write_json_file(dir + "/" + std::to_string(pid) + ".json",
+                  Json{{"format", "partita-power-caps"},
+                       {"pid", pid},
+                       {"powercap_root", root},
+                       {"limits", Json::array({Json{{"device", "cpu package-0"},
+                                                    {"gpu", false},
+                                                    {"index", 0},
+                                                    {"was_w", was},
+                                                    {"cap_w", cap}}})}});
+}
+
+TEST(PowerCapJournal, WrittenBeforeTheCapsAndRemovedOnceTheyAreBack) {
+  FakePowercap p;
+  two_packages(p);
+  const Rapl rapl(p.root());
+  const Nvml no_nvml("libpartita-no-such-nvml.so.1");
+  const std::string dir = p.root() + "/journals";
+  const std::string mine = dir + "/" + std::to_string(::getpid()) + ".json";
+  {
+    PowerCaps caps({parse_power_cap("cpu:95")}, no_nvml, rapl, dir);
+    const Json j = read_json_file(mine);
+    EXPECT_EQ(j["powercap_root"], p.root());
+    ASSERT_EQ(j["limits"].size(), 2u);
+    EXPECT_EQ(j["limits"][1]["device"], "cpu package-1");
+    EXPECT_EQ(j["limits"][1]["was_w"], 120.0);
+    EXPECT_EQ(j["limits"][1]["cap_w"], 95.0);
+    // A running process's journal is not recovered, not even by itself.
+    EXPECT_TRUE(recover_power_caps(dir, no_nvml, rapl).empty());
+    EXPECT_EQ(p.read("intel-rapl:0/constraint_0_power_limit_uw"), "95000000");
+  }
+  EXPECT_FALSE(std::filesystem::exists(mine));
+}
+
+TEST(PowerCapJournal, RecoveryPutsBackWhatADeadProcessLeft) {
+  FakePowercap p;
+  two_packages(p);
+  const Rapl rapl(p.root());
+  const Nvml no_nvml("libpartita-no-such-nvml.so.1");
+  const std::string dir = p.root() + "/journals";
+  EXPECT_TRUE(recover_power_caps(p.root() + "/none", no_nvml, rapl).empty());  // no directory: nothing
+
+  p.write("intel-rapl:0/constraint_0_power_limit_uw", "95000000");  // the dead run's cap still holds
+  const pid_t dead = dead_pid();
+  write_journal(dir, dead, p.root(), 120, 95);
+  const pid_t other_tree = dead_pid();
+  write_journal(dir, other_tree, "/some/other/powercap", 120, 95);  // not this tree's to undo
+  auto lines = recover_power_caps(dir, no_nvml, rapl);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("put cpu package-0 back at 120 W (capped at 95 W by partita process " +
+                          std::to_string(dead)),
+            std::string::npos)
+      << lines[0];
+  EXPECT_EQ(p.read("intel-rapl:0/constraint_0_power_limit_uw"), "120000000");
+  EXPECT_FALSE(std::filesystem::exists(dir + "/" + std::to_string(dead) + ".json"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/" + std::to_string(other_tree) + ".json"));
+
+  // A limit that no longer holds the cap (a reboot, someone's change) is left and named.
+  write_journal(dir, dead, p.root(), 120, 95);
+  p.write("intel-rapl:0/constraint_0_power_limit_uw", "110000000");
+  lines = recover_power_caps(dir, no_nvml, rapl);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("left cpu package-0 at 110 W"), std::string::npos) << lines[0];
+  EXPECT_EQ(p.read("intel-rapl:0/constraint_0_power_limit_uw"), "110000000");
+  EXPECT_FALSE(std::filesystem::exists(dir + "/" + std::to_string(dead) + ".json"));
 }
 
 }  // namespace

@@ -3,8 +3,13 @@
 // limit) or cpu (the long-term RAPL limit of every CPU package, each capped at WATTS). PowerCaps checks each
 // cap against what the device accepts, applies them when constructed, and puts the previous limits back when
 // destroyed, also when the run fails with an exception (a cap that cannot be applied undoes the ones before
-// it). Changing either limit needs root. A process killed outright (SIGKILL, power loss) leaves the caps set:
-// the log line of each cap names the limit it replaced.
+// it). Changing either limit needs root.
+// A process killed outright (SIGKILL, OOM killer) cannot put limits back. So, given a journal directory,
+// PowerCaps writes what it is about to replace into <dir>/<pid>.json before it changes a limit (atomically:
+// temporary file, rename) and removes the file once every limit is back; recover_power_caps, which a later
+// run calls, finds journals of processes that no longer run and puts those limits back. After a reboot the
+// limits are the device's defaults again: a limit that no longer holds the journaled cap is left alone, and
+// the journal says what it was.
 // Not modelled by the planner: a capped device runs slower by an amount the cost model does not know (plan
 // with `--device-slowdown` to try a guess).
 #include <string>
@@ -26,7 +31,9 @@ PowerCapRequest parse_power_cap(const std::string& text);
 
 class PowerCaps {
  public:
-  PowerCaps(const std::vector<PowerCapRequest>& caps, const Nvml& nvml, const Rapl& rapl);
+  // journal_dir: where to journal the limits replaced ("" = no journal); created when missing.
+  PowerCaps(const std::vector<PowerCapRequest>& caps, const Nvml& nvml, const Rapl& rapl,
+            std::string journal_dir = "");
   ~PowerCaps();
   PowerCaps(const PowerCaps&) = delete;
   PowerCaps& operator=(const PowerCaps&) = delete;
@@ -39,13 +46,28 @@ class PowerCaps {
     bool gpu = false;
     int index = 0;  // GPU index or RAPL package
     Watts watts{0};
+    Watts cap{0};
+    std::string label;  // "cuda:0", "cpu package-0"
   };
   void restore() noexcept;
+  void write_journal() const;
 
   const Nvml& nvml_;
   const Rapl& rapl_;
+  std::string journal_;             // the journal file ("" = none)
   std::vector<Previous> previous_;  // in the order applied
   std::vector<std::string> applied_;
 };
+
+// The default journal directory: cache_dir()/power-caps.
+std::string default_power_cap_journal_dir();
+
+// Puts back the limits that processes which no longer run left capped (their journals in `journal_dir`), and
+// removes their journals. A limit that no longer holds the journaled cap (a reboot, someone else's change)
+// is left and named. One line per limit, for the log: "put cuda:0 back at 700 W (capped at 250 W by partita
+// process 1234, which ended without restoring it)". A limit it cannot set (no root) keeps its journal and
+// says how to restore it by hand. Nothing when the directory does not exist.
+std::vector<std::string> recover_power_caps(const std::string& journal_dir, const Nvml& nvml,
+                                            const Rapl& rapl);
 
 }  // namespace partita

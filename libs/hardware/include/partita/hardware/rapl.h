@@ -22,6 +22,7 @@ class Rapl {
   explicit Rapl(const std::string& root = kDefaultRoot);
 
   bool available() const { return !zones_.empty(); }
+  const std::string& root() const { return root_; }  // the powercap tree read
   // Why no counter can be read ("/sys/class/powercap is absent (a VM or a kernel without powercap)"); "" when
   // available.
   const std::string& error() const { return error_; }
@@ -48,6 +49,7 @@ class Rapl {
     std::string name;
     Joules range{0};  // max_energy_range_uj: where the counter wraps
   };
+  std::string root_;
   std::vector<Zone> zones_;
   std::string error_;
 };
