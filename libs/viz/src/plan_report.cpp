@@ -20,6 +20,19 @@ const Json& need(const Json& j, const char* key, const char* where) {
 
 std::string bytes_text(int64_t b) { return format_bytes(Bytes(b)); }
 
+// The GPU power caps the plan was made for (`partita plan --power-cap`), if any.
+std::string power_caps(const Json& plan) {
+  const auto source = plan.find("source");
+  if (source == plan.end() || !source->contains("power_caps_w") || (*source)["power_caps_w"].empty())
+    return "";
+  std::string caps;
+  for (const auto& [device, watts] : (*source)["power_caps_w"].items())
+    caps += fmt::format("{}{} at {:g} W", caps.empty() ? "" : ", ", esc(device), watts.get<double>());
+  return "<p>Planned with power caps (a cube-law model of clock against power, not a measurement; "
+         "<code>partita run --power-cap</code> applies them): " +
+         caps + ".</p>\n";
+}
+
 std::string summary(const Json& plan) {
   const Json& p = need(plan, "prediction", "the plan");
   const double step_ms = 1000 * need(p, "step_time_s", "the plan's prediction").get<double>();
@@ -108,7 +121,7 @@ std::string plan_report_html(const PlanReportInputs& in) {
       "<p>Every figure on this page is predicted by partita's cost models and simulator, not measured: "
       "<code>partita run</code> or <code>partita optimize</code> measure a plan on this machine.</p>\n";
   for (const auto& w : in.warnings) page += "<p><b>Warning:</b> " + esc(w) + "</p>\n";
-  page += "<h2>Prediction</h2>\n" + summary(plan);
+  page += "<h2>Prediction</h2>\n" + summary(plan) + power_caps(plan);
   page += "<h2>Devices</h2>\n" + devices(plan, in.capacities, step_ms) + hosts(plan);
   page +=
       "<h2>The plan</h2>\n<p>A row per device, a bar per stage over the graph's node order (hover for "

@@ -102,6 +102,18 @@ TEST(PlanReport, ShowsThePredictionPerDeviceAndSaysItIsPredicted) {
   }
 }
 
+TEST(PlanReport, NamesThePowerCapsThePlanWasMadeFor) {
+  PlanReportInputs in = inputs();
+  EXPECT_EQ(plan_report_html(in).find("power caps"), std::string::npos) << "no caps, no line";
+  in.plan["source"] = Json{{"power_caps_w", {{"gpu:0", 360.0}, {"gpu<2>", 150.0}}}};
+  const std::string html = plan_report_html(in);
+  EXPECT_NE(
+      html.find("Planned with power caps (a cube-law model of clock against power, not a measurement; "
+                "<code>partita run --power-cap</code> applies them): gpu:0 at 360 W, gpu&lt;2&gt; at 150 W."),
+      std::string::npos)
+      << html;
+}
+
 TEST(PlanReport, ThePictureHasABarPerStageAndDeviceAndTheTimelinesEveryTask) {
   const std::string html = plan_report_html(inputs());
   const std::string picture = svg_of(html, "plan");
