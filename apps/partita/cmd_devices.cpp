@@ -14,6 +14,7 @@
 #include "partita/hardware/device_json.h"
 #include "partita/hardware/local_cluster.h"
 #include "partita/hardware/nvml.h"
+#include "partita/hardware/power_cap.h"
 #include "partita/hardware/rapl.h"
 #include "partita/torch_bridge/cuda_devices.h"
 #include "partita/torch_bridge/machine_fingerprint.h"
@@ -108,6 +109,17 @@ void run_devices(const DevicesArgs& args) {
       limits.push_back({{"device", "cpu " + names[k]}, {"watts", limit->value()}});
     }
   }
+  // Limits a partita run killed outright left capped (its journal); `partita run` puts them back.
+  Json left = Json::array();
+  for (const LeftPowerCap& l : left_power_caps(default_power_cap_journal_dir(), rapl_counters)) {
+    fmt::print(
+        out,
+        "note: {} was capped at {:g} W by partita process {}, which ended without restoring it (it was "
+        "{:g} W); the next partita run puts it back\n",
+        l.device, l.cap.value(), l.pid, l.was.value());
+    left.push_back(
+        {{"device", l.device}, {"cap_w", l.cap.value()}, {"was_w", l.was.value()}, {"pid", l.pid}});
+  }
   fmt::print(out, "{}\n",
              profile ? "measured figures from " + profile_path + " (" + profile->date + ")"
                      : std::string("no machine profile yet: run `partita profile` to measure"));
@@ -129,6 +141,7 @@ void run_devices(const DevicesArgs& args) {
     j["nvml"] = {{"available", nvml.available()}, {"error", nvml.error()}};
     j["rapl"] = {{"available", rapl}, {"error", rapl_why}};
     j["power_limits"] = limits;
+    j["power_caps_left"] = left;
     j["profile"] = profile ? Json(profile_path) : Json(nullptr);
     write_json_file(args.json, j);
   }

@@ -143,81 +143,119 @@ void PowerCaps::restore() noexcept {
 
 std::string default_power_cap_journal_dir() { return cache_dir() + "/power-caps"; }
 
-std::vector<std::string> recover_power_caps(const std::string& journal_dir, const Nvml& nvml,
-                                            const Rapl& rapl) {
-  namespace fs = std::filesystem;
-  std::vector<std::string> lines;
+namespace {
+
+namespace fs = std::filesystem;
+
+// Journals of processes that no longer run, in name order.
+std::vector<std::pair<fs::path, pid_t>> dead_journals(const std::string& journal_dir) {
+  std::vector<std::pair<fs::path, pid_t>> out;
   std::error_code ec;
-  if (!fs::is_directory(journal_dir, ec)) return lines;
-  std::vector<fs::path> journals;
+  if (!fs::is_directory(journal_dir, ec)) return out;
   for (const auto& entry : fs::directory_iterator(journal_dir, ec)) {
-    if (entry.path().extension() == ".json") journals.push_back(entry.path());
-  }
-  std::sort(journals.begin(), journals.end());
-  for (const fs::path& path : journals) {
+    const fs::path& path = entry.path();
     const std::string stem = path.stem().string();
-    if (stem.empty() || !std::all_of(stem.begin(), stem.end(), ::isdigit)) continue;
+    if (path.extension() != ".json" || stem.empty() || stem.size() > 9 ||
+        !std::all_of(stem.begin(), stem.end(), ::isdigit))
+      continue;
     const pid_t pid = static_cast<pid_t>(std::stol(stem));
     if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno == EPERM) continue;  // still running
-    Json journal;
-    try {
-      journal = read_json_file(path.string());
-    } catch (const Error& e) {
-      lines.push_back(
-          fmt::format("power cap journal {} is unreadable ({}); removed", path.string(), e.what()));
+    out.emplace_back(path, pid);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The limits of one journal, in the reverse of the order applied; nullopt when it is unreadable, an empty
+// list when it belongs to another powercap tree.
+std::optional<std::vector<LeftPowerCap>> journal_limits(const fs::path& path, pid_t pid, const Rapl& rapl) {
+  Json journal;
+  try {
+    journal = read_json_file(path.string());
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  std::vector<LeftPowerCap> out;
+  // A journal written against another powercap tree (a test's fake one) is not this machine's to undo.
+  if (journal.value("powercap_root", rapl.root()) != rapl.root()) return out;
+  const Json limits = journal.value("limits", Json::array());
+  for (auto it = limits.rbegin(); it != limits.rend(); ++it) {
+    out.push_back(LeftPowerCap{path.string(), static_cast<int>(pid), it->value("device", std::string("?")),
+                               it->value("gpu", false), it->value("index", -1),
+                               Watts(it->value("was_w", 0.0)), Watts(it->value("cap_w", 0.0))});
+  }
+  return out;
+}
+
+// The limit now; nullopt when it cannot be read.
+std::optional<Watts> current_limit(const LeftPowerCap& left, const Nvml& nvml, const Rapl& rapl) {
+  if (left.gpu) {
+    if (!nvml.available() || left.index < 0 || left.index >= nvml.device_count()) return std::nullopt;
+    const Watts limit = nvml.device_info(left.index).power_limit;
+    return limit.value() > 0 ? std::optional<Watts>(limit) : std::nullopt;
+  }
+  if (!rapl.available() || left.index < 0 || static_cast<size_t>(left.index) >= rapl.packages().size())
+    return std::nullopt;
+  return rapl.power_limit(static_cast<size_t>(left.index));
+}
+
+}  // namespace
+
+std::vector<LeftPowerCap> left_power_caps(const std::string& journal_dir, const Rapl& rapl) {
+  std::vector<LeftPowerCap> out;
+  for (const auto& [path, pid] : dead_journals(journal_dir)) {
+    if (auto limits = journal_limits(path, pid, rapl)) out.insert(out.end(), limits->begin(), limits->end());
+  }
+  return out;
+}
+
+std::vector<std::string> recover_power_caps(const std::string& journal_dir, const Nvml& nvml,
+                                            const Rapl& rapl) {
+  std::vector<std::string> lines;
+  std::error_code ec;
+  for (const auto& [path, pid] : dead_journals(journal_dir)) {
+    const auto limits = journal_limits(path, pid, rapl);
+    if (!limits) {
+      lines.push_back(fmt::format("power cap journal {} is unreadable; removed", path.string()));
       fs::remove(path, ec);
       continue;
     }
-    // A journal written against another powercap tree (a test's fake one) is not this machine's to undo.
-    if (journal.value("powercap_root", rapl.root()) != rapl.root()) continue;
+    if (limits->empty()) continue;  // another powercap tree's
     bool keep = false;
-    const Json limits = journal.value("limits", Json::array());
-    for (auto it = limits.rbegin(); it != limits.rend(); ++it) {  // the reverse of the order applied
-      const std::string device = it->value("device", std::string("?"));
-      const bool gpu = it->value("gpu", false);
-      const int index = it->value("index", -1);
-      const Watts was(it->value("was_w", 0.0)), cap(it->value("cap_w", 0.0));
+    for (const LeftPowerCap& left : *limits) {
       try {
-        std::optional<Watts> now;
-        if (gpu) {
-          if (nvml.available() && index >= 0 && index < nvml.device_count()) {
-            const Watts limit = nvml.device_info(index).power_limit;
-            if (limit.value() > 0) now = limit;
-          }
-        } else if (rapl.available() && index >= 0 && static_cast<size_t>(index) < rapl.packages().size()) {
-          now = rapl.power_limit(static_cast<size_t>(index));
-        }
+        const std::optional<Watts> now = current_limit(left, nvml, rapl);
         if (!now) {
           lines.push_back(
               fmt::format("{} was capped at {:g} W by partita process {}, which ended without "
                           "restoring it, and cannot be read now; it was {:g} W before",
-                          device, cap.value(), pid, was.value()));
+                          left.device, left.cap.value(), pid, left.was.value()));
           continue;
         }
-        if (std::abs(now->value() - cap.value()) > 0.5) {
+        if (std::abs(now->value() - left.cap.value()) > 0.5) {
           lines.push_back(
               fmt::format("left {} at {:g} W: partita process {} had capped it at {:g} W and ended "
                           "without restoring it, but it has changed since (it was {:g} W before)",
-                          device, now->value(), pid, cap.value(), was.value()));
+                          left.device, now->value(), pid, left.cap.value(), left.was.value()));
           continue;
         }
-        if (gpu) {
-          nvml.set_power_limit(index, was);
+        if (left.gpu) {
+          nvml.set_power_limit(left.index, left.was);
         } else {
-          rapl.set_power_limit(static_cast<size_t>(index), was);
+          rapl.set_power_limit(static_cast<size_t>(left.index), left.was);
         }
         lines.push_back(
             fmt::format("put {} back at {:g} W (capped at {:g} W by partita process {}, which "
                         "ended without restoring it)",
-                        device, was.value(), cap.value(), pid));
+                        left.device, left.was.value(), left.cap.value(), pid));
       } catch (const std::exception& e) {
         keep = true;
-        lines.push_back(
-            fmt::format("{} is still capped at {:g} W by partita process {}, which ended without "
-                        "restoring it, and could not be put back at {:g} W: {}{}",
-                        device, cap.value(), pid, was.value(), e.what(),
-                        gpu ? fmt::format(" (as root: nvidia-smi -i {} -pl {:g})", index, was.value())
-                            : std::string(" (as root, or run partita again as root)")));
+        lines.push_back(fmt::format(
+            "{} is still capped at {:g} W by partita process {}, which ended without restoring it, and could "
+            "not be put back at {:g} W: {}{}",
+            left.device, left.cap.value(), pid, left.was.value(), e.what(),
+            left.gpu ? fmt::format(" (as root: nvidia-smi -i {} -pl {:g})", left.index, left.was.value())
+                     : std::string(" (as root, or run partita again as root)")));
       }
     }
     if (!keep) fs::remove(path, ec);

@@ -178,6 +178,13 @@ TEST(PowerCapJournal, RecoveryPutsBackWhatADeadProcessLeft) {
   write_journal(dir, dead, p.root(), 120, 95);
   const pid_t other_tree = dead_pid();
   write_journal(dir, other_tree, "/some/other/powercap", 120, 95);  // not this tree's to undo
+  const auto left = left_power_caps(dir, rapl);                     // read only
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].pid, dead);
+  EXPECT_EQ(left[0].device, "cpu package-0");
+  EXPECT_EQ(left[0].was, Watts(120));
+  EXPECT_EQ(left[0].cap, Watts(95));
+  EXPECT_EQ(p.read("intel-rapl:0/constraint_0_power_limit_uw"), "95000000");
   auto lines = recover_power_caps(dir, no_nvml, rapl);
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_NE(lines[0].find("put cpu package-0 back at 120 W (capped at 95 W by partita process " +

@@ -62,6 +62,23 @@ class PowerCaps {
 // The default journal directory: cache_dir()/power-caps.
 std::string default_power_cap_journal_dir();
 
+// A limit a partita process that no longer runs left capped, as its journal says (read only).
+struct LeftPowerCap {
+  std::string journal;  // the journal file
+  int pid = 0;
+  std::string device;  // "cuda:0", "cpu package-0"
+  bool gpu = false;
+  int index = 0;  // GPU index or RAPL package
+  Watts was{0};   // the limit before the cap
+  Watts cap{0};
+};
+
+// Every limit in the journals in `journal_dir` of processes that no longer run, journal by journal (each in
+// the reverse of the order applied), skipping journals written against another powercap tree than
+// rapl.root(). Unreadable journals are skipped (recover_power_caps removes them). Nothing when the directory
+// does not exist.
+std::vector<LeftPowerCap> left_power_caps(const std::string& journal_dir, const Rapl& rapl);
+
 // Puts back the limits that processes which no longer run left capped (their journals in `journal_dir`), and
 // removes their journals. A limit that no longer holds the journaled cap (a reboot, someone else's change)
 // is left and named. One line per limit, for the log: "put cuda:0 back at 700 W (capped at 250 W by partita
