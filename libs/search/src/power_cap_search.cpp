@@ -1,7 +1,11 @@
 #include "partita/search/power_cap_search.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "partita/core/error.h"
 #include "partita/search/device_slowdown.h"
@@ -99,31 +103,56 @@ CappedPlanOutcome plan_with_power_caps(const Graph& graph, const Cluster& cluste
     }
   }
 
+  // Each setting is an independent make_plan over its own copies of the cluster and table: planned on
+  // several threads (the search library keeps no mutable state), each result in its setting's place, so the
+  // outcome does not depend on the thread count. The first error is rethrown once all threads are done.
   CappedPlanOutcome result;
-  std::vector<Plan> best;       // each feasible setting's chosen plan
-  std::vector<size_t> best_of;  // its setting index
-  std::vector<PlanOutcome> outcomes;
-  for (const auto& s : settings) {
+  result.settings.resize(settings.size());
+  std::vector<PlanOutcome> outcomes(settings.size());
+  const auto plan_setting = [&](size_t i) {
     Cluster c = cluster;
     CostTable t = table;
-    CapSetting setting;
+    CapSetting& setting = result.settings[i];
     for (size_t k = 0; k < kinds.size(); ++k) {
-      if (s[k] == 0) continue;
+      if (settings[i][k] == 0) continue;
       for (const auto& id : kinds[k].devices) {
-        cap_device_power(c, t, id, Watts(s[k]));
-        setting.caps_w[id] = s[k];
+        cap_device_power(c, t, id, Watts(settings[i][k]));
+        setting.caps_w[id] = settings[i][k];
       }
     }
-    PlanOutcome out = make_plan(graph, c, t, options);
-    if (out.plan) {
+    outcomes[i] = make_plan(graph, c, t, options);
+    if (outcomes[i].plan) {
       setting.feasible = true;
-      setting.step_time = out.plan->prediction.step_time;
-      setting.energy = out.plan->prediction.energy;
-      best.push_back(*out.plan);
-      best_of.push_back(result.settings.size());
+      setting.step_time = outcomes[i].plan->prediction.step_time;
+      setting.energy = outcomes[i].plan->prediction.energy;
     }
-    result.settings.push_back(std::move(setting));
-    outcomes.push_back(std::move(out));
+  };
+  std::atomic<size_t> next{0};
+  std::mutex error_mutex;
+  std::exception_ptr error;
+  const auto work = [&] {
+    for (size_t i = next++; i < settings.size(); i = next++) {
+      try {
+        plan_setting(i);
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
+    }
+  };
+  const size_t threads = std::min<size_t>(settings.size(), std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (size_t w = 1; w < threads; ++w) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+
+  std::vector<Plan> best;       // each feasible setting's chosen plan
+  std::vector<size_t> best_of;  // its setting index
+  for (size_t i = 0; i < settings.size(); ++i) {
+    if (!outcomes[i].plan) continue;
+    best.push_back(*outcomes[i].plan);
+    best_of.push_back(i);
   }
   size_t chosen = 0;  // the uncapped setting when nothing fits
   if (!best.empty()) chosen = best_of[rank_candidates(best, options.objective).front()];

@@ -9,7 +9,8 @@
 // Search: each GPU kind (DeviceSpec::name) is planned at each fraction of its TDP in
 // PowerCapSearch::tdp_fractions, every combination of kinds when there are at most kMaxCapCombinations,
 // otherwise one fraction for every GPU; a fraction whose cap is not above the kind's idle power is skipped.
-// Each setting is a full make_plan; the best plan of each setting compete by the options' objective
+// Each setting is a full make_plan (settings planned on up to hardware_concurrency() threads; the result does
+// not depend on how many); the best plan of each setting compete by the options' objective
 // (rank_candidates): energy takes the least J/step, balanced the least energy within kBalancedSlack of the
 // fastest setting's step. Caps are whole watts. Fractions below one half are not tried by default: GPUs
 // refuse limits below about 30-50% of TDP (nvidia-smi's "Min Power Limit"); `partita run --power-cap`
