@@ -10,6 +10,7 @@
 #include "partita/core/format.h"
 #include "partita/core/json_io.h"
 #include "partita/core/log.h"
+#include "partita/runtime/engine.h"
 #include "partita/search/device_slowdown.h"
 #include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
@@ -164,11 +165,30 @@ void run_plan(const PlanArgs& args) {
     out = make_plan(in.graph, in.cluster, in.table, options);
   }
   PARTITA_CHECK(out.plan.has_value(), out.error);
+  // A plan for this machine's devices is made to be run: when the best-predicted layout is one partita run
+  // cannot run yet (engine_refusal), take the best it can run and say so. Asked for by --strategy, or for a
+  // described cluster, the plan stays the prediction's best, with a note.
+  std::string runnable_note;
+  if (const auto refusal = engine_refusal(*out.plan)) {
+    const bool here = in.source.cluster.empty() && !in.source.model.empty();
+    const auto runnable = std::find_if(out.candidates.begin(), out.candidates.end(),
+                                       [](const Plan& p) { return !engine_refusal(p).has_value(); });
+    if (here && strategy == StrategyKind::kAuto && runnable != out.candidates.end()) {
+      runnable_note = fmt::format(
+          "note: chose #{}, the best plan partita run can run here; #1 ({}, {}) is predicted faster but {}\n",
+          runnable - out.candidates.begin() + 1, strategy_name(out.plan->strategy),
+          format_seconds(out.plan->prediction.step_time), *refusal);
+      out.plan = *runnable;
+    } else {
+      runnable_note = "note: partita run cannot run this plan yet: " + *refusal + "\n";
+    }
+  }
   Plan plan = *out.plan;
   plan.source = in.source;
   std::FILE* text = args.json == "-" ? stderr : stdout;  // keep stdout parseable with --json -
   fmt::print(text, "{}", plan.to_string());
   fmt::print(text, "{}", explain(out));
+  fmt::print(text, "{}", runnable_note);
   if (!options.batch_splittable) {
     fmt::print(text,
                "note: every plan keeps the batch whole: {} computes something else on part of it ({}); write "

@@ -36,6 +36,23 @@ cmp -s "$WORK/mlp.json" "$WORK/mlp2.json" || fail "two plan runs differ"
 [ "$(json_get "$WORK/mlp_prof.json" "d['source']['cost']")" = "profiled" ] || fail "default cost is not profiled"
 [ "$(json_get "$WORK/mlp.json" "d['source']['cost']")" = "roofline" ] || fail "--cost roofline not recorded"
 "$PARTITA" simulate "$WORK/mlp_prof.json" --json "$WORK/sim_prof.json" >/dev/null || fail "simulate a profiled plan"
+# A plan for this machine runs: where the best-predicted layout is one the engine cannot run yet (tensor
+# parallel, often first here), plan takes the best runnable one and says so; asked for by name, it stays, with
+# a note.
+"$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --train --cost roofline --json "$WORK/runnable.json" \
+  >"$WORK/runnable.txt" || fail "plan mlp (runnable)"
+[ "$(json_get "$WORK/runnable.json" "d['strategy']")" != "tensor" ] || fail "plan chose a layout run cannot run"
+if grep -qE "^ +1  tensor " "$WORK/runnable.txt"; then
+  grep -q "note: chose #[0-9]*, the best plan partita run can run here; #1 (tensor," "$WORK/runnable.txt" \
+    || fail "no note on the runnable choice: $(cat "$WORK/runnable.txt")"
+fi
+"$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/runnable.json" --train --steps 2 --warmup 0 >/dev/null \
+  || fail "run the plan that plan chose"
+"$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --train --cost roofline --strategy tensor \
+  >"$WORK/tensor_local.txt" || fail "plan --strategy tensor"
+grep -q "note: partita run cannot run this plan yet: plan uses tensor parallelism" "$WORK/tensor_local.txt" \
+  || fail "no note on an unrunnable plan asked for: $(cat "$WORK/tensor_local.txt")"
+
 # Profiled planning also measures every node on one sample and fits each node's per-call part.
 "$PARTITA" --verbose plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --train >/dev/null 2>"$WORK/mlp_prof.log" \
   || fail "plan mlp (profiled, verbose)"
