@@ -11,8 +11,10 @@ same_losses() {  # same_losses A.json B.json: 20 losses each, relative differenc
 import json, sys
 a, b = (json.load(open(p))["losses"] for p in sys.argv[1:3])
 assert len(a) == len(b) == 20, (len(a), len(b))
-worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
-assert worst <= 1e-4, (worst, a[:3], b[:3])
+diffs = [abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b)]
+worst = max(diffs)
+assert worst <= 1e-4, f"relative difference {worst:.2g} at step {diffs.index(worst)}; per step: " + \
+    " ".join(f"{d:.1g}" for d in diffs)
 assert a[-1] < a[0], "loss should fall"
 PY
 }
@@ -85,6 +87,8 @@ done
 # and "1 then 2"; "cpu" is both cores again, so four device ids share two cores (the math is tested here,
 # not the speed). Same 20 losses as the same plan in one process. (The GPT, whose planned cut here carries a
 # value a hybrid cannot split, is covered at a splittable cut by runtime.stage_transport_test.)
+# Under SGD with momentum: the two runs' reductions differ by float reassociation (losses ~1e-8 apart at step 0),
+# which Adam at 0.01 amplified past 1e-4 by step 20 on the CI machine (2.6e-4 on the CNN, 1e-6 here).
 for c in "mlp 8x64 0.01" "cnn 8x3x32x32 0.01"; do
   read -r name input lr <<<"$c"
   common=("$ZOO/$name.pt" --input "$input" --train --steps 20 --lr "$lr")
@@ -96,6 +100,7 @@ two = {"devices": ["cpu:0", "cpu:1"], "batch_shares": [1, 1], "parallelism": "da
 one = {"devices": ["cpu"], "batch_shares": [2], "parallelism": "data"}
 plan["groups"] = [two, one] if sys.argv[3] == "two_one" else [one, two]
 plan["strategy"] = "hybrid"
+plan["optimizer"] = "sgd_momentum"
 json.dump(plan, open(sys.argv[2], "w"))
 PY
     "$PARTITA" run "${common[@]}" --plan "$WORK/$name.$layout.json" --json "$WORK/$name.$layout.inproc.json" \
