@@ -3,8 +3,8 @@
 #
 # For the zoo CNN (8x3x32x32) and the GPT-style decoder (8x128:i64:2048), 2 processes x 1 intra-op thread each,
 # rank r pinned to core r, global batch 8 (4 per rank), plain SGD (lr 0.01), the same loss, the same batch:
-#   partita: partita plan --strategy data --devices cpu:0,cpu:1 --train (optimizer set to sgd in the plan JSON,
-#            batch shares checked 4/4), then partita launch -n 2 -- partita run ... --train --steps N
+#   partita: partita plan --strategy data --devices cpu:0,cpu:1 --train --optimizer sgd (batch shares checked
+#            4/4), then partita launch -n 2 -- partita run ... --train --steps N
 #   DDP:     bench/ddp_train.py (torch.distributed Gloo, torch.jit.load + DistributedDataParallel, spawn)
 # The two jobs alternate (the order flips every round); each reports the median wall time per step on rank 0
 # after 2 warm-up steps. The table gives, per job, the median over rounds of those medians and their range, and
@@ -49,16 +49,15 @@ for model in $models; do
   input=$(input_of "$model")
   echo "ddp_compare: $model $input: planning" >&2
   "$partita" -q plan "$zoo/$model.pt" --input "$input" --devices cpu:0,cpu:1 --strategy data --all-devices --train \
-    --json "$tmp/$model.plan.json" >/dev/null
-  # Same optimizer as the DDP job (partita's plans default to Adam), and an even split like DDP's.
+    --optimizer sgd --json "$tmp/$model.plan.json" >/dev/null
+  # The same optimizer as the DDP job, and an even split like DDP's.
   $py - "$tmp/$model.plan.json" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1]))
 g = p["groups"][p["stages"][0]["group"]]
 assert len(p["stages"]) == 1 and g["devices"] == ["cpu:0", "cpu:1"] and g["parallelism"] == "data", g
 assert g["batch_shares"] == [4, 4], f"want an even split, the planner gave {g['batch_shares']}"
-p["optimizer"] = "sgd"
-json.dump(p, open(sys.argv[1], "w"), indent=1)
+assert p["optimizer"] == "sgd", p["optimizer"]
 PY
   for ((r = 0; r < rounds; r++)); do
     order="partita ddp"; [ $((r % 2)) = 1 ] && order="ddp partita"

@@ -47,6 +47,7 @@ constexpr Seconds kFinalWindow{0.3};
 struct OptimizeArgs {
   ModelArgs model;
   bool train = false;
+  std::string optimizer;  // empty: adam
   std::string out = "partita-out";
   std::string json;
   std::string devices;
@@ -139,6 +140,9 @@ void run_optimize(const OptimizeArgs& args) {
   const auto specs = args.model.specs();
   const Mode mode = args.train ? Mode::kTraining : Mode::kInference;
   const Objective objective = parse_objective(args.objective);
+  PARTITA_CHECK(args.optimizer.empty() || args.train, "--optimizer ", args.optimizer,
+                ": an optimizer is for training; add --train or leave --optimizer out");
+  const Optimizer optimizer = args.optimizer.empty() ? Optimizer::kAdam : parse_optimizer(args.optimizer);
   MemoryMeter& meter = MemoryMeter::install();
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
@@ -180,6 +184,7 @@ void run_optimize(const OptimizeArgs& args) {
     }
     inputs->options.mode = mode;
     inputs->options.objective = objective;
+    inputs->options.optimizer = optimizer;
     // Per-op times measured here, under the OpenBLAS setting the candidate will run with.
     ProfiledCostOptions costs;
     costs.mode = mode;
@@ -459,6 +464,7 @@ Command register_optimize(CLI::App& app) {
       "optimize", "analyze, plan, measure and run: the fastest way to run this model here");
   add_model_args(*cmd, args->model);
   cmd->add_flag("--train", args->train, "optimize a training step (default: inference)");
+  cmd->add_option("--optimizer", args->optimizer, "training: sgd, sgd_momentum, adam (default) or adamw");
   cmd->add_option("--out", args->out, "output folder for plan.json, trace.json, metrics.json");
   cmd->add_option("--json", args->json, "write the results as JSON (- for stdout)");
   cmd->add_option("--devices", args->devices,

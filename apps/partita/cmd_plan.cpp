@@ -35,6 +35,7 @@ struct PlanArgs {
   std::string objective = "time";
   std::string strategy = "auto";
   bool train = false;
+  std::string optimizer;  // empty: adam
   std::string memory_limit;
   std::string cost;
   int microbatches = 0;
@@ -133,7 +134,11 @@ void run_plan(const PlanArgs& args) {
                 "--power-cap auto chooses caps for --objective energy or balanced; under time (the "
                 "default) no cap makes a step faster");
   const StrategyKind strategy = parse_strategy(args.strategy);
-  PlanningInputs in = load_planning_inputs(source, args.train ? Mode::kTraining : Mode::kInference);
+  PARTITA_CHECK(args.optimizer.empty() || args.train, "--optimizer ", args.optimizer,
+                ": an optimizer is for training; add --train or leave --optimizer out");
+  const Optimizer optimizer = args.optimizer.empty() ? Optimizer::kAdam : parse_optimizer(args.optimizer);
+  PlanningInputs in =
+      load_planning_inputs(source, args.train ? Mode::kTraining : Mode::kInference, optimizer);
   SearchOptions options = in.options;
   options.mode = args.train ? Mode::kTraining : Mode::kInference;
   options.objective = objective;
@@ -238,6 +243,9 @@ Command register_plan(CLI::App& app) {
   cmd->add_option("--objective", args->objective, "time, energy or balanced");
   cmd->add_option("--strategy", args->strategy, "auto, data, pipeline, hybrid, branch, tensor or even");
   cmd->add_flag("--train", args->train, "plan a training step (default: inference)");
+  cmd->add_option("--optimizer", args->optimizer,
+                  "training: sgd, sgd_momentum, adam (default) or adamw; its state counts in memory and "
+                  "partita run trains with it");
   cmd->add_option("--memory-limit", args->memory_limit, "per-device memory cap, bytes or like 4GiB");
   cmd->add_option(
       "--cost", args->cost,

@@ -30,7 +30,7 @@ void run_simulate(const SimulateArgs& args) {
   const Plan stored = plan_from_json(read_json_file(args.plan));
   PARTITA_CHECK(!stored.source.empty(), "plan file '", args.plan,
                 "' has no 'source' section naming its model and devices; make it with `partita plan --json`");
-  PlanningInputs in = load_planning_inputs(stored.source, stored.mode);
+  PlanningInputs in = load_planning_inputs(stored.source, stored.mode, stored.optimizer);
   SearchOptions options = in.options;
   log_info(fmt::format("simulate: {} stage(s), {} microbatch(es) on {} device(s)", stored.stages.size(),
                        stored.microbatches, stored.used_devices().size()));

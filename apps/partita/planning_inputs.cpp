@@ -522,19 +522,21 @@ void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const Profiled
   in.source.cost = in.table.method;
 }
 
-PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode) {
+PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode, Optimizer optimizer) {
   PARTITA_CHECK(source.cost.empty() || source.cost == "roofline" || source.cost == "profiled",
                 "unknown --cost '", source.cost, "': use roofline or profiled");
   const bool want_profile = source.cost == "profiled" ||
                             (source.cost.empty() && source.cluster.empty() && source.model_spec.empty());
   if (!want_profile && !source.model_spec.empty()) {
     PlanningInputs in = make_planning_inputs(load_source_graph(source), source, source.batch);
+    in.options.optimizer = optimizer;
     apply_device_slowdowns(in);
     return in;
   }
   if (!want_profile) {
     LoadedModel model = load_source_model(source);
     PlanningInputs in = make_planning_inputs(model.ir, source);
+    in.options.optimizer = optimizer;
     mark_batch_splittability(in, model);
     apply_device_slowdowns(in);
     return in;
@@ -547,6 +549,7 @@ PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode) {
                 "has no weights: use --cost roofline there");
   LoadedModel model = load_source_model(source);
   PlanningInputs in = make_planning_inputs(model.ir, source);
+  in.options.optimizer = optimizer;
   mark_batch_splittability(in, model);
   ProfiledCostOptions po;
   po.mode = mode;

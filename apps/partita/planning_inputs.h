@@ -99,8 +99,9 @@ void apply_device_slowdowns(PlanningInputs& in);
 // load_source_graph + make_planning_inputs; then, for a TorchScript model on local devices unless
 // source.cost is "roofline", apply_profiled_costs (a --model-spec or --cluster with cost "profiled" is an
 // error naming why), then apply_device_slowdowns. `mode` is what the plan is for (training profiles
-// backward too).
-PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode = Mode::kInference);
+// backward too); `optimizer` is the training step's (its update is timed, its state counted in memory).
+PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode = Mode::kInference,
+                                    Optimizer optimizer = Optimizer::kAdam);
 
 // This machine as a cluster restricted to `devices` ("cpu", "cpu:0,cpu:1", "cpu:0-1,cuda:0"; "" = the default
 // list). Throws partita::Error for a malformed id, an id this machine lacks ("device cuda:0 is not here: this

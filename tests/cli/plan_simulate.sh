@@ -81,6 +81,32 @@ expect_error "unknown --cost" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --cost
 expect_error "use --cost roofline there" "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" \
   --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" --cost profiled
 
+# --optimizer: recorded in the plan, its state counted (weights + gradients + 0, 1 or 2 copies), and what
+# `partita run` trains with (three different loss curves from one seed); simulate rebuilds the same prediction.
+for o in sgd sgd_momentum adam; do
+  "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0 --train --cost roofline --optimizer "$o" \
+    --json "$WORK/opt.$o.json" >"$WORK/opt.$o.txt" || fail "plan --optimizer $o"
+  grep -q "optimizer $o$" "$WORK/opt.$o.txt" || fail "plan --optimizer $o: the printed plan should name it"
+  "$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/opt.$o.json" --train --steps 3 \
+    --json "$WORK/opt.$o.run.json" >/dev/null || fail "run the --optimizer $o plan"
+done
+"$PARTITA" simulate "$WORK/opt.sgd.json" --json "$WORK/opt.sgd.sim.json" >/dev/null || fail "simulate the sgd plan"
+"$PYTHON" - "$WORK" <<'PY' || fail "--optimizer"
+import json, sys
+w = sys.argv[1]
+plan = {o: json.load(open(f"{w}/opt.{o}.json")) for o in ("sgd", "sgd_momentum", "adam")}
+assert [p["optimizer"] for p in plan.values()] == list(plan), [p["optimizer"] for p in plan.values()]
+state = {o: p["prediction"]["devices"][0]["model_state_bytes"] for o, p in plan.items()}
+assert abs(state["sgd_momentum"] / state["sgd"] - 1.5) < 1e-3 and abs(state["adam"] / state["sgd"] - 2) < 1e-3, state
+losses = {o: json.load(open(f"{w}/opt.{o}.run.json"))["losses"] for o in plan}
+assert len({tuple(l) for l in losses.values()}) == 3 and all(l[-1] < l[0] for l in losses.values()), losses
+sim = json.load(open(f"{w}/opt.sgd.sim.json"))
+assert sim["prediction"]["devices"][0]["model_state_bytes"] == state["sgd"], (sim["prediction"], state)
+PY
+expect_error "--optimizer sgd: an optimizer is for training" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --optimizer sgd
+expect_error "unknown optimizer 'lamb': use sgd, sgd_momentum, adam or adamw" \
+  "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --train --optimizer lamb
+
 # A model spec on a described mixed cluster, training; then simulate it and try the branch and tensor strategies.
 "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" --cluster "$SRC/config/clusters/2xa100-2xv100-mixed.yaml" \
   --train --batch 16 --json "$WORK/gpt.json" --html "$WORK/gpt.html" >"$WORK/gpt.txt" \

@@ -106,8 +106,10 @@ std::vector<std::vector<int>> Plan::parameter_stages(const Graph& target) const 
 std::string Plan::to_string() const {
   std::ostringstream os;
   os << "plan: " << strategy_name(strategy) << ", " << mode_name(mode) << ", batch " << global_batch << " in "
-     << microbatches << " microbatch(es) of " << microbatch_size() << ", schedule " << schedule_name(schedule)
-     << "\n";
+     << microbatches << " microbatch(es) of " << microbatch_size() << ", schedule "
+     << schedule_name(schedule);
+  if (mode == Mode::kTraining) os << ", optimizer " << optimizer_name(optimizer);
+  os << "\n";
   for (size_t s = 0; s < stages.size(); ++s) {
     const Stage& st = stages[s];
     const DeviceGroup& g = groups[static_cast<size_t>(st.group)];
