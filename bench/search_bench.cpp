@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -84,6 +85,20 @@ void time_planning(const char* title, const Graph& g, const Cluster& c, const Se
         std::string(strategy_name(out.plan->strategy)).c_str(), out.plan->stages.size(),
         out.plan->microbatches, out.plan->prediction.step_time.value(),
         out.plan->prediction.samples_per_second, out.plan->prediction.energy.value(), out.candidates.size());
+    // Tensor-parallel sizes of the stages' groups (replicas x size), and the comm-free ideal: every device
+    // busy all the time on whole samples at its roofline speed.
+    std::map<std::string, int> layouts;
+    for (const auto& st : out.plan->stages) {
+      const DeviceGroup& grp = out.plan->groups[static_cast<size_t>(st.group)];
+      ++layouts[std::to_string(grp.replicas()) + "x" + std::to_string(grp.tensor_degree())];
+    }
+    std::string groups;
+    for (const auto& [layout, n] : layouts) groups += " " + std::to_string(n) + " of " + layout;
+    const StageModel model(g, c, t, o);
+    double ideal = 0;
+    for (int d = 0; d < model.num_devices(); ++d) ideal += 1.0 / model.sample_time(model.spec_of(d)).value();
+    std::printf("  stage groups (replicas x tensor size):%s; %.1f%% of the comm-free ideal %.1f samples/s\n",
+                groups.c_str(), 100 * out.plan->prediction.samples_per_second / ideal, ideal);
   } else {
     std::printf("  no plan: %s\n", out.error.c_str());
   }
@@ -149,13 +164,14 @@ void brute_force_agreement(int instances) {
     pipe_agree += (got.has_value() == (want >= 0)) && (!got || got->solution.bottleneck.value() == want);
     // Hybrid: DP vs brute force over the same layouts.
     const auto layouts = hybrid_layouts(model, static_cast<int>(blocks.size()));
+    const TensorModel tensor(model);
     double hw = -1;
     for (const auto& slots : layouts) {
-      ChainProblem p{&model, blocks, slots, m, 8 / m, Schedule::kOneFOneB};
+      ChainProblem p{&model, blocks, slots, m, 8 / m, Schedule::kOneFOneB, &tensor};
       if (auto s = partition_chain_brute_force(p); s && (hw < 0 || s->bottleneck.value() < hw))
         hw = s->bottleneck.value();
     }
-    const auto hg = best_hybrid(model, blocks, layouts, m, Schedule::kOneFOneB);
+    const auto hg = best_hybrid(model, tensor, blocks, layouts, m, Schedule::kOneFOneB);
     ++hyb_cmp;
     hyb_agree += (hg.has_value() == (hw >= 0)) && (!hg || hg->solution.bottleneck.value() == hw);
   }

@@ -57,7 +57,10 @@ std::string layout_of(const Plan& p) {
   std::string devices;
   for (const auto& d : p.used_devices()) devices += (devices.empty() ? "" : ",") + d;
   if (devices.size() > 40) devices = devices.substr(0, 37) + "...";
-  return fmt::format("{} stage(s), {} mb, {}", p.stages.size(), p.microbatches, devices);
+  int tensor = 1;
+  for (const auto& g : p.groups) tensor = std::max(tensor, g.tensor_degree());
+  return fmt::format("{} stage(s), {} mb, {}{}", p.stages.size(), p.microbatches,
+                     tensor > 1 ? fmt::format("tensor {}, ", tensor) : "", devices);
 }
 
 std::string explain(const PlanOutcome& out) {
@@ -171,14 +174,15 @@ void run_plan(const PlanArgs& args) {
   }
   PARTITA_CHECK(out.plan.has_value(), out.error);
   // A plan for this machine's devices is made to be run: when the best-predicted layout is one partita run
-  // cannot run yet (engine_refusal), take the best it can run and say so. Asked for by --strategy, or for a
-  // described cluster, the plan stays the prediction's best, with a note.
+  // cannot run yet (engine_refusal: tensor parallelism, also inside a hybrid's stages), take the best it can
+  // run and say so. Asked for by --strategy tensor, or for a described cluster, the plan stays the
+  // prediction's best, with a note.
   std::string runnable_note;
   if (const auto refusal = engine_refusal(*out.plan)) {
     const bool here = in.source.cluster.empty() && !in.source.model.empty();
     const auto runnable = std::find_if(out.candidates.begin(), out.candidates.end(),
                                        [](const Plan& p) { return !engine_refusal(p).has_value(); });
-    if (here && strategy == StrategyKind::kAuto && runnable != out.candidates.end()) {
+    if (here && strategy != StrategyKind::kTensor && runnable != out.candidates.end()) {
       runnable_note = fmt::format(
           "note: chose #{}, the best plan partita run can run here; #1 ({}, {}) is predicted faster but {}\n",
           runnable - out.candidates.begin() + 1, strategy_name(out.plan->strategy),

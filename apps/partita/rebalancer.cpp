@@ -1,5 +1,6 @@
 #include "rebalancer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -7,6 +8,7 @@
 
 #include "partita/core/error.h"
 #include "partita/core/log.h"
+#include "partita/runtime/engine.h"
 #include "partita/search/device_slowdown.h"
 #include "partita/search/planner.h"
 #include "partita/search/simulator.h"
@@ -115,7 +117,18 @@ std::optional<Plan> Rebalancer::after_step(int step) {
     events_.push_back(event);
     return std::nullopt;
   }
-  Plan next = *outcome.plan;
+  // The engine runs the new plan between steps: the best one it can run (a hybrid of tensor-parallel groups,
+  // say, cannot run yet).
+  const auto runnable = std::find_if(outcome.candidates.begin(), outcome.candidates.end(),
+                                     [](const Plan& p) { return !engine_refusal(p).has_value(); });
+  if (runnable == outcome.candidates.end()) {
+    log_warning(fmt::format("rebalance: {}; no new plan the engine can run: {}", report->summary,
+                            engine_refusal(*outcome.plan).value_or("")));
+    event.to = event.from;
+    events_.push_back(event);
+    return std::nullopt;
+  }
+  Plan next = *runnable;
   next.source = in.source;
   event.to = stage_layout(next);
   event.predicted_new_ms = to_milliseconds(next.prediction.step_time);

@@ -54,10 +54,51 @@ std::vector<SlotFacts> all_slot_facts(const ChainProblem& problem) {
   return facts;
 }
 
+// A slot of replicas of tensor-parallel groups (see the header): no checkpointing or full checkpointing.
+std::optional<StageChoice> evaluate_tensor(const ChainProblem& problem, int slot, const SlotFacts& facts,
+                                           NodeId first, NodeId last) {
+  const StageModel& m = *problem.model;
+  PARTITA_ASSERT(problem.tensor != nullptr, "chain problem: slot ", slot,
+                 " is tensor-parallel but the problem has no TensorModel");
+  const TensorModel& tm = *problem.tensor;
+  const ChainSlot& s = problem.slots[static_cast<size_t>(slot)];
+  const int t = s.tensor_size, r = s.replicas();
+  const int share = (problem.microbatch_size + r - 1) / r;
+  if (share == 0) return std::nullopt;
+  const int spec = m.spec_of(s.devices[0]);
+  std::optional<Bytes> cap;
+  for (const auto& c : facts.caps) {
+    if (c) cap = std::min(cap.value_or(*c), *c);
+  }
+  const Seconds allreduce =
+      m.training() && r > 1
+          ? fast_allreduce_time(tm.trainable_bytes_per_device(first, last, t), r, s.group_link)
+          : Seconds(0);
+  const Seconds fwd = tm.forward(spec, first, last, share, t, s.tensor_link);
+  const Seconds bwd = m.training() ? tm.backward(spec, first, last, share, t, s.tensor_link) : Seconds(0);
+  const int kept = in_flight(problem, slot);
+  std::optional<StageChoice> best;
+  for (const Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
+    if (c == Checkpointing::kFull && !m.training()) break;
+    Bytes memory = tm.memory(first, last, share, t, kept);
+    if (c == Checkpointing::kFull) {
+      const double act = tm.activation_per_sample(first, last, t) * share;
+      memory = tm.static_memory(first, last, share, t) +
+               Bytes(static_cast<int64_t>(m.input_per_sample(first) * share * kept + act));
+    }
+    if (cap && memory > *cap) continue;
+    const Seconds per_mb = c == Checkpointing::kFull ? fwd + fwd + bwd : fwd + bwd;
+    const Seconds busy = per_mb * static_cast<double>(problem.microbatches) + allreduce;
+    if (!best || busy < best->busy) best = StageChoice{first, last, c, Offload::kNone, busy, per_mb};
+  }
+  return best;
+}
+
 std::optional<StageChoice> evaluate(const ChainProblem& problem, int slot, const SlotFacts& facts,
                                     NodeId first, NodeId last) {
   const StageModel& m = *problem.model;
   const ChainSlot& s = problem.slots[static_cast<size_t>(slot)];
+  if (s.tensor_size > 1) return evaluate_tensor(problem, slot, facts, first, last);
   const int d = static_cast<int>(s.devices.size());
   const int share = (problem.microbatch_size + d - 1) / d;  // the largest share bounds time and memory
   if (share == 0) return std::nullopt;
@@ -93,7 +134,7 @@ std::optional<StageChoice> evaluate_stage(const ChainProblem& problem, int slot,
 Seconds evaluate_link(const ChainProblem& problem, int slot, NodeId after) {
   const ChainSlot& a = problem.slots[static_cast<size_t>(slot)];
   const ChainSlot& b = problem.slots[static_cast<size_t>(slot) + 1];
-  const int lanes = static_cast<int>(std::min(a.devices.size(), b.devices.size()));
+  const int lanes = std::min(a.replicas(), b.replicas());
   const int samples = (problem.microbatch_size + lanes - 1) / lanes;
   const Bytes bytes = problem.model->boundary_bytes(after, samples);
   return (a.next_link.latency + bytes / a.next_link.bandwidth) * static_cast<double>(problem.microbatches);
@@ -125,11 +166,12 @@ std::optional<ChainSolution> partition_chain(const ChainProblem& problem) {
   auto first_of = [&](int block) { return block == 0 ? 0 : ends[static_cast<size_t>(block) - 1] + 1; };
   auto lower_bound = [&](int slot, NodeId first, NodeId last) {
     const ChainSlot& s = problem.slots[static_cast<size_t>(slot)];
-    const int d = static_cast<int>(s.devices.size());
-    const StageLoad load{first,         last, (problem.microbatch_size + d - 1) / d, 1, Checkpointing::kNone,
+    const int r = s.replicas();
+    const StageLoad load{first,         last, (problem.microbatch_size + r - 1) / r, 1, Checkpointing::kNone,
                          Offload::kNone};
+    // Tensor parallelism divides at most all of the compute by its degree.
     return problem.model->microbatch_time(problem.model->spec_of(s.devices[0]), load).value() *
-           problem.microbatches;
+           problem.microbatches / s.tensor_size;
   };
   const std::vector<SlotFacts> facts = all_slot_facts(problem);
   // best[j][b]: least bottleneck with slots 0..j holding blocks 0..b, slot j ending at block b.

@@ -37,7 +37,15 @@ Plan chain_to_plan(const ChainProblem& problem, const ChainSolution& solution, S
     DeviceGroup g;
     for (int d : problem.slots[j].devices)
       g.devices.push_back(model.cluster().devices[static_cast<size_t>(d)].id);
-    g.batch_shares = even_shares(problem.microbatch_size, static_cast<int>(g.devices.size()));
+    const ChainSlot& slot = problem.slots[j];
+    if (slot.tensor_size > 1) {
+      g.parallelism = GroupParallelism::kTensor;
+      g.tensor_size = slot.tensor_size;
+      for (int share : even_shares(problem.microbatch_size, slot.replicas()))
+        g.batch_shares.insert(g.batch_shares.end(), static_cast<size_t>(slot.tensor_size), share);
+    } else {
+      g.batch_shares = even_shares(problem.microbatch_size, static_cast<int>(g.devices.size()));
+    }
     plan.groups.push_back(std::move(g));
     const StageChoice& st = solution.stages[j];
     plan.stages.push_back(Stage{st.first, st.last, static_cast<int>(j), st.checkpointing, st.offload});

@@ -15,6 +15,9 @@ struct Kind {
   int spec = 0;
   std::vector<int> devices;  // cluster order
   double capacity = 0;       // devices / sample time
+  int unit = 1;  // devices per tensor-parallel group of this layout family (1: data parallel only)
+
+  int units() const { return static_cast<int>(devices.size()) / unit; }
 };
 
 std::vector<Kind> device_kinds(const StageModel& model) {
@@ -32,7 +35,21 @@ std::vector<Kind> device_kinds(const StageModel& model) {
   return kinds;
 }
 
-// Group sizes per kind (ordered), concatenated over kinds in `order` -> slots.
+// Whether every `unit` consecutive devices of `k` share a node (a tensor-parallel group all-reduces after
+// every split matmul pair: it stays inside a machine).
+bool units_on_one_node(const StageModel& model, const Kind& k, int unit) {
+  if (k.devices.size() % static_cast<size_t>(unit) != 0) return false;
+  const auto& devs = model.cluster().devices;
+  for (size_t i = 0; i < k.devices.size(); ++i) {
+    if (devs[static_cast<size_t>(k.devices[i])].node !=
+        devs[static_cast<size_t>(k.devices[i - i % static_cast<size_t>(unit)])].node)
+      return false;
+  }
+  return true;
+}
+
+// Group sizes per kind in units of the kind's tensor-parallel group (ordered), concatenated over kinds in
+// `order` -> slots.
 std::vector<ChainSlot> make_slots(const StageModel& model, const std::vector<Kind>& kinds,
                                   const std::vector<int>& order, const std::vector<std::vector<int>>& sizes) {
   std::vector<ChainSlot> slots;
@@ -43,11 +60,13 @@ std::vector<ChainSlot> make_slots(const StageModel& model, const std::vector<Kin
     for (int s : sizes[static_cast<size_t>(ki)]) {
       ChainSlot slot;
       std::vector<std::string> ids;
-      for (int i = 0; i < s; ++i, ++at) {
+      for (int i = 0; i < s * k.unit; ++i, ++at) {
         slot.devices.push_back(k.devices[at]);
         ids.push_back(devs[static_cast<size_t>(k.devices[at])].id);
       }
       slot.group_link = slowest_link(model.cluster(), ids);
+      slot.tensor_size = k.unit;
+      if (k.unit > 1) slot.tensor_link = slowest_link(model.cluster(), {ids.begin(), ids.begin() + k.unit});
       slots.push_back(std::move(slot));
     }
   }
@@ -83,10 +102,11 @@ std::vector<int> near_even(int n, int parts) {
 
 }  // namespace
 
-std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int max_stages) {
-  const auto kinds = device_kinds(model);
+namespace {
+
+void add_layouts(const StageModel& model, const std::vector<Kind>& kinds, int max_stages,
+                 std::vector<std::vector<ChainSlot>>& layouts) {
   const int nk = static_cast<int>(kinds.size());
-  std::vector<std::vector<ChainSlot>> layouts;
   const bool exhaustive = nk <= 3 && std::all_of(kinds.begin(), kinds.end(), [](const Kind& k) {
                             return static_cast<int>(k.devices.size()) <= kExhaustiveHybridDevices;
                           });
@@ -98,8 +118,7 @@ std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int 
     if (!exhaustive && present.size() != kinds.size()) continue;  // large clusters: every kind takes part
     std::vector<std::vector<std::vector<int>>> choices(static_cast<size_t>(nk));  // per kind: size lists
     if (exhaustive) {
-      for (int ki : present)
-        choices[static_cast<size_t>(ki)] = compositions(static_cast<int>(kinds[ki].devices.size()));
+      for (int ki : present) choices[static_cast<size_t>(ki)] = compositions(kinds[ki].units());
     }
     std::vector<std::vector<std::vector<int>>> size_sets;  // per layout: sizes per kind
     if (exhaustive) {
@@ -126,8 +145,7 @@ std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int 
         std::vector<std::pair<double, int>> rem;
         for (int i = 0; i < nk; ++i) {
           const double want = s * kinds[i].capacity / total - 1;
-          const int add = std::clamp(static_cast<int>(want), 0,
-                                     std::min(left, static_cast<int>(kinds[i].devices.size()) - 1));
+          const int add = std::clamp(static_cast<int>(want), 0, std::min(left, kinds[i].units() - 1));
           per[static_cast<size_t>(i)] += add;
           left -= add;
           rem.push_back({-(want - add), i});
@@ -135,15 +153,14 @@ std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int 
         std::sort(rem.begin(), rem.end());
         for (size_t r = 0; left > 0 && r < rem.size(); ++r) {
           const int i = rem[r].second;
-          if (per[static_cast<size_t>(i)] < static_cast<int>(kinds[i].devices.size())) {
+          if (per[static_cast<size_t>(i)] < kinds[i].units()) {
             ++per[static_cast<size_t>(i)];
             --left;
           }
         }
         std::vector<std::vector<int>> sizes(static_cast<size_t>(nk));
         for (int i = 0; i < nk; ++i)
-          sizes[static_cast<size_t>(i)] =
-              near_even(static_cast<int>(kinds[i].devices.size()), per[static_cast<size_t>(i)]);
+          sizes[static_cast<size_t>(i)] = near_even(kinds[i].units(), per[static_cast<size_t>(i)]);
         size_sets.push_back(std::move(sizes));
       }
     }
@@ -157,16 +174,39 @@ std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int 
       } while (std::next_permutation(order.begin(), order.end()));
     }
   }
+}
+
+}  // namespace
+
+std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int max_stages) {
+  std::vector<std::vector<ChainSlot>> layouts;
+  const auto plain = device_kinds(model);
+  const bool can_split = TensorModel(model).has_split(0, model.num_nodes() - 1);
+  for (int unit : kTensorSizes) {
+    // One family of layouts per tensor-parallel size: the kinds whose devices form whole groups of `unit` on
+    // one node use it, the others stay data parallel; a size no kind can use adds nothing.
+    std::vector<Kind> kinds = plain;
+    bool any = unit == 1;
+    for (Kind& k : kinds) {
+      if (unit > 1 && can_split && units_on_one_node(model, k, unit)) {
+        k.unit = unit;
+        any = true;
+      }
+    }
+    if (!any) continue;
+    add_layouts(model, kinds, max_stages, layouts);
+  }
   return layouts;
 }
 
-std::optional<PipelineChoice> best_hybrid(const StageModel& model, const std::vector<NodeId>& blocks,
+std::optional<PipelineChoice> best_hybrid(const StageModel& model, const TensorModel& tensor,
+                                          const std::vector<NodeId>& blocks,
                                           const std::vector<std::vector<ChainSlot>>& layouts,
                                           int microbatches, Schedule schedule) {
   std::optional<PipelineChoice> best;
   const int mb = model.options().global_batch / microbatches;
   for (const auto& slots : layouts) {
-    ChainProblem problem{&model, blocks, slots, microbatches, mb, schedule};
+    ChainProblem problem{&model, blocks, slots, microbatches, mb, schedule, &tensor};
     auto sol = partition_chain(problem);
     if (!sol) continue;
     if (!best || sol->better_than(best->solution)) {
@@ -178,6 +218,7 @@ std::optional<PipelineChoice> best_hybrid(const StageModel& model, const std::ve
 
 std::vector<Plan> hybrid_candidates(const StageModel& model, const std::vector<NodeId>& blocks) {
   const auto layouts = hybrid_layouts(model, static_cast<int>(blocks.size()));
+  const TensorModel tensor(model);
   struct Scored {
     Seconds estimate;
     Plan plan;
@@ -195,12 +236,11 @@ std::vector<Plan> hybrid_candidates(const StageModel& model, const std::vector<N
     std::vector<std::vector<ChainSlot>> usable;
     const int mb = model.options().global_batch / m;
     for (const auto& l : layouts) {
-      if (std::all_of(l.begin(), l.end(),
-                      [&](const ChainSlot& s) { return static_cast<int>(s.devices.size()) <= mb; })) {
+      if (std::all_of(l.begin(), l.end(), [&](const ChainSlot& s) { return s.replicas() <= mb; })) {
         usable.push_back(l);
       }
     }
-    auto choice = best_hybrid(model, blocks, usable, m, Schedule::kOneFOneB);
+    auto choice = best_hybrid(model, tensor, blocks, usable, m, Schedule::kOneFOneB);
     if (!choice) continue;
     Plan plan = chain_to_plan(choice->problem, choice->solution, StrategyKind::kHybrid);
     mark_unused_devices(plan, model.cluster(), "its device kind made the pipeline's bottleneck worse");

@@ -73,11 +73,16 @@ std::vector<std::string> Plan::used_devices() const {
   return out;
 }
 
+int DeviceGroup::tensor_degree() const {
+  if (parallelism == GroupParallelism::kData) return 1;
+  return tensor_size > 0 ? tensor_size : static_cast<int>(devices.size());
+}
+
+int DeviceGroup::replicas() const { return static_cast<int>(devices.size()) / tensor_degree(); }
+
 bool Plan::splits_batch() const {
   if (microbatches > 1) return true;
-  return std::any_of(groups.begin(), groups.end(), [](const DeviceGroup& g) {
-    return g.parallelism == GroupParallelism::kData && g.devices.size() > 1;
-  });
+  return std::any_of(groups.begin(), groups.end(), [](const DeviceGroup& g) { return g.replicas() > 1; });
 }
 
 std::vector<std::vector<int>> Plan::parameter_stages(const Graph& target) const {
@@ -124,6 +129,8 @@ std::string Plan::to_string() const {
       os << (d ? ", " : "") << g.devices[d] << " x" << g.batch_shares[d];
     }
     os << "]";
+    if (g.replicas() > 1 && g.tensor_degree() > 1)
+      os << " as " << g.replicas() << " replicas of " << g.tensor_degree() << "-way tensor parallelism";
     if (st.checkpointing != Checkpointing::kNone)
       os << ", checkpointing " << checkpointing_name(st.checkpointing);
     if (st.offload != Offload::kNone) os << ", offload " << offload_name(st.offload);
@@ -221,10 +228,17 @@ void Plan::check_against(const Graph& target) const {
   for (const auto& g : groups) {
     PARTITA_CHECK(!g.devices.empty() && g.devices.size() == g.batch_shares.size(),
                   "plan: a device group needs one batch share per device");
+    const int t = g.tensor_degree();
+    PARTITA_CHECK(t >= 1 && g.devices.size() % static_cast<size_t>(t) == 0, "plan: the group starting at ",
+                  g.devices[0], " has ", g.devices.size(), " devices, not a multiple of its tensor_size ", t);
+    for (size_t d = 0; d < g.devices.size(); ++d) {
+      const size_t lead = d - d % static_cast<size_t>(t);
+      PARTITA_CHECK(g.batch_shares[d] == g.batch_shares[lead], "plan: ", g.devices[d], " has batch share ",
+                    g.batch_shares[d], " but its tensor-parallel group shares ", g.batch_shares[lead],
+                    " samples: every device of the group runs the same samples");
+    }
     const int sum = std::accumulate(g.batch_shares.begin(), g.batch_shares.end(), 0);
-    const int want = g.parallelism == GroupParallelism::kData
-                         ? microbatch_size()
-                         : microbatch_size() * static_cast<int>(g.devices.size());
+    const int want = microbatch_size() * t;
     PARTITA_CHECK(sum == want, "plan: batch shares of group starting at ", g.devices[0], " sum to ", sum,
                   " but the microbatch needs ", want);
     for (const auto& d : g.devices)

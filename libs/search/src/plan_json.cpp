@@ -25,6 +25,7 @@ Json group_to_json(const DeviceGroup& g) {
   j["devices"] = g.devices;
   j["batch_shares"] = g.batch_shares;
   j["parallelism"] = group_parallelism_name(g.parallelism);
+  if (g.parallelism == GroupParallelism::kTensor && g.replicas() > 1) j["tensor_size"] = g.tensor_degree();
   return j;
 }
 
@@ -198,6 +199,12 @@ Plan plan_from_json(const Json& j) {
     grp.devices = get<std::vector<std::string>>(gj, "devices");
     grp.batch_shares = get<std::vector<int>>(gj, "batch_shares");
     grp.parallelism = parse_group_parallelism(get<std::string>(gj, "parallelism"));
+    if (gj.contains("tensor_size")) {
+      grp.tensor_size = get<int>(gj, "tensor_size");
+      PARTITA_CHECK(grp.parallelism == GroupParallelism::kTensor && grp.tensor_size >= 1,
+                    "plan JSON: tensor_size ", grp.tensor_size,
+                    " needs a \"tensor\" group and a size of 1 or more");
+    }
     p.groups.push_back(std::move(grp));
   }
   for (const auto& sj : field(j, "stages")) {

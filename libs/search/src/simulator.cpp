@@ -77,9 +77,14 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   if (plan.branch_layout()) return detail::simulate_branch(plan, graph, cluster, table, opt);
   const StageModel model(graph, cluster, table, opt);
   const TensorModel tensor(model);
-  auto is_tensor = [&](int s) {
-    return plan.groups[static_cast<size_t>(plan.stages[static_cast<size_t>(s)].group)].parallelism ==
-           GroupParallelism::kTensor;
+  auto replicas = [&](int s) {
+    return plan.groups[static_cast<size_t>(plan.stages[static_cast<size_t>(s)].group)].replicas();
+  };
+  // The devices of device i's tensor-parallel group (the whole group for kData: unused there).
+  auto tensor_peers = [](const DeviceGroup& g, size_t i) {
+    const size_t t = static_cast<size_t>(g.tensor_degree());
+    const auto first = g.devices.begin() + static_cast<std::ptrdiff_t>(i - i % t);
+    return std::vector<std::string>(first, first + static_cast<std::ptrdiff_t>(t));
   };
   const bool training = plan.mode == Mode::kTraining;
   const int ns = static_cast<int>(plan.stages.size());
@@ -110,8 +115,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       Seconds copy = model.activation_transfer(
           StageLoad{st.first, st.last, g.batch_shares[i], 1, st.checkpointing, st.offload});
       if (g.parallelism == GroupParallelism::kTensor) {
-        const LinkSpec ring = slowest_link(cluster, g.devices);
-        const int p = static_cast<int>(g.devices.size());
+        const LinkSpec ring = slowest_link(cluster, tensor_peers(g, i));
+        const int p = g.tensor_degree();
         fwd = tensor.forward(spec, st.first, st.last, share, p, ring);
         bwd = tensor.backward(spec, st.first, st.last, share, p, ring);
         if (copy.value() > 0)
@@ -132,10 +137,9 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   for (int s = 0; s + 1 < ns; ++s) {
     const auto& ga = plan.groups[static_cast<size_t>(plan.stages[s].group)];
     const auto& gb = plan.groups[static_cast<size_t>(plan.stages[s + 1].group)];
-    // Tensor-parallel groups hold (and need) the whole microbatch's activations: one lane.
-    const int lanes = is_tensor(s) || is_tensor(s + 1)
-                          ? 1
-                          : static_cast<int>(std::min(ga.devices.size(), gb.devices.size()));
+    // One lane per replica on the narrower side (a tensor-parallel group holds, and needs, its replica's
+    // whole share of the activations).
+    const int lanes = std::min(replicas(s), replicas(s + 1));
     const Bytes bytes = model.boundary_bytes(plan.stages[s].last, (mb + lanes - 1) / lanes);
     const Seconds t = p2p_time(bytes, cluster.link_between(ga.devices[0], gb.devices[0]));
     const int fwd_lane = tg.add_resource("link s" + std::to_string(s) + "->s" + std::to_string(s + 1), -1);
@@ -168,10 +172,14 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
     }
     if (!training) continue;
     int after = -1;
-    // Tensor-parallel groups shard their weights: no gradient all-reduce inside the group.
-    if (g.devices.size() > 1 && g.parallelism == GroupParallelism::kData) {
-      const Seconds t = allreduce_time(model.trainable_bytes(st.first, st.last),
-                                       static_cast<int>(g.devices.size()), slowest_link(cluster, g.devices));
+    // Replicas all-reduce their gradients; a tensor-parallel group's devices each hold a 1/t shard of the
+    // split weights (the rest, whole), and the replicas' shards are all-reduced concurrently: the time of
+    // one.
+    if (g.replicas() > 1) {
+      const Bytes bytes = g.parallelism == GroupParallelism::kData
+                              ? model.trainable_bytes(st.first, st.last)
+                              : tensor.trainable_bytes_per_device(st.first, st.last, g.tensor_degree());
+      const Seconds t = allreduce_time(bytes, g.replicas(), slowest_link(cluster, g.devices));
       after = tg.add(label("allreduce", s, -1), TaskKind::kAllReduce,
                      tg.add_resource(label("allreduce", s, -1), -1), s, -1, t);
       for (const auto& per_mb : b[s])
@@ -209,7 +217,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       // Between forward and backward, checkpointing keeps only the stage input, activation offload what it
       // does not move; the rest comes back (recomputed or copied) when the backward starts (as memory()).
       const bool tp = g.parallelism == GroupParallelism::kTensor;
-      const int p = static_cast<int>(g.devices.size());
+      const int p = g.tensor_degree();
       const double act = (tp ? tensor.activation_per_sample(st.first, st.last, p)
                              : model.activation_per_sample(st.first, st.last)) *
                          share;

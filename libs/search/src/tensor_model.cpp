@@ -125,6 +125,12 @@ Bytes TensorModel::static_memory(NodeId first, NodeId last, int samples, int p) 
   return Bytes(static_cast<int64_t>(total));
 }
 
+Bytes TensorModel::trainable_bytes_per_device(NodeId first, NodeId last, int p) const {
+  const double st = split_trainable_[last + 1] - split_trainable_[first];
+  const double all = static_cast<double>(model_->trainable_bytes(first, last).value());
+  return Bytes(static_cast<int64_t>(all - st + st / p));
+}
+
 Bytes TensorModel::memory(NodeId first, NodeId last, int samples, int p, int in_flight) const {
   const double act = activation_per_sample(first, last, p) * samples;
   const double kept = model_->training() ? act * in_flight : model_->input_per_sample(first) * samples;

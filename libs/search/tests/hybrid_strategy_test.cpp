@@ -39,10 +39,11 @@ TEST(HybridStrategy, MatchesBruteForceOnRandomInstances) {
     const auto blocks = block_ends(model, 256);
     const auto layouts = hybrid_layouts(model, static_cast<int>(blocks.size()));
     const int m = 1 << (seed % 3);
-    const auto got = best_hybrid(model, blocks, layouts, m, Schedule::kOneFOneB);
+    const TensorModel tensor(model);
+    const auto got = best_hybrid(model, tensor, blocks, layouts, m, Schedule::kOneFOneB);
     double want = -1;
     for (const auto& slots : layouts) {
-      ChainProblem prob{&model, blocks, slots, m, 8 / m, Schedule::kOneFOneB};
+      ChainProblem prob{&model, blocks, slots, m, 8 / m, Schedule::kOneFOneB, &tensor};
       if (auto s = partition_chain_brute_force(prob); s && (want < 0 || s->bottleneck.value() < want)) {
         want = s->bottleneck.value();
       }

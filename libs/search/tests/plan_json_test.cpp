@@ -50,6 +50,20 @@ TEST(PlanJson, RoundTripsEveryField) {
   EXPECT_EQ(q.prediction.hosts[0].capacity, Bytes(int64_t{64} << 30));
 }
 
+TEST(PlanJson, RoundTripsTensorGroupsOfReplicas) {
+  Plan p = sample_plan();
+  p.groups[1] = DeviceGroup{{"g0", "g1", "g2", "g3"}, {4, 4, 4, 4}, GroupParallelism::kTensor, 2};
+  const Json j = plan_to_json(p);
+  EXPECT_EQ(j["groups"][1]["tensor_size"], 2);
+  EXPECT_FALSE(j["groups"][0].contains("tensor_size"));
+  const Plan q = plan_from_json(j);
+  EXPECT_EQ(q.groups[1].tensor_size, 2);
+  EXPECT_EQ(q.groups[1].replicas(), 2);
+  Json data = j;
+  data["groups"][0]["tensor_size"] = 2;  // only a tensor group has one
+  EXPECT_THROW(plan_from_json(data), Error);
+}
+
 TEST(PlanJson, RoundTripsEveryOffload) {
   for (Offload o : {Offload::kNone, Offload::kOptimizerState, Offload::kActivations,
                     Offload::kActivationsAndOptimizerState}) {

@@ -59,6 +59,33 @@ TEST(Plan, SplitsTheBatchWithMicrobatchesOrDataGroups) {
   EXPECT_TRUE(p.splits_batch());
 }
 
+// A kTensor group of 4 devices with tensor_size 2: two replicas, each a 2-way tensor-parallel group whose
+// devices run the same samples.
+TEST(Plan, TensorGroupsOfReplicas) {
+  const Graph g = testing::chain_graph({1, 1, 1}, {4, 4, 4}, {4, 4, 4});
+  Plan p = plan_for(g);
+  p.groups[1] = DeviceGroup{{"d1", "d2", "d3", "d4"}, {1, 1, 1, 1}, GroupParallelism::kTensor, 2};
+  EXPECT_NO_THROW(p.check_against(g));
+  EXPECT_EQ(p.groups[1].tensor_degree(), 2);
+  EXPECT_EQ(p.groups[1].replicas(), 2);
+  EXPECT_NE(p.to_string().find("as 2 replicas of 2-way tensor parallelism"), std::string::npos);
+  p.microbatches = 1;
+  p.groups[0].batch_shares = {4};
+  p.groups[1].batch_shares = {1, 1, 3, 3};  // uneven replicas are fine
+  EXPECT_NO_THROW(p.check_against(g));
+  EXPECT_TRUE(p.splits_batch());            // the replicas split it
+  p.groups[1].batch_shares = {1, 3, 1, 3};  // but not a tensor group's devices
+  EXPECT_THROW(p.check_against(g), Error);
+  p.groups[1].batch_shares = {1, 1, 3, 3};
+  p.groups[1].tensor_size = 3;
+  EXPECT_THROW(p.check_against(g), Error);
+  p.groups[1].tensor_size = 0;  // all four: one group that sees the whole microbatch
+  p.groups[1].batch_shares = {4, 4, 4, 4};
+  EXPECT_NO_THROW(p.check_against(g));
+  EXPECT_EQ(p.groups[1].replicas(), 1);
+  EXPECT_FALSE(p.splits_batch());
+}
+
 // Which stages read each parameter: by node range, by branch node list, and a weight two stages share.
 TEST(Plan, ParameterStagesFollowTheNodes) {
   const Graph g = testing::chain_graph({1, 1, 1}, {4, 4, 4}, {4, 4, 4});

@@ -2,6 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include "partita/cost/comm.h"
+#include "partita/search/blocks.h"
+#include "partita/search/chain_plan.h"
+#include "partita/search/hybrid_strategy.h"
 #include "partita/search/planner.h"
 #include "partita/search/simulator.h"
 #include "partita/search/tensor_model.h"
@@ -86,6 +94,168 @@ TEST(TensorStrategy, TrainingAllReducesInBothPasses) {
   const PlanOutcome out = make_plan(g, c, t, tensor_options(Mode::kTraining));
   ASSERT_TRUE(out.plan) << out.error;
   EXPECT_NEAR(out.plan->prediction.step_time.value(), 3.002, 1e-9);
+}
+
+// Replicas of tensor-parallel groups (a kTensor group with tensor_size below its device count).
+Plan replicated_tensor_plan(const Graph& g, Mode mode, int devices, int tensor_size, int batch) {
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = mode;
+  p.strategy = StrategyKind::kHybrid;
+  p.global_batch = batch;
+  p.microbatches = 1;
+  DeviceGroup group{{}, {}, GroupParallelism::kTensor, tensor_size};
+  const std::vector<int> replica_shares = even_shares(batch, devices / tensor_size);
+  for (int d = 0; d < devices; ++d) {
+    group.devices.push_back("d" + std::to_string(d));
+    group.batch_shares.push_back(replica_shares[static_cast<size_t>(d / tensor_size)]);
+  }
+  p.groups = {group};
+  p.stages = {Stage{0, g.num_nodes() - 1, 0, Checkpointing::kNone, Offload::kNone}};
+  return p;
+}
+
+// Two replicas of 2-way tensor parallelism, one sample each: every device runs what the 2-device tensor
+// group runs on one sample (1.001 s); training adds one all-reduce of each device's weight shard between the
+// replicas.
+TEST(TensorHybrid, ReplicasOfTensorGroupsRunTheirShareAndAllReduceTheirShards) {
+  const Graph g = mlp_pair(250'000);
+  const Cluster c = make_cluster(std::vector<DeviceSpec>(4, make_spec("gpu", 1)), make_link(1));
+  const CostTable t = table_for(g, c);
+  const Simulation infer = simulate(replicated_tensor_plan(g, Mode::kInference, 4, 2, 2), g, c, t);
+  EXPECT_NEAR(infer.step_time.value(), 1.001, 1e-9);
+  ASSERT_EQ(infer.prediction.devices.size(), 4u);
+  for (const auto& d : infer.prediction.devices) EXPECT_NEAR(d.busy.value(), 1.001, 1e-9) << d.device;
+
+  SearchOptions train_options;
+  train_options.mode = Mode::kTraining;
+  const Simulation train =
+      simulate(replicated_tensor_plan(g, Mode::kTraining, 4, 2, 2), g, c, t, train_options);
+  const StageModel model(g, c, t, train_options);
+  const TensorModel tm(model);
+  // Both weights are split: a device holds half of them.
+  EXPECT_EQ(tm.trainable_bytes_per_device(0, 2, 2).value() * 2, model.trainable_bytes(0, 2).value());
+  int allreduces = 0;
+  for (const auto& task : train.tasks) {
+    if (task.kind != TaskKind::kAllReduce) continue;
+    ++allreduces;
+    EXPECT_NEAR((task.end - task.start).value(),
+                allreduce_time(tm.trainable_bytes_per_device(0, 2, 2), 2, make_link(1)).value(), 1e-12);
+  }
+  EXPECT_EQ(allreduces, 1);
+  // One tensor group of all four devices has no replicas and no gradient all-reduce.
+  const Simulation whole =
+      simulate(replicated_tensor_plan(g, Mode::kTraining, 4, 4, 1), g, c, t, train_options);
+  for (const auto& task : whole.tasks) EXPECT_NE(task.kind, TaskKind::kAllReduce) << task.name;
+}
+
+// The chain partitioner's cost of a tensor x data slot is what the simulator runs: per microbatch, the
+// forward and backward tasks of each device; per step, the replicas' all-reduce.
+TEST(TensorHybrid, ChainCostOfATensorSlotIsWhatTheSimulatorRuns) {
+  const Graph g = mlp_pair(250'000);
+  const Cluster c = make_cluster(std::vector<DeviceSpec>(4, make_spec("gpu", 1)), make_link(1));
+  const CostTable t = table_for(g, c);
+  SearchOptions o;
+  o.mode = Mode::kTraining;
+  o.global_batch = 4;
+  const StageModel model(g, c, t, o);
+  const TensorModel tm(model);
+  ChainSlot slot;
+  slot.devices = {0, 1, 2, 3};
+  slot.group_link = slot.next_link = slot.tensor_link = make_link(1);
+  slot.tensor_size = 2;
+  const ChainProblem problem{&model, {2}, {slot}, 2, 2, Schedule::kOneFOneB, &tm};
+  const auto choice = evaluate_stage(problem, 0, 0, 2);
+  ASSERT_TRUE(choice);
+  EXPECT_EQ(choice->checkpointing, Checkpointing::kNone);
+  const auto solution = partition_chain(problem);
+  ASSERT_TRUE(solution);
+  const Plan plan = chain_to_plan(problem, *solution, StrategyKind::kHybrid);
+  ASSERT_EQ(plan.groups.size(), 1u);
+  EXPECT_EQ(plan.groups[0].tensor_degree(), 2);
+  EXPECT_EQ(plan.groups[0].replicas(), 2);
+  EXPECT_EQ(plan.groups[0].batch_shares, (std::vector<int>{1, 1, 1, 1}));
+  const Simulation sim = simulate(plan, g, c, t, o);
+  Seconds device0(0), allreduce(0);
+  for (const auto& task : sim.tasks) {
+    if (task.kind == TaskKind::kAllReduce) allreduce += task.end - task.start;
+    if ((task.kind == TaskKind::kForward || task.kind == TaskKind::kBackward) &&
+        sim.resources[static_cast<size_t>(task.resource)].name == "d0")
+      device0 += task.end - task.start;
+  }
+  EXPECT_NEAR(choice->per_microbatch.value() * 2, device0.value(), 1e-9);
+  EXPECT_NEAR(choice->busy.value(), (device0 + allreduce).value(), 1e-9);
+}
+
+// Matmul chains (2-D weights, so every layer can be split) on four devices: the layouts include tensor x
+// data slots, and the dynamic program finds the brute-force optimum over them.
+TEST(TensorHybrid, DynamicProgramMatchesBruteForceWithTensorSlots) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(0, 1);
+  int feasible = 0, with_tensor = 0;
+  for (int seed = 0; seed < 60; ++seed) {
+    Graph g;
+    ValueId x = g.add_input("x");
+    g.value(x).tensors = {TensorMeta{{1, 64}, DType::kFloat32}};
+    const int layers = 3 + seed % 4;
+    for (int i = 0; i < layers; ++i) {
+      const ValueId w = g.add_parameter("w" + std::to_string(i), true);
+      g.value(w).tensors = {TensorMeta{{64 + static_cast<int64_t>(4000 * u(rng)), 64}, DType::kFloat32}};
+      const ValueId y = g.add_value(ValueKind::kTensor, "y" + std::to_string(i));
+      g.value(y).tensors = {TensorMeta{{1, 64 + static_cast<int64_t>(60000 * u(rng))}, DType::kFloat32}};
+      const NodeId n = g.add_node("aten::linear", {x, w}, {y});
+      g.node(n).cost = OpCost{Flops(1e9 + 1e10 * u(rng)), Bytes(0), Bytes(0), CostStatus::kEstimated};
+      x = y;
+    }
+    g.set_outputs({x});
+    const Cluster c = make_cluster(std::vector<DeviceSpec>(4, make_spec("gpu", 1 + 4 * u(rng))),
+                                   make_link(1 + 40 * u(rng), 3));
+    const CostTable t = table_for(g, c);
+    SearchOptions o;
+    o.mode = seed % 2 ? Mode::kTraining : Mode::kInference;
+    o.global_batch = 8;
+    o.memory_limit = Bytes(static_cast<int64_t>((1 + 6 * u(rng)) * (1 << 20)));
+    const StageModel model(g, c, t, o);
+    const TensorModel tm(model);
+    const auto blocks = block_ends(model, 256);
+    const auto layouts = hybrid_layouts(model, static_cast<int>(blocks.size()));
+    const int m = 1 << (seed % 3);
+    double want = -1;
+    for (const auto& slots : layouts) {
+      const ChainProblem prob{&model, blocks, slots, m, 8 / m, Schedule::kOneFOneB, &tm};
+      if (auto s = partition_chain_brute_force(prob); s && (want < 0 || s->bottleneck.value() < want))
+        want = s->bottleneck.value();
+    }
+    const auto got = best_hybrid(model, tm, blocks, layouts, m, Schedule::kOneFOneB);
+    ASSERT_EQ(got.has_value(), want >= 0) << "seed " << seed;
+    if (!got) continue;
+    ++feasible;
+    EXPECT_DOUBLE_EQ(got->solution.bottleneck.value(), want) << "seed " << seed;
+    with_tensor += std::any_of(got->problem.slots.begin(), got->problem.slots.end(),
+                               [](const ChainSlot& s) { return s.tensor_size > 1; });
+  }
+  EXPECT_GT(feasible, 30);
+  EXPECT_GT(with_tensor, 0);  // memory limits make some optimum split its weights
+}
+
+// Tensor slots need whole groups on one machine: 4 devices on two nodes give no 4-way group, but 2-way ones.
+TEST(TensorHybrid, TensorGroupsStayOnOneNode) {
+  const Graph g = mlp_pair(250'000);
+  Cluster c = make_cluster(std::vector<DeviceSpec>(4, make_spec("gpu", 1)), make_link(1));
+  c.devices[2].node = c.devices[3].node = "node1";
+  const CostTable t = table_for(g, c);
+  const StageModel model(g, c, t, SearchOptions{});
+  std::set<int> sizes;
+  for (const auto& layout : hybrid_layouts(model, 3)) {
+    for (const auto& slot : layout) {
+      sizes.insert(slot.tensor_size);
+      if (slot.tensor_size == 2) {
+        EXPECT_EQ(c.devices[static_cast<size_t>(slot.devices[0])].node,
+                  c.devices[static_cast<size_t>(slot.devices[1])].node);
+      }
+    }
+  }
+  EXPECT_EQ(sizes, (std::set<int>{1, 2}));
 }
 
 TEST(TensorStrategy, NeedsTwoDevicesOfOneKind) {

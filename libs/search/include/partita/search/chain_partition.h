@@ -10,19 +10,31 @@
 // {no offload, optimizer state, activations, both}, no activation offload with checkpointing, no offload on
 // CPUs) that fits the memory of every device in its slot; a stage that fits in none is infeasible. DP over
 // block cut points: O(slots * blocks^2) stage evaluations, each O(1) from StageModel's prefix sums.
+//
+// A slot with tensor_size t > 1 is replicas of t-way tensor-parallel groups (TensorModel's costs and memory:
+// each group runs its replica's share of the microbatch with the split matmuls' all-reduces on the critical
+// path; the replicas all-reduce each device's weight shard). Such a stage chooses only between no
+// checkpointing and full checkpointing (no offload). Links between slots carry one lane per replica of the
+// narrower side.
 #include <optional>
 #include <vector>
 
 #include "partita/hardware/device.h"
 #include "partita/search/stage_model.h"
+#include "partita/search/tensor_model.h"
 
 namespace partita {
 
-// One position of the chain: a group of devices of one spec splitting each microbatch evenly.
+// One position of the chain: a group of devices of one spec splitting each microbatch evenly between its
+// replicas (devices / tensor_size of them).
 struct ChainSlot {
   std::vector<int> devices;  // cluster device indices
   LinkSpec group_link;       // slowest link inside the group (all-reduce); ignored for one device
   LinkSpec next_link;        // link to the next slot; ignored for the last
+  int tensor_size = 1;   // devices per tensor-parallel group (consecutive in `devices`); divides their count
+  LinkSpec tensor_link;  // slowest link inside one tensor-parallel group; ignored when tensor_size is 1
+
+  int replicas() const { return static_cast<int>(devices.size()) / tensor_size; }
 };
 
 struct ChainProblem {
@@ -32,6 +44,7 @@ struct ChainProblem {
   int microbatches = 1;
   int microbatch_size = 1;
   Schedule schedule = Schedule::kOneFOneB;
+  const TensorModel* tensor = nullptr;  // over *model; needed when a slot's tensor_size is above 1
 };
 
 struct StageChoice {

@@ -9,6 +9,11 @@
 // proportion to their compute (largest remainder), groups as equal as possible. Microbatch counts: divisors
 // of the batch up to max(options.max_microbatches, 4 x the deepest layout's stages), so deep pipelines can
 // shrink their bubble ((S - 1) / (m + S - 1) of the step).
+// Tensor x data slots: every family of layouts above is tried again with tensor-parallel groups of 2, 4 and
+// 8 devices (kTensorSizes) wherever a kind's devices form whole groups of that size on one node and the model
+// has matmuls to split (tensor_model.h): a slot is then replicas of such groups (Megatron-style "TP inside a
+// machine, pipeline and data parallelism across"); such groups need fewer replicas per stage, so a deep
+// pipeline keeps more microbatches per step.
 #include <optional>
 #include <vector>
 
@@ -19,12 +24,14 @@
 namespace partita {
 
 inline constexpr int kExhaustiveHybridDevices = 4;
+inline constexpr int kTensorSizes[] = {1, 2, 4, 8};  // devices per tensor-parallel group in a hybrid slot
 
 // Every chain layout considered (see above), each at most `max_stages` slots long.
 std::vector<std::vector<ChainSlot>> hybrid_layouts(const StageModel& model, int max_stages);
 
 // Least-bottleneck hybrid for a fixed microbatch count over `layouts` (ties: lower estimate).
-std::optional<PipelineChoice> best_hybrid(const StageModel& model, const std::vector<NodeId>& blocks,
+std::optional<PipelineChoice> best_hybrid(const StageModel& model, const TensorModel& tensor,
+                                          const std::vector<NodeId>& blocks,
                                           const std::vector<std::vector<ChainSlot>>& layouts,
                                           int microbatches, Schedule schedule);
 

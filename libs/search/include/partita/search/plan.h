@@ -9,7 +9,10 @@
 // edges between nodes of different stages. Every stage of a branch plan is one single-device group. In a
 // group with GroupParallelism::kData every device runs the whole stage on its own integer share of each
 // microbatch (shares sum to the microbatch size) and gradients are all-reduced inside the group; with kTensor
-// every device runs the whole microbatch and splits the big matmuls (Megatron-style). A step is
+// the devices form tensor-parallel groups of `tensor_size` consecutive devices (all of them by default): each
+// such group runs its share of the microbatch and splits the big matmuls (Megatron-style), every device of it
+// with that same share; several of them are data-parallel replicas (their shares sum to the microbatch size,
+// the gradients of each weight shard all-reduced between the replicas). A step is
 // `microbatches` microbatches of global_batch / microbatches samples, pipelined by `schedule`.
 #include <map>
 #include <optional>
@@ -53,8 +56,15 @@ GroupParallelism parse_group_parallelism(std::string_view name);
 
 struct DeviceGroup {
   std::vector<std::string> devices;  // cluster device ids
-  std::vector<int> batch_shares;  // samples of each microbatch per device (kData); all = microbatch (kTensor)
+  // Samples of each microbatch per device; kTensor: every device of a tensor-parallel group has its group's.
+  std::vector<int> batch_shares;
   GroupParallelism parallelism = GroupParallelism::kData;
+  int tensor_size = 0;  // kTensor: devices per tensor-parallel group (consecutive in `devices`); 0 = all
+
+  // Devices that split one sample's matmuls: 1 for kData, tensor_size (or every device) for kTensor.
+  int tensor_degree() const;
+  // Data-parallel replicas: devices / tensor_degree().
+  int replicas() const;
 };
 
 struct Stage {

@@ -42,12 +42,16 @@ class TensorModel {
   // The all-reduces of one pass over [first, last] (part of forward and of backward above).
   Seconds communication(NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const;
   // Per-device memory of the range on a group of p (see above); `in_flight` microbatches of activations kept
-  // (training), offload and checkpointing are not combined with tensor parallelism.
+  // (training); offload and checkpointing are not part of it (the simulator and the chain partitioner add
+  // checkpointing: the stage input kept per microbatch, the forward run again in the backward).
   Bytes memory(NodeId first, NodeId last, int samples, int p, int in_flight) const;
   // Per-sample activation bytes one device keeps for [first, last] on a group of p.
   double activation_per_sample(NodeId first, NodeId last, int p) const;
   // Memory without activations (parameters, gradients, optimizer state, workspace).
   Bytes static_memory(NodeId first, NodeId last, int samples, int p) const;
+  // Trainable bytes one device of a group of p holds for [first, last] (split weights / p, the rest whole):
+  // what data-parallel replicas of the group all-reduce per device.
+  Bytes trainable_bytes_per_device(NodeId first, NodeId last, int p) const;
 
  private:
   const StageModel* model_;
