@@ -107,8 +107,11 @@ std::string plan_picture(const Json& plan, size_t max_rows) {
       const double x1 = left + width * static_cast<double>(last + 1) / nodes;
       std::string what =
           parallelism == "tensor"
-              ? fmt::format("stage {}: {} {}..{} on {}, 1/{} of its big matmuls (tensor parallel)", s,
-                            listed ? "node list within" : "nodes", first, last, device, g["devices"].size())
+              ? fmt::format(
+                    "stage {}: {} {}..{} on {}, 1/{} of its big matmuls (tensor parallel) on {} "
+                    "sample(s) of each microbatch",
+                    s, listed ? "node list within" : "nodes", first, last, device,
+                    g.value("tensor_size", g["devices"].size()), g.at("batch_shares")[k].get<int>())
               : fmt::format("stage {}: {} {}..{} on {}, {} sample(s) of each microbatch", s,
                             listed ? "node list within" : "nodes", first, last, device,
                             g.at("batch_shares")[k].get<int>());

@@ -133,6 +133,19 @@ TEST(PlanReport, ThePictureHasABarPerStageAndDeviceAndTheTimelinesEveryTask) {
   EXPECT_NE(links.find(">gpu:0-&gt;gpu&lt;2&gt;</text>"), std::string::npos);
 }
 
+// A stage on replicas of tensor-parallel groups: each bar names the matmul split and the replica's samples.
+TEST(PlanReport, TensorGroupBarsNameTheSplitAndTheReplicaShare) {
+  PlanReportInputs in = inputs();
+  in.plan["groups"][0] = Json::parse(
+      R"({"devices": ["gpu:0", "gpu:1"], "batch_shares": [4, 4], "parallelism": "tensor", "tensor_size": 2})");
+  const std::string picture = svg_of(plan_report_html(in), "plan");
+  EXPECT_NE(
+      picture.find("stage 0: nodes 0..3 on gpu:1, 1/2 of its big matmuls (tensor parallel) on 4 sample(s) "
+                   "of each microbatch"),
+      std::string::npos)
+      << picture;
+}
+
 TEST(PlanReport, LargeClustersDrawAtMostFortyEightRows) {
   PlanReportInputs in = inputs();
   Json& group = in.plan["groups"][0];
