@@ -187,17 +187,18 @@ TEST(TensorHybrid, ChainCostOfATensorSlotIsWhatTheSimulatorRuns) {
   EXPECT_NEAR(choice->busy.value(), (device0 + allreduce).value(), 1e-9);
 }
 
-// Matmul chains (2-D weights, so every layer can be split) on four devices: the layouts include tensor x
-// data slots, and the dynamic program finds the brute-force optimum over them.
+// Matmul chains (2-D weights, so every layer can be split) on eight devices: the layouts include tensor x
+// data slots, and the dynamic program finds the brute-force optimum over them (a pruning bound that forgets
+// the tensor split fails this).
 TEST(TensorHybrid, DynamicProgramMatchesBruteForceWithTensorSlots) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<double> u(0, 1);
-  int feasible = 0, with_tensor = 0;
+  int feasible = 0, with_tensor = 0, deep_tensor = 0;
   for (int seed = 0; seed < 60; ++seed) {
     Graph g;
     ValueId x = g.add_input("x");
     g.value(x).tensors = {TensorMeta{{1, 64}, DType::kFloat32}};
-    const int layers = 3 + seed % 4;
+    const int layers = 4 + seed % 6;
     for (int i = 0; i < layers; ++i) {
       const ValueId w = g.add_parameter("w" + std::to_string(i), true);
       g.value(w).tensors = {TensorMeta{{64 + static_cast<int64_t>(4000 * u(rng)), 64}, DType::kFloat32}};
@@ -208,7 +209,7 @@ TEST(TensorHybrid, DynamicProgramMatchesBruteForceWithTensorSlots) {
       x = y;
     }
     g.set_outputs({x});
-    const Cluster c = make_cluster(std::vector<DeviceSpec>(4, make_spec("gpu", 1 + 4 * u(rng))),
+    const Cluster c = make_cluster(std::vector<DeviceSpec>(8, make_spec("gpu", 1 + 4 * u(rng))),
                                    make_link(1 + 40 * u(rng), 3));
     const CostTable t = table_for(g, c);
     SearchOptions o;
@@ -233,9 +234,13 @@ TEST(TensorHybrid, DynamicProgramMatchesBruteForceWithTensorSlots) {
     EXPECT_DOUBLE_EQ(got->solution.bottleneck.value(), want) << "seed " << seed;
     with_tensor += std::any_of(got->problem.slots.begin(), got->problem.slots.end(),
                                [](const ChainSlot& s) { return s.tensor_size > 1; });
+    deep_tensor += got->problem.slots.size() > 1 &&
+                   std::any_of(got->problem.slots.begin(), got->problem.slots.end(),
+                               [](const ChainSlot& s) { return s.tensor_size > 1; });
   }
   EXPECT_GT(feasible, 30);
   EXPECT_GT(with_tensor, 0);  // memory limits make some optimum split its weights
+  EXPECT_GT(deep_tensor, 0);  // and some pipeline (where the dynamic program's pruning bound matters)
 }
 
 // Tensor slots need whole groups on one machine: 4 devices on two nodes give no 4-way group, but 2-way ones.
