@@ -138,9 +138,12 @@ assert c.svgs[0][1] == bars, (c.svgs[0], bars)
 assert c.svgs[1][1] > 0 and c.svgs[2][1] > 0, c.svgs
 PY
 # --objective energy: the chosen candidate is the one with the least measured (here: estimated) energy per
-# step, and both jobs' energy is reported.
-"$PARTITA" -q optimize "$ZOO/mlp.pt" --input 8x64 --train --steps 2 --rounds 1 --objective energy --out "$WORK/opt-e" \
-  --json "$WORK/opt-e.json" >/dev/null || fail "optimize --objective energy"
+# step, and both jobs' energy is reported. (With --optimizer: the plan trains with it.)
+"$PARTITA" -q optimize "$ZOO/mlp.pt" --input 8x64 --train --optimizer sgd_momentum --steps 2 --rounds 1 \
+  --objective energy --out "$WORK/opt-e" --json "$WORK/opt-e.json" >/dev/null || fail "optimize --objective energy"
+[ "$(json_get "$WORK/opt-e.json" "d['plan']['optimizer']")" = sgd_momentum ] || fail "optimize --optimizer"
+expect_error "--optimizer adamw: an optimizer is for training" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 \
+  --optimizer adamw
 "$PYTHON" - "$WORK/opt-e.json" <<'PY' || fail "optimize --objective energy: the choice"
 import json, sys
 d = json.load(open(sys.argv[1]))
