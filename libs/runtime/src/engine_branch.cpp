@@ -207,6 +207,7 @@ BranchRunner::BranchRunner(const LoadedModel& model, const Plan& plan, bool trai
     sp.release_after.assign(count, {});
     std::set<ValueId> received, detached;
     std::map<ValueId, int> local_segment;  // value produced here -> its segment
+    bool sent_before = false;              // training: the previous node sent an output (cut after it)
     for (size_t k = 0; k < count; ++k) {
       const Node& node = g.node(sp.nodes[k]);
       std::vector<int> waits;
@@ -216,7 +217,7 @@ BranchRunner::BranchRunner(const LoadedModel& model, const Plan& plan, bool trai
         received.insert(v);
         waits.push_back(transfer_of[static_cast<size_t>(v)].at(s));
       }
-      if (sp.segments.empty() || !waits.empty()) {
+      if (sp.segments.empty() || !waits.empty() || sent_before) {
         if (!sp.segments.empty()) sp.segments.back().end = k;
         sp.segments.push_back(Segment{k, count, {}, {}});
       }
@@ -233,6 +234,7 @@ BranchRunner::BranchRunner(const LoadedModel& model, const Plan& plan, bool trai
         for (const auto& entry : transfer_of[static_cast<size_t>(v)])
           sp.send_after[k].push_back(entry.second);
       }
+      sent_before = training && !sp.send_after[k].empty();
     }
     // Releases: at the last use on this stage; outputs nobody here reads, right after they are sent.
     std::map<ValueId, size_t> last_use;

@@ -10,7 +10,12 @@
 // crosses devices (the other device must see it as it was produced).
 //
 // Training: every segment is an autograd island, like a pipeline stage: tensors that enter it from another
-// device or from an earlier segment of the same device are detached into leaves. Backward runs segment by
+// device or from an earlier segment of the same device are detached into leaves. Training also cuts a segment
+// after every node whose output goes to another device, so a segment's backward waits only for the gradients
+// of what it sent last: the part of a device's list after a send runs its backward while the other device is
+// still working out that send's gradient (before, the whole segment waited, and branch plans' backwards
+// alternated between the devices: branchy's 2-device training step 58 ms against the simulator's 47 ms,
+// whose per-node backward assumes exactly this overlap). Backward runs segment by
 // segment in reverse on each device's own worker (in parallel across devices): a segment's roots are the
 // tensors it sent to other devices (seeded with the gradients they send back), the tensors later segments of
 // its device detached (seeded with those leaves' gradients) and, on the device that computes the graph

@@ -1,6 +1,8 @@
 // Branch-parallel plans in the engine (engine_branch.cpp): explicit node lists per device.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <random>
@@ -235,6 +237,66 @@ TEST(EngineBranch, ObserversSeeForwardAndBackwardOnBothDevices) {
   }
   // The update runs on the CPU worker with the most threads, the first of equals.
   EXPECT_TRUE(seen.count({"cpu:0", EngineTaskKind::kOptimizer, -1}));
+}
+
+// h = x w0 goes to cpu:1 (a = relu(h) w1) and stays on cpu:0 (b = sigmoid(h) w2); cpu:0 joins a + b. cpu:0's
+// backward of b must not wait for h's gradient from cpu:1: it runs while cpu:1 works out a's backward.
+TEST(EngineBranch, BackwardAfterASendDoesNotWaitForThatSendsGradient) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const auto path = std::filesystem::temp_directory_path() / "partita_branch_fork.pt";
+  torch::manual_seed(5);
+  torch::jit::Module module("Fork");
+  for (const char* w : {"w0", "w1", "w2"})
+    module.register_parameter(w, (torch::randn({16, 16}) * 0.2).requires_grad_(), false);
+  module.define(R"JIT(
+def forward(self, x):
+    h = torch.matmul(x, self.w0)
+    a = torch.matmul(torch.relu(h), self.w1)
+    b = torch.matmul(torch.sigmoid(h), self.w2)
+    return a + b
+)JIT");
+  module.save(path.string());
+  LoadedModel m = load(path.string(), "8x16");
+  std::vector<int> device_of(static_cast<size_t>(m.ir.num_nodes()), 0);
+  NodeId relu = kNoNode;
+  for (const Node& node : m.ir.nodes()) {
+    if (node.op == "aten::relu") relu = node.id;
+  }
+  ASSERT_NE(relu, kNoNode);
+  device_of[static_cast<size_t>(relu)] = 1;
+  for (NodeId user : m.ir.value(m.ir.node(relu).outputs[0]).users) device_of[static_cast<size_t>(user)] = 1;
+  Engine engine(m, branch_plan(m.ir, Mode::kTraining, 8, 1, device_of));
+
+  // Holds cpu:1's backward until cpu:0 starts a second backward segment (b's), or 3 s pass.
+  class HoldCpu1Backward : public RuntimeObserver {
+   public:
+    void on_task_begin(const TaskEvent& e) override {
+      if (e.kind != EngineTaskKind::kBackward) return;
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (e.device == "cpu:0") {
+        ++cpu0_backwards_;
+        cv_.notify_all();
+      } else {
+        overlapped_ = cv_.wait_for(lock, std::chrono::seconds(3), [&] { return cpu0_backwards_ >= 2; });
+      }
+    }
+    bool overlapped() {
+      std::lock_guard<std::mutex> lock(mutex_);
+      return overlapped_;
+    }
+
+   private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    int cpu0_backwards_ = 0;
+    bool overlapped_ = false;
+  } hold;
+  engine.add_observer(&hold);
+  StepInputs batch;
+  batch.inputs = make_inputs({parse_input_spec("8x16")}, 1);
+  batch.targets = engine.make_targets(batch.inputs);
+  engine.step(batch);
+  EXPECT_TRUE(hold.overlapped()) << "cpu:0 waited for h's gradient before running b's backward";
 }
 
 TEST(EngineBranch, WorkerFailureNamesStageDeviceAndNodeAndDoesNotHang) {
