@@ -16,6 +16,15 @@ bool weight_matmul(const Graph& graph, const Node& node) {
   });
 }
 
+// A lookup in a table (a rank-2 parameter) bigger than what it returns for the graph's batch: worth splitting
+// by rows (vocabulary-parallel), paying an all-reduce of the output.
+bool big_embedding(const Graph& graph, const Node& node) {
+  if (node.op != "aten::embedding" || node.inputs.empty() || node.outputs.empty()) return false;
+  const Value& table = graph.value(node.inputs[0]);
+  if (table.role != ValueRole::kParameter || !table.meta() || table.meta()->shape.size() != 2) return false;
+  return table.bytes() > graph.value(node.outputs[0]).bytes();
+}
+
 }  // namespace
 
 TensorModel::TensorModel(const StageModel& model) : model_(&model) {
@@ -26,6 +35,11 @@ TensorModel::TensorModel(const StageModel& model) : model_(&model) {
   bool open = false;
   NodeId last_split = kNoNode;
   for (NodeId i = 0; i < n; ++i) {
+    if (!open && big_embedding(graph, graph.node(i))) {  // a pair of its own: split rows, all-reduce
+      split_[static_cast<size_t>(i)] = reduce_[static_cast<size_t>(i)] = true;
+      last_split = i;
+      continue;
+    }
     const bool wm = weight_matmul(graph, graph.node(i));
     if (!open && !wm) continue;
     split_[static_cast<size_t>(i)] = true;

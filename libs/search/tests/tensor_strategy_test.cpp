@@ -72,6 +72,44 @@ TEST(TensorModel, SplitsColumnThenRowAndAllReducesOnce) {
             model.parameter_bytes(0, 2).value() + static_cast<int64_t>(model.workspace_per_sample(0, 2)));
 }
 
+// ids [1, 8] -> embedding (a 1000 x 16 table, vocabulary-parallel) + embedding (an 8 x 16 table, replicated)
+// -> linear pair.
+TEST(TensorModel, SplitsABigEmbeddingTableByRowsAndAllReducesItsOutput) {
+  Graph g;
+  const ValueId ids = g.add_input("ids");
+  g.value(ids).tensors = {TensorMeta{{1, 8}, DType::kInt64}};
+  auto param = [&](const char* name, std::vector<int64_t> shape) {
+    const ValueId w = g.add_parameter(name, true);
+    g.value(w).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    return w;
+  };
+  auto op = [&](const char* name, std::vector<ValueId> in, std::vector<int64_t> shape) {
+    const ValueId y = g.add_value(ValueKind::kTensor, name);
+    g.value(y).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    const NodeId n = g.add_node(name, std::move(in), {y});
+    g.node(n).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+    return y;
+  };
+  const ValueId tok = op("aten::embedding", {param("wte", {1000, 16}), ids}, {1, 8, 16});
+  const ValueId pos = op("aten::embedding", {param("wpe", {8, 16}), ids}, {1, 8, 16});
+  const ValueId x = op("aten::add", {tok, pos}, {1, 8, 16});
+  const ValueId h = op("aten::linear", {x, param("w1", {64, 16})}, {1, 8, 64});
+  g.set_outputs({op("aten::linear", {h, param("w2", {16, 64})}, {1, 8, 16})});
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  const StageModel model(g, c, t, tensor_options(Mode::kInference));
+  const TensorModel tm(model);
+  EXPECT_TRUE(tm.split(0) && tm.all_reduce_after(0));  // the token table: split, output all-reduced
+  EXPECT_FALSE(tm.split(1) || tm.split(2));            // the position table and the add: replicated
+  EXPECT_TRUE(tm.split(3) && tm.split(4) && tm.all_reduce_after(4) && !tm.all_reduce_after(3));
+  // Per device on 2: half of wte, w1 and w2, all of wpe.
+  const int64_t half = (1000 * 16 + 64 * 16 + 16 * 64) * 4 / 2, whole = 8 * 16 * 4;
+  EXPECT_EQ(tm.static_memory(0, 4, 1, 2).value() - static_cast<int64_t>(model.workspace_per_sample(0, 4) / 2),
+            half + whole);
+  // Two all-reduces of 512-byte outputs per pass: 2 x 2 (p-1)/p x 512 B at 1 GB/s.
+  EXPECT_NEAR(tm.communication(0, 4, 1, 2, make_link(1)).value(), 2 * 512e-9, 1e-15);
+}
+
 // 2 TFLOP of matmuls on two 1 TFLOP/s devices: 1 s of compute each plus the 1 ms all-reduce (one device: 2
 // s).
 TEST(TensorStrategy, TwoDevicesHalveTheMatmulsPlusOneAllReduce) {
@@ -234,9 +272,9 @@ TEST(TensorHybrid, DynamicProgramMatchesBruteForceWithTensorSlots) {
     EXPECT_DOUBLE_EQ(got->solution.bottleneck.value(), want) << "seed " << seed;
     with_tensor += std::any_of(got->problem.slots.begin(), got->problem.slots.end(),
                                [](const ChainSlot& s) { return s.tensor_size > 1; });
-    deep_tensor += got->problem.slots.size() > 1 &&
-                   std::any_of(got->problem.slots.begin(), got->problem.slots.end(),
-                               [](const ChainSlot& s) { return s.tensor_size > 1; });
+    deep_tensor +=
+        got->problem.slots.size() > 1 && std::any_of(got->problem.slots.begin(), got->problem.slots.end(),
+                                                     [](const ChainSlot& s) { return s.tensor_size > 1; });
   }
   EXPECT_GT(feasible, 30);
   EXPECT_GT(with_tensor, 0);  // memory limits make some optimum split its weights

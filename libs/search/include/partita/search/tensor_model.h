@@ -11,6 +11,10 @@
 //     embeddings) is replicated: every device runs it whole.
 //   - a pair still open at the end of the graph ends with an all-gather of its last output, costed as an
 //     all-reduce (an upper bound).
+//   - an embedding lookup outside a pair whose table (a rank-2 parameter) is bigger than its output at the
+//     graph's batch is split by table rows (vocabulary-parallel, as Megatron's input embedding): each device
+//     holds 1/p of the table and looks up the ids in its range, and the group all-reduces the output. A small
+//     table (position embeddings) stays replicated.
 // Costs of a node range on p devices, per microbatch of `samples` samples:
 //   compute = replicated time + split time / p; communication = per closing node one ring all-reduce of its
 //   output, 2(p-1) alpha + 2(p-1)/p bytes / beta, in forward and again in backward (of the input gradient);
