@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
+#include <optional>
 
+#include "parallel_for.h"
 #include "partita/cost/comm.h"
 #include "partita/search/chain_plan.h"
 
@@ -231,7 +233,12 @@ std::vector<Plan> hybrid_candidates(const StageModel& model, const std::vector<N
   for (const auto& l : layouts) deepest = std::max(deepest, l.size());
   if (wide.microbatches == 0)
     wide.max_microbatches = std::max(wide.max_microbatches, 4 * static_cast<int>(deepest));
-  for (int m : microbatch_candidates(wide, 1)) {
+  // Each microbatch count is searched on its own (on several threads; results in the count's place, so the
+  // outcome does not depend on the thread count).
+  const std::vector<int> counts = microbatch_candidates(wide, 1);
+  std::vector<std::optional<Scored>> per_count(counts.size());
+  detail::parallel_for(counts.size(), [&](size_t i) {
+    const int m = counts[i];
     // Layouts whose groups are wider than the microbatch leave devices without samples: skip them.
     std::vector<std::vector<ChainSlot>> usable;
     const int mb = model.options().global_batch / m;
@@ -241,10 +248,13 @@ std::vector<Plan> hybrid_candidates(const StageModel& model, const std::vector<N
       }
     }
     auto choice = best_hybrid(model, tensor, blocks, usable, m, Schedule::kOneFOneB);
-    if (!choice) continue;
+    if (!choice) return;
     Plan plan = chain_to_plan(choice->problem, choice->solution, StrategyKind::kHybrid);
     mark_unused_devices(plan, model.cluster(), "its device kind made the pipeline's bottleneck worse");
-    scored.push_back(Scored{choice->solution.estimate, std::move(plan)});
+    per_count[i] = Scored{choice->solution.estimate, std::move(plan)};
+  });
+  for (auto& s : per_count) {
+    if (s) scored.push_back(std::move(*s));
   }
   std::stable_sort(scored.begin(), scored.end(),
                    [](const Scored& a, const Scored& b) { return a.estimate < b.estimate; });

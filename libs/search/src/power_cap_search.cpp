@@ -1,12 +1,9 @@
 #include "partita/search/power_cap_search.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <exception>
-#include <mutex>
-#include <thread>
 
+#include "parallel_for.h"
 #include "partita/core/error.h"
 #include "partita/search/device_slowdown.h"
 #include "partita/search/objective.h"
@@ -127,25 +124,7 @@ CappedPlanOutcome plan_with_power_caps(const Graph& graph, const Cluster& cluste
       setting.energy = outcomes[i].plan->prediction.energy;
     }
   };
-  std::atomic<size_t> next{0};
-  std::mutex error_mutex;
-  std::exception_ptr error;
-  const auto work = [&] {
-    for (size_t i = next++; i < settings.size(); i = next++) {
-      try {
-        plan_setting(i);
-      } catch (...) {
-        const std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-      }
-    }
-  };
-  const size_t threads = std::min<size_t>(settings.size(), std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> pool;
-  for (size_t w = 1; w < threads; ++w) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  detail::parallel_for(settings.size(), plan_setting);
 
   std::vector<Plan> best;       // each feasible setting's chosen plan
   std::vector<size_t> best_of;  // its setting index

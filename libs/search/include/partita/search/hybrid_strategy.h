@@ -13,7 +13,8 @@
 // 8 devices (kTensorSizes) wherever a kind's devices form whole groups of that size on one node and the model
 // has matmuls to split (tensor_model.h): a slot is then replicas of such groups (Megatron-style "TP inside a
 // machine, pipeline and data parallelism across"); such groups need fewer replicas per stage, so a deep
-// pipeline keeps more microbatches per step.
+// pipeline keeps more microbatches per step. The microbatch counts are searched on several threads
+// (src/parallel_for.h; the same plans on any thread count).
 #include <optional>
 #include <vector>
 
