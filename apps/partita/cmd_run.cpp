@@ -5,11 +5,14 @@
 // Gloo; or a pipeline, rank r running stage r. Only rank 0 prints the table and writes --json/--trace, with
 // every rank's workers and one trace row per rank (gathered through the rendezvous store at the end).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <optional>
 
 #include <unistd.h>
 
@@ -25,6 +28,7 @@
 #include "partita/runtime/chrome_trace.h"
 #include "partita/runtime/device_binding.h"
 #include "partita/runtime/distributed_env.h"
+#include "partita/runtime/distributed_group.h"
 #include "partita/runtime/distributed_reducer.h"
 #include "partita/runtime/stage_transport.h"
 #include "partita/search/plan_json.h"
@@ -122,25 +126,72 @@ DeviceBinding process_binding(const Plan& plan, int rank) {
 
 // What a rank measured itself (its workers' busy time, what its stage offloaded, its trace) for rank 0's
 // report; the step times and losses are the job's on every rank already.
-std::string rank_figures(const RunReport& report) {
+// Where a rank's clock stands against rank 0's, for its trace (see merge_rank_figures).
+struct RankClock {
+  std::string host;
+  ClockOffset offset;
+  double skew_us = 0;  // the test hook's (0 outside tests)
+};
+
+// Test hook (tests only): PARTITA_CLOCK_SKEW_US=S makes rank PARTITA_FAULT_RANK (default 1) read its steady
+// clock S microseconds off and name its host "<host>+skewed", as if it ran on another machine.
+double clock_skew_us(int rank) {
+  const char* skew = std::getenv("PARTITA_CLOCK_SKEW_US");
+  if (skew == nullptr || *skew == '\0') return 0;
+  const char* who = std::getenv("PARTITA_FAULT_RANK");
+  return rank == (who != nullptr && *who != '\0' ? std::atoi(who) : 1) ? std::atof(skew) : 0;
+}
+
+std::string host_name() {
+  char name[256] = {};
+  return gethostname(name, sizeof(name) - 1) == 0 ? std::string(name) : std::string("unknown");
+}
+
+double steady_us() {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string rank_figures(const RunReport& report, const std::optional<RankClock>& clock) {
   Json j = run_report_to_json(report);
-  if (!report.trace.is_null()) j["trace"] = report.trace;
+  if (!report.trace.is_null()) {
+    j["trace"] = report.trace;
+    if (clock) {
+      j["host"] = clock->host;
+      j["clock_offset_us"] = clock->offset.offset_us;
+      j["clock_round_trip_us"] = clock->offset.round_trip_us;
+      if (j["trace"].contains("origin_us"))
+        j["trace"]["origin_us"] = j["trace"]["origin_us"].get<double>() + clock->skew_us;
+    }
+  }
   return j.dump();
 }
 
 // Rank 0's report for the whole job: every rank's workers (by stage, in rank order), each stage's offload
-// figures from the rank that ran it, and one trace with a process row per rank, aligned on the steady
-// clock the ranks of one machine share.
+// figures from the rank that ran it, and one trace with a process row per rank. The ranks of one machine
+// share its steady clock; a rank on another machine has its trace moved by its measured offset to rank 0's
+// clock (DistributedGroup::clock_offset_to_rank0; good to half the store's round trip, ~0.1 ms on a LAN).
 void merge_rank_figures(RunReport& report, const std::vector<std::string>& posted) {
   report.workers.clear();
   report.energy.clear();
   Json trace{{"traceEvents", Json::array()}, {"displayTimeUnit", "ms"}};
   double origin = std::numeric_limits<double>::infinity();
   std::vector<Json> figures;
+  std::vector<double> origins;  // each rank's trace origin on rank 0's clock
   for (const auto& text : posted) {
     figures.push_back(Json::parse(text));
-    if (figures.back().contains("trace"))
-      origin = std::min(origin, figures.back()["trace"].value("origin_us", origin));
+    const Json& f = figures.back();
+    const bool elsewhere = f.contains("host") && f["host"] != figures.front().value("host", f["host"]);
+    origins.push_back(f.contains("trace") ? f["trace"].value("origin_us", 0.0) : 0.0);
+    if (elsewhere) {
+      origins.back() += f.at("clock_offset_us").get<double>();
+      log_info(fmt::format(
+          "run: rank {} runs on {}: its trace moved {:.3f} ms to rank 0's clock (measured to "
+          "within {:.3f} ms)",
+          figures.size() - 1, f["host"].get<std::string>(), f.at("clock_offset_us").get<double>() / 1e3,
+          f.at("clock_round_trip_us").get<double>() / 2e3));
+    }
+    if (f.contains("trace") && f["trace"].contains("origin_us")) origin = std::min(origin, origins.back());
   }
   for (size_t r = 0; r < figures.size(); ++r) {
     const Json& f = figures[r];
@@ -167,7 +218,7 @@ void merge_rank_figures(RunReport& report, const std::vector<std::string>& poste
     }
     if (f.contains("trace")) {
       Json ranked = f["trace"];
-      const double shift = ranked.value("origin_us", origin) - origin;
+      const double shift = ranked.contains("origin_us") ? origins[r] - origin : 0.0;
       for (auto& e : ranked["traceEvents"]) {
         if (e.contains("ts")) e["ts"] = e["ts"].get<double>() + shift;
       }
@@ -305,7 +356,13 @@ void run_run(const RunArgs& args) {
   }
   if (group) {
     try {
-      const auto posted = group->gather_to_rank0("run report", rank_figures(report));
+      std::optional<RankClock> clock;
+      if (!args.trace.empty()) {  // every rank has the same command line: all of them align, or none
+        const double skew = clock_skew_us(dist->rank);
+        clock = RankClock{host_name() + (skew != 0 ? "+skewed" : ""),
+                          group->clock_offset_to_rank0([skew] { return steady_us() + skew; }), skew};
+      }
+      const auto posted = group->gather_to_rank0("run report", rank_figures(report, clock));
       if (dist->rank != 0) return;  // rank 0 reports for the job
       merge_rank_figures(report, posted);
     } catch (const std::exception& e) {

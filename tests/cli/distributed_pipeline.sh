@@ -87,6 +87,23 @@ PY
   fi
 done
 
+# Ranks on different machines do not share a steady clock: rank 1 here reads its clock 5 s behind and names
+# another host (test hook PARTITA_CLOCK_SKEW_US); rank 0 measures the offset through the store and moves rank
+# 1's trace onto its own clock, so stage 1's first forward still starts after stage 0's first one ends.
+PARTITA_CLOCK_SKEW_US=-5000000 "$PARTITA" launch -n 2 -- partita --verbose run "$ZOO/mlp.pt" --input 8x64 --train --steps 5 \
+  --plan "$WORK/mlp.pipe.json" --trace "$WORK/skew.trace.json" >/dev/null 2>"$WORK/skew.err" \
+  || fail "clock skew: launch: $(tail -3 "$WORK/skew.err")"
+moved=$(sed -n 's/.*rank 1 runs on .*+skewed: its trace moved \([0-9.]*\) ms.*/\1/p' "$WORK/skew.err")
+"$PYTHON" -c "import sys; assert abs(float(sys.argv[1]) - 5000) < 5" "${moved:-0}" \
+  || fail "clock skew: rank 0 should move rank 1's trace by 5000 ms, moved '${moved}': $(grep -i clock "$WORK/skew.err")"
+"$PYTHON" - "$WORK/skew.trace.json" <<'PY' || fail "clock skew: the merged trace"
+import json, sys
+tasks = [e for e in json.load(open(sys.argv[1]))["traceEvents"] if e.get("ph") == "X"]
+first = lambda pid: min((e for e in tasks if e["pid"] == pid and e["cat"] == "forward"), key=lambda e: e["ts"])
+f0, f1 = first(0), first(1)
+assert f0["ts"] + f0["dur"] - 1 <= f1["ts"] <= f0["ts"] + 1e6, (f0, f1)  # after, and not seconds later
+PY
+
 # Hybrid plans across processes: one process per stage, a stage's devices inside its process. The 2-stage
 # pipeline plans of the MLP and the CNN turned into hybrids (microbatches of 2: shares 1 and 1), "2 then 1"
 # and "1 then 2"; "cpu" is both cores again, so four device ids share two cores (the math is tested here,

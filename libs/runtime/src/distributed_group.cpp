@@ -215,6 +215,41 @@ std::vector<std::string> DistributedGroup::gather_to_rank0(const std::string& ke
   return out;
 }
 
+ClockOffset DistributedGroup::clock_offset_to_rank0(const std::function<double()>& now_us, int rounds) {
+  Impl& s = *impl_;
+  const auto key = [](int r, int k, const char* what) {
+    return "clock/" + std::to_string(r) + "/" + std::to_string(k) + "/" + what;
+  };
+  ClockOffset best;
+  if (s.env.rank == 0) {
+    for (int r = 1; r < s.env.world_size; ++r) {
+      for (int k = 0; k < rounds; ++k) {
+        try {
+          s.store->wait({key(r, k, "ask")}, s.timeout);
+          s.store->set(key(r, k, "answer"), bytes_of(std::to_string(now_us())));
+        } catch (const std::exception& e) {
+          s.fail_peer(r, "aligning clocks", e);
+        }
+      }
+    }
+    return best;
+  }
+  for (int k = 0; k < rounds; ++k) {
+    try {
+      const double before = now_us();
+      s.store->set(key(s.env.rank, k, "ask"), bytes_of("?"));
+      s.store->wait({key(s.env.rank, k, "answer")}, s.timeout);
+      const double after = now_us();
+      const double theirs = std::stod(string_of(s.store->get(key(s.env.rank, k, "answer"))));
+      if (k == 0 || after - before < best.round_trip_us)
+        best = ClockOffset{theirs - (before + after) / 2, after - before};
+    } catch (const std::exception& e) {
+      s.fail_peer(0, "aligning clocks", e);
+    }
+  }
+  return best;
+}
+
 void DistributedGroup::report_failure(const std::string& message) noexcept {
   try {
     impl_->store->set("failed/" + std::to_string(impl_->env.rank), bytes_of(message));

@@ -7,6 +7,7 @@
 // seen at step 6)"); when the store itself is gone, it names rank 0, its host. Point-to-point messages (for
 // pipeline stages in different processes) are bounded the same way and name their peer. Not thread-safe: one
 // thread uses a group at a time.
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,13 @@
 #include "partita/runtime/distributed_env.h"
 
 namespace partita {
+
+// How far rank 0's clock is ahead of this rank's (microseconds; 0 on rank 0), from the store round trip with
+// the shortest time (the estimate is off by at most half of it).
+struct ClockOffset {
+  double offset_us = 0;
+  double round_trip_us = 0;
+};
 
 class DistributedGroup {
  public:
@@ -48,6 +56,11 @@ class DistributedGroup {
   // post theirs and get an empty vector. Through the rendezvous store: for small reports, not tensors. Waits
   // are bounded by the timeout; throws partita::Error naming a rank that never posted.
   std::vector<std::string> gather_to_rank0(const std::string& key, const std::string& text);
+  // Collective: each rank asks rank 0 for its clock `rounds` times through the store (rank 0 answers the
+  // ranks in turn) and returns the offset of the fastest round trip, Cristian-style: rank 0's reading minus
+  // the midpoint of this rank's readings before and after. `now_us` reads the clock to align (the steady
+  // clock the trace uses). Waits are bounded by the timeout; throws partita::Error naming the peer.
+  ClockOffset clock_offset_to_rank0(const std::function<double()>& now_us, int rounds = 8);
   // Tells the other ranks this one failed with `message` (best effort; never throws).
   void report_failure(const std::string& message) noexcept;
 
