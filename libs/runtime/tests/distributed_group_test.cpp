@@ -1,10 +1,11 @@
-// DistributedGroup's report gathering (the collectives and point-to-point messages are tested through the
-// reducer and the stage transport).
+// DistributedGroup's report gathering and clock offsets (the collectives and point-to-point messages are
+// tested through the reducer and the stage transport).
 #include "partita/runtime/distributed_group.h"
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <mutex>
 #include <thread>
 
@@ -39,6 +40,36 @@ TEST(DistributedGroup, RankZeroGathersEveryRanksTextInRankOrder) {
   EXPECT_EQ(got[0][2].substr(2001), std::string("\0\nend", 5));
   EXPECT_TRUE(got[1].empty());
   EXPECT_TRUE(got[2].empty());
+}
+
+// Three ranks in one process share the steady clock; rank r reads it r seconds ahead, as if on another
+// machine. Each rank's measured offset to rank 0 is -r s, within half its best round trip.
+TEST(DistributedGroup, ClockOffsetToRankZeroIsWithinHalfARoundTrip) {
+  std::mutex mutex;
+  std::vector<ClockOffset> got(3);
+  run_ranks(3, [&](int rank, int port) {
+    DistributedGroup group(env_for(rank, 3, port));
+    const double ahead_us = 1e6 * rank;
+    const ClockOffset offset = group.clock_offset_to_rank0([ahead_us] {
+      return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch())
+                 .count() +
+             ahead_us;
+    });
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      got[static_cast<size_t>(rank)] = offset;
+    }
+    group.barrier("the end of the test");
+  });
+  EXPECT_EQ(got[0].offset_us, 0);
+  for (int r = 1; r < 3; ++r) {
+    const ClockOffset& c = got[static_cast<size_t>(r)];
+    EXPECT_GT(c.round_trip_us, 0) << r;
+    EXPECT_LT(c.round_trip_us, 1e5) << r;
+    // The method bounds the error by half the round trip; 1 us more for the decimal text the answer travels
+    // in.
+    EXPECT_LE(std::abs(c.offset_us + 1e6 * r), c.round_trip_us / 2 + 1) << r;
+  }
 }
 
 TEST(DistributedGroup, ARankThatNeverPostsIsNamedWithinTheTimeout) {
