@@ -124,8 +124,6 @@ DeviceBinding process_binding(const Plan& plan, int rank) {
   _exit(1);
 }
 
-// What a rank measured itself (its workers' busy time, what its stage offloaded, its trace) for rank 0's
-// report; the step times and losses are the job's on every rank already.
 // Where a rank's clock stands against rank 0's, for its trace (see merge_rank_figures).
 struct RankClock {
   std::string host;
@@ -152,6 +150,8 @@ double steady_us() {
       .count();
 }
 
+// What a rank measured itself (its workers' busy time, what its stage offloaded, its trace, with its host and
+// clock offset) for rank 0's report; the step times and losses are the job's on every rank already.
 std::string rank_figures(const RunReport& report, const std::optional<RankClock>& clock) {
   Json j = run_report_to_json(report);
   if (!report.trace.is_null()) {

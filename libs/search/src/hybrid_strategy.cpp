@@ -102,10 +102,7 @@ std::vector<int> near_even(int n, int parts) {
   return sizes;
 }
 
-}  // namespace
-
-namespace {
-
+// Appends the layouts of one family (each kind's devices cut into groups of whole `unit`s; see the header).
 void add_layouts(const StageModel& model, const std::vector<Kind>& kinds, int max_stages,
                  std::vector<std::vector<ChainSlot>>& layouts) {
   const int nk = static_cast<int>(kinds.size());
