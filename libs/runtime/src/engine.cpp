@@ -22,6 +22,7 @@
 
 #include "channel.h"
 #include "engine_branch.h"
+#include "engine_tensor.h"
 #include "ivalue_tensors.h"
 #include "partita/core/error.h"
 #include "partita/runtime/activation_offload.h"
@@ -148,6 +149,7 @@ struct Engine::Impl {
   LossKind loss_kind = LossKind::kAuto;
   int saved_blas_threads = -1;
   std::unique_ptr<detail::BranchRunner> branch;  // branch-parallel plans (engine_branch.h)
+  std::unique_ptr<detail::TensorRunner> tensor;  // tensor-parallel plans (engine_tensor.h)
   // EngineOptions::inline_lone_worker: step() runs the one worker itself, on the thread it binds first.
   bool inline_worker = false;
   std::optional<std::thread::id> bound_thread;
@@ -215,6 +217,7 @@ struct Engine::Impl {
         if (c) c->close();
     }
     if (branch) branch->abort();
+    if (tensor) tensor->abort();
   }
 
   Message receive(MessageChannel& channel) {
@@ -845,6 +848,11 @@ struct Engine::Impl {
       if (!branch->run(w.stage, w.index, *w.executor, w.loss)) throw Aborted{};
       return;
     }
+    if (tensor) {
+      w.loss = 0.0;
+      if (!tensor->run(w.replica, *w.executor, w.loss)) throw Aborted{};
+      return;
+    }
     const int stages = static_cast<int>(plan.stages.size());
     std::optional<torch::NoGradGuard> no_grad;
     if (!training) no_grad.emplace();
@@ -953,9 +961,17 @@ struct Engine::Impl {
 std::optional<std::string> engine_refusal(const Plan& plan) {
   const size_t stages = plan.stages.size();
   for (const auto& g : plan.groups) {
-    if (g.parallelism != GroupParallelism::kData)
+    if (g.parallelism == GroupParallelism::kData) continue;
+    if (stages != 1 || g.replicas() != 1)
       return std::string(
-          "plan uses tensor parallelism, which this engine does not run yet; plan with another strategy");
+          "plan uses tensor parallelism inside a pipeline or in replicas of tensor-parallel groups, which "
+          "this engine does not run yet (it runs one tensor-parallel group over the whole model); plan with "
+          "--strategy tensor, data, pipeline or branch");
+    const Stage& st = plan.stages[0];
+    if (st.checkpointing != Checkpointing::kNone || st.offload != Offload::kNone)
+      return std::string(
+          "tensor-parallel plan asks for checkpointing or offload, which the engine does not do with tensor "
+          "parallelism yet; plan without a memory limit or with --strategy pipeline");
   }
   for (size_t k = 0; k < stages; ++k) {
     const Offload offload = plan.stages[k].offload;
@@ -982,6 +998,11 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   PARTITA_CHECK(!s.plan.branch_layout() || (options.local_stage < 0 && options.local_replica < 0),
                 "plan is a branch-parallel layout (explicit node lists per device), which runs in one "
                 "process; plan with --strategy data or pipeline for several processes");
+  PARTITA_CHECK(s.plan.stages.empty() ||
+                    s.plan.groups.at(s.plan.stages[0].group).parallelism != GroupParallelism::kTensor ||
+                    (options.local_stage < 0 && options.local_replica < 0),
+                "plan is tensor parallel, which runs in one process; plan with --strategy data or pipeline "
+                "for several processes");
   const int stages = static_cast<int>(s.plan.stages.size());
   if (const auto refusal = engine_refusal(s.plan)) PARTITA_FAIL(*refusal);
   s.layout = stages > 1 ? Impl::Layout::kPipeline : Impl::Layout::kData;
@@ -1097,6 +1118,10 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     s.branch = std::make_unique<detail::BranchRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
                                                       s.observers);
   }
+  if (s.plan.groups[s.plan.stages[0].group].parallelism == GroupParallelism::kTensor) {
+    s.tensor = std::make_unique<detail::TensorRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
+                                                      s.observers);
+  }
   int cpu_workers = 0, cpu_threads = 0;
   for (const auto& b : s.bindings) {
     cpu_workers += b.device.is_cpu() ? 1 : 0;
@@ -1184,6 +1209,7 @@ StepResult Engine::step(const StepInputs& batch) {
       if (c) c->reset();
   }
   if (s.branch) s.branch->begin_step(batch, s.step_index);
+  if (s.tensor) s.tensor->begin_step(batch, s.step_index);
   s.overlap_armed = false;
   if (s.inline_worker) {
     s.batch = &batch;
@@ -1252,6 +1278,8 @@ StepResult Engine::step(const StepInputs& batch) {
     s.emit_end(opt);
   } else if (s.branch) {
     result.outputs = s.branch->outputs();
+  } else if (s.tensor) {
+    result.outputs = s.tensor->outputs();
   } else {
     const int last = static_cast<int>(s.plan.stages.size()) - 1;
     std::vector<std::vector<torch::Tensor>> pieces;

@@ -342,13 +342,16 @@ TEST(Engine, NamesTheLayoutsItCannotRunBeforeAnythingRuns) {
   hybrid.groups[1].devices = {"cpu:1", "cpu"};
   hybrid.groups[1].batch_shares = {1, 1};
   EXPECT_FALSE(engine_refusal(hybrid).has_value());
-  Plan tensor = data_plan(m.ir, Mode::kTraining, 8, {4, 4});
+  Plan tensor = data_plan(m.ir, Mode::kTraining, 8, {8, 8});  // one tensor group runs: engine_tensor_test.cpp
   tensor.groups[0].parallelism = GroupParallelism::kTensor;
+  EXPECT_FALSE(engine_refusal(tensor).has_value());
+  // Replicas of tensor groups (a tensor x data slot of a hybrid plan) do not.
+  tensor.groups[0].devices = {"cpu:0", "cpu:1", "cpu:2", "cpu:3"};
+  tensor.groups[0].batch_shares = {4, 4, 4, 4};
+  tensor.groups[0].tensor_size = 2;
   EXPECT_NE(engine_refusal(tensor).value_or("").find("tensor parallelism"), std::string::npos);
   // The constructor throws the same line for a well-formed plan, before it binds devices. (Offload runs:
   // engine_offload_test.cpp.)
-  tensor.groups[0].devices = {"cpu:0", "cpu:2"};
-  tensor.groups[0].batch_shares = {8, 8};  // each device of a tensor-parallel group sees the whole batch
   try {
     Engine engine(m, tensor);
     FAIL() << "a tensor-parallel plan ran";

@@ -27,26 +27,42 @@ bool big_embedding(const Graph& graph, const Node& node) {
 
 }  // namespace
 
+std::vector<TensorRole> tensor_roles(const Graph& graph) {
+  const int n = graph.num_nodes();
+  std::vector<TensorRole> roles(static_cast<size_t>(n), TensorRole::kReplicated);
+  bool open = false;
+  for (NodeId i = 0; i < n; ++i) {
+    auto& role = roles[static_cast<size_t>(i)];
+    if (!open && big_embedding(graph, graph.node(i))) {  // a pair of its own: split rows, all-reduce
+      role = TensorRole::kVocabulary;
+      continue;
+    }
+    const bool wm = weight_matmul(graph, graph.node(i));
+    if (!open && !wm) continue;
+    role = !open ? TensorRole::kColumn : (wm ? TensorRole::kRow : TensorRole::kInside);
+    open = !(open && wm);
+  }
+  return roles;
+}
+
 TensorModel::TensorModel(const StageModel& model) : model_(&model) {
   const Graph& graph = model.graph();
   const int n = graph.num_nodes();
   split_.assign(static_cast<size_t>(n), false);
   reduce_.assign(static_cast<size_t>(n), false);
-  bool open = false;
+  const auto roles = tensor_roles(graph);
   NodeId last_split = kNoNode;
+  bool open = false;
   for (NodeId i = 0; i < n; ++i) {
-    if (!open && big_embedding(graph, graph.node(i))) {  // a pair of its own: split rows, all-reduce
-      split_[static_cast<size_t>(i)] = reduce_[static_cast<size_t>(i)] = true;
-      last_split = i;
-      continue;
-    }
-    const bool wm = weight_matmul(graph, graph.node(i));
-    if (!open && !wm) continue;
+    const TensorRole role = roles[static_cast<size_t>(i)];
+    if (role == TensorRole::kReplicated) continue;
     split_[static_cast<size_t>(i)] = true;
     last_split = i;
-    if (open && wm) reduce_[static_cast<size_t>(i)] = true;
-    open = !(open && wm);
+    reduce_[static_cast<size_t>(i)] = role == TensorRole::kRow || role == TensorRole::kVocabulary;
+    if (role == TensorRole::kColumn) open = true;
+    if (role == TensorRole::kRow) open = false;
   }
+  // A pair still open at the end: its last output is gathered.
   if (open && last_split != kNoNode) reduce_[static_cast<size_t>(last_split)] = true;
 
   const double per = 1.0 / model.graph_batch();

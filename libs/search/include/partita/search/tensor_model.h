@@ -23,12 +23,19 @@
 // replicated activations + split activations / p, the workspace of the largest node / p when split.
 // A range that starts or ends inside a pair is costed as if the pair were whole.
 // Thread safety: immutable after construction.
+#include <cstdint>
 #include <vector>
 
 #include "partita/hardware/device.h"
 #include "partita/search/stage_model.h"
 
 namespace partita {
+
+// The rule above, node by node (shared with the engine's tensor-parallel runner, which must split exactly
+// what the model costs). kColumn opens a pair, kInside lies between, kRow closes it; kVocabulary is a big
+// embedding lookup split by table rows (a pair of its own).
+enum class TensorRole : uint8_t { kReplicated, kColumn, kInside, kRow, kVocabulary };
+std::vector<TensorRole> tensor_roles(const Graph& graph);
 
 class TensorModel {
  public:

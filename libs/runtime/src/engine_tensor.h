@@ -1,0 +1,109 @@
+#pragma once
+// Internal to the engine: runs tensor-parallel plans (one stage on one kTensor group of p devices, no
+// replicas) on the engine's worker threads, one per device, Megatron-style. Which tensors are split and how
+// each device runs each node: tensor_shards.h (the planner's TensorModel pairs).
+//
+// Every device runs every node of every microbatch on the whole microbatch, each on its parts of the split
+// weights and tensors, through the worker's executor one node at a time. Collectives go through an
+// in-process exchange keyed by (microbatch, node or value, kind), so devices meet at the same collective
+// whatever order their threads reach it in; each device sums the parts in device order, so replicated values
+// are bitwise the same on every device:
+//  - forward: a row-split matmul's or a vocabulary lookup's partial output is all-reduced (its backward
+//    passes the gradient through); a split graph output is gathered (its backward keeps this device's part);
+//  - backward (training): a replicated tensor entering a split node gets its gradient all-reduced (the
+//    device computed only the part through its shard);
+//  - parameters: split weights are views of the model's parameter, so each device's gradient lands in its
+//    own rows or columns of the one .grad; a replicated parameter read by replicated nodes passes its
+//    gradient on the first device only (every device computes the same one).
+// Training: each device computes the loss on the gathered output (the same on all) and runs backward on its
+// own thread; the first device's loss is the step's. Microbatches run one after another (forward, then
+// backward). One forward and one backward TaskEvent per device and microbatch.
+// Not run: replicas of tensor groups (hybrid tensor x data plans), pipelines of tensor groups, checkpointing,
+// offload, several processes (Engine refuses them before this runner is made).
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "partita/runtime/device_binding.h"
+#include "partita/runtime/engine.h"
+#include "partita/runtime/loss.h"
+#include "partita/runtime/observer.h"
+#include "partita/search/plan.h"
+#include "partita/torch_bridge/executor.h"
+#include "partita/torch_bridge/model.h"
+#include "tensor_shards.h"
+
+namespace partita::detail {
+
+// Every device hands in its part of a collective under one key and gets all parts back, in device order.
+class PartExchange {
+ public:
+  explicit PartExchange(int size) : size_(size) {}
+  // Blocks until every device handed in its part for `key`; throws ExchangeAborted after abort().
+  std::vector<torch::Tensor> all_parts(uint64_t key, int device, torch::Tensor part);
+  void abort();
+  void reset();  // before a step
+
+ private:
+  struct Slot {
+    std::vector<torch::Tensor> parts;
+    int arrived = 0;
+    int taken = 0;
+  };
+  int size_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::map<uint64_t, Slot> slots_;
+  bool aborted_ = false;
+};
+
+// Thrown by a collective after another worker failed (a std::exception: it may cross autograd's engine).
+struct ExchangeAborted : std::exception {
+  const char* what() const noexcept override { return "another device of the tensor-parallel group failed"; }
+};
+
+class TensorRunner {
+ public:
+  // Checks the graph can be split `plan`'s group's way (plan_tensor_shards) and precomputes releases.
+  // `bindings` are the group's devices in order; `observers` is the engine's list (read at every step).
+  // Throws partita::Error.
+  TensorRunner(const LoadedModel& model, const Plan& plan, bool training, LossKind loss,
+               const std::vector<DeviceBinding>& bindings, const std::vector<RuntimeObserver*>& observers);
+
+  void begin_step(const StepInputs& batch, int step);
+  // Runs device `device`'s part of the step on the calling thread with `executor` (the worker's); adds the
+  // step's loss to `loss` on the first device. Returns false when another worker failed and abort() was
+  // called; throws partita::Error naming the device and node when this one fails.
+  bool run(int device, const Executor& executor, double& loss);
+  void abort();
+  // Inference: the graph's tensor outputs for the whole batch (after a successful step).
+  std::vector<torch::Tensor> outputs() const;
+  const TensorShardPlan& shards() const { return shards_; }
+
+ private:
+  void microbatch(int device, const Executor& executor, int m, double& loss);
+  c10::IValue rewrite(int device, int m, const Node& node, size_t input, const c10::IValue& value,
+                      std::map<ValueId, torch::Tensor>& entered) const;
+  void emit(TaskEvent& e, bool begin) const;
+
+  const LoadedModel& model_;
+  const Plan& plan_;
+  bool training_;
+  LossKind loss_kind_;
+  std::vector<DeviceBinding> bindings_;
+  const std::vector<RuntimeObserver*>& observers_;
+  TensorShardPlan shards_;
+  std::vector<std::vector<ValueId>> release_after_;  // [node]
+  std::vector<bool> trainable_;                      // [value] a parameter that needs a gradient
+  mutable PartExchange exchange_;
+
+  const StepInputs* batch_ = nullptr;
+  int step_ = 0;
+  std::vector<std::vector<torch::Tensor>> outputs_;  // [microbatch][graph output], from the first device
+};
+
+}  // namespace partita::detail

@@ -1,0 +1,155 @@
+// Tensor-parallel plans in the engine (engine_tensor.cpp): one group splits every pair's matmuls.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+
+#include "partita/core/error.h"
+#include "partita/runtime/engine.h"
+#include "reference_training.h"
+
+namespace partita {
+
+namespace {
+
+using testing::load;
+using testing::reference_training;
+using testing::train_losses;
+using testing::two_cores;
+
+Plan tensor_plan(const Graph& g, Mode mode, int batch, int microbatches, int devices) {
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = mode;
+  p.optimizer = Optimizer::kSgdMomentum;
+  p.strategy = StrategyKind::kTensor;
+  p.schedule = Schedule::kOneFOneB;
+  p.global_batch = batch;
+  p.microbatches = microbatches;
+  DeviceGroup group;
+  // Four devices oversubscribe the two cores (as engine_hybrid_test does).
+  group.devices = devices == 2 ? std::vector<std::string>{"cpu:0", "cpu:1"}
+                               : std::vector<std::string>{"cpu:0", "cpu:1", "cpu:0-1", "cpu"};
+  group.batch_shares.assign(static_cast<size_t>(devices), batch / microbatches);
+  group.parallelism = GroupParallelism::kTensor;
+  p.groups = {group};
+  p.stages = {Stage{0, g.num_nodes() - 1, 0}};
+  return p;
+}
+
+void expect_close(const std::vector<double>& got, const std::vector<double>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], want[i], 1e-4 * std::max(1.0, std::abs(want[i]))) << what << " step " << i;
+}
+
+struct Counter : RuntimeObserver {
+  std::mutex mutex;
+  std::set<std::tuple<int, int, int>> seen;  // (kind, worker, microbatch)
+  void on_task_end(const TaskEvent& e) override {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (e.kind == EngineTaskKind::kForward || e.kind == EngineTaskKind::kBackward)
+      seen.insert({static_cast<int>(e.kind), e.worker, e.microbatch});
+  }
+};
+
+struct Case {
+  const char* model;
+  const char* input;
+  int devices;
+  int microbatches;
+};
+
+class EngineTensorTraining : public ::testing::TestWithParam<Case> {};
+
+}  // namespace
+
+TEST_P(EngineTensorTraining, MatchesSingleDeviceTrainingFor20Steps) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const Case c = GetParam();
+  const int batch = static_cast<int>(parse_input_spec(c.input).shape[0]);
+  const auto reference = reference_training(c.model, c.input, 20);
+  LoadedModel m = load(c.model, c.input);
+  Engine engine(m, tensor_plan(m.ir, Mode::kTraining, batch, c.microbatches, c.devices));
+  Counter counter;
+  engine.add_observer(&counter);
+  const auto losses = train_losses(engine, c.input, 20);
+  const std::string what = std::string(c.model) + " " + std::to_string(c.devices) + "-way, " +
+                           std::to_string(c.microbatches) + " microbatch(es)";
+  expect_close(losses, reference.losses, what);
+  EXPECT_LT(losses.back(), losses.front()) << what;
+  const auto params = engine.parameters();
+  ASSERT_EQ(params.size(), reference.parameters.size());
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5))
+        << what << " parameter " << i;
+  // Every device ran a forward and a backward of every microbatch.
+  EXPECT_EQ(counter.seen.size(), static_cast<size_t>(2 * c.devices * c.microbatches)) << what;
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, EngineTensorTraining,
+                         ::testing::Values(Case{"mlp", "8x64", 2, 1}, Case{"mlp", "8x64", 2, 2},
+                                           Case{"cnn", "8x3x32x32", 2, 2}, Case{"gpt", "4x32:i64:2048", 2, 1},
+                                           Case{"gpt", "4x32:i64:2048", 2, 2},
+                                           Case{"gpt", "2x16:i64:2048", 4, 1}),
+                         [](const auto& param_info) {
+                           return std::string(param_info.param.model) + "_" +
+                                  std::to_string(param_info.param.devices) + "way_" +
+                                  std::to_string(param_info.param.microbatches) + "mb";
+                         });
+
+TEST(EngineTensor, InferenceReturnsTheModulesOutputs) {
+  for (const auto& [name, input] : {std::pair{"mlp", "8x64"}, std::pair{"gpt", "4x32:i64:2048"}}) {
+    LoadedModel m = load(name, input);
+    const auto inputs = make_inputs({parse_input_spec(input)}, 100);
+    const torch::Tensor want = m.module.forward({inputs[0]}).toTensor();
+    Engine engine(m, tensor_plan(m.ir, Mode::kInference, static_cast<int>(want.size(0)), 2, 2));
+    StepInputs batch;
+    batch.inputs = inputs;
+    const auto out = engine.step(batch).outputs;
+    ASSERT_EQ(out.size(), 1u) << name;
+    EXPECT_EQ(out[0].sizes(), want.sizes()) << name;
+    EXPECT_TRUE(torch::allclose(out[0], want, 1e-4, 1e-5))
+        << name << ": max |diff| " << (out[0] - want).abs().max().item<double>();
+  }
+}
+
+TEST(EngineTensor, AGraphItCannotSplitIsRefusedBeforeAnythingRuns) {
+  LoadedModel m = load("mlp", "8x64");
+  try {
+    Engine engine(m, tensor_plan(m.ir, Mode::kTraining, 8, 1, 4));  // fc3's 10 outputs, 4 ways
+    FAIL() << "a 4-way split of 10 features ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fc3"), std::string::npos) << e.what();
+  }
+}
+
+// One device fails at the start of its backward while the other waits for it inside a collective in its
+// own backward (autograd's engine): the step fails with the first device's error, nothing hangs, and the
+// engine runs the next step.
+TEST(EngineTensor, ADeviceFailingMidStepStopsTheOtherAndTheEngineStaysUsable) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  struct FailOnce : RuntimeObserver {
+    std::atomic<bool> armed{true};
+    void on_task_begin(const TaskEvent& e) override {
+      if (e.kind == EngineTaskKind::kBackward && e.worker == 1 && armed.exchange(false))
+        throw Error("injected failure on cpu:1");
+    }
+  } fail;
+  LoadedModel m = load("gpt", "4x32:i64:2048");
+  Engine engine(m, tensor_plan(m.ir, Mode::kTraining, 4, 1, 2));
+  engine.add_observer(&fail);
+  StepInputs batch;
+  batch.inputs = make_inputs({parse_input_spec("4x32:i64:2048")}, 100);
+  batch.targets = engine.make_targets(batch.inputs, 7);
+  try {
+    engine.step(batch);
+    FAIL() << "the injected failure did not stop the step";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("injected failure on cpu:1"), std::string::npos) << e.what();
+  }
+  EXPECT_GT(engine.step(batch).loss, 0.0);
+}
+
+}  // namespace partita
