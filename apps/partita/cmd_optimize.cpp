@@ -201,7 +201,7 @@ void run_optimize(const OptimizeArgs& args) {
     for (const Plan& p : outcome.candidates) {
       if (kept == keep) break;
       // A layout the engine cannot run takes no candidate's place (it is named, and the next one measured).
-      if (const auto refusal = engine_refusal(p)) {
+      if (const auto refusal = engine_refusal(p, inputs->graph)) {
         log_info(fmt::format("optimize: skipping {} (predicted {:.2f} ms): {}", layout_label(p),
                              to_milliseconds(p.prediction.step_time), *refusal));
         continue;

@@ -174,14 +174,15 @@ void run_plan(const PlanArgs& args) {
   }
   PARTITA_CHECK(out.plan.has_value(), out.error);
   // A plan for this machine's devices is made to be run: when the best-predicted layout is one partita run
-  // cannot run yet (engine_refusal: tensor parallelism, also inside a hybrid's stages), take the best it can
+  // cannot run yet (engine_refusal: tensor parallelism inside a hybrid's stages, or over a graph whose ops
+  // it cannot split), take the best it can
   // run and say so. Asked for by --strategy tensor, or for a described cluster, the plan stays the
   // prediction's best, with a note.
   std::string runnable_note;
-  if (const auto refusal = engine_refusal(*out.plan)) {
+  if (const auto refusal = engine_refusal(*out.plan, in.graph)) {
     const bool here = in.source.cluster.empty() && !in.source.model.empty();
     const auto runnable = std::find_if(out.candidates.begin(), out.candidates.end(),
-                                       [](const Plan& p) { return !engine_refusal(p).has_value(); });
+                                       [&](const Plan& p) { return !engine_refusal(p, in.graph).has_value(); });
     if (here && strategy != StrategyKind::kTensor && runnable != out.candidates.end()) {
       runnable_note = fmt::format(
           "note: chose #{}, the best plan partita run can run here; #1 ({}, {}) is predicted faster but {}\n",

@@ -120,10 +120,10 @@ std::optional<Plan> Rebalancer::after_step(int step) {
   // The engine runs the new plan between steps: the best one it can run (a hybrid of tensor-parallel groups,
   // say, cannot run yet).
   const auto runnable = std::find_if(outcome.candidates.begin(), outcome.candidates.end(),
-                                     [](const Plan& p) { return !engine_refusal(p).has_value(); });
+                                     [&](const Plan& p) { return !engine_refusal(p, in.graph).has_value(); });
   if (runnable == outcome.candidates.end()) {
     log_warning(fmt::format("rebalance: {}; no new plan the engine can run: {}", report->summary,
-                            engine_refusal(*outcome.plan).value_or("")));
+                            engine_refusal(*outcome.plan, in.graph).value_or("")));
     event.to = event.from;
     events_.push_back(event);
     return std::nullopt;

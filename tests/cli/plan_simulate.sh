@@ -36,22 +36,46 @@ cmp -s "$WORK/mlp.json" "$WORK/mlp2.json" || fail "two plan runs differ"
 [ "$(json_get "$WORK/mlp_prof.json" "d['source']['cost']")" = "profiled" ] || fail "default cost is not profiled"
 [ "$(json_get "$WORK/mlp.json" "d['source']['cost']")" = "roofline" ] || fail "--cost roofline not recorded"
 "$PARTITA" simulate "$WORK/mlp_prof.json" --json "$WORK/sim_prof.json" >/dev/null || fail "simulate a profiled plan"
-# A plan for this machine runs: where the best-predicted layout is one the engine cannot run yet (tensor
-# parallel, often first here), plan takes the best runnable one and says so; asked for by name, it stays, with
-# a note.
+# A plan for this machine runs: where the best-predicted layout is one the engine cannot run yet, plan takes
+# the best runnable one and says so; asked for by name, it stays, with a note.
 "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --train --cost roofline --json "$WORK/runnable.json" \
   >"$WORK/runnable.txt" || fail "plan mlp (runnable)"
-[ "$(json_get "$WORK/runnable.json" "d['strategy']")" != "tensor" ] || fail "plan chose a layout run cannot run"
-if grep -qE "^ +1  tensor " "$WORK/runnable.txt"; then
-  grep -q "note: chose #[0-9]*, the best plan partita run can run here; #1 (tensor," "$WORK/runnable.txt" \
-    || fail "no note on the runnable choice: $(cat "$WORK/runnable.txt")"
-fi
 "$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/runnable.json" --train --steps 2 --warmup 0 >/dev/null \
   || fail "run the plan that plan chose"
+"$PARTITA" plan "$ZOO/baked_batch.pt" --input 8x16 --devices cpu:0,cpu:1 --cost roofline --strategy tensor \
+  >"$WORK/tensor_refused.txt" || fail "plan --strategy tensor (a graph the engine cannot split)"
+grep -q "note: partita run cannot run this plan yet: tensor parallelism cannot split node 1 aten::view" \
+  "$WORK/tensor_refused.txt" || fail "no note on an unrunnable plan asked for: $(cat "$WORK/tensor_refused.txt")"
+# Tensor parallelism runs (one group over the whole model, engine_tensor.h): the MLP's losses equal those of
+# one device, and every device's forward and backward is on the trace.
 "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --train --cost roofline --strategy tensor \
-  >"$WORK/tensor_local.txt" || fail "plan --strategy tensor"
-grep -q "note: partita run cannot run this plan yet: plan uses tensor parallelism" "$WORK/tensor_local.txt" \
-  || fail "no note on an unrunnable plan asked for: $(cat "$WORK/tensor_local.txt")"
+  --optimizer sgd_momentum --json "$WORK/tensor.json" >"$WORK/tensor_local.txt" || fail "plan --strategy tensor"
+! grep -q "cannot run" "$WORK/tensor_local.txt" || fail "a runnable tensor plan has a note: $(cat "$WORK/tensor_local.txt")"
+"$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0 --train --cost roofline --optimizer sgd_momentum \
+  --json "$WORK/one.json" >/dev/null || fail "plan mlp on one device"
+"$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/tensor.json" --train --steps 5 --warmup 0 \
+  --json "$WORK/tensor.run.json" --trace "$WORK/tensor.trace.json" >/dev/null || fail "run the tensor plan"
+"$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/one.json" --train --steps 5 --warmup 0 \
+  --json "$WORK/one.run.json" >/dev/null || fail "run the one-device plan"
+"$PYTHON" - "$WORK" <<'PY' || fail "tensor-parallel run"
+import json, sys
+w = sys.argv[1]
+plan = json.load(open(f"{w}/tensor.json"))
+assert plan["strategy"] == "tensor" and plan["groups"][0]["devices"] == ["cpu:0", "cpu:1"], plan["groups"]
+tp = json.load(open(f"{w}/tensor.run.json"))["losses"]
+one = json.load(open(f"{w}/one.run.json"))["losses"]
+assert len(tp) == len(one) == 5 and tp[-1] < tp[0], (tp, one)
+worst = max(abs(a - b) / max(1.0, abs(b)) for a, b in zip(tp, one))
+assert worst <= 1e-4, (worst, tp, one)
+print(f"tensor-parallel losses within {worst:.1e} of one device's")
+trace = json.load(open(f"{w}/tensor.trace.json"))
+events = trace["traceEvents"] if isinstance(trace, dict) else trace
+rows = {e["tid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"}
+tasks = {(rows.get(e["tid"], ""), e["name"][0]) for e in events if e.get("ph") == "X" and e.get("pid") == 1}
+for device in ("cpu:0", "cpu:1"):
+    for kind in "FB":
+        assert any(device in row and k == kind for row, k in tasks), (device, kind, sorted(tasks))
+PY
 
 # Profiled planning also measures every node on one sample and fits each node's per-call part.
 "$PARTITA" --verbose plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --train >/dev/null 2>"$WORK/mlp_prof.log" \

@@ -989,6 +989,19 @@ std::optional<std::string> engine_refusal(const Plan& plan) {
   return std::nullopt;
 }
 
+std::optional<std::string> engine_refusal(const Plan& plan, const Graph& graph) {
+  if (auto refusal = engine_refusal(plan)) return refusal;
+  if (plan.stages.size() != 1) return std::nullopt;
+  const DeviceGroup& group = plan.groups.at(static_cast<size_t>(plan.stages[0].group));
+  if (group.parallelism != GroupParallelism::kTensor) return std::nullopt;
+  try {
+    detail::plan_tensor_shards(graph, group.tensor_degree());
+  } catch (const Error& e) {
+    return std::string(e.what());
+  }
+  return std::nullopt;
+}
+
 Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     : impl_(std::make_unique<Impl>(model, std::move(plan), options)) {
   Impl& s = *impl_;

@@ -157,11 +157,16 @@ struct StepResult {
   std::vector<OffloadedActivations> offloaded;
 };
 
-// Why this engine cannot run the plan's layout at all (tensor parallelism, activation offload in a
-// branch-parallel plan, offload in an inference plan), as the one-line error the Engine constructor throws;
+// Why this engine cannot run the plan's layout at all (tensor parallelism in a pipeline or in replicas,
+// activation offload in a branch-parallel plan, offload in an inference plan), as the one-line error the
+// Engine constructor throws;
 // nullopt when it can. Does not check the plan against a model or this machine's devices, nor whether a
 // hybrid plan's cuts carry only values it can split by the batch (the constructor refuses those).
 std::optional<std::string> engine_refusal(const Plan& plan);
+// The same, and for a tensor-parallel plan also whether `graph` splits that way (tensor_shards.h: every op
+// on a split tensor is one the engine splits, every split size divides): what the constructor refuses
+// before running, for choosing among planned candidates.
+std::optional<std::string> engine_refusal(const Plan& plan, const Graph& graph);
 
 class Engine {
  public:
