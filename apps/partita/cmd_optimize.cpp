@@ -70,8 +70,13 @@ struct Candidate {
 std::string layout_label(const Plan& p) {
   std::string devices;
   for (const auto& d : p.used_devices()) devices += (devices.empty() ? "" : "+") + d;
-  return fmt::format("{} {} stage(s) x{} mb on {}", strategy_name(p.strategy), p.stages.size(),
-                     p.microbatches, devices);
+  std::string label = fmt::format("{} {} stage(s) x{} mb on {}", strategy_name(p.strategy), p.stages.size(),
+                                  p.microbatches, devices);
+  // Tensor groups split the work, data groups the batch: the same devices are another layout.
+  int degree = 1;
+  for (const auto& g : p.groups) degree = std::max(degree, g.tensor_degree());
+  if (degree > 1) label += fmt::format(" ({}-way tensor)", degree);
+  return label;
 }
 
 // Steps for a measurement window of at least `window` at `step_ms` per step, and at least `min_steps`: a
