@@ -181,8 +181,9 @@ void run_plan(const PlanArgs& args) {
   std::string runnable_note;
   if (const auto refusal = engine_refusal(*out.plan, in.graph)) {
     const bool here = in.source.cluster.empty() && !in.source.model.empty();
-    const auto runnable = std::find_if(out.candidates.begin(), out.candidates.end(),
-                                       [&](const Plan& p) { return !engine_refusal(p, in.graph).has_value(); });
+    const auto runnable = std::find_if(out.candidates.begin(), out.candidates.end(), [&](const Plan& p) {
+      return !engine_refusal(p, in.graph).has_value();
+    });
     if (here && strategy != StrategyKind::kTensor && runnable != out.candidates.end()) {
       runnable_note = fmt::format(
           "note: chose #{}, the best plan partita run can run here; #1 ({}, {}) is predicted faster but {}\n",

@@ -42,6 +42,14 @@ torch::Tensor whole_of(const std::vector<torch::Tensor>& parts, const Shard& sha
   return torch::cat(pieces, shard.dim);
 }
 
+// Writes `part` (device `device`'s part along `shard`) into its place in `whole`.
+void write_part(torch::Tensor whole, const torch::Tensor& part, const Shard& shard, int device, int degree) {
+  const int64_t block = whole.size(shard.dim) / shard.blocks, piece = block / degree;
+  for (int b = 0; b < shard.blocks; ++b)
+    whole.narrow(shard.dim, b * block + device * piece, piece)
+        .copy_(part.narrow(shard.dim, b * piece, piece));
+}
+
 torch::Tensor sum_in_order(const std::vector<torch::Tensor>& parts, const torch::Device& on) {
   torch::Tensor sum = parts[0].to(on);
   for (size_t r = 1; r < parts.size(); ++r) sum = sum + parts[r].to(on);
@@ -109,13 +117,6 @@ struct GatherSplit : torch::autograd::Function<GatherSplit> {
   }
 };
 
-// A replicated parameter read by replicated nodes on a device other than the first: the same tensor, but no
-// gradient reaches the parameter from here (the first device computes the same one).
-struct DropGradient : torch::autograd::Function<DropGradient> {
-  static torch::Tensor forward(AutogradContext*, const torch::Tensor& x) { return x; }
-  static variable_list backward(AutogradContext*, variable_list) { return {torch::Tensor()}; }
-};
-
 }  // namespace
 
 std::vector<torch::Tensor> PartExchange::all_parts(uint64_t key, int device, torch::Tensor part) {
@@ -178,6 +179,23 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
   }
   trainable_.assign(static_cast<size_t>(g.num_values()), false);
   for (const auto& p : g.parameters()) trainable_[static_cast<size_t>(p.value)] = p.requires_grad;
+  // Parameters read only as one part (every use the same split): each device trains its part as a leaf of its
+  // own and writes the part's gradient into its place once per step.
+  own_part_.assign(static_cast<size_t>(g.num_values()), std::nullopt);
+  for (const auto& p : g.parameters()) {
+    if (!p.requires_grad) continue;
+    std::optional<Shard> common;
+    bool only_parts = true;
+    for (const Node& n : g.nodes()) {
+      for (size_t i = 0; i < n.inputs.size(); ++i) {
+        if (n.inputs[i] != p.value) continue;
+        const InputRewrite& rw = shards_.nodes[static_cast<size_t>(n.id)].inputs[i];
+        only_parts = only_parts && rw.kind == InputRewrite::Kind::kPart && (!common || *common == rw.shard);
+        common = rw.shard;
+      }
+    }
+    if (only_parts && common) own_part_[static_cast<size_t>(p.value)] = common;
+  }
 }
 
 void TensorRunner::begin_step(const StepInputs& batch, int step) {
@@ -203,7 +221,20 @@ bool TensorRunner::run(int device, const Executor& executor, double& loss) {
   std::optional<torch::NoGradGuard> no_grad;
   if (!training_) no_grad.emplace();
   try {
-    for (int m = 0; m < plan_.microbatches; ++m) microbatch(device, executor, m, loss);
+    std::map<ValueId, OwnPart> parts;
+    for (int m = 0; m < plan_.microbatches; ++m) microbatch(device, executor, m, loss, parts);
+    torch::NoGradGuard writes;
+    for (const auto& [v, part] : parts) {
+      if (!part.leaf.grad().defined()) continue;
+      torch::Tensor parameter = part.parameter;
+      {
+        // The first device to get here makes the step's gradient (on a GPU each device's copy gets its own).
+        std::lock_guard<std::mutex> lock(gradient_mutex_);
+        if (!parameter.grad().defined()) parameter.mutable_grad() = torch::zeros_like(parameter);
+      }
+      write_part(parameter.grad(), part.leaf.grad(), *own_part_[static_cast<size_t>(v)], device,
+                 shards_.degree);
+    }
   } catch (const ExchangeAborted&) {
     return false;
   } catch (const c10::Error& e) {  // an ExchangeAborted thrown inside autograd's backward comes back as this
@@ -214,7 +245,8 @@ bool TensorRunner::run(int device, const Executor& executor, double& loss) {
 }
 
 c10::IValue TensorRunner::rewrite(int device, int m, const Node& node, size_t input, const c10::IValue& value,
-                                  std::map<ValueId, torch::Tensor>& entered) const {
+                                  std::map<ValueId, torch::Tensor>& entered,
+                                  std::map<ValueId, OwnPart>& parts) const {
   const NodeShard& ns = shards_.nodes[static_cast<size_t>(node.id)];
   const InputRewrite& rw = ns.inputs[input];
   const ValueId v = node.inputs[input];
@@ -234,11 +266,26 @@ c10::IValue TensorRunner::rewrite(int device, int m, const Node& node, size_t in
       if (!value.isTensor()) return value;
       const torch::Tensor& t = value.toTensor();
       if (ns.splits) return enter(t);
-      if (training_ && device > 0 && trainable_[static_cast<size_t>(v)]) return DropGradient::apply(t);
+      // A replicated parameter read by a replicated node: every device computes the same gradient, the
+      // first one's counts. The others read a detached leaf of their own (still needing a gradient, so what
+      // they compute from it needs one on every device alike) whose gradient is dropped with it. (Not an
+      // autograd function over the parameter: those would attach several threads' nodes to its one
+      // gradient accumulator, which LibTorch marks without a lock.)
+      if (training_ && device > 0 && trainable_[static_cast<size_t>(v)]) return t.detach().requires_grad_();
       return value;
     }
-    case InputRewrite::Kind::kPart:
+    case InputRewrite::Kind::kPart: {
+      if (training_ && own_part_[static_cast<size_t>(v)]) {
+        auto it = parts.find(v);
+        if (it == parts.end()) {
+          const torch::Tensor& parameter = value.toTensor();
+          torch::Tensor leaf = part_of(parameter.detach(), rw.shard, device, degree).requires_grad_();
+          it = parts.emplace(v, OwnPart{parameter, std::move(leaf)}).first;
+        }
+        return it->second.leaf;
+      }
       return part_of(enter(value.toTensor()), rw.shard, device, degree);
+    }
     case InputRewrite::Kind::kFirstDeviceOnly:
       return device == 0 ? value : c10::IValue();
     case InputRewrite::Kind::kDivide: {
@@ -261,7 +308,8 @@ c10::IValue TensorRunner::rewrite(int device, int m, const Node& node, size_t in
   return value;
 }
 
-void TensorRunner::microbatch(int device, const Executor& executor, int m, double& loss) {
+void TensorRunner::microbatch(int device, const Executor& executor, int m, double& loss,
+                              std::map<ValueId, OwnPart>& parts) {
   const Graph& g = model_.ir;
   const DeviceBinding& binding = bindings_[static_cast<size_t>(device)];
   const int degree = shards_.degree;
@@ -281,7 +329,7 @@ void TensorRunner::microbatch(int device, const Executor& executor, int m, doubl
     std::vector<c10::IValue> args;
     args.reserve(node.inputs.size());
     for (size_t i = 0; i < node.inputs.size(); ++i)
-      args.push_back(rewrite(device, m, node, i, env[static_cast<size_t>(node.inputs[i])], entered));
+      args.push_back(rewrite(device, m, node, i, env[static_cast<size_t>(node.inputs[i])], entered, parts));
     torch::Tensor inside;  // vocabulary: which ids fall in this device's rows
     if (ns.vocabulary) {
       const int64_t rows = args[0].toTensor().size(0);

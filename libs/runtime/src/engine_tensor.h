@@ -12,9 +12,12 @@
 //    passes the gradient through); a split graph output is gathered (its backward keeps this device's part);
 //  - backward (training): a replicated tensor entering a split node gets its gradient all-reduced (the
 //    device computed only the part through its shard);
-//  - parameters: split weights are views of the model's parameter, so each device's gradient lands in its
-//    own rows or columns of the one .grad; a replicated parameter read by replicated nodes passes its
-//    gradient on the first device only (every device computes the same one).
+//  - parameters: a weight read only as one split is, on each device, a leaf of its own for the step (a view
+//    of the parameter's rows or columns, a copy for blocks), whose gradient the device writes into its place
+//    in the parameter's .grad after its last backward of the step; a weight read split in several ways is
+//    read through views of the parameter (its gradient lands in the one .grad through autograd); a
+//    replicated parameter read by replicated nodes passes its gradient on the first device only (every
+//    device computes the same one).
 // Training: each device computes the loss on the gathered output (the same on all) and runs backward on its
 // own thread; the first device's loss is the step's. Microbatches run one after another (forward, then
 // backward). One forward and one backward TaskEvent per device and microbatch.
@@ -24,6 +27,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include <torch/types.h>
@@ -85,9 +89,15 @@ class TensorRunner {
   const TensorShardPlan& shards() const { return shards_; }
 
  private:
-  void microbatch(int device, const Executor& executor, int m, double& loss);
+  // A parameter one device reads only as its part: the part, a leaf of its own for the step.
+  struct OwnPart {
+    torch::Tensor parameter;  // the executor's
+    torch::Tensor leaf;
+  };
+  void microbatch(int device, const Executor& executor, int m, double& loss,
+                  std::map<ValueId, OwnPart>& parts);
   c10::IValue rewrite(int device, int m, const Node& node, size_t input, const c10::IValue& value,
-                      std::map<ValueId, torch::Tensor>& entered) const;
+                      std::map<ValueId, torch::Tensor>& entered, std::map<ValueId, OwnPart>& parts) const;
   void emit(TaskEvent& e, bool begin) const;
 
   const LoadedModel& model_;
@@ -99,6 +109,8 @@ class TensorRunner {
   TensorShardPlan shards_;
   std::vector<std::vector<ValueId>> release_after_;  // [node]
   std::vector<bool> trainable_;                      // [value] a parameter that needs a gradient
+  std::vector<std::optional<Shard>> own_part_;       // [value] a parameter read only as this split
+  std::mutex gradient_mutex_;
   mutable PartExchange exchange_;
 
   const StepInputs* batch_ = nullptr;

@@ -99,6 +99,22 @@ INSTANTIATE_TEST_SUITE_P(Zoo, EngineTensorTraining,
                                   std::to_string(param_info.param.microbatches) + "mb";
                          });
 
+// Workers that hold copies of the parameters (a GPU's path, on CPU workers through the test seam): each
+// device's part of a gradient lands in its own copy and the engine gathers the copies.
+TEST(EngineTensor, ParameterCopiesTrainTheSame) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  const std::string input = "4x32:i64:2048";
+  const auto reference = reference_training("gpt", input, 10);
+  LoadedModel m = load("gpt", input);
+  EngineOptions options;
+  options.cpu_parameter_copies = true;
+  Engine engine(m, tensor_plan(m.ir, Mode::kTraining, 4, 2, 2), options);
+  expect_close(train_losses(engine, input, 10), reference.losses, "gpt 2-way with parameter copies");
+  const auto params = engine.parameters();
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5)) << "parameter " << i;
+}
+
 TEST(EngineTensor, InferenceReturnsTheModulesOutputs) {
   for (const auto& [name, input] : {std::pair{"mlp", "8x64"}, std::pair{"gpt", "4x32:i64:2048"}}) {
     LoadedModel m = load(name, input);
