@@ -19,6 +19,10 @@
 //    nodes from another device or an earlier run into a leaf and runs backward run by run in reverse on each
 //    device's own worker, gradients flowing back across devices (see src/engine_branch.h); microbatches
 //    run all forwards, then all backwards. One forward/backward TaskEvent per run of nodes between waits.
+//  - tensor parallel: one stage on one kTensor group (no replicas): every device runs every node on the whole
+//    microbatch with its parts of the split weights and tensors (Megatron pairs, heads, vocabulary rows; see
+//    src/engine_tensor.h and src/tensor_shards.h), all-reducing partial sums and gathering a split output in
+//    process; a graph with an op on a split tensor that the engine cannot split is refused before running.
 // Memory: a stage with Checkpointing::kFull keeps only its inputs per microbatch; its forward runs without
 // autograd and again, with autograd, right before its backward. A stage with activation offload
 // (offloads_activations; never with checkpointing: Plan::check_against refuses the pair) runs its forward
