@@ -962,11 +962,11 @@ std::optional<std::string> engine_refusal(const Plan& plan) {
   const size_t stages = plan.stages.size();
   for (const auto& g : plan.groups) {
     if (g.parallelism == GroupParallelism::kData) continue;
-    if (stages != 1 || g.replicas() != 1)
+    if (stages != 1)
       return std::string(
-          "plan uses tensor parallelism inside a pipeline or in replicas of tensor-parallel groups, which "
-          "this engine does not run yet (it runs one tensor-parallel group over the whole model); plan with "
-          "--strategy tensor, data, pipeline or branch");
+          "plan uses tensor parallelism inside a pipeline, which this engine does not run yet (it runs "
+          "tensor-parallel groups, or replicas of them, over the whole model); plan with --strategy tensor, "
+          "data, pipeline or branch");
     const Stage& st = plan.stages[0];
     if (st.checkpointing != Checkpointing::kNone || st.offload != Offload::kNone)
       return std::string(

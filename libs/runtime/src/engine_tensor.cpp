@@ -42,12 +42,11 @@ torch::Tensor whole_of(const std::vector<torch::Tensor>& parts, const Shard& sha
   return torch::cat(pieces, shard.dim);
 }
 
-// Writes `part` (device `device`'s part along `shard`) into its place in `whole`.
-void write_part(torch::Tensor whole, const torch::Tensor& part, const Shard& shard, int device, int degree) {
+// Adds `part` (device `device`'s part along `shard`) into its place in `whole`.
+void add_part(torch::Tensor whole, const torch::Tensor& part, const Shard& shard, int device, int degree) {
   const int64_t block = whole.size(shard.dim) / shard.blocks, piece = block / degree;
   for (int b = 0; b < shard.blocks; ++b)
-    whole.narrow(shard.dim, b * block + device * piece, piece)
-        .copy_(part.narrow(shard.dim, b * piece, piece));
+    whole.narrow(shard.dim, b * block + device * piece, piece).add_(part.narrow(shard.dim, b * piece, piece));
 }
 
 torch::Tensor sum_in_order(const std::vector<torch::Tensor>& parts, const torch::Device& on) {
@@ -158,9 +157,22 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
       loss_kind_(loss),
       bindings_(bindings),
       observers_(observers),
-      shards_(plan_tensor_shards(model.ir, static_cast<int>(bindings.size()))),
-      exchange_(static_cast<int>(bindings.size())) {
+      degree_(plan.groups.at(static_cast<size_t>(plan.stages.at(0).group)).tensor_degree()),
+      shards_(plan_tensor_shards(model.ir, degree_)) {
   const Graph& g = model.ir;
+  const DeviceGroup& group = plan.groups[static_cast<size_t>(plan.stages[0].group)];
+  PARTITA_ASSERT(static_cast<int>(bindings.size()) == static_cast<int>(group.devices.size()) &&
+                     group.devices.size() % static_cast<size_t>(degree_) == 0,
+                 "tensor group of ", group.devices.size(), " devices, ", bindings.size(), " bindings");
+  int offset = 0;
+  for (size_t d = 0; d < group.devices.size(); d += static_cast<size_t>(degree_)) {
+    replica_offset_.push_back(offset);
+    replica_share_.push_back(group.batch_shares[d]);
+    offset += group.batch_shares[d];
+    exchanges_.push_back(std::make_unique<PartExchange>(degree_));
+  }
+  PARTITA_CHECK(offset == plan.microbatch_size(), "the tensor group's replicas hold ", offset,
+                " samples of each microbatch of ", plan.microbatch_size(), "; plan again");
   std::vector<NodeId> last_use(static_cast<size_t>(g.num_values()), kNoNode);
   for (const Node& n : g.nodes()) {
     for (ValueId v : n.inputs)
@@ -201,11 +213,14 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
 void TensorRunner::begin_step(const StepInputs& batch, int step) {
   batch_ = &batch;
   step_ = step;
-  exchange_.reset();
-  outputs_.assign(static_cast<size_t>(plan_.microbatches), {});
+  for (auto& e : exchanges_) e->reset();
+  outputs_.assign(static_cast<size_t>(plan_.microbatches),
+                  std::vector<std::vector<torch::Tensor>>(exchanges_.size()));
 }
 
-void TensorRunner::abort() { exchange_.abort(); }
+void TensorRunner::abort() {
+  for (auto& e : exchanges_) e->abort();
+}
 
 void TensorRunner::emit(TaskEvent& e, bool begin) const {
   if (begin) {
@@ -227,13 +242,12 @@ bool TensorRunner::run(int device, const Executor& executor, double& loss) {
     for (const auto& [v, part] : parts) {
       if (!part.leaf.grad().defined()) continue;
       torch::Tensor parameter = part.parameter;
-      {
-        // The first device to get here makes the step's gradient (on a GPU each device's copy gets its own).
-        std::lock_guard<std::mutex> lock(gradient_mutex_);
-        if (!parameter.grad().defined()) parameter.mutable_grad() = torch::zeros_like(parameter);
-      }
-      write_part(parameter.grad(), part.leaf.grad(), *own_part_[static_cast<size_t>(v)], device,
-                 shards_.degree);
+      // The first device to get here makes the step's gradient (on a GPU each device's copy gets its own);
+      // replicas add their parts in turn.
+      std::lock_guard<std::mutex> lock(gradient_mutex_);
+      if (!parameter.grad().defined()) parameter.mutable_grad() = torch::zeros_like(parameter);
+      add_part(parameter.grad(), part.leaf.grad(), *own_part_[static_cast<size_t>(v)], device % degree_,
+               degree_);
     }
   } catch (const ExchangeAborted&) {
     return false;
@@ -250,7 +264,8 @@ c10::IValue TensorRunner::rewrite(int device, int m, const Node& node, size_t in
   const NodeShard& ns = shards_.nodes[static_cast<size_t>(node.id)];
   const InputRewrite& rw = ns.inputs[input];
   const ValueId v = node.inputs[input];
-  const int degree = shards_.degree;
+  const int degree = degree_, rank = device % degree_;
+  PartExchange* exchange = exchanges_[static_cast<size_t>(device / degree_)].get();
   // A replicated tensor that needs a gradient and meets split work: its gradient is all-reduced.
   auto enter = [&](const torch::Tensor& t) -> torch::Tensor {
     if (!training_ || trainable_[static_cast<size_t>(v)] || shards_.shard[static_cast<size_t>(v)].split() ||
@@ -258,7 +273,7 @@ c10::IValue TensorRunner::rewrite(int device, int m, const Node& node, size_t in
       return t;
     auto it = entered.find(v);
     if (it != entered.end()) return it->second;
-    const Collective c{&exchange_, key_of(m, CollectiveKind::kReduceGradient, v), device, degree, {}};
+    const Collective c{exchange, key_of(m, CollectiveKind::kReduceGradient, v), rank, degree, {}};
     return entered[v] = EnterSplit::apply(t, c);
   };
   switch (rw.kind) {
@@ -271,7 +286,7 @@ c10::IValue TensorRunner::rewrite(int device, int m, const Node& node, size_t in
       // they compute from it needs one on every device alike) whose gradient is dropped with it. (Not an
       // autograd function over the parameter: those would attach several threads' nodes to its one
       // gradient accumulator, which LibTorch marks without a lock.)
-      if (training_ && device > 0 && trainable_[static_cast<size_t>(v)]) return t.detach().requires_grad_();
+      if (training_ && rank > 0 && trainable_[static_cast<size_t>(v)]) return t.detach().requires_grad_();
       return value;
     }
     case InputRewrite::Kind::kPart: {
@@ -279,15 +294,15 @@ c10::IValue TensorRunner::rewrite(int device, int m, const Node& node, size_t in
         auto it = parts.find(v);
         if (it == parts.end()) {
           const torch::Tensor& parameter = value.toTensor();
-          torch::Tensor leaf = part_of(parameter.detach(), rw.shard, device, degree).requires_grad_();
+          torch::Tensor leaf = part_of(parameter.detach(), rw.shard, rank, degree).requires_grad_();
           it = parts.emplace(v, OwnPart{parameter, std::move(leaf)}).first;
         }
         return it->second.leaf;
       }
-      return part_of(enter(value.toTensor()), rw.shard, device, degree);
+      return part_of(enter(value.toTensor()), rw.shard, rank, degree);
     }
     case InputRewrite::Kind::kFirstDeviceOnly:
-      return device == 0 ? value : c10::IValue();
+      return rank == 0 ? value : c10::IValue();
     case InputRewrite::Kind::kDivide: {
       const int64_t n = value.toInt();
       PARTITA_CHECK(n % degree == 0, describe_node(node), ": size ", n, " does not split into ", degree,
@@ -312,10 +327,13 @@ void TensorRunner::microbatch(int device, const Executor& executor, int m, doubl
                               std::map<ValueId, OwnPart>& parts) {
   const Graph& g = model_.ir;
   const DeviceBinding& binding = bindings_[static_cast<size_t>(device)];
-  const int degree = shards_.degree;
-  const int64_t size = plan_.microbatch_size();
+  const int degree = degree_, rank = device % degree_;
+  const size_t replica = static_cast<size_t>(device / degree_);
+  PartExchange* exchange = exchanges_[replica].get();
+  // This replica's samples of microbatch m.
+  const int64_t first = static_cast<int64_t>(m) * plan_.microbatch_size() + replica_offset_[replica];
   auto slice = [&](const torch::Tensor& t) {
-    return t.narrow(0, static_cast<int64_t>(m) * size, size).to(binding.device);
+    return t.narrow(0, first, replica_share_[replica]).to(binding.device);
   };
   std::vector<c10::IValue> inputs;
   for (const auto& t : batch_->inputs) inputs.emplace_back(slice(t));
@@ -333,7 +351,7 @@ void TensorRunner::microbatch(int device, const Executor& executor, int m, doubl
     torch::Tensor inside;  // vocabulary: which ids fall in this device's rows
     if (ns.vocabulary) {
       const int64_t rows = args[0].toTensor().size(0);
-      const torch::Tensor local = args[1].toTensor() - device * rows;
+      const torch::Tensor local = args[1].toTensor() - rank * rows;
       inside = local.ge(0).logical_and(local.lt(rows));
       args[1] = local.masked_fill(inside.logical_not(), 0);
     }
@@ -346,7 +364,7 @@ void TensorRunner::microbatch(int device, const Executor& executor, int m, doubl
     if (ns.vocabulary)
       outs[0] = outs[0].toTensor() * inside.unsqueeze(-1).to(outs[0].toTensor().scalar_type());
     if (ns.all_reduce) {
-      const Collective c{&exchange_, key_of(m, CollectiveKind::kReduceOutput, node.id), device, degree, {}};
+      const Collective c{exchange, key_of(m, CollectiveKind::kReduceOutput, node.id), rank, degree, {}};
       outs[0] = AllReduceSum::apply(outs[0].toTensor(), c);
     }
     if (ns.scale_output_entry == -1) {
@@ -369,8 +387,8 @@ void TensorRunner::microbatch(int device, const Executor& executor, int m, doubl
     c10::IValue iv = env[static_cast<size_t>(g.outputs()[k])];
     if (shards_.gather[k]) {
       const Shard s = shards_.shard[static_cast<size_t>(g.outputs()[k])];
-      const Collective c{&exchange_, key_of(m, CollectiveKind::kGather, static_cast<int64_t>(k)), device,
-                         degree, s};
+      const Collective c{exchange, key_of(m, CollectiveKind::kGather, static_cast<int64_t>(k)), rank, degree,
+                         s};
       iv = GatherSplit::apply(iv.toTensor(), c);
     }
     results.push_back(std::move(iv));
@@ -381,9 +399,9 @@ void TensorRunner::microbatch(int device, const Executor& executor, int m, doubl
     PARTITA_CHECK(!out0.empty() && out0[0].is_floating_point(),
                   "training needs a floating-point model output");
     step_loss = slice_loss(loss_kind_, out0[0], slice(batch_->targets), plan_.global_batch);
-  } else if (device == 0) {
+  } else if (rank == 0) {
     for (const auto& r : results) {
-      for (auto& t : flatten_tensors(r)) outputs_[static_cast<size_t>(m)].push_back(t);
+      for (auto& t : flatten_tensors(r)) outputs_[static_cast<size_t>(m)][replica].push_back(t);
     }
   }
   emit(fwd, false);
@@ -394,15 +412,17 @@ void TensorRunner::microbatch(int device, const Executor& executor, int m, doubl
   emit(bwd, true);
   step_loss.backward();
   emit(bwd, false);
-  if (device == 0) loss += step_loss.item<double>();
+  if (rank == 0) loss += step_loss.item<double>();
 }
 
 std::vector<torch::Tensor> TensorRunner::outputs() const {
   std::vector<torch::Tensor> out;
-  if (outputs_.empty()) return out;
-  for (size_t k = 0; k < outputs_[0].size(); ++k) {
-    std::vector<torch::Tensor> pieces;
-    for (const auto& mb : outputs_) pieces.push_back(mb.at(k).to(torch::kCPU));
+  if (outputs_.empty() || outputs_[0].empty()) return out;
+  for (size_t k = 0; k < outputs_[0][0].size(); ++k) {
+    std::vector<torch::Tensor> pieces;  // in sample order: microbatch by microbatch, replica by replica
+    for (const auto& mb : outputs_) {
+      for (const auto& replica : mb) pieces.push_back(replica.at(k).to(torch::kCPU));
+    }
     out.push_back(pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 0));
   }
   return out;

@@ -1,10 +1,13 @@
 #pragma once
-// Internal to the engine: runs tensor-parallel plans (one stage on one kTensor group of p devices, no
-// replicas) on the engine's worker threads, one per device, Megatron-style. Which tensors are split and how
-// each device runs each node: tensor_shards.h (the planner's TensorModel pairs).
+// Internal to the engine: runs tensor-parallel plans (one stage on one kTensor group: R replicas of T-way
+// tensor groups, DeviceGroup::tensor_size; R = 1 is plain tensor parallelism) on the engine's worker threads,
+// one per device, Megatron-style. Which tensors are split and how each device runs each node:
+// tensor_shards.h (the planner's TensorModel pairs).
 //
-// Every device runs every node of every microbatch on the whole microbatch, each on its parts of the split
-// weights and tensors, through the worker's executor one node at a time. Collectives go through an
+// Every device of a tensor group runs every node of every microbatch on its replica's share of the
+// microbatch, each on its parts of the split weights and tensors, through the worker's executor one node at a
+// time. Replicas are data-parallel: their gradients add up in the parameters' .grad (the engine's mean loss
+// over the global batch makes that the one-device gradient). Collectives go through an
 // in-process exchange keyed by (microbatch, node or value, kind), so devices meet at the same collective
 // whatever order their threads reach it in; each device sums the parts in device order, so replicated values
 // are bitwise the same on every device:
@@ -21,11 +24,12 @@
 // Training: each device computes the loss on the gathered output (the same on all) and runs backward on its
 // own thread; the first device's loss is the step's. Microbatches run one after another (forward, then
 // backward). One forward and one backward TaskEvent per device and microbatch.
-// Not run: replicas of tensor groups (hybrid tensor x data plans), pipelines of tensor groups, checkpointing,
-// offload, several processes (Engine refuses them before this runner is made).
+// Not run: pipelines of tensor groups, checkpointing, offload, several processes (Engine refuses them before
+// this runner is made).
 #include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -79,8 +83,9 @@ class TensorRunner {
                const std::vector<DeviceBinding>& bindings, const std::vector<RuntimeObserver*>& observers);
 
   void begin_step(const StepInputs& batch, int step);
-  // Runs device `device`'s part of the step on the calling thread with `executor` (the worker's); adds the
-  // step's loss to `loss` on the first device. Returns false when another worker failed and abort() was
+  // Runs device `device`'s part of the step (its index in the group: replica device / T, tensor rank
+  // device % T) on the calling thread with `executor` (the worker's); adds its replica's loss to `loss` on
+  // each replica's first device. Returns false when another worker failed and abort() was
   // called; throws partita::Error naming the device and node when this one fails.
   bool run(int device, const Executor& executor, double& loss);
   void abort();
@@ -106,16 +111,19 @@ class TensorRunner {
   LossKind loss_kind_;
   std::vector<DeviceBinding> bindings_;
   const std::vector<RuntimeObserver*>& observers_;
+  int degree_;  // devices per tensor-parallel group
   TensorShardPlan shards_;
+  std::vector<int> replica_offset_, replica_share_;  // [replica] its samples of each microbatch
   std::vector<std::vector<ValueId>> release_after_;  // [node]
   std::vector<bool> trainable_;                      // [value] a parameter that needs a gradient
   std::vector<std::optional<Shard>> own_part_;       // [value] a parameter read only as this split
   std::mutex gradient_mutex_;
-  mutable PartExchange exchange_;
+  std::vector<std::unique_ptr<PartExchange>> exchanges_;  // [replica]; each of the tensor degree
 
   const StepInputs* batch_ = nullptr;
   int step_ = 0;
-  std::vector<std::vector<torch::Tensor>> outputs_;  // [microbatch][graph output], from the first device
+  // [microbatch][replica][graph output], from each replica's first device
+  std::vector<std::vector<std::vector<torch::Tensor>>> outputs_;
 };
 
 }  // namespace partita::detail

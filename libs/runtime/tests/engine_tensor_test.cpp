@@ -38,6 +38,16 @@ Plan tensor_plan(const Graph& g, Mode mode, int batch, int microbatches, int dev
   return p;
 }
 
+// Two replicas of 2-way tensor groups on four devices (oversubscribing the two cores); `shares`: each
+// replica's samples of a microbatch.
+Plan replicated_tensor_plan(const Graph& g, Mode mode, int batch, int microbatches,
+                            std::pair<int, int> shares) {
+  Plan p = tensor_plan(g, mode, batch, microbatches, 4);
+  p.groups[0].tensor_size = 2;
+  p.groups[0].batch_shares = {shares.first, shares.first, shares.second, shares.second};
+  return p;
+}
+
 void expect_close(const std::vector<double>& got, const std::vector<double>& want, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i)
@@ -113,6 +123,41 @@ TEST(EngineTensor, ParameterCopiesTrainTheSame) {
   const auto params = engine.parameters();
   for (size_t i = 0; i < params.size(); ++i)
     EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5)) << "parameter " << i;
+}
+
+// Replicas of tensor groups (a tensor x data slot): each replica its share, gradients added up; uneven
+// shares.
+TEST(EngineTensor, ReplicasOfTensorGroupsMatchSingleDeviceTraining) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  struct Replicated {
+    const char* model;
+    const char* input;
+    int microbatches;
+    std::pair<int, int> shares;
+  };
+  for (const Replicated& c :
+       {Replicated{"mlp", "8x64", 1, {3, 5}}, Replicated{"gpt", "4x32:i64:2048", 2, {1, 1}}}) {
+    const int batch = static_cast<int>(parse_input_spec(c.input).shape[0]);
+    const auto reference = reference_training(c.model, c.input, 20);
+    LoadedModel m = load(c.model, c.input);
+    Engine engine(m, replicated_tensor_plan(m.ir, Mode::kTraining, batch, c.microbatches, c.shares));
+    const std::string what = std::string(c.model) + " 2 replicas of 2-way tensor groups";
+    expect_close(train_losses(engine, c.input, 20), reference.losses, what);
+    const auto params = engine.parameters();
+    for (size_t i = 0; i < params.size(); ++i)
+      EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5))
+          << what << " parameter " << i;
+  }
+  // Inference: the outputs in sample order.
+  LoadedModel m = load("gpt", "4x32:i64:2048");
+  const auto inputs = make_inputs({parse_input_spec("4x32:i64:2048")}, 100);
+  const torch::Tensor want = m.module.forward({inputs[0]}).toTensor();
+  Engine engine(m, replicated_tensor_plan(m.ir, Mode::kInference, 4, 2, {1, 1}));
+  StepInputs batch;
+  batch.inputs = inputs;
+  const auto out = engine.step(batch).outputs;
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(torch::allclose(out[0], want, 1e-4, 1e-5)) << (out[0] - want).abs().max().item<double>();
 }
 
 TEST(EngineTensor, InferenceReturnsTheModulesOutputs) {
