@@ -51,6 +51,7 @@ struct RunArgs {
   int warmup = -1;  // -1: the default, 2 (0 with --checkpoint-dir)
   std::string checkpoint_dir;
   int checkpoint_every = 0;
+  int checkpoint_keep = 0;  // 0: not given (1)
   bool resume = false;
   std::string inject_slowdown;
   std::vector<std::string> power_caps;
@@ -63,8 +64,8 @@ struct RunArgs {
 // warm-up is 0 and a positive --warmup is refused. Returns the number of warm-up steps.
 int check_checkpoint_args(const RunArgs& args) {
   if (args.checkpoint_dir.empty()) {
-    PARTITA_CHECK(!args.resume && args.checkpoint_every == 0,
-                  "--resume and --checkpoint-every need --checkpoint-dir DIR; add it");
+    PARTITA_CHECK(!args.resume && args.checkpoint_every == 0 && args.checkpoint_keep == 0,
+                  "--resume, --checkpoint-every and --checkpoint-keep need --checkpoint-dir DIR; add it");
     return args.warmup < 0 ? 2 : args.warmup;
   }
   PARTITA_CHECK(args.train, "--checkpoint-dir ", args.checkpoint_dir,
@@ -290,6 +291,7 @@ void run_run(const RunArgs& args) {
   options.warmup = warmup;
   options.checkpoint_dir = args.checkpoint_dir;
   options.checkpoint_every = args.checkpoint_every;
+  options.checkpoint_keep = std::max(1, args.checkpoint_keep);
   options.resume = args.resume;
   options.learning_rate = args.lr;
   options.loss = parse_loss_kind(args.loss);
@@ -449,6 +451,10 @@ Command register_run(CLI::App& app) {
   cmd->add_option("--checkpoint-every", args->checkpoint_every,
                   "save after every K-th step (step numbers counted from the start of training) and after "
                   "the last; default: only after the last")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--checkpoint-keep", args->checkpoint_keep,
+                  "keep the N newest checkpoints in --checkpoint-dir (default 1); to go back to an older "
+                  "one, write its directory name (step-00000010) into DIR/LATEST and --resume")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--resume", args->resume,
                 "continue from the checkpoint in --checkpoint-dir (same model, plan, --input, --loss, --lr) "

@@ -89,9 +89,11 @@ class RunCheckpoint {
       if (group->rank() != 0) return;
       std::vector<CheckpointShard> shards;
       for (const auto& text : posted) shards.push_back(checkpoint_shard_from_json(Json::parse(text)));
-      commit_checkpoint_shards(options_.checkpoint_dir, identity_, progress, shards);
+      commit_checkpoint_shards(options_.checkpoint_dir, identity_, progress, shards, {},
+                               options_.checkpoint_keep);
     } else if (group == nullptr || group->rank() == 0) {  // data-parallel ranks all hold the same state
-      save_checkpoint(options_.checkpoint_dir, identity_, progress, model_.parameters, *engine.optimizer());
+      save_checkpoint(options_.checkpoint_dir, identity_, progress, model_.parameters, *engine.optimizer(),
+                      {}, options_.checkpoint_keep);
     } else {
       return;
     }

@@ -41,6 +41,7 @@ struct RunOptions {
   // steps train too) and `steps` is the total number of training steps of the job, resumed runs included.
   std::string checkpoint_dir;  // empty: no checkpoints
   int checkpoint_every = 0;    // save after every step number divisible by it (0: none) and after the last
+  int checkpoint_keep = 1;     // the newest checkpoints kept in checkpoint_dir
   bool resume = false;         // continue from the checkpoint in checkpoint_dir (it must exist and match)
   // Multi-process jobs (null in one process): rank 0 writes whole checkpoints (data parallel: every rank
   // holds every tensor); in a pipeline every rank writes its stage's shard and rank 0 commits them, gathered

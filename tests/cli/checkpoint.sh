@@ -57,6 +57,19 @@ done
 "$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert a[1:] != b[1:]" \
   "$WORK/adam.full.json" "$WORK/sgd.full.json" || fail "adam and sgd_momentum runs should differ"
 
+# --checkpoint-keep 3: the three newest stay; pointing LATEST back at one of them and resuming redoes the steps
+# after it exactly (and drops the checkpoints of the abandoned steps).
+"$PARTITA" "${MLP[@]}" --plan "$WORK/sgd.plan.json" --steps 20 --checkpoint-dir "$WORK/keep" --checkpoint-every 4 \
+  --checkpoint-keep 3 >/dev/null || fail "keep: 20 steps"
+[ "$(ls "$WORK/keep" | tr '\n' ' ')" = "LATEST step-00000012 step-00000016 step-00000020 " ] \
+  || fail "keep: want the 3 newest checkpoints: $(ls "$WORK/keep" | tr '\n' ' ')"
+echo step-00000012 >"$WORK/keep/LATEST"
+"$PARTITA" "${MLP[@]}" --plan "$WORK/sgd.plan.json" --steps 20 --checkpoint-dir "$WORK/keep" --checkpoint-every 4 \
+  --checkpoint-keep 3 --resume --json "$WORK/keep.json" >/dev/null || fail "keep: resume from step 12"
+same_losses "$WORK/sgd.full.json" "$WORK/keep.json" 12 || fail "keep: losses after going back to step 12 differ"
+[ "$(ls "$WORK/keep" | tr '\n' ' ')" = "LATEST step-00000012 step-00000016 step-00000020 " ] \
+  || fail "keep: after going back: $(ls "$WORK/keep" | tr '\n' ' ')"
+
 # Several processes: rank 1 dies at step 12; every rank resumes from rank 0's checkpoint of step 10.
 start=$SECONDS
 launch=(launch -n 2 -- partita "${MLP[@]}" --plan "$WORK/adam.plan.json" --steps 20)
@@ -117,7 +130,7 @@ expect_error "was written for another model ($ZOO/mlp.pt" "$PARTITA" run "$ZOO/c
   --plan "$WORK/cnn.plan.json" --steps 30 --checkpoint-dir "$D" --resume
 expect_error "--warmup 2 with --checkpoint-dir" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" --steps 30 \
   --checkpoint-dir "$D" --resume --warmup 2
-expect_error "--resume and --checkpoint-every need --checkpoint-dir" "$PARTITA" "${MLP[@]}" \
+expect_error "--resume, --checkpoint-every and --checkpoint-keep need --checkpoint-dir" "$PARTITA" "${MLP[@]}" \
   --plan "$WORK/adam.plan.json" --resume
 expect_error "was written by a pipeline of 2 processes (one state file per rank, each holding its stage)" \
   "$PARTITA" "${MLP[@]}" --plan "$WORK/pipe.plan.json" --steps 30 --checkpoint-dir "$WORK/mp" --resume

@@ -182,6 +182,14 @@ std::string shard_temp_name(int steps, int rank) {
   return std::string(kShardTempPrefix) + std::to_string(steps) + "-rank-" + std::to_string(rank) + ".pt";
 }
 
+// The step a committed checkpoint's directory name ("step-00000012") holds; -1: not one.
+int committed_step(const std::string& name) {
+  if (name.size() != std::strlen(kStepPrefix) + 8 || name.rfind(kStepPrefix, 0) != 0) return -1;
+  const std::string digits = name.substr(std::strlen(kStepPrefix));
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoi(digits);
+}
+
 // The step a temporary name (".tmp-step-12-345", ".tmp-shard-12-rank-0.pt") belongs to; -1: not one of ours.
 int temp_step(const std::string& name) {
   for (const char* prefix : {kTempPrefix, kShardTempPrefix}) {
@@ -251,9 +259,12 @@ fs::path make_temp_step_dir(const fs::path& root, int steps) {
 }
 
 // `tmp` holds the state files: adds plan.json and manifest.json, renames it into place, replaces LATEST and
-// removes older checkpoints and what dead writers left (temporary names of this step or earlier).
+// removes the checkpoints it does not keep (see Retention in the header) and what dead writers left
+// (temporary names of this step or earlier).
 void commit(const fs::path& root, const fs::path& tmp, const CheckpointIdentity& identity,
-            const CheckpointProgress& progress, const Json& manifest, const CheckpointFaultHook& hook) {
+            const CheckpointProgress& progress, const Json& manifest, const CheckpointFaultHook& hook,
+            int keep) {
+  PARTITA_CHECK(keep >= 1, "keeping ", keep, " checkpoints: keep at least 1");
   const std::string name = step_name(progress.steps);
   write_synced(tmp / "plan.json", plan_to_json(identity.plan).dump(2) + "\n");
   write_synced(tmp / "manifest.json", manifest.dump(2) + "\n");
@@ -275,14 +286,19 @@ void commit(const fs::path& root, const fs::path& tmp, const CheckpointIdentity&
                 ec.message());
   sync_path(root, true);
 
-  // Committed: older checkpoints go, and temporary files of this step or earlier (only partita's own names;
-  // a later step's shards, should any rank be ahead, stay).
+  // Committed: checkpoints after this one and all but the `keep` newest up to it go, and temporary files of
+  // this step or earlier (only partita's own names; a later step's shards, should any rank be ahead, stay).
+  std::vector<int> earlier;
   for (const auto& entry : fs::directory_iterator(root)) {
     const std::string n = entry.path().filename().string();
-    const bool old_step = n.rfind(kStepPrefix, 0) == 0 && n != name;
+    const int s = committed_step(n);
     const int t = temp_step(n);
-    if (old_step || (t >= 0 && t <= progress.steps)) fs::remove_all(entry.path(), ec);
+    if (s > progress.steps || (t >= 0 && t <= progress.steps)) fs::remove_all(entry.path(), ec);
+    if (s >= 0 && s < progress.steps) earlier.push_back(s);
   }
+  std::sort(earlier.rbegin(), earlier.rend());
+  for (size_t i = static_cast<size_t>(keep - 1); i < earlier.size(); ++i)
+    fs::remove_all(root / step_name(earlier[i]), ec);
 }
 
 // The shards a manifest lists (a version 1 manifest: its one state file, every tensor).
@@ -411,7 +427,7 @@ CheckpointShard checkpoint_shard_from_json(const Json& j) {
 
 void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
                      const CheckpointProgress& progress, const std::vector<torch::Tensor>& tensors,
-                     const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook) {
+                     const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook, int keep) {
   check_progress(progress);
   const fs::path root(dir);
   create_root(root);
@@ -422,7 +438,8 @@ void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
   write_state(tmp / whole.file, tensors, whole.tensors, optimizer);
   whole.bytes = static_cast<int64_t>(fs::file_size(tmp / whole.file));
   whole.fnv1a64 = file_hash(tmp / whole.file);
-  commit(root, tmp, identity, progress, make_manifest(identity, progress, tensors.size(), {whole}), hook);
+  commit(root, tmp, identity, progress, make_manifest(identity, progress, tensors.size(), {whole}), hook,
+         keep);
 }
 
 CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int rank,
@@ -446,7 +463,7 @@ CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int ra
 
 void commit_checkpoint_shards(const std::string& dir, const CheckpointIdentity& identity,
                               const CheckpointProgress& progress, const std::vector<CheckpointShard>& shards,
-                              const CheckpointFaultHook& hook) {
+                              const CheckpointFaultHook& hook, int keep) {
   check_progress(progress);
   const fs::path root(dir);
   for (size_t r = 0; r < shards.size(); ++r) {
@@ -478,7 +495,7 @@ void commit_checkpoint_shards(const std::string& dir, const CheckpointIdentity& 
   PARTITA_CHECK(held.empty() || *held.rbegin() == static_cast<int64_t>(tensors) - 1, "checkpoint after step ",
                 progress.steps, ": the ranks' shards hold ", tensors, " module tensors with indices up to ",
                 held.empty() ? 0 : *held.rbegin(), "; every module tensor must be held by some rank");
-  commit(root, tmp, identity, progress, make_manifest(identity, progress, tensors, shards), hook);
+  commit(root, tmp, identity, progress, make_manifest(identity, progress, tensors, shards), hook, keep);
 }
 
 std::vector<int64_t> stage_tensor_indices(const LoadedModel& model, const Plan& plan, int stage) {

@@ -185,6 +185,45 @@ TEST(Checkpoint, WriterDyingMidwayLeavesThePreviousCheckpoint) {
   EXPECT_TRUE(same_tensors(c.model.parameters, a.model.parameters));
 }
 
+// --checkpoint-keep: the newest N stay; pointing LATEST back at a kept one and saving again drops the
+// checkpoints after it (another history), keeping N up to the new one.
+TEST(Checkpoint, KeepsTheNewestAndGoesBackToAnEarlierOne) {
+  TempDir dir;
+  Fixture a = make("mlp", Optimizer::kSgdMomentum);
+  auto opt = optimizer_for(a);
+  const auto names = [&] {
+    std::vector<std::string> n;
+    for (const auto& e : fs::directory_iterator(dir.path)) n.push_back(e.path().filename().string());
+    std::sort(n.begin(), n.end());
+    return n;
+  };
+  std::vector<std::vector<torch::Tensor>> saved;
+  for (int step = 2; step <= 8; step += 2) {
+    train(a, *opt, 2, static_cast<uint64_t>(step));
+    save_checkpoint(dir.str(), a.identity, progress_of(step), a.model.parameters, *opt, {}, /*keep=*/3);
+    saved.push_back(clone_all(a.model.parameters));
+  }
+  EXPECT_EQ(names(), (std::vector<std::string>{"LATEST", "step-00000004", "step-00000006", "step-00000008"}));
+  {
+    std::ofstream latest(dir.path / "LATEST");
+    latest << "step-00000004\n";
+  }
+  Fixture b = make("mlp", Optimizer::kSgdMomentum);
+  auto opt_b = optimizer_for(b);
+  EXPECT_EQ(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b).steps, 4);
+  EXPECT_TRUE(same_tensors(b.model.parameters, saved[1]));
+  train(b, *opt_b, 1, 99);
+  save_checkpoint(dir.str(), b.identity, progress_of(5), b.model.parameters, *opt_b, {}, /*keep=*/3);
+  EXPECT_EQ(names(), (std::vector<std::string>{"LATEST", "step-00000004", "step-00000005"}));
+  // keep 1 (the default): only the new one.
+  save_checkpoint(dir.str(), b.identity, progress_of(6), b.model.parameters, *opt_b);
+  EXPECT_EQ(names(), (std::vector<std::string>{"LATEST", "step-00000006"}));
+  EXPECT_NE(error_of([&] {
+              save_checkpoint(dir.str(), b.identity, progress_of(7), b.model.parameters, *opt_b, {}, 0);
+            }).find("keep at least 1"),
+            std::string::npos);
+}
+
 TEST(Checkpoint, RefusesWhatDoesNotMatch) {
   TempDir dir;
   Fixture a = make("mlp", Optimizer::kAdam);

@@ -19,11 +19,14 @@
 // into place and only then replaces D/LATEST (temporary file, fsync, rename, fsync D). A writer that dies at
 // any point leaves the previous checkpoint readable; its leftovers are removed by the next successful save of
 // the same or a later step.
-// Sharded: every rank writes its shard as a temporary file in D (synced), rank 0 gathers their descriptions
-// (the caller's job: partita run does it through the rendezvous store), checks the files and commits them as
-// above; a rank that dies before its shard is complete leaves nothing committed. Version 1 checkpoints (one
-// state.pt, before shards) are read as a whole checkpoint.
-// Thread safety: none; one writer per directory.
+// Retention: after a commit the `keep` newest step directories up to the new one stay (default 1: only the
+// new one) and older ones go; so do step directories after the new one (written before LATEST was pointed
+// back at an earlier checkpoint by hand, which is how a run goes back to a kept checkpoint: write its name
+// into LATEST, then --resume). Sharded: every rank writes its shard as a temporary file in D (synced), rank 0
+// gathers their descriptions (the caller's job: partita run does it through the rendezvous store), checks the
+// files and commits them as above; a rank that dies before its shard is complete leaves nothing committed.
+// Version 1 checkpoints (one state.pt, before shards) are read as a whole checkpoint. Thread safety: none;
+// one writer per directory.
 #include <functional>
 #include <string>
 #include <string_view>
@@ -88,7 +91,8 @@ CheckpointShard checkpoint_shard_from_json(const Json& j);  // throws partita::E
 // on I/O errors.
 void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
                      const CheckpointProgress& progress, const std::vector<torch::Tensor>& tensors,
-                     const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook = {});
+                     const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook = {},
+                     int keep = 1);
 
 // Sharded checkpoints, step 1 (every rank): writes the module tensors listed in `held` (indices into
 // `tensors`) and the optimizer's state as rank `rank`'s shard of the checkpoint after `steps` steps, into a
@@ -102,7 +106,7 @@ CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int ra
 // missing or not the size its rank described; nothing is committed then.
 void commit_checkpoint_shards(const std::string& dir, const CheckpointIdentity& identity,
                               const CheckpointProgress& progress, const std::vector<CheckpointShard>& shards,
-                              const CheckpointFaultHook& hook = {});
+                              const CheckpointFaultHook& hook = {}, int keep = 1);
 
 // The module tensors that stage `stage` of `plan` reads (indices into model.parameters, ascending): what its
 // rank holds in a sharded checkpoint. Tensors no node reads go with stage 0.
