@@ -303,6 +303,8 @@ c10::IValue TensorRunner::rewrite(int device, int m, const Node& node, size_t in
     }
     case InputRewrite::Kind::kFirstDeviceOnly:
       return rank == 0 ? value : c10::IValue();
+    case InputRewrite::Kind::kZeroOnOthers:
+      return rank == 0 ? value : c10::IValue(torch::zeros_like(value.toTensor()));
     case InputRewrite::Kind::kDivide: {
       const int64_t n = value.toInt();
       PARTITA_CHECK(n % degree == 0, describe_node(node), ": size ", n, " does not split into ", degree,

@@ -104,15 +104,24 @@ struct Pass {
   }
 
   // How many equal parts the users of a column-split output cut its last dim into (q, k and v of one
-  // projection), so the weight is split block by block; 1 when none does.
+  // projection), looking through views that keep that dim (a Conv1D's addmm output viewed back to 3-D), so
+  // the weight is split block by block; 1 when none does.
   int blocks_for(ValueId out) {
     const auto* s = shape_of(g, out);
     if (!s || s->empty()) return 1;
     for (NodeId u : g.value(out).users) {
       const Node& user = g.node(u);
+      if (user.inputs.empty() || user.inputs[0] != out) continue;
+      if (user.op == "aten::view" || user.op == "aten::reshape") {
+        const auto* vs = shape_of(g, user.outputs.at(0));
+        if (vs && !vs->empty() && vs->back() == s->back()) {
+          if (const int b = blocks_for(user.outputs[0]); b > 1) return b;
+        }
+        continue;
+      }
       const bool chunk = user.op == "aten::chunk";
       if (!chunk && user.op != "aten::split" && user.op != "aten::unsafe_split") continue;
-      if (user.inputs.size() < 3 || user.inputs[0] != out) continue;
+      if (user.inputs.size() < 3) continue;
       const auto amount = constant_int(g, user.inputs[1]);
       const auto dim = constant_int(g, user.inputs[2]);
       if (!amount || !dim || *amount <= 0 || normalize(*dim, s->size()) != static_cast<int>(s->size()) - 1)
@@ -124,37 +133,53 @@ struct Pass {
     return 1;
   }
 
-  // aten::linear(x, W, b) or aten::matmul(x, W) with W a rank-2 parameter.
-  bool linear(const Node& n) const { return n.op == "aten::linear"; }
-  void check_weight_matmul(const Node& n) {
-    const bool ok = (n.op == "aten::linear" || n.op == "aten::matmul") && n.inputs.size() >= 2 &&
-                    g.value(n.inputs[1]).role == ValueRole::kParameter && shape_of(g, n.inputs[1]) &&
-                    shape_of(g, n.inputs[1])->size() == 2 && shape_of(g, n.inputs[0]) &&
-                    shape_of(g, n.outputs.at(0));
+  // Where a weight matmul's operands are: aten::linear(x, W[out, in], b), aten::matmul / aten::mm(x, W[in,
+  // out]), aten::addmm(b, x, W[in, out]) (a Conv1D), with W a 2-D parameter.
+  struct WeightMatmul {
+    size_t x = 0, weight = 1;
+    int bias = -1;             // input index; -1: none
+    int weight_out = 0;        // W's dim of the output features (the other: the input features)
+    bool bias_needed = false;  // addmm needs a tensor where linear takes None
+  };
+  WeightMatmul weight_matmul(const Node& n) {
+    WeightMatmul w;
+    if (n.op == "aten::linear") {
+      w.bias = n.inputs.size() > 2 && !is_none(g, n.inputs[2]) ? 2 : -1;
+    } else if (n.op == "aten::matmul" || n.op == "aten::mm") {
+      w.weight_out = 1;
+    } else if (n.op == "aten::addmm") {
+      w = WeightMatmul{1, 2, 0, 1, true};
+    } else {
+      w.weight = n.inputs.size();  // not one of them
+    }
+    const bool ok = w.weight < n.inputs.size() && g.value(n.inputs[w.weight]).role == ValueRole::kParameter &&
+                    shape_of(g, n.inputs[w.weight]) && shape_of(g, n.inputs[w.weight])->size() == 2 &&
+                    shape_of(g, n.inputs[w.x]) && shape_of(g, n.outputs.at(0)) &&
+                    (w.bias < 0 || (shape_of(g, n.inputs[static_cast<size_t>(w.bias)]) &&
+                                    shape_of(g, n.inputs[static_cast<size_t>(w.bias)])->size() == 1));
     if (!ok)
       refuse(n,
-             "a weight matmul is split only as aten::linear(x, W, b) or aten::matmul(x, W) with W a "
-             "2-D parameter");
+             "a weight matmul is split only as aten::linear(x, W, b), aten::matmul(x, W), aten::mm(x, W) or "
+             "aten::addmm(b, x, W) with W a 2-D parameter (and b 1-D)");
+    return w;
   }
 
   void column(const Node& n, NodeShard& ns) {
-    check_weight_matmul(n);
-    if (split(n.inputs[0])) refuse(n, "it opens a column split but its input is already split");
+    const WeightMatmul w = weight_matmul(n);
+    if (split(n.inputs[w.x])) refuse(n, "it opens a column split but its input is already split");
     const ValueId out = n.outputs[0];
     const auto& s = *shape_of(g, out);
     const int blocks = blocks_for(out);
     check_divides(n, s.back(), int64_t{blocks} * degree, "output features");
-    const Shard weight{linear(n) ? 0 : 1, blocks};
-    ns.inputs[1] = {Kind::kPart, weight, -1};
-    if (linear(n) && n.inputs.size() > 2 && !is_none(g, n.inputs[2]))
-      ns.inputs[2] = {Kind::kPart, Shard{0, blocks}, -1};
+    ns.inputs[w.weight] = {Kind::kPart, Shard{w.weight_out, blocks}, -1};
+    if (w.bias >= 0) ns.inputs[static_cast<size_t>(w.bias)] = {Kind::kPart, Shard{0, blocks}, -1};
     ns.splits = true;
     shard(out) = Shard{static_cast<int>(s.size()) - 1, blocks};
   }
 
   void row(const Node& n, NodeShard& ns) {
-    check_weight_matmul(n);
-    const ValueId x = n.inputs[0];
+    const WeightMatmul w = weight_matmul(n);
+    const ValueId x = n.inputs[w.x];
     const auto& xs = *shape_of(g, x);
     const int last = static_cast<int>(xs.size()) - 1;
     int blocks = 1;
@@ -165,11 +190,12 @@ struct Pass {
       blocks = shard(x).blocks;
     } else {
       check_divides(n, xs.back(), degree, "input features");
-      ns.inputs[0] = {Kind::kPart, Shard{last, 1}, -1};
+      ns.inputs[w.x] = {Kind::kPart, Shard{last, 1}, -1};
     }
-    ns.inputs[1] = {Kind::kPart, Shard{linear(n) ? 1 : 0, blocks}, -1};
-    if (linear(n) && n.inputs.size() > 2 && !is_none(g, n.inputs[2]))
-      ns.inputs[2].kind = Kind::kFirstDeviceOnly;
+    ns.inputs[w.weight] = {Kind::kPart, Shard{1 - w.weight_out, blocks}, -1};
+    if (w.bias >= 0)
+      ns.inputs[static_cast<size_t>(w.bias)].kind =
+          w.bias_needed ? Kind::kZeroOnOthers : Kind::kFirstDeviceOnly;
     ns.splits = true;
     ns.all_reduce = true;
     ++plan.all_reduces;

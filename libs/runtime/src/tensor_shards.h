@@ -4,7 +4,8 @@
 // planner costs). A pass over the graph, decided once per (graph, degree); torch-free.
 //
 // Every device of the group runs every node, each on its part of the split tensors:
-//  - a column-split weight matmul (aten::linear, or aten::matmul with the weight second) reads a replicated
+//  - a column-split weight matmul (aten::linear, aten::matmul or aten::mm with the weight second, aten::addmm
+//    as in a Conv1D) reads a replicated
 //    input and the device's rows of the weight (and bias); its output is split along the last dim. When the
 //    output is cut into k equal parts along that dim (qkv's aten::split into q, k and v), the weight is taken
 //    as k blocks, each split, so every part stays whole on each device.
@@ -48,6 +49,7 @@ struct InputRewrite {
     kAsIs,
     kPart,  // a replicated tensor (a weight, a bias, an operand): take this device's part per `shard`
     kFirstDeviceOnly,  // a row-split matmul's bias: None on every device but the first
+    kZeroOnOthers,     // the same where the op needs a tensor (addmm's bias): zeros on the others
     kDivideEntry,      // an int list (a view's shape): entry `entry`, if not -1, divided by the degree
     kDivide,           // an int (a split size): divided by the degree
   };

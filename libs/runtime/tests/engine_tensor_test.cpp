@@ -2,12 +2,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 #include <set>
 
 #include "partita/core/error.h"
 #include "partita/runtime/engine.h"
 #include "reference_training.h"
+
+#include <torch/script.h>
 
 namespace partita {
 
@@ -108,6 +111,34 @@ INSTANTIATE_TEST_SUITE_P(Zoo, EngineTensorTraining,
                                   std::to_string(param_info.param.devices) + "way_" +
                                   std::to_string(param_info.param.microbatches) + "mb";
                          });
+
+// GPT-2's Conv1D layers (addmm on a 2-D view, viewed back, cut in two halves): same losses as one device.
+TEST(EngineTensor, Conv1DLayersTrainTheSame) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  const auto path = std::filesystem::temp_directory_path() / "partita_tensor_conv1d.pt";
+  torch::manual_seed(11);
+  torch::jit::Module module("Conv1D");
+  for (const auto& [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+           {"w1", {16, 64}}, {"b1", {64}}, {"w2", {32, 16}}, {"b2", {16}}})
+    module.register_parameter(name, (torch::randn(shape) * 0.2).requires_grad_(), false);
+  module.define(R"JIT(
+def forward(self, x):
+    b = x.size(0)
+    t = x.size(1)
+    h = torch.addmm(self.b1, x.view(-1, 16), self.w1).view(b, t, 64)
+    a, g = h.split(32, 2)
+    h = torch.relu(a) * torch.sigmoid(g)
+    return torch.addmm(self.b2, h.reshape(-1, 32), self.w2).view(b, t, 16)
+)JIT");
+  module.save(path.string());
+  const auto reference = reference_training(path.string(), "4x8x16", 20);
+  LoadedModel m = load(path.string(), "4x8x16");
+  Engine engine(m, tensor_plan(m.ir, Mode::kTraining, 4, 2, 2));
+  expect_close(train_losses(engine, "4x8x16", 20), reference.losses, "conv1d 2-way");
+  const auto params = engine.parameters();
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5)) << "parameter " << i;
+}
 
 // Workers that hold copies of the parameters (a GPU's path, on CPU workers through the test seam): each
 // device's part of a gradient lands in its own copy and the engine gathers the copies.

@@ -19,8 +19,10 @@ inline std::string zoo(const std::string& name) {
   return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt";
 }
 
+// A model file (a path with '/' or ".pt") or a zoo model's name.
 inline LoadedModel load(const std::string& name, const std::string& input) {
-  LoadedModel m = load_model(zoo(name));
+  const bool path = name.find('/') != std::string::npos || (name.size() > 3 && name.ends_with(".pt"));
+  LoadedModel m = load_model(path ? name : zoo(name));
   annotate_shapes(m, {parse_input_spec(input)});
   return m;
 }

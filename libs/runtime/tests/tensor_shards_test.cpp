@@ -120,6 +120,35 @@ TEST(TensorShards, GptSplitsHeadsBlockwiseAndTheVocabulary) {
   EXPECT_NE(error_of(m.ir, 8).find("aten::view"), std::string::npos) << error_of(m.ir, 8);
 }
 
+// GPT-2's Conv1D: addmm(b, x.view(-1, C), W[in, out]) viewed back to 3-D, then cut in two: the weight is
+// split as two blocks (seen through the view); the row addmm's bias is zeros on all but the first device.
+TEST(TensorShards, Conv1DAddmmsSplitBlockwiseThroughTheirViews) {
+  const LoadedModel m = load(scripted("conv1d", R"JIT(
+def forward(self, x):
+    b = x.size(0)
+    t = x.size(1)
+    h = torch.addmm(self.b1, x.view(-1, 16), self.w1).view(b, t, 64)
+    a, g = h.split(32, 2)
+    h = torch.relu(a) * torch.sigmoid(g)
+    return torch.addmm(self.b2, h.reshape(-1, 32), self.w2).view(b, t, 16)
+)JIT",
+                                      {{"w1", {16, 64}}, {"b1", {64}}, {"w2", {32, 16}}, {"b2", {16}}}),
+                             "4x8x16");
+  const auto plan = plan_tensor_shards(m.ir, 2);
+  std::vector<const Node*> addmm;
+  for (const Node& n : m.ir.nodes())
+    if (n.op == "aten::addmm") addmm.push_back(&n);
+  ASSERT_EQ(addmm.size(), 2u);
+  const auto& up = plan.nodes[static_cast<size_t>(addmm[0]->id)];
+  EXPECT_EQ(up.inputs[2].shard, (Shard{1, 2}));  // W[in, out] by output columns, two blocks
+  EXPECT_EQ(up.inputs[0].shard, (Shard{0, 2}));  // the bias alike
+  const auto& down = plan.nodes[static_cast<size_t>(addmm[1]->id)];
+  EXPECT_EQ(down.inputs[2].shard, (Shard{0, 1}));  // W[in, out] by input rows
+  EXPECT_EQ(down.inputs[0].kind, InputRewrite::Kind::kZeroOnOthers);
+  EXPECT_TRUE(down.all_reduce);
+  EXPECT_EQ(plan.gather, std::vector<bool>{false});
+}
+
 TEST(TensorShards, AnOpItCannotSplitIsRefusedNamingIt) {
   // A layer norm between the column and the row matmul normalizes over the split features.
   const LoadedModel m = load(scripted("norm_inside", R"JIT(
