@@ -7,6 +7,8 @@
 
 #include "partita/core/format.h"
 #include "partita/graph/op_cost.h"
+#include "partita/runtime/engine.h"
+#include "partita/search/tensor_model.h"
 
 namespace partita::app {
 
@@ -68,6 +70,15 @@ AnalysisReport make_analysis_report(const Graph& graph, BatchCheckResult batch, 
       r.unsafe_in_training.push_back(training[i].node);
     if (r.inference[i].tensor_parallel != TensorParallel::kNone) ++r.tensor_parallel_candidates;
   }
+  for (const TensorRole role : tensor_roles(graph)) {
+    r.column_splits += role == TensorRole::kColumn;
+    r.row_splits += role == TensorRole::kRow;
+    r.vocabulary_splits += role == TensorRole::kVocabulary;
+  }
+  if (r.column_splits + r.vocabulary_splits > 0) {
+    for (int degree : {2, 4, 8})
+      r.tensor_degrees.emplace_back(degree, tensor_parallel_refusal(graph, degree));
+  }
   return r;
 }
 
@@ -118,6 +129,14 @@ std::string report_to_text(const Graph& graph, const AnalysisReport& r, const st
                      100.0 * c.flops_before.value() / total);
   }
   s += fmt::format("tensor-parallel candidates {} node(s)\n", r.tensor_parallel_candidates);
+  if (!r.tensor_degrees.empty()) {
+    s += fmt::format(
+        "tensor split   {} column-split and {} row-split weight matmul(s), {} embedding table(s) by rows{}\n",
+        r.column_splits, r.row_splits, r.vocabulary_splits,
+        r.column_splits > r.row_splits ? " (the last pair's output gathered)" : "");
+    for (const auto& [degree, refusal] : r.tensor_degrees)
+      s += fmt::format("  {}-way: {}\n", degree, refusal ? "not run: " + *refusal : "partita run splits it");
+  }
   int not_splittable = 0;
   for (const auto& p : r.inference) not_splittable += p.batch_splittable ? 0 : 1;
   if (not_splittable > 0) {
@@ -177,6 +196,13 @@ Json report_to_json(const Graph& graph, const AnalysisReport& r) {
   }
   j["cut_points"] = cuts;
   j["unsafe_in_training"] = r.unsafe_in_training;
+  Json degrees = Json::object();
+  for (const auto& [degree, refusal] : r.tensor_degrees)
+    degrees[std::to_string(degree)] = refusal ? Json(*refusal) : Json(nullptr);
+  j["tensor_split"] = {{"column", r.column_splits},
+                       {"row", r.row_splits},
+                       {"vocabulary", r.vocabulary_splits},
+                       {"refusal_by_degree", degrees}};
   Json nodes = Json::array();
   for (const Node& n : graph.nodes()) {
     Json out_shapes = Json::array();

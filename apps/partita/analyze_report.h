@@ -1,6 +1,8 @@
 #pragma once
 // The content of `partita analyze`: computed once, printed as text and as JSON.
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "partita/core/json_io.h"
@@ -32,6 +34,10 @@ struct AnalysisReport {
   std::vector<NodeParallelism> inference;  // static parallelizability per node
   std::vector<NodeId> unsafe_in_training;  // batch-splittable in inference but not in training (batch norm)
   int tensor_parallel_candidates = 0;
+  // What tensor parallelism splits (search/tensor_model.h's roles) and whether partita run can split it over
+  // 2, 4 and 8 devices (the engine's refusal, naming the node, where it cannot).
+  int column_splits = 0, row_splits = 0, vocabulary_splits = 0;
+  std::vector<std::pair<int, std::optional<std::string>>> tensor_degrees;
 };
 
 AnalysisReport make_analysis_report(const Graph& graph, BatchCheckResult batch, int cuts);

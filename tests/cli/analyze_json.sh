@@ -23,4 +23,15 @@ print(f\"{mm / b:.4f} {a['flops'] / b:.4f}\")")
   grep -q "digraph partita" "$WORK/$model.dot" || fail "$model dot"
   echo "$model params=$params flops ratio=$ratio"
 done
+# What tensor parallelism splits and over how many devices partita run can split it (the engine's own check).
+"$PYTHON" - "$WORK" <<'PY' || fail "tensor split"
+import json, sys
+w = sys.argv[1]
+gpt = json.load(open(f"{w}/gpt.json"))["tensor_split"]
+assert (gpt["column"], gpt["row"], gpt["vocabulary"]) == (9, 8, 1), gpt
+assert gpt["refusal_by_degree"]["2"] is None and gpt["refusal_by_degree"]["4"] is None, gpt
+assert "aten::view (0.attn)" in gpt["refusal_by_degree"]["8"], gpt  # 4 heads do not split 8 ways
+mlp = json.load(open(f"{w}/mlp.json"))["tensor_split"]
+assert mlp["refusal_by_degree"]["2"] is None and "(fc3)" in mlp["refusal_by_degree"]["4"], mlp
+PY
 finish

@@ -994,8 +994,12 @@ std::optional<std::string> engine_refusal(const Plan& plan, const Graph& graph) 
   if (plan.stages.size() != 1) return std::nullopt;
   const DeviceGroup& group = plan.groups.at(static_cast<size_t>(plan.stages[0].group));
   if (group.parallelism != GroupParallelism::kTensor) return std::nullopt;
+  return tensor_parallel_refusal(graph, group.tensor_degree());
+}
+
+std::optional<std::string> tensor_parallel_refusal(const Graph& graph, int degree) {
   try {
-    detail::plan_tensor_shards(graph, group.tensor_degree());
+    detail::plan_tensor_shards(graph, degree);
   } catch (const Error& e) {
     return std::string(e.what());
   }

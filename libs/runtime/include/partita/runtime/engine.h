@@ -172,6 +172,9 @@ std::optional<std::string> engine_refusal(const Plan& plan);
 // on a split tensor is one the engine splits, every split size divides): what the constructor refuses
 // before running, for choosing among planned candidates.
 std::optional<std::string> engine_refusal(const Plan& plan, const Graph& graph);
+// Why the engine cannot split `graph` over a tensor-parallel group of `degree` devices (the one-line error,
+// naming the node), nullopt when it can.
+std::optional<std::string> tensor_parallel_refusal(const Graph& graph, int degree);
 
 class Engine {
  public:
