@@ -850,7 +850,7 @@ struct Engine::Impl {
     }
     if (tensor) {
       w.loss = 0.0;
-      if (!tensor->run(w.replica, *w.executor, w.loss)) throw Aborted{};
+      if (!tensor->run(w.index, *w.executor, w.loss)) throw Aborted{};
       return;
     }
     const int stages = static_cast<int>(plan.stages.size());
@@ -960,18 +960,29 @@ struct Engine::Impl {
 
 std::optional<std::string> engine_refusal(const Plan& plan) {
   const size_t stages = plan.stages.size();
-  for (const auto& g : plan.groups) {
-    if (g.parallelism == GroupParallelism::kData) continue;
-    if (stages != 1)
-      return std::string(
-          "plan uses tensor parallelism inside a pipeline, which this engine does not run yet (it runs "
-          "tensor-parallel groups, or replicas of them, over the whole model); plan with --strategy tensor, "
-          "data, pipeline or branch");
-    const Stage& st = plan.stages[0];
-    if (st.checkpointing != Checkpointing::kNone || st.offload != Offload::kNone)
-      return std::string(
-          "tensor-parallel plan asks for checkpointing or offload, which the engine does not do with tensor "
-          "parallelism yet; plan without a memory limit or with --strategy pipeline");
+  if (plan.has_tensor_groups()) {
+    // The tensor runner (engine_tensor.h): one stage (its group possibly replicas of tensor groups), or a
+    // pipeline whose stages are tensor groups or single devices.
+    for (size_t k = 0; k < stages; ++k) {
+      const DeviceGroup& g = plan.groups.at(static_cast<size_t>(plan.stages[k].group));
+      if (stages > 1 && g.devices.size() > 1 &&
+          (g.parallelism != GroupParallelism::kTensor || g.replicas() != 1))
+        return fmt::format(
+            "plan pipelines tensor-parallel groups with stage {} on {} {}, which this engine does not run "
+            "yet "
+            "(a pipeline of tensor groups runs when every stage is one tensor group or one device); plan "
+            "with "
+            "--strategy tensor, data, pipeline or branch",
+            k, g.devices.size(),
+            g.parallelism == GroupParallelism::kTensor ? "devices as replicas of tensor groups"
+                                                       : "data-parallel devices");
+      if (plan.stages[k].checkpointing != Checkpointing::kNone || plan.stages[k].offload != Offload::kNone)
+        return fmt::format(
+            "tensor-parallel plan asks for checkpointing or offload on stage {}, which the engine does not "
+            "do "
+            "with tensor parallelism yet; plan without a memory limit or with --strategy pipeline",
+            k);
+    }
   }
   for (size_t k = 0; k < stages; ++k) {
     const Offload offload = plan.stages[k].offload;
@@ -991,10 +1002,12 @@ std::optional<std::string> engine_refusal(const Plan& plan) {
 
 std::optional<std::string> engine_refusal(const Plan& plan, const Graph& graph) {
   if (auto refusal = engine_refusal(plan)) return refusal;
-  if (plan.stages.size() != 1) return std::nullopt;
-  const DeviceGroup& group = plan.groups.at(static_cast<size_t>(plan.stages[0].group));
-  if (group.parallelism != GroupParallelism::kTensor) return std::nullopt;
-  return tensor_parallel_refusal(graph, group.tensor_degree());
+  for (const Stage& st : plan.stages) {
+    const DeviceGroup& group = plan.groups.at(static_cast<size_t>(st.group));
+    if (group.parallelism != GroupParallelism::kTensor) continue;
+    if (auto refusal = tensor_parallel_refusal(graph, group.tensor_degree())) return refusal;
+  }
+  return std::nullopt;
 }
 
 std::optional<std::string> tensor_parallel_refusal(const Graph& graph, int degree) {
@@ -1015,9 +1028,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   PARTITA_CHECK(!s.plan.branch_layout() || (options.local_stage < 0 && options.local_replica < 0),
                 "plan is a branch-parallel layout (explicit node lists per device), which runs in one "
                 "process; plan with --strategy data or pipeline for several processes");
-  PARTITA_CHECK(s.plan.stages.empty() ||
-                    s.plan.groups.at(s.plan.stages[0].group).parallelism != GroupParallelism::kTensor ||
-                    (options.local_stage < 0 && options.local_replica < 0),
+  PARTITA_CHECK(!s.plan.has_tensor_groups() || (options.local_stage < 0 && options.local_replica < 0),
                 "plan is tensor parallel, which runs in one process; plan with --strategy data or pipeline "
                 "for several processes");
   const int stages = static_cast<int>(s.plan.stages.size());
@@ -1046,7 +1057,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   }
   s.routing = route_stages(model.ir, s.plan);
   if (options.local_stage >= 0) s.check_values_can_cross_processes();
-  s.check_values_can_be_split();
+  if (!s.plan.has_tensor_groups()) s.check_values_can_be_split();  // the tensor runner checks its own cuts
   if (s.training) {
     const Graph& g = model.ir;
     PARTITA_CHECK(
@@ -1135,7 +1146,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     s.branch = std::make_unique<detail::BranchRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
                                                       s.observers);
   }
-  if (s.plan.groups[s.plan.stages[0].group].parallelism == GroupParallelism::kTensor) {
+  if (s.plan.has_tensor_groups()) {
     s.tensor = std::make_unique<detail::TensorRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
                                                       s.observers);
   }

@@ -157,51 +157,106 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
       loss_kind_(loss),
       bindings_(bindings),
       observers_(observers),
-      degree_(plan.groups.at(static_cast<size_t>(plan.stages.at(0).group)).tensor_degree()),
-      shards_(plan_tensor_shards(model.ir, degree_)) {
+      routing_(route_stages(model.ir, plan)) {
   const Graph& g = model.ir;
-  const DeviceGroup& group = plan.groups[static_cast<size_t>(plan.stages[0].group)];
-  PARTITA_ASSERT(static_cast<int>(bindings.size()) == static_cast<int>(group.devices.size()) &&
-                     group.devices.size() % static_cast<size_t>(degree_) == 0,
-                 "tensor group of ", group.devices.size(), " devices, ", bindings.size(), " bindings");
-  int offset = 0;
-  for (size_t d = 0; d < group.devices.size(); d += static_cast<size_t>(degree_)) {
-    replica_offset_.push_back(offset);
-    replica_share_.push_back(group.batch_shares[d]);
-    offset += group.batch_shares[d];
-    exchanges_.push_back(std::make_unique<PartExchange>(degree_));
+  const int stage_count = static_cast<int>(plan.stages.size());
+  int worker = 0;
+  for (int s = 0; s < stage_count; ++s) {
+    const DeviceGroup& group = plan.groups.at(static_cast<size_t>(plan.stages[static_cast<size_t>(s)].group));
+    StageInfo st;
+    st.first = plan.stages[static_cast<size_t>(s)].first;
+    st.last = plan.stages[static_cast<size_t>(s)].last;
+    st.degree = group.tensor_degree();
+    st.first_worker = worker;
+    PARTITA_CHECK(
+        stage_count == 1 || group.replicas() == 1, "stage ", s, " of a pipeline of tensor-parallel ",
+        "groups has ", group.replicas(), " replicas of its group; the engine runs replicas of a ",
+        "tensor group only as the whole model's one stage; plan with --strategy tensor or pipeline");
+    if (!shard_plans_.count(st.degree)) {
+      if (st.degree > 1) {
+        shard_plans_.emplace(st.degree, plan_tensor_shards(g, st.degree));
+      } else {  // a one-device stage: nothing split
+        TensorShardPlan whole;
+        whole.shard.assign(static_cast<size_t>(g.num_values()), Shard{});
+        whole.nodes.resize(static_cast<size_t>(g.num_nodes()));
+        for (const Node& n : g.nodes()) whole.nodes[static_cast<size_t>(n.id)].inputs.resize(n.inputs.size());
+        whole.gather.assign(g.outputs().size(), false);
+        shard_plans_.emplace(1, std::move(whole));
+      }
+    }
+    st.shards = &shard_plans_.at(st.degree);
+    int offset = 0;
+    for (size_t d = 0; d < group.devices.size(); d += static_cast<size_t>(st.degree)) {
+      st.replica_offset.push_back(offset);
+      st.replica_share.push_back(group.batch_shares[d]);
+      offset += group.batch_shares[d];
+      st.exchanges.push_back(std::make_unique<PartExchange>(st.degree));
+    }
+    PARTITA_CHECK(offset == plan.microbatch_size(), "stage ", s, "'s tensor group holds ", offset,
+                  " samples of each microbatch of ", plan.microbatch_size(), "; plan again");
+    for (size_t d = 0; d < group.devices.size(); ++d) {
+      worker_stage_.push_back(s);
+      worker_device_.push_back(static_cast<int>(d));
+    }
+    worker += static_cast<int>(group.devices.size());
+    stages_.push_back(std::move(st));
   }
-  PARTITA_CHECK(offset == plan.microbatch_size(), "the tensor group's replicas hold ", offset,
-                " samples of each microbatch of ", plan.microbatch_size(), "; plan again");
-  std::vector<NodeId> last_use(static_cast<size_t>(g.num_values()), kNoNode);
-  for (const Node& n : g.nodes()) {
-    for (ValueId v : n.inputs)
-      last_use[static_cast<size_t>(v)] = std::max(last_use[static_cast<size_t>(v)], n.id);
+  PARTITA_ASSERT(worker == static_cast<int>(bindings.size()), worker, " plan devices, ", bindings.size(),
+                 " bindings");
+  // Values crossing a cut travel whole: a split one (a cut inside a pair) is refused.
+  for (int p = 0; p < stage_count; ++p) {
+    for (int t = p + 1; t < stage_count; ++t) {
+      for (ValueId v : routing_.sends[static_cast<size_t>(p)][static_cast<size_t>(t)]) {
+        const Value& value = g.value(v);
+        PARTITA_CHECK(!stages_[static_cast<size_t>(p)].shards->shard[static_cast<size_t>(v)].split() &&
+                          !stages_[static_cast<size_t>(t)].shards->shard[static_cast<size_t>(v)].split(),
+                      "value '", value.name, "' crosses from stage ", p, " to stage ", t,
+                      " split across a tensor-parallel group (the cut falls inside a column/row pair); cut ",
+                      "between pairs or plan with --strategy pipeline");
+        PARTITA_CHECK(value.kind == ValueKind::kTensor || value.kind == ValueKind::kScalar ||
+                          value.kind == ValueKind::kNone,
+                      "value '", value.name, "' (a list or tuple) crosses from stage ", p, " to stage ", t,
+                      " of a pipeline of tensor-parallel groups, which passes tensors and numbers only; ",
+                      "plan another cut");
+      }
+    }
   }
+  // Per stage, values released after their last use inside it (kept: graph outputs, what the stage sends).
   std::vector<bool> keep(static_cast<size_t>(g.num_values()), false);
   for (ValueId v : g.outputs()) keep[static_cast<size_t>(v)] = true;
   for (const Value& v : g.values()) {
     if (v.role != ValueRole::kIntermediate) keep[static_cast<size_t>(v.id)] = true;
   }
   release_after_.resize(static_cast<size_t>(g.num_nodes()));
-  for (const Value& v : g.values()) {
-    const NodeId last = last_use[static_cast<size_t>(v.id)];
-    if (keep[static_cast<size_t>(v.id)] || last == kNoNode) continue;
-    release_after_[static_cast<size_t>(last)].push_back(v.id);
+  for (int s = 0; s < stage_count; ++s) {
+    const StageInfo& st = stages_[static_cast<size_t>(s)];
+    std::vector<bool> sent(static_cast<size_t>(g.num_values()), false);
+    for (const auto& to : routing_.sends[static_cast<size_t>(s)])
+      for (ValueId v : to) sent[static_cast<size_t>(v)] = true;
+    std::map<ValueId, NodeId> last_use;
+    for (NodeId n = st.first; n <= st.last; ++n)
+      for (ValueId v : g.node(n).inputs) last_use[v] = n;
+    for (const auto& [v, n] : last_use) {
+      if (!keep[static_cast<size_t>(v)] && !sent[static_cast<size_t>(v)])
+        release_after_[static_cast<size_t>(n)].push_back(v);
+    }
   }
   trainable_.assign(static_cast<size_t>(g.num_values()), false);
   for (const auto& p : g.parameters()) trainable_[static_cast<size_t>(p.value)] = p.requires_grad;
   // Parameters read only as one part (every use the same split): each device trains its part as a leaf of its
-  // own and writes the part's gradient into its place once per step.
+  // own and adds the part's gradient into its place once per step.
   own_part_.assign(static_cast<size_t>(g.num_values()), std::nullopt);
   for (const auto& p : g.parameters()) {
     if (!p.requires_grad) continue;
     std::optional<Shard> common;
     bool only_parts = true;
-    for (const Node& n : g.nodes()) {
+    for (NodeId u : g.value(p.value).users) {
+      const Node& n = g.node(u);
+      const TensorShardPlan& sp =
+          *stages_[static_cast<size_t>(routing_.stage_of_node[static_cast<size_t>(u)])].shards;
       for (size_t i = 0; i < n.inputs.size(); ++i) {
         if (n.inputs[i] != p.value) continue;
-        const InputRewrite& rw = shards_.nodes[static_cast<size_t>(n.id)].inputs[i];
+        const InputRewrite& rw = sp.nodes[static_cast<size_t>(n.id)].inputs[i];
         only_parts = only_parts && rw.kind == InputRewrite::Kind::kPart && (!common || *common == rw.shard);
         common = rw.shard;
       }
@@ -213,13 +268,21 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
 void TensorRunner::begin_step(const StepInputs& batch, int step) {
   batch_ = &batch;
   step_ = step;
-  for (auto& e : exchanges_) e->reset();
+  for (auto& st : stages_) {
+    for (auto& e : st.exchanges) e->reset();
+  }
+  values_.reset();
+  gradients_.reset();
   outputs_.assign(static_cast<size_t>(plan_.microbatches),
-                  std::vector<std::vector<torch::Tensor>>(exchanges_.size()));
+                  std::vector<std::vector<torch::Tensor>>(stages_.back().exchanges.size()));
 }
 
 void TensorRunner::abort() {
-  for (auto& e : exchanges_) e->abort();
+  for (auto& st : stages_) {
+    for (auto& e : st.exchanges) e->abort();
+  }
+  values_.abort();
+  gradients_.abort();
 }
 
 void TensorRunner::emit(TaskEvent& e, bool begin) const {
@@ -232,22 +295,36 @@ void TensorRunner::emit(TaskEvent& e, bool begin) const {
   }
 }
 
-bool TensorRunner::run(int device, const Executor& executor, double& loss) {
+uint64_t TensorRunner::board_key(int microbatch, ValueId value, int to_stage) {
+  return (static_cast<uint64_t>(microbatch) << 40) | (static_cast<uint64_t>(to_stage) << 32) |
+         static_cast<uint64_t>(static_cast<uint32_t>(value));
+}
+
+bool TensorRunner::run(int worker, const Executor& executor, double& loss) {
   std::optional<torch::NoGradGuard> no_grad;
   if (!training_) no_grad.emplace();
+  const Place at = place_of(worker);
   try {
     std::map<ValueId, OwnPart> parts;
-    for (int m = 0; m < plan_.microbatches; ++m) microbatch(device, executor, m, loss, parts);
+    std::vector<MicrobatchState> states(static_cast<size_t>(plan_.microbatches));
+    // One stage: each microbatch's backward right after its forward (one microbatch's activations at a
+    // time). A pipeline: all forwards, then all backwards, in microbatch order on every stage (GPipe).
+    const bool pipeline = stages_.size() > 1;
+    for (int m = 0; m < plan_.microbatches; ++m) {
+      forward(at, executor, m, states[static_cast<size_t>(m)], parts);
+      if (training_ && !pipeline) backward(at, m, states[static_cast<size_t>(m)], loss);
+    }
+    for (int m = 0; training_ && pipeline && m < plan_.microbatches; ++m)
+      backward(at, m, states[static_cast<size_t>(m)], loss);
     torch::NoGradGuard writes;
     for (const auto& [v, part] : parts) {
       if (!part.leaf.grad().defined()) continue;
       torch::Tensor parameter = part.parameter;
       // The first device to get here makes the step's gradient (on a GPU each device's copy gets its own);
-      // replicas add their parts in turn.
+      // replicas (and other stages reading the parameter) add their parts in turn.
       std::lock_guard<std::mutex> lock(gradient_mutex_);
       if (!parameter.grad().defined()) parameter.mutable_grad() = torch::zeros_like(parameter);
-      add_part(parameter.grad(), part.leaf.grad(), *own_part_[static_cast<size_t>(v)], device % degree_,
-               degree_);
+      add_part(parameter.grad(), part.leaf.grad(), *own_part_[static_cast<size_t>(v)], at.rank, at.degree);
     }
   } catch (const ExchangeAborted&) {
     return false;
@@ -258,17 +335,31 @@ bool TensorRunner::run(int device, const Executor& executor, double& loss) {
   return true;
 }
 
-c10::IValue TensorRunner::rewrite(int device, int m, const Node& node, size_t input, const c10::IValue& value,
-                                  std::map<ValueId, torch::Tensor>& entered,
+TensorRunner::Place TensorRunner::place_of(int worker) const {
+  Place at;
+  at.worker = worker;
+  at.stage = worker_stage_.at(static_cast<size_t>(worker));
+  const StageInfo& st = stages_[static_cast<size_t>(at.stage)];
+  const int device = worker_device_[static_cast<size_t>(worker)];
+  at.degree = st.degree;
+  at.rank = device % st.degree;
+  at.replica = device / st.degree;
+  return at;
+}
+
+c10::IValue TensorRunner::rewrite(const Place& at, int m, const Node& node, size_t input,
+                                  const c10::IValue& value, std::map<ValueId, torch::Tensor>& entered,
                                   std::map<ValueId, OwnPart>& parts) const {
-  const NodeShard& ns = shards_.nodes[static_cast<size_t>(node.id)];
+  const StageInfo& st = stages_[static_cast<size_t>(at.stage)];
+  const TensorShardPlan& shards = *st.shards;
+  const NodeShard& ns = shards.nodes[static_cast<size_t>(node.id)];
   const InputRewrite& rw = ns.inputs[input];
   const ValueId v = node.inputs[input];
-  const int degree = degree_, rank = device % degree_;
-  PartExchange* exchange = exchanges_[static_cast<size_t>(device / degree_)].get();
+  const int degree = at.degree, rank = at.rank;
+  PartExchange* exchange = st.exchanges[static_cast<size_t>(at.replica)].get();
   // A replicated tensor that needs a gradient and meets split work: its gradient is all-reduced.
   auto enter = [&](const torch::Tensor& t) -> torch::Tensor {
-    if (!training_ || trainable_[static_cast<size_t>(v)] || shards_.shard[static_cast<size_t>(v)].split() ||
+    if (!training_ || trainable_[static_cast<size_t>(v)] || shards.shard[static_cast<size_t>(v)].split() ||
         !t.requires_grad())
       return t;
     auto it = entered.find(v);
@@ -325,31 +416,53 @@ c10::IValue TensorRunner::rewrite(int device, int m, const Node& node, size_t in
   return value;
 }
 
-void TensorRunner::microbatch(int device, const Executor& executor, int m, double& loss,
-                              std::map<ValueId, OwnPart>& parts) {
+void TensorRunner::forward(const Place& at, const Executor& executor, int m, MicrobatchState& state,
+                           std::map<ValueId, OwnPart>& parts) {
   const Graph& g = model_.ir;
-  const DeviceBinding& binding = bindings_[static_cast<size_t>(device)];
-  const int degree = degree_, rank = device % degree_;
-  const size_t replica = static_cast<size_t>(device / degree_);
-  PartExchange* exchange = exchanges_[replica].get();
+  const StageInfo& st = stages_[static_cast<size_t>(at.stage)];
+  const TensorShardPlan& shards = *st.shards;
+  const DeviceBinding& binding = bindings_[static_cast<size_t>(at.worker)];
+  const int degree = at.degree, rank = at.rank;
+  const size_t replica = static_cast<size_t>(at.replica);
+  const int stage_count = static_cast<int>(stages_.size());
+  const bool last_stage = at.stage == stage_count - 1;
+  PartExchange* exchange = st.exchanges[replica].get();
   // This replica's samples of microbatch m.
-  const int64_t first = static_cast<int64_t>(m) * plan_.microbatch_size() + replica_offset_[replica];
+  const int64_t first = static_cast<int64_t>(m) * plan_.microbatch_size() + st.replica_offset[replica];
   auto slice = [&](const torch::Tensor& t) {
-    return t.narrow(0, first, replica_share_[replica]).to(binding.device);
+    return t.narrow(0, first, st.replica_share[replica]).to(binding.device);
   };
   std::vector<c10::IValue> inputs;
   for (const auto& t : batch_->inputs) inputs.emplace_back(slice(t));
   Executor::Environment env = executor.make_environment(inputs);
+  // What earlier stages send: every device of this stage reads the same message (a copy where a node here
+  // updates it in place); in training each tensor becomes a leaf whose gradient goes back.
+  for (int p = 0; p < at.stage; ++p) {
+    for (ValueId v : routing_.sends[static_cast<size_t>(p)][static_cast<size_t>(at.stage)]) {
+      c10::IValue iv = values_.get(board_key(m, v, at.stage));
+      if (iv.isTensor() && iv.toTensor().defined()) {
+        torch::Tensor t = iv.toTensor().to(binding.device);
+        if (routing_.mutated[static_cast<size_t>(at.stage)][static_cast<size_t>(v)]) t = t.detach().clone();
+        if (training_ && t.is_floating_point()) {
+          t = t.detach().requires_grad_();
+          state.received.emplace_back(v, t);
+        }
+        iv = t;
+      }
+      env[static_cast<size_t>(v)] = std::move(iv);
+    }
+  }
   std::map<ValueId, torch::Tensor> entered;  // replicated tensors already wrapped by EnterSplit
 
-  TaskEvent fwd{EngineTaskKind::kForward, 0, device, binding.id, m, step_, {}, {}};
+  TaskEvent fwd{EngineTaskKind::kForward, at.stage, at.worker, binding.id, m, step_, {}, {}};
   emit(fwd, true);
-  for (const Node& node : g.nodes()) {
-    const NodeShard& ns = shards_.nodes[static_cast<size_t>(node.id)];
+  for (NodeId id = st.first; id <= st.last; ++id) {
+    const Node& node = g.node(id);
+    const NodeShard& ns = shards.nodes[static_cast<size_t>(id)];
     std::vector<c10::IValue> args;
     args.reserve(node.inputs.size());
     for (size_t i = 0; i < node.inputs.size(); ++i)
-      args.push_back(rewrite(device, m, node, i, env[static_cast<size_t>(node.inputs[i])], entered, parts));
+      args.push_back(rewrite(at, m, node, i, env[static_cast<size_t>(node.inputs[i])], entered, parts));
     torch::Tensor inside;  // vocabulary: which ids fall in this device's rows
     if (ns.vocabulary) {
       const int64_t rows = args[0].toTensor().size(0);
@@ -359,14 +472,14 @@ void TensorRunner::microbatch(int device, const Executor& executor, int m, doubl
     }
     std::vector<c10::IValue> outs;
     try {
-      outs = executor.run_node(node.id, std::move(args));
+      outs = executor.run_node(id, std::move(args));
     } catch (const Error& err) {
-      throw Error("tensor-parallel device " + binding.id + ": " + err.what());
+      throw Error("stage " + std::to_string(at.stage) + " on " + binding.id + ": " + err.what());
     }
     if (ns.vocabulary)
       outs[0] = outs[0].toTensor() * inside.unsqueeze(-1).to(outs[0].toTensor().scalar_type());
     if (ns.all_reduce) {
-      const Collective c{exchange, key_of(m, CollectiveKind::kReduceOutput, node.id), rank, degree, {}};
+      const Collective c{exchange, key_of(m, CollectiveKind::kReduceOutput, id), rank, degree, {}};
       outs[0] = AllReduceSum::apply(outs[0].toTensor(), c);
     }
     if (ns.scale_output_entry == -1) {
@@ -378,43 +491,75 @@ void TensorRunner::microbatch(int device, const Executor& executor, int m, doubl
     }
     for (size_t o = 0; o < node.outputs.size() && o < outs.size(); ++o)
       env[static_cast<size_t>(node.outputs[o])] = std::move(outs[o]);
-    for (ValueId v : release_after_[static_cast<size_t>(node.id)]) {
+    for (ValueId v : release_after_[static_cast<size_t>(id)]) {
       env[static_cast<size_t>(v)] = c10::IValue();
       entered.erase(v);
     }
   }
   entered.clear();
-  std::vector<c10::IValue> results;
-  for (size_t k = 0; k < g.outputs().size(); ++k) {
-    c10::IValue iv = env[static_cast<size_t>(g.outputs()[k])];
-    if (shards_.gather[k]) {
-      const Shard s = shards_.shard[static_cast<size_t>(g.outputs()[k])];
-      const Collective c{exchange, key_of(m, CollectiveKind::kGather, static_cast<int64_t>(k)), rank, degree,
-                         s};
-      iv = GatherSplit::apply(iv.toTensor(), c);
+  // To later stages: the first device posts, every device keeps its own copy to run backward from.
+  for (int t = at.stage + 1; t < stage_count; ++t) {
+    for (ValueId v : routing_.sends[static_cast<size_t>(at.stage)][static_cast<size_t>(t)]) {
+      const c10::IValue& iv = env[static_cast<size_t>(v)];
+      if (rank == 0) values_.put(board_key(m, v, t), iv);
+      if (training_ && iv.isTensor() && iv.toTensor().defined() && iv.toTensor().requires_grad())
+        state.sent.push_back(Sent{t, v, iv.toTensor()});
     }
-    results.push_back(std::move(iv));
   }
-  torch::Tensor step_loss;
-  if (training_) {
-    const auto out0 = flatten_tensors(results.at(0));
-    PARTITA_CHECK(!out0.empty() && out0[0].is_floating_point(),
-                  "training needs a floating-point model output");
-    step_loss = slice_loss(loss_kind_, out0[0], slice(batch_->targets), plan_.global_batch);
-  } else if (rank == 0) {
-    for (const auto& r : results) {
-      for (auto& t : flatten_tensors(r)) outputs_[static_cast<size_t>(m)][replica].push_back(t);
+  if (last_stage) {
+    std::vector<c10::IValue> results;
+    for (size_t k = 0; k < g.outputs().size(); ++k) {
+      c10::IValue iv = env[static_cast<size_t>(g.outputs()[k])];
+      if (shards.gather[k]) {
+        const Shard s = shards.shard[static_cast<size_t>(g.outputs()[k])];
+        const Collective c{exchange, key_of(m, CollectiveKind::kGather, static_cast<int64_t>(k)), rank,
+                           degree, s};
+        iv = GatherSplit::apply(iv.toTensor(), c);
+      }
+      results.push_back(std::move(iv));
+    }
+    if (training_) {
+      const auto out0 = flatten_tensors(results.at(0));
+      PARTITA_CHECK(!out0.empty() && out0[0].is_floating_point(),
+                    "training needs a floating-point model output");
+      state.loss = slice_loss(loss_kind_, out0[0], slice(batch_->targets), plan_.global_batch);
+    } else if (rank == 0) {
+      for (const auto& r : results) {
+        for (auto& t : flatten_tensors(r)) outputs_[static_cast<size_t>(m)][replica].push_back(t);
+      }
     }
   }
   emit(fwd, false);
-  if (!training_) return;
-  results.clear();
-  env.clear();
-  TaskEvent bwd{EngineTaskKind::kBackward, 0, device, binding.id, m, step_, {}, {}};
+}
+
+void TensorRunner::backward(const Place& at, int m, MicrobatchState& state, double& loss) {
+  const DeviceBinding& binding = bindings_[static_cast<size_t>(at.worker)];
+  TaskEvent bwd{EngineTaskKind::kBackward, at.stage, at.worker, binding.id, m, step_, {}, {}};
+  std::vector<torch::Tensor> roots, grads;
+  if (state.loss.defined()) {
+    roots.push_back(state.loss);
+    grads.push_back(torch::ones_like(state.loss));
+  }
+  // Every device of this stage seeds its own copy of what it sent with the gradient the receiving stage's
+  // first device posted (the same on every device of a tensor group: what crosses is replicated).
+  for (const Sent& s : state.sent) {
+    const c10::IValue posted = gradients_.get(board_key(m, s.value, s.to_stage));
+    const torch::Tensor g = posted.isTensor() ? posted.toTensor() : torch::Tensor();
+    if (!g.defined()) continue;
+    roots.push_back(s.tensor);
+    grads.push_back(g.device() == s.tensor.device() ? g : g.to(s.tensor.device()));
+  }
   emit(bwd, true);
-  step_loss.backward();
+  if (!roots.empty()) torch::autograd::backward(roots, grads);
   emit(bwd, false);
-  if (rank == 0) loss += step_loss.item<double>();
+  if (at.rank == 0) {
+    for (const auto& [v, leaf] : state.received) {
+      gradients_.put(board_key(m, v, at.stage),
+                     leaf.grad().defined() ? c10::IValue(leaf.grad()) : c10::IValue());
+    }
+  }
+  if (at.rank == 0 && state.loss.defined()) loss += state.loss.item<double>();
+  state = MicrobatchState{};
 }
 
 std::vector<torch::Tensor> TensorRunner::outputs() const {
@@ -428,6 +573,37 @@ std::vector<torch::Tensor> TensorRunner::outputs() const {
     out.push_back(pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 0));
   }
   return out;
+}
+
+// Board
+
+void TensorRunner::Board::put(uint64_t key, c10::IValue item) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    slots_[key] = std::move(item);
+  }
+  cv_.notify_all();
+}
+
+c10::IValue TensorRunner::Board::get(uint64_t key) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  cv_.wait(lock, [&] { return aborted_ || slots_.count(key) > 0; });
+  if (aborted_) throw ExchangeAborted{};
+  return slots_.at(key);
+}
+
+void TensorRunner::Board::abort() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    aborted_ = true;
+  }
+  cv_.notify_all();
+}
+
+void TensorRunner::Board::reset() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  slots_.clear();
+  aborted_ = false;
 }
 
 }  // namespace partita::detail

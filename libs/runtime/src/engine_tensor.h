@@ -40,6 +40,7 @@
 #include "partita/runtime/engine.h"
 #include "partita/runtime/loss.h"
 #include "partita/runtime/observer.h"
+#include "partita/runtime/stage_routing.h"
 #include "partita/search/plan.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/model.h"
@@ -76,22 +77,22 @@ struct ExchangeAborted : std::exception {
 
 class TensorRunner {
  public:
-  // Checks the graph can be split `plan`'s group's way (plan_tensor_shards) and precomputes releases.
-  // `bindings` are the group's devices in order; `observers` is the engine's list (read at every step).
-  // Throws partita::Error.
+  // Checks the graph can be split each stage's way (plan_tensor_shards), that what crosses a cut is whole
+  // (not split), and precomputes releases. `bindings` are the plan's devices in the engine's worker order
+  // (stage by stage, each group in order); `observers` is the engine's list (read at every step). Throws
+  // partita::Error.
   TensorRunner(const LoadedModel& model, const Plan& plan, bool training, LossKind loss,
                const std::vector<DeviceBinding>& bindings, const std::vector<RuntimeObserver*>& observers);
 
   void begin_step(const StepInputs& batch, int step);
-  // Runs device `device`'s part of the step (its index in the group: replica device / T, tensor rank
-  // device % T) on the calling thread with `executor` (the worker's); adds its replica's loss to `loss` on
-  // each replica's first device. Returns false when another worker failed and abort() was
-  // called; throws partita::Error naming the device and node when this one fails.
-  bool run(int device, const Executor& executor, double& loss);
+  // Runs engine worker `worker`'s part of the step (its stage; in the stage's group replica device / T,
+  // tensor rank device % T) on the calling thread with `executor` (the worker's); adds the loss to `loss` on
+  // the last stage's first device of each replica. Returns false when another worker failed and abort() was
+  // called; throws partita::Error naming the stage, device and node when this one fails.
+  bool run(int worker, const Executor& executor, double& loss);
   void abort();
   // Inference: the graph's tensor outputs for the whole batch (after a successful step).
   std::vector<torch::Tensor> outputs() const;
-  const TensorShardPlan& shards() const { return shards_; }
 
  private:
   // A parameter one device reads only as its part: the part, a leaf of its own for the step.
@@ -99,9 +100,50 @@ class TensorRunner {
     torch::Tensor parameter;  // the executor's
     torch::Tensor leaf;
   };
-  void microbatch(int device, const Executor& executor, int m, double& loss,
-                  std::map<ValueId, OwnPart>& parts);
-  c10::IValue rewrite(int device, int m, const Node& node, size_t input, const c10::IValue& value,
+  struct StageInfo {
+    NodeId first = 0, last = 0;
+    int degree = 1;  // devices per tensor group (1: a one-device stage)
+    int first_worker = 0;
+    std::vector<int> replica_offset, replica_share;        // [replica] its samples of each microbatch
+    std::vector<std::unique_ptr<PartExchange>> exchanges;  // [replica]; each of the degree
+    const TensorShardPlan* shards = nullptr;               // into shard_plans_
+  };
+  // Where a worker is: its stage, rank in its tensor group, replica.
+  struct Place {
+    int worker = 0, stage = 0, rank = 0, replica = 0, degree = 1;
+  };
+  struct Sent {
+    int to_stage = 0;
+    ValueId value = 0;
+    torch::Tensor tensor;  // this device's own copy, with its history
+  };
+  // Per microbatch, what a device keeps from its forward for its backward.
+  struct MicrobatchState {
+    torch::Tensor loss;                                       // last stage
+    std::vector<Sent> sent;                                   // to later stages
+    std::vector<std::pair<ValueId, torch::Tensor>> received;  // leaves of what earlier stages sent
+  };
+  // Values posted once and read by every device of a stage (keyed by microbatch, value and stage).
+  class Board {
+   public:
+    void put(uint64_t key, c10::IValue item);
+    c10::IValue get(uint64_t key);  // blocks until posted; throws ExchangeAborted after abort()
+    void abort();
+    void reset();
+
+   private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::map<uint64_t, c10::IValue> slots_;
+    bool aborted_ = false;
+  };
+  static uint64_t board_key(int microbatch, ValueId value, int to_stage);
+
+  Place place_of(int worker) const;
+  void forward(const Place& at, const Executor& executor, int m, MicrobatchState& state,
+               std::map<ValueId, OwnPart>& parts);
+  void backward(const Place& at, int m, MicrobatchState& state, double& loss);
+  c10::IValue rewrite(const Place& at, int m, const Node& node, size_t input, const c10::IValue& value,
                       std::map<ValueId, torch::Tensor>& entered, std::map<ValueId, OwnPart>& parts) const;
   void emit(TaskEvent& e, bool begin) const;
 
@@ -111,18 +153,19 @@ class TensorRunner {
   LossKind loss_kind_;
   std::vector<DeviceBinding> bindings_;
   const std::vector<RuntimeObserver*>& observers_;
-  int degree_;  // devices per tensor-parallel group
-  TensorShardPlan shards_;
-  std::vector<int> replica_offset_, replica_share_;  // [replica] its samples of each microbatch
-  std::vector<std::vector<ValueId>> release_after_;  // [node]
+  StageRouting routing_;
+  std::map<int, TensorShardPlan> shard_plans_;  // by degree
+  std::vector<StageInfo> stages_;
+  std::vector<int> worker_stage_, worker_device_;    // [worker] its stage, its index in the stage's group
+  std::vector<std::vector<ValueId>> release_after_;  // [node] values its stage no longer needs after it
   std::vector<bool> trainable_;                      // [value] a parameter that needs a gradient
   std::vector<std::optional<Shard>> own_part_;       // [value] a parameter read only as this split
   std::mutex gradient_mutex_;
-  std::vector<std::unique_ptr<PartExchange>> exchanges_;  // [replica]; each of the tensor degree
+  Board values_, gradients_;  // between stages: forward values, their gradients
 
   const StepInputs* batch_ = nullptr;
   int step_ = 0;
-  // [microbatch][replica][graph output], from each replica's first device
+  // [microbatch][replica][graph output], from each replica's first device of the last stage
   std::vector<std::vector<std::vector<torch::Tensor>>> outputs_;
 };
 

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "partita/core/error.h"
+#include "partita/graph/analysis.h"
 #include "partita/runtime/engine.h"
 #include "reference_training.h"
 
@@ -111,6 +112,92 @@ INSTANTIATE_TEST_SUITE_P(Zoo, EngineTensorTraining,
                                   std::to_string(param_info.param.devices) + "way_" +
                                   std::to_string(param_info.param.microbatches) + "mb";
                          });
+
+// A 2-stage pipeline whose stages are tensor groups or single devices (devices: each stage's).
+Plan tensor_pipeline(const Graph& g, Mode mode, int batch, int microbatches, NodeId cut,
+                     const std::vector<std::vector<std::string>>& devices) {
+  Plan p = tensor_plan(g, mode, batch, microbatches, 2);
+  p.strategy = StrategyKind::kHybrid;
+  p.groups.clear();
+  for (const auto& ids : devices) {
+    DeviceGroup group;
+    group.devices = ids;
+    group.batch_shares.assign(ids.size(), batch / microbatches);
+    group.parallelism = ids.size() > 1 ? GroupParallelism::kTensor : GroupParallelism::kData;
+    p.groups.push_back(group);
+  }
+  p.stages = {Stage{0, cut, 0}, Stage{cut + 1, g.num_nodes() - 1, 1}};
+  return p;
+}
+
+NodeId node_in(const Graph& g, const std::string& scope) {
+  for (const Node& n : g.nodes()) {
+    if (n.scope == scope) return n.id;
+  }
+  ADD_FAILURE() << "no node in " << scope;
+  return 0;
+}
+
+// Pipelines of tensor groups (GPipe over the stages; what crosses a cut travels whole, posted by a stage's
+// first device and read by every device of the next): the same losses as one device.
+TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  struct Layout {
+    const char* model;
+    const char* input;
+    int microbatches;
+    bool cut_at_fc2;  // mlp: after fc2 (else the best cut, between GPT blocks)
+    std::vector<std::vector<std::string>> devices;
+  };
+  const std::vector<Layout> layouts = {
+      {"gpt", "4x32:i64:2048", 2, false, {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}},
+      {"gpt", "4x32:i64:2048", 1, false, {{"cpu"}, {"cpu:0", "cpu:1"}}},
+      {"mlp", "8x64", 2, true, {{"cpu:0", "cpu:1"}, {"cpu"}}},
+  };
+  for (const Layout& l : layouts) {
+    const int batch = static_cast<int>(parse_input_spec(l.input).shape[0]);
+    const auto reference = reference_training(l.model, l.input, 20);
+    LoadedModel m = load(l.model, l.input);
+    const NodeId cut = l.cut_at_fc2 ? node_in(m.ir, "fc2") : best_cut_points(m.ir, 1)[0].after_node;
+    Engine engine(m, tensor_pipeline(m.ir, Mode::kTraining, batch, l.microbatches, cut, l.devices));
+    Counter counter;
+    engine.add_observer(&counter);
+    const std::string what = std::string(l.model) + " pipeline of " + std::to_string(l.devices[0].size()) +
+                             " then " + std::to_string(l.devices[1].size()) + " device(s)";
+    expect_close(train_losses(engine, l.input, 20), reference.losses, what);
+    const auto params = engine.parameters();
+    for (size_t i = 0; i < params.size(); ++i)
+      EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5))
+          << what << " parameter " << i;
+    const size_t workers = l.devices[0].size() + l.devices[1].size();
+    EXPECT_EQ(counter.seen.size(), 2 * workers * static_cast<size_t>(l.microbatches)) << what;
+  }
+  // Inference: the module's outputs.
+  LoadedModel m = load("gpt", "4x32:i64:2048");
+  const auto inputs = make_inputs({parse_input_spec("4x32:i64:2048")}, 100);
+  const torch::Tensor want = m.module.forward({inputs[0]}).toTensor();
+  Engine engine(m, tensor_pipeline(m.ir, Mode::kInference, 4, 2, best_cut_points(m.ir, 1)[0].after_node,
+                                   {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}));
+  StepInputs batch;
+  batch.inputs = inputs;
+  const auto out = engine.step(batch).outputs;
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(torch::allclose(out[0], want, 1e-4, 1e-5)) << (out[0] - want).abs().max().item<double>();
+}
+
+// A cut inside a column/row pair would carry a split tensor: refused before anything runs.
+TEST(EngineTensor, ACutInsideAPairIsRefused) {
+  LoadedModel m = load("mlp", "8x64");
+  const NodeId inside = node_in(m.ir, "fc1") + 1;  // the ReLU between fc1 and fc2
+  try {
+    Engine engine(
+        m, tensor_pipeline(m.ir, Mode::kTraining, 8, 1, inside, {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}));
+    FAIL() << "a cut inside a pair ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("split across a tensor-parallel group"), std::string::npos)
+        << e.what();
+  }
+}
 
 // GPT-2's Conv1D layers (addmm on a 2-D view, viewed back, cut in two halves): same losses as one device.
 TEST(EngineTensor, Conv1DLayersTrainTheSame) {

@@ -165,6 +165,15 @@ struct Plan {
   // combining checkpointing with activation offload).
   void check_against(const Graph& target) const;
   bool branch_layout() const { return !stages.empty() && stages.front().explicit_nodes(); }
+  // Whether a stage's group splits the model's matmuls (GroupParallelism::kTensor).
+  bool has_tensor_groups() const {
+    for (const Stage& st : stages) {
+      if (st.group >= 0 && static_cast<size_t>(st.group) < groups.size() &&
+          groups[static_cast<size_t>(st.group)].parallelism == GroupParallelism::kTensor)
+        return true;
+    }
+    return false;
+  }
   // [graph parameter, in target.parameters() order] the stages whose nodes read it, ascending (range stages
   // and branch node lists alike). Where the runtime keeps a parameter follows from this.
   std::vector<std::vector<int>> parameter_stages(const Graph& target) const;
