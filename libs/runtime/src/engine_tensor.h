@@ -1,7 +1,7 @@
 #pragma once
-// Internal to the engine: runs tensor-parallel plans (one stage on one kTensor group: R replicas of T-way
-// tensor groups, DeviceGroup::tensor_size; R = 1 is plain tensor parallelism) on the engine's worker threads,
-// one per device, Megatron-style. Which tensors are split and how each device runs each node:
+// Internal to the engine: runs tensor-parallel plans on the engine's worker threads, one per device,
+// Megatron-style: one stage on one kTensor group (R replicas of T-way tensor groups, DeviceGroup::tensor_size;
+// R = 1 is plain tensor parallelism), or a pipeline whose stages are tensor groups (R = 1) or single devices. Which tensors are split and how each device runs each node:
 // tensor_shards.h (the planner's TensorModel pairs).
 //
 // Every device of a tensor group runs every node of every microbatch on its replica's share of the
@@ -24,8 +24,13 @@
 // Training: each device computes the loss on the gathered output (the same on all) and runs backward on its
 // own thread; the first device's loss is the step's. Microbatches run one after another (forward, then
 // backward). One forward and one backward TaskEvent per device and microbatch.
-// Not run: pipelines of tensor groups, checkpointing, offload, several processes (Engine refuses them before
-// this runner is made).
+// Pipelines: every stage runs all its forwards, then all its backwards, in microbatch order (GPipe). A value
+// crossing a cut is posted whole (it must not be split: a cut inside a pair is refused) by the stage's first
+// device on a board every device of the receiving stage reads (as a leaf in training; a copy where a node
+// there updates it in place); its gradient comes back the same way from the receiving stage's first device,
+// and every device of the sending stage runs backward from its own copy with it.
+// Not run: replicas of tensor groups inside a pipeline, checkpointing, offload, several processes (Engine
+// refuses them before this runner is made).
 #include <condition_variable>
 #include <cstdint>
 #include <map>
