@@ -961,21 +961,9 @@ struct Engine::Impl {
 std::optional<std::string> engine_refusal(const Plan& plan) {
   const size_t stages = plan.stages.size();
   if (plan.has_tensor_groups()) {
-    // The tensor runner (engine_tensor.h): one stage (its group possibly replicas of tensor groups), or a
-    // pipeline whose stages are tensor groups or single devices.
+    // The tensor runner (engine_tensor.h) runs every stage: tensor groups (replicas of them), data groups and
+    // single devices; without checkpointing or offload.
     for (size_t k = 0; k < stages; ++k) {
-      const DeviceGroup& g = plan.groups.at(static_cast<size_t>(plan.stages[k].group));
-      if (stages > 1 && g.devices.size() > 1 &&
-          (g.parallelism != GroupParallelism::kTensor || g.replicas() != 1))
-        return fmt::format(
-            "plan pipelines tensor-parallel groups with stage {} on {} {}, which this engine does not run "
-            "yet "
-            "(a pipeline of tensor groups runs when every stage is one tensor group or one device); plan "
-            "with "
-            "--strategy tensor, data, pipeline or branch",
-            k, g.devices.size(),
-            g.parallelism == GroupParallelism::kTensor ? "devices as replicas of tensor groups"
-                                                       : "data-parallel devices");
       if (plan.stages[k].checkpointing != Checkpointing::kNone || plan.stages[k].offload != Offload::kNone)
         return fmt::format(
             "tensor-parallel plan asks for checkpointing or offload on stage {}, which the engine does not "

@@ -168,10 +168,6 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
     st.last = plan.stages[static_cast<size_t>(s)].last;
     st.degree = group.tensor_degree();
     st.first_worker = worker;
-    PARTITA_CHECK(
-        stage_count == 1 || group.replicas() == 1, "stage ", s, " of a pipeline of tensor-parallel ",
-        "groups has ", group.replicas(), " replicas of its group; the engine runs replicas of a ",
-        "tensor group only as the whole model's one stage; plan with --strategy tensor or pipeline");
     if (!shard_plans_.count(st.degree)) {
       if (st.degree > 1) {
         shard_plans_.emplace(st.degree, plan_tensor_shards(g, st.degree));
@@ -213,6 +209,11 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
                       "value '", value.name, "' crosses from stage ", p, " to stage ", t,
                       " split across a tensor-parallel group (the cut falls inside a column/row pair); cut ",
                       "between pairs or plan with --strategy pipeline");
+        PARTITA_CHECK(
+            !resharded(p, t) || routing_.hybrid_crossable[static_cast<size_t>(v)], "value '", value.name,
+            "' crosses from stage ", p, " to stage ", t,
+            " whose devices hold different samples but is not a tensor whose dimension 0 is the batch, "
+            "so it cannot be split between them; plan another cut");
         PARTITA_CHECK(value.kind == ValueKind::kTensor || value.kind == ValueKind::kScalar ||
                           value.kind == ValueKind::kNone,
                       "value '", value.name, "' (a list or tuple) crosses from stage ", p, " to stage ", t,
@@ -295,9 +296,17 @@ void TensorRunner::emit(TaskEvent& e, bool begin) const {
   }
 }
 
-uint64_t TensorRunner::board_key(int microbatch, ValueId value, int to_stage) {
-  return (static_cast<uint64_t>(microbatch) << 40) | (static_cast<uint64_t>(to_stage) << 32) |
-         static_cast<uint64_t>(static_cast<uint32_t>(value));
+TensorRunner::BoardKey TensorRunner::board_key(int microbatch, ValueId value, int to_stage, int replica) {
+  return {microbatch, value, to_stage, replica};
+}
+
+bool TensorRunner::resharded(int from, int to) const {
+  return stages_[static_cast<size_t>(from)].replica_offset.size() > 1 ||
+         stages_[static_cast<size_t>(to)].replica_offset.size() > 1;
+}
+
+bool TensorRunner::by_rows(int from, int to, ValueId v) const {
+  return resharded(from, to) && routing_.batch_major[static_cast<size_t>(v)];
 }
 
 bool TensorRunner::run(int worker, const Executor& executor, double& loss) {
@@ -437,15 +446,32 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
   Executor::Environment env = executor.make_environment(inputs);
   // What earlier stages send: every device of this stage reads the same message (a copy where a node here
   // updates it in place); in training each tensor becomes a leaf whose gradient goes back.
+  // A batch-major value between stages whose replicas hold different samples comes as this replica's rows
+  // from the replicas that hold them; any other value whole from the sending stage's first replica.
+  const int lo = st.replica_offset[replica], hi = lo + st.replica_share[replica];
   for (int p = 0; p < at.stage; ++p) {
+    const StageInfo& from = stages_[static_cast<size_t>(p)];
     for (ValueId v : routing_.sends[static_cast<size_t>(p)][static_cast<size_t>(at.stage)]) {
-      c10::IValue iv = values_.get(board_key(m, v, at.stage));
+      c10::IValue iv;
+      if (by_rows(p, at.stage, v)) {
+        std::vector<torch::Tensor> pieces;
+        for (size_t k = 0; k < from.replica_offset.size(); ++k) {
+          const int a = std::max(lo, from.replica_offset[k]);
+          const int b = std::min(hi, from.replica_offset[k] + from.replica_share[k]);
+          if (a >= b) continue;
+          const torch::Tensor rows = values_.get(board_key(m, v, at.stage, static_cast<int>(k))).toTensor();
+          pieces.push_back(rows.narrow(0, a - from.replica_offset[k], b - a).to(binding.device));
+        }
+        iv = pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 0);
+      } else {
+        iv = values_.get(board_key(m, v, at.stage, 0));
+      }
       if (iv.isTensor() && iv.toTensor().defined()) {
         torch::Tensor t = iv.toTensor().to(binding.device);
         if (routing_.mutated[static_cast<size_t>(at.stage)][static_cast<size_t>(v)]) t = t.detach().clone();
         if (training_ && t.is_floating_point()) {
           t = t.detach().requires_grad_();
-          state.received.emplace_back(v, t);
+          state.received.push_back(Received{p, v, t});
         }
         iv = t;
       }
@@ -501,7 +527,7 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
   for (int t = at.stage + 1; t < stage_count; ++t) {
     for (ValueId v : routing_.sends[static_cast<size_t>(at.stage)][static_cast<size_t>(t)]) {
       const c10::IValue& iv = env[static_cast<size_t>(v)];
-      if (rank == 0) values_.put(board_key(m, v, t), iv);
+      if (rank == 0) values_.put(board_key(m, v, t, static_cast<int>(replica)), iv);
       if (training_ && iv.isTensor() && iv.toTensor().defined() && iv.toTensor().requires_grad())
         state.sent.push_back(Sent{t, v, iv.toTensor()});
     }
@@ -541,10 +567,39 @@ void TensorRunner::backward(const Place& at, int m, MicrobatchState& state, doub
     grads.push_back(torch::ones_like(state.loss));
   }
   // Every device of this stage seeds its own copy of what it sent with the gradient the receiving stage's
-  // first device posted (the same on every device of a tensor group: what crosses is replicated).
+  // replicas' first devices posted (the same on every device of a tensor group: what crosses is
+  // replicated): its rows from the replicas that hold them (zeros where one computed none), or, for a value
+  // sent whole, the sum over the receiving replicas (only the first replica's copy was sent).
+  const StageInfo& here = stages_[static_cast<size_t>(at.stage)];
+  const int lo = here.replica_offset[static_cast<size_t>(at.replica)];
+  const int hi = lo + here.replica_share[static_cast<size_t>(at.replica)];
+  const auto posted = [&](ValueId v, int to_stage, int j) {
+    const c10::IValue iv = gradients_.get(board_key(m, v, to_stage, j));
+    return iv.isTensor() ? iv.toTensor() : torch::Tensor();
+  };
   for (const Sent& s : state.sent) {
-    const c10::IValue posted = gradients_.get(board_key(m, s.value, s.to_stage));
-    const torch::Tensor g = posted.isTensor() ? posted.toTensor() : torch::Tensor();
+    const StageInfo& to = stages_[static_cast<size_t>(s.to_stage)];
+    torch::Tensor g;
+    if (by_rows(at.stage, s.to_stage, s.value)) {
+      std::vector<torch::Tensor> pieces;
+      bool any = false;
+      for (size_t j = 0; j < to.replica_offset.size(); ++j) {
+        const int a = std::max(lo, to.replica_offset[j]),
+                  b = std::min(hi, to.replica_offset[j] + to.replica_share[j]);
+        if (a >= b) continue;
+        const torch::Tensor rows = posted(s.value, s.to_stage, static_cast<int>(j));
+        any = any || rows.defined();
+        pieces.push_back(rows.defined()
+                             ? rows.narrow(0, a - to.replica_offset[j], b - a).to(s.tensor.device())
+                             : torch::zeros_like(s.tensor.narrow(0, a - lo, b - a)));
+      }
+      if (any) g = pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 0);
+    } else if (at.replica == 0) {
+      for (size_t j = 0; j < to.replica_offset.size(); ++j) {
+        const torch::Tensor part = posted(s.value, s.to_stage, static_cast<int>(j));
+        if (part.defined()) g = g.defined() ? g + part.to(s.tensor.device()) : part.to(s.tensor.device());
+      }
+    }
     if (!g.defined()) continue;
     roots.push_back(s.tensor);
     grads.push_back(g.device() == s.tensor.device() ? g : g.to(s.tensor.device()));
@@ -553,9 +608,9 @@ void TensorRunner::backward(const Place& at, int m, MicrobatchState& state, doub
   if (!roots.empty()) torch::autograd::backward(roots, grads);
   emit(bwd, false);
   if (at.rank == 0) {
-    for (const auto& [v, leaf] : state.received) {
-      gradients_.put(board_key(m, v, at.stage),
-                     leaf.grad().defined() ? c10::IValue(leaf.grad()) : c10::IValue());
+    for (const Received& r : state.received) {
+      gradients_.put(board_key(m, r.value, at.stage, at.replica),
+                     r.leaf.grad().defined() ? c10::IValue(r.leaf.grad()) : c10::IValue());
     }
   }
   if (at.rank == 0 && state.loss.defined()) loss += state.loss.item<double>();
@@ -577,7 +632,7 @@ std::vector<torch::Tensor> TensorRunner::outputs() const {
 
 // Board
 
-void TensorRunner::Board::put(uint64_t key, c10::IValue item) {
+void TensorRunner::Board::put(const BoardKey& key, c10::IValue item) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     slots_[key] = std::move(item);
@@ -585,7 +640,7 @@ void TensorRunner::Board::put(uint64_t key, c10::IValue item) {
   cv_.notify_all();
 }
 
-c10::IValue TensorRunner::Board::get(uint64_t key) {
+c10::IValue TensorRunner::Board::get(const BoardKey& key) {
   std::unique_lock<std::mutex> lock(mutex_);
   cv_.wait(lock, [&] { return aborted_ || slots_.count(key) > 0; });
   if (aborted_) throw ExchangeAborted{};

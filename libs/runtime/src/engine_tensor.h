@@ -1,8 +1,9 @@
 #pragma once
 // Internal to the engine: runs tensor-parallel plans on the engine's worker threads, one per device,
-// Megatron-style: one stage on one kTensor group (R replicas of T-way tensor groups, DeviceGroup::tensor_size;
-// R = 1 is plain tensor parallelism), or a pipeline whose stages are tensor groups (R = 1) or single devices. Which tensors are split and how each device runs each node:
-// tensor_shards.h (the planner's TensorModel pairs).
+// Megatron-style: one stage on one kTensor group (R replicas of T-way tensor groups,
+// DeviceGroup::tensor_size; R = 1 is plain tensor parallelism), or a pipeline whose stages are tensor groups
+// (R = 1) or single devices. Which tensors are split and how each device runs each node: tensor_shards.h (the
+// planner's TensorModel pairs).
 //
 // Every device of a tensor group runs every node of every microbatch on its replica's share of the
 // microbatch, each on its parts of the split weights and tensors, through the worker's executor one node at a
@@ -37,6 +38,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include <torch/types.h>
@@ -122,27 +124,38 @@ class TensorRunner {
     ValueId value = 0;
     torch::Tensor tensor;  // this device's own copy, with its history
   };
+  struct Received {
+    int from_stage = 0;
+    ValueId value = 0;
+    torch::Tensor leaf;
+  };
   // Per microbatch, what a device keeps from its forward for its backward.
   struct MicrobatchState {
-    torch::Tensor loss;                                       // last stage
-    std::vector<Sent> sent;                                   // to later stages
-    std::vector<std::pair<ValueId, torch::Tensor>> received;  // leaves of what earlier stages sent
+    torch::Tensor loss;              // last stage
+    std::vector<Sent> sent;          // to later stages
+    std::vector<Received> received;  // leaves of what earlier stages sent
   };
+  // (microbatch, value, receiving stage, posting replica)
+  using BoardKey = std::tuple<int, ValueId, int, int>;
   // Values posted once and read by every device of a stage (keyed by microbatch, value and stage).
   class Board {
    public:
-    void put(uint64_t key, c10::IValue item);
-    c10::IValue get(uint64_t key);  // blocks until posted; throws ExchangeAborted after abort()
+    void put(const BoardKey& key, c10::IValue item);
+    c10::IValue get(const BoardKey& key);  // blocks until posted; throws ExchangeAborted after abort()
     void abort();
     void reset();
 
    private:
     std::mutex mutex_;
     std::condition_variable cv_;
-    std::map<uint64_t, c10::IValue> slots_;
+    std::map<BoardKey, c10::IValue> slots_;
     bool aborted_ = false;
   };
-  static uint64_t board_key(int microbatch, ValueId value, int to_stage);
+  static BoardKey board_key(int microbatch, ValueId value, int to_stage, int replica);
+  // Whether stages `from` and `to` hold different samples per device (either has replicas): batch-major
+  // values then cross by rows.
+  bool resharded(int from, int to) const;
+  bool by_rows(int from, int to, ValueId v) const;
 
   Place place_of(int worker) const;
   void forward(const Place& at, const Executor& executor, int m, MicrobatchState& state,

@@ -148,22 +148,34 @@ TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
     int microbatches;
     bool cut_at_fc2;  // mlp: after fc2 (else the best cut, between GPT blocks)
     std::vector<std::vector<std::string>> devices;
+    std::vector<std::vector<int>> data_shares;  // per stage: non-empty makes it a data-parallel group
   };
   const std::vector<Layout> layouts = {
-      {"gpt", "4x32:i64:2048", 2, false, {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}},
-      {"gpt", "4x32:i64:2048", 1, false, {{"cpu"}, {"cpu:0", "cpu:1"}}},
-      {"mlp", "8x64", 2, true, {{"cpu:0", "cpu:1"}, {"cpu"}}},
+      {"gpt", "4x32:i64:2048", 2, false, {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}, {}},
+      {"gpt", "4x32:i64:2048", 1, false, {{"cpu"}, {"cpu:0", "cpu:1"}}, {}},
+      {"mlp", "8x64", 2, true, {{"cpu:0", "cpu:1"}, {"cpu"}}, {}},
+      // Stages whose devices hold different samples: two data-parallel devices (shares 1 and 3 of each
+      // microbatch of 4) then a 2-way tensor group, and a tensor group then two data-parallel devices.
+      {"mlp", "8x64", 2, true, {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}, {{1, 3}, {}}},
+      {"gpt", "4x32:i64:2048", 1, false, {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}, {{}, {1, 3}}},
   };
   for (const Layout& l : layouts) {
     const int batch = static_cast<int>(parse_input_spec(l.input).shape[0]);
     const auto reference = reference_training(l.model, l.input, 20);
     LoadedModel m = load(l.model, l.input);
     const NodeId cut = l.cut_at_fc2 ? node_in(m.ir, "fc2") : best_cut_points(m.ir, 1)[0].after_node;
-    Engine engine(m, tensor_pipeline(m.ir, Mode::kTraining, batch, l.microbatches, cut, l.devices));
+    Plan plan = tensor_pipeline(m.ir, Mode::kTraining, batch, l.microbatches, cut, l.devices);
+    for (size_t k = 0; k < l.data_shares.size(); ++k) {
+      if (l.data_shares[k].empty()) continue;
+      plan.groups[k].parallelism = GroupParallelism::kData;
+      plan.groups[k].batch_shares = l.data_shares[k];
+    }
+    Engine engine(m, plan);
     Counter counter;
     engine.add_observer(&counter);
     const std::string what = std::string(l.model) + " pipeline of " + std::to_string(l.devices[0].size()) +
-                             " then " + std::to_string(l.devices[1].size()) + " device(s)";
+                             " then " + std::to_string(l.devices[1].size()) + " device(s)" +
+                             (l.data_shares.empty() ? "" : " with a data-parallel stage");
     expect_close(train_losses(engine, l.input, 20), reference.losses, what);
     const auto params = engine.parameters();
     for (size_t i = 0; i < params.size(); ++i)

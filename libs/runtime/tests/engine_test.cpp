@@ -345,7 +345,8 @@ TEST(Engine, NamesTheLayoutsItCannotRunBeforeAnythingRuns) {
   Plan tensor = data_plan(m.ir, Mode::kTraining, 8, {8, 8});  // one tensor group runs: engine_tensor_test.cpp
   tensor.groups[0].parallelism = GroupParallelism::kTensor;
   EXPECT_FALSE(engine_refusal(tensor).has_value());
-  // Replicas of tensor groups run too (engine_tensor_test.cpp), but not as a stage of a pipeline.
+  // Replicas of tensor groups run too, also as pipeline stages (engine_tensor_test.cpp), but not with
+  // checkpointing.
   tensor.groups[0].devices = {"cpu:0", "cpu:1", "cpu:2", "cpu:3"};
   tensor.groups[0].batch_shares = {4, 4, 4, 4};
   tensor.groups[0].tensor_size = 2;
@@ -353,9 +354,10 @@ TEST(Engine, NamesTheLayoutsItCannotRunBeforeAnythingRuns) {
   tensor.groups.push_back(tensor.groups[0]);
   tensor.groups[1].devices = {"cpu:4", "cpu:5", "cpu:6", "cpu:7"};
   tensor.stages = {Stage{0, 1, 0}, Stage{2, m.ir.num_nodes() - 1, 1}};
-  EXPECT_NE(
-      engine_refusal(tensor).value_or("").find("pipelines tensor-parallel groups with stage 0 on 4 devices"),
-      std::string::npos);
+  EXPECT_FALSE(engine_refusal(tensor).has_value());
+  tensor.stages[1].checkpointing = Checkpointing::kFull;
+  EXPECT_NE(engine_refusal(tensor).value_or("").find("checkpointing or offload on stage 1"),
+            std::string::npos);
   // The constructor throws the same line for a well-formed plan, before it binds devices. (Offload runs:
   // engine_offload_test.cpp.)
   try {
