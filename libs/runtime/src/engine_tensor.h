@@ -1,9 +1,9 @@
 #pragma once
-// Internal to the engine: runs tensor-parallel plans on the engine's worker threads, one per device,
-// Megatron-style: one stage on one kTensor group (R replicas of T-way tensor groups,
-// DeviceGroup::tensor_size; R = 1 is plain tensor parallelism), or a pipeline whose stages are tensor groups
-// (R = 1) or single devices. Which tensors are split and how each device runs each node: tensor_shards.h (the
-// planner's TensorModel pairs).
+// Internal to the engine: runs every plan with a tensor-parallel group on the engine's worker threads, one
+// per device, Megatron-style: one stage on one kTensor group (R replicas of T-way tensor groups,
+// DeviceGroup::tensor_size; R = 1 is plain tensor parallelism), or a pipeline whose stages are such groups,
+// data-parallel groups (replicas of one device) or single devices (the planner's hybrid plans). Which tensors
+// are split and how each device runs each node: tensor_shards.h (the planner's TensorModel pairs).
 //
 // Every device of a tensor group runs every node of every microbatch on its replica's share of the
 // microbatch, each on its parts of the split weights and tensors, through the worker's executor one node at a
@@ -23,15 +23,17 @@
 //    replicated parameter read by replicated nodes passes its gradient on the first device only (every
 //    device computes the same one).
 // Training: each device computes the loss on the gathered output (the same on all) and runs backward on its
-// own thread; the first device's loss is the step's. Microbatches run one after another (forward, then
-// backward). One forward and one backward TaskEvent per device and microbatch.
+// own thread; each replica's first device adds its share of the step's loss. One stage: microbatches run one
+// after another (forward, then backward). One forward and one backward TaskEvent per device and microbatch.
 // Pipelines: every stage runs all its forwards, then all its backwards, in microbatch order (GPipe). A value
-// crossing a cut is posted whole (it must not be split: a cut inside a pair is refused) by the stage's first
-// device on a board every device of the receiving stage reads (as a leaf in training; a copy where a node
-// there updates it in place); its gradient comes back the same way from the receiving stage's first device,
-// and every device of the sending stage runs backward from its own copy with it.
-// Not run: replicas of tensor groups inside a pipeline, checkpointing, offload, several processes (Engine
-// refuses them before this runner is made).
+// crossing a cut (it must not be split: a cut inside a pair is refused) is posted by each replica's first
+// device on a board the devices of the receiving stage read (as a leaf in training; a copy where a node
+// there updates it in place): where the two stages' devices hold different samples, a batch-major value as
+// the rows each replica holds (hybrid_crossable values only), any other value whole from the first replica.
+// Gradients come back the same way from the receiving replicas' first devices (rows put together, zeros
+// where none was computed; a value sent whole gets their sum), and every device of the sending stage runs
+// backward from its own copy with them.
+// Not run: checkpointing, offload, several processes (Engine refuses them before this runner is made).
 #include <condition_variable>
 #include <cstdint>
 #include <map>

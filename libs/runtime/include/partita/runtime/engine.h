@@ -20,9 +20,10 @@
 //    device's own worker, gradients flowing back across devices (see src/engine_branch.h); microbatches
 //    run all forwards, then all backwards. One forward/backward TaskEvent per run of nodes between waits.
 //  - tensor parallel: one stage on one kTensor group, possibly replicas of T-way tensor groups (data parallel
-//    between them, each its share of every microbatch), or a pipeline whose stages are tensor groups or
-//    single devices (GPipe; what crosses a cut travels whole): every device of a tensor group runs its
-//    stage's nodes with its parts of the split weights and tensors (Megatron pairs, heads, vocabulary rows; see
+//    between them, each its share of every microbatch), or a pipeline whose stages are tensor groups,
+//    replicas of them, data-parallel groups or single devices (GPipe; what crosses a cut is never split
+//    across a tensor group): every device of a tensor group runs its stage's nodes with its parts of the
+//    split weights and tensors (Megatron pairs, heads, vocabulary rows; see
 //    src/engine_tensor.h and src/tensor_shards.h), all-reducing partial sums and gathering a split output in
 //    process; a graph with an op on a split tensor that the engine cannot split is refused before running.
 // Memory: a stage with Checkpointing::kFull keeps only its inputs per microbatch; its forward runs without
@@ -163,7 +164,7 @@ struct StepResult {
   std::vector<OffloadedActivations> offloaded;
 };
 
-// Why this engine cannot run the plan's layout at all (replicas of tensor groups as a pipeline stage,
+// Why this engine cannot run the plan's layout at all (checkpointing or offload with tensor groups,
 // activation offload in a branch-parallel plan, offload in an inference plan), as the one-line error the
 // Engine constructor throws;
 // nullopt when it can. Does not check the plan against a model or this machine's devices, nor whether a
