@@ -38,8 +38,6 @@ c10::IValue leafify(const c10::IValue& iv, bool mutated, std::vector<torch::Tens
   });
 }
 
-using Clock = std::chrono::steady_clock;
-
 }  // namespace
 
 // ---- Mailbox ----
@@ -278,16 +276,6 @@ void BranchRunner::abort() {
   gradients_.abort();
 }
 
-void BranchRunner::emit(TaskEvent& e, bool begin) const {
-  if (begin) {
-    e.begin = Clock::now();
-    for (auto* o : observers_) o->on_task_begin(e);
-  } else {
-    e.end = Clock::now();
-    for (auto* o : observers_) o->on_task_end(e);
-  }
-}
-
 torch::Tensor BranchRunner::slice(const torch::Tensor& t, int stage, int microbatch) const {
   const int64_t size = plan_.microbatch_size();
   return t.narrow(0, static_cast<int64_t>(microbatch) * size, size)
@@ -348,7 +336,7 @@ void BranchRunner::forward(int stage, int worker, const Executor& executor, int 
       }
     }
     TaskEvent e{EngineTaskKind::kForward, stage, worker, binding.id, microbatch, step_, {}, {}};
-    emit(e, true);
+    notify_task(observers_, e, true);
     for (size_t k = seg.begin; k < seg.end; ++k) {
       const NodeId id = sp.nodes[k];
       const Node& node = g.node(id);
@@ -388,7 +376,7 @@ void BranchRunner::forward(int stage, int worker, const Executor& executor, int 
       }
       for (ValueId v : sp.release_after[k]) env[static_cast<size_t>(v)] = c10::IValue();
     }
-    emit(e, false);
+    notify_task(observers_, e, false);
   }
   if (!training_) {
     for (int o : sp.outputs) {
@@ -428,7 +416,7 @@ void BranchRunner::backward(int stage, int worker, int microbatch, MicrobatchSta
       grads.push_back(torch::ones_like(ss.loss));
     }
     TaskEvent e{EngineTaskKind::kBackward, stage, worker, binding.id, microbatch, step_, {}, {}};
-    emit(e, true);
+    notify_task(observers_, e, true);
     if (!roots.empty()) {
       try {
         torch::autograd::backward(roots, grads);
@@ -438,7 +426,7 @@ void BranchRunner::backward(int stage, int worker, int microbatch, MicrobatchSta
                     std::to_string(sp.nodes[sp.segments[i].end - 1]) + " failed: " + first_line(err));
       }
     }
-    emit(e, false);
+    notify_task(observers_, e, false);
     for (const auto& [t, leaves] : ss.received) {
       std::vector<torch::Tensor> back;
       back.reserve(leaves.size());

@@ -106,7 +106,6 @@ class BranchRunner {
   void forward(int stage, int worker, const Executor& executor, int microbatch, MicrobatchState& state);
   void backward(int stage, int worker, int microbatch, MicrobatchState& state, double& loss);
   torch::Tensor slice(const torch::Tensor& t, int stage, int microbatch) const;
-  void emit(TaskEvent& e, bool begin) const;
 
   const LoadedModel& model_;
   const Plan& plan_;

@@ -12,7 +12,6 @@ namespace partita::detail {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
@@ -286,16 +285,6 @@ void TensorRunner::abort() {
   gradients_.abort();
 }
 
-void TensorRunner::emit(TaskEvent& e, bool begin) const {
-  if (begin) {
-    e.begin = Clock::now();
-    for (auto* o : observers_) o->on_task_begin(e);
-  } else {
-    e.end = Clock::now();
-    for (auto* o : observers_) o->on_task_end(e);
-  }
-}
-
 TensorRunner::BoardKey TensorRunner::board_key(int microbatch, ValueId value, int to_stage, int replica) {
   return {microbatch, value, to_stage, replica};
 }
@@ -481,7 +470,7 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
   std::map<ValueId, torch::Tensor> entered;  // replicated tensors already wrapped by EnterSplit
 
   TaskEvent fwd{EngineTaskKind::kForward, at.stage, at.worker, binding.id, m, step_, {}, {}};
-  emit(fwd, true);
+  notify_task(observers_, fwd, true);
   for (NodeId id = st.first; id <= st.last; ++id) {
     const Node& node = g.node(id);
     const NodeShard& ns = shards.nodes[static_cast<size_t>(id)];
@@ -555,7 +544,7 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
       }
     }
   }
-  emit(fwd, false);
+  notify_task(observers_, fwd, false);
 }
 
 void TensorRunner::backward(const Place& at, int m, MicrobatchState& state, double& loss) {
@@ -604,9 +593,9 @@ void TensorRunner::backward(const Place& at, int m, MicrobatchState& state, doub
     roots.push_back(s.tensor);
     grads.push_back(g.device() == s.tensor.device() ? g : g.to(s.tensor.device()));
   }
-  emit(bwd, true);
+  notify_task(observers_, bwd, true);
   if (!roots.empty()) torch::autograd::backward(roots, grads);
-  emit(bwd, false);
+  notify_task(observers_, bwd, false);
   if (at.rank == 0) {
     for (const Received& r : state.received) {
       gradients_.put(board_key(m, r.value, at.stage, at.replica),

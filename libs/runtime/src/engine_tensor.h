@@ -165,7 +165,6 @@ class TensorRunner {
   void backward(const Place& at, int m, MicrobatchState& state, double& loss);
   c10::IValue rewrite(const Place& at, int m, const Node& node, size_t input, const c10::IValue& value,
                       std::map<ValueId, torch::Tensor>& entered, std::map<ValueId, OwnPart>& parts) const;
-  void emit(TaskEvent& e, bool begin) const;
 
   const LoadedModel& model_;
   const Plan& plan_;

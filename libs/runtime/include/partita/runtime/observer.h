@@ -30,4 +30,15 @@ class RuntimeObserver {
   virtual void on_task_end(const TaskEvent& /*event*/) {}
 };
 
+// Stamps the event's begin (end) with the steady clock and tells every observer, in order.
+inline void notify_task(const std::vector<RuntimeObserver*>& observers, TaskEvent& e, bool begin) {
+  if (begin) {
+    e.begin = std::chrono::steady_clock::now();
+    for (auto* o : observers) o->on_task_begin(e);
+  } else {
+    e.end = std::chrono::steady_clock::now();
+    for (auto* o : observers) o->on_task_end(e);
+  }
+}
+
 }  // namespace partita
