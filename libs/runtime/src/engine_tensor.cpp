@@ -7,6 +7,7 @@
 
 #include "ivalue_tensors.h"
 #include "partita/core/error.h"
+#include "partita/runtime/schedule.h"
 
 namespace partita::detail {
 
@@ -305,15 +306,19 @@ bool TensorRunner::run(int worker, const Executor& executor, double& loss) {
   try {
     std::map<ValueId, OwnPart> parts;
     std::vector<MicrobatchState> states(static_cast<size_t>(plan_.microbatches));
-    // One stage: each microbatch's backward right after its forward (one microbatch's activations at a
-    // time). A pipeline: all forwards, then all backwards, in microbatch order on every stage (GPipe).
-    const bool pipeline = stages_.size() > 1;
-    for (int m = 0; m < plan_.microbatches; ++m) {
-      forward(at, executor, m, states[static_cast<size_t>(m)], parts);
-      if (training_ && !pipeline) backward(at, m, states[static_cast<size_t>(m)], loss);
+    // The plan's schedule (GPipe or 1F1B) for this stage, as the pipeline engine runs it; every device of a
+    // stage follows the same order, so its collectives meet. One stage under 1F1B: each microbatch's
+    // backward right after its forward.
+    const int stage_count = static_cast<int>(stages_.size());
+    for (const ScheduledTask& task :
+         stage_schedule(plan_.schedule, at.stage, stage_count, plan_.microbatches, training_)) {
+      MicrobatchState& state = states[static_cast<size_t>(task.microbatch)];
+      if (task.backward) {
+        backward(at, task.microbatch, state, loss);
+      } else {
+        forward(at, executor, task.microbatch, state, parts);
+      }
     }
-    for (int m = 0; training_ && pipeline && m < plan_.microbatches; ++m)
-      backward(at, m, states[static_cast<size_t>(m)], loss);
     torch::NoGradGuard writes;
     for (const auto& [v, part] : parts) {
       if (!part.leaf.grad().defined()) continue;

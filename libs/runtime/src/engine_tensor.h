@@ -23,9 +23,10 @@
 //    replicated parameter read by replicated nodes passes its gradient on the first device only (every
 //    device computes the same one).
 // Training: each device computes the loss on the gathered output (the same on all) and runs backward on its
-// own thread; each replica's first device adds its share of the step's loss. One stage: microbatches run one
-// after another (forward, then backward). One forward and one backward TaskEvent per device and microbatch.
-// Pipelines: every stage runs all its forwards, then all its backwards, in microbatch order (GPipe). A value
+// own thread; each replica's first device adds its share of the step's loss. One forward and one backward
+// TaskEvent per device and microbatch.
+// Pipelines: every stage runs its forwards and backwards in the plan's schedule (GPipe or 1F1B, schedule.h,
+// as the pipeline engine does; the board needs no other order). A value
 // crossing a cut (it must not be split: a cut inside a pair is refused) is posted by each replica's first
 // device on a board the devices of the receiving stage read (as a leaf in training; a copy where a node
 // there updates it in place): where the two stages' devices hold different samples, a batch-major value as

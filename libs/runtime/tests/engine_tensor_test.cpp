@@ -138,7 +138,7 @@ NodeId node_in(const Graph& g, const std::string& scope) {
   return 0;
 }
 
-// Pipelines of tensor groups (GPipe over the stages; what crosses a cut travels whole, posted by a stage's
+// Pipelines of tensor groups (the plan's schedule; what crosses a cut travels whole, posted by a stage's
 // first device and read by every device of the next): the same losses as one device.
 TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
@@ -149,9 +149,11 @@ TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
     bool cut_at_fc2;  // mlp: after fc2 (else the best cut, between GPT blocks)
     std::vector<std::vector<std::string>> devices;
     std::vector<std::vector<int>> data_shares;  // per stage: non-empty makes it a data-parallel group
+    Schedule schedule = Schedule::kOneFOneB;
   };
   const std::vector<Layout> layouts = {
       {"gpt", "4x32:i64:2048", 2, false, {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}, {}},
+      {"gpt", "4x32:i64:2048", 2, false, {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}, {}, Schedule::kGPipe},
       {"gpt", "4x32:i64:2048", 1, false, {{"cpu"}, {"cpu:0", "cpu:1"}}, {}},
       {"mlp", "8x64", 2, true, {{"cpu:0", "cpu:1"}, {"cpu"}}, {}},
       // Stages whose devices hold different samples: two data-parallel devices (shares 1 and 3 of each
@@ -165,6 +167,7 @@ TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
     LoadedModel m = load(l.model, l.input);
     const NodeId cut = l.cut_at_fc2 ? node_in(m.ir, "fc2") : best_cut_points(m.ir, 1)[0].after_node;
     Plan plan = tensor_pipeline(m.ir, Mode::kTraining, batch, l.microbatches, cut, l.devices);
+    plan.schedule = l.schedule;
     for (size_t k = 0; k < l.data_shares.size(); ++k) {
       if (l.data_shares[k].empty()) continue;
       plan.groups[k].parallelism = GroupParallelism::kData;
@@ -175,7 +178,8 @@ TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
     engine.add_observer(&counter);
     const std::string what = std::string(l.model) + " pipeline of " + std::to_string(l.devices[0].size()) +
                              " then " + std::to_string(l.devices[1].size()) + " device(s)" +
-                             (l.data_shares.empty() ? "" : " with a data-parallel stage");
+                             (l.data_shares.empty() ? "" : " with a data-parallel stage") + ", " +
+                             std::string(schedule_name(l.schedule));
     expect_close(train_losses(engine, l.input, 20), reference.losses, what);
     const auto params = engine.parameters();
     for (size_t i = 0; i < params.size(); ++i)

@@ -21,11 +21,11 @@
 //    run all forwards, then all backwards. One forward/backward TaskEvent per run of nodes between waits.
 //  - tensor parallel: one stage on one kTensor group, possibly replicas of T-way tensor groups (data parallel
 //    between them, each its share of every microbatch), or a pipeline whose stages are tensor groups,
-//    replicas of them, data-parallel groups or single devices (GPipe; what crosses a cut is never split
-//    across a tensor group): every device of a tensor group runs its stage's nodes with its parts of the
-//    split weights and tensors (Megatron pairs, heads, vocabulary rows; see
-//    src/engine_tensor.h and src/tensor_shards.h), all-reducing partial sums and gathering a split output in
-//    process; a graph with an op on a split tensor that the engine cannot split is refused before running.
+//    replicas of them, data-parallel groups or single devices (GPipe or 1F1B; what crosses a cut is never
+//    split across a tensor group): every device of a tensor group runs its stage's nodes with its parts of
+//    the split weights and tensors (Megatron pairs, heads, vocabulary rows; see src/engine_tensor.h and
+//    src/tensor_shards.h), all-reducing partial sums and gathering a split output in process; a graph with an
+//    op on a split tensor that the engine cannot split is refused before running.
 // Memory: a stage with Checkpointing::kFull keeps only its inputs per microbatch; its forward runs without
 // autograd and again, with autograd, right before its backward. A stage with activation offload
 // (offloads_activations; never with checkpointing: Plan::check_against refuses the pair) runs its forward
