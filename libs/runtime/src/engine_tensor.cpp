@@ -167,7 +167,6 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
     st.first = plan.stages[static_cast<size_t>(s)].first;
     st.last = plan.stages[static_cast<size_t>(s)].last;
     st.degree = group.tensor_degree();
-    st.first_worker = worker;
     if (!shard_plans_.count(st.degree)) {
       if (st.degree > 1) {
         shard_plans_.emplace(st.degree, plan_tensor_shards(g, st.degree));
@@ -465,7 +464,7 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
         if (routing_.mutated[static_cast<size_t>(at.stage)][static_cast<size_t>(v)]) t = t.detach().clone();
         if (training_ && t.is_floating_point()) {
           t = t.detach().requires_grad_();
-          state.received.push_back(Received{p, v, t});
+          state.received.push_back(Received{v, t});
         }
         iv = t;
       }

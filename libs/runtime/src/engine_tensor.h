@@ -113,7 +113,6 @@ class TensorRunner {
   struct StageInfo {
     NodeId first = 0, last = 0;
     int degree = 1;  // devices per tensor group (1: a one-device stage)
-    int first_worker = 0;
     std::vector<int> replica_offset, replica_share;        // [replica] its samples of each microbatch
     std::vector<std::unique_ptr<PartExchange>> exchanges;  // [replica]; each of the degree
     const TensorShardPlan* shards = nullptr;               // into shard_plans_
@@ -128,7 +127,6 @@ class TensorRunner {
     torch::Tensor tensor;  // this device's own copy, with its history
   };
   struct Received {
-    int from_stage = 0;
     ValueId value = 0;
     torch::Tensor leaf;
   };
