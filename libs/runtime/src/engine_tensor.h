@@ -112,7 +112,7 @@ class TensorRunner {
   };
   struct StageInfo {
     NodeId first = 0, last = 0;
-    int degree = 1;  // devices per tensor group (1: a one-device stage)
+    int degree = 1;                                        // devices per tensor group (1: a one-device stage)
     std::vector<int> replica_offset, replica_share;        // [replica] its samples of each microbatch
     std::vector<std::unique_ptr<PartExchange>> exchanges;  // [replica]; each of the degree
     const TensorShardPlan* shards = nullptr;               // into shard_plans_
