@@ -148,7 +148,9 @@ TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
     int microbatches;
     bool cut_at_fc2;  // mlp: after fc2 (else the best cut, between GPT blocks)
     std::vector<std::vector<std::string>> devices;
-    std::vector<std::vector<int>> data_shares;  // per stage: non-empty makes it a data-parallel group
+    // Per stage, non-empty: these batch shares, as a data-parallel group (as replicas of 2-way tensor groups
+    // when the stage has four devices).
+    std::vector<std::vector<int>> data_shares;
     Schedule schedule = Schedule::kOneFOneB;
   };
   const std::vector<Layout> layouts = {
@@ -160,6 +162,14 @@ TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
       // microbatch of 4) then a 2-way tensor group, and a tensor group then two data-parallel devices.
       {"mlp", "8x64", 2, true, {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}, {{1, 3}, {}}},
       {"gpt", "4x32:i64:2048", 1, false, {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}, {{}, {1, 3}}},
+      // Two replicas of 2-way groups (tensor_size 2, shares 1 and 3) then a 2-way group: a tensor x data slot
+      // of a hybrid plan (six device ids for two cores: "cpu:0-0" is core 0 again under another name).
+      {"mlp",
+       "8x64",
+       2,
+       true,
+       {{"cpu:0", "cpu:1", "cpu:0-1", "cpu"}, {"cpu:0-0", "cpu:1-1"}},
+       {{1, 1, 3, 3}, {}}},
   };
   for (const Layout& l : layouts) {
     const int batch = static_cast<int>(parse_input_spec(l.input).shape[0]);
@@ -170,15 +180,19 @@ TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
     plan.schedule = l.schedule;
     for (size_t k = 0; k < l.data_shares.size(); ++k) {
       if (l.data_shares[k].empty()) continue;
-      plan.groups[k].parallelism = GroupParallelism::kData;
       plan.groups[k].batch_shares = l.data_shares[k];
+      if (plan.groups[k].devices.size() == 4) {
+        plan.groups[k].tensor_size = 2;  // replicas of 2-way tensor groups
+      } else {
+        plan.groups[k].parallelism = GroupParallelism::kData;
+      }
     }
     Engine engine(m, plan);
     Counter counter;
     engine.add_observer(&counter);
     const std::string what = std::string(l.model) + " pipeline of " + std::to_string(l.devices[0].size()) +
                              " then " + std::to_string(l.devices[1].size()) + " device(s)" +
-                             (l.data_shares.empty() ? "" : " with a data-parallel stage") + ", " +
+                             (l.data_shares.empty() ? "" : " with replicas in a stage") + ", " +
                              std::string(schedule_name(l.schedule));
     expect_close(train_losses(engine, l.input, 20), reference.losses, what);
     const auto params = engine.parameters();
