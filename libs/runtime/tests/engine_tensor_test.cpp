@@ -58,6 +58,19 @@ void expect_close(const std::vector<double>& got, const std::vector<double>& wan
     EXPECT_NEAR(got[i], want[i], 1e-4 * std::max(1.0, std::abs(want[i]))) << what << " step " << i;
 }
 
+// The engine's 'steps' training losses and its parameters afterwards equal plain one-device training's
+// (within 1e-4).
+void expect_trains_like(Engine& engine, const std::string& input, const testing::ReferenceTraining& reference,
+                        const std::string& what) {
+  expect_close(train_losses(engine, input, static_cast<int>(reference.losses.size())), reference.losses,
+               what);
+  const auto params = engine.parameters();
+  ASSERT_EQ(params.size(), reference.parameters.size()) << what;
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5))
+        << what << " parameter " << i;
+}
+
 struct Counter : RuntimeObserver {
   std::mutex mutex;
   std::set<std::tuple<int, int, int>> seen;  // (kind, worker, microbatch)
@@ -88,16 +101,11 @@ TEST_P(EngineTensorTraining, MatchesSingleDeviceTrainingFor20Steps) {
   Engine engine(m, tensor_plan(m.ir, Mode::kTraining, batch, c.microbatches, c.devices));
   Counter counter;
   engine.add_observer(&counter);
-  const auto losses = train_losses(engine, c.input, 20);
   const std::string what = std::string(c.model) + " " + std::to_string(c.devices) + "-way, " +
                            std::to_string(c.microbatches) + " microbatch(es)";
-  expect_close(losses, reference.losses, what);
-  EXPECT_LT(losses.back(), losses.front()) << what;
-  const auto params = engine.parameters();
-  ASSERT_EQ(params.size(), reference.parameters.size());
-  for (size_t i = 0; i < params.size(); ++i)
-    EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5))
-        << what << " parameter " << i;
+  expect_trains_like(engine, c.input, reference, what);
+  EXPECT_LT(reference.losses.back(), reference.losses.front())
+      << what << ": the training should lower the loss";
   // Every device ran a forward and a backward of every microbatch.
   EXPECT_EQ(counter.seen.size(), static_cast<size_t>(2 * c.devices * c.microbatches)) << what;
 }
@@ -194,11 +202,7 @@ TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
                              " then " + std::to_string(l.devices[1].size()) + " device(s)" +
                              (l.data_shares.empty() ? "" : " with replicas in a stage") + ", " +
                              std::string(schedule_name(l.schedule));
-    expect_close(train_losses(engine, l.input, 20), reference.losses, what);
-    const auto params = engine.parameters();
-    for (size_t i = 0; i < params.size(); ++i)
-      EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5))
-          << what << " parameter " << i;
+    expect_trains_like(engine, l.input, reference, what);
     const size_t workers = l.devices[0].size() + l.devices[1].size();
     EXPECT_EQ(counter.seen.size(), 2 * workers * static_cast<size_t>(l.microbatches)) << what;
   }
@@ -251,10 +255,7 @@ def forward(self, x):
   const auto reference = reference_training(path.string(), "4x8x16", 20);
   LoadedModel m = load(path.string(), "4x8x16");
   Engine engine(m, tensor_plan(m.ir, Mode::kTraining, 4, 2, 2));
-  expect_close(train_losses(engine, "4x8x16", 20), reference.losses, "conv1d 2-way");
-  const auto params = engine.parameters();
-  for (size_t i = 0; i < params.size(); ++i)
-    EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5)) << "parameter " << i;
+  expect_trains_like(engine, "4x8x16", reference, "conv1d 2-way");
 }
 
 // Workers that hold copies of the parameters (a GPU's path, on CPU workers through the test seam): each
@@ -267,10 +268,7 @@ TEST(EngineTensor, ParameterCopiesTrainTheSame) {
   EngineOptions options;
   options.cpu_parameter_copies = true;
   Engine engine(m, tensor_plan(m.ir, Mode::kTraining, 4, 2, 2), options);
-  expect_close(train_losses(engine, input, 10), reference.losses, "gpt 2-way with parameter copies");
-  const auto params = engine.parameters();
-  for (size_t i = 0; i < params.size(); ++i)
-    EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5)) << "parameter " << i;
+  expect_trains_like(engine, input, reference, "gpt 2-way with parameter copies");
 }
 
 // Replicas of tensor groups (a tensor x data slot): each replica its share, gradients added up; uneven
@@ -290,11 +288,7 @@ TEST(EngineTensor, ReplicasOfTensorGroupsMatchSingleDeviceTraining) {
     LoadedModel m = load(c.model, c.input);
     Engine engine(m, replicated_tensor_plan(m.ir, Mode::kTraining, batch, c.microbatches, c.shares));
     const std::string what = std::string(c.model) + " 2 replicas of 2-way tensor groups";
-    expect_close(train_losses(engine, c.input, 20), reference.losses, what);
-    const auto params = engine.parameters();
-    for (size_t i = 0; i < params.size(); ++i)
-      EXPECT_TRUE(torch::allclose(params[i], reference.parameters[i], 1e-4, 1e-5))
-          << what << " parameter " << i;
+    expect_trains_like(engine, c.input, reference, what);
   }
   // Inference: the outputs in sample order.
   LoadedModel m = load("gpt", "4x32:i64:2048");
