@@ -1,9 +1,11 @@
 // partita run: execute a plan on this machine's devices and report step time, losses and utilization.
 // Under torchrun's environment (WORLD_SIZE > 1: `partita launch` or `torchrun --no_python`), this process is
-// one rank of a multi-process data-parallel job: the plan must be one data-parallel stage with WORLD_SIZE
-// devices; rank r runs device r on its share of the same global batch and gradients are all-reduced over
-// Gloo; or a pipeline, rank r running stage r. Only rank 0 prints the table and writes --json/--trace, with
-// every rank's workers and one trace row per rank (gathered through the rendezvous store at the end).
+// one rank of a multi-process job: the plan must be one data-parallel stage with WORLD_SIZE devices (rank r
+// runs device r on its share of the same global batch and gradients are all-reduced over Gloo), one
+// tensor-parallel stage with WORLD_SIZE devices (rank r runs device r; its tensor group's ranks exchange
+// parts over a Gloo group of their own), or a pipeline, rank r running stage r. Only rank 0 prints the table
+// and writes --json/--trace, with every rank's workers and one trace row per rank (gathered through the
+// rendezvous store at the end).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -31,6 +33,7 @@
 #include "partita/runtime/distributed_group.h"
 #include "partita/runtime/distributed_reducer.h"
 #include "partita/runtime/stage_transport.h"
+#include "partita/runtime/tensor_group_link.h"
 #include "partita/search/plan_json.h"
 #include "plan_runner.h"
 #include "planning_inputs.h"
@@ -82,14 +85,18 @@ int check_checkpoint_args(const RunArgs& args) {
 void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
   const size_t world = static_cast<size_t>(env.world_size);
   const size_t devices = plan.stages.empty() ? 0 : plan.groups.at(plan.stages[0].group).devices.size();
-  const bool data = plan.stages.size() == 1 && devices == world &&
-                    plan.groups[plan.stages[0].group].parallelism == GroupParallelism::kData;
-  const bool pipeline = plan.stages.size() == world && world > 1;
-  PARTITA_CHECK(data || pipeline, "a ", world, "-process run needs a one-stage data-parallel plan with ",
-                world, " devices or a ", world, "-stage pipeline (one process per stage), got ",
-                plan.stages.size(), " stage(s) with ", devices,
-                " device(s) in the first; plan with --devices LIST of ", world,
-                " devices, --strategy data and --all-devices, or --strategy pipeline or hybrid");
+  const bool one_stage = plan.stages.size() == 1 && devices == world;
+  const bool pipeline = plan.stages.size() == world && world > 1 && !plan.has_tensor_groups();
+  PARTITA_CHECK(one_stage || pipeline, "a ", world,
+                "-process run needs a one-stage data- or tensor-parallel ", "plan with ", world,
+                " devices (one process per device) or a ", world,
+                "-stage pipeline (one process per stage), got ", plan.stages.size(), " stage(s) with ",
+                devices, " device(s) in the first",
+                plan.has_tensor_groups() && plan.stages.size() > 1
+                    ? " and tensor-parallel stages (a pipeline of tensor groups runs in one process)"
+                    : "",
+                "; plan with --devices LIST of ", world,
+                " devices, --strategy data or tensor and --all-devices, or --strategy pipeline or hybrid");
 }
 
 // The binding of this rank's whole process: its device, or the union of its stage's devices' cores.
@@ -309,6 +316,7 @@ void run_run(const RunArgs& args) {
   std::unique_ptr<DistributedGroup> group;
   std::unique_ptr<GlooGradientReducer> reducer;
   std::unique_ptr<GlooStageTransport> transport;
+  std::unique_ptr<GlooTensorGroupLink> tensor_link;
   if (dist) {
     // The whole process works for its rank's device: pin the main thread before c10d starts its threads
     // so they inherit it (as a DDP job pinned with sched_setaffinity does). Floating Gloo threads landed on
@@ -324,6 +332,16 @@ void run_run(const RunArgs& args) {
       options.transport = transport.get();
     } else {
       options.local_replica = dist->rank;
+      const DeviceGroup& g = plan.groups.at(plan.stages[0].group);
+      if (g.parallelism ==
+          GroupParallelism::kTensor) {  // the ranks of this rank's tensor group exchange parts
+        const int degree = g.tensor_degree();
+        std::vector<int> ranks;
+        for (int r = dist->rank / degree * degree; r < (dist->rank / degree + 1) * degree; ++r)
+          ranks.push_back(r);
+        tensor_link = std::make_unique<GlooTensorGroupLink>(*group, ranks);
+        options.tensor_link = tensor_link.get();
+      }
     }
   }
   // Power caps hold for the run and are put back when it ends, fails or is interrupted (Ctrl-C or SIGTERM

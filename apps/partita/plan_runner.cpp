@@ -181,6 +181,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   engine_options.reducer = options.reducer;
   engine_options.local_stage = options.local_stage;
   engine_options.transport = options.transport;
+  engine_options.tensor_link = options.tensor_link;
   engine_options.inline_lone_worker = options.inline_lone_worker;
   // On resume: loads the checkpoint into the model and a fresh optimizer that the engine continues with.
   RunCheckpoint checkpoint(model, plan, specs, options);

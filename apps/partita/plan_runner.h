@@ -18,7 +18,8 @@
 
 namespace partita {
 class DistributedGroup;
-}
+class TensorGroupLink;
+}  // namespace partita
 
 namespace partita::app {
 
@@ -29,10 +30,11 @@ struct RunOptions {
   LossKind loss = LossKind::kAuto;
   bool record_trace = false;  // keep a Chrome trace of the counted steps
   BlasThreads blas = BlasThreads::kAuto;
-  int local_replica = -1;               // multi-process data parallel: the replica this process runs
-  GradientReducer* reducer = nullptr;   // and what combines it with the other processes (EngineOptions)
-  int local_stage = -1;                 // multi-process pipeline: the stage this process runs
-  StageTransport* transport = nullptr;  // and its link to the other stages (EngineOptions)
+  int local_replica = -1;                  // multi-process data parallel: the replica this process runs
+  GradientReducer* reducer = nullptr;      // and what combines it with the other processes (EngineOptions)
+  int local_stage = -1;                    // multi-process pipeline: the stage this process runs
+  StageTransport* transport = nullptr;     // and its link to the other stages (EngineOptions)
+  TensorGroupLink* tensor_link = nullptr;  // one device of a tensor group: its link to the others
   // A plan with one worker here runs it on the calling thread, which the engine pins to that worker's device
   // (EngineOptions::inline_lone_worker): for a process that runs one plan (partita run), not partita
   // optimize.

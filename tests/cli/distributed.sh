@@ -1,5 +1,5 @@
 # Multi-process data parallel: `partita launch -n 2 -- partita run` (and torchrun, when installed) trains the MLP and
-# the CNN with the same 20 losses as the in-process engine; a rank that dies or stalls stops the job within 30 s
+# the CNN with the same 20 losses as the in-process engine, and the GPT with a 2-way tensor plan, one process per device; a rank that dies or stalls stops the job within 30 s
 # with errors naming it (test hooks PARTITA_FAULT_EXIT_AT_STEP / PARTITA_FAULT_HANG_AT_STEP, see docs).
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
@@ -45,12 +45,28 @@ for model in mlp:8x64 cnn:8x3x32x32; do
   fi
 done
 
+# A tensor-parallel plan with one process per device: the same 20 losses as the plan run in one process.
+"$PARTITA" plan "$ZOO/gpt.pt" --input 4x32:i64:2048 --devices cpu:0,cpu:1 --strategy tensor --train \
+  --json "$WORK/gpt.tensor.json" >/dev/null || fail "gpt: plan --strategy tensor"
+[ "$(json_get "$WORK/gpt.tensor.json" "d['groups'][0]['parallelism'] == 'tensor' and len(d['groups'][0]['devices']) == 2")" = True ] \
+  || fail "gpt: want a 2-way tensor group"
+run=(run "$ZOO/gpt.pt" --input 4x32:i64:2048 --plan "$WORK/gpt.tensor.json" --train --steps 20)
+"$PARTITA" "${run[@]}" --json "$WORK/gpt.tensor.one.json" >/dev/null || fail "gpt tensor: in-process run"
+start=$SECONDS
+"$PARTITA" launch -n 2 -- partita "${run[@]}" --json "$WORK/gpt.tensor.launch.json" \
+  >"$WORK/gpt.tensor.launch.out" 2>"$WORK/gpt.tensor.launch.err" \
+  || fail "gpt tensor: launch: $(tail -3 "$WORK/gpt.tensor.launch.err")"
+echo "gpt tensor: launch -n 2 took $((SECONDS - start)) s"
+same_losses "$WORK/gpt.tensor.one.json" "$WORK/gpt.tensor.launch.json" || fail "gpt tensor: launch losses differ"
+[ "$(json_get "$WORK/gpt.tensor.launch.json" "sorted(w['device'] for w in d['workers'])")" = "['cpu:0', 'cpu:1']" ] \
+  || fail "gpt tensor: rank 0 should report both ranks' devices"
+
 # Faults: rank 1 dies (exit) or stalls at engine step 5; launcher and rank 0 stop within 30 s and name rank 1.
 run=(run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/mlp.plan.json" --train --steps 20)
 expect_rank_faults ".*step 5.*rank 1 did not reach step 5" ".*rank 1 did not reach step 5" "${run[@]}"
 
 # Refusals: a world size that does not match the plan's devices (nor its stages), a malformed RANK.
-expect_error "a 3-process run needs a one-stage data-parallel plan with 3 devices" \
+expect_error "a 3-process run needs a one-stage data- or tensor-parallel plan with 3 devices" \
   env WORLD_SIZE=3 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$PARTITA" "${run[@]}"
 expect_error "RANK='x' is not an integer" env WORLD_SIZE=2 RANK=x MASTER_PORT=1 "$PARTITA" "${run[@]}"
 finish

@@ -1,5 +1,6 @@
 #include "partita/runtime/distributed_group.h"
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <string>
@@ -28,6 +29,9 @@ struct DistributedGroup::Impl {
   std::chrono::milliseconds timeout{0};
   c10::intrusive_ptr<c10d::Store> store;  // prefixed "partita/" for our own keys
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<c10d::Store> base;                               // for subgroups' rendezvous
+  std::vector<c10::intrusive_ptr<c10d::ProcessGroupGloo>> subgroups;  // add_subgroup
+  std::vector<std::vector<int>> subgroup_ranks;
   struct PendingSend {
     c10::intrusive_ptr<c10d::Work> work;
     int to = 0;
@@ -36,6 +40,14 @@ struct DistributedGroup::Impl {
   std::vector<PendingSend> pending_sends;
 
   std::string where() const { return env.master_addr + ":" + std::to_string(env.master_port); }
+
+  c10::intrusive_ptr<c10d::ProcessGroupGloo::Options> gloo_options() const {
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    options->devices.push_back(is_loopback(env.master_addr)
+                                   ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                   : c10d::ProcessGroupGloo::createDefaultDevice());
+    return options;
+  }
 
   // Why a collective of `step` failed, from the store: a rank that reported its own failure, else the ranks
   // that did not reach this step.
@@ -114,13 +126,10 @@ DistributedGroup::DistributedGroup(const DistributedEnv& env) : impl_(std::make_
         c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(env.restart_count), base);
   }
   s.store = c10::make_intrusive<c10d::PrefixStore>("partita", base);
+  s.base = base;
   try {
-    auto options = c10d::ProcessGroupGloo::Options::create(s.timeout);
-    options->devices.push_back(is_loopback(env.master_addr)
-                                   ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                   : c10d::ProcessGroupGloo::createDefaultDevice());
     s.group = c10::make_intrusive<c10d::ProcessGroupGloo>(
-        c10::make_intrusive<c10d::PrefixStore>("gloo", base), env.rank, env.world_size, options);
+        c10::make_intrusive<c10d::PrefixStore>("gloo", base), env.rank, env.world_size, s.gloo_options());
   } catch (const std::exception& e) {
     PARTITA_FAIL("rank ", env.rank, ": the ", env.world_size, " ranks did not all join the process group at ",
                  s.where(), " within ", env.timeout.value(), " s: ", first_line(e),
@@ -153,6 +162,46 @@ void DistributedGroup::allreduce_sum(std::vector<torch::Tensor>& tensors, int st
   } catch (const std::exception& e) {
     s.fail(step, what, e);
   }
+}
+
+int DistributedGroup::add_subgroup(const std::vector<int>& ranks) {
+  Impl& s = *impl_;
+  const auto me = std::find(ranks.begin(), ranks.end(), s.env.rank);
+  PARTITA_CHECK(me != ranks.end() && std::is_sorted(ranks.begin(), ranks.end()) &&
+                    std::adjacent_find(ranks.begin(), ranks.end()) == ranks.end() &&
+                    ranks.back() < s.env.world_size,
+                "rank ", s.env.rank, ": a subgroup needs distinct ascending ranks below ", s.env.world_size,
+                " including this one");
+  std::string name = "sub";
+  for (int r : ranks) name += "-" + std::to_string(r);
+  // A second subgroup over the same ranks gets a store prefix of its own.
+  name += "/" + std::to_string(std::count(s.subgroup_ranks.begin(), s.subgroup_ranks.end(), ranks));
+  try {
+    s.subgroups.push_back(c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>("gloo/" + name, s.base), static_cast<int>(me - ranks.begin()),
+        static_cast<int>(ranks.size()), s.gloo_options()));
+  } catch (const std::exception& e) {
+    s.fail(-1, "joining the group of ranks " + name, e);
+  }
+  s.subgroup_ranks.push_back(ranks);
+  return static_cast<int>(s.subgroups.size()) - 1;
+}
+
+std::vector<torch::Tensor> DistributedGroup::all_gather(int subgroup, const torch::Tensor& tensor, int step,
+                                                        const std::string& what) {
+  Impl& s = *impl_;
+  PARTITA_ASSERT(subgroup >= 0 && static_cast<size_t>(subgroup) < s.subgroups.size(), "no subgroup ",
+                 subgroup);
+  const size_t size = s.subgroup_ranks[static_cast<size_t>(subgroup)].size();
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (size_t r = 0; r < size; ++r) out[0].push_back(torch::empty_like(tensor, at::MemoryFormat::Contiguous));
+  try {
+    std::vector<at::Tensor> in{tensor.contiguous()};
+    s.subgroups[static_cast<size_t>(subgroup)]->allgather(out, in)->wait(s.timeout);
+  } catch (const std::exception& e) {
+    s.fail(step, what, e);
+  }
+  return out[0];
 }
 
 void DistributedGroup::barrier(const std::string& what) {

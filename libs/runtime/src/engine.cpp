@@ -1016,9 +1016,11 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   PARTITA_CHECK(!s.plan.branch_layout() || (options.local_stage < 0 && options.local_replica < 0),
                 "plan is a branch-parallel layout (explicit node lists per device), which runs in one "
                 "process; plan with --strategy data or pipeline for several processes");
-  PARTITA_CHECK(!s.plan.has_tensor_groups() || (options.local_stage < 0 && options.local_replica < 0),
-                "plan is tensor parallel, which runs in one process; plan with --strategy data or pipeline "
-                "for several processes");
+  PARTITA_CHECK(
+      !s.plan.has_tensor_groups() || options.local_stage < 0,
+      "plan is a pipeline with tensor-parallel stages, which runs in one process (a one-stage tensor "
+      "plan runs with a process per device); plan with --strategy tensor, data or pipeline for "
+      "several processes");
   const int stages = static_cast<int>(s.plan.stages.size());
   if (const auto refusal = engine_refusal(s.plan)) PARTITA_FAIL(*refusal);
   s.layout = stages > 1 ? Impl::Layout::kPipeline : Impl::Layout::kData;
@@ -1028,6 +1030,17 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
                   "this process runs replica ", options.local_replica,
                   " of a data-parallel plan, but the plan has ", stages, " stage(s) and ", group_size,
                   " device(s) in its first group; plan with --strategy data for that many processes");
+    if (s.plan.has_tensor_groups()) {
+      const int degree = s.plan.groups[s.plan.stages[0].group].tensor_degree();
+      PARTITA_CHECK(options.tensor_link != nullptr && options.tensor_link->size() == degree &&
+                        options.tensor_link->index() == options.local_replica % degree,
+                    "this process runs device ", options.local_replica, " of a ", degree,
+                    "-way tensor-parallel group, which needs a link to the group's other ", degree - 1,
+                    " device(s) as device ", options.local_replica % degree, " of ", degree);
+      PARTITA_CHECK(!s.training || options.reducer != nullptr,
+                    "training one device of a tensor-parallel group needs a reducer (each process holds its "
+                    "device's part of the gradients)");
+    }
   }
   if (options.local_stage >= 0) {
     PARTITA_CHECK(stages > 1 && options.local_stage < stages, "this process runs stage ", options.local_stage,
@@ -1135,8 +1148,9 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
                                                       s.observers);
   }
   if (s.plan.has_tensor_groups()) {
-    s.tensor = std::make_unique<detail::TensorRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
-                                                      s.observers);
+    s.tensor =
+        std::make_unique<detail::TensorRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
+                                               s.observers, options.local_replica, options.tensor_link);
   }
   int cpu_workers = 0, cpu_threads = 0;
   for (const auto& b : s.bindings) {
@@ -1157,7 +1171,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   }
   // One replica of a multi-process data-parallel plan: the reducer may start each bucket's all-reduce as
   // soon as its gradients are final (hooks on the parameters' gradient accumulators, like DDP's).
-  s.overlap = s.training && options.local_replica >= 0 && options.reducer != nullptr &&
+  s.overlap = s.training && options.local_replica >= 0 && options.reducer != nullptr && !s.tensor &&
               s.workers.size() == 1 && s.workers[0].binding.device.is_cpu() &&
               options.reducer->can_overlap(s.master_params);
   if (s.overlap) {
@@ -1265,7 +1279,14 @@ StepResult Engine::step(const StepInputs& batch) {
     for (const auto& w : s.workers) result.loss += w.loss;
     result.offloaded.assign(s.plan.stages.size(), {});
     for (const auto& w : s.workers) result.offloaded[static_cast<size_t>(w.stage)] += w.offloaded;
-    if (s.options.local_stage >= 0) {
+    if (s.tensor && s.options.reducer != nullptr) {
+      // One device of a tensor group: zeros where it contributed nothing (every process hands the reducer
+      // the same gradients).
+      for (auto& p : s.master_params) {
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      }
+      result.loss = s.options.reducer->reduce(s.master_params, result.loss, index);
+    } else if (s.options.local_stage >= 0) {
       for (auto& p : s.shared_params) {  // every process must hand the reducer the same gradients
         if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
       }

@@ -2,6 +2,8 @@
 
 #include <torch/autograd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <optional>
 #include <string>
 
@@ -118,7 +120,60 @@ struct GatherSplit : torch::autograd::Function<GatherSplit> {
 
 }  // namespace
 
+namespace {
+
+// What collective `key` is, for errors: "the all-reduce of node 12 (aten::linear ...)'s output, microbatch
+// 0".
+std::string describe_collective(const Graph& g, uint64_t key) {
+  const auto microbatch = static_cast<int>(key >> 40);
+  const auto kind = static_cast<CollectiveKind>((key >> 32) & 0xff);
+  const auto id = static_cast<int64_t>(key & 0xffffffffu);
+  std::string what;
+  if (kind == CollectiveKind::kReduceOutput && id < g.num_nodes()) {
+    what = "the all-reduce of " + describe_node(g.node(static_cast<NodeId>(id))) + "'s output";
+  } else if (kind == CollectiveKind::kReduceGradient && id < g.num_values()) {
+    what = "the gradient all-reduce of value '" + g.value(static_cast<ValueId>(id)).name + "'";
+  } else if (kind == CollectiveKind::kGather) {
+    what = "the gather of graph output " + std::to_string(id);
+  } else {
+    what = "collective " + std::to_string(key);
+  }
+  return what + ", microbatch " + std::to_string(microbatch);
+}
+
+}  // namespace
+
+std::vector<torch::Tensor> PartExchange::linked_parts(uint64_t key, int device, const torch::Tensor& part) {
+  PARTITA_ASSERT(device == link_->index() && size_ == link_->size(), "device ", device, " of ", size_,
+                 " on a link to device ", link_->index(), " of ", link_->size());
+  // The key, then the part's bytes.
+  const torch::Tensor flat = part.detach().to(torch::kCPU).contiguous();
+  const auto bytes = static_cast<size_t>(flat.numel()) * flat.element_size();
+  torch::Tensor message = torch::empty({static_cast<int64_t>(sizeof key + bytes)}, torch::kUInt8);
+  std::memcpy(message.data_ptr<uint8_t>(), &key, sizeof key);
+  if (bytes > 0) std::memcpy(message.data_ptr<uint8_t>() + sizeof key, flat.data_ptr(), bytes);
+  const std::vector<torch::Tensor> got = link_->all_gather(message, step_);
+  std::vector<torch::Tensor> parts;
+  for (size_t d = 0; d < got.size(); ++d) {
+    uint64_t theirs = 0;
+    std::memcpy(&theirs, got[d].data_ptr<uint8_t>(), sizeof theirs);
+    PARTITA_CHECK(theirs == key, "step ", step_, ": tensor-parallel device ", device, " reached ",
+                  describe_collective(*graph_, key), " but device ", d, " reached ",
+                  describe_collective(*graph_, theirs),
+                  "; the processes run different graphs or plans (start them from the same files)");
+    if (static_cast<int>(d) == device) {
+      parts.push_back(part);
+      continue;
+    }
+    torch::Tensor t = torch::empty(flat.sizes(), flat.options());
+    if (bytes > 0) std::memcpy(t.data_ptr(), got[d].data_ptr<uint8_t>() + sizeof key, bytes);
+    parts.push_back(t.to(part.device()));
+  }
+  return parts;
+}
+
 std::vector<torch::Tensor> PartExchange::all_parts(uint64_t key, int device, torch::Tensor part) {
+  if (link_ != nullptr) return linked_parts(key, device, part);
   std::unique_lock<std::mutex> lock(mutex_);
   if (aborted_) throw ExchangeAborted{};
   Slot& slot = slots_[key];
@@ -142,24 +197,29 @@ void PartExchange::abort() {
   cv_.notify_all();
 }
 
-void PartExchange::reset() {
+void PartExchange::reset(int step) {
   std::lock_guard<std::mutex> lock(mutex_);
+  step_ = step;
   slots_.clear();
   aborted_ = false;
 }
 
 TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool training, LossKind loss,
                            const std::vector<DeviceBinding>& bindings,
-                           const std::vector<RuntimeObserver*>& observers)
+                           const std::vector<RuntimeObserver*>& observers, int local_device,
+                           TensorGroupLink* link)
     : model_(model),
       plan_(plan),
       training_(training),
       loss_kind_(loss),
       bindings_(bindings),
       observers_(observers),
+      local_device_(local_device),
       routing_(route_stages(model.ir, plan)) {
   const Graph& g = model.ir;
   const int stage_count = static_cast<int>(plan.stages.size());
+  PARTITA_ASSERT(local_device < 0 || (stage_count == 1 && link != nullptr),
+                 "a tensor-parallel device in a process of its own needs a one-stage plan and a link");
   int worker = 0;
   for (int s = 0; s < stage_count; ++s) {
     const DeviceGroup& group = plan.groups.at(static_cast<size_t>(plan.stages[static_cast<size_t>(s)].group));
@@ -185,15 +245,18 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
       st.replica_offset.push_back(offset);
       st.replica_share.push_back(group.batch_shares[d]);
       offset += group.batch_shares[d];
-      st.exchanges.push_back(std::make_unique<PartExchange>(st.degree));
+      const bool linked =
+          local_device >= 0 && local_device / st.degree == static_cast<int>(st.exchanges.size());
+      st.exchanges.push_back(std::make_unique<PartExchange>(st.degree, linked ? link : nullptr, &g));
     }
     PARTITA_CHECK(offset == plan.microbatch_size(), "stage ", s, "'s tensor group holds ", offset,
                   " samples of each microbatch of ", plan.microbatch_size(), "; plan again");
     for (size_t d = 0; d < group.devices.size(); ++d) {
+      if (local_device >= 0 && static_cast<int>(d) != local_device) continue;  // another process's
       worker_stage_.push_back(s);
       worker_device_.push_back(static_cast<int>(d));
+      ++worker;
     }
-    worker += static_cast<int>(group.devices.size());
     stages_.push_back(std::move(st));
   }
   PARTITA_ASSERT(worker == static_cast<int>(bindings.size()), worker, " plan devices, ", bindings.size(),
@@ -269,7 +332,7 @@ void TensorRunner::begin_step(const StepInputs& batch, int step) {
   batch_ = &batch;
   step_ = step;
   for (auto& st : stages_) {
-    for (auto& e : st.exchanges) e->reset();
+    for (auto& e : st.exchanges) e->reset(step);
   }
   values_.reset();
   gradients_.reset();
@@ -542,7 +605,7 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
       PARTITA_CHECK(!out0.empty() && out0[0].is_floating_point(),
                     "training needs a floating-point model output");
       state.loss = slice_loss(loss_kind_, out0[0], slice(batch_->targets), plan_.global_batch);
-    } else if (rank == 0) {
+    } else if (rank == 0 || local_device_ >= 0) {
       for (const auto& r : results) {
         for (auto& t : flatten_tensors(r)) outputs_[static_cast<size_t>(m)][replica].push_back(t);
       }
@@ -613,10 +676,15 @@ void TensorRunner::backward(const Place& at, int m, MicrobatchState& state, doub
 std::vector<torch::Tensor> TensorRunner::outputs() const {
   std::vector<torch::Tensor> out;
   if (outputs_.empty() || outputs_[0].empty()) return out;
-  for (size_t k = 0; k < outputs_[0][0].size(); ++k) {
+  // Replicas that ran in other processes have none here.
+  size_t count = 0;
+  for (const auto& replica : outputs_[0]) count = std::max(count, replica.size());
+  for (size_t k = 0; k < count; ++k) {
     std::vector<torch::Tensor> pieces;  // in sample order: microbatch by microbatch, replica by replica
     for (const auto& mb : outputs_) {
-      for (const auto& replica : mb) pieces.push_back(replica.at(k).to(torch::kCPU));
+      for (const auto& replica : mb) {
+        if (!replica.empty()) pieces.push_back(replica.at(k).to(torch::kCPU));
+      }
     }
     out.push_back(pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 0));
   }

@@ -34,7 +34,10 @@
 // Gradients come back the same way from the receiving replicas' first devices (rows put together, zeros
 // where none was computed; a value sent whole gets their sum), and every device of the sending stage runs
 // backward from its own copy with them.
-// Not run: checkpointing, offload, several processes (Engine refuses them before this runner is made).
+// Several processes: one stage (a tensor group or replicas of it), one process per device (local_device,
+// link); see the constructor.
+// Not run: checkpointing, offload, pipelines across processes (Engine refuses them before this runner is
+// made).
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -51,6 +54,7 @@
 #include "partita/runtime/loss.h"
 #include "partita/runtime/observer.h"
 #include "partita/runtime/stage_routing.h"
+#include "partita/runtime/tensor_group_link.h"
 #include "partita/search/plan.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/model.h"
@@ -59,21 +63,30 @@
 namespace partita::detail {
 
 // Every device hands in its part of a collective under one key and gets all parts back, in device order.
+// In one process the devices meet in a keyed slot, in whatever order their threads get there. With a link
+// (each device in a process of its own) every device reaches the group's collectives in one order (the same
+// nodes in the same schedule); each part travels with its key, and a device that reached another
+// collective is an error naming both.
 class PartExchange {
  public:
-  explicit PartExchange(int size) : size_(size) {}
+  explicit PartExchange(int size, TensorGroupLink* link = nullptr, const Graph* graph = nullptr)
+      : size_(size), link_(link), graph_(graph) {}
   // Blocks until every device handed in its part for `key`; throws ExchangeAborted after abort().
   std::vector<torch::Tensor> all_parts(uint64_t key, int device, torch::Tensor part);
   void abort();
-  void reset();  // before a step
+  void reset(int step);  // before a step
 
  private:
+  std::vector<torch::Tensor> linked_parts(uint64_t key, int device, const torch::Tensor& part);
   struct Slot {
     std::vector<torch::Tensor> parts;
     int arrived = 0;
     int taken = 0;
   };
   int size_;
+  TensorGroupLink* link_;
+  const Graph* graph_;  // with a link: names collectives in errors
+  int step_ = 0;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::map<uint64_t, Slot> slots_;
@@ -91,8 +104,14 @@ class TensorRunner {
   // (not split), and precomputes releases. `bindings` are the plan's devices in the engine's worker order
   // (stage by stage, each group in order); `observers` is the engine's list (read at every step). Throws
   // partita::Error.
+  // With `local_device` >= 0 (a one-stage plan), this process runs only that device of the stage's group
+  // (`bindings` holds its one binding) and meets the other devices of its tensor group, which run in other
+  // processes, through `link`; each process's parameter gradients then hold what that device contributes
+  // (its parts; a replicated parameter's whole gradient on its replica's first device only), which the
+  // engine's reducer sums over the processes as one process's devices sum them into .grad.
   TensorRunner(const LoadedModel& model, const Plan& plan, bool training, LossKind loss,
-               const std::vector<DeviceBinding>& bindings, const std::vector<RuntimeObserver*>& observers);
+               const std::vector<DeviceBinding>& bindings, const std::vector<RuntimeObserver*>& observers,
+               int local_device = -1, TensorGroupLink* link = nullptr);
 
   void begin_step(const StepInputs& batch, int step);
   // Runs engine worker `worker`'s part of the step (its stage; in the stage's group replica device / T,
@@ -101,7 +120,8 @@ class TensorRunner {
   // called; throws partita::Error naming the stage, device and node when this one fails.
   bool run(int worker, const Executor& executor, double& loss);
   void abort();
-  // Inference: the graph's tensor outputs for the whole batch (after a successful step).
+  // Inference: the graph's tensor outputs for the whole batch (after a successful step); with a local
+  // device, for its replica's samples.
   std::vector<torch::Tensor> outputs() const;
 
  private:
@@ -171,6 +191,7 @@ class TensorRunner {
   LossKind loss_kind_;
   std::vector<DeviceBinding> bindings_;
   const std::vector<RuntimeObserver*>& observers_;
+  int local_device_;  // -1: every device runs here
   StageRouting routing_;
   std::map<int, TensorShardPlan> shard_plans_;  // by degree
   std::vector<StageInfo> stages_;

@@ -1,5 +1,5 @@
-// DistributedGroup's report gathering and clock offsets (the collectives and point-to-point messages are
-// tested through the reducer and the stage transport).
+// DistributedGroup's report gathering, clock offsets and subgroups (the collectives and point-to-point
+// messages are tested through the reducer and the stage transport).
 #include "partita/runtime/distributed_group.h"
 
 #include <gtest/gtest.h>
@@ -40,6 +40,38 @@ TEST(DistributedGroup, RankZeroGathersEveryRanksTextInRankOrder) {
   EXPECT_EQ(got[0][2].substr(2001), std::string("\0\nend", 5));
   EXPECT_TRUE(got[1].empty());
   EXPECT_TRUE(got[2].empty());
+}
+
+// Subgroups: ranks {0, 1} and {2, 3} gather among themselves only, in subgroup order; a second subgroup
+// over the same ranks is a group of its own.
+TEST(DistributedGroup, SubgroupsGatherAmongTheirMembersOnly) {
+  std::mutex mutex;
+  std::vector<std::vector<torch::Tensor>> got(4), again(4);
+  run_ranks(4, [&](int rank, int port) {
+    DistributedGroup group(env_for(rank, 4, port));
+    const std::vector<int> members = rank < 2 ? std::vector<int>{0, 1} : std::vector<int>{2, 3};
+    const int first = group.add_subgroup(members);
+    const int second = group.add_subgroup(members);
+    EXPECT_NE(first, second);
+    auto mine = group.all_gather(first, torch::full({3}, static_cast<float>(10 * rank)), 0, "a test gather");
+    auto more = group.all_gather(second, torch::full({1}, static_cast<int64_t>(rank)), 0, "a test gather");
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      got[static_cast<size_t>(rank)] = std::move(mine);
+      again[static_cast<size_t>(rank)] = std::move(more);
+    }
+    group.barrier("the end of the test");
+  });
+  for (int rank = 0; rank < 4; ++rank) {
+    const int base = rank < 2 ? 0 : 2;
+    ASSERT_EQ(got[static_cast<size_t>(rank)].size(), 2u);
+    for (int k = 0; k < 2; ++k) {
+      EXPECT_TRUE(torch::equal(got[static_cast<size_t>(rank)][static_cast<size_t>(k)],
+                               torch::full({3}, static_cast<float>(10 * (base + k)))))
+          << "rank " << rank << " member " << k;
+      EXPECT_EQ(again[static_cast<size_t>(rank)][static_cast<size_t>(k)].item<int64_t>(), base + k);
+    }
+  }
 }
 
 // Three ranks in one process share the steady clock; rank r reads it r seconds ahead, as if on another

@@ -43,6 +43,16 @@ class DistributedGroup {
   void allreduce_sum(std::vector<torch::Tensor>& tensors, int step, const std::string& what);
   // Every rank waits for the others (e.g. before rank 0, the store's host, exits).
   void barrier(const std::string& what);
+  // Collectives among some ranks only (a tensor-parallel group of a multi-process job): a process group of
+  // its own over `ranks` (world ranks, ascending, this one among them), joined through the rendezvous store.
+  // Collective over its members, which must add their subgroups in the same order; the others add none.
+  // Returns its index for all_gather. Throws partita::Error when a member does not join within the timeout.
+  int add_subgroup(const std::vector<int>& ranks);
+  // Every member of `subgroup` hands in `tensor` (one shape and dtype on all; CPU); returns each member's, in
+  // the subgroup's rank order (this rank's own included). Bounded by the timeout; on failure throws
+  // partita::Error naming the step, `what` and the rank(s) at fault.
+  std::vector<torch::Tensor> all_gather(int subgroup, const torch::Tensor& tensor, int step,
+                                        const std::string& what);
   // Point to point (CPU tensors). `tag` >= 0 tells apart messages between the same two ranks that may be in
   // flight together; messages with equal tags are matched in order. send() posts the message and returns (the
   // tensor is kept until delivered); wait_sends() waits until `to` received every posted message.

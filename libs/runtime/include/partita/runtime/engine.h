@@ -47,6 +47,11 @@
 // Several processes: with EngineOptions::local_replica set, this engine runs one replica of a one-stage
 // data-parallel plan (the other replicas run in other processes, see distributed_reducer.h) and
 // EngineOptions::reducer combines the gradients and the loss across processes before the optimizer step.
+// The same for one device of a one-stage tensor-parallel plan (a tensor group or replicas of it, one process
+// per device): it meets the other devices of its tensor group through EngineOptions::tensor_link, and the
+// reducer sums what each device contributes to every gradient (its parts; zeros elsewhere), so every
+// process holds the whole model and takes the same optimizer step. That costs a gradient all-reduce of the
+// whole model per step, as data parallelism does; sharded weights and optimizer state are not done.
 // With EngineOptions::local_stage set, it runs one stage of a pipeline or hybrid plan (the other stages run
 // in other processes): the same schedule, with activations and gradients crossing EngineOptions::transport
 // (see stage_transport.h) as whole microbatches; a stage on several devices runs them all in this process,
@@ -84,7 +89,8 @@ enum class BlasThreads {
 };
 std::string_view blas_threads_name(BlasThreads policy);  // "auto", "leave", "one"
 
-class StageTransport;  // stage_transport.h
+class StageTransport;   // stage_transport.h
+class TensorGroupLink;  // tensor_group_link.h
 
 // Combines what this process computed in a training step with what other processes computed. Engine::step()
 // calls it after every backward of the step and before the optimizer step, on the thread that called step().
@@ -129,8 +135,12 @@ struct EngineOptions {
   // its devices) and exchange activations and gradients with the other stages through `transport`.
   int local_stage = -1;
   StageTransport* transport = nullptr;  // with local_stage; must outlive the engine
-  GradientReducer* reducer = nullptr;   // training only; must outlive the engine; none: nothing to combine
-                                        // (required with local_stage: the loss lives on the last stage)
+  // A one-stage tensor-parallel plan with local_replica = r: device r's link to the other devices of its
+  // tensor group (its replica's devices, each in a process of its own); must outlive the engine. Its
+  // parameter gradients then hold what device r contributes and `reducer` sums them over the processes.
+  TensorGroupLink* tensor_link = nullptr;
+  GradientReducer* reducer = nullptr;  // training only; must outlive the engine; none: nothing to combine
+                                       // (required with local_stage: the loss lives on the last stage)
   // Training: the optimizer to step. Empty: the engine makes one from the plan (make_optimizer over the
   // model's trainable parameters). Given: it must own exactly those parameters, in the model's order; an
   // engine built for a new plan of the same model continues with the same optimizer state (rebalancing,

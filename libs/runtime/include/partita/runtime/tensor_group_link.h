@@ -1,0 +1,43 @@
+#pragma once
+// The devices of one tensor-parallel group when each runs in a process of its own (`partita launch`, one rank
+// per device): the one collective the engine's tensor runner needs between them. The runner packs each
+// collective's key with its part, so devices that reached different collectives fail with both named instead
+// of mixing parts (engine_tensor.h).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace partita {
+
+class DistributedGroup;
+
+class TensorGroupLink {
+ public:
+  virtual ~TensorGroupLink() = default;
+  virtual int size() const = 0;   // devices in the group
+  virtual int index() const = 0;  // this process's device in it
+  // Every device hands in `bytes` (a 1-D uint8 CPU tensor, one length on all); returns every device's, in
+  // the group's order. `step` is for error messages. Throws partita::Error when a device fails or stalls.
+  virtual std::vector<torch::Tensor> all_gather(const torch::Tensor& bytes, int step) = 0;
+};
+
+// Over c10d Gloo: a process group of the group's ranks (DistributedGroup::add_subgroup).
+class GlooTensorGroupLink final : public TensorGroupLink {
+ public:
+  // Collective over `ranks` (world ranks, ascending: the group's devices in order; this rank among them).
+  GlooTensorGroupLink(DistributedGroup& group, std::vector<int> ranks);
+  int size() const override { return static_cast<int>(ranks_.size()); }
+  int index() const override { return index_; }
+  std::vector<torch::Tensor> all_gather(const torch::Tensor& bytes, int step) override;
+
+ private:
+  DistributedGroup& group_;
+  std::vector<int> ranks_;
+  int index_ = 0;
+  int subgroup_ = 0;
+  std::string what_;  // for errors
+};
+
+}  // namespace partita

@@ -1,0 +1,25 @@
+#include "partita/runtime/tensor_group_link.h"
+
+#include <algorithm>
+#include <string>
+
+#include "partita/core/error.h"
+#include "partita/runtime/distributed_group.h"
+
+namespace partita {
+
+GlooTensorGroupLink::GlooTensorGroupLink(DistributedGroup& group, std::vector<int> ranks)
+    : group_(group), ranks_(std::move(ranks)) {
+  const auto me = std::find(ranks_.begin(), ranks_.end(), group.rank());
+  PARTITA_CHECK(me != ranks_.end(), "rank ", group.rank(), " is not in its own tensor-parallel group");
+  index_ = static_cast<int>(me - ranks_.begin());
+  subgroup_ = group.add_subgroup(ranks_);
+  what_ = "the tensor-parallel exchange of ranks";
+  for (int r : ranks_) what_ += " " + std::to_string(r);
+}
+
+std::vector<torch::Tensor> GlooTensorGroupLink::all_gather(const torch::Tensor& bytes, int step) {
+  return group_.all_gather(subgroup_, bytes, step, what_);
+}
+
+}  // namespace partita
