@@ -850,7 +850,9 @@ struct Engine::Impl {
     }
     if (tensor) {
       w.loss = 0.0;
-      if (!tensor->run(w.index, *w.executor, w.loss)) throw Aborted{};
+      const bool done = tensor->run(w.index, *w.executor, w.loss);
+      w.offloaded = tensor->offloaded(w.index);
+      if (!done) throw Aborted{};
       return;
     }
     const int stages = static_cast<int>(plan.stages.size());
@@ -960,18 +962,6 @@ struct Engine::Impl {
 
 std::optional<std::string> engine_refusal(const Plan& plan) {
   const size_t stages = plan.stages.size();
-  if (plan.has_tensor_groups()) {
-    // The tensor runner (engine_tensor.h) runs every stage: tensor groups (replicas of them), data groups and
-    // single devices; without checkpointing or offload.
-    for (size_t k = 0; k < stages; ++k) {
-      if (plan.stages[k].checkpointing != Checkpointing::kNone || plan.stages[k].offload != Offload::kNone)
-        return fmt::format(
-            "tensor-parallel plan asks for checkpointing or offload on stage {}, which the engine does not "
-            "do "
-            "with tensor parallelism yet; plan without a memory limit or with --strategy pipeline",
-            k);
-    }
-  }
   for (size_t k = 0; k < stages; ++k) {
     const Offload offload = plan.stages[k].offload;
     if (offload != Offload::kNone && plan.mode != Mode::kTraining)

@@ -67,8 +67,10 @@ struct Collective {
 };
 
 enum class CollectiveKind : uint64_t { kReduceOutput = 0, kReduceGradient = 1, kGather = 2 };
-uint64_t key_of(int microbatch, CollectiveKind kind, int64_t id) {
-  return (static_cast<uint64_t>(microbatch) << 40) | (static_cast<uint64_t>(kind) << 32) |
+constexpr uint64_t kRecomputed = 8;  // in the kind's bits: a checkpointed stage's second forward
+uint64_t key_of(int microbatch, CollectiveKind kind, int64_t id, bool recompute = false) {
+  return (static_cast<uint64_t>(microbatch) << 40) |
+         ((static_cast<uint64_t>(kind) | (recompute ? kRecomputed : 0)) << 32) |
          static_cast<uint64_t>(static_cast<uint32_t>(id));
 }
 
@@ -126,7 +128,8 @@ namespace {
 // 0".
 std::string describe_collective(const Graph& g, uint64_t key) {
   const auto microbatch = static_cast<int>(key >> 40);
-  const auto kind = static_cast<CollectiveKind>((key >> 32) & 0xff);
+  const auto kind = static_cast<CollectiveKind>((key >> 32) & 0xff & ~kRecomputed);
+  const bool recomputed = ((key >> 32) & kRecomputed) != 0;
   const auto id = static_cast<int64_t>(key & 0xffffffffu);
   std::string what;
   if (kind == CollectiveKind::kReduceOutput && id < g.num_nodes()) {
@@ -138,7 +141,7 @@ std::string describe_collective(const Graph& g, uint64_t key) {
   } else {
     what = "collective " + std::to_string(key);
   }
-  return what + ", microbatch " + std::to_string(microbatch);
+  return what + ", microbatch " + std::to_string(microbatch) + (recomputed ? " (recomputed forward)" : "");
 }
 
 }  // namespace
@@ -330,6 +333,7 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
 
 void TensorRunner::begin_step(const StepInputs& batch, int step) {
   batch_ = &batch;
+  offloaded_.assign(bindings_.size(), OffloadedActivations{});
   step_ = step;
   for (auto& st : stages_) {
     for (auto& e : st.exchanges) e->reset(step);
@@ -376,9 +380,9 @@ bool TensorRunner::run(int worker, const Executor& executor, double& loss) {
          stage_schedule(plan_.schedule, at.stage, stage_count, plan_.microbatches, training_)) {
       MicrobatchState& state = states[static_cast<size_t>(task.microbatch)];
       if (task.backward) {
-        backward(at, task.microbatch, state, loss);
+        backward(at, executor, task.microbatch, state, parts, loss);
       } else {
-        forward(at, executor, task.microbatch, state, parts);
+        forward(at, executor, task.microbatch, state, parts, /*recompute=*/false);
       }
     }
     torch::NoGradGuard writes;
@@ -482,9 +486,14 @@ c10::IValue TensorRunner::rewrite(const Place& at, int m, const Node& node, size
 }
 
 void TensorRunner::forward(const Place& at, const Executor& executor, int m, MicrobatchState& state,
-                           std::map<ValueId, OwnPart>& parts) {
+                           std::map<ValueId, OwnPart>& parts, bool recompute) {
   const Graph& g = model_.ir;
   const StageInfo& st = stages_[static_cast<size_t>(at.stage)];
+  const Stage& stage = plan_.stages[static_cast<size_t>(at.stage)];
+  // A checkpointed stage's first forward runs without autograd and keeps nothing; backward runs it again
+  // with autograd (recompute) before going back through it.
+  const bool checkpointed = training_ && stage.checkpointing == Checkpointing::kFull;
+  const bool keeps = training_ && (!checkpointed || recompute);
   const TensorShardPlan& shards = *st.shards;
   const DeviceBinding& binding = bindings_[static_cast<size_t>(at.worker)];
   const int degree = at.degree, rank = at.rank;
@@ -525,7 +534,7 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
       if (iv.isTensor() && iv.toTensor().defined()) {
         torch::Tensor t = iv.toTensor().to(binding.device);
         if (routing_.mutated[static_cast<size_t>(at.stage)][static_cast<size_t>(v)]) t = t.detach().clone();
-        if (training_ && t.is_floating_point()) {
+        if (keeps && t.is_floating_point()) {
           t = t.detach().requires_grad_();
           state.received.push_back(Received{v, t});
         }
@@ -537,7 +546,23 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
   std::map<ValueId, torch::Tensor> entered;  // replicated tensors already wrapped by EnterSplit
 
   TaskEvent fwd{EngineTaskKind::kForward, at.stage, at.worker, binding.id, m, step_, {}, {}};
-  notify_task(observers_, fwd, true);
+  if (!recompute) notify_task(observers_, fwd, true);  // a recompute is part of the backward's task
+  std::optional<torch::NoGradGuard> no_grad;
+  if (checkpointed && !recompute) no_grad.emplace();
+  // Activation offload covers the forward that autograd records (and the loss): what it saves goes to host
+  // memory; the values held until backward anyway (parameters, received values, weight parts) stay.
+  std::optional<ActivationOffloadScope> offload;
+  if (keeps && offloads_activations(stage.offload)) {
+    std::vector<torch::Tensor> held;
+    for (size_t v = 0; v < env.size(); ++v) {
+      if (!env[v].isTensor() || !env[v].toTensor().defined()) continue;
+      if (std::find(g.inputs().begin(), g.inputs().end(), static_cast<ValueId>(v)) != g.inputs().end())
+        continue;
+      held.push_back(env[v].toTensor());
+    }
+    for (const auto& [v, part] : parts) held.push_back(part.leaf);
+    offload.emplace(held, offloaded_[static_cast<size_t>(at.worker)]);
+  }
   for (NodeId id = st.first; id <= st.last; ++id) {
     const Node& node = g.node(id);
     const NodeShard& ns = shards.nodes[static_cast<size_t>(id)];
@@ -561,7 +586,7 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
     if (ns.vocabulary)
       outs[0] = outs[0].toTensor() * inside.unsqueeze(-1).to(outs[0].toTensor().scalar_type());
     if (ns.all_reduce) {
-      const Collective c{exchange, key_of(m, CollectiveKind::kReduceOutput, id), rank, degree, {}};
+      const Collective c{exchange, key_of(m, CollectiveKind::kReduceOutput, id, recompute), rank, degree, {}};
       outs[0] = AllReduceSum::apply(outs[0].toTensor(), c);
     }
     if (ns.scale_output_entry == -1) {
@@ -583,8 +608,12 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
   for (int t = at.stage + 1; t < stage_count; ++t) {
     for (ValueId v : routing_.sends[static_cast<size_t>(at.stage)][static_cast<size_t>(t)]) {
       const c10::IValue& iv = env[static_cast<size_t>(v)];
-      if (rank == 0) values_.put(board_key(m, v, t, static_cast<int>(replica)), iv);
-      if (training_ && iv.isTensor() && iv.toTensor().defined() && iv.toTensor().requires_grad())
+      if (rank == 0 && !recompute) values_.put(board_key(m, v, t, static_cast<int>(replica)), iv);
+      const bool tensor = iv.isTensor() && iv.toTensor().defined();
+      // The first forward of a checkpointed stage keeps what it sent without history, so backward can
+      // collect the gradients for it before recomputing.
+      if (keeps ? tensor && iv.toTensor().requires_grad()
+                : checkpointed && tensor && iv.toTensor().is_floating_point())
         state.sent.push_back(Sent{t, v, iv.toTensor()});
     }
   }
@@ -594,34 +623,31 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
       c10::IValue iv = env[static_cast<size_t>(g.outputs()[k])];
       if (shards.gather[k]) {
         const Shard s = shards.shard[static_cast<size_t>(g.outputs()[k])];
-        const Collective c{exchange, key_of(m, CollectiveKind::kGather, static_cast<int64_t>(k)), rank,
-                           degree, s};
+        const Collective c{exchange, key_of(m, CollectiveKind::kGather, static_cast<int64_t>(k), recompute),
+                           rank, degree, s};
         iv = GatherSplit::apply(iv.toTensor(), c);
       }
       results.push_back(std::move(iv));
     }
-    if (training_) {
+    if (keeps) {
       const auto out0 = flatten_tensors(results.at(0));
       PARTITA_CHECK(!out0.empty() && out0[0].is_floating_point(),
                     "training needs a floating-point model output");
       state.loss = slice_loss(loss_kind_, out0[0], slice(batch_->targets), plan_.global_batch);
-    } else if (rank == 0 || local_device_ >= 0) {
+    } else if (!training_ && (rank == 0 || local_device_ >= 0)) {
       for (const auto& r : results) {
         for (auto& t : flatten_tensors(r)) outputs_[static_cast<size_t>(m)][replica].push_back(t);
       }
     }
   }
-  notify_task(observers_, fwd, false);
+  offload.reset();
+  if (!recompute) notify_task(observers_, fwd, false);
 }
 
-void TensorRunner::backward(const Place& at, int m, MicrobatchState& state, double& loss) {
+void TensorRunner::backward(const Place& at, const Executor& executor, int m, MicrobatchState& state,
+                            std::map<ValueId, OwnPart>& parts, double& loss) {
   const DeviceBinding& binding = bindings_[static_cast<size_t>(at.worker)];
   TaskEvent bwd{EngineTaskKind::kBackward, at.stage, at.worker, binding.id, m, step_, {}, {}};
-  std::vector<torch::Tensor> roots, grads;
-  if (state.loss.defined()) {
-    roots.push_back(state.loss);
-    grads.push_back(torch::ones_like(state.loss));
-  }
   // Every device of this stage seeds its own copy of what it sent with the gradient the receiving stage's
   // replicas' first devices posted (the same on every device of a tensor group: what crosses is
   // replicated): its rows from the replicas that hold them (zeros where one computed none), or, for a value
@@ -633,6 +659,7 @@ void TensorRunner::backward(const Place& at, int m, MicrobatchState& state, doub
     const c10::IValue iv = gradients_.get(board_key(m, v, to_stage, j));
     return iv.isTensor() ? iv.toTensor() : torch::Tensor();
   };
+  std::vector<Sent> seeds;  // (receiving stage, value, its gradient)
   for (const Sent& s : state.sent) {
     const StageInfo& to = stages_[static_cast<size_t>(s.to_stage)];
     torch::Tensor g;
@@ -657,10 +684,26 @@ void TensorRunner::backward(const Place& at, int m, MicrobatchState& state, doub
       }
     }
     if (!g.defined()) continue;
-    roots.push_back(s.tensor);
-    grads.push_back(g.device() == s.tensor.device() ? g : g.to(s.tensor.device()));
+    seeds.push_back(Sent{s.to_stage, s.value, g.device() == s.tensor.device() ? g : g.to(s.tensor.device())});
   }
   notify_task(observers_, bwd, true);
+  if (training_ && plan_.stages[static_cast<size_t>(at.stage)].checkpointing == Checkpointing::kFull) {
+    state = MicrobatchState{};
+    forward(at, executor, m, state, parts, /*recompute=*/true);
+  }
+  std::vector<torch::Tensor> roots, grads;
+  if (state.loss.defined()) {
+    roots.push_back(state.loss);
+    grads.push_back(torch::ones_like(state.loss));
+  }
+  for (const Sent& seed : seeds) {
+    const auto sent = std::find_if(state.sent.begin(), state.sent.end(), [&](const Sent& s) {
+      return s.to_stage == seed.to_stage && s.value == seed.value;
+    });
+    if (sent == state.sent.end()) continue;  // recomputed without history: nothing to go back through
+    roots.push_back(sent->tensor);
+    grads.push_back(seed.tensor);
+  }
   if (!roots.empty()) torch::autograd::backward(roots, grads);
   notify_task(observers_, bwd, false);
   if (at.rank == 0) {

@@ -36,8 +36,14 @@
 // backward from its own copy with them.
 // Several processes: one stage (a tensor group or replicas of it), one process per device (local_device,
 // link); see the constructor.
-// Not run: checkpointing, offload, pipelines across processes (Engine refuses them before this runner is
-// made).
+// Memory: a stage with Checkpointing::kFull runs its first forward without autograd (its collectives too)
+// and keeps nothing but what it sent (without history); its backward collects the gradients for those,
+// runs the forward again with autograd (collectives keyed apart from the first pass's) and goes back through
+// it. A stage with activation offload runs the forward autograd records inside an ActivationOffloadScope
+// (activation_offload.h), keeping its parameters, weight parts and received values where they are. The
+// parameters of a tensor group are read by all its devices and so stay on the host (as optimizer-state
+// offload has them).
+// Not run: pipelines of tensor groups across processes (Engine refuses them before this runner is made).
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -49,6 +55,7 @@
 
 #include <torch/types.h>
 
+#include "partita/runtime/activation_offload.h"
 #include "partita/runtime/device_binding.h"
 #include "partita/runtime/engine.h"
 #include "partita/runtime/loss.h"
@@ -119,6 +126,8 @@ class TensorRunner {
   // the last stage's first device of each replica. Returns false when another worker failed and abort() was
   // called; throws partita::Error naming the stage, device and node when this one fails.
   bool run(int worker, const Executor& executor, double& loss);
+  // Training: what activation offload copied to host memory during the last step, per worker.
+  OffloadedActivations offloaded(int worker) const { return offloaded_.at(static_cast<size_t>(worker)); }
   void abort();
   // Inference: the graph's tensor outputs for the whole batch (after a successful step); with a local
   // device, for its replica's samples.
@@ -179,9 +188,12 @@ class TensorRunner {
   bool by_rows(int from, int to, ValueId v) const;
 
   Place place_of(int worker) const;
+  // `recompute`: a checkpointed stage's second forward, run by its backward (keeps what backward needs, posts
+  // nothing to later stages).
   void forward(const Place& at, const Executor& executor, int m, MicrobatchState& state,
-               std::map<ValueId, OwnPart>& parts);
-  void backward(const Place& at, int m, MicrobatchState& state, double& loss);
+               std::map<ValueId, OwnPart>& parts, bool recompute);
+  void backward(const Place& at, const Executor& executor, int m, MicrobatchState& state,
+                std::map<ValueId, OwnPart>& parts, double& loss);
   c10::IValue rewrite(const Place& at, int m, const Node& node, size_t input, const c10::IValue& value,
                       std::map<ValueId, torch::Tensor>& entered, std::map<ValueId, OwnPart>& parts) const;
 
@@ -200,7 +212,8 @@ class TensorRunner {
   std::vector<bool> trainable_;                      // [value] a parameter that needs a gradient
   std::vector<std::optional<Shard>> own_part_;       // [value] a parameter read only as this split
   std::mutex gradient_mutex_;
-  Board values_, gradients_;  // between stages: forward values, their gradients
+  std::vector<OffloadedActivations> offloaded_;  // [worker], this step's
+  Board values_, gradients_;                     // between stages: forward values, their gradients
 
   const StepInputs* batch_ = nullptr;
   int step_ = 0;

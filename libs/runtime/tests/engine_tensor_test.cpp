@@ -3,12 +3,14 @@
 
 #include <atomic>
 #include <filesystem>
+#include <iostream>
 #include <mutex>
 #include <set>
 
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
 #include "partita/runtime/engine.h"
+#include "partita/torch_bridge/memory_meter.h"
 #include "reference_training.h"
 
 #include <torch/script.h>
@@ -217,6 +219,87 @@ TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
   const auto out = engine.step(batch).outputs;
   ASSERT_EQ(out.size(), 1u);
   EXPECT_TRUE(torch::allclose(out[0], want, 1e-4, 1e-5)) << (out[0] - want).abs().max().item<double>();
+}
+
+// Memory savings in tensor groups: a checkpointed stage (its first forward without autograd, recomputed
+// with its collectives in backward) and a stage with activation offload train like one device, alone and
+// as pipeline stages.
+TEST(EngineTensor, CheckpointedAndOffloadingStagesMatchSingleDeviceTraining) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  const std::string input = "4x32:i64:2048";
+  const auto reference = reference_training("gpt", input, 20);
+  struct Setting {
+    std::string what;
+    Checkpointing first, second;
+    Offload first_offload = Offload::kNone, second_offload = Offload::kNone;
+    Schedule schedule = Schedule::kOneFOneB;
+  };
+  const std::vector<Setting> settings = {
+      {"both stages checkpointed, 1F1B", Checkpointing::kFull, Checkpointing::kFull},
+      {"first stage checkpointed, GPipe", Checkpointing::kFull, Checkpointing::kNone, Offload::kNone,
+       Offload::kNone, Schedule::kGPipe},
+      {"activation offload on both, checkpointing on none", Checkpointing::kNone, Checkpointing::kNone,
+       Offload::kActivations, Offload::kActivations},
+  };
+  for (const Setting& setting : settings) {
+    LoadedModel m = load("gpt", input);
+    Plan plan = tensor_pipeline(m.ir, Mode::kTraining, 4, 2, best_cut_points(m.ir, 1)[0].after_node,
+                                {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}});
+    plan.schedule = setting.schedule;
+    plan.stages[0].checkpointing = setting.first;
+    plan.stages[1].checkpointing = setting.second;
+    plan.stages[0].offload = setting.first_offload;
+    plan.stages[1].offload = setting.second_offload;
+    Engine engine(m, plan);
+    Counter counter;
+    engine.add_observer(&counter);
+    expect_trains_like(engine, input, reference, "gpt pipeline of 2-way groups, " + setting.what);
+    // A recompute belongs to its backward: one forward and one backward task per device and microbatch.
+    EXPECT_EQ(counter.seen.size(), 2u * 4 * 2) << setting.what;
+    if (setting.first_offload == Offload::kActivations) {
+      StepInputs batch;
+      batch.inputs = make_inputs({parse_input_spec(input)}, 100);
+      batch.targets = engine.make_targets(batch.inputs, 7);
+      const StepResult r = engine.step(batch);
+      for (size_t k = 0; k < 2; ++k)
+        EXPECT_GT(r.offloaded.at(k).tensors, 0) << "stage " << k << " offloaded nothing";
+    }
+  }
+  // One tensor group over the whole model, checkpointed.
+  LoadedModel m = load("gpt", input);
+  Plan plan = tensor_plan(m.ir, Mode::kTraining, 4, 2, 2);
+  plan.stages[0].checkpointing = Checkpointing::kFull;
+  Engine engine(m, plan);
+  expect_trains_like(engine, input, reference, "gpt 2-way, checkpointed");
+}
+
+// Checkpointing a tensor group keeps only what its stage's first forward sends: a GPipe step's peak memory
+// falls (all four microbatches' activations are alive at once without it, one microbatch's with it).
+TEST(EngineTensor, CheckpointingLowersMeasuredPeakMemory) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  MemoryMeter& meter = MemoryMeter::install();
+  auto peak = [&](Checkpointing c) {
+    LoadedModel m = load("gpt", "8x128:i64:2048");
+    Plan plan = tensor_plan(m.ir, Mode::kTraining, 8, 4, 2);
+    plan.schedule = Schedule::kGPipe;
+    plan.stages[0].checkpointing = c;
+    Engine engine(m, plan);
+    StepInputs batch;
+    batch.inputs = make_inputs({parse_input_spec("8x128:i64:2048")}, 1);
+    batch.targets = engine.make_targets(batch.inputs);
+    engine.step(batch);  // the first step allocates the optimizer state
+    meter.reset_peak();
+    const Bytes before = meter.current_bytes();
+    engine.step(batch);
+    return meter.peak_bytes() - before;
+  };
+  const Bytes plain = peak(Checkpointing::kNone);
+  const Bytes checkpointed = peak(Checkpointing::kFull);
+  std::cout << "peak bytes: plain " << plain.value() << ", checkpointed " << checkpointed.value() << "\n";
+  // Measured here: 126 MB plain, 59 MB checkpointed; about 35 MB of either is not activations (the step's
+  // weight parts, gradients), so the activations went from ~90 MB (four microbatches) to ~23 MB (one).
+  EXPECT_LT(checkpointed.value(), plain.value() * 6 / 10)
+      << "plain " << plain.value() << " checkpointed " << checkpointed.value();
 }
 
 // A cut inside a column/row pair would carry a split tensor: refused before anything runs.

@@ -345,8 +345,8 @@ TEST(Engine, NamesTheLayoutsItCannotRunBeforeAnythingRuns) {
   Plan tensor = data_plan(m.ir, Mode::kTraining, 8, {8, 8});  // one tensor group runs: engine_tensor_test.cpp
   tensor.groups[0].parallelism = GroupParallelism::kTensor;
   EXPECT_FALSE(engine_refusal(tensor).has_value());
-  // Replicas of tensor groups run too, also as pipeline stages (engine_tensor_test.cpp), but not with
-  // checkpointing.
+  // Replicas of tensor groups run too, also as pipeline stages, with checkpointing and offload
+  // (engine_tensor_test.cpp).
   tensor.groups[0].devices = {"cpu:0", "cpu:1", "cpu:2", "cpu:3"};
   tensor.groups[0].batch_shares = {4, 4, 4, 4};
   tensor.groups[0].tensor_size = 2;
@@ -356,15 +356,20 @@ TEST(Engine, NamesTheLayoutsItCannotRunBeforeAnythingRuns) {
   tensor.stages = {Stage{0, 1, 0}, Stage{2, m.ir.num_nodes() - 1, 1}};
   EXPECT_FALSE(engine_refusal(tensor).has_value());
   tensor.stages[1].checkpointing = Checkpointing::kFull;
-  EXPECT_NE(engine_refusal(tensor).value_or("").find("checkpointing or offload on stage 1"),
-            std::string::npos);
+  tensor.stages[0].offload = Offload::kActivations;
+  EXPECT_FALSE(engine_refusal(tensor).has_value());
+  // Offload in an inference plan is not (a training choice).
+  Plan inference = tensor;
+  inference.mode = Mode::kInference;
+  inference.stages[1].checkpointing = Checkpointing::kNone;
+  EXPECT_NE(engine_refusal(inference).value_or("").find("offload is a training choice"), std::string::npos);
   // The constructor throws the same line for a well-formed plan, before it binds devices. (Offload runs:
   // engine_offload_test.cpp.)
   try {
-    Engine engine(m, tensor);
-    FAIL() << "a tensor-parallel plan ran";
+    Engine engine(m, inference);
+    FAIL() << "an inference plan with offload ran";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), *engine_refusal(tensor));
+    EXPECT_EQ(std::string(e.what()), *engine_refusal(inference));
   }
 }
 

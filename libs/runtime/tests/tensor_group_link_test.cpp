@@ -131,7 +131,11 @@ void expect_same_training(const std::string& model, const std::string& input, co
 TEST(TensorGroupLink, TwoProcessGptTrainsLikeTheTensorPlanInOneProcess) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   LoadedModel m = load("gpt", "4x32:i64:2048");
-  expect_same_training("gpt", "4x32:i64:2048", tensor_plan(m.ir, Mode::kTraining, 4, 2, 2, {2}));
+  Plan plan = tensor_plan(m.ir, Mode::kTraining, 4, 2, 2, {2});
+  expect_same_training("gpt", "4x32:i64:2048", plan);
+  // Checkpointed: the recomputed forward's collectives meet across the processes too.
+  plan.stages[0].checkpointing = Checkpointing::kFull;
+  expect_same_training("gpt", "4x32:i64:2048", plan);
 }
 
 TEST(TensorGroupLink, FourProcessesAsTwoReplicasOfTwoWayGroupsTrainLikeOneProcess) {

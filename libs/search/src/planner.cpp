@@ -145,8 +145,11 @@ PlanOutcome make_plan(const Graph& graph, const Cluster& cluster, const CostTabl
     return outcome;
   }
   if (plans.empty()) {
+    SearchOptions unlimited = options;  // without the memory limit: does the strategy apply at all?
+    unlimited.memory_limit.reset();
+    unlimited.memory_cap = MemoryCap::kLimitOnly;
     if (options.strategy == StrategyKind::kTensor &&
-        generate_candidates(graph, cluster, table, options).empty()) {
+        generate_candidates(graph, cluster, table, unlimited).empty()) {
       outcome.error =
           "strategy 'tensor' has nothing to offer here: it needs at least two devices of one kind on one "
           "machine and a graph with weight matmuls; try --strategy auto";

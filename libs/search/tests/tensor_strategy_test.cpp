@@ -312,5 +312,20 @@ TEST(TensorStrategy, NeedsTwoDevicesOfOneKind) {
   EXPECT_NE(out.error.find("strategy 'tensor' has nothing to offer"), std::string::npos);
 }
 
+// Two devices of one kind under a memory limit no tensor plan fits in: the error is about memory (it said
+// the strategy had nothing to offer).
+TEST(TensorStrategy, AMemoryLimitNothingFitsNamesTheSmallestMemory) {
+  const Graph g = mlp_pair(1000);
+  const Cluster c = make_cluster({make_spec("a", 1), make_spec("a", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  SearchOptions o = tensor_options(Mode::kInference);
+  ASSERT_TRUE(make_plan(g, c, t, o).plan);
+  o.memory_limit = Bytes(1024);
+  const PlanOutcome out = make_plan(g, c, t, o);
+  EXPECT_FALSE(out.plan);
+  EXPECT_NE(out.error.find("no plan fits in memory"), std::string::npos) << out.error;
+  EXPECT_TRUE(out.min_memory.has_value());
+}
+
 }  // namespace
 }  // namespace partita

@@ -27,25 +27,24 @@
 //    src/tensor_shards.h), all-reducing partial sums and gathering a split output in process; a graph with an
 //    op on a split tensor that the engine cannot split is refused before running.
 // Memory: a stage with Checkpointing::kFull keeps only its inputs per microbatch; its forward runs without
-// autograd and again, with autograd, right before its backward. A stage with activation offload
-// (offloads_activations; never with checkpointing: Plan::check_against refuses the pair) runs its forward
-// and, on the last stage, the loss inside an ActivationOffloadScope (activation_offload.h): what autograd
-// saves goes to host memory as it is saved (pinned and asynchronous from a GPU; on a CPU device a second
-// host copy, which saves nothing) and comes back when backward needs it; parameters and values received from
-// other stages stay. StepResult::offloaded counts it per stage. Optimizer state: a training stage on one
-// device with memory of its own keeps the parameters only it reads, with their optimizer state, on that
-// device, and the one optimizer updates them there; parameters several workers read (replicas, shared
-// weights), those the reducer combines with other processes, and those of a stage with optimizer-state
-// offload stay on the host, the device holding copies whose gradients are gathered to the host and which are
-// refreshed after the update. Inference plans with offload are refused (a training choice).
-// Math: a training step computes the mean loss over the global batch and one optimizer step, exactly as a
-// single-device step does (up to floating-point reassociation of the gradient sums). The optimizer step runs
-// on the CPU worker with the most intra-op threads (its thread, binding and OpenMP team), not on the caller's
-// thread, which partita's commands keep at one intra-op thread.
-// Errors: an exception in any worker stops the step (every other worker is woken) and step() throws
-// partita::Error naming the stage, the device and the node.
-// Several processes: with EngineOptions::local_replica set, this engine runs one replica of a one-stage
-// data-parallel plan (the other replicas run in other processes, see distributed_reducer.h) and
+// autograd and again, with autograd, right before its backward (tensor groups too: src/engine_tensor.h). A
+// stage with activation offload (offloads_activations; never with checkpointing: Plan::check_against refuses
+// the pair) runs its forward and, on the last stage, the loss inside an ActivationOffloadScope
+// (activation_offload.h): what autograd saves goes to host memory as it is saved (pinned and asynchronous
+// from a GPU; on a CPU device a second host copy, which saves nothing) and comes back when backward needs it;
+// parameters and values received from other stages stay. StepResult::offloaded counts it per stage. Optimizer
+// state: a training stage on one device with memory of its own keeps the parameters only it reads, with their
+// optimizer state, on that device, and the one optimizer updates them there; parameters several workers read
+// (replicas, shared weights), those the reducer combines with other processes, and those of a stage with
+// optimizer-state offload stay on the host, the device holding copies whose gradients are gathered to the
+// host and which are refreshed after the update. Inference plans with offload are refused (a training
+// choice). Math: a training step computes the mean loss over the global batch and one optimizer step, exactly
+// as a single-device step does (up to floating-point reassociation of the gradient sums). The optimizer step
+// runs on the CPU worker with the most intra-op threads (its thread, binding and OpenMP team), not on the
+// caller's thread, which partita's commands keep at one intra-op thread. Errors: an exception in any worker
+// stops the step (every other worker is woken) and step() throws partita::Error naming the stage, the device
+// and the node. Several processes: with EngineOptions::local_replica set, this engine runs one replica of a
+// one-stage data-parallel plan (the other replicas run in other processes, see distributed_reducer.h) and
 // EngineOptions::reducer combines the gradients and the loss across processes before the optimizer step.
 // The same for one device of a one-stage tensor-parallel plan (a tensor group or replicas of it, one process
 // per device): it meets the other devices of its tensor group through EngineOptions::tensor_link, and the
@@ -174,9 +173,8 @@ struct StepResult {
   std::vector<OffloadedActivations> offloaded;
 };
 
-// Why this engine cannot run the plan's layout at all (checkpointing or offload with tensor groups,
-// activation offload in a branch-parallel plan, offload in an inference plan), as the one-line error the
-// Engine constructor throws;
+// Why this engine cannot run the plan's layout at all (activation offload in a branch-parallel plan, offload
+// in an inference plan), as the one-line error the Engine constructor throws;
 // nullopt when it can. Does not check the plan against a model or this machine's devices, nor whether a
 // hybrid plan's cuts carry only values it can split by the batch (the constructor refuses those).
 std::optional<std::string> engine_refusal(const Plan& plan);
