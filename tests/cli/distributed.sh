@@ -60,6 +60,9 @@ echo "gpt tensor: launch -n 2 took $((SECONDS - start)) s"
 same_losses "$WORK/gpt.tensor.one.json" "$WORK/gpt.tensor.launch.json" || fail "gpt tensor: launch losses differ"
 [ "$(json_get "$WORK/gpt.tensor.launch.json" "sorted(w['device'] for w in d['workers'])")" = "['cpu:0', 'cpu:1']" ] \
   || fail "gpt tensor: rank 0 should report both ranks' devices"
+# Rank 1 dies or stalls at the start of step 5: rank 0, inside the step's first all-gather, names it.
+expect_rank_faults ".*tensor-parallel exchange of ranks 0 1 of step 5 failed: rank 1 did not reach step 5" \
+  ".*tensor-parallel exchange of ranks 0 1 of step 5 failed: rank 1 did not reach step 5" "${run[@]}"
 
 # Faults: rank 1 dies (exit) or stalls at engine step 5; launcher and rank 0 stop within 30 s and name rank 1.
 run=(run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/mlp.plan.json" --train --steps 20)

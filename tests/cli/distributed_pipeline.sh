@@ -156,6 +156,6 @@ expect_rank_faults "step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled" \
   "step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled" "${run[@]}"
 
 # Refusal: a world size that is not the number of stages.
-expect_error "a 3-process run needs a one-stage data-parallel plan with 3 devices or a 3-stage pipeline" \
+expect_error "a 3-process run needs a one-stage data- or tensor-parallel plan with 3 devices (one process per device) or a 3-stage pipeline" \
   env WORLD_SIZE=3 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$PARTITA" "${run[@]}"
 finish

@@ -192,9 +192,11 @@ std::vector<bool> hybrid_crossable(const Graph& g) {
   return ok;
 }
 
-std::vector<bool> hybrid_cuts(const Graph& g) {
+namespace {
+
+// [node] whether a cut after it carries only values with ok[value] (constants and graph inputs always cross).
+std::vector<bool> cuts_carrying(const Graph& g, const std::vector<bool>& ok) {
   const int n = g.num_nodes();
-  const std::vector<bool> ok = hybrid_crossable(g);
   std::vector<bool> outputs(g.values().size(), false);
   for (ValueId v : g.outputs()) outputs[v] = true;
   std::vector<int> diff(static_cast<size_t>(n) + 1, 0);  // cuts after nodes [producer, last use) it crosses
@@ -210,6 +212,17 @@ std::vector<bool> hybrid_cuts(const Graph& g) {
   for (int i = 0; i + 1 < n; ++i)
     cuts[static_cast<size_t>(i)] = (crossing += diff[static_cast<size_t>(i)]) == 0;
   return cuts;
+}
+
+}  // namespace
+
+std::vector<bool> hybrid_cuts(const Graph& g) { return cuts_carrying(g, hybrid_crossable(g)); }
+
+std::vector<bool> process_cuts(const Graph& g) {
+  std::vector<bool> ok(g.values().size(), false);
+  for (const Value& v : g.values())
+    ok[v.id] = v.kind == ValueKind::kTensor || v.kind == ValueKind::kScalar || v.kind == ValueKind::kNone;
+  return cuts_carrying(g, ok);
 }
 
 std::vector<NodeParallelism> analyze_parallelism(const Graph& graph, ExecutionMode mode) {

@@ -166,6 +166,22 @@ TEST(Parallelism, HybridCutsCarryOnlyBatchMajorOrBatchFreeValues) {
   // Cuts after n0 (h crosses, and the view needs it) and after n1 (b and h cross); after n2 v; after n3 t;
   // after n4 y (and s is computed later); after n5 y and s; n6 is the end.
   EXPECT_EQ(hybrid_cuts(g), (std::vector<bool>{true, false, true, false, true, true, true}));
+  // Between processes only lists and tuples cannot cross: every cut of this graph can.
+  EXPECT_EQ(process_cuts(g), std::vector<bool>(7, true));
+}
+
+// A list crossing a cut (aten::split's output, read by two later nodes) keeps processes from cutting there.
+TEST(Parallelism, ProcessCutsAvoidListsAndTuples) {
+  Graph g;
+  const ValueId x = input(g, {8, 16});
+  const ValueId h = op(g, "aten::linear", {x, parameter(g, "w", {32, 16})}, {8, 32});
+  const ValueId parts = g.add_value(ValueKind::kList, "parts");
+  g.add_node("aten::split", {h, int_constant(g, "16"), int_constant(g, "1")}, {parts});
+  const ValueId a = op(g, "aten::__getitem__", {parts, int_constant(g, "0")}, {8, 16});
+  const ValueId b = op(g, "aten::__getitem__", {parts, int_constant(g, "1")}, {8, 16});
+  g.set_outputs({op(g, "aten::add", {a, b}, {8, 16})});
+  // After n1 (the split) and n2 (the first getitem) the list crosses.
+  EXPECT_EQ(process_cuts(g), (std::vector<bool>{true, false, false, true, true}));
 }
 
 }  // namespace

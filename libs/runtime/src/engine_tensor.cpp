@@ -201,6 +201,7 @@ void PartExchange::abort() {
 }
 
 void PartExchange::reset(int step) {
+  if (link_ != nullptr) link_->begin_step(step);
   std::lock_guard<std::mutex> lock(mutex_);
   step_ = step;
   slots_.clear();

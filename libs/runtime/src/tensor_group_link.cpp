@@ -5,6 +5,7 @@
 
 #include "partita/core/error.h"
 #include "partita/runtime/distributed_group.h"
+#include "partita/runtime/distributed_reducer.h"
 
 namespace partita {
 
@@ -17,6 +18,8 @@ GlooTensorGroupLink::GlooTensorGroupLink(DistributedGroup& group, std::vector<in
   what_ = "the tensor-parallel exchange of ranks";
   for (int r : ranks_) what_ += " " + std::to_string(r);
 }
+
+void GlooTensorGroupLink::begin_step(int step) { apply_fault_hooks(group_.rank(), step); }
 
 std::vector<torch::Tensor> GlooTensorGroupLink::all_gather(const torch::Tensor& bytes, int step) {
   return group_.all_gather(subgroup_, bytes, step, what_);

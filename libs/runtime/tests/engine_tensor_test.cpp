@@ -10,7 +10,6 @@
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
 #include "partita/runtime/engine.h"
-#include "partita/torch_bridge/memory_meter.h"
 #include "reference_training.h"
 
 #include <torch/script.h>
@@ -277,21 +276,13 @@ TEST(EngineTensor, CheckpointedAndOffloadingStagesMatchSingleDeviceTraining) {
 // falls (all four microbatches' activations are alive at once without it, one microbatch's with it).
 TEST(EngineTensor, CheckpointingLowersMeasuredPeakMemory) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
-  MemoryMeter& meter = MemoryMeter::install();
   auto peak = [&](Checkpointing c) {
     LoadedModel m = load("gpt", "8x128:i64:2048");
     Plan plan = tensor_plan(m.ir, Mode::kTraining, 8, 4, 2);
     plan.schedule = Schedule::kGPipe;
     plan.stages[0].checkpointing = c;
     Engine engine(m, plan);
-    StepInputs batch;
-    batch.inputs = make_inputs({parse_input_spec("8x128:i64:2048")}, 1);
-    batch.targets = engine.make_targets(batch.inputs);
-    engine.step(batch);  // the first step allocates the optimizer state
-    meter.reset_peak();
-    const Bytes before = meter.current_bytes();
-    engine.step(batch);
-    return meter.peak_bytes() - before;
+    return testing::measured_step_peak(engine, "8x128:i64:2048");
   };
   const Bytes plain = peak(Checkpointing::kNone);
   const Bytes checkpointed = peak(Checkpointing::kFull);

@@ -13,7 +13,6 @@
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
 #include "partita/search/graph_identity.h"
-#include "partita/torch_bridge/memory_meter.h"
 #include "reference_training.h"
 
 namespace partita {
@@ -148,20 +147,12 @@ TEST(Engine, ATensorListCrossingTheCutKeepsTheMath) {
 
 TEST(Engine, CheckpointingLowersMeasuredPeakMemory) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
-  MemoryMeter& meter = MemoryMeter::install();
   auto peak = [&](Checkpointing c) {
     LoadedModel m = load("gpt", "8x64:i64:2048");
     Plan p = pipeline_plan(m.ir, Mode::kTraining, 8, 4, Schedule::kGPipe);  // GPipe: all 4 microbatches alive
     for (auto& st : p.stages) st.checkpointing = c;
     Engine engine(m, p);
-    StepInputs batch;
-    batch.inputs = make_inputs({parse_input_spec("8x64:i64:2048")}, 1);
-    batch.targets = engine.make_targets(batch.inputs);
-    engine.step(batch);  // first step allocates optimizer state
-    meter.reset_peak();
-    const Bytes before = meter.current_bytes();
-    engine.step(batch);
-    return meter.peak_bytes() - before;
+    return testing::measured_step_peak(engine, "8x64:i64:2048");
   };
   const Bytes plain = peak(Checkpointing::kNone);
   const Bytes checkpointed = peak(Checkpointing::kFull);

@@ -12,6 +12,7 @@
 
 #include "partita/runtime/engine.h"
 #include "partita/search/graph_identity.h"
+#include "partita/torch_bridge/memory_meter.h"
 
 namespace partita::testing {
 
@@ -91,6 +92,20 @@ inline void expect_same_losses(const std::vector<double>& got, const std::vector
         << what << " step " << i << ": " << got[i] << " vs " << reference[i];
   }
   EXPECT_LT(reference.back(), reference.front()) << what << ": training should reduce the loss";
+}
+
+// The bytes a second training step of `engine` on `input` allocates at its peak beyond what lives before it
+// (the first step allocates the optimizer state), through partita's counting CPU allocator.
+inline Bytes measured_step_peak(Engine& engine, const std::string& input) {
+  MemoryMeter& meter = MemoryMeter::install();
+  StepInputs batch;
+  batch.inputs = make_inputs({parse_input_spec(input)}, 1);
+  batch.targets = engine.make_targets(batch.inputs);
+  engine.step(batch);
+  meter.reset_peak();
+  const Bytes before = meter.current_bytes();
+  engine.step(batch);
+  return meter.peak_bytes() - before;
 }
 
 }  // namespace partita::testing

@@ -106,7 +106,9 @@ std::vector<Plan> generate_candidates(const Graph& graph, const Cluster& cluster
   const StrategyKind s = options.strategy;
   if (s == StrategyKind::kAuto || s == StrategyKind::kData) append(out, data_parallel_candidates(model));
   if (s == StrategyKind::kAuto || s == StrategyKind::kPipeline)
-    append(out, pipeline_candidates(model, blocks));
+    // Only cuts whose values can travel between processes (no lists or tuples), so a pipeline plan runs
+    // with a process per stage as well as in one process.
+    append(out, pipeline_candidates(model, allowed_block_ends(blocks, process_cuts(graph))));
   // A hybrid plan's devices split each microbatch differently on the two sides of a cut: only cuts whose
   // values can be split by the batch (or are the same on every device) are offered, as the engine runs them.
   if (s == StrategyKind::kAuto || s == StrategyKind::kHybrid)

@@ -124,6 +124,9 @@ std::vector<bool> hybrid_crossable(const Graph& graph);
 // [node] whether a pipeline cut after the node carries only hybrid_crossable values (everything produced at
 // or before it and read after it, or a graph output); the last node's entry is true.
 std::vector<bool> hybrid_cuts(const Graph& graph);
+// [node] whether a pipeline cut after the node carries only tensors and numbers (no list or tuple: what can
+// travel between processes, as one message per value); the last node's entry is true.
+std::vector<bool> process_cuts(const Graph& graph);
 
 // One entry per node, in node order. Batch splitting is refused for: batch_norm computing batch statistics
 // (training flag constant "True", or any batch_norm in mode kTraining: the graph was

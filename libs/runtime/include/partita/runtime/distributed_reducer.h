@@ -128,7 +128,8 @@ class GlooGradientReducer final : public GradientReducer {
 
 // Test hooks, read once from the environment (documented in docs; never set them in production):
 // PARTITA_FAULT_EXIT_AT_STEP=K makes rank PARTITA_FAULT_RANK (default 1) print one line and _exit(1) when it
-// reaches the gradient reduction of engine step K (0-based, warm-up steps included);
+// reaches the gradient reduction of engine step K (0-based, warm-up steps included; a pipeline stage's
+// transport and a tensor group's link fire them at the step's start instead);
 // PARTITA_FAULT_HANG_AT_STEP=K makes it stall there instead (sleep until killed).
 void apply_fault_hooks(int rank, int step);
 

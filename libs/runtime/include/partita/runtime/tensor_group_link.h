@@ -18,6 +18,8 @@ class TensorGroupLink {
   virtual ~TensorGroupLink() = default;
   virtual int size() const = 0;   // devices in the group
   virtual int index() const = 0;  // this process's device in it
+  // Before every step (engine step `step`, warm-up included), ahead of its first collective.
+  virtual void begin_step(int /*step*/) {}
   // Every device hands in `bytes` (a 1-D uint8 CPU tensor, one length on all); returns every device's, in
   // the group's order. `step` is for error messages. Throws partita::Error when a device fails or stalls.
   virtual std::vector<torch::Tensor> all_gather(const torch::Tensor& bytes, int step) = 0;
@@ -30,6 +32,9 @@ class GlooTensorGroupLink final : public TensorGroupLink {
   GlooTensorGroupLink(DistributedGroup& group, std::vector<int> ranks);
   int size() const override { return static_cast<int>(ranks_.size()); }
   int index() const override { return index_; }
+  // The multi-process test hooks (PARTITA_FAULT_EXIT_AT_STEP / _HANG_AT_STEP, distributed_reducer.h) fire
+  // here, at the step's start, so the other devices meet the fault inside a collective of the step.
+  void begin_step(int step) override;
   std::vector<torch::Tensor> all_gather(const torch::Tensor& bytes, int step) override;
 
  private:
