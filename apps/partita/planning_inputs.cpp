@@ -558,6 +558,20 @@ PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode, Optimiz
   return in;
 }
 
+namespace {
+
+// A device slowed or capped gets a spec of its own (`renamed`); its measured optimizer step, when there is
+// one, is stretched with its other times (else the slowed device would be costed by the formula instead).
+void stretch_measured_update(PlanningInputs& in, const std::string& name, const std::string& renamed,
+                             double factor) {
+  if (renamed == name) return;
+  const auto measured = in.options.update_times.find(name);
+  if (measured == in.options.update_times.end()) return;
+  in.options.update_times[renamed] = Seconds(measured->second.value() * factor);
+}
+
+}  // namespace
+
 void apply_device_slowdowns(PlanningInputs& in) {
   for (const auto& [device, watts] : in.source.power_caps) {
     const int index = in.cluster.index_of(device);
@@ -566,13 +580,19 @@ void apply_device_slowdowns(PlanningInputs& in) {
                   "its GPUs");
     const PowerCapEffect effect =
         power_cap_effect(in.cluster.devices[static_cast<size_t>(index)].spec, Watts(watts));
+    const std::string uncapped = in.cluster.devices[static_cast<size_t>(index)].spec.name;
     cap_device_power(in.cluster, in.table, device, Watts(watts));
+    stretch_measured_update(in, uncapped, in.cluster.devices[static_cast<size_t>(index)].spec.name,
+                            1.0 / effect.clock_ratio);
     log_info(
         fmt::format("planning {} capped at {:.4g} W: clock x{:.3f} (cube-law model), {:.4g} W while busy",
                     device, watts, effect.clock_ratio, effect.busy_power.value()));
   }
   for (const auto& [device, factor] : in.source.device_slowdowns) {
+    const int index = in.cluster.index_of(device);
+    const std::string unslowed = index >= 0 ? in.cluster.devices[static_cast<size_t>(index)].spec.name : "";
     slow_down_device(in.cluster, in.table, device, factor);
+    stretch_measured_update(in, unslowed, in.cluster.devices[static_cast<size_t>(index)].spec.name, factor);
     log_info(fmt::format("planning {} as {:.3g}x slower", device, factor));
   }
 }

@@ -176,8 +176,8 @@ struct Engine::Impl {
   std::function<void()> worker_job;
   int job_worker = -1;
   int job_generation = -1;
-  // The worker that runs the optimizer step: the CPU worker with the most intra-op threads, the first of
-  // equals (-1: no CPU worker; the caller's thread runs it).
+  // The worker that runs the optimizer step: the CPU worker with the most intra-op threads, of equals the
+  // least slowed in the plan's source, then the first (-1: no CPU worker; the caller's thread runs it).
   int optimizer_worker = -1;
 
   Impl(LoadedModel& m, Plan p, EngineOptions o) : model(m), plan(std::move(p)), options(o) {}
@@ -1173,11 +1173,19 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
       s.grad_hooks.emplace_back(std::move(accumulator), key);
     }
   }
+  // Among workers with as many threads, the one the plan assumed least slowed (its source's device slowdowns:
+  // a rebalanced plan names the device that became slow), as the simulator assumes.
+  const auto slowdown = [&](const DeviceBinding& b) {
+    const auto it = s.plan.source.device_slowdowns.find(b.id);
+    return it == s.plan.source.device_slowdowns.end() ? 1.0 : it->second;
+  };
   for (size_t i = 0; i < s.workers.size(); ++i) {
     const DeviceBinding& b = s.workers[i].binding;
     if (!b.device.is_cpu()) continue;
-    if (s.optimizer_worker < 0 ||
-        b.threads > s.workers[static_cast<size_t>(s.optimizer_worker)].binding.threads)
+    const DeviceBinding* best =
+        s.optimizer_worker < 0 ? nullptr : &s.workers[static_cast<size_t>(s.optimizer_worker)].binding;
+    if (best == nullptr || b.threads > best->threads ||
+        (b.threads == best->threads && slowdown(b) < slowdown(*best)))
       s.optimizer_worker = static_cast<int>(i);
   }
   s.inline_worker = options.inline_lone_worker && s.workers.size() == 1;

@@ -235,8 +235,18 @@ TEST(EngineBranch, ObserversSeeForwardAndBackwardOnBothDevices) {
     EXPECT_TRUE(seen.count({device, EngineTaskKind::kForward, stage})) << device;
     EXPECT_TRUE(seen.count({device, EngineTaskKind::kBackward, stage})) << device;
   }
-  // The update runs on the CPU worker with the most threads, the first of equals.
+  // The update runs on the CPU worker with the most threads, the first of equals, unless the plan assumed that
+  // one slower (a rebalanced plan's device slowdowns): then the other, as the simulator predicts.
   EXPECT_TRUE(seen.count({"cpu:0", EngineTaskKind::kOptimizer, -1}));
+  EXPECT_FALSE(seen.count({"cpu:1", EngineTaskKind::kOptimizer, -1}));
+  Plan slowed = branch_plan(m.ir, Mode::kTraining, 8, 2, by_branches(m.ir));
+  slowed.source.device_slowdowns["cpu:0"] = 2.0;
+  Engine second(m, slowed);
+  Recorder after;
+  second.add_observer(&after);
+  second.step(batch);
+  EXPECT_TRUE(after.seen().count({"cpu:1", EngineTaskKind::kOptimizer, -1}));
+  EXPECT_FALSE(after.seen().count({"cpu:0", EngineTaskKind::kOptimizer, -1}));
 }
 
 // h = x w0 goes to cpu:1 (a = relu(h) w1) and stays on cpu:0 (b = sigmoid(h) w2); cpu:0 joins a + b. cpu:0's

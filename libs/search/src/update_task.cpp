@@ -35,30 +35,53 @@ std::vector<int> parameter_places(const Plan& plan, const Graph& graph, const Cl
 void add_update_task(TaskGraph& tg, const Plan& plan, const Graph& graph, const Cluster& cluster,
                      const SearchOptions& options) {
   if (plan.mode != Mode::kTraining) return;
-  int host = -1;
-  for (const std::string& id : plan.used_devices()) {
-    const int index = cluster.index_of(id);
-    if (index < 0) continue;
-    if (host < 0) host = index;
-    const DeviceSpec& d = cluster.devices[static_cast<size_t>(index)].spec;
-    const DeviceSpec& h = cluster.devices[static_cast<size_t>(host)].spec;
-    const bool cpu = d.kind == DeviceKind::kCpu, host_cpu = h.kind == DeviceKind::kCpu;
-    if ((cpu && !host_cpu) || (cpu && host_cpu && d.cores > h.cores)) host = index;
+  Bytes trainable(0);
+  int tensors = 0;
+  for (const auto& p : graph.parameters()) {
+    if (!p.requires_grad) continue;
+    trainable = trainable + graph.value(p.value).bytes();
+    ++tensors;
   }
-  if (host < 0) return;
-  // A plan of GPUs only still has the host's CPU beside them: the cluster's CPU device on the first device's
-  // node with the most cores, when the cluster describes one.
+  // A device's optimizer step over `bytes` of `count` tensors: its byte share of the measured whole-model
+  // step, else the formula.
+  const auto update_time = [&](int device, Bytes bytes, int count) {
+    const DeviceSpec& spec = cluster.devices[static_cast<size_t>(device)].spec;
+    const auto measured = options.update_times.find(spec.name);
+    if (measured != options.update_times.end()) {
+      const double fraction =
+          trainable.value() > 0 ? static_cast<double>(bytes.value()) / trainable.value() : 1.0;
+      return Seconds(measured->second.value() * fraction);
+    }
+    return optimizer_step_time(bytes, count, plan.optimizer, spec);
+  };
   const auto is_cpu = [&](int i) {
     return cluster.devices[static_cast<size_t>(i)].spec.kind == DeviceKind::kCpu;
   };
+  // The engine's host worker: a CPU before any other device, then the most cores; among equals the one whose
+  // whole-model step is fastest (a device planned slower, --device-slowdown or a rebalance, does not get it),
+  // then the first. So the prediction does not depend on the order of the plan's groups.
+  const auto better_host = [&](int candidate, int current) {
+    if (current < 0) return true;
+    if (is_cpu(candidate) != is_cpu(current)) return is_cpu(candidate);
+    if (!is_cpu(candidate)) return false;
+    const int a = cluster.devices[static_cast<size_t>(candidate)].spec.cores;
+    const int b = cluster.devices[static_cast<size_t>(current)].spec.cores;
+    if (a != b) return a > b;
+    return update_time(candidate, trainable, tensors) < update_time(current, trainable, tensors);
+  };
+  int host = -1;
+  for (const std::string& id : plan.used_devices()) {
+    const int index = cluster.index_of(id);
+    if (index >= 0 && better_host(index, host)) host = index;
+  }
+  if (host < 0) return;
+  // A plan of GPUs only still has the host's CPU beside them: the cluster's CPU device on the first device's
+  // node chosen as above, when the cluster describes one.
   if (!is_cpu(host)) {
     const std::string& node = cluster.devices[static_cast<size_t>(host)].node;
     int cpu = -1;
     for (int i = 0; i < static_cast<int>(cluster.devices.size()); ++i) {
-      if (!is_cpu(i) || cluster.devices[static_cast<size_t>(i)].node != node) continue;
-      if (cpu < 0 || cluster.devices[static_cast<size_t>(i)].spec.cores >
-                         cluster.devices[static_cast<size_t>(cpu)].spec.cores)
-        cpu = i;
+      if (is_cpu(i) && cluster.devices[static_cast<size_t>(i)].node == node && better_host(i, cpu)) cpu = i;
     }
     if (cpu >= 0) host = cpu;
   }
@@ -67,7 +90,6 @@ void add_update_task(TaskGraph& tg, const Plan& plan, const Graph& graph, const 
     int tensors = 0;
   };
   std::map<int, Share> shares;  // [cluster device] the parameters updated there
-  Bytes trainable(0);
   const std::vector<int> places = parameter_places(plan, graph, cluster, host);
   size_t k = 0;
   for (const auto& p : graph.parameters()) {
@@ -75,20 +97,11 @@ void add_update_task(TaskGraph& tg, const Plan& plan, const Graph& graph, const 
     Share& s = shares[places[k++]];
     s.bytes = s.bytes + graph.value(p.value).bytes();
     ++s.tensors;
-    trainable = trainable + graph.value(p.value).bytes();
   }
   const int before = tg.size();
   for (const auto& [device, share] : shares) {
     const ClusterDevice& d = cluster.devices[static_cast<size_t>(device)];
-    Seconds t(0);
-    const auto measured = options.update_times.find(d.spec.name);
-    if (measured != options.update_times.end()) {  // measured over the whole model: its share
-      const double fraction =
-          trainable.value() > 0 ? static_cast<double>(share.bytes.value()) / trainable.value() : 1.0;
-      t = Seconds(measured->second.value() * fraction);
-    } else {
-      t = optimizer_step_time(share.bytes, share.tensors, plan.optimizer, d.spec);
-    }
+    const Seconds t = update_time(device, share.bytes, share.tensors);
     const int task = tg.add("update", TaskKind::kUpdate, tg.add_resource("update on " + d.id, -1), -1, -1, t);
     for (int x = 0; x < before; ++x) tg.depend(task, x);
     tg.enqueue(task);

@@ -8,6 +8,7 @@
 #include "partita/search/blocks.h"
 #include "partita/search/chain_partition.h"
 #include "partita/search/chain_plan.h"
+#include "partita/search/device_slowdown.h"
 #include "partita/search/stage_model.h"
 #include "test_support.h"
 
@@ -312,6 +313,51 @@ TEST(Simulator, AGpuOnlyPlanUpdatesHostKeptParametersOnItsNodesCpu) {
   const auto on_first = updates(elsewhere);
   ASSERT_EQ(on_first.size(), 1u);
   EXPECT_NEAR(on_first.at("update on d0"), 0.3, 1e-12);
+}
+
+// Two equal CPUs, one planned 3x slower (--device-slowdown, a rebalance): the optimizer step goes to the
+// other one, as the engine does, whichever group the plan lists first, so reordering a plan's groups (the
+// same plan) predicts the same step. It went to the first group's device: GPT plans differed by 16% by group
+// order alone.
+TEST(Simulator, TheUpdateRunsOnTheLeastSlowedOfEqualCpusWhateverTheGroupOrder) {
+  DeviceSpec cpu = make_spec("cpu", 1);
+  cpu.kind = DeviceKind::kCpu;
+  cpu.cores = 4;
+  Fixture s{chain_graph({1e10, 1e10}, {256, 256}, {1 << 20, 1 << 20}),
+            make_cluster({cpu, cpu}, make_link(1e21, 0)),
+            {}};
+  s.table = table_for(s.graph, s.cluster);
+  slow_down_device(s.cluster, s.table, "d0", 3.0);
+  SearchOptions measured;
+  measured.update_times["cpu"] = Seconds(0.5);
+  measured.update_times[s.cluster.devices[0].spec.name] = Seconds(1.5);
+  for (const SearchOptions& options : {SearchOptions{}, measured}) {
+    const Plan plan = pipeline_plan(s, 2, 2, 4, Schedule::kOneFOneB);  // groups d0, d1
+    Plan reordered = plan;
+    std::swap(reordered.groups[0], reordered.groups[1]);
+    std::swap(reordered.stages[0].group, reordered.stages[1].group);
+    const Simulation a = simulate(plan, s.graph, s.cluster, s.table, options);
+    const Simulation b = simulate(reordered, s.graph, s.cluster, s.table, options);
+    EXPECT_NEAR(a.step_time.value(), b.step_time.value(), 1e-12);
+    for (const Simulation* sim : {&a, &b}) {
+      int updates = 0;
+      for (const SimTask& t : sim->tasks) {
+        if (t.kind != TaskKind::kUpdate) continue;
+        ++updates;
+        EXPECT_EQ(sim->resources[static_cast<size_t>(t.resource)].name, "update on d1");
+      }
+      EXPECT_EQ(updates, 1);
+    }
+  }
+  // Unslowed equals keep the first listed.
+  Fixture same{s.graph, make_cluster({cpu, cpu}, make_link(1e21, 0)), {}};
+  same.table = table_for(same.graph, same.cluster);
+  const Simulation first =
+      simulate(pipeline_plan(same, 2, 2, 4, Schedule::kOneFOneB), same.graph, same.cluster, same.table);
+  for (const SimTask& t : first.tasks) {
+    if (t.kind == TaskKind::kUpdate)
+      EXPECT_EQ(first.resources[static_cast<size_t>(t.resource)].name, "update on d0");
+  }
 }
 
 // Device memory holds the weights where the engine keeps them (StageModel's WeightHome). tied_weight_graph:
