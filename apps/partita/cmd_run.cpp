@@ -56,6 +56,7 @@ struct RunArgs {
   int checkpoint_every = 0;
   int checkpoint_keep = 0;  // 0: not given (1)
   bool resume = false;
+  bool checkpoint_async = false;
   std::string inject_slowdown;
   std::vector<std::string> power_caps;
   bool rebalance = false;
@@ -67,8 +68,10 @@ struct RunArgs {
 // warm-up is 0 and a positive --warmup is refused. Returns the number of warm-up steps.
 int check_checkpoint_args(const RunArgs& args) {
   if (args.checkpoint_dir.empty()) {
-    PARTITA_CHECK(!args.resume && args.checkpoint_every == 0 && args.checkpoint_keep == 0,
-                  "--resume, --checkpoint-every and --checkpoint-keep need --checkpoint-dir DIR; add it");
+    PARTITA_CHECK(
+        !args.resume && args.checkpoint_every == 0 && args.checkpoint_keep == 0 && !args.checkpoint_async,
+        "--resume, --checkpoint-every, --checkpoint-keep and --checkpoint-async need --checkpoint-dir DIR; "
+        "add it");
     return args.warmup < 0 ? 2 : args.warmup;
   }
   PARTITA_CHECK(args.train, "--checkpoint-dir ", args.checkpoint_dir,
@@ -300,6 +303,8 @@ void run_run(const RunArgs& args) {
   options.checkpoint_every = args.checkpoint_every;
   options.checkpoint_keep = std::max(1, args.checkpoint_keep);
   options.resume = args.resume;
+  options.checkpoint_writes =
+      args.checkpoint_async ? CheckpointWrites::kBackground : CheckpointWrites::kSynchronous;
   options.learning_rate = args.lr;
   options.loss = parse_loss_kind(args.loss);
   options.record_trace = !args.trace.empty();
@@ -327,6 +332,10 @@ void run_run(const RunArgs& args) {
     reducer = std::make_unique<GlooGradientReducer>(*group);
     options.reducer = reducer.get();
     if (plan.stages.size() > 1) {  // pipeline: rank r runs stage r (the loss and shared weights are reduced)
+      PARTITA_CHECK(
+          !args.checkpoint_async,
+          "--checkpoint-async: a pipeline across processes writes its checkpoints synchronously (every "
+          "rank's shard is committed together); drop --checkpoint-async");
       transport = std::make_unique<GlooStageTransport>(*group);
       options.local_stage = dist->rank;
       options.transport = transport.get();
@@ -474,6 +483,11 @@ Command register_run(CLI::App& app) {
                   "keep the N newest checkpoints in --checkpoint-dir (default 1); to go back to an older "
                   "one, write its directory name (step-00000010) into DIR/LATEST and --resume")
       ->check(CLI::PositiveNumber);
+  cmd->add_flag(
+      "--checkpoint-async", args->checkpoint_async,
+      "write checkpoints on a background thread while training goes on: the training loop only copies "
+      "the state into memory (held until written; one save at a time, the run waits for the last); "
+      "one process or data parallel, not a pipeline across processes");
   cmd->add_flag("--resume", args->resume,
                 "continue from the checkpoint in --checkpoint-dir (same model, plan, --input, --loss, --lr) "
                 "up to --steps; the losses of the steps after it equal those of an uninterrupted run");

@@ -78,6 +78,9 @@ class RunCheckpoint {
     const bool due = options_.checkpoint_every > 0 && done % options_.checkpoint_every == 0;
     if (!due && done != options_.steps) return;
     const auto t0 = std::chrono::steady_clock::now();
+    const auto ms_since = [](std::chrono::steady_clock::time_point t) {
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+    };
     const CheckpointProgress progress{done, losses};
     DistributedGroup* group = options_.group;
     if (group != nullptr && options_.local_stage >= 0) {  // a pipeline: every rank writes its stage's shard
@@ -86,20 +89,48 @@ class RunCheckpoint {
           stage_tensor_indices(model_, identity_.plan, options_.local_stage), *engine.optimizer());
       const std::vector<std::string> posted = group->gather_to_rank0("checkpoint-" + std::to_string(done),
                                                                      checkpoint_shard_to_json(shard).dump());
-      if (group->rank() != 0) return;
+      if (group->rank() != 0) {
+        stall_ms_.push_back(ms_since(t0));
+        return;
+      }
       std::vector<CheckpointShard> shards;
       for (const auto& text : posted) shards.push_back(checkpoint_shard_from_json(Json::parse(text)));
       commit_checkpoint_shards(options_.checkpoint_dir, identity_, progress, shards, {},
                                options_.checkpoint_keep);
-    } else if (group == nullptr || group->rank() == 0) {  // data-parallel ranks all hold the same state
+    } else if (group != nullptr && group->rank() != 0) {  // data-parallel ranks all hold the same state
+      return;
+    } else if (options_.checkpoint_writes == CheckpointWrites::kBackground) {
+      writer_.wait();  // one snapshot in memory at a time; rethrows the previous save's error
+      auto snapshot = std::make_shared<const CheckpointSnapshot>(
+          snapshot_checkpoint(progress, model_.parameters, *engine.optimizer()));
+      writer_.submit([dir = options_.checkpoint_dir, identity = identity_, keep = options_.checkpoint_keep,
+                      snapshot, ms_since]() mutable {
+        const auto w0 = std::chrono::steady_clock::now();
+        write_checkpoint(dir, identity, *snapshot, {}, keep);
+        const int steps = snapshot->progress.steps;
+        snapshot.reset();  // its copy of the state goes now, not when the next save collects this one
+        log_info(fmt::format("checkpoint after step {} written in {} in the background ({:.1f} ms)", steps,
+                             dir, ms_since(w0)));
+      });
+      stall_ms_.push_back(ms_since(t0));
+      log_info(
+          fmt::format("checkpoint after step {}: state copied in {:.1f} ms, writing it in the background",
+                      done, stall_ms_.back()));
+      return;
+    } else {
       save_checkpoint(options_.checkpoint_dir, identity_, progress, model_.parameters, *engine.optimizer(),
                       {}, options_.checkpoint_keep);
-    } else {
-      return;
     }
-    log_info(fmt::format(
-        "checkpoint after step {} saved in {} ({:.1f} ms)", done, options_.checkpoint_dir,
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()));
+    stall_ms_.push_back(ms_since(t0));
+    log_info(fmt::format("checkpoint after step {} saved in {} ({:.1f} ms)", done, options_.checkpoint_dir,
+                         stall_ms_.back()));
+  }
+
+  // Waits for a save still being written in the background (rethrowing its error); returns the per-save
+  // stalls of the training loop.
+  std::vector<double> finish() {
+    writer_.wait();
+    return stall_ms_;
   }
 
  private:
@@ -108,6 +139,8 @@ class RunCheckpoint {
   CheckpointIdentity identity_;
   CheckpointProgress progress_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
+  std::vector<double> stall_ms_;
+  BackgroundCheckpointWriter writer_;  // last member: destroyed first, waiting for a save in flight
 };
 
 // Test hook for single-process runs (multi-process runs have theirs in the gradient reducer, same meaning):
@@ -275,6 +308,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
       }
     }
   }
+  report.checkpoint_stall_ms = checkpoint.finish();
   if (training) {
     for (const auto& home : engine->parameter_homes()) ++report.parameter_homes[home];
   }
@@ -315,6 +349,7 @@ Json run_report_to_json(const RunReport& r) {
   j["samples_per_second"] = r.samples_per_second;
   if (!r.losses.empty()) j["losses"] = r.losses;
   if (r.resumed_from_step > 0) j["resumed_from_step"] = r.resumed_from_step;
+  if (!r.checkpoint_stall_ms.empty()) j["checkpoint_stall_ms"] = r.checkpoint_stall_ms;
   if (!r.rebalances.empty()) {
     Json events = Json::array();
     for (const auto& e : r.rebalances) {

@@ -23,6 +23,9 @@ class TensorGroupLink;
 
 namespace partita::app {
 
+// How a run writes its checkpoints (RunOptions::checkpoint_writes).
+enum class CheckpointWrites { kSynchronous, kBackground };
+
 struct RunOptions {
   int steps = 10;
   int warmup = 2;  // steps run first and not counted
@@ -45,6 +48,10 @@ struct RunOptions {
   int checkpoint_every = 0;    // save after every step number divisible by it (0: none) and after the last
   int checkpoint_keep = 1;     // the newest checkpoints kept in checkpoint_dir
   bool resume = false;         // continue from the checkpoint in checkpoint_dir (it must exist and match)
+  // kBackground: the training loop only copies the state into memory and a thread of its own writes, syncs
+  // and commits it while training goes on (one save at a time; the run waits for the last before it returns).
+  // Whole checkpoints only (one process, data-parallel rank 0): a pipeline across processes is refused.
+  CheckpointWrites checkpoint_writes = CheckpointWrites::kSynchronous;
   // Multi-process jobs (null in one process): rank 0 writes whole checkpoints (data parallel: every rank
   // holds every tensor); in a pipeline every rank writes its stage's shard and rank 0 commits them, gathered
   // through this group. Every rank reads its part on resume.
@@ -89,6 +96,9 @@ struct RunReport {
   double spread_ms = 0;        // max - min of counted steps
   std::vector<double> losses;  // per counted step (training); resumed: the checkpoint's losses first
   int resumed_from_step = 0;   // steps done before this run (the checkpoint's), 0 when not resumed
+  // Per checkpoint this process saved: how long the training loop stood still for it (synchronous: the whole
+  // save; in the background: waiting for the previous save, then copying the state).
+  std::vector<double> checkpoint_stall_ms;
   std::vector<WorkerReport> workers;
   double samples_per_second = 0;
   // [stage] bytes and tensors that activation offload copied to host memory in the last counted step (all 0

@@ -1,7 +1,8 @@
 # Checkpoints and resume (`partita run --checkpoint-dir D --checkpoint-every K [--resume]`): a run that is stopped
 # or killed and then resumed gives the same 20 losses as an uninterrupted run (relative difference <= 1e-6) —
 # MLP with Adam and with SGD+momentum (data parallel in one process), a 2-stage pipeline in one process,
-# `partita launch -n 2` data parallel (rank 0 writes) and a 2-process pipeline (each rank writes its stage);
+# `partita launch -n 2` data parallel (rank 0 writes) and a 2-process pipeline (each rank writes its stage), and
+# checkpoints written in the background (--checkpoint-async);
 # mismatched or damaged checkpoints are refused with one line.
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
@@ -57,6 +58,30 @@ done
 "$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert a[1:] != b[1:]" \
   "$WORK/adam.full.json" "$WORK/sgd.full.json" || fail "adam and sgd_momentum runs should differ"
 
+# In the background (--checkpoint-async): the same losses, and the run waits for its last save. Killed before
+# step 13, the save of step 10 may still be being written and die with the process: LATEST then names step 5's
+# checkpoint (never a partial one), and resuming from either gives the same losses.
+async=(--plan "$WORK/adam.plan.json" --steps 20 --checkpoint-every 5 --checkpoint-async)
+"$PARTITA" "${MLP[@]}" "${async[@]}" --checkpoint-dir "$WORK/async" --json "$WORK/async.json" >/dev/null \
+  || fail "async: 20 steps"
+[ "$(latest "$WORK/async")" = step-00000020 ] || fail "async: want the final checkpoint, got $(latest "$WORK/async")"
+"$PYTHON" - "$WORK/adam.full.json" "$WORK/async.json" <<'PY' || fail "async: losses or stalls"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+assert a["losses"] == b["losses"], (a["losses"], b["losses"])
+assert len(b["checkpoint_stall_ms"]) == 4, b["checkpoint_stall_ms"]
+PY
+rc=0
+PARTITA_FAULT_EXIT_AT_STEP=12 "$PARTITA" "${MLP[@]}" "${async[@]}" --checkpoint-dir "$WORK/async.killed" >/dev/null \
+  2>"$WORK/async.killed.err" || rc=$?
+[ "$rc" -ne 0 ] && grep -q "test hook: exits at step 12" "$WORK/async.killed.err" || fail "async: the kill hook did not fire"
+from=$(latest "$WORK/async.killed")
+case "$from" in step-00000005 | step-00000010) ;; *) fail "async: want the checkpoint of step 5 or 10, got '$from'" ;; esac
+"$PARTITA" "${MLP[@]}" "${async[@]}" --checkpoint-dir "$WORK/async.killed" --resume --json "$WORK/async.killed.json" \
+  >/dev/null || fail "async: resume after kill"
+same_losses "$WORK/adam.full.json" "$WORK/async.killed.json" $((10#${from#step-})) || fail "async: killed+resumed losses differ"
+echo "async: killed at step 12, resumed from $from"
+
 # --checkpoint-keep 3: the three newest stay; pointing LATEST back at one of them and resuming redoes the steps
 # after it exactly (and drops the checkpoints of the abandoned steps).
 "$PARTITA" "${MLP[@]}" --plan "$WORK/sgd.plan.json" --steps 20 --checkpoint-dir "$WORK/keep" --checkpoint-every 4 \
@@ -104,6 +129,10 @@ assert len(a) == len(b) == 20 and max(abs(x-y)/abs(x) for x,y in zip(a,b)) <= 1e
   "$WORK/pipe.full.json" "$WORK/mp.full.json" || fail "launch pipeline: 2 processes should match the one-process pipeline"
 same_losses "$WORK/mp.full.json" "$WORK/mp.resumed.json" 10 || fail "launch pipeline: killed+resumed losses differ"
 [ "$(ls "$WORK/mp")" = "$(printf 'LATEST\nstep-00000020')" ] || fail "launch pipeline: old checkpoints should go"
+rc=0
+"$PARTITA" "${pipe[@]}" --checkpoint-dir "$WORK/mp.async" --checkpoint-async >/dev/null 2>"$WORK/mp.async.err" || rc=$?
+[ "$rc" -ne 0 ] && grep -q "^\[rank 0\] partita: error: --checkpoint-async: a pipeline across processes writes its checkpoints synchronously" \
+  "$WORK/mp.async.err" || fail "launch pipeline: --checkpoint-async should be refused: $(cat "$WORK/mp.async.err")"
 echo "launch -n 2: six runs took $((SECONDS - start)) s"
 
 # Refusals, one line each, naming the value and what to do.
@@ -130,8 +159,8 @@ expect_error "was written for another model ($ZOO/mlp.pt" "$PARTITA" run "$ZOO/c
   --plan "$WORK/cnn.plan.json" --steps 30 --checkpoint-dir "$D" --resume
 expect_error "--warmup 2 with --checkpoint-dir" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" --steps 30 \
   --checkpoint-dir "$D" --resume --warmup 2
-expect_error "--resume, --checkpoint-every and --checkpoint-keep need --checkpoint-dir" "$PARTITA" "${MLP[@]}" \
-  --plan "$WORK/adam.plan.json" --resume
+expect_error "--resume, --checkpoint-every, --checkpoint-keep and --checkpoint-async need --checkpoint-dir" \
+  "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" --checkpoint-async
 expect_error "was written by a pipeline of 2 processes (one state file per rank, each holding its stage)" \
   "$PARTITA" "${MLP[@]}" --plan "$WORK/pipe.plan.json" --steps 30 --checkpoint-dir "$WORK/mp" --resume
 state="$D/step-00000020/state.pt"

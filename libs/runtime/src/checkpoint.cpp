@@ -17,6 +17,7 @@
 
 #include "partita/core/error.h"
 #include "partita/core/json_io.h"
+#include "partita/runtime/optimizer.h"
 #include "partita/search/plan_json.h"
 
 namespace partita {
@@ -149,27 +150,43 @@ void check_identity(const Json& m, const CheckpointIdentity& id, const std::stri
                 id.learning_rate, fix);
 }
 
-// Writes the module tensors listed in `held` and the optimizer's state into the archive `path` (synced).
-void write_state(const fs::path& path, const std::vector<torch::Tensor>& tensors,
-                 const std::vector<int64_t>& held, const torch::optim::Optimizer& optimizer) {
-  torch::serialize::OutputArchive archive;
-  {
-    torch::serialize::OutputArchive tensor_archive;
-    for (const int64_t i : held) {
-      PARTITA_ASSERT(i >= 0 && i < static_cast<int64_t>(tensors.size()), "tensor index ", i, " out of range");
-      tensor_archive.write(std::to_string(i), tensors[static_cast<size_t>(i)].detach().to(torch::kCPU));
-    }
-    archive.write("tensors", tensor_archive);
-    torch::serialize::OutputArchive optimizer_archive;
-    optimizer.save(optimizer_archive);
-    archive.write("optimizer", optimizer_archive);
+// An archive of the module tensors listed in `held` (copies when `copy`) and the optimizer's state (its
+// tensors themselves).
+std::shared_ptr<torch::serialize::OutputArchive> state_archive(const std::vector<torch::Tensor>& tensors,
+                                                               const std::vector<int64_t>& held,
+                                                               const torch::optim::Optimizer& optimizer,
+                                                               bool copy) {
+  auto archive = std::make_shared<torch::serialize::OutputArchive>();
+  torch::serialize::OutputArchive tensor_archive;
+  for (const int64_t i : held) {
+    PARTITA_ASSERT(i >= 0 && i < static_cast<int64_t>(tensors.size()), "tensor index ", i, " out of range");
+    tensor_archive.write(std::to_string(i), tensors[static_cast<size_t>(i)].detach().to(
+                                                torch::kCPU, /*non_blocking=*/false, copy));
   }
-  try {
-    archive.save_to(path.string());
-  } catch (const c10::Error& e) {
-    PARTITA_FAIL("cannot write ", path.string(), ": ", first_line(e), "; check space and permissions");
-  }
-  sync_path(path, false);
+  archive->write("tensors", tensor_archive);
+  torch::serialize::OutputArchive optimizer_archive;
+  optimizer.save(optimizer_archive);
+  archive->write("optimizer", optimizer_archive);
+  return archive;
+}
+
+// An archive's bytes (a state file).
+std::string serialize(torch::serialize::OutputArchive& archive) {
+  std::string bytes;
+  archive.save_to([&bytes](const void* data, size_t n) {
+    bytes.append(static_cast<const char*>(data), n);
+    return n;
+  });
+  return bytes;
+}
+
+// Writes a state file's bytes to `path` (synced) and returns their FNV-1a 64 (of the bytes written: the file
+// is not read back).
+std::string write_state(const fs::path& path, const std::string& bytes) {
+  write_synced(path, bytes);
+  Fnv fnv;
+  fnv.mix(bytes);
+  return fnv.hex();
 }
 
 std::vector<int64_t> all_indices(size_t n) {
@@ -429,17 +446,56 @@ void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
                      const CheckpointProgress& progress, const std::vector<torch::Tensor>& tensors,
                      const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook, int keep) {
   check_progress(progress);
+  // Written at once: the live tensors need no copies.
+  CheckpointSnapshot now{progress, tensors.size(),
+                         state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/false)};
+  write_checkpoint(dir, identity, now, hook, keep);
+}
+
+CheckpointSnapshot snapshot_checkpoint(const CheckpointProgress& progress,
+                                       const std::vector<torch::Tensor>& tensors,
+                                       torch::optim::Optimizer& optimizer) {
+  check_progress(progress);
+  CheckpointSnapshot snapshot{progress, tensors.size(),
+                              state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/true)};
+  copy_state_tensors(optimizer);  // the archive keeps the state tensors as they are now
+  return snapshot;
+}
+
+void write_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
+                      const CheckpointSnapshot& snapshot, const CheckpointFaultHook& hook, int keep) {
+  check_progress(snapshot.progress);
+  PARTITA_ASSERT(snapshot.archive != nullptr, "checkpoint snapshot without its state");
   const fs::path root(dir);
   create_root(root);
-  const fs::path tmp = make_temp_step_dir(root, progress.steps);
+  const fs::path tmp = make_temp_step_dir(root, snapshot.progress.steps);
+  const std::string bytes = serialize(*snapshot.archive);
   CheckpointShard whole;
-  whole.tensors = all_indices(tensors.size());
+  whole.tensors = all_indices(snapshot.tensors);
   whole.file = "state.pt";
-  write_state(tmp / whole.file, tensors, whole.tensors, optimizer);
-  whole.bytes = static_cast<int64_t>(fs::file_size(tmp / whole.file));
-  whole.fnv1a64 = file_hash(tmp / whole.file);
-  commit(root, tmp, identity, progress, make_manifest(identity, progress, tensors.size(), {whole}), hook,
-         keep);
+  whole.fnv1a64 = write_state(tmp / whole.file, bytes);
+  whole.bytes = static_cast<int64_t>(bytes.size());
+  commit(root, tmp, identity, snapshot.progress,
+         make_manifest(identity, snapshot.progress, snapshot.tensors, {whole}), hook, keep);
+}
+
+BackgroundCheckpointWriter::~BackgroundCheckpointWriter() {
+  try {
+    wait();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "partita: error: a checkpoint saved in the background failed: %s\n", e.what());
+  }
+}
+
+void BackgroundCheckpointWriter::submit(std::function<void()> save) {
+  wait();
+  pending_ = std::async(std::launch::async, std::move(save));
+}
+
+void BackgroundCheckpointWriter::wait() {
+  if (!pending_.valid()) return;
+  std::future<void> done = std::move(pending_);
+  done.get();
 }
 
 CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int rank,
@@ -450,14 +506,14 @@ CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int ra
   const fs::path root(dir);
   create_root(root);
   const fs::path path = root / shard_temp_name(steps, rank);
-  write_state(path, tensors, held, optimizer);
-  sync_path(root, true);
+  const std::string bytes = serialize(*state_archive(tensors, held, optimizer, /*copy=*/false));
   CheckpointShard shard;
+  shard.fnv1a64 = write_state(path, bytes);
+  sync_path(root, true);
   shard.rank = rank;
   shard.tensors = held;
   shard.file = "rank-" + std::to_string(rank) + ".pt";
-  shard.bytes = static_cast<int64_t>(fs::file_size(path));
-  shard.fnv1a64 = file_hash(path);
+  shard.bytes = static_cast<int64_t>(bytes.size());
   return shard;
 }
 

@@ -39,6 +39,7 @@ Key state_key(const torch::Tensor& param) {
 }
 
 torch::Tensor moved(const torch::Tensor& t, torch::Device device) { return t.defined() ? t.to(device) : t; }
+torch::Tensor copied(const torch::Tensor& t) { return t.defined() ? t.clone() : t; }
 
 }  // namespace
 
@@ -64,6 +65,26 @@ bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tenso
                  "; use SGD, SGD with momentum, Adam or AdamW (make_optimizer)");
   }
   return true;
+}
+
+void copy_state_tensors(torch::optim::Optimizer& optimizer) {
+  for (auto& [key, state] : optimizer.state()) {
+    if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state.get())) {
+      sgd->momentum_buffer(copied(sgd->momentum_buffer()));
+    } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(state.get())) {
+      adam->exp_avg(copied(adam->exp_avg()));
+      adam->exp_avg_sq(copied(adam->exp_avg_sq()));
+      adam->max_exp_avg_sq(copied(adam->max_exp_avg_sq()));
+    } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(state.get())) {
+      adamw->exp_avg(copied(adamw->exp_avg()));
+      adamw->exp_avg_sq(copied(adamw->exp_avg_sq()));
+      adamw->max_exp_avg_sq(copied(adamw->max_exp_avg_sq()));
+    } else {
+      PARTITA_FAIL(
+          "cannot copy the state of this optimizer; use SGD, SGD with momentum, Adam or AdamW "
+          "(make_optimizer)");
+    }
+  }
 }
 
 }  // namespace partita

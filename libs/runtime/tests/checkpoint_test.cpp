@@ -153,6 +153,68 @@ TEST(Checkpoint, RoundTripRestoresSgdMomentum) {
   EXPECT_TRUE(same_tensors(a.model.parameters, b.model.parameters));
 }
 
+// An asynchronous save: the snapshot taken after step 3 is written on the background writer while training
+// goes on (two more steps change every parameter and every optimizer state tensor in place); what it writes
+// equals a synchronous save after step 3, and the training that went on took the same steps as without a
+// snapshot.
+TEST(Checkpoint, ASnapshotWrittenWhileTrainingGoesOnHoldsItsStepsState) {
+  for (Optimizer kind : {Optimizer::kAdam, Optimizer::kSgdMomentum}) {
+    SCOPED_TRACE(static_cast<int>(kind));
+    TempDir dir;
+    const std::string sync_dir = dir.str() + "/sync", async_dir = dir.str() + "/async";
+    Fixture a = make("mlp", kind), plain = make("mlp", kind);
+    auto opt_a = optimizer_for(a);
+    auto opt_plain = optimizer_for(plain);
+    train(a, *opt_a, 3, 1);
+    train(plain, *opt_plain, 3, 1);
+    save_checkpoint(sync_dir, a.identity, progress_of(3), a.model.parameters, *opt_a);
+    {
+      BackgroundCheckpointWriter writer;
+      auto snapshot = std::make_shared<CheckpointSnapshot>(
+          snapshot_checkpoint(progress_of(3), a.model.parameters, *opt_a));
+      train(a, *opt_a, 1, 7);  // before the write starts (so a snapshot sharing live tensors fails for sure)
+      writer.submit([&, snapshot] { write_checkpoint(async_dir, a.identity, *snapshot); });
+      train(a, *opt_a, 1, 8);  // while it runs
+      writer.wait();
+    }
+    train(plain, *opt_plain, 1, 7);
+    train(plain, *opt_plain, 1, 8);
+    EXPECT_TRUE(same_tensors(a.model.parameters, plain.model.parameters))
+        << "the snapshot changed the training";
+
+    Fixture from_sync = make("mlp", kind), from_async = make("mlp", kind);
+    auto opt_sync = optimizer_for(from_sync);
+    auto opt_async = optimizer_for(from_async);
+    load_checkpoint(sync_dir, from_sync.identity, from_sync.model.parameters, *opt_sync);
+    EXPECT_EQ(load_checkpoint(async_dir, from_async.identity, from_async.model.parameters, *opt_async).steps,
+              3);
+    EXPECT_TRUE(same_tensors(from_sync.model.parameters, from_async.model.parameters));
+    EXPECT_FALSE(same_tensors(from_async.model.parameters, a.model.parameters)) << "it holds a later step";
+    // The optimizer state too: the same two steps from both give the weights training reached.
+    for (auto [f, opt] : {std::pair{&from_sync, opt_sync.get()}, std::pair{&from_async, opt_async.get()}}) {
+      train(*f, *opt, 1, 7);
+      train(*f, *opt, 1, 8);
+    }
+    EXPECT_TRUE(same_tensors(from_sync.model.parameters, from_async.model.parameters));
+    EXPECT_TRUE(same_tensors(from_async.model.parameters, a.model.parameters));
+  }
+}
+
+// A background save's error reaches the training thread at the next submit() or wait(), once.
+TEST(Checkpoint, ABackgroundSavesErrorIsRethrownWhereTheRunWaits) {
+  BackgroundCheckpointWriter writer;
+  writer.submit([] { PARTITA_FAIL("cannot write /full/state.pt; check space"); });
+  EXPECT_EQ(error_of([&] { writer.wait(); }), "cannot write /full/state.pt; check space");
+  EXPECT_EQ(error_of([&] { writer.wait(); }), "(no error)");
+  writer.submit([] { PARTITA_FAIL("second save failed"); });
+  int ran = 0;
+  EXPECT_EQ(error_of([&] { writer.submit([&ran] { ++ran; }); }), "second save failed");
+  EXPECT_EQ(ran, 0);  // the save after a failed one does not start
+  writer.submit([&ran] { ++ran; });
+  writer.wait();
+  EXPECT_EQ(ran, 1);
+}
+
 TEST(Checkpoint, WriterDyingMidwayLeavesThePreviousCheckpoint) {
   TempDir dir;
   Fixture a = make("mlp", Optimizer::kAdam);

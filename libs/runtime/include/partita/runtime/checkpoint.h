@@ -28,6 +28,8 @@
 // Version 1 checkpoints (one state.pt, before shards) are read as a whole checkpoint. Thread safety: none;
 // one writer per directory.
 #include <functional>
+#include <future>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +42,9 @@
 
 namespace torch::optim {
 class Optimizer;
+}
+namespace torch::serialize {
+class OutputArchive;
 }
 
 namespace partita {
@@ -93,6 +98,42 @@ void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
                      const CheckpointProgress& progress, const std::vector<torch::Tensor>& tensors,
                      const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook = {},
                      int keep = 1);
+
+// An asynchronous save in two halves. snapshot_checkpoint (the training thread, between steps) copies the
+// module tensors and hands the optimizer fresh copies of its state tensors (copy_state_tensors), keeping the
+// ones it had: memory copies only, so the next step may start at once and change the live ones.
+// write_checkpoint (any thread, once) serializes, writes, syncs and commits the snapshot exactly as
+// save_checkpoint does, which is the two in a row. A snapshot holds a copy of the whole state (host memory
+// for the state's size until it is written).
+struct CheckpointSnapshot {
+  CheckpointProgress progress;
+  size_t tensors = 0;  // module tensors it holds (all: a whole checkpoint)
+  std::shared_ptr<torch::serialize::OutputArchive> archive;  // "tensors" and "optimizer", as described above
+};
+CheckpointSnapshot snapshot_checkpoint(const CheckpointProgress& progress,
+                                       const std::vector<torch::Tensor>& tensors,
+                                       torch::optim::Optimizer& optimizer);
+void write_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
+                      const CheckpointSnapshot& snapshot, const CheckpointFaultHook& hook = {}, int keep = 1);
+
+// Runs checkpoint saves on a thread of their own, one at a time and in order (one writer per directory),
+// while training goes on. A save's exception is rethrown by the next submit() or wait(), on the caller's
+// thread.
+class BackgroundCheckpointWriter {
+ public:
+  BackgroundCheckpointWriter() = default;
+  BackgroundCheckpointWriter(const BackgroundCheckpointWriter&) = delete;
+  BackgroundCheckpointWriter& operator=(const BackgroundCheckpointWriter&) = delete;
+  // Waits for a save still running (an error there is printed to stderr: a destructor cannot throw it).
+  ~BackgroundCheckpointWriter();
+  // Waits for the previous save (rethrowing its exception), then starts `save`.
+  void submit(std::function<void()> save);
+  // Waits for the save in flight, if any; rethrows its exception.
+  void wait();
+
+ private:
+  std::future<void> pending_;
+};
 
 // Sharded checkpoints, step 1 (every rank): writes the module tensors listed in `held` (indices into
 // `tensors`) and the optimizer's state as rank `rank`'s shard of the checkpoint after `steps` steps, into a

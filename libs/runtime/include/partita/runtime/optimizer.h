@@ -21,4 +21,10 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vec
 bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
                           torch::Device device);
 
+// Gives every state tensor of `optimizer` (momentum buffers, Adam's and AdamW's moments) a fresh copy of
+// itself to go on with, so that whoever still holds the old tensors (a checkpoint snapshot being written)
+// sees them no longer change. Throws partita::Error for an optimizer type other than those make_optimizer
+// makes.
+void copy_state_tensors(torch::optim::Optimizer& optimizer);
+
 }  // namespace partita
