@@ -262,10 +262,6 @@ void run_run(const RunArgs& args) {
                 "--rebalance runs in one process (a thread per device); this is rank ", dist ? dist->rank : 0,
                 " of a ", dist ? dist->world_size : 1,
                 "-process job: run without partita launch / torchrun, or without --rebalance");
-  PARTITA_CHECK(
-      !(args.rebalance && !args.checkpoint_dir.empty()),
-      "--rebalance with --checkpoint-dir is not supported yet (a resumed run would restart from the "
-      "original plan); use one or the other");
   std::vector<PowerCapRequest> caps;
   for (const auto& text : args.power_caps) caps.push_back(parse_power_cap(text));
   PARTITA_CHECK(caps.empty() || !dist, "--power-cap caps the machine for one process; this is rank ",

@@ -21,6 +21,7 @@
 #include "partita/runtime/distributed_group.h"
 #include "partita/runtime/optimizer.h"
 #include "partita/runtime/stage_metrics.h"
+#include "partita/search/plan_json.h"
 #include "partita/torch_bridge/timing.h"
 
 namespace partita::app {
@@ -54,6 +55,20 @@ class RunCheckpoint {
     for (const auto& p : model.parameters) {
       if (p.requires_grad()) trainable.push_back(p);
     }
+    if (options.rebalance) {
+      // A rebalanced run saved the plan running at the time: it goes on with that one (and its device
+      // slowdowns), so the job must be the same, whatever the layout.
+      Plan saved = checkpoint_plan(options.checkpoint_dir);
+      const Json a = plan_to_json(saved), b = plan_to_json(plan);
+      for (const char* key : {"graph", "mode", "strategy", "optimizer", "global_batch", "microbatches"}) {
+        PARTITA_CHECK(a.at(key) == b.at(key), "the checkpoint in ", options.checkpoint_dir,
+                      " was written for another job (\"", key, "\": ", a.at(key).dump(), ", the plan has ",
+                      b.at(key).dump(),
+                      "); resume with the plan it started from or start a new --checkpoint-dir");
+      }
+      identity_.plan = saved;
+      resumed_plan_ = std::move(saved);
+    }
     optimizer_ = make_optimizer(plan.optimizer, trainable, options.learning_rate);
     // A pipeline's rank loads its stage's shard; a data-parallel rank and a single process the whole state.
     const int rank = options.group == nullptr   ? -1
@@ -67,6 +82,10 @@ class RunCheckpoint {
                          progress_.steps));
   }
 
+  // Resumed with --rebalance: the plan the checkpoint was running (its layout may differ from the given one).
+  const std::optional<Plan>& resumed_plan() const { return resumed_plan_; }
+  // A rebalance applied `plan`: later checkpoints record it.
+  void set_plan(const Plan& plan) { identity_.plan = plan; }
   // The optimizer to continue with (the engine's EngineOptions::optimizer); null: the engine makes one.
   std::shared_ptr<torch::optim::Optimizer> optimizer() const { return optimizer_; }
   const CheckpointProgress& progress() const { return progress_; }
@@ -139,6 +158,7 @@ class RunCheckpoint {
   CheckpointIdentity identity_;
   CheckpointProgress progress_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
+  std::optional<Plan> resumed_plan_;
   std::vector<double> stall_ms_;
   BackgroundCheckpointWriter writer_;  // last member: destroyed first, waiting for a save in flight
 };
@@ -219,7 +239,13 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   // On resume: loads the checkpoint into the model and a fresh optimizer that the engine continues with.
   RunCheckpoint checkpoint(model, plan, specs, options);
   engine_options.optimizer = checkpoint.optimizer();
-  auto engine = std::make_unique<Engine>(model, plan, engine_options);
+  // Resumed with --rebalance: the layout the checkpoint was running goes on (--inject-slowdown still names a
+  // stage of the given plan).
+  const Plan& start = checkpoint.resumed_plan() ? *checkpoint.resumed_plan() : plan;
+  if (checkpoint.resumed_plan() && stage_layout(start) != stage_layout(plan))
+    log_info(
+        fmt::format("resuming on the rebalanced layout the checkpoint was running: {}", stage_layout(start)));
+  auto engine = std::make_unique<Engine>(model, start, engine_options);
   StageMetrics metrics;
   ChromeTraceObserver trace;
   std::unique_ptr<SlowdownInjector> injector;
@@ -237,9 +263,9 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   if (options.rebalance) {
     PARTITA_CHECK(options.reducer == nullptr && options.transport == nullptr,
                   "--rebalance runs in one process only; run without partita launch / torchrun");
-    rebalancer = std::make_unique<Rebalancer>(model, plan, options.rebalance_options);
+    rebalancer = std::make_unique<Rebalancer>(model, start, options.rebalance_options);
   }
-  Plan current = plan;
+  Plan current = start;
   // Observers of the running engine; after a rebalance they move to the new one.
   const auto observe = [&](Engine& e, bool tracing) {
     if (injector) e.add_observer(injector.get());  // first: it stretches the task the others then see
@@ -259,8 +285,8 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   report.resumed_from_step = checkpoint.progress().steps;
   const int first = checkpoint.progress().steps;  // checkpointed runs have no warm-up
   const int total = options.warmup + options.steps;
-  int metrics_steps = 0;                                         // steps the metrics cover
-  std::vector<std::string> local_devices = plan.used_devices();  // what this process runs
+  int metrics_steps = 0;                                          // steps the metrics cover
+  std::vector<std::string> local_devices = start.used_devices();  // what this process runs
   if (options.local_stage >= 0) {
     local_devices = plan.groups.at(plan.stages.at(options.local_stage).group).devices;
   } else if (options.local_replica >= 0) {
@@ -302,6 +328,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
         engine.reset();
         engine = std::make_unique<Engine>(model, *next, engine_options);
         observe(*engine, tracing);
+        checkpoint.set_plan(*next);
         current = std::move(*next);
         metrics.reset();  // per-worker figures describe the plan running at the end
         metrics_steps = 0;

@@ -108,6 +108,12 @@ PARTITA_FAULT_EXIT_AT_STEP=12 "$PARTITA" "${launch[@]}" --checkpoint-dir "$WORK/
 "$PARTITA" "${launch[@]}" --checkpoint-dir "$WORK/dp" --checkpoint-every 5 --resume --json "$WORK/dp.resumed.json" \
   >/dev/null 2>"$WORK/dp.resumed.err" || fail "launch: resume: $(tail -3 "$WORK/dp.resumed.err")"
 same_losses "$WORK/dp.full.json" "$WORK/dp.resumed.json" 10 || fail "launch: killed+resumed losses differ"
+# Rank 0 writes in the background; the job ends after its last save.
+"$PARTITA" "${launch[@]}" --checkpoint-dir "$WORK/dp.async" --checkpoint-every 5 --checkpoint-async \
+  --json "$WORK/dp.async.json" >/dev/null 2>"$WORK/dp.async.err" || fail "launch: async: $(tail -3 "$WORK/dp.async.err")"
+[ "$(latest "$WORK/dp.async")" = step-00000020 ] || fail "launch: async: want the final checkpoint"
+"$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert a == b, (a, b)" \
+  "$WORK/dp.full.json" "$WORK/dp.async.json" || fail "launch: async: losses differ"
 
 # A pipeline across processes: each rank writes its stage's shard, rank 0 commits; rank 1 dies at step 12 and
 # every rank resumes its own shard of step 10.
@@ -133,7 +139,7 @@ rc=0
 "$PARTITA" "${pipe[@]}" --checkpoint-dir "$WORK/mp.async" --checkpoint-async >/dev/null 2>"$WORK/mp.async.err" || rc=$?
 [ "$rc" -ne 0 ] && grep -q "^\[rank 0\] partita: error: --checkpoint-async: a pipeline across processes writes its checkpoints synchronously" \
   "$WORK/mp.async.err" || fail "launch pipeline: --checkpoint-async should be refused: $(cat "$WORK/mp.async.err")"
-echo "launch -n 2: six runs took $((SECONDS - start)) s"
+echo "launch -n 2: eight runs took $((SECONDS - start)) s"
 
 # Refusals, one line each, naming the value and what to do.
 D="$WORK/adam.killed"  # holds the checkpoint of step 20 (adam, data plan, batch 8)

@@ -61,6 +61,40 @@ best = json.load(open(sys.argv[2]))['predicted_step_ms']
 print(f"predicted step for cpu:0 2x slower: rebalanced partition {got:.1f} ms, fresh plan {best:.1f} ms")
 assert got <= 1.1 * best, (got, best)
 PY
+# Checkpoints of a rebalanced run record the plan running when they were saved, and --resume goes on with it.
+# Killed before step 23 (rebalanced after step 13 or so; checkpoints every 5: LATEST is step 20's, on the new
+# layout), then resumed from the original plan file: the 28 losses are those of an undisturbed run (checkpointed
+# runs have no warm-up steps, so the reference has none either).
+ck=(--inject-slowdown 0:2:10 --rebalance --checkpoint-dir "$WORK/ck" --checkpoint-every 5)
+"$PARTITA" "${run[@]}" --plan "$WORK/plan.json" --warmup 0 --json "$WORK/calm0.json" >/dev/null \
+  || fail "undisturbed run without warm-up"
+rc=0
+PARTITA_FAULT_EXIT_AT_STEP=22 "$PARTITA" "${run[@]}" --plan "$WORK/plan.json" "${ck[@]}" >/dev/null 2>"$WORK/ck.err" || rc=$?
+[ "$rc" -ne 0 ] && grep -q "test hook: exits at step 22" "$WORK/ck.err" \
+  || fail "rebalance + checkpoint: the kill hook did not fire: $(tail -2 "$WORK/ck.err")"
+[ "$(cat "$WORK/ck/LATEST")" = step-00000020 ] || fail "rebalance + checkpoint: want the checkpoint of step 20"
+cp "$WORK/ck/step-00000020/plan.json" "$WORK/saved.plan.json"  # the resumed run's last save replaces it
+"$PARTITA" -v "${run[@]}" --plan "$WORK/plan.json" "${ck[@]}" --resume --json "$WORK/resumed.json" >/dev/null \
+  2>"$WORK/resumed.err" || fail "rebalance + checkpoint: resume: $(tail -3 "$WORK/resumed.err")"
+grep -q "resuming on the rebalanced layout the checkpoint was running" "$WORK/resumed.err" \
+  || fail "rebalance + checkpoint: the resumed run should say it goes on with the rebalanced layout"
+"$PYTHON" - "$WORK/plan.json" "$WORK/saved.plan.json" "$WORK/calm0.json" "$WORK/resumed.json" <<'PY' \
+  || fail "rebalance + checkpoint: resumed run"
+import json, sys
+plan, saved, calm, resumed = (json.load(open(p)) for p in sys.argv[1:])
+def layout(p):
+    return [(p['groups'][s['group']]['devices'], s['first'], s['last']) for s in p['stages']]
+assert layout(saved) != layout(plan), ('the checkpoint should hold the rebalanced plan', layout(saved))
+assert 'cpu:0' in saved['source'].get('device_slowdowns', {}), saved['source']
+assert resumed['resumed_from_step'] == 20, resumed.get('resumed_from_step')
+if not any(e['applied'] for e in resumed.get('rebalances', [])):
+    assert layout(resumed['final_plan']) == layout(saved), (layout(resumed['final_plan']), layout(saved))
+a, b = calm['losses'], resumed['losses']
+assert len(a) == len(b) == 28, (len(a), len(b))
+worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
+assert worst <= 1e-4, ('losses changed', worst)
+print(f"resumed on {layout(saved)}: 28 losses equal to the undisturbed run's (worst {worst:.1e})")
+PY
 expect_error "--inject-slowdown '5:2:10': the plan has 2 stage(s)" \
   "$PARTITA" "${run[@]}" --plan "$WORK/plan.json" --inject-slowdown 5:2:10
 expect_error "must be STAGE:FACTOR:STEP" "$PARTITA" "${run[@]}" --plan "$WORK/plan.json" --inject-slowdown 2x

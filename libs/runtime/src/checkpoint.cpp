@@ -398,6 +398,38 @@ std::vector<torch::Tensor> read_state(const fs::path& where, const CheckpointSha
   return saved;
 }
 
+// The manifest of the checkpoint LATEST names in `dir` (checked: present, parseable, a partita manifest of a
+// version this code reads), its step directory in `where`.
+Json latest_manifest(const std::string& dir, fs::path& where) {
+  const fs::path root(dir);
+  PARTITA_CHECK(has_checkpoint(dir), "no checkpoint in ", dir, " (", (root / kLatest).string(),
+                " is missing); run without --resume to start one, or give the directory of an earlier run");
+  const std::string name = latest_name(root);
+  const std::string corrupt =
+      "; the checkpoint is damaged: restore the directory from a copy or start a new "
+      "--checkpoint-dir";
+  PARTITA_CHECK(name.rfind(kStepPrefix, 0) == 0 && name.find('/') == std::string::npos, "checkpoint file ",
+                (root / kLatest).string(), " names '", name, "', not a step directory", corrupt);
+  where = root / name;
+  const fs::path manifest_path = where / "manifest.json";
+  PARTITA_CHECK(fs::exists(manifest_path), "checkpoint ", where.string(), " has no manifest.json", corrupt);
+  Json m;
+  try {
+    m = Json::parse(read_text(manifest_path));
+  } catch (const std::exception& e) {
+    PARTITA_FAIL("checkpoint manifest ", manifest_path.string(), " is not valid JSON (", first_line(e), ")",
+                 corrupt);
+  }
+  PARTITA_CHECK(m.is_object() && m.value("format", "") == kFormat, "file ", manifest_path.string(),
+                " is not a partita checkpoint manifest", corrupt);
+  const int version = m.value("version", 0);
+  PARTITA_CHECK(version == 1 || version == kCheckpointVersion, "checkpoint ", where.string(),
+                " has format version ", version, " but this partita reads versions 1 and ",
+                kCheckpointVersion,
+                "; resume with the partita that wrote it or start a new --checkpoint-dir");
+  return m;
+}
+
 }  // namespace
 
 std::string model_fingerprint(const LoadedModel& model) {
@@ -569,32 +601,12 @@ std::vector<int64_t> stage_tensor_indices(const LoadedModel& model, const Plan& 
 CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
                                    const std::vector<torch::Tensor>& tensors,
                                    torch::optim::Optimizer& optimizer, int rank) {
-  const fs::path root(dir);
-  PARTITA_CHECK(has_checkpoint(dir), "no checkpoint in ", dir, " (", (root / kLatest).string(),
-                " is missing); run without --resume to start one, or give the directory of an earlier run");
-  const std::string name = latest_name(root);
+  fs::path where;
+  const Json m = latest_manifest(dir, where);
+  const fs::path manifest_path = where / "manifest.json";
   const std::string corrupt =
       "; the checkpoint is damaged: restore the directory from a copy or start a new "
       "--checkpoint-dir";
-  PARTITA_CHECK(name.rfind(kStepPrefix, 0) == 0 && name.find('/') == std::string::npos, "checkpoint file ",
-                (root / kLatest).string(), " names '", name, "', not a step directory", corrupt);
-  const fs::path where = root / name;
-  const fs::path manifest_path = where / "manifest.json";
-  PARTITA_CHECK(fs::exists(manifest_path), "checkpoint ", where.string(), " has no manifest.json", corrupt);
-  Json m;
-  try {
-    m = Json::parse(read_text(manifest_path));
-  } catch (const std::exception& e) {
-    PARTITA_FAIL("checkpoint manifest ", manifest_path.string(), " is not valid JSON (", first_line(e), ")",
-                 corrupt);
-  }
-  PARTITA_CHECK(m.is_object() && m.value("format", "") == kFormat, "file ", manifest_path.string(),
-                " is not a partita checkpoint manifest", corrupt);
-  const int version = m.value("version", 0);
-  PARTITA_CHECK(version == 1 || version == kCheckpointVersion, "checkpoint ", where.string(),
-                " has format version ", version, " but this partita reads versions 1 and ",
-                kCheckpointVersion,
-                "; resume with the partita that wrote it or start a new --checkpoint-dir");
   CheckpointProgress progress;
   std::vector<CheckpointShard> shards;
   try {
@@ -616,6 +628,19 @@ CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdent
   for (size_t k = 0; k < shard.tensors.size(); ++k)
     tensors[static_cast<size_t>(shard.tensors[k])].copy_(saved[k]);
   return progress;
+}
+
+Plan checkpoint_plan(const std::string& dir) {
+  fs::path where;
+  const Json m = latest_manifest(dir, where);
+  try {
+    return plan_from_json(m.at("plan"));
+  } catch (const std::exception& e) {
+    PARTITA_FAIL("checkpoint manifest ", (where / "manifest.json").string(), " has no readable plan (",
+                 first_line(e),
+                 "); the checkpoint is damaged: restore the directory from a copy or start a new "
+                 "--checkpoint-dir");
+  }
 }
 
 }  // namespace partita

@@ -165,4 +165,8 @@ CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdent
                                    const std::vector<torch::Tensor>& tensors,
                                    torch::optim::Optimizer& optimizer, int rank = -1);
 
+// The plan the checkpoint LATEST names in `dir` was trained with (a rebalanced run's: the plan running when
+// it was saved). Throws partita::Error as load_checkpoint does when there is no checkpoint or it is damaged.
+Plan checkpoint_plan(const std::string& dir);
+
 }  // namespace partita

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Checkpoint writes, measured: GPT decoder (zoo gpt.pt, batch 8x128) training with Adam on a 2-replica
+# data-parallel plan (cpu:0 + cpu:1, one process), STEPS steps, side by side and alternating, ROUNDS times:
+#   no checkpoints                     the baseline
+#   --checkpoint-every K               each save written, synced and committed between two steps
+#   --checkpoint-every K --checkpoint-async
+#                                      each save's state copied between two steps, written by a background
+#                                      thread while training goes on (the run waits for the last one)
+# for K = 1 and K = 5. Per run: wall time of the whole command (model load included, the same in every column),
+# the median stall of the training loop per save (checkpoint_stall_ms in run --json) and the median step. The
+# cost of checkpointing = (wall - the baseline's wall) / saves. Writes the section "Checkpoint writes" of
+# docs/benchmarks.md (or $OUT).
+#
+#   bench/checkpoint_async.sh [BUILD_DIR]      ROUNDS=3 STEPS=20 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+partita=$build/apps/partita/partita
+zoo=$build/models
+out=${OUT:-docs/benchmarks.md}
+rounds=${ROUNDS:-3}
+steps=${STEPS:-20}
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+model=(gpt.pt --input 8x128:i64:2048)
+$partita -q plan "$zoo/${model[0]}" "${model[@]:1}" --devices cpu:0,cpu:1 --strategy data --all-devices --train \
+  --json "$tmp/plan.json" >/dev/null
+run=(-q run "$zoo/${model[0]}" "${model[@]:1}" --train --plan "$tmp/plan.json" --steps "$steps" --warmup 0)
+timed() {  # NAME ARGS...: one run, its wall seconds into NAME.wall, its --json into NAME.json
+  local name=$1
+  shift
+  rm -rf "$tmp/ckpt"
+  local t0 t1
+  t0=$(date +%s.%N)
+  $partita "${run[@]}" "$@" --json "$tmp/$name.json" >/dev/null
+  t1=$(date +%s.%N)
+  $py -c "print($t1 - $t0)" >"$tmp/$name.wall"
+}
+for r in $(seq 1 "$rounds"); do
+  echo "checkpoint bench: round $r/$rounds" >&2
+  timed "none-$r"
+  for k in 1 5; do
+    timed "sync$k-$r" --checkpoint-dir "$tmp/ckpt" --checkpoint-every "$k"
+    timed "async$k-$r" --checkpoint-dir "$tmp/ckpt" --checkpoint-every "$k" --checkpoint-async
+  done
+done
+$py - "$tmp" "$rounds" "$out" "$steps" <<'PY'
+import datetime, json, os, statistics, subprocess, sys
+tmp, rounds, out, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+med = statistics.median
+def runs(name):
+    for r in range(1, rounds + 1):
+        yield float(open(os.path.join(tmp, f"{name}-{r}.wall")).read()), json.load(open(os.path.join(tmp, f"{name}-{r}.json")))
+base = med(w for w, _ in runs("none"))
+base_step = med(d["step_ms"] for _, d in runs("none"))
+cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+lines = ["## Checkpoint writes", "",
+         f"Produced by `bench/checkpoint_async.sh` on {datetime.date.today()} ({cpu}, {os.cpu_count()} cores), "
+         f"{rounds} alternating rounds. GPT decoder (zoo `gpt.pt`, batch 8x128), training with Adam, {steps} steps on "
+         "a 2-replica data-parallel plan (cpu:0 + cpu:1, one process); a checkpoint holds 48.6 MiB (weights and "
+         "both Adam moments). Wall = the whole command, model load included (medians over rounds); cost per save = "
+         "(wall - wall without checkpoints) / saves; stall = how long the training loop stood still per save "
+         "(`checkpoint_stall_ms`); step = median step time (the steps during a background write are slower: it "
+         "shares the two cores).", "",
+         f"Without checkpoints: wall {base:.2f} s, step {base_step:.1f} ms.", "",
+         "| every | writes | wall s | cost per save ms | stall per save ms (median) | step ms | all walls |",
+         "|---|---|---|---|---|---|---|"]
+for k in (1, 5):
+    saves = len(range(k, steps + 1, k)) + (0 if steps % k == 0 else 1)
+    for mode, label in (("sync", "synchronous"), ("async", "`--checkpoint-async`")):
+        rr = list(runs(f"{mode}{k}"))
+        wall = med(w for w, _ in rr)
+        stall = med(s for _, d in rr for s in d["checkpoint_stall_ms"])
+        step = med(d["step_ms"] for _, d in rr)
+        lines.append(f"| {k} | {label} | {wall:.2f} | {(wall - base) * 1000 / saves:.0f} | {stall:.1f} | {step:.1f} | "
+                     f"{', '.join(f'{w:.2f}' for w, _ in rr)} |")
+lines.append("")
+subprocess.run([sys.executable, "bench/md_section.py", out, "## Checkpoint writes"], input="\n".join(lines),
+               text=True, check=True)
+print("\n".join(lines))
+PY
