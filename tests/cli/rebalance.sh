@@ -95,6 +95,10 @@ worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
 assert worst <= 1e-4, ('losses changed', worst)
 print(f"resumed on {layout(saved)}: 28 losses equal to the undisturbed run's (worst {worst:.1e})")
 PY
+"$PYTHON" -c "import json,sys; d=json.load(open(sys.argv[1])); d['optimizer']='sgd'; json.dump(d, open(sys.argv[2],'w'))" \
+  "$WORK/plan.json" "$WORK/sgd.plan.json"
+expect_error "was written for another job (\"optimizer\": \"adam\", the plan has \"sgd\")" \
+  "$PARTITA" "${run[@]}" --plan "$WORK/sgd.plan.json" --rebalance --checkpoint-dir "$WORK/ck" --resume
 expect_error "--inject-slowdown '5:2:10': the plan has 2 stage(s)" \
   "$PARTITA" "${run[@]}" --plan "$WORK/plan.json" --inject-slowdown 5:2:10
 expect_error "must be STAGE:FACTOR:STEP" "$PARTITA" "${run[@]}" --plan "$WORK/plan.json" --inject-slowdown 2x

@@ -15,6 +15,7 @@
 #include "partita/core/error.h"
 #include "partita/runtime/optimizer.h"
 #include "partita/search/graph_identity.h"
+#include "partita/search/plan_json.h"
 
 namespace partita {
 
@@ -213,6 +214,24 @@ TEST(Checkpoint, ABackgroundSavesErrorIsRethrownWhereTheRunWaits) {
   writer.submit([&ran] { ++ran; });
   writer.wait();
   EXPECT_EQ(ran, 1);
+}
+
+// checkpoint_plan: the plan of the checkpoint LATEST names (what a rebalanced run resumes with).
+TEST(Checkpoint, ThePlanOfTheLatestCheckpointIsReadBack) {
+  TempDir dir;
+  Fixture a = make("mlp", Optimizer::kAdam);
+  auto opt = optimizer_for(a);
+  EXPECT_NE(error_of([&] { checkpoint_plan(dir.str()); }).find("no checkpoint in"), std::string::npos);
+  save_checkpoint(dir.str(), a.identity, progress_of(1), a.model.parameters, *opt);
+  a.identity.plan.source.model = zoo("mlp");
+  a.identity.plan.source.inputs = {"8x64"};
+  a.identity.plan.source.devices = "cpu:0";
+  a.identity.plan.source.device_slowdowns["cpu:0"] = 2.0;
+  a.identity.plan.stages[0].checkpointing = Checkpointing::kFull;
+  save_checkpoint(dir.str(), a.identity, progress_of(2), a.model.parameters, *opt);
+  const Plan back = checkpoint_plan(dir.str());
+  EXPECT_EQ(plan_to_json(back), plan_to_json(a.identity.plan));
+  EXPECT_EQ(back.source.device_slowdowns.at("cpu:0"), 2.0);
 }
 
 TEST(Checkpoint, WriterDyingMidwayLeavesThePreviousCheckpoint) {
