@@ -170,23 +170,34 @@ std::shared_ptr<torch::serialize::OutputArchive> state_archive(const std::vector
   return archive;
 }
 
-// An archive's bytes (a state file).
-std::string serialize(torch::serialize::OutputArchive& archive) {
-  std::string bytes;
-  archive.save_to([&bytes](const void* data, size_t n) {
-    bytes.append(static_cast<const char*>(data), n);
-    return n;
-  });
-  return bytes;
-}
+// What a state file holds: its size and FNV-1a 64.
+struct WrittenState {
+  int64_t bytes = 0;
+  std::string fnv1a64;
+};
 
-// Writes a state file's bytes to `path` (synced) and returns their FNV-1a 64 (of the bytes written: the file
-// is not read back).
-std::string write_state(const fs::path& path, const std::string& bytes) {
-  write_synced(path, bytes);
+// Serializes `archive` into the state file `path` (synced), hashing the bytes as they go: the file is not
+// read back and no second copy of the state is made in memory.
+WrittenState write_state(const fs::path& path, torch::serialize::OutputArchive& archive) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
   Fnv fnv;
-  fnv.mix(bytes);
-  return fnv.hex();
+  WrittenState written;
+  try {
+    archive.save_to([&](const void* data, size_t n) {
+      out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+      fnv.mix(data, n);
+      written.bytes += static_cast<int64_t>(n);
+      return out.good() ? n : size_t{0};
+    });
+  } catch (const c10::Error& e) {
+    PARTITA_FAIL("cannot write ", path.string(), ": ", first_line(e), "; check space and permissions");
+  }
+  out.flush();
+  PARTITA_CHECK(out.good(), "cannot write ", path.string(), "; check space and permissions of the directory");
+  out.close();
+  sync_path(path, false);
+  written.fnv1a64 = fnv.hex();
+  return written;
 }
 
 std::vector<int64_t> all_indices(size_t n) {
@@ -501,12 +512,12 @@ void write_checkpoint(const std::string& dir, const CheckpointIdentity& identity
   const fs::path root(dir);
   create_root(root);
   const fs::path tmp = make_temp_step_dir(root, snapshot.progress.steps);
-  const std::string bytes = serialize(*snapshot.archive);
   CheckpointShard whole;
   whole.tensors = all_indices(snapshot.tensors);
   whole.file = "state.pt";
-  whole.fnv1a64 = write_state(tmp / whole.file, bytes);
-  whole.bytes = static_cast<int64_t>(bytes.size());
+  const WrittenState written = write_state(tmp / whole.file, *snapshot.archive);
+  whole.bytes = written.bytes;
+  whole.fnv1a64 = written.fnv1a64;
   commit(root, tmp, identity, snapshot.progress,
          make_manifest(identity, snapshot.progress, snapshot.tensors, {whole}), hook, keep);
 }
@@ -538,14 +549,14 @@ CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int ra
   const fs::path root(dir);
   create_root(root);
   const fs::path path = root / shard_temp_name(steps, rank);
-  const std::string bytes = serialize(*state_archive(tensors, held, optimizer, /*copy=*/false));
   CheckpointShard shard;
-  shard.fnv1a64 = write_state(path, bytes);
+  const WrittenState written = write_state(path, *state_archive(tensors, held, optimizer, /*copy=*/false));
+  shard.bytes = written.bytes;
+  shard.fnv1a64 = written.fnv1a64;
   sync_path(root, true);
   shard.rank = rank;
   shard.tensors = held;
   shard.file = "rank-" + std::to_string(rank) + ".pt";
-  shard.bytes = static_cast<int64_t>(bytes.size());
   return shard;
 }
 
