@@ -235,8 +235,8 @@ TEST(EngineBranch, ObserversSeeForwardAndBackwardOnBothDevices) {
     EXPECT_TRUE(seen.count({device, EngineTaskKind::kForward, stage})) << device;
     EXPECT_TRUE(seen.count({device, EngineTaskKind::kBackward, stage})) << device;
   }
-  // The update runs on the CPU worker with the most threads, the first of equals, unless the plan assumed that
-  // one slower (a rebalanced plan's device slowdowns): then the other, as the simulator predicts.
+  // The update runs on the CPU worker with the most threads, the first of equals, unless the plan assumed
+  // that one slower (a rebalanced plan's device slowdowns): then the other, as the simulator predicts.
   EXPECT_TRUE(seen.count({"cpu:0", EngineTaskKind::kOptimizer, -1}));
   EXPECT_FALSE(seen.count({"cpu:1", EngineTaskKind::kOptimizer, -1}));
   Plan slowed = branch_plan(m.ir, Mode::kTraining, 8, 2, by_branches(m.ir));

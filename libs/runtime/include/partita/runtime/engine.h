@@ -40,11 +40,12 @@
 // host and which are refreshed after the update. Inference plans with offload are refused (a training
 // choice). Math: a training step computes the mean loss over the global batch and one optimizer step, exactly
 // as a single-device step does (up to floating-point reassociation of the gradient sums). The optimizer step
-// runs on the CPU worker with the most intra-op threads (its thread, binding and OpenMP team; of equals, the one
-// least slowed in the plan's source.device_slowdowns, as the simulator assumes), not on the caller's thread, which partita's commands keep at one intra-op thread. Errors: an exception in any worker
-// stops the step (every other worker is woken) and step() throws partita::Error naming the stage, the device
-// and the node. Several processes: with EngineOptions::local_replica set, this engine runs one replica of a
-// one-stage data-parallel plan (the other replicas run in other processes, see distributed_reducer.h) and
+// runs on the CPU worker with the most intra-op threads (its thread, binding and OpenMP team; of equals, the
+// one least slowed in the plan's source.device_slowdowns, as the simulator assumes), not on the caller's
+// thread, which partita's commands keep at one intra-op thread. Errors: an exception in any worker stops the
+// step (every other worker is woken) and step() throws partita::Error naming the stage, the device and the
+// node. Several processes: with EngineOptions::local_replica set, this engine runs one replica of a one-stage
+// data-parallel plan (the other replicas run in other processes, see distributed_reducer.h) and
 // EngineOptions::reducer combines the gradients and the loss across processes before the optimizer step.
 // The same for one device of a one-stage tensor-parallel plan (a tensor group or replicas of it, one process
 // per device): it meets the other devices of its tensor group through EngineOptions::tensor_link, and the
