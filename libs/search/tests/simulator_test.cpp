@@ -355,8 +355,9 @@ TEST(Simulator, TheUpdateRunsOnTheLeastSlowedOfEqualCpusWhateverTheGroupOrder) {
   const Simulation first =
       simulate(pipeline_plan(same, 2, 2, 4, Schedule::kOneFOneB), same.graph, same.cluster, same.table);
   for (const SimTask& t : first.tasks) {
-    if (t.kind == TaskKind::kUpdate)
+    if (t.kind == TaskKind::kUpdate) {
       EXPECT_EQ(first.resources[static_cast<size_t>(t.resource)].name, "update on d0");
+    }
   }
 }
 
