@@ -1,8 +1,10 @@
-# Dynamic rebalancing: a 2-stage GPT pipeline on cpu:0 and cpu:1, trained 30 steps, with cpu:0 made 2x slower
-# from step 10 (--inject-slowdown 0:2:10). With --rebalance the monitor sees the drift, plans again with
-# cpu:0 planned 2x slower and applies the new partition by step 20; the losses stay those of the undisturbed
-# run. The new partition must move work off cpu:0 and, costed for cpu:0 exactly 2x slower, be predicted within
-# 10% of a fresh plan for the slowed hardware (plan --device-slowdown cpu:0:2). (Measured throughput:
+# Dynamic rebalancing: a 2-stage GPT pipeline on cpu:0 and cpu:1, trained 30 steps, with cpu:0 made 3x slower
+# from step 10 (--inject-slowdown 0:3:10). With --rebalance the monitor sees the drift, plans again with
+# cpu:0 planned 3x slower and applies the new partition by step 20; the losses stay those of the undisturbed
+# run. The new partition must move work off cpu:0 and, costed for cpu:0 exactly 3x slower, be predicted within
+# 10% of a fresh plan for the slowed hardware (plan --device-slowdown cpu:0:3). The drift threshold is 2x: this
+# VM's own noise made a core 1.4-1.7x slower for 3 steps now and then (a rebalance before the injection failed
+# one clean-clone CI run), an injected 3x measures 3x or more. (Measured throughput:
 # bench/rebalance_bench.sh, not timed here.) The plans use the roofline cost model: its predictions are the
 # same in every process, so the comparison of the two partitions is not swayed by op timings that the noise of a
 # busy machine moves between invocations (profiled predictions moved 360 -> 520 ms here, failing 1 run in 4).
@@ -11,12 +13,12 @@ source "$(dirname "$0")/lib.sh"
 model=(gpt.pt --input 8x128:i64:2048)
 plan=(plan "$ZOO/${model[0]}" "${model[@]:1}" --devices cpu:0,cpu:1 --strategy pipeline --microbatches 4 --train --cost roofline)
 "$PARTITA" "${plan[@]}" --json "$WORK/plan.json" >/dev/null || fail "plan"
-"$PARTITA" "${plan[@]}" --device-slowdown cpu:0:2 --json "$WORK/fresh.json" >/dev/null || fail "plan --device-slowdown"
-[ "$(json_get "$WORK/fresh.json" "d['source']['device_slowdowns']")" = "{'cpu:0': 2.0}" ] \
+"$PARTITA" "${plan[@]}" --device-slowdown cpu:0:3 --json "$WORK/fresh.json" >/dev/null || fail "plan --device-slowdown"
+[ "$(json_get "$WORK/fresh.json" "d['source']['device_slowdowns']")" = "{'cpu:0': 3.0}" ] \
   || fail "the slowed plan should record its slowdown in its source section"
 run=(run "$ZOO/${model[0]}" "${model[@]:1}" --train --steps 28)
 "$PARTITA" "${run[@]}" --plan "$WORK/plan.json" --json "$WORK/calm.json" >/dev/null || fail "undisturbed run"
-"$PARTITA" "${run[@]}" --plan "$WORK/plan.json" --inject-slowdown 0:2:10 --rebalance --json "$WORK/rebal.json" \
+"$PARTITA" "${run[@]}" --plan "$WORK/plan.json" --inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 --json "$WORK/rebal.json" \
   >"$WORK/rebal.out" 2>"$WORK/rebal.err" || fail "rebalanced run: $(tail -3 "$WORK/rebal.err")"
 "$PYTHON" - "$WORK/plan.json" "$WORK/fresh.json" "$WORK/calm.json" "$WORK/rebal.json" "$WORK/final.json" <<'PY' || fail "rebalance checks"
 import json, sys
@@ -32,7 +34,7 @@ first = applied[0]
 assert 10 <= first['step'] and first['step'] + 1 <= 20, ('rebalanced too early or too late', first)
 final = rebal['final_plan']
 # The first rebalance's partition (a later one answers another drift, e.g. a busy machine slowing a core):
-# it must move work off cpu:0 and, costed for cpu:0 exactly 2x slower, be near a fresh plan.
+# it must move work off cpu:0 and, costed for cpu:0 exactly 3x slower, be near a fresh plan.
 first_plan = json.loads(json.dumps(final))
 ranges = [part.split(' nodes ') for part in first['to'].split('; ')]
 assert len(ranges) == len(first_plan['stages']) == 2, (first['to'], first_plan['stages'])
@@ -50,7 +52,7 @@ assert worst <= 1e-4, ('losses changed', worst)
 print(f"losses equal to the undisturbed run (worst relative difference {worst:.1e})")
 if len(applied) > 1:
     print(f"{len(applied)} rebalances applied; comparing the first one's partition ({first['to']})")
-first_plan['source']['device_slowdowns'] = {'cpu:0': 2.0}
+first_plan['source']['device_slowdowns'] = {'cpu:0': 3.0}
 json.dump(first_plan, open(sys.argv[5], 'w'))
 PY
 "$PARTITA" simulate "$WORK/final.json" --json "$WORK/final_sim.json" >/dev/null || fail "simulate the final plan"
@@ -58,14 +60,14 @@ PY
 import json, sys
 got = json.load(open(sys.argv[1]))['predicted_step_ms']
 best = json.load(open(sys.argv[2]))['predicted_step_ms']
-print(f"predicted step for cpu:0 2x slower: rebalanced partition {got:.1f} ms, fresh plan {best:.1f} ms")
+print(f"predicted step for cpu:0 3x slower: rebalanced partition {got:.1f} ms, fresh plan {best:.1f} ms")
 assert got <= 1.1 * best, (got, best)
 PY
 # Checkpoints of a rebalanced run record the plan running when they were saved, and --resume goes on with it.
 # Killed before step 23 (rebalanced after step 13 or so; checkpoints every 5: LATEST is step 20's, on the new
 # layout), then resumed from the original plan file: the 28 losses are those of an undisturbed run (checkpointed
 # runs have no warm-up steps, so the reference has none either).
-ck=(--inject-slowdown 0:2:10 --rebalance --checkpoint-dir "$WORK/ck" --checkpoint-every 5)
+ck=(--inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 --checkpoint-dir "$WORK/ck" --checkpoint-every 5)
 "$PARTITA" "${run[@]}" --plan "$WORK/plan.json" --warmup 0 --json "$WORK/calm0.json" >/dev/null \
   || fail "undisturbed run without warm-up"
 rc=0
