@@ -63,11 +63,15 @@ std::vector<DeviceSpec> specs_of(const Cluster& c) {
   return out;
 }
 
+// --no-cut-refinement: plan with the chain partitioner's cuts as they are (to time the refinement).
+bool g_refine_cuts = true;
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void time_planning(const char* title, const Graph& g, const Cluster& c, const SearchOptions& o, int repeats) {
+void time_planning(const char* title, const Graph& g, const Cluster& c, SearchOptions o, int repeats) {
+  o.refine_cuts = g_refine_cuts;
   const CostTable t = roofline_cost_table(g, specs_of(c));
   std::vector<double> times;
   PlanOutcome out;
@@ -187,6 +191,7 @@ void unequal_gpus(const Graph& g) {
   SearchOptions o;
   o.global_batch = 32;
   o.max_blocks = 64;
+  o.refine_cuts = g_refine_cuts;
   const auto best = make_plan(g, c, t, o);
   o.strategy = StrategyKind::kEven;
   const auto even = make_plan(g, c, t, o);
@@ -208,7 +213,16 @@ void unequal_gpus(const Graph& g) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--no-cut-refinement") {
+      g_refine_cuts = false;
+    } else {
+      std::fprintf(stderr, "search_bench: unknown argument '%s' (the only one is --no-cut-refinement)\n",
+                   argv[i]);
+      return 2;
+    }
+  }
   const std::string models = std::string(PARTITA_SOURCE_DIR) + "/config/models/";
   const Graph gpt24 = build_model_graph(load_model_spec(models + "gpt-24layer.yaml"), 1);
   unequal_gpus(gpt24);

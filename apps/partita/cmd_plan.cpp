@@ -42,6 +42,7 @@ struct PlanArgs {
   std::vector<std::string> slowdowns;
   std::vector<std::string> power_caps;
   bool all_devices = false;
+  bool no_cut_refinement = false;
   std::string json;
   std::string html;
 };
@@ -149,6 +150,7 @@ void run_plan(const PlanArgs& args) {
   if (args.batch > 0) options.global_batch = args.batch;
   options.microbatches = args.microbatches;
   options.every_device = args.all_devices;
+  options.refine_cuts = !args.no_cut_refinement;
   if (!options.batch_splittable) {
     const std::string why = fmt::format("{} computes something else on part of its batch ({})", args.model,
                                         in.batch_split_problem);
@@ -269,6 +271,9 @@ Command register_plan(CLI::App& app) {
   cmd->add_flag("--all-devices", args->all_devices,
                 "keep only plans that use every listed device (e.g. one process per device with partita "
                 "launch), even where leaving one out is predicted faster");
+  cmd->add_flag("--no-cut-refinement", args->no_cut_refinement,
+                "keep the pipeline partitioner's cuts instead of moving them while the simulated step gets "
+                "faster (to compare the two)");
   cmd->add_option("--json", args->json, "write the plan as JSON (- for stdout)");
   cmd->add_option("--html", args->html,
                   "write a report page: prediction, devices, a picture of the plan, the simulated step, "

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include "partita/core/error.h"
@@ -11,6 +12,7 @@
 #include "partita/graph/analysis.h"
 #include "partita/search/blocks.h"
 #include "partita/search/branch_strategy.h"
+#include "partita/search/cut_refinement.h"
 #include "partita/search/data_parallel_strategy.h"
 #include "partita/search/even_strategy.h"
 #include "partita/search/hybrid_strategy.h"
@@ -37,9 +39,13 @@ void append(std::vector<Plan>& out, std::vector<Plan> more) {
 // checked for what-if planning with MemoryCap::kLimitOnly, which asks about the devices alone).
 // host_note: when some candidate fit its devices but not its host memory, the note of the one that needed
 // the least host memory.
+// refine: pipeline and hybrid plans get their cuts refined by simulation (cut_refinement.h); not needed where
+// only feasibility matters (the search for the smallest memory).
 std::vector<Plan> feasible_evaluated(const Graph& graph, const Cluster& cluster, const CostTable& table,
-                                     const SearchOptions& options, std::string* host_note = nullptr) {
+                                     const SearchOptions& options, std::string* host_note = nullptr,
+                                     bool refine = false) {
   std::vector<Plan> out;
+  std::optional<std::vector<bool>> pipeline_cuts, hybrid_cut_flags;  // computed when first needed
   Bytes least_host(std::numeric_limits<int64_t>::max());
   const bool check_hosts = options.memory_cap == MemoryCap::kDeviceAndLimit;
   for (Plan& p : generate_candidates(graph, cluster, table, options)) {
@@ -54,6 +60,13 @@ std::vector<Plan> feasible_evaluated(const Graph& graph, const Cluster& cluster,
       continue;
     }
     p.prediction = sim.prediction;
+    if (refine && options.refine_cuts && refinable(p) &&
+        (p.strategy == StrategyKind::kPipeline || p.strategy == StrategyKind::kHybrid)) {
+      // The same cuts the strategy itself was allowed (see generate_candidates).
+      auto& allowed = p.strategy == StrategyKind::kPipeline ? pipeline_cuts : hybrid_cut_flags;
+      if (!allowed) allowed = p.strategy == StrategyKind::kPipeline ? process_cuts(graph) : hybrid_cuts(graph);
+      p = refine_cuts(std::move(p), graph, cluster, table, options, *allowed).plan;
+    }
     out.push_back(std::move(p));
   }
   return out;
@@ -135,7 +148,7 @@ PlanOutcome make_plan(const Graph& graph, const Cluster& cluster, const CostTabl
   PARTITA_CHECK(!cluster.devices.empty(), "cluster '", cluster.name, "' has no devices to plan for");
   PlanOutcome outcome;
   std::string host_note;
-  std::vector<Plan> plans = feasible_evaluated(graph, cluster, table, options, &host_note);
+  std::vector<Plan> plans = feasible_evaluated(graph, cluster, table, options, &host_note, /*refine=*/true);
   if (plans.empty() && !host_note.empty()) {
     outcome.error = "no plan fits in host memory: with the least of it, " + host_note +
                     "; use machines with more memory, fewer devices per machine or lower the batch";

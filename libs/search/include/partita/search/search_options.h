@@ -56,6 +56,9 @@ struct SearchOptions {
   // Keep only plans that use every device of the cluster (e.g. one process per device with partita
   // launch), even when leaving some out is predicted faster.
   bool every_device = false;
+  // Move each pipeline or hybrid plan's cuts node by node while the simulator says the step gets better
+  // (cut_refinement.h); false keeps the chain partitioner's cuts (to compare the two).
+  bool refine_cuts = true;
   // Measured optimizer steps over all trainable parameters, keyed by DeviceSpec::name (profiled planning
   // fills it); a device without an entry is costed by optimizer_step_time (partita/cost/update.h).
   std::map<std::string, Seconds> update_times;
