@@ -328,10 +328,6 @@ void run_run(const RunArgs& args) {
     reducer = std::make_unique<GlooGradientReducer>(*group);
     options.reducer = reducer.get();
     if (plan.stages.size() > 1) {  // pipeline: rank r runs stage r (the loss and shared weights are reduced)
-      PARTITA_CHECK(
-          !args.checkpoint_async,
-          "--checkpoint-async: a pipeline across processes writes its checkpoints synchronously (every "
-          "rank's shard is committed together); drop --checkpoint-async");
       transport = std::make_unique<GlooStageTransport>(*group);
       options.local_stage = dist->rank;
       options.transport = transport.get();
@@ -483,7 +479,7 @@ Command register_run(CLI::App& app) {
       "--checkpoint-async", args->checkpoint_async,
       "write checkpoints on a background thread while training goes on: the training loop only copies "
       "the state into memory (held until written; one save at a time, the run waits for the last); "
-      "one process or data parallel, not a pipeline across processes");
+      "a pipeline across processes: each rank its stage's, rank 0 commits them together");
   cmd->add_flag("--resume", args->resume,
                 "continue from the checkpoint in --checkpoint-dir (same model, plan, --input, --loss, --lr) "
                 "up to --steps; the losses of the steps after it equal those of an uninterrupted run");

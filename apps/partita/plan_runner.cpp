@@ -103,9 +103,18 @@ class RunCheckpoint {
     const CheckpointProgress progress{done, losses};
     DistributedGroup* group = options_.group;
     if (group != nullptr && options_.local_stage >= 0) {  // a pipeline: every rank writes its stage's shard
-      const CheckpointShard shard = write_checkpoint_shard(
-          options_.checkpoint_dir, done, group->rank(), model_.parameters,
-          stage_tensor_indices(model_, identity_.plan, options_.local_stage), *engine.optimizer());
+      const std::vector<int64_t> held = stage_tensor_indices(model_, identity_.plan, options_.local_stage);
+      if (options_.checkpoint_writes == CheckpointWrites::kBackground) {
+        save_shard_in_background(*group, progress, held, engine);
+        stall_ms_.push_back(ms_since(t0));
+        log_info(
+            fmt::format("checkpoint after step {}: stage state copied in {:.1f} ms, writing it in the "
+                        "background",
+                        done, stall_ms_.back()));
+        return;
+      }
+      const CheckpointShard shard = write_checkpoint_shard(options_.checkpoint_dir, done, group->rank(),
+                                                           model_.parameters, held, *engine.optimizer());
       const std::vector<std::string> posted = group->gather_to_rank0("checkpoint-" + std::to_string(done),
                                                                      checkpoint_shard_to_json(shard).dump());
       if (group->rank() != 0) {
@@ -145,6 +154,34 @@ class RunCheckpoint {
                          stall_ms_.back()));
   }
 
+  // A pipeline rank's save in the background: its stage's state is copied now; a thread writes the shard,
+  // posts its description to rank 0 through a store connection of its own, and on rank 0 gathers every
+  // rank's and commits them together (as the synchronous save does, the training goes on meanwhile). Every
+  // rank saves at the same steps, so the gathers pair up; one save in flight per rank.
+  void save_shard_in_background(DistributedGroup& group, const CheckpointProgress& progress,
+                                const std::vector<int64_t>& held, const Engine& engine) {
+    writer_.wait();  // one snapshot in memory at a time; rethrows the previous save's error
+    if (!channel_) channel_ = group.open_store_channel();
+    auto snapshot = std::make_shared<const CheckpointSnapshot>(
+        snapshot_checkpoint_shard(progress, model_.parameters, held, *engine.optimizer()));
+    writer_.submit([dir = options_.checkpoint_dir, identity = identity_, keep = options_.checkpoint_keep,
+                    rank = group.rank(), channel = channel_.get(), snapshot]() mutable {
+      const auto w0 = std::chrono::steady_clock::now();
+      const CheckpointShard shard = write_checkpoint_shard(dir, rank, *snapshot);
+      const CheckpointProgress saved = snapshot->progress;
+      snapshot.reset();  // its copy of the state goes now
+      const std::vector<std::string> posted = channel->gather_to_rank0(
+          "checkpoint-" + std::to_string(saved.steps), checkpoint_shard_to_json(shard).dump());
+      if (rank != 0) return;
+      std::vector<CheckpointShard> shards;
+      for (const auto& text : posted) shards.push_back(checkpoint_shard_from_json(Json::parse(text)));
+      commit_checkpoint_shards(dir, identity, saved, shards, {}, keep);
+      log_info(fmt::format(
+          "checkpoint after step {} committed in {} in the background ({:.1f} ms)", saved.steps, dir,
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - w0).count()));
+    });
+  }
+
   // Waits for a save still being written in the background (rethrowing its error); returns the per-save
   // stalls of the training loop.
   std::vector<double> finish() {
@@ -160,6 +197,7 @@ class RunCheckpoint {
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
   std::optional<Plan> resumed_plan_;
   std::vector<double> stall_ms_;
+  std::unique_ptr<DistributedGroup::StoreChannel> channel_;  // a pipeline rank's background saves
   BackgroundCheckpointWriter writer_;  // last member: destroyed first, waiting for a save in flight
 };
 

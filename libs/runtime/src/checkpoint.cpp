@@ -490,8 +490,10 @@ void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
                      const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook, int keep) {
   check_progress(progress);
   // Written at once: the live tensors need no copies.
-  CheckpointSnapshot now{progress, tensors.size(),
-                         state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/false)};
+  CheckpointSnapshot now{progress,
+                         tensors.size(),
+                         state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/false),
+                         {}};
   write_checkpoint(dir, identity, now, hook, keep);
 }
 
@@ -499,8 +501,10 @@ CheckpointSnapshot snapshot_checkpoint(const CheckpointProgress& progress,
                                        const std::vector<torch::Tensor>& tensors,
                                        torch::optim::Optimizer& optimizer) {
   check_progress(progress);
-  CheckpointSnapshot snapshot{progress, tensors.size(),
-                              state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/true)};
+  CheckpointSnapshot snapshot{progress,
+                              tensors.size(),
+                              state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/true),
+                              {}};
   copy_state_tensors(optimizer);  // the archive keeps the state tensors as they are now
   return snapshot;
 }
@@ -541,16 +545,17 @@ void BackgroundCheckpointWriter::wait() {
   done.get();
 }
 
-CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int rank,
-                                       const std::vector<torch::Tensor>& tensors,
-                                       const std::vector<int64_t>& held,
-                                       const torch::optim::Optimizer& optimizer) {
+namespace {
+
+// Writes a shard's state file under its temporary name in `dir` (synced) and describes it.
+CheckpointShard write_shard_file(const std::string& dir, int steps, int rank,
+                                 const std::vector<int64_t>& held, torch::serialize::OutputArchive& archive) {
   PARTITA_ASSERT(rank >= 0 && steps >= 0, "a shard needs a rank and a step count");
   const fs::path root(dir);
   create_root(root);
   const fs::path path = root / shard_temp_name(steps, rank);
   CheckpointShard shard;
-  const WrittenState written = write_state(path, *state_archive(tensors, held, optimizer, /*copy=*/false));
+  const WrittenState written = write_state(path, archive);
   shard.bytes = written.bytes;
   shard.fnv1a64 = written.fnv1a64;
   sync_path(root, true);
@@ -558,6 +563,31 @@ CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int ra
   shard.tensors = held;
   shard.file = "rank-" + std::to_string(rank) + ".pt";
   return shard;
+}
+
+}  // namespace
+
+CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int rank,
+                                       const std::vector<torch::Tensor>& tensors,
+                                       const std::vector<int64_t>& held,
+                                       const torch::optim::Optimizer& optimizer) {
+  return write_shard_file(dir, steps, rank, held, *state_archive(tensors, held, optimizer, /*copy=*/false));
+}
+
+CheckpointSnapshot snapshot_checkpoint_shard(const CheckpointProgress& progress,
+                                             const std::vector<torch::Tensor>& tensors,
+                                             const std::vector<int64_t>& held,
+                                             torch::optim::Optimizer& optimizer) {
+  check_progress(progress);
+  CheckpointSnapshot snapshot{progress, held.size(), state_archive(tensors, held, optimizer, /*copy=*/true),
+                              held};
+  copy_state_tensors(optimizer);  // the archive keeps the state tensors as they are now
+  return snapshot;
+}
+
+CheckpointShard write_checkpoint_shard(const std::string& dir, int rank, const CheckpointSnapshot& snapshot) {
+  PARTITA_ASSERT(snapshot.archive != nullptr, "checkpoint snapshot without its state");
+  return write_shard_file(dir, snapshot.progress.steps, rank, snapshot.held, *snapshot.archive);
 }
 
 void commit_checkpoint_shards(const std::string& dir, const CheckpointIdentity& identity,

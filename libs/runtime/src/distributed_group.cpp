@@ -89,6 +89,50 @@ struct DistributedGroup::Impl {
     PARTITA_FAIL(what, ": ", why, " (gloo: ", first_line(cause), ")");
   }
 
+  // Connects to the rendezvous store (hosting it when `host`), the launcher's prefix applied: the base store.
+  c10::intrusive_ptr<c10d::Store> connect(bool host) const {
+    c10::intrusive_ptr<c10d::Store> connected;
+    try {
+      c10d::TCPStoreOptions o;
+      o.port = static_cast<uint16_t>(env.master_port);
+      o.isServer = host;
+      o.numWorkers = env.world_size;
+      o.waitWorkers = false;
+      o.timeout = timeout;
+      o.multiTenant = true;
+      connected = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+    } catch (const std::exception& e) {
+      PARTITA_FAIL("rank ", env.rank, ": cannot ", host ? "host" : "reach", " the rendezvous store at ",
+                   where(), " within ", env.timeout.value(), " s: ", first_line(e),
+                   "; check MASTER_ADDR/MASTER_PORT (a free port) and that every rank was started");
+    }
+    if (env.agent_store) {
+      connected = c10::make_intrusive<c10d::PrefixStore>(
+          "/worker/attempt_" + std::to_string(env.restart_count), connected);
+    }
+    return connected;
+  }
+
+  std::vector<std::string> gather_to_rank0(const std::string& key, const std::string& text) {
+    const auto slot = [&](int r) { return "gather/" + key + "/" + std::to_string(r); };
+    try {
+      store->set(slot(env.rank), bytes_of(text));
+    } catch (const std::exception& e) {
+      fail(-1, "posting " + key + " to rank 0", e);
+    }
+    if (env.rank != 0) return {};
+    std::vector<std::string> out;
+    for (int r = 0; r < env.world_size; ++r) {
+      try {
+        store->wait({slot(r)}, timeout);
+        out.push_back(string_of(store->get(slot(r))));
+      } catch (const std::exception& e) {
+        fail_peer(r, "gathering " + key, e);
+      }
+    }
+    return out;
+  }
+
   [[noreturn]] void fail(int step, const std::string& what, const std::exception& cause) const {
     const std::string who = diagnose(step);
     PARTITA_FAIL("rank ", env.rank, ": ", what, step >= 0 ? " of step " + std::to_string(step) : "",
@@ -105,26 +149,7 @@ DistributedGroup::DistributedGroup(const DistributedEnv& env) : impl_(std::make_
   PARTITA_CHECK(env.world_size >= 2 && env.rank >= 0 && env.rank < env.world_size, "bad rank ", env.rank,
                 " for world size ", env.world_size, "; check RANK and WORLD_SIZE");
   s.timeout = std::chrono::milliseconds(static_cast<int64_t>(env.timeout.value() * 1000));
-  c10::intrusive_ptr<c10d::Store> base;
-  try {
-    c10d::TCPStoreOptions o;
-    o.port = static_cast<uint16_t>(env.master_port);
-    o.isServer = env.rank == 0 && !env.agent_store;
-    o.numWorkers = env.world_size;
-    o.waitWorkers = false;
-    o.timeout = s.timeout;
-    o.multiTenant = true;
-    base = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
-  } catch (const std::exception& e) {
-    PARTITA_FAIL("rank ", env.rank, ": cannot ", env.rank == 0 && !env.agent_store ? "host" : "reach",
-                 " the rendezvous store at ", s.where(), " within ", env.timeout.value(),
-                 " s: ", first_line(e),
-                 "; check MASTER_ADDR/MASTER_PORT (a free port) and that every rank was started");
-  }
-  if (env.agent_store) {
-    base =
-        c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(env.restart_count), base);
-  }
+  const c10::intrusive_ptr<c10d::Store> base = s.connect(/*host=*/env.rank == 0 && !env.agent_store);
   s.store = c10::make_intrusive<c10d::PrefixStore>("partita", base);
   s.base = base;
   try {
@@ -244,24 +269,24 @@ void DistributedGroup::receive(torch::Tensor& into, int from, int tag, const std
 }
 
 std::vector<std::string> DistributedGroup::gather_to_rank0(const std::string& key, const std::string& text) {
-  Impl& s = *impl_;
-  const auto slot = [&](int r) { return "gather/" + key + "/" + std::to_string(r); };
-  try {
-    s.store->set(slot(s.env.rank), bytes_of(text));
-  } catch (const std::exception& e) {
-    s.fail(-1, "posting " + key + " to rank 0", e);
-  }
-  if (s.env.rank != 0) return {};
-  std::vector<std::string> out;
-  for (int r = 0; r < s.env.world_size; ++r) {
-    try {
-      s.store->wait({slot(r)}, s.timeout);
-      out.push_back(string_of(s.store->get(slot(r))));
-    } catch (const std::exception& e) {
-      s.fail_peer(r, "gathering " + key, e);
-    }
-  }
-  return out;
+  return impl_->gather_to_rank0(key, text);
+}
+
+DistributedGroup::StoreChannel::StoreChannel() : impl_(std::make_unique<Impl>()) {}
+DistributedGroup::StoreChannel::~StoreChannel() = default;
+
+std::vector<std::string> DistributedGroup::StoreChannel::gather_to_rank0(const std::string& key,
+                                                                         const std::string& text) {
+  return impl_->gather_to_rank0(key, text);
+}
+
+std::unique_ptr<DistributedGroup::StoreChannel> DistributedGroup::open_store_channel() const {
+  std::unique_ptr<StoreChannel> channel(new StoreChannel());
+  Impl& c = *channel->impl_;
+  c.env = impl_->env;
+  c.timeout = impl_->timeout;
+  c.store = c10::make_intrusive<c10d::PrefixStore>("partita", c.connect(/*host=*/false));
+  return channel;
 }
 
 ClockOffset DistributedGroup::clock_offset_to_rank0(const std::function<double()>& now_us, int rounds) {

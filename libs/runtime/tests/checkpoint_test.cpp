@@ -472,6 +472,64 @@ TEST(Checkpoint, ShardsOfAPipelineRestoreEachRanksStageAndOptimizerState) {
   }
 }
 
+// A pipeline rank's save in the background: shard snapshots taken at step 3, written and committed while
+// both stages train on, hold step 3's state, as shards written at once do.
+TEST(Checkpoint, ShardSnapshotsWrittenWhileTheStagesTrainOnHoldTheirStepsState) {
+  TempDir dir;
+  const std::string sync_dir = dir.str() + "/sync", async_dir = dir.str() + "/async";
+  std::vector<Fixture> ranks;
+  std::vector<std::unique_ptr<torch::optim::Optimizer>> opts;
+  for (int r = 0; r < 2; ++r) {
+    ranks.push_back(make("mlp", Optimizer::kAdam));
+    make_pipeline(ranks.back());
+    opts.push_back(optimizer_for(ranks.back()));
+  }
+  const auto held = [&](int r) { return stage_tensor_indices(ranks[r].model, ranks[r].identity.plan, r); };
+  for (int r = 0; r < 2; ++r) train_stage(ranks[r], *opts[r], r, 3, 10 + r);
+  std::vector<CheckpointShard> sync_shards;
+  for (int r = 0; r < 2; ++r) {
+    sync_shards.push_back(
+        write_checkpoint_shard(sync_dir, 3, r, ranks[r].model.parameters, held(r), *opts[r]));
+  }
+  commit_checkpoint_shards(sync_dir, ranks[0].identity, progress_of(3), sync_shards);
+  std::vector<std::shared_ptr<CheckpointSnapshot>> snapshots;
+  for (int r = 0; r < 2; ++r) {
+    snapshots.push_back(std::make_shared<CheckpointSnapshot>(
+        snapshot_checkpoint_shard(progress_of(3), ranks[r].model.parameters, held(r), *opts[r])));
+  }
+  for (int r = 0; r < 2; ++r) train_stage(ranks[r], *opts[r], r, 1, 20 + r);  // before the writes start
+  {
+    BackgroundCheckpointWriter writer;
+    writer.submit([&] {
+      std::vector<CheckpointShard> shards;
+      for (int r = 0; r < 2; ++r) shards.push_back(write_checkpoint_shard(async_dir, r, *snapshots[r]));
+      commit_checkpoint_shards(async_dir, ranks[0].identity, snapshots[0]->progress, shards);
+    });
+    for (int r = 0; r < 2; ++r) train_stage(ranks[r], *opts[r], r, 1, 30 + r);  // while they run
+    writer.wait();
+  }
+  for (int r = 0; r < 2; ++r) {
+    Fixture from_sync = make("mlp", Optimizer::kAdam), from_async = make("mlp", Optimizer::kAdam);
+    make_pipeline(from_sync);
+    make_pipeline(from_async);
+    auto opt_sync = optimizer_for(from_sync);
+    auto opt_async = optimizer_for(from_async);
+    load_checkpoint(sync_dir, from_sync.identity, from_sync.model.parameters, *opt_sync, r);
+    EXPECT_EQ(
+        load_checkpoint(async_dir, from_async.identity, from_async.model.parameters, *opt_async, r).steps, 3);
+    EXPECT_TRUE(same_tensors(from_sync.model.parameters, from_async.model.parameters)) << "rank " << r;
+    EXPECT_FALSE(same_tensors(from_async.model.parameters, ranks[r].model.parameters))
+        << "rank " << r << ": it holds a later step";
+    // The optimizer state too: the two steps training took from step 3, from both, reach the rank's weights.
+    for (auto [f, opt] : {std::pair{&from_sync, opt_sync.get()}, std::pair{&from_async, opt_async.get()}}) {
+      train_stage(*f, *opt, r, 1, 20 + r);
+      train_stage(*f, *opt, r, 1, 30 + r);
+    }
+    EXPECT_TRUE(same_tensors(from_sync.model.parameters, from_async.model.parameters)) << "rank " << r;
+    EXPECT_TRUE(same_tensors(from_async.model.parameters, ranks[r].model.parameters)) << "rank " << r;
+  }
+}
+
 TEST(Checkpoint, ShardedCheckpointsRefuseOtherLayoutsAndMissingOrDamagedShards) {
   TempDir dir;
   Fixture a = make("mlp", Optimizer::kAdam);

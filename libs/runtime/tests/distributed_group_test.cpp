@@ -104,6 +104,53 @@ TEST(DistributedGroup, ClockOffsetToRankZeroIsWithinHalfARoundTrip) {
   }
 }
 
+// A store channel gathers on a thread of its own while the group's thread goes on using the group's store:
+// rank 0's channel waits for rank 1's post, which rank 1 makes only after rank 0's group thread has answered
+// its clock queries through the store (a channel on the group's own connection, blocked in its wait, could
+// hold those up until the timeout).
+TEST(DistributedGroup, AStoreChannelGathersBesideTheGroupsOwnStoreUse) {
+  std::vector<std::string> got;
+  std::mutex mutex;
+  run_ranks(2, [&](int rank, int port) {
+    DistributedGroup group(env_for(rank, 2, port, 5));
+    auto channel = group.open_store_channel();
+    std::vector<std::string> gathered;
+    std::string error;
+    const auto gather = [&] {
+      try {
+        gathered = channel->gather_to_rank0("side", "from " + std::to_string(rank));
+      } catch (const Error& e) {
+        error = e.what();
+      }
+    };
+    const auto now_us = [] {
+      return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
+    };
+    std::thread side;
+    if (rank == 0) {
+      side = std::thread(gather);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the channel waits for rank 1 by now
+      group.clock_offset_to_rank0(now_us, 2);
+    } else {
+      group.clock_offset_to_rank0(now_us, 2);
+      side = std::thread(gather);
+    }
+    side.join();
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      EXPECT_EQ(error, "") << "rank " << rank;
+      if (rank == 0) {
+        got = gathered;
+      } else {
+        EXPECT_TRUE(gathered.empty());
+      }
+    }
+    group.barrier("the end of the test");
+  });
+  EXPECT_EQ(got, (std::vector<std::string>{"from 0", "from 1"}));
+}
+
 TEST(DistributedGroup, ARankThatNeverPostsIsNamedWithinTheTimeout) {
   const auto t0 = std::chrono::steady_clock::now();
   std::string message;

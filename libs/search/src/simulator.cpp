@@ -269,7 +269,10 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       } else {
         dp.peak_memory = model.memory(base);
       }
-      if (!tp) dp.model_state = model.model_state(base);
+      // A tensor-parallel device's model state: its shards of the split weights and the replicated rest (with
+      // gradients and optimizer state when training). On a CPU these are the host's tensors (the engine's
+      // weight parts are views of the parameters), which the host counts once.
+      dp.model_state = tp ? tensor.static_memory(st.first, st.last, 0, p) : model.model_state(base);
       const Bytes cap = model.memory_cap(d);
       if (dp.peak_memory > cap && sim.fits_memory) {
         sim.fits_memory = false;

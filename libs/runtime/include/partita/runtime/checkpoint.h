@@ -109,6 +109,7 @@ struct CheckpointSnapshot {
   CheckpointProgress progress;
   size_t tensors = 0;  // module tensors it holds (all: a whole checkpoint)
   std::shared_ptr<torch::serialize::OutputArchive> archive;  // "tensors" and "optimizer", as described above
+  std::vector<int64_t> held;  // a rank's shard (snapshot_checkpoint_shard): its module tensors' indices
 };
 CheckpointSnapshot snapshot_checkpoint(const CheckpointProgress& progress,
                                        const std::vector<torch::Tensor>& tensors,
@@ -142,6 +143,14 @@ CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int ra
                                        const std::vector<torch::Tensor>& tensors,
                                        const std::vector<int64_t>& held,
                                        const torch::optim::Optimizer& optimizer);
+// The same in two halves, for a save in the background (see CheckpointSnapshot): the snapshot copies the
+// `held` module tensors and hands the optimizer fresh copies of its state tensors; writing it makes the
+// shard's temporary file and returns its description.
+CheckpointSnapshot snapshot_checkpoint_shard(const CheckpointProgress& progress,
+                                             const std::vector<torch::Tensor>& tensors,
+                                             const std::vector<int64_t>& held,
+                                             torch::optim::Optimizer& optimizer);
+CheckpointShard write_checkpoint_shard(const std::string& dir, int rank, const CheckpointSnapshot& snapshot);
 // Step 2 (rank 0, once every rank's shard is written): commits a checkpoint made of `shards` (one per rank
 // 0..n-1), atomically replacing the previous checkpoint. Refuses a missing rank or a shard file that is
 // missing or not the size its rank described; nothing is committed then.

@@ -26,6 +26,8 @@ struct ClockOffset {
 };
 
 class DistributedGroup {
+  struct Impl;  // the connection to the store and the process groups (distributed_group.cpp)
+
  public:
   // Collective: every rank of `env` must construct its group. Throws partita::Error when the rendezvous does
   // not complete within env.timeout.
@@ -66,6 +68,26 @@ class DistributedGroup {
   // post theirs and get an empty vector. Through the rendezvous store: for small reports, not tensors. Waits
   // are bounded by the timeout; throws partita::Error naming a rank that never posted.
   std::vector<std::string> gather_to_rank0(const std::string& key, const std::string& text);
+
+  // A connection of its own to the rendezvous store, for one other thread: a checkpoint written in the
+  // background gathers its ranks' shard descriptions through one while the group's thread goes on training
+  // (the group's own store connection would make each wait for the other). Not thread-safe itself.
+  class StoreChannel {
+   public:
+    ~StoreChannel();
+    StoreChannel(const StoreChannel&) = delete;
+    StoreChannel& operator=(const StoreChannel&) = delete;
+    // As DistributedGroup::gather_to_rank0 (keys are shared with the group's: use keys of their own).
+    std::vector<std::string> gather_to_rank0(const std::string& key, const std::string& text);
+
+   private:
+    friend class DistributedGroup;
+    StoreChannel();
+    std::unique_ptr<Impl> impl_;
+  };
+  // Not collective; throws partita::Error when the store cannot be reached within the timeout. The channel
+  // must not outlive the group (rank 0's group may host the store).
+  std::unique_ptr<StoreChannel> open_store_channel() const;
   // Collective: each rank asks rank 0 for its clock `rounds` times through the store (rank 0 answers the
   // ranks in turn) and returns the offset of the fastest round trip, Cristian-style: rank 0's reading minus
   // the midpoint of this rank's readings before and after. `now_us` reads the clock to align (the steady
@@ -75,7 +97,6 @@ class DistributedGroup {
   void report_failure(const std::string& message) noexcept;
 
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

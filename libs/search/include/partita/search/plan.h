@@ -113,8 +113,8 @@ struct DevicePrediction {
   Seconds busy{0};
   Joules energy{0};
   // The part of peak_memory that is the stage's model state: weights and buffers, and when training their
-  // gradients and optimizer state (0 when not separated, e.g. tensor-parallel shards). CPU devices of one
-  // process that run replicas of one stage share it (they train the same tensors), so a process's host
+  // gradients and optimizer state (a tensor-parallel device: its shards and the replicated rest). CPU devices
+  // of one process that run replicas of one stage share it (they train the same tensors), so a process's host
   // memory counts it once per stage, not once per device.
   Bytes model_state{0};
 };
