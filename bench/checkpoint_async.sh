@@ -77,7 +77,8 @@ lines = [title, "",
          "(wall - wall without checkpoints) / saves; stall = how long the training loop stood still per save "
          "(`checkpoint_stall_ms`); step = median step time (the steps during a background write are slower: it "
          "shares the two cores).", "",
-         f"Without checkpoints: wall {base:.2f} s, step {base_step:.1f} ms.", "",
+         f"Without checkpoints: wall {base:.2f} s (all: {', '.join(f'{w:.2f}' for w, _ in runs('none'))}), "
+         f"step {base_step:.1f} ms.", "",
          "| every | writes | wall s | cost per save ms | stall per save ms (median) | step ms | all walls |",
          "|---|---|---|---|---|---|---|"]
 for k in (1, 5):
@@ -89,6 +90,9 @@ for k in (1, 5):
         step = med(d["step_ms"] for _, d in rr)
         lines.append(f"| {k} | {label} | {wall:.2f} | {(wall - base) * 1000 / saves:.0f} | {stall:.1f} | {step:.1f} | "
                      f"{', '.join(f'{w:.2f}' for w, _ in rr)} |")
+if any(l.split(" | ")[3].startswith("-") for l in lines if l.startswith("| ") and l[2].isdigit()):
+    lines += ["", "A negative cost: the walls without checkpoints varied more between rounds than checkpointing "
+              "costs; compare the stalls, or rerun with more ROUNDS."]
 lines.append("")
 subprocess.run([sys.executable, "bench/md_section.py", out, title], input="\n".join(lines),
                text=True, check=True)
