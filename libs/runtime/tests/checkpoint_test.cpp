@@ -416,16 +416,26 @@ TEST(Checkpoint, StageTensorsOfAPipelineCoverTheModelOnce) {
   }
 }
 
+// The two ranks of a 2-stage MLP pipeline, each with its own copy of the model and its Adam optimizer.
+struct PipelineRanks {
+  std::vector<Fixture> ranks;
+  std::vector<std::unique_ptr<torch::optim::Optimizer>> opts;
+};
+PipelineRanks pipeline_ranks() {
+  PipelineRanks p;
+  for (int r = 0; r < 2; ++r) {
+    p.ranks.push_back(make("mlp", Optimizer::kAdam));
+    make_pipeline(p.ranks.back());
+    p.opts.push_back(optimizer_for(p.ranks.back()));
+  }
+  return p;
+}
+
 TEST(Checkpoint, ShardsOfAPipelineRestoreEachRanksStageAndOptimizerState) {
   TempDir dir;
   // Two ranks, each with its own copy of the model, train their stages.
-  std::vector<Fixture> ranks;
-  std::vector<std::unique_ptr<torch::optim::Optimizer>> opts;
-  for (int r = 0; r < 2; ++r) {
-    ranks.push_back(make("mlp", Optimizer::kAdam));
-    make_pipeline(ranks.back());
-    opts.push_back(optimizer_for(ranks.back()));
-  }
+  PipelineRanks pipeline = pipeline_ranks();
+  auto& [ranks, opts] = pipeline;
   const auto initial = clone_all(ranks[0].model.parameters);
   const auto save = [&](int steps) {
     std::vector<CheckpointShard> shards;
@@ -477,13 +487,8 @@ TEST(Checkpoint, ShardsOfAPipelineRestoreEachRanksStageAndOptimizerState) {
 TEST(Checkpoint, ShardSnapshotsWrittenWhileTheStagesTrainOnHoldTheirStepsState) {
   TempDir dir;
   const std::string sync_dir = dir.str() + "/sync", async_dir = dir.str() + "/async";
-  std::vector<Fixture> ranks;
-  std::vector<std::unique_ptr<torch::optim::Optimizer>> opts;
-  for (int r = 0; r < 2; ++r) {
-    ranks.push_back(make("mlp", Optimizer::kAdam));
-    make_pipeline(ranks.back());
-    opts.push_back(optimizer_for(ranks.back()));
-  }
+  PipelineRanks pipeline = pipeline_ranks();
+  auto& [ranks, opts] = pipeline;
   const auto held = [&](int r) { return stage_tensor_indices(ranks[r].model, ranks[r].identity.plan, r); };
   for (int r = 0; r < 2; ++r) train_stage(ranks[r], *opts[r], r, 3, 10 + r);
   std::vector<CheckpointShard> sync_shards;
