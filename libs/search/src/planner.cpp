@@ -64,7 +64,8 @@ std::vector<Plan> feasible_evaluated(const Graph& graph, const Cluster& cluster,
         (p.strategy == StrategyKind::kPipeline || p.strategy == StrategyKind::kHybrid)) {
       // The same cuts the strategy itself was allowed (see generate_candidates).
       auto& allowed = p.strategy == StrategyKind::kPipeline ? pipeline_cuts : hybrid_cut_flags;
-      if (!allowed) allowed = p.strategy == StrategyKind::kPipeline ? process_cuts(graph) : hybrid_cuts(graph);
+      if (!allowed)
+        allowed = p.strategy == StrategyKind::kPipeline ? process_cuts(graph) : hybrid_cuts(graph);
       p = refine_cuts(std::move(p), graph, cluster, table, options, *allowed).plan;
     }
     out.push_back(std::move(p));
