@@ -87,17 +87,6 @@ int steps_for_window(double step_ms, Seconds window, int min_steps, int max_step
   return std::clamp(wanted, min_steps, std::max(min_steps, max_steps));
 }
 
-// Bytes of the model's own tensors (weights and buffers), each storage once.
-Bytes model_tensor_bytes(const LoadedModel& model) {
-  std::set<const void*> seen;
-  int64_t total = 0;
-  for (const auto& t : model.parameters) {
-    if (t.defined() && seen.insert(t.storage().unsafeGetStorageImpl()).second)
-      total += static_cast<int64_t>(t.storage().nbytes());
-  }
-  return Bytes(total);
-}
-
 double joules_per_step(const std::vector<DeviceEnergy>& energy) {
   if (energy.empty()) return NAN;
   double total = 0;
@@ -130,15 +119,6 @@ std::vector<Candidate*> rank_measured(std::vector<Candidate>& all, Objective obj
     std::stable_sort(ran.begin(), split, by_energy);
   }
   return ran;
-}
-
-// Predicted host (CPU) memory of the plan's process: the simulator's host prediction (simulator.h) of the
-// one machine `optimize` runs on: the model's weights with the gradients and optimizer state the engine keeps
-// on the host, each CPU device's activations and workspace, and in inference the outputs gathered at the end.
-Bytes predicted_host_memory(const Plan& plan) {
-  Bytes total(0);
-  for (const auto& h : plan.prediction.hosts) total += h.peak_memory;
-  return total;
 }
 
 void run_optimize(const OptimizeArgs& args) {

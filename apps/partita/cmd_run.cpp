@@ -35,6 +35,7 @@
 #include "partita/runtime/stage_transport.h"
 #include "partita/runtime/tensor_group_link.h"
 #include "partita/search/plan_json.h"
+#include "partita/torch_bridge/memory_meter.h"
 #include "plan_runner.h"
 #include "planning_inputs.h"
 
@@ -280,6 +281,10 @@ void run_run(const RunArgs& args) {
                       device, watts, device, watts));
     }
   }
+  // One process: its host memory is measured against the plan's prediction (the meter counts CPU tensors
+  // allocated after it is installed, so before the model is loaded). A multi-process job's ranks share the
+  // machine's memory in a way the per-machine prediction does not split: not measured there.
+  MemoryMeter* meter = dist ? nullptr : &MemoryMeter::install();
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
   // A plan made before partita checked this, or by hand: split, such a model computes something else.
@@ -368,6 +373,9 @@ void run_run(const RunArgs& args) {
     for (const auto& line : power->applied()) log_info("power cap: " + line);
   }
   RunReport report;
+  // What the run adds to the tensors alive before it (the model's, which it uses, are added back).
+  const Bytes before = meter ? meter->current_bytes() : Bytes(0);
+  if (meter) meter->reset_peak();
   try {
     report = run_plan(model, plan, specs, options);
     if (group) group->barrier("the end-of-run barrier");
@@ -375,6 +383,7 @@ void run_run(const RunArgs& args) {
     if (!group) throw;
     exit_failed_rank(*group, e);
   }
+  const Bytes host_peak = meter ? meter->peak_bytes() - before + model_tensor_bytes(model) : Bytes(0);
   if (group) {
     try {
       std::optional<RankClock> clock;
@@ -417,6 +426,13 @@ void run_run(const RunArgs& args) {
                    ? "; estimated = TDP x measured busy + idle power x the rest (no RAPL/NVML counter)"
                    : "");
   }
+  const Bytes predicted_host = predicted_host_memory(plan);
+  if (meter) {
+    fmt::print(out,
+               "  host memory peak {} (CPU tensors: the model's and what the run allocated); predicted {}\n",
+               format_bytes(host_peak),
+               predicted_host.value() > 0 ? format_bytes(predicted_host) : std::string("nothing (old plan)"));
+  }
   for (size_t k = 0; k < report.offloaded.size(); ++k) {
     const auto& o = report.offloaded[k];
     if (o.tensors > 0)
@@ -439,6 +455,8 @@ void run_run(const RunArgs& args) {
   if (!args.json.empty()) {
     Json j = run_report_to_json(report);
     j["predicted_ms"] = to_milliseconds(plan.prediction.step_time);
+    if (meter) j["measured_host_peak_bytes"] = host_peak.value();
+    j["predicted_host_peak_bytes"] = predicted_host.value();
     if (args.rebalance) j["final_plan"] = plan_to_json(report.final_plan);
     write_json_file(args.json, j);
   }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 #include <numeric>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -404,6 +405,22 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
                                 options.local_stage < 0 && options.local_replica < 0);
   if (options.record_trace) report.trace = trace.to_json();
   return report;
+}
+
+Bytes model_tensor_bytes(const LoadedModel& model) {
+  std::set<const void*> seen;
+  int64_t total = 0;
+  for (const auto& t : model.parameters) {
+    if (t.defined() && seen.insert(t.storage().unsafeGetStorageImpl()).second)
+      total += static_cast<int64_t>(t.storage().nbytes());
+  }
+  return Bytes(total);
+}
+
+Bytes predicted_host_memory(const Plan& plan) {
+  Bytes total(0);
+  for (const auto& h : plan.prediction.hosts) total += h.peak_memory;
+  return total;
 }
 
 Json run_report_to_json(const RunReport& r) {

@@ -50,7 +50,7 @@ struct RunOptions {
   bool resume = false;         // continue from the checkpoint in checkpoint_dir (it must exist and match)
   // kBackground: the training loop only copies the state into memory and a thread of its own writes, syncs
   // and commits it while training goes on (one save at a time; the run waits for the last before it returns).
-  // Whole checkpoints only (one process, data-parallel rank 0): a pipeline across processes is refused.
+  // Across processes, a pipeline's ranks snapshot their own stage and write their shards in the background.
   CheckpointWrites checkpoint_writes = CheckpointWrites::kSynchronous;
   // Multi-process jobs (null in one process): rank 0 writes whole checkpoints (data parallel: every rank
   // holds every tensor); in a pipeline every rank writes its stage's shard and rank 0 commits them, gathered
@@ -117,5 +117,13 @@ struct RunReport {
 RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,
                    const RunOptions& options);
 Json run_report_to_json(const RunReport& report);
+
+// Bytes of the model's own tensors (weights and buffers), each storage once.
+Bytes model_tensor_bytes(const LoadedModel& model);
+// Predicted host (CPU) memory of the plan's process: the simulator's host prediction (simulator.h) of the
+// machines of the plan (one, for a plan of this machine's devices): the model's weights with the gradients
+// and optimizer state the engine keeps on the host, each CPU device's activations and workspace, and in
+// inference the outputs gathered at the end.
+Bytes predicted_host_memory(const Plan& plan);
 
 }  // namespace partita::app

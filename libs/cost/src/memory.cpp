@@ -1,6 +1,7 @@
 #include "partita/cost/memory.h"
 
 #include <algorithm>
+#include <cmath>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -390,28 +391,41 @@ std::vector<Bytes> live_bytes_per_node(const Graph& graph) {
 }
 
 std::vector<Bytes> live_bytes_per_node(const Graph& graph, const std::vector<ValueId>& root) {
+  const std::vector<double> whole(static_cast<size_t>(graph.num_values()), 1.0);
+  std::vector<Bytes> live;
+  for (double b : live_bytes_per_node(graph, root, whole)) live.push_back(Bytes(std::llround(b)));
+  return live;
+}
+
+std::vector<double> live_bytes_per_node(const Graph& graph, const std::vector<ValueId>& root,
+                                        const std::vector<double>& share) {
   PARTITA_ASSERT(root.size() == static_cast<size_t>(graph.num_values()), "one storage root per value");
+  PARTITA_ASSERT(share.size() == root.size(), "one share per value");
   const int n = graph.num_nodes();
   const StorageLifetimes life = storage_lifetimes(graph, root);
-  std::vector<Bytes> diff(static_cast<size_t>(n) + 1, Bytes(0));
+  const auto held = [&](ValueId id) {
+    const auto r = static_cast<size_t>(root[static_cast<size_t>(id)]);
+    return static_cast<double>(graph.value(id).bytes().value()) * share[r];
+  };
+  std::vector<double> diff(static_cast<size_t>(n) + 1, 0.0);
   for (size_t r = 0; r < life.born.size(); ++r) {
     if (life.born[r] < 0) continue;
-    const Bytes b = graph.value(static_cast<ValueId>(r)).bytes();
+    const double b = held(static_cast<ValueId>(r));
     const int end = std::min(std::max(life.dies[r], life.born[r]), n - 1);
     diff[static_cast<size_t>(life.born[r])] += b;
     diff[static_cast<size_t>(end) + 1] -= b;
   }
-  std::vector<Bytes> live(static_cast<size_t>(n), Bytes(0));
-  Bytes alive(0);
+  std::vector<double> live(static_cast<size_t>(n), 0.0);
+  double alive = 0;
   for (int i = 0; i < n; ++i) {
     alive += diff[static_cast<size_t>(i)];
     live[static_cast<size_t>(i)] = alive;
     const Node& node = graph.node(i);
     if (classify_op(node) != OpClass::kConv) continue;
     for (ValueId id : node.inputs) {
-      if (!is_weight_or_constant(graph.value(id))) live[static_cast<size_t>(i)] += graph.value(id).bytes();
+      if (!is_weight_or_constant(graph.value(id))) live[static_cast<size_t>(i)] += held(id);
     }
-    for (ValueId id : node.outputs) live[static_cast<size_t>(i)] += graph.value(id).bytes();
+    for (ValueId id : node.outputs) live[static_cast<size_t>(i)] += held(id);
   }
   return live;
 }

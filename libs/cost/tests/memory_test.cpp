@@ -201,5 +201,26 @@ TEST(Memory, InferenceEstimate) {
   EXPECT_THROW(estimate_memory(mlp(), 0, 3, false, Optimizer::kSgd, 1, 1.5), Error);
 }
 
+// A device of a tensor-parallel group holds a share of split storages; a view counts by its storage's share.
+TEST(Memory, LiveBytesCountEachStorageByItsShare) {
+  const Graph g = mlp();
+  const std::vector<ValueId> root = saved_activations_by_producer(g).root;
+  const auto id = [&](const char* name) {
+    for (ValueId v = 0; v < g.num_values(); ++v)
+      if (g.value(v).name == name) return v;
+    ADD_FAILURE() << "no value " << name;
+    return ValueId{0};
+  };
+  std::vector<double> share(static_cast<size_t>(g.num_values()), 1.0);
+  share[static_cast<size_t>(id("y"))] = 0.25;
+  share[static_cast<size_t>(id("z"))] = 0.5;
+  share[static_cast<size_t>(id("v"))] = 0.0;  // a view of z: z's share holds
+  // x 3200 + y/4; y/4 + z/2; z/2 (v its view); z/2 + o 3200.
+  EXPECT_EQ(live_bytes_per_node(g, root, share), (std::vector<double>{4000, 2400, 1600, 4800}));
+  // Whole shares give the byte counts above.
+  const std::vector<double> whole(share.size(), 1.0);
+  EXPECT_EQ(live_bytes_per_node(g, root, whole), (std::vector<double>{6400, 6400, 3200, 6400}));
+}
+
 }  // namespace
 }  // namespace partita

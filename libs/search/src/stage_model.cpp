@@ -6,8 +6,12 @@
 
 #include "partita/core/error.h"
 #include "partita/cost/memory.h"
+#include "range_max.h"
 
 namespace partita {
+
+using detail::range_max;
+using detail::sparse_max_table;
 
 namespace {
 
@@ -22,26 +26,6 @@ int infer_graph_batch(const Graph& graph, const SearchOptions& options) {
     if (m && !m->shape.empty() && m->shape[0] > 0) return static_cast<int>(m->shape[0]);
   }
   return 1;
-}
-
-// Sparse table for range maxima in O(1): row k holds the maxima of windows of 2^k entries.
-std::vector<std::vector<double>> sparse_max_table(std::vector<double> row) {
-  std::vector<std::vector<double>> table;
-  const size_t n = row.size();
-  table.push_back(std::move(row));
-  for (size_t k = 1; (size_t{1} << k) <= n; ++k) {
-    const auto& prev = table.back();
-    std::vector<double> next(n - (size_t{1} << k) + 1);
-    for (size_t i = 0; i < next.size(); ++i) next[i] = std::max(prev[i], prev[i + (size_t{1} << (k - 1))]);
-    table.push_back(std::move(next));
-  }
-  return table;
-}
-
-double range_max(const std::vector<std::vector<double>>& table, NodeId first, NodeId last) {
-  const int k = std::bit_width(static_cast<unsigned>(last - first + 1)) - 1;
-  const auto& row = table[static_cast<size_t>(k)];
-  return std::max(row[static_cast<size_t>(first)], row[static_cast<size_t>(last - (1 << k) + 1)]);
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include "partita/core/error.h"
 #include "partita/cost/compute.h"
+#include "partita/cost/memory.h"
+#include "range_max.h"
 
 namespace partita {
 
@@ -104,6 +107,77 @@ TensorModel::TensorModel(const StageModel& model) : model_(&model) {
   });
   split_act_ =
       prefix([&](NodeId i) { return split_[static_cast<size_t>(i)] ? model.saved_per_sample(i, i) : 0.0; });
+  if (!model.training()) build_live_tables(roles, open ? last_split : kNoNode);
+}
+
+void TensorModel::build_live_tables(const std::vector<TensorRole>& roles, NodeId gathered) {
+  const Graph& graph = model_->graph();
+  const std::vector<ValueId> root = saved_activations_by_producer(graph).root;
+  // Storages produced by a node that works on split features (a pair's first node and those inside it) are
+  // split; the outputs of a closing row-split matmul or a vocabulary lookup are whole (all-reduced partial
+  // sums), and so is everything replicated. A pair left open at the end: each device holds its part and the
+  // gathered whole.
+  std::vector<double> whole(static_cast<size_t>(graph.num_values()), 1.0), split(whole.size(), 0.0);
+  for (NodeId i = 0; i < graph.num_nodes(); ++i) {
+    const TensorRole role = roles[static_cast<size_t>(i)];
+    if (role != TensorRole::kColumn && role != TensorRole::kInside) continue;
+    for (ValueId v : graph.node(i).outputs) {
+      if (root[static_cast<size_t>(v)] != v)
+        continue;  // a view of (or an in-place update to) another storage
+      whole[static_cast<size_t>(v)] = 0.0;
+      split[static_cast<size_t>(v)] = 1.0;
+    }
+  }
+  const double per = 1.0 / model_->graph_batch();
+  live_whole_ = live_bytes_per_node(graph, root, whole);
+  live_split_ = live_bytes_per_node(graph, root, split);
+  for (NodeId i = 0; i < graph.num_nodes(); ++i) {
+    const TensorRole role = roles[static_cast<size_t>(i)];
+    if (role != TensorRole::kRow && role != TensorRole::kVocabulary) continue;
+    // The all-reduce makes the sum beside the device's partial sum (partita's exchanges are not in place).
+    for (ValueId v : graph.node(i).outputs)
+      live_whole_[static_cast<size_t>(i)] += static_cast<double>(graph.value(v).bytes().value());
+  }
+  for (size_t i = 0; i < live_whole_.size(); ++i) {
+    live_whole_[i] *= per;
+    live_split_[i] *= per;
+  }
+  // The gather follows the node, once its inputs are freed: then each device holds what is alive across the
+  // node's end (its own part of the output among it) and the gathered whole.
+  gathered_ = gathered;
+  if (gathered != kNoNode) {
+    const StorageLifetimes life = storage_lifetimes(graph, root);
+    for (size_t r = 0; r < life.born.size(); ++r) {
+      if (life.born[r] < 0 || life.born[r] > gathered || life.dies[r] <= gathered) continue;
+      const double b = static_cast<double>(graph.value(static_cast<ValueId>(r)).bytes().value()) * per;
+      after_gather_whole_ += b * whole[r];
+      after_gather_split_ += b * split[r];
+    }
+    for (ValueId v : graph.node(gathered).outputs)
+      after_gather_whole_ += static_cast<double>(graph.value(v).bytes().value()) * per;
+  }
+  for (int p : {1, 2, 4, 8}) {
+    std::vector<double> row(live_whole_.size());
+    for (size_t i = 0; i < row.size(); ++i) row[i] = live_whole_[i] + live_split_[i] / p;
+    live_tables_.emplace_back(p, detail::sparse_max_table(std::move(row)));
+  }
+}
+
+double TensorModel::peak_live_per_sample(NodeId first, NodeId last, int p) const {
+  PARTITA_ASSERT(!model_->training(), "the live-bytes peak is an inference figure");
+  double peak = 0;
+  const auto table = std::find_if(live_tables_.begin(), live_tables_.end(),
+                                  [p](const auto& entry) { return entry.first == p; });
+  if (table != live_tables_.end()) {
+    peak = detail::range_max(table->second, first, last);
+  } else {
+    for (NodeId i = first; i <= last; ++i) {
+      peak = std::max(peak, live_whole_[static_cast<size_t>(i)] + live_split_[static_cast<size_t>(i)] / p);
+    }
+  }
+  if (gathered_ != kNoNode && first <= gathered_ && gathered_ <= last)
+    peak = std::max(peak, after_gather_whole_ + after_gather_split_ / p);
+  return std::max(peak, model_->input_per_sample(first));
 }
 
 bool TensorModel::has_split(NodeId first, NodeId last) const {
@@ -162,9 +236,12 @@ Bytes TensorModel::trainable_bytes_per_device(NodeId first, NodeId last, int p) 
 }
 
 Bytes TensorModel::memory(NodeId first, NodeId last, int samples, int p, int in_flight) const {
+  if (!model_->training()) {
+    return static_memory(first, last, 0, p) +
+           Bytes(static_cast<int64_t>(peak_live_per_sample(first, last, p) * samples));
+  }
   const double act = activation_per_sample(first, last, p) * samples;
-  const double kept = model_->training() ? act * in_flight : model_->input_per_sample(first) * samples;
-  return static_memory(first, last, samples, p) + Bytes(static_cast<int64_t>(kept));
+  return static_memory(first, last, samples, p) + Bytes(static_cast<int64_t>(act * in_flight));
 }
 
 }  // namespace partita

@@ -110,6 +110,46 @@ TEST(TensorModel, SplitsABigEmbeddingTableByRowsAndAllReducesItsOutput) {
   EXPECT_NEAR(tm.communication(0, 4, 1, 2, make_link(1)).value(), 2 * 512e-9, 1e-15);
 }
 
+// Inference: a device holds the split results 1/p each, a closing row-split matmul's output twice (its
+// partial sum and the all-reduced sum) and, for a pair left open at the end, its part and the gathered whole.
+TEST(TensorModel, InferencePeakHoldsSplitPartsAndWholeSums) {
+  {
+    const Graph g = mlp_pair(2048);  // x 64 B -> y0 4 KiB (split) -> y1 4 KiB (split) -> out 8 KiB (row)
+    const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+    const CostTable t = table_for(g, c);
+    const StageModel model(g, c, t, tensor_options(Mode::kInference));
+    const TensorModel tm(model);
+    // Node 2 holds y1's part, the partial sum and the sum: 4096 / p + 2 x 8192.
+    EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 2, 2), 2048 + 16384);
+    EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 2), 4096);  // relu: y0 and y1 halves
+    EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 4), 2048);
+    EXPECT_EQ(tm.memory(0, 2, 3, 2, 1).value(), tm.static_memory(0, 2, 0, 2).value() + 3 * (2048 + 16384));
+  }
+  // x -> column-split linear -> relu, the graph's output: the pair is open at the end and gathered.
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
+  const ValueId w = g.add_parameter("w", true);
+  g.value(w).tensors = {TensorMeta{{1024, 16}, DType::kFloat32}};
+  const ValueId y = g.add_value(ValueKind::kTensor, "y"), z = g.add_value(ValueKind::kTensor, "z");
+  g.value(y).tensors = g.value(z).tensors = {TensorMeta{{1, 1024}, DType::kFloat32}};
+  g.node(g.add_node("aten::linear", {x, w}, {y})).cost =
+      OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.node(g.add_node("aten::relu", {y}, {z})).cost =
+      OpCost{Flops(0), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs({z});
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  const StageModel model(g, c, t, tensor_options(Mode::kInference));
+  const TensorModel tm(model);
+  ASSERT_TRUE(tm.all_reduce_after(1));
+  // After relu: its part of z and the gathered z (4096 / p + 4096); while it runs, the parts of y and z.
+  EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 2), 2048 + 4096);
+  EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 4), 1024 + 4096);
+  EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 3), 4096.0 / 3 + 4096);  // no table for 3: scanned
+  EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 0, 2), 64 + 2048);          // x and y's part
+}
+
 // 2 TFLOP of matmuls on two 1 TFLOP/s devices: 1 s of compute each plus the 1 ms all-reduce (one device: 2
 // s).
 TEST(TensorStrategy, TwoDevicesHalveTheMatmulsPlusOneAllReduce) {

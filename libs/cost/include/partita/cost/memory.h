@@ -79,6 +79,10 @@ StorageLifetimes storage_lifetimes(const Graph& graph, const std::vector<ValueId
 std::vector<Bytes> live_bytes_per_node(const Graph& graph);
 // The same with the storage roots already known (SavedByProducer::root), which saves building them again.
 std::vector<Bytes> live_bytes_per_node(const Graph& graph, const std::vector<ValueId>& root);
+// The same with each storage counted as share[root] of its bytes (one entry per value; a device of a
+// tensor-parallel group holds 1/p of a split tensor): bytes alive while each node runs, as doubles.
+std::vector<double> live_bytes_per_node(const Graph& graph, const std::vector<ValueId>& root,
+                                        const std::vector<double>& share);
 
 // Bytes of the parameters (trainable and buffers) read by nodes in [first, last]; trainable_only excludes
 // buffers.

@@ -19,11 +19,14 @@
 //   compute = replicated time + split time / p; communication = per closing node one ring all-reduce of its
 //   output, 2(p-1) alpha + 2(p-1)/p bytes / beta, in forward and again in backward (of the input gradient);
 //   it sits on the critical path (no overlap with compute).
-// Memory per device: replicated parameters + split parameters / p (gradients and optimizer state alike),
-// replicated activations + split activations / p, the workspace of the largest node / p when split.
+// Memory per device: replicated parameters + split parameters / p (gradients and optimizer state alike);
+// training: replicated activations + split activations / p, the workspace of the largest node / p when
+// split; inference: the most bytes alive at once while a node runs (StageModel's storage lifetimes), a split
+// node's results held 1/p each, a pair left open at the end held in part and gathered whole.
 // A range that starts or ends inside a pair is costed as if the pair were whole.
 // Thread safety: immutable after construction.
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "partita/hardware/device.h"
@@ -56,6 +59,9 @@ class TensorModel {
   // (training); offload and checkpointing are not part of it (the simulator and the chain partitioner add
   // checkpointing: the stage input kept per microbatch, the forward run again in the backward).
   Bytes memory(NodeId first, NodeId last, int samples, int p, int in_flight) const;
+  // Inference: the most bytes one device of a group of p holds alive at once while a node of [first, last]
+  // runs, per sample, at least the range's input (see above).
+  double peak_live_per_sample(NodeId first, NodeId last, int p) const;
   // Per-sample activation bytes one device keeps for [first, last] on a group of p.
   double activation_per_sample(NodeId first, NodeId last, int p) const;
   // Memory without activations (parameters, gradients, optimizer state, workspace).
@@ -65,12 +71,21 @@ class TensorModel {
   Bytes trainable_bytes_per_device(NodeId first, NodeId last, int p) const;
 
  private:
+  void build_live_tables(const std::vector<TensorRole>& roles, NodeId gathered);
+
   const StageModel* model_;
   std::vector<bool> split_, reduce_;
   std::vector<std::vector<double>> split_fwd_, split_bwd_;         // [spec][n+1] prefix, per sample
   std::vector<double> split_count_;                                // [n+1] prefix of split nodes
   std::vector<double> reduce_count_, reduce_bytes_;                // [n+1] prefix; bytes per sample
   std::vector<double> split_param_, split_trainable_, split_act_;  // [n+1] prefix; act per sample
+  // Inference: bytes alive while node i runs, per sample, of what every device holds whole (replicated
+  // storages, gathered outputs) and of split storages (1/p of it on each device); range maxima for the
+  // usual group sizes.
+  std::vector<double> live_whole_, live_split_;
+  NodeId gathered_ = kNoNode;  // the last node of a pair left open at the end, when there is one
+  double after_gather_whole_ = 0, after_gather_split_ = 0;  // alive once its output is gathered, per sample
+  std::vector<std::pair<int, std::vector<std::vector<double>>>> live_tables_;  // (p, sparse table)
 };
 
 }  // namespace partita

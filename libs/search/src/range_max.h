@@ -1,0 +1,33 @@
+#pragma once
+// Range maxima over node order in O(1) after O(n log n) set-up (a sparse table): the stage and tensor models'
+// peaks of a node range. Internal to the search library.
+#include <algorithm>
+#include <bit>
+#include <vector>
+
+#include "partita/graph/graph.h"
+
+namespace partita::detail {
+
+// Row k holds the maxima of windows of 2^k entries.
+inline std::vector<std::vector<double>> sparse_max_table(std::vector<double> row) {
+  std::vector<std::vector<double>> table;
+  const size_t n = row.size();
+  table.push_back(std::move(row));
+  for (size_t k = 1; (size_t{1} << k) <= n; ++k) {
+    const auto& prev = table.back();
+    std::vector<double> next(n - (size_t{1} << k) + 1);
+    for (size_t i = 0; i < next.size(); ++i) next[i] = std::max(prev[i], prev[i + (size_t{1} << (k - 1))]);
+    table.push_back(std::move(next));
+  }
+  return table;
+}
+
+// The largest entry of [first, last] (first <= last, both inside the table's row).
+inline double range_max(const std::vector<std::vector<double>>& table, NodeId first, NodeId last) {
+  const int k = std::bit_width(static_cast<unsigned>(last - first + 1)) - 1;
+  const auto& row = table[static_cast<size_t>(k)];
+  return std::max(row[static_cast<size_t>(first)], row[static_cast<size_t>(last - (1 << k) + 1)]);
+}
+
+}  // namespace partita::detail
