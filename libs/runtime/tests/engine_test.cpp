@@ -12,6 +12,7 @@
 
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
+#include "partita/runtime/slowdown_injector.h"
 #include "partita/search/graph_identity.h"
 #include "reference_training.h"
 
@@ -176,6 +177,32 @@ TEST(Engine, PipelinedInferenceReturnsTheSameOutputs) {
   EXPECT_TRUE(torch::allclose(out[0], expected, 1e-5, 1e-6));
   Engine dp(m, data_plan(m.ir, Mode::kInference, 8, {5, 3}));
   EXPECT_TRUE(torch::allclose(dp.step(StepInputs{inputs, {}}).outputs[0], expected, 1e-5, 1e-6));
+}
+
+// Inference: a first stage faster than the second does not pile up every microbatch's activations in front
+// of it; the second holds the one it runs and at most one waiting (the first holds one more while it waits).
+TEST(Engine, PipelinedInferenceHoldsAtMostOneWaitingMicrobatch) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  LoadedModel m = load("branchy", "8x3x32x32");
+  const Plan plan = pipeline_plan(m.ir, Mode::kInference, 8, 8, Schedule::kGPipe);
+  const Bytes crossing = best_cut_points(m.ir, 1)[0].bytes;  // of the whole batch: 8 microbatches
+  const auto peak = [&](const std::string& slow_device) {
+    Engine engine(m, plan);
+    SlowdownInjector slow(slow_device, 6.0, 0);
+    engine.add_observer(&slow);
+    MemoryMeter& meter = MemoryMeter::install();
+    const StepInputs batch{make_inputs({parse_input_spec("8x3x32x32")}, 1), {}};
+    engine.step(batch);
+    meter.reset_peak();
+    const Bytes before = meter.current_bytes();
+    engine.step(batch);
+    return meter.peak_bytes() - before;
+  };
+  const Bytes balanced = peak("cpu:0"), piling = peak("cpu:1");
+  std::cout << "peak bytes: first stage slowed " << balanced.value() << ", second " << piling.value()
+            << ", one microbatch crossing " << crossing.value() / 8 << "\n";
+  // Unbounded, the 6x slower second stage had about 6 microbatches waiting.
+  EXPECT_LE(piling.value(), balanced.value() + 3 * crossing.value() / 8);
 }
 
 TEST(Engine, WorkerFailureNamesStageDeviceAndNodeAndDoesNotHang) {

@@ -200,6 +200,21 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   tg.run();
 
   Simulation sim = tg.timeline(plan);
+  // Inference, per sample of a device's share, beyond one microbatch's working set (StageModel::memory): the
+  // input of the next microbatch, waiting while a forward runs (the engine's sender waits while one message
+  // waits; one that waits holds its output, within its own working set), and on the last stage the outputs
+  // of the earlier microbatches, kept until the step's outputs are put together.
+  const auto inference_backlog = [&](int s) {
+    const Stage& st = plan.stages[static_cast<size_t>(s)];
+    const double input = s > 0 ? model.input_per_sample(st.first) : 0.0;
+    double output = 0;
+    if (s == ns - 1)
+      for (ValueId v : graph.outputs()) output += static_cast<double>(graph.value(v).bytes().value());
+    output /= model.graph_batch();
+    double most = 0;
+    for (int j = 0; j < m; ++j) most = std::max(most, (j + 1 < m ? input : 0.0) + j * output);
+    return most;
+  };
   std::vector<Bytes> offloaded;  // per device prediction: saved activations on the host at their peak
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
@@ -269,6 +284,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       } else {
         dp.peak_memory = model.memory(base);
       }
+      if (!training) dp.peak_memory += Bytes(static_cast<int64_t>(inference_backlog(s) * share));
       // A tensor-parallel device's model state: its shards of the split weights and the replicated rest (with
       // gradients and optimizer state when training). On a CPU these are the host's tensors (the engine's
       // weight parts are views of the parameters), which the host counts once.

@@ -92,6 +92,33 @@ TEST(Simulator, OneFOneBKeepsStagesInFlightWhereGPipeKeepsAllMicrobatches) {
   }
 }
 
+// Inference: a stage after the first also holds the next microbatch's input waiting (the engine's senders
+// wait while one does), and the last stage the outputs of the microbatches before, until they are gathered.
+TEST(Simulator, InferenceStagesHoldOneWaitingInputAndTheLastTheEarlierOutputs) {
+  const int p = 4, m = 12, batch = 48, mb = batch / m;
+  const Fixture s = identical(p);
+  SearchOptions opt;
+  opt.global_batch = batch;
+  opt.mode = Mode::kInference;
+  const StageModel model(s.graph, s.cluster, s.table, opt);
+  Plan plan = pipeline_plan(s, p, m, batch, Schedule::kGPipe);
+  plan.mode = Mode::kInference;
+  const Simulation sim = simulate(plan, s.graph, s.cluster, s.table);
+  double output = 0;
+  for (ValueId v : s.graph.outputs()) output += static_cast<double>(s.graph.value(v).bytes().value());
+  output /= model.graph_batch();
+  ASSERT_GT(output, 0);
+  for (int st = 0; st < p; ++st) {
+    const double alone = static_cast<double>(
+        model.memory(StageLoad{st, st, mb, 1, Checkpointing::kNone, Offload::kNone}).value());
+    const double input = st > 0 ? model.input_per_sample(st) : 0.0;
+    const double backlog = st + 1 < p ? input : std::max(input + (m - 2) * output, (m - 1) * output);
+    EXPECT_NEAR(static_cast<double>(sim.prediction.devices[static_cast<size_t>(st)].peak_memory.value()),
+                alone + backlog * mb, 2.0)
+        << "stage " << st;
+  }
+}
+
 TEST(Simulator, DataParallelStepIsSlowestSharePlusAllReduce) {
   const Graph g = chain_graph({1e10, 1e10}, {64, 64}, {1 << 20, 1 << 20});
   const Cluster c = make_cluster({make_spec("fast", 2), make_spec("slow", 1)}, make_link(10, 5));
