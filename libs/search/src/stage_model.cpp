@@ -121,6 +121,13 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   boundary_[n - 1] = 0;
   for (ValueId id : graph.inputs())
     graph_input_per_sample_ += static_cast<double>(graph.value(id).bytes().value()) * per;
+  if (training()) {
+    for (ValueId id : graph.outputs()) {
+      const Value& out = graph.value(id);
+      if (out.meta() && is_floating(out.meta()->dtype))
+        loss_per_sample_ += static_cast<double>(out.bytes().value()) * per;
+    }
+  }
   // Backward reaches node i after freeing what the later nodes saved: its working set, less those.
   std::vector<double> ws_saved(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i)
@@ -272,7 +279,9 @@ double StageModel::input_per_sample(NodeId first) const {
 }
 
 double StageModel::activation_per_sample(NodeId first, NodeId last) const {
-  return input_per_sample(first) + saved_per_sample(first, last) + unsaved_cross_[static_cast<size_t>(last)];
+  const double loss = last == graph_->num_nodes() - 1 ? loss_per_sample_ : 0.0;
+  return input_per_sample(first) + saved_per_sample(first, last) + unsaved_cross_[static_cast<size_t>(last)] +
+         loss;
 }
 
 double StageModel::saved_per_sample(NodeId first, NodeId last) const {

@@ -135,9 +135,10 @@ TEST(StageModel, ActivationOffloadMovesWhatDiesInsideAndPaysTwoCopiesPerMicrobat
   const StageLoad act{0, 1, 4, 3, Checkpointing::kNone, Offload::kActivations};
   const StageLoad both{0, 1, 4, 3, Checkpointing::kNone, Offload::kActivationsAndOptimizerState};
   // Kept per sample: the 16-float input (saved by node 0), node 0's 1000-float output (saved by node 1) and
-  // the 1000-float graph output (a result, saved by nobody). Offload moves only node 0's output: the input
-  // and the result stay on the device. A microbatch is 4 samples.
-  EXPECT_DOUBLE_EQ(m.activation_per_sample(0, 1), 4 * 16 + 4 * 1000 + 4 * 1000);
+  // the 1000-float graph output (a result, saved by nobody), and what the loss saves of the output's size.
+  // Offload moves only node 0's output: the input and the result stay on the device. A microbatch is 4
+  // samples.
+  EXPECT_DOUBLE_EQ(m.activation_per_sample(0, 1), 4 * 16 + 4 * 1000 + 4 * 1000 + 4 * 1000);
   EXPECT_DOUBLE_EQ(m.saved_per_sample(0, 1), 4 * 1000);
   EXPECT_DOUBLE_EQ(m.offloaded_per_sample(0, 1), 4 * 1000);
   const double moved = 4.0 * 4 * 1000;
@@ -258,10 +259,10 @@ TEST(StageModel, InPlaceResultsAndViewsShareTheirInputsStorage) {
   // The workspace (largest node's inputs + outputs) counts relu_'s input and output apart.
   EXPECT_DOUBLE_EQ(infer.m.workspace_per_sample(1, 2), 8000);
   // Training: n0 saves the graph input (not attributed to a node), relu_ saves y2 and the last linear v,
-  // both y's storage: 4000 bytes once, at n0. o is a result.
+  // both y's storage: 4000 bytes once, at n0. o is a result; the loss saves another 40.
   const OneDevice train(g, Mode::kTraining);
   EXPECT_DOUBLE_EQ(train.m.saved_per_sample(0, 3), 4000);
-  EXPECT_DOUBLE_EQ(train.m.activation_per_sample(0, 3), 64 + 4000 + 40);
+  EXPECT_DOUBLE_EQ(train.m.activation_per_sample(0, 3), 64 + 4000 + 40 + 40);
   EXPECT_DOUBLE_EQ(train.m.offloaded_per_sample(0, 3), 4000);
 }
 
@@ -279,11 +280,11 @@ TEST(StageModel, TrainingKeepsOnlyWhatAutogradSaves) {
   const Graph relu = activation_chain("aten::relu");
   const OneDevice r(relu, Mode::kTraining);
   EXPECT_DOUBLE_EQ(r.m.saved_per_sample(0, 2), 4000);
-  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 2), 64 + 4000 + 40);  // x, r, o
+  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 2), 64 + 4000 + 40 + 40);  // x, r, o, the loss's copy of o
   // Cut after n0, h is stage 0's result (sent on), not a saved activation; stage 1 receives it.
   EXPECT_DOUBLE_EQ(r.m.saved_per_sample(0, 0), 0);
   EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 0), 64 + 4000);
-  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(1, 2), 4000 + 4000 + 40);  // h, r, o
+  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(1, 2), 4000 + 4000 + 40 + 40);  // h, r, o, the loss's
   // Offload moves r where it dies inside the stage, nothing where the next stage saves it.
   EXPECT_DOUBLE_EQ(r.m.offloaded_per_sample(0, 2), 4000);
   EXPECT_DOUBLE_EQ(r.m.offloaded_per_sample(0, 1), 0);
@@ -292,13 +293,13 @@ TEST(StageModel, TrainingKeepsOnlyWhatAutogradSaves) {
   const Graph gelu = activation_chain("aten::gelu");
   const OneDevice gl(gelu, Mode::kTraining);
   EXPECT_DOUBLE_EQ(gl.m.saved_per_sample(0, 2), 8000);
-  EXPECT_DOUBLE_EQ(gl.m.activation_per_sample(0, 2), 64 + 8000 + 40);
+  EXPECT_DOUBLE_EQ(gl.m.activation_per_sample(0, 2), 64 + 8000 + 40 + 40);
   EXPECT_DOUBLE_EQ(gl.m.offloaded_per_sample(0, 1), 4000);  // h dies inside; r is saved by n2
   EXPECT_DOUBLE_EQ(gl.m.activation_per_sample(0, 1), 64 + 8000);
   // Training memory of one microbatch of 2 samples, two in flight: model state (weights, gradients, Adam's
   // two moments: 4 x 26000 floats), the workspace (n1: 8000) and the activations of each microbatch.
   EXPECT_EQ(r.m.memory(StageLoad{0, 2, 2, 2, Checkpointing::kNone, Offload::kNone}),
-            Bytes(4 * 4 * 26000 + 2 * 8000 + 2 * 2 * (64 + 4000 + 40)));
+            Bytes(4 * 4 * 26000 + 2 * 8000 + 2 * 2 * (64 + 4000 + 40 + 40)));
 }
 
 bool has(const std::vector<Savings>& choices, Checkpointing c, Offload o) {

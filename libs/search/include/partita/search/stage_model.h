@@ -22,6 +22,9 @@
 //     model, attributed to the producing node so that ranges sum; a storage saved only by a later stage is
 //     this stage's result, which the engine keeps for backward anyway), and the unsaved storages crossing
 //     the range's end (results; the graph outputs after the last node). A saved result counts once.
+//     The last stage also keeps what the engine's loss saves for backward, taken as one tensor of the
+//     floating graph outputs' size (cross-entropy's log-softmax, 127/128 of the GPT's logits for the next
+//     token; MSE saves its targets, which are alive for the whole step anyway: an over-count there).
 //   - inference keeps no activations: a stage's peak is the most bytes alive at once while one of its nodes
 //     runs (peak_live_per_sample), every storage alive from its producer (the range's start for what enters
 //     it) to its last reader (graph outputs to the end), views and in-place results sharing their input's;
@@ -178,7 +181,8 @@ class StageModel {
   std::vector<double> unsaved_cross_;  // [n], per sample: storages no node saves, alive across node i's end
   std::vector<double> saved_cross_;    // [n], per sample: saved storages produced <= i, alive after i
   double graph_input_per_sample_ = 0;
-  std::vector<std::vector<double>> ws_table_;        // sparse table of per-node workspace per sample
+  double loss_per_sample_ = 0;                 // training: what the loss saves, of the graph outputs' size
+  std::vector<std::vector<double>> ws_table_;  // sparse table of per-node workspace per sample
   std::vector<std::vector<double>> ws_saved_table_;  // ... of workspace + saved by nodes <= i, per sample
   std::vector<std::vector<double>> live_table_;  // sparse table of bytes alive while node i runs, per sample
 };
