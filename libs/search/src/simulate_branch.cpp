@@ -8,6 +8,7 @@
 #include "partita/core/format.h"
 #include "partita/cost/comm.h"
 #include "partita/cost/energy.h"
+#include "partita/cost/memory.h"
 #include "partita/search/stage_model.h"
 #include "task_graph.h"
 #include "update_task.h"
@@ -58,6 +59,60 @@ std::vector<NodeId> global_order(const Plan& plan, const Graph& graph) {
                 "dependencies (a cycle through ",
                 n - static_cast<int>(order.size()), " nodes); plan again");
   return order;
+}
+
+// Inference: the most bytes alive at once on a device while one of its nodes runs, per sample of the graph's
+// batch, walking the device's own node list (`nodes`, in its order): a storage from the device's first touch
+// of it (its producer here, else its first reader here: a received value) to its last reader here (the
+// graph's end for an output produced here); one produced here and read only elsewhere is handed over once
+// made. A convolution also holds a copy of its input and output while it runs (as live_bytes_per_node).
+double device_live_peak(const Graph& graph, const std::vector<ValueId>& root,
+                        const std::vector<NodeId>& nodes, double per) {
+  const int len = static_cast<int>(nodes.size());
+  if (len == 0) return 0;
+  std::vector<int> pos(static_cast<size_t>(graph.num_nodes()), -1);
+  for (int k = 0; k < len; ++k) pos[static_cast<size_t>(nodes[static_cast<size_t>(k)])] = k;
+  std::vector<int> born(static_cast<size_t>(graph.num_values()), len), dies(born.size(), -1);
+  std::vector<bool> output(born.size(), false);
+  for (ValueId v : graph.outputs()) output[static_cast<size_t>(root[static_cast<size_t>(v)])] = true;
+  const auto weightlike = [](const Value& v) {
+    return v.role == ValueRole::kParameter || v.role == ValueRole::kBuffer || v.role == ValueRole::kConstant;
+  };
+  for (const Value& v : graph.values()) {
+    if (weightlike(v)) continue;
+    const auto r = static_cast<size_t>(root[static_cast<size_t>(v.id)]);
+    const auto touch = [&](NodeId n) {
+      const int k = n == kNoNode ? -1 : pos[static_cast<size_t>(n)];
+      if (k < 0) return;
+      born[r] = std::min(born[r], k);
+      dies[r] = std::max(dies[r], k);
+    };
+    touch(v.producer);
+    for (NodeId u : v.users) touch(u);
+  }
+  std::vector<double> diff(static_cast<size_t>(len) + 1, 0.0);
+  for (size_t r = 0; r < born.size(); ++r) {
+    if (dies[r] < 0) continue;
+    const Value& storage = graph.value(static_cast<ValueId>(r));
+    const bool made_here = storage.producer != kNoNode && pos[static_cast<size_t>(storage.producer)] >= 0;
+    const int end = output[r] && made_here ? len - 1 : dies[r];
+    const double b = static_cast<double>(storage.bytes().value()) * per;
+    diff[static_cast<size_t>(born[r])] += b;
+    diff[static_cast<size_t>(end) + 1] -= b;
+  }
+  double alive = 0, peak = 0;
+  for (int k = 0; k < len; ++k) {
+    alive += diff[static_cast<size_t>(k)];
+    double here = alive;
+    const Node& node = graph.node(nodes[static_cast<size_t>(k)]);
+    if (classify_op(node) == OpClass::kConv) {
+      for (ValueId id : node.inputs)
+        if (!weightlike(graph.value(id))) here += static_cast<double>(graph.value(id).bytes().value()) * per;
+      for (ValueId id : node.outputs) here += static_cast<double>(graph.value(id).bytes().value()) * per;
+    }
+    peak = std::max(peak, here);
+  }
+  return peak;
 }
 
 }  // namespace
@@ -200,6 +255,9 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     }
   }
   Simulation sim = tg.timeline(plan);
+  const std::vector<ValueId> storage_root =
+      training ? std::vector<ValueId>{} : saved_activations_by_producer(graph).root;
+  const double per_sample = 1.0 / model.graph_batch();
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
     const int d = dev_of_stage[static_cast<size_t>(s)];
@@ -228,10 +286,10 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
                static_cast<double>(
                    optimizer_state_bytes(Bytes(static_cast<int64_t>(held.state)), plan.optimizer).value());
     }
-    // Training keeps every sample's saved activations (all forwards run first); inference what arrives,
-    // beside the largest op's working set.
-    const double work =
-        ws * mb + (training ? act * plan.global_batch : received[static_cast<size_t>(s)] * mb);
+    // Training keeps every sample's saved activations (all forwards run first) beside the largest op's
+    // working set; inference what is alive at once on the device (device_live_peak).
+    const double work = training ? ws * mb + act * plan.global_batch
+                                 : device_live_peak(graph, storage_root, st.nodes, per_sample) * mb;
     dp.model_state = Bytes(static_cast<int64_t>(state));
     dp.peak_memory = Bytes(static_cast<int64_t>(state + work));
     for (const Work& w : tg.work()) {

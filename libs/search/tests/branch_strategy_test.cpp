@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "partita/core/error.h"
+#include "partita/search/graph_identity.h"
 #include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
 #include "partita/search/simulator.h"
@@ -70,6 +71,32 @@ TEST(BranchStrategy, TwoEqualBranchesOnTwoEqualDevicesHalveTheMakespan) {
   const Plan q = plan_from_json(plan_to_json(p));
   EXPECT_EQ(q.stages[0].nodes, p.stages[0].nodes);
   EXPECT_DOUBLE_EQ(simulate(q, g, c, t, o).step_time.value(), p.prediction.step_time.value());
+}
+
+// Inference memory: each device holds what is alive at once along its own node list: device 0 runs a and
+// the add (x 64 B and ya, then ya, the received yb and out); device 1 runs b (x and yb, handed over once
+// made). Before, every value a device receives was counted beside its largest op's inputs and outputs.
+TEST(BranchStrategy, InferenceMemoryFollowsEachDevicesOwnNodeList) {
+  const Graph g = two_branches(1000);
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = Mode::kInference;
+  p.strategy = StrategyKind::kBranch;
+  p.global_batch = 1;
+  p.microbatches = 1;
+  p.groups = {DeviceGroup{{"d0"}, {1}}, DeviceGroup{{"d1"}, {1}}};
+  p.stages = {Stage{0, 2, 0}, Stage{1, 1, 1}};
+  p.stages[0].nodes = {0, 2};
+  p.stages[1].nodes = {1};
+  const Simulation sim = simulate(p, g, c, t, options_for(Mode::kInference));
+  ASSERT_EQ(sim.prediction.devices.size(), 2u);
+  const auto work = [&](size_t d) {
+    return (sim.prediction.devices[d].peak_memory - sim.prediction.devices[d].model_state).value();
+  };
+  EXPECT_EQ(work(0), 3 * 4000);
+  EXPECT_EQ(work(1), 64 + 4000);
 }
 
 // Training: forwards overlap (1 s), the joined gradient goes back (4 ms), backwards overlap (2 s each).
