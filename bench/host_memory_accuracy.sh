@@ -29,21 +29,21 @@ for name, m in models.items():
             tag = f"{name}-{train}-{strategy}"
             plan, run = os.path.join(out, tag + ".plan.json"), os.path.join(out, tag + ".run.json")
             inputs = sum((["--input", s] for s in m["input"]), [])
-            cmd = [partita, "-q", "plan", os.path.join(zoo, m["file"]), *inputs, "--devices", "cpu:0,cpu:1",
-                   "--strategy", strategy, "--all-devices", "--cost", "roofline", "--json", plan]
-            if train:
-                cmd.append("--train")
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode != 0:
-                refused.append(f"{name} {'train' if train else 'infer'} {strategy}: plan: {r.stderr.strip()[-160:]}")
+            mode = ["--train"] if train else []
+            model = os.path.join(zoo, m["file"])
+
+            def ran(step, *args):  # partita STEP ...; on failure, note the reason and skip the row
+                r = subprocess.run([partita, "-q", step, model, *inputs, *args, *mode], capture_output=True,
+                                   text=True)
+                if r.returncode != 0:
+                    refused.append(f"{name} {'train' if train else 'infer'} {strategy}: {step}: "
+                                   f"{r.stderr.strip()[-160:]}")
+                return r.returncode == 0
+
+            if not ran("plan", "--devices", "cpu:0,cpu:1", "--strategy", strategy, "--all-devices", "--cost",
+                       "roofline", "--json", plan):
                 continue
-            cmd = [partita, "-q", "run", os.path.join(zoo, m["file"]), *inputs, "--plan", plan, "--steps", steps,
-                   "--json", run]
-            if train:
-                cmd.append("--train")
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode != 0:
-                refused.append(f"{name} {'train' if train else 'infer'} {strategy}: run: {r.stderr.strip()[-160:]}")
+            if not ran("run", "--plan", plan, "--steps", steps, "--json", run):
                 continue
             p, d = json.load(open(plan)), json.load(open(run))
             layout = "+".join(f"{g['parallelism']}{len(g['devices'])}" for g in p["groups"]) + \
