@@ -164,8 +164,9 @@ double steady_us() {
 
 // What a rank measured itself (its workers' busy time, what its stage offloaded, its trace, with its host and
 // clock offset) for rank 0's report; the step times and losses are the job's on every rank already.
-std::string rank_figures(const RunReport& report, const std::optional<RankClock>& clock) {
+std::string rank_figures(const RunReport& report, const std::optional<RankClock>& clock, Bytes host_peak) {
   Json j = run_report_to_json(report);
+  j["host_peak_bytes"] = host_peak.value();
   if (!report.trace.is_null()) {
     j["trace"] = report.trace;
     if (clock) {
@@ -281,10 +282,10 @@ void run_run(const RunArgs& args) {
                       device, watts, device, watts));
     }
   }
-  // One process: its host memory is measured against the plan's prediction (the meter counts CPU tensors
-  // allocated after it is installed, so before the model is loaded). A multi-process job's ranks share the
-  // machine's memory in a way the per-machine prediction does not split: not measured there.
-  MemoryMeter* meter = dist ? nullptr : &MemoryMeter::install();
+  // The process's host memory: the meter counts CPU tensors allocated after it is installed, so before the
+  // model is loaded. One process is compared with the plan's prediction; in a multi-process job every rank
+  // loads the whole model, which the prediction (one process per machine) does not: each rank's is reported.
+  MemoryMeter& meter = MemoryMeter::install();
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
   // A plan made before partita checked this, or by hand: split, such a model computes something else.
@@ -374,8 +375,8 @@ void run_run(const RunArgs& args) {
   }
   RunReport report;
   // What the run adds to the tensors alive before it (the model's, which it uses, are added back).
-  const Bytes before = meter ? meter->current_bytes() : Bytes(0);
-  if (meter) meter->reset_peak();
+  const Bytes before = meter.current_bytes();
+  meter.reset_peak();
   try {
     report = run_plan(model, plan, specs, options);
     if (group) group->barrier("the end-of-run barrier");
@@ -383,7 +384,8 @@ void run_run(const RunArgs& args) {
     if (!group) throw;
     exit_failed_rank(*group, e);
   }
-  const Bytes host_peak = meter ? meter->peak_bytes() - before + model_tensor_bytes(model) : Bytes(0);
+  const Bytes host_peak = meter.peak_bytes() - before + model_tensor_bytes(model);
+  std::vector<int64_t> rank_host_peaks;  // a multi-process job's, in rank order (rank 0 reports them)
   if (group) {
     try {
       std::optional<RankClock> clock;
@@ -392,9 +394,11 @@ void run_run(const RunArgs& args) {
         clock = RankClock{host_name() + (skew != 0 ? "+skewed" : ""),
                           group->clock_offset_to_rank0([skew] { return steady_us() + skew; }), skew};
       }
-      const auto posted = group->gather_to_rank0("run report", rank_figures(report, clock));
+      const auto posted = group->gather_to_rank0("run report", rank_figures(report, clock, host_peak));
       if (dist->rank != 0) return;  // rank 0 reports for the job
       merge_rank_figures(report, posted);
+      for (const auto& text : posted)
+        rank_host_peaks.push_back(Json::parse(text).at("host_peak_bytes").get<int64_t>());
     } catch (const std::exception& e) {
       exit_failed_rank(*group, e);
     }
@@ -427,11 +431,19 @@ void run_run(const RunArgs& args) {
                    : "");
   }
   const Bytes predicted_host = predicted_host_memory(plan);
-  if (meter) {
+  if (!group) {
     fmt::print(out,
                "  host memory peak {} (CPU tensors: the model's and what the run allocated); predicted {}\n",
                format_bytes(host_peak),
                predicted_host.value() > 0 ? format_bytes(predicted_host) : std::string("nothing (old plan)"));
+  } else {
+    std::vector<std::string> parts;
+    for (size_t r = 0; r < rank_host_peaks.size(); ++r)
+      parts.push_back(fmt::format("rank {} {}", r, format_bytes(Bytes(rank_host_peaks[r]))));
+    fmt::print(out,
+               "  host memory peak per rank (CPU tensors; every rank loads the whole model): {}; the plan "
+               "predicts {} for one process per machine\n",
+               fmt::join(parts, ", "), format_bytes(predicted_host));
   }
   for (size_t k = 0; k < report.offloaded.size(); ++k) {
     const auto& o = report.offloaded[k];
@@ -455,7 +467,8 @@ void run_run(const RunArgs& args) {
   if (!args.json.empty()) {
     Json j = run_report_to_json(report);
     j["predicted_ms"] = to_milliseconds(plan.prediction.step_time);
-    if (meter) j["measured_host_peak_bytes"] = host_peak.value();
+    if (!group) j["measured_host_peak_bytes"] = host_peak.value();
+    if (group) j["measured_host_peak_bytes_per_rank"] = rank_host_peaks;
     j["predicted_host_peak_bytes"] = predicted_host.value();
     if (args.rebalance) j["final_plan"] = plan_to_json(report.final_plan);
     write_json_file(args.json, j);
