@@ -230,8 +230,8 @@ struct Engine::Impl {
 
   // Forward activations to an in-process worker. In inference a sender waits while one message already waits
   // for the receiver, so a slower later stage holds at most one microbatch's inputs besides the one it runs
-  // (unbounded, a fast first stage queued every microbatch's: 7.9 MiB instead of 5.8 for branchy, 8
-  // microbatches; the simulator counts the one). Cannot deadlock: every worker takes its microbatches in
+  // (unbounded, a fast first stage queued every microbatch's: branchy with 8 microbatches held 5.9-6.4 MiB
+  // instead of 4.7; the simulator counts the one). Cannot deadlock: every worker takes its microbatches in
   // order, so the earliest unfinished (microbatch, stage) always finds its inputs sent and room to send.
   // Training leaves the channels unbounded (the schedules bound what is in flight).
   void send_forward(MessageChannel& channel, Message msg) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 
 #include "host_memory.h"
 #include "partita/core/error.h"
@@ -76,7 +77,9 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   opt.optimizer = plan.optimizer;
   if (plan.branch_layout()) return detail::simulate_branch(plan, graph, cluster, table, opt);
   const StageModel model(graph, cluster, table, opt);
-  const TensorModel tensor(model);
+  // Only plans with tensor-parallel groups use it (its inference tables cost a pass over the graph).
+  std::optional<TensorModel> tensor;
+  if (plan.has_tensor_groups()) tensor.emplace(model);
   auto replicas = [&](int s) {
     return plan.groups[static_cast<size_t>(plan.stages[static_cast<size_t>(s)].group)].replicas();
   };
@@ -117,10 +120,10 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       if (g.parallelism == GroupParallelism::kTensor) {
         const LinkSpec ring = slowest_link(cluster, tensor_peers(g, i));
         const int p = g.tensor_degree();
-        fwd = tensor.forward(spec, st.first, st.last, share, p, ring);
-        bwd = tensor.backward(spec, st.first, st.last, share, p, ring);
+        fwd = tensor->forward(spec, st.first, st.last, share, p, ring);
+        bwd = tensor->backward(spec, st.first, st.last, share, p, ring);
         if (copy.value() > 0)
-          copy = Seconds(tensor.activation_per_sample(st.first, st.last, p) * share /
+          copy = Seconds(tensor->activation_per_sample(st.first, st.last, p) * share /
                          opt.host_bandwidth.value());
       }
       if (st.checkpointing == Checkpointing::kFull) bwd += fwd;
@@ -178,7 +181,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
     if (g.replicas() > 1) {
       const Bytes bytes = g.parallelism == GroupParallelism::kData
                               ? model.trainable_bytes(st.first, st.last)
-                              : tensor.trainable_bytes_per_device(st.first, st.last, g.tensor_degree());
+                              : tensor->trainable_bytes_per_device(st.first, st.last, g.tensor_degree());
       const Seconds t = allreduce_time(bytes, g.replicas(), slowest_link(cluster, g.devices));
       after = tg.add(label("allreduce", s, -1), TaskKind::kAllReduce,
                      tg.add_resource(label("allreduce", s, -1), -1), s, -1, t);
@@ -233,7 +236,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       // does not move; the rest comes back (recomputed or copied) when the backward starts (as memory()).
       const bool tp = g.parallelism == GroupParallelism::kTensor;
       const int p = g.tensor_degree();
-      const double act = (tp ? tensor.activation_per_sample(st.first, st.last, p)
+      const double act = (tp ? tensor->activation_per_sample(st.first, st.last, p)
                              : model.activation_per_sample(st.first, st.last)) *
                          share;
       double saved = act, back = 0;  // kept from forward end; back on the device from backward start
@@ -273,8 +276,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home};
       if (tp) {
         dp.peak_memory =
-            training ? tensor.static_memory(st.first, st.last, share, p) + Bytes(static_cast<int64_t>(peak))
-                     : tensor.memory(st.first, st.last, share, p, 1);
+            training ? tensor->static_memory(st.first, st.last, share, p) + Bytes(static_cast<int64_t>(peak))
+                     : tensor->memory(st.first, st.last, share, p, 1);
       } else if (training) {
         // Static part: the memory model with no activations kept (in_flight cancels out below).
         const Offload state =
@@ -288,7 +291,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       // A tensor-parallel device's model state: its shards of the split weights and the replicated rest (with
       // gradients and optimizer state when training). On a CPU these are the host's tensors (the engine's
       // weight parts are views of the parameters), which the host counts once.
-      dp.model_state = tp ? tensor.static_memory(st.first, st.last, 0, p) : model.model_state(base);
+      dp.model_state = tp ? tensor->static_memory(st.first, st.last, 0, p) : model.model_state(base);
       const Bytes cap = model.memory_cap(d);
       if (dp.peak_memory > cap && sim.fits_memory) {
         sim.fits_memory = false;
