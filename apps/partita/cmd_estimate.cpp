@@ -165,8 +165,9 @@ void run_estimate(const EstimateArgs& args) {
   const NodeTimes total = g.num_nodes() > 0 ? table.range_total(0, 0, g.num_nodes() - 1) : NodeTimes{};
   const Seconds predicted =
       total.forward + executor_overhead + (args.train ? total.backward + update : Seconds(0));
+  const KernelSite site{!torch_device.is_cuda(), std::max(1, at::get_num_threads())};
   const MemoryEstimate mem =
-      estimate_memory(g, 0, std::max(0, g.num_nodes() - 1), args.train, Optimizer::kSgd, 1, 1.0);
+      estimate_memory(g, 0, std::max(0, g.num_nodes() - 1), args.train, Optimizer::kSgd, 1, 1.0, site);
   EnergyEstimate energy = estimate_device_energy(dev.spec, predicted, Seconds(0));
 
   std::optional<StepMeasurement> measured;

@@ -417,17 +417,73 @@ std::vector<double> live_bytes_per_node(const Graph& graph, const std::vector<Va
   }
   std::vector<double> live(static_cast<size_t>(n), 0.0);
   double alive = 0;
-  for (int i = 0; i < n; ++i) {
-    alive += diff[static_cast<size_t>(i)];
-    live[static_cast<size_t>(i)] = alive;
-    const Node& node = graph.node(i);
-    if (classify_op(node) != OpClass::kConv) continue;
-    for (ValueId id : node.inputs) {
-      if (!is_weight_or_constant(graph.value(id))) live[static_cast<size_t>(i)] += held(id);
-    }
-    for (ValueId id : node.outputs) live[static_cast<size_t>(i)] += held(id);
-  }
+  for (int i = 0; i < n; ++i) live[static_cast<size_t>(i)] = (alive += diff[static_cast<size_t>(i)]);
   return live;
+}
+
+std::vector<KernelScratch> kernel_scratch(const Graph& graph) {
+  std::vector<KernelScratch> out;
+  for (const Node& node : graph.nodes()) {
+    if (node.inputs.empty() || node.outputs.empty()) continue;
+    const Value& x = graph.value(node.inputs[0]);
+    const Value& y = graph.value(node.outputs[0]);
+    if (op_is(node, {"max_pool1d", "max_pool2d", "max_pool3d"})) {
+      KernelScratch k;
+      k.node = node.id;
+      for (const auto& t : y.tensors) k.indices += static_cast<double>(t.numel() * 8);
+      out.push_back(k);
+      continue;
+    }
+    if (classify_op(node) != OpClass::kConv || node.inputs.size() < 2) continue;
+    const TensorMeta* xm = x.meta();
+    const TensorMeta* wm = graph.value(node.inputs[1]).meta();
+    const TensorMeta* ym = y.meta();
+    if (!xm || !wm || !ym || xm->shape.size() < 3 || wm->shape.size() < 3 || ym->shape.size() < 3) continue;
+    KernelScratch k;
+    k.node = node.id;
+    k.convolution = true;
+    k.input = static_cast<double>(x.bytes().value());
+    k.output = static_cast<double>(y.bytes().value());
+    k.weight = static_cast<double>(wm->bytes().value());
+    k.rows = static_cast<double>(std::max<int64_t>(1, xm->shape[0]));
+    k.input_elements = static_cast<double>(xm->numel());
+    k.float32 = xm->dtype == DType::kFloat32;
+    const bool by_name = node.op.find("transpose") != std::string::npos;
+    const bool by_flag = op_is(node, {"_convolution", "convolution"}) && node.inputs.size() > 6 &&
+                         constant_bool(graph, node.inputs[6]).value_or(false);
+    k.transposed = by_name || by_flag;
+    // weight [out, in / groups, kernel...]; fewer weight input channels than input channels: groups > 1.
+    k.grouped = wm->shape[1] < xm->shape[1];
+    const int64_t kh = wm->shape[wm->shape.size() - 2], kw = wm->shape.back();
+    k.large_kernel = kh > 3 && kw > 3;
+    const auto all_ones = [&](size_t arg) {
+      if (node.inputs.size() <= arg) return true;  // the op's default: 1
+      const auto v = constant_int_list(graph, node.inputs[arg]);
+      return v && std::all_of(v->begin(), v->end(), [](int64_t e) { return e == 1; });
+    };
+    const bool pointwise =
+        std::all_of(wm->shape.begin() + 2, wm->shape.end(), [](int64_t e) { return e == 1; });
+    k.plain_pointwise = pointwise && all_ones(3) && all_ones(5);  // stride, dilation
+    // im2col: (input channels per group x kernel area) rows by output positions, per row of the call.
+    double kernel_area = 1, positions = 1;
+    for (size_t d = 2; d < wm->shape.size(); ++d) kernel_area *= static_cast<double>(wm->shape[d]);
+    for (size_t d = 2; d < ym->shape.size(); ++d) positions *= static_cast<double>(ym->shape[d]);
+    k.columns = k.plain_pointwise ? 0.0
+                                  : k.rows * static_cast<double>(wm->shape[1]) * kernel_area * positions *
+                                        static_cast<double>(dtype_size(xm->dtype));
+    out.push_back(k);
+  }
+  return out;
+}
+
+double kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site) {
+  if (!k.convolution) return k.indices * fraction;
+  const double input = k.input * fraction, output = k.output * fraction;
+  if (!site.cpu || k.transposed) return input + output;
+  const double rows = std::max(1.0, std::round(k.rows * fraction));
+  const bool onednn = k.float32 && (!k.plain_pointwise || rows >= 16 || site.threads > 1) &&
+                      (k.grouped || k.large_kernel || rows > 1 || k.input_elements * fraction > 20480);
+  return onednn ? std::max(input + k.weight, output) : k.columns * fraction;
 }
 
 Bytes range_parameter_bytes(const Graph& graph, NodeId first, NodeId last, bool trainable_only) {
@@ -448,7 +504,8 @@ Bytes range_parameter_bytes(const Graph& graph, NodeId first, NodeId last, bool 
 }
 
 MemoryEstimate estimate_memory(const Graph& graph, NodeId first, NodeId last, bool training,
-                               Optimizer optimizer, int microbatches_in_flight, double batch_fraction) {
+                               Optimizer optimizer, int microbatches_in_flight, double batch_fraction,
+                               const KernelSite& site) {
   check_range(graph, first, last);
   PARTITA_CHECK(microbatches_in_flight >= 1, "estimate_memory: microbatches_in_flight is ",
                 microbatches_in_flight, "; it must be at least 1");
@@ -482,9 +539,16 @@ MemoryEstimate estimate_memory(const Graph& graph, NodeId first, NodeId last, bo
   std::vector<bool> seen(static_cast<size_t>(graph.num_values()), false);
   const Bytes inputs = range_input_bytes(graph, first, last, seen);
   const std::vector<Bytes> live = live_bytes_per_node(graph);
-  const Bytes peak = *std::max_element(live.begin() + first, live.begin() + last + 1);
+  double peak = static_cast<double>(std::max_element(live.begin() + first, live.begin() + last + 1)->value() *
+                                    batch_fraction);
+  for (const KernelScratch& k : kernel_scratch(graph)) {
+    if (k.node < first || k.node > last) continue;
+    const double alive = static_cast<double>(live[static_cast<size_t>(k.node)].value()) * batch_fraction;
+    peak = std::max(peak, alive + kernel_scratch_bytes(k, batch_fraction, site));
+  }
   m.activations = inputs * per_device;
-  m.workspace = std::max(Bytes(0), peak - inputs) * batch_fraction;
+  m.workspace =
+      Bytes(std::llround(std::max(0.0, peak - static_cast<double>(inputs.value()) * batch_fraction)));
   return m;
 }
 

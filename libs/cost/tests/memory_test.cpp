@@ -195,8 +195,12 @@ TEST(Memory, InferenceEstimate) {
             (std::vector<Bytes>{Bytes(6400), Bytes(6400), Bytes(3200), Bytes(6400)}));
   EXPECT_EQ(m.workspace.value(), 3200);
   EXPECT_EQ(m.total().value(), 43600 + 3200 + 3200);
-  // A convolution also holds a copy of its input and output while it runs: x 64 + c 64, twice; then c + p.
-  EXPECT_EQ(live_bytes_per_node(conv_pool()), (std::vector<Bytes>{Bytes(256), Bytes(80)}));
+  // Storages alone: x 64 + c 64, then c + p 16. On a device not known, the convolution's working memory is
+  // a copy of its input and output (+128) and max pooling's indices 4 x 8 bytes: peak 256, input x 64.
+  EXPECT_EQ(live_bytes_per_node(conv_pool()), (std::vector<Bytes>{Bytes(128), Bytes(80)}));
+  const MemoryEstimate cp = estimate_memory(conv_pool(), 0, 1, false, Optimizer::kSgd, 1, 1.0);
+  EXPECT_EQ(cp.activations.value(), 64);
+  EXPECT_EQ(cp.workspace.value(), 256 - 64);
   EXPECT_THROW(estimate_memory(mlp(), 0, 3, false, Optimizer::kSgd, 0, 1.0), Error);
   EXPECT_THROW(estimate_memory(mlp(), 0, 3, false, Optimizer::kSgd, 1, 1.5), Error);
 }
@@ -220,6 +224,77 @@ TEST(Memory, LiveBytesCountEachStorageByItsShare) {
   // Whole shares give the byte counts above.
   const std::vector<double> whole(share.size(), 1.0);
   EXPECT_EQ(live_bytes_per_node(g, root, whole), (std::vector<double>{6400, 6400, 3200, 6400}));
+}
+
+// x f32[rows, c, hw, hw] -> convolution(w f32[c_out, c / groups, k, k], stride) -> y; only the facts the
+// kernel model reads.
+Graph one_conv(int64_t rows, int64_t c, int64_t c_out, int64_t k, int64_t hw, int64_t stride = 1,
+               int64_t groups = 1) {
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{rows, c, hw, hw}, DType::kFloat32}};
+  const ValueId w = g.add_parameter("w", true);
+  g.value(w).tensors = {TensorMeta{{c_out, c / groups, k, k}, DType::kFloat32}};
+  const ValueId none = g.add_constant(ValueKind::kNone, "None");
+  const ValueId s =
+      g.add_constant(ValueKind::kList, "[" + std::to_string(stride) + ", " + std::to_string(stride) + "]");
+  const ValueId pad =
+      g.add_constant(ValueKind::kList, "[" + std::to_string(k / 2) + ", " + std::to_string(k / 2) + "]");
+  const ValueId one = g.add_constant(ValueKind::kList, "[1, 1]");
+  const ValueId y = g.add_value(ValueKind::kTensor, "y");
+  const int64_t out = (hw + 2 * (k / 2) - k) / stride + 1;
+  g.value(y).tensors = {TensorMeta{{rows, c_out, out, out}, DType::kFloat32}};
+  g.add_node("aten::conv2d",
+             {x, w, none, s, pad, one, g.add_constant(ValueKind::kScalar, std::to_string(groups))}, {y});
+  g.set_outputs({y});
+  return g;
+}
+
+double conv_scratch(const Graph& g, double fraction, KernelSite site) {
+  const std::vector<KernelScratch> k = kernel_scratch(g);
+  EXPECT_EQ(k.size(), 1u);
+  return k.empty() ? -1 : kernel_scratch_bytes(k[0], fraction, site);
+}
+
+// Each case is a one-op model measured with `partita estimate --measure` (LibTorch 1.13, counting allocator;
+// bench/kernel_scratch.py): the bytes beyond weight, input and output, less ~2 KiB the run holds anyway.
+TEST(Memory, CpuConvolutionWorkingMemoryFollowsLibTorchsKernelChoice) {
+  const KernelSite one_thread{true, 1}, two_threads{true, 2}, gpu{};
+  // 512 -> 512 channels, 3x3, 4x4: two rows run in oneDNN, which reorders the 9 MiB weight (measured +9411
+  // KiB = weight 9216 + input 64 + ...); one row (8,192 input elements) in the native kernel: its column
+  // buffer 512 x 9 x 16 floats = 288 KiB (measured 352 KiB with input and output, 358 in all).
+  const Graph big = one_conv(2, 512, 512, 3, 4);
+  EXPECT_DOUBLE_EQ(conv_scratch(big, 1.0, one_thread), 2 * 512 * 16 * 4 + 9437184.0);
+  EXPECT_DOUBLE_EQ(conv_scratch(big, 0.5, one_thread), 512 * 9 * 16 * 4.0);
+  // A GPU (or a site not known) keeps the old figure: a copy of the input and the output, by the batch.
+  EXPECT_DOUBLE_EQ(conv_scratch(big, 0.5, gpu), 2 * 512 * 16 * 4.0);
+  // 64 -> 128 channels, 28x28, two rows: oneDNN; the output (784 KiB) outweighs input + weight (392 + 288):
+  // measured 2250 KiB in all = weight 288 + input 392 + output 784 + 784 (+2).
+  EXPECT_DOUBLE_EQ(conv_scratch(one_conv(2, 64, 128, 3, 28), 1.0, one_thread), 2 * 128 * 784 * 4.0);
+  // One row of 50,176 input elements (above 20,480) still runs in oneDNN.
+  EXPECT_DOUBLE_EQ(conv_scratch(one_conv(1, 64, 64, 3, 28), 1.0, one_thread), 64 * 784 * 4 + 147456.0);
+  // An unstrided 1x1 kernel on 2 rows: native single-threaded (no column buffer: measured +0), oneDNN on two
+  // threads (measured +144 KiB = input 128 + weight 16); from 16 rows oneDNN either way (+1040 KiB).
+  const Graph pointwise = one_conv(16, 64, 64, 1, 16);
+  EXPECT_DOUBLE_EQ(conv_scratch(pointwise, 2.0 / 16, one_thread), 0.0);
+  EXPECT_DOUBLE_EQ(conv_scratch(pointwise, 2.0 / 16, two_threads), 2 * 64 * 256 * 4 + 16384.0);
+  EXPECT_DOUBLE_EQ(conv_scratch(pointwise, 1.0, one_thread), 16 * 64 * 256 * 4 + 16384.0);
+  // Strided 1x1, one row: native with a column buffer of the output positions (measured +16 KiB).
+  EXPECT_DOUBLE_EQ(conv_scratch(one_conv(1, 64, 64, 1, 16, 2), 1.0, one_thread), 64 * 64 * 4.0);
+  // Depthwise (groups > 1), one row: oneDNN (measured +201 KiB = input 64 + 64 + weight 9).
+  EXPECT_DOUBLE_EQ(conv_scratch(one_conv(1, 256, 256, 3, 8, 1, 256), 1.0, one_thread), 65536 + 9216.0);
+  // A 5x5 kernel, one row: oneDNN (measured +108 KiB = input 8 + weight 100).
+  EXPECT_DOUBLE_EQ(conv_scratch(one_conv(1, 32, 32, 5, 8), 1.0, one_thread), 8192 + 102400.0);
+}
+
+// max_pool2d computes int64 argmax indices and drops them (measured: 128 x 32 x 32 input at stride 1 holds
+// 2 MiB at one row = input + output + 1 MiB of indices).
+TEST(Memory, MaxPoolHoldsItsDroppedIndicesWhileItRuns) {
+  const std::vector<KernelScratch> k = kernel_scratch(conv_pool());
+  ASSERT_EQ(k.size(), 2u);
+  EXPECT_EQ(k[1].node, 1);
+  EXPECT_DOUBLE_EQ(kernel_scratch_bytes(k[1], 1.0, KernelSite{true, 1}), 4 * 8.0);
+  EXPECT_DOUBLE_EQ(kernel_scratch_bytes(k[1], 0.5, KernelSite{}), 2 * 8.0);
 }
 
 }  // namespace

@@ -80,7 +80,7 @@ std::optional<StageChoice> evaluate_tensor(const ChainProblem& problem, int slot
   std::optional<StageChoice> best;
   for (const Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
     if (c == Checkpointing::kFull && !m.training()) break;
-    Bytes memory = tm.memory(first, last, share, t, kept);
+    Bytes memory = tm.memory(first, last, share, t, kept, s.devices[0]);
     if (c == Checkpointing::kFull) {
       const double act = tm.activation_per_sample(first, last, t) * share;
       memory = tm.static_memory(first, last, share, t) +
@@ -109,6 +109,7 @@ std::optional<StageChoice> evaluate(const ChainProblem& problem, int slot, const
   std::optional<StageChoice> best;
   for (const Savings& sv : facts.savings) {
     StageLoad load{first, last, share, in_flight(problem, slot), sv.checkpointing, sv.offload};
+    load.device = s.devices[0];  // a slot's devices are of one kind
     bool fits = true;
     for (size_t home = 0; home < facts.caps.size() && fits; ++home) {
       load.weights = static_cast<WeightHome>(home);

@@ -61,13 +61,16 @@ std::vector<NodeId> global_order(const Plan& plan, const Graph& graph) {
   return order;
 }
 
-// Inference: the most bytes alive at once on a device while one of its nodes runs, per sample of the graph's
-// batch, walking the device's own node list (`nodes`, in its order): a storage from the device's first touch
-// of it (its producer here, else its first reader here: a received value) to its last reader here (the
-// graph's end for an output produced here); one produced here and read only elsewhere is handed over once
-// made. A convolution also holds a copy of its input and output while it runs (as live_bytes_per_node).
+// Inference: the most bytes alive at once on a device while one of its nodes runs on `fraction` of the
+// graph's batch,
+// walking the device's own node list (`nodes`, in its order): a storage from the device's first touch of it
+// (its producer here, else its first reader here: a received value) to its last reader here (the graph's end
+// for an output produced here); one produced here and read only elsewhere is handed over once made. The
+// running node's kernel also holds its working memory on `site` (kernel_scratch, as StageModel::peak_live).
 double device_live_peak(const Graph& graph, const std::vector<ValueId>& root,
-                        const std::vector<NodeId>& nodes, double per) {
+                        const std::vector<const KernelScratch*>& scratch_of, const std::vector<NodeId>& nodes,
+                        double fraction, const KernelSite& site) {
+  const double per = fraction;
   const int len = static_cast<int>(nodes.size());
   if (len == 0) return 0;
   std::vector<int> pos(static_cast<size_t>(graph.num_nodes()), -1);
@@ -103,14 +106,8 @@ double device_live_peak(const Graph& graph, const std::vector<ValueId>& root,
   double alive = 0, peak = 0;
   for (int k = 0; k < len; ++k) {
     alive += diff[static_cast<size_t>(k)];
-    double here = alive;
-    const Node& node = graph.node(nodes[static_cast<size_t>(k)]);
-    if (classify_op(node) == OpClass::kConv) {
-      for (ValueId id : node.inputs)
-        if (!weightlike(graph.value(id))) here += static_cast<double>(graph.value(id).bytes().value()) * per;
-      for (ValueId id : node.outputs) here += static_cast<double>(graph.value(id).bytes().value()) * per;
-    }
-    peak = std::max(peak, here);
+    const KernelScratch* kernel = scratch_of[static_cast<size_t>(nodes[static_cast<size_t>(k)])];
+    peak = std::max(peak, alive + (kernel ? kernel_scratch_bytes(*kernel, per, site) : 0.0));
   }
   return peak;
 }
@@ -257,6 +254,9 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
   Simulation sim = tg.timeline(plan);
   const std::vector<ValueId> storage_root =
       training ? std::vector<ValueId>{} : saved_activations_by_producer(graph).root;
+  const std::vector<KernelScratch> scratch = training ? std::vector<KernelScratch>{} : kernel_scratch(graph);
+  std::vector<const KernelScratch*> scratch_of(static_cast<size_t>(n), nullptr);
+  for (const KernelScratch& k : scratch) scratch_of[static_cast<size_t>(k.node)] = &k;
   const double per_sample = 1.0 / model.graph_batch();
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
@@ -289,7 +289,8 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     // Training keeps every sample's saved activations (all forwards run first) beside the largest op's
     // working set; inference what is alive at once on the device (device_live_peak).
     const double work = training ? ws * mb + act * plan.global_batch
-                                 : device_live_peak(graph, storage_root, st.nodes, per_sample) * mb;
+                                 : device_live_peak(graph, storage_root, scratch_of, st.nodes,
+                                                    per_sample * mb, model.kernel_site(d));
     dp.model_state = Bytes(static_cast<int64_t>(state));
     dp.peak_memory = Bytes(static_cast<int64_t>(state + work));
     for (const Work& w : tg.work()) {

@@ -273,11 +273,11 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       const double peak = peak_of(events);
       offloaded.push_back(Bytes(static_cast<int64_t>(peak_of(host_events))));
       const WeightHome home = model.weight_home(d, static_cast<int>(g.devices.size()));
-      const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home};
+      const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home, d};
       if (tp) {
         dp.peak_memory =
             training ? tensor->static_memory(st.first, st.last, share, p) + Bytes(static_cast<int64_t>(peak))
-                     : tensor->memory(st.first, st.last, share, p, 1);
+                     : tensor->memory(st.first, st.last, share, p, 1, d);
       } else if (training) {
         // Static part: the memory model with no activations kept (in_flight cancels out below).
         const Offload state =

@@ -172,6 +172,8 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     unsaved_cross_[static_cast<size_t>(i)] = (crossing += cross_diff[static_cast<size_t>(i)]);
   std::vector<double> live;
   for (Bytes b : live_bytes_per_node(graph, saved.root)) live.push_back(static_cast<double>(b.value()) * per);
+  scratch_ = kernel_scratch(graph);
+  for (const KernelScratch& k : scratch_) scratch_live_.push_back(live[static_cast<size_t>(k.node)]);
   live_table_ = sparse_max_table(std::move(live));
 }
 
@@ -305,6 +307,27 @@ double StageModel::peak_live_per_sample(NodeId first, NodeId last) const {
   return std::max(range_max(live_table_, first, last), input_per_sample(first));
 }
 
+KernelSite StageModel::kernel_site(int device) const {
+  if (device < 0) return KernelSite{};
+  const DeviceSpec& spec = cluster_->devices[static_cast<size_t>(device)].spec;
+  return KernelSite{spec.kind == DeviceKind::kCpu, std::max(1, spec.cores)};
+}
+
+double StageModel::peak_live(NodeId first, NodeId last, int samples, int device) const {
+  const double s = samples;
+  double peak = peak_live_per_sample(first, last) * s;
+  const auto from = std::lower_bound(scratch_.begin(), scratch_.end(), first,
+                                     [](const KernelScratch& k, NodeId n) { return k.node < n; });
+  if (from == scratch_.end() || from->node > last) return peak;
+  const KernelSite site = kernel_site(device);
+  const double fraction = s / graph_batch_;
+  for (auto k = from; k != scratch_.end() && k->node <= last; ++k) {
+    const double alive = scratch_live_[static_cast<size_t>(k - scratch_.begin())] * s;
+    peak = std::max(peak, alive + kernel_scratch_bytes(*k, fraction, site));
+  }
+  return peak;
+}
+
 Bytes StageModel::read_parameter_bytes(NodeId first, NodeId last) const {
   // Counted at their first reader, plus the weights first read before `first` that a node in range reads.
   double extra = 0;
@@ -363,7 +386,7 @@ Bytes StageModel::memory(const StageLoad& load) const {
                  backward_workspace_per_sample(load.first, load.last) * s;
   if (!training()) {
     return Bytes(static_cast<int64_t>(static_cast<double>(model_state(load).value()) +
-                                      peak_live_per_sample(load.first, load.last) * s));
+                                      peak_live(load.first, load.last, load.samples, load.device)));
   }
   const double act = activation_per_sample(load.first, load.last) * s;
   if (load.checkpointing == Checkpointing::kFull) {

@@ -212,6 +212,43 @@ TEST(StageModel, InferencePeakOfAChainIsItsLargestNodesInputAndOutput) {
             Bytes(4 * 100 + 3 * 104));
 }
 
+// x f32[4, 512, 4, 4] -> 3x3 convolution (512 -> 512 channels, a 9 MiB weight) -> y, graph batch 4; on
+// cluster devices 0 (one CPU core), 1 (two CPU cores) and 2 (a GPU). What the kernel holds beyond its input
+// and output follows the device (cost/memory.h's kernel_scratch_bytes): LibTorch runs one row in its native
+// kernel (a column buffer of 512 x 9 x 16 floats), two or more in oneDNN, which reorders the weight once per
+// call whatever the rows; a GPU is taken as holding a copy of input and output.
+TEST(StageModel, InferencePeakAddsTheRunningKernelsWorkingMemoryOnItsDevice) {
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{4, 512, 4, 4}, DType::kFloat32}};
+  const ValueId w = g.add_parameter("w", true);
+  g.value(w).tensors = {TensorMeta{{512, 512, 3, 3}, DType::kFloat32}};
+  const ValueId y = g.add_value(ValueKind::kTensor, "y");
+  g.value(y).tensors = {TensorMeta{{4, 512, 4, 4}, DType::kFloat32}};
+  g.node(g.add_node("aten::_convolution", {x, w}, {y})).cost =
+      OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs({y});
+  DeviceSpec one = make_spec("cpu1", 1), two = make_spec("cpu2", 1);
+  one.kind = two.kind = DeviceKind::kCpu;
+  one.cores = 1;
+  two.cores = 2;
+  const Cluster c = make_cluster({one, two, make_spec("gpu", 1)}, make_link(10));
+  const CostTable t = table_for(g, c);
+  SearchOptions o;
+  o.mode = Mode::kInference;
+  const StageModel m(g, c, t, o);
+  const double weight = 512 * 512 * 9 * 4, row = 512 * 16 * 4;  // bytes of the weight, of one row
+  EXPECT_DOUBLE_EQ(m.peak_live_per_sample(0, 0), 2 * row);      // input and output
+  EXPECT_DOUBLE_EQ(m.peak_live(0, 0, 1, 0), 2 * row + 512 * 9 * 16 * 4);
+  EXPECT_DOUBLE_EQ(m.peak_live(0, 0, 2, 0), 4 * row + 2 * row + weight);
+  EXPECT_DOUBLE_EQ(m.peak_live(0, 0, 3, 1), 6 * row + 3 * row + weight);
+  EXPECT_DOUBLE_EQ(m.peak_live(0, 0, 3, 2), 6 * row + 6 * row);
+  EXPECT_DOUBLE_EQ(m.peak_live(0, 0, 3, -1), m.peak_live(0, 0, 3, 2));  // a load without a device
+  StageLoad load{0, 0, 2, 1, Checkpointing::kNone, Offload::kNone};
+  load.device = 0;
+  EXPECT_EQ(m.memory(load), Bytes(static_cast<int64_t>(weight + 6 * row + weight)));
+}
+
 TEST(StageModel, InferencePeakCountsBranchesAliveAtOnce) {
   // x 16 -> n0 linear -> a 1000 ----------------------> n3 linear -> d 10 --> n4 add -> s 10
   //      \-> n1 linear -> b 1000 -> n2 linear -> c 10 -------------------/

@@ -74,8 +74,8 @@ struct StorageLifetimes {
 StorageLifetimes storage_lifetimes(const Graph& graph, const std::vector<ValueId>& root);
 
 // Inference: bytes alive while each node runs in one forward of the whole graph: every storage from birth to
-// death (storage_lifetimes), plus a convolution's scratch while it runs, taken as a copy of its input and
-// output (oneDNN's reordered layouts on CPU; cuDNN's workspace on GPU is of that order). Weights excluded.
+// death (storage_lifetimes). Weights excluded; what a kernel takes beyond its inputs and outputs is
+// kernel_scratch_bytes, added where the device is known.
 std::vector<Bytes> live_bytes_per_node(const Graph& graph);
 // The same with the storage roots already known (SavedByProducer::root), which saves building them again.
 std::vector<Bytes> live_bytes_per_node(const Graph& graph, const std::vector<ValueId>& root);
@@ -84,14 +84,57 @@ std::vector<Bytes> live_bytes_per_node(const Graph& graph, const std::vector<Val
 std::vector<double> live_bytes_per_node(const Graph& graph, const std::vector<ValueId>& root,
                                         const std::vector<double>& share);
 
+// Where a kernel runs, which decides the working memory it takes (kernel_scratch_bytes).
+struct KernelSite {
+  bool cpu = false;  // a CPU device; false: a GPU, or a device not known
+  int threads = 1;   // a CPU device's intra-op threads
+};
+
+// What a node's kernel holds while it runs beyond its inputs and outputs, by the facts of the graph at its
+// own batch; kernel_scratch_bytes turns them into bytes for a call on part of that batch on a site. The model
+// is LibTorch 1.13's CPU kernels, each case measured with partita's counting allocator on one-op models
+// (docs/status.md, "Working memory of convolutions and max pooling"):
+//   - max pooling makes int64 argmax indices, one per output element, and drops them (GPU too);
+//   - a convolution on a CPU runs in oneDNN unless LibTorch's heuristic picks its native kernel: native
+//     when the call has one row, one group, a kernel of at most 3 in either of its last two dimensions and
+//     at most 20,480 input elements; or, single-threaded, an unstrided undilated 1x1 kernel on fewer than
+//     16 rows; or a non-float32 input. oneDNN reorders the weight and the input into its blocked layouts,
+//     then the output back into the plain one: max(input + weight, output) beyond input and output. The
+//     native kernel's column buffer holds input channels x kernel area x output positions per row (none for
+//     an unstrided 1x1 kernel);
+//   - elsewhere (a GPU, an unknown site, a transposed convolution) a convolution's workspace is taken as a
+//     copy of its input and output (cuDNN's is of that order; not measured).
+struct KernelScratch {
+  NodeId node = kNoNode;
+  bool convolution = false;  // else a max pooling
+  double indices = 0;        // max pooling: its int64 indices at the graph's batch
+  double input = 0;          // convolution, at the graph's batch: input, output and native column bytes
+  double output = 0;
+  double columns = 0;
+  double weight = 0;          // the weight, which does not scale with the batch
+  double rows = 1;            // the call's rows (input dimension 0) at the graph's batch
+  double input_elements = 0;  // at the graph's batch
+  bool float32 = true;
+  bool transposed = false;
+  bool grouped = false;
+  bool large_kernel = false;     // both of the weight's last two dimensions above 3
+  bool plain_pointwise = false;  // a 1x1 kernel, unit stride and dilation
+};
+// One entry per convolution and max pooling node, in node order.
+std::vector<KernelScratch> kernel_scratch(const Graph& graph);
+// Bytes `k` holds for a call on `fraction` of the graph's batch, on `site`.
+double kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site);
+
 // Bytes of the parameters (trainable and buffers) read by nodes in [first, last]; trainable_only excludes
 // buffers.
 Bytes range_parameter_bytes(const Graph& graph, NodeId first, NodeId last, bool trainable_only);
 
 // Estimate for nodes [first, last] (see the model above). batch_fraction in (0, 1] scales activations and
-// workspace (a data-parallel replica with a quarter of the batch: 0.25). Throws partita::Error for a bad
-// range, microbatches_in_flight < 1 or batch_fraction outside (0, 1].
+// workspace (a data-parallel replica with a quarter of the batch: 0.25); `site` is where inference runs (its
+// kernels' working memory). Throws partita::Error for a bad range, microbatches_in_flight < 1 or
+// batch_fraction outside (0, 1].
 MemoryEstimate estimate_memory(const Graph& graph, NodeId first, NodeId last, bool training,
-                               Optimizer optimizer, int microbatches_in_flight, double batch_fraction);
+                               Optimizer optimizer, int microbatches_in_flight, double batch_fraction,
+                               const KernelSite& site = {});
 
 }  // namespace partita

@@ -28,7 +28,9 @@
 //   - inference keeps no activations: a stage's peak is the most bytes alive at once while one of its nodes
 //     runs (peak_live_per_sample), every storage alive from its producer (the range's start for what enters
 //     it) to its last reader (graph outputs to the end), views and in-place results sharing their input's;
-//     a convolution also holds a scratch copy of its input and output while it runs (oneDNN's reorders).
+//     plus what the running node's kernel holds beyond its inputs and outputs on the device running it
+//     (cost/memory.h's kernel_scratch_bytes: oneDNN's reorders or the native im2col buffer of a CPU
+//     convolution, max pooling's dropped indices), a load without a device taken as a GPU's.
 //   - boundary bytes after node i: every intermediate value produced at or before i and read after i.
 //   - workspace (training): at the peak of a microbatch's backward, beyond its activations: the largest
 //     over the range's nodes of a node's non-weight inputs + outputs (the gradients in flight there) less
@@ -50,6 +52,7 @@
 #include <vector>
 
 #include "partita/cost/compute.h"
+#include "partita/cost/memory.h"
 #include "partita/graph/graph.h"
 #include "partita/hardware/device.h"
 #include "partita/search/plan.h"
@@ -79,6 +82,7 @@ struct StageLoad {
   Checkpointing checkpointing = Checkpointing::kNone;
   Offload offload = Offload::kNone;
   WeightHome weights = WeightHome::kHost;
+  int device = -1;  // the cluster index of the device (its kernels' working memory); -1: not known
 };
 
 class StageModel {
@@ -156,7 +160,12 @@ class StageModel {
   double offloaded_per_sample(NodeId first, NodeId last) const;
   double input_per_sample(NodeId first) const;
   double workspace_per_sample(NodeId first, NodeId last) const;
+  // Without the kernels' working memory (which does not scale with the samples): peak_live has it.
   double peak_live_per_sample(NodeId first, NodeId last) const;
+  // Inference: the most bytes alive at once while a node of the range runs on `samples` samples on
+  // `device` (-1: not known), its kernel's working memory included.
+  double peak_live(NodeId first, NodeId last, int samples, int device) const;
+  KernelSite kernel_site(int device) const;                               // device -1: a site not known
   double backward_workspace_per_sample(NodeId first, NodeId last) const;  // training (see above)
 
  private:
@@ -185,6 +194,8 @@ class StageModel {
   std::vector<std::vector<double>> ws_table_;  // sparse table of per-node workspace per sample
   std::vector<std::vector<double>> ws_saved_table_;  // ... of workspace + saved by nodes <= i, per sample
   std::vector<std::vector<double>> live_table_;  // sparse table of bytes alive while node i runs, per sample
+  std::vector<KernelScratch> scratch_;           // nodes whose kernels take working memory, ascending
+  std::vector<double> scratch_live_;             // [k] bytes alive while scratch_[k] runs, per sample
 };
 
 }  // namespace partita

@@ -58,10 +58,13 @@ class TensorModel {
   // Per-device memory of the range on a group of p (see above); `in_flight` microbatches of activations kept
   // (training); offload and checkpointing are not part of it (the simulator and the chain partitioner add
   // checkpointing: the stage input kept per microbatch, the forward run again in the backward).
-  Bytes memory(NodeId first, NodeId last, int samples, int p, int in_flight) const;
+  // `device` (a cluster index, -1: not known) decides the inference kernels' working memory.
+  Bytes memory(NodeId first, NodeId last, int samples, int p, int in_flight, int device = -1) const;
   // Inference: the most bytes one device of a group of p holds alive at once while a node of [first, last]
-  // runs, per sample, at least the range's input (see above).
+  // runs, per sample, at least the range's input (see above), without the kernels' working memory.
   double peak_live_per_sample(NodeId first, NodeId last, int p) const;
+  // The same for `samples` samples on `device`, with the running kernel's working memory (StageModel's).
+  double peak_live(NodeId first, NodeId last, int samples, int p, int device) const;
   // Per-sample activation bytes one device keeps for [first, last] on a group of p.
   double activation_per_sample(NodeId first, NodeId last, int p) const;
   // Memory without activations (parameters, gradients, optimizer state, workspace).
@@ -83,7 +86,8 @@ class TensorModel {
   // storages, gathered outputs) and of split storages (1/p of it on each device); range maxima for the
   // usual group sizes.
   std::vector<double> live_whole_, live_split_;
-  NodeId gathered_ = kNoNode;  // the last node of a pair left open at the end, when there is one
+  std::vector<KernelScratch> scratch_;  // nodes whose kernels take working memory, ascending
+  NodeId gathered_ = kNoNode;           // the last node of a pair left open at the end, when there is one
   double after_gather_whole_ = 0, after_gather_split_ = 0;  // alive once its output is gathered, per sample
   std::vector<std::pair<int, std::vector<std::vector<double>>>> live_tables_;  // (p, sparse table)
 };
