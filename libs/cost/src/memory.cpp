@@ -191,6 +191,18 @@ AutogradModel autograd_model(const Graph& g) {
 
 }  // namespace
 
+Bytes optimizer_step_temporaries(Bytes largest, Optimizer optimizer) {
+  switch (optimizer) {
+    case Optimizer::kSgd:
+    case Optimizer::kSgdMomentum:
+      return Bytes(0);
+    case Optimizer::kAdam:
+    case Optimizer::kAdamW:
+      return largest * 2;
+  }
+  return Bytes(0);
+}
+
 Bytes optimizer_state_bytes(Bytes params, Optimizer optimizer) {
   switch (optimizer) {
     case Optimizer::kSgd:

@@ -112,6 +112,7 @@ Json prediction_to_json(const Prediction& p) {
                          {"cpu_working_bytes", h.cpu_working.value()},
                          {"offloaded_activation_bytes", h.offloaded_activations.value()},
                          {"gathered_output_bytes", h.gathered_outputs.value()},
+                         {"update_working_bytes", h.update_working.value()},
                          {"capacity_bytes", h.capacity.value()}});
   }
   j["hosts"] = hosts;
@@ -138,6 +139,8 @@ Prediction prediction_from_json(const Json& j) {
       hp.cpu_working = Bytes(get<int64_t>(h, "cpu_working_bytes"));
       hp.offloaded_activations = Bytes(get<int64_t>(h, "offloaded_activation_bytes"));
       hp.gathered_outputs = Bytes(get<int64_t>(h, "gathered_output_bytes"));
+      if (h.contains("update_working_bytes"))  // plans written before 2026-11-30 (sixteenth session)
+        hp.update_working = Bytes(get<int64_t>(h, "update_working_bytes"));
       hp.capacity = Bytes(get<int64_t>(h, "capacity_bytes"));
       p.hosts.push_back(hp);
     }

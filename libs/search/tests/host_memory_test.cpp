@@ -69,7 +69,9 @@ TEST(HostMemory, AGpuPipelineKeepsOnTheHostOnlyWhatSeveralStagesRead) {
   EXPECT_EQ(h.model_state, Bytes(adam(kE)));
   EXPECT_EQ(h.cpu_working, Bytes(0));
   EXPECT_EQ(h.offloaded_activations, Bytes(0));
-  EXPECT_EQ(h.peak_memory, Bytes(adam(kE)));
+  // Adam's step computes its denominator out of place: two E-sized temporaries beside the state.
+  EXPECT_EQ(h.update_working, Bytes(2 * kE));
+  EXPECT_EQ(h.peak_memory, Bytes(adam(kE) + 2 * kE));
   EXPECT_EQ(h.capacity, Bytes(int64_t{64} << 30));
   EXPECT_TRUE(sim.fits_host_memory);
 
@@ -91,7 +93,17 @@ TEST(HostMemory, AGpuPipelineKeepsOnTheHostOnlyWhatSeveralStagesRead) {
   // SGD without momentum keeps no state: weight and gradient only.
   Plan sgd = two_stage(g, "d0", "d1");
   sgd.optimizer = Optimizer::kSgd;
-  EXPECT_EQ(only_host(simulate(sgd, g, c, t)).model_state, Bytes(2 * kE));
+  sim = simulate(sgd, g, c, t);
+  EXPECT_EQ(only_host(sim).model_state, Bytes(2 * kE));
+  // SGD updates in place, with or without momentum.
+  EXPECT_EQ(only_host(sim).update_working, Bytes(0));
+  EXPECT_EQ(only_host(sim).peak_memory, Bytes(2 * kE));
+  sgd.optimizer = Optimizer::kSgdMomentum;
+  EXPECT_EQ(only_host(simulate(sgd, g, c, t)).update_working, Bytes(0));
+  // AdamW as Adam (its decoupled decay is in place); the largest parameter updated here sets the size.
+  Plan adamw = offloaded;
+  adamw.optimizer = Optimizer::kAdamW;
+  EXPECT_EQ(only_host(simulate(adamw, g, c, t)).update_working, Bytes(2 * kW));
 }
 
 TEST(HostMemory, CpuStagesAddTheirWorkingMemoryAndShareTheModelState) {
@@ -110,8 +122,40 @@ TEST(HostMemory, CpuStagesAddTheirWorkingMemoryAndShareTheModelState) {
   }
   EXPECT_EQ(states, h.model_state);
   EXPECT_GT(working, Bytes(0));
-  EXPECT_EQ(h.cpu_working, working);
-  EXPECT_EQ(h.peak_memory, h.model_state + working);
+  // Two microbatches: the second one's gradients are made afresh and added into the first's, the largest
+  // of them (W, read by stage 1) beside the devices' working memory.
+  EXPECT_EQ(h.cpu_working, working + Bytes(kW));
+  // The larger of the backward's working memory and the Adam step's two temporaries of W (the update runs
+  // once the activations are gone).
+  EXPECT_EQ(h.update_working, Bytes(2 * kW));
+  EXPECT_EQ(h.peak_memory, h.model_state + std::max(h.cpu_working, Bytes(2 * kW)));
+}
+
+// CPU replicas share the host's parameters: the first gradient of each becomes its .grad, every other
+// replica's is made afresh and added in, so while backward passes W each adding replica holds a copy of it.
+TEST(HostMemory, CpuReplicasAddingIntoSharedGradientsHoldAFreshCopyOfTheLargestWeight) {
+  const Graph g = tied_weight_graph();
+  const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
+  const CostTable t = table_for(g, c);
+  const auto fresh = [&](int replicas, int microbatches) {
+    Plan p = base_plan(g, Mode::kTraining);
+    p.strategy = StrategyKind::kData;
+    p.global_batch = 6;
+    p.microbatches = microbatches;
+    p.groups = {DeviceGroup{{"d0", "d1", "d2"}, {2, 2, 2}, GroupParallelism::kData}};
+    p.groups[0].devices.resize(static_cast<size_t>(replicas));
+    p.groups[0].batch_shares = std::vector<int>(static_cast<size_t>(replicas), 6 / microbatches / replicas);
+    p.stages = {Stage{0, 2, 0}};
+    const Simulation sim = simulate(p, g, c, t);
+    Bytes working(0);
+    for (const auto& d : sim.prediction.devices) working += d.peak_memory - d.model_state;
+    return (only_host(sim).cpu_working - working).value();
+  };
+  EXPECT_EQ(fresh(1, 1), 0);       // one device, one backward: nothing is added
+  EXPECT_EQ(fresh(2, 1), kW);      // the second replica adds
+  EXPECT_EQ(fresh(3, 1), 2 * kW);  // the second and the third
+  EXPECT_EQ(fresh(1, 3), kW);      // later microbatches add into the first one's
+  EXPECT_EQ(fresh(3, 2), 3 * kW);  // in the second microbatch every replica adds
 }
 
 TEST(HostMemory, InferenceGathersTheOutputsOfAGpuOnTheHost) {
@@ -200,13 +244,15 @@ TEST(HostMemory, ThePlannerReturnsOnlyPlansThatFitTheirHosts) {
   SearchOptions o;
   o.mode = Mode::kTraining;
   o.global_batch = 2;
-  // With a roomy host the fastest plan is data parallel on the two GPUs, which keeps all 8 MiB there.
+  // With a roomy host the fastest plan is data parallel on the two GPUs, which keeps all 8 MiB there, and
+  // Adam's step holds two temporaries of a 1 MiB weight while it updates it.
   const Cluster roomy = gpus_and_cpu(64);
   const PlanOutcome free = make_plan(g, roomy, table_for(g, roomy), o);
   ASSERT_TRUE(free.plan) << free.error;
   ASSERT_EQ(free.plan->strategy, StrategyKind::kData);
   ASSERT_EQ(free.plan->prediction.hosts.size(), 1u);
-  EXPECT_EQ(free.plan->prediction.hosts[0].peak_memory, Bytes(4 * ((int64_t{2} << 20) + 64)));
+  EXPECT_EQ(free.plan->prediction.hosts[0].peak_memory,
+            Bytes(4 * ((int64_t{2} << 20) + 64) + 2 * (int64_t{1} << 20)));
   // A 2 MiB host: a GPU pipeline that keeps every weight on its own device (nothing on the host) wins.
   const Cluster tight = gpus_and_cpu(2.0 / 1024);
   const PlanOutcome fitted = make_plan(g, tight, table_for(g, tight), o);

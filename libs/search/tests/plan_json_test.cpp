@@ -27,7 +27,7 @@ Plan sample_plan() {
   p.prediction.devices = {
       DevicePrediction{"cuda:0", Bytes(1 << 30), Seconds(0.1), Joules(7), Bytes(1 << 20)}};
   p.prediction.hosts = {HostPrediction{"node0", Bytes(7000), Bytes(4000), Bytes(2000), Bytes(1000),
-                                       Bytes(500), Bytes(int64_t{64} << 30)}};
+                                       Bytes(500), Bytes(int64_t{64} << 30), Bytes(300)}};
   return p;
 }
 
@@ -48,6 +48,7 @@ TEST(PlanJson, RoundTripsEveryField) {
   EXPECT_EQ(q.prediction.hosts[0].cpu_working, Bytes(2000));
   EXPECT_EQ(q.prediction.hosts[0].offloaded_activations, Bytes(1000));
   EXPECT_EQ(q.prediction.hosts[0].capacity, Bytes(int64_t{64} << 30));
+  EXPECT_EQ(q.prediction.hosts[0].update_working, Bytes(300));
 }
 
 TEST(PlanJson, RoundTripsTensorGroupsOfReplicas) {

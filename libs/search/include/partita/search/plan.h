@@ -122,13 +122,17 @@ struct DevicePrediction {
 // Host (CPU) memory of one machine of the plan, as partita's engine uses it: one process per machine, which
 // loads the whole model into host memory (see simulator.h for what stays there).
 struct HostPrediction {
-  std::string node;                // the cluster node (machine) name
-  Bytes peak_memory{0};            // model_state + cpu_working + offloaded_activations + gathered_outputs
-  Bytes model_state{0};            // weights kept on the host, with their gradients and optimizer state
-  Bytes cpu_working{0};            // activations and workspace of the node's CPU devices (their peaks added)
+  std::string node;  // the cluster node (machine) name
+  // model_state + offloaded_activations + the largest of cpu_working, gathered_outputs and update_working
+  Bytes peak_memory{0};
+  Bytes model_state{0};  // weights kept on the host, with their gradients and optimizer state
+  // activations and workspace of the node's CPU devices (their peaks added) and, training, the gradients
+  // backward makes afresh before adding them into the host's (replicas, later microbatches)
+  Bytes cpu_working{0};
   Bytes offloaded_activations{0};  // saved activations of stages that offload them, at their peak
   Bytes gathered_outputs{0};       // inference: the step's outputs put together on the host
-  Bytes capacity{0};  // the node's CPU memory in the cluster (0: the cluster describes no CPU there)
+  Bytes capacity{0};        // the node's CPU memory in the cluster (0: the cluster describes no CPU there)
+  Bytes update_working{0};  // training: the optimizer step's temporaries (optimizer_step_temporaries)
 };
 
 struct Prediction {
