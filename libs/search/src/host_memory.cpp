@@ -39,6 +39,12 @@ ParameterPlace place_of(const Plan& plan, const StageModel& model, const std::ve
   return out;
 }
 
+// Whether every device of `g` is a CPU (the host's memory is theirs).
+bool all_cpu(const DeviceGroup& g, const StageModel& model) {
+  return std::none_of(g.devices.begin(), g.devices.end(),
+                      [&](const std::string& id) { return model.can_offload(model.device_index(id)); });
+}
+
 HostPrediction& host_of(std::vector<HostPrediction>& hosts, const std::string& node) {
   for (auto& h : hosts) {
     if (h.node == node) return h;
@@ -134,11 +140,8 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
     for (size_t s = 0; s < plan.stages.size(); ++s) {
       const DeviceGroup& g = plan.groups[static_cast<size_t>(plan.stages[s].group)];
       const int replicas = static_cast<int>(g.devices.size());
-      const bool all_cpu = std::none_of(g.devices.begin(), g.devices.end(), [&](const std::string& id) {
-        return model.can_offload(model.device_index(id));
-      });
       const int fresh = plan.microbatches > 1 ? replicas : replicas - 1;
-      if (!all_cpu || fresh <= 0) continue;
+      if (!all_cpu(g, model) || fresh <= 0) continue;
       const int d = model.device_index(g.devices[0]);
       const auto k =
           static_cast<size_t>(&host_of(hosts, cluster.devices[static_cast<size_t>(d)].node) - hosts.data());
@@ -149,11 +152,8 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
 
   if (!training && !plan.branch_layout() && !plan.stages.empty()) {
     const DeviceGroup& last = plan.groups[static_cast<size_t>(plan.stages.back().group)];
-    const bool all_cpu = std::none_of(last.devices.begin(), last.devices.end(), [&](const std::string& id) {
-      return model.can_offload(model.device_index(id));
-    });
     const size_t pieces = last.devices.size() * static_cast<size_t>(plan.microbatches);
-    if (pieces > 1 || !all_cpu) {
+    if (pieces > 1 || !all_cpu(last, model)) {
       Bytes outputs(0);
       for (ValueId id : graph.outputs()) outputs += graph.value(id).bytes();
       // The graph is sized for options.graph_batch samples; the step's outputs are for the plan's batch.

@@ -5,6 +5,7 @@
 #include <bit>
 #include <vector>
 
+#include "partita/cost/memory.h"
 #include "partita/graph/graph.h"
 
 namespace partita::detail {
@@ -28,6 +29,19 @@ inline double range_max(const std::vector<std::vector<double>>& table, NodeId fi
   const int k = std::bit_width(static_cast<unsigned>(last - first + 1)) - 1;
   const auto& row = table[static_cast<size_t>(k)];
   return std::max(row[static_cast<size_t>(first)], row[static_cast<size_t>(last - (1 << k) + 1)]);
+}
+
+// The most, over the kernels of `scratch` (ascending by node) inside [first, last], of alive(node) x samples
+// plus the kernel's working memory for `samples` of the graph's `graph_batch` samples on `site`; 0 if none.
+template <class Alive>
+double kernel_peak(const std::vector<KernelScratch>& scratch, NodeId first, NodeId last, double samples,
+                   double graph_batch, const KernelSite& site, Alive alive) {
+  double peak = 0;
+  auto k = std::lower_bound(scratch.begin(), scratch.end(), first,
+                            [](const KernelScratch& e, NodeId n) { return e.node < n; });
+  for (; k != scratch.end() && k->node <= last; ++k)
+    peak = std::max(peak, alive(k->node) * samples + kernel_scratch_bytes(*k, samples / graph_batch, site));
+  return peak;
 }
 
 }  // namespace partita::detail

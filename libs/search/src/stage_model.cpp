@@ -173,7 +173,6 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   std::vector<double> live;
   for (Bytes b : live_bytes_per_node(graph, saved.root)) live.push_back(static_cast<double>(b.value()) * per);
   scratch_ = kernel_scratch(graph);
-  for (const KernelScratch& k : scratch_) scratch_live_.push_back(live[static_cast<size_t>(k.node)]);
   live_table_ = sparse_max_table(std::move(live));
 }
 
@@ -314,18 +313,10 @@ KernelSite StageModel::kernel_site(int device) const {
 }
 
 double StageModel::peak_live(NodeId first, NodeId last, int samples, int device) const {
-  const double s = samples;
-  double peak = peak_live_per_sample(first, last) * s;
-  const auto from = std::lower_bound(scratch_.begin(), scratch_.end(), first,
-                                     [](const KernelScratch& k, NodeId n) { return k.node < n; });
-  if (from == scratch_.end() || from->node > last) return peak;
-  const KernelSite site = kernel_site(device);
-  const double fraction = s / graph_batch_;
-  for (auto k = from; k != scratch_.end() && k->node <= last; ++k) {
-    const double alive = scratch_live_[static_cast<size_t>(k - scratch_.begin())] * s;
-    peak = std::max(peak, alive + kernel_scratch_bytes(*k, fraction, site));
-  }
-  return peak;
+  const auto alive = [&](NodeId n) { return live_table_.front()[static_cast<size_t>(n)]; };
+  return std::max(
+      peak_live_per_sample(first, last) * samples,
+      detail::kernel_peak(scratch_, first, last, samples, graph_batch_, kernel_site(device), alive));
 }
 
 Bytes StageModel::read_parameter_bytes(NodeId first, NodeId last) const {

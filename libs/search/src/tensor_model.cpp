@@ -156,7 +156,6 @@ void TensorModel::build_live_tables(const std::vector<TensorRole>& roles, NodeId
     for (ValueId v : graph.node(gathered).outputs)
       after_gather_whole_ += static_cast<double>(graph.value(v).bytes().value()) * per;
   }
-  scratch_ = kernel_scratch(graph);
   for (int p : {1, 2, 4, 8}) {
     std::vector<double> row(live_whole_.size());
     for (size_t i = 0; i < row.size(); ++i) row[i] = live_whole_[i] + live_split_[i] / p;
@@ -237,19 +236,13 @@ Bytes TensorModel::trainable_bytes_per_device(NodeId first, NodeId last, int p) 
 }
 
 double TensorModel::peak_live(NodeId first, NodeId last, int samples, int p, int device) const {
-  const double s = samples;
-  double peak = peak_live_per_sample(first, last, p) * s;
-  const KernelSite site = model_->kernel_site(device);
-  const double fraction = s / model_->graph_batch();
-  const auto from = std::lower_bound(scratch_.begin(), scratch_.end(), first,
-                                     [](const KernelScratch& k, NodeId n) { return k.node < n; });
-  for (auto k = from; k != scratch_.end() && k->node <= last; ++k) {
-    const auto i = static_cast<size_t>(k->node);
-    // A convolution or pooling is never split: it runs on the whole tensors of its samples.
-    const double alive = (live_whole_[i] + live_split_[i] / p) * s;
-    peak = std::max(peak, alive + kernel_scratch_bytes(*k, fraction, site));
-  }
-  return peak;
+  // A convolution or pooling is never split: it runs on the whole tensors of its samples.
+  const auto alive = [&](NodeId n) {
+    return live_whole_[static_cast<size_t>(n)] + live_split_[static_cast<size_t>(n)] / p;
+  };
+  return std::max(peak_live_per_sample(first, last, p) * samples,
+                  detail::kernel_peak(model_->kernels(), first, last, samples, model_->graph_batch(),
+                                      model_->kernel_site(device), alive));
 }
 
 Bytes TensorModel::memory(NodeId first, NodeId last, int samples, int p, int in_flight, int device) const {

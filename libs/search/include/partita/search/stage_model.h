@@ -165,7 +165,9 @@ class StageModel {
   // Inference: the most bytes alive at once while a node of the range runs on `samples` samples on
   // `device` (-1: not known), its kernel's working memory included.
   double peak_live(NodeId first, NodeId last, int samples, int device) const;
-  KernelSite kernel_site(int device) const;                               // device -1: a site not known
+  KernelSite kernel_site(int device) const;  // device -1: a site not known
+  // The graph's nodes whose kernels take working memory (cost/memory.h's kernel_scratch), ascending.
+  const std::vector<KernelScratch>& kernels() const { return scratch_; }
   double backward_workspace_per_sample(NodeId first, NodeId last) const;  // training (see above)
 
  private:
@@ -195,7 +197,6 @@ class StageModel {
   std::vector<std::vector<double>> ws_saved_table_;  // ... of workspace + saved by nodes <= i, per sample
   std::vector<std::vector<double>> live_table_;  // sparse table of bytes alive while node i runs, per sample
   std::vector<KernelScratch> scratch_;           // nodes whose kernels take working memory, ascending
-  std::vector<double> scratch_live_;             // [k] bytes alive while scratch_[k] runs, per sample
 };
 
 }  // namespace partita

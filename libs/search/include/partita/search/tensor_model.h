@@ -86,8 +86,7 @@ class TensorModel {
   // storages, gathered outputs) and of split storages (1/p of it on each device); range maxima for the
   // usual group sizes.
   std::vector<double> live_whole_, live_split_;
-  std::vector<KernelScratch> scratch_;  // nodes whose kernels take working memory, ascending
-  NodeId gathered_ = kNoNode;           // the last node of a pair left open at the end, when there is one
+  NodeId gathered_ = kNoNode;  // the last node of a pair left open at the end, when there is one
   double after_gather_whole_ = 0, after_gather_split_ = 0;  // alive once its output is gathered, per sample
   std::vector<std::pair<int, std::vector<std::vector<double>>>> live_tables_;  // (p, sparse table)
 };
