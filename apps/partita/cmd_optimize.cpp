@@ -10,7 +10,7 @@
 // the fastest). The final comparison gives every round at least 0.3 s and reports both jobs' energy.
 // Single-device plans (the whole CPU, one core; OpenBLAS single-threaded or keeping its pool) are always
 // among the candidates, so partita settles for something slower than plain LibTorch only by the executor's
-// overhead or by noise.
+// overhead or by noise. In training every measured run starts from the weights in the model file.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -133,6 +133,13 @@ void run_optimize(const OptimizeArgs& args) {
   annotate_shapes(model, specs);
   LoadedModel baseline_model = load_model(args.model.model);
   annotate_shapes(baseline_model, specs);
+  // Every measured training run, plain LibTorch's and each candidate's, starts from the file's weights (both
+  // models loaded it): hundreds of steps on one example batch would overfit it, and an overfit model's
+  // backward on subnormal floats runs several times slower, so whichever job ran later would lose.
+  const ModelSnapshot initial(model);
+  const auto from_file_weights = [&](LoadedModel& m) {
+    if (mode == Mode::kTraining) initial.restore(m);
+  };
   log_info(fmt::format("optimize: {} ({} parameters, {} per step forward)", args.model.model,
                        format_count(static_cast<double>(model.ir.parameter_elements())),
                        format_flops(model.ir.total_flops())));
@@ -215,6 +222,7 @@ void run_optimize(const OptimizeArgs& args) {
   std::vector<BaselineResult> sweep;
   for (const auto& config : thread_configs()) {
     log_info(fmt::format("optimize: measuring plain LibTorch at {}", config.to_string()));
+    from_file_weights(baseline_model);
     sweep.push_back(measure_torchscript(baseline_model, inputs, config, base));
   }
   const auto best_base = std::min_element(
@@ -240,6 +248,7 @@ void run_optimize(const OptimizeArgs& args) {
                          to_milliseconds(c.plan.prediction.step_time)));
     try {
       probe.blas = c.blas;
+      from_file_weights(model);
       const RunReport r = run_plan(model, c.plan, specs, probe);
       c.measured_ms = r.median_ms;
       c.measured_joules = joules_per_step(r.energy);
@@ -270,6 +279,7 @@ void run_optimize(const OptimizeArgs& args) {
     for (int r = 0; r < kRunoffRounds; ++r) {
       for (size_t k = 0; k < finalists.size(); ++k) {
         runoff.blas = finalists[k]->blas;
+        from_file_weights(model);
         const RunReport report = run_plan(model, finalists[k]->plan, specs, runoff);
         runs[k].push_back(report.median_ms);
         joules[k].push_back(joules_per_step(report.energy));
@@ -307,6 +317,7 @@ void run_optimize(const OptimizeArgs& args) {
   std::vector<DeviceEnergy> base_energy;
   for (int r = 0; r < args.rounds; ++r) {
     log_info(fmt::format("optimize: round {}/{}", r + 1, args.rounds));
+    from_file_weights(baseline_model);
     base_meter.start();
     const auto b = measure_torchscript(baseline_model, inputs, best_base->config, base);
     const double b_median = median_of(b.step_ms);
@@ -315,11 +326,7 @@ void run_optimize(const OptimizeArgs& args) {
     base_joules.push_back(joules_per_step(base_energy));
     base_ms.insert(base_ms.end(), b.step_ms.begin(), b.step_ms.end());
     run_options.record_trace = r + 1 == args.rounds;
-    // Earlier runs left gradients on the model's tensors: drop them so this run allocates (and counts) its
-    // own.
-    for (auto& t : model.parameters) {
-      if (t.defined() && t.grad().defined()) t.mutable_grad().reset();
-    }
+    from_file_weights(model);  // also drops earlier runs' gradients: this run allocates (and counts) its own
     meter.reset_peak();
     const Bytes before = meter.current_bytes();
     final_report = run_plan(model, best->plan, specs, run_options);

@@ -110,6 +110,15 @@ grep -q "plain LibTorch" "$WORK/opt.txt" || fail "optimize table"
 [ "$(json_get "$WORK/opt.json" "all(k in d for k in ['baseline_ms', 'plan_ms', 'speedup', 'predicted_ms', 'plan'])")" = "True" ] \
   || fail "optimize json fields"
 for f in plan.json trace.json metrics.json report.html; do [ -s "$WORK/opt/$f" ] || fail "optimize: missing $f"; done
+# Every measured training run starts from the model file's weights (not from where the previous candidate's
+# steps left them): the final run's first counted loss, after its 3 warm-up steps, is a fresh run's.
+"$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/opt/plan.json" --train --warmup 3 --steps 1 \
+  --json "$WORK/opt-fresh.json" >/dev/null || fail "run optimize's plan"
+"$PYTHON" - "$WORK/opt.json" "$WORK/opt-fresh.json" <<'PY' || fail "optimize: the final run did not start from the file's weights"
+import json, sys
+final, fresh = json.load(open(sys.argv[1]))["run"]["losses"][0], json.load(open(sys.argv[2]))["losses"][0]
+assert abs(final - fresh) <= 1e-4 * abs(fresh), (final, fresh)
+PY
 # The HTML report: well-formed, with the measured speedup, a bar per stage and device of the chosen plan, and
 # both timelines.
 "$PYTHON" - "$WORK/opt/report.html" "$WORK/opt.json" <<'PY' || fail "optimize: report.html"

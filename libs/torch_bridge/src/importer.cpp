@@ -182,6 +182,28 @@ LoadedModel load_model(const std::string& path) {
   return model;
 }
 
+ModelSnapshot::ModelSnapshot(const LoadedModel& model) {
+  torch::NoGradGuard no_grad;
+  values_.reserve(model.parameters.size());
+  for (const auto& t : model.parameters)
+    values_.push_back(t.defined() ? t.detach().clone() : torch::Tensor());
+}
+
+void ModelSnapshot::restore(LoadedModel& model) const {
+  PARTITA_CHECK(model.parameters.size() == values_.size(), "cannot restore a snapshot of ", values_.size(),
+                " tensors into a model with ", model.parameters.size(),
+                "; restore into the model it was taken of");
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < values_.size(); ++i) {
+    torch::Tensor& t = model.parameters[i];
+    if (!t.defined()) continue;
+    PARTITA_CHECK(values_[i].defined() && t.sizes() == values_[i].sizes(), "cannot restore tensor ", i,
+                  " of shape ", t.sizes(), " from a snapshot of another model");
+    t.copy_(values_[i]);
+    if (t.grad().defined()) t.mutable_grad().reset();
+  }
+}
+
 std::vector<torch::Tensor> make_inputs(const std::vector<InputSpec>& specs, uint64_t seed,
                                        const torch::Device& device) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);

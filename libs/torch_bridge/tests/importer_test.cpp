@@ -116,4 +116,33 @@ TEST(Importer, ScriptedControlFlowIsRefusedWithNodeAndLine) {
   }
 }
 
+TEST(ModelSnapshot, RestoreBringsTrainedWeightsBackInPlaceAndDropsGradients) {
+  LoadedModel m = load_model(zoo_model("cnn"));  // parameters and batch-norm buffers
+  const ModelSnapshot initial(m);
+  const LoadedModel fresh = load_model(zoo_model("cnn"));
+  const void* first_storage = m.parameters[0].data_ptr();
+  // A training step: gradients appear and weights move (the traced batch norm keeps its eval-mode running
+  // statistics, so they are moved by hand, as a train-mode trace would).
+  const auto out = m.module.forward({make_inputs({parse_input_spec("4x3x32x32")}, 1)[0]}).toTensor();
+  out.square().mean().backward();
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : m.parameters) p.sub_(p.grad().defined() ? p.grad() : torch::ones_like(p));
+  }
+  int moved = 0;
+  for (size_t i = 0; i < m.parameters.size(); ++i)
+    moved += m.parameters[i].equal(fresh.parameters[i]) ? 0 : 1;
+  ASSERT_EQ(moved, static_cast<int>(m.parameters.size()));  // every weight and every running statistic
+
+  initial.restore(m);
+  for (size_t i = 0; i < m.parameters.size(); ++i) {
+    EXPECT_TRUE(m.parameters[i].equal(fresh.parameters[i])) << m.ir.parameters()[i].name;
+    EXPECT_FALSE(m.parameters[i].grad().defined()) << m.ir.parameters()[i].name;
+  }
+  EXPECT_EQ(m.parameters[0].data_ptr(), first_storage);  // the same tensors: module and optimizers keep them
+
+  LoadedModel other = load_model(zoo_model("mlp"));
+  EXPECT_THROW(initial.restore(other), Error);
+}
+
 }  // namespace partita
