@@ -43,6 +43,8 @@ namespace {
 constexpr Seconds kRunoffWindow{0.15};
 constexpr int kRunoffRounds = 3;
 constexpr Seconds kFinalWindow{0.3};
+// Plain LibTorch's round medians within this of each other: the machine held still (else optimize says so).
+constexpr double kSteadyRoundRange = 0.15;
 
 struct OptimizeArgs {
   ModelArgs model;
@@ -299,6 +301,7 @@ void run_optimize(const OptimizeArgs& args) {
 
   // Side by side, alternating, so drift on a shared machine hits both alike.
   std::vector<double> base_ms, plan_ms;
+  std::vector<double> base_round_ms;  // plain LibTorch's median per round: how steady the machine was
   RunReport final_report;
   // --steps is the least per round; short steps get a window of at least kFinalWindow per round.
   const int final_steps = steps_for_window(best->measured_ms, kFinalWindow, args.steps);
@@ -321,6 +324,7 @@ void run_optimize(const OptimizeArgs& args) {
     base_meter.start();
     const auto b = measure_torchscript(baseline_model, inputs, best_base->config, base);
     const double b_median = median_of(b.step_ms);
+    base_round_ms.push_back(b_median);
     base_energy =
         base_meter.finish(static_cast<int>(b.step_ms.size()) + base.warmup, b_median, {{"cpu", b_median}});
     base_joules.push_back(joules_per_step(base_energy));
@@ -390,6 +394,18 @@ void run_optimize(const OptimizeArgs& args) {
                plan_joules, estimated(final_report.energy) ? "estimated from busy time" : "measured",
                best->plan.prediction.energy.value(), plan_joules / base_joules_median);
   }
+  // The same job's rounds differ only by the machine: a wide range bounds how closely any prediction can
+  // match (a shared VM's cores switch speed on their own; docs/benchmarks.md).
+  const double fastest_round = *std::min_element(base_round_ms.begin(), base_round_ms.end());
+  const double slowest_round = *std::max_element(base_round_ms.begin(), base_round_ms.end());
+  const double round_range = slowest_round / fastest_round - 1.0;
+  if (round_range > kSteadyRoundRange) {
+    fmt::print(
+        out,
+        "note: plain LibTorch's own rounds ranged from {} to {} (+{:.0f}%): this machine's speed changed "
+        "during the run, so predicted and measured times can differ by as much\n",
+        time_of(fastest_round), time_of(slowest_round), 100.0 * round_range);
+  }
   for (const auto& w : final_report.workers) {
     fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {}/step (predicted {})\n", w.stage,
                w.device, 100.0 * w.utilization, time_of(w.busy_ms_per_step), time_of(w.predicted_busy_ms));
@@ -423,6 +439,7 @@ void run_optimize(const OptimizeArgs& args) {
   result["predicted_peak_bytes"] = predicted_peak.value();
   result["predicted_host_peak_bytes"] = predicted_host_peak.value();
   result["baseline_ms_all"] = base_ms;
+  result["baseline_round_ms"] = base_round_ms;
   result["plan_ms_all"] = plan_ms;
   Json cands = Json::array();
   for (const auto& c : candidates) {

@@ -147,9 +147,16 @@ assert c.svgs[0][1] == bars, (c.svgs[0], bars)
 assert c.svgs[1][1] > 0 and c.svgs[2][1] > 0, c.svgs
 PY
 # --objective energy: the chosen candidate is the one with the least measured (here: estimated) energy per
-# step, and both jobs' energy is reported. (With --optimizer: the plan trains with it.)
-"$PARTITA" -q optimize "$ZOO/mlp.pt" --input 8x64 --train --optimizer sgd_momentum --steps 2 --rounds 1 \
-  --objective energy --out "$WORK/opt-e" --json "$WORK/opt-e.json" >/dev/null || fail "optimize --objective energy"
+# step, and both jobs' energy is reported. (With --optimizer: the plan trains with it.) Two rounds: plain
+# LibTorch's median per round is reported, and a range over 15% between them is called out as machine drift.
+"$PARTITA" -q optimize "$ZOO/mlp.pt" --input 8x64 --train --optimizer sgd_momentum --steps 2 --rounds 2 \
+  --objective energy --out "$WORK/opt-e" --json "$WORK/opt-e.json" >"$WORK/opt-e.txt" || fail "optimize --objective energy"
+"$PYTHON" - "$WORK/opt-e.json" "$WORK/opt-e.txt" <<'PY' || fail "optimize: plain LibTorch's rounds"
+import json, sys
+rounds, text = json.load(open(sys.argv[1]))["baseline_round_ms"], open(sys.argv[2]).read()
+assert len(rounds) == 2 and min(rounds) > 0, rounds
+assert ("this machine's speed changed" in text) == (max(rounds) / min(rounds) - 1 > 0.15), (rounds, text)
+PY
 [ "$(json_get "$WORK/opt-e.json" "d['plan']['optimizer']")" = sgd_momentum ] || fail "optimize --optimizer"
 expect_error "--optimizer adamw: an optimizer is for training" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 \
   --optimizer adamw
