@@ -15,6 +15,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -138,9 +139,11 @@ void run_optimize(const OptimizeArgs& args) {
   // Every measured training run, plain LibTorch's and each candidate's, starts from the file's weights (both
   // models loaded it): hundreds of steps on one example batch would overfit it, and an overfit model's
   // backward on subnormal floats runs several times slower, so whichever job ran later would lose.
-  const ModelSnapshot initial(model);
+  // (Inference changes no weight: no copy is kept.)
+  std::optional<ModelSnapshot> initial;
+  if (mode == Mode::kTraining) initial.emplace(model);
   const auto from_file_weights = [&](LoadedModel& m) {
-    if (mode == Mode::kTraining) initial.restore(m);
+    if (initial) initial->restore(m);
   };
   log_info(fmt::format("optimize: {} ({} parameters, {} per step forward)", args.model.model,
                        format_count(static_cast<double>(model.ir.parameter_elements())),
