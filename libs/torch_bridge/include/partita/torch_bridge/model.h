@@ -39,8 +39,8 @@ void annotate_shapes(LoadedModel& model, const std::vector<InputSpec>& specs);
 
 // The values of a model's parameters and buffers at one moment. Measured training runs restore it so each
 // starts from the same weights: steps repeated on one example batch overfit it, and an overfit model's
-// backward carries subnormal floats, which the CPU computes several times slower (measured: a 256x64 MLP's
-// Adam step went from 3 to 13 ms after ~600 such steps on an Intel Xeon).
+// backward carries subnormal floats, which the CPU computes several times slower (measured on an Intel Xeon
+// VM: a 256x64 MLP's Adam step went 3.7 -> 21.6 ms over successive runs of one plan in one process).
 class ModelSnapshot {
  public:
   explicit ModelSnapshot(const LoadedModel& model);
