@@ -5,6 +5,7 @@
 # Writes a Markdown table to docs/benchmarks.md (or $OUT) with the command and machine.
 #
 #   bench/runtime_bench.sh [BUILD_DIR]     (build first: scripts/build)
+# Environment: OUT (the Markdown file), ROUNDS, STEPS, KEEP (a folder to keep each optimize --json in).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -38,6 +39,7 @@ for spec in "mlp 256x64" "cnn 32x3x32x32" "branchy 8x3x32x32" "gpt 8x128:i64:204
     fi
     row=$(get "$tmp/opt.json" "f\"| {d['model'].split('/')[-1]} | $input | $mode | {d['baseline_ms']:.1f} ({d['baseline_config']}) | $even | {d['plan_ms']:.1f} | {d['speedup']:.2f}x | {d['predicted_ms']:.1f} | {d['plan']['strategy']} {len(d['plan']['stages'])} stage(s) x{d['plan']['microbatches']} mb on {'+'.join(sorted({x for g in d['plan']['groups'] for x in g['devices']}))} |\"")
     echo "$row" >&2
+    if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$tmp/opt.json" "$KEEP/$model-${input%%:*}-$mode.json"; fi
     rows+=("$row")
     get "$tmp/opt.json" "f\"$model $input $mode {d['speedup']} {d['plan_ms']} {d['predicted_ms']}\"" >>"$tmp/summary.txt"
   done

@@ -1,8 +1,10 @@
 #include "planning_inputs.h"
 
 #include <algorithm>
+#include <barrier>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <exception>
 #include <filesystem>
 #include <optional>
@@ -10,10 +12,12 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include "partita/core/error.h"
 #include "partita/core/log.h"
+#include "partita/cost/corun.h"
 #include "partita/hardware/cluster_file.h"
 #include "partita/hardware/cpu_info.h"
 #include "partita/hardware/cpu_spec.h"
@@ -185,44 +189,65 @@ void model_step(const Executor& executor, const std::vector<c10::IValue>& inputs
   (void)torch::autograd::grad({loss}, params, {}, false, false, /*allow_unused=*/true);
 }
 
-// Median seconds of `repeats` steps after one warm-up, on the calling thread.
-double median_step(const Executor& executor, const std::vector<c10::IValue>& inputs, bool train,
-                   int repeats) {
-  model_step(executor, inputs, train);
-  std::vector<double> s;
-  for (int i = 0; i < repeats; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    model_step(executor, inputs, train);
-    s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(s.begin(), s.end());
-  return s[s.size() / 2];
-}
+// Co-run measurement for cost/corun.h: the model's own step (model_step) on devices[0] (the cost row's
+// device) alone, then on every device in `devices` at once, each worker on its own thread bound like an
+// engine worker and every step started together (a barrier), as a synchronous plan's workers run.
+// kCoRunRounds rounds alternate the two so drift hits both alike; each part lasts at least kCoRunWindow and
+// kCoRunMinSteps steps, so the rounds together (1.5 s at least) span more than one of this VM's per-core
+// speed modes (0.5-4 s).
+constexpr int kCoRunRounds = 5;
+constexpr int kCoRunMinSteps = 2;
+constexpr double kCoRunWindow = 0.2;  // seconds
 
-// How much slower a worker on core group `a` runs while another runs on `b` (>= 1): the model's own step on
-// both at once, over the same on `a` alone, alternated twice so drift hits both.
-double contention_factor(const Executor& executor, const std::vector<c10::IValue>& inputs, bool train,
-                         const std::string& a, const std::string& b) {
-  constexpr int kRepeats = 5;
-  std::vector<double> ratios;
-  for (int round = 0; round < 2; ++round) {
-    double alone = 0, together = 0;
-    on_bound_thread(a, [&] { alone = median_step(executor, inputs, train, kRepeats); });
-    std::exception_ptr error;
-    std::thread other([&] {
-      try {
-        apply_to_current_thread(bind_device(b));
-        (void)median_step(executor, inputs, train, kRepeats + 1);
-      } catch (...) {
-        error = std::current_exception();
+std::vector<CoRunRound> measure_corun(const Executor& executor, const std::vector<c10::IValue>& inputs,
+                                      bool train, const std::vector<std::string>& devices) {
+  using Clock = std::chrono::steady_clock;
+  const auto seconds_since = [](Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
+  std::vector<CoRunRound> rounds(kCoRunRounds);
+  for (CoRunRound& round : rounds) {
+    on_bound_thread(devices[0], [&] {
+      model_step(executor, inputs, train);  // a new thread's first step starts its OpenMP team
+      const auto window_start = Clock::now();
+      for (int i = 0; i < kCoRunMinSteps || seconds_since(window_start) < kCoRunWindow; ++i) {
+        const auto t0 = Clock::now();
+        model_step(executor, inputs, train);
+        round.alone.push_back(seconds_since(t0));
       }
     });
-    on_bound_thread(a, [&] { together = median_step(executor, inputs, train, kRepeats); });
-    other.join();
-    if (error) std::rethrow_exception(error);
-    ratios.push_back(alone > 0 ? together / alone : 1.0);
+    std::vector<double> sorted = round.alone;
+    std::sort(sorted.begin(), sorted.end());
+    const int steps =
+        std::max(kCoRunMinSteps, static_cast<int>(std::ceil(kCoRunWindow / sorted[sorted.size() / 2])));
+    std::vector<std::vector<double>> times(static_cast<size_t>(steps), std::vector<double>(devices.size()));
+    std::barrier start(static_cast<std::ptrdiff_t>(devices.size()));
+    std::vector<std::exception_ptr> errors(devices.size());
+    std::vector<std::thread> workers;
+    for (size_t w = 0; w < devices.size(); ++w) {
+      workers.emplace_back([&, w] {
+        try {
+          apply_to_current_thread(bind_device(devices[w]));
+          model_step(executor, inputs, train);
+          for (int k = 0; k < steps; ++k) {
+            start.arrive_and_wait();
+            const auto t0 = Clock::now();
+            model_step(executor, inputs, train);
+            times[static_cast<size_t>(k)][w] = seconds_since(t0);
+          }
+        } catch (...) {
+          errors[w] = std::current_exception();
+          start.arrive_and_drop();  // the others go on without this worker instead of waiting for it
+        }
+      });
+    }
+    for (auto& t : workers) t.join();
+    for (const auto& e : errors) {
+      if (e) std::rethrow_exception(e);
+    }
+    round.together = std::move(times);
   }
-  return std::max(1.0, std::min(ratios[0], ratios[1]));
+  return rounds;
 }
 
 void scale_times(std::vector<NodeTimes>& times, double factor) {
@@ -481,16 +506,21 @@ void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const Profiled
         if (train) update = measure_optimizer_step(model, in.options.optimizer);
       });
       if (train) in.options.update_times[in.table.spec_names[row]] = update;
-      // Two workers on one machine slow each other (shared caches and memory bandwidth): each measurement is
-      // scaled by the slowdown measured at its own batch size, since how much two workers share depends on
-      // their working sets (on this VM both came out x1.00 for GPT 8x128 at 8 samples and at 1).
-      double factor = 1.0, small_factor = 1.0;
+      // Workers on one machine slow each other (shared caches and memory bandwidth), and a synchronous step
+      // waits for whichever core is slow at the moment (cost/corun.h): each measurement is scaled by the
+      // co-run slowdown measured at its own batch size, since how much workers share depends on their
+      // working sets.
+      CoRunSlowdown corun, small_corun;
       if (!binding.cores.empty() && cpu_ids.size() > 1) {
-        const std::string other = cpu_ids[0] == dev->id ? cpu_ids[1] : cpu_ids[0];
-        factor = contention_factor(executor, inputs, train, dev->id, other);
+        std::vector<std::string> together = {dev->id};
+        for (const auto& id : cpu_ids) {
+          if (id != dev->id) together.push_back(id);
+        }
+        corun = corun_slowdown(measure_corun(executor, inputs, train, together));
         if (!one_sample.empty())
-          small_factor = contention_factor(executor, one_sample, train, dev->id, other);
+          small_corun = corun_slowdown(measure_corun(executor, one_sample, train, together));
       }
+      const double factor = corun.factor(), small_factor = small_corun.factor();
       scale_times(result.times, factor);
       MeasuredFixedParts fixed_parts = MeasuredFixedParts::kFromRow;
       if (!one_sample.empty()) {
@@ -503,15 +533,16 @@ void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const Profiled
           sum.backward += t.backward, sum.backward_fixed += t.backward_fixed;
         }
         log_info(fmt::format(
-            "cost table: per-call parts on {} (fit over {} samples and 1, contention x{:.2f} "
+            "cost table: per-call parts on {} (fit over {} samples and 1, co-run slowdown x{:.2f} "
             "and x{:.2f}): forward {:.3f} of {:.3f} ms, backward {:.3f} of {:.3f} ms",
             dev->id, batch, factor, small_factor, sum.forward_fixed.value() * 1e3, sum.forward.value() * 1e3,
             sum.backward_fixed.value() * 1e3, sum.backward.value() * 1e3));
       }
       log_info(fmt::format(
-          "cost table: measured {} on {} ({} thread(s), OpenBLAS {}); contention with {} other "
-          "CPU device(s): x{:.2f}",
-          in.table.spec_names[row], dev->id, binding.threads, blas_threads(), cpu_ids.size() - 1, factor));
+          "cost table: measured {} on {} ({} thread(s), OpenBLAS {}); beside {} other CPU device(s): "
+          "contention x{:.2f} (rounds {:.2f}), stragglers x{:.2f}",
+          in.table.spec_names[row], dev->id, binding.threads, blas_threads(), cpu_ids.size() - 1,
+          corun.contention, fmt::join(corun.round_contention, " "), corun.stragglers));
       apply_measured_times(in.table, static_cast<int>(row), result.times, fixed_parts);
       restore_blas();
     }

@@ -83,12 +83,13 @@ struct ProfiledCostOptions {
 // measured on one sample and each node's fixed part fitted through both (cost/compute.h's
 // fit_per_call_parts: a one-sample microbatch costs what it measured, not an eighth of eight samples);
 // otherwise the calibrated per-call costs stay. When several CPU devices share the machine, the rows are
-// scaled by a measured contention factor, at each of the two batch sizes: the model's own forward pass
-// (training: forward + backward) timed on two pinned workers at once over the same on one alone (shared
-// memory bandwidth and caches slow concurrent workers). Sets in.table.method and in.source.cost to
-// "profiled". Does nothing for described clusters (--cluster) or GPU rows. `model` must be the annotated
-// model in.graph came from, in.source.inputs its input specs, and in.options.batch_splittable set
-// (mark_batch_splittability). Not thread-safe (sets intra-op threads on its own threads only).
+// scaled by a measured co-run slowdown (cost/corun.h), at each of the two batch sizes: the model's own
+// forward pass (training: forward + backward) on every CPU device at once, each step started together, over
+// the same on the row's device alone; the slowdown is contention (shared memory bandwidth and caches) times
+// stragglers (each step waits for whichever core is slow at that moment). Sets in.table.method and
+// in.source.cost to "profiled". Does nothing for described clusters (--cluster) or GPU rows. `model` must be
+// the annotated model in.graph came from, in.source.inputs its input specs, and in.options.batch_splittable
+// set (mark_batch_splittability). Not thread-safe (sets intra-op threads on its own threads only).
 void apply_profiled_costs(PlanningInputs& in, LoadedModel& model, const ProfiledCostOptions& options);
 
 // Applies in.source.power_caps (cap_device_power) and then in.source.device_slowdowns to the cluster and cost

@@ -82,6 +82,16 @@ PY
   || fail "plan mlp (profiled, verbose)"
 grep -q "per-call parts on cpu:0 (fit over 32 samples and 1" "$WORK/mlp_prof.log" \
   || fail "no one-sample fit of per-call parts: $(grep 'cost table' "$WORK/mlp_prof.log")"
+# ... and the co-run slowdown of cpu:0's row beside cpu:1 (cost/corun.h): contention and stragglers, both
+# medians that are at least 1 by construction.
+line=$(grep -o "beside 1 other CPU device(s): contention x[0-9.]* (rounds [0-9. ]*), stragglers x[0-9.]*" \
+  "$WORK/mlp_prof.log") \
+  || fail "no co-run slowdown: $(grep 'cost table' "$WORK/mlp_prof.log")"
+"$PYTHON" - "$line" <<'PY' || fail "co-run slowdown below 1: $line"
+import re, sys
+contention, stragglers = map(float, re.findall(r"x([0-9.]+)", sys.argv[1]))
+assert contention >= 1.0 and stragglers >= 1.0, (contention, stragglers)
+PY
 
 # A model with its traced batch baked into a reshape computes something else on part of its batch: its plans
 # keep the batch whole, splitting is refused by name, and run refuses a plan that splits it.
