@@ -110,6 +110,15 @@ grep -q "plain LibTorch" "$WORK/opt.txt" || fail "optimize table"
 [ "$(json_get "$WORK/opt.json" "all(k in d for k in ['baseline_ms', 'plan_ms', 'speedup', 'predicted_ms', 'plan'])")" = "True" ] \
   || fail "optimize json fields"
 for f in plan.json trace.json metrics.json report.html; do [ -s "$WORK/opt/$f" ] || fail "optimize: missing $f"; done
+# Plain LibTorch's setting is the winner of a run-off between the sweep's two fastest, not the 3-step sweep's
+# winner alone: the two are the sweep's two lowest medians and the chosen one has the lower run-off median.
+"$PYTHON" - "$WORK/opt.json" <<'PY' || fail "optimize: plain LibTorch's setting is not its run-off's winner"
+import json, sys
+d = json.load(open(sys.argv[1]))
+runoff, sweep = d["baseline_runoff"], sorted(d["baseline_sweep"], key=lambda s: s["median_ms"])
+assert len(runoff) == 2 and {r["config"] for r in runoff} == {s["config"] for s in sweep[:2]}, (runoff, sweep)
+assert d["baseline_config"] == min(runoff, key=lambda r: r["median_ms"])["config"], (d["baseline_config"], runoff)
+PY
 # Every measured training run starts from the model file's weights (not from where the previous candidate's
 # steps left them): the final run's first counted loss, after its 3 warm-up steps, is a fresh run's.
 "$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/opt/plan.json" --train --warmup 3 --steps 1 \

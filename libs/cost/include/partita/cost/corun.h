@@ -5,17 +5,18 @@
 // once and every step waits for the slowest of them (all-reduce, stage hand-offs). Two effects make that step
 // longer than the cost table's single-worker figure:
 //   contention: workers running at once share caches and memory bandwidth, so each is slower than alone
-//               (the row's worker together over alone, medians);
-//   stragglers: on a shared VM each core switches speed on its own (bench/core_speed.py; on this project's
+//               (the row's worker together over alone);
+//   stragglers: on a shared VM each core switches speed on its own (bench/core_modes.py; on this project's
 //               Intel VM per-core modes last 0.5-4 s and differ up to 2x between the two cores), so the step
 //               takes the slowest worker's time, whose median exceeds any one worker's median (the median
 //               over steps of the largest of each worker's time over its own median).
 // slowdown = contention x stragglers. Assumptions: the measurement ran the same work on every worker, with
-// the workers starting each step together; its steps span more time than the machine's speed modes last, else
-// it reflects the modes it happened to see. Both figures are medians of raw samples and may come out below 1
-// by noise, so contention is clamped at 1 (running beside another worker never speeds one up); stragglers is
-// at least 1 by construction (the largest ratio is at least worker 0's, whose median is 1) and exactly 1 for
-// one worker or for workers whose slow steps coincide.
+// the workers starting each step together, and long enough to see the machine's speed modes. partita's (in
+// apply_profiled_costs) spans at least 2 s, about one slow stretch here, so its figure varies between runs
+// (GPT 8x128 training on this VM, two runs seconds apart: x1.27 and x1.56). Contention is a ratio of noisy
+// medians and can come out below 1, so it is clamped at 1 (running beside another worker never speeds one
+// up); stragglers is at least 1 by construction (each step's largest ratio is at least worker 0's, whose
+// median is 1) and exactly 1 for one worker or for workers whose slow steps coincide.
 #include <vector>
 
 namespace partita {
