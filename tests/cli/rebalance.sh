@@ -1,8 +1,10 @@
 # Dynamic rebalancing: a 2-stage GPT pipeline on cpu:0 and cpu:1, trained 30 steps, with cpu:0 made 3x slower
 # from step 10 (--inject-slowdown 0:3:10). With --rebalance the monitor sees the drift, plans again with
 # cpu:0 planned 3x slower and applies the new partition by step 20; the losses stay those of the undisturbed
-# run. The new partition must move work off cpu:0 and, costed for cpu:0 exactly 3x slower, be predicted within
-# 10% of a fresh plan for the slowed hardware (plan --device-slowdown cpu:0:3). The drift threshold is 2x: this
+# run. The new partition must move work off cpu:0 and, costed for the slowdowns the monitor measured (cpu:0 at
+# least 2x), be predicted within 10% of a fresh plan for that hardware (plan --device-slowdown). Not for exactly
+# 3x: on this VM an injected 3x has measured 4.43x (a core's own slow stretch on top), the rebalancer rightly
+# planned for what it saw, and that partition costed at 3x was 11% off (one clean-clone CI run). The drift threshold is 2x: this
 # VM's own noise made a core 1.4-1.7x slower for 3 steps now and then (a rebalance before the injection failed
 # one clean-clone CI run), an injected 3x measures 3x or more. (Measured throughput:
 # bench/rebalance_bench.sh, not timed here.) The plans use the roofline cost model: its predictions are the
@@ -20,8 +22,9 @@ run=(run "$ZOO/${model[0]}" "${model[@]:1}" --train --steps 28)
 "$PARTITA" "${run[@]}" --plan "$WORK/plan.json" --json "$WORK/calm.json" >/dev/null || fail "undisturbed run"
 "$PARTITA" "${run[@]}" --plan "$WORK/plan.json" --inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 --json "$WORK/rebal.json" \
   >"$WORK/rebal.out" 2>"$WORK/rebal.err" || fail "rebalanced run: $(tail -3 "$WORK/rebal.err")"
-"$PYTHON" - "$WORK/plan.json" "$WORK/fresh.json" "$WORK/calm.json" "$WORK/rebal.json" "$WORK/final.json" <<'PY' || fail "rebalance checks"
-import json, sys
+"$PYTHON" - "$WORK/plan.json" "$WORK/fresh.json" "$WORK/calm.json" "$WORK/rebal.json" "$WORK/final.json" \
+  "$WORK/measured_slowdowns.txt" <<'PY' || fail "rebalance checks"
+import json, re, sys
 plan, fresh, calm, rebal = (json.load(open(p)) for p in sys.argv[1:5])
 def nodes_on(p, dev):
     return sum(s['last'] - s['first'] + 1 for s in p['stages'] if p['groups'][s['group']]['devices'][0] == dev)
@@ -34,7 +37,7 @@ first = applied[0]
 assert 10 <= first['step'] and first['step'] + 1 <= 20, ('rebalanced too early or too late', first)
 final = rebal['final_plan']
 # The first rebalance's partition (a later one answers another drift, e.g. a busy machine slowing a core):
-# it must move work off cpu:0 and, costed for cpu:0 exactly 3x slower, be near a fresh plan.
+# it must move work off cpu:0 and, costed for the slowdowns it measured, be near a fresh plan for them.
 first_plan = json.loads(json.dumps(final))
 ranges = [part.split(' nodes ') for part in first['to'].split('; ')]
 assert len(ranges) == len(first_plan['stages']) == 2, (first['to'], first_plan['stages'])
@@ -44,7 +47,7 @@ for stage, (device, span) in zip(first_plan['stages'], ranges):  # stages in nod
     stage['first'], stage['last'] = (int(x) for x in span.split('-'))
 before, after, ideal = nodes_on(plan, 'cpu:0'), nodes_on(first_plan, 'cpu:0'), nodes_on(fresh, 'cpu:0')
 assert after < before, ('work should move off the slowed cpu:0', before, after)
-print(f"cpu:0 nodes: {before} before, {after} after the rebalance, {ideal} in a fresh plan for the slowed hardware")
+print(f"cpu:0 nodes: {before} before, {after} after the rebalance, {ideal} in a fresh plan for cpu:0 3x slower")
 a, b = calm['losses'], rebal['losses']
 assert len(a) == len(b) == 28
 worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
@@ -52,15 +55,25 @@ assert worst <= 1e-4, ('losses changed', worst)
 print(f"losses equal to the undisturbed run (worst relative difference {worst:.1e})")
 if len(applied) > 1:
     print(f"{len(applied)} rebalances applied; comparing the first one's partition ({first['to']})")
-first_plan['source']['device_slowdowns'] = {'cpu:0': 3.0}
+# The slowdowns the first rebalance measured and planned for: "cpu:0 4.43x slower than ... (cpu:1 1.00x) ...".
+# Like the rebalancer, relative to the least slowed device.
+raw = {dev: float(x) for dev, x in re.findall(r"(cpu:\d) ([0-9.]+)x", first['drift'])}
+assert set(raw) == {'cpu:0', 'cpu:1'}, ('no per-device drift in the event', first)
+measured = {dev: x / min(raw.values()) for dev, x in raw.items()}
+assert measured['cpu:0'] >= 2.0, ('the injected 3x was not seen', first)
+first_plan['source']['device_slowdowns'] = measured
 json.dump(first_plan, open(sys.argv[5], 'w'))
+open(sys.argv[6], 'w').write(' '.join(f"--device-slowdown {d}:{x}" for d, x in sorted(measured.items())))
 PY
 "$PARTITA" simulate "$WORK/final.json" --json "$WORK/final_sim.json" >/dev/null || fail "simulate the final plan"
-"$PYTHON" - "$WORK/final_sim.json" "$WORK/fresh.json" <<'PY' || fail "the rebalanced partition should be near the best one for the slowed hardware"
+# shellcheck disable=SC2046  # one word per flag and value
+"$PARTITA" "${plan[@]}" $(cat "$WORK/measured_slowdowns.txt") --json "$WORK/fresh_measured.json" >/dev/null \
+  || fail "plan for the measured slowdowns"
+"$PYTHON" - "$WORK/final_sim.json" "$WORK/fresh_measured.json" "$WORK/measured_slowdowns.txt" <<'PY' || fail "the rebalanced partition should be near the best one for the slowed hardware"
 import json, sys
 got = json.load(open(sys.argv[1]))['predicted_step_ms']
 best = json.load(open(sys.argv[2]))['predicted_step_ms']
-print(f"predicted step for cpu:0 3x slower: rebalanced partition {got:.1f} ms, fresh plan {best:.1f} ms")
+print(f"predicted step with {open(sys.argv[3]).read()}: rebalanced partition {got:.1f} ms, fresh plan {best:.1f} ms")
 assert got <= 1.1 * best, (got, best)
 PY
 # Checkpoints of a rebalanced run record the plan running when they were saved, and --resume goes on with it.
