@@ -193,8 +193,8 @@ void model_step(const Executor& executor, const std::vector<c10::IValue>& inputs
 // device) alone, then on every device in `devices` at once, each worker on its own thread bound like an
 // engine worker and every step started together (a barrier), as a synchronous plan's workers run.
 // kCoRunRounds rounds alternate the two so drift hits both alike; each part lasts at least kCoRunWindow and
-// kCoRunMinSteps steps, so the rounds together (1.5 s at least) span more than one of this VM's per-core
-// speed modes (0.5-4 s).
+// kCoRunMinSteps steps: 2 s at least in all, as long as one of this VM's per-core slow stretches (0.5-4 s),
+// so the figure varies between runs (cost/corun.h).
 constexpr int kCoRunRounds = 5;
 constexpr int kCoRunMinSteps = 2;
 constexpr double kCoRunWindow = 0.2;  // seconds
