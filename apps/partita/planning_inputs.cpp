@@ -216,10 +216,8 @@ std::vector<CoRunRound> measure_corun(const Executor& executor, const std::vecto
         round.alone.push_back(seconds_since(t0));
       }
     });
-    std::vector<double> sorted = round.alone;
-    std::sort(sorted.begin(), sorted.end());
     const int steps =
-        std::max(kCoRunMinSteps, static_cast<int>(std::ceil(kCoRunWindow / sorted[sorted.size() / 2])));
+        std::max(kCoRunMinSteps, static_cast<int>(std::ceil(kCoRunWindow / median_of(round.alone))));
     std::vector<std::vector<double>> times(static_cast<size_t>(steps), std::vector<double>(devices.size()));
     std::barrier start(static_cast<std::ptrdiff_t>(devices.size()));
     std::vector<std::exception_ptr> errors(devices.size());
