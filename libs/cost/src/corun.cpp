@@ -4,15 +4,10 @@
 #include <cmath>
 
 #include "partita/core/error.h"
+#include "partita/core/statistics.h"
 
 namespace partita {
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 void check_times(const std::vector<double>& times, const char* what) {
   for (double t : times)
@@ -40,10 +35,10 @@ CoRunSlowdown corun_slowdown(const std::vector<CoRunRound>& rounds) {
       for (size_t w = 0; w < workers; ++w) per_worker[w].push_back(step[w]);
       first.push_back(step[0]);
     }
-    out.round_contention.push_back(median(first) / median(round.alone));
+    out.round_contention.push_back(median_of(first) / median_of(round.alone));
   }
   std::vector<double> medians;
-  for (const auto& times : per_worker) medians.push_back(median(times));
+  for (const auto& times : per_worker) medians.push_back(median_of(times));
   std::vector<double> slowest;
   for (const auto& round : rounds) {
     for (const auto& step : round.together) {
@@ -52,8 +47,8 @@ CoRunSlowdown corun_slowdown(const std::vector<CoRunRound>& rounds) {
       slowest.push_back(worst);
     }
   }
-  out.contention = std::max(1.0, median(out.round_contention));
-  out.stragglers = median(slowest);
+  out.contention = std::max(1.0, median_of(out.round_contention));
+  out.stragglers = median_of(slowest);
   return out;
 }
 

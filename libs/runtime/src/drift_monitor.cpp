@@ -6,19 +6,9 @@
 #include <fmt/format.h>
 
 #include "partita/core/error.h"
+#include "partita/core/statistics.h"
 
 namespace partita {
-
-namespace {
-
-double median(std::vector<double> v) {
-  PARTITA_ASSERT(!v.empty(), "median of nothing");
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-}  // namespace
 
 void DriftOptions::validate() const {
   PARTITA_CHECK(reference_steps >= 1, "drift reference_steps must be at least 1, got ", reference_steps);
@@ -60,7 +50,7 @@ std::optional<DriftReport> DriftMonitor::observe(const std::vector<Seconds>& mea
       for (size_t i = 0; i < n; ++i) {
         std::vector<double> column;
         for (const auto& step : warmup_ratios_) column.push_back(step[i]);
-        reference_[i] = median(column);
+        reference_[i] = median_of(column);
       }
     }
     return std::nullopt;
@@ -85,7 +75,7 @@ std::optional<DriftReport> DriftMonitor::observe(const std::vector<Seconds>& mea
   for (size_t i = 0; i < n; ++i) {
     std::vector<double> column;
     for (const auto& step : streak_) column.push_back(step[i]);
-    report.slowdown[i] = median(column);
+    report.slowdown[i] = median_of(column);
   }
   const size_t worst = static_cast<size_t>(std::max_element(report.slowdown.begin(), report.slowdown.end()) -
                                            report.slowdown.begin());

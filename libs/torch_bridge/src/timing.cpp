@@ -13,12 +13,6 @@ void TimingOptions::validate() const {
                 max_repeats, ": use warmup >= 0 and 0 <= min_repeats <= max_repeats, max_repeats >= 1");
 }
 
-double median_of(std::vector<double> values) {
-  if (values.empty()) return 0.0;
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
-
 TimingResult time_repeated(const std::function<void()>& fn, const TimingOptions& options,
                            const std::function<void()>& untimed_setup) {
   options.validate();

@@ -29,12 +29,6 @@ TEST(TimingTest, UntimedSetupRunsBeforeEveryRunIncludingWarmup) {
   EXPECT_EQ(syncs, 3 + 2);
 }
 
-TEST(TimingTest, MedianIsTheUpperMiddleValue) {
-  EXPECT_EQ(median_of({}), 0.0);
-  EXPECT_EQ(median_of({3.0, 1.0, 2.0}), 2.0);
-  EXPECT_EQ(median_of({4.0, 1.0, 3.0, 2.0}), 3.0);
-}
-
 TEST(TimingTest, RejectsImpossibleOptions) {
   EXPECT_THROW((TimingOptions{-1, 1, 1, Seconds(0), {}}.validate()), Error);
   EXPECT_THROW((TimingOptions{0, 3, 2, Seconds(0), {}}.validate()), Error);

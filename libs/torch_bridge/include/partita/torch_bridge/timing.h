@@ -5,6 +5,7 @@
 #include <functional>
 #include <vector>
 
+#include "partita/core/statistics.h"  // median_of
 #include "partita/core/units.h"
 
 namespace partita {
@@ -31,8 +32,5 @@ struct TimingResult {
 // Exceptions from fn or untimed_setup propagate.
 TimingResult time_repeated(const std::function<void()>& fn, const TimingOptions& options,
                            const std::function<void()>& untimed_setup = {});
-
-// Median of a non-empty list (the upper median for an even count); 0 for an empty one.
-double median_of(std::vector<double> values);
 
 }  // namespace partita
