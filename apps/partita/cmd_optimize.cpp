@@ -44,6 +44,9 @@ namespace {
 
 // Measurement windows (see steps_for_window): the run-off repeats kRunoffRounds rounds per finalist.
 constexpr Seconds kRunoffWindow{0.15};
+// Plain LibTorch's thread sweep: at least 3 steps and this window per setting, sized from the planner's
+// prediction: 3 steps of a 0.6 ms step are 2 ms of a machine whose speed changes for seconds at a time.
+constexpr Seconds kSweepWindow{0.05};
 constexpr int kRunoffRounds = 3;
 constexpr Seconds kFinalWindow{0.3};
 // Plain LibTorch's round medians within this of each other: the machine held still (else optimize says so).
@@ -227,7 +230,8 @@ void run_optimize(const OptimizeArgs& args) {
   base.mode = mode;
   base.optimizer = candidates.front().plan.optimizer;
   base.warmup = 3;  // TorchScript's profiling executor re-optimizes the module on its first calls
-  base.steps = 3;
+  base.steps =
+      steps_for_window(to_milliseconds(candidates.front().plan.prediction.step_time), kSweepWindow, 3);
   const auto inputs = make_inputs(specs, 11);
   std::vector<BaselineResult> sweep;
   for (const auto& config : thread_configs()) {
@@ -235,7 +239,7 @@ void run_optimize(const OptimizeArgs& args) {
     from_file_weights(baseline_model);
     sweep.push_back(measure_torchscript(baseline_model, inputs, config, base));
   }
-  // A 3-step sweep on a machine whose speed drifts picks a setting that was lucky as often as one that is
+  // A short sweep on a machine whose speed drifts picks a setting that was lucky as often as one that is
   // better, and the final rounds then measure it at its usual speed (GPT 8x128 training on this VM: the
   // sweep's winner at 366 ms ran 483-564 ms in the final rounds, while another setting had taken 397 ms). So
   // plain LibTorch's two best settings get the run-off partita's finalists get: kRunoffRounds alternating
@@ -517,7 +521,9 @@ void run_optimize(const OptimizeArgs& args) {
   result["candidates"] = cands;
   Json sweep_json = Json::array();
   for (const auto& s : sweep)
-    sweep_json.push_back({{"config", s.config.to_string()}, {"median_ms", s.median_ms}});
+    sweep_json.push_back({{"config", s.config.to_string()},
+                          {"median_ms", s.median_ms},
+                          {"steps", static_cast<int>(s.step_ms.size())}});
   result["baseline_sweep"] = sweep_json;
   result["baseline_runoff"] = baseline_runoff;
   result["run"] = run_report_to_json(final_report);
