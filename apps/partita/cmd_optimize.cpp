@@ -44,10 +44,10 @@ namespace {
 
 // Measurement windows (see steps_for_window): the run-off repeats kRunoffRounds rounds per finalist.
 constexpr Seconds kRunoffWindow{0.15};
+constexpr int kRunoffRounds = 3;
 // Plain LibTorch's thread sweep: at least 3 steps and this window per setting, sized from the planner's
 // prediction: 3 steps of a 0.6 ms step are 2 ms of a machine whose speed changes for seconds at a time.
 constexpr Seconds kSweepWindow{0.05};
-constexpr int kRunoffRounds = 3;
 constexpr Seconds kFinalWindow{0.3};
 // Plain LibTorch's round medians within this of each other: the machine held still (else optimize says so).
 // Also the most the final rounds' speedups may spread before the comparison runs as many rounds again.

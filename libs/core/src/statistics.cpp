@@ -25,7 +25,6 @@ RoundRatios round_ratios(const std::vector<double>& reference, const std::vector
                     "; round times must be positive");
     out.per_round.push_back(reference[r] / candidate[r]);
   }
-  out.median = median_of(out.per_round);
   const auto [lowest, highest] = std::minmax_element(out.per_round.begin(), out.per_round.end());
   out.lowest = *lowest;
   out.highest = *highest;

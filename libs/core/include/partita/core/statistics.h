@@ -15,7 +15,6 @@ double median_of(std::vector<double> values);
 // the other's does not, and shows as rounds that disagree (a large spread).
 struct RoundRatios {
   std::vector<double> per_round;
-  double median = 0;
   double lowest = 0;
   double highest = 0;
   // highest / lowest - 1: 0 when every round gave the same ratio.
