@@ -260,10 +260,14 @@ void run_run(const RunArgs& args) {
                   args.inject_slowdown, "': the plan has ", plan.stages.size(),
                   " stage(s); name a stage from 0 to ", plan.stages.size() - 1);
   }
-  PARTITA_CHECK(!(args.rebalance && dist),
-                "--rebalance runs in one process (a thread per device); this is rank ", dist ? dist->rank : 0,
-                " of a ", dist ? dist->world_size : 1,
-                "-process job: run without partita launch / torchrun, or without --rebalance");
+  // Across processes each rank keeps its device: only a data-parallel plan's batch shares can move.
+  PARTITA_CHECK(
+      !(args.rebalance && dist && (plan.stages.size() > 1 || plan.has_tensor_groups())),
+      "--rebalance across processes moves the batch shares of a one-stage data-parallel plan; this ",
+      plan.has_tensor_groups() ? "tensor-parallel plan" : "pipeline",
+      " keeps its layers in place (one process per ", plan.has_tensor_groups() ? "device" : "stage",
+      "): run it in one process (without partita launch / torchrun) to rebalance it, or without "
+      "--rebalance");
   std::vector<PowerCapRequest> caps;
   for (const auto& text : args.power_caps) caps.push_back(parse_power_cap(text));
   PARTITA_CHECK(caps.empty() || !dist, "--power-cap caps the machine for one process; this is rank ",
@@ -525,7 +529,8 @@ Command register_run(CLI::App& app) {
   cmd->add_flag(
       "--rebalance", args->rebalance,
       "watch each device's busy time against the plan; when one drifts for 3 steps, plan again with "
-      "the measured slowdown and switch plans between steps (one process only)");
+      "the measured slowdown and switch plans between steps (several processes: a data-parallel plan's "
+      "batch shares)");
   cmd->add_option("--rebalance-threshold", args->rebalance_threshold,
                   "relative slowdown of one device (vs the others, since the plan started) that counts as "
                   "drift")

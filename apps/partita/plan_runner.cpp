@@ -242,6 +242,33 @@ StopOnSignal::~StopOnSignal() {
 
 const std::atomic<bool>& StopOnSignal::requested() const { return g_stop_requested; }
 
+namespace {
+
+// Rebalancing across the processes of a data-parallel job (rebalancer.h): the busy times summed over the
+// ranks by one small all-reduce per step, rank 0's decisions through the rendezvous store.
+class GroupRebalanceChannel final : public RebalanceChannel {
+ public:
+  explicit GroupRebalanceChannel(DistributedGroup& group) : group_(group) {}
+  std::vector<double> combine(std::vector<double> mine, int step) override {
+    std::vector<torch::Tensor> sum = {torch::tensor(mine, torch::dtype(torch::kFloat64))};
+    group_.allreduce_sum(sum, step, "the devices' busy times (--rebalance)");
+    const torch::Tensor all = sum[0].contiguous();
+    return {all.data_ptr<double>(), all.data_ptr<double>() + all.numel()};
+  }
+  bool plans() const override { return group_.rank() == 0; }
+  bool several_processes() const override { return true; }
+  std::string share(const std::string& decision, int step) override {
+    return group_.broadcast_from_rank0("rebalance/" + std::to_string(step), decision);
+  }
+  void planner_ready() override { group_.broadcast_from_rank0("rebalance/ready", "", kPlannerSetUp); }
+
+ private:
+  static constexpr Seconds kPlannerSetUp{600};  // profiling a large model's ops for rank 0's planner
+  DistributedGroup& group_;
+};
+
+}  // namespace
+
 RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,
                    const RunOptions& options) {
   PARTITA_CHECK(options.steps >= 1, "--steps must be at least 1, got ", options.steps);
@@ -298,11 +325,15 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     log_info(fmt::format("injecting a {:.3g}x slowdown into {} (stage {}) from step {}", s.factor, device,
                          s.stage, s.step));
   }
+  std::unique_ptr<GroupRebalanceChannel> rebalance_channel;
   std::unique_ptr<Rebalancer> rebalancer;
   if (options.rebalance) {
-    PARTITA_CHECK(options.reducer == nullptr && options.transport == nullptr,
-                  "--rebalance runs in one process only; run without partita launch / torchrun");
-    rebalancer = std::make_unique<Rebalancer>(model, start, options.rebalance_options);
+    RebalanceOptions rebalance_options = options.rebalance_options;
+    if (options.group != nullptr) {  // the processes agree; each keeps its device, the batch shares move
+      rebalance_channel = std::make_unique<GroupRebalanceChannel>(*options.group);
+      rebalance_options.keep_devices = true;
+    }
+    rebalancer = std::make_unique<Rebalancer>(model, start, rebalance_options, rebalance_channel.get());
   }
   Plan current = start;
   // Observers of the running engine; after a rebalance they move to the new one.
@@ -364,6 +395,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
       if (std::optional<Plan> next = rebalancer->after_step(i)) {
         // Same model tensors, same optimizer (and its state), same microbatches: the math goes on unchanged.
         engine_options.optimizer = engine->optimizer();
+        engine_options.first_step = i + 1 - first;  // the steps this process ran, as the first engine counts
         engine.reset();
         engine = std::make_unique<Engine>(model, *next, engine_options);
         observe(*engine, tracing);
@@ -434,15 +466,7 @@ Json run_report_to_json(const RunReport& r) {
   if (!r.checkpoint_stall_ms.empty()) j["checkpoint_stall_ms"] = r.checkpoint_stall_ms;
   if (!r.rebalances.empty()) {
     Json events = Json::array();
-    for (const auto& e : r.rebalances) {
-      events.push_back({{"step", e.step},
-                        {"drift", e.drift},
-                        {"from", e.from},
-                        {"to", e.to},
-                        {"predicted_current_ms", e.predicted_current_ms},
-                        {"predicted_new_ms", e.predicted_new_ms},
-                        {"applied", e.applied}});
-    }
+    for (const auto& e : r.rebalances) events.push_back(rebalance_event_to_json(e));
     j["rebalances"] = events;
   }
   Json workers = Json::array();

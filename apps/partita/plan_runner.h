@@ -59,7 +59,8 @@ struct RunOptions {
   // Fault injection: the device of stage `inject_slowdown->stage` runs `factor` times slower from step
   // `step` on (steps counted from 0 over every step this process runs, warm-up included).
   std::optional<SlowdownSpec> inject_slowdown;
-  // Dynamic rebalancing (one process only): plan again between steps when a device drifts from the plan.
+  // Dynamic rebalancing: plan again between steps when a device drifts from the plan (one process, or the
+  // processes of a one-stage data-parallel plan, through `group`: the batch shares move).
   bool rebalance = false;
   RebalanceOptions rebalance_options;
   // When set and true, the run stops before its next step with an error (StopOnSignal sets it).

@@ -10,6 +10,7 @@
 #include "partita/core/log.h"
 #include "partita/runtime/engine.h"
 #include "partita/search/device_slowdown.h"
+#include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
 #include "partita/search/simulator.h"
 #include "partita/torch_bridge/model.h"
@@ -30,29 +31,82 @@ std::string stage_layout(const Plan& plan) {
   return out;
 }
 
-Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions options)
-    : plan_(plan), options_(options) {
+Json rebalance_event_to_json(const RebalanceEvent& e) {
+  return {{"step", e.step},
+          {"drift", e.drift},
+          {"from", e.from},
+          {"to", e.to},
+          {"predicted_current_ms", e.predicted_current_ms},
+          {"predicted_new_ms", e.predicted_new_ms},
+          {"applied", e.applied}};
+}
+
+RebalanceEvent rebalance_event_from_json(const Json& j) {
+  try {
+    return RebalanceEvent{j.at("step").get<int>(),
+                          j.at("drift").get<std::string>(),
+                          j.at("from").get<std::string>(),
+                          j.at("to").get<std::string>(),
+                          j.at("predicted_current_ms").get<double>(),
+                          j.at("predicted_new_ms").get<double>(),
+                          j.at("applied").get<bool>()};
+  } catch (const Json::exception& e) {
+    PARTITA_FAIL("a rebalance event: ", e.what());
+  }
+}
+
+Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions options,
+                       RebalanceChannel* channel)
+    : plan_(plan), channel_(channel != nullptr ? channel : &local_channel_), options_(options) {
   PARTITA_CHECK(
       !plan.source.empty(),
       "--rebalance needs the plan's source section (model, inputs, devices) to plan again; make the "
       "plan with this version of partita plan");
   PARTITA_CHECK(options.min_gain >= 0 && options.min_gain < 1, "rebalance min_gain must be in [0, 1), got ",
                 options.min_gain);
-  base_ = make_planning_inputs(model.ir, plan.source);
-  mark_batch_splittability(base_, model);
-  base_.options.optimizer = plan.optimizer;  // before profiling: its update step is timed
-  if (plan.source.cost == "profiled") {
-    ProfiledCostOptions costs;
-    costs.mode = plan.mode;
-    apply_profiled_costs(base_, model, costs);
-  }
+  PARTITA_CHECK(!options.keep_devices || on_current_devices(plan).has_value(),
+                "--rebalance across processes moves the batch shares of a one-stage data-parallel plan (one "
+                "process per device); this plan has ",
+                plan.stages.size(),
+                " stage(s): run it in one process to rebalance it, or without --rebalance");
   slowdowns_ = plan.source.device_slowdowns;
-  base_.options.mode = plan.mode;
-  base_.options.global_batch = plan.global_batch;
-  base_.options.microbatches = plan.microbatches;
-  base_.options.strategy = plan.strategy;
-  if (plan.source.memory_limit) base_.options.memory_limit = plan.source.memory_limit;
+  if (channel_->plans()) {
+    base_ = make_planning_inputs(model.ir, plan.source);
+    mark_batch_splittability(base_, model);
+    base_.options.optimizer = plan.optimizer;  // before profiling: its update step is timed
+    if (plan.source.cost == "profiled") {
+      ProfiledCostOptions costs;
+      costs.mode = plan.mode;
+      apply_profiled_costs(base_, model, costs);
+    }
+    base_.options.mode = plan.mode;
+    base_.options.global_batch = plan.global_batch;
+    base_.options.microbatches = plan.microbatches;
+    base_.options.strategy = plan.strategy;
+    base_.options.every_device = options.keep_devices;
+    if (plan.source.memory_limit) base_.options.memory_limit = plan.source.memory_limit;
+  }
+  channel_->planner_ready();
   watch(plan);
+}
+
+std::optional<Plan> Rebalancer::on_current_devices(const Plan& candidate) const {
+  if (plan_.stages.size() != 1 || candidate.stages.size() != 1) return std::nullopt;
+  const DeviceGroup& now = plan_.groups.at(plan_.stages[0].group);
+  const DeviceGroup& g = candidate.groups.at(candidate.stages[0].group);
+  if (now.parallelism != GroupParallelism::kData || g.parallelism != GroupParallelism::kData ||
+      g.devices.size() != now.devices.size() || candidate.stages[0].explicit_nodes())
+    return std::nullopt;
+  DeviceGroup ordered = g;
+  for (size_t d = 0; d < now.devices.size(); ++d) {
+    const auto at = std::find(g.devices.begin(), g.devices.end(), now.devices[d]);
+    if (at == g.devices.end()) return std::nullopt;
+    ordered.devices[d] = now.devices[d];
+    ordered.batch_shares[d] = g.batch_shares.at(static_cast<size_t>(at - g.devices.begin()));
+  }
+  Plan out = candidate;
+  out.groups.at(out.stages[0].group) = ordered;
+  return out;
 }
 
 void Rebalancer::watch(const Plan& plan) {
@@ -81,20 +135,45 @@ void Rebalancer::on_task_end(const TaskEvent& event) {
 }
 
 std::optional<Plan> Rebalancer::after_step(int step) {
-  std::vector<Seconds> busy;
+  std::vector<double> mine;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (const auto& d : devices_) busy.push_back(Seconds(busy_s_[d]));
+    for (const auto& d : devices_) mine.push_back(busy_s_[d]);
     busy_s_.clear();
   }
+  const std::vector<double> all = channel_->combine(std::move(mine), step);
+  PARTITA_ASSERT(all.size() == devices_.size(), "every device's busy time");
+  std::vector<Seconds> busy;
+  for (double b : all) busy.emplace_back(b);
   const std::optional<DriftReport> report = monitor_->observe(busy);
   if (!report) return std::nullopt;
 
+  Decision decision;
+  if (channel_->plans()) decision = decide(step, *report);
+  if (channel_->several_processes()) {  // every process switches to the very plan rank 0 sent
+    Json message = {{"event", rebalance_event_to_json(decision.event)}};
+    if (decision.next) message["plan"] = plan_to_json(*decision.next);
+    const Json got = Json::parse(channel_->share(message.dump(), step));
+    decision.event = rebalance_event_from_json(got.at("event"));
+    decision.next.reset();
+    if (got.contains("plan")) decision.next = plan_from_json(got["plan"]);
+  }
+  events_.push_back(decision.event);
+  if (!decision.next) {
+    watch(plan_);
+    return std::nullopt;
+  }
+  plan_ = *decision.next;
+  watch(plan_);
+  return decision.next;
+}
+
+Rebalancer::Decision Rebalancer::decide(int step, const DriftReport& report) {
   // Cumulative slowdowns, the least slowed device at 1.
   for (size_t i = 0; i < devices_.size(); ++i) {
     auto it = slowdowns_.find(devices_[i]);
     const double before = it == slowdowns_.end() ? 1.0 : it->second;
-    slowdowns_[devices_[i]] = before * report->slowdown[i];
+    slowdowns_[devices_[i]] = before * report.slowdown[i];
   }
   double least = std::numeric_limits<double>::infinity();
   for (const auto& [device, factor] : slowdowns_) least = std::min(least, factor);
@@ -103,49 +182,46 @@ std::optional<Plan> Rebalancer::after_step(int step) {
     it = std::abs(it->second - 1.0) < 1e-9 ? slowdowns_.erase(it) : std::next(it);
   }
 
-  RebalanceEvent event;
+  Decision out;
+  RebalanceEvent& event = out.event;
   event.step = step;
-  event.drift = report->summary;
+  event.drift = report.summary;
   event.from = stage_layout(plan_);
+  event.to = event.from;
+  plan_.source.device_slowdowns = slowdowns_;
   const PlanningInputs in = stretched();
   const Plan current = evaluate(plan_, in.graph, in.cluster, in.table, in.options);
   event.predicted_current_ms = to_milliseconds(current.prediction.step_time);
   const PlanOutcome outcome = make_plan(in.graph, in.cluster, in.table, in.options);
   if (!outcome.plan) {
-    log_warning(fmt::format("rebalance: {}; no new plan: {}", report->summary, outcome.error));
-    event.to = event.from;
-    events_.push_back(event);
-    return std::nullopt;
+    log_warning(fmt::format("rebalance: {}; no new plan: {}", report.summary, outcome.error));
+    return out;
   }
   // The engine runs the new plan between steps: the best one it can run (a hybrid of tensor-parallel groups,
-  // say, cannot run yet).
-  const auto runnable = std::find_if(outcome.candidates.begin(), outcome.candidates.end(),
-                                     [&](const Plan& p) { return !engine_refusal(p, in.graph).has_value(); });
-  if (runnable == outcome.candidates.end()) {
-    log_warning(fmt::format("rebalance: {}; no new plan the engine can run: {}", report->summary,
-                            engine_refusal(*outcome.plan, in.graph).value_or("")));
-    event.to = event.from;
-    events_.push_back(event);
-    return std::nullopt;
+  // say, cannot run yet) and, across processes, one that keeps each process on its device.
+  std::optional<Plan> next;
+  for (const Plan& candidate : outcome.candidates) {
+    if (engine_refusal(candidate, in.graph)) continue;
+    next = options_.keep_devices ? on_current_devices(candidate) : candidate;
+    if (next) break;
   }
-  Plan next = *runnable;
-  next.source = in.source;
-  event.to = stage_layout(next);
-  event.predicted_new_ms = to_milliseconds(next.prediction.step_time);
+  if (!next) {
+    log_warning(fmt::format(
+        "rebalance: {}; no new plan {}: {}", report.summary,
+        options_.keep_devices ? "with one data-parallel stage on the same devices" : "the engine can run",
+        engine_refusal(*outcome.plan, in.graph).value_or("")));
+    return out;
+  }
+  next->source = in.source;
+  event.to = stage_layout(*next);
+  event.predicted_new_ms = to_milliseconds(next->prediction.step_time);
   event.applied = event.to != event.from &&
                   event.predicted_new_ms < (1.0 - options_.min_gain) * event.predicted_current_ms;
   log_info(fmt::format("rebalance after step {}: {}; {} -> {} (predicted {:.2f} -> {:.2f} ms){}", step + 1,
-                       report->summary, event.from, event.to, event.predicted_current_ms,
+                       report.summary, event.from, event.to, event.predicted_current_ms,
                        event.predicted_new_ms, event.applied ? "" : "; kept the current plan"));
-  events_.push_back(event);
-  if (!event.applied) {
-    plan_.source.device_slowdowns = slowdowns_;
-    watch(plan_);
-    return std::nullopt;
-  }
-  plan_ = next;
-  watch(plan_);
-  return next;
+  if (event.applied) out.next = std::move(next);
+  return out;
 }
 
 }  // namespace partita::app

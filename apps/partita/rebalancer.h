@@ -8,12 +8,19 @@
 // Assumptions: the drift is a per-device slowdown that stretches every op alike; the new plan keeps the
 // plan's strategy, microbatch count, schedule and optimizer, and is adopted only when the planner predicts it
 // at least `min_gain` faster than the current plan under the same (stretched) costs.
+//
+// Several processes (a data-parallel plan with one process per device): every process watches every device's
+// busy time (RebalanceChannel::combine sums what each measured), so all of them see the same drift after the
+// same step; rank 0 alone plans again, and its decision reaches the others (RebalanceChannel::share), who
+// switch to the same plan between the same two steps. The processes stay on their devices: a new plan must be
+// one data-parallel stage over the same devices (only the batch shares move).
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "partita/core/json_io.h"
 #include "partita/runtime/drift_monitor.h"
 #include "partita/runtime/observer.h"
 #include "partita/search/plan.h"
@@ -37,6 +44,37 @@ struct RebalanceEvent {
 struct RebalanceOptions {
   DriftOptions drift;
   double min_gain = 0.05;  // adopt a new plan only when predicted at least this fraction faster
+  // The job's processes run fixed devices (one per rank): only a one-stage data-parallel plan over the same
+  // devices can replace the current one.
+  bool keep_devices = false;
+};
+
+// How the processes of a job agree on rebalancing. Called by every process after the same step.
+class RebalanceChannel {
+ public:
+  virtual ~RebalanceChannel() = default;
+  // This step's busy seconds of every device (the monitor's order) from each process's own figures (0 for the
+  // devices a process does not run): the same result in every process.
+  virtual std::vector<double> combine(std::vector<double> mine, int step) = 0;
+  // Whether this process plans again (one process; rank 0 of a job).
+  virtual bool plans() const = 0;
+  // Whether other processes take part (then decisions travel as text through share()).
+  virtual bool several_processes() const = 0;
+  // The planning process's `decision`, in every process.
+  virtual std::string share(const std::string& decision, int step) = 0;
+  // Every process waits until the planning one has its planning inputs (profiling the model's ops may take
+  // minutes, longer than a collective waits for a late peer).
+  virtual void planner_ready() = 0;
+};
+
+// One process: nothing to exchange.
+class LocalRebalanceChannel : public RebalanceChannel {
+ public:
+  std::vector<double> combine(std::vector<double> mine, int) override { return mine; }
+  bool plans() const override { return true; }
+  bool several_processes() const override { return false; }
+  std::string share(const std::string& decision, int) override { return decision; }
+  void planner_ready() override {}
 };
 
 class Rebalancer : public RuntimeObserver {
@@ -44,18 +82,30 @@ class Rebalancer : public RuntimeObserver {
   // Builds the planning inputs of `plan` from its source section (profiling the model's ops on this machine
   // when the plan was made with profiled costs: a few seconds). `model` must be the annotated model the plan
   // is for. Throws partita::Error when the plan has no source section.
-  Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions options = {});
+  // Only the process that plans (RebalanceChannel::plans) profiles. `channel`: null for one process; else it
+  // must outlive the rebalancer.
+  Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions options = {},
+             RebalanceChannel* channel = nullptr);
 
   // Per-device busy time of forward and backward tasks (called from worker threads).
   void on_task_end(const TaskEvent& event) override;
-  // After each step (on the caller's thread, with no step running): returns the plan to run from the next
-  // step on when one device drifted and a better partition exists.
+  // After each step (on the caller's thread, with no step running; in every process of a job, after the same
+  // steps): returns the plan to run from the next step on when one device drifted and a better partition
+  // exists.
   std::optional<Plan> after_step(int step);
   const std::vector<RebalanceEvent>& events() const { return events_; }
 
  private:
+  // What rank 0 decided after a drift report (the event, and the plan to switch to when applied).
+  struct Decision {
+    RebalanceEvent event;
+    std::optional<Plan> next;
+  };
+
   Plan plan_;
-  PlanningInputs base_;                      // unstretched inputs
+  LocalRebalanceChannel local_channel_;
+  RebalanceChannel* channel_;
+  PlanningInputs base_;                      // unstretched inputs (the planning process only)
   std::map<std::string, double> slowdowns_;  // cumulative, per device, the least slowed at 1
   RebalanceOptions options_;
   std::vector<std::string> devices_;  // the current plan's used devices (monitor order)
@@ -66,9 +116,17 @@ class Rebalancer : public RuntimeObserver {
 
   void watch(const Plan& plan);
   PlanningInputs stretched() const;
+  Decision decide(int step, const DriftReport& report);
+  // A candidate the processes can switch to: the one-stage data-parallel plan over the current devices, its
+  // devices put in the current order (rank r keeps device r); nullopt for any other.
+  std::optional<Plan> on_current_devices(const Plan& candidate) const;
 };
 
-// "cpu:0 nodes 0-41; cpu:1 nodes 42-80" (pipeline) or "cpu:0 4 + cpu:1 4 samples" (data parallel).
+// "cpu:0 nodes 0-41; cpu:1 nodes 42-80" (pipeline) or "cpu:0 4 + cpu:1 4 nodes 0-80" (data parallel: the
+// samples of each device).
 std::string stage_layout(const Plan& plan);
+
+Json rebalance_event_to_json(const RebalanceEvent& event);
+RebalanceEvent rebalance_event_from_json(const Json& json);  // throws partita::Error on a missing field
 
 }  // namespace partita::app

@@ -133,6 +133,25 @@ struct DistributedGroup::Impl {
     return out;
   }
 
+  std::string broadcast_from_rank0(const std::string& key, const std::string& text,
+                                   std::chrono::milliseconds wait_at_most) {
+    const std::string slot = "broadcast/" + key;
+    if (env.rank == 0) {
+      try {
+        store->set(slot, bytes_of(text));
+      } catch (const std::exception& e) {
+        fail(-1, "broadcasting " + key, e);
+      }
+      return text;
+    }
+    try {
+      store->wait({slot}, wait_at_most);
+      return string_of(store->get(slot));
+    } catch (const std::exception& e) {
+      fail_peer(0, "receiving " + key + " from rank 0", e);
+    }
+  }
+
   [[noreturn]] void fail(int step, const std::string& what, const std::exception& cause) const {
     const std::string who = diagnose(step);
     PARTITA_FAIL("rank ", env.rank, ": ", what, step >= 0 ? " of step " + std::to_string(step) : "",
@@ -270,6 +289,13 @@ void DistributedGroup::receive(torch::Tensor& into, int from, int tag, const std
 
 std::vector<std::string> DistributedGroup::gather_to_rank0(const std::string& key, const std::string& text) {
   return impl_->gather_to_rank0(key, text);
+}
+
+std::string DistributedGroup::broadcast_from_rank0(const std::string& key, const std::string& text,
+                                                   std::optional<Seconds> timeout) {
+  return impl_->broadcast_from_rank0(
+      key, text,
+      timeout ? std::chrono::milliseconds(static_cast<int64_t>(timeout->value() * 1e3)) : impl_->timeout);
 }
 
 DistributedGroup::StoreChannel::StoreChannel() : impl_(std::make_unique<Impl>()) {}

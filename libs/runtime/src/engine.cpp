@@ -87,6 +87,7 @@ void EngineOptions::validate() const {
                 "an engine runs either one replica or one stage of a multi-process plan, not both");
   PARTITA_CHECK(local_stage < 0 || transport != nullptr,
                 "running one stage of a pipeline needs a transport to the other stages");
+  PARTITA_CHECK(first_step >= 0, "the first step number must not be negative, got ", first_step);
 }
 
 struct Engine::Impl {
@@ -1023,6 +1024,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     : impl_(std::make_unique<Impl>(model, std::move(plan), options)) {
   Impl& s = *impl_;
   options.validate();
+  s.step_index = options.first_step;
   s.plan.check_against(model.ir);
   s.training = s.plan.mode == Mode::kTraining;
   PARTITA_CHECK(!s.plan.branch_layout() || (options.local_stage < 0 && options.local_replica < 0),

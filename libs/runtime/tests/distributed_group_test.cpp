@@ -42,6 +42,47 @@ TEST(DistributedGroup, RankZeroGathersEveryRanksTextInRankOrder) {
   EXPECT_TRUE(got[2].empty());
 }
 
+// Rank 0's text reaches every rank, whatever the others pass; two keys are two messages.
+TEST(DistributedGroup, EveryRankGetsRankZerosBroadcast) {
+  std::mutex mutex;
+  std::vector<std::string> first(3), second(3);
+  run_ranks(3, [&](int rank, int port) {
+    DistributedGroup group(env_for(rank, 3, port));
+    std::string a =
+        group.broadcast_from_rank0("decision/1", rank == 0 ? std::string("keep\0x", 6) : "ignored");
+    std::string b = group.broadcast_from_rank0("decision/2", "from " + std::to_string(rank));
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      first[static_cast<size_t>(rank)] = std::move(a);
+      second[static_cast<size_t>(rank)] = std::move(b);
+    }
+    group.barrier("the end of the test");
+  });
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(first[static_cast<size_t>(r)], std::string("keep\0x", 6)) << "rank " << r;
+    EXPECT_EQ(second[static_cast<size_t>(r)], "from 0") << "rank " << r;
+  }
+}
+
+// A rank 0 that never broadcasts is named within the timeout.
+TEST(DistributedGroup, ABroadcastThatNeverComesNamesRankZero) {
+  std::string message;
+  run_ranks(2, [&](int rank, int port) {
+    DistributedGroup group(env_for(rank, 2, port, 2));
+    if (rank == 0) {  // joins, then never posts
+      std::this_thread::sleep_for(std::chrono::seconds(3));
+      return;
+    }
+    try {
+      group.broadcast_from_rank0("decision", "");
+    } catch (const Error& e) {
+      message = e.what();
+    }
+  });
+  EXPECT_NE(message.find("receiving decision from rank 0: rank 0 died or stalled"), std::string::npos)
+      << message;
+}
+
 // Subgroups: ranks {0, 1} and {2, 3} gather among themselves only, in subgroup order; a second subgroup
 // over the same ranks is a group of its own.
 TEST(DistributedGroup, SubgroupsGatherAmongTheirMembersOnly) {

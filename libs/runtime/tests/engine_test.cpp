@@ -5,6 +5,7 @@
 #include <cmath>
 #include <iostream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -391,6 +392,33 @@ TEST(Engine, ManyShortStepsKeepEveryWorkersLoss) {
     ASSERT_LT(std::abs(loss - previous), 0.5 * previous) << "step " << s;  // no step loses a worker's half
     previous = loss;
   }
+}
+
+// An engine that takes a run over after a rebalance goes on counting its steps: its tasks carry the step
+// numbers from EngineOptions::first_step on (the trace, the reducer's progress marks and fault hooks use
+// them).
+TEST(Engine, CountsItsStepsFromTheFirstStepItIsGiven) {
+  struct Steps : RuntimeObserver {
+    std::mutex mutex;
+    std::set<int> seen;
+    void on_task_end(const TaskEvent& e) override {
+      std::lock_guard<std::mutex> lock(mutex);
+      seen.insert(e.step);
+    }
+  } steps;
+  LoadedModel m = load("mlp", "8x64");
+  EngineOptions o;
+  o.first_step = 7;
+  Engine engine(m, pipeline_plan(m.ir, Mode::kTraining, 8, 2, Schedule::kOneFOneB), o);
+  engine.add_observer(&steps);
+  StepInputs batch;
+  batch.inputs = make_inputs({parse_input_spec("8x64")}, 5);
+  batch.targets = engine.make_targets(batch.inputs, 6);
+  engine.step(batch);
+  engine.step(batch);
+  EXPECT_EQ(steps.seen, (std::set<int>{7, 8}));
+  o.first_step = -1;
+  EXPECT_THROW(Engine(m, pipeline_plan(m.ir, Mode::kTraining, 8, 2, Schedule::kOneFOneB), o), Error);
 }
 
 TEST(Engine, NamesTheLayoutsItCannotRunBeforeAnythingRuns) {

@@ -9,6 +9,7 @@
 // thread uses a group at a time.
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,11 @@ class DistributedGroup {
   // post theirs and get an empty vector. Through the rendezvous store: for small reports, not tensors. Waits
   // are bounded by the timeout; throws partita::Error naming a rank that never posted.
   std::vector<std::string> gather_to_rank0(const std::string& key, const std::string& text);
+  // Every rank gets rank 0's `text` posted under `key` (the others' `text` is ignored). Through the store,
+  // like gather_to_rank0: for small messages; `key` must be new to the job. Waits are bounded by `timeout`
+  // (default: the group's) and throw partita::Error naming rank 0 when it never posts.
+  std::string broadcast_from_rank0(const std::string& key, const std::string& text,
+                                   std::optional<Seconds> timeout = std::nullopt);
 
   // A connection of its own to the rendezvous store, for one other thread: a checkpoint written in the
   // background gathers its ranks' shard descriptions through one while the group's thread goes on training

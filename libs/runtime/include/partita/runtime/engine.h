@@ -154,6 +154,9 @@ struct EngineOptions {
   // (partita run), not for a thread that runs other work between steps. Errors, observers and traces are
   // the same as with a worker thread. Ignored with several workers.
   bool inline_lone_worker = false;
+  // The number of the engine's first step (its tasks' TaskEvent::step, what the reducer and transport are
+  // told): an engine that takes a run over after a rebalance goes on counting where the last one stopped.
+  int first_step = 0;
   // Test seam: CPU workers treat their memory as their own, like a GPU worker's (a stage's parameters moved
   // into fresh tensors, copies of the ones it shares, gradients gathered, copies refreshed), so those paths
   // run on machines without a GPU. Slower; never needed for real runs.
