@@ -9,7 +9,10 @@
 # of docs/benchmarks.md (or $OUT).
 #
 # LAYOUT=data-processes: the same with a 2-replica data-parallel plan run as one process per core
-# (`partita launch -n 2`): rebalancing moves the batch shares. Writes "Dynamic rebalancing across processes".
+# (`partita launch -n 2`): rebalancing moves the batch shares. LAYOUT=pipeline-processes: the pipeline with one
+# process per stage: rebalancing moves the cut and hands the moved layers' weights and optimizer state over.
+# Each layout writes a section of its own ("Dynamic rebalancing", "... across processes", "... across
+# processes (pipeline)").
 #
 #   bench/rebalance_bench.sh [BUILD_DIR]      ROUNDS=3 STEPS=40 LAYOUT=pipeline by default
 set -euo pipefail
@@ -24,7 +27,8 @@ layout=${LAYOUT:-pipeline}
 case $layout in
   pipeline) strategy=(--strategy pipeline --microbatches 4); launch=() ;;
   data-processes) strategy=(--strategy data --all-devices); launch=(launch -n 2 -- partita) ;;
-  *) echo "rebalance_bench.sh: LAYOUT '$layout' is not pipeline or data-processes" >&2; exit 2 ;;
+  pipeline-processes) strategy=(--strategy pipeline --microbatches 4); launch=(launch -n 2 -- partita) ;;
+  *) echo "rebalance_bench.sh: LAYOUT '$layout' is not pipeline, data-processes or pipeline-processes" >&2; exit 2 ;;
 esac
 py=/usr/bin/python3
 tmp=$(mktemp -d)
@@ -65,12 +69,14 @@ plan, fresh = (json.load(open(os.path.join(tmp, f))) for f in ('plan.json', 'fre
 med = {k: statistics.median(v) for k, v in rows.items()}
 ratio = med['fresh'] / med['rebal']
 cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-title = "## Dynamic rebalancing" + (" across processes" if layout == 'data-processes' else "")
-what = ("2-replica data-parallel plan on cpu:0 + cpu:1, one process per core (`partita launch -n 2`, "
-        "`LAYOUT=data-processes`)" if layout == 'data-processes' else
-        "2-stage pipeline (4 microbatches) on cpu:0 + cpu:1")
+title = "## Dynamic rebalancing" + {'pipeline': '', 'data-processes': ' across processes',
+                                    'pipeline-processes': ' across processes (pipeline)'}[layout]
+what = {'data-processes': "2-replica data-parallel plan on cpu:0 + cpu:1, one process per core (`partita launch -n 2`)",
+        'pipeline': "2-stage pipeline (4 microbatches) on cpu:0 + cpu:1",
+        'pipeline-processes': "2-stage pipeline (4 microbatches) on cpu:0 + cpu:1, one process per stage "
+                              "(`partita launch -n 2`)"}[layout]
 lines = [title, "",
-         f"Produced by `{'LAYOUT=data-processes ' if layout == 'data-processes' else ''}bench/rebalance_bench.sh` "
+         f"Produced by `{'' if layout == 'pipeline' else f'LAYOUT={layout} '}bench/rebalance_bench.sh` "
          f"on {datetime.date.today()} ({cpu}, {os.cpu_count()} cores), "
          f"{rounds} alternating rounds, {steps} steps each. GPT decoder (zoo `gpt.pt`, batch 8x128), training, {what}; "
          "cpu:0 made 2x slower from step 10 by `--inject-slowdown 0:2:10` "

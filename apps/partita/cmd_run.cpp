@@ -260,14 +260,13 @@ void run_run(const RunArgs& args) {
                   args.inject_slowdown, "': the plan has ", plan.stages.size(),
                   " stage(s); name a stage from 0 to ", plan.stages.size() - 1);
   }
-  // Across processes each rank keeps its device: only a data-parallel plan's batch shares can move.
+  // Across processes each rank keeps its devices: a data-parallel plan's batch shares or a pipeline's cuts
+  // move.
   PARTITA_CHECK(
-      !(args.rebalance && dist && (plan.stages.size() > 1 || plan.has_tensor_groups())),
-      "--rebalance across processes moves the batch shares of a one-stage data-parallel plan; this ",
-      plan.has_tensor_groups() ? "tensor-parallel plan" : "pipeline",
-      " keeps its layers in place (one process per ", plan.has_tensor_groups() ? "device" : "stage",
-      "): run it in one process (without partita launch / torchrun) to rebalance it, or without "
-      "--rebalance");
+      !(args.rebalance && dist && plan.has_tensor_groups()),
+      "--rebalance across processes moves a data-parallel plan's batch shares or a pipeline's cuts; a "
+      "tensor-parallel plan's parts stay in their processes: run it in one process (without partita "
+      "launch / torchrun) to rebalance it, or without --rebalance");
   std::vector<PowerCapRequest> caps;
   for (const auto& text : args.power_caps) caps.push_back(parse_power_cap(text));
   PARTITA_CHECK(caps.empty() || !dist, "--power-cap caps the machine for one process; this is rank ",
@@ -530,7 +529,7 @@ Command register_run(CLI::App& app) {
       "--rebalance", args->rebalance,
       "watch each device's busy time against the plan; when one drifts for 3 steps, plan again with "
       "the measured slowdown and switch plans between steps (several processes: a data-parallel plan's "
-      "batch shares)");
+      "batch shares or a pipeline's cuts)");
   cmd->add_option("--rebalance-threshold", args->rebalance_threshold,
                   "relative slowdown of one device (vs the others, since the plan started) that counts as "
                   "drift")

@@ -21,6 +21,7 @@
 #include "partita/runtime/checkpoint.h"
 #include "partita/runtime/distributed_group.h"
 #include "partita/runtime/optimizer.h"
+#include "partita/runtime/parameter_handover.h"
 #include "partita/runtime/stage_metrics.h"
 #include "partita/search/plan_json.h"
 #include "partita/torch_bridge/timing.h"
@@ -258,14 +259,53 @@ class GroupRebalanceChannel final : public RebalanceChannel {
   bool plans() const override { return group_.rank() == 0; }
   bool several_processes() const override { return true; }
   std::string share(const std::string& decision, int step) override {
-    return group_.broadcast_from_rank0("rebalance/" + std::to_string(step), decision);
+    return group_.broadcast_from_rank0("rebalance/" + std::to_string(step), decision, kPlannerWait);
   }
-  void planner_ready() override { group_.broadcast_from_rank0("rebalance/ready", "", kPlannerSetUp); }
+  void planner_ready() override { group_.broadcast_from_rank0("rebalance/ready", "", kPlannerWait); }
 
  private:
-  static constexpr Seconds kPlannerSetUp{600};  // profiling a large model's ops for rank 0's planner
+  // Rank 0 profiles a large model's ops, or plans a large graph again, while the others wait (a rank 0 that
+  // dies ends the wait at once: under partita launch it hosts the store, under torchrun the agent stops the
+  // job).
+  static constexpr Seconds kPlannerWait{600};
   DistributedGroup& group_;
 };
+
+// A pipeline run with a process per stage moves its cuts (rebalancing across processes): every trained
+// parameter goes from the rank whose stage read it under `from` (the first such stage; a tied weight is equal
+// on all of them) to every rank, and each rank keeps the state of those its stage reads under `to`.
+void hand_over_moved_layers(DistributedGroup& group, LoadedModel& model, torch::optim::Optimizer& optimizer,
+                            const Plan& from, const Plan& to, int local_stage, int step) {
+  const auto stage_of = [](const Plan& plan, NodeId n) {
+    for (size_t k = 0; k < plan.stages.size(); ++k) {
+      if (plan.stages[k].first <= n && n <= plan.stages[k].last) return static_cast<int>(k);
+    }
+    PARTITA_ASSERT(false, "a pipeline's range stages cover every node");
+    return -1;
+  };
+  std::vector<torch::Tensor> params;
+  std::vector<int> owner;
+  std::vector<bool> keep;
+  int moved = 0;
+  for (size_t i = 0; i < model.parameters.size(); ++i) {
+    if (!model.parameters[i].requires_grad()) continue;
+    params.push_back(model.parameters[i]);
+    int first = -1;
+    bool mine = false, was_mine = false;
+    for (NodeId u : model.ir.value(model.ir.parameters()[i].value).users) {
+      const int before = stage_of(from, u);
+      first = first < 0 ? before : std::min(first, before);
+      was_mine = was_mine || before == local_stage;
+      mine = mine || stage_of(to, u) == local_stage;
+    }
+    owner.push_back(first);
+    keep.push_back(mine);
+    moved += mine && !was_mine ? 1 : 0;
+  }
+  hand_over_parameters(group, params, optimizer, owner, keep, step);
+  log_info(fmt::format("rebalance: stage {} took over {} parameter tensor(s) with their optimizer state",
+                       local_stage, moved));
+}
 
 }  // namespace
 
@@ -397,6 +437,10 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
         engine_options.optimizer = engine->optimizer();
         engine_options.first_step = i + 1 - first;  // the steps this process ran, as the first engine counts
         engine.reset();
+        if (options.local_stage >= 0 && training) {  // the layers that moved bring their weights and state
+          hand_over_moved_layers(*options.group, model, *engine_options.optimizer, current, *next,
+                                 options.local_stage, i + 1 - first);
+        }
         engine = std::make_unique<Engine>(model, *next, engine_options);
         observe(*engine, tracing);
         checkpoint.set_plan(*next);

@@ -8,7 +8,9 @@
 
 #include "partita/core/error.h"
 #include "partita/core/log.h"
+#include "partita/graph/analysis.h"
 #include "partita/runtime/engine.h"
+#include "partita/search/cut_refinement.h"
 #include "partita/search/device_slowdown.h"
 #include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
@@ -16,6 +18,12 @@
 #include "partita/torch_bridge/model.h"
 
 namespace partita::app {
+
+namespace {
+// Simulations for moving a pipeline's cuts across processes: a 3x slowdown moves a GPT cut by ~80 nodes,
+// which takes several doubling moves of ~15 simulations each.
+constexpr int kRebalanceCutSimulations = 400;
+}  // namespace
 
 std::string stage_layout(const Plan& plan) {
   std::string out;
@@ -64,11 +72,11 @@ Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions op
       "plan with this version of partita plan");
   PARTITA_CHECK(options.min_gain >= 0 && options.min_gain < 1, "rebalance min_gain must be in [0, 1), got ",
                 options.min_gain);
-  PARTITA_CHECK(!options.keep_devices || on_current_devices(plan).has_value(),
-                "--rebalance across processes moves the batch shares of a one-stage data-parallel plan (one "
-                "process per device); this plan has ",
-                plan.stages.size(),
-                " stage(s): run it in one process to rebalance it, or without --rebalance");
+  PARTITA_CHECK(
+      !options.keep_devices || on_current_devices(plan).has_value(),
+      "--rebalance across processes moves a data-parallel plan's batch shares or a pipeline's cuts; "
+      "this plan has tensor-parallel groups: run it in one process to rebalance it, or without "
+      "--rebalance");
   slowdowns_ = plan.source.device_slowdowns;
   if (channel_->plans()) {
     base_ = make_planning_inputs(model.ir, plan.source);
@@ -91,12 +99,21 @@ Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions op
 }
 
 std::optional<Plan> Rebalancer::on_current_devices(const Plan& candidate) const {
-  if (plan_.stages.size() != 1 || candidate.stages.size() != 1) return std::nullopt;
+  if (candidate.stages.size() != plan_.stages.size() || candidate.has_tensor_groups() ||
+      plan_.has_tensor_groups())
+    return std::nullopt;
+  if (plan_.stages.size() > 1) {  // a pipeline, a process per stage: each stage keeps its devices
+    for (size_t k = 0; k < plan_.stages.size(); ++k) {
+      if (candidate.stages[k].explicit_nodes() || candidate.groups.at(candidate.stages[k].group).devices !=
+                                                      plan_.groups.at(plan_.stages[k].group).devices)
+        return std::nullopt;
+    }
+    return candidate;
+  }
+  // Data parallel, a process per device: the same devices, put back in rank order with their shares.
   const DeviceGroup& now = plan_.groups.at(plan_.stages[0].group);
   const DeviceGroup& g = candidate.groups.at(candidate.stages[0].group);
-  if (now.parallelism != GroupParallelism::kData || g.parallelism != GroupParallelism::kData ||
-      g.devices.size() != now.devices.size() || candidate.stages[0].explicit_nodes())
-    return std::nullopt;
+  if (g.devices.size() != now.devices.size() || candidate.stages[0].explicit_nodes()) return std::nullopt;
   DeviceGroup ordered = g;
   for (size_t d = 0; d < now.devices.size(); ++d) {
     const auto at = std::find(g.devices.begin(), g.devices.end(), now.devices[d]);
@@ -204,6 +221,15 @@ Rebalancer::Decision Rebalancer::decide(int step, const DriftReport& report) {
     if (engine_refusal(candidate, in.graph)) continue;
     next = options_.keep_devices ? on_current_devices(candidate) : candidate;
     if (next) break;
+  }
+  // A pipeline whose stages stay in their processes: the current cuts moved by simulation, under the
+  // stretched costs, may beat every candidate that keeps each stage's devices (the planner's best candidates
+  // often put the slowed device on another stage).
+  if (options_.keep_devices && plan_.stages.size() > 1 && refinable(current)) {
+    const Plan moved = refine_cuts(current, in.graph, in.cluster, in.table, in.options,
+                                   process_cuts(in.graph), kRebalanceCutSimulations)
+                           .plan;
+    if (!next || moved.prediction.step_time < next->prediction.step_time) next = moved;
   }
   if (!next) {
     log_warning(fmt::format(

@@ -12,8 +12,10 @@
 // Several processes (a data-parallel plan with one process per device): every process watches every device's
 // busy time (RebalanceChannel::combine sums what each measured), so all of them see the same drift after the
 // same step; rank 0 alone plans again, and its decision reaches the others (RebalanceChannel::share), who
-// switch to the same plan between the same two steps. The processes stay on their devices: a new plan must be
-// one data-parallel stage over the same devices (only the batch shares move).
+// switch to the same plan between the same two steps. The processes stay on their devices: a data-parallel
+// plan's new plan has the same devices (only the batch shares move), a pipeline's the same stages on the same
+// devices (only the cuts move; the caller hands the moved layers' weights and optimizer state over,
+// parameter_handover.h).
 #include <map>
 #include <mutex>
 #include <optional>
@@ -44,8 +46,8 @@ struct RebalanceEvent {
 struct RebalanceOptions {
   DriftOptions drift;
   double min_gain = 0.05;  // adopt a new plan only when predicted at least this fraction faster
-  // The job's processes run fixed devices (one per rank): only a one-stage data-parallel plan over the same
-  // devices can replace the current one.
+  // The job's processes run fixed devices (a rank per device of a data-parallel plan, or per stage of a
+  // pipeline): only a plan with the same stages on the same devices can replace the current one.
   bool keep_devices = false;
 };
 
@@ -117,8 +119,9 @@ class Rebalancer : public RuntimeObserver {
   void watch(const Plan& plan);
   PlanningInputs stretched() const;
   Decision decide(int step, const DriftReport& report);
-  // A candidate the processes can switch to: the one-stage data-parallel plan over the current devices, its
-  // devices put in the current order (rank r keeps device r); nullopt for any other.
+  // A candidate the processes can switch to: a one-stage data-parallel plan over the current devices, put in
+  // the current order (rank r keeps device r), or a pipeline whose stages have the current stages' devices;
+  // nullopt for any other.
   std::optional<Plan> on_current_devices(const Plan& candidate) const;
 };
 
