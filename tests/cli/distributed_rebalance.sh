@@ -4,7 +4,8 @@
 # cpu:0's share must shrink, each rank keeps its device, and the 28 losses stay those of the undisturbed run (the
 # shares only change how the batch's gradient is summed); a job killed after the rebalance resumes on the new
 # shares. A 2-stage GPT pipeline across 2 processes moves its cut, the moved layers' weights and Adam state
-# handed to the other rank, with the losses unchanged; a tensor-parallel plan is refused. Threshold 2.5 (CNN)
+# handed to the other rank, with the losses unchanged, also when killed and resumed; a tensor-parallel plan is
+# refused. Threshold 2.5 (CNN)
 # for an injected 4x: this VM's own noise has made a core 1.4-1.7x slower for 3 steps (see rebalance.sh). The
 # plan uses the roofline cost model, as rebalance.sh explains.
 source "$(dirname "$0")/lib.sh"
@@ -104,6 +105,33 @@ assert len(a) == len(b) == 28
 worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
 assert worst <= 1e-4, ('losses changed', worst)
 print(f"losses equal to the undisturbed run's (worst relative difference {worst:.1e})")
+PY
+# Killed before step 22 after the cut moved: each rank's shard of the step-20 checkpoint holds its new stage, and
+# the job resumed from the original plan file goes on with the moved cut; losses as an undisturbed run's.
+pck=(--inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 --checkpoint-dir "$WORK/pck" --checkpoint-every 5)
+"$PARTITA" "${prun[@]}" --warmup 0 --json "$WORK/pipe.calm0.json" >/dev/null || fail "undisturbed pipeline run without warm-up"
+rc=0
+PARTITA_FAULT_EXIT_AT_STEP=22 "$PARTITA" launch -n 2 -- partita "${prun[@]}" "${pck[@]}" >/dev/null 2>"$WORK/pck.err" || rc=$?
+[ "$rc" -ne 0 ] && grep -q "test hook: rank 1 exits at step 22" "$WORK/pck.err" \
+  || fail "pipeline rebalance + checkpoint: the kill hook did not fire: $(tail -2 "$WORK/pck.err")"
+[ "$(cat "$WORK/pck/LATEST")" = step-00000020 ] || fail "pipeline rebalance + checkpoint: want the checkpoint of step 20"
+cp "$WORK/pck/step-00000020/plan.json" "$WORK/pipe.saved.json"
+"$PARTITA" launch -n 2 -- partita "${prun[@]}" "${pck[@]}" --resume --json "$WORK/pipe.resumed.json" >/dev/null \
+  2>"$WORK/pipe.resumed.err" || fail "pipeline rebalance + checkpoint: resume: $(tail -3 "$WORK/pipe.resumed.err")"
+"$PYTHON" - "$WORK/pipe.json" "$WORK/pipe.saved.json" "$WORK/pipe.calm0.json" "$WORK/pipe.resumed.json" <<'PY' \
+  || fail "pipeline rebalance + checkpoint: resumed job"
+import json, sys
+plan, saved, calm, resumed = (json.load(open(p)) for p in sys.argv[1:])
+cuts = lambda p: [(s['first'], s['last']) for s in p['stages']]
+assert cuts(saved) != cuts(plan), ('the checkpoint should hold the moved cut', cuts(saved))
+assert resumed['resumed_from_step'] == 20, resumed.get('resumed_from_step')
+if not any(e['applied'] for e in resumed.get('rebalances', [])):
+    assert cuts(resumed['final_plan']) == cuts(saved), (cuts(resumed['final_plan']), cuts(saved))
+a, b = calm['losses'], resumed['losses']
+assert len(a) == len(b) == 28, (len(a), len(b))
+worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
+assert worst <= 1e-4, ('losses changed', worst)
+print(f"resumed on stages {cuts(saved)}: 28 losses equal to the undisturbed run's (worst {worst:.1e})")
 PY
 # A tensor-parallel plan's parts stay in their processes: refused before anything runs.
 "$PARTITA" plan "$ZOO/gpt.pt" --input 4x32:i64:2048 --devices cpu:0,cpu:1 --strategy tensor --train \
