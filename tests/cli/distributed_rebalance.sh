@@ -58,21 +58,8 @@ PARTITA_FAULT_EXIT_AT_STEP=22 "$PARTITA" launch -n 2 -- partita "${run[@]}" "${c
 cp "$WORK/ck/step-00000020/plan.json" "$WORK/saved.plan.json"  # the resumed run's last save replaces it
 "$PARTITA" launch -n 2 -- partita "${run[@]}" "${ck[@]}" --resume --json "$WORK/resumed.json" >/dev/null \
   2>"$WORK/resumed.err" || fail "rebalance + checkpoint: resume: $(tail -3 "$WORK/resumed.err")"
-"$PYTHON" - "$WORK/plan.json" "$WORK/saved.plan.json" "$WORK/calm0.json" "$WORK/resumed.json" <<'PY' \
+resumed_on_saved_layout "$WORK/plan.json" "$WORK/saved.plan.json" "$WORK/calm0.json" "$WORK/resumed.json" \
   || fail "rebalance + checkpoint: resumed job"
-import json, sys
-plan, saved, calm, resumed = (json.load(open(p)) for p in sys.argv[1:])
-shares = lambda p: p['groups'][0]['batch_shares']
-assert shares(saved) != shares(plan), ('the checkpoint should hold the rebalanced shares', shares(saved))
-assert resumed['resumed_from_step'] == 20, resumed.get('resumed_from_step')
-if not any(e['applied'] for e in resumed.get('rebalances', [])):
-    assert shares(resumed['final_plan']) == shares(saved), (shares(resumed['final_plan']), shares(saved))
-a, b = calm['losses'], resumed['losses']
-assert len(a) == len(b) == 28, (len(a), len(b))
-worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
-assert worst <= 1e-4, ('losses changed', worst)
-print(f"resumed on shares {shares(saved)}: 28 losses equal to the undisturbed run's (worst {worst:.1e})")
-PY
 # A pipeline with one process per stage moves its cut: the GPT's 2-stage pipeline (4 microbatches), cpu:0 3x
 # slower from step 10. The layers that move take their weights and Adam state to the other rank
 # (parameter_handover.h): the 28 losses stay those of the same plan run undisturbed in one process.
@@ -118,21 +105,8 @@ PARTITA_FAULT_EXIT_AT_STEP=22 "$PARTITA" launch -n 2 -- partita "${prun[@]}" "${
 cp "$WORK/pck/step-00000020/plan.json" "$WORK/pipe.saved.json"
 "$PARTITA" launch -n 2 -- partita "${prun[@]}" "${pck[@]}" --resume --json "$WORK/pipe.resumed.json" >/dev/null \
   2>"$WORK/pipe.resumed.err" || fail "pipeline rebalance + checkpoint: resume: $(tail -3 "$WORK/pipe.resumed.err")"
-"$PYTHON" - "$WORK/pipe.json" "$WORK/pipe.saved.json" "$WORK/pipe.calm0.json" "$WORK/pipe.resumed.json" <<'PY' \
+resumed_on_saved_layout "$WORK/pipe.json" "$WORK/pipe.saved.json" "$WORK/pipe.calm0.json" "$WORK/pipe.resumed.json" \
   || fail "pipeline rebalance + checkpoint: resumed job"
-import json, sys
-plan, saved, calm, resumed = (json.load(open(p)) for p in sys.argv[1:])
-cuts = lambda p: [(s['first'], s['last']) for s in p['stages']]
-assert cuts(saved) != cuts(plan), ('the checkpoint should hold the moved cut', cuts(saved))
-assert resumed['resumed_from_step'] == 20, resumed.get('resumed_from_step')
-if not any(e['applied'] for e in resumed.get('rebalances', [])):
-    assert cuts(resumed['final_plan']) == cuts(saved), (cuts(resumed['final_plan']), cuts(saved))
-a, b = calm['losses'], resumed['losses']
-assert len(a) == len(b) == 28, (len(a), len(b))
-worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
-assert worst <= 1e-4, ('losses changed', worst)
-print(f"resumed on stages {cuts(saved)}: 28 losses equal to the undisturbed run's (worst {worst:.1e})")
-PY
 # A tensor-parallel plan's parts stay in their processes: refused before anything runs.
 "$PARTITA" plan "$ZOO/gpt.pt" --input 4x32:i64:2048 --devices cpu:0,cpu:1 --strategy tensor --train \
   --cost roofline --json "$WORK/tensor.json" >/dev/null || fail "tensor plan"

@@ -54,3 +54,26 @@ expect_rank_faults() {
     || fail "hang fault: launcher line: $(cat "$WORK/hang.err")"
   echo "hang fault stopped in $took s"
 }
+# resumed_on_saved_layout PLAN SAVED CALM RESUMED: a rebalanced run killed and resumed (rebalance.sh,
+# distributed_rebalance.sh). SAVED, the plan of the checkpoint it resumed from (step 20), must hold another layout
+# than PLAN (devices, batch shares, cuts) planned for a slowed cpu:0; RESUMED must go on from step 20 on that
+# layout (unless it rebalanced again) with the 28 losses of CALM, an undisturbed run without warm-up steps.
+resumed_on_saved_layout() {
+  "$PYTHON" - "$@" <<'PY'
+import json, sys
+plan, saved, calm, resumed = (json.load(open(p)) for p in sys.argv[1:5])
+def layout(p):
+    return [(p['groups'][s['group']]['devices'], p['groups'][s['group']]['batch_shares'], s['first'], s['last'])
+            for s in p['stages']]
+assert layout(saved) != layout(plan), ('the checkpoint should hold the rebalanced plan', layout(saved))
+assert 'cpu:0' in saved['source'].get('device_slowdowns', {}), saved['source']
+assert resumed['resumed_from_step'] == 20, resumed.get('resumed_from_step')
+if not any(e['applied'] for e in resumed.get('rebalances', [])):
+    assert layout(resumed['final_plan']) == layout(saved), (layout(resumed['final_plan']), layout(saved))
+a, b = calm['losses'], resumed['losses']
+assert len(a) == len(b) == 28, (len(a), len(b))
+worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
+assert worst <= 1e-4, ('losses changed', worst)
+print(f"resumed on {layout(saved)}: 28 losses equal to the undisturbed run's (worst {worst:.1e})")
+PY
+}

@@ -43,13 +43,29 @@ torch::Tensor copied(const torch::Tensor& t) { return t.defined() ? t.clone() : 
 
 }  // namespace
 
-bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
-                          torch::Device device) {
+torch::optim::OptimizerParamState* parameter_state(torch::optim::Optimizer& optimizer,
+                                                   const torch::Tensor& param) {
   auto& states = optimizer.state();
   using Key = typename std::decay_t<decltype(states)>::key_type;
   const auto it = states.find(state_key<Key>(param));
-  if (it == states.end()) return false;
-  torch::optim::OptimizerParamState* state = it->second.get();
+  return it == states.end() ? nullptr : it->second.get();
+}
+
+void set_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                         std::unique_ptr<torch::optim::OptimizerParamState> state) {
+  auto& states = optimizer.state();
+  using Key = typename std::decay_t<decltype(states)>::key_type;
+  if (state) {
+    states[state_key<Key>(param)] = std::move(state);
+  } else {
+    states.erase(state_key<Key>(param));
+  }
+}
+
+bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                          torch::Device device) {
+  torch::optim::OptimizerParamState* state = parameter_state(optimizer, param);
+  if (state == nullptr) return false;
   if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state)) {
     sgd->momentum_buffer(moved(sgd->momentum_buffer(), device));
   } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(state)) {

@@ -1,29 +1,15 @@
 #include "partita/runtime/parameter_handover.h"
 
 #include <memory>
-#include <sstream>
 #include <string>
-#include <type_traits>
 
 #include "partita/core/error.h"
 #include "partita/runtime/distributed_group.h"
+#include "partita/runtime/optimizer.h"
 
 namespace partita {
 
 namespace {
-
-// torch::optim's key of a parameter's state (see optimizer.cpp: a string up to LibTorch 1.13, the
-// TensorImpl's address in later versions).
-template <typename Key>
-Key state_key(const torch::Tensor& param) {
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream out;
-    out << static_cast<const void*>(param.unsafeGetTensorImpl());
-    return out.str();
-  } else {
-    return static_cast<Key>(param.unsafeGetTensorImpl());
-  }
-}
 
 enum class Kind { kSgd, kSgdMomentum, kAdam, kAdamW };
 
@@ -77,8 +63,6 @@ void hand_over_parameters(DistributedGroup& group, const std::vector<torch::Tens
                 "handing parameters over: ", params.size(), " parameters but ", owner.size(), " owners and ",
                 keep.size(), " keep flags");
   const Kind kind = kind_of(optimizer);
-  auto& states = optimizer.state();
-  using Key = typename std::decay_t<decltype(states)>::key_type;
   const int rank = group.rank();
   torch::NoGradGuard no_grad;
 
@@ -90,24 +74,24 @@ void hand_over_parameters(DistributedGroup& group, const std::vector<torch::Tens
     if (owner[k] < 0) continue;
     const bool mine = owner[k] == rank;
     Parcel& p = parcels[k];
-    const auto it = states.find(state_key<Key>(params[k]));
-    const bool stated = mine && it != states.end();
+    torch::optim::OptimizerParamState* had = mine ? parameter_state(optimizer, params[k]) : nullptr;
+    const bool stated = had != nullptr;
     p.has_state = torch::full({1}, stated ? 1.0 : 0.0, torch::kFloat64);
     p.value = mine ? params[k].detach().clone() : torch::zeros_like(params[k]);
     switch (kind) {
       case Kind::kSgd:
         break;
       case Kind::kSgdMomentum: {
-        const auto* s = stated ? static_cast<torch::optim::SGDParamState*>(it->second.get()) : nullptr;
+        const auto* s = static_cast<torch::optim::SGDParamState*>(had);
         p.state = {s && s->momentum_buffer().defined() ? s->momentum_buffer().clone()
                                                        : torch::zeros_like(p.value)};
         break;
       }
       case Kind::kAdam:
-        pack_adam(stated ? static_cast<torch::optim::AdamParamState*>(it->second.get()) : nullptr, p);
+        pack_adam(static_cast<torch::optim::AdamParamState*>(had), p);
         break;
       case Kind::kAdamW:
-        pack_adam(stated ? static_cast<torch::optim::AdamWParamState*>(it->second.get()) : nullptr, p);
+        pack_adam(static_cast<torch::optim::AdamWParamState*>(had), p);
         break;
     }
     flat.push_back(p.has_state);
@@ -118,11 +102,10 @@ void hand_over_parameters(DistributedGroup& group, const std::vector<torch::Tens
 
   for (size_t k = 0; k < params.size(); ++k) {
     torch::Tensor param = params[k];
-    const Key key = state_key<Key>(param);
     if (owner[k] >= 0) {
       const Parcel& p = parcels[k];
       param.detach().copy_(p.value);
-      states.erase(key);
+      std::unique_ptr<torch::optim::OptimizerParamState> state;
       if (p.has_state.item<double>() != 0) {
         switch (kind) {
           case Kind::kSgd:
@@ -130,20 +113,21 @@ void hand_over_parameters(DistributedGroup& group, const std::vector<torch::Tens
           case Kind::kSgdMomentum: {
             auto s = std::make_unique<torch::optim::SGDParamState>();
             s->momentum_buffer(p.state[0]);
-            states[key] = std::move(s);
+            state = std::move(s);
             break;
           }
           case Kind::kAdam:
-            states[key] = unpack_adam<torch::optim::AdamParamState>(p);
+            state = unpack_adam<torch::optim::AdamParamState>(p);
             break;
           case Kind::kAdamW:
-            states[key] = unpack_adam<torch::optim::AdamWParamState>(p);
+            state = unpack_adam<torch::optim::AdamWParamState>(p);
             break;
         }
       }
+      set_parameter_state(optimizer, param, std::move(state));
     }
     if (!keep[k]) {  // not this process's any more: the optimizer must not step it
-      states.erase(key);
+      set_parameter_state(optimizer, param, nullptr);
       param.mutable_grad() = torch::Tensor();
     }
   }

@@ -14,6 +14,14 @@ namespace partita {
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vector<torch::Tensor> params,
                                                         double lr);
 
+// What `optimizer` keeps for `param` (null when it has nothing yet), whatever the LibTorch version keys it
+// by.
+torch::optim::OptimizerParamState* parameter_state(torch::optim::Optimizer& optimizer,
+                                                   const torch::Tensor& param);
+// Replaces what `optimizer` keeps for `param` with `state`; null drops it.
+void set_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                         std::unique_ptr<torch::optim::OptimizerParamState> state);
+
 // Moves what `optimizer` keeps for `param` (SGD's momentum buffer, Adam's and AdamW's moments) to `device`,
 // where the parameter now lives: the engine keeps a GPU stage's parameters and their optimizer state on the
 // GPU and brings them home when it ends. Returns false when the optimizer holds nothing for `param` yet (it
