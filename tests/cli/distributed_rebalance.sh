@@ -10,6 +10,21 @@
 # plan uses the roofline cost model, as rebalance.sh explains.
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
+# kill_and_resume TAG ARGS...: `partita launch -n 2 -- partita ARGS... --checkpoint-dir $WORK/TAG` with rank 1
+# killed before its step 22 (checkpoints every 5: LATEST must be step 20's), then the same with --resume. Leaves
+# the step-20 checkpoint's plan in $WORK/TAG.saved.json and the resumed run's JSON in $WORK/TAG.resumed.json.
+kill_and_resume() {
+  local tag=$1; shift
+  local rc=0
+  PARTITA_FAULT_EXIT_AT_STEP=22 "$PARTITA" launch -n 2 -- partita "$@" --checkpoint-dir "$WORK/$tag" \
+    >/dev/null 2>"$WORK/$tag.err" || rc=$?
+  [ "$rc" -ne 0 ] && grep -q "test hook: rank 1 exits at step 22" "$WORK/$tag.err" \
+    || fail "$tag: the kill hook did not fire: $(tail -2 "$WORK/$tag.err")"
+  [ "$(cat "$WORK/$tag/LATEST")" = step-00000020 ] || fail "$tag: want the checkpoint of step 20"
+  cp "$WORK/$tag/step-00000020/plan.json" "$WORK/$tag.saved.json"  # the resumed run's last save replaces it
+  "$PARTITA" launch -n 2 -- partita "$@" --checkpoint-dir "$WORK/$tag" --resume --json "$WORK/$tag.resumed.json" \
+    >/dev/null 2>"$WORK/$tag.resumed.err" || fail "$tag: resume: $(tail -3 "$WORK/$tag.resumed.err")"
+}
 input=32x3x32x32
 "$PARTITA" plan "$ZOO/cnn.pt" --input "$input" --devices cpu:0,cpu:1 --strategy data --all-devices --train \
   --cost roofline --json "$WORK/plan.json" >/dev/null || fail "plan"
@@ -48,17 +63,9 @@ PY
 # Checkpoints record the rebalanced plan and a resumed job goes on with it: rank 1 killed before its step 22
 # (rebalanced after step 12 or so; checkpoints every 5, so LATEST is step 20's, on the new shares), the job
 # resumed from the original plan file: 28 losses equal to an undisturbed run's without warm-up steps.
-ck=(--inject-slowdown 0:4:10 --rebalance --rebalance-threshold 2.5 --checkpoint-dir "$WORK/ck" --checkpoint-every 5)
 "$PARTITA" "${run[@]}" --warmup 0 --json "$WORK/calm0.json" >/dev/null || fail "undisturbed run without warm-up"
-rc=0
-PARTITA_FAULT_EXIT_AT_STEP=22 "$PARTITA" launch -n 2 -- partita "${run[@]}" "${ck[@]}" >/dev/null 2>"$WORK/ck.err" || rc=$?
-[ "$rc" -ne 0 ] && grep -q "test hook: rank 1 exits at step 22" "$WORK/ck.err" \
-  || fail "rebalance + checkpoint: the kill hook did not fire: $(tail -2 "$WORK/ck.err")"
-[ "$(cat "$WORK/ck/LATEST")" = step-00000020 ] || fail "rebalance + checkpoint: want the checkpoint of step 20"
-cp "$WORK/ck/step-00000020/plan.json" "$WORK/saved.plan.json"  # the resumed run's last save replaces it
-"$PARTITA" launch -n 2 -- partita "${run[@]}" "${ck[@]}" --resume --json "$WORK/resumed.json" >/dev/null \
-  2>"$WORK/resumed.err" || fail "rebalance + checkpoint: resume: $(tail -3 "$WORK/resumed.err")"
-resumed_on_saved_layout "$WORK/plan.json" "$WORK/saved.plan.json" "$WORK/calm0.json" "$WORK/resumed.json" \
+kill_and_resume ck "${run[@]}" --inject-slowdown 0:4:10 --rebalance --rebalance-threshold 2.5 --checkpoint-every 5
+resumed_on_saved_layout "$WORK/plan.json" "$WORK/ck.saved.json" "$WORK/calm0.json" "$WORK/ck.resumed.json" \
   || fail "rebalance + checkpoint: resumed job"
 # A pipeline with one process per stage moves its cut: the GPT's 2-stage pipeline (4 microbatches), cpu:0 3x
 # slower from step 10. The layers that move take their weights and Adam state to the other rank
@@ -95,17 +102,9 @@ print(f"losses equal to the undisturbed run's (worst relative difference {worst:
 PY
 # Killed before step 22 after the cut moved: each rank's shard of the step-20 checkpoint holds its new stage, and
 # the job resumed from the original plan file goes on with the moved cut; losses as an undisturbed run's.
-pck=(--inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 --checkpoint-dir "$WORK/pck" --checkpoint-every 5)
 "$PARTITA" "${prun[@]}" --warmup 0 --json "$WORK/pipe.calm0.json" >/dev/null || fail "undisturbed pipeline run without warm-up"
-rc=0
-PARTITA_FAULT_EXIT_AT_STEP=22 "$PARTITA" launch -n 2 -- partita "${prun[@]}" "${pck[@]}" >/dev/null 2>"$WORK/pck.err" || rc=$?
-[ "$rc" -ne 0 ] && grep -q "test hook: rank 1 exits at step 22" "$WORK/pck.err" \
-  || fail "pipeline rebalance + checkpoint: the kill hook did not fire: $(tail -2 "$WORK/pck.err")"
-[ "$(cat "$WORK/pck/LATEST")" = step-00000020 ] || fail "pipeline rebalance + checkpoint: want the checkpoint of step 20"
-cp "$WORK/pck/step-00000020/plan.json" "$WORK/pipe.saved.json"
-"$PARTITA" launch -n 2 -- partita "${prun[@]}" "${pck[@]}" --resume --json "$WORK/pipe.resumed.json" >/dev/null \
-  2>"$WORK/pipe.resumed.err" || fail "pipeline rebalance + checkpoint: resume: $(tail -3 "$WORK/pipe.resumed.err")"
-resumed_on_saved_layout "$WORK/pipe.json" "$WORK/pipe.saved.json" "$WORK/pipe.calm0.json" "$WORK/pipe.resumed.json" \
+kill_and_resume pck "${prun[@]}" --inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 --checkpoint-every 5
+resumed_on_saved_layout "$WORK/pipe.json" "$WORK/pck.saved.json" "$WORK/pipe.calm0.json" "$WORK/pck.resumed.json" \
   || fail "pipeline rebalance + checkpoint: resumed job"
 # A tensor-parallel plan's parts stay in their processes: refused before anything runs.
 "$PARTITA" plan "$ZOO/gpt.pt" --input 4x32:i64:2048 --devices cpu:0,cpu:1 --strategy tensor --train \
