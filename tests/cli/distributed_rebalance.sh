@@ -54,12 +54,8 @@ final = rebal['final_plan']
 assert len(final['stages']) == 1 and final['groups'][0]['devices'] == ['cpu:0', 'cpu:1'], \
     ('each rank keeps its device', final['groups'])
 print(f"cpu:0 samples: {before['cpu:0']} before, {shares['cpu:0']} after the rebalance after step {first['step']}")
-a, b = calm['losses'], rebal['losses']
-assert len(a) == len(b) == 28
-worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
-assert worst <= 1e-4, ('losses changed', worst)
-print(f"losses equal to the undisturbed run's (worst relative difference {worst:.1e})")
 PY
+losses_equal "$WORK/calm.json" "$WORK/rebal.json" || fail "rebalanced run: losses"
 # Checkpoints record the rebalanced plan and a resumed job goes on with it: rank 1 killed before its step 22
 # (rebalanced after step 12 or so; checkpoints every 5, so LATEST is step 20's, on the new shares), the job
 # resumed from the original plan file: 28 losses equal to an undisturbed run's without warm-up steps.
@@ -94,12 +90,8 @@ assert [p.split(' ')[0] for p in first['to'].split('; ')] == [p.split(' ')[0] fo
     ('each stage keeps its device', first)
 assert cpu0_nodes(first['to']) < cpu0_nodes(first['from']), ('work should move off the slowed cpu:0', first)
 print(f"cpu:0 nodes: {cpu0_nodes(first['from'])} before, {cpu0_nodes(first['to'])} after step {first['step']}")
-a, b = calm['losses'], rebal['losses']
-assert len(a) == len(b) == 28
-worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
-assert worst <= 1e-4, ('losses changed', worst)
-print(f"losses equal to the undisturbed run's (worst relative difference {worst:.1e})")
 PY
+losses_equal "$WORK/pipe.calm.json" "$WORK/pipe.rebal.json" || fail "rebalanced pipeline: losses"
 # Killed before step 22 after the cut moved: each rank's shard of the step-20 checkpoint holds its new stage, and
 # the job resumed from the original plan file goes on with the moved cut; losses as an undisturbed run's.
 "$PARTITA" "${prun[@]}" --warmup 0 --json "$WORK/pipe.calm0.json" >/dev/null || fail "undisturbed pipeline run without warm-up"

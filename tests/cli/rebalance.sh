@@ -48,11 +48,6 @@ for stage, (device, span) in zip(first_plan['stages'], ranges):  # stages in nod
 before, after, ideal = nodes_on(plan, 'cpu:0'), nodes_on(first_plan, 'cpu:0'), nodes_on(fresh, 'cpu:0')
 assert after < before, ('work should move off the slowed cpu:0', before, after)
 print(f"cpu:0 nodes: {before} before, {after} after the rebalance, {ideal} in a fresh plan for cpu:0 3x slower")
-a, b = calm['losses'], rebal['losses']
-assert len(a) == len(b) == 28
-worst = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
-assert worst <= 1e-4, ('losses changed', worst)
-print(f"losses equal to the undisturbed run (worst relative difference {worst:.1e})")
 if len(applied) > 1:
     print(f"{len(applied)} rebalances applied; comparing the first one's partition ({first['to']})")
 # The slowdowns the first rebalance measured and planned for: "cpu:0 4.43x slower than ... (cpu:1 1.00x) ...".
@@ -65,6 +60,7 @@ first_plan['source']['device_slowdowns'] = measured
 json.dump(first_plan, open(sys.argv[5], 'w'))
 open(sys.argv[6], 'w').write(' '.join(f"--device-slowdown {d}:{x}" for d, x in sorted(measured.items())))
 PY
+losses_equal "$WORK/calm.json" "$WORK/rebal.json" || fail "rebalanced run: losses"
 "$PARTITA" simulate "$WORK/final.json" --json "$WORK/final_sim.json" >/dev/null || fail "simulate the final plan"
 # shellcheck disable=SC2046  # one word per flag and value
 "$PARTITA" "${plan[@]}" $(cat "$WORK/measured_slowdowns.txt") --json "$WORK/fresh_measured.json" >/dev/null \
