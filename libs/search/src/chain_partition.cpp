@@ -110,6 +110,7 @@ std::optional<StageChoice> evaluate(const ChainProblem& problem, int slot, const
   for (const Savings& sv : facts.savings) {
     StageLoad load{first, last, share, in_flight(problem, slot), sv.checkpointing, sv.offload};
     load.device = s.devices[0];  // a slot's devices are of one kind
+    load.microbatches = problem.microbatches;
     bool fits = true;
     for (size_t home = 0; home < facts.caps.size() && fits; ++home) {
       load.weights = static_cast<WeightHome>(home);

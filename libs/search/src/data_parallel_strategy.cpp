@@ -72,7 +72,7 @@ std::optional<DpConfig> plan_for_devices(const StageModel& model, const std::vec
         while (lo < hi) {
           const int mid = (lo + hi + 1) / 2;
           const WeightHome home = model.weight_home(d, static_cast<int>(devs.size()));
-          if (model.memory(StageLoad{0, last, mid, 1, c, o, home, d}) <= model.memory_cap(d))
+          if (model.memory(StageLoad{0, last, mid, 1, c, o, home, d, m}) <= model.memory_cap(d))
             lo = mid;
           else
             hi = mid - 1;

@@ -135,10 +135,15 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   // weight, each replica adding holds one such copy of it (resnet18 8x3x112x112, two replicas on cpu:0 +
   // cpu:1: 9 MiB measured beyond the devices' working memory). The stages of a pipeline do not backward
   // through their largest weights at once: the largest stage figure counts.
+  // With one microbatch, each CPU replica's peak leaves out the gradients its backward has not made yet
+  // (StageModel::backward_peak), but the replicas make the same host gradients: only one replica's figure
+  // (the least) may be left out, the others' are added back. (A tensor group's devices count every
+  // gradient for the whole step: TensorModel does not time them.)
   if (training && !plan.branch_layout()) {
     std::vector<Bytes> adding(hosts.size(), Bytes(0));
     for (size_t s = 0; s < plan.stages.size(); ++s) {
-      const DeviceGroup& g = plan.groups[static_cast<size_t>(plan.stages[s].group)];
+      const Stage& st = plan.stages[s];
+      const DeviceGroup& g = plan.groups[static_cast<size_t>(st.group)];
       const int replicas = static_cast<int>(g.devices.size());
       const int fresh = plan.microbatches > 1 ? replicas : replicas - 1;
       if (!all_cpu(g, model) || fresh <= 0) continue;
@@ -146,6 +151,18 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
       const auto k =
           static_cast<size_t>(&host_of(hosts, cluster.devices[static_cast<size_t>(d)].node) - hosts.data());
       adding[k] = std::max(adding[k], largest_read[s] * static_cast<double>(fresh));
+      if (g.parallelism == GroupParallelism::kTensor) continue;  // TensorModel counts every gradient
+      Bytes unmade_sum(0), unmade_least(0);
+      for (size_t i = 0; i < g.devices.size(); ++i) {
+        const StageLoad load{
+            st.first,         st.last,    g.batch_shares[i], 1,
+            st.checkpointing, st.offload, WeightHome::kHost, model.device_index(g.devices[i]),
+            plan.microbatches};
+        const Bytes unmade = model.backward_peak(load).unmade_gradients;
+        unmade_sum += unmade;
+        unmade_least = i == 0 ? unmade : std::min(unmade_least, unmade);
+      }
+      hosts[k].cpu_working += unmade_sum - unmade_least;
     }
     for (size_t k = 0; k < hosts.size(); ++k) hosts[k].cpu_working += adding[k];
   }

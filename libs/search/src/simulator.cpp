@@ -273,16 +273,17 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       const double peak = peak_of(events);
       offloaded.push_back(Bytes(static_cast<int64_t>(peak_of(host_events))));
       const WeightHome home = model.weight_home(d, static_cast<int>(g.devices.size()));
-      const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home, d};
+      const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home, d, m};
       if (tp) {
         dp.peak_memory =
             training ? tensor->static_memory(st.first, st.last, share, p) + Bytes(static_cast<int64_t>(peak))
                      : tensor->memory(st.first, st.last, share, p, 1, d);
       } else if (training) {
-        // Static part: the memory model with no activations kept (in_flight cancels out below).
+        // Static part: the memory model with no activations kept (in_flight cancels out below); with one
+        // microbatch its backward's peak holds only the gradients made by then.
         const Offload state =
             offloads_optimizer_state(st.offload) ? Offload::kOptimizerState : Offload::kNone;
-        const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, state, home};
+        const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, state, home, d, m};
         dp.peak_memory = model.memory(none) + Bytes(static_cast<int64_t>(peak));
       } else {
         dp.peak_memory = model.memory(base);

@@ -106,9 +106,12 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     }
   }
   spanning_.assign(static_cast<size_t>(n) + 1, {});
+  std::vector<double> unshared_trainable(static_cast<size_t>(n), 0.0);
   for (size_t id = 0; id < readers.size(); ++id) {
-    if (readers[id].size() < 2) continue;
     const Value& v = graph.value(static_cast<ValueId>(id));
+    if (readers[id].size() == 1 && v.role == ValueRole::kParameter)
+      unshared_trainable[static_cast<size_t>(readers[id].front())] += static_cast<double>(v.bytes().value());
+    if (readers[id].size() < 2) continue;
     const int k = static_cast<int>(shared_.size());
     shared_.push_back(SharedWeight{static_cast<double>(v.bytes().value()), v.role == ValueRole::kParameter,
                                    std::move(readers[id])});
@@ -132,6 +135,15 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   std::vector<double> ws_saved(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i)
     ws_saved[static_cast<size_t>(i)] = ws[static_cast<size_t>(i)] + saved_prefix_[i + 1];
+  // ... and the gradients of the weights only nodes before it read are not made yet.
+  unshared_trainable_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
+  std::vector<double> unmade(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    unmade[static_cast<size_t>(i)] = -unshared_trainable_prefix_[static_cast<size_t>(i)];
+    unshared_trainable_prefix_[static_cast<size_t>(i) + 1] =
+        unshared_trainable_prefix_[static_cast<size_t>(i)] + unshared_trainable[static_cast<size_t>(i)];
+  }
+  first_backward_ = RangeLineMax(ws_saved, unmade);
   ws_saved_table_ = sparse_max_table(std::move(ws_saved));
   ws_table_ = sparse_max_table(std::move(ws));
 
@@ -371,10 +383,21 @@ Bytes StageModel::model_state(const StageLoad& load) const {
   return state;
 }
 
+StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load) const {
+  if (!training()) return BackwardPeak{};
+  const double s = load.samples;
+  if (load.microbatches != 1) return BackwardPeak{backward_workspace_per_sample(load.first, load.last) * s};
+  const RangeLineMax::Best best = first_backward_.max_at(load.first, load.last, s);
+  const double unmade = unshared_trainable_prefix_[static_cast<size_t>(best.index)] -
+                        unshared_trainable_prefix_[static_cast<size_t>(load.first)];
+  return BackwardPeak{best.value + unshared_trainable_prefix_[static_cast<size_t>(load.first)] -
+                          saved_prefix_[static_cast<size_t>(load.last) + 1] * s,
+                      Bytes(static_cast<int64_t>(unmade))};
+}
+
 Bytes StageModel::memory(const StageLoad& load) const {
   const double s = load.samples;
-  double total = static_cast<double>(model_state(load).value()) +
-                 backward_workspace_per_sample(load.first, load.last) * s;
+  double total = static_cast<double>(model_state(load).value()) + backward_peak(load).beyond_state;
   if (!training()) {
     return Bytes(static_cast<int64_t>(static_cast<double>(model_state(load).value()) +
                                       peak_live(load.first, load.last, load.samples, load.device)));

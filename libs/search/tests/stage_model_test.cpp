@@ -399,6 +399,83 @@ TEST(StageModel, BackwardWorkspaceLeavesOutWhatLaterNodesSavedAndBackwardFreed) 
   EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(2, 2), 80);
 }
 
+// The engine starts a step without gradients and backward makes each as it passes its reader. x (16 floats)
+// -> n0 (w0, 1000 floats) -> y0 (10) -> n1 (w1, 10) -> y1 (10) -> n2 (w2, 10) -> y2 (4000), batch 1: the peak
+// of backward is at n2, where only w2's gradient exists. One microbatch per step: the peak leaves out w0's
+// and w1's (4040 bytes); with more (or not known) later microbatches run backward beside all of them.
+TEST(StageModel, OneMicrobatchsBackwardPeakHoldsOnlyTheGradientsMadeByThen) {
+  const Graph g = chain_graph({1e9, 1e9, 1e9}, {10, 10, 4000}, {1000, 10, 10});
+  const OneDevice x(g, Mode::kTraining);
+  const StageModel& m = x.m;
+  StageLoad load{0, 2, 2, 1, Checkpointing::kNone, Offload::kNone};
+  // n2's working set (y1 40 + y2 16000 bytes per sample) with nothing freed yet: 2 x 16040.
+  EXPECT_DOUBLE_EQ(m.backward_peak(load).beyond_state, 32080);
+  EXPECT_EQ(m.backward_peak(load).unmade_gradients, Bytes(0));
+  const Bytes whole_step = m.memory(load);
+  load.microbatches = 2;
+  EXPECT_EQ(m.memory(load), whole_step);
+  load.microbatches = 1;
+  EXPECT_EQ(m.backward_peak(load).unmade_gradients, Bytes(4040));
+  EXPECT_DOUBLE_EQ(m.backward_peak(load).beyond_state, 32080 - 4040);
+  EXPECT_EQ(m.memory(load), whole_step - Bytes(4040));
+  // Checkpointing recomputes the microbatch before its backward: the same gradients are missing.
+  load.checkpointing = Checkpointing::kFull;
+  const Bytes checkpointed = m.memory(load);
+  load.microbatches = 0;
+  EXPECT_EQ(m.memory(load), checkpointed + Bytes(4040));
+  // A range after n1 has no gradient to wait for; a range of n0 alone makes its one gradient at once.
+  EXPECT_EQ(m.backward_peak(StageLoad{2, 2, 1, 1, Checkpointing::kNone, Offload::kNone}).unmade_gradients,
+            Bytes(0));
+  EXPECT_EQ(
+      m.backward_peak(StageLoad{0, 0, 1, 1, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, -1, 1})
+          .unmade_gradients,
+      Bytes(0));
+  // Inference makes no gradients.
+  const OneDevice infer(g, Mode::kInference);
+  EXPECT_EQ(infer.m.backward_peak(load).unmade_gradients, Bytes(0));
+}
+
+// The peak against a walk over the range's nodes that uses only the model's per-node figures: at node n,
+// the microbatch's working set there less what later nodes saved (backward freed it), less the gradients
+// of the weights only nodes before n read. Random chains, every range, 1 to 4 samples.
+TEST(StageModel, BackwardPeakMatchesAWalkOverTheRangesNodes) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int64_t> size(1, 5000);
+  for (int trial = 0; trial < 20; ++trial) {
+    const int n = 2 + trial % 9;
+    std::vector<double> flops(static_cast<size_t>(n), 1e9);
+    std::vector<int64_t> acts, params;
+    for (int i = 0; i < n; ++i) {
+      acts.push_back(size(rng));
+      params.push_back(size(rng));
+    }
+    const Graph g = chain_graph(flops, acts, params);
+    const OneDevice x(g, Mode::kTraining);
+    const StageModel& m = x.m;
+    for (NodeId first = 0; first < n; ++first) {
+      for (NodeId last = first; last < n; ++last) {
+        for (int samples = 1; samples <= 4; ++samples) {
+          double want = -1e300;
+          for (NodeId k = first; k <= last; ++k) {
+            const double freed = k < last ? m.saved_per_sample(k + 1, last) : 0.0;
+            const double unmade =
+                k > first ? static_cast<double>(m.trainable_bytes(first, k - 1).value()) : 0.0;
+            want = std::max(want, (m.workspace_per_sample(k, k) - freed) * samples - unmade);
+          }
+          const StageLoad load{
+              first, last, samples, 1, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, -1, 1};
+          ASSERT_NEAR(m.backward_peak(load).beyond_state, want, 1e-6)
+              << "trial " << trial << " [" << first << ", " << last << "] samples " << samples;
+          // Without the gradients' timing: the workspace model alone.
+          const StageLoad whole{first, last, samples, 1, Checkpointing::kNone, Offload::kNone};
+          ASSERT_NEAR(m.backward_peak(whole).beyond_state,
+                      m.backward_workspace_per_sample(first, last) * samples, 1e-6);
+        }
+      }
+    }
+  }
+}
+
 // Weights follow the engine's placement: a CPU device (kHost) counts a tied weight once, in the range of its
 // first reader; a device with memory of its own holds every weight its range reads, and the optimizer state
 // only of the parameters no other range reads (kOwn), or none when it is one of a stage's replicas (kCopies).

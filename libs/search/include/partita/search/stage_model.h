@@ -35,6 +35,15 @@
 //   - workspace (training): at the peak of a microbatch's backward, beyond its activations: the largest
 //     over the range's nodes of a node's non-weight inputs + outputs (the gradients in flight there) less
 //     what the nodes after it saved (backward has freed that by then).
+//   - gradients (training): the engine starts a step without them (set to none), and backward makes a
+//     parameter's gradient when it passes the parameter's reader. When a device runs one microbatch per
+//     step (StageLoad::microbatches == 1), the gradients of parameters that only nodes before the backward's
+//     current node read are not there yet: the peak is the largest over the range's nodes of workspace
+//     less what later nodes saved less those gradients (backward_peak), which may come early in
+//     backward, where few gradients exist. A weight several nodes read counts from the backward's start
+//     (the last reader makes it first); once backward ends every gradient is there, as in model_state. With
+//     more microbatches (or not known) the later ones run backward beside every gradient: counted for the
+//     whole step.
 //   - memory savings (training only): full checkpointing keeps only the stage input of every microbatch in
 //     flight and recomputes the rest in backward; activation offload copies what the range produces and
 //     saves itself (offloaded_per_sample) to host memory as the forward saves it and back when the backward
@@ -56,6 +65,7 @@
 #include "partita/graph/graph.h"
 #include "partita/hardware/device.h"
 #include "partita/search/plan.h"
+#include "partita/search/range_line_max.h"
 #include "partita/search/search_options.h"
 
 namespace partita {
@@ -83,6 +93,9 @@ struct StageLoad {
   Offload offload = Offload::kNone;
   WeightHome weights = WeightHome::kHost;
   int device = -1;  // the cluster index of the device (its kernels' working memory); -1: not known
+  // Microbatches this device runs per step; 0: not known. Training with one: gradients appear during its
+  // backward (see above); otherwise they count for the whole step.
+  int microbatches = 0;
 };
 
 class StageModel {
@@ -169,6 +182,14 @@ class StageModel {
   // The graph's nodes whose kernels take working memory (cost/memory.h's kernel_scratch), ascending.
   const std::vector<KernelScratch>& kernels() const { return scratch_; }
   double backward_workspace_per_sample(NodeId first, NodeId last) const;  // training (see above)
+  // Training: the peak of the backward of `load`, beyond its activations and model_state(load): the
+  // workspace less what later nodes saved, and when load.microbatches == 1 less the gradients backward has
+  // not made yet at that node (`unmade_gradients`, which may make `beyond_state` negative).
+  struct BackwardPeak {
+    double beyond_state = 0;
+    Bytes unmade_gradients{0};
+  };
+  BackwardPeak backward_peak(const StageLoad& load) const;
 
  private:
   const Graph* graph_;
@@ -179,6 +200,7 @@ class StageModel {
   std::vector<std::vector<double>> fwd_prefix_, bwd_prefix_;  // [spec][n+1], per sample, fixed parts excluded
   std::vector<std::vector<double>> fwd_fixed_prefix_, bwd_fixed_prefix_;  // [spec][n+1], per run
   std::vector<double> param_prefix_, trainable_prefix_, saved_prefix_;    // [n+1]; saved: per sample
+  std::vector<double> unshared_trainable_prefix_;  // [n+1]: trainable weights only one node reads
   // Weights read by two or more nodes (readers ascending), and [i] those whose first reader is before node i
   // and last reader at or after it (i in 0..n): what a range starting or ending at a cut may share.
   struct SharedWeight {
@@ -195,6 +217,7 @@ class StageModel {
   double loss_per_sample_ = 0;                 // training: what the loss saves, of the graph outputs' size
   std::vector<std::vector<double>> ws_table_;  // sparse table of per-node workspace per sample
   std::vector<std::vector<double>> ws_saved_table_;  // ... of workspace + saved by nodes <= i, per sample
+  RangeLineMax first_backward_;  // lines: workspace + saved by nodes <= i per sample, less unshared prefix
   std::vector<std::vector<double>> live_table_;  // sparse table of bytes alive while node i runs, per sample
   std::vector<KernelScratch> scratch_;           // nodes whose kernels take working memory, ascending
 };

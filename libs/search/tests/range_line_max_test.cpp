@@ -1,0 +1,60 @@
+#include "partita/search/range_line_max.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+namespace partita {
+namespace {
+
+// The oracle: every entry of the range evaluated at x.
+double brute_max(const std::vector<double>& slope, const std::vector<double>& intercept, int first, int last,
+                 double x) {
+  double best = slope[static_cast<size_t>(first)] * x + intercept[static_cast<size_t>(first)];
+  for (int i = first + 1; i <= last; ++i)
+    best = std::max(best, slope[static_cast<size_t>(i)] * x + intercept[static_cast<size_t>(i)]);
+  return best;
+}
+
+TEST(RangeLineMax, MatchesEveryEntryEvaluatedOnRandomLinesRangesAndPoints) {
+  std::mt19937 rng(7);
+  // Small integers make equal slopes, parallel lines and ties common.
+  std::uniform_int_distribution<int> small(-6, 6);
+  std::uniform_real_distribution<double> wide(-1e6, 1e6);
+  for (int trial = 0; trial < 60; ++trial) {
+    const int n = 1 + trial % 23;
+    std::vector<double> slope, intercept;
+    for (int i = 0; i < n; ++i) {
+      slope.push_back(trial % 2 ? small(rng) : wide(rng));
+      intercept.push_back(trial % 2 ? small(rng) : wide(rng));
+    }
+    const RangeLineMax table(slope, intercept);
+    for (int first = 0; first < n; ++first) {
+      for (int last = first; last < n; ++last) {
+        for (double x : {0.0, 0.5, 1.0, 3.0, 17.0, 1000.0}) {
+          const RangeLineMax::Best best = table.max_at(first, last, x);
+          const double want = brute_max(slope, intercept, first, last, x);
+          ASSERT_DOUBLE_EQ(best.value, want) << "n " << n << " [" << first << ", " << last << "] x " << x;
+          // The entry it names is inside the range and reaches the maximum.
+          ASSERT_GE(best.index, first);
+          ASSERT_LE(best.index, last);
+          EXPECT_DOUBLE_EQ(
+              slope[static_cast<size_t>(best.index)] * x + intercept[static_cast<size_t>(best.index)], want);
+        }
+      }
+    }
+  }
+}
+
+// Which entry wins depends on x: a steep line with a low intercept overtakes a flat high one.
+TEST(RangeLineMax, TheWinningEntryMovesWithX) {
+  const RangeLineMax table({1.0, 10.0, 0.0}, {100.0, 0.0, -5.0});
+  EXPECT_EQ(table.max_at(0, 2, 1.0).index, 0);   // 101 against 10
+  EXPECT_EQ(table.max_at(0, 2, 20.0).index, 1);  // 200 against 120
+  EXPECT_DOUBLE_EQ(table.max_at(2, 2, 20.0).value, -5.0);
+  EXPECT_EQ(table.max_at(1, 2, 0.0).index, 1);  // 0 against -5
+}
+
+}  // namespace
+}  // namespace partita
