@@ -53,6 +53,16 @@ Plan two_stage(const Graph& g, const std::string& first, const std::string& seco
   return p;
 }
 
+// One stage over the whole graph, replicated on `devices` with `shares` samples each, one microbatch.
+Plan data_plan(const Graph& g, const std::vector<std::string>& devices, const std::vector<int>& shares) {
+  Plan p = base_plan(g, Mode::kTraining);
+  p.strategy = StrategyKind::kData;
+  p.microbatches = 1;
+  p.groups = {DeviceGroup{devices, shares, GroupParallelism::kData}};
+  p.stages = {Stage{0, g.num_nodes() - 1, 0}};
+  return p;
+}
+
 const HostPrediction& only_host(const Simulation& sim) {
   EXPECT_EQ(sim.prediction.hosts.size(), 1u);
   return sim.prediction.hosts.front();
@@ -82,12 +92,7 @@ TEST(HostMemory, AGpuPipelineKeepsOnTheHostOnlyWhatSeveralStagesRead) {
   EXPECT_EQ(only_host(sim).model_state, Bytes(adam(kE) + adam(kW)));
 
   // Data-parallel replicas read every weight: all of it is on the host, the devices hold copies.
-  Plan data = base_plan(g, Mode::kTraining);
-  data.strategy = StrategyKind::kData;
-  data.microbatches = 1;
-  data.groups = {DeviceGroup{{"d0", "d1"}, {1, 1}, GroupParallelism::kData}};
-  data.stages = {Stage{0, 2, 0}};
-  sim = simulate(data, g, c, t);
+  sim = simulate(data_plan(g, {"d0", "d1"}, {1, 1}), g, c, t);
   EXPECT_EQ(only_host(sim).model_state, Bytes(adam(kE) + adam(kW)));
 
   // SGD without momentum keeps no state: weight and gradient only.
@@ -166,12 +171,7 @@ TEST(HostMemory, CpuReplicasLeaveOutTheGradientsNotMadeYetOnce) {
   const Graph g = testing::chain_graph({1e9, 1e9, 1e9}, {10, 10, 4000}, {1000, 10, 10});
   const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
   const CostTable t = table_for(g, c);
-  Plan p = base_plan(g, Mode::kTraining);
-  p.strategy = StrategyKind::kData;
-  p.microbatches = 1;
-  p.groups = {DeviceGroup{{"d0", "d1"}, {1, 1}, GroupParallelism::kData}};
-  p.stages = {Stage{0, 2, 0}};
-  const Simulation sim = simulate(p, g, c, t);
+  const Simulation sim = simulate(data_plan(g, {"d0", "d1"}, {1, 1}), g, c, t);
   Bytes working(0);
   // Each device: its activations (x 64, y0 and y1 40 each, the output y2 16000 and the loss's copy of it)
   // plus the peak at n2: its working set, 16040, less what later nodes saved (none), less w0's and w1's
@@ -252,11 +252,7 @@ TEST(HostMemory, APlanOverItsHostMemoryIsMarkedAndNamed) {
   const Graph g = testing::offload_pair_graph();  // about 2 MiB of weights: 8 MiB with Adam
   const Cluster c = gpus_and_cpu(4.0 / 1024);     // a 4 MiB host
   const CostTable t = table_for(g, c);
-  Plan data = base_plan(g, Mode::kTraining);
-  data.strategy = StrategyKind::kData;
-  data.microbatches = 1;
-  data.groups = {DeviceGroup{{"d0", "d1"}, {1, 1}, GroupParallelism::kData}};
-  data.stages = {Stage{0, 2, 0}};
+  const Plan data = data_plan(g, {"d0", "d1"}, {1, 1});
   const Simulation sim = simulate(data, g, c, t);
   EXPECT_TRUE(sim.fits_memory);  // the devices are fine
   EXPECT_FALSE(sim.fits_host_memory);
