@@ -184,6 +184,25 @@ TEST(HostMemory, CpuReplicasLeaveOutTheGradientsNotMadeYetOnce) {
   EXPECT_EQ(only_host(sim).cpu_working, working + Bytes(4040) + Bytes(4000));
 }
 
+// A tensor group's devices are costed by TensorModel, which counts every gradient for the whole step: the
+// host adds back nothing for them (only the second device's fresh copy of the largest weight's gradient).
+TEST(HostMemory, ATensorGroupLeavesOutNoGradients) {
+  // Two 64 KiB weights; the 1 MB output puts a one-microbatch backward's peak at its start, before w0's
+  // gradient.
+  const Graph g = testing::mlp_pair_graph(250'000);
+  const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
+  const CostTable t = table_for(g, c);
+  Plan p = data_plan(g, {"d0", "d1"}, {1, 1});
+  p.global_batch = 1;
+  p.strategy = StrategyKind::kTensor;
+  p.groups[0].parallelism = GroupParallelism::kTensor;
+  p.groups[0].batch_shares = {1, 1};
+  const Simulation sim = simulate(p, g, c, t);
+  Bytes working(0);
+  for (const auto& d : sim.prediction.devices) working += d.peak_memory - d.model_state;
+  EXPECT_EQ(only_host(sim).cpu_working, working + Bytes(1024 * 16 * 4));
+}
+
 TEST(HostMemory, InferenceGathersTheOutputsOfAGpuOnTheHost) {
   const Graph g = tied_weight_graph();
   const Cluster c = gpus_and_cpu();

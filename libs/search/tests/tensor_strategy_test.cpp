@@ -21,32 +21,8 @@ namespace {
 using testing::make_cluster;
 using testing::make_link;
 using testing::make_spec;
+using testing::mlp_pair_graph;
 using testing::table_for;
-
-// x -> linear (1 TFLOP, weight [1024, 16]) -> relu -> linear (1 TFLOP, weight [16, 1024]) -> out of `floats`.
-Graph mlp_pair(int64_t floats) {
-  Graph g;
-  ValueId x = g.add_input("x");
-  g.value(x).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
-  auto add = [&](const char* op, std::vector<int64_t> weight, int64_t out, double flops) {
-    std::vector<ValueId> in{x};
-    if (!weight.empty()) {
-      const ValueId w = g.add_parameter(std::string("w") + std::to_string(g.num_nodes()), true);
-      g.value(w).tensors = {TensorMeta{weight, DType::kFloat32}};
-      in.push_back(w);
-    }
-    const ValueId y = g.add_value(ValueKind::kTensor, "y");
-    g.value(y).tensors = {TensorMeta{{1, out}, DType::kFloat32}};
-    const NodeId n = g.add_node(op, in, {y});
-    g.node(n).cost = OpCost{Flops(flops), Bytes(0), Bytes(0), CostStatus::kEstimated};
-    x = y;
-  };
-  add("aten::linear", {1024, 16}, 1024, 1e12);
-  add("aten::relu", {}, 1024, 0);
-  add("aten::linear", {16, 1024}, floats, 1e12);
-  g.set_outputs({x});
-  return g;
-}
 
 SearchOptions tensor_options(Mode mode) {
   SearchOptions o;
@@ -57,7 +33,7 @@ SearchOptions tensor_options(Mode mode) {
 }
 
 TEST(TensorModel, SplitsColumnThenRowAndAllReducesOnce) {
-  const Graph g = mlp_pair(250'000);
+  const Graph g = mlp_pair_graph(250'000);
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
   const CostTable t = table_for(g, c);
   const StageModel model(g, c, t, tensor_options(Mode::kInference));
@@ -114,7 +90,8 @@ TEST(TensorModel, SplitsABigEmbeddingTableByRowsAndAllReducesItsOutput) {
 // partial sum and the all-reduced sum) and, for a pair left open at the end, its part and the gathered whole.
 TEST(TensorModel, InferencePeakHoldsSplitPartsAndWholeSums) {
   {
-    const Graph g = mlp_pair(2048);  // x 64 B -> y0 4 KiB (split) -> y1 4 KiB (split) -> out 8 KiB (row)
+    const Graph g =
+        mlp_pair_graph(2048);  // x 64 B -> y0 4 KiB (split) -> y1 4 KiB (split) -> out 8 KiB (row)
     const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
     const CostTable t = table_for(g, c);
     const StageModel model(g, c, t, tensor_options(Mode::kInference));
@@ -153,7 +130,7 @@ TEST(TensorModel, InferencePeakHoldsSplitPartsAndWholeSums) {
 // 2 TFLOP of matmuls on two 1 TFLOP/s devices: 1 s of compute each plus the 1 ms all-reduce (one device: 2
 // s).
 TEST(TensorStrategy, TwoDevicesHalveTheMatmulsPlusOneAllReduce) {
-  const Graph g = mlp_pair(250'000);
+  const Graph g = mlp_pair_graph(250'000);
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
   const CostTable t = table_for(g, c);
   const PlanOutcome out = make_plan(g, c, t, tensor_options(Mode::kInference));
@@ -166,7 +143,7 @@ TEST(TensorStrategy, TwoDevicesHalveTheMatmulsPlusOneAllReduce) {
 
 // Training: forward 1 s + 1 ms, backward (matmul ratio 2) 2 s + 1 ms for the input gradient's all-reduce.
 TEST(TensorStrategy, TrainingAllReducesInBothPasses) {
-  const Graph g = mlp_pair(250'000);
+  const Graph g = mlp_pair_graph(250'000);
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
   const CostTable t = table_for(g, c);
   const PlanOutcome out = make_plan(g, c, t, tensor_options(Mode::kTraining));
@@ -197,7 +174,7 @@ Plan replicated_tensor_plan(const Graph& g, Mode mode, int devices, int tensor_s
 // group runs on one sample (1.001 s); training adds one all-reduce of each device's weight shard between the
 // replicas.
 TEST(TensorHybrid, ReplicasOfTensorGroupsRunTheirShareAndAllReduceTheirShards) {
-  const Graph g = mlp_pair(250'000);
+  const Graph g = mlp_pair_graph(250'000);
   const Cluster c = make_cluster(std::vector<DeviceSpec>(4, make_spec("gpu", 1)), make_link(1));
   const CostTable t = table_for(g, c);
   const Simulation infer = simulate(replicated_tensor_plan(g, Mode::kInference, 4, 2, 2), g, c, t);
@@ -230,7 +207,7 @@ TEST(TensorHybrid, ReplicasOfTensorGroupsRunTheirShareAndAllReduceTheirShards) {
 // The chain partitioner's cost of a tensor x data slot is what the simulator runs: per microbatch, the
 // forward and backward tasks of each device; per step, the replicas' all-reduce.
 TEST(TensorHybrid, ChainCostOfATensorSlotIsWhatTheSimulatorRuns) {
-  const Graph g = mlp_pair(250'000);
+  const Graph g = mlp_pair_graph(250'000);
   const Cluster c = make_cluster(std::vector<DeviceSpec>(4, make_spec("gpu", 1)), make_link(1));
   const CostTable t = table_for(g, c);
   SearchOptions o;
@@ -323,7 +300,7 @@ TEST(TensorHybrid, DynamicProgramMatchesBruteForceWithTensorSlots) {
 
 // Tensor slots need whole groups on one machine: 4 devices on two nodes give no 4-way group, but 2-way ones.
 TEST(TensorHybrid, TensorGroupsStayOnOneNode) {
-  const Graph g = mlp_pair(250'000);
+  const Graph g = mlp_pair_graph(250'000);
   Cluster c = make_cluster(std::vector<DeviceSpec>(4, make_spec("gpu", 1)), make_link(1));
   c.devices[2].node = c.devices[3].node = "node1";
   const CostTable t = table_for(g, c);
@@ -342,7 +319,7 @@ TEST(TensorHybrid, TensorGroupsStayOnOneNode) {
 }
 
 TEST(TensorStrategy, NeedsTwoDevicesOfOneKind) {
-  const Graph g = mlp_pair(1000);
+  const Graph g = mlp_pair_graph(1000);
   const Cluster c = make_cluster({make_spec("a", 1), make_spec("b", 2)}, make_link(1));
   const CostTable t = table_for(g, c);
   const StageModel model(g, c, t, tensor_options(Mode::kInference));
@@ -355,7 +332,7 @@ TEST(TensorStrategy, NeedsTwoDevicesOfOneKind) {
 // Two devices of one kind under a memory limit no tensor plan fits in: the error is about memory (it said
 // the strategy had nothing to offer).
 TEST(TensorStrategy, AMemoryLimitNothingFitsNamesTheSmallestMemory) {
-  const Graph g = mlp_pair(1000);
+  const Graph g = mlp_pair_graph(1000);
   const Cluster c = make_cluster({make_spec("a", 1), make_spec("a", 1)}, make_link(1));
   const CostTable t = table_for(g, c);
   SearchOptions o = tensor_options(Mode::kInference);

@@ -75,6 +75,31 @@ inline Graph chain_graph(const std::vector<double>& flops, const std::vector<int
   return g;
 }
 
+// x -> linear (1 TFLOP, weight [1024, 16]) -> relu -> linear (1 TFLOP, weight [16, 1024]) -> out of `floats`.
+inline Graph mlp_pair_graph(int64_t floats) {
+  Graph g;
+  ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
+  auto add = [&](const char* op, std::vector<int64_t> weight, int64_t out, double flops) {
+    std::vector<ValueId> in{x};
+    if (!weight.empty()) {
+      const ValueId w = g.add_parameter(std::string("w") + std::to_string(g.num_nodes()), true);
+      g.value(w).tensors = {TensorMeta{weight, DType::kFloat32}};
+      in.push_back(w);
+    }
+    const ValueId y = g.add_value(ValueKind::kTensor, "y");
+    g.value(y).tensors = {TensorMeta{{1, out}, DType::kFloat32}};
+    const NodeId n = g.add_node(op, in, {y});
+    g.node(n).cost = OpCost{Flops(flops), Bytes(0), Bytes(0), CostStatus::kEstimated};
+    x = y;
+  };
+  add("aten::linear", {1024, 16}, 1024, 1e12);
+  add("aten::relu", {}, 1024, 0);
+  add("aten::linear", {16, 1024}, floats, 1e12);
+  g.set_outputs({x});
+  return g;
+}
+
 // Tied weights, as a language model's embedding and output layer (batch 1, f32): x [1, 16] -> n0 linear(x, E)
 // -> a [1, 100] -> n1 linear(a, W) -> b [1, 100] -> n2 linear(b, E) -> y [1, 10]; E has 1000 floats (4000
 // bytes) and is read by n0 and n2, W has 2000 (8000 bytes).
