@@ -72,7 +72,7 @@ std::string parts(const HostPrediction& h) {
 
 }  // namespace
 
-void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model,
+void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model, const TensorModel* tensor,
                    const std::vector<Bytes>& offloaded, Simulation& sim) {
   const Cluster& cluster = model.cluster();
   const bool training = model.training();
@@ -137,21 +137,36 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   // through their largest weights at once: the largest stage figure counts.
   // With one microbatch, each CPU replica's peak leaves out the gradients its backward has not made yet
   // (StageModel::backward_peak), but the replicas make the same host gradients: only one replica's figure
-  // (the least) may be left out, the others' are added back. (A tensor group's devices count every
-  // gradient for the whole step: TensorModel does not time them.)
+  // (the least) may be left out, the others' are added back.
+  // A CPU tensor group (r replicas of t devices) trains the host's parameters too, but only each replica's
+  // first device makes the host gradients of the replicated ones; the others make their own (engine_tensor:
+  // a detached leaf each), and every device the gradients of its parts of the split ones, which go into the
+  // host's only once the step's backward is over. Against the host's one set of gradients less each device's
+  // gradients not made yet (TensorModel::backward_peak) that is r (t-1) replicated + (r-1) split bytes more,
+  // and (r-1) times the replicated gradients not made yet (r first devices, one host copy).
   if (training && !plan.branch_layout()) {
-    std::vector<Bytes> adding(hosts.size(), Bytes(0));
+    std::vector<Bytes> adding(hosts.size(), Bytes(0)), standing(hosts.size(), Bytes(0));
     for (size_t s = 0; s < plan.stages.size(); ++s) {
       const Stage& st = plan.stages[s];
       const DeviceGroup& g = plan.groups[static_cast<size_t>(st.group)];
-      const int replicas = static_cast<int>(g.devices.size());
-      const int fresh = plan.microbatches > 1 ? replicas : replicas - 1;
-      if (!all_cpu(g, model) || fresh <= 0) continue;
+      if (!all_cpu(g, model)) continue;
       const int d = model.device_index(g.devices[0]);
       const auto k =
           static_cast<size_t>(&host_of(hosts, cluster.devices[static_cast<size_t>(d)].node) - hosts.data());
+      const bool tp = g.parallelism == GroupParallelism::kTensor;
+      const int r = g.replicas(), t = tp ? g.tensor_degree() : 1;
+      const int fresh = plan.microbatches > 1 ? static_cast<int>(g.devices.size()) : r - 1;
       adding[k] = std::max(adding[k], largest_read[s] * static_cast<double>(fresh));
-      if (g.parallelism == GroupParallelism::kTensor) continue;  // TensorModel counts every gradient
+      if (tp) {
+        PARTITA_ASSERT(tensor != nullptr, "a plan with a tensor-parallel group needs its TensorModel");
+        const Bytes replicated = tensor->replicated_trainable_bytes(st.first, st.last);
+        const Bytes split = model.trainable_bytes(st.first, st.last) - replicated;
+        const Bytes unmade = tensor->backward_peak(st.first, st.last, g.batch_shares[0], t, plan.microbatches)
+                                 .unmade_replicated;
+        standing[k] +=
+            replicated * static_cast<double>(r * (t - 1)) + (split + unmade) * static_cast<double>(r - 1);
+        continue;
+      }
       Bytes unmade_sum(0), unmade_least(0);
       for (size_t i = 0; i < g.devices.size(); ++i) {
         const StageLoad load{
@@ -164,7 +179,7 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
       }
       hosts[k].cpu_working += unmade_sum - unmade_least;
     }
-    for (size_t k = 0; k < hosts.size(); ++k) hosts[k].cpu_working += adding[k];
+    for (size_t k = 0; k < hosts.size(); ++k) hosts[k].cpu_working += adding[k] + standing[k];
   }
 
   if (!training && !plan.branch_layout() && !plan.stages.empty()) {

@@ -7,13 +7,15 @@
 #include "partita/search/plan.h"
 #include "partita/search/simulator.h"
 #include "partita/search/stage_model.h"
+#include "partita/search/tensor_model.h"
 
 namespace partita::detail {
 
 // Fills sim.prediction.hosts from the plan and sim.prediction.devices (whose model_state must be set for
 // CPU devices), and sets sim.fits_host_memory / host_memory_note. offloaded[k]: the peak bytes of saved
-// activations device prediction k keeps on the host (activation offload; 0 otherwise).
-void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model,
+// activations device prediction k keeps on the host (activation offload; 0 otherwise). `tensor`: the
+// plan's TensorModel when it has tensor-parallel groups (nullptr otherwise).
+void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model, const TensorModel* tensor,
                    const std::vector<Bytes>& offloaded, Simulation& sim);
 
 }  // namespace partita::detail

@@ -307,7 +307,8 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     sim.prediction.energy += dp.energy;
     sim.prediction.devices.push_back(dp);
   }
-  predict_hosts(plan, graph, model, std::vector<Bytes>(sim.prediction.devices.size(), Bytes(0)), sim);
+  predict_hosts(plan, graph, model, nullptr, std::vector<Bytes>(sim.prediction.devices.size(), Bytes(0)),
+                sim);
   return sim;
 }
 

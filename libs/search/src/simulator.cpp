@@ -276,7 +276,9 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home, d, m};
       if (tp) {
         dp.peak_memory =
-            training ? tensor->static_memory(st.first, st.last, share, p) + Bytes(static_cast<int64_t>(peak))
+            training ? tensor->model_state(st.first, st.last, p) +
+                           Bytes(static_cast<int64_t>(
+                               tensor->backward_peak(st.first, st.last, share, p, m).beyond_state + peak))
                      : tensor->memory(st.first, st.last, share, p, 1, d);
       } else if (training) {
         // Static part: the memory model with no activations kept (in_flight cancels out below); with one
@@ -292,7 +294,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       // A tensor-parallel device's model state: its shards of the split weights and the replicated rest (with
       // gradients and optimizer state when training). On a CPU these are the host's tensors (the engine's
       // weight parts are views of the parameters), which the host counts once.
-      dp.model_state = tp ? tensor->static_memory(st.first, st.last, 0, p) : model.model_state(base);
+      dp.model_state = tp ? tensor->model_state(st.first, st.last, p) : model.model_state(base);
       const Bytes cap = model.memory_cap(d);
       if (dp.peak_memory > cap && sim.fits_memory) {
         sim.fits_memory = false;
@@ -305,7 +307,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       sim.prediction.devices.push_back(dp);
     }
   }
-  detail::predict_hosts(plan, graph, model, offloaded, sim);
+  detail::predict_hosts(plan, graph, model, tensor ? &*tensor : nullptr, offloaded, sim);
   return sim;
 }
 

@@ -1,6 +1,7 @@
 #include "partita/search/tensor_model.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "partita/core/error.h"
 #include "partita/cost/compute.h"
@@ -107,7 +108,127 @@ TensorModel::TensorModel(const StageModel& model) : model_(&model) {
   });
   split_act_ =
       prefix([&](NodeId i) { return split_[static_cast<size_t>(i)] ? model.saved_per_sample(i, i) : 0.0; });
-  if (!model.training()) build_live_tables(roles, open ? last_split : kNoNode);
+  if (model.training()) {
+    build_backward_tables(roles, open ? last_split : kNoNode);
+  } else {
+    build_live_tables(roles, open ? last_split : kNoNode);
+  }
+}
+
+void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, NodeId gathered) {
+  const Graph& graph = model_->graph();
+  const int n = graph.num_nodes();
+  const std::vector<ValueId> root = saved_activations_by_producer(graph).root;
+  // As in build_live_tables: the storages a pair's first node and the nodes inside it produce are split.
+  std::vector<bool> split_storage(static_cast<size_t>(graph.num_values()), false);
+  for (NodeId i = 0; i < n; ++i) {
+    const TensorRole role = roles[static_cast<size_t>(i)];
+    if (role != TensorRole::kColumn && role != TensorRole::kInside) continue;
+    for (ValueId v : graph.node(i).outputs) {
+      if (root[static_cast<size_t>(v)] == v) split_storage[static_cast<size_t>(v)] = true;
+    }
+  }
+  const double per = 1.0 / model_->graph_batch();
+  ws_whole_.assign(static_cast<size_t>(n), 0.0);
+  ws_split_.assign(static_cast<size_t>(n), 0.0);
+  saved_whole_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
+  saved_split_prefix_ = unshared_whole_prefix_ = unshared_split_prefix_ = saved_whole_prefix_;
+  std::vector<std::vector<NodeId>> readers(static_cast<size_t>(graph.num_values()));
+  for (NodeId i = 0; i < n; ++i) {
+    const Node& node = graph.node(i);
+    auto add = [&](ValueId v) {
+      const double b = static_cast<double>(graph.value(v).bytes().value()) * per;
+      (split_storage[static_cast<size_t>(root[static_cast<size_t>(v)])]
+           ? ws_split_
+           : ws_whole_)[static_cast<size_t>(i)] += b;
+    };
+    for (ValueId v : node.inputs) {
+      const ValueRole role = graph.value(v).role;
+      if (role == ValueRole::kParameter) {
+        std::vector<NodeId>& r = readers[static_cast<size_t>(v)];
+        if (r.empty() || r.back() != i) r.push_back(i);
+      }
+      if (role != ValueRole::kParameter && role != ValueRole::kBuffer && role != ValueRole::kConstant) add(v);
+    }
+    for (ValueId v : node.outputs) add(v);
+    // A pair left open at the end: every device gathers the whole output, and its gradient comes back whole.
+    if (i == gathered) {
+      for (ValueId v : node.outputs)
+        ws_whole_[static_cast<size_t>(i)] += static_cast<double>(graph.value(v).bytes().value()) * per;
+    }
+    const double saved = model_->saved_per_sample(i, i);
+    const bool sp = split_[static_cast<size_t>(i)];
+    saved_whole_prefix_[i + 1] = saved_whole_prefix_[i] + (sp ? 0.0 : saved);
+    saved_split_prefix_[i + 1] = saved_split_prefix_[i] + (sp ? saved : 0.0);
+  }
+  std::vector<double> unshared_whole(static_cast<size_t>(n), 0.0), unshared_split(unshared_whole);
+  for (size_t v = 0; v < readers.size(); ++v) {
+    if (readers[v].size() != 1) continue;
+    const NodeId r = readers[v].front();
+    (split_[static_cast<size_t>(r)] ? unshared_split : unshared_whole)[static_cast<size_t>(r)] +=
+        static_cast<double>(graph.value(static_cast<ValueId>(v)).bytes().value());
+  }
+  for (NodeId i = 0; i < n; ++i) {
+    unshared_whole_prefix_[i + 1] = unshared_whole_prefix_[i] + unshared_whole[static_cast<size_t>(i)];
+    unshared_split_prefix_[i + 1] = unshared_split_prefix_[i] + unshared_split[static_cast<size_t>(i)];
+  }
+  for (int p : {1, 2, 4, 8}) {
+    std::vector<double> slope(static_cast<size_t>(n)), intercept(slope.size());
+    for (NodeId i = 0; i < n; ++i) {
+      slope[static_cast<size_t>(i)] = backward_slope(i, p);
+      intercept[static_cast<size_t>(i)] = -unmade_before(i, p);
+    }
+    RangeLineMax lines(slope, intercept);
+    backward_tables_.push_back(
+        BackwardTable{p, detail::sparse_max_table(std::move(slope)), std::move(lines)});
+  }
+}
+
+double TensorModel::backward_slope(NodeId i, int p) const {
+  const auto k = static_cast<size_t>(i);
+  return ws_whole_[k] + ws_split_[k] / p + saved_whole_prefix_[k + 1] + saved_split_prefix_[k + 1] / p;
+}
+
+double TensorModel::unmade_before(NodeId i, int p) const {
+  const auto k = static_cast<size_t>(i);
+  return unshared_whole_prefix_[k] + unshared_split_prefix_[k] / p;
+}
+
+TensorModel::BackwardPeak TensorModel::backward_peak(NodeId first, NodeId last, int samples, int p,
+                                                     int microbatches) const {
+  if (!model_->training()) return BackwardPeak{};
+  const double s = samples;
+  const double saved_to_end = saved_whole_prefix_[last + 1] + saved_split_prefix_[last + 1] / p;
+  const auto table = std::find_if(backward_tables_.begin(), backward_tables_.end(),
+                                  [p](const BackwardTable& t) { return t.p == p; });
+  if (microbatches != 1) {  // every gradient is there from the first microbatch's backward on
+    double top = -std::numeric_limits<double>::infinity();
+    if (table != backward_tables_.end()) {
+      top = detail::range_max(table->slopes, first, last);
+    } else {
+      for (NodeId i = first; i <= last; ++i) top = std::max(top, backward_slope(i, p));
+    }
+    return BackwardPeak{(top - saved_to_end) * s};
+  }
+  RangeLineMax::Best best{-std::numeric_limits<double>::infinity(), -1};
+  if (table != backward_tables_.end()) {
+    best = table->lines.max_at(first, last, s);
+  } else {
+    for (NodeId i = first; i <= last; ++i) {
+      const double value = backward_slope(i, p) * s - unmade_before(i, p);
+      if (value > best.value) best = RangeLineMax::Best{value, i};
+    }
+  }
+  const auto bytes = [](double b) { return Bytes(static_cast<int64_t>(b)); };
+  return BackwardPeak{best.value + unmade_before(first, p) - saved_to_end * s,
+                      bytes(unmade_before(best.index, p) - unmade_before(first, p)),
+                      bytes(unshared_whole_prefix_[static_cast<size_t>(best.index)] -
+                            unshared_whole_prefix_[static_cast<size_t>(first)])};
+}
+
+Bytes TensorModel::replicated_trainable_bytes(NodeId first, NodeId last) const {
+  const double st = split_trainable_[last + 1] - split_trainable_[first];
+  return Bytes(static_cast<int64_t>(static_cast<double>(model_->trainable_bytes(first, last).value()) - st));
 }
 
 void TensorModel::build_live_tables(const std::vector<TensorRole>& roles, NodeId gathered) {
@@ -214,12 +335,10 @@ double TensorModel::activation_per_sample(NodeId first, NodeId last, int p) cons
   return model_->activation_per_sample(first, last) - split + split / p;
 }
 
-Bytes TensorModel::static_memory(NodeId first, NodeId last, int samples, int p) const {
+Bytes TensorModel::model_state(NodeId first, NodeId last, int p) const {
   const double sp = split_param_[last + 1] - split_param_[first];
   const double st = split_trainable_[last + 1] - split_trainable_[first];
-  const double params = static_cast<double>(model_->parameter_bytes(first, last).value()) - sp + sp / p;
-  const double ws = model_->workspace_per_sample(first, last) * samples / (has_split(first, last) ? p : 1);
-  double total = params + ws;
+  double total = static_cast<double>(model_->parameter_bytes(first, last).value()) - sp + sp / p;
   if (model_->training()) {
     const double trainable = static_cast<double>(model_->trainable_bytes(first, last).value()) - st + st / p;
     total += trainable + static_cast<double>(optimizer_state_bytes(Bytes(static_cast<int64_t>(trainable)),
@@ -245,13 +364,16 @@ double TensorModel::peak_live(NodeId first, NodeId last, int samples, int p, int
                                       model_->kernel_site(device), alive));
 }
 
-Bytes TensorModel::memory(NodeId first, NodeId last, int samples, int p, int in_flight, int device) const {
+Bytes TensorModel::memory(NodeId first, NodeId last, int samples, int p, int in_flight, int device,
+                          int microbatches) const {
   if (!model_->training()) {
-    return static_memory(first, last, 0, p) +
+    return model_state(first, last, p) +
            Bytes(static_cast<int64_t>(peak_live(first, last, samples, p, device)));
   }
   const double act = activation_per_sample(first, last, p) * samples;
-  return static_memory(first, last, samples, p) + Bytes(static_cast<int64_t>(act * in_flight));
+  const double beyond = backward_peak(first, last, samples, p, microbatches).beyond_state;
+  return Bytes(static_cast<int64_t>(static_cast<double>(model_state(first, last, p).value()) + beyond +
+                                    act * in_flight));
 }
 
 }  // namespace partita

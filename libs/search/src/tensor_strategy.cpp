@@ -37,7 +37,7 @@ std::vector<Plan> tensor_candidates(const StageModel& model) {
       for (int i = 1; i < p; ++i) cap = std::min(cap, model.memory_cap(members[static_cast<size_t>(i)]));
       for (int m : microbatch_candidates(model.options(), 1)) {
         const int mb = model.options().global_batch / m;
-        if (tensor.memory(0, last, mb, p, 1, members[0]) > cap) continue;
+        if (tensor.memory(0, last, mb, p, 1, members[0], m) > cap) continue;
         Seconds per = tensor.forward(spec, 0, last, mb, p, ring);
         if (model.training()) per += tensor.backward(spec, 0, last, mb, p, ring);
         Plan plan = empty_plan(model, StrategyKind::kTensor);

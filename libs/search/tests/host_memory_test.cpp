@@ -184,23 +184,35 @@ TEST(HostMemory, CpuReplicasLeaveOutTheGradientsNotMadeYetOnce) {
   EXPECT_EQ(only_host(sim).cpu_working, working + Bytes(4040) + Bytes(4000));
 }
 
-// A tensor group's devices are costed by TensorModel, which counts every gradient for the whole step: the
-// host adds back nothing for them (only the second device's fresh copy of the largest weight's gradient).
-TEST(HostMemory, ATensorGroupLeavesOutNoGradients) {
-  // Two 64 KiB weights; the 1 MB output puts a one-microbatch backward's peak at its start, before w0's
-  // gradient.
-  const Graph g = testing::mlp_pair_graph(250'000);
-  const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
+// A CPU tensor group: each device's peak leaves out the gradients it has not made yet (TensorModel::
+// backward_peak), and against the host's one set of gradients the group holds more: each replica's other
+// devices make the replicated gradients whole for themselves, the split parts go into the host's only after
+// the backward (r - 1 sets more), the r replicas' first devices make the same host gradients (r - 1 times the
+// replicated ones not made yet added back), and r - 1 of them add a fresh copy of the largest gradient.
+TEST(HostMemory, ACpuTensorGroupHoldsTheGradientsItsDevicesMakeForThemselves) {
+  // scale (64 bytes, replicated), w1 (64 KiB) and w2 (4 MiB) split; the 1 MB output puts a one-microbatch
+  // backward's peak at its start, where scale's gradient is not made yet.
+  constexpr int64_t kFloats = 1024, kScale = 64, kSplit = 65536 + kFloats * 1024 * 4;
+  const Graph g = testing::scaled_pair_graph(kFloats);
+  const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64), cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
   const CostTable t = table_for(g, c);
-  Plan p = data_plan(g, {"d0", "d1"}, {1, 1});
-  p.global_batch = 1;
-  p.strategy = StrategyKind::kTensor;
-  p.groups[0].parallelism = GroupParallelism::kTensor;
-  p.groups[0].batch_shares = {1, 1};
-  const Simulation sim = simulate(p, g, c, t);
-  Bytes working(0);
-  for (const auto& d : sim.prediction.devices) working += d.peak_memory - d.model_state;
-  EXPECT_EQ(only_host(sim).cpu_working, working + Bytes(1024 * 16 * 4));
+  const auto extra = [&](int replicas, int degree) {
+    Plan p = data_plan(g, {"d0", "d1", "d2", "d3"}, {1, 1, 1, 1});
+    p.strategy = StrategyKind::kTensor;
+    p.global_batch = replicas;
+    p.groups[0] = DeviceGroup{{}, {}, GroupParallelism::kTensor, degree};
+    for (int d = 0; d < replicas * degree; ++d) {
+      p.groups[0].devices.push_back("d" + std::to_string(d));
+      p.groups[0].batch_shares.push_back(1);
+    }
+    const Simulation sim = simulate(p, g, c, t);
+    Bytes working(0);
+    for (const auto& d : sim.prediction.devices) working += d.peak_memory - d.model_state;
+    return (only_host(sim).cpu_working - working).value();
+  };
+  EXPECT_EQ(extra(1, 2), kScale);
+  EXPECT_EQ(extra(1, 4), 3 * kScale);
+  EXPECT_EQ(extra(2, 2), 2 * kScale + kSplit + kScale + kFloats * 1024 * 4);
 }
 
 TEST(HostMemory, InferenceGathersTheOutputsOfAGpuOnTheHost) {

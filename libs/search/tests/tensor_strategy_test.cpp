@@ -44,8 +44,7 @@ TEST(TensorModel, SplitsColumnThenRowAndAllReducesOnce) {
   // One ring all-reduce of 1 MB over 2 devices at 1 GB/s: 2 (p-1)/p * 1e6 / 1e9 = 1 ms.
   EXPECT_NEAR(tm.communication(0, 2, 1, 2, make_link(1)).value(), 1e-3, 1e-12);
   // Both weights are split: each device holds half.
-  EXPECT_EQ(tm.static_memory(0, 2, 1, 2).value() * 2,
-            model.parameter_bytes(0, 2).value() + static_cast<int64_t>(model.workspace_per_sample(0, 2)));
+  EXPECT_EQ(tm.model_state(0, 2, 2).value() * 2, model.parameter_bytes(0, 2).value());
 }
 
 // ids [1, 8] -> embedding (a 1000 x 16 table, vocabulary-parallel) + embedding (an 8 x 16 table, replicated)
@@ -80,8 +79,7 @@ TEST(TensorModel, SplitsABigEmbeddingTableByRowsAndAllReducesItsOutput) {
   EXPECT_TRUE(tm.split(3) && tm.split(4) && tm.all_reduce_after(4) && !tm.all_reduce_after(3));
   // Per device on 2: half of wte, w1 and w2, all of wpe.
   const int64_t half = (1000 * 16 + 64 * 16 + 16 * 64) * 4 / 2, whole = 8 * 16 * 4;
-  EXPECT_EQ(tm.static_memory(0, 4, 1, 2).value() - static_cast<int64_t>(model.workspace_per_sample(0, 4) / 2),
-            half + whole);
+  EXPECT_EQ(tm.model_state(0, 4, 2).value(), half + whole);
   // Two all-reduces of 512-byte outputs per pass: 2 x 2 (p-1)/p x 512 B at 1 GB/s.
   EXPECT_NEAR(tm.communication(0, 4, 1, 2, make_link(1)).value(), 2 * 512e-9, 1e-15);
 }
@@ -100,7 +98,7 @@ TEST(TensorModel, InferencePeakHoldsSplitPartsAndWholeSums) {
     EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 2, 2), 2048 + 16384);
     EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 2), 4096);  // relu: y0 and y1 halves
     EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 4), 2048);
-    EXPECT_EQ(tm.memory(0, 2, 3, 2, 1).value(), tm.static_memory(0, 2, 0, 2).value() + 3 * (2048 + 16384));
+    EXPECT_EQ(tm.memory(0, 2, 3, 2, 1).value(), tm.model_state(0, 2, 2).value() + 3 * (2048 + 16384));
   }
   // x -> column-split linear -> relu, the graph's output: the pair is open at the end and gathered.
   Graph g;
@@ -125,6 +123,122 @@ TEST(TensorModel, InferencePeakHoldsSplitPartsAndWholeSums) {
   EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 4), 1024 + 4096);
   EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 3), 4096.0 / 3 + 4096);  // no table for 3: scanned
   EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 0, 2), 64 + 2048);          // x and y's part
+}
+
+// Training: a device's backward peak holds the split storages 1/p each (y0 and y1, outputs of the pair's
+// first node and of the node inside it) and the row-split node's output whole; with one microbatch per step
+// the gradients not made yet are left out, a split weight's 1/p.
+TEST(TensorModel, TrainingPeakHoldsSplitStoragesInPartAndTimesTheGradients) {
+  // x 64 B -> n0 linear (w0, 64 KiB, column) -> y0 4 KiB -> n1 relu -> y1 4 KiB (saved) -> n2 linear (w2,
+  // 64 KiB, row) -> out 1 MB.
+  const Graph g = mlp_pair_graph(250'000);
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  const StageModel model(g, c, t, tensor_options(Mode::kTraining));
+  const TensorModel tm(model);
+  ASSERT_DOUBLE_EQ(model.saved_per_sample(0, 2), 4096);  // relu's output (the second linear reads it too)
+  // At n2 on 2 devices: y1's half and the whole 1 MB output, less nothing saved later; with one microbatch
+  // less w0's half gradient (32 KiB), not made until backward reaches n0.
+  const double at_n2 = 2048 + 1e6;
+  const auto one = tm.backward_peak(0, 2, 1, 2, 1);
+  EXPECT_DOUBLE_EQ(one.beyond_state, at_n2 - 32768);
+  EXPECT_EQ(one.unmade_gradients, Bytes(32768));
+  EXPECT_EQ(one.unmade_replicated, Bytes(0));
+  const auto many = tm.backward_peak(0, 2, 1, 2, 4);
+  EXPECT_DOUBLE_EQ(many.beyond_state, at_n2);
+  EXPECT_EQ(many.unmade_gradients, Bytes(0));
+  // Three devices have no table: the nodes are scanned, to the same rule.
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 2, 1, 3, 1).beyond_state, 4096.0 / 3 + 1e6 - 65536.0 / 3);
+  // Without the output node, on 2 samples: at n1 (y0's and y1's halves) w0's gradient is not made yet, so
+  // the peak is at n0 (x and y0's half, less y1's half, which the backward freed by then).
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, 1).beyond_state, 2 * (64 + 2048) - 2 * 2048);
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, 0).beyond_state, 2 * (2048 + 2048));
+  // memory(): model state (half of each weight, its gradient and Adam's two moments) + the peak + the kept
+  // activations (x, y1's half, the output and the loss's copy of it).
+  const double state = 4 * 65536;
+  const double act = tm.activation_per_sample(0, 2, 2);
+  EXPECT_EQ(tm.memory(0, 2, 1, 2, 1, -1, 1).value(), static_cast<int64_t>(state + at_n2 - 32768 + act));
+  EXPECT_EQ(tm.memory(0, 2, 1, 2, 1, -1, 0).value(), static_cast<int64_t>(state + at_n2 + act));
+}
+
+// A pair left open at the end (a language model's head): each device holds its part of the output and the
+// gathered whole, whose gradient comes back whole.
+TEST(TensorModel, TrainingPeakHoldsAGatheredOutputWhole) {
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
+  const ValueId w = g.add_parameter("w", true);
+  g.value(w).tensors = {TensorMeta{{1024, 16}, DType::kFloat32}};
+  const ValueId y = g.add_value(ValueKind::kTensor, "y");
+  g.value(y).tensors = {TensorMeta{{1, 1024}, DType::kFloat32}};
+  g.node(g.add_node("aten::linear", {x, w}, {y})).cost =
+      OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs({y});
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  const StageModel model(g, c, t, tensor_options(Mode::kTraining));
+  const TensorModel tm(model);
+  ASSERT_TRUE(tm.all_reduce_after(0));
+  // x, y's half and the gathered y.
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 0, 1, 2, 0).beyond_state, 64 + 2048 + 4096);
+}
+
+// A replicated weight's gradient is whole on every device: a scale read before the pair is not made yet
+// when the backward starts at the pair's big output.
+TEST(TensorModel, TrainingPeakLeavesOutAReplicatedGradientWhole) {
+  const Graph g = testing::scaled_pair_graph(250'000);
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  const StageModel model(g, c, t, tensor_options(Mode::kTraining));
+  const TensorModel tm(model);
+  ASSERT_FALSE(tm.split(0));
+  ASSERT_TRUE(tm.split(1) && tm.split(2));
+  EXPECT_EQ(tm.replicated_trainable_bytes(0, 2), Bytes(64));
+  const auto peak = tm.backward_peak(0, 2, 1, 2, 1);
+  EXPECT_EQ(peak.unmade_gradients, Bytes(64 + 65536 / 2));
+  EXPECT_EQ(peak.unmade_replicated, Bytes(64));
+}
+
+// A group of one is a plain device: its peak is StageModel's, on every range of random chains and of the
+// tied-weight graph (a weight two nodes read: its gradient counts from the backward's start), with the
+// gradients timed and not.
+TEST(TensorModel, AGroupOfOnePeaksAsTheStageModel) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int64_t> size(1, 5000);
+  std::vector<Graph> graphs{testing::tied_weight_graph()};
+  for (int trial = 0; trial < 8; ++trial) {
+    const int n = 2 + trial;
+    std::vector<int64_t> acts, params;
+    for (int i = 0; i < n; ++i) {
+      acts.push_back(size(rng));
+      params.push_back(size(rng));
+    }
+    graphs.push_back(testing::chain_graph(std::vector<double>(static_cast<size_t>(n), 1e9), acts, params));
+  }
+  for (size_t k = 0; k < graphs.size(); ++k) {
+    const Graph& g = graphs[k];
+    const Cluster c = make_cluster({make_spec("gpu", 1)}, make_link(1));
+    const CostTable t = table_for(g, c);
+    const StageModel model(g, c, t, tensor_options(Mode::kTraining));
+    const TensorModel tm(model);
+    for (NodeId first = 0; first < g.num_nodes(); ++first) {
+      for (NodeId last = first; last < g.num_nodes(); ++last) {
+        for (int samples = 1; samples <= 3; ++samples) {
+          for (int microbatches : {0, 1}) {
+            const StageLoad load{
+                first, last,        samples, 1, Checkpointing::kNone, Offload::kNone, WeightHome::kHost,
+                -1,    microbatches};
+            const auto want = model.backward_peak(load);
+            const auto got = tm.backward_peak(first, last, samples, 1, microbatches);
+            ASSERT_NEAR(got.beyond_state, want.beyond_state, 1e-6)
+                << "graph " << k << " [" << first << ", " << last << "] samples " << samples << " mb "
+                << microbatches;
+            ASSERT_EQ(got.unmade_gradients, want.unmade_gradients);
+          }
+        }
+      }
+    }
+  }
 }
 
 // 2 TFLOP of matmuls on two 1 TFLOP/s devices: 1 s of compute each plus the 1 ms all-reduce (one device: 2

@@ -100,6 +100,31 @@ inline Graph mlp_pair_graph(int64_t floats) {
   return g;
 }
 
+// x [1, 16] -> n0 mul by `scale` [16] (64 bytes, replicated under tensor parallelism) -> n1 linear (w1
+// [1024, 16], 64 KiB, column-split) -> n2 linear (w2 [floats, 1024], row-split: it closes the pair) ->
+// out [1, floats].
+inline Graph scaled_pair_graph(int64_t floats) {
+  Graph g;
+  ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
+  auto op = [&](const char* name, std::vector<ValueId> in, int64_t out) {
+    const ValueId y = g.add_value(ValueKind::kTensor, name);
+    g.value(y).tensors = {TensorMeta{{1, out}, DType::kFloat32}};
+    g.node(g.add_node(name, std::move(in), {y})).cost =
+        OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+    return y;
+  };
+  auto param = [&](const char* name, std::vector<int64_t> shape) {
+    const ValueId w = g.add_parameter(name, true);
+    g.value(w).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    return w;
+  };
+  x = op("aten::mul", {x, param("scale", {16})}, 16);
+  x = op("aten::linear", {x, param("w1", {1024, 16})}, 1024);
+  g.set_outputs({op("aten::linear", {x, param("w2", {floats, 1024})}, floats)});
+  return g;
+}
+
 // Tied weights, as a language model's embedding and output layer (batch 1, f32): x [1, 16] -> n0 linear(x, E)
 // -> a [1, 100] -> n1 linear(a, W) -> b [1, 100] -> n2 linear(b, E) -> y [1, 10]; E has 1000 floats (4000
 // bytes) and is read by n0 and n2, W has 2000 (8000 bytes).

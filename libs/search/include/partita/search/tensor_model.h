@@ -20,16 +20,20 @@
 //   output, 2(p-1) alpha + 2(p-1)/p bytes / beta, in forward and again in backward (of the input gradient);
 //   it sits on the critical path (no overlap with compute).
 // Memory per device: replicated parameters + split parameters / p (gradients and optimizer state alike);
-// training: replicated activations + split activations / p, the workspace of the largest node / p when
-// split; inference: the most bytes alive at once while a node runs (StageModel's storage lifetimes), a split
-// node's results held 1/p each, a pair left open at the end held in part and gathered whole.
-// A range that starts or ends inside a pair is costed as if the pair were whole.
-// Thread safety: immutable after construction.
+// training: replicated activations + split activations / p, plus the peak of a microbatch's backward as
+// StageModel's (a node's non-weight inputs and outputs less what later nodes saved, and with one microbatch
+// per step less the gradients not made yet), a storage of a split node held 1/p (the outputs of a pair's
+// first node and of those inside it, and their views; a split node's saved tensors and its parameters'
+// gradients; a pair left open at the end holds its output's part and the gathered whole); inference: the most
+// bytes alive at once while a node runs (StageModel's storage lifetimes), a split node's results held 1/p
+// each, a pair left open at the end held in part and gathered whole. A range that starts or ends inside a
+// pair is costed as if the pair were whole. Thread safety: immutable after construction.
 #include <cstdint>
 #include <utility>
 #include <vector>
 
 #include "partita/hardware/device.h"
+#include "partita/search/range_line_max.h"
 #include "partita/search/stage_model.h"
 
 namespace partita {
@@ -59,7 +63,9 @@ class TensorModel {
   // (training); offload and checkpointing are not part of it (the simulator and the chain partitioner add
   // checkpointing: the stage input kept per microbatch, the forward run again in the backward).
   // `device` (a cluster index, -1: not known) decides the inference kernels' working memory.
-  Bytes memory(NodeId first, NodeId last, int samples, int p, int in_flight, int device = -1) const;
+  // `microbatches` (per step; 0: not known) as StageLoad's: with one, the gradients are timed.
+  Bytes memory(NodeId first, NodeId last, int samples, int p, int in_flight, int device = -1,
+               int microbatches = 0) const;
   // Inference: the most bytes one device of a group of p holds alive at once while a node of [first, last]
   // runs, per sample, at least the range's input (see above), without the kernels' working memory.
   double peak_live_per_sample(NodeId first, NodeId last, int p) const;
@@ -67,14 +73,32 @@ class TensorModel {
   double peak_live(NodeId first, NodeId last, int samples, int p, int device) const;
   // Per-sample activation bytes one device keeps for [first, last] on a group of p.
   double activation_per_sample(NodeId first, NodeId last, int p) const;
-  // Memory without activations (parameters, gradients, optimizer state, workspace).
-  Bytes static_memory(NodeId first, NodeId last, int samples, int p) const;
+  // What one device of a group of p holds for the step: parameters, and when training gradients and
+  // optimizer state.
+  Bytes model_state(NodeId first, NodeId last, int p) const;
+  // Training: the peak of one microbatch's backward of `samples` samples on one device of a group of p,
+  // beyond its activations and model_state (see above; may be negative with one microbatch per step). The
+  // gradients not made yet at that node, per device, and their replicated part (every device of the group
+  // makes those whole).
+  struct BackwardPeak {
+    double beyond_state = 0;
+    Bytes unmade_gradients{0};
+    Bytes unmade_replicated{0};
+  };
+  BackwardPeak backward_peak(NodeId first, NodeId last, int samples, int p, int microbatches) const;
+  // Trainable bytes of [first, last] (at their first reader) that every device of a group holds whole.
+  Bytes replicated_trainable_bytes(NodeId first, NodeId last) const;
   // Trainable bytes one device of a group of p holds for [first, last] (split weights / p, the rest whole):
   // what data-parallel replicas of the group all-reduce per device.
   Bytes trainable_bytes_per_device(NodeId first, NodeId last, int p) const;
 
  private:
   void build_live_tables(const std::vector<TensorRole>& roles, NodeId gathered);
+  void build_backward_tables(const std::vector<TensorRole>& roles, NodeId gathered);
+  // Training, on a device of a group of p, at node i of a backward: per sample, the working set plus what
+  // the nodes up to i saved; the gradients of single-reader parameters read before i (not made yet there).
+  double backward_slope(NodeId i, int p) const;
+  double unmade_before(NodeId i, int p) const;
 
   const StageModel* model_;
   std::vector<bool> split_, reduce_;
@@ -89,6 +113,17 @@ class TensorModel {
   NodeId gathered_ = kNoNode;  // the last node of a pair left open at the end, when there is one
   double after_gather_whole_ = 0, after_gather_split_ = 0;  // alive once its output is gathered, per sample
   std::vector<std::pair<int, std::vector<std::vector<double>>>> live_tables_;  // (p, sparse table)
+  // Training, per node, whole and split parts (per sample but the gradients): the working set, prefixes of
+  // saved bytes and of single-reader trainable bytes; and for the usual group sizes the range structures
+  // over backward_lines.
+  std::vector<double> ws_whole_, ws_split_, saved_whole_prefix_, saved_split_prefix_;
+  std::vector<double> unshared_whole_prefix_, unshared_split_prefix_;
+  struct BackwardTable {
+    int p;
+    std::vector<std::vector<double>> slopes;  // sparse max table
+    RangeLineMax lines;
+  };
+  std::vector<BackwardTable> backward_tables_;
 };
 
 }  // namespace partita
