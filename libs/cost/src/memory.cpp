@@ -360,6 +360,12 @@ Bytes saved_activation_bytes(const Graph& graph, NodeId first, NodeId last) {
   return s.io + s.saved_all;
 }
 
+bool backward_makes_views(const Node& node) {
+  return op_is(
+      node, {"cat", "concat", "stack", "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten",
+             "transpose", "t", "permute", "unsqueeze", "squeeze", "movedim", "swapaxes", "alias", "detach"});
+}
+
 SavedByProducer saved_activations_by_producer(const Graph& graph) {
   const AutogradModel m = autograd_model(graph);
   SavedByProducer out;

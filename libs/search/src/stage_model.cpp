@@ -94,7 +94,8 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     trainable_prefix_[i + 1] = trainable_prefix_[i] + t;
     saved_prefix_[i + 1] =
         saved_prefix_[i] + static_cast<double>(saved.bytes[static_cast<size_t>(i)].value()) * per;
-    ws[i] = (io + out) * per;
+    // Backward's gradients in flight at the node: its output's and its inputs' (unless views of the former).
+    ws[i] = ((backward_makes_views(node) ? 0.0 : io) + out) * per;
     for (ValueId id : node.outputs) {
       const Value& v = graph.value(id);
       int last_user = i;

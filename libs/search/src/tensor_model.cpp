@@ -148,7 +148,9 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
         std::vector<NodeId>& r = readers[static_cast<size_t>(v)];
         if (r.empty() || r.back() != i) r.push_back(i);
       }
-      if (role != ValueRole::kParameter && role != ValueRole::kBuffer && role != ValueRole::kConstant) add(v);
+      if (role != ValueRole::kParameter && role != ValueRole::kBuffer && role != ValueRole::kConstant &&
+          !backward_makes_views(node))
+        add(v);
     }
     for (ValueId v : node.outputs) add(v);
     // A pair left open at the end: every device gathers the whole output, and its gradient comes back whole.

@@ -476,6 +476,32 @@ TEST(StageModel, BackwardPeakMatchesAWalkOverTheRangesNodes) {
   }
 }
 
+// Concatenation and reshaping views hand their inputs views of the output's gradient: their backward's
+// working set is the output alone. x [1, 256] -> relu a, relu b (1 KiB each) -> cat (2 KiB) -> view (2 KiB)
+// -> narrow (the first half: a slicing view, whose backward makes a zeroed tensor of its input's size).
+TEST(StageModel, ConcatenationAndReshapingViewsWorkOnTheirOutputsGradientAlone) {
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1, 256}, DType::kFloat32}};
+  auto op = [&](const char* name, std::vector<ValueId> in, std::vector<int64_t> shape) {
+    const ValueId y = g.add_value(ValueKind::kTensor, name);
+    g.value(y).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    g.node(g.add_node(name, std::move(in), {y})).cost =
+        OpCost{Flops(1e6), Bytes(0), Bytes(0), CostStatus::kEstimated};
+    return y;
+  };
+  const ValueId a = op("aten::relu", {x}, {1, 256}), b = op("aten::relu", {x}, {1, 256});
+  const ValueId c = op("aten::cat", {a, b}, {1, 512});
+  const ValueId v = op("aten::view", {c}, {2, 256});
+  g.set_outputs({op("aten::narrow", {v}, {1, 256})});
+  const OneDevice one(g, Mode::kTraining);
+  const StageModel& m = one.m;
+  EXPECT_DOUBLE_EQ(m.workspace_per_sample(2, 2), 2048);         // cat: its output only
+  EXPECT_DOUBLE_EQ(m.workspace_per_sample(3, 3), 2048);         // view: likewise
+  EXPECT_DOUBLE_EQ(m.workspace_per_sample(4, 4), 2048 + 1024);  // narrow: its input and output
+  EXPECT_DOUBLE_EQ(m.workspace_per_sample(0, 0), 1024 + 1024);  // relu: its input and output
+}
+
 // Weights follow the engine's placement: a CPU device (kHost) counts a tied weight once, in the range of its
 // first reader; a device with memory of its own holds every weight its range reads, and the optimizer state
 // only of the parameters no other range reads (kOwn), or none when it is one of a stage's replicas (kCopies).

@@ -71,6 +71,12 @@ struct SavedByProducer {
 };
 SavedByProducer saved_activations_by_producer(const Graph& graph);
 
+// Whether the gradients `node`'s backward hands its inputs are views of its output's gradient, so that it
+// makes no new memory: concatenation (each input gets a slice) and the views that only reshape (view,
+// reshape, flatten, transpose, permute, (un)squeeze, ...). Not slicing views (their backward scatters into a
+// zeroed tensor of the input's size), expand (a sum) or copies.
+bool backward_makes_views(const Node& node);
+
 // Storage lifetimes over one forward of the whole graph, by storage root (SavedByProducer::root): born at
 // the producer (node 0 for graph inputs); dies at the last reader, or num_nodes() (past the last node) for a
 // graph output, or -1 when nothing reads it (it lives while its producer runs). Weights, constants and

@@ -33,8 +33,10 @@
 //     convolution, max pooling's dropped indices), a load without a device taken as a GPU's.
 //   - boundary bytes after node i: every intermediate value produced at or before i and read after i.
 //   - workspace (training): at the peak of a microbatch's backward, beyond its activations: the largest
-//     over the range's nodes of a node's non-weight inputs + outputs (the gradients in flight there) less
-//     what the nodes after it saved (backward has freed that by then).
+//     over the range's nodes of a node's non-weight inputs + outputs (the gradients in flight there; only
+//     the outputs where the inputs' gradients are views of the output's: concatenation and reshaping views,
+//     cost/memory.h's backward_makes_views) less what the nodes after it saved (backward has freed that by
+//     then).
 //   - gradients (training): the engine starts a step without them (set to none), and backward makes a
 //     parameter's gradient when it passes the parameter's reader. When a device runs one microbatch per
 //     step (StageLoad::microbatches == 1), the gradients of parameters that only nodes before the backward's
