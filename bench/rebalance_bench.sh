@@ -10,7 +10,8 @@
 #
 # LAYOUT=data-processes: the same with a 2-replica data-parallel plan run as one process per core
 # (`partita launch -n 2`): rebalancing moves the batch shares. LAYOUT=pipeline-processes: the pipeline with one
-# process per stage: rebalancing moves the cut and hands the moved layers' weights and optimizer state over.
+# process per stage: rebalancing moves the cut (and may swap the stages' devices) and hands the moved layers'
+# weights and optimizer state over.
 # Each layout writes a section of its own ("Dynamic rebalancing", "... across processes", "... across
 # processes (pipeline)").
 #
@@ -89,8 +90,12 @@ lines.append(f"| slowed, `--rebalance` | {finals[-1]['to'] if finals else 'no re
              f"{', '.join(f'{x:.1f}' for x in rows['rebal'])} |")
 lines.append(f"| fresh plan for the slowed hardware | {nodes(fresh)} | {med['fresh']:.1f} | "
              f"{', '.join(f'{x:.1f}' for x in rows['fresh'])} |")
+switched = ', '.join(f"{e['predicted_current_ms']:.1f} -> {e['predicted_new_ms']:.1f}" for e in finals) or 'none'
 lines += ["", f"Rebalanced throughput / fresh plan's: **{ratio:.2f}** (target >= 0.90). Rebalances per round "
-          f"(step after which the new plan was applied): {[[e['step'] for e in ev if e['applied']] for ev in events]}.", ""]
+          f"(step after which the new plan was applied): {[[e['step'] for e in ev if e['applied']] for ev in events]}; "
+          "predicted step ms of the running plan under the measured slowdown -> the plan it switched to: "
+          f"{switched} "
+          f"(the fresh plan: {fresh['predicted_step_ms']:.1f}).", ""]
 subprocess.run([sys.executable, "bench/md_section.py", out, title], input="\n".join(lines),
                text=True, check=True)
 print("\n".join(lines))

@@ -36,7 +36,7 @@ class RunCheckpoint {
  public:
   RunCheckpoint(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,
                 const RunOptions& options)
-      : model_(model), options_(options) {
+      : model_(model), options_(options), local_stage_(options.local_stage) {
     if (options.checkpoint_dir.empty()) return;
     PARTITA_CHECK(plan.mode == Mode::kTraining, "--checkpoint-dir ", options.checkpoint_dir,
                   " needs a training run; run with --train and a training plan");
@@ -73,9 +73,7 @@ class RunCheckpoint {
     }
     optimizer_ = make_optimizer(plan.optimizer, trainable, options.learning_rate);
     // A pipeline's rank loads its stage's shard; a data-parallel rank and a single process the whole state.
-    const int rank = options.group == nullptr   ? -1
-                     : options.local_stage >= 0 ? options.local_stage
-                                                : options.local_replica;
+    const int rank = options.group == nullptr ? -1 : options.group->rank();
     progress_ = load_checkpoint(options.checkpoint_dir, identity_, model.parameters, *optimizer_, rank);
     PARTITA_CHECK(progress_.steps < options.steps, "the checkpoint in ", options.checkpoint_dir, " has done ",
                   progress_.steps, " steps and --steps is ", options.steps,
@@ -86,8 +84,12 @@ class RunCheckpoint {
 
   // Resumed with --rebalance: the plan the checkpoint was running (its layout may differ from the given one).
   const std::optional<Plan>& resumed_plan() const { return resumed_plan_; }
-  // A rebalance applied `plan`: later checkpoints record it.
-  void set_plan(const Plan& plan) { identity_.plan = plan; }
+  // A rebalance applied `plan`: later checkpoints record it (and, in a pipeline across processes, the tensors
+  // of `local_stage`, the stage of it this process runs).
+  void set_plan(const Plan& plan, int local_stage) {
+    identity_.plan = plan;
+    local_stage_ = local_stage;
+  }
   // The optimizer to continue with (the engine's EngineOptions::optimizer); null: the engine makes one.
   std::shared_ptr<torch::optim::Optimizer> optimizer() const { return optimizer_; }
   const CheckpointProgress& progress() const { return progress_; }
@@ -104,8 +106,8 @@ class RunCheckpoint {
     };
     const CheckpointProgress progress{done, losses};
     DistributedGroup* group = options_.group;
-    if (group != nullptr && options_.local_stage >= 0) {  // a pipeline: every rank writes its stage's shard
-      const std::vector<int64_t> held = stage_tensor_indices(model_, identity_.plan, options_.local_stage);
+    if (group != nullptr && local_stage_ >= 0) {  // a pipeline: every rank writes its stage's shard
+      const std::vector<int64_t> held = stage_tensor_indices(model_, identity_.plan, local_stage_);
       if (options_.checkpoint_writes == CheckpointWrites::kBackground) {
         save_shard_in_background(*group, progress, held, engine);
         stall_ms_.push_back(ms_since(t0));
@@ -194,6 +196,7 @@ class RunCheckpoint {
  private:
   LoadedModel& model_;
   const RunOptions& options_;
+  int local_stage_ = -1;  // a pipeline across processes: the stage of identity_.plan this process runs
   CheckpointIdentity identity_;
   CheckpointProgress progress_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
@@ -271,11 +274,14 @@ class GroupRebalanceChannel final : public RebalanceChannel {
   DistributedGroup& group_;
 };
 
-// A pipeline run with a process per stage moves its cuts (rebalancing across processes): every trained
-// parameter goes from the rank whose stage read it under `from` (the first such stage; a tied weight is equal
-// on all of them) to every rank, and each rank keeps the state of those its stage reads under `to`.
+// A pipeline run with a process per stage moves its cuts or swaps its stages' devices (rebalancing across
+// processes): every trained parameter goes from the rank whose stage read it under `from` (the first such
+// stage; a tied weight is equal on all of them; stage k ran on rank from_ranks[k]) to every rank, and each
+// rank keeps the state of those its stage reads under `to` (this rank ran stage `stage_before`, now
+// `stage_after`).
 void hand_over_moved_layers(DistributedGroup& group, LoadedModel& model, torch::optim::Optimizer& optimizer,
-                            const Plan& from, const Plan& to, int local_stage, int step) {
+                            const Plan& from, const Plan& to, const std::vector<int>& from_ranks,
+                            int stage_before, int stage_after, int step) {
   const auto stage_of = [](const Plan& plan, NodeId n) {
     for (size_t k = 0; k < plan.stages.size(); ++k) {
       if (plan.stages[k].first <= n && n <= plan.stages[k].last) return static_cast<int>(k);
@@ -295,16 +301,18 @@ void hand_over_moved_layers(DistributedGroup& group, LoadedModel& model, torch::
     for (NodeId u : model.ir.value(model.ir.parameters()[i].value).users) {
       const int before = stage_of(from, u);
       first = first < 0 ? before : std::min(first, before);
-      was_mine = was_mine || before == local_stage;
-      mine = mine || stage_of(to, u) == local_stage;
+      was_mine = was_mine || before == stage_before;
+      mine = mine || stage_of(to, u) == stage_after;
     }
-    owner.push_back(first);
+    owner.push_back(from_ranks.at(static_cast<size_t>(first)));
     keep.push_back(mine);
     moved += mine && !was_mine ? 1 : 0;
   }
   hand_over_parameters(group, params, optimizer, owner, keep, step);
-  log_info(fmt::format("rebalance: stage {} took over {} parameter tensor(s) with their optimizer state",
-                       local_stage, moved));
+  log_info(
+      fmt::format("rebalance: rank {} runs stage {} (was {}); took over {} parameter tensor(s) with their "
+                  "optimizer state",
+                  group.rank(), stage_after, stage_before, moved));
 }
 
 }  // namespace
@@ -338,7 +346,6 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   engine_options.blas = options.blas;
   engine_options.local_replica = options.local_replica;
   engine_options.reducer = options.reducer;
-  engine_options.local_stage = options.local_stage;
   engine_options.transport = options.transport;
   engine_options.tensor_link = options.tensor_link;
   engine_options.inline_lone_worker = options.inline_lone_worker;
@@ -351,6 +358,18 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   if (checkpoint.resumed_plan() && stage_layout(start) != stage_layout(plan))
     log_info(
         fmt::format("resuming on the rebalanced layout the checkpoint was running: {}", stage_layout(start)));
+  // A pipeline across processes: each rank keeps the devices of its stage in the given plan and runs
+  // whichever stage of the running plan has them.
+  std::vector<std::vector<std::string>> rank_devices;
+  if (options.local_stage >= 0) {
+    PARTITA_ASSERT(options.group != nullptr && options.transport != nullptr &&
+                       options.group->rank() == options.local_stage,
+                   "a pipeline rank runs the stage of its rank in the given plan");
+    for (const Stage& st : plan.stages) rank_devices.push_back(plan.groups.at(st.group).devices);
+    options.transport->set_stage_ranks(stage_ranks_by_device(start, rank_devices));
+    engine_options.local_stage = options.transport->stage_run_by(options.group->rank());
+    checkpoint.set_plan(start, engine_options.local_stage);
+  }
   auto engine = std::make_unique<Engine>(model, start, engine_options);
   StageMetrics metrics;
   ChromeTraceObserver trace;
@@ -437,13 +456,22 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
         engine_options.optimizer = engine->optimizer();
         engine_options.first_step = i + 1 - first;  // the steps this process ran, as the first engine counts
         engine.reset();
-        if (options.local_stage >= 0 && training) {  // the layers that moved bring their weights and state
-          hand_over_moved_layers(*options.group, model, *engine_options.optimizer, current, *next,
-                                 options.local_stage, i + 1 - first);
+        if (options.local_stage >= 0) {  // stages may change processes: the layers that moved bring their
+                                         // weights and optimizer state
+          std::vector<int> from_ranks;
+          for (size_t k = 0; k < current.stages.size(); ++k)
+            from_ranks.push_back(options.transport->rank_of(static_cast<int>(k)));
+          const int stage_before = engine_options.local_stage;
+          options.transport->set_stage_ranks(stage_ranks_by_device(*next, rank_devices));
+          engine_options.local_stage = options.transport->stage_run_by(options.group->rank());
+          if (training) {
+            hand_over_moved_layers(*options.group, model, *engine_options.optimizer, current, *next,
+                                   from_ranks, stage_before, engine_options.local_stage, i + 1 - first);
+          }
         }
         engine = std::make_unique<Engine>(model, *next, engine_options);
         observe(*engine, tracing);
-        checkpoint.set_plan(*next);
+        checkpoint.set_plan(*next, engine_options.local_stage);
         current = std::move(*next);
         metrics.reset();  // per-worker figures describe the plan running at the end
         metrics_steps = 0;

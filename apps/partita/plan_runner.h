@@ -13,6 +13,7 @@
 #include "partita/runtime/chrome_trace.h"
 #include "partita/runtime/engine.h"
 #include "partita/runtime/slowdown_injector.h"
+#include "partita/runtime/stage_transport.h"
 #include "rebalancer.h"
 #include "run_energy.h"
 
@@ -33,10 +34,13 @@ struct RunOptions {
   LossKind loss = LossKind::kAuto;
   bool record_trace = false;  // keep a Chrome trace of the counted steps
   BlasThreads blas = BlasThreads::kAuto;
-  int local_replica = -1;                  // multi-process data parallel: the replica this process runs
-  GradientReducer* reducer = nullptr;      // and what combines it with the other processes (EngineOptions)
-  int local_stage = -1;                    // multi-process pipeline: the stage this process runs
-  StageTransport* transport = nullptr;     // and its link to the other stages (EngineOptions)
+  int local_replica = -1;              // multi-process data parallel: the replica this process runs
+  GradientReducer* reducer = nullptr;  // and what combines it with the other processes (EngineOptions)
+  // Multi-process pipeline: this process's rank, which runs stage `local_stage` of the given plan and keeps
+  // that stage's devices (a resumed or rebalanced layout may give it another stage on them), and its link to
+  // the other stages (EngineOptions), whose routing the run updates.
+  int local_stage = -1;
+  GlooStageTransport* transport = nullptr;
   TensorGroupLink* tensor_link = nullptr;  // one device of a tensor group: its link to the others
   // A plan with one worker here runs it on the calling thread, which the engine pins to that worker's device
   // (EngineOptions::inline_lone_worker): for a process that runs one plan (partita run), not partita

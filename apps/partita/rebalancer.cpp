@@ -102,11 +102,19 @@ std::optional<Plan> Rebalancer::on_current_devices(const Plan& candidate) const 
   if (candidate.stages.size() != plan_.stages.size() || candidate.has_tensor_groups() ||
       plan_.has_tensor_groups())
     return std::nullopt;
-  if (plan_.stages.size() > 1) {  // a pipeline, a process per stage: each stage keeps its devices
-    for (size_t k = 0; k < plan_.stages.size(); ++k) {
-      if (candidate.stages[k].explicit_nodes() || candidate.groups.at(candidate.stages[k].group).devices !=
-                                                      plan_.groups.at(plan_.stages[k].group).devices)
-        return std::nullopt;
+  if (plan_.stages.size() >
+      1) {  // a pipeline, a process per stage: its stages on the current stages' devices,
+            // in any order (a stage runs in the process that holds its devices)
+    std::vector<bool> taken(plan_.stages.size(), false);
+    for (const Stage& st : candidate.stages) {
+      if (st.explicit_nodes()) return std::nullopt;
+      bool found = false;
+      for (size_t k = 0; k < plan_.stages.size() && !found; ++k) {
+        found = !taken[k] &&
+                candidate.groups.at(st.group).devices == plan_.groups.at(plan_.stages[k].group).devices;
+        if (found) taken[k] = true;
+      }
+      if (!found) return std::nullopt;
     }
     return candidate;
   }
@@ -222,9 +230,8 @@ Rebalancer::Decision Rebalancer::decide(int step, const DriftReport& report) {
     next = options_.keep_devices ? on_current_devices(candidate) : candidate;
     if (next) break;
   }
-  // A pipeline whose stages stay in their processes: the current cuts moved by simulation, under the
-  // stretched costs, may beat every candidate that keeps each stage's devices (the planner's best candidates
-  // often put the slowed device on another stage).
+  // A pipeline across processes: the current cuts moved by simulation, under the stretched costs, may beat
+  // every candidate on the same devices (the planner's candidates are few per device order).
   if (options_.keep_devices && plan_.stages.size() > 1 && refinable(current)) {
     const Plan moved = refine_cuts(current, in.graph, in.cluster, in.table, in.options,
                                    process_cuts(in.graph), kRebalanceCutSimulations)

@@ -13,9 +13,9 @@
 // busy time (RebalanceChannel::combine sums what each measured), so all of them see the same drift after the
 // same step; rank 0 alone plans again, and its decision reaches the others (RebalanceChannel::share), who
 // switch to the same plan between the same two steps. The processes stay on their devices: a data-parallel
-// plan's new plan has the same devices (only the batch shares move), a pipeline's the same stages on the same
-// devices (only the cuts move; the caller hands the moved layers' weights and optimizer state over,
-// parameter_handover.h).
+// plan's new plan has the same devices (only the batch shares move), a pipeline's as many stages on the same
+// devices (the cuts move, and the stages may change devices: a stage runs in the process holding its devices;
+// the caller hands the moved layers' weights and optimizer state over, parameter_handover.h).
 #include <map>
 #include <mutex>
 #include <optional>
@@ -47,7 +47,7 @@ struct RebalanceOptions {
   DriftOptions drift;
   double min_gain = 0.05;  // adopt a new plan only when predicted at least this fraction faster
   // The job's processes run fixed devices (a rank per device of a data-parallel plan, or per stage of a
-  // pipeline): only a plan with the same stages on the same devices can replace the current one.
+  // pipeline): only a plan whose stages have the current stages' devices can replace the current one.
   bool keep_devices = false;
 };
 
@@ -120,8 +120,8 @@ class Rebalancer : public RuntimeObserver {
   PlanningInputs stretched() const;
   Decision decide(int step, const DriftReport& report);
   // A candidate the processes can switch to: a one-stage data-parallel plan over the current devices, put in
-  // the current order (rank r keeps device r), or a pipeline whose stages have the current stages' devices;
-  // nullopt for any other.
+  // the current order (rank r keeps device r), or a pipeline whose stages have the current stages' devices
+  // (in any order); nullopt for any other.
   std::optional<Plan> on_current_devices(const Plan& candidate) const;
 };
 

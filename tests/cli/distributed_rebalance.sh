@@ -3,9 +3,10 @@
 # the same step (their busy times are summed every step), rank 0 plans again and both switch to its batch shares:
 # cpu:0's share must shrink, each rank keeps its device, and the 28 losses stay those of the undisturbed run (the
 # shares only change how the batch's gradient is summed); a job killed after the rebalance resumes on the new
-# shares. A 2-stage GPT pipeline across 2 processes moves its cut, the moved layers' weights and Adam state
-# handed to the other rank, with the losses unchanged, also when killed and resumed; a tensor-parallel plan is
-# refused. Threshold 2.5 (CNN)
+# shares. A 2-stage GPT pipeline across 2 processes moves its cut (and, as planned for the slowed cpu:0 today,
+# swaps its stages' devices: stage 0 then runs in rank 1, which holds cpu:1), the moved layers' weights and
+# Adam state handed to the other rank, with the losses unchanged, also when killed and resumed; a
+# tensor-parallel plan is refused. Threshold 2.5 (CNN)
 # for an injected 4x: this VM's own noise has made a core 1.4-1.7x slower for 3 steps (see rebalance.sh). The
 # plan uses the roofline cost model, as rebalance.sh explains.
 source "$(dirname "$0")/lib.sh"
@@ -86,10 +87,11 @@ def cpu0_nodes(layout):  # "cpu:0 nodes 0-111; cpu:1 nodes 112-172"
     part = next(p for p in layout.split('; ') if p.startswith('cpu:0 '))
     lo, hi = part.split(' nodes ')[1].split('-')
     return int(hi) - int(lo) + 1
-assert [p.split(' ')[0] for p in first['to'].split('; ')] == [p.split(' ')[0] for p in first['from'].split('; ')], \
-    ('each stage keeps its device', first)
+devices = lambda layout: [p.split(' ')[0] for p in layout.split('; ')]
+assert sorted(devices(first['to'])) == sorted(devices(first['from'])), ('each process keeps its device', first)
 assert cpu0_nodes(first['to']) < cpu0_nodes(first['from']), ('work should move off the slowed cpu:0', first)
-print(f"cpu:0 nodes: {cpu0_nodes(first['from'])} before, {cpu0_nodes(first['to'])} after step {first['step']}")
+print(f"cpu:0 nodes: {cpu0_nodes(first['from'])} before, {cpu0_nodes(first['to'])} after step {first['step']}; "
+      f"stage devices {devices(first['from'])} -> {devices(first['to'])}")
 PY
 losses_equal "$WORK/pipe.calm.json" "$WORK/pipe.rebal.json" || fail "rebalanced pipeline: losses"
 # Killed before step 22 after the cut moved: each rank's shard of the step-20 checkpoint holds its new stage, and

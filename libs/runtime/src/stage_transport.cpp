@@ -18,11 +18,10 @@ constexpr int64_t kMaxDims = 8;
 constexpr int64_t kFields = 3 + kMaxDims;  // kind, dtype or scalar, rank, sizes
 enum Kind : int64_t { kNoneValue = 0, kTensorValue = 1, kIntValue = 2, kDoubleValue = 3, kBoolValue = 4 };
 
-std::string describe(int from, int to, int microbatch, bool backward, bool sending) {
-  const int peer = sending ? to : from;
-  return std::string(sending ? "sending " : "receiving ") + (backward ? "gradients" : "activations") +
-         " of microbatch " + std::to_string(microbatch) + (sending ? " to" : " from") + " rank " +
-         std::to_string(peer) + " (stage " + std::to_string(peer) + ")";
+std::string device_list(const std::vector<std::string>& devices) {
+  std::string out;
+  for (const auto& d : devices) out += (out.empty() ? "" : ",") + d;
+  return out;
 }
 
 }  // namespace
@@ -131,29 +130,91 @@ int stage_message_tag(int from, int to, int microbatch, bool backward, int part)
   return (((from * 256 + to) * 4096 + microbatch) * 2 + (backward ? 1 : 0)) * 2 + part;
 }
 
+GlooStageTransport::GlooStageTransport(DistributedGroup& group, std::vector<int> stage_ranks)
+    : group_(group) {
+  set_stage_ranks(std::move(stage_ranks));
+}
+
+void GlooStageTransport::set_stage_ranks(std::vector<int> stage_ranks) {
+  std::vector<int> sorted = stage_ranks;
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t r = 0; r < sorted.size(); ++r) {
+    PARTITA_CHECK(sorted[r] == static_cast<int>(r) && static_cast<int>(sorted.size()) == group_.world_size(),
+                  "the ranks of a pipeline's stages must be a permutation of the group's ",
+                  group_.world_size(), " ranks, got ", sorted.size(), " stage(s) with rank ", sorted[r],
+                  " in place ", r);
+  }
+  stage_ranks_ = std::move(stage_ranks);
+}
+
+int GlooStageTransport::rank_of(int stage) const {
+  if (stage_ranks_.empty()) return stage;
+  PARTITA_CHECK(stage >= 0 && stage < static_cast<int>(stage_ranks_.size()), "stage ", stage,
+                " is not one of the pipeline's ", stage_ranks_.size());
+  return stage_ranks_[static_cast<size_t>(stage)];
+}
+
+int GlooStageTransport::stage_run_by(int rank) const {
+  if (stage_ranks_.empty()) return rank;
+  const auto at = std::find(stage_ranks_.begin(), stage_ranks_.end(), rank);
+  PARTITA_CHECK(at != stage_ranks_.end(), "rank ", rank, " runs none of the pipeline's stages");
+  return static_cast<int>(at - stage_ranks_.begin());
+}
+
+std::string GlooStageTransport::describe(int from, int to, int microbatch, bool backward,
+                                         bool sending) const {
+  const int peer = sending ? to : from;
+  return std::string(sending ? "sending " : "receiving ") + (backward ? "gradients" : "activations") +
+         " of microbatch " + std::to_string(microbatch) + (sending ? " to" : " from") + " rank " +
+         std::to_string(rank_of(peer)) + " (stage " + std::to_string(peer) + ")";
+}
+
 void GlooStageTransport::begin_step(int step) { apply_fault_hooks(group_.rank(), step); }
 
 void GlooStageTransport::send(const std::vector<c10::IValue>& values, int from, int to, int microbatch,
                               bool backward) {
   const EncodedValues msg = encode_stage_message(values);
   const std::string what = describe(from, to, microbatch, backward, true);
-  group_.send(msg.header, to, stage_message_tag(from, to, microbatch, backward, 0), what);
+  group_.send(msg.header, rank_of(to), stage_message_tag(from, to, microbatch, backward, 0), what);
   if (msg.payload.numel() > 0)
-    group_.send(msg.payload, to, stage_message_tag(from, to, microbatch, backward, 1), what);
+    group_.send(msg.payload, rank_of(to), stage_message_tag(from, to, microbatch, backward, 1), what);
 }
 
 std::vector<c10::IValue> GlooStageTransport::receive(int from, int to, int microbatch, bool backward,
                                                      size_t count) {
   const std::string what = describe(from, to, microbatch, backward, false);
   torch::Tensor header = torch::empty({stage_message_header_length(count)}, torch::kInt64);
-  group_.receive(header, from, stage_message_tag(from, to, microbatch, backward, 0), what);
+  group_.receive(header, rank_of(from), stage_message_tag(from, to, microbatch, backward, 0), what);
   const int64_t bytes = header.data_ptr<int64_t>()[0];
   PARTITA_CHECK(bytes >= 0, what, ": malformed header (", bytes, " payload bytes)");
   torch::Tensor payload = torch::empty({bytes}, torch::kUInt8);
-  if (bytes > 0) group_.receive(payload, from, stage_message_tag(from, to, microbatch, backward, 1), what);
+  if (bytes > 0)
+    group_.receive(payload, rank_of(from), stage_message_tag(from, to, microbatch, backward, 1), what);
   return decode_stage_message(header, payload);
 }
 
 void GlooStageTransport::finish_step() { group_.wait_sends(); }
+
+std::vector<int> stage_ranks_by_device(const Plan& plan,
+                                       const std::vector<std::vector<std::string>>& rank_devices) {
+  std::vector<int> out;
+  std::vector<bool> taken(rank_devices.size(), false);
+  for (size_t k = 0; k < plan.stages.size(); ++k) {
+    const std::vector<std::string>& devices = plan.groups.at(plan.stages[k].group).devices;
+    int rank = -1;
+    for (size_t r = 0; r < rank_devices.size() && rank < 0; ++r) {
+      if (!taken[r] && rank_devices[r] == devices) rank = static_cast<int>(r);
+    }
+    PARTITA_CHECK(
+        rank >= 0, "stage ", k, " of the plan runs on ", device_list(devices),
+        " but no process of the job holds those devices (each keeps the devices of its stage in the "
+        "plan the job started with); run the plan as a job of its own");
+    taken[static_cast<size_t>(rank)] = true;
+    out.push_back(rank);
+  }
+  PARTITA_CHECK(out.size() == rank_devices.size(), "the plan has ", out.size(), " stage(s) but the job runs ",
+                rank_devices.size(), " process(es), one per stage; run the plan as a job of its own");
+  return out;
+}
 
 }  // namespace partita

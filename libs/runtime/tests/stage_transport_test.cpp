@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -80,17 +81,24 @@ Trained run_in_process(const std::string& path, const std::string& input,
   return out;
 }
 
-// Two engines in two threads, one stage each, joined by Gloo (as two processes are).
+// The stage rank `rank` runs when stage k runs on rank stage_ranks[k] (empty: stage r on rank r).
+int stage_of_rank(const std::vector<int>& stage_ranks, int rank) {
+  if (stage_ranks.empty()) return rank;
+  return static_cast<int>(std::find(stage_ranks.begin(), stage_ranks.end(), rank) - stage_ranks.begin());
+}
+
+// Two engines in two threads, one stage each, joined by Gloo (as two processes are); out[r] is rank r's.
 std::vector<Trained> run_two_ranks(const std::string& path, const std::string& input,
-                                   const std::function<Plan(const Graph&)>& plan, int steps) {
+                                   const std::function<Plan(const Graph&)>& plan, int steps,
+                                   const std::vector<int>& stage_ranks = {}) {
   std::vector<Trained> out(2);
   run_ranks(2, [&](int rank, int port) {
     LoadedModel m = load(path, input);
     DistributedGroup group(env_for(rank, 2, port));
     GlooGradientReducer reducer(group);
-    GlooStageTransport transport(group);
+    GlooStageTransport transport(group, stage_ranks);
     EngineOptions o;
-    o.local_stage = rank;
+    o.local_stage = stage_of_rank(stage_ranks, rank);
     o.transport = &transport;
     o.reducer = &reducer;
     {
@@ -122,9 +130,10 @@ std::vector<bool> used_by_stage(const Graph& g, const Plan& plan, int stage) {
 }
 
 void expect_same_training(const std::string& path, const std::string& input,
-                          const std::function<Plan(const Graph&)>& plan) {
+                          const std::function<Plan(const Graph&)>& plan,
+                          const std::vector<int>& stage_ranks = {}) {
   const auto one = run_in_process(path, input, plan, 4);
-  const auto two = run_two_ranks(path, input, plan, 4);
+  const auto two = run_two_ranks(path, input, plan, 4, stage_ranks);
   ASSERT_EQ(one.losses.size(), two[0].losses.size());
   for (size_t s = 0; s < one.losses.size(); ++s) {
     EXPECT_NEAR(two[0].losses[s], one.losses[s], 1e-6 * std::abs(one.losses[s])) << "rank 0, step " << s;
@@ -135,7 +144,7 @@ void expect_same_training(const std::string& path, const std::string& input,
   const LoadedModel m = load(path, input);
   const Plan p = plan(m.ir);
   for (int rank = 0; rank < 2; ++rank) {
-    const auto used = used_by_stage(m.ir, p, rank);
+    const auto used = used_by_stage(m.ir, p, stage_of_rank(stage_ranks, rank));
     ASSERT_EQ(used.size(), one.parameters.size());
     for (size_t i = 0; i < used.size(); ++i) {
       if (!used[i]) continue;
@@ -201,6 +210,46 @@ TEST(StageTransport, TwoRankPipelineTrainsLikeTheInProcessPipeline) {
     expect_same_training(mlp(), "8x64",
                          [&](const Graph& g) { return pipeline_plan(g, Mode::kTraining, schedule); });
   }
+}
+
+// A rebalanced pipeline whose stages swapped devices runs each stage in the process that holds its device:
+// stage 0 (on cpu:1) on rank 1, stage 1 (on cpu:0) on rank 0. The math is the same.
+TEST(StageTransport, AStageRunsOnTheRankTheTransportRoutesItTo) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const auto swapped = [](const Graph& g) {
+    Plan p = pipeline_plan(g, Mode::kTraining, Schedule::kOneFOneB);
+    std::swap(p.groups[0], p.groups[1]);
+    return p;
+  };
+  const std::vector<int> ranks = {1, 0};
+  {
+    const LoadedModel m = load(mlp(), "8x64");
+    EXPECT_EQ(stage_ranks_by_device(swapped(m.ir), {{"cpu:0"}, {"cpu:1"}}), ranks);
+  }
+  expect_same_training(mlp(), "8x64", swapped, ranks);
+}
+
+TEST(StageTransport, StagesGoToTheRanksHoldingTheirDevices) {
+  const LoadedModel m = load(mlp(), "8x64");
+  Plan p = pipeline_plan(m.ir, Mode::kTraining, Schedule::kOneFOneB);
+  EXPECT_EQ(stage_ranks_by_device(p, {{"cpu:0"}, {"cpu:1"}}), (std::vector<int>{0, 1}));
+  EXPECT_EQ(stage_ranks_by_device(p, {{"cpu:1"}, {"cpu:0"}}), (std::vector<int>{1, 0}));
+  p.groups[1].devices = {"cpu:2"};  // no process holds cpu:2
+  EXPECT_THROW(
+      {
+        try {
+          stage_ranks_by_device(p, {{"cpu:0"}, {"cpu:1"}});
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("stage 1 of the plan runs on cpu:2"), std::string::npos)
+              << e.what();
+          throw;
+        }
+      },
+      Error);
+  p.groups[1].devices = {"cpu:0"};  // both stages on rank 0's device
+  EXPECT_THROW(stage_ranks_by_device(p, {{"cpu:0"}, {"cpu:1"}}), Error);
+  p.groups[1].devices = {"cpu:1"};  // three processes for two stages
+  EXPECT_THROW(stage_ranks_by_device(p, {{"cpu:0"}, {"cpu:1"}, {"cpu:2"}}), Error);
 }
 
 TEST(StageTransport, TwoRankPipelineInferenceReturnsTheOutputsOnTheLastStage) {

@@ -9,11 +9,13 @@
 // Values may be tensors (any dtype, any device: they travel through the host), None (an undefined tensor: a
 // gradient that was not computed), ints, doubles and bools.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <torch/types.h>
 
 #include "partita/runtime/distributed_group.h"
+#include "partita/search/plan.h"
 
 namespace partita {
 
@@ -34,13 +36,20 @@ class StageTransport {
   virtual void finish_step() = 0;
 };
 
-// Stage s runs on rank s of a DistributedGroup. Each message (header and payload) has its own c10d tag,
-// from (stage pair, microbatch, direction, part). Every wait is bounded by the group's timeout.
-// begin_step() applies the fault test hooks (see distributed_reducer.h), at the start of engine step K.
+// Stage s runs on rank stage_ranks[s] of a DistributedGroup (rank s when none are given). Each message
+// (header and payload) has its own c10d tag, from (stage pair, microbatch, direction, part). Every wait is
+// bounded by the group's timeout. begin_step() applies the fault test hooks (see distributed_reducer.h), at
+// the start of engine step K.
 class GlooStageTransport final : public StageTransport {
  public:
-  // `group` must outlive the transport.
-  explicit GlooStageTransport(DistributedGroup& group) : group_(group) {}
+  // `group` must outlive the transport. `stage_ranks`: see set_stage_ranks.
+  explicit GlooStageTransport(DistributedGroup& group, std::vector<int> stage_ranks = {});
+  // The rank that runs each stage from now on (a rebalanced pipeline whose stages changed processes): a
+  // permutation of the group's ranks, or empty for rank s running stage s. Between steps only. Throws
+  // partita::Error for a list that is not a permutation of the ranks.
+  void set_stage_ranks(std::vector<int> stage_ranks);
+  int rank_of(int stage) const;
+  int stage_run_by(int rank) const;  // the inverse of rank_of
   void begin_step(int step) override;
   void send(const std::vector<c10::IValue>& values, int from, int to, int microbatch, bool backward) override;
   std::vector<c10::IValue> receive(int from, int to, int microbatch, bool backward, size_t count) override;
@@ -48,7 +57,16 @@ class GlooStageTransport final : public StageTransport {
 
  private:
   DistributedGroup& group_;
+  std::vector<int> stage_ranks_;  // empty: stage s on rank s
+  std::string describe(int from, int to, int microbatch, bool backward, bool sending) const;
 };
+
+// The rank that runs each stage of `plan` when the job's processes keep their devices: rank r holds
+// `rank_devices[r]` (the devices of stage r of the plan the job started with) and runs whichever stage of
+// `plan` has those devices. Throws partita::Error when a stage's devices are not one rank's (a plan that
+// would move a process to another device).
+std::vector<int> stage_ranks_by_device(const Plan& plan,
+                                       const std::vector<std::vector<std::string>>& rank_devices);
 
 // The wire format, exposed for tests.
 struct EncodedValues {
