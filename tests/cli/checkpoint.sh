@@ -7,8 +7,8 @@
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
 MLP=(run "$ZOO/mlp.pt" --input 8x64 --train)
-# same_losses FULL.json RESUMED.json FROM: 20 losses each, equal within 1e-6 relative; RESUMED resumed after step FROM
-same_losses() {
+# resumed_losses FULL.json RESUMED.json FROM: 20 losses each, equal within 1e-6 relative; RESUMED resumed after step FROM
+resumed_losses() {
   "$PYTHON" - "$1" "$2" "$3" <<'PY'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
@@ -45,14 +45,14 @@ for kind in adam sgd pipe; do
   [ "$(latest "$WORK/$kind.killed")" = step-00000010 ] || fail "$kind: want the checkpoint of step 10"
   "$PARTITA" "${MLP[@]}" --plan "$plan" --steps 20 --checkpoint-dir "$WORK/$kind.killed" --checkpoint-every 5 --resume \
     --json "$WORK/$kind.killed.json" >/dev/null || fail "$kind: resume after kill"
-  same_losses "$WORK/$kind.full.json" "$WORK/$kind.killed.json" 10 || fail "$kind: killed+resumed losses differ"
+  resumed_losses "$WORK/$kind.full.json" "$WORK/$kind.killed.json" 10 || fail "$kind: killed+resumed losses differ"
   [ "$(latest "$WORK/$kind.killed")" = step-00000020 ] || fail "$kind: want the final checkpoint"
   # Stopped: 10 steps (checkpoints after 5 and 10), then resumed to 20 with another checkpoint interval.
   "$PARTITA" "${MLP[@]}" --plan "$plan" --steps 10 --checkpoint-dir "$WORK/$kind.stopped" --checkpoint-every 5 \
     >/dev/null || fail "$kind: first 10 steps"
   "$PARTITA" "${MLP[@]}" --plan "$plan" --steps 20 --checkpoint-dir "$WORK/$kind.stopped" --checkpoint-every 3 --resume \
     --json "$WORK/$kind.stopped.json" >/dev/null || fail "$kind: resume after stop"
-  same_losses "$WORK/$kind.full.json" "$WORK/$kind.stopped.json" 10 || fail "$kind: stopped+resumed losses differ"
+  resumed_losses "$WORK/$kind.full.json" "$WORK/$kind.stopped.json" 10 || fail "$kind: stopped+resumed losses differ"
   [ "$(ls "$WORK/$kind.stopped")" = "$(printf 'LATEST\nstep-00000020')" ] || fail "$kind: old checkpoints should go"
 done
 "$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert a[1:] != b[1:]" \
@@ -79,7 +79,7 @@ from=$(latest "$WORK/async.killed")
 case "$from" in step-00000005 | step-00000010) ;; *) fail "async: want the checkpoint of step 5 or 10, got '$from'" ;; esac
 "$PARTITA" "${MLP[@]}" "${async[@]}" --checkpoint-dir "$WORK/async.killed" --resume --json "$WORK/async.killed.json" \
   >/dev/null || fail "async: resume after kill"
-same_losses "$WORK/adam.full.json" "$WORK/async.killed.json" $((10#${from#step-})) || fail "async: killed+resumed losses differ"
+resumed_losses "$WORK/adam.full.json" "$WORK/async.killed.json" $((10#${from#step-})) || fail "async: killed+resumed losses differ"
 echo "async: killed at step 12, resumed from $from"
 
 # --checkpoint-keep 3: the three newest stay; pointing LATEST back at one of them and resuming redoes the steps
@@ -91,7 +91,7 @@ echo "async: killed at step 12, resumed from $from"
 echo step-00000012 >"$WORK/keep/LATEST"
 "$PARTITA" "${MLP[@]}" --plan "$WORK/sgd.plan.json" --steps 20 --checkpoint-dir "$WORK/keep" --checkpoint-every 4 \
   --checkpoint-keep 3 --resume --json "$WORK/keep.json" >/dev/null || fail "keep: resume from step 12"
-same_losses "$WORK/sgd.full.json" "$WORK/keep.json" 12 || fail "keep: losses after going back to step 12 differ"
+resumed_losses "$WORK/sgd.full.json" "$WORK/keep.json" 12 || fail "keep: losses after going back to step 12 differ"
 [ "$(ls "$WORK/keep" | tr '\n' ' ')" = "LATEST step-00000012 step-00000016 step-00000020 " ] \
   || fail "keep: after going back: $(ls "$WORK/keep" | tr '\n' ' ')"
 
@@ -107,7 +107,7 @@ PARTITA_FAULT_EXIT_AT_STEP=12 "$PARTITA" "${launch[@]}" --checkpoint-dir "$WORK/
 [ "$(latest "$WORK/dp")" = step-00000010 ] || fail "launch: want the checkpoint of step 10"
 "$PARTITA" "${launch[@]}" --checkpoint-dir "$WORK/dp" --checkpoint-every 5 --resume --json "$WORK/dp.resumed.json" \
   >/dev/null 2>"$WORK/dp.resumed.err" || fail "launch: resume: $(tail -3 "$WORK/dp.resumed.err")"
-same_losses "$WORK/dp.full.json" "$WORK/dp.resumed.json" 10 || fail "launch: killed+resumed losses differ"
+resumed_losses "$WORK/dp.full.json" "$WORK/dp.resumed.json" 10 || fail "launch: killed+resumed losses differ"
 # Rank 0 writes in the background; the job ends after its last save.
 "$PARTITA" "${launch[@]}" --checkpoint-dir "$WORK/dp.async" --checkpoint-every 5 --checkpoint-async \
   --json "$WORK/dp.async.json" >/dev/null 2>"$WORK/dp.async.err" || fail "launch: async: $(tail -3 "$WORK/dp.async.err")"
@@ -133,7 +133,7 @@ PARTITA_FAULT_EXIT_AT_STEP=12 "$PARTITA" "${pipe[@]}" --checkpoint-dir "$WORK/mp
 "$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); \
 assert len(a) == len(b) == 20 and max(abs(x-y)/abs(x) for x,y in zip(a,b)) <= 1e-6, (a, b)" \
   "$WORK/pipe.full.json" "$WORK/mp.full.json" || fail "launch pipeline: 2 processes should match the one-process pipeline"
-same_losses "$WORK/mp.full.json" "$WORK/mp.resumed.json" 10 || fail "launch pipeline: killed+resumed losses differ"
+resumed_losses "$WORK/mp.full.json" "$WORK/mp.resumed.json" 10 || fail "launch pipeline: killed+resumed losses differ"
 [ "$(ls "$WORK/mp")" = "$(printf 'LATEST\nstep-00000020')" ] || fail "launch pipeline: old checkpoints should go"
 # In the background: each rank copies its stage's state and a thread of its own writes the shard; rank 0's
 # gathers the shards' descriptions and commits them together. The same losses; the final checkpoint is whole.
@@ -158,7 +158,7 @@ case "$from" in step-00000005 | step-00000010) ;; *) fail "launch pipeline: asyn
 "$PARTITA" "${pipe[@]}" --checkpoint-dir "$WORK/mp.async.killed" --checkpoint-every 5 --checkpoint-async --resume \
   --json "$WORK/mp.async.resumed.json" >/dev/null 2>"$WORK/mp.async.resumed.err" \
   || fail "launch pipeline: async: resume: $(tail -3 "$WORK/mp.async.resumed.err")"
-same_losses "$WORK/mp.full.json" "$WORK/mp.async.resumed.json" $((10#${from#step-})) \
+resumed_losses "$WORK/mp.full.json" "$WORK/mp.async.resumed.json" $((10#${from#step-})) \
   || fail "launch pipeline: async: killed+resumed losses differ"
 [ "$(ls "$WORK/mp.async.killed")" = "$(printf 'LATEST\nstep-00000020')" ] \
   || fail "launch pipeline: async: leftovers after the resumed run: $(ls "$WORK/mp.async.killed")"

@@ -3,21 +3,6 @@
 # with errors naming it (test hooks PARTITA_FAULT_EXIT_AT_STEP / PARTITA_FAULT_HANG_AT_STEP, see docs).
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
-same_losses() {  # same_losses A.json B.json: 20 losses each, relative difference <= 1e-4
-  "$PYTHON" - "$1" "$2" <<'PY'
-import json, sys
-a, b = (json.load(open(p))["losses"] for p in sys.argv[1:3])
-assert len(a) == len(b) == 20, (len(a), len(b))
-diffs = [abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b)]
-worst = max(diffs)
-assert worst <= 1e-4, f"relative difference {worst:.2g} at step {diffs.index(worst)}; per step: " + \
-    " ".join(f"{d:.1g}" for d in diffs)
-assert a[-1] < a[0], "loss should fall"
-print(f"  losses of {sys.argv[1].rsplit('/', 1)[-1]} and {sys.argv[2].rsplit('/', 1)[-1]} within {worst:.1g}")
-PY
-}
-free_port() { "$PYTHON" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
-TORCHRUN=$(command -v torchrun || true)
 
 for model in mlp:8x64 cnn:8x3x32x32; do
   name=${model%%:*}; input=${model#*:}

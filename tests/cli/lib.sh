@@ -54,6 +54,23 @@ expect_rank_faults() {
     || fail "hang fault: launcher line: $(cat "$WORK/hang.err")"
   echo "hang fault stopped in $took s"
 }
+# same_losses A.json B.json (distributed.sh, distributed_pipeline.sh): 20 losses each, relative difference <= 1e-4,
+# and falling.
+same_losses() {
+  "$PYTHON" - "$1" "$2" <<'PY'
+import json, sys
+a, b = (json.load(open(p))["losses"] for p in sys.argv[1:3])
+assert len(a) == len(b) == 20, (len(a), len(b))
+diffs = [abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b)]
+worst = max(diffs)
+assert worst <= 1e-4, f"relative difference {worst:.2g} at step {diffs.index(worst)}; per step: " + \
+    " ".join(f"{d:.1g}" for d in diffs)
+assert a[-1] < a[0], "loss should fall"
+print(f"  losses of {sys.argv[1].rsplit('/', 1)[-1]} and {sys.argv[2].rsplit('/', 1)[-1]} within {worst:.1g}")
+PY
+}
+free_port() { "$PYTHON" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
+TORCHRUN=$(command -v torchrun || true)  # the distributed tests also launch with torchrun where it is installed
 # losses_equal CALM RUN: both runs' JSON hold 28 losses, equal within a relative 1e-4 (a rebalanced run computes
 # the same math as an undisturbed one, up to the order of sums).
 losses_equal() {

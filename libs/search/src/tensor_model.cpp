@@ -49,6 +49,27 @@ std::vector<TensorRole> tensor_roles(const Graph& graph) {
   return roles;
 }
 
+namespace {
+
+// Which storages (root values, saved_activations_by_producer) a tensor group holds split, 1/p on each device:
+// those produced by a node that works on split features (a pair's first node and the nodes inside it). The
+// outputs of a closing row-split matmul or a vocabulary lookup are whole (all-reduced partial sums), and so
+// is everything replicated; a view of (or an in-place update to) another storage is that storage's.
+std::vector<bool> split_storages(const Graph& graph, const std::vector<TensorRole>& roles,
+                                 const std::vector<ValueId>& root) {
+  std::vector<bool> split(static_cast<size_t>(graph.num_values()), false);
+  for (NodeId i = 0; i < graph.num_nodes(); ++i) {
+    const TensorRole role = roles[static_cast<size_t>(i)];
+    if (role != TensorRole::kColumn && role != TensorRole::kInside) continue;
+    for (ValueId v : graph.node(i).outputs) {
+      if (root[static_cast<size_t>(v)] == v) split[static_cast<size_t>(v)] = true;
+    }
+  }
+  return split;
+}
+
+}  // namespace
+
 TensorModel::TensorModel(const StageModel& model) : model_(&model) {
   const Graph& graph = model.graph();
   const int n = graph.num_nodes();
@@ -119,15 +140,7 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
   const Graph& graph = model_->graph();
   const int n = graph.num_nodes();
   const std::vector<ValueId> root = saved_activations_by_producer(graph).root;
-  // As in build_live_tables: the storages a pair's first node and the nodes inside it produce are split.
-  std::vector<bool> split_storage(static_cast<size_t>(graph.num_values()), false);
-  for (NodeId i = 0; i < n; ++i) {
-    const TensorRole role = roles[static_cast<size_t>(i)];
-    if (role != TensorRole::kColumn && role != TensorRole::kInside) continue;
-    for (ValueId v : graph.node(i).outputs) {
-      if (root[static_cast<size_t>(v)] == v) split_storage[static_cast<size_t>(v)] = true;
-    }
-  }
+  const std::vector<bool> split_storage = split_storages(graph, roles, root);
   const double per = 1.0 / model_->graph_batch();
   ws_whole_.assign(static_cast<size_t>(n), 0.0);
   ws_split_.assign(static_cast<size_t>(n), 0.0);
@@ -236,20 +249,12 @@ Bytes TensorModel::replicated_trainable_bytes(NodeId first, NodeId last) const {
 void TensorModel::build_live_tables(const std::vector<TensorRole>& roles, NodeId gathered) {
   const Graph& graph = model_->graph();
   const std::vector<ValueId> root = saved_activations_by_producer(graph).root;
-  // Storages produced by a node that works on split features (a pair's first node and those inside it) are
-  // split; the outputs of a closing row-split matmul or a vocabulary lookup are whole (all-reduced partial
-  // sums), and so is everything replicated. A pair left open at the end: each device holds its part and the
-  // gathered whole.
-  std::vector<double> whole(static_cast<size_t>(graph.num_values()), 1.0), split(whole.size(), 0.0);
-  for (NodeId i = 0; i < graph.num_nodes(); ++i) {
-    const TensorRole role = roles[static_cast<size_t>(i)];
-    if (role != TensorRole::kColumn && role != TensorRole::kInside) continue;
-    for (ValueId v : graph.node(i).outputs) {
-      if (root[static_cast<size_t>(v)] != v)
-        continue;  // a view of (or an in-place update to) another storage
-      whole[static_cast<size_t>(v)] = 0.0;
-      split[static_cast<size_t>(v)] = 1.0;
-    }
+  // A pair left open at the end: each device holds its part and the gathered whole.
+  const std::vector<bool> split_storage = split_storages(graph, roles, root);
+  std::vector<double> whole(split_storage.size()), split(split_storage.size());
+  for (size_t v = 0; v < split_storage.size(); ++v) {
+    whole[v] = split_storage[v] ? 0.0 : 1.0;
+    split[v] = split_storage[v] ? 1.0 : 0.0;
   }
   const double per = 1.0 / model_->graph_batch();
   live_whole_ = live_bytes_per_node(graph, root, whole);

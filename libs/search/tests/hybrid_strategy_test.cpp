@@ -18,19 +18,12 @@ TEST(HybridStrategy, MatchesBruteForceOnRandomInstances) {
   int feasible = 0;
   for (int seed = 0; seed < 200; ++seed) {
     const int layers = 1 + seed % 12, devices = 1 + seed % 4;
-    std::vector<double> f;
-    std::vector<int64_t> a, p;
-    for (int i = 0; i < layers; ++i) {
-      f.push_back(1e9 + 9e9 * u(rng));
-      a.push_back(1024 + static_cast<int64_t>(60000 * u(rng)));
-      p.push_back(4096 + static_cast<int64_t>(4e6 * u(rng)));
-    }
+    const Graph g = random_chain_graph(rng, layers, 4e6);
     // Two kinds at most, so groups of one kind form.
     const DeviceSpec fast = make_spec("fast", 2 + 6 * u(rng)), slow = make_spec("slow", 1 + u(rng));
     std::vector<DeviceSpec> specs;
     for (int d = 0; d < devices; ++d) specs.push_back(u(rng) < 0.5 ? fast : slow);
     const Cluster c = make_cluster(specs, make_link(1 + 40 * u(rng), 3));
-    const Graph g = chain_graph(f, a, p);
     const CostTable t = table_for(g, c);
     SearchOptions opt;
     opt.global_batch = 8;

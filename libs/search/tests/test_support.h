@@ -75,6 +75,20 @@ inline Graph chain_graph(const std::vector<double>& flops, const std::vector<int
   return g;
 }
 
+// chain_graph of `layers` random nodes drawn from `rng`: 1-10 GFLOP per sample, 1024-61024 output floats per
+// sample and 4096 to 4096 + `max_extra_params` weight floats each (in that order per node).
+inline Graph random_chain_graph(std::mt19937& rng, int layers, double max_extra_params) {
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<double> f;
+  std::vector<int64_t> a, p;
+  for (int i = 0; i < layers; ++i) {
+    f.push_back(1e9 + 9e9 * u(rng));
+    a.push_back(1024 + static_cast<int64_t>(60000 * u(rng)));
+    p.push_back(4096 + static_cast<int64_t>(max_extra_params * u(rng)));
+  }
+  return chain_graph(f, a, p);
+}
+
 // x -> linear (1 TFLOP, weight [1024, 16]) -> relu -> linear (1 TFLOP, weight [16, 1024]) -> out of `floats`.
 inline Graph mlp_pair_graph(int64_t floats) {
   Graph g;
