@@ -73,7 +73,7 @@ Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions op
   PARTITA_CHECK(options.min_gain >= 0 && options.min_gain < 1, "rebalance min_gain must be in [0, 1), got ",
                 options.min_gain);
   PARTITA_CHECK(
-      !options.keep_devices || on_current_devices(plan).has_value(),
+      !options.keep_devices || on_the_same_devices(plan, plan).has_value(),
       "--rebalance across processes moves a data-parallel plan's batch shares or a pipeline's cuts; "
       "this plan has tensor-parallel groups: run it in one process to rebalance it, or without "
       "--rebalance");
@@ -96,42 +96,6 @@ Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions op
   }
   channel_->planner_ready();
   watch(plan);
-}
-
-std::optional<Plan> Rebalancer::on_current_devices(const Plan& candidate) const {
-  if (candidate.stages.size() != plan_.stages.size() || candidate.has_tensor_groups() ||
-      plan_.has_tensor_groups())
-    return std::nullopt;
-  if (plan_.stages.size() >
-      1) {  // a pipeline, a process per stage: its stages on the current stages' devices,
-            // in any order (a stage runs in the process that holds its devices)
-    std::vector<bool> taken(plan_.stages.size(), false);
-    for (const Stage& st : candidate.stages) {
-      if (st.explicit_nodes()) return std::nullopt;
-      bool found = false;
-      for (size_t k = 0; k < plan_.stages.size() && !found; ++k) {
-        found = !taken[k] &&
-                candidate.groups.at(st.group).devices == plan_.groups.at(plan_.stages[k].group).devices;
-        if (found) taken[k] = true;
-      }
-      if (!found) return std::nullopt;
-    }
-    return candidate;
-  }
-  // Data parallel, a process per device: the same devices, put back in rank order with their shares.
-  const DeviceGroup& now = plan_.groups.at(plan_.stages[0].group);
-  const DeviceGroup& g = candidate.groups.at(candidate.stages[0].group);
-  if (g.devices.size() != now.devices.size() || candidate.stages[0].explicit_nodes()) return std::nullopt;
-  DeviceGroup ordered = g;
-  for (size_t d = 0; d < now.devices.size(); ++d) {
-    const auto at = std::find(g.devices.begin(), g.devices.end(), now.devices[d]);
-    if (at == g.devices.end()) return std::nullopt;
-    ordered.devices[d] = now.devices[d];
-    ordered.batch_shares[d] = g.batch_shares.at(static_cast<size_t>(at - g.devices.begin()));
-  }
-  Plan out = candidate;
-  out.groups.at(out.stages[0].group) = ordered;
-  return out;
 }
 
 void Rebalancer::watch(const Plan& plan) {
@@ -227,7 +191,7 @@ Rebalancer::Decision Rebalancer::decide(int step, const DriftReport& report) {
   std::optional<Plan> next;
   for (const Plan& candidate : outcome.candidates) {
     if (engine_refusal(candidate, in.graph)) continue;
-    next = options_.keep_devices ? on_current_devices(candidate) : candidate;
+    next = options_.keep_devices ? on_the_same_devices(candidate, plan_) : candidate;
     if (next) break;
   }
   // A pipeline across processes: the current cuts moved by simulation, under the stretched costs, may beat

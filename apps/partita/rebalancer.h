@@ -47,7 +47,8 @@ struct RebalanceOptions {
   DriftOptions drift;
   double min_gain = 0.05;  // adopt a new plan only when predicted at least this fraction faster
   // The job's processes run fixed devices (a rank per device of a data-parallel plan, or per stage of a
-  // pipeline): only a plan whose stages have the current stages' devices can replace the current one.
+  // pipeline): only a plan whose stages have the current stages' devices can replace the current one
+  // (on_the_same_devices, partita/search/plan.h).
   bool keep_devices = false;
 };
 
@@ -119,10 +120,6 @@ class Rebalancer : public RuntimeObserver {
   void watch(const Plan& plan);
   PlanningInputs stretched() const;
   Decision decide(int step, const DriftReport& report);
-  // A candidate the processes can switch to: a one-stage data-parallel plan over the current devices, put in
-  // the current order (rank r keeps device r), or a pipeline whose stages have the current stages' devices
-  // (in any order); nullopt for any other.
-  std::optional<Plan> on_current_devices(const Plan& candidate) const;
 };
 
 // "cpu:0 nodes 0-41; cpu:1 nodes 42-80" (pipeline) or "cpu:0 4 + cpu:1 4 nodes 0-80" (data parallel: the

@@ -246,4 +246,41 @@ void Plan::check_against(const Graph& target) const {
   }
 }
 
+std::optional<Plan> on_the_same_devices(const Plan& candidate, const Plan& current) {
+  if (candidate.stages.size() != current.stages.size() || current.stages.empty() ||
+      candidate.has_tensor_groups() || current.has_tensor_groups())
+    return std::nullopt;
+  for (const Stage& st : candidate.stages) {
+    if (st.explicit_nodes()) return std::nullopt;
+  }
+  if (current.stages.size() > 1) {  // a pipeline: each stage on the devices of a distinct current stage
+    std::vector<bool> taken(current.stages.size(), false);
+    for (const Stage& st : candidate.stages) {
+      const std::vector<std::string>& devices = candidate.groups.at(static_cast<size_t>(st.group)).devices;
+      bool found = false;
+      for (size_t k = 0; k < current.stages.size() && !found; ++k) {
+        found =
+            !taken[k] && devices == current.groups.at(static_cast<size_t>(current.stages[k].group)).devices;
+        if (found) taken[k] = true;
+      }
+      if (!found) return std::nullopt;
+    }
+    return candidate;
+  }
+  // Data parallel: the same devices, put back in the current order with their shares.
+  const DeviceGroup& now = current.groups.at(static_cast<size_t>(current.stages[0].group));
+  const DeviceGroup& g = candidate.groups.at(static_cast<size_t>(candidate.stages[0].group));
+  if (g.devices.size() != now.devices.size()) return std::nullopt;
+  DeviceGroup ordered = g;
+  for (size_t d = 0; d < now.devices.size(); ++d) {
+    const auto at = std::find(g.devices.begin(), g.devices.end(), now.devices[d]);
+    if (at == g.devices.end()) return std::nullopt;
+    ordered.devices[d] = now.devices[d];
+    ordered.batch_shares[d] = g.batch_shares.at(static_cast<size_t>(at - g.devices.begin()));
+  }
+  Plan out = candidate;
+  out.groups.at(static_cast<size_t>(out.stages[0].group)) = ordered;
+  return out;
+}
+
 }  // namespace partita

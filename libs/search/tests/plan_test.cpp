@@ -120,6 +120,53 @@ TEST(Plan, ToStringNamesStagesDevicesAndChoices) {
   EXPECT_EQ(p.used_devices(), (std::vector<std::string>{"d0", "d1"}));
 }
 
+// What a job of a process per stage or per device can switch to between steps (rebalancing across processes).
+TEST(Plan, OnTheSameDevicesKeepsEveryProcessOnItsDevices) {
+  const Graph g = testing::chain_graph({1, 1, 1}, {4, 4, 4}, {4, 4, 4});
+  const Plan pipeline = plan_for(g);  // d0: node 0, d1: nodes 1-2
+  Plan moved = pipeline;              // the cut moves
+  moved.stages[0].last = 1;
+  moved.stages[1].first = 2;
+  ASSERT_TRUE(on_the_same_devices(moved, pipeline).has_value());
+  EXPECT_EQ(on_the_same_devices(moved, pipeline)->stages[0].last, 1);
+  Plan swapped = pipeline;  // stage 0 on d1, stage 1 on d0: each runs in the process holding its device
+  std::swap(swapped.groups[0], swapped.groups[1]);
+  ASSERT_TRUE(on_the_same_devices(swapped, pipeline).has_value());
+  EXPECT_EQ(on_the_same_devices(swapped, pipeline)->groups[0].devices, std::vector<std::string>{"d1"});
+  Plan elsewhere = pipeline;  // a device no process holds
+  elsewhere.groups[1].devices = {"d2"};
+  EXPECT_FALSE(on_the_same_devices(elsewhere, pipeline).has_value());
+  Plan doubled = pipeline;  // both stages on d0's process
+  doubled.groups[1].devices = {"d0"};
+  EXPECT_FALSE(on_the_same_devices(doubled, pipeline).has_value());
+  Plan branches = pipeline;
+  branches.stages[0].nodes = {0};
+  branches.stages[1].nodes = {1, 2};
+  EXPECT_FALSE(on_the_same_devices(branches, pipeline).has_value());
+  Plan tensor = pipeline;
+  tensor.groups[1] = DeviceGroup{{"d1", "d2"}, {2, 2}, GroupParallelism::kTensor};
+  EXPECT_FALSE(on_the_same_devices(tensor, pipeline).has_value());
+
+  Plan data;  // one stage over d0 (share 1) and d1 (share 3)
+  data.graph = graph_identity(g);
+  data.global_batch = 4;
+  data.groups = {DeviceGroup{{"d0", "d1"}, {1, 3}, GroupParallelism::kData}};
+  data.stages = {Stage{0, 2, 0}};
+  EXPECT_FALSE(on_the_same_devices(data, pipeline).has_value()) << "another number of stages";
+  Plan reordered = data;  // the planner listed d1 first, with 1 sample, and d0 with 3
+  reordered.groups[0] = DeviceGroup{{"d1", "d0"}, {1, 3}, GroupParallelism::kData};
+  const std::optional<Plan> back = on_the_same_devices(reordered, data);
+  ASSERT_TRUE(back.has_value());  // back in rank order, each device with its new share
+  EXPECT_EQ(back->groups[0].devices, (std::vector<std::string>{"d0", "d1"}));
+  EXPECT_EQ(back->groups[0].batch_shares, (std::vector<int>{3, 1}));
+  Plan fewer = data;
+  fewer.groups[0] = DeviceGroup{{"d0"}, {4}, GroupParallelism::kData};
+  EXPECT_FALSE(on_the_same_devices(fewer, data).has_value());
+  Plan other = data;
+  other.groups[0].devices = {"d0", "d2"};
+  EXPECT_FALSE(on_the_same_devices(other, data).has_value());
+}
+
 TEST(Plan, EnumNamesRoundTrip) {
   EXPECT_EQ(parse_schedule(schedule_name(Schedule::kOneFOneB)), Schedule::kOneFOneB);
   EXPECT_EQ(parse_offload("optimizer_state"), Offload::kOptimizerState);

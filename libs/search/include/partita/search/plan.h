@@ -187,4 +187,12 @@ struct Plan {
   void check_node_lists(const Graph& target) const;
 };
 
+// `candidate` as a job running `current` with a process per device (one data-parallel stage) or per stage (a
+// pipeline) can switch to it without moving a process off its devices: a one-stage data-parallel plan over
+// the same devices, put back in `current`'s device order (rank r keeps device r) with their shares; or a
+// pipeline of as many range stages whose groups have the devices of `current`'s stages, in any order (a stage
+// runs in the process that holds its devices). nullopt for any other: tensor-parallel groups, other devices,
+// another number of stages, a branch layout.
+std::optional<Plan> on_the_same_devices(const Plan& candidate, const Plan& current);
+
 }  // namespace partita
