@@ -136,13 +136,17 @@ GlooStageTransport::GlooStageTransport(DistributedGroup& group, std::vector<int>
 }
 
 void GlooStageTransport::set_stage_ranks(std::vector<int> stage_ranks) {
-  std::vector<int> sorted = stage_ranks;
-  std::sort(sorted.begin(), sorted.end());
-  for (size_t r = 0; r < sorted.size(); ++r) {
-    PARTITA_CHECK(sorted[r] == static_cast<int>(r) && static_cast<int>(sorted.size()) == group_.world_size(),
-                  "the ranks of a pipeline's stages must be a permutation of the group's ",
-                  group_.world_size(), " ranks, got ", sorted.size(), " stage(s) with rank ", sorted[r],
-                  " in place ", r);
+  if (!stage_ranks.empty()) {
+    PARTITA_CHECK(static_cast<int>(stage_ranks.size()) == group_.world_size(), "a pipeline across ",
+                  group_.world_size(), " processes needs a rank for each of its ", group_.world_size(),
+                  " stages, got ", stage_ranks.size());
+    std::vector<int> sorted = stage_ranks;
+    std::sort(sorted.begin(), sorted.end());
+    for (size_t r = 0; r < sorted.size(); ++r) {
+      PARTITA_CHECK(sorted[r] == static_cast<int>(r),
+                    "the ranks of a pipeline's stages must be a permutation of ", "0..", sorted.size() - 1,
+                    ", got rank ", sorted[r], " where rank ", r, " belongs");
+    }
   }
   stage_ranks_ = std::move(stage_ranks);
 }

@@ -229,6 +229,24 @@ TEST(StageTransport, AStageRunsOnTheRankTheTransportRoutesItTo) {
   expect_same_training(mlp(), "8x64", swapped, ranks);
 }
 
+TEST(StageTransport, RoutesByAPermutationOfTheRanks) {
+  std::vector<std::vector<int>> routed(2);  // per rank: rank_of(0), rank_of(1), stage_run_by(own rank)
+  run_ranks(2, [&](int rank, int port) {
+    DistributedGroup group(env_for(rank, 2, port));
+    GlooStageTransport transport(group);
+    EXPECT_EQ(transport.rank_of(1), 1) << "stage s on rank s by default";
+    EXPECT_THROW(transport.set_stage_ranks({0}), Error) << "a rank for every stage";
+    EXPECT_THROW(transport.set_stage_ranks({1, 1}), Error) << "one stage per rank";
+    EXPECT_THROW(transport.set_stage_ranks({0, 2}), Error) << "no rank 2 in a group of 2";
+    transport.set_stage_ranks({1, 0});
+    routed[static_cast<size_t>(rank)] = {transport.rank_of(0), transport.rank_of(1),
+                                         transport.stage_run_by(rank)};
+    group.barrier("the end of the test");
+  });
+  EXPECT_EQ(routed[0], (std::vector<int>{1, 0, 1}));
+  EXPECT_EQ(routed[1], (std::vector<int>{1, 0, 0}));
+}
+
 TEST(StageTransport, StagesGoToTheRanksHoldingTheirDevices) {
   const LoadedModel m = load(mlp(), "8x64");
   Plan p = pipeline_plan(m.ir, Mode::kTraining, Schedule::kOneFOneB);
