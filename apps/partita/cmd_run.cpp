@@ -3,10 +3,10 @@
 // one rank of a multi-process job: the plan must be one data-parallel stage with WORLD_SIZE devices (rank r
 // runs device r on its share of the same global batch and gradients are all-reduced over Gloo), one
 // tensor-parallel stage with WORLD_SIZE devices (rank r runs device r; its tensor group's ranks exchange
-// parts over a Gloo group of their own), or a pipeline, rank r running stage r (on that stage's devices, which
-// it keeps: after a rebalance that swapped the stages' devices it runs the stage placed on them). Only rank 0
-// prints the table and writes --json/--trace, with every rank's workers and one trace row per rank (gathered
-// through the rendezvous store at the end).
+// parts over a Gloo group of their own), or a pipeline, rank r running stage r (on that stage's devices,
+// which it keeps: after a rebalance that swapped the stages' devices it runs the stage placed on them). Only
+// rank 0 prints the table and writes --json/--trace, with every rank's workers and one trace row per rank
+// (gathered through the rendezvous store at the end).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -337,7 +337,8 @@ void run_run(const RunArgs& args) {
     options.group = group.get();
     reducer = std::make_unique<GlooGradientReducer>(*group);
     options.reducer = reducer.get();
-    if (plan.stages.size() > 1) {  // pipeline: rank r starts on stage r (the loss and shared weights are reduced)
+    // A pipeline: rank r starts on stage r (the loss and shared weights are reduced).
+    if (plan.stages.size() > 1) {
       transport = std::make_unique<GlooStageTransport>(*group);
       options.local_stage = dist->rank;
       options.transport = transport.get();
