@@ -360,12 +360,11 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
         fmt::format("resuming on the rebalanced layout the checkpoint was running: {}", stage_layout(start)));
   // A pipeline across processes: each rank keeps the devices of its stage in the given plan and runs
   // whichever stage of the running plan has them.
-  std::vector<std::vector<std::string>> rank_devices;
+  const std::vector<std::vector<std::string>> rank_devices = plan.stage_devices();
   if (options.local_stage >= 0) {
     PARTITA_ASSERT(options.group != nullptr && options.transport != nullptr &&
                        options.group->rank() == options.local_stage,
                    "a pipeline rank runs the stage of its rank in the given plan");
-    for (const Stage& st : plan.stages) rank_devices.push_back(plan.groups.at(st.group).devices);
     options.transport->set_stage_ranks(stage_ranks_by_device(start, rank_devices));
     engine_options.local_stage = options.transport->stage_run_by(options.group->rank());
     checkpoint.set_plan(start, engine_options.local_stage);
@@ -417,7 +416,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   int metrics_steps = 0;                                          // steps the metrics cover
   std::vector<std::string> local_devices = start.used_devices();  // what this process runs
   if (options.local_stage >= 0) {
-    local_devices = plan.groups.at(plan.stages.at(options.local_stage).group).devices;
+    local_devices = rank_devices.at(static_cast<size_t>(options.local_stage));
   } else if (options.local_replica >= 0) {
     local_devices = {plan.groups.at(plan.stages.at(0).group).devices.at(options.local_replica)};
   }

@@ -201,24 +201,17 @@ void GlooStageTransport::finish_step() { group_.wait_sends(); }
 
 std::vector<int> stage_ranks_by_device(const Plan& plan,
                                        const std::vector<std::vector<std::string>>& rank_devices) {
-  std::vector<int> out;
-  std::vector<bool> taken(rank_devices.size(), false);
-  for (size_t k = 0; k < plan.stages.size(); ++k) {
-    const std::vector<std::string>& devices = plan.groups.at(plan.stages[k].group).devices;
-    int rank = -1;
-    for (size_t r = 0; r < rank_devices.size() && rank < 0; ++r) {
-      if (!taken[r] && rank_devices[r] == devices) rank = static_cast<int>(r);
-    }
+  const std::vector<int> ranks = stages_on_device_lists(plan, rank_devices);
+  for (size_t k = 0; k < ranks.size(); ++k) {
     PARTITA_CHECK(
-        rank >= 0, "stage ", k, " of the plan runs on ", device_list(devices),
+        ranks[k] >= 0, "stage ", k, " of the plan runs on ", device_list(plan.stage_devices()[k]),
         " but no process of the job holds those devices (each keeps the devices of its stage in the "
         "plan the job started with); run the plan as a job of its own");
-    taken[static_cast<size_t>(rank)] = true;
-    out.push_back(rank);
   }
-  PARTITA_CHECK(out.size() == rank_devices.size(), "the plan has ", out.size(), " stage(s) but the job runs ",
-                rank_devices.size(), " process(es), one per stage; run the plan as a job of its own");
-  return out;
+  PARTITA_CHECK(ranks.size() == rank_devices.size(), "the plan has ", ranks.size(),
+                " stage(s) but the job runs ", rank_devices.size(),
+                " process(es), one per stage; run the plan as a job of its own");
+  return ranks;
 }
 
 }  // namespace partita

@@ -73,6 +73,12 @@ std::vector<std::string> Plan::used_devices() const {
   return out;
 }
 
+std::vector<std::vector<std::string>> Plan::stage_devices() const {
+  std::vector<std::vector<std::string>> out;
+  for (const Stage& st : stages) out.push_back(groups.at(static_cast<size_t>(st.group)).devices);
+  return out;
+}
+
 int DeviceGroup::tensor_degree() const {
   if (parallelism == GroupParallelism::kData) return 1;
   return tensor_size > 0 ? tensor_size : static_cast<int>(devices.size());
@@ -246,6 +252,21 @@ void Plan::check_against(const Graph& target) const {
   }
 }
 
+std::vector<int> stages_on_device_lists(const Plan& plan,
+                                        const std::vector<std::vector<std::string>>& device_lists) {
+  std::vector<int> out;
+  std::vector<bool> taken(device_lists.size(), false);
+  for (const std::vector<std::string>& devices : plan.stage_devices()) {
+    const auto at = std::find_if(device_lists.begin(), device_lists.end(), [&](const auto& list) {
+      return !taken[static_cast<size_t>(&list - device_lists.data())] && list == devices;
+    });
+    const int index = at == device_lists.end() ? -1 : static_cast<int>(at - device_lists.begin());
+    if (index >= 0) taken[static_cast<size_t>(index)] = true;
+    out.push_back(index);
+  }
+  return out;
+}
+
 std::optional<Plan> on_the_same_devices(const Plan& candidate, const Plan& current) {
   if (candidate.stages.size() != current.stages.size() || current.stages.empty() ||
       candidate.has_tensor_groups() || current.has_tensor_groups())
@@ -254,17 +275,8 @@ std::optional<Plan> on_the_same_devices(const Plan& candidate, const Plan& curre
     if (st.explicit_nodes()) return std::nullopt;
   }
   if (current.stages.size() > 1) {  // a pipeline: each stage on the devices of a distinct current stage
-    std::vector<bool> taken(current.stages.size(), false);
-    for (const Stage& st : candidate.stages) {
-      const std::vector<std::string>& devices = candidate.groups.at(static_cast<size_t>(st.group)).devices;
-      bool found = false;
-      for (size_t k = 0; k < current.stages.size() && !found; ++k) {
-        found =
-            !taken[k] && devices == current.groups.at(static_cast<size_t>(current.stages[k].group)).devices;
-        if (found) taken[k] = true;
-      }
-      if (!found) return std::nullopt;
-    }
+    const std::vector<int> on = stages_on_device_lists(candidate, current.stage_devices());
+    if (std::find(on.begin(), on.end(), -1) != on.end()) return std::nullopt;
     return candidate;
   }
   // Data parallel: the same devices, put back in the current order with their shares.

@@ -160,6 +160,8 @@ struct Plan {
   int microbatch_size() const { return global_batch / microbatches; }
   // Every device id in group order.
   std::vector<std::string> used_devices() const;
+  // Each stage's group's devices, in stage order.
+  std::vector<std::vector<std::string>> stage_devices() const;
   // Whether some part of the model runs on fewer samples than the step's batch: several microbatches, or a
   // data-parallel group of several devices (each its share). Tensor-parallel groups see the whole microbatch.
   bool splits_batch() const;
@@ -186,6 +188,11 @@ struct Plan {
   void check_ranges(const Graph& target) const;
   void check_node_lists(const Graph& target) const;
 };
+
+// For each stage of `plan`, the index of the entry of `device_lists` that is exactly its group's devices,
+// each entry taken by one stage at most (the first free one); -1 for a stage with no such entry left.
+std::vector<int> stages_on_device_lists(const Plan& plan,
+                                        const std::vector<std::vector<std::string>>& device_lists);
 
 // `candidate` as a job running `current` with a process per device (one data-parallel stage) or per stage (a
 // pipeline) can switch to it without moving a process off its devices: a one-stage data-parallel plan over
