@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -131,6 +132,39 @@ std::vector<ValueId> saved_inputs(const Graph& g, const Node& node, const std::v
   return tensors;  // gelu, silu, hardtanh, pooling, pow, ... and anything unknown: its inputs
 }
 
+int rank_of(const Value& v) { return v.meta() ? static_cast<int>(v.meta()->shape.size()) : -1; }
+
+// How a transpose or permute moves dimensions, for the copies aten::matmul makes (see autograd_model):
+// `batch` when it moves one of the dimensions before its tensor's last two, `any` when it moves any.
+struct DimensionMoves {
+  bool batch = false, any = false;
+};
+
+DimensionMoves moves_of(const Graph& g, const Node& node) {
+  DimensionMoves moves;
+  if (node.outputs.empty()) return moves;
+  const int r = rank_of(g.value(node.outputs[0]));
+  if (r < 2) return moves;
+  const auto wrap = [&](int64_t d) { return d < 0 ? d + r : d; };
+  if (op_is(node, {"transpose", "transpose_"}) && node.inputs.size() >= 3) {
+    const std::optional<int64_t> a = constant_int(g, node.inputs[1]), b = constant_int(g, node.inputs[2]);
+    if (!a || !b || wrap(*a) == wrap(*b)) return moves;
+    moves.any = true;
+    moves.batch = std::min(wrap(*a), wrap(*b)) < r - 2;
+  } else if (op_is(node, {"permute"}) && node.inputs.size() >= 2) {
+    const std::optional<std::vector<int64_t>> dims = constant_int_list(g, node.inputs[1]);
+    if (!dims) return moves;
+    for (int i = 0; i < static_cast<int>(dims->size()); ++i) {
+      if (wrap((*dims)[static_cast<size_t>(i)]) == i) continue;
+      moves.any = true;
+      moves.batch = moves.batch || i < r - 2;
+    }
+  } else if (op_is(node, {"t", "mT"})) {
+    moves.any = true;
+  }
+  return moves;
+}
+
 AutogradModel autograd_model(const Graph& g) {
   AutogradModel m;
   const size_t nv = static_cast<size_t>(g.num_values());
@@ -142,6 +176,7 @@ AutogradModel autograd_model(const Graph& g) {
   }
   m.saved.resize(static_cast<size_t>(g.num_nodes()));
   m.saved_extra.assign(static_cast<size_t>(g.num_nodes()), Bytes(0));
+  std::vector<DimensionMoves> moved(nv);  // [value] what the transposes along its alias chain moved
   for (const Node& node : g.nodes()) {
     bool any_rg = false;
     for (ValueId id : node.inputs) any_rg = any_rg || m.requires_grad[static_cast<size_t>(id)];
@@ -153,8 +188,13 @@ AutogradModel autograd_model(const Graph& g) {
         break;
       }
     }
+    const DimensionMoves here = aliases ? moves_of(g, node) : DimensionMoves{};
     for (ValueId id : node.outputs) {
-      if (aliases && base >= 0) m.root[static_cast<size_t>(id)] = m.root[static_cast<size_t>(base)];
+      if (aliases && base >= 0) {
+        m.root[static_cast<size_t>(id)] = m.root[static_cast<size_t>(base)];
+        const DimensionMoves& before = moved[static_cast<size_t>(base)];
+        moved[static_cast<size_t>(id)] = {before.batch || here.batch, before.any || here.any};
+      }
       m.requires_grad[static_cast<size_t>(id)] = any_rg && float_tensor(g.value(id));
     }
     if (!any_rg) continue;
@@ -166,6 +206,19 @@ AutogradModel autograd_model(const Graph& g) {
       if (is_inplace(node.op) && id == base) {
         m.saved_extra[static_cast<size_t>(node.id)] += floating_bytes(v);
         continue;
+      }
+      // aten::matmul folds the batch dimensions of an operand of 3 or more dimensions into one (and its rows
+      // too when the other operand has at most 2) with a reshape, which copies when a transpose or permute
+      // along the operand's alias chain moved a folded dimension (attention's heads: view, transpose(1, 2));
+      // autograd then saves the copy, not the operand's storage. Strides are not in the IR: the chain
+      // decides.
+      if (op_is(node, {"matmul"}) && node.inputs.size() == 2 && rank_of(v) >= 3) {
+        const ValueId other = node.inputs[0] == id ? node.inputs[1] : node.inputs[0];
+        const DimensionMoves& mv = moved[static_cast<size_t>(id)];
+        if (rank_of(g.value(other)) <= 2 ? mv.any : mv.batch) {
+          m.saved_extra[static_cast<size_t>(node.id)] += floating_bytes(v);
+          continue;
+        }
       }
       m.saved[static_cast<size_t>(node.id)].push_back(m.root[static_cast<size_t>(id)]);
     }

@@ -151,6 +151,59 @@ TEST(Memory, SavedActivationsByProducer) {
   EXPECT_EQ(saved_activations_by_producer(conv_pool()).bytes, (std::vector<Bytes>{Bytes(64), Bytes(32)}));
 }
 
+// Attention-like: x f32[2,8,12] -> linear(w) -> y -> view [2,8,3,4] -> transpose(1, 2) (heads_first: two
+// views to [2,3,8,4]) -> q f32[2,3,8,4]; kt = transpose(q, -2, -1) f32[2,3,4,8]; s = matmul(q, kt)
+// f32[2,3,8,8].
+Graph attention_scores(bool heads_first) {
+  Graph g;
+  const auto set = [&](ValueId id, std::vector<int64_t> shape) {
+    g.value(id).tensors = {TensorMeta{shape, DType::kFloat32}};
+  };
+  const ValueId x = g.add_input("x");
+  set(x, {2, 8, 12});
+  const ValueId w = g.add_parameter("w", true);
+  set(w, {12, 12});
+  const ValueId y = g.add_value(ValueKind::kTensor, "y"), h = g.add_value(ValueKind::kTensor, "h");
+  const ValueId q = g.add_value(ValueKind::kTensor, "q"), kt = g.add_value(ValueKind::kTensor, "kt");
+  const ValueId sc = g.add_value(ValueKind::kTensor, "s");
+  set(y, {2, 8, 12});
+  set(kt, {2, 3, 4, 8});
+  set(sc, {2, 3, 8, 8});
+  g.add_node("aten::linear", {x, w}, {y});
+  const auto c = [&](const std::string& printed) { return g.add_constant(ValueKind::kScalar, printed); };
+  if (heads_first) {  // two views, so that both graphs have the same nodes
+    set(h, {2, 3, 8, 4});
+    set(q, {2, 3, 8, 4});
+    g.add_node("aten::view", {y, c("[2, 3, 8, 4]")}, {h});
+    g.add_node("aten::view", {h, c("[2, 3, 8, 4]")}, {q});
+  } else {
+    set(h, {2, 8, 3, 4});
+    set(q, {2, 3, 8, 4});
+    g.add_node("aten::view", {y, c("[2, 8, 3, 4]")}, {h});
+    g.add_node("aten::transpose", {h, c("1"), c("2")}, {q});
+  }
+  g.add_node("aten::transpose", {q, c("-2"), c("-1")}, {kt});
+  g.add_node("aten::matmul", {q, kt}, {sc});
+  g.set_outputs({sc});
+  return g;
+}
+
+// aten::matmul folds the batch dimensions with a reshape, which copies an operand whose batch dimensions a
+// transpose moved (attention's heads): autograd saves the copies, not the storage they came from. A
+// transpose of the last two dimensions alone folds without a copy.
+TEST(Memory, BatchedMatmulSavesCopiesOfOperandsWithMovedBatchDimensions) {
+  const Graph moved = attention_scores(false);
+  const SavedByProducer m = saved_activations_by_producer(moved);
+  // q and kt, 768 bytes each, copied at the matmul (node 4); y (768) is no longer saved by anyone.
+  EXPECT_EQ(m.bytes, (std::vector<Bytes>{Bytes(0), Bytes(0), Bytes(0), Bytes(0), Bytes(1536)}));
+  EXPECT_FALSE(m.saved[static_cast<size_t>(moved.node(0).outputs[0])]);
+  const Graph kept = attention_scores(true);
+  const SavedByProducer k = saved_activations_by_producer(kept);
+  // Both operands are views of y's storage (768), saved once at its producer, the linear.
+  EXPECT_EQ(k.bytes, (std::vector<Bytes>{Bytes(768), Bytes(0), Bytes(0), Bytes(0), Bytes(0)}));
+  EXPECT_TRUE(k.saved[static_cast<size_t>(kept.node(0).outputs[0])]);
+}
+
 TEST(Memory, ParameterBytesOfARange) {
   const Graph g = mlp();
   EXPECT_EQ(range_parameter_bytes(g, 0, 3, true).value(), 40400);   // w 40000 + b 400

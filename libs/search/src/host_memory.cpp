@@ -73,7 +73,8 @@ std::string parts(const HostPrediction& h) {
 }  // namespace
 
 void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model, const TensorModel* tensor,
-                   const std::vector<Bytes>& offloaded, Simulation& sim) {
+                   const std::vector<Bytes>& offloaded, Simulation& sim,
+                   const std::map<std::string, Bytes>* cpu_working) {
   const Cluster& cluster = model.cluster();
   const bool training = model.training();
   std::vector<HostPrediction>& hosts = sim.prediction.hosts;
@@ -125,8 +126,15 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
     const DevicePrediction& dp = sim.prediction.devices[k];
     const int d = model.device_index(dp.device);
     HostPrediction& h = host_of(hosts, cluster.devices[static_cast<size_t>(d)].node);
-    if (!model.can_offload(d)) h.cpu_working += dp.peak_memory - dp.model_state;
+    if (!model.can_offload(d) && !(cpu_working && cpu_working->count(h.node)))
+      h.cpu_working += dp.peak_memory - dp.model_state;
     h.offloaded_activations += offloaded[k];
+  }
+  if (cpu_working) {
+    for (auto& h : hosts) {
+      const auto it = cpu_working->find(h.node);
+      if (it != cpu_working->end()) h.cpu_working = it->second;
+    }
   }
 
   // CPU devices share the host's parameters, so a stage's gradients accumulate there: the first gradient of

@@ -112,6 +112,235 @@ double device_live_peak(const Graph& graph, const std::vector<ValueId>& root,
   return peak;
 }
 
+// Training memory of the devices whose memory is their machine's (CPU devices), over the simulated timeline:
+// what the branch engine (runtime/engine_branch.cpp) holds, each as an interval of the step on one device:
+//   - what a node saves for backward (StageModel::saved_per_sample), from the end of its forward to the end
+//     of its backward, per microbatch; its backward's working set (workspace_per_sample) while that runs;
+//   - a value sent between two CPU devices of one machine is one storage, held at both ends for backward
+//     (the sender's root, the receiver's leaf) until the producer's backward ends: counted once, on the
+//     producer, where autograd does not save it anyway; one received from a device with memory of its own
+//     is a new host tensor until the backward of its first reader there ends;
+//   - the gradient of a received value: made by the receiving device's backward (counted from the first of
+//     its readers there to end), handed back and freed when the producer's backward ends; on the sender while
+//     its backward runs when only the sender is a CPU device;
+//   - while a forward runs, the storages it makes and its kernel's working memory (kernel_scratch_bytes); a
+//     storage nothing saves or holds across segments from then to the end of its last reader's forward on
+//     that device;
+//   - the loss (StageModel::loss_per_sample) from its output's forward to that node's backward;
+//   - the batch (graph inputs) for the whole step;
+//   - gradients of the parameters only CPU devices of one machine read: model_state counts them all, but the
+//     engine starts a step without them, so each is missing (a negative interval) until the first backward of
+//     a reader starts; every later backward of a reader makes a fresh one and adds it in, holding the copy
+//     while it runs.
+struct HeldInterval {
+  int device = -1;          // cluster index of the device that holds it
+  double from = 0, to = 0;  // seconds of the step
+  double bytes = 0;         // negative: not there in that interval although model_state counts it
+};
+
+// The most bytes held at once beyond model state, per CPU device and per machine (all its CPU devices
+// together), never below 0. Events at one instant free before they allocate.
+struct CpuPeaks {
+  std::map<int, double> device;
+  std::map<std::string, double> machine;
+};
+
+CpuPeaks cpu_peaks(const std::vector<HeldInterval>& held, const Cluster& cluster) {
+  struct Event {
+    double at, delta;
+    int device;
+  };
+  std::vector<Event> events;
+  for (const HeldInterval& h : held) {
+    if (!(h.to > h.from) || h.bytes == 0) continue;
+    events.push_back({h.from, h.bytes, h.device});
+    events.push_back({h.to, -h.bytes, h.device});
+  }
+  std::sort(events.begin(), events.end(),
+            [](const Event& a, const Event& b) { return a.at != b.at ? a.at < b.at : a.delta < b.delta; });
+  CpuPeaks peaks;
+  std::map<int, double> device_now;
+  std::map<std::string, double> machine_now;
+  for (const Event& e : events) {
+    const std::string& node = cluster.devices[static_cast<size_t>(e.device)].node;
+    const double d = device_now[e.device] += e.delta;
+    const double m = machine_now[node] += e.delta;
+    peaks.device[e.device] = std::max(peaks.device[e.device], d);
+    peaks.machine[node] = std::max(peaks.machine[node], m);
+  }
+  return peaks;
+}
+
+// The intervals of a training step of a branch plan (see HeldInterval), from the simulated tasks:
+// forward[j][i] and backward[j][i] are the task ids of node i's microbatch j.
+std::vector<HeldInterval> training_intervals(const Plan& plan, const Graph& graph, const StageModel& model,
+                                             const TaskGraph& tg,
+                                             const std::vector<std::vector<int>>& forward,
+                                             const std::vector<std::vector<int>>& backward,
+                                             const std::vector<int>& device_of_node) {
+  const Cluster& cluster = model.cluster();
+  const auto start = [&](int task) { return tg.work()[static_cast<size_t>(task)].info.start.value(); };
+  const auto end = [&](int task) { return tg.work()[static_cast<size_t>(task)].info.end.value(); };
+  const auto dev = [&](NodeId i) { return device_of_node[static_cast<size_t>(i)]; };
+  const auto on_cpu = [&](int d) { return !model.can_offload(d); };
+  const auto machine = [&](int d) -> const std::string& {
+    return cluster.devices[static_cast<size_t>(d)].node;
+  };
+  const auto bytes = [&](ValueId v) { return static_cast<double>(graph.value(v).bytes().value()); };
+  const auto floating = [&](ValueId v) {
+    const auto& ts = graph.value(v).tensors;
+    return std::any_of(ts.begin(), ts.end(), [](const TensorMeta& t) { return is_floating(t.dtype); });
+  };
+  const int m = plan.microbatches;
+  const int mb = plan.microbatch_size();
+  const double scale = static_cast<double>(mb) / model.graph_batch();
+  const SavedByProducer by = saved_activations_by_producer(graph);
+  std::vector<HeldInterval> held;
+
+  // The engine's segments: a stage's list splits before a node that reads a value not received there yet
+  // and after a node that sends a value; each segment runs one autograd backward, which ends at its first
+  // node's. segment_head[i]: the first node of i's segment.
+  std::vector<NodeId> segment_head(static_cast<size_t>(graph.num_nodes()), kNoNode);
+  for (const Stage& st : plan.stages) {
+    std::vector<bool> received(static_cast<size_t>(graph.num_values()), false);
+    NodeId head = kNoNode;
+    bool sent_before = false;
+    for (NodeId i : st.nodes) {
+      bool waits = false;
+      for (ValueId v : graph.node(i).inputs) {
+        const NodeId p = graph.value(v).producer;
+        if (p == kNoNode || dev(p) == dev(i) || received[static_cast<size_t>(v)]) continue;
+        received[static_cast<size_t>(v)] = true;
+        waits = true;
+      }
+      if (head == kNoNode || waits || sent_before) head = i;
+      segment_head[static_cast<size_t>(i)] = head;
+      sent_before = false;
+      for (ValueId v : graph.node(i).outputs) {
+        for (NodeId u : graph.value(v).users) sent_before = sent_before || dev(u) != dev(i);
+      }
+    }
+  }
+
+  double step_end = 0;
+  for (const Work& w : tg.work()) step_end = std::max(step_end, w.info.end.value());
+  int batch_holder = -1;  // the first CPU device reading a graph input, else the plan's first CPU device
+  for (ValueId v : graph.inputs()) {
+    for (NodeId u : graph.value(v).users) {
+      if (batch_holder < 0 && on_cpu(dev(u))) batch_holder = dev(u);
+    }
+  }
+  for (NodeId i = 0; i < graph.num_nodes() && batch_holder < 0; ++i) {
+    if (on_cpu(dev(i))) batch_holder = dev(i);
+  }
+  if (batch_holder < 0) return held;  // no CPU device
+  for (ValueId v : graph.inputs())
+    held.push_back({batch_holder, 0, step_end, bytes(v) * plan.global_batch / model.graph_batch()});
+
+  // [storage root] the nodes on its producer's device that read it (through any view of it).
+  std::vector<std::vector<NodeId>> local_readers(static_cast<size_t>(graph.num_values()));
+  for (const Value& v : graph.values()) {
+    const auto r = static_cast<size_t>(by.root[static_cast<size_t>(v.id)]);
+    const NodeId p = graph.value(static_cast<ValueId>(r)).producer;
+    if (p == kNoNode) continue;
+    for (NodeId u : v.users) {
+      if (dev(u) == dev(p)) local_readers[r].push_back(u);
+    }
+  }
+  std::vector<const KernelScratch*> scratch_of(static_cast<size_t>(graph.num_nodes()), nullptr);
+  for (const KernelScratch& k : model.kernels()) scratch_of[static_cast<size_t>(k.node)] = &k;
+
+  for (int j = 0; j < m; ++j) {
+    const auto& f = forward[static_cast<size_t>(j)];
+    const auto& b = backward[static_cast<size_t>(j)];
+    std::vector<bool> shared_counted(static_cast<size_t>(graph.num_values()), false);
+    for (const Node& node : graph.nodes()) {
+      const NodeId i = node.id;
+      const int d = dev(i);
+      if (on_cpu(d)) {
+        // While the forward runs: its outputs and its kernel's working memory.
+        double making = 0;
+        for (ValueId v : node.outputs) {
+          if (by.root[static_cast<size_t>(v)] == v) making += bytes(v) * scale;
+        }
+        if (const KernelScratch* k = scratch_of[static_cast<size_t>(i)])
+          making += kernel_scratch_bytes(*k, scale, model.kernel_site(d));
+        held.push_back({d, start(f[i]), end(f[i]), making});
+        held.push_back({d, end(f[i]), end(b[i]), model.saved_per_sample(i, i) * mb});
+        held.push_back({d, start(b[i]), end(b[i]), model.workspace_per_sample(i, i) * mb});
+      }
+      for (ValueId v : node.outputs) {
+        // Readers in a later segment: on other devices (by device), or on this one (key d).
+        std::map<int, std::vector<NodeId>> readers;
+        for (NodeId u : graph.value(v).users) {
+          if (dev(u) != d || segment_head[static_cast<size_t>(u)] != segment_head[static_cast<size_t>(i)])
+            readers[dev(u)].push_back(u);
+        }
+        const double producer_done = end(b[segment_head[static_cast<size_t>(i)]]);
+        for (const auto& [t, us] : readers) {
+          double first_done = end(b[us.front()]), last_done = producer_done;
+          for (NodeId u : us) {
+            first_done = std::min(first_done, end(b[u]));
+            last_done = std::max(last_done, end(b[segment_head[static_cast<size_t>(u)]]));
+          }
+          const auto root = static_cast<size_t>(by.root[static_cast<size_t>(v)]);
+          if (on_cpu(d) && on_cpu(t) && machine(d) == machine(t)) {
+            if (!by.saved[root] && !shared_counted[root]) {
+              shared_counted[root] = true;
+              held.push_back({d, end(f[i]), last_done, bytes(static_cast<ValueId>(root)) * scale});
+            }
+          } else if (on_cpu(t)) {
+            held.push_back({t, end(f[i]), last_done, bytes(v) * scale});
+          }
+          if (!floating(v)) continue;
+          if (on_cpu(t)) {
+            held.push_back({t, first_done, producer_done, bytes(v) * scale});
+          } else if (on_cpu(d)) {
+            held.push_back({d, start(b[i]), producer_done, bytes(v) * scale});
+          }
+        }
+      }
+    }
+    // A storage nothing saves or holds across segments: from its producer's forward to its last reader's
+    // there.
+    for (size_t r = 0; r < local_readers.size(); ++r) {
+      const NodeId p = graph.value(static_cast<ValueId>(r)).producer;
+      if (p == kNoNode || by.saved[r] || shared_counted[r] || !on_cpu(dev(p))) continue;
+      double last = end(f[p]);
+      for (NodeId u : local_readers[r]) last = std::max(last, end(f[u]));
+      held.push_back({dev(p), end(f[p]), last, bytes(static_cast<ValueId>(r)) * scale});
+    }
+    const NodeId p = graph.outputs().empty() ? kNoNode : graph.value(graph.outputs().front()).producer;
+    if (p != kNoNode && on_cpu(dev(p)))
+      held.push_back({dev(p), start(f[p]), end(b[p]), model.loss_per_sample() * mb});
+  }
+
+  for (const Parameter& param : graph.parameters()) {
+    if (!param.requires_grad) continue;
+    std::vector<NodeId> readers = graph.value(param.value).users;
+    readers.erase(std::unique(readers.begin(), readers.end()), readers.end());
+    if (readers.empty()) continue;
+    const int keeper = dev(readers.front());
+    const bool host_only = std::all_of(readers.begin(), readers.end(), [&](NodeId u) {
+      return on_cpu(dev(u)) && machine(dev(u)) == machine(keeper);
+    });
+    if (!host_only) continue;
+    double made = step_end;
+    for (int j = 0; j < m; ++j) {
+      for (NodeId u : readers) made = std::min(made, start(backward[static_cast<size_t>(j)][u]));
+    }
+    const double weight = bytes(param.value);
+    held.push_back({keeper, 0, made, -weight});
+    for (int j = 0; j < m; ++j) {
+      for (NodeId u : readers) {
+        const int task = backward[static_cast<size_t>(j)][u];
+        if (start(task) > made) held.push_back({dev(u), start(task), end(task), weight});
+      }
+    }
+  }
+  return held;
+}
+
 }  // namespace
 
 Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& cluster,
@@ -258,6 +487,14 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
   std::vector<const KernelScratch*> scratch_of(static_cast<size_t>(n), nullptr);
   for (const KernelScratch& k : scratch) scratch_of[static_cast<size_t>(k.node)] = &k;
   const double per_sample = 1.0 / model.graph_batch();
+  CpuPeaks cpu{};
+  if (training) {
+    std::vector<int> device_of_node(static_cast<size_t>(n));
+    for (NodeId i = 0; i < n; ++i)
+      device_of_node[static_cast<size_t>(i)] =
+          dev_of_stage[static_cast<size_t>(stage_of[static_cast<size_t>(i)])];
+    cpu = cpu_peaks(training_intervals(plan, graph, model, tg, f, b, device_of_node), cluster);
+  }
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
     const int d = dev_of_stage[static_cast<size_t>(s)];
@@ -286,11 +523,13 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
                static_cast<double>(
                    optimizer_state_bytes(Bytes(static_cast<int64_t>(held.state)), plan.optimizer).value());
     }
-    // Training keeps every sample's saved activations (all forwards run first) beside the largest op's
-    // working set; inference what is alive at once on the device (device_live_peak).
-    const double work = training ? ws * mb + act * plan.global_batch
-                                 : device_live_peak(graph, storage_root, scratch_of, st.nodes,
-                                                    per_sample * mb, model.kernel_site(d));
+    // Training on a CPU device: the most it holds at once over the timeline (training_intervals); on a
+    // device with memory of its own every sample's saved activations (all forwards run first) beside the
+    // largest op's working set; inference what is alive at once on the device (device_live_peak).
+    const double work = !training              ? device_live_peak(graph, storage_root, scratch_of, st.nodes,
+                                                                  per_sample * mb, model.kernel_site(d))
+                        : model.can_offload(d) ? ws * mb + act * plan.global_batch
+                                               : cpu.device[d];
     dp.model_state = Bytes(static_cast<int64_t>(state));
     dp.peak_memory = Bytes(static_cast<int64_t>(state + work));
     for (const Work& w : tg.work()) {
@@ -307,8 +546,10 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     sim.prediction.energy += dp.energy;
     sim.prediction.devices.push_back(dp);
   }
-  predict_hosts(plan, graph, model, nullptr, std::vector<Bytes>(sim.prediction.devices.size(), Bytes(0)),
-                sim);
+  std::map<std::string, Bytes> machine_working;
+  for (const auto& [node, bytes] : cpu.machine) machine_working[node] = Bytes(static_cast<int64_t>(bytes));
+  predict_hosts(plan, graph, model, nullptr, std::vector<Bytes>(sim.prediction.devices.size(), Bytes(0)), sim,
+                training ? &machine_working : nullptr);
   return sim;
 }
 

@@ -10,9 +10,13 @@
 //   - weights as the engine places them: a CPU device counts those its nodes read first (the host's tensors,
 //     each once), a device with memory of its own every weight its nodes read, with gradients, and the
 //     optimizer state of those no other device reads;
-//   - memory: those weights (+ gradients and optimizer state) + the largest node's workspace + saved
-//     activations (outputs of its non-structural nodes and the values it receives) for every sample of the
-//     step in training (all forwards run before the backwards), for one microbatch in inference;
+//   - memory: those weights (+ gradients and optimizer state) + in training on a device with memory of its
+//     own the largest node's workspace + saved activations (outputs of its non-structural nodes and the
+//     values it receives) for every sample of the step (all forwards run before the backwards); in training
+//     on a CPU device the most it holds at once over the simulated timeline, and for its machine the most
+//     all its CPU devices hold at once (simulate_branch.cpp, training_intervals: what the engine keeps across
+//     its segments, gradients handed back, the loss, gradients not made yet); in inference what is alive at
+//     once along the device's node list for one microbatch;
 //   - host memory as simulator.h says.
 #include "partita/search/simulator.h"
 

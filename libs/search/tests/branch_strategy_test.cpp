@@ -99,6 +99,44 @@ TEST(BranchStrategy, InferenceMemoryFollowsEachDevicesOwnNodeList) {
   EXPECT_EQ(work(1), 64 + 4000);
 }
 
+// Training on two CPU devices of one machine: the host holds what both hold at once over the simulated
+// timeline, not the sum of each device's own peak. d0 runs a then the add (1 ms forward, 2 ms backward), d1
+// runs b; a, b: 1 s forward, 2 s backward. Nothing is saved (the linears save only x, the add nothing), so:
+//   - ya (4000 B) crosses from a's segment to the add's on d0 and yb (4000 B) from d1 to d0: each one storage
+//     held for backward from its forward's end until its producer's backward ends (about 3 s);
+//   - the add's backward (its inputs and output, 12000 B, beside the loss, 4000 B) runs while the weights'
+//     gradients are not made yet (wa, wb: 4096 B each, counted in the model state);
+//   - then a's and b's backwards run together (x and its output, 4064 B each) beside the gradients of ya and
+//     yb (4000 B each, from the add's backward until a's and b's end) and every weight gradient.
+// Peak: x 64 + ya, yb 8000 + their gradients 8000 + the two backwards 8128 = 24192 B (during the add's
+// backward: 64 + 8000 + 12000 + 4000 - 8192 = 15872). d0 alone: x, ya, both gradients (they come back to it)
+// and a's backward: 16128; d1: yb and b's backward: 8064.
+TEST(BranchStrategy, TrainingHostMemoryIsWhatTheCpuDevicesHoldAtOnce) {
+  Graph g = two_branches(1000);
+  g.node(2).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  const Cluster c = testing::uniform_cluster(2, DeviceKind::kCpu);
+  const CostTable t = table_for(g, c);
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = Mode::kTraining;
+  p.strategy = StrategyKind::kBranch;
+  p.global_batch = 1;
+  p.microbatches = 1;
+  p.groups = {DeviceGroup{{"d0"}, {1}}, DeviceGroup{{"d1"}, {1}}};
+  p.stages = {Stage{0, 2, 0}, Stage{1, 1, 1}};
+  p.stages[0].nodes = {0, 2};
+  p.stages[1].nodes = {1};
+  const Simulation sim = simulate(p, g, c, t, options_for(Mode::kTraining));
+  ASSERT_EQ(sim.prediction.hosts.size(), 1u);
+  EXPECT_EQ(sim.prediction.hosts[0].cpu_working.value(), 24192);
+  ASSERT_EQ(sim.prediction.devices.size(), 2u);
+  const auto work = [&](size_t d) {
+    return (sim.prediction.devices[d].peak_memory - sim.prediction.devices[d].model_state).value();
+  };
+  EXPECT_EQ(work(0), 16128);
+  EXPECT_EQ(work(1), 8064);
+}
+
 // Training: forwards overlap (1 s), the joined gradient goes back (4 ms), backwards overlap (2 s each).
 TEST(BranchStrategy, TrainingStepOverlapsBothPasses) {
   const Graph g = two_branches(1'000'000);

@@ -25,15 +25,15 @@
 // its optimizer state); a trainable parameter kept on the host that a device of that machine reads has its
 // gradient and optimizer state there too (replicas, tied weights, offloaded optimizer state, CPU stages).
 // Beside that: the activations and workspace of the machine's CPU devices (their peaks added, an upper
-// bound), the saved activations of stages that offload them (each device's peak over the step, added), and
-// in inference the step's outputs, which the engine puts together on the last stage's machine at the end of
-// the step (twice their bytes, while the pieces are alive, when they come in several pieces or from a
-// device other than a CPU; the working memory is freed by then, so the larger of the two counts). A
-// tensor-parallel group's CPU devices count their activations and workspace only: their weight parts are
-// views of the host's tensors. A machine's capacity is its largest CPU device's memory in
-// the cluster; a machine the cluster describes no CPU for is not checked.
-// A plan that offloads from a CPU device is refused (partita::Error): its memory is host memory already.
-// Energy: per device in the plan, cost/energy.h's device_energy(busy, step - busy).
+// bound; for a branch plan's training, what they hold at once over the simulated timeline), the saved
+// activations of stages that offload them (each device's peak over the step, added), and in inference the
+// step's outputs, which the engine puts together on the last stage's machine at the end of the step (twice
+// their bytes, while the pieces are alive, when they come in several pieces or from a device other than a
+// CPU; the working memory is freed by then, so the larger of the two counts). A tensor-parallel group's CPU
+// devices count their activations and workspace only: their weight parts are views of the host's tensors. A
+// machine's capacity is its largest CPU device's memory in the cluster; a machine the cluster describes no
+// CPU for is not checked. A plan that offloads from a CPU device is refused (partita::Error): its memory is
+// host memory already. Energy: per device in the plan, cost/energy.h's device_energy(busy, step - busy).
 #include <string>
 #include <vector>
 

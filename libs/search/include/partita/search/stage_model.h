@@ -174,6 +174,9 @@ class StageModel {
   // time and frees nothing: not modelled.
   double offloaded_per_sample(NodeId first, NodeId last) const;
   double input_per_sample(NodeId first) const;
+  // Training: what the engine's loss saves for backward, per sample (one tensor of the floating graph
+  // outputs' size, see above); 0 for inference.
+  double loss_per_sample() const { return loss_per_sample_; }
   double workspace_per_sample(NodeId first, NodeId last) const;
   // Without the kernels' working memory (which does not scale with the samples): peak_live has it.
   double peak_live_per_sample(NodeId first, NodeId last) const;
