@@ -341,6 +341,87 @@ std::vector<HeldInterval> training_intervals(const Plan& plan, const Graph& grap
   return held;
 }
 
+// Inference memory of the CPU devices over the simulated timeline, as training_intervals for training: the
+// batch for the whole step; while a forward runs, the storages it makes and its kernel's working memory; a
+// storage made on a CPU device from then to the end of its last reader's forward on a CPU device of the
+// machine (a value sent between them is one storage), counted on its producer; one received from a device
+// with memory of its own on the receiver, from the producer's forward to its last reader there; the graph's
+// outputs until the engine gathers them after the step, when the gathered copy is made beside them.
+std::vector<HeldInterval> inference_intervals(const Plan& plan, const Graph& graph, const StageModel& model,
+                                              const TaskGraph& tg,
+                                              const std::vector<std::vector<int>>& forward,
+                                              const std::vector<int>& device_of_node) {
+  const Cluster& cluster = model.cluster();
+  const auto start = [&](int task) { return tg.work()[static_cast<size_t>(task)].info.start.value(); };
+  const auto end = [&](int task) { return tg.work()[static_cast<size_t>(task)].info.end.value(); };
+  const auto dev = [&](NodeId i) { return device_of_node[static_cast<size_t>(i)]; };
+  const auto on_cpu = [&](int d) { return !model.can_offload(d); };
+  const auto machine = [&](int d) -> const std::string& {
+    return cluster.devices[static_cast<size_t>(d)].node;
+  };
+  const auto bytes = [&](ValueId v) { return static_cast<double>(graph.value(v).bytes().value()); };
+  const double scale = static_cast<double>(plan.microbatch_size()) / model.graph_batch();
+  const std::vector<ValueId> root = saved_activations_by_producer(graph).root;
+  std::vector<HeldInterval> held;
+  int batch_holder = -1;
+  for (NodeId i = 0; i < graph.num_nodes() && batch_holder < 0; ++i) {
+    if (on_cpu(dev(i))) batch_holder = dev(i);
+  }
+  if (batch_holder < 0) return held;  // no CPU device
+  double step_end = 0;
+  for (const Work& w : tg.work()) step_end = std::max(step_end, w.info.end.value());
+  const double gathered = step_end + 1;  // an instant after the step
+  for (ValueId v : graph.inputs())
+    held.push_back({batch_holder, 0, gathered, bytes(v) * plan.global_batch / model.graph_batch()});
+  std::vector<bool> is_output(static_cast<size_t>(graph.num_values()), false);
+  for (ValueId v : graph.outputs()) is_output[static_cast<size_t>(root[static_cast<size_t>(v)])] = true;
+  // [storage root] its readers (through any view of it).
+  std::vector<std::vector<NodeId>> readers(static_cast<size_t>(graph.num_values()));
+  for (const Value& v : graph.values()) {
+    for (NodeId u : v.users) readers[static_cast<size_t>(root[static_cast<size_t>(v.id)])].push_back(u);
+  }
+  std::vector<const KernelScratch*> scratch_of(static_cast<size_t>(graph.num_nodes()), nullptr);
+  for (const KernelScratch& k : model.kernels()) scratch_of[static_cast<size_t>(k.node)] = &k;
+  for (const auto& f : forward) {
+    for (const Node& node : graph.nodes()) {
+      const NodeId i = node.id;
+      const int d = dev(i);
+      if (!on_cpu(d)) continue;
+      double making = 0;
+      for (ValueId v : node.outputs) {
+        if (root[static_cast<size_t>(v)] == v) making += bytes(v) * scale;
+      }
+      if (const KernelScratch* k = scratch_of[static_cast<size_t>(i)])
+        making += kernel_scratch_bytes(*k, scale, model.kernel_site(d));
+      held.push_back({d, start(f[i]), end(f[i]), making});
+    }
+    for (size_t r = 0; r < readers.size(); ++r) {
+      const NodeId p = graph.value(static_cast<ValueId>(r)).producer;
+      if (p == kNoNode) continue;
+      const int d = dev(p);
+      double here = is_output[r] && on_cpu(d) ? gathered : end(f[p]);
+      std::map<int, double> elsewhere;  // device of another memory -> its last reader's end
+      for (NodeId u : readers[r]) {
+        const int t = dev(u);
+        if (on_cpu(d) && on_cpu(t) && machine(d) == machine(t)) {
+          here = std::max(here, end(f[u]));
+        } else if (on_cpu(t)) {
+          elsewhere[t] = std::max(elsewhere.count(t) ? elsewhere[t] : end(f[p]), end(f[u]));
+        }
+      }
+      if (on_cpu(d)) held.push_back({d, end(f[p]), here, bytes(static_cast<ValueId>(r)) * scale});
+      for (const auto& [t, last] : elsewhere)
+        held.push_back({t, end(f[p]), last, bytes(static_cast<ValueId>(r)) * scale});
+    }
+  }
+  for (ValueId v : graph.outputs()) {
+    const NodeId p = graph.value(v).producer;
+    if (p != kNoNode && on_cpu(dev(p)))
+      held.push_back({dev(p), step_end, gathered, bytes(v) * plan.global_batch / model.graph_batch()});
+  }
+  return held;
+}
+
 }  // namespace
 
 Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& cluster,
@@ -487,14 +568,13 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
   std::vector<const KernelScratch*> scratch_of(static_cast<size_t>(n), nullptr);
   for (const KernelScratch& k : scratch) scratch_of[static_cast<size_t>(k.node)] = &k;
   const double per_sample = 1.0 / model.graph_batch();
-  CpuPeaks cpu{};
-  if (training) {
-    std::vector<int> device_of_node(static_cast<size_t>(n));
-    for (NodeId i = 0; i < n; ++i)
-      device_of_node[static_cast<size_t>(i)] =
-          dev_of_stage[static_cast<size_t>(stage_of[static_cast<size_t>(i)])];
-    cpu = cpu_peaks(training_intervals(plan, graph, model, tg, f, b, device_of_node), cluster);
-  }
+  std::vector<int> device_of_node(static_cast<size_t>(n));
+  for (NodeId i = 0; i < n; ++i)
+    device_of_node[static_cast<size_t>(i)] =
+        dev_of_stage[static_cast<size_t>(stage_of[static_cast<size_t>(i)])];
+  const CpuPeaks cpu = cpu_peaks(training ? training_intervals(plan, graph, model, tg, f, b, device_of_node)
+                                          : inference_intervals(plan, graph, model, tg, f, device_of_node),
+                                 cluster);
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
     const int d = dev_of_stage[static_cast<size_t>(s)];
@@ -523,13 +603,14 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
                static_cast<double>(
                    optimizer_state_bytes(Bytes(static_cast<int64_t>(held.state)), plan.optimizer).value());
     }
-    // Training on a CPU device: the most it holds at once over the timeline (training_intervals); on a
-    // device with memory of its own every sample's saved activations (all forwards run first) beside the
-    // largest op's working set; inference what is alive at once on the device (device_live_peak).
-    const double work = !training              ? device_live_peak(graph, storage_root, scratch_of, st.nodes,
-                                                                  per_sample * mb, model.kernel_site(d))
-                        : model.can_offload(d) ? ws * mb + act * plan.global_batch
-                                               : cpu.device[d];
+    // A CPU device: the most it holds at once over the simulated timeline (training_intervals,
+    // inference_intervals). A device with memory of its own: in training every sample's saved activations
+    // (all forwards run first) beside the largest op's working set; in inference what is alive at once
+    // along its node list (device_live_peak).
+    const double work = !model.can_offload(d) ? (cpu.device.count(d) ? cpu.device.at(d) : 0.0)
+                        : training            ? ws * mb + act * plan.global_batch
+                                              : device_live_peak(graph, storage_root, scratch_of, st.nodes,
+                                                                 per_sample * mb, model.kernel_site(d));
     dp.model_state = Bytes(static_cast<int64_t>(state));
     dp.peak_memory = Bytes(static_cast<int64_t>(state + work));
     for (const Work& w : tg.work()) {
@@ -549,7 +630,7 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
   std::map<std::string, Bytes> machine_working;
   for (const auto& [node, bytes] : cpu.machine) machine_working[node] = Bytes(static_cast<int64_t>(bytes));
   predict_hosts(plan, graph, model, nullptr, std::vector<Bytes>(sim.prediction.devices.size(), Bytes(0)), sim,
-                training ? &machine_working : nullptr);
+                &machine_working);
   return sim;
 }
 

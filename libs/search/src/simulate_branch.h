@@ -15,8 +15,9 @@
 //     values it receives) for every sample of the step (all forwards run before the backwards); in training
 //     on a CPU device the most it holds at once over the simulated timeline, and for its machine the most
 //     all its CPU devices hold at once (simulate_branch.cpp, training_intervals: what the engine keeps across
-//     its segments, gradients handed back, the loss, gradients not made yet); in inference what is alive at
-//     once along the device's node list for one microbatch;
+//     its segments, gradients handed back, the loss, gradients not made yet); in inference on a device with
+//     memory of its own what is alive at once along its node list for one microbatch, on a CPU device and
+//     its machine what they hold at once over the timeline (inference_intervals);
 //   - host memory as simulator.h says.
 #include "partita/search/simulator.h"
 

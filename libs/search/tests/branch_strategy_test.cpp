@@ -137,6 +137,34 @@ TEST(BranchStrategy, TrainingHostMemoryIsWhatTheCpuDevicesHoldAtOnce) {
   EXPECT_EQ(work(1), 8064);
 }
 
+// Inference on two CPU devices of one machine: a and b run together (1 s), then the add on d0 (1 ms). yb is
+// one storage for both devices (counted on d1, which made it); the output stays until the engine gathers it
+// after the step, beside the gathered copy. Peak during the add: x 64 + ya, yb 8000 + out 4000 = 12064 B
+// (the sum of each device's own walk along its list was 12000 + 64 + 4000); d0 alone 8064 (x, ya and the
+// output, then x, the output and its copy), d1 4000 (yb).
+TEST(BranchStrategy, InferenceHostMemoryIsWhatTheCpuDevicesHoldAtOnce) {
+  Graph g = two_branches(1000);
+  g.node(2).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  const Cluster c = testing::uniform_cluster(2, DeviceKind::kCpu);
+  const CostTable t = table_for(g, c);
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = Mode::kInference;
+  p.strategy = StrategyKind::kBranch;
+  p.global_batch = 1;
+  p.microbatches = 1;
+  p.groups = {DeviceGroup{{"d0"}, {1}}, DeviceGroup{{"d1"}, {1}}};
+  p.stages = {Stage{0, 2, 0}, Stage{1, 1, 1}};
+  p.stages[0].nodes = {0, 2};
+  p.stages[1].nodes = {1};
+  const Simulation sim = simulate(p, g, c, t, options_for(Mode::kInference));
+  ASSERT_EQ(sim.prediction.hosts.size(), 1u);
+  EXPECT_EQ(sim.prediction.hosts[0].cpu_working.value(), 12064);
+  ASSERT_EQ(sim.prediction.devices.size(), 2u);
+  EXPECT_EQ((sim.prediction.devices[0].peak_memory - sim.prediction.devices[0].model_state).value(), 8064);
+  EXPECT_EQ((sim.prediction.devices[1].peak_memory - sim.prediction.devices[1].model_state).value(), 4000);
+}
+
 // Training: forwards overlap (1 s), the joined gradient goes back (4 ms), backwards overlap (2 s each).
 TEST(BranchStrategy, TrainingStepOverlapsBothPasses) {
   const Graph g = two_branches(1'000'000);
