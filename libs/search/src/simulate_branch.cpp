@@ -171,37 +171,97 @@ CpuPeaks cpu_peaks(const std::vector<HeldInterval>& held, const Cluster& cluster
   return peaks;
 }
 
+// The simulated step a memory walk reads: task times, where each node runs, and byte counts.
+struct StepView {
+  StepView(const Plan& p, const Graph& g, const StageModel& m, const TaskGraph& t,
+           const std::vector<int>& dev_of)
+      : plan(p),
+        graph(g),
+        model(m),
+        tg(t),
+        device_of_node(dev_of),
+        scale(static_cast<double>(p.microbatch_size()) / m.graph_batch()),
+        scratch_of(static_cast<size_t>(g.num_nodes()), nullptr) {
+    for (const KernelScratch& k : m.kernels()) scratch_of[static_cast<size_t>(k.node)] = &k;
+    for (const Work& w : t.work()) step_end = std::max(step_end, w.info.end.value());
+  }
+  double start(int task) const { return tg.work()[static_cast<size_t>(task)].info.start.value(); }
+  double end(int task) const { return tg.work()[static_cast<size_t>(task)].info.end.value(); }
+  int dev(NodeId i) const { return device_of_node[static_cast<size_t>(i)]; }
+  bool on_cpu(int d) const { return !model.can_offload(d); }
+  const std::string& machine(int d) const { return model.cluster().devices[static_cast<size_t>(d)].node; }
+  bool shares_memory(int a, int b) const { return on_cpu(a) && on_cpu(b) && machine(a) == machine(b); }
+  double bytes(ValueId v) const { return static_cast<double>(graph.value(v).bytes().value()); }
+  // The CPU device charged with the batch: the first reading a graph input, else the plan's first CPU device
+  // (-1: none).
+  int batch_holder() const {
+    for (ValueId v : graph.inputs()) {
+      for (NodeId u : graph.value(v).users) {
+        if (on_cpu(dev(u))) return dev(u);
+      }
+    }
+    for (NodeId i = 0; i < graph.num_nodes(); ++i) {
+      if (on_cpu(dev(i))) return dev(i);
+    }
+    return -1;
+  }
+  // The whole step's batch, from 0 to `until`.
+  HeldInterval batch(int holder, double until) const {
+    double b = 0;
+    for (ValueId v : graph.inputs()) b += bytes(v) * plan.global_batch / model.graph_batch();
+    return {holder, 0, until, b};
+  }
+  // While node i's forward (task f) runs: the storages it makes (`root`: storage roots) and its kernel's
+  // working memory.
+  HeldInterval making(NodeId i, int f, const std::vector<ValueId>& root) const {
+    double b = 0;
+    for (ValueId v : graph.node(i).outputs) {
+      if (root[static_cast<size_t>(v)] == v) b += bytes(v) * scale;
+    }
+    if (const KernelScratch* k = scratch_of[static_cast<size_t>(i)])
+      b += kernel_scratch_bytes(*k, scale, model.kernel_site(dev(i)));
+    return {dev(i), start(f), end(f), b};
+  }
+
+  const Plan& plan;
+  const Graph& graph;
+  const StageModel& model;
+  const TaskGraph& tg;
+  const std::vector<int>& device_of_node;
+  double scale;  // a microbatch's share of the graph's batch
+  std::vector<const KernelScratch*> scratch_of;
+  double step_end = 0;
+};
+
 // The intervals of a training step of a branch plan (see HeldInterval), from the simulated tasks:
 // forward[j][i] and backward[j][i] are the task ids of node i's microbatch j.
-std::vector<HeldInterval> training_intervals(const Plan& plan, const Graph& graph, const StageModel& model,
-                                             const TaskGraph& tg,
+std::vector<HeldInterval> training_intervals(const StepView& step,
                                              const std::vector<std::vector<int>>& forward,
-                                             const std::vector<std::vector<int>>& backward,
-                                             const std::vector<int>& device_of_node) {
-  const Cluster& cluster = model.cluster();
-  const auto start = [&](int task) { return tg.work()[static_cast<size_t>(task)].info.start.value(); };
-  const auto end = [&](int task) { return tg.work()[static_cast<size_t>(task)].info.end.value(); };
-  const auto dev = [&](NodeId i) { return device_of_node[static_cast<size_t>(i)]; };
-  const auto on_cpu = [&](int d) { return !model.can_offload(d); };
-  const auto machine = [&](int d) -> const std::string& {
-    return cluster.devices[static_cast<size_t>(d)].node;
-  };
-  const auto bytes = [&](ValueId v) { return static_cast<double>(graph.value(v).bytes().value()); };
+                                             const std::vector<std::vector<int>>& backward) {
+  const Graph& graph = step.graph;
+  const StageModel& model = step.model;
+  const auto start = [&](int task) { return step.start(task); };
+  const auto end = [&](int task) { return step.end(task); };
+  const auto dev = [&](NodeId i) { return step.dev(i); };
+  const auto on_cpu = [&](int d) { return step.on_cpu(d); };
+  const auto bytes = [&](ValueId v) { return step.bytes(v); };
   const auto floating = [&](ValueId v) {
     const auto& ts = graph.value(v).tensors;
     return std::any_of(ts.begin(), ts.end(), [](const TensorMeta& t) { return is_floating(t.dtype); });
   };
-  const int m = plan.microbatches;
-  const int mb = plan.microbatch_size();
-  const double scale = static_cast<double>(mb) / model.graph_batch();
+  const int mb = step.plan.microbatch_size();
+  const double scale = step.scale;
   const SavedByProducer by = saved_activations_by_producer(graph);
   std::vector<HeldInterval> held;
+  const int holder = step.batch_holder();
+  if (holder < 0) return held;  // no CPU device
+  held.push_back(step.batch(holder, step.step_end));
 
   // The engine's segments: a stage's list splits before a node that reads a value not received there yet
   // and after a node that sends a value; each segment runs one autograd backward, which ends at its first
   // node's. segment_head[i]: the first node of i's segment.
   std::vector<NodeId> segment_head(static_cast<size_t>(graph.num_nodes()), kNoNode);
-  for (const Stage& st : plan.stages) {
+  for (const Stage& st : step.plan.stages) {
     std::vector<bool> received(static_cast<size_t>(graph.num_values()), false);
     NodeId head = kNoNode;
     bool sent_before = false;
@@ -222,21 +282,6 @@ std::vector<HeldInterval> training_intervals(const Plan& plan, const Graph& grap
     }
   }
 
-  double step_end = 0;
-  for (const Work& w : tg.work()) step_end = std::max(step_end, w.info.end.value());
-  int batch_holder = -1;  // the first CPU device reading a graph input, else the plan's first CPU device
-  for (ValueId v : graph.inputs()) {
-    for (NodeId u : graph.value(v).users) {
-      if (batch_holder < 0 && on_cpu(dev(u))) batch_holder = dev(u);
-    }
-  }
-  for (NodeId i = 0; i < graph.num_nodes() && batch_holder < 0; ++i) {
-    if (on_cpu(dev(i))) batch_holder = dev(i);
-  }
-  if (batch_holder < 0) return held;  // no CPU device
-  for (ValueId v : graph.inputs())
-    held.push_back({batch_holder, 0, step_end, bytes(v) * plan.global_batch / model.graph_batch()});
-
   // [storage root] the nodes on its producer's device that read it (through any view of it).
   std::vector<std::vector<NodeId>> local_readers(static_cast<size_t>(graph.num_values()));
   for (const Value& v : graph.values()) {
@@ -247,25 +292,15 @@ std::vector<HeldInterval> training_intervals(const Plan& plan, const Graph& grap
       if (dev(u) == dev(p)) local_readers[r].push_back(u);
     }
   }
-  std::vector<const KernelScratch*> scratch_of(static_cast<size_t>(graph.num_nodes()), nullptr);
-  for (const KernelScratch& k : model.kernels()) scratch_of[static_cast<size_t>(k.node)] = &k;
-
-  for (int j = 0; j < m; ++j) {
-    const auto& f = forward[static_cast<size_t>(j)];
-    const auto& b = backward[static_cast<size_t>(j)];
+  for (size_t j = 0; j < forward.size(); ++j) {
+    const auto& f = forward[j];
+    const auto& b = backward[j];
     std::vector<bool> shared_counted(static_cast<size_t>(graph.num_values()), false);
     for (const Node& node : graph.nodes()) {
       const NodeId i = node.id;
       const int d = dev(i);
       if (on_cpu(d)) {
-        // While the forward runs: its outputs and its kernel's working memory.
-        double making = 0;
-        for (ValueId v : node.outputs) {
-          if (by.root[static_cast<size_t>(v)] == v) making += bytes(v) * scale;
-        }
-        if (const KernelScratch* k = scratch_of[static_cast<size_t>(i)])
-          making += kernel_scratch_bytes(*k, scale, model.kernel_site(d));
-        held.push_back({d, start(f[i]), end(f[i]), making});
+        held.push_back(step.making(i, f[i], by.root));
         held.push_back({d, end(f[i]), end(b[i]), model.saved_per_sample(i, i) * mb});
         held.push_back({d, start(b[i]), end(b[i]), model.workspace_per_sample(i, i) * mb});
       }
@@ -284,7 +319,7 @@ std::vector<HeldInterval> training_intervals(const Plan& plan, const Graph& grap
             last_done = std::max(last_done, end(b[segment_head[static_cast<size_t>(u)]]));
           }
           const auto root = static_cast<size_t>(by.root[static_cast<size_t>(v)]);
-          if (on_cpu(d) && on_cpu(t) && machine(d) == machine(t)) {
+          if (step.shares_memory(d, t)) {
             if (!by.saved[root] && !shared_counted[root]) {
               shared_counted[root] = true;
               held.push_back({d, end(f[i]), last_done, bytes(static_cast<ValueId>(root)) * scale});
@@ -321,20 +356,18 @@ std::vector<HeldInterval> training_intervals(const Plan& plan, const Graph& grap
     readers.erase(std::unique(readers.begin(), readers.end()), readers.end());
     if (readers.empty()) continue;
     const int keeper = dev(readers.front());
-    const bool host_only = std::all_of(readers.begin(), readers.end(), [&](NodeId u) {
-      return on_cpu(dev(u)) && machine(dev(u)) == machine(keeper);
-    });
+    const bool host_only = std::all_of(readers.begin(), readers.end(),
+                                       [&](NodeId u) { return step.shares_memory(dev(u), keeper); });
     if (!host_only) continue;
-    double made = step_end;
-    for (int j = 0; j < m; ++j) {
-      for (NodeId u : readers) made = std::min(made, start(backward[static_cast<size_t>(j)][u]));
+    double made = step.step_end;
+    for (const auto& b : backward) {
+      for (NodeId u : readers) made = std::min(made, start(b[u]));
     }
     const double weight = bytes(param.value);
     held.push_back({keeper, 0, made, -weight});
-    for (int j = 0; j < m; ++j) {
+    for (const auto& b : backward) {
       for (NodeId u : readers) {
-        const int task = backward[static_cast<size_t>(j)][u];
-        if (start(task) > made) held.push_back({dev(u), start(task), end(task), weight});
+        if (start(b[u]) > made) held.push_back({dev(u), start(b[u]), end(b[u]), weight});
       }
     }
   }
@@ -347,32 +380,19 @@ std::vector<HeldInterval> training_intervals(const Plan& plan, const Graph& grap
 // machine (a value sent between them is one storage), counted on its producer; one received from a device
 // with memory of its own on the receiver, from the producer's forward to its last reader there; the graph's
 // outputs until the engine gathers them after the step, when the gathered copy is made beside them.
-std::vector<HeldInterval> inference_intervals(const Plan& plan, const Graph& graph, const StageModel& model,
-                                              const TaskGraph& tg,
-                                              const std::vector<std::vector<int>>& forward,
-                                              const std::vector<int>& device_of_node) {
-  const Cluster& cluster = model.cluster();
-  const auto start = [&](int task) { return tg.work()[static_cast<size_t>(task)].info.start.value(); };
-  const auto end = [&](int task) { return tg.work()[static_cast<size_t>(task)].info.end.value(); };
-  const auto dev = [&](NodeId i) { return device_of_node[static_cast<size_t>(i)]; };
-  const auto on_cpu = [&](int d) { return !model.can_offload(d); };
-  const auto machine = [&](int d) -> const std::string& {
-    return cluster.devices[static_cast<size_t>(d)].node;
-  };
-  const auto bytes = [&](ValueId v) { return static_cast<double>(graph.value(v).bytes().value()); };
-  const double scale = static_cast<double>(plan.microbatch_size()) / model.graph_batch();
+std::vector<HeldInterval> inference_intervals(const StepView& step,
+                                              const std::vector<std::vector<int>>& forward) {
+  const Graph& graph = step.graph;
+  const auto end = [&](int task) { return step.end(task); };
+  const auto dev = [&](NodeId i) { return step.dev(i); };
+  const auto on_cpu = [&](int d) { return step.on_cpu(d); };
+  const auto bytes = [&](ValueId v) { return step.bytes(v); };
   const std::vector<ValueId> root = saved_activations_by_producer(graph).root;
   std::vector<HeldInterval> held;
-  int batch_holder = -1;
-  for (NodeId i = 0; i < graph.num_nodes() && batch_holder < 0; ++i) {
-    if (on_cpu(dev(i))) batch_holder = dev(i);
-  }
-  if (batch_holder < 0) return held;  // no CPU device
-  double step_end = 0;
-  for (const Work& w : tg.work()) step_end = std::max(step_end, w.info.end.value());
-  const double gathered = step_end + 1;  // an instant after the step
-  for (ValueId v : graph.inputs())
-    held.push_back({batch_holder, 0, gathered, bytes(v) * plan.global_batch / model.graph_batch()});
+  const int holder = step.batch_holder();
+  if (holder < 0) return held;                // no CPU device
+  const double gathered = step.step_end + 1;  // an instant after the step
+  held.push_back(step.batch(holder, gathered));
   std::vector<bool> is_output(static_cast<size_t>(graph.num_values()), false);
   for (ValueId v : graph.outputs()) is_output[static_cast<size_t>(root[static_cast<size_t>(v)])] = true;
   // [storage root] its readers (through any view of it).
@@ -380,20 +400,9 @@ std::vector<HeldInterval> inference_intervals(const Plan& plan, const Graph& gra
   for (const Value& v : graph.values()) {
     for (NodeId u : v.users) readers[static_cast<size_t>(root[static_cast<size_t>(v.id)])].push_back(u);
   }
-  std::vector<const KernelScratch*> scratch_of(static_cast<size_t>(graph.num_nodes()), nullptr);
-  for (const KernelScratch& k : model.kernels()) scratch_of[static_cast<size_t>(k.node)] = &k;
   for (const auto& f : forward) {
-    for (const Node& node : graph.nodes()) {
-      const NodeId i = node.id;
-      const int d = dev(i);
-      if (!on_cpu(d)) continue;
-      double making = 0;
-      for (ValueId v : node.outputs) {
-        if (root[static_cast<size_t>(v)] == v) making += bytes(v) * scale;
-      }
-      if (const KernelScratch* k = scratch_of[static_cast<size_t>(i)])
-        making += kernel_scratch_bytes(*k, scale, model.kernel_site(d));
-      held.push_back({d, start(f[i]), end(f[i]), making});
+    for (NodeId i = 0; i < graph.num_nodes(); ++i) {
+      if (on_cpu(dev(i))) held.push_back(step.making(i, f[i], root));
     }
     for (size_t r = 0; r < readers.size(); ++r) {
       const NodeId p = graph.value(static_cast<ValueId>(r)).producer;
@@ -403,21 +412,22 @@ std::vector<HeldInterval> inference_intervals(const Plan& plan, const Graph& gra
       std::map<int, double> elsewhere;  // device of another memory -> its last reader's end
       for (NodeId u : readers[r]) {
         const int t = dev(u);
-        if (on_cpu(d) && on_cpu(t) && machine(d) == machine(t)) {
+        if (step.shares_memory(d, t)) {
           here = std::max(here, end(f[u]));
         } else if (on_cpu(t)) {
           elsewhere[t] = std::max(elsewhere.count(t) ? elsewhere[t] : end(f[p]), end(f[u]));
         }
       }
-      if (on_cpu(d)) held.push_back({d, end(f[p]), here, bytes(static_cast<ValueId>(r)) * scale});
+      if (on_cpu(d)) held.push_back({d, end(f[p]), here, bytes(static_cast<ValueId>(r)) * step.scale});
       for (const auto& [t, last] : elsewhere)
-        held.push_back({t, end(f[p]), last, bytes(static_cast<ValueId>(r)) * scale});
+        held.push_back({t, end(f[p]), last, bytes(static_cast<ValueId>(r)) * step.scale});
     }
   }
   for (ValueId v : graph.outputs()) {
     const NodeId p = graph.value(v).producer;
     if (p != kNoNode && on_cpu(dev(p)))
-      held.push_back({dev(p), step_end, gathered, bytes(v) * plan.global_batch / model.graph_batch()});
+      held.push_back(
+          {dev(p), step.step_end, gathered, bytes(v) * step.plan.global_batch / step.model.graph_batch()});
   }
   return held;
 }
@@ -572,9 +582,9 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
   for (NodeId i = 0; i < n; ++i)
     device_of_node[static_cast<size_t>(i)] =
         dev_of_stage[static_cast<size_t>(stage_of[static_cast<size_t>(i)])];
-  const CpuPeaks cpu = cpu_peaks(training ? training_intervals(plan, graph, model, tg, f, b, device_of_node)
-                                          : inference_intervals(plan, graph, model, tg, f, device_of_node),
-                                 cluster);
+  const StepView step(plan, graph, model, tg, device_of_node);
+  const CpuPeaks cpu =
+      cpu_peaks(training ? training_intervals(step, f, b) : inference_intervals(step, f), cluster);
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
     const int d = dev_of_stage[static_cast<size_t>(s)];

@@ -42,6 +42,21 @@ Graph two_branches(int64_t floats) {
   return g;
 }
 
+// A branch plan of two_branches: a and the add on d0, b on d1, one microbatch of one sample.
+Plan a_and_join_on_d0_b_on_d1(const Graph& g, Mode mode) {
+  Plan p;
+  p.graph = graph_identity(g);
+  p.mode = mode;
+  p.strategy = StrategyKind::kBranch;
+  p.global_batch = 1;
+  p.microbatches = 1;
+  p.groups = {DeviceGroup{{"d0"}, {1}}, DeviceGroup{{"d1"}, {1}}};
+  p.stages = {Stage{0, 2, 0}, Stage{1, 1, 1}};
+  p.stages[0].nodes = {0, 2};
+  p.stages[1].nodes = {1};
+  return p;
+}
+
 SearchOptions options_for(Mode mode) {
   SearchOptions o;
   o.mode = mode;
@@ -73,6 +88,11 @@ TEST(BranchStrategy, TwoEqualBranchesOnTwoEqualDevicesHalveTheMakespan) {
   EXPECT_DOUBLE_EQ(simulate(q, g, c, t, o).step_time.value(), p.prediction.step_time.value());
 }
 
+// Device d's predicted peak beyond its model state.
+int64_t working(const Simulation& sim, size_t d) {
+  return (sim.prediction.devices[d].peak_memory - sim.prediction.devices[d].model_state).value();
+}
+
 // Inference memory: each device holds what is alive at once along its own node list: device 0 runs a and
 // the add (x 64 B and ya, then ya, the received yb and out); device 1 runs b (x and yb, handed over once
 // made). Before, every value a device receives was counted beside its largest op's inputs and outputs.
@@ -80,23 +100,19 @@ TEST(BranchStrategy, InferenceMemoryFollowsEachDevicesOwnNodeList) {
   const Graph g = two_branches(1000);
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
   const CostTable t = table_for(g, c);
-  Plan p;
-  p.graph = graph_identity(g);
-  p.mode = Mode::kInference;
-  p.strategy = StrategyKind::kBranch;
-  p.global_batch = 1;
-  p.microbatches = 1;
-  p.groups = {DeviceGroup{{"d0"}, {1}}, DeviceGroup{{"d1"}, {1}}};
-  p.stages = {Stage{0, 2, 0}, Stage{1, 1, 1}};
-  p.stages[0].nodes = {0, 2};
-  p.stages[1].nodes = {1};
+  const Plan p = a_and_join_on_d0_b_on_d1(g, Mode::kInference);
   const Simulation sim = simulate(p, g, c, t, options_for(Mode::kInference));
   ASSERT_EQ(sim.prediction.devices.size(), 2u);
-  const auto work = [&](size_t d) {
-    return (sim.prediction.devices[d].peak_memory - sim.prediction.devices[d].model_state).value();
-  };
-  EXPECT_EQ(work(0), 3 * 4000);
-  EXPECT_EQ(work(1), 64 + 4000);
+  EXPECT_EQ(working(sim, 0), 3 * 4000);
+  EXPECT_EQ(working(sim, 1), 64 + 4000);
+}
+
+// two_branches(1000) with a 1 ms add, as a_and_join_on_d0_b_on_d1 on two CPU devices of one machine.
+Simulation two_branches_on_two_cpus(Mode mode) {
+  Graph g = two_branches(1000);
+  g.node(2).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  const Cluster c = testing::uniform_cluster(2, DeviceKind::kCpu);
+  return simulate(a_and_join_on_d0_b_on_d1(g, mode), g, c, table_for(g, c), options_for(mode));
 }
 
 // Training on two CPU devices of one machine: the host holds what both hold at once over the simulated
@@ -112,29 +128,12 @@ TEST(BranchStrategy, InferenceMemoryFollowsEachDevicesOwnNodeList) {
 // backward: 64 + 8000 + 12000 + 4000 - 8192 = 15872). d0 alone: x, ya, both gradients (they come back to it)
 // and a's backward: 16128; d1: yb and b's backward: 8064.
 TEST(BranchStrategy, TrainingHostMemoryIsWhatTheCpuDevicesHoldAtOnce) {
-  Graph g = two_branches(1000);
-  g.node(2).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
-  const Cluster c = testing::uniform_cluster(2, DeviceKind::kCpu);
-  const CostTable t = table_for(g, c);
-  Plan p;
-  p.graph = graph_identity(g);
-  p.mode = Mode::kTraining;
-  p.strategy = StrategyKind::kBranch;
-  p.global_batch = 1;
-  p.microbatches = 1;
-  p.groups = {DeviceGroup{{"d0"}, {1}}, DeviceGroup{{"d1"}, {1}}};
-  p.stages = {Stage{0, 2, 0}, Stage{1, 1, 1}};
-  p.stages[0].nodes = {0, 2};
-  p.stages[1].nodes = {1};
-  const Simulation sim = simulate(p, g, c, t, options_for(Mode::kTraining));
+  const Simulation sim = two_branches_on_two_cpus(Mode::kTraining);
   ASSERT_EQ(sim.prediction.hosts.size(), 1u);
   EXPECT_EQ(sim.prediction.hosts[0].cpu_working.value(), 24192);
   ASSERT_EQ(sim.prediction.devices.size(), 2u);
-  const auto work = [&](size_t d) {
-    return (sim.prediction.devices[d].peak_memory - sim.prediction.devices[d].model_state).value();
-  };
-  EXPECT_EQ(work(0), 16128);
-  EXPECT_EQ(work(1), 8064);
+  EXPECT_EQ(working(sim, 0), 16128);
+  EXPECT_EQ(working(sim, 1), 8064);
 }
 
 // Inference on two CPU devices of one machine: a and b run together (1 s), then the add on d0 (1 ms). yb is
@@ -143,26 +142,12 @@ TEST(BranchStrategy, TrainingHostMemoryIsWhatTheCpuDevicesHoldAtOnce) {
 // (the sum of each device's own walk along its list was 12000 + 64 + 4000); d0 alone 8064 (x, ya and the
 // output, then x, the output and its copy), d1 4000 (yb).
 TEST(BranchStrategy, InferenceHostMemoryIsWhatTheCpuDevicesHoldAtOnce) {
-  Graph g = two_branches(1000);
-  g.node(2).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
-  const Cluster c = testing::uniform_cluster(2, DeviceKind::kCpu);
-  const CostTable t = table_for(g, c);
-  Plan p;
-  p.graph = graph_identity(g);
-  p.mode = Mode::kInference;
-  p.strategy = StrategyKind::kBranch;
-  p.global_batch = 1;
-  p.microbatches = 1;
-  p.groups = {DeviceGroup{{"d0"}, {1}}, DeviceGroup{{"d1"}, {1}}};
-  p.stages = {Stage{0, 2, 0}, Stage{1, 1, 1}};
-  p.stages[0].nodes = {0, 2};
-  p.stages[1].nodes = {1};
-  const Simulation sim = simulate(p, g, c, t, options_for(Mode::kInference));
+  const Simulation sim = two_branches_on_two_cpus(Mode::kInference);
   ASSERT_EQ(sim.prediction.hosts.size(), 1u);
   EXPECT_EQ(sim.prediction.hosts[0].cpu_working.value(), 12064);
   ASSERT_EQ(sim.prediction.devices.size(), 2u);
-  EXPECT_EQ((sim.prediction.devices[0].peak_memory - sim.prediction.devices[0].model_state).value(), 8064);
-  EXPECT_EQ((sim.prediction.devices[1].peak_memory - sim.prediction.devices[1].model_state).value(), 4000);
+  EXPECT_EQ(working(sim, 0), 8064);
+  EXPECT_EQ(working(sim, 1), 4000);
 }
 
 // Training: forwards overlap (1 s), the joined gradient goes back (4 ms), backwards overlap (2 s each).
