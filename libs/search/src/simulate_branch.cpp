@@ -112,6 +112,21 @@ double device_live_peak(const Graph& graph, const std::vector<ValueId>& root,
   return peak;
 }
 
+// Training on a device with memory of its own: every sample's saved activations (all forwards run before the
+// backwards: what `nodes` save and the values the device receives, `received` per sample) beside the largest
+// node's working set, less what the device's later nodes saved (backward has freed that by then, as in
+// StageModel::backward_workspace_per_sample).
+double saved_and_workspace(const StageModel& model, const std::vector<NodeId>& nodes, double received, int mb,
+                           int global_batch) {
+  double saved = received, ws = 0, saved_later = 0;
+  for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
+    ws = std::max(ws, model.workspace_per_sample(*it, *it) - saved_later);
+    saved_later += model.saved_per_sample(*it, *it);
+  }
+  saved += saved_later;
+  return ws * mb + saved * global_batch;
+}
+
 // Training memory of the devices whose memory is their machine's (CPU devices), over the simulated timeline:
 // what the branch engine (runtime/engine_branch.cpp) holds, each as an interval of the step on one device:
 //   - what a node saves for backward (StageModel::saved_per_sample), from the end of its forward to the end
@@ -590,22 +605,12 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     const int d = dev_of_stage[static_cast<size_t>(s)];
     DevicePrediction dp{plan.groups[st.group].devices[0], Bytes(0), Seconds(0), Joules(0)};
     Weights held = weights[static_cast<size_t>(s)];
-    double act = received[static_cast<size_t>(s)], ws = 0;
-    for (NodeId i : st.nodes) {
-      if (!model.can_offload(d)) {
+    if (!model.can_offload(d)) {
+      for (NodeId i : st.nodes) {
         held.all += static_cast<double>(model.parameter_bytes(i, i).value());
         held.trainable += static_cast<double>(model.trainable_bytes(i, i).value());
       }
-      act += model.saved_per_sample(i, i);
-    }
-    if (!model.can_offload(d)) held.state = held.trainable;
-    // Inference: the largest op's working set. Training: backward reaches a node after freeing what this
-    // device's later nodes saved for the microbatch, so its working set counts less those (as in
-    // StageModel::backward_workspace_per_sample).
-    double saved_later = 0;
-    for (auto it = st.nodes.rbegin(); it != st.nodes.rend(); ++it) {
-      ws = std::max(ws, model.workspace_per_sample(*it, *it) - (training ? saved_later : 0.0));
-      saved_later += model.saved_per_sample(*it, *it);
+      held.state = held.trainable;
     }
     double state = held.all;  // the model state this device holds
     if (training) {
@@ -618,9 +623,10 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
     // (all forwards run first) beside the largest op's working set; in inference what is alive at once
     // along its node list (device_live_peak).
     const double work = !model.can_offload(d) ? (cpu.device.count(d) ? cpu.device.at(d) : 0.0)
-                        : training            ? ws * mb + act * plan.global_batch
-                                              : device_live_peak(graph, storage_root, scratch_of, st.nodes,
-                                                                 per_sample * mb, model.kernel_site(d));
+                        : training ? saved_and_workspace(model, st.nodes, received[static_cast<size_t>(s)],
+                                                         mb, plan.global_batch)
+                                   : device_live_peak(graph, storage_root, scratch_of, st.nodes,
+                                                      per_sample * mb, model.kernel_site(d));
     dp.model_state = Bytes(static_cast<int64_t>(state));
     dp.peak_memory = Bytes(static_cast<int64_t>(state + work));
     for (const Work& w : tg.work()) {
