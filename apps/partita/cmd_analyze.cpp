@@ -50,7 +50,7 @@ Command register_analyze(CLI::App& app) {
   cmd->add_option("--json", args->json, "write the analysis as JSON (- for stdout)");
   cmd->add_option("--dot", args->dot, "write a Graphviz picture of the graph");
   cmd->add_option("--graph-json", args->graph_json, "write partita's graph IR as JSON");
-  cmd->add_option("--cuts", args->cuts, "how many pipeline cut points to list")->check(CLI::PositiveNumber);
+  cmd->add_option("--cuts", args->cuts, "how many pipeline cut points to list")->check(positive_integer());
   return Command{cmd, [args] { run_analyze(*args); }};
 }
 

@@ -552,18 +552,18 @@ Command register_optimize(CLI::App& app) {
                   "device list to plan for (default: every core as its own device)");
   cmd->add_option("--steps", args->steps,
                   "least steps per round in the final comparison (short steps get at least 0.3 s per round)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->add_option(
          "--rounds", args->rounds,
          "alternating rounds in the final comparison (as many again when their speedups disagree by more "
          "than 15%)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->add_option(
       "--objective", args->objective,
       "time (fastest measured), energy (least measured energy per step) or balanced (least energy "
       "within 5% of the fastest); energy is estimated from busy time where no counter is readable");
   cmd->add_option("--candidates", args->candidates, "planner candidates to measure")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   return Command{cmd, [args] { run_optimize(*args); }, /*default_threads=*/1};
 }
 

@@ -240,7 +240,7 @@ Command register_plan(CLI::App& app) {
                   "model spec YAML (config/models/*.yaml), planned without weights");
   cmd->add_option("--batch", args->batch,
                   "samples per step (default: the --input batch; 8 with --model-spec)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   auto* devices =
       cmd->add_option("--devices", args->devices,
                       "devices of this machine, e.g. cpu:0,cpu:1 or cpu (default: every core as a "
@@ -260,7 +260,7 @@ Command register_plan(CLI::App& app) {
       "roofline (device specs) or profiled (per-op times measured here; the default for a TorchScript "
       "model on local devices)");
   cmd->add_option("--microbatches", args->microbatches, "use exactly this many microbatches per step")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->add_option("--device-slowdown", args->slowdowns,
                   "DEVICE:FACTOR: plan as if that device were FACTOR times slower (shared with other work); "
                   "repeatable");

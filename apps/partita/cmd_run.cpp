@@ -490,10 +490,10 @@ Command register_run(CLI::App& app) {
   cmd->add_option("--steps", args->steps,
                   "steps to time (after the warm-up steps); with --checkpoint-dir: the job's total number of "
                   "training steps, a resumed run continues up to it")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->add_option("--warmup", args->warmup,
                   "untimed steps run first (default 2; they train the model too: 0 with --checkpoint-dir)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(nonnegative_integer());
   cmd->add_flag("--train", args->train, "training steps (the plan must be a training plan)");
   cmd->add_option("--lr", args->lr, "learning rate");
   cmd->add_option("--loss", args->loss, "auto, cross_entropy, mse or next_token");
@@ -506,11 +506,11 @@ Command register_run(CLI::App& app) {
   cmd->add_option("--checkpoint-every", args->checkpoint_every,
                   "save after every K-th step (step numbers counted from the start of training) and after "
                   "the last; default: only after the last")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->add_option("--checkpoint-keep", args->checkpoint_keep,
                   "keep the N newest checkpoints in --checkpoint-dir (default 1); to go back to an older "
                   "one, write its directory name (step-00000010) into DIR/LATEST and --resume")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->add_flag(
       "--checkpoint-async", args->checkpoint_async,
       "write checkpoints on a background thread while training goes on: the training loop only copies "

@@ -180,7 +180,7 @@ Command register_verify(CLI::App& app) {
   add_model_args(*cmd, args->model);
   cmd->add_flag("--train", args->train, "also compare every parameter gradient");
   cmd->add_option("--repeat", args->repeat, "time N forward passes of each (medians)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(nonnegative_integer());
   cmd->add_option("--rtol", args->rtol, "relative tolerance");
   cmd->add_option("--atol", args->atol, "absolute tolerance");
   cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");

@@ -18,6 +18,11 @@ struct ModelArgs {
 };
 void add_model_args(CLI::App& cmd, ModelArgs& args);
 
+// Checks for whole-number options, with a message that says what is wanted (CLI11's PositiveNumber prints its
+// range as 0 to 1.8e308).
+CLI::Validator positive_integer();     // 1, 2, ...
+CLI::Validator nonnegative_integer();  // 0, 1, ...
+
 // A registered subcommand: its CLI node and what runs when it is selected (after options are parsed).
 struct Command {
   CLI::App* cli = nullptr;

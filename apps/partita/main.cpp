@@ -1,6 +1,7 @@
 // partita: hand us the model, get a faster (or greener) run.
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include <unistd.h>
 
@@ -27,6 +28,29 @@ void add_model_args(CLI::App& cmd, ModelArgs& args) {
       ->required();
 }
 
+namespace {
+CLI::Validator integer_at_least(long long least, const std::string& what) {
+  return CLI::Validator(
+      [least, what](const std::string& text) -> std::string {
+        long long value = 0;
+        std::size_t used = 0;
+        try {
+          value = std::stoll(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != text.size() || value < least)
+          return "'" + text + "' is not " + what + "; write a whole number such as " +
+                 std::to_string(least + 1);
+        return "";
+      },
+      what);
+}
+}  // namespace
+
+CLI::Validator positive_integer() { return integer_at_least(1, "a positive integer"); }
+CLI::Validator nonnegative_integer() { return integer_at_least(0, "a non-negative integer"); }
+
 }  // namespace partita::app
 
 int main(int argc, char** argv) {
@@ -40,7 +64,7 @@ int main(int argc, char** argv) {
   bool quiet = false;
   app.add_option("--threads", threads,
                  "intra-op threads for LibTorch (default: all cores; LibTorch's own default can be 1 on VMs)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(partita::app::nonnegative_integer());
   bool verbose = false;
   app.add_flag("-q,--quiet", quiet, "no progress output");
   app.add_flag("-v,--verbose", verbose, "progress output even when stderr is not a terminal");

@@ -10,4 +10,8 @@ expect_error "aten::embedding" "$PARTITA" verify "$ZOO/gpt.pt" --input 2x16
 expect_error "takes 1 input(s) but 2" "$PARTITA" analyze "$ZOO/mlp.pt" --input 4x64 --input 4x64
 expect_error "--input is required" "$PARTITA" analyze "$ZOO/mlp.pt"
 expect_error "prim::If" "$PARTITA" analyze "$ZOO/control_flow.pt" --input 4x8
+# Whole-number options say what they want (CLI11's own check printed a range up to 1.8e308).
+expect_error "--microbatches: '0' is not a positive integer" "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --microbatches 0
+expect_error "--steps: '1.5' is not a positive integer" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --steps 1.5
+expect_error "--threads: '-2' is not a non-negative integer" "$PARTITA" --threads -2 devices
 finish
