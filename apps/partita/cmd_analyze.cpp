@@ -26,6 +26,9 @@ struct AnalyzeArgs {
 };
 
 void run_analyze(const AnalyzeArgs& args) {
+  check_output_path(args.json, "--json");
+  check_output_path(args.dot, "--dot");
+  check_output_path(args.graph_json, "--graph-json");
   const auto specs = args.model.specs();
   log_info(fmt::format("analyze: loading {}", args.model.model));
   LoadedModel model = load_model(args.model.model);

@@ -39,6 +39,7 @@ std::string origin(const DeviceSpec& s) {
 }
 
 void run_devices(const DevicesArgs& args) {
+  check_output_path(args.json, "--json");
   const auto db = try_load_hardware_db();
   const HardwareDb* dbp = db ? &*db : nullptr;
   const CpuInfo cpu = discover_cpu();

@@ -99,6 +99,7 @@ double error_pct(double predicted, double measured) {
 }
 
 void run_estimate(const EstimateArgs& args) {
+  check_output_path(args.json, "--json");
   PARTITA_CHECK(args.cost == "roofline" || args.cost == "profiled", "unknown --cost '", args.cost,
                 "': use roofline or profiled");
   const DeviceId id = parse_device_id(args.device);

@@ -25,6 +25,7 @@
 #include "commands.h"
 #include "partita/core/error.h"
 #include "partita/core/format.h"
+#include "partita/core/json_io.h"
 #include "partita/core/log.h"
 #include "partita/core/statistics.h"
 #include "partita/runtime/baseline.h"
@@ -133,6 +134,9 @@ std::vector<Candidate*> rank_measured(std::vector<Candidate>& all, Objective obj
 }
 
 void run_optimize(const OptimizeArgs& args) {
+  // Results are written after minutes of measuring: a folder that cannot take them fails now.
+  check_output_folder(args.out, "--out");
+  check_output_path(args.json, "--json");
   const auto specs = args.model.specs();
   const Mode mode = args.train ? Mode::kTraining : Mode::kInference;
   const Objective objective = parse_objective(args.objective);

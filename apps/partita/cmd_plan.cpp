@@ -108,6 +108,8 @@ std::string describe_cap_choice(const CappedPlanOutcome& capped) {
 }
 
 void run_plan(const PlanArgs& args) {
+  check_output_path(args.json, "--json");
+  check_output_path(args.html, "--html");
   PlanSource source;
   source.model = args.model;
   source.inputs = args.inputs;

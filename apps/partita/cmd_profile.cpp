@@ -59,6 +59,7 @@ void print_profile(std::FILE* out, const CachedProfile& c) {
 }
 
 void run_profile(const ProfileArgs& args) {
+  check_output_path(args.json, "--json");
   const auto db = try_load_hardware_db();
   const CachedProfile c = machine_profile(db ? &*db : nullptr, args.refresh);
   print_profile(args.json == "-" ? stderr : stdout, c);

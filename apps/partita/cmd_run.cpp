@@ -26,6 +26,7 @@
 #include "machine_devices.h"
 #include "partita/core/error.h"
 #include "partita/core/format.h"
+#include "partita/core/json_io.h"
 #include "partita/core/log.h"
 #include "partita/hardware/power_cap.h"
 #include "partita/runtime/chrome_trace.h"
@@ -245,6 +246,8 @@ void merge_rank_figures(RunReport& report, const std::vector<std::string>& poste
 }
 
 void run_run(const RunArgs& args) {
+  check_output_path(args.json, "--json");
+  check_output_path(args.trace, "--trace");
   const auto specs = args.model.specs();
   const Plan plan = plan_from_json(read_json_file(args.plan));
   const bool plan_trains = plan.mode == Mode::kTraining;

@@ -27,6 +27,9 @@ struct SimulateArgs {
 };
 
 void run_simulate(const SimulateArgs& args) {
+  check_output_path(args.json, "--json");
+  check_output_path(args.trace, "--trace");
+  check_output_path(args.html, "--html");
   const Plan stored = plan_from_json(read_json_file(args.plan));
   PARTITA_CHECK(!stored.source.empty(), "plan file '", args.plan,
                 "' has no 'source' section naming its model and devices; make it with `partita plan --json`");

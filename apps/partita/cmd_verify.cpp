@@ -85,6 +85,7 @@ std::vector<torch::Tensor> take_grads(const std::vector<torch::Tensor>& params) 
 }
 
 void run_verify(const VerifyArgs& args) {
+  check_output_path(args.json, "--json");
   const auto specs = args.model.specs();
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);

@@ -14,4 +14,9 @@ expect_error "prim::If" "$PARTITA" analyze "$ZOO/control_flow.pt" --input 4x8
 expect_error "--microbatches: '0' is not a positive integer" "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --microbatches 0
 expect_error "--steps: '1.5' is not a positive integer" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --steps 1.5
 expect_error "--threads: '-2' is not a non-negative integer" "$PARTITA" --threads -2 devices
+# Output paths are checked before the work starts (optimize measures for minutes before it writes).
+start=$SECONDS
+expect_error "--out '$WORK/junk.pt/out': cannot create the folder" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --out "$WORK/junk.pt/out"
+[ $((SECONDS - start)) -lt 10 ] || fail "optimize took $((SECONDS - start)) s to refuse its --out folder"
+expect_error "--json '$WORK' is a folder" "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0 --json "$WORK"
 finish

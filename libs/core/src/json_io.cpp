@@ -4,10 +4,39 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <system_error>
+
+#include <unistd.h>
 
 #include "partita/core/error.h"
 
 namespace partita {
+namespace {
+
+// create_directories with an error that names what was to be written there.
+void make_folder(const std::filesystem::path& dir, const std::string& for_what) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  PARTITA_CHECK(!ec, "cannot create the folder '", dir.string(), "' for ", for_what, ": ", ec.message(),
+                "; choose a writable path");
+}
+
+// Makes `dir` and checks that a file can be created in it; `what` ("--json 'out/a.json'") leads the error.
+void check_writable_folder(const std::string& dir, const std::string& what) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  PARTITA_CHECK(!ec, what, ": cannot create the folder '", dir, "' (", ec.message(),
+                "); choose a writable path");
+  const fs::path probe = fs::path(dir) / (".partita-write-check-" + std::to_string(::getpid()));
+  {
+    std::ofstream out(probe, std::ios::binary | std::ios::trunc);
+    PARTITA_CHECK(out.good(), what, ": cannot write files in '", dir, "'; choose a writable path");
+  }
+  fs::remove(probe, ec);
+}
+
+}  // namespace
 
 Json read_json_file(const std::string& path) {
   std::ifstream in(path);
@@ -26,7 +55,7 @@ void write_text_file(const std::string& path, const std::string& text) {
   }
   namespace fs = std::filesystem;
   const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
+  if (target.has_parent_path()) make_folder(target.parent_path(), path);
   const fs::path tmp = target.string() + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -35,7 +64,22 @@ void write_text_file(const std::string& path, const std::string& text) {
     out.flush();
     PARTITA_CHECK(out.good(), "writing '", tmp.string(), "' failed (disk full?)");
   }
-  fs::rename(tmp, target);
+  std::error_code ec;
+  fs::rename(tmp, target, ec);
+  PARTITA_CHECK(!ec, "cannot move '", tmp.string(), "' to '", path, "': ", ec.message());
+}
+
+void check_output_folder(const std::string& dir, const std::string& option) {
+  check_writable_folder(dir, option + " '" + dir + "'");
+}
+
+void check_output_path(const std::string& path, const std::string& option) {
+  if (path.empty() || path == "-") return;
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  PARTITA_CHECK(!fs::is_directory(target), option, " '", path, "' is a folder; name a file");
+  check_writable_folder(target.has_parent_path() ? target.parent_path().string() : ".",
+                        option + " '" + path + "'");
 }
 
 void write_json_file(const std::string& path, const Json& j) { write_text_file(path, j.dump(2) + "\n"); }

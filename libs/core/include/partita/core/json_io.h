@@ -14,4 +14,11 @@ void write_json_file(const std::string& path, const Json& j);
 // Same atomic write for any text.
 void write_text_file(const std::string& path, const std::string& text);
 
+// Makes the folder that will hold `path` and checks that a file can be written there, so a command that works
+// for minutes before writing its results fails at the start instead ("-" passes). `option` names the flag in
+// the error ("--json"). Writes nothing that stays.
+void check_output_path(const std::string& path, const std::string& option);
+// Makes the folder `dir` (and its parents) and checks that files can be written in it.
+void check_output_folder(const std::string& dir, const std::string& option);
+
 }  // namespace partita
