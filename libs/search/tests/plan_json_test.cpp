@@ -101,6 +101,18 @@ TEST(PlanJson, RefusesOtherFormatsVersionsAndBadFields) {
   wrong = j;
   wrong["microbatches"] = 5;
   EXPECT_THROW(plan_from_json(wrong), Error);
+  wrong = j;
+  wrong["microbatches"] = 0;
+  EXPECT_THROW(plan_from_json(wrong), Error);
+  // A stage naming a group the plan does not have (was an out-of-range vector access in `partita run`).
+  wrong = j;
+  wrong["stages"][0]["group"] = static_cast<int>(j["groups"].size());
+  try {
+    plan_from_json(wrong);
+    ADD_FAILURE() << "a stage with a missing group was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("stage 0 names group"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
