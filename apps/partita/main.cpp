@@ -29,7 +29,8 @@ void add_model_args(CLI::App& cmd, ModelArgs& args) {
 }
 
 namespace {
-CLI::Validator integer_at_least(long long least, const std::string& what) {
+// `label` is what --help shows after the type (INT:POSITIVE).
+CLI::Validator integer_at_least(long long least, const std::string& what, const std::string& label) {
   return CLI::Validator(
       [least, what](const std::string& text) -> std::string {
         long long value = 0;
@@ -44,12 +45,12 @@ CLI::Validator integer_at_least(long long least, const std::string& what) {
                  std::to_string(least + 1);
         return "";
       },
-      what);
+      label);
 }
 }  // namespace
 
-CLI::Validator positive_integer() { return integer_at_least(1, "a positive integer"); }
-CLI::Validator nonnegative_integer() { return integer_at_least(0, "a non-negative integer"); }
+CLI::Validator positive_integer() { return integer_at_least(1, "a positive integer", "POSITIVE"); }
+CLI::Validator nonnegative_integer() { return integer_at_least(0, "a non-negative integer", "NONNEGATIVE"); }
 
 }  // namespace partita::app
 
