@@ -73,7 +73,7 @@ std::string parts(const HostPrediction& h) {
 }  // namespace
 
 void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model, const TensorModel* tensor,
-                   const std::vector<Bytes>& offloaded, Simulation& sim,
+                   const std::vector<DeviceHostFacts>& facts, Simulation& sim,
                    const std::map<std::string, Bytes>* cpu_working) {
   const Cluster& cluster = model.cluster();
   const bool training = model.training();
@@ -121,14 +121,14 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
     hosts[k].update_working = optimizer_step_temporaries(largest_updated[k], plan.optimizer);
   }
 
-  PARTITA_ASSERT(offloaded.size() == sim.prediction.devices.size(), "one offloaded figure per device");
+  PARTITA_ASSERT(facts.size() == sim.prediction.devices.size(), "one set of facts per device prediction");
   for (size_t k = 0; k < sim.prediction.devices.size(); ++k) {
     const DevicePrediction& dp = sim.prediction.devices[k];
     const int d = model.device_index(dp.device);
     HostPrediction& h = host_of(hosts, cluster.devices[static_cast<size_t>(d)].node);
     if (!model.can_offload(d) && !(cpu_working && cpu_working->count(h.node)))
       h.cpu_working += dp.peak_memory - dp.model_state;
-    h.offloaded_activations += offloaded[k];
+    h.offloaded_activations += facts[k].offloaded;
   }
   if (cpu_working) {
     for (auto& h : hosts) {
@@ -143,9 +143,9 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   // weight, each replica adding holds one such copy of it (resnet18 8x3x112x112, two replicas on cpu:0 +
   // cpu:1: 9 MiB measured beyond the devices' working memory). The stages of a pipeline do not backward
   // through their largest weights at once: the largest stage figure counts.
-  // With one microbatch, each CPU replica's peak leaves out the gradients its backward has not made yet
-  // (StageModel::backward_peak), but the replicas make the same host gradients: only one replica's figure
-  // (the least) may be left out, the others' are added back.
+  // When a CPU replica's peak is in its first backward of the step, it leaves out the gradients that backward
+  // has not made yet (StageModel::backward_peak), but the replicas make the same host gradients: only one
+  // replica's figure (the least) may be left out, the others' are added back.
   // A CPU tensor group (r replicas of t devices) trains the host's parameters too, but only each replica's
   // first device makes the host gradients of the replicated ones; the others make their own (engine_tensor:
   // a detached leaf each), and every device the gradients of its parts of the split ones, which go into the
@@ -154,9 +154,12 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   // and (r-1) times the replicated gradients not made yet (r first devices, one host copy).
   if (training && !plan.branch_layout()) {
     std::vector<Bytes> adding(hosts.size(), Bytes(0)), standing(hosts.size(), Bytes(0));
+    size_t first_prediction = 0;  // the index in sim.prediction.devices of stage s's first device
     for (size_t s = 0; s < plan.stages.size(); ++s) {
       const Stage& st = plan.stages[s];
       const DeviceGroup& g = plan.groups[static_cast<size_t>(st.group)];
+      const size_t stage_predictions = first_prediction;
+      first_prediction += g.devices.size();
       if (!all_cpu(g, model)) continue;
       const int d = model.device_index(g.devices[0]);
       const auto k =
@@ -177,11 +180,7 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
       }
       Bytes unmade_sum(0), unmade_least(0);
       for (size_t i = 0; i < g.devices.size(); ++i) {
-        const StageLoad load{
-            st.first,         st.last,    g.batch_shares[i], 1,
-            st.checkpointing, st.offload, WeightHome::kHost, model.device_index(g.devices[i]),
-            plan.microbatches};
-        const Bytes unmade = model.backward_peak(load).unmade_gradients;
+        const Bytes unmade = facts[stage_predictions + i].unmade_gradients;
         unmade_sum += unmade;
         unmade_least = i == 0 ? unmade : std::min(unmade_least, unmade);
       }

@@ -13,15 +13,23 @@
 
 namespace partita::detail {
 
+// What the simulation found out about device prediction k that the host's figure needs.
+struct DeviceHostFacts {
+  Bytes offloaded{0};  // the peak bytes of saved activations kept on the host (activation offload)
+  // Gradients its peak leaves out because backward had not made them yet (its first backward of the step:
+  // StageModel::backward_peak); 0 for tensor-parallel devices (their figure is TensorModel's).
+  Bytes unmade_gradients{0};
+};
+
 // Fills sim.prediction.hosts from the plan and sim.prediction.devices (whose model_state must be set for
-// CPU devices), and sets sim.fits_host_memory / host_memory_note. offloaded[k]: the peak bytes of saved
-// activations device prediction k keeps on the host (activation offload; 0 otherwise). `tensor`: the
-// plan's TensorModel when it has tensor-parallel groups (nullptr otherwise).
+// CPU devices), and sets sim.fits_host_memory / host_memory_note. facts[k] belongs to
+// sim.prediction.devices[k], which follow the plan's stages and each stage's group's devices in order.
+// `tensor`: the plan's TensorModel when it has tensor-parallel groups (nullptr otherwise).
 // `cpu_working`, when given, is each machine's (by node name) working memory of its CPU devices at once,
 // from a time-resolved walk of the plan (simulate_branch's training timeline), in place of the sum of the
 // devices' own peaks.
 void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model, const TensorModel* tensor,
-                   const std::vector<Bytes>& offloaded, Simulation& sim,
+                   const std::vector<DeviceHostFacts>& facts, Simulation& sim,
                    const std::map<std::string, Bytes>* cpu_working = nullptr);
 
 }  // namespace partita::detail

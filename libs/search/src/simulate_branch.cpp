@@ -645,7 +645,7 @@ Simulation simulate_branch(const Plan& plan, const Graph& graph, const Cluster& 
   }
   std::map<std::string, Bytes> machine_working;
   for (const auto& [node, bytes] : cpu.machine) machine_working[node] = Bytes(static_cast<int64_t>(bytes));
-  predict_hosts(plan, graph, model, nullptr, std::vector<Bytes>(sim.prediction.devices.size(), Bytes(0)), sim,
+  predict_hosts(plan, graph, model, nullptr, std::vector<DeviceHostFacts>(sim.prediction.devices.size()), sim,
                 &machine_working);
   return sim;
 }

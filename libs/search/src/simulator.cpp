@@ -218,7 +218,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
     for (int j = 0; j < m; ++j) most = std::max(most, (j + 1 < m ? input : 0.0) + j * output);
     return most;
   };
-  std::vector<Bytes> offloaded;  // per device prediction: saved activations on the host at their peak
+  std::vector<detail::DeviceHostFacts> host_facts;  // per device prediction
   for (int s = 0; s < ns; ++s) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
     const DeviceGroup& g = plan.groups[static_cast<size_t>(st.group)];
@@ -232,6 +232,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         double delta;
       };
       std::vector<Event> events, host_events;
+      std::vector<Seconds> backward_starts;
       // Between forward and backward, checkpointing keeps only the stage input, activation offload what it
       // does not move; the rest comes back (recomputed or copied) when the backward starts (as memory()).
       const bool tp = g.parallelism == GroupParallelism::kTensor;
@@ -255,6 +256,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         const SimTask& bt = tg.work()[static_cast<size_t>(b[s][j][i])].info;
         dp.busy += bt.end - bt.start;
         events.push_back({ft.end, saved});
+        backward_starts.push_back(bt.start);
         if (back > 0) events.push_back({bt.start, back});
         events.push_back({bt.end, -(saved + back)});
         if (back > 0 && st.checkpointing != Checkpointing::kFull) {  // offloaded: on the host in between
@@ -271,7 +273,8 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         return peak;
       };
       const double peak = peak_of(events);
-      offloaded.push_back(Bytes(static_cast<int64_t>(peak_of(host_events))));
+      detail::DeviceHostFacts& facts = host_facts.emplace_back();
+      facts.offloaded = Bytes(static_cast<int64_t>(peak_of(host_events)));
       const WeightHome home = model.weight_home(d, static_cast<int>(g.devices.size()));
       const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home, d, m};
       if (tp) {
@@ -281,12 +284,26 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
                                tensor->backward_peak(st.first, st.last, share, p, m).beyond_state + peak))
                      : tensor->memory(st.first, st.last, share, p, 1, d);
       } else if (training) {
-        // Static part: the memory model with no activations kept (in_flight cancels out below); with one
-        // microbatch its backward's peak holds only the gradients made by then.
+        // Each backward's peak beyond the activations in flight as it starts (StageModel::backward_peak):
+        // the device's first of the step holds only the gradients made by then, the later ones all of them.
         const Offload state =
             offloads_optimizer_state(st.offload) ? Offload::kOptimizerState : Offload::kNone;
         const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, state, home, d, m};
-        dp.peak_memory = model.memory(none) + Bytes(static_cast<int64_t>(peak));
+        const StageModel::BackwardPeak first = model.backward_peak(none, /*first_of_step=*/true);
+        const double later = model.backward_peak(none, false).beyond_state;
+        std::sort(backward_starts.begin(), backward_starts.end());
+        // peak_of sorted the events; what is live as a backward starts includes every event at that time.
+        double live = 0, top = 0;
+        size_t e = 0;
+        for (size_t k = 0; k < backward_starts.size(); ++k) {
+          while (e < events.size() && events[e].at <= backward_starts[k]) live += events[e++].delta;
+          const double value = live + (k == 0 ? first.beyond_state : later);
+          if (k == 0 || value > top) {
+            top = value;
+            facts.unmade_gradients = k == 0 ? first.unmade_gradients : Bytes(0);
+          }
+        }
+        dp.peak_memory = model.model_state(none) + Bytes(static_cast<int64_t>(top));
       } else {
         dp.peak_memory = model.memory(base);
       }
@@ -307,7 +324,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       sim.prediction.devices.push_back(dp);
     }
   }
-  detail::predict_hosts(plan, graph, model, tensor ? &*tensor : nullptr, offloaded, sim);
+  detail::predict_hosts(plan, graph, model, tensor ? &*tensor : nullptr, host_facts, sim);
   return sim;
 }
 

@@ -385,9 +385,13 @@ Bytes StageModel::model_state(const StageLoad& load) const {
 }
 
 StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load) const {
+  return backward_peak(load, load.microbatches == 1);
+}
+
+StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool first_of_step) const {
   if (!training()) return BackwardPeak{};
   const double s = load.samples;
-  if (load.microbatches != 1) return BackwardPeak{backward_workspace_per_sample(load.first, load.last) * s};
+  if (!first_of_step) return BackwardPeak{backward_workspace_per_sample(load.first, load.last) * s};
   const RangeLineMax::Best best = first_backward_.max_at(load.first, load.last, s);
   const double unmade = unshared_trainable_prefix_[static_cast<size_t>(best.index)] -
                         unshared_trainable_prefix_[static_cast<size_t>(load.first)];
@@ -396,25 +400,44 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load) const 
                       Bytes(static_cast<int64_t>(unmade))};
 }
 
+int StageModel::in_flight_after_first_backward(const StageLoad& load) {
+  const int first = std::min(load.in_flight, load.microbatches);
+  // 1F1B's steady state starts a forward between two backwards; once every forward has run (GPipe, or
+  // 1F1B with no more microbatches than stages to the end) each backward ends one for good.
+  return load.microbatches > first ? first : first - 1;
+}
+
 Bytes StageModel::memory(const StageLoad& load) const {
-  const double s = load.samples;
-  double total = static_cast<double>(model_state(load).value()) + backward_peak(load).beyond_state;
+  const double state = static_cast<double>(model_state(load).value());
   if (!training()) {
-    return Bytes(static_cast<int64_t>(static_cast<double>(model_state(load).value()) +
-                                      peak_live(load.first, load.last, load.samples, load.device)));
+    return Bytes(static_cast<int64_t>(state + peak_live(load.first, load.last, load.samples, load.device)));
   }
+  const double s = load.samples;
   const double act = activation_per_sample(load.first, load.last) * s;
-  if (load.checkpointing == Checkpointing::kFull) {
-    // Inputs kept; one microbatch's activations recomputed at a time.
-    total += input_per_sample(load.first) * s * load.in_flight + act;
-  } else if (offloads_activations(load.offload)) {
-    // What is not moved stays per microbatch in flight; one microbatch's moved tensors come back at a time.
-    const double moved = offloaded_per_sample(load.first, load.last) * s;
-    total += (act - moved) * load.in_flight + moved;
-  } else {
-    total += act * load.in_flight;
+  // Activations on the device while a backward runs with `kept` microbatches in flight (its own included).
+  const auto activations = [&](int kept) {
+    if (load.checkpointing == Checkpointing::kFull) {
+      // Inputs kept; one microbatch's activations recomputed at a time.
+      return input_per_sample(load.first) * s * kept + act;
+    }
+    if (offloads_activations(load.offload)) {
+      // What is not moved stays per microbatch in flight; one microbatch's moved tensors come back at a time.
+      const double moved = offloaded_per_sample(load.first, load.last) * s;
+      return (act - moved) * kept + moved;
+    }
+    return act * kept;
+  };
+  if (load.microbatches < 2) {
+    return Bytes(
+        static_cast<int64_t>(state + activations(load.in_flight) + backward_peak(load).beyond_state));
   }
-  return Bytes(static_cast<int64_t>(total));
+  // The device's first backward of the step runs before any gradient exists, with the most microbatches in
+  // flight; the later ones beside every gradient, with as many or one fewer.
+  const double first = activations(std::min(load.in_flight, load.microbatches)) +
+                       backward_peak(load, /*first_of_step=*/true).beyond_state;
+  const double later =
+      activations(in_flight_after_first_backward(load)) + backward_peak(load, false).beyond_state;
+  return Bytes(static_cast<int64_t>(state + std::max(first, later)));
 }
 
 Seconds StageModel::offload_time(const StageLoad& load) const {

@@ -92,6 +92,43 @@ TEST(Simulator, OneFOneBKeepsStagesInFlightWhereGPipeKeepsAllMicrobatches) {
   }
 }
 
+// Stages of several nodes with several microbatches: each device's first backward of the step runs before
+// any gradient exists, with the most microbatches in flight; the later ones beside every gradient. The
+// simulated peak is the memory model's for both schedules, and GPipe's first stage (all four microbatches
+// kept at its first backward, whose peak comes before the first weight's large gradient is made) needs less
+// than when every gradient counted for the whole step.
+TEST(Simulator, AStagesFirstBackwardHoldsOnlyTheGradientsMadeByThen) {
+  Fixture s{chain_graph(std::vector<double>(6, 1e10), {2000, 256, 256, 2000, 256, 256},
+                        {50000, 1024, 1024, 50000, 1024, 1024}),
+            make_cluster(std::vector<DeviceSpec>(2, make_spec("gpu", 1)), make_link(1e21, 0)),
+            {}};
+  s.table = table_for(s.graph, s.cluster);
+  const int m = 4, batch = 8;
+  SearchOptions opt;
+  opt.mode = Mode::kTraining;
+  opt.global_batch = batch;
+  const StageModel model(s.graph, s.cluster, s.table, opt);
+  for (Schedule schedule : {Schedule::kGPipe, Schedule::kOneFOneB}) {
+    Plan plan = pipeline_plan(s, 2, m, batch, schedule);
+    plan.stages[0].last = 2;
+    plan.stages[1].first = 3;
+    plan.stages[1].last = 5;
+    const Simulation sim = simulate(plan, s.graph, s.cluster, s.table);
+    for (int st = 0; st < 2; ++st) {
+      const int in_flight = schedule == Schedule::kGPipe ? m : std::min(2 - st, m);
+      StageLoad load{3 * st,         3 * st + 2,       batch / m, in_flight, Checkpointing::kNone,
+                     Offload::kNone, WeightHome::kOwn, st,        m};
+      EXPECT_NEAR(static_cast<double>(sim.prediction.devices[static_cast<size_t>(st)].peak_memory.value()),
+                  static_cast<double>(model.memory(load).value()), 2.0)
+          << schedule_name(schedule) << " stage " << st;
+      if (schedule == Schedule::kGPipe && st == 0) {
+        load.microbatches = 0;  // every gradient for the whole step
+        EXPECT_LT(sim.prediction.devices[0].peak_memory, model.memory(load) - Bytes(1000));
+      }
+    }
+  }
+}
+
 // Inference: a stage after the first also holds the next microbatch's input waiting (the engine's senders
 // wait while one does), and the last stage the outputs of the microbatches before, until they are gathered.
 TEST(Simulator, InferenceStagesHoldOneWaitingInputAndTheLastTheEarlierOutputs) {

@@ -435,6 +435,98 @@ TEST(StageModel, OneMicrobatchsBackwardPeakHoldsOnlyTheGradientsMadeByThen) {
   EXPECT_EQ(infer.m.backward_peak(load).unmade_gradients, Bytes(0));
 }
 
+// The same chain with several microbatches per step. The device's first backward runs before any gradient
+// exists; the later ones beside all of them. GPipe keeps all 4 microbatches when the first backward starts,
+// 3 at the second: one microbatch's activations (2 x 32144 bytes: x, y0, y1, the output y2 and what the loss
+// saves of its size) outweigh the
+// 4040 bytes of w0's and w1's gradients, so the first backward is the peak and lacks those. 1F1B with 2
+// microbatches in flight runs a forward between backwards: its second backward holds as many microbatches
+// and every gradient, the old figure.
+TEST(StageModel, AStepsFirstBackwardHoldsOnlyTheGradientsMadeByThenWhateverTheMicrobatches) {
+  const Graph g = chain_graph({1e9, 1e9, 1e9}, {10, 10, 4000}, {1000, 10, 10});
+  const OneDevice x(g, Mode::kTraining);
+  const StageModel& m = x.m;
+  EXPECT_DOUBLE_EQ(m.activation_per_sample(0, 2), 64 + 40 + 40 + 16000 + 16000);
+  StageLoad gpipe{0, 2, 2, 4, Checkpointing::kNone, Offload::kNone};  // microbatches 0: not known
+  const Bytes every_gradient = m.memory(gpipe);
+  gpipe.microbatches = 4;
+  EXPECT_EQ(m.memory(gpipe), every_gradient - Bytes(4040));
+  EXPECT_EQ(StageModel::in_flight_after_first_backward(gpipe), 3);
+  StageLoad one_f{0, 2, 2, 2, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, -1, 4};
+  EXPECT_EQ(StageModel::in_flight_after_first_backward(one_f), 2);
+  one_f.microbatches = 0;
+  const Bytes one_f_every_gradient = m.memory(one_f);
+  one_f.microbatches = 4;
+  EXPECT_EQ(m.memory(one_f), one_f_every_gradient);
+  // When what the first backward lacks outweighs a microbatch's activations, the second backward (one
+  // microbatch fewer, every gradient) is the peak: y1 (100,000 floats) makes n2's working set the largest,
+  // and at n2 the first backward lacks w0's 4 MB gradient; a microbatch keeps 400,184 bytes (x, y0, y1, y2
+  // and the loss's copy).
+  const Graph heavy = chain_graph({1e9, 1e9, 1e9}, {10, 100000, 10}, {1000000, 10, 10});
+  const OneDevice y(heavy, Mode::kTraining);
+  EXPECT_DOUBLE_EQ(y.m.activation_per_sample(0, 2), 64 + 40 + 400000 + 40 + 40);
+  StageLoad two{0, 2, 1, 2, Checkpointing::kNone, Offload::kNone};
+  const Bytes heavy_every_gradient = y.m.memory(two);
+  two.microbatches = 2;
+  EXPECT_DOUBLE_EQ(static_cast<double>((heavy_every_gradient - y.m.memory(two)).value()),
+                   y.m.activation_per_sample(0, 2));
+}
+
+// Several microbatches against a walk over the step's backwards on one device: before backward j, min(m,
+// k + j) forwards have run (k = microbatches in flight at the first: GPipe m, 1F1B the stages to the end)
+// and j backwards, so min(m, k + j) - j microbatches are kept; the first backward's workspace lacks the
+// gradients not made yet (the per-node walk of the test below), the later ones have them all. Random chains,
+// every range, 1 to 3 samples, 2 to 5 microbatches, every k, with and without checkpointing.
+TEST(StageModel, SeveralMicrobatchesPeakMatchesAWalkOverTheStepsBackwards) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int64_t> size(1, 5000);
+  for (int trial = 0; trial < 12; ++trial) {
+    const int n = 2 + trial % 6;
+    std::vector<int64_t> acts, params;
+    for (int i = 0; i < n; ++i) {
+      acts.push_back(size(rng));
+      params.push_back(size(rng) * (i == 0 ? 20 : 1));  // sometimes the gradients outweigh a microbatch
+    }
+    const Graph g = chain_graph(std::vector<double>(static_cast<size_t>(n), 1e9), acts, params);
+    const OneDevice x(g, Mode::kTraining);
+    const StageModel& m = x.m;
+    for (NodeId first = 0; first < n; ++first) {
+      for (NodeId last = first; last < n; ++last) {
+        for (int samples = 1; samples <= 3; ++samples) {
+          double first_ws = -1e300;  // the first backward's peak beyond its activations
+          for (NodeId k = first; k <= last; ++k) {
+            const double freed = k < last ? m.saved_per_sample(k + 1, last) : 0.0;
+            const double unmade =
+                k > first ? static_cast<double>(m.trainable_bytes(first, k - 1).value()) : 0.0;
+            first_ws = std::max(first_ws, (m.workspace_per_sample(k, k) - freed) * samples - unmade);
+          }
+          const double later_ws = m.backward_workspace_per_sample(first, last) * samples;
+          const double act = m.activation_per_sample(first, last) * samples;
+          for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
+            const auto kept = [&](int microbatches) {
+              return c == Checkpointing::kFull ? m.input_per_sample(first) * samples * microbatches + act
+                                               : act * microbatches;
+            };
+            for (int mb = 2; mb <= 5; ++mb) {
+              for (int k = 1; k <= mb; ++k) {
+                const StageLoad load{first, last, samples, k, c, Offload::kNone, WeightHome::kHost, -1, mb};
+                double want = -1e300;
+                for (int j = 0; j < mb; ++j) {
+                  want = std::max(want, kept(std::min(mb, k + j) - j) + (j == 0 ? first_ws : later_ws));
+                }
+                want += static_cast<double>(m.model_state(load).value());
+                ASSERT_NEAR(static_cast<double>(m.memory(load).value()), want, 1.0)
+                    << "trial " << trial << " [" << first << ", " << last << "] samples " << samples << " m "
+                    << mb << " in flight " << k << " checkpointing " << static_cast<int>(c);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // The peak against a walk over the range's nodes that uses only the model's per-node figures: at node n,
 // the microbatch's working set there less what later nodes saved (backward freed it), less the gradients
 // of the weights only nodes before n read. Random chains, every range, 1 to 4 samples.

@@ -44,8 +44,10 @@
 //     less what later nodes saved less those gradients (backward_peak), which may come early in
 //     backward, where few gradients exist. A weight several nodes read counts from the backward's start
 //     (the last reader makes it first); once backward ends every gradient is there, as in model_state. With
-//     more microbatches (or not known) the later ones run backward beside every gradient: counted for the
-//     whole step.
+//     more microbatches the same holds for the device's first backward of the step, which runs with the
+//     most microbatches in flight (GPipe: all of them); the later ones run beside every gradient, with as
+//     many microbatches in flight (1F1B's steady state) or one fewer (every forward done): the peak is the
+//     larger of the two. Microbatches not known (0): every gradient counts for the whole step.
 //   - memory savings (training only): full checkpointing keeps only the stage input of every microbatch in
 //     flight and recomputes the rest in backward; activation offload copies what the range produces and
 //     saves itself (offloaded_per_sample) to host memory as the forward saves it and back when the backward
@@ -194,7 +196,12 @@ class StageModel {
     double beyond_state = 0;
     Bytes unmade_gradients{0};
   };
-  BackwardPeak backward_peak(const StageLoad& load) const;
+  BackwardPeak backward_peak(const StageLoad& load) const;  // first_of_step: load.microbatches == 1
+  // The same for one backward of the step: `first_of_step` for the device's first (no gradient of the stage
+  // exists yet as it starts: the engine sets them to none), else every gradient is there.
+  BackwardPeak backward_peak(const StageLoad& load, bool first_of_step) const;
+  // Microbatches in flight when the device's later backwards run (load.microbatches >= 2; see above).
+  static int in_flight_after_first_backward(const StageLoad& load);
 
  private:
   const Graph* graph_;
