@@ -80,13 +80,7 @@ std::optional<StageChoice> evaluate_tensor(const ChainProblem& problem, int slot
   std::optional<StageChoice> best;
   for (const Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
     if (c == Checkpointing::kFull && !m.training()) break;
-    Bytes memory = tm.memory(first, last, share, t, kept, s.devices[0], problem.microbatches);
-    if (c == Checkpointing::kFull) {
-      const double act = tm.activation_per_sample(first, last, t) * share;
-      const double beyond = tm.backward_peak(first, last, share, t, problem.microbatches).beyond_state;
-      memory = tm.model_state(first, last, t) +
-               Bytes(static_cast<int64_t>(beyond + m.input_per_sample(first) * share * kept + act));
-    }
+    const Bytes memory = tm.memory(first, last, share, t, kept, s.devices[0], problem.microbatches, c);
     if (cap && memory > *cap) continue;
     const Seconds per_mb = c == Checkpointing::kFull ? fwd + fwd + bwd : fwd + bwd;
     const Seconds busy = per_mb * static_cast<double>(problem.microbatches) + allreduce;

@@ -172,8 +172,7 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
         PARTITA_ASSERT(tensor != nullptr, "a plan with a tensor-parallel group needs its TensorModel");
         const Bytes replicated = tensor->replicated_trainable_bytes(st.first, st.last);
         const Bytes split = model.trainable_bytes(st.first, st.last) - replicated;
-        const Bytes unmade = tensor->backward_peak(st.first, st.last, g.batch_shares[0], t, plan.microbatches)
-                                 .unmade_replicated;
+        const Bytes unmade = facts[stage_predictions].unmade_replicated;
         standing[k] +=
             replicated * static_cast<double>(r * (t - 1)) + (split + unmade) * static_cast<double>(r - 1);
         continue;

@@ -16,9 +16,11 @@ namespace partita::detail {
 // What the simulation found out about device prediction k that the host's figure needs.
 struct DeviceHostFacts {
   Bytes offloaded{0};  // the peak bytes of saved activations kept on the host (activation offload)
-  // Gradients its peak leaves out because backward had not made them yet (its first backward of the step:
-  // StageModel::backward_peak); 0 for tensor-parallel devices (their figure is TensorModel's).
+  // Gradients its peak leaves out because backward had not made them yet (the peak is in its first backward
+  // of the step: StageModel::backward_peak); 0 for tensor-parallel devices.
   Bytes unmade_gradients{0};
+  // A tensor-parallel device's: the replicated part of what its peak leaves out (TensorModel::backward_peak).
+  Bytes unmade_replicated{0};
 };
 
 // Fills sim.prediction.hosts from the plan and sim.prediction.devices (whose model_state must be set for

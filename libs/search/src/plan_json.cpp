@@ -225,7 +225,8 @@ Plan plan_from_json(const Json& j) {
   }
   p.prediction = prediction_from_json(field(j, "prediction"));
   if (j.contains("source")) p.source = source_from_json(j.at("source"));
-  PARTITA_CHECK(p.microbatches >= 1, "plan JSON: microbatches is ", p.microbatches, "; it must be at least 1");
+  PARTITA_CHECK(p.microbatches >= 1, "plan JSON: microbatches is ", p.microbatches,
+                "; it must be at least 1");
   PARTITA_CHECK(p.global_batch % p.microbatches == 0, "plan JSON: global_batch ", p.global_batch,
                 " is not a multiple of microbatches ", p.microbatches);
   // Everything that reads a plan indexes its groups by the stages' group numbers.

@@ -272,40 +272,49 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         for (const auto& e : timeline) peak = std::max(peak, live += e.delta);
         return peak;
       };
-      const double peak = peak_of(events);
       detail::DeviceHostFacts& facts = host_facts.emplace_back();
       facts.offloaded = Bytes(static_cast<int64_t>(peak_of(host_events)));
       const WeightHome home = model.weight_home(d, static_cast<int>(g.devices.size()));
       const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home, d, m};
-      if (tp) {
-        dp.peak_memory =
-            training ? tensor->model_state(st.first, st.last, p) +
-                           Bytes(static_cast<int64_t>(
-                               tensor->backward_peak(st.first, st.last, share, p, m).beyond_state + peak))
-                     : tensor->memory(st.first, st.last, share, p, 1, d);
-      } else if (training) {
-        // Each backward's peak beyond the activations in flight as it starts (StageModel::backward_peak):
-        // the device's first of the step holds only the gradients made by then, the later ones all of them.
+      if (training) {
+        // Each backward's peak beyond the activations in flight as it starts (StageModel::backward_peak,
+        // TensorModel::backward_peak): the device's first of the step holds only the gradients made by then,
+        // the later ones all of them.
         const Offload state =
             offloads_optimizer_state(st.offload) ? Offload::kOptimizerState : Offload::kNone;
         const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, state, home, d, m};
-        const StageModel::BackwardPeak first = model.backward_peak(none, /*first_of_step=*/true);
-        const double later = model.backward_peak(none, false).beyond_state;
+        double first = 0, later = 0;
+        Bytes unmade(0), unmade_replicated(0);
+        if (tp) {
+          const TensorModel::BackwardPeak at_first = tensor->backward_peak(st.first, st.last, share, p, 1);
+          first = at_first.beyond_state;
+          later = tensor->backward_peak(st.first, st.last, share, p, 0).beyond_state;
+          unmade_replicated = at_first.unmade_replicated;
+        } else {
+          const StageModel::BackwardPeak at_first = model.backward_peak(none, /*first_of_step=*/true);
+          first = at_first.beyond_state;
+          later = model.backward_peak(none, false).beyond_state;
+          unmade = at_first.unmade_gradients;
+        }
+        std::stable_sort(events.begin(), events.end(),
+                         [](const Event& x, const Event& y) { return x.at < y.at; });
         std::sort(backward_starts.begin(), backward_starts.end());
-        // peak_of sorted the events; what is live as a backward starts includes every event at that time.
+        // What is live as a backward starts includes every event at that time.
         double live = 0, top = 0;
         size_t e = 0;
         for (size_t k = 0; k < backward_starts.size(); ++k) {
           while (e < events.size() && events[e].at <= backward_starts[k]) live += events[e++].delta;
-          const double value = live + (k == 0 ? first.beyond_state : later);
+          const double value = live + (k == 0 ? first : later);
           if (k == 0 || value > top) {
             top = value;
-            facts.unmade_gradients = k == 0 ? first.unmade_gradients : Bytes(0);
+            facts.unmade_gradients = k == 0 ? unmade : Bytes(0);
+            facts.unmade_replicated = k == 0 ? unmade_replicated : Bytes(0);
           }
         }
-        dp.peak_memory = model.model_state(none) + Bytes(static_cast<int64_t>(top));
+        const Bytes state_bytes = tp ? tensor->model_state(st.first, st.last, p) : model.model_state(none);
+        dp.peak_memory = state_bytes + Bytes(static_cast<int64_t>(top));
       } else {
-        dp.peak_memory = model.memory(base);
+        dp.peak_memory = tp ? tensor->memory(st.first, st.last, share, p, 1, d) : model.memory(base);
       }
       if (!training) dp.peak_memory += Bytes(static_cast<int64_t>(inference_backlog(s) * share));
       // A tensor-parallel device's model state: its shards of the split weights and the replicated rest (with

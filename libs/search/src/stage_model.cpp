@@ -400,11 +400,11 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
                       Bytes(static_cast<int64_t>(unmade))};
 }
 
-int StageModel::in_flight_after_first_backward(const StageLoad& load) {
-  const int first = std::min(load.in_flight, load.microbatches);
+BackwardsInFlight backwards_in_flight(int in_flight, int microbatches) {
+  const int first = std::min(in_flight, microbatches);
   // 1F1B's steady state starts a forward between two backwards; once every forward has run (GPipe, or
   // 1F1B with no more microbatches than stages to the end) each backward ends one for good.
-  return load.microbatches > first ? first : first - 1;
+  return BackwardsInFlight{first, microbatches > first ? first : first - 1};
 }
 
 Bytes StageModel::memory(const StageLoad& load) const {
@@ -433,10 +433,9 @@ Bytes StageModel::memory(const StageLoad& load) const {
   }
   // The device's first backward of the step runs before any gradient exists, with the most microbatches in
   // flight; the later ones beside every gradient, with as many or one fewer.
-  const double first = activations(std::min(load.in_flight, load.microbatches)) +
-                       backward_peak(load, /*first_of_step=*/true).beyond_state;
-  const double later =
-      activations(in_flight_after_first_backward(load)) + backward_peak(load, false).beyond_state;
+  const BackwardsInFlight kept = backwards_in_flight(load.in_flight, load.microbatches);
+  const double first = activations(kept.first) + backward_peak(load, /*first_of_step=*/true).beyond_state;
+  const double later = activations(kept.later) + backward_peak(load, false).beyond_state;
   return Bytes(static_cast<int64_t>(state + std::max(first, later)));
 }
 

@@ -372,15 +372,28 @@ double TensorModel::peak_live(NodeId first, NodeId last, int samples, int p, int
 }
 
 Bytes TensorModel::memory(NodeId first, NodeId last, int samples, int p, int in_flight, int device,
-                          int microbatches) const {
+                          int microbatches, Checkpointing checkpointing) const {
   if (!model_->training()) {
     return model_state(first, last, p) +
            Bytes(static_cast<int64_t>(peak_live(first, last, samples, p, device)));
   }
+  const double state = static_cast<double>(model_state(first, last, p).value());
   const double act = activation_per_sample(first, last, p) * samples;
-  const double beyond = backward_peak(first, last, samples, p, microbatches).beyond_state;
-  return Bytes(static_cast<int64_t>(static_cast<double>(model_state(first, last, p).value()) + beyond +
-                                    act * in_flight));
+  // Activations while a backward runs with `kept` microbatches in flight (StageModel::memory's).
+  const auto activations = [&](int kept) {
+    return checkpointing == Checkpointing::kFull ? model_->input_per_sample(first) * samples * kept + act
+                                                 : act * kept;
+  };
+  if (microbatches < 2) {
+    return Bytes(static_cast<int64_t>(state + activations(in_flight) +
+                                      backward_peak(first, last, samples, p, microbatches).beyond_state));
+  }
+  // The device's first backward of the step before any gradient exists, the later ones beside all of them.
+  const BackwardsInFlight kept = backwards_in_flight(in_flight, microbatches);
+  const double first_backward =
+      activations(kept.first) + backward_peak(first, last, samples, p, /*microbatches=*/1).beyond_state;
+  const double later = activations(kept.later) + backward_peak(first, last, samples, p, 0).beyond_state;
+  return Bytes(static_cast<int64_t>(state + std::max(first_backward, later)));
 }
 
 }  // namespace partita

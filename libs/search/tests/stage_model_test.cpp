@@ -451,9 +451,10 @@ TEST(StageModel, AStepsFirstBackwardHoldsOnlyTheGradientsMadeByThenWhateverTheMi
   const Bytes every_gradient = m.memory(gpipe);
   gpipe.microbatches = 4;
   EXPECT_EQ(m.memory(gpipe), every_gradient - Bytes(4040));
-  EXPECT_EQ(StageModel::in_flight_after_first_backward(gpipe), 3);
+  EXPECT_EQ(backwards_in_flight(gpipe.in_flight, 4).first, 4);
+  EXPECT_EQ(backwards_in_flight(gpipe.in_flight, 4).later, 3);
   StageLoad one_f{0, 2, 2, 2, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, -1, 4};
-  EXPECT_EQ(StageModel::in_flight_after_first_backward(one_f), 2);
+  EXPECT_EQ(backwards_in_flight(one_f.in_flight, 4).later, 2);
   one_f.microbatches = 0;
   const Bytes one_f_every_gradient = m.memory(one_f);
   one_f.microbatches = 4;

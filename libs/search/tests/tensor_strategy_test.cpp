@@ -235,6 +235,25 @@ TEST(TensorModel, AGroupOfOnePeaksAsTheStageModel) {
                 << microbatches;
             ASSERT_EQ(got.unmade_gradients, want.unmade_gradients);
           }
+          // With several microbatches the device's first backward holds only the gradients made by then:
+          // what memory() adds to the model state is StageModel's, checkpointed or not.
+          for (int microbatches : {2, 3, 5}) {
+            for (int in_flight = 1; in_flight <= microbatches; ++in_flight) {
+              for (Checkpointing ck : {Checkpointing::kNone, Checkpointing::kFull}) {
+                const StageLoad load{
+                    first, last, samples, in_flight, ck, Offload::kNone, WeightHome::kHost, -1, microbatches};
+                const double want =
+                    static_cast<double>((model.memory(load) - model.model_state(load)).value());
+                const double got =
+                    static_cast<double>((tm.memory(first, last, samples, 1, in_flight, -1, microbatches, ck) -
+                                         tm.model_state(first, last, 1))
+                                            .value());
+                ASSERT_NEAR(got, want, 1.0)
+                    << "graph " << k << " [" << first << ", " << last << "] samples " << samples << " mb "
+                    << microbatches << " in flight " << in_flight;
+              }
+            }
+          }
         }
       }
     }
@@ -354,6 +373,19 @@ TEST(TensorHybrid, ChainCostOfATensorSlotIsWhatTheSimulatorRuns) {
   }
   EXPECT_NEAR(choice->per_microbatch.value() * 2, device0.value(), 1e-9);
   EXPECT_NEAR(choice->busy.value(), (device0 + allreduce).value(), 1e-9);
+  // A device's simulated peak is the tensor model's memory, with the step's first backward holding only the
+  // gradients made by then: 1F1B keeps one microbatch at each backward, GPipe both at the first.
+  for (Schedule schedule : {Schedule::kOneFOneB, Schedule::kGPipe}) {
+    Plan scheduled = plan;
+    scheduled.schedule = schedule;
+    const Simulation run = simulate(scheduled, g, c, t, o);
+    const int kept = schedule == Schedule::kGPipe ? 2 : 1;
+    for (const auto& d : run.prediction.devices) {
+      EXPECT_NEAR(static_cast<double>(d.peak_memory.value()),
+                  static_cast<double>(tm.memory(0, 2, 1, 2, kept, 0, 2).value()), 2.0)
+          << schedule_name(schedule) << " " << d.device;
+    }
+  }
 }
 
 // Matmul chains (2-D weights, so every layer can be split) on eight devices: the layouts include tensor x

@@ -102,6 +102,15 @@ struct StageLoad {
   int microbatches = 0;
 };
 
+// Training, a device that runs `microbatches` (>= 2) per step and keeps up to `in_flight` of them at once:
+// how many it keeps when its first backward starts, and at most when a later one does (see the assumptions
+// above).
+struct BackwardsInFlight {
+  int first = 0;
+  int later = 0;
+};
+BackwardsInFlight backwards_in_flight(int in_flight, int microbatches);
+
 class StageModel {
  public:
   // Throws partita::Error when the cost table lacks a row for a cluster device's spec or has the wrong size.
@@ -200,8 +209,6 @@ class StageModel {
   // The same for one backward of the step: `first_of_step` for the device's first (no gradient of the stage
   // exists yet as it starts: the engine sets them to none), else every gradient is there.
   BackwardPeak backward_peak(const StageLoad& load, bool first_of_step) const;
-  // Microbatches in flight when the device's later backwards run (load.microbatches >= 2; see above).
-  static int in_flight_after_first_backward(const StageLoad& load);
 
  private:
   const Graph* graph_;

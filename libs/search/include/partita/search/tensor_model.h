@@ -60,12 +60,12 @@ class TensorModel {
   // The all-reduces of one pass over [first, last] (part of forward and of backward above).
   Seconds communication(NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const;
   // Per-device memory of the range on a group of p (see above); `in_flight` microbatches of activations kept
-  // (training); offload and checkpointing are not part of it (the simulator and the chain partitioner add
-  // checkpointing: the stage input kept per microbatch, the forward run again in the backward).
-  // `device` (a cluster index, -1: not known) decides the inference kernels' working memory.
-  // `microbatches` (per step; 0: not known) as StageLoad's: with one, the gradients are timed.
+  // (training); full checkpointing keeps the stage input per microbatch and runs one microbatch's forward
+  // again in its backward; offload is not part of it. `device` (a cluster index, -1: not known) decides the
+  // inference kernels' working memory. `microbatches` (per step; 0: not known) as StageLoad's: the device's
+  // first backward of the step holds only the gradients made by then (StageModel::memory).
   Bytes memory(NodeId first, NodeId last, int samples, int p, int in_flight, int device = -1,
-               int microbatches = 0) const;
+               int microbatches = 0, Checkpointing checkpointing = Checkpointing::kNone) const;
   // Inference: the most bytes one device of a group of p holds alive at once while a node of [first, last]
   // runs, per sample, at least the range's input (see above), without the kernels' working memory.
   double peak_live_per_sample(NodeId first, NodeId last, int p) const;
@@ -77,9 +77,10 @@ class TensorModel {
   // optimizer state.
   Bytes model_state(NodeId first, NodeId last, int p) const;
   // Training: the peak of one microbatch's backward of `samples` samples on one device of a group of p,
-  // beyond its activations and model_state (see above; may be negative with one microbatch per step). The
-  // gradients not made yet at that node, per device, and their replicated part (every device of the group
-  // makes those whole).
+  // beyond its activations and model_state (see above). `microbatches` 1: a backward that starts before any
+  // gradient exists (the only one of a step, or the device's first: may be negative); otherwise every
+  // gradient is there. The gradients not made yet at that node, per device, and their replicated part
+  // (every device of the group makes those whole).
   struct BackwardPeak {
     double beyond_state = 0;
     Bytes unmade_gradients{0};
