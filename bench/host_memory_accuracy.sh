@@ -37,7 +37,7 @@ for name, m in models.items():
                                    text=True)
                 if r.returncode != 0:
                     refused.append(f"{name} {'train' if train else 'infer'} {strategy}: {step}: "
-                                   f"{r.stderr.strip()[-160:]}")
+                                   f"{(r.stderr.strip().splitlines() or [''])[-1]}")
                 return r.returncode == 0
 
             if not ran("plan", "--devices", "cpu:0,cpu:1", "--strategy", strategy, "--all-devices", "--cost",
