@@ -13,26 +13,24 @@
 namespace partita {
 namespace {
 
-// create_directories with an error that names what was to be written there.
-void make_folder(const std::filesystem::path& dir, const std::string& for_what) {
+// create_directories with an error led by `what` ("--json 'out/a.json'"), what was to be written there.
+void make_folder(const std::filesystem::path& dir, const std::string& what) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  PARTITA_CHECK(!ec, "cannot create the folder '", dir.string(), "' for ", for_what, ": ", ec.message(),
-                "; choose a writable path");
+  PARTITA_CHECK(!ec, what, ": cannot create the folder '", dir.string(), "' (", ec.message(),
+                "); choose a writable path");
 }
 
 // Makes `dir` and checks that a file can be created in it; `what` ("--json 'out/a.json'") leads the error.
 void check_writable_folder(const std::string& dir, const std::string& what) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  PARTITA_CHECK(!ec, what, ": cannot create the folder '", dir, "' (", ec.message(),
-                "); choose a writable path");
+  make_folder(dir, what);
   const fs::path probe = fs::path(dir) / (".partita-write-check-" + std::to_string(::getpid()));
   {
     std::ofstream out(probe, std::ios::binary | std::ios::trunc);
     PARTITA_CHECK(out.good(), what, ": cannot write files in '", dir, "'; choose a writable path");
   }
+  std::error_code ec;
   fs::remove(probe, ec);
 }
 
@@ -55,7 +53,7 @@ void write_text_file(const std::string& path, const std::string& text) {
   }
   namespace fs = std::filesystem;
   const fs::path target(path);
-  if (target.has_parent_path()) make_folder(target.parent_path(), path);
+  if (target.has_parent_path()) make_folder(target.parent_path(), "'" + path + "'");
   const fs::path tmp = target.string() + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
