@@ -160,6 +160,19 @@ class BakedBatch(nn.Module):
         return self.fc(x).view(4, -1)
 
 
+class FusedEncoder(nn.Module):
+    """A transformer encoder layer traced in eval mode under no_grad: torch.nn takes its fused inference kernel
+    (aten::_transformer_encoder_layer_fwd), which has no derivative (partita must refuse to train it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(self.layer(x))
+
+
 def torchvision_model(name):
     import torchvision
     return getattr(torchvision.models, name)(weights=None)
@@ -210,6 +223,10 @@ def main():
         print(f"zoo: wrote {name}.pt", file=sys.stderr)
     # A scripted (not traced) model with control flow, for the importer's error path.
     torch.jit.script(DataDependent()).save(os.path.join(args.out, "control_flow.pt"))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        fused = torch.jit.trace(FusedEncoder().eval(), (torch.randn(2, 8, 16),), check_trace=False)
+    fused.save(os.path.join(args.out, "fused_encoder.pt"))
     with open(os.path.join(args.out, "zoo.json"), "w") as f:
         json.dump(index, f, indent=2)
 

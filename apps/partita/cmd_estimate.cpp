@@ -18,6 +18,7 @@
 #include "partita/hardware/nvml.h"
 #include "partita/runtime/blas_threads.h"
 #include "partita/torch_bridge/executor.h"
+#include "partita/torch_bridge/gradient_check.h"
 #include "partita/torch_bridge/memory_meter.h"
 #include "partita/torch_bridge/op_profiler.h"
 #include "step_measurement.h"
@@ -110,6 +111,7 @@ void run_estimate(const EstimateArgs& args) {
   const auto specs = args.model.specs();
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
+  if (args.train) check_trainable(model, specs);
   const Graph& g = model.ir;
 
   const auto db = try_load_hardware_db();

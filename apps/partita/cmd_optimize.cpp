@@ -33,6 +33,7 @@
 #include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
 #include "partita/search/simulator.h"
+#include "partita/torch_bridge/gradient_check.h"
 #include "partita/torch_bridge/memory_meter.h"
 #include "partita/torch_bridge/timing.h"
 #include "partita/viz/optimize_report.h"
@@ -146,6 +147,7 @@ void run_optimize(const OptimizeArgs& args) {
   MemoryMeter& meter = MemoryMeter::install();
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
+  if (mode == Mode::kTraining) check_trainable(model, specs);
   LoadedModel baseline_model = load_model(args.model.model);
   annotate_shapes(baseline_model, specs);
   // Every measured training run, plain LibTorch's and each candidate's, starts from the file's weights (both

@@ -37,6 +37,7 @@
 #include "partita/runtime/stage_transport.h"
 #include "partita/runtime/tensor_group_link.h"
 #include "partita/search/plan_json.h"
+#include "partita/torch_bridge/gradient_check.h"
 #include "partita/torch_bridge/memory_meter.h"
 #include "plan_runner.h"
 #include "planning_inputs.h"
@@ -295,6 +296,7 @@ void run_run(const RunArgs& args) {
   MemoryMeter& meter = MemoryMeter::install();
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
+  if (args.train) check_trainable(model, specs);
   // A plan made before partita checked this, or by hand: split, such a model computes something else.
   if (plan.splits_batch()) {
     if (const auto problem = batch_split_problem(model, specs)) {

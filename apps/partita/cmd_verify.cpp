@@ -10,6 +10,7 @@
 #include "partita/core/json_io.h"
 #include "partita/core/log.h"
 #include "partita/torch_bridge/executor.h"
+#include "partita/torch_bridge/gradient_check.h"
 #include "partita/torch_bridge/timing.h"
 
 namespace partita::app {
@@ -89,6 +90,7 @@ void run_verify(const VerifyArgs& args) {
   const auto specs = args.model.specs();
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
+  if (args.train) check_trainable(model, specs);
   const Executor executor(model);
   const auto input_tensors = make_inputs(specs, /*seed=*/7);
   const std::vector<c10::IValue> inputs(input_tensors.begin(), input_tensors.end());

@@ -31,6 +31,7 @@
 #include "partita/search/model_spec.h"
 #include "partita/torch_bridge/batch_check.h"
 #include "partita/torch_bridge/executor.h"
+#include "partita/torch_bridge/gradient_check.h"
 #include "partita/torch_bridge/machine_fingerprint.h"
 #include "partita/torch_bridge/model.h"
 #include "partita/torch_bridge/op_profiler.h"
@@ -334,10 +335,10 @@ Graph load_source_graph(const PlanSource& source) {
     log_info(fmt::format("building {} at batch {}", source.model_spec, source.batch));
     return build_model_graph(load_model_spec(source.model_spec), source.batch);
   }
-  return std::move(load_source_model(source).ir);
+  return std::move(load_source_model(source, Mode::kInference).ir);
 }
 
-LoadedModel load_source_model(const PlanSource& source) {
+LoadedModel load_source_model(const PlanSource& source, Mode mode) {
   PARTITA_CHECK(!source.model.empty(),
                 "nothing to plan: give MODEL.pt --input SPEC... or --model-spec FILE.yaml");
   PARTITA_CHECK(!source.inputs.empty(),
@@ -348,6 +349,7 @@ LoadedModel load_source_model(const PlanSource& source) {
   log_info(fmt::format("loading {}", source.model));
   LoadedModel model = load_model(source.model);
   annotate_shapes(model, specs);
+  if (mode == Mode::kTraining) check_trainable(model, specs);
   return model;
 }
 
@@ -563,7 +565,7 @@ PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode, Optimiz
     return in;
   }
   if (!want_profile) {
-    LoadedModel model = load_source_model(source);
+    LoadedModel model = load_source_model(source, mode);
     PlanningInputs in = make_planning_inputs(model.ir, source);
     in.options.optimizer = optimizer;
     mark_batch_splittability(in, model);
@@ -576,7 +578,7 @@ PlanningInputs load_planning_inputs(const PlanSource& source, Mode mode, Optimiz
   PARTITA_CHECK(source.model_spec.empty(),
                 "--cost profiled needs a TorchScript model to run; a --model-spec "
                 "has no weights: use --cost roofline there");
-  LoadedModel model = load_source_model(source);
+  LoadedModel model = load_source_model(source, mode);
   PlanningInputs in = make_planning_inputs(model.ir, source);
   in.options.optimizer = optimizer;
   mark_batch_splittability(in, model);

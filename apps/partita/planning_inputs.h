@@ -53,8 +53,9 @@ Graph load_source_graph(const PlanSource& source);
 // first input).
 PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_batch = 0);
 
-// The TorchScript model `source` names, loaded and annotated at its input specs.
-LoadedModel load_source_model(const PlanSource& source);
+// The TorchScript model `source` names, loaded and annotated at its input specs; for training, checked to
+// have a derivative at every node (torch_bridge/gradient_check.h).
+LoadedModel load_source_model(const PlanSource& source, Mode mode);
 
 // What stops `model` (annotated at its specs) from running on part of its batch, checked for real
 // (torch_bridge/batch_check.h: a node that fails or moves the batch out of dim 0 at a second batch size),

@@ -10,6 +10,18 @@ expect_error "aten::embedding" "$PARTITA" verify "$ZOO/gpt.pt" --input 2x16
 expect_error "takes 1 input(s) but 2" "$PARTITA" analyze "$ZOO/mlp.pt" --input 4x64 --input 4x64
 expect_error "--input is required" "$PARTITA" analyze "$ZOO/mlp.pt"
 expect_error "prim::If" "$PARTITA" analyze "$ZOO/control_flow.pt" --input 4x8
+# A model without a derivative somewhere (torch.nn's fused transformer kernel, traced in eval mode under no_grad)
+# is refused for training by every command, at once and naming the node; it still plans for inference.
+fused="$ZOO/fused_encoder.pt"
+no_grad="node 0 aten::_transformer_encoder_layer_fwd (layer, transformer.py:42) has no gradient"
+for cmd in "optimize --out $WORK/fused" "plan --cost roofline" "plan --cost profiled" "estimate --device cpu" verify; do
+  # shellcheck disable=SC2086
+  expect_error "cannot train $fused: $no_grad" "$PARTITA" $cmd "$fused" --input 2x8x16 --train
+done
+"$PARTITA" plan "$fused" --input 2x8x16 --devices cpu:0 --cost roofline --json "$WORK/fused_plan.json" >/dev/null \
+  || fail "plan for inference of fused_encoder.pt"
+sed 's/"mode": "inference"/"mode": "training"/' "$WORK/fused_plan.json" >"$WORK/fused_train_plan.json"
+expect_error "$no_grad" "$PARTITA" run "$fused" --plan "$WORK/fused_train_plan.json" --input 2x8x16 --train
 # Whole-number options say what they want (CLI11's own check printed a range up to 1.8e308).
 expect_error "--microbatches: '0' is not a positive integer" "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --microbatches 0
 expect_error "--steps: '1.5' is not a positive integer" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --steps 1.5

@@ -1,0 +1,52 @@
+#include "partita/torch_bridge/gradient_check.h"
+
+#include <gtest/gtest.h>
+
+#include "partita/core/error.h"
+#include "zoo.h"
+
+namespace partita {
+
+namespace {
+struct Loaded {
+  LoadedModel model;
+  std::vector<InputSpec> specs;
+};
+Loaded load(const std::string& name, const char* input) {
+  Loaded l{load_model(testing::zoo_model(name)), {parse_input_spec(input)}};
+  annotate_shapes(l.model, l.specs);
+  return l;
+}
+}  // namespace
+
+TEST(GradientCheck, ZooModelsTrain) {
+  for (const auto& [name, input] :
+       {std::pair{"mlp", "4x64"}, {"cnn", "2x3x32x32"}, {"gpt", "2x16:i64:2048"}}) {
+    const Loaded l = load(name, input);
+    const auto missing = first_node_without_derivative(l.model, l.specs);
+    EXPECT_FALSE(missing) << name << ": node " << missing->node << " " << missing->message;
+    EXPECT_NO_THROW(check_trainable(l.model, l.specs)) << name;
+  }
+}
+
+// A transformer layer traced in eval mode under no_grad is torch.nn's fused inference kernel: no derivative.
+TEST(GradientCheck, FusedInferenceKernelIsNamed) {
+  const Loaded l = load("fused_encoder", "2x8x16");
+  const auto missing = first_node_without_derivative(l.model, l.specs);
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(l.model.ir.node(missing->node).op, "aten::_transformer_encoder_layer_fwd");
+  EXPECT_NE(missing->message.find("not implemented"), std::string::npos) << missing->message;
+  try {
+    check_trainable(l.model, l.specs);
+    FAIL() << "check_trainable accepted a model without a derivative";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("fused_encoder.pt"), std::string::npos) << what;
+    EXPECT_NE(what.find("node " + std::to_string(missing->node) + " aten::_transformer_encoder_layer_fwd"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("model.train()"), std::string::npos) << what;
+  }
+}
+
+}  // namespace partita
