@@ -43,8 +43,7 @@ struct RunOptions {
   GlooStageTransport* transport = nullptr;
   TensorGroupLink* tensor_link = nullptr;  // one device of a tensor group: its link to the others
   // A plan with one worker here runs it on the calling thread, which the engine pins to that worker's device
-  // (EngineOptions::inline_lone_worker): for a process that runs one plan (partita run), not partita
-  // optimize.
+  // (EngineOptions::inline_lone_worker) and puts back when the run ends.
   bool inline_lone_worker = false;
   // Checkpoints (training; see partita/runtime/checkpoint.h). With a directory, `warmup` must be 0 (warm-up
   // steps train too) and `steps` is the total number of training steps of the job, resumed runs included.

@@ -150,9 +150,10 @@ struct EngineOptions {
   // runs it on the calling thread instead of handing it to a worker thread (two cross-thread wake-ups less
   // per step). The engine then applies the worker's DeviceBinding (core pinning, intra-op threads) to the
   // thread that calls step(), from the first step for the engine's life (the destructor restores that
-  // thread's affinity and thread count when it runs on the same thread): for dedicated processes
-  // (partita run), not for a thread that runs other work between steps. Errors, observers and traces are
-  // the same as with a worker thread. Ignored with several workers.
+  // thread's affinity and thread count when it runs on the same thread): for a thread that runs nothing
+  // else while the engine lives (partita run; each of partita optimize's runs), not for one that runs other
+  // work between steps. Errors, observers and traces are the same as with a worker thread. Ignored with
+  // several workers.
   bool inline_lone_worker = false;
   // The number of the engine's first step (its tasks' TaskEvent::step, what the reducer and transport are
   // told): an engine that takes a run over after a rebalance goes on counting where the last one stopped.
