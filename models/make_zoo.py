@@ -173,6 +173,19 @@ class FusedEncoder(nn.Module):
         return self.head(self.layer(x))
 
 
+class LastStepLSTM(nn.Module):
+    """An LSTM whose final states go unused (batch in dim 1): the batch check must not count them."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, batch_first=True)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        y, _ = self.lstm(x)
+        return self.head(y[:, -1])
+
+
 def torchvision_model(name):
     import torchvision
     return getattr(torchvision.models, name)(weights=None)
@@ -227,6 +240,10 @@ def main():
     with torch.no_grad():
         fused = torch.jit.trace(FusedEncoder().eval(), (torch.randn(2, 8, 16),), check_trace=False)
     fused.save(os.path.join(args.out, "fused_encoder.pt"))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        lstm = torch.jit.trace(LastStepLSTM().eval(), (torch.randn(4, 6, 8),), check_trace=False)
+    lstm.save(os.path.join(args.out, "lstm.pt"))
     with open(os.path.join(args.out, "zoo.json"), "w") as f:
         json.dump(index, f, indent=2)
 

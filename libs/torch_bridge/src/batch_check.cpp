@@ -1,5 +1,7 @@
 #include "partita/torch_bridge/batch_check.h"
 
+#include <unordered_set>
+
 #include "partita/core/error.h"
 #include "partita/torch_bridge/executor.h"
 
@@ -7,13 +9,20 @@ namespace partita {
 
 namespace {
 
-// Shapes of every tensor a node produced, in output order, flattened over lists/tuples.
+// Shapes of the tensors a node produced, in output order, flattened over lists/tuples. Outputs that nothing
+// reads are left out: what a split does to them cannot matter (an LSTM's final states, batch in dim 1, beside
+// the per-step output a model uses).
 class ShapeCollector : public ExecutionObserver {
  public:
-  explicit ShapeCollector(size_t n) : shapes_(n) {}
+  explicit ShapeCollector(const Graph& g) : graph_(g), shapes_(g.num_nodes()) {
+    for (ValueId v : g.outputs()) graph_outputs_.insert(v);
+  }
   void on_node_end(const Node& node, c10::ArrayRef<c10::IValue> outputs) override {
     auto& out = shapes_[node.id];
-    for (const auto& iv : outputs) {
+    for (size_t i = 0; i < outputs.size() && i < node.outputs.size(); ++i) {
+      const ValueId v = node.outputs[i];
+      if (graph_.value(v).users.empty() && graph_outputs_.count(v) == 0) continue;
+      const c10::IValue& iv = outputs[i];
       if (iv.isTensor()) {
         out.push_back(iv.toTensor().sizes().vec());
       } else if (iv.isTensorList()) {
@@ -21,6 +30,8 @@ class ShapeCollector : public ExecutionObserver {
       }
     }
   }
+  const Graph& graph_;
+  std::unordered_set<ValueId> graph_outputs_;
   std::vector<std::vector<std::vector<int64_t>>> shapes_;
 };
 
@@ -90,7 +101,7 @@ BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::
     }
     return std::nullopt;
   };
-  ShapeCollector first(g.num_nodes()), second(g.num_nodes());
+  ShapeCollector first(g), second(g);
   const auto first_error = run(specs, first);
   PARTITA_CHECK(!first_error, "model fails at its own batch size: ", *first_error);
   const auto second_error = run(specs2, second);

@@ -34,4 +34,11 @@ TEST(BatchCheck, BakedReshapeIsNamed) {
       << r.problems[0].detail;
 }
 
+// y, _ = lstm(x): the final states, batch in dim 1, are read by nothing; the output the model uses follows.
+TEST(BatchCheck, OutputsNothingReadsDoNotCount) {
+  const BatchCheckResult r = check("lstm", "4x6x8");
+  EXPECT_TRUE(r.splittable());
+  EXPECT_TRUE(r.problems.empty()) << "node " << r.problems[0].node << " " << r.problems[0].detail;
+}
+
 }  // namespace partita
