@@ -27,6 +27,7 @@
 #include "partita/core/format.h"
 #include "partita/core/json_io.h"
 #include "partita/core/log.h"
+#include "partita/core/own_thread.h"
 #include "partita/core/statistics.h"
 #include "partita/runtime/baseline.h"
 #include "partita/search/objective.h"
@@ -284,12 +285,20 @@ void run_optimize(const OptimizeArgs& args) {
     if (!mirror_devices.empty() && c.devices == mirror_devices && c.blas == mirror_blas) mirror = &c;
   }
 
+  // Every run of a plan measures it as `partita run` runs it, a lone worker on the calling thread, so a small
+  // model's step pays no hand-off to a worker thread and back (8x32 MLP of two inputs: 20 -> 11 us a step,
+  // the executor alone 9 us); and on a thread of its own that ends with the run, so the OpenMP team of a
+  // multi-threaded worker does not outlive it and slow what runs next (run on this thread, an idle 2-thread
+  // team took plain LibTorch's googlenet rounds from 20 to 25-29 ms, and to 51 ms under
+  // OMP_WAIT_POLICY=active).
+  const auto run_alone = [&](const Plan& plan, const RunOptions& options) {
+    RunReport report;
+    run_on_own_thread([&] { report = run_plan(model, plan, specs, options); });
+    return report;
+  };
   RunOptions probe;
   probe.steps = 5;
   probe.warmup = 3;  // a new engine's first steps pay for thread, OpenMP team and allocator start-up
-  // Every run measures a plan as `partita run` runs it: one worker runs on this thread (its binding is put
-  // back when the run ends), so a small model's step pays no hand-off to a worker thread and back (8x32 MLP
-  // of two inputs: 20 -> 11 us a step, the executor alone 9 us).
   probe.inline_lone_worker = true;
   for (auto& c : candidates) {
     log_info(fmt::format("optimize: measuring candidate {} (predicted {:.2f} ms)", c.label,
@@ -297,7 +306,7 @@ void run_optimize(const OptimizeArgs& args) {
     try {
       probe.blas = c.blas;
       from_file_weights(model);
-      const RunReport r = run_plan(model, c.plan, specs, probe);
+      const RunReport r = run_alone(c.plan, probe);
       c.measured_ms = r.median_ms;
       c.measured_joules = joules_per_step(r.energy);
     } catch (const Error& e) {
@@ -328,7 +337,7 @@ void run_optimize(const OptimizeArgs& args) {
       for (size_t k = 0; k < finalists.size(); ++k) {
         runoff.blas = finalists[k]->blas;
         from_file_weights(model);
-        const RunReport report = run_plan(model, finalists[k]->plan, specs, runoff);
+        const RunReport report = run_alone(finalists[k]->plan, runoff);
         runs[k].push_back(report.median_ms);
         joules[k].push_back(joules_per_step(report.energy));
       }
@@ -386,7 +395,7 @@ void run_optimize(const OptimizeArgs& args) {
     from_file_weights(model);  // also drops earlier runs' gradients: this run allocates (and counts) its own
     meter.reset_peak();
     const Bytes before = meter.current_bytes();
-    final_report = run_plan(model, best->plan, specs, run_options);
+    final_report = run_alone(best->plan, run_options);
     measured_peak = std::max(measured_peak, meter.peak_bytes() - before);
     plan_ms.insert(plan_ms.end(), final_report.step_ms.begin(), final_report.step_ms.end());
     plan_round_ms.push_back(median_of(final_report.step_ms));

@@ -17,6 +17,7 @@
 
 #include "partita/core/error.h"
 #include "partita/core/log.h"
+#include "partita/core/own_thread.h"
 #include "partita/cost/corun.h"
 #include "partita/hardware/cluster_file.h"
 #include "partita/hardware/cpu_info.h"
@@ -147,17 +148,10 @@ void use_measured(DeviceSpec& spec, const MachineProfile& profile, int total_cor
 // Runs `fn` on a new thread bound like an engine worker on `device`; rethrows what it throws.
 template <typename Fn>
 void on_bound_thread(const std::string& device, Fn fn) {
-  std::exception_ptr error;
-  std::thread worker([&] {
-    try {
-      apply_to_current_thread(bind_device(device));
-      fn();
-    } catch (...) {
-      error = std::current_exception();
-    }
+  run_on_own_thread([&] {
+    apply_to_current_thread(bind_device(device));
+    fn();
   });
-  worker.join();
-  if (error) std::rethrow_exception(error);
 }
 
 void collect_float(const c10::IValue& v, std::vector<torch::Tensor>& out) {

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "partita/core/error.h"
+#include "partita/core/own_thread.h"
 #include "partita/runtime/blas_threads.h"
 #include "partita/runtime/optimizer.h"
 #include "partita/torch_bridge/timing.h"
@@ -87,16 +88,7 @@ BaselineResult measure_torchscript(LoadedModel& model, const std::vector<torch::
                                    const ThreadConfig& config, const BaselineOptions& options) {
   PARTITA_CHECK(!inputs.empty(), "baseline needs inputs");
   BaselineResult result;
-  std::exception_ptr error;
-  std::thread runner([&] {
-    try {
-      result = measure_here(model, inputs, config, options);
-    } catch (...) {
-      error = std::current_exception();
-    }
-  });
-  runner.join();
-  if (error) std::rethrow_exception(error);
+  run_on_own_thread([&] { result = measure_here(model, inputs, config, options); });
   return result;
 }
 
