@@ -252,6 +252,7 @@ void run_optimize(const OptimizeArgs& args) {
   // plain LibTorch's two best settings get the run-off partita's finalists get: kRunoffRounds alternating
   // rounds of at least kRunoffWindow each, and the median of all their runs, the sweep's included, decides.
   Json baseline_runoff = Json::array();  // [{config, median_ms}] of the run-off, for --json
+  double base_before_ms = 0;             // the chosen setting before any plan ran (run-off, else sweep)
   std::sort(sweep.begin(), sweep.end(),
             [](const auto& a, const auto& b) { return a.median_ms < b.median_ms; });
   if (sweep.size() >= 2) {
@@ -270,8 +271,10 @@ void run_optimize(const OptimizeArgs& args) {
     log_info(fmt::format("optimize: plain LibTorch run-off {} {:.2f} ms vs {} {:.2f} ms",
                          sweep[0].config.to_string(), first, sweep[1].config.to_string(), second));
     if (second < first) std::swap(sweep[0], sweep[1]);
+    base_before_ms = std::min(first, second);
   }
   const auto best_base = sweep.begin();
+  if (base_before_ms == 0) base_before_ms = best_base->median_ms;
   // The candidate that runs plain LibTorch's best setting through partita's executor: the whole CPU or one
   // core, with OpenBLAS single-threaded or keeping its pool.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -492,6 +495,17 @@ void run_optimize(const OptimizeArgs& args) {
         "during the run, so predicted and measured times can differ by as much\n",
         time_of(fastest_round), time_of(slowest_round), 100.0 * round_range);
   }
+  // Plain LibTorch's final rounds against its own figure from before any plan ran: a job that slowed between
+  // the two means the machine changed or something a plan run left behind slowed it (an idle OpenMP team did
+  // once: docs/status.md), and either way the speedup above is overstated.
+  const double base_drift = baseline_median / base_before_ms - 1.0;
+  if (base_drift > kSteadyRoundRange) {
+    fmt::print(
+        out,
+        "note: plain LibTorch ran {:.0f}% slower in the final rounds ({}) than at the same setting before "
+        "any plan ran ({}): the speedup may be overstated; rerun with nothing else running\n",
+        100.0 * base_drift, time_of(baseline_median), time_of(base_before_ms));
+  }
   for (const auto& w : final_report.workers) {
     fmt::print(out, "  stage {} on {:<8} utilization {:5.1f}%  busy {}/step (predicted {})\n", w.stage,
                w.device, 100.0 * w.utilization, time_of(w.busy_ms_per_step), time_of(w.predicted_busy_ms));
@@ -546,6 +560,7 @@ void run_optimize(const OptimizeArgs& args) {
                           {"steps", static_cast<int>(s.step_ms.size())}});
   result["baseline_sweep"] = sweep_json;
   result["baseline_runoff"] = baseline_runoff;
+  result["baseline_before_ms"] = base_before_ms;  // the chosen setting before any plan ran
   result["run"] = run_report_to_json(final_report);
   result["plan"] = plan_json;
   write_json_file((fs::path(args.out) / "metrics.json").string(), result);

@@ -118,6 +118,8 @@ d = json.load(open(sys.argv[1]))
 runoff, sweep = d["baseline_runoff"], sorted(d["baseline_sweep"], key=lambda s: s["median_ms"])
 assert len(runoff) == 2 and {r["config"] for r in runoff} == {s["config"] for s in sweep[:2]}, (runoff, sweep)
 assert d["baseline_config"] == min(runoff, key=lambda r: r["median_ms"])["config"], (d["baseline_config"], runoff)
+# The final rounds are checked against the chosen setting's run-off figure (a note when they ran slower).
+assert d["baseline_before_ms"] == min(r["median_ms"] for r in runoff), (d["baseline_before_ms"], runoff)
 # The sweep times each setting for at least 3 steps and 0.05 s of the planner's first candidate's prediction.
 import math
 want = min(200, max(3, math.ceil(50 / d["candidates"][0]["predicted_ms"])))
