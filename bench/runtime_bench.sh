@@ -37,7 +37,7 @@ for spec in "mlp 256x64" "cnn 32x3x32x32" "branchy 8x3x32x32" "gpt 8x128:i64:204
          --json "$tmp/even_run.json" >/dev/null 2>>"$tmp/even.err"; then
       even=$(get "$tmp/even_run.json" "f\"{d['step_ms']:.1f}\"")
     fi
-    row=$(get "$tmp/opt.json" "f\"| {d['model'].split('/')[-1]} | $input | $mode | {d['baseline_ms']:.1f} ({d['baseline_config']}) | $even | {d['plan_ms']:.1f} | {d['speedup']:.2f}x{' (%d rounds)' % d['rounds'] if d['extra_rounds'] else ''} | {d['predicted_ms']:.1f} | {d['plan']['strategy']} {len(d['plan']['stages'])} stage(s) x{d['plan']['microbatches']} mb on {'+'.join(sorted({x for g in d['plan']['groups'] for x in g['devices']}))} |\"")
+    row=$(get "$tmp/opt.json" "f\"| {d['model'].split('/')[-1]} | $input | $mode | {d['baseline_ms']:.1f} ({d['baseline_config']}{'; %+.0f%% on its run-off' % (100 * (d['baseline_ms'] / d['baseline_before_ms'] - 1)) if d['baseline_ms'] > 1.15 * d['baseline_before_ms'] else ''}) | $even | {d['plan_ms']:.1f} | {d['speedup']:.2f}x{' (%d rounds)' % d['rounds'] if d['extra_rounds'] else ''} | {d['predicted_ms']:.1f} | {d['plan']['strategy']} {len(d['plan']['stages'])} stage(s) x{d['plan']['microbatches']} mb on {'+'.join(sorted({x for g in d['plan']['groups'] for x in g['devices']}))} |\"")
     echo "$row" >&2
     if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$tmp/opt.json" "$KEEP/$model-${input%%:*}-$mode.json"; fi
     rows+=("$row")
@@ -68,7 +68,9 @@ echo "$summary" >&2
   echo "the plan's optimizer step, Adam) at the best of its thread sweep (torch threads x OpenBLAS threads, shown; each setting"
   echo "timed for at least 3 steps and 0.05 s of the predicted step; the sweep's two best"
   echo "settings re-measured in 3 alternating rounds, as partita's finalists are; 3 warm-up calls so"
-  echo "TorchScript's profiling executor has optimized). Plain and partita columns are medians of $rounds alternating"
+  echo "TorchScript's profiling executor has optimized; where its final rounds ran more than 15% slower than that run-off,"
+  echo "before any plan ran, the column says by how much: that row's speedup may be overstated)."
+  echo "Plain and partita columns are medians of $rounds alternating"
   echo "rounds of at least $steps steps and at least 0.3 s each (twice as many rounds, marked, where the rounds' speedups"
   echo "disagreed by more than 15%). The naive split is 'partita plan --strategy even' on cpu:0,cpu:1 (equal batch shares or"
   echo "equal node counts per core, whichever the planner ranks first), run by partita's engine, measured separately"
