@@ -71,6 +71,50 @@ Cost attention(const Graph& g, const Node& n) {
   return estimated(g, n, 2 * batch * l * s * (e + ev));
 }
 
+// torch.nn's fused inference kernels count what the ops they replace would: projections as linear (2 per
+// multiply-add, 1 per bias element), scores and weighted values as matmuls, softmax 5 and layer norm 8 per
+// element, 1 per element for the scaling of q, residual adds and the activation.
+
+// Multi-head attention of q [B, L, E] on k, v [B, S, E] with h heads, the projections included.
+double mha_flops(double b, double l, double s, double e, double h) {
+  const double projections = 2 * b * l * e * e + b * l * e      // q
+                             + 2 * (2 * b * s * e * e + b * s * e)  // k, v
+                             + 2 * b * l * e * e + b * l * e;       // output
+  return projections + b * l * e + 4 * b * l * s * e + 5 * b * h * l * s;
+}
+
+// _native_multi_head_attention(query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight,
+// proj_bias, mask, need_weights, average_attn_weights, mask_type): nn.MultiheadAttention's fast path.
+Cost native_multi_head_attention(const Graph& g, const Node& n) {
+  const TensorMeta* q = input_meta(g, n, 0);
+  const TensorMeta* k = input_meta(g, n, 1);
+  const auto heads = n.inputs.size() > 4 ? constant_int(g, n.inputs[4]) : std::nullopt;
+  if (!q || !k || !heads || q->shape.size() != 3 || k->shape.size() != 3) return std::nullopt;
+  const auto d = [](const TensorMeta* t, size_t i) { return static_cast<double>(t->shape[i]); };
+  return estimated(g, n, mha_flops(d(q, 0), d(q, 1), d(k, 1), d(q, 2), static_cast<double>(*heads)));
+}
+
+// _transformer_encoder_layer_fwd(src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,
+// use_gelu, norm_first, eps, norm_weight_1, norm_bias_1, norm_weight_2, norm_bias_2, ffn_weight_1,
+// ffn_bias_1, ffn_weight_2, ffn_bias_2, mask, mask_type): nn.TransformerEncoderLayer's fast path, src
+// [B, T, E] (batch first), self-attention, two layer norms, two residual adds and a feed-forward of
+// ffn_weight_1's rows.
+Cost transformer_encoder_layer(const Graph& g, const Node& n) {
+  const TensorMeta* x = input_meta(g, n, 0);
+  const TensorMeta* ffn = input_meta(g, n, 14);
+  const auto heads = n.inputs.size() > 2 ? constant_int(g, n.inputs[2]) : std::nullopt;
+  if (!x || !ffn || !heads || x->shape.size() != 3 || ffn->shape.size() != 2) return std::nullopt;
+  const double b = static_cast<double>(x->shape[0]), t = static_cast<double>(x->shape[1]),
+               e = static_cast<double>(x->shape[2]), f = static_cast<double>(ffn->shape[0]);
+  const double tokens = b * t;
+  const double feed_forward = 2 * tokens * e * f + tokens * f  // first linear
+                              + tokens * f                     // activation
+                              + 2 * tokens * f * e + tokens * e;  // second linear
+  return estimated(g, n,
+                   mha_flops(b, t, t, e, static_cast<double>(*heads)) + feed_forward + 2 * tokens * e  // adds
+                       + 2 * 8 * tokens * e);                                                          // norms
+}
+
 // The element tensors of a list argument: from the list value itself, or from its ListConstruct's inputs.
 std::vector<TensorMeta> list_elements(const Graph& g, ValueId list) {
   const Value& v = g.value(list);
@@ -168,6 +212,8 @@ Handler find_compute_handler(std::string_view op) {
       {"aten::dot", matmul},
       {"aten::einsum", einsum},
       {"aten::scaled_dot_product_attention", attention},
+      {"aten::_native_multi_head_attention", native_multi_head_attention},
+      {"aten::_transformer_encoder_layer_fwd", transformer_encoder_layer},
       {"aten::max_pool1d", pool1d},
       {"aten::avg_pool1d", pool1d},
       {"aten::max_pool2d", pool2d},

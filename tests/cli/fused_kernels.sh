@@ -1,0 +1,42 @@
+# torch.nn's fused inference kernels (what a transformer layer or nn.MultiheadAttention traces to in eval mode
+# under no_grad) get a FLOP estimate: the same layer traced in training mode runs the unfused ops, and
+# partita's totals for the two must agree within 2% (same weights, same shapes); the fused graph lists no op
+# without an estimate.
+source "$(dirname "$0")/lib.sh"
+"$PYTHON" - "$WORK" <<'PY'
+import sys, torch, torch.nn as nn
+w = sys.argv[1]
+torch.manual_seed(0)
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(32, 4, batch_first=True)
+    def forward(self, x):
+        return self.mha(x, x, x, need_weights=False)[0]
+layers = {
+    "encoder": (nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True), torch.randn(2, 10, 32)),
+    "attention": (Attention(), torch.randn(2, 10, 32)),
+}
+for name, (layer, x) in layers.items():
+    with torch.no_grad():
+        torch.jit.trace(layer.eval(), (x,), check_trace=False).save(f"{w}/{name}_fused.pt")
+    torch.jit.trace(layer.train(), (x,), check_trace=False).save(f"{w}/{name}_ops.pt")
+PY
+for name in encoder attention; do
+  for kind in fused ops; do
+    "$PARTITA" --threads 1 analyze "$WORK/${name}_$kind.pt" --input 2x10x32 --json "$WORK/${name}_$kind.json" \
+      >"$WORK/${name}_$kind.txt" || fail "analyze ${name}_$kind"
+  done
+  "$PYTHON" - "$WORK/${name}_fused.json" "$WORK/${name}_ops.json" <<'PY' || fail "$name: fused vs unfused FLOPs"
+import json, sys
+fused, ops = (json.load(open(f)) for f in sys.argv[1:3])
+kernels = {"aten::_transformer_encoder_layer_fwd", "aten::_native_multi_head_attention"}
+assert {n["op"] for n in fused["nodes"]} & kernels, "the eval-mode trace did not take the fused kernel"
+assert not {n["op"] for n in ops["nodes"]} & kernels, "the training-mode trace is fused too"
+ratio = fused["flops"] / ops["flops"]
+print(f"{sys.argv[1]}: fused {fused['flops']:.0f} vs unfused {ops['flops']:.0f} FLOPs, ratio {ratio:.4f}")
+assert 0.98 <= ratio <= 1.02, ratio
+PY
+  grep -q "no estimate" "$WORK/${name}_fused.txt" && fail "$name: $(grep "no estimate" "$WORK/${name}_fused.txt")"
+done
+finish
