@@ -77,7 +77,7 @@ Cost attention(const Graph& g, const Node& n) {
 
 // Multi-head attention of q [B, L, E] on k, v [B, S, E] with h heads, the projections included.
 double mha_flops(double b, double l, double s, double e, double h) {
-  const double projections = 2 * b * l * e * e + b * l * e      // q
+  const double projections = 2 * b * l * e * e + b * l * e          // q
                              + 2 * (2 * b * s * e * e + b * s * e)  // k, v
                              + 2 * b * l * e * e + b * l * e;       // output
   return projections + b * l * e + 4 * b * l * s * e + 5 * b * h * l * s;
@@ -107,12 +107,12 @@ Cost transformer_encoder_layer(const Graph& g, const Node& n) {
   const double b = static_cast<double>(x->shape[0]), t = static_cast<double>(x->shape[1]),
                e = static_cast<double>(x->shape[2]), f = static_cast<double>(ffn->shape[0]);
   const double tokens = b * t;
-  const double feed_forward = 2 * tokens * e * f + tokens * f  // first linear
-                              + tokens * f                     // activation
+  const double feed_forward = 2 * tokens * e * f + tokens * f     // first linear
+                              + tokens * f                        // activation
                               + 2 * tokens * f * e + tokens * e;  // second linear
   return estimated(g, n,
                    mha_flops(b, t, t, e, static_cast<double>(*heads)) + feed_forward + 2 * tokens * e  // adds
-                       + 2 * 8 * tokens * e);                                                          // norms
+                       + 2 * 8 * tokens * e);  // norms
 }
 
 // The element tensors of a list argument: from the list value itself, or from its ListConstruct's inputs.

@@ -123,16 +123,33 @@ TEST(OpCostCompute, FusedTransformerKernelsCountTheOpsTheyReplace) {
   const ValueId src = input(g, {2, 3, 4}, "src");
   const auto w = [&](std::vector<int64_t> shape) { return input(g, std::move(shape), "w"); };
   op(g, "aten::_transformer_encoder_layer_fwd",
-     {src,    int_constant(g, "4"), int_constant(g, "2"), w({12, 4}), w({12}), w({4, 4}), w({4}), flag(g, false),
-      flag(g, false), g.add_constant(ValueKind::kScalar, "1e-05"), w({4}), w({4}), w({4}), w({4}), w({8, 4}),
-      w({8}), w({4, 8}), w({4}), none(g), none(g)},
+     {src,
+      int_constant(g, "4"),
+      int_constant(g, "2"),
+      w({12, 4}),
+      w({12}),
+      w({4, 4}),
+      w({4}),
+      flag(g, false),
+      flag(g, false),
+      g.add_constant(ValueKind::kScalar, "1e-05"),
+      w({4}),
+      w({4}),
+      w({4}),
+      w({4}),
+      w({8, 4}),
+      w({8}),
+      w({4, 8}),
+      w({4}),
+      none(g),
+      none(g)},
      {2, 3, 4});
-  const double in_proj = 2 * 6 * 4 * 12 + 6 * 12, scale_q = 24, scores = 2 * 4 * 3 * 3 * 2, softmax = 5 * 4 * 3 * 3,
-               weighted = scores, out_proj = 2 * 6 * 4 * 4 + 24, add_norm = 24 + 8 * 24,
-               ffn1 = 2 * 6 * 4 * 8 + 48, relu = 48, ffn2 = 2 * 6 * 8 * 4 + 24;
+  const double in_proj = 2 * 6 * 4 * 12 + 6 * 12, scale_q = 24, scores = 2 * 4 * 3 * 3 * 2,
+               softmax = 5 * 4 * 3 * 3, weighted = scores, out_proj = 2 * 6 * 4 * 4 + 24,
+               add_norm = 24 + 8 * 24, ffn1 = 2 * 6 * 4 * 8 + 48, relu = 48, ffn2 = 2 * 6 * 8 * 4 + 24;
   EXPECT_EQ(cost_of_last(g).status, CostStatus::kEstimated);
-  EXPECT_EQ(cost_of_last(g).flops, Flops(in_proj + scale_q + scores + softmax + weighted + out_proj + add_norm +
-                                         ffn1 + relu + ffn2 + add_norm));
+  EXPECT_EQ(cost_of_last(g).flops, Flops(in_proj + scale_q + scores + softmax + weighted + out_proj +
+                                         add_norm + ffn1 + relu + ffn2 + add_norm));
 
   // Attention of 3 queries on 5 keys (cross-attention), width 4, 2 heads; outputs (attended, weights).
   const ValueId query = input(g, {2, 3, 4}, "q");
@@ -140,18 +157,18 @@ TEST(OpCostCompute, FusedTransformerKernelsCountTheOpsTheyReplace) {
   const ValueId out = tensor(g, {2, 3, 4});
   const ValueId weights = g.add_value(ValueKind::kNone, "");
   g.add_node("aten::_native_multi_head_attention",
-             {query, key, key, int_constant(g, "4"), int_constant(g, "2"), w({12, 4}), w({12}), w({4, 4}), w({4}),
-              none(g), flag(g, false), flag(g, true), none(g)},
+             {query, key, key, int_constant(g, "4"), int_constant(g, "2"), w({12, 4}), w({12}), w({4, 4}),
+              w({4}), none(g), flag(g, false), flag(g, true), none(g)},
              {out, weights});
-  const double q_proj = 2 * 6 * 4 * 4 + 24, kv_proj = 2 * (2 * 10 * 4 * 4 + 40), cross_scores = 2 * 4 * 3 * 5 * 2,
-               cross_softmax = 5 * 4 * 3 * 5;
+  const double q_proj = 2 * 6 * 4 * 4 + 24, kv_proj = 2 * (2 * 10 * 4 * 4 + 40),
+               cross_scores = 2 * 4 * 3 * 5 * 2, cross_softmax = 5 * 4 * 3 * 5;
   EXPECT_EQ(cost_of_last(g).flops,
             Flops(q_proj + kv_proj + scale_q + cross_scores + cross_softmax + cross_scores + out_proj));
 
   // Without a constant head count there is no estimate.
   op(g, "aten::_native_multi_head_attention",
-     {query, key, key, int_constant(g, "4"), input(g, {}, "heads"), w({12, 4}), w({12}), w({4, 4}), w({4}), none(g),
-      flag(g, false), flag(g, true), none(g)},
+     {query, key, key, int_constant(g, "4"), input(g, {}, "heads"), w({12, 4}), w({12}), w({4, 4}), w({4}),
+      none(g), flag(g, false), flag(g, true), none(g)},
      {2, 3, 4});
   EXPECT_EQ(cost_of_last(g).status, CostStatus::kNoEstimate);
 }
