@@ -1,6 +1,7 @@
 #include "plan_runner.h"
 
 #include <unistd.h>
+#include <csignal>
 
 #include <algorithm>
 #include <chrono>
@@ -95,11 +96,14 @@ class RunCheckpoint {
   const CheckpointProgress& progress() const { return progress_; }
 
   // `losses`: the loss of every step done, the checkpoint's included (so losses.size() is the step number).
-  void maybe_save(const Engine& engine, const std::vector<double>& losses) {
+  // `now`: save whatever the step number (a run stopped by a signal), unless this step is saved already.
+  void maybe_save(const Engine& engine, const std::vector<double>& losses, bool now = false) {
     const int done = static_cast<int>(losses.size());
     if (options_.checkpoint_dir.empty()) return;
     const bool due = options_.checkpoint_every > 0 && done % options_.checkpoint_every == 0;
-    if (!due && done != options_.steps) return;
+    if (!due && done != options_.steps && !now) return;
+    if (done == last_saved_ || done == progress_.steps) return;  // saved, or resumed and nothing new
+    last_saved_ = done;
     const auto t0 = std::chrono::steady_clock::now();
     const auto ms_since = [](std::chrono::steady_clock::time_point t) {
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
@@ -202,22 +206,30 @@ class RunCheckpoint {
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
   std::optional<Plan> resumed_plan_;
   std::vector<double> stall_ms_;
+  int last_saved_ = -1;                                      // the step count of this run's last checkpoint
   std::unique_ptr<DistributedGroup::StoreChannel> channel_;  // a pipeline rank's background saves
   BackgroundCheckpointWriter writer_;  // last member: destroyed first, waiting for a save in flight
 };
 
-// Test hook for single-process runs (multi-process runs have theirs in the gradient reducer, same meaning):
+int step_from_env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::atoi(v) : -1;
+}
+
+// Test hooks for single-process runs (multi-process runs have theirs in the gradient reducer, same meaning):
 // PARTITA_FAULT_EXIT_AT_STEP=K makes the process print one line and _exit(1) before its step K (counted from
-// 0 in this process, warm-up included), as a crash would.
+// 0 in this process, warm-up included), as a crash would; PARTITA_FAULT_SIGNAL_AT_STEP=K sends the process
+// SIGTERM after its step K, as a scheduler would, at a step a test can name.
 void apply_single_process_fault_hook(int process_step) {
-  static const int exit_at = [] {
-    const char* v = std::getenv("PARTITA_FAULT_EXIT_AT_STEP");
-    return v != nullptr && *v != '\0' ? std::atoi(v) : -1;
-  }();
+  static const int exit_at = step_from_env("PARTITA_FAULT_EXIT_AT_STEP");
   if (process_step != exit_at) return;
   std::fprintf(stderr, "partita: test hook: exits at step %d (PARTITA_FAULT_EXIT_AT_STEP)\n", process_step);
   std::fflush(stderr);
   _exit(1);
+}
+void apply_single_process_signal_hook(int process_step) {
+  static const int signal_at = step_from_env("PARTITA_FAULT_SIGNAL_AT_STEP");
+  if (process_step == signal_at) std::raise(SIGTERM);
 }
 
 }  // namespace
@@ -430,9 +442,17 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
       if (options.record_trace) engine->add_observer(&trace);
       tracing = options.record_trace;
     }
-    PARTITA_CHECK(options.stop_requested == nullptr || !options.stop_requested->load(),
-                  "stopped by a signal before step ", i + 1, " of ", total,
-                  " (what the run changed, such as power caps, is put back)");
+    if (options.stop_requested != nullptr && options.stop_requested->load()) {
+      // One process: the steps done are saved first (several processes would have to agree on the step).
+      if (training && !options.checkpoint_dir.empty() && options.group == nullptr && i > first) {
+        checkpoint.maybe_save(*engine, report.losses, /*now=*/true);
+        checkpoint.finish();
+        PARTITA_FAIL("stopped by a signal after step ", i, " of ", total, "; checkpoint saved in ",
+                     options.checkpoint_dir, ": continue with --resume");
+      }
+      PARTITA_FAIL("stopped by a signal before step ", i + 1, " of ", total,
+                   " (what the run changed, such as power caps, is put back)");
+    }
     if (options.reducer == nullptr) apply_single_process_fault_hook(i - first);
     if (injector) injector->set_step(i);
     const auto t0 = std::chrono::steady_clock::now();
@@ -448,6 +468,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
                          i < options.warmup ? " (warm-up)" : "",
                          training ? fmt::format(", loss {:.5f}", r.loss) : ""));
     if (i >= options.warmup && training) checkpoint.maybe_save(*engine, report.losses);
+    if (options.reducer == nullptr) apply_single_process_signal_hook(i - first);
     ++metrics_steps;
     if (rebalancer && i >= options.warmup && i + 1 < total) {
       if (std::optional<Plan> next = rebalancer->after_step(i)) {

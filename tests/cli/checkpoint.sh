@@ -58,6 +58,25 @@ done
 "$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert a[1:] != b[1:]" \
   "$WORK/adam.full.json" "$WORK/sgd.full.json" || fail "adam and sgd_momentum runs should differ"
 
+# Stopped by SIGTERM (a scheduler's): the run saves the steps done, says so in one line and exits 1; resumed, it
+# gives the uninterrupted run's losses. The hook raises SIGTERM after the run's step K (counted from 0): K=11
+# leaves 12 steps (between checkpoints), K=9 leaves 10 (saved already: no second save), and in the background
+# (--checkpoint-async) the run waits for the write.
+for case in "11 12" "9 10" "11 12 --checkpoint-async"; do
+  set -- $case
+  dir="$WORK/term-$1${3:-}"
+  rc=0
+  PARTITA_FAULT_SIGNAL_AT_STEP=$1 "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" --steps 20 --checkpoint-dir "$dir" \
+    --checkpoint-every 5 ${3:-} >/dev/null 2>"$WORK/term.err" || rc=$?
+  [ "$rc" -eq 1 ] || fail "SIGTERM $case: want exit status 1, got $rc"
+  [ "$(cat "$WORK/term.err")" = "partita: error: stopped by a signal after step $2 of 20; checkpoint saved in $dir: continue with --resume" ] \
+    || fail "SIGTERM $case: $(cat "$WORK/term.err")"
+  [ "$(latest "$dir")" = "$(printf 'step-%08d' "$2")" ] || fail "SIGTERM $case: want the checkpoint of step $2, got $(latest "$dir")"
+  "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" --steps 20 --checkpoint-dir "$dir" --checkpoint-every 5 --resume \
+    --json "$WORK/term.json" >/dev/null || fail "SIGTERM $case: resume"
+  resumed_losses "$WORK/adam.full.json" "$WORK/term.json" "$2" || fail "SIGTERM $case: stopped+resumed losses differ"
+done
+
 # In the background (--checkpoint-async): the same losses, and the run waits for its last save. Killed before
 # step 13, the save of step 10 may still be being written and die with the process: LATEST then names step 5's
 # checkpoint (never a partial one), and resuming from either gives the same losses.
