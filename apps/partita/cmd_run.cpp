@@ -363,9 +363,8 @@ void run_run(const RunArgs& args) {
   }
   // Power caps hold for the run and are put back when it ends, fails or is interrupted (Ctrl-C or SIGTERM
   // stop it between steps, so the caps are restored on the way out). PARTITA_POWERCAP_ROOT points the RAPL
-  // reader at another powercap tree (tests). A checkpointed training run in one process stops between steps
-  // too, after saving the steps done (a scheduler's SIGTERM loses no work); across processes, where the
-  // ranks would have to agree on the step, a signal ends the run at once and the last checkpoint stands.
+  // reader at another powercap tree (tests). A checkpointed training run stops between steps too, after
+  // saving the steps done (a scheduler's SIGTERM loses no work); the ranks of a job agree on the step first.
   std::optional<Nvml> nvml;
   std::optional<Rapl> rapl;
   std::unique_ptr<PowerCaps> power;
@@ -377,7 +376,7 @@ void run_run(const RunArgs& args) {
     rapl.emplace(powercap_root());
     for (const auto& line : recover_power_caps(journal_dir, *nvml, *rapl)) log_warning(line);
   }
-  if (!caps.empty() || (!options.checkpoint_dir.empty() && !group)) {
+  if (!caps.empty() || !options.checkpoint_dir.empty()) {
     stop.emplace();
     options.stop_requested = &stop->requested();
   }

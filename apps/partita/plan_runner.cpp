@@ -216,10 +216,11 @@ int step_from_env(const char* name) {
   return v != nullptr && *v != '\0' ? std::atoi(v) : -1;
 }
 
-// Test hooks for single-process runs (multi-process runs have theirs in the gradient reducer, same meaning):
-// PARTITA_FAULT_EXIT_AT_STEP=K makes the process print one line and _exit(1) before its step K (counted from
-// 0 in this process, warm-up included), as a crash would; PARTITA_FAULT_SIGNAL_AT_STEP=K sends the process
-// SIGTERM after its step K, as a scheduler would, at a step a test can name.
+// Test hooks. PARTITA_FAULT_EXIT_AT_STEP=K makes a single process print one line and _exit(1) before its step
+// K (counted from 0 in this process, warm-up included), as a crash would (multi-process runs have theirs in
+// the gradient reducer, same meaning). PARTITA_FAULT_SIGNAL_AT_STEP=K sends the process SIGTERM after its
+// step K, as a scheduler would, at a step a test can name; in a multi-process job only rank
+// PARTITA_FAULT_RANK (default 1) does.
 void apply_single_process_fault_hook(int process_step) {
   static const int exit_at = step_from_env("PARTITA_FAULT_EXIT_AT_STEP");
   if (process_step != exit_at) return;
@@ -227,10 +228,56 @@ void apply_single_process_fault_hook(int process_step) {
   std::fflush(stderr);
   _exit(1);
 }
-void apply_single_process_signal_hook(int process_step) {
+void apply_signal_hook(int process_step, const DistributedGroup* group) {
   static const int signal_at = step_from_env("PARTITA_FAULT_SIGNAL_AT_STEP");
-  if (process_step == signal_at) std::raise(SIGTERM);
+  static const int named_rank = step_from_env("PARTITA_FAULT_RANK");
+  static const int fault_rank = named_rank >= 0 ? named_rank : 1;
+  if (process_step != signal_at) return;
+  if (group == nullptr || group->rank() == fault_rank) std::raise(SIGTERM);
 }
+
+// Whether the run stops before its next step: asked by a signal (RunOptions::stop_requested) here or, in a
+// multi-process job, in any rank. A signal reaches the ranks at different steps, or only one of them, so they
+// vote, in a sum over all ranks, whether any was asked, and all of them stop before the same step (a
+// checkpoint of it is whole). A vote costs about as much as a tiny step (0.4-0.6 ms on this VM for a
+// 2-process MLP job whose steps take 3 ms; docs/distributed.md), so the ranks vote about every kVoteEveryMs
+// of steps: each proposes the number of steps until the next vote from its own step times, and they take the
+// mean of the proposals (the same integer on every rank).
+class StopVote {
+ public:
+  static constexpr double kVoteEveryMs = 100;
+  static constexpr int kMaxStepsBetweenVotes = 1000;
+
+  explicit StopVote(const RunOptions& options) : options_(options) {}
+
+  bool stop_before(int step) {
+    if (options_.stop_requested == nullptr) return false;
+    const bool here = options_.stop_requested->load();
+    if (options_.group == nullptr) return here;
+    if (step < next_vote_) return false;
+    const auto now = std::chrono::steady_clock::now();
+    int64_t proposal = 1;
+    if (last_vote_step_ >= 0) {
+      const double ms_per_step =
+          std::chrono::duration<double, std::milli>(now - last_vote_time_).count() / (step - last_vote_step_);
+      proposal = std::clamp<int64_t>(static_cast<int64_t>(kVoteEveryMs / std::max(ms_per_step, 1e-3)), 1,
+                                     kMaxStepsBetweenVotes);
+    }
+    std::vector<torch::Tensor> vote{torch::tensor({int64_t{here ? 1 : 0}, proposal}, torch::kInt64)};
+    options_.group->allreduce_sum(vote, step, "the vote on whether to stop");
+    last_vote_step_ = step;
+    last_vote_time_ = std::chrono::steady_clock::now();
+    const int64_t asked = vote[0][0].item<int64_t>(), proposals = vote[0][1].item<int64_t>();
+    next_vote_ = step + std::max<int64_t>(1, proposals / options_.group->world_size());
+    return asked > 0;
+  }
+
+ private:
+  const RunOptions& options_;
+  int64_t next_vote_ = 0;
+  int last_vote_step_ = -1;
+  std::chrono::steady_clock::time_point last_vote_time_;
+};
 
 }  // namespace
 
@@ -245,6 +292,7 @@ StopOnSignal::StopOnSignal() {
   g_stop_requested.store(false);
   struct sigaction action {};
   action.sa_handler = request_stop;
+  action.sa_flags = SA_RESTART;  // a blocking read or write (a store's, a file's) goes on after the signal
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, &previous_int_);
   sigaction(SIGTERM, &action, &previous_term_);
@@ -434,6 +482,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   }
   RunEnergyMeter energy(local_devices);
   const int blas_pool = std::max(1, blas_threads());  // as the engine set it (-1: no OpenBLAS)
+  StopVote stop_vote(options);
   for (int i = first; i < total; ++i) {
     if (i == std::max(first, options.warmup)) {  // count and trace only the steps after warm-up
       energy.start();
@@ -442,11 +491,12 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
       if (options.record_trace) engine->add_observer(&trace);
       tracing = options.record_trace;
     }
-    if (options.stop_requested != nullptr && options.stop_requested->load()) {
-      // One process: the steps done are saved first (several processes would have to agree on the step).
-      if (training && !options.checkpoint_dir.empty() && options.group == nullptr && i > first) {
+    if (stop_vote.stop_before(i)) {
+      // The steps done are saved first; every rank of a job waits until the checkpoint is committed.
+      if (training && !options.checkpoint_dir.empty() && i > first) {
         checkpoint.maybe_save(*engine, report.losses, /*now=*/true);
         checkpoint.finish();
+        if (options.group != nullptr) options.group->barrier("the checkpoint saved before stopping");
         PARTITA_FAIL("stopped by a signal after step ", i, " of ", total, "; checkpoint saved in ",
                      options.checkpoint_dir, ": continue with --resume");
       }
@@ -468,7 +518,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
                          i < options.warmup ? " (warm-up)" : "",
                          training ? fmt::format(", loss {:.5f}", r.loss) : ""));
     if (i >= options.warmup && training) checkpoint.maybe_save(*engine, report.losses);
-    if (options.reducer == nullptr) apply_single_process_signal_hook(i - first);
+    apply_signal_hook(i - first, options.group);
     ++metrics_steps;
     if (rebalancer && i >= options.warmup && i + 1 < total) {
       if (std::optional<Plan> next = rebalancer->after_step(i)) {

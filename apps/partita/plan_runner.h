@@ -66,7 +66,9 @@ struct RunOptions {
   // processes of a one-stage data-parallel plan, through `group`: the batch shares move).
   bool rebalance = false;
   RebalanceOptions rebalance_options;
-  // When set and true, the run stops before its next step with an error (StopOnSignal sets it).
+  // When set and true, the run stops before its next step with an error (StopOnSignal sets it); a
+  // checkpointed training run saves the steps done first. With `group`, every rank must set it (the ranks
+  // agree, through one all-reduce per step, to stop before the same step when any of them was asked to).
   const std::atomic<bool>* stop_requested = nullptr;
 };
 

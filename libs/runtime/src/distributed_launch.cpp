@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include "partita/core/error.h"
 
 extern char** environ;
@@ -138,6 +140,37 @@ std::string describe(int status) {
 
 bool failed(int status) { return !WIFEXITED(status) || WEXITSTATUS(status) != 0; }
 
+// SIGINT and SIGTERM sent to the launcher while it waits: counted here, passed on by its loop.
+volatile sig_atomic_t g_signals = 0;
+volatile sig_atomic_t g_last_signal = 0;
+extern "C" void count_signal(int sig) {
+  g_last_signal = sig;
+  g_signals = g_signals + 1;
+}
+
+// Installs count_signal for SIGINT and SIGTERM while alive; the previous handlers come back afterwards.
+class ForwardSignals {
+ public:
+  ForwardSignals() {
+    g_signals = 0;
+    struct sigaction action {};
+    action.sa_handler = count_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &previous_int_);
+    sigaction(SIGTERM, &action, &previous_term_);
+  }
+  ~ForwardSignals() {
+    sigaction(SIGINT, &previous_int_, nullptr);
+    sigaction(SIGTERM, &previous_term_, nullptr);
+  }
+  ForwardSignals(const ForwardSignals&) = delete;
+  ForwardSignals& operator=(const ForwardSignals&) = delete;
+
+ private:
+  struct sigaction previous_int_ {};
+  struct sigaction previous_term_ {};
+};
+
 }  // namespace
 
 void LaunchOptions::validate() const {
@@ -167,6 +200,10 @@ int free_tcp_port() {
 void launch_local(const LaunchOptions& options) {
   options.validate();
   const int port = options.master_port > 0 ? options.master_port : free_tcp_port();
+  // A signal to the launcher goes on to every rank (a checkpointed run saves and stops after its step, the
+  // ranks agreeing on which); a second one kills them. Caught from before the first fork, so none is lost (a
+  // child runs the handler only until its exec).
+  ForwardSignals forward;
   std::vector<Child> children;
   int first_failed = -1;
   Clock::time_point failed_at;
@@ -178,7 +215,23 @@ void launch_local(const LaunchOptions& options) {
   }
   const auto grace = std::chrono::duration<double>(options.grace.value());
   bool termed = false, killed = false;
+  int signals_passed = 0, stopped_by = 0;
   while (true) {
+    if (g_signals > signals_passed) {
+      signals_passed = g_signals;
+      const bool first_signal = stopped_by == 0;
+      if (first_signal) stopped_by = g_last_signal;
+      for (auto& c : children) {
+        if (c.running) kill(c.pid, first_signal ? stopped_by : SIGKILL);
+      }
+      const std::string line =
+          first_signal ? fmt::format(
+                             "partita launch: got SIG{}; passed it on to the {} processes (a checkpointed "
+                             "run saves and stops after its current step; send it again to kill them)\n",
+                             sigabbrev_np(stopped_by), options.processes)
+                       : std::string("partita launch: got a second signal; killing the processes\n");
+      write_all(2, line);
+    }
     std::vector<pollfd> fds;
     for (auto& c : children) {
       if (c.err_fd >= 0) fds.push_back(pollfd{c.err_fd, POLLIN, 0});
@@ -216,6 +269,13 @@ void launch_local(const LaunchOptions& options) {
     }
   }
   if (first_failed < 0) return;
+  if (stopped_by != 0) {
+    std::string ranks;
+    for (const auto& c : children)
+      ranks += (ranks.empty() ? "" : "; ") + ("rank " + std::to_string(c.rank) + " " + describe(c.status));
+    PARTITA_FAIL("stopped by SIG", sigabbrev_np(stopped_by), ": ", ranks, " (", options.processes,
+                 " processes, master port ", port, ")");
+  }
   std::string others;
   for (const auto& c : children) {
     if (c.rank == first_failed || !failed(c.status)) continue;

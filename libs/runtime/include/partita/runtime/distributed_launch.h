@@ -4,8 +4,10 @@
 // (stdout is inherited as is, so rank 0's results stay machine-readable), and waits. When a rank exits
 // non-zero or dies, the others get `grace` to stop on their own (they see the failure in their next
 // collective and say which rank failed), then SIGTERM, then SIGKILL after another `grace`. Children get
-// SIGTERM if the launcher dies (PR_SET_PDEATHSIG). Torch-free. Not thread-safe (forks; reaps its own children
-// only).
+// SIGTERM if the launcher dies (PR_SET_PDEATHSIG). SIGINT or SIGTERM sent to the launcher goes on to every
+// rank, and the launcher keeps relaying until they exit (a checkpointed `partita run` saves and stops after
+// its current step, the ranks agreeing on which); a second one kills them. Torch-free. Not thread-safe
+// (forks; reaps its own children only).
 #include <string>
 #include <vector>
 
@@ -23,7 +25,8 @@ struct LaunchOptions {
 };
 
 // Runs the job to the end. Returns normally when every rank exited 0; otherwise throws partita::Error naming
-// the first rank that failed and how ("rank 1 exited with status 1; the other ranks were stopped").
+// the first rank that failed and how ("rank 1 exited with status 1; the other ranks were stopped"), or, after
+// a signal, the signal and how each rank ended.
 void launch_local(const LaunchOptions& options);
 
 // A TCP port that was free on 127.0.0.1 a moment ago.
