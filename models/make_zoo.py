@@ -186,6 +186,32 @@ class LastStepLSTM(nn.Module):
         return self.head(y[:, -1])
 
 
+class FinalStateLSTM(nn.Module):
+    """A classifier on the last layer's final hidden state: the batch sits in dim 1 of h_n, then back in dim 0
+    after h[-1]; every sample is still computed on its own, so the batch splits."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, num_layers=2, batch_first=True)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        _, (h, _) = self.lstm(x)
+        return self.head(h[-1])
+
+
+class ScrambledBatch(nn.Module):
+    """Transposes the batch into dim 1, then reshapes it back to [batch, features]: each row mixes samples, so a
+    split batch computes something else (the batch check must refuse it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(x.t().reshape(x.shape[0], -1))
+
+
 def torchvision_model(name):
     import torchvision
     return getattr(torchvision.models, name)(weights=None)
@@ -244,6 +270,11 @@ def main():
     with torch.no_grad():
         lstm = torch.jit.trace(LastStepLSTM().eval(), (torch.randn(4, 6, 8),), check_trace=False)
     lstm.save(os.path.join(args.out, "lstm.pt"))
+    for name, ctor, example in (("lstm_state", FinalStateLSTM, torch.randn(4, 6, 8)),
+                                ("scrambled_batch", ScrambledBatch, torch.randn(8, 16))):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            torch.jit.trace(ctor().eval(), (example,), check_trace=False).save(os.path.join(args.out, f"{name}.pt"))
     with open(os.path.join(args.out, "zoo.json"), "w") as f:
         json.dump(index, f, indent=2)
 

@@ -157,7 +157,7 @@ void run_plan(const PlanArgs& args) {
     const std::string why = fmt::format("{} computes something else on part of its batch ({})", args.model,
                                         in.batch_split_problem);
     PARTITA_CHECK(options.microbatches <= 1, "--microbatches ", options.microbatches, ": ", why,
-                  "; plan with one microbatch, or write the batch dimension as -1 or x.size(0) in the model");
+                  "; plan with one microbatch");
     PARTITA_CHECK(options.global_batch == in.options.global_batch, "--batch ", options.global_batch, ": ",
                   why, "; plan at the traced batch ", in.options.global_batch);
   }
@@ -206,9 +206,8 @@ void run_plan(const PlanArgs& args) {
   fmt::print(text, "{}", runnable_note);
   if (!options.batch_splittable) {
     fmt::print(text,
-               "note: every plan keeps the batch whole: {} computes something else on part of it ({}); write "
-               "the batch dimension as -1 or x.size(0) in the model to allow microbatches and data "
-               "parallelism\n",
+               "note: every plan keeps the batch whole (no microbatches, no data parallelism): {} computes "
+               "something else on part of it ({})\n",
                args.model, in.batch_split_problem);
   }
   if (!args.json.empty()) write_json_file(args.json, plan_to_json(plan));

@@ -303,8 +303,7 @@ void run_run(const RunArgs& args) {
       PARTITA_FAIL("the plan splits each step's batch (", plan.microbatches, " microbatch(es), ",
                    plan.used_devices().size(), " device(s)) but ", args.model.model,
                    " computes something else on part of it: ", *problem,
-                   "; plan again (partita plan keeps such a model's batch whole) or write the batch "
-                   "dimension as -1 or x.size(0) in the model");
+                   "; or plan again (partita plan keeps such a model's batch whole)");
     }
   }
   RunOptions options;

@@ -432,7 +432,11 @@ std::optional<std::string> batch_split_problem(const LoadedModel& model,
   for (const auto& p : check.problems) {
     if (p.behavior != BatchBehavior::kMovesBatch && p.behavior != BatchBehavior::kFails) continue;
     const Node& node = model.ir.node(p.node);
-    return fmt::format("node {} ({}) {}: {}", p.node, node.op, batch_behavior_name(p.behavior), p.detail);
+    return fmt::format("node {} ({}) {}: {}{}; {}", p.node, node.op, batch_behavior_name(p.behavior),
+                       p.detail, check.halves_detail.empty() ? "" : "; " + check.halves_detail,
+                       check.halves_mix_samples
+                           ? "only plans that keep the batch whole compute the same"
+                           : "write the batch dimension as -1 or x.size(0) in the model");
   }
   PARTITA_ASSERT(false, "a batch check that is not splittable names a problem");
   return std::nullopt;

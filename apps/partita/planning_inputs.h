@@ -58,8 +58,9 @@ PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_ba
 LoadedModel load_source_model(const PlanSource& source, Mode mode);
 
 // What stops `model` (annotated at its specs) from running on part of its batch, checked for real
-// (torch_bridge/batch_check.h: a node that fails or moves the batch out of dim 0 at a second batch size),
-// as one line naming the node; nullopt when nothing does.
+// (torch_bridge/batch_check.h: a node that fails at a second batch size, or moves the batch out of dim 0 and
+// two halves of a batch do not give the whole batch's outputs), as one line naming the node and what to do;
+// nullopt when nothing does.
 std::optional<std::string> batch_split_problem(const LoadedModel& model, const std::vector<InputSpec>& specs);
 
 // Sets in.options.batch_splittable and in.batch_split_problem from batch_split_problem at in.source.inputs.

@@ -97,7 +97,7 @@ PY
 # keep the batch whole, splitting is refused by name, and run refuses a plan that splits it.
 "$PARTITA" plan "$ZOO/baked_batch.pt" --input 8x16 --devices cpu:0,cpu:1 --train --strategy data \
   --json "$WORK/baked.json" >"$WORK/baked.txt" || fail "plan baked_batch"
-grep -q "every plan keeps the batch whole: .*node 1 (aten::view)" "$WORK/baked.txt" || fail "no note: $(cat "$WORK/baked.txt")"
+grep -q "every plan keeps the batch whole (no microbatches, no data parallelism): .*node 1 (aten::view)" "$WORK/baked.txt" || fail "no note: $(cat "$WORK/baked.txt")"
 [ "$(json_get "$WORK/baked.json" "d['microbatches'] == 1 and [len(g['devices']) for g in d['groups']] == [1]")" = "True" ] \
   || fail "baked_batch plan splits the batch: $(cat "$WORK/baked.txt")"
 expect_error "--microbatches 2: " "$PARTITA" plan "$ZOO/baked_batch.pt" --input 8x16 --devices cpu:0,cpu:1 --microbatches 2
@@ -110,6 +110,17 @@ json.dump(plan, open(sys.argv[2], "w"))
 PY
 expect_error "computes something else on part of it: node 1 (aten::view)" \
   "$PARTITA" run "$ZOO/baked_batch.pt" --input 8x16 --plan "$WORK/baked_split.json" --train --steps 2
+# The batch leaving dim 0 is not enough to refuse: an LSTM classifier reads its final state (batch in dim 1),
+# and two halves of a batch give the whole batch's outputs, so data parallelism is planned; a model that
+# transposes its batch into its features mixes samples (the halves differ) and keeps its batch whole.
+"$PARTITA" plan "$ZOO/lstm_state.pt" --input 8x6x8 --devices cpu:0,cpu:1 --train --strategy data --all-devices \
+  --json "$WORK/lstm_state.json" >"$WORK/lstm_state.txt" || fail "plan lstm_state"
+[ "$(json_get "$WORK/lstm_state.json" "[len(g['devices']) for g in d['groups']]")" = "[2]" ] \
+  || fail "lstm_state: want data parallelism on both cores: $(cat "$WORK/lstm_state.txt")"
+"$PARTITA" plan "$ZOO/scrambled_batch.pt" --input 8x16 --devices cpu:0,cpu:1 --strategy data >"$WORK/scrambled.txt" \
+  || fail "plan scrambled_batch"
+grep -q "every plan keeps the batch whole .*node 0 (aten::t) .*differs from the whole batch's .*only plans that keep the batch whole compute the same" \
+  "$WORK/scrambled.txt" || fail "scrambled_batch: $(tail -1 "$WORK/scrambled.txt")"
 
 expect_error "unknown --cost" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --cost magic
 expect_error "use --cost roofline there" "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" \

@@ -126,6 +126,45 @@ std::vector<TensorMeta> list_elements(const Graph& g, ValueId list) {
   return out;
 }
 
+// Recurrent layers (aten::lstm, gru, rnn_tanh, rnn_relu), counted as the cells they run would be, unrolled:
+// at every token (batch x steps) of every layer and direction, each weight matrix is a linear (2 per
+// multiply-add, 1 per bias element), the input and hidden gate pre-activations are added (1 per gate
+// element), and the cell's element-wise math costs, per hidden unit, what the element-wise ops would:
+// sigmoid and tanh 4, add, sub and mul 1. LSTM: 3 sigmoids, 2 tanh, c = f*c + i*g, h = o*tanh(c) = 24; GRU:
+// 2 sigmoids, 1 tanh, r*h_n, h = (1-z)*n + z*h = 17; Elman: the activation (tanh 4, relu 1). Schemas:
+// lstm.input(input, hx[], params[], has_biases, num_layers, dropout, train, bidirectional, batch_first) and
+// lstm.data(data, batch_sizes, hx[], params[], ...); gru and rnn_* take one hx tensor. The params list sits
+// at 2 (.input) or 3 (.data: packed, data [tokens, features]); tokens = numel(input) / features either way.
+// LSTMs with projections (proj_size) get no estimate.
+Cost recurrent(const Graph& g, const Node& n, int gates, double per_unit) {
+  const TensorMeta* x = input_meta(g, n, 0);
+  if (!x || x->shape.empty() || x->shape.back() <= 0) return std::nullopt;
+  const double tokens = numel(*x) / static_cast<double>(x->shape.back());
+  for (size_t at : {size_t{2}, size_t{3}}) {
+    if (n.inputs.size() < at + 6) continue;
+    const std::vector<TensorMeta> params = list_elements(g, n.inputs[at]);
+    if (params.empty() || params.front().shape.size() != 2) continue;  // hx, not the weights
+    const auto layers = constant_int(g, n.inputs[at + 2]);
+    const auto bidirectional = constant_bool(g, n.inputs[at + 5]);
+    if (!layers || !bidirectional) return std::nullopt;
+    const double layer_directions = static_cast<double>(*layers) * (*bidirectional ? 2 : 1);
+    double per_token = 0, matrices = 0;
+    for (const auto& p : params) {
+      if (p.shape.size() == 2) matrices += 1;
+      per_token += (p.shape.size() == 2 ? 2 : 1) * prod(p.shape);
+    }
+    if (matrices != 2 * layer_directions) return std::nullopt;  // projections, or a list we misread
+    const double hidden = static_cast<double>(params.front().shape[0]) / gates;
+    per_token += layer_directions * hidden * (gates + per_unit);
+    return estimated(g, n, tokens * per_token);
+  }
+  return std::nullopt;
+}
+Cost lstm(const Graph& g, const Node& n) { return recurrent(g, n, 4, 24); }
+Cost gru(const Graph& g, const Node& n) { return recurrent(g, n, 3, 17); }
+Cost rnn_tanh(const Graph& g, const Node& n) { return recurrent(g, n, 1, 4); }
+Cost rnn_relu(const Graph& g, const Node& n) { return recurrent(g, n, 1, 1); }
+
 // einsum(equation, tensors, path): every index letter is one loop, so one operand costs prod(sizes) and two
 // operands 2 * prod(sizes). Ellipses and three or more operands (order-dependent) get no estimate.
 Cost einsum(const Graph& g, const Node& n) {
@@ -235,6 +274,10 @@ Handler find_compute_handler(std::string_view op) {
       {"aten::log_softmax", softmax},
       {"aten::_softmax", softmax},
       {"aten::embedding", embedding},
+      {"aten::lstm", lstm},
+      {"aten::gru", gru},
+      {"aten::rnn_tanh", rnn_tanh},
+      {"aten::rnn_relu", rnn_relu},
   };
   const auto it = table.find(op);
   return it == table.end() ? nullptr : it->second;

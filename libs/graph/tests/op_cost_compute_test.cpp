@@ -173,6 +173,73 @@ TEST(OpCostCompute, FusedTransformerKernelsCountTheOpsTheyReplace) {
   EXPECT_EQ(cost_of_last(g).status, CostStatus::kNoEstimate);
 }
 
+// Recurrent layers count the cells they run, unrolled: per token (batch x steps) and layer, the two linears
+// (2 per multiply-add, 1 per bias element), the add of their gate pre-activations and the cell's element-wise
+// ops (sigmoid and tanh 4 each, add and mul 1).
+TEST(OpCostCompute, RecurrentLayersCountTheirCellsUnrolled) {
+  Graph g;
+  // nn.LSTM(3, 5, num_layers=2), input [7 steps, batch 2, 3 features]: gates 4 x 5 = 20.
+  const ValueId x = input(g, {7, 2, 3}, "x");
+  const auto list = [&](std::vector<std::vector<int64_t>> shapes) {
+    std::vector<ValueId> items;
+    for (auto& shape : shapes) items.push_back(parameter(g, "p", std::move(shape)));
+    const ValueId l = g.add_value(ValueKind::kList, "");
+    g.add_node("prim::ListConstruct", items, {l});
+    return l;
+  };
+  const ValueId h0 = tensor(g, {2, 2, 5});
+  const ValueId hx = g.add_value(ValueKind::kList, "");
+  g.add_node("prim::ListConstruct", {h0, h0}, {hx});
+  const ValueId params = list({{20, 3}, {20, 5}, {20}, {20}, {20, 5}, {20, 5}, {20}, {20}});
+  const ValueId dropout = g.add_constant(ValueKind::kScalar, "0.");
+  op(g, "aten::lstm",
+     {x, hx, params, flag(g, true), int_constant(g, "2"), dropout, flag(g, false), flag(g, false),
+      flag(g, false)},
+     {7, 2, 5});
+  const double tokens = 14;
+  const double layer0 = 2 * 20 * 3 + 2 * 20 * 5 + 20 + 20, layer1 = 2 * 20 * 5 + 2 * 20 * 5 + 20 + 20;
+  const double gate_adds = 20, cell = 3 * 4 * 5 + 2 * 4 * 5 + 4 * 5;  // sigmoids, tanhs, f*c + i*g, o*tanh(c)
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kEstimated);
+  EXPECT_EQ(cost_of_last(g).flops, Flops(tokens * (layer0 + layer1 + 2 * (gate_adds + cell))));
+
+  // Packed (lstm.data): data [tokens, features], the params one position later; bidirectional, 1 layer.
+  const ValueId packed = input(g, {9, 3}, "data");
+  const ValueId both = list({{20, 3}, {20, 5}, {20}, {20}, {20, 3}, {20, 5}, {20}, {20}});
+  op(g, "aten::lstm",
+     {packed, input(g, {4}, "batch_sizes"), hx, both, flag(g, true), int_constant(g, "1"), dropout,
+      flag(g, false), flag(g, true)},
+     {9, 10});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(9 * 2 * (layer0 + gate_adds + cell)));
+
+  // nn.GRU(3, 5) without biases: gates 3 x 5 = 15; r, z (2 sigmoids), n (tanh of i_n + r*h_n),
+  // h = (1-z)*n + z*h.
+  op(g, "aten::gru",
+     {x, h0, list({{15, 3}, {15, 5}}), flag(g, false), int_constant(g, "1"), dropout, flag(g, false),
+      flag(g, false), flag(g, false)},
+     {7, 2, 5});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(tokens * (2 * 15 * 3 + 2 * 15 * 5 + 15 + (2 * 4 + 4 + 1 + 4) * 5)));
+
+  // nn.RNN(3, 5, nonlinearity="relu"): one gate; the activation costs 1.
+  op(g, "aten::rnn_relu",
+     {x, h0, list({{5, 3}, {5, 5}, {5}, {5}}), flag(g, true), int_constant(g, "1"), dropout, flag(g, false),
+      flag(g, false), flag(g, false)},
+     {7, 2, 5});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(tokens * (2 * 5 * 3 + 2 * 5 * 5 + 5 + 5 + 5 + 5)));
+
+  // A weight list that does not hold two matrices per layer and direction (an LSTM with projections) and a
+  // layer count that is not a constant get no estimate.
+  op(g, "aten::lstm",
+     {x, hx, list({{20, 3}, {20, 2}, {20}, {20}, {2, 5}}), flag(g, true), int_constant(g, "1"), dropout,
+      flag(g, false), flag(g, false), flag(g, false)},
+     {7, 2, 2});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kNoEstimate);
+  op(g, "aten::lstm",
+     {x, hx, params, flag(g, true), input(g, {}, "layers"), dropout, flag(g, false), flag(g, false),
+      flag(g, false)},
+     {7, 2, 5});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kNoEstimate);
+}
+
 TEST(OpCostCompute, Pooling) {
   Graph g;
   const ValueId x = input(g, {1, 4, 8, 8});

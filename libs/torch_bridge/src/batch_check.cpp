@@ -1,5 +1,6 @@
 #include "partita/torch_bridge/batch_check.h"
 
+#include <algorithm>
 #include <unordered_set>
 
 #include "partita/core/error.h"
@@ -55,6 +56,65 @@ bool follows(const std::vector<int64_t>& a, const std::vector<int64_t>& b, int64
   return true;
 }
 
+// Every tensor of a graph output, tuples and lists flattened in order.
+void flatten_tensors(const c10::IValue& v, std::vector<torch::Tensor>& out) {
+  if (v.isTensor()) {
+    out.push_back(v.toTensor());
+  } else if (v.isTuple()) {
+    for (const auto& e : v.toTupleRef().elements()) flatten_tensors(e, out);
+  } else if (v.isList()) {
+    for (const auto& e : v.toListRef()) flatten_tensors(e, out);
+  }
+}
+
+std::vector<torch::Tensor> output_tensors(const Executor& executor,
+                                          const std::vector<torch::Tensor>& inputs) {
+  const std::vector<c10::IValue> in(inputs.begin(), inputs.end());
+  std::vector<torch::Tensor> out;
+  for (const auto& v : executor.run(in)) flatten_tensors(v, out);
+  return out;
+}
+
+// Runs the batch of `specs` whole and as two halves; empty when the halves' outputs, joined along dim 0,
+// equal the whole batch's (up to float reassociation), else how they differ (`mixed`: they ran, and their
+// values differ).
+std::string halves_differ(const Executor& executor, const std::vector<InputSpec>& specs, bool& mixed) {
+  const auto whole_specs = specs[0].shape[0] >= 2 ? specs : with_batch(specs, 2);
+  const int64_t batch = whole_specs[0].shape[0], half = batch / 2;
+  const std::vector<torch::Tensor> inputs = make_inputs(whole_specs, /*seed=*/3);
+  std::vector<torch::Tensor> first, second;
+  for (const auto& t : inputs) {
+    first.push_back(t.narrow(0, 0, half));
+    second.push_back(t.narrow(0, half, batch - half));
+  }
+  std::vector<torch::Tensor> whole, a, b;
+  try {
+    whole = output_tensors(executor, inputs);
+    a = output_tensors(executor, first);
+    b = output_tensors(executor, second);
+  } catch (const std::exception& e) {
+    return "running half a batch failed: " + first_line(e);
+  }
+  if (whole.empty()) return "the model has no tensor output";
+  for (size_t i = 0; i < whole.size(); ++i) {
+    const std::string which = "output " + std::to_string(i);
+    if (whole[i].dim() == 0 || whole[i].size(0) != batch || a.size() != whole.size() ||
+        b.size() != whole.size() || a[i].dim() == 0 || b[i].dim() == 0) {
+      return which + " does not follow the batch in dim 0";
+    }
+    const torch::Tensor joined = torch::cat({a[i], b[i]}, 0);
+    if (!joined.sizes().equals(whole[i].sizes())) return which + " does not follow the batch in dim 0";
+    const bool same = whole[i].is_floating_point() ? torch::allclose(joined, whole[i], 1e-4, 1e-5)
+                                                   : torch::equal(joined, whole[i]);
+    if (!same) {
+      mixed = true;
+      return which + " of two halves of a batch of " + std::to_string(batch) +
+             " differs from the whole batch's (the model mixes samples)";
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 std::string_view batch_behavior_name(BatchBehavior b) {
@@ -75,7 +135,8 @@ std::string_view batch_behavior_name(BatchBehavior b) {
 
 bool BatchCheckResult::splittable() const {
   for (const auto& p : problems) {
-    if (p.behavior == BatchBehavior::kMovesBatch || p.behavior == BatchBehavior::kFails) return false;
+    if (p.behavior == BatchBehavior::kFails) return false;
+    if (p.behavior == BatchBehavior::kMovesBatch && !halves_agree) return false;
   }
   return true;
 }
@@ -136,6 +197,13 @@ BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::
                                  shapes_text(a) + " at batch " + std::to_string(result.batch) + " vs " +
                                      shapes_text(b) + " at " + std::to_string(result.second_batch)});
     }
+  }
+  const bool moves = std::any_of(result.problems.begin(), result.problems.end(), [](const NodeBatchCheck& p) {
+    return p.behavior == BatchBehavior::kMovesBatch;
+  });
+  if (moves && !second_error) {
+    result.halves_detail = halves_differ(executor, specs, result.halves_mix_samples);
+    result.halves_agree = result.halves_detail.empty();
   }
   return result;
 }

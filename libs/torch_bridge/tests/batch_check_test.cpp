@@ -41,4 +41,28 @@ TEST(BatchCheck, OutputsNothingReadsDoNotCount) {
   EXPECT_TRUE(r.problems.empty()) << "node " << r.problems[0].node << " " << r.problems[0].detail;
 }
 
+// _, (h, _) = lstm(x); head(h[-1]): the final state carries the batch in dim 1, which the shape check names,
+// but two halves of a batch give the whole batch's outputs, so the batch splits.
+TEST(BatchCheck, BatchOutsideDim0SplitsWhenTwoHalvesGiveTheWholeBatchsOutputs) {
+  const BatchCheckResult r = check("lstm_state", "4x6x8");
+  ASSERT_FALSE(r.problems.empty());
+  EXPECT_EQ(r.problems[0].behavior, BatchBehavior::kMovesBatch);
+  EXPECT_NE(r.problems[0].detail.find("[2, 4, 16] at batch 4 vs [2, 5, 16] at 5"), std::string::npos)
+      << r.problems[0].detail;
+  EXPECT_TRUE(r.halves_agree) << r.halves_detail;
+  EXPECT_TRUE(r.splittable());
+  EXPECT_TRUE(check("lstm_state", "1x6x8").splittable());  // halves of a batch of 2
+}
+
+// x.t().reshape(batch, -1): each row mixes samples. The shapes alone look like a batch that moves and comes
+// back; the halves differ, so the batch does not split.
+TEST(BatchCheck, ABatchThatMovesAndMixesSamplesDoesNotSplit) {
+  const BatchCheckResult r = check("scrambled_batch", "8x16");
+  EXPECT_FALSE(r.halves_agree);
+  EXPECT_NE(r.halves_detail.find("output 0 of two halves of a batch of 8 differs from the whole batch's"),
+            std::string::npos)
+      << r.halves_detail;
+  EXPECT_FALSE(r.splittable());
+}
+
 }  // namespace partita

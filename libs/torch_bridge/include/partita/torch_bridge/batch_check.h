@@ -1,7 +1,10 @@
 #pragma once
 // Checks for real whether a model's graph is batch-splittable: a trace can bake the batch size into a
 // reshape, so the graph is run again at a second batch size and every node whose output does not follow the
-// batch is named.
+// batch is named. A batch that leaves dim 0 inside the model (an LSTM's final state, batch in dim 1, whose
+// last layer a classifier reads) is not proof of mixing: then the model also runs on two halves of a batch,
+// and when every output follows the batch in dim 0 and the halves' outputs, joined, equal the whole batch's,
+// the split is safe (what a data-parallel replica or a microbatch computes is what the whole batch would).
 #include <string>
 #include <vector>
 
@@ -27,7 +30,12 @@ struct BatchCheckResult {
   int64_t batch = 0;                     // the annotated batch size
   int64_t second_batch = 0;              // the one tried
   std::vector<NodeBatchCheck> problems;  // nodes that are kReducesBatch, kMovesBatch or kFails
-  bool splittable() const;               // no kMovesBatch/kFails problem
+  // With kMovesBatch problems: whether two halves of the batch, run on their own, gave the whole batch's
+  // outputs (each output following the batch in dim 0); halves_detail says how they differed otherwise.
+  bool halves_agree = false;
+  bool halves_mix_samples = false;  // they ran and gave other outputs: no split computes the same
+  std::string halves_detail;
+  bool splittable() const;  // no kFails problem, and no kMovesBatch one unless the halves agree
 };
 
 std::string_view batch_behavior_name(BatchBehavior b);
