@@ -140,7 +140,10 @@ std::string report_to_text(const Graph& graph, const AnalysisReport& r, const st
   int not_splittable = 0;
   for (const auto& p : r.inference) not_splittable += p.batch_splittable ? 0 : 1;
   if (not_splittable > 0) {
-    s += fmt::format("static check {} node(s) not batch-splittable:\n", not_splittable);
+    s += fmt::format(
+        "static check {} node(s) not batch-splittable, if the batch stays in dim 0 (the run below "
+        "decides):\n",
+        not_splittable);
     int shown = 0;
     for (const auto& p : r.inference) {
       if (!p.batch_splittable && shown++ < 5)
