@@ -212,6 +212,19 @@ class ScrambledBatch(nn.Module):
         return self.head(x.t().reshape(x.shape[0], -1))
 
 
+class SequenceFirstOutput(nn.Module):
+    """Returns its [batch, time, features] result sequence-first, [time, batch, features]: every sample is
+    computed on its own, but a split batch's outputs would have to be joined along dim 1 (the batch check must
+    refuse it and say to return the batch in dim 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(8, 16)
+
+    def forward(self, x):
+        return self.proj(x).transpose(0, 1)
+
+
 def torchvision_model(name):
     import torchvision
     return getattr(torchvision.models, name)(weights=None)
@@ -271,7 +284,8 @@ def main():
         lstm = torch.jit.trace(LastStepLSTM().eval(), (torch.randn(4, 6, 8),), check_trace=False)
     lstm.save(os.path.join(args.out, "lstm.pt"))
     for name, ctor, example in (("lstm_state", FinalStateLSTM, torch.randn(4, 6, 8)),
-                                ("scrambled_batch", ScrambledBatch, torch.randn(8, 16))):
+                                ("scrambled_batch", ScrambledBatch, torch.randn(8, 16)),
+                                ("sequence_first", SequenceFirstOutput, torch.randn(4, 6, 8))):
         torch.manual_seed(0)
         with torch.no_grad():
             torch.jit.trace(ctor().eval(), (example,), check_trace=False).save(os.path.join(args.out, f"{name}.pt"))

@@ -159,7 +159,7 @@ std::string report_to_text(const Graph& graph, const AnalysisReport& r, const st
   s += fmt::format(
       "batch split  {} (checked by running at batch {} and {}{})\n",
       r.batch.splittable() ? "safe" : "NOT safe", r.batch.batch, r.batch.second_batch,
-      r.batch.halves_agree ? ", and two halves of a batch, which gave the whole batch's outputs" : "");
+      r.batch.halves_agree() ? ", and two halves of a batch, which gave the whole batch's outputs" : "");
   for (const auto& p : r.batch.problems) {
     s += fmt::format("  node {} {}: {}{}\n", p.node, graph.node(p.node).op, batch_behavior_name(p.behavior),
                      p.detail.empty() ? "" : " — " + p.detail);
@@ -178,7 +178,7 @@ Json report_to_json(const Graph& graph, const AnalysisReport& r) {
   j["no_estimate"] = r.no_estimate;
   Json batch;
   batch["splittable"] = r.batch.splittable();
-  batch["halves_agree"] = r.batch.halves_agree;
+  batch["halves_agree"] = r.batch.halves_agree();
   if (!r.batch.halves_detail.empty()) batch["halves_detail"] = r.batch.halves_detail;
   batch["batch"] = r.batch.batch;
   batch["second_batch"] = r.batch.second_batch;

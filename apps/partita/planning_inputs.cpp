@@ -432,11 +432,16 @@ std::optional<std::string> batch_split_problem(const LoadedModel& model,
   for (const auto& p : check.problems) {
     if (p.behavior != BatchBehavior::kMovesBatch && p.behavior != BatchBehavior::kFails) continue;
     const Node& node = model.ir.node(p.node);
+    const char* remedy = "write the batch dimension as -1 or x.size(0) in the model";
+    if (check.halves == HalvesVerdict::kMixSamples) {
+      remedy = "only plans that keep the batch whole compute the same";
+    } else if (check.halves == HalvesVerdict::kOutputOutsideDim0) {
+      remedy =
+          "return every output with the batch in dim 0 (batch-first; reshapes with -1 or x.size(0) for the "
+          "batch)";
+    }
     return fmt::format("node {} ({}) {}: {}{}; {}", p.node, node.op, batch_behavior_name(p.behavior),
-                       p.detail, check.halves_detail.empty() ? "" : "; " + check.halves_detail,
-                       check.halves_mix_samples
-                           ? "only plans that keep the batch whole compute the same"
-                           : "write the batch dimension as -1 or x.size(0) in the model");
+                       p.detail, check.halves_detail.empty() ? "" : "; " + check.halves_detail, remedy);
   }
   PARTITA_ASSERT(false, "a batch check that is not splittable names a problem");
   return std::nullopt;

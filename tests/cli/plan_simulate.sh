@@ -121,6 +121,11 @@ expect_error "computes something else on part of it: node 1 (aten::view)" \
   || fail "plan scrambled_batch"
 grep -q "every plan keeps the batch whole .*node 0 (aten::t) .*differs from the whole batch's .*only plans that keep the batch whole compute the same" \
   "$WORK/scrambled.txt" || fail "scrambled_batch: $(tail -1 "$WORK/scrambled.txt")"
+# A sequence-first output computes each sample on its own but cannot be joined along dim 0: the remedy says so.
+"$PARTITA" plan "$ZOO/sequence_first.pt" --input 4x6x8 --devices cpu:0,cpu:1 --strategy data >"$WORK/seqfirst.txt" \
+  || fail "plan sequence_first"
+grep -q "every plan keeps the batch whole .*output 0 does not carry the batch in dim 0 .*return every output with the batch in dim 0" \
+  "$WORK/seqfirst.txt" || fail "sequence_first: $(tail -1 "$WORK/seqfirst.txt")"
 
 expect_error "unknown --cost" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --cost magic
 expect_error "use --cost roofline there" "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" \

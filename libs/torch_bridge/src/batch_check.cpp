@@ -75,10 +75,10 @@ std::vector<torch::Tensor> output_tensors(const Executor& executor,
   return out;
 }
 
-// Runs the batch of `specs` whole and as two halves; empty when the halves' outputs, joined along dim 0,
-// equal the whole batch's (up to float reassociation), else how they differ (`mixed`: they ran, and their
-// values differ).
-std::string halves_differ(const Executor& executor, const std::vector<InputSpec>& specs, bool& mixed) {
+// Runs the batch of `specs` whole and as two halves and compares the halves' outputs, joined along dim 0,
+// with the whole batch's (up to float reassociation); `detail` says how they differ.
+HalvesVerdict compare_halves(const Executor& executor, const std::vector<InputSpec>& specs,
+                             std::string& detail) {
   const auto whole_specs = specs[0].shape[0] >= 2 ? specs : with_batch(specs, 2);
   const int64_t batch = whole_specs[0].shape[0], half = batch / 2;
   const std::vector<torch::Tensor> inputs = make_inputs(whole_specs, /*seed=*/3);
@@ -93,26 +93,32 @@ std::string halves_differ(const Executor& executor, const std::vector<InputSpec>
     a = output_tensors(executor, first);
     b = output_tensors(executor, second);
   } catch (const std::exception& e) {
-    return "running half a batch failed: " + first_line(e);
+    detail = "running half a batch failed: " + first_line(e);
+    return HalvesVerdict::kFailed;
   }
-  if (whole.empty()) return "the model has no tensor output";
+  if (whole.empty()) {
+    detail = "the model has no tensor output";
+    return HalvesVerdict::kOutputOutsideDim0;
+  }
   for (size_t i = 0; i < whole.size(); ++i) {
     const std::string which = "output " + std::to_string(i);
     if (whole[i].dim() == 0 || whole[i].size(0) != batch || a.size() != whole.size() ||
-        b.size() != whole.size() || a[i].dim() == 0 || b[i].dim() == 0) {
-      return which + " does not follow the batch in dim 0";
+        b.size() != whole.size() || a[i].dim() == 0 || b[i].dim() == 0 ||
+        !torch::cat({a[i], b[i]}, 0).sizes().equals(whole[i].sizes())) {
+      detail = which + " does not carry the batch in dim 0 (" + shapes_text({whole[i].sizes().vec()}) +
+               " at batch " + std::to_string(batch) + ")";
+      return HalvesVerdict::kOutputOutsideDim0;
     }
     const torch::Tensor joined = torch::cat({a[i], b[i]}, 0);
-    if (!joined.sizes().equals(whole[i].sizes())) return which + " does not follow the batch in dim 0";
     const bool same = whole[i].is_floating_point() ? torch::allclose(joined, whole[i], 1e-4, 1e-5)
                                                    : torch::equal(joined, whole[i]);
     if (!same) {
-      mixed = true;
-      return which + " of two halves of a batch of " + std::to_string(batch) +
-             " differs from the whole batch's (the model mixes samples)";
+      detail = which + " of two halves of a batch of " + std::to_string(batch) +
+               " differs from the whole batch's (the model mixes samples)";
+      return HalvesVerdict::kMixSamples;
     }
   }
-  return "";
+  return HalvesVerdict::kAgree;
 }
 
 }  // namespace
@@ -136,7 +142,7 @@ std::string_view batch_behavior_name(BatchBehavior b) {
 bool BatchCheckResult::splittable() const {
   for (const auto& p : problems) {
     if (p.behavior == BatchBehavior::kFails) return false;
-    if (p.behavior == BatchBehavior::kMovesBatch && !halves_agree) return false;
+    if (p.behavior == BatchBehavior::kMovesBatch && !halves_agree()) return false;
   }
   return true;
 }
@@ -202,8 +208,7 @@ BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::
     return p.behavior == BatchBehavior::kMovesBatch;
   });
   if (moves && !second_error) {
-    result.halves_detail = halves_differ(executor, specs, result.halves_mix_samples);
-    result.halves_agree = result.halves_detail.empty();
+    result.halves = compare_halves(executor, specs, result.halves_detail);
   }
   return result;
 }

@@ -49,7 +49,7 @@ TEST(BatchCheck, BatchOutsideDim0SplitsWhenTwoHalvesGiveTheWholeBatchsOutputs) {
   EXPECT_EQ(r.problems[0].behavior, BatchBehavior::kMovesBatch);
   EXPECT_NE(r.problems[0].detail.find("[2, 4, 16] at batch 4 vs [2, 5, 16] at 5"), std::string::npos)
       << r.problems[0].detail;
-  EXPECT_TRUE(r.halves_agree) << r.halves_detail;
+  EXPECT_TRUE(r.halves_agree()) << r.halves_detail;
   EXPECT_TRUE(r.splittable());
   EXPECT_TRUE(check("lstm_state", "1x6x8").splittable());  // halves of a batch of 2
 }
@@ -58,8 +58,21 @@ TEST(BatchCheck, BatchOutsideDim0SplitsWhenTwoHalvesGiveTheWholeBatchsOutputs) {
 // back; the halves differ, so the batch does not split.
 TEST(BatchCheck, ABatchThatMovesAndMixesSamplesDoesNotSplit) {
   const BatchCheckResult r = check("scrambled_batch", "8x16");
-  EXPECT_FALSE(r.halves_agree);
+  EXPECT_EQ(r.halves, HalvesVerdict::kMixSamples);
   EXPECT_NE(r.halves_detail.find("output 0 of two halves of a batch of 8 differs from the whole batch's"),
+            std::string::npos)
+      << r.halves_detail;
+  EXPECT_FALSE(r.splittable());
+}
+
+// proj(x).transpose(0, 1): every sample computed on its own, but the output carries the batch in dim 1, so
+// a split batch's outputs do not join along dim 0; the verdict names that cause, not mixing.
+TEST(BatchCheck, AnOutputWithTheBatchOutsideDim0DoesNotSplit) {
+  const BatchCheckResult r = check("sequence_first", "4x6x8");
+  ASSERT_FALSE(r.problems.empty());
+  EXPECT_EQ(r.problems.back().behavior, BatchBehavior::kMovesBatch);
+  EXPECT_EQ(r.halves, HalvesVerdict::kOutputOutsideDim0) << r.halves_detail;
+  EXPECT_NE(r.halves_detail.find("output 0 does not carry the batch in dim 0 ([6, 4, 16] at batch 4)"),
             std::string::npos)
       << r.halves_detail;
   EXPECT_FALSE(r.splittable());

@@ -20,6 +20,16 @@ enum class BatchBehavior {
   kFails,         // the node throws at the second batch size (batch baked into a constant shape)
 };
 
+// What running two halves of a batch on their own showed (only run when a node moves the batch out of dim 0).
+enum class HalvesVerdict {
+  kNotRun,  // no node moves the batch, or the second batch size already failed
+  kAgree,   // every output follows the batch in dim 0 and the joined halves equal the whole batch's
+  kOutputOutsideDim0,  // an output does not carry the batch in dim 0 (a sequence-first output, a baked
+                       // reshape)
+  kMixSamples,         // the outputs follow the batch but their values differ: the model mixes samples
+  kFailed,             // running half a batch threw
+};
+
 struct NodeBatchCheck {
   NodeId node = kNoNode;
   BatchBehavior behavior = BatchBehavior::kFollowsBatch;
@@ -32,9 +42,9 @@ struct BatchCheckResult {
   std::vector<NodeBatchCheck> problems;  // nodes that are kReducesBatch, kMovesBatch or kFails
   // With kMovesBatch problems: whether two halves of the batch, run on their own, gave the whole batch's
   // outputs (each output following the batch in dim 0); halves_detail says how they differed otherwise.
-  bool halves_agree = false;
-  bool halves_mix_samples = false;  // they ran and gave other outputs: no split computes the same
+  HalvesVerdict halves = HalvesVerdict::kNotRun;
   std::string halves_detail;
+  bool halves_agree() const { return halves == HalvesVerdict::kAgree; }
   bool splittable() const;  // no kFails problem, and no kMovesBatch one unless the halves agree
 };
 
