@@ -103,3 +103,24 @@ print(f"resumed on {layout(saved)}")
 PY
   losses_equal "$3" "$4"
 }
+# flops_ratio NAME INPUT OPS LOW HIGH: analyzes $WORK/NAME_a.pt (a model using one of OPS, comma-separated) and
+# $WORK/NAME_b.pt (the same math without them, e.g. unrolled or unfused) at INPUT; partita's FLOP totals must
+# give LOW <= a/b <= HIGH, and model a's analysis must list no op without an estimate.
+flops_ratio() {
+  local name=$1 input=$2 ops=$3 low=$4 high=$5 kind
+  for kind in a b; do
+    "$PARTITA" --threads 1 analyze "$WORK/${name}_$kind.pt" --input "$input" --json "$WORK/${name}_$kind.json" \
+      >"$WORK/${name}_$kind.txt" || { fail "analyze ${name}_$kind"; return; }
+  done
+  "$PYTHON" - "$WORK/${name}_a.json" "$WORK/${name}_b.json" "$ops" "$low" "$high" "$name" <<'PY' || fail "$name: FLOPs of a vs b"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+ops, low, high = set(sys.argv[3].split(",")), float(sys.argv[4]), float(sys.argv[5])
+assert {n["op"] for n in a["nodes"]} & ops, f"{sys.argv[1]} uses none of {sorted(ops)}"
+assert not {n["op"] for n in b["nodes"]} & ops, f"{sys.argv[2]} uses {sorted(ops)} too"
+ratio = a["flops"] / b["flops"]
+print(f"{sys.argv[6]}: {a['flops']:.0f} vs {b['flops']:.0f} FLOPs, ratio {ratio:.4f}")
+assert low <= ratio <= high, ratio
+PY
+  if grep -q "no estimate" "$WORK/${name}_a.txt"; then fail "$name: $(grep "no estimate" "$WORK/${name}_a.txt")"; fi
+}
