@@ -1,7 +1,7 @@
 # Recurrent layers (aten::lstm, aten::gru) get a FLOP estimate that matches the cells they run: the same
 # weights unrolled step by step in Python with torch's own formulas (linears, chunk, sigmoid, tanh, mul,
-# add) and traced must give partita the same total within 1%, and the nn.LSTM / nn.GRU graphs list no op
-# without an estimate.
+# add; an LSTM with projections also its W_hr) and traced must give partita the same total within 1%, and the
+# nn.LSTM / nn.GRU graphs list no op without an estimate.
 source "$(dirname "$0")/lib.sh"
 "$PYTHON" - "$WORK" <<'PY'
 import sys, torch, torch.nn as nn, torch.nn.functional as F
@@ -16,13 +16,15 @@ class UnrolledLSTM(nn.Module):
         for layer in range(self.lstm.num_layers):
             w_ih, w_hh, b_ih, b_hh = (getattr(self.lstm, f"{n}_l{layer}")
                                       for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-            h = x.new_zeros(x.shape[0], self.lstm.hidden_size)
+            h = x.new_zeros(x.shape[0], self.lstm.proj_size or self.lstm.hidden_size)
             c = x.new_zeros(x.shape[0], self.lstm.hidden_size)
             out = []
             for t in range(x.shape[1]):
                 i, f, g, o = (F.linear(x[:, t], w_ih, b_ih) + F.linear(h, w_hh, b_hh)).chunk(4, 1)
                 c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
                 h = torch.sigmoid(o) * torch.tanh(c)
+                if self.lstm.proj_size:
+                    h = F.linear(h, getattr(self.lstm, f"weight_hr_l{layer}"))
                 out.append(h)
             x = torch.stack(out, 1)
         return x
@@ -53,7 +55,9 @@ class First(nn.Module):  # nn.LSTM / nn.GRU return (output, state): keep the out
 x = torch.randn(2, 10, 16)
 lstm = nn.LSTM(16, 32, num_layers=2, batch_first=True)
 gru = nn.GRU(16, 32, batch_first=True)
-for name, layer, unrolled in (("lstm", lstm, UnrolledLSTM(lstm)), ("gru", gru, UnrolledGRU(gru))):
+projected = nn.LSTM(16, 32, num_layers=2, proj_size=8, batch_first=True)
+for name, layer, unrolled in (("lstm", lstm, UnrolledLSTM(lstm)), ("gru", gru, UnrolledGRU(gru)),
+                              ("lstm_proj", projected, UnrolledLSTM(projected))):
     with torch.no_grad():
         assert torch.allclose(First(layer)(x), unrolled(x), atol=1e-5), f"{name}: the unrolled cell differs"
     torch.jit.trace(First(layer), (x,)).save(f"{w}/{name}_a.pt")
@@ -61,4 +65,5 @@ for name, layer, unrolled in (("lstm", lstm, UnrolledLSTM(lstm)), ("gru", gru, U
 PY
 flops_ratio lstm 2x10x16 aten::lstm 0.99 1.01
 flops_ratio gru 2x10x16 aten::gru 0.99 1.01
+flops_ratio lstm_proj 2x10x16 aten::lstm 0.99 1.01
 finish

@@ -153,7 +153,10 @@ Cost recurrent(const Graph& g, const Node& n, int gates, double per_unit) {
       if (p.shape.size() == 2) matrices += 1;
       per_token += (p.shape.size() == 2 ? 2 : 1) * prod(p.shape);
     }
-    if (matrices != 2 * layer_directions) return std::nullopt;  // projections, or a list we misread
+    // Two matrices per layer and direction, or three in an LSTM with projections (h = W_hr (o * tanh(c)),
+    // counted above with the other matrices); anything else is a list we misread.
+    const bool projections = gates == 4 && matrices == 3 * layer_directions;
+    if (matrices != 2 * layer_directions && !projections) return std::nullopt;
     const double hidden = static_cast<double>(params.front().shape[0]) / gates;
     per_token += layer_directions * hidden * (gates + per_unit);
     return estimated(g, n, tokens * per_token);

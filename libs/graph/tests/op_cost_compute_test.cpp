@@ -226,11 +226,25 @@ TEST(OpCostCompute, RecurrentLayersCountTheirCellsUnrolled) {
      {7, 2, 5});
   EXPECT_EQ(cost_of_last(g).flops, Flops(tokens * (2 * 5 * 3 + 2 * 5 * 5 + 5 + 5 + 5 + 5)));
 
-  // A weight list that does not hold two matrices per layer and direction (an LSTM with projections) and a
-  // layer count that is not a constant get no estimate.
+  // nn.LSTM(3, 5, proj_size=2): the recurrent weight reads the projected state (20 x 2), and W_hr (2 x 5)
+  // projects o * tanh(c) each step.
   op(g, "aten::lstm",
      {x, hx, list({{20, 3}, {20, 2}, {20}, {20}, {2, 5}}), flag(g, true), int_constant(g, "1"), dropout,
       flag(g, false), flag(g, false), flag(g, false)},
+     {7, 2, 2});
+  EXPECT_EQ(cost_of_last(g).flops,
+            Flops(tokens * (2 * 20 * 3 + 2 * 20 * 2 + 20 + 20 + 2 * 2 * 5 + gate_adds + cell)));
+
+  // A weight list that holds neither two matrices per layer and direction nor three (projections) and a
+  // layer count that is not a constant get no estimate.
+  op(g, "aten::lstm",
+     {x, hx, list({{20, 3}, {20, 2}, {20}, {20}, {2, 5}, {2, 5}}), flag(g, true), int_constant(g, "1"),
+      dropout, flag(g, false), flag(g, false), flag(g, false)},
+     {7, 2, 2});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kNoEstimate);
+  op(g, "aten::gru",
+     {x, h0, list({{15, 3}, {15, 2}, {2, 5}}), flag(g, false), int_constant(g, "1"), dropout, flag(g, false),
+      flag(g, false), flag(g, false)},
      {7, 2, 2});
   EXPECT_EQ(cost_of_last(g).status, CostStatus::kNoEstimate);
   op(g, "aten::lstm",
