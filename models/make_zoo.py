@@ -225,6 +225,17 @@ class SequenceFirstOutput(nn.Module):
         return self.proj(x).transpose(0, 1)
 
 
+class DictOutput(nn.Module):
+    """Returns a dict (traced with strict=False): the importer must refuse it with one line naming the dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return {"logits": self.head(x)}
+
+
 def torchvision_model(name):
     import torchvision
     return getattr(torchvision.models, name)(weights=None)
@@ -289,6 +300,8 @@ def main():
         torch.manual_seed(0)
         with torch.no_grad():
             torch.jit.trace(ctor().eval(), (example,), check_trace=False).save(os.path.join(args.out, f"{name}.pt"))
+    with torch.no_grad():
+        torch.jit.trace(DictOutput(), (torch.randn(4, 16),), strict=False).save(os.path.join(args.out, "dict_output.pt"))
     with open(os.path.join(args.out, "zoo.json"), "w") as f:
         json.dump(index, f, indent=2)
 

@@ -77,7 +77,12 @@ Executor::Executor(const LoadedModel& model, ExecutorOptions options)
   steps_.reserve(g.num_nodes());
   for (const Node& n : g.nodes()) {
     Step step;
-    step.op = make_operation(model.torch_nodes[n.id]);
+    try {
+      step.op = make_operation(model.torch_nodes[n.id]);
+    } catch (const std::exception& e) {
+      PARTITA_FAIL(describe_node(n), " has no operator LibTorch runs outside its interpreter (",
+                   first_line(e), "); partita cannot run this model");
+    }
     step.inputs = n.inputs;
     step.outputs = n.outputs;
     for (ValueId v : n.inputs) {

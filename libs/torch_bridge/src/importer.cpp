@@ -16,10 +16,12 @@ namespace partita {
 namespace jit = torch::jit;
 
 std::string first_line(const std::exception& e) {
-  std::string msg = e.what();
-  const size_t nl = msg.find('\n');
-  if (nl != std::string::npos) msg.resize(nl);
-  return msg;
+  // The first line with text: some LibTorch errors start with a newline.
+  std::istringstream lines(e.what());
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find_first_not_of(" \t\r") != std::string::npos) return line;
+  }
+  return "(no message)";
 }
 
 namespace {
@@ -64,7 +66,7 @@ std::string scope_of(const jit::Node* n) {
   return path;
 }
 
-void reject_control_flow(const jit::Graph& g, const std::string& path) {
+void reject_unsupported_nodes(const jit::Graph& g, const std::string& path) {
   for (const jit::Node* n : g.nodes()) {
     if (n->kind() == c10::prim::If || n->kind() == c10::prim::Loop) {
       const std::string where = source_of(n);
@@ -75,6 +77,13 @@ void reject_control_flow(const jit::Graph& g, const std::string& path) {
     }
     PARTITA_CHECK(n->blocks().empty(), "'", path, "': node ", n->kind().toQualString(),
                   " has sub-blocks; trace the model with torch.jit.trace instead of scripting it");
+    if (n->kind() == c10::prim::DictConstruct) {
+      const std::string where = source_of(n);
+      PARTITA_FAIL("'", path, "' builds a dict (", n->kind().toQualString(),
+                   where.empty() ? "" : " at " + where,
+                   "): partita runs graphs of tensors, lists and tuples; trace the model so that it returns "
+                   "a tuple (e.g. return_dict=False, or a wrapper returning tuple(out.values()))");
+    }
   }
 }
 
@@ -130,7 +139,7 @@ LoadedModel load_model(const std::string& path) {
     PARTITA_FAIL("cannot lower the graph of '", path, "': ", first_line(e),
                  "; partita supports models saved with torch.jit.trace");
   }
-  reject_control_flow(*graph, path);
+  reject_unsupported_nodes(*graph, path);
   model.torch_graph = graph;
 
   Graph& ir = model.ir;

@@ -116,6 +116,26 @@ TEST(Importer, ScriptedControlFlowIsRefusedWithNodeAndLine) {
   }
 }
 
+// A dict output (torch.jit.trace(..., strict=False)) has no operator outside TorchScript's interpreter:
+// refused at load with the node and what to trace instead (it was an internal error with an empty
+// message).
+TEST(Importer, DictOutputIsRefusedNamingTheNode) {
+  try {
+    load_model(testing::zoo_model("dict_output"));
+    FAIL();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("dict_output.pt' builds a dict (prim::DictConstruct)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("returns a tuple"), std::string::npos) << msg;
+  }
+}
+
+TEST(Importer, FirstLineSkipsLeadingBlankLines) {
+  EXPECT_EQ(first_line(std::runtime_error("\n  \nno operator for prim::X\nmore")), "no operator for prim::X");
+  EXPECT_EQ(first_line(std::runtime_error("one\ntwo")), "one");
+  EXPECT_EQ(first_line(std::runtime_error("\n")), "(no message)");
+}
+
 TEST(ModelSnapshot, RestoreBringsTrainedWeightsBackInPlaceAndDropsGradients) {
   LoadedModel m = load_model(zoo_model("cnn"));  // parameters and batch-norm buffers
   const ModelSnapshot initial(m);
