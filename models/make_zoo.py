@@ -236,6 +236,37 @@ class DictOutput(nn.Module):
         return {"logits": self.head(x)}
 
 
+class BatchCentered(nn.Module):
+    """Subtracts the batch mean: each output follows the batch in dim 0, but mixes samples (the batch check
+    must keep its batch whole)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(x - x.mean(0))
+
+
+class OwnLoss(nn.Module):
+    """Returns a 0-d tensor (its own loss, a mean over the batch): no split batch can be joined, and partita's
+    training, which computes the loss from per-sample outputs, must refuse it."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 16)
+
+    def forward(self, x):
+        return (self.head(x) ** 2).mean()
+
+
+class ParameterFree(nn.Module):
+    """No parameters: nothing to train (partita must refuse --train with one line)."""
+
+    def forward(self, x):
+        return torch.relu(x) * 2
+
+
 def torchvision_model(name):
     import torchvision
     return getattr(torchvision.models, name)(weights=None)
@@ -296,7 +327,10 @@ def main():
     lstm.save(os.path.join(args.out, "lstm.pt"))
     for name, ctor, example in (("lstm_state", FinalStateLSTM, torch.randn(4, 6, 8)),
                                 ("scrambled_batch", ScrambledBatch, torch.randn(8, 16)),
-                                ("sequence_first", SequenceFirstOutput, torch.randn(4, 6, 8))):
+                                ("sequence_first", SequenceFirstOutput, torch.randn(4, 6, 8)),
+                                ("batch_centered", BatchCentered, torch.randn(8, 16)),
+                                ("own_loss", OwnLoss, torch.randn(8, 16)),
+                                ("parameter_free", ParameterFree, torch.randn(8, 16))):
         torch.manual_seed(0)
         with torch.no_grad():
             torch.jit.trace(ctor().eval(), (example,), check_trace=False).save(os.path.join(args.out, f"{name}.pt"))

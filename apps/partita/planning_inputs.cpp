@@ -434,8 +434,13 @@ std::optional<std::string> batch_split_problem(const LoadedModel& model,
                                                const std::vector<InputSpec>& specs) {
   const BatchCheckResult check = check_batch_splittability(model, specs);
   if (check.splittable()) return std::nullopt;
-  for (const auto& p : check.problems) {
-    if (p.behavior != BatchBehavior::kMovesBatch && p.behavior != BatchBehavior::kFails) continue;
+  // A node that fails at another batch size first (the halves did not run then), else the first that moves or
+  // reduces the batch.
+  auto problems = check.problems;
+  std::stable_partition(problems.begin(), problems.end(),
+                        [](const NodeBatchCheck& p) { return p.behavior == BatchBehavior::kFails; });
+  for (const auto& p : problems) {
+    if (p.behavior == BatchBehavior::kFollowsBatch || p.behavior == BatchBehavior::kBatchFree) continue;
     const Node& node = model.ir.node(p.node);
     const char* remedy = "write the batch dimension as -1 or x.size(0) in the model";
     if (check.halves == HalvesVerdict::kMixSamples) {

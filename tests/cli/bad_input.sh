@@ -23,6 +23,16 @@ done
   || fail "plan for inference of fused_encoder.pt"
 sed 's/"mode": "inference"/"mode": "training"/' "$WORK/fused_plan.json" >"$WORK/fused_train_plan.json"
 expect_error "$no_grad" "$PARTITA" run "$fused" --plan "$WORK/fused_train_plan.json" --input 2x8x16 --train
+# Nothing to train (no parameters), or a first output that is the model's own loss (0-d; partita computes the
+# loss from per-sample outputs): refused at once by every training command (optimize crashed on the second).
+for cmd in "optimize --out $WORK/own" "plan --cost roofline" "plan --cost profiled" "estimate --device cpu" verify; do
+  # shellcheck disable=SC2086
+  expect_error "cannot train $ZOO/own_loss.pt: its first output is a 0-d tensor" "$PARTITA" $cmd "$ZOO/own_loss.pt" \
+    --input 8x16 --train
+  # shellcheck disable=SC2086
+  expect_error "cannot train $ZOO/parameter_free.pt: it has no parameter that requires a gradient" \
+    "$PARTITA" $cmd "$ZOO/parameter_free.pt" --input 8x16 --train
+done
 # Whole-number options say what they want (CLI11's own check printed a range up to 1.8e308).
 expect_error "--microbatches: '0' is not a positive integer" "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --microbatches 0
 expect_error "--steps: '1.5' is not a positive integer" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --steps 1.5

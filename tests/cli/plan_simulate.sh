@@ -121,6 +121,19 @@ expect_error "computes something else on part of it: node 1 (aten::view)" \
   || fail "plan scrambled_batch"
 grep -q "every plan keeps the batch whole .*node 0 (aten::t) .*differs from the whole batch's .*only plans that keep the batch whole compute the same" \
   "$WORK/scrambled.txt" || fail "scrambled_batch: $(tail -1 "$WORK/scrambled.txt")"
+# A batch mean is no proof by its shape alone: one that reaches the output through x - x.mean(0) mixes samples,
+# and a model returning its own loss (0-d) cannot be joined; both keep their batch whole (a data-parallel plan
+# of own_loss failed with "zero-dimensional tensor cannot be concatenated").
+"$PARTITA" plan "$ZOO/batch_centered.pt" --input 8x16 --devices cpu:0,cpu:1 --strategy data >"$WORK/centered.txt" \
+  || fail "plan batch_centered"
+grep -q "every plan keeps the batch whole .*reduces over the batch.*differs from the whole batch's .*only plans that keep the batch whole compute the same" \
+  "$WORK/centered.txt" || fail "batch_centered: $(tail -1 "$WORK/centered.txt")"
+"$PARTITA" plan "$ZOO/own_loss.pt" --input 8x16 --devices cpu:0,cpu:1 --strategy data --json "$WORK/own_loss.json" \
+  >"$WORK/own_loss.txt" || fail "plan own_loss"
+grep -q "every plan keeps the batch whole .*output 0 does not carry the batch in dim 0" "$WORK/own_loss.txt" \
+  || fail "own_loss: $(tail -1 "$WORK/own_loss.txt")"
+"$PARTITA" run "$ZOO/own_loss.pt" --input 8x16 --plan "$WORK/own_loss.json" --steps 2 >/dev/null \
+  || fail "run own_loss's plan"
 # A sequence-first output computes each sample on its own but cannot be joined along dim 0: the remedy says so.
 "$PARTITA" plan "$ZOO/sequence_first.pt" --input 4x6x8 --devices cpu:0,cpu:1 --strategy data >"$WORK/seqfirst.txt" \
   || fail "plan sequence_first"

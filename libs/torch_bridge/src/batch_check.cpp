@@ -121,6 +121,12 @@ HalvesVerdict compare_halves(const Executor& executor, const std::vector<InputSp
   return HalvesVerdict::kAgree;
 }
 
+// The shapes alone cannot tell whether such a node mixes samples (a batch mean read by the output does; an
+// LSTM's final state, batch in dim 1, does not): two halves of a batch decide.
+bool needs_halves(const NodeBatchCheck& p) {
+  return p.behavior == BatchBehavior::kMovesBatch || p.behavior == BatchBehavior::kReducesBatch;
+}
+
 }  // namespace
 
 std::string_view batch_behavior_name(BatchBehavior b) {
@@ -142,7 +148,7 @@ std::string_view batch_behavior_name(BatchBehavior b) {
 bool BatchCheckResult::splittable() const {
   for (const auto& p : problems) {
     if (p.behavior == BatchBehavior::kFails) return false;
-    if (p.behavior == BatchBehavior::kMovesBatch && !halves_agree()) return false;
+    if (needs_halves(p) && !halves_agree()) return false;
   }
   return true;
 }
@@ -204,10 +210,7 @@ BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::
                                      shapes_text(b) + " at " + std::to_string(result.second_batch)});
     }
   }
-  const bool moves = std::any_of(result.problems.begin(), result.problems.end(), [](const NodeBatchCheck& p) {
-    return p.behavior == BatchBehavior::kMovesBatch;
-  });
-  if (moves && !second_error) {
+  if (std::any_of(result.problems.begin(), result.problems.end(), needs_halves) && !second_error) {
     result.halves = compare_halves(executor, specs, result.halves_detail);
   }
   return result;

@@ -2,6 +2,8 @@
 
 #include <torch/csrc/autograd/functions/basic_ops.h>
 
+#include <algorithm>
+
 #include "partita/core/error.h"
 #include "partita/torch_bridge/executor.h"
 
@@ -52,6 +54,21 @@ std::optional<NodeWithoutDerivative> first_node_without_derivative(const LoadedM
 }
 
 void check_trainable(const LoadedModel& model, const std::vector<InputSpec>& specs) {
+  const Graph& g = model.ir;
+  const auto& params = g.parameters();
+  PARTITA_CHECK(std::any_of(params.begin(), params.end(), [](const Parameter& p) { return p.requires_grad; }),
+                "cannot train ", model.path,
+                ": it has no parameter that requires a gradient, so a step would change nothing; leave out "
+                "--train");
+  const bool tensor_output = !g.outputs().empty() && !g.value(g.outputs()[0]).tensors.empty();
+  PARTITA_CHECK(tensor_output, "cannot train ", model.path,
+                ": its first output is not a tensor, and partita computes the loss from it; return the "
+                "per-sample outputs (logits) first, or leave out --train");
+  PARTITA_CHECK(
+      !g.value(g.outputs()[0]).tensors[0].shape.empty(), "cannot train ", model.path,
+      ": its first output is a 0-d tensor (its own loss, or a mean over the batch?), and partita "
+      "computes the loss (cross-entropy or MSE against targets) from per-sample outputs; return the "
+      "outputs with the batch in dim 0, or leave out --train");
   const auto missing = first_node_without_derivative(model, specs);
   if (!missing) return;
   PARTITA_FAIL("cannot train ", model.path, ": ", describe_node(model.ir.node(missing->node)),

@@ -78,4 +78,23 @@ TEST(BatchCheck, AnOutputWithTheBatchOutsideDim0DoesNotSplit) {
   EXPECT_FALSE(r.splittable());
 }
 
+// x - x.mean(0): every output follows the batch, but the batch mean (a node whose shape does not depend on
+// the batch) mixes the samples; two halves of a batch give other values, so the batch stays whole.
+TEST(BatchCheck, ABatchMeanThatReachesTheOutputDoesNotSplit) {
+  const BatchCheckResult r = check("batch_centered", "8x16");
+  ASSERT_FALSE(r.problems.empty());
+  EXPECT_EQ(r.problems[0].behavior, BatchBehavior::kReducesBatch);
+  EXPECT_EQ(r.halves, HalvesVerdict::kMixSamples) << r.halves_detail;
+  EXPECT_FALSE(r.splittable());
+}
+
+// (head(x) ** 2).mean(): the output is 0-d, so no split batch's outputs can be joined.
+TEST(BatchCheck, AModelReturningABatchMeanDoesNotSplit) {
+  const BatchCheckResult r = check("own_loss", "8x16");
+  ASSERT_FALSE(r.problems.empty());
+  EXPECT_EQ(r.problems.back().behavior, BatchBehavior::kReducesBatch);
+  EXPECT_EQ(r.halves, HalvesVerdict::kOutputOutsideDim0) << r.halves_detail;
+  EXPECT_FALSE(r.splittable());
+}
+
 }  // namespace partita

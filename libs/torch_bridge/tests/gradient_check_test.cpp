@@ -49,4 +49,24 @@ TEST(GradientCheck, FusedInferenceKernelIsNamed) {
   }
 }
 
+// Nothing to train, or a first output the loss cannot be computed from (partita's losses compare per-sample
+// outputs with targets; a 0-d output crashed the baseline's target shape): refused naming the model.
+TEST(GradientCheck, ModelsWithNothingToTrainOrNoPerSampleOutputAreRefused) {
+  const auto refusal = [](const char* name) {
+    const Loaded l = load(name, "8x16");
+    try {
+      check_trainable(l.model, l.specs);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  const std::string free = refusal("parameter_free");
+  EXPECT_NE(free.find("parameter_free.pt: it has no parameter that requires a gradient"), std::string::npos)
+      << free;
+  const std::string own_loss = refusal("own_loss");
+  EXPECT_NE(own_loss.find("own_loss.pt: its first output is a 0-d tensor"), std::string::npos) << own_loss;
+  EXPECT_EQ(refusal("batch_centered"), "accepted");
+}
+
 }  // namespace partita

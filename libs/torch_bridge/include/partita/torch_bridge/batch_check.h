@@ -2,9 +2,11 @@
 // Checks for real whether a model's graph is batch-splittable: a trace can bake the batch size into a
 // reshape, so the graph is run again at a second batch size and every node whose output does not follow the
 // batch is named. A batch that leaves dim 0 inside the model (an LSTM's final state, batch in dim 1, whose
-// last layer a classifier reads) is not proof of mixing: then the model also runs on two halves of a batch,
-// and when every output follows the batch in dim 0 and the halves' outputs, joined, equal the whole batch's,
-// the split is safe (what a data-parallel replica or a microbatch computes is what the whole batch would).
+// last layer a classifier reads) is not proof of mixing, nor is a node whose shape no longer depends on the
+// batch a proof that it does (x - x.mean(0) mixes samples; a model returning its own loss cannot be joined):
+// for either the model also runs on two halves of a batch, and when every output follows the batch in dim 0
+// and the halves' outputs, joined, equal the whole batch's, the split is safe (what a data-parallel replica
+// or a microbatch computes is what the whole batch would).
 #include <string>
 #include <vector>
 
@@ -22,7 +24,7 @@ enum class BatchBehavior {
 
 // What running two halves of a batch on their own showed (only run when a node moves the batch out of dim 0).
 enum class HalvesVerdict {
-  kNotRun,  // no node moves the batch, or the second batch size already failed
+  kNotRun,  // no node moves or reduces the batch, or the second batch size already failed
   kAgree,   // every output follows the batch in dim 0 and the joined halves equal the whole batch's
   kOutputOutsideDim0,  // an output does not carry the batch in dim 0 (a sequence-first output, a baked
                        // reshape)
@@ -40,12 +42,14 @@ struct BatchCheckResult {
   int64_t batch = 0;                     // the annotated batch size
   int64_t second_batch = 0;              // the one tried
   std::vector<NodeBatchCheck> problems;  // nodes that are kReducesBatch, kMovesBatch or kFails
-  // With kMovesBatch problems: whether two halves of the batch, run on their own, gave the whole batch's
-  // outputs (each output following the batch in dim 0); halves_detail says how they differed otherwise.
+  // With kMovesBatch or kReducesBatch problems: whether two halves of the batch, run on their own, gave the
+  // whole batch's outputs (each output following the batch in dim 0); halves_detail says how they differed
+  // otherwise.
   HalvesVerdict halves = HalvesVerdict::kNotRun;
   std::string halves_detail;
   bool halves_agree() const { return halves == HalvesVerdict::kAgree; }
-  bool splittable() const;  // no kFails problem, and no kMovesBatch one unless the halves agree
+  bool splittable()
+      const;  // no kFails problem, and no kMovesBatch or kReducesBatch one unless the halves agree
 };
 
 std::string_view batch_behavior_name(BatchBehavior b);

@@ -24,7 +24,9 @@ struct NodeWithoutDerivative {
 std::optional<NodeWithoutDerivative> first_node_without_derivative(const LoadedModel& model,
                                                                    const std::vector<InputSpec>& specs);
 
-// Throws partita::Error naming that node and what to do about it.
+// Throws partita::Error naming that node and what to do about it; also when the model has nothing to train
+// (no parameter requires a gradient) or its first output is not a tensor with a batch dimension (partita
+// computes the loss from per-sample outputs).
 void check_trainable(const LoadedModel& model, const std::vector<InputSpec>& specs);
 
 }  // namespace partita
