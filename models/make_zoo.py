@@ -267,6 +267,31 @@ class ParameterFree(nn.Module):
         return torch.relu(x) * 2
 
 
+class ArgmaxFirst(nn.Module):
+    """Returns (argmax, logits): the first output, which partita computes the loss from, is int64 (partita must
+    refuse --train with one line)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        y = self.head(x)
+        return y.argmax(1), y
+
+
+class SharedMatrix(nn.Module):
+    """Takes a second input without the batch (a 16x16 matrix shared by every sample): not supported by
+    partita's plans, which split every input along dim 0; refused at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x, w):
+        return self.head(x @ w)
+
+
 def torchvision_model(name):
     import torchvision
     return getattr(torchvision.models, name)(weights=None)
@@ -330,10 +355,13 @@ def main():
                                 ("sequence_first", SequenceFirstOutput, torch.randn(4, 6, 8)),
                                 ("batch_centered", BatchCentered, torch.randn(8, 16)),
                                 ("own_loss", OwnLoss, torch.randn(8, 16)),
-                                ("parameter_free", ParameterFree, torch.randn(8, 16))):
+                                ("parameter_free", ParameterFree, torch.randn(8, 16)),
+                                ("argmax_first", ArgmaxFirst, torch.randn(8, 16)),
+                                ("shared_matrix", SharedMatrix, (torch.randn(8, 16), torch.randn(16, 16)))):
         torch.manual_seed(0)
+        examples = example if isinstance(example, tuple) else (example,)
         with torch.no_grad():
-            torch.jit.trace(ctor().eval(), (example,), check_trace=False).save(os.path.join(args.out, f"{name}.pt"))
+            torch.jit.trace(ctor().eval(), examples, check_trace=False).save(os.path.join(args.out, f"{name}.pt"))
     with torch.no_grad():
         torch.jit.trace(DictOutput(), (torch.randn(4, 16),), strict=False).save(os.path.join(args.out, "dict_output.pt"))
     with open(os.path.join(args.out, "zoo.json"), "w") as f:

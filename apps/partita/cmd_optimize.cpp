@@ -140,6 +140,7 @@ void run_optimize(const OptimizeArgs& args) {
   check_output_folder(args.out, "--out");
   check_output_path(args.json, "--json");
   const auto specs = args.model.specs();
+  check_inputs_share_batch(specs);
   const Mode mode = args.train ? Mode::kTraining : Mode::kInference;
   const Objective objective = parse_objective(args.objective);
   PARTITA_CHECK(args.optimizer.empty() || args.train, "--optimizer ", args.optimizer,

@@ -250,6 +250,7 @@ void run_run(const RunArgs& args) {
   check_output_path(args.json, "--json");
   check_output_path(args.trace, "--trace");
   const auto specs = args.model.specs();
+  check_inputs_share_batch(specs);
   const Plan plan = plan_from_json(read_json_file(args.plan));
   const bool plan_trains = plan.mode == Mode::kTraining;
   PARTITA_CHECK(plan_trains == args.train, "plan '", args.plan, "' is for ", mode_name(plan.mode),

@@ -340,6 +340,7 @@ LoadedModel load_source_model(const PlanSource& source, Mode mode) {
                 "like --input 32x64");
   std::vector<InputSpec> specs;
   for (const auto& s : source.inputs) specs.push_back(parse_input_spec(s));
+  check_inputs_share_batch(specs);
   log_info(fmt::format("loading {}", source.model));
   LoadedModel model = load_model(source.model);
   annotate_shapes(model, specs);

@@ -32,7 +32,21 @@ for cmd in "optimize --out $WORK/own" "plan --cost roofline" "plan --cost profil
   # shellcheck disable=SC2086
   expect_error "cannot train $ZOO/parameter_free.pt: it has no parameter that requires a gradient" \
     "$PARTITA" $cmd "$ZOO/parameter_free.pt" --input 8x16 --train
+  # shellcheck disable=SC2086
+  expect_error "cannot train $ZOO/argmax_first.pt: its first output is i64" "$PARTITA" $cmd \
+    "$ZOO/argmax_first.pt" --input 8x16 --train
 done
+# An input without the batch in dim 0 (a shared matrix): refused before any work (optimize measured for a
+# minute, then found that no candidate could run); analyze still describes the model.
+for cmd in "optimize --out $WORK/shared" plan; do
+  # shellcheck disable=SC2086
+  expect_error "--input 2 is 16x16 but the first input's batch is 8" "$PARTITA" $cmd "$ZOO/shared_matrix.pt" \
+    --input 8x16 --input 16x16
+done
+"$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --json "$WORK/mlp8.json" >/dev/null || fail "plan mlp 8x64"
+expect_error "--input 2 is 16x16 but the first input's batch is 8" "$PARTITA" run "$ZOO/shared_matrix.pt" \
+  --input 8x16 --input 16x16 --plan "$WORK/mlp8.json"
+"$PARTITA" analyze "$ZOO/shared_matrix.pt" --input 8x16 --input 16x16 >/dev/null || fail "analyze shared_matrix"
 # Whole-number options say what they want (CLI11's own check printed a range up to 1.8e308).
 expect_error "--microbatches: '0' is not a positive integer" "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --microbatches 0
 expect_error "--steps: '1.5' is not a positive integer" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --steps 1.5

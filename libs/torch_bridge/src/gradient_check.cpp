@@ -69,6 +69,11 @@ void check_trainable(const LoadedModel& model, const std::vector<InputSpec>& spe
       ": its first output is a 0-d tensor (its own loss, or a mean over the batch?), and partita "
       "computes the loss (cross-entropy or MSE against targets) from per-sample outputs; return the "
       "outputs with the batch in dim 0, or leave out --train");
+  const DType out_dtype = g.value(g.outputs()[0]).tensors[0].dtype;
+  PARTITA_CHECK(
+      is_floating(out_dtype), "cannot train ", model.path, ": its first output is ", dtype_name(out_dtype),
+      " (an argmax or a mask?), which no gradient flows through, and partita computes the loss from "
+      "it; return the logits first, or leave out --train");
   const auto missing = first_node_without_derivative(model, specs);
   if (!missing) return;
   PARTITA_FAIL("cannot train ", model.path, ": ", describe_node(model.ir.node(missing->node)),

@@ -61,6 +61,18 @@ std::string InputSpec::to_string() const {
   return s;
 }
 
+void check_inputs_share_batch(const std::vector<InputSpec>& specs) {
+  if (specs.empty() || specs[0].shape.empty()) return;
+  const int64_t batch = specs[0].shape[0];
+  for (size_t i = 1; i < specs.size(); ++i) {
+    PARTITA_CHECK(
+        !specs[i].shape.empty() && specs[i].shape[0] == batch, "--input ", i + 1, " is ",
+        specs[i].to_string(), " but the first input's batch is ", batch,
+        ": partita splits the batch along dim 0 of every input; an input without the batch (a shared "
+        "mask or matrix) is not supported: make it a buffer of the model, or give it the batch in dim 0");
+  }
+}
+
 std::vector<InputSpec> with_batch(std::vector<InputSpec> specs, int64_t batch) {
   for (auto& s : specs) {
     if (!s.shape.empty()) s.shape[0] = batch;

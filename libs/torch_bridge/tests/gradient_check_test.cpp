@@ -66,6 +66,8 @@ TEST(GradientCheck, ModelsWithNothingToTrainOrNoPerSampleOutputAreRefused) {
       << free;
   const std::string own_loss = refusal("own_loss");
   EXPECT_NE(own_loss.find("own_loss.pt: its first output is a 0-d tensor"), std::string::npos) << own_loss;
+  const std::string argmax = refusal("argmax_first");
+  EXPECT_NE(argmax.find("argmax_first.pt: its first output is i64"), std::string::npos) << argmax;
   EXPECT_EQ(refusal("batch_centered"), "accepted");
 }
 

@@ -31,4 +31,21 @@ TEST(InputSpec, RejectsMalformedWithTheText) {
   }
 }
 
+TEST(InputSpec, EveryInputMustCarryTheFirstInputsBatch) {
+  const auto specs = [](std::vector<const char*> texts) {
+    std::vector<InputSpec> out;
+    for (const char* t : texts) out.push_back(parse_input_spec(t));
+    return out;
+  };
+  EXPECT_NO_THROW(check_inputs_share_batch(specs({"8x16", "8x5:i64:100", "8"})));
+  try {
+    check_inputs_share_batch(specs({"8x16", "8x4", "16x16"}));
+    ADD_FAILURE() << "accepted an input without the batch";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--input 3 is 16x16 but the first input's batch is 8"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace partita

@@ -25,4 +25,9 @@ InputSpec parse_input_spec(const std::string& text);
 // The same specs with the leading (batch) dimension replaced.
 std::vector<InputSpec> with_batch(std::vector<InputSpec> specs, int64_t batch);
 
+// Plans split a batch along dim 0 of every input, so every input must have the first one's batch there (an
+// input without one, a shared mask or matrix, is not supported: it belongs in the model as a buffer). Throws
+// partita::Error naming the first input that differs.
+void check_inputs_share_batch(const std::vector<InputSpec>& specs);
+
 }  // namespace partita
