@@ -292,6 +292,19 @@ class SharedMatrix(nn.Module):
         return self.head(x @ w)
 
 
+class ScalesItsInput(nn.Module):
+    """Updates its input in place (x.mul_(0.5), as a model normalizing pixels with x.div_(255) would): repeated
+    runs on one batch and replicas on views of it must not see each other's writes."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x.mul_(0.5)
+        return self.head(x)
+
+
 def torchvision_model(name):
     import torchvision
     return getattr(torchvision.models, name)(weights=None)
@@ -357,6 +370,7 @@ def main():
                                 ("own_loss", OwnLoss, torch.randn(8, 16)),
                                 ("parameter_free", ParameterFree, torch.randn(8, 16)),
                                 ("argmax_first", ArgmaxFirst, torch.randn(8, 16)),
+                                ("scales_input", ScalesItsInput, torch.randn(8, 16)),
                                 ("shared_matrix", SharedMatrix, (torch.randn(8, 16), torch.randn(16, 16)))):
         torch.manual_seed(0)
         examples = example if isinstance(example, tuple) else (example,)

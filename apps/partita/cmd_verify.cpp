@@ -9,6 +9,7 @@
 #include "partita/core/error.h"
 #include "partita/core/json_io.h"
 #include "partita/core/log.h"
+#include "partita/graph/analysis.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/gradient_check.h"
 #include "partita/torch_bridge/timing.h"
@@ -94,7 +95,16 @@ void run_verify(const VerifyArgs& args) {
   const Executor executor(model);
   const auto input_tensors = make_inputs(specs, /*seed=*/7);
   const std::vector<c10::IValue> inputs(input_tensors.begin(), input_tensors.end());
-  auto torchscript_forward = [&] { return model.module.forward(inputs); };
+  // A model that updates an input in place changes the caller's tensor under TorchScript (partita's executor
+  // copies it): TorchScript then gets a fresh copy per call, so both always read the same values.
+  const std::vector<bool> written = inputs_written_in_place(model.ir);
+  const bool copy_inputs = std::find(written.begin(), written.end(), true) != written.end();
+  auto torchscript_forward = [&] {
+    if (!copy_inputs) return model.module.forward(inputs);
+    std::vector<c10::IValue> fresh;
+    for (const auto& t : input_tensors) fresh.emplace_back(t.clone());
+    return model.module.forward(fresh);
+  };
   auto executor_forward = [&] { return executor.run(inputs); };
 
   Comparison outputs, grads;

@@ -169,6 +169,16 @@ std::vector<bool> batch_dependent(const Graph& g) {
   return dep;
 }
 
+std::vector<bool> inputs_written_in_place(const Graph& g) {
+  std::vector<bool> written(g.inputs().size(), false);
+  for (const Node& n : g.nodes()) {
+    if (n.op.empty() || n.op.back() != '_' || n.inputs.empty()) continue;
+    const auto at = std::find(g.inputs().begin(), g.inputs().end(), n.inputs[0]);
+    if (at != g.inputs().end()) written[static_cast<size_t>(at - g.inputs().begin())] = true;
+  }
+  return written;
+}
+
 std::vector<bool> batch_major(const Graph& g) {
   const std::vector<bool> dep = batch_dependent(g);
   std::vector<bool> major(g.values().size(), false);

@@ -82,6 +82,20 @@ TEST(Parallelism, BatchNormDependsOnTrainingFlagAndMode) {
   EXPECT_FALSE(last(g).batch_splittable);
 }
 
+// x.div_(255) on the first input is a write into the caller's tensor; an in-place op on an intermediate, or
+// one that only reads an input, is not.
+TEST(Parallelism, InputsWrittenInPlace) {
+  Graph g;
+  const ValueId x = input(g, {8, 16}, "x");
+  const ValueId m = input(g, {8, 16}, "mask");
+  const ValueId y = op(g, "aten::mul", {x, m}, {8, 16});
+  op(g, "aten::relu_", {y}, {8, 16});
+  op(g, "aten::add_", {y, m, int_constant(g, "1")}, {8, 16});  // reads mask, writes y
+  EXPECT_EQ(inputs_written_in_place(g), (std::vector<bool>{false, false}));
+  op(g, "aten::div_", {m, int_constant(g, "255")}, {8, 16});
+  EXPECT_EQ(inputs_written_in_place(g), (std::vector<bool>{false, true}));
+}
+
 TEST(Parallelism, ReductionsOverTheBatch) {
   Graph g;
   const ValueId x = input(g, {8, 16});

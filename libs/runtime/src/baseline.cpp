@@ -9,6 +9,7 @@
 
 #include "partita/core/error.h"
 #include "partita/core/own_thread.h"
+#include "partita/graph/analysis.h"
 #include "partita/runtime/blas_threads.h"
 #include "partita/runtime/optimizer.h"
 #include "partita/torch_bridge/timing.h"
@@ -40,7 +41,17 @@ BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>
   if (config.blas_threads > 0) set_blas_threads(config.blas_threads);
 
   const bool training = options.mode == Mode::kTraining;
-  const std::vector<c10::IValue> args(inputs.begin(), inputs.end());
+  // An input the model updates in place gets a fresh copy each step, as from a data loader (and as partita's
+  // executor does): the same tensor would carry every step's writes into the next (x.div_(255) would reach
+  // subnormal floats, which run several times slower).
+  const std::vector<bool> written = inputs_written_in_place(model.ir);
+  const bool copy_inputs = std::find(written.begin(), written.end(), true) != written.end();
+  std::vector<c10::IValue> args(inputs.begin(), inputs.end());
+  const auto refresh_inputs = [&] {
+    for (size_t i = 0; i < args.size() && i < written.size(); ++i) {
+      if (written[i]) args[i] = inputs[i].clone();
+    }
+  };
   std::vector<torch::Tensor> params;
   for (const auto& p : model.parameters) {
     if (p.requires_grad()) params.push_back(p);
@@ -57,6 +68,7 @@ BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>
     opt = make_optimizer(options.optimizer, params, options.learning_rate);
   }
   auto one_step = [&] {
+    if (copy_inputs) refresh_inputs();
     if (!training) {
       torch::NoGradGuard no_grad;
       model.module.forward(args);

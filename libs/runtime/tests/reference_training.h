@@ -36,8 +36,8 @@ struct ReferenceTraining {
 };
 
 // Plain single-device training with the TorchScript module itself: SGD (lr 0.01, momentum 0.9), the same
-// batch every step (inputs from seed 100, targets from seed 7, as the engine tests make them), so a working
-// optimizer must lower the loss.
+// batch every step (a copy of the inputs from seed 100, targets from seed 7, as the engine tests make them),
+// so a working optimizer must lower the loss.
 inline ReferenceTraining reference_training(const std::string& name, const std::string& input, int steps) {
   LoadedModel m = load(name, input);
   Plan one;
@@ -59,7 +59,9 @@ inline ReferenceTraining reference_training(const std::string& name, const std::
   ReferenceTraining run;
   for (int s = 0; s < steps; ++s) {
     opt.zero_grad();
-    const auto out = m.module.forward({inputs[0]}).toTensor();
+    // A fresh copy each step, as from a data loader: a model that updates its input in place (scales_input)
+    // would otherwise train on a different batch every step.
+    const auto out = m.module.forward({inputs[0].clone()}).toTensor();
     auto loss = slice_loss(helper.loss_kind(), out, targets, one.global_batch);
     loss.backward();
     opt.step();

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "partita/core/error.h"
+#include "partita/graph/analysis.h"
 
 namespace partita {
 
@@ -74,6 +75,7 @@ Executor::Executor(const LoadedModel& model, ExecutorOptions options)
   for (const Value& v : g.values()) {
     if (v.role != ValueRole::kIntermediate) keep[v.id] = true;
   }
+  written_inputs_ = inputs_written_in_place(g);
   steps_.reserve(g.num_nodes());
   for (const Node& n : g.nodes()) {
     Step step;
@@ -120,7 +122,10 @@ Executor::Environment Executor::make_environment(const std::vector<c10::IValue>&
   PARTITA_CHECK(inputs.size() == g.inputs().size(), "the model takes ", g.inputs().size(), " input(s) but ",
                 inputs.size(), " were given; pass one --input per forward() argument");
   Environment env(g.num_values());
-  for (size_t i = 0; i < inputs.size(); ++i) env[g.inputs()[i]] = inputs[i];
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const bool copy = written_inputs_[i] && inputs[i].isTensor();
+    env[g.inputs()[i]] = copy ? c10::IValue(inputs[i].toTensor().clone()) : inputs[i];
+  }
   for (size_t i = 0; i < parameters_.size(); ++i) env[g.parameters()[i].value] = parameters_[i];
   for (size_t i = 0; i < constants_.size(); ++i) env[model_.constants[i].value] = constants_[i];
   return env;

@@ -35,7 +35,11 @@ class Executor {
   // `model` must outlive the executor.
   explicit Executor(const LoadedModel& model, ExecutorOptions options = {});
 
-  // One value slot per IR value; graph inputs, parameters and constants filled in.
+  // One value slot per IR value; graph inputs, parameters and constants filled in. An input the model updates
+  // in place (inputs_written_in_place) is copied first, so every run starts from the caller's values:
+  // profiling repeats, concurrent replicas and microbatches (views of one batch) do not see each other's
+  // writes, as in a training loop where each step gets a fresh batch. The caller's tensor is left as it was
+  // (TorchScript's own forward would change it).
   using Environment = std::vector<c10::IValue>;
   Environment make_environment(const std::vector<c10::IValue>& inputs) const;
 
@@ -65,6 +69,7 @@ class Executor {
   std::vector<Step> steps_;
   std::vector<torch::Tensor> parameters_;
   std::vector<c10::IValue> constants_;  // parallel to model_.constants, on the device
+  std::vector<bool> written_inputs_;    // [user input] updated in place by the model: copied per run
 };
 
 // Describes a node for error messages: "node 12 aten::_convolution (layer1.0.conv1, model.py:42)".
