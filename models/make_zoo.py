@@ -305,6 +305,19 @@ class ScalesItsInput(nn.Module):
         return self.head(x)
 
 
+class PairInput(nn.Module):
+    """Takes a tuple of two tensors as its one argument: partita gives every --input as one tensor, so the
+    importer must refuse it with one line."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, pair):
+        x, y = pair
+        return self.head(x) + self.head(y)
+
+
 def torchvision_model(name):
     import torchvision
     return getattr(torchvision.models, name)(weights=None)
@@ -371,6 +384,7 @@ def main():
                                 ("parameter_free", ParameterFree, torch.randn(8, 16)),
                                 ("argmax_first", ArgmaxFirst, torch.randn(8, 16)),
                                 ("scales_input", ScalesItsInput, torch.randn(8, 16)),
+                                ("pair_input", PairInput, ((torch.randn(8, 16), torch.randn(8, 16)),)),
                                 ("shared_matrix", SharedMatrix, (torch.randn(8, 16), torch.randn(16, 16)))):
         torch.manual_seed(0)
         examples = example if isinstance(example, tuple) else (example,)

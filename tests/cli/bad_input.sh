@@ -11,6 +11,8 @@ expect_error "takes 1 input(s) but 2" "$PARTITA" analyze "$ZOO/mlp.pt" --input 4
 expect_error "--input is required" "$PARTITA" analyze "$ZOO/mlp.pt"
 expect_error "prim::If" "$PARTITA" analyze "$ZOO/control_flow.pt" --input 4x8
 expect_error "builds a dict (prim::DictConstruct)" "$PARTITA" analyze "$ZOO/dict_output.pt" --input 4x16
+expect_error "forward() argument 1 (pair.1) is a Tuple[Tensor, Tensor], and partita gives every --input as one tensor" \
+  "$PARTITA" analyze "$ZOO/pair_input.pt" --input 8x16
 # A model without a derivative somewhere (torch.nn's fused transformer kernel, traced in eval mode under no_grad)
 # is refused for training by every command, at once and naming the node; it still plans for inference.
 fused="$ZOO/fused_encoder.pt"

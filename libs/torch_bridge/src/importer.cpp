@@ -150,6 +150,11 @@ LoadedModel load_model(const std::string& path) {
   for (size_t i = 0; i < num_inputs; ++i) {
     const jit::Value* v = graph->inputs()[i];
     if (i < num_user) {
+      PARTITA_CHECK(
+          kind_of(v->type()) == ValueKind::kTensor, "'", path, "': forward() argument ", i + 1, " (",
+          v->debugName(), ") is a ", v->type()->repr_str(),
+          ", and partita gives every --input as one tensor; trace a wrapper whose forward() takes the "
+          "tensors as separate arguments");
       ids[v] = ir.add_input(v->debugName(), kind_of(v->type()));
       continue;
     }
