@@ -22,7 +22,8 @@ enum class BatchBehavior {
   kFails,         // the node throws at the second batch size (batch baked into a constant shape)
 };
 
-// What running two halves of a batch on their own showed (only run when a node moves the batch out of dim 0).
+// What running two halves of a batch on their own showed (only run when a node moves the batch out of dim 0
+// or reduces over it).
 enum class HalvesVerdict {
   kNotRun,  // no node moves or reduces the batch, or the second batch size already failed
   kAgree,   // every output follows the batch in dim 0 and the joined halves equal the whole batch's
@@ -48,8 +49,8 @@ struct BatchCheckResult {
   HalvesVerdict halves = HalvesVerdict::kNotRun;
   std::string halves_detail;
   bool halves_agree() const { return halves == HalvesVerdict::kAgree; }
-  bool splittable()
-      const;  // no kFails problem, and no kMovesBatch or kReducesBatch one unless the halves agree
+  // No kFails problem, and no kMovesBatch or kReducesBatch one unless the halves agree.
+  bool splittable() const;
 };
 
 std::string_view batch_behavior_name(BatchBehavior b);
