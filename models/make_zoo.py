@@ -248,6 +248,32 @@ class BatchCentered(nn.Module):
         return self.head(x - x.mean(0))
 
 
+class BatchFlipped(nn.Module):
+    """Reverses the batch (x.flip(0)): every node's output keeps the batch's shape, yet each half of a batch
+    comes back in another order than the whole's (only the two-halves run can see it; the batch stays whole)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(x).flip(0)
+
+
+class DropoutEncoder(nn.Module):
+    """torch.nn's transformer encoder layer in its default sequence-first layout, with dropout, traced in train
+    mode: the batch sits in dim 1 inside and dropout draws a new mask per run, yet the batch splits (each
+    replica drawing its own mask, as under DDP)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(self.layer(x.transpose(0, 1)).mean(0))
+
+
 class OwnLoss(nn.Module):
     """Returns a 0-d tensor (its own loss, a mean over the batch): no split batch can be joined, and partita's
     training, which computes the loss from per-sample outputs, must refuse it."""
@@ -390,6 +416,12 @@ def main():
         examples = example if isinstance(example, tuple) else (example,)
         with torch.no_grad():
             torch.jit.trace(ctor().eval(), examples, check_trace=False).save(os.path.join(args.out, f"{name}.pt"))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        torch.jit.trace(BatchFlipped().eval(), (torch.randn(8, 16),), check_trace=False).save(
+            os.path.join(args.out, "batch_flipped.pt"))
+        torch.jit.trace(DropoutEncoder().train(), (torch.randn(4, 6, 16),), check_trace=False).save(
+            os.path.join(args.out, "dropout_encoder.pt"))
     with torch.no_grad():
         torch.jit.trace(DictOutput(), (torch.randn(4, 16),), strict=False).save(os.path.join(args.out, "dict_output.pt"))
     with open(os.path.join(args.out, "zoo.json"), "w") as f:

@@ -435,27 +435,28 @@ std::optional<std::string> batch_split_problem(const LoadedModel& model,
                                                const std::vector<InputSpec>& specs) {
   const BatchCheckResult check = check_batch_splittability(model, specs);
   if (check.splittable()) return std::nullopt;
+  const char* remedy = "write the batch dimension as -1 or x.size(0) in the model";
+  if (check.halves == HalvesVerdict::kMixSamples) {
+    remedy = "only plans that keep the batch whole compute the same";
+  } else if (check.halves == HalvesVerdict::kOutputOutsideDim0) {
+    remedy =
+        "return every output with the batch in dim 0 (batch-first; reshapes with -1 or x.size(0) for the "
+        "batch)";
+  }
   // A node that fails at another batch size first (the halves did not run then), else the first that moves or
-  // reduces the batch.
+  // reduces the batch; a node working along the batch without changing its shape (x.flip(0)) shows only in
+  // the halves.
   auto problems = check.problems;
   std::stable_partition(problems.begin(), problems.end(),
                         [](const NodeBatchCheck& p) { return p.behavior == BatchBehavior::kFails; });
   for (const auto& p : problems) {
     if (p.behavior == BatchBehavior::kFollowsBatch || p.behavior == BatchBehavior::kBatchFree) continue;
-    const Node& node = model.ir.node(p.node);
-    const char* remedy = "write the batch dimension as -1 or x.size(0) in the model";
-    if (check.halves == HalvesVerdict::kMixSamples) {
-      remedy = "only plans that keep the batch whole compute the same";
-    } else if (check.halves == HalvesVerdict::kOutputOutsideDim0) {
-      remedy =
-          "return every output with the batch in dim 0 (batch-first; reshapes with -1 or x.size(0) for the "
-          "batch)";
-    }
-    return fmt::format("node {} ({}) {}: {}{}; {}", p.node, node.op, batch_behavior_name(p.behavior),
-                       p.detail, check.halves_detail.empty() ? "" : "; " + check.halves_detail, remedy);
+    return fmt::format("node {} ({}) {}: {}{}; {}", p.node, model.ir.node(p.node).op,
+                       batch_behavior_name(p.behavior), p.detail,
+                       check.halves_detail.empty() ? "" : "; " + check.halves_detail, remedy);
   }
-  PARTITA_ASSERT(false, "a batch check that is not splittable names a problem");
-  return std::nullopt;
+  PARTITA_ASSERT(!check.halves_detail.empty(), "a batch check that is not splittable names a cause");
+  return fmt::format("{}; {}", check.halves_detail, remedy);
 }
 
 void mark_batch_splittability(PlanningInputs& in, const LoadedModel& model) {

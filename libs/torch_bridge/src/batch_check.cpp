@@ -75,6 +75,20 @@ std::vector<torch::Tensor> output_tensors(const Executor& executor,
   return out;
 }
 
+// A node drawing random numbers other than dropout (which the halves run as in eval mode): its draws for two
+// halves cannot equal its draws for the whole batch, so the halves cannot agree.
+const Node* random_node(const Graph& g) {
+  static const std::vector<std::string_view> kRandom = {
+      "aten::bernoulli",   "aten::bernoulli_", "aten::rand",           "aten::rand_like",
+      "aten::randn",       "aten::randn_like", "aten::randint",        "aten::randint_like",
+      "aten::randperm",    "aten::normal",     "aten::normal_",        "aten::uniform_",
+      "aten::multinomial", "aten::rrelu",      "aten::native_dropout", "aten::exponential_"};
+  for (const Node& n : g.nodes()) {
+    if (std::find(kRandom.begin(), kRandom.end(), n.op) != kRandom.end()) return &n;
+  }
+  return nullptr;
+}
+
 // Runs the batch of `specs` whole and as two halves and compares the halves' outputs, joined along dim 0,
 // with the whole batch's (up to float reassociation); `detail` says how they differ.
 HalvesVerdict compare_halves(const Executor& executor, const std::vector<InputSpec>& specs,
@@ -102,8 +116,10 @@ HalvesVerdict compare_halves(const Executor& executor, const std::vector<InputSp
   }
   for (size_t i = 0; i < whole.size(); ++i) {
     const std::string which = "output " + std::to_string(i);
-    if (whole[i].dim() == 0 || whole[i].size(0) != batch || a.size() != whole.size() ||
-        b.size() != whole.size() || a[i].dim() == 0 || b[i].dim() == 0 ||
+    // Dim 0 holds the batch, or whole samples' rows (a [batch * time, vocab] view of a language model's
+    // logits): joined halves cover it either way.
+    if (whole[i].dim() == 0 || whole[i].size(0) == 0 || whole[i].size(0) % batch != 0 ||
+        a.size() != whole.size() || b.size() != whole.size() || a[i].dim() == 0 || b[i].dim() == 0 ||
         !torch::cat({a[i], b[i]}, 0).sizes().equals(whole[i].sizes())) {
       detail = which + " does not carry the batch in dim 0 (" + shapes_text({whole[i].sizes().vec()}) +
                " at batch " + std::to_string(batch) + ")";
@@ -114,17 +130,15 @@ HalvesVerdict compare_halves(const Executor& executor, const std::vector<InputSp
                                                    : torch::equal(joined, whole[i]);
     if (!same) {
       detail = which + " of two halves of a batch of " + std::to_string(batch) +
-               " differs from the whole batch's (the model mixes samples)";
+               " differs from the whole batch's (the model mixes samples";
+      if (const Node* r = random_node(executor.model().ir)) {
+        detail += ", or " + describe_node(*r) + " draws other random numbers for each half";
+      }
+      detail += ")";
       return HalvesVerdict::kMixSamples;
     }
   }
   return HalvesVerdict::kAgree;
-}
-
-// The shapes alone cannot tell whether such a node mixes samples (a batch mean read by the output does; an
-// LSTM's final state, batch in dim 1, does not): two halves of a batch decide.
-bool needs_halves(const NodeBatchCheck& p) {
-  return p.behavior == BatchBehavior::kMovesBatch || p.behavior == BatchBehavior::kReducesBatch;
 }
 
 }  // namespace
@@ -148,9 +162,8 @@ std::string_view batch_behavior_name(BatchBehavior b) {
 bool BatchCheckResult::splittable() const {
   for (const auto& p : problems) {
     if (p.behavior == BatchBehavior::kFails) return false;
-    if (needs_halves(p) && !halves_agree()) return false;
   }
-  return true;
+  return halves_agree();
 }
 
 BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::vector<InputSpec>& specs) {
@@ -210,8 +223,15 @@ BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::
                                      shapes_text(b) + " at " + std::to_string(result.second_batch)});
     }
   }
-  if (std::any_of(result.problems.begin(), result.problems.end(), needs_halves) && !second_error) {
-    result.halves = compare_halves(executor, specs, result.halves_detail);
+  // Even when every node's output follows the batch, a node may work along it (flip, roll, cumsum or sort in
+  // dim 0, a batch concatenated with itself): only the halves can show that, so they always run. Dropout and
+  // batch norm run as in eval mode there: a replica or microbatch draws its own dropout mask and normalizes
+  // by its own share's statistics, as under DDP, and that is accepted (analyze reports batch norm's
+  // statistics in training).
+  if (!second_error) {
+    ExecutorOptions as_in_eval;
+    as_in_eval.dropout_and_batch_norm_as_in_eval = true;
+    result.halves = compare_halves(Executor(model, as_in_eval), specs, result.halves_detail);
   }
   return result;
 }

@@ -60,6 +60,32 @@ torch::jit::Operation make_operation(const torch::jit::Node* n) {
   return n->getOperation();
 }
 
+// `op` run as in eval mode: dropout (input, p, train) as the identity; batch_norm (input, weight, bias,
+// running_mean, running_var, training, momentum, eps, cudnn_enabled) with training off when it keeps running
+// statistics (without them eval mode would fail, and the batch's own statistics are all it has).
+torch::jit::Operation as_in_eval(const Node& node, torch::jit::Operation op) {
+  using torch::jit::Stack;
+  static const std::vector<std::string> kDropouts = {"aten::dropout",
+                                                     "aten::dropout_",
+                                                     "aten::feature_dropout",
+                                                     "aten::feature_dropout_",
+                                                     "aten::alpha_dropout",
+                                                     "aten::alpha_dropout_",
+                                                     "aten::feature_alpha_dropout",
+                                                     "aten::feature_alpha_dropout_"};
+  if (std::find(kDropouts.begin(), kDropouts.end(), node.op) != kDropouts.end() && node.inputs.size() == 3) {
+    return [](Stack& stack) { stack.resize(stack.size() - 2); };  // leaves the input as the output
+  }
+  if (node.op == "aten::batch_norm" && node.inputs.size() == 9) {
+    return [op = std::move(op)](Stack& stack) mutable {  // torch 1.13: operator() is non-const
+      const size_t first = stack.size() - 9;
+      if (!stack[first + 3].isNone() && !stack[first + 4].isNone()) stack[first + 5] = false;
+      op(stack);
+    };
+  }
+  return op;
+}
+
 }  // namespace
 
 Executor::Executor(const LoadedModel& model, ExecutorOptions options)
@@ -81,6 +107,7 @@ Executor::Executor(const LoadedModel& model, ExecutorOptions options)
     Step step;
     try {
       step.op = make_operation(model.torch_nodes[n.id]);
+      if (options_.dropout_and_batch_norm_as_in_eval) step.op = as_in_eval(n, std::move(step.op));
     } catch (const std::exception& e) {
       PARTITA_FAIL(describe_node(n), " has no operator LibTorch runs outside its interpreter (",
                    first_line(e), "); partita cannot run this model");

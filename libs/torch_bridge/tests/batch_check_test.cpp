@@ -16,10 +16,13 @@ BatchCheckResult check(const char* name, const char* input) {
 }  // namespace
 
 TEST(BatchCheck, ZooModelsFollowTheBatch) {
-  for (const auto& [name, input] :
-       {std::pair{"mlp", "4x64"}, {"cnn", "2x3x32x32"}, {"gpt", "2x16:i64:2048"}}) {
+  for (const auto& [name, input] : {std::pair{"mlp", "4x64"},
+                                    {"cnn", "2x3x32x32"},
+                                    {"gpt", "2x16:i64:2048"},
+                                    {"cnn_train", "4x3x32x32"}}) {
     const BatchCheckResult r = check(name, input);
-    EXPECT_TRUE(r.splittable()) << name;
+    EXPECT_TRUE(r.splittable()) << name << ": " << r.halves_detail;
+    EXPECT_EQ(r.halves, HalvesVerdict::kAgree) << name;
     EXPECT_TRUE(r.problems.empty()) << name << ": node " << r.problems[0].node << " " << r.problems[0].detail;
   }
 }
@@ -95,6 +98,25 @@ TEST(BatchCheck, AModelReturningABatchMeanDoesNotSplit) {
   EXPECT_EQ(r.problems.back().behavior, BatchBehavior::kReducesBatch);
   EXPECT_EQ(r.halves, HalvesVerdict::kOutputOutsideDim0) << r.halves_detail;
   EXPECT_FALSE(r.splittable());
+}
+
+// head(x).flip(0): every node's output has the batch's shape, so only the halves show that a split reorders
+// the samples.
+TEST(BatchCheck, AModelWorkingAlongTheBatchWithoutChangingItsShapeDoesNotSplit) {
+  const BatchCheckResult r = check("batch_flipped", "8x16");
+  EXPECT_TRUE(r.problems.empty()) << "node " << r.problems[0].node << " " << r.problems[0].detail;
+  EXPECT_EQ(r.halves, HalvesVerdict::kMixSamples) << r.halves_detail;
+  EXPECT_FALSE(r.splittable());
+}
+
+// A sequence-first transformer layer with dropout, traced in train mode: the batch leaves dim 0 and dropout
+// draws a new mask on every run. The halves run dropout as the identity, so they agree and the batch splits.
+TEST(BatchCheck, DropoutInTrainModeDoesNotStopASplit) {
+  const BatchCheckResult r = check("dropout_encoder", "4x6x16");
+  ASSERT_FALSE(r.problems.empty());
+  EXPECT_EQ(r.problems[0].behavior, BatchBehavior::kMovesBatch);
+  EXPECT_EQ(r.halves, HalvesVerdict::kAgree) << r.halves_detail;
+  EXPECT_TRUE(r.splittable());
 }
 
 }  // namespace partita

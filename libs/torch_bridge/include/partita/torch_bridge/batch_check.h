@@ -1,12 +1,15 @@
 #pragma once
 // Checks for real whether a model's graph is batch-splittable: a trace can bake the batch size into a
 // reshape, so the graph is run again at a second batch size and every node whose output does not follow the
-// batch is named. A batch that leaves dim 0 inside the model (an LSTM's final state, batch in dim 1, whose
-// last layer a classifier reads) is not proof of mixing, nor is a node whose shape no longer depends on the
-// batch a proof that it does (x - x.mean(0) mixes samples; a model returning its own loss cannot be joined):
-// for either the model also runs on two halves of a batch, and when every output follows the batch in dim 0
-// and the halves' outputs, joined, equal the whole batch's, the split is safe (what a data-parallel replica
-// or a microbatch computes is what the whole batch would).
+// batch is named. Shapes do not settle it either way: a batch that leaves dim 0 inside the model (an LSTM's
+// final state, batch in dim 1, whose last layer a classifier reads) is not proof of mixing, and a node whose
+// output keeps the batch's shape can still work along it (x.flip(0), x.cumsum(0), x - x.mean(0), a batch
+// concatenated with itself). So the model also runs on two halves of a batch, and the split is safe when
+// every output carries the batch in dim 0 and the halves' outputs, joined, equal the whole batch's (what a
+// data-parallel replica or a microbatch computes is what the whole batch would). The halves run dropout and
+// batch norm as in eval mode: a replica drawing its own dropout mask, or normalizing by its own share's
+// statistics as under DDP, is accepted. Inputs are random (make_inputs): a model whose mixing shows only on
+// particular values could pass.
 #include <string>
 #include <vector>
 
@@ -22,10 +25,9 @@ enum class BatchBehavior {
   kFails,         // the node throws at the second batch size (batch baked into a constant shape)
 };
 
-// What running two halves of a batch on their own showed (only run when a node moves the batch out of dim 0
-// or reduces over it).
+// What running two halves of a batch on their own showed.
 enum class HalvesVerdict {
-  kNotRun,  // no node moves or reduces the batch, or the second batch size already failed
+  kNotRun,  // the second batch size already failed
   kAgree,   // every output follows the batch in dim 0 and the joined halves equal the whole batch's
   kOutputOutsideDim0,  // an output does not carry the batch in dim 0 (a sequence-first output, a baked
                        // reshape)
@@ -43,13 +45,13 @@ struct BatchCheckResult {
   int64_t batch = 0;                     // the annotated batch size
   int64_t second_batch = 0;              // the one tried
   std::vector<NodeBatchCheck> problems;  // nodes that are kReducesBatch, kMovesBatch or kFails
-  // With kMovesBatch or kReducesBatch problems: whether two halves of the batch, run on their own, gave the
-  // whole batch's outputs (each output following the batch in dim 0); halves_detail says how they differed
-  // otherwise.
+  // Whether two halves of the batch, run on their own, gave the whole batch's outputs (each output carrying
+  // the batch in dim 0); halves_detail says how they differed otherwise. kMovesBatch and kReducesBatch
+  // problems are harmless when they agree.
   HalvesVerdict halves = HalvesVerdict::kNotRun;
   std::string halves_detail;
   bool halves_agree() const { return halves == HalvesVerdict::kAgree; }
-  // No kFails problem, and no kMovesBatch or kReducesBatch one unless the halves agree.
+  // No kFails problem, and the halves agree.
   bool splittable() const;
 };
 

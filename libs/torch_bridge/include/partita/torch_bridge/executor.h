@@ -28,6 +28,10 @@ struct ExecutorOptions {
   // on the device, or the model's tensor moved there). Empty: the model's parameters, copied to `device`
   // when it is not the CPU as leaves that keep requires_grad (their gradients stay on the device).
   std::vector<torch::Tensor> parameters{};
+  // Dropout runs as the identity and batch norm on its running statistics (where it keeps them), as in eval
+  // mode, whatever flag the trace recorded. The batch check uses it to ask whether anything besides these two
+  // makes a sample's output depend on the rest of its batch.
+  bool dropout_and_batch_norm_as_in_eval = false;
 };
 
 class Executor {
