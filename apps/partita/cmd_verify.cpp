@@ -99,13 +99,20 @@ void run_verify(const VerifyArgs& args) {
   // copies it): TorchScript then gets a fresh copy per call, so both always read the same values.
   const std::vector<bool> written = inputs_written_in_place(model.ir);
   const bool copy_inputs = std::find(written.begin(), written.end(), true) != written.end();
+  // Both sides start from one random seed, so dropout in train mode draws the same masks in both (they run
+  // the same ATen ops in the same order).
+  constexpr uint64_t kSeed = 11;
   auto torchscript_forward = [&] {
+    torch::manual_seed(kSeed);
     if (!copy_inputs) return model.module.forward(inputs);
     std::vector<c10::IValue> fresh;
     for (const auto& t : input_tensors) fresh.emplace_back(t.clone());
     return model.module.forward(fresh);
   };
-  auto executor_forward = [&] { return executor.run(inputs); };
+  auto executor_forward = [&] {
+    torch::manual_seed(kSeed);
+    return executor.run(inputs);
+  };
 
   Comparison outputs, grads;
   {
