@@ -5,6 +5,9 @@ echo "not a model" >"$WORK/junk.pt"
 expect_error "is not a TorchScript file" "$PARTITA" analyze "$WORK/junk.pt" --input 8x3
 expect_error "bad --input '8xq'" "$PARTITA" analyze "$ZOO/cnn.pt" --input 8xq
 expect_error "unknown dtype 'f33'" "$PARTITA" verify "$ZOO/cnn.pt" --input 8x3x32x32:f33
+# Inputs larger than this machine's free memory: one line with their size, not the allocator's dump.
+expect_error "take 22.74 PiB, more than the" "$PARTITA" analyze "$ZOO/mlp.pt" --input 99999999999999x64
+expect_error "more elements than a tensor can hold" "$PARTITA" analyze "$ZOO/mlp.pt" --input 9999999999x9999999999x99999
 expect_error "rejected the input(s) f32[8, 3]" "$PARTITA" analyze "$ZOO/cnn.pt" --input 8x3
 expect_error "aten::embedding" "$PARTITA" verify "$ZOO/gpt.pt" --input 2x16
 expect_error "takes 1 input(s) but 2" "$PARTITA" analyze "$ZOO/mlp.pt" --input 4x64 --input 4x64

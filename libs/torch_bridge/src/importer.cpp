@@ -1,5 +1,6 @@
 // TorchScript file -> lowered torch graph + partita IR.
 #include <filesystem>
+#include <limits>
 #include <sstream>
 #include <unordered_map>
 
@@ -9,6 +10,8 @@
 #include <torch/csrc/jit/passes/lower_graph.h>
 
 #include "partita/core/error.h"
+#include "partita/core/format.h"
+#include "partita/hardware/cpu_info.h"
 #include "partita/torch_bridge/model.h"
 
 namespace partita {
@@ -218,8 +221,34 @@ void ModelSnapshot::restore(LoadedModel& model) const {
   }
 }
 
+namespace {
+
+// Example inputs larger than the memory this machine has free cannot be drawn: say so before the allocator
+// fails (or the kernel's OOM killer ends the process with no word). Small inputs skip reading /proc.
+void check_inputs_fit_in_memory(const std::vector<InputSpec>& specs) {
+  constexpr int64_t kAlwaysFits = int64_t{1} << 30;
+  int64_t bytes = 0;
+  std::string text;
+  for (const auto& s : specs) {
+    int64_t b = 0;
+    const bool overflow = __builtin_mul_overflow(s.meta().numel(), dtype_size(s.dtype), &b) ||
+                          __builtin_add_overflow(bytes, b, &bytes);
+    if (overflow) bytes = std::numeric_limits<int64_t>::max();
+    text += (text.empty() ? "" : " ") + s.to_string();
+  }
+  if (bytes <= kAlwaysFits) return;
+  const CpuInfo cpu = discover_cpu();
+  const Bytes free = cpu.memory_available.value() > 0 ? cpu.memory_available : cpu.memory_total;
+  PARTITA_CHECK(free.value() <= 0 || bytes <= free.value(), "the inputs ", text, " take ",
+                format_bytes(Bytes(bytes)), ", more than the ", format_bytes(free),
+                " of memory this machine has free; use a smaller batch");
+}
+
+}  // namespace
+
 std::vector<torch::Tensor> make_inputs(const std::vector<InputSpec>& specs, uint64_t seed,
                                        const torch::Device& device) {
+  check_inputs_fit_in_memory(specs);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   std::vector<torch::Tensor> tensors;
   for (const auto& s : specs) {
@@ -247,7 +276,7 @@ std::vector<torch::Tensor> make_inputs(const std::vector<InputSpec>& specs, uint
         break;
       }
       default:
-        PARTITA_FAIL("input dtype ", dtype_name(s.dtype), " is not supported; use f32, f16, bf16 or i64");
+        PARTITA_FAIL("input dtype ", dtype_name(s.dtype), " is not supported; use ", kInputDtypes);
     }
     tensors.push_back(t.to(device));
   }

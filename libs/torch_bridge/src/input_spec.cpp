@@ -31,19 +31,32 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
 }
 }  // namespace
 
+bool input_dtype_supported(DType d) {
+  return d == DType::kFloat32 || d == DType::kFloat16 || d == DType::kBFloat16 || d == DType::kFloat64 ||
+         d == DType::kInt64 || d == DType::kInt32 || d == DType::kBool;
+}
+
 InputSpec parse_input_spec(const std::string& text) {
   PARTITA_CHECK(!text.empty(), "empty --input: ", kSyntax);
   const auto fields = split(text, ':');
   PARTITA_CHECK(fields.size() <= 3, "bad --input '", text, "': too many ':' fields; ", kSyntax);
   InputSpec spec;
-  for (std::string_view dim : split(fields[0], 'x'))
+  int64_t elements = 1;
+  for (std::string_view dim : split(fields[0], 'x')) {
     spec.shape.push_back(parse_positive(text, dim, "dimension"));
+    PARTITA_CHECK(!__builtin_mul_overflow(elements, spec.shape.back(), &elements), "bad --input '", text,
+                  "': more elements than a tensor can hold; use a smaller shape");
+  }
   if (fields.size() >= 2) {
+    bool known = true;
     try {
       spec.dtype = parse_dtype(fields[1]);
     } catch (const Error&) {
-      PARTITA_FAIL("bad --input '", text, "': unknown dtype '", fields[1], "'; use f32, f16, bf16 or i64");
+      known = false;
     }
+    PARTITA_CHECK(known && input_dtype_supported(spec.dtype), "bad --input '", text,
+                  "': ", known ? "partita draws no example inputs of dtype '" : "unknown dtype '", fields[1],
+                  "'; use ", kInputDtypes);
   }
   if (fields.size() == 3) {
     PARTITA_CHECK(!is_floating(spec.dtype), "bad --input '", text,

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "partita/core/error.h"
+#include "partita/torch_bridge/model.h"
 
 namespace partita {
 
@@ -20,14 +21,35 @@ TEST(InputSpec, ParsesShapesDtypesAndHigh) {
 }
 
 TEST(InputSpec, RejectsMalformedWithTheText) {
-  for (const char* bad :
-       {"", "8x", "x8", "8xax3", "0x3", "-1x3", "8x3:f33", "8x3:f32:10", "8:i64:0", "8:i64:1:2"}) {
+  for (const char* bad : {"", "8x", "x8", "8xax3", "0x3", "-1x3", "8x3:f33", "8x3:f32:10", "8:i64:0",
+                          "8:i64:1:2", "8x3:i8", "9999999999x9999999999x99999"}) {
     try {
       parse_input_spec(bad);
       ADD_FAILURE() << "accepted '" << bad << "'";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
     }
+  }
+}
+
+// Every dtype the parser accepts is one make_inputs draws (i8 was parsed, then failed at the first run).
+TEST(InputSpec, AcceptedDtypesAreTheOnesExampleInputsAreDrawnIn) {
+  for (const char* dtype : {"f32", "f16", "bf16", "f64", "i64", "i32", "bool"}) {
+    const InputSpec spec = parse_input_spec(std::string("2x3:") + dtype);
+    EXPECT_TRUE(input_dtype_supported(spec.dtype)) << dtype;
+    EXPECT_EQ(make_inputs({spec})[0].sizes(), (c10::IntArrayRef{2, 3})) << dtype;
+  }
+}
+
+// An input larger than the memory this machine has free is refused with its size, before any allocation.
+TEST(InputSpec, AnInputLargerThanThisMachinesMemoryIsRefused) {
+  try {
+    make_inputs({parse_input_spec("99999999999999x32")});
+    ADD_FAILURE() << "drew a 11 PiB input";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the inputs 99999999999999x32 take 11.37 PiB, more than the"),
+              std::string::npos)
+        << e.what();
   }
 }
 

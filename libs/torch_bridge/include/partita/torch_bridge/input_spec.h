@@ -19,7 +19,12 @@ struct InputSpec {
   TensorMeta meta() const { return TensorMeta{shape, dtype}; }
 };
 
-// Throws partita::Error with the offending text and the accepted syntax.
+// The dtypes make_inputs can draw example values of, as --input spells them.
+inline constexpr const char* kInputDtypes = "f32, f16, bf16, f64, i64, i32 or bool";
+bool input_dtype_supported(DType d);
+
+// Throws partita::Error with the offending text and the accepted syntax (a shape of more elements than an
+// int64 counts is refused here; one larger than this machine's memory by make_inputs).
 InputSpec parse_input_spec(const std::string& text);
 
 // The same specs with the leading (batch) dimension replaced.
