@@ -331,6 +331,19 @@ class ScalesItsInput(nn.Module):
         return self.head(x)
 
 
+class ScalesItsInputThroughAView(nn.Module):
+    """Updates half of its input's features in place through a view (x[:, :8].mul_(0.5)): as scales_input, but
+    the write reaches the input only through the view."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x[:, :8].mul_(0.5)
+        return self.head(x)
+
+
 class PairInput(nn.Module):
     """Takes a tuple of two tensors as its one argument: partita gives every --input as one tensor, so the
     importer must refuse it with one line."""
@@ -410,6 +423,7 @@ def main():
                                 ("parameter_free", ParameterFree, torch.randn(8, 16)),
                                 ("argmax_first", ArgmaxFirst, torch.randn(8, 16)),
                                 ("scales_input", ScalesItsInput, torch.randn(8, 16)),
+                                ("scales_input_view", ScalesItsInputThroughAView, torch.randn(8, 16)),
                                 ("pair_input", PairInput, ((torch.randn(8, 16), torch.randn(8, 16)),)),
                                 ("shared_matrix", SharedMatrix, (torch.randn(8, 16), torch.randn(16, 16)))):
         torch.manual_seed(0)

@@ -96,6 +96,23 @@ TEST(Parallelism, InputsWrittenInPlace) {
   EXPECT_EQ(inputs_written_in_place(g), (std::vector<bool>{false, true}));
 }
 
+// x[:, :4].mul_(0.5) writes x through a view; a write to a copy (x * 2, then in place) does not.
+TEST(Parallelism, InputsWrittenThroughAView) {
+  Graph g;
+  const ValueId x = input(g, {8, 16}, "x");
+  const ValueId doubled = op(g, "aten::mul", {x, int_constant(g, "2")}, {8, 16});
+  const ValueId row = op(g, "aten::select", {doubled, int_constant(g, "0"), int_constant(g, "0")}, {16});
+  op(g, "aten::mul_", {row, int_constant(g, "3")}, {16});
+  EXPECT_EQ(inputs_written_in_place(g), (std::vector<bool>{false}));
+  const ValueId all =
+      op(g, "aten::slice", {x, int_constant(g, "0"), none(g), none(g), int_constant(g, "1")}, {8, 16});
+  const ValueId head =
+      op(g, "aten::slice", {all, int_constant(g, "1"), none(g), int_constant(g, "4"), int_constant(g, "1")},
+         {8, 4});
+  op(g, "aten::mul_", {head, int_constant(g, "2")}, {8, 4});
+  EXPECT_EQ(inputs_written_in_place(g), (std::vector<bool>{true}));
+}
+
 TEST(Parallelism, ReductionsOverTheBatch) {
   Graph g;
   const ValueId x = input(g, {8, 16});

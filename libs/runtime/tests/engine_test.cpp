@@ -102,7 +102,8 @@ TEST_P(EngineTraining, PipelineAndDataParallelMatchSingleDeviceFor20Steps) {
 INSTANTIATE_TEST_SUITE_P(Zoo, EngineTraining,
                          ::testing::Values(Case{"mlp", "8x64"}, Case{"cnn", "8x3x32x32"},
                                            Case{"gpt", "4x32:i64:2048"}, Case{"lstm", "8x6x8"},
-                                           Case{"lstm_state", "8x6x8"}, Case{"scales_input", "8x16"}),
+                                           Case{"lstm_state", "8x6x8"}, Case{"scales_input", "8x16"},
+                                           Case{"scales_input_view", "8x16"}),
                          [](const auto& param_info) { return std::string(param_info.param.model); });
 
 TEST(Engine, CheckpointedStagesAndInPlaceOpsAtStageInputsKeepTheMath) {

@@ -100,21 +100,24 @@ TEST(Executor, FailingNodeIsNamed) {
   EXPECT_THROW(ex.run({}), Error);
 }
 
-// x.mul_(0.5) in forward(): each run starts from the caller's values (the executor copies the input), so
-// two runs give the same output, the caller's tensor is unchanged, and the output is TorchScript's on a copy.
+// x.mul_(0.5) in forward() (x[:, :8].mul_(0.5), through a view): each run starts from the caller's values
+// (the executor copies the input), so two runs give the same output, the caller's tensor is unchanged, and
+// the output is TorchScript's on a copy.
 TEST(Executor, AnInputTheModelWritesIsCopiedPerRun) {
-  LoadedModel m = load_model(testing::zoo_model("scales_input"));
-  const auto specs = std::vector<InputSpec>{parse_input_spec("8x16")};
-  annotate_shapes(m, specs);
-  const Executor ex(m);
-  const torch::Tensor x = make_inputs(specs, 3)[0];
-  const torch::Tensor before = x.clone();
-  torch::NoGradGuard no_grad;
-  const torch::Tensor first = first_tensor(ex.run({x})[0]);
-  const torch::Tensor second = first_tensor(ex.run({x})[0]);
-  EXPECT_TRUE(torch::equal(x, before));
-  EXPECT_TRUE(torch::equal(first, second));
-  EXPECT_TRUE(torch::equal(first, first_tensor(m.module.forward({x.clone()}))));
+  for (const char* name : {"scales_input", "scales_input_view"}) {
+    LoadedModel m = load_model(testing::zoo_model(name));
+    const auto specs = std::vector<InputSpec>{parse_input_spec("8x16")};
+    annotate_shapes(m, specs);
+    const Executor ex(m);
+    const torch::Tensor x = make_inputs(specs, 3)[0];
+    const torch::Tensor before = x.clone();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor first = first_tensor(ex.run({x})[0]);
+    const torch::Tensor second = first_tensor(ex.run({x})[0]);
+    EXPECT_TRUE(torch::equal(x, before)) << name;
+    EXPECT_TRUE(torch::equal(first, second)) << name;
+    EXPECT_TRUE(torch::equal(first, first_tensor(m.module.forward({x.clone()})))) << name;
+  }
 }
 
 }  // namespace partita

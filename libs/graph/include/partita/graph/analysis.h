@@ -113,9 +113,10 @@ struct NodeParallelism {
 // [value] whether it is derived from a user input (carries the batch); parameters, constants and what is
 // computed only from them are not.
 std::vector<bool> batch_dependent(const Graph& graph);
-// [user input index] whether a node updates that input in place (an op ending in '_' whose first argument it
-// is, e.g. x.div_(255) at the top of forward()). Such a model changes the caller's tensor, so repeated runs
-// on one batch, or replicas and microbatches on views of it, would see each other's writes.
+// [user input index] whether a node updates that input in place: an op ending in '_' whose first argument is
+// the input or a view of it (x.div_(255) at the top of forward(), x[:, :3].mul_(0.5)). Such a model changes
+// the caller's tensor, so repeated runs on one batch, or replicas and microbatches on views of it, would see
+// each other's writes.
 std::vector<bool> inputs_written_in_place(const Graph& graph);
 // [value] batch-dependent single tensors whose dimension 0 is the batch (the graph's batch: its first
 // input's dimension 0).
