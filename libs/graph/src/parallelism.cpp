@@ -169,9 +169,9 @@ std::vector<bool> batch_dependent(const Graph& g) {
   return dep;
 }
 
-std::vector<bool> inputs_written_in_place(const Graph& g) {
+std::vector<ValueId> storage_roots(const Graph& g) {
   // Ops whose outputs may share their first input's storage (some only sometimes, like reshape, contiguous
-  // or to: counted as views, since a needless copy of an input costs little and a missed write is wrong).
+  // or to: counted as views, since a needless copy costs little and a missed write is wrong).
   static const std::unordered_set<std::string_view> kViews = {"aten::view",
                                                               "aten::view_as",
                                                               "aten::reshape",
@@ -209,20 +209,23 @@ std::vector<bool> inputs_written_in_place(const Graph& g) {
                                                               "aten::view_as_real",
                                                               "prim::ListUnpack",
                                                               "prim::TupleUnpack"};
-  // [value] the user input whose storage it may share, or -1.
-  std::vector<int> root(g.values().size(), -1);
-  for (size_t i = 0; i < g.inputs().size(); ++i) root[g.inputs()[i]] = static_cast<int>(i);
-  std::vector<bool> written(g.inputs().size(), false);
+  std::vector<ValueId> root(g.values().size());
+  for (const Value& v : g.values()) root[v.id] = v.id;
   for (NodeId id : topological_order(g)) {
     const Node& n = g.node(id);
-    if (n.inputs.empty()) continue;
-    const int r = root[n.inputs[0]];
-    if (r < 0) continue;
-    if (kViews.count(n.op) != 0) {
-      for (ValueId out : n.outputs) root[out] = r;
-    } else if (!n.op.empty() && n.op.back() == '_') {
-      written[static_cast<size_t>(r)] = true;
-    }
+    if (n.inputs.empty() || kViews.count(n.op) == 0) continue;
+    for (ValueId out : n.outputs) root[out] = root[n.inputs[0]];
+  }
+  return root;
+}
+
+std::vector<bool> inputs_written_in_place(const Graph& g) {
+  const std::vector<ValueId> root = storage_roots(g);
+  std::vector<bool> written(g.inputs().size(), false);
+  for (const Node& n : g.nodes()) {
+    if (n.op.empty() || n.op.back() != '_' || n.inputs.empty()) continue;
+    const auto at = std::find(g.inputs().begin(), g.inputs().end(), root[n.inputs[0]]);
+    if (at != g.inputs().end()) written[static_cast<size_t>(at - g.inputs().begin())] = true;
   }
   return written;
 }

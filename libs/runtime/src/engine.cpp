@@ -277,6 +277,20 @@ struct Engine::Impl {
     }
   }
 
+  // A stage may not write in place into a view of a user input that an earlier stage made (StageRouting::
+  // input_view_written_downstream): the write would miss the input the later nodes read.
+  void check_input_writes_stay_with_their_views() const {
+    if (!routing.input_view_written_downstream) return;
+    const auto [v, writer] = *routing.input_view_written_downstream;
+    const Value& value = model.ir.value(v);
+    PARTITA_FAIL(
+        "stage ", writer, " writes in place into a view of input '",
+        model.ir.value(routing.storage_root[v]).name, "' that ", describe_node(model.ir.node(value.producer)),
+        " in stage ", routing.stage_of_node[value.producer],
+        " made; the write would not reach the input that later nodes read. Cut the model after the write "
+        "(partita plan chooses its own cuts) or keep it in one stage");
+  }
+
   // Whether `stage` runs in another process (EngineOptions::local_stage).
   bool remote(int stage) const { return options.local_stage >= 0 && stage != options.local_stage; }
 
@@ -1073,6 +1087,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   s.routing = route_stages(model.ir, s.plan);
   if (options.local_stage >= 0) s.check_values_can_cross_processes();
   if (!s.plan.has_tensor_groups()) s.check_values_can_be_split();  // the tensor runner checks its own cuts
+  s.check_input_writes_stay_with_their_views();
   if (s.training) {
     const Graph& g = model.ir;
     PARTITA_CHECK(

@@ -1,5 +1,6 @@
 #include "partita/runtime/stage_routing.h"
 
+#include <algorithm>
 #include <set>
 
 #include "partita/graph/analysis.h"
@@ -26,10 +27,42 @@ StageRouting route_stages(const Graph& graph, const Plan& plan) {
       if (t > p) r.sends[p][t].push_back(v.id);
     }
   }
+  // A write through a view writes its root too: a received root must be copied as well. A user input so
+  // written is sent from the writing stage to the later stages that read it: each stage otherwise starts
+  // from its own copy of the batch and would not see the write (a trace records x[:, :8].mul_(0.5) on a view
+  // and leaves later readers reading x).
+  const std::vector<ValueId> root = storage_roots(graph);
+  std::vector<std::vector<ValueId>> aliases(graph.num_values());  // [root] every value sharing its storage
+  for (const Value& v : graph.values()) aliases[root[v.id]].push_back(v.id);
+  std::vector<int> first_writer(graph.num_values(), stages);
   for (const Node& n : graph.nodes()) {
-    if (!n.op.empty() && n.op.back() == '_' && !n.inputs.empty())
-      r.mutated[r.stage_of_node[n.id]][n.inputs[0]] = true;
+    if (n.op.empty() || n.op.back() != '_' || n.inputs.empty()) continue;
+    const int s = r.stage_of_node[n.id];
+    for (ValueId alias : aliases[root[n.inputs[0]]]) r.mutated[s][alias] = true;
+    first_writer[root[n.inputs[0]]] = std::min(first_writer[root[n.inputs[0]]], s);
   }
+  for (ValueId x : graph.inputs()) {
+    if (first_writer[x] == stages) continue;
+    std::set<int> readers;
+    for (NodeId u : graph.value(x).users) readers.insert(r.stage_of_node[u]);
+    for (int t : readers) {
+      if (t <= first_writer[x]) continue;
+      auto& to = r.sends[first_writer[x]][t];
+      to.insert(std::lower_bound(to.begin(), to.end(), x), x);
+    }
+  }
+  for (int p = 0; p < stages; ++p) {
+    for (int t = p + 1; t < stages; ++t) {
+      for (ValueId v : r.sends[p][t]) {
+        const ValueId base = root[v];
+        if (r.mutated[t][v] && base != v && graph.value(base).role == ValueRole::kInput &&
+            !r.input_view_written_downstream) {
+          r.input_view_written_downstream = StageRouting::InputViewWrite{v, t};
+        }
+      }
+    }
+  }
+  r.storage_root = root;
   r.batch_major = batch_major(graph);
   r.hybrid_crossable = hybrid_crossable(graph);
   return r;

@@ -106,6 +106,23 @@ INSTANTIATE_TEST_SUITE_P(Zoo, EngineTraining,
                                            Case{"scales_input_view", "8x16"}),
                          [](const auto& param_info) { return std::string(param_info.param.model); });
 
+// x[:, :8].mul_(0.5) with the cut between the slices and the write: stage 1 would write its received copy of
+// the view while the head reads stage 1's own copy of x. Refused before anything runs, naming the view's
+// node.
+TEST(Engine, AWriteIntoAViewOfTheInputMadeByAnEarlierStageIsRefused) {
+  LoadedModel m = load("scales_input_view", "8x16");
+  Plan p = pipeline_plan(m.ir, Mode::kTraining, 8, 2, Schedule::kOneFOneB);
+  p.stages = {Stage{0, 0, 0}, Stage{1, m.ir.num_nodes() - 1, 1}};
+  try {
+    Engine engine(m, p);
+    FAIL() << "ran a plan whose stage 1 writes a view stage 0 made of the input";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("stage 1 writes in place into a view of input"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("node 0 aten::slice"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Engine, CheckpointedStagesAndInPlaceOpsAtStageInputsKeepTheMath) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
   // resnet18 uses relu_ in place, so stage 1 may start by updating a received tensor in place.

@@ -113,6 +113,9 @@ struct NodeParallelism {
 // [value] whether it is derived from a user input (carries the batch); parameters, constants and what is
 // computed only from them are not.
 std::vector<bool> batch_dependent(const Graph& graph);
+// [value] the value whose storage it may share: itself, or for the output of a view op (view, reshape, slice,
+// select, transpose, split, ...) its first input's root. A write in place to a view writes its root.
+std::vector<ValueId> storage_roots(const Graph& graph);
 // [user input index] whether a node updates that input in place: an op ending in '_' whose first argument is
 // the input or a view of it (x.div_(255) at the top of forward(), x[:, :3].mul_(0.5)). Such a model changes
 // the caller's tensor, so repeated runs on one batch, or replicas and microbatches on views of it, would see

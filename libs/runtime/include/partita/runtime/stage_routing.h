@@ -1,5 +1,6 @@
 #pragma once
 // Which values cross which stage boundary. Torch-free.
+#include <optional>
 #include <vector>
 
 #include "partita/graph/graph.h"
@@ -10,12 +11,24 @@ namespace partita {
 struct StageRouting {
   // sends[p][t]: values produced in stage p and needed by stage t > p (by a node of t, or because t is the
   // last stage and the value is a graph output), in value-id order. User inputs, parameters and constants are
-  // available to every stage and never sent.
+  // available to every stage and not sent, except a user input that stage p updates in place (directly or
+  // through a view), which goes to the later stages that read it.
   std::vector<std::vector<std::vector<ValueId>>> sends;
-  // mutated[t]: values that a node of stage t updates in place (an op ending in '_' taking it first); a
-  // received value must then be copied, not shared.
+  // mutated[t]: values that a node of stage t updates in place (an op ending in '_' taking it, or any value
+  // sharing its storage, first: graph/analysis.h's storage_roots); a received value must then be copied, not
+  // shared.
   std::vector<std::vector<bool>> mutated;
   std::vector<int> stage_of_node;
+  // [value] graph/analysis.h's storage_roots: the value whose storage a view shares.
+  std::vector<ValueId> storage_root;
+  // A value a stage writes in place (through a view) that an earlier stage made as a view of a user input:
+  // the write would land in the received copy, while the later nodes read the stage's own copy of the input
+  // (a trace leaves them reading the input). The engine refuses such a cut.
+  struct InputViewWrite {
+    ValueId view;
+    int writer_stage;
+  };
+  std::optional<InputViewWrite> input_view_written_downstream;
   // [value] graph/analysis.h's batch_major and hybrid_crossable: between stages on groups of devices
   // (hybrid plans) a batch-major value travels as the samples each device of the receiving group holds, any
   // other crossable value whole from the sending group's first device; the rest cannot cross such a cut.

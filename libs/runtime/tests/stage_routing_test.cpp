@@ -1,0 +1,74 @@
+#include "partita/runtime/stage_routing.h"
+
+#include <gtest/gtest.h>
+
+namespace partita {
+
+namespace {
+
+ValueId tensor_input(Graph& g, const std::string& name) {
+  const ValueId v = g.add_input(name);
+  g.value(v).tensors.push_back(TensorMeta{{8, 16}, DType::kFloat32});
+  return v;
+}
+
+ValueId node(Graph& g, const std::string& op, std::vector<ValueId> inputs) {
+  const ValueId out = g.add_value(ValueKind::kTensor, "");
+  g.value(out).tensors.push_back(TensorMeta{{8, 16}, DType::kFloat32});
+  g.add_node(op, std::move(inputs), {out});
+  return out;
+}
+
+// One stage per node range [0, cut] and [cut + 1, last].
+Plan two_stages(const Graph& g, NodeId cut) {
+  Plan p;
+  p.mode = Mode::kTraining;
+  p.global_batch = 8;
+  p.groups = {DeviceGroup{{"cpu:0"}, {8}}, DeviceGroup{{"cpu:1"}, {8}}};
+  p.stages = {Stage{0, cut, 0}, Stage{cut + 1, g.num_nodes() - 1, 1}};
+  return p;
+}
+
+}  // namespace
+
+TEST(StageRouting, ValuesGoFromTheirProducerToLaterReaders) {
+  Graph g;
+  const ValueId x = tensor_input(g, "x");
+  const ValueId h = node(g, "aten::relu", {x});
+  const ValueId y = node(g, "aten::add", {h, x});
+  g.set_outputs({y});
+  const StageRouting r = route_stages(g, two_stages(g, 0));
+  EXPECT_EQ(r.sends[0][1], (std::vector<ValueId>{h}));  // x is every stage's own
+  EXPECT_FALSE(r.mutated[1][h]);
+}
+
+// x[:, :8].mul_(0.5) in stage 0, then head(x) in stage 1: a trace leaves head reading x, so stage 1 must get
+// stage 0's written x rather than its own copy of the batch; a write through a view in stage 1 of a value it
+// receives marks the received root for copying.
+TEST(StageRouting, AnInputWrittenThroughAViewGoesToLaterReaders) {
+  Graph g;
+  const ValueId x = tensor_input(g, "x");
+  const ValueId view = node(g, "aten::slice", {x});
+  node(g, "aten::mul_", {view});
+  const ValueId h = node(g, "aten::linear", {x});
+  const ValueId h_view = node(g, "aten::select", {h});
+  node(g, "aten::add_", {h_view});
+  g.set_outputs({h});
+  const StageRouting r = route_stages(g, two_stages(g, 1));
+  EXPECT_EQ(r.sends[0][1], (std::vector<ValueId>{x}));
+  EXPECT_TRUE(r.mutated[0][x]);
+  // Stage 1 receives h and writes it through a view it makes: the received h must be copied.
+  const StageRouting later = route_stages(g, two_stages(g, 2));
+  EXPECT_EQ(later.sends[0][1], (std::vector<ValueId>{h}));
+  EXPECT_TRUE(later.mutated[1][h]);
+  EXPECT_FALSE(later.input_view_written_downstream);
+  EXPECT_FALSE(r.input_view_written_downstream);
+  // The view made in stage 0 and written in stage 1: the write would land in stage 1's received copy.
+  const StageRouting split = route_stages(g, two_stages(g, 0));
+  EXPECT_EQ(split.sends[0][1], (std::vector<ValueId>{view}));
+  ASSERT_TRUE(split.input_view_written_downstream);
+  EXPECT_EQ(split.input_view_written_downstream->view, view);
+  EXPECT_EQ(split.input_view_written_downstream->writer_stage, 1);
+}
+
+}  // namespace partita
