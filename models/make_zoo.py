@@ -260,6 +260,20 @@ class BatchFlipped(nn.Module):
         return self.head(x).flip(0)
 
 
+class BatchNormMLP(nn.Module):
+    """An MLP with BatchNorm1d traced in train mode: on one sample every channel's variance is 0 and the
+    normalized output is the bias alone, so no microbatch or replica may hold a single sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(16, 32)
+        self.bn = nn.BatchNorm1d(32)
+        self.fc2 = nn.Linear(32, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.bn(self.fc1(x))))
+
+
 class DropoutEncoder(nn.Module):
     """torch.nn's transformer encoder layer in its default sequence-first layout, with dropout, traced in train
     mode: the batch sits in dim 1 inside and dropout draws a new mask per run, yet the batch splits (each
@@ -436,6 +450,8 @@ def main():
             os.path.join(args.out, "batch_flipped.pt"))
         torch.jit.trace(DropoutEncoder().train(), (torch.randn(4, 6, 16),), check_trace=False).save(
             os.path.join(args.out, "dropout_encoder.pt"))
+        torch.jit.trace(BatchNormMLP().train(), (torch.randn(8, 16),), check_trace=False).save(
+            os.path.join(args.out, "batch_norm_mlp.pt"))
     with torch.no_grad():
         torch.jit.trace(DictOutput(), (torch.randn(4, 16),), strict=False).save(os.path.join(args.out, "dict_output.pt"))
     with open(os.path.join(args.out, "zoo.json"), "w") as f:

@@ -28,6 +28,7 @@
 #include "partita/core/format.h"
 #include "partita/core/json_io.h"
 #include "partita/core/log.h"
+#include "partita/graph/analysis.h"
 #include "partita/hardware/power_cap.h"
 #include "partita/runtime/chrome_trace.h"
 #include "partita/runtime/device_binding.h"
@@ -307,6 +308,12 @@ void run_run(const RunArgs& args) {
                    "; or plan again (partita plan keeps such a model's batch whole)");
     }
   }
+  PARTITA_CHECK(
+      plan.smallest_share() >= min_samples_per_share(model.ir), "the plan runs a microbatch share of ",
+      plan.smallest_share(), " sample(s), but ", args.model.model,
+      " normalizes a [batch, channels] tensor by its batch's statistics (batch norm traced in train "
+      "mode), which on one sample outputs its bias alone; plan again (partita plan gives every device "
+      "at least 2 samples) or use a larger batch");
   RunOptions options;
   options.steps = args.steps;
   options.warmup = warmup;

@@ -19,6 +19,7 @@
 #include "partita/core/log.h"
 #include "partita/core/own_thread.h"
 #include "partita/cost/corun.h"
+#include "partita/graph/analysis.h"
 #include "partita/hardware/cluster_file.h"
 #include "partita/hardware/cpu_info.h"
 #include "partita/hardware/cpu_spec.h"
@@ -464,6 +465,7 @@ void mark_batch_splittability(PlanningInputs& in, const LoadedModel& model) {
   for (const auto& s : in.source.inputs) specs.push_back(parse_input_spec(s));
   const auto problem = batch_split_problem(model, specs);
   in.options.batch_splittable = !problem;
+  in.options.min_batch_share = min_samples_per_share(model.ir);
   in.batch_split_problem = problem.value_or("");
   if (problem) log_info(fmt::format("{} does not split along the batch: {}", in.source.model, *problem));
 }

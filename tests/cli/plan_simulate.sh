@@ -139,6 +139,29 @@ grep -q "every plan keeps the batch whole .*output 0 does not carry the batch in
   || fail "plan sequence_first"
 grep -q "every plan keeps the batch whole .*output 0 does not carry the batch in dim 0 .*return every output with the batch in dim 0" \
   "$WORK/seqfirst.txt" || fail "sequence_first: $(tail -1 "$WORK/seqfirst.txt")"
+# x.flip(0): every node keeps the batch's shape, yet a split reorders the samples; only the halves show it.
+"$PARTITA" plan "$ZOO/batch_flipped.pt" --input 8x16 --devices cpu:0,cpu:1 --strategy data >"$WORK/flipped.txt" \
+  || fail "plan batch_flipped"
+grep -q "every plan keeps the batch whole .*output 0 of two halves of a batch of 8 differs from the whole batch's" \
+  "$WORK/flipped.txt" || fail "batch_flipped: $(tail -1 "$WORK/flipped.txt")"
+# BatchNorm1d traced in train mode outputs its bias alone on one sample: 4 microbatches of a batch of 4 are
+# never planned, and run refuses a hand-made plan with them.
+"$PARTITA" plan "$ZOO/batch_norm_mlp.pt" --input 4x16 --devices cpu:0,cpu:1 --train --strategy pipeline \
+  --cost roofline --json "$WORK/bn_mlp.json" >/dev/null || fail "plan batch_norm_mlp"
+[ "$(json_get "$WORK/bn_mlp.json" "min(min(g['batch_shares']) for g in d['groups']) >= 2")" = "True" ] \
+  || fail "batch_norm_mlp: a one-sample share was planned: $(cat "$WORK/bn_mlp.json")"
+expect_error "4 microbatches of a batch of 4 hold 1 sample(s) each, but the model needs at least 2" "$PARTITA" plan "$ZOO/batch_norm_mlp.pt" --input 4x16 \
+  --devices cpu:0,cpu:1 --train --strategy pipeline --cost roofline --microbatches 4
+"$PYTHON" - "$WORK/bn_mlp.json" "$WORK/bn_mlp_1.json" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+plan["microbatches"] = 4
+for g in plan["groups"]:
+    g["batch_shares"] = [1] * len(g["devices"])
+json.dump(plan, open(sys.argv[2], "w"))
+PY
+expect_error "the plan runs a microbatch share of 1 sample(s), but" \
+  "$PARTITA" run "$ZOO/batch_norm_mlp.pt" --input 4x16 --plan "$WORK/bn_mlp_1.json" --train --steps 2
 
 expect_error "unknown --cost" "$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --cost magic
 expect_error "use --cost roofline there" "$PARTITA" plan --model-spec "$SRC/config/models/gpt-24layer.yaml" \

@@ -219,6 +219,19 @@ std::vector<ValueId> storage_roots(const Graph& g) {
   return root;
 }
 
+int min_samples_per_share(const Graph& g) {
+  for (const Node& n : g.nodes()) {
+    if (base_op(n.op) != "aten::batch_norm" || n.inputs.size() <= 5) continue;
+    if (constant_bool(g, n.inputs[5]) != true) continue;
+    const TensorMeta* in = g.value(n.inputs[0]).meta();
+    if (in == nullptr || in->shape.size() < 2) continue;
+    int64_t per_sample_and_channel = 1;
+    for (size_t d = 2; d < in->shape.size(); ++d) per_sample_and_channel *= in->shape[d];
+    if (per_sample_and_channel == 1) return 2;
+  }
+  return 1;
+}
+
 std::vector<bool> inputs_written_in_place(const Graph& g) {
   const std::vector<ValueId> root = storage_roots(g);
   std::vector<bool> written(g.inputs().size(), false);

@@ -97,6 +97,25 @@ TEST(Parallelism, InputsWrittenInPlace) {
 }
 
 // x[:, :4].mul_(0.5) writes x through a view; a write to a copy (x * 2, then in place) does not.
+// batch_norm(input, weight, bias, mean, var, training, momentum, eps, cudnn): with training set, a [batch,
+// channels] input has one value per channel and sample, so a share needs 2 samples; [batch, channels, 4]
+// has 4 and one sample will do; in eval mode (running statistics) any share will.
+TEST(Parallelism, BatchNormOfOneValuePerChannelInTrainingNeedsTwoSamples) {
+  const auto with_batch_norm = [](std::vector<int64_t> shape, bool training) {
+    Graph g;
+    const ValueId x = input(g, shape);
+    const std::vector<int64_t> channels{shape[1]};
+    op(g, "aten::batch_norm",
+       {x, parameter(g, "w", channels), parameter(g, "b", channels), none(g), none(g), flag(g, training),
+        int_constant(g, "0.1"), int_constant(g, "1e-05"), flag(g, true)},
+       shape);
+    return min_samples_per_share(g);
+  };
+  EXPECT_EQ(with_batch_norm({8, 32}, true), 2);
+  EXPECT_EQ(with_batch_norm({8, 32, 4}, true), 1);
+  EXPECT_EQ(with_batch_norm({8, 32}, false), 1);
+}
+
 TEST(Parallelism, InputsWrittenThroughAView) {
   Graph g;
   const ValueId x = input(g, {8, 16}, "x");

@@ -91,6 +91,14 @@ bool Plan::splits_batch() const {
   return std::any_of(groups.begin(), groups.end(), [](const DeviceGroup& g) { return g.replicas() > 1; });
 }
 
+int Plan::smallest_share() const {
+  int least = microbatch_size();
+  for (const DeviceGroup& g : groups) {
+    for (int share : g.batch_shares) least = std::min(least, share);
+  }
+  return least;
+}
+
 std::vector<std::vector<int>> Plan::parameter_stages(const Graph& target) const {
   std::vector<int> parameter_of(static_cast<size_t>(target.num_values()), -1);
   for (size_t i = 0; i < target.parameters().size(); ++i)

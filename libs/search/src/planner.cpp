@@ -51,6 +51,7 @@ std::vector<Plan> feasible_evaluated(const Graph& graph, const Cluster& cluster,
   for (Plan& p : generate_candidates(graph, cluster, table, options)) {
     if (options.every_device && p.used_devices().size() < cluster.devices.size()) continue;
     if (!options.batch_splittable && p.splits_batch()) continue;
+    if (p.smallest_share() < options.min_batch_share) continue;
     const Simulation sim = simulate(p, graph, cluster, table, options);
     if (!sim.fits_memory) continue;  // never returned or ranked
     if (check_hosts && !sim.fits_host_memory) {

@@ -84,6 +84,14 @@ void SearchOptions::validate() const {
                 " asked for, but the model does not split "
                 "along the batch and was traced at ",
                 graph_batch, "; plan at the traced batch");
+  PARTITA_CHECK(min_batch_share >= 1, "search options: min_batch_share is ", min_batch_share,
+                "; it must be at least 1");
+  PARTITA_CHECK(
+      microbatches == 0 || global_batch / microbatches >= min_batch_share, "search options: ", microbatches,
+      " microbatches of a batch of ", global_batch, " hold ", global_batch / microbatches,
+      " sample(s) each, but the model needs at least ", min_batch_share,
+      " per device (a batch norm of [batch, channels] traced in train mode outputs its bias alone on "
+      "one sample); ask for fewer microbatches or a larger batch");
   PARTITA_CHECK(max_blocks >= 1, "search options: max_blocks is ", max_blocks, "; it must be at least 1");
 }
 

@@ -57,6 +57,12 @@ TEST(Plan, SplitsTheBatchWithMicrobatchesOrDataGroups) {
   EXPECT_FALSE(p.splits_batch());
   p.groups[1] = DeviceGroup{{"d1", "d2"}, {1, 3}, GroupParallelism::kData};
   EXPECT_TRUE(p.splits_batch());
+  EXPECT_EQ(p.smallest_share(), 1);
+  p.groups[1] = DeviceGroup{{"d1", "d2"}, {4, 4}, GroupParallelism::kTensor};
+  EXPECT_EQ(p.smallest_share(), 4);
+  p.microbatches = 2;
+  p.groups[0].batch_shares = p.groups[1].batch_shares = {2};
+  EXPECT_EQ(p.smallest_share(), 2);
 }
 
 // A kTensor group of 4 devices with tensor_size 2: two replicas, each a 2-way tensor-parallel group whose

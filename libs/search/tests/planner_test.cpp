@@ -121,6 +121,22 @@ TEST(Planner, EveryDeviceKeepsOnlyPlansThatUseThemAll) {
   EXPECT_NE(none.error.find("no candidate plan uses all 3 devices"), std::string::npos) << none.error;
 }
 
+// A batch norm of [batch, channels] in train mode outputs its bias alone on one sample: no candidate may give
+// a device a microbatch share of one sample when min_batch_share is 2.
+TEST(Planner, NoCandidateGoesBelowTheSmallestShareAllowed) {
+  const Gpt24 s = gpt24_on_unequal_gpus();
+  SearchOptions o = training(4);
+  const PlanOutcome free = make_plan(s.graph, s.cluster, s.table, o);
+  ASSERT_TRUE(free.plan) << free.error;
+  ASSERT_TRUE(std::any_of(free.candidates.begin(), free.candidates.end(), [](const Plan& p) {
+    return p.smallest_share() == 1;
+  })) << "the test needs a candidate with a one-sample share";
+  o.min_batch_share = 2;
+  const PlanOutcome two = make_plan(s.graph, s.cluster, s.table, o);
+  ASSERT_TRUE(two.plan) << two.error;
+  for (const Plan& p : two.candidates) EXPECT_GE(p.smallest_share(), 2) << p.to_string();
+}
+
 TEST(Planner, AModelThatMustSeeItsWholeBatchKeepsItWhole) {
   const Gpt24 s = gpt24_on_unequal_gpus();
   SearchOptions o = training(16);

@@ -113,6 +113,11 @@ struct NodeParallelism {
 // [value] whether it is derived from a user input (carries the batch); parameters, constants and what is
 // computed only from them are not.
 std::vector<bool> batch_dependent(const Graph& graph);
+// The fewest samples a data-parallel share or a microbatch may hold: 2 when a batch norm normalizes by its
+// batch's own statistics (its training flag set, as a trace in train mode records) over one value per channel
+// per sample (a [batch, channels] input): on one sample every channel's variance is 0 and the output is the
+// bias alone, which PyTorch's F.batch_norm refuses; else 1.
+int min_samples_per_share(const Graph& graph);
 // [value] the value whose storage it may share: itself, or for the output of a view op (view, reshape, slice,
 // select, transpose, split, ...) its first input's root. A write in place to a view writes its root.
 std::vector<ValueId> storage_roots(const Graph& graph);

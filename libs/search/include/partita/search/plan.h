@@ -165,6 +165,9 @@ struct Plan {
   // Whether some part of the model runs on fewer samples than the step's batch: several microbatches, or a
   // data-parallel group of several devices (each its share). Tensor-parallel groups see the whole microbatch.
   bool splits_batch() const;
+  // The fewest samples any device computes a microbatch on: the smallest batch share of any group (a
+  // tensor-parallel group's devices each see their group's whole share).
+  int smallest_share() const;
   // A few lines for people: strategy, stages with node ranges and devices, prediction.
   std::string to_string() const;
   // Throws partita::Error when the plan is malformed for `graph` (identity, ranges, shares, groups, a stage

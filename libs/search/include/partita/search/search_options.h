@@ -53,6 +53,10 @@ struct SearchOptions {
   // keep every step's batch whole (Plan::splits_batch() is false: one microbatch, no data-parallel group of
   // several devices); pipelines of one microbatch, tensor and branch plans remain.
   bool batch_splittable = true;
+  // Plans whose smallest data-parallel share or microbatch (Plan::smallest_share) holds fewer samples are
+  // left out (graph/analysis.h's min_samples_per_share: 2 for a batch norm of [batch, channels] in train
+  // mode).
+  int min_batch_share = 1;
   // Keep only plans that use every device of the cluster (e.g. one process per device with partita
   // launch), even when leaving some out is predicted faster.
   bool every_device = false;
