@@ -51,12 +51,18 @@ StageRouting route_stages(const Graph& graph, const Plan& plan) {
       to.insert(std::lower_bound(to.begin(), to.end(), x), x);
     }
   }
+  // Only a problem when stage t or a later one also reads the input itself (x.float().div_(255) sent on and
+  // nothing else reading x is not).
+  const auto reads_input_from = [&](ValueId x, int t) {
+    const auto& users = graph.value(x).users;
+    return std::any_of(users.begin(), users.end(), [&](NodeId u) { return r.stage_of_node[u] >= t; });
+  };
   for (int p = 0; p < stages; ++p) {
     for (int t = p + 1; t < stages; ++t) {
       for (ValueId v : r.sends[p][t]) {
         const ValueId base = root[v];
         if (r.mutated[t][v] && base != v && graph.value(base).role == ValueRole::kInput &&
-            !r.input_view_written_downstream) {
+            reads_input_from(base, t) && !r.input_view_written_downstream) {
           r.input_view_written_downstream = StageRouting::InputViewWrite{v, t};
         }
       }

@@ -71,4 +71,19 @@ TEST(StageRouting, AnInputWrittenThroughAViewGoesToLaterReaders) {
   EXPECT_EQ(split.input_view_written_downstream->writer_stage, 1);
 }
 
+// x.float().div_(255) with the conversion in stage 0 and the write in stage 1: `to` may return x itself, so
+// the write counts as one into the input, but nothing after it reads x, so the cut is allowed.
+TEST(StageRouting, AWriteDownstreamIntoAnInputNothingLaterReadsIsAllowed) {
+  Graph g;
+  const ValueId x = tensor_input(g, "x");
+  const ValueId converted = node(g, "aten::to", {x});
+  const ValueId scaled = node(g, "aten::div_", {converted});
+  const ValueId y = node(g, "aten::linear", {scaled});
+  g.set_outputs({y});
+  const StageRouting r = route_stages(g, two_stages(g, 0));
+  EXPECT_EQ(r.sends[0][1], (std::vector<ValueId>{converted}));
+  EXPECT_TRUE(r.mutated[1][converted]);
+  EXPECT_FALSE(r.input_view_written_downstream);
+}
+
 }  // namespace partita

@@ -23,7 +23,8 @@ struct StageRouting {
   std::vector<ValueId> storage_root;
   // A value a stage writes in place (through a view) that an earlier stage made as a view of a user input:
   // the write would land in the received copy, while the later nodes read the stage's own copy of the input
-  // (a trace leaves them reading the input). The engine refuses such a cut.
+  // (a trace leaves them reading the input). The engine refuses such a cut when that stage or a later one
+  // reads the input itself.
   struct InputViewWrite {
     ValueId view;
     int writer_stage;
