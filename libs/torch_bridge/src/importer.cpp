@@ -228,15 +228,15 @@ namespace {
 void check_inputs_fit_in_memory(const std::vector<InputSpec>& specs) {
   constexpr int64_t kAlwaysFits = int64_t{1} << 30;
   int64_t bytes = 0;
-  std::string text;
   for (const auto& s : specs) {
     int64_t b = 0;
     const bool overflow = __builtin_mul_overflow(s.meta().numel(), dtype_size(s.dtype), &b) ||
                           __builtin_add_overflow(bytes, b, &bytes);
     if (overflow) bytes = std::numeric_limits<int64_t>::max();
-    text += (text.empty() ? "" : " ") + s.to_string();
   }
   if (bytes <= kAlwaysFits) return;
+  std::string text;
+  for (const auto& s : specs) text += (text.empty() ? "" : " ") + s.to_string();
   const CpuInfo cpu = discover_cpu();
   const Bytes free = cpu.memory_available.value() > 0 ? cpu.memory_available : cpu.memory_total;
   PARTITA_CHECK(free.value() <= 0 || bytes <= free.value(), "the inputs ", text, " take ",
