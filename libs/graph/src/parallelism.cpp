@@ -290,13 +290,55 @@ std::vector<bool> cuts_carrying(const Graph& g, const std::vector<bool>& ok) {
 
 }  // namespace
 
-std::vector<bool> hybrid_cuts(const Graph& g) { return cuts_carrying(g, hybrid_crossable(g)); }
+std::vector<bool> input_view_write_cuts(const Graph& g) {
+  const int n = g.num_nodes();
+  const std::vector<ValueId> root = storage_roots(g);
+  std::vector<bool> is_output(g.values().size(), false);
+  for (ValueId v : g.outputs()) is_output[v] = true;
+  // [root] the last node writing in place into that storage; the last node reading the root itself.
+  std::vector<int> last_write(g.values().size(), -1), last_read(g.values().size(), -1);
+  for (const Node& node : g.nodes()) {
+    if (!node.op.empty() && node.op.back() == '_' && !node.inputs.empty()) {
+      int& w = last_write[root[node.inputs[0]]];
+      w = std::max(w, static_cast<int>(node.id));
+    }
+  }
+  for (const Value& v : g.values()) {
+    for (NodeId u : v.users) last_read[v.id] = std::max(last_read[v.id], static_cast<int>(u));
+  }
+  std::vector<bool> cuts(static_cast<size_t>(n), true);
+  for (const Value& v : g.values()) {
+    const ValueId r = root[v.id];
+    if (r == v.id || v.producer == kNoNode || g.value(r).role != ValueRole::kInput || last_write[r] < 0)
+      continue;
+    // The view crosses a cut after c when it is made at or before c and read (or returned) after it; the
+    // write and the input's reader must both come after c too.
+    const int view_last_use = is_output[v.id] ? n : last_read[v.id];
+    const int end = std::min({view_last_use, last_write[r], last_read[r]});
+    for (int c = static_cast<int>(v.producer); c < end && c + 1 < n; ++c)
+      cuts[static_cast<size_t>(c)] = false;
+  }
+  return cuts;
+}
+
+namespace {
+
+std::vector<bool> both(std::vector<bool> a, const std::vector<bool>& b) {
+  for (size_t i = 0; i < a.size(); ++i) a[i] = a[i] && b[i];
+  return a;
+}
+
+}  // namespace
+
+std::vector<bool> hybrid_cuts(const Graph& g) {
+  return both(cuts_carrying(g, hybrid_crossable(g)), input_view_write_cuts(g));
+}
 
 std::vector<bool> process_cuts(const Graph& g) {
   std::vector<bool> ok(g.values().size(), false);
   for (const Value& v : g.values())
     ok[v.id] = v.kind == ValueKind::kTensor || v.kind == ValueKind::kScalar || v.kind == ValueKind::kNone;
-  return cuts_carrying(g, ok);
+  return both(cuts_carrying(g, ok), input_view_write_cuts(g));
 }
 
 std::vector<NodeParallelism> analyze_parallelism(const Graph& graph, ExecutionMode mode) {

@@ -234,5 +234,30 @@ TEST(Parallelism, ProcessCutsAvoidListsAndTuples) {
   EXPECT_EQ(process_cuts(g), (std::vector<bool>{true, false, false, true, true}));
 }
 
+// x[:, :8].mul_(0.5); head(x): a cut between the slice (n1) and the write (n3) would leave the later stage
+// writing its copy of the view and reading its own unwritten copy of x; after the write it may cut. Without a
+// later reader of x (only the view is used on), every cut is allowed.
+TEST(Parallelism, ACutMayNotSeparateAnInputViewFromItsWriteWhileTheInputIsReadLater) {
+  const auto build = [](bool x_read_after_the_write) {
+    Graph g;
+    const ValueId x = input(g, {8, 16}, "x");
+    const ValueId w = parameter(g, "w", {16, 16});
+    const ValueId other = op(g, "aten::relu", {x}, {8, 16});  // n0
+    const ValueId view =
+        op(g, "aten::slice", {x, int_constant(g, "1"), none(g), int_constant(g, "8"), int_constant(g, "1")},
+           {8, 8});                                                                                 // n1
+    const ValueId other2 = op(g, "aten::tanh", {other}, {8, 16});                                   // n2
+    const ValueId written = op(g, "aten::mul_", {view, int_constant(g, "0.5")}, {8, 8});            // n3
+    const ValueId read = op(g, "aten::linear", {x_read_after_the_write ? x : other2, w}, {8, 16});  // n4
+    g.set_outputs({read, op(g, "aten::sum", {written}, {})});                                       // n5
+    return g;
+  };
+  const Graph reads_x = build(true);
+  EXPECT_EQ(input_view_write_cuts(reads_x), (std::vector<bool>{true, false, false, true, true, true}));
+  EXPECT_EQ(process_cuts(reads_x), (std::vector<bool>{true, false, false, true, true, true}));
+  EXPECT_FALSE(hybrid_cuts(reads_x)[1] || hybrid_cuts(reads_x)[2]);
+  EXPECT_EQ(input_view_write_cuts(build(false)), std::vector<bool>(6, true));
+}
+
 }  // namespace
 }  // namespace partita

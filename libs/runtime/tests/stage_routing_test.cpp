@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "partita/graph/analysis.h"
+
 namespace partita {
 
 namespace {
@@ -84,6 +86,50 @@ TEST(StageRouting, AWriteDownstreamIntoAnInputNothingLaterReadsIsAllowed) {
   EXPECT_EQ(r.sends[0][1], (std::vector<ValueId>{converted}));
   EXPECT_TRUE(r.mutated[1][converted]);
   EXPECT_FALSE(r.input_view_written_downstream);
+}
+
+// The planner's cut filter (graph/analysis.h's input_view_write_cuts) against the engine's check, as an
+// oracle: on every graph of four nodes drawn from {view of x, view of the last value, write into the last
+// value, read x, compute from the last value}, a two-stage cut is refused by routing exactly where the filter
+// forbids it.
+TEST(StageRouting, ThePlannersCutFilterRefusesWhatTheEngineRefuses) {
+  int graphs = 0, refused = 0;
+  for (int code = 0; code < 5 * 5 * 5 * 5; ++code) {
+    Graph g;
+    const ValueId x = tensor_input(g, "x");
+    ValueId last = x;
+    for (int i = 0, c = code; i < 4; ++i, c /= 5) {
+      switch (c % 5) {
+        case 0:
+          last = node(g, "aten::slice", {x});
+          break;
+        case 1:
+          last = node(g, "aten::slice", {last});
+          break;
+        case 2:
+          last = node(g, "aten::mul_", {last});
+          break;
+        case 3:
+          last = node(g, "aten::linear", {x});
+          break;
+        default:
+          last = node(g, "aten::relu", {last});
+          break;
+      }
+    }
+    g.set_outputs({last});
+    const std::vector<bool> allowed = input_view_write_cuts(g);
+    ++graphs;
+    for (NodeId cut = 0; cut + 1 < g.num_nodes(); ++cut) {
+      const bool engine_refuses =
+          route_stages(g, two_stages(g, cut)).input_view_written_downstream.has_value();
+      refused += engine_refuses ? 1 : 0;
+      EXPECT_EQ(engine_refuses, !allowed[static_cast<size_t>(cut)])
+          << "graph " << code << ", cut after node " << cut;
+    }
+  }
+  EXPECT_EQ(graphs, 625);
+  EXPECT_GT(refused, 0) << "the enumeration never reaches a refused cut";
 }
 
 }  // namespace partita

@@ -2,6 +2,11 @@
 
 #include "partita/core/error.h"
 
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
 namespace partita {
 
 namespace {
@@ -12,11 +17,52 @@ const Json& field(const Json& j, const char* key) {
 }
 
 template <typename T>
+constexpr bool kIsWholeNumber = std::is_integral_v<T> && !std::is_same_v<T, bool>;
+
+template <typename T>
+struct VectorElement {
+  using type = void;
+};
+template <typename U>
+struct VectorElement<std::vector<U>> {
+  using type = U;
+};
+
+// nlohmann's get<int>() truncates 2.5 to 2 and wraps 1e10: a plan field that counts something must hold a
+// whole number that fits, or the plan is refused naming the field (a hand-edited "microbatches": 2.5 was
+// read as 2 and then refused for its batch shares, which hid the cause).
+template <typename T>
+T whole_number(const Json& v, const char* key) {
+  bool fits = false;
+  if (v.is_number_unsigned()) {
+    fits = std::in_range<T>(v.get<uint64_t>());
+  } else if (v.is_number_integer()) {
+    fits = std::in_range<T>(v.get<int64_t>());
+  }
+  PARTITA_CHECK(fits, "plan JSON: field '", key, "' must be a whole number",
+                std::is_signed_v<T> ? "" : " of 0 or more", " that fits in ", sizeof(T) * 8, " bits, got ",
+                v.dump());
+  return v.get<T>();
+}
+
+template <typename T>
 T get(const Json& j, const char* key) {
-  try {
-    return field(j, key).get<T>();
-  } catch (const nlohmann::json::exception& e) {
-    PARTITA_FAIL("plan JSON: field '", key, "' has the wrong type: ", e.what());
+  const Json& v = field(j, key);
+  using Element = typename VectorElement<T>::type;
+  if constexpr (kIsWholeNumber<T>) {
+    return whole_number<T>(v, key);
+  } else if constexpr (kIsWholeNumber<Element>) {
+    PARTITA_CHECK(v.is_array(), "plan JSON: field '", key, "' must be a list of whole numbers, got ",
+                  v.dump());
+    T out;
+    for (const Json& e : v) out.push_back(whole_number<Element>(e, key));
+    return out;
+  } else {
+    try {
+      return v.get<T>();
+    } catch (const nlohmann::json::exception& e) {
+      PARTITA_FAIL("plan JSON: field '", key, "' has the wrong type: ", e.what());
+    }
   }
 }
 

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "partita/core/error.h"
 
 namespace partita {
@@ -104,6 +108,28 @@ TEST(PlanJson, RefusesOtherFormatsVersionsAndBadFields) {
   wrong = j;
   wrong["microbatches"] = 0;
   EXPECT_THROW(plan_from_json(wrong), Error);
+  // Counts must be whole numbers that fit: nlohmann alone reads 2.5 as 2 and wraps 1e10.
+  for (const auto& [field, value] : std::vector<std::pair<std::string, Json>>{
+           {"microbatches", 2.5}, {"global_batch", 1e10}, {"global_batch", Json(10000000000LL)}}) {
+    wrong = j;
+    wrong[field] = value;
+    try {
+      plan_from_json(wrong);
+      ADD_FAILURE() << field << " = " << value.dump() << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("field '" + field + "' must be a whole number"), std::string::npos)
+          << e.what();
+    }
+  }
+  wrong = j;
+  wrong["groups"][0]["batch_shares"][0] = 1.5;
+  try {
+    plan_from_json(wrong);
+    ADD_FAILURE() << "a batch share of 1.5 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'batch_shares' must be a whole number"), std::string::npos)
+        << e.what();
+  }
   // A stage naming a group the plan does not have (was an out-of-range vector access in `partita run`).
   wrong = j;
   wrong["stages"][0]["group"] = static_cast<int>(j["groups"].size());

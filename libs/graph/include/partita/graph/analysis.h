@@ -134,11 +134,20 @@ std::vector<bool> batch_major(const Graph& graph);
 // that is not a list or tuple of tensors (the same on every device). Not: a batch size read as a number, a
 // list of batch tensors, a tensor with the batch in another dimension.
 std::vector<bool> hybrid_crossable(const Graph& graph);
+// [node] whether a pipeline cut after the node keeps each in-place write into a view of a user input with
+// the view: false where a view of the input is made at or before the node, and both an in-place write into
+// the input's storage and a direct reader of the input come after it (x[:, :8].mul_(0.5); head(x) cut between
+// the slice and the write: the later stage would write its received copy of the view and read its own
+// unwritten copy of the input; the engine refuses such plans, runtime/stage_routing.h). The last node's
+// entry is true.
+std::vector<bool> input_view_write_cuts(const Graph& graph);
 // [node] whether a pipeline cut after the node carries only hybrid_crossable values (everything produced at
-// or before it and read after it, or a graph output); the last node's entry is true.
+// or before it and read after it, or a graph output) and is one of input_view_write_cuts; the last node's
+// entry is true.
 std::vector<bool> hybrid_cuts(const Graph& graph);
 // [node] whether a pipeline cut after the node carries only tensors and numbers (no list or tuple: what can
-// travel between processes, as one message per value); the last node's entry is true.
+// travel between processes, as one message per value) and is one of input_view_write_cuts; the last node's
+// entry is true.
 std::vector<bool> process_cuts(const Graph& graph);
 
 // One entry per node, in node order. Batch splitting is refused for: batch_norm computing batch statistics
