@@ -358,6 +358,34 @@ class ScalesItsInputThroughAView(nn.Module):
         return self.head(x)
 
 
+class CountsItsCalls(nn.Module):
+    """Adds 1 to a buffer on every forward and scales its output by it: its results depend on how often
+    forward has run, so partita refuses it at load."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls.add_(1)
+        return self.head(x) * self.calls
+
+
+class ClampsItsWeight(nn.Module):
+    """Clamps its weight in place under torch.no_grad() in forward (the trace keeps the write, not the
+    no_grad): refused at load like CountsItsCalls."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        with torch.no_grad():
+            self.head.weight.clamp_(-0.1, 0.1)
+        return self.head(x)
+
+
 class PairInput(nn.Module):
     """Takes a tuple of two tensors as its one argument: partita gives every --input as one tensor, so the
     importer must refuse it with one line."""
@@ -438,6 +466,8 @@ def main():
                                 ("argmax_first", ArgmaxFirst, torch.randn(8, 16)),
                                 ("scales_input", ScalesItsInput, torch.randn(8, 16)),
                                 ("scales_input_view", ScalesItsInputThroughAView, torch.randn(8, 16)),
+                                ("counts_calls", CountsItsCalls, torch.randn(8, 16)),
+                                ("clamps_weight", ClampsItsWeight, torch.randn(8, 16)),
                                 ("pair_input", PairInput, ((torch.randn(8, 16), torch.randn(8, 16)),)),
                                 ("shared_matrix", SharedMatrix, (torch.randn(8, 16), torch.randn(16, 16)))):
         torch.manual_seed(0)

@@ -16,6 +16,10 @@ expect_error "prim::If" "$PARTITA" analyze "$ZOO/control_flow.pt" --input 4x8
 expect_error "builds a dict (prim::DictConstruct)" "$PARTITA" analyze "$ZOO/dict_output.pt" --input 4x16
 expect_error "forward() argument 1 (pair.1) is a Tuple[Tensor, Tensor], and partita gives every --input as one tensor" \
   "$PARTITA" analyze "$ZOO/pair_input.pt" --input 8x16
+# A forward() that updates its own buffer or weight in place and reads it afterwards: refused at load.
+expect_error "forward() updates buffer 'calls' in place (node 0 aten::add_" "$PARTITA" optimize "$ZOO/counts_calls.pt" \
+  --input 8x16 --out "$WORK/counts"
+expect_error "forward() updates parameter 'head.weight' in place" "$PARTITA" verify "$ZOO/clamps_weight.pt" --input 8x16
 # A model without a derivative somewhere (torch.nn's fused transformer kernel, traced in eval mode under no_grad)
 # is refused for training by every command, at once and naming the node; it still plans for inference.
 fused="$ZOO/fused_encoder.pt"

@@ -213,7 +213,9 @@ std::vector<ValueId> storage_roots(const Graph& g) {
   for (const Value& v : g.values()) root[v.id] = v.id;
   for (NodeId id : topological_order(g)) {
     const Node& n = g.node(id);
-    if (n.inputs.empty() || kViews.count(n.op) == 0) continue;
+    // An in-place op (x.mul_(2)) returns its first argument itself.
+    const bool in_place = n.op.size() > 1 && n.op.back() == '_' && !n.op.ends_with("__");
+    if (n.inputs.empty() || (kViews.count(n.op) == 0 && !in_place)) continue;
     for (ValueId out : n.outputs) root[out] = root[n.inputs[0]];
   }
   return root;

@@ -132,6 +132,19 @@ TEST(Parallelism, InputsWrittenThroughAView) {
   EXPECT_EQ(inputs_written_in_place(g), (std::vector<bool>{true}));
 }
 
+// An in-place op returns its first argument: x.mul_(2).add_(1) writes x twice, and the add_'s output is x.
+TEST(Parallelism, AnInPlaceOpsOutputSharesItsFirstArgumentsStorage) {
+  Graph g;
+  const ValueId x = input(g, {8, 16}, "x");
+  const ValueId twice = op(g, "aten::mul_", {x, int_constant(g, "2")}, {8, 16});
+  const ValueId plus = op(g, "aten::add_", {twice, int_constant(g, "1"), int_constant(g, "1")}, {8, 16});
+  const ValueId copy = op(g, "aten::mul", {plus, int_constant(g, "2")}, {8, 16});
+  const std::vector<ValueId> root = storage_roots(g);
+  EXPECT_EQ(root[twice], x);
+  EXPECT_EQ(root[plus], x);
+  EXPECT_EQ(root[copy], copy);
+}
+
 TEST(Parallelism, ReductionsOverTheBatch) {
   Graph g;
   const ValueId x = input(g, {8, 16});

@@ -157,8 +157,13 @@ PlanOutcome make_plan(const Graph& graph, const Cluster& cluster, const CostTabl
     return outcome;
   }
   if (plans.empty() && options.every_device) {
-    outcome.error = "no candidate plan uses all " + std::to_string(cluster.devices.size()) +
-                    " devices and fits; drop --all-devices, list fewer devices or try another --strategy";
+    // A model that must see its whole batch has no data parallelism: say so, it is usually why.
+    outcome.error =
+        "no candidate plan uses all " + std::to_string(cluster.devices.size()) + " devices and fits" +
+        (options.batch_splittable ? ""
+                                  : " with the batch kept whole (the model computes something else "
+                                    "on part of it: no data parallelism or microbatches)") +
+        "; drop --all-devices, list fewer devices or try another --strategy";
     return outcome;
   }
   if (plans.empty()) {

@@ -119,6 +119,14 @@ TEST(Planner, EveryDeviceKeepsOnlyPlansThatUseThemAll) {
   const PlanOutcome none = make_plan(g, three, table_for(g, three), o);
   EXPECT_FALSE(none.plan);
   EXPECT_NE(none.error.find("no candidate plan uses all 3 devices"), std::string::npos) << none.error;
+  EXPECT_EQ(none.error.find("batch kept whole"), std::string::npos) << none.error;
+  // Data parallelism on both devices of a model that must see its whole batch: the error says why.
+  o.strategy = StrategyKind::kData;
+  o.batch_splittable = false;
+  const PlanOutcome whole = make_plan(g, c, t, o);
+  EXPECT_FALSE(whole.plan);
+  EXPECT_NE(whole.error.find("uses all 2 devices and fits with the batch kept whole"), std::string::npos)
+      << whole.error;
 }
 
 // A batch norm of [batch, channels] in train mode outputs its bias alone on one sample: no candidate may give

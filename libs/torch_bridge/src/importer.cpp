@@ -11,7 +11,9 @@
 
 #include "partita/core/error.h"
 #include "partita/core/format.h"
+#include "partita/graph/analysis.h"
 #include "partita/hardware/cpu_info.h"
+#include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/model.h"
 
 namespace partita {
@@ -114,6 +116,35 @@ std::string print_constant(const c10::IValue& iv) {
   return os.str();
 }
 
+// A forward() that updates its own module state in place and then reads it (a call counter self.n.add_(1)
+// that scales the output; a weight clamped under torch.no_grad(), which a trace records without the
+// no_grad) computes something that depends on how often forward has run. partita runs forward more often
+// than once per step (its checks and measurements, microbatches, replicas), and its pipelines run a stage's
+// next forward before the last backward that saved the state. Refused at load, naming the state, the write
+// and the first read. Written and never read again is fine (BatchNorm's num_batches_tracked.add_(1)).
+void reject_state_read_after_its_update(const Graph& ir, const std::string& path) {
+  const std::vector<ValueId> root = storage_roots(ir);
+  std::vector<NodeId> first_write(ir.num_values(), kNoNode);
+  for (const Node& n : ir.nodes()) {
+    for (ValueId in : n.inputs) {
+      const NodeId w = first_write[root[in]];
+      if (w == kNoNode) continue;
+      const Value& state = ir.value(root[in]);
+      PARTITA_FAIL(
+          "'", path, "': forward() updates ", state.role == ValueRole::kBuffer ? "buffer" : "parameter", " '",
+          state.name, "' in place (", describe_node(ir.node(w)), ") and then reads it (", describe_node(n),
+          "): its results depend on how often forward runs, and partita runs it more than once per "
+          "step (checks, measurements, microbatches, replicas). Update such state outside forward(), "
+          "or compute the new value without writing the module's tensor");
+    }
+    if (n.op.empty() || n.op.back() != '_' || n.op.ends_with("__") || n.inputs.empty()) continue;
+    const ValueId r = root[n.inputs[0]];
+    const ValueRole role = ir.value(r).role;
+    if ((role == ValueRole::kBuffer || role == ValueRole::kParameter) && first_write[r] == kNoNode)
+      first_write[r] = n.id;
+  }
+}
+
 }  // namespace
 
 LoadedModel load_model(const std::string& path) {
@@ -196,6 +227,7 @@ LoadedModel load_model(const std::string& path) {
   for (const jit::Value* out : graph->outputs()) outputs.push_back(ids.at(out));
   ir.set_outputs(std::move(outputs));
   ir.check_invariants();
+  reject_state_read_after_its_update(ir, path);
   return model;
 }
 

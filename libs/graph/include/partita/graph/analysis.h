@@ -119,7 +119,8 @@ std::vector<bool> batch_dependent(const Graph& graph);
 // bias alone, which PyTorch's F.batch_norm refuses; else 1.
 int min_samples_per_share(const Graph& graph);
 // [value] the value whose storage it may share: itself, or for the output of a view op (view, reshape, slice,
-// select, transpose, split, ...) its first input's root. A write in place to a view writes its root.
+// select, transpose, split, ...) or of an in-place op (mul_ returns its first argument) its first input's
+// root. A write in place to a view writes its root.
 std::vector<ValueId> storage_roots(const Graph& graph);
 // [user input index] whether a node updates that input in place: an op ending in '_' whose first argument is
 // the input or a view of it (x.div_(255) at the top of forward(), x[:, :3].mul_(0.5)). Such a model changes
