@@ -58,6 +58,17 @@ torch::Tensor slice_loss(LossKind kind, const torch::Tensor& output, const torch
                          int64_t normalizer_samples) {
   const double n = static_cast<double>(normalizer_samples);
   const auto t = targets.to(output.device());
+  // The targets were drawn for the output's traced shape. A first output whose rows depend on the data
+  // (y[y.sum(1) > 0]) has another count in a later step: say so, instead of LibTorch's "Expected input
+  // batch_size (2) to match target batch_size (8)", or, for MSE, a silent broadcast of one row.
+  const bool fits = kind == LossKind::kNextToken ||
+                    (kind == LossKind::kCrossEntropy ? output.dim() >= 1 && output.size(0) == t.size(0)
+                                                     : output.sizes() == t.sizes());
+  PARTITA_CHECK(
+      fits, "the model's first output is ", output.sizes(), " where training expects ",
+      kind == LossKind::kCrossEntropy ? "one row per sample, " : "", t.sizes(),
+      " as when it was traced: partita trains models whose outputs keep their traced shape (a number of ",
+      "rows that depends on the data, as from y[mask], cannot be split or given targets)");
   switch (kind) {
     case LossKind::kCrossEntropy:
       return F::cross_entropy(output, t, F::CrossEntropyFuncOptions().reduction(torch::kSum)) / n;

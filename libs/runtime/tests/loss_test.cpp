@@ -1,0 +1,46 @@
+#include "partita/runtime/loss.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "partita/core/error.h"
+
+namespace partita {
+namespace {
+
+std::string error_of(LossKind kind, const torch::Tensor& output, const torch::Tensor& targets) {
+  try {
+    (void)slice_loss(kind, output, targets, 8);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Mean over the batch of 8 (the normalizer), per element for MSE.
+TEST(Loss, SliceLossIsThePerSampleSumOverTheGlobalBatch) {
+  const auto ones = torch::ones({4, 3});
+  EXPECT_DOUBLE_EQ(slice_loss(LossKind::kMse, torch::zeros({4, 3}), ones, 8).item<double>(), 0.5);
+  const auto uniform = torch::zeros({4, 5});  // every class equally likely: log(5) per sample
+  EXPECT_NEAR(
+      slice_loss(LossKind::kCrossEntropy, uniform, torch::zeros({4}, torch::kInt64), 8).item<double>(),
+      std::log(5.0) / 2, 1e-6);
+}
+
+// An output whose rows depend on the data (y[y.sum(1) > 0]) no longer matches the targets drawn for its
+// traced shape: one line naming both shapes, not LibTorch's batch_size message, and never MSE's silent
+// broadcast.
+TEST(Loss, AnOutputThatLostItsTracedShapeIsRefusedNamingBothShapes) {
+  const std::string ce =
+      error_of(LossKind::kCrossEntropy, torch::zeros({2, 4}), torch::zeros({8}, torch::kInt64));
+  EXPECT_NE(ce.find("first output is [2, 4] where training expects one row per sample, [8]"),
+            std::string::npos)
+      << ce;
+  const std::string mse = error_of(LossKind::kMse, torch::zeros({1, 4}), torch::zeros({8, 4}));
+  EXPECT_NE(mse.find("first output is [1, 4] where training expects [8, 4]"), std::string::npos) << mse;
+  EXPECT_NE(mse.find("depends on the data"), std::string::npos) << mse;
+}
+
+}  // namespace
+}  // namespace partita
