@@ -386,6 +386,19 @@ class ClampsItsWeight(nn.Module):
         return self.head(x)
 
 
+class DropsRows(nn.Module):
+    """Returns only the rows whose outputs sum above 0 (y[y.sum(1) > 0]): how many depends on the data, so
+    training cannot give it targets drawn for its traced shape."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        y = self.head(x)
+        return y[y.sum(1) > 0]
+
+
 class PairInput(nn.Module):
     """Takes a tuple of two tensors as its one argument: partita gives every --input as one tensor, so the
     importer must refuse it with one line."""
@@ -468,6 +481,7 @@ def main():
                                 ("scales_input_view", ScalesItsInputThroughAView, torch.randn(8, 16)),
                                 ("counts_calls", CountsItsCalls, torch.randn(8, 16)),
                                 ("clamps_weight", ClampsItsWeight, torch.randn(8, 16)),
+                                ("drops_rows", DropsRows, torch.randn(8, 16)),
                                 ("pair_input", PairInput, ((torch.randn(8, 16), torch.randn(8, 16)),)),
                                 ("shared_matrix", SharedMatrix, (torch.randn(8, 16), torch.randn(16, 16)))):
         torch.manual_seed(0)

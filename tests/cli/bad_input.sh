@@ -20,6 +20,9 @@ expect_error "forward() argument 1 (pair.1) is a Tuple[Tensor, Tensor], and part
 expect_error "forward() updates buffer 'calls' in place (node 0 aten::add_" "$PARTITA" optimize "$ZOO/counts_calls.pt" \
   --input 8x16 --out "$WORK/counts"
 expect_error "forward() updates parameter 'head.weight' in place" "$PARTITA" verify "$ZOO/clamps_weight.pt" --input 8x16
+# A first output whose number of rows depends on the data cannot be trained: one line naming both shapes.
+expect_error "where training expects one row per sample" "$PARTITA" optimize "$ZOO/drops_rows.pt" --input 8x16 \
+  --train --out "$WORK/drops"
 # A model without a derivative somewhere (torch.nn's fused transformer kernel, traced in eval mode under no_grad)
 # is refused for training by every command, at once and naming the node; it still plans for inference.
 fused="$ZOO/fused_encoder.pt"
