@@ -11,6 +11,7 @@
 #include "partita/core/error.h"
 #include "partita/cost/compute.h"
 #include "partita/graph/constant_value.h"
+#include "partita/graph/op_names.h"
 
 namespace partita {
 
@@ -48,8 +49,6 @@ Bytes range_input_bytes(const Graph& graph, NodeId first, NodeId last, std::vect
   }
   return b;
 }
-
-bool is_inplace(const std::string& op) { return op.size() > 1 && op.back() == '_' && !op.ends_with("__"); }
 
 bool op_is(const Node& node, std::initializer_list<std::string_view> names) {
   const std::string_view bare =
@@ -180,7 +179,7 @@ AutogradModel autograd_model(const Graph& g) {
   for (const Node& node : g.nodes()) {
     bool any_rg = false;
     for (ValueId id : node.inputs) any_rg = any_rg || m.requires_grad[static_cast<size_t>(id)];
-    const bool aliases = classify_op(node) == OpClass::kStructural || is_inplace(node.op);
+    const bool aliases = classify_op(node) == OpClass::kStructural || is_in_place_op(node.op);
     ValueId base = -1;
     for (ValueId id : node.inputs) {
       if (!g.value(id).tensors.empty()) {
@@ -203,7 +202,7 @@ AutogradModel autograd_model(const Graph& g) {
       if (is_weight_or_constant(v)) continue;  // parameters are counted as parameters
       // An in-place op whose backward needs the input it overwrites (hardtanh_, silu_, clamp_, mul_ by a
       // tensor that needs a gradient, ...) saves a copy of that input first: a storage of its own.
-      if (is_inplace(node.op) && id == base) {
+      if (is_in_place_op(node.op) && id == base) {
         m.saved_extra[static_cast<size_t>(node.id)] += floating_bytes(v);
         continue;
       }

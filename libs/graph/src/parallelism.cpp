@@ -6,6 +6,7 @@
 
 #include "partita/graph/analysis.h"
 #include "partita/graph/constant_value.h"
+#include "partita/graph/op_names.h"
 
 namespace partita {
 
@@ -214,8 +215,7 @@ std::vector<ValueId> storage_roots(const Graph& g) {
   for (NodeId id : topological_order(g)) {
     const Node& n = g.node(id);
     // An in-place op (x.mul_(2)) returns its first argument itself.
-    const bool in_place = n.op.size() > 1 && n.op.back() == '_' && !n.op.ends_with("__");
-    if (n.inputs.empty() || (kViews.count(n.op) == 0 && !in_place)) continue;
+    if (n.inputs.empty() || (kViews.count(n.op) == 0 && !is_in_place_op(n.op))) continue;
     for (ValueId out : n.outputs) root[out] = root[n.inputs[0]];
   }
   return root;
@@ -238,7 +238,7 @@ std::vector<bool> inputs_written_in_place(const Graph& g) {
   const std::vector<ValueId> root = storage_roots(g);
   std::vector<bool> written(g.inputs().size(), false);
   for (const Node& n : g.nodes()) {
-    if (n.op.empty() || n.op.back() != '_' || n.inputs.empty()) continue;
+    if (!is_in_place_op(n.op) || n.inputs.empty()) continue;
     const auto at = std::find(g.inputs().begin(), g.inputs().end(), root[n.inputs[0]]);
     if (at != g.inputs().end()) written[static_cast<size_t>(at - g.inputs().begin())] = true;
   }
@@ -300,7 +300,7 @@ std::vector<bool> input_view_write_cuts(const Graph& g) {
   // [root] the last node writing in place into that storage; the last node reading the root itself.
   std::vector<int> last_write(g.values().size(), -1), last_read(g.values().size(), -1);
   for (const Node& node : g.nodes()) {
-    if (!node.op.empty() && node.op.back() == '_' && !node.inputs.empty()) {
+    if (is_in_place_op(node.op) && !node.inputs.empty()) {
       int& w = last_write[root[node.inputs[0]]];
       w = std::max(w, static_cast<int>(node.id));
     }

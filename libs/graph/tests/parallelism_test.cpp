@@ -91,6 +91,7 @@ TEST(Parallelism, InputsWrittenInPlace) {
   const ValueId y = op(g, "aten::mul", {x, m}, {8, 16});
   op(g, "aten::relu_", {y}, {8, 16});
   op(g, "aten::add_", {y, m, int_constant(g, "1")}, {8, 16});  // reads mask, writes y
+  op(g, "aten::__and__", {m, m}, {8, 16});                     // a dunder op returns a new value
   EXPECT_EQ(inputs_written_in_place(g), (std::vector<bool>{false, false}));
   op(g, "aten::div_", {m, int_constant(g, "255")}, {8, 16});
   EXPECT_EQ(inputs_written_in_place(g), (std::vector<bool>{false, true}));

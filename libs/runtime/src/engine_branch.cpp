@@ -10,6 +10,7 @@
 
 #include "ivalue_tensors.h"
 #include "partita/core/error.h"
+#include "partita/graph/op_names.h"
 
 namespace partita::detail {
 
@@ -162,7 +163,7 @@ BranchRunner::BranchRunner(const LoadedModel& model, const Plan& plan, bool trai
   // the same device must run before it (readers on other devices get a copy taken when it was produced).
   mutated_.assign(static_cast<size_t>(g.num_values()), false);
   for (const Node& node : g.nodes()) {
-    if (node.op.empty() || node.op.back() != '_' || node.inputs.empty()) continue;
+    if (!is_in_place_op(node.op) || node.inputs.empty()) continue;
     const ValueId v = node.inputs[0];
     mutated_[static_cast<size_t>(v)] = true;
     for (NodeId r : g.value(v).users) {

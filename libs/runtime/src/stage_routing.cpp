@@ -4,6 +4,7 @@
 #include <set>
 
 #include "partita/graph/analysis.h"
+#include "partita/graph/op_names.h"
 
 namespace partita {
 
@@ -36,7 +37,7 @@ StageRouting route_stages(const Graph& graph, const Plan& plan) {
   for (const Value& v : graph.values()) aliases[root[v.id]].push_back(v.id);
   std::vector<int> first_writer(graph.num_values(), stages);
   for (const Node& n : graph.nodes()) {
-    if (n.op.empty() || n.op.back() != '_' || n.inputs.empty()) continue;
+    if (!is_in_place_op(n.op) || n.inputs.empty()) continue;
     const int s = r.stage_of_node[n.id];
     for (ValueId alias : aliases[root[n.inputs[0]]]) r.mutated[s][alias] = true;
     first_writer[root[n.inputs[0]]] = std::min(first_writer[root[n.inputs[0]]], s);

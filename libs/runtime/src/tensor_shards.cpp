@@ -9,6 +9,7 @@
 
 #include "partita/core/error.h"
 #include "partita/graph/constant_value.h"
+#include "partita/graph/op_names.h"
 #include "partita/search/tensor_model.h"
 
 namespace partita::detail {
@@ -29,8 +30,6 @@ const std::set<std::string> kPointwise = {
     "aten::to",          "aten::type_as",    "aten::pow",      "aten::masked_fill", "aten::masked_fill_",
     "aten::where",       "aten::maximum",    "aten::minimum",  "aten::clamp",       "aten::clamp_",
     "aten::softplus",    "aten::mish",       "aten::rsub"};
-
-bool in_place(const std::string& op) { return !op.empty() && op.back() == '_'; }
 
 std::string describe(const Node& node) {
   std::string s = fmt::format("node {} {}", node.id, node.op);
@@ -226,7 +225,7 @@ struct Pass {
       if (out && !(*out == s)) refuse(n, "its operands are split along different dims");
       out = s;
     }
-    if (in_place(n.op) && !split(n.inputs[0]))
+    if (is_in_place_op(n.op) && !split(n.inputs[0]))
       refuse(n, "it updates a whole tensor in place with a split one");
     for (size_t i : tensor_inputs) {
       const ValueId v = n.inputs[i];

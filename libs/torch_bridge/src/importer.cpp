@@ -12,6 +12,7 @@
 #include "partita/core/error.h"
 #include "partita/core/format.h"
 #include "partita/graph/analysis.h"
+#include "partita/graph/op_names.h"
 #include "partita/hardware/cpu_info.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/model.h"
@@ -137,7 +138,7 @@ void reject_state_read_after_its_update(const Graph& ir, const std::string& path
           "step (checks, measurements, microbatches, replicas). Update such state outside forward(), "
           "or compute the new value without writing the module's tensor");
     }
-    if (n.op.empty() || n.op.back() != '_' || n.op.ends_with("__") || n.inputs.empty()) continue;
+    if (!is_in_place_op(n.op) || n.inputs.empty()) continue;
     const ValueId r = root[n.inputs[0]];
     const ValueRole role = ir.value(r).role;
     if ((role == ValueRole::kBuffer || role == ValueRole::kParameter) && first_write[r] == kNoNode)

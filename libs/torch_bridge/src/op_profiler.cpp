@@ -14,6 +14,7 @@
 #include "partita/core/json_io.h"
 #include "partita/core/log.h"
 #include "partita/core/process_memory.h"
+#include "partita/graph/op_names.h"
 #include "partita/hardware/machine_profile.h"
 #include "partita/torch_bridge/machine_fingerprint.h"
 
@@ -35,8 +36,6 @@ class Recorder final : public ExecutionObserver {
  private:
   std::vector<c10::IValue>& values_;
 };
-
-bool is_inplace(const std::string& op) { return op.size() > 1 && op.back() == '_' && !op.ends_with("__"); }
 
 void describe(std::ostringstream& os, const c10::IValue& v, bool training) {
   if (v.isTensor()) {
@@ -104,7 +103,7 @@ std::vector<c10::IValue> fresh_inputs(const Node& node, const std::vector<c10::I
   std::vector<c10::IValue> in;
   std::vector<torch::Tensor> ignored;
   for (const auto& v : recorded) in.push_back(leaves ? make_leaf(v, leaf_out ? *leaf_out : ignored) : v);
-  if (is_inplace(node.op) && !in.empty() && in[0].isTensor()) in[0] = in[0].toTensor().clone();
+  if (is_in_place_op(node.op) && !in.empty() && in[0].isTensor()) in[0] = in[0].toTensor().clone();
   return in;
 }
 
