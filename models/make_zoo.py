@@ -358,6 +358,35 @@ class ScalesItsInputThroughAView(nn.Module):
         return self.head(x)
 
 
+class FillsABuffer(nn.Module):
+    """Builds its features in a fresh tensor by slice assignment and reads that tensor afterwards: the trace
+    leaves the head reading z itself, ordered after the two copy_ writes into z's slices only by node order."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(16, 16)
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x):
+        z = x.new_zeros(x.size(0), 32)
+        z[:, :16] = self.a(x)
+        z[:, 16:] = x.roll(1, dims=1).flip(1)
+        return self.head(z)
+
+
+class EmbeddingMaxNorm(nn.Module):
+    """nn.Embedding(max_norm=1.0): forward() renormalizes the rows it looks up in place (aten::embedding_renorm_
+    on the weight) before reading them."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(100, 16, max_norm=1.0)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, ids):
+        return self.head(self.embed(ids).mean(1))
+
+
 class CountsItsCalls(nn.Module):
     """Adds 1 to a buffer on every forward and scales its output by it: its results depend on how often
     forward has run, so partita refuses it at load."""
@@ -482,6 +511,8 @@ def main():
                                 ("counts_calls", CountsItsCalls, torch.randn(8, 16)),
                                 ("clamps_weight", ClampsItsWeight, torch.randn(8, 16)),
                                 ("drops_rows", DropsRows, torch.randn(8, 16)),
+                                ("fills_buffer", FillsABuffer, torch.randn(8, 16)),
+                                ("embedding_max_norm", EmbeddingMaxNorm, torch.randint(0, 100, (8, 12))),
                                 ("pair_input", PairInput, ((torch.randn(8, 16), torch.randn(8, 16)),)),
                                 ("shared_matrix", SharedMatrix, (torch.randn(8, 16), torch.randn(16, 16)))):
         torch.manual_seed(0)

@@ -20,9 +20,15 @@ expect_error "forward() argument 1 (pair.1) is a Tuple[Tensor, Tensor], and part
 expect_error "forward() updates buffer 'calls' in place (node 0 aten::add_" "$PARTITA" optimize "$ZOO/counts_calls.pt" \
   --input 8x16 --out "$WORK/counts"
 expect_error "forward() updates parameter 'head.weight' in place" "$PARTITA" verify "$ZOO/clamps_weight.pt" --input 8x16
+expect_error "nn.Embedding(max_norm=...) renormalizes rows of parameter 'embed.weight' in place" "$PARTITA" analyze \
+  "$ZOO/embedding_max_norm.pt" --input 8x12:i64:100
 # A first output whose number of rows depends on the data cannot be trained: one line naming both shapes.
 expect_error "where training expects one row per sample" "$PARTITA" optimize "$ZOO/drops_rows.pt" --input 8x16 \
   --train --out "$WORK/drops"
+# Slice assignment into a fresh tensor read afterwards: branch plans cannot keep its storage whole (the engine
+# test ASliceAssignedBufferTrainsAsOneDeviceAtEveryAllowedCut runs its pipelines).
+expect_error "strategy 'branch' has nothing to offer here: node" "$PARTITA" plan "$ZOO/fills_buffer.pt" --input 8x16 \
+  --strategy branch --cost roofline
 # A model without a derivative somewhere (torch.nn's fused transformer kernel, traced in eval mode under no_grad)
 # is refused for training by every command, at once and naming the node; it still plans for inference.
 fused="$ZOO/fused_encoder.pt"

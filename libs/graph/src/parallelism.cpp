@@ -292,33 +292,109 @@ std::vector<bool> cuts_carrying(const Graph& g, const std::vector<bool>& ok) {
 
 }  // namespace
 
-std::vector<bool> input_view_write_cuts(const Graph& g) {
-  const int n = g.num_nodes();
+std::vector<WrittenStorage> written_storages(const Graph& g) {
   const std::vector<ValueId> root = storage_roots(g);
+  std::vector<int> index(g.values().size(), -1);
+  std::vector<WrittenStorage> out;
+  for (const Node& n : g.nodes()) {
+    if (!is_in_place_op(n.op) || n.inputs.empty()) continue;
+    const ValueId r = root[n.inputs[0]];
+    const ValueRole role = g.value(r).role;
+    if (role != ValueRole::kInput && role != ValueRole::kIntermediate) continue;
+    if (index[r] < 0) {
+      index[r] = static_cast<int>(out.size());
+      out.push_back(WrittenStorage{r, {}, {}});
+    }
+    out[static_cast<size_t>(index[r])].writes.push_back(n.id);
+  }
+  for (const Value& v : g.values()) {
+    const int i = index[root[v.id]];
+    if (i >= 0) out[static_cast<size_t>(i)].members.push_back(v.id);
+  }
+  return out;
+}
+
+namespace {
+
+// The cuts after nodes [from, to) separate where a member of `s` becomes available (made, or for a user-input
+// root: before node 0) from its last reader (num_nodes for a graph output); from == to when none does.
+struct Crossing {
+  int from = 0, to = 0;
+};
+Crossing crossing(const Graph& g, const WrittenStorage& s, ValueId v, const std::vector<bool>& is_output) {
+  const Value& value = g.value(v);
+  int last = is_output[v] ? g.num_nodes() : -1;
+  for (NodeId u : value.users) last = std::max(last, static_cast<int>(u));
+  if (v == s.root && value.role == ValueRole::kInput) return Crossing{0, std::max(last, 0)};
+  if (value.producer == kNoNode) return Crossing{};
+  return Crossing{static_cast<int>(value.producer), std::max(last, static_cast<int>(value.producer))};
+}
+
+std::vector<bool> output_flags(const Graph& g) {
   std::vector<bool> is_output(g.values().size(), false);
   for (ValueId v : g.outputs()) is_output[v] = true;
-  // [root] the last node writing in place into that storage; the last node reading the root itself.
-  std::vector<int> last_write(g.values().size(), -1), last_read(g.values().size(), -1);
-  for (const Node& node : g.nodes()) {
-    if (is_in_place_op(node.op) && !node.inputs.empty()) {
-      int& w = last_write[root[node.inputs[0]]];
-      w = std::max(w, static_cast<int>(node.id));
+  return is_output;
+}
+
+}  // namespace
+
+std::vector<ValueId> copies_across_cut(const Graph& g, const WrittenStorage& s, NodeId cut) {
+  const std::vector<bool> is_output = output_flags(g);
+  std::vector<ValueId> copies;
+  for (ValueId v : s.members) {
+    const Crossing c = crossing(g, s, v, is_output);
+    if (c.from <= cut && cut < c.to) copies.push_back(v);
+  }
+  return copies;
+}
+
+namespace {
+
+// Calls f(member, reader) for every read of a member of `s` made before a write into `s` that precedes the
+// reader (the reader must see that write).
+template <typename F>
+void for_each_read_after_a_write(const Graph& g, const WrittenStorage& s, F&& f) {
+  for (ValueId v : s.members) {
+    const NodeId made = g.value(v).producer;  // kNoNode (-1) for a user input: before every node
+    const auto next_write = std::upper_bound(s.writes.begin(), s.writes.end(), made);
+    if (next_write == s.writes.end()) continue;
+    for (NodeId u : g.value(v).users) {
+      if (u > *next_write) f(v, u);
     }
   }
-  for (const Value& v : g.values()) {
-    for (NodeId u : v.users) last_read[v.id] = std::max(last_read[v.id], static_cast<int>(u));
+}
+
+}  // namespace
+
+NodeId first_read_seeing_a_write(const Graph& g) {
+  NodeId first = kNoNode;
+  for (const WrittenStorage& s : written_storages(g)) {
+    for_each_read_after_a_write(g, s, [&](ValueId, NodeId u) {
+      if (first == kNoNode || u < first) first = u;
+    });
   }
-  std::vector<bool> cuts(static_cast<size_t>(n), true);
-  for (const Value& v : g.values()) {
-    const ValueId r = root[v.id];
-    if (r == v.id || v.producer == kNoNode || g.value(r).role != ValueRole::kInput || last_write[r] < 0)
-      continue;
-    // The view crosses a cut after c when it is made at or before c and read (or returned) after it; the
-    // write and the input's reader must both come after c too.
-    const int view_last_use = is_output[v.id] ? n : last_read[v.id];
-    const int end = std::min({view_last_use, last_write[r], last_read[r]});
-    for (int c = static_cast<int>(v.producer); c < end && c + 1 < n; ++c)
-      cuts[static_cast<size_t>(c)] = false;
+  return first;
+}
+
+std::vector<bool> storage_write_cuts(const Graph& g) {
+  const std::vector<bool> is_output = output_flags(g);
+  std::vector<bool> cuts(static_cast<size_t>(g.num_nodes()), true);
+  for (const WrittenStorage& s : written_storages(g)) {
+    // Only cuts before the last write matter; count the copies crossing each of them.
+    const int last_write = s.writes.back();
+    std::vector<int> diff(static_cast<size_t>(last_write) + 1, 0);
+    for (ValueId v : s.members) {
+      const Crossing c = crossing(g, s, v, is_output);
+      const int to = std::min(c.to, last_write);
+      if (c.from >= to) continue;
+      ++diff[static_cast<size_t>(c.from)];
+      --diff[static_cast<size_t>(to)];
+    }
+    int copies = 0;
+    for (int cut = 0; cut < last_write; ++cut) {
+      copies += diff[static_cast<size_t>(cut)];
+      if (copies >= 2) cuts[static_cast<size_t>(cut)] = false;
+    }
   }
   return cuts;
 }
@@ -333,14 +409,14 @@ std::vector<bool> both(std::vector<bool> a, const std::vector<bool>& b) {
 }  // namespace
 
 std::vector<bool> hybrid_cuts(const Graph& g) {
-  return both(cuts_carrying(g, hybrid_crossable(g)), input_view_write_cuts(g));
+  return both(cuts_carrying(g, hybrid_crossable(g)), storage_write_cuts(g));
 }
 
 std::vector<bool> process_cuts(const Graph& g) {
   std::vector<bool> ok(g.values().size(), false);
   for (const Value& v : g.values())
     ok[v.id] = v.kind == ValueKind::kTensor || v.kind == ValueKind::kScalar || v.kind == ValueKind::kNone;
-  return both(cuts_carrying(g, ok), input_view_write_cuts(g));
+  return both(cuts_carrying(g, ok), storage_write_cuts(g));
 }
 
 std::vector<NodeParallelism> analyze_parallelism(const Graph& graph, ExecutionMode mode) {

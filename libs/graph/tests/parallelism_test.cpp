@@ -267,10 +267,55 @@ TEST(Parallelism, ACutMayNotSeparateAnInputViewFromItsWriteWhileTheInputIsReadLa
     return g;
   };
   const Graph reads_x = build(true);
-  EXPECT_EQ(input_view_write_cuts(reads_x), (std::vector<bool>{true, false, false, true, true, true}));
+  EXPECT_EQ(storage_write_cuts(reads_x), (std::vector<bool>{true, false, false, true, true, true}));
   EXPECT_EQ(process_cuts(reads_x), (std::vector<bool>{true, false, false, true, true, true}));
   EXPECT_FALSE(hybrid_cuts(reads_x)[1] || hybrid_cuts(reads_x)[2]);
-  EXPECT_EQ(input_view_write_cuts(build(false)), std::vector<bool>(6, true));
+  EXPECT_EQ(storage_write_cuts(build(false)), std::vector<bool>(6, true));
+}
+
+// z = x.new_zeros(8, 32); z[:, :16] = a; z[:, 16:] = b; head(z): z's storage is written twice through slices,
+// and the head reads z itself, ordered after the writes only by node order.
+TEST(Parallelism, ASliceAssignedBufferKeepsItsViewsWithTheWritesAndTheHeadWithTheirStorage) {
+  Graph g;
+  const ValueId x = input(g, {8, 16}, "x");
+  const ValueId z = op(g, "aten::new_zeros", {x}, {8, 32});                            // n0
+  const ValueId a = op(g, "aten::linear", {x, parameter(g, "w", {16, 16})}, {8, 16});  // n1
+  const ValueId left = op(g, "aten::slice", {z}, {8, 16});                             // n2
+  const ValueId copied = op(g, "aten::copy_", {left, a}, {8, 16});                     // n3
+  const ValueId b = op(g, "aten::flip", {x}, {8, 16});                                 // n4
+  const ValueId right = op(g, "aten::slice", {z}, {8, 16});                            // n5
+  const ValueId copied2 = op(g, "aten::copy_", {right, b}, {8, 16});                   // n6
+  g.set_outputs({op(g, "aten::linear", {z, parameter(g, "head", {4, 32})}, {8, 4})});  // n7
+  const std::vector<WrittenStorage> written = written_storages(g);
+  ASSERT_EQ(written.size(), 1u);
+  EXPECT_EQ(written[0].root, z);
+  EXPECT_EQ(written[0].members, (std::vector<ValueId>{z, left, copied, right, copied2}));
+  EXPECT_EQ(written[0].writes, (std::vector<NodeId>{3, 6}));
+  // A stage starting after n2 would receive the slice and z apart; after n1, z alone (it makes its slices).
+  EXPECT_EQ(copies_across_cut(g, written[0], 2), (std::vector<ValueId>{z, left}));
+  EXPECT_EQ(copies_across_cut(g, written[0], 1), (std::vector<ValueId>{z}));
+  EXPECT_EQ(copies_across_cut(g, written[0], 6), (std::vector<ValueId>{z}));
+  EXPECT_EQ(storage_write_cuts(g), (std::vector<bool>{true, true, false, true, true, false, true, true}));
+  EXPECT_EQ(process_cuts(g), storage_write_cuts(g));
+  // The second slice reads z, made before the first write, after it (and so does the head).
+  EXPECT_EQ(first_read_seeing_a_write(g), 5);
+}
+
+// x = relu(conv(x), inplace=True) feeding two branches: every reader after the write reads the in-place op's
+// output, so nothing must stay with the write, and every cut is allowed (one copy crosses each).
+TEST(Parallelism, AnInPlaceActivationAtAForkConstrainsNothing) {
+  Graph g;
+  const ValueId x = input(g, {8, 16}, "x");
+  const ValueId h = op(g, "aten::linear", {x, parameter(g, "w", {16, 16})}, {8, 16});  // n0
+  const ValueId r = op(g, "aten::relu_", {h}, {8, 16});                                // n1
+  const ValueId a = op(g, "aten::tanh", {r}, {8, 16});                                 // n2
+  const ValueId b = op(g, "aten::sigmoid", {r}, {8, 16});                              // n3
+  g.set_outputs({op(g, "aten::add", {a, b}, {8, 16})});                                // n4
+  const std::vector<WrittenStorage> written = written_storages(g);
+  ASSERT_EQ(written.size(), 1u);
+  EXPECT_EQ(written[0].members, (std::vector<ValueId>{h, r}));
+  EXPECT_EQ(first_read_seeing_a_write(g), kNoNode);
+  EXPECT_EQ(storage_write_cuts(g), std::vector<bool>(5, true));
 }
 
 }  // namespace

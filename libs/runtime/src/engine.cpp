@@ -277,18 +277,26 @@ struct Engine::Impl {
     }
   }
 
-  // A stage may not write in place into a view of a user input that an earlier stage made (StageRouting::
-  // input_view_written_downstream): the write would miss the input the later nodes read.
-  void check_input_writes_stay_with_their_views() const {
-    if (!routing.input_view_written_downstream) return;
-    const auto [v, writer] = *routing.input_view_written_downstream;
-    const Value& value = model.ir.value(v);
-    PARTITA_FAIL(
-        "stage ", writer, " writes in place into a view of input '",
-        model.ir.value(routing.storage_root[v]).name, "' that ", describe_node(model.ir.node(value.producer)),
-        " in stage ", routing.stage_of_node[value.producer],
-        " made; the write would not reach the input that later nodes read. Cut the model after the write "
-        "(partita plan chooses its own cuts) or keep it in one stage");
+  // A stage may not write in place into storage it would hold as separate copies (StageRouting::
+  // split_storage_write): the write would miss the copies that later nodes read.
+  void check_writes_reach_their_storage() const {
+    if (!routing.split_storage_write) return;
+    const auto& split = *routing.split_storage_write;
+    std::string copies;
+    for (ValueId v : split.copies) {
+      const Value& value = model.ir.value(v);
+      copies += std::string(copies.empty() ? "" : ", ") + "'" + value.name + "' (" +
+                (value.producer == kNoNode ? std::string("its own copy of the input")
+                                           : describe_node(model.ir.node(value.producer)) + " in stage " +
+                                                 std::to_string(routing.stage_of_node[value.producer])) +
+                ")";
+    }
+    PARTITA_FAIL("stage ", split.writer_stage, " writes in place into the storage of '",
+                 model.ir.value(routing.storage_root[split.copies.front()]).name, "' (",
+                 describe_node(model.ir.node(split.write)), ") but would hold it as ", split.copies.size(),
+                 " separate copies: ", copies,
+                 "; the write would not reach the copies that later nodes read. Cut the model elsewhere "
+                 "(partita plan chooses its own cuts) or keep these nodes in one stage");
   }
 
   // Whether `stage` runs in another process (EngineOptions::local_stage).
@@ -1087,7 +1095,8 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   s.routing = route_stages(model.ir, s.plan);
   if (options.local_stage >= 0) s.check_values_can_cross_processes();
   if (!s.plan.has_tensor_groups()) s.check_values_can_be_split();  // the tensor runner checks its own cuts
-  s.check_input_writes_stay_with_their_views();
+  // Branch plans' stages are node lists, not ranges: their runner checks its own in-place writes.
+  if (!s.plan.branch_layout()) s.check_writes_reach_their_storage();
   if (s.training) {
     const Graph& g = model.ir;
     PARTITA_CHECK(

@@ -10,7 +10,7 @@
 
 #include "ivalue_tensors.h"
 #include "partita/core/error.h"
-#include "partita/graph/op_names.h"
+#include "partita/graph/analysis.h"
 
 namespace partita::detail {
 
@@ -159,19 +159,32 @@ BranchRunner::BranchRunner(const LoadedModel& model, const Plan& plan, bool trai
     PARTITA_CHECK(done == n, "branch plan: the stages' node lists contradict the graph's data dependencies (",
                   n - done, " nodes on a cycle: the devices would wait on each other); plan again");
   }
-  // In-place updates: the updating node takes the value first and its op ends in '_'. Every other reader on
-  // the same device must run before it (readers on other devices get a copy taken when it was produced).
+  // In-place writes (graph/analysis.h's written_storages). A value made before a write into its storage is
+  // copied when it crosses devices (the other device must see it as it was made), and on every device the
+  // storage's readers keep their node order relative to its writes. A node that must see a write made through
+  // another value (first_read_seeing_a_write: head(z) after z[:, 16:] = b; a trace orders them only by node
+  // id) would need the storage as one tensor across devices and across this runner's segments, which detach
+  // what enters them: refused (branch_candidates offers no branch plan for such a model).
   mutated_.assign(static_cast<size_t>(g.num_values()), false);
-  for (const Node& node : g.nodes()) {
-    if (!is_in_place_op(node.op) || node.inputs.empty()) continue;
-    const ValueId v = node.inputs[0];
-    mutated_[static_cast<size_t>(v)] = true;
-    for (NodeId r : g.value(v).users) {
-      if (r == node.id || stage_of[static_cast<size_t>(r)] != stage_of[static_cast<size_t>(node.id)])
-        continue;
-      PARTITA_CHECK(pos_of[static_cast<size_t>(r)] < pos_of[static_cast<size_t>(node.id)],
-                    "branch plan: ", describe_node(g.node(r)), " reads value '", g.value(v).name, "' after ",
-                    describe_node(g.node(node.id)), " updates it in place on the same device; plan again");
+  const NodeId sees_write = first_read_seeing_a_write(g);
+  PARTITA_CHECK(sees_write == kNoNode, "branch plan: ", describe_node(g.node(sees_write)),
+                " reads storage after an in-place write into it through another value, which branch-parallel "
+                "plans do not run; plan with --strategy pipeline or data");
+  for (const WrittenStorage& s : written_storages(g)) {
+    const std::string storage = "'" + g.value(s.root).name + "'";
+    for (ValueId v : s.members) {
+      if (g.value(v).producer < s.writes.back()) mutated_[static_cast<size_t>(v)] = true;
+    }
+    for (NodeId w : s.writes) {
+      for (ValueId v : s.members) {
+        for (NodeId u : g.value(v).users) {
+          if (u == w || stage_of[static_cast<size_t>(u)] != stage_of[static_cast<size_t>(w)]) continue;
+          PARTITA_CHECK((pos_of[static_cast<size_t>(u)] < pos_of[static_cast<size_t>(w)]) == (u < w),
+                        "branch plan: ", describe_node(g.node(u)), " reads the storage of ", storage,
+                        u < w ? " after " : " before ", describe_node(g.node(w)),
+                        " writes it in place on the same device; plan again");
+        }
+      }
     }
   }
   // Transfers: one per (value, consumer device other than the producer's).

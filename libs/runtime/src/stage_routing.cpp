@@ -4,7 +4,6 @@
 #include <set>
 
 #include "partita/graph/analysis.h"
-#include "partita/graph/op_names.h"
 
 namespace partita {
 
@@ -28,44 +27,54 @@ StageRouting route_stages(const Graph& graph, const Plan& plan) {
       if (t > p) r.sends[p][t].push_back(v.id);
     }
   }
-  // A write through a view writes its root too: a received root must be copied as well. A user input so
-  // written is sent from the writing stage to the later stages that read it: each stage otherwise starts
-  // from its own copy of the batch and would not see the write (a trace records x[:, :8].mul_(0.5) on a view
-  // and leaves later readers reading x).
+  // In-place writes (graph/analysis.h's written_storages). A stage that writes a storage gets its own copy of
+  // every member it receives. It must hold the storage as one copy: members received separately (or a
+  // received view beside its own copy of a user input) would each be copied, and the write would reach one
+  // of them only. What a later stage reads of the storage comes from the last stage before it that wrote it
+  // (a trace leaves later nodes reading z or x themselves after z[:, 16:] = b or x[:, :8].mul_(0.5)).
   const std::vector<ValueId> root = storage_roots(graph);
-  std::vector<std::vector<ValueId>> aliases(graph.num_values());  // [root] every value sharing its storage
-  for (const Value& v : graph.values()) aliases[root[v.id]].push_back(v.id);
-  std::vector<int> first_writer(graph.num_values(), stages);
-  for (const Node& n : graph.nodes()) {
-    if (!is_in_place_op(n.op) || n.inputs.empty()) continue;
-    const int s = r.stage_of_node[n.id];
-    for (ValueId alias : aliases[root[n.inputs[0]]]) r.mutated[s][alias] = true;
-    first_writer[root[n.inputs[0]]] = std::min(first_writer[root[n.inputs[0]]], s);
-  }
-  for (ValueId x : graph.inputs()) {
-    if (first_writer[x] == stages) continue;
-    std::set<int> readers;
-    for (NodeId u : graph.value(x).users) readers.insert(r.stage_of_node[u]);
-    for (int t : readers) {
-      if (t <= first_writer[x]) continue;
-      auto& to = r.sends[first_writer[x]][t];
-      to.insert(std::lower_bound(to.begin(), to.end(), x), x);
+  for (const WrittenStorage& s : written_storages(graph)) {
+    std::vector<bool> writes_in(stages, false);
+    for (NodeId w : s.writes) writes_in[r.stage_of_node[w]] = true;
+    const auto split_at = [&](int t) {
+      const NodeId first = plan.stages[t].first;
+      std::vector<ValueId> copies;
+      if (first > 0) copies = copies_across_cut(graph, s, first - 1);
+      const NodeId write =
+          *std::find_if(s.writes.begin(), s.writes.end(), [&](NodeId w) { return r.stage_of_node[w] == t; });
+      if (copies.size() >= 2 && !r.split_storage_write)
+        r.split_storage_write = StageRouting::SplitStorageWrite{t, write, std::move(copies)};
+    };
+    for (int t = 0; t < stages; ++t) {
+      if (!writes_in[t]) continue;
+      for (ValueId v : s.members) r.mutated[t][v] = true;
+      split_at(t);
     }
-  }
-  // Only a problem when stage t or a later one also reads the input itself (x.float().div_(255) sent on and
-  // nothing else reading x is not).
-  const auto reads_input_from = [&](ValueId x, int t) {
-    const auto& users = graph.value(x).users;
-    return std::any_of(users.begin(), users.end(), [&](NodeId u) { return r.stage_of_node[u] >= t; });
-  };
-  for (int p = 0; p < stages; ++p) {
-    for (int t = p + 1; t < stages; ++t) {
-      for (ValueId v : r.sends[p][t]) {
-        const ValueId base = root[v];
-        if (r.mutated[t][v] && base != v && graph.value(base).role == ValueRole::kInput &&
-            reads_input_from(base, t) && !r.input_view_written_downstream) {
-          r.input_view_written_downstream = StageRouting::InputViewWrite{v, t};
+    if (r.split_storage_write) continue;
+    for (ValueId v : s.members) {
+      const Value& value = graph.value(v);
+      const bool input = value.role == ValueRole::kInput;
+      if (value.producer == kNoNode && !input) continue;
+      const int p = input ? -1 : r.stage_of_node[value.producer];
+      std::set<int> readers;
+      for (NodeId u : value.users) readers.insert(r.stage_of_node[u]);
+      if (outputs.count(v)) readers.insert(stages - 1);
+      for (int u : readers) {
+        int t = u - 1;
+        while (t > p && !writes_in[t]) --t;
+        if (t <= p) continue;
+        // Stage t wrote the storage after v was made: v must come from there (one copy: t read v itself).
+        if (!input && !readers.count(t)) {
+          split_at(t);
+          continue;
         }
+        if (p >= 0) {
+          auto& from = r.sends[p][u];
+          from.erase(std::remove(from.begin(), from.end(), v), from.end());
+        }
+        auto& to = r.sends[t][u];
+        const auto at = std::lower_bound(to.begin(), to.end(), v);
+        if (at == to.end() || *at != v) to.insert(at, v);
       }
     }
   }

@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "partita/cost/comm.h"
+#include "partita/graph/analysis.h"
 #include "partita/search/chain_plan.h"
 
 namespace partita {
@@ -14,6 +15,7 @@ namespace {
 struct Edge {
   NodeId from = 0;
   double bytes_per_sample = 0;
+  bool order_only = false;  // no data: a reader of a storage before an in-place write into it
 };
 
 std::vector<std::vector<Edge>> input_edges(const Graph& graph, double per_sample) {
@@ -31,6 +33,20 @@ std::vector<std::vector<Edge>> input_edges(const Graph& graph, double per_sample
         continue;
       }
       it->bytes_per_sample += static_cast<double>(val.bytes().value()) * per_sample;
+    }
+  }
+  // A node reading a storage before an in-place write into it (graph/analysis.h's written_storages) must
+  // precede the write where both land on one device; nothing else orders them.
+  for (const WrittenStorage& s : written_storages(graph)) {
+    for (NodeId w : s.writes) {
+      auto& list = in[static_cast<size_t>(w)];
+      for (ValueId v : s.members) {
+        for (NodeId u : graph.value(v).users) {
+          if (u >= w || std::any_of(list.begin(), list.end(), [&](const Edge& e) { return e.from == u; }))
+            continue;
+          list.push_back(Edge{u, 0, true});
+        }
+      }
     }
   }
   return in;
@@ -82,7 +98,8 @@ BranchSchedule heft_schedule(const StageModel& model, const std::vector<int>& de
   for (NodeId i = n - 1; i >= 0; --i) {
     // rank[i] is final here (successors have higher ids); push it into its predecessors.
     for (const Edge& e : edges[static_cast<size_t>(i)]) {
-      const double c = k > 1 ? trips * (mean_latency + e.bytes_per_sample * samples * mean_inv_bw) : 0.0;
+      const double c =
+          k > 1 && !e.order_only ? trips * (mean_latency + e.bytes_per_sample * samples * mean_inv_bw) : 0.0;
       rank[e.from] = std::max(rank[e.from], mean_w[e.from] + c + rank[i]);
     }
   }
@@ -99,7 +116,9 @@ BranchSchedule heft_schedule(const StageModel& model, const std::vector<int>& de
     for (int d = 0; d < k; ++d) {
       double ready = avail[d];
       for (const Edge& e : edges[static_cast<size_t>(i)]) {
-        ready = std::max(ready, finish[e.from] + comm(out.device_of[e.from], d, e.bytes_per_sample));
+        ready =
+            std::max(ready, finish[e.from] +
+                                (e.order_only ? 0.0 : comm(out.device_of[e.from], d, e.bytes_per_sample)));
       }
       const double end = ready + w[d][i];
       if (d == 0 || end < best_end) {
@@ -117,6 +136,8 @@ BranchSchedule heft_schedule(const StageModel& model, const std::vector<int>& de
 }
 
 std::vector<Plan> branch_candidates(const StageModel& model) {
+  // The branch runner refuses a model whose nodes must see a write made through another value.
+  if (first_read_seeing_a_write(model.graph()) != kNoNode) return {};
   std::vector<int> devices(static_cast<size_t>(model.num_devices()));
   std::iota(devices.begin(), devices.end(), 0);
   std::stable_sort(devices.begin(), devices.end(), [&](int a, int b) {

@@ -177,6 +177,15 @@ PlanOutcome make_plan(const Graph& graph, const Cluster& cluster, const CostTabl
           "machine and a graph with weight matmuls; try --strategy auto";
       return outcome;
     }
+    if (options.strategy == StrategyKind::kBranch && first_read_seeing_a_write(graph) != kNoNode) {
+      outcome.error =
+          "strategy 'branch' has nothing to offer here: node " +
+          std::to_string(first_read_seeing_a_write(graph)) +
+          " reads storage after an in-place write into it through another value (a slice "
+          "assignment such as z[:, 16:] = b before reading z), which branch plans do not run; try "
+          "--strategy auto, pipeline or data";
+      return outcome;
+    }
     outcome.min_memory = smallest_memory(graph, cluster, table, options);
     outcome.error = "no plan fits in memory";
     if (outcome.min_memory) {

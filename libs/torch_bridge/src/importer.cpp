@@ -131,6 +131,15 @@ void reject_state_read_after_its_update(const Graph& ir, const std::string& path
       const NodeId w = first_write[root[in]];
       if (w == kNoNode) continue;
       const Value& state = ir.value(root[in]);
+      // nn.Embedding(max_norm=...): the renormalization is idempotent, but replicas and microbatches of one
+      // step would each write rows of the one shared table while others read it.
+      PARTITA_CHECK(ir.node(w).op != "aten::embedding_renorm_", "'", path,
+                    "': nn.Embedding(max_norm=...) renormalizes rows of parameter '", state.name,
+                    "' in place inside forward() (", describe_node(ir.node(w)), ") before reading them (",
+                    describe_node(n),
+                    "), and partita's replicas and microbatches would each write the one shared table while "
+                    "others read it. Drop max_norm, or renormalize the table outside forward() (after each "
+                    "optimizer step, under torch.no_grad(): weight.renorm_(2, 0, max_norm))");
       PARTITA_FAIL(
           "'", path, "': forward() updates ", state.role == ValueRole::kBuffer ? "buffer" : "parameter", " '",
           state.name, "' in place (", describe_node(ir.node(w)), ") and then reads it (", describe_node(n),

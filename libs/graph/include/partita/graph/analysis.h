@@ -135,19 +135,42 @@ std::vector<bool> batch_major(const Graph& graph);
 // that is not a list or tuple of tensors (the same on every device). Not: a batch size read as a number, a
 // list of batch tensors, a tensor with the batch in another dimension.
 std::vector<bool> hybrid_crossable(const Graph& graph);
-// [node] whether a pipeline cut after the node keeps each in-place write into a view of a user input with
-// the view: false where a view of the input is made at or before the node, and both an in-place write into
-// the input's storage and a direct reader of the input come after it (x[:, :8].mul_(0.5); head(x) cut between
-// the slice and the write: the later stage would write its received copy of the view and read its own
-// unwritten copy of the input; the engine refuses such plans, runtime/stage_routing.h). The last node's
-// entry is true.
-std::vector<bool> input_view_write_cuts(const Graph& graph);
+// Storage that some node writes in place, with every value sharing it (storage_roots): a user input or an
+// intermediate tensor, its views, views of those and in-place ops' outputs (z = x.new_zeros(...);
+// z[:, :16] = a; z[:, 16:] = b; head(z) writes z's storage twice through slices, and head reads z after
+// both). Parameters and buffers are left out (load_model refuses a forward() that reads its state after
+// updating it).
+struct WrittenStorage {
+  ValueId root = -1;
+  std::vector<ValueId> members;  // every value whose storage_roots entry is `root`, by id
+  std::vector<NodeId> writes;    // in-place ops into any member, by id
+};
+std::vector<WrittenStorage> written_storages(const Graph& graph);
+// The values of `storage` that a pipeline stage starting right after node `cut` would hold as separate
+// copies: members made at or before the cut and read after it (or returned), and a user-input root read after
+// it (every stage holds its own copy of the batch). With two or more of them, an in-place write by that stage
+// reaches one copy only, and the stage's later readers of the others miss it: the engine refuses such a
+// plan, and storage_write_cuts keeps the planner from making one.
+std::vector<ValueId> copies_across_cut(const Graph& graph, const WrittenStorage& storage, NodeId cut);
+// [node] whether a pipeline cut after the node leaves every in-place write with the storage it must reach:
+// false where, for some written storage, copies_across_cut holds two or more values and a write into it comes
+// after the cut (x[:, :8].mul_(0.5); head(x) cut between the slice and the write: the later stage would write
+// its received copy of the view and read its own unwritten copy of x; z[:, 16:] = b; head(z) cut between the
+// slice and the copy_: the slice and z would arrive as two copies). Conservative where several stages follow
+// (the write may belong to a later stage than the one the cut starts). The last node's entry is true.
+std::vector<bool> storage_write_cuts(const Graph& graph);
+// The first node that reads a value of a written storage made before a write into it, after that write (it
+// must see the write, made through another value: head(z) after z[:, 16:] = b reads z, made before), or
+// kNoNode. A reader of the in-place op's own output does not count (x = relu(conv(x), inplace=True) feeding
+// branches). Branch-parallel plans (any node on any device, every value sent as soon as it is made) do not
+// run such a model: their runner detaches what enters each of its segments, which would split the storage.
+NodeId first_read_seeing_a_write(const Graph& graph);
 // [node] whether a pipeline cut after the node carries only hybrid_crossable values (everything produced at
-// or before it and read after it, or a graph output) and is one of input_view_write_cuts; the last node's
+// or before it and read after it, or a graph output) and is one of storage_write_cuts; the last node's
 // entry is true.
 std::vector<bool> hybrid_cuts(const Graph& graph);
 // [node] whether a pipeline cut after the node carries only tensors and numbers (no list or tuple: what can
-// travel between processes, as one message per value) and is one of input_view_write_cuts; the last node's
+// travel between processes, as one message per value) and is one of storage_write_cuts; the last node's
 // entry is true.
 std::vector<bool> process_cuts(const Graph& graph);
 

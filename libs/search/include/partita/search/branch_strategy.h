@@ -33,7 +33,9 @@ struct BranchSchedule {
 };
 BranchSchedule heft_schedule(const StageModel& model, const std::vector<int>& devices, int samples);
 
-// Branch plans (one per microbatch count in {1, 2, 4, 8} that divides the batch), best HEFT estimate first.
+// Branch plans (one per microbatch count in {1, 2, 4, 8} that divides the batch), best HEFT estimate first;
+// none for a model with a node that must see an in-place write made through another value
+// (graph/analysis.h's first_read_seeing_a_write: the branch runner refuses those).
 std::vector<Plan> branch_candidates(const StageModel& model);
 
 }  // namespace partita
