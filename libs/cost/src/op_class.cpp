@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "partita/cost/compute.h"
+#include "partita/graph/op_names.h"
 
 namespace partita {
 
@@ -188,8 +189,8 @@ OpClass classify_op(const Node& node) {
   // prim:: nodes (ListConstruct, TupleUnpack, Constant, GetAttr, ...) only rearrange references.
   if (op.starts_with("prim::")) return OpClass::kStructural;
   if (op.starts_with("aten::")) op.remove_prefix(6);
-  // In-place variants ("relu_", "add_") cost like their functional form; keep dunder names intact.
-  if (op.size() > 1 && op.back() == '_' && !op.ends_with("__")) op.remove_suffix(1);
+  // In-place variants ("relu_", "add_") cost like their functional form.
+  op = functional_op(op);
   for (const auto& entry : kOpTable) {
     if (entry.name == op) return entry.op_class;
   }

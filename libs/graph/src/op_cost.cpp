@@ -8,6 +8,7 @@
 #include "op_cost_internal.h"
 #include "partita/core/error.h"
 #include "partita/graph/constant_value.h"
+#include "partita/graph/op_names.h"
 
 namespace partita {
 
@@ -167,13 +168,6 @@ const std::unordered_map<std::string_view, OpRule>& rules() {
   return *table;
 }
 
-// In-place variants ("aten::relu_") cost what the functional op costs; dunder names ("aten::__and__") keep
-// theirs.
-std::string_view functional_name(std::string_view op) {
-  if (op.size() > 1 && op.back() == '_' && op[op.size() - 2] != '_') op.remove_suffix(1);
-  return op;
-}
-
 OpCost structural() { return OpCost{Flops(0), Bytes(0), Bytes(0), CostStatus::kStructural}; }
 OpCost no_estimate() { return OpCost{}; }
 
@@ -226,7 +220,8 @@ std::optional<OpCost> simple_cost(const Graph& g, const Node& n, OpRule r) {
 
 OpCost estimate_cost(const Graph& graph, NodeId node) {
   const Node& n = graph.node(node);
-  const std::string_view op = functional_name(n.op);
+  // In-place variants ("aten::relu_") cost what the functional op costs.
+  const std::string_view op = functional_op(n.op);
   std::optional<OpCost> cost;
   if (const auto it = rules().find(op); it != rules().end()) {
     cost = simple_cost(graph, n, it->second);

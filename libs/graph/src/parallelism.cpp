@@ -12,11 +12,6 @@ namespace partita {
 
 namespace {
 
-std::string_view base_op(std::string_view op) {  // "aten::relu_" -> "aten::relu"
-  if (op.size() > 1 && op.back() == '_' && op[op.size() - 2] != '_') op.remove_suffix(1);
-  return op;
-}
-
 bool in(std::string_view op, std::initializer_list<std::string_view> ops) {
   return std::find(ops.begin(), ops.end(), op) != ops.end();
 }
@@ -29,8 +24,9 @@ bool weight_like(const Graph& g, ValueId v) {
     if (value.role == ValueRole::kConstant) return !value.tensors.empty();
     if (value.producer == kNoNode) return false;
     const Node& p = g.node(value.producer);
-    if (!in(base_op(p.op), {"aten::t", "aten::transpose", "aten::permute", "aten::view", "aten::reshape",
-                            "aten::to", "aten::detach", "aten::contiguous", "aten::numpy_T"}) ||
+    if (!in(functional_op(p.op),
+            {"aten::t", "aten::transpose", "aten::permute", "aten::view", "aten::reshape", "aten::to",
+             "aten::detach", "aten::contiguous", "aten::numpy_T"}) ||
         p.inputs.empty()) {
       return false;
     }
@@ -70,7 +66,7 @@ void refuse(NodeParallelism& p, std::string reason, bool suspect = false) {
 
 void check_dim_op(const Graph& g, const Node& n, DimArg arg, NodeParallelism& p) {
   const TensorMeta* meta = g.value(n.inputs[0]).meta();
-  const std::string op(base_op(n.op));
+  const std::string op(functional_op(n.op));
   if ((op == "aten::max" || op == "aten::min") && n.inputs.size() == 2) return;  // elementwise max(a, b)
   if (n.inputs.size() < arg.min_inputs || arg.index >= n.inputs.size() || is_none(g, n.inputs[arg.index])) {
     return refuse(p, op + " reduces over all dims, including the batch (dim 0)");
@@ -109,14 +105,14 @@ void check_view(const Graph& g, const Node& n, NodeParallelism& p) {
   std::string printed = "[";
   for (size_t i = 0; i < shape->size(); ++i) printed += (i ? ", " : "") + std::to_string((*shape)[i]);
   refuse(p,
-         "suspect: " + std::string(base_op(n.op)) + " to the constant shape " + printed +
+         "suspect: " + std::string(functional_op(n.op)) + " to the constant shape " + printed +
              "] may have the traced batch size baked in (write the batch dim as -1 or x.size(0))",
          true);
 }
 
 // q @ k^T -> (scale, mask, softmax, dropout) -> @ v, with activations on both sides of each matmul.
 void mark_attention(const Graph& g, const Node& a, std::vector<NodeParallelism>& out) {
-  const std::string_view op = base_op(a.op);
+  const std::string_view op = functional_op(a.op);
   if (!in(op, {"aten::matmul", "aten::bmm"}) || a.outputs.empty()) return;
   if (std::any_of(a.inputs.begin(), a.inputs.end(), [&](ValueId v) { return weight_like(g, v); })) return;
   std::vector<NodeId> chain;
@@ -124,7 +120,7 @@ void mark_attention(const Graph& g, const Node& a, std::vector<NodeParallelism>&
   ValueId v = a.outputs[0];
   for (int hops = 0; hops < 10 && g.value(v).users.size() == 1; ++hops) {
     const Node& u = g.node(g.value(v).users[0]);
-    const std::string_view uop = base_op(u.op);
+    const std::string_view uop = functional_op(u.op);
     if (seen_softmax && in(uop, {"aten::matmul", "aten::bmm"}) && u.inputs[0] == v) {
       for (NodeId id : {a.id, u.id}) out[id].tensor_parallel = TensorParallel::kHeads;
       for (NodeId id : chain) out[id].tensor_parallel = TensorParallel::kHeads;
@@ -223,7 +219,7 @@ std::vector<ValueId> storage_roots(const Graph& g) {
 
 int min_samples_per_share(const Graph& g) {
   for (const Node& n : g.nodes()) {
-    if (base_op(n.op) != "aten::batch_norm" || n.inputs.size() <= 5) continue;
+    if (functional_op(n.op) != "aten::batch_norm" || n.inputs.size() <= 5) continue;
     if (constant_bool(g, n.inputs[5]) != true) continue;
     const TensorMeta* in = g.value(n.inputs[0]).meta();
     if (in == nullptr || in->shape.size() < 2) continue;
@@ -425,7 +421,7 @@ std::vector<NodeParallelism> analyze_parallelism(const Graph& graph, ExecutionMo
   for (const auto& n : graph.nodes()) {
     NodeParallelism& p = out[n.id];
     p.node = n.id;
-    const std::string_view op = base_op(n.op);
+    const std::string_view op = functional_op(n.op);
     p.tensor_parallel = weight_split(graph, n, op);
     if (n.inputs.empty() || !dep[n.inputs[0]]) continue;
     if (op == "aten::batch_norm") {
