@@ -1,4 +1,5 @@
-// partita verify: our executor against the TorchScript module, outputs (and gradients with --train).
+// partita verify: our executor against the TorchScript module, outputs (and gradients with --train); with
+// --plan, also a plan's layout run by the engine (one forward of the batch) against the module's outputs.
 #include <algorithm>
 #include <chrono>
 
@@ -10,6 +11,9 @@
 #include "partita/core/json_io.h"
 #include "partita/core/log.h"
 #include "partita/graph/analysis.h"
+#include "partita/runtime/engine.h"
+#include "partita/search/plan_json.h"
+#include "partita/search/search_options.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/gradient_check.h"
 #include "partita/torch_bridge/timing.h"
@@ -24,6 +28,7 @@ struct VerifyArgs {
   int repeat = 0;
   double rtol = 1e-4;
   double atol = 1e-5;
+  std::string plan;
   std::string json;
 };
 
@@ -119,6 +124,30 @@ void run_verify(const VerifyArgs& args) {
     torch::NoGradGuard no_grad;
     compare(flatten_tensors(executor_forward()[0]), flatten_tensors(torchscript_forward()), args, outputs);
   }
+  // The plan's layout, forward only (a training plan's too: its devices, stages and shares), on the same
+  // batch: the engine splits, sends and gathers as `partita run` does.
+  Comparison planned;
+  std::string plan_label;
+  if (!args.plan.empty()) {
+    Plan plan = plan_from_json(read_json_file(args.plan));
+    PARTITA_CHECK(plan.global_batch == specs.front().shape.front(), "plan '", args.plan,
+                  "' is for a batch of ", plan.global_batch, " but --input gives ",
+                  specs.front().shape.front(), "; pass the plan's batch or plan again");
+    plan_label = fmt::format("plan {} ({}, {} device(s), {} microbatch(es))", args.plan,
+                             strategy_name(plan.strategy), plan.used_devices().size(), plan.microbatches);
+    plan.mode = Mode::kInference;
+    Engine engine(model, plan);
+    torch::manual_seed(kSeed);
+    const std::vector<torch::Tensor> got = engine.step(StepInputs{input_tensors, {}}).outputs;
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> expected;
+    for (const auto& t : flatten_tensors(torchscript_forward())) {
+      if (t.defined()) expected.push_back(t);
+    }
+    PARTITA_CHECK(got.size() == expected.size(), "the plan's run returned ", got.size(),
+                  " tensor(s) where the model returns ", expected.size());
+    compare(got, expected, args, planned);
+  }
   bool has_grads = false;
   if (args.train) {
     for (auto& p : model.parameters) {
@@ -151,7 +180,7 @@ void run_verify(const VerifyArgs& args) {
     }
   }
 
-  const bool ok = outputs.close && grads.close;
+  const bool ok = outputs.close && grads.close && planned.close;
   std::FILE* out = args.json == "-" ? stderr : stdout;  // keep stdout pure JSON with --json -
   fmt::print(out, "verify {}: outputs max |diff| = {:.3g}{}\n", args.model.model, outputs.max_abs_diff,
              outputs.close ? " (allclose)" : " (NOT close)");
@@ -160,6 +189,10 @@ void run_verify(const VerifyArgs& args) {
                std::count_if(model.parameters.begin(), model.parameters.end(),
                              [](const torch::Tensor& p) { return p.requires_grad(); }),
                grads.max_abs_diff, grads.close ? " (allclose)" : " (NOT close)");
+  }
+  if (!args.plan.empty()) {
+    fmt::print(out, "  {}: outputs max |diff| = {:.3g}{}\n", plan_label, planned.max_abs_diff,
+               planned.close ? " (allclose)" : " (NOT close)");
   }
   if (args.repeat > 0) {
     const double ours = median_of(ours_ms), theirs = median_of(theirs_ms);
@@ -172,7 +205,8 @@ void run_verify(const VerifyArgs& args) {
     Json j;
     j["model"] = args.model.model;
     j["ok"] = ok;
-    j["max_abs_diff"] = std::max(outputs.max_abs_diff, grads.max_abs_diff);
+    j["max_abs_diff"] = std::max({outputs.max_abs_diff, grads.max_abs_diff, planned.max_abs_diff});
+    if (!args.plan.empty()) j["plan_max_abs_diff"] = planned.max_abs_diff;
     j["output_max_abs_diff"] = outputs.max_abs_diff;
     if (args.train) {
       j["grad_max_abs_diff"] = grads.max_abs_diff;
@@ -187,8 +221,8 @@ void run_verify(const VerifyArgs& args) {
     write_json_file(args.json, j);
   }
   PARTITA_CHECK(ok, "verify failed for '", args.model.model, "': max abs difference ",
-                std::max(outputs.max_abs_diff, grads.max_abs_diff), " exceeds rtol=", args.rtol,
-                " atol=", args.atol);
+                std::max({outputs.max_abs_diff, grads.max_abs_diff, planned.max_abs_diff}),
+                " exceeds rtol=", args.rtol, " atol=", args.atol);
 }
 
 }  // namespace
@@ -203,6 +237,9 @@ Command register_verify(CLI::App& app) {
       ->check(nonnegative_integer());
   cmd->add_option("--rtol", args->rtol, "relative tolerance");
   cmd->add_option("--atol", args->atol, "absolute tolerance");
+  cmd->add_option("--plan", args->plan,
+                  "also run this plan's layout (from partita plan --json) on the batch, forward only, and "
+                  "compare its outputs");
   cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");
   return Command{cmd, [args] { run_verify(*args); }};
 }

@@ -15,4 +15,35 @@ check resnet18 1x3x64x64
 check mobilenet_v2 1x3x64x64
 # Dropout traced in train mode draws a new mask per run: both sides start from one seed, so they draw the same.
 check dropout_encoder 4x6x16
+# --plan: a plan's layout, run by the engine, returns what the module returns (pipeline with 4 microbatches,
+# branch, 2 replicas of branchy; a training plan runs its layout forward).
+for strategy in pipeline branch data; do
+  "$PARTITA" plan "$ZOO/branchy.pt" --input 8x3x32x32 --strategy "$strategy" --all-devices --cost roofline \
+    --json "$WORK/branchy_$strategy.json" >/dev/null || fail "plan branchy --strategy $strategy"
+  "$PARTITA" verify "$ZOO/branchy.pt" --input 8x3x32x32 --plan "$WORK/branchy_$strategy.json" \
+    --json "$WORK/verify_$strategy.json" >/dev/null || fail "verify --plan ($strategy)"
+  [ "$(json_get "$WORK/verify_$strategy.json" "d['ok'] and d['plan_max_abs_diff'] < 1e-5")" = "True" ] \
+    || fail "verify --plan ($strategy): outputs differ"
+done
+"$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --train --strategy pipeline --all-devices --cost roofline \
+  --json "$WORK/mlp_train.json" >/dev/null || fail "plan mlp --train"
+"$PARTITA" verify "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/mlp_train.json" >/dev/null || fail "verify a training plan"
+# It fails where the plan computes something else: batch_flipped (x.flip(0)) split across 2 replicas by hand
+# (partita plan keeps its batch whole, and run refuses the plan).
+"$PARTITA" plan "$ZOO/batch_flipped.pt" --input 8x16 --devices cpu:0 --cost roofline --json "$WORK/flip1.json" \
+  >/dev/null || fail "plan batch_flipped"
+"$PYTHON" - "$WORK/flip1.json" "$WORK/flip2.json" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+plan["groups"][0].update(devices=["cpu:0", "cpu:1"], batch_shares=[4, 4])
+json.dump(plan, open(sys.argv[2], "w"))
+PY
+if "$PARTITA" verify "$ZOO/batch_flipped.pt" --input 8x16 --plan "$WORK/flip2.json" --json "$WORK/flip.json" \
+  >/dev/null 2>&1; then
+  fail "verify --plan passed a plan that splits batch_flipped"
+fi
+[ "$(json_get "$WORK/flip.json" "not d['ok'] and d['plan_max_abs_diff'] > 0.1")" = "True" ] \
+  || fail "verify --plan: the split batch_flipped plan's difference was not reported"
+expect_error "is for a batch of 8 but --input gives 4" "$PARTITA" verify "$ZOO/branchy.pt" --input 4x3x32x32 \
+  --plan "$WORK/branchy_data.json"
 finish
