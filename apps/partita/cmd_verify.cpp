@@ -125,7 +125,9 @@ void run_verify(const VerifyArgs& args) {
     compare(flatten_tensors(executor_forward()[0]), flatten_tensors(torchscript_forward()), args, outputs);
   }
   // The plan's layout, forward only (a training plan's too: its devices, stages and shares), on the same
-  // batch: the engine splits, sends and gathers as `partita run` does.
+  // batch, against one device: the engine splits, sends and gathers as `partita run` does; partita's executor
+  // (checked against TorchScript above) runs the whole batch. Both sides run dropout as the identity and
+  // batch norm on its running statistics, which a split batch would otherwise change by design.
   Comparison planned;
   std::string plan_label;
   if (!args.plan.empty()) {
@@ -136,12 +138,15 @@ void run_verify(const VerifyArgs& args) {
     plan_label = fmt::format("plan {} ({}, {} device(s), {} microbatch(es))", args.plan,
                              strategy_name(plan.strategy), plan.used_devices().size(), plan.microbatches);
     plan.mode = Mode::kInference;
-    Engine engine(model, plan);
-    torch::manual_seed(kSeed);
+    EngineOptions engine_options;
+    engine_options.dropout_and_batch_norm_as_in_eval = true;
+    Engine engine(model, plan, engine_options);
     const std::vector<torch::Tensor> got = engine.step(StepInputs{input_tensors, {}}).outputs;
     torch::NoGradGuard no_grad;
+    ExecutorOptions one_device;
+    one_device.dropout_and_batch_norm_as_in_eval = true;
     std::vector<torch::Tensor> expected;
-    for (const auto& t : flatten_tensors(torchscript_forward())) {
+    for (const auto& t : flatten_tensors(Executor(model, one_device).run(inputs)[0])) {
       if (t.defined()) expected.push_back(t);
     }
     PARTITA_CHECK(got.size() == expected.size(), "the plan's run returned ", got.size(),

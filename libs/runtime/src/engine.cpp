@@ -282,10 +282,10 @@ struct Engine::Impl {
   void check_writes_reach_their_storage() const {
     if (!routing.split_storage_write) return;
     const auto& split = *routing.split_storage_write;
-    std::string copies;
+    std::string listed;
     for (ValueId v : split.copies) {
       const Value& value = model.ir.value(v);
-      copies += std::string(copies.empty() ? "" : ", ") + "'" + value.name + "' (" +
+      listed += std::string(listed.empty() ? "" : ", ") + "'" + value.name + "' (" +
                 (value.producer == kNoNode ? std::string("its own copy of the input")
                                            : describe_node(model.ir.node(value.producer)) + " in stage " +
                                                  std::to_string(routing.stage_of_node[value.producer])) +
@@ -294,7 +294,7 @@ struct Engine::Impl {
     PARTITA_FAIL("stage ", split.writer_stage, " writes in place into the storage of '",
                  model.ir.value(routing.storage_root[split.copies.front()]).name, "' (",
                  describe_node(model.ir.node(split.write)), ") but would hold it as ", split.copies.size(),
-                 " separate copies: ", copies,
+                 " separate copies: ", listed,
                  "; the write would not reach the copies that later nodes read. Cut the model elsewhere "
                  "(partita plan chooses its own cuts) or keep these nodes in one stage");
   }
@@ -539,7 +539,9 @@ struct Engine::Impl {
         }
         params.push_back(std::move(copy));
       }
-      w.executor = std::make_unique<Executor>(model, ExecutorOptions{w.binding.device, std::move(params)});
+      w.executor = std::make_unique<Executor>(
+          model,
+          ExecutorOptions{w.binding.device, std::move(params), options.dropout_and_batch_norm_as_in_eval});
     }
   }
 

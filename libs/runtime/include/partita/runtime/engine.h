@@ -158,6 +158,11 @@ struct EngineOptions {
   // The number of the engine's first step (its tasks' TaskEvent::step, what the reducer and transport are
   // told): an engine that takes a run over after a rebalance goes on counting where the last one stopped.
   int first_step = 0;
+  // Verification (partita verify --plan): every worker runs dropout as the identity and batch norm on its
+  // running statistics (ExecutorOptions::dropout_and_batch_norm_as_in_eval), so a plan's forward can be
+  // compared exactly with one device's. Otherwise each batch share normalizes by its own statistics and
+  // draws its own dropout masks, by design (as under DistributedDataParallel).
+  bool dropout_and_batch_norm_as_in_eval = false;
   // Test seam: CPU workers treat their memory as their own, like a GPU worker's (a stage's parameters moved
   // into fresh tensors, copies of the ones it shares, gradients gathered, copies refreshed), so those paths
   // run on machines without a GPU. Slower; never needed for real runs.
