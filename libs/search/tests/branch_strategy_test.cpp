@@ -213,6 +213,34 @@ TEST(BranchStrategy, UnequalDevicesGetWorkByEarliestFinish) {
   EXPECT_NEAR(s.makespan.value(), 1.0, 1e-6);
 }
 
+// h = linear(x); s = h.sum(); h.relu_(); head(h) + s: the sum reads h before the in-place relu_ writes it,
+// and nothing but node order says so. HEFT ranks relu_ (a long chain after it) above the sum; on one device
+// the sum must still come first (the branch runner refuses a list with the write first).
+TEST(BranchStrategy, AReaderOfAStorageStaysBeforeItsInPlaceWriteOnOneDevice) {
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
+  const auto node = [&](const std::string& op, std::vector<ValueId> in, double flops) {
+    const ValueId out = g.add_value(ValueKind::kTensor, "");
+    g.value(out).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
+    const NodeId n = g.add_node(op, std::move(in), {out});
+    g.node(n).cost = OpCost{Flops(flops), Bytes(0), Bytes(0), CostStatus::kEstimated};
+    return out;
+  };
+  const ValueId h = node("aten::linear", {x}, 1e12);     // n0
+  const ValueId sum = node("aten::sum", {h}, 1e9);       // n1: reads h before the write
+  const ValueId r = node("aten::relu_", {h}, 1e9);       // n2: writes h
+  const ValueId head = node("aten::linear", {r}, 5e12);  // n3
+  g.set_outputs({node("aten::add", {head, sum}, 0)});    // n4
+  const Cluster c = make_cluster({make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  const StageModel model(g, c, t, options_for(Mode::kInference));
+  const std::vector<NodeId> order = heft_schedule(model, {0}, 1).order[0];
+  ASSERT_EQ(order.size(), 5u);
+  const auto at = [&](NodeId n) { return std::find(order.begin(), order.end(), n) - order.begin(); };
+  EXPECT_LT(at(1), at(2)) << "the sum must read h before relu_ writes it";
+}
+
 TEST(BranchStrategy, RefusesNodeListsThatContradictTheGraph) {
   const Graph g = two_branches(1000);
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
