@@ -387,6 +387,23 @@ class EmbeddingMaxNorm(nn.Module):
         return self.head(self.embed(ids).mean(1))
 
 
+class WritesSavedInput(nn.Module):
+    """Zeroes half of a hidden tensor in place through a view after a linear layer saved that tensor for its
+    gradient: PyTorch's autograd refuses the backward ("modified by an inplace operation")."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(16, 16)
+        self.b = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = self.a(x)
+        k = self.b(h)
+        h[:, :8].mul_(0.0)
+        return self.head(k + h)
+
+
 class CountsItsCalls(nn.Module):
     """Adds 1 to a buffer on every forward and scales its output by it: its results depend on how often
     forward has run, so partita refuses it at load."""
@@ -512,6 +529,7 @@ def main():
                                 ("clamps_weight", ClampsItsWeight, torch.randn(8, 16)),
                                 ("drops_rows", DropsRows, torch.randn(8, 16)),
                                 ("fills_buffer", FillsABuffer, torch.randn(8, 16)),
+                                ("writes_saved_input", WritesSavedInput, torch.randn(8, 16)),
                                 ("embedding_max_norm", EmbeddingMaxNorm, torch.randint(0, 100, (8, 12))),
                                 ("pair_input", PairInput, ((torch.randn(8, 16), torch.randn(8, 16)),)),
                                 ("shared_matrix", SharedMatrix, (torch.randn(8, 16), torch.randn(16, 16)))):

@@ -29,6 +29,10 @@ expect_error "where training expects one row per sample" "$PARTITA" optimize "$Z
 # test ASliceAssignedBufferTrainsAsOneDeviceAtEveryAllowedCut runs its pipelines).
 expect_error "strategy 'branch' has nothing to offer here: node" "$PARTITA" plan "$ZOO/fills_buffer.pt" --input 8x16 \
   --strategy branch --cost roofline
+# A backward that autograd refuses (an in-place write into a tensor saved for a gradient): one line, exit 1, not
+# an internal error.
+expect_error "LibTorch's autograd refuses its backward" "$PARTITA" plan "$ZOO/writes_saved_input.pt" --input 8x16 \
+  --train --cost roofline
 # A model without a derivative somewhere (torch.nn's fused transformer kernel, traced in eval mode under no_grad)
 # is refused for training by every command, at once and naming the node; it still plans for inference.
 fused="$ZOO/fused_encoder.pt"

@@ -40,6 +40,47 @@ class DerivativeFinder : public ExecutionObserver {
   std::optional<NodeWithoutDerivative> found;
 };
 
+// The first tensor in a model output (a tensor, or the first one inside a tuple or list), or undefined.
+torch::Tensor first_tensor(const c10::IValue& iv) {
+  if (iv.isTensor()) return iv.toTensor();
+  if (iv.isTuple()) {
+    for (const auto& e : iv.toTupleRef().elements()) {
+      if (auto t = first_tensor(e); t.defined()) return t;
+    }
+  }
+  if (iv.isList()) {
+    for (const auto& e : iv.toListRef()) {
+      if (auto t = first_tensor(e); t.defined()) return t;
+    }
+  }
+  return {};
+}
+
+// One forward and the backward of the sum of the first output tensor, as training would run them: throws
+// partita::Error when LibTorch's autograd refuses the backward. The parameters' gradients are dropped after.
+void check_backward_runs(const LoadedModel& model, const std::vector<InputSpec>& specs) {
+  torch::AutoGradMode grad(true);
+  const Executor executor(model);
+  std::vector<c10::IValue> inputs;
+  for (auto& t : make_inputs(specs)) inputs.emplace_back(std::move(t));
+  const torch::Tensor out = first_tensor(executor.run(inputs).at(0));
+  const auto drop_gradients = [&] {
+    for (const auto& p : model.parameters) {
+      if (p.grad().defined()) p.mutable_grad().reset();
+    }
+  };
+  try {
+    if (out.defined() && out.requires_grad()) out.sum().backward();
+  } catch (const c10::Error& e) {
+    drop_gradients();
+    PARTITA_FAIL("cannot train ", model.path, ": LibTorch's autograd refuses its backward (", first_line(e),
+                 "); PyTorch's own training of this model fails the same way: an in-place write (x.mul_, "
+                 "x[:, :8] = ..., relu(inplace=True)) changes a tensor that an earlier op saved for its "
+                 "gradient. Make that write out of place, or leave out --train");
+  }
+  drop_gradients();
+}
+
 }  // namespace
 
 std::optional<NodeWithoutDerivative> first_node_without_derivative(const LoadedModel& model,
@@ -75,7 +116,10 @@ void check_trainable(const LoadedModel& model, const std::vector<InputSpec>& spe
       " (an argmax or a mask?), which no gradient flows through, and partita computes the loss from "
       "it; return the logits first, or leave out --train");
   const auto missing = first_node_without_derivative(model, specs);
-  if (!missing) return;
+  if (!missing) {
+    check_backward_runs(model, specs);
+    return;
+  }
   PARTITA_FAIL("cannot train ", model.path, ": ", describe_node(model.ir.node(missing->node)),
                " has no gradient in LibTorch (", missing->message,
                "); a fused inference kernel like this one is what torch.nn traces in eval mode under "

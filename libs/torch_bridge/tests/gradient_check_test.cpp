@@ -69,6 +69,15 @@ TEST(GradientCheck, ModelsWithNothingToTrainOrNoPerSampleOutputAreRefused) {
   const std::string argmax = refusal("argmax_first");
   EXPECT_NE(argmax.find("argmax_first.pt: its first output is i64"), std::string::npos) << argmax;
   EXPECT_EQ(refusal("batch_centered"), "accepted");
+  // An in-place write into a tensor a linear saved for its gradient: autograd refuses the backward (PyTorch's
+  // own training too), named before anything is planned rather than as an internal error in a step.
+  const std::string saved = refusal("writes_saved_input");
+  EXPECT_NE(
+      saved.find("writes_saved_input.pt: LibTorch's autograd refuses its backward (one of the variables "
+                 "needed for gradient computation has been modified by an inplace operation"),
+      std::string::npos)
+      << saved;
+  EXPECT_NE(saved.find("Make that write out of place"), std::string::npos) << saved;
 }
 
 }  // namespace partita
