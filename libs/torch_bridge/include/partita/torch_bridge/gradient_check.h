@@ -26,10 +26,10 @@ std::optional<NodeWithoutDerivative> first_node_without_derivative(const LoadedM
 
 // Throws partita::Error naming that node and what to do about it; also when the model has nothing to train
 // (no parameter requires a gradient) or its first output is not a tensor with a batch dimension (partita
-// computes the loss from per-sample outputs); and when LibTorch's autograd refuses one backward (of the sum
-// of the first output tensor, run here as training would): an in-place write into a tensor an earlier op saved
-// for its gradient (k = linear(h); h[:, :8].mul_(0); head(k + h)), which PyTorch's own training refuses too.
-// The parameters' gradients are dropped afterwards.
+// computes the loss from per-sample outputs); and when LibTorch's autograd refuses one backward (of the
+// sum of the first output tensor, run here as training would): an in-place write into a tensor an earlier
+// op saved for its gradient (k = linear(h); h[:, :8].mul_(0); head(k + h)), which PyTorch's own training
+// refuses too. The parameters' gradients are dropped afterwards.
 void check_trainable(const LoadedModel& model, const std::vector<InputSpec>& specs);
 
 }  // namespace partita
