@@ -1,5 +1,5 @@
 // partita verify: our executor against the TorchScript module, outputs (and gradients with --train); with
-// --plan, also a plan's layout run by the engine (one forward of the batch) against the module's outputs.
+// --plan, also a plan's layout run by the engine (one forward of the batch) against one device's outputs.
 #include <algorithm>
 #include <chrono>
 
@@ -138,6 +138,10 @@ void run_verify(const VerifyArgs& args) {
     plan_label = fmt::format("plan {} ({}, {} device(s), {} microbatch(es))", args.plan,
                              strategy_name(plan.strategy), plan.used_devices().size(), plan.microbatches);
     plan.mode = Mode::kInference;
+    for (Stage& st : plan.stages) {  // a training plan's memory savings have nothing to save in a forward
+      st.checkpointing = Checkpointing::kNone;
+      st.offload = Offload::kNone;
+    }
     EngineOptions engine_options;
     engine_options.dropout_and_batch_norm_as_in_eval = true;
     Engine engine(model, plan, engine_options);

@@ -28,6 +28,16 @@ done
 "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --train --strategy pipeline --all-devices --cost roofline \
   --json "$WORK/mlp_train.json" >/dev/null || fail "plan mlp --train"
 "$PARTITA" verify "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/mlp_train.json" >/dev/null || fail "verify a training plan"
+# Its memory savings (checkpointing, activation offload) have nothing to save in a forward: left out, not refused.
+"$PYTHON" - "$WORK/mlp_train.json" "$WORK/mlp_saving.json" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+for stage in plan["stages"]:
+    stage.update(checkpointing="full", offload="activations")
+json.dump(plan, open(sys.argv[2], "w"))
+PY
+"$PARTITA" verify "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/mlp_saving.json" >/dev/null \
+  || fail "verify a training plan that checkpoints and offloads"
 # It fails where the plan computes something else: batch_flipped (x.flip(0)) split across 2 replicas by hand
 # (partita plan keeps its batch whole, and run refuses the plan).
 "$PARTITA" plan "$ZOO/batch_flipped.pt" --input 8x16 --devices cpu:0 --cost roofline --json "$WORK/flip1.json" \
