@@ -374,6 +374,21 @@ class FillsABuffer(nn.Module):
         return self.head(z)
 
 
+class PairedHalves(nn.Module):
+    """Pairs sample i of the batch's first half with sample i of its second half (x.chunk(2, 0)) and returns
+    one row per pair: half as many output rows as samples, so every plan keeps the batch whole and the
+    training targets follow the traced output's 4 rows, not the batch's 8."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(16, 32)
+        self.b = nn.Linear(32, 4)
+
+    def forward(self, x):
+        first, second = x.chunk(2, 0)
+        return self.b(torch.relu(self.a(first))) - self.b(torch.relu(self.a(second)))
+
+
 class EmbeddingMaxNorm(nn.Module):
     """nn.Embedding(max_norm=1.0): forward() renormalizes the rows it looks up in place (aten::embedding_renorm_
     on the weight) before reading them."""
@@ -529,6 +544,7 @@ def main():
                                 ("clamps_weight", ClampsItsWeight, torch.randn(8, 16)),
                                 ("drops_rows", DropsRows, torch.randn(8, 16)),
                                 ("fills_buffer", FillsABuffer, torch.randn(8, 16)),
+                                ("paired_halves", PairedHalves, torch.randn(8, 16)),
                                 ("writes_saved_input", WritesSavedInput, torch.randn(8, 16)),
                                 ("embedding_max_norm", EmbeddingMaxNorm, torch.randint(0, 100, (8, 12))),
                                 ("pair_input", PairInput, ((torch.randn(8, 16), torch.randn(8, 16)),)),

@@ -62,9 +62,7 @@ BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>
   if (training) {
     const Graph& g = model.ir;
     kind = resolve_loss(options.loss, *g.value(g.inputs()[0]).meta(), g.value(g.outputs()[0]).tensors.at(0));
-    std::vector<int64_t> shape = g.value(g.outputs()[0]).tensors.at(0).shape;
-    shape[0] = inputs[0].size(0);
-    targets = make_targets(kind, inputs[0], shape, 12);
+    targets = make_targets(kind, inputs[0], g.value(g.outputs()[0]).tensors.at(0).shape, 12);
     opt = make_optimizer(options.optimizer, params, options.learning_rate);
   }
   auto one_step = [&] {

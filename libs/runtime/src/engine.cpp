@@ -639,7 +639,11 @@ struct Engine::Impl {
     const auto outs = graph_outputs(env);
     PARTITA_CHECK(!outs.empty() && outs[0].is_floating_point(),
                   "training needs a floating-point model output");
-    state.loss = slice_loss(loss_kind, outs[0], slice(batch->targets, w, m), plan.global_batch);
+    const int64_t first = static_cast<int64_t>(m) * plan.microbatch_size() + w.share_offset;
+    state.loss =
+        slice_loss(loss_kind, outs[0],
+                   slice_targets(batch->targets, plan.global_batch, first, w.share).to(w.binding.device),
+                   plan.global_batch);
   }
 
   void forward(Worker& w, int m, std::vector<Pending>& pending) {
@@ -1270,8 +1274,14 @@ StepResult Engine::step(const StepInputs& batch) {
                   "; plan again for this batch");
   }
   if (s.training) {
-    PARTITA_CHECK(batch.targets.defined() && batch.targets.size(0) == s.plan.global_batch,
-                  "training step needs targets for the global batch");
+    // One target row per row of the traced first output: the global batch, except in a model that keeps the
+    // batch whole and returns another number of rows (its plans never slice the targets).
+    const std::vector<int64_t>& traced = g.value(g.outputs()[0]).tensors.at(0).shape;
+    const int64_t rows =
+        s.loss_kind == LossKind::kNextToken || traced.empty() ? s.plan.global_batch : traced.front();
+    PARTITA_CHECK(batch.targets.defined() && batch.targets.dim() >= 1 && batch.targets.size(0) == rows,
+                  "training step needs targets with ", rows, " rows (from Engine::make_targets), got ",
+                  batch.targets.defined() ? batch.targets.sizes() : at::IntArrayRef{});
     if (s.options.reducer != nullptr) {
       s.optimizer->zero_grad();  // the reducer's gradients are views of its buckets: kept, zeroed
     } else {
@@ -1395,9 +1405,14 @@ StepResult Engine::step(const StepInputs& batch) {
 torch::Tensor Engine::make_targets(const std::vector<torch::Tensor>& inputs, uint64_t seed) const {
   const Graph& g = impl_->model.ir;
   PARTITA_CHECK(!inputs.empty(), "make_targets needs the step's inputs");
-  std::vector<int64_t> shape = g.value(g.outputs()[0]).tensors.at(0).shape;
-  shape.at(0) = inputs[0].size(0);
-  return partita::make_targets(impl_->loss_kind, inputs[0], shape, seed);
+  // The traced output shape, not "the input's dim 0 rows": a model that keeps the batch whole may return
+  // another number of rows (pairs from x.chunk(2, 0)) or carry the batch elsewhere.
+  const std::vector<int64_t>& traced_input = g.value(g.inputs()[0]).tensors.at(0).shape;
+  PARTITA_CHECK(inputs[0].sizes() == at::IntArrayRef(traced_input), "make_targets: the first input is ",
+                inputs[0].sizes(), " where the model was imported at ", at::IntArrayRef(traced_input),
+                "; targets are drawn for the imported batch");
+  return partita::make_targets(impl_->loss_kind, inputs[0], g.value(g.outputs()[0]).tensors.at(0).shape,
+                               seed);
 }
 
 void Engine::add_observer(RuntimeObserver* observer) { impl_->observers.push_back(observer); }

@@ -382,8 +382,12 @@ void BranchRunner::forward(int stage, int worker, const Executor& executor, int 
           const auto outs0 = flatten_tensors(env[static_cast<size_t>(g.outputs()[0])]);
           PARTITA_CHECK(!outs0.empty() && outs0[0].is_floating_point(),
                         "training needs a floating-point model output");
-          ss.loss =
-              slice_loss(loss_kind_, outs0[0], slice(batch_->targets, stage, microbatch), plan_.global_batch);
+          ss.loss = slice_loss(loss_kind_, outs0[0],
+                               slice_targets(batch_->targets, plan_.global_batch,
+                                             static_cast<int64_t>(microbatch) * plan_.microbatch_size(),
+                                             plan_.microbatch_size())
+                                   .to(bindings_[static_cast<size_t>(stage)].device),
+                               plan_.global_batch);
         } catch (const Error& err) {
           throw Error(where() + err.what());
         }

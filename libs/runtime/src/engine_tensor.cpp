@@ -634,7 +634,11 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
       const auto out0 = flatten_tensors(results.at(0));
       PARTITA_CHECK(!out0.empty() && out0[0].is_floating_point(),
                     "training needs a floating-point model output");
-      state.loss = slice_loss(loss_kind_, out0[0], slice(batch_->targets), plan_.global_batch);
+      state.loss =
+          slice_loss(loss_kind_, out0[0],
+                     slice_targets(batch_->targets, plan_.global_batch, first, st.replica_share[replica])
+                         .to(binding.device),
+                     plan_.global_batch);
     } else if (!training_ && (rank == 0 || local_device_ >= 0)) {
       for (const auto& r : results) {
         for (auto& t : flatten_tensors(r)) outputs_[static_cast<size_t>(m)][replica].push_back(t);

@@ -54,6 +54,15 @@ torch::Tensor make_targets(LossKind kind, const torch::Tensor& first_input,
   PARTITA_FAIL("make_targets: resolve the loss kind first");
 }
 
+torch::Tensor slice_targets(const torch::Tensor& targets, int64_t global_batch, int64_t offset,
+                            int64_t count) {
+  if (targets.size(0) == global_batch) return targets.narrow(0, offset, count);
+  PARTITA_ASSERT(offset == 0 && count == global_batch, "targets of ", targets.size(0),
+                 " rows for a batch of ", global_batch, " cannot be split (samples ", offset, "+", count,
+                 ")");
+  return targets;
+}
+
 torch::Tensor slice_loss(LossKind kind, const torch::Tensor& output, const torch::Tensor& targets,
                          int64_t normalizer_samples) {
   const double n = static_cast<double>(normalizer_samples);

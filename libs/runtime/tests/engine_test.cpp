@@ -106,6 +106,25 @@ INSTANTIATE_TEST_SUITE_P(Zoo, EngineTraining,
                                            Case{"scales_input_view", "8x16"}),
                          [](const auto& param_info) { return std::string(param_info.param.model); });
 
+// paired_halves returns one row per pair of samples (x.chunk(2, 0)): 4 output rows for a batch of 8. Its
+// plans keep the batch whole and its targets are the traced output's 4 rows (they were the batch's 8, and
+// every plan's first step failed); a 2-stage plan trains as one device does.
+TEST(Engine, AModelWithFewerOutputRowsThanSamplesTrainsOnTheBatchKeptWhole) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  LoadedModel m = load("paired_halves", "8x16");
+  const Graph& g = m.ir;
+  EXPECT_EQ(g.value(g.outputs()[0]).tensors.at(0).shape, (std::vector<int64_t>{4, 4}));
+  Engine probe(m, pipeline_plan(g, Mode::kTraining, 8, 1, Schedule::kGPipe));
+  EXPECT_EQ(probe.make_targets(make_inputs({parse_input_spec("8x16")}, 100)).size(0), 4);
+  const auto reference = reference_losses("paired_halves", "8x16", 5);
+  ASSERT_EQ(reference.size(), 5u);
+  expect_same_losses(engine_losses("paired_halves", "8x16", 5,
+                                   [](const Graph& graph) {
+                                     return pipeline_plan(graph, Mode::kTraining, 8, 1, Schedule::kGPipe);
+                                   }),
+                     reference, "paired_halves 2-stage, batch whole");
+}
+
 // x[:, :8].mul_(0.5) with the cut between the slices and the write: stage 1 would write its received copy of
 // the view while the head reads stage 1's own copy of x. Refused before anything runs, naming the view's
 // node.

@@ -42,5 +42,15 @@ TEST(Loss, AnOutputThatLostItsTracedShapeIsRefusedNamingBothShapes) {
   EXPECT_NE(mse.find("depends on the data"), std::string::npos) << mse;
 }
 
+// A replica or microbatch takes its samples' rows; targets of a model whose output is not one row per sample
+// (4 pairs from a batch of 8) are used whole, and only for the whole batch.
+TEST(Loss, SliceTargetsTakesTheSamplesRowsOrTheWholeBatchsOwnRows) {
+  const auto per_sample = torch::arange(8);
+  EXPECT_TRUE(slice_targets(per_sample, 8, 2, 3).equal(torch::arange(2, 5)));
+  const auto per_pair = torch::arange(4);
+  EXPECT_TRUE(slice_targets(per_pair, 8, 0, 8).equal(per_pair));
+  EXPECT_THROW((void)slice_targets(per_pair, 8, 4, 4), InternalError);
+}
+
 }  // namespace
 }  // namespace partita
