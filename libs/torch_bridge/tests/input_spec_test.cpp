@@ -20,9 +20,23 @@ TEST(InputSpec, ParsesShapesDtypesAndHigh) {
   EXPECT_EQ(with_batch({a}, 5)[0].shape[0], 5);
 }
 
+// PyTorch's names for a dtype, as a user copies them from the model, mean what the short names mean.
+TEST(InputSpec, TakesPyTorchsDtypeNames) {
+  const std::pair<const char*, DType> names[] = {
+      {"float32", DType::kFloat32},   {"torch.float", DType::kFloat32},   {"half", DType::kFloat16},
+      {"bfloat16", DType::kBFloat16}, {"torch.float64", DType::kFloat64}, {"double", DType::kFloat64},
+      {"int64", DType::kInt64},       {"torch.long", DType::kInt64},      {"int32", DType::kInt32},
+      {"torch.bool", DType::kBool}};
+  for (const auto& [name, dtype] : names) {
+    EXPECT_EQ(parse_input_spec(std::string("2x3:") + name).dtype, dtype) << name;
+  }
+  EXPECT_EQ(parse_input_spec("8x5:long:50").to_string(), "8x5:i64:50");
+}
+
 TEST(InputSpec, RejectsMalformedWithTheText) {
-  for (const char* bad : {"", "8x", "x8", "8xax3", "0x3", "-1x3", "8x3:f33", "8x3:f32:10", "8:i64:0",
-                          "8:i64:1:2", "8x3:i8", "9999999999x9999999999x99999"}) {
+  for (const char* bad :
+       {"", "8x", "x8", "8xax3", "0x3", "-1x3", "8x3:f33", "8x3:f32:10", "8:i64:0", "8:i64:1:2", "8x3:i8",
+        "8x3:torch.f32", "8x3:int8", "9999999999x9999999999x99999"}) {
     try {
       parse_input_spec(bad);
       ADD_FAILURE() << "accepted '" << bad << "'";

@@ -27,7 +27,8 @@ enum class DType {
 int64_t dtype_size(DType dtype);
 // Short names used on the command line and in JSON: f32 f16 bf16 f64 i64 i32 i16 i8 u8 bool other.
 std::string_view dtype_name(DType dtype);
-// Inverse of dtype_name; throws partita::Error naming the accepted spellings.
+// Inverse of dtype_name, also taking PyTorch's names (float32, bfloat16, long, torch.int64, ...); throws
+// partita::Error naming the accepted spellings.
 DType parse_dtype(std::string_view name);
 bool is_floating(DType dtype);
 
