@@ -563,6 +563,14 @@ def main():
             os.path.join(args.out, "batch_norm_mlp.pt"))
     with torch.no_grad():
         torch.jit.trace(DictOutput(), (torch.randn(4, 16),), strict=False).save(os.path.join(args.out, "dict_output.pt"))
+    # Files that are not what partita reads, for the importer's error lines: a torch.save() state_dict, and a
+    # dynamically quantized model (its linear layers' weights are packed quantized:: objects, not tensors).
+    torch.manual_seed(0)
+    torch.save(MLP().state_dict(), os.path.join(args.out, "state_dict.pt"))
+    quantized = torch.ao.quantization.quantize_dynamic(MLP().eval(), {nn.Linear}, dtype=torch.qint8)
+    with torch.no_grad():
+        torch.jit.trace(quantized, (torch.randn(4, 64),), check_trace=False).save(
+            os.path.join(args.out, "quantized_mlp.pt"))
     with open(os.path.join(args.out, "zoo.json"), "w") as f:
         json.dump(index, f, indent=2)
 

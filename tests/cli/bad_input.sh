@@ -3,6 +3,9 @@ source "$(dirname "$0")/lib.sh"
 expect_error "does not exist" "$PARTITA" analyze "$WORK/missing.pt" --input 8x3
 echo "not a model" >"$WORK/junk.pt"
 expect_error "is not a TorchScript file" "$PARTITA" analyze "$WORK/junk.pt" --input 8x3
+expect_error "is a torch.save() file (a state_dict or a pickled nn.Module), not TorchScript" "$PARTITA" analyze \
+  "$ZOO/state_dict.pt" --input 8x64
+expect_error "the packed weights of a quantized model" "$PARTITA" analyze "$ZOO/quantized_mlp.pt" --input 8x64
 expect_error "bad --input '8xq'" "$PARTITA" analyze "$ZOO/cnn.pt" --input 8xq
 expect_error "unknown dtype 'f33'" "$PARTITA" verify "$ZOO/cnn.pt" --input 8x3x32x32:f33
 # Inputs larger than this machine's free memory: one line with their size, not the allocator's dump.

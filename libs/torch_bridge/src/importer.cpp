@@ -8,6 +8,7 @@
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/passes/lower_graph.h>
+#include <torch/version.h>
 
 #include "partita/core/error.h"
 #include "partita/core/format.h"
@@ -165,8 +166,18 @@ LoadedModel load_model(const std::string& path) {
   try {
     model.module = jit::load(path);
   } catch (const std::exception& e) {
-    PARTITA_FAIL("'", path, "' is not a TorchScript file (torch.jit.load: ", first_line(e),
-                 "); save one with torch.jit.trace(model, example).save(path)");
+    const std::string why = first_line(e);
+    // A zip archive without TorchScript's constants.pkl is what torch.save() writes.
+    PARTITA_CHECK(why.find("constants.pkl") == std::string::npos, "'", path,
+                  "' is a torch.save() file (a state_dict or a pickled nn.Module), not TorchScript; save the "
+                  "model with torch.jit.trace(model, example).save(path)");
+    PARTITA_CHECK(why.find("PytorchStreamReader") == std::string::npos, "'", path,
+                  "' is not a TorchScript file (torch.jit.load: ", why,
+                  "); save one with torch.jit.trace(model, example).save(path)");
+    PARTITA_FAIL("'", path, "' is TorchScript that LibTorch ", TORCH_VERSION,
+                 " cannot load (torch.jit.load: ", why,
+                 "); save the model again with torch.jit.trace(model, example).save(path) from PyTorch ",
+                 TORCH_VERSION, " or older, without torch.jit.freeze or optimize_for_inference");
   }
   model.module.eval();
   std::shared_ptr<jit::Graph> graph;
@@ -203,8 +214,25 @@ LoadedModel load_model(const std::string& path) {
       continue;
     }
     const c10::IValue& slot = slots[i - num_user];
-    PARTITA_CHECK(slot.isTensor(), "'", path, "': module attribute input ", v->debugName(),
-                  " is not a tensor; partita supports modules whose state is tensors");
+    if (!slot.isTensor()) {
+      const std::string type = slot.type()->repr_str();
+      const jit::Node* reader = v->uses().empty() ? nullptr : v->uses().front().user;
+      const std::string read_by = reader == nullptr
+                                      ? std::string()
+                                      : std::string(", read by ") + reader->kind().toQualString() +
+                                            (scope_of(reader).empty() ? "" : " in " + scope_of(reader));
+      // Dynamic and static quantization keep each layer's weights as packed objects that quantized:: ops
+      // read.
+      const bool quantized =
+          type.find("quantized") != std::string::npos ||
+          (reader != nullptr && std::string(reader->kind().ns().toUnqualString()) == "quantized");
+      PARTITA_CHECK(
+          !quantized, "'", path, "': module state '", v->debugName(), "' is a ", type, read_by,
+          ": the packed weights of a quantized model, which partita cannot split, move or time; give "
+          "partita the float model (before torch.ao.quantization's quantize_dynamic or convert)");
+      PARTITA_FAIL("'", path, "': module state '", v->debugName(), "' is a ", type, read_by,
+                   ", not a tensor; partita supports modules whose state is tensors");
+    }
     const auto it = names.find(slot.toTensor().unsafeGetTensorImpl());
     const std::string name = it != names.end() ? it->second.first : v->debugName();
     const bool trainable = it != names.end() && it->second.second;

@@ -106,6 +106,30 @@ TEST(Importer, WrongInputsNameTheModelAndNode) {
 
 namespace partita {
 
+std::string load_error(const std::string& zoo_name) {
+  try {
+    load_model(testing::zoo_model(zoo_name));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "loaded";
+}
+
+// Two files a user may hand over instead of TorchScript: what torch.save() writes, and a quantized model
+// whose layers keep packed weights. Each gets a line saying what it is and what to save instead.
+TEST(Importer, ATorchSaveFileAndAQuantizedModelAreNamedForWhatTheyAre) {
+  const std::string saved = load_error("state_dict");
+  EXPECT_NE(saved.find("is a torch.save() file (a state_dict or a pickled nn.Module), not TorchScript"),
+            std::string::npos)
+      << saved;
+  const std::string quantized = load_error("quantized_mlp");
+  EXPECT_NE(
+      quantized.find("read by quantized::linear_dynamic in fc1: the packed weights of a quantized model"),
+      std::string::npos)
+      << quantized;
+  EXPECT_NE(quantized.find("give partita the float model"), std::string::npos) << quantized;
+}
+
 TEST(Importer, ScriptedControlFlowIsRefusedWithNodeAndLine) {
   try {
     load_model(testing::zoo_model("control_flow"));
