@@ -465,7 +465,8 @@ std::vector<torch::Tensor> BranchRunner::outputs() const {
       pieces[i].push_back(flat[i].to(torch::kCPU));
   }
   std::vector<torch::Tensor> out;
-  for (auto& p : pieces) out.push_back(torch::cat(p, 0));
+  // One piece is the output itself: a 0-d output (a plan that keeps the batch whole) cannot be concatenated.
+  for (auto& p : pieces) out.push_back(p.size() == 1 ? p.front() : torch::cat(p, 0));
   return out;
 }
 

@@ -180,6 +180,37 @@ TEST(EngineBranch, InferenceMatchesTheModuleForEveryAssignmentAndMicrobatching) 
   }
 }
 
+// A second output that is 0-d (an auxiliary loss, a mean over the batch): its plans keep the batch whole, and
+// the runner's one piece per output is the output itself (concatenating one 0-d piece was an internal error).
+TEST(EngineBranch, AZeroDimensionalOutputComesBackAsItIs) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const auto path = std::filesystem::temp_directory_path() / "partita_branch_scalar_output.pt";
+  torch::manual_seed(4);
+  torch::jit::Module module("ScalarOutput");
+  module.register_parameter("w0", torch::randn({16, 4}), false);
+  module.register_parameter("w1", torch::randn({16, 4}), false);
+  module.define(R"JIT(
+def forward(self, x):
+    p = torch.softmax(torch.matmul(x, self.w0), -1)
+    return torch.matmul(x, self.w1) * p, torch.sum(torch.mean(p, 0) ** 2)
+)JIT");
+  module.save(path.string());
+  LoadedModel m = load(path.string(), "8x16");
+  const auto inputs = make_inputs({parse_input_spec("8x16")}, 3);
+  std::vector<torch::Tensor> expected;
+  {
+    torch::NoGradGuard no_grad;
+    const auto tuple = m.module.forward({inputs[0]}).toTuple();
+    for (const auto& v : tuple->elements()) expected.push_back(v.toTensor());
+  }
+  Engine engine(m, branch_plan(m.ir, Mode::kInference, 8, 1, alternating(m.ir)));
+  const auto out = engine.step(StepInputs{inputs, {}}).outputs;
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_TRUE(torch::allclose(out[0], expected[0], 1e-5, 1e-6));
+  EXPECT_EQ(out[1].dim(), 0);
+  EXPECT_TRUE(torch::allclose(out[1], expected[1], 1e-5, 1e-6)) << out[1] << " vs " << expected[1];
+}
+
 TEST(EngineBranch, TrainingMatchesOneDeviceFor20Steps) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   const std::string path = zoo("branchy");
