@@ -111,6 +111,15 @@ const std::unordered_map<std::string_view, OpRule>& rules() {
                                 "aten::as_strided",
                                 "aten::lift_fresh",
                                 "aten::broadcast_tensors",
+                                "aten::tensor_split",
+                                "aten::hsplit",
+                                "aten::vsplit",
+                                "aten::dsplit",
+                                "aten::meshgrid",
+                                "aten::diagonal",
+                                "aten::unfold",
+                                "aten::view_as_real",
+                                "aten::view_as_complex",
                                 "aten::warn"}) {
       (*t)[op] = {Rule::kStructural};
     }
@@ -118,15 +127,30 @@ const std::unordered_map<std::string_view, OpRule>& rules() {
          {"aten::cat", "aten::concat", "aten::stack", "aten::contiguous", "aten::clone", "aten::copy",
           "aten::repeat", "aten::tile", "aten::constant_pad_nd", "aten::pad", "aten::index",
           "aten::index_select", "aten::gather", "aten::flip", "aten::roll", "aten::masked_select",
-          "aten::repeat_interleave", "aten::tril", "aten::triu"}) {
+          "aten::repeat_interleave", "aten::tril", "aten::triu", "aten::hstack", "aten::vstack",
+          "aten::dstack", "aten::column_stack", "aten::take", "aten::take_along_dim", "aten::diag",
+          "aten::diag_embed",
+          // Rearrangements: each output element is one input element.
+          "aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::channel_shuffle",
+          "aten::native_channel_shuffle", "aten::im2col", "aten::upsample_nearest1d",
+          "aten::upsample_nearest2d", "aten::upsample_nearest3d", "aten::reflection_pad1d",
+          "aten::reflection_pad2d", "aten::reflection_pad3d", "aten::replication_pad1d",
+          "aten::replication_pad2d", "aten::replication_pad3d",
+          // Writes of some elements into a copy of the input; an add per written element at most
+          // (scatter_add, index_add), which the bytes moved outweigh.
+          "aten::one_hot", "aten::max_unpool2d", "aten::max_unpool3d", "aten::scatter", "aten::scatter_add",
+          "aten::scatter_reduce", "aten::index_add", "aten::index_copy", "aten::index_fill",
+          "aten::index_put", "aten::masked_scatter"}) {
       (*t)[op] = {Rule::kCopy};
     }
     for (std::string_view op :
-         {"aten::zeros",         "aten::ones",      "aten::full",      "aten::empty",      "aten::arange",
-          "aten::zeros_like",    "aten::ones_like", "aten::full_like", "aten::empty_like", "aten::new_zeros",
-          "aten::new_ones",      "aten::new_full",  "aten::new_empty", "aten::fill",       "aten::zero",
-          "aten::rand",          "aten::randn",     "aten::rand_like", "aten::randn_like", "aten::linspace",
-          "aten::scalar_tensor", "aten::tensor"}) {
+         {"aten::zeros",         "aten::ones",       "aten::full",         "aten::empty",
+          "aten::arange",        "aten::zeros_like", "aten::ones_like",    "aten::full_like",
+          "aten::empty_like",    "aten::new_zeros",  "aten::new_ones",     "aten::new_full",
+          "aten::new_empty",     "aten::fill",       "aten::zero",         "aten::rand",
+          "aten::randn",         "aten::rand_like",  "aten::randn_like",   "aten::linspace",
+          "aten::scalar_tensor", "aten::tensor",     "aten::randint",      "aten::randint_like",
+          "aten::randperm",      "aten::eye",        "aten::empty_strided"}) {
       (*t)[op] = {Rule::kFill};
     }
     for (std::string_view op :
@@ -143,14 +167,44 @@ const std::unordered_map<std::string_view, OpRule>& rules() {
           "aten::ge",          "aten::floor",       "aten::ceil",         "aten::round",
           "aten::sign",        "aten::logical_not", "aten::logical_and",  "aten::logical_or",
           "aten::bitwise_not", "aten::bitwise_and", "aten::bitwise_or",   "aten::__and__",
-          "aten::__or__",      "aten::floordiv",    "aten::prelu"}) {
+          "aten::__or__",      "aten::floordiv",    "aten::prelu",        "aten::tan",
+          "aten::atan",        "aten::asin",        "aten::acos",         "aten::atan2",
+          "aten::sinh",        "aten::cosh",        "aten::asinh",        "aten::erfc",
+          "aten::expm1",       "aten::exp2",        "aten::log10",        "aten::trunc",
+          "aten::frac",        "aten::sgn",         "aten::isnan",        "aten::isinf",
+          "aten::nan_to_num",  "aten::logical_xor", "aten::bitwise_xor",  "aten::__xor__",
+          "aten::hypot",       "aten::xlogy",       "aten::hardshrink",   "aten::softshrink"}) {
       (*t)[op] = {Rule::kElementwise, 1};
     }
     const std::pair<std::string_view, double> heavy[] = {
-        {"aten::gelu", 8},    {"aten::silu", 8},      {"aten::mish", 10},       {"aten::sigmoid", 4},
-        {"aten::tanh", 4},    {"aten::softplus", 4},  {"aten::elu", 3},         {"aten::selu", 3},
-        {"aten::celu", 3},    {"aten::hardswish", 3}, {"aten::hardsigmoid", 2}, {"aten::addcmul", 2},
-        {"aten::addcdiv", 2}, {"aten::lerp", 3}};
+        {"aten::gelu", 8},
+        {"aten::silu", 8},
+        {"aten::mish", 10},
+        {"aten::sigmoid", 4},
+        {"aten::tanh", 4},
+        {"aten::softplus", 4},
+        {"aten::elu", 3},
+        {"aten::selu", 3},
+        {"aten::celu", 3},
+        {"aten::hardswish", 3},
+        {"aten::hardsigmoid", 2},
+        {"aten::addcmul", 2},
+        {"aten::addcdiv", 2},
+        {"aten::lerp", 3},
+        // log(sigmoid(x)) = -softplus(-x); x - tanh(x); x / (1 + |x|); a * sigmoid(b) per output element.
+        {"aten::log_sigmoid", 5},
+        {"aten::tanhshrink", 5},
+        {"aten::softsign", 3},
+        {"aten::glu", 5},
+        // Interpolation: each output element is a weighted sum of its 2^d neighbours (2^d multiplies, 2^d - 1
+        // adds; bicubic 16 neighbours); the weights are per output position and not counted.
+        {"aten::upsample_linear1d", 3},
+        {"aten::upsample_bilinear2d", 7},
+        {"aten::upsample_trilinear3d", 15},
+        {"aten::upsample_bicubic2d", 31},
+        // theta [N, 2, 3] (or [N, 3, 4]) times each homogeneous base-grid point: 3 (4) multiply-adds per
+        // output coordinate; 2-D counted.
+        {"aten::affine_grid_generator", 6}};
     for (const auto& [op, f] : heavy) (*t)[op] = {Rule::kElementwise, f};
     for (std::string_view op :
          {"aten::sum",      "aten::mean",   "aten::amax",          "aten::amin",   "aten::max",

@@ -1,4 +1,6 @@
 // Ops whose cost needs a shape formula. Argument positions follow the TorchScript schemas of torch 1.13.
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -232,6 +234,132 @@ Cost embedding(const Graph& g, const Node& n) {
   return OpCost{Flops(0), idx->bytes() + out->bytes(), out->bytes(), CostStatus::kEstimated};
 }
 
+// embedding_bag(weight, indices, offsets, scale_grad_by_freq, mode, sparse, per_sample_weights, ...): every
+// index gathers a row of D and adds it to (or compares it with) its bag's output, 1 per gathered element (2
+// with per_sample_weights); reads the indices, the offsets and the gathered rows.
+Cost embedding_bag(const Graph& g, const Node& n) {
+  const TensorMeta* w = input_meta(g, n, 0);
+  const TensorMeta* idx = input_meta(g, n, 1);
+  const TensorMeta* out = output_meta(g, n);
+  if (!w || !idx || !out || w->shape.size() != 2 || out->numel() == 0) return std::nullopt;
+  const double gathered = numel(*idx) * static_cast<double>(w->shape[1]);
+  const bool weighted = n.inputs.size() > 6 && !is_none(g, n.inputs[6]);
+  const TensorMeta* offsets = input_meta(g, n, 2);
+  const double element_bytes = static_cast<double>(out->bytes().value()) / numel(*out);
+  const Bytes read = idx->bytes() + (offsets ? offsets->bytes() : Bytes(0)) +
+                     Bytes(static_cast<int64_t>(gathered * element_bytes));
+  return OpCost{Flops((weighted ? 2 : 1) * gathered), read, out->bytes(), CostStatus::kEstimated};
+}
+
+// grid_sampler(input, grid, interpolation_mode, padding_mode, align_corners): each output element is
+// interpolated from 2^d input neighbours (2^d multiplies, 2^d - 1 adds) in bilinear mode (0), 4^d in bicubic
+// (2), and copied in nearest (1); d is the number of spatial dims (2 or 3).
+Cost grid_sampler(const Graph& g, const Node& n) {
+  const TensorMeta* out = output_meta(g, n);
+  const auto mode = n.inputs.size() > 2 ? constant_int(g, n.inputs[2]) : std::nullopt;
+  if (!out || !mode || out->shape.size() < 3 || *mode < 0 || *mode > 2) return std::nullopt;
+  const double d = static_cast<double>(out->shape.size() - 2);
+  const double neighbours = *mode == 1 ? 0 : std::pow(*mode == 0 ? 2.0 : 4.0, d);
+  return estimated(g, n, numel(*out) * std::max(0.0, 2 * neighbours - 1));
+}
+
+// cdist(x1 [..., P, M], x2 [..., R, M], p): per output distance M differences, M powers (or squares) and M
+// adds, then the root.
+Cost cdist(const Graph& g, const Node& n) {
+  const TensorMeta* x1 = input_meta(g, n, 0);
+  const TensorMeta* out = output_meta(g, n);
+  if (!x1 || !out || x1->shape.empty()) return std::nullopt;
+  return estimated(g, n, numel(*out) * (3 * static_cast<double>(x1->shape.back()) + 1));
+}
+
+// cosine_similarity(x1, x2, dim, eps): three dot products over dim (x1.x2, x1.x1, x2.x2), 2 per element of
+// the larger operand each; the division per output is not counted.
+Cost cosine_similarity(const Graph& g, const Node& n) {
+  const TensorMeta* x1 = input_meta(g, n, 0);
+  const TensorMeta* x2 = input_meta(g, n, 1);
+  if (!x1 || !x2 || !output_meta(g, n)) return std::nullopt;
+  return estimated(g, n, 6 * std::max(numel(*x1), numel(*x2)));
+}
+
+// bilinear(x1 [..., I1], x2 [..., I2], weight [O, I1, I2], bias): y_k = (x1 W_k) . x2 + b_k, I1 * I2 + I2
+// multiply-adds per output element, 1 for the bias.
+Cost bilinear(const Graph& g, const Node& n) {
+  const TensorMeta* w = input_meta(g, n, 2);
+  const TensorMeta* out = output_meta(g, n);
+  if (!w || !out || w->shape.size() != 3) return std::nullopt;
+  const double i1 = static_cast<double>(w->shape[1]), i2 = static_cast<double>(w->shape[2]);
+  return estimated(g, n, numel(*out) * (2 * (i1 * i2 + i2) + (has_bias(g, n, 3) ? 1 : 0)));
+}
+
+// _weight_norm(v, g, dim): w = g * v / ||v||, the norm 2 per element of v, the division and the scale 1 each.
+Cost weight_norm(const Graph& g, const Node& n) { return per_input_element(g, n, 4); }
+
+// col2im sums the overlapping patches: one add per input element.
+Cost col2im(const Graph& g, const Node& n) { return per_input_element(g, n, 1); }
+
+// Dense linear algebra on A [..., n, n], counted as LU factorization does it: 2/3 n^3 per matrix for the
+// determinant; the solve adds 2 n^2 per right-hand column (forward and back substitution); the inverse 2 n^3.
+double square_matrices(const TensorMeta& a) {
+  return numel(a) / std::pow(static_cast<double>(a.shape.back()), 2);
+}
+Cost determinant(const Graph& g, const Node& n) {
+  const TensorMeta* a = input_meta(g, n, 0);
+  if (!a || a->shape.size() < 2 || a->shape.back() <= 0) return std::nullopt;
+  const double m = static_cast<double>(a->shape.back());
+  return estimated(g, n, square_matrices(*a) * 2.0 / 3.0 * m * m * m);
+}
+Cost solve(const Graph& g, const Node& n) {
+  const TensorMeta* a = input_meta(g, n, 0);
+  const TensorMeta* b = input_meta(g, n, 1);
+  if (!a || !b || a->shape.size() < 2 || a->shape.back() <= 0) return std::nullopt;
+  const double m = static_cast<double>(a->shape.back());
+  return estimated(g, n, square_matrices(*a) * 2.0 / 3.0 * m * m * m + 2 * m * numel(*b));
+}
+Cost inverse(const Graph& g, const Node& n) {
+  const TensorMeta* a = input_meta(g, n, 0);
+  if (!a || a->shape.size() < 2 || a->shape.back() <= 0) return std::nullopt;
+  const double m = static_cast<double>(a->shape.back());
+  return estimated(g, n, square_matrices(*a) * 2 * m * m * m);
+}
+
+// The size of `t` along the dim given by the node's constant input `at` (negative counts from the end).
+std::optional<double> size_along(const Graph& g, const Node& n, const TensorMeta& t, size_t at) {
+  const auto dim = at < n.inputs.size() ? constant_int(g, n.inputs[at]) : std::nullopt;
+  const auto rank = static_cast<int64_t>(t.shape.size());
+  if (!dim || *dim < -rank || *dim >= rank) return std::nullopt;
+  return static_cast<double>(t.shape[static_cast<size_t>(*dim < 0 ? *dim + rank : *dim)]);
+}
+
+// One-dimensional FFTs, fft_*(self, n, dim, norm): 5 N log2 N per complex transform of length N, half that
+// for a real one (rfft: N is the input's length, irfft: the output's); numel / N transforms.
+Cost fft(const Graph& g, const Node& n, bool real, bool length_of_output) {
+  const TensorMeta* t = length_of_output ? output_meta(g, n) : input_meta(g, n, 0);
+  if (!t) return std::nullopt;
+  const auto length = size_along(g, n, *t, 2);
+  if (!length || *length < 2) return std::nullopt;
+  return estimated(g, n, numel(*t) * (real ? 2.5 : 5) * std::log2(*length));
+}
+Cost fft_complex(const Graph& g, const Node& n) { return fft(g, n, false, false); }
+Cost fft_real(const Graph& g, const Node& n) { return fft(g, n, true, false); }
+Cost fft_real_inverse(const Graph& g, const Node& n) { return fft(g, n, true, true); }
+
+// Comparison sorts, N log2 N comparisons per sorted row of N: sort(self, dim, descending) and
+// argsort(self, dim, descending), or their stable overloads (self, stable, dim, descending) with the dim one
+// later; topk(self, k, dim, largest, sorted) keeps a heap of k, log2 k per element.
+Cost sort(const Graph& g, const Node& n) {
+  const TensorMeta* x = input_meta(g, n, 0);
+  if (!x) return std::nullopt;
+  const auto length = size_along(g, n, *x, n.inputs.size() == 4 ? 2 : 1);
+  if (!length) return std::nullopt;
+  return estimated(g, n, numel(*x) * std::max(1.0, std::log2(*length)));
+}
+Cost topk(const Graph& g, const Node& n) {
+  const TensorMeta* x = input_meta(g, n, 0);
+  const auto k = n.inputs.size() > 1 ? constant_int(g, n.inputs[1]) : std::nullopt;
+  if (!x || !k || *k < 1) return std::nullopt;
+  return estimated(g, n, numel(*x) * std::max(1.0, std::log2(static_cast<double>(*k))));
+}
+
 }  // namespace
 
 Handler find_compute_handler(std::string_view op) {
@@ -281,6 +409,33 @@ Handler find_compute_handler(std::string_view op) {
       {"aten::gru", gru},
       {"aten::rnn_tanh", rnn_tanh},
       {"aten::rnn_relu", rnn_relu},
+      {"aten::embedding_bag", embedding_bag},
+      {"aten::_embedding_bag", embedding_bag},
+      {"aten::grid_sampler", grid_sampler},
+      {"aten::grid_sampler_2d", grid_sampler},
+      {"aten::grid_sampler_3d", grid_sampler},
+      {"aten::cdist", cdist},
+      {"aten::cosine_similarity", cosine_similarity},
+      {"aten::bilinear", bilinear},
+      {"aten::_weight_norm", weight_norm},
+      {"aten::col2im", col2im},
+      {"aten::linalg_det", determinant},
+      {"aten::det", determinant},
+      {"aten::logdet", determinant},
+      {"aten::slogdet", determinant},
+      {"aten::linalg_slogdet", determinant},
+      {"aten::linalg_solve", solve},
+      {"aten::linalg_inv", inverse},
+      {"aten::inverse", inverse},
+      {"aten::fft_fft", fft_complex},
+      {"aten::fft_ifft", fft_complex},
+      {"aten::fft_rfft", fft_real},
+      {"aten::fft_ihfft", fft_real},
+      {"aten::fft_irfft", fft_real_inverse},
+      {"aten::fft_hfft", fft_real_inverse},
+      {"aten::sort", sort},
+      {"aten::argsort", sort},
+      {"aten::topk", topk},
   };
   const auto it = table.find(op);
   return it == table.end() ? nullptr : it->second;

@@ -300,5 +300,103 @@ TEST(OpCostCompute, NormalizationSoftmaxEmbedding) {
   EXPECT_EQ(e.bytes_written, Bytes(640));
 }
 
+// Ops of real models that had no estimate ("their cost is unknown, not zero"): torchvision's RAFT
+// (grid_sampler), EmbeddingBag recommenders, metric-learning heads (cdist, cosine_similarity), nn.Bilinear,
+// weight-normalized convolutions, nn.Fold.
+TEST(OpCostCompute, GatherInterpolateAndDistanceOps) {
+  Graph g;
+  const ValueId table = parameter(g, "bag.weight", {100, 16});
+  const ValueId idx = g.add_input("ids");
+  g.value(idx).tensors.push_back(TensorMeta{{10}, DType::kInt64});
+  const ValueId offsets = g.add_input("offsets");
+  g.value(offsets).tensors.push_back(TensorMeta{{3}, DType::kInt64});
+  auto bag = [&](ValueId per_sample) {
+    return std::vector<ValueId>{
+        table,          idx,        offsets,        flag(g, false), int_constant(g, "0"),
+        flag(g, false), per_sample, flag(g, false), none(g)};
+  };
+  op(g, "aten::embedding_bag", bag(none(g)), {3, 16});
+  OpCost c = cost_of_last(g);
+  EXPECT_EQ(c.status, CostStatus::kEstimated);
+  EXPECT_EQ(c.flops, Flops(10 * 16));                     // one add per gathered element
+  EXPECT_EQ(c.bytes_read, Bytes(80 + 24 + 10 * 16 * 4));  // indices, offsets, the 10 rows gathered
+  EXPECT_EQ(c.bytes_written, Bytes(3 * 16 * 4));
+  op(g, "aten::embedding_bag", bag(input(g, {10}, "weights")), {3, 16});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(2 * 10 * 16));
+
+  // 48 output elements from 4 neighbours (bilinear: 4 multiplies, 3 adds), 16 (bicubic), nearest a copy;
+  // 3-D trilinear from 8.
+  const ValueId img = input(g, {1, 3, 8, 8}, "img");
+  const ValueId grid = input(g, {1, 4, 4, 2}, "grid");
+  for (const auto& [mode, flops] :
+       std::vector<std::pair<const char*, double>>{{"0", 48 * 7}, {"1", 0}, {"2", 48 * 31}}) {
+    op(g, "aten::grid_sampler", {img, grid, int_constant(g, mode), int_constant(g, "0"), flag(g, false)},
+       {1, 3, 4, 4});
+    EXPECT_EQ(cost_of_last(g).flops, Flops(flops)) << "mode " << mode;
+  }
+  const ValueId vol = input(g, {1, 2, 4, 4, 4}, "vol");
+  const ValueId grid3 = input(g, {1, 2, 2, 2, 3}, "grid3");
+  op(g, "aten::grid_sampler", {vol, grid3, int_constant(g, "0"), int_constant(g, "0"), flag(g, false)},
+     {1, 2, 2, 2, 2});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(16 * 15));
+
+  // cdist of 5 against 6 points in 8 dims, batch 2: 60 distances of 8 differences, squares and adds + a root.
+  op(g, "aten::cdist", {input(g, {2, 5, 8}, "p"), input(g, {2, 6, 8}, "q"), none(g), none(g)}, {2, 5, 6});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(60 * (3 * 8 + 1)));
+  // cosine_similarity over 16 features of 4 rows: 3 dot products of 64 elements.
+  const ValueId a = input(g, {4, 16}, "a");
+  op(g, "aten::cosine_similarity", {a, a, int_constant(g, "1"), none(g)}, {4});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(3 * 2 * 64));
+  // nn.Bilinear(3, 5, 2) on 4 rows: 8 outputs of 3*5 + 5 multiply-adds and a bias add.
+  op(g, "aten::bilinear",
+     {input(g, {4, 3}, "x1"), input(g, {4, 5}, "x2"), parameter(g, "bl.weight", {2, 3, 5}),
+      parameter(g, "bl.bias", {2})},
+     {4, 2});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(8 * (2 * (15 + 5) + 1)));
+  // weight_norm of v [8, 4]: norm (2), divide and scale per element.
+  op(g, "aten::_weight_norm", {parameter(g, "v", {8, 4}), parameter(g, "g", {8, 1}), int_constant(g, "0")},
+     {8, 4});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(4 * 32));
+  // col2im sums 12 x 9 patch elements into the image.
+  const ValueId pairs = list_constant(g, "[2, 2]");
+  op(g, "aten::col2im",
+     {input(g, {1, 12, 9}, "cols"), list_constant(g, "[4, 4]"), pairs, pairs, pairs, pairs}, {1, 3, 4, 4});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(108));
+}
+
+TEST(OpCostCompute, LinearAlgebraFftsAndSorts) {
+  Graph g;
+  // LU: 2/3 n^3 per matrix (two 3x3), the solve's substitutions 2 n^2 per right-hand column, inverse 2 n^3.
+  op(g, "aten::linalg_det", {input(g, {2, 3, 3}, "A")}, {2});
+  EXPECT_DOUBLE_EQ(cost_of_last(g).flops.value(), 2 * 18.0);
+  op(g, "aten::linalg_solve", {input(g, {3, 3}, "S"), input(g, {3, 2}, "B"), flag(g, true)}, {3, 2});
+  EXPECT_DOUBLE_EQ(cost_of_last(g).flops.value(), 18.0 + 2 * 3 * 6);
+  op(g, "aten::inverse", {input(g, {4, 4}, "M")}, {4, 4});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(2 * 64));
+
+  // Two transforms of length 8: 5 N log2 N complex, half for real ones (irfft: N is the output's length).
+  const ValueId signal = input(g, {2, 8}, "signal");
+  op(g, "aten::fft_fft", {signal, none(g), int_constant(g, "-1"), none(g)}, {2, 8});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(16 * 5 * 3));
+  op(g, "aten::fft_rfft", {signal, none(g), int_constant(g, "-1"), none(g)}, {2, 5});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(16 * 2.5 * 3));
+  op(g, "aten::fft_irfft", {input(g, {2, 5}, "spectrum"), none(g), int_constant(g, "1"), none(g)}, {2, 8});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(16 * 2.5 * 3));
+
+  // 4 rows of 8: N log2 N comparisons along dim -1, along dim 0 (4 long) in the stable overload; topk(4) a
+  // heap of 4 per element.
+  const ValueId x = input(g, {4, 8}, "scores");
+  op(g, "aten::sort", {x, int_constant(g, "-1"), flag(g, false)}, {4, 8});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(32 * 3));
+  op(g, "aten::sort", {x, flag(g, true), int_constant(g, "0"), flag(g, false)}, {4, 8});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(32 * 2));
+  op(g, "aten::topk", {x, int_constant(g, "4"), int_constant(g, "-1"), flag(g, true), flag(g, true)}, {4, 4});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(32 * 2));
+  // A dim or k only known at run time: no estimate.
+  op(g, "aten::topk",
+     {x, g.add_input("k", ValueKind::kScalar), int_constant(g, "-1"), flag(g, true), flag(g, true)}, {4, 4});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kNoEstimate);
+}
+
 }  // namespace
 }  // namespace partita

@@ -10,6 +10,7 @@ namespace {
 using namespace partita::testing;
 
 OpCost cost_of_last(const Graph& g) { return estimate_cost(g, g.num_nodes() - 1); }
+ValueId flag(Graph& g, bool b) { return g.add_constant(ValueKind::kScalar, b ? "True" : "False"); }
 
 TEST(OpCost, ElementwiseIsOnePerOutputElementInPlaceToo) {
   Graph g;
@@ -40,6 +41,39 @@ TEST(OpCost, TranscendentalsUseDocumentedCounts) {
   EXPECT_EQ(cost_of_last(g).flops, Flops(48));
   op(g, "aten::sigmoid", {x}, {2, 3});
   EXPECT_EQ(cost_of_last(g).flops, Flops(24));
+}
+
+// Interpolation counts a weighted sum of the 2^d neighbours per output element; nearest upsampling, pixel
+// shuffles and one_hot move bytes; tensor_split and meshgrid are views.
+TEST(OpCost, ResamplingGatedActivationsAndViewsOfRealModels) {
+  Graph g;
+  const ValueId x = input(g, {1, 2, 4, 4});
+  op(g, "aten::upsample_bilinear2d", {x, list_constant(g, "[8, 8]"), flag(g, false), none(g)}, {1, 2, 8, 8});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(128 * 7));
+  op(g, "aten::upsample_nearest2d", {x, list_constant(g, "[8, 8]"), none(g)}, {1, 2, 8, 8});
+  OpCost c = cost_of_last(g);
+  EXPECT_EQ(c.status, CostStatus::kEstimated);
+  EXPECT_EQ(c.flops, Flops(0));
+  EXPECT_EQ(c.bytes_read, Bytes(128));
+  EXPECT_EQ(c.bytes_written, Bytes(512));
+  op(g, "aten::pixel_shuffle", {input(g, {1, 8, 2, 2}, "ps"), int_constant(g, "2")}, {1, 2, 4, 4});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(0));
+  EXPECT_EQ(cost_of_last(g).bytes_written, Bytes(128));
+  // glu halves its input: a sigmoid (4) and a multiply per output element.
+  op(g, "aten::glu", {input(g, {2, 8}, "gated"), int_constant(g, "-1")}, {2, 4});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(8 * 5));
+  op(g, "aten::log_sigmoid", {input(g, {2, 3}, "ls")}, {2, 3});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(6 * 5));
+  // affine_grid for 4x4 points: 3 multiply-adds per output coordinate.
+  op(g, "aten::affine_grid_generator",
+     {input(g, {1, 2, 3}, "theta"), list_constant(g, "[1, 1, 4, 4]"), flag(g, false)}, {1, 4, 4, 2});
+  EXPECT_EQ(cost_of_last(g).flops, Flops(32 * 6));
+  const ValueId parts = g.add_value(ValueKind::kList, "parts");
+  g.add_node("aten::tensor_split", {x, int_constant(g, "2"), int_constant(g, "1")}, {parts});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kStructural);
+  const ValueId grids = g.add_value(ValueKind::kList, "grids");
+  g.add_node("aten::meshgrid", {list_constant(g, "[]"), g.add_constant(ValueKind::kOther, "'ij'")}, {grids});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kStructural);
 }
 
 TEST(OpCost, IntegerSizeArithmeticIsStructural) {
