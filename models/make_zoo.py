@@ -226,14 +226,28 @@ class SequenceFirstOutput(nn.Module):
 
 
 class DictOutput(nn.Module):
-    """Returns a dict (traced with strict=False): the importer must refuse it with one line naming the dict."""
+    """Returns a dict, as torchvision's segmentation models do (traced with strict=False): partita imports it as
+    the tuple of the dict's values."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(16, 32)
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.body(x))
+        return {"logits": self.head(h), "features": h}
+
+
+class NestedDictOutput(nn.Module):
+    """Returns a dict inside a tuple (traced with strict=False): refused at import, naming the dict."""
 
     def __init__(self):
         super().__init__()
         self.head = nn.Linear(16, 4)
 
     def forward(self, x):
-        return {"logits": self.head(x)}
+        return self.head(x), {"aux": x.sum(1)}
 
 
 class BatchCentered(nn.Module):
@@ -562,7 +576,10 @@ def main():
         torch.jit.trace(BatchNormMLP().train(), (torch.randn(8, 16),), check_trace=False).save(
             os.path.join(args.out, "batch_norm_mlp.pt"))
     with torch.no_grad():
-        torch.jit.trace(DictOutput(), (torch.randn(4, 16),), strict=False).save(os.path.join(args.out, "dict_output.pt"))
+        torch.manual_seed(0)
+        torch.jit.trace(DictOutput(), (torch.randn(8, 16),), strict=False).save(os.path.join(args.out, "dict_output.pt"))
+        torch.jit.trace(NestedDictOutput(), (torch.randn(8, 16),), strict=False).save(
+            os.path.join(args.out, "nested_dict_output.pt"))
     # Files that are not what partita reads, for the importer's error lines: a torch.save() state_dict, and a
     # dynamically quantized model (its linear layers' weights are packed quantized:: objects, not tensors).
     torch.manual_seed(0)

@@ -4,6 +4,7 @@
 #include <map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "partita/core/format.h"
 #include "partita/graph/op_cost.h"
@@ -88,6 +89,16 @@ std::string report_to_text(const Graph& graph, const AnalysisReport& r, const st
   for (ValueId v : graph.inputs())
     inputs += (inputs.empty() ? "" : ", ") + graph.value(v).tensors.at(0).to_string();
   s += fmt::format("inputs       {}\n", inputs);
+  std::string outputs;
+  for (ValueId v : graph.outputs()) {
+    for (const auto& t : graph.value(v).tensors) outputs += (outputs.empty() ? "" : ", ") + t.to_string();
+  }
+  if (!r.output_keys.empty()) {
+    outputs +=
+        fmt::format(" (the values of the dict forward() returns, keys {}; training's loss reads the first)",
+                    fmt::join(r.output_keys, ", "));
+  }
+  s += fmt::format("outputs      {}\n", outputs);
   s += fmt::format("nodes        {} ({} compute)\n", graph.num_nodes(), r.compute_nodes);
   s += fmt::format("parameters   {} ({}), buffers {}\n", format_count(static_cast<double>(r.params)),
                    format_bytes(r.param_bytes), format_count(static_cast<double>(r.buffer_elements)));
@@ -176,6 +187,7 @@ Json report_to_json(const Graph& graph, const AnalysisReport& r) {
   j["flops"] = r.flops.value();
   j["activation_bytes"] = r.activation_bytes.value();
   j["no_estimate"] = r.no_estimate;
+  if (!r.output_keys.empty()) j["output_keys"] = r.output_keys;
   Json batch;
   batch["splittable"] = r.batch.splittable();
   batch["halves_agree"] = r.batch.halves_agree();

@@ -38,6 +38,9 @@ struct AnalysisReport {
   // 2, 4 and 8 devices (the engine's refusal, naming the node, where it cannot).
   int column_splits = 0, row_splits = 0, vocabulary_splits = 0;
   std::vector<std::pair<int, std::optional<std::string>>> tensor_degrees;
+  // The keys of the dict forward() returns, whose values partita handles as a tuple in this order
+  // (LoadedModel::output_keys); empty when it returns no dict.
+  std::vector<std::string> output_keys;
 };
 
 AnalysisReport make_analysis_report(const Graph& graph, BatchCheckResult batch, int cuts);

@@ -35,7 +35,8 @@ void run_analyze(const AnalyzeArgs& args) {
   annotate_shapes(model, specs);
   log_info("analyze: checking the batch dimension at a second batch size");
   const BatchCheckResult batch = check_batch_splittability(model, specs);
-  const AnalysisReport report = make_analysis_report(model.ir, batch, args.cuts);
+  AnalysisReport report = make_analysis_report(model.ir, batch, args.cuts);
+  report.output_keys = model.output_keys;
   std::FILE* out = args.json == "-" ? stderr : stdout;
   fmt::print(out, "{}", report_to_text(model.ir, report, args.model.model));
   if (!args.json.empty()) write_json_file(args.json, report_to_json(model.ir, report));

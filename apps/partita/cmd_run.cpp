@@ -434,7 +434,7 @@ void run_run(const RunArgs& args) {
                w.stage, w.device, w.busy_ms_per_step, w.predicted_busy_ms, 100.0 * w.utilization);
   }
   if (!report.losses.empty()) {
-    fmt::print(out, "  loss {:.5f} -> {:.5f}\n", report.losses.front(), report.losses.back());
+    fmt::print(out, "  loss {:.6g} -> {:.6g}\n", report.losses.front(), report.losses.back());
   }
   if (!report.energy.empty()) {
     double total = 0;

@@ -45,6 +45,11 @@ std::vector<torch::Tensor> flatten_tensors(const c10::IValue& iv) {
       auto inner = flatten_tensors(e);
       out.insert(out.end(), inner.begin(), inner.end());
     }
+  } else if (iv.isGenericDict()) {  // a returned dict: partita's graph returns its values in this order
+    for (const auto& e : iv.toGenericDict()) {
+      auto inner = flatten_tensors(e.value());
+      out.insert(out.end(), inner.begin(), inner.end());
+    }
   }
   return out;
 }

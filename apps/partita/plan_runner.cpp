@@ -516,7 +516,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     }
     log_info(fmt::format("step {}/{}: {:.1f} ms{}{}", i + 1, total, ms,
                          i < options.warmup ? " (warm-up)" : "",
-                         training ? fmt::format(", loss {:.5f}", r.loss) : ""));
+                         training ? fmt::format(", loss {:.6g}", r.loss) : ""));
     if (i >= options.warmup && training) checkpoint.maybe_save(*engine, report.losses);
     apply_signal_hook(i - first, options.group);
     ++metrics_steps;

@@ -74,7 +74,10 @@ BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>
     }
     opt->zero_grad();
     auto out = model.module.forward(args);
-    const torch::Tensor o = out.isTuple() ? out.toTupleRef().elements()[0].toTensor() : out.toTensor();
+    // The loss reads the first output: a tuple's first element, a dict's first value (load_model).
+    const torch::Tensor o = out.isTuple()         ? out.toTupleRef().elements()[0].toTensor()
+                            : out.isGenericDict() ? out.toGenericDict().begin()->value().toTensor()
+                                                  : out.toTensor();
     slice_loss(kind, o, targets, inputs[0].size(0)).backward();
     opt->step();
   };

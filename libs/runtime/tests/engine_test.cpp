@@ -125,6 +125,25 @@ TEST(Engine, AModelWithFewerOutputRowsThanSamplesTrainsOnTheBatchKeptWhole) {
                      reference, "paired_halves 2-stage, batch whole");
 }
 
+// dict_output returns {"logits": head(h), "features": h}: its plans carry the tuple of the dict's values, the
+// loss reads "logits", and a 2-stage pipeline and 2 replicas train as the module itself does.
+TEST(Engine, AModelReturningADictTrainsOnItsFirstValueAsOneDeviceDoes) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const auto reference = reference_losses("dict_output", "8x16", 5);
+  ASSERT_EQ(reference.size(), 5u);
+  EXPECT_LT(reference.back(), reference.front());
+  expect_same_losses(engine_losses("dict_output", "8x16", 5,
+                                   [](const Graph& g) {
+                                     return pipeline_plan(g, Mode::kTraining, 8, 2, Schedule::kOneFOneB);
+                                   }),
+                     reference, "dict_output 2-stage");
+  expect_same_losses(engine_losses("dict_output", "8x16", 5,
+                                   [](const Graph& g) {
+                                     return data_plan(g, Mode::kTraining, 8, {5, 3});
+                                   }),
+                     reference, "dict_output 2 replicas");
+}
+
 // x[:, :8].mul_(0.5) with the cut between the slices and the write: stage 1 would write its received copy of
 // the view while the head reads stage 1's own copy of x. Refused before anything runs, naming the view's
 // node.

@@ -61,7 +61,11 @@ inline ReferenceTraining reference_training(const std::string& name, const std::
     opt.zero_grad();
     // A fresh copy each step, as from a data loader: a model that updates its input in place (scales_input)
     // would otherwise train on a different batch every step.
-    const auto out = m.module.forward({inputs[0].clone()}).toTensor();
+    const c10::IValue result = m.module.forward({inputs[0].clone()});
+    // The loss reads the first output: a tuple's first element, a returned dict's first value.
+    const torch::Tensor out = result.isTuple()         ? result.toTupleRef().elements()[0].toTensor()
+                              : result.isGenericDict() ? result.toGenericDict().begin()->value().toTensor()
+                                                       : result.toTensor();
     auto loss = slice_loss(helper.loss_kind(), out, targets, one.global_batch);
     loss.backward();
     opt.step();

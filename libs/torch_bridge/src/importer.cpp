@@ -73,6 +73,41 @@ std::string scope_of(const jit::Node* n) {
   return path;
 }
 
+// A model that returns a dict (torchvision's segmentation models; a Hugging Face model traced with
+// strict=False) is imported as returning the tuple of the dict's values, in its (insertion) order: partita
+// moves, splits and compares the values, and training's loss reads the first. Returns the keys, in that
+// order; empty when forward() returns no dict. A dict built anywhere else is left for
+// reject_unsupported_nodes.
+std::vector<std::string> return_dict_values_as_tuple(jit::Graph& g) {
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < g.outputs().size(); ++i) {
+    jit::Node* dict = g.outputs()[i]->node();
+    if (dict->kind() != c10::prim::DictConstruct || dict->output()->uses().size() != 1) continue;
+    std::vector<std::string> these;
+    std::vector<jit::Value*> values;
+    for (size_t k = 0; k + 1 < dict->inputs().size(); k += 2) {
+      const auto key = jit::toIValue(dict->input(k));
+      if (!key) break;  // a key computed in forward(): not a returned record
+      std::ostringstream name;
+      if (key->isString()) {
+        name << key->toStringRef();
+      } else {
+        name << *key;
+      }
+      these.push_back(name.str());
+      values.push_back(dict->input(k + 1));
+    }
+    if (values.size() * 2 != dict->inputs().size()) continue;
+    jit::Node* tuple = g.createTuple(values);
+    tuple->insertAfter(dict);
+    tuple->setSourceRange(dict->sourceRange());
+    g.return_node()->replaceInput(i, tuple->output());
+    dict->destroy();
+    keys.insert(keys.end(), these.begin(), these.end());
+  }
+  return keys;
+}
+
 void reject_unsupported_nodes(const jit::Graph& g, const std::string& path) {
   for (const jit::Node* n : g.nodes()) {
     if (n->kind() == c10::prim::If || n->kind() == c10::prim::Loop) {
@@ -88,8 +123,9 @@ void reject_unsupported_nodes(const jit::Graph& g, const std::string& path) {
       const std::string where = source_of(n);
       PARTITA_FAIL("'", path, "' builds a dict (", n->kind().toQualString(),
                    where.empty() ? "" : " at " + where,
-                   "): partita runs graphs of tensors, lists and tuples; trace the model so that it returns "
-                   "a tuple (e.g. return_dict=False, or a wrapper returning tuple(out.values()))");
+                   "), which forward() reads or nests in what it returns: partita runs graphs of tensors, "
+                   "lists and tuples, and a dict only as what forward() returns; trace a wrapper that "
+                   "returns tuple(out.values())");
     }
   }
 }
@@ -194,6 +230,7 @@ LoadedModel load_model(const std::string& path) {
     PARTITA_FAIL("cannot lower the graph of '", path, "': ", first_line(e),
                  "; partita supports models saved with torch.jit.trace");
   }
+  model.output_keys = return_dict_values_as_tuple(*graph);
   reject_unsupported_nodes(*graph, path);
   model.torch_graph = graph;
 

@@ -25,6 +25,9 @@ struct LoadedModel {
     c10::IValue ivalue;
   };
   std::vector<Constant> constants;  // values the executor pre-fills
+  // forward() returns a dict with these keys: the graph returns the tuple of its values in this order
+  // (ir's output is that tuple). Empty when it returns no dict.
+  std::vector<std::string> output_keys;
 
   int num_user_inputs() const { return static_cast<int>(ir.inputs().size()); }
 };
