@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Why repeated training runs on one example batch slow down: the overfit model's backward runs on subnormal floats.
 
-Trains a zoo model (default build/models/mlp.pt, input 256x64, 10 classes) with Adam (lr 0.01, as partita's engine)
+Trains a zoo model (default build/models/mlp.pt, input 256x64, 10 classes) with Adam (lr 0.01, partita's default until 2026-12-02)
 on one fixed batch, a fresh optimizer every phase as `partita optimize` used to do for each measured run. Each
 phase times 40 steps as PyTorch computes them, then 20 more with flush-to-zero on; prints both medians and the
 number of subnormal softmax outputs. On the Intel Xeon VM of 2026-11-30: 4.4 -> 25.6 ms without flush-to-zero

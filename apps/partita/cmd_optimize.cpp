@@ -30,6 +30,7 @@
 #include "partita/core/own_thread.h"
 #include "partita/core/statistics.h"
 #include "partita/runtime/baseline.h"
+#include "partita/runtime/optimizer.h"
 #include "partita/search/objective.h"
 #include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
@@ -237,6 +238,7 @@ void run_optimize(const OptimizeArgs& args) {
   BaselineOptions base;
   base.mode = mode;
   base.optimizer = candidates.front().plan.optimizer;
+  base.learning_rate = default_learning_rate(base.optimizer);  // the steps partita's run takes
   base.warmup = 3;  // TorchScript's profiling executor re-optimizes the module on its first calls
   base.steps =
       steps_for_window(to_milliseconds(candidates.front().plan.prediction.step_time), kSweepWindow, 3);

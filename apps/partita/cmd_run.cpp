@@ -35,6 +35,7 @@
 #include "partita/runtime/distributed_env.h"
 #include "partita/runtime/distributed_group.h"
 #include "partita/runtime/distributed_reducer.h"
+#include "partita/runtime/optimizer.h"
 #include "partita/runtime/stage_transport.h"
 #include "partita/runtime/tensor_group_link.h"
 #include "partita/search/plan_json.h"
@@ -52,7 +53,7 @@ struct RunArgs {
   std::string plan;
   int steps = 10;
   bool train = false;
-  double lr = 0.01;
+  double lr = 0;  // 0: the optimizer's default (default_learning_rate)
   std::string loss = "auto";
   std::string trace;
   std::string json;
@@ -260,6 +261,10 @@ void run_run(const RunArgs& args) {
   const std::optional<DistributedEnv> dist = distributed_env_from_environment();
   if (dist) check_distributed_plan(plan, *dist);
   const int warmup = check_checkpoint_args(args);
+  PARTITA_CHECK(args.lr >= 0 && std::isfinite(args.lr), "--lr ", args.lr,
+                ": a learning rate is a positive number; leave --lr out for the optimizer's default (",
+                default_learning_rate(plan.optimizer), " for this plan's ", optimizer_name(plan.optimizer),
+                ")");
   std::optional<SlowdownSpec> slowdown;
   if (!args.inject_slowdown.empty()) {
     slowdown = parse_slowdown_spec(args.inject_slowdown);
@@ -510,7 +515,8 @@ Command register_run(CLI::App& app) {
                   "untimed steps run first (default 2; they train the model too: 0 with --checkpoint-dir)")
       ->check(nonnegative_integer());
   cmd->add_flag("--train", args->train, "training steps (the plan must be a training plan)");
-  cmd->add_option("--lr", args->lr, "learning rate");
+  cmd->add_option("--lr", args->lr,
+                  "learning rate (default: 0.001 for adam and adamw, 0.01 for sgd and sgd_momentum)");
   cmd->add_option("--loss", args->loss, "auto, cross_entropy, mse or next_token");
   cmd->add_option("--trace", args->trace, "write a Chrome trace of the run (open in Perfetto)");
   cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");

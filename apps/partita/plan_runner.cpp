@@ -31,6 +31,11 @@ namespace partita::app {
 
 namespace {
 
+// RunOptions::learning_rate, or the plan's optimizer's default when it is 0.
+double learning_rate_of(const RunOptions& options, const Plan& plan) {
+  return options.learning_rate > 0 ? options.learning_rate : default_learning_rate(plan.optimizer);
+}
+
 // Checkpoints of one run: on resume, the state is loaded into the model and a fresh optimizer (handed to the
 // engine) before the engine is built; after each step, maybe_save() writes one when the step number is due.
 class RunCheckpoint {
@@ -48,7 +53,7 @@ class RunCheckpoint {
     identity_.plan = plan;
     for (const auto& s : specs) identity_.inputs.push_back(s.to_string());
     identity_.loss = std::string(loss_kind_name(options.loss));
-    identity_.learning_rate = options.learning_rate;
+    identity_.learning_rate = learning_rate_of(options, plan);
     if (!options.resume) {
       PARTITA_CHECK(!has_checkpoint(options.checkpoint_dir), "--checkpoint-dir ", options.checkpoint_dir,
                     " already holds a checkpoint; add --resume to continue it or choose another directory");
@@ -72,7 +77,7 @@ class RunCheckpoint {
       identity_.plan = saved;
       resumed_plan_ = std::move(saved);
     }
-    optimizer_ = make_optimizer(plan.optimizer, trainable, options.learning_rate);
+    optimizer_ = make_optimizer(plan.optimizer, trainable, learning_rate_of(options, plan));
     // A pipeline's rank loads its stage's shard; a data-parallel rank and a single process the whole state.
     const int rank = options.group == nullptr ? -1 : options.group->rank();
     progress_ = load_checkpoint(options.checkpoint_dir, identity_, model.parameters, *optimizer_, rank);
@@ -401,7 +406,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
         " available; plan again with a smaller batch or free memory first");
   }
   EngineOptions engine_options;
-  engine_options.learning_rate = options.learning_rate;
+  engine_options.learning_rate = learning_rate_of(options, plan);
   engine_options.loss = options.loss;
   engine_options.blas = options.blas;
   engine_options.local_replica = options.local_replica;

@@ -196,7 +196,7 @@ expect_error "was written for another plan (\"optimizer\": \"adam\", the plan ha
   "$PARTITA" "${MLP[@]}" --plan "$WORK/sgd.plan.json" --steps 30 --checkpoint-dir "$D" --resume
 expect_error "was written for another plan (\"strategy\": \"data\", the plan has \"pipeline\")" \
   "$PARTITA" "${MLP[@]}" --plan "$WORK/pipe.plan.json" --steps 30 --checkpoint-dir "$D" --resume
-expect_error "was written with --lr 0.01 but got 0.02" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" \
+expect_error "was written with --lr 0.001 but got 0.02" "$PARTITA" "${MLP[@]}" --plan "$WORK/adam.plan.json" \
   --steps 30 --checkpoint-dir "$D" --resume --lr 0.02
 "$PARTITA" plan "$ZOO/mlp.pt" --input 16x64 --devices cpu:0,cpu:1 --strategy data --train \
   --json "$WORK/b16.plan.json" >/dev/null || fail "plan batch 16"

@@ -8,6 +8,10 @@
 
 namespace partita {
 
+double default_learning_rate(Optimizer kind) {
+  return kind == Optimizer::kAdam || kind == Optimizer::kAdamW ? 1e-3 : 0.01;
+}
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vector<torch::Tensor> params,
                                                         double lr) {
   switch (kind) {

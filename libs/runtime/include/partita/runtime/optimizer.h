@@ -10,6 +10,11 @@
 
 namespace partita {
 
+// The learning rate a run uses when none is given: PyTorch's default for Adam and AdamW (1e-3), 0.01 for SGD
+// (which has none). One rate for all four (0.01) made Adam's first steps on a fresh EfficientNet-B0 jump
+// from loss 2.30 to 0.76 and then 25.3, in PyTorch too.
+double default_learning_rate(Optimizer kind);
+
 // SGD, SGD with momentum 0.9, Adam or AdamW over `params` at learning rate `lr`.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(Optimizer kind, std::vector<torch::Tensor> params,
                                                         double lr);
