@@ -53,6 +53,8 @@ TEST(OpClassTest, ClassifyAndBackwardRatio) {
   EXPECT_EQ(cls("aten::relu_"), OpClass::kElementwise);
   EXPECT_EQ(cls("aten::softmax"), OpClass::kReduction);
   EXPECT_EQ(cls("aten::cat"), OpClass::kMemory);
+  EXPECT_EQ(cls("aten::upsample_nearest2d"), OpClass::kMemory);
+  EXPECT_EQ(cls("aten::pixel_shuffle"), OpClass::kMemory);
   EXPECT_EQ(cls("aten::view"), OpClass::kStructural);
   EXPECT_EQ(cls("prim::ListConstruct"), OpClass::kStructural);
   EXPECT_EQ(cls("aten::__getitem__"), OpClass::kStructural);
