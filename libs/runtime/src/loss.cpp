@@ -43,9 +43,16 @@ torch::Tensor make_targets(LossKind kind, const torch::Tensor& first_input,
   switch (kind) {
     case LossKind::kNextToken:
       return first_input;
-    case LossKind::kCrossEntropy:
-      return torch::randint(0, output_shape.at(1), {output_shape.at(0)}, gen,
-                            torch::TensorOptions().dtype(torch::kInt64));
+    case LossKind::kCrossEntropy: {
+      // Scores [B, C] take one class per sample; dense scores [B, C, d1, ...] (a segmentation model's
+      // per-pixel classes) one per position, [B, d1, ...], as torch.nn.functional.cross_entropy reads them.
+      PARTITA_CHECK(output_shape.size() >= 2 && output_shape[1] >= 1, "--loss cross_entropy needs a first ",
+                    "output of class scores [batch, classes, ...]; the model's is ",
+                    c10::IntArrayRef(output_shape), "; train it with --loss mse (or auto)");
+      std::vector<int64_t> shape{output_shape[0]};
+      shape.insert(shape.end(), output_shape.begin() + 2, output_shape.end());
+      return torch::randint(0, output_shape[1], shape, gen, torch::TensorOptions().dtype(torch::kInt64));
+    }
     case LossKind::kMse:
       return torch::randn(output_shape, gen, torch::TensorOptions().dtype(torch::kFloat32));
     case LossKind::kAuto:
@@ -75,17 +82,24 @@ torch::Tensor slice_loss(LossKind kind, const torch::Tensor& model_output, const
   // The targets were drawn for the output's traced shape. A first output whose rows depend on the data
   // (y[y.sum(1) > 0]) has another count in a later step: say so, instead of LibTorch's "Expected input
   // batch_size (2) to match target batch_size (8)", or, for MSE, a silent broadcast of one row.
-  const bool fits = kind == LossKind::kNextToken ||
-                    (kind == LossKind::kCrossEntropy ? output.dim() >= 1 && output.size(0) == t.size(0)
-                                                     : output.sizes() == t.sizes());
+  const bool fits =
+      kind == LossKind::kNextToken ||
+      (kind == LossKind::kCrossEntropy ? output.dim() >= 1 && output.size(0) == t.size(0) &&
+                                             (t.dim() <= 1 || (output.dim() == t.dim() + 1 &&
+                                                               output.sizes().slice(2) == t.sizes().slice(1)))
+                                       : output.sizes() == t.sizes());
   PARTITA_CHECK(
       fits, "the model's first output is ", output.sizes(), " where training expects ",
       kind == LossKind::kCrossEntropy ? "one row per sample, " : "", t.sizes(),
       " as when it was traced: partita trains models whose outputs keep their traced shape (a number of ",
       "rows that depends on the data, as from y[mask], cannot be split or given targets)");
   switch (kind) {
-    case LossKind::kCrossEntropy:
-      return F::cross_entropy(output, t, F::CrossEntropyFuncOptions().reduction(torch::kSum)) / n;
+    case LossKind::kCrossEntropy: {
+      // The mean over the batch's samples and, for dense scores, over each sample's positions.
+      const double positions = t.dim() > 1 ? static_cast<double>(t[0].numel()) : 1.0;
+      return F::cross_entropy(output, t, F::CrossEntropyFuncOptions().reduction(torch::kSum)) /
+             (n * positions);
+    }
     case LossKind::kMse: {
       const double per_sample = static_cast<double>(output[0].numel());
       return F::mse_loss(output, t, F::MSELossFuncOptions().reduction(torch::kSum)) / (n * per_sample);

@@ -1,6 +1,7 @@
 #include "partita/runtime/loss.h"
 
 #include <gtest/gtest.h>
+#include <torch/nn/functional/loss.h>
 
 #include <string>
 
@@ -26,6 +27,34 @@ TEST(Loss, SliceLossIsThePerSampleSumOverTheGlobalBatch) {
   EXPECT_NEAR(
       slice_loss(LossKind::kCrossEntropy, uniform, torch::zeros({4}, torch::kInt64), 8).item<double>(),
       std::log(5.0) / 2, 1e-6);
+}
+
+// Dense class scores [B, C, H, W] (a segmentation model's, with --loss cross_entropy) take one class per
+// position: the loss is PyTorch's mean over samples and positions, and two slices of the batch sum to the
+// whole. A first output without a class dim is refused in one line (it was LibTorch's "only batches of
+// spatial targets supported").
+TEST(Loss, CrossEntropyOverDenseScoresTakesOneClassPerPosition) {
+  const auto targets = make_targets(LossKind::kCrossEntropy, torch::zeros({2, 3, 8, 8}), {2, 5, 4, 4}, 7);
+  EXPECT_EQ(targets.sizes(), (std::vector<int64_t>{2, 4, 4}));
+  EXPECT_GE(targets.min().item<int64_t>(), 0);
+  EXPECT_LT(targets.max().item<int64_t>(), 5);
+  EXPECT_GT(targets.max().item<int64_t>(), 0);  // drawn, not all one class
+  torch::manual_seed(0);
+  const auto scores = torch::randn({2, 5, 4, 4});
+  const double whole = slice_loss(LossKind::kCrossEntropy, scores, targets, 2).item<double>();
+  EXPECT_NEAR(whole, torch::nn::functional::cross_entropy(scores, targets).item<double>(), 1e-6);
+  const double halves =
+      slice_loss(LossKind::kCrossEntropy, scores.narrow(0, 0, 1), targets.narrow(0, 0, 1), 2).item<double>() +
+      slice_loss(LossKind::kCrossEntropy, scores.narrow(0, 1, 1), targets.narrow(0, 1, 1), 2).item<double>();
+  EXPECT_NEAR(halves, whole, 1e-6);
+  try {
+    (void)make_targets(LossKind::kCrossEntropy, torch::zeros({2, 3}), {2}, 7);
+    FAIL() << "drew class targets for an output without classes";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--loss cross_entropy needs a first output of class scores"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // An output whose rows depend on the data (y[y.sum(1) > 0]) no longer matches the targets drawn for its

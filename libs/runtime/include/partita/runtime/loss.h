@@ -12,7 +12,8 @@ namespace partita {
 
 enum class LossKind {
   kAuto,          // next-token for integer inputs with a [B, T, V] output; cross-entropy for [B, C]; else MSE
-  kCrossEntropy,  // targets: class indices [B]
+  kCrossEntropy,  // targets: class indices [B] for scores [B, C]; [B, d1, ...] for dense scores [B, C, d1,
+                  // ...]
   kMse,           // targets: same shape as the output
   kNextToken,     // targets: the token ids [B, T]; logits [B, T, V] predict token t+1 from position t
 };
