@@ -55,8 +55,10 @@ std::vector<torch::Tensor> flatten_tensors(const c10::IValue& iv) {
 }
 
 struct Comparison {
-  double max_abs_diff = 0;
-  bool close = true;
+  double max_abs_diff = 0;     // over the positions finite on both sides
+  bool close = true;           // allclose, NaN equal to NaN
+  int64_t nonfinite_same = 0;  // NaN or the same Inf on both sides: the model's own (a NaN model output)
+  int64_t nonfinite_one = 0;   // NaN or Inf on one side where the other has something else
 };
 
 void compare(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b, const VerifyArgs& args,
@@ -68,9 +70,29 @@ void compare(const std::vector<torch::Tensor>& a, const std::vector<torch::Tenso
     PARTITA_ASSERT(a[i].sizes() == b[i].sizes(), "shapes differ at position ", i);
     if (a[i].numel() == 0) continue;
     const auto da = a[i].to(torch::kDouble), db = b[i].to(torch::kDouble);
-    result.max_abs_diff = std::max(result.max_abs_diff, (da - db).abs().max().item<double>());
-    result.close = result.close && torch::allclose(da, db, args.rtol, args.atol);
+    const auto finite_a = torch::isfinite(da), finite_b = torch::isfinite(db);
+    const auto finite = finite_a.logical_and(finite_b);
+    const auto same_nonfinite =
+        finite.logical_not().logical_and(da.isnan().logical_and(db.isnan()).logical_or(da.eq(db)));
+    result.nonfinite_same += same_nonfinite.sum().item<int64_t>();
+    result.nonfinite_one += finite.logical_or(same_nonfinite).logical_not().sum().item<int64_t>();
+    if (finite.any().item<bool>()) {
+      result.max_abs_diff =
+          std::max(result.max_abs_diff, (da - db).abs().masked_select(finite).max().item<double>());
+    }
+    result.close = result.close && torch::allclose(da, db, args.rtol, args.atol, /*equal_nan=*/true);
   }
+}
+
+// What a comparison's line adds about values that are not finite.
+std::string nonfinite_text(const Comparison& c) {
+  std::string s;
+  if (c.nonfinite_one > 0) s += fmt::format("; {} value(s) NaN or Inf on one side only", c.nonfinite_one);
+  if (c.nonfinite_same > 0) {
+    s += fmt::format("; {} value(s) NaN or Inf on both sides (the model's own output: compared where finite)",
+                     c.nonfinite_same);
+  }
+  return s;
 }
 
 // A loss that touches every output element with a different weight, so gradients are non-trivial.
@@ -196,17 +218,17 @@ void run_verify(const VerifyArgs& args) {
 
   const bool ok = outputs.close && grads.close && planned.close;
   std::FILE* out = args.json == "-" ? stderr : stdout;  // keep stdout pure JSON with --json -
-  fmt::print(out, "verify {}: outputs max |diff| = {:.3g}{}\n", args.model.model, outputs.max_abs_diff,
-             outputs.close ? " (allclose)" : " (NOT close)");
+  fmt::print(out, "verify {}: outputs max |diff| = {:.3g}{}{}\n", args.model.model, outputs.max_abs_diff,
+             outputs.close ? " (allclose)" : " (NOT close)", nonfinite_text(outputs));
   if (args.train) {
-    fmt::print(out, "  gradients of {} parameters: max |diff| = {:.3g}{}\n",
+    fmt::print(out, "  gradients of {} parameters: max |diff| = {:.3g}{}{}\n",
                std::count_if(model.parameters.begin(), model.parameters.end(),
                              [](const torch::Tensor& p) { return p.requires_grad(); }),
-               grads.max_abs_diff, grads.close ? " (allclose)" : " (NOT close)");
+               grads.max_abs_diff, grads.close ? " (allclose)" : " (NOT close)", nonfinite_text(grads));
   }
   if (!args.plan.empty()) {
-    fmt::print(out, "  {}: outputs max |diff| = {:.3g}{}\n", plan_label, planned.max_abs_diff,
-               planned.close ? " (allclose)" : " (NOT close)");
+    fmt::print(out, "  {}: outputs max |diff| = {:.3g}{}{}\n", plan_label, planned.max_abs_diff,
+               planned.close ? " (allclose)" : " (NOT close)", nonfinite_text(planned));
   }
   if (args.repeat > 0) {
     const double ours = median_of(ours_ms), theirs = median_of(theirs_ms);
@@ -222,6 +244,8 @@ void run_verify(const VerifyArgs& args) {
     j["max_abs_diff"] = std::max({outputs.max_abs_diff, grads.max_abs_diff, planned.max_abs_diff});
     if (!args.plan.empty()) j["plan_max_abs_diff"] = planned.max_abs_diff;
     j["output_max_abs_diff"] = outputs.max_abs_diff;
+    j["nonfinite_on_both_sides"] = outputs.nonfinite_same + grads.nonfinite_same + planned.nonfinite_same;
+    j["nonfinite_on_one_side"] = outputs.nonfinite_one + grads.nonfinite_one + planned.nonfinite_one;
     if (args.train) {
       j["grad_max_abs_diff"] = grads.max_abs_diff;
       j["grads_compared"] = has_grads;
@@ -234,6 +258,9 @@ void run_verify(const VerifyArgs& args) {
     }
     write_json_file(args.json, j);
   }
+  const int64_t one_sided = outputs.nonfinite_one + grads.nonfinite_one + planned.nonfinite_one;
+  PARTITA_CHECK(one_sided == 0, "verify failed for '", args.model.model, "': ", one_sided,
+                " value(s) are NaN or Inf on one side and finite or another Inf on the other");
   PARTITA_CHECK(ok, "verify failed for '", args.model.model, "': max abs difference ",
                 std::max({outputs.max_abs_diff, grads.max_abs_diff, planned.max_abs_diff}),
                 " exceeds rtol=", args.rtol, " atol=", args.atol);

@@ -13,4 +13,16 @@ for name in googlenet squeezenet1_1 shufflenet_v2_x0_5 regnet_x_400mf densenet12
   "$PARTITA" --threads 1 verify "$WORK/$name.pt" --input 1x3x64x64 --train --json "$WORK/$name.json" >/dev/null \
     || fail "verify $name"
 done
+# A segmentation model returns a dict ({"out": ...}, traced with strict=False): partita takes its values.
+"$PYTHON" - "$WORK" <<'PY'
+import sys, torch, torchvision
+torch.manual_seed(0)
+m = torchvision.models.segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=4)
+with torch.no_grad():
+    torch.jit.trace(m.eval(), torch.randn(2, 3, 64, 64), check_trace=False, strict=False).save(f"{sys.argv[1]}/lraspp.pt")
+PY
+"$PARTITA" --threads 1 verify "$WORK/lraspp.pt" --input 2x3x64x64 --train --json "$WORK/lraspp.json" >/dev/null \
+  || fail "verify lraspp (a dict output)"
+"$PARTITA" analyze "$WORK/lraspp.pt" --input 2x3x64x64 | grep -q "^outputs      f32\[2, 4, 64, 64\] (the values of the dict forward() returns, keys out" \
+  || fail "analyze lraspp: the dict's keys are not named"
 finish

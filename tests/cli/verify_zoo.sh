@@ -56,4 +56,25 @@ fi
   || fail "verify --plan: the split batch_flipped plan's difference was not reported"
 expect_error "is for a batch of 8 but --input gives 4" "$PARTITA" verify "$ZOO/branchy.pt" --input 4x3x32x32 \
   --plan "$WORK/branchy_data.json"
+# A model whose own output holds NaN (torchvision's RAFT at random weights is all NaN): partita reproduces the
+# NaN, and verify says so and compares the finite values (it was "max abs difference 0 exceeds rtol").
+"$PYTHON" - "$WORK" <<'PY'
+import sys, torch
+class NanWherePositive(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(16, 4)
+    def forward(self, x):
+        y = self.head(x)
+        return y.masked_fill(y > 0.5, float("nan"))
+torch.manual_seed(0)
+with torch.no_grad():
+    torch.jit.trace(NanWherePositive().eval(), torch.randn(8, 16), check_trace=False).save(f"{sys.argv[1]}/nan.pt")
+PY
+"$PARTITA" verify "$WORK/nan.pt" --input 8x16 --json "$WORK/nan.json" > "$WORK/nan.txt" \
+  || fail "verify of a model with NaN outputs failed: $(cat "$WORK/nan.txt")"
+grep -q "value(s) NaN or Inf on both sides (the model's own output" "$WORK/nan.txt" \
+  || fail "verify did not say the outputs hold NaN: $(cat "$WORK/nan.txt")"
+[ "$(json_get "$WORK/nan.json" "d['nonfinite_on_both_sides'] > 0 and d['nonfinite_on_one_side'] == 0")" = "True" ] \
+  || fail "verify --json: NaN counts"
 finish
