@@ -163,6 +163,10 @@ PlanOutcome make_plan(const Graph& graph, const Cluster& cluster, const CostTabl
         (options.batch_splittable ? ""
                                   : " with the batch kept whole (the model computes something else "
                                     "on part of it: no data parallelism or microbatches)") +
+        (options.batch_splittable && options.global_batch < static_cast<int>(cluster.devices.size())
+             ? " (a batch of " + std::to_string(options.global_batch) + " gives " +
+                   std::to_string(cluster.devices.size()) + " data-parallel replicas less than a sample each)"
+             : "") +
         "; drop --all-devices, list fewer devices or try another --strategy";
     return outcome;
   }

@@ -127,6 +127,14 @@ TEST(Planner, EveryDeviceKeepsOnlyPlansThatUseThemAll) {
   EXPECT_FALSE(whole.plan);
   EXPECT_NE(whole.error.find("uses all 2 devices and fits with the batch kept whole"), std::string::npos)
       << whole.error;
+  // A batch of one sample cannot be shared by two replicas: the error says so.
+  o.batch_splittable = true;
+  o.global_batch = 1;
+  const PlanOutcome single = make_plan(g, c, t, o);
+  EXPECT_FALSE(single.plan);
+  EXPECT_NE(single.error.find("(a batch of 1 gives 2 data-parallel replicas less than a sample each)"),
+            std::string::npos)
+      << single.error;
 }
 
 // A batch norm of [batch, channels] in train mode outputs its bias alone on one sample: no candidate may give
