@@ -29,7 +29,7 @@ enum class CheckpointWrites { kSynchronous, kBackground };
 
 struct RunOptions {
   int steps = 10;
-  int warmup = 2;  // steps run first and not counted
+  int warmup = 2;            // steps run first and not counted
   double learning_rate = 0;  // 0: default_learning_rate of the plan's optimizer
   LossKind loss = LossKind::kAuto;
   bool record_trace = false;  // keep a Chrome trace of the counted steps
