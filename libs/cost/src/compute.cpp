@@ -28,7 +28,7 @@ Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype, d
                   "' has memory_bandwidth 0: add it to its profile");
     memory = traffic / spec.memory_bandwidth;
   }
-  return std::max(compute, memory) + spec.op_overhead;
+  return std::max(compute, memory) + spec.op_overhead * static_cast<double>(cost.kernel_calls);
 }
 
 Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype, const OpClassFit& fit) {
@@ -36,6 +36,7 @@ Seconds roofline_time(const OpCost& cost, const DeviceSpec& spec, DType dtype, c
   // No formula: a call of the class costs at least its fixed part; do not invent the rest.
   if (cost.status == CostStatus::kNoEstimate) return fit.fixed;
   OpClassFit scaled = fit;
+  scaled.fixed = fit.fixed * static_cast<double>(cost.kernel_calls);
   // The fit is measured in f32; another dtype runs at the device's peak ratio to f32 (bf16 GEMM units).
   const double f32 = spec.flops_for(DType::kFloat32).value();
   if (dtype != DType::kFloat32 && f32 > 0)
@@ -77,21 +78,24 @@ NodeTimes roofline_node_times(const Graph& graph, const Node& node, const Device
   const DType dtype = node_compute_dtype(graph, node);
   const std::string name(calibration_class(graph, node, op_class));
   const bool no_formula = node.cost.status == CostStatus::kNoEstimate;  // the time is the fixed part alone
+  const double calls = static_cast<double>(node.cost.kernel_calls);
   if (const auto fit = spec.op_class_fits.find(name); fit != spec.op_class_fits.end()) {
     t.forward = roofline_time(node.cost, spec, dtype, fit->second);
-    t.forward_fixed = no_formula ? t.forward : std::min(fit->second.fixed, t.forward);
+    t.forward_fixed = no_formula ? t.forward : std::min(fit->second.fixed * calls, t.forward);
   } else {
     const auto eff = spec.flops_efficiency.find(std::string(op_class_name(op_class)));
     t.forward = roofline_time(node.cost, spec, dtype, eff == spec.flops_efficiency.end() ? 1.0 : eff->second);
-    t.forward_fixed = std::min(spec.op_overhead, t.forward);
+    t.forward_fixed = std::min(spec.op_overhead * calls, t.forward);
   }
   if (const auto fit = spec.op_class_backward_fits.find(name); fit != spec.op_class_backward_fits.end()) {
     t.backward = roofline_time(node.cost, spec, dtype, fit->second);
-    t.backward_fixed = no_formula ? t.backward : std::min(fit->second.fixed, t.backward);
+    t.backward_fixed = no_formula ? t.backward : std::min(fit->second.fixed * calls, t.backward);
   } else {
     t.backward = t.forward * backward_ratio(op_class);
-    // A backward launches about as many calls as its forward (grad input, grad weight: each a call).
-    t.backward_fixed = std::min(t.forward_fixed, t.backward);
+    // A backward launches about as many calls as its forward (grad input, grad weight: each a call); a
+    // recurrent layer's about twice as many (see backward_ratio).
+    const double backward_calls = op_class == OpClass::kRecurrent ? backward_ratio(op_class) : 1.0;
+    t.backward_fixed = std::min(t.forward_fixed * backward_calls, t.backward);
   }
   return t;
 }

@@ -106,6 +106,7 @@ std::vector<ValueId> saved_inputs(const Graph& g, const Node& node, const std::v
       return out;
     case OpClass::kElementwise:
     case OpClass::kReduction:
+    case OpClass::kRecurrent:
     case OpClass::kOther:
       break;
   }

@@ -149,6 +149,10 @@ constexpr std::array kOpTable = std::to_array<OpClassEntry>({
     {"relu", OpClass::kElementwise},
     {"relu6", OpClass::kElementwise},
     {"gelu", OpClass::kElementwise},
+    {"lstm", OpClass::kRecurrent},
+    {"gru", OpClass::kRecurrent},
+    {"rnn_tanh", OpClass::kRecurrent},
+    {"rnn_relu", OpClass::kRecurrent},
     {"silu", OpClass::kElementwise},
     {"sigmoid", OpClass::kElementwise},
     {"tanh", OpClass::kElementwise},
@@ -226,6 +230,8 @@ std::string_view op_class_name(OpClass op_class) {
       return "memory";
     case OpClass::kStructural:
       return "structural";
+    case OpClass::kRecurrent:
+      return "recurrent";
     case OpClass::kOther:
       break;
   }
@@ -236,6 +242,7 @@ double backward_ratio(OpClass op_class) {
   switch (op_class) {
     case OpClass::kMatmul:
     case OpClass::kConv:
+    case OpClass::kRecurrent:
       return 2.0;
     case OpClass::kNorm:
       return 1.5;

@@ -59,6 +59,11 @@ TEST(OpClassTest, ClassifyAndBackwardRatio) {
   EXPECT_EQ(cls("prim::ListConstruct"), OpClass::kStructural);
   EXPECT_EQ(cls("aten::__getitem__"), OpClass::kStructural);
   EXPECT_EQ(cls("aten::frobnicate"), OpClass::kOther);
+  EXPECT_EQ(cls("aten::lstm"), OpClass::kRecurrent);
+  EXPECT_EQ(cls("aten::gru"), OpClass::kRecurrent);
+  EXPECT_EQ(cls("aten::rnn_tanh"), OpClass::kRecurrent);
+  EXPECT_EQ(op_class_name(OpClass::kRecurrent), "recurrent");
+  EXPECT_EQ(backward_ratio(OpClass::kRecurrent), 2.0);
   n.cost.status = CostStatus::kStructural;
   EXPECT_EQ(cls("aten::linear"), OpClass::kStructural);
   EXPECT_EQ(backward_ratio(OpClass::kMatmul), 2.0);
@@ -217,6 +222,38 @@ TEST(Roofline, CalibratedClassFit) {
   EXPECT_DOUBLE_EQ(roofline_time(cost(1e9, 1, 1, CostStatus::kNoEstimate), gpu, DType::kFloat32, fit).value(),
                    3e-6);
   EXPECT_EQ(roofline_time(cost(1e9, 1, 1, CostStatus::kStructural), gpu, DType::kFloat32, fit).value(), 0.0);
+}
+
+// An op that launches several kernels (a recurrent layer: a few per time step) pays the fixed per-call cost
+// once per kernel, in the plain roofline and in a calibrated fit alike.
+TEST(Roofline, FixedCostIsPaidOncePerKernelCall) {
+  const DeviceSpec gpu = test_gpu();           // op_overhead 10 us
+  OpCost c = cost(1e6, 4'000'000, 4'000'000);  // 8 us of traffic
+  c.kernel_calls = 30;
+  EXPECT_NEAR(roofline_time(c, gpu, DType::kFloat32).value(), 8e-6 + 30 * 10e-6, 1e-15);
+  EXPECT_NEAR(roofline_time(c, gpu, DType::kFloat32, class_fit(3e-6, 1e12, 1e12)).value(), 8e-6 + 30 * 3e-6,
+              1e-15);
+
+  // In a cost table the fixed parts follow: forward 30 calls; a recurrent layer's backward, with no
+  // backward fit, twice its forward (time and calls).
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1000, 1000}, DType::kFloat32}};
+  const ValueId y = g.add_value(ValueKind::kTensor, "y");
+  g.value(y).tensors = {TensorMeta{{1000, 1000}, DType::kFloat32}};
+  g.add_node("aten::lstm", {x}, {y});
+  g.node(0).cost = c;
+  const NodeTimes t = roofline_cost_table(g, {gpu}).times[0][0];
+  EXPECT_NEAR(t.forward.value(), 308e-6, 1e-15);
+  EXPECT_NEAR(t.forward_fixed.value(), 300e-6, 1e-15);
+  EXPECT_NEAR(t.backward.value(), 616e-6, 1e-15);
+  EXPECT_NEAR(t.backward_fixed.value(), 600e-6, 1e-15);
+  DeviceSpec calibrated = gpu;
+  calibrated.op_class_fits["recurrent"] = class_fit(3e-6, 1e12, 1e12);
+  const NodeTimes f = roofline_cost_table(g, {calibrated}).times[0][0];
+  EXPECT_NEAR(f.forward.value(), 98e-6, 1e-15);
+  EXPECT_NEAR(f.forward_fixed.value(), 90e-6, 1e-15);
+  EXPECT_NEAR(f.backward_fixed.value(), 180e-6, 1e-15);
 }
 
 TEST(CostTableTest, CalibratedFitsReplaceTheRooflineAndTheBackwardRatio) {

@@ -297,4 +297,19 @@ std::vector<std::string> ops_without_estimate(const Graph& graph) {
   return {ops.begin(), ops.end()};
 }
 
+int64_t recurrent_kernel_calls(std::string_view op, int64_t steps, int64_t layer_directions) {
+  int64_t per_step = 0;
+  if (op == "aten::lstm") {
+    per_step = 11;
+  } else if (op == "aten::gru") {
+    per_step = 12;
+  } else if (op == "aten::rnn_tanh" || op == "aten::rnn_relu") {
+    per_step = 3;
+  }
+  PARTITA_CHECK(per_step > 0, "recurrent_kernel_calls: '", op, "' is not a recurrent layer");
+  PARTITA_CHECK(steps >= 0 && layer_directions >= 1, "recurrent_kernel_calls: ", steps, " steps and ",
+                layer_directions, " layers x directions");
+  return layer_directions * (steps * per_step + 2);
+}
+
 }  // namespace partita

@@ -7,6 +7,7 @@
 
 #include "op_cost_internal.h"
 #include "partita/graph/constant_value.h"
+#include "partita/graph/op_cost.h"
 
 namespace partita::op_cost_detail {
 
@@ -137,7 +138,8 @@ std::vector<TensorMeta> list_elements(const Graph& g, ValueId list) {
 // lstm.input(input, hx[], params[], has_biases, num_layers, dropout, train, bidirectional, batch_first) and
 // lstm.data(data, batch_sizes, hx[], params[], ...); gru and rnn_* take one hx tensor. The params list sits
 // at 2 (.input) or 3 (.data: packed, data [tokens, features]); tokens = numel(input) / features either way.
-// LSTMs with projections (proj_size) get no estimate.
+// Kernel calls: recurrent_kernel_calls (op_cost.h) over the time steps: the input's first dim, its second
+// when batch_first, or the length of a packed sequence's batch_sizes.
 Cost recurrent(const Graph& g, const Node& n, int gates, double per_unit) {
   const TensorMeta* x = input_meta(g, n, 0);
   if (!x || x->shape.empty() || x->shape.back() <= 0) return std::nullopt;
@@ -161,7 +163,18 @@ Cost recurrent(const Graph& g, const Node& n, int gates, double per_unit) {
     if (matrices != 2 * layer_directions && !projections) return std::nullopt;
     const double hidden = static_cast<double>(params.front().shape[0]) / gates;
     per_token += layer_directions * hidden * (gates + per_unit);
-    return estimated(g, n, tokens * per_token);
+    OpCost cost = estimated(g, n, tokens * per_token);
+    int64_t steps = x->shape.front();
+    if (at == 3) {  // packed: batch_sizes holds one entry per time step
+      const TensorMeta* batch_sizes = input_meta(g, n, 1);
+      if (!batch_sizes || batch_sizes->shape.size() != 1) return std::nullopt;
+      steps = batch_sizes->shape[0];
+    } else if (x->shape.size() == 3 && n.inputs.size() > at + 6 &&
+               constant_bool(g, n.inputs[at + 6]).value_or(false)) {
+      steps = x->shape[1];
+    }
+    cost.kernel_calls = recurrent_kernel_calls(n.op, steps, static_cast<int64_t>(layer_directions));
+    return cost;
   }
   return std::nullopt;
 }

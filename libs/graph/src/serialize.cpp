@@ -82,6 +82,7 @@ Json node_to_json(const Node& n) {
            {{"flops", n.cost.flops.value()},
             {"bytes_read", n.cost.bytes_read.value()},
             {"bytes_written", n.cost.bytes_written.value()},
+            {"kernel_calls", n.cost.kernel_calls},
             {"status", cost_status_name(n.cost.status)}}}};
 }
 
@@ -143,6 +144,12 @@ void read_node(Graph& g, const Json& j, size_t index) {
   n.cost.bytes_read = Bytes(get<int64_t>(cost, "bytes_read", cw));
   n.cost.bytes_written = Bytes(get<int64_t>(cost, "bytes_written", cw));
   n.cost.status = parse_enum<CostStatus>(kStatusNames, cost, "status", cw);
+  // Graphs written before kernel_calls existed count one call per op, as partita then did.
+  if (cost.contains("kernel_calls")) {
+    n.cost.kernel_calls = get<int64_t>(cost, "kernel_calls", cw);
+    PARTITA_CHECK(n.cost.kernel_calls >= 1, "graph JSON: field '", join_path(cw, "kernel_calls"), "' is ",
+                  n.cost.kernel_calls, "; an op launches at least one kernel");
+  }
 }
 
 // producer and users are redundant with the nodes; a mismatch means the file was edited inconsistently.

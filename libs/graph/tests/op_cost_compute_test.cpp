@@ -201,6 +201,9 @@ TEST(OpCostCompute, RecurrentLayersCountTheirCellsUnrolled) {
   const double gate_adds = 20, cell = 3 * 4 * 5 + 2 * 4 * 5 + 4 * 5;  // sigmoids, tanhs, f*c + i*g, o*tanh(c)
   EXPECT_EQ(cost_of_last(g).status, CostStatus::kEstimated);
   EXPECT_EQ(cost_of_last(g).flops, Flops(tokens * (layer0 + layer1 + 2 * (gate_adds + cell))));
+  // LibTorch runs an LSTM cell as 11 calls per step, plus the input projection and the output stack per
+  // layer: 2 layers x (7 steps x 11 + 2).
+  EXPECT_EQ(cost_of_last(g).kernel_calls, 2 * (7 * 11 + 2));
 
   // Packed (lstm.data): data [tokens, features], the params one position later; bidirectional, 1 layer.
   const ValueId packed = input(g, {9, 3}, "data");
@@ -210,6 +213,7 @@ TEST(OpCostCompute, RecurrentLayersCountTheirCellsUnrolled) {
       flag(g, false), flag(g, true)},
      {9, 10});
   EXPECT_EQ(cost_of_last(g).flops, Flops(9 * 2 * (layer0 + gate_adds + cell)));
+  EXPECT_EQ(cost_of_last(g).kernel_calls, 2 * (4 * 11 + 2));  // 4 steps (batch_sizes' length), 2 directions
 
   // nn.GRU(3, 5) without biases: gates 3 x 5 = 15; r, z (2 sigmoids), n (tanh of i_n + r*h_n),
   // h = (1-z)*n + z*h.
@@ -218,6 +222,13 @@ TEST(OpCostCompute, RecurrentLayersCountTheirCellsUnrolled) {
       flag(g, false), flag(g, false)},
      {7, 2, 5});
   EXPECT_EQ(cost_of_last(g).flops, Flops(tokens * (2 * 15 * 3 + 2 * 15 * 5 + 15 + (2 * 4 + 4 + 1 + 4) * 5)));
+  EXPECT_EQ(cost_of_last(g).kernel_calls, 7 * 12 + 2);
+  // batch_first: the steps are the input's second dim ([batch 2, 7 steps, 3]), not its first.
+  op(g, "aten::gru",
+     {input(g, {2, 7, 3}, "x_batch_first"), h0, list({{15, 3}, {15, 5}}), flag(g, false),
+      int_constant(g, "1"), dropout, flag(g, false), flag(g, false), flag(g, true)},
+     {2, 7, 5});
+  EXPECT_EQ(cost_of_last(g).kernel_calls, 7 * 12 + 2);
 
   // nn.RNN(3, 5, nonlinearity="relu"): one gate; the activation costs 1.
   op(g, "aten::rnn_relu",
@@ -225,6 +236,7 @@ TEST(OpCostCompute, RecurrentLayersCountTheirCellsUnrolled) {
       flag(g, false), flag(g, false)},
      {7, 2, 5});
   EXPECT_EQ(cost_of_last(g).flops, Flops(tokens * (2 * 5 * 3 + 2 * 5 * 5 + 5 + 5 + 5 + 5)));
+  EXPECT_EQ(cost_of_last(g).kernel_calls, 7 * 3 + 2);
 
   // nn.LSTM(3, 5, proj_size=2): the recurrent weight reads the projected state (20 x 2), and W_hr (2 x 5)
   // projects o * tanh(c) each step.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "partita/core/error.h"
 #include "test_graphs.h"
 
 namespace partita {
@@ -170,6 +171,18 @@ TEST(OpCost, UnknownOpsAndMissingShapesAreNoEstimate) {
   EXPECT_EQ(ops_without_estimate(g),
             (std::vector<std::string>{"aten::fft_fft", "aten::relu", "custom::thing"}));
   EXPECT_EQ(g.total_flops(), Flops(6));
+}
+
+// A recurrent layer's kernel calls: per step, layer and direction LSTM 11, GRU 12, Elman 3, plus 2 per layer
+// and direction (input projection, output stack); anything else is refused.
+TEST(OpCost, RecurrentKernelCallsPerStepLayerAndDirection) {
+  EXPECT_EQ(recurrent_kernel_calls("aten::lstm", 10, 1), 112);
+  EXPECT_EQ(recurrent_kernel_calls("aten::lstm", 10, 4), 448);  // 2 layers, bidirectional
+  EXPECT_EQ(recurrent_kernel_calls("aten::gru", 5, 1), 62);
+  EXPECT_EQ(recurrent_kernel_calls("aten::rnn_tanh", 5, 2), 34);
+  EXPECT_EQ(recurrent_kernel_calls("aten::rnn_relu", 0, 1), 2);
+  EXPECT_THROW(recurrent_kernel_calls("aten::linear", 5, 1), Error);
+  EXPECT_THROW(recurrent_kernel_calls("aten::lstm", 5, 0), Error);
 }
 
 }  // namespace

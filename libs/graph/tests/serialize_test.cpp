@@ -24,6 +24,7 @@ Graph sample_graph() {
   lin.scope = "fc";
   lin.source = "model.py:12";
   lin.cost = OpCost{Flops(48), Bytes(72), Bytes(32), CostStatus::kEstimated};
+  lin.cost.kernel_calls = 3;
   const ValueId list = g.add_value(ValueKind::kList, "parts");
   g.value(list).tensors = {TensorMeta{{2, 4}, DType::kFloat32}, TensorMeta{{4}, DType::kOther}};
   g.add_node("prim::ListConstruct", {y, rm}, {list});
@@ -63,6 +64,7 @@ void expect_same(const Graph& a, const Graph& b) {
     EXPECT_EQ(na.cost.bytes_read, nb.cost.bytes_read);
     EXPECT_EQ(na.cost.bytes_written, nb.cost.bytes_written);
     EXPECT_EQ(na.cost.status, nb.cost.status);
+    EXPECT_EQ(na.cost.kernel_calls, nb.cost.kernel_calls);
   }
   EXPECT_EQ(a.inputs(), b.inputs());
   ASSERT_EQ(a.parameters().size(), b.parameters().size());
@@ -140,6 +142,17 @@ TEST(Serialize, MissingOrBadFieldsAreNamed) {
   j = graph_to_json(sample_graph());
   j.erase("parameters");
   EXPECT_NE(error_of(j).find("missing field 'parameters'"), std::string::npos);
+  j = graph_to_json(sample_graph());
+  j["nodes"][0]["cost"]["kernel_calls"] = 0;
+  EXPECT_NE(error_of(j).find("'nodes[0].cost.kernel_calls' is 0"), std::string::npos) << error_of(j);
+}
+
+// A graph written before kernel_calls existed reads as one call per op.
+TEST(Serialize, AGraphWithoutKernelCallsCountsOnePerOp) {
+  Json j = graph_to_json(sample_graph());
+  EXPECT_EQ(j["nodes"][0]["cost"]["kernel_calls"], 3);
+  j["nodes"][0]["cost"].erase("kernel_calls");
+  EXPECT_EQ(graph_from_json(j).node(0).cost.kernel_calls, 1);
 }
 
 TEST(Serialize, RejectsInconsistentLinksAndIds) {

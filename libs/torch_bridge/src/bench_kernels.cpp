@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "partita/core/error.h"
+#include "partita/graph/op_cost.h"
 #include "partita/torch_bridge/dtype.h"
 #include "partita/torch_bridge/model.h"
 
@@ -338,6 +339,37 @@ Seconds per_call(const std::function<void(size_t)>& fn, const TimingOptions& tim
   return t.median / batch;
 }
 
+// One LSTM layer over `steps` steps of [batch, features] into `hidden` units, as nn.LSTM runs it; FLOPs as
+// the graph library counts them (op_cost_compute.cpp): per token the two linears with their biases, the gate
+// adds and 28 per hidden unit of cell math.
+void add_lstm(std::vector<ClassKernel>& out, int64_t steps, int64_t batch, int64_t features, int64_t hidden) {
+  const int64_t gates = 4 * hidden;
+  ClassKernel k = make(
+      "recurrent", fmt::format("lstm {}x{}x{}->{}", steps, batch, features, hidden),
+      [=] {
+        return Inputs{randn({steps, batch, features}),
+                      torch::zeros({1, batch, hidden}),
+                      torch::zeros({1, batch, hidden}),
+                      randn({gates, features}),
+                      randn({gates, hidden}),
+                      randn({gates}),
+                      randn({gates})};
+      },
+      [](const Inputs& in) {
+        return std::get<0>(at::lstm(in[0], {in[1], in[2]}, {in[3], in[4], in[5], in[6]}, /*has_biases=*/true,
+                                    /*num_layers=*/1, /*dropout=*/0.0, /*train=*/true,
+                                    /*bidirectional=*/false,
+                                    /*batch_first=*/false));
+      },
+      [=](const Inputs&, const torch::Tensor&) {
+        const double per_token = 2.0 * gates * (features + hidden) + 2.0 * gates + gates + 28.0 * hidden;
+        return static_cast<double>(steps * batch) * per_token;
+      },
+      {3, 4, 5, 6});
+  k.kernel_calls = recurrent_kernel_calls("aten::lstm", steps, 1);
+  out.push_back(std::move(k));
+}
+
 }  // namespace
 
 std::vector<ClassKernel> class_kernels(bool quick) {
@@ -403,6 +435,14 @@ std::vector<ClassKernel> class_kernels(bool quick) {
     add_cat(k, 4, 8, 32, 32);
     add_contiguous(k, 1, 16, 2, 16);
     add_embedding(k, 4096, 256, 512);
+  }
+  // Recurrent layers: the steps set the calls (the fixed part), the widths the GEMMs.
+  add_lstm(k, 4, 8, 32, 32);
+  add_lstm(k, 16, 8, 32, 32);
+  add_lstm(k, 8, 16, 128, 256);
+  if (!quick) {
+    add_lstm(k, 32, 4, 16, 16);
+    add_lstm(k, 8, 32, 256, 512);
   }
   return k;
 }

@@ -81,8 +81,13 @@ void measure_op_classes(const Plan& plan, bool quick, int max_threads, Bytes col
     for (int t = 1; t <= max_threads; ++t) {
       at::set_num_threads(t);
       const ClassKernelTimes times = time_class_kernel(k, plan.class_timing, cold_bytes, /*backward=*/true);
-      p.op_class_samples.push_back(
-          OpClassSample{k.op_class, k.label, t, k.flops, k.bytes, times.forward, times.backward});
+      // Per kernel call, as the cost model applies the fit (see ClassKernel::kernel_calls).
+      const double calls = static_cast<double>(k.kernel_calls);
+      const std::string label =
+          k.kernel_calls == 1 ? k.label : fmt::format("{} (per call of {})", k.label, k.kernel_calls);
+      p.op_class_samples.push_back(OpClassSample{k.op_class, label, t, Flops(k.flops.value() / calls),
+                                                 Bytes(static_cast<int64_t>(k.bytes.value() / calls)),
+                                                 times.forward / calls, times.backward / calls});
     }
   }
   for (int t = 1; t <= max_threads; ++t) {

@@ -1,12 +1,15 @@
 #include "partita/torch_bridge/microbench.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "partita/core/error.h"
+#include "partita/graph/op_cost.h"
 #include "partita/hardware/cpu_spec.h"
 #include "partita/torch_bridge/bench_kernels.h"
 #include "partita/torch_bridge/machine_fingerprint.h"
@@ -54,11 +57,19 @@ TEST(Microbench, QuickProfileWithoutLoopbackMeasuresEveryCpuDevice) {
   // The calibration: generic ops of every class at every thread count, fitted into the measured specs.
   EXPECT_FALSE(p.op_class_samples.empty());
   EXPECT_EQ(back.op_class_samples.size(), p.op_class_samples.size());
-  for (const char* cls :
-       {"matmul", "conv", "grouped_conv", "norm", "elementwise", "reduction", "pool", "memory"}) {
+  for (const char* cls : {"matmul", "conv", "grouped_conv", "norm", "elementwise", "reduction", "pool",
+                          "memory", "recurrent"}) {
     EXPECT_TRUE(p.find("cpu")->spec.op_class_fits.contains(cls)) << cls;
   }
   EXPECT_FALSE(p.find("cpu")->spec.op_class_backward_fits.empty());
+  // A recurrent sample is one kernel call's share: the LSTM's FLOPs over its calls.
+  const auto lstm =
+      std::find_if(p.op_class_samples.begin(), p.op_class_samples.end(),
+                   [](const OpClassSample& s) { return s.kernel.starts_with("lstm 16x8x32->32"); });
+  ASSERT_NE(lstm, p.op_class_samples.end());
+  const int64_t calls = recurrent_kernel_calls("aten::lstm", 16, 1);
+  EXPECT_EQ(lstm->kernel, fmt::format("lstm 16x8x32->32 (per call of {})", calls));
+  EXPECT_DOUBLE_EQ(lstm->flops.value(), 16.0 * 8 * (2 * 128 * 64 + 2 * 128 + 128 + 28 * 32) / calls);
   const DeviceSpec one = cpu_spec_at_threads(p, p.find("cpu")->spec, 1);
   EXPECT_GT(one.op_class_fits.at("conv").fixed.value() + one.op_class_fits.at("conv").flops_rate.value(),
             0.0);
@@ -81,6 +92,22 @@ TEST(Microbench, ClassKernelsCountWorkAndTimeForwardAndBackward) {
   EXPECT_LT(t.forward.value(), 0.1);
   EXPECT_GE(t.backward.value(), 0.0);
   EXPECT_EQ(time_class_kernel(linear, kFast, Bytes(0), /*backward=*/false).backward.value(), 0.0);
+}
+
+// A recurrent layer's kernel carries its kernel-call count (the graph library's), and the profile records it
+// per call: a 16-step LSTM's sample is a sixteenth-ish of its whole time, its FLOPs divided by the calls.
+TEST(Microbench, RecurrentKernelsAreRecordedPerKernelCall) {
+  const std::vector<ClassKernel> kernels = class_kernels(/*quick=*/true);
+  const auto lstm = std::find_if(kernels.begin(), kernels.end(),
+                                 [](const ClassKernel& k) { return k.label == "lstm 16x8x32->32"; });
+  ASSERT_NE(lstm, kernels.end());
+  EXPECT_EQ(lstm->op_class, "recurrent");
+  EXPECT_EQ(lstm->kernel_calls, recurrent_kernel_calls("aten::lstm", 16, 1));
+  // Per token: 2 x 128 x (32 + 32) for the two linears, 2 x 128 for their biases, 128 gate adds, 28 x 32.
+  EXPECT_DOUBLE_EQ(lstm->flops.value(), 16.0 * 8 * (2 * 128 * 64 + 2 * 128 + 128 + 28 * 32));
+  const ClassKernelTimes t = time_class_kernel(*lstm, kFast, Bytes(1 << 20), /*backward=*/true);
+  EXPECT_GT(t.forward.value(), 0.0);
+  EXPECT_GT(t.backward.value(), 0.0);
 }
 
 TEST(Microbench, AnOlderCacheIsMeasuredAgain) {

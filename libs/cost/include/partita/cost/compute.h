@@ -13,7 +13,9 @@
 //     f32, and other dtypes scale its flops rate by the device's peak ratio to f32.
 //   - every byte in OpCost crosses memory once (no cache reuse across ops, no fusion); a fit's bandwidth
 //     already includes whatever caching its benchmark sizes enjoyed.
-//   - op_overhead is the per-op launch/dispatch cost of the device (0 when unknown), added once per op.
+//   - op_overhead is the per-op launch/dispatch cost of the device (0 when unknown), added once per kernel
+//     the op launches (OpCost::kernel_calls: 1 for almost every op, a few per time step for a recurrent
+//     layer); a calibrated fit's fixed part is likewise paid once per kernel call.
 //   - structural ops (views, list construct, shape queries) cost 0, overhead included: they do not launch
 //     (on a calibrated local CPU an ATen view still costs one dispatcher call, op_overhead).
 //   - an op with CostStatus::kNoEstimate costs only op_overhead (or its class's fixed cost when calibrated):
@@ -41,6 +43,7 @@ enum class OpClass {
   kReduction,    // sum, mean, max, softmax, log_softmax, pooling, cross-entropy style losses
   kMemory,  // copies and layout changes that move data: cat, stack, contiguous, to, clone, embedding, index
   kStructural,  // no data movement: prim::*, views, reshape/view/flatten/transpose/permute, size, slice
+  kRecurrent,   // lstm, gru, rnn_tanh, rnn_relu: a loop of small GEMMs and element-wise ops over time steps
   kOther,       // anything else
 };
 
@@ -48,13 +51,16 @@ enum class OpClass {
 // always kStructural. Unknown ops are kOther.
 OpClass classify_op(const Node& node);
 // Lower-case name for reports and JSON: "matmul", "conv", "norm", "elementwise", "reduction", "memory",
-// "structural", "other".
+// "structural", "recurrent", "other".
 std::string_view op_class_name(OpClass op_class);
 
 // Backward time / forward time for an op class. Matmul and conv compute two products in backward (grad input
 // and grad weight) from one in forward: 2.0. Norms recompute statistics and produce three gradients: 1.5.
 // Elementwise, reduction and memory ops read the saved input and the output gradient, about the forward's
-// traffic again: 1.0. Structural ops: 0 (their backward is a view as well). Other: 1.0.
+// traffic again: 1.0. Structural ops: 0 (their backward is a view as well). Recurrent layers: 2.0, their
+// GEMMs' ratio; their backward also launches about twice their forward's calls (measured with LibTorch's
+// profiler: per time step an LSTM runs 11 forward calls and 26 backward nodes, a GRU 12 and 28, an Elman
+// RNN 3.4 and 8). Other: 1.0.
 double backward_ratio(OpClass op_class);
 
 // Roofline time of one op with cost `cost` on device `spec` at `dtype` (see the model above). Throws

@@ -58,6 +58,10 @@ struct OpCost {
   Bytes bytes_read{0};
   Bytes bytes_written{0};
   CostStatus status = CostStatus::kNoEstimate;
+  // Kernels LibTorch launches for one call of the op, each paying the device's fixed per-call cost: 1 for
+  // almost every op; a recurrent layer (aten::lstm, gru, rnn_*) runs a few per time step, layer and
+  // direction.
+  int64_t kernel_calls = 1;
 };
 
 struct Node {

@@ -17,7 +17,9 @@
 //    0 with status kStructural; copies (cat, stack, contiguous, clone...) cost bytes, 0 flops, kEstimated.
 //  - an op without a formula, or with a formula but missing shapes, gets kNoEstimate with zero cost: never a
 //    silent zero that claims to be an estimate.
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "partita/graph/graph.h"
@@ -30,5 +32,13 @@ OpCost estimate_cost(const Graph& graph, NodeId node);
 void estimate_costs(Graph& graph);
 // Distinct op names of nodes whose cost status is kNoEstimate, sorted by name.
 std::vector<std::string> ops_without_estimate(const Graph& graph);
+
+// Kernel calls (OpCost::kernel_calls) of a recurrent layer, op "aten::lstm", "aten::gru", "aten::rnn_tanh" or
+// "aten::rnn_relu", over `steps` time steps and `layer_directions` layers x directions. LibTorch runs the
+// cell step by step: per step, layer and direction an LSTM makes 11 calls, a GRU 12, an Elman RNN 3 (counted
+// with LibTorch's profiler: the hidden linear, the gate adds, activations and products), plus the input
+// projection of the whole sequence and the stacking of the outputs per layer and direction. Throws
+// partita::Error for any other op.
+int64_t recurrent_kernel_calls(std::string_view op, int64_t steps, int64_t layer_directions);
 
 }  // namespace partita

@@ -39,11 +39,15 @@ Seconds tiny_op_time(bool boxed, const TimingOptions& timing);
 // where the fixed cost dominates, larger ones where the rate does, activation-heavy and weight-heavy ones
 // (a deep layer's megabytes of weights on a few pixels) — never the ops of a particular model.
 struct ClassKernel {
-  std::string
-      op_class;  // "matmul", "conv", "grouped_conv", "norm", "elementwise", "reduction", "pool", "memory"
+  std::string op_class;  // "matmul", "conv", "grouped_conv", "norm", "elementwise", "reduction", "pool",
+                         // "memory", "recurrent"
   std::string label;  // "linear 64x256->256"
   Flops flops{0};
   Bytes bytes{0};
+  // Kernels one call launches (OpCost::kernel_calls): 1, or a recurrent layer's count over its steps. The
+  // profile records such a kernel per call of one kernel (time, FLOPs and bytes divided by it), which is how
+  // the cost model applies the class's fit.
+  int64_t kernel_calls = 1;
   std::function<std::vector<torch::Tensor>()> make_inputs;  // fresh random operands (CPU, f32)
   std::function<torch::Tensor(const std::vector<torch::Tensor>&)> call;
   std::vector<size_t>
