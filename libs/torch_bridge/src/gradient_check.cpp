@@ -56,14 +56,10 @@ torch::Tensor first_tensor(const c10::IValue& iv) {
   return {};
 }
 
-// One forward and the backward of the sum of the first output tensor, as training would run them: throws
-// partita::Error when LibTorch's autograd refuses the backward. The parameters' gradients are dropped after.
-void check_backward_runs(const LoadedModel& model, const std::vector<InputSpec>& specs) {
-  torch::AutoGradMode grad(true);
-  const Executor executor(model);
-  std::vector<c10::IValue> inputs;
-  for (auto& t : make_inputs(specs)) inputs.emplace_back(std::move(t));
-  const torch::Tensor out = first_tensor(executor.run(inputs).at(0));
+// The backward of the sum of `out` (the first output tensor of a forward run with autograd), as training
+// would run it: throws partita::Error when LibTorch's autograd refuses it. The parameters' gradients are
+// dropped after.
+void check_backward_runs(const LoadedModel& model, const torch::Tensor& out) {
   const auto drop_gradients = [&] {
     for (const auto& p : model.parameters) {
       if (p.grad().defined()) p.mutable_grad().reset();
@@ -81,17 +77,28 @@ void check_backward_runs(const LoadedModel& model, const std::vector<InputSpec>&
   drop_gradients();
 }
 
-}  // namespace
-
-std::optional<NodeWithoutDerivative> first_node_without_derivative(const LoadedModel& model,
-                                                                   const std::vector<InputSpec>& specs) {
+// One forward with autograd recording, watched for the first node whose output has no derivative.
+struct RecordedForward {
+  torch::Tensor first_output;
+  std::optional<NodeWithoutDerivative> without_derivative;
+};
+RecordedForward run_recorded_forward(const LoadedModel& model, const std::vector<InputSpec>& specs) {
   torch::AutoGradMode grad(true);
   const Executor executor(model);
   std::vector<c10::IValue> inputs;
   for (auto& t : make_inputs(specs)) inputs.emplace_back(std::move(t));
   DerivativeFinder finder;
-  executor.run(inputs, &finder);
-  return finder.found;
+  RecordedForward out;
+  out.first_output = first_tensor(executor.run(inputs, &finder).at(0));
+  out.without_derivative = finder.found;
+  return out;
+}
+
+}  // namespace
+
+std::optional<NodeWithoutDerivative> first_node_without_derivative(const LoadedModel& model,
+                                                                   const std::vector<InputSpec>& specs) {
+  return run_recorded_forward(model, specs).without_derivative;
 }
 
 void check_trainable(const LoadedModel& model, const std::vector<InputSpec>& specs) {
@@ -115,9 +122,11 @@ void check_trainable(const LoadedModel& model, const std::vector<InputSpec>& spe
       is_floating(out_dtype), "cannot train ", model.path, ": its first output is ", dtype_name(out_dtype),
       " (an argmax or a mask?), which no gradient flows through, and partita computes the loss from "
       "it; return the logits first, or leave out --train");
-  const auto missing = first_node_without_derivative(model, specs);
+  // One forward serves both checks: a node without a derivative, then the backward itself.
+  const RecordedForward forward = run_recorded_forward(model, specs);
+  const auto& missing = forward.without_derivative;
   if (!missing) {
-    check_backward_runs(model, specs);
+    check_backward_runs(model, forward.first_output);
     return;
   }
   PARTITA_FAIL("cannot train ", model.path, ": ", describe_node(model.ir.node(missing->node)),
