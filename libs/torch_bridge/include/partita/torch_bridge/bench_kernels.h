@@ -41,7 +41,7 @@ Seconds tiny_op_time(bool boxed, const TimingOptions& timing);
 struct ClassKernel {
   std::string op_class;  // "matmul", "conv", "grouped_conv", "norm", "elementwise", "reduction", "pool",
                          // "memory", "recurrent"
-  std::string label;  // "linear 64x256->256"
+  std::string label;     // "linear 64x256->256"
   Flops flops{0};
   Bytes bytes{0};
   // Kernels one call launches (OpCost::kernel_calls): 1, or a recurrent layer's count over its steps. The
