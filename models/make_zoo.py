@@ -274,6 +274,18 @@ class BatchFlipped(nn.Module):
         return self.head(x).flip(0)
 
 
+class ShuffledBatch(nn.Module):
+    """Shuffles the batch with a random permutation (torch.randperm): an integer draw, which no expected value
+    stands for, that mixes samples; the halves differ and the batch stays whole."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(x)[torch.randperm(x.shape[0])]
+
+
 class BatchNormMLP(nn.Module):
     """An MLP with BatchNorm1d traced in train mode: on one sample every channel's variance is 0 and the
     normalized output is the bias alone, so no microbatch or replica may hold a single sample."""
@@ -300,6 +312,32 @@ class DropoutEncoder(nn.Module):
 
     def forward(self, x):
         return self.head(self.layer(x.transpose(0, 1)).mean(0))
+
+
+class Stochastic(nn.Module):
+    """Random draws in training: dropout of each kind ATen has (plain, in place, per channel, alpha, per
+    channel alpha), the reparameterization of a variational autoencoder (mu + randn_like * std), additive
+    uniform noise and stochastic binary units (bernoulli). Every draw follows the batch, so the batch splits
+    (each share drawing its own), and a checkpointed stage must replay its forward's draws in backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(32, 64)
+        self.mu = nn.Linear(64, 16)
+        self.logvar = nn.Linear(64, 16)
+        self.fc2 = nn.Linear(16, 32)
+        self.head = nn.Linear(32, 8)
+
+    def forward(self, x):
+        h = F.dropout(torch.relu(self.fc1(x)), 0.2, True)
+        h = F.dropout(h, 0.1, True, inplace=True)
+        h = F.dropout1d(h.view(-1, 8, 8), 0.25, True).view(-1, 64)
+        h = F.alpha_dropout(h, 0.1, True)
+        h = F.feature_alpha_dropout(h.view(-1, 8, 8), 0.1, True).view(-1, 64)
+        mu, logvar = self.mu(h), self.logvar(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        h = torch.sigmoid(self.fc2(z)) + 0.01 * torch.rand_like(mu).sum(1, keepdim=True)
+        return self.head(h * torch.bernoulli(torch.sigmoid(h)))
 
 
 class OwnLoss(nn.Module):
@@ -557,6 +595,7 @@ def main():
                                 ("counts_calls", CountsItsCalls, torch.randn(8, 16)),
                                 ("clamps_weight", ClampsItsWeight, torch.randn(8, 16)),
                                 ("drops_rows", DropsRows, torch.randn(8, 16)),
+                                ("shuffled_batch", ShuffledBatch, torch.randn(8, 16)),
                                 ("fills_buffer", FillsABuffer, torch.randn(8, 16)),
                                 ("paired_halves", PairedHalves, torch.randn(8, 16)),
                                 ("writes_saved_input", WritesSavedInput, torch.randn(8, 16)),
@@ -575,6 +614,8 @@ def main():
             os.path.join(args.out, "dropout_encoder.pt"))
         torch.jit.trace(BatchNormMLP().train(), (torch.randn(8, 16),), check_trace=False).save(
             os.path.join(args.out, "batch_norm_mlp.pt"))
+        torch.jit.trace(Stochastic().train(), (torch.randn(8, 32),), check_trace=False).save(
+            os.path.join(args.out, "stochastic.pt"))
     with torch.no_grad():
         torch.manual_seed(0)
         torch.jit.trace(DictOutput(), (torch.randn(8, 16),), strict=False).save(os.path.join(args.out, "dict_output.pt"))

@@ -176,6 +176,18 @@ std::string report_to_text(const Graph& graph, const AnalysisReport& r, const st
                      p.detail.empty() ? "" : " — " + p.detail);
   }
   if (!r.batch.halves_detail.empty()) s += "  run in two halves: " + r.batch.halves_detail + "\n";
+  if (!r.batch.random_draws.empty()) {
+    std::string nodes;
+    for (size_t i = 0; i < r.batch.random_draws.size() && i < 3; ++i) {
+      const NodeId id = r.batch.random_draws[i];
+      nodes += fmt::format("{}node {} {}", i ? ", " : "", id, graph.node(id).op);
+    }
+    if (r.batch.random_draws.size() > 3) nodes += ", ...";
+    s += fmt::format(
+        "random draws {} node(s) besides dropout ({}): the split was checked with each float draw at its "
+        "expected value; a replica or microbatch draws its own numbers\n",
+        r.batch.random_draws.size(), nodes);
+  }
   return s;
 }
 
@@ -192,6 +204,7 @@ Json report_to_json(const Graph& graph, const AnalysisReport& r) {
   batch["splittable"] = r.batch.splittable();
   batch["halves_agree"] = r.batch.halves_agree();
   if (!r.batch.halves_detail.empty()) batch["halves_detail"] = r.batch.halves_detail;
+  batch["random_draws"] = r.batch.random_draws;
   batch["batch"] = r.batch.batch;
   batch["second_batch"] = r.batch.second_batch;
   batch["problems"] = Json::array();

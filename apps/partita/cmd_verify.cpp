@@ -170,12 +170,12 @@ void run_verify(const VerifyArgs& args) {
       st.offload = Offload::kNone;
     }
     EngineOptions engine_options;
-    engine_options.dropout_and_batch_norm_as_in_eval = true;
+    engine_options.as_in_eval_without_draws = true;
     Engine engine(model, plan, engine_options);
     const std::vector<torch::Tensor> got = engine.step(StepInputs{input_tensors, {}}).outputs;
     torch::NoGradGuard no_grad;
     ExecutorOptions one_device;
-    one_device.dropout_and_batch_norm_as_in_eval = true;
+    one_device.as_in_eval_without_draws = true;
     std::vector<torch::Tensor> expected;
     for (const auto& t : flatten_tensors(Executor(model, one_device).run(inputs)[0])) {
       if (t.defined()) expected.push_back(t);

@@ -32,6 +32,7 @@
 #include "partita/runtime/stage_routing.h"
 #include "partita/runtime/stage_transport.h"
 #include "partita/torch_bridge/executor.h"
+#include "replay_draws.h"
 
 namespace partita {
 
@@ -114,6 +115,7 @@ struct Engine::Impl {
     // [upstream stage] values received, per value, every tensor in them (a list's too) a detached leaf
     std::vector<std::vector<c10::IValue>> leaves;
     std::vector<std::pair<ValueId, c10::IValue>> received;  // every received value, as received
+    torch::Tensor draws;  // a checkpointed stage: its generator's state before the forward (replay_draws.h)
   };
 
   LoadedModel& model;
@@ -540,8 +542,9 @@ struct Engine::Impl {
         params.push_back(std::move(copy));
       }
       w.executor = std::make_unique<Executor>(
-          model,
-          ExecutorOptions{w.binding.device, std::move(params), options.dropout_and_batch_norm_as_in_eval});
+          model, ExecutorOptions{w.binding.device, std::move(params), options.as_in_eval_without_draws,
+                                 detail::worker_generator(w.binding.device, options.random_seed, w.stage,
+                                                          w.replica, options.first_step)});
     }
   }
 
@@ -709,7 +712,10 @@ struct Engine::Impl {
     emit_begin(e);
     {
       std::optional<torch::NoGradGuard> no_grad;
-      if (checkpointed) no_grad.emplace();
+      if (checkpointed) {
+        no_grad.emplace();
+        state.draws = detail::draws_state(*w.executor);
+      }
       run_stage(w, env);
     }
     emit_end(e);
@@ -842,6 +848,7 @@ struct Engine::Impl {
     emit_begin(e);
     if (plan.stages[w.stage].checkpointing == Checkpointing::kFull) {  // recompute the forward, with autograd
       Executor::Environment env = stage_environment(w, m, state);
+      const detail::ReplayDraws replay(*w.executor, state.draws);
       run_stage(w, env);
       keep_for_backward(w, m, env, state);
     }

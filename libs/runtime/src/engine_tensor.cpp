@@ -10,6 +10,7 @@
 #include "ivalue_tensors.h"
 #include "partita/core/error.h"
 #include "partita/runtime/schedule.h"
+#include "replay_draws.h"
 
 namespace partita::detail {
 
@@ -549,7 +550,10 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
   TaskEvent fwd{EngineTaskKind::kForward, at.stage, at.worker, binding.id, m, step_, {}, {}};
   if (!recompute) notify_task(observers_, fwd, true);  // a recompute is part of the backward's task
   std::optional<torch::NoGradGuard> no_grad;
-  if (checkpointed && !recompute) no_grad.emplace();
+  if (checkpointed && !recompute) {
+    no_grad.emplace();
+    state.draws = draws_state(executor);
+  }
   // Activation offload covers the forward that autograd records (and the loss): what it saves goes to host
   // memory; the values held until backward anyway (parameters, received values, weight parts) stay.
   std::optional<ActivationOffloadScope> offload;
@@ -693,7 +697,9 @@ void TensorRunner::backward(const Place& at, const Executor& executor, int m, Mi
   }
   notify_task(observers_, bwd, true);
   if (training_ && plan_.stages[static_cast<size_t>(at.stage)].checkpointing == Checkpointing::kFull) {
+    const torch::Tensor draws = state.draws;
     state = MicrobatchState{};
+    const ReplayDraws replay(executor, draws);
     forward(at, executor, m, state, parts, /*recompute=*/true);
   }
   std::vector<torch::Tensor> roots, grads;

@@ -164,6 +164,7 @@ class TensorRunner {
     torch::Tensor loss;              // last stage
     std::vector<Sent> sent;          // to later stages
     std::vector<Received> received;  // leaves of what earlier stages sent
+    torch::Tensor draws;             // checkpointed: the generator's state before the forward
   };
   // (microbatch, value, receiving stage, posting replica)
   using BoardKey = std::tuple<int, ValueId, int, int>;

@@ -230,6 +230,51 @@ TEST(Engine, CheckpointedStagesAndInPlaceOpsAtStageInputsKeepTheMath) {
   }
 }
 
+// The stochastic zoo model draws dropout masks of every kind, a VAE's noise and bernoulli units. Each worker
+// draws from a generator of its own, seeded from EngineOptions::random_seed, so one plan gives the same
+// losses run after run; and a checkpointed stage's recompute replays its forward's draws, so checkpointing
+// changes nothing: the plan's losses and parameters with and without it are the same. (Drawing afresh in the
+// recompute, backward differentiated another forward than the one whose loss was taken.)
+TEST(Engine, CheckpointedStagesReplayTheirRandomDraws) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  struct Run {
+    std::vector<double> losses;
+    std::vector<torch::Tensor> parameters;
+  };
+  const auto train = [](Checkpointing c, Schedule schedule, uint64_t seed) {
+    LoadedModel m = load("stochastic", "8x32");
+    Plan p = pipeline_plan(m.ir, Mode::kTraining, 8, 2, schedule);
+    for (auto& st : p.stages) st.checkpointing = c;
+    EngineOptions options;
+    options.random_seed = seed;
+    Run run;
+    {
+      Engine engine(m, p, options);
+      run.losses = train_losses(engine, "8x32", 6);
+    }
+    for (const auto& t : m.parameters) run.parameters.push_back(t.detach().clone());
+    return run;
+  };
+  for (Schedule schedule : {Schedule::kOneFOneB, Schedule::kGPipe}) {
+    const std::string what = schedule == Schedule::kGPipe ? "GPipe" : "1F1B";
+    const Run plain = train(Checkpointing::kNone, schedule, 1);
+    EXPECT_EQ(train(Checkpointing::kNone, schedule, 1).losses, plain.losses) << what << ": not repeatable";
+    const Run checkpointed = train(Checkpointing::kFull, schedule, 1);
+    ASSERT_EQ(checkpointed.losses.size(), plain.losses.size());
+    for (size_t i = 0; i < plain.losses.size(); ++i) {
+      EXPECT_NEAR(checkpointed.losses[i], plain.losses[i], 1e-6 * std::abs(plain.losses[i]))
+          << what << " checkpointed, step " << i;
+    }
+    ASSERT_EQ(checkpointed.parameters.size(), plain.parameters.size());
+    for (size_t i = 0; i < plain.parameters.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(checkpointed.parameters[i], plain.parameters[i], 1e-5, 1e-6))
+          << what << " parameter " << i;
+    }
+    // The draws are real: another seed trains differently.
+    EXPECT_NE(train(Checkpointing::kNone, schedule, 2).losses, plain.losses) << what;
+  }
+}
+
 // A cut right after gpt's aten::split: its output, a list of tensors, crosses to stage 1. Stage 1 must
 // receive the list's tensors as leaves and send their gradients back (found by scripts/sanitize: with the
 // list's upstream history, stage 1's backward ran stage 0's graph, and stage 0's own backward then failed

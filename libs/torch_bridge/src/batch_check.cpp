@@ -75,18 +75,24 @@ std::vector<torch::Tensor> output_tensors(const Executor& executor,
   return out;
 }
 
-// A node drawing random numbers other than dropout (which the halves run as in eval mode): its draws for two
-// halves cannot equal its draws for the whole batch, so the halves cannot agree.
-const Node* random_node(const Graph& g) {
+// Nodes drawing random numbers other than dropout (which the halves run as in eval mode). The halves run
+// the floating-point draws at their expected value (ExecutorOptions::as_in_eval_without_draws); integer draws
+// (indices, permutations) stay random, and their draws for two halves cannot equal those for the whole batch.
+bool draws_integers(std::string_view op) {
+  return op == "aten::randint" || op == "aten::randint_like" || op == "aten::randperm" ||
+         op == "aten::multinomial";
+}
+std::vector<NodeId> random_nodes(const Graph& g) {
   static const std::vector<std::string_view> kRandom = {
-      "aten::bernoulli",   "aten::bernoulli_", "aten::rand",           "aten::rand_like",
-      "aten::randn",       "aten::randn_like", "aten::randint",        "aten::randint_like",
-      "aten::randperm",    "aten::normal",     "aten::normal_",        "aten::uniform_",
-      "aten::multinomial", "aten::rrelu",      "aten::native_dropout", "aten::exponential_"};
+      "aten::bernoulli",      "aten::bernoulli_",  "aten::rand",         "aten::rand_like", "aten::randn",
+      "aten::randn_like",     "aten::randint",     "aten::randint_like", "aten::randperm",  "aten::normal",
+      "aten::normal_",        "aten::uniform_",    "aten::multinomial",  "aten::rrelu",     "aten::rrelu_",
+      "aten::native_dropout", "aten::exponential_"};
+  std::vector<NodeId> out;
   for (const Node& n : g.nodes()) {
-    if (std::find(kRandom.begin(), kRandom.end(), n.op) != kRandom.end()) return &n;
+    if (std::find(kRandom.begin(), kRandom.end(), n.op) != kRandom.end()) out.push_back(n.id);
   }
-  return nullptr;
+  return out;
 }
 
 // Runs the batch of `specs` whole and as two halves and compares the halves' outputs, joined along dim 0,
@@ -131,8 +137,11 @@ HalvesVerdict compare_halves(const Executor& executor, const std::vector<InputSp
     if (!same) {
       detail = which + " of two halves of a batch of " + std::to_string(batch) +
                " differs from the whole batch's (the model mixes samples";
-      if (const Node* r = random_node(executor.model().ir)) {
-        detail += ", or " + describe_node(*r) + " draws other random numbers for each half";
+      const Graph& g = executor.model().ir;
+      for (NodeId r : random_nodes(g)) {
+        if (!draws_integers(g.node(r).op)) continue;
+        detail += ", or " + describe_node(g.node(r)) + " draws other random numbers for each half";
+        break;
       }
       detail += ")";
       return HalvesVerdict::kMixSamples;
@@ -225,12 +234,13 @@ BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::
   }
   // Even when every node's output follows the batch, a node may work along it (flip, roll, cumsum or sort in
   // dim 0, a batch concatenated with itself): only the halves can show that, so they always run. Dropout and
-  // batch norm run as in eval mode there: a replica or microbatch draws its own dropout mask and normalizes
-  // by its own share's statistics, as under DDP, and that is accepted (analyze reports batch norm's
-  // statistics in training).
+  // batch norm run as in eval mode there, and other random draws at their expected value: a replica or
+  // microbatch draws its own dropout masks and noise and normalizes by its own share's statistics, as under
+  // DDP, and that is accepted (analyze reports batch norm's statistics in training and the random draws).
+  result.random_draws = random_nodes(g);
   if (!second_error) {
     ExecutorOptions as_in_eval;
-    as_in_eval.dropout_and_batch_norm_as_in_eval = true;
+    as_in_eval.as_in_eval_without_draws = true;
     result.halves = compare_halves(Executor(model, as_in_eval), specs, result.halves_detail);
   }
   return result;

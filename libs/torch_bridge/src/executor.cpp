@@ -1,6 +1,8 @@
 #include "partita/torch_bridge/executor.h"
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
 
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
@@ -60,11 +62,7 @@ torch::jit::Operation make_operation(const torch::jit::Node* n) {
   return n->getOperation();
 }
 
-// `op` run as in eval mode: dropout (input, p, train) as the identity; batch_norm (input, weight, bias,
-// running_mean, running_var, training, momentum, eps, cudnn_enabled) with training off when it keeps running
-// statistics (without them eval mode would fail, and the batch's own statistics are all it has).
-torch::jit::Operation as_in_eval(const Node& node, torch::jit::Operation op) {
-  using torch::jit::Stack;
+bool is_dropout(const Node& node) {
   static const std::vector<std::string> kDropouts = {"aten::dropout",
                                                      "aten::dropout_",
                                                      "aten::feature_dropout",
@@ -73,19 +71,150 @@ torch::jit::Operation as_in_eval(const Node& node, torch::jit::Operation op) {
                                                      "aten::alpha_dropout_",
                                                      "aten::feature_alpha_dropout",
                                                      "aten::feature_alpha_dropout_"};
-  if (std::find(kDropouts.begin(), kDropouts.end(), node.op) != kDropouts.end() && node.inputs.size() == 3) {
-    return [](Stack& stack) { stack.resize(stack.size() - 2); };  // leaves the input as the output
+  return node.inputs.size() == 3 && std::find(kDropouts.begin(), kDropouts.end(), node.op) != kDropouts.end();
+}
+
+// Dropout (input, p, train) of any of the four kinds, in place or not, as ATen defines it on the CPU (its
+// _dropout_impl), with the mask drawn from `gen`: the same draws from a generator in the same state give the
+// same output. (On CUDA, ATen runs its fused kernel instead, with other draws.)
+torch::jit::Operation dropout_from(const Node& node, at::Generator gen) {
+  const bool inplace = node.op.back() == '_';
+  const bool feature = node.op.find("feature_") != std::string::npos;
+  const bool alpha = node.op.find("alpha_") != std::string::npos;
+  return [=](torch::jit::Stack& stack) {
+    const bool train = stack.back().toBool();
+    const double p = stack[stack.size() - 2].toDouble();
+    at::Tensor x = stack[stack.size() - 3].toTensor();
+    stack.resize(stack.size() - 3);
+    PARTITA_CHECK(p >= 0 && p <= 1, "dropout probability has to be between 0 and 1, but got ", p);
+    const auto multiply = [&](const at::Tensor& by) { return inplace ? x.mul_(by) : x.mul(by); };
+    if (p == 0 || !train || x.numel() == 0) {
+      stack.emplace_back(x);
+      return;
+    }
+    if (p == 1) {
+      stack.emplace_back(multiply(at::zeros({}, x.options())));
+      return;
+    }
+    std::vector<int64_t> shape = x.sizes().vec();
+    if (feature) {  // one draw per sample and channel
+      PARTITA_CHECK(x.dim() >= 2, "Feature dropout requires at least 2 dimensions in the input");
+      std::fill(shape.begin() + 2, shape.end(), 1);
+    }
+    at::Tensor noise = at::empty(shape, x.options()).bernoulli_(1 - p, gen);
+    if (!alpha) {
+      stack.emplace_back(multiply(noise.div_(1 - p)));
+      return;
+    }
+    constexpr double kAlpha = 1.7580993408473766;
+    const double a = 1. / std::sqrt((kAlpha * kAlpha * p + 1) * (1 - p));
+    const at::Tensor b = noise.add(-1).mul_(kAlpha * a).add_(kAlpha * a * p);
+    noise.mul_(a);
+    stack.emplace_back(multiply(noise).add_(b));
+  };
+}
+
+// `op` drawing its random numbers from `gen`: the operator's `Generator?` argument set to it; dropout as
+// dropout_from; rand, randn and their _like forms (traced without a generator argument) run for their
+// output, which is then drawn again from `gen` as ATen draws it (uniform_(0, 1), normal_(0, 1)). Ops that
+// draw nothing, and integer draws without a generator argument (randint, randperm), are returned as they are.
+torch::jit::Operation drawing_from(const Node& node, const torch::jit::Node* tn, torch::jit::Operation op,
+                                   at::Generator gen) {
+  if (is_dropout(node)) return dropout_from(node, std::move(gen));
+  const bool normal = node.op == "aten::randn" || node.op == "aten::randn_like";
+  if (normal || node.op == "aten::rand" || node.op == "aten::rand_like") {
+    return [op = std::move(op), gen, normal](torch::jit::Stack& stack) mutable {
+      op(stack);
+      at::Tensor out = stack.back().toTensor();
+      if (normal) {
+        out.normal_(0, 1, gen);
+      } else {
+        out.uniform_(0, 1, gen);
+      }
+    };
   }
-  if (node.op == "aten::batch_norm" && node.inputs.size() == 9) {
-    return [op = std::move(op)](Stack& stack) mutable {  // torch 1.13: operator() is non-const
-      const size_t first = stack.size() - 9;
-      if (!stack[first + 3].isNone() && !stack[first + 4].isNone()) stack[first + 5] = false;
+  const c10::FunctionSchema* schema = tn->maybeSchema();
+  if (!schema) return op;
+  const auto& args = schema->arguments();
+  for (size_t i = 0; i < args.size(); ++i) {
+    const c10::TypePtr& type = args[i].type();
+    const bool generator =
+        type->kind() == c10::TypeKind::OptionalType &&
+        type->expectRef<c10::OptionalType>().getElementType()->kind() == c10::TypeKind::GeneratorType;
+    if (!generator || args.size() != node.inputs.size()) continue;
+    const size_t from_end = args.size() - i;
+    return [op = std::move(op), gen, from_end](torch::jit::Stack& stack) mutable {
+      stack[stack.size() - from_end] = c10::IValue(gen);
       op(stack);
     };
   }
   return op;
 }
 
+// `op` run as in eval mode and without random draws: dropout (input, p, train) as the identity; batch_norm
+// (input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled) with training off
+// when it keeps running statistics (without them eval mode would fail, and the batch's own statistics are
+// all it has); rrelu and native_dropout with training off; and the draws of rand, randn, bernoulli, normal,
+// uniform_ and exponential_ (and their _like forms) replaced by their expected value (the op still runs, for
+// its output's shape, type and device). Integer draws (randint, randperm, multinomial) are left as they are.
+torch::jit::Operation as_in_eval(const Node& node, torch::jit::Operation op) {
+  using torch::jit::Stack;
+  if (is_dropout(node)) {
+    return [](Stack& stack) { stack.resize(stack.size() - 2); };  // leaves the input as the output
+  }
+  const size_t arity = node.inputs.size();
+  // Sets argument `index` (from the front) to false before running the op.
+  const auto training_off = [&](size_t index) -> torch::jit::Operation {
+    return [op = std::move(op), arity, index](Stack& stack) mutable {
+      c10::IValue& flag = stack[stack.size() - arity + index];
+      if (flag.isBool()) flag = false;
+      op(stack);
+    };
+  };
+  if (node.op == "aten::batch_norm" && arity == 9) {
+    return [op = std::move(op)](Stack& stack) mutable {  // torch 1.13: operator() is non-const
+      const size_t first = stack.size() - 9;
+      if (!stack[first + 3].isNone() && !stack[first + 4].isNone()) stack[first + 5] = false;
+      op(stack);
+    };
+  }
+  if ((node.op == "aten::rrelu" || node.op == "aten::rrelu_") && arity == 5) return training_off(3);
+  if (node.op == "aten::native_dropout" && arity == 3) return training_off(2);
+  // The expected value of a draw, from the op's arguments: a number, or a tensor it broadcasts from.
+  using Expected = std::function<c10::IValue(const Stack& args)>;
+  const auto constant = [](double v) -> Expected { return [v](const Stack&) { return c10::IValue(v); }; };
+  Expected expected;
+  if (node.op == "aten::randn" || node.op == "aten::randn_like") {
+    expected = constant(0.0);
+  } else if (node.op == "aten::rand" || node.op == "aten::rand_like") {
+    expected = constant(0.5);
+  } else if (node.op == "aten::bernoulli" || node.op == "aten::bernoulli_") {
+    // bernoulli(p_tensor) draws with its input's probabilities; .p and bernoulli_ take p as argument 1.
+    expected = [arity](const Stack& a) { return arity == 2 ? a[0] : a[1]; };
+  } else if (node.op == "aten::normal") {  // normal(mean, std, ...): the mean, a number or a tensor
+    expected = [](const Stack& a) { return a[0]; };
+  } else if (node.op == "aten::normal_") {  // normal_(self, mean, std, generator)
+    expected = [](const Stack& a) { return a[1]; };
+  } else if (node.op == "aten::uniform_" && arity == 4) {
+    expected = [](const Stack& a) { return c10::IValue((a[1].toDouble() + a[2].toDouble()) / 2); };
+  } else if (node.op == "aten::exponential_" && arity == 3) {
+    expected = [](const Stack& a) { return c10::IValue(1.0 / a[1].toDouble()); };
+  } else {
+    return op;
+  }
+  return [op = std::move(op), expected = std::move(expected), arity](Stack& stack) mutable {
+    const Stack args(stack.end() - static_cast<long>(arity), stack.end());
+    op(stack);
+    const c10::IValue value = expected(args);
+    at::Tensor out = stack.back().toTensor();
+    torch::NoGradGuard no_grad;
+    if (value.isTensor()) {
+      out.copy_(value.toTensor());
+    } else {
+      out.fill_(value.toScalar());
+    }
+  };
+}
 }  // namespace
 
 Executor::Executor(const LoadedModel& model, ExecutorOptions options)
@@ -107,7 +236,10 @@ Executor::Executor(const LoadedModel& model, ExecutorOptions options)
     Step step;
     try {
       step.op = make_operation(model.torch_nodes[n.id]);
-      if (options_.dropout_and_batch_norm_as_in_eval) step.op = as_in_eval(n, std::move(step.op));
+      if (options_.generator.defined()) {
+        step.op = drawing_from(n, model.torch_nodes[n.id], std::move(step.op), options_.generator);
+      }
+      if (options_.as_in_eval_without_draws) step.op = as_in_eval(n, std::move(step.op));
     } catch (const std::exception& e) {
       PARTITA_FAIL(describe_node(n), " has no operator LibTorch runs outside its interpreter (",
                    first_line(e), "); partita cannot run this model");

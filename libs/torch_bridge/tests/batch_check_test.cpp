@@ -119,4 +119,26 @@ TEST(BatchCheck, DropoutInTrainModeDoesNotStopASplit) {
   EXPECT_TRUE(r.splittable());
 }
 
+// Random draws that follow the batch (dropout of every kind, a VAE's randn_like noise, rand_like noise,
+// bernoulli units) do not stop a split: the halves run each float draw at its expected value, so they agree;
+// the result names the draws besides dropout, which each share makes for itself.
+TEST(BatchCheck, RandomDrawsThatFollowTheBatchDoNotStopASplit) {
+  const BatchCheckResult r = check("stochastic", "8x32");
+  EXPECT_EQ(r.halves, HalvesVerdict::kAgree) << r.halves_detail;
+  EXPECT_TRUE(r.splittable());
+  const LoadedModel m = load_model(testing::zoo_model("stochastic"));
+  std::vector<std::string> ops;
+  for (NodeId n : r.random_draws) ops.push_back(m.ir.node(n).op);
+  EXPECT_EQ(ops, (std::vector<std::string>{"aten::randn_like", "aten::rand_like", "aten::bernoulli"}));
+}
+
+// A random permutation of the batch mixes samples: integer draws stay random in the halves, which then
+// differ from the whole batch, and the detail names the draw.
+TEST(BatchCheck, ARandomPermutationOfTheBatchKeepsItWhole) {
+  const BatchCheckResult r = check("shuffled_batch", "8x16");
+  EXPECT_EQ(r.halves, HalvesVerdict::kMixSamples) << r.halves_detail;
+  EXPECT_FALSE(r.splittable());
+  EXPECT_NE(r.halves_detail.find("aten::randperm"), std::string::npos) << r.halves_detail;
+}
+
 }  // namespace partita

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "partita/core/error.h"
 #include "zoo.h"
 
@@ -70,6 +72,39 @@ INSTANTIATE_TEST_SUITE_P(Zoo, ExecutorZoo,
                                            Case{"cnn_train", "2x3x32x32"}, Case{"branchy", "2x3x32x32"},
                                            Case{"gpt", "2x16:i64:2048"}),
                          [](const auto& param_info) { return std::string(param_info.param.model); });
+
+// With a generator of its own, the executor draws what TorchScript draws from the default generator in the
+// same state, bit for bit: dropout masks of every kind (partita runs dropout as ATen defines it, with masks
+// from that generator), randn_like and rand_like noise, bernoulli units. The default generator's state then
+// does not matter, and each run draws on. As in eval without draws, every run gives the same output.
+TEST(Executor, DrawsFromItsOwnGeneratorWhatTorchScriptDrawsFromTheDefaultOne) {
+  LoadedModel m = load_model(testing::zoo_model("stochastic"));
+  const std::vector<InputSpec> specs{parse_input_spec("8x32")};
+  annotate_shapes(m, specs);
+  const auto tensors = make_inputs(specs, 3);
+  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  const torch::Tensor ref = m.module.forward(inputs).toTensor();
+  torch::manual_seed(6);
+  EXPECT_FALSE(torch::equal(m.module.forward(inputs).toTensor(), ref)) << "another seed draws the same";
+
+  ExecutorOptions own;
+  own.generator = at::make_generator<at::CPUGeneratorImpl>(5);
+  const Executor ex(m, own);
+  torch::manual_seed(99);
+  EXPECT_TRUE(torch::equal(ex.run(inputs)[0].toTensor(), ref));
+  EXPECT_FALSE(torch::equal(ex.run(inputs)[0].toTensor(), ref));  // the next run draws on
+  own.generator.set_current_seed(5);                              // the executor's generator is this one
+  EXPECT_TRUE(torch::equal(ex.run(inputs)[0].toTensor(), ref));
+
+  ExecutorOptions eval;
+  eval.as_in_eval_without_draws = true;
+  const Executor deterministic(m, eval);
+  const torch::Tensor first = deterministic.run(inputs)[0].toTensor();
+  EXPECT_TRUE(torch::equal(deterministic.run(inputs)[0].toTensor(), first));
+  EXPECT_FALSE(torch::equal(first, ref));
+}
 
 TEST(Executor, NodeRangesComposeToTheWholeGraph) {
   LoadedModel m = load_model(testing::zoo_model("branchy"));

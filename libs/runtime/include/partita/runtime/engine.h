@@ -159,10 +159,16 @@ struct EngineOptions {
   // told): an engine that takes a run over after a rebalance goes on counting where the last one stopped.
   int first_step = 0;
   // Verification (partita verify --plan): every worker runs dropout as the identity and batch norm on its
-  // running statistics (ExecutorOptions::dropout_and_batch_norm_as_in_eval), so a plan's forward can be
+  // running statistics (ExecutorOptions::as_in_eval_without_draws), so a plan's forward can be
   // compared exactly with one device's. Otherwise each batch share normalizes by its own statistics and
   // draws its own dropout masks, by design (as under DistributedDataParallel).
-  bool dropout_and_batch_norm_as_in_eval = false;
+  bool as_in_eval_without_draws = false;
+  // Each worker draws the model's random numbers (dropout masks, noise) from a CPU generator of its own,
+  // seeded from this, its stage and replica and first_step (a GPU worker uses its device's default
+  // generator, so two workers on one GPU would share it): runs are repeatable, and a checkpointed stage's
+  // recompute replays its forward's draws (replay_draws.h). Checkpoints do not keep the generators' state:
+  // a resumed run draws other numbers than the uninterrupted one would have.
+  uint64_t random_seed = 0;
   // Test seam: CPU workers treat their memory as their own, like a GPU worker's (a stage's parameters moved
   // into fresh tensors, copies of the ones it shares, gradients gathered, copies refreshed), so those paths
   // run on machines without a GPU. Slower; never needed for real runs.

@@ -7,7 +7,8 @@
 // concatenated with itself). So the model also runs on two halves of a batch, and the split is safe when
 // every output carries the batch in dim 0 and the halves' outputs, joined, equal the whole batch's (what a
 // data-parallel replica or a microbatch computes is what the whole batch would). The halves run dropout and
-// batch norm as in eval mode: a replica drawing its own dropout mask, or normalizing by its own share's
+// batch norm as in eval mode and other floating-point random draws (randn_like noise, bernoulli units) at
+// their expected value: a replica drawing its own dropout masks and noise, or normalizing by its own share's
 // statistics as under DDP, is accepted. Inputs are random (make_inputs): a model whose mixing shows only on
 // particular values could pass.
 #include <string>
@@ -50,6 +51,9 @@ struct BatchCheckResult {
   // problems are harmless when they agree.
   HalvesVerdict halves = HalvesVerdict::kNotRun;
   std::string halves_detail;
+  // Nodes drawing random numbers besides dropout (randn_like, bernoulli, randint, ...): checked at their
+  // expected value where they draw floats; split, each share draws its own.
+  std::vector<NodeId> random_draws;
   bool halves_agree() const { return halves == HalvesVerdict::kAgree; }
   // No kFails problem, and the halves agree.
   bool splittable() const;

@@ -29,9 +29,16 @@ struct ExecutorOptions {
   // when it is not the CPU as leaves that keep requires_grad (their gradients stay on the device).
   std::vector<torch::Tensor> parameters{};
   // Dropout runs as the identity and batch norm on its running statistics (where it keeps them), as in eval
-  // mode, whatever flag the trace recorded. The batch check uses it to ask whether anything besides these two
-  // makes a sample's output depend on the rest of its batch.
-  bool dropout_and_batch_norm_as_in_eval = false;
+  // mode, whatever flag the trace recorded, and random draws (rand, randn, bernoulli, normal and their _like
+  // and in-place forms) come out as their expected value. The batch check uses it to ask whether anything
+  // besides these makes a sample's output depend on the rest of its batch; `verify --plan` to compare a
+  // plan's forward with one device's.
+  bool as_in_eval_without_draws = false;
+  // The generator the model's random draws use (dropout masks included; dropout is then run as ATen defines
+  // it on the CPU, with masks from this generator). Undefined: the device's default generator, as
+  // TorchScript draws. The runtime gives each worker its own, so workers sharing a device do not interleave
+  // their draws, and a checkpointed stage replays its forward's draws by restoring the generator's state.
+  at::Generator generator{};
 };
 
 class Executor {
@@ -60,6 +67,8 @@ class Executor {
 
   const std::vector<torch::Tensor>& parameters() const { return parameters_; }
   const LoadedModel& model() const { return model_; }
+  // ExecutorOptions::generator (undefined: the device's default generator).
+  const at::Generator& generator() const { return options_.generator; }
 
  private:
   struct Step {
