@@ -340,6 +340,24 @@ class Stochastic(nn.Module):
         return self.head(h * torch.bernoulli(torch.sigmoid(h)))
 
 
+class DropoutMLP(nn.Module):
+    """Dropout where tensor parallelism keeps activations whole: on the input and after each row-split linear
+    (all-reduced, so every device of the group holds the whole activation). Every device must draw the same
+    mask there, as one device would."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(32, 64)
+        self.fc2 = nn.Linear(64, 32)
+        self.fc3 = nn.Linear(32, 64)
+        self.fc4 = nn.Linear(64, 8)
+
+    def forward(self, x):
+        h = self.fc2(torch.relu(self.fc1(F.dropout(x, 0.1, True))))
+        h = self.fc4(torch.relu(self.fc3(F.dropout(h, 0.2, True))))
+        return F.dropout(h, 0.1, True)
+
+
 class OwnLoss(nn.Module):
     """Returns a 0-d tensor (its own loss, a mean over the batch): no split batch can be joined, and partita's
     training, which computes the loss from per-sample outputs, must refuse it."""
@@ -616,6 +634,8 @@ def main():
             os.path.join(args.out, "batch_norm_mlp.pt"))
         torch.jit.trace(Stochastic().train(), (torch.randn(8, 32),), check_trace=False).save(
             os.path.join(args.out, "stochastic.pt"))
+        torch.jit.trace(DropoutMLP().train(), (torch.randn(8, 32),), check_trace=False).save(
+            os.path.join(args.out, "dropout_mlp.pt"))
     with torch.no_grad():
         torch.manual_seed(0)
         torch.jit.trace(DictOutput(), (torch.randn(8, 16),), strict=False).save(os.path.join(args.out, "dict_output.pt"))

@@ -101,6 +101,9 @@ struct Engine::Impl {
     int share = 0;         // samples per microbatch
     DeviceBinding binding;
     std::unique_ptr<Executor> executor;
+    // A tensor-parallel group's worker: the executor (the same parameters) that draws the random numbers of
+    // replicated nodes, alike on every rank of the group (replay_draws.h).
+    std::unique_ptr<Executor> group_draws;
     std::thread thread;
     // Per-step results.
     double loss = 0.0;
@@ -115,7 +118,8 @@ struct Engine::Impl {
     // [upstream stage] values received, per value, every tensor in them (a list's too) a detached leaf
     std::vector<std::vector<c10::IValue>> leaves;
     std::vector<std::pair<ValueId, c10::IValue>> received;  // every received value, as received
-    torch::Tensor draws;  // a checkpointed stage: its generator's state before the forward (replay_draws.h)
+    std::vector<torch::Tensor>
+        draws;  // checkpointed: its generator's state before the forward (replay_draws.h)
   };
 
   LoadedModel& model;
@@ -541,10 +545,23 @@ struct Engine::Impl {
         }
         params.push_back(std::move(copy));
       }
+      // Random draws (replay_draws.h): a replica draws its own. In a tensor group, the rank's own generator
+      // (places past every replica's) draws for split outputs, and the group's, seeded as its first device
+      // would be, for replicated ones: the same as one device's for a group of the stage's first replica.
+      const int degree = plan.groups[plan.stages[w.stage].group].tensor_degree();
+      const auto generator = [&](int place) {
+        return detail::worker_generator(w.binding.device, options.random_seed, w.stage, place,
+                                        options.first_step);
+      };
+      if (degree > 1) {
+        w.group_draws = std::make_unique<Executor>(
+            model, ExecutorOptions{w.binding.device, params, options.as_in_eval_without_draws,
+                                   generator(w.replica / degree)});
+      }
+      const int own = degree > 1 ? 4096 + w.replica : w.replica;
       w.executor = std::make_unique<Executor>(
           model, ExecutorOptions{w.binding.device, std::move(params), options.as_in_eval_without_draws,
-                                 detail::worker_generator(w.binding.device, options.random_seed, w.stage,
-                                                          w.replica, options.first_step)});
+                                 generator(own)});
     }
   }
 
@@ -714,7 +731,7 @@ struct Engine::Impl {
       std::optional<torch::NoGradGuard> no_grad;
       if (checkpointed) {
         no_grad.emplace();
-        state.draws = detail::draws_state(*w.executor);
+        state.draws = detail::draws_state({w.executor.get()});
       }
       run_stage(w, env);
     }
@@ -848,7 +865,7 @@ struct Engine::Impl {
     emit_begin(e);
     if (plan.stages[w.stage].checkpointing == Checkpointing::kFull) {  // recompute the forward, with autograd
       Executor::Environment env = stage_environment(w, m, state);
-      const detail::ReplayDraws replay(*w.executor, state.draws);
+      const detail::ReplayDraws replay({w.executor.get()}, state.draws);
       run_stage(w, env);
       keep_for_backward(w, m, env, state);
     }
@@ -908,7 +925,8 @@ struct Engine::Impl {
     }
     if (tensor) {
       w.loss = 0.0;
-      const bool done = tensor->run(w.index, *w.executor, w.loss);
+      const bool done =
+          tensor->run(w.index, {*w.executor, w.group_draws ? *w.group_draws : *w.executor}, w.loss);
       w.offloaded = tensor->offloaded(w.index);
       if (!done) throw Aborted{};
       return;

@@ -367,7 +367,7 @@ bool TensorRunner::by_rows(int from, int to, ValueId v) const {
   return resharded(from, to) && routing_.batch_major[static_cast<size_t>(v)];
 }
 
-bool TensorRunner::run(int worker, const Executor& executor, double& loss) {
+bool TensorRunner::run(int worker, const TensorExecutors& executors, double& loss) {
   std::optional<torch::NoGradGuard> no_grad;
   if (!training_) no_grad.emplace();
   const Place at = place_of(worker);
@@ -382,9 +382,9 @@ bool TensorRunner::run(int worker, const Executor& executor, double& loss) {
          stage_schedule(plan_.schedule, at.stage, stage_count, plan_.microbatches, training_)) {
       MicrobatchState& state = states[static_cast<size_t>(task.microbatch)];
       if (task.backward) {
-        backward(at, executor, task.microbatch, state, parts, loss);
+        backward(at, executors, task.microbatch, state, parts, loss);
       } else {
-        forward(at, executor, task.microbatch, state, parts, /*recompute=*/false);
+        forward(at, executors, task.microbatch, state, parts, /*recompute=*/false);
       }
     }
     torch::NoGradGuard writes;
@@ -487,7 +487,7 @@ c10::IValue TensorRunner::rewrite(const Place& at, int m, const Node& node, size
   return value;
 }
 
-void TensorRunner::forward(const Place& at, const Executor& executor, int m, MicrobatchState& state,
+void TensorRunner::forward(const Place& at, const TensorExecutors& ex, int m, MicrobatchState& state,
                            std::map<ValueId, OwnPart>& parts, bool recompute) {
   const Graph& g = model_.ir;
   const StageInfo& st = stages_[static_cast<size_t>(at.stage)];
@@ -510,7 +510,7 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
   };
   std::vector<c10::IValue> inputs;
   for (const auto& t : batch_->inputs) inputs.emplace_back(slice(t));
-  Executor::Environment env = executor.make_environment(inputs);
+  Executor::Environment env = ex.own.make_environment(inputs);
   // What earlier stages send: every device of this stage reads the same message (a copy where a node here
   // updates it in place); in training each tensor becomes a leaf whose gradient goes back.
   // A batch-major value between stages whose replicas hold different samples comes as this replica's rows
@@ -552,7 +552,7 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
   std::optional<torch::NoGradGuard> no_grad;
   if (checkpointed && !recompute) {
     no_grad.emplace();
-    state.draws = draws_state(executor);
+    state.draws = draws_state({&ex.own, &ex.group});
   }
   // Activation offload covers the forward that autograd records (and the loss): what it saves goes to host
   // memory; the values held until backward anyway (parameters, received values, weight parts) stay.
@@ -584,7 +584,7 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
     }
     std::vector<c10::IValue> outs;
     try {
-      outs = executor.run_node(id, std::move(args));
+      outs = (ns.splits ? ex.own : ex.group).run_node(id, std::move(args));
     } catch (const Error& err) {
       throw Error("stage " + std::to_string(at.stage) + " on " + binding.id + ": " + err.what());
     }
@@ -653,7 +653,7 @@ void TensorRunner::forward(const Place& at, const Executor& executor, int m, Mic
   if (!recompute) notify_task(observers_, fwd, false);
 }
 
-void TensorRunner::backward(const Place& at, const Executor& executor, int m, MicrobatchState& state,
+void TensorRunner::backward(const Place& at, const TensorExecutors& ex, int m, MicrobatchState& state,
                             std::map<ValueId, OwnPart>& parts, double& loss) {
   const DeviceBinding& binding = bindings_[static_cast<size_t>(at.worker)];
   TaskEvent bwd{EngineTaskKind::kBackward, at.stage, at.worker, binding.id, m, step_, {}, {}};
@@ -697,10 +697,10 @@ void TensorRunner::backward(const Place& at, const Executor& executor, int m, Mi
   }
   notify_task(observers_, bwd, true);
   if (training_ && plan_.stages[static_cast<size_t>(at.stage)].checkpointing == Checkpointing::kFull) {
-    const torch::Tensor draws = state.draws;
+    const std::vector<torch::Tensor> draws = state.draws;
     state = MicrobatchState{};
-    const ReplayDraws replay(executor, draws);
-    forward(at, executor, m, state, parts, /*recompute=*/true);
+    const ReplayDraws replay({&ex.own, &ex.group}, draws);
+    forward(at, ex, m, state, parts, /*recompute=*/true);
   }
   std::vector<torch::Tensor> roots, grads;
   if (state.loss.defined()) {

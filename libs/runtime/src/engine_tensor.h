@@ -105,6 +105,13 @@ struct ExchangeAborted : std::exception {
   const char* what() const noexcept override { return "another device of the tensor-parallel group failed"; }
 };
 
+// A worker's executors, over the same parameters (replay_draws.h): `own` draws the random numbers of nodes
+// whose output is split, `group` those of replicated nodes (seeded alike on every rank of the group).
+struct TensorExecutors {
+  const Executor& own;
+  const Executor& group;
+};
+
 class TensorRunner {
  public:
   // Checks the graph can be split each stage's way (plan_tensor_shards), that what crosses a cut is whole
@@ -122,10 +129,10 @@ class TensorRunner {
 
   void begin_step(const StepInputs& batch, int step);
   // Runs engine worker `worker`'s part of the step (its stage; in the stage's group replica device / T,
-  // tensor rank device % T) on the calling thread with `executor` (the worker's); adds the loss to `loss` on
+  // tensor rank device % T) on the calling thread with `executors` (the worker's); adds the loss to `loss` on
   // the last stage's first device of each replica. Returns false when another worker failed and abort() was
   // called; throws partita::Error naming the stage, device and node when this one fails.
-  bool run(int worker, const Executor& executor, double& loss);
+  bool run(int worker, const TensorExecutors& executors, double& loss);
   // Training: what activation offload copied to host memory during the last step, per worker.
   OffloadedActivations offloaded(int worker) const { return offloaded_.at(static_cast<size_t>(worker)); }
   void abort();
@@ -164,7 +171,7 @@ class TensorRunner {
     torch::Tensor loss;              // last stage
     std::vector<Sent> sent;          // to later stages
     std::vector<Received> received;  // leaves of what earlier stages sent
-    torch::Tensor draws;             // checkpointed: the generator's state before the forward
+    std::vector<torch::Tensor> draws;  // checkpointed: the generators' state before the forward
   };
   // (microbatch, value, receiving stage, posting replica)
   using BoardKey = std::tuple<int, ValueId, int, int>;
@@ -191,9 +198,9 @@ class TensorRunner {
   Place place_of(int worker) const;
   // `recompute`: a checkpointed stage's second forward, run by its backward (keeps what backward needs, posts
   // nothing to later stages).
-  void forward(const Place& at, const Executor& executor, int m, MicrobatchState& state,
+  void forward(const Place& at, const TensorExecutors& ex, int m, MicrobatchState& state,
                std::map<ValueId, OwnPart>& parts, bool recompute);
-  void backward(const Place& at, const Executor& executor, int m, MicrobatchState& state,
+  void backward(const Place& at, const TensorExecutors& ex, int m, MicrobatchState& state,
                 std::map<ValueId, OwnPart>& parts, double& loss);
   c10::IValue rewrite(const Place& at, int m, const Node& node, size_t input, const c10::IValue& value,
                       std::map<ValueId, torch::Tensor>& entered, std::map<ValueId, OwnPart>& parts) const;

@@ -1,11 +1,21 @@
 #pragma once
-// Random draws under activation checkpointing. A checkpointed stage runs its forward twice, without autograd
-// and again in backward; its draws (dropout masks, noise) must be the same both times, or backward
-// differentiates another forward than the one whose outputs went on (PyTorch's checkpoint keeps the RNG state
-// for the same reason). Each worker's executor draws from a generator of its own (ExecutorOptions::generator,
-// made by worker_generator): the first forward notes its state (draws_state), and the recompute runs from it
-// inside a ReplayDraws, which then puts back the state it found, so later forwards draw on as before.
+// Random draws in the engine.
+//
+// Each worker's executor draws from a generator of its own (ExecutorOptions::generator, made by
+// worker_generator), so workers sharing the CPU do not interleave their draws on LibTorch's default
+// generator, differently every run. A worker of a tensor-parallel group has two executors over the same
+// parameters (TensorExecutors): its own draws the numbers of nodes whose output is split (each rank's part
+// gets its own dropout mask), the group's draws those of replicated nodes from a generator seeded alike on
+// every rank, so every rank draws the same mask for the same replicated activation (Megatron-LM's
+// model-parallel RNG tracker does the same); with a group of one they are what one device draws.
+//
+// Activation checkpointing runs a stage's forward twice, without autograd and again in backward; its draws
+// must be the same both times, or backward differentiates another forward than the one whose outputs went
+// on (PyTorch's checkpoint keeps the RNG state for the same reason). The first forward notes its generators'
+// state (draws_state); the recompute runs from it inside a ReplayDraws, which then puts back the state it
+// found, so later forwards draw on as before.
 #include <cstdint>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -13,26 +23,26 @@
 
 namespace partita::detail {
 
-// A worker's generator: a CPU generator of its own, seeded from `seed`, its stage and replica, and the
-// engine's first step (an engine that takes a run over after a rebalance does not draw the first steps'
-// numbers again); workers sharing the CPU would otherwise interleave their draws on the default one,
-// differently every run. A GPU worker, the only one on its device, uses the device's default generator.
-at::Generator worker_generator(torch::Device device, uint64_t seed, int stage, int replica, int first_step);
+// A generator for the worker at `stage` and `place` (a replica's device index; for tensor groups see
+// engine.cpp), seeded from `seed`, those two and the engine's first step (an engine that takes a run over
+// after a rebalance does not draw the first steps' numbers again). On a GPU: the device's default generator
+// (LibTorch 1.13 makes CUDA generators only through CUDA's own headers), so a GPU's workers share it.
+at::Generator worker_generator(torch::Device device, uint64_t seed, int stage, int place, int first_step);
 
-// The state of `executor`'s generator; undefined when it draws from nothing of its own.
-torch::Tensor draws_state(const Executor& executor);
+// The state of each of `executors`' generators (undefined for one without a generator of its own).
+std::vector<torch::Tensor> draws_state(const std::vector<const Executor*>& executors);
 
 class ReplayDraws {
  public:
-  // Sets `executor`'s generator to `state` (a draws_state), when both are defined.
-  ReplayDraws(const Executor& executor, const torch::Tensor& state);
-  ~ReplayDraws();  // puts back the state the generator had
+  // Sets each of `executors`' generators to its entry of `state` (a draws_state of the same executors).
+  ReplayDraws(const std::vector<const Executor*>& executors, const std::vector<torch::Tensor>& state);
+  ~ReplayDraws();  // puts back the states the generators had, in reverse order
   ReplayDraws(const ReplayDraws&) = delete;
   ReplayDraws& operator=(const ReplayDraws&) = delete;
 
  private:
-  at::Generator generator_;
-  torch::Tensor resume_;
+  std::vector<at::Generator> generators_;
+  std::vector<torch::Tensor> resume_;
 };
 
 }  // namespace partita::detail

@@ -63,8 +63,8 @@ struct ProfiledDevice {
 struct MachineProfile {
   // The cache format; bumped whenever the profile gains measurements the cost models rely on, so that an
   // older cache is re-measured rather than silently used without them. 2: op-class calibration samples;
-  // 3: recurrent-layer samples (per kernel call).
-  static constexpr int kVersion = 3;
+  // 3: recurrent-layer samples (per kernel call); 4: GRU and Elman samples beside the LSTM's.
+  static constexpr int kVersion = 4;
   int version = kVersion;
   std::string fingerprint;  // human-readable: "AMD EPYC | 2 cores | 24 GiB | torch 1.13.0 | libopenblas..."
   std::string key;          // short hash of fingerprint (the cache file name)
