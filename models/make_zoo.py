@@ -317,8 +317,9 @@ class DropoutEncoder(nn.Module):
 class Stochastic(nn.Module):
     """Random draws in training: dropout of each kind ATen has (plain, in place, per channel, alpha, per
     channel alpha), the reparameterization of a variational autoencoder (mu + randn_like * std), additive
-    uniform noise and stochastic binary units (bernoulli). Every draw follows the batch, so the batch splits
-    (each share drawing its own), and a checkpointed stage must replay its forward's draws in backward."""
+    uniform noise, stochastic binary units (bernoulli) and one noise vector for the whole batch (randn(8)).
+    The batch splits (each share drawing its own), and a checkpointed stage must replay its forward's draws in
+    backward."""
 
     def __init__(self):
         super().__init__()
@@ -337,7 +338,7 @@ class Stochastic(nn.Module):
         mu, logvar = self.mu(h), self.logvar(h)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         h = torch.sigmoid(self.fc2(z)) + 0.01 * torch.rand_like(mu).sum(1, keepdim=True)
-        return self.head(h * torch.bernoulli(torch.sigmoid(h)))
+        return self.head(h * torch.bernoulli(torch.sigmoid(h))) + 0.01 * torch.randn(8)
 
 
 class DropoutMLP(nn.Module):

@@ -11,6 +11,7 @@
 #include "partita/core/error.h"
 #include "partita/cost/compute.h"
 #include "partita/graph/constant_value.h"
+#include "partita/graph/op_cost.h"
 #include "partita/graph/op_names.h"
 
 namespace partita {
@@ -232,6 +233,16 @@ AutogradModel autograd_model(const Graph& g) {
       if (train.value_or(true) && p.value_or(1.0) > 0)
         m.saved_extra[static_cast<size_t>(node.id)] += floating_bytes(g.value(base));
     }
+    // A recurrent layer runs its cells step by step as ordinary autograd ops (LibTorch 1.13 on the CPU),
+    // which keep what recurrent_saved_elements counts; the layer's own input is saved above, as an unknown
+    // op's.
+    if (classify_op(node) == OpClass::kRecurrent && !node.inputs.empty()) {
+      const TensorMeta* x = g.value(node.inputs[0]).meta();
+      if (const auto layout = recurrent_layout(g, node); layout && x) {
+        m.saved_extra[static_cast<size_t>(node.id)] +=
+            Bytes(static_cast<int64_t>(recurrent_saved_elements(*layout)) * dtype_size(x->dtype));
+      }
+    }
     // max_pool2d keeps its int64 argmax indices, one per output element.
     if (op_is(node, {"max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices"}) &&
         !node.outputs.empty()) {
@@ -254,6 +265,18 @@ Bytes optimizer_step_temporaries(Bytes largest, Optimizer optimizer) {
       return largest * 2;
   }
   return Bytes(0);
+}
+
+double recurrent_saved_elements(const RecurrentLayout& layout) {
+  const double hidden = static_cast<double>(layout.hidden);
+  const double layer_directions = static_cast<double>(layout.layer_directions());
+  const double inner_inputs =
+      static_cast<double>((layout.layers - 1) * layout.directions) * layout.tokens * hidden;
+  if (layout.gates == 1) {
+    const double batch = layout.steps > 0 ? layout.tokens / static_cast<double>(layout.steps) : 0.0;
+    return layer_directions * (layout.tokens + batch) * hidden + inner_inputs;
+  }
+  return layer_directions * 7 * layout.tokens * hidden + inner_inputs;
 }
 
 Bytes optimizer_state_bytes(Bytes params, Optimizer optimizer) {

@@ -128,6 +128,74 @@ TEST(Memory, TrainingDropoutKeepsItsMask) {
             (std::vector<Bytes>{Bytes(0), Bytes(160), Bytes(0)}));
 }
 
+// x f32[10 steps, batch 4, 8] -> `op` (hidden 16, `gates` weight rows per unit, `layers`, both directions or
+// one) -> y f32[10, 4, 16 x directions], with its states; weights as the params list of trainable
+// parameters, every list value annotated with its tensors as annotate_shapes leaves them.
+Graph recurrent_layer(const std::string& op, int64_t gates, int64_t layers, bool bidirectional) {
+  Graph g;
+  const auto tensor = [&](ValueId id, std::vector<int64_t> shape) {
+    g.value(id).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    return id;
+  };
+  const auto list = [&](const std::vector<ValueId>& items) {
+    const ValueId l = g.add_value(ValueKind::kList, "");
+    for (ValueId i : items) g.value(l).tensors.push_back(g.value(i).tensors.at(0));
+    g.add_node("prim::ListConstruct", items, {l});
+    return l;
+  };
+  const int64_t directions = bidirectional ? 2 : 1, hidden = 16;
+  const ValueId x = tensor(g.add_input("x"), {10, 4, 8});
+  std::vector<ValueId> weights;
+  for (int64_t l = 0; l < layers; ++l) {
+    for (int64_t d = 0; d < directions; ++d) {
+      const int64_t in = l == 0 ? 8 : hidden * directions;
+      weights.push_back(tensor(g.add_parameter("w_ih", true), {gates * hidden, in}));
+      weights.push_back(tensor(g.add_parameter("w_hh", true), {gates * hidden, hidden}));
+      weights.push_back(tensor(g.add_parameter("b_ih", true), {gates * hidden}));
+      weights.push_back(tensor(g.add_parameter("b_hh", true), {gates * hidden}));
+    }
+  }
+  const ValueId h0 = tensor(g.add_constant(ValueKind::kTensor, "h0"), {layers * directions, 4, hidden});
+  const ValueId hx = op == "aten::lstm" ? list({h0, h0}) : h0;
+  const auto constant = [&](const char* printed) { return g.add_constant(ValueKind::kScalar, printed); };
+  const ValueId y = tensor(g.add_value(ValueKind::kTensor, "y"), {10, 4, hidden * directions});
+  std::vector<ValueId> outputs{
+      y, tensor(g.add_value(ValueKind::kTensor, "hy"), {layers * directions, 4, hidden})};
+  if (op == "aten::lstm")
+    outputs.push_back(tensor(g.add_value(ValueKind::kTensor, "cy"), {layers * directions, 4, hidden}));
+  g.add_node(
+      op,
+      {x, hx, list(weights), constant("True"), constant(std::to_string(layers).c_str()), constant("0."),
+       constant("True"), constant(bidirectional ? "True" : "False"), constant("False")},
+      outputs);
+  g.set_outputs({y});
+  return g;
+}
+
+// A recurrent layer's backward keeps what its unrolled cells save: the bytes autograd saves after nn.LSTM,
+// nn.GRU and nn.RNN(tanh) forwards of the same shapes (their input and weights aside), read off their
+// `_saved_*` tensors with torch 1.13 (LSTM and GRU 17,920 / 38,400 / 76,800 bytes at 1 layer / 2 layers /
+// 2 bidirectional layers; Elman 2,816 / 8,192 / 16,384).
+TEST(Memory, RecurrentLayersKeepWhatTheirUnrolledCellsSave) {
+  struct Case {
+    const char* op;
+    int64_t gates;
+    int64_t one, two, two_bidirectional;
+  };
+  for (const Case& c : {Case{"aten::lstm", 4, 17920, 38400, 76800}, Case{"aten::gru", 3, 17920, 38400, 76800},
+                        Case{"aten::rnn_tanh", 1, 2816, 8192, 16384}}) {
+    const auto saved = [&](int64_t layers, bool bidirectional) {
+      const Graph g = recurrent_layer(c.op, c.gates, layers, bidirectional);
+      const NodeId layer = g.num_nodes() - 1;
+      EXPECT_EQ(g.node(layer).op, c.op);
+      return saved_activations_by_producer(g).bytes.at(static_cast<size_t>(layer)).value();
+    };
+    EXPECT_EQ(saved(1, false), c.one) << c.op;
+    EXPECT_EQ(saved(2, false), c.two) << c.op;
+    EXPECT_EQ(saved(2, true), c.two_bidirectional) << c.op;
+  }
+}
+
 TEST(Memory, MaxPoolKeepsItsInputAndInt64Indices) {
   // x 64 + p 16 live; the conv saves x (already live); max_pool saves c (64) and 4 int64 indices (32).
   EXPECT_EQ(saved_activation_bytes(conv_pool(), 0, 1).value(), 176);

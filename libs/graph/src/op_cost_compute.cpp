@@ -134,54 +134,24 @@ std::vector<TensorMeta> list_elements(const Graph& g, ValueId list) {
 // multiply-add, 1 per bias element), the input and hidden gate pre-activations are added (1 per gate
 // element), and the cell's element-wise math costs, per hidden unit, what the element-wise ops would:
 // sigmoid and tanh 4, add, sub and mul 1. LSTM: 3 sigmoids, 2 tanh, c = f*c + i*g, h = o*tanh(c) = 24; GRU:
-// 2 sigmoids, 1 tanh, r*h_n, h = (1-z)*n + z*h = 17; Elman: the activation (tanh 4, relu 1). Schemas:
-// lstm.input(input, hx[], params[], has_biases, num_layers, dropout, train, bidirectional, batch_first) and
-// lstm.data(data, batch_sizes, hx[], params[], ...); gru and rnn_* take one hx tensor. The params list sits
-// at 2 (.input) or 3 (.data: packed, data [tokens, features]); tokens = numel(input) / features either way.
-// Kernel calls: recurrent_kernel_calls (op_cost.h) over the time steps: the input's first dim, its second
-// when batch_first, or the length of a packed sequence's batch_sizes.
-Cost recurrent(const Graph& g, const Node& n, int gates, double per_unit) {
-  const TensorMeta* x = input_meta(g, n, 0);
-  if (!x || x->shape.empty() || x->shape.back() <= 0) return std::nullopt;
-  const double tokens = numel(*x) / static_cast<double>(x->shape.back());
-  for (size_t at : {size_t{2}, size_t{3}}) {
-    if (n.inputs.size() < at + 6) continue;
-    const std::vector<TensorMeta> params = list_elements(g, n.inputs[at]);
-    if (params.empty() || params.front().shape.size() != 2) continue;  // hx, not the weights
-    const auto layers = constant_int(g, n.inputs[at + 2]);
-    const auto bidirectional = constant_bool(g, n.inputs[at + 5]);
-    if (!layers || !bidirectional) return std::nullopt;
-    const double layer_directions = static_cast<double>(*layers) * (*bidirectional ? 2 : 1);
-    double per_token = 0, matrices = 0;
-    for (const auto& p : params) {
-      if (p.shape.size() == 2) matrices += 1;
-      per_token += (p.shape.size() == 2 ? 2 : 1) * prod(p.shape);
-    }
-    // Two matrices per layer and direction, or three in an LSTM with projections (h = W_hr (o * tanh(c)),
-    // counted above with the other matrices); anything else is a list we misread.
-    const bool projections = gates == 4 && matrices == 3 * layer_directions;
-    if (matrices != 2 * layer_directions && !projections) return std::nullopt;
-    const double hidden = static_cast<double>(params.front().shape[0]) / gates;
-    per_token += layer_directions * hidden * (gates + per_unit);
-    OpCost cost = estimated(g, n, tokens * per_token);
-    int64_t steps = x->shape.front();
-    if (at == 3) {  // packed: batch_sizes holds one entry per time step
-      const TensorMeta* batch_sizes = input_meta(g, n, 1);
-      if (!batch_sizes || batch_sizes->shape.size() != 1) return std::nullopt;
-      steps = batch_sizes->shape[0];
-    } else if (x->shape.size() == 3 && n.inputs.size() > at + 6 &&
-               constant_bool(g, n.inputs[at + 6]).value_or(false)) {
-      steps = x->shape[1];
-    }
-    cost.kernel_calls = recurrent_kernel_calls(n.op, steps, static_cast<int64_t>(layer_directions));
-    return cost;
-  }
-  return std::nullopt;
+// 2 sigmoids, 1 tanh, r*h_n, h = (1-z)*n + z*h = 17; Elman: the activation (tanh 4, relu 1). Kernel calls:
+// recurrent_kernel_calls (op_cost.h) over the layout's time steps.
+Cost recurrent(const Graph& g, const Node& n, double per_unit) {
+  const std::optional<RecurrentLayout> layout = recurrent_layout(g, n);
+  if (!layout) return std::nullopt;
+  double per_token = 0;
+  for (const auto& p : layout->weights) per_token += (p.shape.size() == 2 ? 2 : 1) * prod(p.shape);
+  const double hidden = static_cast<double>(layout->hidden);
+  per_token += static_cast<double>(layout->layer_directions()) * hidden *
+               (static_cast<double>(layout->gates) + per_unit);
+  OpCost cost = estimated(g, n, layout->tokens * per_token);
+  cost.kernel_calls = recurrent_kernel_calls(n.op, layout->steps, layout->layer_directions());
+  return cost;
 }
-Cost lstm(const Graph& g, const Node& n) { return recurrent(g, n, 4, 24); }
-Cost gru(const Graph& g, const Node& n) { return recurrent(g, n, 3, 17); }
-Cost rnn_tanh(const Graph& g, const Node& n) { return recurrent(g, n, 1, 4); }
-Cost rnn_relu(const Graph& g, const Node& n) { return recurrent(g, n, 1, 1); }
+Cost lstm(const Graph& g, const Node& n) { return recurrent(g, n, 24); }
+Cost gru(const Graph& g, const Node& n) { return recurrent(g, n, 17); }
+Cost rnn_tanh(const Graph& g, const Node& n) { return recurrent(g, n, 4); }
+Cost rnn_relu(const Graph& g, const Node& n) { return recurrent(g, n, 1); }
 
 // einsum(equation, tensors, path): every index letter is one loop, so one operand costs prod(sizes) and two
 // operands 2 * prod(sizes). Ellipses and three or more operands (order-dependent) get no estimate.

@@ -204,6 +204,15 @@ TEST(OpCostCompute, RecurrentLayersCountTheirCellsUnrolled) {
   // LibTorch runs an LSTM cell as 11 calls per step, plus the input projection and the output stack per
   // layer: 2 layers x (7 steps x 11 + 2).
   EXPECT_EQ(cost_of_last(g).kernel_calls, 2 * (7 * 11 + 2));
+  const auto last_layout = [&] { return recurrent_layout(g, g.node(g.num_nodes() - 1)); };
+  ASSERT_TRUE(last_layout());
+  EXPECT_EQ(last_layout()->steps, 7);
+  EXPECT_EQ(last_layout()->tokens, 14);
+  EXPECT_EQ(last_layout()->gates, 4);
+  EXPECT_EQ(last_layout()->hidden, 5);
+  EXPECT_EQ(last_layout()->layer_directions(), 2);
+  EXPECT_FALSE(last_layout()->projections);
+  EXPECT_EQ(last_layout()->weights.size(), 8u);
 
   // Packed (lstm.data): data [tokens, features], the params one position later; bidirectional, 1 layer.
   const ValueId packed = input(g, {9, 3}, "data");
@@ -214,6 +223,11 @@ TEST(OpCostCompute, RecurrentLayersCountTheirCellsUnrolled) {
      {9, 10});
   EXPECT_EQ(cost_of_last(g).flops, Flops(9 * 2 * (layer0 + gate_adds + cell)));
   EXPECT_EQ(cost_of_last(g).kernel_calls, 2 * (4 * 11 + 2));  // 4 steps (batch_sizes' length), 2 directions
+  ASSERT_TRUE(last_layout());
+  EXPECT_EQ(last_layout()->steps, 4);
+  EXPECT_EQ(last_layout()->tokens, 9);
+  EXPECT_EQ(last_layout()->layers, 1);
+  EXPECT_EQ(last_layout()->directions, 2);
 
   // nn.GRU(3, 5) without biases: gates 3 x 5 = 15; r, z (2 sigmoids), n (tanh of i_n + r*h_n),
   // h = (1-z)*n + z*h.
@@ -223,6 +237,7 @@ TEST(OpCostCompute, RecurrentLayersCountTheirCellsUnrolled) {
      {7, 2, 5});
   EXPECT_EQ(cost_of_last(g).flops, Flops(tokens * (2 * 15 * 3 + 2 * 15 * 5 + 15 + (2 * 4 + 4 + 1 + 4) * 5)));
   EXPECT_EQ(cost_of_last(g).kernel_calls, 7 * 12 + 2);
+  EXPECT_EQ(last_layout()->gates, 3);
   // batch_first: the steps are the input's second dim ([batch 2, 7 steps, 3]), not its first.
   op(g, "aten::gru",
      {input(g, {2, 7, 3}, "x_batch_first"), h0, list({{15, 3}, {15, 5}}), flag(g, false),

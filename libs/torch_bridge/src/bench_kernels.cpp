@@ -339,52 +339,35 @@ Seconds per_call(const std::function<void(size_t)>& fn, const TimingOptions& tim
   return t.median / batch;
 }
 
-// A one-layer recurrent cell as LibTorch runs it (nn.LSTM, nn.GRU, nn.RNN with tanh).
-struct RecurrentCell {
-  const char* name;  // "lstm"
-  const char* op;    // the graph's op, for recurrent_kernel_calls
-  int64_t gates;     // weight rows per hidden unit
-  double per_unit;   // the cell's element-wise FLOPs per hidden unit
-};
-constexpr RecurrentCell kLstm{"lstm", "aten::lstm", 4, 24};
-constexpr RecurrentCell kGru{"gru", "aten::gru", 3, 17};
-constexpr RecurrentCell kElman{"rnn_tanh", "aten::rnn_tanh", 1, 4};
-
-// One layer of `cell` over `steps` steps of [batch, features] into `hidden` units. FLOPs as the graph
-// library counts them (op_cost_compute.cpp): per token the two linears with their biases, the add of the
-// input and hidden gate pre-activations, and the cell's element-wise math.
-void add_recurrent(std::vector<ClassKernel>& out, const RecurrentCell& cell, int64_t steps, int64_t batch,
-                   int64_t features, int64_t hidden) {
-  const int64_t rows = cell.gates * hidden;
-  const bool lstm = cell.gates == 4;
+// One LSTM layer over `steps` steps of [batch, features] into `hidden` units, as nn.LSTM runs it. FLOPs as
+// the graph library counts them (op_cost_compute.cpp): per token the two linears with their biases, the add
+// of the input and hidden gate pre-activations, and 24 per hidden unit of cell math. Only LSTMs calibrate
+// the class: GRU and Elman samples beside them made no prediction better (docs/status.md).
+void add_lstm(std::vector<ClassKernel>& out, int64_t steps, int64_t batch, int64_t features, int64_t hidden) {
+  const int64_t gates = 4 * hidden;
   ClassKernel k = make(
-      "recurrent", fmt::format("{} {}x{}x{}->{}", cell.name, steps, batch, features, hidden),
+      "recurrent", fmt::format("lstm {}x{}x{}->{}", steps, batch, features, hidden),
       [=] {
-        Inputs in{randn({steps, batch, features}), torch::zeros({1, batch, hidden})};
-        if (lstm) in.push_back(torch::zeros({1, batch, hidden}));  // the cell state
-        in.push_back(randn({rows, features}));
-        in.push_back(randn({rows, hidden}));
-        in.push_back(randn({rows}));
-        in.push_back(randn({rows}));
-        return in;
+        return Inputs{randn({steps, batch, features}),
+                      torch::zeros({1, batch, hidden}),
+                      torch::zeros({1, batch, hidden}),
+                      randn({gates, features}),
+                      randn({gates, hidden}),
+                      randn({gates}),
+                      randn({gates})};
       },
-      [=](const Inputs& in) {
-        const size_t w = lstm ? 3 : 2;
-        const std::vector<torch::Tensor> params{in[w], in[w + 1], in[w + 2], in[w + 3]};
-        // has_biases, one layer, no dropout, train, one direction, time-major
-        if (lstm)
-          return std::get<0>(at::lstm(in[0], {in[1], in[2]}, params, true, 1, 0.0, true, false, false));
-        if (cell.gates == 3)
-          return std::get<0>(at::gru(in[0], in[1], params, true, 1, 0.0, true, false, false));
-        return std::get<0>(at::rnn_tanh(in[0], in[1], params, true, 1, 0.0, true, false, false));
+      [](const Inputs& in) {
+        return std::get<0>(at::lstm(in[0], {in[1], in[2]}, {in[3], in[4], in[5], in[6]}, /*has_biases=*/true,
+                                    /*num_layers=*/1, /*dropout=*/0.0, /*train=*/true,
+                                    /*bidirectional=*/false,
+                                    /*batch_first=*/false));
       },
       [=](const Inputs&, const torch::Tensor&) {
-        const double per_token = 2.0 * rows * (features + hidden) + 2.0 * rows + rows +
-                                 cell.per_unit * static_cast<double>(hidden);
+        const double per_token = 2.0 * gates * (features + hidden) + 2.0 * gates + gates + 24.0 * hidden;
         return static_cast<double>(steps * batch) * per_token;
       },
-      lstm ? std::vector<size_t>{3, 4, 5, 6} : std::vector<size_t>{2, 3, 4, 5});
-  k.kernel_calls = recurrent_kernel_calls(cell.op, steps, 1);
+      {3, 4, 5, 6});
+  k.kernel_calls = recurrent_kernel_calls("aten::lstm", steps, 1);
   out.push_back(std::move(k));
 }
 
@@ -454,20 +437,13 @@ std::vector<ClassKernel> class_kernels(bool quick) {
     add_contiguous(k, 1, 16, 2, 16);
     add_embedding(k, 4096, 256, 512);
   }
-  // Recurrent layers: the steps set the calls (the fixed part), the widths the GEMMs. Each cell kind runs
-  // kernels of its own per step (LSTM 11, GRU 12, Elman 3), so each is sampled.
-  add_recurrent(k, kLstm, 4, 8, 32, 32);
-  add_recurrent(k, kLstm, 16, 8, 32, 32);
-  add_recurrent(k, kLstm, 8, 16, 128, 256);
-  add_recurrent(k, kGru, 16, 8, 32, 32);
-  add_recurrent(k, kElman, 16, 8, 32, 32);
+  // Recurrent layers: the steps set the calls (the fixed part), the widths the GEMMs.
+  add_lstm(k, 4, 8, 32, 32);
+  add_lstm(k, 16, 8, 32, 32);
+  add_lstm(k, 8, 16, 128, 256);
   if (!quick) {
-    add_recurrent(k, kLstm, 32, 4, 16, 16);
-    add_recurrent(k, kLstm, 8, 32, 256, 512);
-    add_recurrent(k, kGru, 4, 8, 32, 32);
-    add_recurrent(k, kGru, 8, 16, 128, 256);
-    add_recurrent(k, kElman, 4, 8, 32, 32);
-    add_recurrent(k, kElman, 32, 16, 64, 256);
+    add_lstm(k, 32, 4, 16, 16);
+    add_lstm(k, 8, 32, 256, 512);
   }
   return k;
 }

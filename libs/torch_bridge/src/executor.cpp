@@ -115,22 +115,38 @@ torch::jit::Operation dropout_from(const Node& node, at::Generator gen) {
 }
 
 // `op` drawing its random numbers from `gen`: the operator's `Generator?` argument set to it; dropout as
-// dropout_from; rand, randn and their _like forms (traced without a generator argument) run for their
-// output, which is then drawn again from `gen` as ATen draws it (uniform_(0, 1), normal_(0, 1)). Ops that
-// draw nothing, and integer draws without a generator argument (randint, randperm), are returned as they are.
+// dropout_from; rand, randn and their _like forms (traced without a generator argument) made as ATen makes
+// them, from `gen`. Ops that draw nothing, and integer draws without a generator argument (randint,
+// randperm), are returned as they are.
 torch::jit::Operation drawing_from(const Node& node, const torch::jit::Node* tn, torch::jit::Operation op,
                                    at::Generator gen) {
   if (is_dropout(node)) return dropout_from(node, std::move(gen));
+  // randn(size, dtype, layout, device, pin_memory), randn_like(self, dtype, layout, device, pin_memory,
+  // memory_format) and rand's as ATen makes them (an empty tensor of those options filled by normal_(0, 1) or
+  // uniform_(0, 1)), from `gen`; their other overloads (names, a generator) go by the schema below.
+  const bool like = node.op == "aten::randn_like" || node.op == "aten::rand_like";
   const bool normal = node.op == "aten::randn" || node.op == "aten::randn_like";
-  if (normal || node.op == "aten::rand" || node.op == "aten::rand_like") {
-    return [op = std::move(op), gen, normal](torch::jit::Stack& stack) mutable {
-      op(stack);
-      at::Tensor out = stack.back().toTensor();
+  if ((like && node.inputs.size() == 6) ||
+      ((node.op == "aten::randn" || node.op == "aten::rand") && node.inputs.size() == 5)) {
+    return [gen, like, normal](torch::jit::Stack& stack) {
+      const size_t first = stack.size() - (like ? 6 : 5);
+      const auto arg = [&](size_t i) -> const c10::IValue& { return stack[first + i]; };
+      at::TensorOptions options;
+      if (!arg(1).isNone()) options = options.dtype(arg(1).toScalarType());
+      if (!arg(2).isNone()) options = options.layout(arg(2).toLayout());
+      if (!arg(3).isNone()) options = options.device(arg(3).toDevice());
+      if (!arg(4).isNone()) options = options.pinned_memory(arg(4).toBool());
+      c10::optional<c10::MemoryFormat> format;
+      if (like && !arg(5).isNone()) format = arg(5).toMemoryFormat();
+      at::Tensor out = like ? at::empty_like(arg(0).toTensor(), options, format)
+                            : at::empty(arg(0).toIntVector(), options);
       if (normal) {
         out.normal_(0, 1, gen);
       } else {
         out.uniform_(0, 1, gen);
       }
+      stack.resize(first);
+      stack.emplace_back(std::move(out));
     };
   }
   const c10::FunctionSchema* schema = tn->maybeSchema();

@@ -119,9 +119,9 @@ TEST(BatchCheck, DropoutInTrainModeDoesNotStopASplit) {
   EXPECT_TRUE(r.splittable());
 }
 
-// Random draws that follow the batch (dropout of every kind, a VAE's randn_like noise, rand_like noise,
-// bernoulli units) do not stop a split: the halves run each float draw at its expected value, so they agree;
-// the result names the draws besides dropout, which each share makes for itself.
+// Random draws (dropout of every kind, a VAE's randn_like noise, rand_like noise, bernoulli units, one
+// randn noise vector for the whole batch) do not stop a split: the halves run each float draw at its expected
+// value, so they agree; the result names the draws besides dropout, which each share makes for itself.
 TEST(BatchCheck, RandomDrawsThatFollowTheBatchDoNotStopASplit) {
   const BatchCheckResult r = check("stochastic", "8x32");
   EXPECT_EQ(r.halves, HalvesVerdict::kAgree) << r.halves_detail;
@@ -129,7 +129,8 @@ TEST(BatchCheck, RandomDrawsThatFollowTheBatchDoNotStopASplit) {
   const LoadedModel m = load_model(testing::zoo_model("stochastic"));
   std::vector<std::string> ops;
   for (NodeId n : r.random_draws) ops.push_back(m.ir.node(n).op);
-  EXPECT_EQ(ops, (std::vector<std::string>{"aten::randn_like", "aten::rand_like", "aten::bernoulli"}));
+  EXPECT_EQ(ops, (std::vector<std::string>{"aten::randn_like", "aten::rand_like", "aten::bernoulli",
+                                           "aten::randn"}));
 }
 
 // A random permutation of the batch mixes samples: integer draws stay random in the halves, which then

@@ -75,8 +75,8 @@ INSTANTIATE_TEST_SUITE_P(Zoo, ExecutorZoo,
 
 // With a generator of its own, the executor draws what TorchScript draws from the default generator in the
 // same state, bit for bit: dropout masks of every kind (partita runs dropout as ATen defines it, with masks
-// from that generator), randn_like and rand_like noise, bernoulli units. The default generator's state then
-// does not matter, and each run draws on. As in eval without draws, every run gives the same output.
+// from that generator), randn_like, rand_like and randn noise, bernoulli units. The default generator's state
+// then does not matter, and each run draws on. As in eval without draws, every run gives the same output.
 TEST(Executor, DrawsFromItsOwnGeneratorWhatTorchScriptDrawsFromTheDefaultOne) {
   LoadedModel m = load_model(testing::zoo_model("stochastic"));
   const std::vector<InputSpec> specs{parse_input_spec("8x32")};

@@ -96,39 +96,22 @@ TEST(Microbench, ClassKernelsCountWorkAndTimeForwardAndBackward) {
 
 // A recurrent layer's kernel carries its kernel-call count (the graph library's) and FLOPs counted as the
 // graph library counts that layer (OpCostCompute.RecurrentLayersCountTheirCellsUnrolled), and the profile
-// records it per call. Every cell kind is sampled: each runs kernels of its own per step.
+// records it per call: a 16-step LSTM's sample is a sixteenth-ish of its whole time.
 TEST(Microbench, RecurrentKernelsAreRecordedPerKernelCall) {
   const std::vector<ClassKernel> kernels = class_kernels(/*quick=*/true);
-  const auto find = [&](std::string_view label) {
-    const auto it =
-        std::find_if(kernels.begin(), kernels.end(), [&](const ClassKernel& k) { return k.label == label; });
-    EXPECT_NE(it, kernels.end()) << label;
-    return it;
-  };
-  const auto lstm = find("lstm 16x8x32->32"), gru = find("gru 16x8x32->32"),
-             elman = find("rnn_tanh 16x8x32->32");
+  const auto lstm = std::find_if(kernels.begin(), kernels.end(),
+                                 [](const ClassKernel& k) { return k.label == "lstm 16x8x32->32"; });
   ASSERT_NE(lstm, kernels.end());
-  ASSERT_NE(gru, kernels.end());
-  ASSERT_NE(elman, kernels.end());
   EXPECT_EQ(lstm->op_class, "recurrent");
   EXPECT_EQ(lstm->kernel_calls, recurrent_kernel_calls("aten::lstm", 16, 1));
-  EXPECT_EQ(gru->kernel_calls, recurrent_kernel_calls("aten::gru", 16, 1));
-  EXPECT_EQ(elman->kernel_calls, recurrent_kernel_calls("aten::rnn_tanh", 16, 1));
-  // Per token, with R = gates x 32 weight rows: 2 R (32 + 32) for the two linears, 2 R for their biases, R
-  // gate adds, and the cell per hidden unit: LSTM 3 sigmoids + 2 tanh (4 each) + f*c + i*g + o*tanh(c) = 24;
-  // GRU 2 sigmoids + tanh + r*h_n + (1-z)*n + z*h = 17; Elman its tanh, 4.
+  // Per token: 2 x 128 x (32 + 32) for the two linears, 2 x 128 for their biases, 128 gate adds, and per
+  // hidden unit 3 sigmoids and 2 tanh (4 each), f*c + i*g and o*tanh(c): 24 x 32.
   EXPECT_DOUBLE_EQ(lstm->flops.value(), 16.0 * 8 * (2 * 128 * 64 + 2 * 128 + 128 + 24 * 32));
-  EXPECT_DOUBLE_EQ(gru->flops.value(), 16.0 * 8 * (2 * 96 * 64 + 2 * 96 + 96 + 17 * 32));
-  EXPECT_DOUBLE_EQ(elman->flops.value(), 16.0 * 8 * (2 * 32 * 64 + 2 * 32 + 32 + 4 * 32));
-  // Operands: input, initial state(s), two matrices, two biases; the weights are what trains.
+  // Operands: input, the two initial states, two matrices, two biases, and the output.
   EXPECT_EQ(lstm->bytes.value(), 4 * (16 * 8 * 32 + 2 * 8 * 32 + 128 * 64 + 2 * 128 + 16 * 8 * 32));
-  EXPECT_EQ(gru->bytes.value(), 4 * (16 * 8 * 32 + 8 * 32 + 96 * 64 + 2 * 96 + 16 * 8 * 32));
-  for (const auto& k : {lstm, gru, elman}) {
-    EXPECT_EQ(k->trainable.size(), 4u) << k->label;
-    const ClassKernelTimes t = time_class_kernel(*k, kFast, Bytes(1 << 20), /*backward=*/true);
-    EXPECT_GT(t.forward.value(), 0.0) << k->label;
-    EXPECT_GT(t.backward.value(), 0.0) << k->label;
-  }
+  const ClassKernelTimes t = time_class_kernel(*lstm, kFast, Bytes(1 << 20), /*backward=*/true);
+  EXPECT_GT(t.forward.value(), 0.0);
+  EXPECT_GT(t.backward.value(), 0.0);
 }
 
 TEST(Microbench, AnOlderCacheIsMeasuredAgain) {

@@ -22,6 +22,7 @@
 
 #include "partita/core/units.h"
 #include "partita/graph/graph.h"
+#include "partita/graph/op_cost.h"
 
 namespace partita {
 
@@ -60,6 +61,15 @@ struct MemoryEstimate {
 // indices); add/sub, views, copies, cat and embedding save nothing; parameters never count here. Plus the
 // tensors entering the range and the range's results (live throughout).
 Bytes saved_activation_bytes(const Graph& graph, NodeId first, NodeId last);
+
+// Elements autograd keeps for a recurrent layer's backward beyond its input (LibTorch 1.13 on the CPU runs
+// the cells step by step as ordinary ops): per token, layer and direction 7 x hidden for an LSTM or a GRU,
+// and for an Elman RNN its output plus the state each sequence starts from ((tokens + batch) x hidden); and
+// each layer above the first keeps its input, the layer below's output (directions x hidden per token).
+// Measured by walking autograd's saved tensors after nn.LSTM, nn.GRU and nn.RNN forwards (1-2 layers, 1-2
+// directions, 10-20 steps, batch 4-8, 8-24 features, hidden 16-32): exact for each. Not measured: LSTMs with
+// projections (counted as without), packed sequences (counted by their tokens), CUDA's fused kernels.
+double recurrent_saved_elements(const RecurrentLayout& layout);
 
 // The same autograd model by storage, for sums over node ranges (the stage model's prefix sums).
 struct SavedByProducer {

@@ -18,6 +18,7 @@
 //  - an op without a formula, or with a formula but missing shapes, gets kNoEstimate with zero cost: never a
 //    silent zero that claims to be an estimate.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,5 +41,25 @@ std::vector<std::string> ops_without_estimate(const Graph& graph);
 // projection of the whole sequence and the stacking of the outputs per layer and direction. Throws
 // partita::Error for any other op.
 int64_t recurrent_kernel_calls(std::string_view op, int64_t steps, int64_t layer_directions);
+
+// A recurrent layer node (aten::lstm, gru, rnn_tanh, rnn_relu; schemas .input(input, hx, params,
+// has_biases, num_layers, dropout, train, bidirectional, batch_first) and the packed .data(data,
+// batch_sizes, hx, params, ...)) as its input and weights give it.
+struct RecurrentLayout {
+  int64_t steps = 0;   // time steps: the input's first dim, its second when batch_first, a packed sequence's
+                       // batch_sizes length
+  double tokens = 0;   // time steps x batch (a packed sequence: its tokens)
+  int64_t gates = 1;   // weight rows per hidden unit: LSTM 4, GRU 3, Elman 1
+  int64_t hidden = 0;  // units per layer and direction
+  int64_t layers = 1;
+  int64_t directions = 1;
+  bool projections = false;  // an LSTM with proj_size (three matrices per layer and direction)
+  std::vector<TensorMeta>
+      weights;  // the params list, per layer and direction W_ih, W_hh[, b_ih, b_hh][, W_hr]
+  int64_t layer_directions() const { return layers * directions; }
+};
+// nullopt when the node is not one of those ops, a shape or flag is unknown, or the weights are not the list
+// these ops take.
+std::optional<RecurrentLayout> recurrent_layout(const Graph& graph, const Node& node);
 
 }  // namespace partita

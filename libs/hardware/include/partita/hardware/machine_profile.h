@@ -63,7 +63,7 @@ struct ProfiledDevice {
 struct MachineProfile {
   // The cache format; bumped whenever the profile gains measurements the cost models rely on, so that an
   // older cache is re-measured rather than silently used without them. 2: op-class calibration samples;
-  // 3: recurrent-layer samples (per kernel call); 4: GRU and Elman samples beside the LSTM's.
+  // 3: recurrent-layer samples (per kernel call); 4: their FLOPs counted as the graph library counts them.
   static constexpr int kVersion = 4;
   int version = kVersion;
   std::string fingerprint;  // human-readable: "AMD EPYC | 2 cores | 24 GiB | torch 1.13.0 | libopenblas..."
