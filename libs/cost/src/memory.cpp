@@ -279,6 +279,18 @@ double recurrent_saved_elements(const RecurrentLayout& layout) {
   return layer_directions * 7 * layout.tokens * hidden + inner_inputs;
 }
 
+double recurrent_working_elements(const RecurrentLayout& layout) {
+  const double directions = static_cast<double>(layout.directions);
+  double most = 0;
+  for (int64_t l = 0; l < layout.layers; ++l) {
+    const bool last = l == layout.layers - 1;
+    const double below = l > 0 ? directions : 0.0;
+    const double outputs = layout.directions == 1 ? (last ? 1 : 2) : (last ? 4 : 6);
+    most = std::max(most, below + static_cast<double>(layout.gates) + outputs);
+  }
+  return layout.tokens * static_cast<double>(layout.hidden) * most;
+}
+
 Bytes optimizer_state_bytes(Bytes params, Optimizer optimizer) {
   switch (optimizer) {
     case Optimizer::kSgd:
@@ -528,6 +540,16 @@ std::vector<KernelScratch> kernel_scratch(const Graph& graph) {
       out.push_back(k);
       continue;
     }
+    if (classify_op(node) == OpClass::kRecurrent) {
+      const auto layout = recurrent_layout(graph, node);
+      const TensorMeta* xm = x.meta();
+      if (!layout || !xm) continue;
+      KernelScratch k;
+      k.node = node.id;
+      k.recurrent = recurrent_working_elements(*layout) * static_cast<double>(dtype_size(xm->dtype));
+      out.push_back(k);
+      continue;
+    }
     if (classify_op(node) != OpClass::kConv || node.inputs.size() < 2) continue;
     const TensorMeta* xm = x.meta();
     const TensorMeta* wm = graph.value(node.inputs[1]).meta();
@@ -571,6 +593,7 @@ std::vector<KernelScratch> kernel_scratch(const Graph& graph) {
 }
 
 double kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site) {
+  if (k.recurrent > 0) return k.recurrent * fraction;
   if (!k.convolution) return k.indices * fraction;
   const double input = k.input * fraction, output = k.output * fraction;
   if (!site.cpu || k.transposed) return input + output;
