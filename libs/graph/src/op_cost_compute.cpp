@@ -425,3 +425,50 @@ Handler find_compute_handler(std::string_view op) {
 }
 
 }  // namespace partita::op_cost_detail
+
+namespace partita {
+
+std::optional<RecurrentLayout> recurrent_layout(const Graph& g, const Node& n) {
+  RecurrentLayout out;
+  if (n.op == "aten::lstm") {
+    out.gates = 4;
+  } else if (n.op == "aten::gru") {
+    out.gates = 3;
+  } else if (n.op != "aten::rnn_tanh" && n.op != "aten::rnn_relu") {
+    return std::nullopt;
+  }
+  const TensorMeta* x = n.inputs.empty() ? nullptr : g.value(n.inputs[0]).meta();
+  if (!x || x->shape.empty() || x->shape.back() <= 0) return std::nullopt;
+  out.tokens = static_cast<double>(x->numel()) / static_cast<double>(x->shape.back());
+  // The params list sits at 2 (.input) or 3 (.data: packed, data [tokens, features]).
+  for (size_t at : {size_t{2}, size_t{3}}) {
+    if (n.inputs.size() < at + 6) continue;
+    out.weights = op_cost_detail::list_elements(g, n.inputs[at]);
+    if (out.weights.empty() || out.weights.front().shape.size() != 2) continue;  // hx, not the weights
+    const auto layers = constant_int(g, n.inputs[at + 2]);
+    const auto bidirectional = constant_bool(g, n.inputs[at + 5]);
+    if (!layers || *layers < 1 || !bidirectional) return std::nullopt;
+    out.layers = *layers;
+    out.directions = *bidirectional ? 2 : 1;
+    int64_t matrices = 0;
+    for (const auto& p : out.weights) matrices += p.shape.size() == 2 ? 1 : 0;
+    // Two matrices per layer and direction, or three in an LSTM with projections (h = W_hr (o * tanh(c)));
+    // anything else is a list we misread.
+    out.projections = out.gates == 4 && matrices == 3 * out.layer_directions();
+    if (matrices != 2 * out.layer_directions() && !out.projections) return std::nullopt;
+    out.hidden = out.weights.front().shape[0] / out.gates;
+    out.steps = x->shape.front();
+    if (at == 3) {  // packed: batch_sizes holds one entry per time step
+      const TensorMeta* batch_sizes = g.value(n.inputs[1]).meta();
+      if (!batch_sizes || batch_sizes->shape.size() != 1) return std::nullopt;
+      out.steps = batch_sizes->shape[0];
+    } else if (x->shape.size() == 3 && n.inputs.size() > at + 6 &&
+               constant_bool(g, n.inputs[at + 6]).value_or(false)) {
+      out.steps = x->shape[1];
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
+}  // namespace partita
