@@ -118,8 +118,8 @@ struct Engine::Impl {
     // [upstream stage] values received, per value, every tensor in them (a list's too) a detached leaf
     std::vector<std::vector<c10::IValue>> leaves;
     std::vector<std::pair<ValueId, c10::IValue>> received;  // every received value, as received
-    std::vector<torch::Tensor>
-        draws;  // checkpointed: its generator's state before the forward (replay_draws.h)
+    // A checkpointed stage: its generator's state before the forward (replay_draws.h).
+    std::vector<torch::Tensor> draws;
   };
 
   LoadedModel& model;

@@ -231,6 +231,7 @@ torch::jit::Operation as_in_eval(const Node& node, torch::jit::Operation op) {
     }
   };
 }
+
 }  // namespace
 
 Executor::Executor(const LoadedModel& model, ExecutorOptions options)
