@@ -15,6 +15,16 @@ check resnet18 1x3x64x64
 check mobilenet_v2 1x3x64x64
 # Dropout traced in train mode draws a new mask per run: both sides start from one seed, so they draw the same.
 check dropout_encoder 4x6x16
+check stochastic 8x32
+# Random draws besides dropout (a VAE's randn_like noise, rand_like, bernoulli units, a batch-wide randn) split
+# the batch: the halves check and verify --plan run every float draw at its expected value, so two replicas
+# return what one device does.
+"$PARTITA" plan "$ZOO/stochastic.pt" --input 8x32 --strategy data --all-devices --cost roofline \
+  --json "$WORK/stochastic_data.json" >/dev/null || fail "plan stochastic --strategy data"
+"$PARTITA" verify "$ZOO/stochastic.pt" --input 8x32 --plan "$WORK/stochastic_data.json" \
+  --json "$WORK/verify_stochastic.json" >/dev/null || fail "verify --plan stochastic"
+[ "$(json_get "$WORK/verify_stochastic.json" "d['ok'] and d['plan_max_abs_diff'] < 1e-5")" = "True" ] \
+  || fail "verify --plan stochastic: outputs differ"
 # --plan: a plan's layout, run by the engine, returns what the module returns (pipeline with 4 microbatches,
 # branch, 2 replicas of branchy; a training plan runs its layout forward).
 for strategy in pipeline branch data; do
