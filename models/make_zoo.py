@@ -359,6 +359,23 @@ class DropoutMLP(nn.Module):
         return F.dropout(h, 0.1, True)
 
 
+class ForkedHeads(nn.Module):
+    """Two linear heads read one hidden activation (a variational autoencoder's mean and log-variance, without
+    the noise): tensor parallelism splits the hidden activation once and both heads close that pair (each a
+    row split, all-reduced)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(32, 64)
+        self.mu = nn.Linear(64, 16)
+        self.logvar = nn.Linear(64, 16)
+        self.dec = nn.Linear(16, 8)
+
+    def forward(self, x):
+        h = torch.relu(self.fc(x))
+        return self.dec(self.mu(h) * torch.exp(0.5 * self.logvar(h)))
+
+
 class OwnLoss(nn.Module):
     """Returns a 0-d tensor (its own loss, a mean over the batch): no split batch can be joined, and partita's
     training, which computes the loss from per-sample outputs, must refuse it."""
@@ -615,6 +632,7 @@ def main():
                                 ("clamps_weight", ClampsItsWeight, torch.randn(8, 16)),
                                 ("drops_rows", DropsRows, torch.randn(8, 16)),
                                 ("shuffled_batch", ShuffledBatch, torch.randn(8, 16)),
+                                ("forked_heads", ForkedHeads, torch.randn(8, 32)),
                                 ("fills_buffer", FillsABuffer, torch.randn(8, 16)),
                                 ("paired_halves", PairedHalves, torch.randn(8, 16)),
                                 ("writes_saved_input", WritesSavedInput, torch.randn(8, 16)),

@@ -116,7 +116,8 @@ INSTANTIATE_TEST_SUITE_P(Zoo, EngineTensorTraining,
                          ::testing::Values(Case{"mlp", "8x64", 2, 1}, Case{"mlp", "8x64", 2, 2},
                                            Case{"cnn", "8x3x32x32", 2, 2}, Case{"gpt", "4x32:i64:2048", 2, 1},
                                            Case{"gpt", "4x32:i64:2048", 2, 2},
-                                           Case{"gpt", "2x16:i64:2048", 4, 1}),
+                                           Case{"gpt", "2x16:i64:2048", 4, 1},
+                                           Case{"forked_heads", "8x32", 2, 2}),
                          [](const auto& param_info) {
                            return std::string(param_info.param.model) + "_" +
                                   std::to_string(param_info.param.devices) + "way_" +

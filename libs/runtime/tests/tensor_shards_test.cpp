@@ -80,6 +80,27 @@ TEST(TensorShards, MlpSplitsItsPairAndGathersTheOpenOne) {
   EXPECT_NE(four.find("(10)"), std::string::npos) << four;
 }
 
+// Two heads reading one split activation (forked_heads: a VAE's mean and log-variance) both close its pair:
+// roles follow the data, not the node order, which took the second head for a new column split and refused
+// it ("it opens a column split but its input is already split"). The decoder after them opens a pair of
+// its own, left open and gathered at the end.
+TEST(TensorShards, TwoHeadsReadingOneSplitActivationBothCloseItsPair) {
+  const LoadedModel m = load(zoo("forked_heads"), "8x32");
+  const auto roles = tensor_roles(m.ir);
+  const auto role_of = [&](const char* scope) {
+    const Node* n = first(m.ir, "aten::linear", scope);
+    EXPECT_TRUE(n) << scope;
+    return n ? roles[static_cast<size_t>(n->id)] : TensorRole::kReplicated;
+  };
+  EXPECT_EQ(role_of("fc"), TensorRole::kColumn);
+  EXPECT_EQ(role_of("mu"), TensorRole::kRow);
+  EXPECT_EQ(role_of("logvar"), TensorRole::kRow);
+  EXPECT_EQ(role_of("dec"), TensorRole::kColumn);
+  const auto plan = plan_tensor_shards(m.ir, 2);
+  EXPECT_EQ(plan.all_reduces, 2);
+  EXPECT_EQ(plan.gather, std::vector<bool>{true});
+}
+
 TEST(TensorShards, GptSplitsHeadsBlockwiseAndTheVocabulary) {
   const LoadedModel m = load(zoo("gpt"), "2x16:i64:2048");
   const auto roles = tensor_roles(m.ir);

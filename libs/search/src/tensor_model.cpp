@@ -34,17 +34,26 @@ bool big_embedding(const Graph& graph, const Node& node) {
 std::vector<TensorRole> tensor_roles(const Graph& graph) {
   const int n = graph.num_nodes();
   std::vector<TensorRole> roles(static_cast<size_t>(n), TensorRole::kReplicated);
-  bool open = false;
+  std::vector<bool> split(static_cast<size_t>(graph.num_values()), false);  // [value] holds split features
   for (NodeId i = 0; i < n; ++i) {
+    const Node& node = graph.node(i);
     auto& role = roles[static_cast<size_t>(i)];
-    if (!open && big_embedding(graph, graph.node(i))) {  // a pair of its own: split rows, all-reduce
+    const bool reads_split = std::any_of(node.inputs.begin(), node.inputs.end(),
+                                         [&](ValueId v) { return split[static_cast<size_t>(v)]; });
+    if (!reads_split && big_embedding(graph, node)) {  // a pair of its own: split rows, all-reduce
       role = TensorRole::kVocabulary;
       continue;
     }
-    const bool wm = weight_matmul(graph, graph.node(i));
-    if (!open && !wm) continue;
-    role = !open ? TensorRole::kColumn : (wm ? TensorRole::kRow : TensorRole::kInside);
-    open = !(open && wm);
+    const bool wm = weight_matmul(graph, node);
+    if (wm) {
+      role = reads_split ? TensorRole::kRow : TensorRole::kColumn;
+    } else if (reads_split) {
+      role = TensorRole::kInside;
+    } else {
+      continue;
+    }
+    if (role == TensorRole::kRow) continue;  // its output is whole: all-reduced partial sums
+    for (ValueId v : node.outputs) split[static_cast<size_t>(v)] = true;
   }
   return roles;
 }

@@ -2,13 +2,14 @@
 // Tensor (intra-operator) parallelism inside one device group, Megatron-style (Shoeybi et al. 2019): the big
 // matmuls are split over the group's p devices, "column then row", with one all-reduce per pair.
 //
-// Which nodes are split (decided once over the whole node order):
+// Which nodes are split (decided once, following the data):
 //   - a matmul-class node (cost/compute.h's OpClass::kMatmul) that reads a parameter of rank >= 2 is a weight
-//     matmul. The first weight matmul opens a pair (column split: each device computes 1/p of the outputs);
-//     the next one closes it (row split: each device holds 1/p of the inputs and produces a partial sum,
-//     which is all-reduced over the group). Every node between them works on the column-split tensor
-//     (attention heads, activations) and is split too. Everything outside a pair (norms, residual adds,
-//     embeddings) is replicated: every device runs it whole.
+//     matmul. One whose input is whole opens a pair (column split: each device computes 1/p of the
+//     outputs); one whose input is split closes it (row split: each device holds 1/p of the inputs and
+//     produces a partial sum, which is all-reduced over the group; several may close one pair). Every other
+//     node that reads a split value works on the column-split tensor (attention heads, activations) and is
+//     split too. Everything else (norms, residual adds, embeddings) is replicated: every device runs it
+//     whole.
 //   - a pair still open at the end of the graph ends with an all-gather of its last output, costed as an
 //     all-reduce (an upper bound).
 //   - an embedding lookup outside a pair whose table (a rank-2 parameter) is bigger than its output at the
@@ -38,9 +39,11 @@
 
 namespace partita {
 
-// The rule above, node by node (shared with the engine's tensor-parallel runner, which must split exactly
-// what the model costs). kColumn opens a pair, kInside lies between, kRow closes it; kVocabulary is a big
-// embedding lookup split by table rows (a pair of its own).
+// The rule above, node by node by data flow (shared with the engine's tensor-parallel runner, which must
+// split exactly what the model costs): a weight matmul reading whole values opens a pair (kColumn), one
+// reading a split value closes it (kRow: several may close one pair, as a VAE's mean and variance heads do),
+// and a node reading a split value otherwise lies inside (kInside); kVocabulary is a big embedding lookup
+// split by table rows (a pair of its own).
 enum class TensorRole : uint8_t { kReplicated, kColumn, kInside, kRow, kVocabulary };
 std::vector<TensorRole> tensor_roles(const Graph& graph);
 
