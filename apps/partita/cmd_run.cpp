@@ -67,6 +67,7 @@ struct RunArgs {
   std::vector<std::string> power_caps;
   bool rebalance = false;
   double rebalance_threshold = 1.3;
+  uint64_t seed = 0;
 };
 
 // Checkpoint options that do not fit together are refused before the model loads. With a checkpoint
@@ -329,6 +330,7 @@ void run_run(const RunArgs& args) {
   options.checkpoint_writes =
       args.checkpoint_async ? CheckpointWrites::kBackground : CheckpointWrites::kSynchronous;
   options.learning_rate = args.lr;
+  options.random_seed = args.seed;
   options.loss = parse_loss_kind(args.loss);
   options.record_trace = !args.trace.empty();
   options.inject_slowdown = slowdown;
@@ -518,6 +520,11 @@ Command register_run(CLI::App& app) {
   cmd->add_option("--lr", args->lr,
                   "learning rate (default: 0.001 for adam and adamw, 0.01 for sgd and sgd_momentum)");
   cmd->add_option("--loss", args->loss, "auto, cross_entropy, mse or next_token");
+  cmd->add_option(
+         "--seed", args->seed,
+         "seeds the model's random draws (dropout masks, noise): each device draws from a generator of "
+         "its own, seeded from this, so a run is repeatable (default 0)")
+      ->check(nonnegative_integer());
   cmd->add_option("--trace", args->trace, "write a Chrome trace of the run (open in Perfetto)");
   cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");
   cmd->add_option("--checkpoint-dir", args->checkpoint_dir,

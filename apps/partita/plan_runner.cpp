@@ -408,6 +408,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   EngineOptions engine_options;
   engine_options.learning_rate = learning_rate_of(options, plan);
   engine_options.loss = options.loss;
+  engine_options.random_seed = options.random_seed;
   engine_options.blas = options.blas;
   engine_options.local_replica = options.local_replica;
   engine_options.reducer = options.reducer;

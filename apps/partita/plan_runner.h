@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -32,6 +33,7 @@ struct RunOptions {
   int warmup = 2;            // steps run first and not counted
   double learning_rate = 0;  // 0: default_learning_rate of the plan's optimizer
   LossKind loss = LossKind::kAuto;
+  uint64_t random_seed = 0;   // EngineOptions::random_seed
   bool record_trace = false;  // keep a Chrome trace of the counted steps
   BlasThreads blas = BlasThreads::kAuto;
   int local_replica = -1;              // multi-process data parallel: the replica this process runs

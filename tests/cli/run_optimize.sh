@@ -218,4 +218,25 @@ for strategy in tensor data; do
     "abs(d['predicted_host_peak_bytes'] - d['measured_host_peak_bytes']) <= 0.05 * d['measured_host_peak_bytes']")" = "True" ] \
     || fail "run gpt $strategy plan: predicted host peak $(json_get "$WORK/run-gpt-$strategy.json" "d['predicted_host_peak_bytes']") vs measured $(json_get "$WORK/run-gpt-$strategy.json" "d['measured_host_peak_bytes']")"
 done
+# Random draws (the stochastic model: dropout of every kind, VAE noise, bernoulli units) on a 2-stage pipeline
+# with checkpointing: each device draws from a generator seeded from --seed, so a run is repeatable and
+# another seed trains on other draws.
+"$PARTITA" plan "$ZOO/stochastic.pt" --input 8x32 --train --strategy pipeline --all-devices --cost roofline \
+  --json "$WORK/stochastic-pipe.json" >/dev/null || fail "plan stochastic --strategy pipeline"
+"$PYTHON" - "$WORK/stochastic-pipe.json" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+for stage in plan["stages"]:
+    stage["checkpointing"] = "full"
+json.dump(plan, open(sys.argv[1], "w"))
+PY
+for run in a:1 b:1 c:2; do
+  "$PARTITA" run "$ZOO/stochastic.pt" --input 8x32 --plan "$WORK/stochastic-pipe.json" --train --steps 4 \
+    --seed "${run#*:}" --json "$WORK/stochastic-${run%%:*}.json" >/dev/null || fail "run stochastic --seed ${run#*:}"
+done
+losses() { json_get "$WORK/stochastic-$1.json" "d['losses']"; }
+[ "$(losses a)" = "$(losses b)" ] || fail "run stochastic --seed 1 twice: $(losses a) vs $(losses b)"
+[ "$(losses a)" != "$(losses c)" ] || fail "run stochastic --seed 2 drew what --seed 1 did: $(losses c)"
+expect_error "--seed: '-1' is not a non-negative integer" "$PARTITA" run "$ZOO/stochastic.pt" --input 8x32 \
+  --plan "$WORK/stochastic-pipe.json" --seed -1
 finish
