@@ -113,7 +113,10 @@ class RunCheckpoint {
     const auto ms_since = [](std::chrono::steady_clock::time_point t) {
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
     };
-    const CheckpointProgress progress{done, losses};
+    // One process keeps its random generators' states (a job of several does not: rank 0's alone would
+    // give every rank its draws).
+    const CheckpointProgress progress{
+        done, losses, options_.group == nullptr ? engine.draw_states() : std::vector<torch::Tensor>{}};
     DistributedGroup* group = options_.group;
     if (group != nullptr && local_stage_ >= 0) {  // a pipeline: every rank writes its stage's shard
       const std::vector<int64_t> held = stage_tensor_indices(model_, identity_.plan, local_stage_);
@@ -436,6 +439,8 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     checkpoint.set_plan(start, engine_options.local_stage);
   }
   auto engine = std::make_unique<Engine>(model, start, engine_options);
+  // A resumed run draws on from where the checkpoint's run stopped (one process: checkpoint.h).
+  if (!checkpoint.progress().draws.empty()) engine->restore_draw_states(checkpoint.progress().draws);
   StageMetrics metrics;
   ChromeTraceObserver trace;
   std::unique_ptr<SlowdownInjector> injector;

@@ -101,6 +101,25 @@ case "$from" in step-00000005 | step-00000010) ;; *) fail "async: want the check
 resumed_losses "$WORK/adam.full.json" "$WORK/async.killed.json" $((10#${from#step-})) || fail "async: killed+resumed losses differ"
 echo "async: killed at step 12, resumed from $from"
 
+# Random draws (the stochastic model: dropout of every kind, VAE noise, bernoulli units; a 2-stage pipeline with
+# checkpointing, in one process): the checkpoint keeps the generators' states, so a killed and resumed run draws
+# what the uninterrupted one drew and its 12 losses are the same (they were not before it kept them).
+"$PARTITA" plan "$ZOO/stochastic.pt" --input 8x32 --devices cpu:0,cpu:1 --strategy pipeline --all-devices --train \
+  --cost roofline --json "$WORK/draws.plan.json" >/dev/null || fail "plan stochastic"
+"$PYTHON" -c "import json,sys; d=json.load(open(sys.argv[1])); [s.update(checkpointing='full') for s in d['stages']]; json.dump(d, open(sys.argv[1],'w'))" \
+  "$WORK/draws.plan.json"
+DRAWS=(run "$ZOO/stochastic.pt" --input 8x32 --train --plan "$WORK/draws.plan.json" --steps 12 --seed 3)
+"$PARTITA" "${DRAWS[@]}" --warmup 0 --json "$WORK/draws.full.json" >/dev/null || fail "draws: uninterrupted run"
+rc=0
+PARTITA_FAULT_EXIT_AT_STEP=6 "$PARTITA" "${DRAWS[@]}" --checkpoint-dir "$WORK/draws" --checkpoint-every 4 >/dev/null \
+  2>"$WORK/draws.killed.err" || rc=$?
+[ "$rc" -ne 0 ] && grep -q "test hook: exits at step 6" "$WORK/draws.killed.err" || fail "draws: the kill hook did not fire"
+[ "$(latest "$WORK/draws")" = step-00000004 ] || fail "draws: want the checkpoint of step 4"
+"$PARTITA" "${DRAWS[@]}" --checkpoint-dir "$WORK/draws" --checkpoint-every 4 --resume --json "$WORK/draws.resumed.json" \
+  >/dev/null || fail "draws: resume after kill"
+"$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert len(a) == 12 and a == b, (a, b)" \
+  "$WORK/draws.full.json" "$WORK/draws.resumed.json" || fail "draws: killed+resumed losses differ"
+
 # --checkpoint-keep 3: the three newest stay; pointing LATEST back at one of them and resuming redoes the steps
 # after it exactly (and drops the checkpoints of the abandoned steps).
 "$PARTITA" "${MLP[@]}" --plan "$WORK/sgd.plan.json" --steps 20 --checkpoint-dir "$WORK/keep" --checkpoint-every 4 \

@@ -150,12 +150,13 @@ void check_identity(const Json& m, const CheckpointIdentity& id, const std::stri
                 id.learning_rate, fix);
 }
 
-// An archive of the module tensors listed in `held` (copies when `copy`) and the optimizer's state (its
-// tensors themselves).
+// An archive of the module tensors listed in `held` (copies when `copy`), the optimizer's state (its
+// tensors themselves) and, when there are any, the random generators' states ("draws", keyed 0, 1, ...).
 std::shared_ptr<torch::serialize::OutputArchive> state_archive(const std::vector<torch::Tensor>& tensors,
                                                                const std::vector<int64_t>& held,
                                                                const torch::optim::Optimizer& optimizer,
-                                                               bool copy) {
+                                                               bool copy,
+                                                               const std::vector<torch::Tensor>& draws = {}) {
   auto archive = std::make_shared<torch::serialize::OutputArchive>();
   torch::serialize::OutputArchive tensor_archive;
   for (const int64_t i : held) {
@@ -167,6 +168,11 @@ std::shared_ptr<torch::serialize::OutputArchive> state_archive(const std::vector
   torch::serialize::OutputArchive optimizer_archive;
   optimizer.save(optimizer_archive);
   archive->write("optimizer", optimizer_archive);
+  if (!draws.empty()) {
+    torch::serialize::OutputArchive draws_archive;
+    for (size_t i = 0; i < draws.size(); ++i) draws_archive.write(std::to_string(i), draws[i].clone());
+    archive->write("draws", draws_archive);
+  }
   return archive;
 }
 
@@ -364,10 +370,12 @@ CheckpointShard shard_for(const std::vector<CheckpointShard>& shards, int rank, 
 }
 
 // Checks the shard's file against its description, loads the optimizer state and returns the saved module
-// tensors it holds (checked against `tensors`' shapes and dtypes), in the order of shard.tensors.
+// tensors it holds (checked against `tensors`' shapes and dtypes), in the order of shard.tensors; `draws`
+// gets the random generators' states it keeps (none: empty).
 std::vector<torch::Tensor> read_state(const fs::path& where, const CheckpointShard& shard,
                                       const std::vector<torch::Tensor>& tensors,
-                                      torch::optim::Optimizer& optimizer, const std::string& corrupt) {
+                                      torch::optim::Optimizer& optimizer, const std::string& corrupt,
+                                      std::vector<torch::Tensor>& draws) {
   const fs::path state = where / shard.file;
   PARTITA_CHECK(shard.file.find('/') == std::string::npos && fs::exists(state), "checkpoint file ",
                 state.string(), " is missing", corrupt);
@@ -403,6 +411,11 @@ std::vector<torch::Tensor> read_state(const fs::path& where, const CheckpointSha
     torch::serialize::InputArchive optimizer_archive;
     archive.read("optimizer", optimizer_archive);
     optimizer.load(optimizer_archive);
+    torch::serialize::InputArchive draws_archive;
+    if (archive.try_read("draws", draws_archive)) {
+      draws.resize(draws_archive.keys().size());
+      for (size_t i = 0; i < draws.size(); ++i) draws_archive.read(std::to_string(i), draws[i]);
+    }
   } catch (const c10::Error& e) {
     PARTITA_FAIL("cannot read checkpoint file ", state.string(), ": ", first_line(e), corrupt);
   }
@@ -490,10 +503,11 @@ void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
                      const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook, int keep) {
   check_progress(progress);
   // Written at once: the live tensors need no copies.
-  CheckpointSnapshot now{progress,
-                         tensors.size(),
-                         state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/false),
-                         {}};
+  CheckpointSnapshot now{
+      progress,
+      tensors.size(),
+      state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/false, progress.draws),
+      {}};
   write_checkpoint(dir, identity, now, hook, keep);
 }
 
@@ -501,10 +515,11 @@ CheckpointSnapshot snapshot_checkpoint(const CheckpointProgress& progress,
                                        const std::vector<torch::Tensor>& tensors,
                                        torch::optim::Optimizer& optimizer) {
   check_progress(progress);
-  CheckpointSnapshot snapshot{progress,
-                              tensors.size(),
-                              state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/true),
-                              {}};
+  CheckpointSnapshot snapshot{
+      progress,
+      tensors.size(),
+      state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/true, progress.draws),
+      {}};
   copy_state_tensors(optimizer);  // the archive keeps the state tensors as they are now
   return snapshot;
 }
@@ -664,7 +679,8 @@ CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdent
                 " losses for ", progress.steps, " steps", corrupt);
 
   const CheckpointShard shard = shard_for(shards, rank, where.string(), corrupt);
-  const std::vector<torch::Tensor> saved = read_state(where, shard, tensors, optimizer, corrupt);
+  const std::vector<torch::Tensor> saved =
+      read_state(where, shard, tensors, optimizer, corrupt, progress.draws);
   torch::NoGradGuard no_grad;
   for (size_t k = 0; k < shard.tensors.size(); ++k)
     tensors[static_cast<size_t>(shard.tensors[k])].copy_(saved[k]);

@@ -628,6 +628,17 @@ struct Engine::Impl {
     return held;
   }
 
+  // Every executor that draws random numbers, in worker order (a tensor group's worker: its own, then the
+  // group's).
+  std::vector<const Executor*> drawing_executors() const {
+    std::vector<const Executor*> out;
+    for (const Worker& w : workers) {
+      out.push_back(w.executor.get());
+      if (w.group_draws) out.push_back(w.group_draws.get());
+    }
+    return out;
+  }
+
   void run_stage(const Worker& w, Executor::Environment& env) const {
     const Stage& stage = plan.stages[w.stage];
     try {
@@ -1457,5 +1468,22 @@ std::vector<std::string> Engine::parameter_homes() const {
   return homes;
 }
 std::shared_ptr<torch::optim::Optimizer> Engine::optimizer() const { return impl_->optimizer; }
+
+std::vector<torch::Tensor> Engine::draw_states() const {
+  return detail::draws_state(impl_->drawing_executors());
+}
+
+void Engine::restore_draw_states(const std::vector<torch::Tensor>& states) {
+  const std::vector<const Executor*> executors = impl_->drawing_executors();
+  PARTITA_CHECK(states.size() == executors.size(), "the checkpoint keeps ", states.size(),
+                " random generator states but this run's plan draws from ", executors.size(),
+                "; resume with the plan the checkpoint was written with");
+  for (size_t i = 0; i < states.size(); ++i) {
+    at::Generator g = executors[i]->generator();
+    if (!g.defined() || !states[i].defined()) continue;
+    const std::lock_guard<std::mutex> lock(g.mutex());
+    g.set_state(states[i]);
+  }
+}
 
 }  // namespace partita

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -158,6 +160,29 @@ TEST(Checkpoint, RoundTripRestoresSgdMomentum) {
 // goes on (two more steps change every parameter and every optimizer state tensor in place); what it writes
 // equals a synchronous save after step 3, and the training that went on took the same steps as without a
 // snapshot.
+// A whole checkpoint keeps the random generators' states it is given, in order, and one saved without them
+// gives none back (a job of several processes, or an older checkpoint).
+TEST(Checkpoint, KeepsTheRandomGeneratorsStates) {
+  Fixture a = make("mlp", Optimizer::kSgdMomentum);
+  auto opt_a = optimizer_for(a);
+  CheckpointProgress progress = progress_of(2);
+  for (uint64_t seed : {5, 6}) {
+    auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+    progress.draws.push_back(g.get_state());
+  }
+  TempDir dir;
+  const std::string with = dir.str() + "/with", without = dir.str() + "/without";
+  save_checkpoint(with, a.identity, progress, a.model.parameters, *opt_a);
+  save_checkpoint(without, a.identity, progress_of(2), a.model.parameters, *opt_a);
+  Fixture b = make("mlp", Optimizer::kSgdMomentum);
+  auto opt_b = optimizer_for(b);
+  const CheckpointProgress back = load_checkpoint(with, b.identity, b.model.parameters, *opt_b);
+  ASSERT_EQ(back.draws.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(torch::equal(back.draws[i], progress.draws[i])) << i;
+  EXPECT_FALSE(torch::equal(back.draws[0], back.draws[1]));
+  EXPECT_TRUE(load_checkpoint(without, b.identity, b.model.parameters, *opt_b).draws.empty());
+}
+
 TEST(Checkpoint, ASnapshotWrittenWhileTrainingGoesOnHoldsItsStepsState) {
   for (Optimizer kind : {Optimizer::kAdam, Optimizer::kSgdMomentum}) {
     SCOPED_TRACE(static_cast<int>(kind));

@@ -66,6 +66,10 @@ struct CheckpointIdentity {
 struct CheckpointProgress {
   int steps = 0;               // optimizer steps done since training started
   std::vector<double> losses;  // the loss of each of those steps
+  // The state of the engine's random generators (Engine::draw_states), kept in a whole checkpoint's state
+  // file so that a resumed run draws the dropout masks and noise the uninterrupted one would have; empty:
+  // none (a job of several processes, or a checkpoint written before they were kept).
+  std::vector<torch::Tensor> draws;
 };
 
 // 16 hex digits: FNV-1a 64 over the graph's op names in node order and each module tensor's name, shape and

@@ -166,8 +166,8 @@ struct EngineOptions {
   // Each worker draws the model's random numbers (dropout masks, noise) from a CPU generator of its own,
   // seeded from this, its stage and replica and first_step (a GPU worker uses its device's default
   // generator, so two workers on one GPU would share it): runs are repeatable, and a checkpointed stage's
-  // recompute replays its forward's draws (replay_draws.h). Checkpoints do not keep the generators' state:
-  // a resumed run draws other numbers than the uninterrupted one would have.
+  // recompute replays its forward's draws (replay_draws.h). A checkpoint of one process keeps the
+  // generators' states (draw_states; partita run restores them on resume).
   uint64_t random_seed = 0;
   // Test seam: CPU workers treat their memory as their own, like a GPU worker's (a stage's parameters moved
   // into fresh tensors, copies of the ones it shares, gradients gathered, copies refreshed), so those paths
@@ -230,6 +230,11 @@ class Engine {
   std::vector<std::string> parameter_homes() const;
   // Training: the optimizer this engine steps (shareable with a later engine); null for inference.
   std::shared_ptr<torch::optim::Optimizer> optimizer() const;
+  // The state of every random generator this engine's workers draw from (EngineOptions::random_seed), in
+  // worker order; restore_draw_states sets them back (a run resumed from a checkpoint, on the same plan) and
+  // throws partita::Error when the count differs. Between steps only.
+  std::vector<torch::Tensor> draw_states() const;
+  void restore_draw_states(const std::vector<torch::Tensor>& states);
 
  private:
   struct Impl;
