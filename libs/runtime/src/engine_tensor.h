@@ -168,9 +168,9 @@ class TensorRunner {
   };
   // Per microbatch, what a device keeps from its forward for its backward.
   struct MicrobatchState {
-    torch::Tensor loss;              // last stage
-    std::vector<Sent> sent;          // to later stages
-    std::vector<Received> received;  // leaves of what earlier stages sent
+    torch::Tensor loss;                // last stage
+    std::vector<Sent> sent;            // to later stages
+    std::vector<Received> received;    // leaves of what earlier stages sent
     std::vector<torch::Tensor> draws;  // checkpointed: the generators' state before the forward
   };
   // (microbatch, value, receiving stage, posting replica)
