@@ -137,8 +137,8 @@ struct RecurrentShape {
 Graph recurrent_layer(const std::string& op, int64_t gates, int64_t layers, bool bidirectional,
                       RecurrentShape shape = {}) {
   Graph g;
-  const auto tensor = [&](ValueId id, std::vector<int64_t> shape) {
-    g.value(id).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+  const auto tensor = [&](ValueId id, std::vector<int64_t> dims) {
+    g.value(id).tensors = {TensorMeta{std::move(dims), DType::kFloat32}};
     return id;
   };
   const auto list = [&](const std::vector<ValueId>& items) {

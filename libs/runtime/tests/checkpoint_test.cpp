@@ -103,7 +103,8 @@ std::vector<torch::Tensor> clone_all(const std::vector<torch::Tensor>& v) {
 }
 
 CheckpointProgress progress_of(int steps) {
-  CheckpointProgress p{steps, {}};
+  CheckpointProgress p;
+  p.steps = steps;
   for (int i = 0; i < steps; ++i) p.losses.push_back(1.0 / (i + 3));
   return p;
 }
