@@ -276,14 +276,16 @@ class BatchFlipped(nn.Module):
 
 class ShuffledBatch(nn.Module):
     """Shuffles the batch with a random permutation (torch.randperm): an integer draw, which no expected value
-    stands for, that mixes samples; the halves differ and the batch stays whole."""
+    stands for, that mixes samples; the halves differ and the batch stays whole. Adds integer noise too
+    (randint, randint_like), so every integer draw is exercised."""
 
     def __init__(self):
         super().__init__()
         self.head = nn.Linear(16, 4)
 
     def forward(self, x):
-        return self.head(x)[torch.randperm(x.shape[0])]
+        h = self.head(x)[torch.randperm(x.shape[0])]
+        return h + 0.01 * torch.randint_like(h, 5) + 0.001 * torch.randint(0, 3, (x.shape[0], 1)).to(h.dtype)
 
 
 class BatchNormMLP(nn.Module):

@@ -115,35 +115,68 @@ torch::jit::Operation dropout_from(const Node& node, at::Generator gen) {
 }
 
 // `op` drawing its random numbers from `gen`: the operator's `Generator?` argument set to it; dropout as
-// dropout_from; rand, randn and their _like forms (traced without a generator argument) made as ATen makes
-// them, from `gen`. Ops that draw nothing, and integer draws without a generator argument (randint,
-// randperm), are returned as they are.
+// dropout_from; rand, randn, randint, randperm and the _like forms (traced without a generator argument)
+// made as ATen makes them, from `gen`. Ops that draw nothing are returned as they are.
 torch::jit::Operation drawing_from(const Node& node, const torch::jit::Node* tn, torch::jit::Operation op,
                                    at::Generator gen) {
   if (is_dropout(node)) return dropout_from(node, std::move(gen));
-  // randn(size, dtype, layout, device, pin_memory), randn_like(self, dtype, layout, device, pin_memory,
-  // memory_format) and rand's as ATen makes them (an empty tensor of those options filled by normal_(0, 1) or
-  // uniform_(0, 1)), from `gen`; their other overloads (names, a generator) go by the schema below.
-  const bool like = node.op == "aten::randn_like" || node.op == "aten::rand_like";
-  const bool normal = node.op == "aten::randn" || node.op == "aten::randn_like";
-  if ((like && node.inputs.size() == 6) ||
-      ((node.op == "aten::randn" || node.op == "aten::rand") && node.inputs.size() == 5)) {
-    return [gen, like, normal](torch::jit::Stack& stack) {
-      const size_t first = stack.size() - (like ? 6 : 5);
+  // rand, randn, randint and randperm (size or n first, then dtype, layout, device, pin_memory) and the _like
+  // forms (self first, memory_format last) as ATen makes them: an empty tensor of those options filled by
+  // uniform_(0, 1), normal_(0, 1), random_(low, high) or randperm_out, from `gen`. Their other overloads
+  // (names, a generator argument) go by the schema below.
+  const std::string& op_name = node.op;
+  const size_t arity = node.inputs.size();
+  const bool like =
+      op_name == "aten::rand_like" || op_name == "aten::randn_like" || op_name == "aten::randint_like";
+  // Arguments before the tensor options: rand/randn (size), randint (high, size or low, high, size),
+  // randint_like (self, high or self, low, high), randperm (n).
+  size_t leading = 0;
+  if ((op_name == "aten::rand" || op_name == "aten::randn" || op_name == "aten::randperm") && arity == 5) {
+    leading = 1;
+  } else if ((op_name == "aten::rand_like" || op_name == "aten::randn_like") && arity == 6) {
+    leading = 1;
+  } else if (op_name == "aten::randint" && (arity == 6 || arity == 7)) {
+    leading = arity - 4;
+  } else if (op_name == "aten::randint_like" && (arity == 7 || arity == 8)) {
+    leading = arity - 5;
+  }
+  if (leading > 0) {
+    return [gen, like, leading, op_name, arity](torch::jit::Stack& stack) {
+      const size_t first = stack.size() - arity;
       const auto arg = [&](size_t i) -> const c10::IValue& { return stack[first + i]; };
+      const bool integers =
+          op_name == "aten::randint" || op_name == "aten::randint_like" || op_name == "aten::randperm";
       at::TensorOptions options;
-      if (!arg(1).isNone()) options = options.dtype(arg(1).toScalarType());
-      if (!arg(2).isNone()) options = options.layout(arg(2).toLayout());
-      if (!arg(3).isNone()) options = options.device(arg(3).toDevice());
-      if (!arg(4).isNone()) options = options.pinned_memory(arg(4).toBool());
-      c10::optional<c10::MemoryFormat> format;
-      if (like && !arg(5).isNone()) format = arg(5).toMemoryFormat();
-      at::Tensor out = like ? at::empty_like(arg(0).toTensor(), options, format)
-                            : at::empty(arg(0).toIntVector(), options);
-      if (normal) {
-        out.normal_(0, 1, gen);
+      if (!arg(leading).isNone()) {
+        options = options.dtype(arg(leading).toScalarType());
+      } else if (integers && !like) {
+        options = options.dtype(at::kLong);  // their schemas' default
+      }
+      if (!arg(leading + 1).isNone()) options = options.layout(arg(leading + 1).toLayout());
+      if (!arg(leading + 2).isNone()) options = options.device(arg(leading + 2).toDevice());
+      if (!arg(leading + 3).isNone()) options = options.pinned_memory(arg(leading + 3).toBool());
+      at::Tensor out;
+      if (op_name == "aten::randperm") {
+        const int64_t n = arg(0).toInt();
+        out = at::empty({n}, options);
+        at::randperm_out(out, n, gen);
+      } else if (like) {
+        c10::optional<c10::MemoryFormat> format;
+        if (!arg(leading + 4).isNone()) format = arg(leading + 4).toMemoryFormat();
+        out = at::empty_like(arg(0).toTensor(), options, format);
       } else {
+        out = at::empty(arg(leading - 1).toIntVector(), options);
+      }
+      if (op_name == "aten::randn" || op_name == "aten::randn_like") {
+        out.normal_(0, 1, gen);
+      } else if (op_name == "aten::rand" || op_name == "aten::rand_like") {
         out.uniform_(0, 1, gen);
+      } else if (op_name != "aten::randperm") {
+        // randint: (high, size) or (low, high, size); randint_like: (self, high) or (self, low, high).
+        const size_t bounds = like ? 1 : 0, count = leading - 1;
+        const int64_t high = arg(bounds + count - 1).toInt();
+        const int64_t low = count == 2 ? arg(bounds).toInt() : 0;
+        out.random_(low, high, gen);
       }
       stack.resize(first);
       stack.emplace_back(std::move(out));

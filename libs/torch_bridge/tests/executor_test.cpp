@@ -106,6 +106,25 @@ TEST(Executor, DrawsFromItsOwnGeneratorWhatTorchScriptDrawsFromTheDefaultOne) {
   EXPECT_FALSE(torch::equal(first, ref));
 }
 
+// Integer draws too: shuffled_batch's randperm, randint and randint_like come from the executor's generator,
+// as TorchScript draws them from the default one in the same state.
+TEST(Executor, IntegerDrawsComeFromItsOwnGeneratorToo) {
+  LoadedModel m = load_model(testing::zoo_model("shuffled_batch"));
+  const std::vector<InputSpec> specs{parse_input_spec("8x16")};
+  annotate_shapes(m, specs);
+  const auto tensors = make_inputs(specs, 3);
+  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  const torch::Tensor ref = m.module.forward(inputs).toTensor();
+  torch::manual_seed(6);
+  EXPECT_FALSE(torch::equal(m.module.forward(inputs).toTensor(), ref)) << "another seed draws the same";
+  ExecutorOptions own;
+  own.generator = at::make_generator<at::CPUGeneratorImpl>(5);
+  torch::manual_seed(99);
+  EXPECT_TRUE(torch::equal(Executor(m, own).run(inputs)[0].toTensor(), ref));
+}
+
 TEST(Executor, NodeRangesComposeToTheWholeGraph) {
   LoadedModel m = load_model(testing::zoo_model("branchy"));
   const std::vector<InputSpec> specs{parse_input_spec("2x3x32x32")};
