@@ -73,56 +73,63 @@ INSTANTIATE_TEST_SUITE_P(Zoo, ExecutorZoo,
                                            Case{"gpt", "2x16:i64:2048"}),
                          [](const auto& param_info) { return std::string(param_info.param.model); });
 
+namespace {
+
+// A zoo model, example inputs, and its TorchScript output drawn from the default generator seeded `seed`
+// (checked to depend on the seed: the model draws).
+struct SeededForward {
+  LoadedModel model;
+  std::vector<c10::IValue> inputs;
+  torch::Tensor torchscript;
+};
+SeededForward seeded_forward(const char* name, const char* input, uint64_t seed) {
+  SeededForward r{load_model(testing::zoo_model(name)), {}, {}};
+  const std::vector<InputSpec> specs{parse_input_spec(input)};
+  annotate_shapes(r.model, specs);
+  for (const auto& t : make_inputs(specs, 3)) r.inputs.emplace_back(t);
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(seed);
+  r.torchscript = r.model.module.forward(r.inputs).toTensor();
+  torch::manual_seed(seed + 1);
+  EXPECT_FALSE(torch::equal(r.model.module.forward(r.inputs).toTensor(), r.torchscript))
+      << name << ": another seed draws the same";
+  torch::manual_seed(99);  // the executor's draws must not come from the default generator
+  return r;
+}
+
+}  // namespace
+
 // With a generator of its own, the executor draws what TorchScript draws from the default generator in the
 // same state, bit for bit: dropout masks of every kind (partita runs dropout as ATen defines it, with masks
 // from that generator), randn_like, rand_like and randn noise, bernoulli units. The default generator's state
 // then does not matter, and each run draws on. As in eval without draws, every run gives the same output.
 TEST(Executor, DrawsFromItsOwnGeneratorWhatTorchScriptDrawsFromTheDefaultOne) {
-  LoadedModel m = load_model(testing::zoo_model("stochastic"));
-  const std::vector<InputSpec> specs{parse_input_spec("8x32")};
-  annotate_shapes(m, specs);
-  const auto tensors = make_inputs(specs, 3);
-  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+  const SeededForward f = seeded_forward("stochastic", "8x32", 5);
   torch::NoGradGuard no_grad;
-  torch::manual_seed(5);
-  const torch::Tensor ref = m.module.forward(inputs).toTensor();
-  torch::manual_seed(6);
-  EXPECT_FALSE(torch::equal(m.module.forward(inputs).toTensor(), ref)) << "another seed draws the same";
-
   ExecutorOptions own;
   own.generator = at::make_generator<at::CPUGeneratorImpl>(5);
-  const Executor ex(m, own);
-  torch::manual_seed(99);
-  EXPECT_TRUE(torch::equal(ex.run(inputs)[0].toTensor(), ref));
-  EXPECT_FALSE(torch::equal(ex.run(inputs)[0].toTensor(), ref));  // the next run draws on
-  own.generator.set_current_seed(5);                              // the executor's generator is this one
-  EXPECT_TRUE(torch::equal(ex.run(inputs)[0].toTensor(), ref));
+  const Executor ex(f.model, own);
+  EXPECT_TRUE(torch::equal(ex.run(f.inputs)[0].toTensor(), f.torchscript));
+  EXPECT_FALSE(torch::equal(ex.run(f.inputs)[0].toTensor(), f.torchscript));  // the next run draws on
+  own.generator.set_current_seed(5);  // the executor's generator is this one
+  EXPECT_TRUE(torch::equal(ex.run(f.inputs)[0].toTensor(), f.torchscript));
 
   ExecutorOptions eval;
   eval.as_in_eval_without_draws = true;
-  const Executor deterministic(m, eval);
-  const torch::Tensor first = deterministic.run(inputs)[0].toTensor();
-  EXPECT_TRUE(torch::equal(deterministic.run(inputs)[0].toTensor(), first));
-  EXPECT_FALSE(torch::equal(first, ref));
+  const Executor deterministic(f.model, eval);
+  const torch::Tensor first = deterministic.run(f.inputs)[0].toTensor();
+  EXPECT_TRUE(torch::equal(deterministic.run(f.inputs)[0].toTensor(), first));
+  EXPECT_FALSE(torch::equal(first, f.torchscript));
 }
 
 // Integer draws too: shuffled_batch's randperm, randint and randint_like come from the executor's generator,
 // as TorchScript draws them from the default one in the same state.
 TEST(Executor, IntegerDrawsComeFromItsOwnGeneratorToo) {
-  LoadedModel m = load_model(testing::zoo_model("shuffled_batch"));
-  const std::vector<InputSpec> specs{parse_input_spec("8x16")};
-  annotate_shapes(m, specs);
-  const auto tensors = make_inputs(specs, 3);
-  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+  const SeededForward f = seeded_forward("shuffled_batch", "8x16", 5);
   torch::NoGradGuard no_grad;
-  torch::manual_seed(5);
-  const torch::Tensor ref = m.module.forward(inputs).toTensor();
-  torch::manual_seed(6);
-  EXPECT_FALSE(torch::equal(m.module.forward(inputs).toTensor(), ref)) << "another seed draws the same";
   ExecutorOptions own;
   own.generator = at::make_generator<at::CPUGeneratorImpl>(5);
-  torch::manual_seed(99);
-  EXPECT_TRUE(torch::equal(Executor(m, own).run(inputs)[0].toTensor(), ref));
+  EXPECT_TRUE(torch::equal(Executor(f.model, own).run(f.inputs)[0].toTensor(), f.torchscript));
 }
 
 TEST(Executor, NodeRangesComposeToTheWholeGraph) {
