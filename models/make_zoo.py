@@ -378,6 +378,20 @@ class ForkedHeads(nn.Module):
         return self.dec(self.mu(h) * torch.exp(0.5 * self.logvar(h)))
 
 
+class PythonNumbers(nn.Module):
+    """Python numbers meet integer tensors: the trace records each number as a 0-d float64 or int64 tensor, yet
+    in Python (and TorchScript) `0.5 * mask` is float32. The output must stay float32 (not float64), in values
+    and in dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 16)
+
+    def forward(self, x):
+        positive = (x > 0).long()
+        return self.head(x) + 0.5 * positive - (positive - 1.5) + positive / 4
+
+
 class OwnLoss(nn.Module):
     """Returns a 0-d tensor (its own loss, a mean over the batch): no split batch can be joined, and partita's
     training, which computes the loss from per-sample outputs, must refuse it."""
@@ -635,6 +649,7 @@ def main():
                                 ("drops_rows", DropsRows, torch.randn(8, 16)),
                                 ("shuffled_batch", ShuffledBatch, torch.randn(8, 16)),
                                 ("forked_heads", ForkedHeads, torch.randn(8, 32)),
+                                ("python_numbers", PythonNumbers, torch.randn(8, 16)),
                                 ("fills_buffer", FillsABuffer, torch.randn(8, 16)),
                                 ("paired_halves", PairedHalves, torch.randn(8, 16)),
                                 ("writes_saved_input", WritesSavedInput, torch.randn(8, 16)),

@@ -59,15 +59,25 @@ struct Comparison {
   bool close = true;           // allclose, NaN equal to NaN
   int64_t nonfinite_same = 0;  // NaN or the same Inf on both sides: the model's own (a NaN model output)
   int64_t nonfinite_one = 0;   // NaN or Inf on one side where the other has something else
+  std::string dtype_difference;  // the first position whose dtypes differ ("output 1: Double vs Float")
 };
 
-void compare(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b, const VerifyArgs& args,
-             Comparison& result) {
+// `a` is what partita computed, `b` the reference (named `reference` in messages).
+void compare(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b,
+             std::string_view reference, const VerifyArgs& args, Comparison& result) {
   PARTITA_ASSERT(a.size() == b.size(), "output counts differ: ", a.size(), " vs ", b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     if (!a[i].defined() && !b[i].defined()) continue;
     PARTITA_ASSERT(a[i].defined() && b[i].defined(), "one side has no tensor at position ", i);
     PARTITA_ASSERT(a[i].sizes() == b[i].sizes(), "shapes differ at position ", i);
+    if (a[i].scalar_type() != b[i].scalar_type()) {  // same values in another dtype are still not the model
+      result.close = false;
+      if (result.dtype_difference.empty()) {
+        result.dtype_difference =
+            fmt::format("tensor {} is {} here, {} in {}", i, c10::toString(a[i].scalar_type()),
+                        c10::toString(b[i].scalar_type()), reference);
+      }
+    }
     if (a[i].numel() == 0) continue;
     const auto da = a[i].to(torch::kDouble), db = b[i].to(torch::kDouble);
     const auto finite_a = torch::isfinite(da), finite_b = torch::isfinite(db);
@@ -84,9 +94,10 @@ void compare(const std::vector<torch::Tensor>& a, const std::vector<torch::Tenso
   }
 }
 
-// What a comparison's line adds about values that are not finite.
-std::string nonfinite_text(const Comparison& c) {
+// What a comparison's line adds: dtypes that differ, values that are not finite.
+std::string comparison_notes(const Comparison& c) {
   std::string s;
+  if (!c.dtype_difference.empty()) s += "; dtypes differ: " + c.dtype_difference;
   if (c.nonfinite_one > 0) s += fmt::format("; {} value(s) NaN or Inf on one side only", c.nonfinite_one);
   if (c.nonfinite_same > 0) {
     s += fmt::format("; {} value(s) NaN or Inf on both sides (the model's own output: compared where finite)",
@@ -149,7 +160,8 @@ void run_verify(const VerifyArgs& args) {
   Comparison outputs, grads;
   {
     torch::NoGradGuard no_grad;
-    compare(flatten_tensors(executor_forward()[0]), flatten_tensors(torchscript_forward()), args, outputs);
+    compare(flatten_tensors(executor_forward()[0]), flatten_tensors(torchscript_forward()), "TorchScript",
+            args, outputs);
   }
   // The plan's layout, forward only (a training plan's too: its devices, stages and shares), on the same
   // batch, against one device: the engine splits, sends and gathers as `partita run` does; partita's executor
@@ -182,7 +194,7 @@ void run_verify(const VerifyArgs& args) {
     }
     PARTITA_CHECK(got.size() == expected.size(), "the plan's run returned ", got.size(),
                   " tensor(s) where the model returns ", expected.size());
-    compare(got, expected, args, planned);
+    compare(got, expected, "one device", args, planned);
   }
   bool has_grads = false;
   if (args.train) {
@@ -193,7 +205,7 @@ void run_verify(const VerifyArgs& args) {
     const auto reference = take_grads(model.parameters);
     probe_loss(flatten_tensors(executor_forward()[0])).backward();
     const auto ours = take_grads(model.parameters);
-    compare(ours, reference, args, grads);
+    compare(ours, reference, "TorchScript", args, grads);
     has_grads = !reference.empty();
   }
 
@@ -219,16 +231,16 @@ void run_verify(const VerifyArgs& args) {
   const bool ok = outputs.close && grads.close && planned.close;
   std::FILE* out = args.json == "-" ? stderr : stdout;  // keep stdout pure JSON with --json -
   fmt::print(out, "verify {}: outputs max |diff| = {:.3g}{}{}\n", args.model.model, outputs.max_abs_diff,
-             outputs.close ? " (allclose)" : " (NOT close)", nonfinite_text(outputs));
+             outputs.close ? " (allclose)" : " (NOT close)", comparison_notes(outputs));
   if (args.train) {
     fmt::print(out, "  gradients of {} parameters: max |diff| = {:.3g}{}{}\n",
                std::count_if(model.parameters.begin(), model.parameters.end(),
                              [](const torch::Tensor& p) { return p.requires_grad(); }),
-               grads.max_abs_diff, grads.close ? " (allclose)" : " (NOT close)", nonfinite_text(grads));
+               grads.max_abs_diff, grads.close ? " (allclose)" : " (NOT close)", comparison_notes(grads));
   }
   if (!args.plan.empty()) {
     fmt::print(out, "  {}: outputs max |diff| = {:.3g}{}{}\n", plan_label, planned.max_abs_diff,
-               planned.close ? " (allclose)" : " (NOT close)", nonfinite_text(planned));
+               planned.close ? " (allclose)" : " (NOT close)", comparison_notes(planned));
   }
   if (args.repeat > 0) {
     const double ours = median_of(ours_ms), theirs = median_of(theirs_ms);
@@ -261,6 +273,12 @@ void run_verify(const VerifyArgs& args) {
   const int64_t one_sided = outputs.nonfinite_one + grads.nonfinite_one + planned.nonfinite_one;
   PARTITA_CHECK(one_sided == 0, "verify failed for '", args.model.model, "': ", one_sided,
                 " value(s) are NaN or Inf on one side and finite or another Inf on the other");
+  for (const Comparison* c : {&outputs, &grads, &planned}) {
+    PARTITA_CHECK(c->dtype_difference.empty(), "verify failed for '", args.model.model, "': dtypes differ (",
+                  c->dtype_difference,
+                  "), the values may agree but the model's outputs "
+                  "are not reproduced");
+  }
   PARTITA_CHECK(ok, "verify failed for '", args.model.model, "': max abs difference ",
                 std::max({outputs.max_abs_diff, grads.max_abs_diff, planned.max_abs_diff}),
                 " exceeds rtol=", args.rtol, " atol=", args.atol);

@@ -113,11 +113,15 @@ class RunCheckpoint {
     const auto ms_since = [](std::chrono::steady_clock::time_point t) {
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
     };
-    // One process keeps its random generators' states (a job of several does not: rank 0's alone would
-    // give every rank its draws).
-    const CheckpointProgress progress{
-        done, losses, options_.group == nullptr ? engine.draw_states() : std::vector<torch::Tensor>{}};
+    // Every process keeps its random generators' states: a pipeline rank in its shard, data-parallel ranks
+    // in the whole checkpoint that rank 0 writes (gathered here through the rendezvous store).
+    CheckpointProgress progress{done, losses, engine.draw_states(), {}};
     DistributedGroup* group = options_.group;
+    if (group != nullptr && local_stage_ < 0) {
+      const std::vector<std::string> posted =
+          group->gather_to_rank0("draws-" + std::to_string(done), draws_to_bytes(progress.draws));
+      for (const std::string& bytes : posted) progress.rank_draws.push_back(draws_from_bytes(bytes));
+    }
     if (group != nullptr && local_stage_ >= 0) {  // a pipeline: every rank writes its stage's shard
       const std::vector<int64_t> held = stage_tensor_indices(model_, identity_.plan, local_stage_);
       if (options_.checkpoint_writes == CheckpointWrites::kBackground) {
@@ -129,8 +133,9 @@ class RunCheckpoint {
                         done, stall_ms_.back()));
         return;
       }
-      const CheckpointShard shard = write_checkpoint_shard(options_.checkpoint_dir, done, group->rank(),
-                                                           model_.parameters, held, *engine.optimizer());
+      const CheckpointShard shard =
+          write_checkpoint_shard(options_.checkpoint_dir, done, group->rank(), model_.parameters, held,
+                                 *engine.optimizer(), progress.draws);
       const std::vector<std::string> posted = group->gather_to_rank0("checkpoint-" + std::to_string(done),
                                                                      checkpoint_shard_to_json(shard).dump());
       if (group->rank() != 0) {
@@ -439,7 +444,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     checkpoint.set_plan(start, engine_options.local_stage);
   }
   auto engine = std::make_unique<Engine>(model, start, engine_options);
-  // A resumed run draws on from where the checkpoint's run stopped (one process: checkpoint.h).
+  // A resumed run draws on from where the checkpoint's run stopped.
   if (!checkpoint.progress().draws.empty()) engine->restore_draw_states(checkpoint.progress().draws);
   StageMetrics metrics;
   ChromeTraceObserver trace;

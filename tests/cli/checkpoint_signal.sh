@@ -2,7 +2,8 @@
 # stopped by a signal: the ranks vote on the step to stop before, every rank saves it (data parallel: rank 0;
 # a pipeline: each its stage), and resumed, the job gives the uninterrupted run's losses. The signal comes from
 # a test hook in rank 1 only (PARTITA_FAULT_SIGNAL_AT_STEP), or from `kill` to the launcher, which passes it on;
-# a second signal kills the ranks; a job without checkpoints ends at once.
+# a second signal kills the ranks; a job without checkpoints ends at once. A job that draws random numbers
+# resumes drawing what it would have.
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
 MLP=(run "$ZOO/mlp.pt" --input 8x64 --train)
@@ -108,6 +109,30 @@ if [ "$n" -ge 100 ] && [ "$n" -lt 100000 ]; then
 else
   fail "kill -TERM: stopped after step $n"
 fi
+
+# Random draws across processes (the stochastic model: dropout of every kind, VAE noise, bernoulli units): each
+# rank's generators' states are kept (data parallel: gathered into rank 0's checkpoint; a pipeline: in each
+# rank's shard), so a job whose rank 1 dies before its 7th step, resumed from step 4, draws what the
+# uninterrupted one drew: the same 12 losses (without the kept states, ranks drew from their seeds again).
+for kind in data pipeline; do
+  "$PARTITA" plan "$ZOO/stochastic.pt" --input 8x32 --devices cpu:0,cpu:1 --strategy "$kind" --all-devices --train \
+    --cost roofline --json "$WORK/draws.$kind.plan.json" >/dev/null || fail "plan stochastic $kind"
+  draws=(launch -n 2 -- partita run "$ZOO/stochastic.pt" --input 8x32 --train --plan "$WORK/draws.$kind.plan.json"
+    --steps 12 --seed 3)
+  "$PARTITA" "${draws[@]}" --warmup 0 --json "$WORK/draws.$kind.full.json" >/dev/null 2>&1 \
+    || fail "draws $kind: uninterrupted run"
+  rc=0
+  PARTITA_FAULT_EXIT_AT_STEP=6 "$PARTITA" "${draws[@]}" --checkpoint-dir "$WORK/draws.$kind" --checkpoint-every 4 \
+    >/dev/null 2>"$WORK/draws.$kind.err" || rc=$?
+  [ "$rc" -ne 0 ] && grep -q "test hook: rank 1 exits at step 6" "$WORK/draws.$kind.err" \
+    || fail "draws $kind: the kill hook did not fire: $(tail -2 "$WORK/draws.$kind.err")"
+  [ "$(cat "$WORK/draws.$kind/LATEST")" = step-00000004 ] || fail "draws $kind: want the checkpoint of step 4"
+  "$PARTITA" "${draws[@]}" --checkpoint-dir "$WORK/draws.$kind" --checkpoint-every 4 --resume \
+    --json "$WORK/draws.$kind.resumed.json" >/dev/null 2>"$WORK/draws.$kind.resumed.err" \
+    || fail "draws $kind: resume: $(tail -3 "$WORK/draws.$kind.resumed.err")"
+  same_prefix "$WORK/draws.$kind.full.json" "$WORK/draws.$kind.resumed.json" 12 4 \
+    || fail "draws $kind: killed+resumed losses differ"
+done
 
 # A second signal kills: rank 1 stalls at step 5 (so no vote can end the job), the first SIGTERM is passed on
 # and changes nothing, the second kills both ranks.

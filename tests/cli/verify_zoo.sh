@@ -10,6 +10,7 @@ check mlp 8x64
 check cnn 4x3x32x32
 check cnn_train 4x3x32x32
 check branchy 2x3x32x32
+check python_numbers 8x16
 check gpt 2x32:i64:2048
 check resnet18 1x3x64x64
 check mobilenet_v2 1x3x64x64

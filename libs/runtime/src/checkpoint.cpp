@@ -150,13 +150,36 @@ void check_identity(const Json& m, const CheckpointIdentity& id, const std::stri
                 id.learning_rate, fix);
 }
 
+// The archive keys of random generators' states: the writing process's (or rank 0's), then rank R's in a
+// whole checkpoint of a data-parallel job.
+std::string draws_key(int rank) { return rank <= 0 ? "draws" : "draws-rank-" + std::to_string(rank); }
+
+void write_draws(torch::serialize::OutputArchive& archive, const std::string& key,
+                 const std::vector<torch::Tensor>& draws) {
+  if (draws.empty()) return;
+  torch::serialize::OutputArchive draws_archive;
+  for (size_t i = 0; i < draws.size(); ++i) draws_archive.write(std::to_string(i), draws[i].clone());
+  archive.write(key, draws_archive);
+}
+
+// Reads the states under `key` (none there: empty).
+std::vector<torch::Tensor> read_draws(torch::serialize::InputArchive& archive, const std::string& key) {
+  std::vector<torch::Tensor> draws;
+  torch::serialize::InputArchive draws_archive;
+  if (archive.try_read(key, draws_archive)) {
+    draws.resize(draws_archive.keys().size());
+    for (size_t i = 0; i < draws.size(); ++i) draws_archive.read(std::to_string(i), draws[i]);
+  }
+  return draws;
+}
+
 // An archive of the module tensors listed in `held` (copies when `copy`), the optimizer's state (its
-// tensors themselves) and, when there are any, the random generators' states ("draws", keyed 0, 1, ...).
-std::shared_ptr<torch::serialize::OutputArchive> state_archive(const std::vector<torch::Tensor>& tensors,
-                                                               const std::vector<int64_t>& held,
-                                                               const torch::optim::Optimizer& optimizer,
-                                                               bool copy,
-                                                               const std::vector<torch::Tensor>& draws = {}) {
+// tensors themselves) and, when there are any, the random generators' states ("draws", keyed 0, 1, ...; other
+// ranks' in "draws-rank-R").
+std::shared_ptr<torch::serialize::OutputArchive> state_archive(
+    const std::vector<torch::Tensor>& tensors, const std::vector<int64_t>& held,
+    const torch::optim::Optimizer& optimizer, bool copy, const std::vector<torch::Tensor>& draws = {},
+    const std::vector<std::vector<torch::Tensor>>& rank_draws = {}) {
   auto archive = std::make_shared<torch::serialize::OutputArchive>();
   torch::serialize::OutputArchive tensor_archive;
   for (const int64_t i : held) {
@@ -168,11 +191,9 @@ std::shared_ptr<torch::serialize::OutputArchive> state_archive(const std::vector
   torch::serialize::OutputArchive optimizer_archive;
   optimizer.save(optimizer_archive);
   archive->write("optimizer", optimizer_archive);
-  if (!draws.empty()) {
-    torch::serialize::OutputArchive draws_archive;
-    for (size_t i = 0; i < draws.size(); ++i) draws_archive.write(std::to_string(i), draws[i].clone());
-    archive->write("draws", draws_archive);
-  }
+  write_draws(*archive, draws_key(0), draws);
+  for (size_t r = 1; r < rank_draws.size(); ++r)
+    write_draws(*archive, draws_key(static_cast<int>(r)), rank_draws[r]);
   return archive;
 }
 
@@ -371,11 +392,11 @@ CheckpointShard shard_for(const std::vector<CheckpointShard>& shards, int rank, 
 
 // Checks the shard's file against its description, loads the optimizer state and returns the saved module
 // tensors it holds (checked against `tensors`' shapes and dtypes), in the order of shard.tensors; `draws`
-// gets the random generators' states it keeps (none: empty).
+// gets the random generators' states it keeps for `rank` (-1: the one process; none: empty).
 std::vector<torch::Tensor> read_state(const fs::path& where, const CheckpointShard& shard,
                                       const std::vector<torch::Tensor>& tensors,
                                       torch::optim::Optimizer& optimizer, const std::string& corrupt,
-                                      std::vector<torch::Tensor>& draws) {
+                                      int rank, std::vector<torch::Tensor>& draws) {
   const fs::path state = where / shard.file;
   PARTITA_CHECK(shard.file.find('/') == std::string::npos && fs::exists(state), "checkpoint file ",
                 state.string(), " is missing", corrupt);
@@ -411,11 +432,8 @@ std::vector<torch::Tensor> read_state(const fs::path& where, const CheckpointSha
     torch::serialize::InputArchive optimizer_archive;
     archive.read("optimizer", optimizer_archive);
     optimizer.load(optimizer_archive);
-    torch::serialize::InputArchive draws_archive;
-    if (archive.try_read("draws", draws_archive)) {
-      draws.resize(draws_archive.keys().size());
-      for (size_t i = 0; i < draws.size(); ++i) draws_archive.read(std::to_string(i), draws[i]);
-    }
+    // A shard is its rank's alone; a whole checkpoint keeps every rank's.
+    draws = read_draws(archive, draws_key(shard.rank >= 0 ? 0 : rank));
   } catch (const c10::Error& e) {
     PARTITA_FAIL("cannot read checkpoint file ", state.string(), ": ", first_line(e), corrupt);
   }
@@ -455,6 +473,25 @@ Json latest_manifest(const std::string& dir, fs::path& where) {
 }
 
 }  // namespace
+
+std::string draws_to_bytes(const std::vector<torch::Tensor>& draws) {
+  torch::serialize::OutputArchive archive;
+  write_draws(archive, draws_key(0), draws);
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+std::vector<torch::Tensor> draws_from_bytes(const std::string& bytes) {
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(bytes.data(), bytes.size(), torch::Device(torch::kCPU));
+    return read_draws(archive, draws_key(0));
+  } catch (const c10::Error& e) {
+    PARTITA_FAIL("cannot read ", bytes.size(), " bytes of random generator states: ", first_line(e),
+                 "; every rank of a job must run the same partita");
+  }
+}
 
 std::string model_fingerprint(const LoadedModel& model) {
   Fnv fnv;
@@ -503,11 +540,11 @@ void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
                      const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook, int keep) {
   check_progress(progress);
   // Written at once: the live tensors need no copies.
-  CheckpointSnapshot now{
-      progress,
-      tensors.size(),
-      state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/false, progress.draws),
-      {}};
+  CheckpointSnapshot now{progress,
+                         tensors.size(),
+                         state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/false,
+                                       progress.draws, progress.rank_draws),
+                         {}};
   write_checkpoint(dir, identity, now, hook, keep);
 }
 
@@ -515,11 +552,11 @@ CheckpointSnapshot snapshot_checkpoint(const CheckpointProgress& progress,
                                        const std::vector<torch::Tensor>& tensors,
                                        torch::optim::Optimizer& optimizer) {
   check_progress(progress);
-  CheckpointSnapshot snapshot{
-      progress,
-      tensors.size(),
-      state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/true, progress.draws),
-      {}};
+  CheckpointSnapshot snapshot{progress,
+                              tensors.size(),
+                              state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/true,
+                                            progress.draws, progress.rank_draws),
+                              {}};
   copy_state_tensors(optimizer);  // the archive keeps the state tensors as they are now
   return snapshot;
 }
@@ -585,8 +622,10 @@ CheckpointShard write_shard_file(const std::string& dir, int steps, int rank,
 CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int rank,
                                        const std::vector<torch::Tensor>& tensors,
                                        const std::vector<int64_t>& held,
-                                       const torch::optim::Optimizer& optimizer) {
-  return write_shard_file(dir, steps, rank, held, *state_archive(tensors, held, optimizer, /*copy=*/false));
+                                       const torch::optim::Optimizer& optimizer,
+                                       const std::vector<torch::Tensor>& draws) {
+  return write_shard_file(dir, steps, rank, held,
+                          *state_archive(tensors, held, optimizer, /*copy=*/false, draws));
 }
 
 CheckpointSnapshot snapshot_checkpoint_shard(const CheckpointProgress& progress,
@@ -594,8 +633,8 @@ CheckpointSnapshot snapshot_checkpoint_shard(const CheckpointProgress& progress,
                                              const std::vector<int64_t>& held,
                                              torch::optim::Optimizer& optimizer) {
   check_progress(progress);
-  CheckpointSnapshot snapshot{progress, held.size(), state_archive(tensors, held, optimizer, /*copy=*/true),
-                              held};
+  CheckpointSnapshot snapshot{progress, held.size(),
+                              state_archive(tensors, held, optimizer, /*copy=*/true, progress.draws), held};
   copy_state_tensors(optimizer);  // the archive keeps the state tensors as they are now
   return snapshot;
 }
@@ -680,7 +719,7 @@ CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdent
 
   const CheckpointShard shard = shard_for(shards, rank, where.string(), corrupt);
   const std::vector<torch::Tensor> saved =
-      read_state(where, shard, tensors, optimizer, corrupt, progress.draws);
+      read_state(where, shard, tensors, optimizer, corrupt, rank, progress.draws);
   torch::NoGradGuard no_grad;
   for (size_t k = 0; k < shard.tensors.size(); ++k)
     tensors[static_cast<size_t>(shard.tensors[k])].copy_(saved[k]);

@@ -508,6 +508,61 @@ TEST(Checkpoint, ShardsOfAPipelineRestoreEachRanksStageAndOptimizerState) {
   }
 }
 
+// Generator states of distinct seeds, one per worker.
+std::vector<torch::Tensor> states_of(std::initializer_list<uint64_t> seeds) {
+  std::vector<torch::Tensor> states;
+  for (uint64_t seed : seeds) states.push_back(at::make_generator<at::CPUGeneratorImpl>(seed).get_state());
+  return states;
+}
+
+// A job of several processes keeps every rank's generator states: data-parallel ranks in the whole checkpoint
+// (rank 0 writes them all, posted to it as bytes), pipeline ranks each in its shard. Each rank loads its own.
+TEST(Checkpoint, KeepsEveryRanksRandomGeneratorStates) {
+  const std::vector<torch::Tensor> rank0 = states_of({5, 6}), rank1 = states_of({7, 8});
+  const auto same = same_tensors;
+  ASSERT_TRUE(same(draws_from_bytes(draws_to_bytes(rank1)), rank1));
+  EXPECT_EQ(error_of([] { draws_from_bytes("not an archive"); })
+                .rfind("cannot read 14 bytes of random generator "
+                       "states: ",
+                       0),
+            0u);
+  {  // data-parallel: one whole checkpoint
+    Fixture a = make("mlp", Optimizer::kSgdMomentum);
+    auto opt_a = optimizer_for(a);
+    CheckpointProgress progress = progress_of(2);
+    progress.draws = rank0;
+    progress.rank_draws = {rank0, rank1};
+    TempDir dir;
+    save_checkpoint(dir.str(), a.identity, progress, a.model.parameters, *opt_a);
+    Fixture b = make("mlp", Optimizer::kSgdMomentum);
+    auto opt_b = optimizer_for(b);
+    EXPECT_TRUE(same(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, -1).draws, rank0));
+    EXPECT_TRUE(same(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, 0).draws, rank0));
+    EXPECT_TRUE(same(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, 1).draws, rank1));
+    EXPECT_TRUE(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, 2).draws.empty());
+  }
+  {  // a pipeline: a shard per rank
+    TempDir dir;
+    PipelineRanks pipeline = pipeline_ranks();
+    auto& [ranks, opts] = pipeline;
+    std::vector<CheckpointShard> shards;
+    for (int r = 0; r < 2; ++r) {
+      shards.push_back(write_checkpoint_shard(dir.str(), 3, r, ranks[r].model.parameters,
+                                              stage_tensor_indices(ranks[r].model, ranks[r].identity.plan, r),
+                                              *opts[r], r == 0 ? rank0 : rank1));
+    }
+    commit_checkpoint_shards(dir.str(), ranks[0].identity, progress_of(3), shards);
+    for (int r = 0; r < 2; ++r) {
+      Fixture fresh = make("mlp", Optimizer::kAdam);
+      make_pipeline(fresh);
+      auto opt = optimizer_for(fresh);
+      EXPECT_TRUE(same(load_checkpoint(dir.str(), fresh.identity, fresh.model.parameters, *opt, r).draws,
+                       r == 0 ? rank0 : rank1))
+          << "rank " << r;
+    }
+  }
+}
+
 // A pipeline rank's save in the background: shard snapshots taken at step 3, written and committed while
 // both stages train on, hold step 3's state, as shards written at once do.
 TEST(Checkpoint, ShardSnapshotsWrittenWhileTheStagesTrainOnHoldTheirStepsState) {

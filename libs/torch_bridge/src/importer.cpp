@@ -108,6 +108,37 @@ std::vector<std::string> return_dict_values_as_tuple(jit::Graph& g) {
   return keys;
 }
 
+// A number in a traced forward (`0.5 * mask.long()`, `t / 8`) is recorded as a 0-d tensor constant (float64
+// or int64). TorchScript's graph executor, before it runs a graph, turns such a constant in the `other`
+// operand of add, sub, mul and div into a number, so the op runs as its Scalar overload and promotes as
+// Python's number did: `0.5 * int64_tensor` is float32, not the float64 that a 0-d float64 tensor operand
+// gives. partita's executor runs the graph itself, so the importer makes the same change; otherwise outputs
+// change dtype.
+void tensor_constant_operands_as_numbers(jit::Graph& g) {
+  const auto binary_tensor_op = [](const jit::Node* n) {
+    return n->matches("aten::add(Tensor self, Tensor other, *, Scalar alpha) -> Tensor") ||
+           n->matches("aten::sub(Tensor self, Tensor other, *, Scalar alpha) -> Tensor") ||
+           n->matches("aten::mul(Tensor self, Tensor other) -> Tensor") ||
+           n->matches("aten::div(Tensor self, Tensor other) -> Tensor");
+  };
+  std::vector<jit::Node*> to_replace;
+  for (jit::Node* n : g.nodes()) {
+    if (!binary_tensor_op(n)) continue;
+    const auto other = jit::toIValue(n->input(1));
+    if (other && other->isTensor() && other->toTensor().dim() == 0) to_replace.push_back(n);
+  }
+  for (jit::Node* n : to_replace) {
+    const jit::WithInsertPoint before(n);
+    std::vector<jit::Value*> operands = n->inputs().vec();
+    operands[1] = g.insertConstant(jit::toIValue(n->input(1))->toTensor().item());
+    jit::Node* scalar_op = g.insertNode(g.create(n->kind(), operands));
+    scalar_op->copyMetadata(n);
+    scalar_op->output()->copyMetadata(n->output());
+    n->output()->replaceAllUsesWith(scalar_op->output());
+    n->destroy();
+  }
+}
+
 void reject_unsupported_nodes(const jit::Graph& g, const std::string& path) {
   for (const jit::Node* n : g.nodes()) {
     if (n->kind() == c10::prim::If || n->kind() == c10::prim::Loop) {
@@ -223,6 +254,7 @@ LoadedModel load_model(const std::string& path) {
     jit::Inline(*g);
     std::tie(graph, slots) = jit::LowerGraph(*g, model.module._ivalue());
     jit::ConstantPropagation(graph);
+    tensor_constant_operands_as_numbers(*graph);
     jit::EliminateDeadCode(graph);
   } catch (const Error&) {
     throw;

@@ -181,4 +181,26 @@ TEST(Executor, AnInputTheModelWritesIsCopiedPerRun) {
   }
 }
 
+// `0.5 * mask.long()`, `mask - 1.5`, `mask / 4` in a trace: the numbers are recorded as 0-d float64/int64
+// tensors, yet TorchScript (like Python) promotes them as numbers, so the output is float32. Run as 0-d
+// tensor operands, they would make it float64.
+TEST(Executor, PythonNumbersInATracePromoteAsInPython) {
+  LoadedModel m = load_model(testing::zoo_model("python_numbers"));
+  const auto specs = std::vector<InputSpec>{parse_input_spec("8x16")};
+  annotate_shapes(m, specs);
+  const torch::Tensor x = make_inputs(specs, 3)[0];
+  torch::NoGradGuard no_grad;
+  const torch::Tensor ours = first_tensor(Executor(m).run({x})[0]);
+  const torch::Tensor theirs = first_tensor(m.module.forward({x}));
+  ASSERT_EQ(theirs.scalar_type(), torch::kFloat);
+  EXPECT_EQ(ours.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(ours, theirs));
+  const Graph& g = m.ir;
+  for (const Node& n : g.nodes()) {  // the planner's dtypes agree: every tensor the graph computes is float32
+    for (ValueId v : n.outputs) {    // or the int64 mask, none float64
+      for (const auto& t : g.value(v).tensors) EXPECT_NE(t.dtype, DType::kFloat64) << n.op;
+    }
+  }
+}
+
 }  // namespace partita

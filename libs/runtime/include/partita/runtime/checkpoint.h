@@ -66,11 +66,20 @@ struct CheckpointIdentity {
 struct CheckpointProgress {
   int steps = 0;               // optimizer steps done since training started
   std::vector<double> losses;  // the loss of each of those steps
-  // The state of the engine's random generators (Engine::draw_states), kept in a whole checkpoint's state
-  // file so that a resumed run draws the dropout masks and noise the uninterrupted one would have; empty:
-  // none (a job of several processes, or a checkpoint written before they were kept).
+  // The states of this process's random generators (Engine::draw_states), kept so that a resumed run draws
+  // the dropout masks and noise the uninterrupted one would have. Saved: the saving process's (a pipeline
+  // rank's go into its shard); loaded: the loading process's, or empty when the checkpoint keeps none for it
+  // (written before they were kept).
   std::vector<torch::Tensor> draws;
+  // A whole checkpoint of a data-parallel job, which rank 0 writes: the other ranks' states, indexed by rank
+  // (entry 0 unused, rank 0's are `draws`). Only saves use it; a load puts the loading rank's in `draws`.
+  std::vector<std::vector<torch::Tensor>> rank_draws;
 };
+
+// Generator states as bytes and back (torch::serialize), to post a rank's states to rank 0 through the
+// rendezvous store. Throws partita::Error when `bytes` are not such states.
+std::string draws_to_bytes(const std::vector<torch::Tensor>& draws);
+std::vector<torch::Tensor> draws_from_bytes(const std::string& bytes);
 
 // 16 hex digits: FNV-1a 64 over the graph's op names in node order and each module tensor's name, shape and
 // dtype. Equal for the same architecture whatever the weights in the file.
@@ -142,11 +151,13 @@ class BackgroundCheckpointWriter {
 
 // Sharded checkpoints, step 1 (every rank): writes the module tensors listed in `held` (indices into
 // `tensors`) and the optimizer's state as rank `rank`'s shard of the checkpoint after `steps` steps, into a
-// temporary file in `dir` (synced), and returns its description for rank 0.
+// temporary file in `dir` (synced), and returns its description for rank 0. `draws`: the rank's random
+// generators' states (Engine::draw_states), kept in its shard.
 CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int rank,
                                        const std::vector<torch::Tensor>& tensors,
                                        const std::vector<int64_t>& held,
-                                       const torch::optim::Optimizer& optimizer);
+                                       const torch::optim::Optimizer& optimizer,
+                                       const std::vector<torch::Tensor>& draws = {});
 // The same in two halves, for a save in the background (see CheckpointSnapshot): the snapshot copies the
 // `held` module tensors and hands the optimizer fresh copies of its state tensors; writing it makes the
 // shard's temporary file and returns its description.
