@@ -291,6 +291,11 @@ double recurrent_working_elements(const RecurrentLayout& layout) {
   return layout.tokens * static_cast<double>(layout.hidden) * most;
 }
 
+double recurrent_training_working_elements(const RecurrentLayout& layout) {
+  const double stacks = layout.directions == 2 ? 2.0 : 0.0;
+  return layout.tokens * static_cast<double>(layout.hidden) * (static_cast<double>(layout.gates) + stacks);
+}
+
 Bytes optimizer_state_bytes(Bytes params, Optimizer optimizer) {
   switch (optimizer) {
     case Optimizer::kSgd:
@@ -340,6 +345,9 @@ struct TrainingSweep {
   // At each node n, while its backward runs: saved tensors still needed, parameter gradients already
   // accumulated, gradients in flight (of values crossing n, and of n's inputs).
   std::vector<Bytes> saved, grads, flow;  // [n - first]
+  // At each node n, while its forward runs: what nodes up to n saved, and the storages alive at n that none
+  // of them saves (n's results included, read or not).
+  std::vector<Bytes> forward;  // [n - first]
 };
 
 TrainingSweep training_sweep(const Graph& g, NodeId first, NodeId last) {
@@ -399,6 +407,21 @@ TrainingSweep training_sweep(const Graph& g, NodeId first, NodeId last) {
   }
   Bytes running(0);
   for (size_t i = 0; i < len; ++i) s.saved[i] = (running += saved_from[i]);
+  // Unsaved storages alive at n in the forward: from their producer to their last reader in the range, or
+  // until a node saves them (from then on they are in s.saved).
+  std::vector<Bytes> unsaved_diff(len + 1, Bytes(0));
+  for (size_t r = 0; r < nv; ++r) {
+    if (def[r] == kNoNode || def[r] < first || counted[r]) continue;
+    NodeId until = end[r] == kNoNode ? def[r] : std::max(end[r], def[r]);
+    if (min_saver[r] != kNoNode) until = std::min(until, min_saver[r] - 1);
+    if (until < def[r]) continue;
+    const Bytes b = tensor_bytes(g.value(static_cast<ValueId>(r)));
+    unsaved_diff[static_cast<size_t>(def[r] - first)] += b;
+    unsaved_diff[static_cast<size_t>(until - first) + 1] -= b;
+  }
+  s.forward.assign(len, Bytes(0));
+  running = Bytes(0);
+  for (size_t i = 0; i < len; ++i) s.forward[i] = s.saved[i] + (running += unsaved_diff[i]);
   // A parameter's gradient appears when backward reaches its last reader in the range.
   std::vector<NodeId> last_reader(nv, kNoNode);
   for (NodeId n = first; n <= last; ++n) {
@@ -547,6 +570,8 @@ std::vector<KernelScratch> kernel_scratch(const Graph& graph) {
       KernelScratch k;
       k.node = node.id;
       k.recurrent = recurrent_working_elements(*layout) * static_cast<double>(dtype_size(xm->dtype));
+      k.recurrent_training =
+          recurrent_training_working_elements(*layout) * static_cast<double>(dtype_size(xm->dtype));
       out.push_back(k);
       continue;
     }
@@ -603,6 +628,10 @@ double kernel_scratch_bytes(const KernelScratch& k, double fraction, const Kerne
   return onednn ? std::max(input + k.weight, output) : k.columns * fraction;
 }
 
+double training_kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site) {
+  return k.recurrent > 0 ? k.recurrent_training * fraction : kernel_scratch_bytes(k, fraction, site);
+}
+
 Bytes range_parameter_bytes(const Graph& graph, NodeId first, NodeId last, bool trainable_only) {
   check_range(graph, first, last);
   std::vector<bool> seen(static_cast<size_t>(graph.num_values()), false);
@@ -640,6 +669,23 @@ MemoryEstimate estimate_memory(const Graph& graph, NodeId first, NodeId last, bo
     const TrainingSweep s = training_sweep(graph, first, last);
     const double others = batch_fraction * (microbatches_in_flight - 1);
     double best = -1;
+    // The forward comes first, before any gradient exists (the engine frees them after each step): at each
+    // node, what the nodes up to it saved, what else is alive at it and its kernel's working memory (a
+    // recurrent layer's projected sequence, a convolution's buffers).
+    std::vector<double> scratch(s.forward.size(), 0.0);
+    for (const KernelScratch& k : kernel_scratch(graph)) {
+      if (k.node >= first && k.node <= last)
+        scratch[static_cast<size_t>(k.node - first)] = training_kernel_scratch_bytes(k, batch_fraction, site);
+    }
+    for (size_t i = 0; i < s.forward.size(); ++i) {
+      const double total = batch_fraction * static_cast<double>((s.io + s.forward[i]).value()) + scratch[i];
+      if (total <= best) continue;
+      best = total;
+      m.gradients = Bytes(0);
+      m.activations = (s.io + s.saved[i]) * batch_fraction + (s.io + s.saved_all) * others;
+      m.workspace =
+          Bytes(std::llround(total - static_cast<double>(((s.io + s.saved[i]) * batch_fraction).value())));
+    }
     for (size_t i = 0; i < s.saved.size(); ++i) {
       const double total = static_cast<double>(s.grads[i].value()) +
                            batch_fraction * static_cast<double>((s.io + s.saved[i] + s.flow[i]).value());

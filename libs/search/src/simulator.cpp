@@ -232,7 +232,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         double delta;
       };
       std::vector<Event> events, host_events;
-      std::vector<Seconds> backward_starts;
+      std::vector<Seconds> backward_starts, forward_starts;
       // Between forward and backward, checkpointing keeps only the stage input, activation offload what it
       // does not move; the rest comes back (recomputed or copied) when the backward starts (as memory()).
       const bool tp = g.parallelism == GroupParallelism::kTensor;
@@ -256,6 +256,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         const SimTask& bt = tg.work()[static_cast<size_t>(b[s][j][i])].info;
         dp.busy += bt.end - bt.start;
         events.push_back({ft.end, saved});
+        forward_starts.push_back(ft.start);
         backward_starts.push_back(bt.start);
         if (back > 0) events.push_back({bt.start, back});
         events.push_back({bt.end, -(saved + back)});
@@ -313,6 +314,27 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         }
         const Bytes state_bytes = tp ? tensor->model_state(st.first, st.last, p) : model.model_state(none);
         dp.peak_memory = state_bytes + Bytes(static_cast<int64_t>(top));
+        if (!tp) {
+          // Each forward's peak beside what the microbatches before it keep (StageModel::forward_peak; a
+          // checkpointed stage's recompute holds as much): before the device's first backward no gradient
+          // exists, after it every one counts. Tensor-parallel groups: not modelled (TensorModel has no
+          // forward peak).
+          const double forward = model.forward_peak(base);
+          const double gradients =
+              static_cast<double>((home == WeightHome::kHost ? model.trainable_bytes(st.first, st.last)
+                                                             : model.read_trainable_bytes(st.first, st.last))
+                                      .value());
+          const Seconds first_backward = backward_starts.empty() ? Seconds(0) : backward_starts.front();
+          std::sort(forward_starts.begin(), forward_starts.end());
+          double held = 0;
+          size_t k = 0;
+          for (const Seconds start : forward_starts) {
+            while (k < events.size() && events[k].at <= start) held += events[k++].delta;
+            const double value = static_cast<double>(state_bytes.value()) + held + forward -
+                                 (start < first_backward ? gradients : 0.0);
+            dp.peak_memory = std::max(dp.peak_memory, Bytes(static_cast<int64_t>(value)));
+          }
+        }
       } else {
         dp.peak_memory = tp ? tensor->memory(st.first, st.last, share, p, 1, d) : model.memory(base);
       }

@@ -187,6 +187,22 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   for (Bytes b : live_bytes_per_node(graph, saved.root)) live.push_back(static_cast<double>(b.value()) * per);
   scratch_ = kernel_scratch(graph);
   live_table_ = sparse_max_table(std::move(live));
+  if (training()) {
+    std::vector<double> unsaved_diff(static_cast<size_t>(n) + 1, 0.0);
+    for (size_t r = 0; r < nv; ++r) {
+      const Value& root = graph.value(static_cast<ValueId>(r));
+      if (born[r] < 0 || saved.saved[r] || root.producer == kNoNode) continue;
+      const double b = static_cast<double>(root.bytes().value()) * per;
+      unsaved_diff[static_cast<size_t>(born[r])] += b;
+      unsaved_diff[static_cast<size_t>(std::min(std::max(dies[r], born[r]), n - 1)) + 1] -= b;
+    }
+    forward_.assign(static_cast<size_t>(n), 0.0);
+    double unsaved = 0;
+    for (int i = 0; i < n; ++i)
+      forward_[static_cast<size_t>(i)] =
+          saved_prefix_[i + 1] + (unsaved += unsaved_diff[static_cast<size_t>(i)]);
+    forward_table_ = sparse_max_table(forward_);
+  }
 }
 
 int StageModel::device_index(const std::string& id) const {
@@ -400,6 +416,16 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
                       Bytes(static_cast<int64_t>(unmade))};
 }
 
+double StageModel::forward_peak(const StageLoad& load) const {
+  if (!training()) return 0.0;
+  // What enters the range, less what the nodes before it saved, is there throughout.
+  const double base = input_per_sample(load.first) - saved_prefix_[static_cast<size_t>(load.first)];
+  const auto alive = [&](NodeId i) { return forward_[static_cast<size_t>(i)] + base; };
+  return std::max((range_max(forward_table_, load.first, load.last) + base) * load.samples,
+                  detail::kernel_peak(scratch_, load.first, load.last, load.samples, graph_batch_,
+                                      kernel_site(load.device), alive, training_kernel_scratch_bytes));
+}
+
 BackwardsInFlight backwards_in_flight(int in_flight, int microbatches) {
   const int first = std::min(in_flight, microbatches);
   // 1F1B's steady state starts a forward between two backwards; once every forward has run (GPipe, or
@@ -427,16 +453,29 @@ Bytes StageModel::memory(const StageLoad& load) const {
     }
     return act * kept;
   };
+  // A forward beside `others` microbatches in flight, which keep what activations() counts for them.
+  const double gradients =
+      static_cast<double>((load.weights == WeightHome::kHost ? trainable_bytes(load.first, load.last)
+                                                             : read_trainable_bytes(load.first, load.last))
+                              .value());
+  const double forward = forward_peak(load);
+  const auto forward_beside = [&](int others) { return activations(others + 1) - activations(1) + forward; };
   if (load.microbatches < 2) {
+    // One microbatch: its forward runs before any gradient exists (microbatches not known: every one does).
+    const double before_gradients = load.microbatches == 1 ? gradients : 0.0;
     return Bytes(
-        static_cast<int64_t>(state + activations(load.in_flight) + backward_peak(load).beyond_state));
+        static_cast<int64_t>(state + std::max(activations(load.in_flight) + backward_peak(load).beyond_state,
+                                              forward_beside(load.in_flight - 1) - before_gradients)));
   }
   // The device's first backward of the step runs before any gradient exists, with the most microbatches in
-  // flight; the later ones beside every gradient, with as many or one fewer.
+  // flight; the later ones beside every gradient, with as many or one fewer. Its first forwards run before
+  // any gradient too, the last of them beside the others in flight; with more microbatches than that, the
+  // later forwards (1F1B's steady state) beside as many and every gradient.
   const BackwardsInFlight kept = backwards_in_flight(load.in_flight, load.microbatches);
   const double first = activations(kept.first) + backward_peak(load, /*first_of_step=*/true).beyond_state;
   const double later = activations(kept.later) + backward_peak(load, false).beyond_state;
-  return Bytes(static_cast<int64_t>(state + std::max(first, later)));
+  const double forwards = forward_beside(kept.first - 1) - (load.microbatches > kept.first ? 0.0 : gradients);
+  return Bytes(static_cast<int64_t>(state + std::max({first, later, forwards})));
 }
 
 Seconds StageModel::offload_time(const StageLoad& load) const {

@@ -688,5 +688,59 @@ TEST(StageModel, RangeWeightSumsMatchADirectCount) {
   }
 }
 
+// A training forward can hold more than backward's start: a batch-first LSTM layer (8 x 50 x 8 -> 32) holds
+// its projected sequence (4 x hidden per token) beside everything it saves, before any gradient exists. The
+// device's peak is then state - gradients + forward_peak, and agrees with cost/memory.h's whole-graph
+// estimate within 1% (the same facts, counted by storage there).
+TEST(StageModel, ARecurrentLayersTrainingPeakComesInItsForward) {
+  Graph g;
+  const auto tensor = [&](ValueId id, std::vector<int64_t> dims) {
+    g.value(id).tensors = {TensorMeta{std::move(dims), DType::kFloat32}};
+    return id;
+  };
+  const auto constant = [&](const char* printed) { return g.add_constant(ValueKind::kScalar, printed); };
+  const ValueId x = tensor(g.add_input("x"), {8, 50, 8});
+  std::vector<ValueId> weights{
+      tensor(g.add_parameter("w_ih", true), {128, 8}), tensor(g.add_parameter("w_hh", true), {128, 32}),
+      tensor(g.add_parameter("b_ih", true), {128}), tensor(g.add_parameter("b_hh", true), {128})};
+  const ValueId params = g.add_value(ValueKind::kList, "params");
+  for (ValueId w : weights) g.value(params).tensors.push_back(g.value(w).tensors.at(0));
+  g.add_node("prim::ListConstruct", weights, {params});
+  const ValueId h0 = tensor(g.add_constant(ValueKind::kTensor, "h0"), {1, 8, 32});
+  const ValueId hx = g.add_value(ValueKind::kList, "hx");
+  g.value(hx).tensors = {g.value(h0).tensors.at(0), g.value(h0).tensors.at(0)};
+  g.add_node("prim::ListConstruct", {h0, h0}, {hx});
+  const ValueId y = tensor(g.add_value(ValueKind::kTensor, "y"), {8, 50, 32});
+  const ValueId hy = tensor(g.add_value(ValueKind::kTensor, "hy"), {1, 8, 32});
+  const ValueId cy = tensor(g.add_value(ValueKind::kTensor, "cy"), {1, 8, 32});
+  g.add_node("aten::lstm",
+             {x, hx, params, constant("True"), constant("1"), constant("0."), constant("True"),
+              constant("False"), constant("True")},
+             {y, hy, cy});
+  g.set_outputs({y});
+  const Cluster c = make_cluster({make_spec("a", 1)}, make_link(10));
+  SearchOptions training;
+  training.mode = Mode::kTraining;
+  training.optimizer = Optimizer::kSgd;
+  const StageModel m(g, c, table_for(g, c), training);
+  ASSERT_EQ(m.graph_batch(), 8);
+  const NodeId last = g.num_nodes() - 1;
+  const StageLoad load{0, last, 8, 1, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, 0, 1};
+  const double projected = 4.0 * 32 * 400 * 4, saved = 7.0 * 32 * 400 * 4;
+  EXPECT_GE(m.forward_peak(load), projected + saved);
+  const Bytes gradients = m.trainable_bytes(0, last);
+  EXPECT_EQ(m.memory(load),
+            m.model_state(load) - gradients + Bytes(static_cast<int64_t>(m.forward_peak(load))));
+  const MemoryEstimate whole = estimate_memory(g, 0, last, true, Optimizer::kSgd, 1, 1.0, m.kernel_site(0));
+  EXPECT_NEAR(static_cast<double>(m.memory(load).value()), static_cast<double>(whole.total().value()),
+              0.01 * static_cast<double>(whole.total().value()));
+  // Two microbatches in flight: the second forward runs beside the first's activations, still without
+  // gradients (GPipe: every forward comes before the first backward).
+  const StageLoad gpipe{0, last, 4, 2, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, 0, 2};
+  const double first_activations = m.activation_per_sample(0, last) * 4;
+  EXPECT_EQ(m.memory(gpipe), m.model_state(gpipe) - gradients +
+                                 Bytes(static_cast<int64_t>(first_activations + m.forward_peak(gpipe))));
+}
+
 }  // namespace
 }  // namespace partita

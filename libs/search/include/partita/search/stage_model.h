@@ -48,6 +48,13 @@
 //     most microbatches in flight (GPipe: all of them); the later ones run beside every gradient, with as
 //     many microbatches in flight (1F1B's steady state) or one fewer (every forward done): the peak is the
 //     larger of the two. Microbatches not known (0): every gradient counts for the whole step.
+//   - the forward (training): while node i runs, the tensors entering the range, what the range's nodes up
+//     to i saved, the unsaved storages alive at i (whole-graph lifetimes, graph inputs left to the first)
+//     and i's kernel working memory in a training forward (cost/memory.h's training_kernel_scratch_bytes: a
+//     recurrent layer's projected sequence), beside the other microbatches in flight; no gradient of the
+//     step exists at the device's first forwards, every one at the later ones of 1F1B's steady state
+//     (forward_peak). It is the peak only where a kernel's working memory is large (recurrent layers);
+//     elsewhere backward's start holds more.
 //   - memory savings (training only): full checkpointing keeps only the stage input of every microbatch in
 //     flight and recomputes the rest in backward; activation offload copies what the range produces and
 //     saves itself (offloaded_per_sample) to host memory as the forward saves it and back when the backward
@@ -209,6 +216,9 @@ class StageModel {
   // The same for one backward of the step: `first_of_step` for the device's first (no gradient of the stage
   // exists yet as it starts: the engine sets them to none), else every gradient is there.
   BackwardPeak backward_peak(const StageLoad& load, bool first_of_step) const;
+  // Training: the most bytes one microbatch of `load` holds while a node of its forward runs (see above),
+  // its kernel's working memory included.
+  double forward_peak(const StageLoad& load) const;
 
  private:
   const Graph* graph_;
@@ -238,6 +248,9 @@ class StageModel {
   std::vector<std::vector<double>> ws_saved_table_;  // ... of workspace + saved by nodes <= i, per sample
   RangeLineMax first_backward_;  // lines: workspace + saved by nodes <= i per sample, less unshared prefix
   std::vector<std::vector<double>> live_table_;  // sparse table of bytes alive while node i runs, per sample
+  // Training forward, per sample: saved by nodes <= i plus the unsaved storages alive at i (no graph inputs).
+  std::vector<double> forward_;
+  std::vector<std::vector<double>> forward_table_;  // its sparse table
   std::vector<KernelScratch> scratch_;           // nodes whose kernels take working memory, ascending
 };
 
