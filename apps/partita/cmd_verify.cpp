@@ -55,10 +55,10 @@ std::vector<torch::Tensor> flatten_tensors(const c10::IValue& iv) {
 }
 
 struct Comparison {
-  double max_abs_diff = 0;     // over the positions finite on both sides
-  bool close = true;           // allclose, NaN equal to NaN
-  int64_t nonfinite_same = 0;  // NaN or the same Inf on both sides: the model's own (a NaN model output)
-  int64_t nonfinite_one = 0;   // NaN or Inf on one side where the other has something else
+  double max_abs_diff = 0;       // over the positions finite on both sides
+  bool close = true;             // allclose, NaN equal to NaN
+  int64_t nonfinite_same = 0;    // NaN or the same Inf on both sides: the model's own (a NaN model output)
+  int64_t nonfinite_one = 0;     // NaN or Inf on one side where the other has something else
   std::string dtype_difference;  // the first position whose dtypes differ ("output 1: Double vs Float")
 };
 

@@ -151,11 +151,11 @@ struct KernelSite {
 //     recurrent_training_working_elements (on any site; measured on the CPU only).
 struct KernelScratch {
   NodeId node = kNoNode;
-  bool convolution = false;  // else a max pooling or (recurrent > 0) a recurrent layer
-  double recurrent = 0;      // a recurrent layer: its working bytes at the graph's batch
+  bool convolution = false;       // else a max pooling or (recurrent > 0) a recurrent layer
+  double recurrent = 0;           // a recurrent layer: its working bytes at the graph's batch
   double recurrent_training = 0;  // ... and while a training forward runs
-  double indices = 0;        // max pooling: its int64 indices at the graph's batch
-  double input = 0;          // convolution, at the graph's batch: input, output and native column bytes
+  double indices = 0;             // max pooling: its int64 indices at the graph's batch
+  double input = 0;               // convolution, at the graph's batch: input, output and native column bytes
   double output = 0;
   double columns = 0;
   double weight = 0;          // the weight, which does not scale with the batch

@@ -251,7 +251,7 @@ class StageModel {
   // Training forward, per sample: saved by nodes <= i plus the unsaved storages alive at i (no graph inputs).
   std::vector<double> forward_;
   std::vector<std::vector<double>> forward_table_;  // its sparse table
-  std::vector<KernelScratch> scratch_;           // nodes whose kernels take working memory, ascending
+  std::vector<KernelScratch> scratch_;              // nodes whose kernels take working memory, ascending
 };
 
 }  // namespace partita
