@@ -200,18 +200,26 @@ TEST(Memory, RecurrentLayersKeepWhatTheirUnrolledCellsSave) {
   }
 }
 
+// The working memory `scratch_bytes` (kernel_scratch_bytes or training_kernel_scratch_bytes) gives one
+// recurrent layer at the shapes the layers were measured at (50 steps, batch 8, 8 features, hidden 32), in
+// quanta of 50 x 8 x 32 floats (50 KiB) on a CPU.
+const RecurrentShape kMeasuredRecurrent{50, 8, 8, 32};
+double recurrent_working_quanta(double (*scratch_bytes)(const KernelScratch&, double, const KernelSite&),
+                                const char* op, int64_t gates, int64_t layers, bool bidirectional) {
+  const std::vector<KernelScratch> k =
+      kernel_scratch(recurrent_layer(op, gates, layers, bidirectional, kMeasuredRecurrent));
+  EXPECT_EQ(k.size(), 1u) << op;
+  return k.empty() ? 0.0 : scratch_bytes(k[0], 1.0, KernelSite{true, 1}) / (50 * 1024);
+}
+
 // A recurrent layer's forward holds its sequence's input projection and step outputs (and, below the last
 // layer, the layer below's output): recurrent_working_elements at the shapes it was measured at, 50 steps,
 // batch 8, hidden 32 (a quantum of 50 x 8 x 32 floats = 50 KiB). Measured peak beyond the rest of the model:
 // LSTM 252.5 KiB, 2 layers 303; GRU 201, 2 layers 251; Elman 101, 2 layers 151; bidirectional LSTM 402.5,
 // 2 layers 504 (the few KiB over are a step's temporaries).
 TEST(Memory, RecurrentLayersHoldTheirProjectedSequenceAndStepOutputsWhileTheyRun) {
-  const RecurrentShape measured{50, 8, 8, 32};
-  const auto working = [&](const char* op, int64_t gates, int64_t layers, bool bidirectional) {
-    const std::vector<KernelScratch> k =
-        kernel_scratch(recurrent_layer(op, gates, layers, bidirectional, measured));
-    EXPECT_EQ(k.size(), 1u) << op;
-    return k.empty() ? 0.0 : kernel_scratch_bytes(k[0], 1.0, KernelSite{true, 1}) / (50 * 1024);
+  const auto working = [](const char* op, int64_t gates, int64_t layers, bool bidirectional) {
+    return recurrent_working_quanta(kernel_scratch_bytes, op, gates, layers, bidirectional);
   };
   EXPECT_EQ(working("aten::lstm", 4, 1, false), 5);
   EXPECT_EQ(working("aten::lstm", 4, 2, false), 6);
@@ -222,7 +230,8 @@ TEST(Memory, RecurrentLayersHoldTheirProjectedSequenceAndStepOutputsWhileTheyRun
   EXPECT_EQ(working("aten::lstm", 4, 1, true), 8);
   EXPECT_EQ(working("aten::lstm", 4, 2, true), 10);
   // A replica with half the batch holds half.
-  const std::vector<KernelScratch> k = kernel_scratch(recurrent_layer("aten::lstm", 4, 1, false, measured));
+  const std::vector<KernelScratch> k =
+      kernel_scratch(recurrent_layer("aten::lstm", 4, 1, false, kMeasuredRecurrent));
   ASSERT_EQ(k.size(), 1u);
   EXPECT_EQ(kernel_scratch_bytes(k[0], 0.5, KernelSite{true, 1}), 2.5 * 50 * 1024);
 }
@@ -354,12 +363,8 @@ TEST(Memory, TrainingForwardHoldsWhatWasSavedAndTheKernelsWorkingMemory) {
 
 TEST(Memory, RecurrentLayersHoldTheirProjectedSequenceInATrainingForward) {
   // Beyond what autograd keeps: gates x hidden per token, and each direction's stack with two directions.
-  const RecurrentShape measured{50, 8, 8, 32};
-  const auto working = [&](const char* op, int64_t gates, int64_t layers, bool bidirectional) {
-    const std::vector<KernelScratch> k =
-        kernel_scratch(recurrent_layer(op, gates, layers, bidirectional, measured));
-    EXPECT_EQ(k.size(), 1u) << op;
-    return k.empty() ? 0.0 : training_kernel_scratch_bytes(k[0], 1.0, KernelSite{true, 1}) / (50 * 1024);
+  const auto working = [](const char* op, int64_t gates, int64_t layers, bool bidirectional) {
+    return recurrent_working_quanta(training_kernel_scratch_bytes, op, gates, layers, bidirectional);
   };
   EXPECT_EQ(working("aten::lstm", 4, 1, false), 4);
   EXPECT_EQ(working("aten::lstm", 4, 2, false), 4);
@@ -369,7 +374,7 @@ TEST(Memory, RecurrentLayersHoldTheirProjectedSequenceInATrainingForward) {
   // The training peak of a lone LSTM layer comes in its forward: x and y (io), what it saves (7 x hidden per
   // token) and its projected sequence, before any gradient, beside its weights. Measured 637.84 KiB with
   // the weights (bench/recurrent_memory.sh, lstm1): this gives 640.5 (+0.4%).
-  const Graph lstm = recurrent_layer("aten::lstm", 4, 1, false, measured);
+  const Graph lstm = recurrent_layer("aten::lstm", 4, 1, false, kMeasuredRecurrent);
   const MemoryEstimate m = estimate_memory(lstm, 0, lstm.num_nodes() - 1, true, Optimizer::kSgd, 1, 1.0);
   EXPECT_EQ(m.gradients.value(), 0);
   const double tokens = 50 * 8, kib = 1024;
