@@ -320,10 +320,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
           // exists, after it every one counts. Tensor-parallel groups: not modelled (TensorModel has no
           // forward peak).
           const double forward = model.forward_peak(base);
-          const double gradients =
-              static_cast<double>((home == WeightHome::kHost ? model.trainable_bytes(st.first, st.last)
-                                                             : model.read_trainable_bytes(st.first, st.last))
-                                      .value());
+          const double gradients = static_cast<double>(model.gradient_bytes(base).value());
           const Seconds first_backward = backward_starts.empty() ? Seconds(0) : backward_starts.front();
           std::sort(forward_starts.begin(), forward_starts.end());
           double held = 0;

@@ -382,12 +382,16 @@ WeightHome StageModel::weight_home(int device, int stage_devices) const {
   return stage_devices == 1 ? WeightHome::kOwn : WeightHome::kCopies;
 }
 
+Bytes StageModel::gradient_bytes(const StageLoad& load) const {
+  return load.weights == WeightHome::kHost ? trainable_bytes(load.first, load.last)
+                                           : read_trainable_bytes(load.first, load.last);
+}
+
 Bytes StageModel::model_state(const StageLoad& load) const {
   const bool host = load.weights == WeightHome::kHost;
   Bytes state = host ? parameter_bytes(load.first, load.last) : read_parameter_bytes(load.first, load.last);
   if (!training()) return state;
-  state = state + (host ? trainable_bytes(load.first, load.last)
-                        : read_trainable_bytes(load.first, load.last));  // gradients
+  state = state + gradient_bytes(load);
   if (offloads_optimizer_state(load.offload)) return state;
   switch (load.weights) {
     case WeightHome::kHost:
@@ -454,10 +458,7 @@ Bytes StageModel::memory(const StageLoad& load) const {
     return act * kept;
   };
   // A forward beside `others` microbatches in flight, which keep what activations() counts for them.
-  const double gradients =
-      static_cast<double>((load.weights == WeightHome::kHost ? trainable_bytes(load.first, load.last)
-                                                             : read_trainable_bytes(load.first, load.last))
-                              .value());
+  const double gradients = static_cast<double>(gradient_bytes(load).value());
   const double forward = forward_peak(load);
   const auto forward_beside = [&](int others) { return activations(others + 1) - activations(1) + forward; };
   if (load.microbatches < 2) {

@@ -163,6 +163,8 @@ class StageModel {
   Bytes read_trainable_bytes(NodeId first, NodeId last) const;
   // Trainable parameters no node outside [first, last] reads.
   Bytes owned_trainable_bytes(NodeId first, NodeId last) const;
+  // Training: the gradients a device of `load` holds (as its weights: the host's, or those its range reads).
+  Bytes gradient_bytes(const StageLoad& load) const;
   // How device `device` holds the weights of a stage on `stage_devices` devices (see WeightHome).
   WeightHome weight_home(int device, int stage_devices) const;
   double boundary_bytes_per_sample(NodeId after) const;  // 0 after the last node
