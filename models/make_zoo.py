@@ -425,15 +425,18 @@ class ArgmaxFirst(nn.Module):
 
 
 class SharedMatrix(nn.Module):
-    """Takes a second input without the batch (a 16x16 matrix shared by every sample): not supported by
-    partita's plans, which split every input along dim 0; refused at once."""
+    """Takes a second input without the batch, a 16x16 matrix every sample uses (`--input 16x16:shared`):
+    plans split x and hand w whole to every device, replica and microbatch, in the first nodes and the last.
+    The softmax over w alone is batch-free. Given without ':shared', the second input is refused as one
+    without the first's batch."""
 
     def __init__(self):
         super().__init__()
-        self.head = nn.Linear(16, 4)
+        self.inner = nn.Linear(16, 32)
+        self.head = nn.Linear(32, 4)
 
     def forward(self, x, w):
-        return self.head(x @ w)
+        return self.head(torch.relu(self.inner(x @ torch.softmax(w, dim=-1)))) * w[0, :4]
 
 
 class ScalesItsInput(nn.Module):

@@ -87,7 +87,8 @@ std::string report_to_text(const Graph& graph, const AnalysisReport& r, const st
   std::string s = fmt::format("model        {}\n", model);
   std::string inputs;
   for (ValueId v : graph.inputs())
-    inputs += (inputs.empty() ? "" : ", ") + graph.value(v).tensors.at(0).to_string();
+    inputs += (inputs.empty() ? "" : ", ") + graph.value(v).tensors.at(0).to_string() +
+              (graph.value(v).shared ? " (shared: no batch)" : "");
   s += fmt::format("inputs       {}\n", inputs);
   std::string outputs;
   for (ValueId v : graph.outputs()) {

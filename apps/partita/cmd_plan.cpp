@@ -236,7 +236,7 @@ Command register_plan(CLI::App& app) {
       app.add_subcommand("plan", "search data/pipeline/hybrid/branch/tensor plans and pick the best");
   cmd->add_option("model", args->model, "TorchScript file (or use --model-spec)");
   cmd->add_option("--input", args->inputs,
-                  "input spec DIMxDIM...[:DTYPE[:HIGH]], one per forward() argument");
+                  "input spec DIMxDIM...[:DTYPE[:HIGH]][:shared], one per forward() argument");
   cmd->add_option("--model-spec", args->model_spec,
                   "model spec YAML (config/models/*.yaml), planned without weights");
   cmd->add_option("--batch", args->batch,

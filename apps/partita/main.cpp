@@ -24,7 +24,8 @@ std::vector<InputSpec> ModelArgs::specs() const {
 void add_model_args(CLI::App& cmd, ModelArgs& args) {
   cmd.add_option("model", args.model, "TorchScript file (torch.jit.trace(model, example).save(path))")
       ->required();
-  cmd.add_option("--input", args.inputs, "input spec DIMxDIM...[:DTYPE[:HIGH]], one per forward() argument")
+  cmd.add_option("--input", args.inputs,
+                 "input spec DIMxDIM...[:DTYPE[:HIGH]][:shared], one per forward() argument")
       ->required();
 }
 

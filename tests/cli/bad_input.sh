@@ -61,8 +61,9 @@ for cmd in "optimize --out $WORK/own" "plan --cost roofline" "plan --cost profil
   expect_error "cannot train $ZOO/argmax_first.pt: its first output is i64" "$PARTITA" $cmd \
     "$ZOO/argmax_first.pt" --input 8x16 --train
 done
-# An input without the batch in dim 0 (a shared matrix): refused before any work (optimize measured for a
-# minute, then found that no candidate could run); analyze still describes the model.
+# An input without the batch in dim 0 given without ':shared': refused before any work (optimize measured for
+# a minute, then found that no candidate could run); analyze still describes the model. tests/cli/shared_input.sh
+# runs it with ':shared'.
 for cmd in "optimize --out $WORK/shared" plan; do
   # shellcheck disable=SC2086
   expect_error "--input 2 is 16x16 but the first input's batch is 8" "$PARTITA" $cmd "$ZOO/shared_matrix.pt" \

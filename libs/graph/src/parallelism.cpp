@@ -157,7 +157,7 @@ TensorParallel weight_split(const Graph& g, const Node& n, std::string_view op) 
 
 std::vector<bool> batch_dependent(const Graph& g) {
   std::vector<bool> dep(g.values().size(), false);
-  for (ValueId v : g.inputs()) dep[v] = true;
+  for (ValueId v : g.inputs()) dep[v] = !g.value(v).shared;
   for (NodeId n : topological_order(g)) {
     const auto& node = g.node(n);
     const bool any = std::any_of(node.inputs.begin(), node.inputs.end(), [&](ValueId v) { return dep[v]; });

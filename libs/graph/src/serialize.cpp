@@ -66,6 +66,7 @@ Json value_to_json(const Value& v) {
             {"role", value_role_name(v.role)},
             {"tensors", std::move(tensors)}};
   j["constant"] = v.constant ? Json(*v.constant) : Json(nullptr);
+  if (v.shared) j["shared"] = true;
   j["producer"] = v.producer;
   j["users"] = v.users;
   return j;
@@ -116,6 +117,11 @@ void read_value(Graph& g, const Json& j, size_t index) {
   PARTITA_CHECK(constant.is_null() || constant.is_string(), "graph JSON: field '", where,
                 ".constant' must be a string or null");
   if (constant.is_string()) v.constant = constant.get<std::string>();
+  if (j.contains("shared")) {
+    PARTITA_CHECK(j["shared"].is_boolean() && v.role == ValueRole::kInput, "graph JSON: field '", where,
+                  ".shared' must be true or false, on a user input");
+    v.shared = j["shared"].get<bool>();
+  }
 }
 
 void read_node(Graph& g, const Json& j, size_t index) {

@@ -30,6 +30,7 @@ Graph sample_graph() {
   g.add_node("prim::ListConstruct", {y, rm}, {list});
   g.node(1).cost.status = CostStatus::kStructural;
   const ValueId z = op(g, "my::custom", {list, k, mask, y}, {8});
+  g.value(input(g, {3, 3}, "mix")).shared = true;  // a user input without the batch
   g.set_outputs({z, y});
   return g;
 }
@@ -44,6 +45,7 @@ void expect_same(const Graph& a, const Graph& b) {
     EXPECT_EQ(va.name, vb.name);
     EXPECT_EQ(va.kind, vb.kind);
     EXPECT_EQ(va.role, vb.role);
+    EXPECT_EQ(va.shared, vb.shared);
     EXPECT_EQ(va.tensors, vb.tensors);
     EXPECT_EQ(va.constant, vb.constant);
     EXPECT_EQ(va.producer, vb.producer);
@@ -136,6 +138,10 @@ TEST(Serialize, MissingOrBadFieldsAreNamed) {
   j = graph_to_json(sample_graph());
   j["values"][0]["role"] = "weight";
   EXPECT_NE(error_of(j).find("'values[0].role' has unknown value 'weight'"), std::string::npos);
+  j = graph_to_json(sample_graph());
+  j["values"][2]["shared"] = true;  // fc.weight
+  EXPECT_NE(error_of(j).find("'values[2].shared' must be true or false, on a user input"), std::string::npos)
+      << error_of(j);
   j = graph_to_json(sample_graph());
   j["values"][0]["tensors"][0]["dtype"] = "f99";
   EXPECT_NE(error_of(j).find("values[0].tensors[0].dtype"), std::string::npos) << error_of(j);

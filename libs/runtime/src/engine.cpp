@@ -470,7 +470,10 @@ struct Engine::Impl {
     return iv.toTensor();
   }
 
-  torch::Tensor slice(const torch::Tensor& t, const Worker& w, int microbatch) const {
+  // What worker w takes of user input `input` for a microbatch: its samples' rows, or a shared input
+  // (Value::shared) whole.
+  torch::Tensor slice(const torch::Tensor& t, size_t input, const Worker& w, int microbatch) const {
+    if (model.ir.value(model.ir.inputs()[input]).shared) return t.to(w.binding.device);
     const int64_t offset = static_cast<int64_t>(microbatch) * plan.microbatch_size() + w.share_offset;
     return t.narrow(0, offset, w.share).to(w.binding.device);
   }
@@ -481,7 +484,7 @@ struct Engine::Impl {
   // error, and a checkpointed stage must be able to run again from pristine inputs).
   Executor::Environment stage_environment(const Worker& w, int m, const Pending& state) const {
     std::vector<c10::IValue> inputs;
-    for (const auto& t : batch->inputs) inputs.emplace_back(slice(t, w, m));
+    for (size_t i = 0; i < batch->inputs.size(); ++i) inputs.emplace_back(slice(batch->inputs[i], i, w, m));
     Executor::Environment env = w.executor->make_environment(inputs);
     for (const auto& [value, iv] : state.received) {
       env[value] = iv.isTensor() && routing.mutated[w.stage][value] ? c10::IValue(iv.toTensor().clone()) : iv;
@@ -1304,7 +1307,9 @@ StepResult Engine::step(const StepInputs& batch) {
   const Graph& g = s.model.ir;
   PARTITA_CHECK(batch.inputs.size() == g.inputs().size(), "step needs ", g.inputs().size(), " input(s), got ",
                 batch.inputs.size());
-  for (const auto& t : batch.inputs) {
+  for (size_t i = 0; i < batch.inputs.size(); ++i) {
+    const torch::Tensor& t = batch.inputs[i];
+    if (g.value(g.inputs()[i]).shared) continue;
     PARTITA_CHECK(t.dim() >= 1 && t.size(0) == s.plan.global_batch, "input batch ", t.dim() ? t.size(0) : 0,
                   " does not match the plan's global batch ", s.plan.global_batch,
                   "; plan again for this batch");

@@ -290,10 +290,11 @@ void BranchRunner::abort() {
   gradients_.abort();
 }
 
-torch::Tensor BranchRunner::slice(const torch::Tensor& t, int stage, int microbatch) const {
+torch::Tensor BranchRunner::slice(const torch::Tensor& t, size_t input, int stage, int microbatch) const {
+  const torch::Device device = bindings_[static_cast<size_t>(stage)].device;
+  if (model_.ir.value(model_.ir.inputs()[input]).shared) return t.to(device);
   const int64_t size = plan_.microbatch_size();
-  return t.narrow(0, static_cast<int64_t>(microbatch) * size, size)
-      .to(bindings_[static_cast<size_t>(stage)].device);
+  return t.narrow(0, static_cast<int64_t>(microbatch) * size, size).to(device);
 }
 
 bool BranchRunner::run(int stage, int worker, const Executor& executor, double& loss) {
@@ -320,7 +321,8 @@ void BranchRunner::forward(int stage, int worker, const Executor& executor, int 
   const size_t slot_base = static_cast<size_t>(microbatch) * transfers_.size();
   auto where = [&] { return "stage " + std::to_string(stage) + " on " + binding.id + ": "; };
   std::vector<c10::IValue> inputs;
-  for (const auto& t : batch_->inputs) inputs.emplace_back(slice(t, stage, microbatch));
+  for (size_t i = 0; i < batch_->inputs.size(); ++i)
+    inputs.emplace_back(slice(batch_->inputs[i], i, stage, microbatch));
   Executor::Environment env = executor.make_environment(inputs);
   state.segments.assign(sp.segments.size(), {});
   for (size_t i = 0; i < sp.segments.size(); ++i) {

@@ -105,7 +105,8 @@ class BranchRunner {
 
   void forward(int stage, int worker, const Executor& executor, int microbatch, MicrobatchState& state);
   void backward(int stage, int worker, int microbatch, MicrobatchState& state, double& loss);
-  torch::Tensor slice(const torch::Tensor& t, int stage, int microbatch) const;
+  // Stage `stage`'s part of user input `input` for a microbatch: its rows, or a shared input whole.
+  torch::Tensor slice(const torch::Tensor& t, size_t input, int stage, int microbatch) const;
 
   const LoadedModel& model_;
   const Plan& plan_;

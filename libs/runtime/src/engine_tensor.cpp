@@ -505,11 +505,13 @@ void TensorRunner::forward(const Place& at, const TensorExecutors& ex, int m, Mi
   PartExchange* exchange = st.exchanges[replica].get();
   // This replica's samples of microbatch m.
   const int64_t first = static_cast<int64_t>(m) * plan_.microbatch_size() + st.replica_offset[replica];
-  auto slice = [&](const torch::Tensor& t) {
+  // A shared input (Value::shared) whole.
+  auto slice = [&](const torch::Tensor& t, size_t input) {
+    if (model_.ir.value(model_.ir.inputs()[input]).shared) return t.to(binding.device);
     return t.narrow(0, first, st.replica_share[replica]).to(binding.device);
   };
   std::vector<c10::IValue> inputs;
-  for (const auto& t : batch_->inputs) inputs.emplace_back(slice(t));
+  for (size_t i = 0; i < batch_->inputs.size(); ++i) inputs.emplace_back(slice(batch_->inputs[i], i));
   Executor::Environment env = ex.own.make_environment(inputs);
   // What earlier stages send: every device of this stage reads the same message (a copy where a node here
   // updates it in place); in training each tensor becomes a leaf whose gradient goes back.

@@ -26,7 +26,7 @@ std::string zoo(const std::string& name) { return std::string(PARTITA_MODELS_DIR
 
 LoadedModel load(const std::string& path, const std::string& input) {
   LoadedModel m = load_model(path);
-  annotate_shapes(m, {parse_input_spec(input)});
+  annotate_shapes(m, testing::specs_of(input));
   return m;
 }
 
@@ -105,7 +105,7 @@ std::vector<int> shuffled(const Graph& g, unsigned seed) {
 // Plain single-device training with the TorchScript module itself (as in engine_test.cpp).
 std::vector<double> reference_losses(const std::string& path, const std::string& input, int steps) {
   LoadedModel m = load(path, input);
-  const int batch = static_cast<int>(parse_input_spec(input).shape[0]);
+  const int batch = static_cast<int>(testing::specs_of(input)[0].shape[0]);
   std::vector<int> all_on_one(static_cast<size_t>(m.ir.num_nodes()), 0);
   const Engine helper(m, branch_plan(m.ir, Mode::kTraining, batch, 1, all_on_one));
   std::vector<torch::Tensor> params;
@@ -115,10 +115,10 @@ std::vector<double> reference_losses(const std::string& path, const std::string&
   torch::optim::SGD opt(params, torch::optim::SGDOptions(0.01).momentum(0.9));
   std::vector<double> losses;
   for (int s = 0; s < steps; ++s) {
-    const auto inputs = make_inputs({parse_input_spec(input)}, 100);
+    const auto inputs = make_inputs(testing::specs_of(input), 100);
     const auto targets = helper.make_targets(inputs, 7);
     opt.zero_grad();
-    const auto out = m.module.forward({inputs[0]}).toTensor();
+    const auto out = m.module.forward(std::vector<c10::IValue>(inputs.begin(), inputs.end())).toTensor();
     auto loss = slice_loss(helper.loss_kind(), out, targets, batch);
     loss.backward();
     opt.step();
@@ -131,7 +131,7 @@ std::vector<double> engine_losses(const std::string& path, const std::string& in
                                   int microbatches,
                                   const std::function<std::vector<int>(const Graph&)>& assign) {
   LoadedModel m = load(path, input);
-  const int batch = static_cast<int>(parse_input_spec(input).shape[0]);
+  const int batch = static_cast<int>(testing::specs_of(input)[0].shape[0]);
   Engine engine(m, branch_plan(m.ir, Mode::kTraining, batch, microbatches, assign(m.ir)));
   return testing::train_losses(engine, input, steps);
 }
@@ -222,6 +222,19 @@ TEST(EngineBranch, TrainingMatchesOneDeviceFor20Steps) {
   testing::expect_same_losses(
       engine_losses(path, "8x3x32x32", 20, 4, [](const Graph& g) { return shuffled(g, 11); }), reference,
       "branchy shuffled, 4 mb");
+}
+
+// shared_matrix's second input has no batch, and its first and last nodes read it: each device and
+// microbatch gets it whole.
+TEST(EngineBranch, ASharedInputReachesEveryDeviceWhole) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const std::string path = zoo("shared_matrix"), input = "8x16,16x16:shared";
+  const auto reference = reference_losses(path, input, 20);
+  testing::expect_same_losses(engine_losses(path, input, 20, 1, alternating), reference,
+                              "shared_matrix alternating");
+  testing::expect_same_losses(
+      engine_losses(path, input, 20, 4, [](const Graph& g) { return shuffled(g, 11); }), reference,
+      "shared_matrix shuffled, 4 mb");
 }
 
 TEST(EngineBranch, InPlaceUpdateOfAValueReadOnAnotherDevice) {

@@ -97,7 +97,7 @@ class EngineTensorTraining : public ::testing::TestWithParam<Case> {};
 TEST_P(EngineTensorTraining, MatchesSingleDeviceTrainingFor20Steps) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   const Case c = GetParam();
-  const int batch = static_cast<int>(parse_input_spec(c.input).shape[0]);
+  const int batch = static_cast<int>(testing::specs_of(c.input)[0].shape[0]);
   const auto reference = reference_training(c.model, c.input, 20);
   LoadedModel m = load(c.model, c.input);
   Engine engine(m, tensor_plan(m.ir, Mode::kTraining, batch, c.microbatches, c.devices));
@@ -117,7 +117,8 @@ INSTANTIATE_TEST_SUITE_P(Zoo, EngineTensorTraining,
                                            Case{"cnn", "8x3x32x32", 2, 2}, Case{"gpt", "4x32:i64:2048", 2, 1},
                                            Case{"gpt", "4x32:i64:2048", 2, 2},
                                            Case{"gpt", "2x16:i64:2048", 4, 1},
-                                           Case{"forked_heads", "8x32", 2, 2}),
+                                           Case{"forked_heads", "8x32", 2, 2},
+                                           Case{"shared_matrix", "8x16,16x16:shared", 2, 2}),
                          [](const auto& param_info) {
                            return std::string(param_info.param.model) + "_" +
                                   std::to_string(param_info.param.devices) + "way_" +

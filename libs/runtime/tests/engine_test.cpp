@@ -74,7 +74,7 @@ class EngineTraining : public ::testing::TestWithParam<Case> {};
 TEST_P(EngineTraining, PipelineAndDataParallelMatchSingleDeviceFor20Steps) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   const Case c = GetParam();
-  const int batch = static_cast<int>(parse_input_spec(c.input).shape[0]);
+  const int batch = static_cast<int>(specs_of(c.input)[0].shape[0]);
   const auto reference = reference_losses(c.model, c.input, 20);
   expect_same_losses(engine_losses(c.model, c.input, 20,
                                    [&](const Graph& g) {
@@ -103,7 +103,9 @@ INSTANTIATE_TEST_SUITE_P(Zoo, EngineTraining,
                          ::testing::Values(Case{"mlp", "8x64"}, Case{"cnn", "8x3x32x32"},
                                            Case{"gpt", "4x32:i64:2048"}, Case{"lstm", "8x6x8"},
                                            Case{"lstm_state", "8x6x8"}, Case{"scales_input", "8x16"},
-                                           Case{"scales_input_view", "8x16"}),
+                                           Case{"scales_input_view", "8x16"},
+                                           // A second input without the batch, handed whole to each part.
+                                           Case{"shared_matrix", "8x16,16x16:shared"}),
                          [](const auto& param_info) { return std::string(param_info.param.model); });
 
 // paired_halves returns one row per pair of samples (x.chunk(2, 0)): 4 output rows for a batch of 8. Its

@@ -20,11 +20,24 @@ inline std::string zoo(const std::string& name) {
   return std::string(PARTITA_MODELS_DIR) + "/" + name + ".pt";
 }
 
+// The --input specs of a test's `input`: one spec, or several separated by ',' ("8x16,16x16:shared").
+inline std::vector<InputSpec> specs_of(const std::string& input) {
+  std::vector<InputSpec> specs;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = input.find(',', start);
+    specs.push_back(
+        parse_input_spec(input.substr(start, comma == std::string::npos ? comma : comma - start)));
+    if (comma == std::string::npos) return specs;
+    start = comma + 1;
+  }
+}
+
 // A model file (a path with '/' or ".pt") or a zoo model's name.
 inline LoadedModel load(const std::string& name, const std::string& input) {
   const bool path = name.find('/') != std::string::npos || (name.size() > 3 && name.ends_with(".pt"));
   LoadedModel m = load_model(path ? name : zoo(name));
-  annotate_shapes(m, {parse_input_spec(input)});
+  annotate_shapes(m, specs_of(input));
   return m;
 }
 
@@ -44,7 +57,7 @@ inline ReferenceTraining reference_training(const std::string& name, const std::
   one.graph = graph_identity(m.ir);
   one.mode = Mode::kTraining;
   one.optimizer = Optimizer::kSgdMomentum;
-  one.global_batch = static_cast<int>(parse_input_spec(input).shape[0]);
+  one.global_batch = static_cast<int>(specs_of(input)[0].shape[0]);
   one.microbatches = 1;
   one.groups = {DeviceGroup{{"cpu:0"}, {one.global_batch}}};
   one.stages = {Stage{0, m.ir.num_nodes() - 1, 0}};
@@ -54,14 +67,16 @@ inline ReferenceTraining reference_training(const std::string& name, const std::
     if (p.requires_grad()) params.push_back(p);
   }
   torch::optim::SGD opt(params, torch::optim::SGDOptions(0.01).momentum(0.9));
-  const auto inputs = make_inputs({parse_input_spec(input)}, 100);
+  const auto inputs = make_inputs(specs_of(input), 100);
   const auto targets = helper.make_targets(inputs, 7);
   ReferenceTraining run;
   for (int s = 0; s < steps; ++s) {
     opt.zero_grad();
     // A fresh copy each step, as from a data loader: a model that updates its input in place (scales_input)
     // would otherwise train on a different batch every step.
-    const c10::IValue result = m.module.forward({inputs[0].clone()});
+    std::vector<c10::IValue> args;
+    for (const auto& t : inputs) args.emplace_back(t.clone());
+    const c10::IValue result = m.module.forward(args);
     // The loss reads the first output: a tuple's first element, a returned dict's first value.
     const torch::Tensor out = result.isTuple()         ? result.toTupleRef().elements()[0].toTensor()
                               : result.isGenericDict() ? result.toGenericDict().begin()->value().toTensor()
@@ -81,7 +96,7 @@ inline std::vector<double> train_losses(Engine& engine, const std::string& input
   std::vector<double> losses;
   for (int s = 0; s < steps; ++s) {
     StepInputs batch;
-    batch.inputs = make_inputs({parse_input_spec(input)}, 100);
+    batch.inputs = make_inputs(specs_of(input), 100);
     batch.targets = engine.make_targets(batch.inputs, 7);
     losses.push_back(engine.step(batch).loss);
   }
@@ -105,7 +120,7 @@ inline void expect_same_losses(const std::vector<double>& got, const std::vector
 inline Bytes measured_step_peak(Engine& engine, const std::string& input) {
   MemoryMeter& meter = MemoryMeter::install();
   StepInputs batch;
-  batch.inputs = make_inputs({parse_input_spec(input)}, 1);
+  batch.inputs = make_inputs(specs_of(input), 1);
   batch.targets = engine.make_targets(batch.inputs);
   engine.step(batch);
   meter.reset_peak();

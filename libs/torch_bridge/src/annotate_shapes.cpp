@@ -57,7 +57,11 @@ void annotate_shapes(LoadedModel& model, const std::vector<InputSpec>& specs) {
                 " --input were given; pass one --input per forward() argument");
   std::vector<c10::IValue> inputs;
   for (const auto& t : make_inputs(specs)) inputs.emplace_back(t);
-  for (size_t i = 0; i < specs.size(); ++i) g.value(g.inputs()[i]).tensors = {specs[i].meta()};
+  for (size_t i = 0; i < specs.size(); ++i) {
+    Value& input = g.value(g.inputs()[i]);
+    input.tensors = {specs[i].meta()};
+    input.shared = specs[i].shared;
+  }
   for (size_t i = 0; i < model.parameters.size(); ++i) {
     g.value(g.parameters()[i].value).tensors = {meta_of(model.parameters[i])};
   }

@@ -96,16 +96,18 @@ std::vector<NodeId> random_nodes(const Graph& g) {
 }
 
 // Runs the batch of `specs` whole and as two halves and compares the halves' outputs, joined along dim 0,
-// with the whole batch's (up to float reassociation); `detail` says how they differ.
+// with the whole batch's (up to float reassociation; shared inputs whole in each half); `detail` says how
+// they differ.
 HalvesVerdict compare_halves(const Executor& executor, const std::vector<InputSpec>& specs,
                              std::string& detail) {
   const auto whole_specs = specs[0].shape[0] >= 2 ? specs : with_batch(specs, 2);
   const int64_t batch = whole_specs[0].shape[0], half = batch / 2;
   const std::vector<torch::Tensor> inputs = make_inputs(whole_specs, /*seed=*/3);
   std::vector<torch::Tensor> first, second;
-  for (const auto& t : inputs) {
-    first.push_back(t.narrow(0, 0, half));
-    second.push_back(t.narrow(0, half, batch - half));
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const torch::Tensor& t = inputs[i];
+    first.push_back(whole_specs[i].shared ? t : t.narrow(0, 0, half));
+    second.push_back(whole_specs[i].shared ? t : t.narrow(0, half, batch - half));
   }
   std::vector<torch::Tensor> whole, a, b;
   try {
@@ -203,7 +205,7 @@ BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::
 
   // A value depends on the batch when its shape changed, or when it is computed from something that did.
   std::vector<bool> batch_dependent(g.num_values(), false);
-  for (ValueId in : g.inputs()) batch_dependent[in] = true;
+  for (size_t i = 0; i < g.inputs().size(); ++i) batch_dependent[g.inputs()[i]] = !specs.at(i).shared;
   for (const Node& n : g.nodes()) {
     const auto& a = first.shapes_[n.id];
     const auto& b = second.shapes_[n.id];

@@ -7,7 +7,9 @@
 namespace partita {
 
 namespace {
-constexpr const char* kSyntax = "expected DIMxDIMx...[:DTYPE[:HIGH]] such as 32x3x224x224 or 8x128:i64:50257";
+constexpr const char* kSyntax =
+    "expected DIMxDIMx...[:DTYPE[:HIGH]][:shared] such as 32x3x224x224, 8x128:i64:50257 or "
+    "128x128:bool:shared";
 
 int64_t parse_positive(const std::string& text, std::string_view part, const char* what) {
   int64_t v = 0;
@@ -38,9 +40,13 @@ bool input_dtype_supported(DType d) {
 
 InputSpec parse_input_spec(const std::string& text) {
   PARTITA_CHECK(!text.empty(), "empty --input: ", kSyntax);
-  const auto fields = split(text, ':');
-  PARTITA_CHECK(fields.size() <= 3, "bad --input '", text, "': too many ':' fields; ", kSyntax);
+  auto fields = split(text, ':');
   InputSpec spec;
+  if (fields.size() >= 2 && fields.back() == "shared") {
+    spec.shared = true;
+    fields.pop_back();
+  }
+  PARTITA_CHECK(fields.size() <= 3, "bad --input '", text, "': too many ':' fields; ", kSyntax);
   int64_t elements = 1;
   for (std::string_view dim : split(fields[0], 'x')) {
     spec.shape.push_back(parse_positive(text, dim, "dimension"));
@@ -71,24 +77,30 @@ std::string InputSpec::to_string() const {
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? "x" : "") + std::to_string(shape[i]);
   if (dtype != DType::kFloat32) s += ":" + std::string(dtype_name(dtype));
   if (high > 0) s += ":" + std::to_string(high);
+  if (shared) s += ":shared";
   return s;
 }
 
 void check_inputs_share_batch(const std::vector<InputSpec>& specs) {
-  if (specs.empty() || specs[0].shape.empty()) return;
+  if (specs.empty()) return;
+  PARTITA_CHECK(!specs[0].shared, "--input 1 is ", specs[0].to_string(),
+                ": the first input carries the batch and cannot be shared; trace a wrapper whose forward() "
+                "takes a batched input first");
+  if (specs[0].shape.empty()) return;
   const int64_t batch = specs[0].shape[0];
   for (size_t i = 1; i < specs.size(); ++i) {
-    PARTITA_CHECK(
-        !specs[i].shape.empty() && specs[i].shape[0] == batch, "--input ", i + 1, " is ",
-        specs[i].to_string(), " but the first input's batch is ", batch,
-        ": partita splits the batch along dim 0 of every input; an input without the batch (a shared "
-        "mask or matrix) is not supported: make it a buffer of the model, or give it the batch in dim 0");
+    if (specs[i].shared) continue;
+    PARTITA_CHECK(!specs[i].shape.empty() && specs[i].shape[0] == batch, "--input ", i + 1, " is ",
+                  specs[i].to_string(), " but the first input's batch is ", batch,
+                  ": partita splits the batch along dim 0 of every input; give it the batch in dim 0, or "
+                  "write an input without the batch (a mask or matrix every sample uses) as ",
+                  specs[i].to_string(), ":shared");
   }
 }
 
 std::vector<InputSpec> with_batch(std::vector<InputSpec> specs, int64_t batch) {
   for (auto& s : specs) {
-    if (!s.shape.empty()) s.shape[0] = batch;
+    if (!s.shape.empty() && !s.shared) s.shape[0] = batch;
   }
   return specs;
 }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "partita/graph/analysis.h"
 #include "zoo.h"
 
 namespace partita {
@@ -25,6 +26,26 @@ TEST(BatchCheck, ZooModelsFollowTheBatch) {
     EXPECT_EQ(r.halves, HalvesVerdict::kAgree) << name;
     EXPECT_TRUE(r.problems.empty()) << name << ": node " << r.problems[0].node << " " << r.problems[0].detail;
   }
+}
+
+// shared_matrix(x, w): w has no batch (":shared"); the softmax over it alone is batch-free, the rest follows
+// x's batch, and halves of x with w whole give the whole batch's output.
+TEST(BatchCheck, ASharedInputIsNotPartOfTheBatch) {
+  LoadedModel m = load_model(testing::zoo_model("shared_matrix"));
+  const std::vector<InputSpec> specs{parse_input_spec("8x16"), parse_input_spec("16x16:shared")};
+  annotate_shapes(m, specs);
+  EXPECT_TRUE(m.ir.value(m.ir.inputs()[1]).shared);
+  const BatchCheckResult r = check_batch_splittability(m, specs);
+  EXPECT_TRUE(r.splittable()) << r.halves_detail;
+  EXPECT_EQ(r.halves, HalvesVerdict::kAgree) << r.halves_detail;
+  EXPECT_TRUE(r.problems.empty()) << "node " << r.problems[0].node << " " << r.problems[0].detail;
+  const std::vector<bool> dep = batch_dependent(m.ir);
+  EXPECT_FALSE(dep[m.ir.inputs()[1]]);
+  int batch_free_softmax = 0;
+  for (const Node& n : m.ir.nodes()) {
+    if (n.op == "aten::softmax") batch_free_softmax += dep[n.outputs[0]] ? 0 : 1;
+  }
+  EXPECT_EQ(batch_free_softmax, 1);
 }
 
 TEST(BatchCheck, BakedReshapeIsNamed) {

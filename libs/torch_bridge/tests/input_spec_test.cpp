@@ -81,6 +81,39 @@ TEST(InputSpec, EveryInputMustCarryTheFirstInputsBatch) {
     EXPECT_NE(std::string(e.what()).find("--input 3 is 16x16 but the first input's batch is 8"),
               std::string::npos)
         << e.what();
+    EXPECT_NE(std::string(e.what()).find("as 16x16:shared"), std::string::npos) << e.what();
+  }
+}
+
+// ":shared" marks an input without the batch (a mask, a matrix): it keeps its shape at every batch size, may
+// follow the batched inputs in any order, but cannot be the first input, which carries the batch.
+TEST(InputSpec, ASharedInputHasNoBatch) {
+  const InputSpec mask = parse_input_spec("16x16:bool:shared");
+  EXPECT_TRUE(mask.shared);
+  EXPECT_EQ(mask.dtype, DType::kBool);
+  EXPECT_EQ(mask.to_string(), "16x16:bool:shared");
+  const InputSpec ids = parse_input_spec("4x4:i64:9:shared");
+  EXPECT_EQ(ids.high, 9);
+  EXPECT_EQ(ids.to_string(), "4x4:i64:9:shared");
+  EXPECT_EQ(parse_input_spec("3x5:shared").to_string(), "3x5:shared");
+  EXPECT_FALSE(parse_input_spec("8x16").shared);
+  const std::vector<InputSpec> specs = {parse_input_spec("8x16"), parse_input_spec("16x16:shared"),
+                                        parse_input_spec("8x3")};
+  EXPECT_NO_THROW(check_inputs_share_batch(specs));
+  const auto rebatched = with_batch(specs, 5);
+  EXPECT_EQ(rebatched[0].shape, (std::vector<int64_t>{5, 16}));
+  EXPECT_EQ(rebatched[1].shape, (std::vector<int64_t>{16, 16}));
+  EXPECT_EQ(rebatched[2].shape, (std::vector<int64_t>{5, 3}));
+  try {
+    check_inputs_share_batch({specs[1], specs[0]});
+    ADD_FAILURE() << "accepted a shared first input";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--input 1 is 16x16:shared: the first input carries the batch"),
+              std::string::npos)
+        << e.what();
+  }
+  for (const char* bad : {"shared", "8x16:shared:f32", "8x16:f32:shared:shared", "8:i64:3:4:shared"}) {
+    EXPECT_THROW(parse_input_spec(bad), Error) << bad;
   }
 }
 

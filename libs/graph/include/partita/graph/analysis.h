@@ -110,8 +110,8 @@ struct NodeParallelism {
   TensorParallel tensor_parallel = TensorParallel::kNone;
 };
 
-// [value] whether it is derived from a user input (carries the batch); parameters, constants and what is
-// computed only from them are not.
+// [value] whether it is derived from a user input that carries the batch; parameters, constants, shared
+// inputs (Value::shared) and what is computed only from them are not.
 std::vector<bool> batch_dependent(const Graph& graph);
 // The fewest samples a data-parallel share or a microbatch may hold: 2 when a batch norm normalizes by its
 // batch's own statistics (its training flag set, as a trace in train mode records) over one value per channel

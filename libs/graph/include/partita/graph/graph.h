@@ -35,6 +35,9 @@ struct Value {
   std::string name;  // debug name from TorchScript ("x.3", "conv1.weight")
   ValueKind kind = ValueKind::kOther;
   ValueRole role = ValueRole::kIntermediate;
+  // A user input without the batch (`--input ...:shared`): one tensor every sample uses, not derived from
+  // the batch; plans hand it whole to every device. Set with the input's shape (annotate_shapes).
+  bool shared = false;
   // The tensors this value holds: one for a tensor, the elements for a list/tuple of tensors, none for a
   // scalar. Empty until shapes are known (after the importer's example run).
   std::vector<TensorMeta> tensors;

@@ -1,5 +1,7 @@
 #pragma once
-// `--input SPEC`: DIMxDIMx...[:DTYPE[:HIGH]], e.g. "32x3x224x224", "8x128:i64:50257" (integers in [0, HIGH)).
+// `--input SPEC`: DIMxDIMx...[:DTYPE[:HIGH]][:shared], e.g. "32x3x224x224", "8x128:i64:50257" (integers in
+// [0, HIGH)), "128x128:bool:shared" (an input without the batch: one tensor every sample uses, such as an
+// attention mask or a matrix; plans hand it whole to every device, replica and microbatch).
 // Torch-free so the planning side and the command line can parse it.
 #include <cstdint>
 #include <string>
@@ -14,6 +16,7 @@ struct InputSpec {
   DType dtype = DType::kFloat32;
   int64_t high =
       0;  // integer inputs: values drawn in [0, high); 0 = dtype default (2 for bool, 100 otherwise)
+  bool shared = false;  // no batch dimension: the same tensor for every sample, never split
 
   std::string to_string() const;
   TensorMeta meta() const { return TensorMeta{shape, dtype}; }
@@ -27,12 +30,12 @@ bool input_dtype_supported(DType d);
 // int64 counts is refused here; one larger than this machine's memory by make_inputs).
 InputSpec parse_input_spec(const std::string& text);
 
-// The same specs with the leading (batch) dimension replaced.
+// The same specs with the leading (batch) dimension of each input that is not shared replaced.
 std::vector<InputSpec> with_batch(std::vector<InputSpec> specs, int64_t batch);
 
-// Plans split a batch along dim 0 of every input, so every input must have the first one's batch there (an
-// input without one, a shared mask or matrix, is not supported: it belongs in the model as a buffer). Throws
-// partita::Error naming the first input that differs.
+// Plans split a batch along dim 0 of every input that is not shared, so each of those must have the first
+// input's batch there; the first input carries the batch and cannot be shared. Throws partita::Error naming
+// the first input that differs (and saying that an input without the batch is written with ":shared").
 void check_inputs_share_batch(const std::vector<InputSpec>& specs);
 
 }  // namespace partita
