@@ -394,7 +394,8 @@ std::vector<HeldInterval> training_intervals(const StepView& step,
 // storage made on a CPU device from then to the end of its last reader's forward on a CPU device of the
 // machine (a value sent between them is one storage), counted on its producer; one received from a device
 // with memory of its own on the receiver, from the producer's forward to its last reader there; the graph's
-// outputs until the engine gathers them after the step, when the gathered copy is made beside them.
+// outputs until the engine gathers them after the step, when the gathered copy of several microbatches'
+// pieces is made beside them (one piece, a single microbatch, is returned as it is: no copy).
 std::vector<HeldInterval> inference_intervals(const StepView& step,
                                               const std::vector<std::vector<int>>& forward) {
   const Graph& graph = step.graph;
@@ -440,7 +441,7 @@ std::vector<HeldInterval> inference_intervals(const StepView& step,
   }
   for (ValueId v : graph.outputs()) {
     const NodeId p = graph.value(v).producer;
-    if (p != kNoNode && on_cpu(dev(p)))
+    if (p != kNoNode && on_cpu(dev(p)) && step.plan.microbatches > 1)
       held.push_back(
           {dev(p), step.step_end, gathered, bytes(v) * step.plan.global_batch / step.model.graph_batch()});
   }
