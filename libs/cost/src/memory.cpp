@@ -482,6 +482,7 @@ SavedByProducer saved_activations_by_producer(const Graph& graph) {
   SavedByProducer out;
   out.bytes.assign(static_cast<size_t>(graph.num_nodes()), Bytes(0));
   out.root = m.root;
+  out.requires_grad = m.requires_grad;
   out.saved.assign(static_cast<size_t>(graph.num_values()), false);
   for (const auto& roots : m.saved) {
     for (ValueId r : roots) out.saved[static_cast<size_t>(r)] = true;

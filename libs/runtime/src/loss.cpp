@@ -8,35 +8,7 @@ namespace partita {
 
 namespace F = torch::nn::functional;
 
-std::string_view loss_kind_name(LossKind kind) {
-  switch (kind) {
-    case LossKind::kAuto:
-      return "auto";
-    case LossKind::kCrossEntropy:
-      return "cross_entropy";
-    case LossKind::kMse:
-      return "mse";
-    case LossKind::kNextToken:
-      return "next_token";
-  }
-  return "?";
-}
-
-LossKind parse_loss_kind(std::string_view name) {
-  for (LossKind k : {LossKind::kAuto, LossKind::kCrossEntropy, LossKind::kMse, LossKind::kNextToken}) {
-    if (loss_kind_name(k) == name) return k;
-  }
-  PARTITA_FAIL("unknown loss '", name, "': use auto, cross_entropy, mse or next_token");
-}
-
-LossKind resolve_loss(LossKind kind, const TensorMeta& first_input, const TensorMeta& output) {
-  if (kind != LossKind::kAuto) return kind;
-  const bool int_input = !is_floating(first_input.dtype);
-  if (int_input && output.shape.size() == 3 && first_input.shape.size() == 2) return LossKind::kNextToken;
-  if (output.shape.size() == 2 && output.shape[1] > 1) return LossKind::kCrossEntropy;
-  return LossKind::kMse;
-}
-
+// The planner counts these targets' bytes with cost/loss.h's loss_target_bytes (keep the two together).
 torch::Tensor make_targets(LossKind kind, const torch::Tensor& first_input,
                            const std::vector<int64_t>& output_shape, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);

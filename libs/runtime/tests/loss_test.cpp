@@ -20,6 +20,37 @@ std::string error_of(LossKind kind, const torch::Tensor& output, const torch::Te
 }
 
 // Mean over the batch of 8 (the normalizer), per element for MSE.
+// The planner counts the targets make_targets draws with cost/loss.h's loss_target_bytes: the two agree for
+// every loss and the shapes each takes (MSE on a 4-D output, cross-entropy on [B, C] and dense scores,
+// next-token, whose targets are the input ids themselves).
+TEST(Loss, TheTargetsTakeWhatThePlannerCounts) {
+  const torch::Tensor ids = torch::randint(0, 50, {4, 16}, torch::kInt64);
+  const struct {
+    LossKind kind;
+    std::vector<int64_t> output;
+  } cases[] = {{LossKind::kMse, {4, 3, 8, 8}},
+               {LossKind::kMse, {4, 1}},
+               {LossKind::kCrossEntropy, {4, 10}},
+               {LossKind::kCrossEntropy, {4, 21, 8, 8}},
+               {LossKind::kNextToken, {4, 16, 50}}};
+  for (const auto& c : cases) {
+    const torch::Tensor targets = make_targets(c.kind, ids, c.output, 1);
+    const int64_t held = c.kind == LossKind::kNextToken ? 0 : targets.numel() * targets.element_size();
+    EXPECT_EQ(loss_target_bytes(c.kind, TensorMeta{c.output, DType::kFloat32}).value(), held)
+        << loss_kind_name(c.kind) << " " << c.output.size() << "-D";
+  }
+  // --loss auto, as the planner resolves it from the first input and output.
+  EXPECT_EQ(resolve_loss(LossKind::kAuto, TensorMeta{{4, 16}, DType::kInt64},
+                         TensorMeta{{4, 16, 50}, DType::kFloat32}),
+            LossKind::kNextToken);
+  EXPECT_EQ(resolve_loss(LossKind::kAuto, TensorMeta{{4, 8}, DType::kFloat32},
+                         TensorMeta{{4, 10}, DType::kFloat32}),
+            LossKind::kCrossEntropy);
+  EXPECT_EQ(resolve_loss(LossKind::kAuto, TensorMeta{{4, 8}, DType::kFloat32},
+                         TensorMeta{{4, 1, 10}, DType::kFloat32}),
+            LossKind::kMse);
+}
+
 TEST(Loss, SliceLossIsThePerSampleSumOverTheGlobalBatch) {
   const auto ones = torch::ones({4, 3});
   EXPECT_DOUBLE_EQ(slice_loss(LossKind::kMse, torch::zeros({4, 3}), ones, 8).item<double>(), 0.5);

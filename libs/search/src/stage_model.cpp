@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "partita/core/error.h"
+#include "partita/cost/loss.h"
 #include "partita/cost/memory.h"
 #include "range_max.h"
 
@@ -84,17 +85,22 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
           if (v.role == ValueRole::kParameter) t += static_cast<double>(v.bytes().value());
         }
         if (r.empty() || r.back() != i) r.push_back(i);
-      } else if (!is_weight_or_constant(v)) {
+      } else if (!is_weight_or_constant(v) && saved.requires_grad[static_cast<size_t>(id)]) {
         io += static_cast<double>(v.bytes().value());
       }
     }
-    double out = 0;
-    for (ValueId id : node.outputs) out += static_cast<double>(graph.value(id).bytes().value());
+    double out = 0;  // the output's gradient, when it has one
+    for (ValueId id : node.outputs) {
+      if (saved.requires_grad[static_cast<size_t>(id)])
+        out += static_cast<double>(graph.value(id).bytes().value());
+    }
     param_prefix_[i + 1] = param_prefix_[i] + p;
     trainable_prefix_[i + 1] = trainable_prefix_[i] + t;
     saved_prefix_[i + 1] =
         saved_prefix_[i] + static_cast<double>(saved.bytes[static_cast<size_t>(i)].value()) * per;
-    // Backward's gradients in flight at the node: its output's and its inputs' (unless views of the former).
+    // Backward's gradients in flight at the node: its output's and its inputs' (unless views of the former);
+    // none for a user input or an integer tensor (a first convolution's input was counted as a gradient
+    // its backward never makes: one input's size too many at a one-layer model's peak).
     ws[i] = ((backward_makes_views(node) ? 0.0 : io) + out) * per;
     for (ValueId id : node.outputs) {
       const Value& v = graph.value(id);
@@ -130,6 +136,17 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
       const Value& out = graph.value(id);
       if (out.meta() && is_floating(out.meta()->dtype))
         loss_per_sample_ += static_cast<double>(out.bytes().value()) * per;
+    }
+    // The targets of the loss `partita run` computes by default (--loss auto) from the first output (a
+    // tuple's first tensor): MSE's are a float32 copy of the output's shape.
+    const Value& first = graph.value(graph.outputs().at(0));
+    const TensorMeta* input = graph.inputs().empty() ? nullptr : graph.value(graph.inputs()[0]).meta();
+    if (!first.tensors.empty() && input != nullptr) {
+      const TensorMeta& output = first.tensors[0];
+      loss_per_sample_ +=
+          static_cast<double>(
+              loss_target_bytes(resolve_loss(LossKind::kAuto, *input, output), output).value()) *
+          per;
     }
   }
   // Backward reaches node i after freeing what the later nodes saved: its working set, less those.

@@ -148,7 +148,8 @@ TensorModel::TensorModel(const StageModel& model) : model_(&model) {
 void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, NodeId gathered) {
   const Graph& graph = model_->graph();
   const int n = graph.num_nodes();
-  const std::vector<ValueId> root = saved_activations_by_producer(graph).root;
+  const SavedByProducer saved_model = saved_activations_by_producer(graph);
+  const std::vector<ValueId>& root = saved_model.root;
   const std::vector<bool> split_storage = split_storages(graph, roles, root);
   const double per = 1.0 / model_->graph_batch();
   ws_whole_.assign(static_cast<size_t>(n), 0.0);
@@ -158,7 +159,10 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
   std::vector<std::vector<NodeId>> readers(static_cast<size_t>(graph.num_values()));
   for (NodeId i = 0; i < n; ++i) {
     const Node& node = graph.node(i);
+    // The gradients in flight at the node (as StageModel's workspace): of the inputs and outputs that get
+    // one.
     auto add = [&](ValueId v) {
+      if (!saved_model.requires_grad[static_cast<size_t>(v)]) return;
       const double b = static_cast<double>(graph.value(v).bytes().value()) * per;
       (split_storage[static_cast<size_t>(root[static_cast<size_t>(v)])]
            ? ws_split_

@@ -124,9 +124,10 @@ TEST(ChainPartition, OffloadPairMemoryIsWhatTheFixtureStates) {
             state - moments + ws + 2 * (act - moved) + moved);  // 10 M + 448
   EXPECT_EQ(mem(Checkpointing::kFull, Offload::kOptimizerState), state - moments + ws + 2 * 64 + act);
   // Stage 1 = layer 2, one microbatch in flight: 1 M of weights (4 M of state), workspace and activations
-  // of its 64-byte input and output, and the loss's 64-byte copy of the output.
+  // of its 64-byte input and output, the loss's 64-byte copy of the output and its target (cross-entropy's
+  // 8-byte class index).
   EXPECT_EQ(model.memory(StageLoad{2, 2, 1, 1, Checkpointing::kNone, Offload::kNone}),
-            Bytes(4 * kMiB + 128 + 128 + 64));
+            Bytes(4 * kMiB + 128 + 128 + 64 + 8));
   // A stage of layer 0 alone saves nothing that dies inside it (layer 1 saves its output): nothing to
   // offload.
   EXPECT_EQ(model.offloaded_per_sample(0, 0), 0.0);

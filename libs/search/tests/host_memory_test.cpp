@@ -173,11 +173,11 @@ TEST(HostMemory, CpuReplicasLeaveOutTheGradientsNotMadeYetOnce) {
   const CostTable t = table_for(g, c);
   const Simulation sim = simulate(data_plan(g, {"d0", "d1"}, {1, 1}), g, c, t);
   Bytes working(0);
-  // Each device: its activations (x 64, y0 and y1 40 each, the output y2 16000 and the loss's copy of it)
-  // plus the peak at n2: its working set, 16040, less what later nodes saved (none), less w0's and w1's
-  // gradients (4040 bytes), not made yet.
+  // Each device: its activations (x 64, y0 and y1 40 each, the output y2 16000, the loss's copy of it and
+  // its 8-byte class index target) plus the peak at n2: its working set, 16040, less what later nodes saved
+  // (none), less w0's and w1's gradients (4040 bytes), not made yet.
   for (const auto& d : sim.prediction.devices) {
-    EXPECT_EQ(d.peak_memory - d.model_state, Bytes(64 + 80 + 2 * 16000 + 16040 - 4040)) << d.device;
+    EXPECT_EQ(d.peak_memory - d.model_state, Bytes(64 + 80 + 2 * 16000 + 8 + 16040 - 4040)) << d.device;
     working += d.peak_memory - d.model_state;
   }
   // The host adds back one replica's 4040, and the second replica's fresh copy of w0's gradient.

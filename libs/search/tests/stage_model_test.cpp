@@ -135,10 +135,10 @@ TEST(StageModel, ActivationOffloadMovesWhatDiesInsideAndPaysTwoCopiesPerMicrobat
   const StageLoad act{0, 1, 4, 3, Checkpointing::kNone, Offload::kActivations};
   const StageLoad both{0, 1, 4, 3, Checkpointing::kNone, Offload::kActivationsAndOptimizerState};
   // Kept per sample: the 16-float input (saved by node 0), node 0's 1000-float output (saved by node 1) and
-  // the 1000-float graph output (a result, saved by nobody), and what the loss saves of the output's size.
-  // Offload moves only node 0's output: the input and the result stay on the device. A microbatch is 4
-  // samples.
-  EXPECT_DOUBLE_EQ(m.activation_per_sample(0, 1), 4 * 16 + 4 * 1000 + 4 * 1000 + 4 * 1000);
+  // the 1000-float graph output (a result, saved by nobody), what the loss saves of the output's size and
+  // its target (cross-entropy's int64 class index). Offload moves only node 0's output: the input and the
+  // result stay on the device. A microbatch is 4 samples.
+  EXPECT_DOUBLE_EQ(m.activation_per_sample(0, 1), 4 * 16 + 4 * 1000 + 4 * 1000 + 4 * 1000 + 8);
   EXPECT_DOUBLE_EQ(m.saved_per_sample(0, 1), 4 * 1000);
   EXPECT_DOUBLE_EQ(m.offloaded_per_sample(0, 1), 4 * 1000);
   const double moved = 4.0 * 4 * 1000;
@@ -262,7 +262,8 @@ TEST(StageModel, InferencePeakCountsBranchesAliveAtOnce) {
   const ValueId vd = b.op("aten::linear", {va, b.weight(10000)}, 10);
   b.g.set_outputs({b.op("aten::add", {vc, vd}, 10)});
   const OneDevice d(b.g, Mode::kInference);
-  EXPECT_DOUBLE_EQ(d.m.workspace_per_sample(0, 4), 64 + 4000);
+  // The largest gradients in flight (a training figure): b and c at n2 (x gets no gradient).
+  EXPECT_DOUBLE_EQ(d.m.workspace_per_sample(0, 4), 4000 + 40);
   EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(0, 4), 64 + 4000 + 4000);
   EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(1, 1), 64 + 4000 + 4000);
   // From n2 on: while n2 runs, a (crossing) and b (its input) and c are alive.
@@ -296,10 +297,11 @@ TEST(StageModel, InPlaceResultsAndViewsShareTheirInputsStorage) {
   // The workspace (largest node's inputs + outputs) counts relu_'s input and output apart.
   EXPECT_DOUBLE_EQ(infer.m.workspace_per_sample(1, 2), 8000);
   // Training: n0 saves the graph input (not attributed to a node), relu_ saves y2 and the last linear v,
-  // both y's storage: 4000 bytes once, at n0. o is a result; the loss saves another 40.
+  // both y's storage: 4000 bytes once, at n0. o is a result; the loss saves another 40 and its target (an
+  // int64 class index) 8.
   const OneDevice train(g, Mode::kTraining);
   EXPECT_DOUBLE_EQ(train.m.saved_per_sample(0, 3), 4000);
-  EXPECT_DOUBLE_EQ(train.m.activation_per_sample(0, 3), 64 + 4000 + 40 + 40);
+  EXPECT_DOUBLE_EQ(train.m.activation_per_sample(0, 3), 64 + 4000 + 40 + 40 + 8);
   EXPECT_DOUBLE_EQ(train.m.offloaded_per_sample(0, 3), 4000);
 }
 
@@ -317,11 +319,12 @@ TEST(StageModel, TrainingKeepsOnlyWhatAutogradSaves) {
   const Graph relu = activation_chain("aten::relu");
   const OneDevice r(relu, Mode::kTraining);
   EXPECT_DOUBLE_EQ(r.m.saved_per_sample(0, 2), 4000);
-  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 2), 64 + 4000 + 40 + 40);  // x, r, o, the loss's copy of o
+  // x, r, o, the loss's copy of o and its target (cross-entropy's int64 class index)
+  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 2), 64 + 4000 + 40 + 40 + 8);
   // Cut after n0, h is stage 0's result (sent on), not a saved activation; stage 1 receives it.
   EXPECT_DOUBLE_EQ(r.m.saved_per_sample(0, 0), 0);
   EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 0), 64 + 4000);
-  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(1, 2), 4000 + 4000 + 40 + 40);  // h, r, o, the loss's
+  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(1, 2), 4000 + 4000 + 40 + 40 + 8);  // h, r, o, the loss's
   // Offload moves r where it dies inside the stage, nothing where the next stage saves it.
   EXPECT_DOUBLE_EQ(r.m.offloaded_per_sample(0, 2), 4000);
   EXPECT_DOUBLE_EQ(r.m.offloaded_per_sample(0, 1), 0);
@@ -330,13 +333,13 @@ TEST(StageModel, TrainingKeepsOnlyWhatAutogradSaves) {
   const Graph gelu = activation_chain("aten::gelu");
   const OneDevice gl(gelu, Mode::kTraining);
   EXPECT_DOUBLE_EQ(gl.m.saved_per_sample(0, 2), 8000);
-  EXPECT_DOUBLE_EQ(gl.m.activation_per_sample(0, 2), 64 + 8000 + 40 + 40);
+  EXPECT_DOUBLE_EQ(gl.m.activation_per_sample(0, 2), 64 + 8000 + 40 + 40 + 8);
   EXPECT_DOUBLE_EQ(gl.m.offloaded_per_sample(0, 1), 4000);  // h dies inside; r is saved by n2
   EXPECT_DOUBLE_EQ(gl.m.activation_per_sample(0, 1), 64 + 8000);
   // Training memory of one microbatch of 2 samples, two in flight: model state (weights, gradients, Adam's
   // two moments: 4 x 26000 floats), the workspace (n1: 8000) and the activations of each microbatch.
   EXPECT_EQ(r.m.memory(StageLoad{0, 2, 2, 2, Checkpointing::kNone, Offload::kNone}),
-            Bytes(4 * 4 * 26000 + 2 * 8000 + 2 * 2 * (64 + 4000 + 40 + 40)));
+            Bytes(4 * 4 * 26000 + 2 * 8000 + 2 * 2 * (64 + 4000 + 40 + 40 + 8)));
 }
 
 bool has(const std::vector<Savings>& choices, Checkpointing c, Offload o) {
@@ -390,12 +393,13 @@ TEST(StageModel, BackwardWorkspaceLeavesOutWhatLaterNodesSavedAndBackwardFreed) 
   SearchOptions o;
   o.mode = Mode::kTraining;
   const StageModel m(g, c, table_for(g, c), o);
-  // Working sets (inputs + outputs): node 0 64 + 16000, node 1 16000 + 40, node 2 40 + 40.
-  EXPECT_DOUBLE_EQ(m.workspace_per_sample(0, 2), 16064);
-  // Backward at node 0 comes after y1 (produced later, 40) is freed: 16064 - 40 = 16024; at node 1 nothing
+  // Working sets (the inputs and outputs that get a gradient; x, a user input, gets none): node 0 16000,
+  // node 1 16000 + 40, node 2 40 + 40.
+  EXPECT_DOUBLE_EQ(m.workspace_per_sample(0, 2), 16040);
+  // Backward at node 0 comes after y1 (produced later, 40) is freed: 16000 - 40 = 15960; at node 1 nothing
   // produced later was saved: 16040; at node 2: 80.
   EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(0, 2), 16040);
-  EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(0, 0), 16064);
+  EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(0, 0), 16000);
   EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(2, 2), 80);
 }
 
@@ -437,8 +441,8 @@ TEST(StageModel, OneMicrobatchsBackwardPeakHoldsOnlyTheGradientsMadeByThen) {
 
 // The same chain with several microbatches per step. The device's first backward runs before any gradient
 // exists; the later ones beside all of them. GPipe keeps all 4 microbatches when the first backward starts,
-// 3 at the second: one microbatch's activations (2 x 32144 bytes: x, y0, y1, the output y2 and what the loss
-// saves of its size) outweigh the
+// 3 at the second: one microbatch's activations (2 x 32152 bytes: x, y0, y1, the output y2, what the loss
+// saves of its size and its target) outweigh the
 // 4040 bytes of w0's and w1's gradients, so the first backward is the peak and lacks those. 1F1B with 2
 // microbatches in flight runs a forward between backwards: its second backward holds as many microbatches
 // and every gradient, the old figure.
@@ -446,7 +450,7 @@ TEST(StageModel, AStepsFirstBackwardHoldsOnlyTheGradientsMadeByThenWhateverTheMi
   const Graph g = chain_graph({1e9, 1e9, 1e9}, {10, 10, 4000}, {1000, 10, 10});
   const OneDevice x(g, Mode::kTraining);
   const StageModel& m = x.m;
-  EXPECT_DOUBLE_EQ(m.activation_per_sample(0, 2), 64 + 40 + 40 + 16000 + 16000);
+  EXPECT_DOUBLE_EQ(m.activation_per_sample(0, 2), 64 + 40 + 40 + 16000 + 16000 + 8);
   StageLoad gpipe{0, 2, 2, 4, Checkpointing::kNone, Offload::kNone};  // microbatches 0: not known
   const Bytes every_gradient = m.memory(gpipe);
   gpipe.microbatches = 4;
@@ -461,11 +465,11 @@ TEST(StageModel, AStepsFirstBackwardHoldsOnlyTheGradientsMadeByThenWhateverTheMi
   EXPECT_EQ(m.memory(one_f), one_f_every_gradient);
   // When what the first backward lacks outweighs a microbatch's activations, the second backward (one
   // microbatch fewer, every gradient) is the peak: y1 (100,000 floats) makes n2's working set the largest,
-  // and at n2 the first backward lacks w0's 4 MB gradient; a microbatch keeps 400,184 bytes (x, y0, y1, y2
-  // and the loss's copy).
+  // and at n2 the first backward lacks w0's 4 MB gradient; a microbatch keeps 400,192 bytes (x, y0, y1, y2,
+  // the loss's copy and its target).
   const Graph heavy = chain_graph({1e9, 1e9, 1e9}, {10, 100000, 10}, {1000000, 10, 10});
   const OneDevice y(heavy, Mode::kTraining);
-  EXPECT_DOUBLE_EQ(y.m.activation_per_sample(0, 2), 64 + 40 + 400000 + 40 + 40);
+  EXPECT_DOUBLE_EQ(y.m.activation_per_sample(0, 2), 64 + 40 + 400000 + 40 + 40 + 8);
   StageLoad two{0, 2, 1, 2, Checkpointing::kNone, Offload::kNone};
   const Bytes heavy_every_gradient = y.m.memory(two);
   two.microbatches = 2;
@@ -569,9 +573,27 @@ TEST(StageModel, BackwardPeakMatchesAWalkOverTheRangesNodes) {
   }
 }
 
+// The last stage keeps the targets of the loss `partita run` computes by default (cost/loss.h): a [1, 1000]
+// output takes cross-entropy's int64 class index (8 bytes a sample), a [1, 1, 1000] one MSE's float32 copy of
+// its shape (4000). x -> linear -> y: x (64), y (4000), what the loss saves of y's size (4000), the target.
+// Backward's working set at the linear is y's gradient alone: x is a user input, which gets none (it was
+// counted, one input's size too many at a one-layer model's peak).
+TEST(StageModel, TheLastStageKeepsTheDefaultLosssTargets) {
+  for (const bool mse : {false, true}) {
+    GraphBuilder b;
+    const ValueId y = b.op("aten::linear", {b.input(16), b.weight(16000)}, 1000);
+    if (mse) b.g.value(y).tensors = {TensorMeta{{1, 1, 1000}, DType::kFloat32}};
+    b.g.set_outputs({y});
+    const OneDevice one(b.g, Mode::kTraining);
+    EXPECT_DOUBLE_EQ(one.m.activation_per_sample(0, 0), 64 + 4000 + 4000 + (mse ? 4000 : 8)) << mse;
+    EXPECT_DOUBLE_EQ(one.m.workspace_per_sample(0, 0), 4000) << mse;
+  }
+}
+
 // Concatenation and reshaping views hand their inputs views of the output's gradient: their backward's
-// working set is the output alone. x [1, 256] -> relu a, relu b (1 KiB each) -> cat (2 KiB) -> view (2 KiB)
-// -> narrow (the first half: a slicing view, whose backward makes a zeroed tensor of its input's size).
+// working set is the output alone. x [1, 256] -> mul by a weight h -> relu a, relu b (1 KiB each) -> cat
+// (2 KiB) -> view (2 KiB) -> narrow (the first half: a slicing view, whose backward makes a zeroed tensor of
+// its input's size). The weight makes every value after it need a gradient.
 TEST(StageModel, ConcatenationAndReshapingViewsWorkOnTheirOutputsGradientAlone) {
   Graph g;
   const ValueId x = g.add_input("x");
@@ -583,16 +605,20 @@ TEST(StageModel, ConcatenationAndReshapingViewsWorkOnTheirOutputsGradientAlone) 
         OpCost{Flops(1e6), Bytes(0), Bytes(0), CostStatus::kEstimated};
     return y;
   };
-  const ValueId a = op("aten::relu", {x}, {1, 256}), b = op("aten::relu", {x}, {1, 256});
+  const ValueId w = g.add_parameter("w", true);
+  g.value(w).tensors = {TensorMeta{{256}, DType::kFloat32}};
+  const ValueId h = op("aten::mul", {x, w}, {1, 256});
+  const ValueId a = op("aten::relu", {h}, {1, 256}), b = op("aten::relu", {h}, {1, 256});
   const ValueId c = op("aten::cat", {a, b}, {1, 512});
   const ValueId v = op("aten::view", {c}, {2, 256});
   g.set_outputs({op("aten::narrow", {v}, {1, 256})});
   const OneDevice one(g, Mode::kTraining);
   const StageModel& m = one.m;
-  EXPECT_DOUBLE_EQ(m.workspace_per_sample(2, 2), 2048);         // cat: its output only
-  EXPECT_DOUBLE_EQ(m.workspace_per_sample(3, 3), 2048);         // view: likewise
-  EXPECT_DOUBLE_EQ(m.workspace_per_sample(4, 4), 2048 + 1024);  // narrow: its input and output
-  EXPECT_DOUBLE_EQ(m.workspace_per_sample(0, 0), 1024 + 1024);  // relu: its input and output
+  EXPECT_DOUBLE_EQ(m.workspace_per_sample(3, 3), 2048);         // cat: its output only
+  EXPECT_DOUBLE_EQ(m.workspace_per_sample(4, 4), 2048);         // view: likewise
+  EXPECT_DOUBLE_EQ(m.workspace_per_sample(5, 5), 2048 + 1024);  // narrow: its input and output
+  EXPECT_DOUBLE_EQ(m.workspace_per_sample(1, 1), 1024 + 1024);  // relu: its input and output
+  EXPECT_DOUBLE_EQ(m.workspace_per_sample(0, 0), 1024);         // mul: its output (x gets no gradient)
 }
 
 // Weights follow the engine's placement: a CPU device (kHost) counts a tied weight once, in the range of its

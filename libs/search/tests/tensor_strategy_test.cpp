@@ -150,8 +150,9 @@ TEST(TensorModel, TrainingPeakHoldsSplitStoragesInPartAndTimesTheGradients) {
   // Three devices have no table: the nodes are scanned, to the same rule.
   EXPECT_DOUBLE_EQ(tm.backward_peak(0, 2, 1, 3, 1).beyond_state, 4096.0 / 3 + 1e6 - 65536.0 / 3);
   // Without the output node, on 2 samples: at n1 (y0's and y1's halves) w0's gradient is not made yet, so
-  // the peak is at n0 (x and y0's half, less y1's half, which the backward freed by then).
-  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, 1).beyond_state, 2 * (64 + 2048) - 2 * 2048);
+  // the peak is at n0 (y0's half, less y1's half, which the backward freed by then; x, a user input, gets no
+  // gradient): nothing beyond the activations.
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, 1).beyond_state, 2 * 2048 - 2 * 2048);
   EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, 0).beyond_state, 2 * (2048 + 2048));
   // memory(): model state (half of each weight, its gradient and Adam's two moments) + the peak + the kept
   // activations (x, y1's half, the output and the loss's copy of it).
@@ -179,8 +180,8 @@ TEST(TensorModel, TrainingPeakHoldsAGatheredOutputWhole) {
   const StageModel model(g, c, t, tensor_options(Mode::kTraining));
   const TensorModel tm(model);
   ASSERT_TRUE(tm.all_reduce_after(0));
-  // x, y's half and the gathered y.
-  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 0, 1, 2, 0).beyond_state, 64 + 2048 + 4096);
+  // The gradients of y's half and of the gathered y (x, a user input, gets none).
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 0, 1, 2, 0).beyond_state, 2048 + 4096);
 }
 
 // A replicated weight's gradient is whole on every device: a scale read before the pair is not made yet

@@ -98,6 +98,9 @@ struct SavedByProducer {
   std::vector<Bytes> bytes;
   std::vector<ValueId> root;  // [value] the value whose storage it is (itself unless a view/in-place result)
   std::vector<bool> saved;    // [value] its storage is saved by some node for backward
+  // [value] a floating-point tensor computed from a trainable parameter: backward makes a gradient for it
+  // (a user input, an integer tensor or what only they feed gets none).
+  std::vector<bool> requires_grad;
 };
 SavedByProducer saved_activations_by_producer(const Graph& graph);
 

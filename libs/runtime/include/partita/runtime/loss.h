@@ -6,22 +6,9 @@
 
 #include <torch/types.h>
 
-#include "partita/graph/tensor_meta.h"
+#include "partita/cost/loss.h"  // LossKind, resolve_loss
 
 namespace partita {
-
-enum class LossKind {
-  kAuto,          // next-token for integer inputs with a [B, T, V] output; cross-entropy for [B, C]; else MSE
-  kCrossEntropy,  // targets: class indices [B] for scores [B, C]; [B, d1, ...] for dense scores [B, C, d1,
-                  // ...]
-  kMse,           // targets: same shape as the output
-  kNextToken,     // targets: the token ids [B, T]; logits [B, T, V] predict token t+1 from position t
-};
-std::string_view loss_kind_name(LossKind kind);
-LossKind parse_loss_kind(std::string_view name);
-
-// Chooses kAuto's loss from the model's first input and first output.
-LossKind resolve_loss(LossKind kind, const TensorMeta& first_input, const TensorMeta& output);
 
 // Deterministic training targets for a whole batch whose output has `output_shape` (labels drawn with `seed`;
 // next-token uses the input ids themselves).

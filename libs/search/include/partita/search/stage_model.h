@@ -24,7 +24,10 @@
 //     the range's end (results; the graph outputs after the last node). A saved result counts once.
 //     The last stage also keeps what the engine's loss saves for backward, taken as one tensor of the
 //     floating graph outputs' size (cross-entropy's log-softmax, 127/128 of the GPT's logits for the next
-//     token; MSE saves its targets, which are alive for the whole step anyway: an over-count there).
+//     token), and the targets of the default loss (`run --loss auto`; cost/loss.h's loss_target_bytes):
+//     MSE's, a float32 tensor of the first output's shape, matter (a one-layer model with a 4 MiB output
+//     was predicted 22% under without them); the engine makes the whole batch's at once, counted here per
+//     microbatch in flight on the last stage.
 //   - inference keeps no activations: a stage's peak is the most bytes alive at once while one of its nodes
 //     runs (peak_live_per_sample), every storage alive from its producer (the range's start for what enters
 //     it) to its last reader (graph outputs to the end), views and in-place results sharing their input's;
@@ -33,10 +36,10 @@
 //     convolution, max pooling's dropped indices), a load without a device taken as a GPU's.
 //   - boundary bytes after node i: every intermediate value produced at or before i and read after i.
 //   - workspace (training): at the peak of a microbatch's backward, beyond its activations: the largest
-//     over the range's nodes of a node's non-weight inputs + outputs (the gradients in flight there; only
-//     the outputs where the inputs' gradients are views of the output's: concatenation and reshaping views,
-//     cost/memory.h's backward_makes_views) less what the nodes after it saved (backward has freed that by
-//     then).
+//     over the range's nodes of a node's non-weight inputs + outputs that get a gradient (the gradients in
+//     flight there; not a user input's or an integer tensor's; only the outputs where the inputs' gradients
+//     are views of the output's: concatenation and reshaping views, cost/memory.h's backward_makes_views)
+//     less what the nodes after it saved (backward has freed that by then).
 //   - gradients (training): the engine starts a step without them (set to none), and backward makes a
 //     parameter's gradient when it passes the parameter's reader. When a device runs one microbatch per
 //     step (StageLoad::microbatches == 1), the gradients of parameters that only nodes before the backward's
@@ -245,7 +248,7 @@ class StageModel {
   std::vector<double> unsaved_cross_;  // [n], per sample: storages no node saves, alive across node i's end
   std::vector<double> saved_cross_;    // [n], per sample: saved storages produced <= i, alive after i
   double graph_input_per_sample_ = 0;
-  double loss_per_sample_ = 0;                 // training: what the loss saves, of the graph outputs' size
+  double loss_per_sample_ = 0;  // training: what the loss saves (the graph outputs' size) and its targets
   std::vector<std::vector<double>> ws_table_;  // sparse table of per-node workspace per sample
   std::vector<std::vector<double>> ws_saved_table_;  // ... of workspace + saved by nodes <= i, per sample
   RangeLineMax first_backward_;  // lines: workspace + saved by nodes <= i per sample, less unshared prefix

@@ -1,0 +1,29 @@
+#pragma once
+// The training losses partita computes from a model's first output (runtime/loss.h runs them), and what their
+// targets take in memory. Torch-free, so the planner can count them.
+#include <string_view>
+
+#include "partita/graph/tensor_meta.h"
+
+namespace partita {
+
+enum class LossKind {
+  kAuto,          // next-token for integer inputs with a [B, T, V] output; cross-entropy for [B, C]; else MSE
+  kCrossEntropy,  // targets: class indices [B] for scores [B, C]; [B, d1, ...] for dense scores [B, C, d1,
+                  // ...]
+  kMse,           // targets: same shape as the output
+  kNextToken,     // targets: the token ids [B, T]; logits [B, T, V] predict token t+1 from position t
+};
+std::string_view loss_kind_name(LossKind kind);
+LossKind parse_loss_kind(std::string_view name);
+
+// Chooses kAuto's loss from the model's first input and first output.
+LossKind resolve_loss(LossKind kind, const TensorMeta& first_input, const TensorMeta& output);
+
+// The bytes of the targets a training step holds for `output` (the first output, whole batch) under a
+// resolved `kind`, as runtime/loss.cpp's make_targets draws them: MSE a float32 tensor of the output's shape,
+// cross-entropy int64 class indices (one per sample, or per position for dense scores), next-token none (the
+// input's token ids are the targets).
+Bytes loss_target_bytes(LossKind kind, const TensorMeta& output);
+
+}  // namespace partita
