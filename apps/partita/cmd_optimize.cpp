@@ -63,6 +63,7 @@ struct OptimizeArgs {
   ModelArgs model;
   bool train = false;
   std::string optimizer;  // empty: adam
+  std::string loss;       // empty: auto
   std::string out = "partita-out";
   std::string json;
   std::string devices;
@@ -147,6 +148,9 @@ void run_optimize(const OptimizeArgs& args) {
   PARTITA_CHECK(args.optimizer.empty() || args.train, "--optimizer ", args.optimizer,
                 ": an optimizer is for training; add --train or leave --optimizer out");
   const Optimizer optimizer = args.optimizer.empty() ? Optimizer::kAdam : parse_optimizer(args.optimizer);
+  PARTITA_CHECK(args.loss.empty() || args.train, "--loss ", args.loss,
+                ": a loss is for training; add --train or leave --loss out");
+  const LossKind loss = args.loss.empty() ? LossKind::kAuto : parse_loss_kind(args.loss);
   MemoryMeter& meter = MemoryMeter::install();
   LoadedModel model = load_model(args.model.model);
   annotate_shapes(model, specs);
@@ -199,6 +203,7 @@ void run_optimize(const OptimizeArgs& args) {
     inputs->options.mode = mode;
     inputs->options.objective = objective;
     inputs->options.optimizer = optimizer;
+    inputs->options.loss = loss;
     // Per-op times measured here, under the OpenBLAS setting the candidate will run with.
     ProfiledCostOptions costs;
     costs.mode = mode;
@@ -238,6 +243,7 @@ void run_optimize(const OptimizeArgs& args) {
   BaselineOptions base;
   base.mode = mode;
   base.optimizer = candidates.front().plan.optimizer;
+  base.loss = loss;
   base.learning_rate = default_learning_rate(base.optimizer);  // the steps partita's run takes
   base.warmup = 3;  // TorchScript's profiling executor re-optimizes the module on its first calls
   base.steps =
@@ -303,6 +309,7 @@ void run_optimize(const OptimizeArgs& args) {
     return report;
   };
   RunOptions probe;
+  probe.loss = loss;
   probe.steps = 5;
   probe.warmup = 3;  // a new engine's first steps pay for thread, OpenMP team and allocator start-up
   probe.inline_lone_worker = true;
@@ -373,6 +380,7 @@ void run_optimize(const OptimizeArgs& args) {
   const int final_steps = steps_for_window(best->measured_ms, kFinalWindow, args.steps);
   base.steps = final_steps;
   RunOptions run_options;
+  run_options.loss = loss;
   run_options.steps = final_steps;
   run_options.warmup = 3;
   run_options.inline_lone_worker = probe.inline_lone_worker;
@@ -584,6 +592,7 @@ Command register_optimize(CLI::App& app) {
   add_model_args(*cmd, args->model);
   cmd->add_flag("--train", args->train, "optimize a training step (default: inference)");
   cmd->add_option("--optimizer", args->optimizer, "training: sgd, sgd_momentum, adam (default) or adamw");
+  cmd->add_option("--loss", args->loss, "training: auto (default), cross_entropy, mse or next_token");
   cmd->add_option("--out", args->out, "output folder for plan.json, trace.json, metrics.json");
   cmd->add_option("--json", args->json, "write the results as JSON (- for stdout)");
   cmd->add_option("--devices", args->devices,

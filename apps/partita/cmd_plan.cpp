@@ -36,6 +36,7 @@ struct PlanArgs {
   std::string strategy = "auto";
   bool train = false;
   std::string optimizer;  // empty: adam
+  std::string loss;       // empty: auto
   std::string memory_limit;
   std::string cost;
   int microbatches = 0;
@@ -145,8 +146,11 @@ void run_plan(const PlanArgs& args) {
   const Optimizer optimizer = args.optimizer.empty() ? Optimizer::kAdam : parse_optimizer(args.optimizer);
   PlanningInputs in =
       load_planning_inputs(source, args.train ? Mode::kTraining : Mode::kInference, optimizer);
+  PARTITA_CHECK(args.loss.empty() || args.train, "--loss ", args.loss,
+                ": a loss is for training; add --train or leave --loss out");
   SearchOptions options = in.options;
   options.mode = args.train ? Mode::kTraining : Mode::kInference;
+  if (!args.loss.empty()) options.loss = parse_loss_kind(args.loss);
   options.objective = objective;
   options.strategy = strategy;
   if (args.batch > 0) options.global_batch = args.batch;
@@ -255,6 +259,10 @@ Command register_plan(CLI::App& app) {
   cmd->add_option("--optimizer", args->optimizer,
                   "training: sgd, sgd_momentum, adam (default) or adamw; its state counts in memory and "
                   "partita run trains with it");
+  cmd->add_option(
+      "--loss", args->loss,
+      "training: auto (default), cross_entropy, mse or next_token; its targets count in memory and "
+      "partita run trains with it");
   cmd->add_option("--memory-limit", args->memory_limit, "per-device memory cap, bytes or like 4GiB");
   cmd->add_option(
       "--cost", args->cost,

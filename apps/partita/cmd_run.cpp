@@ -54,7 +54,7 @@ struct RunArgs {
   int steps = 10;
   bool train = false;
   double lr = 0;  // 0: the optimizer's default (default_learning_rate)
-  std::string loss = "auto";
+  std::string loss;  // empty: the plan's
   std::string trace;
   std::string json;
   int warmup = -1;  // -1: the default, 2 (0 with --checkpoint-dir)
@@ -331,7 +331,7 @@ void run_run(const RunArgs& args) {
       args.checkpoint_async ? CheckpointWrites::kBackground : CheckpointWrites::kSynchronous;
   options.learning_rate = args.lr;
   options.random_seed = args.seed;
-  options.loss = parse_loss_kind(args.loss);
+  options.loss = args.loss.empty() ? plan.loss : parse_loss_kind(args.loss);
   options.record_trace = !args.trace.empty();
   options.inject_slowdown = slowdown;
   options.rebalance = args.rebalance;
@@ -519,7 +519,8 @@ Command register_run(CLI::App& app) {
   cmd->add_flag("--train", args->train, "training steps (the plan must be a training plan)");
   cmd->add_option("--lr", args->lr,
                   "learning rate (default: 0.001 for adam and adamw, 0.01 for sgd and sgd_momentum)");
-  cmd->add_option("--loss", args->loss, "auto, cross_entropy, mse or next_token");
+  cmd->add_option("--loss", args->loss,
+                  "auto, cross_entropy, mse or next_token (default: the plan's, from plan --loss; auto)");
   cmd->add_option(
          "--seed", args->seed,
          "seeds the model's random draws (dropout masks, noise): each device draws from a generator of "

@@ -82,6 +82,7 @@ Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions op
     base_ = make_planning_inputs(model.ir, plan.source);
     mark_batch_splittability(base_, model);
     base_.options.optimizer = plan.optimizer;  // before profiling: its update step is timed
+    base_.options.loss = plan.loss;
     if (plan.source.cost == "profiled") {
       ProfiledCostOptions costs;
       costs.mode = plan.mode;

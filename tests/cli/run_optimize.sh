@@ -21,6 +21,24 @@ for s in steps:
     want = {(st, k + str(m)) for st in (0, 1) for k in "FB" for m in range(4)}
     assert names == want, (s, sorted(want - names))
 PY
+# plan --loss: the plan records the loss its memory prediction counts, and run trains with it unless told
+# otherwise (the mlp's class scores under MSE: the same losses as run --loss mse on the auto plan).
+"$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0 --train --loss mse --json "$WORK/mse.plan.json" \
+  >/dev/null || fail "plan --loss mse"
+[ "$(json_get "$WORK/mse.plan.json" "d['loss']")" = mse ] || fail "plan --loss mse: the plan should record it"
+"$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0 --train --json "$WORK/auto.plan.json" >/dev/null \
+  || fail "plan (auto loss)"
+"$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/mse.plan.json" --train --steps 3 --json "$WORK/mse.json" \
+  >/dev/null || fail "run the mse plan"
+"$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/auto.plan.json" --train --steps 3 --loss mse \
+  --json "$WORK/mse2.json" >/dev/null || fail "run --loss mse"
+"$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/auto.plan.json" --train --steps 3 --json "$WORK/ce.json" \
+  >/dev/null || fail "run the auto plan"
+[ "$(json_get "$WORK/mse.json" "d['losses']")" = "$(json_get "$WORK/mse2.json" "d['losses']")" ] \
+  || fail "the mse plan's run should train with mse"
+[ "$(json_get "$WORK/mse.json" "d['losses']")" != "$(json_get "$WORK/ce.json" "d['losses']")" ] \
+  || fail "mse and cross-entropy should give other losses"
+expect_error "--loss mse: a loss is for training" "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --loss mse
 # Energy per step of each device: RAPL or NVML where the machine has them, else estimated from the device's
 # measured busy time (TDP while busy, idle power for the rest of the median step).
 "$PYTHON" - "$WORK/run.json" <<'PY' || fail "run: energy"

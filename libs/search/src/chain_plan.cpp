@@ -24,6 +24,7 @@ Plan empty_plan(const StageModel& model, StrategyKind strategy) {
   plan.mode = model.options().mode;
   plan.strategy = strategy;
   plan.optimizer = model.options().optimizer;
+  plan.loss = model.options().loss;
   plan.global_batch = model.options().global_batch;
   return plan;
 }

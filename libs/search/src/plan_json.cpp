@@ -205,6 +205,7 @@ Json plan_to_json(const Plan& plan) {
   j["strategy"] = strategy_name(plan.strategy);
   j["schedule"] = schedule_name(plan.schedule);
   j["optimizer"] = optimizer_name(plan.optimizer);
+  j["loss"] = loss_kind_name(plan.loss);
   j["global_batch"] = plan.global_batch;
   j["microbatches"] = plan.microbatches;
   // Convenience copies of the prediction for scripts (the "prediction" object below is what is read back).
@@ -241,6 +242,13 @@ Plan plan_from_json(const Json& j) {
   p.strategy = parse_strategy(get<std::string>(j, "strategy"));
   p.schedule = parse_schedule(get<std::string>(j, "schedule"));
   p.optimizer = parse_optimizer(get<std::string>(j, "optimizer"));
+  if (j.contains("loss")) {  // plans written before 2026-12-04 have none: auto
+    try {
+      p.loss = parse_loss_kind(get<std::string>(j, "loss"));
+    } catch (const Error& e) {
+      PARTITA_FAIL("plan JSON: field 'loss': ", e.what());
+    }
+  }
   p.global_batch = get<int>(j, "global_batch");
   p.microbatches = get<int>(j, "microbatches");
   for (const auto& gj : field(j, "groups")) {

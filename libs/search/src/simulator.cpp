@@ -75,6 +75,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   opt.mode = plan.mode;
   opt.global_batch = plan.global_batch;
   opt.optimizer = plan.optimizer;
+  opt.loss = plan.loss;
   if (plan.branch_layout()) return detail::simulate_branch(plan, graph, cluster, table, opt);
   const StageModel model(graph, cluster, table, opt);
   // Only plans with tensor-parallel groups use it (its inference tables cost a pass over the graph).

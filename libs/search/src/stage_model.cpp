@@ -137,15 +137,15 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
       if (out.meta() && is_floating(out.meta()->dtype))
         loss_per_sample_ += static_cast<double>(out.bytes().value()) * per;
     }
-    // The targets of the loss `partita run` computes by default (--loss auto) from the first output (a
-    // tuple's first tensor): MSE's are a float32 copy of the output's shape.
+    // The targets of the loss `partita run` computes (SearchOptions::loss; auto resolved as run does) from
+    // the first output (a tuple's first tensor): MSE's are a float32 copy of the output's shape.
     const Value& first = graph.value(graph.outputs().at(0));
     const TensorMeta* input = graph.inputs().empty() ? nullptr : graph.value(graph.inputs()[0]).meta();
     if (!first.tensors.empty() && input != nullptr) {
       const TensorMeta& output = first.tensors[0];
       loss_per_sample_ +=
           static_cast<double>(
-              loss_target_bytes(resolve_loss(LossKind::kAuto, *input, output), output).value()) *
+              loss_target_bytes(resolve_loss(options_.loss, *input, output), output).value()) *
           per;
     }
   }

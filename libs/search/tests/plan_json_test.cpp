@@ -18,6 +18,7 @@ Plan sample_plan() {
   p.strategy = StrategyKind::kHybrid;
   p.schedule = Schedule::kGPipe;
   p.optimizer = Optimizer::kAdamW;
+  p.loss = LossKind::kMse;
   p.global_batch = 12;
   p.microbatches = 3;
   p.groups = {DeviceGroup{{"cuda:0", "cuda:1"}, {3, 1}, GroupParallelism::kData},
@@ -53,6 +54,24 @@ TEST(PlanJson, RoundTripsEveryField) {
   EXPECT_EQ(q.prediction.hosts[0].offloaded_activations, Bytes(1000));
   EXPECT_EQ(q.prediction.hosts[0].capacity, Bytes(int64_t{64} << 30));
   EXPECT_EQ(q.prediction.hosts[0].update_working, Bytes(300));
+  EXPECT_EQ(j["loss"], "mse");
+  EXPECT_EQ(q.loss, LossKind::kMse);
+}
+
+// The loss a plan was predicted for (plan --loss; run trains with it): plans written before it read as auto,
+// an unknown one is refused naming the field.
+TEST(PlanJson, ReadsTheLossOrAutoWhenAbsent) {
+  Json j = plan_to_json(sample_plan());
+  j.erase("loss");
+  EXPECT_EQ(plan_from_json(j).loss, LossKind::kAuto);
+  j["loss"] = "l1";
+  try {
+    plan_from_json(j);
+    ADD_FAILURE() << "read an unknown loss";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("plan JSON: field 'loss': unknown loss 'l1'"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(PlanJson, RoundTripsTensorGroupsOfReplicas) {

@@ -588,6 +588,14 @@ TEST(StageModel, TheLastStageKeepsTheDefaultLosssTargets) {
     EXPECT_DOUBLE_EQ(one.m.activation_per_sample(0, 0), 64 + 4000 + 4000 + (mse ? 4000 : 8)) << mse;
     EXPECT_DOUBLE_EQ(one.m.workspace_per_sample(0, 0), 4000) << mse;
   }
+  // plan --loss mse on the class scores: MSE's targets.
+  GraphBuilder b;
+  b.g.set_outputs({b.op("aten::linear", {b.input(16), b.weight(16000)}, 1000)});
+  SearchOptions o = OneDevice::options(Mode::kTraining);
+  o.loss = LossKind::kMse;
+  const Cluster c = make_cluster({make_spec("a", 1)}, make_link(10));
+  const StageModel mse(b.g, c, table_for(b.g, c), o);
+  EXPECT_DOUBLE_EQ(mse.activation_per_sample(0, 0), 64 + 4000 + 4000 + 4000);
 }
 
 // Concatenation and reshaping views hand their inputs views of the output's gradient: their backward's

@@ -149,6 +149,7 @@ struct Plan {
   StrategyKind strategy = StrategyKind::kPipeline;
   Schedule schedule = Schedule::kOneFOneB;
   Optimizer optimizer = Optimizer::kAdam;
+  LossKind loss = LossKind::kAuto;  // training: what the prediction counts; `partita run` trains with it
   int global_batch = 1;
   int microbatches = 1;
   std::vector<DeviceGroup> groups;

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "partita/core/units.h"
+#include "partita/cost/loss.h"
 #include "partita/cost/memory.h"
 
 namespace partita {
@@ -38,6 +39,9 @@ struct SearchOptions {
   Objective objective = Objective::kTime;
   StrategyKind strategy = StrategyKind::kAuto;
   Optimizer optimizer = Optimizer::kAdam;
+  // Training: the loss `partita run` computes (kAuto resolved from the first input and output, as run does);
+  // its targets count in the last stage's memory.
+  LossKind loss = LossKind::kAuto;
   // Per-device memory cap applied on top of each device's own memory (the smaller wins); nullopt: none.
   std::optional<Bytes> memory_limit;
   MemoryCap memory_cap = MemoryCap::kDeviceAndLimit;
