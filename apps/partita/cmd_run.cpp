@@ -53,7 +53,7 @@ struct RunArgs {
   std::string plan;
   int steps = 10;
   bool train = false;
-  double lr = 0;  // 0: the optimizer's default (default_learning_rate)
+  double lr = 0;     // 0: the optimizer's default (default_learning_rate)
   std::string loss;  // empty: the plan's
   std::string trace;
   std::string json;

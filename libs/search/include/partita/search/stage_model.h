@@ -249,7 +249,7 @@ class StageModel {
   std::vector<double> saved_cross_;    // [n], per sample: saved storages produced <= i, alive after i
   double graph_input_per_sample_ = 0;
   double loss_per_sample_ = 0;  // training: what the loss saves (the graph outputs' size) and its targets
-  std::vector<std::vector<double>> ws_table_;  // sparse table of per-node workspace per sample
+  std::vector<std::vector<double>> ws_table_;        // sparse table of per-node workspace per sample
   std::vector<std::vector<double>> ws_saved_table_;  // ... of workspace + saved by nodes <= i, per sample
   RangeLineMax first_backward_;  // lines: workspace + saved by nodes <= i per sample, less unshared prefix
   std::vector<std::vector<double>> live_table_;  // sparse table of bytes alive while node i runs, per sample
