@@ -439,6 +439,22 @@ class SharedMatrix(nn.Module):
         return self.head(torch.relu(self.inner(x @ torch.softmax(w, dim=-1)))) * w[0, :4]
 
 
+class MaskedTokens(nn.Module):
+    """forward(mask, ids) takes its input without the batch first: a causal 8x8 mask every sample uses
+    (`--input 8x8:bool:shared --input 4x8:i64:100`). The batch comes from the second input, and the
+    next-token loss reads those ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(100, 16)
+        self.head = nn.Linear(16, 100)
+
+    def forward(self, mask, ids):
+        h = self.embed(ids)
+        scores = (h @ h.transpose(1, 2)).masked_fill(~mask, -1e4)
+        return self.head(torch.softmax(scores, dim=-1) @ h)
+
+
 class ScalesItsInput(nn.Module):
     """Updates its input in place (x.mul_(0.5), as a model normalizing pixels with x.div_(255) would): repeated
     runs on one batch and replicas on views of it must not see each other's writes."""
@@ -658,7 +674,9 @@ def main():
                                 ("writes_saved_input", WritesSavedInput, torch.randn(8, 16)),
                                 ("embedding_max_norm", EmbeddingMaxNorm, torch.randint(0, 100, (8, 12))),
                                 ("pair_input", PairInput, ((torch.randn(8, 16), torch.randn(8, 16)),)),
-                                ("shared_matrix", SharedMatrix, (torch.randn(8, 16), torch.randn(16, 16)))):
+                                ("shared_matrix", SharedMatrix, (torch.randn(8, 16), torch.randn(16, 16))),
+                                ("masked_tokens", MaskedTokens,
+                                 (torch.ones(8, 8).tril().bool(), torch.randint(0, 100, (4, 8))))):
         torch.manual_seed(0)
         examples = example if isinstance(example, tuple) else (example,)
         with torch.no_grad():

@@ -437,7 +437,7 @@ void run_optimize(const OptimizeArgs& args) {
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
   fmt::print(out, "\npartita optimize {} ({}, batch {})\n", args.model.model, mode_name(mode),
-             specs[0].shape[0]);
+             spec_batch(specs));
   fmt::print(out,
              "candidates (planner's ranking, then measured {} steps each; the two best by the objective ({}) "
              "and the one mirroring plain LibTorch's setting again, alternating):\n",

@@ -441,7 +441,8 @@ void run_run(const RunArgs& args) {
                w.stage, w.device, w.busy_ms_per_step, w.predicted_busy_ms, 100.0 * w.utilization);
   }
   if (!report.losses.empty()) {
-    fmt::print(out, "  loss {:.6g} -> {:.6g}\n", report.losses.front(), report.losses.back());
+    fmt::print(out, "  loss {:.6g} -> {:.6g} ({})\n", report.losses.front(), report.losses.back(),
+               report.loss);
   }
   if (!report.energy.empty()) {
     double total = 0;

@@ -171,9 +171,9 @@ void run_verify(const VerifyArgs& args) {
   std::string plan_label;
   if (!args.plan.empty()) {
     Plan plan = plan_from_json(read_json_file(args.plan));
-    PARTITA_CHECK(plan.global_batch == specs.front().shape.front(), "plan '", args.plan,
-                  "' is for a batch of ", plan.global_batch, " but --input gives ",
-                  specs.front().shape.front(), "; pass the plan's batch or plan again");
+    PARTITA_CHECK(plan.global_batch == spec_batch(specs), "plan '", args.plan, "' is for a batch of ",
+                  plan.global_batch, " but --input gives ", spec_batch(specs),
+                  "; pass the plan's batch or plan again");
     plan_label = fmt::format("plan {} ({}, {} device(s), {} microbatch(es))", args.plan,
                              strategy_name(plan.strategy), plan.used_devices().size(), plan.microbatches);
     plan.mode = Mode::kInference;

@@ -393,9 +393,9 @@ void hand_over_moved_layers(DistributedGroup& group, LoadedModel& model, torch::
 RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,
                    const RunOptions& options) {
   PARTITA_CHECK(options.steps >= 1, "--steps must be at least 1, got ", options.steps);
-  PARTITA_CHECK(!specs.empty() && specs[0].shape[0] == plan.global_batch,
-                "the plan is for a global batch of ", plan.global_batch, " but --input has batch ",
-                specs.empty() ? 0 : specs[0].shape[0], "; use the same input spec as for planning");
+  PARTITA_CHECK(spec_batch(specs) == plan.global_batch, "the plan is for a global batch of ",
+                plan.global_batch, " but --input has batch ", spec_batch(specs),
+                "; use the same input spec as for planning");
   // A stage that cannot fit is refused before anything runs. Host devices share the machine's memory; a
   // plan for one machine says how much of it the whole run needs (plans written before 2026-11-29 do not).
   const CpuInfo cpu = discover_cpu();
@@ -485,6 +485,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   batch.inputs = make_inputs(specs, /*seed=*/11);
   if (training) batch.targets = engine->make_targets(batch.inputs, /*seed=*/12);
   RunReport report;
+  if (training) report.loss = std::string(loss_kind_name(engine->loss_kind()));
   report.losses = checkpoint.progress().losses;
   report.resumed_from_step = checkpoint.progress().steps;
   const int first = checkpoint.progress().steps;  // checkpointed runs have no warm-up
@@ -620,6 +621,7 @@ Json run_report_to_json(const RunReport& r) {
   j["spread_ms"] = r.spread_ms;
   j["samples_per_second"] = r.samples_per_second;
   if (!r.losses.empty()) j["losses"] = r.losses;
+  if (!r.loss.empty()) j["loss"] = r.loss;
   if (r.resumed_from_step > 0) j["resumed_from_step"] = r.resumed_from_step;
   if (!r.checkpoint_stall_ms.empty()) j["checkpoint_stall_ms"] = r.checkpoint_stall_ms;
   if (!r.rebalances.empty()) {

@@ -103,6 +103,7 @@ struct RunReport {
   double median_ms = 0;
   double spread_ms = 0;        // max - min of counted steps
   std::vector<double> losses;  // per counted step (training); resumed: the checkpoint's losses first
+  std::string loss;            // training: the loss computed (--loss auto resolved), e.g. "cross_entropy"
   int resumed_from_step = 0;   // steps done before this run (the checkpoint's), 0 when not resumed
   // Per checkpoint this process saved: how long the training loop stood still for it (synchronous: the whole
   // save; in the background: waiting for the previous save, then copying the state).

@@ -389,7 +389,7 @@ PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_ba
   if (batch <= 0) {
     for (ValueId id : graph.inputs()) {
       const TensorMeta* m = graph.value(id).meta();
-      if (m && !m->shape.empty() && m->shape[0] > 0) {
+      if (m && !graph.value(id).shared && !m->shape.empty() && m->shape[0] > 0) {
         batch = static_cast<int>(m->shape[0]);
         break;
       }

@@ -50,7 +50,7 @@ Graph load_source_graph(const PlanSource& source);
 // Cluster, cost table and options for an already built graph (e.g. a model `optimize` has loaded and
 // annotated). `source` names the devices (source.devices, "" = this machine's default list) or a cluster file
 // (source.cluster); both set is an error. `graph_batch`: samples the graph's shapes are for (0: dim 0 of its
-// first input).
+// first input that is not shared).
 PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_batch = 0);
 
 // The TorchScript model `source` names, loaded and annotated at its input specs; for training, checked to

@@ -66,11 +66,11 @@ done
 # runs it with ':shared'.
 for cmd in "optimize --out $WORK/shared" plan; do
   # shellcheck disable=SC2086
-  expect_error "--input 2 is 16x16 but the first input's batch is 8" "$PARTITA" $cmd "$ZOO/shared_matrix.pt" \
+  expect_error "--input 2 is 16x16 but the batch is 8 (--input 1)" "$PARTITA" $cmd "$ZOO/shared_matrix.pt" \
     --input 8x16 --input 16x16
 done
 "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --json "$WORK/mlp8.json" >/dev/null || fail "plan mlp 8x64"
-expect_error "--input 2 is 16x16 but the first input's batch is 8" "$PARTITA" run "$ZOO/shared_matrix.pt" \
+expect_error "--input 2 is 16x16 but the batch is 8 (--input 1)" "$PARTITA" run "$ZOO/shared_matrix.pt" \
   --input 8x16 --input 16x16 --plan "$WORK/mlp8.json"
 "$PARTITA" analyze "$ZOO/shared_matrix.pt" --input 8x16 --input 16x16 >/dev/null || fail "analyze shared_matrix"
 # Whole-number options say what they want (CLI11's own check printed a range up to 1.8e308).

@@ -25,10 +25,10 @@ LossKind parse_loss_kind(std::string_view name) {
   PARTITA_FAIL("unknown loss '", name, "': use auto, cross_entropy, mse or next_token");
 }
 
-LossKind resolve_loss(LossKind kind, const TensorMeta& first_input, const TensorMeta& output) {
+LossKind resolve_loss(LossKind kind, const TensorMeta& batch_input, const TensorMeta& output) {
   if (kind != LossKind::kAuto) return kind;
-  const bool int_input = !is_floating(first_input.dtype);
-  if (int_input && output.shape.size() == 3 && first_input.shape.size() == 2) return LossKind::kNextToken;
+  const bool int_input = !is_floating(batch_input.dtype);
+  if (int_input && output.shape.size() == 3 && batch_input.shape.size() == 2) return LossKind::kNextToken;
   if (output.shape.size() == 2 && output.shape[1] > 1) return LossKind::kCrossEntropy;
   return LossKind::kMse;
 }

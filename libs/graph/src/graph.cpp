@@ -65,6 +65,13 @@ NodeId Graph::add_node(std::string op, std::vector<ValueId> inputs, std::vector<
 
 void Graph::set_outputs(std::vector<ValueId> outputs) { outputs_ = std::move(outputs); }
 
+int Graph::batch_input_index() const {
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    if (!values_[static_cast<size_t>(inputs_[i])].shared) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 void Graph::append_input(ValueId id) {
   PARTITA_ASSERT(id >= 0 && id < num_values(), "input value id ", id);
   inputs_.push_back(id);

@@ -244,7 +244,8 @@ std::vector<bool> inputs_written_in_place(const Graph& g) {
 std::vector<bool> batch_major(const Graph& g) {
   const std::vector<bool> dep = batch_dependent(g);
   std::vector<bool> major(g.values().size(), false);
-  const TensorMeta* input = g.inputs().empty() ? nullptr : g.value(g.inputs()[0]).meta();
+  const int carrier = g.batch_input_index();
+  const TensorMeta* input = carrier < 0 ? nullptr : g.value(g.inputs()[static_cast<size_t>(carrier)]).meta();
   if (input == nullptr || input->shape.empty()) return major;
   for (const Value& v : g.values()) {
     const TensorMeta* m = v.kind == ValueKind::kTensor ? v.meta() : nullptr;

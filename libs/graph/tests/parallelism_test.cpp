@@ -234,6 +234,25 @@ TEST(Parallelism, HybridCutsCarryOnlyBatchMajorOrBatchFreeValues) {
   EXPECT_EQ(process_cuts(g), std::vector<bool>(7, true));
 }
 
+// forward(m, x) with a shared first input m [16, 16] (no batch) and x [8, 16]: the batch is x's 8, so h = x @
+// m [8, 16] is batch-major and m @ m [16, 16] is batch-free, though its dim 0 is m's.
+TEST(Parallelism, TheBatchComesFromTheFirstInputThatIsNotShared) {
+  Graph g;
+  const ValueId m = input(g, {16, 16}, "m");
+  g.value(m).shared = true;
+  const ValueId x = input(g, {8, 16});
+  EXPECT_EQ(g.batch_input_index(), 1);
+  const ValueId h = op(g, "aten::matmul", {x, m}, {8, 16});
+  const ValueId mm = op(g, "aten::matmul", {m, m}, {16, 16});
+  g.set_outputs({op(g, "aten::matmul", {h, mm}, {8, 16})});
+  const std::vector<bool> dep = batch_dependent(g), major = batch_major(g);
+  EXPECT_TRUE(dep[h] && major[h]) << "x's rows";
+  EXPECT_FALSE(dep[mm] || major[mm]) << "computed from the shared input alone";
+  EXPECT_TRUE(major[g.outputs()[0]]);
+  g.value(x).shared = true;
+  EXPECT_EQ(g.batch_input_index(), -1) << "every input shared";
+}
+
 // A list crossing a cut (aten::split's output, read by two later nodes) keeps processes from cutting there.
 TEST(Parallelism, ProcessCutsAvoidListsAndTuples) {
   Graph g;

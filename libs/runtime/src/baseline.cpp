@@ -58,11 +58,16 @@ BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>
   }
   torch::Tensor targets;
   LossKind kind = LossKind::kAuto;
+  int64_t batch = 0;  // the loss's normalizer: the batch input's dim 0
   std::unique_ptr<torch::optim::Optimizer> opt;
   if (training) {
     const Graph& g = model.ir;
-    kind = resolve_loss(options.loss, *g.value(g.inputs()[0]).meta(), g.value(g.outputs()[0]).tensors.at(0));
-    targets = make_targets(kind, inputs[0], g.value(g.outputs()[0]).tensors.at(0).shape, 12);
+    const int carrier = g.batch_input_index();
+    PARTITA_CHECK(carrier >= 0, "training needs a batched input; every input of the model is shared");
+    const auto c = static_cast<size_t>(carrier);
+    kind = resolve_loss(options.loss, *g.value(g.inputs()[c]).meta(), g.value(g.outputs()[0]).tensors.at(0));
+    targets = make_targets(kind, inputs[c], g.value(g.outputs()[0]).tensors.at(0).shape, 12);
+    batch = inputs[c].size(0);
     opt = make_optimizer(options.optimizer, params, options.learning_rate);
   }
   auto one_step = [&] {
@@ -78,7 +83,7 @@ BaselineResult measure_here(LoadedModel& model, const std::vector<torch::Tensor>
     const torch::Tensor o = out.isTuple()         ? out.toTupleRef().elements()[0].toTensor()
                             : out.isGenericDict() ? out.toGenericDict().begin()->value().toTensor()
                                                   : out.toTensor();
-    slice_loss(kind, o, targets, inputs[0].size(0)).backward();
+    slice_loss(kind, o, targets, batch).backward();
     opt->step();
   };
   BaselineResult result;

@@ -1144,12 +1144,14 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   if (!s.plan.branch_layout()) s.check_writes_reach_their_storage();
   if (s.training) {
     const Graph& g = model.ir;
+    const int carrier = g.batch_input_index();
     PARTITA_CHECK(
-        !g.inputs().empty() && !g.outputs().empty() && g.value(g.inputs()[0]).meta() &&
+        carrier >= 0 && !g.outputs().empty() && g.value(g.inputs()[static_cast<size_t>(carrier)]).meta() &&
             !g.value(g.outputs()[0]).tensors.empty(),
-        "training needs a model with a tensor input and a tensor output (annotate the model first)");
-    s.loss_kind =
-        resolve_loss(options.loss, *g.value(g.inputs()[0]).meta(), g.value(g.outputs()[0]).tensors[0]);
+        "training needs a model with a batched tensor input and a tensor output (annotate the model "
+        "first)");
+    s.loss_kind = resolve_loss(options.loss, *g.value(g.inputs()[static_cast<size_t>(carrier)]).meta(),
+                               g.value(g.outputs()[0]).tensors[0]);
   }
   s.stage_workers.assign(stages, {});
   for (int st = 0; st < stages; ++st) {
@@ -1448,11 +1450,16 @@ torch::Tensor Engine::make_targets(const std::vector<torch::Tensor>& inputs, uin
   PARTITA_CHECK(!inputs.empty(), "make_targets needs the step's inputs");
   // The traced output shape, not "the input's dim 0 rows": a model that keeps the batch whole may return
   // another number of rows (pairs from x.chunk(2, 0)) or carry the batch elsewhere.
-  const std::vector<int64_t>& traced_input = g.value(g.inputs()[0]).tensors.at(0).shape;
-  PARTITA_CHECK(inputs[0].sizes() == at::IntArrayRef(traced_input), "make_targets: the first input is ",
-                inputs[0].sizes(), " where the model was imported at ", at::IntArrayRef(traced_input),
+  const int carrier = g.batch_input_index();
+  PARTITA_CHECK(carrier >= 0 && static_cast<size_t>(carrier) < inputs.size(),
+                "make_targets needs the step's batched input");
+  const torch::Tensor& batch_input = inputs[static_cast<size_t>(carrier)];
+  const std::vector<int64_t>& traced_input =
+      g.value(g.inputs()[static_cast<size_t>(carrier)]).tensors.at(0).shape;
+  PARTITA_CHECK(batch_input.sizes() == at::IntArrayRef(traced_input), "make_targets: the batch input is ",
+                batch_input.sizes(), " where the model was imported at ", at::IntArrayRef(traced_input),
                 "; targets are drawn for the imported batch");
-  return partita::make_targets(impl_->loss_kind, inputs[0], g.value(g.outputs()[0]).tensors.at(0).shape,
+  return partita::make_targets(impl_->loss_kind, batch_input, g.value(g.outputs()[0]).tensors.at(0).shape,
                                seed);
 }
 

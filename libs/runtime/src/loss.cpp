@@ -9,12 +9,12 @@ namespace partita {
 namespace F = torch::nn::functional;
 
 // The planner counts these targets' bytes with cost/loss.h's loss_target_bytes (keep the two together).
-torch::Tensor make_targets(LossKind kind, const torch::Tensor& first_input,
+torch::Tensor make_targets(LossKind kind, const torch::Tensor& batch_input,
                            const std::vector<int64_t>& output_shape, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   switch (kind) {
     case LossKind::kNextToken:
-      return first_input;
+      return batch_input;
     case LossKind::kCrossEntropy: {
       // Scores [B, C] take one class per sample; dense scores [B, C, d1, ...] (a segmentation model's
       // per-pixel classes) one per position, [B, d1, ...], as torch.nn.functional.cross_entropy reads them.

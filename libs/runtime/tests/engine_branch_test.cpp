@@ -105,7 +105,7 @@ std::vector<int> shuffled(const Graph& g, unsigned seed) {
 // Plain single-device training with the TorchScript module itself (as in engine_test.cpp).
 std::vector<double> reference_losses(const std::string& path, const std::string& input, int steps) {
   LoadedModel m = load(path, input);
-  const int batch = static_cast<int>(testing::specs_of(input)[0].shape[0]);
+  const int batch = static_cast<int>(spec_batch(testing::specs_of(input)));
   std::vector<int> all_on_one(static_cast<size_t>(m.ir.num_nodes()), 0);
   const Engine helper(m, branch_plan(m.ir, Mode::kTraining, batch, 1, all_on_one));
   std::vector<torch::Tensor> params;
@@ -131,7 +131,7 @@ std::vector<double> engine_losses(const std::string& path, const std::string& in
                                   int microbatches,
                                   const std::function<std::vector<int>(const Graph&)>& assign) {
   LoadedModel m = load(path, input);
-  const int batch = static_cast<int>(testing::specs_of(input)[0].shape[0]);
+  const int batch = static_cast<int>(spec_batch(testing::specs_of(input)));
   Engine engine(m, branch_plan(m.ir, Mode::kTraining, batch, microbatches, assign(m.ir)));
   return testing::train_losses(engine, input, steps);
 }

@@ -97,7 +97,7 @@ class EngineTensorTraining : public ::testing::TestWithParam<Case> {};
 TEST_P(EngineTensorTraining, MatchesSingleDeviceTrainingFor20Steps) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   const Case c = GetParam();
-  const int batch = static_cast<int>(testing::specs_of(c.input)[0].shape[0]);
+  const int batch = static_cast<int>(spec_batch(testing::specs_of(c.input)));
   const auto reference = reference_training(c.model, c.input, 20);
   LoadedModel m = load(c.model, c.input);
   Engine engine(m, tensor_plan(m.ir, Mode::kTraining, batch, c.microbatches, c.devices));

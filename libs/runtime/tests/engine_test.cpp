@@ -74,7 +74,7 @@ class EngineTraining : public ::testing::TestWithParam<Case> {};
 TEST_P(EngineTraining, PipelineAndDataParallelMatchSingleDeviceFor20Steps) {
   if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   const Case c = GetParam();
-  const int batch = static_cast<int>(specs_of(c.input)[0].shape[0]);
+  const int batch = static_cast<int>(spec_batch(specs_of(c.input)));
   const auto reference = reference_losses(c.model, c.input, 20);
   expect_same_losses(engine_losses(c.model, c.input, 20,
                                    [&](const Graph& g) {
@@ -105,7 +105,10 @@ INSTANTIATE_TEST_SUITE_P(Zoo, EngineTraining,
                                            Case{"lstm_state", "8x6x8"}, Case{"scales_input", "8x16"},
                                            Case{"scales_input_view", "8x16"},
                                            // A second input without the batch, handed whole to each part.
-                                           Case{"shared_matrix", "8x16,16x16:shared"}),
+                                           Case{"shared_matrix", "8x16,16x16:shared"},
+                                           // A shared first input: the batch and the next-token
+                                           // targets come from the second.
+                                           Case{"masked_tokens", "8x8:bool:shared,4x8:i64:100"}),
                          [](const auto& param_info) { return std::string(param_info.param.model); });
 
 // paired_halves returns one row per pair of samples (x.chunk(2, 0)): 4 output rows for a batch of 8. Its

@@ -57,7 +57,7 @@ inline ReferenceTraining reference_training(const std::string& name, const std::
   one.graph = graph_identity(m.ir);
   one.mode = Mode::kTraining;
   one.optimizer = Optimizer::kSgdMomentum;
-  one.global_batch = static_cast<int>(specs_of(input)[0].shape[0]);
+  one.global_batch = static_cast<int>(spec_batch(specs_of(input)));
   one.microbatches = 1;
   one.groups = {DeviceGroup{{"cpu:0"}, {one.global_batch}}};
   one.stages = {Stage{0, m.ir.num_nodes() - 1, 0}};

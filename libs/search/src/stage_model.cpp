@@ -24,7 +24,8 @@ int infer_graph_batch(const Graph& graph, const SearchOptions& options) {
   if (options.graph_batch > 0) return options.graph_batch;
   for (ValueId id : graph.inputs()) {
     const TensorMeta* m = graph.value(id).meta();
-    if (m && !m->shape.empty() && m->shape[0] > 0) return static_cast<int>(m->shape[0]);
+    if (m && !graph.value(id).shared && !m->shape.empty() && m->shape[0] > 0)
+      return static_cast<int>(m->shape[0]);
   }
   return 1;
 }
@@ -140,7 +141,9 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     // The targets of the loss `partita run` computes (SearchOptions::loss; auto resolved as run does) from
     // the first output (a tuple's first tensor): MSE's are a float32 copy of the output's shape.
     const Value& first = graph.value(graph.outputs().at(0));
-    const TensorMeta* input = graph.inputs().empty() ? nullptr : graph.value(graph.inputs()[0]).meta();
+    const int carrier = graph.batch_input_index();
+    const TensorMeta* input =
+        carrier < 0 ? nullptr : graph.value(graph.inputs()[static_cast<size_t>(carrier)]).meta();
     if (!first.tensors.empty() && input != nullptr) {
       const TensorMeta& output = first.tensors[0];
       loss_per_sample_ +=

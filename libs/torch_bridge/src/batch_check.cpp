@@ -100,8 +100,8 @@ std::vector<NodeId> random_nodes(const Graph& g) {
 // they differ.
 HalvesVerdict compare_halves(const Executor& executor, const std::vector<InputSpec>& specs,
                              std::string& detail) {
-  const auto whole_specs = specs[0].shape[0] >= 2 ? specs : with_batch(specs, 2);
-  const int64_t batch = whole_specs[0].shape[0], half = batch / 2;
+  const auto whole_specs = spec_batch(specs) >= 2 ? specs : with_batch(specs, 2);
+  const int64_t batch = spec_batch(whole_specs), half = batch / 2;
   const std::vector<torch::Tensor> inputs = make_inputs(whole_specs, /*seed=*/3);
   std::vector<torch::Tensor> first, second;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -178,11 +178,11 @@ bool BatchCheckResult::splittable() const {
 }
 
 BatchCheckResult check_batch_splittability(const LoadedModel& model, const std::vector<InputSpec>& specs) {
-  PARTITA_CHECK(!specs.empty() && !specs[0].shape.empty(),
+  PARTITA_CHECK(!specs.empty() && !specs[batch_input_index(specs)].shape.empty(),
                 "batch check needs an input with a batch dimension");
   const Graph& g = model.ir;
   BatchCheckResult result;
-  result.batch = specs[0].shape[0];
+  result.batch = spec_batch(specs);
   result.second_batch = result.batch == 1 ? 2 : result.batch + 1;
   const auto specs2 = with_batch(specs, result.second_batch);
 

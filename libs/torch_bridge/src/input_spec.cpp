@@ -81,17 +81,31 @@ std::string InputSpec::to_string() const {
   return s;
 }
 
+size_t batch_input_index(const std::vector<InputSpec>& specs) {
+  PARTITA_CHECK(!specs.empty(), "no --input given; give one per forward() argument");
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (!specs[i].shared) return i;
+  }
+  PARTITA_FAIL("every --input is shared (",
+               specs.size() == 1 ? specs[0].to_string() : "all " + std::to_string(specs.size()),
+               "): one input must carry the batch in dim 0 for partita to split; "
+               "drop ':shared' from the batched one");
+}
+
+int64_t spec_batch(const std::vector<InputSpec>& specs) {
+  const InputSpec& s = specs[batch_input_index(specs)];
+  return s.shape.empty() ? 0 : s.shape[0];
+}
+
 void check_inputs_share_batch(const std::vector<InputSpec>& specs) {
   if (specs.empty()) return;
-  PARTITA_CHECK(!specs[0].shared, "--input 1 is ", specs[0].to_string(),
-                ": the first input carries the batch and cannot be shared; trace a wrapper whose forward() "
-                "takes a batched input first");
-  if (specs[0].shape.empty()) return;
-  const int64_t batch = specs[0].shape[0];
-  for (size_t i = 1; i < specs.size(); ++i) {
+  const size_t carrier = batch_input_index(specs);
+  if (specs[carrier].shape.empty()) return;
+  const int64_t batch = specs[carrier].shape[0];
+  for (size_t i = carrier + 1; i < specs.size(); ++i) {
     if (specs[i].shared) continue;
     PARTITA_CHECK(!specs[i].shape.empty() && specs[i].shape[0] == batch, "--input ", i + 1, " is ",
-                  specs[i].to_string(), " but the first input's batch is ", batch,
+                  specs[i].to_string(), " but the batch is ", batch, " (--input ", carrier + 1, ")",
                   ": partita splits the batch along dim 0 of every input; give it the batch in dim 0, or "
                   "write an input without the batch (a mask or matrix every sample uses) as ",
                   specs[i].to_string(), ":shared");

@@ -78,15 +78,15 @@ TEST(InputSpec, EveryInputMustCarryTheFirstInputsBatch) {
     check_inputs_share_batch(specs({"8x16", "8x4", "16x16"}));
     ADD_FAILURE() << "accepted an input without the batch";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--input 3 is 16x16 but the first input's batch is 8"),
+    EXPECT_NE(std::string(e.what()).find("--input 3 is 16x16 but the batch is 8 (--input 1)"),
               std::string::npos)
         << e.what();
     EXPECT_NE(std::string(e.what()).find("as 16x16:shared"), std::string::npos) << e.what();
   }
 }
 
-// ":shared" marks an input without the batch (a mask, a matrix): it keeps its shape at every batch size, may
-// follow the batched inputs in any order, but cannot be the first input, which carries the batch.
+// ":shared" marks an input without the batch (a mask, a matrix): it keeps its shape at every batch size and
+// may come in any place, first too; one input at least must carry the batch.
 TEST(InputSpec, ASharedInputHasNoBatch) {
   const InputSpec mask = parse_input_spec("16x16:bool:shared");
   EXPECT_TRUE(mask.shared);
@@ -104,11 +104,25 @@ TEST(InputSpec, ASharedInputHasNoBatch) {
   EXPECT_EQ(rebatched[0].shape, (std::vector<int64_t>{5, 16}));
   EXPECT_EQ(rebatched[1].shape, (std::vector<int64_t>{16, 16}));
   EXPECT_EQ(rebatched[2].shape, (std::vector<int64_t>{5, 3}));
+  // A shared first input (the mask first): the batch comes from the first batched input.
+  const std::vector<InputSpec> mask_first = {specs[1], specs[0], specs[2]};
+  EXPECT_NO_THROW(check_inputs_share_batch(mask_first));
+  EXPECT_EQ(batch_input_index(mask_first), 1u);
+  EXPECT_EQ(spec_batch(mask_first), 8);
+  EXPECT_EQ(spec_batch(specs), 8);
   try {
-    check_inputs_share_batch({specs[1], specs[0]});
-    ADD_FAILURE() << "accepted a shared first input";
+    check_inputs_share_batch({specs[1], specs[0], parse_input_spec("4x3")});
+    ADD_FAILURE() << "accepted a third input with another batch";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--input 1 is 16x16:shared: the first input carries the batch"),
+    EXPECT_NE(std::string(e.what()).find("--input 3 is 4x3 but the batch is 8 (--input 2)"),
+              std::string::npos)
+        << e.what();
+  }
+  try {
+    check_inputs_share_batch({specs[1], parse_input_spec("4x4:shared")});
+    ADD_FAILURE() << "accepted inputs that are all shared";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("every --input is shared (all 2): one input must carry the batch"),
               std::string::npos)
         << e.what();
   }

@@ -17,8 +17,9 @@ enum class LossKind {
 std::string_view loss_kind_name(LossKind kind);
 LossKind parse_loss_kind(std::string_view name);
 
-// Chooses kAuto's loss from the model's first input and first output.
-LossKind resolve_loss(LossKind kind, const TensorMeta& first_input, const TensorMeta& output);
+// Chooses kAuto's loss from the model's batch input (Graph::batch_input_index: the first that is not shared)
+// and first output.
+LossKind resolve_loss(LossKind kind, const TensorMeta& batch_input, const TensorMeta& output);
 
 // The bytes of the targets a training step holds for `output` (the first output, whole batch) under a
 // resolved `kind`, as runtime/loss.cpp's make_targets draws them: MSE a float32 tensor of the output's shape,

@@ -109,6 +109,9 @@ class Graph {
   const std::vector<ValueId>& inputs() const { return inputs_; }
   const std::vector<Parameter>& parameters() const { return parameters_; }
   const std::vector<ValueId>& outputs() const { return outputs_; }
+  // The user input that carries the batch: the first one that is not shared (Value::shared), whose dim 0 is
+  // the batch every other batched input shares. An index into inputs(); -1 when every input is shared.
+  int batch_input_index() const;
   int num_nodes() const { return static_cast<int>(nodes_.size()); }
   int num_values() const { return static_cast<int>(values_.size()); }
 

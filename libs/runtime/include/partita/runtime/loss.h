@@ -11,8 +11,8 @@
 namespace partita {
 
 // Deterministic training targets for a whole batch whose output has `output_shape` (labels drawn with `seed`;
-// next-token uses the input ids themselves).
-torch::Tensor make_targets(LossKind kind, const torch::Tensor& first_input,
+// next-token uses the batch input's ids themselves).
+torch::Tensor make_targets(LossKind kind, const torch::Tensor& batch_input,
                            const std::vector<int64_t>& output_shape, uint64_t seed);
 
 // The targets of samples [offset, offset + count) of a global batch of `global_batch`. Targets with another

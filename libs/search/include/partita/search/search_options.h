@@ -32,15 +32,16 @@ StrategyKind parse_strategy(std::string_view name);
 struct SearchOptions {
   Mode mode = Mode::kTraining;
   int global_batch = 32;  // samples per step, all devices together
-  // Samples the graph's shapes (and so the cost table's times) were built for; 0: dim 0 of the first input.
+  // Samples the graph's shapes (and so the cost table's times) were built for; 0: dim 0 of the batch input
+  // (the first that is not shared).
   // Times and activation bytes are assumed to scale linearly with samples (roofline regime, overhead
   // ignored).
   int graph_batch = 0;
   Objective objective = Objective::kTime;
   StrategyKind strategy = StrategyKind::kAuto;
   Optimizer optimizer = Optimizer::kAdam;
-  // Training: the loss `partita run` computes (kAuto resolved from the first input and output, as run does);
-  // its targets count in the last stage's memory.
+  // Training: the loss `partita run` computes (kAuto resolved from the batch input and first output, as run
+  // does); its targets count in the last stage's memory.
   LossKind loss = LossKind::kAuto;
   // Per-device memory cap applied on top of each device's own memory (the smaller wins); nullopt: none.
   std::optional<Bytes> memory_limit;

@@ -33,9 +33,15 @@ InputSpec parse_input_spec(const std::string& text);
 // The same specs with the leading (batch) dimension of each input that is not shared replaced.
 std::vector<InputSpec> with_batch(std::vector<InputSpec> specs, int64_t batch);
 
-// Plans split a batch along dim 0 of every input that is not shared, so each of those must have the first
-// input's batch there; the first input carries the batch and cannot be shared. Throws partita::Error naming
-// the first input that differs (and saying that an input without the batch is written with ":shared").
+// The input that carries the batch: the first that is not shared (a model may take its mask first). Throws
+// partita::Error when there is no input or every input is shared.
+size_t batch_input_index(const std::vector<InputSpec>& specs);
+// That input's dim 0: the batch the specs give (0 for a 0-d input).
+int64_t spec_batch(const std::vector<InputSpec>& specs);
+
+// Plans split a batch along dim 0 of every input that is not shared, so each of those must have the same
+// batch there, and at least one must carry it. Throws partita::Error naming the first input that differs
+// (and saying that an input without the batch is written with ":shared").
 void check_inputs_share_batch(const std::vector<InputSpec>& specs);
 
 }  // namespace partita
