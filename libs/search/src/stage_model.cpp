@@ -7,6 +7,7 @@
 #include "partita/core/error.h"
 #include "partita/cost/loss.h"
 #include "partita/cost/memory.h"
+#include "partita/graph/analysis.h"
 #include "range_max.h"
 
 namespace partita {
@@ -48,14 +49,27 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   }
   PARTITA_CHECK(table.times.size() == table.spec_names.size(), "cost table has ", table.times.size(),
                 " rows for ", table.spec_names.size(), " spec names");
+  // A node computed from weights, constants and shared inputs alone (softmax(w), a merged low-rank update
+  // W + A @ B, ~mask) runs whole in every replica and microbatch however few its samples: all of its time
+  // is fixed.
+  const std::vector<bool> dep = batch_dependent(graph);
+  std::vector<bool> batch_free(static_cast<size_t>(n), false);
+  for (int i = 0; i < n; ++i) {
+    const auto& outs = graph.node(i).outputs;
+    batch_free[static_cast<size_t>(i)] =
+        !outs.empty() && std::none_of(outs.begin(), outs.end(), [&](ValueId v) { return dep[v]; });
+  }
   for (const auto& row : table.times) {
     PARTITA_CHECK(static_cast<int>(row.size()) == n, "cost table row has ", row.size(),
                   " nodes; the graph has ", n);
     std::vector<double> f(static_cast<size_t>(n) + 1, 0.0), b(f), ff(f), bf(f);
     for (int i = 0; i < n; ++i) {
       const NodeTimes& t = row[i];
-      const double fixed_f = std::clamp(t.forward_fixed.value(), 0.0, t.forward.value());
-      const double fixed_b = std::clamp(t.backward_fixed.value(), 0.0, t.backward.value());
+      const bool whole = batch_free[static_cast<size_t>(i)];
+      const double fixed_f =
+          whole ? t.forward.value() : std::clamp(t.forward_fixed.value(), 0.0, t.forward.value());
+      const double fixed_b =
+          whole ? t.backward.value() : std::clamp(t.backward_fixed.value(), 0.0, t.backward.value());
       f[i + 1] = f[i] + (t.forward.value() - fixed_f) * per;
       b[i + 1] = b[i] + (t.backward.value() - fixed_b) * per;
       ff[i + 1] = ff[i] + fixed_f;

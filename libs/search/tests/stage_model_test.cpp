@@ -60,6 +60,49 @@ TEST(StageModel, FixedPartsArePaidPerRunTheRestPerSample) {
   EXPECT_NEAR(mt.sample_time(0).value(), (all.forward + all.backward).value() / 4, 1e-15);
 }
 
+// forward(x) = x @ (W + A @ B), a low-rank update merged into its weight: the product and the sum read
+// weights alone, so every replica and microbatch computes them whole however few its samples; only x @ (...)
+// scales.
+TEST(StageModel, ANodeWithoutTheBatchIsPaidWholeByEveryRun) {
+  Graph g;
+  const auto tensor = [&](ValueId v, std::vector<int64_t> shape) {
+    g.value(v).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    return v;
+  };
+  const ValueId x = tensor(g.add_input("x"), {4, 16});
+  const ValueId w = tensor(g.add_parameter("W", true), {16, 16});
+  const ValueId a = tensor(g.add_parameter("A", true), {16, 4});
+  const ValueId b = tensor(g.add_parameter("B", true), {4, 16});
+  const ValueId ab = tensor(g.add_value(ValueKind::kTensor, "ab"), {16, 16});
+  const ValueId merged = tensor(g.add_value(ValueKind::kTensor, "merged"), {16, 16});
+  const ValueId y = tensor(g.add_value(ValueKind::kTensor, "y"), {4, 16});
+  const std::vector<NodeId> nodes = {g.add_node("aten::matmul", {a, b}, {ab}),
+                                     g.add_node("aten::add", {w, ab}, {merged}),
+                                     g.add_node("aten::matmul", {x, merged}, {y})};
+  for (NodeId n : nodes) g.node(n).cost = OpCost{Flops(2e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs({y});
+  const Cluster c = make_cluster({make_spec("a", 1)}, make_link(10));
+  const CostTable t = table_for(g, c);
+  SearchOptions training;
+  training.mode = Mode::kTraining;
+  const StageModel m(g, c, t, training);
+  ASSERT_EQ(m.graph_batch(), 4);
+  const NodeTimes weights_only = t.range_total(0, 0, 1);
+  ASSERT_GT(weights_only.forward.value(), 0);
+  for (double samples : {1.0, 2.0, 4.0}) {
+    EXPECT_NEAR(m.forward(0, 0, 1, samples).value(), weights_only.forward.value(), 1e-15) << samples;
+    EXPECT_NEAR(m.backward(0, 0, 1, samples).value(), weights_only.backward.value(), 1e-15) << samples;
+  }
+  const NodeTimes& batched = t.times[0][2];
+  EXPECT_NEAR(m.forward(0, 2, 2, 1).value(),
+              (batched.forward_fixed + (batched.forward - batched.forward_fixed) / 4).value(), 1e-15);
+  // Two replicas of 2 samples: each pays the merge whole and half of x @ (...).
+  EXPECT_NEAR(
+      m.forward(0, 0, 2, 2).value(),
+      (weights_only.forward + batched.forward_fixed + (batched.forward - batched.forward_fixed) / 2).value(),
+      1e-15);
+}
+
 // Launch costs make small microbatches dear: with a large fixed part per node the pipeline planner chooses
 // fewer microbatches than without one.
 TEST(StageModel, FixedPartsKeepThePipelineFromSplittingTheBatchTooFinely) {

@@ -8,7 +8,9 @@
 //     backward_fixed: per-call launch and dispatch, paid in full by every run of the node however few its
 //     samples) plus the rest of its table time (at graph_batch samples) scaled linearly with samples
 //     (roofline regime). A microbatch smaller than the graph's batch so costs more per sample: what keeps
-//     the planner from splitting a step into ever more microbatches.
+//     the planner from splitting a step into ever more microbatches. A node whose outputs do not depend on
+//     the batch (graph/analysis.h's batch_dependent: weights', constants' and shared inputs' math) is all
+//     fixed: every replica and microbatch computes it whole.
 //   - weights (parameters and buffers) follow the engine's placement (runtime/engine.cpp), given per device
 //   by
 //     StageLoad::weights: on a CPU device (WeightHome::kHost) a weight counts at the first node that reads
