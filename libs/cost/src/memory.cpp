@@ -10,6 +10,7 @@
 
 #include "partita/core/error.h"
 #include "partita/cost/compute.h"
+#include "partita/graph/analysis.h"
 #include "partita/graph/constant_value.h"
 #include "partita/graph/op_cost.h"
 #include "partita/graph/op_names.h"
@@ -471,16 +472,27 @@ Bytes saved_activation_bytes(const Graph& graph, NodeId first, NodeId last) {
   return s.io + s.saved_all;
 }
 
-bool backward_makes_views(const Node& node) {
-  return op_is(
-      node, {"cat", "concat", "stack", "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten",
-             "transpose", "t", "permute", "unsqueeze", "squeeze", "movedim", "swapaxes", "alias", "detach"});
+bool backward_makes_views(const Graph& graph, const Node& node) {
+  if (op_is(node,
+            {"cat", "concat", "stack", "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten",
+             "transpose", "t", "permute", "unsqueeze", "squeeze", "movedim", "swapaxes", "alias", "detach"}))
+    return true;
+  if (!op_is(node, {"add", "add_"}) || node.inputs.size() < 2 || node.outputs.size() != 1) return false;
+  if (node.inputs.size() > 2 && constant_double(graph, node.inputs[2]).value_or(0.0) != 1.0) return false;
+  const TensorMeta* out = graph.value(node.outputs[0]).meta();
+  for (size_t k = 0; k < 2; ++k) {
+    const TensorMeta* in = graph.value(node.inputs[k]).meta();
+    if (out == nullptr || in == nullptr || in->shape != out->shape) return false;
+  }
+  return true;
 }
 
 SavedByProducer saved_activations_by_producer(const Graph& graph) {
   const AutogradModel m = autograd_model(graph);
   SavedByProducer out;
   out.bytes.assign(static_cast<size_t>(graph.num_nodes()), Bytes(0));
+  out.batch_free = out.bytes;
+  const std::vector<bool> dep = batch_dependent(graph);
   out.root = m.root;
   out.requires_grad = m.requires_grad;
   out.saved.assign(static_cast<size_t>(graph.num_values()), false);
@@ -491,8 +503,10 @@ SavedByProducer saved_activations_by_producer(const Graph& graph) {
     const ValueId r = m.root[v];
     if (static_cast<size_t>(r) != v) continue;  // aliases share their root's storage
     const Value& value = graph.value(r);
-    if (out.saved[v] && value.producer != kNoNode)
+    if (out.saved[v] && value.producer != kNoNode) {
       out.bytes[static_cast<size_t>(value.producer)] += floating_bytes(value);
+      if (!dep[v]) out.batch_free[static_cast<size_t>(value.producer)] += floating_bytes(value);
+    }
   }
   for (size_t v = 0; v < out.saved.size(); ++v) out.saved[v] = out.saved[static_cast<size_t>(m.root[v])];
   for (size_t n = 0; n < out.bytes.size(); ++n) out.bytes[n] += m.saved_extra[n];

@@ -117,6 +117,32 @@ TEST(Memory, AnInPlaceOpThatNeedsItsInputSavesACopyOfIt) {
             (std::vector<Bytes>{Bytes(160), Bytes(0), Bytes(0)}));
 }
 
+TEST(Memory, ASavedStorageWithoutTheBatchIsMarkedBatchFree) {
+  // x [4, 16] @ (W + A @ B): the second matmul saves x (a graph input: no producer) and the merged weight,
+  // which no input that carries the batch feeds (1024 bytes at the add, all of them batch-free).
+  Graph g;
+  const auto tensor = [&](ValueId v, std::vector<int64_t> shape) {
+    g.value(v).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    return v;
+  };
+  const ValueId x = tensor(g.add_input("x"), {4, 16});
+  const ValueId w = tensor(g.add_parameter("W", true), {16, 16});
+  const ValueId a = tensor(g.add_parameter("A", true), {16, 4});
+  const ValueId b = tensor(g.add_parameter("B", true), {4, 16});
+  const ValueId ab = tensor(g.add_value(ValueKind::kTensor, "ab"), {16, 16});
+  const ValueId merged = tensor(g.add_value(ValueKind::kTensor, "merged"), {16, 16});
+  const ValueId y = tensor(g.add_value(ValueKind::kTensor, "y"), {4, 16});
+  const ValueId z = tensor(g.add_value(ValueKind::kTensor, "z"), {4, 16});
+  g.add_node("aten::matmul", {a, b}, {ab});
+  g.add_node("aten::add", {w, ab}, {merged});
+  g.add_node("aten::matmul", {x, merged}, {y});
+  g.add_node("aten::matmul", {y, merged}, {z});  // saves y (batch-dependent) and merged again
+  g.set_outputs({z});
+  const SavedByProducer s = saved_activations_by_producer(g);
+  EXPECT_EQ(s.bytes, (std::vector<Bytes>{Bytes(0), Bytes(1024), Bytes(256), Bytes(0)}));
+  EXPECT_EQ(s.batch_free, (std::vector<Bytes>{Bytes(0), Bytes(1024), Bytes(0), Bytes(0)}));
+}
+
 TEST(Memory, TrainingDropoutKeepsItsMask) {
   // dropout(y, p, train) between the linears returns a new tensor y2, which the second linear saves (160, at
   // the dropout); in training with p > 0 the dropout also keeps a mask of y's size (160).

@@ -18,7 +18,8 @@ std::vector<NodeId> block_ends(const StageModel& model, int max_blocks) {
   // blocks stay balanced instead of crowding at the front.
   const int want = std::max(0, max_blocks - 1);
   std::vector<double> crossing(static_cast<size_t>(n - 1));
-  for (int i = 0; i + 1 < n; ++i) crossing[static_cast<size_t>(i)] = model.boundary_bytes_per_sample(i);
+  for (int i = 0; i + 1 < n; ++i)
+    crossing[static_cast<size_t>(i)] = model.boundary(i).at(model.graph_batch());  // at the graph batch
   std::vector<NodeId> cuts;
   if (want > 0) {
     auto sorted = crossing;

@@ -31,9 +31,10 @@ inline double range_max(const std::vector<std::vector<double>>& table, NodeId fi
   return std::max(row[static_cast<size_t>(first)], row[static_cast<size_t>(last - (1 << k) + 1)]);
 }
 
-// The most, over the kernels of `scratch` (ascending by node) inside [first, last], of alive(node) x samples
-// plus the kernel's working memory for `samples` of the graph's `graph_batch` samples on `site` (`bytes`:
-// kernel_scratch_bytes in inference, training_kernel_scratch_bytes in a training forward); 0 if none.
+// The most, over the kernels of `scratch` (ascending by node) inside [first, last], of alive(node) (the bytes
+// alive while the node runs on `samples` samples) plus the kernel's working memory for `samples` of the
+// graph's `graph_batch` samples on `site` (`bytes`: kernel_scratch_bytes in inference,
+// training_kernel_scratch_bytes in a training forward); 0 if none.
 template <class Alive>
 double kernel_peak(const std::vector<KernelScratch>& scratch, NodeId first, NodeId last, double samples,
                    double graph_batch, const KernelSite& site, Alive alive,
@@ -42,7 +43,7 @@ double kernel_peak(const std::vector<KernelScratch>& scratch, NodeId first, Node
   auto k = std::lower_bound(scratch.begin(), scratch.end(), first,
                             [](const KernelScratch& e, NodeId n) { return e.node < n; });
   for (; k != scratch.end() && k->node <= last; ++k)
-    peak = std::max(peak, alive(k->node) * samples + bytes(*k, samples / graph_batch, site));
+    peak = std::max(peak, alive(k->node) + bytes(*k, samples / graph_batch, site));
   return peak;
 }
 

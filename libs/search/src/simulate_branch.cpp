@@ -113,24 +113,25 @@ double device_live_peak(const Graph& graph, const std::vector<ValueId>& root,
 }
 
 // Training on a device with memory of its own: every sample's saved activations (all forwards run before the
-// backwards: what `nodes` save and the values the device receives, `received` per sample) beside the largest
-// node's working set, less what the device's later nodes saved (backward has freed that by then, as in
-// StageModel::backward_workspace_per_sample).
+// backwards: what `nodes` save and the values the device receives, `received` per sample; what does not
+// depend on the batch once per microbatch) beside the largest node's working set, less what the device's
+// later nodes saved (backward has freed that by then, as in StageModel::backward_workspace).
 double saved_and_workspace(const StageModel& model, const std::vector<NodeId>& nodes, double received, int mb,
                            int global_batch) {
-  double saved = received, ws = 0, saved_later = 0;
+  double ws = 0;
+  SampleBytes saved_later;
   for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
-    ws = std::max(ws, model.workspace_per_sample(*it, *it) - saved_later);
-    saved_later += model.saved_per_sample(*it, *it);
+    ws = std::max(ws, (model.workspace(*it) - saved_later).at(mb));
+    saved_later = saved_later + model.saved(*it, *it);
   }
-  saved += saved_later;
-  return ws * mb + saved * global_batch;
+  const int microbatches = (global_batch + mb - 1) / mb;
+  return ws + (received + saved_later.per_sample) * global_batch + saved_later.fixed * microbatches;
 }
 
 // Training memory of the devices whose memory is their machine's (CPU devices), over the simulated timeline:
 // what the branch engine (runtime/engine_branch.cpp) holds, each as an interval of the step on one device:
-//   - what a node saves for backward (StageModel::saved_per_sample), from the end of its forward to the end
-//     of its backward, per microbatch; its backward's working set (workspace_per_sample) while that runs;
+//   - what a node saves for backward (StageModel::saved), from the end of its forward to the end
+//     of its backward, per microbatch; its backward's working set (StageModel::workspace) while that runs;
 //   - a value sent between two CPU devices of one machine is one storage, held at both ends for backward
 //     (the sender's root, the receiver's leaf) until the producer's backward ends: counted once, on the
 //     producer, where autograd does not save it anyway; one received from a device with memory of its own
@@ -316,8 +317,8 @@ std::vector<HeldInterval> training_intervals(const StepView& step,
       const int d = dev(i);
       if (on_cpu(d)) {
         held.push_back(step.making(i, f[i], by.root));
-        held.push_back({d, end(f[i]), end(b[i]), model.saved_per_sample(i, i) * mb});
-        held.push_back({d, start(b[i]), end(b[i]), model.workspace_per_sample(i, i) * mb});
+        held.push_back({d, end(f[i]), end(b[i]), model.saved(i, i).at(mb)});
+        held.push_back({d, start(b[i]), end(b[i]), model.workspace(i).at(mb)});
       }
       for (ValueId v : node.outputs) {
         // Readers in a later segment: on other devices (by device), or on this one (key d).

@@ -124,8 +124,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         fwd = tensor->forward(spec, st.first, st.last, share, p, ring);
         bwd = tensor->backward(spec, st.first, st.last, share, p, ring);
         if (copy.value() > 0)
-          copy = Seconds(tensor->activation_per_sample(st.first, st.last, p) * share /
-                         opt.host_bandwidth.value());
+          copy = Seconds(tensor->activation(st.first, st.last, p).at(share) / opt.host_bandwidth.value());
       }
       if (st.checkpointing == Checkpointing::kFull) bwd += fwd;
       fwd += copy;
@@ -204,17 +203,17 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   tg.run();
 
   Simulation sim = tg.timeline(plan);
-  // Inference, per sample of a device's share, beyond one microbatch's working set (StageModel::memory): the
-  // input of the next microbatch, waiting while a forward runs (the engine's sender waits while one message
-  // waits; one that waits holds its output, within its own working set), and on the last stage the outputs
-  // of the earlier microbatches, kept until the step's outputs are put together.
-  const auto inference_backlog = [&](int s) {
+  // Inference, on `share` samples of a device's microbatch, beyond one microbatch's working set
+  // (StageModel::memory): the input of the next microbatch, waiting while a forward runs (the engine's sender
+  // waits while one message waits; one that waits holds its output, within its own working set), and on the
+  // last stage the outputs of the earlier microbatches, kept until the step's outputs are put together.
+  const auto inference_backlog = [&](int s, int share) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
-    const double input = s > 0 ? model.input_per_sample(st.first) : 0.0;
+    const double input = s > 0 ? model.input(st.first).at(share) : 0.0;
     double output = 0;
     if (s == ns - 1)
       for (ValueId v : graph.outputs()) output += static_cast<double>(graph.value(v).bytes().value());
-    output /= model.graph_batch();
+    output *= static_cast<double>(share) / model.graph_batch();
     double most = 0;
     for (int j = 0; j < m; ++j) most = std::max(most, (j + 1 < m ? input : 0.0) + j * output);
     return most;
@@ -238,16 +237,15 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       // does not move; the rest comes back (recomputed or copied) when the backward starts (as memory()).
       const bool tp = g.parallelism == GroupParallelism::kTensor;
       const int p = g.tensor_degree();
-      const double act = (tp ? tensor->activation_per_sample(st.first, st.last, p)
-                             : model.activation_per_sample(st.first, st.last)) *
-                         share;
+      const double act =
+          (tp ? tensor->activation(st.first, st.last, p) : model.activation(st.first, st.last)).at(share);
       double saved = act, back = 0;  // kept from forward end; back on the device from backward start
       if (st.checkpointing == Checkpointing::kFull) {
-        saved = model.input_per_sample(st.first) * share;
+        saved = model.input(st.first).at(share);
         back = act;
       } else if (offloads_activations(st.offload)) {
         // Tensor-parallel groups copy all of their (split) activations, as the copy time above does.
-        back = tp ? act : model.offloaded_per_sample(st.first, st.last) * share;
+        back = tp ? act : model.offloaded(st.first, st.last).at(share);
         saved = act - back;
       }
       for (int j = 0; j < m; ++j) {
@@ -336,7 +334,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
       } else {
         dp.peak_memory = tp ? tensor->memory(st.first, st.last, share, p, 1, d) : model.memory(base);
       }
-      if (!training) dp.peak_memory += Bytes(static_cast<int64_t>(inference_backlog(s) * share));
+      if (!training) dp.peak_memory += Bytes(static_cast<int64_t>(inference_backlog(s, share)));
       // A tensor-parallel device's model state: its shards of the split weights and the replicated rest (with
       // gradients and optimizer state when training). On a CPU these are the host's tensors (the engine's
       // weight parts are views of the parameters), which the host counts once.

@@ -12,9 +12,6 @@
 
 namespace partita {
 
-using detail::range_max;
-using detail::sparse_max_table;
-
 namespace {
 
 bool is_weight_or_constant(const Value& v) {
@@ -29,6 +26,23 @@ int infer_graph_batch(const Graph& graph, const SearchOptions& options) {
       return static_cast<int>(m->shape[0]);
   }
   return 1;
+}
+
+// [i] for i in 0..n-1: the sum of diff[0..i].
+std::vector<SampleBytes> running_sum(const std::vector<SampleBytes>& diff, int n) {
+  std::vector<SampleBytes> out(static_cast<size_t>(n));
+  SampleBytes run;
+  for (size_t i = 0; i < out.size(); ++i) out[i] = (run = run + diff[i]);
+  return out;
+}
+
+RangeLineMax lines_of(const std::vector<SampleBytes>& bytes) {
+  std::vector<double> slope, intercept;
+  for (const SampleBytes& b : bytes) {
+    slope.push_back(b.per_sample);
+    intercept.push_back(b.fixed);
+  }
+  return RangeLineMax(slope, intercept);
 }
 
 }  // namespace
@@ -81,16 +95,22 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     bwd_fixed_prefix_.push_back(std::move(bf));
   }
   // Parameters at their first reader; saved storages at their producer; boundaries by a difference array.
+  // A storage's bytes grow with the samples when it depends on the batch, else every run holds it whole.
+  const auto bytes_of = [&](ValueId id) {
+    const double b = static_cast<double>(graph.value(id).bytes().value());
+    return dep[static_cast<size_t>(id)] ? SampleBytes{b * per, 0.0} : SampleBytes{0.0, b};
+  };
   const SavedByProducer saved = saved_activations_by_producer(graph);
   param_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
   trainable_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
-  saved_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
-  std::vector<double> diff(static_cast<size_t>(n) + 1, 0.0);
-  std::vector<double> ws(static_cast<size_t>(n), 0.0);
+  saved_prefix_.assign(static_cast<size_t>(n) + 1, SampleBytes{});
+  std::vector<SampleBytes> diff(static_cast<size_t>(n) + 1);
+  workspace_.assign(static_cast<size_t>(n), SampleBytes{});
   std::vector<std::vector<NodeId>> readers(static_cast<size_t>(graph.num_values()));
   for (int i = 0; i < n; ++i) {
     const Node& node = graph.node(i);
-    double p = 0, t = 0, io = 0;
+    double p = 0, t = 0;
+    SampleBytes io;
     for (ValueId id : node.inputs) {
       const Value& v = graph.value(id);
       if (v.role == ValueRole::kParameter || v.role == ValueRole::kBuffer) {
@@ -101,29 +121,30 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
         }
         if (r.empty() || r.back() != i) r.push_back(i);
       } else if (!is_weight_or_constant(v) && saved.requires_grad[static_cast<size_t>(id)]) {
-        io += static_cast<double>(v.bytes().value());
+        io = io + bytes_of(id);
       }
     }
-    double out = 0;  // the output's gradient, when it has one
+    SampleBytes out;  // the output's gradient, when it has one
     for (ValueId id : node.outputs) {
-      if (saved.requires_grad[static_cast<size_t>(id)])
-        out += static_cast<double>(graph.value(id).bytes().value());
+      if (saved.requires_grad[static_cast<size_t>(id)]) out = out + bytes_of(id);
     }
     param_prefix_[i + 1] = param_prefix_[i] + p;
     trainable_prefix_[i + 1] = trainable_prefix_[i] + t;
+    const double whole = static_cast<double>(saved.batch_free[static_cast<size_t>(i)].value());
     saved_prefix_[i + 1] =
-        saved_prefix_[i] + static_cast<double>(saved.bytes[static_cast<size_t>(i)].value()) * per;
+        saved_prefix_[i] +
+        SampleBytes{(static_cast<double>(saved.bytes[static_cast<size_t>(i)].value()) - whole) * per, whole};
     // Backward's gradients in flight at the node: its output's and its inputs' (unless views of the former);
     // none for a user input or an integer tensor (a first convolution's input was counted as a gradient
     // its backward never makes: one input's size too many at a one-layer model's peak).
-    ws[i] = ((backward_makes_views(node) ? 0.0 : io) + out) * per;
+    workspace_[static_cast<size_t>(i)] = (backward_makes_views(graph, node) ? SampleBytes{} : io) + out;
     for (ValueId id : node.outputs) {
       const Value& v = graph.value(id);
       int last_user = i;
       for (NodeId u : v.users) last_user = std::max(last_user, static_cast<int>(u));
       if (last_user > i) {
-        diff[i] += static_cast<double>(v.bytes().value()) * per;
-        diff[last_user] -= static_cast<double>(v.bytes().value()) * per;
+        diff[static_cast<size_t>(i)] = diff[static_cast<size_t>(i)] + bytes_of(id);
+        diff[static_cast<size_t>(last_user)] = diff[static_cast<size_t>(last_user)] - bytes_of(id);
       }
     }
   }
@@ -140,12 +161,9 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     const auto& r = shared_.back().readers;
     for (NodeId i = r.front() + 1; i <= r.back(); ++i) spanning_[static_cast<size_t>(i)].push_back(k);
   }
-  boundary_.assign(static_cast<size_t>(n), 0.0);
-  double run = 0;
-  for (int i = 0; i < n; ++i) boundary_[i] = (run += diff[i]);
-  boundary_[n - 1] = 0;
-  for (ValueId id : graph.inputs())
-    graph_input_per_sample_ += static_cast<double>(graph.value(id).bytes().value()) * per;
+  boundary_ = running_sum(diff, n);
+  boundary_[static_cast<size_t>(n) - 1] = SampleBytes{};
+  for (ValueId id : graph.inputs()) graph_input_ = graph_input_ + bytes_of(id);
   if (training()) {
     for (ValueId id : graph.outputs()) {
       const Value& out = graph.value(id);
@@ -166,76 +184,69 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
           per;
     }
   }
-  // Backward reaches node i after freeing what the later nodes saved: its working set, less those.
-  std::vector<double> ws_saved(static_cast<size_t>(n));
+  // Backward reaches node i after freeing what the later nodes saved: its working set, less those ...
+  std::vector<SampleBytes> later(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i)
-    ws_saved[static_cast<size_t>(i)] = ws[static_cast<size_t>(i)] + saved_prefix_[i + 1];
-  // ... and the gradients of the weights only nodes before it read are not made yet.
+    later[static_cast<size_t>(i)] = workspace_[static_cast<size_t>(i)] + saved_prefix_[i + 1];
+  // ... and at the first backward of a step the gradients of the weights only nodes before it read are not
+  // made yet.
   unshared_trainable_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
-  std::vector<double> unmade(static_cast<size_t>(n));
+  std::vector<SampleBytes> first_backward(later);
   for (int i = 0; i < n; ++i) {
-    unmade[static_cast<size_t>(i)] = -unshared_trainable_prefix_[static_cast<size_t>(i)];
+    first_backward[static_cast<size_t>(i)].fixed -= unshared_trainable_prefix_[static_cast<size_t>(i)];
     unshared_trainable_prefix_[static_cast<size_t>(i) + 1] =
         unshared_trainable_prefix_[static_cast<size_t>(i)] + unshared_trainable[static_cast<size_t>(i)];
   }
-  first_backward_ = RangeLineMax(ws_saved, unmade);
-  ws_saved_table_ = sparse_max_table(std::move(ws_saved));
-  ws_table_ = sparse_max_table(std::move(ws));
+  workspace_lines_ = lines_of(workspace_);
+  later_backward_ = lines_of(later);
+  first_backward_ = lines_of(first_backward);
 
   // Storage lifetimes (views and in-place results extend their root's), as the inference peak uses them.
   const size_t nv = static_cast<size_t>(graph.num_values());
   const StorageLifetimes life = storage_lifetimes(graph, saved.root);
   const std::vector<int>&born = life.born, &dies = life.dies;
-  std::vector<double> cross_diff(static_cast<size_t>(n) + 1, 0.0);
+  // Unsaved storages alive across node i's end (produced at or before i, read after it): a range ending at i
+  // keeps them as results. Graph inputs are the first range's inputs, counted there. Saved storages
+  // produced at or before node i and alive after it: a stage ending at i keeps them as results (sent on, or
+  // saved again by a later stage), so activation offload frees nothing by moving them.
+  std::vector<SampleBytes> unsaved_diff(static_cast<size_t>(n) + 1), saved_diff(unsaved_diff);
   for (size_t r = 0; r < nv; ++r) {
-    if (born[r] < 0) continue;
-    const double b = static_cast<double>(graph.value(static_cast<ValueId>(r)).bytes().value()) * per;
+    const Value& root = graph.value(static_cast<ValueId>(r));
+    if (born[r] < 0 || root.producer == kNoNode) continue;
     const int end = std::max(dies[r], born[r]);  // alive while its producer runs, even unread
-    // Unsaved storages alive across node i's end (produced at or before i, read after it): a range ending
-    // at i keeps them as results. Graph inputs are the first range's inputs, counted there.
-    const Value& root = graph.value(static_cast<ValueId>(r));
-    if (!saved.saved[r] && root.producer != kNoNode && end > born[r]) {
-      cross_diff[static_cast<size_t>(born[r])] += b;
-      cross_diff[static_cast<size_t>(end)] -= b;
-    }
+    if (end <= born[r]) continue;
+    std::vector<SampleBytes>& d = saved.saved[r] ? saved_diff : unsaved_diff;
+    const SampleBytes b = bytes_of(static_cast<ValueId>(r));
+    d[static_cast<size_t>(born[r])] = d[static_cast<size_t>(born[r])] + b;
+    d[static_cast<size_t>(end)] = d[static_cast<size_t>(end)] - b;
   }
-  // Saved storages produced at or before node i and alive after it: a stage ending at i keeps them as results
-  // (sent on, or saved again by a later stage), so activation offload frees nothing by moving them.
-  std::vector<double> saved_cross_diff(static_cast<size_t>(n) + 1, 0.0);
-  for (size_t r = 0; r < nv; ++r) {
-    const Value& root = graph.value(static_cast<ValueId>(r));
-    if (born[r] < 0 || !saved.saved[r] || root.producer == kNoNode || dies[r] <= born[r]) continue;
-    const double b = static_cast<double>(root.bytes().value()) * per;
-    saved_cross_diff[static_cast<size_t>(born[r])] += b;
-    saved_cross_diff[static_cast<size_t>(dies[r])] -= b;
-  }
-  saved_cross_.assign(static_cast<size_t>(n), 0.0);
-  double saved_crossing = 0;
-  for (int i = 0; i < n; ++i)
-    saved_cross_[static_cast<size_t>(i)] = (saved_crossing += saved_cross_diff[static_cast<size_t>(i)]);
-  unsaved_cross_.assign(static_cast<size_t>(n), 0.0);
-  double crossing = 0;
-  for (int i = 0; i < n; ++i)
-    unsaved_cross_[static_cast<size_t>(i)] = (crossing += cross_diff[static_cast<size_t>(i)]);
-  std::vector<double> live;
-  for (Bytes b : live_bytes_per_node(graph, saved.root)) live.push_back(static_cast<double>(b.value()) * per);
+  saved_cross_ = running_sum(saved_diff, n);
+  unsaved_cross_ = running_sum(unsaved_diff, n);
+  // Alive while node i runs: the storages that depend on the batch, and those held whole.
+  std::vector<double> grows(nv, 0.0), held_whole(nv, 0.0);
+  for (size_t v = 0; v < nv; ++v) (dep[v] ? grows : held_whole)[v] = 1.0;
+  const std::vector<double> live_grows = live_bytes_per_node(graph, saved.root, grows);
+  const std::vector<double> live_whole = live_bytes_per_node(graph, saved.root, held_whole);
+  live_.resize(static_cast<size_t>(n));
+  for (size_t i = 0; i < live_.size(); ++i) live_[i] = SampleBytes{live_grows[i] * per, live_whole[i]};
+  live_lines_ = lines_of(live_);
   scratch_ = kernel_scratch(graph);
-  live_table_ = sparse_max_table(std::move(live));
   if (training()) {
-    std::vector<double> unsaved_diff(static_cast<size_t>(n) + 1, 0.0);
+    // What a training forward holds at node i: the saved prefix, and the unsaved storages from their
+    // producer through their last reader (through the end for graph outputs).
+    std::vector<SampleBytes> alive_diff(static_cast<size_t>(n) + 1);
     for (size_t r = 0; r < nv; ++r) {
       const Value& root = graph.value(static_cast<ValueId>(r));
       if (born[r] < 0 || saved.saved[r] || root.producer == kNoNode) continue;
-      const double b = static_cast<double>(root.bytes().value()) * per;
-      unsaved_diff[static_cast<size_t>(born[r])] += b;
-      unsaved_diff[static_cast<size_t>(std::min(std::max(dies[r], born[r]), n - 1)) + 1] -= b;
+      const SampleBytes b = bytes_of(static_cast<ValueId>(r));
+      const size_t end = static_cast<size_t>(std::min(std::max(dies[r], born[r]), n - 1)) + 1;
+      alive_diff[static_cast<size_t>(born[r])] = alive_diff[static_cast<size_t>(born[r])] + b;
+      alive_diff[end] = alive_diff[end] - b;
     }
-    forward_.assign(static_cast<size_t>(n), 0.0);
-    double unsaved = 0;
+    forward_ = running_sum(alive_diff, n);
     for (int i = 0; i < n; ++i)
-      forward_[static_cast<size_t>(i)] =
-          saved_prefix_[i + 1] + (unsaved += unsaved_diff[static_cast<size_t>(i)]);
-    forward_table_ = sparse_max_table(forward_);
+      forward_[static_cast<size_t>(i)] = forward_[static_cast<size_t>(i)] + saved_prefix_[i + 1];
+    forward_lines_ = lines_of(forward_);
   }
 }
 
@@ -292,8 +303,7 @@ Seconds StageModel::microbatch_time(int spec, const StageLoad& load) const {
 Seconds StageModel::activation_transfer(const StageLoad& load) const {
   if (!training() || !offloads_activations(load.offload)) return Seconds(0);
   // In double, not whole Bytes: per-sample costs (data parallel's shares) must scale exactly.
-  return Seconds(offloaded_per_sample(load.first, load.last) * load.samples /
-                 options_.host_bandwidth.value());
+  return Seconds(offloaded(load.first, load.last).at(load.samples) / options_.host_bandwidth.value());
 }
 
 bool StageModel::can_offload(int device) const {
@@ -330,43 +340,44 @@ Bytes StageModel::trainable_bytes(NodeId first, NodeId last) const {
   return Bytes(static_cast<int64_t>(trainable_prefix_[last + 1] - trainable_prefix_[first]));
 }
 
-double StageModel::boundary_bytes_per_sample(NodeId after) const {
-  return boundary_[static_cast<size_t>(after)];
-}
+SampleBytes StageModel::boundary(NodeId after) const { return boundary_[static_cast<size_t>(after)]; }
 
 Bytes StageModel::boundary_bytes(NodeId after, int samples) const {
-  return Bytes(static_cast<int64_t>(boundary_bytes_per_sample(after) * samples));
+  return Bytes(static_cast<int64_t>(boundary(after).at(samples)));
 }
 
-double StageModel::input_per_sample(NodeId first) const {
-  return first == 0 ? graph_input_per_sample_ : boundary_[static_cast<size_t>(first - 1)];
+SampleBytes StageModel::input(NodeId first) const {
+  return first == 0 ? graph_input_ : boundary_[static_cast<size_t>(first - 1)];
 }
 
-double StageModel::activation_per_sample(NodeId first, NodeId last) const {
-  const double loss = last == graph_->num_nodes() - 1 ? loss_per_sample_ : 0.0;
-  return input_per_sample(first) + saved_per_sample(first, last) + unsaved_cross_[static_cast<size_t>(last)] +
-         loss;
+SampleBytes StageModel::activation(NodeId first, NodeId last) const {
+  const SampleBytes loss{last == graph_->num_nodes() - 1 ? loss_per_sample_ : 0.0, 0.0};
+  return input(first) + saved(first, last) + unsaved_cross_[static_cast<size_t>(last)] + loss;
 }
 
-double StageModel::saved_per_sample(NodeId first, NodeId last) const {
-  return saved_prefix_[last + 1] - saved_prefix_[first];
+SampleBytes StageModel::saved(NodeId first, NodeId last) const {
+  return saved_prefix_[static_cast<size_t>(last) + 1] - saved_prefix_[static_cast<size_t>(first)];
 }
 
-double StageModel::offloaded_per_sample(NodeId first, NodeId last) const {
-  return std::max(0.0, saved_per_sample(first, last) - saved_cross_[static_cast<size_t>(last)]);
+SampleBytes StageModel::offloaded(NodeId first, NodeId last) const {
+  const SampleBytes freed = saved(first, last) - saved_cross_[static_cast<size_t>(last)];
+  return SampleBytes{std::max(0.0, freed.per_sample), std::max(0.0, freed.fixed)};
 }
 
-double StageModel::workspace_per_sample(NodeId first, NodeId last) const {
-  return range_max(ws_table_, first, last);
+SampleBytes StageModel::workspace(NodeId node) const { return workspace_[static_cast<size_t>(node)]; }
+
+double StageModel::most_workspace(NodeId first, NodeId last, double samples) const {
+  return workspace_lines_.max_at(first, last, samples).value;
 }
 
-double StageModel::backward_workspace_per_sample(NodeId first, NodeId last) const {
-  return range_max(ws_saved_table_, first, last) - saved_prefix_[last + 1];
+double StageModel::backward_workspace(NodeId first, NodeId last, double samples) const {
+  return later_backward_.max_at(first, last, samples).value -
+         saved_prefix_[static_cast<size_t>(last) + 1].at(samples);
 }
 
-double StageModel::peak_live_per_sample(NodeId first, NodeId last) const {
+double StageModel::live_peak(NodeId first, NodeId last, double samples) const {
   // A later stage holds what enters it, which the whole-graph lifetimes may count from an earlier node on.
-  return std::max(range_max(live_table_, first, last), input_per_sample(first));
+  return std::max(live_lines_.max_at(first, last, samples).value, input(first).at(samples));
 }
 
 KernelSite StageModel::kernel_site(int device) const {
@@ -376,9 +387,9 @@ KernelSite StageModel::kernel_site(int device) const {
 }
 
 double StageModel::peak_live(NodeId first, NodeId last, int samples, int device) const {
-  const auto alive = [&](NodeId n) { return live_table_.front()[static_cast<size_t>(n)]; };
+  const auto alive = [&](NodeId n) { return live_[static_cast<size_t>(n)].at(samples); };
   return std::max(
-      peak_live_per_sample(first, last) * samples,
+      live_peak(first, last, samples),
       detail::kernel_peak(scratch_, first, last, samples, graph_batch_, kernel_site(device), alive));
 }
 
@@ -445,21 +456,21 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load) const 
 StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool first_of_step) const {
   if (!training()) return BackwardPeak{};
   const double s = load.samples;
-  if (!first_of_step) return BackwardPeak{backward_workspace_per_sample(load.first, load.last) * s};
+  if (!first_of_step) return BackwardPeak{backward_workspace(load.first, load.last, s)};
   const RangeLineMax::Best best = first_backward_.max_at(load.first, load.last, s);
   const double unmade = unshared_trainable_prefix_[static_cast<size_t>(best.index)] -
                         unshared_trainable_prefix_[static_cast<size_t>(load.first)];
   return BackwardPeak{best.value + unshared_trainable_prefix_[static_cast<size_t>(load.first)] -
-                          saved_prefix_[static_cast<size_t>(load.last) + 1] * s,
+                          saved_prefix_[static_cast<size_t>(load.last) + 1].at(s),
                       Bytes(static_cast<int64_t>(unmade))};
 }
 
 double StageModel::forward_peak(const StageLoad& load) const {
   if (!training()) return 0.0;
   // What enters the range, less what the nodes before it saved, is there throughout.
-  const double base = input_per_sample(load.first) - saved_prefix_[static_cast<size_t>(load.first)];
-  const auto alive = [&](NodeId i) { return forward_[static_cast<size_t>(i)] + base; };
-  return std::max((range_max(forward_table_, load.first, load.last) + base) * load.samples,
+  const SampleBytes base = input(load.first) - saved_prefix_[static_cast<size_t>(load.first)];
+  const auto alive = [&](NodeId i) { return (forward_[static_cast<size_t>(i)] + base).at(load.samples); };
+  return std::max(forward_lines_.max_at(load.first, load.last, load.samples).value + base.at(load.samples),
                   detail::kernel_peak(scratch_, load.first, load.last, load.samples, graph_batch_,
                                       kernel_site(load.device), alive, training_kernel_scratch_bytes));
 }
@@ -477,16 +488,16 @@ Bytes StageModel::memory(const StageLoad& load) const {
     return Bytes(static_cast<int64_t>(state + peak_live(load.first, load.last, load.samples, load.device)));
   }
   const double s = load.samples;
-  const double act = activation_per_sample(load.first, load.last) * s;
+  const double act = activation(load.first, load.last).at(s);
   // Activations on the device while a backward runs with `kept` microbatches in flight (its own included).
   const auto activations = [&](int kept) {
     if (load.checkpointing == Checkpointing::kFull) {
       // Inputs kept; one microbatch's activations recomputed at a time.
-      return input_per_sample(load.first) * s * kept + act;
+      return input(load.first).at(s) * kept + act;
     }
     if (offloads_activations(load.offload)) {
       // What is not moved stays per microbatch in flight; one microbatch's moved tensors come back at a time.
-      const double moved = offloaded_per_sample(load.first, load.last) * s;
+      const double moved = offloaded(load.first, load.last).at(s);
       return (act - moved) * kept + moved;
     }
     return act * kept;

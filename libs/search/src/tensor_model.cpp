@@ -137,7 +137,7 @@ TensorModel::TensorModel(const StageModel& model) : model_(&model) {
     return split_[static_cast<size_t>(i)] ? static_cast<double>(model.trainable_bytes(i, i).value()) : 0.0;
   });
   split_act_ =
-      prefix([&](NodeId i) { return split_[static_cast<size_t>(i)] ? model.saved_per_sample(i, i) : 0.0; });
+      prefix([&](NodeId i) { return split_[static_cast<size_t>(i)] ? model.saved(i, i).per_sample : 0.0; });
   if (model.training()) {
     build_backward_tables(roles, open ? last_split : kNoNode);
   } else {
@@ -175,7 +175,7 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
         if (r.empty() || r.back() != i) r.push_back(i);
       }
       if (role != ValueRole::kParameter && role != ValueRole::kBuffer && role != ValueRole::kConstant &&
-          !backward_makes_views(node))
+          !backward_makes_views(graph, node))
         add(v);
     }
     for (ValueId v : node.outputs) add(v);
@@ -184,7 +184,7 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
       for (ValueId v : node.outputs)
         ws_whole_[static_cast<size_t>(i)] += static_cast<double>(graph.value(v).bytes().value()) * per;
     }
-    const double saved = model_->saved_per_sample(i, i);
+    const double saved = model_->saved(i, i).per_sample;
     const bool sp = split_[static_cast<size_t>(i)];
     saved_whole_prefix_[i + 1] = saved_whole_prefix_[i] + (sp ? 0.0 : saved);
     saved_split_prefix_[i + 1] = saved_split_prefix_[i] + (sp ? saved : 0.0);
@@ -318,7 +318,7 @@ double TensorModel::peak_live_per_sample(NodeId first, NodeId last, int p) const
   }
   if (gathered_ != kNoNode && first <= gathered_ && gathered_ <= last)
     peak = std::max(peak, after_gather_whole_ + after_gather_split_ / p);
-  return std::max(peak, model_->input_per_sample(first));
+  return std::max(peak, model_->input(first).per_sample);
 }
 
 bool TensorModel::has_split(NodeId first, NodeId last) const {
@@ -350,9 +350,9 @@ Seconds TensorModel::backward(int spec, NodeId first, NodeId last, double sample
   return Seconds(all - split + split / p) + communication(first, last, samples, p, link);
 }
 
-double TensorModel::activation_per_sample(NodeId first, NodeId last, int p) const {
+SampleBytes TensorModel::activation(NodeId first, NodeId last, int p) const {
   const double split = split_act_[last + 1] - split_act_[first];
-  return model_->activation_per_sample(first, last) - split + split / p;
+  return model_->activation(first, last) - SampleBytes{split - split / p, 0.0};
 }
 
 Bytes TensorModel::model_state(NodeId first, NodeId last, int p) const {
@@ -377,11 +377,11 @@ Bytes TensorModel::trainable_bytes_per_device(NodeId first, NodeId last, int p) 
 double TensorModel::peak_live(NodeId first, NodeId last, int samples, int p, int device) const {
   // A convolution or pooling is never split: it runs on the whole tensors of its samples.
   const auto alive = [&](NodeId n) {
-    return live_whole_[static_cast<size_t>(n)] + live_split_[static_cast<size_t>(n)] / p;
+    return (live_whole_[static_cast<size_t>(n)] + live_split_[static_cast<size_t>(n)] / p) * samples;
   };
-  return std::max(peak_live_per_sample(first, last, p) * samples,
-                  detail::kernel_peak(model_->kernels(), first, last, samples, model_->graph_batch(),
-                                      model_->kernel_site(device), alive));
+  return std::max({peak_live_per_sample(first, last, p) * samples, model_->input(first).at(samples),
+                   detail::kernel_peak(model_->kernels(), first, last, samples, model_->graph_batch(),
+                                       model_->kernel_site(device), alive)});
 }
 
 Bytes TensorModel::memory(NodeId first, NodeId last, int samples, int p, int in_flight, int device,
@@ -391,11 +391,10 @@ Bytes TensorModel::memory(NodeId first, NodeId last, int samples, int p, int in_
            Bytes(static_cast<int64_t>(peak_live(first, last, samples, p, device)));
   }
   const double state = static_cast<double>(model_state(first, last, p).value());
-  const double act = activation_per_sample(first, last, p) * samples;
+  const double act = activation(first, last, p).at(samples);
   // Activations while a backward runs with `kept` microbatches in flight (StageModel::memory's).
   const auto activations = [&](int kept) {
-    return checkpointing == Checkpointing::kFull ? model_->input_per_sample(first) * samples * kept + act
-                                                 : act * kept;
+    return checkpointing == Checkpointing::kFull ? model_->input(first).at(samples) * kept + act : act * kept;
   };
   if (microbatches < 2) {
     return Bytes(static_cast<int64_t>(state + activations(in_flight) +

@@ -35,7 +35,7 @@ TEST(Blocks, TransformerCutsFallOnResidualBoundaries) {
   EXPECT_EQ(ends.back(), g.num_nodes() - 1);
   for (size_t i = 0; i + 1 < ends.size(); ++i) {
     // Only the residual stream (seq x width floats) crosses a chosen cut.
-    EXPECT_DOUBLE_EQ(m.boundary_bytes_per_sample(ends[i]), 16.0 * 64 * 4) << i << " " << g.node(ends[i]).op;
+    EXPECT_DOUBLE_EQ(m.boundary(ends[i]).per_sample, 16.0 * 64 * 4) << i << " " << g.node(ends[i]).op;
   }
 }
 

@@ -130,7 +130,7 @@ TEST(ChainPartition, OffloadPairMemoryIsWhatTheFixtureStates) {
             Bytes(4 * kMiB + 128 + 128 + 64 + 8));
   // A stage of layer 0 alone saves nothing that dies inside it (layer 1 saves its output): nothing to
   // offload.
-  EXPECT_EQ(model.offloaded_per_sample(0, 0), 0.0);
+  EXPECT_EQ(model.offloaded(0, 0).per_sample, 0.0);
   EXPECT_EQ(model.memory(StageLoad{0, 0, 1, 2, Checkpointing::kNone, Offload::kActivations}),
             model.memory(StageLoad{0, 0, 1, 2, Checkpointing::kNone, Offload::kNone}));
 }

@@ -70,7 +70,7 @@ TEST(Simulator, OneFOneBKeepsStagesInFlightWhereGPipeKeepsAllMicrobatches) {
   SearchOptions opt;
   opt.global_batch = batch;
   const StageModel model(s.graph, s.cluster, s.table, opt);
-  const double act = model.activation_per_sample(0, 0) * (batch / m);
+  const double act = model.activation(0, 0).per_sample * (batch / m);
   const Bytes base = model.memory(StageLoad{0, 0, batch / m, 0, Checkpointing::kNone, Offload::kNone});
   const auto gpipe = simulate(pipeline_plan(s, p, m, batch, Schedule::kGPipe), s.graph, s.cluster, s.table);
   const auto one_f =
@@ -82,7 +82,7 @@ TEST(Simulator, OneFOneBKeepsStagesInFlightWhereGPipeKeepsAllMicrobatches) {
       static_cast<double>((one_f.prediction.devices[3].peak_memory -
                            model.memory(StageLoad{3, 3, batch / m, 0, Checkpointing::kNone, Offload::kNone}))
                               .value()),
-      model.activation_per_sample(3, 3) * (batch / m), 1.0);
+      model.activation(3, 3).per_sample * (batch / m), 1.0);
   // The simulated peak is what the search's memory model predicts.
   for (int st = 0; st < p; ++st) {
     const Bytes want =
@@ -148,7 +148,7 @@ TEST(Simulator, InferenceStagesHoldOneWaitingInputAndTheLastTheEarlierOutputs) {
   for (int st = 0; st < p; ++st) {
     const double alone = static_cast<double>(
         model.memory(StageLoad{st, st, mb, 1, Checkpointing::kNone, Offload::kNone}).value());
-    const double input = st > 0 ? model.input_per_sample(st) : 0.0;
+    const double input = st > 0 ? model.input(st).per_sample : 0.0;
     const double backlog = st + 1 < p ? input : std::max(input + (m - 2) * output, (m - 1) * output);
     EXPECT_NEAR(static_cast<double>(sim.prediction.devices[static_cast<size_t>(st)].peak_memory.value()),
                 alone + backlog * mb, 2.0)

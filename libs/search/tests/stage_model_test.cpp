@@ -27,8 +27,8 @@ TEST(StageModel, PrefixSumsMatchTheCostTable) {
   EXPECT_NEAR(m.backward(spec, 0, 0, 2).value(), t.times[spec][0].backward.value() / 2, 1e-15);
   EXPECT_EQ(m.parameter_bytes(0, 2), Bytes(4 * 600));
   EXPECT_EQ(m.trainable_bytes(1, 1), Bytes(4 * 200));
-  EXPECT_DOUBLE_EQ(m.boundary_bytes_per_sample(0), 40);  // y0: 10 floats per sample
-  EXPECT_DOUBLE_EQ(m.boundary_bytes_per_sample(2), 0);
+  EXPECT_DOUBLE_EQ(m.boundary(0).per_sample, 40);  // y0: 10 floats per sample
+  EXPECT_DOUBLE_EQ(m.boundary(2).per_sample, 0);
   EXPECT_EQ(m.boundary_bytes(1, 3), Bytes(3 * 80));
 }
 
@@ -101,6 +101,81 @@ TEST(StageModel, ANodeWithoutTheBatchIsPaidWholeByEveryRun) {
       m.forward(0, 0, 2, 2).value(),
       (weights_only.forward + batched.forward_fixed + (batched.forward - batched.forward_fixed) / 2).value(),
       1e-15);
+}
+
+// The merged weight W + A @ B does not depend on the batch: every replica and microbatch holds it whole (it
+// was counted as 1/4 per sample of the graph's 4, so two replicas of 2 were predicted to hold half of it).
+TEST(StageModel, AStorageWithoutTheBatchIsHeldWholeByEveryRun) {
+  Graph g;
+  const auto tensor = [&](ValueId v, std::vector<int64_t> shape) {
+    g.value(v).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    return v;
+  };
+  const ValueId x = tensor(g.add_input("x"), {4, 16});  // 64 bytes per sample, as y and z
+  const ValueId w = tensor(g.add_parameter("W", true), {16, 16});
+  const ValueId a = tensor(g.add_parameter("A", true), {16, 4});
+  const ValueId b = tensor(g.add_parameter("B", true), {4, 16});
+  const ValueId ab = tensor(g.add_value(ValueKind::kTensor, "ab"), {16, 16});          // 1024 whole
+  const ValueId merged = tensor(g.add_value(ValueKind::kTensor, "merged"), {16, 16});  // 1024 whole
+  const ValueId y = tensor(g.add_value(ValueKind::kTensor, "y"), {4, 16});
+  const ValueId z = tensor(g.add_value(ValueKind::kTensor, "z"), {4, 16});
+  // y @ merged needs merged for y's gradient: saved (x @ merged saves only x: x gets no gradient).
+  for (NodeId n :
+       {g.add_node("aten::matmul", {a, b}, {ab}), g.add_node("aten::add", {w, ab}, {merged}),
+        g.add_node("aten::matmul", {x, merged}, {y}), g.add_node("aten::matmul", {y, merged}, {z})})
+    g.node(n).cost = OpCost{Flops(2e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs({z});
+  const Cluster c = make_cluster({make_spec("a", 1)}, make_link(10));
+  const CostTable t = table_for(g, c);
+  const double weights = 1024 + 256 + 256;
+
+  SearchOptions inference;
+  inference.mode = Mode::kInference;
+  const StageModel infer(g, c, t, inference);
+  EXPECT_DOUBLE_EQ(infer.input(0).per_sample, 64);
+  EXPECT_DOUBLE_EQ(infer.input(0).fixed, 0);
+  EXPECT_DOUBLE_EQ(infer.boundary(1).per_sample, 0);  // merged crosses the add's end whole
+  EXPECT_DOUBLE_EQ(infer.boundary(1).fixed, 1024);
+  EXPECT_DOUBLE_EQ(infer.boundary(2).per_sample, 64);  // merged and y
+  EXPECT_EQ(infer.boundary_bytes(2, 2), Bytes(1024 + 128));
+  // Alive at the add: x, ab and merged; at each later matmul two per-sample tensors and merged. Which is the
+  // peak depends on the samples.
+  EXPECT_DOUBLE_EQ(infer.live_peak(0, 3, 1), 64 + 2048);
+  EXPECT_DOUBLE_EQ(infer.live_peak(0, 3, 32), 128 * 32 + 1024);
+  EXPECT_DOUBLE_EQ(infer.live_peak(2, 3, 1), 128 + 1024);
+  for (int samples : {1, 2, 4}) {
+    EXPECT_EQ(infer.memory(StageLoad{0, 3, samples}),
+              Bytes(static_cast<int64_t>(weights + 64 * samples + 2048)))
+        << samples;
+  }
+
+  SearchOptions training;
+  training.mode = Mode::kTraining;
+  const StageModel train(g, c, t, training);
+  EXPECT_DOUBLE_EQ(train.saved(0, 1).per_sample, 0);
+  EXPECT_DOUBLE_EQ(train.saved(0, 1).fixed, 1024);
+  EXPECT_DOUBLE_EQ(train.saved(2, 2).per_sample, 64);  // y
+  EXPECT_DOUBLE_EQ(train.saved(2, 3).fixed, 0);
+  EXPECT_DOUBLE_EQ(train.activation(0, 3).fixed, 1024);
+  EXPECT_DOUBLE_EQ(train.activation(2, 3).fixed, 1024);  // merged enters the later stage whole
+  EXPECT_DOUBLE_EQ(train.offloaded(0, 1).fixed, 0);      // merged leaves the range: a result
+  EXPECT_DOUBLE_EQ(train.offloaded(0, 3).fixed, 1024);
+  // Gradients in flight: merged's at the add (which hands W and ab that very gradient), whole; y's, z's and
+  // merged's at the last matmul.
+  EXPECT_DOUBLE_EQ(train.workspace(1).per_sample, 0);
+  EXPECT_DOUBLE_EQ(train.workspace(1).fixed, 1024);
+  EXPECT_DOUBLE_EQ(train.workspace(3).per_sample, 128);
+  EXPECT_DOUBLE_EQ(train.workspace(3).fixed, 1024);
+  EXPECT_DOUBLE_EQ(train.most_workspace(0, 3, 1), 128 + 1024);
+  EXPECT_DOUBLE_EQ(train.most_workspace(0, 1, 20), 1024);  // does not grow with the samples
+  // A microbatch's merged weight is saved until the last matmul's backward ends, so each of two microbatches
+  // in flight keeps it: two of 2 samples keep 1024 more activations than one of 4 (the old model counted it
+  // 1/4 per sample: the same for both), and the backward's peak beyond them (at the last matmul: 192 per
+  // sample + 2048, less what the range saved: 64 per sample + 1024) is 2 x 128 lower on 2 samples.
+  const double two = static_cast<double>(train.memory(StageLoad{0, 3, 2, 2}).value());
+  const double one = static_cast<double>(train.memory(StageLoad{0, 3, 4, 1}).value());
+  EXPECT_DOUBLE_EQ(train.backward_workspace(0, 3, 2), 128 * 2 + 1024);
+  EXPECT_DOUBLE_EQ(two - one, 1024 - 256);
 }
 
 // Launch costs make small microbatches dear: with a large fixed part per node the pipeline planner chooses
@@ -181,9 +256,9 @@ TEST(StageModel, ActivationOffloadMovesWhatDiesInsideAndPaysTwoCopiesPerMicrobat
   // the 1000-float graph output (a result, saved by nobody), what the loss saves of the output's size and
   // its target (cross-entropy's int64 class index). Offload moves only node 0's output: the input and the
   // result stay on the device. A microbatch is 4 samples.
-  EXPECT_DOUBLE_EQ(m.activation_per_sample(0, 1), 4 * 16 + 4 * 1000 + 4 * 1000 + 4 * 1000 + 8);
-  EXPECT_DOUBLE_EQ(m.saved_per_sample(0, 1), 4 * 1000);
-  EXPECT_DOUBLE_EQ(m.offloaded_per_sample(0, 1), 4 * 1000);
+  EXPECT_DOUBLE_EQ(m.activation(0, 1).per_sample, 4 * 16 + 4 * 1000 + 4 * 1000 + 4 * 1000 + 8);
+  EXPECT_DOUBLE_EQ(m.saved(0, 1).per_sample, 4 * 1000);
+  EXPECT_DOUBLE_EQ(m.offloaded(0, 1).per_sample, 4 * 1000);
   const double moved = 4.0 * 4 * 1000;
   EXPECT_GT(m.memory(act).value(), 0);
   EXPECT_LT(m.memory(act), m.memory(plain));
@@ -244,10 +319,10 @@ TEST(StageModel, InferencePeakOfAChainIsItsLargestNodesInputAndOutput) {
   // lives from its producer to its last reader, so while node i runs only its input and output are alive.
   const Graph g = chain_graph({1e9, 1e9, 1e9}, {10, 1000, 20}, {100, 100, 100}, 4);
   const OneDevice x(g, Mode::kInference);
-  EXPECT_DOUBLE_EQ(x.m.peak_live_per_sample(0, 2), 4000 + 80);  // node 2
-  EXPECT_DOUBLE_EQ(x.m.peak_live_per_sample(0, 2), x.m.workspace_per_sample(0, 2));
-  EXPECT_DOUBLE_EQ(x.m.peak_live_per_sample(0, 0), 64 + 40);
-  EXPECT_DOUBLE_EQ(x.m.peak_live_per_sample(1, 1), 40 + 4000);
+  EXPECT_DOUBLE_EQ(x.m.live_peak(0, 2, 1), 4000 + 80);  // node 2
+  EXPECT_DOUBLE_EQ(x.m.live_peak(0, 2, 1), x.m.most_workspace(0, 2, 1));
+  EXPECT_DOUBLE_EQ(x.m.live_peak(0, 0, 1), 64 + 40);
+  EXPECT_DOUBLE_EQ(x.m.live_peak(1, 1, 1), 40 + 4000);
   // Inference memory: the weights (no gradients nor optimizer state) and the peak of `samples` samples.
   EXPECT_EQ(x.m.memory(StageLoad{0, 2, 3, 1, Checkpointing::kNone, Offload::kNone}),
             Bytes(4 * 300 + 3 * (4000 + 80)));
@@ -281,7 +356,7 @@ TEST(StageModel, InferencePeakAddsTheRunningKernelsWorkingMemoryOnItsDevice) {
   o.mode = Mode::kInference;
   const StageModel m(g, c, t, o);
   const double weight = 512 * 512 * 9 * 4, row = 512 * 16 * 4;  // bytes of the weight, of one row
-  EXPECT_DOUBLE_EQ(m.peak_live_per_sample(0, 0), 2 * row);      // input and output
+  EXPECT_DOUBLE_EQ(m.live_peak(0, 0, 1), 2 * row);              // input and output
   EXPECT_DOUBLE_EQ(m.peak_live(0, 0, 1, 0), 2 * row + 512 * 9 * 16 * 4);
   EXPECT_DOUBLE_EQ(m.peak_live(0, 0, 2, 0), 4 * row + 2 * row + weight);
   EXPECT_DOUBLE_EQ(m.peak_live(0, 0, 3, 1), 6 * row + 3 * row + weight);
@@ -306,13 +381,13 @@ TEST(StageModel, InferencePeakCountsBranchesAliveAtOnce) {
   b.g.set_outputs({b.op("aten::add", {vc, vd}, 10)});
   const OneDevice d(b.g, Mode::kInference);
   // The largest gradients in flight (a training figure): b and c at n2 (x gets no gradient).
-  EXPECT_DOUBLE_EQ(d.m.workspace_per_sample(0, 4), 4000 + 40);
-  EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(0, 4), 64 + 4000 + 4000);
-  EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(1, 1), 64 + 4000 + 4000);
+  EXPECT_DOUBLE_EQ(d.m.most_workspace(0, 4, 1), 4000 + 40);
+  EXPECT_DOUBLE_EQ(d.m.live_peak(0, 4, 1), 64 + 4000 + 4000);
+  EXPECT_DOUBLE_EQ(d.m.live_peak(1, 1, 1), 64 + 4000 + 4000);
   // From n2 on: while n2 runs, a (crossing) and b (its input) and c are alive.
-  EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(2, 4), 4000 + 4000 + 40);
-  EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(3, 4), 4000 + 40 + 40);
-  EXPECT_DOUBLE_EQ(d.m.peak_live_per_sample(4, 4), 3 * 40);
+  EXPECT_DOUBLE_EQ(d.m.live_peak(2, 4, 1), 4000 + 4000 + 40);
+  EXPECT_DOUBLE_EQ(d.m.live_peak(3, 4, 1), 4000 + 40 + 40);
+  EXPECT_DOUBLE_EQ(d.m.live_peak(4, 4, 1), 3 * 40);
   const Bytes weights = d.m.parameter_bytes(0, 4);
   EXPECT_EQ(weights, Bytes(4 * (16000 + 16000 + 10000 + 10000)));
   EXPECT_EQ(d.m.memory(StageLoad{0, 4, 2, 1, Checkpointing::kNone, Offload::kNone}),
@@ -334,18 +409,18 @@ TEST(StageModel, InPlaceResultsAndViewsShareTheirInputsStorage) {
   const Graph g = inplace_view_chain();
   const OneDevice infer(g, Mode::kInference);
   // y, y2 and v are one 4000-byte storage, alive from n0 to n3.
-  EXPECT_DOUBLE_EQ(infer.m.peak_live_per_sample(0, 3), 64 + 4000);
-  EXPECT_DOUBLE_EQ(infer.m.peak_live_per_sample(1, 2), 4000);
-  EXPECT_DOUBLE_EQ(infer.m.peak_live_per_sample(3, 3), 4000 + 40);
+  EXPECT_DOUBLE_EQ(infer.m.live_peak(0, 3, 1), 64 + 4000);
+  EXPECT_DOUBLE_EQ(infer.m.live_peak(1, 2, 1), 4000);
+  EXPECT_DOUBLE_EQ(infer.m.live_peak(3, 3, 1), 4000 + 40);
   // The workspace (largest node's inputs + outputs) counts relu_'s input and output apart.
-  EXPECT_DOUBLE_EQ(infer.m.workspace_per_sample(1, 2), 8000);
+  EXPECT_DOUBLE_EQ(infer.m.most_workspace(1, 2, 1), 8000);
   // Training: n0 saves the graph input (not attributed to a node), relu_ saves y2 and the last linear v,
   // both y's storage: 4000 bytes once, at n0. o is a result; the loss saves another 40 and its target (an
   // int64 class index) 8.
   const OneDevice train(g, Mode::kTraining);
-  EXPECT_DOUBLE_EQ(train.m.saved_per_sample(0, 3), 4000);
-  EXPECT_DOUBLE_EQ(train.m.activation_per_sample(0, 3), 64 + 4000 + 40 + 40 + 8);
-  EXPECT_DOUBLE_EQ(train.m.offloaded_per_sample(0, 3), 4000);
+  EXPECT_DOUBLE_EQ(train.m.saved(0, 3).per_sample, 4000);
+  EXPECT_DOUBLE_EQ(train.m.activation(0, 3).per_sample, 64 + 4000 + 40 + 40 + 8);
+  EXPECT_DOUBLE_EQ(train.m.offloaded(0, 3).per_sample, 4000);
 }
 
 // x 16 -> n0 linear -> h 1000 -> n1 `act` -> r 1000 -> n2 linear -> o 10
@@ -361,24 +436,24 @@ TEST(StageModel, TrainingKeepsOnlyWhatAutogradSaves) {
   // relu saves its output r (which the last linear saves too); nobody saves h, freed once relu has run.
   const Graph relu = activation_chain("aten::relu");
   const OneDevice r(relu, Mode::kTraining);
-  EXPECT_DOUBLE_EQ(r.m.saved_per_sample(0, 2), 4000);
+  EXPECT_DOUBLE_EQ(r.m.saved(0, 2).per_sample, 4000);
   // x, r, o, the loss's copy of o and its target (cross-entropy's int64 class index)
-  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 2), 64 + 4000 + 40 + 40 + 8);
+  EXPECT_DOUBLE_EQ(r.m.activation(0, 2).per_sample, 64 + 4000 + 40 + 40 + 8);
   // Cut after n0, h is stage 0's result (sent on), not a saved activation; stage 1 receives it.
-  EXPECT_DOUBLE_EQ(r.m.saved_per_sample(0, 0), 0);
-  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 0), 64 + 4000);
-  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(1, 2), 4000 + 4000 + 40 + 40 + 8);  // h, r, o, the loss's
+  EXPECT_DOUBLE_EQ(r.m.saved(0, 0).per_sample, 0);
+  EXPECT_DOUBLE_EQ(r.m.activation(0, 0).per_sample, 64 + 4000);
+  EXPECT_DOUBLE_EQ(r.m.activation(1, 2).per_sample, 4000 + 4000 + 40 + 40 + 8);  // h, r, o, the loss's
   // Offload moves r where it dies inside the stage, nothing where the next stage saves it.
-  EXPECT_DOUBLE_EQ(r.m.offloaded_per_sample(0, 2), 4000);
-  EXPECT_DOUBLE_EQ(r.m.offloaded_per_sample(0, 1), 0);
-  EXPECT_DOUBLE_EQ(r.m.activation_per_sample(0, 1), 64 + 4000);
+  EXPECT_DOUBLE_EQ(r.m.offloaded(0, 2).per_sample, 4000);
+  EXPECT_DOUBLE_EQ(r.m.offloaded(0, 1).per_sample, 0);
+  EXPECT_DOUBLE_EQ(r.m.activation(0, 1).per_sample, 64 + 4000);
   // gelu saves its input h as well.
   const Graph gelu = activation_chain("aten::gelu");
   const OneDevice gl(gelu, Mode::kTraining);
-  EXPECT_DOUBLE_EQ(gl.m.saved_per_sample(0, 2), 8000);
-  EXPECT_DOUBLE_EQ(gl.m.activation_per_sample(0, 2), 64 + 8000 + 40 + 40 + 8);
-  EXPECT_DOUBLE_EQ(gl.m.offloaded_per_sample(0, 1), 4000);  // h dies inside; r is saved by n2
-  EXPECT_DOUBLE_EQ(gl.m.activation_per_sample(0, 1), 64 + 8000);
+  EXPECT_DOUBLE_EQ(gl.m.saved(0, 2).per_sample, 8000);
+  EXPECT_DOUBLE_EQ(gl.m.activation(0, 2).per_sample, 64 + 8000 + 40 + 40 + 8);
+  EXPECT_DOUBLE_EQ(gl.m.offloaded(0, 1).per_sample, 4000);  // h dies inside; r is saved by n2
+  EXPECT_DOUBLE_EQ(gl.m.activation(0, 1).per_sample, 64 + 8000);
   // Training memory of one microbatch of 2 samples, two in flight: model state (weights, gradients, Adam's
   // two moments: 4 x 26000 floats), the workspace (n1: 8000) and the activations of each microbatch.
   EXPECT_EQ(r.m.memory(StageLoad{0, 2, 2, 2, Checkpointing::kNone, Offload::kNone}),
@@ -438,12 +513,12 @@ TEST(StageModel, BackwardWorkspaceLeavesOutWhatLaterNodesSavedAndBackwardFreed) 
   const StageModel m(g, c, table_for(g, c), o);
   // Working sets (the inputs and outputs that get a gradient; x, a user input, gets none): node 0 16000,
   // node 1 16000 + 40, node 2 40 + 40.
-  EXPECT_DOUBLE_EQ(m.workspace_per_sample(0, 2), 16040);
+  EXPECT_DOUBLE_EQ(m.most_workspace(0, 2, 1), 16040);
   // Backward at node 0 comes after y1 (produced later, 40) is freed: 16000 - 40 = 15960; at node 1 nothing
   // produced later was saved: 16040; at node 2: 80.
-  EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(0, 2), 16040);
-  EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(0, 0), 16000);
-  EXPECT_DOUBLE_EQ(m.backward_workspace_per_sample(2, 2), 80);
+  EXPECT_DOUBLE_EQ(m.backward_workspace(0, 2, 1), 16040);
+  EXPECT_DOUBLE_EQ(m.backward_workspace(0, 0, 1), 16000);
+  EXPECT_DOUBLE_EQ(m.backward_workspace(2, 2, 1), 80);
 }
 
 // The engine starts a step without gradients and backward makes each as it passes its reader. x (16 floats)
@@ -493,7 +568,7 @@ TEST(StageModel, AStepsFirstBackwardHoldsOnlyTheGradientsMadeByThenWhateverTheMi
   const Graph g = chain_graph({1e9, 1e9, 1e9}, {10, 10, 4000}, {1000, 10, 10});
   const OneDevice x(g, Mode::kTraining);
   const StageModel& m = x.m;
-  EXPECT_DOUBLE_EQ(m.activation_per_sample(0, 2), 64 + 40 + 40 + 16000 + 16000 + 8);
+  EXPECT_DOUBLE_EQ(m.activation(0, 2).per_sample, 64 + 40 + 40 + 16000 + 16000 + 8);
   StageLoad gpipe{0, 2, 2, 4, Checkpointing::kNone, Offload::kNone};  // microbatches 0: not known
   const Bytes every_gradient = m.memory(gpipe);
   gpipe.microbatches = 4;
@@ -512,12 +587,12 @@ TEST(StageModel, AStepsFirstBackwardHoldsOnlyTheGradientsMadeByThenWhateverTheMi
   // the loss's copy and its target).
   const Graph heavy = chain_graph({1e9, 1e9, 1e9}, {10, 100000, 10}, {1000000, 10, 10});
   const OneDevice y(heavy, Mode::kTraining);
-  EXPECT_DOUBLE_EQ(y.m.activation_per_sample(0, 2), 64 + 40 + 400000 + 40 + 40 + 8);
+  EXPECT_DOUBLE_EQ(y.m.activation(0, 2).per_sample, 64 + 40 + 400000 + 40 + 40 + 8);
   StageLoad two{0, 2, 1, 2, Checkpointing::kNone, Offload::kNone};
   const Bytes heavy_every_gradient = y.m.memory(two);
   two.microbatches = 2;
   EXPECT_DOUBLE_EQ(static_cast<double>((heavy_every_gradient - y.m.memory(two)).value()),
-                   y.m.activation_per_sample(0, 2));
+                   y.m.activation(0, 2).per_sample);
 }
 
 // Several microbatches against a walk over the step's backwards on one device: before backward j, min(m,
@@ -543,16 +618,16 @@ TEST(StageModel, SeveralMicrobatchesPeakMatchesAWalkOverTheStepsBackwards) {
         for (int samples = 1; samples <= 3; ++samples) {
           double first_ws = -1e300;  // the first backward's peak beyond its activations
           for (NodeId k = first; k <= last; ++k) {
-            const double freed = k < last ? m.saved_per_sample(k + 1, last) : 0.0;
+            const double freed = k < last ? m.saved(k + 1, last).per_sample : 0.0;
             const double unmade =
                 k > first ? static_cast<double>(m.trainable_bytes(first, k - 1).value()) : 0.0;
-            first_ws = std::max(first_ws, (m.workspace_per_sample(k, k) - freed) * samples - unmade);
+            first_ws = std::max(first_ws, (m.most_workspace(k, k, 1) - freed) * samples - unmade);
           }
-          const double later_ws = m.backward_workspace_per_sample(first, last) * samples;
-          const double act = m.activation_per_sample(first, last) * samples;
+          const double later_ws = m.backward_workspace(first, last, 1) * samples;
+          const double act = m.activation(first, last).per_sample * samples;
           for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
             const auto kept = [&](int microbatches) {
-              return c == Checkpointing::kFull ? m.input_per_sample(first) * samples * microbatches + act
+              return c == Checkpointing::kFull ? m.input(first).per_sample * samples * microbatches + act
                                                : act * microbatches;
             };
             for (int mb = 2; mb <= 5; ++mb) {
@@ -597,10 +672,10 @@ TEST(StageModel, BackwardPeakMatchesAWalkOverTheRangesNodes) {
         for (int samples = 1; samples <= 4; ++samples) {
           double want = -1e300;
           for (NodeId k = first; k <= last; ++k) {
-            const double freed = k < last ? m.saved_per_sample(k + 1, last) : 0.0;
+            const double freed = k < last ? m.saved(k + 1, last).per_sample : 0.0;
             const double unmade =
                 k > first ? static_cast<double>(m.trainable_bytes(first, k - 1).value()) : 0.0;
-            want = std::max(want, (m.workspace_per_sample(k, k) - freed) * samples - unmade);
+            want = std::max(want, (m.most_workspace(k, k, 1) - freed) * samples - unmade);
           }
           const StageLoad load{
               first, last, samples, 1, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, -1, 1};
@@ -608,8 +683,8 @@ TEST(StageModel, BackwardPeakMatchesAWalkOverTheRangesNodes) {
               << "trial " << trial << " [" << first << ", " << last << "] samples " << samples;
           // Without the gradients' timing: the workspace model alone.
           const StageLoad whole{first, last, samples, 1, Checkpointing::kNone, Offload::kNone};
-          ASSERT_NEAR(m.backward_peak(whole).beyond_state,
-                      m.backward_workspace_per_sample(first, last) * samples, 1e-6);
+          ASSERT_NEAR(m.backward_peak(whole).beyond_state, m.backward_workspace(first, last, 1) * samples,
+                      1e-6);
         }
       }
     }
@@ -628,8 +703,8 @@ TEST(StageModel, TheLastStageKeepsTheDefaultLosssTargets) {
     if (mse) b.g.value(y).tensors = {TensorMeta{{1, 1, 1000}, DType::kFloat32}};
     b.g.set_outputs({y});
     const OneDevice one(b.g, Mode::kTraining);
-    EXPECT_DOUBLE_EQ(one.m.activation_per_sample(0, 0), 64 + 4000 + 4000 + (mse ? 4000 : 8)) << mse;
-    EXPECT_DOUBLE_EQ(one.m.workspace_per_sample(0, 0), 4000) << mse;
+    EXPECT_DOUBLE_EQ(one.m.activation(0, 0).per_sample, 64 + 4000 + 4000 + (mse ? 4000 : 8)) << mse;
+    EXPECT_DOUBLE_EQ(one.m.most_workspace(0, 0, 1), 4000) << mse;
   }
   // plan --loss mse on the class scores: MSE's targets.
   GraphBuilder b;
@@ -638,7 +713,7 @@ TEST(StageModel, TheLastStageKeepsTheDefaultLosssTargets) {
   o.loss = LossKind::kMse;
   const Cluster c = make_cluster({make_spec("a", 1)}, make_link(10));
   const StageModel mse(b.g, c, table_for(b.g, c), o);
-  EXPECT_DOUBLE_EQ(mse.activation_per_sample(0, 0), 64 + 4000 + 4000 + 4000);
+  EXPECT_DOUBLE_EQ(mse.activation(0, 0).per_sample, 64 + 4000 + 4000 + 4000);
 }
 
 // Concatenation and reshaping views hand their inputs views of the output's gradient: their backward's
@@ -665,11 +740,39 @@ TEST(StageModel, ConcatenationAndReshapingViewsWorkOnTheirOutputsGradientAlone) 
   g.set_outputs({op("aten::narrow", {v}, {1, 256})});
   const OneDevice one(g, Mode::kTraining);
   const StageModel& m = one.m;
-  EXPECT_DOUBLE_EQ(m.workspace_per_sample(3, 3), 2048);         // cat: its output only
-  EXPECT_DOUBLE_EQ(m.workspace_per_sample(4, 4), 2048);         // view: likewise
-  EXPECT_DOUBLE_EQ(m.workspace_per_sample(5, 5), 2048 + 1024);  // narrow: its input and output
-  EXPECT_DOUBLE_EQ(m.workspace_per_sample(1, 1), 1024 + 1024);  // relu: its input and output
-  EXPECT_DOUBLE_EQ(m.workspace_per_sample(0, 0), 1024);         // mul: its output (x gets no gradient)
+  EXPECT_DOUBLE_EQ(m.most_workspace(3, 3, 1), 2048);         // cat: its output only
+  EXPECT_DOUBLE_EQ(m.most_workspace(4, 4, 1), 2048);         // view: likewise
+  EXPECT_DOUBLE_EQ(m.most_workspace(5, 5, 1), 2048 + 1024);  // narrow: its input and output
+  EXPECT_DOUBLE_EQ(m.most_workspace(1, 1, 1), 1024 + 1024);  // relu: its input and output
+  EXPECT_DOUBLE_EQ(m.most_workspace(0, 0, 1), 1024);         // mul: its output (x gets no gradient)
+}
+
+// An add of two tensors of its output's shape (a residual add) hands both inputs its output's gradient
+// itself: its working set is that gradient alone. One that broadcasts reduces the gradient of its smaller
+// input (a sum: new memory), so its inputs count as other ops' do.
+TEST(StageModel, ASameShapeAddHandsItsInputsItsOutputsGradient) {
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1, 256}, DType::kFloat32}};
+  auto op = [&](const char* name, std::vector<ValueId> in, std::vector<int64_t> shape) {
+    const ValueId y = g.add_value(ValueKind::kTensor, name);
+    g.value(y).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    g.node(g.add_node(name, std::move(in), {y})).cost =
+        OpCost{Flops(1e6), Bytes(0), Bytes(0), CostStatus::kEstimated};
+    return y;
+  };
+  const ValueId w = g.add_parameter("w", true), row = g.add_parameter("row", true);
+  g.value(w).tensors = {TensorMeta{{256}, DType::kFloat32}};
+  g.value(row).tensors = {TensorMeta{{1, 256}, DType::kFloat32}};
+  const ValueId h = op("aten::mul", {x, w}, {1, 256});
+  const ValueId r = op("aten::relu", {h}, {1, 256});
+  const ValueId residual = op("aten::add", {h, r}, {1, 256});
+  const ValueId biased = op("aten::add", {residual, w}, {1, 256});  // w [256] broadcasts
+  g.set_outputs({op("aten::add", {biased, row}, {1, 256})});        // a weight of the output's shape
+  const OneDevice one(g, Mode::kTraining);
+  EXPECT_DOUBLE_EQ(one.m.workspace(2).per_sample, 1024);         // the residual add: its output only
+  EXPECT_DOUBLE_EQ(one.m.workspace(3).per_sample, 1024 + 1024);  // the bias add: its input and output
+  EXPECT_DOUBLE_EQ(one.m.workspace(4).per_sample, 1024);         // adding a weight of the same shape
 }
 
 // Weights follow the engine's placement: a CPU device (kHost) counts a tied weight once, in the range of its
@@ -814,7 +917,7 @@ TEST(StageModel, ARecurrentLayersTrainingPeakComesInItsForward) {
   // Two microbatches in flight: the second forward runs beside the first's activations, still without
   // gradients (GPipe: every forward comes before the first backward).
   const StageLoad gpipe{0, last, 4, 2, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, 0, 2};
-  const double first_activations = m.activation_per_sample(0, last) * 4;
+  const double first_activations = m.activation(0, last).per_sample * 4;
   EXPECT_EQ(m.memory(gpipe), m.model_state(gpipe) - gradients +
                                  Bytes(static_cast<int64_t>(first_activations + m.forward_peak(gpipe))));
 }

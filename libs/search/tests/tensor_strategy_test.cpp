@@ -136,7 +136,7 @@ TEST(TensorModel, TrainingPeakHoldsSplitStoragesInPartAndTimesTheGradients) {
   const CostTable t = table_for(g, c);
   const StageModel model(g, c, t, tensor_options(Mode::kTraining));
   const TensorModel tm(model);
-  ASSERT_DOUBLE_EQ(model.saved_per_sample(0, 2), 4096);  // relu's output (the second linear reads it too)
+  ASSERT_DOUBLE_EQ(model.saved(0, 2).per_sample, 4096);  // relu's output (the second linear reads it too)
   // At n2 on 2 devices: y1's half and the whole 1 MB output, less nothing saved later; with one microbatch
   // less w0's half gradient (32 KiB), not made until backward reaches n0.
   const double at_n2 = 2048 + 1e6;
@@ -157,7 +157,7 @@ TEST(TensorModel, TrainingPeakHoldsSplitStoragesInPartAndTimesTheGradients) {
   // memory(): model state (half of each weight, its gradient and Adam's two moments) + the peak + the kept
   // activations (x, y1's half, the output and the loss's copy of it).
   const double state = 4 * 65536;
-  const double act = tm.activation_per_sample(0, 2, 2);
+  const double act = tm.activation(0, 2, 2).per_sample;
   EXPECT_EQ(tm.memory(0, 2, 1, 2, 1, -1, 1).value(), static_cast<int64_t>(state + at_n2 - 32768 + act));
   EXPECT_EQ(tm.memory(0, 2, 1, 2, 1, -1, 0).value(), static_cast<int64_t>(state + at_n2 + act));
 }

@@ -96,6 +96,9 @@ struct SavedByProducer {
   // [node] bytes of the storages the node produces that some node saves for backward, plus the node's own
   // extra saved tensors (max pooling's indices). Graph inputs, parameters and constants have no producer.
   std::vector<Bytes> bytes;
+  // [node] the part of `bytes` in storages that do not depend on the batch (graph/analysis.h's
+  // batch_dependent: weights' math, shared inputs'): every replica and microbatch holds them whole.
+  std::vector<Bytes> batch_free;
   std::vector<ValueId> root;  // [value] the value whose storage it is (itself unless a view/in-place result)
   std::vector<bool> saved;    // [value] its storage is saved by some node for backward
   // [value] a floating-point tensor computed from a trainable parameter: backward makes a gradient for it
@@ -105,10 +108,12 @@ struct SavedByProducer {
 SavedByProducer saved_activations_by_producer(const Graph& graph);
 
 // Whether the gradients `node`'s backward hands its inputs are views of its output's gradient, so that it
-// makes no new memory: concatenation (each input gets a slice) and the views that only reshape (view,
-// reshape, flatten, transpose, permute, (un)squeeze, ...). Not slicing views (their backward scatters into a
-// zeroed tensor of the input's size), expand (a sum) or copies.
-bool backward_makes_views(const Node& node);
+// makes no new memory: concatenation (each input gets a slice), the views that only reshape (view,
+// reshape, flatten, transpose, permute, (un)squeeze, ...), and an add (alpha 1) of tensors of the output's
+// shape, which hands both inputs the output's gradient itself (a residual add; a merged weight W + A @ B,
+// whose 4 MiB gradient was counted twice). Not slicing views (their backward scatters into a zeroed tensor
+// of the input's size), expand or a broadcasting add (a sum), subtraction (a negation) or copies.
+bool backward_makes_views(const Graph& graph, const Node& node);
 
 // Storage lifetimes over one forward of the whole graph, by storage root (SavedByProducer::root): born at
 // the producer (node 0 for graph inputs); dies at the last reader, or num_nodes() (past the last node) for a

@@ -11,15 +11,19 @@
 //     the planner from splitting a step into ever more microbatches. A node whose outputs do not depend on
 //     the batch (graph/analysis.h's batch_dependent: weights', constants' and shared inputs' math) is all
 //     fixed: every replica and microbatch computes it whole.
+//   - bytes (activations, boundaries, what is alive): a storage derived from the batch-carrying input holds
+//     its bytes at graph_batch samples scaled linearly with the samples; one that does not depend on the
+//     batch (batch_dependent again: a merged weight W + A @ B, a shared input's mask) is held whole by every
+//     replica and microbatch (SampleBytes::fixed). Where the most over a range's nodes is taken, its node
+//     may depend on the samples (RangeLineMax).
 //   - weights (parameters and buffers) follow the engine's placement (runtime/engine.cpp), given per device
-//   by
-//     StageLoad::weights: on a CPU device (WeightHome::kHost) a weight counts at the first node that reads
+//     by StageLoad::weights: on a CPU device (WeightHome::kHost) a weight counts at the first node that reads
 //     it, so tied weights count once, in the earliest stage, with their gradients and optimizer state; a
 //     device with memory of its own holds every weight its range reads (copies of those other stages read
 //     too) and their gradients, and the optimizer state of the parameters only its range reads when it is the
 //     stage's one device (kOwn); a replica of a data-parallel group (kCopies) holds no optimizer state: the
 //     host keeps the state of parameters several workers read. The host's share is not counted here.
-//   - activations a training stage keeps per microbatch, per sample (activation_per_sample): the tensors
+//   - activations a training stage keeps per microbatch (activation): the tensors
 //     entering the range, the storages its nodes produce that autograd saves for backward (cost/memory.h's
 //     model, attributed to the producing node so that ranges sum; a storage saved only by a later stage is
 //     this stage's result, which the engine keeps for backward anyway), and the unsaved storages crossing
@@ -31,7 +35,7 @@
 //     was predicted 22% under without them); the engine makes the whole batch's at once, counted here per
 //     microbatch in flight on the last stage.
 //   - inference keeps no activations: a stage's peak is the most bytes alive at once while one of its nodes
-//     runs (peak_live_per_sample), every storage alive from its producer (the range's start for what enters
+//     runs (live_peak), every storage alive from its producer (the range's start for what enters
 //     it) to its last reader (graph outputs to the end), views and in-place results sharing their input's;
 //     plus what the running node's kernel holds beyond its inputs and outputs on the device running it
 //     (cost/memory.h's kernel_scratch_bytes: oneDNN's reorders or the native im2col buffer of a CPU
@@ -62,7 +66,7 @@
 //     elsewhere backward's start holds more.
 //   - memory savings (training only): full checkpointing keeps only the stage input of every microbatch in
 //     flight and recomputes the rest in backward; activation offload copies what the range produces and
-//     saves itself (offloaded_per_sample) to host memory as the forward saves it and back when the backward
+//     saves itself (offloaded) to host memory as the forward saves it and back when the backward
 //     needs it, so each microbatch in flight keeps the rest (inputs, results). Either way one microbatch's
 //     activations are on the device at once while its backward runs (an upper bound: a copy frees the
 //     device tensor once it is on the host). The two are not combined: with checkpointing the forward saves
@@ -85,6 +89,21 @@
 #include "partita/search/search_options.h"
 
 namespace partita {
+
+// Bytes held on a number of samples: a part that grows with each sample, and a part every run holds whole
+// however few its samples (storages that do not depend on the batch: a merged weight W + A @ B, a shared
+// input's mask).
+struct SampleBytes {
+  double per_sample = 0;
+  double fixed = 0;
+  double at(double samples) const { return per_sample * samples + fixed; }
+};
+inline SampleBytes operator+(SampleBytes a, SampleBytes b) {
+  return {a.per_sample + b.per_sample, a.fixed + b.fixed};
+}
+inline SampleBytes operator-(SampleBytes a, SampleBytes b) {
+  return {a.per_sample - b.per_sample, a.fixed - b.fixed};
+}
 
 // The memory savings a stage runs with.
 struct Savings {
@@ -172,7 +191,7 @@ class StageModel {
   Bytes gradient_bytes(const StageLoad& load) const;
   // How device `device` holds the weights of a stage on `stage_devices` devices (see WeightHome).
   WeightHome weight_home(int device, int stage_devices) const;
-  double boundary_bytes_per_sample(NodeId after) const;  // 0 after the last node
+  SampleBytes boundary(NodeId after) const;  // 0 after the last node
   Bytes boundary_bytes(NodeId after, int samples) const;
   // Whether device `device` (index in cluster.devices) has memory of its own to offload from: not a CPU.
   bool can_offload(int device) const;
@@ -189,29 +208,32 @@ class StageModel {
   // Seconds per step to move offloaded optimizer state to the host and back (0 without offload).
   Seconds offload_time(const StageLoad& load) const;
 
-  // Per-sample bytes: activations a training stage [first, last] keeps per microbatch (inputs, saved
-  // storages, results), the storages its nodes produce that autograd saves, the tensors entering at `first`,
-  // the op workspace, and the most bytes alive at once in an inference forward of the range (see above).
-  double activation_per_sample(NodeId first, NodeId last) const;
-  double saved_per_sample(NodeId first, NodeId last) const;
+  // Bytes per sample and per run: activations a training stage [first, last] keeps per microbatch (inputs,
+  // saved storages, results), the storages its nodes produce that autograd saves, the tensors entering at
+  // `first` (see above).
+  SampleBytes activation(NodeId first, NodeId last) const;
+  SampleBytes saved(NodeId first, NodeId last) const;
   // What activation offload frees: the storages the range saves that die inside it (not its inputs, nor
-  // results sent on or saved again later; clamped at 0). The engine may copy saved results too, which costs
-  // time and frees nothing: not modelled.
-  double offloaded_per_sample(NodeId first, NodeId last) const;
-  double input_per_sample(NodeId first) const;
+  // results sent on or saved again later; each part clamped at 0). The engine may copy saved results too,
+  // which costs time and frees nothing: not modelled.
+  SampleBytes offloaded(NodeId first, NodeId last) const;
+  SampleBytes input(NodeId first) const;
   // Training: what the engine's loss saves for backward, per sample (one tensor of the floating graph
   // outputs' size, see above); 0 for inference.
   double loss_per_sample() const { return loss_per_sample_; }
-  double workspace_per_sample(NodeId first, NodeId last) const;
-  // Without the kernels' working memory (which does not scale with the samples): peak_live has it.
-  double peak_live_per_sample(NodeId first, NodeId last) const;
-  // Inference: the most bytes alive at once while a node of the range runs on `samples` samples on
-  // `device` (-1: not known), its kernel's working memory included.
+  // Training: the gradients in flight while backward runs `node` (see workspace above), and the most of it
+  // over [first, last] on `samples` samples.
+  SampleBytes workspace(NodeId node) const;
+  double most_workspace(NodeId first, NodeId last, double samples) const;
+  // Inference: the most bytes alive at once while a node of the range runs on `samples` samples, without the
+  // kernels' working memory (live_peak), and with it on `device` (-1: not known; peak_live).
+  double live_peak(NodeId first, NodeId last, double samples) const;
   double peak_live(NodeId first, NodeId last, int samples, int device) const;
   KernelSite kernel_site(int device) const;  // device -1: a site not known
   // The graph's nodes whose kernels take working memory (cost/memory.h's kernel_scratch), ascending.
   const std::vector<KernelScratch>& kernels() const { return scratch_; }
-  double backward_workspace_per_sample(NodeId first, NodeId last) const;  // training (see above)
+  // Training: the workspace less what the range's later nodes saved, at its most (see above).
+  double backward_workspace(NodeId first, NodeId last, double samples) const;
   // Training: the peak of the backward of `load`, beyond its activations and model_state(load): the
   // workspace less what later nodes saved, and when load.microbatches == 1 less the gradients backward has
   // not made yet at that node (`unmade_gradients`, which may make `beyond_state` negative).
@@ -235,7 +257,8 @@ class StageModel {
   std::vector<int> device_spec_;
   std::vector<std::vector<double>> fwd_prefix_, bwd_prefix_;  // [spec][n+1], per sample, fixed parts excluded
   std::vector<std::vector<double>> fwd_fixed_prefix_, bwd_fixed_prefix_;  // [spec][n+1], per run
-  std::vector<double> param_prefix_, trainable_prefix_, saved_prefix_;    // [n+1]; saved: per sample
+  std::vector<double> param_prefix_, trainable_prefix_;                   // [n+1]
+  std::vector<SampleBytes> saved_prefix_;                                 // [n+1]
   std::vector<double> unshared_trainable_prefix_;  // [n+1]: trainable weights only one node reads
   // Weights read by two or more nodes (readers ascending), and [i] those whose first reader is before node i
   // and last reader at or after it (i in 0..n): what a range starting or ending at a cut may share.
@@ -246,18 +269,21 @@ class StageModel {
   };
   std::vector<SharedWeight> shared_;
   std::vector<std::vector<int>> spanning_;
-  std::vector<double> boundary_;       // [n], per sample, after node i
-  std::vector<double> unsaved_cross_;  // [n], per sample: storages no node saves, alive across node i's end
-  std::vector<double> saved_cross_;    // [n], per sample: saved storages produced <= i, alive after i
-  double graph_input_per_sample_ = 0;
+  std::vector<SampleBytes> boundary_;       // [n], after node i
+  std::vector<SampleBytes> unsaved_cross_;  // [n]: storages no node saves, alive across node i's end
+  std::vector<SampleBytes> saved_cross_;    // [n]: saved storages produced <= i, alive after i
+  SampleBytes graph_input_;
   double loss_per_sample_ = 0;  // training: what the loss saves (the graph outputs' size) and its targets
-  std::vector<std::vector<double>> ws_table_;        // sparse table of per-node workspace per sample
-  std::vector<std::vector<double>> ws_saved_table_;  // ... of workspace + saved by nodes <= i, per sample
-  RangeLineMax first_backward_;  // lines: workspace + saved by nodes <= i per sample, less unshared prefix
-  std::vector<std::vector<double>> live_table_;  // sparse table of bytes alive while node i runs, per sample
-  // Training forward, per sample: saved by nodes <= i plus the unsaved storages alive at i (no graph inputs).
-  std::vector<double> forward_;
-  std::vector<std::vector<double>> forward_table_;  // its sparse table
+  std::vector<SampleBytes> workspace_;  // [n]: gradients in flight at node i's backward
+  // Lines over the nodes (per sample: the slope; per run: the intercept), for maxima whose node depends on
+  // the samples. workspace_lines_: the workspace; later_backward_: workspace + saved by nodes <= i;
+  // first_backward_: the same less the unshared trainable prefix (gradients not made yet).
+  RangeLineMax workspace_lines_, later_backward_, first_backward_;
+  std::vector<SampleBytes> live_;  // [n]: bytes alive while node i runs (inference)
+  RangeLineMax live_lines_;
+  // Training forward: saved by nodes <= i plus the unsaved storages alive at i (no graph inputs).
+  std::vector<SampleBytes> forward_;
+  RangeLineMax forward_lines_;
   std::vector<KernelScratch> scratch_;              // nodes whose kernels take working memory, ascending
 };
 

@@ -28,7 +28,10 @@
 // gradients; a pair left open at the end holds its output's part and the gathered whole); inference: the most
 // bytes alive at once while a node runs (StageModel's storage lifetimes), a split node's results held 1/p
 // each, a pair left open at the end held in part and gathered whole. A range that starts or ends inside a
-// pair is costed as if the pair were whole. Thread safety: immutable after construction.
+// pair is costed as if the pair were whole. What does not depend on the batch (StageModel's
+// SampleBytes::fixed) is held whole in the activations and the range's input; the live and backward tables
+// count only what grows with the samples (a tensor-parallel range's merged weights or shared masks are not
+// modelled there). Thread safety: immutable after construction.
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -74,8 +77,8 @@ class TensorModel {
   double peak_live_per_sample(NodeId first, NodeId last, int p) const;
   // The same for `samples` samples on `device`, with the running kernel's working memory (StageModel's).
   double peak_live(NodeId first, NodeId last, int samples, int p, int device) const;
-  // Per-sample activation bytes one device keeps for [first, last] on a group of p.
-  double activation_per_sample(NodeId first, NodeId last, int p) const;
+  // Activation bytes one device keeps for [first, last] on a group of p.
+  SampleBytes activation(NodeId first, NodeId last, int p) const;
   // What one device of a group of p holds for the step: parameters, and when training gradients and
   // optimizer state.
   Bytes model_state(NodeId first, NodeId last, int p) const;
