@@ -22,8 +22,8 @@ TEST(RangeLineMax, MatchesEveryEntryEvaluatedOnRandomLinesRangesAndPoints) {
   // Small integers make equal slopes, parallel lines and ties common.
   std::uniform_int_distribution<int> small(-6, 6);
   std::uniform_real_distribution<double> wide(-1e6, 1e6);
-  for (int trial = 0; trial < 60; ++trial) {
-    const int n = 1 + trial % 23;
+  for (int trial = 0; trial < 80; ++trial) {
+    const int n = trial < 60 ? 1 + trial % 23 : 40 + trial;  // up to 119: several sparse levels
     std::vector<double> slope, intercept;
     for (int i = 0; i < n; ++i) {
       slope.push_back(trial % 2 ? small(rng) : wide(rng));
@@ -32,7 +32,7 @@ TEST(RangeLineMax, MatchesEveryEntryEvaluatedOnRandomLinesRangesAndPoints) {
     const RangeLineMax table(slope, intercept);
     for (int first = 0; first < n; ++first) {
       for (int last = first; last < n; ++last) {
-        for (double x : {0.0, 0.5, 1.0, 3.0, 17.0, 1000.0}) {
+        for (double x : {0.0, 0.5, 1.0, 1.5, 3.0, 17.0, 1000.0}) {
           const RangeLineMax::Best best = table.max_at(first, last, x);
           const double want = brute_max(slope, intercept, first, last, x);
           ASSERT_DOUBLE_EQ(best.value, want) << "n " << n << " [" << first << ", " << last << "] x " << x;
@@ -42,6 +42,34 @@ TEST(RangeLineMax, MatchesEveryEntryEvaluatedOnRandomLinesRangesAndPoints) {
           EXPECT_DOUBLE_EQ(
               slope[static_cast<size_t>(best.index)] * x + intercept[static_cast<size_t>(best.index)], want);
         }
+      }
+    }
+  }
+}
+
+// Intercepts all 0 (lines through the origin, the usual graph's bytes): at x > 0 the answer is x times the
+// largest slope of the range, the first entry with it named (a sparse table answers these).
+TEST(RangeLineMax, LinesThroughTheOriginNameTheFirstSteepestEntry) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> small(-4, 4);
+  for (int n : {1, 2, 3, 5, 8, 13, 31, 64}) {
+    std::vector<double> slope;
+    for (int i = 0; i < n; ++i) slope.push_back(small(rng));
+    const RangeLineMax table(slope, std::vector<double>(static_cast<size_t>(n), 0.0));
+    for (int first = 0; first < n; ++first) {
+      for (int last = first; last < n; ++last) {
+        int steepest = first;
+        for (int i = first; i <= last; ++i)
+          if (slope[static_cast<size_t>(i)] > slope[static_cast<size_t>(steepest)]) steepest = i;
+        for (double x : {0.5, 1.0, 17.0}) {
+          const RangeLineMax::Best best = table.max_at(first, last, x);
+          ASSERT_EQ(best.index, steepest) << "n " << n << " [" << first << ", " << last << "]";
+          ASSERT_DOUBLE_EQ(best.value, slope[static_cast<size_t>(steepest)] * x);
+        }
+        // At x <= 0 the flattest line wins: the envelopes answer.
+        ASSERT_DOUBLE_EQ(
+            table.max_at(first, last, -2.0).value,
+            brute_max(slope, std::vector<double>(static_cast<size_t>(n), 0.0), first, last, -2.0));
       }
     }
   }
