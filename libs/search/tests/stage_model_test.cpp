@@ -716,6 +716,15 @@ TEST(StageModel, TheLastStageKeepsTheDefaultLosssTargets) {
   EXPECT_DOUBLE_EQ(mse.activation(0, 0).per_sample, 64 + 4000 + 4000 + 4000);
 }
 
+// A float32 tensor of `shape` that op `name` makes from `in` (1 MFLOP, for the cost table).
+ValueId float_op(Graph& g, const char* name, std::vector<ValueId> in, std::vector<int64_t> shape) {
+  const ValueId y = g.add_value(ValueKind::kTensor, name);
+  g.value(y).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+  g.node(g.add_node(name, std::move(in), {y})).cost =
+      OpCost{Flops(1e6), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  return y;
+}
+
 // Concatenation and reshaping views hand their inputs views of the output's gradient: their backward's
 // working set is the output alone. x [1, 256] -> mul by a weight h -> relu a, relu b (1 KiB each) -> cat
 // (2 KiB) -> view (2 KiB) -> narrow (the first half: a slicing view, whose backward makes a zeroed tensor of
@@ -724,12 +733,8 @@ TEST(StageModel, ConcatenationAndReshapingViewsWorkOnTheirOutputsGradientAlone) 
   Graph g;
   const ValueId x = g.add_input("x");
   g.value(x).tensors = {TensorMeta{{1, 256}, DType::kFloat32}};
-  auto op = [&](const char* name, std::vector<ValueId> in, std::vector<int64_t> shape) {
-    const ValueId y = g.add_value(ValueKind::kTensor, name);
-    g.value(y).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
-    g.node(g.add_node(name, std::move(in), {y})).cost =
-        OpCost{Flops(1e6), Bytes(0), Bytes(0), CostStatus::kEstimated};
-    return y;
+  const auto op = [&](const char* name, std::vector<ValueId> in, std::vector<int64_t> shape) {
+    return float_op(g, name, std::move(in), std::move(shape));
   };
   const ValueId w = g.add_parameter("w", true);
   g.value(w).tensors = {TensorMeta{{256}, DType::kFloat32}};
@@ -754,12 +759,8 @@ TEST(StageModel, ASameShapeAddHandsItsInputsItsOutputsGradient) {
   Graph g;
   const ValueId x = g.add_input("x");
   g.value(x).tensors = {TensorMeta{{1, 256}, DType::kFloat32}};
-  auto op = [&](const char* name, std::vector<ValueId> in, std::vector<int64_t> shape) {
-    const ValueId y = g.add_value(ValueKind::kTensor, name);
-    g.value(y).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
-    g.node(g.add_node(name, std::move(in), {y})).cost =
-        OpCost{Flops(1e6), Bytes(0), Bytes(0), CostStatus::kEstimated};
-    return y;
+  const auto op = [&](const char* name, std::vector<ValueId> in, std::vector<int64_t> shape) {
+    return float_op(g, name, std::move(in), std::move(shape));
   };
   const ValueId w = g.add_parameter("w", true), row = g.add_parameter("row", true);
   g.value(w).tensors = {TensorMeta{{256}, DType::kFloat32}};
