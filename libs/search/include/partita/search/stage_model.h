@@ -284,7 +284,7 @@ class StageModel {
   // Training forward: saved by nodes <= i plus the unsaved storages alive at i (no graph inputs).
   std::vector<SampleBytes> forward_;
   RangeLineMax forward_lines_;
-  std::vector<KernelScratch> scratch_;              // nodes whose kernels take working memory, ascending
+  std::vector<KernelScratch> scratch_;  // nodes whose kernels take working memory, ascending
 };
 
 }  // namespace partita
