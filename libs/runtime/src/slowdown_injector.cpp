@@ -1,6 +1,7 @@
 #include "partita/runtime/slowdown_injector.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <thread>
 

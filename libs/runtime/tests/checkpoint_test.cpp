@@ -128,10 +128,11 @@ TEST(Checkpoint, RoundTripRestoresParametersAndAdamStateExactly) {
   EXPECT_EQ(p.losses, progress_of(3).losses);
   EXPECT_TRUE(same_tensors(a.model.parameters, b.model.parameters));
   for (size_t i = 0; i < a.trainable.size(); ++i) {
-    const auto& sa = static_cast<const torch::optim::AdamParamState&>(
-        *opt_a->state().at(c10::guts::to_string(a.trainable[i].unsafeGetTensorImpl())));
-    const auto& sb = static_cast<const torch::optim::AdamParamState&>(
-        *opt_b->state().at(c10::guts::to_string(b.trainable[i].unsafeGetTensorImpl())));
+    const auto* state_a = parameter_state(*opt_a, a.trainable[i]);
+    const auto* state_b = parameter_state(*opt_b, b.trainable[i]);
+    ASSERT_TRUE(state_a != nullptr && state_b != nullptr) << "no optimizer state for parameter " << i;
+    const auto& sa = static_cast<const torch::optim::AdamParamState&>(*state_a);
+    const auto& sb = static_cast<const torch::optim::AdamParamState&>(*state_b);
     EXPECT_EQ(sa.step(), sb.step());
     EXPECT_TRUE(torch::equal(sa.exp_avg(), sb.exp_avg())) << "exp_avg of parameter " << i;
     EXPECT_TRUE(torch::equal(sa.exp_avg_sq(), sb.exp_avg_sq())) << "exp_avg_sq of parameter " << i;

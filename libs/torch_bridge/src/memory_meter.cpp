@@ -41,10 +41,21 @@ class CountingAllocator final : public c10::Allocator {
  public:
   explicit CountingAllocator(c10::Allocator* inner) : inner_(inner) {}
 
-  c10::DataPtr allocate(size_t n) const override {
+  // LibTorch 2.3 made allocate() non-const and added copy_data(); 1.13 has the const allocate() alone. Both
+  // allocate()s are declared (without `override`, since one of them overrides nothing), and copy_data() is a
+  // plain member where the base has none.
+  c10::DataPtr allocate(size_t n) const { return counted(n); }            // NOLINT(modernize-use-override)
+  c10::DataPtr allocate(size_t n) { return counted(n); }                  // NOLINT(modernize-use-override)
+  void copy_data(void* dest, const void* src, std::size_t count) const {  // NOLINT(modernize-use-override)
+    if (count > 0) std::memcpy(dest, src, count);
+  }
+  c10::DeleterFnPtr raw_deleter() const { return &count_and_free; }  // NOLINT(modernize-use-override)
+
+ private:
+  c10::DataPtr counted(size_t n) const {
     c10::DataPtr inner = inner_->allocate(n + kHeader);
     PARTITA_ASSERT(inner.get() == inner.get_context(), "the CPU allocator's blocks are not self-contexted");
-    char* base = static_cast<char*>(inner.get());
+    char* base = static_cast<char*>(inner.get_context());  // get() is const void* in LibTorch 2.x
     const c10::Device device = inner.device();
     (void)inner.release_context();  // ownership passes to count_and_free
     const auto bytes = static_cast<int64_t>(n);
@@ -54,9 +65,6 @@ class CountingAllocator final : public c10::Allocator {
     return c10::DataPtr(base + kHeader, base + kHeader, &count_and_free, device);
   }
 
-  c10::DeleterFnPtr raw_deleter() const override { return &count_and_free; }
-
- private:
   c10::Allocator* inner_;
 };
 

@@ -5,6 +5,7 @@
 // (a row per device, a bar per stage over the node order), the simulated step as timelines (devices, then
 // links) and the alternatives the planner ranked. Everything on it is a prediction of partita's cost models;
 // the page says so. Pure: no I/O. Throws partita::Error when the plan lacks a field the page needs.
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
