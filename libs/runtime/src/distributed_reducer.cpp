@@ -111,7 +111,7 @@ void GlooGradientReducer::copy_into_slot(const std::vector<torch::Tensor>& param
   PARTITA_ASSERT(grad.defined(), "a bucket member has no gradient");
   if (is_slot(grad, bucket.flat, bucket.starts[k])) return;
   // An alias of the bucket's storage made with set_, not a view op: autograd would mark a view, and
-  // LibTorch's Optimizer::zero_grad (detach_) refuses views.
+  // zero_gradients_in_place (detach_, as LibTorch 1.13's zero_grad) refuses views.
   const torch::Tensor slot = torch::empty({0}, bucket.flat.options())
                                  .set_(bucket.flat.storage(), bucket.flat.storage_offset() + bucket.starts[k],
                                        grad.sizes(), c10::contiguous_strides(grad.sizes()));

@@ -1326,7 +1326,7 @@ StepResult Engine::step(const StepInputs& batch) {
                   "training step needs targets with ", rows, " rows (from Engine::make_targets), got ",
                   batch.targets.defined() ? batch.targets.sizes() : at::IntArrayRef{});
     if (s.options.reducer != nullptr) {
-      s.optimizer->zero_grad();  // the reducer's gradients are views of its buckets: kept, zeroed
+      zero_gradients_in_place(*s.optimizer);  // the reducer's gradients live in its buckets: kept, zeroed
     } else {
       // Set to none: the step's first gradient of a parameter becomes its .grad, so no zeroed buffer waits
       // through the forward and no fresh gradient sits beside it while it is added in (the memory model's

@@ -87,6 +87,17 @@ bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tenso
   return true;
 }
 
+void zero_gradients_in_place(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) {
+      torch::Tensor& grad = p.mutable_grad();
+      if (!grad.defined()) continue;
+      grad.detach_();
+      grad.zero_();
+    }
+  }
+}
+
 void copy_state_tensors(torch::optim::Optimizer& optimizer) {
   for (auto& [key, state] : optimizer.state()) {
     if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state.get())) {

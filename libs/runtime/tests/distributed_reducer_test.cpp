@@ -11,6 +11,7 @@
 #include "loopback_ranks.h"
 #include "partita/core/error.h"
 #include "partita/runtime/distributed_launch.h"
+#include "partita/runtime/optimizer.h"
 #include "partita/search/graph_identity.h"
 #include "partita/torch_bridge/model.h"
 
@@ -62,7 +63,7 @@ TEST(GlooGradientReducer, SumsGradientsAndLossOverRanks) {
   });
 }
 
-// After the first reduction the gradients live in the buckets: LibTorch's zero_grad zeroes them in place,
+// After the first reduction the gradients live in the buckets: zero_gradients_in_place zeroes them there,
 // autograd accumulates the next step's gradients into them, and the reducer copies nothing. A gradient reset
 // to undefined is copied in again (and rebound) without rebuilding the buckets.
 TEST(GlooGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
@@ -87,7 +88,7 @@ TEST(GlooGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
         want[0] += copy[0].grad();
         want[1] += copy[1].grad();
       }
-      opt.zero_grad();
+      zero_gradients_in_place(opt);
       if (step == 3) params[1].mutable_grad() = torch::Tensor();
       local_loss(params, rank, step).backward();
       reducer.reduce(params, 0.0, step);

@@ -320,9 +320,16 @@ Executor::Executor(const LoadedModel& model, ExecutorOptions options)
       parameters_.push_back(on_cpu ? p : p.detach().to(options_.device).requires_grad_(p.requires_grad()));
     }
   }
+  // A traced model records the device it was traced on as a constant (torch.arange(n, device=x.device),
+  // .to(x.device)): it names this executor's device instead, as the model's tensors do.
   for (const auto& c : model.constants) {
-    constants_.push_back(c.ivalue.isTensor() && !on_cpu ? c10::IValue(c.ivalue.toTensor().to(options_.device))
-                                                        : c.ivalue);
+    if (c.ivalue.isTensor()) {  // .to() is the tensor itself where it already is on the device
+      constants_.emplace_back(c.ivalue.toTensor().to(options_.device));
+    } else if (c.ivalue.isDevice()) {
+      constants_.emplace_back(options_.device);
+    } else {
+      constants_.push_back(c.ivalue);
+    }
   }
 }
 

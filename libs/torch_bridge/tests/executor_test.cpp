@@ -4,6 +4,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <filesystem>
+
 #include "partita/core/error.h"
 #include "zoo.h"
 
@@ -201,6 +203,32 @@ TEST(Executor, PythonNumbersInATracePromoteAsInPython) {
       for (const auto& t : g.value(v).tensors) EXPECT_NE(t.dtype, DType::kFloat64) << n.op;
     }
   }
+}
+
+// A trace records the device it ran on as a constant (torch.arange(n, device=x.device)); a stage placed
+// elsewhere must make such tensors on its own device. Here the recorded device is "meta" (a CPU-only machine
+// has no second device): on a CPU executor the positions come out as real CPU numbers. (Tensors the import
+// folded into constants are moved to the executor's device as they always were.)
+TEST(Executor, DeviceConstantsNameTheExecutorsDevice) {
+  const auto path = std::filesystem::temp_directory_path() / "partita_device_constant.pt";
+  {
+    torch::jit::Module module("Positions");
+    module.define(R"JIT(
+def forward(self, x):
+    pos = torch.arange(x.size(1), device=torch.device("meta"))
+    return x + pos.float()
+)JIT");
+    module.save(path.string());
+  }
+  LoadedModel m = load_model(path.string());
+  std::filesystem::remove(path);
+  const auto specs = std::vector<InputSpec>{parse_input_spec("2x4")};
+  annotate_shapes(m, specs);
+  const torch::Tensor x = make_inputs(specs, 5)[0];
+  torch::NoGradGuard no_grad;
+  const torch::Tensor out = first_tensor(Executor(m).run({x})[0]);
+  ASSERT_TRUE(out.device().is_cpu()) << out.device();
+  EXPECT_TRUE(torch::equal(out, x + torch::arange(4).to(torch::kFloat)));
 }
 
 }  // namespace partita

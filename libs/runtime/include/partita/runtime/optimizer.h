@@ -34,6 +34,11 @@ void set_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor
 bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
                           torch::Device device);
 
+// Zeroes every gradient of `optimizer`'s parameters in place, keeping the tensors (a gradient reducer's
+// buckets hold them): what Optimizer::zero_grad() does in LibTorch 1.13. Later versions' zero_grad() sets
+// them to none by default.
+void zero_gradients_in_place(torch::optim::Optimizer& optimizer);
+
 // Gives every state tensor of `optimizer` (momentum buffers, Adam's and AdamW's moments) a fresh copy of
 // itself to go on with, so that whoever still holds the old tensors (a checkpoint snapshot being written)
 // sees them no longer change. Throws partita::Error for an optimizer type other than those make_optimizer

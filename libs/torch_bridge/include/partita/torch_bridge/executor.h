@@ -23,7 +23,9 @@ class ExecutionObserver {
 };
 
 struct ExecutorOptions {
-  torch::Device device = torch::kCPU;  // where parameters, constants and inputs live
+  // Where parameters, constants and inputs live; the model's device constants (the device it was traced on,
+  // as in torch.arange(n, device=x.device)) name this one.
+  torch::Device device = torch::kCPU;
   // One tensor per model parameter, used as given (the runtime's engine places them: the model's own, a copy
   // on the device, or the model's tensor moved there). Empty: the model's parameters, copied to `device`
   // when it is not the CPU as leaves that keep requires_grad (their gradients stay on the device).
