@@ -76,7 +76,16 @@ class HostCopyHooks final : public torch::autograd::SavedVariableHooks {
 // The base engine, answering host-copy hooks inside a scope. Everything else is the base engine's.
 class OffloadEngine final : public torch::autograd::Engine {
  public:
-  OffloadEngine() = default;
+  // Autograd runs a GPU's backward nodes on device threads that an engine starts when it first runs a
+  // backward. LibTorch 1.13 starts them once per engine; later versions once per process (a static flag in
+  // initialize_device_threads_pool), for whichever engine gets there first. When the base engine already ran
+  // a backward, this engine starts its own, or its first backward on a GPU finds no ready queue (LibTorch
+  // 2.11 on the H200: "INTERNAL ASSERT FAILED ... device_ready_queues_"). Without a GPU there are none to
+  // start.
+  OffloadEngine() {
+    initialize_device_threads_pool();
+    if (device_ready_queues_.empty()) start_device_threads();
+  }
   // Static destruction at exit: point the stub back at the base engine (built before this one, so destroyed
   // after it), then stop this engine's device threads before the base class goes away, as Engine asks.
   ~OffloadEngine() override {
