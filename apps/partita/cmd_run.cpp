@@ -16,6 +16,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include <unistd.h>
 
@@ -92,6 +93,19 @@ int check_checkpoint_args(const RunArgs& args) {
 // A multi-process plan is data parallel (one stage whose group has WORLD_SIZE devices: rank r runs device r)
 // or a pipeline of WORLD_SIZE stages (rank r runs stage r on its group's devices: one, or several for a
 // hybrid plan, whose devices then run in that process).
+// Why the plan's prediction is not for its own devices (a plan whose devices were edited by hand keeps the
+// prediction it was written with), or nothing when it is (or has none).
+std::optional<std::string> stale_prediction(const Plan& plan) {
+  if (plan.prediction.devices.empty()) return std::nullopt;
+  const std::vector<std::string> devices = plan.used_devices();
+  const std::set<std::string> used(devices.begin(), devices.end());
+  std::set<std::string> predicted;
+  for (const auto& d : plan.prediction.devices) predicted.insert(d.device);
+  if (predicted == used) return std::nullopt;
+  return fmt::format("its prediction is for {} but it runs on {} (edited by hand?)",
+                     fmt::join(predicted, ", "), fmt::join(used, ", "));
+}
+
 void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
   const size_t world = static_cast<size_t>(env.world_size);
   const size_t devices = plan.stages.empty() ? 0 : plan.groups.at(plan.stages[0].group).devices.size();
@@ -254,7 +268,10 @@ void run_run(const RunArgs& args) {
   check_output_path(args.trace, "--trace");
   const auto specs = args.model.specs();
   check_inputs_share_batch(specs);
-  const Plan plan = plan_from_json(read_json_file(args.plan));
+  Plan plan = plan_from_json(read_json_file(args.plan));
+  // Said with the results (a refused plan gets its one error line alone).
+  const std::optional<std::string> stale = stale_prediction(plan);
+  if (stale) plan.prediction = Prediction{};
   const bool plan_trains = plan.mode == Mode::kTraining;
   PARTITA_CHECK(plan_trains == args.train, "plan '", args.plan, "' is for ", mode_name(plan.mode),
                 " but --train was ", args.train ? "given" : "not given", "; plan with",
@@ -432,13 +449,23 @@ void run_run(const RunArgs& args) {
   }
 
   std::FILE* out = args.json == "-" ? stderr : stdout;
-  fmt::print(out,
-             "step time {:.2f} ms median of {} (spread {:.2f} ms), {:.1f} samples/s; predicted {:.2f} ms\n",
+  // A figure the plan does not predict (its prediction was left out above) prints as "-".
+  const auto predicted = [](double ms, int width) {
+    return ms > 0 ? fmt::format("{:{}.2f}", ms, width) : fmt::format("{:>{}}", "-", width);
+  };
+  fmt::print(out, "step time {:.2f} ms median of {} (spread {:.2f} ms), {:.1f} samples/s; predicted {} ms\n",
              report.median_ms, report.step_ms.size(), report.spread_ms, report.samples_per_second,
-             to_milliseconds(plan.prediction.step_time));
+             predicted(to_milliseconds(plan.prediction.step_time), 0));
+  if (stale) {
+    fmt::print(out,
+               "  no prediction: {}; plan again, or `partita simulate --json` the plan once its \"source\" "
+               "names these devices\n",
+               *stale);
+  }
   for (const auto& w : report.workers) {
-    fmt::print(out, "  stage {} on {:<8} busy {:8.2f} ms/step (predicted {:8.2f}), utilization {:5.1f}%\n",
-               w.stage, w.device, w.busy_ms_per_step, w.predicted_busy_ms, 100.0 * w.utilization);
+    fmt::print(out, "  stage {} on {:<8} busy {:8.2f} ms/step (predicted {}), utilization {:5.1f}%\n",
+               w.stage, w.device, w.busy_ms_per_step, predicted(w.predicted_busy_ms, 8),
+               100.0 * w.utilization);
   }
   if (!report.losses.empty()) {
     fmt::print(out, "  loss {:.6g} -> {:.6g} ({})\n", report.losses.front(), report.losses.back(),
@@ -494,7 +521,9 @@ void run_run(const RunArgs& args) {
   if (!args.trace.empty()) write_json_file(args.trace, report.trace);
   if (!args.json.empty()) {
     Json j = run_report_to_json(report);
-    j["predicted_ms"] = to_milliseconds(plan.prediction.step_time);
+    j["predicted_ms"] = plan.prediction.step_time.value() > 0
+                            ? Json(to_milliseconds(plan.prediction.step_time))
+                            : Json(nullptr);
     if (!group) j["measured_host_peak_bytes"] = host_peak.value();
     if (group) j["measured_host_peak_bytes_per_rank"] = rank_host_peaks;
     j["predicted_host_peak_bytes"] = predicted_host.value();

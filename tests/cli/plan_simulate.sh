@@ -42,6 +42,28 @@ cmp -s "$WORK/mlp.json" "$WORK/mlp2.json" || fail "two plan runs differ"
   >"$WORK/runnable.txt" || fail "plan mlp (runnable)"
 "$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/runnable.json" --train --steps 2 --warmup 0 >/dev/null \
   || fail "run the plan that plan chose"
+# A plan whose devices were edited by hand keeps the prediction it was written with: run says so and leaves the
+# predicted figures out rather than printing another layout's (or zero) as this one's.
+"$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0 --cost roofline --json "$WORK/one.json" >/dev/null \
+  || fail "plan mlp on cpu:0"
+"$PYTHON" - "$WORK/one.json" "$WORK/moved.json" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+for g in plan["groups"]:
+    g["devices"] = ["cpu:1" if d == "cpu:0" else d for d in g["devices"]]
+json.dump(plan, open(sys.argv[2], "w"))
+PY
+"$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/moved.json" --steps 2 --warmup 0 --json "$WORK/moved-run.json" \
+  >"$WORK/moved.out" 2>"$WORK/moved.err" || fail "run a plan moved to cpu:1: $(cat "$WORK/moved.err")"
+grep -q "no prediction: its prediction is for cpu:0 but it runs on cpu:1" "$WORK/moved.out" \
+  || fail "run did not say why the moved plan has no prediction: $(cat "$WORK/moved.out")"
+grep -q "predicted - ms" "$WORK/moved.out" || fail "run printed a prediction for the moved plan: $(head -2 "$WORK/moved.out")"
+grep -q "(predicted        -)" "$WORK/moved.out" || fail "run printed a stage prediction for the moved plan"
+[ "$(json_get "$WORK/moved-run.json" "d['predicted_ms']")" = "None" ] || fail "run --json predicted_ms of the moved plan"
+"$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/one.json" --steps 2 --warmup 0 >"$WORK/one.out" \
+  2>"$WORK/one.err" || fail "run the plan on cpu:0"
+grep -q "no prediction" "$WORK/one.out" && fail "run found no prediction in a plan run where it was made"
+grep -qE "predicted [0-9]+\.[0-9]+ ms" "$WORK/one.out" || fail "run lost the prediction of a plan run where it was made"
 "$PARTITA" plan "$ZOO/baked_batch.pt" --input 8x16 --devices cpu:0,cpu:1 --cost roofline --strategy tensor \
   >"$WORK/tensor_refused.txt" || fail "plan --strategy tensor (a graph the engine cannot split)"
 grep -q "note: partita run cannot run this plan yet: tensor parallelism cannot split node 1 aten::view" \
