@@ -90,9 +90,6 @@ int check_checkpoint_args(const RunArgs& args) {
   return 0;
 }
 
-// A multi-process plan is data parallel (one stage whose group has WORLD_SIZE devices: rank r runs device r)
-// or a pipeline of WORLD_SIZE stages (rank r runs stage r on its group's devices: one, or several for a
-// hybrid plan, whose devices then run in that process).
 // Why the plan's prediction is not for its own devices (a plan whose devices were edited by hand keeps the
 // prediction it was written with), or nothing when it is (or has none).
 std::optional<std::string> stale_prediction(const Plan& plan) {
@@ -106,6 +103,9 @@ std::optional<std::string> stale_prediction(const Plan& plan) {
                      fmt::join(predicted, ", "), fmt::join(used, ", "));
 }
 
+// A multi-process plan is data parallel (one stage whose group has WORLD_SIZE devices: rank r runs device r)
+// or a pipeline of WORLD_SIZE stages (rank r runs stage r on its group's devices: one, or several for a
+// hybrid plan, whose devices then run in that process).
 void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
   const size_t world = static_cast<size_t>(env.world_size);
   const size_t devices = plan.stages.empty() ? 0 : plan.groups.at(plan.stages[0].group).devices.size();
