@@ -442,27 +442,33 @@ void run_optimize(const OptimizeArgs& args) {
              "candidates (planner's ranking, then measured {} steps each; the two best by the objective ({}) "
              "and the one mirroring plain LibTorch's setting again, alternating):\n",
              probe.steps, objective_name(objective));
+  size_t label_width = 52;
+  for (const auto& c : candidates) label_width = std::max(label_width, c.label.size());
   for (const auto& c : candidates) {
     std::string measured = std::isfinite(c.measured_ms)
                                ? fmt::format("{:>12}", format_seconds(Seconds(c.measured_ms * 1e-3)))
                                : std::string("cannot run here");
     if (std::isfinite(c.measured_ms) && std::isfinite(c.measured_joules))
       measured += fmt::format(" {:8.3g} J", c.measured_joules);
-    fmt::print(out, "  {:<52} predicted {:>12}  measured {}{}\n", c.label,
+    fmt::print(out, "  {:<{}} predicted {:>12}  measured {}{}\n", c.label, label_width,
                format_seconds(c.plan.prediction.step_time), measured, &c == &*best ? "  <- chosen" : "");
   }
   fmt::print(out, "plain LibTorch thread sweep:");
   for (const auto& s : sweep)
     fmt::print(out, " [{}: {}]", s.config.to_string(), format_seconds(Seconds(s.median_ms * 1e-3)));
-  fmt::print(out, "\n\n{:<44} {:>12} {:>12} {:>9} {:>12}\n", "", "predicted", "measured", "speedup",
+  // The first column as wide as its longest row: a cut label reads as another layout ("cpu:0+cpu" for
+  // cpu:0+cpu:1).
+  const std::string baseline_row = "plain LibTorch (" + best_base->config.to_string() + ")";
+  const std::string plan_row = "partita: " + best->label;
+  const size_t width = std::max({size_t{44}, baseline_row.size(), plan_row.size()});
+  fmt::print(out, "\n\n{:<{}} {:>12} {:>12} {:>9} {:>12}\n", "", width, "predicted", "measured", "speedup",
              "peak memory");
   // Seconds, milliseconds or microseconds as the figure needs (a small MLP's step is a few microseconds).
   const auto time_of = [](double ms) { return format_seconds(Seconds(ms * 1e-3)); };
-  fmt::print(out, "{:<44} {:>12} {:>12} {:>8.2f}x {:>12}\n",
-             "plain LibTorch (" + best_base->config.to_string() + ")", "-", time_of(baseline_median), 1.0,
-             "-");
-  fmt::print(out, "{:<44} {:>12} {:>12} {:>8.2f}x {:>12}\n", "partita: " + best->label.substr(0, 34),
-             time_of(predicted_ms), time_of(plan_median), speedup, format_bytes(measured_peak));
+  fmt::print(out, "{:<{}} {:>12} {:>12} {:>8.2f}x {:>12}\n", baseline_row, width, "-",
+             time_of(baseline_median), 1.0, "-");
+  fmt::print(out, "{:<{}} {:>12} {:>12} {:>8.2f}x {:>12}\n", plan_row, width, time_of(predicted_ms),
+             time_of(plan_median), speedup, format_bytes(measured_peak));
   fmt::print(
       out,
       "(medians of {} alternating rounds x {} steps{}; predicted peak {} on the largest device, {} on all "

@@ -125,6 +125,10 @@ expect_error "global batch of 8" "$PARTITA" run "$ZOO/mlp.pt" --input 4x64 --pla
 "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --train --steps 2 --rounds 1 --out "$WORK/opt" --json "$WORK/opt.json" \
   >"$WORK/opt.txt" || fail "optimize"
 grep -q "plain LibTorch" "$WORK/opt.txt" || fail "optimize table"
+# The table's partita row names the chosen layout whole (it was cut at 34 characters: "cpu:0+cpu" for
+# cpu:0+cpu:1).
+grep -qF "partita: $(json_get "$WORK/opt.json" "d['layout']") " "$WORK/opt.txt" \
+  || fail "optimize table: the partita row does not name the layout $(json_get "$WORK/opt.json" "d['layout']")"
 [ "$(json_get "$WORK/opt.json" "all(k in d for k in ['baseline_ms', 'plan_ms', 'speedup', 'predicted_ms', 'plan'])")" = "True" ] \
   || fail "optimize json fields"
 for f in plan.json trace.json metrics.json report.html; do [ -s "$WORK/opt/$f" ] || fail "optimize: missing $f"; done
