@@ -28,10 +28,19 @@ const char* tensor_parallel_name(TensorParallel t) {
   return "none";
 }
 
-Flops branch_flops(const Graph& g, const Branch& b) {
-  Flops f(0);
-  for (NodeId n : b.nodes) f += g.node(n).cost.flops;
-  return f;
+// A branch's work: its FLOPs and the bytes its nodes read and write (an embedding lookup is 0 FLOP of real,
+// memory-bound work).
+struct BranchWork {
+  Flops flops{0};
+  Bytes moved{0};
+};
+BranchWork branch_work(const Graph& g, const Branch& b) {
+  BranchWork w;
+  for (NodeId n : b.nodes) {
+    w.flops += g.node(n).cost.flops;
+    w.moved += g.node(n).cost.bytes_read + g.node(n).cost.bytes_written;
+  }
+  return w;
 }
 }  // namespace
 
@@ -126,10 +135,12 @@ std::string report_to_text(const Graph& graph, const AnalysisReport& r, const st
   for (size_t i = 0; i < std::min<size_t>(r.branches.size(), 5); ++i) {
     const auto& region = r.branches[i];
     std::string shares;
-    for (const auto& b : region.branches)
-      shares += (shares.empty() ? "" : " | ") + format_flops(branch_flops(graph, b));
+    for (const auto& b : region.branches) {
+      const BranchWork w = branch_work(graph, b);
+      shares += (shares.empty() ? "" : " | ") + format_flops(w.flops) + ", " + format_bytes(w.moved);
+    }
     s += fmt::format(
-        "  fork {} -> join {}: {} branches ({})\n",
+        "  fork {} -> join {}: {} branches (FLOPs, bytes moved: {})\n",
         region.fork == kNoNode ? "input" : graph.node(region.fork).op + " #" + std::to_string(region.fork),
         region.join == kNoNode ? "outputs" : graph.node(region.join).op + " #" + std::to_string(region.join),
         region.branches.size(), shares);
@@ -218,8 +229,10 @@ Json report_to_json(const Graph& graph, const AnalysisReport& r) {
   Json branches = Json::array();
   for (const auto& region : r.branches) {
     Json bs = Json::array();
-    for (const auto& b : region.branches)
-      bs.push_back({{"nodes", b.nodes}, {"flops", branch_flops(graph, b).value()}});
+    for (const auto& b : region.branches) {
+      const BranchWork w = branch_work(graph, b);
+      bs.push_back({{"nodes", b.nodes}, {"flops", w.flops.value()}, {"bytes_moved", w.moved.value()}});
+    }
     branches.push_back({{"fork", region.fork}, {"join", region.join}, {"branches", bs}});
   }
   j["branches"] = branches;

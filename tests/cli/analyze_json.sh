@@ -34,4 +34,14 @@ assert "aten::view (0.attn)" in gpt["refusal_by_degree"]["8"], gpt  # 4 heads do
 mlp = json.load(open(f"{w}/mlp.json"))["tensor_split"]
 assert mlp["refusal_by_degree"]["2"] is None and "(fc3)" in mlp["refusal_by_degree"]["4"], mlp
 PY
+# GPT's one region: the token and position embedding lookups, 0 FLOPs each but bytes moved (the table rows
+# they read and the embeddings they write; the token lookup's [B, T, E] output alone is 8x128x256 floats).
+"$PYTHON" - "$WORK" <<'PY' || fail "branch work"
+import json, sys
+gpt = json.load(open(f"{sys.argv[1]}/gpt.json"))
+(region,) = gpt["branches"]
+assert [b["flops"] for b in region["branches"]] == [0, 0], region
+assert max(b["bytes_moved"] for b in region["branches"]) >= 8 * 128 * 256 * 4, region
+assert min(b["bytes_moved"] for b in region["branches"]) > 0, region
+PY
 finish
