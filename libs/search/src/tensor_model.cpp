@@ -6,6 +6,7 @@
 #include "partita/core/error.h"
 #include "partita/cost/compute.h"
 #include "partita/cost/memory.h"
+#include "partita/graph/analysis.h"
 #include "range_max.h"
 
 namespace partita {
@@ -27,6 +28,15 @@ bool big_embedding(const Graph& graph, const Node& node) {
   const Value& table = graph.value(node.inputs[0]);
   if (table.role != ValueRole::kParameter || !table.meta() || table.meta()->shape.size() != 2) return false;
   return table.bytes() > graph.value(node.outputs[0]).bytes();
+}
+
+SampleBytes scaled(SampleBytes b, double k) { return SampleBytes{b.per_sample * k, b.fixed * k}; }
+
+// A value's bytes as StageModel counts them: per sample when it depends on the batch (`dep`,
+// batch_dependent), else whole; `per` is 1 / the graph's batch.
+SampleBytes value_bytes(const Graph& graph, const std::vector<bool>& dep, double per, ValueId v) {
+  const double b = static_cast<double>(graph.value(v).bytes().value());
+  return dep[static_cast<size_t>(v)] ? SampleBytes{b * per, 0.0} : SampleBytes{0.0, b};
 }
 
 }  // namespace
@@ -124,20 +134,23 @@ TensorModel::TensorModel(const StageModel& model) : model_(&model) {
   };
   split_count_ = prefix([&](NodeId i) { return split_[static_cast<size_t>(i)] ? 1.0 : 0.0; });
   reduce_count_ = prefix([&](NodeId i) { return reduce_[static_cast<size_t>(i)] ? 1.0 : 0.0; });
-  reduce_bytes_ = prefix([&](NodeId i) {
-    if (!reduce_[static_cast<size_t>(i)]) return 0.0;
-    double b = 0;
-    for (ValueId v : graph.node(i).outputs) b += static_cast<double>(graph.value(v).bytes().value());
-    return b * per;
-  });
+  const std::vector<bool> dep = batch_dependent(graph);
+  reduce_bytes_.assign(static_cast<size_t>(n) + 1, SampleBytes{});
+  split_act_ = reduce_bytes_;
+  for (NodeId i = 0; i < n; ++i) {
+    SampleBytes reduced;
+    if (reduce_[static_cast<size_t>(i)]) {
+      for (ValueId v : graph.node(i).outputs) reduced = reduced + value_bytes(graph, dep, per, v);
+    }
+    reduce_bytes_[i + 1] = reduce_bytes_[i] + reduced;
+    split_act_[i + 1] = split_act_[i] + (split_[static_cast<size_t>(i)] ? model.saved(i, i) : SampleBytes{});
+  }
   split_param_ = prefix([&](NodeId i) {
     return split_[static_cast<size_t>(i)] ? static_cast<double>(model.parameter_bytes(i, i).value()) : 0.0;
   });
   split_trainable_ = prefix([&](NodeId i) {
     return split_[static_cast<size_t>(i)] ? static_cast<double>(model.trainable_bytes(i, i).value()) : 0.0;
   });
-  split_act_ =
-      prefix([&](NodeId i) { return split_[static_cast<size_t>(i)] ? model.saved(i, i).per_sample : 0.0; });
   if (model.training()) {
     build_backward_tables(roles, open ? last_split : kNoNode);
   } else {
@@ -151,11 +164,14 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
   const SavedByProducer saved_model = saved_activations_by_producer(graph);
   const std::vector<ValueId>& root = saved_model.root;
   const std::vector<bool> split_storage = split_storages(graph, roles, root);
+  const std::vector<bool> dep = batch_dependent(graph);
   const double per = 1.0 / model_->graph_batch();
-  ws_whole_.assign(static_cast<size_t>(n), 0.0);
-  ws_split_.assign(static_cast<size_t>(n), 0.0);
-  saved_whole_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
-  saved_split_prefix_ = unshared_whole_prefix_ = unshared_split_prefix_ = saved_whole_prefix_;
+  ws_whole_.assign(static_cast<size_t>(n), SampleBytes{});
+  ws_split_ = ws_whole_;
+  saved_whole_prefix_.assign(static_cast<size_t>(n) + 1, SampleBytes{});
+  saved_split_prefix_ = saved_whole_prefix_;
+  unshared_whole_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
+  unshared_split_prefix_ = unshared_whole_prefix_;
   std::vector<std::vector<NodeId>> readers(static_cast<size_t>(graph.num_values()));
   for (NodeId i = 0; i < n; ++i) {
     const Node& node = graph.node(i);
@@ -163,10 +179,10 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
     // one.
     auto add = [&](ValueId v) {
       if (!saved_model.requires_grad[static_cast<size_t>(v)]) return;
-      const double b = static_cast<double>(graph.value(v).bytes().value()) * per;
-      (split_storage[static_cast<size_t>(root[static_cast<size_t>(v)])]
-           ? ws_split_
-           : ws_whole_)[static_cast<size_t>(i)] += b;
+      SampleBytes& ws = (split_storage[static_cast<size_t>(root[static_cast<size_t>(v)])]
+                             ? ws_split_
+                             : ws_whole_)[static_cast<size_t>(i)];
+      ws = ws + value_bytes(graph, dep, per, v);
     };
     for (ValueId v : node.inputs) {
       const ValueRole role = graph.value(v).role;
@@ -182,12 +198,13 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
     // A pair left open at the end: every device gathers the whole output, and its gradient comes back whole.
     if (i == gathered) {
       for (ValueId v : node.outputs)
-        ws_whole_[static_cast<size_t>(i)] += static_cast<double>(graph.value(v).bytes().value()) * per;
+        ws_whole_[static_cast<size_t>(i)] =
+            ws_whole_[static_cast<size_t>(i)] + value_bytes(graph, dep, per, v);
     }
-    const double saved = model_->saved(i, i).per_sample;
+    const SampleBytes saved = model_->saved(i, i);
     const bool sp = split_[static_cast<size_t>(i)];
-    saved_whole_prefix_[i + 1] = saved_whole_prefix_[i] + (sp ? 0.0 : saved);
-    saved_split_prefix_[i + 1] = saved_split_prefix_[i] + (sp ? saved : 0.0);
+    saved_whole_prefix_[i + 1] = saved_whole_prefix_[i] + (sp ? SampleBytes{} : saved);
+    saved_split_prefix_[i + 1] = saved_split_prefix_[i] + (sp ? saved : SampleBytes{});
   }
   std::vector<double> unshared_whole(static_cast<size_t>(n), 0.0), unshared_split(unshared_whole);
   for (size_t v = 0; v < readers.size(); ++v) {
@@ -201,20 +218,21 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
     unshared_split_prefix_[i + 1] = unshared_split_prefix_[i] + unshared_split[static_cast<size_t>(i)];
   }
   for (int p : {1, 2, 4, 8}) {
-    std::vector<double> slope(static_cast<size_t>(n)), intercept(slope.size());
+    std::vector<double> slope(static_cast<size_t>(n)), later(slope.size()), first(slope.size());
     for (NodeId i = 0; i < n; ++i) {
-      slope[static_cast<size_t>(i)] = backward_slope(i, p);
-      intercept[static_cast<size_t>(i)] = -unmade_before(i, p);
+      const SampleBytes b = backward_bytes(i, p);
+      slope[static_cast<size_t>(i)] = b.per_sample;
+      later[static_cast<size_t>(i)] = b.fixed;
+      first[static_cast<size_t>(i)] = b.fixed - unmade_before(i, p);
     }
-    RangeLineMax lines(slope, intercept);
-    backward_tables_.push_back(
-        BackwardTable{p, detail::sparse_max_table(std::move(slope)), std::move(lines)});
+    backward_tables_.push_back(BackwardTable{p, RangeLineMax(slope, later), RangeLineMax(slope, first)});
   }
 }
 
-double TensorModel::backward_slope(NodeId i, int p) const {
+SampleBytes TensorModel::backward_bytes(NodeId i, int p) const {
   const auto k = static_cast<size_t>(i);
-  return ws_whole_[k] + ws_split_[k] / p + saved_whole_prefix_[k + 1] + saved_split_prefix_[k + 1] / p;
+  return ws_whole_[k] + scaled(ws_split_[k], 1.0 / p) + saved_whole_prefix_[k + 1] +
+         scaled(saved_split_prefix_[k + 1], 1.0 / p);
 }
 
 double TensorModel::unmade_before(NodeId i, int p) const {
@@ -226,29 +244,30 @@ TensorModel::BackwardPeak TensorModel::backward_peak(NodeId first, NodeId last, 
                                                      int microbatches) const {
   if (!model_->training()) return BackwardPeak{};
   const double s = samples;
-  const double saved_to_end = saved_whole_prefix_[last + 1] + saved_split_prefix_[last + 1] / p;
+  const double saved_to_end =
+      (saved_whole_prefix_[last + 1] + scaled(saved_split_prefix_[last + 1], 1.0 / p)).at(s);
   const auto table = std::find_if(backward_tables_.begin(), backward_tables_.end(),
                                   [p](const BackwardTable& t) { return t.p == p; });
   if (microbatches != 1) {  // every gradient is there from the first microbatch's backward on
     double top = -std::numeric_limits<double>::infinity();
     if (table != backward_tables_.end()) {
-      top = detail::range_max(table->slopes, first, last);
+      top = table->later.max_at(first, last, s).value;
     } else {
-      for (NodeId i = first; i <= last; ++i) top = std::max(top, backward_slope(i, p));
+      for (NodeId i = first; i <= last; ++i) top = std::max(top, backward_bytes(i, p).at(s));
     }
-    return BackwardPeak{(top - saved_to_end) * s};
+    return BackwardPeak{top - saved_to_end};
   }
   RangeLineMax::Best best{-std::numeric_limits<double>::infinity(), -1};
   if (table != backward_tables_.end()) {
-    best = table->lines.max_at(first, last, s);
+    best = table->first.max_at(first, last, s);
   } else {
     for (NodeId i = first; i <= last; ++i) {
-      const double value = backward_slope(i, p) * s - unmade_before(i, p);
+      const double value = backward_bytes(i, p).at(s) - unmade_before(i, p);
       if (value > best.value) best = RangeLineMax::Best{value, i};
     }
   }
   const auto bytes = [](double b) { return Bytes(static_cast<int64_t>(b)); };
-  return BackwardPeak{best.value + unmade_before(first, p) - saved_to_end * s,
+  return BackwardPeak{best.value + unmade_before(first, p) - saved_to_end,
                       bytes(unmade_before(best.index, p) - unmade_before(first, p)),
                       bytes(unshared_whole_prefix_[static_cast<size_t>(best.index)] -
                             unshared_whole_prefix_[static_cast<size_t>(first)])};
@@ -264,24 +283,31 @@ void TensorModel::build_live_tables(const std::vector<TensorRole>& roles, NodeId
   const std::vector<ValueId> root = saved_activations_by_producer(graph).root;
   // A pair left open at the end: each device holds its part and the gathered whole.
   const std::vector<bool> split_storage = split_storages(graph, roles, root);
-  std::vector<double> whole(split_storage.size()), split(split_storage.size());
-  for (size_t v = 0; v < split_storage.size(); ++v) {
-    whole[v] = split_storage[v] ? 0.0 : 1.0;
-    split[v] = split_storage[v] ? 1.0 : 0.0;
+  const std::vector<bool> dep = batch_dependent(graph);
+  // Storages by where they are held (whole, split) and whether they grow with the samples.
+  const size_t nv = split_storage.size();
+  std::vector<double> whole_grows(nv, 0.0), whole_fixed(nv, 0.0), split_grows(nv, 0.0), split_fixed(nv, 0.0);
+  for (size_t v = 0; v < nv; ++v) {
+    (split_storage[v] ? (dep[v] ? split_grows : split_fixed) : (dep[v] ? whole_grows : whole_fixed))[v] = 1.0;
   }
   const double per = 1.0 / model_->graph_batch();
-  live_whole_ = live_bytes_per_node(graph, root, whole);
-  live_split_ = live_bytes_per_node(graph, root, split);
+  const std::vector<double> wg = live_bytes_per_node(graph, root, whole_grows),
+                            wf = live_bytes_per_node(graph, root, whole_fixed),
+                            sg = live_bytes_per_node(graph, root, split_grows),
+                            sf = live_bytes_per_node(graph, root, split_fixed);
+  live_whole_.resize(wg.size());
+  live_split_.resize(wg.size());
+  for (size_t i = 0; i < wg.size(); ++i) {
+    live_whole_[i] = SampleBytes{wg[i] * per, wf[i]};
+    live_split_[i] = SampleBytes{sg[i] * per, sf[i]};
+  }
   for (NodeId i = 0; i < graph.num_nodes(); ++i) {
     const TensorRole role = roles[static_cast<size_t>(i)];
     if (role != TensorRole::kRow && role != TensorRole::kVocabulary) continue;
     // The all-reduce makes the sum beside the device's partial sum (partita's exchanges are not in place).
     for (ValueId v : graph.node(i).outputs)
-      live_whole_[static_cast<size_t>(i)] += static_cast<double>(graph.value(v).bytes().value());
-  }
-  for (size_t i = 0; i < live_whole_.size(); ++i) {
-    live_whole_[i] *= per;
-    live_split_[i] *= per;
+      live_whole_[static_cast<size_t>(i)] =
+          live_whole_[static_cast<size_t>(i)] + value_bytes(graph, dep, per, v);
   }
   // The gather follows the node, once its inputs are freed: then each device holds what is alive across the
   // node's end (its own part of the output among it) and the gathered whole.
@@ -290,35 +316,40 @@ void TensorModel::build_live_tables(const std::vector<TensorRole>& roles, NodeId
     const StorageLifetimes life = storage_lifetimes(graph, root);
     for (size_t r = 0; r < life.born.size(); ++r) {
       if (life.born[r] < 0 || life.born[r] > gathered || life.dies[r] <= gathered) continue;
-      const double b = static_cast<double>(graph.value(static_cast<ValueId>(r)).bytes().value()) * per;
-      after_gather_whole_ += b * whole[r];
-      after_gather_split_ += b * split[r];
+      const SampleBytes b = value_bytes(graph, dep, per, static_cast<ValueId>(r));
+      SampleBytes& held = split_storage[r] ? after_gather_split_ : after_gather_whole_;
+      held = held + b;
     }
     for (ValueId v : graph.node(gathered).outputs)
-      after_gather_whole_ += static_cast<double>(graph.value(v).bytes().value()) * per;
+      after_gather_whole_ = after_gather_whole_ + value_bytes(graph, dep, per, v);
   }
   for (int p : {1, 2, 4, 8}) {
-    std::vector<double> row(live_whole_.size());
-    for (size_t i = 0; i < row.size(); ++i) row[i] = live_whole_[i] + live_split_[i] / p;
-    live_tables_.emplace_back(p, detail::sparse_max_table(std::move(row)));
+    std::vector<double> slope(live_whole_.size()), intercept(slope.size());
+    for (size_t i = 0; i < slope.size(); ++i) {
+      const SampleBytes alive = live_whole_[i] + scaled(live_split_[i], 1.0 / p);
+      slope[i] = alive.per_sample;
+      intercept[i] = alive.fixed;
+    }
+    live_tables_.emplace_back(p, RangeLineMax(slope, intercept));
   }
 }
 
-double TensorModel::peak_live_per_sample(NodeId first, NodeId last, int p) const {
+double TensorModel::peak_alive(NodeId first, NodeId last, int samples, int p) const {
   PARTITA_ASSERT(!model_->training(), "the live-bytes peak is an inference figure");
   double peak = 0;
   const auto table = std::find_if(live_tables_.begin(), live_tables_.end(),
                                   [p](const auto& entry) { return entry.first == p; });
   if (table != live_tables_.end()) {
-    peak = detail::range_max(table->second, first, last);
+    peak = table->second.max_at(first, last, samples).value;
   } else {
     for (NodeId i = first; i <= last; ++i) {
-      peak = std::max(peak, live_whole_[static_cast<size_t>(i)] + live_split_[static_cast<size_t>(i)] / p);
+      const auto k = static_cast<size_t>(i);
+      peak = std::max(peak, (live_whole_[k] + scaled(live_split_[k], 1.0 / p)).at(samples));
     }
   }
   if (gathered_ != kNoNode && first <= gathered_ && gathered_ <= last)
-    peak = std::max(peak, after_gather_whole_ + after_gather_split_ / p);
-  return std::max(peak, model_->input(first).per_sample);
+    peak = std::max(peak, (after_gather_whole_ + scaled(after_gather_split_, 1.0 / p)).at(samples));
+  return std::max(peak, model_->input(first).at(samples));
 }
 
 bool TensorModel::has_split(NodeId first, NodeId last) const {
@@ -329,7 +360,7 @@ Seconds TensorModel::communication(NodeId first, NodeId last, double samples, in
                                    const LinkSpec& link) const {
   if (p <= 1) return Seconds(0);
   const double count = reduce_count_[last + 1] - reduce_count_[first];
-  const double bytes = (reduce_bytes_[last + 1] - reduce_bytes_[first]) * samples;
+  const double bytes = (reduce_bytes_[last + 1] - reduce_bytes_[first]).at(samples);
   return Seconds(count * 2.0 * (p - 1) * link.latency.value() +
                  2.0 * (p - 1) / p * bytes / link.bandwidth.value());
 }
@@ -351,8 +382,8 @@ Seconds TensorModel::backward(int spec, NodeId first, NodeId last, double sample
 }
 
 SampleBytes TensorModel::activation(NodeId first, NodeId last, int p) const {
-  const double split = split_act_[last + 1] - split_act_[first];
-  return model_->activation(first, last) - SampleBytes{split - split / p, 0.0};
+  const SampleBytes split = split_act_[last + 1] - split_act_[first];
+  return model_->activation(first, last) - scaled(split, 1.0 - 1.0 / p);
 }
 
 Bytes TensorModel::model_state(NodeId first, NodeId last, int p) const {
@@ -374,12 +405,29 @@ Bytes TensorModel::trainable_bytes_per_device(NodeId first, NodeId last, int p) 
   return Bytes(static_cast<int64_t>(all - st + st / p));
 }
 
+Bytes TensorModel::largest_trainable_part(NodeId first, NodeId last, int p) const {
+  const Graph& graph = model_->graph();
+  std::vector<bool> trainable(static_cast<size_t>(graph.num_values()), false);
+  for (const Parameter& param : graph.parameters())
+    trainable[static_cast<size_t>(param.value)] = param.requires_grad;
+  double largest = 0;
+  for (NodeId i = first; i <= last; ++i) {
+    for (ValueId v : graph.node(i).inputs) {
+      if (!trainable[static_cast<size_t>(v)]) continue;
+      const double bytes = static_cast<double>(graph.value(v).bytes().value());
+      largest = std::max(largest, split_[static_cast<size_t>(i)] ? bytes / p : bytes);
+    }
+  }
+  return Bytes(static_cast<int64_t>(largest));
+}
+
 double TensorModel::peak_live(NodeId first, NodeId last, int samples, int p, int device) const {
   // A convolution or pooling is never split: it runs on the whole tensors of its samples.
   const auto alive = [&](NodeId n) {
-    return (live_whole_[static_cast<size_t>(n)] + live_split_[static_cast<size_t>(n)] / p) * samples;
+    const auto k = static_cast<size_t>(n);
+    return (live_whole_[k] + scaled(live_split_[k], 1.0 / p)).at(samples);
   };
-  return std::max({peak_live_per_sample(first, last, p) * samples, model_->input(first).at(samples),
+  return std::max({peak_alive(first, last, samples, p),
                    detail::kernel_peak(model_->kernels(), first, last, samples, model_->graph_batch(),
                                        model_->kernel_site(device), alive)});
 }

@@ -196,10 +196,11 @@ TEST(HostMemory, ACpuTensorGroupHoldsTheGradientsItsDevicesMakeForThemselves) {
   const Graph g = testing::scaled_pair_graph(kFloats);
   const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64), cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
   const CostTable t = table_for(g, c);
-  const auto extra = [&](int replicas, int degree) {
+  const auto extra = [&](int replicas, int degree, int microbatches = 1) {
     Plan p = data_plan(g, {"d0", "d1", "d2", "d3"}, {1, 1, 1, 1});
     p.strategy = StrategyKind::kTensor;
-    p.global_batch = replicas;
+    p.global_batch = replicas * microbatches;
+    p.microbatches = microbatches;
     p.groups[0] = DeviceGroup{{}, {}, GroupParallelism::kTensor, degree};
     for (int d = 0; d < replicas * degree; ++d) {
       p.groups[0].devices.push_back("d" + std::to_string(d));
@@ -213,6 +214,10 @@ TEST(HostMemory, ACpuTensorGroupHoldsTheGradientsItsDevicesMakeForThemselves) {
   EXPECT_EQ(extra(1, 2), kScale);
   EXPECT_EQ(extra(1, 4), 3 * kScale);
   EXPECT_EQ(extra(2, 2), 2 * kScale + kSplit + kScale + kFloats * 1024 * 4);
+  // Several microbatches: every gradient is there after the first, and each device adds its later ones of
+  // w2 into its own part, a fresh copy of that part at a time (not of the whole w2).
+  EXPECT_EQ(extra(1, 2, 2), kScale + 2 * (kFloats * 1024 * 4 / 2));
+  EXPECT_EQ(extra(1, 4, 2), 3 * kScale + 4 * (kFloats * 1024 * 4 / 4));
 }
 
 TEST(HostMemory, InferenceGathersTheOutputsOfAGpuOnTheHost) {

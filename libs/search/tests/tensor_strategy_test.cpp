@@ -95,9 +95,9 @@ TEST(TensorModel, InferencePeakHoldsSplitPartsAndWholeSums) {
     const StageModel model(g, c, t, tensor_options(Mode::kInference));
     const TensorModel tm(model);
     // Node 2 holds y1's part, the partial sum and the sum: 4096 / p + 2 x 8192.
-    EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 2, 2), 2048 + 16384);
-    EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 2), 4096);  // relu: y0 and y1 halves
-    EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 4), 2048);
+    EXPECT_DOUBLE_EQ(tm.peak_alive(0, 2, 1, 2), 2048 + 16384);
+    EXPECT_DOUBLE_EQ(tm.peak_alive(0, 1, 1, 2), 4096);  // relu: y0 and y1 halves
+    EXPECT_DOUBLE_EQ(tm.peak_alive(0, 1, 1, 4), 2048);
     EXPECT_EQ(tm.memory(0, 2, 3, 2, 1).value(), tm.model_state(0, 2, 2).value() + 3 * (2048 + 16384));
   }
   // x -> column-split linear -> relu, the graph's output: the pair is open at the end and gathered.
@@ -119,10 +119,10 @@ TEST(TensorModel, InferencePeakHoldsSplitPartsAndWholeSums) {
   const TensorModel tm(model);
   ASSERT_TRUE(tm.all_reduce_after(1));
   // After relu: its part of z and the gathered z (4096 / p + 4096); while it runs, the parts of y and z.
-  EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 2), 2048 + 4096);
-  EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 4), 1024 + 4096);
-  EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 1, 3), 4096.0 / 3 + 4096);  // no table for 3: scanned
-  EXPECT_DOUBLE_EQ(tm.peak_live_per_sample(0, 0, 2), 64 + 2048);          // x and y's part
+  EXPECT_DOUBLE_EQ(tm.peak_alive(0, 1, 1, 2), 2048 + 4096);
+  EXPECT_DOUBLE_EQ(tm.peak_alive(0, 1, 1, 4), 1024 + 4096);
+  EXPECT_DOUBLE_EQ(tm.peak_alive(0, 1, 1, 3), 4096.0 / 3 + 4096);  // no table for 3: scanned
+  EXPECT_DOUBLE_EQ(tm.peak_alive(0, 0, 1, 2), 64 + 2048);          // x and y's part
 }
 
 // Training: a device's backward peak holds the split storages 1/p each (y0 and y1, outputs of the pair's
@@ -198,6 +198,96 @@ TEST(TensorModel, TrainingPeakLeavesOutAReplicatedGradientWhole) {
   const auto peak = tm.backward_peak(0, 2, 1, 2, 1);
   EXPECT_EQ(peak.unmade_gradients, Bytes(64 + 65536 / 2));
   EXPECT_EQ(peak.unmade_replicated, Bytes(64));
+}
+
+// What does not depend on the batch (a softmax of a weight, read by the last linear) is held once per run,
+// not per sample: alive (inference), in the backward's working set and saved bytes (training), in the
+// all-reduced bytes. With one device per group the figures are StageModel's.
+TEST(TensorModel, AStorageWithoutTheBatchIsHeldWholeByEveryRun) {
+  Graph g;
+  const auto tensor = [&](ValueId v, std::vector<int64_t> shape) {
+    g.value(v).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    return v;
+  };
+  const ValueId x = tensor(g.add_input("x"), {4, 16});               // 64 bytes per sample
+  const ValueId p = tensor(g.add_parameter("P", true), {1024, 16});  // 64 KiB
+  const ValueId w1 = tensor(g.add_parameter("W1", true), {64, 16});
+  const ValueId w2 = tensor(g.add_parameter("W2", true), {16, 64});
+  const ValueId m = tensor(g.add_value(ValueKind::kTensor, "m"), {1024, 16});  // 64 KiB whole
+  const ValueId y = tensor(g.add_value(ValueKind::kTensor, "y"), {4, 64});     // 256 per sample, split
+  const ValueId r = tensor(g.add_value(ValueKind::kTensor, "r"), {4, 64});     // 256 per sample, split
+  const ValueId o = tensor(g.add_value(ValueKind::kTensor, "o"), {4, 16});     // 64 per sample, all-reduced
+  const ValueId z = tensor(g.add_value(ValueKind::kTensor, "z"), {4, 1024});   // 4096 per sample
+  for (NodeId n : {g.add_node("aten::softmax", {p}, {m}), g.add_node("aten::linear", {x, w1}, {y}),
+                   g.add_node("aten::relu", {y}, {r}), g.add_node("aten::linear", {r, w2}, {o}),
+                   g.add_node("aten::linear", {o, m}, {z})})
+    g.node(n).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs({z});
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+
+  const StageModel infer(g, c, t, tensor_options(Mode::kInference));
+  const TensorModel ti(infer);
+  ASSERT_TRUE(!ti.split(0) && ti.split(1) && ti.split(2) && ti.split(3) && !ti.split(4));
+  // At the last linear: o and z per sample, m whole (it was counted as 16 KiB per sample).
+  for (int samples : {1, 32}) {
+    EXPECT_DOUBLE_EQ(ti.peak_alive(0, 4, samples, 2), 4160.0 * samples + 65536) << samples;
+    EXPECT_DOUBLE_EQ(ti.peak_alive(0, 4, samples, 1), infer.live_peak(0, 4, samples)) << samples;
+    EXPECT_DOUBLE_EQ(ti.peak_alive(0, 4, samples, 3), 4160.0 * samples + 65536) << "scanned, " << samples;
+  }
+  // Inside the pair on 2 devices: y's and r's halves at the relu (128 + 128 per sample), r's half and o
+  // twice (partial sum and sum) at the closing linear (128 + 64 + 64); m alive throughout.
+  EXPECT_DOUBLE_EQ(ti.peak_alive(1, 3, 2, 2), 256.0 * 2 + 65536);
+
+  const StageModel train(g, c, t, tensor_options(Mode::kTraining));
+  const TensorModel tt(train);
+  ASSERT_GT(train.saved(0, 4).fixed, 0);  // m, saved by the softmax
+  for (int samples : {1, 32}) {
+    for (int microbatches : {0, 1}) {
+      const auto ours = tt.backward_peak(0, 4, samples, 1, microbatches);
+      const auto stage = train.backward_peak(StageLoad{0, 4, samples}, microbatches == 1);
+      EXPECT_DOUBLE_EQ(ours.beyond_state, stage.beyond_state) << samples << " " << microbatches;
+      EXPECT_EQ(ours.unmade_gradients, stage.unmade_gradients) << samples << " " << microbatches;
+    }
+    const SampleBytes act = tt.activation(0, 4, 2);
+    EXPECT_DOUBLE_EQ(act.fixed, train.activation(0, 4).fixed);  // m is replicated: whole on each device
+  }
+  // On 2 devices the fixed part of the backward's peak does not grow with the samples: 31 more samples add
+  // 31 times a per-sample figure no larger than one device's per-sample bytes at the peak.
+  const double grows =
+      tt.backward_peak(0, 4, 32, 2, 0).beyond_state - tt.backward_peak(0, 4, 1, 2, 0).beyond_state;
+  EXPECT_LT(grows, 31.0 * (64 + 256 + 256 + 64 + 4096) * 2);
+  EXPECT_GT(grows, 0);
+}
+
+// A weight computed tensor-parallel (Q @ R split by columns, then @ T closing the pair) is all-reduced once a
+// run, whatever the samples.
+TEST(TensorModel, AllReducesABatchFreeSumOnce) {
+  Graph g;
+  const auto tensor = [&](ValueId v, std::vector<int64_t> shape) {
+    g.value(v).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+    return v;
+  };
+  const ValueId x = tensor(g.add_input("x"), {4, 16});
+  const ValueId q = tensor(g.add_parameter("Q", true), {256, 16});
+  const ValueId r = tensor(g.add_parameter("R", true), {16, 256});
+  const ValueId tw = tensor(g.add_parameter("T", true), {256, 16});
+  const ValueId s = tensor(g.add_value(ValueKind::kTensor, "s"), {256, 256});
+  const ValueId u = tensor(g.add_value(ValueKind::kTensor, "u"), {256, 16});  // 16 KiB, all-reduced
+  const ValueId z = tensor(g.add_value(ValueKind::kTensor, "z"), {4, 256});
+  for (NodeId n : {g.add_node("aten::matmul", {q, r}, {s}), g.add_node("aten::matmul", {s, tw}, {u}),
+                   g.add_node("aten::linear", {x, u}, {z})})
+    g.node(n).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs({z});
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const CostTable t = table_for(g, c);
+  const StageModel model(g, c, t, tensor_options(Mode::kInference));
+  const TensorModel tm(model);
+  ASSERT_TRUE(tm.split(0) && tm.split(1) && !tm.split(2) && tm.all_reduce_after(1));
+  const LinkSpec link = make_link(1, 5);
+  const double expected = 2 * link.latency.value() + 16384.0 / link.bandwidth.value();  // p = 2
+  for (int samples : {1, 32})
+    EXPECT_DOUBLE_EQ(tm.communication(0, 2, samples, 2, link).value(), expected) << samples;
 }
 
 // A group of one is a plain device: its peak is StageModel's, on every range of random chains and of the

@@ -29,9 +29,10 @@
 // bytes alive at once while a node runs (StageModel's storage lifetimes), a split node's results held 1/p
 // each, a pair left open at the end held in part and gathered whole. A range that starts or ends inside a
 // pair is costed as if the pair were whole. What does not depend on the batch (StageModel's
-// SampleBytes::fixed) is held whole in the activations and the range's input; the live and backward tables
-// count only what grows with the samples (a tensor-parallel range's merged weights or shared masks are not
-// modelled there). Thread safety: immutable after construction.
+// SampleBytes::fixed: a merged weight W + A @ B, a shared input's mask) is held once per run, not per sample,
+// everywhere: activations, the range's input, what is alive (inference), the backward's working set and
+// saved bytes, and the all-reduced bytes (1/p of it when split, as the rest). Thread safety: immutable after
+// construction.
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -73,8 +74,8 @@ class TensorModel {
   Bytes memory(NodeId first, NodeId last, int samples, int p, int in_flight, int device = -1,
                int microbatches = 0, Checkpointing checkpointing = Checkpointing::kNone) const;
   // Inference: the most bytes one device of a group of p holds alive at once while a node of [first, last]
-  // runs, per sample, at least the range's input (see above), without the kernels' working memory.
-  double peak_live_per_sample(NodeId first, NodeId last, int p) const;
+  // runs on `samples` samples, at least the range's input (see above), without the kernels' working memory.
+  double peak_alive(NodeId first, NodeId last, int samples, int p) const;
   // The same for `samples` samples on `device`, with the running kernel's working memory (StageModel's).
   double peak_live(NodeId first, NodeId last, int samples, int p, int device) const;
   // Activation bytes one device keeps for [first, last] on a group of p.
@@ -98,37 +99,41 @@ class TensorModel {
   // Trainable bytes one device of a group of p holds for [first, last] (split weights / p, the rest whole):
   // what data-parallel replicas of the group all-reduce per device.
   Bytes trainable_bytes_per_device(NodeId first, NodeId last, int p) const;
+  // The largest gradient one device of a group of p makes for a trainable parameter read in [first, last]:
+  // 1/p of one a split node reads (its own part), the whole of one a replicated node reads.
+  Bytes largest_trainable_part(NodeId first, NodeId last, int p) const;
 
  private:
   void build_live_tables(const std::vector<TensorRole>& roles, NodeId gathered);
   void build_backward_tables(const std::vector<TensorRole>& roles, NodeId gathered);
-  // Training, on a device of a group of p, at node i of a backward: per sample, the working set plus what
-  // the nodes up to i saved; the gradients of single-reader parameters read before i (not made yet there).
-  double backward_slope(NodeId i, int p) const;
+  // Training, on a device of a group of p, at node i of a backward: the working set plus what the nodes up
+  // to i saved; the gradients of single-reader parameters read before i (not made yet there).
+  SampleBytes backward_bytes(NodeId i, int p) const;
   double unmade_before(NodeId i, int p) const;
 
   const StageModel* model_;
   std::vector<bool> split_, reduce_;
   std::vector<std::vector<double>> split_fwd_, split_bwd_;         // [spec][n+1] prefix, per sample
   std::vector<double> split_count_;                                // [n+1] prefix of split nodes
-  std::vector<double> reduce_count_, reduce_bytes_;                // [n+1] prefix; bytes per sample
-  std::vector<double> split_param_, split_trainable_, split_act_;  // [n+1] prefix; act per sample
-  // Inference: bytes alive while node i runs, per sample, of what every device holds whole (replicated
-  // storages, gathered outputs) and of split storages (1/p of it on each device); range maxima for the
-  // usual group sizes.
-  std::vector<double> live_whole_, live_split_;
+  std::vector<double> reduce_count_;                               // [n+1] prefix
+  std::vector<SampleBytes> reduce_bytes_;                          // [n+1] prefix
+  std::vector<double> split_param_, split_trainable_;              // [n+1] prefix
+  std::vector<SampleBytes> split_act_;                             // [n+1] prefix
+  // Inference: bytes alive while node i runs of what every device holds whole (replicated storages,
+  // gathered outputs) and of split storages (1/p of it on each device); range maxima for the usual group
+  // sizes.
+  std::vector<SampleBytes> live_whole_, live_split_;
   NodeId gathered_ = kNoNode;  // the last node of a pair left open at the end, when there is one
-  double after_gather_whole_ = 0, after_gather_split_ = 0;  // alive once its output is gathered, per sample
-  std::vector<std::pair<int, std::vector<std::vector<double>>>> live_tables_;  // (p, sparse table)
-  // Training, per node, whole and split parts (per sample but the gradients): the working set, prefixes of
-  // saved bytes and of single-reader trainable bytes; and for the usual group sizes the range structures
-  // over backward_lines.
-  std::vector<double> ws_whole_, ws_split_, saved_whole_prefix_, saved_split_prefix_;
+  SampleBytes after_gather_whole_, after_gather_split_;    // alive once its output is gathered
+  std::vector<std::pair<int, RangeLineMax>> live_tables_;  // (p, lines over samples)
+  // Training, per node, whole and split parts (bytes but the gradients): the working set, prefixes of saved
+  // bytes and of single-reader trainable bytes; and for the usual group sizes the range structures over
+  // backward_bytes, with (first) and without (later) the gradients not made yet.
+  std::vector<SampleBytes> ws_whole_, ws_split_, saved_whole_prefix_, saved_split_prefix_;
   std::vector<double> unshared_whole_prefix_, unshared_split_prefix_;
   struct BackwardTable {
     int p;
-    std::vector<std::vector<double>> slopes;  // sparse max table
-    RangeLineMax lines;
+    RangeLineMax later, first;
   };
   std::vector<BackwardTable> backward_tables_;
 };
