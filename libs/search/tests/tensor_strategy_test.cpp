@@ -204,25 +204,24 @@ TEST(TensorModel, TrainingPeakLeavesOutAReplicatedGradientWhole) {
 // not per sample: alive (inference), in the backward's working set and saved bytes (training), in the
 // all-reduced bytes. With one device per group the figures are StageModel's.
 TEST(TensorModel, AStorageWithoutTheBatchIsHeldWholeByEveryRun) {
+  using testing::f32;
   Graph g;
-  const auto tensor = [&](ValueId v, std::vector<int64_t> shape) {
-    g.value(v).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
-    return v;
-  };
-  const ValueId x = tensor(g.add_input("x"), {4, 16});               // 64 bytes per sample
-  const ValueId p = tensor(g.add_parameter("P", true), {1024, 16});  // 64 KiB
-  const ValueId w1 = tensor(g.add_parameter("W1", true), {64, 16});
-  const ValueId w2 = tensor(g.add_parameter("W2", true), {16, 64});
-  const ValueId m = tensor(g.add_value(ValueKind::kTensor, "m"), {1024, 16});  // 64 KiB whole
-  const ValueId y = tensor(g.add_value(ValueKind::kTensor, "y"), {4, 64});     // 256 per sample, split
-  const ValueId r = tensor(g.add_value(ValueKind::kTensor, "r"), {4, 64});     // 256 per sample, split
-  const ValueId o = tensor(g.add_value(ValueKind::kTensor, "o"), {4, 16});     // 64 per sample, all-reduced
-  const ValueId z = tensor(g.add_value(ValueKind::kTensor, "z"), {4, 1024});   // 4096 per sample
-  for (NodeId n : {g.add_node("aten::softmax", {p}, {m}), g.add_node("aten::linear", {x, w1}, {y}),
-                   g.add_node("aten::relu", {y}, {r}), g.add_node("aten::linear", {r, w2}, {o}),
-                   g.add_node("aten::linear", {o, m}, {z})})
-    g.node(n).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
-  g.set_outputs({z});
+  const ValueId x = f32(g, g.add_input("x"), {4, 16});               // 64 bytes per sample
+  const ValueId p = f32(g, g.add_parameter("P", true), {1024, 16});  // 64 KiB
+  const ValueId w1 = f32(g, g.add_parameter("W1", true), {64, 16});
+  const ValueId w2 = f32(g, g.add_parameter("W2", true), {16, 64});
+  const ValueId m = f32(g, g.add_value(ValueKind::kTensor, "m"), {1024, 16});  // 64 KiB whole
+  const ValueId y = f32(g, g.add_value(ValueKind::kTensor, "y"), {4, 64});     // 256 per sample, split
+  const ValueId r = f32(g, g.add_value(ValueKind::kTensor, "r"), {4, 64});     // 256 per sample, split
+  const ValueId o = f32(g, g.add_value(ValueKind::kTensor, "o"), {4, 16});     // 64 per sample, all-reduced
+  const ValueId z = f32(g, g.add_value(ValueKind::kTensor, "z"), {4, 1024});   // 4096 per sample
+  testing::add_costed_nodes(g,
+                            {{"aten::softmax", {p}, {m}},
+                             {"aten::linear", {x, w1}, {y}},
+                             {"aten::relu", {y}, {r}},
+                             {"aten::linear", {r, w2}, {o}},
+                             {"aten::linear", {o, m}, {z}}},
+                            {z});
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
   const CostTable t = table_for(g, c);
 
@@ -263,22 +262,17 @@ TEST(TensorModel, AStorageWithoutTheBatchIsHeldWholeByEveryRun) {
 // A weight computed tensor-parallel (Q @ R split by columns, then @ T closing the pair) is all-reduced once a
 // run, whatever the samples.
 TEST(TensorModel, AllReducesABatchFreeSumOnce) {
+  using testing::f32;
   Graph g;
-  const auto tensor = [&](ValueId v, std::vector<int64_t> shape) {
-    g.value(v).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
-    return v;
-  };
-  const ValueId x = tensor(g.add_input("x"), {4, 16});
-  const ValueId q = tensor(g.add_parameter("Q", true), {256, 16});
-  const ValueId r = tensor(g.add_parameter("R", true), {16, 256});
-  const ValueId tw = tensor(g.add_parameter("T", true), {256, 16});
-  const ValueId s = tensor(g.add_value(ValueKind::kTensor, "s"), {256, 256});
-  const ValueId u = tensor(g.add_value(ValueKind::kTensor, "u"), {256, 16});  // 16 KiB, all-reduced
-  const ValueId z = tensor(g.add_value(ValueKind::kTensor, "z"), {4, 256});
-  for (NodeId n : {g.add_node("aten::matmul", {q, r}, {s}), g.add_node("aten::matmul", {s, tw}, {u}),
-                   g.add_node("aten::linear", {x, u}, {z})})
-    g.node(n).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
-  g.set_outputs({z});
+  const ValueId x = f32(g, g.add_input("x"), {4, 16});
+  const ValueId q = f32(g, g.add_parameter("Q", true), {256, 16});
+  const ValueId r = f32(g, g.add_parameter("R", true), {16, 256});
+  const ValueId tw = f32(g, g.add_parameter("T", true), {256, 16});
+  const ValueId s = f32(g, g.add_value(ValueKind::kTensor, "s"), {256, 256});
+  const ValueId u = f32(g, g.add_value(ValueKind::kTensor, "u"), {256, 16});  // 16 KiB, all-reduced
+  const ValueId z = f32(g, g.add_value(ValueKind::kTensor, "z"), {4, 256});
+  testing::add_costed_nodes(
+      g, {{"aten::matmul", {q, r}, {s}}, {"aten::matmul", {s, tw}, {u}}, {"aten::linear", {x, u}, {z}}}, {z});
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
   const CostTable t = table_for(g, c);
   const StageModel model(g, c, t, tensor_options(Mode::kInference));

@@ -25,6 +25,25 @@ inline DeviceSpec make_spec(const std::string& name, double tflops, double mem_g
   return s;
 }
 
+// Gives value `v` of `g` one float32 tensor of `shape`; returns v (for graphs built value by value).
+inline ValueId f32(Graph& g, ValueId v, std::vector<int64_t> shape) {
+  g.value(v).tensors = {TensorMeta{std::move(shape), DType::kFloat32}};
+  return v;
+}
+
+// Adds one node per (op, inputs, outputs), each costing 1 GFLOP (estimated); sets the graph's outputs.
+struct NodeSpec {
+  std::string op;
+  std::vector<ValueId> inputs, outputs;
+};
+inline void add_costed_nodes(Graph& g, const std::vector<NodeSpec>& nodes,
+                             const std::vector<ValueId>& outputs) {
+  for (const NodeSpec& n : nodes)
+    g.node(g.add_node(n.op, n.inputs, n.outputs)).cost =
+        OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs(outputs);
+}
+
 inline LinkSpec make_link(double gbps, double latency_us = 0) {
   return LinkSpec{"test link", Seconds(latency_us * 1e-6), BytesPerSecond(gbps * 1e9), "test"};
 }
