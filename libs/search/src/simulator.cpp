@@ -248,6 +248,11 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         back = tp ? act : model.offloaded(st.first, st.last).at(share);
         saved = act - back;
       }
+      // A shared input a CPU device holds once (StageModel::shared_input_once) is in every microbatch's
+      // input: held for the whole step instead (it is part of each forward's own peak too).
+      const double once = training ? model.shared_input_once(st.first, d) : 0.0;
+      saved -= once;
+      if (st.checkpointing == Checkpointing::kFull) back -= once;
       for (int j = 0; j < m; ++j) {
         const SimTask& ft = tg.work()[static_cast<size_t>(f[s][j][i])].info;
         dp.busy += ft.end - ft.start;
@@ -304,7 +309,7 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
         size_t e = 0;
         for (size_t k = 0; k < backward_starts.size(); ++k) {
           while (e < events.size() && events[e].at <= backward_starts[k]) live += events[e++].delta;
-          const double value = live + (k == 0 ? first : later);
+          const double value = live + once + (k == 0 ? first : later);
           if (k == 0 || value > top) {
             top = value;
             facts.unmade_gradients = k == 0 ? unmade : Bytes(0);

@@ -163,7 +163,10 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   }
   boundary_ = running_sum(diff, n);
   boundary_[static_cast<size_t>(n) - 1] = SampleBytes{};
-  for (ValueId id : graph.inputs()) graph_input_ = graph_input_ + bytes_of(id);
+  for (ValueId id : graph.inputs()) {
+    graph_input_ = graph_input_ + bytes_of(id);
+    if (graph.value(id).shared) shared_inputs_ += static_cast<double>(graph.value(id).bytes().value());
+  }
   if (training()) {
     for (ValueId id : graph.outputs()) {
       const Value& out = graph.value(id);
@@ -350,6 +353,10 @@ SampleBytes StageModel::input(NodeId first) const {
   return first == 0 ? graph_input_ : boundary_[static_cast<size_t>(first - 1)];
 }
 
+double StageModel::shared_input_once(NodeId first, int device) const {
+  return first == 0 && device >= 0 && !can_offload(device) ? shared_inputs_ : 0.0;
+}
+
 SampleBytes StageModel::activation(NodeId first, NodeId last) const {
   const SampleBytes loss{last == graph_->num_nodes() - 1 ? loss_per_sample_ : 0.0, 0.0};
   return input(first) + saved(first, last) + unsaved_cross_[static_cast<size_t>(last)] + loss;
@@ -489,18 +496,20 @@ Bytes StageModel::memory(const StageLoad& load) const {
   }
   const double s = load.samples;
   const double act = activation(load.first, load.last).at(s);
-  // Activations on the device while a backward runs with `kept` microbatches in flight (its own included).
+  // Activations on the device while a backward runs with `kept` microbatches in flight (its own included);
+  // a shared input the device holds once is counted once.
+  const double once = shared_input_once(load.first, load.device);
   const auto activations = [&](int kept) {
     if (load.checkpointing == Checkpointing::kFull) {
       // Inputs kept; one microbatch's activations recomputed at a time.
-      return input(load.first).at(s) * kept + act;
+      return input(load.first).at(s) * kept + act - once * kept;
     }
     if (offloads_activations(load.offload)) {
       // What is not moved stays per microbatch in flight; one microbatch's moved tensors come back at a time.
       const double moved = offloaded(load.first, load.last).at(s);
-      return (act - moved) * kept + moved;
+      return (act - moved) * kept + moved - once * (kept - 1);
     }
-    return act * kept;
+    return act * kept - once * (kept - 1);
   };
   // A forward beside `others` microbatches in flight, which keep what activations() counts for them.
   const double gradients = static_cast<double>(gradient_bytes(load).value());

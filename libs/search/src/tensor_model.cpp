@@ -440,9 +440,12 @@ Bytes TensorModel::memory(NodeId first, NodeId last, int samples, int p, int in_
   }
   const double state = static_cast<double>(model_state(first, last, p).value());
   const double act = activation(first, last, p).at(samples);
-  // Activations while a backward runs with `kept` microbatches in flight (StageModel::memory's).
+  // Activations while a backward runs with `kept` microbatches in flight (StageModel::memory's, a shared
+  // input a CPU device holds once counted once).
+  const double once = model_->shared_input_once(first, device);
   const auto activations = [&](int kept) {
-    return checkpointing == Checkpointing::kFull ? model_->input(first).at(samples) * kept + act : act * kept;
+    return checkpointing == Checkpointing::kFull ? model_->input(first).at(samples) * kept + act - once * kept
+                                                 : act * kept - once * (kept - 1);
   };
   if (microbatches < 2) {
     return Bytes(static_cast<int64_t>(state + activations(in_flight) +

@@ -105,6 +105,41 @@ TEST(StageModel, ANodeWithoutTheBatchIsPaidWholeByEveryRun) {
 
 // The merged weight W + A @ B does not depend on the batch: every replica and microbatch holds it whole (it
 // was counted as 1/4 per sample of the graph's 4, so two replicas of 2 were predicted to hold half of it).
+// A shared user input (x @ w, w shared) is in a range's input, so in every microbatch's activations; a CPU
+// device keeping several holds the caller's one tensor, a GPU a copy with each (engine.cpp moves it).
+TEST(StageModel, ACpuDeviceHoldsASharedInputOnce) {
+  using testing::f32;
+  Graph g;
+  const ValueId x = f32(g, g.add_input("x"), {4, 16});
+  const ValueId w = f32(g, g.add_input("w"), {16, 1024});  // 64 KiB
+  g.value(w).shared = true;
+  const ValueId y = f32(g, g.add_value(ValueKind::kTensor, "y"), {4, 1024});
+  const ValueId z = f32(g, g.add_value(ValueKind::kTensor, "z"), {4, 1024});
+  testing::add_costed_nodes(g, {{"aten::matmul", {x, w}, {y}}, {"aten::relu", {y}, {z}}}, {z});
+  DeviceSpec cpu = make_spec("cpu", 1);
+  cpu.kind = DeviceKind::kCpu;
+  const Cluster c = make_cluster({cpu, make_spec("gpu", 1)}, make_link(10));
+  const CostTable t = table_for(g, c);
+  SearchOptions training;
+  training.mode = Mode::kTraining;
+  const StageModel model(g, c, t, training);
+  EXPECT_DOUBLE_EQ(model.input(0).fixed, 65536);
+  EXPECT_DOUBLE_EQ(model.shared_input_once(0, 0), 65536);
+  EXPECT_DOUBLE_EQ(model.shared_input_once(0, 1), 0);   // the GPU
+  EXPECT_DOUBLE_EQ(model.shared_input_once(1, 0), 0);   // a range after the start
+  EXPECT_DOUBLE_EQ(model.shared_input_once(0, -1), 0);  // device not known
+  for (Checkpointing checkpointing : {Checkpointing::kNone, Checkpointing::kFull}) {
+    const auto memory = [&](int device, int in_flight) {
+      StageLoad load{0, 1, 1, in_flight, checkpointing};
+      load.device = device;
+      return static_cast<double>(model.memory(load).value());
+    };
+    // Three more microbatches in flight: the GPU holds three more copies of w, the CPU none.
+    EXPECT_DOUBLE_EQ((memory(1, 4) - memory(1, 1)) - (memory(0, 4) - memory(0, 1)), 3 * 65536.0)
+        << static_cast<int>(checkpointing);
+  }
+}
+
 TEST(StageModel, AStorageWithoutTheBatchIsHeldWholeByEveryRun) {
   Graph g;
   const auto tensor = [&](ValueId v, std::vector<int64_t> shape) {

@@ -218,6 +218,11 @@ class StageModel {
   // which costs time and frees nothing: not modelled.
   SampleBytes offloaded(NodeId first, NodeId last) const;
   SampleBytes input(NodeId first) const;
+  // Training: the part of a range's input that a CPU device (a cluster index) holds once, however many
+  // microbatches it keeps: the shared user inputs (Value::shared), one tensor of the caller's that the engine
+  // hands every microbatch as it is, in the input of a range starting the graph. A GPU device gets a copy
+  // with each microbatch (engine.cpp moves it), so 0 there, as for an unknown device (-1).
+  double shared_input_once(NodeId first, int device) const;
   // Training: what the engine's loss saves for backward, per sample (one tensor of the floating graph
   // outputs' size, see above); 0 for inference.
   double loss_per_sample() const { return loss_per_sample_; }
@@ -273,6 +278,7 @@ class StageModel {
   std::vector<SampleBytes> unsaved_cross_;  // [n]: storages no node saves, alive across node i's end
   std::vector<SampleBytes> saved_cross_;    // [n]: saved storages produced <= i, alive after i
   SampleBytes graph_input_;
+  double shared_inputs_ = 0;    // bytes of the shared user inputs (part of graph_input_.fixed)
   double loss_per_sample_ = 0;  // training: what the loss saves (the graph outputs' size) and its targets
   std::vector<SampleBytes> workspace_;  // [n]: gradients in flight at node i's backward
   // Lines over the nodes (per sample: the slope; per run: the intercept), for maxima whose node depends on
