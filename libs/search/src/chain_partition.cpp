@@ -79,7 +79,8 @@ std::optional<StageChoice> evaluate_tensor(const ChainProblem& problem, int slot
   const int kept = in_flight(problem, slot);
   std::optional<StageChoice> best;
   for (const Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
-    if (c == Checkpointing::kFull && !m.training()) break;
+    // Checkpointing runs the forward twice: it is tried only when the stage does not fit without it.
+    if (c == Checkpointing::kFull && (!m.training() || best)) break;
     const Bytes memory = tm.memory(first, last, share, t, kept, s.devices[0], problem.microbatches, c);
     if (cap && memory > *cap) continue;
     const Seconds per_mb = c == Checkpointing::kFull ? fwd + fwd + bwd : fwd + bwd;
@@ -117,6 +118,9 @@ std::optional<StageChoice> evaluate(const ChainProblem& problem, int slot, const
         per_mb * static_cast<double>(problem.microbatches) + allreduce + m.offload_time(load);
     if (!best || busy < best->busy)
       best = StageChoice{first, last, sv.checkpointing, sv.offload, busy, per_mb};
+    // Every saving costs time (a second forward, copies to the host and back): none is tried once the stage
+    // fits without one (savings_choices lists that first), as none could be faster.
+    if (sv.checkpointing == Checkpointing::kNone && sv.offload == Offload::kNone) break;
   }
   return best;
 }
