@@ -131,22 +131,26 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
     h.offloaded_activations += facts[k].offloaded;
   }
   // A user input without the batch (Value::shared: a matrix or mask every sample uses) is one host tensor,
-  // which every CPU device of the machine that reads it uses as it is (the engine hands each the same
-  // tensor): each such device's peak holds it whole (it is alive from the step's start to its last reader),
-  // the machine once. (x @ w with a shared 4 MiB w, two replicas on cpu:0 + cpu:1: 8.16 MiB predicted
-  // against 4.23 measured.)
+  // which every CPU device of the machine uses as it is (the engine hands each the same tensor). The peak of
+  // a device whose stage starts the graph holds it whole (it is part of the range's input), the machine
+  // once. (x @ w with a shared 4 MiB w, two replicas on cpu:0 + cpu:1: 8.16 MiB predicted against 4.23
+  // measured.) In inference a later stage that reads it holds it too (alive from the step's start to its
+  // last reader); in training a later stage's figure does not count the graph's inputs, so it is left as it
+  // is. Not modelled: a device whose peak comes where the input is not alive holds it in the caller's tensor
+  // all the same.
   for (ValueId input : graph.inputs()) {
     const Value& v = graph.value(input);
     if (!v.shared) continue;
     std::vector<int> readers(hosts.size(), 0);
     size_t k = 0;
     for (const Stage& st : plan.stages) {
-      const bool reads = std::any_of(v.users.begin(), v.users.end(),
-                                     [&](NodeId u) { return u >= st.first && u <= st.last; });
+      const bool holds = st.first == 0 ||
+                         (!training && std::any_of(v.users.begin(), v.users.end(),
+                                                   [&](NodeId u) { return u >= st.first && u <= st.last; }));
       const size_t group_size = plan.groups[static_cast<size_t>(st.group)].devices.size();
       for (size_t i = 0; i < group_size && k < sim.prediction.devices.size(); ++i, ++k) {
         const int d = model.device_index(sim.prediction.devices[k].device);
-        if (!reads || model.can_offload(d)) continue;
+        if (!holds || model.can_offload(d)) continue;
         const std::string& node = cluster.devices[static_cast<size_t>(d)].node;
         ++readers[static_cast<size_t>(&host_of(hosts, node) - hosts.data())];
       }
