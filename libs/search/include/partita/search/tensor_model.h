@@ -113,12 +113,12 @@ class TensorModel {
 
   const StageModel* model_;
   std::vector<bool> split_, reduce_;
-  std::vector<std::vector<double>> split_fwd_, split_bwd_;         // [spec][n+1] prefix, per sample
-  std::vector<double> split_count_;                                // [n+1] prefix of split nodes
-  std::vector<double> reduce_count_;                               // [n+1] prefix
-  std::vector<SampleBytes> reduce_bytes_;                          // [n+1] prefix
-  std::vector<double> split_param_, split_trainable_;              // [n+1] prefix
-  std::vector<SampleBytes> split_act_;                             // [n+1] prefix
+  std::vector<std::vector<double>> split_fwd_, split_bwd_;  // [spec][n+1] prefix, per sample
+  std::vector<double> split_count_;                         // [n+1] prefix of split nodes
+  std::vector<double> reduce_count_;                        // [n+1] prefix
+  std::vector<SampleBytes> reduce_bytes_;                   // [n+1] prefix
+  std::vector<double> split_param_, split_trainable_;       // [n+1] prefix
+  std::vector<SampleBytes> split_act_;                      // [n+1] prefix
   // Inference: bytes alive while node i runs of what every device holds whole (replicated storages,
   // gathered outputs) and of split storages (1/p of it on each device); range maxima for the usual group
   // sizes.
