@@ -141,7 +141,7 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   for (ValueId input : graph.inputs()) {
     const Value& v = graph.value(input);
     if (!v.shared) continue;
-    std::vector<int> readers(hosts.size(), 0);
+    std::vector<int> holders(hosts.size(), 0);  // per machine: the CPU devices whose figures hold it
     size_t k = 0;
     for (const Stage& st : plan.stages) {
       const bool holds = st.first == 0 ||
@@ -152,11 +152,11 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
         const int d = model.device_index(sim.prediction.devices[k].device);
         if (!holds || model.can_offload(d)) continue;
         const std::string& node = cluster.devices[static_cast<size_t>(d)].node;
-        ++readers[static_cast<size_t>(&host_of(hosts, node) - hosts.data())];
+        ++holders[static_cast<size_t>(&host_of(hosts, node) - hosts.data())];
       }
     }
     for (size_t h = 0; h < hosts.size(); ++h) {
-      if (readers[h] > 1) hosts[h].cpu_working -= v.bytes() * static_cast<double>(readers[h] - 1);
+      if (holders[h] > 1) hosts[h].cpu_working -= v.bytes() * static_cast<double>(holders[h] - 1);
     }
   }
   if (cpu_working) {
@@ -182,8 +182,8 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   // gradients not made yet (TensorModel::backward_peak) that is r (t-1) replicated + (r-1) split bytes more,
   // and (r-1) times the replicated gradients not made yet (r first devices, one host copy). With several
   // microbatches each device of the group adds its later gradients of a split weight into its own part (a
-  // leaf for the step): the fresh copy is that part (x @ (W + A @ B) on a 2-way CPU
-  // group, 4 microbatches: the whole 4 MiB W per device was 4 MiB over the measured host peak).
+  // leaf for the step): the fresh copy is that part (x @ (W + A @ B) on a 2-way CPU group, 4 microbatches:
+  // the whole 4 MiB W per device was 4 MiB over the measured host peak; bench/batch_free_memory.sh).
   if (training && !plan.branch_layout()) {
     std::vector<Bytes> adding(hosts.size(), Bytes(0)), standing(hosts.size(), Bytes(0));
     size_t first_prediction = 0;  // the index in sim.prediction.devices of stage s's first device
