@@ -103,23 +103,19 @@ std::optional<std::string> stale_prediction(const Plan& plan) {
                      fmt::join(predicted, ", "), fmt::join(used, ", "));
 }
 
-// A multi-process plan is data parallel (one stage whose group has WORLD_SIZE devices: rank r runs device r)
-// or a pipeline of WORLD_SIZE stages (rank r runs stage r on its group's devices: one, or several for a
-// hybrid plan, whose devices then run in that process).
+// A multi-process plan is data or tensor parallel (one stage whose group has WORLD_SIZE devices: rank r runs
+// device r) or a pipeline of WORLD_SIZE stages (rank r runs stage r on its group's devices: one, or several
+// for a hybrid plan, a data-parallel group or a tensor group, whose devices then run in that process).
 void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
   const size_t world = static_cast<size_t>(env.world_size);
   const size_t devices = plan.stages.empty() ? 0 : plan.groups.at(plan.stages[0].group).devices.size();
   const bool one_stage = plan.stages.size() == 1 && devices == world;
-  const bool pipeline = plan.stages.size() == world && world > 1 && !plan.has_tensor_groups();
+  const bool pipeline = plan.stages.size() == world && world > 1;
   PARTITA_CHECK(one_stage || pipeline, "a ", world,
                 "-process run needs a one-stage data- or tensor-parallel ", "plan with ", world,
                 " devices (one process per device) or a ", world,
                 "-stage pipeline (one process per stage), got ", plan.stages.size(), " stage(s) with ",
-                devices, " device(s) in the first",
-                plan.has_tensor_groups() && plan.stages.size() > 1
-                    ? " and tensor-parallel stages (a pipeline of tensor groups runs in one process)"
-                    : "",
-                "; plan with --devices LIST of ", world,
+                devices, " device(s) in the first", "; plan with --devices LIST of ", world,
                 " devices, --strategy data or tensor and --all-devices, or --strategy pipeline or hybrid");
 }
 
@@ -486,11 +482,12 @@ void run_run(const RunArgs& args) {
                    : "");
   }
   const Bytes predicted_host = predicted_host_memory(plan);
+  const std::string predicted_text =
+      predicted_host.value() > 0 ? format_bytes(predicted_host) : std::string("nothing (old plan)");
   if (!group) {
     fmt::print(out,
                "  host memory peak {} (CPU tensors: the model's and what the run allocated); predicted {}\n",
-               format_bytes(host_peak),
-               predicted_host.value() > 0 ? format_bytes(predicted_host) : std::string("nothing (old plan)"));
+               format_bytes(host_peak), predicted_text);
   } else {
     std::vector<std::string> parts;
     for (size_t r = 0; r < rank_host_peaks.size(); ++r)
@@ -498,7 +495,7 @@ void run_run(const RunArgs& args) {
     fmt::print(out,
                "  host memory peak per rank (CPU tensors; every rank loads the whole model): {}; the plan "
                "predicts {} for one process per machine\n",
-               fmt::join(parts, ", "), format_bytes(predicted_host));
+               fmt::join(parts, ", "), predicted_text);
   }
   for (size_t k = 0; k < report.offloaded.size(); ++k) {
     const auto& o = report.offloaded[k];

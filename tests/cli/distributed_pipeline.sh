@@ -2,7 +2,7 @@
 # pipeline plan with one stage per process (activations forward and gradients back over Gloo send/recv) and
 # trains the MLP, the CNN and the GPT model with the same 20 losses as one device and as the in-process pipeline;
 # rank 0 reports every stage's busy time and writes one trace with a row per rank. Hybrid plans (a stage on
-# several devices, inside its process) give the same losses as in one process.
+# several devices, inside its process) and pipelines of tensor groups give the same losses as in one process.
 # Inference runs too. A rank that dies or stalls at the start of a step stops the job within 30 s, rank 0 naming it.
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
@@ -133,6 +133,51 @@ PY
       || fail "$name $layout: rank 0 should report every device of both stages"
   done
 done
+
+# Pipelines of tensor groups across processes (Megatron's layout: tensor parallel inside a process, pipeline
+# across them): the GPT's pipeline plan turned into 2-way tensor groups per stage ("cpu:0-1" and "cpu" are
+# the two cores again under other names), cut between blocks (analyze's cut nearest half the FLOPs: a cut
+# inside a column/row pair is refused). Same 20 losses as the same plan in one process; rank 0 reports
+# all four devices.
+"$PARTITA" analyze "$ZOO/gpt.pt" --input 8x128:i64:2048 --json "$WORK/gpt.cuts.json" >/dev/null || fail "gpt: analyze"
+"$PYTHON" - "$WORK/gpt.pipe.json" "$WORK/gpt.cuts.json" "$WORK/gpt.tp_pipe.json" <<'PY'
+import json, sys
+plan, analysis = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+cut = min(analysis["cut_points"], key=lambda c: abs(c["flops_before"] - analysis["flops"] / 2))["after_node"]
+plan["stages"][0]["last"], plan["stages"][1]["first"] = cut, cut + 1
+plan["groups"] = [{"devices": ["cpu:0", "cpu:1"], "batch_shares": [2, 2], "parallelism": "tensor"},
+                  {"devices": ["cpu:0-1", "cpu"], "batch_shares": [2, 2], "parallelism": "tensor"}]
+plan["strategy"] = "hybrid"
+json.dump(plan, open(sys.argv[3], "w"))
+PY
+common=("$ZOO/gpt.pt" --input 8x128:i64:2048 --train --steps 20 --warmup 0 --lr 0.01 --plan "$WORK/gpt.tp_pipe.json")
+"$PARTITA" run "${common[@]}" --json "$WORK/gpt.tp_pipe.inproc.json" >/dev/null 2>"$WORK/tp_pipe.err" \
+  || fail "gpt pipeline of tensor groups in one process: $(tail -2 "$WORK/tp_pipe.err")"
+start=$SECONDS
+"$PARTITA" launch -n 2 -- partita run "${common[@]}" --json "$WORK/gpt.tp_pipe.launch.json" \
+  >"$WORK/tp_pipe.out" 2>"$WORK/tp_pipe.err" || fail "gpt pipeline of tensor groups: launch: $(tail -3 "$WORK/tp_pipe.err")"
+echo "gpt: pipeline of 2-way tensor groups, launch -n 2 (one stage per process) took $((SECONDS - start)) s"
+same_losses "$WORK/gpt.tp_pipe.inproc.json" "$WORK/gpt.tp_pipe.launch.json" \
+  || fail "gpt pipeline of tensor groups: losses differ between one process and two"
+[ "$(json_get "$WORK/gpt.tp_pipe.launch.json" "sorted((w['stage'], w['device']) for w in d['workers'])")" \
+  = "[(0, 'cpu:0'), (0, 'cpu:1'), (1, 'cpu'), (1, 'cpu:0-1')]" ] \
+  || fail "gpt pipeline of tensor groups: rank 0 should report both stages' devices: $(json_get "$WORK/gpt.tp_pipe.launch.json" "d['workers']")"
+
+# Killed at step 7 and resumed from the checkpoint of step 5 (each rank wrote its stage's shard): the same 20
+# losses as the uninterrupted run, bit for bit.
+rc=0
+PARTITA_FAULT_EXIT_AT_STEP=7 "$PARTITA" launch -n 2 -- partita run "${common[@]}" --checkpoint-dir "$WORK/tp_ck" \
+  --checkpoint-every 5 >/dev/null 2>"$WORK/tp_ck.err" || rc=$?
+[ "$rc" -ne 0 ] && [ "$(cat "$WORK/tp_ck/LATEST")" = step-00000005 ] \
+  || fail "gpt pipeline of tensor groups: want a kill at step 7 after the checkpoint of step 5: $(tail -2 "$WORK/tp_ck.err")"
+"$PARTITA" launch -n 2 -- partita run "${common[@]}" --checkpoint-dir "$WORK/tp_ck" --checkpoint-every 5 --resume \
+  --json "$WORK/gpt.tp_pipe.resumed.json" >/dev/null 2>"$WORK/tp_ck.err" \
+  || fail "gpt pipeline of tensor groups: resume: $(tail -3 "$WORK/tp_ck.err")"
+[ "$(json_get "$WORK/gpt.tp_pipe.resumed.json" "d['resumed_from_step']")" = 5 ] \
+  || fail "gpt pipeline of tensor groups: should resume from step 5"
+"$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert len(a) == 20 and a == b, (a, b)" \
+  "$WORK/gpt.tp_pipe.launch.json" "$WORK/gpt.tp_pipe.resumed.json" \
+  || fail "gpt pipeline of tensor groups: killed and resumed losses differ"
 
 # Inference: the CNN pipeline without --train, one stage per process.
 "$PARTITA" plan "$ZOO/cnn.pt" --input 8x3x32x32 --devices cpu:0,cpu:1 --strategy pipeline --microbatches 4 \

@@ -1097,11 +1097,6 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   PARTITA_CHECK(!s.plan.branch_layout() || (options.local_stage < 0 && options.local_replica < 0),
                 "plan is a branch-parallel layout (explicit node lists per device), which runs in one "
                 "process; plan with --strategy data or pipeline for several processes");
-  PARTITA_CHECK(
-      !s.plan.has_tensor_groups() || options.local_stage < 0,
-      "plan is a pipeline with tensor-parallel stages, which runs in one process (a one-stage tensor "
-      "plan runs with a process per device); plan with --strategy tensor, data or pipeline for "
-      "several processes");
   const int stages = static_cast<int>(s.plan.stages.size());
   if (const auto refusal = engine_refusal(s.plan)) PARTITA_FAIL(*refusal);
   s.layout = stages > 1 ? Impl::Layout::kPipeline : Impl::Layout::kData;
@@ -1233,9 +1228,13 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
                                                       s.observers);
   }
   if (s.plan.has_tensor_groups()) {
-    s.tensor =
-        std::make_unique<detail::TensorRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
-                                               s.observers, options.local_replica, options.tensor_link);
+    detail::TensorRunnerScope scope;
+    scope.local_device = options.local_replica;
+    scope.link = options.tensor_link;
+    scope.local_stage = options.local_stage;
+    scope.transport = options.transport;
+    s.tensor = std::make_unique<detail::TensorRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
+                                                      s.observers, scope);
   }
   int cpu_workers = 0, cpu_threads = 0;
   for (const auto& b : s.bindings) {
@@ -1389,18 +1388,18 @@ StepResult Engine::step(const StepInputs& batch) {
     for (const auto& w : s.workers) result.loss += w.loss;
     result.offloaded.assign(s.plan.stages.size(), {});
     for (const auto& w : s.workers) result.offloaded[static_cast<size_t>(w.stage)] += w.offloaded;
-    if (s.tensor && s.options.reducer != nullptr) {
+    if (s.options.local_stage >= 0) {    // one stage of a pipeline (its devices tensor-parallel or not)
+      for (auto& p : s.shared_params) {  // every process must hand the reducer the same gradients
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      }
+      result.loss = s.options.reducer->reduce(s.shared_params, result.loss, index);
+    } else if (s.tensor && s.options.reducer != nullptr) {
       // One device of a tensor group: zeros where it contributed nothing (every process hands the reducer
       // the same gradients).
       for (auto& p : s.master_params) {
         if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
       }
       result.loss = s.options.reducer->reduce(s.master_params, result.loss, index);
-    } else if (s.options.local_stage >= 0) {
-      for (auto& p : s.shared_params) {  // every process must hand the reducer the same gradients
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      }
-      result.loss = s.options.reducer->reduce(s.shared_params, result.loss, index);
     } else if (s.options.reducer != nullptr) {
       result.loss = overlapped ? s.options.reducer->finish(s.master_params, result.loss, index)
                                : s.options.reducer->reduce(s.master_params, result.loss, index);

@@ -211,20 +211,23 @@ void PartExchange::reset(int step) {
 
 TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool training, LossKind loss,
                            const std::vector<DeviceBinding>& bindings,
-                           const std::vector<RuntimeObserver*>& observers, int local_device,
-                           TensorGroupLink* link)
+                           const std::vector<RuntimeObserver*>& observers, TensorRunnerScope scope)
     : model_(model),
       plan_(plan),
       training_(training),
       loss_kind_(loss),
       bindings_(bindings),
       observers_(observers),
-      local_device_(local_device),
+      scope_(scope),
       routing_(route_stages(model.ir, plan)) {
   const Graph& g = model.ir;
   const int stage_count = static_cast<int>(plan.stages.size());
-  PARTITA_ASSERT(local_device < 0 || (stage_count == 1 && link != nullptr),
+  const int local_device = scope.local_device;
+  PARTITA_ASSERT(local_device < 0 || (stage_count == 1 && scope.link != nullptr),
                  "a tensor-parallel device in a process of its own needs a one-stage plan and a link");
+  PARTITA_ASSERT(scope.local_stage < 0 ||
+                     (local_device < 0 && scope.local_stage < stage_count && scope.transport != nullptr),
+                 "a pipeline stage in a process of its own needs a stage of the plan and a transport");
   int worker = 0;
   for (int s = 0; s < stage_count; ++s) {
     const DeviceGroup& group = plan.groups.at(static_cast<size_t>(plan.stages[static_cast<size_t>(s)].group));
@@ -252,12 +255,13 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
       offset += group.batch_shares[d];
       const bool linked =
           local_device >= 0 && local_device / st.degree == static_cast<int>(st.exchanges.size());
-      st.exchanges.push_back(std::make_unique<PartExchange>(st.degree, linked ? link : nullptr, &g));
+      st.exchanges.push_back(std::make_unique<PartExchange>(st.degree, linked ? scope.link : nullptr, &g));
     }
     PARTITA_CHECK(offset == plan.microbatch_size(), "stage ", s, "'s tensor group holds ", offset,
                   " samples of each microbatch of ", plan.microbatch_size(), "; plan again");
     for (size_t d = 0; d < group.devices.size(); ++d) {
-      if (local_device >= 0 && static_cast<int>(d) != local_device) continue;  // another process's
+      if ((local_device >= 0 && static_cast<int>(d) != local_device) || remote(s))
+        continue;  // another process's
       worker_stage_.push_back(s);
       worker_device_.push_back(static_cast<int>(d));
       ++worker;
@@ -378,15 +382,24 @@ bool TensorRunner::run(int worker, const TensorExecutors& executors, double& los
     // stage follows the same order, so its collectives meet. One stage under 1F1B: each microbatch's
     // backward right after its forward.
     const int stage_count = static_cast<int>(stages_.size());
+    // Across processes, the stage's first device alone talks to the other stages' processes.
+    const bool talks = scope_.local_stage >= 0 && at.rank == 0 && at.replica == 0;
+    if (talks) scope_.transport->begin_step(step_);
     for (const ScheduledTask& task :
          stage_schedule(plan_.schedule, at.stage, stage_count, plan_.microbatches, training_)) {
-      MicrobatchState& state = states[static_cast<size_t>(task.microbatch)];
+      const int m = task.microbatch;
+      MicrobatchState& state = states[static_cast<size_t>(m)];
       if (task.backward) {
-        backward(at, executors, task.microbatch, state, parts, loss);
+        if (talks) receive_remote_gradients(at.stage, m);
+        backward(at, executors, m, state, parts, loss);
+        if (talks) send_remote_gradients(at.stage, m);
       } else {
-        forward(at, executors, task.microbatch, state, parts, /*recompute=*/false);
+        if (talks) receive_remote_values(at.stage, m);
+        forward(at, executors, m, state, parts, /*recompute=*/false);
+        if (talks) send_remote_values(at.stage, m);
       }
     }
+    if (talks) scope_.transport->finish_step();
     torch::NoGradGuard writes;
     for (const auto& [v, part] : parts) {
       if (!part.leaf.grad().defined()) continue;
@@ -404,6 +417,68 @@ bool TensorRunner::run(int worker, const TensorExecutors& executors, double& los
     throw;
   }
   return true;
+}
+
+// Forward messages hold, for each value the sending stage p sends, the entry each of p's replicas posted
+// (None where no one reads it: a value that is not split by rows is read from the first replica only).
+void TensorRunner::receive_remote_values(int stage, int m) {
+  for (int p = 0; p < stage; ++p) {
+    const std::vector<ValueId>& values = routing_.sends[static_cast<size_t>(p)][static_cast<size_t>(stage)];
+    if (!remote(p) || values.empty()) continue;
+    const size_t replicas = stages_[static_cast<size_t>(p)].replica_offset.size();
+    const std::vector<c10::IValue> got =
+        scope_.transport->receive(p, stage, m, /*backward=*/false, values.size() * replicas);
+    for (size_t i = 0; i < values.size(); ++i) {
+      for (size_t k = 0; k < replicas; ++k)
+        values_.put(board_key(m, values[i], stage, static_cast<int>(k)), got.at(i * replicas + k));
+    }
+  }
+}
+
+void TensorRunner::send_remote_values(int stage, int m) {
+  const size_t replicas = stages_[static_cast<size_t>(stage)].replica_offset.size();
+  for (int t = stage + 1; t < static_cast<int>(stages_.size()); ++t) {
+    const std::vector<ValueId>& values = routing_.sends[static_cast<size_t>(stage)][static_cast<size_t>(t)];
+    if (!remote(t) || values.empty()) continue;
+    std::vector<c10::IValue> message;
+    for (ValueId v : values) {
+      for (size_t k = 0; k < replicas; ++k) {
+        const bool read = k == 0 || by_rows(stage, t, v);
+        message.push_back(read ? values_.get(board_key(m, v, t, static_cast<int>(k))) : c10::IValue());
+      }
+    }
+    scope_.transport->send(message, stage, t, m, /*backward=*/false);
+  }
+}
+
+// Backward messages hold, for each value the receiving stage t was sent, every one of t's replicas' gradient
+// of it (None where it computed none).
+void TensorRunner::receive_remote_gradients(int stage, int m) {
+  for (int t = stage + 1; t < static_cast<int>(stages_.size()); ++t) {
+    const std::vector<ValueId>& values = routing_.sends[static_cast<size_t>(stage)][static_cast<size_t>(t)];
+    if (!remote(t) || values.empty()) continue;
+    const size_t replicas = stages_[static_cast<size_t>(t)].replica_offset.size();
+    const std::vector<c10::IValue> got =
+        scope_.transport->receive(t, stage, m, /*backward=*/true, values.size() * replicas);
+    for (size_t i = 0; i < values.size(); ++i) {
+      for (size_t j = 0; j < replicas; ++j)
+        gradients_.put(board_key(m, values[i], t, static_cast<int>(j)), got.at(i * replicas + j));
+    }
+  }
+}
+
+void TensorRunner::send_remote_gradients(int stage, int m) {
+  const size_t replicas = stages_[static_cast<size_t>(stage)].replica_offset.size();
+  for (int p = 0; p < stage; ++p) {
+    const std::vector<ValueId>& values = routing_.sends[static_cast<size_t>(p)][static_cast<size_t>(stage)];
+    if (!remote(p) || values.empty()) continue;
+    std::vector<c10::IValue> message;
+    for (ValueId v : values) {
+      for (size_t j = 0; j < replicas; ++j)
+        message.push_back(gradients_.get(board_key(m, v, stage, static_cast<int>(j))));
+    }
+    scope_.transport->send(message, stage, p, m, /*backward=*/true);
+  }
 }
 
 TensorRunner::Place TensorRunner::place_of(int worker) const {
@@ -645,7 +720,7 @@ void TensorRunner::forward(const Place& at, const TensorExecutors& ex, int m, Mi
                      slice_targets(batch_->targets, plan_.global_batch, first, st.replica_share[replica])
                          .to(binding.device),
                      plan_.global_batch);
-    } else if (!training_ && (rank == 0 || local_device_ >= 0)) {
+    } else if (!training_ && (rank == 0 || scope_.local_device >= 0)) {
       for (const auto& r : results) {
         for (auto& t : flatten_tensors(r)) outputs_[static_cast<size_t>(m)][replica].push_back(t);
       }
@@ -719,10 +794,18 @@ void TensorRunner::backward(const Place& at, const TensorExecutors& ex, int m, M
   }
   if (!roots.empty()) torch::autograd::backward(roots, grads);
   notify_task(observers_, bwd, false);
+  // Each replica's first device posts a gradient for every value its stage was sent (None where it has none:
+  // not a floating-point tensor, or not reached by backward), so a message to another process can wait for
+  // them all.
   if (at.rank == 0) {
-    for (const Received& r : state.received) {
-      gradients_.put(board_key(m, r.value, at.stage, at.replica),
-                     r.leaf.grad().defined() ? c10::IValue(r.leaf.grad()) : c10::IValue());
+    for (int p = 0; p < at.stage; ++p) {
+      for (ValueId v : routing_.sends[static_cast<size_t>(p)][static_cast<size_t>(at.stage)]) {
+        const auto r = std::find_if(state.received.begin(), state.received.end(),
+                                    [&](const Received& x) { return x.value == v; });
+        const bool has = r != state.received.end() && r->leaf.grad().defined();
+        gradients_.put(board_key(m, v, at.stage, at.replica),
+                       has ? c10::IValue(r->leaf.grad()) : c10::IValue());
+      }
     }
   }
   if (at.rank == 0 && state.loss.defined()) loss += state.loss.item<double>();

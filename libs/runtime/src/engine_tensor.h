@@ -34,8 +34,13 @@
 // Gradients come back the same way from the receiving replicas' first devices (rows put together, zeros
 // where none was computed; a value sent whole gets their sum), and every device of the sending stage runs
 // backward from its own copy with them.
-// Several processes: one stage (a tensor group or replicas of it), one process per device (local_device,
-// link); see the constructor.
+// Several processes, two ways (TensorRunnerScope): one stage (a tensor group or replicas of it) with one
+// process per device (local_device, link); or a pipeline with one process per stage (local_stage,
+// transport), the stage's devices inside its process. Then the stage's first device alone talks to the other
+// processes: one message per stage pair, microbatch and direction, holding the board entries the other
+// stage reads (forward: each value as every sending replica posted it, None where no one reads it; backward:
+// every receiving replica's gradient of each value, None where it computed none), so the board works as in
+// one process.
 // Memory: a stage with Checkpointing::kFull runs its first forward without autograd (its collectives too)
 // and keeps nothing but what it sent (without history); its backward collects the gradients for those,
 // runs the forward again with autograd (collectives keyed apart from the first pass's) and goes back through
@@ -43,7 +48,6 @@
 // (activation_offload.h), keeping its parameters, weight parts and received values where they are. The
 // parameters of a tensor group are read by all its devices and so stay on the host (as optimizer-state
 // offload has them).
-// Not run: pipelines of tensor groups across processes (Engine refuses them before this runner is made).
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -61,6 +65,7 @@
 #include "partita/runtime/loss.h"
 #include "partita/runtime/observer.h"
 #include "partita/runtime/stage_routing.h"
+#include "partita/runtime/stage_transport.h"
 #include "partita/runtime/tensor_group_link.h"
 #include "partita/search/plan.h"
 #include "partita/torch_bridge/executor.h"
@@ -112,20 +117,32 @@ struct TensorExecutors {
   const Executor& group;
 };
 
+// What of the plan runs in this process: all of it (the default), one device of a one-stage plan, or one
+// stage of a pipeline.
+struct TensorRunnerScope {
+  int local_device = -1;  // >= 0: this device of the one stage's group; the group's others through `link`
+  TensorGroupLink* link = nullptr;
+  int local_stage = -1;  // >= 0: every device of this stage; the other stages through `transport`
+  StageTransport* transport = nullptr;
+};
+
 class TensorRunner {
  public:
   // Checks the graph can be split each stage's way (plan_tensor_shards), that what crosses a cut is whole
   // (not split), and precomputes releases. `bindings` are the plan's devices in the engine's worker order
   // (stage by stage, each group in order); `observers` is the engine's list (read at every step). Throws
   // partita::Error.
-  // With `local_device` >= 0 (a one-stage plan), this process runs only that device of the stage's group
-  // (`bindings` holds its one binding) and meets the other devices of its tensor group, which run in other
-  // processes, through `link`; each process's parameter gradients then hold what that device contributes
-  // (its parts; a replicated parameter's whole gradient on its replica's first device only), which the
-  // engine's reducer sums over the processes as one process's devices sum them into .grad.
+  // With `scope.local_device` >= 0 (a one-stage plan), this process runs only that device of the stage's
+  // group (`bindings` holds its one binding) and meets the other devices of its tensor group, which run in
+  // other processes, through `scope.link`; each process's parameter gradients then hold what that device
+  // contributes (its parts; a replicated parameter's whole gradient on its replica's first device only),
+  // which the engine's reducer sums over the processes as one process's devices sum them into .grad.
+  // With `scope.local_stage` >= 0, this process runs that stage's devices (`bindings` holds theirs) and
+  // exchanges what crosses its cuts with the other stages' processes through `scope.transport`; its
+  // parameter gradients hold its stage's (the reducer sums the loss and parameters several stages read).
   TensorRunner(const LoadedModel& model, const Plan& plan, bool training, LossKind loss,
                const std::vector<DeviceBinding>& bindings, const std::vector<RuntimeObserver*>& observers,
-               int local_device = -1, TensorGroupLink* link = nullptr);
+               TensorRunnerScope scope = {});
 
   void begin_step(const StepInputs& batch, int step);
   // Runs engine worker `worker`'s part of the step (its stage; in the stage's group replica device / T,
@@ -196,6 +213,13 @@ class TensorRunner {
   bool by_rows(int from, int to, ValueId v) const;
 
   Place place_of(int worker) const;
+  // Pipelines across processes (scope_.local_stage): whether stage `s` runs in another process, and what
+  // the local stage's first device exchanges with those processes around its tasks for microbatch m.
+  bool remote(int s) const { return scope_.local_stage >= 0 && s != scope_.local_stage; }
+  void receive_remote_values(int stage, int m);
+  void send_remote_values(int stage, int m);
+  void receive_remote_gradients(int stage, int m);
+  void send_remote_gradients(int stage, int m);
   // `recompute`: a checkpointed stage's second forward, run by its backward (keeps what backward needs, posts
   // nothing to later stages).
   void forward(const Place& at, const TensorExecutors& ex, int m, MicrobatchState& state,
@@ -211,7 +235,7 @@ class TensorRunner {
   LossKind loss_kind_;
   std::vector<DeviceBinding> bindings_;
   const std::vector<RuntimeObserver*>& observers_;
-  int local_device_;  // -1: every device runs here
+  TensorRunnerScope scope_;
   StageRouting routing_;
   std::map<int, TensorShardPlan> shard_plans_;  // by degree
   std::vector<StageInfo> stages_;

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <set>
 
+#include "hybrid_layouts.h"
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
 #include "partita/runtime/engine.h"
@@ -21,6 +22,7 @@ namespace {
 
 using testing::load;
 using testing::reference_training;
+using testing::tensor_pipeline_plan;
 using testing::train_losses;
 using testing::two_cores;
 
@@ -125,23 +127,6 @@ INSTANTIATE_TEST_SUITE_P(Zoo, EngineTensorTraining,
                                   std::to_string(param_info.param.microbatches) + "mb";
                          });
 
-// A 2-stage pipeline whose stages are tensor groups or single devices (devices: each stage's).
-Plan tensor_pipeline(const Graph& g, Mode mode, int batch, int microbatches, NodeId cut,
-                     const std::vector<std::vector<std::string>>& devices) {
-  Plan p = tensor_plan(g, mode, batch, microbatches, 2);
-  p.strategy = StrategyKind::kHybrid;
-  p.groups.clear();
-  for (const auto& ids : devices) {
-    DeviceGroup group;
-    group.devices = ids;
-    group.batch_shares.assign(ids.size(), batch / microbatches);
-    group.parallelism = ids.size() > 1 ? GroupParallelism::kTensor : GroupParallelism::kData;
-    p.groups.push_back(group);
-  }
-  p.stages = {Stage{0, cut, 0}, Stage{cut + 1, g.num_nodes() - 1, 1}};
-  return p;
-}
-
 NodeId node_in(const Graph& g, const std::string& scope) {
   for (const Node& n : g.nodes()) {
     if (n.scope == scope) return n.id;
@@ -188,7 +173,7 @@ TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
     const auto reference = reference_training(l.model, l.input, 20);
     LoadedModel m = load(l.model, l.input);
     const NodeId cut = l.cut_at_fc2 ? node_in(m.ir, "fc2") : best_cut_points(m.ir, 1)[0].after_node;
-    Plan plan = tensor_pipeline(m.ir, Mode::kTraining, batch, l.microbatches, cut, l.devices);
+    Plan plan = tensor_pipeline_plan(m.ir, Mode::kTraining, batch, l.microbatches, cut, l.devices);
     plan.schedule = l.schedule;
     for (size_t k = 0; k < l.data_shares.size(); ++k) {
       if (l.data_shares[k].empty()) continue;
@@ -214,8 +199,8 @@ TEST(EngineTensor, PipelinesOfTensorGroupsMatchSingleDeviceTraining) {
   LoadedModel m = load("gpt", "4x32:i64:2048");
   const auto inputs = make_inputs({parse_input_spec("4x32:i64:2048")}, 100);
   const torch::Tensor want = m.module.forward({inputs[0]}).toTensor();
-  Engine engine(m, tensor_pipeline(m.ir, Mode::kInference, 4, 2, best_cut_points(m.ir, 1)[0].after_node,
-                                   {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}));
+  Engine engine(m, tensor_pipeline_plan(m.ir, Mode::kInference, 4, 2, best_cut_points(m.ir, 1)[0].after_node,
+                                        {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}));
   StepInputs batch;
   batch.inputs = inputs;
   const auto out = engine.step(batch).outputs;
@@ -245,8 +230,8 @@ TEST(EngineTensor, CheckpointedAndOffloadingStagesMatchSingleDeviceTraining) {
   };
   for (const Setting& setting : settings) {
     LoadedModel m = load("gpt", input);
-    Plan plan = tensor_pipeline(m.ir, Mode::kTraining, 4, 2, best_cut_points(m.ir, 1)[0].after_node,
-                                {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}});
+    Plan plan = tensor_pipeline_plan(m.ir, Mode::kTraining, 4, 2, best_cut_points(m.ir, 1)[0].after_node,
+                                     {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}});
     plan.schedule = setting.schedule;
     plan.stages[0].checkpointing = setting.first;
     plan.stages[1].checkpointing = setting.second;
@@ -344,8 +329,8 @@ TEST(EngineTensor, ACutInsideAPairIsRefused) {
   LoadedModel m = load("mlp", "8x64");
   const NodeId inside = node_in(m.ir, "fc1") + 1;  // the ReLU between fc1 and fc2
   try {
-    Engine engine(
-        m, tensor_pipeline(m.ir, Mode::kTraining, 8, 1, inside, {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}));
+    Engine engine(m, tensor_pipeline_plan(m.ir, Mode::kTraining, 8, 1, inside,
+                                          {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}}));
     FAIL() << "a cut inside a pair ran";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("split across a tensor-parallel group"), std::string::npos)

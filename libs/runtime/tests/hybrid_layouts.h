@@ -1,6 +1,7 @@
 #pragma once
 // Shared by the hybrid engine tests (one process and across processes): two-stage hybrid plans over the
-// layouts that matter, and the cut a hybrid plan can split.
+// layouts that matter, pipelines of tensor groups, and the cut a hybrid plan can split.
+#include <string>
 #include <vector>
 
 #include "partita/graph/analysis.h"
@@ -26,6 +27,22 @@ inline Plan hybrid_plan(const Graph& g, Mode mode, int batch, int microbatches, 
   p.microbatches = microbatches;
   p.groups = {std::move(first), std::move(second)};
   p.stages = {Stage{0, cut, 0}, Stage{cut + 1, g.num_nodes() - 1, 1}};
+  return p;
+}
+
+// A 2-stage pipeline cut after `cut` whose stages are tensor groups (a stage of several devices: each holds
+// the whole microbatch) or single devices (`devices`: each stage's); SGD with momentum, 1F1B.
+inline Plan tensor_pipeline_plan(const Graph& g, Mode mode, int batch, int microbatches, NodeId cut,
+                                 const std::vector<std::vector<std::string>>& devices) {
+  Plan p = hybrid_plan(g, mode, batch, microbatches, cut, {}, {});
+  p.groups.clear();
+  for (const auto& ids : devices) {
+    DeviceGroup group;
+    group.devices = ids;
+    group.batch_shares.assign(ids.size(), batch / microbatches);
+    group.parallelism = ids.size() > 1 ? GroupParallelism::kTensor : GroupParallelism::kData;
+    p.groups.push_back(group);
+  }
   return p;
 }
 

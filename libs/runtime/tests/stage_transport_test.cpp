@@ -357,6 +357,85 @@ TEST(StageTransport, TwoRankHybridInferenceGivesTheModulesOutputs) {
   }
 }
 
+// Pipelines of tensor groups across processes (one process per stage, a stage's tensor group inside its
+// process, Megatron's tensor-inside / pipeline-across layout): the same training as the same plan in one
+// process. The stage's first device exchanges the tensor runner's board entries with the other process:
+// whole values between tensor groups, rows between stages whose replicas hold different samples, every
+// replica's gradient back. Checkpointed stages recompute their collectives; GPipe and 1F1B.
+TEST(StageTransport, TwoRankPipelineOfTensorGroupsTrainsLikeOneProcess) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  struct Layout {
+    std::string what, model, input;
+    int microbatches;
+    std::vector<std::vector<std::string>> devices;
+    std::vector<std::vector<int>> data_shares;  // per stage, non-empty: replicas with these shares
+    Schedule schedule = Schedule::kOneFOneB;
+    bool checkpointed = false;
+  };
+  const std::vector<std::string> two = {"cpu:0", "cpu:1"}, other_two = {"cpu:0-1", "cpu"};
+  const std::vector<Layout> layouts = {
+      {"gpt, 2-way then 2-way", "gpt", "4x32:i64:2048", 2, {two, other_two}, {}},
+      {"gpt, 2-way then 2-way, GPipe, checkpointed",
+       "gpt",
+       "4x32:i64:2048",
+       2,
+       {two, other_two},
+       {},
+       Schedule::kGPipe,
+       true},
+      {"gpt, one device then 2-way", "gpt", "4x32:i64:2048", 1, {{"cpu"}, two}, {}},
+      {"gpt, 2-way then two replicas (1 and 3)", "gpt", "4x32:i64:2048", 1, {two, other_two}, {{}, {1, 3}}},
+      {"mlp, two replicas (1 and 3) then 2-way", "mlp", "8x64", 2, {two, other_two}, {{1, 3}, {}}},
+      {"mlp, replicas of 2-way groups (1 and 3) then 2-way",
+       "mlp",
+       "8x64",
+       2,
+       {{"cpu:0", "cpu:1", "cpu:0-1", "cpu"}, {"cpu:0-0", "cpu:1-1"}},
+       {{1, 1, 3, 3}, {}}},
+  };
+  for (const Layout& l : layouts) {
+    SCOPED_TRACE(l.what);
+    const int batch = static_cast<int>(parse_input_spec(l.input).shape[0]);
+    const auto plan = [&](const Graph& g) {
+      // The MLP is cut after fc2 (between its pairs), the GPT between blocks.
+      NodeId cut = best_cut_points(g, 1)[0].after_node;
+      for (const Node& n : g.nodes()) {
+        if (l.model == "mlp" && n.scope == "fc2") cut = n.id;
+      }
+      Plan p = testing::tensor_pipeline_plan(g, Mode::kTraining, batch, l.microbatches, cut, l.devices);
+      p.schedule = l.schedule;
+      for (size_t k = 0; k < l.data_shares.size(); ++k) {
+        if (l.data_shares[k].empty()) continue;
+        p.groups[k].batch_shares = l.data_shares[k];
+        if (p.groups[k].devices.size() == 4) {
+          p.groups[k].tensor_size = 2;
+        } else {
+          p.groups[k].parallelism = GroupParallelism::kData;
+        }
+      }
+      if (l.checkpointed) p.stages[0].checkpointing = p.stages[1].checkpointing = Checkpointing::kFull;
+      return p;
+    };
+    expect_same_training(zoo(l.model), l.input, plan);
+  }
+}
+
+TEST(StageTransport, TwoRankPipelineOfTensorGroupsInferenceGivesTheModulesOutputs) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const auto plan = [](const Graph& g) {
+    return testing::tensor_pipeline_plan(g, Mode::kInference, 4, 2, best_cut_points(g, 1)[0].after_node,
+                                         {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}});
+  };
+  LoadedModel m = load(zoo("gpt"), "4x32:i64:2048");
+  const torch::Tensor want =
+      m.module.forward({make_inputs({parse_input_spec("4x32:i64:2048")}, 5)[0]}).toTensor();
+  const auto two = run_two_ranks(zoo("gpt"), "4x32:i64:2048", plan, 2);
+  EXPECT_TRUE(two[0].outputs.empty());
+  ASSERT_EQ(two[1].outputs.size(), 1u);
+  EXPECT_TRUE(torch::allclose(two[1].outputs[0], want, 1e-4, 1e-5))
+      << (two[1].outputs[0] - want).abs().max().item<double>();
+}
+
 TEST(StageTransport, ARankThatNeverAnswersIsNamedWithinTheTimeout) {
   const auto t0 = std::chrono::steady_clock::now();
   std::string message;

@@ -56,7 +56,9 @@
 // in other processes): the same schedule, with activations and gradients crossing EngineOptions::transport
 // (see stage_transport.h) as whole microbatches; a stage on several devices runs them all in this process,
 // its first device's worker alone exchanging messages with the other processes (it hands the others their
-// rows and puts theirs together, as in-process hybrid links do device by device). The reducer sums the loss
+// rows and puts theirs together, as in-process hybrid links do device by device; a stage that is a tensor
+// group, or replicas of one, runs in this process as one process runs it, its first device exchanging the
+// tensor runner's board entries with the other processes, engine_tensor.h). The reducer sums the loss
 // (computed by the last stage) and the gradients of parameters that several stages use, and each process
 // steps the parameters of its stage (the others get no gradient there). Inference outputs are returned only
 // by the process that runs the last stage.
