@@ -390,13 +390,13 @@ bool TensorRunner::run(int worker, const TensorExecutors& executors, double& los
       const int m = task.microbatch;
       MicrobatchState& state = states[static_cast<size_t>(m)];
       if (task.backward) {
-        if (talks) receive_remote_gradients(at.stage, m);
+        if (talks) receive_remote(at.stage, m, /*backward=*/true);
         backward(at, executors, m, state, parts, loss);
-        if (talks) send_remote_gradients(at.stage, m);
+        if (talks) send_remote(at.stage, m, /*backward=*/true);
       } else {
-        if (talks) receive_remote_values(at.stage, m);
+        if (talks) receive_remote(at.stage, m, /*backward=*/false);
         forward(at, executors, m, state, parts, /*recompute=*/false);
-        if (talks) send_remote_values(at.stage, m);
+        if (talks) send_remote(at.stage, m, /*backward=*/false);
       }
     }
     if (talks) scope_.transport->finish_step();
@@ -419,65 +419,44 @@ bool TensorRunner::run(int worker, const TensorExecutors& executors, double& los
   return true;
 }
 
-// Forward messages hold, for each value the sending stage p sends, the entry each of p's replicas posted
-// (None where no one reads it: a value that is not split by rows is read from the first replica only).
-void TensorRunner::receive_remote_values(int stage, int m) {
-  for (int p = 0; p < stage; ++p) {
-    const std::vector<ValueId>& values = routing_.sends[static_cast<size_t>(p)][static_cast<size_t>(stage)];
-    if (!remote(p) || values.empty()) continue;
-    const size_t replicas = stages_[static_cast<size_t>(p)].replica_offset.size();
+// A message between stages in different processes holds, for each value that crosses from stage p to stage t
+// (in routing order), the board entry of each replica of the message's sender, in replica order. Forward
+// (p sends): the value as each of p's replicas posted it, None where no one reads it (a value that is not
+// split by rows is read from the first replica only). Backward (t sends): each of t's replicas' gradient of
+// it, None where it computed none.
+void TensorRunner::receive_remote(int stage, int m, bool backward) {
+  const int stage_count = static_cast<int>(stages_.size());
+  for (int from = backward ? stage + 1 : 0; from < (backward ? stage_count : stage); ++from) {
+    const int p = backward ? stage : from, t = backward ? from : stage;
+    const std::vector<ValueId>& values = routing_.sends[static_cast<size_t>(p)][static_cast<size_t>(t)];
+    if (!remote(from) || values.empty()) continue;
+    const size_t replicas = stages_[static_cast<size_t>(from)].replica_offset.size();
     const std::vector<c10::IValue> got =
-        scope_.transport->receive(p, stage, m, /*backward=*/false, values.size() * replicas);
+        scope_.transport->receive(from, stage, m, backward, values.size() * replicas);
+    Board& board = backward ? gradients_ : values_;
     for (size_t i = 0; i < values.size(); ++i) {
       for (size_t k = 0; k < replicas; ++k)
-        values_.put(board_key(m, values[i], stage, static_cast<int>(k)), got.at(i * replicas + k));
+        board.put(board_key(m, values[i], t, static_cast<int>(k)), got.at(i * replicas + k));
     }
   }
 }
 
-void TensorRunner::send_remote_values(int stage, int m) {
+void TensorRunner::send_remote(int stage, int m, bool backward) {
+  const int stage_count = static_cast<int>(stages_.size());
   const size_t replicas = stages_[static_cast<size_t>(stage)].replica_offset.size();
-  for (int t = stage + 1; t < static_cast<int>(stages_.size()); ++t) {
-    const std::vector<ValueId>& values = routing_.sends[static_cast<size_t>(stage)][static_cast<size_t>(t)];
-    if (!remote(t) || values.empty()) continue;
+  for (int to = backward ? 0 : stage + 1; to < (backward ? stage : stage_count); ++to) {
+    const int p = backward ? to : stage, t = backward ? stage : to;
+    const std::vector<ValueId>& values = routing_.sends[static_cast<size_t>(p)][static_cast<size_t>(t)];
+    if (!remote(to) || values.empty()) continue;
+    Board& board = backward ? gradients_ : values_;
     std::vector<c10::IValue> message;
     for (ValueId v : values) {
       for (size_t k = 0; k < replicas; ++k) {
-        const bool read = k == 0 || by_rows(stage, t, v);
-        message.push_back(read ? values_.get(board_key(m, v, t, static_cast<int>(k))) : c10::IValue());
+        const bool read = backward || k == 0 || by_rows(p, t, v);
+        message.push_back(read ? board.get(board_key(m, v, t, static_cast<int>(k))) : c10::IValue());
       }
     }
-    scope_.transport->send(message, stage, t, m, /*backward=*/false);
-  }
-}
-
-// Backward messages hold, for each value the receiving stage t was sent, every one of t's replicas' gradient
-// of it (None where it computed none).
-void TensorRunner::receive_remote_gradients(int stage, int m) {
-  for (int t = stage + 1; t < static_cast<int>(stages_.size()); ++t) {
-    const std::vector<ValueId>& values = routing_.sends[static_cast<size_t>(stage)][static_cast<size_t>(t)];
-    if (!remote(t) || values.empty()) continue;
-    const size_t replicas = stages_[static_cast<size_t>(t)].replica_offset.size();
-    const std::vector<c10::IValue> got =
-        scope_.transport->receive(t, stage, m, /*backward=*/true, values.size() * replicas);
-    for (size_t i = 0; i < values.size(); ++i) {
-      for (size_t j = 0; j < replicas; ++j)
-        gradients_.put(board_key(m, values[i], t, static_cast<int>(j)), got.at(i * replicas + j));
-    }
-  }
-}
-
-void TensorRunner::send_remote_gradients(int stage, int m) {
-  const size_t replicas = stages_[static_cast<size_t>(stage)].replica_offset.size();
-  for (int p = 0; p < stage; ++p) {
-    const std::vector<ValueId>& values = routing_.sends[static_cast<size_t>(p)][static_cast<size_t>(stage)];
-    if (!remote(p) || values.empty()) continue;
-    std::vector<c10::IValue> message;
-    for (ValueId v : values) {
-      for (size_t j = 0; j < replicas; ++j)
-        message.push_back(gradients_.get(board_key(m, v, stage, static_cast<int>(j))));
-    }
-    scope_.transport->send(message, stage, p, m, /*backward=*/true);
+    scope_.transport->send(message, stage, to, m, backward);
   }
 }
 

@@ -214,12 +214,12 @@ class TensorRunner {
 
   Place place_of(int worker) const;
   // Pipelines across processes (scope_.local_stage): whether stage `s` runs in another process, and what
-  // the local stage's first device exchanges with those processes around its tasks for microbatch m.
+  // the local stage's first device exchanges with those processes before and after its forward (values)
+  // or backward (their gradients) of microbatch m: it puts what arrives on the board and sends what the
+  // stage's replicas posted there.
   bool remote(int s) const { return scope_.local_stage >= 0 && s != scope_.local_stage; }
-  void receive_remote_values(int stage, int m);
-  void send_remote_values(int stage, int m);
-  void receive_remote_gradients(int stage, int m);
-  void send_remote_gradients(int stage, int m);
+  void receive_remote(int stage, int m, bool backward);
+  void send_remote(int stage, int m, bool backward);
   // `recompute`: a checkpointed stage's second forward, run by its backward (keeps what backward needs, posts
   // nothing to later stages).
   void forward(const Place& at, const TensorExecutors& ex, int m, MicrobatchState& state,
