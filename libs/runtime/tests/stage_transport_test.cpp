@@ -87,14 +87,15 @@ int stage_of_rank(const std::vector<int>& stage_ranks, int rank) {
   return static_cast<int>(std::find(stage_ranks.begin(), stage_ranks.end(), rank) - stage_ranks.begin());
 }
 
-// Two engines in two threads, one stage each, joined by Gloo (as two processes are); out[r] is rank r's.
-std::vector<Trained> run_two_ranks(const std::string& path, const std::string& input,
-                                   const std::function<Plan(const Graph&)>& plan, int steps,
-                                   const std::vector<int>& stage_ranks = {}) {
-  std::vector<Trained> out(2);
-  run_ranks(2, [&](int rank, int port) {
+// One engine per stage in threads of their own, joined by Gloo (as processes are; `world`: the plan's
+// stages); out[r] is rank r's.
+std::vector<Trained> run_stage_ranks(const std::string& path, const std::string& input,
+                                     const std::function<Plan(const Graph&)>& plan, int steps,
+                                     const std::vector<int>& stage_ranks = {}, int world = 2) {
+  std::vector<Trained> out(static_cast<size_t>(world));
+  run_ranks(world, [&](int rank, int port) {
     LoadedModel m = load(path, input);
-    DistributedGroup group(env_for(rank, 2, port));
+    DistributedGroup group(env_for(rank, world, port));
     GlooGradientReducer reducer(group);
     GlooStageTransport transport(group, stage_ranks);
     EngineOptions o;
@@ -133,7 +134,7 @@ void expect_same_training(const std::string& path, const std::string& input,
                           const std::function<Plan(const Graph&)>& plan,
                           const std::vector<int>& stage_ranks = {}) {
   const auto one = run_in_process(path, input, plan, 4);
-  const auto two = run_two_ranks(path, input, plan, 4, stage_ranks);
+  const auto two = run_stage_ranks(path, input, plan, 4, stage_ranks);
   ASSERT_EQ(one.losses.size(), two[0].losses.size());
   for (size_t s = 0; s < one.losses.size(); ++s) {
     EXPECT_NEAR(two[0].losses[s], one.losses[s], 1e-6 * std::abs(one.losses[s])) << "rank 0, step " << s;
@@ -274,7 +275,7 @@ TEST(StageTransport, TwoRankPipelineInferenceReturnsTheOutputsOnTheLastStage) {
   if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   auto plan = [](const Graph& g) { return pipeline_plan(g, Mode::kInference, Schedule::kOneFOneB); };
   const auto one = run_in_process(mlp(), "8x64", plan, 1);
-  const auto two = run_two_ranks(mlp(), "8x64", plan, 2);
+  const auto two = run_stage_ranks(mlp(), "8x64", plan, 2);
   EXPECT_TRUE(two[0].outputs.empty());
   ASSERT_EQ(two[1].outputs.size(), one.outputs.size());
   for (size_t i = 0; i < one.outputs.size(); ++i) EXPECT_TRUE(two[1].outputs[i].equal(one.outputs[i]));
@@ -348,7 +349,7 @@ TEST(StageTransport, TwoRankHybridInferenceGivesTheModulesOutputs) {
       return testing::hybrid_plan(g, Mode::kInference, 8, 2, cut, layout.first, layout.second);
     };
     const auto one = run_in_process(mlp(), "8x64", plan, 1);
-    const auto two = run_two_ranks(mlp(), "8x64", plan, 2);
+    const auto two = run_stage_ranks(mlp(), "8x64", plan, 2);
     EXPECT_TRUE(two[0].outputs.empty());
     ASSERT_EQ(two[1].outputs.size(), one.outputs.size());
     for (size_t i = 0; i < one.outputs.size(); ++i) {
@@ -420,6 +421,52 @@ TEST(StageTransport, TwoRankPipelineOfTensorGroupsTrainsLikeOneProcess) {
   }
 }
 
+// Three processes: a middle stage receives from one process and sends to another in both directions. The
+// GPT cut in three: a 2-way tensor group, two data-parallel replicas (shares 1 and 3: rows cross both of
+// its cuts), a 2-way tensor group. Same losses as the plan in one process; every rank knows them; each rank
+// trained its stage's parameters as one process did.
+TEST(StageTransport, ThreeRankPipelineOfTensorGroupsTrainsLikeOneProcess) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const std::string input = "8x16:i64:2048";
+  const auto plan = [](const Graph& g) {
+    const auto cuts = best_cut_points(g, 2);
+    std::vector<NodeId> after = {cuts.at(0).after_node, cuts.at(1).after_node};
+    std::sort(after.begin(), after.end());
+    Plan p = testing::tensor_pipeline_plan(g, Mode::kTraining, 8, 2, after[0],
+                                           {{"cpu:0", "cpu:1"}, {"cpu:0-1", "cpu"}});
+    DeviceGroup last;
+    last.devices = {"cpu:0-0", "cpu:1-1"};
+    last.batch_shares = {4, 4};
+    last.parallelism = GroupParallelism::kTensor;
+    p.groups.push_back(last);
+    p.groups[1].parallelism = GroupParallelism::kData;
+    p.groups[1].batch_shares = {1, 3};
+    p.stages = {Stage{0, after[0], 0}, Stage{after[0] + 1, after[1], 1},
+                Stage{after[1] + 1, g.num_nodes() - 1, 2}};
+    return p;
+  };
+  const auto one = run_in_process(zoo("gpt"), input, plan, 4);
+  const auto three = run_stage_ranks(zoo("gpt"), input, plan, 4, {}, 3);
+  ASSERT_EQ(three[0].losses.size(), one.losses.size());
+  for (size_t s = 0; s < one.losses.size(); ++s) {
+    EXPECT_NEAR(three[0].losses[s], one.losses[s], 1e-6 * std::abs(one.losses[s])) << "step " << s;
+    EXPECT_EQ(three[0].losses[s], three[1].losses[s]) << "step " << s;
+    EXPECT_EQ(three[0].losses[s], three[2].losses[s]) << "step " << s;
+  }
+  EXPECT_LT(one.losses.back(), one.losses.front());
+  const LoadedModel m = load(zoo("gpt"), input);
+  const Plan p = plan(m.ir);
+  for (int rank = 0; rank < 3; ++rank) {
+    const auto used = used_by_stage(m.ir, p, rank);
+    for (size_t i = 0; i < used.size(); ++i) {
+      if (!used[i]) continue;
+      EXPECT_TRUE(
+          torch::allclose(three[static_cast<size_t>(rank)].parameters[i], one.parameters[i], 1e-5, 1e-6))
+          << "rank " << rank << ", parameter " << m.ir.parameters()[i].name;
+    }
+  }
+}
+
 TEST(StageTransport, TwoRankPipelineOfTensorGroupsInferenceGivesTheModulesOutputs) {
   if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   const auto plan = [](const Graph& g) {
@@ -429,7 +476,7 @@ TEST(StageTransport, TwoRankPipelineOfTensorGroupsInferenceGivesTheModulesOutput
   LoadedModel m = load(zoo("gpt"), "4x32:i64:2048");
   const torch::Tensor want =
       m.module.forward({make_inputs({parse_input_spec("4x32:i64:2048")}, 5)[0]}).toTensor();
-  const auto two = run_two_ranks(zoo("gpt"), "4x32:i64:2048", plan, 2);
+  const auto two = run_stage_ranks(zoo("gpt"), "4x32:i64:2048", plan, 2);
   EXPECT_TRUE(two[0].outputs.empty());
   ASSERT_EQ(two[1].outputs.size(), 1u);
   EXPECT_TRUE(torch::allclose(two[1].outputs[0], want, 1e-4, 1e-5))
