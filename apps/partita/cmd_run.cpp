@@ -180,9 +180,11 @@ double steady_us() {
 
 // What a rank measured itself (its workers' busy time, what its stage offloaded, its trace, with its host and
 // clock offset) for rank 0's report; the step times and losses are the job's on every rank already.
-std::string rank_figures(const RunReport& report, const std::optional<RankClock>& clock, Bytes host_peak) {
+std::string rank_figures(const RunReport& report, const std::optional<RankClock>& clock, Bytes host_peak,
+                         Bytes model_bytes) {
   Json j = run_report_to_json(report);
   j["host_peak_bytes"] = host_peak.value();
+  j["model_bytes"] = model_bytes.value();
   if (!report.trace.is_null()) {
     j["trace"] = report.trace;
     if (clock) {
@@ -424,8 +426,11 @@ void run_run(const RunArgs& args) {
     if (!group) throw;
     exit_failed_rank(*group, e);
   }
-  const Bytes host_peak = meter.peak_bytes() - before + model_tensor_bytes(model);
-  std::vector<int64_t> rank_host_peaks;  // a multi-process job's, in rank order (rank 0 reports them)
+  // A pipeline rank released the weights only other stages read (and the meter's peak was reset then).
+  const Bytes held_model = model_tensor_bytes(model);
+  const Bytes host_peak = meter.peak_bytes() - (before - report.released_weight_bytes) + held_model;
+  // A multi-process job's, in rank order (rank 0 reports them).
+  std::vector<int64_t> rank_host_peaks, rank_model_bytes;
   if (group) {
     try {
       std::optional<RankClock> clock;
@@ -434,11 +439,15 @@ void run_run(const RunArgs& args) {
         clock = RankClock{host_name() + (skew != 0 ? "+skewed" : ""),
                           group->clock_offset_to_rank0([skew] { return steady_us() + skew; }), skew};
       }
-      const auto posted = group->gather_to_rank0("run report", rank_figures(report, clock, host_peak));
+      const auto posted =
+          group->gather_to_rank0("run report", rank_figures(report, clock, host_peak, held_model));
       if (dist->rank != 0) return;  // rank 0 reports for the job
       merge_rank_figures(report, posted);
-      for (const auto& text : posted)
-        rank_host_peaks.push_back(Json::parse(text).at("host_peak_bytes").get<int64_t>());
+      for (const auto& text : posted) {
+        const Json figures = Json::parse(text);
+        rank_host_peaks.push_back(figures.at("host_peak_bytes").get<int64_t>());
+        rank_model_bytes.push_back(figures.at("model_bytes").get<int64_t>());
+      }
     } catch (const std::exception& e) {
       exit_failed_rank(*group, e);
     }
@@ -490,12 +499,17 @@ void run_run(const RunArgs& args) {
                format_bytes(host_peak), predicted_text);
   } else {
     std::vector<std::string> parts;
-    for (size_t r = 0; r < rank_host_peaks.size(); ++r)
-      parts.push_back(fmt::format("rank {} {}", r, format_bytes(Bytes(rank_host_peaks[r]))));
+    int64_t sum = 0;
+    for (size_t r = 0; r < rank_host_peaks.size(); ++r) {
+      parts.push_back(fmt::format("rank {} {} (model tensors {})", r, format_bytes(Bytes(rank_host_peaks[r])),
+                                  format_bytes(Bytes(rank_model_bytes[r]))));
+      sum += rank_host_peaks[r];
+    }
     fmt::print(out,
-               "  host memory peak per rank (CPU tensors; every rank loads the whole model): {}; the plan "
-               "predicts {} for one process per machine\n",
-               fmt::join(parts, ", "), predicted_text);
+               "  host memory peak per rank (CPU tensors; a pipeline rank keeps the weights its stage reads, "
+               "other ranks the whole model): {}; together {}; the plan predicts {} for one process per "
+               "machine\n",
+               fmt::join(parts, ", "), format_bytes(Bytes(sum)), predicted_text);
   }
   for (size_t k = 0; k < report.offloaded.size(); ++k) {
     const auto& o = report.offloaded[k];
@@ -522,7 +536,10 @@ void run_run(const RunArgs& args) {
                             ? Json(to_milliseconds(plan.prediction.step_time))
                             : Json(nullptr);
     if (!group) j["measured_host_peak_bytes"] = host_peak.value();
-    if (group) j["measured_host_peak_bytes_per_rank"] = rank_host_peaks;
+    if (group) {
+      j["measured_host_peak_bytes_per_rank"] = rank_host_peaks;
+      j["model_bytes_per_rank"] = rank_model_bytes;  // the model's tensors each rank holds at the end
+    }
     j["predicted_host_peak_bytes"] = predicted_host.value();
     if (args.rebalance) j["final_plan"] = plan_to_json(report.final_plan);
     write_json_file(args.json, j);

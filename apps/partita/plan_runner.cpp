@@ -25,6 +25,7 @@
 #include "partita/runtime/parameter_handover.h"
 #include "partita/runtime/stage_metrics.h"
 #include "partita/search/plan_json.h"
+#include "partita/torch_bridge/memory_meter.h"
 #include "partita/torch_bridge/timing.h"
 
 namespace partita::app {
@@ -388,6 +389,35 @@ void hand_over_moved_layers(DistributedGroup& group, LoadedModel& model, torch::
                   group.rank(), stage_after, stage_before, moved));
 }
 
+// A pipeline across processes: this process runs stage `stage` of `plan` and never reads the weights that
+// only other stages read, although it loaded the whole model. Their storage is released, so the process
+// holds the weights its stage reads, those several stages read (the reducer sums their gradients on every
+// rank, so they keep their shape) and, on stage 0, those no node reads. Returns the bytes released (a
+// storage that a kept tensor shares stays).
+Bytes release_other_stages_weights(LoadedModel& model, const Plan& plan, int stage) {
+  const std::vector<std::vector<int>> readers = plan.parameter_stages(model.ir);
+  std::vector<bool> keep(model.parameters.size(), true);
+  std::set<const c10::StorageImpl*> kept;
+  for (size_t i = 0; i < model.parameters.size(); ++i) {
+    const std::vector<int>& r = readers[i];
+    keep[i] = r.size() > 1 || (r.empty() && stage == 0) || (r.size() == 1 && r[0] == stage);
+    const torch::Tensor& t = model.parameters[i];
+    if (keep[i] && t.defined() && t.has_storage()) kept.insert(t.storage().unsafeGetStorageImpl());
+  }
+  torch::NoGradGuard no_grad;
+  std::set<const c10::StorageImpl*> released;
+  int64_t bytes = 0;
+  for (size_t i = 0; i < model.parameters.size(); ++i) {
+    torch::Tensor& t = model.parameters[i];
+    if (keep[i] || !t.defined() || !t.has_storage()) continue;
+    const c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
+    if (kept.count(storage) != 0) continue;
+    if (released.insert(storage).second) bytes += static_cast<int64_t>(t.storage().nbytes());
+    t.set_data(torch::empty({0}, t.options()));
+  }
+  return Bytes(bytes);
+}
+
 }  // namespace
 
 RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,
@@ -443,6 +473,16 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     engine_options.local_stage = options.transport->stage_run_by(options.group->rank());
     checkpoint.set_plan(start, engine_options.local_stage);
   }
+  // Not with --rebalance: a rank may take over other stages' layers later (trained weights travel then, but
+  // frozen ones and an inference run's do not).
+  Bytes released(0);
+  if (options.local_stage >= 0 && !options.rebalance) {
+    released = release_other_stages_weights(model, start, engine_options.local_stage);
+    log_info(fmt::format("rank {} runs stage {}: released {} of weights only other stages read",
+                         options.group->rank(), engine_options.local_stage, format_bytes(released)));
+    // The host peak is measured from here: the released weights were the load's, not the run's.
+    if (released.value() > 0 && MemoryMeter::installed()) MemoryMeter::install().reset_peak();
+  }
   auto engine = std::make_unique<Engine>(model, start, engine_options);
   // A resumed run draws on from where the checkpoint's run stopped.
   if (!checkpoint.progress().draws.empty()) engine->restore_draw_states(checkpoint.progress().draws);
@@ -485,6 +525,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   batch.inputs = make_inputs(specs, /*seed=*/11);
   if (training) batch.targets = engine->make_targets(batch.inputs, /*seed=*/12);
   RunReport report;
+  report.released_weight_bytes = released;
   if (training) report.loss = std::string(loss_kind_name(engine->loss_kind()));
   report.losses = checkpoint.progress().losses;
   report.resumed_from_step = checkpoint.progress().steps;

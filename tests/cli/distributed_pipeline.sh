@@ -43,13 +43,14 @@ for c in "${cases[@]}"; do
     || fail "$name: --json energy of both ranks: $(json_get "$WORK/$name.launch.json" "d.get('energy')")"
   [ "$(json_get "$WORK/$name.launch.json" "[(w['stage'], w['device'], w['busy_ms_per_step'] > 0) for w in d['workers']]")" \
     = "[(0, 'cpu:0', True), (1, 'cpu:1', True)]" ] || fail "$name: --json workers: $(json_get "$WORK/$name.launch.json" "d['workers']")"
-  # Each rank's host memory: every rank loads the whole model, so each holds its weights and more (its stage's
-  # gradients, momentum and activations; rank 0 of the MLP about as much as the one-device run).
+  # Each rank's host memory: every rank loads the whole model and releases the weights only the other stage
+  # reads, so each holds less than the whole model, the two together all of it (these models tie no weights
+  # across the cut: exactly all of it), and each rank's peak counts what it holds.
   "$PARTITA" analyze "$ZOO/$name.pt" --input "$input" --json "$WORK/$name.analyze.json" >/dev/null || fail "$name: analyze"
   weights=$(json_get "$WORK/$name.analyze.json" "d['param_bytes']")
   [ "$(json_get "$WORK/$name.launch.json" \
-    "len(d['measured_host_peak_bytes_per_rank']) == 2 and all(p > $weights for p in d['measured_host_peak_bytes_per_rank'])")" = True ] \
-    || fail "$name: --json host peaks per rank: $(json_get "$WORK/$name.launch.json" "d.get('measured_host_peak_bytes_per_rank')") (weights $weights)"
+    "len(d['model_bytes_per_rank']) == 2 and all(0 < m < $weights for m in d['model_bytes_per_rank']) and sum(d['model_bytes_per_rank']) == $weights and all(p > m for p, m in zip(d['measured_host_peak_bytes_per_rank'], d['model_bytes_per_rank']))")" = True ] \
+    || fail "$name: --json host memory per rank: peaks $(json_get "$WORK/$name.launch.json" "d.get('measured_host_peak_bytes_per_rank')"), model tensors $(json_get "$WORK/$name.launch.json" "d.get('model_bytes_per_rank')") (weights $weights)"
   "$PYTHON" - "$WORK/$name.launch.trace.json" <<'PY' || fail "$name: the merged trace"
 import json, sys
 events = json.load(open(sys.argv[1]))["traceEvents"]
