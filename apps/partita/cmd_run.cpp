@@ -473,8 +473,15 @@ void run_run(const RunArgs& args) {
                100.0 * w.utilization);
   }
   if (!report.losses.empty()) {
-    fmt::print(out, "  loss {:.6g} -> {:.6g} ({})\n", report.losses.front(), report.losses.back(),
-               report.loss);
+    // --loss auto reads a [batch, k] float output as class scores: say so, since a regression head looks
+    // the same.
+    const bool guessed =
+        options.loss == LossKind::kAuto && report.loss == loss_kind_name(LossKind::kCrossEntropy);
+    fmt::print(
+        out, "  loss {:.6g} -> {:.6g} ({}{})\n", report.losses.front(), report.losses.back(), report.loss,
+        guessed ? ", chosen by --loss auto: the first output read as class scores; --loss mse if it is "
+                  "a regression"
+                : "");
   }
   if (!report.energy.empty()) {
     double total = 0;
