@@ -424,6 +424,21 @@ class ArgmaxFirst(nn.Module):
         return y.argmax(1), y
 
 
+class TiedEnds(nn.Module):
+    """A token embedding tied to the output layer (GPT-2's weight tying), three linear layers between: a
+    pipeline's first and last stages both read the table, so a rank of each keeps it when pipeline ranks release
+    the weights only other stages read, and the reducer sums its two gradients."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 32)
+        self.l1, self.l2, self.l3 = nn.Linear(32, 32), nn.Linear(32, 32), nn.Linear(32, 32)
+
+    def forward(self, ids):
+        h = torch.relu(self.l1(self.emb(ids)))
+        return torch.relu(self.l3(torch.relu(self.l2(h)))) @ self.emb.weight.t()
+
+
 class SharedMatrix(nn.Module):
     """Takes a second input without the batch, a 16x16 matrix every sample uses (`--input 16x16:shared`):
     plans split x and hand w whole to every device, replica and microbatch, in the first nodes and the last.
@@ -673,6 +688,7 @@ def main():
                                 ("paired_halves", PairedHalves, torch.randn(8, 16)),
                                 ("writes_saved_input", WritesSavedInput, torch.randn(8, 16)),
                                 ("embedding_max_norm", EmbeddingMaxNorm, torch.randint(0, 100, (8, 12))),
+                                ("tied_ends", TiedEnds, torch.randint(0, 100, (8, 16))),
                                 ("pair_input", PairInput, ((torch.randn(8, 16), torch.randn(8, 16)),)),
                                 ("shared_matrix", SharedMatrix, (torch.randn(8, 16), torch.randn(16, 16))),
                                 ("masked_tokens", MaskedTokens,

@@ -100,6 +100,22 @@ f0, f1 = first(0), first(1)
 assert f0["ts"] + f0["dur"] - 1 - error_us <= f1["ts"] <= f0["ts"] + 1e6, (f0, f1, error_us)
 PY
 
+# A weight both stages read (tied_ends: an embedding tied to the output layer): both ranks keep it when they
+# release the weights only the other stage reads (the reducer sums its two gradients), so together they hold
+# the model's parameters plus that 100x32 table once more; the same 20 losses as one process.
+"$PARTITA" plan "$ZOO/tied_ends.pt" --input 8x16:i64:100 --devices cpu:0,cpu:1 --strategy pipeline --microbatches 2 \
+  --train --optimizer sgd_momentum --cost roofline --json "$WORK/tied.pipe.json" >/dev/null || fail "tied_ends: plan"
+[ "$(json_get "$WORK/tied.pipe.json" "len(d['stages'])")" = 2 ] || fail "tied_ends: want a 2-stage pipeline"
+tied=("$ZOO/tied_ends.pt" --input 8x16:i64:100 --train --steps 20 --plan "$WORK/tied.pipe.json")
+"$PARTITA" run "${tied[@]}" --json "$WORK/tied.one.json" >/dev/null || fail "tied_ends: one process"
+"$PARTITA" launch -n 2 -- partita run "${tied[@]}" --json "$WORK/tied.launch.json" >/dev/null 2>"$WORK/tied.err" \
+  || fail "tied_ends: launch: $(tail -3 "$WORK/tied.err")"
+same_losses "$WORK/tied.one.json" "$WORK/tied.launch.json" || fail "tied_ends: losses differ between one process and two"
+"$PARTITA" analyze "$ZOO/tied_ends.pt" --input 8x16:i64:100 --json "$WORK/tied.analyze.json" >/dev/null || fail "tied_ends: analyze"
+weights=$(json_get "$WORK/tied.analyze.json" "d['param_bytes']")
+[ "$(json_get "$WORK/tied.launch.json" "sum(d['model_bytes_per_rank']) == $weights + 100 * 32 * 4")" = True ] \
+  || fail "tied_ends: model tensors per rank $(json_get "$WORK/tied.launch.json" "d['model_bytes_per_rank']") (weights $weights)"
+
 # Hybrid plans across processes: one process per stage, a stage's devices inside its process. The 2-stage
 # pipeline plans of the MLP and the CNN turned into hybrids (microbatches of 2: shares 1 and 1), "2 then 1"
 # and "1 then 2"; "cpu" is both cores again, so four device ids share two cores (the math is tested here,
