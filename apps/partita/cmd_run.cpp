@@ -418,6 +418,7 @@ void run_run(const RunArgs& args) {
   RunReport report;
   // What the run adds to the tensors alive before it (the model's, which it uses, are added back).
   const Bytes before = meter.current_bytes();
+  const Bytes model_before = model_tensor_bytes(model);
   meter.reset_peak();
   try {
     report = run_plan(model, plan, specs, options);
@@ -426,9 +427,11 @@ void run_run(const RunArgs& args) {
     if (!group) throw;
     exit_failed_rank(*group, e);
   }
-  // A pipeline rank released the weights only other stages read (and the meter's peak was reset then).
+  // What the run holds above the tensors alive before it, plus the model's. A pipeline rank released the
+  // weights only other stages read when it started (and reset the meter's peak then): its peak is below
+  // `before` by what it released, which the model's bytes before the run count back in.
   const Bytes held_model = model_tensor_bytes(model);
-  const Bytes host_peak = meter.peak_bytes() - (before - report.released_weight_bytes) + held_model;
+  const Bytes host_peak = meter.peak_bytes() - before + model_before;
   // A multi-process job's, in rank order (rank 0 reports them).
   std::vector<int64_t> rank_host_peaks, rank_model_bytes;
   if (group) {

@@ -390,22 +390,30 @@ void hand_over_moved_layers(DistributedGroup& group, LoadedModel& model, torch::
 }
 
 // A pipeline across processes: this process runs stage `stage` of `plan` and never reads the weights that
-// only other stages read, although it loaded the whole model. Their storage is released, so the process
-// holds the weights its stage reads, those several stages read (the reducer sums their gradients on every
-// rank, so they keep their shape) and, on stage 0, those no node reads. Returns the bytes released (a
-// storage that a kept tensor shares stays).
-Bytes release_other_stages_weights(LoadedModel& model, const Plan& plan, int stage) {
+// only other stages read, although it loaded the whole model. Their storage is released, so the process holds
+// the weights its stage reads, those several stages read (the reducer sums their gradients on every rank, so
+// they keep their shape) and those no node reads; with `trainable_only`, frozen weights and buffers stay too.
+// A storage that a kept tensor shares stays.
+struct ReleasedWeights {
+  std::vector<size_t> index;                // into LoadedModel::parameters
+  std::vector<std::vector<int64_t>> shape;  // each one's shape before
+  Bytes bytes{0};
+};
+
+ReleasedWeights release_other_stages_weights(LoadedModel& model, const Plan& plan, int stage,
+                                             bool trainable_only) {
   const std::vector<std::vector<int>> readers = plan.parameter_stages(model.ir);
   std::vector<bool> keep(model.parameters.size(), true);
   std::set<const c10::StorageImpl*> kept;
   for (size_t i = 0; i < model.parameters.size(); ++i) {
     const std::vector<int>& r = readers[i];
-    keep[i] = r.size() > 1 || (r.empty() && stage == 0) || (r.size() == 1 && r[0] == stage);
     const torch::Tensor& t = model.parameters[i];
+    keep[i] = r.size() != 1 || r[0] == stage || (trainable_only && !t.requires_grad());
     if (keep[i] && t.defined() && t.has_storage()) kept.insert(t.storage().unsafeGetStorageImpl());
   }
   torch::NoGradGuard no_grad;
   std::set<const c10::StorageImpl*> released;
+  ReleasedWeights out;
   int64_t bytes = 0;
   for (size_t i = 0; i < model.parameters.size(); ++i) {
     torch::Tensor& t = model.parameters[i];
@@ -413,9 +421,22 @@ Bytes release_other_stages_weights(LoadedModel& model, const Plan& plan, int sta
     const c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
     if (kept.count(storage) != 0) continue;
     if (released.insert(storage).second) bytes += static_cast<int64_t>(t.storage().nbytes());
+    out.index.push_back(i);
+    out.shape.push_back(t.sizes().vec());
     t.set_data(torch::empty({0}, t.options()));
   }
-  return Bytes(bytes);
+  out.bytes = Bytes(bytes);
+  return out;
+}
+
+// Gives released weights their shapes back, as zeros: a rebalance's hand-over then sums every trained
+// weight's value over the ranks into them.
+void restore_released_weights(LoadedModel& model, const ReleasedWeights& released) {
+  torch::NoGradGuard no_grad;
+  for (size_t k = 0; k < released.index.size(); ++k) {
+    torch::Tensor& t = model.parameters[released.index[k]];
+    t.set_data(torch::zeros(released.shape[k], t.options()));
+  }
 }
 
 }  // namespace
@@ -473,15 +494,32 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     engine_options.local_stage = options.transport->stage_run_by(options.group->rank());
     checkpoint.set_plan(start, engine_options.local_stage);
   }
-  // Not with --rebalance: a rank may take over other stages' layers later (trained weights travel then, but
-  // frozen ones and an inference run's do not).
-  Bytes released(0);
-  if (options.local_stage >= 0 && !options.rebalance) {
-    released = release_other_stages_weights(model, start, engine_options.local_stage);
+  // The rebalancer measures what it plans from (the model run whole) now, before weights are released.
+  std::unique_ptr<GroupRebalanceChannel> rebalance_channel;
+  std::unique_ptr<Rebalancer> rebalancer;
+  if (options.rebalance) {
+    RebalanceOptions rebalance_options = options.rebalance_options;
+    if (options.group != nullptr) {  // the processes agree; each keeps its device, the batch shares move
+      rebalance_channel = std::make_unique<GroupRebalanceChannel>(*options.group);
+      rebalance_options.keep_devices = true;
+    }
+    rebalancer = std::make_unique<Rebalancer>(model, start, rebalance_options, rebalance_channel.get());
+  }
+  const bool training = plan.mode == Mode::kTraining;
+  // With --rebalance a rank may take over other stages' layers later and only trained weights travel then
+  // (the hand-over gives every rank all of them): frozen weights and buffers stay, and an inference run
+  // keeps the whole model.
+  const bool releases = options.local_stage >= 0 && (!options.rebalance || training);
+  ReleasedWeights released;
+  const auto release_for = [&](const Plan& running, int stage) {
+    released = release_other_stages_weights(model, running, stage, options.rebalance);
     log_info(fmt::format("rank {} runs stage {}: released {} of weights only other stages read",
-                         options.group->rank(), engine_options.local_stage, format_bytes(released)));
+                         options.group->rank(), stage, format_bytes(released.bytes)));
+  };
+  if (releases) {
+    release_for(start, engine_options.local_stage);
     // The host peak is measured from here: the released weights were the load's, not the run's.
-    if (released.value() > 0 && MemoryMeter::installed()) MemoryMeter::install().reset_peak();
+    if (MemoryMeter::installed()) MemoryMeter::install().reset_peak();
   }
   auto engine = std::make_unique<Engine>(model, start, engine_options);
   // A resumed run draws on from where the checkpoint's run stopped.
@@ -499,16 +537,6 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     log_info(fmt::format("injecting a {:.3g}x slowdown into {} (stage {}) from step {}", s.factor, device,
                          s.stage, s.step));
   }
-  std::unique_ptr<GroupRebalanceChannel> rebalance_channel;
-  std::unique_ptr<Rebalancer> rebalancer;
-  if (options.rebalance) {
-    RebalanceOptions rebalance_options = options.rebalance_options;
-    if (options.group != nullptr) {  // the processes agree; each keeps its device, the batch shares move
-      rebalance_channel = std::make_unique<GroupRebalanceChannel>(*options.group);
-      rebalance_options.keep_devices = true;
-    }
-    rebalancer = std::make_unique<Rebalancer>(model, start, rebalance_options, rebalance_channel.get());
-  }
   Plan current = start;
   // Observers of the running engine; after a rebalance they move to the new one.
   const auto observe = [&](Engine& e, bool tracing) {
@@ -520,12 +548,10 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
   observe(*engine, false);
   bool tracing = false;
 
-  const bool training = plan.mode == Mode::kTraining;
   StepInputs batch;
   batch.inputs = make_inputs(specs, /*seed=*/11);
   if (training) batch.targets = engine->make_targets(batch.inputs, /*seed=*/12);
   RunReport report;
-  report.released_weight_bytes = released;
   if (training) report.loss = std::string(loss_kind_name(engine->loss_kind()));
   report.losses = checkpoint.progress().losses;
   report.resumed_from_step = checkpoint.progress().steps;
@@ -593,9 +619,11 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
           options.transport->set_stage_ranks(stage_ranks_by_device(*next, rank_devices));
           engine_options.local_stage = options.transport->stage_run_by(options.group->rank());
           if (training) {
+            restore_released_weights(model, released);  // the hand-over fills them from their owners
             hand_over_moved_layers(*options.group, model, *engine_options.optimizer, current, *next,
                                    from_ranks, stage_before, engine_options.local_stage, i + 1 - first);
           }
+          if (releases) release_for(*next, engine_options.local_stage);
         }
         engine = std::make_unique<Engine>(model, *next, engine_options);
         observe(*engine, tracing);

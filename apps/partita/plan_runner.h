@@ -121,9 +121,6 @@ struct RunReport {
   Json trace;                              // when record_trace
   std::vector<RebalanceEvent> rebalances;  // with RunOptions::rebalance: every drift reported
   Plan final_plan;                         // the plan running at the end (the given one unless rebalanced)
-  // A pipeline across processes: the bytes of weights only other stages read, released before the engine
-  // was built (MemoryMeter's peak is reset then).
-  Bytes released_weight_bytes{0};
 };
 
 RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<InputSpec>& specs,

@@ -66,7 +66,8 @@ resumed_on_saved_layout "$WORK/plan.json" "$WORK/ck.saved.json" "$WORK/calm0.jso
   || fail "rebalance + checkpoint: resumed job"
 # A pipeline with one process per stage moves its cut: the GPT's 2-stage pipeline (4 microbatches), cpu:0 3x
 # slower from step 10. The layers that move take their weights and Adam state to the other rank
-# (parameter_handover.h): the 28 losses stay those of the same plan run undisturbed in one process.
+# (parameter_handover.h; a rank gets back the weights it had released first): the 28 losses stay those of the
+# same plan run undisturbed in one process.
 gpt=("$ZOO/gpt.pt" --input 8x128:i64:2048)
 "$PARTITA" plan "${gpt[@]}" --devices cpu:0,cpu:1 --strategy pipeline --microbatches 4 --train --cost roofline \
   --json "$WORK/pipe.json" >/dev/null || fail "pipeline plan"
@@ -94,6 +95,12 @@ print(f"cpu:0 nodes: {cpu0_nodes(first['from'])} before, {cpu0_nodes(first['to']
       f"stage devices {devices(first['from'])} -> {devices(first['to'])}")
 PY
 losses_equal "$WORK/pipe.calm.json" "$WORK/pipe.rebal.json" || fail "rebalanced pipeline: losses"
+# Each rank released the weights only the other stage read, took the moved layers' weights back in the hand-over
+# and released again for its new stage: at the end the two hold the model exactly once between them.
+"$PARTITA" analyze "${gpt[@]}" --json "$WORK/gpt.analyze.json" >/dev/null || fail "gpt analyze"
+weights=$(json_get "$WORK/gpt.analyze.json" "d['param_bytes']")
+[ "$(json_get "$WORK/pipe.rebal.json" "all(0 < m < $weights for m in d['model_bytes_per_rank']) and sum(d['model_bytes_per_rank']) == $weights")" = True ] \
+  || fail "rebalanced pipeline: model tensors per rank $(json_get "$WORK/pipe.rebal.json" "d['model_bytes_per_rank']") (weights $weights)"
 # Killed before step 22 after the cut moved: each rank's shard of the step-20 checkpoint holds its new stage, and
 # the job resumed from the original plan file goes on with the moved cut; losses as an undisturbed run's.
 "$PARTITA" "${prun[@]}" --warmup 0 --json "$WORK/pipe.calm0.json" >/dev/null || fail "undisturbed pipeline run without warm-up"
