@@ -75,8 +75,9 @@ Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions op
   PARTITA_CHECK(
       !options.keep_devices || on_the_same_devices(plan, plan).has_value(),
       "--rebalance across processes moves a data-parallel plan's batch shares or a pipeline's cuts; "
-      "this plan has tensor-parallel groups: run it in one process to rebalance it, or without "
-      "--rebalance");
+      "this plan ",
+      plan.branch_layout() ? "is a branch plan (node lists per device)" : "has tensor-parallel groups",
+      ": run it in one process to rebalance it, or without --rebalance");
   slowdowns_ = plan.source.device_slowdowns;
   if (channel_->plans()) {
     base_ = make_planning_inputs(model.ir, plan.source);

@@ -2,8 +2,8 @@
 # pipeline plan with one stage per process (activations forward and gradients back over Gloo send/recv) and
 # trains the MLP, the CNN and the GPT model with the same 20 losses as one device and as the in-process pipeline;
 # rank 0 reports every stage's busy time and writes one trace with a row per rank. Hybrid plans (a stage on
-# several devices, inside its process) and pipelines of tensor groups give the same losses as in one process.
-# Inference runs too. A rank that dies or stalls at the start of a step stops the job within 30 s, rank 0 naming it.
+# several devices, inside its process), pipelines of tensor groups and branch plans (a device's node list per
+# process) give the same losses as in one process. Inference runs too. A rank that dies or stalls at the start of a step stops the job within 30 s, rank 0 naming it.
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
 
@@ -202,6 +202,45 @@ PARTITA_FAULT_EXIT_AT_STEP=7 "$PARTITA" launch -n 2 -- partita run "${common[@]}
 "$PARTITA" launch -n 2 -- partita run "$ZOO/cnn.pt" --input 8x3x32x32 --plan "$WORK/cnn.infer.json" --steps 5 \
   --json "$WORK/cnn.infer.run.json" >/dev/null 2>"$WORK/infer.err" || fail "cnn inference: $(tail -3 "$WORK/infer.err")"
 [ "$(json_get "$WORK/cnn.infer.run.json" "len(d['step_ms_all'])")" = 5 ] || fail "cnn inference: want 5 timed steps"
+
+# Branch plans: each device's node list in a process of its own (branchy's branches on cpu:0 and cpu:1), every
+# value one hands the other a message of its own. The same 20 losses as in one process; each rank holds the
+# weights of its nodes only (together exactly the model); killed at step 7 and resumed from the checkpoint of
+# step 5, the same 20 losses bit for bit; --rebalance is refused naming the plan's kind.
+"$PARTITA" plan "$ZOO/branchy.pt" --input 8x3x32x32 --devices cpu:0,cpu:1 --strategy branch --train \
+  --optimizer sgd_momentum --cost roofline --json "$WORK/branchy.branch.json" >/dev/null || fail "branchy: branch plan"
+[ "$(json_get "$WORK/branchy.branch.json" "d['strategy'] == 'branch' and len(d['stages']) == 2")" = True ] \
+  || fail "branchy: want a 2-device branch plan"
+common=("$ZOO/branchy.pt" --input 8x3x32x32 --train --steps 20 --warmup 0 --lr 0.01 --plan "$WORK/branchy.branch.json")
+"$PARTITA" run "${common[@]}" --json "$WORK/branchy.inproc.json" >/dev/null 2>"$WORK/branch.err" \
+  || fail "branchy branch plan in one process: $(tail -2 "$WORK/branch.err")"
+start=$SECONDS
+"$PARTITA" launch -n 2 -- partita run "${common[@]}" --json "$WORK/branchy.launch.json" >"$WORK/branch.out" \
+  2>"$WORK/branch.err" || fail "branchy branch plan: launch: $(tail -3 "$WORK/branch.err")"
+echo "branchy: branch plan, launch -n 2 (one device's nodes per process) took $((SECONDS - start)) s"
+same_losses "$WORK/branchy.inproc.json" "$WORK/branchy.launch.json" \
+  || fail "branchy branch plan: losses differ between one process and two"
+grep -q "stage 0 on cpu:0" "$WORK/branch.out" && grep -q "stage 1 on cpu:1" "$WORK/branch.out" \
+  || fail "branchy branch plan: rank 0 should report both stages: $(cat "$WORK/branch.out")"
+"$PARTITA" analyze "$ZOO/branchy.pt" --input 8x3x32x32 --json "$WORK/branchy.analyze.json" >/dev/null || fail "branchy: analyze"
+weights=$(json_get "$WORK/branchy.analyze.json" "d['param_bytes']")
+[ "$(json_get "$WORK/branchy.launch.json" "all(0 < m < $weights for m in d['model_bytes_per_rank']) and sum(d['model_bytes_per_rank']) == $weights")" = True ] \
+  || fail "branchy branch plan: model tensors per rank $(json_get "$WORK/branchy.launch.json" "d.get('model_bytes_per_rank')") (weights $weights)"
+rc=0
+PARTITA_FAULT_EXIT_AT_STEP=7 "$PARTITA" launch -n 2 -- partita run "${common[@]}" --checkpoint-dir "$WORK/branch_ck" \
+  --checkpoint-every 5 >/dev/null 2>"$WORK/branch_ck.err" || rc=$?
+[ "$rc" -ne 0 ] && [ "$(cat "$WORK/branch_ck/LATEST")" = step-00000005 ] \
+  || fail "branchy branch plan: want a kill at step 7 after the checkpoint of step 5: $(tail -2 "$WORK/branch_ck.err")"
+"$PARTITA" launch -n 2 -- partita run "${common[@]}" --checkpoint-dir "$WORK/branch_ck" --checkpoint-every 5 --resume \
+  --json "$WORK/branchy.resumed.json" >/dev/null 2>"$WORK/branch_ck.err" \
+  || fail "branchy branch plan: resume: $(tail -3 "$WORK/branch_ck.err")"
+"$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert len(a) == 20 and a == b, (a, b)" \
+  "$WORK/branchy.launch.json" "$WORK/branchy.resumed.json" \
+  || fail "branchy branch plan: killed and resumed losses differ"
+"$PARTITA" launch -n 2 -- partita run "${common[@]}" --rebalance >/dev/null 2>"$WORK/branch.err" \
+  && fail "branchy branch plan: --rebalance across processes should be refused"
+grep -q "rank 0: --rebalance across processes .* this plan is a branch plan (node lists per device): run it in one process" \
+  "$WORK/branch.err" || fail "branchy branch plan: --rebalance refusal: $(cat "$WORK/branch.err")"
 
 # Faults: rank 1 dies (exit) or stalls at the start of engine step 5; rank 0, waiting for its activations'
 # gradients, stops within 30 s naming rank 1, and so does the launcher.

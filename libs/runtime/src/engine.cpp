@@ -313,13 +313,13 @@ struct Engine::Impl {
   // stages of one device each; hybrid links go device by device (receive_gradients, send_gradients), and
   // other processes' messages through receive_remote / send_remote.
   Message receive_message(int sender, int receiver, int m, bool backward, size_t count) {
-    if (remote(sender)) return Message{options.transport->receive(sender, receiver, m, backward, count)};
+    if (remote(sender)) return Message{options.transport->receive({sender, receiver, m, backward}, count)};
     const int a = stage_workers[sender][0], b = stage_workers[receiver][0];
     return receive(backward ? *backward_channels[b][a] : *forward_channels[a][b]);
   }
   void send_message(int sender, int receiver, int m, bool backward, Message msg) {
     if (remote(receiver)) {
-      options.transport->send(msg.values, sender, receiver, m, backward);
+      options.transport->send(msg.values, {sender, receiver, m, backward});
       return;
     }
     const int a = stage_workers[sender][0], b = stage_workers[receiver][0];
@@ -409,9 +409,9 @@ struct Engine::Impl {
   // Local worker w's part of what stage `from` (in another process) sent its stage for microbatch m.
   Message receive_remote(const Worker& w, int from, int m, bool backward, size_t count) {
     const auto& values = backward ? routing.sends[w.stage][from] : routing.sends[from][w.stage];
-    if (lone_local_stage(w)) return Message{options.transport->receive(from, w.stage, m, backward, count)};
+    if (lone_local_stage(w)) return Message{options.transport->receive({from, w.stage, m, backward}, count)};
     if (!leader(w)) return receive(*from_leader[static_cast<size_t>(w.index)]);
-    const Message whole{options.transport->receive(from, w.stage, m, backward, count)};
+    const Message whole{options.transport->receive({from, w.stage, m, backward}, count)};
     for (size_t i = 1; i < stage_workers[w.stage].size(); ++i) {
       const Worker& other = workers[static_cast<size_t>(stage_workers[w.stage][i])];
       from_leader[static_cast<size_t>(other.index)]->send(part_for(other, whole, values, backward));
@@ -422,7 +422,7 @@ struct Engine::Impl {
   // Sends local worker w's part of what its stage sends stage `to` (in another process) for microbatch m.
   void send_remote(const Worker& w, int to, int m, bool backward, Message mine) {
     if (lone_local_stage(w)) {
-      options.transport->send(mine.values, w.stage, to, m, backward);
+      options.transport->send(mine.values, {w.stage, to, m, backward});
       return;
     }
     if (!leader(w)) {
@@ -435,7 +435,8 @@ struct Engine::Impl {
       parts.push_back(receive(*to_leader[static_cast<size_t>(stage_workers[w.stage][i])]));
     }
     const auto& values = backward ? routing.sends[to][w.stage] : routing.sends[w.stage][to];
-    options.transport->send(combine_parts(w.stage, parts, values, backward).values, w.stage, to, m, backward);
+    options.transport->send(combine_parts(w.stage, parts, values, backward).values,
+                            {w.stage, to, m, backward});
   }
 
   // Hybrid plans: stages p < t whose groups are not both one device exchange values device by device. A
@@ -1094,9 +1095,9 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   s.step_index = options.first_step;
   s.plan.check_against(model.ir);
   s.training = s.plan.mode == Mode::kTraining;
-  PARTITA_CHECK(!s.plan.branch_layout() || (options.local_stage < 0 && options.local_replica < 0),
-                "plan is a branch-parallel layout (explicit node lists per device), which runs in one "
-                "process; plan with --strategy data or pipeline for several processes");
+  PARTITA_CHECK(!s.plan.branch_layout() || options.local_replica < 0,
+                "plan is a branch-parallel layout (explicit node lists per device), which runs with one "
+                "process per stage, not per replica");
   const int stages = static_cast<int>(s.plan.stages.size());
   if (const auto refusal = engine_refusal(s.plan)) PARTITA_FAIL(*refusal);
   s.layout = stages > 1 ? Impl::Layout::kPipeline : Impl::Layout::kData;
@@ -1224,8 +1225,9 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   }
   s.place_parameters();
   if (s.plan.branch_layout()) {
-    s.branch = std::make_unique<detail::BranchRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
-                                                      s.observers);
+    s.branch = std::make_unique<detail::BranchRunner>(
+        model, s.plan, s.training, s.loss_kind, s.bindings, s.observers,
+        detail::BranchRunnerScope{options.local_stage, options.transport});
   }
   if (s.plan.has_tensor_groups()) {
     detail::TensorRunnerScope scope;

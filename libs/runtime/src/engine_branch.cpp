@@ -39,6 +39,11 @@ c10::IValue leafify(const c10::IValue& iv, bool mutated, std::vector<torch::Tens
   });
 }
 
+// A value as it crosses processes: an undefined tensor travels as None (so both sides see no tensor in it).
+c10::IValue crossing(const c10::IValue& iv) {
+  return iv.isTensor() && !iv.toTensor().defined() ? c10::IValue() : iv;
+}
+
 }  // namespace
 
 // ---- Mailbox ----
@@ -98,17 +103,22 @@ struct BranchRunner::MicrobatchState {
 
 BranchRunner::BranchRunner(const LoadedModel& model, const Plan& plan, bool training, LossKind loss,
                            const std::vector<DeviceBinding>& bindings,
-                           const std::vector<RuntimeObserver*>& observers)
+                           const std::vector<RuntimeObserver*>& observers, BranchRunnerScope scope)
     : model_(model),
       plan_(plan),
       training_(training),
       loss_kind_(loss),
       bindings_(bindings),
-      observers_(observers) {
+      observers_(observers),
+      scope_(scope) {
   const Graph& g = model.ir;
   const int n = g.num_nodes();
   const int stages = static_cast<int>(plan.stages.size());
-  PARTITA_CHECK(static_cast<int>(bindings.size()) == stages, "branch plan: ", stages, " stages but ",
+  PARTITA_CHECK(scope.local_stage < stages && (scope.local_stage < 0 || scope.transport != nullptr),
+                "branch plan: a process that runs stage ", scope.local_stage, " of ", stages,
+                " needs a stage of the plan and a transport to the others");
+  const int bound = scope.local_stage >= 0 ? 1 : stages;
+  PARTITA_CHECK(static_cast<int>(bindings.size()) == bound, "branch plan: ", bound, " stage(s) here but ",
                 bindings.size(), " devices bound; every branch stage runs on one device");
   for (int s = 0; s < stages; ++s) {
     const DeviceGroup& group = plan.groups[static_cast<size_t>(plan.stages[static_cast<size_t>(s)].group)];
@@ -201,6 +211,17 @@ BranchRunner::BranchRunner(const LoadedModel& model, const Plan& plan, bool trai
       transfers_.push_back(Transfer{v.id, from, t, mutated_[static_cast<size_t>(v.id)]});
     }
   }
+  // Across processes only tensors, numbers, None and lists or tuples of them travel (stage_transport.h).
+  // Every process checks every transfer, so all of them refuse the same plan.
+  for (const Transfer& tr : transfers_) {
+    if (scope.local_stage < 0) break;
+    const Value& value = g.value(tr.value);
+    PARTITA_CHECK(value.kind != ValueKind::kOther, "branch plan: value '", value.name,
+                  "' (not a tensor, a number or a list or tuple of them) goes from stage ", tr.from,
+                  " to stage ", tr.to,
+                  ", which cannot travel between processes; run the plan in one process or plan with "
+                  "--strategy pipeline");
+  }
   std::vector<int> output_stage(g.outputs().size(), 0);
   for (size_t i = 0; i < g.outputs().size(); ++i) {
     const NodeId p = g.value(g.outputs()[i]).producer;
@@ -290,8 +311,18 @@ void BranchRunner::abort() {
   gradients_.abort();
 }
 
+const DeviceBinding& BranchRunner::binding(int stage) const {
+  PARTITA_ASSERT(!remote(stage), "stage ", stage, " runs in another process");
+  return bindings_[static_cast<size_t>(scope_.local_stage >= 0 ? 0 : stage)];
+}
+
+StageMessage BranchRunner::message(int t, int microbatch, bool backward) const {
+  const Transfer& tr = transfers_[static_cast<size_t>(t)];
+  return StageMessage{backward ? tr.to : tr.from, backward ? tr.from : tr.to, microbatch, backward, t};
+}
+
 torch::Tensor BranchRunner::slice(const torch::Tensor& t, size_t input, int stage, int microbatch) const {
-  const torch::Device device = bindings_[static_cast<size_t>(stage)].device;
+  const torch::Device device = binding(stage).device;
   if (model_.ir.value(model_.ir.inputs()[input]).shared) return t.to(device);
   const int64_t size = plan_.microbatch_size();
   return t.narrow(0, static_cast<int64_t>(microbatch) * size, size).to(device);
@@ -301,12 +332,14 @@ bool BranchRunner::run(int stage, int worker, const Executor& executor, double& 
   std::optional<torch::NoGradGuard> no_grad;
   if (!training_) no_grad.emplace();
   try {
+    if (scope_.transport != nullptr) scope_.transport->begin_step(step_);
     std::vector<MicrobatchState> states(static_cast<size_t>(plan_.microbatches));
     for (int m = 0; m < plan_.microbatches; ++m)
       forward(stage, worker, executor, m, states[static_cast<size_t>(m)]);
     for (int m = 0; training_ && m < plan_.microbatches; ++m) {
       backward(stage, worker, m, states[static_cast<size_t>(m)], loss);
     }
+    if (scope_.transport != nullptr) scope_.transport->finish_step();
   } catch (const Aborted&) {
     return false;
   }
@@ -317,7 +350,7 @@ void BranchRunner::forward(int stage, int worker, const Executor& executor, int 
                            MicrobatchState& state) {
   const Graph& g = model_.ir;
   const StagePlan& sp = stages_[static_cast<size_t>(stage)];
-  const DeviceBinding& binding = bindings_[static_cast<size_t>(stage)];
+  const DeviceBinding& binding = this->binding(stage);
   const size_t slot_base = static_cast<size_t>(microbatch) * transfers_.size();
   auto where = [&] { return "stage " + std::to_string(stage) + " on " + binding.id + ": "; };
   std::vector<c10::IValue> inputs;
@@ -330,6 +363,25 @@ void BranchRunner::forward(int stage, int worker, const Executor& executor, int 
     SegmentState& ss = state.segments[i];
     for (int k : seg.receive) {
       const Transfer& tr = transfers_[static_cast<size_t>(k)];
+      if (remote(tr.from)) {
+        // From another process, on the host: every floating-point tensor becomes a leaf (the sender does not
+        // say which carry history), and the gradients go back one per tensor of the value.
+        std::vector<torch::Tensor> leaves;
+        c10::IValue iv = map_tensors(scope_.transport->receive(message(k, microbatch, false), 1).at(0),
+                                     [&](const torch::Tensor& x) -> c10::IValue {
+                                       torch::Tensor y = x.to(binding.device);
+                                       if (!training_ || !y.is_floating_point()) {
+                                         leaves.emplace_back();
+                                         return y;
+                                       }
+                                       torch::Tensor leaf = y.detach().requires_grad_();
+                                       leaves.push_back(leaf);
+                                       return tr.clone ? leaf.clone() : leaf;
+                                     });
+        if (training_) ss.received.emplace_back(k, std::move(leaves));
+        env[static_cast<size_t>(tr.value)] = std::move(iv);
+        continue;
+      }
       c10::IValue iv = values_.take(slot_base + static_cast<size_t>(k));
       if (training_) {
         std::vector<torch::Tensor> leaves;
@@ -369,7 +421,13 @@ void BranchRunner::forward(int stage, int worker, const Executor& executor, int 
         env[static_cast<size_t>(node.outputs[o])] = std::move(outs[o]);
       for (int t : sp.send_after[k]) {
         const Transfer& tr = transfers_[static_cast<size_t>(t)];
-        const torch::Device dest = bindings_[static_cast<size_t>(tr.to)].device;
+        if (remote(tr.to)) {  // the message is a copy: no clone needed for a value written later
+          const c10::IValue value = crossing(env[static_cast<size_t>(tr.value)]);
+          scope_.transport->send({value}, message(t, microbatch, false));
+          if (training_) ss.sent.emplace_back(t, flatten_tensors(value));
+          continue;
+        }
+        const torch::Device dest = this->binding(tr.to).device;
         c10::IValue iv =
             map_tensors(env[static_cast<size_t>(tr.value)], [&](const torch::Tensor& x) -> c10::IValue {
               if (!x.defined()) return x;
@@ -388,7 +446,7 @@ void BranchRunner::forward(int stage, int worker, const Executor& executor, int 
                                slice_targets(batch_->targets, plan_.global_batch,
                                              static_cast<int64_t>(microbatch) * plan_.microbatch_size(),
                                              plan_.microbatch_size())
-                                   .to(bindings_[static_cast<size_t>(stage)].device),
+                                   .to(binding.device),
                                plan_.global_batch);
         } catch (const Error& err) {
           throw Error(where() + err.what());
@@ -408,17 +466,24 @@ void BranchRunner::forward(int stage, int worker, const Executor& executor, int 
 
 void BranchRunner::backward(int stage, int worker, int microbatch, MicrobatchState& state, double& loss) {
   const StagePlan& sp = stages_[static_cast<size_t>(stage)];
-  const DeviceBinding& binding = bindings_[static_cast<size_t>(stage)];
+  const DeviceBinding& binding = this->binding(stage);
   const size_t slot_base = static_cast<size_t>(microbatch) * transfers_.size();
   for (size_t i = sp.segments.size(); i-- > 0;) {
     SegmentState& ss = state.segments[i];
     std::vector<torch::Tensor> roots, grads;
     for (const auto& [t, sent] : ss.sent) {
-      const std::vector<torch::Tensor> back = gradients_.take(slot_base + static_cast<size_t>(t));
+      std::vector<torch::Tensor> back;
+      if (remote(transfers_[static_cast<size_t>(t)].to)) {
+        for (const c10::IValue& g : scope_.transport->receive(message(t, microbatch, true), sent.size()))
+          back.push_back(g.isTensor() ? g.toTensor() : torch::Tensor());
+      } else {
+        back = gradients_.take(slot_base + static_cast<size_t>(t));
+      }
       PARTITA_ASSERT(back.size() == sent.size(), "transfer ", t, ": ", back.size(), " gradients for ",
                      sent.size(), " tensors");
       for (size_t e = 0; e < sent.size(); ++e) {
-        if (!back[e].defined()) continue;
+        // A tensor sent to another process may carry no history (that side cannot tell).
+        if (!back[e].defined() || !needs_grad(sent[e])) continue;
         roots.push_back(sent[e]);
         grads.push_back(back[e].device() == sent[e].device() ? back[e] : back[e].to(sent[e].device()));
       }
@@ -450,8 +515,13 @@ void BranchRunner::backward(int stage, int worker, int microbatch, MicrobatchSta
     for (const auto& [t, leaves] : ss.received) {
       std::vector<torch::Tensor> back;
       back.reserve(leaves.size());
-      for (const auto& leaf : leaves) back.push_back(leaf.grad());
-      gradients_.put(slot_base + static_cast<size_t>(t), std::move(back));
+      for (const auto& leaf : leaves) back.push_back(leaf.defined() ? leaf.grad() : torch::Tensor());
+      if (remote(transfers_[static_cast<size_t>(t)].from)) {
+        scope_.transport->send(std::vector<c10::IValue>(back.begin(), back.end()),
+                               message(t, microbatch, true));
+      } else {
+        gradients_.put(slot_base + static_cast<size_t>(t), std::move(back));
+      }
     }
     ss = SegmentState{};
   }

@@ -23,6 +23,15 @@
 // gradients accumulate into the shared parameter tensors as in the data-parallel layout. Microbatches: all
 // forwards, then all backwards (GPipe), in the same microbatch order on every device, so no device waits on
 // one that waits on it.
+// Several processes (BranchRunnerScope): each process runs one stage; a value handed to or from a stage in
+// another process travels through the StageTransport as a message of its own (one per transfer, microbatch
+// and direction), sent where the in-process runner fills the mailbox and received where it takes from it,
+// so the waits are the same and no process waits on one that waits on it. Such a value may be a tensor, a
+// number, None or a list or tuple of them. It arrives on the host and is moved to the device; in training
+// every floating-point tensor in it becomes a leaf (the receiver cannot tell which carried history), and
+// the gradient message back holds one entry per tensor of the value (None where there is none). The loss
+// and the gradients of parameters several stages read are summed over the processes by the engine's
+// reducer, as for pipelines across processes.
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -35,20 +44,29 @@
 #include "partita/runtime/engine.h"
 #include "partita/runtime/loss.h"
 #include "partita/runtime/observer.h"
+#include "partita/runtime/stage_transport.h"
 #include "partita/search/plan.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/model.h"
 
 namespace partita::detail {
 
+// Which stages this process runs: all of them (local_stage -1), or one, the others in other processes
+// reached through `transport`.
+struct BranchRunnerScope {
+  int local_stage = -1;
+  StageTransport* transport = nullptr;
+};
+
 class BranchRunner {
  public:
   // Checks the plan (one device per stage; node lists that cannot deadlock; in-place updates ordered after
   // every other reader on the same device) and precomputes segments, transfers and releases. `bindings` are
-  // the stages' devices in stage order; `observers` is the engine's list (read at every step). Throws
-  // partita::Error.
+  // the stages' devices in stage order (only the local stage's with scope.local_stage); `observers` is the
+  // engine's list (read at every step). Throws partita::Error.
   BranchRunner(const LoadedModel& model, const Plan& plan, bool training, LossKind loss,
-               const std::vector<DeviceBinding>& bindings, const std::vector<RuntimeObserver*>& observers);
+               const std::vector<DeviceBinding>& bindings, const std::vector<RuntimeObserver*>& observers,
+               BranchRunnerScope scope = {});
 
   // Before the workers start a step (on the caller's thread).
   void begin_step(const StepInputs& batch, int step);
@@ -59,7 +77,8 @@ class BranchRunner {
   bool run(int stage, int worker, const Executor& executor, double& loss);
   // Wakes every waiting worker (they return false from run()).
   void abort();
-  // Inference: the graph's flattened tensor outputs for the whole batch (after a successful step).
+  // Inference: the graph's flattened tensor outputs for the whole batch (after a successful step); with a
+  // local stage, those of the outputs that stage computes.
   std::vector<torch::Tensor> outputs() const;
 
   struct Transfer {
@@ -107,6 +126,11 @@ class BranchRunner {
   void backward(int stage, int worker, int microbatch, MicrobatchState& state, double& loss);
   // Stage `stage`'s part of user input `input` for a microbatch: its rows, or a shared input whole.
   torch::Tensor slice(const torch::Tensor& t, size_t input, int stage, int microbatch) const;
+  // Whether `stage` runs in another process.
+  bool remote(int stage) const { return scope_.local_stage >= 0 && stage != scope_.local_stage; }
+  const DeviceBinding& binding(int stage) const;
+  // Transfer t as a transport message.
+  StageMessage message(int t, int microbatch, bool backward) const;
 
   const LoadedModel& model_;
   const Plan& plan_;
@@ -114,6 +138,7 @@ class BranchRunner {
   LossKind loss_kind_;
   std::vector<DeviceBinding> bindings_;
   const std::vector<RuntimeObserver*>& observers_;
+  BranchRunnerScope scope_;
   std::vector<Transfer> transfers_;
   std::vector<StagePlan> stages_;
   std::vector<bool> mutated_;  // [value]

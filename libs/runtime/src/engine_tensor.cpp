@@ -432,7 +432,7 @@ void TensorRunner::receive_remote(int stage, int m, bool backward) {
     if (!remote(from) || values.empty()) continue;
     const size_t replicas = stages_[static_cast<size_t>(from)].replica_offset.size();
     const std::vector<c10::IValue> got =
-        scope_.transport->receive(from, stage, m, backward, values.size() * replicas);
+        scope_.transport->receive({from, stage, m, backward}, values.size() * replicas);
     Board& board = backward ? gradients_ : values_;
     for (size_t i = 0; i < values.size(); ++i) {
       for (size_t k = 0; k < replicas; ++k)
@@ -456,7 +456,7 @@ void TensorRunner::send_remote(int stage, int m, bool backward) {
         message.push_back(read ? board.get(board_key(m, v, t, static_cast<int>(k))) : c10::IValue());
       }
     }
-    scope_.transport->send(message, stage, to, m, backward);
+    scope_.transport->send(message, {stage, to, m, backward});
   }
 }
 

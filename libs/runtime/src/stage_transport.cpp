@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "ivalue_tensors.h"
 #include "partita/core/error.h"
 #include "partita/runtime/distributed_reducer.h"
 
@@ -16,7 +17,14 @@ namespace {
 
 constexpr int64_t kMaxDims = 8;
 constexpr int64_t kFields = 3 + kMaxDims;  // kind, dtype or scalar, rank, sizes
-enum Kind : int64_t { kNoneValue = 0, kTensorValue = 1, kIntValue = 2, kDoubleValue = 3, kBoolValue = 4 };
+enum Kind : int64_t {
+  kNoneValue = 0,
+  kTensorValue = 1,
+  kIntValue = 2,
+  kDoubleValue = 3,
+  kBoolValue = 4,
+  kPickledValue = 5,  // a list or tuple: its bytes in TorchScript's pickle format (f[1] of them)
+};
 
 std::string device_list(const std::vector<std::string>& devices) {
   std::string out;
@@ -59,11 +67,24 @@ EncodedValues encode_stage_message(const std::vector<c10::IValue>& values) {
     } else if (v.isBool()) {
       f[0] = kBoolValue;
       f[1] = v.toBool() ? 1 : 0;
+    } else if (v.isList() || v.isTuple()) {
+      // Pickled with its element types (an int[] arrives as an int[], as the ops that read it need); its
+      // tensors detached and on the host.
+      const std::vector<char> pickled =
+          torch::pickle_save(detail::map_tensors(v, [](const torch::Tensor& t) -> c10::IValue {
+            return t.defined() ? t.detach().to(torch::kCPU) : t;
+          }));
+      torch::Tensor t = torch::empty({static_cast<int64_t>(pickled.size())}, torch::kUInt8);
+      if (!pickled.empty()) std::memcpy(t.data_ptr(), pickled.data(), pickled.size());
+      f[0] = kPickledValue;
+      f[1] = t.numel();
+      bytes += t.numel();
+      tensors.push_back(t);
     } else {
       PARTITA_FAIL(
           "a value of type ", v.tagKind(),
-          " crosses a pipeline cut between processes, where only tensors and numbers travel; cut the "
-          "model elsewhere");
+          " crosses between processes, where only tensors, numbers and lists or tuples of them travel; "
+          "cut the model elsewhere");
     }
   }
   header[0] = bytes;
@@ -116,6 +137,13 @@ std::vector<c10::IValue> decode_stage_message(const torch::Tensor& header, const
       case kBoolValue:
         values.emplace_back(f[1] != 0);
         break;
+      case kPickledValue: {
+        PARTITA_CHECK(f[1] >= 0 && offset + f[1] <= h[0], "malformed pipeline message: value ", i,
+                      " passes the payload's end");
+        values.push_back(torch::pickle_load(std::vector<char>(src + offset, src + offset + f[1])));
+        offset += f[1];
+        break;
+      }
       default:
         PARTITA_FAIL("malformed pipeline message: value kind ", f[0]);
     }
@@ -123,11 +151,17 @@ std::vector<c10::IValue> decode_stage_message(const torch::Tensor& header, const
   return values;
 }
 
-int stage_message_tag(int from, int to, int microbatch, bool backward, int part) {
+int stage_message_tag(const StageMessage& message, int part) {
+  const int from = message.from, to = message.to, microbatch = message.microbatch;
   PARTITA_CHECK(from >= 0 && from < 256 && to >= 0 && to < 256 && microbatch >= 0 && microbatch < 4096,
-                "pipelines across processes support up to 256 stages and 4096 microbatches, got stage ",
+                "plans across processes support up to 256 stages and 4096 microbatches, got stage ",
                 std::max(from, to), " and microbatch ", microbatch, "; plan fewer");
-  return (((from * 256 + to) * 4096 + microbatch) * 2 + (backward ? 1 : 0)) * 2 + part;
+  const int direction = message.backward ? 1 : 0;
+  if (message.transfer < 0) return (((from * 256 + to) * 4096 + microbatch) * 2 + direction) * 2 + part;
+  // Branch transfers: tags from 2^30 on (a pipeline's stay below).
+  PARTITA_CHECK(message.transfer < 65536, "branch plans across processes support up to 65536 values handed ",
+                "between devices, got ", message.transfer + 1, "; plan fewer branches or run in one process");
+  return (1 << 30) + (((message.transfer * 4096 + microbatch) * 2 + direction) * 2 + part);
 }
 
 GlooStageTransport::GlooStageTransport(DistributedGroup& group, std::vector<int> stage_ranks)
@@ -165,35 +199,31 @@ int GlooStageTransport::stage_run_by(int rank) const {
   return static_cast<int>(at - stage_ranks_.begin());
 }
 
-std::string GlooStageTransport::describe(int from, int to, int microbatch, bool backward,
-                                         bool sending) const {
-  const int peer = sending ? to : from;
-  return std::string(sending ? "sending " : "receiving ") + (backward ? "gradients" : "activations") +
-         " of microbatch " + std::to_string(microbatch) + (sending ? " to" : " from") + " rank " +
+std::string GlooStageTransport::describe(const StageMessage& message, bool sending) const {
+  const int peer = sending ? message.to : message.from;
+  return std::string(sending ? "sending " : "receiving ") + (message.backward ? "gradients" : "activations") +
+         " of microbatch " + std::to_string(message.microbatch) + (sending ? " to" : " from") + " rank " +
          std::to_string(rank_of(peer)) + " (stage " + std::to_string(peer) + ")";
 }
 
 void GlooStageTransport::begin_step(int step) { apply_fault_hooks(group_.rank(), step); }
 
-void GlooStageTransport::send(const std::vector<c10::IValue>& values, int from, int to, int microbatch,
-                              bool backward) {
+void GlooStageTransport::send(const std::vector<c10::IValue>& values, const StageMessage& message) {
   const EncodedValues msg = encode_stage_message(values);
-  const std::string what = describe(from, to, microbatch, backward, true);
-  group_.send(msg.header, rank_of(to), stage_message_tag(from, to, microbatch, backward, 0), what);
+  const std::string what = describe(message, true);
+  group_.send(msg.header, rank_of(message.to), stage_message_tag(message, 0), what);
   if (msg.payload.numel() > 0)
-    group_.send(msg.payload, rank_of(to), stage_message_tag(from, to, microbatch, backward, 1), what);
+    group_.send(msg.payload, rank_of(message.to), stage_message_tag(message, 1), what);
 }
 
-std::vector<c10::IValue> GlooStageTransport::receive(int from, int to, int microbatch, bool backward,
-                                                     size_t count) {
-  const std::string what = describe(from, to, microbatch, backward, false);
+std::vector<c10::IValue> GlooStageTransport::receive(const StageMessage& message, size_t count) {
+  const std::string what = describe(message, false);
   torch::Tensor header = torch::empty({stage_message_header_length(count)}, torch::kInt64);
-  group_.receive(header, rank_of(from), stage_message_tag(from, to, microbatch, backward, 0), what);
+  group_.receive(header, rank_of(message.from), stage_message_tag(message, 0), what);
   const int64_t bytes = header.data_ptr<int64_t>()[0];
   PARTITA_CHECK(bytes >= 0, what, ": malformed header (", bytes, " payload bytes)");
   torch::Tensor payload = torch::empty({bytes}, torch::kUInt8);
-  if (bytes > 0)
-    group_.receive(payload, rank_of(from), stage_message_tag(from, to, microbatch, backward, 1), what);
+  if (bytes > 0) group_.receive(payload, rank_of(message.from), stage_message_tag(message, 1), what);
   return decode_stage_message(header, payload);
 }
 

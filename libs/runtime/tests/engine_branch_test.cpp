@@ -5,13 +5,13 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
-#include <random>
 #include <set>
 #include <thread>
 
 #include <torch/optim.h>
 #include <torch/script.h>
 
+#include "branch_layouts.h"
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
 #include "partita/runtime/engine.h"
@@ -50,57 +50,11 @@ def forward(self, x):
   return path.string();
 }
 
-// Devices cpu:0 and cpu:1; device_of[node] picks one. Lists in node order (a topological order), so any
-// assignment is a valid plan.
-Plan branch_plan(const Graph& g, Mode mode, int batch, int microbatches, const std::vector<int>& device_of) {
-  Plan p;
-  p.graph = graph_identity(g);
-  p.mode = mode;
-  p.strategy = StrategyKind::kBranch;
-  p.schedule = Schedule::kGPipe;
-  p.optimizer = Optimizer::kSgdMomentum;
-  p.global_batch = batch;
-  p.microbatches = microbatches;
-  const std::vector<std::string> ids = {"cpu:0", "cpu:1"};
-  for (int d = 0; d < 2; ++d) {
-    Stage st;
-    for (NodeId i = 0; i < g.num_nodes(); ++i) {
-      if (device_of[static_cast<size_t>(i)] == d) st.nodes.push_back(i);
-    }
-    if (st.nodes.empty()) continue;
-    st.first = st.nodes.front();
-    st.last = st.nodes.back();
-    p.groups.push_back(DeviceGroup{{ids[static_cast<size_t>(d)]}, {batch / microbatches}});
-    st.group = static_cast<int>(p.groups.size()) - 1;
-    p.stages.push_back(std::move(st));
-  }
-  return p;
-}
+using testing::alternating;
+using testing::branch_plan;
+using testing::shuffled;
 
-// Alternate branches of every fork/join region on the two devices (what a branch planner does).
-std::vector<int> by_branches(const Graph& g) {
-  std::vector<int> device_of(static_cast<size_t>(g.num_nodes()), 0);
-  for (const BranchRegion& region : independent_branches(g)) {
-    for (size_t b = 0; b < region.branches.size(); ++b) {
-      for (NodeId n : region.branches[b].nodes) device_of[static_cast<size_t>(n)] = static_cast<int>(b % 2);
-    }
-  }
-  return device_of;
-}
-
-// Every other node: as many crossings as possible.
-std::vector<int> alternating(const Graph& g) {
-  std::vector<int> device_of(static_cast<size_t>(g.num_nodes()));
-  for (size_t i = 0; i < device_of.size(); ++i) device_of[i] = static_cast<int>(i % 2);
-  return device_of;
-}
-
-std::vector<int> shuffled(const Graph& g, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::vector<int> device_of(static_cast<size_t>(g.num_nodes()));
-  for (auto& d : device_of) d = static_cast<int>(rng() % 2);
-  return device_of;
-}
+std::vector<int> by_branches(const Graph& g) { return testing::by_branches(g); }
 
 // Plain single-device training with the TorchScript module itself (as in engine_test.cpp).
 std::vector<double> reference_losses(const std::string& path, const std::string& input, int steps) {

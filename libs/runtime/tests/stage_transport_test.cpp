@@ -13,6 +13,7 @@
 
 #include <torch/script.h>
 
+#include "branch_layouts.h"
 #include "hybrid_layouts.h"
 #include "loopback_ranks.h"
 #include "partita/core/error.h"
@@ -119,32 +120,32 @@ std::vector<Trained> run_stage_ranks(const std::string& path, const std::string&
 
 // The parameters stage `stage` uses (the others are not trained in that stage's process).
 std::vector<bool> used_by_stage(const Graph& g, const Plan& plan, int stage) {
+  const std::vector<std::vector<int>> readers = plan.parameter_stages(g);
   std::vector<bool> used;
-  for (const auto& param : g.parameters()) {
-    if (!param.requires_grad) continue;
-    bool u = false;
-    for (NodeId n : g.value(param.value).users)
-      u = u || (n >= plan.stages[stage].first && n <= plan.stages[stage].last);
-    used.push_back(u);
+  for (size_t i = 0; i < g.parameters().size(); ++i) {
+    if (!g.parameters()[i].requires_grad) continue;
+    used.push_back(std::find(readers[i].begin(), readers[i].end(), stage) != readers[i].end());
   }
   return used;
 }
 
 void expect_same_training(const std::string& path, const std::string& input,
                           const std::function<Plan(const Graph&)>& plan,
-                          const std::vector<int>& stage_ranks = {}) {
+                          const std::vector<int>& stage_ranks = {}, int world = 2) {
   const auto one = run_in_process(path, input, plan, 4);
-  const auto two = run_stage_ranks(path, input, plan, 4, stage_ranks);
-  ASSERT_EQ(one.losses.size(), two[0].losses.size());
+  const auto many = run_stage_ranks(path, input, plan, 4, stage_ranks, world);
+  ASSERT_EQ(one.losses.size(), many[0].losses.size());
   for (size_t s = 0; s < one.losses.size(); ++s) {
-    EXPECT_NEAR(two[0].losses[s], one.losses[s], 1e-6 * std::abs(one.losses[s])) << "rank 0, step " << s;
-    EXPECT_EQ(two[0].losses[s], two[1].losses[s]) << "every rank knows the global loss, step " << s;
+    EXPECT_NEAR(many[0].losses[s], one.losses[s], 1e-6 * std::abs(one.losses[s])) << "rank 0, step " << s;
+    for (int rank = 1; rank < world; ++rank)
+      EXPECT_EQ(many[0].losses[s], many[rank].losses[s]) << "every rank knows the global loss, step " << s;
   }
   EXPECT_LT(one.losses.back(), one.losses.front());
   // Each rank trained exactly the parameters of its stage, like the in-process engine.
   const LoadedModel m = load(path, input);
   const Plan p = plan(m.ir);
-  for (int rank = 0; rank < 2; ++rank) {
+  const auto& two = many;
+  for (int rank = 0; rank < world; ++rank) {
     const auto used = used_by_stage(m.ir, p, stage_of_rank(stage_ranks, rank));
     ASSERT_EQ(used.size(), one.parameters.size());
     for (size_t i = 0; i < used.size(); ++i) {
@@ -187,21 +188,55 @@ TEST(StageMessage, RoundTripsTensorsNumbersAndAbsentGradients) {
   EXPECT_EQ(back[8].toTensor().item<float>(), 3.0f);
 }
 
-TEST(StageMessage, RefusesListsAndTagsAreDistinct) {
-  EXPECT_THROW(encode_stage_message({c10::IValue(std::vector<int64_t>{1, 2})}), Error);
+// Lists and tuples travel pickled, with their element types (an op reading an int[] needs one).
+TEST(StageMessage, RoundTripsListsAndTuplesWithTheirTypes) {
+  c10::List<at::Tensor> tensors({torch::randn({2, 2}), torch::arange(3)});
+  const std::vector<c10::IValue> values{c10::IValue(std::vector<int64_t>{4, -1}), torch::ones({2}), tensors,
+                                        c10::ivalue::Tuple::create({c10::IValue(int64_t{3}), 1.5}),
+                                        c10::IValue(std::vector<double>{})};
+  const EncodedValues msg = encode_stage_message(values);
+  const auto back = decode_stage_message(msg.header, msg.payload);
+  ASSERT_EQ(back.size(), values.size());
+  ASSERT_TRUE(back[0].isIntList());
+  EXPECT_EQ(back[0].toIntVector(), (std::vector<int64_t>{4, -1}));
+  EXPECT_TRUE(back[1].toTensor().equal(torch::ones({2})));
+  ASSERT_TRUE(back[2].isTensorList());
+  EXPECT_TRUE(back[2].toTensorVector()[0].equal(tensors.get(0)));
+  EXPECT_TRUE(back[2].toTensorVector()[1].equal(tensors.get(1)));
+  ASSERT_TRUE(back[3].isTuple());
+  EXPECT_EQ(back[3].toTupleRef().elements()[0].toInt(), 3);
+  EXPECT_EQ(back[3].toTupleRef().elements()[1].toDouble(), 1.5);
+  ASSERT_TRUE(back[4].isDoubleList());
+  EXPECT_TRUE(back[4].toDoubleVector().empty());
+}
+
+TEST(StageMessage, RefusesObjectsAndTagsAreDistinct) {
+  EXPECT_THROW(encode_stage_message({c10::IValue(c10::Dict<std::string, int64_t>())}), Error);
   std::set<int> tags;
   for (int from = 0; from < 3; ++from) {
     for (int to = 0; to < 3; ++to) {
       for (int m = 0; m < 5; ++m) {
         for (int dir = 0; dir < 2; ++dir) {
-          for (int part = 0; part < 2; ++part) tags.insert(stage_message_tag(from, to, m, dir == 1, part));
+          for (int part = 0; part < 2; ++part) tags.insert(stage_message_tag({from, to, m, dir == 1}, part));
         }
       }
     }
   }
   EXPECT_EQ(tags.size(), 3u * 3 * 5 * 2 * 2);
+  // Branch transfers (one message per value handed over) never share a pipeline message's tag.
+  for (int transfer = 0; transfer < 7; ++transfer) {
+    for (int m = 0; m < 5; ++m) {
+      for (int dir = 0; dir < 2; ++dir) {
+        for (int part = 0; part < 2; ++part)
+          tags.insert(stage_message_tag({0, 1, m, dir == 1, transfer}, part));
+      }
+    }
+  }
+  EXPECT_EQ(tags.size(), 3u * 3 * 5 * 2 * 2 + 7u * 5 * 2 * 2);
   EXPECT_GE(*tags.begin(), 0);
-  EXPECT_THROW(stage_message_tag(0, 300, 0, false, 0), Error);
+  EXPECT_GE(stage_message_tag({255, 255, 4095, true, 65535}, 1), 0);  // no overflow at the limits
+  EXPECT_THROW(stage_message_tag({0, 300, 0, false}, 0), Error);
+  EXPECT_THROW(stage_message_tag({0, 1, 0, false, 65536}, 0), Error);
 }
 
 TEST(StageTransport, TwoRankPipelineTrainsLikeTheInProcessPipeline) {
@@ -511,6 +546,64 @@ TEST(StageTransport, ARankThatNeverAnswersIsNamedWithinTheTimeout) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
 }
 
+// Branch plans across processes: each device's node list in a process of its own, every value one hands
+// another a message of its own, in both directions between the two (a device may read a later value of the
+// other before an earlier one: tags per transfer).
+TEST(StageTransport, TwoRankBranchPlanTrainsLikeOneProcess) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  struct Case {
+    std::string name, model, input;
+    int microbatches;
+    std::function<std::vector<int>(const Graph&)> device_of;
+  };
+  const std::vector<Case> cases = {
+      {"branchy, branches alternated", "branchy", "8x3x32x32", 2,
+       [](const Graph& g) { return testing::by_branches(g); }},
+      {"branchy, random nodes (lists cross too)", "branchy", "8x3x32x32", 4,
+       [](const Graph& g) { return testing::shuffled(g, 11); }},
+      {"mlp, every other node", "mlp", "8x64", 1, testing::alternating},
+      {"gpt, random nodes", "gpt", "4x32:i64:2048", 2,
+       [](const Graph& g) { return testing::shuffled(g, 5); }},
+      {"gpt, branches alternated", "gpt", "4x32:i64:2048", 2,
+       [](const Graph& g) { return testing::by_branches(g); }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    expect_same_training(zoo(c.model), c.input, [&](const Graph& g) {
+      return testing::branch_plan(g, Mode::kTraining, 8 / (c.model == "gpt" ? 2 : 1), c.microbatches,
+                                  c.device_of(g));
+    });
+  }
+}
+
+// Three processes: each waits on the two others, in both directions.
+TEST(StageTransport, ThreeRankBranchPlanTrainsLikeOneProcess) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  expect_same_training(
+      zoo("branchy"), "8x3x32x32",
+      [](const Graph& g) {
+        return testing::branch_plan(g, Mode::kTraining, 8, 2, testing::by_branches(g, 3));
+      },
+      {}, 3);
+}
+
+TEST(StageTransport, TwoRankBranchPlanInferenceGivesTheOutputsWhereTheyAreComputed) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  auto plan = [](const Graph& g) {
+    return testing::branch_plan(g, Mode::kInference, 8, 2, testing::shuffled(g, 3));
+  };
+  const auto one = run_in_process(zoo("branchy"), "8x3x32x32", plan, 1);
+  const auto two = run_stage_ranks(zoo("branchy"), "8x3x32x32", plan, 1);
+  const LoadedModel m = load(zoo("branchy"), "8x3x32x32");
+  const Plan p = plan(m.ir);
+  const NodeId producer = m.ir.value(m.ir.outputs()[0]).producer;
+  const int rank =
+      std::find(p.stages[1].nodes.begin(), p.stages[1].nodes.end(), producer) != p.stages[1].nodes.end();
+  EXPECT_TRUE(two[1 - rank].outputs.empty());
+  ASSERT_EQ(two[rank].outputs.size(), one.outputs.size());
+  for (size_t i = 0; i < one.outputs.size(); ++i) EXPECT_TRUE(two[rank].outputs[i].equal(one.outputs[i]));
+}
+
 TEST(StageTransport, EngineRefusesAStageOutsideThePlanOrNoTransport) {
   LoadedModel m = load(mlp(), "8x64");
   const Plan p = pipeline_plan(m.ir, Mode::kInference, Schedule::kGPipe);
@@ -519,8 +612,8 @@ TEST(StageTransport, EngineRefusesAStageOutsideThePlanOrNoTransport) {
   EXPECT_THROW({ Engine engine(m, p, o); }, Error);  // no transport
   struct NoTransport final : StageTransport {
     void begin_step(int) override {}
-    void send(const std::vector<c10::IValue>&, int, int, int, bool) override {}
-    std::vector<c10::IValue> receive(int, int, int, bool, size_t) override { return {}; }
+    void send(const std::vector<c10::IValue>&, const StageMessage&) override {}
+    std::vector<c10::IValue> receive(const StageMessage&, size_t) override { return {}; }
     void finish_step() override {}
   } none;
   o.transport = &none;

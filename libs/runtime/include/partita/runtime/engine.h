@@ -61,7 +61,9 @@
 // tensor runner's board entries with the other processes, engine_tensor.h). The reducer sums the loss
 // (computed by the last stage) and the gradients of parameters that several stages use, and each process
 // steps the parameters of its stage (the others get no gradient there). Inference outputs are returned only
-// by the process that runs the last stage.
+// by the process that runs the last stage. A branch plan runs the same way, one stage per process, each
+// value one device hands another in a process of its own crossing the transport as a message of its own
+// (src/engine_branch.h); its inference outputs come from the processes whose stages compute them.
 #include <memory>
 #include <optional>
 #include <string>
@@ -133,8 +135,9 @@ struct EngineOptions {
   // r of its group (its batch share at its offset; the others run in other processes on the same global
   // batch).
   int local_replica = -1;
-  // -1: run every stage of the plan here. s >= 0: the plan must have several stages; run only stage s (all
-  // its devices) and exchange activations and gradients with the other stages through `transport`.
+  // -1: run every stage of the plan here. s >= 0: the plan must have several stages (a pipeline, hybrid or
+  // branch plan); run only stage s (all its devices) and exchange activations and gradients with the other
+  // stages through `transport`.
   int local_stage = -1;
   StageTransport* transport = nullptr;  // with local_stage; must outlive the engine
   // A one-stage tensor-parallel plan with local_replica = r: device r's link to the other devices of its

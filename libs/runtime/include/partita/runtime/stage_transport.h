@@ -7,7 +7,8 @@
 // rank and up to 8 sizes), then, when it is not empty, one uint8 payload with the tensors' bytes in order.
 // The receiver knows how many values to expect from the routing, so it can post the header's receive first.
 // Values may be tensors (any dtype, any device: they travel through the host), None (an undefined tensor: a
-// gradient that was not computed), ints, doubles and bools.
+// gradient that was not computed), ints, doubles, bools, and lists and tuples of them (pickled: their bytes
+// in the payload, their tensors arriving on the host).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +20,19 @@
 
 namespace partita {
 
+// Which message: what stage `from` sends stage `to` for one microbatch, forward (activations) or backward
+// (the gradients of activations `to` sent `from` earlier). A pipeline sends one message per stage pair,
+// microbatch and direction (transfer -1). A branch plan sends one per value handed over: `transfer` is the
+// branch runner's index of that hand-over (the same in every process), since a device reads the values
+// another one sends it in its own node order, not in the order they were sent.
+struct StageMessage {
+  int from = 0;
+  int to = 0;
+  int microbatch = 0;
+  bool backward = false;
+  int transfer = -1;
+};
+
 // One process's link to the pipeline stages that run in other processes. The engine calls it from the
 // thread that runs its local stage: begin_step(), then sends and receives in schedule order, then
 // finish_step(). Implementations throw partita::Error naming the peer when a message cannot be delivered.
@@ -26,12 +40,10 @@ class StageTransport {
  public:
   virtual ~StageTransport() = default;
   virtual void begin_step(int step) = 0;
-  // Posts `values`, what stage `from` sends stage `to` for `microbatch` (activations; with `backward`, the
-  // gradients of activations `to` sent `from` earlier). May return before `to` has received them.
-  virtual void send(const std::vector<c10::IValue>& values, int from, int to, int microbatch,
-                    bool backward) = 0;
+  // Posts `values` as message `message`. May return before its receiver has them.
+  virtual void send(const std::vector<c10::IValue>& values, const StageMessage& message) = 0;
   // Blocks until the matching send() arrives; it holds `count` values. Tensors arrive on the host.
-  virtual std::vector<c10::IValue> receive(int from, int to, int microbatch, bool backward, size_t count) = 0;
+  virtual std::vector<c10::IValue> receive(const StageMessage& message, size_t count) = 0;
   // Waits until every message this process posted in the step was received.
   virtual void finish_step() = 0;
 };
@@ -51,14 +63,14 @@ class GlooStageTransport final : public StageTransport {
   int rank_of(int stage) const;
   int stage_run_by(int rank) const;  // the inverse of rank_of
   void begin_step(int step) override;
-  void send(const std::vector<c10::IValue>& values, int from, int to, int microbatch, bool backward) override;
-  std::vector<c10::IValue> receive(int from, int to, int microbatch, bool backward, size_t count) override;
+  void send(const std::vector<c10::IValue>& values, const StageMessage& message) override;
+  std::vector<c10::IValue> receive(const StageMessage& message, size_t count) override;
   void finish_step() override;
 
  private:
   DistributedGroup& group_;
   std::vector<int> stage_ranks_;  // empty: stage s on rank s
-  std::string describe(int from, int to, int microbatch, bool backward, bool sending) const;
+  std::string describe(const StageMessage& message, bool sending) const;
 };
 
 // The rank that runs each stage of `plan` when the job's processes keep their devices: rank r holds
@@ -74,11 +86,12 @@ struct EncodedValues {
   torch::Tensor payload;  // uint8, header[0] bytes
 };
 int64_t stage_message_header_length(size_t count);
-// Throws partita::Error for a value of another kind (a list, a tuple, an object) or a tensor of rank > 8.
+// Throws partita::Error for a value of another kind (an object, a dict) or a tensor of rank > 8.
 EncodedValues encode_stage_message(const std::vector<c10::IValue>& values);
 std::vector<c10::IValue> decode_stage_message(const torch::Tensor& header, const torch::Tensor& payload);
-// The c10d tag of part `part` (0 header, 1 payload) of a message. Throws partita::Error beyond 256 stages or
-// 4096 microbatches.
-int stage_message_tag(int from, int to, int microbatch, bool backward, int part);
+// The c10d tag of part `part` (0 header, 1 payload) of a message. Pipeline messages and branch transfers
+// have tags of their own ranges. Throws partita::Error beyond 256 stages, 65536 transfers or 4096
+// microbatches.
+int stage_message_tag(const StageMessage& message, int part);
 
 }  // namespace partita
