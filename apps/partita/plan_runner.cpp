@@ -604,6 +604,7 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     if (i >= options.warmup && training) checkpoint.maybe_save(*engine, report.losses);
     apply_signal_hook(i - first, options.group);
     ++metrics_steps;
+    if (rebalancer && i < options.warmup) rebalancer->skip_step();
     if (rebalancer && i >= options.warmup && i + 1 < total) {
       if (std::optional<Plan> next = rebalancer->after_step(i)) {
         // Same model tensors, same optimizer (and its state), same microbatches: the math goes on unchanged.

@@ -125,6 +125,11 @@ void Rebalancer::on_task_end(const TaskEvent& event) {
   busy_s_[event.device] += std::chrono::duration<double>(event.end - event.begin).count();
 }
 
+void Rebalancer::skip_step() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  busy_s_.clear();
+}
+
 std::optional<Plan> Rebalancer::after_step(int step) {
   std::vector<double> mine;
   {

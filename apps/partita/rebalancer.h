@@ -96,6 +96,9 @@ class Rebalancer : public RuntimeObserver {
   // steps): returns the plan to run from the next step on when one device drifted and a better partition
   // exists.
   std::optional<Plan> after_step(int step);
+  // After a step that is not watched (a warm-up step): forgets its busy times, so the first watched step
+  // counts only its own.
+  void skip_step();
   const std::vector<RebalanceEvent>& events() const { return events_; }
 
  private:
