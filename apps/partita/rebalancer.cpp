@@ -34,7 +34,10 @@ std::string stage_layout(const Plan& plan) {
       devices += fmt::format("{}{}", d ? " + " : "", g.devices[d]);
       if (g.devices.size() > 1) devices += fmt::format(" {}", g.batch_shares[d]);
     }
-    out += fmt::format("{}{} nodes {}-{}", out.empty() ? "" : "; ", devices, st.first, st.last);
+    // A branch stage's nodes are a list, not a range: say how many.
+    out += st.explicit_nodes()
+               ? fmt::format("{}{} {} nodes", out.empty() ? "" : "; ", devices, st.nodes.size())
+               : fmt::format("{}{} nodes {}-{}", out.empty() ? "" : "; ", devices, st.first, st.last);
   }
   return out;
 }

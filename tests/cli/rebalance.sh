@@ -7,7 +7,7 @@
 # planned for what it saw, and that partition costed at 3x was 11% off (one clean-clone CI run). The drift threshold is 2x: this
 # VM's own noise made a core 1.4-1.7x slower for 3 steps now and then (a rebalance before the injection failed
 # one clean-clone CI run), an injected 3x measures 3x or more. (Measured throughput:
-# bench/rebalance_bench.sh, not timed here.) The plans use the roofline cost model: its predictions are the
+# bench/rebalance_bench.sh, not timed here.) A branch plan rebalances too (its node lists move). The plans use the roofline cost model: its predictions are the
 # same in every process, so the comparison of the two partitions is not swayed by op timings that the noise of a
 # busy machine moves between invocations (profiled predictions moved 360 -> 520 ms here, failing 1 run in 4).
 source "$(dirname "$0")/lib.sh"
@@ -72,6 +72,30 @@ best = json.load(open(sys.argv[2]))['predicted_step_ms']
 print(f"predicted step with {open(sys.argv[3]).read()}: rebalanced partition {got:.1f} ms, fresh plan {best:.1f} ms")
 assert got <= 1.1 * best, (got, best)
 PY
+# A branch plan (branchy's branches on cpu:0 and cpu:1) rebalances the same way in one process: it switches to
+# new node lists predicted faster for the slowed cpu:0, still a branch plan, and the losses stay those of the
+# undisturbed run.
+bplan=(plan "$ZOO/branchy.pt" --input 8x3x32x32 --devices cpu:0,cpu:1 --strategy branch --train --cost roofline)
+"$PARTITA" "${bplan[@]}" --json "$WORK/branch.json" >/dev/null || fail "branch plan"
+brun=(run "$ZOO/branchy.pt" --input 8x3x32x32 --train --steps 28 --plan "$WORK/branch.json")
+"$PARTITA" "${brun[@]}" --json "$WORK/branch.calm.json" >/dev/null || fail "undisturbed branch run"
+"$PARTITA" "${brun[@]}" --inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 --json "$WORK/branch.rebal.json" \
+  >"$WORK/branch.rebal.out" 2>"$WORK/branch.rebal.err" || fail "rebalanced branch run: $(tail -3 "$WORK/branch.rebal.err")"
+"$PYTHON" - "$WORK/branch.rebal.json" <<'PY' || fail "branch rebalance checks"
+import json, re, sys
+rebal = json.load(open(sys.argv[1]))
+applied = [e for e in rebal['rebalances'] if e['applied']]
+assert applied, ('no rebalance applied', rebal['rebalances'])
+first = applied[0]
+print("event:", first)
+assert 10 <= first['step'] and first['step'] + 1 <= 20, ('rebalanced too early or too late', first)
+assert first['predicted_new_ms'] < 0.8 * first['predicted_current_ms'], first
+# Node lists, not ranges: "cpu:0 23 nodes; cpu:1 24 nodes".
+assert re.fullmatch(r"cpu:\d \d+ nodes; cpu:\d \d+ nodes", first['to']), first['to']
+assert rebal['final_plan']['strategy'] == 'branch', rebal['final_plan']['strategy']
+PY
+losses_equal "$WORK/branch.calm.json" "$WORK/branch.rebal.json" || fail "rebalanced branch run: losses"
+
 # Checkpoints of a rebalanced run record the plan running when they were saved, and --resume goes on with it.
 # Killed before step 23 (rebalanced after step 13 or so; checkpoints every 5: LATEST is step 20's, on the new
 # layout), then resumed from the original plan file: the 28 losses are those of an undisturbed run (checkpointed
