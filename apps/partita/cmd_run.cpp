@@ -517,7 +517,8 @@ void run_run(const RunArgs& args) {
     }
     fmt::print(out,
                "  host memory peak per rank (CPU tensors; a pipeline rank keeps the weights its stage reads, "
-               "other ranks the whole model): {}; together {}; the plan predicts {} for one process per "
+               "a tensor-parallel rank its parts of the split weights, other ranks the whole model): {}; "
+               "together {}; the plan predicts {} for one process per "
                "machine\n",
                fmt::join(parts, ", "), format_bytes(Bytes(sum)), predicted_text);
   }

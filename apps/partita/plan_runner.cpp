@@ -103,7 +103,7 @@ class RunCheckpoint {
 
   // `losses`: the loss of every step done, the checkpoint's included (so losses.size() is the step number).
   // `now`: save whatever the step number (a run stopped by a signal), unless this step is saved already.
-  void maybe_save(const Engine& engine, const std::vector<double>& losses, bool now = false) {
+  void maybe_save(Engine& engine, const std::vector<double>& losses, bool now = false) {
     const int done = static_cast<int>(losses.size());
     if (options_.checkpoint_dir.empty()) return;
     const bool due = options_.checkpoint_every > 0 && done % options_.checkpoint_every == 0;
@@ -111,6 +111,16 @@ class RunCheckpoint {
     if (done == last_saved_ || done == progress_.steps) return;  // saved, or resumed and nothing new
     last_saved_ = done;
     const auto t0 = std::chrono::steady_clock::now();
+    // One device of a tensor group per process holds only its parts of the split weights: the checkpoint is
+    // whole (rank 0 writes it, as for data parallelism), so every rank gathers the parts for it and keeps
+    // its own again afterwards (a background save's snapshot is copied before that).
+    struct KeepParts {
+      Engine& engine;
+      bool gathered;
+      ~KeepParts() {
+        if (gathered) engine.hold_own_parts();
+      }
+    } keep_parts{engine, engine.hold_whole_model()};
     const auto ms_since = [](std::chrono::steady_clock::time_point t) {
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
     };
@@ -522,6 +532,13 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
     if (MemoryMeter::installed()) MemoryMeter::install().reset_peak();
   }
   auto engine = std::make_unique<Engine>(model, start, engine_options);
+  // One device of a tensor group per process now holds its parts of the split weights only: the host peak
+  // is measured from here too (the whole weights were the load's).
+  if (engine->held_part_bytes() > 0) {
+    log_info(fmt::format("rank {} holds its device's parts of the split weights: {}", options.group->rank(),
+                         format_bytes(Bytes(engine->held_part_bytes()))));
+    if (MemoryMeter::installed()) MemoryMeter::install().reset_peak();
+  }
   // A resumed run draws on from where the checkpoint's run stopped.
   if (!checkpoint.progress().draws.empty()) engine->restore_draw_states(checkpoint.progress().draws);
   StageMetrics metrics;

@@ -1,5 +1,5 @@
 # Multi-process data parallel: `partita launch -n 2 -- partita run` (and torchrun, when installed) trains the MLP and
-# the CNN with the same 20 losses as the in-process engine, and the GPT with a 2-way tensor plan, one process per device; a rank that dies or stalls stops the job within 30 s
+# the CNN with the same 20 losses as the in-process engine, and the GPT with a 2-way tensor plan, one process per device (each holding its parts of the split weights; killed and resumed exactly); a rank that dies or stalls stops the job within 30 s
 # with errors naming it (test hooks PARTITA_FAULT_EXIT_AT_STEP / PARTITA_FAULT_HANG_AT_STEP, see docs).
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
@@ -45,6 +45,26 @@ echo "gpt tensor: launch -n 2 took $((SECONDS - start)) s"
 same_losses "$WORK/gpt.tensor.one.json" "$WORK/gpt.tensor.launch.json" || fail "gpt tensor: launch losses differ"
 [ "$(json_get "$WORK/gpt.tensor.launch.json" "sorted(w['device'] for w in d['workers'])")" = "['cpu:0', 'cpu:1']" ] \
   || fail "gpt tensor: rank 0 should report both ranks' devices"
+# Each rank holds only its device's parts of the split weights (Megatron's layout): less than the model, and
+# the two together more than it only by the weights both read whole (embeddings' positions, norms, biases).
+"$PARTITA" analyze "$ZOO/gpt.pt" --input 4x32:i64:2048 --json "$WORK/gpt.analyze.json" >/dev/null || fail "gpt: analyze"
+weights=$(json_get "$WORK/gpt.analyze.json" "d['param_bytes']")
+[ "$(json_get "$WORK/gpt.tensor.launch.json" "all(m < 0.6 * $weights for m in d['model_bytes_per_rank']) and sum(d['model_bytes_per_rank']) > $weights")" = True ] \
+  || fail "gpt tensor: model tensors per rank $(json_get "$WORK/gpt.tensor.launch.json" "d['model_bytes_per_rank']") (weights $weights)"
+# Killed at step 7 and resumed from the checkpoint of step 5 (rank 0 writes it whole: the ranks gather their
+# parts and optimizer state for it): the same 20 losses as the uninterrupted run, bit for bit.
+run0=("${run[@]}" --warmup 0)
+"$PARTITA" launch -n 2 -- partita "${run0[@]}" --json "$WORK/gpt.tensor.calm.json" >/dev/null 2>"$WORK/tp_ck.err" \
+  || fail "gpt tensor: launch without warm-up: $(tail -3 "$WORK/tp_ck.err")"
+rc=0
+PARTITA_FAULT_EXIT_AT_STEP=7 "$PARTITA" launch -n 2 -- partita "${run0[@]}" --checkpoint-dir "$WORK/tp_ck" \
+  --checkpoint-every 5 >/dev/null 2>"$WORK/tp_ck.err" || rc=$?
+[ "$rc" -ne 0 ] && [ "$(cat "$WORK/tp_ck/LATEST")" = step-00000005 ] \
+  || fail "gpt tensor: want a kill at step 7 after the checkpoint of step 5: $(tail -2 "$WORK/tp_ck.err")"
+"$PARTITA" launch -n 2 -- partita "${run0[@]}" --checkpoint-dir "$WORK/tp_ck" --checkpoint-every 5 --resume \
+  --json "$WORK/gpt.tensor.resumed.json" >/dev/null 2>"$WORK/tp_ck.err" || fail "gpt tensor: resume: $(tail -3 "$WORK/tp_ck.err")"
+"$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert len(a) == 20 and a == b, (a, b)" \
+  "$WORK/gpt.tensor.calm.json" "$WORK/gpt.tensor.resumed.json" || fail "gpt tensor: killed and resumed losses differ"
 # Rank 1 dies or stalls at the start of step 5: rank 0, inside the step's first all-gather, names it.
 expect_rank_faults ".*tensor-parallel exchange of ranks 0 1 of step 5 failed: rank 1 did not reach step 5" \
   ".*tensor-parallel exchange of ranks 0 1 of step 5 failed: rank 1 did not reach step 5" "${run[@]}"

@@ -1237,6 +1237,9 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     scope.transport = options.transport;
     s.tensor = std::make_unique<detail::TensorRunner>(model, s.plan, s.training, s.loss_kind, s.bindings,
                                                       s.observers, scope);
+    // One device per process: keep only its parts of the split weights (and of what the optimizer keeps for
+    // them: a resumed run's whole state is cut here).
+    s.tensor->hold_parts(model.parameters, s.optimizer.get());
   }
   int cpu_workers = 0, cpu_threads = 0;
   for (const auto& b : s.bindings) {
@@ -1397,11 +1400,19 @@ StepResult Engine::step(const StepInputs& batch) {
       result.loss = s.options.reducer->reduce(s.shared_params, result.loss, index);
     } else if (s.tensor && s.options.reducer != nullptr) {
       // One device of a tensor group: zeros where it contributed nothing (every process hands the reducer
-      // the same gradients).
-      for (auto& p : s.master_params) {
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      // the same gradients). The parts it holds have their whole gradient here: not summed.
+      std::vector<torch::Tensor> summed;
+      std::set<const c10::TensorImpl*> parts;
+      if (s.tensor->holding_parts()) {
+        for (const auto& h : s.tensor->held_parts())
+          parts.insert(s.model.parameters[h.parameter].unsafeGetTensorImpl());
       }
-      result.loss = s.options.reducer->reduce(s.master_params, result.loss, index);
+      for (auto& p : s.master_params) {
+        if (parts.count(p.unsafeGetTensorImpl()) != 0) continue;
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+        summed.push_back(p);
+      }
+      result.loss = s.options.reducer->reduce(summed, result.loss, index);
     } else if (s.options.reducer != nullptr) {
       result.loss = overlapped ? s.options.reducer->finish(s.master_params, result.loss, index)
                                : s.options.reducer->reduce(s.master_params, result.loss, index);
@@ -1481,6 +1492,29 @@ std::vector<std::string> Engine::parameter_homes() const {
   return homes;
 }
 std::shared_ptr<torch::optim::Optimizer> Engine::optimizer() const { return impl_->optimizer; }
+
+bool Engine::hold_whole_model() {
+  Impl& s = *impl_;
+  if (!s.tensor || !s.tensor->holding_parts()) return false;
+  s.tensor->hold_whole(s.model.parameters, s.optimizer.get(), s.step_index);
+  return true;
+}
+
+void Engine::hold_own_parts() {
+  Impl& s = *impl_;
+  if (s.tensor) s.tensor->hold_parts(s.model.parameters, s.optimizer.get());
+}
+
+int64_t Engine::held_part_bytes() const {
+  const Impl& s = *impl_;
+  if (!s.tensor || !s.tensor->holding_parts()) return 0;
+  int64_t bytes = 0;
+  for (const auto& h : s.tensor->held_parts()) {
+    const torch::Tensor& p = s.model.parameters[h.parameter];
+    bytes += p.numel() * static_cast<int64_t>(p.element_size());
+  }
+  return bytes;
+}
 
 std::vector<torch::Tensor> Engine::draw_states() const {
   return detail::draws_state(impl_->drawing_executors());

@@ -9,6 +9,7 @@
 
 #include "ivalue_tensors.h"
 #include "partita/core/error.h"
+#include "partita/runtime/optimizer.h"
 #include "partita/runtime/schedule.h"
 #include "replay_draws.h"
 
@@ -318,23 +319,73 @@ TensorRunner::TensorRunner(const LoadedModel& model, const Plan& plan, bool trai
   // Parameters read only as one part (every use the same split): each device trains its part as a leaf of its
   // own and adds the part's gradient into its place once per step.
   own_part_.assign(static_cast<size_t>(g.num_values()), std::nullopt);
-  for (const auto& p : g.parameters()) {
-    if (!p.requires_grad) continue;
+  held_part_.assign(static_cast<size_t>(g.num_values()), std::nullopt);
+  // One device per process of one tensor group: the process needs only its parts of the parameters read
+  // only as one split (replicas would need theirs summed per part: they keep whole parameters).
+  const bool holds_parts =
+      scope_.local_device >= 0 && stage_count == 1 && stages_[0].replica_offset.size() == 1;
+  for (size_t i = 0; i < g.parameters().size(); ++i) {
+    const auto& p = g.parameters()[i];
     std::optional<Shard> common;
     bool only_parts = true;
     for (NodeId u : g.value(p.value).users) {
       const Node& n = g.node(u);
       const TensorShardPlan& sp =
           *stages_[static_cast<size_t>(routing_.stage_of_node[static_cast<size_t>(u)])].shards;
-      for (size_t i = 0; i < n.inputs.size(); ++i) {
-        if (n.inputs[i] != p.value) continue;
-        const InputRewrite& rw = sp.nodes[static_cast<size_t>(n.id)].inputs[i];
+      for (size_t k = 0; k < n.inputs.size(); ++k) {
+        if (n.inputs[k] != p.value) continue;
+        const InputRewrite& rw = sp.nodes[static_cast<size_t>(n.id)].inputs[k];
         only_parts = only_parts && rw.kind == InputRewrite::Kind::kPart && (!common || *common == rw.shard);
         common = rw.shard;
       }
     }
-    if (only_parts && common) own_part_[static_cast<size_t>(p.value)] = common;
+    if (!only_parts || !common) continue;
+    if (p.requires_grad) own_part_[static_cast<size_t>(p.value)] = common;
+    if (holds_parts) {
+      held_part_[static_cast<size_t>(p.value)] = common;
+      held_parts_.push_back(HeldPart{i, *common});
+    }
   }
+}
+
+void TensorRunner::hold_parts(const std::vector<torch::Tensor>& params, torch::optim::Optimizer* optimizer) {
+  if (holding_parts_ || held_parts_.empty()) return;
+  const int rank = scope_.local_device % stages_[0].degree, degree = stages_[0].degree;
+  torch::NoGradGuard no_grad;
+  const auto part = [&](const Shard& shard) {
+    return [&, shard](const torch::Tensor& t) { return part_of(t, shard, rank, degree).clone(); };
+  };
+  for (const HeldPart& h : held_parts_) {
+    const torch::Tensor& p = params.at(h.parameter);
+    if (optimizer != nullptr) map_parameter_state(*optimizer, p, part(h.shard));
+    p.set_data(part(h.shard)(p));
+    if (p.grad().defined()) p.mutable_grad() = part(h.shard)(p.grad());
+  }
+  holding_parts_ = true;
+}
+
+void TensorRunner::hold_whole(const std::vector<torch::Tensor>& params, torch::optim::Optimizer* optimizer,
+                              int step) {
+  if (!holding_parts_) return;
+  torch::NoGradGuard no_grad;
+  // Every device's part through the link (one length on all: the splits are even), put back in place.
+  const auto whole = [&](const Shard& shard) {
+    return [&, shard](const torch::Tensor& t) {
+      const torch::Tensor mine = t.detach().to(torch::kCPU).contiguous();
+      std::vector<torch::Tensor> parts;
+      for (const torch::Tensor& bytes : scope_.link->all_gather(mine.flatten().view(torch::kUInt8), step))
+        parts.push_back(bytes.view(mine.scalar_type()).view(mine.sizes()));
+      return whole_of(parts, shard, t.device());
+    };
+  };
+  for (const HeldPart& h : held_parts_) {
+    const torch::Tensor& p = params.at(h.parameter);
+    // Every device keeps state for the same parameters (it steps them alike), so the gathers pair up.
+    if (optimizer != nullptr) map_parameter_state(*optimizer, p, whole(h.shard));
+    p.set_data(whole(h.shard)(p));
+    p.mutable_grad().reset();
+  }
+  holding_parts_ = false;
 }
 
 void TensorRunner::begin_step(const StepInputs& batch, int step) {
@@ -408,7 +459,11 @@ bool TensorRunner::run(int worker, const TensorExecutors& executors, double& los
       // replicas (and other stages reading the parameter) add their parts in turn.
       std::lock_guard<std::mutex> lock(gradient_mutex_);
       if (!parameter.grad().defined()) parameter.mutable_grad() = torch::zeros_like(parameter);
-      add_part(parameter.grad(), part.leaf.grad(), *own_part_[static_cast<size_t>(v)], at.rank, at.degree);
+      if (held(v)) {  // the parameter is this device's part
+        parameter.grad().add_(part.leaf.grad());
+      } else {
+        add_part(parameter.grad(), part.leaf.grad(), *own_part_[static_cast<size_t>(v)], at.rank, at.degree);
+      }
     }
   } catch (const ExchangeAborted&) {
     return false;
@@ -510,11 +565,14 @@ c10::IValue TensorRunner::rewrite(const Place& at, int m, const Node& node, size
         auto it = parts.find(v);
         if (it == parts.end()) {
           const torch::Tensor& parameter = value.toTensor();
-          torch::Tensor leaf = part_of(parameter.detach(), rw.shard, rank, degree).requires_grad_();
+          torch::Tensor leaf =
+              (held(v) ? parameter.detach() : part_of(parameter.detach(), rw.shard, rank, degree))
+                  .requires_grad_();
           it = parts.emplace(v, OwnPart{parameter, std::move(leaf)}).first;
         }
         return it->second.leaf;
       }
+      if (held(v)) return value;  // already this device's part
       return part_of(enter(value.toTensor()), rw.shard, rank, degree);
     }
     case InputRewrite::Kind::kFirstDeviceOnly:

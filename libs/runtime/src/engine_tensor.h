@@ -57,6 +57,7 @@
 #include <tuple>
 #include <vector>
 
+#include <torch/optim/optimizer.h>
 #include <torch/types.h>
 
 #include "partita/runtime/activation_offload.h"
@@ -143,6 +144,22 @@ class TensorRunner {
   TensorRunner(const LoadedModel& model, const Plan& plan, bool training, LossKind loss,
                const std::vector<DeviceBinding>& bindings, const std::vector<RuntimeObserver*>& observers,
                TensorRunnerScope scope = {});
+
+  // One device per process (scope.local_device) of one tensor group without replicas: the parameters every
+  // node reads as the same split, of which this process needs only its device's part (Megatron's memory
+  // layout). Elsewhere none.
+  struct HeldPart {
+    size_t parameter = 0;  // index into LoadedModel::parameters
+    Shard shard;
+  };
+  const std::vector<HeldPart>& held_parts() const { return held_parts_; }
+  // Between steps: gives those parameters (`params`: LoadedModel::parameters, the engine's; and what
+  // `optimizer` keeps for them, when it has something, and their gradients) this device's part only, or
+  // back the whole (hold_whole: a collective over the link, every device of the group at the same `step`).
+  // Each does nothing when already so.
+  void hold_parts(const std::vector<torch::Tensor>& params, torch::optim::Optimizer* optimizer);
+  void hold_whole(const std::vector<torch::Tensor>& params, torch::optim::Optimizer* optimizer, int step);
+  bool holding_parts() const { return holding_parts_; }
 
   void begin_step(const StepInputs& batch, int step);
   // Runs engine worker `worker`'s part of the step (its stage; in the stage's group replica device / T,
@@ -242,7 +259,11 @@ class TensorRunner {
   std::vector<int> worker_stage_, worker_device_;    // [worker] its stage, its index in the stage's group
   std::vector<std::vector<ValueId>> release_after_;  // [node] values its stage no longer needs after it
   std::vector<bool> trainable_;                      // [value] a parameter that needs a gradient
-  std::vector<std::optional<Shard>> own_part_;       // [value] a parameter read only as this split
+  std::vector<std::optional<Shard>> own_part_;       // [value] a trainable parameter read only as this split
+  std::vector<std::optional<Shard>> held_part_;      // [value] one of held_parts_
+  std::vector<HeldPart> held_parts_;
+  bool holding_parts_ = false;  // held_parts_ are this device's parts (hold_parts)
+  bool held(ValueId v) const { return holding_parts_ && held_part_[static_cast<size_t>(v)].has_value(); }
   std::mutex gradient_mutex_;
   std::vector<OffloadedActivations> offloaded_;  // [worker], this step's
   Board values_, gradients_;                     // between stages: forward values, their gradients

@@ -42,7 +42,6 @@ Key state_key(const torch::Tensor& param) {
   }
 }
 
-torch::Tensor moved(const torch::Tensor& t, torch::Device device) { return t.defined() ? t.to(device) : t; }
 torch::Tensor copied(const torch::Tensor& t) { return t.defined() ? t.clone() : t; }
 
 }  // namespace
@@ -66,25 +65,32 @@ void set_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor
   }
 }
 
-bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
-                          torch::Device device) {
+bool map_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                         const std::function<torch::Tensor(const torch::Tensor&)>& f) {
   torch::optim::OptimizerParamState* state = parameter_state(optimizer, param);
   if (state == nullptr) return false;
+  const auto apply = [&f](const torch::Tensor& t) { return t.defined() ? f(t) : t; };
   if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state)) {
-    sgd->momentum_buffer(moved(sgd->momentum_buffer(), device));
+    sgd->momentum_buffer(apply(sgd->momentum_buffer()));
   } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(state)) {
-    adam->exp_avg(moved(adam->exp_avg(), device));
-    adam->exp_avg_sq(moved(adam->exp_avg_sq(), device));
-    adam->max_exp_avg_sq(moved(adam->max_exp_avg_sq(), device));
+    adam->exp_avg(apply(adam->exp_avg()));
+    adam->exp_avg_sq(apply(adam->exp_avg_sq()));
+    adam->max_exp_avg_sq(apply(adam->max_exp_avg_sq()));
   } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(state)) {
-    adamw->exp_avg(moved(adamw->exp_avg(), device));
-    adamw->exp_avg_sq(moved(adamw->exp_avg_sq(), device));
-    adamw->max_exp_avg_sq(moved(adamw->max_exp_avg_sq(), device));
+    adamw->exp_avg(apply(adamw->exp_avg()));
+    adamw->exp_avg_sq(apply(adamw->exp_avg_sq()));
+    adamw->max_exp_avg_sq(apply(adamw->max_exp_avg_sq()));
   } else {
-    PARTITA_FAIL("cannot move the state of this optimizer to ", device.str(),
-                 "; use SGD, SGD with momentum, Adam or AdamW (make_optimizer)");
+    PARTITA_FAIL(
+        "cannot move or split the state of this optimizer; use SGD, SGD with momentum, Adam or AdamW "
+        "(make_optimizer)");
   }
   return true;
+}
+
+bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                          torch::Device device) {
+  return map_parameter_state(optimizer, param, [device](const torch::Tensor& t) { return t.to(device); });
 }
 
 void zero_gradients_in_place(torch::optim::Optimizer& optimizer) {

@@ -13,6 +13,7 @@
 #include "partita/runtime/distributed_group.h"
 #include "partita/runtime/distributed_reducer.h"
 #include "partita/runtime/engine.h"
+#include "partita/runtime/optimizer.h"
 #include "reference_training.h"
 
 namespace partita {
@@ -54,9 +55,30 @@ Plan tensor_plan(const Graph& g, Mode mode, int batch, int microbatches, int deg
 
 struct Trained {
   std::vector<double> losses;
-  std::vector<torch::Tensor> parameters;  // after training
+  std::vector<torch::Tensor> parameters;  // after training, whole
+  std::vector<torch::Tensor> momentum;    // SGD's momentum buffer per parameter, whole
   std::vector<torch::Tensor> outputs;     // inference: the last step's
+  int64_t model_bytes = 0;                // the model's tensors while running
+  int64_t held_part_bytes = 0;            // Engine::held_part_bytes
 };
+
+int64_t model_bytes(const LoadedModel& m) {
+  int64_t bytes = 0;
+  for (const auto& p : m.parameters) bytes += p.numel() * static_cast<int64_t>(p.element_size());
+  return bytes;
+}
+
+// The trained parameters and their momentum buffers, whole.
+void keep_trained(Engine& engine, Trained& t) {
+  for (const auto& p : engine.parameters()) {
+    t.parameters.push_back(p.detach().clone());
+    torch::Tensor momentum;
+    if (engine.optimizer())
+      map_parameter_state(*engine.optimizer(), p,
+                          [&](const torch::Tensor& b) { return momentum = b.clone(); });
+    t.momentum.push_back(momentum);
+  }
+}
 
 Trained run_in_process(const std::string& model, const std::string& input, const Plan& plan, int steps) {
   LoadedModel m = load(model, input);
@@ -69,7 +91,8 @@ Trained run_in_process(const std::string& model, const std::string& input, const
     b.inputs = make_inputs({parse_input_spec(input)}, 100);
     out.outputs = engine.step(b).outputs;
   }
-  for (const auto& p : engine.parameters()) out.parameters.push_back(p.detach().clone());
+  out.model_bytes = model_bytes(m);
+  keep_trained(engine, out);
   return out;
 }
 
@@ -100,15 +123,20 @@ std::vector<Trained> run_ranks_of(const std::string& model, const std::string& i
         b.inputs = make_inputs({parse_input_spec(input)}, 100);
         t.outputs = engine.step(b).outputs;
       }
-      for (const auto& p : engine.parameters()) t.parameters.push_back(p.detach().clone());
+      t.model_bytes = model_bytes(m);
+      t.held_part_bytes = engine.held_part_bytes();
+      const bool held = engine.hold_whole_model();  // every rank: a collective
+      EXPECT_EQ(held, t.held_part_bytes > 0);
+      keep_trained(engine, t);
     }
     group.barrier("the end of the test");
   });
   return out;
 }
 
-// Every rank's losses and parameters equal the same plan's in one process (where the devices add their
-// gradients into one .grad: the same sums, in another order where replicas add up).
+// Every rank's losses, parameters and momentum buffers (gathered whole) equal the same plan's in one process
+// (where the devices add their gradients into one .grad: the same sums, in another order where replicas add
+// up). Without replicas each rank held only its parts of the split weights.
 void expect_same_training(const std::string& model, const std::string& input, const Plan& plan) {
   const int steps = 5;
   const Trained one = run_in_process(model, input, plan, steps);
@@ -120,9 +148,24 @@ void expect_same_training(const std::string& model, const std::string& input, co
       EXPECT_NEAR(ranks[r].losses[s], one.losses[s], 1e-6 * std::abs(one.losses[s]))
           << model << " rank " << r << " step " << s;
     ASSERT_EQ(ranks[r].parameters.size(), one.parameters.size());
-    for (size_t i = 0; i < one.parameters.size(); ++i)
+    for (size_t i = 0; i < one.parameters.size(); ++i) {
       EXPECT_TRUE(torch::allclose(ranks[r].parameters[i], one.parameters[i], 1e-5, 1e-6))
           << model << " rank " << r << " parameter " << i;
+      ASSERT_EQ(ranks[r].momentum[i].defined(), one.momentum[i].defined()) << "parameter " << i;
+      if (one.momentum[i].defined()) {
+        EXPECT_TRUE(torch::allclose(ranks[r].momentum[i], one.momentum[i], 1e-5, 1e-6))
+            << model << " rank " << r << " momentum of parameter " << i;
+      }
+    }
+    const int degree = plan.groups[0].tensor_degree();
+    if (static_cast<int>(ranks.size()) == degree) {  // one tensor group: each rank held its parts only
+      EXPECT_GT(ranks[r].held_part_bytes, 0) << "rank " << r;
+      EXPECT_EQ(ranks[r].model_bytes, one.model_bytes - (degree - 1) * ranks[r].held_part_bytes)
+          << "rank " << r;
+    } else {
+      EXPECT_EQ(ranks[r].held_part_bytes, 0) << "rank " << r;
+      EXPECT_EQ(ranks[r].model_bytes, one.model_bytes) << "rank " << r;
+    }
   }
 }
 
@@ -158,6 +201,25 @@ TEST(TensorGroupLink, InferenceGivesEachReplicasOutputsOnEveryDevice) {
     const torch::Tensor rows = want.narrow(0, static_cast<int64_t>(r / 2) * 2, 2);
     EXPECT_TRUE(torch::allclose(ranks[r].outputs[0], rows, 1e-4, 1e-5))
         << "rank " << r << ": max |diff| " << (ranks[r].outputs[0] - rows).abs().max().item<double>();
+  }
+}
+
+// Without replicas each rank runs inference on its parts of the split weights only.
+TEST(TensorGroupLink, InferenceOnTwoProcessesHoldingTheirPartsGivesTheModulesOutputs) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const std::string input = "4x32:i64:2048";
+  LoadedModel m = load("gpt", input);
+  const Plan plan = tensor_plan(m.ir, Mode::kInference, 4, 1, 2, {4});
+  const auto inputs = make_inputs({parse_input_spec(input)}, 100);
+  const torch::Tensor want = m.module.forward({inputs[0]}).toTensor();
+  const int64_t whole = model_bytes(m);
+  const auto ranks = run_ranks_of("gpt", input, plan, 1);
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    ASSERT_EQ(ranks[r].outputs.size(), 1u) << "rank " << r;
+    EXPECT_TRUE(torch::allclose(ranks[r].outputs[0], want, 1e-4, 1e-5))
+        << "rank " << r << ": max |diff| " << (ranks[r].outputs[0] - want).abs().max().item<double>();
+    EXPECT_GT(ranks[r].held_part_bytes, 0);
+    EXPECT_EQ(ranks[r].model_bytes, whole - ranks[r].held_part_bytes) << "rank " << r;
   }
 }
 

@@ -48,10 +48,12 @@
 // data-parallel plan (the other replicas run in other processes, see distributed_reducer.h) and
 // EngineOptions::reducer combines the gradients and the loss across processes before the optimizer step.
 // The same for one device of a one-stage tensor-parallel plan (a tensor group or replicas of it, one process
-// per device): it meets the other devices of its tensor group through EngineOptions::tensor_link, and the
-// reducer sums what each device contributes to every gradient (its parts; zeros elsewhere), so every
-// process holds the whole model and takes the same optimizer step. That costs a gradient all-reduce of the
-// whole model per step, as data parallelism does; sharded weights and optimizer state are not done.
+// per device): it meets the other devices of its tensor group through EngineOptions::tensor_link. Without
+// replicas, each process keeps only its device's parts of the weights read as one split, with their
+// gradients and optimizer state (Megatron's layout; hold_whole_model()), and the reducer sums the other
+// parameters' gradients. With replicas, every process holds the whole model and the reducer sums what each
+// device contributes to every gradient (its parts; zeros elsewhere): a gradient all-reduce of the whole
+// model per step, as data parallelism does, and every process takes the same optimizer step.
 // With EngineOptions::local_stage set, it runs one stage of a pipeline or hybrid plan (the other stages run
 // in other processes): the same schedule, with activations and gradients crossing EngineOptions::transport
 // (see stage_transport.h) as whole microbatches; a stage on several devices runs them all in this process,
@@ -235,6 +237,17 @@ class Engine {
   std::vector<std::string> parameter_homes() const;
   // Training: the optimizer this engine steps (shareable with a later engine); null for inference.
   std::shared_ptr<torch::optim::Optimizer> optimizer() const;
+  // One device of a tensor-parallel group per process (local_replica with a tensor_link, no replicas): the
+  // engine keeps only this device's parts of the weights every node reads as the same split, with their
+  // gradients and optimizer state (Megatron's layout; the other parts are the other processes'), so
+  // parameters() and the model hold those parts. hold_whole_model() gathers every part through the link
+  // (collective: every process of the group, between the same steps), so the model and the optimizer hold
+  // whole tensors (a checkpoint, a comparison); hold_own_parts() keeps the parts again. Both do nothing for
+  // other plans, and a step runs either way. Returns whether the engine held parts before the call.
+  bool hold_whole_model();
+  void hold_own_parts();
+  // Bytes of this device's weight parts (0 when it holds none).
+  int64_t held_part_bytes() const;
   // The state of every random generator this engine's workers draw from (EngineOptions::random_seed), in
   // worker order; restore_draw_states sets them back (a run resumed from a checkpoint, on the same plan) and
   // throws partita::Error when the count differs. Between steps only.

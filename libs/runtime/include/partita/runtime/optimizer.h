@@ -1,6 +1,7 @@
 #pragma once
 // torch::optim optimizers for partita's Optimizer choice (the same enum the memory model uses), so the engine
 // and the plain-LibTorch baseline take identical steps.
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -26,6 +27,12 @@ torch::optim::OptimizerParamState* parameter_state(torch::optim::Optimizer& opti
 // Replaces what `optimizer` keeps for `param` with `state`; null drops it.
 void set_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
                          std::unique_ptr<torch::optim::OptimizerParamState> state);
+
+// Replaces every state tensor `optimizer` keeps for `param` (SGD's momentum buffer, Adam's and AdamW's
+// moments; undefined ones stay) with f(tensor). Returns false when it keeps nothing for `param` yet (it has
+// not stepped it). Throws partita::Error for an optimizer type other than those make_optimizer makes.
+bool map_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                         const std::function<torch::Tensor(const torch::Tensor&)>& f);
 
 // Moves what `optimizer` keeps for `param` (SGD's momentum buffer, Adam's and AdamW's moments) to `device`,
 // where the parameter now lives: the engine keeps a GPU stage's parameters and their optimizer state on the
