@@ -2,8 +2,10 @@
 # Host memory of 2-stage pipelines across processes (docs/distributed.md, "Memory"): for the zoo's MLP, CNN and
 # GPT, plans a training pipeline on cpu:0 + cpu:1 (4 microbatches, SGD with momentum, --cost roofline), runs it
 # with one process per stage (`partita launch -n 2`, 5 steps) and prints each rank's measured host peak and
-# model tensors, the ranks' total, and the plan's prediction for one process per machine.
-#   bench/pipeline_rank_memory.sh [BUILD_DIR]     (default build)
+# model tensors, the ranks' total, and the plan's prediction for one process per machine. STRATEGY=tensor does
+# the same for 2-way tensor-parallel plans with one process per device (the MLP and the GPT; "Tensor
+# parallelism across processes").
+#   [STRATEGY=pipeline|tensor] bench/pipeline_rank_memory.sh [BUILD_DIR]     (default build)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
@@ -13,9 +15,12 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "| model | input | rank peaks (MiB) | model tensors per rank (MiB) | together (MiB) | predicted (MiB) | predicted / measured - 1 |"
 echo "|---|---|---|---|---|---|---|"
-for c in "mlp 8x64" "cnn 8x3x32x32" "gpt 8x128:i64:2048"; do
+strategy=${STRATEGY:-pipeline}
+cases=("mlp 8x64" "cnn 8x3x32x32" "gpt 8x128:i64:2048")
+[ "$strategy" = tensor ] && cases=("mlp 8x64" "gpt 8x128:i64:2048")
+for c in "${cases[@]}"; do
   read -r name input <<<"$c"
-  "$PARTITA" -q plan "$build/models/$name.pt" --input "$input" --devices cpu:0,cpu:1 --strategy pipeline \
+  "$PARTITA" -q plan "$build/models/$name.pt" --input "$input" --devices cpu:0,cpu:1 --strategy "$strategy" \
     --microbatches 4 --train --optimizer sgd_momentum --cost roofline --json "$out/$name.plan.json" >/dev/null
   "$PARTITA" launch -n 2 -- partita -q run "$build/models/$name.pt" --input "$input" --train --steps 5 \
     --plan "$out/$name.plan.json" --json "$out/$name.run.json" >/dev/null

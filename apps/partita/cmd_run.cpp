@@ -111,12 +111,13 @@ void check_distributed_plan(const Plan& plan, const DistributedEnv& env) {
   const size_t devices = plan.stages.empty() ? 0 : plan.groups.at(plan.stages[0].group).devices.size();
   const bool one_stage = plan.stages.size() == 1 && devices == world;
   const bool pipeline = plan.stages.size() == world && world > 1;
-  PARTITA_CHECK(one_stage || pipeline, "a ", world,
-                "-process run needs a one-stage data- or tensor-parallel ", "plan with ", world,
-                " devices (one process per device) or a ", world,
-                "-stage pipeline (one process per stage), got ", plan.stages.size(), " stage(s) with ",
-                devices, " device(s) in the first", "; plan with --devices LIST of ", world,
-                " devices, --strategy data or tensor and --all-devices, or --strategy pipeline or hybrid");
+  PARTITA_CHECK(
+      one_stage || pipeline, "a ", world,
+      "-process run needs a one-stage data- or tensor-parallel plan with ", world,
+      " devices (one process per device) or a ", world,
+      "-stage pipeline or branch plan (one process per stage), got ", plan.stages.size(), " stage(s) with ",
+      devices, " device(s) in the first; plan with --devices LIST of ", world,
+      " devices, --strategy data or tensor and --all-devices, or --strategy pipeline, hybrid or branch");
 }
 
 // The binding of this rank's whole process: its device, or the union of its stage's devices' cores.

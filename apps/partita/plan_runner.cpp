@@ -405,8 +405,11 @@ void hand_over_moved_layers(DistributedGroup& group, LoadedModel& model, torch::
 // they keep their shape) and those no node reads; with `trainable_only`, frozen weights and buffers stay too.
 // A storage that a kept tensor shares stays.
 struct ReleasedWeights {
-  std::vector<size_t> index;                // into LoadedModel::parameters
-  std::vector<std::vector<int64_t>> shape;  // each one's shape before
+  struct Weight {
+    size_t parameter = 0;        // into LoadedModel::parameters
+    std::vector<int64_t> shape;  // its shape before
+  };
+  std::vector<Weight> weights;
   Bytes bytes{0};
 };
 
@@ -431,8 +434,7 @@ ReleasedWeights release_other_stages_weights(LoadedModel& model, const Plan& pla
     const c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
     if (kept.count(storage) != 0) continue;
     if (released.insert(storage).second) bytes += static_cast<int64_t>(t.storage().nbytes());
-    out.index.push_back(i);
-    out.shape.push_back(t.sizes().vec());
+    out.weights.push_back({i, t.sizes().vec()});
     t.set_data(torch::empty({0}, t.options()));
   }
   out.bytes = Bytes(bytes);
@@ -443,9 +445,9 @@ ReleasedWeights release_other_stages_weights(LoadedModel& model, const Plan& pla
 // weight's value over the ranks into them.
 void restore_released_weights(LoadedModel& model, const ReleasedWeights& released) {
   torch::NoGradGuard no_grad;
-  for (size_t k = 0; k < released.index.size(); ++k) {
-    torch::Tensor& t = model.parameters[released.index[k]];
-    t.set_data(torch::zeros(released.shape[k], t.options()));
+  for (const ReleasedWeights::Weight& w : released.weights) {
+    torch::Tensor& t = model.parameters[w.parameter];
+    t.set_data(torch::zeros(w.shape, t.options()));
   }
 }
 

@@ -1176,7 +1176,9 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
   const size_t worker_count = s.workers.size();
   s.forward_channels.resize(worker_count);
   s.backward_channels.resize(worker_count);
-  for (size_t a = 0; a < worker_count; ++a) {
+  // Channels carry the pipeline engine's messages; the branch and tensor runners have their own.
+  const bool pipeline_messages = !s.plan.branch_layout() && !s.plan.has_tensor_groups();
+  for (size_t a = 0; pipeline_messages && a < worker_count; ++a) {
     s.forward_channels[a].resize(worker_count);
     s.backward_channels[a].resize(worker_count);
     for (size_t b = 0; b < worker_count; ++b) {
@@ -1187,7 +1189,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
       s.backward_channels[a][b] = std::make_unique<MessageChannel>();
     }
   }
-  if (options.local_stage >= 0 && s.stage_workers[options.local_stage].size() > 1) {
+  if (pipeline_messages && options.local_stage >= 0 && s.stage_workers[options.local_stage].size() > 1) {
     s.to_leader.resize(worker_count);
     s.from_leader.resize(worker_count);
     for (size_t w = 1; w < worker_count; ++w) {  // worker 0 is the leader (the local stage's first)
