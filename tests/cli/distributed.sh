@@ -56,15 +56,7 @@ weights=$(json_get "$WORK/gpt.analyze.json" "d['param_bytes']")
 run0=("${run[@]}" --warmup 0)
 "$PARTITA" launch -n 2 -- partita "${run0[@]}" --json "$WORK/gpt.tensor.calm.json" >/dev/null 2>"$WORK/tp_ck.err" \
   || fail "gpt tensor: launch without warm-up: $(tail -3 "$WORK/tp_ck.err")"
-rc=0
-PARTITA_FAULT_EXIT_AT_STEP=7 "$PARTITA" launch -n 2 -- partita "${run0[@]}" --checkpoint-dir "$WORK/tp_ck" \
-  --checkpoint-every 5 >/dev/null 2>"$WORK/tp_ck.err" || rc=$?
-[ "$rc" -ne 0 ] && [ "$(cat "$WORK/tp_ck/LATEST")" = step-00000005 ] \
-  || fail "gpt tensor: want a kill at step 7 after the checkpoint of step 5: $(tail -2 "$WORK/tp_ck.err")"
-"$PARTITA" launch -n 2 -- partita "${run0[@]}" --checkpoint-dir "$WORK/tp_ck" --checkpoint-every 5 --resume \
-  --json "$WORK/gpt.tensor.resumed.json" >/dev/null 2>"$WORK/tp_ck.err" || fail "gpt tensor: resume: $(tail -3 "$WORK/tp_ck.err")"
-"$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert len(a) == 20 and a == b, (a, b)" \
-  "$WORK/gpt.tensor.calm.json" "$WORK/gpt.tensor.resumed.json" || fail "gpt tensor: killed and resumed losses differ"
+expect_exact_resume "gpt tensor" "$WORK/gpt.tensor.calm.json" "$WORK/tp_ck" "${run0[@]:1}"
 # Rank 1 dies or stalls at the start of step 5: rank 0, inside the step's first all-gather, names it.
 expect_rank_faults ".*tensor-parallel exchange of ranks 0 1 of step 5 failed: rank 1 did not reach step 5" \
   ".*tensor-parallel exchange of ranks 0 1 of step 5 failed: rank 1 did not reach step 5" "${run[@]}"

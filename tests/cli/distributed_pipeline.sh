@@ -182,19 +182,7 @@ same_losses "$WORK/gpt.tp_pipe.inproc.json" "$WORK/gpt.tp_pipe.launch.json" \
 
 # Killed at step 7 and resumed from the checkpoint of step 5 (each rank wrote its stage's shard): the same 20
 # losses as the uninterrupted run, bit for bit.
-rc=0
-PARTITA_FAULT_EXIT_AT_STEP=7 "$PARTITA" launch -n 2 -- partita run "${common[@]}" --checkpoint-dir "$WORK/tp_ck" \
-  --checkpoint-every 5 >/dev/null 2>"$WORK/tp_ck.err" || rc=$?
-[ "$rc" -ne 0 ] && [ "$(cat "$WORK/tp_ck/LATEST")" = step-00000005 ] \
-  || fail "gpt pipeline of tensor groups: want a kill at step 7 after the checkpoint of step 5: $(tail -2 "$WORK/tp_ck.err")"
-"$PARTITA" launch -n 2 -- partita run "${common[@]}" --checkpoint-dir "$WORK/tp_ck" --checkpoint-every 5 --resume \
-  --json "$WORK/gpt.tp_pipe.resumed.json" >/dev/null 2>"$WORK/tp_ck.err" \
-  || fail "gpt pipeline of tensor groups: resume: $(tail -3 "$WORK/tp_ck.err")"
-[ "$(json_get "$WORK/gpt.tp_pipe.resumed.json" "d['resumed_from_step']")" = 5 ] \
-  || fail "gpt pipeline of tensor groups: should resume from step 5"
-"$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert len(a) == 20 and a == b, (a, b)" \
-  "$WORK/gpt.tp_pipe.launch.json" "$WORK/gpt.tp_pipe.resumed.json" \
-  || fail "gpt pipeline of tensor groups: killed and resumed losses differ"
+expect_exact_resume "gpt pipeline of tensor groups" "$WORK/gpt.tp_pipe.launch.json" "$WORK/tp_ck" "${common[@]}"
 
 # Inference: the CNN pipeline without --train, one stage per process.
 "$PARTITA" plan "$ZOO/cnn.pt" --input 8x3x32x32 --devices cpu:0,cpu:1 --strategy pipeline --microbatches 4 \
@@ -226,17 +214,7 @@ grep -q "stage 0 on cpu:0" "$WORK/branch.out" && grep -q "stage 1 on cpu:1" "$WO
 weights=$(json_get "$WORK/branchy.analyze.json" "d['param_bytes']")
 [ "$(json_get "$WORK/branchy.launch.json" "all(0 < m < $weights for m in d['model_bytes_per_rank']) and sum(d['model_bytes_per_rank']) == $weights")" = True ] \
   || fail "branchy branch plan: model tensors per rank $(json_get "$WORK/branchy.launch.json" "d.get('model_bytes_per_rank')") (weights $weights)"
-rc=0
-PARTITA_FAULT_EXIT_AT_STEP=7 "$PARTITA" launch -n 2 -- partita run "${common[@]}" --checkpoint-dir "$WORK/branch_ck" \
-  --checkpoint-every 5 >/dev/null 2>"$WORK/branch_ck.err" || rc=$?
-[ "$rc" -ne 0 ] && [ "$(cat "$WORK/branch_ck/LATEST")" = step-00000005 ] \
-  || fail "branchy branch plan: want a kill at step 7 after the checkpoint of step 5: $(tail -2 "$WORK/branch_ck.err")"
-"$PARTITA" launch -n 2 -- partita run "${common[@]}" --checkpoint-dir "$WORK/branch_ck" --checkpoint-every 5 --resume \
-  --json "$WORK/branchy.resumed.json" >/dev/null 2>"$WORK/branch_ck.err" \
-  || fail "branchy branch plan: resume: $(tail -3 "$WORK/branch_ck.err")"
-"$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert len(a) == 20 and a == b, (a, b)" \
-  "$WORK/branchy.launch.json" "$WORK/branchy.resumed.json" \
-  || fail "branchy branch plan: killed and resumed losses differ"
+expect_exact_resume "branchy branch plan" "$WORK/branchy.launch.json" "$WORK/branch_ck" "${common[@]}"
 "$PARTITA" launch -n 2 -- partita run "${common[@]}" --rebalance >/dev/null 2>"$WORK/branch.err" \
   && fail "branchy branch plan: --rebalance across processes should be refused"
 grep -q "rank 0: --rebalance across processes .* this plan is a branch plan (node lists per device): run it in one process" \

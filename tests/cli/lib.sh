@@ -69,6 +69,25 @@ assert a[-1] < a[0], "loss should fall"
 print(f"  losses of {sys.argv[1].rsplit('/', 1)[-1]} and {sys.argv[2].rsplit('/', 1)[-1]} within {worst:.1g}")
 PY
 }
+# Kills `partita launch -n 2 -- partita run ARGS --checkpoint-dir DIR --checkpoint-every 5` at step 7 (after
+# the checkpoint of step 5), resumes it, and checks that its 20 losses are those of REFERENCE (the --json of
+# the same run uninterrupted, without warm-up steps) bit for bit.
+#   expect_exact_resume WHAT REFERENCE DIR ARGS...
+expect_exact_resume() {
+  local what=$1 reference=$2 dir=$3; shift 3
+  local rc=0
+  PARTITA_FAULT_EXIT_AT_STEP=7 "$PARTITA" launch -n 2 -- partita run "$@" --checkpoint-dir "$dir" \
+    --checkpoint-every 5 >/dev/null 2>"$dir.err" || rc=$?
+  if [ "$rc" -eq 0 ] || [ "$(cat "$dir/LATEST" 2>/dev/null)" != step-00000005 ]; then
+    fail "$what: want a kill at step 7 after the checkpoint of step 5: $(tail -2 "$dir.err")"
+    return
+  fi
+  "$PARTITA" launch -n 2 -- partita run "$@" --checkpoint-dir "$dir" --checkpoint-every 5 --resume \
+    --json "$dir.resumed.json" >/dev/null 2>"$dir.err" || { fail "$what: resume: $(tail -3 "$dir.err")"; return; }
+  [ "$(json_get "$dir.resumed.json" "d['resumed_from_step']")" = 5 ] || fail "$what: should resume from step 5"
+  "$PYTHON" -c "import json,sys; a,b=(json.load(open(p))['losses'] for p in sys.argv[1:]); assert len(a) == 20 and a == b, (a, b)" \
+    "$reference" "$dir.resumed.json" || fail "$what: killed and resumed losses differ"
+}
 free_port() { "$PYTHON" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
 TORCHRUN=$(command -v torchrun || true)  # the distributed tests also launch with torchrun where it is installed
 # losses_equal CALM RUN: both runs' JSON hold 28 losses, equal within a relative 1e-4 (a rebalanced run computes
