@@ -42,6 +42,25 @@ std::string stage_layout(const Plan& plan) {
   return out;
 }
 
+namespace {
+
+// Whether two plans split the work alike: the same stages (node ranges, or node lists for branch plans) on
+// the same devices with the same batch shares. (Their printed layouts may match when they do not: two branch
+// plans with as many nodes per device.)
+bool same_layout(const Plan& a, const Plan& b) {
+  if (a.stages.size() != b.stages.size()) return false;
+  for (size_t k = 0; k < a.stages.size(); ++k) {
+    const Stage &x = a.stages[k], &y = b.stages[k];
+    if (x.first != y.first || x.last != y.last || x.nodes != y.nodes) return false;
+    const DeviceGroup &gx = a.groups.at(static_cast<size_t>(x.group)),
+                      &gy = b.groups.at(static_cast<size_t>(y.group));
+    if (gx.devices != gy.devices || gx.batch_shares != gy.batch_shares) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 Json rebalance_event_to_json(const RebalanceEvent& e) {
   return {{"step", e.step},
           {"drift", e.drift},
@@ -222,7 +241,7 @@ Rebalancer::Decision Rebalancer::decide(int step, const DriftReport& report) {
   next->source = in.source;
   event.to = stage_layout(*next);
   event.predicted_new_ms = to_milliseconds(next->prediction.step_time);
-  event.applied = event.to != event.from &&
+  event.applied = !same_layout(*next, plan_) &&
                   event.predicted_new_ms < (1.0 - options_.min_gain) * event.predicted_current_ms;
   log_info(fmt::format("rebalance after step {}: {}; {} -> {} (predicted {:.2f} -> {:.2f} ms){}", step + 1,
                        report.summary, event.from, event.to, event.predicted_current_ms,
