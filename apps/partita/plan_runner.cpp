@@ -126,12 +126,12 @@ class RunCheckpoint {
     };
     // Every process keeps its random generators' states: a pipeline rank in its shard, data-parallel ranks
     // in the whole checkpoint that rank 0 writes (gathered here through the rendezvous store).
-    CheckpointProgress progress{done, losses, engine.draw_states(), {}};
+    CheckpointProgress progress{done, losses, engine.draw_states()};
     DistributedGroup* group = options_.group;
-    if (group != nullptr && local_stage_ < 0) {
+    if (group != nullptr && local_stage_ < 0) {  // workers' names differ between ranks: one set of states
       const std::vector<std::string> posted =
           group->gather_to_rank0("draws-" + std::to_string(done), draws_to_bytes(progress.draws));
-      for (const std::string& bytes : posted) progress.rank_draws.push_back(draws_from_bytes(bytes));
+      for (const std::string& bytes : posted) progress.draws.merge(draws_from_bytes(bytes));
     }
     if (group != nullptr && local_stage_ >= 0) {  // a pipeline: every rank writes its stage's shard
       const std::vector<int64_t> held = stage_tensor_indices(model_, identity_.plan, local_stage_);

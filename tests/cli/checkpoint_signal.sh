@@ -3,7 +3,7 @@
 # a pipeline: each its stage), and resumed, the job gives the uninterrupted run's losses. The signal comes from
 # a test hook in rank 1 only (PARTITA_FAULT_SIGNAL_AT_STEP), or from `kill` to the launcher, which passes it on;
 # a second signal kills the ranks; a job without checkpoints ends at once. A job that draws random numbers
-# resumes drawing what it would have.
+# resumes drawing what it would have, in as many processes or (one, two) in another number.
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
 MLP=(run "$ZOO/mlp.pt" --input 8x64 --train)
@@ -114,10 +114,13 @@ fi
 # rank's generators' states are kept (data parallel: gathered into rank 0's checkpoint; a pipeline: in each
 # rank's shard), so a job whose rank 1 dies before its 7th step, resumed from step 4, draws what the
 # uninterrupted one drew: the same 12 losses (without the kept states, ranks drew from their seeds again).
-for kind in data pipeline; do
-  "$PARTITA" plan "$ZOO/stochastic.pt" --input 8x32 --devices cpu:0,cpu:1 --strategy "$kind" --all-devices --train \
-    --cost roofline --json "$WORK/draws.$kind.plan.json" >/dev/null || fail "plan stochastic $kind"
-  draws=(launch -n 2 -- partita run "$ZOO/stochastic.pt" --input 8x32 --train --plan "$WORK/draws.$kind.plan.json"
+# A tensor-parallel job (dropout_mlp: the stochastic model's channel dropout does not split) keeps each rank's own
+# and its group generator's states.
+for case in data:stochastic pipeline:stochastic tensor:dropout_mlp; do
+  kind=${case%%:*} model=${case#*:}
+  "$PARTITA" plan "$ZOO/$model.pt" --input 8x32 --devices cpu:0,cpu:1 --strategy "$kind" --all-devices --train \
+    --cost roofline --json "$WORK/draws.$kind.plan.json" >/dev/null || fail "plan $model $kind"
+  draws=(launch -n 2 -- partita run "$ZOO/$model.pt" --input 8x32 --train --plan "$WORK/draws.$kind.plan.json"
     --steps 12 --seed 3)
   "$PARTITA" "${draws[@]}" --warmup 0 --json "$WORK/draws.$kind.full.json" >/dev/null 2>&1 \
     || fail "draws $kind: uninterrupted run"
@@ -132,6 +135,31 @@ for kind in data pipeline; do
     || fail "draws $kind: resume: $(tail -3 "$WORK/draws.$kind.resumed.err")"
   same_prefix "$WORK/draws.$kind.full.json" "$WORK/draws.$kind.resumed.json" 12 4 \
     || fail "draws $kind: killed+resumed losses differ"
+  # In another number of processes: the states are named by the worker that draws from them (stage, device),
+  # so a process restores its workers' ones whatever wrote them. One process's checkpoint resumed by the two
+  # ranks, and (a whole checkpoint: a pipeline's shards need as many processes) the two ranks' resumed in one.
+  one=("${draws[@]:5}")
+  rc=0
+  PARTITA_FAULT_EXIT_AT_STEP=6 "$PARTITA" "${one[@]}" --checkpoint-dir "$WORK/draws.$kind.one" --checkpoint-every 4 \
+    >/dev/null 2>"$WORK/draws.$kind.one.err" || rc=$?
+  [ "$rc" -ne 0 ] && [ "$(cat "$WORK/draws.$kind.one/LATEST")" = step-00000004 ] \
+    || fail "draws $kind: want one process killed at step 6: $(tail -2 "$WORK/draws.$kind.one.err")"
+  "$PARTITA" "${draws[@]}" --checkpoint-dir "$WORK/draws.$kind.one" --checkpoint-every 4 --resume \
+    --json "$WORK/draws.$kind.one.in2.json" >/dev/null 2>"$WORK/draws.$kind.one.err" \
+    || fail "draws $kind: one process's checkpoint resumed by two: $(tail -3 "$WORK/draws.$kind.one.err")"
+  same_prefix "$WORK/draws.$kind.full.json" "$WORK/draws.$kind.one.in2.json" 12 4 \
+    || fail "draws $kind: one process's checkpoint resumed by two: losses differ"
+  [ "$kind" != pipeline ] || continue
+  rc=0
+  PARTITA_FAULT_EXIT_AT_STEP=6 "$PARTITA" "${draws[@]}" --checkpoint-dir "$WORK/draws.$kind.two" \
+    --checkpoint-every 4 >/dev/null 2>&1 || rc=$?
+  [ "$rc" -ne 0 ] && [ "$(cat "$WORK/draws.$kind.two/LATEST")" = step-00000004 ] \
+    || fail "draws $kind: want rank 1 killed at step 6 after the checkpoint of step 4"
+  "$PARTITA" "${one[@]}" --checkpoint-dir "$WORK/draws.$kind.two" --checkpoint-every 4 --resume \
+    --json "$WORK/draws.$kind.two.in1.json" >/dev/null 2>"$WORK/draws.$kind.two.err" \
+    || fail "draws $kind: two processes' checkpoint resumed by one: $(tail -3 "$WORK/draws.$kind.two.err")"
+  same_prefix "$WORK/draws.$kind.full.json" "$WORK/draws.$kind.two.in1.json" 12 4 \
+    || fail "draws $kind: two processes' checkpoint resumed by one: losses differ"
 done
 
 # A second signal kills: rank 1 stalls at step 5 (so no vote can end the job), the first SIGTERM is passed on

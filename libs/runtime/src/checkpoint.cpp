@@ -35,9 +35,15 @@ constexpr const char* kShardTempPrefix = ".tmp-shard-";
 const char* const kPlanKeysNotCompared[] = {"predicted_step_ms", "predicted_peak_bytes", "predicted_joules",
                                             "prediction", "source"};
 
-// FNV-1a 64: stable across platforms and runs, unlike std::hash.
+// FNV-1a 64: stable across platforms and runs, unlike std::hash. Checkpoints up to version 2 (and the model
+// fingerprint, which they store) started from kShortFnvBasis, the standard offset basis with its last digit
+// dropped, so their state files' hashes matched no other FNV-1a tool; version 3 hashes files from the
+// standard one (`python3 -c` with the textbook loop reproduces a manifest's fnv1a64). The fingerprint keeps
+// the short basis: it is an identity compared with stored ones, not a checksum anyone recomputes.
+constexpr uint64_t kFnvBasis = 14695981039346656037ULL;
+constexpr uint64_t kShortFnvBasis = 1469598103934665603ULL;
 struct Fnv {
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = kFnvBasis;
   void mix(const void* data, size_t n) {
     const auto* p = static_cast<const unsigned char*>(data);
     for (size_t i = 0; i < n; ++i) {
@@ -53,10 +59,10 @@ struct Fnv {
   }
 };
 
-std::string file_hash(const fs::path& path) {
+std::string file_hash(const fs::path& path, uint64_t basis) {
   std::ifstream in(path, std::ios::binary);
   PARTITA_CHECK(in.good(), "cannot read checkpoint file ", path.string());
-  Fnv fnv;
+  Fnv fnv{basis};
   std::vector<char> buf(1 << 20);
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
@@ -150,36 +156,33 @@ void check_identity(const Json& m, const CheckpointIdentity& id, const std::stri
                 id.learning_rate, fix);
 }
 
-// The archive keys of random generators' states: the writing process's (or rank 0's), then rank R's in a
-// whole checkpoint of a data-parallel job.
-std::string draws_key(int rank) { return rank <= 0 ? "draws" : "draws-rank-" + std::to_string(rank); }
-
-void write_draws(torch::serialize::OutputArchive& archive, const std::string& key,
-                 const std::vector<torch::Tensor>& draws) {
+// Random generators' states in an archive: "draws", keyed by worker name (draw_states.h). Version 2 keyed
+// them by position and kept a data-parallel job's rank R's in "draws-rank-R".
+void write_draws(torch::serialize::OutputArchive& archive, const DrawStates& draws) {
   if (draws.empty()) return;
   torch::serialize::OutputArchive draws_archive;
-  for (size_t i = 0; i < draws.size(); ++i) draws_archive.write(std::to_string(i), draws[i].clone());
-  archive.write(key, draws_archive);
+  for (const auto& [name, state] : draws) draws_archive.write(name, state.clone());
+  archive.write("draws", draws_archive);
 }
 
-// Reads the states under `key` (none there: empty).
-std::vector<torch::Tensor> read_draws(torch::serialize::InputArchive& archive, const std::string& key) {
-  std::vector<torch::Tensor> draws;
+// Reads the states an archive keeps for `rank` (none there: empty): all of its "draws"; from a version-2
+// whole checkpoint, rank R's positional ones ("draws" is rank 0's then).
+DrawStates read_draws(torch::serialize::InputArchive& archive, int rank = 0) {
+  DrawStates draws;
   torch::serialize::InputArchive draws_archive;
-  if (archive.try_read(key, draws_archive)) {
-    draws.resize(draws_archive.keys().size());
-    for (size_t i = 0; i < draws.size(); ++i) draws_archive.read(std::to_string(i), draws[i]);
-  }
+  const bool legacy_rank = rank > 0 && archive.try_read("draws-rank-" + std::to_string(rank), draws_archive);
+  if (!legacy_rank && !archive.try_read("draws", draws_archive)) return draws;
+  for (const std::string& name : draws_archive.keys()) draws_archive.read(name, draws[name]);
+  if (!legacy_rank && rank > 0 && positional_draw_states(draws)) draws.clear();  // rank 0's, by position
   return draws;
 }
 
 // An archive of the module tensors listed in `held` (copies when `copy`), the optimizer's state (its
-// tensors themselves) and, when there are any, the random generators' states ("draws", keyed 0, 1, ...; other
-// ranks' in "draws-rank-R").
-std::shared_ptr<torch::serialize::OutputArchive> state_archive(
-    const std::vector<torch::Tensor>& tensors, const std::vector<int64_t>& held,
-    const torch::optim::Optimizer& optimizer, bool copy, const std::vector<torch::Tensor>& draws = {},
-    const std::vector<std::vector<torch::Tensor>>& rank_draws = {}) {
+// tensors themselves) and, when there are any, the random generators' states ("draws", by worker name).
+std::shared_ptr<torch::serialize::OutputArchive> state_archive(const std::vector<torch::Tensor>& tensors,
+                                                               const std::vector<int64_t>& held,
+                                                               const torch::optim::Optimizer& optimizer,
+                                                               bool copy, const DrawStates& draws = {}) {
   auto archive = std::make_shared<torch::serialize::OutputArchive>();
   torch::serialize::OutputArchive tensor_archive;
   for (const int64_t i : held) {
@@ -191,9 +194,7 @@ std::shared_ptr<torch::serialize::OutputArchive> state_archive(
   torch::serialize::OutputArchive optimizer_archive;
   optimizer.save(optimizer_archive);
   archive->write("optimizer", optimizer_archive);
-  write_draws(*archive, draws_key(0), draws);
-  for (size_t r = 1; r < rank_draws.size(); ++r)
-    write_draws(*archive, draws_key(static_cast<int>(r)), rank_draws[r]);
+  write_draws(*archive, draws);
   return archive;
 }
 
@@ -392,18 +393,19 @@ CheckpointShard shard_for(const std::vector<CheckpointShard>& shards, int rank, 
 
 // Checks the shard's file against its description, loads the optimizer state and returns the saved module
 // tensors it holds (checked against `tensors`' shapes and dtypes), in the order of shard.tensors; `draws`
-// gets the random generators' states it keeps for `rank` (-1: the one process; none: empty).
+// gets the random generators' states it keeps for `rank` (-1: the one process; none: empty). `hash_basis`:
+// the FNV offset basis the checkpoint's version hashed its files from.
 std::vector<torch::Tensor> read_state(const fs::path& where, const CheckpointShard& shard,
                                       const std::vector<torch::Tensor>& tensors,
                                       torch::optim::Optimizer& optimizer, const std::string& corrupt,
-                                      int rank, std::vector<torch::Tensor>& draws) {
+                                      int rank, uint64_t hash_basis, DrawStates& draws) {
   const fs::path state = where / shard.file;
   PARTITA_CHECK(shard.file.find('/') == std::string::npos && fs::exists(state), "checkpoint file ",
                 state.string(), " is missing", corrupt);
   const auto bytes = static_cast<int64_t>(fs::file_size(state));
   PARTITA_CHECK(bytes == shard.bytes, "checkpoint file ", state.string(), " has ", bytes,
                 " bytes but its manifest says ", shard.bytes, " (truncated or replaced)", corrupt);
-  const std::string hash = file_hash(state);
+  const std::string hash = file_hash(state, hash_basis);
   PARTITA_CHECK(hash == shard.fnv1a64, "checkpoint file ", state.string(), " has FNV-1a hash ", hash,
                 " but its manifest says ", shard.fnv1a64, " (corrupt)", corrupt);
 
@@ -433,7 +435,7 @@ std::vector<torch::Tensor> read_state(const fs::path& where, const CheckpointSha
     archive.read("optimizer", optimizer_archive);
     optimizer.load(optimizer_archive);
     // A shard is its rank's alone; a whole checkpoint keeps every rank's.
-    draws = read_draws(archive, draws_key(shard.rank >= 0 ? 0 : rank));
+    draws = read_draws(archive, shard.rank >= 0 ? 0 : rank);
   } catch (const c10::Error& e) {
     PARTITA_FAIL("cannot read checkpoint file ", state.string(), ": ", first_line(e), corrupt);
   }
@@ -465,28 +467,27 @@ Json latest_manifest(const std::string& dir, fs::path& where) {
   PARTITA_CHECK(m.is_object() && m.value("format", "") == kFormat, "file ", manifest_path.string(),
                 " is not a partita checkpoint manifest", corrupt);
   const int version = m.value("version", 0);
-  PARTITA_CHECK(version == 1 || version == kCheckpointVersion, "checkpoint ", where.string(),
-                " has format version ", version, " but this partita reads versions 1 and ",
-                kCheckpointVersion,
+  PARTITA_CHECK(version >= 1 && version <= kCheckpointVersion, "checkpoint ", where.string(),
+                " has format version ", version, " but this partita reads versions 1 to ", kCheckpointVersion,
                 "; resume with the partita that wrote it or start a new --checkpoint-dir");
   return m;
 }
 
 }  // namespace
 
-std::string draws_to_bytes(const std::vector<torch::Tensor>& draws) {
+std::string draws_to_bytes(const DrawStates& draws) {
   torch::serialize::OutputArchive archive;
-  write_draws(archive, draws_key(0), draws);
+  write_draws(archive, draws);
   std::ostringstream out;
   archive.save_to(out);
   return out.str();
 }
 
-std::vector<torch::Tensor> draws_from_bytes(const std::string& bytes) {
+DrawStates draws_from_bytes(const std::string& bytes) {
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(bytes.data(), bytes.size(), torch::Device(torch::kCPU));
-    return read_draws(archive, draws_key(0));
+    return read_draws(archive);
   } catch (const c10::Error& e) {
     PARTITA_FAIL("cannot read ", bytes.size(), " bytes of random generator states: ", first_line(e),
                  "; every rank of a job must run the same partita");
@@ -494,7 +495,7 @@ std::vector<torch::Tensor> draws_from_bytes(const std::string& bytes) {
 }
 
 std::string model_fingerprint(const LoadedModel& model) {
-  Fnv fnv;
+  Fnv fnv{kShortFnvBasis};
   for (const Node& n : model.ir.nodes()) {
     fnv.mix(n.op);
     fnv.mix("\n");
@@ -540,11 +541,11 @@ void save_checkpoint(const std::string& dir, const CheckpointIdentity& identity,
                      const torch::optim::Optimizer& optimizer, const CheckpointFaultHook& hook, int keep) {
   check_progress(progress);
   // Written at once: the live tensors need no copies.
-  CheckpointSnapshot now{progress,
-                         tensors.size(),
-                         state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/false,
-                                       progress.draws, progress.rank_draws),
-                         {}};
+  CheckpointSnapshot now{
+      progress,
+      tensors.size(),
+      state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/false, progress.draws),
+      {}};
   write_checkpoint(dir, identity, now, hook, keep);
 }
 
@@ -552,11 +553,11 @@ CheckpointSnapshot snapshot_checkpoint(const CheckpointProgress& progress,
                                        const std::vector<torch::Tensor>& tensors,
                                        torch::optim::Optimizer& optimizer) {
   check_progress(progress);
-  CheckpointSnapshot snapshot{progress,
-                              tensors.size(),
-                              state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/true,
-                                            progress.draws, progress.rank_draws),
-                              {}};
+  CheckpointSnapshot snapshot{
+      progress,
+      tensors.size(),
+      state_archive(tensors, all_indices(tensors.size()), optimizer, /*copy=*/true, progress.draws),
+      {}};
   copy_state_tensors(optimizer);  // the archive keeps the state tensors as they are now
   return snapshot;
 }
@@ -622,8 +623,7 @@ CheckpointShard write_shard_file(const std::string& dir, int steps, int rank,
 CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int rank,
                                        const std::vector<torch::Tensor>& tensors,
                                        const std::vector<int64_t>& held,
-                                       const torch::optim::Optimizer& optimizer,
-                                       const std::vector<torch::Tensor>& draws) {
+                                       const torch::optim::Optimizer& optimizer, const DrawStates& draws) {
   return write_shard_file(dir, steps, rank, held,
                           *state_archive(tensors, held, optimizer, /*copy=*/false, draws));
 }
@@ -719,7 +719,8 @@ CheckpointProgress load_checkpoint(const std::string& dir, const CheckpointIdent
 
   const CheckpointShard shard = shard_for(shards, rank, where.string(), corrupt);
   const std::vector<torch::Tensor> saved =
-      read_state(where, shard, tensors, optimizer, corrupt, rank, progress.draws);
+      read_state(where, shard, tensors, optimizer, corrupt, rank,
+                 m.value("version", 0) <= 2 ? kShortFnvBasis : kFnvBasis, progress.draws);
   torch::NoGradGuard no_grad;
   for (size_t k = 0; k < shard.tensors.size(); ++k)
     tensors[static_cast<size_t>(shard.tensors[k])].copy_(saved[k]);

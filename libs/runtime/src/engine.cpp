@@ -140,6 +140,9 @@ struct Engine::Impl {
   // (to_leader) together with its own before it sends. Indexed by worker; empty otherwise.
   std::vector<std::unique_ptr<MessageChannel>> to_leader, from_leader;
   std::vector<torch::Tensor> master_params;
+  // One device of a tensor group per process: the master parameters other than the parts it holds (the
+  // reducer sums these; a held part's gradient is whole on its device).
+  std::vector<torch::Tensor> unheld_params;
   std::vector<torch::Tensor> shared_params;  // local_stage: trainable parameters that several stages use
   // Where the model's parameter tensors live while the engine runs (place_parameters). keeper[i]: the worker
   // whose device holds model parameter i itself (training; its only user, on memory of its own; the optimizer
@@ -245,17 +248,17 @@ struct Engine::Impl {
     if (!channel.send(std::move(msg), training ? 0 : kInferenceWaitingMessages)) throw Aborted{};
   }
 
-  // Only tensors and numbers travel between processes (stage_transport.h); refuse other cuts before running.
+  // Tensors, numbers and lists or tuples of them travel between processes (stage_transport.h); refuse other
+  // cuts (objects, dicts) before running.
   void check_values_can_cross_processes() const {
     const int stages = static_cast<int>(plan.stages.size());
     for (int p = 0; p < stages; ++p) {
       for (int t = p + 1; t < stages; ++t) {
         for (ValueId v : routing.sends[p][t]) {
           const Value& value = model.ir.value(v);
-          PARTITA_CHECK(value.kind == ValueKind::kTensor || value.kind == ValueKind::kScalar ||
-                            value.kind == ValueKind::kNone,
-                        "value '", value.name, "' (not a tensor or a number) crosses the cut from stage ", p,
-                        " to stage ", t,
+          PARTITA_CHECK(value.kind != ValueKind::kOther, "value '", value.name,
+                        "' (not a tensor, a number or a list or tuple of them) crosses the cut from stage ",
+                        p, " to stage ", t,
                         ", which cannot travel between processes; plan another cut or run "
                         "the pipeline in one process");
         }
@@ -634,11 +637,16 @@ struct Engine::Impl {
 
   // Every executor that draws random numbers, in worker order (a tensor group's worker: its own, then the
   // group's).
-  std::vector<const Executor*> drawing_executors() const {
-    std::vector<const Executor*> out;
+  // Every executor with a generator of its own, in worker order, named as in draw_states.h.
+  struct DrawingExecutor {
+    std::string name;
+    const Executor* executor;
+  };
+  std::vector<DrawingExecutor> drawing_executors() const {
+    std::vector<DrawingExecutor> out;
     for (const Worker& w : workers) {
-      out.push_back(w.executor.get());
-      if (w.group_draws) out.push_back(w.group_draws.get());
+      out.push_back({draw_state_name(w.stage, w.replica, false), w.executor.get()});
+      if (w.group_draws) out.push_back({draw_state_name(w.stage, w.replica, true), w.group_draws.get()});
     }
     return out;
   }
@@ -1242,6 +1250,12 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     // One device per process: keep only its parts of the split weights (and of what the optimizer keeps for
     // them: a resumed run's whole state is cut here).
     s.tensor->hold_parts(model.parameters, s.optimizer.get());
+    std::set<const c10::TensorImpl*> parts;
+    for (const auto& h : s.tensor->held_parts())
+      parts.insert(model.parameters[h.parameter].unsafeGetTensorImpl());
+    for (const auto& p : s.master_params) {
+      if (parts.count(p.unsafeGetTensorImpl()) == 0) s.unheld_params.push_back(p);
+    }
   }
   int cpu_workers = 0, cpu_threads = 0;
   for (const auto& b : s.bindings) {
@@ -1403,16 +1417,10 @@ StepResult Engine::step(const StepInputs& batch) {
     } else if (s.tensor && s.options.reducer != nullptr) {
       // One device of a tensor group: zeros where it contributed nothing (every process hands the reducer
       // the same gradients). The parts it holds have their whole gradient here: not summed.
-      std::vector<torch::Tensor> summed;
-      std::set<const c10::TensorImpl*> parts;
-      if (s.tensor->holding_parts()) {
-        for (const auto& h : s.tensor->held_parts())
-          parts.insert(s.model.parameters[h.parameter].unsafeGetTensorImpl());
-      }
-      for (auto& p : s.master_params) {
-        if (parts.count(p.unsafeGetTensorImpl()) != 0) continue;
+      const std::vector<torch::Tensor>& summed =
+          s.tensor->holding_parts() ? s.unheld_params : s.master_params;
+      for (torch::Tensor p : summed) {  // a handle: its gradient is the parameter's
         if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-        summed.push_back(p);
       }
       result.loss = s.options.reducer->reduce(summed, result.loss, index);
     } else if (s.options.reducer != nullptr) {
@@ -1518,20 +1526,36 @@ int64_t Engine::held_part_bytes() const {
   return bytes;
 }
 
-std::vector<torch::Tensor> Engine::draw_states() const {
-  return detail::draws_state(impl_->drawing_executors());
+DrawStates Engine::draw_states() const {
+  DrawStates states;
+  for (const auto& d : impl_->drawing_executors()) states[d.name] = detail::draws_state({d.executor}).at(0);
+  return states;
 }
 
-void Engine::restore_draw_states(const std::vector<torch::Tensor>& states) {
-  const std::vector<const Executor*> executors = impl_->drawing_executors();
-  PARTITA_CHECK(states.size() == executors.size(), "the checkpoint keeps ", states.size(),
-                " random generator states but this run's plan draws from ", executors.size(),
-                "; resume with the plan the checkpoint was written with");
-  for (size_t i = 0; i < states.size(); ++i) {
-    at::Generator g = executors[i]->generator();
-    if (!g.defined() || !states[i].defined()) continue;
+void Engine::restore_draw_states(const DrawStates& states) {
+  if (states.empty()) return;  // a checkpoint written before the states were kept
+  const auto executors = impl_->drawing_executors();
+  const auto restore = [](const Executor& e, const torch::Tensor& state) {
+    at::Generator g = e.generator();
+    if (!g.defined() || !state.defined()) return;
     const std::lock_guard<std::mutex> lock(g.mutex());
-    g.set_state(states[i]);
+    g.set_state(state);
+  };
+  if (positional_draw_states(states)) {  // a version-2 checkpoint: this process's, in worker order
+    PARTITA_CHECK(states.size() == executors.size(), "the checkpoint keeps ", states.size(),
+                  " random generator states but this run's plan draws from ", executors.size(),
+                  "; resume with the plan and the number of processes the checkpoint was written with");
+    for (size_t i = 0; i < executors.size(); ++i)
+      restore(*executors[i].executor, states.at(std::to_string(i)));
+    return;
+  }
+  for (const auto& d : executors) {
+    const auto it = states.find(d.name);
+    PARTITA_CHECK(it != states.end(), "the checkpoint keeps no random generator state for ", d.name,
+                  " (it keeps ", states.size(), ": ", states.begin()->first,
+                  (states.size() > 1 ? ", ..." : ""),
+                  "); resume with the plan the checkpoint was written with");
+    restore(*d.executor, it->second);
   }
 }
 

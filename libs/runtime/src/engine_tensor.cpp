@@ -357,6 +357,10 @@ void TensorRunner::hold_parts(const std::vector<torch::Tensor>& params, torch::o
   };
   for (const HeldPart& h : held_parts_) {
     const torch::Tensor& p = params.at(h.parameter);
+    // Cut once: a model whose parameters are parts already (another engine cut them) would be cut again.
+    const auto& whole = model_.ir.value(model_.ir.parameters()[h.parameter].value).meta();
+    PARTITA_ASSERT(whole && p.sizes().vec() == whole->shape, "parameter ", h.parameter, " has shape ",
+                   p.sizes(), ", not its whole one: are its parts held already?");
     if (optimizer != nullptr) map_parameter_state(*optimizer, p, part(h.shard));
     p.set_data(part(h.shard)(p));
     if (p.grad().defined()) p.mutable_grad() = part(h.shard)(p.grad());

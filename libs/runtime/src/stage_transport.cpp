@@ -7,7 +7,6 @@
 
 #include <torch/torch.h>
 
-#include "ivalue_tensors.h"
 #include "partita/core/error.h"
 #include "partita/runtime/distributed_reducer.h"
 
@@ -29,6 +28,48 @@ enum Kind : int64_t {
 std::string device_list(const std::vector<std::string>& devices) {
   std::string out;
   for (const auto& d : devices) out += (out.empty() ? "" : ",") + d;
+  return out;
+}
+
+// Undefined tensors do not pickle, yet a list's gradient is undefined where an element got none. Inside a
+// list or tuple they travel as None, a list of tensors then as a list of Optional[Tensor], and the header
+// says so (f[2] = 1) so that the receiver makes them undefined tensors again. Other tensors go detached and
+// on the host.
+c10::IValue undefined_as_none(const c10::IValue& iv, bool& found) {
+  if (iv.isTensor()) {
+    const torch::Tensor& t = iv.toTensor();
+    if (t.defined()) return t.detach().to(torch::kCPU);
+    found = true;
+    return c10::IValue();
+  }
+  if (iv.isTuple()) {
+    std::vector<c10::IValue> elements;
+    for (const auto& e : iv.toTupleRef().elements()) elements.push_back(undefined_as_none(e, found));
+    return c10::ivalue::Tuple::create(std::move(elements));
+  }
+  if (!iv.isList()) return iv;
+  const c10::List<c10::IValue> list = iv.toList();
+  bool here = false;
+  std::vector<c10::IValue> elements;
+  for (size_t i = 0; i < list.size(); ++i) elements.push_back(undefined_as_none(list.get(i), here));
+  found = found || here;
+  c10::impl::GenericList out(here ? c10::OptionalType::create(list.elementType()) : list.elementType());
+  for (auto& e : elements) out.push_back(std::move(e));
+  return out;
+}
+
+c10::IValue none_as_undefined(const c10::IValue& iv) {
+  if (iv.isNone()) return torch::Tensor();
+  if (iv.isTuple()) {
+    std::vector<c10::IValue> elements;
+    for (const auto& e : iv.toTupleRef().elements()) elements.push_back(none_as_undefined(e));
+    return c10::ivalue::Tuple::create(std::move(elements));
+  }
+  if (!iv.isList()) return iv;
+  const c10::List<c10::IValue> list = iv.toList();
+  const auto optional = list.elementType()->cast<c10::OptionalType>();
+  c10::impl::GenericList out(optional ? optional->getElementType() : list.elementType());
+  for (size_t i = 0; i < list.size(); ++i) out.push_back(none_as_undefined(list.get(i)));
   return out;
 }
 
@@ -68,12 +109,10 @@ EncodedValues encode_stage_message(const std::vector<c10::IValue>& values) {
       f[0] = kBoolValue;
       f[1] = v.toBool() ? 1 : 0;
     } else if (v.isList() || v.isTuple()) {
-      // Pickled with its element types (an int[] arrives as an int[], as the ops that read it need); its
-      // tensors detached and on the host.
-      const std::vector<char> pickled =
-          torch::pickle_save(detail::map_tensors(v, [](const torch::Tensor& t) -> c10::IValue {
-            return t.defined() ? t.detach().to(torch::kCPU) : t;
-          }));
+      // Pickled with its element types (an int[] arrives as an int[], as the ops that read it need).
+      bool undefined = false;
+      const std::vector<char> pickled = torch::pickle_save(undefined_as_none(v, undefined));
+      f[2] = undefined ? 1 : 0;
       torch::Tensor t = torch::empty({static_cast<int64_t>(pickled.size())}, torch::kUInt8);
       if (!pickled.empty()) std::memcpy(t.data_ptr(), pickled.data(), pickled.size());
       f[0] = kPickledValue;
@@ -140,7 +179,8 @@ std::vector<c10::IValue> decode_stage_message(const torch::Tensor& header, const
       case kPickledValue: {
         PARTITA_CHECK(f[1] >= 0 && offset + f[1] <= h[0], "malformed pipeline message: value ", i,
                       " passes the payload's end");
-        values.push_back(torch::pickle_load(std::vector<char>(src + offset, src + offset + f[1])));
+        c10::IValue v = torch::pickle_load(std::vector<char>(src + offset, src + offset + f[1]));
+        values.push_back(f[2] == 1 ? none_as_undefined(v) : std::move(v));
         offset += f[1];
         break;
       }

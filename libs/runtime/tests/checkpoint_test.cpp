@@ -162,16 +162,29 @@ TEST(Checkpoint, RoundTripRestoresSgdMomentum) {
 // goes on (two more steps change every parameter and every optimizer state tensor in place); what it writes
 // equals a synchronous save after step 3, and the training that went on took the same steps as without a
 // snapshot.
-// A whole checkpoint keeps the random generators' states it is given, in order, and one saved without them
-// gives none back (a job of several processes, or an older checkpoint).
+// Generator states of distinct seeds, named.
+DrawStates states_of(std::initializer_list<std::pair<std::string, uint64_t>> seeds) {
+  DrawStates states;
+  for (const auto& [name, seed] : seeds)
+    states[name] = at::make_generator<at::CPUGeneratorImpl>(seed).get_state();
+  return states;
+}
+
+bool same_states(const DrawStates& a, const DrawStates& b) {
+  if (a.size() != b.size()) return false;
+  for (const auto& [name, state] : a) {
+    if (b.count(name) == 0 || !torch::equal(state, b.at(name))) return false;
+  }
+  return true;
+}
+
+// A whole checkpoint keeps the random generators' states it is given, by name, and one saved without them
+// gives none back (an older checkpoint).
 TEST(Checkpoint, KeepsTheRandomGeneratorsStates) {
   Fixture a = make("mlp", Optimizer::kSgdMomentum);
   auto opt_a = optimizer_for(a);
   CheckpointProgress progress = progress_of(2);
-  for (uint64_t seed : {5, 6}) {
-    auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
-    progress.draws.push_back(g.get_state());
-  }
+  progress.draws = states_of({{"stage0_device0", 5}, {"stage0_device0_group", 6}});
   TempDir dir;
   const std::string with = dir.str() + "/with", without = dir.str() + "/without";
   save_checkpoint(with, a.identity, progress, a.model.parameters, *opt_a);
@@ -179,9 +192,8 @@ TEST(Checkpoint, KeepsTheRandomGeneratorsStates) {
   Fixture b = make("mlp", Optimizer::kSgdMomentum);
   auto opt_b = optimizer_for(b);
   const CheckpointProgress back = load_checkpoint(with, b.identity, b.model.parameters, *opt_b);
-  ASSERT_EQ(back.draws.size(), 2u);
-  for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(torch::equal(back.draws[i], progress.draws[i])) << i;
-  EXPECT_FALSE(torch::equal(back.draws[0], back.draws[1]));
+  EXPECT_TRUE(same_states(back.draws, progress.draws));
+  EXPECT_FALSE(torch::equal(back.draws.begin()->second, back.draws.rbegin()->second));
   EXPECT_TRUE(load_checkpoint(without, b.identity, b.model.parameters, *opt_b).draws.empty());
 }
 
@@ -509,19 +521,13 @@ TEST(Checkpoint, ShardsOfAPipelineRestoreEachRanksStageAndOptimizerState) {
   }
 }
 
-// Generator states of distinct seeds, one per worker.
-std::vector<torch::Tensor> states_of(std::initializer_list<uint64_t> seeds) {
-  std::vector<torch::Tensor> states;
-  for (uint64_t seed : seeds) states.push_back(at::make_generator<at::CPUGeneratorImpl>(seed).get_state());
-  return states;
-}
-
-// A job of several processes keeps every rank's generator states: data-parallel ranks in the whole checkpoint
-// (rank 0 writes them all, posted to it as bytes), pipeline ranks each in its shard. Each rank loads its own.
+// A job of several processes keeps every rank's generator states: a data-parallel or tensor-parallel job's in
+// the whole checkpoint (rank 0 writes them all, posted to it as bytes), which any process loads whole, so a
+// job resumes in another number of processes (each restores its workers' states by name); pipeline ranks
+// each in its shard.
 TEST(Checkpoint, KeepsEveryRanksRandomGeneratorStates) {
-  const std::vector<torch::Tensor> rank0 = states_of({5, 6}), rank1 = states_of({7, 8});
-  const auto same = same_tensors;
-  ASSERT_TRUE(same(draws_from_bytes(draws_to_bytes(rank1)), rank1));
+  const DrawStates rank0 = states_of({{"stage0_device0", 5}}), rank1 = states_of({{"stage0_device1", 7}});
+  ASSERT_TRUE(same_states(draws_from_bytes(draws_to_bytes(rank1)), rank1));
   EXPECT_EQ(error_of([] { draws_from_bytes("not an archive"); })
                 .rfind("cannot read 14 bytes of random generator "
                        "states: ",
@@ -531,37 +537,96 @@ TEST(Checkpoint, KeepsEveryRanksRandomGeneratorStates) {
     Fixture a = make("mlp", Optimizer::kSgdMomentum);
     auto opt_a = optimizer_for(a);
     CheckpointProgress progress = progress_of(2);
-    progress.draws = rank0;
-    progress.rank_draws = {rank0, rank1};
+    progress.draws = states_of({{"stage0_device0", 5}, {"stage0_device1", 7}});
     TempDir dir;
     save_checkpoint(dir.str(), a.identity, progress, a.model.parameters, *opt_a);
     Fixture b = make("mlp", Optimizer::kSgdMomentum);
     auto opt_b = optimizer_for(b);
-    EXPECT_TRUE(same(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, -1).draws, rank0));
-    EXPECT_TRUE(same(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, 0).draws, rank0));
-    EXPECT_TRUE(same(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, 1).draws, rank1));
-    EXPECT_TRUE(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, 2).draws.empty());
+    for (int rank : {-1, 0, 1, 2}) {
+      EXPECT_TRUE(same_states(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, rank).draws,
+                              progress.draws))
+          << "rank " << rank;
+    }
   }
   {  // a pipeline: a shard per rank
     TempDir dir;
     PipelineRanks pipeline = pipeline_ranks();
     auto& [ranks, opts] = pipeline;
+    const DrawStates stage0 = states_of({{"stage0_device0", 5}}), stage1 = states_of({{"stage1_device0", 7}});
     std::vector<CheckpointShard> shards;
     for (int r = 0; r < 2; ++r) {
       shards.push_back(write_checkpoint_shard(dir.str(), 3, r, ranks[r].model.parameters,
                                               stage_tensor_indices(ranks[r].model, ranks[r].identity.plan, r),
-                                              *opts[r], r == 0 ? rank0 : rank1));
+                                              *opts[r], r == 0 ? stage0 : stage1));
     }
     commit_checkpoint_shards(dir.str(), ranks[0].identity, progress_of(3), shards);
     for (int r = 0; r < 2; ++r) {
       Fixture fresh = make("mlp", Optimizer::kAdam);
       make_pipeline(fresh);
       auto opt = optimizer_for(fresh);
-      EXPECT_TRUE(same(load_checkpoint(dir.str(), fresh.identity, fresh.model.parameters, *opt, r).draws,
-                       r == 0 ? rank0 : rank1))
+      EXPECT_TRUE(
+          same_states(load_checkpoint(dir.str(), fresh.identity, fresh.model.parameters, *opt, r).draws,
+                      r == 0 ? stage0 : stage1))
           << "rank " << r;
     }
   }
+}
+
+// FNV-1a 64 of a file, 16 hex digits, from the standard offset basis (as version 3 describes its state
+// files) or from another (versions 1 and 2 started from 1469598103934665603).
+std::string fnv1a64_of(const fs::path& path, uint64_t basis = 14695981039346656037ULL) {
+  std::ifstream in(path, std::ios::binary);
+  uint64_t h = basis;
+  for (char c; in.get(c);) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+// A version-3 state file's hash is the standard FNV-1a 64 of its bytes. A version-2 whole checkpoint hashed
+// its files from another start and kept its writer's states by position ("draws": "0", "1", ...) and a
+// data-parallel job's rank R's apart ("draws-rank-R"): each rank still gets its own, positional, and a rank
+// for which it kept none gets none.
+TEST(Checkpoint, ReadsVersionTwoPositionalRandomGeneratorStates) {
+  TempDir dir;
+  Fixture a = make("mlp", Optimizer::kSgdMomentum);
+  auto opt = optimizer_for(a);
+  save_checkpoint(dir.str(), a.identity, progress_of(2), a.model.parameters, *opt);
+  const fs::path step = dir.path / "step-00000002";
+  const fs::path manifest = step / "manifest.json";
+  Json m = read_json_file(manifest.string());
+  const fs::path state = step / m.at("shards").at(0).at("file").get<std::string>();
+  // Version 3 describes its files with the standard FNV-1a 64 (versions 1 and 2 started from a short basis).
+  EXPECT_EQ(m.at("shards").at(0).at("fnv1a64").get<std::string>(), fnv1a64_of(state));
+  // The state file as version 2 wrote it for a 2-process job.
+  const DrawStates rank0 = states_of({{"0", 5}, {"1", 6}}), rank1 = states_of({{"0", 7}});
+  {
+    torch::serialize::OutputArchive archive, tensors, optimizer, draws0, draws1;
+    for (size_t i = 0; i < a.model.parameters.size(); ++i)
+      tensors.write(std::to_string(i), a.model.parameters[i]);
+    opt->save(optimizer);
+    for (const auto& [k, v] : rank0) draws0.write(k, v);
+    for (const auto& [k, v] : rank1) draws1.write(k, v);
+    archive.write("tensors", tensors);
+    archive.write("optimizer", optimizer);
+    archive.write("draws", draws0);
+    archive.write("draws-rank-1", draws1);
+    archive.save_to(state.string());
+  }
+  m["version"] = 2;
+  m["shards"][0]["bytes"] = static_cast<int64_t>(fs::file_size(state));
+  m["shards"][0]["fnv1a64"] = fnv1a64_of(state, 1469598103934665603ULL);
+  write_json_file(manifest.string(), m);
+  Fixture b = make("mlp", Optimizer::kSgdMomentum);
+  auto opt_b = optimizer_for(b);
+  EXPECT_TRUE(
+      same_states(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, -1).draws, rank0));
+  EXPECT_TRUE(
+      same_states(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, 0).draws, rank0));
+  EXPECT_TRUE(
+      same_states(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, 1).draws, rank1));
+  EXPECT_TRUE(load_checkpoint(dir.str(), b.identity, b.model.parameters, *opt_b, 2).draws.empty());
+  EXPECT_TRUE(same_tensors(a.model.parameters, b.model.parameters));
 }
 
 // A pipeline rank's save in the background: shard snapshots taken at step 3, written and committed while
@@ -681,7 +746,8 @@ TEST(Checkpoint, ReadsVersionOneCheckpoints) {
   m["version"] = 1;
   m["state_file"] = shard.at("file");
   m["state_bytes"] = shard.at("bytes");
-  m["state_fnv1a64"] = shard.at("fnv1a64");
+  m["state_fnv1a64"] = fnv1a64_of(manifest.parent_path() / shard.at("file").get<std::string>(),
+                                  1469598103934665603ULL);  // version 1's start
   write_json_file(manifest.string(), m);
   Fixture b = make("mlp", Optimizer::kSgdMomentum);
   auto opt_b = optimizer_for(b);

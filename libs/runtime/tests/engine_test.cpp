@@ -280,6 +280,55 @@ TEST(Engine, CheckpointedStagesReplayTheirRandomDraws) {
   }
 }
 
+// A run resumed from a checkpoint draws on where the interrupted one stopped: draw_states names each
+// worker's generator ("stage0_device1"), whatever the process that runs it, and restore_draw_states sets
+// this engine's workers' generators from their names, ignoring other processes' entries. An inference run
+// of the stochastic model on two replicas: the outputs depend on the parameters and the draws only.
+TEST(Engine, RestoredDrawStatesContinueTheDrawsByWorkerName) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  const std::string input = "8x32";
+  LoadedModel m = load("stochastic", input);
+  Plan p = base_plan(m.ir, Mode::kInference, 8, 1);
+  p.strategy = StrategyKind::kData;
+  p.groups = {DeviceGroup{{"cpu:0", "cpu:1"}, {4, 4}}};
+  p.stages = {Stage{0, m.ir.num_nodes() - 1, 0}};
+  StepInputs batch;
+  batch.inputs = make_inputs(specs_of(input), 100);
+  const auto outputs = [&](Engine& engine) { return engine.step(batch).outputs.at(0); };
+
+  Engine first(m, p);
+  outputs(first);  // draws from both generators
+  const DrawStates states = first.draw_states();
+  ASSERT_EQ(states.size(), 2u);
+  EXPECT_EQ(states.begin()->first, "stage0_device0");
+  EXPECT_EQ(states.rbegin()->first, "stage0_device1");
+  const torch::Tensor next = outputs(first);
+
+  Engine fresh(m, p);
+  EXPECT_FALSE(torch::equal(outputs(fresh), next)) << "the draws should matter";
+  DrawStates with_others = states;
+  with_others["stage1_device0"] = states.begin()->second;  // another process's worker: not this engine's
+  fresh.restore_draw_states(with_others);
+  EXPECT_TRUE(torch::equal(fresh.draw_states().at("stage0_device1"), states.at("stage0_device1")));
+  EXPECT_TRUE(torch::equal(outputs(fresh), next));
+
+  // A state missing for one of this engine's workers is refused, naming it; so are positional states (a
+  // version-2 checkpoint) of another count.
+  DrawStates partial = states;
+  partial.erase("stage0_device1");
+  try {
+    fresh.restore_draw_states(partial);
+    ADD_FAILURE() << "restored without stage0_device1's state";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("keeps no random generator state for stage0_device1"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(fresh.restore_draw_states(DrawStates{{"0", states.begin()->second}}), Error);
+  fresh.restore_draw_states(DrawStates{{"0", states.begin()->second}, {"1", states.rbegin()->second}});
+  EXPECT_TRUE(torch::equal(outputs(fresh), next)) << "positional states in worker order";
+}
+
 // A cut right after gpt's aten::split: its output, a list of tensors, crosses to stage 1. Stage 1 must
 // receive the list's tensors as leaves and send their gradients back (found by scripts/sanitize: with the
 // list's upstream history, stage 1's backward ran stage 0's graph, and stage 0's own backward then failed

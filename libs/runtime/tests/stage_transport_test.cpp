@@ -21,6 +21,7 @@
 #include "partita/runtime/distributed_launch.h"
 #include "partita/runtime/distributed_reducer.h"
 #include "partita/runtime/engine.h"
+#include "partita/runtime/stage_routing.h"
 #include "partita/search/graph_identity.h"
 #include "partita/torch_bridge/model.h"
 
@@ -210,6 +211,30 @@ TEST(StageMessage, RoundTripsListsAndTuplesWithTheirTypes) {
   EXPECT_TRUE(back[4].toDoubleVector().empty());
 }
 
+// A list's gradient is undefined where an element got none (a pipeline sends it back so): the undefined
+// entries come back undefined, in place, the list still a tensor list; a tuple's too.
+TEST(StageMessage, RoundTripsUndefinedTensorsInsideListsAndTuples) {
+  c10::List<at::Tensor> grads({torch::ones({2}), at::Tensor(), torch::full({1}, 2.0)});
+  const std::vector<c10::IValue> values{
+      grads, c10::ivalue::Tuple::create({c10::IValue(at::Tensor()), torch::ones({1})}),
+      c10::List<at::Tensor>({at::Tensor()})};
+  const EncodedValues msg = encode_stage_message(values);
+  const auto back = decode_stage_message(msg.header, msg.payload);
+  ASSERT_EQ(back.size(), values.size());
+  ASSERT_TRUE(back[0].isTensorList());
+  const auto list = back[0].toTensorVector();
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_TRUE(list[0].equal(torch::ones({2})));
+  EXPECT_FALSE(list[1].defined());
+  EXPECT_TRUE(list[2].equal(torch::full({1}, 2.0)));
+  const auto& tuple = back[1].toTupleRef().elements();
+  ASSERT_EQ(tuple.size(), 2u);
+  EXPECT_TRUE(tuple[0].isTensor() && !tuple[0].toTensor().defined());
+  EXPECT_TRUE(tuple[1].toTensor().equal(torch::ones({1})));
+  ASSERT_TRUE(back[2].isTensorList());
+  EXPECT_FALSE(back[2].toTensorVector().at(0).defined());
+}
+
 TEST(StageMessage, RefusesObjectsAndTagsAreDistinct) {
   EXPECT_THROW(encode_stage_message({c10::IValue(c10::Dict<std::string, int64_t>())}), Error);
   std::set<int> tags;
@@ -245,6 +270,30 @@ TEST(StageTransport, TwoRankPipelineTrainsLikeTheInProcessPipeline) {
     SCOPED_TRACE(schedule == Schedule::kGPipe ? "gpipe" : "1f1b");
     expect_same_training(mlp(), "8x64",
                          [&](const Graph& g) { return pipeline_plan(g, Mode::kTraining, schedule); });
+  }
+}
+
+// A cut right after gpt's first aten::split: its output, a list of tensors, crosses to the other process
+// pickled, and its gradient comes back as a list with undefined entries where an element got none. The
+// math is the in-process pipeline's (before, such a cut was refused across processes).
+TEST(StageTransport, TwoRankPipelineWithAListCrossingTheCutTrainsLikeOneProcess) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const std::string gpt = std::string(PARTITA_MODELS_DIR) + "/gpt.pt";
+  for (Schedule schedule : {Schedule::kOneFOneB, Schedule::kGPipe}) {
+    SCOPED_TRACE(schedule == Schedule::kGPipe ? "gpipe" : "1f1b");
+    expect_same_training(gpt, "8x32:i64:2048", [&](const Graph& g) {
+      NodeId split = kNoNode;
+      for (const Node& n : g.nodes()) {
+        if (n.op == "aten::split" && split == kNoNode) split = n.id;
+      }
+      EXPECT_NE(split, kNoNode);
+      Plan p = pipeline_plan(g, Mode::kTraining, schedule, split);
+      bool list_crosses = false;
+      const StageRouting routing = route_stages(g, p);
+      for (ValueId v : routing.sends[0][1]) list_crosses |= g.value(v).kind == ValueKind::kList;
+      EXPECT_TRUE(list_crosses);
+      return p;
+    });
   }
 }
 

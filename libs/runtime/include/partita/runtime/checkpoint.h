@@ -6,7 +6,7 @@
 //   D/LATEST                 the name of the current checkpoint ("step-00000010\n")
 //   D/step-00000010/         one complete checkpoint:
 //     manifest.json          format, version, steps done, losses, model fingerprint, inputs, loss, lr and its
-//                            shards: per state file its name, size, FNV-1a hash, the rank that reads it
+//                            shards: per state file its name, size, FNV-1a 64 hash, the rank that reads it
 //                            (null: every process) and which module tensors it holds
 //     plan.json              the plan it was trained with (usable as `--plan` on resume)
 //     state.pt               a whole checkpoint (one process, or data-parallel ranks, which all hold every
@@ -37,6 +37,7 @@
 #include <torch/types.h>
 
 #include "partita/core/json_io.h"
+#include "partita/runtime/draw_states.h"
 #include "partita/search/plan.h"
 #include "partita/torch_bridge/model.h"
 
@@ -49,7 +50,8 @@ class OutputArchive;
 
 namespace partita {
 
-inline constexpr int kCheckpointVersion = 2;  // version 1 is still read
+// Version 3 names the random generators' states by worker (draw_states.h); versions 1 and 2 are still read.
+inline constexpr int kCheckpointVersion = 3;
 
 // What a checkpoint belongs to. A resume presents the identity of the new run and is refused when it differs.
 struct CheckpointIdentity {
@@ -66,20 +68,18 @@ struct CheckpointIdentity {
 struct CheckpointProgress {
   int steps = 0;               // optimizer steps done since training started
   std::vector<double> losses;  // the loss of each of those steps
-  // The states of this process's random generators (Engine::draw_states), kept so that a resumed run draws
-  // the dropout masks and noise the uninterrupted one would have. Saved: the saving process's (a pipeline
-  // rank's go into its shard); loaded: the loading process's, or empty when the checkpoint keeps none for it
+  // The states of the random generators of the run's workers (Engine::draw_states), kept so that a resumed
+  // run draws the dropout masks and noise the uninterrupted one would have. Saved: a whole checkpoint keeps
+  // every process's (a data-parallel or tensor-parallel job's rank 0 gathers them), a pipeline rank's shard
+  // its own. Loaded: all a whole checkpoint keeps, or the loading rank's shard's; empty when it keeps none
   // (written before they were kept).
-  std::vector<torch::Tensor> draws;
-  // A whole checkpoint of a data-parallel job, which rank 0 writes: the other ranks' states, indexed by rank
-  // (entry 0 unused, rank 0's are `draws`). Only saves use it; a load puts the loading rank's in `draws`.
-  std::vector<std::vector<torch::Tensor>> rank_draws;
+  DrawStates draws;
 };
 
 // Generator states as bytes and back (torch::serialize), to post a rank's states to rank 0 through the
 // rendezvous store. Throws partita::Error when `bytes` are not such states.
-std::string draws_to_bytes(const std::vector<torch::Tensor>& draws);
-std::vector<torch::Tensor> draws_from_bytes(const std::string& bytes);
+std::string draws_to_bytes(const DrawStates& draws);
+DrawStates draws_from_bytes(const std::string& bytes);
 
 // 16 hex digits: FNV-1a 64 over the graph's op names in node order and each module tensor's name, shape and
 // dtype. Equal for the same architecture whatever the weights in the file.
@@ -99,7 +99,7 @@ struct CheckpointShard {
   std::vector<int64_t> tensors;  // the module tensors it holds (indices into LoadedModel::parameters)
   std::string file;              // its name inside the step directory
   int64_t bytes = 0;
-  std::string fnv1a64;  // FNV-1a 64 of the file, 16 hex digits
+  std::string fnv1a64;  // FNV-1a 64 of the file, 16 hex digits (versions 1-2: from another start, see .cpp)
 };
 Json checkpoint_shard_to_json(const CheckpointShard& shard);
 CheckpointShard checkpoint_shard_from_json(const Json& j);  // throws partita::Error on a malformed one
@@ -157,7 +157,7 @@ CheckpointShard write_checkpoint_shard(const std::string& dir, int steps, int ra
                                        const std::vector<torch::Tensor>& tensors,
                                        const std::vector<int64_t>& held,
                                        const torch::optim::Optimizer& optimizer,
-                                       const std::vector<torch::Tensor>& draws = {});
+                                       const DrawStates& draws = {});
 // The same in two halves, for a save in the background (see CheckpointSnapshot): the snapshot copies the
 // `held` module tensors and hands the optimizer fresh copies of its state tensors; writing it makes the
 // shard's temporary file and returns its description.

@@ -80,6 +80,7 @@ class Optimizer;
 #include "partita/cost/memory.h"
 #include "partita/runtime/activation_offload.h"
 #include "partita/runtime/device_binding.h"
+#include "partita/runtime/draw_states.h"
 #include "partita/runtime/loss.h"
 #include "partita/runtime/observer.h"
 #include "partita/search/plan.h"
@@ -174,7 +175,7 @@ struct EngineOptions {
   // seeded from this, its stage and replica and first_step (a GPU worker uses its device's default
   // generator, so two workers on one GPU would share it): runs are repeatable, and a checkpointed stage's
   // recompute replays its forward's draws (replay_draws.h). A checkpoint of one process keeps the
-  // generators' states (draw_states; partita run restores them on resume).
+  // generators' states (draw_states; partita run restores them on resume, in one process or several).
   uint64_t random_seed = 0;
   // Test seam: CPU workers treat their memory as their own, like a GPU worker's (a stage's parameters moved
   // into fresh tensors, copies of the ones it shares, gradients gathered, copies refreshed), so those paths
@@ -248,11 +249,13 @@ class Engine {
   void hold_own_parts();
   // Bytes of this device's weight parts (0 when it holds none).
   int64_t held_part_bytes() const;
-  // The state of every random generator this engine's workers draw from (EngineOptions::random_seed), in
-  // worker order; restore_draw_states sets them back (a run resumed from a checkpoint, on the same plan) and
-  // throws partita::Error when the count differs. Between steps only.
-  std::vector<torch::Tensor> draw_states() const;
-  void restore_draw_states(const std::vector<torch::Tensor>& states);
+  // The state of every random generator this engine's workers draw from (EngineOptions::random_seed), named
+  // by worker (draw_states.h). restore_draw_states sets each one back from the entry of its name (a run
+  // resumed from a checkpoint, on the same plan, whatever the number of processes; `states` may hold other
+  // processes' too) and throws partita::Error when one is missing; positional states (a version-2
+  // checkpoint) are taken in worker order and their count must match. Between steps only.
+  DrawStates draw_states() const;
+  void restore_draw_states(const DrawStates& states);
 
  private:
   struct Impl;

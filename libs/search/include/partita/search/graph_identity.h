@@ -9,7 +9,8 @@ namespace partita {
 
 struct GraphIdentity {
   int num_nodes = 0;
-  std::string op_hash;  // 16 hex digits of FNV-1a 64 over "op\n" for each node
+  std::string
+      op_hash;  // 16 hex digits of FNV-1a 64 over "op\n" for each node (a non-standard start, see .cpp)
   friend bool operator==(const GraphIdentity&, const GraphIdentity&) = default;
 };
 
