@@ -289,13 +289,13 @@ void run_run(const RunArgs& args) {
                   args.inject_slowdown, "': the plan has ", plan.stages.size(),
                   " stage(s); name a stage from 0 to ", plan.stages.size() - 1);
   }
-  // Across processes each rank keeps its devices: a data-parallel plan's batch shares or a pipeline's cuts
-  // move.
+  // Across processes each rank keeps its devices: a data-parallel plan's batch shares, a pipeline's cuts or a
+  // branch plan's node lists move.
   PARTITA_CHECK(
       !(args.rebalance && dist && plan.has_tensor_groups()),
-      "--rebalance across processes moves a data-parallel plan's batch shares or a pipeline's cuts; a "
-      "tensor-parallel plan's parts stay in their processes: run it in one process (without partita "
-      "launch / torchrun) to rebalance it, or without --rebalance");
+      "--rebalance across processes moves a data-parallel plan's batch shares, a pipeline's cuts or a branch "
+      "plan's node lists; a tensor-parallel plan's parts stay in their processes: run it in one process "
+      "(without partita launch / torchrun) to rebalance it, or without --rebalance");
   std::vector<PowerCapRequest> caps;
   for (const auto& text : args.power_caps) caps.push_back(parse_power_cap(text));
   PARTITA_CHECK(caps.empty() || !dist, "--power-cap caps the machine for one process; this is rank ",

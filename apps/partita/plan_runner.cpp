@@ -368,9 +368,12 @@ void hand_over_moved_layers(DistributedGroup& group, LoadedModel& model, torch::
                             int stage_before, int stage_after, int step) {
   const auto stage_of = [](const Plan& plan, NodeId n) {
     for (size_t k = 0; k < plan.stages.size(); ++k) {
-      if (plan.stages[k].first <= n && n <= plan.stages[k].last) return static_cast<int>(k);
+      const Stage& st = plan.stages[k];
+      const bool runs = st.explicit_nodes() ? std::find(st.nodes.begin(), st.nodes.end(), n) != st.nodes.end()
+                                            : st.first <= n && n <= st.last;
+      if (runs) return static_cast<int>(k);
     }
-    PARTITA_ASSERT(false, "a pipeline's range stages cover every node");
+    PARTITA_ASSERT(false, "a plan's stages (ranges or a branch plan's node lists) cover every node");
     return -1;
   };
   std::vector<torch::Tensor> params;

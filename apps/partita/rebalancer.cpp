@@ -96,10 +96,9 @@ Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions op
                 options.min_gain);
   PARTITA_CHECK(
       !options.keep_devices || on_the_same_devices(plan, plan).has_value(),
-      "--rebalance across processes moves a data-parallel plan's batch shares or a pipeline's cuts; "
-      "this plan ",
-      plan.branch_layout() ? "is a branch plan (node lists per device)" : "has tensor-parallel groups",
-      ": run it in one process to rebalance it, or without --rebalance");
+      "--rebalance across processes moves a data-parallel plan's batch shares, a pipeline's cuts or "
+      "a branch plan's node lists; this plan has tensor-parallel groups: run it in one process to "
+      "rebalance it, or without --rebalance");
   slowdowns_ = plan.source.device_slowdowns;
   if (channel_->plans()) {
     base_ = make_planning_inputs(model.ir, plan.source);
@@ -234,7 +233,7 @@ Rebalancer::Decision Rebalancer::decide(int step, const DriftReport& report) {
   if (!next) {
     log_warning(fmt::format(
         "rebalance: {}; no new plan {}: {}", report.summary,
-        options_.keep_devices ? "with one data-parallel stage on the same devices" : "the engine can run",
+        options_.keep_devices ? "with every stage on the devices of a process" : "the engine can run",
         engine_refusal(*outcome.plan, in.graph).value_or("")));
     return out;
   }

@@ -194,7 +194,7 @@ expect_exact_resume "gpt pipeline of tensor groups" "$WORK/gpt.tp_pipe.launch.js
 # Branch plans: each device's node list in a process of its own (branchy's branches on cpu:0 and cpu:1), every
 # value one hands the other a message of its own. The same 20 losses as in one process; each rank holds the
 # weights of its nodes only (together exactly the model); killed at step 7 and resumed from the checkpoint of
-# step 5, the same 20 losses bit for bit; --rebalance is refused naming the plan's kind.
+# step 5, the same 20 losses bit for bit (--rebalance: cli.distributed_rebalance).
 "$PARTITA" plan "$ZOO/branchy.pt" --input 8x3x32x32 --devices cpu:0,cpu:1 --strategy branch --train \
   --optimizer sgd_momentum --cost roofline --json "$WORK/branchy.branch.json" >/dev/null || fail "branchy: branch plan"
 [ "$(json_get "$WORK/branchy.branch.json" "d['strategy'] == 'branch' and len(d['stages']) == 2")" = True ] \
@@ -215,10 +215,6 @@ weights=$(json_get "$WORK/branchy.analyze.json" "d['param_bytes']")
 [ "$(json_get "$WORK/branchy.launch.json" "all(0 < m < $weights for m in d['model_bytes_per_rank']) and sum(d['model_bytes_per_rank']) == $weights")" = True ] \
   || fail "branchy branch plan: model tensors per rank $(json_get "$WORK/branchy.launch.json" "d.get('model_bytes_per_rank')") (weights $weights)"
 expect_exact_resume "branchy branch plan" "$WORK/branchy.launch.json" "$WORK/branch_ck" "${common[@]}"
-"$PARTITA" launch -n 2 -- partita run "${common[@]}" --rebalance >/dev/null 2>"$WORK/branch.err" \
-  && fail "branchy branch plan: --rebalance across processes should be refused"
-grep -q "rank 0: --rebalance across processes .* this plan is a branch plan (node lists per device): run it in one process" \
-  "$WORK/branch.err" || fail "branchy branch plan: --rebalance refusal: $(cat "$WORK/branch.err")"
 
 # Faults: rank 1 dies (exit) or stalls at the start of engine step 5; rank 0, waiting for its activations'
 # gradients, stops within 30 s naming rank 1, and so does the launcher.

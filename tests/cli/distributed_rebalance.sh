@@ -5,8 +5,8 @@
 # shares only change how the batch's gradient is summed); a job killed after the rebalance resumes on the new
 # shares. A 2-stage GPT pipeline across 2 processes moves its cut (and, as planned for the slowed cpu:0 today,
 # swaps its stages' devices: stage 0 then runs in rank 1, which holds cpu:1), the moved layers' weights and
-# Adam state handed to the other rank, with the losses unchanged, also when killed and resumed; a
-# tensor-parallel plan is refused. Threshold 2.5 (CNN)
+# Adam state handed to the other rank, with the losses unchanged, also when killed and resumed; a branch plan
+# moves nodes between its processes' node lists the same way; a tensor-parallel plan is refused. Threshold 2.5 (CNN)
 # for an injected 4x: this VM's own noise has made a core 1.4-1.7x slower for 3 steps (see rebalance.sh). The
 # plan uses the roofline cost model, as rebalance.sh explains.
 source "$(dirname "$0")/lib.sh"
@@ -107,6 +107,39 @@ weights=$(json_get "$WORK/gpt.analyze.json" "d['param_bytes']")
 kill_and_resume pck "${prun[@]}" --inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 --checkpoint-every 5
 resumed_on_saved_layout "$WORK/pipe.json" "$WORK/pck.saved.json" "$WORK/pipe.calm0.json" "$WORK/pck.resumed.json" \
   || fail "pipeline rebalance + checkpoint: resumed job"
+# A branch plan with one process per device (branchy's branches on cpu:0 and cpu:1) moves nodes between the
+# processes' node lists: cpu:0 3x slower from step 10, the nodes that move take their weights and optimizer
+# state to the other rank, the plan stays a branch plan and the 28 losses those of the undisturbed run; killed
+# after the rebalance and resumed, it goes on with the saved node lists.
+"$PARTITA" plan "$ZOO/branchy.pt" --input 8x3x32x32 --devices cpu:0,cpu:1 --strategy branch --train --cost roofline \
+  --json "$WORK/branch.json" >/dev/null || fail "branch plan"
+brun=(run "$ZOO/branchy.pt" --input 8x3x32x32 --train --steps 28 --plan "$WORK/branch.json")
+"$PARTITA" "${brun[@]}" --json "$WORK/branch.calm.json" >/dev/null || fail "undisturbed branch run"
+"$PARTITA" launch -n 2 -- partita "${brun[@]}" --inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 \
+  --json "$WORK/branch.rebal.json" >/dev/null 2>"$WORK/branch.err" || fail "rebalanced branch launch: $(tail -3 "$WORK/branch.err")"
+"$PARTITA" analyze "$ZOO/branchy.pt" --input 8x3x32x32 --json "$WORK/branchy.analyze.json" >/dev/null || fail "branchy analyze"
+"$PYTHON" - "$WORK/branch.rebal.json" "$(json_get "$WORK/branchy.analyze.json" "d['param_bytes']")" <<'PY' \
+  || fail "branch rebalance across processes"
+import json, re, sys
+rebal, weights = json.load(open(sys.argv[1])), int(sys.argv[2])
+applied = [e for e in rebal['rebalances'] if e['applied']]
+assert applied, ('no rebalance applied', rebal['rebalances'])
+first = applied[0]
+print("event:", first)
+assert 10 <= first['step'] and first['step'] + 1 <= 20, ('rebalanced too early or too late', first)
+# New node lists (nodes differ in cost: their count on cpu:0 may even grow) predicted faster for the slowed cpu:0.
+assert first['predicted_new_ms'] < 0.8 * first['predicted_current_ms'], first
+assert re.fullmatch(r"cpu:\d \d+ nodes; cpu:\d \d+ nodes", first['to']), first['to']
+assert rebal['final_plan']['strategy'] == 'branch', rebal['final_plan']['strategy']
+# Each rank holds the weights of its nodes only, the moved ones included: the model exactly once between them.
+held = rebal['model_bytes_per_rank']
+assert all(0 < m < weights for m in held) and sum(held) == weights, (held, weights)
+PY
+losses_equal "$WORK/branch.calm.json" "$WORK/branch.rebal.json" || fail "rebalanced branch plan: losses"
+"$PARTITA" "${brun[@]}" --warmup 0 --json "$WORK/branch.calm0.json" >/dev/null || fail "undisturbed branch run without warm-up"
+kill_and_resume bck "${brun[@]}" --inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 --checkpoint-every 5
+resumed_on_saved_layout "$WORK/branch.json" "$WORK/bck.saved.json" "$WORK/branch.calm0.json" "$WORK/bck.resumed.json" \
+  || fail "branch rebalance + checkpoint: resumed job"
 # A tensor-parallel plan's parts stay in their processes: refused before anything runs.
 "$PARTITA" plan "$ZOO/gpt.pt" --input 4x32:i64:2048 --devices cpu:0,cpu:1 --strategy tensor --train \
   --cost roofline --json "$WORK/tensor.json" >/dev/null || fail "tensor plan"
@@ -114,6 +147,6 @@ rc=0
 "$PARTITA" launch -n 2 -- partita run "$ZOO/gpt.pt" --input 4x32:i64:2048 --plan "$WORK/tensor.json" --train \
   --steps 2 --rebalance >/dev/null 2>"$WORK/tensor.err" || rc=$?
 [ "$rc" -ne 0 ] || fail "a tensor-parallel plan across processes with --rebalance should be refused"
-grep -q "partita: error: --rebalance across processes moves a data-parallel plan's batch shares or a pipeline's cuts; a tensor-parallel plan" \
+grep -q "partita: error: --rebalance across processes moves a data-parallel plan's batch shares, a pipeline's cuts or a branch plan's node lists; a tensor-parallel plan" \
   "$WORK/tensor.err" || fail "tensor refusal: $(cat "$WORK/tensor.err")"
 finish

@@ -104,15 +104,15 @@ PY
 }
 # resumed_on_saved_layout PLAN SAVED CALM RESUMED: a rebalanced run killed and resumed (rebalance.sh,
 # distributed_rebalance.sh). SAVED, the plan of the checkpoint it resumed from (step 20), must hold another layout
-# than PLAN (devices, batch shares, cuts) planned for a slowed cpu:0; RESUMED must go on from step 20 on that
+# than PLAN (devices, batch shares, cuts or a branch plan's node lists) planned for a slowed cpu:0; RESUMED must go on from step 20 on that
 # layout (unless it rebalanced again) with the 28 losses of CALM, an undisturbed run without warm-up steps.
 resumed_on_saved_layout() {
   "$PYTHON" - "$@" <<'PY'
 import json, sys
 plan, saved, calm, resumed = (json.load(open(p)) for p in sys.argv[1:5])
 def layout(p):
-    return [(p['groups'][s['group']]['devices'], p['groups'][s['group']]['batch_shares'], s['first'], s['last'])
-            for s in p['stages']]
+    return [(p['groups'][s['group']]['devices'], p['groups'][s['group']]['batch_shares'], s['first'], s['last'],
+             s.get('nodes', [])) for s in p['stages']]
 assert layout(saved) != layout(plan), ('the checkpoint should hold the rebalanced plan', layout(saved))
 assert 'cpu:0' in saved['source'].get('device_slowdowns', {}), saved['source']
 assert resumed['resumed_from_step'] == 20, resumed.get('resumed_from_step')

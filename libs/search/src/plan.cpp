@@ -279,10 +279,9 @@ std::optional<Plan> on_the_same_devices(const Plan& candidate, const Plan& curre
   if (candidate.stages.size() != current.stages.size() || current.stages.empty() ||
       candidate.has_tensor_groups() || current.has_tensor_groups())
     return std::nullopt;
-  for (const Stage& st : candidate.stages) {
-    if (st.explicit_nodes()) return std::nullopt;
-  }
-  if (current.stages.size() > 1) {  // a pipeline: each stage on the devices of a distinct current stage
+  if (candidate.branch_layout() != current.branch_layout()) return std::nullopt;
+  if (current.stages.size() >
+      1) {  // a pipeline or a branch plan: each stage on a distinct current stage's devices
     const std::vector<int> on = stages_on_device_lists(candidate, current.stage_devices());
     if (std::find(on.begin(), on.end(), -1) != on.end()) return std::nullopt;
     return candidate;

@@ -148,7 +148,17 @@ TEST(Plan, OnTheSameDevicesKeepsEveryProcessOnItsDevices) {
   Plan branches = pipeline;
   branches.stages[0].nodes = {0};
   branches.stages[1].nodes = {1, 2};
-  EXPECT_FALSE(on_the_same_devices(branches, pipeline).has_value());
+  EXPECT_FALSE(on_the_same_devices(branches, pipeline).has_value()) << "a branch layout for a pipeline";
+  EXPECT_FALSE(on_the_same_devices(pipeline, branches).has_value()) << "a pipeline for a branch layout";
+  Plan relisted = branches;  // a branch plan's node lists move between the processes' devices
+  relisted.stages[0].nodes = {0, 2};
+  relisted.stages[1].nodes = {1};
+  ASSERT_TRUE(on_the_same_devices(relisted, branches).has_value());
+  EXPECT_EQ(on_the_same_devices(relisted, branches)->stages[0].nodes, (std::vector<NodeId>{0, 2}));
+  std::swap(relisted.groups[0], relisted.groups[1]);
+  EXPECT_TRUE(on_the_same_devices(relisted, branches).has_value()) << "each list runs where its device is";
+  relisted.groups[1].devices = {"d2"};
+  EXPECT_FALSE(on_the_same_devices(relisted, branches).has_value());
   Plan tensor = pipeline;
   tensor.groups[1] = DeviceGroup{{"d1", "d2"}, {2, 2}, GroupParallelism::kTensor};
   EXPECT_FALSE(on_the_same_devices(tensor, pipeline).has_value());

@@ -199,11 +199,12 @@ std::vector<int> stages_on_device_lists(const Plan& plan,
                                         const std::vector<std::vector<std::string>>& device_lists);
 
 // `candidate` as a job running `current` with a process per device (one data-parallel stage) or per stage (a
-// pipeline) can switch to it without moving a process off its devices: a one-stage data-parallel plan over
-// the same devices, put back in `current`'s device order (rank r keeps device r) with their shares; or a
-// pipeline of as many range stages whose groups have the devices of `current`'s stages, in any order (a stage
-// runs in the process that holds its devices). nullopt for any other: tensor-parallel groups, other devices,
-// another number of stages, a branch layout.
+// pipeline, a branch plan) can switch to it without moving a process off its devices: a one-stage
+// data-parallel plan over the same devices, put back in `current`'s device order (rank r keeps device r) with
+// their shares; or as many stages, range stages for a pipeline and node lists for a branch plan, whose groups
+// have the devices of `current`'s stages, in any order (a stage runs in the process that holds its devices).
+// nullopt for any other: tensor-parallel groups, other devices, another number of stages, a branch layout
+// for a pipeline or the other way round.
 std::optional<Plan> on_the_same_devices(const Plan& candidate, const Plan& current);
 
 }  // namespace partita
