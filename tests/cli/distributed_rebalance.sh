@@ -118,23 +118,8 @@ brun=(run "$ZOO/branchy.pt" --input 8x3x32x32 --train --steps 28 --plan "$WORK/b
 "$PARTITA" launch -n 2 -- partita "${brun[@]}" --inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 \
   --json "$WORK/branch.rebal.json" >/dev/null 2>"$WORK/branch.err" || fail "rebalanced branch launch: $(tail -3 "$WORK/branch.err")"
 "$PARTITA" analyze "$ZOO/branchy.pt" --input 8x3x32x32 --json "$WORK/branchy.analyze.json" >/dev/null || fail "branchy analyze"
-"$PYTHON" - "$WORK/branch.rebal.json" "$(json_get "$WORK/branchy.analyze.json" "d['param_bytes']")" <<'PY' \
+branch_rebalanced "$WORK/branch.rebal.json" "$(json_get "$WORK/branchy.analyze.json" "d['param_bytes']")" \
   || fail "branch rebalance across processes"
-import json, re, sys
-rebal, weights = json.load(open(sys.argv[1])), int(sys.argv[2])
-applied = [e for e in rebal['rebalances'] if e['applied']]
-assert applied, ('no rebalance applied', rebal['rebalances'])
-first = applied[0]
-print("event:", first)
-assert 10 <= first['step'] and first['step'] + 1 <= 20, ('rebalanced too early or too late', first)
-# New node lists (nodes differ in cost: their count on cpu:0 may even grow) predicted faster for the slowed cpu:0.
-assert first['predicted_new_ms'] < 0.8 * first['predicted_current_ms'], first
-assert re.fullmatch(r"cpu:\d \d+ nodes; cpu:\d \d+ nodes", first['to']), first['to']
-assert rebal['final_plan']['strategy'] == 'branch', rebal['final_plan']['strategy']
-# Each rank holds the weights of its nodes only, the moved ones included: the model exactly once between them.
-held = rebal['model_bytes_per_rank']
-assert all(0 < m < weights for m in held) and sum(held) == weights, (held, weights)
-PY
 losses_equal "$WORK/branch.calm.json" "$WORK/branch.rebal.json" || fail "rebalanced branch plan: losses"
 "$PARTITA" "${brun[@]}" --warmup 0 --json "$WORK/branch.calm0.json" >/dev/null || fail "undisturbed branch run without warm-up"
 kill_and_resume bck "${brun[@]}" --inject-slowdown 0:3:10 --rebalance --rebalance-threshold 2 --checkpoint-every 5

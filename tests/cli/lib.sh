@@ -102,6 +102,28 @@ assert worst <= 1e-4, ('losses changed', worst)
 print(f"losses equal to the undisturbed run's (worst relative difference {worst:.1e})")
 PY
 }
+# branch_rebalanced REBAL [WEIGHTS]: a branch plan's run slowed on cpu:0 from step 10 (rebalance.sh,
+# distributed_rebalance.sh) rebalanced between steps 10 and 19 to node lists predicted at least 20% faster (the
+# event names them by node count: "cpu:0 23 nodes; cpu:1 24 nodes"; nodes differ in cost, so cpu:0's count may
+# even grow), and still runs a branch plan. WEIGHTS (processes): the ranks' model tensors are the model's weights
+# exactly once between them.
+branch_rebalanced() {
+  "$PYTHON" - "$1" "${2:-0}" <<'PY'
+import json, re, sys
+rebal, weights = json.load(open(sys.argv[1])), int(sys.argv[2])
+applied = [e for e in rebal['rebalances'] if e['applied']]
+assert applied, ('no rebalance applied', rebal['rebalances'])
+first = applied[0]
+print("event:", first)
+assert 10 <= first['step'] and first['step'] + 1 <= 20, ('rebalanced too early or too late', first)
+assert first['predicted_new_ms'] < 0.8 * first['predicted_current_ms'], first
+assert re.fullmatch(r"cpu:\d \d+ nodes; cpu:\d \d+ nodes", first['to']), first['to']
+assert rebal['final_plan']['strategy'] == 'branch', rebal['final_plan']['strategy']
+if weights:
+    held = rebal['model_bytes_per_rank']
+    assert all(0 < m < weights for m in held) and sum(held) == weights, (held, weights)
+PY
+}
 # resumed_on_saved_layout PLAN SAVED CALM RESUMED: a rebalanced run killed and resumed (rebalance.sh,
 # distributed_rebalance.sh). SAVED, the plan of the checkpoint it resumed from (step 20), must hold another layout
 # than PLAN (devices, batch shares, cuts or a branch plan's node lists) planned for a slowed cpu:0; RESUMED must go on from step 20 on that

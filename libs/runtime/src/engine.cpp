@@ -636,8 +636,7 @@ struct Engine::Impl {
   }
 
   // Every executor that draws random numbers, in worker order (a tensor group's worker: its own, then the
-  // group's).
-  // Every executor with a generator of its own, in worker order, named as in draw_states.h.
+  // group's), named as in draw_states.h.
   struct DrawingExecutor {
     std::string name;
     const Executor* executor;
@@ -1528,7 +1527,10 @@ int64_t Engine::held_part_bytes() const {
 
 DrawStates Engine::draw_states() const {
   DrawStates states;
-  for (const auto& d : impl_->drawing_executors()) states[d.name] = detail::draws_state({d.executor}).at(0);
+  for (const auto& d : impl_->drawing_executors()) {
+    torch::Tensor state = detail::draws_state({d.executor}).at(0);
+    if (state.defined()) states[d.name] = std::move(state);  // undefined: no generator of its own
+  }
   return states;
 }
 
@@ -1550,6 +1552,7 @@ void Engine::restore_draw_states(const DrawStates& states) {
     return;
   }
   for (const auto& d : executors) {
+    if (!d.executor->generator().defined()) continue;  // nothing to restore
     const auto it = states.find(d.name);
     PARTITA_CHECK(it != states.end(), "the checkpoint keeps no random generator state for ", d.name,
                   " (it keeps ", states.size(), ": ", states.begin()->first,
