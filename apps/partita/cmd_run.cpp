@@ -360,9 +360,9 @@ void run_run(const RunArgs& args) {
   log_info(fmt::format("run: {} on {} device(s), {} step(s)", args.model.model, plan.used_devices().size(),
                        args.steps));
   std::unique_ptr<DistributedGroup> group;
-  std::unique_ptr<GlooGradientReducer> reducer;
+  std::unique_ptr<DistributedGradientReducer> reducer;
   std::unique_ptr<GlooStageTransport> transport;
-  std::unique_ptr<GlooTensorGroupLink> tensor_link;
+  std::unique_ptr<DistributedTensorGroupLink> tensor_link;
   if (dist) {
     // The whole process works for its rank's device: pin the main thread before c10d starts its threads
     // so they inherit it (as a DDP job pinned with sched_setaffinity does). Floating Gloo threads landed on
@@ -370,7 +370,7 @@ void run_run(const RunArgs& args) {
     apply_to_current_thread(process_binding(plan, dist->rank));
     group = std::make_unique<DistributedGroup>(*dist);
     options.group = group.get();
-    reducer = std::make_unique<GlooGradientReducer>(*group);
+    reducer = std::make_unique<DistributedGradientReducer>(*group);
     options.reducer = reducer.get();
     // A pipeline: rank r starts on stage r (the loss and shared weights are reduced).
     if (plan.stages.size() > 1) {
@@ -386,7 +386,7 @@ void run_run(const RunArgs& args) {
         std::vector<int> ranks;
         for (int r = dist->rank / degree * degree; r < (dist->rank / degree + 1) * degree; ++r)
           ranks.push_back(r);
-        tensor_link = std::make_unique<GlooTensorGroupLink>(*group, ranks);
+        tensor_link = std::make_unique<DistributedTensorGroupLink>(*group, ranks);
         options.tensor_link = tensor_link.get();
       }
     }
@@ -551,6 +551,10 @@ void run_run(const RunArgs& args) {
     if (group) {
       j["measured_host_peak_bytes_per_rank"] = rank_host_peaks;
       j["model_bytes_per_rank"] = rank_model_bytes;  // the model's tensors each rank holds at the end
+      // How this rank's collectives travel: "shared_memory" (ranks of one host) or "gloo".
+      const auto via = [](bool shared) { return shared ? "shared_memory" : "gloo"; };
+      j["collectives"] = {{"all_reduce", via(group->shares_memory())}};
+      if (tensor_link) j["collectives"]["tensor_group"] = via(tensor_link->shares_memory());
     }
     j["predicted_host_peak_bytes"] = predicted_host.value();
     if (args.rebalance) j["final_plan"] = plan_to_json(report.final_plan);

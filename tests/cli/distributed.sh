@@ -1,5 +1,5 @@
 # Multi-process data parallel: `partita launch -n 2 -- partita run` (and torchrun, when installed) trains the MLP and
-# the CNN with the same 20 losses as the in-process engine, and the GPT with a 2-way tensor plan, one process per device (each holding its parts of the split weights; killed and resumed exactly); a rank that dies or stalls stops the job within 30 s
+# the CNN with the same 20 losses as the in-process engine (collectives through shared memory, and through Gloo), and the GPT with a 2-way tensor plan, one process per device (each holding its parts of the split weights; killed and resumed exactly); a rank that dies or stalls stops the job within 30 s
 # with errors naming it (test hooks PARTITA_FAULT_EXIT_AT_STEP / PARTITA_FAULT_HANG_AT_STEP, see docs).
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
@@ -18,6 +18,15 @@ for model in mlp:8x64 cnn:8x3x32x32; do
   echo "$name: launch -n 2 took $((SECONDS - start)) s"
   same_losses "$WORK/$name.one.json" "$WORK/$name.launch.json" || fail "$name: launch losses differ"
   [ "$(grep -c "step time" "$WORK/$name.launch.out")" = 1 ] || fail "$name: only rank 0 should print the table"
+  # The ranks share this host: their all-reduces go through shared memory; PARTITA_SHARED_MEMORY=0 is Gloo's
+  # loopback TCP, with the same losses.
+  [ "$(json_get "$WORK/$name.launch.json" "d['collectives']")" = "{'all_reduce': 'shared_memory'}" ] \
+    || fail "$name: collectives $(json_get "$WORK/$name.launch.json" "d['collectives']")"
+  PARTITA_SHARED_MEMORY=0 "$PARTITA" launch -n 2 -- partita "${run[@]}" --json "$WORK/$name.gloo.json" >/dev/null \
+    2>"$WORK/$name.gloo.err" || fail "$name: launch over Gloo: $(tail -3 "$WORK/$name.gloo.err")"
+  [ "$(json_get "$WORK/$name.gloo.json" "d['collectives']")" = "{'all_reduce': 'gloo'}" ] \
+    || fail "$name: PARTITA_SHARED_MEMORY=0 collectives $(json_get "$WORK/$name.gloo.json" "d['collectives']")"
+  same_losses "$WORK/$name.one.json" "$WORK/$name.gloo.json" || fail "$name: Gloo losses differ"
   if [ -n "$TORCHRUN" ]; then
     start=$SECONDS
     "$TORCHRUN" --no_python --redirects 1 --tee 1 --nproc_per_node=2 --master_port="$(free_port)" \
@@ -43,6 +52,13 @@ start=$SECONDS
   || fail "gpt tensor: launch: $(tail -3 "$WORK/gpt.tensor.launch.err")"
 echo "gpt tensor: launch -n 2 took $((SECONDS - start)) s"
 same_losses "$WORK/gpt.tensor.one.json" "$WORK/gpt.tensor.launch.json" || fail "gpt tensor: launch losses differ"
+[ "$(json_get "$WORK/gpt.tensor.launch.json" "d['collectives']['tensor_group']")" = shared_memory ] \
+  || fail "gpt tensor: collectives $(json_get "$WORK/gpt.tensor.launch.json" "d['collectives']")"
+PARTITA_SHARED_MEMORY=0 "$PARTITA" launch -n 2 -- partita "${run[@]}" --json "$WORK/gpt.tensor.gloo.json" >/dev/null \
+  2>"$WORK/gpt.tensor.gloo.err" || fail "gpt tensor: launch over Gloo: $(tail -3 "$WORK/gpt.tensor.gloo.err")"
+[ "$(json_get "$WORK/gpt.tensor.gloo.json" "d['collectives']['tensor_group']")" = gloo ] \
+  || fail "gpt tensor: PARTITA_SHARED_MEMORY=0 collectives $(json_get "$WORK/gpt.tensor.gloo.json" "d['collectives']")"
+same_losses "$WORK/gpt.tensor.one.json" "$WORK/gpt.tensor.gloo.json" || fail "gpt tensor: Gloo losses differ"
 [ "$(json_get "$WORK/gpt.tensor.launch.json" "sorted(w['device'] for w in d['workers'])")" = "['cpu:0', 'cpu:1']" ] \
   || fail "gpt tensor: rank 0 should report both ranks' devices"
 # Each rank holds only its device's parts of the split weights (Megatron's layout): less than the model, and
@@ -63,7 +79,13 @@ expect_rank_faults ".*tensor-parallel exchange of ranks 0 1 of step 5 failed: ra
 
 # Faults: rank 1 dies (exit) or stalls at engine step 5; launcher and rank 0 stop within 30 s and name rank 1.
 run=(run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/mlp.plan.json" --train --steps 20)
-expect_rank_faults ".*step 5.*rank 1 did not reach step 5" ".*rank 1 did not reach step 5" "${run[@]}"
+# Through shared memory rank 0 sees rank 1's process gone (its pid) or the timeout pass.
+expect_rank_faults ".*step 5.*rank 1 did not reach step 5.*(shared memory: rank 1: its process [0-9]* exited)" \
+  ".*rank 1 did not reach step 5.*(shared memory: rank 1: it did not arrive before the timeout)" "${run[@]}"
+# The same through Gloo: a dead peer's sockets close, a stalled one's timeout passes.
+export PARTITA_SHARED_MEMORY=0
+expect_rank_faults ".*step 5.*rank 1 did not reach step 5.*(gloo: " ".*rank 1 did not reach step 5.*(gloo: " "${run[@]}"
+unset PARTITA_SHARED_MEMORY
 
 # Refusals: a world size that does not match the plan's devices (nor its stages), a malformed RANK.
 expect_error "a 3-process run needs a one-stage data- or tensor-parallel plan with 3 devices" \

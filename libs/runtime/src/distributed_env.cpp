@@ -49,6 +49,7 @@ std::optional<DistributedEnv> distributed_env_from_environment() {
   if (env("PARTITA_DISTRIBUTED_TIMEOUT_S")) {
     e.timeout = Seconds(int_env("PARTITA_DISTRIBUTED_TIMEOUT_S", 1, 3600));
   }
+  if (env("PARTITA_SHARED_MEMORY")) e.shared_memory = int_env("PARTITA_SHARED_MEMORY", 0, 1) == 1;
   return e;
 }
 

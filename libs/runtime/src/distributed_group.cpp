@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstring>
+#include <sstream>
 #include <string>
 
 #include <torch/torch.h>
@@ -11,7 +13,9 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "partita/core/error.h"
+#include "partita/core/log.h"
 #include "partita/torch_bridge/model.h"
+#include "shared_memory_exchange.h"
 
 namespace partita {
 
@@ -32,6 +36,9 @@ struct DistributedGroup::Impl {
   c10::intrusive_ptr<c10d::Store> base;                               // for subgroups' rendezvous
   std::vector<c10::intrusive_ptr<c10d::ProcessGroupGloo>> subgroups;  // add_subgroup
   std::vector<std::vector<int>> subgroup_ranks;
+  // Collectives among ranks of one host (DistributedEnv::shared_memory); null: through Gloo.
+  std::unique_ptr<detail::SharedMemoryExchange> world_memory;
+  std::vector<std::unique_ptr<detail::SharedMemoryExchange>> subgroup_memory;  // per subgroup
   struct PendingSend {
     c10::intrusive_ptr<c10d::Work> work;
     int to = 0;
@@ -152,11 +159,83 @@ struct DistributedGroup::Impl {
     }
   }
 
-  [[noreturn]] void fail(int step, const std::string& what, const std::exception& cause) const {
+  [[noreturn]] void fail(int step, const std::string& what, const std::exception& cause,
+                         const char* via = "gloo") const {
     const std::string who = diagnose(step);
     PARTITA_FAIL("rank ", env.rank, ": ", what, step >= 0 ? " of step " + std::to_string(step) : "",
-                 " failed: ", who.empty() ? "a peer rank stopped answering" : who,
-                 " (gloo: ", first_line(cause), ")");
+                 " failed: ", who.empty() ? "a peer rank stopped answering" : who, " (", via, ": ",
+                 first_line(cause), ")");
+  }
+
+  // A collective through `memory` among `ranks` failed: the error names the ranks at fault as Gloo's does.
+  [[noreturn]] void fail_shared(int step, const std::string& what, const detail::PeerLost& lost,
+                                const std::vector<int>& ranks) const {
+    const std::runtime_error cause("rank " + std::to_string(ranks.at(static_cast<size_t>(lost.member))) +
+                                   ": " + lost.what());
+    fail(step, what, cause, "shared memory");
+  }
+
+  // Collective over `ranks` (this one among them): a shared-memory segment for their collectives when every
+  // one of them can map it (one host, one pid namespace, room in /dev/shm), else null (Gloo). Member 0 makes
+  // it and posts its name under "shm/<key>"; every member posts whether it joined and reads the others'.
+  std::unique_ptr<detail::SharedMemoryExchange> share_memory(const std::string& key,
+                                                             const std::vector<int>& ranks) {
+    using detail::SharedMemoryExchange;
+    const int member = static_cast<int>(std::find(ranks.begin(), ranks.end(), env.rank) - ranks.begin());
+    const std::string ns = detail::pid_namespace();
+    std::unique_ptr<SharedMemoryExchange> memory;
+    std::string why = env.shared_memory ? "no pid namespace in /proc" : "PARTITA_SHARED_MEMORY=0";
+    const std::string segment_key = "shm/" + key + "/segment";
+    try {
+      if (member == 0) {
+        if (env.shared_memory && !ns.empty())
+          memory = SharedMemoryExchange::create(static_cast<int>(ranks.size()),
+                                                SharedMemoryExchange::kDefaultSlotBytes, why);
+        store->set(
+            segment_key,
+            bytes_of(memory ? memory->name() + " " + std::to_string(memory->token()) + " " + ns : "-"));
+      } else {
+        store->wait({segment_key}, timeout);
+        std::istringstream posted(string_of(store->get(segment_key)));
+        std::string name, their_ns;
+        uint64_t token = 0;
+        posted >> name >> token >> their_ns;
+        if (name == "-") {
+          why = "rank " + std::to_string(ranks[0]) + " made no segment";
+        } else if (env.shared_memory && !ns.empty()) {
+          if (their_ns == ns)
+            memory = SharedMemoryExchange::join(name, token, member, why);
+          else
+            why = "another pid namespace than rank " + std::to_string(ranks[0]);
+        }
+      }
+      store->set("shm/" + key + "/joined/" + std::to_string(member), bytes_of(memory ? "1" : "0 " + why));
+    } catch (const std::exception& e) {
+      fail_peer(ranks[0], "setting up shared memory with rank " + std::to_string(ranks[0]), e);
+    }
+    bool everyone = memory != nullptr;
+    for (size_t m = 0; m < ranks.size(); ++m) {
+      if (static_cast<int>(m) == member) continue;
+      const std::string joined = "shm/" + key + "/joined/" + std::to_string(m);
+      try {
+        store->wait({joined}, timeout);
+        const std::string answer = string_of(store->get(joined));
+        if (answer != "1") {
+          everyone = false;
+          if (memory)
+            why =
+                "rank " + std::to_string(ranks[m]) + ": " + answer.substr(std::min<size_t>(2, answer.size()));
+        }
+      } catch (const std::exception& e) {
+        fail_peer(ranks[m], "setting up shared memory with rank " + std::to_string(ranks[m]), e);
+      }
+    }
+    // Every member has mapped it (or given up): the name can go, so nothing is left behind in /dev/shm.
+    if (memory) memory->unlink();
+    if (!everyone) memory.reset();
+    log_debug("rank " + std::to_string(env.rank) + ": collectives of " + key + " through " +
+              (memory ? std::string("shared memory") : "Gloo (" + why + ")"));
+    return memory;
   }
 };
 
@@ -179,6 +258,9 @@ DistributedGroup::DistributedGroup(const DistributedEnv& env) : impl_(std::make_
                  s.where(), " within ", env.timeout.value(), " s: ", first_line(e),
                  "; start every rank (same WORLD_SIZE) and check the others' errors");
   }
+  std::vector<int> everyone(static_cast<size_t>(env.world_size));
+  for (int r = 0; r < env.world_size; ++r) everyone[static_cast<size_t>(r)] = r;
+  s.world_memory = s.share_memory("world", everyone);
 }
 
 DistributedGroup::~DistributedGroup() = default;
@@ -194,8 +276,49 @@ void DistributedGroup::mark_step(int step) {
   }
 }
 
+namespace {
+
+// Sums `t` (contiguous, on the CPU) over the exchange's members in place: every member adds the members'
+// chunks in member order, so every member gets the same bits.
+void sum_through(detail::SharedMemoryExchange& memory, torch::Tensor& t, std::chrono::milliseconds timeout) {
+  PARTITA_ASSERT(t.is_contiguous() && t.device().is_cpu(),
+                 "all-reduce of a non-contiguous or non-CPU tensor");
+  const auto element = static_cast<size_t>(t.element_size());
+  torch::Tensor flat = t.view({-1});
+  memory.exchange(t.data_ptr(), static_cast<size_t>(t.numel()) * element,
+                  std::chrono::steady_clock::now() + timeout,
+                  [&](size_t offset, size_t length, const std::vector<const uint8_t*>& chunks) {
+                    if (length == 0) return;
+                    const auto count = static_cast<int64_t>(length / element);
+                    torch::Tensor out = flat.narrow(0, static_cast<int64_t>(offset / element), count);
+                    const auto chunk = [&](size_t m) {
+                      return torch::from_blob(const_cast<uint8_t*>(chunks[m]), {count}, t.options());
+                    };
+                    out.copy_(chunk(0));
+                    for (size_t m = 1; m < chunks.size(); ++m) out.add_(chunk(m));
+                  });
+}
+
+}  // namespace
+
+bool DistributedGroup::shares_memory() const { return impl_->world_memory != nullptr; }
+
+bool DistributedGroup::subgroup_shares_memory(int subgroup) const {
+  return impl_->subgroup_memory.at(static_cast<size_t>(subgroup)) != nullptr;
+}
+
 void DistributedGroup::allreduce_sum(std::vector<torch::Tensor>& tensors, int step, const std::string& what) {
   Impl& s = *impl_;
+  if (s.world_memory) {
+    try {
+      for (auto& t : tensors) sum_through(*s.world_memory, t, s.timeout);
+    } catch (const detail::PeerLost& lost) {
+      std::vector<int> everyone(static_cast<size_t>(s.env.world_size));
+      for (int r = 0; r < s.env.world_size; ++r) everyone[static_cast<size_t>(r)] = r;
+      s.fail_shared(step, what, lost, everyone);
+    }
+    return;
+  }
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   try {
     for (auto& t : tensors) {
@@ -228,6 +351,7 @@ int DistributedGroup::add_subgroup(const std::vector<int>& ranks) {
     s.fail(-1, "joining the group of ranks " + name, e);
   }
   s.subgroup_ranks.push_back(ranks);
+  s.subgroup_memory.push_back(s.share_memory(name, ranks));
   return static_cast<int>(s.subgroups.size()) - 1;
 }
 
@@ -236,9 +360,26 @@ std::vector<torch::Tensor> DistributedGroup::all_gather(int subgroup, const torc
   Impl& s = *impl_;
   PARTITA_ASSERT(subgroup >= 0 && static_cast<size_t>(subgroup) < s.subgroups.size(), "no subgroup ",
                  subgroup);
-  const size_t size = s.subgroup_ranks[static_cast<size_t>(subgroup)].size();
+  const std::vector<int>& ranks = s.subgroup_ranks[static_cast<size_t>(subgroup)];
+  const size_t size = ranks.size();
   std::vector<std::vector<at::Tensor>> out(1);
   for (size_t r = 0; r < size; ++r) out[0].push_back(torch::empty_like(tensor, at::MemoryFormat::Contiguous));
+  if (auto& memory = s.subgroup_memory[static_cast<size_t>(subgroup)]) {
+    PARTITA_ASSERT(tensor.device().is_cpu(), "all-gather of a non-CPU tensor");
+    const torch::Tensor in = tensor.contiguous();
+    try {
+      memory->exchange(in.data_ptr(), static_cast<size_t>(in.numel()) * in.element_size(),
+                       std::chrono::steady_clock::now() + s.timeout,
+                       [&](size_t offset, size_t length, const std::vector<const uint8_t*>& chunks) {
+                         for (size_t m = 0; m < size; ++m)
+                           std::memcpy(static_cast<uint8_t*>(out[0][m].data_ptr()) + offset, chunks[m],
+                                       length);
+                       });
+    } catch (const detail::PeerLost& lost) {
+      s.fail_shared(step, what, lost, ranks);
+    }
+    return out[0];
+  }
   try {
     std::vector<at::Tensor> in{tensor.contiguous()};
     s.subgroups[static_cast<size_t>(subgroup)]->allgather(out, in)->wait(s.timeout);

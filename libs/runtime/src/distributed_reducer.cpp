@@ -90,21 +90,22 @@ void ReducerOptions::validate() const {
                 first_bucket_bytes);
 }
 
-GlooGradientReducer::GlooGradientReducer(DistributedGroup& group, ReducerOptions options)
+DistributedGradientReducer::DistributedGradientReducer(DistributedGroup& group, ReducerOptions options)
     : group_(group), options_(options) {
   options_.validate();
 }
 
-GlooGradientReducer::~GlooGradientReducer() { stop_thread(); }
+DistributedGradientReducer::~DistributedGradientReducer() { stop_thread(); }
 
-void GlooGradientReducer::mark(int step) {
+void DistributedGradientReducer::mark(int step) {
   if (marked_step_ == step) return;
   apply_fault_hooks(group_.rank(), step);
   group_.mark_step(step);
   marked_step_ = step;
 }
 
-void GlooGradientReducer::copy_into_slot(const std::vector<torch::Tensor>& parameters, size_t b, size_t k) {
+void DistributedGradientReducer::copy_into_slot(const std::vector<torch::Tensor>& parameters, size_t b,
+                                                size_t k) {
   const Bucket& bucket = buckets_[b];
   const size_t i = bucket.members[k];
   const torch::Tensor& grad = parameters[i].grad();
@@ -120,8 +121,8 @@ void GlooGradientReducer::copy_into_slot(const std::vector<torch::Tensor>& param
   rebind_.emplace_back(i, slot);
 }
 
-double GlooGradientReducer::reduce(const std::vector<torch::Tensor>& parameters, double local_loss,
-                                   int step) {
+double DistributedGradientReducer::reduce(const std::vector<torch::Tensor>& parameters, double local_loss,
+                                          int step) {
   PARTITA_ASSERT(!armed_, "reduce() during an overlapped step");
   mark(step);
   torch::NoGradGuard no_grad;
@@ -179,12 +180,12 @@ double GlooGradientReducer::reduce(const std::vector<torch::Tensor>& parameters,
   return flat.back().item<double>();
 }
 
-bool GlooGradientReducer::can_overlap(const std::vector<torch::Tensor>& parameters) const {
+bool DistributedGradientReducer::can_overlap(const std::vector<torch::Tensor>& parameters) const {
   return options_.overlap &&
          plan_buckets_reversed(parameters, options_.first_bucket_bytes, options_.bucket_bytes).size() >= 2;
 }
 
-bool GlooGradientReducer::begin_backward(const std::vector<torch::Tensor>& parameters, int step) {
+bool DistributedGradientReducer::begin_backward(const std::vector<torch::Tensor>& parameters, int step) {
   PARTITA_ASSERT(!armed_, "begin_backward() twice");
   mark(step);
   // One bucket could only start at the end of backward; and the buckets must be what every rank uses (the
@@ -212,7 +213,7 @@ bool GlooGradientReducer::begin_backward(const std::vector<torch::Tensor>& param
   return true;
 }
 
-void GlooGradientReducer::on_gradient_ready(size_t index) {
+void DistributedGradientReducer::on_gradient_ready(size_t index) {
   if (!armed_ || index >= ready_.size() || ready_[index]) return;
   ready_[index] = 1;
   const auto [b, k] = slot_of_[index];
@@ -227,7 +228,7 @@ void GlooGradientReducer::on_gradient_ready(size_t index) {
   }
 }
 
-void GlooGradientReducer::launch(size_t b) {
+void DistributedGradientReducer::launch(size_t b) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_.push_back(buckets_[b].flat);
@@ -236,7 +237,7 @@ void GlooGradientReducer::launch(size_t b) {
   cv_.notify_all();
 }
 
-void GlooGradientReducer::communicate() {
+void DistributedGradientReducer::communicate() {
   while (true) {
     torch::Tensor t;
     bool skip = false;
@@ -266,7 +267,7 @@ void GlooGradientReducer::communicate() {
   }
 }
 
-void GlooGradientReducer::drain() {
+void DistributedGradientReducer::drain() {
   std::unique_lock<std::mutex> lock(mutex_);
   cv_.wait(lock, [&] { return in_flight_ == 0; });
   if (error_) {
@@ -277,8 +278,8 @@ void GlooGradientReducer::drain() {
   }
 }
 
-double GlooGradientReducer::finish(const std::vector<torch::Tensor>& parameters, double local_loss,
-                                   int step) {
+double DistributedGradientReducer::finish(const std::vector<torch::Tensor>& parameters, double local_loss,
+                                          int step) {
   PARTITA_ASSERT(armed_ && step == step_, "finish() without begin_backward() of step ", step);
   armed_ = false;
   try {
@@ -330,7 +331,7 @@ double GlooGradientReducer::finish(const std::vector<torch::Tensor>& parameters,
   }
 }
 
-void GlooGradientReducer::abandon() noexcept {
+void DistributedGradientReducer::abandon() noexcept {
   armed_ = false;
   try {
     drain();
@@ -340,7 +341,7 @@ void GlooGradientReducer::abandon() noexcept {
   parameters_.clear();
 }
 
-void GlooGradientReducer::stop_thread() noexcept {
+void DistributedGradientReducer::stop_thread() noexcept {
   if (!thread_.joinable()) return;
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -9,7 +9,7 @@
 
 namespace partita {
 
-GlooTensorGroupLink::GlooTensorGroupLink(DistributedGroup& group, std::vector<int> ranks)
+DistributedTensorGroupLink::DistributedTensorGroupLink(DistributedGroup& group, std::vector<int> ranks)
     : group_(group), ranks_(std::move(ranks)) {
   const auto me = std::find(ranks_.begin(), ranks_.end(), group.rank());
   PARTITA_CHECK(me != ranks_.end(), "rank ", group.rank(), " is not in its own tensor-parallel group");
@@ -19,9 +19,11 @@ GlooTensorGroupLink::GlooTensorGroupLink(DistributedGroup& group, std::vector<in
   for (int r : ranks_) what_ += " " + std::to_string(r);
 }
 
-void GlooTensorGroupLink::begin_step(int step) { apply_fault_hooks(group_.rank(), step); }
+bool DistributedTensorGroupLink::shares_memory() const { return group_.subgroup_shares_memory(subgroup_); }
 
-std::vector<torch::Tensor> GlooTensorGroupLink::all_gather(const torch::Tensor& bytes, int step) {
+void DistributedTensorGroupLink::begin_step(int step) { apply_fault_hooks(group_.rank(), step); }
+
+std::vector<torch::Tensor> DistributedTensorGroupLink::all_gather(const torch::Tensor& bytes, int step) {
   return group_.all_gather(subgroup_, bytes, step, what_);
 }
 

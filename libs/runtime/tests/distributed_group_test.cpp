@@ -115,6 +115,81 @@ TEST(DistributedGroup, SubgroupsGatherAmongTheirMembersOnly) {
   }
 }
 
+// Ranks of one host sum and gather through shared memory, PARTITA_SHARED_MEMORY=0 through Gloo: the same
+// results on every rank, also for tensors larger than a slot (3 rounds) and several dtypes.
+TEST(DistributedGroup, RanksOfOneHostSumAndGatherThroughSharedMemoryAsThroughGloo) {
+  for (bool shared : {true, false}) {
+    std::mutex mutex;
+    std::vector<std::vector<torch::Tensor>> sums(3), gathered(3);
+    run_ranks(3, [&](int rank, int port) {
+      DistributedEnv e = env_for(rank, 3, port);
+      e.shared_memory = shared;
+      DistributedGroup group(e);
+      EXPECT_EQ(group.shares_memory(), shared);
+      const int sub = rank == 1 ? -1 : group.add_subgroup({0, 2});
+      if (sub >= 0) {
+        EXPECT_EQ(group.subgroup_shares_memory(sub), shared);
+      }
+      // 5 MiB of floats: whole numbers, so every order of summing gives the same bits.
+      std::vector<torch::Tensor> t{torch::arange(1310720, torch::kFloat32).fmod(1000) * (rank + 1),
+                                   torch::full({3}, 0.1 * rank, torch::kFloat64),
+                                   torch::full({5}, int64_t{1} << (10 * rank), torch::kInt64)};
+      group.allreduce_sum(t, 0, "a test sum");
+      std::vector<torch::Tensor> g;
+      if (sub >= 0)
+        g = group.all_gather(sub, torch::full({700000}, static_cast<int32_t>(rank), torch::kInt32), 0,
+                             "a test gather");
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        sums[static_cast<size_t>(rank)] = t;
+        gathered[static_cast<size_t>(rank)] = g;
+      }
+      group.barrier("the end of the test");
+    });
+    for (int rank = 0; rank < 3; ++rank) {
+      const auto& t = sums[static_cast<size_t>(rank)];
+      EXPECT_TRUE(torch::equal(t[0], torch::arange(1310720, torch::kFloat32).fmod(1000) * 6)) << rank;
+      EXPECT_TRUE(torch::equal(t[1], sums[0][1])) << rank;  // the same bits everywhere
+      EXPECT_NEAR(t[1][0].item<double>(), 0.3, 1e-15);
+      EXPECT_EQ(t[2][4].item<int64_t>(), 1 + (1 << 10) + (1 << 20));
+      if (rank == 1) continue;
+      ASSERT_EQ(gathered[static_cast<size_t>(rank)].size(), 2u);
+      EXPECT_TRUE(torch::equal(gathered[static_cast<size_t>(rank)][1],
+                               torch::full({700000}, int32_t{2}, torch::kInt32)));
+      EXPECT_TRUE(
+          torch::equal(gathered[static_cast<size_t>(rank)][0], torch::zeros({700000}, torch::kInt32)));
+    }
+  }
+}
+
+// A rank that leaves (its thread failed; a process that died is tested in shared_memory_exchange_test) is
+// named at once, as Gloo names a closed connection.
+TEST(DistributedGroup, ARankThatLeftASharedMemorySumIsNamedAtOnce) {
+  std::string message;
+  const auto t0 = std::chrono::steady_clock::now();
+  run_ranks(2, [&](int rank, int port) {
+    DistributedEnv e = env_for(rank, 2, port);
+    e.timeout = Seconds(20);
+    DistributedGroup group(e);
+    ASSERT_TRUE(group.shares_memory());
+    std::vector<torch::Tensor> x{torch::ones({4})};
+    group.mark_step(0);
+    group.allreduce_sum(x, 0, "warm-up");
+    if (rank == 1) return;  // its group goes, and with it its end of the segment
+    try {
+      group.mark_step(1);
+      group.allreduce_sum(x, 1, "gradient all-reduce");
+    } catch (const Error& err) {
+      message = err.what();
+    }
+  });
+  EXPECT_NE(message.find("rank 0: gradient all-reduce of step 1 failed: rank 1 did not reach step 1"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("(shared memory: rank 1: it left the exchange)"), std::string::npos) << message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+}
+
 // Three ranks in one process share the steady clock; rank r reads it r seconds ahead, as if on another
 // machine. Each rank's measured offset to rank 0 is -r s, within half its best round trip.
 TEST(DistributedGroup, ClockOffsetToRankZeroIsWithinHalfARoundTrip) {

@@ -46,10 +46,10 @@ TEST(PlanBuckets, ReversedStartsFromTheLastTensorWithASmallerFirstBucket) {
   EXPECT_EQ(b[2], (std::vector<size_t>{0}));
 }
 
-TEST(GlooGradientReducer, SumsGradientsAndLossOverRanks) {
+TEST(DistributedGradientReducer, SumsGradientsAndLossOverRanks) {
   run_ranks(2, [](int rank, int port) {
     DistributedGroup group(env_for(rank, 2, port));
-    GlooGradientReducer reducer(group, ReducerOptions{64});
+    DistributedGradientReducer reducer(group, ReducerOptions{64});
     std::vector<torch::Tensor> params{torch::zeros({3, 4}), torch::zeros({50}), torch::zeros({2})};
     params[0].mutable_grad() = torch::full({3, 4}, 1.0 + rank);
     params[1].mutable_grad() = torch::arange(50, torch::kFloat32) * (rank + 1);
@@ -66,10 +66,10 @@ TEST(GlooGradientReducer, SumsGradientsAndLossOverRanks) {
 // After the first reduction the gradients live in the buckets: zero_gradients_in_place zeroes them there,
 // autograd accumulates the next step's gradients into them, and the reducer copies nothing. A gradient reset
 // to undefined is copied in again (and rebound) without rebuilding the buckets.
-TEST(GlooGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
+TEST(DistributedGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
   run_ranks(2, [](int rank, int port) {
     DistributedGroup group(env_for(rank, 2, port));
-    GlooGradientReducer reducer(group, ReducerOptions{64});
+    DistributedGradientReducer reducer(group, ReducerOptions{64});
     std::vector<torch::Tensor> params{
         (torch::arange(12, torch::kFloat32).reshape({3, 4}) * 0.1 - 0.5).requires_grad_(),
         torch::full({3}, 0.25).requires_grad_()};
@@ -107,10 +107,10 @@ TEST(GlooGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
 // in bucket order whatever order each rank reports them in; a parameter reported by no hook (no gradient this
 // step) keeps its gradient and is summed by finish(); one whose gradient appears outside the buckets is
 // summed on its own, and the next step rebuilds the buckets and overlaps again.
-TEST(GlooGradientReducer, OverlappedStepsSumLikeTheSynchronousOne) {
+TEST(DistributedGradientReducer, OverlappedStepsSumLikeTheSynchronousOne) {
   run_ranks(2, [](int rank, int port) {
     DistributedGroup group(env_for(rank, 2, port));
-    GlooGradientReducer reducer(group, ReducerOptions{16, 16});  // one 4-element gradient per bucket
+    DistributedGradientReducer reducer(group, ReducerOptions{16, 16});  // one 4-element gradient per bucket
     const int n = 5;
     std::vector<torch::Tensor> params;
     for (int i = 0; i < n; ++i) params.push_back(torch::zeros({4}));
@@ -238,7 +238,7 @@ TEST_P(TwoRankEngines, MatchTheInProcessDataParallelEngine) {
   std::vector<std::vector<double>> got(2);
   run_ranks(2, [&](int rank, int port) {
     DistributedGroup group(env_for(rank, 2, port));
-    GlooGradientReducer reducer(group, reducer_options);
+    DistributedGradientReducer reducer(group, reducer_options);
     LoadedModel m = load();
     EngineOptions o;
     o.local_replica = rank;

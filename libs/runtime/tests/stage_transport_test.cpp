@@ -98,7 +98,7 @@ std::vector<Trained> run_stage_ranks(const std::string& path, const std::string&
   run_ranks(world, [&](int rank, int port) {
     LoadedModel m = load(path, input);
     DistributedGroup group(env_for(rank, world, port));
-    GlooGradientReducer reducer(group);
+    DistributedGradientReducer reducer(group);
     GlooStageTransport transport(group, stage_ranks);
     EngineOptions o;
     o.local_stage = stage_of_rank(stage_ranks, rank);
@@ -577,7 +577,7 @@ TEST(StageTransport, ARankThatNeverAnswersIsNamedWithinTheTimeout) {
       std::this_thread::sleep_for(std::chrono::seconds(4));
       return;
     }
-    GlooGradientReducer reducer(group);
+    DistributedGradientReducer reducer(group);
     GlooStageTransport transport(group);
     EngineOptions o;
     o.local_stage = 0;

@@ -105,10 +105,10 @@ std::vector<Trained> run_ranks_of(const std::string& model, const std::string& i
   run_ranks(world, [&](int rank, int port) {
     LoadedModel m = load(model, input);
     DistributedGroup group(env_for(rank, world, port, 30));
-    GlooGradientReducer reducer(group);
+    DistributedGradientReducer reducer(group);
     std::vector<int> ranks;
     for (int r = rank / degree * degree; r < (rank / degree + 1) * degree; ++r) ranks.push_back(r);
-    GlooTensorGroupLink link(group, ranks);
+    DistributedTensorGroupLink link(group, ranks);
     EngineOptions o;
     o.local_replica = rank;
     o.tensor_link = &link;
@@ -229,7 +229,7 @@ TEST(TensorGroupLink, DevicesAtDifferentCollectivesFailNamingBoth) {
   std::vector<std::string> errors(2);
   run_ranks(2, [&](int rank, int port) {
     DistributedGroup group(env_for(rank, 2, port));
-    GlooTensorGroupLink link(group, {0, 1});
+    DistributedTensorGroupLink link(group, {0, 1});
     detail::PartExchange exchange(2, &link, &g);
     exchange.reset(3);
     // The all-reduce of node 1's output (rank 0) against node 2's (rank 1), microbatch 0.
@@ -255,7 +255,7 @@ TEST(TensorGroupLink, PartsComeBackInDeviceOrderWithTheirShapeAndType) {
   LoadedModel m = load("mlp", "8x64");
   run_ranks(2, [&](int rank, int port) {
     DistributedGroup group(env_for(rank, 2, port));
-    GlooTensorGroupLink link(group, {0, 1});
+    DistributedTensorGroupLink link(group, {0, 1});
     EXPECT_EQ(link.size(), 2);
     EXPECT_EQ(link.index(), rank);
     detail::PartExchange exchange(2, &link, &m.ir);

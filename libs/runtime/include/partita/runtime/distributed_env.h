@@ -22,6 +22,10 @@ struct DistributedEnv {
   // Bound on every collective and store operation; a dead or stalled peer is reported after at most this
   // long. PARTITA_DISTRIBUTED_TIMEOUT_S overrides the default.
   Seconds timeout{20};
+  // Ranks on one host exchange collectives (all-reduce, a tensor group's all-gather) through shared memory
+  // (/dev/shm) instead of Gloo's loopback TCP, when all of a collective's ranks can map one segment.
+  // PARTITA_SHARED_MEMORY=0 turns it off (Gloo for everything).
+  bool shared_memory = true;
 };
 
 // The job this process belongs to, or nullopt when WORLD_SIZE is unset or 1 (a single-process run).

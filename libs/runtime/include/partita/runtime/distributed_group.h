@@ -7,6 +7,11 @@
 // seen at step 6)"); when the store itself is gone, it names rank 0, its host. Point-to-point messages (for
 // pipeline stages in different processes) are bounded the same way and name their peer. Not thread-safe: one
 // thread uses a group at a time.
+//
+// Ranks on one host: all-reduces (when every rank is on it) and a subgroup's all-gathers (when its members
+// are) go through a shared-memory segment instead of Gloo's loopback TCP (shared_memory_exchange.h; set up
+// at construction and in add_subgroup, where every member maps the segment or all use Gloo). Measured on the
+// 2-core VM: docs/benchmarks.md, "Collectives through shared memory". Point-to-point messages stay on Gloo.
 #include <functional>
 #include <memory>
 #include <optional>
@@ -39,6 +44,10 @@ class DistributedGroup {
 
   int rank() const;
   int world_size() const;
+  // Whether allreduce_sum (all ranks) / all_gather over `subgroup` go through shared memory: the ranks are
+  // on one host and DistributedEnv::shared_memory is on. Otherwise through Gloo.
+  bool shares_memory() const;
+  bool subgroup_shares_memory(int subgroup) const;
   // Records that this rank reached `step` (for other ranks' failure messages).
   void mark_step(int step);
   // Sums each tensor over all ranks, in place (issued together, then waited on). CPU tensors. On failure

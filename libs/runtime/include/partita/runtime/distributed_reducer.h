@@ -1,7 +1,8 @@
 #pragma once
 // Gradient all-reduce across processes for multi-process data parallelism: the trainable parameters'
 // gradients live in a few flat buckets (by dtype, up to bucket_bytes each), which are summed over a
-// DistributedGroup, one collective per bucket, all in flight at once. The step's loss travels in its own
+// DistributedGroup, one collective per bucket (through Gloo all in flight at once; through shared memory,
+// between the ranks of one host, one after another). The step's loss travels in its own
 // one-element float64 bucket, so it is summed exactly.
 //
 // The buckets persist from step to step and, after the first reduction, each parameter's .grad() is a view
@@ -57,13 +58,13 @@ struct ReducerOptions {
   void validate() const;
 };
 
-class GlooGradientReducer final : public GradientReducer {
+class DistributedGradientReducer final : public GradientReducer {
  public:
   // `group` must outlive the reducer.
-  explicit GlooGradientReducer(DistributedGroup& group, ReducerOptions options = {});
-  ~GlooGradientReducer() override;
-  GlooGradientReducer(const GlooGradientReducer&) = delete;
-  GlooGradientReducer& operator=(const GlooGradientReducer&) = delete;
+  explicit DistributedGradientReducer(DistributedGroup& group, ReducerOptions options = {});
+  ~DistributedGradientReducer() override;
+  DistributedGradientReducer(const DistributedGradientReducer&) = delete;
+  DistributedGradientReducer& operator=(const DistributedGradientReducer&) = delete;
   double reduce(const std::vector<torch::Tensor>& parameters, double local_loss, int step) override;
   // True when overlap is on and the parameters make at least two buckets (one bucket can only start after
   // the whole backward). Measured: hooks on a one-bucket model (zoo CNN, 2 processes) cost 0.73x vs 0.94x of

@@ -25,17 +25,19 @@ class TensorGroupLink {
   virtual std::vector<torch::Tensor> all_gather(const torch::Tensor& bytes, int step) = 0;
 };
 
-// Over c10d Gloo: a process group of the group's ranks (DistributedGroup::add_subgroup).
-class GlooTensorGroupLink final : public TensorGroupLink {
+// Over the job's DistributedGroup: a subgroup of the group's ranks (DistributedGroup::add_subgroup), whose
+// all-gathers go through shared memory when the ranks share a host, else through Gloo.
+class DistributedTensorGroupLink final : public TensorGroupLink {
  public:
   // Collective over `ranks` (world ranks, ascending: the group's devices in order; this rank among them).
-  GlooTensorGroupLink(DistributedGroup& group, std::vector<int> ranks);
+  DistributedTensorGroupLink(DistributedGroup& group, std::vector<int> ranks);
   int size() const override { return static_cast<int>(ranks_.size()); }
   int index() const override { return index_; }
   // The multi-process test hooks (PARTITA_FAULT_EXIT_AT_STEP / _HANG_AT_STEP, distributed_reducer.h) fire
   // here, at the step's start, so the other devices meet the fault inside a collective of the step.
   void begin_step(int step) override;
   std::vector<torch::Tensor> all_gather(const torch::Tensor& bytes, int step) override;
+  bool shares_memory() const;
 
  private:
   DistributedGroup& group_;
