@@ -362,24 +362,29 @@ std::vector<torch::Tensor> DistributedGroup::all_gather(int subgroup, const torc
                  subgroup);
   const std::vector<int>& ranks = s.subgroup_ranks[static_cast<size_t>(subgroup)];
   const size_t size = ranks.size();
-  std::vector<std::vector<at::Tensor>> out(1);
-  for (size_t r = 0; r < size; ++r) out[0].push_back(torch::empty_like(tensor, at::MemoryFormat::Contiguous));
   if (auto& memory = s.subgroup_memory[static_cast<size_t>(subgroup)]) {
     PARTITA_ASSERT(tensor.device().is_cpu(), "all-gather of a non-CPU tensor");
     const torch::Tensor in = tensor.contiguous();
+    const auto me = static_cast<size_t>(memory->member());
+    std::vector<at::Tensor> out;
+    for (size_t m = 0; m < size; ++m) out.push_back(m == me ? in : torch::empty_like(in));
     try {
       memory->exchange(in.data_ptr(), static_cast<size_t>(in.numel()) * in.element_size(),
                        std::chrono::steady_clock::now() + s.timeout,
                        [&](size_t offset, size_t length, const std::vector<const uint8_t*>& chunks) {
-                         for (size_t m = 0; m < size; ++m)
-                           std::memcpy(static_cast<uint8_t*>(out[0][m].data_ptr()) + offset, chunks[m],
-                                       length);
+                         for (size_t m = 0; m < size; ++m) {
+                           if (m != me)
+                             std::memcpy(static_cast<uint8_t*>(out[m].data_ptr()) + offset, chunks[m],
+                                         length);
+                         }
                        });
     } catch (const detail::PeerLost& lost) {
       s.fail_shared(step, what, lost, ranks);
     }
-    return out[0];
+    return out;  // this rank's own is its input, not a copy
   }
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (size_t r = 0; r < size; ++r) out[0].push_back(torch::empty_like(tensor, at::MemoryFormat::Contiguous));
   try {
     std::vector<at::Tensor> in{tensor.contiguous()};
     s.subgroups[static_cast<size_t>(subgroup)]->allgather(out, in)->wait(s.timeout);

@@ -170,8 +170,18 @@ std::vector<torch::Tensor> PartExchange::linked_parts(uint64_t key, int device, 
       parts.push_back(part);
       continue;
     }
-    torch::Tensor t = torch::empty(flat.sizes(), flat.options());
-    if (bytes > 0) std::memcpy(t.data_ptr(), got[d].data_ptr<uint8_t>() + sizeof key, bytes);
+    // The part's bytes start 8 bytes into the message: a view of them for elements of up to 8 bytes (their
+    // alignment), a copy otherwise.
+    torch::Tensor t;
+    if (bytes > 0 && flat.element_size() <= static_cast<int64_t>(sizeof key)) {
+      t = got[d]
+              .narrow(0, sizeof key, static_cast<int64_t>(bytes))
+              .view(flat.scalar_type())
+              .view(flat.sizes());
+    } else {
+      t = torch::empty(flat.sizes(), flat.options());
+      if (bytes > 0) std::memcpy(t.data_ptr(), got[d].data_ptr<uint8_t>() + sizeof key, bytes);
+    }
     parts.push_back(t.to(part.device()));
   }
   return parts;

@@ -61,8 +61,8 @@ class DistributedGroup {
   // Returns its index for all_gather. Throws partita::Error when a member does not join within the timeout.
   int add_subgroup(const std::vector<int>& ranks);
   // Every member of `subgroup` hands in `tensor` (one shape and dtype on all; CPU); returns each member's, in
-  // the subgroup's rank order (this rank's own included). Bounded by the timeout; on failure throws
-  // partita::Error naming the step, `what` and the rank(s) at fault.
+  // the subgroup's rank order (this rank's own included: through shared memory `tensor` itself). Bounded by
+  // the timeout; on failure throws partita::Error naming the step, `what` and the rank(s) at fault.
   std::vector<torch::Tensor> all_gather(int subgroup, const torch::Tensor& tensor, int step,
                                         const std::string& what);
   // Point to point (CPU tensors). `tag` >= 0 tells apart messages between the same two ranks that may be in
