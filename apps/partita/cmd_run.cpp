@@ -522,6 +522,12 @@ void run_run(const RunArgs& args) {
                "together {}; the plan predicts {} for one process per "
                "machine\n",
                fmt::join(parts, ", "), format_bytes(Bytes(sum)), predicted_text);
+    const bool shared = group->shares_memory() && (!tensor_link || tensor_link->shares_memory());
+    fmt::print(out, "  collectives between the ranks: {}\n",
+               shared ? "through shared memory (one host)"
+               : group->shares_memory() || (tensor_link && tensor_link->shares_memory())
+                   ? "partly through shared memory, partly through Gloo (TCP)"
+                   : "through Gloo (TCP)");
   }
   for (size_t k = 0; k < report.offloaded.size(); ++k) {
     const auto& o = report.offloaded[k];
