@@ -361,7 +361,7 @@ void run_run(const RunArgs& args) {
                        args.steps));
   std::unique_ptr<DistributedGroup> group;
   std::unique_ptr<DistributedGradientReducer> reducer;
-  std::unique_ptr<GlooStageTransport> transport;
+  std::unique_ptr<DistributedStageTransport> transport;
   std::unique_ptr<DistributedTensorGroupLink> tensor_link;
   if (dist) {
     // The whole process works for its rank's device: pin the main thread before c10d starts its threads
@@ -374,7 +374,7 @@ void run_run(const RunArgs& args) {
     options.reducer = reducer.get();
     // A pipeline: rank r starts on stage r (the loss and shared weights are reduced).
     if (plan.stages.size() > 1) {
-      transport = std::make_unique<GlooStageTransport>(*group);
+      transport = std::make_unique<DistributedStageTransport>(*group);
       options.local_stage = dist->rank;
       options.transport = transport.get();
     } else {
@@ -528,6 +528,9 @@ void run_run(const RunArgs& args) {
                : group->shares_memory() || (tensor_link && tensor_link->shares_memory())
                    ? "partly through shared memory, partly through Gloo (TCP)"
                    : "through Gloo (TCP)");
+    if (transport)
+      fmt::print(out, "  messages between the stages' ranks: {}\n",
+                 group->messages_share_memory() ? "through shared memory (one host)" : "through Gloo (TCP)");
   }
   for (size_t k = 0; k < report.offloaded.size(); ++k) {
     const auto& o = report.offloaded[k];
@@ -561,6 +564,7 @@ void run_run(const RunArgs& args) {
       const auto via = [](bool shared) { return shared ? "shared_memory" : "gloo"; };
       j["collectives"] = {{"all_reduce", via(group->shares_memory())}};
       if (tensor_link) j["collectives"]["tensor_group"] = via(tensor_link->shares_memory());
+      if (transport) j["collectives"]["point_to_point"] = via(group->messages_share_memory());
     }
     j["predicted_host_peak_bytes"] = predicted_host.value();
     if (args.rebalance) j["final_plan"] = plan_to_json(report.final_plan);

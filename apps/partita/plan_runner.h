@@ -42,7 +42,7 @@ struct RunOptions {
   // that stage's devices (a resumed or rebalanced layout may give it another stage on them), and its link to
   // the other stages (EngineOptions), whose routing the run updates.
   int local_stage = -1;
-  GlooStageTransport* transport = nullptr;
+  DistributedStageTransport* transport = nullptr;
   TensorGroupLink* tensor_link = nullptr;  // one device of a tensor group: its link to the others
   // A plan with one worker here runs it on the calling thread, which the engine pins to that worker's device
   // (EngineOptions::inline_lone_worker) and puts back when the run ends.

@@ -1,5 +1,6 @@
 # Pipelines across processes: `partita launch -n 2 -- partita run` (and torchrun, when installed) runs a 2-stage
-# pipeline plan with one stage per process (activations forward and gradients back over Gloo send/recv) and
+# pipeline plan with one stage per process (activations forward and gradients back through shared memory, and
+# through Gloo send/recv with PARTITA_SHARED_MEMORY=0) and
 # trains the MLP, the CNN and the GPT model with the same 20 losses as one device and as the in-process pipeline;
 # rank 0 reports every stage's busy time and writes one trace with a row per rank. Hybrid plans (a stage on
 # several devices, inside its process), pipelines of tensor groups and branch plans (a device's node list per
@@ -35,6 +36,22 @@ for c in "${cases[@]}"; do
   echo "$name: launch -n 2 (one stage per process) took $((SECONDS - start)) s"
   same_losses "$WORK/$name.one.json" "$WORK/$name.launch.json" || fail "$name: launch losses differ"
   [ "$(grep -c "step time" "$WORK/$name.launch.out")" = 1 ] || fail "$name: only rank 0 should print the table"
+  # The stages' messages went through shared memory (one host); with PARTITA_SHARED_MEMORY=0 through Gloo,
+  # with the same losses (the MLP: the quickest).
+  [ "$(json_get "$WORK/$name.launch.json" "d['collectives']['point_to_point']")" = shared_memory ] \
+    || fail "$name: messages $(json_get "$WORK/$name.launch.json" "d['collectives']")"
+  grep -q "messages between the stages' ranks: through shared memory (one host)" "$WORK/$name.launch.out" \
+    || fail "$name: the table should say the messages went through shared memory"
+  if [ "$name" = mlp ]; then
+    PARTITA_SHARED_MEMORY=0 "$PARTITA" launch -n 2 -- partita run "${common[@]}" --plan "$WORK/$name.pipe.json" \
+      --json "$WORK/$name.gloo.json" >"$WORK/$name.gloo.out" 2>"$WORK/$name.gloo.err" \
+      || fail "$name: launch through Gloo: $(tail -3 "$WORK/$name.gloo.err")"
+    same_losses "$WORK/$name.one.json" "$WORK/$name.gloo.json" || fail "$name: losses through Gloo differ"
+    [ "$(json_get "$WORK/$name.gloo.json" "d['collectives']['point_to_point']")" = gloo ] \
+      || fail "$name: PARTITA_SHARED_MEMORY=0 messages $(json_get "$WORK/$name.gloo.json" "d['collectives']")"
+    grep -q "messages between the stages' ranks: through Gloo (TCP)" "$WORK/$name.gloo.out" \
+      || fail "$name: the table should say the messages went through Gloo"
+  fi
   # Rank 0 reports every rank's stage: busy time, and one trace row per rank with both stages' tasks.
   grep -q "stage 0 on cpu:0" "$WORK/$name.launch.out" && grep -q "stage 1 on cpu:1" "$WORK/$name.launch.out" \
     || fail "$name: rank 0 should report both stages: $(cat "$WORK/$name.launch.out")"
@@ -217,10 +234,16 @@ weights=$(json_get "$WORK/branchy.analyze.json" "d['param_bytes']")
 expect_exact_resume "branchy branch plan" "$WORK/branchy.launch.json" "$WORK/branch_ck" "${common[@]}"
 
 # Faults: rank 1 dies (exit) or stalls at the start of engine step 5; rank 0, waiting for its activations'
-# gradients, stops within 30 s naming rank 1, and so does the launcher.
+# gradients, stops within 30 s naming rank 1, and so does the launcher: through shared memory (rank 1's
+# process gone, or the timeout passed) and through Gloo.
 run=(run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/mlp.pipe.json" --train --steps 20)
-expect_rank_faults "step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled" \
-  "step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled" "${run[@]}"
+expect_rank_faults "step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled (shared memory: rank 1: its process [0-9]* exited)" \
+  "step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled (shared memory: rank 1: it did not arrive before the timeout)" \
+  "${run[@]}"
+export PARTITA_SHARED_MEMORY=0
+expect_rank_faults "step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled (gloo: " \
+  "step 5 failed: .*rank 1 (stage 1): rank 1 died or stalled (gloo: " "${run[@]}"
+unset PARTITA_SHARED_MEMORY
 
 # Refusal: a world size that is not the number of stages.
 expect_error "a 3-process run needs a one-stage data- or tensor-parallel plan with 3 devices (one process per device) or a 3-stage pipeline" \

@@ -4,7 +4,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <functional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
 #include <torch/torch.h>
@@ -16,6 +18,7 @@
 #include "partita/core/log.h"
 #include "partita/torch_bridge/model.h"
 #include "shared_memory_exchange.h"
+#include "shared_memory_mailbox.h"
 
 namespace partita {
 
@@ -36,11 +39,13 @@ struct DistributedGroup::Impl {
   c10::intrusive_ptr<c10d::Store> base;                               // for subgroups' rendezvous
   std::vector<c10::intrusive_ptr<c10d::ProcessGroupGloo>> subgroups;  // add_subgroup
   std::vector<std::vector<int>> subgroup_ranks;
-  // Collectives among ranks of one host (DistributedEnv::shared_memory); null: through Gloo.
+  std::vector<int> world_ranks;  // 0 .. world_size - 1
+  // Collectives and messages among ranks of one host (DistributedEnv::shared_memory); null: through Gloo.
   std::unique_ptr<detail::SharedMemoryExchange> world_memory;
   std::vector<std::unique_ptr<detail::SharedMemoryExchange>> subgroup_memory;  // per subgroup
+  std::unique_ptr<detail::SharedMemoryMailbox> mailbox;                        // world rank = member
   struct PendingSend {
-    c10::intrusive_ptr<c10d::Work> work;
+    c10::intrusive_ptr<c10d::Work> work;  // null through the mailbox
     int to = 0;
     std::string what;
   };
@@ -84,7 +89,8 @@ struct DistributedGroup::Impl {
   }
 
   // Why a message from or to `peer` failed: the error it reported, else that it died or stalled.
-  [[noreturn]] void fail_peer(int peer, const std::string& what, const std::exception& cause) const {
+  [[noreturn]] void fail_peer(int peer, const std::string& what, const std::exception& cause,
+                              const char* via = "gloo") const {
     std::string why = "rank " + std::to_string(peer) + " died or stalled";
     try {
       const std::string failed = "failed/" + std::to_string(peer);
@@ -93,7 +99,7 @@ struct DistributedGroup::Impl {
     } catch (const std::exception&) {
       if (peer != 0) why += "; so did the store at " + where();
     }
-    PARTITA_FAIL(what, ": ", why, " (gloo: ", first_line(cause), ")");
+    PARTITA_FAIL(what, ": ", why, " (", via, ": ", first_line(cause), ")");
   }
 
   // Connects to the rendezvous store (hosting it when `host`), the launcher's prefix applied: the base store.
@@ -167,6 +173,12 @@ struct DistributedGroup::Impl {
                  first_line(cause), ")");
   }
 
+  // A message through the mailbox from or to `peer` failed: named as Gloo's failures are.
+  [[noreturn]] void fail_message(int peer, const std::string& what, const detail::PeerLost& lost) const {
+    fail_peer(peer, what, std::runtime_error("rank " + std::to_string(peer) + ": " + lost.what()),
+              "shared memory");
+  }
+
   // A collective through `memory` among `ranks` failed: the error names the ranks at fault as Gloo's does.
   [[noreturn]] void fail_shared(int step, const std::string& what, const detail::PeerLost& lost,
                                 const std::vector<int>& ranks) const {
@@ -175,22 +187,22 @@ struct DistributedGroup::Impl {
     fail(step, what, cause, "shared memory");
   }
 
-  // Collective over `ranks` (this one among them): a shared-memory segment for their collectives when every
-  // one of them can map it (one host, one pid namespace, room in /dev/shm), else null (Gloo). Member 0 makes
-  // it and posts its name under "shm/<key>"; every member posts whether it joined and reads the others'.
-  std::unique_ptr<detail::SharedMemoryExchange> share_memory(const std::string& key,
-                                                             const std::vector<int>& ranks) {
-    using detail::SharedMemoryExchange;
+  // Collective over `ranks` (this one among them): a shared-memory segment of kind `Memory` (an exchange for
+  // collectives, a mailbox for messages) when every one of them can map it (one host, one pid namespace,
+  // room in /dev/shm), else null (Gloo). Member 0 makes it with `create` and posts its name under
+  // "shm/<key>"; every member posts whether it joined and reads the others'.
+  template <class Memory>
+  std::unique_ptr<Memory> share_memory(
+      const std::string& key, const std::vector<int>& ranks,
+      const std::function<std::unique_ptr<Memory>(int members, std::string& why)>& create) {
     const int member = static_cast<int>(std::find(ranks.begin(), ranks.end(), env.rank) - ranks.begin());
     const std::string ns = detail::pid_namespace();
-    std::unique_ptr<SharedMemoryExchange> memory;
+    std::unique_ptr<Memory> memory;
     std::string why = env.shared_memory ? "no pid namespace in /proc" : "PARTITA_SHARED_MEMORY=0";
     const std::string segment_key = "shm/" + key + "/segment";
     try {
       if (member == 0) {
-        if (env.shared_memory && !ns.empty())
-          memory = SharedMemoryExchange::create(static_cast<int>(ranks.size()),
-                                                SharedMemoryExchange::kDefaultSlotBytes, why);
+        if (env.shared_memory && !ns.empty()) memory = create(static_cast<int>(ranks.size()), why);
         store->set(
             segment_key,
             bytes_of(memory ? memory->name() + " " + std::to_string(memory->token()) + " " + ns : "-"));
@@ -204,7 +216,7 @@ struct DistributedGroup::Impl {
           why = "rank " + std::to_string(ranks[0]) + " made no segment";
         } else if (env.shared_memory && !ns.empty()) {
           if (their_ns == ns)
-            memory = SharedMemoryExchange::join(name, token, member, why);
+            memory = Memory::join(name, token, member, why);
           else
             why = "another pid namespace than rank " + std::to_string(ranks[0]);
         }
@@ -233,7 +245,7 @@ struct DistributedGroup::Impl {
     // Every member has mapped it (or given up): the name can go, so nothing is left behind in /dev/shm.
     if (memory) memory->unlink();
     if (!everyone) memory.reset();
-    log_debug("rank " + std::to_string(env.rank) + ": collectives of " + key + " through " +
+    log_debug("rank " + std::to_string(env.rank) + ": " + key + " through " +
               (memory ? std::string("shared memory") : "Gloo (" + why + ")"));
     return memory;
   }
@@ -258,9 +270,17 @@ DistributedGroup::DistributedGroup(const DistributedEnv& env) : impl_(std::make_
                  s.where(), " within ", env.timeout.value(), " s: ", first_line(e),
                  "; start every rank (same WORLD_SIZE) and check the others' errors");
   }
-  std::vector<int> everyone(static_cast<size_t>(env.world_size));
-  for (int r = 0; r < env.world_size; ++r) everyone[static_cast<size_t>(r)] = r;
-  s.world_memory = s.share_memory("world", everyone);
+  for (int r = 0; r < env.world_size; ++r) s.world_ranks.push_back(r);
+  s.world_memory =
+      s.share_memory<detail::SharedMemoryExchange>("world", s.world_ranks, [](int members, std::string& why) {
+        return detail::SharedMemoryExchange::create(members, detail::SharedMemoryExchange::kDefaultSlotBytes,
+                                                    why);
+      });
+  s.mailbox = s.share_memory<detail::SharedMemoryMailbox>(
+      "messages", s.world_ranks, [](int members, std::string& why) {
+        return detail::SharedMemoryMailbox::create(
+            members, detail::SharedMemoryMailbox::default_ring_bytes(members), why);
+      });
 }
 
 DistributedGroup::~DistributedGroup() = default;
@@ -303,6 +323,8 @@ void sum_through(detail::SharedMemoryExchange& memory, torch::Tensor& t, std::ch
 
 bool DistributedGroup::shares_memory() const { return impl_->world_memory != nullptr; }
 
+bool DistributedGroup::messages_share_memory() const { return impl_->mailbox != nullptr; }
+
 bool DistributedGroup::subgroup_shares_memory(int subgroup) const {
   return impl_->subgroup_memory.at(static_cast<size_t>(subgroup)) != nullptr;
 }
@@ -313,9 +335,7 @@ void DistributedGroup::allreduce_sum(std::vector<torch::Tensor>& tensors, int st
     try {
       for (auto& t : tensors) sum_through(*s.world_memory, t, s.timeout);
     } catch (const detail::PeerLost& lost) {
-      std::vector<int> everyone(static_cast<size_t>(s.env.world_size));
-      for (int r = 0; r < s.env.world_size; ++r) everyone[static_cast<size_t>(r)] = r;
-      s.fail_shared(step, what, lost, everyone);
+      s.fail_shared(step, what, lost, s.world_ranks);
     }
     return;
   }
@@ -351,7 +371,11 @@ int DistributedGroup::add_subgroup(const std::vector<int>& ranks) {
     s.fail(-1, "joining the group of ranks " + name, e);
   }
   s.subgroup_ranks.push_back(ranks);
-  s.subgroup_memory.push_back(s.share_memory(name, ranks));
+  s.subgroup_memory.push_back(
+      s.share_memory<detail::SharedMemoryExchange>(name, ranks, [](int members, std::string& why) {
+        return detail::SharedMemoryExchange::create(members, detail::SharedMemoryExchange::kDefaultSlotBytes,
+                                                    why);
+      }));
   return static_cast<int>(s.subgroups.size()) - 1;
 }
 
@@ -401,6 +425,18 @@ void DistributedGroup::barrier(const std::string& what) {
 
 void DistributedGroup::send(const torch::Tensor& tensor, int to, int tag, const std::string& what) {
   Impl& s = *impl_;
+  if (s.mailbox) {
+    PARTITA_ASSERT(tensor.device().is_cpu(), "a message of a non-CPU tensor");
+    auto kept = std::make_shared<torch::Tensor>(tensor.contiguous());
+    try {
+      s.mailbox->send(to, tag, kept->data_ptr(), static_cast<size_t>(kept->numel()) * kept->element_size(),
+                      kept);
+    } catch (const detail::PeerLost& lost) {
+      s.fail_message(to, what, lost);
+    }
+    s.pending_sends.push_back({c10::intrusive_ptr<c10d::Work>(), to, what});
+    return;
+  }
   try {
     std::vector<at::Tensor> one{tensor.contiguous()};
     s.pending_sends.push_back({s.group->send(one, to, tag), to, what});
@@ -414,6 +450,18 @@ void DistributedGroup::wait_sends() {
   // Cleared first: after a failure the posted messages are abandoned with the step.
   std::vector<Impl::PendingSend> pending = std::move(s.pending_sends);
   s.pending_sends.clear();
+  if (s.mailbox) {
+    try {
+      s.mailbox->wait_delivered(std::chrono::steady_clock::now() + s.timeout);
+    } catch (const detail::PeerLost& lost) {
+      // Named after the last message to that rank (as Gloo's wait names the message it waited for).
+      std::string what = "sending to rank " + std::to_string(lost.member);
+      for (const auto& p : pending)
+        if (p.to == lost.member) what = p.what;
+      s.fail_message(lost.member, what, lost);
+    }
+    return;
+  }
   for (auto& p : pending) {
     try {
       p.work->wait(s.timeout);
@@ -425,6 +473,18 @@ void DistributedGroup::wait_sends() {
 
 void DistributedGroup::receive(torch::Tensor& into, int from, int tag, const std::string& what) {
   Impl& s = *impl_;
+  if (s.mailbox) {
+    PARTITA_ASSERT(into.is_contiguous() && into.device().is_cpu(), "a message into a non-contiguous tensor");
+    try {
+      s.mailbox->receive(from, tag, into.data_ptr(), static_cast<size_t>(into.numel()) * into.element_size(),
+                         std::chrono::steady_clock::now() + s.timeout);
+    } catch (const detail::PeerLost& lost) {
+      s.fail_message(from, what, lost);
+    } catch (const Error& e) {
+      PARTITA_FAIL(what, ": ", e.what());
+    }
+    return;
+  }
   try {
     std::vector<at::Tensor> one{into};
     s.group->recv(one, from, tag)->wait(s.timeout);

@@ -21,21 +21,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "shared_memory_segment.h"
+
 namespace partita::detail {
 
-// A member that left, exited or did not arrive before the deadline.
-struct PeerLost : std::runtime_error {
-  PeerLost(int who, const std::string& what) : std::runtime_error(what), member(who) {}
-  int member;
-};
-
 class SharedMemoryExchange {
-  struct Segment;  // the mapping (shared_memory_exchange.cpp)
-
  public:
   static constexpr size_t kDefaultSlotBytes = size_t{2} << 20;
 
@@ -50,12 +43,12 @@ class SharedMemoryExchange {
   SharedMemoryExchange(const SharedMemoryExchange&) = delete;
   SharedMemoryExchange& operator=(const SharedMemoryExchange&) = delete;
 
-  const std::string& name() const { return name_; }
-  uint64_t token() const;
-  int members() const;
+  const std::string& name() const { return segment_->name(); }
+  uint64_t token() const { return segment_->header().token; }
+  int members() const { return static_cast<int>(segment_->header().members); }
   int member() const { return member_; }
   // Removes the segment's name once every member has joined (the mappings stay). Idempotent.
-  void unlink() noexcept;
+  void unlink() noexcept { segment_->unlink(); }
 
   // Every member hands in `bytes` bytes at `data`. For each round, consume(offset, length, chunks) gets
   // chunks[m] = member m's bytes [offset, offset + length), valid during the call only; one round of length
@@ -67,18 +60,16 @@ class SharedMemoryExchange {
                 const Consume& consume);
 
  private:
-  SharedMemoryExchange(std::unique_ptr<Segment> segment, std::string name, int member);
+  struct MemberState;  // shared_memory_exchange.cpp
+  SharedMemoryExchange(std::unique_ptr<SharedSegment> segment, int member);
+  MemberState& state(int member) const;
+  uint8_t* slot(int member) const;
   void wait_until(int member, bool for_read, uint32_t target, std::chrono::steady_clock::time_point deadline);
   void publish(bool read, uint32_t value);
 
-  std::unique_ptr<Segment> segment_;
-  std::string name_;
+  std::unique_ptr<SharedSegment> segment_;
   int member_;
   uint32_t round_ = 0;  // rounds done (the same on every member)
-  bool unlinked_ = false;
 };
-
-// The pid namespace this process is in ("pid:[4026531836]"), or empty when /proc does not say.
-std::string pid_namespace();
 
 }  // namespace partita::detail

@@ -204,12 +204,12 @@ int stage_message_tag(const StageMessage& message, int part) {
   return (1 << 30) + (((message.transfer * 4096 + microbatch) * 2 + direction) * 2 + part);
 }
 
-GlooStageTransport::GlooStageTransport(DistributedGroup& group, std::vector<int> stage_ranks)
+DistributedStageTransport::DistributedStageTransport(DistributedGroup& group, std::vector<int> stage_ranks)
     : group_(group) {
   set_stage_ranks(std::move(stage_ranks));
 }
 
-void GlooStageTransport::set_stage_ranks(std::vector<int> stage_ranks) {
+void DistributedStageTransport::set_stage_ranks(std::vector<int> stage_ranks) {
   if (!stage_ranks.empty()) {
     PARTITA_CHECK(static_cast<int>(stage_ranks.size()) == group_.world_size(), "a pipeline across ",
                   group_.world_size(), " processes needs a rank for each of its ", group_.world_size(),
@@ -225,30 +225,30 @@ void GlooStageTransport::set_stage_ranks(std::vector<int> stage_ranks) {
   stage_ranks_ = std::move(stage_ranks);
 }
 
-int GlooStageTransport::rank_of(int stage) const {
+int DistributedStageTransport::rank_of(int stage) const {
   if (stage_ranks_.empty()) return stage;
   PARTITA_CHECK(stage >= 0 && stage < static_cast<int>(stage_ranks_.size()), "stage ", stage,
                 " is not one of the pipeline's ", stage_ranks_.size());
   return stage_ranks_[static_cast<size_t>(stage)];
 }
 
-int GlooStageTransport::stage_run_by(int rank) const {
+int DistributedStageTransport::stage_run_by(int rank) const {
   if (stage_ranks_.empty()) return rank;
   const auto at = std::find(stage_ranks_.begin(), stage_ranks_.end(), rank);
   PARTITA_CHECK(at != stage_ranks_.end(), "rank ", rank, " runs none of the pipeline's stages");
   return static_cast<int>(at - stage_ranks_.begin());
 }
 
-std::string GlooStageTransport::describe(const StageMessage& message, bool sending) const {
+std::string DistributedStageTransport::describe(const StageMessage& message, bool sending) const {
   const int peer = sending ? message.to : message.from;
   return std::string(sending ? "sending " : "receiving ") + (message.backward ? "gradients" : "activations") +
          " of microbatch " + std::to_string(message.microbatch) + (sending ? " to" : " from") + " rank " +
          std::to_string(rank_of(peer)) + " (stage " + std::to_string(peer) + ")";
 }
 
-void GlooStageTransport::begin_step(int step) { apply_fault_hooks(group_.rank(), step); }
+void DistributedStageTransport::begin_step(int step) { apply_fault_hooks(group_.rank(), step); }
 
-void GlooStageTransport::send(const std::vector<c10::IValue>& values, const StageMessage& message) {
+void DistributedStageTransport::send(const std::vector<c10::IValue>& values, const StageMessage& message) {
   const EncodedValues msg = encode_stage_message(values);
   const std::string what = describe(message, true);
   group_.send(msg.header, rank_of(message.to), stage_message_tag(message, 0), what);
@@ -256,7 +256,7 @@ void GlooStageTransport::send(const std::vector<c10::IValue>& values, const Stag
     group_.send(msg.payload, rank_of(message.to), stage_message_tag(message, 1), what);
 }
 
-std::vector<c10::IValue> GlooStageTransport::receive(const StageMessage& message, size_t count) {
+std::vector<c10::IValue> DistributedStageTransport::receive(const StageMessage& message, size_t count) {
   const std::string what = describe(message, false);
   torch::Tensor header = torch::empty({stage_message_header_length(count)}, torch::kInt64);
   group_.receive(header, rank_of(message.from), stage_message_tag(message, 0), what);
@@ -267,7 +267,7 @@ std::vector<c10::IValue> GlooStageTransport::receive(const StageMessage& message
   return decode_stage_message(header, payload);
 }
 
-void GlooStageTransport::finish_step() { group_.wait_sends(); }
+void DistributedStageTransport::finish_step() { group_.wait_sends(); }
 
 std::vector<int> stage_ranks_by_device(const Plan& plan,
                                        const std::vector<std::vector<std::string>>& rank_devices) {

@@ -190,6 +190,64 @@ TEST(DistributedGroup, ARankThatLeftASharedMemorySumIsNamedAtOnce) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
 }
 
+// Point-to-point messages between ranks of one host go through shared memory, with
+// PARTITA_SHARED_MEMORY=0 through Gloo: every rank sends every other one a message longer than a ring
+// (10 MB; 2 MiB rings for 3 ranks) and a small one, and receives the small one first; both arrive whole.
+TEST(DistributedGroup, RanksOfOneHostExchangeMessagesThroughSharedMemoryAsThroughGloo) {
+  for (bool shared : {true, false}) {
+    run_ranks(3, [&](int rank, int port) {
+      DistributedEnv e = env_for(rank, 3, port);
+      e.shared_memory = shared;
+      DistributedGroup group(e);
+      EXPECT_EQ(group.messages_share_memory(), shared);
+      const auto big = [](int from, int to) {
+        return torch::arange(2500000, torch::kFloat32) * (from + 1) + static_cast<float>(to);
+      };
+      for (int to = 0; to < 3; ++to) {
+        if (to == rank) continue;
+        group.send(big(rank, to), to, 1, "a big message");
+        group.send(torch::full({3}, int64_t{10 * rank + to}, torch::kInt64), to, 2, "a small message");
+      }
+      for (int from = 0; from < 3; ++from) {
+        if (from == rank) continue;
+        torch::Tensor small = torch::empty({3}, torch::kInt64);
+        group.receive(small, from, 2, "a small message");
+        EXPECT_EQ(small[2].item<int64_t>(), 10 * from + rank) << shared;
+        torch::Tensor got = torch::empty({2500000}, torch::kFloat32);
+        group.receive(got, from, 1, "a big message");
+        EXPECT_TRUE(torch::equal(got, big(from, rank))) << shared << " " << from << " -> " << rank;
+      }
+      group.wait_sends();
+      group.barrier("the end of the test");
+    });
+  }
+}
+
+// A rank that leaves is named at once by a receive that waits for it through shared memory.
+TEST(DistributedGroup, ARankThatLeftIsNamedByAReceiveThroughSharedMemory) {
+  std::string message;
+  const auto t0 = std::chrono::steady_clock::now();
+  run_ranks(2, [&](int rank, int port) {
+    DistributedEnv e = env_for(rank, 2, port);
+    e.timeout = Seconds(20);
+    DistributedGroup group(e);
+    ASSERT_TRUE(group.messages_share_memory());
+    if (rank == 1) return;  // its group goes, and with it its end of the mailbox
+    try {
+      torch::Tensor x = torch::empty({4});
+      group.receive(x, 1, 0, "receiving activations from rank 1");
+    } catch (const Error& err) {
+      message = err.what();
+    }
+  });
+  EXPECT_NE(
+      message.find("receiving activations from rank 1: rank 1 died or stalled (shared memory: rank 1: it "
+                   "left the exchange)"),
+      std::string::npos)
+      << message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+}
+
 // Three ranks in one process share the steady clock; rank r reads it r seconds ahead, as if on another
 // machine. Each rank's measured offset to rank 0 is -r s, within half its best round trip.
 TEST(DistributedGroup, ClockOffsetToRankZeroIsWithinHalfARoundTrip) {

@@ -99,7 +99,7 @@ std::vector<Trained> run_stage_ranks(const std::string& path, const std::string&
     LoadedModel m = load(path, input);
     DistributedGroup group(env_for(rank, world, port));
     DistributedGradientReducer reducer(group);
-    GlooStageTransport transport(group, stage_ranks);
+    DistributedStageTransport transport(group, stage_ranks);
     EngineOptions o;
     o.local_stage = stage_of_rank(stage_ranks, rank);
     o.transport = &transport;
@@ -318,7 +318,7 @@ TEST(StageTransport, RoutesByAPermutationOfTheRanks) {
   std::vector<std::vector<int>> routed(2);  // per rank: rank_of(0), rank_of(1), stage_run_by(own rank)
   run_ranks(2, [&](int rank, int port) {
     DistributedGroup group(env_for(rank, 2, port));
-    GlooStageTransport transport(group);
+    DistributedStageTransport transport(group);
     EXPECT_EQ(transport.rank_of(1), 1) << "stage s on rank s by default";
     EXPECT_THROW(transport.set_stage_ranks({0}), Error) << "a rank for every stage";
     EXPECT_THROW(transport.set_stage_ranks({1, 1}), Error) << "one stage per rank";
@@ -578,7 +578,7 @@ TEST(StageTransport, ARankThatNeverAnswersIsNamedWithinTheTimeout) {
       return;
     }
     DistributedGradientReducer reducer(group);
-    GlooStageTransport transport(group);
+    DistributedStageTransport transport(group);
     EngineOptions o;
     o.local_stage = 0;
     o.transport = &transport;

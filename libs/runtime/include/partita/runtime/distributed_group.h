@@ -10,8 +10,9 @@
 //
 // Ranks on one host: all-reduces (when every rank is on it) and a subgroup's all-gathers (when its members
 // are) go through a shared-memory segment instead of Gloo's loopback TCP (shared_memory_exchange.h; set up
-// at construction and in add_subgroup, where every member maps the segment or all use Gloo). Measured on the
-// 2-core VM: docs/benchmarks.md, "Collectives through shared memory". Point-to-point messages stay on Gloo.
+// at construction and in add_subgroup, where every member maps the segment or all use Gloo); so do
+// point-to-point messages when every rank is on it (shared_memory_mailbox.h, set up at construction).
+// Measured on the 2-core VM: docs/benchmarks.md, "Collectives through shared memory".
 #include <functional>
 #include <memory>
 #include <optional>
@@ -48,6 +49,8 @@ class DistributedGroup {
   // on one host and DistributedEnv::shared_memory is on. Otherwise through Gloo.
   bool shares_memory() const;
   bool subgroup_shares_memory(int subgroup) const;
+  // Whether send/receive go through shared memory (every rank on this host, shared_memory on).
+  bool messages_share_memory() const;
   // Records that this rank reached `step` (for other ranks' failure messages).
   void mark_step(int step);
   // Sums each tensor over all ranks, in place (issued together, then waited on). CPU tensors. On failure

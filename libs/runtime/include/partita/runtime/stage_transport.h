@@ -1,6 +1,7 @@
 #pragma once
 // Pipeline stages in different processes: what the engine sends between them (a stage's activations forward,
-// the gradients of those activations back, per microbatch) and how it crosses a c10d Gloo process group.
+// the gradients of those activations back, per microbatch) and how it crosses a DistributedGroup's
+// point-to-point messages (shared memory between the ranks of one host, else c10d Gloo).
 //
 // Wire format of one message (the values one stage sends another for one microbatch and direction): an int64
 // header of known length (1 + 11 per value: total payload bytes, then per value its kind, dtype or scalar,
@@ -49,13 +50,13 @@ class StageTransport {
 };
 
 // Stage s runs on rank stage_ranks[s] of a DistributedGroup (rank s when none are given). Each message
-// (header and payload) has its own c10d tag, from (stage pair, microbatch, direction, part). Every wait is
+// (header and payload) has its own tag, from (stage pair, microbatch, direction, part). Every wait is
 // bounded by the group's timeout. begin_step() applies the fault test hooks (see distributed_reducer.h), at
 // the start of engine step K.
-class GlooStageTransport final : public StageTransport {
+class DistributedStageTransport final : public StageTransport {
  public:
   // `group` must outlive the transport. `stage_ranks`: see set_stage_ranks.
-  explicit GlooStageTransport(DistributedGroup& group, std::vector<int> stage_ranks = {});
+  explicit DistributedStageTransport(DistributedGroup& group, std::vector<int> stage_ranks = {});
   // The rank that runs each stage from now on (a rebalanced pipeline whose stages changed processes): a
   // permutation of the group's ranks, or empty for rank s running stage s. Between steps only. Throws
   // partita::Error for a list that is not a permutation of the ranks.
