@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Collectives between two processes of this host through shared memory against Gloo's loopback TCP: for each
+# Collectives and point-to-point messages between two processes of this host through shared memory against
+# Gloo's loopback TCP: for each
 # case, one plan for cpu:0 + cpu:1 run by `partita launch -n 2` with PARTITA_SHARED_MEMORY=1 (the default)
 # and =0, alternating, ROUNDS rounds of 20 steps each; prints every round's step time (`partita run`'s
 # step_ms, a median of its round), the median of the rounds and the ratio, and writes the table into
@@ -14,7 +15,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # model input mode strategy
 cases=("mlp 32x64 train tensor" "gpt 8x128:i64:2048 train tensor" "gpt 8x128:i64:2048 infer tensor"
-  "gpt 8x128:i64:2048 train data" "cnn 8x3x32x32 train data" "gpt 8x128:i64:2048 train pipeline")
+  "gpt 8x128:i64:2048 train data" "cnn 8x3x32x32 train data" "mlp 32x64 train pipeline"
+  "gpt 8x128:i64:2048 train pipeline" "gpt 8x128:i64:2048 infer pipeline")
 for c in "${cases[@]}"; do
   read -r model input mode strategy <<<"$c"
   key="$model-$mode-$strategy"
@@ -62,9 +64,9 @@ PY
   echo "\`bash bench/shared_memory.sh $rounds\` on $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')):"
   echo "the planner's plan for cpu:0 + cpu:1 run by \`partita launch -n 2\` (one process per device; a pipeline: one"
   echo "per stage, 4 microbatches; data plans made with --all-devices), the ranks' all-reduces and tensor-group"
-  echo "all-gathers through shared memory (the default) or through Gloo over loopback TCP (PARTITA_SHARED_MEMORY=0),"
+  echo "all-gathers and a pipeline's point-to-point activations and gradients through shared memory (the default) or"
+  echo "through Gloo over loopback TCP (PARTITA_SHARED_MEMORY=0),"
   echo "alternating, rounds of 20 steps (\`partita run\` step_ms, each a median of its round; SGD with momentum)."
-  echo "A pipeline's activations and gradients travel point to point, through Gloo either way."
   echo
   cat "$work/table.md"
 } | python3 bench/md_section.py docs/benchmarks.md "## Collectives through shared memory"

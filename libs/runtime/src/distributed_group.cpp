@@ -381,41 +381,83 @@ int DistributedGroup::add_subgroup(const std::vector<int>& ranks) {
 
 std::vector<torch::Tensor> DistributedGroup::all_gather(int subgroup, const torch::Tensor& tensor, int step,
                                                         const std::string& what) {
+  return gather(subgroup, nullptr, tensor, nullptr, step, what);
+}
+
+std::vector<torch::Tensor> DistributedGroup::all_gather_tagged(int subgroup, uint64_t tag,
+                                                               const torch::Tensor& tensor,
+                                                               std::vector<uint64_t>& tags, int step,
+                                                               const std::string& what) {
+  return gather(subgroup, &tag, tensor, &tags, step, what);
+}
+
+std::vector<torch::Tensor> DistributedGroup::gather(int subgroup, const uint64_t* tag,
+                                                    const torch::Tensor& tensor, std::vector<uint64_t>* tags,
+                                                    int step, const std::string& what) {
   Impl& s = *impl_;
   PARTITA_ASSERT(subgroup >= 0 && static_cast<size_t>(subgroup) < s.subgroups.size(), "no subgroup ",
                  subgroup);
+  PARTITA_ASSERT(tensor.device().is_cpu(), "all-gather of a non-CPU tensor");
   const std::vector<int>& ranks = s.subgroup_ranks[static_cast<size_t>(subgroup)];
   const size_t size = ranks.size();
+  // A member's message: its tag (when there is one), then its tensor's bytes.
+  const size_t tag_bytes = tag != nullptr ? sizeof *tag : 0;
+  const torch::Tensor in = tensor.contiguous();
+  const size_t bytes = static_cast<size_t>(in.numel()) * in.element_size();
+  if (tags != nullptr) tags->assign(size, 0);
   if (auto& memory = s.subgroup_memory[static_cast<size_t>(subgroup)]) {
-    PARTITA_ASSERT(tensor.device().is_cpu(), "all-gather of a non-CPU tensor");
-    const torch::Tensor in = tensor.contiguous();
     const auto me = static_cast<size_t>(memory->member());
     std::vector<at::Tensor> out;
     for (size_t m = 0; m < size; ++m) out.push_back(m == me ? in : torch::empty_like(in));
+    if (tags != nullptr) (*tags)[me] = *tag;
     try {
-      memory->exchange(in.data_ptr(), static_cast<size_t>(in.numel()) * in.element_size(),
-                       std::chrono::steady_clock::now() + s.timeout,
-                       [&](size_t offset, size_t length, const std::vector<const uint8_t*>& chunks) {
-                         for (size_t m = 0; m < size; ++m) {
-                           if (m != me)
-                             std::memcpy(static_cast<uint8_t*>(out[m].data_ptr()) + offset, chunks[m],
-                                         length);
-                         }
-                       });
+      memory->exchange(
+          {{tag, tag_bytes}, {in.data_ptr(), bytes}}, std::chrono::steady_clock::now() + s.timeout,
+          [&](size_t offset, size_t length, const std::vector<const uint8_t*>& chunks) {
+            for (size_t m = 0; m < size; ++m) {
+              if (m == me) continue;
+              const uint8_t* from = chunks[m];
+              size_t at = offset;
+              size_t left = length;
+              if (at < tag_bytes) {  // part of the tag
+                const size_t n = std::min(left, tag_bytes - at);
+                std::memcpy(reinterpret_cast<uint8_t*>(&(*tags)[m]) + at, from, n);
+                from += n;
+                at += n;
+                left -= n;
+              }
+              if (left > 0)
+                std::memcpy(static_cast<uint8_t*>(out[m].data_ptr()) + (at - tag_bytes), from, left);
+            }
+          });
     } catch (const detail::PeerLost& lost) {
       s.fail_shared(step, what, lost, ranks);
     }
     return out;  // this rank's own is its input, not a copy
   }
-  std::vector<std::vector<at::Tensor>> out(1);
-  for (size_t r = 0; r < size; ++r) out[0].push_back(torch::empty_like(tensor, at::MemoryFormat::Contiguous));
+  // Through Gloo: one message of tag and bytes per member.
+  torch::Tensor message = in;
+  if (tag != nullptr) {
+    message = torch::empty({static_cast<int64_t>(tag_bytes + bytes)}, torch::kUInt8);
+    std::memcpy(message.data_ptr(), tag, tag_bytes);
+    if (bytes > 0) std::memcpy(message.data_ptr<uint8_t>() + tag_bytes, in.data_ptr(), bytes);
+  }
+  std::vector<std::vector<at::Tensor>> got(1);
+  for (size_t r = 0; r < size; ++r) got[0].push_back(torch::empty_like(message));
   try {
-    std::vector<at::Tensor> in{tensor.contiguous()};
-    s.subgroups[static_cast<size_t>(subgroup)]->allgather(out, in)->wait(s.timeout);
+    std::vector<at::Tensor> sent{message};
+    s.subgroups[static_cast<size_t>(subgroup)]->allgather(got, sent)->wait(s.timeout);
   } catch (const std::exception& e) {
     s.fail(step, what, e);
   }
-  return out[0];
+  if (tag == nullptr) return got[0];
+  std::vector<torch::Tensor> out;
+  for (size_t m = 0; m < size; ++m) {
+    std::memcpy(&(*tags)[m], got[0][m].data_ptr(), tag_bytes);
+    out.push_back(torch::empty_like(in));
+    if (bytes > 0) std::memcpy(out.back().data_ptr(), got[0][m].data_ptr<uint8_t>() + tag_bytes, bytes);
+  }
+  return out;
 }
 
 void DistributedGroup::barrier(const std::string& what) {

@@ -3,7 +3,6 @@
 #include <torch/autograd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <optional>
 #include <string>
 
@@ -151,38 +150,15 @@ std::string describe_collective(const Graph& g, uint64_t key) {
 std::vector<torch::Tensor> PartExchange::linked_parts(uint64_t key, int device, const torch::Tensor& part) {
   PARTITA_ASSERT(device == link_->index() && size_ == link_->size(), "device ", device, " of ", size_,
                  " on a link to device ", link_->index(), " of ", link_->size());
-  // The key, then the part's bytes.
-  const torch::Tensor flat = part.detach().to(torch::kCPU).contiguous();
-  const auto bytes = static_cast<size_t>(flat.numel()) * flat.element_size();
-  torch::Tensor message = torch::empty({static_cast<int64_t>(sizeof key + bytes)}, torch::kUInt8);
-  std::memcpy(message.data_ptr<uint8_t>(), &key, sizeof key);
-  if (bytes > 0) std::memcpy(message.data_ptr<uint8_t>() + sizeof key, flat.data_ptr(), bytes);
-  const std::vector<torch::Tensor> got = link_->all_gather(message, step_);
-  std::vector<torch::Tensor> parts;
-  for (size_t d = 0; d < got.size(); ++d) {
-    uint64_t theirs = 0;
-    std::memcpy(&theirs, got[d].data_ptr<uint8_t>(), sizeof theirs);
-    PARTITA_CHECK(theirs == key, "step ", step_, ": tensor-parallel device ", device, " reached ",
+  const torch::Tensor cpu = part.detach().to(torch::kCPU);
+  std::vector<uint64_t> keys;
+  std::vector<torch::Tensor> parts = link_->all_gather(key, cpu, keys, step_);
+  for (size_t d = 0; d < parts.size(); ++d) {
+    PARTITA_CHECK(keys[d] == key, "step ", step_, ": tensor-parallel device ", device, " reached ",
                   describe_collective(*graph_, key), " but device ", d, " reached ",
-                  describe_collective(*graph_, theirs),
+                  describe_collective(*graph_, keys[d]),
                   "; the processes run different graphs or plans (start them from the same files)");
-    if (static_cast<int>(d) == device) {
-      parts.push_back(part);
-      continue;
-    }
-    // The part's bytes start 8 bytes into the message: a view of them for elements of up to 8 bytes (their
-    // alignment), a copy otherwise.
-    torch::Tensor t;
-    if (bytes > 0 && flat.element_size() <= static_cast<int64_t>(sizeof key)) {
-      t = got[d]
-              .narrow(0, sizeof key, static_cast<int64_t>(bytes))
-              .view(flat.scalar_type())
-              .view(flat.sizes());
-    } else {
-      t = torch::empty(flat.sizes(), flat.options());
-      if (bytes > 0) std::memcpy(t.data_ptr(), got[d].data_ptr<uint8_t>() + sizeof key, bytes);
-    }
-    parts.push_back(t.to(part.device()));
+    parts[d] = static_cast<int>(d) == device ? part : parts[d].to(part.device());
   }
   return parts;
 }
@@ -385,11 +361,8 @@ void TensorRunner::hold_whole(const std::vector<torch::Tensor>& params, torch::o
   // Every device's part through the link (one length on all: the splits are even), put back in place.
   const auto whole = [&](const Shard& shard) {
     return [&, shard](const torch::Tensor& t) {
-      const torch::Tensor mine = t.detach().to(torch::kCPU).contiguous();
-      std::vector<torch::Tensor> parts;
-      for (const torch::Tensor& bytes : scope_.link->all_gather(mine.flatten().view(torch::kUInt8), step))
-        parts.push_back(bytes.view(mine.scalar_type()).view(mine.sizes()));
-      return whole_of(parts, shard, t.device());
+      std::vector<uint64_t> tags;  // the gathers pair up by their order alone (see below)
+      return whole_of(scope_.link->all_gather(0, t.detach().to(torch::kCPU), tags, step), shard, t.device());
     };
   };
   for (const HeldPart& h : held_parts_) {

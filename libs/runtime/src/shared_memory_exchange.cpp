@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -101,8 +102,32 @@ void SharedMemoryExchange::wait_until(int member, bool for_read, uint32_t target
            {{member, &peer.presence}}, deadline);
 }
 
-void SharedMemoryExchange::exchange(const void* data, size_t bytes,
+namespace {
+
+// Copies bytes [offset, offset + length) of the pieces, taken one after another, to `to`.
+void copy_range(const std::vector<SharedMemoryExchange::Piece>& pieces, size_t offset, size_t length,
+                uint8_t* to) {
+  size_t start = 0;  // of the current piece
+  for (const auto& p : pieces) {
+    if (length == 0) break;
+    if (offset < start + p.bytes) {
+      const size_t from = offset - start;
+      const size_t n = std::min(p.bytes - from, length);
+      std::memcpy(to, static_cast<const uint8_t*>(p.data) + from, n);
+      to += n;
+      offset += n;
+      length -= n;
+    }
+    start += p.bytes;
+  }
+}
+
+}  // namespace
+
+void SharedMemoryExchange::exchange(const std::vector<Piece>& pieces,
                                     std::chrono::steady_clock::time_point deadline, const Consume& consume) {
+  size_t bytes = 0;
+  for (const Piece& p : pieces) bytes += p.bytes;
   const SegmentHeader& h = segment_->header();
   const int n = static_cast<int>(h.members);
   const size_t slot_bytes = h.unit_bytes;
@@ -116,7 +141,7 @@ void SharedMemoryExchange::exchange(const void* data, size_t bytes,
       if (m != member_) wait_until(m, /*for_read=*/true, round - 1, deadline);
     const size_t offset = r * slot_bytes;
     const size_t length = std::min(slot_bytes, bytes - offset);
-    if (length > 0) std::memcpy(slot(member_), static_cast<const uint8_t*>(data) + offset, length);
+    copy_range(pieces, offset, length, slot(member_));
     me.bytes.store(bytes);
     publish(/*read=*/false, round);
     for (int m = 0; m < n; ++m) {

@@ -57,6 +57,16 @@ class SharedMemoryExchange {
   using Consume =
       std::function<void(size_t offset, size_t length, const std::vector<const uint8_t*>& chunks)>;
   void exchange(const void* data, size_t bytes, std::chrono::steady_clock::time_point deadline,
+                const Consume& consume) {
+    exchange({Piece{data, bytes}}, deadline, consume);
+  }
+  // The same with this member's bytes in pieces, handed in as if one after another (a header and a tensor's
+  // bytes travel without being packed into one buffer first).
+  struct Piece {
+    const void* data;
+    size_t bytes;
+  };
+  void exchange(const std::vector<Piece>& pieces, std::chrono::steady_clock::time_point deadline,
                 const Consume& consume);
 
  private:

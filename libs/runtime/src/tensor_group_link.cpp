@@ -23,8 +23,9 @@ bool DistributedTensorGroupLink::shares_memory() const { return group_.subgroup_
 
 void DistributedTensorGroupLink::begin_step(int step) { apply_fault_hooks(group_.rank(), step); }
 
-std::vector<torch::Tensor> DistributedTensorGroupLink::all_gather(const torch::Tensor& bytes, int step) {
-  return group_.all_gather(subgroup_, bytes, step, what_);
+std::vector<torch::Tensor> DistributedTensorGroupLink::all_gather(uint64_t tag, const torch::Tensor& part,
+                                                                  std::vector<uint64_t>& tags, int step) {
+  return group_.all_gather_tagged(subgroup_, tag, part, tags, step, what_);
 }
 
 }  // namespace partita

@@ -162,6 +162,63 @@ TEST(DistributedGroup, RanksOfOneHostSumAndGatherThroughSharedMemoryAsThroughGlo
   }
 }
 
+// A tagged gather (the tensor-parallel link's) hands back every member's tag and tensor, in member order,
+// with the tensor's shape and dtype: through shared memory, where tag and bytes go into the slot as two
+// pieces (here over three rounds of a slot, and with 16-byte elements, a transposed input and no elements),
+// as through Gloo, where they are packed into one message.
+TEST(DistributedGroup, TaggedGathersGiveEveryMembersTagAndTensorThroughSharedMemoryAsThroughGloo) {
+  for (bool shared : {true, false}) {
+    std::mutex mutex;
+    std::vector<std::vector<std::vector<torch::Tensor>>> got(2);
+    std::vector<std::vector<std::vector<uint64_t>>> tags(2);
+    run_ranks(2, [&](int rank, int port) {
+      DistributedEnv e = env_for(rank, 2, port);
+      e.shared_memory = shared;
+      DistributedGroup group(e);
+      const int sub = group.add_subgroup({0, 1});
+      ASSERT_EQ(group.subgroup_shares_memory(sub), shared);
+      const uint64_t tag = 0x0123456789abcdefULL + static_cast<uint64_t>(rank);
+      // 4.8 MB of float64 (a slot is 2 MiB), transposed: not contiguous.
+      const std::vector<torch::Tensor> inputs{
+          (torch::arange(600000, torch::kFloat64).view({300000, 2}) + 1e6 * rank).t(),
+          torch::full({3}, c10::complex<double>(rank, -rank), torch::kComplexDouble),
+          torch::empty({0, 4}, torch::kInt16)};
+      std::vector<std::vector<torch::Tensor>> mine;
+      std::vector<std::vector<uint64_t>> my_tags;
+      for (const torch::Tensor& in : inputs) {
+        my_tags.emplace_back();
+        mine.push_back(group.all_gather_tagged(sub, tag, in, my_tags.back(), 0, "a test gather"));
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        got[static_cast<size_t>(rank)] = std::move(mine);
+        tags[static_cast<size_t>(rank)] = std::move(my_tags);
+      }
+      group.barrier("the end of the test");
+    });
+    for (size_t rank = 0; rank < 2; ++rank) {
+      ASSERT_EQ(got[rank].size(), 3u) << "shared " << shared;
+      for (size_t k = 0; k < 3; ++k) {
+        ASSERT_EQ(got[rank][k].size(), 2u);
+        ASSERT_EQ(tags[rank][k].size(), 2u);
+        for (size_t m = 0; m < 2; ++m) {
+          EXPECT_EQ(tags[rank][k][m], 0x0123456789abcdefULL + m) << "shared " << shared << " rank " << rank;
+          const torch::Tensor& t = got[rank][k][m];
+          const auto d = static_cast<double>(m);
+          const torch::Tensor want =
+              k == 0   ? (torch::arange(600000, torch::kFloat64).view({300000, 2}) + 1e6 * d).t()
+              : k == 1 ? torch::full({3}, c10::complex<double>(d, -d), torch::kComplexDouble)
+                       : torch::empty({0, 4}, torch::kInt16);
+          EXPECT_EQ(t.scalar_type(), want.scalar_type());
+          EXPECT_EQ(t.sizes(), want.sizes());
+          EXPECT_TRUE(torch::equal(t, want))
+              << "shared " << shared << " rank " << rank << " input " << k << " member " << m;
+        }
+      }
+    }
+  }
+}
+
 // A rank that leaves (its thread failed; a process that died is tested in shared_memory_exchange_test) is
 // named at once, as Gloo names a closed connection.
 TEST(DistributedGroup, ARankThatLeftASharedMemorySumIsNamedAtOnce) {

@@ -226,51 +226,59 @@ TEST(TensorGroupLink, InferenceOnTwoProcessesHoldingTheirPartsGivesTheModulesOut
 TEST(TensorGroupLink, DevicesAtDifferentCollectivesFailNamingBoth) {
   LoadedModel m = load("mlp", "8x64");
   const Graph& g = m.ir;
-  std::vector<std::string> errors(2);
-  run_ranks(2, [&](int rank, int port) {
-    DistributedGroup group(env_for(rank, 2, port));
-    DistributedTensorGroupLink link(group, {0, 1});
-    detail::PartExchange exchange(2, &link, &g);
-    exchange.reset(3);
-    // The all-reduce of node 1's output (rank 0) against node 2's (rank 1), microbatch 0.
-    const uint64_t key = static_cast<uint64_t>(rank + 1);
-    try {
-      exchange.all_parts(key, rank, torch::ones({4}));
-    } catch (const Error& e) {
-      errors[static_cast<size_t>(rank)] = e.what();
+  for (bool shared : {true, false}) {
+    std::vector<std::string> errors(2);
+    run_ranks(2, [&](int rank, int port) {
+      DistributedEnv e = env_for(rank, 2, port);
+      e.shared_memory = shared;
+      DistributedGroup group(e);
+      DistributedTensorGroupLink link(group, {0, 1});
+      detail::PartExchange exchange(2, &link, &g);
+      exchange.reset(3);
+      // The all-reduce of node 1's output (rank 0) against node 2's (rank 1), microbatch 0.
+      const uint64_t key = static_cast<uint64_t>(rank + 1);
+      try {
+        exchange.all_parts(key, rank, torch::ones({4}));
+      } catch (const Error& error) {
+        errors[static_cast<size_t>(rank)] = error.what();
+      }
+      group.barrier("the end of the test");
+    });
+    for (int rank = 0; rank < 2; ++rank) {
+      const std::string& e = errors[static_cast<size_t>(rank)];
+      EXPECT_NE(e.find("step 3"), std::string::npos) << e;
+      EXPECT_NE(e.find(describe_node(g.node(1))), std::string::npos) << e;
+      EXPECT_NE(e.find(describe_node(g.node(2))), std::string::npos) << e;
+      EXPECT_NE(e.find("different graphs or plans"), std::string::npos) << e;
     }
-    group.barrier("the end of the test");
-  });
-  for (int rank = 0; rank < 2; ++rank) {
-    const std::string& e = errors[static_cast<size_t>(rank)];
-    EXPECT_NE(e.find("step 3"), std::string::npos) << e;
-    EXPECT_NE(e.find(describe_node(g.node(1))), std::string::npos) << e;
-    EXPECT_NE(e.find(describe_node(g.node(2))), std::string::npos) << e;
-    EXPECT_NE(e.find("different graphs or plans"), std::string::npos) << e;
   }
 }
 
 TEST(TensorGroupLink, PartsComeBackInDeviceOrderWithTheirShapeAndType) {
-  std::vector<std::vector<torch::Tensor>> got(2);
-  LoadedModel m = load("mlp", "8x64");
-  run_ranks(2, [&](int rank, int port) {
-    DistributedGroup group(env_for(rank, 2, port));
-    DistributedTensorGroupLink link(group, {0, 1});
-    EXPECT_EQ(link.size(), 2);
-    EXPECT_EQ(link.index(), rank);
-    detail::PartExchange exchange(2, &link, &m.ir);
-    const auto part = torch::full({2, 3}, static_cast<double>(rank + 1), torch::kFloat64);
-    got[static_cast<size_t>(rank)] = exchange.all_parts(7, rank, part);
-    group.barrier("the end of the test");
-  });
-  for (int rank = 0; rank < 2; ++rank) {
-    const auto& parts = got[static_cast<size_t>(rank)];
-    ASSERT_EQ(parts.size(), 2u);
-    for (int d = 0; d < 2; ++d) {
-      EXPECT_EQ(parts[d].scalar_type(), torch::kFloat64);
-      EXPECT_EQ(parts[d].sizes(), (std::vector<int64_t>{2, 3}));
-      EXPECT_TRUE(torch::equal(parts[d], torch::full({2, 3}, static_cast<double>(d + 1), torch::kFloat64)))
-          << "rank " << rank << " part " << d;
+  for (bool shared : {true, false}) {
+    std::vector<std::vector<torch::Tensor>> got(2);
+    LoadedModel m = load("mlp", "8x64");
+    run_ranks(2, [&](int rank, int port) {
+      DistributedEnv e = env_for(rank, 2, port);
+      e.shared_memory = shared;
+      DistributedGroup group(e);
+      DistributedTensorGroupLink link(group, {0, 1});
+      EXPECT_EQ(link.size(), 2);
+      EXPECT_EQ(link.index(), rank);
+      detail::PartExchange exchange(2, &link, &m.ir);
+      const auto part = torch::full({2, 3}, static_cast<double>(rank + 1), torch::kFloat64);
+      got[static_cast<size_t>(rank)] = exchange.all_parts(7, rank, part);
+      group.barrier("the end of the test");
+    });
+    for (int rank = 0; rank < 2; ++rank) {
+      const auto& parts = got[static_cast<size_t>(rank)];
+      ASSERT_EQ(parts.size(), 2u);
+      for (int d = 0; d < 2; ++d) {
+        EXPECT_EQ(parts[d].scalar_type(), torch::kFloat64);
+        EXPECT_EQ(parts[d].sizes(), (std::vector<int64_t>{2, 3}));
+        EXPECT_TRUE(torch::equal(parts[d], torch::full({2, 3}, static_cast<double>(d + 1), torch::kFloat64)))
+            << "shared " << shared << " rank " << rank << " part " << d;
+      }
     }
   }
 }

@@ -13,6 +13,7 @@
 // at construction and in add_subgroup, where every member maps the segment or all use Gloo); so do
 // point-to-point messages when every rank is on it (shared_memory_mailbox.h, set up at construction).
 // Measured on the 2-core VM: docs/benchmarks.md, "Collectives through shared memory".
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -68,6 +69,12 @@ class DistributedGroup {
   // the timeout; on failure throws partita::Error naming the step, `what` and the rank(s) at fault.
   std::vector<torch::Tensor> all_gather(int subgroup, const torch::Tensor& tensor, int step,
                                         const std::string& what);
+  // The same, each member's tensor preceded by a tag of its own (a tensor-parallel collective's key, so that
+  // members at different collectives are told apart); `tags` gets every member's, in the same order. Through
+  // shared memory the tag and the tensor's bytes go straight into the segment (no message packed first).
+  std::vector<torch::Tensor> all_gather_tagged(int subgroup, uint64_t tag, const torch::Tensor& tensor,
+                                               std::vector<uint64_t>& tags, int step,
+                                               const std::string& what);
   // Point to point (CPU tensors). `tag` >= 0 tells apart messages between the same two ranks that may be in
   // flight together; messages with equal tags are matched in order. send() posts the message and returns (the
   // tensor is kept until delivered); wait_sends() waits until `to` received every posted message.
@@ -115,6 +122,10 @@ class DistributedGroup {
   void report_failure(const std::string& message) noexcept;
 
  private:
+  // all_gather and all_gather_tagged (tag and tags null: untagged).
+  std::vector<torch::Tensor> gather(int subgroup, const uint64_t* tag, const torch::Tensor& tensor,
+                                    std::vector<uint64_t>* tags, int step, const std::string& what);
+
   std::unique_ptr<Impl> impl_;
 };
 

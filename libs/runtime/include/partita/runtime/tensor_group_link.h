@@ -3,6 +3,7 @@
 // per device): the one collective the engine's tensor runner needs between them. The runner packs each
 // collective's key with its part, so devices that reached different collectives fail with both named instead
 // of mixing parts (engine_tensor.h).
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,9 +21,11 @@ class TensorGroupLink {
   virtual int index() const = 0;  // this process's device in it
   // Before every step (engine step `step`, warm-up included), ahead of its first collective.
   virtual void begin_step(int /*step*/) {}
-  // Every device hands in `bytes` (a 1-D uint8 CPU tensor, one length on all); returns every device's, in
-  // the group's order. `step` is for error messages. Throws partita::Error when a device fails or stalls.
-  virtual std::vector<torch::Tensor> all_gather(const torch::Tensor& bytes, int step) = 0;
+  // Every device hands in `part` (a CPU tensor, one shape and dtype on all) with `tag` (the collective's
+  // key); returns every device's part in the group's order (this device's own: `part`) and sets `tags` to
+  // every device's tag. `step` is for error messages. Throws partita::Error when a device fails or stalls.
+  virtual std::vector<torch::Tensor> all_gather(uint64_t tag, const torch::Tensor& part,
+                                                std::vector<uint64_t>& tags, int step) = 0;
 };
 
 // Over the job's DistributedGroup: a subgroup of the group's ranks (DistributedGroup::add_subgroup), whose
@@ -36,7 +39,8 @@ class DistributedTensorGroupLink final : public TensorGroupLink {
   // The multi-process test hooks (PARTITA_FAULT_EXIT_AT_STEP / _HANG_AT_STEP, distributed_reducer.h) fire
   // here, at the step's start, so the other devices meet the fault inside a collective of the step.
   void begin_step(int step) override;
-  std::vector<torch::Tensor> all_gather(const torch::Tensor& bytes, int step) override;
+  std::vector<torch::Tensor> all_gather(uint64_t tag, const torch::Tensor& part, std::vector<uint64_t>& tags,
+                                        int step) override;
   bool shares_memory() const;
 
  private:
