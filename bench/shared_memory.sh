@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Collectives and point-to-point messages between two processes of this host through shared memory against
-# Gloo's loopback TCP: for each
-# case, one plan for cpu:0 + cpu:1 run by `partita launch -n 2` with PARTITA_SHARED_MEMORY=1 (the default)
-# and =0, alternating, ROUNDS rounds of 20 steps each; prints every round's step time (`partita run`'s
-# step_ms, a median of its round), the median of the rounds and the ratio, and writes the table into
-# docs/benchmarks.md ("## Collectives through shared memory"). Run it with nothing else on the machine.
+# Gloo's loopback TCP: for each case, one plan for cpu:0 + cpu:1 run by `partita launch -n 2` with
+# PARTITA_SHARED_MEMORY=1 (the default) and =0, alternating, ROUNDS rounds of 20 steps each; prints every
+# round's step time (`partita run`'s step_ms, a median of its round), the median of the rounds and the ratio,
+# and writes the table into docs/benchmarks.md ("## Collectives through shared memory"). Run it with nothing
+# else on the machine.
 #   bash bench/shared_memory.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,10 +63,10 @@ PY
   echo
   echo "\`bash bench/shared_memory.sh $rounds\` on $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')):"
   echo "the planner's plan for cpu:0 + cpu:1 run by \`partita launch -n 2\` (one process per device; a pipeline: one"
-  echo "per stage, 4 microbatches; data plans made with --all-devices), the ranks' all-reduces and tensor-group"
-  echo "all-gathers and a pipeline's point-to-point activations and gradients through shared memory (the default) or"
-  echo "through Gloo over loopback TCP (PARTITA_SHARED_MEMORY=0),"
-  echo "alternating, rounds of 20 steps (\`partita run\` step_ms, each a median of its round; SGD with momentum)."
+  echo "per stage, 4 microbatches; data plans made with --all-devices), the ranks' all-reduces, tensor-group"
+  echo "all-gathers and a pipeline's activations and gradients (point to point) through shared memory (the default)"
+  echo "or through Gloo over loopback TCP (PARTITA_SHARED_MEMORY=0), alternating, rounds of 20 steps (\`partita run\`"
+  echo "step_ms, each a median of its round; SGD with momentum)."
   echo
   cat "$work/table.md"
 } | python3 bench/md_section.py docs/benchmarks.md "## Collectives through shared memory"
