@@ -80,6 +80,41 @@ TEST(SharedMemoryExchange, EveryMemberGetsEveryMembersBytesInRoundsOfASlot) {
   }
 }
 
+// A member's bytes handed in as pieces (a header, then a tensor's bytes) arrive as if they were one buffer,
+// whatever the pieces' boundaries against the rounds': here pieces of 5, 100, 0 and 37 bytes through slots
+// of 64 (boundaries inside rounds 1 and 2, a piece across two rounds, an empty piece).
+TEST(SharedMemoryExchange, PiecesArriveAsOneBuffer) {
+  const int n = 2;
+  Members m = make_members(n, 64);
+  const std::vector<size_t> lengths{5, 100, 0, 37};
+  std::vector<std::vector<uint8_t>> got(n * n);
+  std::vector<std::thread> threads;
+  for (int me = 0; me < n; ++me) {
+    threads.emplace_back([&, me] {
+      const auto whole = pattern(me, 142, 0);
+      std::vector<SharedMemoryExchange::Piece> pieces;
+      size_t at = 0;
+      for (size_t l : lengths) {
+        pieces.push_back({whole.data() + at, l});
+        at += l;
+      }
+      m.all[static_cast<size_t>(me)]->exchange(
+          pieces, steady_clock::now() + std::chrono::seconds(10),
+          [&](size_t, size_t length, const std::vector<const uint8_t*>& chunks) {
+            for (int k = 0; k < n; ++k) {
+              auto& into = got[static_cast<size_t>(me * n + k)];
+              into.insert(into.end(), chunks[static_cast<size_t>(k)],
+                          chunks[static_cast<size_t>(k)] + length);
+            }
+          });
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int me = 0; me < n; ++me)
+    for (int k = 0; k < n; ++k)
+      EXPECT_EQ(got[static_cast<size_t>(me * n + k)], pattern(k, 142, 0)) << me << k;
+}
+
 // The caller may overwrite its input while consuming (an in-place all-reduce): its own chunk comes from the
 // slot.
 TEST(SharedMemoryExchange, AMemberMayOverwriteItsInputWhileConsuming) {
