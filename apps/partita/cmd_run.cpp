@@ -531,6 +531,13 @@ void run_run(const RunArgs& args) {
     if (transport)
       fmt::print(out, "  messages between the stages' ranks: {}\n",
                  group->messages_share_memory() ? "through shared memory (one host)" : "through Gloo (TCP)");
+    // The simulator runs the plan's workers as threads of one process; what the ranks pass between
+    // processes costs more (docs/benchmarks.md, "Collectives through shared memory").
+    if (plan.prediction.step_time.value() > 0)
+      fmt::print(out,
+                 "  the prediction is the plan's in one process: it does not count passing data "
+                 "between {} processes\n",
+                 rank_host_peaks.size());
   }
   for (size_t k = 0; k < report.offloaded.size(); ++k) {
     const auto& o = report.offloaded[k];

@@ -24,6 +24,8 @@ for model in mlp:8x64 cnn:8x3x32x32; do
     || fail "$name: collectives $(json_get "$WORK/$name.launch.json" "d['collectives']")"
   grep -q "collectives between the ranks: through shared memory (one host)" "$WORK/$name.launch.out" \
     || fail "$name: the table should say the collectives went through shared memory"
+  grep -q "the prediction is the plan's in one process: it does not count passing data between 2 processes" \
+    "$WORK/$name.launch.out" || fail "$name: the table should say what the prediction leaves out"
   PARTITA_SHARED_MEMORY=0 "$PARTITA" launch -n 2 -- partita "${run[@]}" --json "$WORK/$name.gloo.json" >/dev/null \
     2>"$WORK/$name.gloo.err" || fail "$name: launch over Gloo: $(tail -3 "$WORK/$name.gloo.err")"
   [ "$(json_get "$WORK/$name.gloo.json" "d['collectives']")" = "{'all_reduce': 'gloo'}" ] \
