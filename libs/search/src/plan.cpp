@@ -128,6 +128,8 @@ std::string Plan::to_string() const {
      << microbatches << " microbatch(es) of " << microbatch_size() << ", schedule "
      << schedule_name(schedule);
   if (mode == Mode::kTraining) os << ", optimizer " << optimizer_name(optimizer);
+  if (processes == ProcessLayout::kLaunch)
+    os << ", one process per " << (stages.size() > 1 ? "stage" : "device");
   os << "\n";
   for (size_t s = 0; s < stages.size(); ++s) {
     const Stage& st = stages[s];

@@ -206,6 +206,7 @@ Json plan_to_json(const Plan& plan) {
   j["schedule"] = schedule_name(plan.schedule);
   j["optimizer"] = optimizer_name(plan.optimizer);
   j["loss"] = loss_kind_name(plan.loss);
+  j["processes"] = process_layout_name(plan.processes);
   j["global_batch"] = plan.global_batch;
   j["microbatches"] = plan.microbatches;
   // Convenience copies of the prediction for scripts (the "prediction" object below is what is read back).
@@ -247,6 +248,13 @@ Plan plan_from_json(const Json& j) {
       p.loss = parse_loss_kind(get<std::string>(j, "loss"));
     } catch (const Error& e) {
       PARTITA_FAIL("plan JSON: field 'loss': ", e.what());
+    }
+  }
+  if (j.contains("processes")) {  // plans written before 2026-12-05 have none: one process
+    try {
+      p.processes = parse_process_layout(get<std::string>(j, "processes"));
+    } catch (const Error& e) {
+      PARTITA_FAIL("plan JSON: field 'processes': ", e.what());
     }
   }
   p.global_batch = get<int>(j, "global_batch");

@@ -52,6 +52,8 @@ std::vector<Plan> feasible_evaluated(const Graph& graph, const Cluster& cluster,
     if (options.every_device && p.used_devices().size() < cluster.devices.size()) continue;
     if (!options.batch_splittable && p.splits_batch()) continue;
     if (p.smallest_share() < options.min_batch_share) continue;
+    // Generators cost links in one process; the simulator, which ranks them, sees the processes asked for.
+    p.processes = options.processes;
     const Simulation sim = simulate(p, graph, cluster, table, options);
     if (!sim.fits_memory) continue;  // never returned or ranked
     if (check_hosts && !sim.fits_host_memory) {

@@ -38,6 +38,8 @@ std::string_view strategy_name(StrategyKind s) {
   return "even";
 }
 
+std::string_view process_layout_name(ProcessLayout p) { return p == ProcessLayout::kOne ? "one" : "launch"; }
+
 Mode parse_mode(std::string_view name) {
   for (Mode m : {Mode::kInference, Mode::kTraining}) {
     if (mode_name(m) == name) return m;
@@ -59,6 +61,14 @@ StrategyKind parse_strategy(std::string_view name) {
     if (strategy_name(s) == name) return s;
   }
   PARTITA_FAIL("unknown strategy '", name, "': use auto, data, pipeline, hybrid, branch, tensor or even");
+}
+
+ProcessLayout parse_process_layout(std::string_view name) {
+  for (ProcessLayout p : {ProcessLayout::kOne, ProcessLayout::kLaunch}) {
+    if (process_layout_name(p) == name) return p;
+  }
+  PARTITA_FAIL("unknown process layout '", name,
+               "': use one (one process, a thread per device) or launch (the processes of `partita launch`)");
 }
 
 void SearchOptions::validate() const {
@@ -92,6 +102,12 @@ void SearchOptions::validate() const {
       " sample(s) each, but the model needs at least ", min_batch_share,
       " per device (a batch norm of [batch, channels] traced in train mode outputs its bias alone on "
       "one sample); ask for fewer microbatches or a larger batch");
+  PARTITA_CHECK(processes == ProcessLayout::kOne || process_link, "search options: planning for ",
+                process_layout_name(processes),
+                " processes needs the link between processes; measure it with `partita profile`");
+  PARTITA_CHECK(!process_link || process_link->bandwidth.value() > 0, "search options: the process link '",
+                process_link ? process_link->name : "", "' has bandwidth ",
+                process_link ? process_link->bandwidth.value() : 0, " B/s; it must be positive");
   PARTITA_CHECK(max_blocks >= 1, "search options: max_blocks is ", max_blocks, "; it must be at least 1");
 }
 

@@ -9,6 +9,7 @@
 #include "partita/core/format.h"
 #include "partita/cost/comm.h"
 #include "partita/cost/energy.h"
+#include "partita/search/process_layout.h"
 #include "partita/search/stage_model.h"
 #include "partita/search/tensor_model.h"
 #include "simulate_branch.h"
@@ -66,17 +67,9 @@ std::string label(const char* what, int stage, int mb) {
   return std::string(what) + " s" + std::to_string(stage) + (mb >= 0 ? " mb" + std::to_string(mb) : "");
 }
 
-}  // namespace
-
-Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,
-                    const SearchOptions& options) {
-  plan.check_against(graph);
-  SearchOptions opt = options;
-  opt.mode = plan.mode;
-  opt.global_batch = plan.global_batch;
-  opt.optimizer = plan.optimizer;
-  opt.loss = plan.loss;
-  if (plan.branch_layout()) return detail::simulate_branch(plan, graph, cluster, table, opt);
+// simulate() for a plan of ranges of nodes, once the options follow the plan and the cluster its processes.
+Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& cluster,
+                          const CostTable& table, const SearchOptions& opt) {
   const StageModel model(graph, cluster, table, opt);
   // Only plans with tensor-parallel groups use it (its inference tables cost a pass over the graph).
   std::optional<TensorModel> tensor;
@@ -358,6 +351,29 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   }
   detail::predict_hosts(plan, graph, model, tensor ? &*tensor : nullptr, host_facts, sim);
   return sim;
+}
+
+}  // namespace
+
+Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,
+                    const SearchOptions& options) {
+  plan.check_against(graph);
+  SearchOptions opt = options;
+  opt.mode = plan.mode;
+  opt.global_batch = plan.global_batch;
+  opt.optimizer = plan.optimizer;
+  opt.loss = plan.loss;
+  opt.processes = plan.processes;
+  std::optional<Cluster> across;
+  if (plan.processes == ProcessLayout::kLaunch) {
+    PARTITA_CHECK(opt.process_link,
+                  "plan: its prediction is for the processes of `partita launch`, but no link "
+                  "between processes was given; measure one with `partita profile`");
+    across = cluster_across_processes(cluster, plan, *opt.process_link);
+  }
+  const Cluster& placed = across ? *across : cluster;
+  if (plan.branch_layout()) return detail::simulate_branch(plan, graph, placed, table, opt);
+  return simulate_chain(plan, graph, placed, table, opt);
 }
 
 Plan evaluate(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,

@@ -74,6 +74,25 @@ TEST(PlanJson, ReadsTheLossOrAutoWhenAbsent) {
   }
 }
 
+TEST(PlanJson, RoundTripsTheProcessesAndReadsOneWhenAbsent) {
+  Plan p = sample_plan();
+  p.processes = ProcessLayout::kLaunch;
+  Json j = plan_to_json(p);
+  EXPECT_EQ(j["processes"], "launch");
+  EXPECT_EQ(plan_from_json(j).processes, ProcessLayout::kLaunch);
+  j.erase("processes");  // plans written before 2026-12-05
+  EXPECT_EQ(plan_from_json(j).processes, ProcessLayout::kOne);
+  j["processes"] = "threads";
+  try {
+    plan_from_json(j);
+    ADD_FAILURE() << "read an unknown process layout";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("plan JSON: field 'processes': unknown process layout 'threads'"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(PlanJson, RoundTripsTensorGroupsOfReplicas) {
   Plan p = sample_plan();
   p.groups[1] = DeviceGroup{{"g0", "g1", "g2", "g3"}, {4, 4, 4, 4}, GroupParallelism::kTensor, 2};

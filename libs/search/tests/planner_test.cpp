@@ -137,6 +137,32 @@ TEST(Planner, EveryDeviceKeepsOnlyPlansThatUseThemAll) {
       << single.error;
 }
 
+// Planned for the processes of `partita launch`, candidates are ranked with their messages between processes:
+// a link between processes far slower than the in-process one keeps the work on one device.
+TEST(Planner, PlanningForLaunchedProcessesCountsTheirMessages) {
+  const Graph g = chain_graph({1e10, 1e10}, {16, 16}, {1 << 20, 1 << 20}, 8);
+  const Cluster c = make_cluster({make_spec("a", 1), make_spec("a", 1)}, make_link(1000, 0));
+  const CostTable t = table_for(g, c);
+  SearchOptions o = training(8);
+  o.strategy = StrategyKind::kData;
+  const PlanOutcome one = make_plan(g, c, t, o);
+  ASSERT_TRUE(one.plan) << one.error;
+  ASSERT_EQ(one.plan->used_devices().size(), 2u)
+      << "the test needs a case where both devices win in one process";
+  EXPECT_EQ(one.plan->processes, ProcessLayout::kOne);
+  o.processes = ProcessLayout::kLaunch;
+  o.process_link = LinkSpec{"slow between processes", Seconds(0.5), BytesPerSecond(1e6), "test"};
+  const PlanOutcome launched = make_plan(g, c, t, o);
+  ASSERT_TRUE(launched.plan) << launched.error;
+  EXPECT_EQ(launched.plan->used_devices().size(), 1u);
+  for (const Plan& p : launched.candidates) {
+    EXPECT_EQ(p.processes, ProcessLayout::kLaunch);
+    EXPECT_NEAR(p.prediction.step_time.value(), simulate(p, g, c, t, o).step_time.value(), 1e-12);
+  }
+  o.process_link.reset();
+  EXPECT_THROW((void)make_plan(g, c, t, o), Error);
+}
+
 // A batch norm of [batch, channels] in train mode outputs its bias alone on one sample: no candidate may give
 // a device a microbatch share of one sample when min_batch_share is 2.
 TEST(Planner, NoCandidateGoesBelowTheSmallestShareAllowed) {

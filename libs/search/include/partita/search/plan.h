@@ -150,6 +150,8 @@ struct Plan {
   Schedule schedule = Schedule::kOneFOneB;
   Optimizer optimizer = Optimizer::kAdam;
   LossKind loss = LossKind::kAuto;  // training: what the prediction counts; `partita run` trains with it
+  // The processes the prediction is for: one (threads), or those of `partita launch` (process_layout.h).
+  ProcessLayout processes = ProcessLayout::kOne;
   int global_batch = 1;
   int microbatches = 1;
   std::vector<DeviceGroup> groups;

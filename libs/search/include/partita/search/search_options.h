@@ -7,6 +7,7 @@
 #include "partita/core/units.h"
 #include "partita/cost/loss.h"
 #include "partita/cost/memory.h"
+#include "partita/hardware/device.h"
 
 namespace partita {
 
@@ -17,6 +18,11 @@ enum class Objective { kTime, kEnergy, kBalanced };
 // Which memory a device may use: the smaller of its own and memory_limit, or memory_limit alone (what-if
 // planning for devices with more memory; the planner uses it to find the smallest memory that would work).
 enum class MemoryCap { kDeviceAndLimit, kLimitOnly };
+// Where a plan's devices run. kOne: one process, a thread per device (what `partita run` does alone);
+// devices exchange data through the cluster's links. kLaunch: the processes `partita launch -n N` runs the
+// plan in (process_layout.h: one per device of a one-stage plan, one per stage otherwise); two devices of one
+// machine in different processes exchange data through SearchOptions::process_link.
+enum class ProcessLayout { kOne, kLaunch };
 // Which candidate generator(s) to run. kAuto runs all that apply and picks by objective.
 enum class StrategyKind { kAuto, kData, kPipeline, kHybrid, kBranch, kTensor, kEven };
 
@@ -24,10 +30,12 @@ std::string_view mode_name(Mode m);            // "inference", "training"
 std::string_view objective_name(Objective o);  // "time", "energy", "balanced"
 std::string_view strategy_name(
     StrategyKind s);  // "auto", "data", "pipeline", "hybrid", "branch", "tensor", "even"
+std::string_view process_layout_name(ProcessLayout p);  // "one", "launch"
 // Inverses; throw partita::Error naming the accepted spellings.
 Mode parse_mode(std::string_view name);
 Objective parse_objective(std::string_view name);
 StrategyKind parse_strategy(std::string_view name);
+ProcessLayout parse_process_layout(std::string_view name);
 
 struct SearchOptions {
   Mode mode = Mode::kTraining;
@@ -71,6 +79,12 @@ struct SearchOptions {
   // Measured optimizer steps over all trainable parameters, keyed by DeviceSpec::name (profiled planning
   // fills it); a device without an entry is costed by optimizer_step_time (partita/cost/update.h).
   std::map<std::string, Seconds> update_times;
+  // The processes candidates are planned (and plans simulated) for; a plan's own Plan::processes wins in
+  // simulate(), as its mode does.
+  ProcessLayout processes = ProcessLayout::kOne;
+  // kLaunch: how long a message between two processes of one machine takes (alpha-beta; measured by
+  // `partita profile`, else an estimate). Required to simulate a kLaunch plan.
+  std::optional<LinkSpec> process_link;
 
   // Throws partita::Error naming the bad field and value.
   void validate() const;

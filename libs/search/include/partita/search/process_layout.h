@@ -1,0 +1,33 @@
+#pragma once
+// The processes `partita launch -n N -- partita run` runs a plan in, and the cluster as they see it.
+//
+// Layout (cmd_run's check_distributed_plan): a plan of one stage runs one process per device of its group
+// (data-parallel replicas, a tensor group's devices); a plan of several stages (a pipeline, a hybrid, a
+// pipeline of tensor groups, a branch plan) runs one process per stage, the stage's devices inside it.
+// Model: data between two devices of one machine in different processes crosses a process link (alpha-beta,
+// SearchOptions::process_link: the measured shared-memory mailbox, or Gloo's loopback TCP) instead of the
+// in-process link. Between two CPU devices the process link replaces the in-process copy (its measurement
+// includes the copies in and out); a GPU's data goes to the host first, so a pair with a GPU crosses the
+// in-process link and the process link one after the other (latencies add, inverse bandwidths add).
+// Devices on different machines keep the cluster's inter-node link. Collectives over a process link use
+// cost/comm.h's formulas like any other link. Not modelled: the processes' own threads competing for the
+// cores, and each process loading the whole model (host memory). Pure functions, thread-safe.
+#include <string>
+#include <vector>
+
+#include "partita/hardware/device.h"
+#include "partita/search/plan.h"
+
+namespace partita {
+
+// [device in Plan::used_devices() order] the index of the process that runs it (the launch rank).
+std::vector<int> launch_process_of_devices(const Plan& plan);
+
+// `cluster` with explicit links, through `between`, joining every two devices of `plan` that share a
+// machine but not a process. Throws partita::Error when the plan names a device the cluster lacks.
+Cluster cluster_across_processes(const Cluster& cluster, const Plan& plan, const LinkSpec& between);
+
+// Two links one after the other: latencies add, and so do the times per byte.
+LinkSpec links_in_series(const LinkSpec& first, const LinkSpec& second);
+
+}  // namespace partita
