@@ -1,9 +1,10 @@
-// The hidden subcommand `partita __loopback-worker`: one rank of the loopback all-reduce that `partita
-// profile` starts (two children of this binary). Not for users; its options may change.
+// The hidden subcommand `partita __loopback-worker`: one rank of the loopback all-reduce, or of the message
+// probe, that `partita profile` starts (two children of this binary). Not for users; its options may change.
 #include <sstream>
 
 #include "commands.h"
 #include "partita/core/error.h"
+#include "partita/runtime/process_link_probe.h"
 #include "partita/torch_bridge/loopback_allreduce.h"
 
 namespace partita::app {
@@ -13,6 +14,8 @@ namespace {
 struct WorkerCli {
   LoopbackWorkerArgs args;
   std::string sizes;
+  std::string probe = "allreduce";          // or "messages"
+  std::string transport = "shared-memory";  // messages: or "gloo"
 };
 
 std::vector<int64_t> parse_sizes(const std::string& text) {
@@ -42,9 +45,17 @@ Command register_loopback_worker(CLI::App& app) {
   cmd->add_option("--repeats", cli->args.repeats);
   cmd->add_option("--timeout-ms", cli->args.timeout_ms);
   cmd->add_option("--out", cli->args.out_path)->required();
+  cmd->add_option("--probe", cli->probe)->check(CLI::IsMember({"allreduce", "messages"}));
+  cmd->add_option("--transport", cli->transport)->check(CLI::IsMember({"shared-memory", "gloo"}));
   return Command{cmd, [cli] {
                    cli->args.sizes = parse_sizes(cli->sizes);
-                   run_loopback_worker(cli->args);
+                   if (cli->probe == "messages") {
+                     run_process_link_probe(cli->args, cli->transport == "gloo"
+                                                           ? ProcessTransport::kGloo
+                                                           : ProcessTransport::kSharedMemory);
+                   } else {
+                     run_loopback_worker(cli->args);
+                   }
                  }};
 }
 

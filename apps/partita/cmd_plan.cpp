@@ -15,6 +15,7 @@
 #include "partita/search/plan_json.h"
 #include "partita/search/planner.h"
 #include "partita/search/power_cap_search.h"
+#include "partita/search/simulator.h"
 #include "plan_html.h"
 #include "planning_inputs.h"
 
@@ -43,6 +44,7 @@ struct PlanArgs {
   std::vector<std::string> slowdowns;
   std::vector<std::string> power_caps;
   bool all_devices = false;
+  std::string processes = "one";
   bool no_cut_refinement = false;
   std::string json;
   std::string html;
@@ -141,6 +143,7 @@ void run_plan(const PlanArgs& args) {
                 "--power-cap auto chooses caps for --objective energy or balanced; under time (the "
                 "default) no cap makes a step faster");
   const StrategyKind strategy = parse_strategy(args.strategy);
+  const ProcessLayout processes = parse_process_layout(args.processes);
   PARTITA_CHECK(args.optimizer.empty() || args.train, "--optimizer ", args.optimizer,
                 ": an optimizer is for training; add --train or leave --optimizer out");
   const Optimizer optimizer = args.optimizer.empty() ? Optimizer::kAdam : parse_optimizer(args.optimizer);
@@ -156,6 +159,7 @@ void run_plan(const PlanArgs& args) {
   if (args.batch > 0) options.global_batch = args.batch;
   options.microbatches = args.microbatches;
   options.every_device = args.all_devices;
+  options.processes = processes;
   options.refine_cuts = !args.no_cut_refinement;
   if (!options.batch_splittable) {
     const std::string why = fmt::format("{} computes something else on part of its batch ({})", args.model,
@@ -206,6 +210,19 @@ void run_plan(const PlanArgs& args) {
   plan.source = in.source;
   std::FILE* text = args.json == "-" ? stderr : stdout;  // keep stdout parseable with --json -
   fmt::print(text, "{}", plan.to_string());
+  // A launched plan: what its processes' messages cost, against the same plan in one process.
+  std::optional<Seconds> one_process;
+  if (plan.processes == ProcessLayout::kLaunch) {
+    Plan alone = plan;
+    alone.processes = ProcessLayout::kOne;
+    one_process = simulate(alone, in.graph, in.cluster, in.table, options).step_time;
+    const LinkSpec& l = *options.process_link;
+    fmt::print(text,
+               "processes: as `partita launch -n {}` runs it; data between its processes crosses \"{}\" "
+               "(latency {:.1f} us, {:.2f} GB/s; {}); the same plan in one process: {}\n",
+               plan.stages.size() > 1 ? plan.stages.size() : plan.used_devices().size(), l.name,
+               l.latency.value() * 1e6, l.bandwidth.value() / 1e9, l.source, format_seconds(*one_process));
+  }
   fmt::print(text, "{}", explain(out));
   fmt::print(text, "{}", runnable_note);
   if (!options.batch_splittable) {
@@ -214,7 +231,12 @@ void run_plan(const PlanArgs& args) {
                "something else on part of it ({})\n",
                args.model, in.batch_split_problem);
   }
-  if (!args.json.empty()) write_json_file(args.json, plan_to_json(plan));
+  if (!args.json.empty()) {
+    Json j = plan_to_json(plan);
+    // A convenience figure for scripts, like predicted_step_ms (not read back).
+    if (one_process) j["predicted_step_ms_one_process"] = to_milliseconds(*one_process);
+    write_json_file(args.json, j);
+  }
   if (!args.html.empty()) {
     std::vector<PlanAlternative> alternatives;
     for (size_t i = 0; i < out.candidates.size() && i < kAlternativesShown; ++i) {
@@ -280,6 +302,9 @@ Command register_plan(CLI::App& app) {
   cmd->add_flag("--all-devices", args->all_devices,
                 "keep only plans that use every listed device (e.g. one process per device with partita "
                 "launch), even where leaving one out is predicted faster");
+  cmd->add_option("--processes", args->processes,
+                  "one (default: one process, a thread per device) or launch (the processes of partita "
+                  "launch: one per stage, or per device of a one-stage plan; their messages are counted)");
   cmd->add_flag("--no-cut-refinement", args->no_cut_refinement,
                 "keep the pipeline partitioner's cuts instead of moving them while the simulated step gets "
                 "faster (to compare the two)");

@@ -531,14 +531,23 @@ void run_run(const RunArgs& args) {
     if (transport)
       fmt::print(out, "  messages between the stages' ranks: {}\n",
                  group->messages_share_memory() ? "through shared memory (one host)" : "through Gloo (TCP)");
-    // The simulator runs the plan's workers as threads of one process; what the ranks pass between
-    // processes costs more (docs/benchmarks.md, "Collectives through shared memory").
-    if (plan.prediction.step_time.value() > 0)
+    // A plan made with --processes one was simulated as threads of one process; what the ranks pass
+    // between processes costs more (docs/benchmarks.md, "Collectives through shared memory").
+    if (plan.prediction.step_time.value() > 0 && plan.processes == ProcessLayout::kOne)
       fmt::print(out,
                  "  the prediction is the plan's in one process: it does not count passing data "
-                 "between {} processes\n",
+                 "between {} processes (plan with --processes launch to count it)\n",
                  rank_host_peaks.size());
+    if (plan.prediction.step_time.value() > 0 && plan.processes == ProcessLayout::kLaunch)
+      fmt::print(
+          out,
+          "  the prediction counts passing data between the {} processes (planned with --processes launch)\n",
+          rank_host_peaks.size());
   }
+  if (!dist && plan.prediction.step_time.value() > 0 && plan.processes == ProcessLayout::kLaunch)
+    fmt::print(out,
+               "  the prediction is for the processes of partita launch (planned with --processes launch); "
+               "this run is one process\n");
   for (size_t k = 0; k < report.offloaded.size(); ++k) {
     const auto& o = report.offloaded[k];
     if (o.tensors > 0)

@@ -31,6 +31,10 @@ MicrobenchOptions microbench_options(const HardwareDb* db) {
   if (!ec) {
     o.loopback.worker_exe = self.string();
     o.loopback.worker_args = {"-q", "__loopback-worker"};
+    o.messages.worker_exe = self.string();
+    o.messages.worker_args = {"-q",       "__loopback-worker", "--probe",
+                              "messages", "--transport",       "shared-memory"};
+    o.messages.sizes = {64, 65536, 1 << 20, 8 << 20};
   }
   return o;
 }

@@ -349,6 +349,24 @@ LoadedModel load_source_model(const PlanSource& source, Mode mode) {
   return model;
 }
 
+// The link between the processes of a launched plan (search/process_layout.h), as the runtime will talk:
+// through shared memory (what `partita profile` measured, else an estimate from the cluster's first CPU), or
+// with PARTITA_SHARED_MEMORY=0 through Gloo's loopback TCP (the profile's all-reduce fit, else the database's
+// "loopback TCP").
+LinkSpec link_between_processes(const std::optional<MachineProfile>& profile, const Cluster& cluster,
+                                const HardwareDb& db) {
+  const char* shm = std::getenv("PARTITA_SHARED_MEMORY");
+  if (shm != nullptr && std::string(shm) == "0") {
+    if (profile && profile->loopback) return *profile->loopback;
+    return db.link("loopback TCP");
+  }
+  if (profile && profile->process_link) return *profile->process_link;
+  for (const auto& d : cluster.devices) {
+    if (d.spec.kind == DeviceKind::kCpu) return process_shared_memory_link(d.spec);
+  }
+  return process_shared_memory_link(cpu_device_spec(discover_cpu("/"), &db));
+}
+
 PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_batch) {
   PARTITA_CHECK(
       source.devices.empty() || source.cluster.empty(),
@@ -374,6 +392,9 @@ PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_ba
     }
   }
   PARTITA_CHECK(!in.cluster.devices.empty(), "no devices to plan for; name some with --devices or --cluster");
+  // A described cluster's machines are not this one: its CPUs' specs give the estimate.
+  in.options.process_link = link_between_processes(
+      source.cluster.empty() ? cached_machine_profile() : std::nullopt, in.cluster, db);
   std::vector<DeviceSpec> specs;
   for (const auto& d : in.cluster.devices) {
     if (std::none_of(specs.begin(), specs.end(),

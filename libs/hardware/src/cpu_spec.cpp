@@ -75,9 +75,23 @@ DeviceSpec cpu_device_spec(const CpuInfo& cpu, const HardwareDb* db) {
   return spec;
 }
 
+namespace {
+// One-way latency of a small message through the mailbox to a process asleep in its receive, measured
+// between two pinned processes on the 2-core development VM (2026-12-05: 50-80 us at 64 bytes, most of it
+// waking the receiver).
+constexpr double kProcessWakeLatencyS = 50e-6;
+}  // namespace
+
 LinkSpec shared_memory_link(const DeviceSpec& cpu) {
   return LinkSpec{"shared memory", Seconds(1e-6), cpu.memory_bandwidth / 2.0,
                   "estimate: one memory copy (read + write) at the CPU's memory bandwidth"};
+}
+
+LinkSpec process_shared_memory_link(const DeviceSpec& cpu) {
+  return LinkSpec{"shared memory between processes", Seconds(kProcessWakeLatencyS),
+                  cpu.memory_bandwidth / 4.0,
+                  "estimate (not measured here: partita profile --refresh measures it): a process wake-up, "
+                  "then two copies at the CPU's memory bandwidth"};
 }
 
 }  // namespace partita

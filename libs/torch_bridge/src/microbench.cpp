@@ -221,6 +221,36 @@ void measure_loopback(const MicrobenchOptions& options, bool quick, const std::s
   }
 }
 
+// One-way messages between two processes of this machine through shared memory, fit to the link the planner
+// puts between a launched plan's processes (search/process_layout.h).
+void measure_process_messages(const MicrobenchOptions& options, bool quick, const std::string& date,
+                              MachineProfile& p) {
+  if (options.messages.worker_exe.empty()) {
+    p.notes.push_back("messages between processes not measured (no worker program given)");
+    return;
+  }
+  LoopbackOptions mo = options.messages;
+  if (quick) {
+    mo.sizes = {64, 1 << 20};
+    mo.repeats = 5;
+  }
+  log_info("measuring messages between 2 processes (shared memory, ping-pong)");
+  try {
+    p.process_messages = measure_loopback_allreduce(mo);
+    std::vector<TimedTransfer> samples;
+    for (const auto& s : p.process_messages) samples.push_back({s.bytes, s.time});
+    p.process_link = fit_message_link(
+        samples, "shared memory between processes",
+        "microbenchmark " + date +
+            ": least-squares alpha-beta fit of one-way message times (half a ping-pong) at " +
+            std::to_string(samples.size()) + " sizes between 2 pinned processes");
+    log_info(fmt::format("  process link: latency {:.1f} us, bandwidth {:.2f} GB/s",
+                         p.process_link->latency.value() * 1e6, p.process_link->bandwidth.value() / 1e9));
+  } catch (const Error& e) {
+    p.notes.push_back(std::string("messages between processes: ") + e.what());
+  }
+}
+
 }  // namespace
 
 ProfileMode profile_mode_from_env() {
@@ -310,6 +340,7 @@ MachineProfile run_microbenchmarks(const MicrobenchOptions& options) {
   }
   measure_gpus(plan, options, p.date, p);
   measure_loopback(options, quick, p.date, p);
+  measure_process_messages(options, quick, p.date, p);
   p.notes.push_back("no RAPL/NVML power readings for the CPU: power figures are estimates");
   p.seconds_taken = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return p;

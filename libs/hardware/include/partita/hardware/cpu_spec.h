@@ -28,5 +28,9 @@ DeviceSpec cpu_group_spec(const DeviceSpec& whole_cpu, int cores);
 // The link between two core groups of one CPU: data moves by a memory copy (read + write), so
 // bandwidth = memory_bandwidth / 2, latency 1 us (a cache-line handoff plus a wakeup; an estimate).
 LinkSpec shared_memory_link(const DeviceSpec& cpu);
+// Messages between two processes of one machine through the runtime's shared-memory mailbox, where `partita
+// profile` has not measured them: the latency of waking the receiving process (an estimate from the 2-core
+// development VM's measurement) and two copies (into the ring and out of it) at the CPU's memory bandwidth.
+LinkSpec process_shared_memory_link(const DeviceSpec& cpu);
 
 }  // namespace partita

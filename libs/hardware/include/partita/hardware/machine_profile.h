@@ -84,6 +84,10 @@ struct MachineProfile {
   std::vector<OpClassSample> op_class_samples;  // calibration of the per-class roofline, every thread count
   std::vector<AllreduceSample> allreduce;
   std::optional<LinkSpec> loopback;  // alpha-beta fit of `allreduce` (p = 2)
+  // One-way messages between two processes through shared memory, and their alpha-beta fit (absent in
+  // profiles measured before 2026-12-05).
+  std::vector<AllreduceSample> process_messages;
+  std::optional<LinkSpec> process_link;
   std::vector<LinkSpec> host_links;  // one per GPU: "cuda:K <-> host", measured pinned copies
   std::vector<ProfiledDevice> devices;
   std::vector<std::string> notes;  // one line per thing that could not be measured and why

@@ -22,8 +22,8 @@ struct LoopbackOptions {
   void validate() const;  // throws partita::Error for an empty exe, world < 2, no sizes, repeats < 1
 };
 
-// Runs the children and returns rank 0's medians. Throws partita::Error with the first line of a failing
-// child's stderr, or "timed out after N s".
+// Runs the children and returns the samples a worker wrote (the all-reduce: rank 0's medians). Throws
+// partita::Error with the first line of a failing child's stderr, or "timed out after N s".
 std::vector<AllreduceSample> measure_loopback_allreduce(const LoopbackOptions& options);
 
 // What a child runs (the hidden subcommand calls this). Writes {"samples": [{bytes, seconds}...]} to

@@ -24,6 +24,9 @@ struct MicrobenchOptions {
   ProfileMode mode = ProfileMode::kFull;
   // The loopback all-reduce runs when loopback.worker_exe is set; otherwise the profile notes its absence.
   LoopbackOptions loopback;
+  // The message probe between two processes (through shared memory, as launched plans talk) runs when
+  // messages.worker_exe is set: its worker times one-way messages (runtime/process_link_probe.h).
+  LoopbackOptions messages;
   const HardwareDb* db = nullptr;  // datasheet figures for power and unknown fields; may be null
 };
 

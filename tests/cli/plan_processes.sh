@@ -1,0 +1,41 @@
+# partita plan --processes launch: the link between processes comes from `partita profile` (measured here,
+# quick mode, private cache); a launched plan's prediction counts its messages (above the same plan in one
+# process), simulate reproduces it, Gloo's link is used with PARTITA_SHARED_MEMORY=0, and `partita run` says
+# which processes its prediction is for. Roofline costs, so that plan and simulate agree exactly.
+source "$(dirname "$0")/lib.sh"
+: "${PYTHON:?}"
+export XDG_CACHE_HOME="$WORK/cache" PARTITA_PROFILE_QUICK=1
+
+"$PARTITA" profile --json "$WORK/profile.json" >/dev/null || fail "profile"
+[ "$(json_get "$WORK/profile.json" "d['process_link']['latency'] > 0 and d['process_link']['bandwidth'] > 0 and len(d['process_messages']) == 2")" = "True" ] \
+  || fail "profile: no measured link between processes: $(json_get "$WORK/profile.json" "d.get('notes')")"
+
+plan=("$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --devices cpu:0,cpu:1 --strategy pipeline --microbatches 4 --train
+  --cost roofline)
+"${plan[@]}" --processes launch --json "$WORK/launch.json" >"$WORK/launch.txt" || fail "plan --processes launch"
+grep -q "one process per stage" "$WORK/launch.txt" || fail "plan text lacks the processes: $(head -3 "$WORK/launch.txt")"
+grep -q 'crosses "shared memory between processes" .*microbenchmark' "$WORK/launch.txt" \
+  || fail "plan text lacks the measured link: $(grep processes: "$WORK/launch.txt")"
+[ "$(json_get "$WORK/launch.json" "d['processes']")" = "launch" ] || fail "plan JSON: processes is not launch"
+[ "$(json_get "$WORK/launch.json" "d['predicted_step_ms'] > d['predicted_step_ms_one_process'] > 0")" = "True" ] \
+  || fail "a pipeline's messages between processes cost nothing: $(json_get "$WORK/launch.json" "(d['predicted_step_ms'], d['predicted_step_ms_one_process'])")"
+"${plan[@]}" --json "$WORK/one.json" >/dev/null || fail "plan (one process)"
+[ "$(json_get "$WORK/one.json" "d['processes']")" = "one" ] || fail "plan JSON: processes is not one by default"
+
+"$PARTITA" simulate "$WORK/launch.json" --json "$WORK/sim.json" >/dev/null || fail "simulate a launched plan"
+[ "$(json_get "$WORK/launch.json" "d['predicted_step_ms']")" = "$(json_get "$WORK/sim.json" "d['predicted_step_ms']")" ] \
+  || fail "simulate predicts a launched plan differently than plan"
+
+PARTITA_SHARED_MEMORY=0 "${plan[@]}" --processes launch --json "$WORK/gloo.json" >"$WORK/gloo.txt" || fail "plan through Gloo"
+grep -q 'crosses "loopback (Gloo' "$WORK/gloo.txt" || fail "PARTITA_SHARED_MEMORY=0: not Gloo's link: $(grep processes: "$WORK/gloo.txt")"
+
+"$PARTITA" launch -n 2 -- "$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/launch.json" --train --steps 4 \
+  >"$WORK/run2.txt" 2>&1 || fail "launch -n 2 run: $(tail -3 "$WORK/run2.txt")"
+grep -q "the prediction counts passing data between the 2 processes" "$WORK/run2.txt" \
+  || fail "a 2-process run of a launched plan does not say its prediction counts the messages"
+"$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/launch.json" --train --steps 4 >"$WORK/run1.txt" \
+  || fail "run a launched plan in one process"
+grep -q "this run is one process" "$WORK/run1.txt" || fail "a one-process run of a launched plan does not say so"
+
+expect_error "unknown process layout 'threads'" "${plan[@]}" --processes threads
+finish
