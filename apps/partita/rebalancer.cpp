@@ -114,6 +114,8 @@ Rebalancer::Rebalancer(LoadedModel& model, const Plan& plan, RebalanceOptions op
     base_.options.global_batch = plan.global_batch;
     base_.options.microbatches = plan.microbatches;
     base_.options.strategy = plan.strategy;
+    base_.options.processes =
+        plan.processes;  // new plans are predicted for the processes the current one was
     base_.options.every_device = options.keep_devices;
     if (plan.source.memory_limit) base_.options.memory_limit = plan.source.memory_limit;
   }

@@ -21,6 +21,8 @@ TEST(MachineProfile, JsonRoundTrip) {
   p.op_class_samples.push_back({"grouped_conv", "conv 2x32x56x56 g32", 2, Flops(3.6e6), Bytes(1'606'784),
                                 Seconds(5.8e-5), Seconds(1.2e-4)});
   p.loopback = LinkSpec{"loopback", Seconds(2e-5), BytesPerSecond(3e9), "fit"};
+  p.process_messages.push_back({Bytes(64), Seconds(5e-5)});
+  p.process_link = LinkSpec{"shared memory between processes", Seconds(5e-5), BytesPerSecond(6e9), "fit"};
   DeviceSpec cpu;
   cpu.name = "host";
   cpu.kind = DeviceKind::kCpu;
@@ -35,6 +37,17 @@ TEST(MachineProfile, JsonRoundTrip) {
   EXPECT_EQ(q.gemm[0].dtype, DType::kBFloat16);
   ASSERT_TRUE(q.loopback.has_value());
   EXPECT_DOUBLE_EQ(q.loopback->bandwidth.value(), 3e9);
+  ASSERT_TRUE(q.process_link.has_value());
+  EXPECT_DOUBLE_EQ(q.process_link->latency.value(), 5e-5);
+  ASSERT_EQ(q.process_messages.size(), 1u);
+  EXPECT_DOUBLE_EQ(q.process_messages[0].time.value(), 5e-5);
+  // Profiles measured before the process link are still read, without one.
+  Json older = machine_profile_to_json(p);
+  older.erase("process_link");
+  older.erase("process_messages");
+  const MachineProfile r = machine_profile_from_json(older);
+  EXPECT_FALSE(r.process_link.has_value());
+  EXPECT_TRUE(r.process_messages.empty());
   ASSERT_NE(q.find("cpu"), nullptr);
   EXPECT_TRUE(q.find("cpu")->spec.measured);
   EXPECT_DOUBLE_EQ(q.find("cpu")->spec.flops_for(DType::kFloat32).value(), 5e10);

@@ -234,16 +234,17 @@ void measure_process_messages(const MicrobenchOptions& options, bool quick, cons
     mo.sizes = {64, 1 << 20};
     mo.repeats = 5;
   }
-  log_info("measuring messages between 2 processes (shared memory, ping-pong)");
+  log_info("measuring messages between 2 processes (shared memory, one way)");
   try {
     p.process_messages = measure_loopback_allreduce(mo);
     std::vector<TimedTransfer> samples;
     for (const auto& s : p.process_messages) samples.push_back({s.bytes, s.time});
-    p.process_link = fit_message_link(
-        samples, "shared memory between processes",
-        "microbenchmark " + date +
-            ": least-squares alpha-beta fit of one-way message times (half a ping-pong) at " +
-            std::to_string(samples.size()) + " sizes between 2 pinned processes");
+    p.process_link =
+        fit_message_link(samples, "shared memory between processes",
+                         "microbenchmark " + date +
+                             ": least-squares alpha-beta fit of one-way message times (to a receiver asleep "
+                             "in its receive) at " +
+                             std::to_string(samples.size()) + " sizes between 2 pinned processes");
     log_info(fmt::format("  process link: latency {:.1f} us, bandwidth {:.2f} GB/s",
                          p.process_link->latency.value() * 1e6, p.process_link->bandwidth.value() / 1e9));
   } catch (const Error& e) {

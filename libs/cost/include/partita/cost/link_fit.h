@@ -26,7 +26,7 @@ struct TimedTransfer {
 LinkSpec fit_allreduce_link(const std::vector<TimedTransfer>& samples, int p, const std::string& name,
                             const std::string& source);
 
-// One-way message times (half a ping-pong's round trip): alpha = the intercept, beta = 1 / slope. Throws
+// One-way message times: alpha = the intercept, beta = 1 / slope. Throws
 // partita::Error as fit_allreduce_link does.
 LinkSpec fit_message_link(const std::vector<TimedTransfer>& samples, const std::string& name,
                           const std::string& source);
