@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How well `partita plan --processes launch` predicts a plan run by `partita launch`: for each case, the planner's
 # plan for cpu:0 + cpu:1 with --processes launch (profiled costs), its prediction with the messages between
-# the processes (the link `partita profile` measured) and the same plan's prediction in one process (both from
+# the processes (the links `partita profile` measures first) and the same plan's prediction in one process (both from
 # the same cost table), against its step time run by `partita launch -n N` (N = its processes) and, for
 # reference, in one process; ROUNDS rounds of 20 steps each, alternating, medians. Prints the table and writes
 # it into docs/benchmarks.md ("## Predictions for launched plans"). Run it with nothing else on the machine.
@@ -13,7 +13,7 @@ build="${PARTITA_BUILD_DIR:-build}"
 p="$build/apps/partita/partita"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$p" -q profile >/dev/null  # the link between processes (cached after the first time)
+"$p" -q profile --refresh >/dev/null  # the links between processes, measured now
 # model input mode strategy
 cases=("mlp 32x64 train tensor" "gpt 8x128:i64:2048 train tensor" "gpt 8x128:i64:2048 infer tensor"
   "mlp 32x64 train pipeline" "gpt 8x128:i64:2048 train pipeline" "gpt 8x128:i64:2048 infer pipeline"
@@ -71,8 +71,9 @@ link=$(python3 -c "import json, glob, os
 root = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
 for f in glob.glob(root + '/partita/*.json'):
     j = json.load(open(f))
-    if 'process_link' in j:
-        l = j['process_link']; print(f\"latency {l['latency'] * 1e6:.1f} us, {l['bandwidth'] / 1e9:.2f} GB/s\")
+    if 'process_link' in j and 'process_collective_link' in j:
+        m, c = j['process_link'], j['process_collective_link']
+        print(f\"messages {m['latency'] * 1e6:.1f} us, {m['bandwidth'] / 1e9:.2f} GB/s; collectives {c['latency'] * 1e6:.1f} us, {c['bandwidth'] / 1e9:.2f} GB/s\")
         break")
 {
   echo "## Predictions for launched plans"
@@ -80,7 +81,7 @@ for f in glob.glob(root + '/partita/*.json'):
   echo "\`bash bench/process_prediction.sh $rounds\` on $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')):"
   echo "the planner's plan for cpu:0 + cpu:1 made with \`--processes launch\` (profiled costs; SGD with momentum; a"
   echo "pipeline: 4 microbatches; data plans made with --all-devices), its prediction with the messages between its"
-  echo "processes (the link \`partita profile\` measured: $link) and the same plan's in one process, both from"
+  echo "processes (the links \`partita profile\` measured: $link) and the same plan's in one process, both from"
   echo "one cost table, against \`partita launch -n N\` running it (and, for reference, one process running it),"
   echo "alternating, rounds of 20 steps (\`partita run\` step_ms, each a median of its round)."
   echo

@@ -15,7 +15,7 @@ struct WorkerCli {
   LoopbackWorkerArgs args;
   std::string sizes;
   std::string probe = "allreduce";          // or "messages"
-  std::string transport = "shared-memory";  // messages: or "gloo"
+  std::string transport = "gloo";           // or "shared-memory"
 };
 
 std::vector<int64_t> parse_sizes(const std::string& text) {
@@ -49,10 +49,12 @@ Command register_loopback_worker(CLI::App& app) {
   cmd->add_option("--transport", cli->transport)->check(CLI::IsMember({"shared-memory", "gloo"}));
   return Command{cmd, [cli] {
                    cli->args.sizes = parse_sizes(cli->sizes);
+                   const ProcessTransport transport =
+                       cli->transport == "gloo" ? ProcessTransport::kGloo : ProcessTransport::kSharedMemory;
                    if (cli->probe == "messages") {
-                     run_process_link_probe(cli->args, cli->transport == "gloo"
-                                                           ? ProcessTransport::kGloo
-                                                           : ProcessTransport::kSharedMemory);
+                     run_process_link_probe(cli->args, transport);
+                   } else if (transport == ProcessTransport::kSharedMemory) {
+                     run_process_allreduce_probe(cli->args);
                    } else {
                      run_loopback_worker(cli->args);
                    }

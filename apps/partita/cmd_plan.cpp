@@ -216,12 +216,16 @@ void run_plan(const PlanArgs& args) {
     Plan alone = plan;
     alone.processes = ProcessLayout::kOne;
     one_process = simulate(alone, in.graph, in.cluster, in.table, options).step_time;
-    const LinkSpec& l = *options.process_link;
+    const auto describe = [](const LinkSpec& l) {
+      return fmt::format("\"{}\" (latency {:.1f} us, {:.2f} GB/s; {})", l.name, l.latency.value() * 1e6,
+                         l.bandwidth.value() / 1e9, l.source);
+    };
     fmt::print(text,
-               "processes: as `partita launch -n {}` runs it; data between its processes crosses \"{}\" "
-               "(latency {:.1f} us, {:.2f} GB/s; {}); the same plan in one process: {}\n",
-               plan.stages.size() > 1 ? plan.stages.size() : plan.used_devices().size(), l.name,
-               l.latency.value() * 1e6, l.bandwidth.value() / 1e9, l.source, format_seconds(*one_process));
+               "processes: as `partita launch -n {}` runs it; messages between its processes cross {}, "
+               "collectives {}; the same plan in one process: {}\n",
+               plan.stages.size() > 1 ? plan.stages.size() : plan.used_devices().size(),
+               describe(options.process_links->message), describe(options.process_links->collective),
+               format_seconds(*one_process));
   }
   fmt::print(text, "{}", explain(out));
   fmt::print(text, "{}", runnable_note);

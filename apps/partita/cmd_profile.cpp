@@ -58,6 +58,15 @@ void print_profile(std::FILE* out, const CachedProfile& c) {
                "process link (shared memory, alpha-beta fit): latency {:.1f} us, bandwidth {:.2f} GB/s\n",
                p.process_link->latency.value() * 1e6, p.process_link->bandwidth.value() / 1e9);
   }
+  for (const auto& s : p.process_allreduce) {
+    fmt::print(out, "all-reduce through shared memory {:>10}: {:.3f} ms\n", format_bytes(s.bytes),
+               s.time.value() * 1e3);
+  }
+  if (p.process_collective_link) {
+    fmt::print(
+        out, "collective link (shared memory, alpha-beta fit): latency {:.1f} us, bandwidth {:.2f} GB/s\n",
+        p.process_collective_link->latency.value() * 1e6, p.process_collective_link->bandwidth.value() / 1e9);
+  }
   for (const auto& d : p.devices) {
     fmt::print(out,
                "device {:<7} threads {:<2} f32 {:7.1f} GFLOP/s  bandwidth {:6.1f} GB/s  overhead {:.2f} us\n",

@@ -35,6 +35,8 @@ MicrobenchOptions microbench_options(const HardwareDb* db) {
     o.messages.worker_args = {"-q",       "__loopback-worker", "--probe",
                               "messages", "--transport",       "shared-memory"};
     o.messages.sizes = {64, 65536, 1 << 20, 8 << 20};
+    o.collectives.worker_exe = self.string();
+    o.collectives.worker_args = {"-q", "__loopback-worker", "--transport", "shared-memory"};
   }
   return o;
 }

@@ -349,22 +349,25 @@ LoadedModel load_source_model(const PlanSource& source, Mode mode) {
   return model;
 }
 
-// The link between the processes of a launched plan (search/process_layout.h), as the runtime will talk:
-// through shared memory (what `partita profile` measured, else an estimate from the cluster's first CPU), or
-// with PARTITA_SHARED_MEMORY=0 through Gloo's loopback TCP (the profile's all-reduce fit, else the database's
-// "loopback TCP").
-LinkSpec link_between_processes(const std::optional<MachineProfile>& profile, const Cluster& cluster,
-                                const HardwareDb& db) {
+// The links between the processes of a launched plan (search/process_layout.h), as the runtime will talk:
+// through shared memory (what `partita profile` measured, else estimates from the cluster's first CPU), or
+// with PARTITA_SHARED_MEMORY=0 through Gloo's loopback TCP (the profile's all-reduce fit for both, else the
+// database's "loopback TCP").
+ProcessLinks links_between_processes(const std::optional<MachineProfile>& profile, const Cluster& cluster,
+                                     const HardwareDb& db) {
   const char* shm = std::getenv("PARTITA_SHARED_MEMORY");
   if (shm != nullptr && std::string(shm) == "0") {
-    if (profile && profile->loopback) return *profile->loopback;
-    return db.link("loopback TCP");
+    const LinkSpec gloo = profile && profile->loopback ? *profile->loopback : db.link("loopback TCP");
+    return ProcessLinks{gloo, gloo};
   }
-  if (profile && profile->process_link) return *profile->process_link;
-  for (const auto& d : cluster.devices) {
-    if (d.spec.kind == DeviceKind::kCpu) return process_shared_memory_link(d.spec);
-  }
-  return process_shared_memory_link(cpu_device_spec(discover_cpu("/"), &db));
+  const auto found = std::find_if(cluster.devices.begin(), cluster.devices.end(),
+                                  [](const ClusterDevice& d) { return d.spec.kind == DeviceKind::kCpu; });
+  const DeviceSpec cpu =
+      found != cluster.devices.end() ? found->spec : cpu_device_spec(discover_cpu("/"), &db);
+  return ProcessLinks{
+      profile && profile->process_link ? *profile->process_link : process_shared_memory_link(cpu),
+      profile && profile->process_collective_link ? *profile->process_collective_link
+                                                  : process_collective_link(cpu)};
 }
 
 PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_batch) {
@@ -393,7 +396,7 @@ PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_ba
   }
   PARTITA_CHECK(!in.cluster.devices.empty(), "no devices to plan for; name some with --devices or --cluster");
   // A described cluster's machines are not this one: its CPUs' specs give the estimate.
-  in.options.process_link = link_between_processes(
+  in.options.process_links = links_between_processes(
       source.cluster.empty() ? cached_machine_profile() : std::nullopt, in.cluster, db);
   std::vector<DeviceSpec> specs;
   for (const auto& d : in.cluster.devices) {

@@ -80,6 +80,9 @@ namespace {
 // between two pinned processes on the 2-core development VM (2026-12-05: 50-80 us at 64 bytes, most of it
 // waking the receiver).
 constexpr double kProcessWakeLatencyS = 50e-6;
+// Latency per ring step of an all-reduce through the exchange when both members arrive together, measured
+// likewise (2026-12-05: 2.1-2.4 us from all-reduces of 4 KiB to 8 MiB).
+constexpr double kCollectiveStepLatencyS = 2e-6;
 }  // namespace
 
 LinkSpec shared_memory_link(const DeviceSpec& cpu) {
@@ -92,6 +95,13 @@ LinkSpec process_shared_memory_link(const DeviceSpec& cpu) {
                   cpu.memory_bandwidth / 4.0,
                   "estimate (not measured here: partita profile --refresh measures it): a process wake-up, "
                   "then two copies at the CPU's memory bandwidth"};
+}
+
+LinkSpec process_collective_link(const DeviceSpec& cpu) {
+  return LinkSpec{"shared memory between processes (collectives)", Seconds(kCollectiveStepLatencyS),
+                  cpu.memory_bandwidth / 4.0,
+                  "estimate (not measured here: partita profile --refresh measures it): spinning members, "
+                  "copies at the CPU's memory bandwidth"};
 }
 
 }  // namespace partita

@@ -31,6 +31,7 @@ Json machine_profile_to_json(const MachineProfile& p) {
   j["devices"] = devices;
   if (p.loopback) j["loopback_link"] = link_spec_to_json(*p.loopback);
   if (p.process_link) j["process_link"] = link_spec_to_json(*p.process_link);
+  if (p.process_collective_link) j["process_collective_link"] = link_spec_to_json(*p.process_collective_link);
   Json host_links = Json::array();
   for (const auto& l : p.host_links) host_links.push_back(link_spec_to_json(l));
   j["host_links"] = host_links;
@@ -77,6 +78,10 @@ Json machine_profile_to_json(const MachineProfile& p) {
   for (const auto& s : p.process_messages)
     messages.push_back({{"bytes", s.bytes.value()}, {"seconds", s.time.value()}});
   j["process_messages"] = messages;
+  Json shared_ar = Json::array();
+  for (const auto& s : p.process_allreduce)
+    shared_ar.push_back({{"bytes", s.bytes.value()}, {"seconds", s.time.value()}});
+  j["process_allreduce"] = shared_ar;
   j["notes"] = p.notes;
   return j;
 }
@@ -98,6 +103,8 @@ MachineProfile machine_profile_from_json(const Json& j) {
     }
     if (j.contains("loopback_link")) p.loopback = link_spec_from_json(j.at("loopback_link"));
     if (j.contains("process_link")) p.process_link = link_spec_from_json(j.at("process_link"));
+    if (j.contains("process_collective_link"))
+      p.process_collective_link = link_spec_from_json(j.at("process_collective_link"));
     for (const auto& l : j.at("host_links")) p.host_links.push_back(link_spec_from_json(l));
     for (const auto& g : j.at("gemm")) {
       p.gemm.push_back(GemmSample{g.at("device").get<std::string>(), g.at("n").get<int64_t>(),
@@ -131,6 +138,12 @@ MachineProfile machine_profile_from_json(const Json& j) {
     if (j.contains("process_messages")) {
       for (const auto& s : j.at("process_messages")) {
         p.process_messages.push_back(
+            AllreduceSample{Bytes(s.at("bytes").get<int64_t>()), Seconds(s.at("seconds").get<double>())});
+      }
+    }
+    if (j.contains("process_allreduce")) {
+      for (const auto& s : j.at("process_allreduce")) {
+        p.process_allreduce.push_back(
             AllreduceSample{Bytes(s.at("bytes").get<int64_t>()), Seconds(s.at("seconds").get<double>())});
       }
     }

@@ -23,6 +23,9 @@ TEST(MachineProfile, JsonRoundTrip) {
   p.loopback = LinkSpec{"loopback", Seconds(2e-5), BytesPerSecond(3e9), "fit"};
   p.process_messages.push_back({Bytes(64), Seconds(5e-5)});
   p.process_link = LinkSpec{"shared memory between processes", Seconds(5e-5), BytesPerSecond(6e9), "fit"};
+  p.process_allreduce.push_back({Bytes(4096), Seconds(2e-5)});
+  p.process_collective_link =
+      LinkSpec{"shared memory collectives", Seconds(4e-6), BytesPerSecond(5e9), "fit"};
   DeviceSpec cpu;
   cpu.name = "host";
   cpu.kind = DeviceKind::kCpu;
@@ -41,13 +44,20 @@ TEST(MachineProfile, JsonRoundTrip) {
   EXPECT_DOUBLE_EQ(q.process_link->latency.value(), 5e-5);
   ASSERT_EQ(q.process_messages.size(), 1u);
   EXPECT_DOUBLE_EQ(q.process_messages[0].time.value(), 5e-5);
+  ASSERT_TRUE(q.process_collective_link.has_value());
+  EXPECT_DOUBLE_EQ(q.process_collective_link->latency.value(), 4e-6);
+  ASSERT_EQ(q.process_allreduce.size(), 1u);
+  EXPECT_DOUBLE_EQ(q.process_allreduce[0].time.value(), 2e-5);
   // Profiles measured before the process link are still read, without one.
   Json older = machine_profile_to_json(p);
   older.erase("process_link");
   older.erase("process_messages");
+  older.erase("process_collective_link");
+  older.erase("process_allreduce");
   const MachineProfile r = machine_profile_from_json(older);
   EXPECT_FALSE(r.process_link.has_value());
   EXPECT_TRUE(r.process_messages.empty());
+  EXPECT_FALSE(r.process_collective_link.has_value());
   ASSERT_NE(q.find("cpu"), nullptr);
   EXPECT_TRUE(q.find("cpu")->spec.measured);
   EXPECT_DOUBLE_EQ(q.find("cpu")->spec.flops_for(DType::kFloat32).value(), 5e10);

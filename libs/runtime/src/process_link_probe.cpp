@@ -23,23 +23,29 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-}  // namespace
-
-void run_process_link_probe(const LoopbackWorkerArgs& args, ProcessTransport transport) {
-  PARTITA_CHECK(args.world == 2, "message probe: world size ", args.world, "; it runs between 2 processes");
+// This rank pinned to a core of its own, and its group's environment (the parent hosts the store).
+DistributedEnv probe_env(const LoopbackWorkerArgs& args, ProcessTransport transport) {
   DistributedEnv env;
   env.rank = args.rank;
   env.world_size = args.world;
   env.master_port = args.port;
-  env.agent_store = true;  // the parent hosts the store
+  env.agent_store = true;
   env.timeout = Seconds(args.timeout_ms / 1000.0);
   env.shared_memory = transport == ProcessTransport::kSharedMemory;
   const int cores = std::max(1u, std::thread::hardware_concurrency());
   apply_to_current_thread(bind_device("cpu:" + std::to_string(args.rank % cores)));
-  DistributedGroup group(env);
-  PARTITA_CHECK(group.messages_share_memory() == env.shared_memory, "message probe: asked for ",
-                env.shared_memory ? "shared memory" : "Gloo", " but the group uses ",
-                group.messages_share_memory() ? "shared memory" : "Gloo");
+  return env;
+}
+
+}  // namespace
+
+void run_process_link_probe(const LoopbackWorkerArgs& args, ProcessTransport transport) {
+  PARTITA_CHECK(args.world == 2, "message probe: world size ", args.world, "; it runs between 2 processes");
+  DistributedGroup group(probe_env(args, transport));
+  PARTITA_CHECK(group.messages_share_memory() == (transport == ProcessTransport::kSharedMemory),
+                "message probe: asked for ",
+                transport == ProcessTransport::kSharedMemory ? "shared memory" : "Gloo",
+                " but the group uses ", group.messages_share_memory() ? "shared memory" : "Gloo");
   const int peer = 1 - args.rank;
   // The mailbox's rings map their pages on first touch: run 16 MiB through them first (more than a ring
   // holds), as a run's warm-up steps do, so the timed messages do not pay page faults.
@@ -83,6 +89,27 @@ void run_process_link_probe(const LoopbackWorkerArgs& args, ProcessTransport tra
   }
   if (args.rank == 1) write_json_file(args.out_path, Json{{"samples", samples}});
   group.barrier("message probe end");  // the receiver has written before either exits
+}
+
+void run_process_allreduce_probe(const LoopbackWorkerArgs& args) {
+  DistributedGroup group(probe_env(args, ProcessTransport::kSharedMemory));
+  PARTITA_CHECK(group.shares_memory(), "all-reduce probe: the group does not share memory between its ranks");
+  Json samples = Json::array();
+  int step = 0;
+  for (int64_t bytes : args.sizes) {
+    std::vector<torch::Tensor> tensors{torch::ones({std::max<int64_t>(1, bytes / 4)})};
+    std::vector<double> times;
+    for (int i = 0; i <= args.repeats; ++i) {  // the first is a warm-up, not counted
+      const auto t0 = std::chrono::steady_clock::now();
+      group.allreduce_sum(tensors, step++, "probe all-reduce");
+      if (i > 0)
+        times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(times.begin(), times.end());
+    samples.push_back({{"bytes", tensors[0].numel() * 4}, {"seconds", times[times.size() / 2]}});
+  }
+  if (args.rank == 0) write_json_file(args.out_path, Json{{"samples", samples}});
+  group.barrier("all-reduce probe end");
 }
 
 }  // namespace partita

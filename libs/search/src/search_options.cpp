@@ -102,12 +102,15 @@ void SearchOptions::validate() const {
       " sample(s) each, but the model needs at least ", min_batch_share,
       " per device (a batch norm of [batch, channels] traced in train mode outputs its bias alone on "
       "one sample); ask for fewer microbatches or a larger batch");
-  PARTITA_CHECK(processes == ProcessLayout::kOne || process_link, "search options: planning for ",
+  PARTITA_CHECK(processes == ProcessLayout::kOne || process_links, "search options: planning for ",
                 process_layout_name(processes),
                 " processes needs the link between processes; measure it with `partita profile`");
-  PARTITA_CHECK(!process_link || process_link->bandwidth.value() > 0, "search options: the process link '",
-                process_link ? process_link->name : "", "' has bandwidth ",
-                process_link ? process_link->bandwidth.value() : 0, " B/s; it must be positive");
+  for (const LinkSpec* l : {process_links ? &process_links->message : nullptr,
+                            process_links ? &process_links->collective : nullptr}) {
+    PARTITA_CHECK(l == nullptr || l->bandwidth.value() > 0, "search options: the link between processes '",
+                  l ? l->name : "", "' has bandwidth ", l ? l->bandwidth.value() : 0,
+                  " B/s; it must be positive");
+  }
   PARTITA_CHECK(max_blocks >= 1, "search options: max_blocks is ", max_blocks, "; it must be at least 1");
 }
 

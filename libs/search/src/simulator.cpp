@@ -68,8 +68,10 @@ std::string label(const char* what, int stage, int mb) {
 }
 
 // simulate() for a plan of ranges of nodes, once the options follow the plan and the cluster its processes.
+// `messages`: the cluster whose links carry point-to-point transfers (the same as `cluster`, whose links
+// carry collectives, unless the plan runs in several processes).
 Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& cluster,
-                          const CostTable& table, const SearchOptions& opt) {
+                          const Cluster& messages, const CostTable& table, const SearchOptions& opt) {
   const StageModel model(graph, cluster, table, opt);
   // Only plans with tensor-parallel groups use it (its inference tables cost a pass over the graph).
   std::optional<TensorModel> tensor;
@@ -137,7 +139,7 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
     // whole share of the activations).
     const int lanes = std::min(replicas(s), replicas(s + 1));
     const Bytes bytes = model.boundary_bytes(plan.stages[s].last, (mb + lanes - 1) / lanes);
-    const Seconds t = p2p_time(bytes, cluster.link_between(ga.devices[0], gb.devices[0]));
+    const Seconds t = p2p_time(bytes, messages.link_between(ga.devices[0], gb.devices[0]));
     const int fwd_lane = tg.add_resource("link s" + std::to_string(s) + "->s" + std::to_string(s + 1), -1);
     const int bwd_lane =
         training ? tg.add_resource("link s" + std::to_string(s + 1) + "->s" + std::to_string(s), -1) : -1;
@@ -364,16 +366,19 @@ Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster
   opt.optimizer = plan.optimizer;
   opt.loss = plan.loss;
   opt.processes = plan.processes;
-  std::optional<Cluster> across;
+  std::optional<Cluster> messages, collectives;
   if (plan.processes == ProcessLayout::kLaunch) {
-    PARTITA_CHECK(opt.process_link,
-                  "plan: its prediction is for the processes of `partita launch`, but no link "
-                  "between processes was given; measure one with `partita profile`");
-    across = cluster_across_processes(cluster, plan, *opt.process_link);
+    PARTITA_CHECK(opt.process_links,
+                  "plan: its prediction is for the processes of `partita launch`, but no "
+                  "links between processes were given; measure them with `partita profile`");
+    messages = cluster_across_processes(cluster, plan, opt.process_links->message);
+    collectives = cluster_across_processes(cluster, plan, opt.process_links->collective);
   }
-  const Cluster& placed = across ? *across : cluster;
-  if (plan.branch_layout()) return detail::simulate_branch(plan, graph, placed, table, opt);
-  return simulate_chain(plan, graph, placed, table, opt);
+  // A branch plan's devices pass values point to point only.
+  if (plan.branch_layout())
+    return detail::simulate_branch(plan, graph, messages ? *messages : cluster, table, opt);
+  return simulate_chain(plan, graph, collectives ? *collectives : cluster, messages ? *messages : cluster,
+                        table, opt);
 }
 
 Plan evaluate(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,

@@ -151,7 +151,8 @@ TEST(Planner, PlanningForLaunchedProcessesCountsTheirMessages) {
       << "the test needs a case where both devices win in one process";
   EXPECT_EQ(one.plan->processes, ProcessLayout::kOne);
   o.processes = ProcessLayout::kLaunch;
-  o.process_link = LinkSpec{"slow between processes", Seconds(0.5), BytesPerSecond(1e6), "test"};
+  const LinkSpec slow{"slow between processes", Seconds(0.5), BytesPerSecond(1e6), "test"};
+  o.process_links = ProcessLinks{slow, slow};
   const PlanOutcome launched = make_plan(g, c, t, o);
   ASSERT_TRUE(launched.plan) << launched.error;
   EXPECT_EQ(launched.plan->used_devices().size(), 1u);
@@ -159,7 +160,7 @@ TEST(Planner, PlanningForLaunchedProcessesCountsTheirMessages) {
     EXPECT_EQ(p.processes, ProcessLayout::kLaunch);
     EXPECT_NEAR(p.prediction.step_time.value(), simulate(p, g, c, t, o).step_time.value(), 1e-12);
   }
-  o.process_link.reset();
+  o.process_links.reset();
   EXPECT_THROW((void)make_plan(g, c, t, o), Error);
 }
 

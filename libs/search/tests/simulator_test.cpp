@@ -487,8 +487,8 @@ TEST(Simulator, DeviceMemoryHoldsTheWeightsWhereTheEngineKeepsThem) {
   EXPECT_EQ(state_of(cpus), (std::vector<int64_t>{2 * 12000, 0}));
 }
 
-// Planned for `partita launch` (one process per device here), the replicas' all-reduce crosses the process
-// link after each GPU's own link; in one process it takes the cluster's link alone.
+// Planned for `partita launch` (one process per device here), the replicas' all-reduce crosses the collective
+// link between processes after each GPU's own link; in one process it takes the cluster's link alone.
 TEST(Simulator, ALaunchedPlanAllReducesThroughTheLinkBetweenProcesses) {
   const Graph g = chain_graph({1e10, 1e10}, {64, 64}, {1 << 20, 1 << 20});
   const Cluster c = make_cluster({make_spec("fast", 2), make_spec("slow", 1)}, make_link(10, 5));
@@ -499,34 +499,37 @@ TEST(Simulator, ALaunchedPlanAllReducesThroughTheLinkBetweenProcesses) {
   plan.groups.push_back(DeviceGroup{{"d0", "d1"}, {6, 3}, GroupParallelism::kData});
   plan.stages.push_back(Stage{0, 1, 0, Checkpointing::kNone, Offload::kNone});
   SearchOptions options;
-  options.process_link = LinkSpec{"between processes", Seconds(100e-6), BytesPerSecond(1e9), "test"};
+  options.process_links = ProcessLinks{LinkSpec{"messages", Seconds(1), BytesPerSecond(1e3), "test"},
+                                       LinkSpec{"collectives", Seconds(100e-6), BytesPerSecond(1e9), "test"}};
   const double compute = 6 * 2 * 3 * 1e10 / 2e12;
   const Bytes weights(8 << 20);
   EXPECT_NEAR(simulate(plan, g, c, t, options).step_time.value(),
               compute + allreduce_time(weights, 2, make_link(10, 5)).value(), 1e-12);
   plan.processes = ProcessLayout::kLaunch;
-  EXPECT_NEAR(
-      simulate(plan, g, c, t, options).step_time.value(),
-      compute + allreduce_time(weights, 2, links_in_series(make_link(10, 5), *options.process_link)).value(),
-      1e-12);
-  options.process_link.reset();
+  EXPECT_NEAR(simulate(plan, g, c, t, options).step_time.value(),
+              compute + allreduce_time(weights, 2,
+                                       links_in_series(make_link(10, 5), options.process_links->collective))
+                            .value(),
+              1e-12);
+  options.process_links.reset();
   EXPECT_THROW((void)simulate(plan, g, c, t, options), Error);
 }
 
-// A launched pipeline's stages are processes: each boundary transfer crosses the process link.
+// A launched pipeline's stages are processes: each boundary transfer crosses the message link between them.
 TEST(Simulator, ALaunchedPipelineSendsItsActivationsThroughTheLinkBetweenProcesses) {
   Fixture s = identical(2);
   for (auto& d : s.cluster.devices) d.spec.kind = DeviceKind::kCpu;  // CPUs: the process link alone
   s.cluster.intra_node_link = make_link(100, 1);
   Plan plan = pipeline_plan(s, 2, 4, 64, Schedule::kOneFOneB);
   SearchOptions options;
-  options.process_link = LinkSpec{"between processes", Seconds(40e-6), BytesPerSecond(2e9), "test"};
+  options.process_links = ProcessLinks{LinkSpec{"messages", Seconds(40e-6), BytesPerSecond(2e9), "test"},
+                                       LinkSpec{"collectives", Seconds(1), BytesPerSecond(1e3), "test"}};
   const Bytes boundary(16 * 256 * 4);  // 16 samples of 256 floats after stage 0
   EXPECT_NEAR(duration_of(simulate(plan, s.graph, s.cluster, s.table, options), TaskKind::kTransfer).value(),
               p2p_time(boundary, make_link(100, 1)).value(), 1e-15);
   plan.processes = ProcessLayout::kLaunch;
   EXPECT_NEAR(duration_of(simulate(plan, s.graph, s.cluster, s.table, options), TaskKind::kTransfer).value(),
-              p2p_time(boundary, *options.process_link).value(), 1e-15);
+              p2p_time(boundary, options.process_links->message).value(), 1e-15);
 }
 
 TEST(Simulator, RefusesAPlanForAnotherGraph) {

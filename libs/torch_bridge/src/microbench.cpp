@@ -250,6 +250,30 @@ void measure_process_messages(const MicrobenchOptions& options, bool quick, cons
   } catch (const Error& e) {
     p.notes.push_back(std::string("messages between processes: ") + e.what());
   }
+  if (options.collectives.worker_exe.empty()) {
+    p.notes.push_back("all-reduce through shared memory not measured (no worker program given)");
+    return;
+  }
+  LoopbackOptions co = options.collectives;
+  if (quick) {
+    co.sizes = {4096, 1 << 20};
+    co.repeats = 5;
+  }
+  log_info("measuring an all-reduce between 2 processes through shared memory");
+  try {
+    p.process_allreduce = measure_loopback_allreduce(co);
+    std::vector<TimedTransfer> samples;
+    for (const auto& s : p.process_allreduce) samples.push_back({s.bytes, s.time});
+    p.process_collective_link = fit_allreduce_link(
+        samples, 2, "shared memory between processes (collectives)",
+        "microbenchmark " + date + ": least-squares alpha-beta fit of " + std::to_string(samples.size()) +
+            " all-reduce sizes between 2 pinned processes through shared memory");
+    log_info(fmt::format("  collective link: latency {:.1f} us, bandwidth {:.2f} GB/s",
+                         p.process_collective_link->latency.value() * 1e6,
+                         p.process_collective_link->bandwidth.value() / 1e9));
+  } catch (const Error& e) {
+    p.notes.push_back(std::string("all-reduce through shared memory: ") + e.what());
+  }
 }
 
 }  // namespace

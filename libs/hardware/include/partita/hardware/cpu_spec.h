@@ -32,5 +32,9 @@ LinkSpec shared_memory_link(const DeviceSpec& cpu);
 // profile` has not measured them: the latency of waking the receiving process (an estimate from the 2-core
 // development VM's measurement) and two copies (into the ring and out of it) at the CPU's memory bandwidth.
 LinkSpec process_shared_memory_link(const DeviceSpec& cpu);
+// A collective between processes of one machine through the runtime's shared-memory exchange, where `partita
+// profile` has not measured it: members arriving together spin instead of sleeping (a few microseconds per
+// ring step, an estimate), and copies at the CPU's memory bandwidth.
+LinkSpec process_collective_link(const DeviceSpec& cpu);
 
 }  // namespace partita

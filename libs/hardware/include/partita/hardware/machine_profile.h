@@ -88,6 +88,10 @@ struct MachineProfile {
   // profiles measured before 2026-12-05).
   std::vector<AllreduceSample> process_messages;
   std::optional<LinkSpec> process_link;
+  // All-reduces between two processes through the shared-memory exchange (members arriving together), and
+  // their alpha-beta fit (p = 2); absent in profiles measured before.
+  std::vector<AllreduceSample> process_allreduce;
+  std::optional<LinkSpec> process_collective_link;
   std::vector<LinkSpec> host_links;  // one per GPU: "cuda:K <-> host", measured pinned copies
   std::vector<ProfiledDevice> devices;
   std::vector<std::string> notes;  // one line per thing that could not be measured and why

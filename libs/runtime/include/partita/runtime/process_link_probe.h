@@ -18,4 +18,10 @@ enum class ProcessTransport { kSharedMemory, kGloo };
 
 void run_process_link_probe(const LoopbackWorkerArgs& args, ProcessTransport transport);
 
+// One rank of the all-reduce probe through DistributedGroup's shared-memory exchange (pinned likewise): both
+// ranks all-reduce float tensors of each size back to back, as a collective's members arrive close together;
+// rank 0 writes the medians of `repeats` (after a warm-up) in the same format (for fit_allreduce_link).
+// Throws partita::Error when the group does not share memory.
+void run_process_allreduce_probe(const LoopbackWorkerArgs& args);
+
 }  // namespace partita

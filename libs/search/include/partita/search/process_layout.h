@@ -5,13 +5,15 @@
 // (data-parallel replicas, a tensor group's devices); a plan of several stages (a pipeline, a hybrid, a
 // pipeline of tensor groups, a branch plan) runs one process per stage, the stage's devices inside it.
 // Model: data between two devices of one machine in different processes crosses a process link (alpha-beta,
-// SearchOptions::process_link: the measured shared-memory mailbox, or Gloo's loopback TCP) instead of the
-// in-process link. Between two CPU devices the process link replaces the in-process copy (its measurement
-// includes the copies in and out); a GPU's data goes to the host first, so a pair with a GPU crosses the
-// in-process link and the process link one after the other (latencies add, inverse bandwidths add).
-// Devices on different machines keep the cluster's inter-node link. Collectives over a process link use
-// cost/comm.h's formulas like any other link. Not modelled: the processes' own threads competing for the
-// cores, and each process loading the whole model (host memory). Pure functions, thread-safe.
+// SearchOptions::process_links: the measured shared-memory mailbox and exchange, or Gloo's loopback TCP)
+// instead of the in-process link: point-to-point messages the message link (a receiver asleep), collectives
+// the collective link (members arriving together); simulate() builds a cluster for each. Between two CPU
+// devices the process link replaces the in-process copy (its measurement includes the copies in and out); a
+// GPU's data goes to the host first, so a pair with a GPU crosses the in-process link and the process link
+// one after the other (latencies add, inverse bandwidths add). Devices on different machines keep the
+// cluster's inter-node link. Collectives over a process link use cost/comm.h's formulas like any other link.
+// Not modelled: the processes' own threads competing for the cores, and each process loading the whole model
+// (host memory). Pure functions, thread-safe.
 #include <string>
 #include <vector>
 

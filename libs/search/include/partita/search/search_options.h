@@ -21,8 +21,17 @@ enum class MemoryCap { kDeviceAndLimit, kLimitOnly };
 // Where a plan's devices run. kOne: one process, a thread per device (what `partita run` does alone);
 // devices exchange data through the cluster's links. kLaunch: the processes `partita launch -n N` runs the
 // plan in (process_layout.h: one per device of a one-stage plan, one per stage otherwise); two devices of one
-// machine in different processes exchange data through SearchOptions::process_link.
+// machine in different processes exchange data through SearchOptions::process_links.
 enum class ProcessLayout { kOne, kLaunch };
+// Between two processes of one machine, alpha-beta each (search/process_layout.h).
+struct ProcessLinks {
+  // A message to a process asleep in its receive (a pipeline's activations and gradients, a branch plan's
+  // values): its latency includes waking the receiver.
+  LinkSpec message;
+  // Collectives (all-reduces, a tensor group's all-gathers), whose members arrive close together and spin:
+  // cost/comm.h's formulas over it (alpha per ring step).
+  LinkSpec collective;
+};
 // Which candidate generator(s) to run. kAuto runs all that apply and picks by objective.
 enum class StrategyKind { kAuto, kData, kPipeline, kHybrid, kBranch, kTensor, kEven };
 
@@ -82,9 +91,9 @@ struct SearchOptions {
   // The processes candidates are planned (and plans simulated) for; a plan's own Plan::processes wins in
   // simulate(), as its mode does.
   ProcessLayout processes = ProcessLayout::kOne;
-  // kLaunch: how long a message between two processes of one machine takes (alpha-beta; measured by
-  // `partita profile`, else an estimate). Required to simulate a kLaunch plan.
-  std::optional<LinkSpec> process_link;
+  // kLaunch: the links between two processes of one machine (measured by `partita profile`, else estimates).
+  // Required to simulate a kLaunch plan.
+  std::optional<ProcessLinks> process_links;
 
   // Throws partita::Error naming the bad field and value.
   void validate() const;

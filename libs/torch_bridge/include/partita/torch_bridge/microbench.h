@@ -27,6 +27,8 @@ struct MicrobenchOptions {
   // The message probe between two processes (through shared memory, as launched plans talk) runs when
   // messages.worker_exe is set: its worker times one-way messages (runtime/process_link_probe.h).
   LoopbackOptions messages;
+  // Likewise, the all-reduce through shared memory between two processes (collectives.worker_exe set).
+  LoopbackOptions collectives;
   const HardwareDb* db = nullptr;  // datasheet figures for power and unknown fields; may be null
 };
 
