@@ -377,12 +377,15 @@ PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_ba
       "describes other hardware");
   PlanningInputs in;
   const HardwareDb db = load_hardware_db(default_hardware_db_path());
+  // This machine's measured profile, read once; a described cluster's machines are not this one.
+  const std::optional<MachineProfile> profile =
+      source.cluster.empty() ? cached_machine_profile() : std::nullopt;
   if (!source.cluster.empty()) {
     source.cluster = absolute(source.cluster);
     in.cluster = load_cluster(source.cluster, db);
   } else {
     in.cluster = local_cluster(source.devices, db);
-    if (const auto profile = cached_machine_profile()) {
+    if (profile) {
       const int cores = cpu_device_spec(discover_cpu("/"), &db).cores;
       for (auto& d : in.cluster.devices) {
         if (d.spec.kind == DeviceKind::kCpu) use_measured(d.spec, *profile, cores);
@@ -395,9 +398,8 @@ PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_ba
     }
   }
   PARTITA_CHECK(!in.cluster.devices.empty(), "no devices to plan for; name some with --devices or --cluster");
-  // A described cluster's machines are not this one: its CPUs' specs give the estimate.
-  in.options.process_links = links_between_processes(
-      source.cluster.empty() ? cached_machine_profile() : std::nullopt, in.cluster, db);
+  // For a described cluster its CPUs' specs give the estimates.
+  in.options.process_links = links_between_processes(profile, in.cluster, db);
   std::vector<DeviceSpec> specs;
   for (const auto& d : in.cluster.devices) {
     if (std::none_of(specs.begin(), specs.end(),
