@@ -14,8 +14,8 @@ namespace {
 struct WorkerCli {
   LoopbackWorkerArgs args;
   std::string sizes;
-  std::string probe = "allreduce";          // or "messages"
-  std::string transport = "gloo";           // or "shared-memory"
+  std::string probe = "allreduce";  // or "messages"
+  std::string transport = "gloo";   // or "shared-memory"
 };
 
 std::vector<int64_t> parse_sizes(const std::string& text) {

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -194,86 +195,84 @@ void measure_gpus(const Plan& plan, const MicrobenchOptions& options, const std:
   }
 }
 
-void measure_loopback(const MicrobenchOptions& options, bool quick, const std::string& date,
-                      MachineProfile& p) {
-  if (options.loopback.worker_exe.empty()) {
-    p.notes.push_back("loopback all-reduce not measured (no worker program given)");
+// One measurement between two processes run by measure_loopback_allreduce (its worker decides what is timed),
+// its samples and the link fitted to them stored in the profile; a failure becomes a note.
+struct ProcessProbe {
+  std::string what;  // for the log and the notes: "loopback all-reduce"
+  const LoopbackOptions& options;
+  std::vector<int64_t> quick_sizes;
+  int quick_repeats = 3;
+  std::vector<AllreduceSample>& samples;
+  std::optional<LinkSpec>& link;
+  std::function<LinkSpec(const std::vector<TimedTransfer>&)> fit;
+};
+
+void run_probe(const ProcessProbe& probe, bool quick, MachineProfile& p) {
+  if (probe.options.worker_exe.empty()) {
+    p.notes.push_back(probe.what + " not measured (no worker program given)");
     return;
   }
-  LoopbackOptions lo = options.loopback;
+  LoopbackOptions o = probe.options;
   if (quick) {
-    lo.sizes = {4096, 1 << 20};
-    lo.repeats = 3;
+    o.sizes = probe.quick_sizes;
+    o.repeats = probe.quick_repeats;
   }
-  log_info("measuring a loopback all-reduce between 2 processes (c10d Gloo, 127.0.0.1)");
+  log_info("measuring " + probe.what);
   try {
-    p.allreduce = measure_loopback_allreduce(lo);
-    std::vector<TimedTransfer> samples;
-    for (const auto& s : p.allreduce) samples.push_back({s.bytes, s.time});
-    p.loopback =
-        fit_allreduce_link(samples, lo.world, "loopback (Gloo, 127.0.0.1)",
-                           "microbenchmark " + date + ": least-squares alpha-beta fit of " +
-                               std::to_string(samples.size()) + " all-reduce sizes between 2 processes");
-    log_info(fmt::format("  loopback link: latency {:.1f} us, bandwidth {:.2f} GB/s",
-                         p.loopback->latency.value() * 1e6, p.loopback->bandwidth.value() / 1e9));
+    probe.samples = measure_loopback_allreduce(o);
+    std::vector<TimedTransfer> timed;
+    for (const auto& s : probe.samples) timed.push_back({s.bytes, s.time});
+    probe.link = probe.fit(timed);
+    log_info(fmt::format("  {}: latency {:.1f} us, bandwidth {:.2f} GB/s", probe.link->name,
+                         probe.link->latency.value() * 1e6, probe.link->bandwidth.value() / 1e9));
   } catch (const Error& e) {
-    p.notes.push_back(std::string("loopback all-reduce: ") + e.what());
+    p.notes.push_back(probe.what + ": " + e.what());
   }
 }
 
-// One-way messages between two processes of this machine through shared memory, fit to the link the planner
-// puts between a launched plan's processes (search/process_layout.h).
-void measure_process_messages(const MicrobenchOptions& options, bool quick, const std::string& date,
-                              MachineProfile& p) {
-  if (options.messages.worker_exe.empty()) {
-    p.notes.push_back("messages between processes not measured (no worker program given)");
-    return;
-  }
-  LoopbackOptions mo = options.messages;
-  if (quick) {
-    mo.sizes = {64, 1 << 20};
-    mo.repeats = 5;
-  }
-  log_info("measuring messages between 2 processes (shared memory, one way)");
-  try {
-    p.process_messages = measure_loopback_allreduce(mo);
-    std::vector<TimedTransfer> samples;
-    for (const auto& s : p.process_messages) samples.push_back({s.bytes, s.time});
-    p.process_link =
-        fit_message_link(samples, "shared memory between processes",
-                         "microbenchmark " + date +
-                             ": least-squares alpha-beta fit of one-way message times (to a receiver asleep "
-                             "in its receive) at " +
-                             std::to_string(samples.size()) + " sizes between 2 pinned processes");
-    log_info(fmt::format("  process link: latency {:.1f} us, bandwidth {:.2f} GB/s",
-                         p.process_link->latency.value() * 1e6, p.process_link->bandwidth.value() / 1e9));
-  } catch (const Error& e) {
-    p.notes.push_back(std::string("messages between processes: ") + e.what());
-  }
-  if (options.collectives.worker_exe.empty()) {
-    p.notes.push_back("all-reduce through shared memory not measured (no worker program given)");
-    return;
-  }
-  LoopbackOptions co = options.collectives;
-  if (quick) {
-    co.sizes = {4096, 1 << 20};
-    co.repeats = 5;
-  }
-  log_info("measuring an all-reduce between 2 processes through shared memory");
-  try {
-    p.process_allreduce = measure_loopback_allreduce(co);
-    std::vector<TimedTransfer> samples;
-    for (const auto& s : p.process_allreduce) samples.push_back({s.bytes, s.time});
-    p.process_collective_link = fit_allreduce_link(
-        samples, 2, "shared memory between processes (collectives)",
-        "microbenchmark " + date + ": least-squares alpha-beta fit of " + std::to_string(samples.size()) +
-            " all-reduce sizes between 2 pinned processes through shared memory");
-    log_info(fmt::format("  collective link: latency {:.1f} us, bandwidth {:.2f} GB/s",
-                         p.process_collective_link->latency.value() * 1e6,
-                         p.process_collective_link->bandwidth.value() / 1e9));
-  } catch (const Error& e) {
-    p.notes.push_back(std::string("all-reduce through shared memory: ") + e.what());
-  }
+// The Gloo loopback all-reduce, and the two links the planner puts between a launched plan's processes
+// (search/process_layout.h): one-way messages and all-reduces through shared memory.
+void measure_between_processes(const MicrobenchOptions& options, bool quick, const std::string& date,
+                               MachineProfile& p) {
+  const std::string source = "microbenchmark " + date + ": least-squares alpha-beta fit of ";
+  run_probe({"loopback all-reduce between 2 processes (c10d Gloo, 127.0.0.1)",
+             options.loopback,
+             {4096, 1 << 20},
+             3,
+             p.allreduce,
+             p.loopback,
+             [&](const std::vector<TimedTransfer>& t) {
+               return fit_allreduce_link(
+                   t, options.loopback.world, "loopback (Gloo, 127.0.0.1)",
+                   source + std::to_string(t.size()) + " all-reduce sizes between 2 processes");
+             }},
+            quick, p);
+  run_probe({"messages between 2 processes (shared memory, one way)",
+             options.messages,
+             {64, 1 << 20},
+             5,
+             p.process_messages,
+             p.process_link,
+             [&](const std::vector<TimedTransfer>& t) {
+               return fit_message_link(t, "shared memory between processes",
+                                       source +
+                                           "one-way message times (to a receiver asleep in its receive) at " +
+                                           std::to_string(t.size()) + " sizes between 2 pinned processes");
+             }},
+            quick, p);
+  run_probe({"all-reduce between 2 processes through shared memory",
+             options.collectives,
+             {4096, 1 << 20},
+             5,
+             p.process_allreduce,
+             p.process_collective_link,
+             [&](const std::vector<TimedTransfer>& t) {
+               return fit_allreduce_link(
+                   t, 2, "shared memory between processes (collectives)",
+                   source + std::to_string(t.size()) +
+                       " all-reduce sizes between 2 pinned processes through shared memory");
+             }},
+            quick, p);
 }
 
 }  // namespace
@@ -364,8 +363,7 @@ MachineProfile run_microbenchmarks(const MicrobenchOptions& options) {
     }
   }
   measure_gpus(plan, options, p.date, p);
-  measure_loopback(options, quick, p.date, p);
-  measure_process_messages(options, quick, p.date, p);
+  measure_between_processes(options, quick, p.date, p);
   p.notes.push_back("no RAPL/NVML power readings for the CPU: power figures are estimates");
   p.seconds_taken = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return p;
