@@ -78,6 +78,11 @@ expect_error "--microbatches: '0' is not a positive integer" "$PARTITA" plan "$Z
 expect_error "--steps: '1.5' is not a positive integer" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --steps 1.5
 expect_error "--threads: '-2' is not a non-negative integer" "$PARTITA" --threads -2 devices
 # Output paths are checked before the work starts (optimize measures for minutes before it writes).
+# The engine workers' spin window: a bad value is refused before a worker waits.
+"$PARTITA" -q plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0,cpu:1 --strategy pipeline --cost roofline \
+  --json "$WORK/spin_plan.json" >/dev/null
+expect_error "PARTITA_SPIN_US='5ms' is not a spin window" env PARTITA_SPIN_US=5ms "$PARTITA" run "$ZOO/mlp.pt" \
+  --input 8x64 --plan "$WORK/spin_plan.json"
 start=$SECONDS
 expect_error "--out '$WORK/junk.pt/out': cannot create the folder" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --out "$WORK/junk.pt/out"
 [ $((SECONDS - start)) -lt 10 ] || fail "optimize took $((SECONDS - start)) s to refuse its --out folder"

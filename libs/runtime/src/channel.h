@@ -1,10 +1,12 @@
 #pragma once
-// A blocking FIFO between two engine workers. close() wakes every waiter: a failing worker uses it so that no
-// other worker waits forever on a message that will never come (or for room that will never be made).
-#include <condition_variable>
+// A blocking FIFO between two engine workers (waits spin briefly before they sleep: spin_condition.h).
+// close() wakes every waiter: a failing worker uses it so that no other worker waits forever on a message
+// that will never come (or for room that will never be made).
 #include <deque>
 #include <mutex>
 #include <optional>
+
+#include "spin_condition.h"
 
 namespace partita::detail {
 
@@ -49,7 +51,7 @@ class Channel {
 
  private:
   std::mutex mutex_;
-  std::condition_variable cv_, room_;  // an item arrived; an item was taken
+  SpinCondition cv_, room_;  // an item arrived; an item was taken
   std::deque<T> queue_;
   bool closed_ = false;
 };

@@ -4,7 +4,6 @@
 #include <sched.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstdio>
 #include <functional>
 #include <mutex>
@@ -33,6 +32,7 @@
 #include "partita/runtime/stage_transport.h"
 #include "partita/torch_bridge/executor.h"
 #include "replay_draws.h"
+#include "spin_condition.h"
 
 namespace partita {
 
@@ -176,7 +176,7 @@ struct Engine::Impl {
 
   // Step dispatch.
   std::mutex mutex;
-  std::condition_variable start_cv, done_cv;
+  detail::SpinCondition start_cv, done_cv;  // a step starts; a worker finished it
   int generation = 0;
   int running = 0;
   bool stopping = false;
@@ -1099,6 +1099,7 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
     : impl_(std::make_unique<Impl>(model, std::move(plan), options)) {
   Impl& s = *impl_;
   options.validate();
+  detail::spin_window();  // a bad PARTITA_SPIN_US is refused here, not in a waiting worker
   s.step_index = options.first_step;
   s.plan.check_against(model.ir);
   s.training = s.plan.mode == Mode::kTraining;

@@ -32,7 +32,6 @@
 // the gradient message back holds one entry per tensor of the value (None where there is none). The loss
 // and the gradients of parameters several stages read are summed over the processes by the engine's
 // reducer, as for pipelines across processes.
-#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -48,6 +47,7 @@
 #include "partita/search/plan.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/model.h"
+#include "spin_condition.h"
 
 namespace partita::detail {
 
@@ -114,7 +114,7 @@ class BranchRunner {
 
    private:
     std::mutex mutex_;
-    std::condition_variable cv_;
+    SpinCondition cv_;
     std::vector<std::optional<T>> slots_;
     bool aborted_ = false;
   };

@@ -48,7 +48,6 @@
 // (activation_offload.h), keeping its parameters, weight parts and received values where they are. The
 // parameters of a tensor group are read by all its devices and so stay on the host (as optimizer-state
 // offload has them).
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -71,6 +70,7 @@
 #include "partita/search/plan.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/model.h"
+#include "spin_condition.h"
 #include "tensor_shards.h"
 
 namespace partita::detail {
@@ -101,7 +101,7 @@ class PartExchange {
   const Graph* graph_;  // with a link: names collectives in errors
   int step_ = 0;
   std::mutex mutex_;
-  std::condition_variable cv_;
+  SpinCondition cv_;
   std::map<uint64_t, Slot> slots_;
   bool aborted_ = false;
 };
@@ -219,7 +219,7 @@ class TensorRunner {
 
    private:
     std::mutex mutex_;
-    std::condition_variable cv_;
+    SpinCondition cv_;
     std::map<BoardKey, c10::IValue> slots_;
     bool aborted_ = false;
   };

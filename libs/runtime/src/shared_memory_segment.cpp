@@ -16,6 +16,7 @@
 #include <random>
 
 #include "partita/core/error.h"
+#include "spin_condition.h"
 
 namespace partita::detail {
 
@@ -24,19 +25,10 @@ namespace {
 static_assert(std::atomic<uint32_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free,
               "cross-process atomics must be lock-free");
 
-constexpr auto kSpin = std::chrono::microseconds(30);
 constexpr auto kLivenessPeriod = std::chrono::milliseconds(50);
 
 long futex(std::atomic<uint32_t>* word, int op, uint32_t value, const timespec* timeout) {
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, value, timeout, nullptr, 0);
-}
-
-void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
 }
 
 // Whether process `pid` still runs (a zombie, exited but not reaped yet, does not).
@@ -140,7 +132,7 @@ void wait_for(const std::function<bool()>& done, std::atomic<uint32_t>& word, st
               const std::vector<std::pair<int, const Presence*>>& watched,
               std::chrono::steady_clock::time_point deadline) {
   if (done()) return;
-  const auto spin_until = std::chrono::steady_clock::now() + kSpin;
+  const auto spin_until = std::chrono::steady_clock::now() + spin_window();
   for (int i = 0;; ++i) {
     if (done()) return;
     if (i % 64 == 63 && std::chrono::steady_clock::now() > spin_until) break;

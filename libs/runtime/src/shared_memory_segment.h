@@ -74,11 +74,11 @@ constexpr size_t align_up(size_t bytes, size_t align) { return (bytes + align - 
 // Wakes the threads sleeping on `word` when `sleepers` says there are any. Call after changing `word` (or the
 // state it rings for) with a sequentially consistent operation.
 void wake(std::atomic<uint32_t>& word, std::atomic<uint32_t>& sleepers);
-// Returns once done() holds. Spins briefly, then sleeps on `word`, counted in `sleepers` (whoever changes
-// what done() reads changes `word` afterwards and calls wake()). While asleep it checks `watched` (member,
-// presence): a member that left throws PeerLost at once, one whose process exited within 50 ms; passing
-// `deadline` throws PeerLost naming the first watched member (-1 when none). done() is checked first, so
-// what a lost member finished before it left still counts.
+// Returns once done() holds. Spins for spin_window() (spin_condition.h), then sleeps on `word`, counted in
+// `sleepers` (whoever changes what done() reads changes `word` afterwards and calls wake()). While asleep it
+// checks `watched` (member, presence): a member that left throws PeerLost at once, one whose process exited
+// within 50 ms; passing `deadline` throws PeerLost naming the first watched member (-1 when none). done() is
+// checked first, so what a lost member finished before it left still counts.
 void wait_for(const std::function<bool()>& done, std::atomic<uint32_t>& word, std::atomic<uint32_t>& sleepers,
               const std::vector<std::pair<int, const Presence*>>& watched,
               std::chrono::steady_clock::time_point deadline);
