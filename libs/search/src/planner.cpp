@@ -19,6 +19,7 @@
 #include "partita/search/objective.h"
 #include "partita/search/pipeline_strategy.h"
 #include "partita/search/plan_json.h"
+#include "partita/search/process_layout.h"
 #include "partita/search/simulator.h"
 #include "partita/search/stage_model.h"
 #include "partita/search/tensor_strategy.h"
@@ -52,8 +53,7 @@ std::vector<Plan> feasible_evaluated(const Graph& graph, const Cluster& cluster,
     if (options.every_device && p.used_devices().size() < cluster.devices.size()) continue;
     if (!options.batch_splittable && p.splits_batch()) continue;
     if (p.smallest_share() < options.min_batch_share) continue;
-    // Generators cost links in one process; the simulator, which ranks them, sees the processes asked for.
-    p.processes = options.processes;
+    p.processes = options.processes;  // what the generators costed (see generate_candidates)
     const Simulation sim = simulate(p, graph, cluster, table, options);
     if (!sim.fits_memory) continue;  // never returned or ranked
     if (check_hosts && !sim.fits_host_memory) {
@@ -118,20 +118,38 @@ std::vector<Plan> generate_candidates(const Graph& graph, const Cluster& cluster
   // A model that must see its whole batch: strategies need not search microbatch counts.
   if (!options.batch_splittable) whole.max_microbatches = 1;
   const StageModel model(graph, cluster, table, whole);
+  // A launched plan's devices of one machine pass data between processes (process_layout.h). Each strategy's
+  // closed-form estimate costs the links its layout crosses: a pipeline's or a branch plan's stages (a
+  // process each, one device each) the message link, a one-stage plan's devices (a process each) the
+  // collective link. A hybrid's groups keep a process per stage, collectives inside it and messages between
+  // stages: it keeps the in-process links, and the simulator, which ranks every candidate and refines a
+  // hybrid's cuts, sees both.
+  std::optional<Cluster> message_cluster, collective_cluster;
+  std::optional<StageModel> message_model, collective_model;
+  if (options.processes == ProcessLayout::kLaunch) {
+    PARTITA_ASSERT(options.process_links.has_value(), "launched plans without links between processes");
+    message_cluster = cluster_of_separate_processes(cluster, options.process_links->message);
+    collective_cluster = cluster_of_separate_processes(cluster, options.process_links->collective);
+    message_model = model.over_links_of(*message_cluster);
+    collective_model = model.over_links_of(*collective_cluster);
+  }
+  const StageModel& messages = message_model ? *message_model : model;
+  const StageModel& collectives = collective_model ? *collective_model : model;
   const auto blocks = block_ends(model, options.max_blocks);
   std::vector<Plan> out;
   const StrategyKind s = options.strategy;
-  if (s == StrategyKind::kAuto || s == StrategyKind::kData) append(out, data_parallel_candidates(model));
+  if (s == StrategyKind::kAuto || s == StrategyKind::kData)
+    append(out, data_parallel_candidates(collectives));
   if (s == StrategyKind::kAuto || s == StrategyKind::kPipeline)
     // Only cuts whose values can travel between processes (no lists or tuples), so a pipeline plan runs
     // with a process per stage as well as in one process.
-    append(out, pipeline_candidates(model, allowed_block_ends(blocks, process_cuts(graph))));
+    append(out, pipeline_candidates(messages, allowed_block_ends(blocks, process_cuts(graph))));
   // A hybrid plan's devices split each microbatch differently on the two sides of a cut: only cuts whose
   // values can be split by the batch (or are the same on every device) are offered, as the engine runs them.
   if (s == StrategyKind::kAuto || s == StrategyKind::kHybrid)
     append(out, hybrid_candidates(model, allowed_block_ends(blocks, hybrid_cuts(graph))));
   if (s == StrategyKind::kAuto || s == StrategyKind::kBranch) {
-    std::vector<Plan> branch = branch_candidates(model);
+    std::vector<Plan> branch = branch_candidates(messages);
     // Under auto, a branch plan on one device is the one-device plan the data-parallel strategy offers, run
     // node by node: it could only win by noise (asked for by name, it is the branch strategy's answer).
     if (s == StrategyKind::kAuto) {
@@ -141,7 +159,7 @@ std::vector<Plan> generate_candidates(const Graph& graph, const Cluster& cluster
     }
     append(out, branch);
   }
-  if (s == StrategyKind::kAuto || s == StrategyKind::kTensor) append(out, tensor_candidates(model));
+  if (s == StrategyKind::kAuto || s == StrategyKind::kTensor) append(out, tensor_candidates(collectives));
   if (s == StrategyKind::kEven) append(out, even_candidates(model));
   return out;
 }

@@ -32,22 +32,19 @@ LinkSpec links_in_series(const LinkSpec& first, const LinkSpec& second) {
                   BytesPerSecond(1.0 / per_byte), first.source + "; " + second.source};
 }
 
-Cluster cluster_across_processes(const Cluster& cluster, const Plan& plan, const LinkSpec& between) {
-  const std::vector<std::string> devices = plan.used_devices();
-  const std::vector<int> process = launch_process_of_devices(plan);
-  PARTITA_ASSERT(devices.size() == process.size(), "one process per used device");
+namespace {
+
+// `cluster` with explicit links, through `between`, joining every two of `devices` (cluster indices) that
+// share a machine and for which apart(a, b) holds (a < b, positions in `devices`).
+template <typename Apart>
+Cluster with_process_links(const Cluster& cluster, const std::vector<int>& devices, const LinkSpec& between,
+                           Apart apart) {
   std::vector<ClusterLink> added;
   for (size_t a = 0; a < devices.size(); ++a) {
-    const int ia = cluster.index_of(devices[a]);
-    PARTITA_CHECK(ia >= 0, "plan: device ", devices[a], " is not in the cluster '", cluster.name,
-                  "'; plan for this cluster's devices");
     for (size_t b = a + 1; b < devices.size(); ++b) {
-      const int ib = cluster.index_of(devices[b]);
-      PARTITA_CHECK(ib >= 0, "plan: device ", devices[b], " is not in the cluster '", cluster.name,
-                    "'; plan for this cluster's devices");
-      const ClusterDevice& da = cluster.devices[static_cast<size_t>(ia)];
-      const ClusterDevice& db = cluster.devices[static_cast<size_t>(ib)];
-      if (process[a] == process[b] || da.node != db.node || da.id == db.id) continue;
+      const ClusterDevice& da = cluster.devices[static_cast<size_t>(devices[a])];
+      const ClusterDevice& db = cluster.devices[static_cast<size_t>(devices[b])];
+      if (!apart(a, b) || da.node != db.node || da.id == db.id) continue;
       const bool cpus = da.spec.kind == DeviceKind::kCpu && db.spec.kind == DeviceKind::kCpu;
       const LinkSpec link = cpus ? between : links_in_series(cluster.link_between(da.id, db.id), between);
       added.push_back(ClusterLink{da.id, db.id, link});
@@ -58,6 +55,29 @@ Cluster cluster_across_processes(const Cluster& cluster, const Plan& plan, const
   added.insert(added.end(), cluster.links.begin(), cluster.links.end());
   out.links = std::move(added);
   return out;
+}
+
+}  // namespace
+
+Cluster cluster_across_processes(const Cluster& cluster, const Plan& plan, const LinkSpec& between) {
+  const std::vector<std::string> devices = plan.used_devices();
+  const std::vector<int> process = launch_process_of_devices(plan);
+  PARTITA_ASSERT(devices.size() == process.size(), "one process per used device");
+  std::vector<int> index;
+  for (const auto& id : devices) {
+    const int i = cluster.index_of(id);
+    PARTITA_CHECK(i >= 0, "plan: device ", id, " is not in the cluster '", cluster.name,
+                  "'; plan for this cluster's devices");
+    index.push_back(i);
+  }
+  return with_process_links(cluster, index, between,
+                            [&](size_t a, size_t b) { return process[a] != process[b]; });
+}
+
+Cluster cluster_of_separate_processes(const Cluster& cluster, const LinkSpec& between) {
+  std::vector<int> index(cluster.devices.size());
+  for (size_t i = 0; i < index.size(); ++i) index[i] = static_cast<int>(i);
+  return with_process_links(cluster, index, between, [](size_t, size_t) { return true; });
 }
 
 }  // namespace partita

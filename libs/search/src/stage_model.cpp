@@ -253,6 +253,22 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   }
 }
 
+StageModel StageModel::over_links_of(const Cluster& cluster) const {
+  PARTITA_CHECK(cluster.devices.size() == cluster_->devices.size(), "stage model of cluster '",
+                cluster_->name, "' over the links of cluster '", cluster.name, "': ", cluster.devices.size(),
+                " devices instead of ", cluster_->devices.size());
+  for (size_t i = 0; i < cluster.devices.size(); ++i) {
+    const ClusterDevice& a = cluster_->devices[i];
+    const ClusterDevice& b = cluster.devices[i];
+    PARTITA_CHECK(a.id == b.id && a.spec.name == b.spec.name, "stage model of cluster '", cluster_->name,
+                  "' over the links of cluster '", cluster.name, "': device ", i, " is ", b.id, " (",
+                  b.spec.name, ") instead of ", a.id, " (", a.spec.name, ")");
+  }
+  StageModel out = *this;
+  out.cluster_ = &cluster;
+  return out;
+}
+
 int StageModel::device_index(const std::string& id) const {
   const int i = cluster_->index_of(id);
   PARTITA_CHECK(i >= 0, "cluster '", cluster_->name, "' has no device '", id, "'");

@@ -76,6 +76,19 @@ TEST(ClusterAcrossProcesses, DevicesOfOneMachineInOtherProcessesCrossTheProcessL
   EXPECT_EQ(c.link_between("c0", "c2").name, "in-process");
 }
 
+// Before a layout exists (a strategy's estimates): every two devices of one machine apart.
+TEST(ClusterOfSeparateProcesses, EveryTwoDevicesOfOneMachineCrossTheProcessLink) {
+  const Cluster c = mixed_cluster();
+  const Cluster apart = cluster_of_separate_processes(c, kBetween);
+  EXPECT_EQ(apart.link_between("c0", "c1").name, "between processes");
+  EXPECT_EQ(apart.link_between("c2", "c1").name, "between processes");
+  EXPECT_EQ(apart.link_between("c0", "g0").name, "pcie + between processes");
+  EXPECT_EQ(apart.link_between("c1", "g0").name, "in-process + between processes");
+  EXPECT_EQ(apart.link_between("c0", "r0").name, "network");
+  EXPECT_EQ(apart.devices.size(), c.devices.size());
+  EXPECT_EQ(c.link_between("c0", "c1").name, "in-process");
+}
+
 TEST(ClusterAcrossProcesses, RefusesADeviceTheClusterLacks) {
   const Plan p = plan_of({DeviceGroup{{"c0", "x9"}, {1, 1}, GroupParallelism::kData}}, {0});
   try {

@@ -32,6 +32,28 @@ TEST(StageModel, PrefixSumsMatchTheCostTable) {
   EXPECT_EQ(m.boundary_bytes(1, 3), Bytes(3 * 80));
 }
 
+// The same model over other links (a launched plan's processes): its costs stay, its cluster is the new one;
+// a cluster of other devices is refused.
+TEST(StageModel, OverOtherLinksKeepsItsCostsAndRefusesOtherDevices) {
+  const Graph g = chain_graph({1e9, 2e9}, {10, 20}, {100, 200}, 4);
+  const Cluster c = make_cluster({make_spec("a", 1), make_spec("b", 2)}, make_link(10));
+  const CostTable t = table_for(g, c);
+  const StageModel m(g, c, t, SearchOptions{});
+  Cluster slow = c;
+  slow.intra_node_link = make_link(0.001, 500);
+  const StageModel over = m.over_links_of(slow);
+  EXPECT_EQ(&over.cluster(), &slow);
+  EXPECT_EQ(over.cluster().link_between("d0", "d1").latency, Seconds(500e-6));
+  EXPECT_EQ(over.forward(over.spec_of(1), 0, 1, 4), m.forward(m.spec_of(1), 0, 1, 4));
+  EXPECT_EQ(over.boundary_bytes(0, 2), m.boundary_bytes(0, 2));
+  Cluster swapped = c;
+  std::swap(swapped.devices[0].spec, swapped.devices[1].spec);
+  EXPECT_THROW((void)m.over_links_of(swapped), Error);
+  Cluster fewer = c;
+  fewer.devices.pop_back();
+  EXPECT_THROW((void)m.over_links_of(fewer), Error);
+}
+
 // A node's fixed part (per call) is paid by every microbatch in full; the rest scales with its samples. At
 // the graph's batch the model gives the table's times back.
 TEST(StageModel, FixedPartsArePaidPerRunTheRestPerSample) {

@@ -29,6 +29,11 @@ std::vector<int> launch_process_of_devices(const Plan& plan);
 // machine but not a process. Throws partita::Error when the plan names a device the cluster lacks.
 Cluster cluster_across_processes(const Cluster& cluster, const Plan& plan, const LinkSpec& between);
 
+// `cluster` as processes of one device each see it: every two devices of one machine joined through
+// `between` (as above). What a strategy's closed-form estimate costs a launched plan's stages or replicas
+// with, before its layout is known (search/planner.h).
+Cluster cluster_of_separate_processes(const Cluster& cluster, const LinkSpec& between);
+
 // Two links one after the other: latencies add, and so do the times per byte.
 LinkSpec links_in_series(const LinkSpec& first, const LinkSpec& second);
 

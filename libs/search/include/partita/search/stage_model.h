@@ -147,6 +147,11 @@ class StageModel {
   // Throws partita::Error when the cost table lacks a row for a cluster device's spec or has the wrong size.
   StageModel(const Graph& graph, const Cluster& cluster, const CostTable& table,
              const SearchOptions& options);
+  // This model over `cluster`, which lists the same devices (ids and specs, in order) and may link them
+  // otherwise (the links between a launched plan's processes, process_layout.h): nothing here depends on the
+  // links, so nothing is recomputed. `cluster` must outlive the copy. Throws partita::Error when the devices
+  // differ.
+  StageModel over_links_of(const Cluster& cluster) const;
 
   const Graph& graph() const { return *graph_; }
   const Cluster& cluster() const { return *cluster_; }
