@@ -64,7 +64,9 @@ std::unique_ptr<SharedSegment> SharedSegment::create(uint64_t magic, int members
     shm_unlink(name.c_str());
     return nullptr;
   }
-  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  // MAP_POPULATE maps every page now: a first pass through a ring would otherwise fault page by page on
+  // both sides (a 64 KiB message took 0.44 ms instead of 0.06 on the development VM, 2026-12-05).
+  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   close(fd);
   if (base == MAP_FAILED) {
     why = "cannot map " + name + ": " + errno_text();
@@ -96,7 +98,7 @@ std::unique_ptr<SharedSegment> SharedSegment::join(
     return nullptr;
   }
   const auto size = static_cast<size_t>(st.st_size);
-  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);  // as above
   close(fd);
   if (base == MAP_FAILED) {
     why = "cannot map " + name + ": " + errno_text();
