@@ -1,5 +1,8 @@
 #include "partita/cost/update.h"
 
+#include <algorithm>
+#include <numeric>
+
 #include "partita/core/error.h"
 
 namespace partita {
@@ -40,6 +43,27 @@ Seconds optimizer_step_time(Bytes trainable, int tensors, Optimizer optimizer, c
   }
   return trainable * static_cast<double>(w.passes) / bandwidth +
          per_op * static_cast<double>(w.ops_per_tensor * tensors);
+}
+
+std::vector<int> split_update(const std::vector<Bytes>& tensors, const std::vector<double>& speeds) {
+  PARTITA_CHECK(!speeds.empty(), "splitting an optimizer step needs at least one worker");
+  for (double s : speeds) PARTITA_CHECK(s > 0, "an optimizer worker's speed must be positive, got ", s);
+  std::vector<size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return tensors[a].value() > tensors[b].value(); });
+  std::vector<double> load(speeds.size(), 0.0);  // weight given to each worker so far
+  std::vector<int> worker(tensors.size(), 0);
+  for (size_t t : order) {
+    const double bytes = static_cast<double>(tensors[t].value() + kCpuUpdateTensorBytes.value());
+    size_t best = 0;
+    for (size_t w = 1; w < speeds.size(); ++w) {
+      if ((load[w] + bytes) / speeds[w] < (load[best] + bytes) / speeds[best]) best = w;
+    }
+    load[best] += bytes;
+    worker[t] = static_cast<int>(best);
+  }
+  return worker;
 }
 
 }  // namespace partita

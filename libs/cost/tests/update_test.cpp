@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "partita/core/error.h"
 
 namespace partita {
@@ -47,6 +49,49 @@ TEST(OptimizerUpdate, NothingToUpdateCostsNothingAndBadInputIsRefused) {
   EXPECT_EQ(optimizer_step_time(Bytes(0), 0, Optimizer::kAdam, device(0, 1e-6)).value(), 0);
   EXPECT_THROW(optimizer_step_time(Bytes(1000), 1, Optimizer::kAdam, device(0, 1e-6)), Error);
   EXPECT_THROW(optimizer_step_time(Bytes(1000), -1, Optimizer::kAdam, device(1e9, 0)), Error);
+}
+
+std::vector<Bytes> mib(std::initializer_list<int64_t> sizes) {
+  std::vector<Bytes> out;
+  for (int64_t s : sizes) out.emplace_back(s << 20);
+  return out;
+}
+
+TEST(SplitUpdate, LargestFirstToTheWorkerThatFinishesFirst) {
+  // 100 -> 0; 60 -> 1; 50 -> 1 (110 < 150); 40 -> 0 (140 < 150); 10 -> 1 (120 < 150).
+  EXPECT_EQ(split_update(mib({40, 100, 10, 60, 50}), {1.0, 1.0}), (std::vector<int>{0, 0, 1, 1, 1}));
+  // Equal sizes go in order, alternating between equal workers.
+  EXPECT_EQ(split_update(mib({8, 8, 8, 8}), {1.0, 1.0}), (std::vector<int>{0, 1, 0, 1}));
+  // One worker takes everything; no tensors, nothing.
+  EXPECT_EQ(split_update(mib({3, 1, 2}), {2.0}), (std::vector<int>{0, 0, 0}));
+  EXPECT_TRUE(split_update({}, {1.0, 1.0}).empty());
+}
+
+TEST(SplitUpdate, AFasterWorkerTakesMore) {
+  // Twice the speed: 3 to the fast one (3/2 < 3/1), 2 to the slow one (2/1 < 5/2), 1 to the fast one
+  // (4/2 < 3/1).
+  EXPECT_EQ(split_update(mib({3, 2, 1}), {2.0, 1.0}), (std::vector<int>{0, 1, 0}));
+  // Four equal tensors over speeds 3 and 1: three to the fast one.
+  const std::vector<int> w = split_update(mib({5, 5, 5, 5}), {3.0, 1.0});
+  EXPECT_EQ(std::count(w.begin(), w.end(), 0), 3);
+}
+
+// A small CNN's step: one 72 KiB weight and ten tensors of 1 KiB. By bytes alone the big one's worker would
+// take nothing else, though each small tensor costs a fixed chain of ops: weighing 72 + 16 against 1 + 16
+// KiB, the small ones go five to worker 1 (85), the sixth too (102 < 105), then alternate: two to worker 0.
+TEST(SplitUpdate, ManySmallTensorsWeighTheirFixedCost) {
+  std::vector<Bytes> sizes{Bytes(72 * 1024)};
+  for (int i = 0; i < 10; ++i) sizes.emplace_back(1024);
+  const std::vector<int> w = split_update(sizes, {1.0, 1.0});
+  EXPECT_EQ(w[0], 0);
+  EXPECT_EQ(std::count(w.begin() + 1, w.end(), 0), 2);
+  EXPECT_EQ(std::count(w.begin() + 1, w.end(), 1), 8);
+}
+
+TEST(SplitUpdate, RefusesNoWorkersAndSpeedsThatAreNotPositive) {
+  EXPECT_THROW(split_update(mib({1}), {}), Error);
+  EXPECT_THROW(split_update(mib({1}), {1.0, 0.0}), Error);
+  EXPECT_THROW(split_update(mib({1}), {-1.0}), Error);
 }
 
 }  // namespace

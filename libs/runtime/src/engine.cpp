@@ -23,7 +23,9 @@
 #include "engine_branch.h"
 #include "engine_tensor.h"
 #include "ivalue_tensors.h"
+#include "optimizer_parts.h"
 #include "partita/core/error.h"
+#include "partita/cost/update.h"
 #include "partita/runtime/activation_offload.h"
 #include "partita/runtime/blas_threads.h"
 #include "partita/runtime/optimizer.h"
@@ -183,14 +185,21 @@ struct Engine::Impl {
   std::string first_error;
   const StepInputs* batch = nullptr;
   int step_index = 0;
-  // A job for one worker alone (run_on_worker), posted as generation job_generation: a worker woken for that
-  // generation (however late) runs it if it is job_worker's and otherwise goes back to waiting.
-  std::function<void()> worker_job;
-  int job_worker = -1;
+  // Jobs for some workers (run_on_workers), posted as generation job_generation: a worker woken for that
+  // generation (however late) runs its job, or goes back to waiting when it has none.
+  std::vector<std::function<void()>> worker_jobs;  // [worker]; empty: none
   int job_generation = -1;
   // The worker that runs the optimizer step: the CPU worker with the most intra-op threads, of equals the
   // least slowed in the plan's source, then the first (-1: no CPU worker; the caller's thread runs it).
   int optimizer_worker = -1;
+  // Unless the step is split among the CPU workers: a single-process plan whose devices are two or more
+  // CPUs and an optimizer OptimizerParts can split. Part k runs on worker part_workers[k], the first worker
+  // of the plan's k-th distinct device (Plan::used_devices() order); cost/update.h split_update, with threads
+  // over the plan's device slowdown as speeds, says which parameter goes to which part, as the simulator
+  // predicts (search/update_task.h). Made at the first training step, again when the optimizer's parameters
+  // changed.
+  std::vector<int> part_workers;
+  std::unique_ptr<detail::OptimizerParts> optimizer_parts;
 
   Impl(LoadedModel& m, Plan p, EngineOptions o) : model(m), plan(std::move(p)), options(o) {}
   // After the workers stopped (Engine::~Engine), or when the constructor threw: kept parameters go home.
@@ -1009,19 +1018,66 @@ struct Engine::Impl {
     if (saved_affinity_valid) pthread_setaffinity_np(pthread_self(), sizeof(saved_affinity), &saved_affinity);
   }
 
-  // Runs `job` on worker `index`'s thread (its device binding and intra-op threads) and waits for it; an
-  // exception in it becomes first_error.
-  void run_on_worker(int index, std::function<void()> job) {
+  // Runs jobs[w] on worker w's thread (its device binding and intra-op threads) for every w that has one, at
+  // once, and waits for them all; an exception in one becomes first_error.
+  void run_on_workers(std::vector<std::function<void()>> jobs) {
+    PARTITA_ASSERT(jobs.size() == workers.size(), "one job slot per worker");
+    const auto count =
+        static_cast<int>(std::count_if(jobs.begin(), jobs.end(), [](const auto& j) { return bool(j); }));
+    if (count == 0) return;
     {
       std::unique_lock<std::mutex> lock(mutex);
-      worker_job = std::move(job);
-      job_worker = index;
-      running = 1;
+      worker_jobs = std::move(jobs);
+      running = count;
       job_generation = ++generation;
     }
     start_cv.notify_all();
     std::unique_lock<std::mutex> lock(mutex);
     done_cv.wait(lock, [&] { return running == 0; });
+  }
+
+  void run_on_worker(int index, std::function<void()> job) {
+    std::vector<std::function<void()>> jobs(workers.size());
+    jobs[static_cast<size_t>(index)] = std::move(job);
+    run_on_workers(std::move(jobs));
+  }
+
+  // Steps the optimizer in parts, each on its worker, all at once (see part_workers); false when this engine
+  // steps it in one place.
+  bool step_in_parts(int index) {
+    if (part_workers.empty()) return false;
+    if (!optimizer_parts || !optimizer_parts->made_for(*optimizer)) {
+      std::vector<Bytes> sizes;
+      for (const auto& group : optimizer->param_groups()) {
+        for (const auto& p : group.params())
+          sizes.emplace_back(p.numel() * static_cast<int64_t>(p.element_size()));
+      }
+      std::vector<double> speeds;
+      for (int w : part_workers) {
+        const DeviceBinding& b = workers[static_cast<size_t>(w)].binding;
+        const auto slowed = plan.source.device_slowdowns.find(b.id);
+        speeds.push_back(std::max(1, b.threads) /
+                         (slowed == plan.source.device_slowdowns.end() ? 1.0 : slowed->second));
+      }
+      optimizer_parts = std::make_unique<detail::OptimizerParts>(*optimizer, split_update(sizes, speeds),
+                                                                 static_cast<int>(part_workers.size()));
+    }
+    std::vector<std::function<void()>> jobs(workers.size());
+    for (size_t k = 0; k < part_workers.size(); ++k) {
+      if (optimizer_parts->empty(static_cast<int>(k))) continue;
+      const int w = part_workers[k];
+      jobs[static_cast<size_t>(w)] = [this, k, w, index] {
+        TaskEvent e{
+            EngineTaskKind::kOptimizer, -1, w, workers[static_cast<size_t>(w)].binding.id, -1, index, {}, {}};
+        emit_begin(e);
+        optimizer_parts->step(static_cast<int>(k));
+        emit_end(e);
+      };
+    }
+    optimizer_parts->lend();
+    run_on_workers(std::move(jobs));
+    optimizer_parts->give_back();
+    return true;
   }
 
   void worker_loop(int index) {
@@ -1036,8 +1092,8 @@ struct Engine::Impl {
         if (stopping) return;
         seen = generation;
         if (seen == job_generation) {
-          if (job_worker != index) continue;  // another worker's job
-          job = worker_job;
+          job = worker_jobs[static_cast<size_t>(index)];
+          if (!job) continue;  // other workers' jobs
         }
       }
       try {
@@ -1304,6 +1360,21 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
       s.optimizer_worker = static_cast<int>(i);
   }
   s.inline_worker = options.inline_lone_worker && s.workers.size() == 1;
+  const bool one_process = options.local_stage < 0 && options.local_replica < 0 && options.reducer == nullptr;
+  const bool all_cpu = std::all_of(s.workers.begin(), s.workers.end(),
+                                   [](const Impl::Worker& w) { return w.binding.device.is_cpu(); });
+  if (s.training && one_process && all_cpu && s.copies.empty() &&
+      detail::OptimizerParts::can_split(*s.optimizer)) {
+    for (const std::string& id : s.plan.used_devices()) {
+      const auto w = std::find_if(s.workers.begin(), s.workers.end(),
+                                  [&](const Impl::Worker& x) { return x.binding.id == id; });
+      const bool seen = std::any_of(s.part_workers.begin(), s.part_workers.end(), [&](int k) {
+        return s.workers[static_cast<size_t>(k)].binding.id == id;
+      });
+      if (w != s.workers.end() && !seen) s.part_workers.push_back(w->index);
+    }
+    if (s.part_workers.size() < 2) s.part_workers.clear();
+  }
   if (s.inline_worker) return;
   for (size_t i = 0; i < s.workers.size(); ++i) {
     s.workers[i].thread = std::thread([this, i] { impl_->worker_loop(static_cast<int>(i)); });
@@ -1437,14 +1508,18 @@ StepResult Engine::step(const StepInputs& batch) {
     const std::string where =
         s.optimizer_worker >= 0 ? s.workers[static_cast<size_t>(s.optimizer_worker)].binding.id : "host";
     TaskEvent opt{EngineTaskKind::kOptimizer, -1, s.optimizer_worker, where, -1, index, {}, {}};
-    s.emit_begin(opt);
-    if (s.optimizer_worker >= 0 && !s.inline_worker) {  // inline: this thread is that worker's
-      s.run_on_worker(s.optimizer_worker, update);
+    if (s.step_in_parts(index)) {
       PARTITA_CHECK(s.first_error.empty(), "step ", index, ": the optimizer step failed: ", s.first_error);
     } else {
-      update();
+      s.emit_begin(opt);
+      if (s.optimizer_worker >= 0 && !s.inline_worker) {  // inline: this thread is that worker's
+        s.run_on_worker(s.optimizer_worker, update);
+        PARTITA_CHECK(s.first_error.empty(), "step ", index, ": the optimizer step failed: ", s.first_error);
+      } else {
+        update();
+      }
+      s.emit_end(opt);
     }
-    s.emit_end(opt);
   } else if (s.branch) {
     result.outputs = s.branch->outputs();
   } else if (s.tensor) {

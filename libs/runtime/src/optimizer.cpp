@@ -65,6 +65,17 @@ void set_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor
   }
 }
 
+std::unique_ptr<torch::optim::OptimizerParamState> take_parameter_state(torch::optim::Optimizer& optimizer,
+                                                                        const torch::Tensor& param) {
+  auto& states = optimizer.state();
+  using Key = typename std::decay_t<decltype(states)>::key_type;
+  const auto it = states.find(state_key<Key>(param));
+  if (it == states.end()) return nullptr;
+  std::unique_ptr<torch::optim::OptimizerParamState> taken = std::move(it->second);
+  states.erase(it);
+  return taken;
+}
+
 bool map_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
                          const std::function<torch::Tensor(const torch::Tensor&)>& f) {
   torch::optim::OptimizerParamState* state = parameter_state(optimizer, param);

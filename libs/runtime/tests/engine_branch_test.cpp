@@ -233,13 +233,34 @@ TEST(EngineBranch, ObserversSeeForwardAndBackwardOnBothDevices) {
     EXPECT_TRUE(seen.count({device, EngineTaskKind::kForward, stage})) << device;
     EXPECT_TRUE(seen.count({device, EngineTaskKind::kBackward, stage})) << device;
   }
+  // Both CPU workers step their part of the optimizer (optimizer_parts.h).
+  EXPECT_TRUE(seen.count({"cpu:0", EngineTaskKind::kOptimizer, -1}));
+  EXPECT_TRUE(seen.count({"cpu:1", EngineTaskKind::kOptimizer, -1}));
+}
+
+TEST(EngineBranch, AnOptimizerThatCannotBeSplitStepsOnTheLeastSlowedWorker) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  LoadedModel m = load(zoo("branchy"), "8x3x32x32");
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : m.parameters) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  EngineOptions o;
+  o.optimizer = std::make_shared<torch::optim::RMSprop>(trainable, torch::optim::RMSpropOptions(1e-3));
+  StepInputs batch;
+  batch.inputs = make_inputs({parse_input_spec("8x3x32x32")}, 1);
   // The update runs on the CPU worker with the most threads, the first of equals, unless the plan assumed
   // that one slower (a rebalanced plan's device slowdowns): then the other, as the simulator predicts.
-  EXPECT_TRUE(seen.count({"cpu:0", EngineTaskKind::kOptimizer, -1}));
-  EXPECT_FALSE(seen.count({"cpu:1", EngineTaskKind::kOptimizer, -1}));
+  Engine engine(m, branch_plan(m.ir, Mode::kTraining, 8, 2, by_branches(m.ir)), o);
+  batch.targets = engine.make_targets(batch.inputs);
+  Recorder recorder;
+  engine.add_observer(&recorder);
+  engine.step(batch);
+  EXPECT_TRUE(recorder.seen().count({"cpu:0", EngineTaskKind::kOptimizer, -1}));
+  EXPECT_FALSE(recorder.seen().count({"cpu:1", EngineTaskKind::kOptimizer, -1}));
   Plan slowed = branch_plan(m.ir, Mode::kTraining, 8, 2, by_branches(m.ir));
   slowed.source.device_slowdowns["cpu:0"] = 2.0;
-  Engine second(m, slowed);
+  Engine second(m, slowed, o);
   Recorder after;
   second.add_observer(&after);
   second.step(batch);

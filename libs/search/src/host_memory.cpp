@@ -6,6 +6,7 @@
 #include "partita/core/error.h"
 #include "partita/core/format.h"
 #include "partita/cost/memory.h"
+#include "update_task.h"
 
 namespace partita::detail {
 
@@ -119,6 +120,21 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
         trainable_on_host[k] + optimizer_state_bytes(trainable_on_host[k], plan.optimizer);  // + gradients
     // The update runs after every backward: the activations are gone by then.
     hosts[k].update_working = optimizer_step_temporaries(largest_updated[k], plan.optimizer);
+  }
+  // An update split among CPU devices (update_task.h) runs its parts at once: each its largest tensor's
+  // temporaries.
+  if (const std::optional<UpdateSplit> split = update_split(plan, graph, cluster)) {
+    std::vector<Bytes> largest(split->devices.size(), Bytes(0));
+    size_t t = 0;
+    for (const Parameter& param : graph.parameters()) {
+      if (!param.requires_grad) continue;
+      Bytes& l = largest[static_cast<size_t>(split->part[t++])];
+      l = std::max(l, graph.value(param.value).bytes());
+    }
+    Bytes working(0);
+    for (const Bytes& l : largest) working += optimizer_step_temporaries(l, plan.optimizer);
+    const std::string& node = cluster.devices[static_cast<size_t>(split->devices[0])].node;
+    host_of(hosts, node).update_working = working;
   }
 
   PARTITA_ASSERT(facts.size() == sim.prediction.devices.size(), "one set of facts per device prediction");

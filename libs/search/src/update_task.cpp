@@ -1,5 +1,6 @@
 #include "update_task.h"
 
+#include <algorithm>
 #include <map>
 
 #include "partita/cost/update.h"
@@ -32,6 +33,31 @@ std::vector<int> parameter_places(const Plan& plan, const Graph& graph, const Cl
 
 }  // namespace
 
+std::optional<UpdateSplit> update_split(const Plan& plan, const Graph& graph, const Cluster& cluster) {
+  if (plan.mode != Mode::kTraining || plan.processes != ProcessLayout::kOne) return std::nullopt;
+  UpdateSplit split;
+  std::vector<double> speeds;
+  for (const std::string& id : plan.used_devices()) {
+    const int d = cluster.index_of(id);
+    if (d < 0) return std::nullopt;
+    const ClusterDevice& device = cluster.devices[static_cast<size_t>(d)];
+    const std::string& node =
+        cluster.devices[static_cast<size_t>(split.devices.empty() ? d : split.devices[0])].node;
+    if (device.spec.kind != DeviceKind::kCpu || device.node != node) return std::nullopt;
+    const auto slowed = plan.source.device_slowdowns.find(id);
+    const double slowdown = slowed == plan.source.device_slowdowns.end() ? 1.0 : slowed->second;
+    split.devices.push_back(d);
+    speeds.push_back(std::max(1, device.spec.cores) / slowdown);
+  }
+  if (split.devices.size() < 2) return std::nullopt;
+  std::vector<Bytes> tensors;
+  for (const auto& p : graph.parameters()) {
+    if (p.requires_grad) tensors.push_back(graph.value(p.value).bytes());
+  }
+  split.part = split_update(tensors, speeds);
+  return split;
+}
+
 void add_update_task(TaskGraph& tg, const Plan& plan, const Graph& graph, const Cluster& cluster,
                      const SearchOptions& options) {
   if (plan.mode != Mode::kTraining) return;
@@ -42,14 +68,18 @@ void add_update_task(TaskGraph& tg, const Plan& plan, const Graph& graph, const 
     trainable = trainable + graph.value(p.value).bytes();
     ++tensors;
   }
-  // A device's optimizer step over `bytes` of `count` tensors: its byte share of the measured whole-model
-  // step, else the formula.
+  // A device's optimizer step over `bytes` of `count` tensors: its share of the measured whole-model step,
+  // else the formula. The share: of the bytes, on a CPU of the bytes and kCpuUpdateTensorBytes per tensor
+  // (cost/update.h).
   const auto update_time = [&](int device, Bytes bytes, int count) {
     const DeviceSpec& spec = cluster.devices[static_cast<size_t>(device)].spec;
     const auto measured = options.update_times.find(spec.name);
     if (measured != options.update_times.end()) {
+      const double per_tensor =
+          spec.kind == DeviceKind::kCpu ? static_cast<double>(kCpuUpdateTensorBytes.value()) : 0.0;
+      const double whole = static_cast<double>(trainable.value()) + per_tensor * tensors;
       const double fraction =
-          trainable.value() > 0 ? static_cast<double>(bytes.value()) / trainable.value() : 1.0;
+          whole > 0 ? (static_cast<double>(bytes.value()) + per_tensor * count) / whole : 1.0;
       return Seconds(measured->second.value() * fraction);
     }
     return optimizer_step_time(bytes, count, plan.optimizer, spec);
@@ -90,7 +120,12 @@ void add_update_task(TaskGraph& tg, const Plan& plan, const Graph& graph, const 
     int tensors = 0;
   };
   std::map<int, Share> shares;  // [cluster device] the parameters updated there
-  const std::vector<int> places = parameter_places(plan, graph, cluster, host);
+  std::vector<int> places;
+  if (const std::optional<UpdateSplit> split = update_split(plan, graph, cluster)) {
+    for (int part : split->part) places.push_back(split->devices[static_cast<size_t>(part)]);
+  } else {
+    places = parameter_places(plan, graph, cluster, host);
+  }
   size_t k = 0;
   for (const auto& p : graph.parameters()) {
     if (!p.requires_grad) continue;

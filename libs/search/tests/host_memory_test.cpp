@@ -130,10 +130,11 @@ TEST(HostMemory, CpuStagesAddTheirWorkingMemoryAndShareTheModelState) {
   // Two microbatches: the second one's gradients are made afresh and added into the first's, the largest
   // of them (W, read by stage 1) beside the devices' working memory.
   EXPECT_EQ(h.cpu_working, working + Bytes(kW));
-  // The larger of the backward's working memory and the Adam step's two temporaries of W (the update runs
-  // once the activations are gone).
-  EXPECT_EQ(h.update_working, Bytes(2 * kW));
-  EXPECT_EQ(h.peak_memory, h.model_state + std::max(h.cpu_working, Bytes(2 * kW)));
+  // The larger of the backward's working memory and the Adam step's temporaries (the update runs once the
+  // activations are gone): the two CPUs step their parts at once (update_task.h), two of W on one and two
+  // of E on the other.
+  EXPECT_EQ(h.update_working, Bytes(2 * kW + 2 * kE));
+  EXPECT_EQ(h.peak_memory, h.model_state + std::max(h.cpu_working, Bytes(2 * kW + 2 * kE)));
 }
 
 // CPU replicas share the host's parameters: the first gradient of each becomes its .grad, every other

@@ -381,15 +381,16 @@ TEST(Simulator, AGpuOnlyPlanUpdatesHostKeptParametersOnItsNodesCpu) {
   EXPECT_NEAR(on_first.at("update on d0"), 0.3, 1e-12);
 }
 
-// Two equal CPUs, one planned 3x slower (--device-slowdown, a rebalance): the optimizer step goes to the
-// other one, as the engine does, whichever group the plan lists first, so reordering a plan's groups (the
-// same plan) predicts the same step. It went to the first group's device: GPT plans differed by 16% by group
-// order alone.
-TEST(Simulator, TheUpdateRunsOnTheLeastSlowedOfEqualCpusWhateverTheGroupOrder) {
+// Two equal CPUs, one planned 3x slower (--device-slowdown, a rebalance: the plan records it, the cluster's
+// spec is slowed): the optimizer step is split between them (the engine's OptimizerParts) by cores over
+// slowdown, so both equal weights go to the other one (1 MiB at speed 4 before 1 MiB at 4/3), whichever
+// group the plan lists first; reordering a plan's groups (the same plan) predicts the same step. It went to
+// the first group's device once: GPT plans differed by 16% by group order alone.
+TEST(Simulator, TheUpdateIsSplitByCoresOverSlowdownWhateverTheGroupOrder) {
   DeviceSpec cpu = make_spec("cpu", 1);
   cpu.kind = DeviceKind::kCpu;
   cpu.cores = 4;
-  Fixture s{chain_graph({1e10, 1e10}, {256, 256}, {1 << 20, 1 << 20}),
+  Fixture s{chain_graph({1e10, 1e10}, {256, 256}, {1 << 18, 1 << 18}),
             make_cluster({cpu, cpu}, make_link(1e21, 0)),
             {}};
   s.table = table_for(s.graph, s.cluster);
@@ -397,8 +398,17 @@ TEST(Simulator, TheUpdateRunsOnTheLeastSlowedOfEqualCpusWhateverTheGroupOrder) {
   SearchOptions measured;
   measured.update_times["cpu"] = Seconds(0.5);
   measured.update_times[s.cluster.devices[0].spec.name] = Seconds(1.5);
+  const auto updates = [](const Simulation& sim) {
+    std::map<std::string, double> out;
+    for (const SimTask& t : sim.tasks) {
+      if (t.kind == TaskKind::kUpdate)
+        out[sim.resources[static_cast<size_t>(t.resource)].name] = (t.end - t.start).value();
+    }
+    return out;
+  };
   for (const SearchOptions& options : {SearchOptions{}, measured}) {
-    const Plan plan = pipeline_plan(s, 2, 2, 4, Schedule::kOneFOneB);  // groups d0, d1
+    Plan plan = pipeline_plan(s, 2, 2, 4, Schedule::kOneFOneB);  // groups d0, d1
+    plan.source.device_slowdowns["d0"] = 3.0;
     Plan reordered = plan;
     std::swap(reordered.groups[0], reordered.groups[1]);
     std::swap(reordered.stages[0].group, reordered.stages[1].group);
@@ -406,25 +416,31 @@ TEST(Simulator, TheUpdateRunsOnTheLeastSlowedOfEqualCpusWhateverTheGroupOrder) {
     const Simulation b = simulate(reordered, s.graph, s.cluster, s.table, options);
     EXPECT_NEAR(a.step_time.value(), b.step_time.value(), 1e-12);
     for (const Simulation* sim : {&a, &b}) {
-      int updates = 0;
-      for (const SimTask& t : sim->tasks) {
-        if (t.kind != TaskKind::kUpdate) continue;
-        ++updates;
-        EXPECT_EQ(sim->resources[static_cast<size_t>(t.resource)].name, "update on d1");
-      }
-      EXPECT_EQ(updates, 1);
+      const auto u = updates(*sim);
+      ASSERT_EQ(u.size(), 1u);
+      EXPECT_EQ(u.begin()->first, "update on d1");
     }
   }
-  // Unslowed equals keep the first listed.
+  // Unslowed equals take one weight each, in half the whole step's time (measured: 0.5 s for both weights).
   Fixture same{s.graph, make_cluster({cpu, cpu}, make_link(1e21, 0)), {}};
   same.table = table_for(same.graph, same.cluster);
-  const Simulation first =
-      simulate(pipeline_plan(same, 2, 2, 4, Schedule::kOneFOneB), same.graph, same.cluster, same.table);
-  for (const SimTask& t : first.tasks) {
-    if (t.kind == TaskKind::kUpdate) {
-      EXPECT_EQ(first.resources[static_cast<size_t>(t.resource)].name, "update on d0");
-    }
-  }
+  const Plan even = pipeline_plan(same, 2, 2, 4, Schedule::kOneFOneB);
+  const auto u = updates(simulate(even, same.graph, same.cluster, same.table, measured));
+  ASSERT_EQ(u.size(), 2u);
+  EXPECT_NEAR(u.at("update on d0"), 0.25, 1e-12);
+  EXPECT_NEAR(u.at("update on d1"), 0.25, 1e-12);
+  // Processes of `partita launch` and plans with a GPU step in one place.
+  Plan launched = even;
+  launched.processes = ProcessLayout::kLaunch;
+  SearchOptions with_links = measured;
+  with_links.process_links = ProcessLinks{make_link(1e21, 0), make_link(1e21, 0)};
+  EXPECT_EQ(updates(simulate(launched, same.graph, same.cluster, same.table, with_links)).size(), 1u);
+  Fixture mixed{s.graph, make_cluster({cpu, make_spec("gpu", 1)}, make_link(1e21, 0)), {}};
+  mixed.table = table_for(mixed.graph, mixed.cluster);
+  const auto u_mixed = updates(simulate(pipeline_plan(mixed, 2, 2, 4, Schedule::kOneFOneB), mixed.graph,
+                                        mixed.cluster, mixed.table, measured));
+  EXPECT_EQ(u_mixed.size(), 2u) << "the GPU's own weight on the GPU, the CPU's on the host";
+  EXPECT_EQ(u_mixed.count("update on d0"), 1u);
 }
 
 // Device memory holds the weights where the engine keeps them (StageModel's WeightHome). tied_weight_graph:

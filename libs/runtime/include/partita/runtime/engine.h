@@ -40,32 +40,35 @@
 // host and which are refreshed after the update. Inference plans with offload are refused (a training
 // choice). Math: a training step computes the mean loss over the global batch and one optimizer step, exactly
 // as a single-device step does (up to floating-point reassociation of the gradient sums). The optimizer step
-// runs on the CPU worker with the most intra-op threads (its thread, binding and OpenMP team; of equals, the
-// one least slowed in the plan's source.device_slowdowns, as the simulator assumes), not on the caller's
-// thread, which partita's commands keep at one intra-op thread. Errors: an exception in any worker stops the
-// step (every other worker is woken) and step() throws partita::Error naming the stage, the device and the
-// node. Several processes: with EngineOptions::local_replica set, this engine runs one replica of a one-stage
-// data-parallel plan (the other replicas run in other processes, see distributed_reducer.h) and
-// EngineOptions::reducer combines the gradients and the loss across processes before the optimizer step.
-// The same for one device of a one-stage tensor-parallel plan (a tensor group or replicas of it, one process
-// per device): it meets the other devices of its tensor group through EngineOptions::tensor_link. Without
-// replicas, each process keeps only its device's parts of the weights read as one split, with their
-// gradients and optimizer state (Megatron's layout; hold_whole_model()), and the reducer sums the other
-// parameters' gradients. With replicas, every process holds the whole model and the reducer sums what each
-// device contributes to every gradient (its parts; zeros elsewhere): a gradient all-reduce of the whole
-// model per step, as data parallelism does, and every process takes the same optimizer step.
-// With EngineOptions::local_stage set, it runs one stage of a pipeline or hybrid plan (the other stages run
-// in other processes): the same schedule, with activations and gradients crossing EngineOptions::transport
-// (see stage_transport.h) as whole microbatches; a stage on several devices runs them all in this process,
-// its first device's worker alone exchanging messages with the other processes (it hands the others their
-// rows and puts theirs together, as in-process hybrid links do device by device; a stage that is a tensor
-// group, or replicas of one, runs in this process as one process runs it, its first device exchanging the
-// tensor runner's board entries with the other processes, engine_tensor.h). The reducer sums the loss
-// (computed by the last stage) and the gradients of parameters that several stages use, and each process
-// steps the parameters of its stage (the others get no gradient there). Inference outputs are returned only
-// by the process that runs the last stage. A branch plan runs the same way, one stage per process, each
-// value one device hands another in a process of its own crossing the transport as a message of its own
-// (src/engine_branch.h); its inference outputs come from the processes whose stages compute them.
+// runs on the workers, not on the caller's thread, which partita's commands keep at one intra-op thread: in
+// one process, with every device of the plan a CPU and an SGD, Adam or AdamW optimizer, split among the
+// workers of the plan's distinct devices, each stepping its share of the parameters at once (bit for bit the
+// whole optimizer's step; src/optimizer_parts.h, shares by cost/update.h split_update as the simulator
+// predicts); otherwise on the CPU worker with the most intra-op threads (its thread, binding and OpenMP team;
+// of equals, the one least slowed in the plan's source.device_slowdowns, as the simulator assumes). Errors:
+// an exception in any worker stops the step (every other worker is woken) and step() throws partita::Error
+// naming the stage, the device and the node. Several processes: with EngineOptions::local_replica set, this
+// engine runs one replica of a one-stage data-parallel plan (the other replicas run in other processes, see
+// distributed_reducer.h) and EngineOptions::reducer combines the gradients and the loss across processes
+// before the optimizer step. The same for one device of a one-stage tensor-parallel plan (a tensor group or
+// replicas of it, one process per device): it meets the other devices of its tensor group through
+// EngineOptions::tensor_link. Without replicas, each process keeps only its device's parts of the weights
+// read as one split, with their gradients and optimizer state (Megatron's layout; hold_whole_model()), and
+// the reducer sums the other parameters' gradients. With replicas, every process holds the whole model and
+// the reducer sums what each device contributes to every gradient (its parts; zeros elsewhere): a gradient
+// all-reduce of the whole model per step, as data parallelism does, and every process takes the same
+// optimizer step. With EngineOptions::local_stage set, it runs one stage of a pipeline or hybrid plan (the
+// other stages run in other processes): the same schedule, with activations and gradients crossing
+// EngineOptions::transport (see stage_transport.h) as whole microbatches; a stage on several devices runs
+// them all in this process, its first device's worker alone exchanging messages with the other processes (it
+// hands the others their rows and puts theirs together, as in-process hybrid links do device by device; a
+// stage that is a tensor group, or replicas of one, runs in this process as one process runs it, its first
+// device exchanging the tensor runner's board entries with the other processes, engine_tensor.h). The reducer
+// sums the loss (computed by the last stage) and the gradients of parameters that several stages use, and
+// each process steps the parameters of its stage (the others get no gradient there). Inference outputs are
+// returned only by the process that runs the last stage. A branch plan runs the same way, one stage per
+// process, each value one device hands another in a process of its own crossing the transport as a message of
+// its own (src/engine_branch.h); its inference outputs come from the processes whose stages compute them.
 #include <memory>
 #include <optional>
 #include <string>

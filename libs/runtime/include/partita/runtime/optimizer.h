@@ -28,6 +28,10 @@ torch::optim::OptimizerParamState* parameter_state(torch::optim::Optimizer& opti
 void set_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
                          std::unique_ptr<torch::optim::OptimizerParamState> state);
 
+// Takes what `optimizer` keeps for `param` out of it (null when it has nothing yet).
+std::unique_ptr<torch::optim::OptimizerParamState> take_parameter_state(torch::optim::Optimizer& optimizer,
+                                                                        const torch::Tensor& param);
+
 // Replaces every state tensor `optimizer` keeps for `param` (SGD's momentum buffer, Adam's and AdamW's
 // moments; undefined ones stay) with f(tensor). Returns false when it keeps nothing for `param` yet (it has
 // not stepped it). Throws partita::Error for an optimizer type other than those make_optimizer makes.
