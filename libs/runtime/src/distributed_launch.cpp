@@ -4,6 +4,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <fstream>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -182,19 +184,48 @@ void LaunchOptions::validate() const {
   PARTITA_CHECK(grace.value() >= 0, "launch grace period must not be negative, got ", grace.value());
 }
 
-int free_tcp_port() {
+namespace {
+
+// Whether `port` on 127.0.0.1 can be bound now (0: any; the port bound is written back).
+bool bindable(int& port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   PARTITA_CHECK(fd >= 0, "cannot open a socket to find a free port: ", std::strerror(errno));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
   socklen_t len = sizeof(addr);
   const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
                   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
   close(fd);
-  PARTITA_CHECK(ok, "cannot find a free TCP port on 127.0.0.1; pass --master-port");
-  return ntohs(addr.sin_port);
+  if (ok) port = ntohs(addr.sin_port);
+  return ok;
+}
+
+}  // namespace
+
+std::pair<int, int> ephemeral_port_range(const std::string& path) {
+  std::ifstream in(path);
+  int low = 0, high = 0;
+  if (in >> low >> high && low >= 1 && low <= high && high <= 65535) return {low, high};
+  return {32768, 60999};  // Linux's default
+}
+
+int free_tcp_port() {
+  // Outside the ephemeral range: a port the kernel hands out for bind(0) or an outgoing connection goes back
+  // to that pool when closed, and another process's connection (Gloo opens many) may take it before the
+  // store binds it; one chosen here can only meet another caller's choice (1 in thousands), and is checked.
+  const auto [low, high] = ephemeral_port_range("/proc/sys/net/ipv4/ip_local_port_range");
+  const int below = low - 10000, above = 65535 - high;  // from 10000 up: clear of well-known services
+  std::mt19937 random(std::random_device{}());
+  for (int attempt = 0; attempt < 64 && std::max(below, above) >= 1000; ++attempt) {
+    int port = below >= above ? 10000 + static_cast<int>(random() % static_cast<unsigned>(below))
+                              : high + 1 + static_cast<int>(random() % static_cast<unsigned>(above));
+    if (bindable(port)) return port;
+  }
+  int port = 0;
+  PARTITA_CHECK(bindable(port), "cannot find a free TCP port on 127.0.0.1; pass --master-port");
+  return port;
 }
 
 void launch_local(const LaunchOptions& options) {

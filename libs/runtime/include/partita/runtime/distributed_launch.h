@@ -9,6 +9,7 @@
 // its current step, the ranks agreeing on which); a second one kills them. Torch-free. Not thread-safe
 // (forks; reaps its own children only).
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "partita/core/units.h"
@@ -29,7 +30,12 @@ struct LaunchOptions {
 // a signal, the signal and how each rank ended.
 void launch_local(const LaunchOptions& options);
 
-// A TCP port that was free on 127.0.0.1 a moment ago.
+// A TCP port that was free on 127.0.0.1 a moment ago, chosen at random outside the kernel's ephemeral range
+// (ephemeral_port_range of /proc/sys/net/ipv4/ip_local_port_range), where no other process's connection can
+// be given it before the caller binds it; from that range only when no room of 1000 ports is left outside.
 int free_tcp_port();
+
+// The ephemeral port range written in `path` ("LOW HIGH"), else Linux's default 32768-60999.
+std::pair<int, int> ephemeral_port_range(const std::string& path);
 
 }  // namespace partita
