@@ -350,11 +350,19 @@ LoadedModel load_source_model(const PlanSource& source, Mode mode) {
 }
 
 // The links between the processes of a launched plan (search/process_layout.h), as the runtime will talk:
-// through shared memory (what `partita profile` measured, else estimates from the cluster's first CPU), or
-// with PARTITA_SHARED_MEMORY=0 through Gloo's loopback TCP (the profile's all-reduce fit for both, else the
-// database's "loopback TCP").
+// those a cluster file names (process_link, process_collective_link); else through shared memory (what
+// `partita profile` measured, else estimates from the cluster's first CPU), or with PARTITA_SHARED_MEMORY=0
+// through Gloo's loopback TCP (the profile's all-reduce fit for both, else the database's "loopback TCP").
 ProcessLinks links_between_processes(const std::optional<MachineProfile>& profile, const Cluster& cluster,
                                      const HardwareDb& db) {
+  if (cluster.process_link || cluster.process_collective_link) {
+    Cluster unnamed = cluster;  // the other one's estimate where the file names one link only
+    unnamed.process_link.reset();
+    unnamed.process_collective_link.reset();
+    const ProcessLinks guessed = links_between_processes(profile, unnamed, db);
+    return ProcessLinks{cluster.process_link.value_or(guessed.message),
+                        cluster.process_collective_link.value_or(guessed.collective)};
+  }
   const char* shm = std::getenv("PARTITA_SHARED_MEMORY");
   if (shm != nullptr && std::string(shm) == "0") {
     const LinkSpec gloo = profile && profile->loopback ? *profile->loopback : db.link("loopback TCP");

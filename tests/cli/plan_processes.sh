@@ -1,7 +1,8 @@
 # partita plan --processes launch: the link between processes comes from `partita profile` (measured here,
 # quick mode, private cache); a launched plan's prediction counts its messages (above the same plan in one
 # process), simulate reproduces it, Gloo's link is used with PARTITA_SHARED_MEMORY=0, and `partita run` says
-# which processes its prediction is for. Roofline costs, so that plan and simulate agree exactly.
+# which processes its prediction is for; a cluster file may name the links between processes. Roofline costs, so
+# that plan and simulate agree exactly.
 source "$(dirname "$0")/lib.sh"
 : "${PYTHON:?}"
 export XDG_CACHE_HOME="$WORK/cache" PARTITA_PROFILE_QUICK=1
@@ -40,6 +41,23 @@ grep -q "the prediction counts passing data between the 2 processes" "$WORK/run2
 "$PARTITA" run "$ZOO/mlp.pt" --input 32x64 --plan "$WORK/launch.json" --train --steps 4 >"$WORK/run1.txt" \
   || fail "run a launched plan in one process"
 grep -q "this run is one process" "$WORK/run1.txt" || fail "a one-process run of a launched plan does not say so"
+
+# A described cluster: the links between its processes are what the file names, else estimates from its CPU.
+cluster=("$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --strategy pipeline --microbatches 4 --train --cost roofline
+  --processes launch)
+sed 's/^devices:/process_link: loopback TCP\ndevices:/' "$SRC/config/clusters/local-2core.yaml" >"$WORK/named.yaml"
+"${cluster[@]}" --cluster "$WORK/named.yaml" --json "$WORK/named.json" >"$WORK/named.txt" || fail "plan on a cluster naming its process link"
+grep -q 'messages between its processes cross "loopback TCP" (latency 90.0 us.*collectives "shared memory between processes (collectives)" .*estimate' "$WORK/named.txt" \
+  || fail "the cluster file's process link is not used: $(grep processes: "$WORK/named.txt")"
+"${cluster[@]}" --cluster "$SRC/config/clusters/local-2core.yaml" --json "$WORK/estimated.json" >"$WORK/estimated.txt" \
+  || fail "plan on a cluster without process links"
+grep -q 'messages between its processes cross "shared memory between processes" .*estimate' "$WORK/estimated.txt" \
+  || fail "a cluster without process links is not estimated: $(grep processes: "$WORK/estimated.txt")"
+# Roofline costs: over the estimate (50 us) two stages win; over Gloo's 90 us the planner keeps one stage.
+[ "$(json_get "$WORK/estimated.json" "len(d['stages'])"),$(json_get "$WORK/named.json" "len(d['stages'])")" = "2,1" ] \
+  || fail "the named link did not change the plan: stages $(json_get "$WORK/estimated.json" "len(d['stages'])") (estimate), $(json_get "$WORK/named.json" "len(d['stages'])") (named)"
+sed 's/^devices:/process_link: loopback TPC\ndevices:/' "$SRC/config/clusters/local-2core.yaml" >"$WORK/typo.yaml"
+expect_error "process_link" "${cluster[@]}" --cluster "$WORK/typo.yaml"
 
 expect_error "unknown process layout 'threads'" "${plan[@]}" --processes threads
 finish

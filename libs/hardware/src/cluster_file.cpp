@@ -109,7 +109,8 @@ void check_cluster_connected(const Cluster& cluster) {
 Cluster parse_cluster(const std::string& yaml_text, const std::string& file_label, const HardwareDb& db) {
   const YAML::Node root = detail::load_yaml_text(yaml_text, file_label);
   const YamlMap top(file_label, root, "cluster file");
-  top.reject_unknown({"name", "intra_node_link", "inter_node_link", "devices", "links"});
+  top.reject_unknown({"name", "intra_node_link", "inter_node_link", "process_link", "process_collective_link",
+                      "devices", "links"});
   Cluster cluster;
   cluster.name = top.string("name");
   const auto link_of = [&](std::string_view key) -> std::optional<LinkSpec> {
@@ -120,6 +121,8 @@ Cluster parse_cluster(const std::string& yaml_text, const std::string& file_labe
   };
   cluster.intra_node_link = link_of("intra_node_link");
   cluster.inter_node_link = link_of("inter_node_link");
+  cluster.process_link = link_of("process_link");
+  cluster.process_collective_link = link_of("process_collective_link");
   if (!top.has("devices")) top.fail(root, "devices", "is missing: list at least one device");
   std::map<std::string, int> next_index;
   for_each_entry(top, "devices", file_label, "device",

@@ -108,6 +108,28 @@ TEST(ClusterFile, BadCount) {
       << msg;
 }
 
+TEST(ClusterFile, LinksBetweenProcessesAreDatabaseLinks) {
+  const Cluster none = parse_cluster("name: x\ndevices:\n  - {profile: T4}\n", "inline", db());
+  EXPECT_FALSE(none.process_link);
+  EXPECT_FALSE(none.process_collective_link);
+  const Cluster both = parse_cluster(
+      "name: x\nprocess_link: loopback TCP\nprocess_collective_link: Host shared memory\n"
+      "devices:\n  - {profile: T4}\n",
+      "inline", db());
+  ASSERT_TRUE(both.process_link && both.process_collective_link);
+  EXPECT_EQ(both.process_link->name, "loopback TCP");
+  EXPECT_NEAR(both.process_link->latency.value(), db().link("loopback TCP").latency.value(), 1e-15);
+  EXPECT_EQ(both.process_collective_link->name, "Host shared memory");
+  try {
+    parse_cluster("name: x\nprocess_link: loopback TPC\ndevices:\n  - {profile: T4}\n", "inline", db());
+    FAIL() << "an unknown link was accepted";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("process_link"), std::string::npos) << m;
+    EXPECT_NE(m.find("loopback TCP"), std::string::npos) << "the close match: " << m;
+  }
+}
+
 TEST(ClusterFile, InlineErrors) {
   EXPECT_THROW(parse_cluster("name: x\n", "inline", db()), Error);  // no devices
   EXPECT_THROW(parse_cluster("name: x\ndevices:\n  - {profile: T4, ids: [a, a], count: 2}\n", "inline", db()),

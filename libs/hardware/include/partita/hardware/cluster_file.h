@@ -5,6 +5,9 @@
 //   name: two-nodes-8xh100
 //   intra_node_link: NVLink 4          # link profile between devices on one node (optional)
 //   inter_node_link: InfiniBand NDR    # link profile between nodes (optional)
+//   process_link: loopback TCP         # link profile between two processes of one node, for plans of
+//   process_collective_link: loopback TCP  # `partita launch`: messages; collectives (optional; default:
+//                                      #   estimates from the node's CPU)
 //   devices:
 //     - profile: H100 SXM              # a device profile of the hardware database
 //       count: 8                       # default 1

@@ -95,6 +95,10 @@ struct Cluster {
   std::vector<ClusterLink> links;
   std::optional<LinkSpec> intra_node_link;
   std::optional<LinkSpec> inter_node_link;
+  // Between two processes of one node (the processes of `partita launch`): point-to-point messages and
+  // collectives. Absent: planning estimates them from the node's CPU (search/process_layout.h).
+  std::optional<LinkSpec> process_link;
+  std::optional<LinkSpec> process_collective_link;
 
   // The link between two distinct devices; throws partita::Error when the cluster does not say.
   LinkSpec link_between(const std::string& a, const std::string& b) const;
