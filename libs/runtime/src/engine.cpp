@@ -1042,6 +1042,13 @@ struct Engine::Impl {
     run_on_workers(std::move(jobs));
   }
 
+  // How much slower the plan assumed device `id` (its source's device slowdowns: a rebalanced plan names the
+  // device that became slow); 1 when it says nothing.
+  double slowdown_of(const std::string& id) const {
+    const auto it = plan.source.device_slowdowns.find(id);
+    return it == plan.source.device_slowdowns.end() ? 1.0 : it->second;
+  }
+
   // Steps the optimizer in parts, each on its worker, all at once (see part_workers); false when this engine
   // steps it in one place.
   bool step_in_parts(int index) {
@@ -1055,9 +1062,7 @@ struct Engine::Impl {
       std::vector<double> speeds;
       for (int w : part_workers) {
         const DeviceBinding& b = workers[static_cast<size_t>(w)].binding;
-        const auto slowed = plan.source.device_slowdowns.find(b.id);
-        speeds.push_back(std::max(1, b.threads) /
-                         (slowed == plan.source.device_slowdowns.end() ? 1.0 : slowed->second));
+        speeds.push_back(std::max(1, b.threads) / slowdown_of(b.id));
       }
       optimizer_parts = std::make_unique<detail::OptimizerParts>(*optimizer, split_update(sizes, speeds),
                                                                  static_cast<int>(part_workers.size()));
@@ -1344,19 +1349,14 @@ Engine::Engine(LoadedModel& model, Plan plan, EngineOptions options)
       s.grad_hooks.emplace_back(std::move(accumulator), key);
     }
   }
-  // Among workers with as many threads, the one the plan assumed least slowed (its source's device slowdowns:
-  // a rebalanced plan names the device that became slow), as the simulator assumes.
-  const auto slowdown = [&](const DeviceBinding& b) {
-    const auto it = s.plan.source.device_slowdowns.find(b.id);
-    return it == s.plan.source.device_slowdowns.end() ? 1.0 : it->second;
-  };
+  // Among workers with as many threads, the one the plan assumed least slowed, as the simulator assumes.
   for (size_t i = 0; i < s.workers.size(); ++i) {
     const DeviceBinding& b = s.workers[i].binding;
     if (!b.device.is_cpu()) continue;
     const DeviceBinding* best =
         s.optimizer_worker < 0 ? nullptr : &s.workers[static_cast<size_t>(s.optimizer_worker)].binding;
     if (best == nullptr || b.threads > best->threads ||
-        (b.threads == best->threads && slowdown(b) < slowdown(*best)))
+        (b.threads == best->threads && s.slowdown_of(b.id) < s.slowdown_of(best->id)))
       s.optimizer_worker = static_cast<int>(i);
   }
   s.inline_worker = options.inline_lone_worker && s.workers.size() == 1;
