@@ -1,7 +1,9 @@
 // partita estimate: predicted step time, peak memory and energy of a model on one local device, from a cost
 // table (roofline over the measured machine profile, or per-op profiled times); with --measure, the real
 // step for comparison.
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -14,7 +16,9 @@
 #include "partita/core/log.h"
 #include "partita/cost/compute.h"
 #include "partita/cost/energy.h"
+#include "partita/cost/loss.h"
 #include "partita/cost/memory.h"
+#include "partita/cost/update.h"
 #include "partita/hardware/nvml.h"
 #include "partita/runtime/blas_threads.h"
 #include "partita/torch_bridge/executor.h"
@@ -31,6 +35,8 @@ struct EstimateArgs {
   ModelArgs model;
   std::string device;
   bool train = false;
+  std::string optimizer;  // empty: sgd
+  std::string loss;       // empty: auto
   std::string cost = "roofline";
   bool measure = false;
   std::string json;
@@ -73,22 +79,40 @@ Seconds elementwise_op_time(const DeviceSpec& spec, Flops flops, Bytes bytes) {
                        fit->second);
 }
 
-// Loss and SGD update under the roofline: each trainable parameter is read with its gradient and written
-// (3 x its bytes, 2 FLOP per element), one op per parameter; the loss sums each output (one pass over it)
-// and its backward fills the output's gradient (another).
-Seconds roofline_update(const Graph& g, const DeviceSpec& spec) {
+// The loss and the optimizer step under the roofline: the loss reads the floating outputs and writes one
+// tensor of their size (cross-entropy's log-softmax, MSE's difference), its backward the same again (the
+// outputs' gradient); the update is cost/update.h's optimizer_step_time over the trainable parameters.
+Seconds roofline_loss_and_update(const Graph& g, const DeviceSpec& spec, Optimizer optimizer) {
   Seconds t(0);
+  for (ValueId v : g.outputs()) {
+    const Value& out = g.value(v);
+    if (!out.meta() || !is_floating(out.meta()->dtype)) continue;
+    const Bytes bytes = out.bytes();
+    t += elementwise_op_time(spec, Flops(static_cast<double>(bytes.value()) / 4), bytes * 2.0) * 2.0;
+  }
+  Bytes trainable(0);
+  int tensors = 0;
   for (const auto& p : g.parameters()) {
     if (!p.requires_grad) continue;
-    const Bytes bytes = g.value(p.value).bytes();
-    t += elementwise_op_time(spec, Flops(static_cast<double>(bytes.value()) / 2), bytes * 3.0);
+    trainable += g.value(p.value).bytes();
+    ++tensors;
   }
-  for (ValueId v : g.outputs()) {
-    const Bytes bytes = g.value(v).bytes();
-    t += elementwise_op_time(spec, Flops(static_cast<double>(bytes.value()) / 4), bytes) +
-         elementwise_op_time(spec, Flops(0), bytes);
+  return t + optimizer_step_time(trainable, tensors, optimizer, spec);
+}
+
+// The optimizer step's own peak: every parameter, every trainable one's gradient, the optimizer state and
+// the step's temporaries while it updates the largest parameter (the activations are gone by then).
+Bytes update_peak_bytes(const Graph& g, Optimizer optimizer) {
+  Bytes all(0), trainable(0), largest(0);
+  for (const auto& p : g.parameters()) {
+    const Bytes b = g.value(p.value).bytes();
+    all += b;
+    if (!p.requires_grad) continue;
+    trainable += b;
+    largest = std::max(largest, b);
   }
-  return t;
+  return all + trainable + optimizer_state_bytes(trainable, optimizer) +
+         optimizer_step_temporaries(largest, optimizer);
 }
 
 // With --cost profiled --measure: the most in-situ runs, each followed by a real step (small models reach
@@ -101,6 +125,12 @@ double error_pct(double predicted, double measured) {
 
 void run_estimate(const EstimateArgs& args) {
   check_output_path(args.json, "--json");
+  PARTITA_CHECK(args.optimizer.empty() || args.train, "--optimizer ", args.optimizer,
+                ": an optimizer is for training; add --train or leave --optimizer out");
+  PARTITA_CHECK(args.loss.empty() || args.train, "--loss ", args.loss,
+                ": a loss is for training; add --train or leave --loss out");
+  const Optimizer optimizer = args.optimizer.empty() ? Optimizer::kSgd : parse_optimizer(args.optimizer);
+  const LossKind loss = args.loss.empty() ? LossKind::kAuto : parse_loss_kind(args.loss);
   PARTITA_CHECK(args.cost == "roofline" || args.cost == "profiled", "unknown --cost '", args.cost,
                 "': use roofline or profiled");
   const DeviceId id = parse_device_id(args.device);
@@ -133,6 +163,9 @@ void run_estimate(const EstimateArgs& args) {
   const Executor executor(model, exec_options);
   const auto input_tensors = make_inputs(specs, /*seed=*/7, torch_device);
   const std::vector<c10::IValue> inputs(input_tensors.begin(), input_tensors.end());
+  std::optional<TrainingStep> training;
+  if (args.train) training.emplace(executor, inputs, loss, optimizer);
+  TrainingStep* const train_step = training ? &*training : nullptr;
   TimingOptions timing{2, 5, 100, Seconds(1.5), {}};
   if (torch_device.is_cuda()) timing.sync = [] { torch::cuda::synchronize(); };
 
@@ -146,14 +179,18 @@ void run_estimate(const EstimateArgs& args) {
     po.device_key = fmt::format("{}|blas{}", id.to_string(), blas);
     po.cache_path = default_op_cache_path();
     if (torch_device.is_cuda()) po.timing.sync = timing.sync;
-    // Training: the in-situ pass runs the same step as --measure (sgd_update after backward), so the loss
-    // and update are timed where they run, and every part after the work that precedes it in a real step.
-    if (args.train) po.in_situ_update = [&] { sgd_update(executor.parameters()); };
+    // Training: the in-situ pass runs the same step as --measure (its loss, and its update after backward),
+    // so the loss and update are timed where they run, and every part after the work that precedes it in a
+    // real step.
+    if (training) {
+      po.in_situ_loss = [&](const std::vector<c10::IValue>& outputs) { return training->loss(outputs); };
+      po.in_situ_update = [&] { training->update(); };
+    }
     // --measure on a CPU: one real step after every in-situ run, so that both sides sample the same stretch
     // of this drifting machine (a mobilenet_v2 training step here runs at ~20 ms for seconds, then at
     // ~27 ms, with ~100 ms outliers); both sides get the measuring budget.
     if (args.measure && !torch_device.is_cuda()) {
-      interleaved.emplace(executor, inputs, args.train);
+      interleaved.emplace(executor, inputs, train_step);
       po.between_in_situ_runs = [&](bool timed) { interleaved->step(timed); };
       po.in_situ_budget = timing.budget;
       po.in_situ_max_runs = kInterleavedMaxRuns;
@@ -163,14 +200,20 @@ void run_estimate(const EstimateArgs& args) {
     if (args.train) update = profiled.in_situ_loss + profiled.in_situ_update;
     executor_overhead = profiled.in_situ_forward_outside_nodes;
   } else if (args.train) {
-    update = roofline_update(g, dev.spec);
+    update = roofline_loss_and_update(g, dev.spec, optimizer);
   }
   const NodeTimes total = g.num_nodes() > 0 ? table.range_total(0, 0, g.num_nodes() - 1) : NodeTimes{};
   const Seconds predicted =
       total.forward + executor_overhead + (args.train ? total.backward + update : Seconds(0));
   const KernelSite site{!torch_device.is_cuda(), std::max(1, at::get_num_threads())};
   const MemoryEstimate mem =
-      estimate_memory(g, 0, std::max(0, g.num_nodes() - 1), args.train, Optimizer::kSgd, 1, 1.0, site);
+      estimate_memory(g, 0, std::max(0, g.num_nodes() - 1), args.train, optimizer, 1, 1.0, site);
+  // Training: the loss's tensors count at the backward's peak (as the planner's stage model counts them);
+  // the step's peak is that or the optimizer step's, whichever is higher.
+  const Bytes loss_bytes = training ? loss_step_bytes(g, training->loss_kind()) : Bytes(0);
+  const Bytes backward_peak = mem.total() + loss_bytes;
+  const Bytes update_peak = training ? update_peak_bytes(g, optimizer) : Bytes(0);
+  const Bytes predicted_peak = std::max(backward_peak, update_peak);
   EnergyEstimate energy = estimate_device_energy(dev.spec, predicted, Seconds(0));
 
   std::optional<StepMeasurement> measured;
@@ -182,7 +225,7 @@ void run_estimate(const EstimateArgs& args) {
     const auto e0 = nvml_energy ? nvml.total_energy(id.index) : std::nullopt;
     measured = interleaved && interleaved->timed_steps() > 0
                    ? interleaved->finish()
-                   : measure_step(executor, inputs, args.train, timing);
+                   : measure_step(executor, inputs, train_step, timing);
     if (nvml_energy) {
       // The meter covers the timed repeats plus warm-up and the memory run; per step is an average.
       const int steps = measured->repeats + timing.warmup + 1;
@@ -196,8 +239,12 @@ void run_estimate(const EstimateArgs& args) {
           ? fmt::format(", {} thread(s){}{}", dev.threads, blas > 0 ? fmt::format(", OpenBLAS {}", blas) : "",
                         id.index < 0 ? ": " + choice.why : "")
           : "";
+  const std::string step_text = training
+                                    ? fmt::format("training step ({}, loss {})", optimizer_name(optimizer),
+                                                  loss_kind_name(training->loss_kind()))
+                                    : "inference";
   fmt::print(out, "estimate {} on {} ({}{}), {}, cost {}\n", args.model.model, id.to_string(), dev.spec.name,
-             threads_text, args.train ? "training step (SGD)" : "inference", args.cost);
+             threads_text, step_text, args.cost);
   fmt::print(out, "  predicted step:   {:>10.3f} ms  (forward {:.3f} ms{}{})\n", to_milliseconds(predicted),
              to_milliseconds(total.forward),
              executor_overhead.value() > 0
@@ -206,9 +253,19 @@ void run_estimate(const EstimateArgs& args) {
              args.train ? fmt::format(", backward {:.3f} ms, loss+update {:.3f} ms",
                                       to_milliseconds(total.backward), to_milliseconds(update))
                         : "");
-  fmt::print(out, "  predicted memory: {:>10}  (parameters {}, gradients {}, activations {}, workspace {})\n",
-             format_bytes(mem.total()), format_bytes(mem.parameters), format_bytes(mem.gradients),
-             format_bytes(mem.activations), format_bytes(mem.workspace));
+  if (training) {
+    fmt::print(
+        out,
+        "  predicted memory: {:>10}  (at the backward's peak {}: parameters {}, gradients {}, optimizer "
+        "state {}, activations {}, workspace {}, loss {}; at the optimizer step {})\n",
+        format_bytes(predicted_peak), format_bytes(backward_peak), format_bytes(mem.parameters),
+        format_bytes(mem.gradients), format_bytes(mem.optimizer_state), format_bytes(mem.activations),
+        format_bytes(mem.workspace), format_bytes(loss_bytes), format_bytes(update_peak));
+  } else {
+    fmt::print(out, "  predicted memory: {:>10}  (parameters {}, activations {}, workspace {})\n",
+               format_bytes(predicted_peak), format_bytes(mem.parameters), format_bytes(mem.activations),
+               format_bytes(mem.workspace));
+  }
   fmt::print(out, "  predicted energy: {:>10.4f} J   ({}: {})\n", energy.joules.value(),
              energy_source_name(energy.source), energy.note);
   if (measured) {
@@ -216,10 +273,10 @@ void run_estimate(const EstimateArgs& args) {
                to_milliseconds(measured->median), measured->repeats,
                error_pct(predicted.value(), measured->median.value()));
     if (measured->peak_measured) {
-      fmt::print(
-          out, "  measured memory:  {:>10}  (peak live CPU tensor bytes), error {:+.1f}%\n",
-          format_bytes(measured->peak),
-          error_pct(static_cast<double>(mem.total().value()), static_cast<double>(measured->peak.value())));
+      fmt::print(out, "  measured memory:  {:>10}  (peak live CPU tensor bytes), error {:+.1f}%\n",
+                 format_bytes(measured->peak),
+                 error_pct(static_cast<double>(predicted_peak.value()),
+                           static_cast<double>(measured->peak.value())));
     }
     if (measured_joules)
       fmt::print(out, "  measured energy:  {:>10.4f} J   (nvml)\n", measured_joules->value());
@@ -232,18 +289,24 @@ void run_estimate(const EstimateArgs& args) {
     j["threads"] = dev.threads;
     j["blas_threads"] = blas;
     j["train"] = args.train;
+    if (training) {
+      j["optimizer"] = optimizer_name(optimizer);
+      j["loss"] = loss_kind_name(training->loss_kind());
+    }
     j["cost"] = args.cost;
     j["predicted_ms"] = to_milliseconds(predicted);
     j["predicted_forward_ms"] = to_milliseconds(total.forward);
     j["predicted_backward_ms"] = args.train ? to_milliseconds(total.backward) : 0.0;
     j["predicted_update_ms"] = to_milliseconds(update);
     j["predicted_executor_overhead_ms"] = to_milliseconds(executor_overhead);
-    j["predicted_peak_bytes"] = mem.total().value();
+    j["predicted_peak_bytes"] = predicted_peak.value();
     j["predicted_memory"] = {{"parameters", mem.parameters.value()},
                              {"gradients", mem.gradients.value()},
                              {"optimizer_state", mem.optimizer_state.value()},
                              {"activations", mem.activations.value()},
-                             {"workspace", mem.workspace.value()}};
+                             {"workspace", mem.workspace.value()},
+                             {"loss", loss_bytes.value()},
+                             {"optimizer_step_peak", update_peak.value()}};
     j["predicted_joules"] = energy.joules.value();
     j["energy_source"] = energy_source_name(energy.source);
     j["energy_note"] = energy.note;
@@ -255,7 +318,7 @@ void run_estimate(const EstimateArgs& args) {
       j["measured_peak_bytes"] = measured->peak_measured ? Json(measured->peak.value()) : Json(nullptr);
       j["time_error_pct"] = error_pct(predicted.value(), measured->median.value());
       j["memory_error_pct"] = measured->peak_measured
-                                  ? Json(error_pct(static_cast<double>(mem.total().value()),
+                                  ? Json(error_pct(static_cast<double>(predicted_peak.value()),
                                                    static_cast<double>(measured->peak.value())))
                                   : Json(nullptr);
       j["measured_joules"] = measured_joules ? Json(measured_joules->value()) : Json(nullptr);
@@ -273,7 +336,10 @@ Command register_estimate(CLI::App& app) {
   add_model_args(*cmd, args->model);
   cmd->add_option("--device", args->device, "cpu, cpu:N, cpu:A-B or cuda:N")->required();
   cmd->add_flag("--train", args->train,
-                "a training step (forward, backward, SGD update) instead of inference");
+                "a training step (forward, loss, backward, optimizer update) instead of inference");
+  cmd->add_option("--optimizer", args->optimizer, "training: sgd (default), sgd_momentum, adam or adamw");
+  cmd->add_option("--loss", args->loss,
+                  "training: auto (default: as partita run picks it), cross_entropy, mse or next_token");
   cmd->add_option("--cost", args->cost, "roofline (machine profile) or profiled (per-op replay)");
   cmd->add_flag("--measure", args->measure, "also run the real step and report prediction errors");
   cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");

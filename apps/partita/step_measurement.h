@@ -1,19 +1,53 @@
 #pragma once
 // The real step that `partita estimate --measure` compares predictions with: a forward pass (inference, no
-// grad), or forward + loss (sum of the float outputs) + backward + a plain SGD update with gradients set to
-// none afterwards (training), run by partita's executor at the current intra-op thread count. Each timed
-// training step starts from the same parameter values (written back outside the clock), so the steps do not
-// drift towards the inf/NaN weights that SGD on this unbounded loss reaches.
+// grad), or a TrainingStep (training), run by partita's executor at the current intra-op thread count. Each
+// timed training step starts from the same parameter values (written back outside the clock), so every step
+// times the same arithmetic as the profiler's in-situ runs.
 #include <memory>
 #include <vector>
 
+#include <torch/optim/optimizer.h>
 #include <torch/script.h>
 
 #include "partita/core/units.h"
+#include "partita/cost/loss.h"
+#include "partita/cost/memory.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/timing.h"
 
 namespace partita::app {
+
+// A training step as `partita run` takes it on one device: forward, the loss it trains with (runtime/loss.h;
+// targets drawn once, seed 12 as the baseline's), backward, one step of the optimizer it makes
+// (runtime/optimizer.h, at that optimizer's default learning rate), then every gradient set to none (as the
+// engine does before its next step).
+class TrainingStep {
+ public:
+  // Throws partita::Error when the model has no batched input to draw targets for or its first output is not
+  // a floating-point tensor.
+  TrainingStep(const Executor& executor, const std::vector<c10::IValue>& inputs, LossKind loss,
+               Optimizer optimizer);
+  ~TrainingStep();
+  TrainingStep(const TrainingStep&) = delete;
+  TrainingStep& operator=(const TrainingStep&) = delete;
+
+  LossKind loss_kind() const { return loss_kind_; }
+  Optimizer optimizer_kind() const { return optimizer_kind_; }
+  // The loss of a forward's outputs (the graph's outputs in order; it reads the first tensor of the first).
+  torch::Tensor loss(const std::vector<c10::IValue>& outputs) const;
+  // The optimizer step over the parameters' gradients, then the gradients set to none.
+  void update();
+  // Forward, loss, backward and update.
+  void run(const std::vector<c10::IValue>& inputs);
+
+ private:
+  const Executor& executor_;
+  LossKind loss_kind_;
+  Optimizer optimizer_kind_;
+  torch::Tensor targets_;
+  int64_t normalizer_ = 1;  // the batch input's rows: the loss is their mean
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+};
 
 struct StepMeasurement {
   Seconds median{0};
@@ -23,10 +57,10 @@ struct StepMeasurement {
   bool peak_measured = false;
 };
 
-// Runs one step under the memory meter (when installed), then times the step (timing's warm-up, repeats,
-// budget). The parameters end as they were after the memory step.
-StepMeasurement measure_step(const Executor& executor, const std::vector<c10::IValue>& inputs, bool train,
-                             const TimingOptions& timing);
+// Runs one step (`train`'s, else inference) under the memory meter (when installed), then times the step
+// (timing's warm-up, repeats, budget). The parameters end as they were after the memory step.
+StepMeasurement measure_step(const Executor& executor, const std::vector<c10::IValue>& inputs,
+                             TrainingStep* train, const TimingOptions& timing);
 
 class ParameterSnapshot;
 
@@ -38,7 +72,8 @@ class ParameterSnapshot;
 // nothing waits for a device.
 class InterleavedSteps {
  public:
-  InterleavedSteps(const Executor& executor, const std::vector<c10::IValue>& inputs, bool train);
+  // `train`: the training step to run (outlives this), null: inference.
+  InterleavedSteps(const Executor& executor, const std::vector<c10::IValue>& inputs, TrainingStep* train);
   ~InterleavedSteps();
   InterleavedSteps(const InterleavedSteps&) = delete;
   InterleavedSteps& operator=(const InterleavedSteps&) = delete;
@@ -53,13 +88,9 @@ class InterleavedSteps {
  private:
   const Executor& executor_;
   std::vector<c10::IValue> inputs_;
-  bool train_;
+  TrainingStep* train_;
   std::unique_ptr<ParameterSnapshot> initial_;
   std::vector<double> samples_;
 };
-
-// The update of the training step: for every parameter that requires grad and has one, p -= lr * grad, then
-// grad = none (the next backward allocates anew). No autograd recording.
-void sgd_update(const std::vector<torch::Tensor>& params);
 
 }  // namespace partita::app

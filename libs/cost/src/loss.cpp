@@ -52,4 +52,19 @@ Bytes loss_target_bytes(LossKind kind, const TensorMeta& output) {
   return Bytes(0);
 }
 
+Bytes loss_step_bytes(const Graph& graph, LossKind kind) {
+  Bytes held(0);
+  for (ValueId id : graph.outputs()) {
+    const Value& out = graph.value(id);
+    if (out.meta() && is_floating(out.meta()->dtype)) held += out.bytes();
+  }
+  const int carrier = graph.batch_input_index();
+  if (carrier < 0 || graph.outputs().empty()) return held;
+  const Value& first = graph.value(graph.outputs().front());
+  const TensorMeta* input = graph.value(graph.inputs()[static_cast<size_t>(carrier)]).meta();
+  if (first.tensors.empty() || input == nullptr) return held;
+  const TensorMeta& output = first.tensors.front();
+  return held + loss_target_bytes(resolve_loss(kind, *input, output), output);
+}
+
 }  // namespace partita

@@ -167,26 +167,9 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     graph_input_ = graph_input_ + bytes_of(id);
     if (graph.value(id).shared) shared_inputs_ += static_cast<double>(graph.value(id).bytes().value());
   }
-  if (training()) {
-    for (ValueId id : graph.outputs()) {
-      const Value& out = graph.value(id);
-      if (out.meta() && is_floating(out.meta()->dtype))
-        loss_per_sample_ += static_cast<double>(out.bytes().value()) * per;
-    }
-    // The targets of the loss `partita run` computes (SearchOptions::loss; auto resolved as run does) from
-    // the first output (a tuple's first tensor): MSE's are a float32 copy of the output's shape.
-    const Value& first = graph.value(graph.outputs().at(0));
-    const int carrier = graph.batch_input_index();
-    const TensorMeta* input =
-        carrier < 0 ? nullptr : graph.value(graph.inputs()[static_cast<size_t>(carrier)]).meta();
-    if (!first.tensors.empty() && input != nullptr) {
-      const TensorMeta& output = first.tensors[0];
-      loss_per_sample_ +=
-          static_cast<double>(
-              loss_target_bytes(resolve_loss(options_.loss, *input, output), output).value()) *
-          per;
-    }
-  }
+  // The loss `partita run` computes (SearchOptions::loss) from the first output: what it keeps and its
+  // targets (MSE's are a float32 copy of the output's shape).
+  if (training()) loss_per_sample_ = static_cast<double>(loss_step_bytes(graph, options_.loss).value()) * per;
   // Backward reaches node i after freeing what the later nodes saved: its working set, less those ...
   std::vector<SampleBytes> later(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i)

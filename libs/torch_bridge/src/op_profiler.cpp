@@ -274,8 +274,11 @@ struct RunSamples {
 };
 
 // One untimed or timed backward of the run's outputs (see InSitu); adds the timed parts to `out`.
+// `values`: the graph's outputs, for the caller's loss (OpProfileOptions::in_situ_loss).
 void run_backward(const Executor& executor, std::vector<torch::Tensor> outputs,
-                  const std::function<void()>& update, bool timed, RunSamples& out) {
+                  const std::vector<c10::IValue>& values, const OpProfileOptions& o, bool timed,
+                  RunSamples& out) {
+  const std::function<void()>& update = o.in_situ_update;
   std::vector<torch::Tensor> leaves;
   for (const auto& p : executor.parameters()) {
     if (p.requires_grad()) leaves.push_back(p);
@@ -283,7 +286,7 @@ void run_backward(const Executor& executor, std::vector<torch::Tensor> outputs,
   if (outputs.empty() || leaves.empty()) return;
   if (!update) {
     std::vector<torch::Tensor> grads;
-    for (const auto& o : outputs) grads.push_back(torch::ones_like(o));
+    for (const auto& t : outputs) grads.push_back(torch::ones_like(t));
     const auto t0 = Clock::now();
     (void)torch::autograd::grad(outputs, leaves, grads, /*retain_graph=*/false, /*create_graph=*/false,
                                 /*allow_unused=*/true);
@@ -292,7 +295,11 @@ void run_backward(const Executor& executor, std::vector<torch::Tensor> outputs,
   }
   const auto t0 = Clock::now();
   torch::Tensor loss;
-  for (const auto& o : outputs) loss = loss.defined() ? loss + o.sum() : o.sum();
+  if (o.in_situ_loss) {
+    loss = o.in_situ_loss(values);
+  } else {
+    for (const auto& t : outputs) loss = loss.defined() ? loss + t.sum() : t.sum();
+  }
   const auto t1 = Clock::now();
   loss.backward();
   const auto t2 = Clock::now();
@@ -311,7 +318,7 @@ InSitu measure_in_situ(const Executor& executor, const std::vector<c10::IValue>&
   out.forward.assign(static_cast<size_t>(g.num_nodes()), 0.0);
   if (g.num_nodes() == 0 || o.in_situ_runs <= 0) return out;
   torch::AutoGradMode grad_mode(o.backward);
-  const std::function<void()> update = o.backward ? o.in_situ_update : std::function<void()>{};
+  const bool update = o.backward && o.in_situ_update;
   std::optional<TrainableState> state;
   if (update) state.emplace(executor.parameters());
   NodeClock clock(g.num_nodes());
@@ -323,15 +330,18 @@ InSitu measure_in_situ(const Executor& executor, const std::vector<c10::IValue>&
     if (timed && r > o.in_situ_runs && spent >= o.in_situ_budget.value()) break;
     const auto t0 = Clock::now();
     std::vector<torch::Tensor> outputs;
+    std::vector<c10::IValue> values;  // for in_situ_loss
     {
       Executor::Environment env = executor.make_environment(inputs);
       executor.run_nodes(0, g.num_nodes() - 1, env, timed ? &clock : nullptr);
       for (ValueId v : g.outputs()) collect_differentiable(env[static_cast<size_t>(v)], outputs);
+      if (update && o.in_situ_loss)
+        for (ValueId v : g.outputs()) values.push_back(env[static_cast<size_t>(v)]);
       // A real step frees the forward's values as backward goes; keep only what autograd saved.
     }
     // The forward's time outside the nodes: the environment, the executor's loop, releasing values.
     if (timed) samples.forward_outside_nodes.push_back(seconds_since(t0) - clock.take_run_total());
-    if (o.backward) run_backward(executor, std::move(outputs), update, timed, samples);
+    if (o.backward) run_backward(executor, std::move(outputs), values, o, timed, samples);
     if (timed) spent += seconds_since(t0);
     if (state) state->restore();
     if (o.between_in_situ_runs) o.between_in_situ_runs(timed);

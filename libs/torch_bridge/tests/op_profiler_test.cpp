@@ -154,6 +154,41 @@ TEST_F(OpProfilerTest, InSituStepRunsTheUpdateOncePerRunAndPutsTheParametersBack
   }
 }
 
+TEST_F(OpProfilerTest, InSituStepBackpropagatesTheCallersLossOfTheGraphOutputs) {
+  const Executor ex(model_);
+  const auto tensors = make_inputs(specs_, 1);
+  const std::vector<c10::IValue> inputs(tensors.begin(), tensors.end());
+  const Graph& g = model_.ir;
+  // The gradients of the default loss (the sum of the outputs) and of three times it.
+  const auto gradients_of = [&](double scale) {
+    OpProfileOptions o = options(true);
+    o.in_situ_runs = 1;
+    std::vector<torch::Tensor> seen;
+    o.in_situ_update = [&] {
+      seen.clear();
+      for (const auto& p : ex.parameters())
+        if (p.requires_grad()) seen.push_back(p.grad().clone());
+    };
+    int calls = 0;
+    if (scale != 1.0) {
+      o.in_situ_loss = [&](const std::vector<c10::IValue>& outputs) {
+        ++calls;
+        EXPECT_EQ(outputs.size(), g.outputs().size());  // the graph's outputs, whole
+        EXPECT_TRUE(outputs.at(0).isTensor() && outputs[0].toTensor().requires_grad());
+        return outputs[0].toTensor().sum() * scale;
+      };
+    }
+    (void)profile_ops(ex, inputs, o);
+    EXPECT_EQ(calls, scale != 1.0 ? 3 + 1 : 0);  // once per run, warm-ups included
+    return seen;
+  };
+  const std::vector<torch::Tensor> sum = gradients_of(1.0);
+  const std::vector<torch::Tensor> tripled = gradients_of(3.0);
+  ASSERT_EQ(sum.size(), tripled.size());
+  ASSERT_FALSE(sum.empty());
+  for (size_t i = 0; i < sum.size(); ++i) EXPECT_TRUE(torch::allclose(tripled[i], sum[i] * 3.0, 1e-5, 1e-6));
+}
+
 TEST_F(OpProfilerTest, InSituRunsContinueWhileTheBudgetLastsUpToTheMaximum) {
   const Executor ex(model_);
   const auto tensors = make_inputs(specs_, 1);

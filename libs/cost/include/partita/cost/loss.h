@@ -3,6 +3,7 @@
 // targets take in memory. Torch-free, so the planner can count them.
 #include <string_view>
 
+#include "partita/graph/graph.h"
 #include "partita/graph/tensor_meta.h"
 
 namespace partita {
@@ -26,5 +27,11 @@ LossKind resolve_loss(LossKind kind, const TensorMeta& batch_input, const Tensor
 // cross-entropy int64 class indices (one per sample, or per position for dense scores), next-token none (the
 // input's token ids are the targets).
 Bytes loss_target_bytes(LossKind kind, const TensorMeta& output);
+
+// What the loss of a training step over the whole batch holds beside the model's own memory: one tensor the
+// size of the floating graph outputs (what the loss keeps for backward: cross-entropy's log-softmax; the
+// output's gradient it hands back) and the first output's targets under `kind` (kAuto resolved from the
+// graph's batch input, as the engine does). No targets for a graph without a batched input.
+Bytes loss_step_bytes(const Graph& graph, LossKind kind);
 
 }  // namespace partita

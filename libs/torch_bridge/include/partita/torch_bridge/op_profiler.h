@@ -22,8 +22,9 @@
 // it really runs, and a node's forward time is its in-situ median. Backward runs as one autograd call, so its
 // in-situ total is split over the nodes in proportion to their replayed backward times. Without
 // in_situ_update the backward is torch::autograd::grad with respect to the parameters (.grad untouched).
-// With it, each in-situ run is the caller's whole training step: loss = sum of the floating outputs,
-// .backward() into the parameters' .grad, then in_situ_update; loss, backward and update are timed apart
+// With it, each in-situ run is the caller's whole training step: the loss (in_situ_loss of the graph's
+// outputs; without one the sum of the floating outputs), .backward() into the parameters' .grad, then
+// in_situ_update; loss, backward and update are timed apart
 // (in_situ_loss, in_situ_backward, in_situ_update) and the parameters' values and .grad are put back after
 // every run, outside the clock. Why the update belongs in the pass: a part's time depends on what ran
 // before it. On the 2-core VM the update's OpenMP threads keep spinning and slow OpenBLAS in the next
@@ -63,6 +64,9 @@ struct OpProfileOptions {
   // Training only: the rest of the caller's step after backward (e.g. an optimizer update over the
   // parameters' .grad); see "In situ" above. Empty: in-situ backward by autograd::grad, no update.
   std::function<void()> in_situ_update;
+  // Training with in_situ_update: the step's loss (a scalar) from the graph's outputs, in graph order; part
+  // of the timed loss. Empty: the sum of the floating outputs.
+  std::function<torch::Tensor(const std::vector<c10::IValue>& outputs)> in_situ_loss;
   // Called after every in-situ run, outside the clock, with whether that run was timed (false: a warm-up).
   // Lets a caller interleave a measurement of its own with the in-situ runs, so that both sample the same
   // stretch of a machine whose speed drifts (partita estimate --measure times the real step here).
