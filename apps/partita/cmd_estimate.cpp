@@ -208,12 +208,23 @@ void run_estimate(const EstimateArgs& args) {
   const KernelSite site{!torch_device.is_cuda(), std::max(1, at::get_num_threads())};
   const MemoryEstimate mem =
       estimate_memory(g, 0, std::max(0, g.num_nodes() - 1), args.train, optimizer, 1, 1.0, site);
-  // Training: the loss's tensors count at the backward's peak (as the planner's stage model counts them);
-  // the step's peak is that or the optimizer step's, whichever is higher.
-  const Bytes loss_bytes = training ? loss_step_bytes(g, training->loss_kind()) : Bytes(0);
+  // Training: the step's peak is the highest of three moments. As the loss's own backward starts, every
+  // result and saved tensor of the forward is there with the loss's peak (cost/loss.h loss_backward_bytes)
+  // and no gradient yet; in the backward of the model's nodes, only the loss's targets are left of it (the
+  // output's gradient is freed at the last node, whose own peak the loss's start outweighs); at the optimizer
+  // step, the model state and the step's temporaries. (The planner's stage model keeps loss_step_bytes
+  // through the whole backward: an upper bound, one tensor of the outputs' size over when a node inside
+  // peaks, as GPT 2x128's do.)
+  const Bytes loss_bytes =
+      training ? loss_target_bytes(training->loss_kind(), g.value(g.outputs().at(0)).tensors.at(0))
+               : Bytes(0);
   const Bytes backward_peak = mem.total() + loss_bytes;
+  const Bytes loss_peak = training ? mem.parameters + mem.optimizer_state +
+                                         saved_activation_bytes(g, 0, g.num_nodes() - 1) +
+                                         loss_backward_bytes(g, training->loss_kind())
+                                   : Bytes(0);
   const Bytes update_peak = training ? update_peak_bytes(g, optimizer) : Bytes(0);
-  const Bytes predicted_peak = std::max(backward_peak, update_peak);
+  const Bytes predicted_peak = std::max({backward_peak, loss_peak, update_peak});
   EnergyEstimate energy = estimate_device_energy(dev.spec, predicted, Seconds(0));
 
   std::optional<StepMeasurement> measured;
@@ -257,10 +268,13 @@ void run_estimate(const EstimateArgs& args) {
     fmt::print(
         out,
         "  predicted memory: {:>10}  (at the backward's peak {}: parameters {}, gradients {}, optimizer "
-        "state {}, activations {}, workspace {}, loss {}; at the optimizer step {})\n",
+        "state {}, activations {}, workspace {}, loss targets {}; as the loss's backward starts {}; at the "
+        "optimizer "
+        "step {})\n",
         format_bytes(predicted_peak), format_bytes(backward_peak), format_bytes(mem.parameters),
         format_bytes(mem.gradients), format_bytes(mem.optimizer_state), format_bytes(mem.activations),
-        format_bytes(mem.workspace), format_bytes(loss_bytes), format_bytes(update_peak));
+        format_bytes(mem.workspace), format_bytes(loss_bytes), format_bytes(loss_peak),
+        format_bytes(update_peak));
   } else {
     fmt::print(out, "  predicted memory: {:>10}  (parameters {}, activations {}, workspace {})\n",
                format_bytes(predicted_peak), format_bytes(mem.parameters), format_bytes(mem.activations),
@@ -305,7 +319,8 @@ void run_estimate(const EstimateArgs& args) {
                              {"optimizer_state", mem.optimizer_state.value()},
                              {"activations", mem.activations.value()},
                              {"workspace", mem.workspace.value()},
-                             {"loss", loss_bytes.value()},
+                             {"loss_targets", loss_bytes.value()},
+                             {"loss_backward_peak", loss_peak.value()},
                              {"optimizer_step_peak", update_peak.value()}};
     j["predicted_joules"] = energy.joules.value();
     j["energy_source"] = energy_source_name(energy.source);

@@ -86,7 +86,9 @@ void TrainingStep::update() {
 }
 
 void TrainingStep::run(const std::vector<c10::IValue>& inputs) {
-  loss(executor_.run(inputs)).backward();
+  // The outputs go before backward, as in the engine: what autograd saved of them stays.
+  const torch::Tensor l = loss(executor_.run(inputs));
+  l.backward();
   update();
 }
 

@@ -52,19 +52,44 @@ Bytes loss_target_bytes(LossKind kind, const TensorMeta& output) {
   return Bytes(0);
 }
 
-Bytes loss_step_bytes(const Graph& graph, LossKind kind) {
+namespace {
+
+// The first output's tensor and the loss `kind` resolves to for it; no tensor without a batched input.
+struct LossTarget {
+  const TensorMeta* output = nullptr;
+  LossKind kind = LossKind::kAuto;
+};
+LossTarget loss_target(const Graph& graph, LossKind kind) {
+  const int carrier = graph.batch_input_index();
+  if (carrier < 0 || graph.outputs().empty()) return {};
+  const Value& first = graph.value(graph.outputs().front());
+  const TensorMeta* input = graph.value(graph.inputs()[static_cast<size_t>(carrier)]).meta();
+  if (first.tensors.empty() || input == nullptr) return {};
+  return LossTarget{&first.tensors.front(), resolve_loss(kind, *input, first.tensors.front())};
+}
+
+Bytes floating_output_bytes(const Graph& graph) {
   Bytes held(0);
   for (ValueId id : graph.outputs()) {
     const Value& out = graph.value(id);
     if (out.meta() && is_floating(out.meta()->dtype)) held += out.bytes();
   }
-  const int carrier = graph.batch_input_index();
-  if (carrier < 0 || graph.outputs().empty()) return held;
-  const Value& first = graph.value(graph.outputs().front());
-  const TensorMeta* input = graph.value(graph.inputs()[static_cast<size_t>(carrier)]).meta();
-  if (first.tensors.empty() || input == nullptr) return held;
-  const TensorMeta& output = first.tensors.front();
-  return held + loss_target_bytes(resolve_loss(kind, *input, output), output);
+  return held;
+}
+
+}  // namespace
+
+Bytes loss_step_bytes(const Graph& graph, LossKind kind) {
+  const LossTarget t = loss_target(graph, kind);
+  const Bytes held = floating_output_bytes(graph);
+  return t.output == nullptr ? held : held + loss_target_bytes(t.kind, *t.output);
+}
+
+Bytes loss_backward_bytes(const Graph& graph, LossKind kind) {
+  const LossTarget t = loss_target(graph, kind);
+  if (t.output == nullptr) return floating_output_bytes(graph);
+  const Bytes first = is_floating(t.output->dtype) ? t.output->bytes() : Bytes(0);
+  return loss_step_bytes(graph, kind) + first;
 }
 
 }  // namespace partita

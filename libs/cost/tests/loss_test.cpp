@@ -53,6 +53,29 @@ TEST(LossStepBytes, HaveNoTargetsWithoutABatchedInput) {
   EXPECT_EQ(loss_step_bytes(g, LossKind::kMse).value(), 160);
 }
 
+TEST(LossBackwardBytes, AreTheKeptBytesAndOneMoreTensorOfTheFirstOutputsSize) {
+  const Graph g = scorer(TensorMeta{{4, 64}, DType::kFloat32});
+  // Cross-entropy: the kept log-softmax and the targets (160 + 32), and the gradient it makes (160) while
+  // the output's gradient takes the freed output's place.
+  EXPECT_EQ(loss_backward_bytes(g, LossKind::kAuto).value(), 2 * 160 + 32);
+  EXPECT_EQ(loss_backward_bytes(g, LossKind::kCrossEntropy).value(), 2 * 160 + 32);
+  // MSE: the kept tensor of the output's size, the float32 targets (160) and one more.
+  EXPECT_EQ(loss_backward_bytes(g, LossKind::kMse).value(), 2 * 160 + 160);
+  // Only the first output has a loss: a second floating one counts once, as in loss_step_bytes.
+  const Graph two = scorer(TensorMeta{{4, 64}, DType::kFloat32}, TensorMeta{{4, 3}, DType::kFloat32});
+  EXPECT_EQ(loss_backward_bytes(two, LossKind::kMse).value(), 2 * 160 + 48 + 160);
+  // Next-token, logits [2, 8, 50] from int64 tokens [2, 8]: no targets beyond the tokens.
+  Graph lm;
+  const ValueId tokens = lm.add_input("tokens");
+  lm.value(tokens).tensors = {TensorMeta{{2, 8}, DType::kInt64}};
+  const ValueId logits = lm.add_value(ValueKind::kTensor, "logits");
+  lm.value(logits).tensors = {TensorMeta{{2, 8, 50}, DType::kFloat32}};
+  lm.add_node("aten::embedding", {tokens}, {logits});
+  lm.set_outputs({logits});
+  EXPECT_EQ(loss_backward_bytes(lm, LossKind::kAuto).value(), 2 * 2 * 8 * 50 * 4);
+  EXPECT_EQ(loss_step_bytes(lm, LossKind::kAuto).value(), 2 * 8 * 50 * 4);
+}
+
 TEST(LossKind, NamesRoundTripAndAnUnknownOneIsRefusedWithTheChoices) {
   for (LossKind k : {LossKind::kAuto, LossKind::kCrossEntropy, LossKind::kMse, LossKind::kNextToken})
     EXPECT_EQ(parse_loss_kind(loss_kind_name(k)), k);

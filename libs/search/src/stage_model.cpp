@@ -169,6 +169,9 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   }
   // The loss `partita run` computes (SearchOptions::loss) from the first output: what it keeps and its
   // targets (MSE's are a float32 copy of the output's shape).
+  // (As its own backward starts it holds one tensor of the first output's size more, cost/loss.h
+  // loss_backward_bytes; the last node's backward, with that output's gradient in its working set, holds at
+  // least as much.)
   if (training()) loss_per_sample_ = static_cast<double>(loss_step_bytes(graph, options_.loss).value()) * per;
   // Backward reaches node i after freeing what the later nodes saved: its working set, less those ...
   std::vector<SampleBytes> later(static_cast<size_t>(n));

@@ -34,4 +34,16 @@ Bytes loss_target_bytes(LossKind kind, const TensorMeta& output);
 // graph's batch input, as the engine does). No targets for a graph without a batched input.
 Bytes loss_step_bytes(const Graph& graph, LossKind kind);
 
+// What the loss holds at its own backward's peak, beside the model's outputs: loss_step_bytes and one more
+// tensor of the first output's size. Cross-entropy and next-token keep the log-softmax, and their backward
+// makes its gradient and then the output's while it is alive (the output itself is freed after the loss's
+// forward unless its producer saved it; next-token's shifted copy of the logits too); MSE keeps the output
+// and its targets, and its backward makes a difference and the output's gradient. It comes as backward
+// starts, before any parameter gradient, then drops to loss_step_bytes. Measured with PyTorch 1.13's profiler
+// on a float32 [8, 128, 2048] output kept alive: 3.00 (cross-entropy), 2.98 (next-token) and 2.00 (MSE) times
+// its size beside it; `partita estimate` of the zoo's GPT at 8x128, training: 114.19 MiB predicted and
+// metered. (The planner's stage model needs no such moment: its last node's backward counts the output's
+// gradient and keeps loss_step_bytes, at least as much.) kAuto resolves as loss_step_bytes does.
+Bytes loss_backward_bytes(const Graph& graph, LossKind kind);
+
 }  // namespace partita
