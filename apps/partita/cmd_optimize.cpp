@@ -12,6 +12,10 @@
 // Single-device plans (the whole CPU, one core; OpenBLAS single-threaded or keeping its pool) are always
 // among the candidates, so partita settles for something slower than plain LibTorch only by the executor's
 // overhead or by noise. In training every measured run starts from the weights in the model file.
+// With --processes launch the device set is planned for the processes of `partita launch` (one per stage, or
+// per device of a one-stage plan; the messages between them counted), and each such candidate is measured as
+// a job of that many processes (launched_run.h): every measurement pays a process start, the model's load and
+// the warm-up steps, outside the timed steps. The single-device floors stay in this process.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -23,6 +27,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "launched_run.h"
 #include "partita/core/error.h"
 #include "partita/core/format.h"
 #include "partita/core/json_io.h"
@@ -71,6 +76,7 @@ struct OptimizeArgs {
   int rounds = 3;
   int candidates = 3;
   std::string objective = "time";
+  std::string processes = "one";
 };
 
 struct Candidate {
@@ -81,6 +87,7 @@ struct Candidate {
   double measured_joules = NAN;  // per step (RAPL/NVML or the estimate from busy time: run_energy.h)
   std::string label;
   std::string devices;  // the device set it was planned for ("" = the default set)
+  int processes = 1;    // 1: threads of this process; N >= 2: the N processes of `partita launch`
 };
 
 std::string layout_label(const Plan& p) {
@@ -145,6 +152,10 @@ void run_optimize(const OptimizeArgs& args) {
   check_inputs_share_batch(specs);
   const Mode mode = args.train ? Mode::kTraining : Mode::kInference;
   const Objective objective = parse_objective(args.objective);
+  const ProcessLayout processes = parse_process_layout(args.processes);
+  // Launched candidates run as jobs in a scratch folder (launched_run.h): one that cannot be made fails now.
+  std::optional<ScratchFolder> scratch;
+  if (processes == ProcessLayout::kLaunch) scratch.emplace("partita-optimize");
   PARTITA_CHECK(args.optimizer.empty() || args.train, "--optimizer ", args.optimizer,
                 ": an optimizer is for training; add --train or leave --optimizer out");
   const Optimizer optimizer = args.optimizer.empty() ? Optimizer::kAdam : parse_optimizer(args.optimizer);
@@ -213,6 +224,8 @@ void run_optimize(const OptimizeArgs& args) {
     apply_profiled_costs(*inputs, model, costs);
     // On one device the floor is the plain step: one stage, the whole batch at once.
     if (i > 0) inputs->options.strategy = StrategyKind::kData;
+    // The device set's plans for the processes of `partita launch` (a one-device plan is one process).
+    if (i == 0) inputs->options.processes = processes;
     const PlanOutcome outcome = make_plan(inputs->graph, inputs->cluster, inputs->table, inputs->options);
     PARTITA_CHECK(outcome.plan || i > 0, "no plan fits: ", outcome.error);
     const int keep = i == 0 ? args.candidates : 1;
@@ -228,11 +241,17 @@ void run_optimize(const OptimizeArgs& args) {
       std::string label = layout_label(p);
       if (device_sets[i].blas != BlasThreads::kAuto)
         label += fmt::format(" (blas {})", blas_threads_name(device_sets[i].blas));
+      const int launched = p.processes == ProcessLayout::kLaunch ? launch_processes(p) : 1;
+      if (launched >= 2) label += fmt::format(" ({} processes)", launched);
       // The same layout can come from two strategies (a one-stage "hybrid" is data parallel): measure it
       // once.
       if (!seen.insert(label.substr(label.find(' ') + 1)).second) continue;
       candidates.push_back(
           Candidate{p, inputs.get(), device_sets[i].blas, 0, NAN, label, device_sets[i].devices});
+      if (launched >= 2) {
+        candidates.back().processes = launched;
+        candidates.back().plan.source = inputs->source;  // the job's `partita run` reads the plan's file
+      }
       ++kept;
     }
     planning.push_back(std::move(inputs));
@@ -308,6 +327,29 @@ void run_optimize(const OptimizeArgs& args) {
     run_on_own_thread([&] { report = run_plan(model, plan, specs, options); });
     return report;
   };
+  // A launched candidate runs as a job of its processes (launched_run.h).
+  const auto measure = [&](const Candidate& c, const RunOptions& options, Bytes* launched_peak = nullptr) {
+    if (c.processes < 2) return run_alone(c.plan, options);
+    PARTITA_ASSERT(scratch.has_value(), "a launched candidate without --processes launch");
+    LaunchedRunRequest job;
+    job.model = args.model.model;
+    job.inputs = args.model.inputs;
+    job.plan = c.plan;
+    job.steps = options.steps;
+    job.warmup = options.warmup;
+    job.train = args.train;
+    job.loss = args.loss;
+    job.record_trace = options.record_trace;
+    job.work_dir = scratch->path();
+    // Generous: a process start and the model's load, then 100x the steps at the slower of the prediction
+    // and what the candidate measured so far.
+    const double step_ms = std::max(to_milliseconds(c.plan.prediction.step_time),
+                                    std::isfinite(c.measured_ms) ? c.measured_ms : 0.0);
+    job.timeout = Seconds(120 + 100 * (options.steps + options.warmup) * step_ms * 1e-3);
+    LaunchedRun launched = run_launched(job);
+    if (launched_peak != nullptr) *launched_peak = launched.host_peak_together;
+    return std::move(launched.report);
+  };
   RunOptions probe;
   probe.loss = loss;
   probe.steps = 5;
@@ -319,7 +361,7 @@ void run_optimize(const OptimizeArgs& args) {
     try {
       probe.blas = c.blas;
       from_file_weights(model);
-      const RunReport r = run_alone(c.plan, probe);
+      const RunReport r = measure(c, probe);
       c.measured_ms = r.median_ms;
       c.measured_joules = joules_per_step(r.energy);
     } catch (const Error& e) {
@@ -331,7 +373,9 @@ void run_optimize(const OptimizeArgs& args) {
   // mirroring plain LibTorch's best setting, run again, alternating, and the median of all their runs
   // decides.
   const std::vector<Candidate*> ranked = rank_measured(candidates, objective);
-  PARTITA_CHECK(!ranked.empty(), "no candidate plan could run on this machine");
+  PARTITA_CHECK(!ranked.empty(),
+                "no candidate plan could run on this machine (the warnings above say why each "
+                "failed)");
   std::vector<Candidate*> finalists(ranked.begin(), ranked.begin() + std::min<size_t>(2, ranked.size()));
   if (mirror != nullptr && std::isfinite(mirror->measured_ms) &&
       std::find(finalists.begin(), finalists.end(), mirror) == finalists.end())
@@ -350,7 +394,7 @@ void run_optimize(const OptimizeArgs& args) {
       for (size_t k = 0; k < finalists.size(); ++k) {
         runoff.blas = finalists[k]->blas;
         from_file_weights(model);
-        const RunReport report = run_alone(finalists[k]->plan, runoff);
+        const RunReport report = measure(*finalists[k], runoff);
         runs[k].push_back(report.median_ms);
         joules[k].push_back(joules_per_step(report.energy));
       }
@@ -409,8 +453,10 @@ void run_optimize(const OptimizeArgs& args) {
     from_file_weights(model);  // also drops earlier runs' gradients: this run allocates (and counts) its own
     meter.reset_peak();
     const Bytes before = meter.current_bytes();
-    final_report = run_alone(best->plan, run_options);
-    measured_peak = std::max(measured_peak, meter.peak_bytes() - before);
+    Bytes launched_peak(0);
+    final_report = measure(*best, run_options, &launched_peak);
+    measured_peak =
+        std::max(measured_peak, best->processes > 1 ? launched_peak : meter.peak_bytes() - before);
     plan_ms.insert(plan_ms.end(), final_report.step_ms.begin(), final_report.step_ms.end());
     plan_round_ms.push_back(median_of(final_report.step_ms));
     if (r + 1 == args.rounds && args.rounds >= 2) {
@@ -423,7 +469,8 @@ void run_optimize(const OptimizeArgs& args) {
     }
   }
   const RoundRatios round_speedups = round_ratios(base_round_ms, plan_round_ms);
-  measured_peak = measured_peak + model_tensor_bytes(model);
+  // A launched job's ranks counted their own models' tensors.
+  if (best->processes < 2) measured_peak = measured_peak + model_tensor_bytes(model);
   const double baseline_median = median_of(base_ms), plan_median = median_of(plan_ms);
   const double base_joules_median = median_of(base_joules),
                plan_joules = joules_per_step(final_report.energy);
@@ -472,12 +519,17 @@ void run_optimize(const OptimizeArgs& args) {
   fmt::print(
       out,
       "(medians of {} alternating rounds x {} steps{}; predicted peak {} on the largest device, {} on all "
-      "host devices together; measured: the plan's CPU tensor memory at its peak)\n",
+      "host devices together; measured: {})\n",
       total_rounds, final_steps,
       total_rounds > args.rounds ? fmt::format(", {} of them because the first {} disagreed",
                                                total_rounds - args.rounds, args.rounds)
                                  : std::string(),
-      format_bytes(predicted_peak), format_bytes(predicted_host_peak));
+      format_bytes(predicted_peak), format_bytes(predicted_host_peak),
+      best->processes > 1
+          ? fmt::format("the CPU tensor memory of its {} processes at their peaks, added (each "
+                        "process loads the model)",
+                        best->processes)
+          : std::string("the plan's CPU tensor memory at its peak"));
   std::string per_round;
   for (double x : round_speedups.per_round) per_round += fmt::format(" {:.2f}x", x);
   fmt::print(out, "speedup per round:{}\n", per_round);
@@ -534,8 +586,9 @@ void run_optimize(const OptimizeArgs& args) {
   write_json_file((fs::path(args.out) / "plan.json").string(), plan_json);
   Json trace = final_report.trace;
   const PlanningInputs& pi = *best->inputs;
-  merge_trace(trace, chrome_trace(simulate(best->plan, pi.graph, pi.cluster, pi.table, pi.options)), 2,
-              "simulated");
+  // A launched job's trace has a process row per rank (0..N-1); the simulated timeline goes after them.
+  merge_trace(trace, chrome_trace(simulate(best->plan, pi.graph, pi.cluster, pi.table, pi.options)),
+              std::max(2, best->processes), "simulated");
   write_json_file((fs::path(args.out) / "trace.json").string(), trace);
   Json result;
   result["model"] = args.model.model;
@@ -545,6 +598,7 @@ void run_optimize(const OptimizeArgs& args) {
   result["plan_ms"] = plan_median;
   result["layout"] = best->label;
   result["objective"] = std::string(objective_name(objective));
+  result["processes"] = best->processes;  // 1: threads of one process; N: the processes of partita launch
   result["baseline_joules"] = base_joules_median;
   result["plan_joules"] = std::isfinite(plan_joules) ? Json(plan_joules) : Json();
   result["energy_estimated"] = estimated(base_energy) || estimated(final_report.energy);
@@ -565,6 +619,7 @@ void run_optimize(const OptimizeArgs& args) {
   for (const auto& c : candidates) {
     cands.push_back(
         {{"layout", c.label},
+         {"processes", c.processes},
          {"predicted_ms", to_milliseconds(c.plan.prediction.step_time)},
          {"measured_ms", std::isfinite(c.measured_ms) ? Json(c.measured_ms) : Json()},
          {"measured_joules", std::isfinite(c.measured_joules) ? Json(c.measured_joules) : Json()}});
@@ -586,6 +641,14 @@ void run_optimize(const OptimizeArgs& args) {
              "wrote {}/report.html (open in a browser), plan.json, trace.json (measured and simulated "
              "timelines), metrics.json\n",
              args.out);
+  if (best->processes > 1) {
+    std::string command = fmt::format("partita launch -n {} -- partita run {} --plan {}", best->processes,
+                                      args.model.model, (fs::path(args.out) / "plan.json").string());
+    for (const auto& spec : args.model.inputs) command += " --input " + spec;
+    if (args.train) command += " --train";
+    if (!args.loss.empty()) command += " --loss " + args.loss;
+    fmt::print(out, "run the plan as it was measured: {}\n", command);
+  }
   if (!args.json.empty()) write_json_file(args.json, result);
 }
 
@@ -617,6 +680,11 @@ Command register_optimize(CLI::App& app) {
       "within 5% of the fastest); energy is estimated from busy time where no counter is readable");
   cmd->add_option("--candidates", args->candidates, "planner candidates to measure")
       ->check(positive_integer());
+  cmd->add_option(
+      "--processes", args->processes,
+      "one (default: a plan's devices are threads of this process) or launch (plan the device set "
+      "for the processes of partita launch, one per stage or per device of a one-stage plan, and "
+      "measure those plans as such jobs)");
   return Command{cmd, [args] { run_optimize(*args); }, /*default_threads=*/1};
 }
 

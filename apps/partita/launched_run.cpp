@@ -1,0 +1,182 @@
+#include "launched_run.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "partita/core/error.h"
+#include "partita/core/json_io.h"
+#include "partita/search/plan_json.h"
+#include "run_energy.h"
+
+extern char** environ;
+
+namespace partita::app {
+
+namespace fs = std::filesystem;
+
+int launch_processes(const Plan& plan) {
+  if (plan.stages.size() > 1) return static_cast<int>(plan.stages.size());
+  if (plan.stages.empty()) return 1;
+  return static_cast<int>(plan.groups.at(plan.stages[0].group).devices.size());
+}
+
+namespace {
+
+pid_t spawn(const std::vector<std::string>& argv, const std::string& stderr_path) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  PARTITA_CHECK(rc == 0, "cannot start '", argv[0], "' for a launched run: ", std::strerror(rc));
+  return pid;
+}
+
+// The exit status of `pid`, or -signal when a signal ended it; std::nullopt while it runs.
+std::optional<int> poll_exit(pid_t pid) {
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  PARTITA_ASSERT(r >= 0, "waitpid failed: ", std::strerror(errno));
+  if (r == 0) return std::nullopt;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+// Waits up to `timeout`; then SIGTERM (partita launch passes it on to every rank) and, 10 s later, SIGKILL.
+// Returns the exit status (see poll_exit) and whether the timeout stopped it.
+std::pair<int, bool> wait_with_timeout(pid_t pid, Seconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  const auto poll = [&](Clock::time_point until) -> std::optional<int> {
+    while (true) {
+      if (auto status = poll_exit(pid)) return status;
+      if (Clock::now() >= until) return std::nullopt;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  };
+  if (auto status = poll(Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                            std::chrono::duration<double>(timeout.value()))))
+    return {*status, false};
+  kill(pid, SIGTERM);
+  if (auto status = poll(Clock::now() + std::chrono::seconds(10))) return {*status, true};
+  kill(pid, SIGKILL);
+  return {*poll(Clock::time_point::max()), true};
+}
+
+// The line that says what failed: the first error line a rank or the launcher printed, else the last line.
+std::string error_line(const std::string& log_path) {
+  std::ifstream in(log_path);
+  std::string line, last, error;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    last = line;
+    if (error.empty() && line.find("error:") != std::string::npos) error = line;
+  }
+  if (!error.empty()) return error;
+  return last.empty() ? std::string("no output") : last;
+}
+
+RunReport report_from_json(const Json& j) {
+  RunReport r;
+  r.step_ms = j.at("step_ms_all").get<std::vector<double>>();
+  r.median_ms = j.at("step_ms").get<double>();
+  r.spread_ms = j.value("spread_ms", 0.0);
+  r.samples_per_second = j.value("samples_per_second", 0.0);
+  if (j.contains("losses")) r.losses = j["losses"].get<std::vector<double>>();
+  r.loss = j.value("loss", std::string());
+  for (const auto& w : j.at("workers")) {
+    WorkerReport worker;
+    worker.device = w.at("device").get<std::string>();
+    worker.stage = w.at("stage").get<int>();
+    worker.busy_ms_per_step = w.at("busy_ms_per_step").get<double>();
+    worker.utilization = w.at("utilization").get<double>();
+    worker.predicted_busy_ms = w.value("predicted_busy_ms", 0.0);
+    r.workers.push_back(worker);
+  }
+  if (j.contains("energy")) r.energy = energy_from_json(j["energy"]);
+  return r;
+}
+
+}  // namespace
+
+ScratchFolder::ScratchFolder(const std::string& prefix) {
+  // TMPDIR as given (std::filesystem::temp_directory_path throws its own message when it is missing).
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string pattern =
+      (fs::path(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp") / (prefix + "-XXXXXX")).string();
+  PARTITA_CHECK(mkdtemp(pattern.data()) != nullptr, "cannot make a scratch folder ", pattern, ": ",
+                std::strerror(errno), "; set TMPDIR to a writable folder");
+  path_ = pattern;
+}
+
+ScratchFolder::~ScratchFolder() {
+  std::error_code ignored;
+  fs::remove_all(path_, ignored);
+}
+
+LaunchedRun run_launched(const LaunchedRunRequest& request) {
+  const int processes = launch_processes(request.plan);
+  PARTITA_ASSERT(processes >= 2, "a launched run needs a plan of two processes or more, got ", processes);
+  const fs::path work(request.work_dir);
+  const std::string plan_path = (work / "plan.json").string(), json_path = (work / "run.json").string(),
+                    trace_path = (work / "trace.json").string(), log_path = (work / "stderr.log").string();
+  write_json_file(plan_path, plan_to_json(request.plan));
+  fs::remove(json_path);
+  fs::remove(trace_path);
+  const std::string self = fs::read_symlink("/proc/self/exe").string();
+  std::vector<std::string> argv = {self,
+                                   "launch",
+                                   "-n",
+                                   std::to_string(processes),
+                                   "--",
+                                   self,
+                                   "-q",
+                                   "run",
+                                   request.model,
+                                   "--plan",
+                                   plan_path,
+                                   "--steps",
+                                   std::to_string(request.steps),
+                                   "--warmup",
+                                   std::to_string(request.warmup),
+                                   "--json",
+                                   json_path};
+  for (const auto& spec : request.inputs) argv.insert(argv.end(), {"--input", spec});
+  if (request.train) argv.push_back("--train");
+  if (!request.loss.empty()) argv.insert(argv.end(), {"--loss", request.loss});
+  if (request.record_trace) argv.insert(argv.end(), {"--trace", trace_path});
+  const auto [status, timed_out] = wait_with_timeout(spawn(argv, log_path), request.timeout);
+  PARTITA_CHECK(!timed_out, "the launched run of ", processes, " processes ran past ",
+                request.timeout.value(), " s and was stopped (its stderr: ", log_path, ")");
+  PARTITA_CHECK(status == 0, "the launched run of ", processes, " processes failed: ", error_line(log_path));
+  LaunchedRun out;
+  out.processes = processes;
+  const Json j = read_json_file(json_path);
+  out.report = report_from_json(j);
+  int64_t together = 0;
+  for (const auto& peak : j.at("measured_host_peak_bytes_per_rank")) together += peak.get<int64_t>();
+  out.host_peak_together = Bytes(together);
+  if (request.record_trace) out.report.trace = read_json_file(trace_path);
+  return out;
+}
+
+}  // namespace partita::app
