@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <thread>
 
 #include <fmt/format.h>
@@ -143,30 +144,19 @@ LaunchedRun run_launched(const LaunchedRunRequest& request) {
   fs::remove(json_path);
   fs::remove(trace_path);
   const std::string self = fs::read_symlink("/proc/self/exe").string();
-  std::vector<std::string> argv = {self,
-                                   "launch",
-                                   "-n",
-                                   std::to_string(processes),
-                                   "--",
-                                   self,
-                                   "-q",
-                                   "run",
-                                   request.model,
-                                   "--plan",
-                                   plan_path,
-                                   "--steps",
-                                   std::to_string(request.steps),
-                                   "--warmup",
-                                   std::to_string(request.warmup),
-                                   "--json",
-                                   json_path};
-  for (const auto& spec : request.inputs) argv.insert(argv.end(), {"--input", spec});
-  if (request.train) argv.push_back("--train");
-  if (!request.loss.empty()) argv.insert(argv.end(), {"--loss", request.loss});
-  if (request.record_trace) argv.insert(argv.end(), {"--trace", trace_path});
+  // `partita launch -n N -- partita -q run MODEL --plan P --steps S --warmup W --json J --input ...`
+  std::vector<std::string> argv = {self, "launch", "-n", std::to_string(processes), "--"};
+  const auto add = [&argv](std::initializer_list<std::string> more) { argv.insert(argv.end(), more); };
+  add({self, "-q", "run", request.model, "--plan", plan_path});
+  add({"--steps", std::to_string(request.steps), "--warmup", std::to_string(request.warmup)});
+  add({"--json", json_path});
+  for (const auto& spec : request.inputs) add({"--input", spec});
+  if (request.train) add({"--train"});
+  if (!request.loss.empty()) add({"--loss", request.loss});
+  if (request.record_trace) add({"--trace", trace_path});
   const auto [status, timed_out] = wait_with_timeout(spawn(argv, log_path), request.timeout);
   PARTITA_CHECK(!timed_out, "the launched run of ", processes, " processes ran past ",
-                request.timeout.value(), " s and was stopped (its stderr: ", log_path, ")");
+                request.timeout.value(), " s and was stopped; its last line: ", error_line(log_path));
   PARTITA_CHECK(status == 0, "the launched run of ", processes, " processes failed: ", error_line(log_path));
   LaunchedRun out;
   out.processes = processes;
