@@ -215,9 +215,7 @@ void run_estimate(const EstimateArgs& args) {
   // step, the model state and the step's temporaries. (The planner's stage model keeps loss_step_bytes
   // through the whole backward: an upper bound, one tensor of the outputs' size over when a node inside
   // peaks, as GPT 2x128's do.)
-  const Bytes loss_bytes =
-      training ? loss_target_bytes(training->loss_kind(), g.value(g.outputs().at(0)).tensors.at(0))
-               : Bytes(0);
+  const Bytes loss_bytes = training ? loss_target_bytes(g, training->loss_kind()) : Bytes(0);
   const Bytes backward_peak = mem.total() + loss_bytes;
   const Bytes loss_peak = training ? mem.parameters + mem.optimizer_state +
                                          saved_activation_bytes(g, 0, g.num_nodes() - 1) +

@@ -79,10 +79,13 @@ Bytes floating_output_bytes(const Graph& graph) {
 
 }  // namespace
 
-Bytes loss_step_bytes(const Graph& graph, LossKind kind) {
+Bytes loss_target_bytes(const Graph& graph, LossKind kind) {
   const LossTarget t = loss_target(graph, kind);
-  const Bytes held = floating_output_bytes(graph);
-  return t.output == nullptr ? held : held + loss_target_bytes(t.kind, *t.output);
+  return t.output == nullptr ? Bytes(0) : loss_target_bytes(t.kind, *t.output);
+}
+
+Bytes loss_step_bytes(const Graph& graph, LossKind kind) {
+  return floating_output_bytes(graph) + loss_target_bytes(graph, kind);
 }
 
 Bytes loss_backward_bytes(const Graph& graph, LossKind kind) {

@@ -51,6 +51,19 @@ TEST(LossStepBytes, HaveNoTargetsWithoutABatchedInput) {
   g.value(g.inputs()[0]).shared = true;  // the one input is marked :shared
   ASSERT_LT(g.batch_input_index(), 0);
   EXPECT_EQ(loss_step_bytes(g, LossKind::kMse).value(), 160);
+  EXPECT_EQ(loss_target_bytes(g, LossKind::kMse).value(), 0);
+}
+
+TEST(LossTargetBytes, OfAGraphAreItsFirstOutputsTargetsUnderTheResolvedLoss) {
+  const Graph g = scorer(TensorMeta{{4, 64}, DType::kFloat32}, TensorMeta{{4, 3}, DType::kFloat32});
+  EXPECT_EQ(loss_target_bytes(g, LossKind::kAuto).value(), 4 * 8);  // [4, 10] scores: cross-entropy's indices
+  EXPECT_EQ(loss_target_bytes(g, LossKind::kMse).value(), 160);     // a float32 copy of the first output
+  // Integer token ids in, [B, T, V] logits out: next-token, whose targets are the input itself.
+  Graph tokens = scorer(TensorMeta{{4, 64}, DType::kInt64});
+  tokens.value(tokens.outputs()[0]).tensors = {TensorMeta{{4, 64, 10}, DType::kFloat32}};
+  EXPECT_EQ(loss_target_bytes(tokens, LossKind::kAuto).value(), 0);
+  EXPECT_EQ(loss_target_bytes(tokens, LossKind::kAuto).value(),
+            loss_target_bytes(LossKind::kNextToken, tokens.value(tokens.outputs()[0]).tensors[0]).value());
 }
 
 TEST(LossBackwardBytes, AreTheKeptBytesAndOneMoreTensorOfTheFirstOutputsSize) {

@@ -27,6 +27,8 @@ LossKind resolve_loss(LossKind kind, const TensorMeta& batch_input, const Tensor
 // cross-entropy int64 class indices (one per sample, or per position for dense scores), next-token none (the
 // input's token ids are the targets).
 Bytes loss_target_bytes(LossKind kind, const TensorMeta& output);
+// The same for a graph's first output, kAuto resolved from its batch input; none without a batched input.
+Bytes loss_target_bytes(const Graph& graph, LossKind kind);
 
 // What the loss of a training step over the whole batch holds beside the model's own memory: one tensor the
 // size of the floating graph outputs (what the loss keeps for backward: cross-entropy's log-softmax; the
