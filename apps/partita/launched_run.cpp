@@ -1,7 +1,5 @@
 #include "launched_run.h"
 
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,10 +17,9 @@
 
 #include "partita/core/error.h"
 #include "partita/core/json_io.h"
+#include "partita/core/subprocess.h"
 #include "partita/search/plan_json.h"
 #include "run_energy.h"
-
-extern char** environ;
 
 namespace partita::app {
 
@@ -35,21 +32,6 @@ int launch_processes(const Plan& plan) {
 }
 
 namespace {
-
-pid_t spawn(const std::vector<std::string>& argv, const std::string& stderr_path) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  PARTITA_CHECK(rc == 0, "cannot start '", argv[0], "' for a launched run: ", std::strerror(rc));
-  return pid;
-}
 
 // The exit status of `pid`, or -signal when a signal ended it; std::nullopt while it runs.
 std::optional<int> poll_exit(pid_t pid) {
@@ -154,7 +136,8 @@ LaunchedRun run_launched(const LaunchedRunRequest& request) {
   if (request.train) add({"--train"});
   if (!request.loss.empty()) add({"--loss", request.loss});
   if (request.record_trace) add({"--trace", trace_path});
-  const auto [status, timed_out] = wait_with_timeout(spawn(argv, log_path), request.timeout);
+  const auto [status, timed_out] =
+      wait_with_timeout(spawn_quiet(argv, log_path, "for a launched run"), request.timeout);
   PARTITA_CHECK(!timed_out, "the launched run of ", processes, " processes ran past ",
                 request.timeout.value(), " s and was stopped; its last line: ", error_line(log_path));
   PARTITA_CHECK(status == 0, "the launched run of ", processes, " processes failed: ", error_line(log_path));

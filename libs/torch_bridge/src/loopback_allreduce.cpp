@@ -9,9 +9,7 @@
 #include <fstream>
 #include <thread>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,10 +19,9 @@
 
 #include "partita/core/error.h"
 #include "partita/core/json_io.h"
+#include "partita/core/subprocess.h"
 #include "partita/torch_bridge/model.h"
 #include "partita/torch_bridge/timing.h"
-
-extern char** environ;
 
 namespace partita {
 
@@ -41,21 +38,6 @@ std::string join_sizes(const std::vector<int64_t>& sizes) {
   std::string s;
   for (int64_t n : sizes) s += (s.empty() ? "" : ",") + std::to_string(n);
   return s;
-}
-
-pid_t spawn(const std::vector<std::string>& argv, const std::string& stderr_path) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  PARTITA_CHECK(rc == 0, "cannot start '", argv[0], "' for the loopback all-reduce: ", std::strerror(rc));
-  return pid;
 }
 
 std::string first_line_of_file(const std::string& path) {
@@ -135,7 +117,8 @@ std::vector<AllreduceSample> measure_loopback_allreduce(const LoopbackOptions& o
       argv.push_back(a);
     }
     try {
-      pids.push_back(spawn(argv, (dir / ("rank" + std::to_string(rank) + ".err")).string()));
+      pids.push_back(spawn_quiet(argv, (dir / ("rank" + std::to_string(rank) + ".err")).string(),
+                                 "for the loopback all-reduce"));
     } catch (...) {
       wait_all(pids, Seconds(0));  // kill what was started
       throw;
