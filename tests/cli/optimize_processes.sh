@@ -32,6 +32,9 @@ PY
 grep -qF "run the plan as it was measured: partita launch -n 2 -- partita run $ZOO/mlp.pt --plan $WORK/opt/plan.json --input 256x64 --train" \
   "$WORK/opt.txt" || fail "optimize does not say how to run the launched plan: $(tail -2 "$WORK/opt.txt")"
 grep -qF "measured: the CPU tensor memory of its 2 processes" "$WORK/opt.txt" || fail "optimize: the peak's footnote"
+# The report draws both ranks' steps (before, only the trace's process 1, rank 1, was drawn as "measured").
+[ "$(grep -c 'Measured, rank [01] of the 2 processes' "$WORK/opt/report.html")" = 2 ] \
+  || fail "report.html does not draw both ranks' timelines"
 # The same job run by hand from the written plan starts where optimize's final run started (the file's weights,
 # 3 warm-up steps): the same first loss.
 "$PARTITA" launch -n 2 -- partita -q run "$ZOO/mlp.pt" --input 256x64 --plan "$WORK/opt/plan.json" --train \

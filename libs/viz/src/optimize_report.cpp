@@ -101,8 +101,20 @@ std::string optimize_report_html(const Json& metrics, const Json& trace) {
       html::plan_picture(plan);
   page += "<h2>Devices</h2>\n" + workers(metrics);
   page += "<h2>Candidates measured</h2>\n" + candidates(metrics);
-  page += "<h2>Timelines</h2>\n<p>Measured (one step):</p>\n" + html::timeline(trace, 1, "measured") +
-          "<p>Simulated (the planner's model of one step):</p>\n" + html::timeline(trace, 2, "simulated");
+  // In one process the measured step is the trace's process 1 and the simulated one process 2. A launched
+  // job's (metrics "processes" N >= 2) has rank r's rows as process r and the simulated step as process N.
+  const int processes = metrics.value("processes", 1);
+  page += "<h2>Timelines</h2>\n";
+  if (processes > 1) {
+    for (int r = 0; r < processes; ++r) {
+      page += fmt::format("<p>Measured, rank {} of the {} processes (one step):</p>\n", r, processes) +
+              html::timeline(trace, r, fmt::format("rank {}", r));
+    }
+  } else {
+    page += "<p>Measured (one step):</p>\n" + html::timeline(trace, 1, "measured");
+  }
+  page += "<p>Simulated (the planner's model of one step):</p>\n" +
+          html::timeline(trace, processes > 1 ? processes : 2, "simulated");
   page +=
       "<p>Forward blue, backward orange, transfers teal, gradient reduction red, optimizer green. "
       "trace.json beside this page opens in Perfetto (ui.perfetto.dev) with every traced step.</p>\n";

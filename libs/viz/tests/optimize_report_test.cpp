@@ -121,6 +121,25 @@ TEST(OptimizeReport, TimelinesDrawOneMeasuredStepAndTheSimulatedOne) {
   EXPECT_EQ(count(simulated, "<rect "), 3);
 }
 
+TEST(OptimizeReport, ALaunchedJobDrawsEveryRanksStepAndTheSimulatedOneAfterThem) {
+  // What optimize writes for a plan run by `partita launch -n 2`: rank r's rows are process r, the simulated
+  // step process 2.
+  Json m = metrics();
+  m["processes"] = 2;
+  Json launched = trace();
+  for (auto& e : launched["traceEvents"]) {
+    if (e["pid"] == 1) e["pid"] = e.value("tid", 0) == 1 ? 1 : 0;  // worker 1 on rank 1, the rest on rank 0
+  }
+  const std::string html = optimize_report_html(m, launched);
+  const std::string rank0 = svg_of(html, "timeline", 0), rank1 = svg_of(html, "timeline", 1),
+                    simulated = svg_of(html, "timeline", 2);
+  EXPECT_EQ(count(rank0, "<rect "), 3);  // step 3: worker 0's two tasks and the optimizer
+  EXPECT_NE(rank0.find(">worker 0</text>"), std::string::npos);
+  EXPECT_EQ(count(rank1, "<rect "), 2);
+  EXPECT_EQ(count(simulated, "<rect "), 3);
+  EXPECT_NE(html.find("Measured, rank 1 of the 2 processes"), std::string::npos);
+}
+
 TEST(OptimizeReport, MissingFieldsAreAClearError) {
   Json m = metrics();
   m.erase("plan");
