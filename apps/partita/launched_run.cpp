@@ -11,7 +11,9 @@
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <optional>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
