@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -21,6 +22,7 @@
 #include "partita/core/json_io.h"
 #include "partita/core/subprocess.h"
 #include "partita/search/plan_json.h"
+#include "partita/search/process_layout.h"
 #include "run_energy.h"
 
 namespace partita::app {
@@ -28,9 +30,8 @@ namespace partita::app {
 namespace fs = std::filesystem;
 
 int launch_processes(const Plan& plan) {
-  if (plan.stages.size() > 1) return static_cast<int>(plan.stages.size());
-  if (plan.stages.empty()) return 1;
-  return static_cast<int>(plan.groups.at(plan.stages[0].group).devices.size());
+  const std::vector<int> rank = launch_process_of_devices(plan);
+  return rank.empty() ? 1 : *std::max_element(rank.begin(), rank.end()) + 1;
 }
 
 namespace {

@@ -13,9 +13,9 @@
 
 namespace partita::app {
 
-// How many processes `partita launch` runs `plan` with (`partita run`'s rule across processes): one per
-// stage of a pipeline, one per device of a one-stage plan. 1 for a plan on one device, which has nothing to
-// put in other processes.
+// How many processes `partita launch` runs `plan` with (search/process_layout.h): one per stage of a
+// pipeline, one per device of a one-stage plan. 1 for a plan on one device, which has nothing to put in other
+// processes.
 int launch_processes(const Plan& plan);
 
 struct LaunchedRunRequest {
