@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -504,24 +505,38 @@ void run_run(const RunArgs& args) {
   const Bytes predicted_host = predicted_host_memory(plan);
   const std::string predicted_text =
       predicted_host.value() > 0 ? format_bytes(predicted_host) : std::string("nothing (old plan)");
+  // A plan made with --processes launch predicts each rank's host memory (search/plan.h ProcessPeak).
+  std::map<int, Bytes> predicted_rank;
+  for (const auto& h : plan.prediction.hosts) {
+    for (const ProcessPeak& p : h.processes) predicted_rank[p.rank] = p.peak_memory;
+  }
   if (!group) {
-    fmt::print(out,
-               "  host memory peak {} (CPU tensors: the model's and what the run allocated); predicted {}\n",
-               format_bytes(host_peak), predicted_text);
+    fmt::print(
+        out, "  host memory peak {} (CPU tensors: the model's and what the run allocated); predicted {}{}\n",
+        format_bytes(host_peak), predicted_text,
+        predicted_rank.empty()
+            ? std::string()
+            : fmt::format(" for the {} processes of partita launch together", predicted_rank.size()));
   } else {
+    const bool per_rank = predicted_rank.size() == rank_host_peaks.size();
     std::vector<std::string> parts;
     int64_t sum = 0;
     for (size_t r = 0; r < rank_host_peaks.size(); ++r) {
-      parts.push_back(fmt::format("rank {} {} (model tensors {})", r, format_bytes(Bytes(rank_host_peaks[r])),
+      const auto rank_predicted = predicted_rank.find(static_cast<int>(r));
+      parts.push_back(fmt::format("rank {} {} ({}model tensors {})", r,
+                                  format_bytes(Bytes(rank_host_peaks[r])),
+                                  per_rank && rank_predicted != predicted_rank.end()
+                                      ? "predicted " + format_bytes(rank_predicted->second) + "; "
+                                      : std::string(),
                                   format_bytes(Bytes(rank_model_bytes[r]))));
       sum += rank_host_peaks[r];
     }
     fmt::print(out,
                "  host memory peak per rank (CPU tensors; a pipeline rank keeps the weights its stage reads, "
                "a tensor-parallel rank its parts of the split weights, other ranks the whole model): {}; "
-               "together {}; the plan predicts {} for one process per "
-               "machine\n",
-               fmt::join(parts, ", "), format_bytes(Bytes(sum)), predicted_text);
+               "together {}; the plan predicts {}{}\n",
+               fmt::join(parts, ", "), format_bytes(Bytes(sum)), predicted_text,
+               per_rank ? " together" : " for one process per machine");
     const bool shared = group->shares_memory() && (!tensor_link || tensor_link->shares_memory());
     fmt::print(out, "  collectives between the ranks: {}\n",
                shared ? "through shared memory (one host)"
@@ -575,6 +590,11 @@ void run_run(const RunArgs& args) {
     if (!group) j["measured_host_peak_bytes"] = host_peak.value();
     if (group) {
       j["measured_host_peak_bytes_per_rank"] = rank_host_peaks;
+      if (predicted_rank.size() == rank_host_peaks.size()) {
+        std::vector<int64_t> per_rank;
+        for (const auto& [rank, bytes] : predicted_rank) per_rank.push_back(bytes.value());
+        j["predicted_host_peak_bytes_per_rank"] = per_rank;
+      }
       j["model_bytes_per_rank"] = rank_model_bytes;  // the model's tensors each rank holds at the end
       // How this rank's collectives travel: "shared_memory" (ranks of one host) or "gloo".
       const auto via = [](bool shared) { return shared ? "shared_memory" : "gloo"; };

@@ -52,10 +52,12 @@ void run_simulate(const SimulateArgs& args) {
                format_bytes(d.peak_memory), d.energy.value());
   }
   for (const auto& h : sim.prediction.hosts) {
-    fmt::print(text, "    host memory of {}: {}{} (weights and state {})\n", h.node,
-               format_bytes(h.peak_memory),
-               h.capacity.value() > 0 ? " of " + format_bytes(h.capacity) : std::string(),
-               format_bytes(h.model_state));
+    fmt::print(
+        text, "    host memory of {}: {}{} (weights and state {}){}\n", h.node, format_bytes(h.peak_memory),
+        h.capacity.value() > 0 ? " of " + format_bytes(h.capacity) : std::string(),
+        format_bytes(h.model_state),
+        h.processes.empty() ? std::string()
+                            : fmt::format(" in {} processes: {}", h.processes.size(), process_peaks_text(h)));
   }
   if (!sim.fits_memory) fmt::print(text, "  warning: does not fit in memory: {}\n", sim.memory_note);
   if (!sim.fits_host_memory)

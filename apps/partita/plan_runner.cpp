@@ -472,9 +472,12 @@ RunReport run_plan(LoadedModel& model, const Plan& plan, const std::vector<Input
                   " available; plan again with --memory-limit or a smaller batch");
   }
   if (plan.prediction.hosts.size() == 1) {
-    const Bytes need = plan.prediction.hosts[0].peak_memory;
+    const HostPrediction& host = plan.prediction.hosts[0];
+    const Bytes need = host.peak_memory;
     PARTITA_CHECK(
         need <= cpu.memory_available, "plan needs ", format_bytes(need),
+        host.processes.empty() ? std::string()
+                               : " for its " + std::to_string(host.processes.size()) + " processes together",
         " of host memory (weights, optimizer state and CPU devices' activations) but this machine has ",
         format_bytes(cpu.memory_available),
         " available; plan again with a smaller batch or free memory first");

@@ -42,6 +42,24 @@ grep -q "the prediction counts passing data between the 2 processes" "$WORK/run2
   || fail "run a launched plan in one process"
 grep -q "this run is one process" "$WORK/run1.txt" || fail "a one-process run of a launched plan does not say so"
 
+# Host memory: every process of a launched data-parallel plan loads and trains the whole model. The plan
+# predicts each rank's peak (-7% here; one process's prediction for both together was -42%) and the
+# machine's as their sum; `partita run` prints each rank's beside its measured one.
+"$PARTITA" plan "$ZOO/mlp.pt" --input 256x64 --devices cpu:0,cpu:1 --strategy data --all-devices --train \
+  --cost roofline --processes launch --json "$WORK/data.json" >/dev/null || fail "plan a launched data-parallel plan"
+"$PARTITA" launch -n 2 -- "$PARTITA" run "$ZOO/mlp.pt" --input 256x64 --plan "$WORK/data.json" --train --steps 4 \
+  --json "$WORK/data.run.json" >"$WORK/data.run.txt" 2>&1 || fail "launch -n 2 data-parallel run: $(tail -3 "$WORK/data.run.txt")"
+"$PYTHON" - "$WORK/data.run.json" <<'PY' || fail "launched host memory: $(grep "host memory" "$WORK/data.run.txt")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+predicted, measured = d["predicted_host_peak_bytes_per_rank"], d["measured_host_peak_bytes_per_rank"]
+assert len(predicted) == len(measured) == 2, (predicted, measured)
+assert all(abs(p - m) <= 0.15 * m for p, m in zip(predicted, measured)), (predicted, measured)
+assert d["predicted_host_peak_bytes"] == sum(predicted), (d["predicted_host_peak_bytes"], predicted)
+PY
+grep -q "rank 1 [0-9.]* MiB (predicted [0-9.]* MiB; model tensors .*the plan predicts [0-9.]* MiB together" \
+  "$WORK/data.run.txt" || fail "run does not print each rank's predicted host memory: $(grep "host memory" "$WORK/data.run.txt")"
+
 # A described cluster: the links between its processes are what the file names, else estimates from its CPU.
 cluster=("$PARTITA" plan "$ZOO/mlp.pt" --input 32x64 --strategy pipeline --microbatches 4 --train --cost roofline
   --processes launch)

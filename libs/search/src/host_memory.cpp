@@ -1,11 +1,13 @@
 #include "host_memory.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 
 #include "partita/core/error.h"
 #include "partita/core/format.h"
 #include "partita/cost/memory.h"
+#include "partita/search/process_layout.h"
 #include "update_task.h"
 
 namespace partita::detail {
@@ -18,16 +20,20 @@ struct ParameterPlace {
   std::vector<std::string> nodes;  // machines with a device of a stage that reads it
 };
 
+// `position` >= 0: only the device at that position of each stage's group reads it (a one-stage plan's
+// process of `partita launch`).
 ParameterPlace place_of(const Plan& plan, const StageModel& model, const std::vector<int>& stages,
-                        bool trainable) {
+                        bool trainable, int position = -1) {
   const Cluster& cluster = model.cluster();
   ParameterPlace out;
   int readers = 0, only = -1;
   bool offloads_state = false;
   for (int s : stages) {
     const Stage& st = plan.stages[static_cast<size_t>(s)];
-    for (const std::string& id : plan.groups[static_cast<size_t>(st.group)].devices) {
-      const int d = model.device_index(id);
+    const std::vector<std::string>& devices = plan.groups[static_cast<size_t>(st.group)].devices;
+    for (size_t i = 0; i < devices.size(); ++i) {
+      if (position >= 0 && static_cast<int>(i) != position) continue;
+      const int d = model.device_index(devices[i]);
       ++readers;
       only = d;
       offloads_state = offloads_state || offloads_optimizer_state(st.offload);
@@ -78,12 +84,33 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
                    const std::map<std::string, Bytes>* cpu_working) {
   const Cluster& cluster = model.cluster();
   const bool training = model.training();
-  std::vector<HostPrediction>& hosts = sim.prediction.hosts;
-  hosts.clear();
-  for (const std::string& id : plan.used_devices()) {
-    const std::string& node = cluster.devices[static_cast<size_t>(model.device_index(id))].node;
-    if (std::none_of(hosts.begin(), hosts.end(), [&](const HostPrediction& h) { return h.node == node; }))
-      hosts.push_back(HostPrediction{node});
+  const bool launched = plan.processes == ProcessLayout::kLaunch;
+  const bool one_stage = plan.stages.size() == 1;
+  PARTITA_ASSERT(!launched || !update_split(plan, graph, cluster), "a launched plan's update is not split");
+
+  // Who holds host memory: each machine's one process, or each process of `partita launch`. holder_at[s][i]:
+  // the holder of device i of stage s's group.
+  std::vector<HostPrediction> hosts;
+  std::vector<int> rank_of;  // [holder] its launch rank (launched)
+  std::vector<std::vector<size_t>> holder_at(plan.stages.size());
+  std::vector<int> stage_of_group(plan.groups.size(), -1);
+  for (size_t s = 0; s < plan.stages.size(); ++s)
+    stage_of_group[static_cast<size_t>(plan.stages[s].group)] = static_cast<int>(s);
+  const std::vector<int> ranks = launched ? launch_process_of_devices(plan) : std::vector<int>();
+  size_t used = 0;  // position in Plan::used_devices(), which lists devices in group order
+  for (size_t g = 0; g < plan.groups.size(); ++g) {
+    for (const std::string& id : plan.groups[g].devices) {
+      const std::string& node = cluster.devices[static_cast<size_t>(model.device_index(id))].node;
+      const int rank = launched ? ranks[used] : -1;
+      ++used;
+      size_t k = 0;
+      while (k < hosts.size() && !(hosts[k].node == node && (!launched || rank_of[k] == rank))) ++k;
+      if (k == hosts.size()) {
+        hosts.push_back(HostPrediction{node});
+        rank_of.push_back(rank);
+      }
+      if (stage_of_group[g] >= 0) holder_at[static_cast<size_t>(stage_of_group[g])].push_back(k);
+    }
   }
   for (const ClusterDevice& d : cluster.devices) {
     if (d.spec.kind != DeviceKind::kCpu) continue;
@@ -91,27 +118,58 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
       if (h.node == d.node) h.capacity = std::max(h.capacity, d.spec.memory);
     }
   }
+  // A launched holder's stage (every process of a one-stage plan runs stage 0).
+  const auto stage_of_holder = [&](size_t k) { return one_stage ? 0 : rank_of[k]; };
 
-  // Model state: every machine's process loads the whole model; the engine moves some to devices.
+  // Model state. One process per machine: it loads the whole model; the engine moves some to devices.
+  // Launched: every rank loads the whole model, and a pipeline's rank then releases the weights only other
+  // stages read, a tensor group's rank its devices' parts of the split weights but its own (cmd_run /
+  // plan_runner). A rank's reducer all-reduces a one-stage plan's gradients and a pipeline's shared ones:
+  // those stay on the host (engine.cpp place_parameters).
   const std::vector<std::vector<int>> stages_of = plan.parameter_stages(graph);
   std::vector<Bytes> trainable_on_host(hosts.size(), Bytes(0)), largest_updated(hosts.size(), Bytes(0));
   std::vector<Bytes> largest_read(plan.stages.size(), Bytes(0));  // trainable, by stage
   for (size_t i = 0; i < graph.parameters().size(); ++i) {
     const Parameter& param = graph.parameters()[i];
     const Bytes bytes = graph.value(param.value).bytes();
-    const ParameterPlace place = place_of(plan, model, stages_of[i], param.requires_grad);
     if (param.requires_grad) {
       for (int s : stages_of[i])
         largest_read[static_cast<size_t>(s)] = std::max(largest_read[static_cast<size_t>(s)], bytes);
     }
+    if (!launched) {
+      const ParameterPlace place = place_of(plan, model, stages_of[i], param.requires_grad);
+      for (size_t k = 0; k < hosts.size(); ++k) {
+        HostPrediction& h = hosts[k];
+        if (place.keeper >= 0 && cluster.devices[static_cast<size_t>(place.keeper)].node == h.node) continue;
+        h.model_state += bytes;
+        const bool read_here = std::find(place.nodes.begin(), place.nodes.end(), h.node) != place.nodes.end();
+        if (training && param.requires_grad && read_here) {
+          trainable_on_host[k] += bytes;
+          largest_updated[k] = std::max(largest_updated[k], bytes);
+        }
+      }
+      continue;
+    }
+    const bool reduced = param.requires_grad && (one_stage || stages_of[i].size() > 1);
     for (size_t k = 0; k < hosts.size(); ++k) {
+      const int stage = stage_of_holder(k);
+      const bool read_here = std::binary_search(stages_of[i].begin(), stages_of[i].end(), stage);
+      if (!one_stage && !read_here) continue;  // released
+      if (read_here && !reduced &&
+          place_of(plan, model, {stage}, param.requires_grad, one_stage ? rank_of[k] : -1).keeper >= 0)
+        continue;  // kept on the process's one device with memory of its own
+      Bytes held = bytes;
+      const DeviceGroup& g = plan.groups[static_cast<size_t>(plan.stages[static_cast<size_t>(stage)].group)];
+      if (one_stage && g.parallelism == GroupParallelism::kTensor) {
+        const Value& v = graph.value(param.value);
+        if (std::any_of(v.users.begin(), v.users.end(), [&](NodeId u) { return tensor->split(u); }))
+          held = Bytes(bytes.value() / g.tensor_degree());
+      }
       HostPrediction& h = hosts[k];
-      if (place.keeper >= 0 && cluster.devices[static_cast<size_t>(place.keeper)].node == h.node) continue;
-      h.model_state += bytes;
-      const bool read_here = std::find(place.nodes.begin(), place.nodes.end(), h.node) != place.nodes.end();
+      h.model_state += held;
       if (training && param.requires_grad && read_here) {
-        trainable_on_host[k] += bytes;
-        largest_updated[k] = std::max(largest_updated[k], bytes);
+        trainable_on_host[k] += held;
+        largest_updated[k] = std::max(largest_updated[k], held);
       }
     }
   }
@@ -138,17 +196,25 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   }
 
   PARTITA_ASSERT(facts.size() == sim.prediction.devices.size(), "one set of facts per device prediction");
+  // [device prediction] its holder; the predictions follow the stages and each stage's group's devices.
+  std::vector<size_t> holder_of_prediction;
+  for (const std::vector<size_t>& at : holder_at)
+    holder_of_prediction.insert(holder_of_prediction.end(), at.begin(), at.end());
+  PARTITA_ASSERT(holder_of_prediction.size() == sim.prediction.devices.size(),
+                 "one prediction per device of a stage");
+  // A branch plan's time-resolved figure is each machine's; a launched plan's processes add their devices'.
+  const bool timeline_working = cpu_working != nullptr && !launched;
   for (size_t k = 0; k < sim.prediction.devices.size(); ++k) {
     const DevicePrediction& dp = sim.prediction.devices[k];
     const int d = model.device_index(dp.device);
-    HostPrediction& h = host_of(hosts, cluster.devices[static_cast<size_t>(d)].node);
-    if (!model.can_offload(d) && !(cpu_working && cpu_working->count(h.node)))
+    HostPrediction& h = hosts[holder_of_prediction[k]];
+    if (!model.can_offload(d) && !(timeline_working && cpu_working->count(h.node)))
       h.cpu_working += dp.peak_memory - dp.model_state;
     h.offloaded_activations += facts[k].offloaded;
   }
   // A user input without the batch (Value::shared: a matrix or mask every sample uses) is one host tensor,
-  // which every CPU device of the machine uses as it is (the engine hands each the same tensor). The peak of
-  // a device whose stage starts the graph holds it whole (it is part of the range's input), the machine
+  // which every CPU device of the process uses as it is (the engine hands each the same tensor). The peak of
+  // a device whose stage starts the graph holds it whole (it is part of the range's input), the process
   // once. (x @ w with a shared 4 MiB w, two replicas on cpu:0 + cpu:1: 8.16 MiB predicted against 4.23
   // measured.) In inference a later stage that reads it holds it too (alive from the step's start to its
   // last reader); in training a later stage's figure does not count the graph's inputs, so it is left as it
@@ -157,7 +223,7 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   for (ValueId input : graph.inputs()) {
     const Value& v = graph.value(input);
     if (!v.shared) continue;
-    std::vector<int> holders(hosts.size(), 0);  // per machine: the CPU devices whose figures hold it
+    std::vector<int> holders(hosts.size(), 0);  // per holder: the CPU devices whose figures hold it
     size_t k = 0;
     for (const Stage& st : plan.stages) {
       const bool holds = st.first == 0 ||
@@ -167,15 +233,14 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
       for (size_t i = 0; i < group_size && k < sim.prediction.devices.size(); ++i, ++k) {
         const int d = model.device_index(sim.prediction.devices[k].device);
         if (!holds || model.can_offload(d)) continue;
-        const std::string& node = cluster.devices[static_cast<size_t>(d)].node;
-        ++holders[static_cast<size_t>(&host_of(hosts, node) - hosts.data())];
+        ++holders[holder_of_prediction[k]];
       }
     }
     for (size_t h = 0; h < hosts.size(); ++h) {
       if (holders[h] > 1) hosts[h].cpu_working -= v.bytes() * static_cast<double>(holders[h] - 1);
     }
   }
-  if (cpu_working) {
+  if (timeline_working) {
     for (auto& h : hosts) {
       const auto it = cpu_working->find(h.node);
       if (it != cpu_working->end()) h.cpu_working = it->second;
@@ -200,6 +265,8 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   // microbatches each device of the group adds its later gradients of a split weight into its own part (a
   // leaf for the step): the fresh copy is that part (x @ (W + A @ B) on a 2-way CPU group, 4 microbatches:
   // the whole 4 MiB W per device was 4 MiB over the measured host peak; bench/batch_free_memory.sh).
+  // A one-stage plan's processes of `partita launch` share nothing: each device's gradients are its
+  // process's own (its model state), and only its later microbatches add a fresh copy.
   if (training && !plan.branch_layout()) {
     std::vector<Bytes> adding(hosts.size(), Bytes(0)), standing(hosts.size(), Bytes(0));
     size_t first_prediction = 0;  // the index in sim.prediction.devices of stage s's first device
@@ -209,14 +276,17 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
       const size_t stage_predictions = first_prediction;
       first_prediction += g.devices.size();
       if (!all_cpu(g, model)) continue;
-      const int d = model.device_index(g.devices[0]);
-      const auto k =
-          static_cast<size_t>(&host_of(hosts, cluster.devices[static_cast<size_t>(d)].node) - hosts.data());
       const bool tp = g.parallelism == GroupParallelism::kTensor;
       PARTITA_ASSERT(!tp || tensor != nullptr, "a plan with a tensor-parallel group needs its TensorModel");
       const int r = g.replicas(), t = tp ? g.tensor_degree() : 1;
+      const Bytes part = tp ? tensor->largest_trainable_part(st.first, st.last, t) : largest_read[s];
+      if (launched && one_stage) {
+        if (plan.microbatches == 1) continue;
+        for (size_t k : holder_at[s]) adding[k] = std::max(adding[k], part);
+        continue;
+      }
+      const size_t k = holder_at[s][0];
       if (plan.microbatches > 1) {
-        const Bytes part = tp ? tensor->largest_trainable_part(st.first, st.last, t) : largest_read[s];
         adding[k] = std::max(adding[k], part * static_cast<double>(g.devices.size()));
       } else {
         adding[k] = std::max(adding[k], largest_read[s] * static_cast<double>(r - 1));
@@ -240,31 +310,66 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
     for (size_t k = 0; k < hosts.size(); ++k) hosts[k].cpu_working += adding[k] + standing[k];
   }
 
+  // Inference: the step's outputs put together on the host of the last stage (each process of a one-stage
+  // launched plan puts its own share's together).
   if (!training && !plan.branch_layout() && !plan.stages.empty()) {
     const DeviceGroup& last = plan.groups[static_cast<size_t>(plan.stages.back().group)];
-    const size_t pieces = last.devices.size() * static_cast<size_t>(plan.microbatches);
-    if (pieces > 1 || !all_cpu(last, model)) {
-      Bytes outputs(0);
-      for (ValueId id : graph.outputs()) outputs += graph.value(id).bytes();
-      // The graph is sized for options.graph_batch samples; the step's outputs are for the plan's batch.
-      const double scale = static_cast<double>(plan.global_batch) / model.graph_batch();
-      const std::string& node =
-          cluster.devices[static_cast<size_t>(model.device_index(last.devices[0]))].node;
-      host_of(hosts, node).gathered_outputs =
-          Bytes(static_cast<int64_t>(2.0 * static_cast<double>(outputs.value()) * scale));
+    Bytes outputs(0);
+    for (ValueId id : graph.outputs()) outputs += graph.value(id).bytes();
+    // The graph is sized for options.graph_batch samples; the step's outputs are for the plan's batch.
+    const auto gathered = [&](int samples) {
+      return Bytes(
+          static_cast<int64_t>(2.0 * static_cast<double>(outputs.value()) * samples / model.graph_batch()));
+    };
+    if (launched && one_stage) {
+      for (size_t i = 0; i < last.devices.size(); ++i) {
+        if (plan.microbatches > 1 || model.can_offload(model.device_index(last.devices[i])))
+          hosts[holder_at.back()[i]].gathered_outputs = gathered(last.batch_shares[i] * plan.microbatches);
+      }
+    } else if (last.devices.size() * static_cast<size_t>(plan.microbatches) > 1 || !all_cpu(last, model)) {
+      hosts[holder_at.back()[0]].gathered_outputs = gathered(plan.global_batch);
     }
   }
 
   for (auto& h : hosts) {
     h.peak_memory = h.model_state + h.offloaded_activations +
                     std::max({h.cpu_working, h.gathered_outputs, h.update_working});
+  }
+  // The processes of one machine add up.
+  if (launched) {
+    std::vector<HostPrediction> machines;
+    std::vector<size_t> order(hosts.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rank_of[a] < rank_of[b]; });
+    for (size_t k : order) {
+      const HostPrediction& p = hosts[k];
+      auto m = std::find_if(machines.begin(), machines.end(),
+                            [&](const HostPrediction& h) { return h.node == p.node; });
+      if (m == machines.end()) {
+        machines.push_back(HostPrediction{p.node});
+        m = machines.end() - 1;
+        m->capacity = p.capacity;
+      }
+      m->peak_memory += p.peak_memory;
+      m->model_state += p.model_state;
+      m->cpu_working += p.cpu_working;
+      m->offloaded_activations += p.offloaded_activations;
+      m->gathered_outputs += p.gathered_outputs;
+      m->update_working += p.update_working;
+      m->processes.push_back(ProcessPeak{rank_of[k], p.peak_memory});
+    }
+    hosts = std::move(machines);
+  }
+  for (const auto& h : hosts) {
     if (h.capacity.value() > 0 && h.peak_memory > h.capacity && sim.fits_host_memory) {
       sim.fits_host_memory = false;
-      sim.host_memory_note = "the host memory of machine " + h.node + " would need " +
-                             format_bytes(h.peak_memory) + " but it has " + format_bytes(h.capacity) + " (" +
-                             parts(h) + ")";
+      sim.host_memory_note =
+          "the host memory of machine " + h.node + " would need " + format_bytes(h.peak_memory) +
+          " but it has " + format_bytes(h.capacity) + " (" +
+          (h.processes.empty() ? "" : std::to_string(h.processes.size()) + " processes: ") + parts(h) + ")";
     }
   }
+  sim.prediction.hosts = std::move(hosts);
 }
 
 }  // namespace partita::detail

@@ -162,9 +162,19 @@ std::string Plan::to_string() const {
   for (const auto& h : prediction.hosts) {
     os << "    host memory of " << h.node << ": " << format_bytes(h.peak_memory);
     if (h.capacity.value() > 0) os << " of " << format_bytes(h.capacity);
-    os << " (weights and state " << format_bytes(h.model_state) << ")\n";
+    os << " (weights and state " << format_bytes(h.model_state) << ")";
+    if (!h.processes.empty()) os << " in " << h.processes.size() << " processes: " << process_peaks_text(h);
+    os << "\n";
   }
   return os.str();
+}
+
+std::string process_peaks_text(const HostPrediction& host) {
+  std::string out;
+  for (const ProcessPeak& p : host.processes)
+    out +=
+        (out.empty() ? "" : " + ") + ("rank " + std::to_string(p.rank) + " " + format_bytes(p.peak_memory));
+  return out;
 }
 
 void Plan::check_ranges(const Graph& target) const {

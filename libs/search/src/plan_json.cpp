@@ -160,6 +160,12 @@ Json prediction_to_json(const Prediction& p) {
                          {"gathered_output_bytes", h.gathered_outputs.value()},
                          {"update_working_bytes", h.update_working.value()},
                          {"capacity_bytes", h.capacity.value()}});
+    if (!h.processes.empty()) {
+      Json processes = Json::array();
+      for (const ProcessPeak& pp : h.processes)
+        processes.push_back(Json{{"rank", pp.rank}, {"peak_memory_bytes", pp.peak_memory.value()}});
+      hosts.back()["processes"] = processes;
+    }
   }
   j["hosts"] = hosts;
   return j;
@@ -188,6 +194,11 @@ Prediction prediction_from_json(const Json& j) {
       if (h.contains("update_working_bytes"))  // plans written before 2026-11-30 (sixteenth session)
         hp.update_working = Bytes(get<int64_t>(h, "update_working_bytes"));
       hp.capacity = Bytes(get<int64_t>(h, "capacity_bytes"));
+      if (h.contains("processes")) {  // launched plans written before 2026-12-06 (fifty-fourth session): none
+        for (const auto& pp : field(h, "processes"))
+          hp.processes.push_back(
+              ProcessPeak{get<int>(pp, "rank"), Bytes(get<int64_t>(pp, "peak_memory_bytes"))});
+      }
       p.hosts.push_back(hp);
     }
   }

@@ -108,6 +108,7 @@ TensorModel::TensorModel(const StageModel& model) : model_(&model) {
   }
   // A pair still open at the end: its last output is gathered.
   if (open && last_split != kNoNode) reduce_[static_cast<size_t>(last_split)] = true;
+  gathered_ = open ? last_split : kNoNode;
 
   const double per = 1.0 / model.graph_batch();
   const size_t specs = [&] {
@@ -311,7 +312,6 @@ void TensorModel::build_live_tables(const std::vector<TensorRole>& roles, NodeId
   }
   // The gather follows the node, once its inputs are freed: then each device holds what is alive across the
   // node's end (its own part of the output among it) and the gathered whole.
-  gathered_ = gathered;
   if (gathered != kNoNode) {
     const StorageLifetimes life = storage_lifetimes(graph, root);
     for (size_t r = 0; r < life.born.size(); ++r) {
@@ -363,6 +363,15 @@ Seconds TensorModel::communication(NodeId first, NodeId last, double samples, in
   const double bytes = (reduce_bytes_[last + 1] - reduce_bytes_[first]).at(samples);
   return Seconds(count * 2.0 * (p - 1) * link.latency.value() +
                  2.0 * (p - 1) / p * bytes / link.bandwidth.value());
+}
+
+Bytes TensorModel::received_parts(NodeId first, NodeId last, double samples, int p) const {
+  double largest = 0;
+  for (NodeId i = first; i <= last; ++i) {
+    const double copies = i == gathered_ ? (p - 1.0) / p : p - 1.0;
+    largest = std::max(largest, copies * (reduce_bytes_[i + 1] - reduce_bytes_[i]).at(samples));
+  }
+  return Bytes(static_cast<int64_t>(largest));
 }
 
 Seconds TensorModel::forward(int spec, NodeId first, NodeId last, double samples, int p,

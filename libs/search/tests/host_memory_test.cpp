@@ -4,6 +4,8 @@
 
 #include "partita/search/planner.h"
 #include "partita/search/simulator.h"
+#include "partita/search/stage_model.h"
+#include "partita/search/tensor_model.h"
 #include "test_support.h"
 
 namespace partita {
@@ -349,6 +351,134 @@ TEST(HostMemory, EachMachineLoadsTheModelAndKeepsTheStateOfWhatItsDevicesRead) {
   EXPECT_EQ(a.capacity, Bytes(int64_t{16} << 30));
   EXPECT_EQ(b.capacity, Bytes(0));  // no CPU described on b: not checked
   EXPECT_TRUE(sim.fits_host_memory);
+}
+
+// The links between processes a launched plan's simulation needs (their speed does not matter here).
+SearchOptions launched_options() {
+  SearchOptions o;
+  o.processes = ProcessLayout::kLaunch;
+  o.process_links = ProcessLinks{make_link(10, 0), make_link(10, 0)};
+  return o;
+}
+
+Plan launched(Plan p) {
+  p.processes = ProcessLayout::kLaunch;
+  return p;
+}
+
+// Under `partita launch` every replica of a one-stage plan is a process that loads the whole model and
+// trains it: the machine holds the model state once per process, not once (each rank of GPT 8x128
+// inference measured 20.69 MiB, 41.4 together, against 32.2 predicted for one process).
+TEST(HostMemory, LaunchedReplicasEachHoldTheWholeModel) {
+  const Graph g = tied_weight_graph();
+  const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
+  const CostTable t = table_for(g, c);
+  const Simulation threads = simulate(data_plan(g, {"d0", "d1"}, {1, 1}), g, c, t);
+  EXPECT_EQ(only_host(threads).model_state, Bytes(adam(kE) + adam(kW)));
+  EXPECT_TRUE(only_host(threads).processes.empty());
+  const Simulation sim = simulate(launched(data_plan(g, {"d0", "d1"}, {1, 1})), g, c, t, launched_options());
+  const HostPrediction& h = only_host(sim);
+  EXPECT_EQ(h.model_state, Bytes(2 * (adam(kE) + adam(kW))));
+  ASSERT_EQ(h.processes.size(), 2u);
+  EXPECT_EQ(h.processes[0].rank, 0);
+  EXPECT_EQ(h.processes[1].rank, 1);
+  EXPECT_EQ(h.processes[0].peak_memory, h.processes[1].peak_memory);
+  EXPECT_EQ(h.peak_memory, h.processes[0].peak_memory + h.processes[1].peak_memory);
+  // Each process: its model state beside the larger of its device's working memory and Adam's temporaries.
+  ASSERT_EQ(sim.prediction.devices.size(), 2u);
+  const DevicePrediction& d = sim.prediction.devices[0];
+  EXPECT_EQ(h.processes[0].peak_memory,
+            Bytes(adam(kE) + adam(kW)) + std::max(d.peak_memory - d.model_state, Bytes(2 * kW)));
+}
+
+// A launched replica's gradients live in the reducer's buckets from the second step on: all of them exist
+// when its backward starts, where one process's first backward has made none yet.
+TEST(HostMemory, LaunchedReplicasHoldEveryGradientAllStep) {
+  // The chain of CpuReplicasLeaveOutTheGradientsNotMadeYetOnce: w0's and w1's gradients (4040 bytes) are
+  // not made yet at the backward's peak.
+  const Graph g = testing::chain_graph({1e9, 1e9, 1e9}, {10, 10, 4000}, {1000, 10, 10});
+  const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
+  const CostTable t = table_for(g, c);
+  const Simulation threads = simulate(data_plan(g, {"d0", "d1"}, {1, 1}), g, c, t);
+  const Simulation sim = simulate(launched(data_plan(g, {"d0", "d1"}, {1, 1})), g, c, t, launched_options());
+  for (size_t k = 0; k < 2; ++k) {
+    EXPECT_EQ(sim.prediction.devices[k].peak_memory, threads.prediction.devices[k].peak_memory + Bytes(4040))
+        << k;
+  }
+  // Nothing is added into shared gradients: each process's working memory is its device's.
+  const DevicePrediction& d = sim.prediction.devices[0];
+  EXPECT_EQ(only_host(sim).cpu_working, (d.peak_memory - d.model_state) * 2.0);
+}
+
+// A launched pipeline's rank keeps the weights its stage reads: a weight two stages read (the reducer sums
+// its gradient) on every rank that reads it, one only a GPU stage reads on that GPU.
+TEST(HostMemory, ALaunchedPipelineRankKeepsWhatItsStageReads) {
+  const Graph g = tied_weight_graph();
+  const Cluster cpus = make_cluster({cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
+  const Simulation on_cpus =
+      simulate(launched(two_stage(g, "d0", "d1")), g, cpus, table_for(g, cpus), launched_options());
+  const HostPrediction& h = only_host(on_cpus);
+  EXPECT_EQ(h.model_state, Bytes(adam(kE) + adam(kE) + adam(kW)));
+  ASSERT_EQ(h.processes.size(), 2u);
+  Bytes working(0);
+  for (const auto& d : on_cpus.prediction.devices) working += d.peak_memory - d.model_state;
+  EXPECT_EQ(h.cpu_working, working + Bytes(kW) + Bytes(kE));  // each stage's second microbatch adds a copy
+  const Cluster gpus = gpus_and_cpu(64);
+  const Simulation on_gpus =
+      simulate(launched(two_stage(g, "d0", "d1")), g, gpus, table_for(g, gpus), launched_options());
+  EXPECT_EQ(only_host(on_gpus).model_state, Bytes(2 * adam(kE)));  // W lives on d1
+}
+
+// The machine's processes add up against its capacity: a data-parallel plan that fits as two threads of one
+// process is refused as two processes, and the note says so.
+TEST(HostMemory, LaunchedProcessesAddUpAgainstTheMachinesMemory) {
+  const Graph g = testing::offload_pair_graph();  // about 2 MiB of weights: 8 MiB with Adam
+  const Cluster c = make_cluster({cpu_spec(30.0 / 1024), cpu_spec(30.0 / 1024)}, make_link(100, 0));
+  const CostTable t = table_for(g, c);
+  const Simulation threads = simulate(data_plan(g, {"d0", "d1"}, {1, 1}), g, c, t);
+  ASSERT_TRUE(threads.fits_host_memory) << threads.host_memory_note;
+  const Simulation sim = simulate(launched(data_plan(g, {"d0", "d1"}, {1, 1})), g, c, t, launched_options());
+  EXPECT_FALSE(sim.fits_host_memory);
+  EXPECT_NE(sim.host_memory_note.find("machine node0"), std::string::npos) << sim.host_memory_note;
+  EXPECT_NE(sim.host_memory_note.find("2 processes"), std::string::npos) << sim.host_memory_note;
+  EXPECT_NE(sim.host_memory_note.find("weights, gradients and optimizer state 16.00 MiB"), std::string::npos)
+      << sim.host_memory_note;
+}
+
+// A launched tensor group's rank keeps its part of each split weight, the replicated ones whole, and
+// receives its peer's part of the pair's all-reduce (1024 floats here).
+TEST(HostMemory, ALaunchedTensorRankKeepsItsPartsOfTheSplitWeights) {
+  constexpr int64_t kFloats = 1024, kScale = 64, kSplit = 65536 + kFloats * 1024 * 4;
+  const Graph g = testing::scaled_pair_graph(kFloats);
+  const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
+  const CostTable t = table_for(g, c);
+  Plan p = data_plan(g, {"d0", "d1"}, {1, 1});
+  p.strategy = StrategyKind::kTensor;
+  p.global_batch = 1;
+  p.groups[0] = DeviceGroup{{"d0", "d1"}, {1, 1}, GroupParallelism::kTensor, 2};
+  const Simulation threads = simulate(p, g, c, t);
+  const Simulation sim = simulate(launched(p), g, c, t, launched_options());
+  const HostPrediction& h = only_host(sim);
+  ASSERT_EQ(h.processes.size(), 2u);
+  EXPECT_EQ(h.model_state, Bytes(2 * adam(kScale + kSplit / 2)));
+  // Against one process's devices: the backward starts with every gradient there (TensorModel::
+  // backward_peak with none to come), and the peer's part of the pair's sum arrives.
+  SearchOptions o;
+  o.mode = Mode::kTraining;
+  o.optimizer = Optimizer::kAdam;
+  const StageModel model(g, c, t, o);
+  const TensorModel tm(model);
+  ASSERT_EQ(tm.received_parts(0, 2, 1, 2), Bytes(kFloats * 4));
+  const double all_there =
+      tm.backward_peak(0, 2, 1, 2, 0).beyond_state - tm.backward_peak(0, 2, 1, 2, 1).beyond_state;
+  EXPECT_GT(all_there, 0);
+  for (size_t k = 0; k < 2; ++k) {
+    EXPECT_EQ(sim.prediction.devices[k].model_state, Bytes(adam(kScale + kSplit / 2)));
+    EXPECT_EQ(sim.prediction.devices[k].peak_memory, threads.prediction.devices[k].peak_memory +
+                                                         Bytes(static_cast<int64_t>(all_there)) +
+                                                         Bytes(kFloats * 4))
+        << k;
+  }
 }
 
 TEST(HostMemory, APlanOverItsHostMemoryIsMarkedAndNamed) {

@@ -31,8 +31,15 @@ Plan sample_plan() {
   p.prediction.energy = Joules(12.5);
   p.prediction.devices = {
       DevicePrediction{"cuda:0", Bytes(1 << 30), Seconds(0.1), Joules(7), Bytes(1 << 20)}};
-  p.prediction.hosts = {HostPrediction{"node0", Bytes(7000), Bytes(4000), Bytes(2000), Bytes(1000),
-                                       Bytes(500), Bytes(int64_t{64} << 30), Bytes(300)}};
+  p.prediction.hosts = {HostPrediction{"node0",
+                                       Bytes(7000),
+                                       Bytes(4000),
+                                       Bytes(2000),
+                                       Bytes(1000),
+                                       Bytes(500),
+                                       Bytes(int64_t{64} << 30),
+                                       Bytes(300),
+                                       {ProcessPeak{0, Bytes(4500)}, ProcessPeak{1, Bytes(2500)}}}};
   return p;
 }
 
@@ -54,6 +61,9 @@ TEST(PlanJson, RoundTripsEveryField) {
   EXPECT_EQ(q.prediction.hosts[0].offloaded_activations, Bytes(1000));
   EXPECT_EQ(q.prediction.hosts[0].capacity, Bytes(int64_t{64} << 30));
   EXPECT_EQ(q.prediction.hosts[0].update_working, Bytes(300));
+  ASSERT_EQ(q.prediction.hosts[0].processes.size(), 2u);
+  EXPECT_EQ(q.prediction.hosts[0].processes[1].rank, 1);
+  EXPECT_EQ(q.prediction.hosts[0].processes[1].peak_memory, Bytes(2500));
   EXPECT_EQ(j["loss"], "mse");
   EXPECT_EQ(q.loss, LossKind::kMse);
 }

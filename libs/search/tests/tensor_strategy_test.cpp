@@ -184,6 +184,35 @@ TEST(TensorModel, TrainingPeakHoldsAGatheredOutputWhole) {
   EXPECT_DOUBLE_EQ(tm.backward_peak(0, 0, 1, 2, 0).beyond_state, 2048 + 4096);
 }
 
+// A device in a process of its own receives its peers' parts before adding or joining them: p - 1 copies
+// of an all-reduced output, (p - 1) / p of a gathered one.
+TEST(TensorModel, ReceivedPartsArePMinusOneCopiesOfASumAndTheRestOfAGather) {
+  const Graph pair = mlp_pair_graph(250'000);  // its pair closes: one all-reduce of a 1 MB output
+  const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
+  const StageModel closed(pair, c, table_for(pair, c), tensor_options(Mode::kInference));
+  const TensorModel tm(closed);
+  EXPECT_EQ(tm.received_parts(0, 2, 1, 2), Bytes(1'000'000));
+  EXPECT_EQ(tm.received_parts(0, 2, 1, 4), Bytes(3'000'000));
+  EXPECT_EQ(tm.received_parts(0, 2, 2, 2), Bytes(2'000'000));  // two samples
+  EXPECT_EQ(tm.received_parts(0, 1, 1, 2), Bytes(0));          // no collective in nodes 0-1
+  // A head left open: x [1, 16] @ w [1024, 16] gathers its 4 KiB output.
+  Graph head;
+  const ValueId x = head.add_input("x");
+  head.value(x).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
+  const ValueId w = head.add_parameter("w", true);
+  head.value(w).tensors = {TensorMeta{{1024, 16}, DType::kFloat32}};
+  const ValueId y = head.add_value(ValueKind::kTensor, "y");
+  head.value(y).tensors = {TensorMeta{{1, 1024}, DType::kFloat32}};
+  head.node(head.add_node("aten::linear", {x, w}, {y})).cost =
+      OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  head.set_outputs({y});
+  const StageModel open(head, c, table_for(head, c), tensor_options(Mode::kTraining));
+  const TensorModel gathers(open);
+  ASSERT_TRUE(gathers.all_reduce_after(0));
+  EXPECT_EQ(gathers.received_parts(0, 0, 1, 2), Bytes(2048));
+  EXPECT_EQ(gathers.received_parts(0, 0, 1, 4), Bytes(3072));
+}
+
 // A replicated weight's gradient is whole on every device: a scale read before the pair is not made yet
 // when the backward starts at the pair's big output.
 TEST(TensorModel, TrainingPeakLeavesOutAReplicatedGradientWhole) {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "html_parts.h"
 #include "partita/core/error.h"
 #include "partita/core/format.h"
@@ -67,15 +69,28 @@ std::string devices(const Json& plan, const std::map<std::string, int64_t>& capa
 std::string hosts(const Json& plan) {
   const Json& p = need(plan, "prediction", "the plan");
   if (!p.contains("hosts") || p["hosts"].empty()) return "";
-  std::string out =
-      "<table>\n<tr><th>machine</th><th>host memory</th><th>weights and state</th><th>CPU devices' "
-      "working memory</th><th>offloaded activations</th><th>gathered outputs</th><th>capacity</th></tr>\n";
+  // A plan for the processes of `partita launch`: each process's share of its machine's figure.
+  const bool launched = std::any_of(p["hosts"].begin(), p["hosts"].end(),
+                                    [](const Json& h) { return h.contains("processes"); });
+  std::string out = fmt::format(
+      "<table>\n<tr><th>machine</th><th>host memory</th>{}<th>weights and state</th><th>CPU devices' "
+      "working memory</th><th>offloaded activations</th><th>gathered outputs</th><th>capacity</th></tr>\n",
+      launched ? "<th>per process</th>" : "");
   for (const auto& h : p["hosts"]) {
     const int64_t cap = h.value("capacity_bytes", int64_t{0});
+    std::string processes;
+    if (launched) {
+      for (const auto& pp : h.value("processes", Json::array())) {
+        processes += (processes.empty() ? "" : ", ") +
+                     fmt::format("rank {} {}", pp.value("rank", 0),
+                                 bytes_text(pp.value("peak_memory_bytes", int64_t{0})));
+      }
+      processes = "<td>" + processes + "</td>";
+    }
     out += fmt::format(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+        "<tr><td>{}</td><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
         esc(h.value("node", std::string("?"))), bytes_text(h.value("peak_memory_bytes", int64_t{0})),
-        bytes_text(h.value("model_state_bytes", int64_t{0})),
+        processes, bytes_text(h.value("model_state_bytes", int64_t{0})),
         bytes_text(h.value("cpu_working_bytes", int64_t{0})),
         bytes_text(h.value("offloaded_activation_bytes", int64_t{0})),
         bytes_text(h.value("gathered_output_bytes", int64_t{0})),

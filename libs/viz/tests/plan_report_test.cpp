@@ -102,6 +102,20 @@ TEST(PlanReport, ShowsThePredictionPerDeviceAndSaysItIsPredicted) {
   }
 }
 
+// A plan for the processes of `partita launch` shows each process's share of its machine's host memory.
+TEST(PlanReport, ALaunchedPlanShowsEachProcesssHostMemory) {
+  EXPECT_EQ(plan_report_html(inputs()).find("per process"), std::string::npos);
+  PlanReportInputs in = inputs();
+  in.plan["prediction"]["hosts"][0]["processes"] = Json::parse(
+      R"([{"rank": 0, "peak_memory_bytes": 1610612736}, {"rank": 1, "peak_memory_bytes": 536870912}])");
+  const std::string html = plan_report_html(in);
+  EXPECT_NE(html.find("<th>host memory</th><th>per process</th>"), std::string::npos) << html;
+  EXPECT_NE(
+      html.find("<td>ws</td><td>2.00 GiB</td><td>rank 0 1.50 GiB, rank 1 512.00 MiB</td><td>1.00 GiB</td>"),
+      std::string::npos)
+      << html;
+}
+
 TEST(PlanReport, NamesThePowerCapsThePlanWasMadeFor) {
   PlanReportInputs in = inputs();
   EXPECT_EQ(plan_report_html(in).find("power caps"), std::string::npos) << "no caps, no line";

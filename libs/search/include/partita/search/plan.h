@@ -119,11 +119,19 @@ struct DevicePrediction {
   Bytes model_state{0};
 };
 
-// Host (CPU) memory of one machine of the plan, as partita's engine uses it: one process per machine, which
-// loads the whole model into host memory (see simulator.h for what stays there).
+// One process of `partita launch` on a machine (Plan::processes kLaunch): its host memory at its peak.
+struct ProcessPeak {
+  int rank = 0;  // the launch rank (process_layout.h)
+  Bytes peak_memory{0};
+};
+
+// Host (CPU) memory of one machine of the plan, as partita's engine uses it (see simulator.h for what stays
+// there): one process per machine, which loads the whole model, or (Plan::processes kLaunch) the processes of
+// `partita launch` that run there, each holding what its rank keeps and added together.
 struct HostPrediction {
   std::string node;  // the cluster node (machine) name
-  // model_state + offloaded_activations + the largest of cpu_working, gathered_outputs and update_working
+  // One process: model_state + offloaded_activations + the largest of cpu_working, gathered_outputs and
+  // update_working. Several: the sum of their peaks (`processes`); the parts below are their sums too.
   Bytes peak_memory{0};
   Bytes model_state{0};  // weights kept on the host, with their gradients and optimizer state
   // activations and workspace of the node's CPU devices (their peaks added) and, training, the gradients
@@ -133,7 +141,12 @@ struct HostPrediction {
   Bytes gathered_outputs{0};       // inference: the step's outputs put together on the host
   Bytes capacity{0};        // the node's CPU memory in the cluster (0: the cluster describes no CPU there)
   Bytes update_working{0};  // training: the optimizer step's temporaries (optimizer_step_temporaries)
+  // kLaunch: the machine's processes in rank order (empty for one process per machine).
+  std::vector<ProcessPeak> processes{};
 };
+
+// "rank 0 1.84 MiB + rank 1 1.84 MiB" for a machine's processes of `partita launch`; "" for one process.
+std::string process_peaks_text(const HostPrediction& host);
 
 struct Prediction {
   Seconds step_time{0};

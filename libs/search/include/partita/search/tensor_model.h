@@ -66,6 +66,10 @@ class TensorModel {
   Seconds backward(int spec, NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const;
   // The all-reduces of one pass over [first, last] (part of forward and of backward above).
   Seconds communication(NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const;
+  // The most bytes of its peers' parts a device of a group of p holds at once when the group's collectives
+  // over [first, last] gather the parts between processes (DistributedTensorGroupLink) for `samples`
+  // samples: p - 1 copies of an all-reduced output, (p - 1) / p of a gathered one (0 without either).
+  Bytes received_parts(NodeId first, NodeId last, double samples, int p) const;
   // Per-device memory of the range on a group of p (see above); `in_flight` microbatches of activations kept
   // (training); full checkpointing keeps the stage input per microbatch and runs one microbatch's forward
   // again in its backward; offload is not part of it. `device` (a cluster index, -1: not known) decides the
