@@ -14,7 +14,7 @@ PARTITA=$build/apps/partita/partita
 PYTHON=${PYTHON:-/usr/bin/python3}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-strategies=${STRATEGIES:-pipeline data tensor}
+strategies=${STRATEGIES:-${STRATEGY:-pipeline data tensor}}  # STRATEGY: the name before 2026-12-06
 {
   echo "| strategy | model | input | rank peaks, measured (MiB) | rank peaks, predicted (MiB) | model tensors per rank (MiB) | together (MiB) | predicted (MiB) | predicted / measured - 1 |"
   echo "|---|---|---|---|---|---|---|---|---|"
@@ -47,7 +47,7 @@ done
 {
   echo "## Host memory of launched ranks"
   echo
-  echo "\`bash bench/pipeline_rank_memory.sh\` on $(date -u +%Y-%m-%d), $(nproc) cores: training plans on cpu:0 + cpu:1"
+  echo "\`bash bench/pipeline_rank_memory.sh\` on $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')): training plans on cpu:0 + cpu:1"
   echo "made with \`--processes launch\` (4 microbatches, SGD with momentum, \`--cost roofline\`), run by"
   echo "\`partita launch -n 2\` for 5 steps. Measured: each rank's host peak (CPU tensors, partita's allocator"
   echo "counter) and the model tensors it holds at the end; predicted: the plan's figure for each process"

@@ -1,8 +1,8 @@
 # partita plan --processes launch: the link between processes comes from `partita profile` (measured here,
 # quick mode, private cache); a launched plan's prediction counts its messages (above the same plan in one
 # process), simulate reproduces it, Gloo's link is used with PARTITA_SHARED_MEMORY=0, and `partita run` says
-# which processes its prediction is for; a cluster file may name the links between processes. Roofline costs, so
-# that plan and simulate agree exactly.
+# which processes its prediction is for; each rank's host memory is predicted and printed beside the measured;
+# a cluster file may name the links between processes. Roofline costs, so that plan and simulate agree exactly.
 source "$(dirname "$0")/lib.sh"
 : "${PYTHON:?}"
 export XDG_CACHE_HOME="$WORK/cache" PARTITA_PROFILE_QUICK=1

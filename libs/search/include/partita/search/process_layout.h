@@ -12,8 +12,8 @@
 // GPU's data goes to the host first, so a pair with a GPU crosses the in-process link and the process link
 // one after the other (latencies add, inverse bandwidths add). Devices on different machines keep the
 // cluster's inter-node link. Collectives over a process link use cost/comm.h's formulas like any other link.
-// Not modelled: the processes' own threads competing for the cores, and each process loading the whole model
-// (host memory). Pure functions, thread-safe.
+// Host memory is predicted per process (simulator.h). Not modelled: the processes' own threads competing for
+// the cores. Pure functions, thread-safe.
 #include <string>
 #include <vector>
 

@@ -33,7 +33,13 @@
 // devices count their activations and workspace only: their weight parts are views of the host's tensors. A
 // machine's capacity is its largest CPU device's memory in the cluster; a machine the cluster describes no
 // CPU for is not checked. A plan that offloads from a CPU device is refused (partita::Error): its memory is
-// host memory already. Energy: per device in the plan, cost/energy.h's device_energy(busy, step - busy).
+// host memory already. A plan for the processes of `partita launch` (Plan::processes kLaunch) is predicted
+// per process (HostPrediction::processes; a machine's figure is their sum): every rank loads the whole model;
+// a pipeline's rank then keeps only what its stage reads (a weight several stages read on each of them), a
+// tensor group's rank its part of each split weight; a one-stage plan's rank keeps its gradients in the
+// reducer's buckets all step (every gradient counts from the forward on), adds nothing into another device's
+// gradients, and a tensor rank holds its peers' parts of its largest collective beside its peak.
+// Energy: per device in the plan, cost/energy.h's device_energy(busy, step - busy).
 #include <string>
 #include <vector>
 
