@@ -153,9 +153,9 @@ void run_optimize(const OptimizeArgs& args) {
   const Mode mode = args.train ? Mode::kTraining : Mode::kInference;
   const Objective objective = parse_objective(args.objective);
   const ProcessLayout processes = parse_process_layout(args.processes);
-  // Launched candidates run as jobs in a scratch folder (launched_run.h): one that cannot be made fails now.
-  std::optional<ScratchFolder> scratch;
-  if (processes == ProcessLayout::kLaunch) scratch.emplace("partita-optimize");
+  // Launched candidates run as jobs in a scratch folder (launched_run.h), made when the measuring starts; one
+  // that cannot be made fails now.
+  if (processes == ProcessLayout::kLaunch) ScratchFolder("partita-optimize");
   PARTITA_CHECK(args.optimizer.empty() || args.train, "--optimizer ", args.optimizer,
                 ": an optimizer is for training; add --train or leave --optimizer out");
   const Optimizer optimizer = args.optimizer.empty() ? Optimizer::kAdam : parse_optimizer(args.optimizer);
@@ -258,6 +258,21 @@ void run_optimize(const OptimizeArgs& args) {
   }
   PARTITA_CHECK(!candidates.empty(), "the planner produced no runnable candidate");
 
+  // From here on a launched optimize has jobs and a scratch folder to clean up: Ctrl-C or SIGTERM stop the
+  // job or in-process run under way (StopOnSignal) and end optimize with one line, removing the folder
+  // (before, the signal's default action ended optimize at once and left the folder in TMPDIR).
+  std::optional<ScratchFolder> scratch;
+  std::optional<StopOnSignal> stop;
+  if (processes == ProcessLayout::kLaunch) {
+    scratch.emplace("partita-optimize");
+    stop.emplace();
+  }
+  const std::atomic<bool>* stop_requested = stop ? &stop->requested() : nullptr;
+  const auto stop_if_asked = [&] {
+    PARTITA_CHECK(stop_requested == nullptr || !stop_requested->load(),
+                  "interrupted (Ctrl-C or SIGTERM) while measuring; nothing was written");
+  };
+
   // Plain LibTorch first: its best setting decides which candidate mirrors it (below).
   BaselineOptions base;
   base.mode = mode;
@@ -270,6 +285,7 @@ void run_optimize(const OptimizeArgs& args) {
   const auto inputs = make_inputs(specs, 11);
   std::vector<BaselineResult> sweep;
   for (const auto& config : thread_configs()) {
+    stop_if_asked();
     log_info(fmt::format("optimize: measuring plain LibTorch at {}", config.to_string()));
     from_file_weights(baseline_model);
     sweep.push_back(measure_torchscript(baseline_model, inputs, config, base));
@@ -289,6 +305,7 @@ void run_optimize(const OptimizeArgs& args) {
     std::vector<std::vector<double>> runs = {{sweep[0].median_ms}, {sweep[1].median_ms}};
     for (int r = 0; r < kRunoffRounds; ++r) {
       for (size_t k = 0; k < 2; ++k) {
+        stop_if_asked();
         from_file_weights(baseline_model);
         runs[k].push_back(measure_torchscript(baseline_model, inputs, sweep[k].config, runoff).median_ms);
       }
@@ -328,7 +345,7 @@ void run_optimize(const OptimizeArgs& args) {
     return report;
   };
   // A launched candidate runs as a job of its processes (launched_run.h).
-  const auto measure = [&](const Candidate& c, const RunOptions& options, Bytes* launched_peak = nullptr) {
+  const auto measure_once = [&](const Candidate& c, const RunOptions& options, Bytes* launched_peak) {
     if (c.processes < 2) return run_alone(c.plan, options);
     PARTITA_ASSERT(scratch.has_value(), "a launched candidate without --processes launch");
     LaunchedRunRequest job;
@@ -346,16 +363,28 @@ void run_optimize(const OptimizeArgs& args) {
     const double step_ms = std::max(to_milliseconds(c.plan.prediction.step_time),
                                     std::isfinite(c.measured_ms) ? c.measured_ms : 0.0);
     job.timeout = Seconds(120 + 100 * (options.steps + options.warmup) * step_ms * 1e-3);
+    job.stop_requested = stop_requested;
     LaunchedRun launched = run_launched(job);
     if (launched_peak != nullptr) *launched_peak = launched.host_peak_together;
     return std::move(launched.report);
+  };
+  // A run the signal stopped did not fail: optimize ends, saying why.
+  const auto measure = [&](const Candidate& c, const RunOptions& options, Bytes* launched_peak = nullptr) {
+    try {
+      return measure_once(c, options, launched_peak);
+    } catch (const Error&) {
+      stop_if_asked();
+      throw;
+    }
   };
   RunOptions probe;
   probe.loss = loss;
   probe.steps = 5;
   probe.warmup = 3;  // a new engine's first steps pay for thread, OpenMP team and allocator start-up
   probe.inline_lone_worker = true;
+  probe.stop_requested = stop_requested;  // an in-process run stops between steps
   for (auto& c : candidates) {
+    stop_if_asked();
     log_info(fmt::format("optimize: measuring candidate {} (predicted {:.2f} ms)", c.label,
                          to_milliseconds(c.plan.prediction.step_time)));
     try {
@@ -365,6 +394,7 @@ void run_optimize(const OptimizeArgs& args) {
       c.measured_ms = r.median_ms;
       c.measured_joules = joules_per_step(r.energy);
     } catch (const Error& e) {
+      stop_if_asked();
       log_warning(fmt::format("optimize: candidate {} cannot run here: {}", c.label, e.what()));
       c.measured_ms = std::numeric_limits<double>::infinity();
     }
@@ -392,6 +422,7 @@ void run_optimize(const OptimizeArgs& args) {
     runoff.steps = steps_for_window(ranked.front()->measured_ms, kRunoffWindow, probe.steps);
     for (int r = 0; r < kRunoffRounds; ++r) {
       for (size_t k = 0; k < finalists.size(); ++k) {
+        stop_if_asked();
         runoff.blas = finalists[k]->blas;
         from_file_weights(model);
         const RunReport report = measure(*finalists[k], runoff);
@@ -429,6 +460,7 @@ void run_optimize(const OptimizeArgs& args) {
   run_options.warmup = 3;
   run_options.inline_lone_worker = probe.inline_lone_worker;
   run_options.blas = best->blas;
+  run_options.stop_requested = stop_requested;
   // The plan's own peak: what its run adds to the tensors alive before it (the baseline's module and inputs
   // among them), plus the plan model's weights, which were alive before and are part of it.
   Bytes measured_peak(0);
@@ -439,6 +471,7 @@ void run_optimize(const OptimizeArgs& args) {
   std::vector<DeviceEnergy> base_energy;
   int total_rounds = args.rounds;
   for (int r = 0; r < total_rounds; ++r) {
+    stop_if_asked();
     log_info(fmt::format("optimize: round {}/{}", r + 1, total_rounds));
     from_file_weights(baseline_model);
     base_meter.start();

@@ -48,24 +48,33 @@ std::optional<int> poll_exit(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
-// Waits up to `timeout`; then SIGTERM (partita launch passes it on to every rank) and, 10 s later, SIGKILL.
-// Returns the exit status (see poll_exit) and whether the timeout stopped it.
-std::pair<int, bool> wait_with_timeout(pid_t pid, Seconds timeout) {
+struct JobEnd {
+  int status = 0;          // see poll_exit
+  bool timed_out = false;  // the timeout stopped it
+  bool stopped = false;    // `stop` asked for it
+};
+
+// Waits up to `timeout`, or until `stop` (when set) is true; then SIGTERM (partita launch passes it on to
+// every rank) and, 10 s later, SIGKILL.
+JobEnd wait_for_job(pid_t pid, Seconds timeout, const std::atomic<bool>* stop) {
   using Clock = std::chrono::steady_clock;
-  const auto poll = [&](Clock::time_point until) -> std::optional<int> {
+  const auto asked = [stop] { return stop != nullptr && stop->load(); };
+  const auto poll = [&](Clock::time_point until, bool watch_stop) -> std::optional<int> {
     while (true) {
       if (auto status = poll_exit(pid)) return status;
-      if (Clock::now() >= until) return std::nullopt;
+      if (Clock::now() >= until || (watch_stop && asked())) return std::nullopt;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   };
   if (auto status = poll(Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                            std::chrono::duration<double>(timeout.value()))))
-    return {*status, false};
+                                            std::chrono::duration<double>(timeout.value())),
+                         true))
+    return {*status, false, false};
+  const bool stopped = asked();
   kill(pid, SIGTERM);
-  if (auto status = poll(Clock::now() + std::chrono::seconds(10))) return {*status, true};
+  if (auto status = poll(Clock::now() + std::chrono::seconds(10), false)) return {*status, !stopped, stopped};
   kill(pid, SIGKILL);
-  return {*poll(Clock::time_point::max()), true};
+  return {*poll(Clock::time_point::max(), false), !stopped, stopped};
 }
 
 // The line that says what failed: the first error line a rank or the launcher printed, else the last line.
@@ -139,11 +148,13 @@ LaunchedRun run_launched(const LaunchedRunRequest& request) {
   if (request.train) add({"--train"});
   if (!request.loss.empty()) add({"--loss", request.loss});
   if (request.record_trace) add({"--trace", trace_path});
-  const auto [status, timed_out] =
-      wait_with_timeout(spawn_quiet(argv, log_path, "for a launched run"), request.timeout);
-  PARTITA_CHECK(!timed_out, "the launched run of ", processes, " processes ran past ",
+  const JobEnd end = wait_for_job(spawn_quiet(argv, log_path, "for a launched run"), request.timeout,
+                                  request.stop_requested);
+  PARTITA_CHECK(!end.stopped, "interrupted: the launched run of ", processes, " processes was stopped");
+  PARTITA_CHECK(!end.timed_out, "the launched run of ", processes, " processes ran past ",
                 request.timeout.value(), " s and was stopped; its last line: ", error_line(log_path));
-  PARTITA_CHECK(status == 0, "the launched run of ", processes, " processes failed: ", error_line(log_path));
+  PARTITA_CHECK(end.status == 0, "the launched run of ", processes,
+                " processes failed: ", error_line(log_path));
   LaunchedRun out;
   out.processes = processes;
   const Json j = read_json_file(json_path);

@@ -4,6 +4,7 @@
 // --plan P ... --json J` as a child process, waits for it and reads back what rank 0 wrote (step times,
 // every rank's workers, energy, host peaks and, when asked, the trace). The job's stdout goes nowhere and its
 // stderr into the work folder, whose last error line a failure names. One job at a time; not thread-safe.
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,9 @@ struct LaunchedRunRequest {
   std::string work_dir;  // an existing folder for the plan, the results and the job's stderr
   // The job is stopped (SIGTERM, then SIGKILL) when it runs longer: a hung rank must not hang the caller.
   Seconds timeout{600};
+  // When set and true (StopOnSignal: Ctrl-C or SIGTERM), the job is stopped the same way and run_launched
+  // throws partita::Error saying so.
+  const std::atomic<bool>* stop_requested = nullptr;
 };
 
 struct LaunchedRun {

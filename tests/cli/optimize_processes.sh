@@ -1,7 +1,8 @@
 # partita optimize --processes launch: the device set is planned for the processes of `partita launch`, every
 # candidate of two processes or more is measured as such a job, and the chosen one runs so in the final rounds
 # (its trace has a row per rank, its losses are a fresh launched run's); a job that fails names why and leaves
-# the candidate out; a scratch folder that cannot be made and an unknown layout are refused at once.
+# the candidate out; Ctrl-C stops the job and removes the scratch folder; a scratch folder that cannot be made and
+# an unknown layout are refused at once.
 source "$(dirname "$0")/lib.sh"
 : "${PYTHON:?}"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
@@ -54,6 +55,30 @@ PARTITA_FAULT_EXIT_AT_STEP=2 "${opt[@]}" --out "$WORK/fault" >/dev/null 2>"$WORK
   || fail "optimize: a failed job's candidate: $(cat "$WORK/fault.err")"
 [ "$(tail -1 "$WORK/fault.err")" = "partita: error: no candidate plan could run on this machine (the warnings above say why each failed)" ] \
   || fail "optimize with failing jobs: last line $(tail -1 "$WORK/fault.err")"
+
+# Ctrl-C (SIGINT) while a job runs (rank 1 hangs at its step 2, a test hook, so the job is still in flight):
+# optimize stops the job, says so in one line and removes its scratch folder; no process of the job is left.
+mkdir -p "$WORK/tmp"
+PARTITA_FAULT_HANG_AT_STEP=2 TMPDIR="$WORK/tmp" "${opt[@]}" --out "$WORK/interrupted" >/dev/null \
+  2>"$WORK/interrupted.err" &
+pid=$!
+for _ in $(seq 1 600); do
+  compgen -G "$WORK/tmp/partita-optimize-*/stderr.log" >/dev/null && break
+  sleep 0.1
+done
+compgen -G "$WORK/tmp/partita-optimize-*/stderr.log" >/dev/null || fail "no launched job started: $(cat "$WORK/interrupted.err")"
+sleep 1
+kill -INT "$pid"
+start=$SECONDS
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 1 ] || fail "interrupted optimize: exit status $rc"
+[ $((SECONDS - start)) -lt 15 ] || fail "optimize took $((SECONDS - start)) s to stop after SIGINT"
+grep -q "partita: error: interrupted" <(tail -1 "$WORK/interrupted.err") \
+  || fail "interrupted optimize: last line $(tail -1 "$WORK/interrupted.err")"
+[ -z "$(ls -A "$WORK/tmp")" ] || fail "the scratch folder was left: $(ls "$WORK/tmp")"
+! pgrep -f "$WORK/tmp/partita-optimize" >/dev/null || fail "a process of the stopped job is left: $(pgrep -af "$WORK/tmp/partita-optimize")"
+[ ! -e "$WORK/interrupted/metrics.json" ] || fail "an interrupted optimize wrote its results"
 
 start=$SECONDS
 TMPDIR="$WORK/missing" expect_error "cannot make a scratch folder $WORK/missing/partita-optimize-" "${opt[@]}" \
