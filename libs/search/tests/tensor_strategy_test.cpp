@@ -162,9 +162,8 @@ TEST(TensorModel, TrainingPeakHoldsSplitStoragesInPartAndTimesTheGradients) {
   EXPECT_EQ(tm.memory(0, 2, 1, 2, 1, -1, 0).value(), static_cast<int64_t>(state + at_n2 + act));
 }
 
-// A pair left open at the end (a language model's head): each device holds its part of the output and the
-// gathered whole, whose gradient comes back whole.
-TEST(TensorModel, TrainingPeakHoldsAGatheredOutputWhole) {
+// A pair left open at the end (a language model's head): x [1, 16] @ w [1024, 16], its 4 KiB output gathered.
+Graph open_head_graph() {
   Graph g;
   const ValueId x = g.add_input("x");
   g.value(x).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
@@ -175,6 +174,12 @@ TEST(TensorModel, TrainingPeakHoldsAGatheredOutputWhole) {
   g.node(g.add_node("aten::linear", {x, w}, {y})).cost =
       OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
   g.set_outputs({y});
+  return g;
+}
+
+// Each device holds its part of a gathered output and the whole, whose gradient comes back whole.
+TEST(TensorModel, TrainingPeakHoldsAGatheredOutputWhole) {
+  const Graph g = open_head_graph();
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
   const CostTable t = table_for(g, c);
   const StageModel model(g, c, t, tensor_options(Mode::kTraining));
@@ -195,17 +200,7 @@ TEST(TensorModel, ReceivedPartsArePMinusOneCopiesOfASumAndTheRestOfAGather) {
   EXPECT_EQ(tm.received_parts(0, 2, 1, 4), Bytes(3'000'000));
   EXPECT_EQ(tm.received_parts(0, 2, 2, 2), Bytes(2'000'000));  // two samples
   EXPECT_EQ(tm.received_parts(0, 1, 1, 2), Bytes(0));          // no collective in nodes 0-1
-  // A head left open: x [1, 16] @ w [1024, 16] gathers its 4 KiB output.
-  Graph head;
-  const ValueId x = head.add_input("x");
-  head.value(x).tensors = {TensorMeta{{1, 16}, DType::kFloat32}};
-  const ValueId w = head.add_parameter("w", true);
-  head.value(w).tensors = {TensorMeta{{1024, 16}, DType::kFloat32}};
-  const ValueId y = head.add_value(ValueKind::kTensor, "y");
-  head.value(y).tensors = {TensorMeta{{1, 1024}, DType::kFloat32}};
-  head.node(head.add_node("aten::linear", {x, w}, {y})).cost =
-      OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
-  head.set_outputs({y});
+  const Graph head = open_head_graph();                        // gathers its 4 KiB output
   const StageModel open(head, c, table_for(head, c), tensor_options(Mode::kTraining));
   const TensorModel gathers(open);
   ASSERT_TRUE(gathers.all_reduce_after(0));
