@@ -123,9 +123,9 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
 
   // Model state. One process per machine: it loads the whole model; the engine moves some to devices.
   // Launched: every rank loads the whole model, and a pipeline's rank then releases the weights only other
-  // stages read, a tensor group's rank its devices' parts of the split weights but its own (cmd_run /
-  // plan_runner). A rank's reducer all-reduces a one-stage plan's gradients and a pipeline's shared ones:
-  // those stay on the host (engine.cpp place_parameters).
+  // stages read (it keeps those no node reads), a tensor group's rank the parts of the split weights other
+  // than its own (cmd_run / plan_runner). A rank's reducer all-reduces a one-stage plan's gradients and a
+  // pipeline's shared ones: those stay on the host (engine.cpp place_parameters).
   const std::vector<std::vector<int>> stages_of = plan.parameter_stages(graph);
   std::vector<Bytes> trainable_on_host(hosts.size(), Bytes(0)), largest_updated(hosts.size(), Bytes(0));
   std::vector<Bytes> largest_read(plan.stages.size(), Bytes(0));  // trainable, by stage
@@ -154,13 +154,14 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
     for (size_t k = 0; k < hosts.size(); ++k) {
       const int stage = stage_of_holder(k);
       const bool read_here = std::binary_search(stages_of[i].begin(), stages_of[i].end(), stage);
-      if (!one_stage && !read_here) continue;  // released
+      if (!one_stage && !read_here && !stages_of[i].empty()) continue;  // released
       if (read_here && !reduced &&
           place_of(plan, model, {stage}, param.requires_grad, one_stage ? rank_of[k] : -1).keeper >= 0)
         continue;  // kept on the process's one device with memory of its own
       Bytes held = bytes;
       const DeviceGroup& g = plan.groups[static_cast<size_t>(plan.stages[static_cast<size_t>(stage)].group)];
       if (one_stage && g.parallelism == GroupParallelism::kTensor) {
+        PARTITA_ASSERT(tensor != nullptr, "a plan with a tensor-parallel group needs its TensorModel");
         const Value& v = graph.value(param.value);
         if (std::any_of(v.users.begin(), v.users.end(), [&](NodeId u) { return tensor->split(u); }))
           held = Bytes(bytes.value() / g.tensor_degree());
