@@ -479,6 +479,18 @@ TEST(HostMemory, ALaunchedTensorRankKeepsItsPartsOfTheSplitWeights) {
                                                          Bytes(kFloats * 4))
         << k;
   }
+  // Two microbatches: every gradient is there from the second backward on in one process too, and the
+  // rank's parts of the split weights gather their gradients in leaves of their own beside the parameters'
+  // kept ones (engine_tensor), half of each split weight on each of the 2 ranks.
+  p.global_batch = 2;
+  p.microbatches = 2;
+  const Simulation threads2 = simulate(p, g, c, t);
+  const Simulation launched2 = simulate(launched(p), g, c, t, launched_options());
+  for (size_t k = 0; k < 2; ++k) {
+    EXPECT_EQ(launched2.prediction.devices[k].peak_memory,
+              threads2.prediction.devices[k].peak_memory + Bytes(kFloats * 4) + Bytes(kSplit / 2))
+        << k;
+  }
 }
 
 TEST(HostMemory, APlanOverItsHostMemoryIsMarkedAndNamed) {
