@@ -36,9 +36,10 @@
 // host memory already. A plan for the processes of `partita launch` (Plan::processes kLaunch) is predicted
 // per process (HostPrediction::processes; a machine's figure is their sum): every rank loads the whole model;
 // a pipeline's rank then keeps only what its stage reads (a weight several stages read on each of them), a
-// tensor group's rank its part of each split weight; a one-stage plan's rank keeps its gradients in the
-// reducer's buckets all step (every gradient counts from the forward on), adds nothing into another device's
-// gradients, and a tensor rank holds its peers' parts of its largest collective beside its peak.
+// tensor group's rank its part of each split weight; a CPU rank keeps its gradients all step (zeroed in
+// place; a one-stage plan's in the reducer's buckets), and a one-stage plan's rank adds nothing into another
+// device's gradients; a tensor rank holds its peers' parts of its largest collective beside its peak and,
+// training several microbatches, its split parts' own gradients beside the kept ones.
 // Energy: per device in the plan, cost/energy.h's device_energy(busy, step - busy).
 #include <string>
 #include <vector>
