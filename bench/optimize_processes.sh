@@ -1,14 +1,16 @@
 #!/bin/bash
 # `partita optimize --processes one` (threads of one process) against `--processes launch` (the device set
-# planned for the processes of `partita launch`, each such candidate measured as a launched job): for each
-# case both, alternating, ROUNDS times; per run the layout optimize chose, its measured step and plain
-# LibTorch's in the same final rounds (medians), the speedup and optimize's own wall time. Writes its section
-# of docs/benchmarks.md ("## optimize with launched processes"). Run it with nothing else on the machine.
+# planned for the processes of `partita launch`, each such candidate measured as a launched job) and
+# `--processes both` (planned and measured both ways, the best measured kept): for each case every mode,
+# alternating, ROUNDS times; per run the layout optimize chose, its measured step and plain LibTorch's in the
+# same final rounds (medians), the speedup and optimize's own wall time. Writes its section of
+# docs/benchmarks.md ("## optimize with launched processes"). Run it with nothing else on the machine.
 #
-#   bench/optimize_processes.sh [ROUNDS]     (default 2)
+#   [MODES="one launch both"] bench/optimize_processes.sh [ROUNDS]     (default 2)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-2}
+read -r -a modes <<<"${MODES:-one launch both}"
 build=${BUILD:-$here/build}
 p=$build/apps/partita/partita
 work=$(mktemp -d)
@@ -24,7 +26,7 @@ for c in "${cases[@]}"; do
   train=()
   [ "$mode" = train ] && train=(--train)
   for r in $(seq 1 "$rounds"); do
-    for processes in one launch; do
+    for processes in "${modes[@]}"; do
       key="$model-${input//:/_}-$mode-$processes-$r"
       start=$(date +%s%N)
       "$p" -q optimize "$build/models/$model.pt" --input "$input" "${train[@]}" --processes "$processes" \
@@ -34,15 +36,15 @@ for c in "${cases[@]}"; do
     done
   done
 done
-python3 - "$work" "$rounds" "${cases[@]}" >"$work/table.md" <<'PY'
+python3 - "$work" "$rounds" "${modes[*]}" "${cases[@]}" >"$work/table.md" <<'PY'
 import json, statistics, sys
-work, rounds, cases = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+work, rounds, modes, cases = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
 print("| model | input | mode | processes | chosen layout per run | partita (ms) | plain LibTorch (ms) | "
       "plain LibTorch before any plan ran (ms) | speedup per run | median speedup | optimize wall time (s, median) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for c in cases:
     model, inp, mode = c.split("|")
-    for processes in ["one", "launch"]:
+    for processes in modes:
         runs, walls = [], []
         for r in range(1, rounds + 1):
             key = f"{model}-{inp.replace(':', '_')}-{mode}-{processes}-{r}"
@@ -59,10 +61,11 @@ PY
 {
   echo "## optimize with launched processes"
   echo
-  echo "\`bash bench/optimize_processes.sh $rounds\` on $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')):"
-  echo "\`partita optimize\` with \`--processes one\` (a plan's devices are threads of optimize's process) and"
+  echo "\`MODES=\"${modes[*]}\" bash bench/optimize_processes.sh $rounds\` on $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')):"
+  echo "\`partita optimize\` with \`--processes one\` (a plan's devices are threads of optimize's process),"
   echo "\`--processes launch\` (the device set planned for the processes of \`partita launch\`, each such candidate"
-  echo "measured as a launched job), alternating, defaults otherwise (Adam in training). Partita and plain"
+  echo "measured as a launched job) and \`--processes both\` (the device set planned both ways, candidates of each"
+  echo "measured, the best measured kept), alternating, defaults otherwise (Adam in training). Partita and plain"
   echo "LibTorch: medians of optimize's own final rounds, which alternate the two; the speedup is theirs, so two"
   echo "runs' speedups compare and their step times only roughly (the machine's speed moves between runs). Plain"
   echo "LibTorch before any plan ran: its chosen setting's run-off median, measured before any candidate ran (in"

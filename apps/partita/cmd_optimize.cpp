@@ -15,7 +15,9 @@
 // With --processes launch the device set is planned for the processes of `partita launch` (one per stage, or
 // per device of a one-stage plan; the messages between them counted), and each such candidate is measured as
 // a job of that many processes (launched_run.h): every measurement pays a process start, the model's load and
-// the warm-up steps, outside the timed steps. The single-device floors stay in this process.
+// the warm-up steps, outside the timed steps. With --processes both the device set is planned both ways, for
+// threads and for processes, --candidates of each, and measurement decides between them as between any
+// candidates. The single-device floors stay in this process.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -152,10 +154,19 @@ void run_optimize(const OptimizeArgs& args) {
   check_inputs_share_batch(specs);
   const Mode mode = args.train ? Mode::kTraining : Mode::kInference;
   const Objective objective = parse_objective(args.objective);
-  const ProcessLayout processes = parse_process_layout(args.processes);
+  // The layouts the device set is planned for: both plans the device set twice, for threads of this process
+  // and for launched processes, and measurement decides between them.
+  PARTITA_CHECK(args.processes == "one" || args.processes == "launch" || args.processes == "both",
+                "unknown process layout '", args.processes,
+                "': use one (threads of this process), launch (the processes of `partita launch`) or both "
+                "(measure plans of each and keep the best)");
+  const std::vector<ProcessLayout> layouts =
+      args.processes == "both" ? std::vector<ProcessLayout>{ProcessLayout::kOne, ProcessLayout::kLaunch}
+                               : std::vector<ProcessLayout>{parse_process_layout(args.processes)};
+  const bool launches = layouts.back() == ProcessLayout::kLaunch;
   // Launched candidates run as jobs in a scratch folder (launched_run.h), made when the measuring starts; one
   // that cannot be made fails now.
-  if (processes == ProcessLayout::kLaunch) ScratchFolder("partita-optimize");
+  if (launches) ScratchFolder("partita-optimize");
   PARTITA_CHECK(args.optimizer.empty() || args.train, "--optimizer ", args.optimizer,
                 ": an optimizer is for training; add --train or leave --optimizer out");
   const Optimizer optimizer = args.optimizer.empty() ? Optimizer::kAdam : parse_optimizer(args.optimizer);
@@ -189,46 +200,64 @@ void run_optimize(const OptimizeArgs& args) {
   struct DeviceSet {
     std::string devices;
     BlasThreads blas;
+    ProcessLayout processes = ProcessLayout::kOne;
+    bool floor = false;  // a single-device floor: one plan, the plain step
   };
-  std::vector<DeviceSet> device_sets = {{args.devices, BlasThreads::kAuto}};
+  std::vector<DeviceSet> device_sets;
+  for (ProcessLayout layout : layouts) device_sets.push_back({args.devices, BlasThreads::kAuto, layout});
   if (args.devices.empty()) {
-    device_sets.insert(device_sets.end(), {{"cpu", BlasThreads::kAuto},
-                                           {"cpu", BlasThreads::kLeave},
-                                           {"cpu:0", BlasThreads::kOne},
-                                           {"cpu:0", BlasThreads::kLeave}});
+    device_sets.insert(device_sets.end(), {{"cpu", BlasThreads::kAuto, ProcessLayout::kOne, true},
+                                           {"cpu", BlasThreads::kLeave, ProcessLayout::kOne, true},
+                                           {"cpu:0", BlasThreads::kOne, ProcessLayout::kOne, true},
+                                           {"cpu:0", BlasThreads::kLeave, ProcessLayout::kOne, true}});
   }
   std::vector<std::unique_ptr<PlanningInputs>> planning;
   std::vector<Candidate> candidates;
   std::set<std::string> seen;
+  std::vector<std::string> no_fit;  // why a layout of --processes both fits no plan
   for (size_t i = 0; i < device_sets.size(); ++i) {
-    PlanSource source;
-    source.model = std::filesystem::absolute(args.model.model).string();
-    source.inputs = args.model.inputs;
-    source.devices = device_sets[i].devices;
-    auto inputs = std::make_unique<PlanningInputs>(make_planning_inputs(model.ir, source));
-    if (i == 0) {
-      mark_batch_splittability(*inputs, model);
+    const DeviceSet& set = device_sets[i];
+    std::unique_ptr<PlanningInputs> inputs;
+    if (i > 0 && set.devices == device_sets[i - 1].devices && set.blas == device_sets[i - 1].blas) {
+      // The same devices for another process layout: the same costs, measured once.
+      inputs = std::make_unique<PlanningInputs>(*planning.back());
     } else {
-      inputs->options.batch_splittable = planning.front()->options.batch_splittable;
+      PlanSource source;
+      source.model = std::filesystem::absolute(args.model.model).string();
+      source.inputs = args.model.inputs;
+      source.devices = set.devices;
+      inputs = std::make_unique<PlanningInputs>(make_planning_inputs(model.ir, source));
+      if (i == 0) {
+        mark_batch_splittability(*inputs, model);
+      } else {
+        inputs->options.batch_splittable = planning.front()->options.batch_splittable;
+      }
+      inputs->options.mode = mode;
+      inputs->options.objective = objective;
+      inputs->options.optimizer = optimizer;
+      inputs->options.loss = loss;
+      // Per-op times measured here, under the OpenBLAS setting the candidate will run with.
+      ProfiledCostOptions costs;
+      costs.mode = mode;
+      costs.blas_threads = set.blas == BlasThreads::kOne ? 1 : set.blas == BlasThreads::kLeave ? -1 : 0;
+      apply_profiled_costs(*inputs, model, costs);
     }
-    inputs->options.mode = mode;
-    inputs->options.objective = objective;
-    inputs->options.optimizer = optimizer;
-    inputs->options.loss = loss;
-    // Per-op times measured here, under the OpenBLAS setting the candidate will run with.
-    ProfiledCostOptions costs;
-    costs.mode = mode;
-    costs.blas_threads = device_sets[i].blas == BlasThreads::kOne     ? 1
-                         : device_sets[i].blas == BlasThreads::kLeave ? -1
-                                                                      : 0;
-    apply_profiled_costs(*inputs, model, costs);
     // On one device the floor is the plain step: one stage, the whole batch at once.
-    if (i > 0) inputs->options.strategy = StrategyKind::kData;
-    // The device set's plans for the processes of `partita launch` (a one-device plan is one process).
-    if (i == 0) inputs->options.processes = processes;
+    if (set.floor) inputs->options.strategy = StrategyKind::kData;
+    // The device set's plans for threads of this process or for the processes of `partita launch` (a
+    // one-device plan is one process).
+    inputs->options.processes = set.processes;
     const PlanOutcome outcome = make_plan(inputs->graph, inputs->cluster, inputs->table, inputs->options);
-    PARTITA_CHECK(outcome.plan || i > 0, "no plan fits: ", outcome.error);
-    const int keep = i == 0 ? args.candidates : 1;
+    if (!outcome.plan && !set.floor) {
+      // With both layouts, one that fits nothing (processes each hold a model: their sum may not fit where
+      // threads do) leaves the other's candidates.
+      PARTITA_CHECK(layouts.size() > 1, "no plan fits: ", outcome.error);
+      log_warning(fmt::format("optimize: no plan fits as {}: {}",
+                              set.processes == ProcessLayout::kLaunch ? "launched processes" : "threads",
+                              outcome.error));
+      no_fit.push_back(outcome.error);
+    }
+    const int keep = set.floor ? 1 : args.candidates;
     int kept = 0;
     for (const Plan& p : outcome.candidates) {
       if (kept == keep) break;
@@ -239,15 +268,13 @@ void run_optimize(const OptimizeArgs& args) {
         continue;
       }
       std::string label = layout_label(p);
-      if (device_sets[i].blas != BlasThreads::kAuto)
-        label += fmt::format(" (blas {})", blas_threads_name(device_sets[i].blas));
+      if (set.blas != BlasThreads::kAuto) label += fmt::format(" (blas {})", blas_threads_name(set.blas));
       const int launched = p.processes == ProcessLayout::kLaunch ? launch_processes(p) : 1;
       if (launched >= 2) label += fmt::format(" ({} processes)", launched);
       // The same layout can come from two strategies (a one-stage "hybrid" is data parallel): measure it
       // once.
       if (!seen.insert(label.substr(label.find(' ') + 1)).second) continue;
-      candidates.push_back(
-          Candidate{p, inputs.get(), device_sets[i].blas, 0, NAN, label, device_sets[i].devices});
+      candidates.push_back(Candidate{p, inputs.get(), set.blas, 0, NAN, label, set.devices});
       if (launched >= 2) {
         candidates.back().processes = launched;
         candidates.back().plan.source = inputs->source;  // the job's `partita run` reads the plan's file
@@ -256,6 +283,7 @@ void run_optimize(const OptimizeArgs& args) {
     }
     planning.push_back(std::move(inputs));
   }
+  PARTITA_CHECK(no_fit.size() < layouts.size(), "no plan fits: ", no_fit.empty() ? "" : no_fit.front());
   PARTITA_CHECK(!candidates.empty(), "the planner produced no runnable candidate");
 
   // From here on a launched optimize has jobs and a scratch folder to clean up: Ctrl-C or SIGTERM stop the
@@ -263,7 +291,7 @@ void run_optimize(const OptimizeArgs& args) {
   // (before, the signal's default action ended optimize at once and left the folder in TMPDIR).
   std::optional<ScratchFolder> scratch;
   std::optional<StopOnSignal> stop;
-  if (processes == ProcessLayout::kLaunch) {
+  if (launches) {
     scratch.emplace("partita-optimize");
     stop.emplace();
   }
@@ -715,9 +743,9 @@ Command register_optimize(CLI::App& app) {
       ->check(positive_integer());
   cmd->add_option(
       "--processes", args->processes,
-      "one (default: a plan's devices are threads of this process) or launch (plan the device set "
-      "for the processes of partita launch, one per stage or per device of a one-stage plan, and "
-      "measure those plans as such jobs)");
+      "one (default: a plan's devices are threads of this process), launch (plan the device set for "
+      "the processes of partita launch, one per stage or per device of a one-stage plan, and measure "
+      "those plans as such jobs) or both (plan and measure both ways; the best measured wins)");
   return Command{cmd, [args] { run_optimize(*args); }, /*default_threads=*/1};
 }
 

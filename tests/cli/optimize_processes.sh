@@ -1,6 +1,7 @@
 # partita optimize --processes launch: the device set is planned for the processes of `partita launch`, every
 # candidate of two processes or more is measured as such a job, and the chosen one runs so in the final rounds
-# (its trace has a row per rank, its losses are a fresh launched run's); a job that fails names why and leaves
+# (its trace has a row per rank, its losses are a fresh launched run's); --processes both measures candidates of
+# both layouts and keeps the fastest; a job that fails names why and leaves
 # the candidate out; Ctrl-C stops the job and removes the scratch folder; a scratch folder that cannot be made and
 # an unknown layout are refused at once.
 source "$(dirname "$0")/lib.sh"
@@ -46,6 +47,22 @@ final, fresh = json.load(open(sys.argv[1]))["run"]["losses"][0], json.load(open(
 assert abs(final - fresh) <= 1e-5 * abs(fresh), (final, fresh)
 PY
 
+# --processes both: the device set planned for threads of optimize's process and for launched processes, a
+# candidate of each measured, and the one measured fastest chosen, whichever layout it has.
+"$PARTITA" -q optimize "$ZOO/mlp.pt" --input 256x64 --train --devices cpu:0,cpu:1 --processes both \
+  --candidates 1 --steps 2 --rounds 1 --out "$WORK/both" --json "$WORK/both.json" >"$WORK/both.txt" \
+  || fail "optimize --processes both"
+"$PYTHON" - "$WORK/both.json" "$WORK/both/plan.json" <<'PY' || fail "optimize --processes both: $(cat "$WORK/both.txt")"
+import json, sys
+d, plan = (json.load(open(p)) for p in sys.argv[1:3])
+cands = d["candidates"]
+assert sorted(c["processes"] for c in cands) == [1, 2], cands
+assert all(c["measured_ms"] is not None and c["measured_ms"] > 0 for c in cands), cands
+fastest = min(cands, key=lambda c: c["measured_ms"])
+assert d["layout"] == fastest["layout"] and d["processes"] == fastest["processes"], (d["layout"], cands)
+assert plan["processes"] == ("launch" if d["processes"] == 2 else "one"), (plan["processes"], d["processes"])
+PY
+
 # Rank 1 of every job exits at its step 2 (a test hook): each candidate is left out with the job's own error
 # line, and with none left optimize says so.
 rc=0
@@ -84,5 +101,5 @@ start=$SECONDS
 TMPDIR="$WORK/missing" expect_error "cannot make a scratch folder $WORK/missing/partita-optimize-" "${opt[@]}" \
   --out "$WORK/tmpdir"
 [ $((SECONDS - start)) -lt 10 ] || fail "optimize took $((SECONDS - start)) s to refuse its scratch folder"
-expect_error "unknown process layout 'many': use one" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --processes many
+expect_error "unknown process layout 'many': use one (threads of this process), launch (the processes of \`partita launch\`) or both" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --processes many
 finish
