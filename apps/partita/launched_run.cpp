@@ -36,47 +36,6 @@ int launch_processes(const Plan& plan) {
 
 namespace {
 
-// The exit status of `pid`, or -signal when a signal ended it; std::nullopt while it runs.
-std::optional<int> poll_exit(pid_t pid) {
-  int status = 0;
-  pid_t r;
-  do {
-    r = waitpid(pid, &status, WNOHANG);
-  } while (r < 0 && errno == EINTR);
-  PARTITA_ASSERT(r >= 0, "waitpid failed: ", std::strerror(errno));
-  if (r == 0) return std::nullopt;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
-
-struct JobEnd {
-  int status = 0;          // see poll_exit
-  bool timed_out = false;  // the timeout stopped it
-  bool stopped = false;    // `stop` asked for it
-};
-
-// Waits up to `timeout`, or until `stop` (when set) is true; then SIGTERM (partita launch passes it on to
-// every rank) and, 10 s later, SIGKILL.
-JobEnd wait_for_job(pid_t pid, Seconds timeout, const std::atomic<bool>* stop) {
-  using Clock = std::chrono::steady_clock;
-  const auto asked = [stop] { return stop != nullptr && stop->load(); };
-  const auto poll = [&](Clock::time_point until, bool watch_stop) -> std::optional<int> {
-    while (true) {
-      if (auto status = poll_exit(pid)) return status;
-      if (Clock::now() >= until || (watch_stop && asked())) return std::nullopt;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  };
-  if (auto status = poll(Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                            std::chrono::duration<double>(timeout.value())),
-                         true))
-    return {*status, false, false};
-  const bool stopped = asked();
-  kill(pid, SIGTERM);
-  if (auto status = poll(Clock::now() + std::chrono::seconds(10), false)) return {*status, !stopped, stopped};
-  kill(pid, SIGKILL);
-  return {*poll(Clock::time_point::max(), false), !stopped, stopped};
-}
-
 // The line that says what failed: the first error line a rank or the launcher printed, else the last line.
 std::string error_line(const std::string& log_path) {
   std::ifstream in(log_path);
@@ -148,8 +107,9 @@ LaunchedRun run_launched(const LaunchedRunRequest& request) {
   if (request.train) add({"--train"});
   if (!request.loss.empty()) add({"--loss", request.loss});
   if (request.record_trace) add({"--trace", trace_path});
-  const JobEnd end = wait_for_job(spawn_quiet(argv, log_path, "for a launched run"), request.timeout,
-                                  request.stop_requested);
+  // Stopped by the timeout or the request: SIGTERM, which the launcher passes on, then SIGKILL 10 s later.
+  const ChildEnd end = wait_for_child(spawn_quiet(argv, log_path, "for a launched run"), request.timeout,
+                                      request.stop_requested);
   PARTITA_CHECK(!end.stopped, "interrupted: the launched run of ", processes, " processes was stopped");
   PARTITA_CHECK(!end.timed_out, "the launched run of ", processes, " processes ran past ",
                 request.timeout.value(), " s and was stopped; its last line: ", error_line(log_path));

@@ -314,17 +314,14 @@ extern "C" void request_stop(int) { g_stop_requested.store(true); }
 StopOnSignal::StopOnSignal() {
   PARTITA_ASSERT(!g_stop_installed.exchange(true), "one StopOnSignal at a time");
   g_stop_requested.store(false);
-  struct sigaction action {};
-  action.sa_handler = request_stop;
-  action.sa_flags = SA_RESTART;  // a blocking read or write (a store's, a file's) goes on after the signal
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, &previous_int_);
-  sigaction(SIGTERM, &action, &previous_term_);
+  // SA_RESTART: a blocking read or write (a store's, a file's) goes on after the signal.
+  int_.emplace(SIGINT, request_stop, SA_RESTART);
+  term_.emplace(SIGTERM, request_stop, SA_RESTART);
 }
 
 StopOnSignal::~StopOnSignal() {
-  sigaction(SIGINT, &previous_int_, nullptr);
-  sigaction(SIGTERM, &previous_term_, nullptr);
+  term_.reset();
+  int_.reset();
   g_stop_installed.store(false);
 }
 

@@ -1,7 +1,6 @@
 #pragma once
 // Runs a plan with the engine for a number of steps and reports what happened: the shared core of
 // `partita run` and `partita optimize`.
-#include <signal.h>
 
 #include <atomic>
 #include <cstdint>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "partita/core/json_io.h"
+#include "partita/core/signals.h"
 #include "partita/runtime/chrome_trace.h"
 #include "partita/runtime/engine.h"
 #include "partita/runtime/slowdown_injector.h"
@@ -76,7 +76,8 @@ struct RunOptions {
 
 // While alive, SIGINT and SIGTERM ask the run to stop before its next step (RunOptions::stop_requested)
 // instead of ending the process at once, so what the caller holds is put back on the way out (power caps).
-// The previous handlers come back when it ends. One at a time per process.
+// A signal the process was started ignoring stays ignored (core/signals.h: a background job of a script
+// ignores SIGINT). The previous handlers come back when it ends. One at a time per process.
 class StopOnSignal {
  public:
   StopOnSignal();
@@ -86,8 +87,8 @@ class StopOnSignal {
   const std::atomic<bool>& requested() const;
 
  private:
-  struct sigaction previous_int_ {};
-  struct sigaction previous_term_ {};
+  std::optional<CatchSignal> int_;
+  std::optional<CatchSignal> term_;
 };
 
 struct WorkerReport {

@@ -2,8 +2,9 @@
 # stopped by a signal: the ranks vote on the step to stop before, every rank saves it (data parallel: rank 0;
 # a pipeline: each its stage), and resumed, the job gives the uninterrupted run's losses. The signal comes from
 # a test hook in rank 1 only (PARTITA_FAULT_SIGNAL_AT_STEP), or from `kill` to the launcher, which passes it on;
-# a second signal kills the ranks; a job without checkpoints ends at once. A job that draws random numbers
-# resumes drawing what it would have, in as many processes or (one, two) in another number.
+# a second signal kills the ranks; a job without checkpoints ends at once; a SIGINT the job was started ignoring
+# stays ignored. A job that draws random numbers resumes drawing what it would have, in as many processes or
+# (one, two) in another number.
 source "$(dirname "$0")/lib.sh"
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores for cpu:0 and cpu:1 (skipped)"; exit 0; }
 MLP=(run "$ZOO/mlp.pt" --input 8x64 --train)
@@ -161,6 +162,23 @@ for case in data:stochastic pipeline:stochastic tensor:dropout_mlp; do
   same_prefix "$WORK/draws.$kind.full.json" "$WORK/draws.$kind.two.in1.json" 12 4 \
     || fail "draws $kind: two processes' checkpoint resumed by one: losses differ"
 done
+
+# A launcher started ignoring SIGINT (as a script's background job starts) keeps ignoring it, and so do its
+# ranks: a Ctrl-C meant for the script's foreground job stops nothing here. SIGTERM still does.
+"${SIGINT_IGNORED[@]}" "$PARTITA" "${job[@]}" --steps 100000 --checkpoint-dir "$WORK/ignored.ck" --checkpoint-every 100 \
+  >/dev/null 2>"$WORK/ignored.err" &
+pid=$!
+for _ in $(seq 600); do [ -f "$WORK/ignored.ck/LATEST" ] && break; sleep 0.1; done
+ranks_started "$pid" || fail "SIGINT ignored: the ranks did not start: $(tail -3 "$WORK/ignored.err")"
+kill -INT "$pid" $(children_of "$pid")
+sleep 2
+kill -0 "$pid" 2>/dev/null && ranks_started "$pid" \
+  || fail "SIGINT ignored: the job stopped on SIGINT: $(tail -3 "$WORK/ignored.err")"
+! grep -q "got SIGINT" "$WORK/ignored.err" || fail "SIGINT ignored: the launcher passed it on"
+kill -TERM "$pid"
+finished "$pid"
+[ "$rc" -eq 1 ] && grep -q "^partita launch: got SIGTERM; passed it on to the 2 processes" "$WORK/ignored.err" \
+  || fail "SIGINT ignored: SIGTERM after it: exit status $rc, $(tail -3 "$WORK/ignored.err")"
 
 # A second signal kills: rank 1 stalls at step 5 (so no vote can end the job), the first SIGTERM is passed on
 # and changes nothing, the second kills both ranks.

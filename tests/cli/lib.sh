@@ -17,6 +17,14 @@ expect_error() {
   if [ "$lines" -ne 1 ]; then fail "expected one stderr line, got $lines: $* :: $(head -c 600 "$WORK/err")"; return; fi
   grep -qF -- "$want" "$WORK/err" || fail "stderr lacks '$want': $(cat "$WORK/err")"
 }
+# "${SIGINT_DEFAULT[@]}" CMD... / "${SIGINT_IGNORED[@]}" CMD...: CMD with SIGINT at its default action, as an
+# interactive shell's foreground job starts, or ignored, as a script's background job starts. Python sets it
+# and execs CMD, so started with & the job's $! is CMD's pid.
+sigint_set='import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL if sys.argv[1] == "default" else signal.SIG_IGN)
+os.execvp(sys.argv[2], sys.argv[2:])'
+SIGINT_DEFAULT=("${PYTHON:-python3}" -c "$sigint_set" default)
+SIGINT_IGNORED=("${PYTHON:-python3}" -c "$sigint_set" ignore)
 json_get() { "$PYTHON" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {'d': d}))" "$@"; }
 finish() {
   if [ "$failures" -ne 0 ]; then echo "$failures failure(s)" >&2; exit 1; fi

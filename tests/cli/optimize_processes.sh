@@ -75,9 +75,11 @@ PARTITA_FAULT_EXIT_AT_STEP=2 "${opt[@]}" --out "$WORK/fault" >/dev/null 2>"$WORK
 
 # Ctrl-C (SIGINT) while a job runs (rank 1 hangs at its step 2, a test hook, so the job is still in flight):
 # optimize stops the job, says so in one line and removes its scratch folder; no process of the job is left.
+# (Started with SIGINT at its default action, as a terminal's foreground job: a background job of this script
+# ignores SIGINT, and partita leaves an ignored SIGINT ignored.)
 mkdir -p "$WORK/tmp"
-PARTITA_FAULT_HANG_AT_STEP=2 TMPDIR="$WORK/tmp" "${opt[@]}" --out "$WORK/interrupted" >/dev/null \
-  2>"$WORK/interrupted.err" &
+PARTITA_FAULT_HANG_AT_STEP=2 TMPDIR="$WORK/tmp" "${SIGINT_DEFAULT[@]}" "${opt[@]}" --out "$WORK/interrupted" \
+  >/dev/null 2>"$WORK/interrupted.err" &
 pid=$!
 for _ in $(seq 1 600); do
   compgen -G "$WORK/tmp/partita-optimize-*/stderr.log" >/dev/null && break

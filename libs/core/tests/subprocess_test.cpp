@@ -3,10 +3,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -54,6 +57,58 @@ TEST(SpawnQuiet, AProgramThatIsNotThereIsNamedWithThePurpose) {
         e.what(),
         "cannot start '/nonexistent/partita-worker' for the loopback all-reduce: No such file or directory");
   }
+}
+
+// Seconds since `start`.
+double since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST(WaitForChild, AChildThatEndsInTimeGivesItsExitStatus) {
+  const ChildEnd end =
+      wait_for_child(spawn_quiet({"/bin/sh", "-c", "exit 3"}, "/dev/null", "for a test"), Seconds(30));
+  EXPECT_EQ(end.status, 3);
+  EXPECT_FALSE(end.timed_out);
+  EXPECT_FALSE(end.stopped);
+}
+
+TEST(WaitForChild, AChildPastTheTimeoutGetsSigterm) {
+  const auto start = std::chrono::steady_clock::now();
+  const ChildEnd end =
+      wait_for_child(spawn_quiet({"/bin/sleep", "30"}, "/dev/null", "for a test"), Seconds(0.2));
+  EXPECT_EQ(end.status, -SIGTERM);
+  EXPECT_TRUE(end.timed_out);
+  EXPECT_FALSE(end.stopped);
+  EXPECT_GE(since(start), 0.2);
+  EXPECT_LT(since(start), 5.0);  // not the child's 30 s
+}
+
+TEST(WaitForChild, AChildThatIgnoresSigtermIsKilledAfterTheGrace) {
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid =
+      spawn_quiet({"/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 30"}, "/dev/null", "for a test");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // past the trap
+  const ChildEnd end = wait_for_child(pid, Seconds(0.1), nullptr, Seconds(0.3));
+  EXPECT_EQ(end.status, -SIGKILL);
+  EXPECT_TRUE(end.timed_out);
+  EXPECT_GE(since(start), 0.6);  // 0.2 + the timeout + the grace
+  EXPECT_LT(since(start), 5.0);
+}
+
+TEST(WaitForChild, AStopRequestStopsTheChildBeforeTheTimeout) {
+  std::atomic<bool> stop{false};
+  std::thread asker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stop.store(true);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const ChildEnd end =
+      wait_for_child(spawn_quiet({"/bin/sleep", "30"}, "/dev/null", "for a test"), Seconds(60), &stop);
+  asker.join();
+  EXPECT_EQ(end.status, -SIGTERM);
+  EXPECT_TRUE(end.stopped);
+  EXPECT_FALSE(end.timed_out);
+  EXPECT_LT(since(start), 5.0);
 }
 
 }  // namespace

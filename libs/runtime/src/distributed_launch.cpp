@@ -21,6 +21,7 @@
 #include <fmt/format.h>
 
 #include "partita/core/error.h"
+#include "partita/core/signals.h"
 
 extern char** environ;
 
@@ -150,29 +151,6 @@ extern "C" void count_signal(int sig) {
   g_signals = g_signals + 1;
 }
 
-// Installs count_signal for SIGINT and SIGTERM while alive; the previous handlers come back afterwards.
-class ForwardSignals {
- public:
-  ForwardSignals() {
-    g_signals = 0;
-    struct sigaction action {};
-    action.sa_handler = count_signal;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, &previous_int_);
-    sigaction(SIGTERM, &action, &previous_term_);
-  }
-  ~ForwardSignals() {
-    sigaction(SIGINT, &previous_int_, nullptr);
-    sigaction(SIGTERM, &previous_term_, nullptr);
-  }
-  ForwardSignals(const ForwardSignals&) = delete;
-  ForwardSignals& operator=(const ForwardSignals&) = delete;
-
- private:
-  struct sigaction previous_int_ {};
-  struct sigaction previous_term_ {};
-};
-
 }  // namespace
 
 void LaunchOptions::validate() const {
@@ -233,8 +211,10 @@ void launch_local(const LaunchOptions& options) {
   const int port = options.master_port > 0 ? options.master_port : free_tcp_port();
   // A signal to the launcher goes on to every rank (a checkpointed run saves and stops after its step, the
   // ranks agreeing on which); a second one kills them. Caught from before the first fork, so none is lost (a
-  // child runs the handler only until its exec).
-  ForwardSignals forward;
+  // child runs the handler only until its exec). A signal the launcher was started ignoring stays ignored
+  // (core/signals.h), and so it does in the ranks, which inherit it.
+  g_signals = 0;
+  const CatchSignal forward_int(SIGINT, count_signal), forward_term(SIGTERM, count_signal);
   std::vector<Child> children;
   int first_failed = -1;
   Clock::time_point failed_at;

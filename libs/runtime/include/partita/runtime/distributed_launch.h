@@ -6,8 +6,9 @@
 // collective and say which rank failed), then SIGTERM, then SIGKILL after another `grace`. Children get
 // SIGTERM if the launcher dies (PR_SET_PDEATHSIG). SIGINT or SIGTERM sent to the launcher goes on to every
 // rank, and the launcher keeps relaying until they exit (a checkpointed `partita run` saves and stops after
-// its current step, the ranks agreeing on which); a second one kills them. Torch-free. Not thread-safe
-// (forks; reaps its own children only).
+// its current step, the ranks agreeing on which); a second one kills them. A signal the launcher was started
+// ignoring (SIGINT, in a script's background job) stays ignored, in the ranks too. Torch-free. Not
+// thread-safe (forks; reaps its own children only).
 #include <string>
 #include <utility>
 #include <vector>
