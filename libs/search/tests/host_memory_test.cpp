@@ -17,8 +17,9 @@ using testing::make_spec;
 using testing::table_for;
 using testing::tied_weight_graph;
 
-// tied_weight_graph's weights: E (4000 bytes) read by nodes 0 and 2, W (8000 bytes) read by node 1.
-constexpr int64_t kE = 4000, kW = 8000;
+// tied_weight_graph's weights: E (4000 bytes) read by nodes 0 and 2, W (8000 bytes) read by node 1; its
+// input x: 64 bytes a sample.
+constexpr int64_t kE = 4000, kW = 8000, kX = 64;
 // A parameter trained with Adam where it lives: itself, its gradient and two moments.
 constexpr int64_t adam(int64_t bytes) { return 4 * bytes; }
 
@@ -83,7 +84,9 @@ TEST(HostMemory, AGpuPipelineKeepsOnTheHostOnlyWhatSeveralStagesRead) {
   EXPECT_EQ(h.offloaded_activations, Bytes(0));
   // Adam's step computes its denominator out of place: two E-sized temporaries beside the state.
   EXPECT_EQ(h.update_working, Bytes(2 * kE));
-  EXPECT_EQ(h.peak_memory, Bytes(adam(kE) + 2 * kE));
+  // The step's inputs (2 samples) stay on the host, beside the GPUs' copies.
+  EXPECT_EQ(h.batch_inputs, Bytes(2 * kX));
+  EXPECT_EQ(h.peak_memory, Bytes(adam(kE) + 2 * kX + 2 * kE));
   EXPECT_EQ(h.capacity, Bytes(int64_t{64} << 30));
   EXPECT_TRUE(sim.fits_host_memory);
 
@@ -104,7 +107,7 @@ TEST(HostMemory, AGpuPipelineKeepsOnTheHostOnlyWhatSeveralStagesRead) {
   EXPECT_EQ(only_host(sim).model_state, Bytes(2 * kE));
   // SGD updates in place, with or without momentum.
   EXPECT_EQ(only_host(sim).update_working, Bytes(0));
-  EXPECT_EQ(only_host(sim).peak_memory, Bytes(2 * kE));
+  EXPECT_EQ(only_host(sim).peak_memory, Bytes(2 * kE + 2 * kX));
   sgd.optimizer = Optimizer::kSgdMomentum;
   EXPECT_EQ(only_host(simulate(sgd, g, c, t)).update_working, Bytes(0));
   // AdamW as Adam (its decoupled decay is in place); the largest parameter updated here sets the size.
@@ -136,7 +139,9 @@ TEST(HostMemory, CpuStagesAddTheirWorkingMemoryAndShareTheModelState) {
   // activations are gone): the two CPUs step their parts at once (update_task.h), two of W on one and two
   // of E on the other.
   EXPECT_EQ(h.update_working, Bytes(2 * kW + 2 * kE));
-  EXPECT_EQ(h.peak_memory, h.model_state + std::max(h.cpu_working, Bytes(2 * kW + 2 * kE)));
+  // Stage 0's device counts its microbatch's rows of the input (1 sample); the other is the host's.
+  EXPECT_EQ(h.batch_inputs, Bytes(kX));
+  EXPECT_EQ(h.peak_memory, h.model_state + h.batch_inputs + std::max(h.cpu_working, Bytes(2 * kW + 2 * kE)));
 }
 
 // CPU replicas share the host's parameters: the first gradient of each becomes its .grad, every other
@@ -298,7 +303,7 @@ TEST(HostMemory, InferenceGathersTheOutputsOfAGpuOnTheHost) {
   EXPECT_EQ(h.model_state, Bytes(kE + kW));  // the engine leaves the model's tensors alone in inference
   // y is 10 floats per sample (the graph is built for one); batch 2; twice while the pieces are alive.
   EXPECT_EQ(h.gathered_outputs, Bytes(2 * 2 * 10 * 4));
-  EXPECT_EQ(h.peak_memory, h.model_state + h.gathered_outputs);
+  EXPECT_EQ(h.peak_memory, h.model_state + Bytes(2 * kX) + h.gathered_outputs);
 }
 
 TEST(HostMemory, OffloadedActivationsWaitOnTheHostBetweenForwardAndBackward) {
@@ -387,8 +392,10 @@ TEST(HostMemory, LaunchedReplicasEachHoldTheWholeModel) {
   // Each process: its model state beside the larger of its device's working memory and Adam's temporaries.
   ASSERT_EQ(sim.prediction.devices.size(), 2u);
   const DevicePrediction& d = sim.prediction.devices[0];
+  // Each process makes the whole batch and its device counts its own sample of it: the other is its
+  // process's.
   EXPECT_EQ(h.processes[0].peak_memory,
-            Bytes(adam(kE) + adam(kW)) + std::max(d.peak_memory - d.model_state, Bytes(2 * kW)));
+            Bytes(adam(kE) + adam(kW) + kX) + std::max(d.peak_memory - d.model_state, Bytes(2 * kW)));
 }
 
 // A launched replica's gradients live in the reducer's buckets from the second step on: all of them exist
@@ -493,6 +500,41 @@ TEST(HostMemory, ALaunchedTensorRankKeepsItsPartsOfTheSplitWeights) {
   }
 }
 
+// The caller makes the step's whole batch and keeps it all step; a CPU device whose stage starts the graph
+// counts its rows of one microbatch: the rest of the batch is its process's (a launched CNN 8x3x32x32 data
+// rank held 48 KiB over the prediction with 1 microbatch and 84 KiB more with 4, before this was counted).
+TEST(HostMemory, TheStepsInputsBeyondTheRowsTheDevicesCountAreTheProcesss) {
+  const Graph g = tied_weight_graph();
+  const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
+  const CostTable t = table_for(g, c);
+  // Two replicas in one process, one microbatch: their rows are the whole batch.
+  Plan replicas = data_plan(g, {"d0", "d1"}, {2, 2});
+  replicas.global_batch = 4;
+  EXPECT_EQ(only_host(simulate(replicas, g, c, t)).batch_inputs, Bytes(0));
+  // One device, 4 microbatches of 1: 3 of the 4 samples are beyond its figure.
+  Plan alone = data_plan(g, {"d0"}, {1});
+  alone.global_batch = 4;
+  alone.microbatches = 4;
+  EXPECT_EQ(only_host(simulate(alone, g, c, t)).batch_inputs, Bytes(3 * kX));
+  // Launched, each of the two processes makes all 4 samples and its device counts its 2.
+  const Simulation sim = simulate(launched(replicas), g, c, t, launched_options());
+  const HostPrediction& h = only_host(sim);
+  EXPECT_EQ(h.batch_inputs, Bytes(2 * 2 * kX));
+  ASSERT_EQ(h.processes.size(), 2u);
+  EXPECT_EQ(h.processes[0].peak_memory,
+            Bytes(2 * kX) + Bytes(adam(kE) + adam(kW)) +
+                std::max(sim.prediction.devices[0].peak_memory - sim.prediction.devices[0].model_state,
+                         Bytes(2 * kW)));
+  // A pipeline's later stage counts no input: all of it is the host's beyond stage 0's microbatch rows.
+  Plan pipeline = two_stage(g, "d0", "d1");
+  pipeline.global_batch = 4;
+  pipeline.groups[0].batch_shares = {2};
+  pipeline.groups[1].batch_shares = {2};
+  EXPECT_EQ(only_host(simulate(pipeline, g, c, t)).batch_inputs, Bytes(2 * kX));
+  EXPECT_EQ(only_host(simulate(launched(pipeline), g, c, t, launched_options())).batch_inputs,
+            Bytes((2 + 4) * kX));  // rank 0 2 samples beyond its rows, rank 1 all 4
+}
+
 TEST(HostMemory, APlanOverItsHostMemoryIsMarkedAndNamed) {
   const Graph g = testing::offload_pair_graph();  // about 2 MiB of weights: 8 MiB with Adam
   const Cluster c = gpus_and_cpu(4.0 / 1024);     // a 4 MiB host
@@ -519,7 +561,7 @@ TEST(HostMemory, ThePlannerReturnsOnlyPlansThatFitTheirHosts) {
   ASSERT_EQ(free.plan->strategy, StrategyKind::kData);
   ASSERT_EQ(free.plan->prediction.hosts.size(), 1u);
   EXPECT_EQ(free.plan->prediction.hosts[0].peak_memory,
-            Bytes(4 * ((int64_t{2} << 20) + 64) + 2 * (int64_t{1} << 20)));
+            Bytes(4 * ((int64_t{2} << 20) + 64) + 2 * (int64_t{1} << 20) + 2 * 64));  // + the 2 inputs
   // A 2 MiB host: a GPU pipeline that keeps every weight on its own device (nothing on the host) wins.
   const Cluster tight = gpus_and_cpu(2.0 / 1024);
   const PlanOutcome fitted = make_plan(g, tight, table_for(g, tight), o);

@@ -31,15 +31,17 @@ Plan sample_plan() {
   p.prediction.energy = Joules(12.5);
   p.prediction.devices = {
       DevicePrediction{"cuda:0", Bytes(1 << 30), Seconds(0.1), Joules(7), Bytes(1 << 20)}};
-  p.prediction.hosts = {HostPrediction{"node0",
-                                       Bytes(7000),
-                                       Bytes(4000),
-                                       Bytes(2000),
-                                       Bytes(1000),
-                                       Bytes(500),
-                                       Bytes(int64_t{64} << 30),
-                                       Bytes(300),
-                                       {ProcessPeak{0, Bytes(4500)}, ProcessPeak{1, Bytes(2500)}}}};
+  p.prediction.hosts = {
+      HostPrediction{.node = "node0",
+                     .peak_memory = Bytes(7000),
+                     .model_state = Bytes(4000),
+                     .batch_inputs = Bytes(96),
+                     .cpu_working = Bytes(2000),
+                     .offloaded_activations = Bytes(1000),
+                     .gathered_outputs = Bytes(500),
+                     .capacity = Bytes(int64_t{64} << 30),
+                     .update_working = Bytes(300),
+                     .processes = {ProcessPeak{0, Bytes(4500)}, ProcessPeak{1, Bytes(2500)}}}};
   return p;
 }
 
@@ -57,6 +59,7 @@ TEST(PlanJson, RoundTripsEveryField) {
   EXPECT_EQ(q.prediction.devices[0].model_state, Bytes(1 << 20));
   ASSERT_EQ(q.prediction.hosts.size(), 1u);
   EXPECT_EQ(q.prediction.hosts[0].node, "node0");
+  EXPECT_EQ(q.prediction.hosts[0].batch_inputs, Bytes(96));
   EXPECT_EQ(q.prediction.hosts[0].cpu_working, Bytes(2000));
   EXPECT_EQ(q.prediction.hosts[0].offloaded_activations, Bytes(1000));
   EXPECT_EQ(q.prediction.hosts[0].capacity, Bytes(int64_t{64} << 30));

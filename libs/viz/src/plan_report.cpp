@@ -73,8 +73,9 @@ std::string hosts(const Json& plan) {
   const bool launched = std::any_of(p["hosts"].begin(), p["hosts"].end(),
                                     [](const Json& h) { return h.contains("processes"); });
   std::string out = fmt::format(
-      "<table>\n<tr><th>machine</th><th>host memory</th>{}<th>weights and state</th><th>CPU devices' "
-      "working memory</th><th>offloaded activations</th><th>gathered outputs</th><th>capacity</th></tr>\n",
+      "<table>\n<tr><th>machine</th><th>host memory</th>{}<th>weights and state</th><th>the step's inputs"
+      "</th><th>CPU devices' working memory</th><th>offloaded activations</th><th>gathered outputs</th>"
+      "<th>capacity</th></tr>\n",
       launched ? "<th>per process</th>" : "");
   for (const auto& h : p["hosts"]) {
     const int64_t cap = h.value("capacity_bytes", int64_t{0});
@@ -88,9 +89,11 @@ std::string hosts(const Json& plan) {
       processes = "<td>" + processes + "</td>";
     }
     out += fmt::format(
-        "<tr><td>{}</td><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+        "<tr><td>{}</td><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></"
+        "tr>\n",
         esc(h.value("node", std::string("?"))), bytes_text(h.value("peak_memory_bytes", int64_t{0})),
         processes, bytes_text(h.value("model_state_bytes", int64_t{0})),
+        bytes_text(h.value("batch_input_bytes", int64_t{0})),
         bytes_text(h.value("cpu_working_bytes", int64_t{0})),
         bytes_text(h.value("offloaded_activation_bytes", int64_t{0})),
         bytes_text(h.value("gathered_output_bytes", int64_t{0})),
