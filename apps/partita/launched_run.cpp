@@ -1,19 +1,12 @@
 #include "launched_run.h"
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
-#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
-#include <optional>
-#include <thread>
 #include <utility>
 
 #include <fmt/format.h>

@@ -5,13 +5,15 @@
 namespace partita {
 
 CatchSignal::CatchSignal(int sig, void (*handler)(int), int flags) : sig_(sig) {
-  PARTITA_ASSERT(sigaction(sig, nullptr, &previous_) == 0, "sigaction: cannot read signal ", sig);
+  const int read = sigaction(sig, nullptr, &previous_);
+  PARTITA_ASSERT(read == 0, "sigaction: cannot read signal ", sig);
   if (previous_.sa_handler == SIG_IGN) return;
   struct sigaction action {};
   action.sa_handler = handler;
   action.sa_flags = flags;
   sigemptyset(&action.sa_mask);
-  PARTITA_ASSERT(sigaction(sig, &action, nullptr) == 0, "sigaction: cannot catch signal ", sig);
+  const int set = sigaction(sig, &action, nullptr);
+  PARTITA_ASSERT(set == 0, "sigaction: cannot catch signal ", sig);
   installed_ = true;
 }
 
