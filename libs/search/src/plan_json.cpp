@@ -155,7 +155,7 @@ Json prediction_to_json(const Prediction& p) {
     hosts.push_back(Json{{"node", h.node},
                          {"peak_memory_bytes", h.peak_memory.value()},
                          {"model_state_bytes", h.model_state.value()},
-                         {"batch_input_bytes", h.batch_inputs.value()},
+                         {"step_batch_bytes", h.step_batch.value()},
                          {"cpu_working_bytes", h.cpu_working.value()},
                          {"offloaded_activation_bytes", h.offloaded_activations.value()},
                          {"gathered_output_bytes", h.gathered_outputs.value()},
@@ -189,8 +189,10 @@ Prediction prediction_from_json(const Json& j) {
       hp.node = get<std::string>(h, "node");
       hp.peak_memory = Bytes(get<int64_t>(h, "peak_memory_bytes"));
       hp.model_state = Bytes(get<int64_t>(h, "model_state_bytes"));
-      if (h.contains("batch_input_bytes"))  // plans written before 2026-12-06 (fifty-fifth session)
-        hp.batch_inputs = Bytes(get<int64_t>(h, "batch_input_bytes"));
+      // Plans written before 2026-12-06 have neither; those of that day (fifty-fifth session) the inputs
+      // alone, under their old name.
+      if (h.contains("step_batch_bytes")) hp.step_batch = Bytes(get<int64_t>(h, "step_batch_bytes"));
+      if (h.contains("batch_input_bytes")) hp.step_batch = Bytes(get<int64_t>(h, "batch_input_bytes"));
       hp.cpu_working = Bytes(get<int64_t>(h, "cpu_working_bytes"));
       hp.offloaded_activations = Bytes(get<int64_t>(h, "offloaded_activation_bytes"));
       hp.gathered_outputs = Bytes(get<int64_t>(h, "gathered_output_bytes"));

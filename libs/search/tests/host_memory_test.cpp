@@ -18,8 +18,9 @@ using testing::table_for;
 using testing::tied_weight_graph;
 
 // tied_weight_graph's weights: E (4000 bytes) read by nodes 0 and 2, W (8000 bytes) read by node 1; its
-// input x: 64 bytes a sample.
-constexpr int64_t kE = 4000, kW = 8000, kX = 64;
+// input x: 64 bytes a sample; its output y [1, 10] is trained with cross-entropy (the default loss): the
+// targets are one int64 class index a sample.
+constexpr int64_t kE = 4000, kW = 8000, kX = 64, kT = 8;
 // A parameter trained with Adam where it lives: itself, its gradient and two moments.
 constexpr int64_t adam(int64_t bytes) { return 4 * bytes; }
 
@@ -84,9 +85,9 @@ TEST(HostMemory, AGpuPipelineKeepsOnTheHostOnlyWhatSeveralStagesRead) {
   EXPECT_EQ(h.offloaded_activations, Bytes(0));
   // Adam's step computes its denominator out of place: two E-sized temporaries beside the state.
   EXPECT_EQ(h.update_working, Bytes(2 * kE));
-  // The step's inputs (2 samples) stay on the host, beside the GPUs' copies.
-  EXPECT_EQ(h.batch_inputs, Bytes(2 * kX));
-  EXPECT_EQ(h.peak_memory, Bytes(adam(kE) + 2 * kX + 2 * kE));
+  // The step's inputs and targets (2 samples) stay on the host, beside the GPUs' copies.
+  EXPECT_EQ(h.step_batch, Bytes(2 * (kX + kT)));
+  EXPECT_EQ(h.peak_memory, Bytes(adam(kE) + 2 * (kX + kT) + 2 * kE));
   EXPECT_EQ(h.capacity, Bytes(int64_t{64} << 30));
   EXPECT_TRUE(sim.fits_host_memory);
 
@@ -107,7 +108,7 @@ TEST(HostMemory, AGpuPipelineKeepsOnTheHostOnlyWhatSeveralStagesRead) {
   EXPECT_EQ(only_host(sim).model_state, Bytes(2 * kE));
   // SGD updates in place, with or without momentum.
   EXPECT_EQ(only_host(sim).update_working, Bytes(0));
-  EXPECT_EQ(only_host(sim).peak_memory, Bytes(2 * kE + 2 * kX));
+  EXPECT_EQ(only_host(sim).peak_memory, Bytes(2 * kE + 2 * (kX + kT)));
   sgd.optimizer = Optimizer::kSgdMomentum;
   EXPECT_EQ(only_host(simulate(sgd, g, c, t)).update_working, Bytes(0));
   // AdamW as Adam (its decoupled decay is in place); the largest parameter updated here sets the size.
@@ -139,9 +140,10 @@ TEST(HostMemory, CpuStagesAddTheirWorkingMemoryAndShareTheModelState) {
   // activations are gone): the two CPUs step their parts at once (update_task.h), two of W on one and two
   // of E on the other.
   EXPECT_EQ(h.update_working, Bytes(2 * kW + 2 * kE));
-  // Stage 0's device counts its microbatch's rows of the input (1 sample); the other is the host's.
-  EXPECT_EQ(h.batch_inputs, Bytes(kX));
-  EXPECT_EQ(h.peak_memory, h.model_state + h.batch_inputs + std::max(h.cpu_working, Bytes(2 * kW + 2 * kE)));
+  // Stage 0's device counts its microbatch's rows of the input (1 sample), stage 1's its rows of the
+  // targets; the other sample's are the host's.
+  EXPECT_EQ(h.step_batch, Bytes(kX + kT));
+  EXPECT_EQ(h.peak_memory, h.model_state + h.step_batch + std::max(h.cpu_working, Bytes(2 * kW + 2 * kE)));
 }
 
 // CPU replicas share the host's parameters: the first gradient of each becomes its .grad, every other
@@ -395,7 +397,7 @@ TEST(HostMemory, LaunchedReplicasEachHoldTheWholeModel) {
   // Each process makes the whole batch and its device counts its own sample of it: the other is its
   // process's.
   EXPECT_EQ(h.processes[0].peak_memory,
-            Bytes(adam(kE) + adam(kW) + kX) + std::max(d.peak_memory - d.model_state, Bytes(2 * kW)));
+            Bytes(adam(kE) + adam(kW) + kX + kT) + std::max(d.peak_memory - d.model_state, Bytes(2 * kW)));
 }
 
 // A launched replica's gradients live in the reducer's buckets from the second step on: all of them exist
@@ -500,39 +502,56 @@ TEST(HostMemory, ALaunchedTensorRankKeepsItsPartsOfTheSplitWeights) {
   }
 }
 
-// The caller makes the step's whole batch and keeps it all step; a CPU device whose stage starts the graph
-// counts its rows of one microbatch: the rest of the batch is its process's (a launched CNN 8x3x32x32 data
-// rank held 48 KiB over the prediction with 1 microbatch and 84 KiB more with 4, before this was counted).
-TEST(HostMemory, TheStepsInputsBeyondTheRowsTheDevicesCountAreTheProcesss) {
+// The caller makes the step's whole batch, inputs and targets, and keeps it all step; a CPU device whose
+// stage starts the graph counts its rows of one microbatch of the inputs, one whose stage ends it its rows of
+// the targets: the rest of the batch is its process's (a launched CNN 8x3x32x32 data rank held 48 KiB over
+// the prediction with 1 microbatch and 84 KiB more with 4, before the inputs were counted; a launched
+// pipeline's first rank training a 64-to-4096 MLP with MSE, 4 MiB over, before the targets were).
+TEST(HostMemory, TheStepsBatchBeyondTheRowsTheDevicesCountIsTheProcesss) {
   const Graph g = tied_weight_graph();
   const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
   const CostTable t = table_for(g, c);
   // Two replicas in one process, one microbatch: their rows are the whole batch.
   Plan replicas = data_plan(g, {"d0", "d1"}, {2, 2});
   replicas.global_batch = 4;
-  EXPECT_EQ(only_host(simulate(replicas, g, c, t)).batch_inputs, Bytes(0));
+  EXPECT_EQ(only_host(simulate(replicas, g, c, t)).step_batch, Bytes(0));
   // One device, 4 microbatches of 1: 3 of the 4 samples are beyond its figure.
   Plan alone = data_plan(g, {"d0"}, {1});
   alone.global_batch = 4;
   alone.microbatches = 4;
-  EXPECT_EQ(only_host(simulate(alone, g, c, t)).batch_inputs, Bytes(3 * kX));
+  EXPECT_EQ(only_host(simulate(alone, g, c, t)).step_batch, Bytes(3 * (kX + kT)));
+  // Trained with MSE the targets are float32 copies of the output, 10 floats a sample.
+  SearchOptions mse;
+  mse.loss = LossKind::kMse;
+  alone.loss = LossKind::kMse;
+  EXPECT_EQ(only_host(simulate(alone, g, c, t, mse)).step_batch, Bytes(3 * (kX + 10 * 4)));
+  // Inference has no targets.
+  Plan inference = alone;
+  inference.mode = Mode::kInference;
+  EXPECT_EQ(only_host(simulate(inference, g, c, t)).step_batch, Bytes(3 * kX));
   // Launched, each of the two processes makes all 4 samples and its device counts its 2.
   const Simulation sim = simulate(launched(replicas), g, c, t, launched_options());
   const HostPrediction& h = only_host(sim);
-  EXPECT_EQ(h.batch_inputs, Bytes(2 * 2 * kX));
+  EXPECT_EQ(h.step_batch, Bytes(2 * 2 * (kX + kT)));
   ASSERT_EQ(h.processes.size(), 2u);
   EXPECT_EQ(h.processes[0].peak_memory,
-            Bytes(2 * kX) + Bytes(adam(kE) + adam(kW)) +
+            Bytes(2 * (kX + kT)) + Bytes(adam(kE) + adam(kW)) +
                 std::max(sim.prediction.devices[0].peak_memory - sim.prediction.devices[0].model_state,
                          Bytes(2 * kW)));
-  // A pipeline's later stage counts no input: all of it is the host's beyond stage 0's microbatch rows.
+  // A pipeline: stage 0 counts its microbatch's rows of the inputs and no targets, stage 1 the reverse.
   Plan pipeline = two_stage(g, "d0", "d1");
   pipeline.global_batch = 4;
   pipeline.groups[0].batch_shares = {2};
   pipeline.groups[1].batch_shares = {2};
-  EXPECT_EQ(only_host(simulate(pipeline, g, c, t)).batch_inputs, Bytes(2 * kX));
-  EXPECT_EQ(only_host(simulate(launched(pipeline), g, c, t, launched_options())).batch_inputs,
-            Bytes((2 + 4) * kX));  // rank 0 2 samples beyond its rows, rank 1 all 4
+  EXPECT_EQ(only_host(simulate(pipeline, g, c, t)).step_batch, Bytes(2 * kX + 2 * kT));
+  // Launched: rank 0 holds 2 samples of inputs beyond its rows and all 4 targets, rank 1 all 4 inputs and 2
+  // targets beyond its rows.
+  const Simulation ranks = simulate(launched(pipeline), g, c, t, launched_options());
+  EXPECT_EQ(only_host(ranks).step_batch, Bytes((2 * kX + 4 * kT) + (4 * kX + 2 * kT)));
+  // The last stage on a GPU: its targets are copies there, the whole batch's stay on the host.
+  const Cluster mixed = make_cluster({cpu_spec(64), make_spec("gpu", 1)}, make_link(100, 0));
+  const CostTable tm = table_for(g, mixed);
+  EXPECT_EQ(only_host(simulate(pipeline, g, mixed, tm)).step_batch, Bytes(2 * kX + 4 * kT));
 }
 
 TEST(HostMemory, APlanOverItsHostMemoryIsMarkedAndNamed) {
@@ -561,7 +580,7 @@ TEST(HostMemory, ThePlannerReturnsOnlyPlansThatFitTheirHosts) {
   ASSERT_EQ(free.plan->strategy, StrategyKind::kData);
   ASSERT_EQ(free.plan->prediction.hosts.size(), 1u);
   EXPECT_EQ(free.plan->prediction.hosts[0].peak_memory,
-            Bytes(4 * ((int64_t{2} << 20) + 64) + 2 * (int64_t{1} << 20) + 2 * 64));  // + the 2 inputs
+            Bytes(4 * ((int64_t{2} << 20) + 64) + 2 * (int64_t{1} << 20) + 2 * (64 + 8)));  // + the batch
   // A 2 MiB host: a GPU pipeline that keeps every weight on its own device (nothing on the host) wins.
   const Cluster tight = gpus_and_cpu(2.0 / 1024);
   const PlanOutcome fitted = make_plan(g, tight, table_for(g, tight), o);

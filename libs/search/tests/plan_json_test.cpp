@@ -35,7 +35,7 @@ Plan sample_plan() {
       HostPrediction{.node = "node0",
                      .peak_memory = Bytes(7000),
                      .model_state = Bytes(4000),
-                     .batch_inputs = Bytes(96),
+                     .step_batch = Bytes(96),
                      .cpu_working = Bytes(2000),
                      .offloaded_activations = Bytes(1000),
                      .gathered_outputs = Bytes(500),
@@ -59,7 +59,7 @@ TEST(PlanJson, RoundTripsEveryField) {
   EXPECT_EQ(q.prediction.devices[0].model_state, Bytes(1 << 20));
   ASSERT_EQ(q.prediction.hosts.size(), 1u);
   EXPECT_EQ(q.prediction.hosts[0].node, "node0");
-  EXPECT_EQ(q.prediction.hosts[0].batch_inputs, Bytes(96));
+  EXPECT_EQ(q.prediction.hosts[0].step_batch, Bytes(96));
   EXPECT_EQ(q.prediction.hosts[0].cpu_working, Bytes(2000));
   EXPECT_EQ(q.prediction.hosts[0].offloaded_activations, Bytes(1000));
   EXPECT_EQ(q.prediction.hosts[0].capacity, Bytes(int64_t{64} << 30));
@@ -69,6 +69,13 @@ TEST(PlanJson, RoundTripsEveryField) {
   EXPECT_EQ(q.prediction.hosts[0].processes[1].peak_memory, Bytes(2500));
   EXPECT_EQ(j["loss"], "mse");
   EXPECT_EQ(q.loss, LossKind::kMse);
+  // The step's batch was written as the inputs alone, under another name, on 2026-12-06; read as it is.
+  Json old = j;
+  old["prediction"]["hosts"][0].erase("step_batch_bytes");
+  old["prediction"]["hosts"][0]["batch_input_bytes"] = 64;
+  EXPECT_EQ(plan_from_json(old).prediction.hosts[0].step_batch, Bytes(64));
+  old["prediction"]["hosts"][0].erase("batch_input_bytes");
+  EXPECT_EQ(plan_from_json(old).prediction.hosts[0].step_batch, Bytes(0));
 }
 
 // The loss a plan was predicted for (plan --loss; run trains with it): plans written before it read as auto,

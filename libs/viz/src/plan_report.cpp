@@ -73,7 +73,7 @@ std::string hosts(const Json& plan) {
   const bool launched = std::any_of(p["hosts"].begin(), p["hosts"].end(),
                                     [](const Json& h) { return h.contains("processes"); });
   std::string out = fmt::format(
-      "<table>\n<tr><th>machine</th><th>host memory</th>{}<th>weights and state</th><th>the step's inputs"
+      "<table>\n<tr><th>machine</th><th>host memory</th>{}<th>weights and state</th><th>the step's batch"
       "</th><th>CPU devices' working memory</th><th>offloaded activations</th><th>gathered outputs</th>"
       "<th>capacity</th></tr>\n",
       launched ? "<th>per process</th>" : "");
@@ -93,7 +93,7 @@ std::string hosts(const Json& plan) {
         "tr>\n",
         esc(h.value("node", std::string("?"))), bytes_text(h.value("peak_memory_bytes", int64_t{0})),
         processes, bytes_text(h.value("model_state_bytes", int64_t{0})),
-        bytes_text(h.value("batch_input_bytes", int64_t{0})),
+        bytes_text(h.value("step_batch_bytes", h.value("batch_input_bytes", int64_t{0}))),
         bytes_text(h.value("cpu_working_bytes", int64_t{0})),
         bytes_text(h.value("offloaded_activation_bytes", int64_t{0})),
         bytes_text(h.value("gathered_output_bytes", int64_t{0})),

@@ -130,14 +130,15 @@ struct ProcessPeak {
 // `partita launch` that run there, each holding what its rank keeps and added together.
 struct HostPrediction {
   std::string node;  // the cluster node (machine) name
-  // One process: model_state + batch_inputs + offloaded_activations + the largest of cpu_working,
+  // One process: model_state + step_batch + offloaded_activations + the largest of cpu_working,
   // gathered_outputs and update_working. Several: the sum of their peaks (`processes`); the parts below are
   // their sums too.
   Bytes peak_memory{0};
   Bytes model_state{0};  // weights kept on the host, with their gradients and optimizer state
-  // The step's batch inputs beyond the rows the CPU devices' figures count: the caller makes the whole global
-  // batch (each process of `partita launch` the same one) and keeps it all step.
-  Bytes batch_inputs{0};
+  // The step's batch beyond the rows the CPU devices' figures count: the caller makes the whole global
+  // batch's inputs and, training, the loss's targets (each process of `partita launch` the same ones) and
+  // keeps them all step.
+  Bytes step_batch{0};
   // activations and workspace of the node's CPU devices (their peaks added) and, training, the gradients
   // backward makes afresh before adding them into the host's (replicas, later microbatches)
   Bytes cpu_working{0};
