@@ -168,11 +168,18 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     if (graph.value(id).shared) shared_inputs_ += static_cast<double>(graph.value(id).bytes().value());
   }
   // The loss `partita run` computes (SearchOptions::loss) from the first output: what it keeps and its
-  // targets (MSE's are a float32 copy of the output's shape).
-  // (As its own backward starts it holds one tensor of the first output's size more, cost/loss.h
-  // loss_backward_bytes; the last node's backward, with that output's gradient in its working set, holds at
-  // least as much.)
-  if (training()) loss_per_sample_ = static_cast<double>(loss_step_bytes(graph, options_.loss).value()) * per;
+  // targets (MSE's are a float32 copy of the output's shape); what it keeps is gone once its backward ran,
+  // and that backward holds two tensors of the first output's size beyond it (see loss_backward_moment).
+  if (training()) {
+    const double step = static_cast<double>(loss_step_bytes(graph, options_.loss).value());
+    const double targets = static_cast<double>(loss_target_bytes(graph, options_.loss).value());
+    const double backward = static_cast<double>(loss_backward_bytes(graph, options_.loss).value());
+    loss_per_sample_ = step * per;
+    loss_kept_per_sample_ = (step - targets) * per;
+    // loss_backward_bytes counts the first output beside the loss's backward; the engine has dropped it
+    // (activation() leaves it out), and the backward's second gradient stands in its place.
+    loss_backward_per_sample_ = 2.0 * (backward - step) * per;
+  }
   // Backward reaches node i after freeing what the later nodes saved: its working set, less those ...
   std::vector<SampleBytes> later(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i)
@@ -360,8 +367,21 @@ double StageModel::shared_input_once(NodeId first, int device) const {
 }
 
 SampleBytes StageModel::activation(NodeId first, NodeId last) const {
-  const SampleBytes loss{last == graph_->num_nodes() - 1 ? loss_per_sample_ : 0.0, 0.0};
-  return input(first) + saved(first, last) + unsaved_cross_[static_cast<size_t>(last)] + loss;
+  if (!ends_training(last))
+    return input(first) + saved(first, last) + unsaved_cross_[static_cast<size_t>(last)];
+  // The last stage of a training step keeps no graph output that no node saved: the engine computes the loss
+  // from the outputs and drops them; the loss keeps what it needs (loss_per_sample).
+  return input(first) + saved(first, last) + SampleBytes{loss_per_sample_, 0.0};
+}
+
+bool StageModel::ends_training(NodeId last) const { return training() && last == graph_->num_nodes() - 1; }
+
+double StageModel::loss_freed(NodeId last, double samples) const {
+  return ends_training(last) ? loss_kept_per_sample_ * samples : 0.0;
+}
+
+double StageModel::loss_backward_moment(NodeId last, double samples) const {
+  return ends_training(last) ? loss_backward_per_sample_ * samples : 0.0;
 }
 
 SampleBytes StageModel::saved(NodeId first, NodeId last) const {
@@ -465,13 +485,25 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load) const 
 StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool first_of_step) const {
   if (!training()) return BackwardPeak{};
   const double s = load.samples;
-  if (!first_of_step) return BackwardPeak{backward_workspace(load.first, load.last, s)};
+  // A range ending the graph: the loss's backward runs first, beside every node's saved tensors and without
+  // this backward's gradients; the nodes' backwards run after it has freed what the loss kept.
+  const double freed = loss_freed(load.last, s), at_loss = loss_backward_moment(load.last, s);
+  const bool ends = ends_training(load.last);
+  if (!first_of_step) {
+    const double nodes = backward_workspace(load.first, load.last, s) - freed;
+    return BackwardPeak{ends ? std::max(nodes, at_loss) : nodes};
+  }
+  const size_t first = static_cast<size_t>(load.first);
   const RangeLineMax::Best best = first_backward_.max_at(load.first, load.last, s);
-  const double unmade = unshared_trainable_prefix_[static_cast<size_t>(best.index)] -
-                        unshared_trainable_prefix_[static_cast<size_t>(load.first)];
-  return BackwardPeak{best.value + unshared_trainable_prefix_[static_cast<size_t>(load.first)] -
-                          saved_prefix_[static_cast<size_t>(load.last) + 1].at(s),
-                      Bytes(static_cast<int64_t>(unmade))};
+  const double unmade =
+      unshared_trainable_prefix_[static_cast<size_t>(best.index)] - unshared_trainable_prefix_[first];
+  const double nodes = best.value + unshared_trainable_prefix_[first] -
+                       saved_prefix_[static_cast<size_t>(load.last) + 1].at(s) - freed;
+  const double none_made =
+      unshared_trainable_prefix_[static_cast<size_t>(load.last) + 1] - unshared_trainable_prefix_[first];
+  if (ends && at_loss - none_made > nodes)
+    return BackwardPeak{at_loss - none_made, Bytes(static_cast<int64_t>(none_made))};
+  return BackwardPeak{nodes, Bytes(static_cast<int64_t>(unmade))};
 }
 
 double StageModel::forward_peak(const StageLoad& load) const {

@@ -249,6 +249,10 @@ TensorModel::BackwardPeak TensorModel::backward_peak(NodeId first, NodeId last, 
       (saved_whole_prefix_[last + 1] + scaled(saved_split_prefix_[last + 1], 1.0 / p)).at(s);
   const auto table = std::find_if(backward_tables_.begin(), backward_tables_.end(),
                                   [p](const BackwardTable& t) { return t.p == p; });
+  // A range ending the graph: the loss's backward first, then the nodes' without what the loss kept
+  // (StageModel::backward_peak).
+  const bool ends = model_->ends_training(last);
+  const double freed = model_->loss_freed(last, s), at_loss = model_->loss_backward_moment(last, s);
   if (microbatches != 1) {  // every gradient is there from the first microbatch's backward on
     double top = -std::numeric_limits<double>::infinity();
     if (table != backward_tables_.end()) {
@@ -256,7 +260,8 @@ TensorModel::BackwardPeak TensorModel::backward_peak(NodeId first, NodeId last, 
     } else {
       for (NodeId i = first; i <= last; ++i) top = std::max(top, backward_bytes(i, p).at(s));
     }
-    return BackwardPeak{top - saved_to_end};
+    const double nodes = top - saved_to_end - freed;
+    return BackwardPeak{ends ? std::max(nodes, at_loss) : nodes};
   }
   RangeLineMax::Best best{-std::numeric_limits<double>::infinity(), -1};
   if (table != backward_tables_.end()) {
@@ -268,7 +273,13 @@ TensorModel::BackwardPeak TensorModel::backward_peak(NodeId first, NodeId last, 
     }
   }
   const auto bytes = [](double b) { return Bytes(static_cast<int64_t>(b)); };
-  return BackwardPeak{best.value + unmade_before(first, p) - saved_to_end,
+  const double none_made = unmade_before(last + 1, p) - unmade_before(first, p);
+  if (ends && at_loss - none_made > best.value + unmade_before(first, p) - saved_to_end - freed) {
+    return BackwardPeak{at_loss - none_made, bytes(none_made),
+                        bytes(unshared_whole_prefix_[static_cast<size_t>(last) + 1] -
+                              unshared_whole_prefix_[static_cast<size_t>(first)])};
+  }
+  return BackwardPeak{best.value + unmade_before(first, p) - saved_to_end - freed,
                       bytes(unmade_before(best.index, p) - unmade_before(first, p)),
                       bytes(unshared_whole_prefix_[static_cast<size_t>(best.index)] -
                             unshared_whole_prefix_[static_cast<size_t>(first)])};

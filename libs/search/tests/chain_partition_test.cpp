@@ -123,11 +123,13 @@ TEST(ChainPartition, OffloadPairMemoryIsWhatTheFixtureStates) {
   EXPECT_EQ(mem(Checkpointing::kNone, Offload::kActivationsAndOptimizerState),
             state - moments + ws + 2 * (act - moved) + moved);  // 10 M + 448
   EXPECT_EQ(mem(Checkpointing::kFull, Offload::kOptimizerState), state - moments + ws + 2 * 64 + act);
-  // Stage 1 = layer 2, one microbatch in flight: 1 M of weights (4 M of state), workspace and activations
-  // of its 64-byte input and output, the loss's 64-byte copy of the output and its target (cross-entropy's
-  // 8-byte class index).
+  // Stage 1 = layer 2, one microbatch in flight: 1 M of weights (4 M of state); activations of its 64-byte
+  // input, the loss's 64-byte tensor of the output's size and its target (cross-entropy's 8-byte class
+  // index), the output itself dropped once the loss has it; the loss's backward holds two more of the
+  // output's size (more than the layer's backward: the gradients of its input and output, less the loss's
+  // tensor it freed).
   EXPECT_EQ(model.memory(StageLoad{2, 2, 1, 1, Checkpointing::kNone, Offload::kNone}),
-            Bytes(4 * kMiB + 128 + 128 + 64 + 8));
+            Bytes(4 * kMiB + 64 + 64 + 8 + 2 * 64));
   // A stage of layer 0 alone saves nothing that dies inside it (layer 1 saves its output): nothing to
   // offload.
   EXPECT_EQ(model.offloaded(0, 0).per_sample, 0.0);

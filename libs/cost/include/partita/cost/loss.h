@@ -44,8 +44,9 @@ Bytes loss_step_bytes(const Graph& graph, LossKind kind);
 // starts, before any parameter gradient, then drops to loss_step_bytes. Measured with PyTorch 1.13's profiler
 // on a float32 [8, 128, 2048] output kept alive: 3.00 (cross-entropy), 2.98 (next-token) and 2.00 (MSE) times
 // its size beside it; `partita estimate` of the zoo's GPT at 8x128, training: 114.19 MiB predicted and
-// metered. (The planner's stage model needs no such moment: its last node's backward counts the output's
-// gradient and keeps loss_step_bytes, at least as much.) kAuto resolves as loss_step_bytes does.
+// metered. (The planner's stage model counts this moment without the output, which the engine drops once the
+// loss has it: loss_step_bytes and two tensors of the first output's size, StageModel::loss_backward_moment.)
+// kAuto resolves as loss_step_bytes does.
 Bytes loss_backward_bytes(const Graph& graph, LossKind kind);
 
 }  // namespace partita
