@@ -374,6 +374,10 @@ SampleBytes StageModel::activation(NodeId first, NodeId last) const {
   return input(first) + saved(first, last) + SampleBytes{loss_per_sample_, 0.0};
 }
 
+SampleBytes StageModel::dropped_outputs(NodeId last) const {
+  return ends_training(last) ? unsaved_cross_[static_cast<size_t>(last)] : SampleBytes{};
+}
+
 bool StageModel::ends_training(NodeId last) const { return training() && last == graph_->num_nodes() - 1; }
 
 double StageModel::loss_freed(NodeId last, double samples) const {

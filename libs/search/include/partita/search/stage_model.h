@@ -241,6 +241,9 @@ class StageModel {
   double loss_per_sample() const { return loss_per_sample_; }
   // Whether a range ending at `last` computes the loss (training, the graph's last node).
   bool ends_training(NodeId last) const;
+  // Training, a range ending the graph: the graph outputs no node saves, which activation() leaves out (the
+  // engine drops them once the loss has them); nothing for other ranges.
+  SampleBytes dropped_outputs(NodeId last) const;
   // Training, a range ending the graph: what the loss of one microbatch of `samples` frees once its backward
   // ran (loss_per_sample less the targets, which the caller keeps), and what that backward holds beyond the
   // range's activations as it runs (the moment the loss's backward is at its largest: two tensors of the
