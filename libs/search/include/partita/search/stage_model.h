@@ -306,7 +306,7 @@ class StageModel {
   double loss_per_sample_ = 0;  // training: what the loss saves (the graph outputs' size) and its targets
   double loss_kept_per_sample_ = 0;      // training: loss_per_sample_ less the targets
   double loss_backward_per_sample_ = 0;  // training: the loss's backward beyond loss_per_sample_
-  std::vector<SampleBytes> workspace_;  // [n]: gradients in flight at node i's backward
+  std::vector<SampleBytes> workspace_;   // [n]: gradients in flight at node i's backward
   // Lines over the nodes (per sample: the slope; per run: the intercept), for maxima whose node depends on
   // the samples. workspace_lines_: the workspace; later_backward_: workspace + saved by nodes <= i;
   // first_backward_: the same less the unshared trainable prefix (gradients not made yet).
