@@ -1,15 +1,16 @@
 #!/bin/bash
-# The loss's targets in the host prediction (docs/status.md, "The loss's targets in the host prediction"): a
-# 64-to-64-to-4096 MLP on 256 samples, whose MSE targets (a float32 copy of the 4 MiB output) are large next
-# to its 1 MiB of weights, trained with MSE and with cross-entropy (8 bytes of targets a sample), SGD with
-# momentum, --cost roofline, on
+# The loss's targets and the loss's backward in the memory prediction (docs/status.md, "The loss's targets in
+# the host prediction", "The loss's backward in the training peak"): a 64-to-HIDDEN-to-4096 MLP on BATCH
+# samples (default 64 and 256: MSE targets, a float32 copy of the 4 MiB output, large next to its 1 MiB of
+# weights), trained with MSE and with cross-entropy (8 bytes of targets a sample), OPTIMIZER (default
+# sgd_momentum), --cost roofline, on
 #   - cpu:0 alone with 1 and 4 microbatches;
 #   - cpu:0 + cpu:1 in one process, data and pipeline plans (4 microbatches);
 #   - cpu:0 + cpu:1 as the 2 processes of `partita launch`, data and pipeline plans (4 microbatches).
 # Prints each run's measured host peak (partita's allocator counter; per rank when launched) beside the plan's
 # prediction, and the prediction's step-batch part (the inputs and targets beyond the rows the devices count).
 # Memory is deterministic up to the allocator's timing across threads: one run per row.
-#   bench/loss_target_memory.sh [BUILD_DIR]     (default build)
+#   [HIDDEN=64] [BATCH=256] [OPTIMIZER=sgd_momentum] bench/loss_target_memory.sh [BUILD_DIR]  (default build)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
@@ -17,13 +18,15 @@ PARTITA=$build/apps/partita/partita
 PYTHON=${PYTHON:-/usr/bin/python3}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-"$PYTHON" - "$out/wide.pt" <<'PY'
+hidden=${HIDDEN:-64} batch=${BATCH:-256} optimizer=${OPTIMIZER:-sgd_momentum}
+"$PYTHON" - "$out/wide.pt" "$hidden" "$batch" <<'PY'
 import sys, torch
+hidden, batch = int(sys.argv[2]), int(sys.argv[3])
 torch.manual_seed(0)
-m = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4096))
-torch.jit.trace(m, torch.randn(256, 64)).save(sys.argv[1])
+m = torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 4096))
+torch.jit.trace(m, torch.randn(batch, 64)).save(sys.argv[1])
 PY
-common=(--input 256x64 --train)
+common=(--input "${batch}x64" --train)
 printf '%-14s %-9s %-8s %-3s %-24s %-24s %s\n' loss layout strategy mb "measured (MiB)" "predicted (MiB)" \
   "step batch (MiB)"
 for loss in mse cross_entropy; do
@@ -33,7 +36,7 @@ for loss in mse cross_entropy; do
     while [ "$1" != -- ]; do plan_args+=("$1"); shift; done
     shift
     prefix=("$@")
-    "$PARTITA" -q plan "$out/wide.pt" "${common[@]}" --optimizer sgd_momentum --cost roofline --loss "$loss" --microbatches "$mb" "${plan_args[@]}" \
+    "$PARTITA" -q plan "$out/wide.pt" "${common[@]}" --optimizer "$optimizer" --cost roofline --loss "$loss" --microbatches "$mb" "${plan_args[@]}" \
       --json "$out/plan.json" >/dev/null
     "${prefix[@]}" "$PARTITA" -q run "$out/wide.pt" "${common[@]}" --steps 5 --plan "$out/plan.json" \
       --json "$out/run.json" >/dev/null

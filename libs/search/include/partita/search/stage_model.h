@@ -41,7 +41,8 @@
 //     that backward made yet; once it ran, what the loss saved is freed for the nodes' backwards. (A 64-128-
 //     4096 MLP on 64 samples, one microbatch, cross-entropy, SGD, one CPU: 7.14 MiB predicted against 5.14
 //     measured when the output and the loss's tensor were kept through the whole backward, 5.14 after; on
-//     256 samples 16.38 against 14.24, then 14.24.)
+//     256 samples 16.38 against 14.24, then 14.24: `HIDDEN=128 BATCH=64 OPTIMIZER=sgd
+//     bench/loss_target_memory.sh`.)
 //   - inference keeps no activations: a stage's peak is the most bytes alive at once while one of its nodes
 //     runs (live_peak), every storage alive from its producer (the range's start for what enters
 //     it) to its last reader (graph outputs to the end), views and in-place results sharing their input's;
