@@ -495,7 +495,7 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
   const bool ends = ends_training(load.last);
   if (!first_of_step) {
     const double nodes = backward_workspace(load.first, load.last, s) - freed;
-    return BackwardPeak{ends ? std::max(nodes, at_loss) : nodes};
+    return BackwardPeak{ends ? std::max(nodes, at_loss) : nodes, Bytes(0), nodes};
   }
   const size_t first = static_cast<size_t>(load.first);
   const RangeLineMax::Best best = first_backward_.max_at(load.first, load.last, s);
@@ -506,8 +506,8 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
   const double none_made =
       unshared_trainable_prefix_[static_cast<size_t>(load.last) + 1] - unshared_trainable_prefix_[first];
   if (ends && at_loss - none_made > nodes)
-    return BackwardPeak{at_loss - none_made, Bytes(static_cast<int64_t>(none_made))};
-  return BackwardPeak{nodes, Bytes(static_cast<int64_t>(unmade))};
+    return BackwardPeak{at_loss - none_made, Bytes(static_cast<int64_t>(none_made)), nodes};
+  return BackwardPeak{nodes, Bytes(static_cast<int64_t>(unmade)), nodes};
 }
 
 double StageModel::forward_peak(const StageLoad& load) const {

@@ -266,10 +266,14 @@ class StageModel {
   double backward_workspace(NodeId first, NodeId last, double samples) const;
   // Training: the peak of the backward of `load`, beyond its activations and model_state(load): the
   // workspace less what later nodes saved, and when load.microbatches == 1 less the gradients backward has
-  // not made yet at that node (`unmade_gradients`, which may make `beyond_state` negative).
+  // not made yet at that node (`unmade_gradients`, which may make `beyond_state` negative). `at_nodes` is
+  // the same figure without the loss's own backward (a range ending the graph: loss_backward_moment): the
+  // most while the range's nodes run theirs, where a gradient made afresh beside the one already there (a
+  // later microbatch's, another replica's: host_memory.cpp) exists; beyond_state is at least as large.
   struct BackwardPeak {
     double beyond_state = 0;
     Bytes unmade_gradients{0};
+    double at_nodes = 0;
   };
   BackwardPeak backward_peak(const StageLoad& load) const;  // first_of_step: load.microbatches == 1
   // The same for one backward of the step: `first_of_step` for the device's first (no gradient of the stage
