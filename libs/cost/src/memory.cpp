@@ -632,15 +632,29 @@ std::vector<KernelScratch> kernel_scratch(const Graph& graph) {
   return out;
 }
 
+namespace {
+
+// Whether LibTorch 1.13 runs a CPU convolution call on `fraction` of the graph's batch in oneDNN (else its
+// native kernel); see kernel_scratch in the header.
+bool runs_in_onednn(const KernelScratch& k, double fraction, const KernelSite& site) {
+  const double rows = std::max(1.0, std::round(k.rows * fraction));
+  return k.float32 && (!k.plain_pointwise || rows >= 16 || site.threads > 1) &&
+         (k.grouped || k.large_kernel || rows > 1 || k.input_elements * fraction > 20480);
+}
+
+}  // namespace
+
 double kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site) {
   if (k.recurrent > 0) return k.recurrent * fraction;
   if (!k.convolution) return k.indices * fraction;
   const double input = k.input * fraction, output = k.output * fraction;
   if (!site.cpu || k.transposed) return input + output;
-  const double rows = std::max(1.0, std::round(k.rows * fraction));
-  const bool onednn = k.float32 && (!k.plain_pointwise || rows >= 16 || site.threads > 1) &&
-                      (k.grouped || k.large_kernel || rows > 1 || k.input_elements * fraction > 20480);
-  return onednn ? std::max(input + k.weight, output) : k.columns * fraction;
+  return runs_in_onednn(k, fraction, site) ? std::max(input + k.weight, output) : k.columns * fraction;
+}
+
+double backward_kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site) {
+  if (!k.convolution || k.transposed || !site.cpu) return 0.0;
+  return runs_in_onednn(k, fraction, site) ? k.input * fraction : 0.0;
 }
 
 double training_kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site) {

@@ -510,6 +510,22 @@ TEST(Memory, CpuConvolutionWorkingMemoryFollowsLibTorchsKernelChoice) {
   EXPECT_DOUBLE_EQ(conv_scratch(one_conv(1, 32, 32, 5, 8), 1.0, one_thread), 8192 + 102400.0);
 }
 
+// A CPU convolution's backward in oneDNN holds a copy of its input beyond the gradients in flight (one 3x3
+// convolution trained on 8 rows, 32 -> 64 channels at 8x8: 64 KiB over the prediction without it, 16 -> 32
+// at 16x16: 128 KiB; bench/conv_backward_memory.sh); the native kernel (one row), GPUs and other kernels:
+// not modelled.
+TEST(Memory, ACpuConvolutionsBackwardInOneDnnHoldsACopyOfItsInput) {
+  const KernelSite one_thread{true, 1}, gpu{};
+  const std::vector<KernelScratch> k = kernel_scratch(one_conv(2, 512, 512, 3, 4));
+  ASSERT_EQ(k.size(), 1u);
+  EXPECT_DOUBLE_EQ(backward_kernel_scratch_bytes(k[0], 1.0, one_thread), 2 * 512 * 16 * 4.0);  // two rows
+  EXPECT_DOUBLE_EQ(backward_kernel_scratch_bytes(k[0], 0.5, one_thread), 0.0);  // one row: native
+  EXPECT_DOUBLE_EQ(backward_kernel_scratch_bytes(k[0], 1.0, gpu), 0.0);
+  const std::vector<KernelScratch> pool = kernel_scratch(conv_pool());
+  ASSERT_EQ(pool.size(), 2u);
+  EXPECT_DOUBLE_EQ(backward_kernel_scratch_bytes(pool[1], 1.0, one_thread), 0.0);
+}
+
 // max_pool2d computes int64 argmax indices and drops them (measured: 128 x 32 x 32 input at stride 1 holds
 // 2 MiB at one row = input + output + 1 MiB of indices).
 TEST(Memory, MaxPoolHoldsItsDroppedIndicesWhileItRuns) {

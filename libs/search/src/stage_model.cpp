@@ -196,6 +196,8 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   workspace_lines_ = lines_of(workspace_);
   later_backward_ = lines_of(later);
   first_backward_ = lines_of(first_backward);
+  later_backward_at_ = std::move(later);
+  first_backward_at_ = std::move(first_backward);
 
   // Storage lifetimes (views and in-place results extend their root's), as the inference peak uses them.
   const size_t nv = static_cast<size_t>(graph.num_values());
@@ -493,16 +495,33 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
   // this backward's gradients; the nodes' backwards run after it has freed what the loss kept.
   const double freed = loss_freed(load.last, s), at_loss = loss_backward_moment(load.last, s);
   const bool ends = ends_training(load.last);
+  const size_t first = static_cast<size_t>(load.first);
+  const double base = saved_prefix_[static_cast<size_t>(load.last) + 1].at(s) + freed;
+  // A node whose kernel takes working memory in its backward (cost/memory.h's
+  // backward_kernel_scratch_bytes) holds it beside its moment of the lines.
+  const std::vector<SampleBytes>& at = first_of_step ? first_backward_at_ : later_backward_at_;
+  const auto kernel = [&](NodeId node) { return at[static_cast<size_t>(node)].at(s); };
+  double kernel_top = -std::numeric_limits<double>::infinity();
+  NodeId kernel_node = kNoNode;
+  const KernelSite site = kernel_site(load.device);
+  auto k = std::lower_bound(scratch_.begin(), scratch_.end(), load.first,
+                            [](const KernelScratch& e, NodeId n) { return e.node < n; });
+  for (; k != scratch_.end() && k->node <= load.last; ++k) {
+    const double scratch = backward_kernel_scratch_bytes(*k, s / graph_batch_, site);
+    if (scratch > 0 && kernel(k->node) + scratch > kernel_top) {
+      kernel_top = kernel(k->node) + scratch;
+      kernel_node = k->node;
+    }
+  }
   if (!first_of_step) {
-    const double nodes = backward_workspace(load.first, load.last, s) - freed;
+    const double nodes = std::max(backward_workspace(load.first, load.last, s) - freed, kernel_top - base);
     return BackwardPeak{ends ? std::max(nodes, at_loss) : nodes, Bytes(0), nodes};
   }
-  const size_t first = static_cast<size_t>(load.first);
-  const RangeLineMax::Best best = first_backward_.max_at(load.first, load.last, s);
+  RangeLineMax::Best best = first_backward_.max_at(load.first, load.last, s);
+  if (kernel_node != kNoNode && kernel_top > best.value) best = RangeLineMax::Best{kernel_top, kernel_node};
   const double unmade =
       unshared_trainable_prefix_[static_cast<size_t>(best.index)] - unshared_trainable_prefix_[first];
-  const double nodes = best.value + unshared_trainable_prefix_[first] -
-                       saved_prefix_[static_cast<size_t>(load.last) + 1].at(s) - freed;
+  const double nodes = best.value + unshared_trainable_prefix_[first] - base;
   const double none_made =
       unshared_trainable_prefix_[static_cast<size_t>(load.last) + 1] - unshared_trainable_prefix_[first];
   if (ends && at_loss - none_made > nodes)

@@ -425,6 +425,41 @@ TEST(StageModel, InferencePeakAddsTheRunningKernelsWorkingMemoryOnItsDevice) {
   EXPECT_EQ(m.memory(load), Bytes(static_cast<int64_t>(weight + 6 * row + weight)));
 }
 
+// Training the same convolution on two rows on a CPU core, LibTorch runs its backward in oneDNN, which holds
+// a copy of the input beside the output's gradient (cost/memory.h's backward_kernel_scratch_bytes); on one
+// row (the native kernel) and on a GPU nothing is added.
+TEST(StageModel, BackwardPeakAddsTheKernelsBackwardWorkingMemoryOnItsDevice) {
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{4, 512, 4, 4}, DType::kFloat32}};
+  const ValueId w = g.add_parameter("w", true);
+  g.value(w).tensors = {TensorMeta{{512, 512, 3, 3}, DType::kFloat32}};
+  const ValueId y = g.add_value(ValueKind::kTensor, "y");
+  g.value(y).tensors = {TensorMeta{{4, 512, 4, 4}, DType::kFloat32}};
+  g.node(g.add_node("aten::_convolution", {x, w}, {y})).cost =
+      OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs({y});
+  DeviceSpec cpu = make_spec("cpu1", 1);
+  cpu.kind = DeviceKind::kCpu;
+  cpu.cores = 1;
+  const Cluster c = make_cluster({cpu, make_spec("gpu", 1)}, make_link(10));
+  const CostTable t = table_for(g, c);
+  const StageModel m(g, c, t, SearchOptions{});
+  const double row = 512 * 16 * 4;  // bytes of one row of x (and of y)
+  const auto at_nodes = [&](int samples, int device, bool first_of_step) {
+    StageLoad load{0, 0, samples, 1, Checkpointing::kNone, Offload::kNone};
+    load.device = device;
+    return m.backward_peak(load, first_of_step).at_nodes;
+  };
+  // The conv's backward: y's gradient (x is a user input: it gets none), less the loss's tensor the loss's
+  // backward freed; its weight's gradient is made there, in the step's first backward too.
+  EXPECT_DOUBLE_EQ(at_nodes(2, 1, false), 0.0);
+  EXPECT_DOUBLE_EQ(at_nodes(2, 0, false), 2 * row);
+  EXPECT_DOUBLE_EQ(at_nodes(2, 0, true), 2 * row);
+  EXPECT_DOUBLE_EQ(at_nodes(1, 0, false), 0.0);
+  EXPECT_DOUBLE_EQ(at_nodes(2, -1, false), 0.0);  // a load without a device
+}
+
 TEST(StageModel, InferencePeakCountsBranchesAliveAtOnce) {
   // x 16 -> n0 linear -> a 1000 ----------------------> n3 linear -> d 10 --> n4 add -> s 10
   //      \-> n1 linear -> b 1000 -> n2 linear -> c 10 -------------------/

@@ -181,6 +181,13 @@ std::vector<KernelScratch> kernel_scratch(const Graph& graph);
 // forward (which differs for recurrent layers only).
 double kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site);
 double training_kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site);
+// What `k` holds while its backward runs, beyond its inputs, outputs and the gradients in flight (the
+// gradient of its output and of its input): a CPU convolution in oneDNN a copy of its input (one-convolution
+// models trained on 8 rows, the input needing a gradient or not: 32 to 256 KiB over the prediction without
+// it, each time the input's size; bench/conv_backward_memory.sh). Not modelled (0): the native kernel's
+// column buffers (the 1-row calls of the same models were within 32 KiB either way), transposed
+// convolutions, GPUs, max pooling and recurrent layers.
+double backward_kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site);
 
 // Bytes of the parameters (trainable and buffers) read by nodes in [first, last]; trainable_only excludes
 // buffers.

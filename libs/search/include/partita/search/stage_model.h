@@ -316,6 +316,7 @@ class StageModel {
   // the samples. workspace_lines_: the workspace; later_backward_: workspace + saved by nodes <= i;
   // first_backward_: the same less the unshared trainable prefix (gradients not made yet).
   RangeLineMax workspace_lines_, later_backward_, first_backward_;
+  std::vector<SampleBytes> later_backward_at_, first_backward_at_;  // [n]: the lines' values by node
   std::vector<SampleBytes> live_;  // [n]: bytes alive while node i runs (inference)
   RangeLineMax live_lines_;
   // Training forward: saved by nodes <= i plus the unsaved storages alive at i (no graph inputs).
