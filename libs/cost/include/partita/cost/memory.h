@@ -185,7 +185,7 @@ double training_kernel_scratch_bytes(const KernelScratch& k, double fraction, co
 // gradient of its output and of its input): a CPU convolution in oneDNN a copy of its input (one-convolution
 // models trained on 8 rows, the input needing a gradient or not: 32 to 256 KiB over the prediction without
 // it, each time the input's size; bench/conv_backward_memory.sh). Not modelled (0): the native kernel's
-// column buffers (the 1-row calls of the same models were within 32 KiB either way), transposed
+// column buffers (the 1-row calls of the same models: from 32 KiB over to 112 KiB under), transposed
 // convolutions, GPUs, max pooling and recurrent layers.
 double backward_kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site);
 

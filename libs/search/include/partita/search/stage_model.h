@@ -54,7 +54,9 @@
 //     over the range's nodes of a node's non-weight inputs + outputs that get a gradient (the gradients in
 //     flight there; not a user input's or an integer tensor's; only the outputs where the inputs' gradients
 //     are views of the output's: concatenation and reshaping views, cost/memory.h's backward_makes_views)
-//     less what the nodes after it saved (backward has freed that by then).
+//     less what the nodes after it saved (backward has freed that by then). A node whose kernel takes
+//     working memory in its backward on the load's device holds it beside that (cost/memory.h's
+//     backward_kernel_scratch_bytes: a CPU convolution in oneDNN, a copy of its input).
 //   - gradients (training): the engine starts a step without them (set to none), and backward makes a
 //     parameter's gradient when it passes the parameter's reader. When a device runs one microbatch per
 //     step (StageLoad::microbatches == 1), the gradients of parameters that only nodes before the backward's
