@@ -388,12 +388,8 @@ TEST(StageModel, InferencePeakOfAChainIsItsLargestNodesInputAndOutput) {
             Bytes(4 * 100 + 3 * 104));
 }
 
-// x f32[4, 512, 4, 4] -> 3x3 convolution (512 -> 512 channels, a 9 MiB weight) -> y, graph batch 4; on
-// cluster devices 0 (one CPU core), 1 (two CPU cores) and 2 (a GPU). What the kernel holds beyond its input
-// and output follows the device (cost/memory.h's kernel_scratch_bytes): LibTorch runs one row in its native
-// kernel (a column buffer of 512 x 9 x 16 floats), two or more in oneDNN, which reorders the weight once per
-// call whatever the rows; a GPU is taken as holding a copy of input and output.
-TEST(StageModel, InferencePeakAddsTheRunningKernelsWorkingMemoryOnItsDevice) {
+// x f32[4, 512, 4, 4] -> 3x3 convolution (512 -> 512 channels, a 9 MiB weight) -> y, graph batch 4.
+Graph one_convolution() {
   Graph g;
   const ValueId x = g.add_input("x");
   g.value(x).tensors = {TensorMeta{{4, 512, 4, 4}, DType::kFloat32}};
@@ -404,6 +400,15 @@ TEST(StageModel, InferencePeakAddsTheRunningKernelsWorkingMemoryOnItsDevice) {
   g.node(g.add_node("aten::_convolution", {x, w}, {y})).cost =
       OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
   g.set_outputs({y});
+  return g;
+}
+
+// one_convolution on cluster devices 0 (one CPU core), 1 (two CPU cores) and 2 (a GPU). What the kernel
+// holds beyond its input and output follows the device (cost/memory.h's kernel_scratch_bytes): LibTorch runs
+// one row in its native kernel (a column buffer of 512 x 9 x 16 floats), two or more in oneDNN, which
+// reorders the weight once per call whatever the rows; a GPU is taken as holding a copy of input and output.
+TEST(StageModel, InferencePeakAddsTheRunningKernelsWorkingMemoryOnItsDevice) {
+  const Graph g = one_convolution();
   DeviceSpec one = make_spec("cpu1", 1), two = make_spec("cpu2", 1);
   one.kind = two.kind = DeviceKind::kCpu;
   one.cores = 1;
@@ -429,16 +434,7 @@ TEST(StageModel, InferencePeakAddsTheRunningKernelsWorkingMemoryOnItsDevice) {
 // a copy of the input beside the output's gradient (cost/memory.h's backward_kernel_scratch_bytes); on one
 // row (the native kernel) and on a GPU nothing is added.
 TEST(StageModel, BackwardPeakAddsTheKernelsBackwardWorkingMemoryOnItsDevice) {
-  Graph g;
-  const ValueId x = g.add_input("x");
-  g.value(x).tensors = {TensorMeta{{4, 512, 4, 4}, DType::kFloat32}};
-  const ValueId w = g.add_parameter("w", true);
-  g.value(w).tensors = {TensorMeta{{512, 512, 3, 3}, DType::kFloat32}};
-  const ValueId y = g.add_value(ValueKind::kTensor, "y");
-  g.value(y).tensors = {TensorMeta{{4, 512, 4, 4}, DType::kFloat32}};
-  g.node(g.add_node("aten::_convolution", {x, w}, {y})).cost =
-      OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
-  g.set_outputs({y});
+  const Graph g = one_convolution();
   DeviceSpec cpu = make_spec("cpu1", 1);
   cpu.kind = DeviceKind::kCpu;
   cpu.cores = 1;
