@@ -6,15 +6,21 @@
 # (LibTorch 1.13 runs the call in oneDNN) and 8 microbatches of 1 row (its native kernel). Prints each run's
 # measured host peak (partita's allocator counter) beside the plan's prediction, and the convolution's
 # input and column buffer for one microbatch.
-# Memory is deterministic up to the allocator's timing: one run per row.
-#   bench/conv_backward_memory.sh [BUILD_DIR]   (default build)
+# Memory is deterministic up to the allocator's timing: one run per row. With KEEP=DIR the models and each
+# case's plans stay in DIR (NAME.pt, NAME.mbM.plan.json), e.g. for scripts/memory-timeline.
+#   [KEEP=DIR] bench/conv_backward_memory.sh [BUILD_DIR]   (default build)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
 PARTITA=$build/apps/partita/partita
 PYTHON=${PYTHON:-/usr/bin/python3}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+if [ -n "${KEEP:-}" ]; then
+  out=$KEEP
+  mkdir -p "$out"
+else
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+fi
 # name, whether a 1x1 convolution comes first, C_IN, C_OUT, H (= W)
 cases=("plain16 0 16 32 16" "plain32 0 32 64 8" "after32 1 32 64 8" "after64 1 64 64 8" "after32w 1 32 64 16")
 printf '%-9s %-12s %-3s %-15s %-16s %-10s %-12s %s\n' model "input grad" mb "measured (KiB)" "predicted (KiB)" \
@@ -33,8 +39,9 @@ PY
   [ "$before" = 1 ] && channels=3
   for mb in 1 8; do
     "$PARTITA" -q plan "$out/$name.pt" --input "8x${channels}x${hw}x${hw}" --train --devices cpu:0 --optimizer sgd \
-      --cost roofline --microbatches "$mb" --json "$out/plan.json" >/dev/null
-    "$PARTITA" -q run "$out/$name.pt" --input "8x${channels}x${hw}x${hw}" --train --steps 4 --plan "$out/plan.json" \
+      --cost roofline --microbatches "$mb" --json "$out/$name.mb$mb.plan.json" >/dev/null
+    "$PARTITA" -q run "$out/$name.pt" --input "8x${channels}x${hw}x${hw}" --train --steps 4 \
+      --plan "$out/$name.mb$mb.plan.json" \
       --json "$out/run.json" >/dev/null
     "$PYTHON" - "$out/run.json" "$name" "$before" "$mb" "$c_in" "$hw" <<'PY'
 import json, sys
