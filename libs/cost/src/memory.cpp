@@ -654,7 +654,7 @@ double kernel_scratch_bytes(const KernelScratch& k, double fraction, const Kerne
 
 double backward_kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site) {
   if (!k.convolution || k.transposed || !site.cpu) return 0.0;
-  return runs_in_onednn(k, fraction, site) ? k.input * fraction : 0.0;
+  return (runs_in_onednn(k, fraction, site) ? k.input : k.columns) * fraction;
 }
 
 double training_kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site) {

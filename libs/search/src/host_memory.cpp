@@ -300,11 +300,10 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   // a later microbatch) is made afresh by backward and then added in. While backward passes the largest
   // weight, each replica adding holds one such copy of it (resnet18 8x3x112x112, two replicas on cpu:0 +
   // cpu:1: 9 MiB measured beyond the devices' working memory). The stages of a pipeline do not backward
-  // through their largest weights at once: the largest stage figure counts. The copy exists while the nodes
-  // run their backwards; a device whose peak is elsewhere (the loss's backward, a forward) has room for it
-  // up to the difference (DeviceHostFacts::afresh_gradient_room; with one microbatch not modelled: 0). (A
-  // 64-64-4096 MLP, cpu:0, 4 microbatches of 64, MSE: 10.17 MiB measured, 11.17 predicted with its 1 MiB
-  // weight's copy beside the loss's backward; bench/loss_target_memory.sh.)
+  // through their largest weights at once: the largest stage figure counts. A device's backwards after its
+  // first of the step hold their fresh copies in its own figure (StageModel's and TensorModel's
+  // backward_peak, at the node that makes each), so only the replicas of a one-microbatch step add them
+  // here: those after the first (which one that is, is not known) add their largest weight's.
   // When a CPU replica's peak is in its first backward of the step, it leaves out the gradients that backward
   // has not made yet (StageModel::backward_peak), but the replicas make the same host gradients: only one
   // replica's figure (the least) may be left out, the others' are added back.
@@ -313,12 +312,9 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   // a detached leaf each), and every device the gradients of its parts of the split ones, which go into the
   // host's only once the step's backward is over. Against the host's one set of gradients less each device's
   // gradients not made yet (TensorModel::backward_peak) that is r (t-1) replicated + (r-1) split bytes more,
-  // and (r-1) times the replicated gradients not made yet (r first devices, one host copy). With several
-  // microbatches each device of the group adds its later gradients of a split weight into its own part (a
-  // leaf for the step): the fresh copy is that part (x @ (W + A @ B) on a 2-way CPU group, 4 microbatches:
-  // the whole 4 MiB W per device was 4 MiB over the measured host peak; bench/batch_free_memory.sh).
+  // and (r-1) times the replicated gradients not made yet (r first devices, one host copy).
   // A one-stage plan's processes of `partita launch` share nothing: each device's gradients are its
-  // process's own (its model state), and only its later microbatches add a fresh copy.
+  // process's own (its model state), and only its later microbatches make fresh copies (in its figure).
   if (training && !plan.branch_layout()) {
     std::vector<Bytes> adding(hosts.size(), Bytes(0)), standing(hosts.size(), Bytes(0));
     size_t first_prediction = 0;  // the index in sim.prediction.devices of stage s's first device
@@ -331,27 +327,10 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
       const bool tp = g.parallelism == GroupParallelism::kTensor;
       PARTITA_ASSERT(!tp || tensor != nullptr, "a plan with a tensor-parallel group needs its TensorModel");
       const int r = g.replicas(), t = tp ? g.tensor_degree() : 1;
-      const Bytes part = tp ? tensor->largest_trainable_part(st.first, st.last, t) : largest_read[s];
-      // Device i's fresh copy beyond its peak (DeviceHostFacts::afresh_gradient_room).
-      const auto beyond_peak = [&](size_t i) {
-        return std::max(Bytes(0), part - facts[stage_predictions + i].afresh_gradient_room);
-      };
-      if (launched && one_stage) {
-        if (plan.microbatches == 1) continue;
-        for (size_t i = 0; i < g.devices.size(); ++i) {
-          const size_t k = holder_at[s][i];
-          adding[k] = std::max(adding[k], beyond_peak(i));
-        }
-        continue;
-      }
+      if (launched && one_stage) continue;
       const size_t k = holder_at[s][0];
-      if (plan.microbatches > 1) {
-        Bytes copies(0);
-        for (size_t i = 0; i < g.devices.size(); ++i) copies += beyond_peak(i);
-        adding[k] = std::max(adding[k], copies);
-      } else {
+      if (plan.microbatches == 1)
         adding[k] = std::max(adding[k], largest_read[s] * static_cast<double>(r - 1));
-      }
       if (tp) {
         const Bytes replicated = tensor->replicated_trainable_bytes(st.first, st.last);
         const Bytes split = model.trainable_bytes(st.first, st.last) - replicated;

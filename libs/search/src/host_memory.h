@@ -21,10 +21,6 @@ struct DeviceHostFacts {
   Bytes unmade_gradients{0};
   // A tensor-parallel device's: the replicated part of what its peak leaves out (TensorModel::backward_peak).
   Bytes unmade_replicated{0};
-  // How far below its peak it stays where it makes gradients afresh beside the ones already there (the
-  // nodes' backwards after its first of the step: StageModel::BackwardPeak::at_nodes), so that far its peak
-  // leaves room for such a gradient; 0 where it makes none that way or for tensor-parallel devices.
-  Bytes afresh_gradient_room{0};
 };
 
 // Fills sim.prediction.hosts from the plan and sim.prediction.devices (whose model_state must be set for

@@ -288,7 +288,7 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
         // 2 processes: 113.7 MiB measured per rank against 100.0 predicted without this).
         const bool gradients_stay = plan.processes == ProcessLayout::kLaunch && !model.can_offload(d);
         const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, state, home, d, m};
-        double first = 0, later = 0, later_nodes = 0;
+        double first = 0, later = 0;
         Bytes unmade(0), unmade_replicated(0);
         if (tp) {
           const TensorModel::BackwardPeak at_first =
@@ -300,27 +300,18 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
           const StageModel::BackwardPeak at_first =
               model.backward_peak(none, /*first_of_step=*/!gradients_stay);
           first = at_first.beyond_state;
-          const StageModel::BackwardPeak at_later = model.backward_peak(none, false);
-          later = at_later.beyond_state;
-          later_nodes = at_later.at_nodes;
+          later = model.backward_peak(none, false).beyond_state;
           unmade = at_first.unmade_gradients;
         }
         std::stable_sort(events.begin(), events.end(),
                          [](const Event& x, const Event& y) { return x.at < y.at; });
         std::sort(backward_starts.begin(), backward_starts.end());
         // What is live as a backward starts includes every event at that time.
-        // Where it makes gradients afresh beside the ones already there (host_memory.cpp): while the nodes
-        // run the backwards after its first of the step (every one when they stay).
         double live = 0, top = 0;
-        std::optional<double> afresh;
         size_t e = 0;
         for (size_t k = 0; k < backward_starts.size(); ++k) {
           while (e < events.size() && events[e].at <= backward_starts[k]) live += events[e++].delta;
           const double value = live + once + (k == 0 ? first : later);
-          if (!tp && (k > 0 || gradients_stay)) {
-            const double nodes = live + once + later_nodes;
-            afresh = afresh ? std::max(*afresh, nodes) : nodes;
-          }
           if (k == 0 || value > top) {
             top = value;
             facts.unmade_gradients = k == 0 ? unmade : Bytes(0);
@@ -346,10 +337,6 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
                                  (start < first_backward && !gradients_stay ? gradients : 0.0);
             dp.peak_memory = std::max(dp.peak_memory, Bytes(static_cast<int64_t>(value)));
           }
-        }
-        if (afresh) {
-          facts.afresh_gradient_room =
-              std::max(Bytes(0), dp.peak_memory - state_bytes - Bytes(static_cast<int64_t>(*afresh)));
         }
       } else {
         dp.peak_memory = tp ? tensor->memory(st.first, st.last, share, p, 1, d) : model.memory(base);

@@ -107,8 +107,12 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   std::vector<SampleBytes> diff(static_cast<size_t>(n) + 1);
   workspace_.assign(static_cast<size_t>(n), SampleBytes{});
   std::vector<std::vector<NodeId>> readers(static_cast<size_t>(graph.num_values()));
+  // Trainable bytes node i reads whose gradients its backward makes as new tensors (not views of its
+  // output's gradient, which the workspace counts already: an add of a weight of the output's shape, a view).
+  std::vector<double> afresh(static_cast<size_t>(n), 0.0);
   for (int i = 0; i < n; ++i) {
     const Node& node = graph.node(i);
+    const bool views = backward_makes_views(graph, node);
     double p = 0, t = 0;
     SampleBytes io;
     for (ValueId id : node.inputs) {
@@ -119,6 +123,8 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
           p += static_cast<double>(v.bytes().value());
           if (v.role == ValueRole::kParameter) t += static_cast<double>(v.bytes().value());
         }
+        if ((r.empty() || r.back() != i) && v.role == ValueRole::kParameter && !views)
+          afresh[static_cast<size_t>(i)] += static_cast<double>(v.bytes().value());
         if (r.empty() || r.back() != i) r.push_back(i);
       } else if (!is_weight_or_constant(v) && saved.requires_grad[static_cast<size_t>(id)]) {
         io = io + bytes_of(id);
@@ -137,7 +143,7 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     // Backward's gradients in flight at the node: its output's and its inputs' (unless views of the former);
     // none for a user input or an integer tensor (a first convolution's input was counted as a gradient
     // its backward never makes: one input's size too many at a one-layer model's peak).
-    workspace_[static_cast<size_t>(i)] = (backward_makes_views(graph, node) ? SampleBytes{} : io) + out;
+    workspace_[static_cast<size_t>(i)] = (views ? SampleBytes{} : io) + out;
     for (ValueId id : node.outputs) {
       const Value& v = graph.value(id);
       int last_user = i;
@@ -193,10 +199,14 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
     unshared_trainable_prefix_[static_cast<size_t>(i) + 1] =
         unshared_trainable_prefix_[static_cast<size_t>(i)] + unshared_trainable[static_cast<size_t>(i)];
   }
+  // ... and at a later one, where every gradient exists, the node makes its weights' afresh, to be added in.
+  std::vector<SampleBytes> later_afresh(later);
+  for (int i = 0; i < n; ++i) later_afresh[static_cast<size_t>(i)].fixed += afresh[static_cast<size_t>(i)];
   workspace_lines_ = lines_of(workspace_);
   later_backward_ = lines_of(later);
   first_backward_ = lines_of(first_backward);
-  later_backward_at_ = std::move(later);
+  later_afresh_ = lines_of(later_afresh);
+  later_afresh_at_ = std::move(later_afresh);
   first_backward_at_ = std::move(first_backward);
 
   // Storage lifetimes (views and in-place results extend their root's), as the inference peak uses them.
@@ -499,7 +509,7 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
   const double base = saved_prefix_[static_cast<size_t>(load.last) + 1].at(s) + freed;
   // A node whose kernel takes working memory in its backward (cost/memory.h's
   // backward_kernel_scratch_bytes) holds it beside its moment of the lines.
-  const std::vector<SampleBytes>& at = first_of_step ? first_backward_at_ : later_backward_at_;
+  const std::vector<SampleBytes>& at = first_of_step ? first_backward_at_ : later_afresh_at_;
   const auto kernel = [&](NodeId node) { return at[static_cast<size_t>(node)].at(s); };
   double kernel_top = -std::numeric_limits<double>::infinity();
   NodeId kernel_node = kNoNode;
@@ -514,8 +524,8 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
     }
   }
   if (!first_of_step) {
-    const double nodes = std::max(backward_workspace(load.first, load.last, s) - freed, kernel_top - base);
-    return BackwardPeak{ends ? std::max(nodes, at_loss) : nodes, Bytes(0), nodes};
+    const double nodes = std::max(later_afresh_.max_at(load.first, load.last, s).value, kernel_top) - base;
+    return BackwardPeak{ends ? std::max(nodes, at_loss) : nodes};
   }
   RangeLineMax::Best best = first_backward_.max_at(load.first, load.last, s);
   if (kernel_node != kNoNode && kernel_top > best.value) best = RangeLineMax::Best{kernel_top, kernel_node};
@@ -525,8 +535,8 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
   const double none_made =
       unshared_trainable_prefix_[static_cast<size_t>(load.last) + 1] - unshared_trainable_prefix_[first];
   if (ends && at_loss - none_made > nodes)
-    return BackwardPeak{at_loss - none_made, Bytes(static_cast<int64_t>(none_made)), nodes};
-  return BackwardPeak{nodes, Bytes(static_cast<int64_t>(unmade)), nodes};
+    return BackwardPeak{at_loss - none_made, Bytes(static_cast<int64_t>(none_made))};
+  return BackwardPeak{nodes, Bytes(static_cast<int64_t>(unmade))};
 }
 
 double StageModel::forward_peak(const StageLoad& load) const {

@@ -173,9 +173,12 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
   saved_split_prefix_ = saved_whole_prefix_;
   unshared_whole_prefix_.assign(static_cast<size_t>(n) + 1, 0.0);
   unshared_split_prefix_ = unshared_whole_prefix_;
+  afresh_whole_.assign(static_cast<size_t>(n), 0.0);
+  afresh_split_ = afresh_whole_;
   std::vector<std::vector<NodeId>> readers(static_cast<size_t>(graph.num_values()));
   for (NodeId i = 0; i < n; ++i) {
     const Node& node = graph.node(i);
+    const bool views = backward_makes_views(graph, node);
     // The gradients in flight at the node (as StageModel's workspace): of the inputs and outputs that get
     // one.
     auto add = [&](ValueId v) {
@@ -189,10 +192,17 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
       const ValueRole role = graph.value(v).role;
       if (role == ValueRole::kParameter) {
         std::vector<NodeId>& r = readers[static_cast<size_t>(v)];
-        if (r.empty() || r.back() != i) r.push_back(i);
+        if (r.empty() || r.back() != i) {
+          r.push_back(i);
+          // As StageModel's: a later backward makes the weight's gradient (this device's part) afresh.
+          if (!views) {
+            (split_[static_cast<size_t>(i)] ? afresh_split_ : afresh_whole_)[static_cast<size_t>(i)] +=
+                static_cast<double>(graph.value(v).bytes().value());
+          }
+        }
       }
       if (role != ValueRole::kParameter && role != ValueRole::kBuffer && role != ValueRole::kConstant &&
-          !backward_makes_views(graph, node))
+          !views)
         add(v);
     }
     for (ValueId v : node.outputs) add(v);
@@ -223,7 +233,7 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
     for (NodeId i = 0; i < n; ++i) {
       const SampleBytes b = backward_bytes(i, p);
       slope[static_cast<size_t>(i)] = b.per_sample;
-      later[static_cast<size_t>(i)] = b.fixed;
+      later[static_cast<size_t>(i)] = b.fixed + afresh(i, p);
       first[static_cast<size_t>(i)] = b.fixed - unmade_before(i, p);
     }
     backward_tables_.push_back(BackwardTable{p, RangeLineMax(slope, later), RangeLineMax(slope, first)});
@@ -234,6 +244,10 @@ SampleBytes TensorModel::backward_bytes(NodeId i, int p) const {
   const auto k = static_cast<size_t>(i);
   return ws_whole_[k] + scaled(ws_split_[k], 1.0 / p) + saved_whole_prefix_[k + 1] +
          scaled(saved_split_prefix_[k + 1], 1.0 / p);
+}
+
+double TensorModel::afresh(NodeId i, int p) const {
+  return afresh_whole_[static_cast<size_t>(i)] + afresh_split_[static_cast<size_t>(i)] / p;
 }
 
 double TensorModel::unmade_before(NodeId i, int p) const {
@@ -254,7 +268,7 @@ TensorModel::BackwardPeak TensorModel::backward_peak(NodeId first, NodeId last, 
     if (table != backward_tables_.end()) {
       top = table->later.max_at(first, last, s).value;
     } else {
-      for (NodeId i = first; i <= last; ++i) top = std::max(top, backward_bytes(i, p).at(s));
+      for (NodeId i = first; i <= last; ++i) top = std::max(top, backward_bytes(i, p).at(s) + afresh(i, p));
     }
     return BackwardPeak{top - saved_to_end};
   }
@@ -416,22 +430,6 @@ Bytes TensorModel::trainable_bytes_per_device(NodeId first, NodeId last, int p) 
   const double st = split_trainable_[last + 1] - split_trainable_[first];
   const double all = static_cast<double>(model_->trainable_bytes(first, last).value());
   return Bytes(static_cast<int64_t>(all - st + st / p));
-}
-
-Bytes TensorModel::largest_trainable_part(NodeId first, NodeId last, int p) const {
-  const Graph& graph = model_->graph();
-  std::vector<bool> trainable(static_cast<size_t>(graph.num_values()), false);
-  for (const Parameter& param : graph.parameters())
-    trainable[static_cast<size_t>(param.value)] = param.requires_grad;
-  double largest = 0;
-  for (NodeId i = first; i <= last; ++i) {
-    for (ValueId v : graph.node(i).inputs) {
-      if (!trainable[static_cast<size_t>(v)]) continue;
-      const double bytes = static_cast<double>(graph.value(v).bytes().value());
-      largest = std::max(largest, split_[static_cast<size_t>(i)] ? bytes / p : bytes);
-    }
-  }
-  return Bytes(static_cast<int64_t>(largest));
 }
 
 double TensorModel::peak_live(NodeId first, NodeId last, int samples, int p, int device) const {

@@ -430,9 +430,10 @@ TEST(StageModel, InferencePeakAddsTheRunningKernelsWorkingMemoryOnItsDevice) {
   EXPECT_EQ(m.memory(load), Bytes(static_cast<int64_t>(weight + 6 * row + weight)));
 }
 
-// Training the same convolution on two rows on a CPU core, LibTorch runs its backward in oneDNN, which holds
-// a copy of the input beside the output's gradient (cost/memory.h's backward_kernel_scratch_bytes); on one
-// row (the native kernel) and on a GPU nothing is added.
+// Training the same convolution on a CPU core, LibTorch runs its backward on two rows in oneDNN, which holds
+// a copy of the input beside the output's gradient, and on one row in its native kernel, which makes its
+// column buffer again (cost/memory.h's backward_kernel_scratch_bytes); on a GPU nothing is added. After the
+// step's first backward the node also makes its weight's gradient afresh, to be added into the one there.
 TEST(StageModel, BackwardPeakAddsTheKernelsBackwardWorkingMemoryOnItsDevice) {
   const Graph g = one_convolution();
   DeviceSpec cpu = make_spec("cpu1", 1);
@@ -441,19 +442,23 @@ TEST(StageModel, BackwardPeakAddsTheKernelsBackwardWorkingMemoryOnItsDevice) {
   const Cluster c = make_cluster({cpu, make_spec("gpu", 1)}, make_link(10));
   const CostTable t = table_for(g, c);
   const StageModel m(g, c, t, SearchOptions{});
-  const double row = 512 * 16 * 4;  // bytes of one row of x (and of y)
-  const auto at_nodes = [&](int samples, int device, bool first_of_step) {
+  const double row = 512 * 16 * 4, weight = 512 * 512 * 9 * 4;  // bytes of one row of x (and of y)
+  const auto beyond = [&](int samples, int device, bool first_of_step) {
     StageLoad load{0, 0, samples, 1, Checkpointing::kNone, Offload::kNone};
     load.device = device;
-    return m.backward_peak(load, first_of_step).at_nodes;
+    return m.backward_peak(load, first_of_step).beyond_state;
   };
-  // The conv's backward: y's gradient (x is a user input: it gets none), less the loss's tensor the loss's
-  // backward freed; its weight's gradient is made there, in the step's first backward too.
-  EXPECT_DOUBLE_EQ(at_nodes(2, 1, false), 0.0);
-  EXPECT_DOUBLE_EQ(at_nodes(2, 0, false), 2 * row);
-  EXPECT_DOUBLE_EQ(at_nodes(2, 0, true), 2 * row);
-  EXPECT_DOUBLE_EQ(at_nodes(1, 0, false), 0.0);
-  EXPECT_DOUBLE_EQ(at_nodes(2, -1, false), 0.0);  // a load without a device
+  // The conv's backward holds y's gradient (x is a user input: it gets none) and not the loss's tensor the
+  // loss's backward freed: nothing beyond y's size, but for the weight's fresh gradient and the kernel's.
+  EXPECT_DOUBLE_EQ(beyond(2, 1, false), weight);
+  EXPECT_DOUBLE_EQ(beyond(2, 0, false), weight + 2 * row);
+  EXPECT_DOUBLE_EQ(beyond(1, 0, false), weight + 512 * 9 * 16 * 4);
+  EXPECT_DOUBLE_EQ(beyond(2, -1, false), weight);  // a load without a device
+  // The step's first backward makes the weight's gradient as the one the step keeps (in the model state):
+  // the kernel's working memory alone is beyond, more than the loss's backward (two of y's size) less the
+  // gradient it has not made yet.
+  EXPECT_DOUBLE_EQ(beyond(2, 0, true), 2 * row);
+  EXPECT_DOUBLE_EQ(beyond(2, 1, true), 0.0);
 }
 
 TEST(StageModel, InferencePeakCountsBranchesAliveAtOnce) {
@@ -544,11 +549,14 @@ TEST(StageModel, TrainingKeepsOnlyWhatAutogradSaves) {
   EXPECT_DOUBLE_EQ(gl.m.activation(0, 2).per_sample, 64 + 8000 + 40 + 8);
   EXPECT_DOUBLE_EQ(gl.m.offloaded(0, 1).per_sample, 4000);  // h dies inside; r is saved by n2
   EXPECT_DOUBLE_EQ(gl.m.activation(0, 1).per_sample, 64 + 8000);
-  // Training memory of one microbatch of 2 samples, two in flight: model state (weights, gradients, Adam's
-  // two moments: 4 x 26000 floats), the workspace (n1: 8000) less what the loss kept (40), freed by the
-  // loss's backward before n1's, and the activations of each microbatch.
+  // Training memory of one microbatch of 2 samples, two in flight, every gradient there (the step's
+  // microbatches not known): model state (weights, gradients, Adam's two moments: 4 x 26000 floats), the
+  // activations of each microbatch and the backward's peak: at n0, h's gradient (4000 a sample) beside w0's
+  // made afresh (64000 bytes, to be added into the one there), less what backward freed before n0's: r (4000
+  // a sample) and what the loss kept (40). (At n1: 8000 a sample in flight and no weight; at n2: r's and o's
+  // gradients, 4040 a sample, and w1's 40000.)
   EXPECT_EQ(r.m.memory(StageLoad{0, 2, 2, 2, Checkpointing::kNone, Offload::kNone}),
-            Bytes(4 * 4 * 26000 + 2 * (8000 - 40) + 2 * 2 * (64 + 4000 + 40 + 8)));
+            Bytes(4 * 4 * 26000 + 2 * (4000 - 4000 - 40) + 64000 + 2 * 2 * (64 + 4000 + 40 + 8)));
 }
 
 bool has(const std::vector<Savings>& choices, Checkpointing c, Offload o) {
@@ -693,8 +701,9 @@ TEST(StageModel, AStepsFirstBackwardHoldsOnlyTheGradientsMadeByThenWhateverTheMi
 // Several microbatches against a walk over the step's backwards on one device: before backward j, min(m,
 // k + j) forwards have run (k = microbatches in flight at the first: GPipe m, 1F1B the stages to the end)
 // and j backwards, so min(m, k + j) - j microbatches are kept; the first backward's workspace lacks the
-// gradients not made yet (the per-node walk of the test below), the later ones have them all. Random chains,
-// every range, 1 to 3 samples, 2 to 5 microbatches, every k, with and without checkpointing.
+// gradients not made yet (the per-node walk of the test below), the later ones have them all and at each
+// node the fresh gradient of its weight, to be added into the one there. Random chains, every range, 1 to 3
+// samples, 2 to 5 microbatches, every k, with and without checkpointing.
 TEST(StageModel, SeveralMicrobatchesPeakMatchesAWalkOverTheStepsBackwards) {
   std::mt19937 rng(5);
   std::uniform_int_distribution<int64_t> size(1, 5000);
@@ -724,8 +733,12 @@ TEST(StageModel, SeveralMicrobatchesPeakMatchesAWalkOverTheStepsBackwards) {
                 k > first ? static_cast<double>(m.trainable_bytes(first, k - 1).value()) : 0.0;
             first_ws = std::max(first_ws, (m.most_workspace(k, k, 1) - freed) * samples - unmade - loss_kept);
           }
-          const double later_ws = std::max(m.backward_workspace(first, last, 1) * samples - loss_kept,
-                                           ends ? 2 * output : -1e300);
+          double later_ws = ends ? 2 * output : -1e300;
+          for (NodeId k = first; k <= last; ++k) {
+            const double freed = k < last ? m.saved(k + 1, last).per_sample : 0.0;
+            const double afresh = static_cast<double>(m.trainable_bytes(k, k).value());
+            later_ws = std::max(later_ws, (m.most_workspace(k, k, 1) - freed) * samples + afresh - loss_kept);
+          }
           const double act = m.activation(first, last).per_sample * samples;
           for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
             const auto kept = [&](int microbatches) {
@@ -789,12 +802,16 @@ TEST(StageModel, BackwardPeakMatchesAWalkOverTheRangesNodes) {
               first, last, samples, 1, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, -1, 1};
           ASSERT_NEAR(m.backward_peak(load).beyond_state, want, 1e-6)
               << "trial " << trial << " [" << first << ", " << last << "] samples " << samples;
-          // Without the gradients' timing: the workspace model alone.
+          // Without the gradients' timing (microbatches not known): every gradient there, and at each node
+          // its weight's made afresh.
           const StageLoad whole{first, last, samples, 1, Checkpointing::kNone, Offload::kNone};
-          ASSERT_NEAR(m.backward_peak(whole).beyond_state,
-                      std::max(m.backward_workspace(first, last, 1) * samples - loss_kept,
-                               ends ? 2 * output : -1e300),
-                      1e-6);
+          double every = ends ? 2 * output : -1e300;
+          for (NodeId k = first; k <= last; ++k) {
+            const double freed = k < last ? m.saved(k + 1, last).per_sample : 0.0;
+            const double afresh = static_cast<double>(m.trainable_bytes(k, k).value());
+            every = std::max(every, (m.most_workspace(k, k, 1) - freed) * samples + afresh - loss_kept);
+          }
+          ASSERT_NEAR(m.backward_peak(whole).beyond_state, every, 1e-6);
         }
       }
     }

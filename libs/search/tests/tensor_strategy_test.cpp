@@ -127,7 +127,8 @@ TEST(TensorModel, InferencePeakHoldsSplitPartsAndWholeSums) {
 
 // Training: a device's backward peak holds the split storages 1/p each (y0 and y1, outputs of the pair's
 // first node and of the node inside it) and the row-split node's output whole; with one microbatch per step
-// the gradients not made yet are left out, a split weight's 1/p.
+// the gradients not made yet are left out, a split weight's 1/p; with several, a later backward makes its
+// part of a split weight's gradient afresh (to be added into the one there), 1/p.
 TEST(TensorModel, TrainingPeakHoldsSplitStoragesInPartAndTimesTheGradients) {
   // x 64 B -> n0 linear (w0, 64 KiB, column) -> y0 4 KiB -> n1 relu -> y1 4 KiB (saved) -> n2 linear (w2,
   // 64 KiB, row) -> out 1 MB.
@@ -145,21 +146,22 @@ TEST(TensorModel, TrainingPeakHoldsSplitStoragesInPartAndTimesTheGradients) {
   EXPECT_EQ(one.unmade_gradients, Bytes(32768));
   EXPECT_EQ(one.unmade_replicated, Bytes(0));
   const auto many = tm.backward_peak(0, 2, 1, 2, 4);
-  EXPECT_DOUBLE_EQ(many.beyond_state, at_n2);
+  EXPECT_DOUBLE_EQ(many.beyond_state, at_n2 + 32768);  // and w2's half gradient, made afresh
   EXPECT_EQ(many.unmade_gradients, Bytes(0));
   // Three devices have no table: the nodes are scanned, to the same rule.
   EXPECT_DOUBLE_EQ(tm.backward_peak(0, 2, 1, 3, 1).beyond_state, 4096.0 / 3 + 1e6 - 65536.0 / 3);
   // Without the output node, on 2 samples: at n1 (y0's and y1's halves) w0's gradient is not made yet, so
   // the peak is at n0 (y0's half, less y1's half, which the backward freed by then; x, a user input, gets no
-  // gradient): nothing beyond the activations.
+  // gradient): nothing beyond the activations. In a later backward n0 makes w0's half gradient afresh there
+  // (more than n1's y0 and y1 halves).
   EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, 1).beyond_state, 2 * 2048 - 2 * 2048);
-  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, 0).beyond_state, 2 * (2048 + 2048));
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, 0).beyond_state, 2 * 2048 + 32768 - 2 * 2048);
   // memory(): model state (half of each weight, its gradient and Adam's two moments) + the peak + the kept
   // activations (x, y1's half, the output and the loss's copy of it).
   const double state = 4 * 65536;
   const double act = tm.activation(0, 2, 2).per_sample;
   EXPECT_EQ(tm.memory(0, 2, 1, 2, 1, -1, 1).value(), static_cast<int64_t>(state + at_n2 - 32768 + act));
-  EXPECT_EQ(tm.memory(0, 2, 1, 2, 1, -1, 0).value(), static_cast<int64_t>(state + at_n2 + act));
+  EXPECT_EQ(tm.memory(0, 2, 1, 2, 1, -1, 0).value(), static_cast<int64_t>(state + at_n2 + 32768 + act));
 }
 
 // A pair left open at the end (a language model's head): x [1, 16] @ w [1024, 16], its 4 KiB output gathered.
@@ -177,7 +179,8 @@ Graph open_head_graph() {
   return g;
 }
 
-// Each device holds its part of a gathered output and the whole, whose gradient comes back whole.
+// Each device holds its part of a gathered output and the whole, whose gradient comes back whole; in a later
+// backward also its half of w's gradient, made afresh.
 TEST(TensorModel, TrainingPeakHoldsAGatheredOutputWhole) {
   const Graph g = open_head_graph();
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
@@ -185,8 +188,9 @@ TEST(TensorModel, TrainingPeakHoldsAGatheredOutputWhole) {
   const StageModel model(g, c, t, tensor_options(Mode::kTraining));
   const TensorModel tm(model);
   ASSERT_TRUE(tm.all_reduce_after(0));
-  // The gradients of y's half and of the gathered y (x, a user input, gets none).
-  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 0, 1, 2, 0).beyond_state, 2048 + 4096);
+  // The gradients of y's half and of the gathered y (x, a user input, gets none), and w's half (32 KiB).
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 0, 1, 2, 0).beyond_state, 2048 + 4096 + 32768);
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 0, 1, 2, 1).beyond_state, 2048 + 4096);
 }
 
 // A device in a process of its own receives its peers' parts before adding or joining them: p - 1 copies

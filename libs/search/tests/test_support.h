@@ -193,13 +193,15 @@ inline Graph tied_weight_graph() {
 // and 1e10 FLOP. Each linear saves its input for backward (its weight needs a gradient), so the 4 M is saved
 // by layer 1 and dies there: a stage of layers 0 and 1 has 4 M to offload, a stage of one layer nothing.
 // With one-sample microbatches under 1F1B, stage 0 = layers 0-1 keeps two in flight (each holds the 64-byte
-// input, the 4 M and layer 1's 64-byte result; workspace 4 M) and needs
-//   16 M as is, 14 M offloading optimizer state, 12 M offloading activations (the second microbatch's 4 M
-//   goes to the host) or checkpointing, and 10 M offloading both or checkpointing with optimizer state
-//   offloaded (exactly 16 M + 576, 14 M + 448, 12 M + 576, 10 M + 448),
-// while stage 1 = layer 2 (one in flight) needs 4 M + 256 as is, and the whole model on one device (one in
-// flight) 16 M + 512 as is and at least 12 M + 384 (optimizer state offloaded; with one microbatch in flight
-// activation offload frees nothing and checkpointing adds the input).
+// input, the 4 M and layer 1's 64-byte result; workspace, at layer 0 in a backward after the first: the 4 M's
+// gradient and w0's made afresh, 1 M) and needs
+//   17 M as is, 15 M offloading optimizer state, 13 M offloading activations (the second microbatch's 4 M
+//   goes to the host) or checkpointing, and 11 M offloading both or checkpointing with optimizer state
+//   offloaded (exactly 17 M + 448, 15 M + 320, 13 M + 448, 11 M + 320),
+// while stage 1 = layer 2 (one in flight) needs 5 M + 200 as is (w2's fresh gradient in its backward), and
+// the whole model on one device (one in flight) 17 M + 328 as is and at least 13 M + 200 (optimizer state
+// offloaded; with one microbatch in flight activation offload frees nothing and checkpointing adds the
+// input).
 inline Graph offload_pair_graph() {
   return chain_graph({1e10, 1e6, 1e10}, {1 << 20, 16, 16}, {1 << 18, 16, 1 << 18});
 }

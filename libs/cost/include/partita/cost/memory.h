@@ -181,12 +181,13 @@ std::vector<KernelScratch> kernel_scratch(const Graph& graph);
 // forward (which differs for recurrent layers only).
 double kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site);
 double training_kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site);
-// What `k` holds while its backward runs, beyond its inputs, outputs and the gradients in flight (the
-// gradient of its output and of its input): a CPU convolution in oneDNN a copy of its input (one-convolution
-// models trained on 8 rows, the input needing a gradient or not: 32 to 256 KiB over the prediction without
-// it, each time the input's size; bench/conv_backward_memory.sh). Not modelled (0): the native kernel's
-// column buffers (the 1-row calls of the same models: from 32 KiB over to 112 KiB under), transposed
-// convolutions, GPUs, max pooling and recurrent layers.
+// What `k` holds while its backward runs, beyond its inputs, outputs, the gradients in flight (the
+// gradient of its output and of its input) and its weight's gradient: a CPU convolution in oneDNN a copy of
+// its input (one-convolution models trained on 8 rows, the input needing a gradient or not: 32 to 256 KiB
+// over the prediction without it, each time the input's size), in the native kernel its column buffer,
+// which it makes again for the weight's gradient (seen allocated beside that gradient in the 1-row calls
+// of the same models; bench/conv_backward_memory.sh). Not modelled (0): transposed convolutions, GPUs, max
+// pooling and recurrent layers.
 double backward_kernel_scratch_bytes(const KernelScratch& k, double fraction, const KernelSite& site);
 
 // Bytes of the parameters (trainable and buffers) read by nodes in [first, last]; trainable_only excludes

@@ -268,14 +268,10 @@ class StageModel {
   double backward_workspace(NodeId first, NodeId last, double samples) const;
   // Training: the peak of the backward of `load`, beyond its activations and model_state(load): the
   // workspace less what later nodes saved, and when load.microbatches == 1 less the gradients backward has
-  // not made yet at that node (`unmade_gradients`, which may make `beyond_state` negative). `at_nodes` is
-  // the same figure without the loss's own backward (a range ending the graph: loss_backward_moment): the
-  // most while the range's nodes run theirs, where a gradient made afresh beside the one already there (a
-  // later microbatch's, another replica's: host_memory.cpp) exists; beyond_state is at least as large.
+  // not made yet at that node (`unmade_gradients`, which may make `beyond_state` negative).
   struct BackwardPeak {
     double beyond_state = 0;
     Bytes unmade_gradients{0};
-    double at_nodes = 0;
   };
   BackwardPeak backward_peak(const StageLoad& load) const;  // first_of_step: load.microbatches == 1
   // The same for one backward of the step: `first_of_step` for the device's first (no gradient of the stage
@@ -316,9 +312,10 @@ class StageModel {
   std::vector<SampleBytes> workspace_;   // [n]: gradients in flight at node i's backward
   // Lines over the nodes (per sample: the slope; per run: the intercept), for maxima whose node depends on
   // the samples. workspace_lines_: the workspace; later_backward_: workspace + saved by nodes <= i;
-  // first_backward_: the same less the unshared trainable prefix (gradients not made yet).
-  RangeLineMax workspace_lines_, later_backward_, first_backward_;
-  std::vector<SampleBytes> later_backward_at_, first_backward_at_;  // [n]: the lines' values by node
+  // first_backward_: the same less the unshared trainable prefix (gradients not made yet); later_afresh_:
+  // later_backward_ plus the trainable weights the node reads (their gradients made afresh).
+  RangeLineMax workspace_lines_, later_backward_, first_backward_, later_afresh_;
+  std::vector<SampleBytes> later_afresh_at_, first_backward_at_;  // [n]: the lines' values by node
   std::vector<SampleBytes> live_;  // [n]: bytes alive while node i runs (inference)
   RangeLineMax live_lines_;
   // Training forward: saved by nodes <= i plus the unsaved storages alive at i (no graph inputs).

@@ -103,9 +103,6 @@ class TensorModel {
   // Trainable bytes one device of a group of p holds for [first, last] (split weights / p, the rest whole):
   // what data-parallel replicas of the group all-reduce per device.
   Bytes trainable_bytes_per_device(NodeId first, NodeId last, int p) const;
-  // The largest gradient one device of a group of p makes for a trainable parameter read in [first, last]:
-  // 1/p of one a split node reads (its own part), the whole of one a replicated node reads.
-  Bytes largest_trainable_part(NodeId first, NodeId last, int p) const;
 
  private:
   void build_live_tables(const std::vector<TensorRole>& roles, NodeId gathered);
@@ -114,6 +111,7 @@ class TensorModel {
   // to i saved; the gradients of single-reader parameters read before i (not made yet there).
   SampleBytes backward_bytes(NodeId i, int p) const;
   double unmade_before(NodeId i, int p) const;
+  double afresh(NodeId i, int p) const;  // a later backward's fresh gradients at node i, per device
 
   const StageModel* model_;
   std::vector<bool> split_, reduce_;
@@ -131,10 +129,11 @@ class TensorModel {
   SampleBytes after_gather_whole_, after_gather_split_;    // alive once its output is gathered
   std::vector<std::pair<int, RangeLineMax>> live_tables_;  // (p, lines over samples)
   // Training, per node, whole and split parts (bytes but the gradients): the working set, prefixes of saved
-  // bytes and of single-reader trainable bytes; and for the usual group sizes the range structures over
-  // backward_bytes, with (first) and without (later) the gradients not made yet.
+  // bytes and of single-reader trainable bytes, the trainable bytes whose gradients a later backward makes
+  // afresh there (StageModel's rule); and for the usual group sizes the range structures over
+  // backward_bytes, with (first) the gradients not made yet left out and (later) the fresh ones added.
   std::vector<SampleBytes> ws_whole_, ws_split_, saved_whole_prefix_, saved_split_prefix_;
-  std::vector<double> unshared_whole_prefix_, unshared_split_prefix_;
+  std::vector<double> unshared_whole_prefix_, unshared_split_prefix_, afresh_whole_, afresh_split_;
   struct BackwardTable {
     int p;
     RangeLineMax later, first;
