@@ -56,7 +56,8 @@
 //     are views of the output's: concatenation and reshaping views, cost/memory.h's backward_makes_views)
 //     less what the nodes after it saved (backward has freed that by then). A node whose kernel takes
 //     working memory in its backward on the load's device holds it beside that (cost/memory.h's
-//     backward_kernel_scratch_bytes: a CPU convolution in oneDNN, a copy of its input).
+//     backward_kernel_scratch_bytes: a CPU convolution in oneDNN, a copy of its input; in the native
+//     kernel, its column buffer).
 //   - gradients (training): the engine starts a step without them (set to none), and backward makes a
 //     parameter's gradient when it passes the parameter's reader. When a device runs one microbatch per
 //     step (StageLoad::microbatches == 1), the gradients of parameters that only nodes before the backward's
@@ -67,7 +68,13 @@
 //     more microbatches the same holds for the device's first backward of the step, which runs with the
 //     most microbatches in flight (GPipe: all of them); the later ones run beside every gradient, with as
 //     many microbatches in flight (1F1B's steady state) or one fewer (every forward done): the peak is the
-//     larger of the two. Microbatches not known (0): every gradient counts for the whole step.
+//     larger of the two. Microbatches not known (0): every gradient counts for the whole step. Where a
+//     gradient is there already (a later backward; every one under `partita launch`, whose gradients
+//     stay), autograd makes the new one first and then adds it in: a node's moment in such a backward also
+//     holds the gradients of the trainable weights it reads, unless they are views of its output's gradient
+//     (an add of a weight of the output's shape, a view), which the workspace counts already (each copy at
+//     its own reader, as scripts/memory-timeline showed: a 64-64-4096 MLP, 4 microbatches, MSE, one CPU,
+//     10.17 MiB measured, 11.17 predicted with its 1 MiB weight's copy beside the loss's backward).
 //   - the forward (training): while node i runs, the tensors entering the range, what the range's nodes up
 //     to i saved, the unsaved storages alive at i (whole-graph lifetimes, graph inputs left to the first)
 //     and i's kernel working memory in a training forward (cost/memory.h's training_kernel_scratch_bytes: a
@@ -268,7 +275,8 @@ class StageModel {
   double backward_workspace(NodeId first, NodeId last, double samples) const;
   // Training: the peak of the backward of `load`, beyond its activations and model_state(load): the
   // workspace less what later nodes saved, and when load.microbatches == 1 less the gradients backward has
-  // not made yet at that node (`unmade_gradients`, which may make `beyond_state` negative).
+  // not made yet at that node (`unmade_gradients`, which may make `beyond_state` negative), otherwise with
+  // the fresh gradients of the weights the node reads (see gradients above).
   struct BackwardPeak {
     double beyond_state = 0;
     Bytes unmade_gradients{0};
