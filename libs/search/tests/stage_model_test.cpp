@@ -698,6 +698,32 @@ TEST(StageModel, AStepsFirstBackwardHoldsOnlyTheGradientsMadeByThenWhateverTheMi
                    y.m.activation(0, 2).per_sample);
 }
 
+// A walk over a range's backward on `samples` samples that uses only the model's per-node figures: at node
+// k, the microbatch's working set there less what later nodes saved (backward freed it); for a range ending
+// the graph (`output`: the bytes of its output), less the loss's tensor of the output's size (its backward
+// ran first and freed it), and the loss's own backward before the nodes', two tensors of the output's size.
+// `first`: the step's first backward, without the gradients of the weights only nodes before k read (not
+// made yet; the loss's backward has none); `later`: a later backward, with every gradient and at each node
+// its weight's made afresh, to be added into the one there.
+struct BackwardWalk {
+  double first = 0;
+  double later = 0;
+};
+BackwardWalk walk_backward(const StageModel& m, NodeId first, NodeId last, int samples, double output) {
+  const bool ends = last == m.graph().num_nodes() - 1;
+  const double loss_kept = ends ? output : 0.0;
+  BackwardWalk walk{ends ? 2 * output - static_cast<double>(m.trainable_bytes(first, last).value()) : -1e300,
+                    ends ? 2 * output : -1e300};
+  for (NodeId k = first; k <= last; ++k) {
+    const double freed = k < last ? m.saved(k + 1, last).per_sample : 0.0;
+    const double at_k = (m.most_workspace(k, k, 1) - freed) * samples - loss_kept;
+    const double unmade = k > first ? static_cast<double>(m.trainable_bytes(first, k - 1).value()) : 0.0;
+    walk.first = std::max(walk.first, at_k - unmade);
+    walk.later = std::max(walk.later, at_k + static_cast<double>(m.trainable_bytes(k, k).value()));
+  }
+  return walk;
+}
+
 // Several microbatches against a walk over the step's backwards on one device: before backward j, min(m,
 // k + j) forwards have run (k = microbatches in flight at the first: GPipe m, 1F1B the stages to the end)
 // and j backwards, so min(m, k + j) - j microbatches are kept; the first backward's workspace lacks the
@@ -720,25 +746,9 @@ TEST(StageModel, SeveralMicrobatchesPeakMatchesAWalkOverTheStepsBackwards) {
     for (NodeId first = 0; first < n; ++first) {
       for (NodeId last = first; last < n; ++last) {
         for (int samples = 1; samples <= 3; ++samples) {
-          // A range ending the graph: the loss's backward first (two tensors of the output's size, no
-          // gradient made yet), the nodes' after it freed its tensor of the output's size.
-          const bool ends = last == n - 1;
-          const double output = 4.0 * static_cast<double>(acts.back()) * samples;
-          const double loss_kept = ends ? output : 0.0;
-          double first_ws = ends ? 2 * output - static_cast<double>(m.trainable_bytes(first, last).value())
-                                 : -1e300;  // the first backward's peak beyond its activations
-          for (NodeId k = first; k <= last; ++k) {
-            const double freed = k < last ? m.saved(k + 1, last).per_sample : 0.0;
-            const double unmade =
-                k > first ? static_cast<double>(m.trainable_bytes(first, k - 1).value()) : 0.0;
-            first_ws = std::max(first_ws, (m.most_workspace(k, k, 1) - freed) * samples - unmade - loss_kept);
-          }
-          double later_ws = ends ? 2 * output : -1e300;
-          for (NodeId k = first; k <= last; ++k) {
-            const double freed = k < last ? m.saved(k + 1, last).per_sample : 0.0;
-            const double afresh = static_cast<double>(m.trainable_bytes(k, k).value());
-            later_ws = std::max(later_ws, (m.most_workspace(k, k, 1) - freed) * samples + afresh - loss_kept);
-          }
+          // Each backward's peak beyond its activations.
+          const BackwardWalk walk =
+              walk_backward(m, first, last, samples, 4.0 * static_cast<double>(acts.back()) * samples);
           const double act = m.activation(first, last).per_sample * samples;
           for (Checkpointing c : {Checkpointing::kNone, Checkpointing::kFull}) {
             const auto kept = [&](int microbatches) {
@@ -750,7 +760,7 @@ TEST(StageModel, SeveralMicrobatchesPeakMatchesAWalkOverTheStepsBackwards) {
                 const StageLoad load{first, last, samples, k, c, Offload::kNone, WeightHome::kHost, -1, mb};
                 double want = -1e300;
                 for (int j = 0; j < mb; ++j) {
-                  want = std::max(want, kept(std::min(mb, k + j) - j) + (j == 0 ? first_ws : later_ws));
+                  want = std::max(want, kept(std::min(mb, k + j) - j) + (j == 0 ? walk.first : walk.later));
                 }
                 want += static_cast<double>(m.model_state(load).value());
                 ASSERT_NEAR(static_cast<double>(m.memory(load).value()), want, 1.0)
@@ -765,11 +775,8 @@ TEST(StageModel, SeveralMicrobatchesPeakMatchesAWalkOverTheStepsBackwards) {
   }
 }
 
-// The peak against a walk over the range's nodes that uses only the model's per-node figures: at node n,
-// the microbatch's working set there less what later nodes saved (backward freed it), less the gradients
-// of the weights only nodes before n read; for a range ending the graph, less the loss's tensor of the
-// output's size (its backward ran first and freed it), and the loss's own backward, two tensors of the
-// output's size without any gradient. Random chains, every range, 1 to 4 samples.
+// One microbatch's peak against the walk over the range's nodes (walk_backward's first backward). Random
+// chains, every range, 1 to 4 samples.
 TEST(StageModel, BackwardPeakMatchesAWalkOverTheRangesNodes) {
   std::mt19937 rng(11);
   std::uniform_int_distribution<int64_t> size(1, 5000);
@@ -787,31 +794,16 @@ TEST(StageModel, BackwardPeakMatchesAWalkOverTheRangesNodes) {
     for (NodeId first = 0; first < n; ++first) {
       for (NodeId last = first; last < n; ++last) {
         for (int samples = 1; samples <= 4; ++samples) {
-          const bool ends = last == n - 1;
-          const double output = 4.0 * static_cast<double>(acts.back()) * samples;
-          const double loss_kept = ends ? output : 0.0;
-          double want =
-              ends ? 2 * output - static_cast<double>(m.trainable_bytes(first, last).value()) : -1e300;
-          for (NodeId k = first; k <= last; ++k) {
-            const double freed = k < last ? m.saved(k + 1, last).per_sample : 0.0;
-            const double unmade =
-                k > first ? static_cast<double>(m.trainable_bytes(first, k - 1).value()) : 0.0;
-            want = std::max(want, (m.most_workspace(k, k, 1) - freed) * samples - unmade - loss_kept);
-          }
+          const BackwardWalk walk =
+              walk_backward(m, first, last, samples, 4.0 * static_cast<double>(acts.back()) * samples);
           const StageLoad load{
               first, last, samples, 1, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, -1, 1};
-          ASSERT_NEAR(m.backward_peak(load).beyond_state, want, 1e-6)
+          ASSERT_NEAR(m.backward_peak(load).beyond_state, walk.first, 1e-6)
               << "trial " << trial << " [" << first << ", " << last << "] samples " << samples;
-          // Without the gradients' timing (microbatches not known): every gradient there, and at each node
-          // its weight's made afresh.
+          // Without the gradients' timing (microbatches not known): every gradient there, as in a later
+          // backward.
           const StageLoad whole{first, last, samples, 1, Checkpointing::kNone, Offload::kNone};
-          double every = ends ? 2 * output : -1e300;
-          for (NodeId k = first; k <= last; ++k) {
-            const double freed = k < last ? m.saved(k + 1, last).per_sample : 0.0;
-            const double afresh = static_cast<double>(m.trainable_bytes(k, k).value());
-            every = std::max(every, (m.most_workspace(k, k, 1) - freed) * samples + afresh - loss_kept);
-          }
-          ASSERT_NEAR(m.backward_peak(whole).beyond_state, every, 1e-6);
+          ASSERT_NEAR(m.backward_peak(whole).beyond_state, walk.later, 1e-6);
         }
       }
     }
