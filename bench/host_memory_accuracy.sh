@@ -7,6 +7,8 @@
 #
 #   bench/host_memory_accuracy.sh [PARTITA_BINARY] [ZOO_DIR] [STEPS]
 #   defaults: build/apps/partita/partita, build/models, 3
+#   STRATEGIES="pipeline ..." plans only those (default: data pipeline branch tensor); MICROBATCHES=N plans
+#   with --microbatches N (default: the planner's choice).
 #
 # Memory is deterministic up to the allocator's timing across threads; one run per row is enough.
 set -euo pipefail
@@ -17,15 +19,17 @@ STEPS=${3:-3}
 PYTHON=${PYTHON:-/usr/bin/python3}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-"$PYTHON" - "$PARTITA" "$ZOO" "$STEPS" "$out" <<'PY'
+"$PYTHON" - "$PARTITA" "$ZOO" "$STEPS" "$out" "${STRATEGIES:-data pipeline branch tensor}" "${MICROBATCHES:-}" <<'PY'
 import json, os, statistics, subprocess, sys
-partita, zoo, steps, out = sys.argv[1:5]
+partita, zoo, steps, out, strategies, microbatches = sys.argv[1:7]
+strategies = strategies.split()
+split = ["--microbatches", microbatches] if microbatches else []
 models = json.load(open(os.path.join(zoo, "zoo.json")))
 rows, refused = [], []
 print(f"{'model':<13} {'mode':<6} {'strategy':<9} {'layout':<34} {'predicted':>11} {'measured':>11} {'error':>8}")
 for name, m in models.items():
     for train in ([False, True] if m.get("train") else [False]):
-        for strategy in ["data", "pipeline", "branch", "tensor"]:
+        for strategy in strategies:
             tag = f"{name}-{train}-{strategy}"
             plan, run = os.path.join(out, tag + ".plan.json"), os.path.join(out, tag + ".run.json")
             inputs = sum((["--input", s] for s in m["input"]), [])
@@ -41,7 +45,7 @@ for name, m in models.items():
                 return r.returncode == 0
 
             if not ran("plan", "--devices", "cpu:0,cpu:1", "--strategy", strategy, "--all-devices", "--cost",
-                       "roofline", "--json", plan):
+                       "roofline", *split, "--json", plan):
                 continue
             if not ran("run", "--plan", plan, "--steps", steps, "--json", run):
                 continue
@@ -54,7 +58,7 @@ for name, m in models.items():
             print(f"{name:<13} {'train' if train else 'infer':<6} {strategy:<9} {layout:<34} "
                   f"{pred / 2**20:>9.2f}Mi {meas / 2**20:>9.2f}Mi {100 * err:>+7.1f}%", flush=True)
 print()
-for strategy in ["data", "pipeline", "branch", "tensor"]:
+for strategy in strategies:
     errs = [abs(r["error"]) for r in rows if r["strategy"] == strategy]
     if errs:
         print(f"{strategy:<9} median |error| {100 * statistics.median(errs):.1f}% over {len(errs)} rows, "
