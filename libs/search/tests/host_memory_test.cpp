@@ -248,6 +248,16 @@ Graph shared_matrix_graph() {
   return g;
 }
 
+// shared_matrix_graph with a third node that reads w again: o [4, 16] = z @ w, the graph's output.
+Graph shared_matrix_read_twice() {
+  Graph g = shared_matrix_graph();
+  const ValueId w = g.inputs()[1];
+  const ValueId z = g.outputs()[0];
+  const ValueId o = testing::f32(g, g.add_value(ValueKind::kTensor, "o"), {4, 16});
+  testing::add_costed_nodes(g, {{"aten::matmul", {z, w}, {o}}}, {o});
+  return g;
+}
+
 // A shared user input is one host tensor, which every CPU device reading it uses as it is: each replica's
 // peak holds it, the host once (two replicas of x @ w with a 4 MiB w: 8.16 MiB was predicted against 4.23
 // measured). And a CPU device keeping several microbatches holds it once, where a GPU gets a copy with each.
@@ -271,12 +281,7 @@ TEST(HostMemory, ASharedInputIsOneHostTensor) {
   // A pipeline whose second stage reads w again: that stage's figure does not count the graph's inputs, so
   // nothing is taken off (taking w off it once predicted 264 KiB against 4.30 MiB measured).
   {
-    using testing::f32;
-    Graph twice = shared_matrix_graph();
-    const ValueId w = twice.inputs()[1];
-    const ValueId z = twice.outputs()[0];
-    const ValueId o = f32(twice, twice.add_value(ValueKind::kTensor, "o"), {4, 16});
-    testing::add_costed_nodes(twice, {{"aten::matmul", {z, w}, {o}}}, {o});
+    const Graph twice = shared_matrix_read_twice();
     const CostTable t2 = table_for(twice, c);
     Plan p = data_plan(twice, {"d0"}, {1});
     p.strategy = StrategyKind::kPipeline;
@@ -337,12 +342,7 @@ TEST(HostMemory, InferenceStagesOfOneMicrobatchPeakInTurn) {
   }
   {
     // A shared w read by both stages is in both figures and held once; x still dies before stage 1.
-    using testing::f32;
-    Graph twice = shared_matrix_graph();
-    const ValueId w = twice.inputs()[1];
-    const ValueId z = twice.outputs()[0];
-    const ValueId o = f32(twice, twice.add_value(ValueKind::kTensor, "o"), {4, 16});
-    testing::add_costed_nodes(twice, {{"aten::matmul", {z, w}, {o}}}, {o});
+    const Graph twice = shared_matrix_read_twice();
     const CostTable t = table_for(twice, c);
     Plan p = data_plan(twice, {"d0"}, {4});
     p.mode = Mode::kInference;
