@@ -130,7 +130,7 @@ Holders find_holders(const Plan& plan, const StageModel& model, bool launched) {
 // pipeline's shared ones: those stay on the host (engine.cpp place_parameters). Also the optimizer step's
 // temporaries (update_working).
 void add_model_state(const Plan& plan, const Graph& graph, const StageModel& model, const TensorModel* tensor,
-                     Holders& holders) {
+                     const std::vector<std::vector<int>>& stages_of, Holders& holders) {
   const Cluster& cluster = model.cluster();
   const bool training = model.training();
   const bool launched = plan.processes == ProcessLayout::kLaunch;
@@ -138,7 +138,6 @@ void add_model_state(const Plan& plan, const Graph& graph, const StageModel& mod
   std::vector<HostPrediction>& hosts = holders.hosts;
   // A launched holder's stage (every process of a one-stage plan runs stage 0).
   const auto stage_of_holder = [&](size_t k) { return one_stage ? 0 : holders.rank_of[k]; };
-  const std::vector<std::vector<int>> stages_of = plan.parameter_stages(graph);
   std::vector<Bytes> trainable_on_host(hosts.size(), Bytes(0)), largest_updated(hosts.size(), Bytes(0));
   for (size_t i = 0; i < graph.parameters().size(); ++i) {
     const Parameter& param = graph.parameters()[i];
@@ -380,13 +379,12 @@ void add_step_batch(const Plan& plan, const Graph& graph, const StageModel& mode
 // process's own (its model state), and only its later microbatches make fresh copies (in its figure).
 void add_gradient_copies(const Plan& plan, const Graph& graph, const StageModel& model,
                          const TensorModel* tensor, const std::vector<DeviceHostFacts>& facts,
-                         Holders& holders) {
+                         const std::vector<std::vector<int>>& stages_of, Holders& holders) {
   if (!model.training() || plan.branch_layout()) return;
   if (plan.processes == ProcessLayout::kLaunch && plan.stages.size() == 1) return;
   std::vector<HostPrediction>& hosts = holders.hosts;
   // [stage] the largest trainable parameter it reads.
   std::vector<Bytes> largest_read(plan.stages.size(), Bytes(0));
-  const std::vector<std::vector<int>> stages_of = plan.parameter_stages(graph);
   for (size_t i = 0; i < graph.parameters().size(); ++i) {
     const Parameter& param = graph.parameters()[i];
     if (!param.requires_grad) continue;
@@ -491,10 +489,12 @@ void predict_hosts(const Plan& plan, const Graph& graph, const StageModel& model
   PARTITA_ASSERT(facts.size() == sim.prediction.devices.size(), "one set of facts per device prediction");
   PARTITA_ASSERT(holders.holder_of_prediction.size() == sim.prediction.devices.size(),
                  "one prediction per device of a stage");
-  add_model_state(plan, graph, model, tensor, holders);
+  // [parameter] the stages that read it (Plan::parameter_stages).
+  const std::vector<std::vector<int>> stages_of = plan.parameter_stages(graph);
+  add_model_state(plan, graph, model, tensor, stages_of, holders);
   add_working_memory(plan, graph, model, facts, sim, cpu_working, holders);
   add_step_batch(plan, graph, model, holders);
-  add_gradient_copies(plan, graph, model, tensor, facts, holders);
+  add_gradient_copies(plan, graph, model, tensor, facts, stages_of, holders);
   add_gathered_outputs(plan, graph, model, holders);
   for (auto& h : holders.hosts) {
     h.peak_memory = h.model_state + h.step_batch + h.offloaded_activations +
