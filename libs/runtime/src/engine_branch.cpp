@@ -527,7 +527,7 @@ void BranchRunner::backward(int stage, int worker, int microbatch, MicrobatchSta
   }
 }
 
-std::vector<torch::Tensor> BranchRunner::outputs() const {
+std::vector<torch::Tensor> BranchRunner::take_outputs() {
   std::vector<std::vector<torch::Tensor>> pieces;
   for (const auto& per_output : outputs_) {
     std::vector<torch::Tensor> flat;
@@ -539,6 +539,7 @@ std::vector<torch::Tensor> BranchRunner::outputs() const {
   std::vector<torch::Tensor> out;
   // One piece is the output itself: a 0-d output (a plan that keeps the batch whole) cannot be concatenated.
   for (auto& p : pieces) out.push_back(p.size() == 1 ? p.front() : torch::cat(p, 0));
+  for (auto& per_output : outputs_) per_output.assign(per_output.size(), {});
   return out;
 }
 

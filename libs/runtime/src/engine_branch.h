@@ -78,8 +78,9 @@ class BranchRunner {
   // Wakes every waiting worker (they return false from run()).
   void abort();
   // Inference: the graph's flattened tensor outputs for the whole batch (after a successful step); with a
-  // local stage, those of the outputs that stage computes.
-  std::vector<torch::Tensor> outputs() const;
+  // local stage, those of the outputs that stage computes. The runner keeps no reference to them afterwards:
+  // the step's outputs live as long as the caller holds them.
+  std::vector<torch::Tensor> take_outputs();
 
   struct Transfer {
     ValueId value = 0;

@@ -836,7 +836,7 @@ void TensorRunner::backward(const Place& at, const TensorExecutors& ex, int m, M
   state = MicrobatchState{};
 }
 
-std::vector<torch::Tensor> TensorRunner::outputs() const {
+std::vector<torch::Tensor> TensorRunner::take_outputs() {
   std::vector<torch::Tensor> out;
   if (outputs_.empty() || outputs_[0].empty()) return out;
   // Replicas that ran in other processes have none here.
@@ -850,6 +850,9 @@ std::vector<torch::Tensor> TensorRunner::outputs() const {
       }
     }
     out.push_back(pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 0));
+  }
+  for (auto& mb : outputs_) {
+    for (auto& replica : mb) replica.clear();
   }
   return out;
 }

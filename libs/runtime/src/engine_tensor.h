@@ -171,8 +171,9 @@ class TensorRunner {
   OffloadedActivations offloaded(int worker) const { return offloaded_.at(static_cast<size_t>(worker)); }
   void abort();
   // Inference: the graph's tensor outputs for the whole batch (after a successful step); with a local
-  // device, for its replica's samples.
-  std::vector<torch::Tensor> outputs() const;
+  // device, for its replica's samples. The runner keeps no reference to them afterwards: the step's outputs
+  // live as long as the caller holds them.
+  std::vector<torch::Tensor> take_outputs();
 
  private:
   // A parameter one device reads only as its part: the part, a leaf of its own for the step.

@@ -134,6 +134,17 @@ TEST(EngineBranch, InferenceMatchesTheModuleForEveryAssignmentAndMicrobatching) 
   }
 }
 
+// The runner drops its references to a step's outputs when it returns them (it held them until the next
+// step began).
+TEST(EngineBranch, KeepsNoTensorOfAnInferenceStep) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  LoadedModel m = load(zoo("branchy"), "8x3x32x32");
+  for (int microbatches : {1, 2}) {
+    Engine engine(m, branch_plan(m.ir, Mode::kInference, 8, microbatches, by_branches(m.ir)));
+    EXPECT_EQ(testing::bytes_left_by_a_step(engine, "8x3x32x32").value(), 0) << microbatches << " mb";
+  }
+}
+
 // A second output that is 0-d (an auxiliary loss, a mean over the batch): its plans keep the batch whole, and
 // the runner's one piece per output is the output itself (concatenating one 0-d piece was an internal error).
 TEST(EngineBranch, AZeroDimensionalOutputComesBackAsItIs) {

@@ -423,6 +423,16 @@ TEST(EngineTensor, InferenceReturnsTheModulesOutputs) {
   }
 }
 
+// The runner drops its references to a step's outputs when it returns them (it held them until the next
+// step began).
+TEST(EngineTensor, KeepsNoTensorOfAnInferenceStep) {
+  LoadedModel m = load("mlp", "8x64");
+  for (int microbatches : {1, 2}) {
+    Engine engine(m, tensor_plan(m.ir, Mode::kInference, 8, microbatches, 2));
+    EXPECT_EQ(testing::bytes_left_by_a_step(engine, "8x64").value(), 0) << microbatches << " mb";
+  }
+}
+
 TEST(EngineTensor, AGraphItCannotSplitIsRefusedBeforeAnythingRuns) {
   LoadedModel m = load("mlp", "8x64");
   try {

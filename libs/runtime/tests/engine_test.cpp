@@ -387,6 +387,20 @@ TEST(Engine, PipelinedInferenceReturnsTheSameOutputs) {
   EXPECT_TRUE(torch::allclose(dp.step(StepInputs{inputs, {}}).outputs[0], expected, 1e-5, 1e-6));
 }
 
+// The engine drops its references to a step's outputs when it returns them (the last stage's worker kept them
+// until it woke in the next step, beside that step's first stage), with one microbatch, several, and
+// replicas.
+TEST(Engine, KeepsNoTensorOfAnInferenceStep) {
+  if (!two_cores()) GTEST_SKIP() << "needs 2 cores";
+  LoadedModel m = load("branchy", "8x3x32x32");
+  for (const int microbatches : {1, 2}) {
+    Engine pipe(m, pipeline_plan(m.ir, Mode::kInference, 8, microbatches, Schedule::kGPipe));
+    EXPECT_EQ(bytes_left_by_a_step(pipe, "8x3x32x32").value(), 0) << microbatches << " microbatch(es)";
+  }
+  Engine dp(m, data_plan(m.ir, Mode::kInference, 8, {5, 3}));
+  EXPECT_EQ(bytes_left_by_a_step(dp, "8x3x32x32").value(), 0) << "two replicas";
+}
+
 // Inference: a first stage faster than the second does not pile up every microbatch's activations in front
 // of it; the second holds the one it runs and at most one waiting (the first holds one more while it waits).
 TEST(Engine, PipelinedInferenceHoldsAtMostOneWaitingMicrobatch) {

@@ -129,4 +129,15 @@ inline Bytes measured_step_peak(Engine& engine, const std::string& input) {
   return meter.peak_bytes() - before;
 }
 
+// Inference: the bytes of CPU tensors one step of `engine` on `input` leaves alive once its result is dropped
+// (counted by partita's allocator from just before the step): 0 when the engine keeps none of the step's
+// tensors, so the next step starts from the memory the model predicts.
+inline Bytes bytes_left_by_a_step(Engine& engine, const std::string& input) {
+  MemoryMeter& meter = MemoryMeter::install();
+  const StepInputs batch{make_inputs(specs_of(input), 1), {}};
+  const Bytes before = meter.current_bytes();
+  (void)engine.step(batch);
+  return meter.current_bytes() - before;
+}
+
 }  // namespace partita::testing
