@@ -95,7 +95,9 @@ int main(int argc, char** argv) {
       c.run();
     }
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every usage error 2, as POSIX utilities do (CLI11's own codes vary by
+    // error: 105 for a rejected value, 109 for an unknown option).
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const partita::Error& e) {
     std::fprintf(stderr, "partita: error: %s\n", e.what());
     return 1;

@@ -87,4 +87,15 @@ start=$SECONDS
 expect_error "--out '$WORK/junk.pt/out': cannot create the folder" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --out "$WORK/junk.pt/out"
 [ $((SECONDS - start)) -lt 10 ] || fail "optimize took $((SECONDS - start)) s to refuse its --out folder"
 expect_error "--json '$WORK' is a folder" "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --devices cpu:0 --json "$WORK"
+# Exit statuses (README.md): 0 for --help, 2 for a usage error, 1 for what partita refuses.
+expect_status() {
+  local want=$1 rc=0; shift
+  "$@" >/dev/null 2>&1 || rc=$?
+  [ "$rc" -eq "$want" ] || fail "want exit status $want, got $rc: $*"
+}
+expect_status 0 "$PARTITA" --help
+expect_status 2 "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --microbatches 0
+expect_status 2 "$PARTITA" --no-such-option devices
+expect_status 2 "$PARTITA" run "$ZOO/mlp.pt" --input 8x64 --plan "$WORK/missing.json"
+expect_status 1 "$PARTITA" analyze "$WORK/missing.pt" --input 8x3
 finish
