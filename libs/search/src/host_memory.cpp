@@ -236,20 +236,35 @@ void add_working_memory(const Plan& plan, const Graph& graph, const StageModel& 
   std::vector<HostPrediction>& hosts = holders.hosts;
   // A branch plan's time-resolved figure is each machine's; a launched plan's processes add their devices'.
   const bool timeline_working = cpu_working != nullptr && plan.processes != ProcessLayout::kLaunch;
-  // An inference step of one microbatch runs a pipeline's stages one after the other: each holder's CPU
-  // devices peak stage by stage, not at once (below). Elsewhere the stages' figures add up.
-  const bool stages_in_turn =
-      !training && plan.microbatches == 1 && !plan.branch_layout() && plan.stages.size() > 1;
-  // [stage][holder] the working memory of the stage's CPU devices there.
-  std::vector<std::vector<Bytes>> stage_working(plan.stages.size(),
-                                                std::vector<Bytes>(hosts.size(), Bytes(0)));
+  // A step of one microbatch runs a pipeline's stages one after the other (training: their forwards, then
+  // their backwards in reverse): each holder's CPU devices peak stage by stage, not at once (below).
+  // Elsewhere the stages' figures add up.
+  const bool stages_in_turn = plan.microbatches == 1 && !plan.branch_layout() && plan.stages.size() > 1;
+  // [stage][holder] the working memory of the stage's CPU devices there; training, what they keep of the
+  // microbatch for their backward, and the part of their figure that is the stage's input.
+  const auto per_stage = [&] {
+    return std::vector<std::vector<Bytes>>(plan.stages.size(), std::vector<Bytes>(hosts.size(), Bytes(0)));
+  };
+  std::vector<std::vector<Bytes>> stage_working = per_stage(), stage_kept = per_stage(),
+                                  stage_input = per_stage(), stage_returned = per_stage();
+  // [stage][holder] whether every device of the stage is a CPU device of that holder: tensors such stages
+  // hand each other are one storage.
+  std::vector<std::vector<bool>> all_here(plan.stages.size(), std::vector<bool>(hosts.size(), true));
   for (size_t s = 0, k = 0; s < plan.stages.size(); ++s) {
     for (size_t i = 0; i < holders.holder_at[s].size(); ++i, ++k) {
       const DevicePrediction& dp = sim.prediction.devices[k];
       const int d = model.device_index(dp.device);
-      HostPrediction& h = hosts[holders.holder_of_prediction[k]];
-      if (!model.can_offload(d) && !(timeline_working && cpu_working->count(h.node)))
-        stage_working[s][holders.holder_of_prediction[k]] += dp.peak_memory - dp.model_state;
+      const size_t holder = holders.holder_of_prediction[k];
+      HostPrediction& h = hosts[holder];
+      for (size_t other = 0; other < hosts.size(); ++other) {
+        if (other != holder || model.can_offload(d)) all_here[s][other] = false;
+      }
+      if (!model.can_offload(d) && !(timeline_working && cpu_working->count(h.node))) {
+        stage_working[s][holder] += dp.peak_memory - dp.model_state;
+        stage_kept[s][holder] += facts[k].kept;
+        stage_input[s][holder] += facts[k].input;
+        stage_returned[s][holder] += facts[k].returned_gradients;
+      }
       h.offloaded_activations += facts[k].offloaded;
     }
   }
@@ -299,7 +314,31 @@ void add_working_memory(const Plan& plan, const Graph& graph, const StageModel& 
       hosts[k].cpu_working -= counted_again[k];
       continue;
     }
+    // Training: what the stages before s keep for their backwards, and the inputs of the stages up to s,
+    // each also among its producer's activations.
+    Bytes earlier_kept(0), received(0);
+    bool one_storage = true;  // the stages up to s run on CPU devices of this holder alone
     for (size_t s = 0; s < plan.stages.size(); ++s) {
+      if (training) {
+        // While stage s runs (its forward, then its backward), each earlier stage keeps the microbatch's
+        // activations for its own backward, and the later ones hold only their gradients (model state). A
+        // tensor one stage hands another is in both stages' figures, the receiver's (its input) and the
+        // producer's (a result it sent): one storage when both run here on CPU devices (otherwise the
+        // receiver has a copy, or its producer is not here), so it is counted once then. The first stage's
+        // shared inputs, which its activations leave out, stay alive in the caller's batch. Its figure, which
+        // follows a run of the whole graph on one device, leaves out the gradients of what it sent on, which
+        // the next stage returns before its backward (the zoo's CNN, 2 stages: 64 KiB under without them).
+        received += stage_input[s][k];
+        one_storage = one_storage && all_here[s][k];
+        Bytes beside = earlier_kept - (one_storage ? received : Bytes(0));
+        beside = std::max(Bytes(0), beside) + stage_returned[s][k];
+        if (s > 0) {
+          for (ValueId input : shared_first[k]) beside += graph.value(input).bytes();
+        }
+        hosts[k].cpu_working = std::max(hosts[k].cpu_working, stage_working[s][k] + beside);
+        earlier_kept += stage_kept[s][k];
+        continue;
+      }
       Bytes kept(0);  // inputs the first stage counted whose last reader runs before stage s
       for (ValueId input : graph.inputs()) {
         const Value& v = graph.value(input);

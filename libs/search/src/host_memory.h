@@ -21,6 +21,14 @@ struct DeviceHostFacts {
   Bytes unmade_gradients{0};
   // A tensor-parallel device's: the replicated part of what its peak leaves out (TensorModel::backward_peak).
   Bytes unmade_replicated{0};
+  // Training: what the device keeps of one microbatch from its forward's end to its backward's start (its
+  // activations; a checkpointed stage's input), and, on a later stage not tensor-parallel, the part of its
+  // figure that is the stage's input (tensors an earlier stage produced and keeps too).
+  Bytes kept{0};
+  Bytes input{0};
+  // Training, a stage before the last: the gradients of what it sent on (the next stage's input, its rows),
+  // which it receives before its backward and holds while that runs.
+  Bytes returned_gradients{0};
 };
 
 // Fills sim.prediction.hosts from the plan and sim.prediction.devices (whose model_state must be set for

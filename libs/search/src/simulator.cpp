@@ -274,6 +274,14 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
       };
       detail::DeviceHostFacts& facts = host_facts.emplace_back();
       facts.offloaded = Bytes(static_cast<int64_t>(peak_of(host_events)));
+      if (training) {
+        facts.kept = Bytes(static_cast<int64_t>(saved));
+        if (s > 0 && !tp) facts.input = Bytes(static_cast<int64_t>(model.input(st.first).at(share)));
+        if (s + 1 < ns) {
+          const NodeId next = plan.stages[static_cast<size_t>(s) + 1].first;
+          facts.returned_gradients = Bytes(static_cast<int64_t>(model.input(next).at(share)));
+        }
+      }
       const WeightHome home = model.weight_home(d, static_cast<int>(g.devices.size()));
       const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home, d, m};
       if (training) {

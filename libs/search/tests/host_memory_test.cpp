@@ -2,6 +2,8 @@
 // in the memory of each machine, and the planner's refusal of plans that do not fit it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "partita/search/planner.h"
 #include "partita/search/simulator.h"
 #include "partita/search/stage_model.h"
@@ -306,6 +308,45 @@ TEST(HostMemory, ASharedInputIsOneHostTensor) {
             Bytes(3 * kShared));
 }
 
+// A training step of one microbatch runs a pipeline's forwards one after the other, then the backwards in
+// reverse: while a stage runs, the earlier ones keep their activations for their backwards and the later ones
+// hold nothing beyond their gradients. The zoo's cnn_train, 2 stages on cpu:0 + cpu:1, 8 samples: 3.46 MiB
+// predicted as the sum, against 3.09 measured.
+TEST(HostMemory, TrainingStagesOfOneMicrobatchPeakInTurn) {
+  const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
+  const auto working_of = [](const Simulation& sim, size_t k) {
+    const DevicePrediction& d = sim.prediction.devices.at(k);
+    return d.peak_memory - d.model_state;
+  };
+  const Graph g = tied_weight_graph();  // x -(E)-> a -(W)-> b -(E)-> y; a and b 400 bytes a sample
+  const CostTable t = table_for(g, c);
+  constexpr int64_t kHidden = 400;
+  // Two stages, two samples: beside stage 1, stage 0 keeps x (its linear saves it) and a, which stage 1
+  // received and counts; beside stage 0's backward, the gradient of a that stage 1 returned.
+  Plan p = two_stage(g, "d0", "d1");
+  p.microbatches = 1;
+  for (DeviceGroup& group : p.groups) group.batch_shares = {2};
+  const Simulation sim = simulate(p, g, c, t);
+  const Bytes w0 = working_of(sim, 0), w1 = working_of(sim, 1);
+  EXPECT_EQ(only_host(sim).cpu_working, std::max(w0 + Bytes(2 * kHidden), w1 + Bytes(2 * kX)));
+  EXPECT_LT(only_host(sim).cpu_working, w0 + w1);
+  // Three stages: beside stage 1, x and the gradient of b; beside stage 2, x and a (stage 0's result, which
+  // stage 1 saved: one storage); b is stage 2's input.
+  Plan three = p;
+  three.groups.push_back(DeviceGroup{{"d2"}, {2}, GroupParallelism::kData});
+  three.stages = {Stage{0, 0, 0}, Stage{1, 1, 1}, Stage{2, 2, 2}};
+  const Simulation sim3 = simulate(three, g, c, t);
+  EXPECT_EQ(only_host(sim3).cpu_working, std::max({working_of(sim3, 0) + Bytes(2 * kHidden),
+                                                   working_of(sim3, 1) + Bytes(2 * (kX + kHidden)),
+                                                   working_of(sim3, 2) + Bytes(2 * (kX + kHidden))}));
+  // Two microbatches: the stages' microbatches overlap; their figures add up.
+  Plan two = p;
+  two.microbatches = 2;
+  for (DeviceGroup& group : two.groups) group.batch_shares = {1};
+  const Simulation sim2 = simulate(two, g, c, t);
+  EXPECT_EQ(only_host(sim2).cpu_working, working_of(sim2, 0) + working_of(sim2, 1));
+}
+
 // An inference step of one microbatch runs a pipeline's stages one after the other: the host holds the
 // larger of their figures, not their sum, and beside a later stage's the step's inputs that the first
 // stage's figure counted (the caller keeps them all step; a stage's figure lets a graph input die at its
@@ -330,15 +371,10 @@ TEST(HostMemory, InferenceStagesOfOneMicrobatchPeakInTurn) {
     EXPECT_GT(w1 + Bytes(2 * kX), w0);  // here the later stage sets the figure
     EXPECT_EQ(only_host(sim).cpu_working, w1 + Bytes(2 * kX));
     EXPECT_LT(only_host(sim).cpu_working, w0 + w1);
-    // Two microbatches: stage 0 runs the second while stage 1 runs the first. Training, one microbatch:
-    // stage 0 keeps its activations while stage 1 runs.
+    // Two microbatches: stage 0 runs the second while stage 1 runs the first.
     const Plan two = two_stage(g, "d0", "d1", Mode::kInference);
     const Simulation sim2 = simulate(two, g, c, t);
     EXPECT_EQ(only_host(sim2).cpu_working, working_of(sim2, 0) + working_of(sim2, 1));
-    Plan trained = p;
-    trained.mode = Mode::kTraining;
-    const Simulation sim3 = simulate(trained, g, c, t);
-    EXPECT_GE(only_host(sim3).cpu_working, working_of(sim3, 0) + working_of(sim3, 1));
   }
   {
     // A shared w read by both stages is in both figures and held once; x still dies before stage 1.
