@@ -27,7 +27,7 @@ struct DeviceHostFacts {
   Bytes kept{0};
   Bytes input{0};
   // Training, a stage before the last: the gradients of what it sent on (the next stage's input, its rows),
-  // which it receives before its backward and holds while that runs.
+  // which it receives before its backward and holds until that ends.
   Bytes returned_gradients{0};
 };
 

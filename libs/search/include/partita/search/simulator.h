@@ -25,9 +25,11 @@
 // its optimizer state); a trainable parameter kept on the host that a device of that machine reads has its
 // gradient and optimizer state there too (replicas, tied weights, offloaded optimizer state, CPU stages).
 // Beside that: the activations and workspace of the machine's CPU devices (their peaks added, an upper
-// bound; for a branch plan, what they hold at once over the simulated timeline; for a pipeline's inference
-// step of one microbatch, whose stages run in turn, the largest stage's, a later stage's with the step's
-// inputs the first stage's figure counted, which the caller keeps all step), the saved
+// bound; for a branch plan, what they hold at once over the simulated timeline; for a pipeline's step of
+// one microbatch, whose stages run in turn, the largest stage's: in inference a later stage's with the
+// step's inputs the first stage's figure counted, which the caller keeps all step; in training each stage's
+// with what the earlier stages keep for their backwards, less the tensors it received from them, and with
+// the gradients returned for what it sent on), the saved
 // activations of stages that offload them (each device's peak over the step, added), and in inference the
 // step's outputs, which the engine puts together on the last stage's machine at the end of the step (twice
 // their bytes, while the pieces are alive, when they come in several pieces or from a device other than a
