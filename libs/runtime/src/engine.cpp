@@ -13,6 +13,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -67,6 +68,20 @@ class GradientReadyHook final : public torch::autograd::FunctionPostHook {
   GradientReducer* reducer_;
   size_t index_;
 };
+
+// Backward from `roots` (a stage's results it sent on) with their gradients `grads`, holding no reference to
+// the roots while it runs (torch::autograd::backward holds its arguments until it returns): each dies when
+// the last node that saved it has run its backward, as in a run of the whole graph on one device, instead of
+// staying through the stage's whole backward. Takes the caller's references. (The gradients stay: autograd's
+// graph root keeps them until backward ends.)
+void backward_from(std::vector<torch::Tensor>& roots, std::vector<torch::Tensor> grads) {
+  torch::autograd::edge_list edges;
+  edges.reserve(roots.size());
+  for (const torch::Tensor& t : roots) edges.push_back(torch::autograd::impl::gradient_edge(t));
+  roots.clear();
+  torch::autograd::Engine::get_default_engine().execute(edges, grads, /*keep_graph=*/false,
+                                                        /*create_graph=*/false, /*accumulate_grad=*/true);
+}
 
 }  // namespace
 
@@ -916,7 +931,8 @@ struct Engine::Impl {
           }
         }
       }
-      if (!tensors.empty()) torch::autograd::backward(tensors, grads);
+      state.sent.clear();  // backward_from holds the only references
+      if (!tensors.empty()) backward_from(tensors, std::move(grads));
     }
     emit_end(e);
     const auto grad_of = [](const torch::Tensor& leaf) {

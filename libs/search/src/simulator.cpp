@@ -328,6 +328,7 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
         }
         const Bytes state_bytes = tp ? tensor->model_state(st.first, st.last, p) : model.model_state(none);
         dp.peak_memory = state_bytes + Bytes(static_cast<int64_t>(top));
+        facts.backward_peak = dp.peak_memory;
         if (!tp) {
           // Each forward's peak beside what the microbatches before it keep (StageModel::forward_peak; a
           // checkpointed stage's recompute holds as much): before the device's first backward no gradient
