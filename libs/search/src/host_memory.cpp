@@ -332,7 +332,8 @@ void add_working_memory(const Plan& plan, const Graph& graph, const StageModel& 
         // backward (the engine hands them to autograd and holds them until it returns), while its figure,
         // which follows a run of the whole graph on one device, lets them die at their first reader: they
         // count beside its backward's peak, not its forward's (the zoo's CNN, 2 stages, peaks in stage 0's
-        // backward: 32 KiB under without them; branchy's stage 0 peaks in its forward).
+        // backward after their reader: 32 KiB under without them). Not told apart: a peak at their reader
+        // itself, where the figure has them already (branchy's stage 0, launched: 1 MiB over).
         received += stage_input[s][k];
         one_storage = one_storage && all_here[s][k];
         Bytes beside = std::max(Bytes(0), earlier_kept - (one_storage ? received : Bytes(0)));
