@@ -13,13 +13,13 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 #include <torch/optim.h>
 #include <torch/torch.h>
 
+#include "backward_from.h"
 #include "channel.h"
 #include "engine_branch.h"
 #include "engine_tensor.h"
@@ -68,20 +68,6 @@ class GradientReadyHook final : public torch::autograd::FunctionPostHook {
   GradientReducer* reducer_;
   size_t index_;
 };
-
-// Backward from `roots` (a stage's results it sent on) with their gradients `grads`, holding no reference to
-// the roots while it runs (torch::autograd::backward holds its arguments until it returns): each dies when
-// the last node that saved it has run its backward, as in a run of the whole graph on one device, instead of
-// staying through the stage's whole backward. Takes the caller's references. (The gradients stay: autograd's
-// graph root keeps them until backward ends.)
-void backward_from(std::vector<torch::Tensor>& roots, std::vector<torch::Tensor> grads) {
-  torch::autograd::edge_list edges;
-  edges.reserve(roots.size());
-  for (const torch::Tensor& t : roots) edges.push_back(torch::autograd::impl::gradient_edge(t));
-  roots.clear();
-  torch::autograd::Engine::get_default_engine().execute(edges, grads, /*keep_graph=*/false,
-                                                        /*create_graph=*/false, /*accumulate_grad=*/true);
-}
 
 }  // namespace
 
@@ -932,7 +918,7 @@ struct Engine::Impl {
         }
       }
       state.sent.clear();  // backward_from holds the only references
-      if (!tensors.empty()) backward_from(tensors, std::move(grads));
+      detail::backward_from(tensors, std::move(grads));
     }
     emit_end(e);
     const auto grad_of = [](const torch::Tensor& leaf) {

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "backward_from.h"
 #include "ivalue_tensors.h"
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
@@ -500,11 +501,15 @@ void BranchRunner::backward(int stage, int worker, int microbatch, MicrobatchSta
       roots.push_back(ss.loss);
       grads.push_back(torch::ones_like(ss.loss));
     }
+    // backward_from holds the only references to the roots (the kept leaves share their originals' storage).
+    ss.sent.clear();
+    ss.kept.clear();
+    ss.loss = torch::Tensor();
     TaskEvent e{EngineTaskKind::kBackward, stage, worker, binding.id, microbatch, step_, {}, {}};
     notify_task(observers_, e, true);
     if (!roots.empty()) {
       try {
-        torch::autograd::backward(roots, grads);
+        backward_from(roots, std::move(grads));
       } catch (const std::exception& err) {
         throw Error("stage " + std::to_string(stage) + " on " + binding.id + ": backward of nodes " +
                     std::to_string(sp.nodes[sp.segments[i].begin]) + ".." +

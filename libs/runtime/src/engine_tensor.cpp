@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "backward_from.h"
 #include "ivalue_tensors.h"
 #include "partita/core/error.h"
 #include "partita/runtime/optimizer.h"
@@ -816,7 +817,11 @@ void TensorRunner::backward(const Place& at, const TensorExecutors& ex, int m, M
     roots.push_back(sent->tensor);
     grads.push_back(seed.tensor);
   }
-  if (!roots.empty()) torch::autograd::backward(roots, grads);
+  if (at.rank == 0 && state.loss.defined()) loss += state.loss.item<double>();
+  // backward_from holds the only references to the roots here (the value board still holds what was posted).
+  state.sent.clear();
+  state.loss = torch::Tensor();
+  backward_from(roots, std::move(grads));
   notify_task(observers_, bwd, false);
   // Each replica's first device posts a gradient for every value its stage was sent (None where it has none:
   // not a floating-point tensor, or not reached by backward), so a message to another process can wait for
@@ -832,7 +837,6 @@ void TensorRunner::backward(const Place& at, const TensorExecutors& ex, int m, M
       }
     }
   }
-  if (at.rank == 0 && state.loss.defined()) loss += state.loss.item<double>();
   state = MicrobatchState{};
 }
 

@@ -132,8 +132,10 @@ double saved_and_workspace(const StageModel& model, const std::vector<NodeId>& n
 // what the branch engine (runtime/engine_branch.cpp) holds, each as an interval of the step on one device:
 //   - what a node saves for backward (StageModel::saved), from the end of its forward to the end
 //     of its backward, per microbatch; its backward's working set (StageModel::workspace) while that runs;
-//   - a value sent between two CPU devices of one machine is one storage, held at both ends for backward
-//     (the sender's root, the receiver's leaf) until the producer's backward ends: counted once, on the
+//   - a value sent between two CPU devices of one machine (or to a later segment of its own device) is one
+//     storage, held at both ends for backward: by the receiver's leaf until the backward of the reader's
+//     segment ends, by the sender's root until the backward of the producer's segment starts (the engine
+//     hands the roots to autograd and keeps none: runtime/src/backward_from.h). Counted once, on the
 //     producer, where autograd does not save it anyway; one received from a device with memory of its own
 //     is a new host tensor until the backward of its first reader there ends;
 //   - the gradient of a received value: made by the receiving device's backward (counted from the first of
@@ -312,6 +314,12 @@ std::vector<HeldInterval> training_intervals(const StepView& step,
     const auto& f = forward[j];
     const auto& b = backward[j];
     std::vector<bool> shared_counted(static_cast<size_t>(graph.num_values()), false);
+    // [segment head] when the segment's backward starts: its first node backward to start.
+    std::vector<double> segment_backward_start(static_cast<size_t>(graph.num_nodes()), step.step_end);
+    for (const Node& node : graph.nodes()) {
+      double& at = segment_backward_start[static_cast<size_t>(segment_head[static_cast<size_t>(node.id)])];
+      at = std::min(at, start(b[node.id]));
+    }
     for (const Node& node : graph.nodes()) {
       const NodeId i = node.id;
       const int d = dev(i);
@@ -327,18 +335,22 @@ std::vector<HeldInterval> training_intervals(const StepView& step,
           if (dev(u) != d || segment_head[static_cast<size_t>(u)] != segment_head[static_cast<size_t>(i)])
             readers[dev(u)].push_back(u);
         }
-        const double producer_done = end(b[segment_head[static_cast<size_t>(i)]]);
+        const NodeId head = segment_head[static_cast<size_t>(i)];
+        const double producer_done = end(b[head]);
         for (const auto& [t, us] : readers) {
-          double first_done = end(b[us.front()]), last_done = producer_done;
+          double first_done = end(b[us.front()]), readers_done = 0;
           for (NodeId u : us) {
             first_done = std::min(first_done, end(b[u]));
-            last_done = std::max(last_done, end(b[segment_head[static_cast<size_t>(u)]]));
+            readers_done = std::max(readers_done, end(b[segment_head[static_cast<size_t>(u)]]));
           }
+          const double last_done = std::max(producer_done, readers_done);
           const auto root = static_cast<size_t>(by.root[static_cast<size_t>(v)]);
           if (step.shares_memory(d, t)) {
             if (!by.saved[root] && !shared_counted[root]) {
               shared_counted[root] = true;
-              held.push_back({d, end(f[i]), last_done, bytes(static_cast<ValueId>(root)) * scale});
+              const double root_released = segment_backward_start[static_cast<size_t>(head)];
+              held.push_back({d, end(f[i]), std::max(readers_done, root_released),
+                              bytes(static_cast<ValueId>(root)) * scale});
             }
           } else if (on_cpu(t)) {
             held.push_back({t, end(f[i]), last_done, bytes(v) * scale});
