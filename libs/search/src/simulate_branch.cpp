@@ -270,6 +270,12 @@ std::vector<HeldInterval> training_intervals(const StepView& step,
   const int mb = step.plan.microbatch_size();
   const double scale = step.scale;
   const SavedByProducer by = saved_activations_by_producer(graph);
+  // The loss's backward runs first in its last node's backward task (the task's first thousandth here),
+  // before the node's own gradients are made: the moment StageModel::loss_backward_moment counts.
+  const NodeId loss_node = graph.outputs().empty() ? kNoNode : graph.value(graph.outputs().front()).producer;
+  const auto nodes_backward = [&](NodeId i, int task) {
+    return i == loss_node ? start(task) + 1e-3 * (end(task) - start(task)) : start(task);
+  };
   std::vector<HeldInterval> held;
   const int holder = step.batch_holder();
   if (holder < 0) return held;  // no CPU device
@@ -326,7 +332,7 @@ std::vector<HeldInterval> training_intervals(const StepView& step,
       if (on_cpu(d)) {
         held.push_back(step.making(i, f[i], by.root));
         held.push_back({d, end(f[i]), end(b[i]), model.saved(i, i).at(mb)});
-        held.push_back({d, start(b[i]), end(b[i]), model.workspace(i).at(mb)});
+        held.push_back({d, nodes_backward(i, b[i]), end(b[i]), model.workspace(i).at(mb)});
       }
       for (ValueId v : node.outputs) {
         // Readers in a later segment: on other devices (by device), or on this one (key d).
@@ -373,9 +379,11 @@ std::vector<HeldInterval> training_intervals(const StepView& step,
       for (NodeId u : local_readers[r]) last = std::max(last, end(f[u]));
       held.push_back({dev(p), end(f[p]), last, bytes(static_cast<ValueId>(r)) * scale});
     }
-    const NodeId p = graph.outputs().empty() ? kNoNode : graph.value(graph.outputs().front()).producer;
-    if (p != kNoNode && on_cpu(dev(p)))
+    const NodeId p = loss_node;
+    if (p != kNoNode && on_cpu(dev(p))) {
       held.push_back({dev(p), start(f[p]), end(b[p]), model.loss_per_sample() * mb});
+      held.push_back({dev(p), start(b[p]), nodes_backward(p, b[p]), model.loss_backward_moment(p, mb)});
+    }
   }
 
   for (const Parameter& param : graph.parameters()) {
@@ -389,13 +397,14 @@ std::vector<HeldInterval> training_intervals(const StepView& step,
     if (!host_only) continue;
     double made = step.step_end;
     for (const auto& b : backward) {
-      for (NodeId u : readers) made = std::min(made, start(b[u]));
+      for (NodeId u : readers) made = std::min(made, nodes_backward(u, b[u]));
     }
     const double weight = bytes(param.value);
     held.push_back({keeper, 0, made, -weight});
     for (const auto& b : backward) {
       for (NodeId u : readers) {
-        if (start(b[u]) > made) held.push_back({dev(u), start(b[u]), end(b[u]), weight});
+        const double from = nodes_backward(u, b[u]);
+        if (from > made) held.push_back({dev(u), from, end(b[u]), weight});
       }
     }
   }

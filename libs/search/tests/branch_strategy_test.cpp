@@ -140,6 +140,32 @@ TEST(BranchStrategy, TrainingHostMemoryIsWhatTheCpuDevicesHoldAtOnce) {
   EXPECT_EQ(working(sim, 1), 4000);
 }
 
+// two_branches(1000) whose sum a linear widens to 8000 scores (the graph's output, on d0 with a and the add;
+// a weight of 32 B): the loss's backward, the first part of the head's backward task, holds the log-softmax
+// it kept and two tensors of the scores' size beside it, more than the head's own backward (the scores'
+// gradient, 32000 B, and the sum's, 4000 B), and before any weight gradient is made.
+TEST(BranchStrategy, TheLossBackwardOfAWideOutputIsPartOfTheLastNodesBackward) {
+  Graph g = two_branches(1000);
+  g.node(2).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  const ValueId w = g.add_parameter("wh", true);
+  g.value(w).tensors = {TensorMeta{{8}, DType::kFloat32}};
+  const ValueId scores = g.add_value(ValueKind::kTensor, "scores");
+  g.value(scores).tensors = {TensorMeta{{1, 8000}, DType::kFloat32}};
+  const NodeId head = g.add_node("aten::linear", {g.outputs().front(), w}, {scores});
+  g.node(head).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  g.set_outputs({scores});
+  Plan p = a_and_join_on_d0_b_on_d1(g, Mode::kTraining);
+  p.stages[0].nodes = {0, 2, head};
+  const Cluster c = testing::uniform_cluster(2, DeviceKind::kCpu);
+  const Simulation sim = simulate(p, g, c, table_for(g, c), options_for(Mode::kTraining));
+  ASSERT_EQ(sim.prediction.hosts.size(), 1u);
+  // At the loss's backward: x (64 B), the sum the head saved (4000 B), ya and yb (8000 B), the target (8 B),
+  // the log-softmax and two tensors of the scores' size (96000 B), less the weight gradients not made yet
+  // (wa, wb 4096 B each, wh 32 B: counted in the model state). Without the loss's moment the peak was the
+  // head's own backward: 64 + 4000 + 8000 + 32008 + 36000 - 8192 = 71880.
+  EXPECT_EQ(sim.prediction.hosts[0].cpu_working.value(), 64 + 4000 + 8000 + 8 + 96000 - 8192 - 32);
+}
+
 // Inference on two CPU devices of one machine: a and b run together (1 s), then the add on d0 (1 ms). yb is
 // one storage for both devices (counted on d1, which made it); the output stays until the engine gathers it
 // after the step (one microbatch: returned as it is, no copy). Peak during the add: x 64 + ya, yb 8000 + out
