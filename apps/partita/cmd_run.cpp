@@ -510,6 +510,10 @@ void run_run(const RunArgs& args) {
   for (const auto& h : plan.prediction.hosts) {
     for (const ProcessPeak& p : h.processes) predicted_rank[p.rank] = p.peak_memory;
   }
+  if (MemoryMeter::tracing_peak()) {
+    std::fflush(stdout);
+    meter.write_peak_allocations(stderr);
+  }
   if (!group) {
     fmt::print(
         out, "  host memory peak {} (CPU tensors: the model's and what the run allocated); predicted {}{}\n",
