@@ -11,9 +11,11 @@ void backward_from(std::vector<torch::Tensor>& roots, std::vector<torch::Tensor>
   PARTITA_ASSERT(roots.size() == grads.size(), roots.size(), " roots but ", grads.size(), " gradients");
   torch::autograd::edge_list edges;
   edges.reserve(roots.size());
-  for (const torch::Tensor& t : roots) {
-    PARTITA_ASSERT(t.requires_grad(), "a root of backward that needs no gradient");
-    edges.push_back(torch::autograd::impl::gradient_edge(t));
+  for (size_t i = 0; i < roots.size(); ++i) {
+    // As torch::autograd::backward refuses it (the runners report autograd's errors naming the stage).
+    TORCH_CHECK(roots[i].requires_grad(), "element ", i,
+                " of tensors does not require grad and does not have a grad_fn");
+    edges.push_back(torch::autograd::impl::gradient_edge(roots[i]));
   }
   roots.clear();
   if (edges.empty()) return;

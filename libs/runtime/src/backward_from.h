@@ -16,7 +16,8 @@ namespace partita::detail {
 // root), accumulating into the leaves' .grad(). Takes the caller's references: `roots` is empty when it
 // returns, and it holds none while autograd runs (the gradients stay: autograd's graph root keeps them until
 // backward ends). The caller must hold no other reference to a root for it to die early. Errors of autograd
-// propagate unchanged.
+// propagate unchanged, and a root that requires no gradient is refused as torch::autograd::backward refuses
+// it (a c10::Error).
 void backward_from(std::vector<torch::Tensor>& roots, std::vector<torch::Tensor> grads);
 
 }  // namespace partita::detail

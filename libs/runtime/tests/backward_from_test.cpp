@@ -86,5 +86,15 @@ TEST(BackwardFrom, AGradientOfTheWrongShapeIsAutogradsError) {
   EXPECT_THROW(backward_from(roots, {torch::ones({4})}), c10::Error);
 }
 
+TEST(BackwardFrom, ARootWithoutHistoryIsRefusedAsTorchRefusesIt) {
+  std::vector<torch::Tensor> roots{torch::ones({3})};
+  try {
+    backward_from(roots, {torch::ones({3})});
+    FAIL() << "no error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not require grad"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace partita::detail
