@@ -208,7 +208,16 @@ struct StepView {
   int dev(NodeId i) const { return device_of_node[static_cast<size_t>(i)]; }
   bool on_cpu(int d) const { return !model.can_offload(d); }
   const std::string& machine(int d) const { return model.cluster().devices[static_cast<size_t>(d)].node; }
-  bool shares_memory(int a, int b) const { return on_cpu(a) && on_cpu(b) && machine(a) == machine(b); }
+  // Whether a value sent from device a to device b is one storage for both: CPU devices of one machine in
+  // one process (a plan for `partita launch` runs each device in a process of its own).
+  bool shares_memory(int a, int b) const {
+    return on_cpu(a) && on_cpu(b) && machine(a) == machine(b) &&
+           (a == b || plan.processes != ProcessLayout::kLaunch);
+  }
+  // Both CPU devices, each in a process of its own: a value sent between them is copied.
+  bool between_processes(int a, int b) const {
+    return a != b && on_cpu(a) && on_cpu(b) && plan.processes == ProcessLayout::kLaunch;
+  }
   double bytes(ValueId v) const { return static_cast<double>(graph.value(v).bytes().value()); }
   // The CPU device charged with the batch: the first reading a graph input, else the plan's first CPU device
   // (-1: none).
@@ -358,11 +367,25 @@ std::vector<HeldInterval> training_intervals(const StepView& step,
               held.push_back({d, end(f[i]), std::max(readers_done, root_released),
                               bytes(static_cast<ValueId>(root)) * scale});
             }
+          } else if (step.between_processes(d, t)) {
+            // The receiver's copy until its readers' segments have gone back; the sender's root until its
+            // segment's backward starts (where autograd does not save it anyway).
+            held.push_back({t, end(f[i]), readers_done, bytes(v) * scale});
+            if (!by.saved[root] && !shared_counted[root]) {
+              shared_counted[root] = true;
+              held.push_back({d, end(f[i]), segment_backward_start[static_cast<size_t>(head)],
+                              bytes(static_cast<ValueId>(root)) * scale});
+            }
           } else if (on_cpu(t)) {
             held.push_back({t, end(f[i]), last_done, bytes(v) * scale});
           }
           if (!floating(v)) continue;
-          if (on_cpu(t)) {
+          if (step.between_processes(d, t)) {
+            // Its gradient: on the receiver until its segment sends it; then the sender's copy until the
+            // producer's backward ends.
+            held.push_back({t, first_done, readers_done, bytes(v) * scale});
+            held.push_back({d, readers_done, producer_done, bytes(v) * scale});
+          } else if (on_cpu(t)) {
             held.push_back({t, first_done, producer_done, bytes(v) * scale});
           } else if (on_cpu(d)) {
             held.push_back({d, start(b[i]), producer_done, bytes(v) * scale});

@@ -140,6 +140,26 @@ TEST(BranchStrategy, TrainingHostMemoryIsWhatTheCpuDevicesHoldAtOnce) {
   EXPECT_EQ(working(sim, 1), 4000);
 }
 
+// The same plan for `partita launch`: each device in a process of its own, so yb is copied into d0's
+// process and its gradient back into d1's. d0 at its peak, the loss's backward: x 64 + ya 4000 + its copy of
+// yb 4000 + the loss and its target 4008 + the loss's two tensors of the output's size 8000, less wa's
+// gradient not made yet (4096): 15976 B (yb is no longer counted on d1 alone). d1: its yb until b's backward
+// starts (4000, while wb's gradient is not made: 4000 - 4096 < 0), then its copy of yb's gradient beside b's
+// backward: 8000.
+TEST(BranchStrategy, LaunchedDevicesHoldTheirOwnCopiesOfWhatCrossesProcesses) {
+  Graph g = two_branches(1000);
+  g.node(2).cost = OpCost{Flops(1e9), Bytes(0), Bytes(0), CostStatus::kEstimated};
+  Plan p = a_and_join_on_d0_b_on_d1(g, Mode::kTraining);
+  p.processes = ProcessLayout::kLaunch;
+  const Cluster c = testing::uniform_cluster(2, DeviceKind::kCpu);
+  SearchOptions o = options_for(Mode::kTraining);
+  o.process_links = ProcessLinks{make_link(10, 0), make_link(10, 0)};  // their speed does not matter here
+  const Simulation sim = simulate(p, g, c, table_for(g, c), o);
+  ASSERT_EQ(sim.prediction.devices.size(), 2u);
+  EXPECT_EQ(working(sim, 0), 64 + 4000 + 4000 + 4008 + 8000 - 4096);
+  EXPECT_EQ(working(sim, 1), 8000);
+}
+
 // two_branches(1000) whose sum a linear widens to 8000 scores (the graph's output, on d0 with a and the add;
 // a weight of 32 B): the loss's backward, the first part of the head's backward task, holds the log-softmax
 // it kept and two tensors of the scores' size beside it, more than the head's own backward (the scores'
