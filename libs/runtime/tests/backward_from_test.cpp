@@ -24,32 +24,33 @@ SavedRoot saved_root() {
   return s;
 }
 
-// Why the function exists: torch::autograd::backward keeps its roots alive until it returns.
-TEST(BackwardFrom, TorchBackwardKeepsARootItWasGivenToTheEnd) {
+// Whether the root's storage is still alive when backward reaches the node after its saver, with the root
+// handed to `run` (which runs backward from it) and no other reference kept.
+template <typename Run>
+bool root_alive_after_its_saver(Run run) {
   SavedRoot s = saved_root();
-  auto storage = s.root.storage().getWeakStorageImpl();
+  const auto storage = s.root.storage().getWeakStorageImpl();
   bool alive = false;
   s.before.register_hook([&](const torch::Tensor& g) {
     alive = !storage.expired();
     return g;
   });
   std::vector<torch::Tensor> roots{std::move(s.root)};
-  torch::autograd::backward(roots, {torch::ones({256})});
-  EXPECT_TRUE(alive);
+  run(roots);
+  return alive;
+}
+
+// Why the function exists: torch::autograd::backward keeps its roots alive until it returns.
+TEST(BackwardFrom, TorchBackwardKeepsARootItWasGivenToTheEnd) {
+  EXPECT_TRUE(root_alive_after_its_saver(
+      [](std::vector<torch::Tensor>& roots) { torch::autograd::backward(roots, {torch::ones({256})}); }));
 }
 
 TEST(BackwardFrom, ARootDiesWhenItsLastSaverHasRun) {
-  SavedRoot s = saved_root();
-  auto storage = s.root.storage().getWeakStorageImpl();
-  bool alive = true;
-  s.before.register_hook([&](const torch::Tensor& g) {
-    alive = !storage.expired();
-    return g;
-  });
-  std::vector<torch::Tensor> roots{std::move(s.root)};
-  backward_from(roots, {torch::ones({256})});
-  EXPECT_TRUE(roots.empty());
-  EXPECT_FALSE(alive);
+  EXPECT_FALSE(root_alive_after_its_saver([](std::vector<torch::Tensor>& roots) {
+    backward_from(roots, {torch::ones({256})});
+    EXPECT_TRUE(roots.empty());
+  }));
 }
 
 // The same gradients as torch::autograd::backward: several roots over one graph, one of them a leaf,
