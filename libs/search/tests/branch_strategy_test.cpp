@@ -121,15 +121,16 @@ Simulation two_branches_on_two_cpus(Mode mode) {
 //   - ya (4000 B) crosses from a's segment to the add's on d0 and yb (4000 B) from d1 to d0: each one storage
 //     held for backward from its forward's end until the add's backward ends and its producer's backward
 //     starts (the engine hands the roots to autograd and keeps none);
-//   - the add's backward (its inputs and output, 12000 B, beside the loss, 4000 B, and its 8-byte class
-//     index target) runs while the weights' gradients are not made yet (wa, wb: 4096 B each, counted in the
-//     model state);
+//   - the loss's backward (two tensors of the output's size, 8000 B) and then the add's (its output's
+//     gradient, 4000 B, handed to both inputs) run beside the loss, 4000 B, and its 8-byte class index
+//     target, while the weights' gradients are not made yet (wa, wb: 4096 B each, counted in the model
+//     state);
 //   - then a's and b's backwards run together (their outputs' gradients, 4000 B each: x, a user input, gets
 //     none) beside the gradients of ya and yb (4000 B each, from the add's backward until a's and b's end)
 //     and every weight gradient.
-// Peak: x 64 + the gradients of ya and yb 8000 + the two backwards 8000 = 16064 B (during the add's
-// backward: 64 + ya, yb 8000 + 12000 + 4008 - 8192 = 15880; before the engine released the roots, ya and yb
-// stayed through a's and b's backwards: 24064). d0 alone: x, both gradients (they come back to it) and a's
+// Peak: x 64 + the gradients of ya and yb 8000 + the two backwards 8000 = 16064 B (at the loss's backward:
+// 64 + ya, yb 8000 + 8000 + 4008 - 8192 = 11880; before the engine released the roots, ya and yb stayed
+// through a's and b's backwards: 24064). d0 alone: x, both gradients (they come back to it) and a's
 // backward: 12064; d1: b's backward: 4000.
 TEST(BranchStrategy, TrainingHostMemoryIsWhatTheCpuDevicesHoldAtOnce) {
   const Simulation sim = two_branches_on_two_cpus(Mode::kTraining);
