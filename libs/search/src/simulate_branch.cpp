@@ -437,8 +437,9 @@ std::vector<HeldInterval> training_intervals(const StepView& step,
 // Inference memory of the CPU devices over the simulated timeline, as training_intervals for training: the
 // batch for the whole step; while a forward runs, the storages it makes and its kernel's working memory; a
 // storage made on a CPU device from then to the end of its last reader's forward on a CPU device of the
-// machine (a value sent between them is one storage), counted on its producer; one received from a device
-// with memory of its own on the receiver, from the producer's forward to its last reader there; the graph's
+// machine in the same process (a value sent between them is one storage), counted on its producer; one
+// received from a device with memory of its own, or from another process (`partita launch`), on the
+// receiver as well, from the producer's forward to its last reader there; the graph's
 // outputs until the engine gathers them after the step, when the gathered copy of several microbatches'
 // pieces is made beside them (one piece, a single microbatch, is returned as it is: no copy).
 std::vector<HeldInterval> inference_intervals(const StepView& step,
