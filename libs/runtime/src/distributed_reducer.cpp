@@ -97,6 +97,12 @@ DistributedGradientReducer::DistributedGradientReducer(DistributedGroup& group, 
 
 DistributedGradientReducer::~DistributedGradientReducer() { stop_thread(); }
 
+bool DistributedGradientReducer::holds(const torch::Tensor& grad) const {
+  return grad.defined() && std::any_of(buckets_.begin(), buckets_.end(), [&](const Bucket& b) {
+           return grad.storage().is_alias_of(b.flat.storage());
+         });
+}
+
 void DistributedGradientReducer::mark(int step) {
   if (marked_step_ == step) return;
   apply_fault_hooks(group_.rank(), step);
@@ -112,7 +118,7 @@ void DistributedGradientReducer::copy_into_slot(const std::vector<torch::Tensor>
   PARTITA_ASSERT(grad.defined(), "a bucket member has no gradient");
   if (is_slot(grad, bucket.flat, bucket.starts[k])) return;
   // An alias of the bucket's storage made with set_, not a view op: autograd would mark a view, and
-  // zero_gradients_in_place (detach_, as LibTorch 1.13's zero_grad) refuses views.
+  // zeroing a gradient at the start of a step (detach_, as LibTorch 1.13's zero_grad) refuses views.
   const torch::Tensor slot = torch::empty({0}, bucket.flat.options())
                                  .set_(bucket.flat.storage(), bucket.flat.storage_offset() + bucket.starts[k],
                                        grad.sizes(), c10::contiguous_strides(grad.sizes()));

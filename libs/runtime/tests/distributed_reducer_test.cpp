@@ -63,8 +63,8 @@ TEST(DistributedGradientReducer, SumsGradientsAndLossOverRanks) {
   });
 }
 
-// After the first reduction the gradients live in the buckets: zero_gradients_in_place zeroes them there,
-// autograd accumulates the next step's gradients into them, and the reducer copies nothing. A gradient reset
+// After the first reduction the gradients live in the buckets (holds() says so): zero_gradients_in_place
+// zeroes them there, autograd accumulates the next step's gradients into them, and the reducer copies nothing. A gradient reset
 // to undefined is copied in again (and rebound) without rebuilding the buckets.
 TEST(DistributedGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
   run_ranks(2, [](int rank, int port) {
@@ -96,6 +96,10 @@ TEST(DistributedGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
       EXPECT_TRUE(torch::allclose(params[1].grad(), want[1])) << step;
       const int64_t all = (12 + 3) * 4;
       EXPECT_EQ(reducer.bytes_copied_last_step(), step == 0 ? all : step == 3 ? 12 : 0) << step;
+      // holds(): the gradients that live in a bucket (what the engine zeroes instead of dropping), no other.
+      EXPECT_TRUE(reducer.holds(params[0].grad()) && reducer.holds(params[1].grad())) << step;
+      EXPECT_FALSE(reducer.holds(params[0].grad().clone())) << step;
+      EXPECT_FALSE(reducer.holds(torch::Tensor())) << step;
       opt.step();
     }
     EXPECT_EQ(reducer.bucket_rebuilds(), 1);

@@ -370,28 +370,42 @@ TEST(StageTransport, TwoRankPipelineInferenceReturnsTheOutputsOnTheLastStage) {
 // element of w's gradient is near zero, the order in which the two halves are added (which differs between
 // the processes' sum and the in-process stages' accumulation, itself timing-dependent) decided the step's
 // sign there, beyond the tolerance (it failed once in a loaded CI run, with w drawn unseeded).
-TEST(StageTransport, AWeightUsedByBothStagesGetsTheSummedGradient) {
-  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+namespace {
+
+// A two-layer model whose layers share w (tied); b only the first reads. Saved to a temporary file.
+std::string save_tied_model() {
   const std::string path =
       (std::filesystem::temp_directory_path() / ("partita_tied_" + std::to_string(getpid()) + ".pt"))
           .string();
-  {
-    torch::manual_seed(0);
-    torch::jit::Module tied("Tied");
-    tied.register_parameter("w", (torch::randn({64, 64}) * 0.1).requires_grad_(), /*is_buffer=*/false);
-    tied.register_parameter("b", torch::zeros({64}).requires_grad_(), /*is_buffer=*/false);
-    tied.define(R"(
+  torch::manual_seed(0);
+  torch::jit::Module tied("Tied");
+  tied.register_parameter("w", (torch::randn({64, 64}) * 0.1).requires_grad_(), /*is_buffer=*/false);
+  tied.register_parameter("b", torch::zeros({64}).requires_grad_(), /*is_buffer=*/false);
+  tied.define(R"(
       def forward(self, x):
           h = torch.relu(torch.matmul(x, self.w.t()) + self.b)
           return torch.matmul(h, self.w.t())
     )");
-    tied.save(path);
-  }
-  LoadedModel m = load(path, "8x64");
+  tied.save(path);
+  return path;
+}
+
+// The tied model's cut: after its relu (w read on both sides).
+int tied_cut(const Graph& g) {
   int cut = -1;
-  for (const Node& n : m.ir.nodes()) {
+  for (const Node& n : g.nodes()) {
     if (n.op.rfind("aten::relu", 0) == 0) cut = n.id;
   }
+  return cut;
+}
+
+}  // namespace
+
+TEST(StageTransport, AWeightUsedByBothStagesGetsTheSummedGradient) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const std::string path = save_tied_model();
+  LoadedModel m = load(path, "8x64");
+  const int cut = tied_cut(m.ir);
   ASSERT_GE(cut, 0);
   auto plan = [&](const Graph& g) {
     Plan p = pipeline_plan(g, Mode::kTraining, Schedule::kOneFOneB, cut);
@@ -404,6 +418,51 @@ TEST(StageTransport, AWeightUsedByBothStagesGetsTheSummedGradient) {
       << "w must be used by both stages";
   expect_same_training(path, "8x64", plan);
   std::filesystem::remove(path);
+}
+
+// Between steps a stage's process keeps only the gradients that live in the reducer's buckets (the weight
+// both stages read), zeroed; the others are set to none, as in one process, so they are not held through the
+// next forward (the memory model counts them from the first backward that makes them).
+TEST(StageTransport, AStageRankHoldsOnlyTheReducersGradientsThroughTheNextForward) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
+  const std::string path = save_tied_model();
+  struct AtForward : RuntimeObserver {
+    const Engine* engine = nullptr;
+    std::vector<std::string> seen;  // per trainable parameter at the second step's forward: none, zeros, other
+    void on_task_begin(const TaskEvent& e) override {
+      if (e.kind != EngineTaskKind::kForward || e.step != 1 || !seen.empty()) return;
+      for (const torch::Tensor& p : engine->parameters()) {
+        seen.push_back(!p.grad().defined()                    ? "none"
+                       : p.grad().count_nonzero().item<int64_t>() == 0 ? "zeros"
+                                                                        : "other");
+      }
+    }
+  };
+  std::vector<std::vector<std::string>> seen(2);
+  run_ranks(2, [&](int rank, int port) {
+    LoadedModel m = load(path, "8x64");
+    DistributedGroup group(env_for(rank, 2, port));
+    DistributedGradientReducer reducer(group);
+    DistributedStageTransport transport(group);
+    EngineOptions o;
+    o.local_stage = rank;
+    o.transport = &transport;
+    o.reducer = &reducer;
+    {
+      Engine engine(m, pipeline_plan(m.ir, Mode::kTraining, Schedule::kOneFOneB, tied_cut(m.ir)), o);
+      AtForward observer;
+      observer.engine = &engine;
+      engine.add_observer(&observer);
+      const StepInputs b = batch_for(engine, "8x64");
+      for (int s = 0; s < 2; ++s) engine.step(b);
+      seen[static_cast<size_t>(rank)] = observer.seen;
+    }
+    group.barrier("the end of the test");
+  });
+  std::filesystem::remove(path);
+  // Parameters in the model's order: w (both stages), b (stage 0 only).
+  EXPECT_EQ(seen[0], (std::vector<std::string>{"zeros", "none"}));
+  EXPECT_EQ(seen[1], (std::vector<std::string>{"zeros", "none"}));
 }
 
 namespace {

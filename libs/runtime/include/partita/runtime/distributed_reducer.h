@@ -74,6 +74,8 @@ class DistributedGradientReducer final : public GradientReducer {
   void on_gradient_ready(size_t index) override;
   double finish(const std::vector<torch::Tensor>& parameters, double local_loss, int step) override;
   void abandon() noexcept override;
+  // True for a gradient that lives in one of the buckets (reduce() binds each member's gradient to its slot).
+  bool holds(const torch::Tensor& grad) const override;
   int buckets_last_step() const { return buckets_last_step_; }
   // Buckets whose all-reduce started during the last step's backward (0 when it did not overlap).
   int buckets_overlapped_last_step() const { return overlapped_last_step_; }
