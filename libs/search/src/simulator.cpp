@@ -290,17 +290,26 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
         // the later ones all of them.
         const Offload state =
             offloads_optimizer_state(st.offload) ? Offload::kOptimizerState : Offload::kNone;
-        // A CPU device's process under `partita launch`: its engine zeroes the gradients in place instead of
-        // dropping them (a one-stage plan's live in the reducer's buckets, distributed_reducer.h), so every
-        // one exists all step, in the first backward and the forwards too (GPT 8x128 data-parallel training,
-        // 2 processes: 113.7 MiB measured per rank against 100.0 predicted without this).
-        const bool gradients_stay = plan.processes == ProcessLayout::kLaunch && !model.can_offload(d);
+        // A CPU device's process under `partita launch` keeps the gradients that live in the reducer's
+        // buckets (distributed_reducer.h), zeroing them in place, and sets the others to none as one process
+        // does (Engine::step). A one-stage data-parallel plan's are all in the buckets, so every one exists
+        // all step, in the first backward and the forwards too (GPT 8x128 data-parallel training, 2 processes:
+        // 113.7 MiB measured per rank against 100.0 predicted without this). A stage of several's buckets
+        // hold only the weights other stages read too, which the first backward counts as made anyway (its
+        // unmade gradients are those of weights one node reads).
+        const bool gradients_stay =
+            plan.processes == ProcessLayout::kLaunch && !model.can_offload(d) && ns == 1;
         const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, state, home, d, m};
         double first = 0, later = 0;
         Bytes unmade(0), unmade_replicated(0);
+        // A launched tensor group of one replica: its ranks hold their parts of the split weights, whose
+        // gradients are not in the buckets (engine_tensor); with replicas they keep whole weights, all in the
+        // buckets.
+        const bool parts_unmade = gradients_stay && tp && g.replicas() == 1;
         if (tp) {
           const TensorModel::BackwardPeak at_first =
-              tensor->backward_peak(st.first, st.last, share, p, gradients_stay ? 0 : 1);
+              parts_unmade ? tensor->backward_peak_parts_unmade(st.first, st.last, share, p)
+                           : tensor->backward_peak(st.first, st.last, share, p, gradients_stay ? 0 : 1);
           first = at_first.beyond_state;
           later = tensor->backward_peak(st.first, st.last, share, p, 0).beyond_state;
           unmade_replicated = at_first.unmade_replicated;
@@ -356,13 +365,16 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
       // joins them; counted at the largest collective beside the device's peak (an upper bound: the peak
       // need not meet it; MLP 256x64 training, 2 processes: 1.84 MiB measured per rank, 1.61 predicted
       // without it; GPT 8x128 inference 24.17 MiB, 20.16 without it).
-      // And, training several microbatches, its parts of the split weights gather their gradients in leaves
-      // of their own (engine_tensor) beside the parameters' kept ones until the step's end (MLP 8x64, 4
-      // microbatches: 0.78 MiB measured per rank, 0.62 predicted without it; GPT 8x128 51.0 and 45.2).
+      // And, training several microbatches with replicas (whose ranks keep the whole weights, every gradient
+      // in the reducer's buckets), its parts of the split weights gather their gradients in leaves of their
+      // own (engine_tensor) beside the parameters' kept ones until the step's end. (One replica, 4
+      // microbatches, when its ranks still kept every gradient: MLP 8x64 0.78 MiB measured per rank, 0.62
+      // predicted without it; GPT 8x128 51.0 and 45.2. Since they keep none of their parts': 0.65 and 42.99
+      // MiB measured, 0.62 and 45.24 predicted.)
       if (tp && plan.processes == ProcessLayout::kLaunch && plan.stages.size() == 1 &&
           !model.can_offload(d)) {
         dp.peak_memory += tensor->received_parts(st.first, st.last, share, p);
-        if (training && plan.microbatches > 1)
+        if (training && plan.microbatches > 1 && g.replicas() > 1)
           dp.peak_memory += tensor->trainable_bytes_per_device(st.first, st.last, p) -
                             tensor->replicated_trainable_bytes(st.first, st.last);
       }

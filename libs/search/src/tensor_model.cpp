@@ -255,6 +255,26 @@ double TensorModel::unmade_before(NodeId i, int p) const {
   return unshared_whole_prefix_[k] + unshared_split_prefix_[k] / p;
 }
 
+TensorModel::BackwardPeak TensorModel::backward_peak_parts_unmade(NodeId first, NodeId last, int samples,
+                                                                 int p) const {
+  if (!model_->training()) return BackwardPeak{};
+  const double s = samples;
+  const double saved_to_end =
+      (saved_whole_prefix_[last + 1] + scaled(saved_split_prefix_[last + 1], 1.0 / p)).at(s);
+  const auto parts_unmade = [&](NodeId i) { return unshared_split_prefix_[static_cast<size_t>(i)] / p; };
+  double top = -std::numeric_limits<double>::infinity();
+  NodeId at = first;
+  for (NodeId i = first; i <= last; ++i) {
+    const double value = backward_bytes(i, p).at(s) - parts_unmade(i);
+    if (value > top) {
+      top = value;
+      at = i;
+    }
+  }
+  return BackwardPeak{top + parts_unmade(first) - saved_to_end,
+                      Bytes(static_cast<int64_t>(parts_unmade(at) - parts_unmade(first))), Bytes(0)};
+}
+
 TensorModel::BackwardPeak TensorModel::backward_peak(NodeId first, NodeId last, int samples, int p,
                                                      int microbatches) const {
   if (!model_->training()) return BackwardPeak{};

@@ -98,6 +98,10 @@ class TensorModel {
     Bytes unmade_replicated{0};
   };
   BackwardPeak backward_peak(NodeId first, NodeId last, int samples, int p, int microbatches) const;
+  // The first backward of a step that starts with the replicated weights' gradients there and none of the
+  // split weights' parts (a launched tensor group's rank: the reducer's buckets keep the replicated ones, the
+  // parts' gradients are made in leaves of their own, engine_tensor). unmade_replicated is 0.
+  BackwardPeak backward_peak_parts_unmade(NodeId first, NodeId last, int samples, int p) const;
   // Trainable bytes of [first, last] (at their first reader) that every device of a group holds whole.
   Bytes replicated_trainable_bytes(NodeId first, NodeId last) const;
   // Trainable bytes one device of a group of p holds for [first, last] (split weights / p, the rest whole):
