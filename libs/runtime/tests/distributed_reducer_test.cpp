@@ -64,8 +64,8 @@ TEST(DistributedGradientReducer, SumsGradientsAndLossOverRanks) {
 }
 
 // After the first reduction the gradients live in the buckets (holds() says so): zero_gradients_in_place
-// zeroes them there, autograd accumulates the next step's gradients into them, and the reducer copies nothing. A gradient reset
-// to undefined is copied in again (and rebound) without rebuilding the buckets.
+// zeroes them there, autograd accumulates the next step's gradients into them, and the reducer copies
+// nothing. A gradient reset to undefined is copied in again (and rebound) without rebuilding the buckets.
 TEST(DistributedGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
   run_ranks(2, [](int rank, int port) {
     DistributedGroup group(env_for(rank, 2, port));

@@ -428,13 +428,14 @@ TEST(StageTransport, AStageRankHoldsOnlyTheReducersGradientsThroughTheNextForwar
   const std::string path = save_tied_model();
   struct AtForward : RuntimeObserver {
     const Engine* engine = nullptr;
-    std::vector<std::string> seen;  // per trainable parameter at the second step's forward: none, zeros, other
+    std::vector<std::string>
+        seen;  // per trainable parameter at the second step's forward: none, zeros, other
     void on_task_begin(const TaskEvent& e) override {
       if (e.kind != EngineTaskKind::kForward || e.step != 1 || !seen.empty()) return;
       for (const torch::Tensor& p : engine->parameters()) {
-        seen.push_back(!p.grad().defined()                    ? "none"
+        seen.push_back(!p.grad().defined()                             ? "none"
                        : p.grad().count_nonzero().item<int64_t>() == 0 ? "zeros"
-                                                                        : "other");
+                                                                       : "other");
       }
     }
   };

@@ -256,7 +256,7 @@ double TensorModel::unmade_before(NodeId i, int p) const {
 }
 
 TensorModel::BackwardPeak TensorModel::backward_peak_parts_unmade(NodeId first, NodeId last, int samples,
-                                                                 int p) const {
+                                                                  int p) const {
   if (!model_->training()) return BackwardPeak{};
   const double s = samples;
   const double saved_to_end =

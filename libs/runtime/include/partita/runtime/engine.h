@@ -131,9 +131,9 @@ class GradientReducer {
     return reduce(parameters, local_loss, step);
   }
   virtual void abandon() noexcept {}
-  // Whether `grad` (a parameter's .grad()) is storage the reducer keeps across steps (its buckets): the engine
-  // zeroes such a gradient in place when a step starts, and sets every other one to none (as one process
-  // does), so a gradient the reducer does not keep is not held through the next forward.
+  // Whether `grad` (a parameter's .grad()) is storage the reducer keeps across steps (its buckets): the
+  // engine zeroes such a gradient in place when a step starts, and sets every other one to none (as one
+  // process does), so a gradient the reducer does not keep is not held through the next forward.
   virtual bool holds(const torch::Tensor& /*grad*/) const { return false; }
 };
 
