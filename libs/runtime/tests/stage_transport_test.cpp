@@ -365,11 +365,6 @@ TEST(StageTransport, TwoRankPipelineInferenceReturnsTheOutputsOnTheLastStage) {
   for (size_t i = 0; i < one.outputs.size(); ++i) EXPECT_TRUE(two[1].outputs[i].equal(one.outputs[i]));
 }
 
-// A weight that both stages use (tied): each process has half of its gradient; the reducer sums them and both
-// processes take the same step. With SGD: Adam divides each gradient by its own magnitude, so where an
-// element of w's gradient is near zero, the order in which the two halves are added (which differs between
-// the processes' sum and the in-process stages' accumulation, itself timing-dependent) decided the step's
-// sign there, beyond the tolerance (it failed once in a loaded CI run, with w drawn unseeded).
 namespace {
 
 // A two-layer model whose layers share w (tied); b only the first reads. Saved to a temporary file.
@@ -401,6 +396,11 @@ int tied_cut(const Graph& g) {
 
 }  // namespace
 
+// A weight that both stages use (tied): each process has half of its gradient; the reducer sums them and both
+// processes take the same step. With SGD: Adam divides each gradient by its own magnitude, so where an
+// element of w's gradient is near zero, the order in which the two halves are added (which differs between
+// the processes' sum and the in-process stages' accumulation, itself timing-dependent) decided the step's
+// sign there, beyond the tolerance (it failed once in a loaded CI run, with w drawn unseeded).
 TEST(StageTransport, AWeightUsedByBothStagesGetsTheSummedGradient) {
   if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 cores for cpu:0 and cpu:1";
   const std::string path = save_tied_model();
@@ -428,8 +428,8 @@ TEST(StageTransport, AStageRankHoldsOnlyTheReducersGradientsThroughTheNextForwar
   const std::string path = save_tied_model();
   struct AtForward : RuntimeObserver {
     const Engine* engine = nullptr;
-    std::vector<std::string>
-        seen;  // per trainable parameter at the second step's forward: none, zeros, other
+    // Per trainable parameter, at the second step's forward: "none", "zeros" or "other".
+    std::vector<std::string> seen;
     void on_task_begin(const TaskEvent& e) override {
       if (e.kind != EngineTaskKind::kForward || e.step != 1 || !seen.empty()) return;
       for (const torch::Tensor& p : engine->parameters()) {
