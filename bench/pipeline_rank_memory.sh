@@ -5,8 +5,11 @@
 # with momentum, --cost roofline), runs it with `partita launch -n 2` (5 steps) and prints each rank's
 # measured host peak beside the plan's prediction for it, the model tensors each rank holds, and the ranks'
 # total against the plan's. A pipeline runs one process per stage, data and tensor plans one per device.
-# Writes its section of docs/benchmarks.md ("## Host memory of launched ranks").
-#   [STRATEGIES="pipeline data tensor"] bench/pipeline_rank_memory.sh [BUILD_DIR]     (default build)
+# Writes its section of docs/benchmarks.md ("## Host memory of launched ranks") when run as it is; with any of
+# these set it only prints its table: STRATEGIES (e.g. "branch"), MICROBATCHES (a number, or "auto": the
+# planner's choice), OPTIMIZER (e.g. adam) and MODELS ("name=input ...", zoo names, in place of the cases above).
+#   [STRATEGIES=...] [MICROBATCHES=...] [OPTIMIZER=...] [MODELS=...] bench/pipeline_rank_memory.sh [BUILD_DIR]
+#   (default build)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
@@ -15,6 +18,12 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 strategies=${STRATEGIES:-${STRATEGY:-pipeline data tensor}}  # STRATEGY: the name before 2026-12-06
+microbatches=${MICROBATCHES:-4}
+optimizer=${OPTIMIZER:-sgd_momentum}
+split=(--microbatches "$microbatches")
+[ "$microbatches" = auto ] && split=()
+as_documented=true
+[ -n "${STRATEGIES:-}${STRATEGY:-}${MICROBATCHES:-}${OPTIMIZER:-}${MODELS:-}" ] && as_documented=false
 {
   echo "| strategy | model | input | rank peaks, measured (MiB) | rank peaks, predicted (MiB) | model tensors per rank (MiB) | together (MiB) | predicted (MiB) | predicted / measured - 1 |"
   echo "|---|---|---|---|---|---|---|---|---|"
@@ -22,10 +31,14 @@ strategies=${STRATEGIES:-${STRATEGY:-pipeline data tensor}}  # STRATEGY: the nam
 for strategy in $strategies; do
   cases=("mlp 8x64" "cnn 8x3x32x32" "gpt 8x128:i64:2048")
   [ "$strategy" = tensor ] && cases=("mlp 8x64" "gpt 8x128:i64:2048")
+  if [ -n "${MODELS:-}" ]; then
+    cases=()
+    for m in $MODELS; do cases+=("${m%%=*} ${m#*=}"); done
+  fi
   for c in "${cases[@]}"; do
     read -r name input <<<"$c"
     "$PARTITA" -q plan "$build/models/$name.pt" --input "$input" --devices cpu:0,cpu:1 --strategy "$strategy" \
-      --all-devices --processes launch --microbatches 4 --train --optimizer sgd_momentum --cost roofline \
+      --all-devices --processes launch "${split[@]}" --train --optimizer "$optimizer" --cost roofline \
       --json "$out/$name.plan.json" >/dev/null
     "$PARTITA" launch -n 2 -- partita -q run "$build/models/$name.pt" --input "$input" --train --steps 5 \
       --plan "$out/$name.plan.json" --json "$out/$name.run.json" >/dev/null
@@ -44,6 +57,10 @@ PY
     tail -1 "$out/table.md"
   done
 done
+if ! $as_documented; then
+  echo "(strategies $strategies, microbatches $microbatches, optimizer $optimizer; docs/benchmarks.md left as it is)"
+  exit 0
+fi
 {
   echo "## Host memory of launched ranks"
   echo
