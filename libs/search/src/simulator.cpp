@@ -302,16 +302,18 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
         const StageLoad none{st.first, st.last, share, 0, Checkpointing::kNone, state, home, d, m};
         double first = 0, later = 0;
         Bytes unmade(0), unmade_replicated(0);
-        // A launched tensor group of one replica: its ranks hold their parts of the split weights, whose
-        // gradients are not in the buckets (engine_tensor); with replicas they keep whole weights, all in the
-        // buckets.
-        const bool parts_unmade = gradients_stay && tp && g.replicas() == 1;
         if (tp) {
+          // A launched tensor group of one replica: its ranks hold their parts of the split weights, whose
+          // gradients are not in the buckets (engine_tensor); with replicas they keep whole weights, all in
+          // the buckets.
+          using There = TensorModel::GradientsAtStart;
+          const There there = !gradients_stay     ? There::kNone
+                              : g.replicas() == 1 ? There::kReplicated
+                                                  : There::kAll;
           const TensorModel::BackwardPeak at_first =
-              parts_unmade ? tensor->backward_peak_parts_unmade(st.first, st.last, share, p)
-                           : tensor->backward_peak(st.first, st.last, share, p, gradients_stay ? 0 : 1);
+              tensor->backward_peak(st.first, st.last, share, p, there);
           first = at_first.beyond_state;
-          later = tensor->backward_peak(st.first, st.last, share, p, 0).beyond_state;
+          later = tensor->backward_peak(st.first, st.last, share, p, There::kAll).beyond_state;
           unmade_replicated = at_first.unmade_replicated;
         } else {
           const StageModel::BackwardPeak at_first =

@@ -255,35 +255,15 @@ double TensorModel::unmade_before(NodeId i, int p) const {
   return unshared_whole_prefix_[k] + unshared_split_prefix_[k] / p;
 }
 
-TensorModel::BackwardPeak TensorModel::backward_peak_parts_unmade(NodeId first, NodeId last, int samples,
-                                                                  int p) const {
-  if (!model_->training()) return BackwardPeak{};
-  const double s = samples;
-  const double saved_to_end =
-      (saved_whole_prefix_[last + 1] + scaled(saved_split_prefix_[last + 1], 1.0 / p)).at(s);
-  const auto parts_unmade = [&](NodeId i) { return unshared_split_prefix_[static_cast<size_t>(i)] / p; };
-  double top = -std::numeric_limits<double>::infinity();
-  NodeId at = first;
-  for (NodeId i = first; i <= last; ++i) {
-    const double value = backward_bytes(i, p).at(s) - parts_unmade(i);
-    if (value > top) {
-      top = value;
-      at = i;
-    }
-  }
-  return BackwardPeak{top + parts_unmade(first) - saved_to_end,
-                      Bytes(static_cast<int64_t>(parts_unmade(at) - parts_unmade(first))), Bytes(0)};
-}
-
 TensorModel::BackwardPeak TensorModel::backward_peak(NodeId first, NodeId last, int samples, int p,
-                                                     int microbatches) const {
+                                                     GradientsAtStart there) const {
   if (!model_->training()) return BackwardPeak{};
   const double s = samples;
   const double saved_to_end =
       (saved_whole_prefix_[last + 1] + scaled(saved_split_prefix_[last + 1], 1.0 / p)).at(s);
   const auto table = std::find_if(backward_tables_.begin(), backward_tables_.end(),
                                   [p](const BackwardTable& t) { return t.p == p; });
-  if (microbatches != 1) {  // every gradient is there from the first microbatch's backward on
+  if (there == GradientsAtStart::kAll) {
     double top = -std::numeric_limits<double>::infinity();
     if (table != backward_tables_.end()) {
       top = table->later.max_at(first, last, s).value;
@@ -292,20 +272,25 @@ TensorModel::BackwardPeak TensorModel::backward_peak(NodeId first, NodeId last, 
     }
     return BackwardPeak{top - saved_to_end};
   }
+  // The device's gradients not made yet at node i: every single-reader weight's read before i, or only the
+  // split weights' parts among them.
+  const bool none_there = there == GradientsAtStart::kNone;
+  const auto unmade = [&](NodeId i) {
+    return none_there ? unmade_before(i, p) : unshared_split_prefix_[static_cast<size_t>(i)] / p;
+  };
   RangeLineMax::Best best{-std::numeric_limits<double>::infinity(), -1};
-  if (table != backward_tables_.end()) {
+  if (none_there && table != backward_tables_.end()) {
     best = table->first.max_at(first, last, s);
   } else {
     for (NodeId i = first; i <= last; ++i) {
-      const double value = backward_bytes(i, p).at(s) - unmade_before(i, p);
+      const double value = backward_bytes(i, p).at(s) - unmade(i);
       if (value > best.value) best = RangeLineMax::Best{value, i};
     }
   }
   const auto bytes = [](double b) { return Bytes(static_cast<int64_t>(b)); };
-  return BackwardPeak{best.value + unmade_before(first, p) - saved_to_end,
-                      bytes(unmade_before(best.index, p) - unmade_before(first, p)),
-                      bytes(unshared_whole_prefix_[static_cast<size_t>(best.index)] -
-                            unshared_whole_prefix_[static_cast<size_t>(first)])};
+  const auto whole_prefix = [&](NodeId i) { return unshared_whole_prefix_[static_cast<size_t>(i)]; };
+  return BackwardPeak{best.value + unmade(first) - saved_to_end, bytes(unmade(best.index) - unmade(first)),
+                      none_there ? bytes(whole_prefix(best.index) - whole_prefix(first)) : Bytes(0)};
 }
 
 Bytes TensorModel::replicated_trainable_bytes(NodeId first, NodeId last) const {
@@ -478,15 +463,17 @@ Bytes TensorModel::memory(NodeId first, NodeId last, int samples, int p, int in_
     return checkpointing == Checkpointing::kFull ? model_->input(first).at(samples) * kept + act - once * kept
                                                  : act * kept - once * (kept - 1);
   };
-  if (microbatches < 2) {
+  if (microbatches < 2) {  // 1: the step's only backward, before any gradient exists; 0: not known
+    const GradientsAtStart there = microbatches == 1 ? GradientsAtStart::kNone : GradientsAtStart::kAll;
     return Bytes(static_cast<int64_t>(state + activations(in_flight) +
-                                      backward_peak(first, last, samples, p, microbatches).beyond_state));
+                                      backward_peak(first, last, samples, p, there).beyond_state));
   }
   // The device's first backward of the step before any gradient exists, the later ones beside all of them.
   const BackwardsInFlight kept = backwards_in_flight(in_flight, microbatches);
   const double first_backward =
-      activations(kept.first) + backward_peak(first, last, samples, p, /*microbatches=*/1).beyond_state;
-  const double later = activations(kept.later) + backward_peak(first, last, samples, p, 0).beyond_state;
+      activations(kept.first) + backward_peak(first, last, samples, p, GradientsAtStart::kNone).beyond_state;
+  const double later =
+      activations(kept.later) + backward_peak(first, last, samples, p, GradientsAtStart::kAll).beyond_state;
   return Bytes(static_cast<int64_t>(state + std::max(first_backward, later)));
 }
 

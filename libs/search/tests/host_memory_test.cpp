@@ -18,6 +18,7 @@ using testing::make_link;
 using testing::make_spec;
 using testing::table_for;
 using testing::tied_weight_graph;
+using There = TensorModel::GradientsAtStart;
 
 // tied_weight_graph's weights: E (4000 bytes) read by nodes 0 and 2, W (8000 bytes) read by node 1; its
 // input x: 64 bytes a sample; its output y [1, 10] is trained with cross-entropy (the default loss): the
@@ -633,7 +634,7 @@ TEST(HostMemory, ALaunchedTensorRankKeepsItsPartsOfTheSplitWeights) {
   ASSERT_EQ(h.processes.size(), 2u);
   EXPECT_EQ(h.model_state, Bytes(2 * adam(kScale + kSplit / 2)));
   // Against one process's devices: the backward starts with the replicated weights' gradients there (the
-  // reducer's buckets keep them) and none of the parts' (TensorModel::backward_peak_parts_unmade), and the
+  // reducer's buckets keep them) and none of the parts' (TensorModel::GradientsAtStart::kReplicated), and the
   // peer's part of the pair's sum arrives.
   SearchOptions o;
   o.mode = Mode::kTraining;
@@ -641,13 +642,13 @@ TEST(HostMemory, ALaunchedTensorRankKeepsItsPartsOfTheSplitWeights) {
   const StageModel model(g, c, t, o);
   const TensorModel tm(model);
   ASSERT_EQ(tm.received_parts(0, 2, 1, 2), Bytes(kFloats * 4));
-  const double none_there = tm.backward_peak(0, 2, 1, 2, 1).beyond_state;
-  const double replicated_there = tm.backward_peak_parts_unmade(0, 2, 1, 2).beyond_state - none_there;
-  const double all_there = tm.backward_peak(0, 2, 1, 2, 0).beyond_state - none_there;
+  const double none_there = tm.backward_peak(0, 2, 1, 2, There::kNone).beyond_state;
+  const double replicated_there = tm.backward_peak(0, 2, 1, 2, There::kReplicated).beyond_state - none_there;
+  const double all_there = tm.backward_peak(0, 2, 1, 2, There::kAll).beyond_state - none_there;
   // The replicated scale's gradient (kScale bytes) is there at the peak, the split weight's part is not.
   EXPECT_EQ(replicated_there, kScale);
   EXPECT_GT(all_there, replicated_there);
-  EXPECT_EQ(tm.backward_peak_parts_unmade(0, 2, 1, 2).unmade_replicated, Bytes(0));
+  EXPECT_EQ(tm.backward_peak(0, 2, 1, 2, There::kReplicated).unmade_replicated, Bytes(0));
   for (size_t k = 0; k < 2; ++k) {
     EXPECT_EQ(sim.prediction.devices[k].model_state, Bytes(adam(kScale + kSplit / 2)));
     EXPECT_EQ(sim.prediction.devices[k].peak_memory, threads.prediction.devices[k].peak_memory +

@@ -23,6 +23,10 @@ using testing::make_link;
 using testing::make_spec;
 using testing::mlp_pair_graph;
 using testing::table_for;
+using There = TensorModel::GradientsAtStart;
+
+// What a step of `microbatches` (StageLoad's: 0 not known) has at its device's first backward.
+There there(int microbatches) { return microbatches == 1 ? There::kNone : There::kAll; }
 
 SearchOptions tensor_options(Mode mode) {
   SearchOptions o;
@@ -141,21 +145,21 @@ TEST(TensorModel, TrainingPeakHoldsSplitStoragesInPartAndTimesTheGradients) {
   // At n2 on 2 devices: y1's half and the whole 1 MB output, less nothing saved later; with one microbatch
   // less w0's half gradient (32 KiB), not made until backward reaches n0.
   const double at_n2 = 2048 + 1e6;
-  const auto one = tm.backward_peak(0, 2, 1, 2, 1);
+  const auto one = tm.backward_peak(0, 2, 1, 2, There::kNone);
   EXPECT_DOUBLE_EQ(one.beyond_state, at_n2 - 32768);
   EXPECT_EQ(one.unmade_gradients, Bytes(32768));
   EXPECT_EQ(one.unmade_replicated, Bytes(0));
-  const auto many = tm.backward_peak(0, 2, 1, 2, 4);
+  const auto many = tm.backward_peak(0, 2, 1, 2, There::kAll);
   EXPECT_DOUBLE_EQ(many.beyond_state, at_n2 + 32768);  // and w2's half gradient, made afresh
   EXPECT_EQ(many.unmade_gradients, Bytes(0));
   // Three devices have no table: the nodes are scanned, to the same rule.
-  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 2, 1, 3, 1).beyond_state, 4096.0 / 3 + 1e6 - 65536.0 / 3);
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 2, 1, 3, There::kNone).beyond_state, 4096.0 / 3 + 1e6 - 65536.0 / 3);
   // Without the output node, on 2 samples: at n1 (y0's and y1's halves) w0's gradient is not made yet, so
   // the peak is at n0 (y0's half, less y1's half, which the backward freed by then; x, a user input, gets no
   // gradient): nothing beyond the activations. In a later backward n0 makes w0's half gradient afresh there
   // (more than n1's y0 and y1 halves).
-  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, 1).beyond_state, 2 * 2048 - 2 * 2048);
-  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, 0).beyond_state, 2 * 2048 + 32768 - 2 * 2048);
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, There::kNone).beyond_state, 2 * 2048 - 2 * 2048);
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, There::kAll).beyond_state, 2 * 2048 + 32768 - 2 * 2048);
   // memory(): model state (half of each weight, its gradient and Adam's two moments) + the peak + the kept
   // activations (x, y1's half, the output and the loss's copy of it).
   const double state = 4 * 65536;
@@ -189,8 +193,8 @@ TEST(TensorModel, TrainingPeakHoldsAGatheredOutputWhole) {
   const TensorModel tm(model);
   ASSERT_TRUE(tm.all_reduce_after(0));
   // The gradients of y's half and of the gathered y (x, a user input, gets none), and w's half (32 KiB).
-  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 0, 1, 2, 0).beyond_state, 2048 + 4096 + 32768);
-  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 0, 1, 2, 1).beyond_state, 2048 + 4096);
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 0, 1, 2, There::kAll).beyond_state, 2048 + 4096 + 32768);
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 0, 1, 2, There::kNone).beyond_state, 2048 + 4096);
 }
 
 // A device in a process of its own receives its peers' parts before adding or joining them: p - 1 copies
@@ -223,7 +227,7 @@ TEST(TensorModel, TrainingPeakLeavesOutAReplicatedGradientWhole) {
   ASSERT_FALSE(tm.split(0));
   ASSERT_TRUE(tm.split(1) && tm.split(2));
   EXPECT_EQ(tm.replicated_trainable_bytes(0, 2), Bytes(64));
-  const auto peak = tm.backward_peak(0, 2, 1, 2, 1);
+  const auto peak = tm.backward_peak(0, 2, 1, 2, There::kNone);
   EXPECT_EQ(peak.unmade_gradients, Bytes(64 + 65536 / 2));
   EXPECT_EQ(peak.unmade_replicated, Bytes(64));
 }
@@ -273,7 +277,7 @@ TEST(TensorModel, AStorageWithoutTheBatchIsHeldWholeByEveryRun) {
     // One device of a group runs the stage model's backward. (A range ending the graph differs on purpose:
     // a group keeps the outputs and the loss's tensor through the backward, TensorModel::activation.)
     for (int microbatches : {0, 1}) {
-      const auto ours = tt.backward_peak(0, 3, samples, 1, microbatches);
+      const auto ours = tt.backward_peak(0, 3, samples, 1, there(microbatches));
       const auto stage = train.backward_peak(StageLoad{0, 3, samples}, microbatches == 1);
       EXPECT_DOUBLE_EQ(ours.beyond_state, stage.beyond_state) << samples << " " << microbatches;
       EXPECT_EQ(ours.unmade_gradients, stage.unmade_gradients) << samples << " " << microbatches;
@@ -283,8 +287,8 @@ TEST(TensorModel, AStorageWithoutTheBatchIsHeldWholeByEveryRun) {
   }
   // On 2 devices the fixed part of the backward's peak does not grow with the samples: 31 more samples add
   // 31 times a per-sample figure no larger than one device's per-sample bytes at the peak.
-  const double grows =
-      tt.backward_peak(0, 4, 32, 2, 0).beyond_state - tt.backward_peak(0, 4, 1, 2, 0).beyond_state;
+  const double grows = tt.backward_peak(0, 4, 32, 2, There::kAll).beyond_state -
+                       tt.backward_peak(0, 4, 1, 2, There::kAll).beyond_state;
   EXPECT_LT(grows, 31.0 * (64 + 256 + 256 + 64 + 4096) * 2);
   EXPECT_GT(grows, 0);
 }
@@ -345,7 +349,7 @@ TEST(TensorModel, AGroupOfOnePeaksAsTheStageModel) {
                 first, last,        samples, 1, Checkpointing::kNone, Offload::kNone, WeightHome::kHost,
                 -1,    microbatches};
             const auto want = model.backward_peak(load);
-            const auto got = tm.backward_peak(first, last, samples, 1, microbatches);
+            const auto got = tm.backward_peak(first, last, samples, 1, there(microbatches));
             ASSERT_NEAR(got.beyond_state, want.beyond_state, 1e-6)
                 << "graph " << k << " [" << first << ", " << last << "] samples " << samples << " mb "
                 << microbatches;

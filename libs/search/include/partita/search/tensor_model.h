@@ -87,21 +87,20 @@ class TensorModel {
   // What one device of a group of p holds for the step: parameters, and when training gradients and
   // optimizer state.
   Bytes model_state(NodeId first, NodeId last, int p) const;
+  // Which of a device's gradients exist as one of its backwards starts: none (the only backward of a step, or
+  // the device's first), the replicated weights' only (a launched tensor group of one replica: the reducer's
+  // buckets keep those, its parts' gradients are made in leaves of their own, engine_tensor), or all of them.
+  enum class GradientsAtStart { kNone, kReplicated, kAll };
   // Training: the peak of one microbatch's backward of `samples` samples on one device of a group of p,
-  // beyond its activations and model_state (see above). `microbatches` 1: a backward that starts before any
-  // gradient exists (the only one of a step, or the device's first: may be negative); otherwise every
-  // gradient is there. The gradients not made yet at that node, per device, and their replicated part
-  // (every device of the group makes those whole).
+  // beyond its activations and model_state (see above), with `there` gradients at its start (may be
+  // negative). The gradients not made yet at that node, per device, and their replicated part (every
+  // device of the group makes those whole; 0 unless none were there).
   struct BackwardPeak {
     double beyond_state = 0;
     Bytes unmade_gradients{0};
     Bytes unmade_replicated{0};
   };
-  BackwardPeak backward_peak(NodeId first, NodeId last, int samples, int p, int microbatches) const;
-  // The first backward of a step that starts with the replicated weights' gradients there and none of the
-  // split weights' parts (a launched tensor group's rank: the reducer's buckets keep the replicated ones, the
-  // parts' gradients are made in leaves of their own, engine_tensor). unmade_replicated is 0.
-  BackwardPeak backward_peak_parts_unmade(NodeId first, NodeId last, int samples, int p) const;
+  BackwardPeak backward_peak(NodeId first, NodeId last, int samples, int p, GradientsAtStart there) const;
   // Trainable bytes of [first, last] (at their first reader) that every device of a group holds whole.
   Bytes replicated_trainable_bytes(NodeId first, NodeId last) const;
   // Trainable bytes one device of a group of p holds for [first, last] (split weights / p, the rest whole):
