@@ -241,13 +241,12 @@ void add_working_memory(const Plan& plan, const Graph& graph, const StageModel& 
   // Elsewhere the stages' figures add up.
   const bool stages_in_turn = plan.microbatches == 1 && !plan.branch_layout() && plan.stages.size() > 1;
   // [stage][holder] the working memory of the stage's CPU devices there; training, what they keep of the
-  // microbatch for their backward, the part of their figure that is the stage's input, and their backward's
-  // working memory with the gradients returned to them (see below).
+  // microbatch for their backward and the part of their figure that is the stage's input.
   const auto per_stage = [&] {
     return std::vector<std::vector<Bytes>>(plan.stages.size(), std::vector<Bytes>(hosts.size(), Bytes(0)));
   };
   std::vector<std::vector<Bytes>> stage_working = per_stage(), stage_kept = per_stage(),
-                                  stage_input = per_stage(), stage_backward = per_stage();
+                                  stage_input = per_stage();
   // [stage][holder] whether every device of the stage is a CPU device of that holder: tensors such stages
   // hand each other are one storage.
   std::vector<std::vector<bool>> all_here(plan.stages.size(), std::vector<bool>(hosts.size(), true));
@@ -264,8 +263,6 @@ void add_working_memory(const Plan& plan, const Graph& graph, const StageModel& 
         stage_working[s][holder] += dp.peak_memory - dp.model_state;
         stage_kept[s][holder] += facts[k].kept;
         stage_input[s][holder] += facts[k].input;
-        stage_backward[s][holder] +=
-            std::max(Bytes(0), facts[k].backward_peak - dp.model_state) + facts[k].returned_gradients;
       }
       h.offloaded_activations += facts[k].offloaded;
     }
@@ -327,21 +324,16 @@ void add_working_memory(const Plan& plan, const Graph& graph, const StageModel& 
         // tensor one stage hands another is in both stages' figures, the receiver's (its input) and the
         // producer's (a result it sent): one storage when both run here on CPU devices (otherwise the
         // receiver has a copy, or its producer is not here), so it is counted once then. The first stage's
-        // shared inputs, which its activations leave out, stay alive in the caller's batch. The gradients of
-        // what it sent on, which the next stage returns before its backward, stay alive through all of that
-        // backward (the engine hands them to autograd and holds them until it returns), while its figure,
-        // which follows a run of the whole graph on one device, lets them die at their first reader: they
-        // count beside its backward's peak, not its forward's (the zoo's CNN, 2 stages, peaks in stage 0's
-        // backward after their reader: 32 KiB under without them). Not told apart: a peak at their reader
-        // itself, where the figure has them already (branchy's stage 0, launched: 1 MiB over).
+        // shared inputs, which its activations leave out, stay alive in the caller's batch. A stage's
+        // backward peak holds the gradients returned to it (StageModel's returned gradients), its forward's
+        // does not.
         received += stage_input[s][k];
         one_storage = one_storage && all_here[s][k];
         Bytes beside = std::max(Bytes(0), earlier_kept - (one_storage ? received : Bytes(0)));
         if (s > 0) {
           for (ValueId input : shared_first[k]) beside += graph.value(input).bytes();
         }
-        const Bytes own = std::max(stage_working[s][k], stage_backward[s][k]);
-        hosts[k].cpu_working = std::max(hosts[k].cpu_working, own + beside);
+        hosts[k].cpu_working = std::max(hosts[k].cpu_working, stage_working[s][k] + beside);
         earlier_kept += stage_kept[s][k];
         continue;
       }

@@ -26,12 +26,6 @@ struct DeviceHostFacts {
   // figure that is the stage's input (tensors an earlier stage produced and keeps too).
   Bytes kept{0};
   Bytes input{0};
-  // Training, a stage before the last: the gradients of what it sent on (the next stage's input, its rows),
-  // which it receives before its backward and holds until that ends.
-  Bytes returned_gradients{0};
-  // Training: the device's peak over its backwards alone (DevicePrediction::peak_memory also takes its
-  // forwards), model state included.
-  Bytes backward_peak{0};
 };
 
 // Fills sim.prediction.hosts from the plan and sim.prediction.devices (whose model_state must be set for

@@ -277,10 +277,6 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
       if (training) {
         facts.kept = Bytes(static_cast<int64_t>(saved));
         if (s > 0 && !tp) facts.input = Bytes(static_cast<int64_t>(model.input(st.first).at(share)));
-        if (s + 1 < ns) {
-          const NodeId next = plan.stages[static_cast<size_t>(s) + 1].first;
-          facts.returned_gradients = Bytes(static_cast<int64_t>(model.input(next).at(share)));
-        }
       }
       const WeightHome home = model.weight_home(d, static_cast<int>(g.devices.size()));
       const StageLoad base{st.first, st.last, share, 1, Checkpointing::kNone, st.offload, home, d, m};
@@ -339,7 +335,6 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
         }
         const Bytes state_bytes = tp ? tensor->model_state(st.first, st.last, p) : model.model_state(none);
         dp.peak_memory = state_bytes + Bytes(static_cast<int64_t>(top));
-        facts.backward_peak = dp.peak_memory;
         if (!tp) {
           // Each forward's peak beside what the microbatches before it keep (StageModel::forward_peak; a
           // checkpointed stage's recompute holds as much): before the device's first backward no gradient

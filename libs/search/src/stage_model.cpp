@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <limits>
+#include <span>
 
 #include "partita/core/error.h"
 #include "partita/cost/loss.h"
@@ -151,6 +152,23 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
       if (last_user > i) {
         diff[static_cast<size_t>(i)] = diff[static_cast<size_t>(i)] + bytes_of(id);
         diff[static_cast<size_t>(last_user)] = diff[static_cast<size_t>(last_user)] - bytes_of(id);
+      }
+    }
+  }
+  if (training()) {
+    // The gradients a range ending at node c gets back: its values read after c that get one, by producer.
+    returned_.assign(static_cast<size_t>(n), {});
+    for (int i = 0; i < n; ++i) {
+      for (ValueId id : graph.node(i).outputs) {
+        const Value& v = graph.value(id);
+        if (!saved.requires_grad[static_cast<size_t>(id)] || v.users.empty()) continue;
+        const auto [first_reader, last_reader] = std::minmax_element(v.users.begin(), v.users.end());
+        for (NodeId c = i; c < *last_reader; ++c) {
+          std::vector<ReturnedGradient>& at = returned_[static_cast<size_t>(c)];
+          if (at.empty() || at.back().producer != i) at.push_back(ReturnedGradient{i, {}, {}});
+          at.back().sent = at.back().sent + bytes_of(id);
+          if (*first_reader > c) at.back().at_producer = at.back().at_producer + bytes_of(id);
+        }
       }
     }
   }
@@ -494,6 +512,16 @@ Bytes StageModel::model_state(const StageLoad& load) const {
   return state;
 }
 
+std::span<const StageModel::ReturnedGradient> StageModel::returned_gradients(NodeId first,
+                                                                             NodeId last) const {
+  if (!training() || last + 1 >= graph_->num_nodes()) return {};
+  const std::vector<ReturnedGradient>& cut = returned_[static_cast<size_t>(last)];
+  const auto from =
+      std::lower_bound(cut.begin(), cut.end(), first,
+                       [](const ReturnedGradient& r, NodeId node) { return r.producer < node; });
+  return {from, cut.end()};
+}
+
 StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load) const {
   return backward_peak(load, load.microbatches == 1);
 }
@@ -509,8 +537,24 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
   const double base = saved_prefix_[static_cast<size_t>(load.last) + 1].at(s) + freed;
   // A node whose kernel takes working memory in its backward (cost/memory.h's
   // backward_kernel_scratch_bytes) holds it beside its moment of the lines.
+  // The gradients returned to the range (see returned gradients above): beside every node, less what the
+  // producer's workspace counts.
+  const std::span<const ReturnedGradient> returned = returned_gradients(load.first, load.last);
+  double returned_bytes = 0;
+  for (const ReturnedGradient& r : returned) returned_bytes += r.sent.at(s);
+  const auto counted_at = [&](NodeId node) {
+    for (const ReturnedGradient& r : returned) {
+      if (r.producer == node) return r.at_producer.at(s);
+    }
+    return 0.0;
+  };
+  const auto best_of = [&](const RangeLineMax& lines) {
+    return lines.max_at_less(
+        load.first, load.last, s, returned, [](const ReturnedGradient& r) { return r.producer; },
+        [&](const ReturnedGradient& r) { return r.at_producer.at(s); });
+  };
   const std::vector<SampleBytes>& at = first_of_step ? first_backward_at_ : later_afresh_at_;
-  const auto kernel = [&](NodeId node) { return at[static_cast<size_t>(node)].at(s); };
+  const auto kernel = [&](NodeId node) { return at[static_cast<size_t>(node)].at(s) - counted_at(node); };
   double kernel_top = -std::numeric_limits<double>::infinity();
   NodeId kernel_node = kNoNode;
   const KernelSite site = kernel_site(load.device);
@@ -524,14 +568,14 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
     }
   }
   if (!first_of_step) {
-    const double nodes = std::max(later_afresh_.max_at(load.first, load.last, s).value, kernel_top) - base;
+    const double nodes = std::max(best_of(later_afresh_).value, kernel_top) + returned_bytes - base;
     return BackwardPeak{ends ? std::max(nodes, at_loss) : nodes};
   }
-  RangeLineMax::Best best = first_backward_.max_at(load.first, load.last, s);
+  RangeLineMax::Best best = best_of(first_backward_);
   if (kernel_node != kNoNode && kernel_top > best.value) best = RangeLineMax::Best{kernel_top, kernel_node};
   const double unmade =
       unshared_trainable_prefix_[static_cast<size_t>(best.index)] - unshared_trainable_prefix_[first];
-  const double nodes = best.value + unshared_trainable_prefix_[first] - base;
+  const double nodes = best.value + returned_bytes + unshared_trainable_prefix_[first] - base;
   const double none_made =
       unshared_trainable_prefix_[static_cast<size_t>(load.last) + 1] - unshared_trainable_prefix_[first];
   if (ends && at_loss - none_made > nodes)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <span>
 
 #include "partita/core/error.h"
 #include "partita/cost/compute.h"
@@ -175,6 +176,7 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
   unshared_split_prefix_ = unshared_whole_prefix_;
   afresh_whole_.assign(static_cast<size_t>(n), 0.0);
   afresh_split_ = afresh_whole_;
+  output_split_.assign(static_cast<size_t>(n), false);
   std::vector<std::vector<NodeId>> readers(static_cast<size_t>(graph.num_values()));
   for (NodeId i = 0; i < n; ++i) {
     const Node& node = graph.node(i);
@@ -206,6 +208,10 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
         add(v);
     }
     for (ValueId v : node.outputs) add(v);
+    output_split_[static_cast<size_t>(i)] =
+        i != gathered && std::any_of(node.outputs.begin(), node.outputs.end(), [&](ValueId v) {
+          return split_storage[static_cast<size_t>(root[static_cast<size_t>(v)])];
+        });
     // A pair left open at the end: every device gathers the whole output, and its gradient comes back whole.
     if (i == gathered) {
       for (ValueId v : node.outputs)
@@ -263,14 +269,35 @@ TensorModel::BackwardPeak TensorModel::backward_peak(NodeId first, NodeId last, 
       (saved_whole_prefix_[last + 1] + scaled(saved_split_prefix_[last + 1], 1.0 / p)).at(s);
   const auto table = std::find_if(backward_tables_.begin(), backward_tables_.end(),
                                   [p](const BackwardTable& t) { return t.p == p; });
-  if (there == GradientsAtStart::kAll) {
-    double top = -std::numeric_limits<double>::infinity();
-    if (table != backward_tables_.end()) {
-      top = table->later.max_at(first, last, s).value;
-    } else {
-      for (NodeId i = first; i <= last; ++i) top = std::max(top, backward_bytes(i, p).at(s) + afresh(i, p));
+  // The gradients returned to the range (StageModel's rule), whole on every device of the group, beside every
+  // node but their producer, which counts its part (a split output's 1/p) already.
+  using Returned = StageModel::ReturnedGradient;
+  const std::span<const Returned> returned = model_->returned_gradients(first, last);
+  double returned_bytes = 0;
+  for (const Returned& r : returned) returned_bytes += r.sent.at(s);
+  const auto counted = [&](const Returned& r) {
+    return r.at_producer.at(s) / (output_split_[static_cast<size_t>(r.producer)] ? p : 1);
+  };
+  const auto producer = [](const Returned& r) { return r.producer; };
+  // The best over the range of the value at each node (`at`, or `lines` when there is a table), less what a
+  // producer of returned gradients counts.
+  const auto best_of = [&](const RangeLineMax* lines, auto at) {
+    if (lines != nullptr) return lines->max_at_less(first, last, s, returned, producer, counted);
+    RangeLineMax::Best best{-std::numeric_limits<double>::infinity(), -1};
+    auto r = returned.begin();
+    for (NodeId i = first; i <= last; ++i) {
+      double value = at(i);
+      if (r != returned.end() && r->producer == i) value -= counted(*r++);
+      if (value > best.value) best = RangeLineMax::Best{value, i};
     }
-    return BackwardPeak{top - saved_to_end};
+    return best;
+  };
+  const bool has_table = table != backward_tables_.end();
+  if (there == GradientsAtStart::kAll) {
+    const double top = best_of(has_table ? &table->later : nullptr, [&](NodeId i) {
+                         return backward_bytes(i, p).at(s) + afresh(i, p);
+                       }).value;
+    return BackwardPeak{top + returned_bytes - saved_to_end};
   }
   // The device's gradients not made yet at node i: every single-reader weight's read before i, or only the
   // split weights' parts among them.
@@ -278,18 +305,12 @@ TensorModel::BackwardPeak TensorModel::backward_peak(NodeId first, NodeId last, 
   const auto unmade = [&](NodeId i) {
     return none_there ? unmade_before(i, p) : unshared_split_prefix_[static_cast<size_t>(i)] / p;
   };
-  RangeLineMax::Best best{-std::numeric_limits<double>::infinity(), -1};
-  if (none_there && table != backward_tables_.end()) {
-    best = table->first.max_at(first, last, s);
-  } else {
-    for (NodeId i = first; i <= last; ++i) {
-      const double value = backward_bytes(i, p).at(s) - unmade(i);
-      if (value > best.value) best = RangeLineMax::Best{value, i};
-    }
-  }
+  const RangeLineMax::Best best = best_of(none_there && has_table ? &table->first : nullptr,
+                                          [&](NodeId i) { return backward_bytes(i, p).at(s) - unmade(i); });
   const auto bytes = [](double b) { return Bytes(static_cast<int64_t>(b)); };
   const auto whole_prefix = [&](NodeId i) { return unshared_whole_prefix_[static_cast<size_t>(i)]; };
-  return BackwardPeak{best.value + unmade(first) - saved_to_end, bytes(unmade(best.index) - unmade(first)),
+  return BackwardPeak{best.value + returned_bytes + unmade(first) - saved_to_end,
+                      bytes(unmade(best.index) - unmade(first)),
                       none_there ? bytes(whole_prefix(best.index) - whole_prefix(first)) : Bytes(0)};
 }
 

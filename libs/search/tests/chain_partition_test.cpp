@@ -107,23 +107,25 @@ constexpr int64_t kMiB = 1 << 20;
 TEST(ChainPartition, OffloadPairMemoryIsWhatTheFixtureStates) {
   // Stage 0 = layers 0-1 with two one-sample microbatches in flight, every gradient there (the step's
   // microbatches not known). Model state: 1 M + 64 of weights, as much of gradients and twice as much of
-  // Adam's moments; workspace: at layer 0's backward the 4 M hidden output's gradient and w0's made afresh
-  // (1 M), less layer 1's 64-byte result, freed by then; each microbatch keeps the 64-byte input, the 4 M
-  // hidden output (saved by layer 1) and layer 1's 64-byte result (saved by layer 2, on the next stage);
-  // activation offload moves the 4 M, which dies inside the stage.
+  // Adam's moments; workspace: at layer 0's backward the 4 M hidden output's gradient, w0's made afresh
+  // (1 M) and the 64-byte gradient of layer 1's result (stage 1 returns it, and it is held through the
+  // whole backward), less layer 1's 64-byte result, freed by then; each microbatch keeps the 64-byte input,
+  // the 4 M hidden output (saved by layer 1) and layer 1's 64-byte result (saved by layer 2, on the next
+  // stage); activation offload moves the 4 M, which dies inside the stage.
   const OffloadPair x(DeviceKind::kCuda, Bytes(12 * kMiB), 25);
   const StageModel model(x.graph, x.cluster, x.table, x.options);
-  const double weights = kMiB + 64, state = 4 * weights, ws = 4 * kMiB + kMiB - 64, act = 64 + 4 * kMiB + 64;
+  const double weights = kMiB + 64, state = 4 * weights, ws = 4 * kMiB + kMiB + 64 - 64,
+               act = 64 + 4 * kMiB + 64;
   const double moved = 4 * kMiB, moments = 2 * weights;
   const auto mem = [&](Checkpointing c, Offload o) {
     return static_cast<double>(model.memory(StageLoad{0, 1, 1, 2, c, o}).value());
   };
-  EXPECT_EQ(mem(Checkpointing::kNone, Offload::kNone), state + ws + 2 * act);  // 17 M + 448
+  EXPECT_EQ(mem(Checkpointing::kNone, Offload::kNone), state + ws + 2 * act);  // 17 M + 512
   EXPECT_EQ(mem(Checkpointing::kNone, Offload::kOptimizerState), state - moments + ws + 2 * act);
   EXPECT_EQ(mem(Checkpointing::kNone, Offload::kActivations), state + ws + 2 * (act - moved) + moved);
-  EXPECT_EQ(mem(Checkpointing::kFull, Offload::kNone), state + ws + 2 * 64 + act);  // 13 M + 448
+  EXPECT_EQ(mem(Checkpointing::kFull, Offload::kNone), state + ws + 2 * 64 + act);  // 13 M + 512
   EXPECT_EQ(mem(Checkpointing::kNone, Offload::kActivationsAndOptimizerState),
-            state - moments + ws + 2 * (act - moved) + moved);  // 11 M + 320
+            state - moments + ws + 2 * (act - moved) + moved);  // 11 M + 384
   EXPECT_EQ(mem(Checkpointing::kFull, Offload::kOptimizerState), state - moments + ws + 2 * 64 + act);
   // Stage 1 = layer 2, one microbatch in flight: 1 M of weights (4 M of state); activations of its 64-byte
   // input, the loss's 64-byte tensor of the output's size and its target (cross-entropy's 8-byte class
@@ -175,7 +177,7 @@ TEST(ChainPartition, OffloadsActivationsWhenCopiesCostLessThanRecompute) {
 }
 
 TEST(ChainPartition, NeverOffloadsFromCpus) {
-  // 14 M: a GPU stage 0 = layers 0-1 offloads activations (13 M + 448); a CPU one can only checkpoint.
+  // 14 M: a GPU stage 0 = layers 0-1 offloads activations (13 M + 512); a CPU one can only checkpoint.
   const OffloadPair gpu(DeviceKind::kCuda, Bytes(14 * kMiB), 25);
   const StageModel gpu_model(gpu.graph, gpu.cluster, gpu.table, gpu.options);
   const auto g = gpu.solve(gpu_model);

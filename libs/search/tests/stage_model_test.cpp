@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 #include <string>
+#include <tuple>
 
 #include "partita/core/error.h"
 #include "partita/search/planner.h"
@@ -704,7 +705,8 @@ TEST(StageModel, AStepsFirstBackwardHoldsOnlyTheGradientsMadeByThenWhateverTheMi
 // ran first and freed it), and the loss's own backward before the nodes', two tensors of the output's size.
 // `first`: the step's first backward, without the gradients of the weights only nodes before k read (not
 // made yet; the loss's backward has none); `later`: a later backward, with every gradient and at each node
-// its weight's made afresh, to be added into the one there.
+// its weight's made afresh, to be added into the one there. A range before the last (of a chain) holds the
+// gradient of its output, returned to it, beside every node but the last, whose workspace has it.
 struct BackwardWalk {
   double first = 0;
   double later = 0;
@@ -716,7 +718,8 @@ BackwardWalk walk_backward(const StageModel& m, NodeId first, NodeId last, int s
                     ends ? 2 * output : -1e300};
   for (NodeId k = first; k <= last; ++k) {
     const double freed = k < last ? m.saved(k + 1, last).per_sample : 0.0;
-    const double at_k = (m.most_workspace(k, k, 1) - freed) * samples - loss_kept;
+    const double returned = !ends && k < last ? m.input(last + 1).per_sample : 0.0;
+    const double at_k = (m.most_workspace(k, k, 1) - freed + returned) * samples - loss_kept;
     const double unmade = k > first ? static_cast<double>(m.trainable_bytes(first, k - 1).value()) : 0.0;
     walk.first = std::max(walk.first, at_k - unmade);
     walk.later = std::max(walk.later, at_k + static_cast<double>(m.trainable_bytes(k, k).value()));
@@ -894,6 +897,44 @@ TEST(StageModel, ASameShapeAddHandsItsInputsItsOutputsGradient) {
   EXPECT_DOUBLE_EQ(one.m.workspace(2).per_sample, 1024);         // the residual add: its output only
   EXPECT_DOUBLE_EQ(one.m.workspace(3).per_sample, 1024 + 1024);  // the bias add: its input and output
   EXPECT_DOUBLE_EQ(one.m.workspace(4).per_sample, 1024);         // adding a weight of the same shape
+}
+
+// A range before the last gets back the gradients of what it sends on, and its backward holds them
+// throughout; the producer's workspace counts one as its output's gradient unless a node of the range reads
+// the value too (autograd sums that reader's gradient and the returned one into a new tensor). x -> n0 mul by
+// w: h -> n1 relu: r -> n2 add(h, r): 1 KiB each.
+TEST(StageModel, ARangeGetsBackTheGradientsOfWhatItSendsOn) {
+  Graph g;
+  const ValueId x = g.add_input("x");
+  g.value(x).tensors = {TensorMeta{{1, 256}, DType::kFloat32}};
+  const ValueId w = g.add_parameter("w", true);
+  g.value(w).tensors = {TensorMeta{{256}, DType::kFloat32}};
+  const ValueId h = float_op(g, "aten::mul", {x, w}, {1, 256});
+  const ValueId r = float_op(g, "aten::relu", {h}, {1, 256});
+  g.set_outputs({float_op(g, "aten::add", {h, r}, {1, 256})});
+  const OneDevice one(g, Mode::kTraining);
+  const auto entries = [&](NodeId first, NodeId last) {
+    std::vector<std::tuple<NodeId, double, double>> got;
+    for (const StageModel::ReturnedGradient& e : one.m.returned_gradients(first, last))
+      got.emplace_back(e.producer, e.sent.at(1), e.at_producer.at(1));
+    return got;
+  };
+  using Entries = std::vector<std::tuple<NodeId, double, double>>;
+  EXPECT_EQ(entries(0, 0), (Entries{{0, 1024, 1024}}));  // h: read by n1 and n2, both after the range
+  EXPECT_EQ(entries(0, 1), (Entries{{0, 1024, 0}, {1, 1024, 1024}}));  // the relu reads h too
+  EXPECT_EQ(entries(1, 1), (Entries{{1, 1024, 1024}}));                // h comes from the range before
+  EXPECT_EQ(entries(0, 2), Entries{});                                 // the last range sends nothing
+  // The relu alone: its workspace (the gradients of h and r), r's returned one among them.
+  const StageLoad relu{1, 1, 1, 1, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, -1, 1};
+  EXPECT_DOUBLE_EQ(one.m.backward_peak(relu).beyond_state, 2048);
+  // n0 and n1 with one microbatch: at the relu its workspace and the returned h, less w's gradient (not made
+  // yet); at the mul h's gradient (a new tensor: the relu's and the add's summed) beside both returned ones,
+  // less what the relu saved (freed by then).
+  const StageLoad both{0, 1, 1, 1, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, -1, 1};
+  const double saved_by_relu = one.m.saved(1, 1).per_sample;
+  ASSERT_GT(saved_by_relu, 0);
+  EXPECT_DOUBLE_EQ(one.m.backward_peak(both).beyond_state,
+                   std::max(2048.0 + 1024 - 1024, 1024 + 2048 - saved_by_relu));
 }
 
 // Weights follow the engine's placement: a CPU device (kHost) counts a tied weight once, in the range of its

@@ -157,9 +157,16 @@ TEST(TensorModel, TrainingPeakHoldsSplitStoragesInPartAndTimesTheGradients) {
   // Without the output node, on 2 samples: at n1 (y0's and y1's halves) w0's gradient is not made yet, so
   // the peak is at n0 (y0's half, less y1's half, which the backward freed by then; x, a user input, gets no
   // gradient): nothing beyond the activations. In a later backward n0 makes w0's half gradient afresh there
-  // (more than n1's y0 and y1 halves).
-  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, There::kNone).beyond_state, 2 * 2048 - 2 * 2048);
-  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, There::kAll).beyond_state, 2 * 2048 + 32768 - 2 * 2048);
+  // (more than n1's y0 and y1 halves). Beside it, the gradient of y1, which the range sends on, comes back
+  // whole (values cross cuts whole; 4096 bytes a sample), and at n1 it is counted in half already.
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, There::kNone).beyond_state, 2 * 2048 - 2 * 2048 + 2 * 4096);
+  EXPECT_DOUBLE_EQ(tm.backward_peak(0, 1, 2, 2, There::kAll).beyond_state,
+                   2 * 2048 + 32768 - 2 * 2048 + 2 * 4096);
+  // The relu alone: its backward holds y0's and y1's parts, and y1's whole gradient returned, of which its
+  // part is one of those (2 devices: the table's lines; 3: the nodes scanned).
+  EXPECT_DOUBLE_EQ(tm.backward_peak(1, 1, 2, 2, There::kNone).beyond_state, 2 * (2048 + 2048) + 2 * 2048);
+  EXPECT_DOUBLE_EQ(tm.backward_peak(1, 1, 2, 3, There::kNone).beyond_state,
+                   2 * (4096.0 / 3 + 4096.0 / 3) + 2 * 4096 * (1 - 1.0 / 3));
   // memory(): model state (half of each weight, its gradient and Adam's two moments) + the peak + the kept
   // activations (x, y1's half, the output and the loss's copy of it).
   const double state = 4 * 65536;

@@ -72,6 +72,23 @@ class RangeLineMax {
     }
     return best;
   }
+  // max_at with some entries counting less: `less` lists them by ascending index inside [first, last], each
+  // giving its index (index_of) and how much less at x (less_of).
+  template <class Entries, class IndexOf, class LessOf>
+  Best max_at_less(int first, int last, double x, const Entries& less, IndexOf index_of,
+                   LessOf less_of) const {
+    Best best{-std::numeric_limits<double>::infinity(), -1};
+    int from = first;
+    for (const auto& e : less) {
+      const int i = index_of(e);
+      if (i > from) best = better(best, max_at(from, i - 1, x));
+      const Best here = max_at(i, i, x);
+      best = better(best, Best{here.value - less_of(e), here.index});
+      from = i + 1;
+    }
+    if (from <= last) best = better(best, max_at(from, last, x));
+    return best;
+  }
 
  private:
   struct Line {

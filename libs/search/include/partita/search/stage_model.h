@@ -75,6 +75,12 @@
 //     (an add of a weight of the output's shape, a view), which the workspace counts already (each copy at
 //     its own reader, as scripts/memory-timeline showed: a 64-64-4096 MLP, 4 microbatches, MSE, one CPU,
 //     10.17 MiB measured, 11.17 predicted with its 1 MiB weight's copy beside the loss's backward).
+//   - returned gradients (training, a range before the last): the gradients of what the range sends on
+//     (values produced in it, read after it, that get a gradient) come back before its backward and stay
+//     alive through all of it (autograd's graph root holds them: runtime's backward_from.h), beside every
+//     node's workspace. A run of the whole graph frees such a gradient at its producer, whose workspace
+//     counts it as its output's gradient: there it is not counted again, unless a node of the range reads
+//     the value too (autograd then sums the gradients into a new tensor).
 //   - the forward (training): while node i runs, the tensors entering the range, what the range's nodes up
 //     to i saved, the unsaved storages alive at i (whole-graph lifetimes, graph inputs left to the first)
 //     and i's kernel working memory in a training forward (cost/memory.h's training_kernel_scratch_bytes: a
@@ -95,6 +101,7 @@
 //   - offload applies to devices with their own memory; a CPU device's memory is host memory, so a stage on
 //     one never offloads (savings_choices).
 // Thread safety: immutable after construction; const methods may be called concurrently.
+#include <span>
 #include <string>
 #include <vector>
 
@@ -273,10 +280,20 @@ class StageModel {
   const std::vector<KernelScratch>& kernels() const { return scratch_; }
   // Training: the workspace less what the range's later nodes saved, at its most (see above).
   double backward_workspace(NodeId first, NodeId last, double samples) const;
+  // Training: the gradients a range [first, last] gets back for what it sends on (see returned gradients
+  // above), one entry per producer, ascending: their bytes, and the part of them the producer's workspace
+  // counts already (values no node of the range reads besides). None for a range ending the graph.
+  struct ReturnedGradient {
+    NodeId producer = kNoNode;
+    SampleBytes sent;
+    SampleBytes at_producer;
+  };
+  std::span<const ReturnedGradient> returned_gradients(NodeId first, NodeId last) const;
   // Training: the peak of the backward of `load`, beyond its activations and model_state(load): the
-  // workspace less what later nodes saved, and when load.microbatches == 1 less the gradients backward has
-  // not made yet at that node (`unmade_gradients`, which may make `beyond_state` negative), otherwise with
-  // the fresh gradients of the weights the node reads (see gradients above).
+  // workspace less what later nodes saved, the gradients returned to it (see above), and when
+  // load.microbatches == 1 less the gradients backward has not made yet at that node (`unmade_gradients`,
+  // which may make `beyond_state` negative), otherwise with the fresh gradients of the weights the node reads
+  // (see gradients above).
   struct BackwardPeak {
     double beyond_state = 0;
     Bytes unmade_gradients{0};
@@ -324,6 +341,7 @@ class StageModel {
   // later_backward_ plus the trainable weights the node reads (their gradients made afresh).
   RangeLineMax workspace_lines_, later_backward_, first_backward_, later_afresh_;
   std::vector<SampleBytes> later_afresh_at_, first_backward_at_;  // [n]: the lines' values by node
+  std::vector<std::vector<ReturnedGradient>> returned_;  // [c]: returned_gradients of a range ending at c
   std::vector<SampleBytes> live_;  // [n]: bytes alive while node i runs (inference)
   RangeLineMax live_lines_;
   // Training forward: saved by nodes <= i plus the unsaved storages alive at i (no graph inputs).

@@ -23,7 +23,8 @@
 // Memory per device: replicated parameters + split parameters / p (gradients and optimizer state alike);
 // training: replicated activations + split activations / p, plus the peak of a microbatch's backward as
 // StageModel's (a node's non-weight inputs and outputs less what later nodes saved, and with one microbatch
-// per step less the gradients not made yet), a storage of a split node held 1/p (the outputs of a pair's
+// per step less the gradients not made yet, beside the gradients returned to a range before the last, whole
+// on every device), a storage of a split node held 1/p (the outputs of a pair's
 // first node and of those inside it, and their views; a split node's saved tensors and its parameters'
 // gradients; a pair left open at the end holds its output's part and the gathered whole); inference: the most
 // bytes alive at once while a node runs (StageModel's storage lifetimes), a split node's results held 1/p
@@ -137,6 +138,9 @@ class TensorModel {
   // backward_bytes, with (first) the gradients not made yet left out and (later) the fresh ones added.
   std::vector<SampleBytes> ws_whole_, ws_split_, saved_whole_prefix_, saved_split_prefix_;
   std::vector<double> unshared_whole_prefix_, unshared_split_prefix_, afresh_whole_, afresh_split_;
+  // [n]: whether node i's outputs are split storages, held 1/p (a pair left open at the end: not, the
+  // gathered whole is held too).
+  std::vector<bool> output_split_;
   struct BackwardTable {
     int p;
     RangeLineMax later, first;
