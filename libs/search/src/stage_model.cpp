@@ -157,6 +157,7 @@ StageModel::StageModel(const Graph& graph, const Cluster& cluster, const CostTab
   }
   if (training()) {
     // The gradients a range ending at node c gets back: its values read after c that get one, by producer.
+    // A value is listed at every cut it crosses (a mask every layer reads: at each of them).
     returned_.assign(static_cast<size_t>(n), {});
     for (int i = 0; i < n; ++i) {
       for (ValueId id : graph.node(i).outputs) {
@@ -535,8 +536,6 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
   const bool ends = ends_training(load.last);
   const size_t first = static_cast<size_t>(load.first);
   const double base = saved_prefix_[static_cast<size_t>(load.last) + 1].at(s) + freed;
-  // A node whose kernel takes working memory in its backward (cost/memory.h's
-  // backward_kernel_scratch_bytes) holds it beside its moment of the lines.
   // The gradients returned to the range (see returned gradients above): beside every node, less what the
   // producer's workspace counts.
   const std::span<const ReturnedGradient> returned = returned_gradients(load.first, load.last);
@@ -553,6 +552,8 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
         load.first, load.last, s, returned, [](const ReturnedGradient& r) { return r.producer; },
         [&](const ReturnedGradient& r) { return r.at_producer.at(s); });
   };
+  // A node whose kernel takes working memory in its backward (cost/memory.h's
+  // backward_kernel_scratch_bytes) holds it beside its moment of the lines.
   const std::vector<SampleBytes>& at = first_of_step ? first_backward_at_ : later_afresh_at_;
   const auto kernel = [&](NodeId node) { return at[static_cast<size_t>(node)].at(s) - counted_at(node); };
   double kernel_top = -std::numeric_limits<double>::infinity();
