@@ -1424,18 +1424,9 @@ StepResult Engine::step(const StepInputs& batch) {
     // the reducer's buckets (autograd accumulates into them) are kept and zeroed; before, every gradient of a
     // process with a reducer was, and a launched GPT branch plan's first rank held all 16 MiB of them
     // through its forward.
-    for (auto& group : s.optimizer->param_groups()) {
-      for (auto& p : group.params()) {
-        torch::Tensor& grad = p.mutable_grad();
-        if (!grad.defined()) continue;
-        if (s.options.reducer != nullptr && s.options.reducer->holds(grad)) {
-          grad.detach_();
-          grad.zero_();
-        } else {
-          grad.reset();
-        }
-      }
-    }
+    clear_gradients(*s.optimizer, [&](const torch::Tensor& grad) {
+      return s.options.reducer != nullptr && s.options.reducer->holds(grad);
+    });
   }
   for (auto& row : s.forward_channels) {
     for (auto& c : row)

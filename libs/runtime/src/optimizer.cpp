@@ -104,13 +104,18 @@ bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tenso
   return map_parameter_state(optimizer, param, [device](const torch::Tensor& t) { return t.to(device); });
 }
 
-void zero_gradients_in_place(torch::optim::Optimizer& optimizer) {
+void clear_gradients(torch::optim::Optimizer& optimizer,
+                     const std::function<bool(const torch::Tensor&)>& keep) {
   for (auto& group : optimizer.param_groups()) {
     for (auto& p : group.params()) {
       torch::Tensor& grad = p.mutable_grad();
       if (!grad.defined()) continue;
-      grad.detach_();
-      grad.zero_();
+      if (keep(grad)) {
+        grad.detach_();
+        grad.zero_();
+      } else {
+        grad.reset();
+      }
     }
   }
 }

@@ -63,9 +63,10 @@ TEST(DistributedGradientReducer, SumsGradientsAndLossOverRanks) {
   });
 }
 
-// After the first reduction the gradients live in the buckets (holds() says so): zero_gradients_in_place
-// zeroes them there, autograd accumulates the next step's gradients into them, and the reducer copies
-// nothing. A gradient reset to undefined is copied in again (and rebound) without rebuilding the buckets.
+// After the first reduction the gradients live in the buckets (holds() says so): clear_gradients keeping
+// what the reducer holds zeroes them there, autograd accumulates the next step's gradients into them, and the
+// reducer copies nothing. A gradient reset to undefined is copied in again (and rebound) without rebuilding
+// the buckets.
 TEST(DistributedGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
   run_ranks(2, [](int rank, int port) {
     DistributedGroup group(env_for(rank, 2, port));
@@ -88,7 +89,7 @@ TEST(DistributedGradientReducer, GradientsStayInTheBucketsAcrossSteps) {
         want[0] += copy[0].grad();
         want[1] += copy[1].grad();
       }
-      zero_gradients_in_place(opt);
+      clear_gradients(opt, [&](const torch::Tensor& grad) { return reducer.holds(grad); });
       if (step == 3) params[1].mutable_grad() = torch::Tensor();
       local_loss(params, rank, step).backward();
       reducer.reduce(params, 0.0, step);

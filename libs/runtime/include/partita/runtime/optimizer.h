@@ -45,10 +45,11 @@ bool map_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor
 bool move_parameter_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
                           torch::Device device);
 
-// Zeroes every gradient of `optimizer`'s parameters in place, keeping the tensors (a gradient reducer's
-// buckets hold them): what Optimizer::zero_grad() does in LibTorch 1.13. Later versions' zero_grad() sets
-// them to none by default.
-void zero_gradients_in_place(torch::optim::Optimizer& optimizer);
+// Clears the gradients of `optimizer`'s parameters for the next step: zeroes in place, keeping the tensor,
+// each one `keep` is true for (a gradient reducer's buckets hold it: autograd accumulates into it), and sets
+// the others to none (what Optimizer::zero_grad() does by default since LibTorch 2.0).
+void clear_gradients(torch::optim::Optimizer& optimizer,
+                     const std::function<bool(const torch::Tensor&)>& keep);
 
 // Gives every state tensor of `optimizer` (momentum buffers, Adam's and AdamW's moments) a fresh copy of
 // itself to go on with, so that whoever still holds the old tensors (a checkpoint snapshot being written)
