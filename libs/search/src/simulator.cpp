@@ -359,9 +359,11 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
       if (!training) dp.peak_memory += Bytes(static_cast<int64_t>(inference_backlog(s, share)));
       // A tensor group's device in a process of its own (a one-stage plan under `partita launch`) receives
       // its p - 1 peers' parts of every all-reduce and gather (DistributedTensorGroupLink) before it adds or
-      // joins them; counted at the largest collective beside the device's peak (an upper bound: the peak
-      // need not meet it; MLP 256x64 training, 2 processes: 1.84 MiB measured per rank, 1.61 predicted
-      // without it; GPT 8x128 inference 24.17 MiB, 20.16 without it).
+      // joins them; counted at the largest collective that can meet the device's peak beside it
+      // (TensorModel::received_parts; GPT 8x128 inference, 2 processes: 24.17 MiB measured per rank, 20.16
+      // predicted without it). Training counts the backward's exchanges only: the GPT's gathered logits
+      // (4 MiB of its peer's part, one microbatch) arrive in the forward, and counting them predicted
+      // 104.63 MiB per rank against 98.62 measured.
       // And, training several microbatches with replicas (whose ranks keep the whole weights, every gradient
       // in the reducer's buckets), its parts of the split weights gather their gradients in leaves of their
       // own (engine_tensor) beside the parameters' kept ones until the step's end. (One replica, 4

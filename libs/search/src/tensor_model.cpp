@@ -208,6 +208,15 @@ void TensorModel::build_backward_tables(const std::vector<TensorRole>& roles, No
         add(v);
     }
     for (ValueId v : node.outputs) add(v);
+    if (split_[static_cast<size_t>(i)]) {
+      for (ValueId v : node.inputs) {
+        const ValueRole role = graph.value(v).role;
+        if (role != ValueRole::kParameter && role != ValueRole::kBuffer && role != ValueRole::kConstant &&
+            saved_model.requires_grad[static_cast<size_t>(v)] &&
+            !split_storage[static_cast<size_t>(root[static_cast<size_t>(v)])])
+          entering_.emplace_back(i, value_bytes(graph, dep, per, v));
+      }
+    }
     output_split_[static_cast<size_t>(i)] =
         i != gathered && std::any_of(node.outputs.begin(), node.outputs.end(), [&](ValueId v) {
           return split_storage[static_cast<size_t>(root[static_cast<size_t>(v)])];
@@ -407,6 +416,12 @@ Seconds TensorModel::communication(NodeId first, NodeId last, double samples, in
 
 Bytes TensorModel::received_parts(NodeId first, NodeId last, double samples, int p) const {
   double largest = 0;
+  if (model_->training()) {
+    for (const auto& [node, bytes] : entering_) {
+      if (node >= first && node <= last) largest = std::max(largest, (p - 1.0) * bytes.at(samples));
+    }
+    return Bytes(static_cast<int64_t>(largest));
+  }
   for (NodeId i = first; i <= last; ++i) {
     const double copies = i == gathered_ ? (p - 1.0) / p : p - 1.0;
     largest = std::max(largest, copies * (reduce_bytes_[i + 1] - reduce_bytes_[i]).at(samples));

@@ -617,8 +617,9 @@ TEST(HostMemory, LaunchedProcessesAddUpAgainstTheMachinesMemory) {
       << sim.host_memory_note;
 }
 
-// A launched tensor group's rank keeps its part of each split weight, the replicated ones whole, and
-// receives its peer's part of the pair's all-reduce (1024 floats here).
+// A launched tensor group's rank keeps its part of each split weight, the replicated ones whole, and in
+// backward receives its peer's part of the gradient of the scale's output, which enters the pair (16 floats
+// here: the pair's forward all-reduce of 1024 floats meets the forward, not the peak).
 TEST(HostMemory, ALaunchedTensorRankKeepsItsPartsOfTheSplitWeights) {
   constexpr int64_t kFloats = 1024, kScale = 64, kSplit = 65536 + kFloats * 1024 * 4;
   const Graph g = testing::scaled_pair_graph(kFloats);
@@ -635,13 +636,14 @@ TEST(HostMemory, ALaunchedTensorRankKeepsItsPartsOfTheSplitWeights) {
   EXPECT_EQ(h.model_state, Bytes(2 * adam(kScale + kSplit / 2)));
   // Against one process's devices: the backward starts with the replicated weights' gradients there (the
   // reducer's buckets keep them) and none of the parts' (TensorModel::GradientsAtStart::kReplicated), and the
-  // peer's part of the pair's sum arrives.
+  // peer's part of the entering gradient arrives.
   SearchOptions o;
   o.mode = Mode::kTraining;
   o.optimizer = Optimizer::kAdam;
   const StageModel model(g, c, t, o);
   const TensorModel tm(model);
-  ASSERT_EQ(tm.received_parts(0, 2, 1, 2), Bytes(kFloats * 4));
+  constexpr int64_t kEntering = 16 * 4;
+  ASSERT_EQ(tm.received_parts(0, 2, 1, 2), Bytes(kEntering));
   const double none_there = tm.backward_peak(0, 2, 1, 2, There::kNone).beyond_state;
   const double replicated_there = tm.backward_peak(0, 2, 1, 2, There::kReplicated).beyond_state - none_there;
   const double all_there = tm.backward_peak(0, 2, 1, 2, There::kAll).beyond_state - none_there;
@@ -653,19 +655,19 @@ TEST(HostMemory, ALaunchedTensorRankKeepsItsPartsOfTheSplitWeights) {
     EXPECT_EQ(sim.prediction.devices[k].model_state, Bytes(adam(kScale + kSplit / 2)));
     EXPECT_EQ(sim.prediction.devices[k].peak_memory, threads.prediction.devices[k].peak_memory +
                                                          Bytes(static_cast<int64_t>(replicated_there)) +
-                                                         Bytes(kFloats * 4))
+                                                         Bytes(kEntering))
         << k;
   }
   // Two microbatches: every gradient is there from the second backward on, in one process and launched alike
   // (the rank's parts of the split weights gather theirs in leaves of their own, engine_tensor, in place of
-  // the parameters' gradients, which it keeps none of); the peer's part of the sum arrives.
+  // the parameters' gradients, which it keeps none of); the peer's part of the entering gradient arrives.
   p.global_batch = 2;
   p.microbatches = 2;
   const Simulation threads2 = simulate(p, g, c, t);
   const Simulation launched2 = simulate(launched(p), g, c, t, launched_options());
   for (size_t k = 0; k < 2; ++k) {
     EXPECT_EQ(launched2.prediction.devices[k].peak_memory,
-              threads2.prediction.devices[k].peak_memory + Bytes(kFloats * 4))
+              threads2.prediction.devices[k].peak_memory + Bytes(kEntering))
         << k;
   }
 }

@@ -205,7 +205,8 @@ TEST(TensorModel, TrainingPeakHoldsAGatheredOutputWhole) {
 }
 
 // A device in a process of its own receives its peers' parts before adding or joining them: p - 1 copies
-// of an all-reduced output, (p - 1) / p of a gathered one.
+// of an all-reduced output, (p - 1) / p of a gathered one; training, whose peak is in backward, p - 1 copies
+// of the gradient of a replicated value entering split nodes, the backward's one collective.
 TEST(TensorModel, ReceivedPartsArePMinusOneCopiesOfASumAndTheRestOfAGather) {
   const Graph pair = mlp_pair_graph(250'000);  // its pair closes: one all-reduce of a 1 MB output
   const Cluster c = make_cluster({make_spec("gpu", 1), make_spec("gpu", 1)}, make_link(1));
@@ -216,11 +217,21 @@ TEST(TensorModel, ReceivedPartsArePMinusOneCopiesOfASumAndTheRestOfAGather) {
   EXPECT_EQ(tm.received_parts(0, 2, 2, 2), Bytes(2'000'000));  // two samples
   EXPECT_EQ(tm.received_parts(0, 1, 1, 2), Bytes(0));          // no collective in nodes 0-1
   const Graph head = open_head_graph();                        // gathers its 4 KiB output
-  const StageModel open(head, c, table_for(head, c), tensor_options(Mode::kTraining));
+  const StageModel open(head, c, table_for(head, c), tensor_options(Mode::kInference));
   const TensorModel gathers(open);
   ASSERT_TRUE(gathers.all_reduce_after(0));
   EXPECT_EQ(gathers.received_parts(0, 0, 1, 2), Bytes(2048));
   EXPECT_EQ(gathers.received_parts(0, 0, 1, 4), Bytes(3072));
+  // Training: the pair's input is a user input (no gradient), so the backward exchanges nothing; after a
+  // trained scale, the scale's 64-byte output enters the pair.
+  const StageModel pair_training(pair, c, table_for(pair, c), tensor_options(Mode::kTraining));
+  EXPECT_EQ(TensorModel(pair_training).received_parts(0, 2, 1, 2), Bytes(0));
+  const Graph scaled = testing::scaled_pair_graph(1024);
+  const StageModel scaled_training(scaled, c, table_for(scaled, c), tensor_options(Mode::kTraining));
+  const TensorModel enters(scaled_training);
+  EXPECT_EQ(enters.received_parts(0, 2, 1, 2), Bytes(64));
+  EXPECT_EQ(enters.received_parts(0, 2, 3, 4), Bytes(3 * 3 * 64));
+  EXPECT_EQ(enters.received_parts(0, 0, 1, 2), Bytes(0));  // the scale alone: no split node reads it
 }
 
 // A replicated weight's gradient is whole on every device: a scale read before the pair is not made yet

@@ -69,7 +69,10 @@ class TensorModel {
   Seconds communication(NodeId first, NodeId last, double samples, int p, const LinkSpec& link) const;
   // The most bytes of its peers' parts a device of a group of p holds at once when the group's collectives
   // over [first, last] gather the parts between processes (DistributedTensorGroupLink) for `samples`
-  // samples: p - 1 copies of an all-reduced output, (p - 1) / p of a gathered one (0 without either).
+  // samples, beside the device's peak: in inference, p - 1 copies of an all-reduced output, (p - 1) / p of
+  // a gathered one; in training, whose peak is in a backward, p - 1 copies of the gradient of a replicated
+  // value entering split nodes (the backward's only collective, engine_tensor's EnterSplit: the
+  // forward's outputs and gathers meet the forward, taken to hold less). 0 without any.
   Bytes received_parts(NodeId first, NodeId last, double samples, int p) const;
   // Per-device memory of the range on a group of p (see above); `in_flight` microbatches of activations kept
   // (training); full checkpointing keeps the stage input per microbatch and runs one microbatch's forward
@@ -141,6 +144,9 @@ class TensorModel {
   // [n]: whether node i's outputs are split storages, held 1/p (a pair left open at the end: not, the
   // gathered whole is held too).
   std::vector<bool> output_split_;
+  // Training: (split node, bytes) for each replicated value that needs a gradient and a split node reads
+  // (its gradient is all-reduced in backward), by node.
+  std::vector<std::pair<NodeId, SampleBytes>> entering_;
   struct BackwardTable {
     int p;
     RangeLineMax later, first;
