@@ -65,7 +65,8 @@ void trace_allocation(PeakTrace& trace, const void* data, int64_t bytes, int64_t
 
 // The innermost (up to three) ATen kernels, autograd functions and partita functions that made an
 // allocation, innermost first, without their parameter lists; else the innermost ATen or torch function.
-// (partita's own functions show only where the binary exports its symbols, e.g. linked with -rdynamic.)
+// (partita's own functions show only where the binary exports its symbols: the partita command built with
+// -DPARTITA_EXPORT_SYMBOLS=ON, which links it with -rdynamic.)
 std::string allocated_by(const LiveAllocation& a) {
   std::unique_ptr<char*, decltype(&std::free)> symbols(backtrace_symbols(a.stack.data(), a.frames),
                                                        &std::free);
