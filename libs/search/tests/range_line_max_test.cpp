@@ -47,6 +47,46 @@ TEST(RangeLineMax, MatchesEveryEntryEvaluatedOnRandomLinesRangesAndPoints) {
   }
 }
 
+// max_at_less against every entry evaluated, some counting less (how the stage model takes off a returned
+// gradient at its producer): random lines, every range, a random subset of its entries marked.
+TEST(RangeLineMax, MaxAtLessMatchesEveryEntryEvaluatedLessItsAmount) {
+  std::mt19937 rng(13);
+  std::uniform_int_distribution<int> small(-6, 6);
+  std::bernoulli_distribution marked(0.3);
+  for (int trial = 0; trial < 30; ++trial) {
+    const int n = 1 + trial % 17;
+    std::vector<double> slope, intercept;
+    for (int i = 0; i < n; ++i) {
+      slope.push_back(small(rng));
+      intercept.push_back(small(rng));
+    }
+    const RangeLineMax table(slope, intercept);
+    for (int first = 0; first < n; ++first) {
+      for (int last = first; last < n; ++last) {
+        std::vector<std::pair<int, double>> less;  // (entry, how much less at any x)
+        for (int i = first; i <= last; ++i) {
+          if (marked(rng)) less.emplace_back(i, 1 + small(rng) + 6);
+        }
+        for (double x : {0.0, 1.0, 2.5, 40.0}) {
+          double want = -1e300;
+          for (int i = first, k = 0; i <= last; ++i) {
+            double value = slope[static_cast<size_t>(i)] * x + intercept[static_cast<size_t>(i)];
+            if (k < static_cast<int>(less.size()) && less[static_cast<size_t>(k)].first == i)
+              value -= less[static_cast<size_t>(k++)].second;
+            want = std::max(want, value);
+          }
+          const RangeLineMax::Best best = table.max_at_less(
+              first, last, x, less, [](const auto& e) { return e.first; },
+              [](const auto& e) { return e.second; });
+          ASSERT_DOUBLE_EQ(best.value, want) << "n " << n << " [" << first << ", " << last << "] x " << x;
+          ASSERT_GE(best.index, first);
+          ASSERT_LE(best.index, last);
+        }
+      }
+    }
+  }
+}
+
 // Intercepts all 0 (lines through the origin, the usual graph's bytes): at x > 0 the answer is x times the
 // largest slope of the range, the first entry with it named (a sparse table answers these).
 TEST(RangeLineMax, LinesThroughTheOriginNameTheFirstSteepestEntry) {
