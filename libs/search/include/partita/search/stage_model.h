@@ -345,7 +345,7 @@ class StageModel {
   RangeLineMax workspace_lines_, later_backward_, first_backward_, later_afresh_;
   std::vector<SampleBytes> later_afresh_at_, first_backward_at_;  // [n]: the lines' values by node
   std::vector<std::vector<ReturnedGradient>> returned_;  // [c]: returned_gradients of a range ending at c
-  std::vector<SampleBytes> live_;  // [n]: bytes alive while node i runs (inference)
+  std::vector<SampleBytes> live_;                        // [n]: bytes alive while node i runs (inference)
   RangeLineMax live_lines_;
   // Training forward: saved by nodes <= i plus the unsaved storages alive at i (no graph inputs).
   std::vector<SampleBytes> forward_;
