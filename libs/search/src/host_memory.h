@@ -26,6 +26,15 @@ struct DeviceHostFacts {
   // figure that is the stage's input (tensors an earlier stage produced and keeps too).
   Bytes kept{0};
   Bytes input{0};
+  // Training, a CPU device not tensor-parallel in a process of several devices' (not a launched plan; not
+  // a one-microbatch pipeline, whose stages peak in turn): its working memory (its figure less its model
+  // state) over the step as changes in time, whose running sum peaks at that figure (simulate_chain). Empty
+  // otherwise.
+  struct Change {
+    Seconds at;
+    double bytes;
+  };
+  std::vector<Change> working;
 };
 
 // Fills sim.prediction.hosts from the plan and sim.prediction.devices (whose model_state must be set for

@@ -228,6 +228,7 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
       };
       std::vector<Event> events, host_events;
       std::vector<Seconds> backward_starts, forward_starts;
+      std::vector<std::pair<Seconds, Seconds>> forwards, backwards;  // each task's start and end
       // Between forward and backward, checkpointing keeps only the stage input, activation offload what it
       // does not move; the rest comes back (recomputed or copied) when the backward starts (as memory()).
       const bool tp = g.parallelism == GroupParallelism::kTensor;
@@ -257,6 +258,8 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
         events.push_back({ft.end, saved});
         forward_starts.push_back(ft.start);
         backward_starts.push_back(bt.start);
+        forwards.emplace_back(ft.start, ft.end);
+        backwards.emplace_back(bt.start, bt.end);
         if (back > 0) events.push_back({bt.start, back});
         events.push_back({bt.end, -(saved + back)});
         if (back > 0 && st.checkpointing != Checkpointing::kFull) {  // offloaded: on the host in between
@@ -351,6 +354,34 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
             const double value = static_cast<double>(state_bytes.value()) + held + forward -
                                  (start < first_backward && !gradients_stay ? gradients : 0.0);
             dp.peak_memory = std::max(dp.peak_memory, Bytes(static_cast<int64_t>(value)));
+          }
+          // The same figure over time, for a host whose process runs several CPU devices at once
+          // (predict_hosts): the activations in flight and the shared input held once, no gradient before
+          // the first backward, and each task's moments in turn (StageModel::forward_moments and
+          // backward_moments), whose most is the task's own peak above. Not needed for a one-microbatch
+          // pipeline (its stages peak in turn: host_memory.cpp) nor a launched plan (a device a process).
+          if (!model.can_offload(d) && plan.processes != ProcessLayout::kLaunch && !(m == 1 && ns > 1)) {
+            std::vector<detail::DeviceHostFacts::Change>& working = facts.working;
+            working.push_back({Seconds(0), once - gradients});
+            working.push_back({first_backward, gradients});
+            for (const Event& event : events) working.push_back({event.at, event.delta});
+            const auto add_task = [&](std::pair<Seconds, Seconds> task,
+                                      const std::vector<StageModel::Moment>& moments, double less) {
+              const auto [start, end] = task;
+              double level = 0;
+              for (const StageModel::Moment& moment : moments) {
+                working.push_back({start + (end - start) * moment.start, moment.bytes - less - level});
+                level = moment.bytes - less;
+              }
+              working.push_back({end, -level});
+            };
+            const int spec = model.spec_of(d);
+            const std::vector<StageModel::Moment> in_forward = model.forward_moments(spec, base, kMomentsPerTask);
+            for (const auto& task : forwards) add_task(task, in_forward, once);  // `forward` has it
+            std::sort(backwards.begin(), backwards.end());
+            const std::vector<StageModel::Moment> in_first = model.backward_moments(spec, none, true, kMomentsPerTask),
+                                                  in_later = model.backward_moments(spec, none, false, kMomentsPerTask);
+            for (size_t j = 0; j < backwards.size(); ++j) add_task(backwards[j], j == 0 ? in_first : in_later, 0);
           }
         }
       } else {

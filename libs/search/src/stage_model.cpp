@@ -584,6 +584,90 @@ StageModel::BackwardPeak StageModel::backward_peak(const StageLoad& load, bool f
   return BackwardPeak{nodes, Bytes(static_cast<int64_t>(unmade))};
 }
 
+namespace {
+
+// Nodes run one after the other, each `time` long holding `bytes`, into at most `moments` moments that split
+// their total time evenly (a node joins the moment its start falls in, which holds the most of its nodes).
+struct NodeMoment {
+  double time;
+  double bytes;
+};
+std::vector<StageModel::Moment> merge_moments(const std::vector<NodeMoment>& nodes, int moments) {
+  PARTITA_ASSERT(moments > 0, "at least one moment");
+  double total = 0;
+  for (const NodeMoment& n : nodes) total += n.time;
+  std::vector<StageModel::Moment> out;
+  double elapsed = 0;
+  int last = -1;  // the moment the last entry of `out` is
+  for (const NodeMoment& n : nodes) {
+    const double start = total > 0 ? std::min(elapsed / total, 1.0) : 0.0;
+    const int moment = std::min(static_cast<int>(start * moments), moments - 1);
+    if (moment == last)
+      out.back().bytes = std::max(out.back().bytes, n.bytes);
+    else
+      out.push_back(StageModel::Moment{start, n.bytes});
+    last = moment;
+    elapsed += n.time;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<StageModel::Moment> StageModel::backward_moments(int spec, const StageLoad& load,
+                                                             bool first_of_step, int moments) const {
+  if (!training()) return {};
+  const double s = load.samples;
+  const double base = saved_prefix_[static_cast<size_t>(load.last) + 1].at(s) + loss_freed(load.last, s);
+  const std::span<const ReturnedGradient> returned = returned_gradients(load.first, load.last);
+  double returned_bytes = 0;
+  for (const ReturnedGradient& r : returned) returned_bytes += r.sent.at(s);
+  // As backward_peak: each node's entry less what its producer's workspace counts of the returned gradients,
+  // with its kernel's working memory; at the first backward, less the gradients not made yet.
+  const std::vector<SampleBytes>& at = first_of_step ? first_backward_at_ : later_afresh_at_;
+  const double made = first_of_step ? unshared_trainable_prefix_[static_cast<size_t>(load.first)] : 0.0;
+  const KernelSite site = kernel_site(load.device);
+  std::vector<NodeMoment> nodes;
+  if (ends_training(load.last)) {
+    const double none_made = first_of_step ? unshared_trainable_prefix_[static_cast<size_t>(load.last) + 1] -
+                                                 unshared_trainable_prefix_[static_cast<size_t>(load.first)]
+                                           : 0.0;
+    nodes.push_back(NodeMoment{0.0, loss_backward_moment(load.last, s) - none_made});
+  }
+  auto k = std::upper_bound(scratch_.begin(), scratch_.end(), load.last,
+                            [](NodeId n, const KernelScratch& e) { return n < e.node; });
+  for (NodeId node = load.last; node >= load.first; --node) {
+    double bytes = at[static_cast<size_t>(node)].at(s);
+    for (const ReturnedGradient& r : returned) {
+      if (r.producer == node) bytes -= r.at_producer.at(s);
+    }
+    double scratch = 0;
+    for (; k != scratch_.begin() && std::prev(k)->node >= node; --k)
+      scratch = std::max(scratch, backward_kernel_scratch_bytes(*std::prev(k), s / graph_batch_, site));
+    nodes.push_back(NodeMoment{backward(spec, node, node, s).value(), bytes + scratch + returned_bytes + made - base});
+  }
+  return merge_moments(nodes, moments);
+}
+
+std::vector<StageModel::Moment> StageModel::forward_moments(int spec, const StageLoad& load, int moments) const {
+  if (!training()) return {};
+  const double s = load.samples;
+  // As forward_peak.
+  const double base = (input(load.first) - saved_prefix_[static_cast<size_t>(load.first)]).at(s);
+  const KernelSite site = kernel_site(load.device);
+  std::vector<NodeMoment> nodes;
+  auto k = std::lower_bound(scratch_.begin(), scratch_.end(), load.first,
+                            [](const KernelScratch& e, NodeId n) { return e.node < n; });
+  for (NodeId node = load.first; node <= load.last; ++node) {
+    const double alive = forward_[static_cast<size_t>(node)].at(s) + base;
+    double bytes = alive;
+    for (; k != scratch_.end() && k->node == node; ++k)
+      bytes = std::max(bytes, alive + training_kernel_scratch_bytes(*k, s / graph_batch_, site));
+    nodes.push_back(NodeMoment{forward(spec, node, node, s).value(), bytes});
+  }
+  return merge_moments(nodes, moments);
+}
+
 double StageModel::forward_peak(const StageLoad& load) const {
   if (!training()) return 0.0;
   // What enters the range, less what the nodes before it saved, is there throughout.

@@ -9,6 +9,7 @@
 
 #include "partita/core/error.h"
 #include "partita/search/planner.h"
+#include "partita/search/simulator.h"
 #include "test_support.h"
 
 namespace partita {
@@ -447,7 +448,13 @@ TEST(StageModel, BackwardPeakAddsTheKernelsBackwardWorkingMemoryOnItsDevice) {
   const auto beyond = [&](int samples, int device, bool first_of_step) {
     StageLoad load{0, 0, samples, 1, Checkpointing::kNone, Offload::kNone};
     load.device = device;
-    return m.backward_peak(load, first_of_step).beyond_state;
+    const double peak = m.backward_peak(load, first_of_step).beyond_state;
+    // The backward over time holds the kernel's working memory in its node's moment too.
+    double most = -1e300;
+    for (const StageModel::Moment& moment : m.backward_moments(0, load, first_of_step, kMomentsPerTask))
+      most = std::max(most, moment.bytes);
+    EXPECT_DOUBLE_EQ(most, peak) << samples << " samples on device " << device;
+    return peak;
   };
   // The conv's backward holds y's gradient (x is a user input: it gets none) and not the loss's tensor the
   // loss's backward freed: nothing beyond y's size, but for the weight's fresh gradient and the kernel's.
@@ -707,23 +714,31 @@ TEST(StageModel, AStepsFirstBackwardHoldsOnlyTheGradientsMadeByThenWhateverTheMi
 // made yet; the loss's backward has none); `later`: a later backward, with every gradient and at each node
 // its weight's made afresh, to be added into the one there. A range before the last (of a chain) holds the
 // gradient of its output, returned to it, beside every node but the last, whose workspace has it.
+// `first` and `later` are the most of the moments, each listed in `first_at` and `later_at`: the loss's
+// backward (a range ending the graph), then the nodes from the last.
 struct BackwardWalk {
   double first = 0;
   double later = 0;
+  std::vector<double> first_at, later_at;
 };
 BackwardWalk walk_backward(const StageModel& m, NodeId first, NodeId last, int samples, double output) {
   const bool ends = last == m.graph().num_nodes() - 1;
   const double loss_kept = ends ? output : 0.0;
-  BackwardWalk walk{ends ? 2 * output - static_cast<double>(m.trainable_bytes(first, last).value()) : -1e300,
-                    ends ? 2 * output : -1e300};
-  for (NodeId k = first; k <= last; ++k) {
+  BackwardWalk walk;
+  if (ends) {
+    walk.first_at.push_back(2 * output - static_cast<double>(m.trainable_bytes(first, last).value()));
+    walk.later_at.push_back(2 * output);
+  }
+  for (NodeId k = last; k >= first; --k) {
     const double freed = k < last ? m.saved(k + 1, last).per_sample : 0.0;
     const double returned = !ends && k < last ? m.input(last + 1).per_sample : 0.0;
     const double at_k = (m.most_workspace(k, k, 1) - freed + returned) * samples - loss_kept;
     const double unmade = k > first ? static_cast<double>(m.trainable_bytes(first, k - 1).value()) : 0.0;
-    walk.first = std::max(walk.first, at_k - unmade);
-    walk.later = std::max(walk.later, at_k + static_cast<double>(m.trainable_bytes(k, k).value()));
+    walk.first_at.push_back(at_k - unmade);
+    walk.later_at.push_back(at_k + static_cast<double>(m.trainable_bytes(k, k).value()));
   }
+  walk.first = *std::max_element(walk.first_at.begin(), walk.first_at.end());
+  walk.later = *std::max_element(walk.later_at.begin(), walk.later_at.end());
   return walk;
 }
 
@@ -807,6 +822,85 @@ TEST(StageModel, BackwardPeakMatchesAWalkOverTheRangesNodes) {
           // backward.
           const StageLoad whole{first, last, samples, 1, Checkpointing::kNone, Offload::kNone};
           ASSERT_NEAR(m.backward_peak(whole).beyond_state, walk.later, 1e-6);
+        }
+      }
+    }
+  }
+}
+
+// A backward over time (backward_moments, which the host's figure over time follows) against the same walk,
+// moment by moment: given a moment for each node, node k's starts once the nodes after it ran (as a
+// fraction of the range's backward time on the device) and holds the walk's figure at k, the loss's
+// backward sharing the last node's (both start the backward); given fewer, each moment holds the most of
+// the nodes starting in its share of the time, and their most is the backward's peak. The forward's
+// moments likewise run from the first node and peak at forward_peak. Random chains (1 to 10 GFLOP a node),
+// every range, 1 to 3 samples.
+TEST(StageModel, MomentsFollowTheRangesNodesInTurn) {
+  std::mt19937 rng(17);
+  std::uniform_int_distribution<int64_t> size(1, 5000);
+  std::uniform_real_distribution<double> gflop(1, 10);
+  for (int trial = 0; trial < 12; ++trial) {
+    const int n = 2 + trial % 7;
+    std::vector<double> flops;
+    std::vector<int64_t> acts, params;
+    for (int i = 0; i < n; ++i) {
+      flops.push_back(gflop(rng) * 1e9);
+      acts.push_back(size(rng));
+      params.push_back(size(rng));
+    }
+    const Graph g = chain_graph(flops, acts, params);
+    const OneDevice x(g, Mode::kTraining);
+    const StageModel& m = x.m;
+    for (NodeId first = 0; first < n; ++first) {
+      for (NodeId last = first; last < n; ++last) {
+        const int nodes = last - first + 1;
+        for (int samples = 1; samples <= 3; ++samples) {
+          const BackwardWalk walk =
+              walk_backward(m, first, last, samples, 4.0 * static_cast<double>(acts.back()) * samples);
+          const StageLoad load{first, last, samples, 1, Checkpointing::kNone, Offload::kNone};
+          const std::string where = "trial " + std::to_string(trial) + " [" + std::to_string(first) + ", " +
+                                    std::to_string(last) + "] samples " + std::to_string(samples);
+          for (bool first_of_step : {true, false}) {
+            const std::vector<double>& at = first_of_step ? walk.first_at : walk.later_at;
+            const size_t loss = at.size() - static_cast<size_t>(nodes);  // 1 for a range ending the graph
+            const std::vector<StageModel::Moment> each = m.backward_moments(0, load, first_of_step, 1000);
+            ASSERT_EQ(each.size(), static_cast<size_t>(nodes)) << where;
+            const double total = m.backward(0, first, last, samples).value();
+            double ran = 0;
+            for (int i = 0; i < nodes; ++i) {
+              const NodeId k = last - i;
+              const double want = i == 0 && loss == 1 ? std::max(at[0], at[1]) : at[loss + static_cast<size_t>(i)];
+              ASSERT_NEAR(each[static_cast<size_t>(i)].bytes, want, 1e-6) << where << " node " << k;
+              ASSERT_NEAR(each[static_cast<size_t>(i)].start, ran / total, 1e-12) << where << " node " << k;
+              ran += m.backward(0, k, k, samples).value();
+            }
+            const double peak = m.backward_peak(load, first_of_step).beyond_state;
+            for (int moments = 1; moments <= 3; ++moments) {
+              const std::vector<StageModel::Moment> few = m.backward_moments(0, load, first_of_step, moments);
+              ASSERT_LE(few.size(), static_cast<size_t>(moments));
+              ASSERT_EQ(few.front().start, 0.0);
+              double most = -1e300;
+              for (size_t j = 0; j < few.size(); ++j) {
+                if (j > 0) {
+                  ASSERT_GE(few[j].start, static_cast<double>(j) / moments - 1e-12) << where;
+                }
+                most = std::max(most, few[j].bytes);
+              }
+              ASSERT_NEAR(most, peak, 1e-6) << where << " in " << moments << " moments";
+            }
+          }
+          const std::vector<StageModel::Moment> forward = m.forward_moments(0, load, 1000);
+          ASSERT_EQ(forward.size(), static_cast<size_t>(nodes)) << where;
+          const double total = m.forward(0, first, last, samples).value();
+          double ran = 0, most = -1e300;
+          for (int i = 0; i < nodes; ++i) {
+            ASSERT_NEAR(forward[static_cast<size_t>(i)].start, ran / total, 1e-12) << where;
+            ran += m.forward(0, first + i, first + i, samples).value();
+            most = std::max(most, forward[static_cast<size_t>(i)].bytes);
+          }
+          ASSERT_NEAR(most, m.forward_peak(load), 1e-6) << where;
+          ASSERT_EQ(m.forward_moments(0, load, 1).size(), 1u);
+          ASSERT_NEAR(m.forward_moments(0, load, 1).front().bytes, m.forward_peak(load), 1e-6) << where;
         }
       }
     }
@@ -1070,6 +1164,10 @@ TEST(StageModel, ARecurrentLayersTrainingPeakComesInItsForward) {
   const StageLoad load{0, last, 8, 1, Checkpointing::kNone, Offload::kNone, WeightHome::kHost, 0, 1};
   const double projected = 4.0 * 32 * 400 * 4, saved = 7.0 * 32 * 400 * 4;
   EXPECT_GE(m.forward_peak(load), projected + saved);
+  double most = -1e300;  // the forward over time holds it in the layer's moment
+  for (const StageModel::Moment& moment : m.forward_moments(0, load, kMomentsPerTask))
+    most = std::max(most, moment.bytes);
+  EXPECT_DOUBLE_EQ(most, m.forward_peak(load));
   const Bytes gradients = m.trainable_bytes(0, last);
   EXPECT_EQ(m.memory(load),
             m.model_state(load) - gradients + Bytes(static_cast<int64_t>(m.forward_peak(load))));

@@ -25,7 +25,9 @@
 // its optimizer state); a trainable parameter kept on the host that a device of that machine reads has its
 // gradient and optimizer state there too (replicas, tied weights, offloaded optimizer state, CPU stages).
 // Beside that: the activations and workspace of the machine's CPU devices (their peaks added, an upper
-// bound; for a branch plan, what they hold at once over the simulated timeline; for a pipeline's step of
+// bound, in inference and with tensor-parallel devices; otherwise what they hold at once over the simulated
+// timeline: training a chain plan, each forward and backward followed in kMomentsPerTask moments
+// (StageModel::forward_moments), and a branch plan node by node; for a pipeline's step of
 // one microbatch, whose stages run in turn, the largest stage's: in inference a later stage's with the
 // step's inputs the first stage's figure counted, which the caller keeps all step; in training each stage's
 // with what the earlier stages keep for their backwards, less the tensors it received from them, and with
@@ -55,6 +57,9 @@
 #include "partita/search/search_options.h"
 
 namespace partita {
+
+// How finely a host's figure over time follows each forward and backward of its CPU devices (see above).
+inline constexpr int kMomentsPerTask = 8;
 
 enum class TaskKind { kForward, kBackward, kTransfer, kAllReduce, kOffload, kUpdate };
 // "forward", "backward", "transfer", "allreduce", "offload", "update"

@@ -305,9 +305,22 @@ class StageModel {
   // The same for one backward of the step: `first_of_step` for the device's first (no gradient of the stage
   // exists yet as it starts: the engine sets them to none), else every gradient is there.
   BackwardPeak backward_peak(const StageLoad& load, bool first_of_step) const;
+  // The same backward over time, for a host that runs several devices at once (the host's figure of a
+  // pipeline in one process): from its start, in order, when each moment starts (a fraction of the range's
+  // backward time on device spec `spec`) and what it holds beyond the activations in flight and the state
+  // then, counted as backward_peak counts it. A range ending the graph starts with the loss's backward
+  // (taking no time). Nodes run one after the other from the last; at most `moments` moments, each a run of
+  // nodes holding their most, so the most of the moments is backward_peak's beyond_state.
+  struct Moment {
+    double start = 0;  // in [0, 1)
+    double bytes = 0;
+  };
+  std::vector<Moment> backward_moments(int spec, const StageLoad& load, bool first_of_step, int moments) const;
   // Training: the most bytes one microbatch of `load` holds while a node of its forward runs (see above),
   // its kernel's working memory included.
   double forward_peak(const StageLoad& load) const;
+  // The same forward over time, as backward_moments: the most of the moments is forward_peak.
+  std::vector<Moment> forward_moments(int spec, const StageLoad& load, int moments) const;
 
  private:
   const Graph* graph_;
