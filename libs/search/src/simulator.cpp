@@ -376,12 +376,16 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
               working.push_back({end, -level});
             };
             const int spec = model.spec_of(d);
-            const std::vector<StageModel::Moment> in_forward = model.forward_moments(spec, base, kMomentsPerTask);
+            const std::vector<StageModel::Moment> in_forward =
+                model.forward_moments(spec, base, kMomentsPerTask);
             for (const auto& task : forwards) add_task(task, in_forward, once);  // `forward` has it
             std::sort(backwards.begin(), backwards.end());
-            const std::vector<StageModel::Moment> in_first = model.backward_moments(spec, none, true, kMomentsPerTask),
-                                                  in_later = model.backward_moments(spec, none, false, kMomentsPerTask);
-            for (size_t j = 0; j < backwards.size(); ++j) add_task(backwards[j], j == 0 ? in_first : in_later, 0);
+            const std::vector<StageModel::Moment> in_first = model.backward_moments(spec, none, true,
+                                                                                    kMomentsPerTask),
+                                                  in_later = model.backward_moments(spec, none, false,
+                                                                                    kMomentsPerTask);
+            for (size_t j = 0; j < backwards.size(); ++j)
+              add_task(backwards[j], j == 0 ? in_first : in_later, 0);
           }
         }
       } else {

@@ -644,12 +644,14 @@ std::vector<StageModel::Moment> StageModel::backward_moments(int spec, const Sta
     double scratch = 0;
     for (; k != scratch_.begin() && std::prev(k)->node >= node; --k)
       scratch = std::max(scratch, backward_kernel_scratch_bytes(*std::prev(k), s / graph_batch_, site));
-    nodes.push_back(NodeMoment{backward(spec, node, node, s).value(), bytes + scratch + returned_bytes + made - base});
+    nodes.push_back(
+        NodeMoment{backward(spec, node, node, s).value(), bytes + scratch + returned_bytes + made - base});
   }
   return merge_moments(nodes, moments);
 }
 
-std::vector<StageModel::Moment> StageModel::forward_moments(int spec, const StageLoad& load, int moments) const {
+std::vector<StageModel::Moment> StageModel::forward_moments(int spec, const StageLoad& load,
+                                                            int moments) const {
   if (!training()) return {};
   const double s = load.samples;
   // As forward_peak.

@@ -108,8 +108,9 @@ Bytes most_working_at_once(const Simulation& sim, const Plan& plan, const Graph&
     const DeviceGroup& group = plan.groups[static_cast<size_t>(st.group)];
     EXPECT_EQ(group.devices.size(), 1u) << "the oracle takes one device a stage";
     const int d = m.device_index(group.devices[0]);
-    const StageLoad load{st.first, st.last, group.batch_shares[0], 1, Checkpointing::kNone,
-                         Offload::kNone,   WeightHome::kHost,      d, plan.microbatches};
+    const StageLoad load{
+        st.first,          st.last, group.batch_shares[0], 1, Checkpointing::kNone, Offload::kNone,
+        WeightHome::kHost, d,       plan.microbatches};
     Device& device = devices[s];
     device.once = m.shared_input_once(st.first, d);
     device.kept = m.activation(st.first, st.last).at(load.samples) - device.once;
@@ -118,7 +119,8 @@ Bytes most_working_at_once(const Simulation& sim, const Plan& plan, const Graph&
     for (const SimTask& task : sim.tasks) {
       if (task.stage != static_cast<int>(s) || task.kind == TaskKind::kTransfer) continue;
       if (task.kind == TaskKind::kForward) forward_end[task.microbatch] = task.end;
-      if (task.kind == TaskKind::kBackward) device.first_backward = std::min(device.first_backward, task.start);
+      if (task.kind == TaskKind::kBackward)
+        device.first_backward = std::min(device.first_backward, task.start);
     }
     for (const SimTask& task : sim.tasks) {
       if (task.stage != static_cast<int>(s)) continue;
@@ -128,7 +130,8 @@ Bytes most_working_at_once(const Simulation& sim, const Plan& plan, const Graph&
         for (StageModel::Moment& moment : device.tasks.back().moments) moment.bytes -= device.once;
       } else if (task.kind == TaskKind::kBackward) {
         const bool first = task.start == device.first_backward;
-        device.tasks.push_back(Task{task.start, task.end, m.backward_moments(spec, load, first, kMomentsPerTask)});
+        device.tasks.push_back(
+            Task{task.start, task.end, m.backward_moments(spec, load, first, kMomentsPerTask)});
         device.keeps.emplace_back(forward_end.at(task.microbatch), task.end);
       } else {
         continue;

@@ -869,7 +869,8 @@ TEST(StageModel, MomentsFollowTheRangesNodesInTurn) {
             double ran = 0;
             for (int i = 0; i < nodes; ++i) {
               const NodeId k = last - i;
-              const double want = i == 0 && loss == 1 ? std::max(at[0], at[1]) : at[loss + static_cast<size_t>(i)];
+              const double want =
+                  i == 0 && loss == 1 ? std::max(at[0], at[1]) : at[loss + static_cast<size_t>(i)];
               ASSERT_NEAR(each[static_cast<size_t>(i)].bytes, want, 1e-6) << where << " node " << k;
               ASSERT_NEAR(each[static_cast<size_t>(i)].start, ran / total, 1e-12) << where << " node " << k;
               ran += m.backward(0, k, k, samples).value();

@@ -315,7 +315,8 @@ class StageModel {
     double start = 0;  // in [0, 1)
     double bytes = 0;
   };
-  std::vector<Moment> backward_moments(int spec, const StageLoad& load, bool first_of_step, int moments) const;
+  std::vector<Moment> backward_moments(int spec, const StageLoad& load, bool first_of_step,
+                                       int moments) const;
   // Training: the most bytes one microbatch of `load` holds while a node of its forward runs (see above),
   // its kernel's working memory included.
   double forward_peak(const StageLoad& load) const;
