@@ -108,9 +108,9 @@ Bytes most_working_at_once(const Simulation& sim, const Plan& plan, const Graph&
     const DeviceGroup& group = plan.groups[static_cast<size_t>(st.group)];
     EXPECT_EQ(group.devices.size(), 1u) << "the oracle takes one device a stage";
     const int d = m.device_index(group.devices[0]);
-    const StageLoad load{
-        st.first,          st.last, group.batch_shares[0], 1, Checkpointing::kNone, Offload::kNone,
-        WeightHome::kHost, d,       plan.microbatches};
+    StageLoad load{st.first, st.last, group.batch_shares[0]};
+    load.device = d;
+    load.microbatches = plan.microbatches;
     Device& device = devices[s];
     device.once = m.shared_input_once(st.first, d);
     device.kept = m.activation(st.first, st.last).at(load.samples) - device.once;
