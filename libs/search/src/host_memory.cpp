@@ -254,11 +254,11 @@ void add_working_memory(const Plan& plan, const Graph& graph, const StageModel& 
   // Elsewhere, training, the devices run at once but peak at different times: their working memory over the
   // simulated step (DeviceHostFacts::working) adds up moment by moment, and the holder holds the most of
   // the sum. (Branchy, 8 samples, a pipeline of 8 microbatches on cpu:0 + cpu:1: 12.13 MiB predicted as the
-  // sum of the devices' peaks, 10.87 over time, 10.40 to 10.92 measured.) Not modelled there: a tensor one
+  // sum of the devices' peaks, 10.87 over time, 10.37 to 10.92 measured.) Not modelled there: a tensor one
   // stage sends another is one storage, in both their figures while both hold it (counted once, the same
-  // plan would be predicted 10.25 MiB; the simulated times are the engine's order but not its pace, and
-  // the measured peaks meet more than the simulated ones). Inference, and a holder with a device without
-  // such a figure (tensor-parallel), adds the devices' peaks.
+  // plan would be predicted 10.24 MiB, under every measured run: the simulated times are the engine's order
+  // but not its pace, and the measured peaks meet more than the simulated ones). Inference, and a holder
+  // with a device without such a figure (tensor-parallel), adds the devices' peaks.
   const bool stages_in_turn = plan.microbatches == 1 && !plan.branch_layout() && plan.stages.size() > 1;
   // [stage][holder] the working memory of the stage's CPU devices there; training, what they keep of the
   // microbatch for their backward and the part of their figure that is the stage's input.

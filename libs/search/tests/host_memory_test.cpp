@@ -438,7 +438,7 @@ TEST(HostMemory, TrainingStagesOfOneMicrobatchPeakInTurn) {
 // Training several microbatches, one process's CPU devices run at once but peak at different times: the host
 // holds the most of their working memory added over the simulated step (most_working_at_once), which lies
 // between the largest device's figure and the sum of their figures. (Branchy, 8 samples, a pipeline of 8
-// microbatches on cpu:0 + cpu:1: 12.13 MiB predicted as the sum, 10.87 over time, 10.40 to 10.92 measured.)
+// microbatches on cpu:0 + cpu:1: 12.13 MiB predicted as the sum, 10.87 over time, 10.37 to 10.92 measured.)
 TEST(HostMemory, CpuDevicesTrainingSeveralMicrobatchesAddUpOverTime) {
   const Cluster c = make_cluster({cpu_spec(64), cpu_spec(64), cpu_spec(64)}, make_link(100, 0));
   const Graph g = tied_weight_graph();

@@ -139,8 +139,9 @@ struct HostPrediction {
   // batch's inputs and, training, the loss's targets (each process of `partita launch` the same ones) and
   // keeps them all step.
   Bytes step_batch{0};
-  // activations and workspace of the node's CPU devices (their peaks added) and, training, the gradients
-  // backward makes afresh before adding them into the host's (replicas, later microbatches)
+  // activations and workspace of the node's CPU devices (what they hold at once; simulator.h says how) and,
+  // training, the gradients backward makes afresh before adding them into the host's (replicas, later
+  // microbatches)
   Bytes cpu_working{0};
   Bytes offloaded_activations{0};  // saved activations of stages that offload them, at their peak
   Bytes gathered_outputs{0};       // inference: the step's outputs put together on the host
