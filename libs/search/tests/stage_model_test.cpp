@@ -793,20 +793,27 @@ TEST(StageModel, SeveralMicrobatchesPeakMatchesAWalkOverTheStepsBackwards) {
   }
 }
 
+// A chain of linear nodes of `flops` each, every node's output and weight 1 to 5000 floats drawn from `rng`
+// (output then weight, node by node); `acts` gets the outputs' sizes.
+Graph sized_chain(std::mt19937& rng, const std::vector<double>& flops, std::vector<int64_t>& acts) {
+  std::uniform_int_distribution<int64_t> size(1, 5000);
+  std::vector<int64_t> params;
+  acts.clear();
+  for (size_t i = 0; i < flops.size(); ++i) {
+    acts.push_back(size(rng));
+    params.push_back(size(rng));
+  }
+  return chain_graph(flops, acts, params);
+}
+
 // One microbatch's peak against the walk over the range's nodes (walk_backward's first backward). Random
 // chains, every range, 1 to 4 samples.
 TEST(StageModel, BackwardPeakMatchesAWalkOverTheRangesNodes) {
   std::mt19937 rng(11);
-  std::uniform_int_distribution<int64_t> size(1, 5000);
   for (int trial = 0; trial < 20; ++trial) {
     const int n = 2 + trial % 9;
-    std::vector<double> flops(static_cast<size_t>(n), 1e9);
-    std::vector<int64_t> acts, params;
-    for (int i = 0; i < n; ++i) {
-      acts.push_back(size(rng));
-      params.push_back(size(rng));
-    }
-    const Graph g = chain_graph(flops, acts, params);
+    std::vector<int64_t> acts;
+    const Graph g = sized_chain(rng, std::vector<double>(static_cast<size_t>(n), 1e9), acts);
     const OneDevice x(g, Mode::kTraining);
     const StageModel& m = x.m;
     for (NodeId first = 0; first < n; ++first) {
@@ -837,18 +844,13 @@ TEST(StageModel, BackwardPeakMatchesAWalkOverTheRangesNodes) {
 // every range, 1 to 3 samples.
 TEST(StageModel, MomentsFollowTheRangesNodesInTurn) {
   std::mt19937 rng(17);
-  std::uniform_int_distribution<int64_t> size(1, 5000);
   std::uniform_real_distribution<double> gflop(1, 10);
   for (int trial = 0; trial < 12; ++trial) {
     const int n = 2 + trial % 7;
     std::vector<double> flops;
-    std::vector<int64_t> acts, params;
-    for (int i = 0; i < n; ++i) {
-      flops.push_back(gflop(rng) * 1e9);
-      acts.push_back(size(rng));
-      params.push_back(size(rng));
-    }
-    const Graph g = chain_graph(flops, acts, params);
+    for (int i = 0; i < n; ++i) flops.push_back(gflop(rng) * 1e9);
+    std::vector<int64_t> acts;
+    const Graph g = sized_chain(rng, flops, acts);
     const OneDevice x(g, Mode::kTraining);
     const StageModel& m = x.m;
     for (NodeId first = 0; first < n; ++first) {
