@@ -227,7 +227,6 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
         double delta;
       };
       std::vector<Event> events, host_events;
-      std::vector<Seconds> backward_starts, forward_starts;
       std::vector<std::pair<Seconds, Seconds>> forwards, backwards;  // each task's start and end
       // Between forward and backward, checkpointing keeps only the stage input, activation offload what it
       // does not move; the rest comes back (recomputed or copied) when the backward starts (as memory()).
@@ -256,8 +255,6 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
         const SimTask& bt = tg.work()[static_cast<size_t>(b[s][j][i])].info;
         dp.busy += bt.end - bt.start;
         events.push_back({ft.end, saved});
-        forward_starts.push_back(ft.start);
-        backward_starts.push_back(bt.start);
         forwards.emplace_back(ft.start, ft.end);
         backwards.emplace_back(bt.start, bt.end);
         if (back > 0) events.push_back({bt.start, back});
@@ -323,12 +320,13 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
         }
         std::stable_sort(events.begin(), events.end(),
                          [](const Event& x, const Event& y) { return x.at < y.at; });
-        std::sort(backward_starts.begin(), backward_starts.end());
+        std::sort(forwards.begin(), forwards.end());  // by start
+        std::sort(backwards.begin(), backwards.end());
         // What is live as a backward starts includes every event at that time.
         double live = 0, top = 0;
         size_t e = 0;
-        for (size_t k = 0; k < backward_starts.size(); ++k) {
-          while (e < events.size() && events[e].at <= backward_starts[k]) live += events[e++].delta;
+        for (size_t k = 0; k < backwards.size(); ++k) {
+          while (e < events.size() && events[e].at <= backwards[k].first) live += events[e++].delta;
           const double value = live + once + (k == 0 ? first : later);
           if (k == 0 || value > top) {
             top = value;
@@ -345,11 +343,11 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
           // forward peak).
           const double forward = model.forward_peak(base);
           const double gradients = static_cast<double>(model.gradient_bytes(base).value());
-          const Seconds first_backward = backward_starts.empty() ? Seconds(0) : backward_starts.front();
-          std::sort(forward_starts.begin(), forward_starts.end());
+          const Seconds first_backward = backwards.empty() ? Seconds(0) : backwards.front().first;
           double held = 0;
           size_t k = 0;
-          for (const Seconds start : forward_starts) {
+          for (const auto& task : forwards) {
+            const Seconds start = task.first;
             while (k < events.size() && events[k].at <= start) held += events[k++].delta;
             const double value = static_cast<double>(state_bytes.value()) + held + forward -
                                  (start < first_backward && !gradients_stay ? gradients : 0.0);
@@ -379,7 +377,6 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
             const std::vector<StageModel::Moment> in_forward =
                 model.forward_moments(spec, base, kMomentsPerTask);
             for (const auto& task : forwards) add_task(task, in_forward, once);  // `forward` has it
-            std::sort(backwards.begin(), backwards.end());
             const std::vector<StageModel::Moment> in_first = model.backward_moments(spec, none, true,
                                                                                     kMomentsPerTask),
                                                   in_later = model.backward_moments(spec, none, false,
