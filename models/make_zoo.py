@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -134,6 +135,38 @@ class GPT(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.head(self.ln_f(x))
+
+
+class ScriptedCNN(nn.Module):
+    """Saved with torch.jit.script, not traced: forward() reads attributes that are not tensors (batch norm's
+    and dropout's self.training, a float, an int, a flag, a bias that is None) and checks its input's shape
+    with a branch that raises. partita folds the attributes as train() or eval() left them and drops the
+    check (the module itself checks the example input once)."""
+
+    extra: Optional[torch.Tensor]
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.drop = nn.Dropout(0.25)
+        self.head = nn.Linear(8 * 16 * 16, 10)
+        self.scale = 0.5
+        self.pool = 2
+        self.residual = True
+        self.extra = None
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("ScriptedCNN expects a 4-d input (batch, 3, height, width)")
+        y = torch.relu(self.bn(self.conv(x)))
+        if self.residual:
+            y = y + x.mean(1, keepdim=True)
+        y = F.max_pool2d(y, self.pool)
+        extra = self.extra
+        if extra is not None:
+            y = y + extra
+        return self.head(self.drop(torch.flatten(y, 1))) * self.scale
 
 
 class DataDependent(nn.Module):
@@ -661,6 +694,8 @@ def main():
         print(f"zoo: wrote {name}.pt", file=sys.stderr)
     # A scripted (not traced) model with control flow, for the importer's error path.
     torch.jit.script(DataDependent()).save(os.path.join(args.out, "control_flow.pt"))
+    torch.manual_seed(0)
+    torch.jit.script(ScriptedCNN()).save(os.path.join(args.out, "scripted_cnn.pt"))
     torch.manual_seed(0)
     with torch.no_grad():
         fused = torch.jit.trace(FusedEncoder().eval(), (torch.randn(2, 8, 16),), check_trace=False)

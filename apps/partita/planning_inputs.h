@@ -24,6 +24,7 @@
 #include "partita/search/plan.h"
 #include "partita/search/search_options.h"
 #include "partita/torch_bridge/input_spec.h"
+#include "partita/torch_bridge/module_mode.h"
 
 namespace partita {
 struct LoadedModel;
@@ -52,6 +53,11 @@ Graph load_source_graph(const PlanSource& source);
 // (source.cluster); both set is an error. `graph_batch`: samples the graph's shapes are for (0: dim 0 of its
 // first input that is not shared).
 PlanningInputs make_planning_inputs(Graph graph, PlanSource source, int graph_batch = 0);
+
+// The mode a scripted module runs in for a plan of `mode`: torch.nn's train() for training, eval() otherwise.
+inline ModuleMode module_mode(Mode mode) {
+  return mode == Mode::kTraining ? ModuleMode::kTrain : ModuleMode::kEval;
+}
 
 // The TorchScript model `source` names, loaded and annotated at its input specs; for training, checked to
 // have a derivative at every node (torch_bridge/gradient_check.h).

@@ -16,6 +16,8 @@ expect_error "aten::embedding" "$PARTITA" verify "$ZOO/gpt.pt" --input 2x16
 expect_error "takes 1 input(s) but 2" "$PARTITA" analyze "$ZOO/mlp.pt" --input 4x64 --input 4x64
 expect_error "--input is required" "$PARTITA" analyze "$ZOO/mlp.pt"
 expect_error "prim::If" "$PARTITA" analyze "$ZOO/control_flow.pt" --input 4x8
+# A scripted model's own check (dropped from the graph partita runs) still refuses an input, in its words.
+expect_error "ScriptedCNN expects a 4-d input" "$PARTITA" analyze "$ZOO/scripted_cnn.pt" --input 4x3x32
 expect_error "builds a dict (prim::DictConstruct" "$PARTITA" analyze "$ZOO/nested_dict_output.pt" --input 4x16
 expect_error "forward() argument 1 (pair.1) is a Tuple[Tensor, Tensor], and partita gives every --input as one tensor" \
   "$PARTITA" analyze "$ZOO/pair_input.pt" --input 8x16

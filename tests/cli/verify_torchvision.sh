@@ -13,6 +13,23 @@ for name in googlenet squeezenet1_1 shufflenet_v2_x0_5 regnet_x_400mf densenet12
   "$PARTITA" --threads 1 verify "$WORK/$name.pt" --input 1x3x64x64 --train --json "$WORK/$name.json" >/dev/null \
     || fail "verify $name"
 done
+# The same models saved with torch.jit.script (their attributes folded as train() or eval() left them, their
+# shape checks dropped), in inference and training; googlenet's scripted forward() warns on every call.
+"$PYTHON" - "$WORK" <<'PY'
+import sys, torch, torchvision
+torch.manual_seed(0)
+for name in ["resnet18", "googlenet", "efficientnet_b0", "densenet121"]:
+    kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
+    m = getattr(torchvision.models, name)(weights=None, **kwargs)
+    torch.jit.script(m).save(f"{sys.argv[1]}/scripted_{name}.pt")
+PY
+for name in resnet18 googlenet efficientnet_b0 densenet121; do
+  for train in "" --train; do
+    "$PARTITA" --threads 1 verify "$WORK/scripted_$name.pt" --input 2x3x64x64 $train \
+      --json "$WORK/scripted_$name.json" >/dev/null || fail "verify scripted $name $train"
+    [ "$(json_get "$WORK/scripted_$name.json" "d['ok']")" = "True" ] || fail "scripted $name $train: not ok"
+  done
+done
 # A segmentation model returns a dict ({"out": ...}, traced with strict=False): partita takes its values.
 "$PYTHON" - "$WORK" <<'PY'
 import sys, torch, torchvision

@@ -68,6 +68,18 @@ void annotate_shapes(LoadedModel& model, const std::vector<InputSpec>& specs) {
   for (const auto& c : model.constants) g.value(c.value).tensors = metas_of(c.ivalue);
 
   torch::NoGradGuard no_grad;
+  if (model.dropped_checks > 0) {
+    try {
+      std::vector<c10::IValue> own;  // a forward that writes its input in place writes this copy
+      for (const auto& t : make_inputs(specs)) own.emplace_back(t);
+      model.module.forward(own);
+    } catch (const std::exception& e) {
+      std::string given;
+      for (const auto& s : specs) given += (given.empty() ? "" : ", ") + s.meta().to_string();
+      PARTITA_FAIL("'", model.path, "' rejected the input(s) ", given, ": ", last_line(e),
+                   "; check the --input shape and dtype against what the model's forward() expects");
+    }
+  }
   const Executor executor(model);
   ShapeRecorder recorder(g);
   try {

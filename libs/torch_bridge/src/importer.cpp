@@ -1,17 +1,21 @@
 // TorchScript file -> lowered torch graph + partita IR.
+#include <algorithm>
 #include <filesystem>
 #include <limits>
 #include <sstream>
 #include <unordered_map>
 
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/passes/lower_graph.h>
+#include <torch/csrc/jit/passes/remove_exceptions.h>
 #include <torch/version.h>
 
 #include "partita/core/error.h"
 #include "partita/core/format.h"
+#include "partita/core/log.h"
 #include "partita/graph/analysis.h"
 #include "partita/graph/op_names.h"
 #include "partita/hardware/cpu_info.h"
@@ -29,6 +33,15 @@ std::string first_line(const std::exception& e) {
     if (line.find_first_not_of(" \t\r") != std::string::npos) return line;
   }
   return "(no message)";
+}
+
+std::string last_line(const std::exception& e) {
+  std::istringstream lines(e.what());
+  std::string last = "(no message)";
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find_first_not_of(" \t\r") != std::string::npos) last = line;
+  }
+  return last;
 }
 
 namespace {
@@ -139,6 +152,85 @@ void tensor_constant_operands_as_numbers(jit::Graph& g) {
   }
 }
 
+// Every node of the graph, nested blocks included, in no particular order.
+std::vector<jit::Node*> all_nodes(jit::Graph& g) {
+  std::vector<jit::Node*> nodes;
+  std::vector<jit::Block*> blocks{g.block()};
+  while (!blocks.empty()) {
+    jit::Block* b = blocks.back();
+    blocks.pop_back();
+    for (jit::Node* n : b->nodes()) {
+      nodes.push_back(n);
+      for (jit::Block* inner : n->blocks()) blocks.push_back(inner);
+    }
+  }
+  return nodes;
+}
+
+// A scripted forward() may call warnings.warn (torchvision's scripted GoogLeNet does, on every call), which
+// TorchScript's interpreter prints and which has no operator partita's executor could run. Each message is
+// logged once here and the node dropped: it computes nothing.
+void log_and_drop_warnings(jit::Graph& g, const std::string& path) {
+  for (jit::Node* n : all_nodes(g)) {
+    if (n->kind() != c10::aten::warn) continue;
+    const c10::optional<c10::IValue> message = n->inputs().empty() ? c10::nullopt : jit::toIValue(n->input(0));
+    log_info("'" + path + "' warns in forward(): " +
+             (message && message->isString() ? message->toStringRef() : std::string("(a computed message)")));
+    n->destroy();
+  }
+}
+
+// The module object a value of the inlined forward() stands for: `self` (the graph's first input) or a chain
+// of prim::GetAttr from it; nullopt for anything else.
+std::optional<c10::IValue> module_value(const jit::Value* v, const jit::Graph& g, const c10::IValue& self) {
+  if (v == g.inputs().at(0)) return self;
+  const jit::Node* n = v->node();
+  if (n->kind() != c10::prim::GetAttr) return std::nullopt;
+  const std::optional<c10::IValue> owner = module_value(n->input(), g, self);
+  if (!owner || !owner->isObject()) return std::nullopt;
+  return owner->toObjectRef().getAttr(n->s(c10::attr::name));
+}
+
+// A loop whose results nothing reads and whose body computes only numbers (what is left of batch norm's
+// `_verify_batch_size` once its raise is gone: a product of sizes) does nothing; TorchScript's dead code
+// elimination keeps loops, so they go here. Returns how many.
+int drop_unread_number_loops(jit::Graph& g) {
+  const auto computes_numbers = [](const jit::Node* n) {
+    if (n->hasSideEffects() || !n->blocks().empty()) return false;
+    return std::all_of(n->outputs().begin(), n->outputs().end(), [](const jit::Value* v) {
+      const c10::TypeKind k = v->type()->kind();
+      return k == c10::TypeKind::IntType || k == c10::TypeKind::FloatType || k == c10::TypeKind::BoolType;
+    });
+  };
+  std::vector<jit::Node*> dead;
+  for (jit::Node* n : all_nodes(g)) {
+    if (n->kind() != c10::prim::Loop || n->hasUses()) continue;
+    const jit::Block* body = n->blocks().at(0);
+    if (std::all_of(body->nodes().begin(), body->nodes().end(), computes_numbers)) dead.push_back(n);
+  }
+  for (jit::Node* n : dead) n->destroy();
+  return static_cast<int>(dead.size());
+}
+
+// A scripted module reads its non-tensor attributes in forward() (`self.training`, a stride, a flag, an
+// optional bias that is None): LowerGraph turns only submodules and tensors into graph inputs. Each other
+// attribute becomes the constant it holds, so the branches that read them (`if self.training:`) fold away
+// as a trace would have recorded them. Returns how many were replaced.
+int attributes_as_constants(jit::Graph& g, const c10::IValue& self) {
+  int replaced = 0;
+  for (jit::Node* n : all_nodes(g)) {
+    if (n->kind() != c10::prim::GetAttr) continue;
+    const std::optional<c10::IValue> value = module_value(n->output(), g, self);
+    if (!value || value->isObject() || value->isTensor()) continue;
+    const jit::WithInsertPoint before(n);
+    const c10::optional<jit::Value*> constant = jit::tryInsertConstant(g, *value, c10::nullopt, n->scope());
+    if (!constant) continue;  // a value with no constant form (a list of tensors): left to LowerGraph
+    n->output()->replaceAllUsesWith(*constant);
+    ++replaced;
+  }
+  return replaced;
+}
+
 void reject_unsupported_nodes(const jit::Graph& g, const std::string& path) {
   for (const jit::Node* n : g.nodes()) {
     if (n->kind() == c10::prim::If || n->kind() == c10::prim::Loop) {
@@ -225,7 +317,7 @@ void reject_state_read_after_its_update(const Graph& ir, const std::string& path
 
 }  // namespace
 
-LoadedModel load_model(const std::string& path) {
+LoadedModel load_model(const std::string& path, ModuleMode mode) {
   PARTITA_CHECK(std::filesystem::exists(path), "model file '", path,
                 "' does not exist; pass a TorchScript file saved with torch.jit.trace(...).save(path)");
   LoadedModel model;
@@ -246,12 +338,32 @@ LoadedModel load_model(const std::string& path) {
                  "); save the model again with torch.jit.trace(model, example).save(path) from PyTorch ",
                  TORCH_VERSION, " or older, without torch.jit.freeze or optimize_for_inference");
   }
-  model.module.eval();
+  // A traced graph recorded the mode it was traced in and reads no flag; a scripted one reads each module's
+  // `training` (folded below), as torch.nn's train() and eval() set it.
+  model.module.train(mode == ModuleMode::kTrain);
   std::shared_ptr<jit::Graph> graph;
   std::vector<c10::IValue> slots;
   try {
     auto g = model.module.get_method("forward").graph()->copy();
     jit::Inline(*g);
+    log_and_drop_warnings(*g, path);
+    if (attributes_as_constants(*g, model.module._ivalue()) > 0) {
+      // What is left of a scripted forward's checks (`if x.dim() != 4: raise ...`) reads shapes, which
+      // partita learns by running: the branches that raise go, and annotate_shapes runs the module itself
+      // once so that an input it would refuse is refused with its own message.
+      const auto raises = [&] {
+        const std::vector<jit::Node*> nodes = all_nodes(*g);
+        return std::count_if(nodes.begin(), nodes.end(),
+                             [](const jit::Node* n) { return n->kind() == c10::prim::RaiseException; });
+      };
+      jit::ConstantPropagation(g);
+      const auto before = raises();
+      jit::EliminateExceptions(g);
+      jit::ConstantPropagation(g);
+      jit::EliminateDeadCode(g);
+      if (drop_unread_number_loops(*g) > 0) jit::EliminateDeadCode(g);
+      model.dropped_checks = static_cast<int>(before - raises());
+    }
     std::tie(graph, slots) = jit::LowerGraph(*g, model.module._ivalue());
     jit::ConstantPropagation(graph);
     tensor_constant_operands_as_numbers(*graph);

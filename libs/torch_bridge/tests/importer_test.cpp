@@ -144,6 +144,62 @@ TEST(Importer, ScriptedControlFlowIsRefusedWithNodeAndLine) {
   }
 }
 
+// A scripted module (not traced): its attributes that are not tensors or submodules become the constants they
+// hold, as train() or eval() left them, so the branches they decide fold away; the shape checks that raise
+// are dropped and counted. The zoo's ScriptedCNN checks its input's rank and holds a batch norm (which checks
+// the rank too, and in training the batch size), a dropout, a float, an int, a flag and a bias that is None.
+TEST(Importer, AScriptedModuleFoldsItsAttributesAsTrainOrEvalLeftThem) {
+  for (const ModuleMode mode : {ModuleMode::kEval, ModuleMode::kTrain}) {
+    SCOPED_TRACE(mode == ModuleMode::kTrain ? "train" : "eval");
+    const bool training = mode == ModuleMode::kTrain;
+    LoadedModel m = load_model(zoo_model("scripted_cnn"), mode);
+    EXPECT_EQ(m.dropped_checks, training ? 3 : 2);
+    std::vector<const torch::jit::Node*> nodes;
+    for (const torch::jit::Node* n : m.torch_graph->nodes()) {
+      EXPECT_TRUE(n->blocks().empty()) << *n;  // no If or Loop is left
+      EXPECT_NE(n->kind(), c10::prim::GetAttr);
+      EXPECT_NE(n->kind(), c10::prim::RaiseException);
+      nodes.push_back(n);
+    }
+    const auto argument = [&](const std::string& op, size_t k) {
+      for (const torch::jit::Node* n : nodes) {
+        if (n->kind().toQualString() == op) return torch::jit::toIValue(n->input(k)).value();
+      }
+      ADD_FAILURE() << "no " << op;
+      return c10::IValue();
+    };
+    EXPECT_EQ(argument("aten::batch_norm", 5), c10::IValue(training));  // use the batch's statistics
+    EXPECT_EQ(argument("aten::dropout", 2), c10::IValue(training));
+    EXPECT_EQ(argument("aten::max_pool2d", 1), c10::IValue(std::vector<int64_t>{2, 2}));
+    EXPECT_EQ(argument("aten::mul", 1), c10::IValue(0.5));
+    int means = 0, adds = 0, counts = 0;  // the residual (the flag is set) but not the bias (it is None)
+    for (const torch::jit::Node* n : nodes) {
+      means += n->kind() == c10::aten::mean;
+      adds += n->kind() == c10::aten::add;
+      counts += n->kind() == c10::aten::add_;
+    }
+    EXPECT_EQ(means, 1);
+    EXPECT_EQ(adds, 1);
+    EXPECT_EQ(counts, training ? 1 : 0);  // training, batch norm counts its batches
+    annotate_shapes(m, {parse_input_spec("4x3x32x32")});
+    EXPECT_EQ(m.ir.value(m.ir.outputs()[0]).meta()->shape, (std::vector<int64_t>{4, 10}));
+  }
+}
+
+// The checks dropped from a scripted forward() still refuse what the module refuses: annotate_shapes runs the
+// module once and names the input and the model's own message.
+TEST(Importer, AScriptedModulesDroppedChecksStillRefuseWhatItRefuses) {
+  LoadedModel m = load_model(zoo_model("scripted_cnn"));
+  try {
+    annotate_shapes(m, {parse_input_spec("4x3x32")});
+    FAIL();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("rejected the input(s) f32[4, 3, 32]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("ScriptedCNN expects a 4-d input (batch, 3, height, width)"), std::string::npos) << msg;
+  }
+}
+
 // A dict returned by forward() (torchvision's segmentation models, a model traced with strict=False) is
 // imported as the tuple of its values in the dict's order, with the keys kept; the executor's outputs are
 // the module's own dict values. A dict nested in what forward() returns is refused at load naming the node

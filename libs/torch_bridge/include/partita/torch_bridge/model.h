@@ -10,6 +10,7 @@
 
 #include "partita/graph/graph.h"
 #include "partita/torch_bridge/input_spec.h"
+#include "partita/torch_bridge/module_mode.h"
 
 namespace partita {
 
@@ -28,13 +29,19 @@ struct LoadedModel {
   // forward() returns a dict with these keys: the graph returns the tuple of its values in this order
   // (ir's output is that tuple). Empty when it returns no dict.
   std::vector<std::string> output_keys;
+  // The checks of a scripted forward() that raise on what only running can tell (a shape, a dimension),
+  // dropped from the graph; annotate_shapes runs the module itself once when there are any.
+  int dropped_checks = 0;
 
   int num_user_inputs() const { return static_cast<int>(ir.inputs().size()); }
 };
 
-// Loads, inlines, lowers and folds a TorchScript file. Throws partita::Error for a missing file, a file that
-// is not TorchScript, and graphs with data-dependent control flow (names the node and its source line).
-LoadedModel load_model(const std::string& path);
+// Loads, inlines, lowers and folds a TorchScript file, traced or scripted: a scripted module's attributes that
+// are not tensors or submodules (`training`, a stride, a bias that is None) become constants, so the branches
+// they decide fold away, and its checks that raise are dropped (LoadedModel::dropped_checks). Throws
+// partita::Error for a missing file, a file that is not TorchScript, and graphs with control flow left that
+// depends on the data (names the node and its source line).
+LoadedModel load_model(const std::string& path, ModuleMode mode = ModuleMode::kEval);
 
 // Runs the model once on `inputs` through the executor and records every value's shapes and dtypes in the IR,
 // then estimates per-node costs. Errors name the input and the node where the model rejected it.
@@ -62,5 +69,8 @@ std::vector<torch::Tensor> make_inputs(const std::vector<InputSpec>& specs, uint
 
 // The model-facing description of a torch error: its first line, without the C++ stack dump.
 std::string first_line(const std::exception& e);
+// Its last line: where the TorchScript interpreter puts the message of an exception a scripted forward()
+// raised, after its traceback.
+std::string last_line(const std::exception& e);
 
 }  // namespace partita
