@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Builds partita's model zoo: small real PyTorch models saved as TorchScript (torch.jit.trace).
+"""Builds partita's model zoo: small real PyTorch models saved as TorchScript (torch.jit.trace; one scripted).
 
 Run with Debian's python3 (python3-torch, python3-torchvision). No weights are downloaded: every model is
 randomly initialised with a fixed seed. Writes <out>/<name>.pt and <out>/zoo.json with each model's example

@@ -41,7 +41,7 @@ expect_error "LibTorch's autograd refuses its backward" "$PARTITA" plan "$ZOO/wr
 # A model without a derivative somewhere (torch.nn's fused transformer kernel, traced in eval mode under no_grad)
 # is refused for training by every command, at once and naming the node; it still plans for inference.
 fused="$ZOO/fused_encoder.pt"
-no_grad="node 0 aten::_transformer_encoder_layer_fwd (layer, transformer.py:42) has no gradient"
+no_grad="node 0 aten::_transformer_encoder_layer_fwd (layer, transformer.py:506) has no gradient"
 for cmd in "optimize --out $WORK/fused" "plan --cost roofline" "plan --cost profiled" "estimate --device cpu" verify; do
   # shellcheck disable=SC2086
   expect_error "cannot train $fused: $no_grad" "$PARTITA" $cmd "$fused" --input 2x8x16 --train

@@ -66,8 +66,11 @@ ValueKind kind_of(const c10::TypePtr& type) {
   }
 }
 
+// The line of the model's own Python source a node comes from, where the file kept it; else its line in the
+// TorchScript code the file holds.
 std::string source_of(const jit::Node* n) {
-  const auto flc = n->sourceRange().file_line_col();
+  const c10::optional<jit::SourceRange> original = n->sourceRange().findSourceRangeThatGenerated();
+  const auto flc = (original ? *original : n->sourceRange()).file_line_col();
   if (!flc) return "";
   const auto& [file, line, col] = *flc;
   return std::filesystem::path(file).filename().string() + ":" + std::to_string(line);
@@ -237,7 +240,8 @@ void reject_unsupported_nodes(const jit::Graph& g, const std::string& path) {
       const std::string where = source_of(n);
       PARTITA_FAIL("'", path, "' has data-dependent control flow (", n->kind().toQualString(), " at ",
                    where.empty() ? "an unknown source line" : where,
-                   "): partita imports straight-line graphs; trace the model with torch.jit.trace(model, "
+                   "): partita imports straight-line graphs (a scripted module's branches on its own "
+                   "attributes fold away, not these); trace the model with torch.jit.trace(model, "
                    "example_inputs) instead of torch.jit.script");
     }
     PARTITA_CHECK(n->blocks().empty(), "'", path, "': node ", n->kind().toQualString(),
@@ -372,7 +376,7 @@ LoadedModel load_model(const std::string& path, ModuleMode mode) {
     throw;
   } catch (const std::exception& e) {
     PARTITA_FAIL("cannot lower the graph of '", path, "': ", first_line(e),
-                 "; partita supports models saved with torch.jit.trace");
+                 "; partita supports models saved with torch.jit.trace or torch.jit.script");
   }
   model.output_keys = return_dict_values_as_tuple(*graph);
   reject_unsupported_nodes(*graph, path);
