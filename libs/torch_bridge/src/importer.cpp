@@ -176,7 +176,8 @@ std::vector<jit::Node*> all_nodes(jit::Graph& g) {
 void log_and_drop_warnings(jit::Graph& g, const std::string& path) {
   for (jit::Node* n : all_nodes(g)) {
     if (n->kind() != c10::aten::warn) continue;
-    const c10::optional<c10::IValue> message = n->inputs().empty() ? c10::nullopt : jit::toIValue(n->input(0));
+    const c10::optional<c10::IValue> message =
+        n->inputs().empty() ? c10::nullopt : jit::toIValue(n->input(0));
     log_info("'" + path + "' warns in forward(): " +
              (message && message->isString() ? message->toStringRef() : std::string("(a computed message)")));
     n->destroy();

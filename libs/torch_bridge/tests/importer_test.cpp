@@ -196,7 +196,8 @@ TEST(Importer, AScriptedModulesDroppedChecksStillRefuseWhatItRefuses) {
   } catch (const Error& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("rejected the input(s) f32[4, 3, 32]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("ScriptedCNN expects a 4-d input (batch, 3, height, width)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("ScriptedCNN expects a 4-d input (batch, 3, height, width)"), std::string::npos)
+        << msg;
   }
 }
 

@@ -36,9 +36,9 @@ struct LoadedModel {
   int num_user_inputs() const { return static_cast<int>(ir.inputs().size()); }
 };
 
-// Loads, inlines, lowers and folds a TorchScript file, traced or scripted: a scripted module's attributes that
-// are not tensors or submodules (`training`, a stride, a bias that is None) become constants, so the branches
-// they decide fold away, and its checks that raise are dropped (LoadedModel::dropped_checks). Throws
+// Loads, inlines, lowers and folds a TorchScript file, traced or scripted: a scripted module's attributes
+// that are not tensors or submodules (`training`, a stride, a bias that is None) become constants, so the
+// branches they decide fold away, and its checks that raise are dropped (LoadedModel::dropped_checks). Throws
 // partita::Error for a missing file, a file that is not TorchScript, and graphs with control flow left that
 // depends on the data (names the node and its source line).
 LoadedModel load_model(const std::string& path, ModuleMode mode = ModuleMode::kEval);
