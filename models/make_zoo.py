@@ -169,6 +169,21 @@ class ScriptedCNN(nn.Module):
         return self.head(self.drop(torch.flatten(y, 1))) * self.scale
 
 
+class ScriptedGRU(nn.Module):
+    """A GRU and a linear head, saved with torch.jit.script: the scripted GRU hands aten::gru the list of its
+    weights (_flat_weights, a List[Tensor] attribute), branches on its input's rank (is_batched = input.dim() ==
+    3), checks its input's shapes, and reads batch_first."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(8, 16, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.head(y[:, -1])
+
+
 class DataDependent(nn.Module):
     """Not traceable into a straight-line graph: scripted, it keeps a prim::If (partita must refuse it)."""
 
@@ -696,6 +711,8 @@ def main():
     torch.jit.script(DataDependent()).save(os.path.join(args.out, "control_flow.pt"))
     torch.manual_seed(0)
     torch.jit.script(ScriptedCNN()).save(os.path.join(args.out, "scripted_cnn.pt"))
+    torch.manual_seed(0)
+    torch.jit.script(ScriptedGRU()).save(os.path.join(args.out, "scripted_gru.pt"))
     torch.manual_seed(0)
     with torch.no_grad():
         fused = torch.jit.trace(FusedEncoder().eval(), (torch.randn(2, 8, 16),), check_trace=False)

@@ -31,7 +31,7 @@ void run_analyze(const AnalyzeArgs& args) {
   check_output_path(args.graph_json, "--graph-json");
   const auto specs = args.model.specs();
   log_info(fmt::format("analyze: loading {}", args.model.model));
-  LoadedModel model = load_model(args.model.model);
+  LoadedModel model = load_model(args.model.model, ModuleMode::kEval, specs);
   annotate_shapes(model, specs);
   log_info("analyze: checking the batch dimension at a second batch size");
   const BatchCheckResult batch = check_batch_splittability(model, specs);

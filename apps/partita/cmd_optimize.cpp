@@ -174,10 +174,10 @@ void run_optimize(const OptimizeArgs& args) {
                 ": a loss is for training; add --train or leave --loss out");
   const LossKind loss = args.loss.empty() ? LossKind::kAuto : parse_loss_kind(args.loss);
   MemoryMeter& meter = MemoryMeter::install();
-  LoadedModel model = load_model(args.model.model, module_mode(mode));
+  LoadedModel model = load_model(args.model.model, module_mode(mode), specs);
   annotate_shapes(model, specs);
   if (mode == Mode::kTraining) check_trainable(model, specs);
-  LoadedModel baseline_model = load_model(args.model.model, module_mode(mode));
+  LoadedModel baseline_model = load_model(args.model.model, module_mode(mode), specs);
   annotate_shapes(baseline_model, specs);
   // Every measured training run, plain LibTorch's and each candidate's, starts from the file's weights (both
   // models loaded it): hundreds of steps on one example batch would overfit it, and an overfit model's

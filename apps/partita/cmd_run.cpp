@@ -319,7 +319,7 @@ void run_run(const RunArgs& args) {
   // model is loaded. One process is compared with the plan's prediction; in a multi-process job every rank
   // loads the whole model, which the prediction (one process per machine) does not: each rank's is reported.
   MemoryMeter& meter = MemoryMeter::install();
-  LoadedModel model = load_model(args.model.model, module_mode(plan.mode));
+  LoadedModel model = load_model(args.model.model, module_mode(plan.mode), specs);
   annotate_shapes(model, specs);
   if (args.train) check_trainable(model, specs);
   // A plan made before partita checked this, or by hand: split, such a model computes something else.

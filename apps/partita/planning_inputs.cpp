@@ -343,7 +343,7 @@ LoadedModel load_source_model(const PlanSource& source, Mode mode) {
   for (const auto& s : source.inputs) specs.push_back(parse_input_spec(s));
   check_inputs_share_batch(specs);
   log_info(fmt::format("loading {}", source.model));
-  LoadedModel model = load_model(source.model, module_mode(mode));
+  LoadedModel model = load_model(source.model, module_mode(mode), specs);
   annotate_shapes(model, specs);
   if (mode == Mode::kTraining) check_trainable(model, specs);
   return model;

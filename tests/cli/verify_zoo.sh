@@ -20,9 +20,13 @@ check stochastic 8x32
 # Scripted, not traced: its attributes (self.training among them) folded for --train as train() leaves them,
 # and without it as eval() does.
 check scripted_cnn 4x3x32x32
+check scripted_gru 4x6x8
 "$PARTITA" --threads 1 verify "$ZOO/scripted_cnn.pt" --input 4x3x32x32 --json "$WORK/scripted_eval.json" \
   >/dev/null || fail "verify scripted_cnn (eval)"
 [ "$(json_get "$WORK/scripted_eval.json" "d['ok']")" = "True" ] || fail "scripted_cnn (eval): not ok"
+"$PARTITA" --threads 1 verify "$ZOO/scripted_gru.pt" --input 4x6x8 --json "$WORK/scripted_gru_eval.json" \
+  >/dev/null || fail "verify scripted_gru (eval)"
+[ "$(json_get "$WORK/scripted_gru_eval.json" "d['ok']")" = "True" ] || fail "scripted_gru (eval): not ok"
 # Random draws besides dropout (a VAE's randn_like noise, rand_like, bernoulli units, a batch-wide randn) split
 # the batch: the halves check and verify --plan run every float draw at its expected value, so two replicas
 # return what one device does.

@@ -11,6 +11,7 @@
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/passes/lower_graph.h>
 #include <torch/csrc/jit/passes/remove_exceptions.h>
+#include <torch/csrc/jit/passes/shape_analysis.h>
 #include <torch/version.h>
 
 #include "partita/core/error.h"
@@ -216,10 +217,33 @@ int drop_unread_number_loops(jit::Graph& g) {
   return static_cast<int>(dead.size());
 }
 
+// A list attribute of the owner's own tensors (a recurrent layer's `_flat_weights`, which its scripted
+// forward() hands to aten::lstm/gru): built in its place from reads of the attributes that hold them, so
+// LowerGraph makes each a graph input like any parameter. Null when some tensor is not one of the owner's
+// attributes (left to LowerGraph, which refuses it naming the type). Inserted before `read`.
+jit::Value* list_of_own_tensors(jit::Graph& g, jit::Node* read, const c10::IValue& owner,
+                                const std::vector<at::Tensor>& tensors) {
+  const c10::ivalue::Object& object = owner.toObjectRef();
+  const c10::ClassTypePtr type = object.type();
+  std::vector<jit::Value*> items;
+  for (const at::Tensor& t : tensors) {
+    std::optional<std::string> name;
+    for (size_t i = 0; i < type->numAttributes() && !name; ++i) {
+      const c10::IValue& slot = object.getSlot(i);
+      if (slot.isTensor() && slot.toTensor().unsafeGetTensorImpl() == t.unsafeGetTensorImpl())
+        name = type->getAttributeName(i);
+    }
+    if (!name) return nullptr;
+    items.push_back(g.insertGetAttr(read->input(), *name));
+  }
+  return g.insertNode(g.createList(c10::TensorType::get(), items))->output();
+}
+
 // A scripted module reads its non-tensor attributes in forward() (`self.training`, a stride, a flag, an
 // optional bias that is None): LowerGraph turns only submodules and tensors into graph inputs. Each other
 // attribute becomes the constant it holds, so the branches that read them (`if self.training:`) fold away
-// as a trace would have recorded them. Returns how many were replaced.
+// as a trace would have recorded them; a list of the module's tensors becomes the list of their reads.
+// Returns how many were replaced.
 int attributes_as_constants(jit::Graph& g, const c10::IValue& self) {
   int replaced = 0;
   for (jit::Node* n : all_nodes(g)) {
@@ -227,12 +251,57 @@ int attributes_as_constants(jit::Graph& g, const c10::IValue& self) {
     const std::optional<c10::IValue> value = module_value(n->output(), g, self);
     if (!value || value->isObject() || value->isTensor()) continue;
     const jit::WithInsertPoint before(n);
-    const c10::optional<jit::Value*> constant = jit::tryInsertConstant(g, *value, c10::nullopt, n->scope());
-    if (!constant) continue;  // a value with no constant form (a list of tensors): left to LowerGraph
-    n->output()->replaceAllUsesWith(*constant);
+    jit::Value* replacement = nullptr;
+    if (value->isTensorList()) {
+      replacement = list_of_own_tensors(g, n, *module_value(n->input(), g, self), value->toTensorVector());
+    } else if (const c10::optional<jit::Value*> constant =
+                   jit::tryInsertConstant(g, *value, c10::nullopt, n->scope())) {
+      replacement = *constant;
+    }
+    if (replacement == nullptr) continue;  // no constant form: left to LowerGraph, which names the type
+    n->output()->replaceAllUsesWith(replacement);
     ++replaced;
   }
   return replaced;
+}
+
+// Branches on a tensor's rank or dtype (`is_batched = input.dim() == 3` in a scripted GRU, `src.dim() == 3`
+// in a transformer layer): the ranks and dtypes the example inputs give, propagated through the graph by
+// TorchScript's shape analysis, replace each `aten::dim` and `prim::dtype` they answer, and `x is x` is
+// true. Sizes are not kept (they would fix the batch). Returns how many were replaced.
+int fold_ranks_and_dtypes(const std::shared_ptr<jit::Graph>& g, const std::vector<at::Tensor>& inputs,
+                          const std::vector<c10::IValue>& slots) {
+  const size_t users = g->inputs().size() - slots.size();
+  if (inputs.size() != users) return 0;  // annotate_shapes names the mismatch
+  for (size_t i = 0; i < g->inputs().size(); ++i) {
+    const c10::IValue value = i < users ? c10::IValue(inputs[i]) : slots[i - users];
+    if (value.isTensor()) g->inputs()[i]->setType(c10::TensorType::create(value.toTensor()));
+  }
+  jit::PropagateInputShapes(g);
+  int folded = 0;
+  for (jit::Node* n : all_nodes(*g)) {
+    c10::optional<c10::IValue> answer;
+    const auto tensor = n->inputs().empty() ? nullptr : n->input(0)->type()->cast<c10::TensorType>();
+    if (n->kind() == c10::aten::dim && tensor && tensor->dim()) {
+      answer = static_cast<int64_t>(*tensor->dim());
+    } else if (n->kind() == c10::prim::dtype && tensor && tensor->scalarType()) {
+      answer = static_cast<int64_t>(*tensor->scalarType());
+    } else if ((n->kind() == c10::aten::__is__ || n->kind() == c10::aten::__isnot__) && n->inputs().size() == 2 &&
+               n->input(0) == n->input(1)) {
+      answer = n->kind() == c10::aten::__is__;
+    }
+    if (!answer) continue;
+    const jit::WithInsertPoint before(n);
+    n->output()->replaceAllUsesWith(g->insertConstant(*answer));
+    ++folded;
+  }
+  jit::EraseShapeInformation(g);
+  return folded;
+}
+
+bool has_control_flow(jit::Graph& g) {
+  const std::vector<jit::Node*> nodes = all_nodes(g);
+  return std::any_of(nodes.begin(), nodes.end(), [](const jit::Node* n) { return !n->blocks().empty(); });
 }
 
 void reject_unsupported_nodes(const jit::Graph& g, const std::string& path) {
@@ -322,7 +391,7 @@ void reject_state_read_after_its_update(const Graph& ir, const std::string& path
 
 }  // namespace
 
-LoadedModel load_model(const std::string& path, ModuleMode mode) {
+LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vector<InputSpec>& inputs) {
   PARTITA_CHECK(std::filesystem::exists(path), "model file '", path,
                 "' does not exist; pass a TorchScript file saved with torch.jit.trace(...).save(path)");
   LoadedModel model;
@@ -370,6 +439,14 @@ LoadedModel load_model(const std::string& path, ModuleMode mode) {
       model.dropped_checks = static_cast<int>(before - raises());
     }
     std::tie(graph, slots) = jit::LowerGraph(*g, model.module._ivalue());
+    if (!inputs.empty() && has_control_flow(*graph) &&
+        fold_ranks_and_dtypes(graph, make_inputs(inputs), slots) > 0) {
+      jit::ConstantPropagation(graph);
+      jit::EliminateExceptions(graph);
+      jit::ConstantPropagation(graph);
+      jit::EliminateDeadCode(graph);
+      if (drop_unread_number_loops(*graph) > 0) jit::EliminateDeadCode(graph);
+    }
     jit::ConstantPropagation(graph);
     tensor_constant_operands_as_numbers(*graph);
     jit::EliminateDeadCode(graph);

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
 #include <utility>
@@ -183,6 +184,35 @@ TEST(Importer, AScriptedModuleFoldsItsAttributesAsTrainOrEvalLeftThem) {
     EXPECT_EQ(counts, training ? 1 : 0);  // training, batch norm counts its batches
     annotate_shapes(m, {parse_input_spec("4x3x32x32")});
     EXPECT_EQ(m.ir.value(m.ir.outputs()[0]).meta()->shape, (std::vector<int64_t>{4, 10}));
+  }
+}
+
+// A scripted recurrent layer hands aten::gru the list of its weights (a List[Tensor] attribute, which
+// LowerGraph refuses): the importer reads each from the attribute that holds it, so they are the model's named,
+// trainable parameters like a traced GRU's. Its forward branches on the input's rank (`input.dim() == 3`),
+// which the example inputs answer; without them the branch is refused.
+TEST(Importer, AScriptedRecurrentLayersWeightListIsItsParameters) {
+  const std::vector<InputSpec> specs{parse_input_spec("4x6x8")};
+  LoadedModel m = load_model(zoo_model("scripted_gru"), ModuleMode::kTrain, specs);
+  annotate_shapes(m, specs);
+  std::vector<std::string> names;
+  for (const auto& p : m.ir.parameters()) {
+    if (p.name.rfind("rnn.", 0) == 0) names.push_back(p.name);
+    EXPECT_TRUE(p.requires_grad) << p.name;
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"rnn.bias_hh_l0", "rnn.bias_ih_l0", "rnn.weight_hh_l0",
+                                             "rnn.weight_ih_l0"}));
+  const auto gru = std::find_if(m.ir.nodes().begin(), m.ir.nodes().end(),
+                                [](const Node& n) { return n.op == "aten::gru"; });
+  ASSERT_NE(gru, m.ir.nodes().end());
+  EXPECT_EQ(m.ir.value(m.ir.outputs()[0]).meta()->shape, (std::vector<int64_t>{4, 3}));
+  for (const torch::jit::Node* n : m.torch_graph->nodes()) EXPECT_TRUE(n->blocks().empty()) << *n;
+  try {
+    load_model(zoo_model("scripted_gru"), ModuleMode::kTrain);
+    FAIL() << "the rank branch was folded without inputs";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("prim::If at rnn.py:"), std::string::npos) << e.what();
   }
 }
 

@@ -41,7 +41,8 @@ struct LoadedModel {
 // branches they decide fold away, and its checks that raise are dropped (LoadedModel::dropped_checks). Throws
 // partita::Error for a missing file, a file that is not TorchScript, and graphs with control flow left that
 // depends on the data (names the node and its source line).
-LoadedModel load_model(const std::string& path, ModuleMode mode = ModuleMode::kEval);
+LoadedModel load_model(const std::string& path, ModuleMode mode = ModuleMode::kEval,
+                       const std::vector<InputSpec>& inputs = {});
 
 // Runs the model once on `inputs` through the executor and records every value's shapes and dtypes in the IR,
 // then estimates per-node costs. Errors name the input and the node where the model rejected it.
