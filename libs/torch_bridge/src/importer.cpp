@@ -265,12 +265,11 @@ int attributes_as_constants(jit::Graph& g, const c10::IValue& self) {
   return replaced;
 }
 
-// Branches on a tensor's rank or dtype (`is_batched = input.dim() == 3` in a scripted GRU, `src.dim() == 3`
-// in a transformer layer): the ranks and dtypes the example inputs give, propagated through the graph by
-// TorchScript's shape analysis, replace each `aten::dim` and `prim::dtype` they answer, and `x is x` is
-// true. Sizes are not kept (they would fix the batch). Returns how many were replaced.
-int fold_ranks_and_dtypes(const std::shared_ptr<jit::Graph>& g, const std::vector<at::Tensor>& inputs,
-                          const std::vector<c10::IValue>& slots) {
+// Branches on a tensor's rank (`is_batched = input.dim() == 3` in a scripted GRU or LSTM): the ranks the
+// example inputs give, propagated through the graph by TorchScript's shape analysis, replace each `aten::dim`
+// they answer. Sizes are not kept (they would fix the batch). Returns how many were replaced.
+int fold_ranks(const std::shared_ptr<jit::Graph>& g, const std::vector<at::Tensor>& inputs,
+               const std::vector<c10::IValue>& slots) {
   const size_t users = g->inputs().size() - slots.size();
   if (inputs.size() != users) return 0;  // annotate_shapes names the mismatch
   for (size_t i = 0; i < g->inputs().size(); ++i) {
@@ -280,19 +279,11 @@ int fold_ranks_and_dtypes(const std::shared_ptr<jit::Graph>& g, const std::vecto
   jit::PropagateInputShapes(g);
   int folded = 0;
   for (jit::Node* n : all_nodes(*g)) {
-    c10::optional<c10::IValue> answer;
-    const auto tensor = n->inputs().empty() ? nullptr : n->input(0)->type()->cast<c10::TensorType>();
-    if (n->kind() == c10::aten::dim && tensor && tensor->dim()) {
-      answer = static_cast<int64_t>(*tensor->dim());
-    } else if (n->kind() == c10::prim::dtype && tensor && tensor->scalarType()) {
-      answer = static_cast<int64_t>(*tensor->scalarType());
-    } else if ((n->kind() == c10::aten::__is__ || n->kind() == c10::aten::__isnot__) && n->inputs().size() == 2 &&
-               n->input(0) == n->input(1)) {
-      answer = n->kind() == c10::aten::__is__;
-    }
-    if (!answer) continue;
+    if (n->kind() != c10::aten::dim) continue;
+    const auto tensor = n->input(0)->type()->cast<c10::TensorType>();
+    if (!tensor || !tensor->dim()) continue;
     const jit::WithInsertPoint before(n);
-    n->output()->replaceAllUsesWith(g->insertConstant(*answer));
+    n->output()->replaceAllUsesWith(g->insertConstant(static_cast<int64_t>(*tensor->dim())));
     ++folded;
   }
   jit::EraseShapeInformation(g);
@@ -440,7 +431,7 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
     }
     std::tie(graph, slots) = jit::LowerGraph(*g, model.module._ivalue());
     if (!inputs.empty() && has_control_flow(*graph) &&
-        fold_ranks_and_dtypes(graph, make_inputs(inputs), slots) > 0) {
+        fold_ranks(graph, make_inputs(inputs), slots) > 0) {
       jit::ConstantPropagation(graph);
       jit::EliminateExceptions(graph);
       jit::ConstantPropagation(graph);
