@@ -139,7 +139,8 @@ void run_estimate(const EstimateArgs& args) {
   // Before the model loads, so its parameters count in the measured peak.
   if (args.measure && id.kind == DeviceKind::kCpu) MemoryMeter::install();
   const auto specs = args.model.specs();
-  LoadedModel model = load_model(args.model.model, args.train ? ModuleMode::kTrain : ModuleMode::kEval, specs);
+  LoadedModel model =
+      load_model(args.model.model, args.train ? ModuleMode::kTrain : ModuleMode::kEval, specs);
   annotate_shapes(model, specs);
   if (args.train) check_trainable(model, specs);
   const Graph& g = model.ir;

@@ -132,7 +132,8 @@ std::vector<torch::Tensor> take_grads(const std::vector<torch::Tensor>& params) 
 void run_verify(const VerifyArgs& args) {
   check_output_path(args.json, "--json");
   const auto specs = args.model.specs();
-  LoadedModel model = load_model(args.model.model, args.train ? ModuleMode::kTrain : ModuleMode::kEval, specs);
+  LoadedModel model =
+      load_model(args.model.model, args.train ? ModuleMode::kTrain : ModuleMode::kEval, specs);
   annotate_shapes(model, specs);
   if (args.train) check_trainable(model, specs);
   const Executor executor(model);

@@ -430,8 +430,7 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
       model.dropped_checks = static_cast<int>(before - raises());
     }
     std::tie(graph, slots) = jit::LowerGraph(*g, model.module._ivalue());
-    if (!inputs.empty() && has_control_flow(*graph) &&
-        fold_ranks(graph, make_inputs(inputs), slots) > 0) {
+    if (!inputs.empty() && has_control_flow(*graph) && fold_ranks(graph, make_inputs(inputs), slots) > 0) {
       jit::ConstantPropagation(graph);
       jit::EliminateExceptions(graph);
       jit::ConstantPropagation(graph);

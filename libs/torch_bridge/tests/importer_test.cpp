@@ -188,9 +188,9 @@ TEST(Importer, AScriptedModuleFoldsItsAttributesAsTrainOrEvalLeftThem) {
 }
 
 // A scripted recurrent layer hands aten::gru the list of its weights (a List[Tensor] attribute, which
-// LowerGraph refuses): the importer reads each from the attribute that holds it, so they are the model's named,
-// trainable parameters like a traced GRU's. Its forward branches on the input's rank (`input.dim() == 3`),
-// which the example inputs answer; without them the branch is refused.
+// LowerGraph refuses): the importer reads each from the attribute that holds it, so they are the model's
+// named, trainable parameters like a traced GRU's. Its forward branches on the input's rank (`input.dim() ==
+// 3`), which the example inputs answer; without them the branch is refused.
 TEST(Importer, AScriptedRecurrentLayersWeightListIsItsParameters) {
   const std::vector<InputSpec> specs{parse_input_spec("4x6x8")};
   LoadedModel m = load_model(zoo_model("scripted_gru"), ModuleMode::kTrain, specs);
