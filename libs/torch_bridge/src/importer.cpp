@@ -430,9 +430,8 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
       model.dropped_checks = static_cast<int>(before - raises());
     }
     std::tie(graph, slots) = jit::LowerGraph(*g, model.module._ivalue());
+    // (The raising branches went above, counted: none is left for the ranks to uncover.)
     if (!inputs.empty() && has_control_flow(*graph) && fold_ranks(graph, make_inputs(inputs), slots) > 0) {
-      jit::ConstantPropagation(graph);
-      jit::EliminateExceptions(graph);
       jit::ConstantPropagation(graph);
       jit::EliminateDeadCode(graph);
       if (drop_unread_number_loops(*graph) > 0) jit::EliminateDeadCode(graph);
