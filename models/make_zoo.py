@@ -184,6 +184,24 @@ class ScriptedGRU(nn.Module):
         return self.head(y[:, -1])
 
 
+class ScriptedEncoder(nn.Module):
+    """A batch-first torch.nn transformer encoder (two layers, dropout) over a linear embedding, saved with
+    torch.jit.script. Its forward() branches on what a run fixes, not on the input's values: multi-head
+    attention's `query.dim() == 3`, the encoder's and each layer's fast-path tests (the devices of its tensors,
+    grad mode, autocast, whether its weights require gradients). In inference without grad the layers take
+    torch.nn's fused kernel (aten::_transformer_encoder_layer_fwd); in training the plain one."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(16, 32)
+        layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.1, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x)).mean(dim=1))
+
+
 class DataDependent(nn.Module):
     """Not traceable into a straight-line graph: scripted, it keeps a prim::If (partita must refuse it)."""
 
@@ -713,6 +731,8 @@ def main():
     torch.jit.script(ScriptedCNN()).save(os.path.join(args.out, "scripted_cnn.pt"))
     torch.manual_seed(0)
     torch.jit.script(ScriptedGRU()).save(os.path.join(args.out, "scripted_gru.pt"))
+    torch.manual_seed(0)
+    torch.jit.script(ScriptedEncoder()).save(os.path.join(args.out, "scripted_encoder.pt"))
     torch.manual_seed(0)
     with torch.no_grad():
         fused = torch.jit.trace(FusedEncoder().eval(), (torch.randn(2, 8, 16),), check_trace=False)

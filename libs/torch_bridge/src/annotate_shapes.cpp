@@ -74,9 +74,7 @@ void annotate_shapes(LoadedModel& model, const std::vector<InputSpec>& specs) {
       for (const auto& t : make_inputs(specs)) own.emplace_back(t);
       model.module.forward(own);
     } catch (const std::exception& e) {
-      std::string given;
-      for (const auto& s : specs) given += (given.empty() ? "" : ", ") + s.meta().to_string();
-      PARTITA_FAIL("'", model.path, "' rejected the input(s) ", given, ": ", last_line(e),
+      PARTITA_FAIL("'", model.path, "' rejected the input(s) ", inputs_text(specs), ": ", last_line(e),
                    "; check the --input shape and dtype against what the model's forward() expects");
     }
   }
@@ -85,9 +83,7 @@ void annotate_shapes(LoadedModel& model, const std::vector<InputSpec>& specs) {
   try {
     executor.run(inputs, &recorder);
   } catch (const Error& e) {
-    std::string given;
-    for (const auto& s : specs) given += (given.empty() ? "" : ", ") + s.meta().to_string();
-    PARTITA_FAIL("'", model.path, "' rejected the input(s) ", given, ": ", e.what(),
+    PARTITA_FAIL("'", model.path, "' rejected the input(s) ", inputs_text(specs), ": ", e.what(),
                  "; check the --input shape and dtype against what the model was traced with");
   }
   estimate_costs(g);

@@ -11,7 +11,6 @@
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/passes/lower_graph.h>
 #include <torch/csrc/jit/passes/remove_exceptions.h>
-#include <torch/csrc/jit/passes/shape_analysis.h>
 #include <torch/version.h>
 
 #include "partita/core/error.h"
@@ -22,6 +21,7 @@
 #include "partita/hardware/cpu_info.h"
 #include "partita/torch_bridge/executor.h"
 #include "partita/torch_bridge/model.h"
+#include "partita/torch_bridge/run_conditions.h"
 
 namespace partita {
 
@@ -265,34 +265,29 @@ int attributes_as_constants(jit::Graph& g, const c10::IValue& self) {
   return replaced;
 }
 
-// Branches on a tensor's rank (`is_batched = input.dim() == 3` in a scripted GRU or LSTM): the ranks the
-// example inputs give, propagated through the graph by TorchScript's shape analysis, replace each `aten::dim`
-// they answer. Sizes are not kept (they would fix the batch). Returns how many were replaced.
-int fold_ranks(const std::shared_ptr<jit::Graph>& g, const std::vector<at::Tensor>& inputs,
-               const std::vector<c10::IValue>& slots) {
-  const size_t users = g->inputs().size() - slots.size();
-  if (inputs.size() != users) return 0;  // annotate_shapes names the mismatch
-  for (size_t i = 0; i < g->inputs().size(); ++i) {
-    const c10::IValue value = i < users ? c10::IValue(inputs[i]) : slots[i - users];
-    if (value.isTensor()) g->inputs()[i]->setType(c10::TensorType::create(value.toTensor()));
-  }
-  jit::PropagateInputShapes(g);
-  int folded = 0;
-  for (jit::Node* n : all_nodes(*g)) {
-    if (n->kind() != c10::aten::dim) continue;
-    const auto tensor = n->input(0)->type()->cast<c10::TensorType>();
-    if (!tensor || !tensor->dim()) continue;
-    const jit::WithInsertPoint before(n);
-    n->output()->replaceAllUsesWith(g->insertConstant(static_cast<int64_t>(*tensor->dim())));
-    ++folded;
-  }
-  jit::EraseShapeInformation(g);
-  return folded;
-}
-
 bool has_control_flow(jit::Graph& g) {
   const std::vector<jit::Node*> nodes = all_nodes(g);
   return std::any_of(nodes.begin(), nodes.end(), [](const jit::Node* n) { return !n->blocks().empty(); });
+}
+
+// The branches of a scripted forward() that every run takes the same way (torch.nn's rank checks, its fast-path
+// tests on devices, grad mode and autocast: run_conditions.h), folded from one run of the module's own graph on
+// the example inputs. An input the model refuses is refused here, in the model's words.
+void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, const LoadedModel& model, ModuleMode mode,
+                                const std::vector<InputSpec>& inputs) {
+  if (g->inputs().size() != inputs.size() + 1) return;  // annotate_shapes names the mismatch
+  std::vector<c10::IValue> stack{model.module._ivalue()};
+  for (const at::Tensor& t : make_inputs(inputs)) stack.emplace_back(t);
+  try {
+    const int folded = fold_run_conditions(g, std::move(stack), mode);
+    if (folded > 0) {
+      log_debug("'" + model.path + "': " + std::to_string(folded) +
+               " branches of the scripted forward() folded as a run on the example input(s) took them");
+    }
+  } catch (const std::exception& e) {
+    PARTITA_FAIL("'", model.path, "' rejected the input(s) ", inputs_text(inputs), ": ", last_line(e),
+                 "; check the --input shape and dtype against what the model's forward() expects");
+  }
 }
 
 void reject_unsupported_nodes(const jit::Graph& g, const std::string& path) {
@@ -413,15 +408,17 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
     jit::Inline(*g);
     log_and_drop_warnings(*g, path);
     if (attributes_as_constants(*g, model.module._ivalue()) > 0) {
-      // What is left of a scripted forward's checks (`if x.dim() != 4: raise ...`) reads shapes, which
-      // partita learns by running: the branches that raise go, and annotate_shapes runs the module itself
-      // once so that an input it would refuse is refused with its own message.
+      // A scripted forward() also branches on what a run fixes (ranks, devices, grad mode: run_conditions.h):
+      // folded from one run on the example inputs, which refuses an input the model refuses. The checks
+      // left read sizes, which partita learns by running: the branches that raise go (counted), and
+      // annotate_shapes runs the module itself once so that an input it would refuse is refused in its words.
       const auto raises = [&] {
         const std::vector<jit::Node*> nodes = all_nodes(*g);
         return std::count_if(nodes.begin(), nodes.end(),
                              [](const jit::Node* n) { return n->kind() == c10::prim::RaiseException; });
       };
       jit::ConstantPropagation(g);
+      if (!inputs.empty() && has_control_flow(*g)) fold_conditions_by_running(g, model, mode, inputs);
       const auto before = raises();
       jit::EliminateExceptions(g);
       jit::ConstantPropagation(g);
@@ -430,12 +427,6 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
       model.dropped_checks = static_cast<int>(before - raises());
     }
     std::tie(graph, slots) = jit::LowerGraph(*g, model.module._ivalue());
-    // (The raising branches went above, counted: none is left for the ranks to uncover.)
-    if (!inputs.empty() && has_control_flow(*graph) && fold_ranks(graph, make_inputs(inputs), slots) > 0) {
-      jit::ConstantPropagation(graph);
-      jit::EliminateDeadCode(graph);
-      if (drop_unread_number_loops(*graph) > 0) jit::EliminateDeadCode(graph);
-    }
     jit::ConstantPropagation(graph);
     tensor_constant_operands_as_numbers(*graph);
     jit::EliminateDeadCode(graph);

@@ -112,6 +112,12 @@ void check_inputs_share_batch(const std::vector<InputSpec>& specs) {
   }
 }
 
+std::string inputs_text(const std::vector<InputSpec>& specs) {
+  std::string text;
+  for (const auto& s : specs) text += (text.empty() ? "" : ", ") + s.meta().to_string();
+  return text;
+}
+
 std::vector<InputSpec> with_batch(std::vector<InputSpec> specs, int64_t batch) {
   for (auto& s : specs) {
     if (!s.shape.empty() && !s.shared) s.shape[0] = batch;

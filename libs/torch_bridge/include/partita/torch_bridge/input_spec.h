@@ -30,6 +30,9 @@ bool input_dtype_supported(DType d);
 // int64 counts is refused here; one larger than this machine's memory by make_inputs).
 InputSpec parse_input_spec(const std::string& text);
 
+// The inputs as errors name them: "f32[4, 3, 32], i64[4, 16]".
+std::string inputs_text(const std::vector<InputSpec>& specs);
+
 // The same specs with the leading (batch) dimension of each input that is not shared replaced.
 std::vector<InputSpec> with_batch(std::vector<InputSpec> specs, int64_t batch);
 

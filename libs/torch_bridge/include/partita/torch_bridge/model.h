@@ -29,8 +29,8 @@ struct LoadedModel {
   // forward() returns a dict with these keys: the graph returns the tuple of its values in this order
   // (ir's output is that tuple). Empty when it returns no dict.
   std::vector<std::string> output_keys;
-  // The checks of a scripted forward() that raise on what only running can tell (a shape, a dimension),
-  // dropped from the graph; annotate_shapes runs the module itself once when there are any.
+  // The checks of a scripted forward() that raise on what only running can tell (a size; a rank when loaded
+  // without inputs), dropped from the graph; annotate_shapes runs the module itself once when there are any.
   int dropped_checks = 0;
 
   int num_user_inputs() const { return static_cast<int>(ir.inputs().size()); }
@@ -38,9 +38,11 @@ struct LoadedModel {
 
 // Loads, inlines, lowers and folds a TorchScript file, traced or scripted: a scripted module's attributes
 // that are not tensors or submodules (`training`, a stride, a bias that is None) become constants, so the
-// branches they decide fold away, and its checks that raise are dropped (LoadedModel::dropped_checks). Throws
-// partita::Error for a missing file, a file that is not TorchScript, and graphs with control flow left that
-// depends on the data (names the node and its source line).
+// branches they decide fold away; given `inputs`, so do the branches on what a run fixes (ranks, devices,
+// grad mode as `mode` runs: run_conditions.h), learnt from one run on example inputs of those specs (an input
+// the model refuses is refused here, in its words); its checks that raise are dropped
+// (LoadedModel::dropped_checks). Throws partita::Error for a missing file, a file that is not TorchScript,
+// and graphs with control flow left that depends on the data (names the node and its source line).
 LoadedModel load_model(const std::string& path, ModuleMode mode = ModuleMode::kEval,
                        const std::vector<InputSpec>& inputs = {});
 

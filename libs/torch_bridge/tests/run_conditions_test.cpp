@@ -1,0 +1,215 @@
+#include "partita/torch_bridge/run_conditions.h"
+
+#include <gtest/gtest.h>
+
+#include <torch/csrc/jit/ir/irparser.h>
+#include <torch/csrc/jit/runtime/interpreter.h>
+
+namespace partita {
+
+namespace {
+
+namespace jit = torch::jit;
+
+std::shared_ptr<jit::Graph> parse(const std::string& ir) {
+  auto g = std::make_shared<jit::Graph>();
+  jit::parseIR(ir, g.get());
+  return g;
+}
+
+// How many prim::If nodes are left anywhere in the graph.
+int branches(const jit::Graph& g) {
+  int count = 0;
+  std::vector<const jit::Block*> blocks{g.block()};
+  while (!blocks.empty()) {
+    const jit::Block* b = blocks.back();
+    blocks.pop_back();
+    for (const jit::Node* n : b->nodes()) {
+      count += n->kind() == c10::prim::If;
+      EXPECT_NE(n->kind().toQualString(), std::string("partita::probe"));  // every probe is gone
+      for (const jit::Block* inner : n->blocks()) blocks.push_back(inner);
+    }
+  }
+  return count;
+}
+
+// Folds and returns the If nodes left; the graph's result is checked against the graph before folding, on
+// the same input.
+int fold_and_count(const std::string& ir, const at::Tensor& x, ModuleMode mode, int want_folded) {
+  const auto g = parse(ir);
+  const auto before = g->copy();
+  EXPECT_EQ(fold_run_conditions(g, {x}, mode), want_folded) << ir;
+  const auto run = [&](const std::shared_ptr<jit::Graph>& graph) {
+    jit::Stack stack{x};
+    jit::InterpreterState(jit::Code(graph, "test")).run(stack);
+    return stack.at(0).toTensor();
+  };
+  const torch::AutoGradMode grad(mode == ModuleMode::kTrain);
+  EXPECT_TRUE(torch::equal(run(g), run(before)));
+  return branches(*g);
+}
+
+// A branch on the input's rank, as multi-head attention's `is_batched = query.dim() == 3`.
+constexpr const char* kRank = R"IR(
+graph(%x : Tensor):
+  %zero : int = prim::Constant[value=0]()
+  %three : int = prim::Constant[value=3]()
+  %d : int = aten::dim(%x)
+  %batched : bool = aten::eq(%d, %three)
+  %y : Tensor = prim::If(%batched)
+    block0():
+      -> (%x)
+    block1():
+      %u : Tensor = aten::unsqueeze(%x, %zero)
+      -> (%u)
+  return (%y))IR";
+
+}  // namespace
+
+TEST(RunConditions, ABranchOnARankFoldsToTheSideTheExampleTook) {
+  EXPECT_EQ(fold_and_count(kRank, torch::randn({2, 3, 4}), ModuleMode::kEval, 1), 0);
+  EXPECT_EQ(fold_and_count(kRank, torch::randn({3, 4}), ModuleMode::kEval, 1), 0);
+}
+
+// The sizes change with the batch, and the values with every input: a branch on either stays.
+TEST(RunConditions, ABranchOnASizeOrOnValuesStays) {
+  constexpr const char* size = R"IR(
+graph(%x : Tensor):
+  %zero : int = prim::Constant[value=0]()
+  %one : int = prim::Constant[value=1]()
+  %n : int = aten::size(%x, %zero)
+  %single : bool = aten::eq(%n, %one)
+  %y : Tensor = prim::If(%single)
+    block0():
+      %s : Tensor = aten::squeeze(%x, %zero)
+      -> (%s)
+    block1():
+      -> (%x)
+  return (%y))IR";
+  EXPECT_EQ(fold_and_count(size, torch::randn({1, 4}), ModuleMode::kEval, 0), 1);
+  constexpr const char* values = R"IR(
+graph(%x : Tensor):
+  %none : NoneType = prim::Constant()
+  %s : Tensor = aten::sum(%x, %none)
+  %positive : bool = aten::Bool(%s)
+  %y : Tensor = prim::If(%positive)
+    block0():
+      %n : Tensor = aten::neg(%x)
+      -> (%n)
+    block1():
+      -> (%x)
+  return (%y))IR";
+  EXPECT_EQ(fold_and_count(values, torch::ones({2, 4}), ModuleMode::kEval, 0), 1);
+}
+
+// torch.nn's fast-path test: grad mode (on in training, off in inference) and whether every tensor is on a
+// supported device, gathered in a list that `all` reads.
+TEST(RunConditions, GradModeAndAListOfDeviceTestsFoldAsTheModeSays) {
+  constexpr const char* fast_path = R"IR(
+graph(%x : Tensor):
+  %false : bool = prim::Constant[value=0]()
+  %grad : bool = aten::is_grad_enabled()
+  %autocast : bool = aten::is_autocast_enabled()
+  %checks : bool[] = prim::ListConstruct()
+  %cuda : bool = prim::is_cuda(%x)
+  %nested : bool = prim::is_nested(%x)
+  %plain : bool = aten::__not__(%nested)
+  %a : bool[] = aten::append(%checks, %plain)
+  %b : bool[] = aten::append(%checks, %cuda)
+  %any_device : bool = aten::any(%checks)
+  %no_autocast : bool = aten::__not__(%autocast)
+  %fast : bool = aten::__and__(%any_device, %no_autocast)
+  %y : Tensor = prim::If(%grad)
+    block0():
+      %r : Tensor = aten::relu(%x)
+      -> (%r)
+    block1():
+      %z : Tensor = prim::If(%fast)
+        block0():
+          %t : Tensor = aten::tanh(%x)
+          -> (%t)
+        block1():
+          -> (%x)
+      -> (%z)
+  return (%y))IR";
+  // Training: the grad branch; the inner test never ran, and it goes with the branch not taken.
+  EXPECT_EQ(fold_and_count(fast_path, torch::randn({2, 4}), ModuleMode::kTrain, 1), 0);
+  // Inference: both fold (the device list says: not nested, on the CPU).
+  EXPECT_EQ(fold_and_count(fast_path, torch::randn({2, 4}), ModuleMode::kEval, 2), 0);
+}
+
+// A list that something other than an append writes (here insert) is not known from its appends: not folded.
+TEST(RunConditions, AListWrittenOtherwiseThanByAppendStays) {
+  constexpr const char* inserted = R"IR(
+graph(%x : Tensor):
+  %zero : int = prim::Constant[value=0]()
+  %true : bool = prim::Constant[value=1]()
+  %checks : bool[] = prim::ListConstruct()
+  %cuda : bool = prim::is_cuda(%x)
+  %a : bool[] = aten::append(%checks, %cuda)
+  aten::insert(%checks, %zero, %true)
+  %any : bool = aten::any(%checks)
+  %y : Tensor = prim::If(%any)
+    block0():
+      %n : Tensor = aten::neg(%x)
+      -> (%n)
+    block1():
+      -> (%x)
+  return (%y))IR";
+  EXPECT_EQ(fold_and_count(inserted, torch::randn({2, 4}), ModuleMode::kEval, 0), 1);
+}
+
+// A condition inside a loop that takes both values (the rank grows each iteration) is left as it is.
+TEST(RunConditions, AConditionThatTookBothValuesStays) {
+  constexpr const char* growing = R"IR(
+graph(%x : Tensor):
+  %zero : int = prim::Constant[value=0]()
+  %two : int = prim::Constant[value=2]()
+  %three : int = prim::Constant[value=3]()
+  %true : bool = prim::Constant[value=1]()
+  %y : Tensor = prim::Loop(%two, %true, %x)
+    block0(%i : int, %t : Tensor):
+      %d : int = aten::dim(%t)
+      %small : bool = aten::lt(%d, %three)
+      %next : Tensor = prim::If(%small)
+        block0():
+          %u : Tensor = aten::unsqueeze(%t, %zero)
+          -> (%u)
+        block1():
+          %r : Tensor = aten::relu(%t)
+          -> (%r)
+      -> (%true, %next)
+  return (%y))IR";
+  EXPECT_EQ(fold_and_count(growing, torch::randn({2, 4}), ModuleMode::kEval, 0), 1);
+}
+
+// What the graph throws on the example reaches the caller, and the graph is left without probes.
+TEST(RunConditions, TheGraphsOwnErrorReachesTheCallerAndNoProbeStays) {
+  constexpr const char* refuses = R"IR(
+graph(%x : Tensor):
+  %four : int = prim::Constant[value=4]()
+  %message : str = prim::Constant[value="expects a 4-d input"]()
+  %kind : str = prim::Constant[value="builtins.ValueError"]()
+  %d : int = aten::dim(%x)
+  %wrong : bool = aten::ne(%d, %four)
+  %y : Tensor = prim::If(%wrong)
+    block0():
+      prim::RaiseException(%message, %kind)
+      %never : Tensor = prim::Uninitialized()
+      -> (%never)
+    block1():
+      -> (%x)
+  return (%y))IR";
+  const auto g = parse(refuses);
+  try {
+    fold_run_conditions(g, {torch::randn({2, 4})}, ModuleMode::kEval);
+    FAIL() << "ran";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("expects a 4-d input"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(branches(*g), 1);
+  EXPECT_EQ(fold_run_conditions(g, {torch::randn({2, 3, 4, 4})}, ModuleMode::kEval), 1);
+  EXPECT_EQ(branches(*g), 0);  // the check went: the example passed it
+}
+
+}  // namespace partita
