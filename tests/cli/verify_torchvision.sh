@@ -22,8 +22,13 @@ for name in ["resnet18", "googlenet", "efficientnet_b0", "densenet121"]:
     kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
     m = getattr(torchvision.models, name)(weights=None, **kwargs)
     torch.jit.script(m).save(f"{sys.argv[1]}/scripted_{name}.pt")
+# A small vision transformer (vit_b_16's code, fewer and narrower layers): its multi-head attention branches
+# on the rank of a class token and patches joined by torch.cat, folded from one run.
+from torchvision.models.vision_transformer import VisionTransformer
+vit = VisionTransformer(image_size=64, patch_size=16, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
+torch.jit.script(vit).save(f"{sys.argv[1]}/scripted_vit.pt")
 PY
-for name in resnet18 googlenet efficientnet_b0 densenet121; do
+for name in resnet18 googlenet efficientnet_b0 densenet121 vit; do
   for train in "" --train; do
     "$PARTITA" --threads 1 verify "$WORK/scripted_$name.pt" --input 2x3x64x64 $train \
       --json "$WORK/scripted_$name.json" >/dev/null || fail "verify scripted $name $train"

@@ -21,12 +21,19 @@ check stochastic 8x32
 # and without it as eval() does.
 check scripted_cnn 4x3x32x32
 check scripted_gru 4x6x8
+# A scripted transformer encoder also branches on what the run fixes (ranks, devices, grad mode): folded from
+# one run, inference taking torch.nn's fused kernel and training the plain layers, each as TorchScript does.
+check scripted_encoder 4x6x16
 "$PARTITA" --threads 1 verify "$ZOO/scripted_cnn.pt" --input 4x3x32x32 --json "$WORK/scripted_eval.json" \
   >/dev/null || fail "verify scripted_cnn (eval)"
 [ "$(json_get "$WORK/scripted_eval.json" "d['ok']")" = "True" ] || fail "scripted_cnn (eval): not ok"
 "$PARTITA" --threads 1 verify "$ZOO/scripted_gru.pt" --input 4x6x8 --json "$WORK/scripted_gru_eval.json" \
   >/dev/null || fail "verify scripted_gru (eval)"
 [ "$(json_get "$WORK/scripted_gru_eval.json" "d['ok']")" = "True" ] || fail "scripted_gru (eval): not ok"
+"$PARTITA" --threads 1 verify "$ZOO/scripted_encoder.pt" --input 4x6x16 --json "$WORK/scripted_encoder_eval.json" \
+  >/dev/null || fail "verify scripted_encoder (eval)"
+[ "$(json_get "$WORK/scripted_encoder_eval.json" "d['ok'] and d['max_abs_diff'] == 0")" = "True" ] \
+  || fail "scripted_encoder (eval): not ok"
 # Random draws besides dropout (a VAE's randn_like noise, rand_like, bernoulli units, a batch-wide randn) split
 # the batch: the halves check and verify --plan run every float draw at its expected value, so two replicas
 # return what one device does.

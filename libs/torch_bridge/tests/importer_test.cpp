@@ -217,6 +217,30 @@ TEST(Importer, AScriptedRecurrentLayersWeightListIsItsParameters) {
   EXPECT_NE(without_inputs.find("prim::If at rnn.py:"), std::string::npos) << without_inputs;
 }
 
+// A scripted torch.nn transformer encoder branches on what a run fixes (multi-head attention's rank test, the
+// fast-path tests on devices, grad mode and autocast): with example inputs they fold as partita runs the
+// mode, inference (no grad) taking the fused kernel and training the plain layers; without inputs a branch
+// is left and refused naming its line.
+TEST(Importer, AScriptedEncodersRunDecidedBranchesFoldAsTheModeRuns) {
+  const std::vector<InputSpec> specs{parse_input_spec("4x6x16")};
+  for (const ModuleMode mode : {ModuleMode::kEval, ModuleMode::kTrain}) {
+    SCOPED_TRACE(mode == ModuleMode::kTrain ? "train" : "eval");
+    LoadedModel m = load_model(zoo_model("scripted_encoder"), mode, specs);
+    int fused = 0, dropouts = 0;
+    for (const torch::jit::Node* n : m.torch_graph->nodes()) {
+      EXPECT_TRUE(n->blocks().empty()) << *n;
+      fused += n->kind().toQualString() == std::string("aten::_transformer_encoder_layer_fwd");
+      dropouts += n->kind() == c10::aten::dropout;
+    }
+    EXPECT_EQ(fused, mode == ModuleMode::kEval ? 2 : 0);
+    EXPECT_EQ(dropouts, mode == ModuleMode::kTrain ? 8 : 0);  // attention, feed-forward, two residuals
+    annotate_shapes(m, specs);
+    EXPECT_EQ(m.ir.value(m.ir.outputs()[0]).meta()->shape, (std::vector<int64_t>{4, 10}));
+  }
+  const std::string without_inputs = load_error("scripted_encoder");
+  EXPECT_NE(without_inputs.find("prim::If at transformer.py:"), std::string::npos) << without_inputs;
+}
+
 // The checks dropped from a scripted forward() still refuse what the module refuses: annotate_shapes runs the
 // module once and names the input and the model's own message.
 TEST(Importer, AScriptedModulesDroppedChecksStillRefuseWhatItRefuses) {
