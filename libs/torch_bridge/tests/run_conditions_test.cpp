@@ -71,6 +71,46 @@ TEST(RunConditions, ABranchOnARankFoldsToTheSideTheExampleTook) {
   EXPECT_EQ(fold_and_count(kRank, torch::randn({3, 4}), ModuleMode::kEval, 1), 0);
 }
 
+// What a shape check returns (`is_batched` of multi-head attention's _mha_shape_check, whose other side raises
+// and leaves prim::Uninitialized) is known in the same run as the check: both branches fold from one run,
+// not one per round.
+TEST(RunConditions, AResultOfACheckThatCanRaiseFoldsInTheSameRun) {
+  constexpr const char* checked = R"IR(
+graph(%x : Tensor):
+  %zero : int = prim::Constant[value=0]()
+  %two : int = prim::Constant[value=2]()
+  %three : int = prim::Constant[value=3]()
+  %true : bool = prim::Constant[value=1]()
+  %false : bool = prim::Constant[value=0]()
+  %message : str = prim::Constant[value="query should be unbatched 2D or batched 3D tensor"]()
+  %kind : str = prim::Constant[value="builtins.AssertionError"]()
+  %d : int = aten::dim(%x)
+  %is3 : bool = aten::eq(%d, %three)
+  %batched : bool = prim::If(%is3)
+    block0():
+      -> (%true)
+    block1():
+      %is2 : bool = aten::eq(%d, %two)
+      %unbatched : bool = prim::If(%is2)
+        block0():
+          -> (%false)
+        block1():
+          prim::RaiseException(%message, %kind)
+          %never : bool = prim::Uninitialized()
+          -> (%never)
+      -> (%unbatched)
+  %add_batch : bool = aten::__not__(%batched)
+  %y : Tensor = prim::If(%add_batch)
+    block0():
+      %u : Tensor = aten::unsqueeze(%x, %zero)
+      -> (%u)
+    block1():
+      -> (%x)
+  return (%y))IR";
+  EXPECT_EQ(fold_and_count(checked, torch::randn({2, 3, 4}), ModuleMode::kEval, 2), 0);
+  EXPECT_EQ(fold_and_count(checked, torch::randn({3, 4}), ModuleMode::kEval, 3), 0);
+}
+
 // The sizes change with the batch, and the values with every input: a branch on either stays.
 TEST(RunConditions, ABranchOnASizeOrOnValuesStays) {
   constexpr const char* size = R"IR(
