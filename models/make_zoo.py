@@ -215,6 +215,22 @@ class DataDependent(nn.Module):
         return x
 
 
+class RankChecked(nn.Module):
+    """Scripted, and reads no attribute that is not a submodule: its forward() only checks its input's rank
+    (raising otherwise) and adds a batch dimension to a single sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        if x.dim() < 1 or x.dim() > 2:
+            raise ValueError("RankChecked takes (batch, 8) or (8,)")
+        if x.dim() == 1:
+            x = x.unsqueeze(0)
+        return self.fc(x)
+
+
 class BakedBatch(nn.Module):
     """Traced with a literal batch in a reshape: runs at other batch sizes but mixes samples (a split breaks it)."""
 
@@ -727,6 +743,7 @@ def main():
         print(f"zoo: wrote {name}.pt", file=sys.stderr)
     # A scripted (not traced) model with control flow, for the importer's error path.
     torch.jit.script(DataDependent()).save(os.path.join(args.out, "control_flow.pt"))
+    torch.jit.script(RankChecked()).save(os.path.join(args.out, "rank_checked.pt"))
     torch.manual_seed(0)
     torch.jit.script(ScriptedCNN()).save(os.path.join(args.out, "scripted_cnn.pt"))
     torch.manual_seed(0)

@@ -407,7 +407,8 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
     auto g = model.module.get_method("forward").graph()->copy();
     jit::Inline(*g);
     log_and_drop_warnings(*g, path);
-    if (attributes_as_constants(*g, model.module._ivalue()) > 0) {
+    // (A scripted forward() need not read an attribute that is not a submodule to branch on its input.)
+    if (attributes_as_constants(*g, model.module._ivalue()) > 0 || has_control_flow(*g)) {
       // A scripted forward() also branches on what a run fixes (ranks, devices, grad mode: run_conditions.h):
       // folded from one run on the example inputs, which refuses an input the model refuses. The checks
       // left read sizes, which partita learns by running: the branches that raise go (counted), and

@@ -241,6 +241,19 @@ TEST(Importer, AScriptedEncodersRunDecidedBranchesFoldAsTheModeRuns) {
   EXPECT_NE(without_inputs.find("prim::If at transformer.py:"), std::string::npos) << without_inputs;
 }
 
+// A scripted forward() that reads no plain attribute (only a submodule) and branches on its input's rank is
+// folded like any other: its check refuses a 3-d input in its words, a 2-d one leaves no branch.
+TEST(Importer, AScriptedForwardWithoutPlainAttributesStillFoldsItsRankBranches) {
+  LoadedModel m = load_model(zoo_model("rank_checked"), ModuleMode::kEval, {parse_input_spec("8x8")});
+  for (const torch::jit::Node* n : m.torch_graph->nodes()) EXPECT_TRUE(n->blocks().empty()) << *n;
+  try {
+    load_model(zoo_model("rank_checked"), ModuleMode::kEval, {parse_input_spec("8x8x2")});
+    FAIL() << "loaded a 3-d input";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("RankChecked takes (batch, 8) or (8,)"), std::string::npos) << e.what();
+  }
+}
+
 // The checks dropped from a scripted forward() still refuse what the module refuses: annotate_shapes runs the
 // module once and names the input and the model's own message.
 TEST(Importer, AScriptedModulesDroppedChecksStillRefuseWhatItRefuses) {
