@@ -279,10 +279,10 @@ void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, const Load
   std::vector<c10::IValue> stack{model.module._ivalue()};
   for (const at::Tensor& t : make_inputs(inputs)) stack.emplace_back(t);
   try {
-    const int folded = fold_run_conditions(g, std::move(stack), mode);
-    if (folded > 0) {
-      log_debug("'" + model.path + "': " + std::to_string(folded) +
-               " branches of the scripted forward() folded as a run on the example input(s) took them");
+    const RunConditionFolds folds = fold_run_conditions(g, stack, mode);
+    if (folds.folded > 0) {
+      log_info("'" + model.path + "': " + std::to_string(folds.folded) + " branches of the scripted forward() " +
+                "folded as " + std::to_string(folds.runs) + " run(s) on the example input(s) took them");
     }
   } catch (const std::exception& e) {
     PARTITA_FAIL("'", model.path, "' rejected the input(s) ", inputs_text(inputs), ": ", last_line(e),

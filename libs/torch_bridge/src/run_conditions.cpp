@@ -173,7 +173,8 @@ std::vector<jit::Node*> if_nodes(jit::Block* block) {
 }
 
 // One round: probes every fixed condition, runs the graph once, folds what the run decided.
-int fold_once(const std::shared_ptr<jit::Graph>& graph, std::vector<c10::IValue> stack, ModuleMode mode) {
+int fold_once(const std::shared_ptr<jit::Graph>& graph, std::vector<c10::IValue> stack, ModuleMode mode,
+              int& runs) {
   // Which conditions to probe is decided on the graph as it is, before any probe goes in.
   FixedValues values;
   std::vector<jit::Node*> decided;
@@ -210,6 +211,7 @@ int fold_once(const std::shared_ptr<jit::Graph>& graph, std::vector<c10::IValue>
     jit::InterpreterState run(code);
     const torch::AutoGradMode grad(mode == ModuleMode::kTrain);
     active_probes = &seen;
+    ++runs;
     run.run(stack);
     active_probes = nullptr;
   } catch (...) {
@@ -222,14 +224,14 @@ int fold_once(const std::shared_ptr<jit::Graph>& graph, std::vector<c10::IValue>
 
 }  // namespace
 
-int fold_run_conditions(const std::shared_ptr<jit::Graph>& graph, const std::vector<c10::IValue>& stack,
-                        ModuleMode mode) {
+RunConditionFolds fold_run_conditions(const std::shared_ptr<jit::Graph>& graph,
+                                      const std::vector<c10::IValue>& stack, ModuleMode mode) {
   register_probe();
   // A fold can make another condition fixed (`query is key` once the branch that made them different copies
   // is gone), so rounds go on while one folds: each removes at least one branch.
-  int folded = 0;
-  while (const int round = fold_once(graph, stack, mode)) {
-    folded += round;
+  RunConditionFolds result;
+  while (const int round = fold_once(graph, stack, mode, result.runs)) {
+    result.folded += round;
     std::shared_ptr<jit::Graph> g = graph;  // (the pass takes a non-const reference)
     jit::ConstantPropagation(g);
   }
@@ -247,7 +249,7 @@ int fold_run_conditions(const std::shared_ptr<jit::Graph>& graph, const std::vec
       for (jit::Block* inner : it->blocks()) blocks.push_back(inner);
     }
   }
-  return folded;
+  return result;
 }
 
 }  // namespace partita

@@ -28,9 +28,13 @@ namespace partita {
 //
 // Folds each condition that took one value every time it was evaluated, and propagates constants so that the
 // branch taken replaces it; leaves one that was never evaluated or took both values. Rounds repeat while one
-// folds (a fold can make another condition fixed). Returns how many it folded. Throws what the graph throws
-// on `stack` (the model refusing the input), leaving the graph as the last finished round left it.
-int fold_run_conditions(const std::shared_ptr<torch::jit::Graph>& graph, const std::vector<c10::IValue>& stack,
+// folds (a fold can make another condition fixed). Throws what the graph throws on `stack` (the model
+// refusing the input), leaving the graph as the last finished round left it.
+struct RunConditionFolds {
+  int folded = 0;  // conditions replaced by a constant
+  int runs = 0;    // runs of the graph it took (0 when no condition was fixed)
+};
+RunConditionFolds fold_run_conditions(const std::shared_ptr<torch::jit::Graph>& graph, const std::vector<c10::IValue>& stack,
                         ModuleMode mode);
 
 }  // namespace partita
