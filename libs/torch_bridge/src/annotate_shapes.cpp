@@ -68,6 +68,9 @@ void annotate_shapes(LoadedModel& model, const std::vector<InputSpec>& specs) {
   for (const auto& c : model.constants) g.value(c.value).tensors = metas_of(c.ivalue);
 
   torch::NoGradGuard no_grad;
+  // These runs are for the shapes: in training mode they would update batch norm's statistics and draw
+  // dropout masks, which the model and the generator keep as they were.
+  const ModuleStateGuard untouched(model.module);
   if (model.dropped_checks > 0) {
     try {
       std::vector<c10::IValue> own;  // a forward that writes its input in place writes this copy

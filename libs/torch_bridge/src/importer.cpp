@@ -5,6 +5,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
@@ -278,6 +279,7 @@ void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, const Load
   if (g->inputs().size() != inputs.size() + 1) return;  // annotate_shapes names the mismatch
   std::vector<c10::IValue> stack{model.module._ivalue()};
   for (const at::Tensor& t : make_inputs(inputs)) stack.emplace_back(t);
+  const ModuleStateGuard untouched(model.module);
   try {
     const RunConditionFolds folds = fold_run_conditions(g, stack, mode);
     if (folds.folded > 0) {
@@ -511,6 +513,28 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
   ir.check_invariants();
   reject_state_read_after_its_update(ir, path);
   return model;
+}
+
+ModuleStateGuard::ModuleStateGuard(const torch::jit::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (const torch::Tensor& b : module.buffers(/*recurse=*/true)) {
+    if (b.defined()) buffers_.push_back({b, b.clone()});
+  }
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  const std::lock_guard<std::mutex> lock(generator.mutex());
+  generator_state_ = generator.get_state();
+}
+
+ModuleStateGuard::~ModuleStateGuard() {
+  try {
+    torch::NoGradGuard no_grad;
+    for (Saved& b : buffers_) b.own.copy_(b.copy);
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    const std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(generator_state_);
+  } catch (const std::exception& e) {
+    log_warning(std::string("could not restore the module's buffers after a check run: ") + e.what());
+  }
 }
 
 ModelSnapshot::ModelSnapshot(const LoadedModel& model) {

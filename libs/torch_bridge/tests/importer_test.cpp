@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <algorithm>
 #include <fstream>
 #include <string>
@@ -252,6 +254,31 @@ TEST(Importer, AScriptedForwardWithoutPlainAttributesStillFoldsItsRankBranches) 
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("RankChecked takes (batch, 8) or (8,)"), std::string::npos) << e.what();
   }
+}
+
+// Loading a scripted model runs it (the branch probe in the importer, the dropped checks in annotate_shapes):
+// in training mode that run would update batch norm's running statistics and draw dropout masks. The model
+// keeps the buffers it was saved with and the CPU generator its state, as after loading a traced model.
+TEST(Importer, RunningAScriptedModelToLoadItLeavesItsBuffersAndTheGeneratorAlone) {
+  const std::vector<InputSpec> specs{parse_input_spec("4x3x32x32")};
+  torch::manual_seed(11);
+  LoadedModel m = load_model(zoo_model("scripted_cnn"), ModuleMode::kTrain, specs);
+  annotate_shapes(m, specs);
+  const torch::Tensor drawn = torch::rand({8});
+  torch::manual_seed(11);
+  EXPECT_TRUE(torch::equal(drawn, torch::rand({8})));
+  const torch::jit::Module saved = torch::jit::load(zoo_model("scripted_cnn"));
+  const auto want = saved.named_buffers();
+  const auto got = m.module.named_buffers();
+  std::map<std::string, torch::Tensor> saved_buffers;
+  for (const auto& b : want) saved_buffers[b.name] = b.value;
+  size_t compared = 0;
+  for (const auto& b : got) {
+    ASSERT_TRUE(saved_buffers.count(b.name)) << b.name;
+    EXPECT_TRUE(torch::equal(b.value, saved_buffers[b.name])) << b.name;
+    ++compared;
+  }
+  EXPECT_EQ(compared, 3u);  // batch norm's running mean, variance and batch count
 }
 
 // The checks dropped from a scripted forward() still refuse what the module refuses: annotate_shapes runs the

@@ -66,6 +66,25 @@ class ModelSnapshot {
   std::vector<torch::Tensor> values_;
 };
 
+// Runs of a module made for what they tell (its checks, which branches it takes), not for their effects: keeps
+// its buffers (batch norm's running statistics, which a forward in training mode updates) and the CPU random
+// generator (which dropout draws from) as they were, restoring both when it goes out of scope.
+class ModuleStateGuard {
+ public:
+  explicit ModuleStateGuard(const torch::jit::Module& module);
+  ~ModuleStateGuard();
+  ModuleStateGuard(const ModuleStateGuard&) = delete;
+  ModuleStateGuard& operator=(const ModuleStateGuard&) = delete;
+
+ private:
+  struct Saved {
+    torch::Tensor own;   // the module's buffer
+    torch::Tensor copy;  // its value when the guard was made
+  };
+  std::vector<Saved> buffers_;
+  torch::Tensor generator_state_;
+};
+
 // Example inputs for specs: normal floats, integers in [0, high); deterministic for a seed.
 std::vector<torch::Tensor> make_inputs(const std::vector<InputSpec>& specs, uint64_t seed = 0,
                                        const torch::Device& device = torch::kCPU);
