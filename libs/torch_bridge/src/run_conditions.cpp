@@ -110,13 +110,17 @@ class FixedValues {
     return true;
   }
 
-  // A list is mutable: it stays fixed when every use only reads it or appends a fixed value
+  // A list is mutable: it stays fixed when every use only reads it or appends a fixed value in the block that
+  // made it (an append in a branch depends on the branch's condition too)
   // (`all(x.device.type in supported for x in tensor_args)` builds one).
   bool appended_only_fixed(const jit::Value* list) {
     for (const jit::Use& use : list->uses()) {
       const jit::Node* user = use.user;
       if (user->kind() == c10::aten::append) {
-        if (use.offset != 0 || !fixed(user->input(1)) || user->output()->hasUses()) return false;
+        if (use.offset != 0 || user->owningBlock() != list->node()->owningBlock() || !fixed(user->input(1)) ||
+            user->output()->hasUses()) {
+          return false;
+        }
         continue;
       }
       if (user->kind() == c10::prim::Return || !user->blocks().empty()) return false;

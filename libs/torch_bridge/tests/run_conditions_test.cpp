@@ -201,6 +201,31 @@ graph(%x : Tensor):
       -> (%x)
   return (%y))IR";
   EXPECT_EQ(fold_and_count(inserted, torch::randn({2, 4}), ModuleMode::kEval, 0), 1);
+  // Nor one appended to in a branch on the data: what it holds depends on that branch.
+  constexpr const char* appended_in_branch = R"IR(
+graph(%x : Tensor):
+  %none : NoneType = prim::Constant()
+  %checks : bool[] = prim::ListConstruct()
+  %cuda : bool = prim::is_cuda(%x)
+  %s : Tensor = aten::sum(%x, %none)
+  %positive : bool = aten::Bool(%s)
+  prim::If(%positive)
+    block0():
+      %a : bool[] = aten::append(%checks, %cuda)
+      -> ()
+    block1():
+      -> ()
+  %n : int = aten::len(%checks)
+  %zero : int = prim::Constant[value=0]()
+  %some : bool = aten::gt(%n, %zero)
+  %y : Tensor = prim::If(%some)
+    block0():
+      %r : Tensor = aten::neg(%x)
+      -> (%r)
+    block1():
+      -> (%x)
+  return (%y))IR";
+  EXPECT_EQ(fold_and_count(appended_in_branch, torch::ones({2, 4}), ModuleMode::kEval, 0), 2);
 }
 
 // A condition inside a loop that takes both values (the rank grows each iteration) is left as it is.
