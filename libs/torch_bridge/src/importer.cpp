@@ -271,11 +271,11 @@ bool has_control_flow(jit::Graph& g) {
   return std::any_of(nodes.begin(), nodes.end(), [](const jit::Node* n) { return !n->blocks().empty(); });
 }
 
-// The branches of a scripted forward() that every run takes the same way (torch.nn's rank checks, its fast-path
-// tests on devices, grad mode and autocast: run_conditions.h), folded from one run of the module's own graph on
-// the example inputs. An input the model refuses is refused here, in the model's words.
-void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, const LoadedModel& model, ModuleMode mode,
-                                const std::vector<InputSpec>& inputs) {
+// The branches of a scripted forward() that every run takes the same way (torch.nn's rank checks, its
+// fast-path tests on devices, grad mode and autocast: run_conditions.h), folded from one run of the module's
+// own graph on the example inputs. An input the model refuses is refused here, in the model's words.
+void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, const LoadedModel& model,
+                                ModuleMode mode, const std::vector<InputSpec>& inputs) {
   if (g->inputs().size() != inputs.size() + 1) return;  // annotate_shapes names the mismatch
   std::vector<c10::IValue> stack{model.module._ivalue()};
   for (const at::Tensor& t : make_inputs(inputs)) stack.emplace_back(t);
@@ -283,8 +283,9 @@ void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, const Load
   try {
     const RunConditionFolds folds = fold_run_conditions(g, stack, mode);
     if (folds.folded > 0) {
-      log_info("'" + model.path + "': " + std::to_string(folds.folded) + " branches of the scripted forward() " +
-                "folded as " + std::to_string(folds.runs) + " run(s) on the example input(s) took them");
+      log_info("'" + model.path + "': " + std::to_string(folds.folded) +
+               " branches of the scripted forward() folded as " + std::to_string(folds.runs) +
+               " run(s) on the example input(s) took them");
     }
   } catch (const std::exception& e) {
     PARTITA_FAIL("'", model.path, "' rejected the input(s) ", inputs_text(inputs), ": ", last_line(e),

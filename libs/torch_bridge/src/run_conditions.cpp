@@ -18,11 +18,24 @@ namespace {
 
 // Reads of a tensor's metadata that a run keeps fixed (not its sizes, which change with the batch).
 bool reads_fixed_metadata(const jit::Node* n) {
-  static const std::unordered_set<std::string> kinds{
-      "aten::dim",          "prim::device",    "prim::dtype",     "prim::layout",      "prim::requires_grad",
-      "prim::is_cuda",      "prim::is_nested", "prim::is_sparse", "prim::is_sparse_csr", "prim::is_mkldnn",
-      "prim::is_quantized", "prim::is_meta",   "prim::is_xpu",    "prim::is_mps",      "prim::is_vulkan",
-      "prim::is_ipu",       "aten::is_floating_point", "aten::is_complex"};
+  static const std::unordered_set<std::string> kinds{"aten::dim",
+                                                     "prim::device",
+                                                     "prim::dtype",
+                                                     "prim::layout",
+                                                     "prim::requires_grad",
+                                                     "prim::is_cuda",
+                                                     "prim::is_nested",
+                                                     "prim::is_sparse",
+                                                     "prim::is_sparse_csr",
+                                                     "prim::is_mkldnn",
+                                                     "prim::is_quantized",
+                                                     "prim::is_meta",
+                                                     "prim::is_xpu",
+                                                     "prim::is_mps",
+                                                     "prim::is_vulkan",
+                                                     "prim::is_ipu",
+                                                     "aten::is_floating_point",
+                                                     "aten::is_complex"};
   return kinds.count(n->kind().toQualString()) > 0;
 }
 

@@ -252,7 +252,8 @@ TEST(Importer, AScriptedForwardWithoutPlainAttributesStillFoldsItsRankBranches) 
     load_model(zoo_model("rank_checked"), ModuleMode::kEval, {parse_input_spec("8x8x2")});
     FAIL() << "loaded a 3-d input";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("RankChecked takes (batch, 8) or (8,)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("RankChecked takes (batch, 8) or (8,)"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -74,9 +74,9 @@ TEST(RunConditions, ABranchOnARankFoldsToTheSideTheExampleTook) {
   EXPECT_EQ(fold_and_count(kRank, torch::randn({3, 4}), ModuleMode::kEval, 1), 0);
 }
 
-// What a shape check returns (`is_batched` of multi-head attention's _mha_shape_check, whose other side raises
-// and leaves prim::Uninitialized) is known in the same run as the check: both branches fold from one run,
-// not one per round.
+// What a shape check returns (`is_batched` of multi-head attention's _mha_shape_check, whose other side
+// raises and leaves prim::Uninitialized) is known in the same run as the check: both branches fold from one
+// run, not one per round.
 TEST(RunConditions, AResultOfACheckThatCanRaiseFoldsInTheSameRun) {
   constexpr const char* checked = R"IR(
 graph(%x : Tensor):

@@ -34,7 +34,7 @@ struct RunConditionFolds {
   int folded = 0;  // conditions replaced by a constant
   int runs = 0;    // runs of the graph it took (0 when no condition was fixed)
 };
-RunConditionFolds fold_run_conditions(const std::shared_ptr<torch::jit::Graph>& graph, const std::vector<c10::IValue>& stack,
-                        ModuleMode mode);
+RunConditionFolds fold_run_conditions(const std::shared_ptr<torch::jit::Graph>& graph,
+                                      const std::vector<c10::IValue>& stack, ModuleMode mode);
 
 }  // namespace partita
