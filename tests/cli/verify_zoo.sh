@@ -34,6 +34,14 @@ check scripted_encoder 4x6x16
   >/dev/null || fail "verify scripted_encoder (eval)"
 [ "$(json_get "$WORK/scripted_encoder_eval.json" "d['ok'] and d['max_abs_diff'] == 0")" = "True" ] \
   || fail "scripted_encoder (eval): not ok"
+# Its attention warns about a byte mask in a branch the run folds away: not logged, as no one passed a mask.
+"$PARTITA" -v analyze "$ZOO/scripted_encoder.pt" --input 4x6x16 >/dev/null 2>"$WORK/scripted_encoder.err" \
+  || fail "analyze scripted_encoder"
+grep -q "branches of the scripted forward() folded as 1 run" "$WORK/scripted_encoder.err" \
+  || fail "scripted_encoder: no fold reported: $(cat "$WORK/scripted_encoder.err")"
+if grep -q "warns in forward\|Warning:" "$WORK/scripted_encoder.err"; then
+  fail "scripted_encoder: a warning of a folded branch: $(cat "$WORK/scripted_encoder.err")"
+fi
 # Random draws besides dropout (a VAE's randn_like noise, rand_like, bernoulli units, a batch-wide randn) split
 # the batch: the halves check and verify --plan run every float draw at its expected value, so two replicas
 # return what one device does.

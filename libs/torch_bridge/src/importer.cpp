@@ -409,7 +409,6 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
   try {
     auto g = model.module.get_method("forward").graph()->copy();
     jit::Inline(*g);
-    log_and_drop_warnings(*g, path);
     // (A scripted forward() need not read an attribute that is not a submodule to branch on its input.)
     if (attributes_as_constants(*g, model.module._ivalue()) > 0 || has_control_flow(*g)) {
       // A scripted forward() also branches on what a run fixes (ranks, devices, grad mode: run_conditions.h):
@@ -430,6 +429,9 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
       if (drop_unread_number_loops(*g) > 0) jit::EliminateDeadCode(g);
       model.dropped_checks = static_cast<int>(before - raises());
     }
+    // Warnings in branches folded away above are not the model's to give (torch.nn's attention warns about a
+    // byte mask that no one passed): those left are logged.
+    log_and_drop_warnings(*g, path);
     std::tie(graph, slots) = jit::LowerGraph(*g, model.module._ivalue());
     jit::ConstantPropagation(graph);
     tensor_constant_operands_as_numbers(*graph);

@@ -66,9 +66,10 @@ class ModelSnapshot {
   std::vector<torch::Tensor> values_;
 };
 
-// Runs of a module made for what they tell (its checks, which branches it takes), not for their effects:
-// keeps its buffers (batch norm's running statistics, which a forward in training mode updates) and the CPU
-// random generator (which dropout draws from) as they were, restoring both when it goes out of scope.
+// Runs of a module made for what they tell (its checks, which branches it takes), not for their effects: keeps
+// its buffers (batch norm's running statistics, which a forward in training mode updates) and the CPU random
+// generator (which dropout draws from) as they were, restoring both when it goes out of scope, and keeps its
+// warnings (`warnings.warn` in forward(), which the importer logs once) from being printed on this thread.
 class ModuleStateGuard {
  public:
   explicit ModuleStateGuard(const torch::jit::Module& module);
@@ -81,8 +82,13 @@ class ModuleStateGuard {
     torch::Tensor own;   // the module's buffer
     torch::Tensor copy;  // its value when the guard was made
   };
+  struct Silent : c10::WarningHandler {
+    void process(const c10::SourceLocation&, const std::string&, const bool) override {}
+  };
   std::vector<Saved> buffers_;
   torch::Tensor generator_state_;
+  Silent silent_;
+  c10::Warning::WarningHandlerGuard quiet_{&silent_};  // the handler is per thread
 };
 
 // Example inputs for specs: normal floats, integers in [0, high); deterministic for a seed.
