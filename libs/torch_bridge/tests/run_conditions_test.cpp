@@ -41,7 +41,9 @@ int fold_and_count(const std::string& ir, const at::Tensor& x, ModuleMode mode, 
   const auto before = g->copy();
   const RunConditionFolds folds = fold_run_conditions(g, {x}, mode);
   EXPECT_EQ(folds.folded, want_folded) << ir;
-  if (want_runs >= 0) EXPECT_EQ(folds.runs, want_runs) << ir;
+  if (want_runs >= 0) {
+    EXPECT_EQ(folds.runs, want_runs) << ir;
+  }
   const auto run = [&](const std::shared_ptr<jit::Graph>& graph) {
     jit::Stack stack{x};
     jit::InterpreterState(jit::Code(graph, "test")).run(stack);
