@@ -14,6 +14,9 @@ expect_error "more elements than a tensor can hold" "$PARTITA" analyze "$ZOO/mlp
 expect_error "rejected the input(s) f32[8, 3]" "$PARTITA" analyze "$ZOO/cnn.pt" --input 8x3
 expect_error "aten::embedding" "$PARTITA" verify "$ZOO/gpt.pt" --input 2x16
 expect_error "takes 1 input(s) but 2" "$PARTITA" analyze "$ZOO/mlp.pt" --input 4x64 --input 4x64
+# (A scripted one is run at load to fold its branches: the count is checked before that run, not refused as a branch.)
+expect_error "scripted_encoder.pt' takes 1 input(s) but 2" "$PARTITA" analyze "$ZOO/scripted_encoder.pt" \
+  --input 4x6x16 --input 4x6x16
 expect_error "--input is required" "$PARTITA" analyze "$ZOO/mlp.pt"
 expect_error "prim::If" "$PARTITA" analyze "$ZOO/control_flow.pt" --input 4x8
 # A scripted model's own check (dropped from the graph partita runs) still refuses an input, in its words.

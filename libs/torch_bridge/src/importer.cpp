@@ -276,7 +276,9 @@ bool has_control_flow(jit::Graph& g) {
 // own graph on the example inputs. An input the model refuses is refused here, in the model's words.
 void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, const LoadedModel& model,
                                 ModuleMode mode, const std::vector<InputSpec>& inputs) {
-  if (g->inputs().size() != inputs.size() + 1) return;  // annotate_shapes names the mismatch
+  const size_t arguments = g->inputs().size() - 1;  // after `self`
+  PARTITA_CHECK(inputs.size() == arguments, "'", model.path, "' takes ", arguments, " input(s) but ",
+                inputs.size(), " --input were given; pass one --input per forward() argument");
   std::vector<c10::IValue> stack{model.module._ivalue()};
   for (const at::Tensor& t : make_inputs(inputs)) stack.emplace_back(t);
   const ModuleStateGuard untouched(model.module);
