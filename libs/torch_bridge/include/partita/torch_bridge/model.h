@@ -66,10 +66,11 @@ class ModelSnapshot {
   std::vector<torch::Tensor> values_;
 };
 
-// Runs of a module made for what they tell (its checks, which branches it takes), not for their effects: keeps
-// its buffers (batch norm's running statistics, which a forward in training mode updates) and the CPU random
-// generator (which dropout draws from) as they were, restoring both when it goes out of scope, and keeps its
-// warnings (`warnings.warn` in forward(), which the importer logs once) from being printed on this thread.
+// Runs of a module made for what they tell (its checks, which branches it takes), not for their effects:
+// keeps its buffers (batch norm's running statistics, which a forward in training mode updates) and the CPU
+// random generator (which dropout draws from) as they were, restoring both when it goes out of scope, and
+// keeps its warnings (`warnings.warn` in forward(), which the importer logs once) from being printed on this
+// thread.
 class ModuleStateGuard {
  public:
   explicit ModuleStateGuard(const torch::jit::Module& module);
