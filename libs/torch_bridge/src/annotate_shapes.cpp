@@ -71,7 +71,7 @@ void annotate_shapes(LoadedModel& model, const std::vector<InputSpec>& specs) {
   // These runs are for the shapes: in training mode they would update batch norm's statistics and draw
   // dropout masks, which the model and the generator keep as they were.
   const ModuleStateGuard untouched(model.module);
-  if (model.dropped_checks > 0) {
+  if (model.dropped_checks > 0 && model.checked_inputs != specs) {
     try {
       std::vector<c10::IValue> own;  // a forward that writes its input in place writes this copy
       for (const auto& t : make_inputs(specs)) own.emplace_back(t);

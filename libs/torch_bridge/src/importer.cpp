@@ -274,7 +274,7 @@ bool has_control_flow(jit::Graph& g) {
 // The branches of a scripted forward() that every run takes the same way (torch.nn's rank checks, its
 // fast-path tests on devices, grad mode and autocast: run_conditions.h), folded from one run of the module's
 // own graph on the example inputs. An input the model refuses is refused here, in the model's words.
-void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, const LoadedModel& model,
+void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, LoadedModel& model,
                                 ModuleMode mode, const std::vector<InputSpec>& inputs) {
   const size_t arguments = g->inputs().size() - 1;  // after `self`
   PARTITA_CHECK(inputs.size() == arguments, "'", model.path, "' takes ", arguments, " input(s) but ",
@@ -284,6 +284,7 @@ void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, const Load
   const ModuleStateGuard untouched(model.module);
   try {
     const RunConditionFolds folds = fold_run_conditions(g, stack, mode);
+    model.checked_inputs = inputs;  // the run went through every check of the forward() on them
     if (folds.folded > 0) {
       log_info("'" + model.path + "': " + std::to_string(folds.folded) +
                " branches of the scripted forward() folded as " + std::to_string(folds.runs) +
@@ -416,7 +417,8 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
       // A scripted forward() also branches on what a run fixes (ranks, devices, grad mode: run_conditions.h):
       // folded from one run on the example inputs, which refuses an input the model refuses. The checks
       // left read sizes, which partita learns by running: the branches that raise go (counted), and
-      // annotate_shapes runs the module itself once so that an input it would refuse is refused in its words.
+      // annotate_shapes runs the module itself once (unless the folding run went through the checks on the
+      // same inputs) so that an input it would refuse is refused in its words.
       const auto raises = [&] {
         const std::vector<jit::Node*> nodes = all_nodes(*g);
         return std::count_if(nodes.begin(), nodes.end(),

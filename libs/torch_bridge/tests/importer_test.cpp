@@ -290,6 +290,27 @@ TEST(Importer, AScriptedModulesDroppedChecksStillRefuseWhatItRefuses) {
   EXPECT_NE(msg.find("ScriptedCNN expects a 4-d input (batch, 3, height, width)"), std::string::npos) << msg;
 }
 
+// The run that folds a scripted forward()'s branches at load goes through its checks on the load's inputs,
+// so annotate_shapes does not run the module again for them; other inputs are checked by the module itself,
+// in its words (the GRU's own check of the feature size, not an error of the lowered graph's aten::gru).
+TEST(Importer, AScriptedModuleCheckedAtLoadIsCheckedAgainOnOtherInputs) {
+  const std::vector<InputSpec> loaded{parse_input_spec("4x6x8")};
+  LoadedModel m = load_model(zoo_model("scripted_gru"), ModuleMode::kEval, loaded);
+  ASSERT_GT(m.dropped_checks, 0);
+  ASSERT_TRUE(m.checked_inputs.has_value());
+  EXPECT_EQ(*m.checked_inputs, loaded);
+  annotate_shapes(m, loaded);
+  try {
+    annotate_shapes(m, {parse_input_spec("4x6x5")});
+    ADD_FAILURE() << "a feature size of 5 where the GRU takes 8 was accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("rejected the input(s) f32[4, 6, 5]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("input.size(-1) must be equal to input_size. Expected 8, got 5"), std::string::npos)
+        << msg;
+  }
+}
+
 // A dict returned by forward() (torchvision's segmentation models, a model traced with strict=False) is
 // imported as the tuple of its values in the dict's order, with the keys kept; the executor's outputs are
 // the module's own dict values. A dict nested in what forward() returns is refused at load naming the node

@@ -20,6 +20,7 @@ struct InputSpec {
 
   std::string to_string() const;
   TensorMeta meta() const { return TensorMeta{shape, dtype}; }
+  friend bool operator==(const InputSpec&, const InputSpec&) = default;
 };
 
 // The dtypes make_inputs can draw example values of, as --input spells them.

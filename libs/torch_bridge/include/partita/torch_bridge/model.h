@@ -3,6 +3,7 @@
 // and buffers turned into graph inputs, constants folded) and the torch-free IR that mirrors it node for
 // node.
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,8 +31,10 @@ struct LoadedModel {
   // (ir's output is that tuple). Empty when it returns no dict.
   std::vector<std::string> output_keys;
   // The checks of a scripted forward() that raise on what only running can tell (a size; a rank when loaded
-  // without inputs), dropped from the graph; annotate_shapes runs the module itself once when there are any.
+  // without inputs), dropped from the graph; annotate_shapes runs the module itself once when there are any,
+  // unless the module already ran on these inputs at load (the run that folded its branches, checks and all).
   int dropped_checks = 0;
+  std::optional<std::vector<InputSpec>> checked_inputs;
 
   int num_user_inputs() const { return static_cast<int>(ir.inputs().size()); }
 };
@@ -47,7 +50,9 @@ LoadedModel load_model(const std::string& path, ModuleMode mode = ModuleMode::kE
                        const std::vector<InputSpec>& inputs = {});
 
 // Runs the model once on `inputs` through the executor and records every value's shapes and dtypes in the IR,
-// then estimates per-node costs. Errors name the input and the node where the model rejected it.
+// then estimates per-node costs. Errors name the input and the node where the model rejected it. A scripted
+// model with dropped checks runs its own forward() first (in its words when it refuses), unless it ran
+// through them on these inputs at load (LoadedModel::checked_inputs).
 void annotate_shapes(LoadedModel& model, const std::vector<InputSpec>& specs);
 
 // The values of a model's parameters and buffers at one moment. Measured training runs restore it so each
