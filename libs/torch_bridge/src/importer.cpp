@@ -274,8 +274,8 @@ bool has_control_flow(jit::Graph& g) {
 // The branches of a scripted forward() that every run takes the same way (torch.nn's rank checks, its
 // fast-path tests on devices, grad mode and autocast: run_conditions.h), folded from one run of the module's
 // own graph on the example inputs. An input the model refuses is refused here, in the model's words.
-void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, LoadedModel& model,
-                                ModuleMode mode, const std::vector<InputSpec>& inputs) {
+void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, LoadedModel& model, ModuleMode mode,
+                                const std::vector<InputSpec>& inputs) {
   const size_t arguments = g->inputs().size() - 1;  // after `self`
   PARTITA_CHECK(inputs.size() == arguments, "'", model.path, "' takes ", arguments, " input(s) but ",
                 inputs.size(), " --input were given; pass one --input per forward() argument");
