@@ -26,7 +26,8 @@ Command register_launch(CLI::App& app) {
   cmd->add_option(
       "--grace", cli->grace_s,
       "seconds the other ranks get to stop on their own after one fails, before SIGTERM (and again "
-      "before SIGKILL)");
+      "before SIGKILL)")
+      ->check(nonnegative_number("5"));
   cmd->add_option(
          "command", cli->options.command,
          "the command after --; 'partita' means this binary (e.g. -- partita run MODEL.pt --plan p.json)")

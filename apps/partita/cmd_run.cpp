@@ -628,14 +628,15 @@ Command register_run(CLI::App& app) {
       ->check(nonnegative_integer());
   cmd->add_flag("--train", args->train, "training steps (the plan must be a training plan)");
   cmd->add_option("--lr", args->lr,
-                  "learning rate (default: 0.001 for adam and adamw, 0.01 for sgd and sgd_momentum)");
+                  "learning rate (default: 0.001 for adam and adamw, 0.01 for sgd and sgd_momentum)")
+      ->check(positive_number("0.01"));
   cmd->add_option("--loss", args->loss,
                   "auto, cross_entropy, mse or next_token (default: the plan's, from plan --loss; auto)");
   cmd->add_option(
          "--seed", args->seed,
          "seeds the model's random draws (dropout masks, noise): each device draws from a generator of "
          "its own, seeded from this, so a run is repeatable (default 0)")
-      ->check(nonnegative_integer());
+      ->check(nonnegative_integer(LLONG_MAX));
   cmd->add_option("--trace", args->trace, "write a Chrome trace of the run (open in Perfetto)");
   cmd->add_option("--json", args->json, "write results as JSON (- for stdout)");
   cmd->add_option("--checkpoint-dir", args->checkpoint_dir,

@@ -295,8 +295,8 @@ Command register_verify(CLI::App& app) {
   cmd->add_flag("--train", args->train, "also compare every parameter gradient");
   cmd->add_option("--repeat", args->repeat, "time N forward passes of each (medians)")
       ->check(nonnegative_integer());
-  cmd->add_option("--rtol", args->rtol, "relative tolerance");
-  cmd->add_option("--atol", args->atol, "absolute tolerance");
+  cmd->add_option("--rtol", args->rtol, "relative tolerance")->check(nonnegative_number("1e-4"));
+  cmd->add_option("--atol", args->atol, "absolute tolerance")->check(nonnegative_number("1e-5"));
   cmd->add_option("--plan", args->plan,
                   "also run this plan's layout (from partita plan --json) on the batch, forward only, and "
                   "compare its outputs");

@@ -1,5 +1,6 @@
 #pragma once
 // The partita subcommands. Each registers its options on the CLI app and runs when selected.
+#include <climits>
 #include <functional>
 #include <string>
 #include <vector>
@@ -18,10 +19,13 @@ struct ModelArgs {
 };
 void add_model_args(CLI::App& cmd, ModelArgs& args);
 
-// Checks for whole-number options, with a message that says what is wanted (CLI11's PositiveNumber prints its
-// range as 0 to 1.8e308).
-CLI::Validator positive_integer();     // 1, 2, ...
-CLI::Validator nonnegative_integer();  // 0, 1, ...
+// Checks for number options, with a message that says what is wanted (CLI11's PositiveNumber prints its
+// range as 0 to 1.8e308). Whole numbers up to `most` (an int option's largest by default: CLI11 said only
+// "Could not convert" for one beyond it); decimal numbers finite (nan and inf are refused).
+CLI::Validator positive_integer(long long most = INT_MAX);     // 1, 2, ...
+CLI::Validator nonnegative_integer(long long most = INT_MAX);  // 0, 1, ...
+CLI::Validator positive_number(const std::string& example);     // > 0
+CLI::Validator nonnegative_number(const std::string& example);  // >= 0
 
 // A registered subcommand: its CLI node and what runs when it is selected (after options are parsed).
 struct Command {

@@ -1,6 +1,9 @@
 // partita: hand us the model, get a faster (or greener) run.
+#include <climits>
+#include <cmath>
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 #include <string>
 
 #include <unistd.h>
@@ -31,27 +34,58 @@ void add_model_args(CLI::App& cmd, ModelArgs& args) {
 
 namespace {
 // `label` is what --help shows after the type (INT:POSITIVE).
-CLI::Validator integer_at_least(long long least, const std::string& what, const std::string& label) {
+CLI::Validator integer_in(long long least, long long most, const std::string& what, const std::string& label) {
   return CLI::Validator(
-      [least, what](const std::string& text) -> std::string {
+      [least, most, what](const std::string& text) -> std::string {
         long long value = 0;
         std::size_t used = 0;
         try {
           value = std::stoll(text, &used);
+        } catch (const std::out_of_range&) {
+          return "'" + text + "' is too large; write a whole number up to " + std::to_string(most);
         } catch (const std::exception&) {
           used = 0;
         }
         if (used == 0 || used != text.size() || value < least)
           return "'" + text + "' is not " + what + "; write a whole number such as " +
                  std::to_string(least + 1);
+        if (value > most) return "'" + text + "' is too large; write a whole number up to " + std::to_string(most);
+        return "";
+      },
+      label);
+}
+
+// A finite decimal number (not nan or inf) above `least`, or at least `least` when `or_equal`.
+CLI::Validator number_above(double least, bool or_equal, const std::string& what, const std::string& example,
+                            const std::string& label) {
+  return CLI::Validator(
+      [least, or_equal, what, example](const std::string& text) -> std::string {
+        double value = 0;
+        std::size_t used = 0;
+        try {
+          value = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != text.size() || !std::isfinite(value) || value < least ||
+            (value == least && !or_equal))
+          return "'" + text + "' is not " + what + "; write a number such as " + example;
         return "";
       },
       label);
 }
 }  // namespace
 
-CLI::Validator positive_integer() { return integer_at_least(1, "a positive integer", "POSITIVE"); }
-CLI::Validator nonnegative_integer() { return integer_at_least(0, "a non-negative integer", "NONNEGATIVE"); }
+CLI::Validator positive_integer(long long most) { return integer_in(1, most, "a positive integer", "POSITIVE"); }
+CLI::Validator nonnegative_integer(long long most) {
+  return integer_in(0, most, "a non-negative integer", "NONNEGATIVE");
+}
+CLI::Validator positive_number(const std::string& example) {
+  return number_above(0, false, "a positive number", example, "POSITIVE");
+}
+CLI::Validator nonnegative_number(const std::string& example) {
+  return number_above(0, true, "a non-negative number", example, "NONNEGATIVE");
+}
 
 }  // namespace partita::app
 

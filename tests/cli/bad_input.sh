@@ -81,6 +81,17 @@ expect_error "--input 2 is 16x16 but the batch is 8 (--input 1)" "$PARTITA" run 
 # Whole-number options say what they want (CLI11's own check printed a range up to 1.8e308).
 expect_error "--microbatches: '0' is not a positive integer" "$PARTITA" plan "$ZOO/mlp.pt" --input 8x64 --microbatches 0
 expect_error "--steps: '1.5' is not a positive integer" "$PARTITA" optimize "$ZOO/mlp.pt" --input 8x64 --steps 1.5
+# Past an int's range: what to write, not CLI11's "Could not convert".
+expect_error "--steps: '99999999999' is too large; write a whole number up to 2147483647" "$PARTITA" optimize \
+  "$ZOO/mlp.pt" --input 8x64 --steps 99999999999
+# Decimal options: a negative, nan or inf tolerance was an internal error (LibTorch's allclose check); --lr 0 ran
+# the optimizer's default rate.
+expect_error "--rtol: '-1' is not a non-negative number" "$PARTITA" verify "$ZOO/mlp.pt" --input 8x64 --rtol -1
+expect_error "--atol: 'nan' is not a non-negative number" "$PARTITA" verify "$ZOO/mlp.pt" --input 8x64 --atol nan
+expect_error "--rtol: 'inf' is not a non-negative number" "$PARTITA" verify "$ZOO/mlp.pt" --input 8x64 --rtol inf
+expect_error "--lr: '0' is not a positive number" "$PARTITA" run "$ZOO/mlp.pt" --plan "$ZOO/zoo.json" \
+  --input 8x64 --train --lr 0
+expect_error "--grace: 'nan' is not a non-negative number" "$PARTITA" launch -n 1 --grace nan -- true
 expect_error "--threads: '-2' is not a non-negative integer" "$PARTITA" --threads -2 devices
 # Output paths are checked before the work starts (optimize measures for minutes before it writes).
 # The engine workers' spin window: a bad value is refused before a worker waits.
