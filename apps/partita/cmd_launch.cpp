@@ -24,9 +24,9 @@ Command register_launch(CLI::App& app) {
   cmd->add_option("--master-port", cli->options.master_port,
                   "rendezvous port on 127.0.0.1 (default: a free one)");
   cmd->add_option(
-      "--grace", cli->grace_s,
-      "seconds the other ranks get to stop on their own after one fails, before SIGTERM (and again "
-      "before SIGKILL)")
+         "--grace", cli->grace_s,
+         "seconds the other ranks get to stop on their own after one fails, before SIGTERM (and again "
+         "before SIGKILL)")
       ->check(nonnegative_number("5"));
   cmd->add_option(
          "command", cli->options.command,

@@ -34,7 +34,8 @@ void add_model_args(CLI::App& cmd, ModelArgs& args) {
 
 namespace {
 // `label` is what --help shows after the type (INT:POSITIVE).
-CLI::Validator integer_in(long long least, long long most, const std::string& what, const std::string& label) {
+CLI::Validator integer_in(long long least, long long most, const std::string& what,
+                          const std::string& label) {
   return CLI::Validator(
       [least, most, what](const std::string& text) -> std::string {
         long long value = 0;
@@ -49,7 +50,8 @@ CLI::Validator integer_in(long long least, long long most, const std::string& wh
         if (used == 0 || used != text.size() || value < least)
           return "'" + text + "' is not " + what + "; write a whole number such as " +
                  std::to_string(least + 1);
-        if (value > most) return "'" + text + "' is too large; write a whole number up to " + std::to_string(most);
+        if (value > most)
+          return "'" + text + "' is too large; write a whole number up to " + std::to_string(most);
         return "";
       },
       label);
@@ -76,7 +78,9 @@ CLI::Validator number_above(double least, bool or_equal, const std::string& what
 }
 }  // namespace
 
-CLI::Validator positive_integer(long long most) { return integer_in(1, most, "a positive integer", "POSITIVE"); }
+CLI::Validator positive_integer(long long most) {
+  return integer_in(1, most, "a positive integer", "POSITIVE");
+}
 CLI::Validator nonnegative_integer(long long most) {
   return integer_in(0, most, "a non-negative integer", "NONNEGATIVE");
 }
