@@ -42,8 +42,9 @@ CLI::Validator integer_in(long long least, long long most, const std::string& wh
         std::size_t used = 0;
         try {
           value = std::stoll(text, &used);
-        } catch (const std::out_of_range&) {
-          return "'" + text + "' is too large; write a whole number up to " + std::to_string(most);
+        } catch (const std::out_of_range&) {  // beyond a long long: as far out as one goes
+          value = text.find('-') == std::string::npos ? LLONG_MAX : LLONG_MIN;
+          used = text.size();
         } catch (const std::exception&) {
           used = 0;
         }
