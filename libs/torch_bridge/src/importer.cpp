@@ -24,6 +24,8 @@
 #include "partita/torch_bridge/model.h"
 #include "partita/torch_bridge/run_conditions.h"
 
+#include "jit_nodes.h"
+
 namespace partita {
 
 namespace jit = torch::jit;
@@ -158,19 +160,7 @@ void tensor_constant_operands_as_numbers(jit::Graph& g) {
 }
 
 // Every node of the graph, nested blocks included, in no particular order.
-std::vector<jit::Node*> all_nodes(jit::Graph& g) {
-  std::vector<jit::Node*> nodes;
-  std::vector<jit::Block*> blocks{g.block()};
-  while (!blocks.empty()) {
-    jit::Block* b = blocks.back();
-    blocks.pop_back();
-    for (jit::Node* n : b->nodes()) {
-      nodes.push_back(n);
-      for (jit::Block* inner : n->blocks()) blocks.push_back(inner);
-    }
-  }
-  return nodes;
-}
+std::vector<jit::Node*> all_nodes(jit::Graph& g) { return detail::nodes_within(g.block()); }
 
 // A scripted forward() may call warnings.warn (torchvision's scripted GoogLeNet does, on every call), which
 // TorchScript's interpreter prints and which has no operator partita's executor could run. Each message is

@@ -10,6 +10,8 @@
 #include <torch/csrc/jit/runtime/custom_operator.h>
 #include <torch/csrc/jit/runtime/interpreter.h>
 
+#include "jit_nodes.h"
+
 namespace partita {
 
 namespace jit = torch::jit;
@@ -175,28 +177,16 @@ void register_probe() {
       c10::AliasAnalysisKind::CONSERVATIVE)});
 }
 
-std::vector<jit::Node*> if_nodes(jit::Block* block) {
-  std::vector<jit::Node*> found;
-  std::vector<jit::Block*> blocks{block};
-  while (!blocks.empty()) {
-    jit::Block* b = blocks.back();
-    blocks.pop_back();
-    for (jit::Node* n : b->nodes()) {
-      if (n->kind() == c10::prim::If) found.push_back(n);
-      for (jit::Block* inner : n->blocks()) blocks.push_back(inner);
-    }
-  }
-  return found;
-}
-
 // One round: probes every fixed condition, runs the graph once, folds what the run decided.
 int fold_once(const std::shared_ptr<jit::Graph>& graph, std::vector<c10::IValue> stack, ModuleMode mode,
               int& runs) {
   // Which conditions to probe is decided on the graph as it is, before any probe goes in.
   FixedValues values;
   std::vector<jit::Node*> decided;
-  for (jit::Node* n : if_nodes(graph->block())) {
-    if (n->input(0)->node()->kind() != c10::prim::Constant && values.fixed(n->input(0))) decided.push_back(n);
+  for (jit::Node* n : detail::nodes_within(graph->block())) {
+    if (n->kind() == c10::prim::If && n->input(0)->node()->kind() != c10::prim::Constant &&
+        values.fixed(n->input(0)))
+      decided.push_back(n);
   }
   std::vector<jit::Node*> probes;
   for (jit::Node* n : decided) {
@@ -254,17 +244,8 @@ RunConditionFolds fold_run_conditions(const std::shared_ptr<jit::Graph>& graph,
   }
   // Reads of the run's state that no condition needs any more: dead code elimination keeps them (they are
   // not pure functions to TorchScript).
-  std::vector<jit::Block*> blocks{graph->block()};
-  while (!blocks.empty()) {
-    jit::Block* b = blocks.back();
-    blocks.pop_back();
-    for (auto it = b->nodes().begin(); it != b->nodes().end(); ++it) {
-      if (reads_run_state(*it) && !it->hasUses()) {
-        it.destroyCurrent();
-        continue;
-      }
-      for (jit::Block* inner : it->blocks()) blocks.push_back(inner);
-    }
+  for (jit::Node* n : detail::nodes_within(graph->block())) {
+    if (reads_run_state(n) && !n->hasUses()) n->destroy();  // (such a read has no blocks)
   }
   return result;
 }
