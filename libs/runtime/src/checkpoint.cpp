@@ -418,11 +418,16 @@ std::vector<torch::Tensor> read_state(const fs::path& where, const CheckpointSha
     const auto keys = tensor_archive.keys();
     PARTITA_CHECK(keys.size() == shard.tensors.size(), "checkpoint file ", state.string(), " holds ",
                   keys.size(), " model tensors but its manifest lists ", shard.tensors.size(), corrupt);
+    std::vector<bool> listed(tensors.size(), false);
     for (size_t k = 0; k < shard.tensors.size(); ++k) {
       const int64_t i = shard.tensors[k];
       PARTITA_CHECK(i >= 0 && i < static_cast<int64_t>(tensors.size()), "checkpoint ", where.string(),
                     " holds model tensor ", i, " but the model has ", tensors.size(),
                     "; resume with the same model or start a new --checkpoint-dir");
+      // Read twice, it would leave another tensor (the file holds as many as the list) at the model's value.
+      PARTITA_CHECK(!listed[static_cast<size_t>(i)], "checkpoint manifest in ", where.string(),
+                    " lists model tensor ", i, " twice", corrupt);
+      listed[static_cast<size_t>(i)] = true;
       const torch::Tensor& model_tensor = tensors[static_cast<size_t>(i)];
       tensor_archive.read(std::to_string(i), saved[k]);
       PARTITA_CHECK(
@@ -464,9 +469,11 @@ Json latest_manifest(const std::string& dir, fs::path& where) {
     PARTITA_FAIL("checkpoint manifest ", manifest_path.string(), " is not valid JSON (", first_line(e), ")",
                  corrupt);
   }
-  PARTITA_CHECK(m.is_object() && m.value("format", "") == kFormat, "file ", manifest_path.string(),
-                " is not a partita checkpoint manifest", corrupt);
-  const int version = m.value("version", 0);
+  PARTITA_CHECK(m.is_object() && m.contains("format") && m["format"] == kFormat, "file ",
+                manifest_path.string(), " is not a partita checkpoint manifest", corrupt);
+  // (A version that is not a whole number reads as 0, which no partita wrote.)
+  const int64_t version =
+      m.contains("version") && m["version"].is_number_integer() ? m["version"].get<int64_t>() : 0;
   PARTITA_CHECK(version >= 1 && version <= kCheckpointVersion, "checkpoint ", where.string(),
                 " has format version ", version, " but this partita reads versions 1 to ", kCheckpointVersion,
                 "; resume with the partita that wrote it or start a new --checkpoint-dir");

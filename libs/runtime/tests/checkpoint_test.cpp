@@ -373,6 +373,31 @@ TEST(Checkpoint, RefusesWhatDoesNotMatch) {
   inputs.identity.inputs = {"8x64:f32"};
   EXPECT_NE(error_of([&] { load_into(inputs); }).find("--input 8x64 but got 8x64:f32"), std::string::npos);
 
+  // A manifest that lists one tensor twice (and so another not at all): the file holds as many tensors as
+  // the list, and the one left out kept the model's own value.
+  const fs::path manifest = dir.path / "step-00000001" / "manifest.json";
+  const Json saved = read_json_file(manifest.string());
+  Json twice = saved;
+  twice["shards"][0]["tensors"][1] = 0;
+  write_json_file(manifest.string(), twice);
+  Fixture listed = make("mlp", Optimizer::kAdam);
+  const auto untouched = clone_all(listed.model.parameters);
+  const std::string twice_error = error_of([&] { load_into(listed); });
+  EXPECT_NE(twice_error.find("lists model tensor 0 twice; the checkpoint is damaged"), std::string::npos)
+      << twice_error;
+  EXPECT_TRUE(same_tensors(listed.model.parameters, untouched)) << "a refused load must not touch the model";
+  // A format or version of another type (nlohmann's type errors were internal errors).
+  Json other = saved;
+  other["format"] = 2;
+  write_json_file(manifest.string(), other);
+  EXPECT_NE(error_of([&] { load_into(listed); }).find("is not a partita checkpoint manifest"), std::string::npos);
+  other = saved;
+  other["version"] = "3";
+  write_json_file(manifest.string(), other);
+  EXPECT_NE(error_of([&] { load_into(listed); }).find("has format version 0 but this partita reads"),
+            std::string::npos);
+  write_json_file(manifest.string(), saved);
+
   // Damaged files: truncated, then one byte changed, then a LATEST that names nothing.
   const fs::path state = dir.path / "step-00000001" / "state.pt";
   const auto size = fs::file_size(state);

@@ -247,7 +247,7 @@ Json plan_to_json(const Plan& plan) {
 }
 
 Plan plan_from_json(const Json& j) {
-  PARTITA_CHECK(j.is_object() && j.value("format", "") == "partita.plan",
+  PARTITA_CHECK(j.is_object() && j.contains("format") && j["format"] == "partita.plan",
                 "not a partita plan: the JSON needs \"format\": \"partita.plan\"");
   const int version = get<int>(j, "version");
   PARTITA_CHECK(version >= 1 && version <= kPlanJsonVersion, "plan JSON version ", version,

@@ -154,6 +154,8 @@ TEST(PlanJson, RefusesOtherFormatsVersionsAndBadFields) {
   wrong = j;
   wrong["format"] = "something";
   EXPECT_THROW(plan_from_json(wrong), Error);
+  wrong["format"] = 2;  // not a string: was nlohmann's type error, reported as an internal error
+  EXPECT_THROW(plan_from_json(wrong), Error);
   wrong = j;
   wrong.erase("stages");
   EXPECT_THROW(plan_from_json(wrong), Error);
