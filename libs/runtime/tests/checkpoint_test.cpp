@@ -390,7 +390,8 @@ TEST(Checkpoint, RefusesWhatDoesNotMatch) {
   Json other = saved;
   other["format"] = 2;
   write_json_file(manifest.string(), other);
-  EXPECT_NE(error_of([&] { load_into(listed); }).find("is not a partita checkpoint manifest"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_into(listed); }).find("is not a partita checkpoint manifest"),
+            std::string::npos);
   other = saved;
   other["version"] = "3";
   write_json_file(manifest.string(), other);
