@@ -362,9 +362,10 @@ double unix_now() {
 
 // Whether a cached entry can stand for a measurement now (see the header's cache rules).
 bool usable(const Json& e, const OpProfileOptions& o, double now) {
-  if (!e.is_object() || !e.contains("forward") || !e.contains("forward_spread") ||
-      !e.contains("measured_at")) {
-    return false;
+  // Every field a number (an entry of the first format has no spread; one damaged by hand may hold anything).
+  if (!e.is_object()) return false;
+  for (const char* f : {"forward", "backward", "forward_spread", "backward_spread", "measured_at"}) {
+    if (!e.contains(f) || !e[f].is_number()) return false;
   }
   if (now - e["measured_at"].get<double>() > o.max_cache_age.value()) return false;
   const auto steady = [&](const char* time, const char* spread) {
@@ -381,7 +382,7 @@ Json read_cache(const std::string& path) {
     Json j = read_json_file(path);
     // Version 3: times measured with freed memory kept in the process (process_memory.h); older entries
     // include page-fault costs that partita no longer pays.
-    if (j.is_object() && j.value("version", 0) == kCacheVersion && j.contains("entries") &&
+    if (j.is_object() && j.contains("version") && j["version"] == kCacheVersion && j.contains("entries") &&
         j["entries"].is_object())
       return j["entries"];
   } catch (const Error& e) {

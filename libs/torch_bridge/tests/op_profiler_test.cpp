@@ -271,6 +271,16 @@ TEST_F(OpProfilerTest, CacheKeepsSpreadAndAgeAndRemeasuresNoisyOrOldEntries) {
   EXPECT_EQ(profile_ops(ex, inputs, o).remeasured, keys);
   edit_cache(cache_, [](Json& e) { e.erase("forward_spread"); });
   EXPECT_EQ(profile_ops(ex, inputs, o).remeasured, keys);
+  // Entries damaged by hand (a field of another type, one missing) are measured again; they were nlohmann's
+  // type errors, which ended `plan --cost profiled` as an internal error.
+  edit_cache(cache_, [](Json& e) { e["measured_at"] = "yesterday"; });
+  EXPECT_EQ(profile_ops(ex, inputs, o).remeasured, keys);
+  edit_cache(cache_, [](Json& e) { e.erase("backward"); });
+  EXPECT_EQ(profile_ops(ex, inputs, o).remeasured, keys);
+  Json whole = read_json_file(cache_.string());
+  whole["version"] = "3";  // a cache of another version is left aside whole
+  write_json_file(cache_.string(), whole);
+  EXPECT_EQ(profile_ops(ex, inputs, o).measured, keys);
   o.max_cached_spread = -1;
   EXPECT_THROW(o.validate(), Error);
 }
