@@ -34,9 +34,54 @@ TEST(ModelSpec, Gpt3AndResnetBuild) {
 
 TEST(ModelSpec, BadSpecsAreRefusedByName) {
   EXPECT_THROW(parse_model_spec("name: x\narchitecture: lstm\n"), Error);
-  EXPECT_THROW(parse_model_spec("name: x\nwidth: 100\nheads: 3\n"), Error);
+  EXPECT_THROW(parse_model_spec("name: x\narchitecture: gpt\nwidth: 100\nheads: 3\n"), Error);
   EXPECT_THROW(parse_model_spec("architecture: gpt\n"), Error);
   EXPECT_THROW(load_model_spec("/nonexistent.yaml"), Error);
+}
+
+std::string spec_error(const std::string& yaml) {
+  try {
+    parse_model_spec(yaml);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+// A number yaml-cpp cannot make an int of (a fraction, one past an int, a word) was read as the default (a
+// 12-layer model planned for "layers: 1.5"), and so were a list or a map where text belongs (a ResNet spec
+// with "architecture: []" planned as GPT-2); a misspelt field, or one of the other architecture, was ignored;
+// a layer count in the millions built a graph for minutes.
+TEST(ModelSpec, FieldsAreWholeNumbersInRangeAndKnown) {
+  const std::string gpt = "name: x\narchitecture: gpt\n";
+  EXPECT_EQ(parse_model_spec(gpt + "layers: 24\n").layers, 24);
+  EXPECT_NE(spec_error(gpt + "layers: 1.5\n").find("'layers' is '1.5', not a whole number"),
+            std::string::npos);
+  EXPECT_NE(spec_error(gpt + "layers: 2147483648\n").find("'layers' is '2147483648', not a whole number"),
+            std::string::npos);
+  EXPECT_NE(spec_error(gpt + "width: twelve\n").find("'width' is 'twelve'"), std::string::npos);
+  EXPECT_NE(spec_error(gpt + "width: [1, 2]\n").find("'width' is not a single value"), std::string::npos);
+  EXPECT_NE(spec_error(gpt + "layer: 24\n").find("field 'layer' is not one of a gpt spec's"),
+            std::string::npos);
+  EXPECT_NE(spec_error(gpt + "image: 224\n").find("field 'image' is not one of a gpt spec's"),
+            std::string::npos);
+  EXPECT_NE(spec_error(gpt + "layers: 100000000\n").find("layers is 100000000; it must be 1 to 1024"),
+            std::string::npos);
+  EXPECT_NE(spec_error(gpt + "vocab: 0\n").find("vocab is 0; it must be 1 to"), std::string::npos);
+  EXPECT_NE(spec_error(gpt + "dtype: [f32]\n").find("'dtype' must be a single value"), std::string::npos);
+  EXPECT_NE(spec_error("name: x\nlayers: 24\n").find("'architecture' is missing"), std::string::npos);
+  EXPECT_NE(spec_error("name: x\narchitecture: []\n").find("'architecture' must be a single value"),
+            std::string::npos);
+  const std::string resnet = "name: r\narchitecture: resnet\n";
+  EXPECT_EQ(parse_model_spec(resnet + "blocks: [2, 2]\nwidths: [64, 128]\n").blocks,
+            (std::vector<int>{2, 2}));
+  EXPECT_NE(spec_error(resnet + "blocks: [2, 2.5]\nwidths: [64, 128]\n").find("'blocks[1]' is '2.5'"),
+            std::string::npos);
+  EXPECT_NE(spec_error(resnet + "blocks: 3\nwidths: [64]\n").find("'blocks' must be a list"),
+            std::string::npos);
+  EXPECT_NE(spec_error(resnet + "blocks: [3]\nwidths: [0]\n").find("a stage's width is 0"),
+            std::string::npos);
+  EXPECT_NE(spec_error(resnet + "block: {}\n").find("'block' must be a single value"), std::string::npos);
 }
 
 }  // namespace

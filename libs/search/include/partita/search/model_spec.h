@@ -40,7 +40,9 @@ struct ModelSpec {
   void validate() const;
 };
 
-// Parses YAML text / a file (errors name the file and field).
+// Parses YAML text / a file (errors name the file and field). `architecture` is required; a field of the
+// other architecture or an unknown one is refused, and so is a number that is not whole or out of the range
+// validate() allows (layers and a stage's blocks at most 1024).
 ModelSpec parse_model_spec(const std::string& yaml_text);
 ModelSpec load_model_spec(const std::string& path);
 
