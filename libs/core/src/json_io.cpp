@@ -1,5 +1,7 @@
 #include "partita/core/json_io.h"
 
+#include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -54,16 +56,29 @@ void write_text_file(const std::string& path, const std::string& text) {
   namespace fs = std::filesystem;
   const fs::path target(path);
   if (target.has_parent_path()) make_folder(target.parent_path(), "'" + path + "'");
-  const fs::path tmp = target.string() + ".tmp";
+  // A temporary of this writer's own: partita processes (a launch's ranks, concurrent commands) write the
+  // same cache files, and with one shared name a writer's rename found the file another had already moved
+  // (and a reader could get one writer's text cut by another's). The last rename wins whole.
+  static std::atomic<uint64_t> writes{0};
+  const fs::path tmp =
+      target.string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(writes.fetch_add(1));
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     PARTITA_CHECK(out.good(), "cannot write '", tmp.string(), "': check the folder exists and is writable");
     out << text;
     out.flush();
-    PARTITA_CHECK(out.good(), "writing '", tmp.string(), "' failed (disk full?)");
+    if (!out.good()) {
+      std::error_code ignored;
+      fs::remove(tmp, ignored);
+      PARTITA_FAIL("writing '", tmp.string(), "' failed (disk full?)");
+    }
   }
   std::error_code ec;
   fs::rename(tmp, target, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+  }
   PARTITA_CHECK(!ec, "cannot move '", tmp.string(), "' to '", path, "': ", ec.message());
 }
 

@@ -1,9 +1,13 @@
 #include "partita/core/json_io.h"
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -73,6 +77,37 @@ TEST(JsonIo, WriteTextFileReportsAFolderItCannotMakeAsAnError) {
   EXPECT_NE(e.find("cannot create the folder"), std::string::npos) << e;
   write_text_file((tmp.path / "ok" / "a.json").string(), "{}");
   EXPECT_EQ(read_json_file((tmp.path / "ok" / "a.json").string()), Json::object());
+}
+
+// Writers of one file at once (the ranks of a launch profile into one op-time cache): each write succeeds and
+// the file is always one writer's whole text. With one shared temporary name a writer's rename failed
+// ("cannot move"), or moved a file another writer was still filling.
+TEST(JsonIo, WritersOfOneFileAtOnceEachLeaveAWholeFile) {
+  TempFolder tmp;
+  const std::string file = (tmp.path / "cache.json").string();
+  const std::string a(1 << 16, 'a'), b(1 << 16, 'b');
+  std::atomic<int> failures{0}, torn{0};
+  std::vector<std::thread> writers;
+  for (const std::string* text : {&a, &b}) {
+    writers.emplace_back([&, text] {
+      for (int i = 0; i < 200; ++i) {
+        try {
+          write_text_file(file, *text);
+        } catch (const Error&) {
+          ++failures;
+        }
+        std::ifstream in(file, std::ios::binary);
+        const std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (got != a && got != b) ++torn;
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(torn.load(), 0);
+  int left = 0;
+  for (const auto& entry : fs::directory_iterator(tmp.path)) left += entry.path().filename() != "cache.json";
+  EXPECT_EQ(left, 0) << "temporary files left behind";
 }
 
 }  // namespace partita
