@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "graph_builder.h"
@@ -115,11 +117,41 @@ Graph build_resnet(const ModelSpec& s, int batch) {
   return b.take(linear(b, "fc", x, feat, shape[1], s.classes));
 }
 
+// The elements of every tensor the spec's graph makes at `batch` (parameters and activations, counted
+// generously), in floating point: partita counts bytes in int64, which these sizes can pass (a batch of 2^31
+// sequences of 2^20 tokens of width 4096 overflowed into a graph whose nodes were out of order).
+long double elements_upper_bound(const ModelSpec& s, int batch) {
+  const long double b = batch;
+  if (s.architecture == Architecture::kGpt) {
+    const long double t = s.seq, w = s.width, h = s.heads, v = s.vocab;
+    const long double per_layer = 2 * b * h * t * t + 16 * b * t * w + 12 * w * w;
+    return s.layers * per_layer + b * t * (v + 3 * w) + 2 * v * w + t * w;
+  }
+  // The stem at half the image, then stage i at a quarter of it halved i times, each block's tensors at most
+  // ten of [batch, 4 x width, side, side], and the weights of its convolutions.
+  long double side = s.image / 2.0L;
+  long double total = b * s.channels * s.image * s.image + 4 * b * s.widths[0] * side * side;
+  long double channels = s.widths[0];
+  side /= 2;
+  for (size_t i = 0; i < s.blocks.size(); ++i) {
+    if (i > 0) side /= 2;
+    const long double wide = 4.0L * s.widths[i];
+    total += s.blocks[i] * (10 * b * wide * side * side + 3 * 9 * wide * std::max(wide, channels));
+    channels = wide;
+  }
+  return total + channels * s.classes;
+}
+
 }  // namespace
 
 Graph build_model_graph(const ModelSpec& spec, int batch) {
   spec.validate();
   PARTITA_CHECK(batch >= 1, "build_model_graph: batch is ", batch, "; it must be at least 1");
+  // 8 bytes an element at most; int64 holds 2^63, and sums of such counts need room to spare.
+  const long double bytes = 8 * elements_upper_bound(spec, batch);
+  PARTITA_CHECK(bytes < std::ldexp(1.0L, 60), "model spec '", spec.name, "' at batch ", batch,
+                " makes tensors of about ", static_cast<double>(bytes),
+                " bytes in all, more than partita counts (2^60); lower the batch or the model's sizes");
   return spec.architecture == Architecture::kGpt ? build_gpt(spec, batch) : build_resnet(spec, batch);
 }
 

@@ -84,5 +84,28 @@ TEST(ModelSpec, FieldsAreWholeNumbersInRangeAndKnown) {
   EXPECT_NE(spec_error(resnet + "block: {}\n").find("'block' must be a single value"), std::string::npos);
 }
 
+// Sizes each in range can still make tensors beyond what partita counts in int64 bytes: a batch of 2^31 - 1
+// sequences of 2^20 tokens was planned into "node 14 runs before node 13".
+TEST(ModelSpec, AGraphBeyondWhatPartitaCountsIsRefusedWithItsSize) {
+  const ModelSpec s = parse_model_spec(
+      "name: long\narchitecture: gpt\nlayers: 4\nwidth: 4096\nheads: 32\n"
+      "seq: 1048576\nvocab: 50000\n");
+  try {
+    build_model_graph(s, 2147483647);
+    ADD_FAILURE() << "built";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model spec 'long' at batch 2147483647 makes tensors of about"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_GT(build_model_graph(s, 1).num_nodes(), 0);
+  // ResNet-50 at the largest batch is about 2^57 bytes of activations: counted, so built.
+  ModelSpec r50 = load_model_spec(model("resnet50.yaml"));
+  EXPECT_GT(build_model_graph(r50, 2147483647).num_nodes(), 0);
+  r50.image = 16384;
+  EXPECT_THROW(build_model_graph(r50, 2147483647), Error);
+  EXPECT_GT(build_model_graph(r50, 1).num_nodes(), 0);
+}
+
 }  // namespace
 }  // namespace partita
