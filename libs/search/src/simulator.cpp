@@ -138,6 +138,11 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
     // One lane per replica on the narrower side (a tensor-parallel group holds, and needs, its replica's
     // whole share of the activations).
     const int lanes = std::min(replicas(s), replicas(s + 1));
+    PARTITA_CHECK(ga.devices[0] != gb.devices[0], "plan: stages ", s, " and ", s + 1, " both run on ",
+                  ga.devices[0],
+                  "; the simulator models each pipeline stage on devices of its own (partita "
+                  "plan never shares one): give stage ",
+                  s + 1, " a group of other devices");
     const Bytes bytes = model.boundary_bytes(plan.stages[s].last, (mb + lanes - 1) / lanes);
     const Seconds t = p2p_time(bytes, messages.link_between(ga.devices[0], gb.devices[0]));
     const int fwd_lane = tg.add_resource("link s" + std::to_string(s) + "->s" + std::to_string(s + 1), -1);

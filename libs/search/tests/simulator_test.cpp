@@ -558,6 +558,22 @@ TEST(Simulator, RefusesAPlanForAnotherGraph) {
                partita::Error);
 }
 
+// A hand-edited pipeline whose two stages share a group (`run` runs it; the planner never makes one) is
+// refused in a user's words, not link_between's "a device has no link to itself".
+TEST(Simulator, RefusesTwoPipelineStagesOnOneDeviceNamingThem) {
+  const Fixture s = identical(2);
+  Plan plan = pipeline_plan(s, 2, 2, 4, Schedule::kOneFOneB);
+  plan.stages[1].group = plan.stages[0].group;
+  try {
+    (void)simulate(plan, s.graph, s.cluster, s.table);
+    ADD_FAILURE() << "simulated";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("stages 0 and 1 both run on " + plan.groups[0].devices[0]),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Simulator, EvaluateFillsThePrediction) {
   const Fixture s = identical(2);
   const Plan p = evaluate(pipeline_plan(s, 2, 2, 4, Schedule::kOneFOneB), s.graph, s.cluster, s.table);
