@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <system_error>
 
 #include <unistd.h>
@@ -46,6 +47,15 @@ Json read_json_file(const std::string& path) {
   } catch (const nlohmann::json::parse_error& e) {
     PARTITA_FAIL("'", path, "' is not valid JSON (", e.what(), ")");
   }
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path);
+  PARTITA_CHECK(in.good(), "cannot read '", path,
+                "': ", std::filesystem::exists(path) ? "permission denied or not a file" : "no such file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 void write_text_file(const std::string& path, const std::string& text) {

@@ -4,15 +4,14 @@
 #include <set>
 
 #include "partita/core/error.h"
+#include "partita/core/json_io.h"
 #include "partita/hardware/close_matches.h"
 #include "partita/hardware/cpu_spec.h"
-#include "yaml_fields.h"
+#include "partita/hardware/yaml_map.h"
 
 namespace partita {
 
 namespace {
-
-using detail::YamlMap;
 
 // A profile or fail at the field with the close matches.
 template <typename Spec, typename Find, typename Names>
@@ -107,7 +106,7 @@ void check_cluster_connected(const Cluster& cluster) {
 }
 
 Cluster parse_cluster(const std::string& yaml_text, const std::string& file_label, const HardwareDb& db) {
-  const YAML::Node root = detail::load_yaml_text(yaml_text, file_label);
+  const YAML::Node root = load_yaml_text(yaml_text, file_label);
   const YamlMap top(file_label, root, "cluster file");
   top.reject_unknown({"name", "intra_node_link", "inter_node_link", "process_link", "process_collective_link",
                       "devices", "links"});
@@ -139,7 +138,7 @@ Cluster parse_cluster(const std::string& yaml_text, const std::string& file_labe
 }
 
 Cluster load_cluster(const std::string& path, const HardwareDb& db) {
-  return parse_cluster(detail::read_text_file(path), path, db);
+  return parse_cluster(read_text_file(path), path, db);
 }
 
 }  // namespace partita

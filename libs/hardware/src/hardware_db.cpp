@@ -5,14 +5,13 @@
 #include <cstdlib>
 
 #include "partita/core/error.h"
+#include "partita/core/json_io.h"
 #include "partita/hardware/close_matches.h"
-#include "yaml_fields.h"
+#include "partita/hardware/yaml_map.h"
 
 namespace partita {
 
 namespace {
-
-using detail::YamlMap;
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -146,7 +145,7 @@ std::vector<std::string> HardwareDb::device_names() const { return names_of(devi
 std::vector<std::string> HardwareDb::link_names() const { return names_of(links); }
 
 HardwareDb parse_hardware_db(const std::string& yaml_text, const std::string& file_label) {
-  const YAML::Node root = detail::load_yaml_text(yaml_text, file_label);
+  const YAML::Node root = load_yaml_text(yaml_text, file_label);
   const YamlMap top(file_label, root, "hardware profile file");
   top.reject_unknown({"version", "devices", "links"});
   const int version = top.integer("version", 1);
@@ -158,9 +157,7 @@ HardwareDb parse_hardware_db(const std::string& yaml_text, const std::string& fi
   return db;
 }
 
-HardwareDb load_hardware_db(const std::string& path) {
-  return parse_hardware_db(detail::read_text_file(path), path);
-}
+HardwareDb load_hardware_db(const std::string& path) { return parse_hardware_db(read_text_file(path), path); }
 
 std::string default_hardware_db_path() {
   if (const char* env = std::getenv("PARTITA_HARDWARE_DB"); env && *env) return env;

@@ -103,7 +103,8 @@ TEST(ClusterFile, LinkToUnknownDevice) {
 
 TEST(ClusterFile, BadCount) {
   const std::string msg = load_error(kData + "cluster_bad_count.yaml");
-  EXPECT_NE(msg.find("cluster_bad_count.yaml:5: device entry 1: field 'count' must be an integer, not 'two'"),
+  EXPECT_NE(msg.find("cluster_bad_count.yaml:5: device entry 1: field 'count' must be a whole number up to "
+                     "2147483647, not 'two'"),
             std::string::npos)
       << msg;
 }

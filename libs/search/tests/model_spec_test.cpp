@@ -1,5 +1,8 @@
 #include "partita/search/model_spec.h"
 
+#include <cstdio>
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include "partita/core/error.h"
@@ -54,34 +57,85 @@ std::string spec_error(const std::string& yaml) {
 // a layer count in the millions built a graph for minutes.
 TEST(ModelSpec, FieldsAreWholeNumbersInRangeAndKnown) {
   const std::string gpt = "name: x\narchitecture: gpt\n";
+  const std::string whole = " must be a whole number up to 2147483647, not ";
   EXPECT_EQ(parse_model_spec(gpt + "layers: 24\n").layers, 24);
-  EXPECT_NE(spec_error(gpt + "layers: 1.5\n").find("'layers' is '1.5', not a whole number"),
+  // The file (or the text's label) and the line lead the error.
+  EXPECT_EQ(spec_error(gpt + "layers: 1.5\n"),
+            "model spec text:3: gpt model spec: field 'layers'" + whole + "'1.5'");
+  EXPECT_NE(spec_error(gpt + "layers: 2147483648\n").find("field 'layers'" + whole + "'2147483648'"),
             std::string::npos);
-  EXPECT_NE(spec_error(gpt + "layers: 2147483648\n").find("'layers' is '2147483648', not a whole number"),
+  EXPECT_NE(spec_error(gpt + "width: twelve\n").find("field 'width'" + whole + "'twelve'"),
             std::string::npos);
-  EXPECT_NE(spec_error(gpt + "width: twelve\n").find("'width' is 'twelve'"), std::string::npos);
-  EXPECT_NE(spec_error(gpt + "width: [1, 2]\n").find("'width' is not a single value"), std::string::npos);
-  EXPECT_NE(spec_error(gpt + "layer: 24\n").find("field 'layer' is not one of a gpt spec's"),
+  EXPECT_NE(
+      spec_error(gpt + "width: [1, 2]\n").find(":3: gpt model spec: field 'width' must be a whole number"),
+      std::string::npos);
+  EXPECT_NE(spec_error(gpt + "layer: 24\n")
+                .find(":3: gpt model spec: field 'layer' is not known; did you mean "
+                      "'layers'? (known fields: name, architecture, dtype, layers, "),
             std::string::npos);
-  EXPECT_NE(spec_error(gpt + "image: 224\n").find("field 'image' is not one of a gpt spec's"),
+  EXPECT_NE(spec_error(gpt + "image: 224\n").find("gpt model spec: field 'image' is not known"),
             std::string::npos);
   EXPECT_NE(spec_error(gpt + "layers: 100000000\n").find("layers is 100000000; it must be 1 to 1024"),
             std::string::npos);
   EXPECT_NE(spec_error(gpt + "vocab: 0\n").find("vocab is 0; it must be 1 to"), std::string::npos);
-  EXPECT_NE(spec_error(gpt + "dtype: [f32]\n").find("'dtype' must be a single value"), std::string::npos);
-  EXPECT_NE(spec_error("name: x\nlayers: 24\n").find("'architecture' is missing"), std::string::npos);
-  EXPECT_NE(spec_error("name: x\narchitecture: []\n").find("'architecture' must be a single value"),
+  EXPECT_NE(spec_error(gpt + "dtype: [f32]\n").find("field 'dtype' must be a string"), std::string::npos);
+  EXPECT_NE(
+      spec_error(gpt + "dtype: f33\n").find(":3: gpt model spec: field 'dtype' is not one partita knows"),
+      std::string::npos);
+  EXPECT_NE(spec_error("name: x\nlayers: 24\n").find("model spec: field 'architecture' is missing"),
             std::string::npos);
+  EXPECT_NE(
+      spec_error("name: x\narchitecture: []\n").find(":2: model spec: field 'architecture' must be a string"),
+      std::string::npos);
+  EXPECT_NE(spec_error("name: x\narchitecture: lstm\n")
+                .find(":2: model spec: field 'architecture' must be gpt or "
+                      "resnet, not 'lstm'"),
+            std::string::npos);
+  EXPECT_NE(spec_error("architecture: gpt\n").find("gpt model spec: field 'name' is missing"),
+            std::string::npos);
+  EXPECT_NE(spec_error("- name: x\n").find("model spec must be a map"), std::string::npos);
+  EXPECT_NE(spec_error("name: [x\n").find("model spec text:2: YAML syntax error"), std::string::npos);
   const std::string resnet = "name: r\narchitecture: resnet\n";
   EXPECT_EQ(parse_model_spec(resnet + "blocks: [2, 2]\nwidths: [64, 128]\n").blocks,
             (std::vector<int>{2, 2}));
-  EXPECT_NE(spec_error(resnet + "blocks: [2, 2.5]\nwidths: [64, 128]\n").find("'blocks[1]' is '2.5'"),
+  EXPECT_NE(spec_error(resnet + "blocks: [2, 2.5]\nwidths: [64, 128]\n")
+                .find("field 'blocks' item 2" + whole + "'2.5'"),
             std::string::npos);
-  EXPECT_NE(spec_error(resnet + "blocks: 3\nwidths: [64]\n").find("'blocks' must be a list"),
+  EXPECT_NE(spec_error(resnet + "blocks: [2, [3]]\nwidths: [64, 128]\n")
+                .find("field 'blocks' item 2 must be a "
+                      "whole number up to 2147483647, not a list"),
+            std::string::npos);
+  EXPECT_NE(spec_error(resnet + "blocks: 3\nwidths: [64]\n").find("field 'blocks' must be a list"),
             std::string::npos);
   EXPECT_NE(spec_error(resnet + "blocks: [3]\nwidths: [0]\n").find("a stage's width is 0"),
             std::string::npos);
-  EXPECT_NE(spec_error(resnet + "block: {}\n").find("'block' must be a single value"), std::string::npos);
+  EXPECT_NE(spec_error(resnet + "block: {}\n").find("field 'block' must be a string"), std::string::npos);
+  EXPECT_NE(spec_error(resnet + "block: wide\n")
+                .find(":3: resnet model spec: field 'block' must be basic or "
+                      "bottleneck, not 'wide'"),
+            std::string::npos);
+}
+
+// A file's errors name it; range errors (checked on the whole spec) name it too.
+TEST(ModelSpec, ErrorsOfAFileNameIt) {
+  const std::string path = ::testing::TempDir() + "/partita_model_spec_test.yaml";
+  {
+    std::ofstream out(path);
+    out << "name: x\narchitecture: gpt\nlayers: 0\n";
+  }
+  try {
+    load_model_spec(path);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), path + ": model spec 'x': layers is 0; it must be 1 to 1024");
+  }
+  try {
+    load_model_spec(path + ".missing");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot read '" + path + ".missing': no such file");
+  }
+  std::remove(path.c_str());
 }
 
 // Sizes each in range can still make tensors beyond what partita counts in int64 bytes: a batch of 2^31 - 1

@@ -1,5 +1,5 @@
 #pragma once
-// Reading and writing JSON files with errors that name the file. "-" means stdout for writing.
+// Reading and writing files (JSON or any text) with errors that name the file. "-" means stdout for writing.
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -9,6 +9,8 @@ namespace partita {
 using Json = nlohmann::ordered_json;
 
 Json read_json_file(const std::string& path);
+// The whole file as text; throws "cannot read 'path': no such file" (or "permission denied or not a file").
+std::string read_text_file(const std::string& path);
 // Writes atomically (temporary file, then rename) so a crash never leaves half a file; "-" prints to stdout.
 void write_json_file(const std::string& path, const Json& j);
 // Same atomic write for any text.

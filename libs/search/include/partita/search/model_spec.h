@@ -40,10 +40,11 @@ struct ModelSpec {
   void validate() const;
 };
 
-// Parses YAML text / a file (errors name the file and field). `architecture` is required; a field of the
-// other architecture or an unknown one is refused, and so is a number that is not whole or out of the range
-// validate() allows (layers and a stage's blocks at most 1024).
-ModelSpec parse_model_spec(const std::string& yaml_text);
+// Parses YAML text / a file; errors are one line naming the file (`file_label` for text), the line and the
+// field (hardware/yaml_map.h). `architecture` and `name` are required; a field of the other architecture or
+// an unknown one is refused, and so is a number that is not whole or out of the range validate() allows
+// (layers and a stage's blocks at most 1024).
+ModelSpec parse_model_spec(const std::string& yaml_text, const std::string& file_label = "model spec text");
 ModelSpec load_model_spec(const std::string& path);
 
 // The graph for `batch` samples (input: i64 token ids [batch, seq] or f32 images [batch, C, H, W]).

@@ -1,14 +1,14 @@
-#include "yaml_fields.h"
+#include "partita/hardware/yaml_map.h"
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <algorithm>
+#include <climits>
 
 #include "partita/core/error.h"
+#include "partita/core/json_io.h"
 #include "partita/hardware/close_matches.h"
 #include "partita/hardware/quantity_parse.h"
 
-namespace partita::detail {
+namespace partita {
 
 YAML::Node load_yaml_text(const std::string& text, const std::string& file_label) {
   try {
@@ -16,15 +16,6 @@ YAML::Node load_yaml_text(const std::string& text, const std::string& file_label
   } catch (const YAML::Exception& e) {
     PARTITA_FAIL(file_label, ":", e.mark.line + 1, ": YAML syntax error: ", e.msg);
   }
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path);
-  PARTITA_CHECK(in.good(), "cannot read '", path,
-                "': ", std::filesystem::exists(path) ? "permission denied or not a file" : "no such file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 YAML::Node load_yaml_file(const std::string& path) { return load_yaml_text(read_text_file(path), path); }
@@ -66,16 +57,42 @@ std::optional<std::string> YamlMap::optional_string(std::string_view key) const 
   return string(key);
 }
 
-int YamlMap::integer(std::string_view key, int fallback) const {
-  if (!has(key)) return fallback;
-  const std::string s = scalar(key, "an integer");
+namespace {
+// The whole number `text` spells, when it fits an int (std::stoi alone takes "1.5" as 1).
+std::optional<int> whole_number(const std::string& text) {
   try {
     size_t used = 0;
-    const int v = std::stoi(s, &used);
-    if (used == s.size()) return v;
-  } catch (const std::exception&) {
+    const long long v = std::stoll(text, &used);
+    if (used == text.size() && v >= INT_MIN && v <= INT_MAX) return static_cast<int>(v);
+  } catch (const std::exception&) {  // not a number, or beyond long long
   }
-  fail(required(key), key, "must be an integer, not '" + s + "'");
+  return std::nullopt;
+}
+}  // namespace
+
+int YamlMap::integer(std::string_view key, int fallback) const {
+  if (!has(key)) return fallback;
+  const std::string s = scalar(key, "a whole number");
+  if (const auto v = whole_number(s)) return *v;
+  fail(required(key), key, "must be a whole number up to " + std::to_string(INT_MAX) + ", not '" + s + "'");
+}
+
+std::vector<int> YamlMap::integer_list(std::string_view key, std::vector<int> fallback) const {
+  if (!has(key)) return fallback;
+  const YAML::Node v = required(key);
+  if (!v.IsSequence()) fail(v, key, "must be a list of whole numbers like [3, 4, 6, 3]");
+  std::vector<int> out;
+  for (const auto& item : v) {
+    const auto n = item.IsScalar() ? whole_number(item.Scalar()) : std::nullopt;
+    if (!n) {
+      fail(item, key,
+           "item " + std::to_string(out.size() + 1) + " must be a whole number up to " +
+               std::to_string(INT_MAX) +
+               (item.IsScalar() ? ", not '" + item.Scalar() + "'" : std::string(", not a list or a map")));
+    }
+    out.push_back(*n);
+  }
+  return out;
 }
 
 std::vector<std::string> YamlMap::string_list(std::string_view key) const {
@@ -128,15 +145,14 @@ FlopsPerSecond YamlMap::flops_per_second(const YAML::Node& at, const std::string
            (at.IsScalar() ? ", not '" + at.Scalar() + "'" : std::string()));
 }
 
-void YamlMap::reject_unknown(std::initializer_list<std::string_view> known) const {
-  std::vector<std::string> names(known.begin(), known.end());
+void YamlMap::reject_unknown(const std::vector<std::string>& known) const {
   for (const auto& kv : node_) {
     const std::string key = kv.first.Scalar();
-    if (std::find(names.begin(), names.end(), key) != names.end()) continue;
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
     std::string list;
-    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    fail(kv.first, key, "is not known" + did_you_mean(key, names) + " (known fields: " + list + ")");
+    for (const auto& n : known) list += (list.empty() ? "" : ", ") + n;
+    fail(kv.first, key, "is not known" + did_you_mean(key, known) + " (known fields: " + list + ")");
   }
 }
 
-}  // namespace partita::detail
+}  // namespace partita
