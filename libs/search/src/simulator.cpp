@@ -138,11 +138,6 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
     // One lane per replica on the narrower side (a tensor-parallel group holds, and needs, its replica's
     // whole share of the activations).
     const int lanes = std::min(replicas(s), replicas(s + 1));
-    PARTITA_CHECK(ga.devices[0] != gb.devices[0], "plan: stages ", s, " and ", s + 1, " both run on ",
-                  ga.devices[0],
-                  "; the simulator models each pipeline stage on devices of its own (partita "
-                  "plan never shares one): give stage ",
-                  s + 1, " a group of other devices");
     const Bytes bytes = model.boundary_bytes(plan.stages[s].last, (mb + lanes - 1) / lanes);
     const Seconds t = p2p_time(bytes, messages.link_between(ga.devices[0], gb.devices[0]));
     const int fwd_lane = tg.add_resource("link s" + std::to_string(s) + "->s" + std::to_string(s + 1), -1);
@@ -439,6 +434,18 @@ Simulation simulate_chain(const Plan& plan, const Graph& graph, const Cluster& c
 Simulation simulate(const Plan& plan, const Graph& graph, const Cluster& cluster, const CostTable& table,
                     const SearchOptions& options) {
   plan.check_against(graph);
+  // Each stage's devices are a resource of its own here: stages sharing a group would be simulated as if
+  // they ran at once (groups never share devices: Plan::check_against).
+  std::vector<int> stage_of_group(plan.groups.size(), -1);
+  for (size_t s = 0; s < plan.stages.size(); ++s) {
+    int& first = stage_of_group[static_cast<size_t>(plan.stages[s].group)];
+    PARTITA_CHECK(first < 0, "plan: stages ", first, " and ", s, " both run on ",
+                  plan.groups[static_cast<size_t>(plan.stages[s].group)].devices[0],
+                  "; the simulator models each stage on devices of its own (partita plan never shares them): "
+                  "give stage ",
+                  s, " a group of other devices");
+    first = static_cast<int>(s);
+  }
   SearchOptions opt = options;
   opt.mode = plan.mode;
   opt.global_batch = plan.global_batch;

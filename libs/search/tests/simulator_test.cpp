@@ -560,18 +560,41 @@ TEST(Simulator, RefusesAPlanForAnotherGraph) {
 
 // A hand-edited pipeline whose two stages share a group (`run` runs it; the planner never makes one) is
 // refused in a user's words, not link_between's "a device has no link to itself".
-TEST(Simulator, RefusesTwoPipelineStagesOnOneDeviceNamingThem) {
-  const Fixture s = identical(2);
-  Plan plan = pipeline_plan(s, 2, 2, 4, Schedule::kOneFOneB);
-  plan.stages[1].group = plan.stages[0].group;
-  try {
-    (void)simulate(plan, s.graph, s.cluster, s.table);
-    ADD_FAILURE() << "simulated";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("stages 0 and 1 both run on " + plan.groups[0].devices[0]),
-              std::string::npos)
-        << e.what();
-  }
+// A plan whose stages share a group runs (each stage a worker of its own), but the simulator gives each
+// stage's devices a resource of their own: it would predict the stages' work on one device as if it ran at
+// once. Adjacent stages (whose link to each other the cluster has not) and stages 0 and 2 of three alike; a
+// branch plan too.
+TEST(Simulator, RefusesTwoStagesOnOneDeviceNamingThem) {
+  const auto error_of = [](const Plan& plan, const Fixture& s) -> std::string {
+    try {
+      (void)simulate(plan, s.graph, s.cluster, s.table);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(simulated)";
+  };
+  const Fixture two = identical(2);
+  Plan adjacent = pipeline_plan(two, 2, 2, 4, Schedule::kOneFOneB);
+  adjacent.stages[1].group = adjacent.stages[0].group;
+  EXPECT_NE(error_of(adjacent, two)
+                .find("plan: stages 0 and 1 both run on d0; the simulator models each stage "
+                      "on devices of its own"),
+            std::string::npos)
+      << error_of(adjacent, two);
+  const Fixture three = identical(3);
+  Plan apart = pipeline_plan(three, 3, 2, 4, Schedule::kOneFOneB);
+  EXPECT_EQ(error_of(apart, three), "(simulated)");
+  apart.stages[2].group = apart.stages[0].group;
+  EXPECT_NE(error_of(apart, three).find("stages 0 and 2 both run on d0"), std::string::npos)
+      << error_of(apart, three);
+  Plan branch = pipeline_plan(two, 2, 1, 2, Schedule::kOneFOneB);
+  branch.strategy = StrategyKind::kBranch;
+  branch.stages[0].nodes = {0};
+  branch.stages[1].nodes = {1};
+  EXPECT_EQ(error_of(branch, two), "(simulated)");
+  branch.stages[1].group = branch.stages[0].group;
+  EXPECT_NE(error_of(branch, two).find("stages 0 and 1 both run on d0"), std::string::npos)
+      << error_of(branch, two);
 }
 
 TEST(Simulator, EvaluateFillsThePrediction) {
