@@ -1,13 +1,16 @@
 // partita: hand us the model, get a faster (or greener) run.
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <iostream>
 #include <stdexcept>
 #include <string>
 
 #include <unistd.h>
 
+#include <torch/csrc/jit/runtime/print_handler.h>
 #include <torch/torch.h>
 
 #include "commands.h"
@@ -92,6 +95,22 @@ CLI::Validator nonnegative_number(const std::string& example) {
   return number_above(0, true, "a non-negative number", example, "NONNEGATIVE");
 }
 
+// A scripted model's print() (prim::Print) goes to stderr, as partita's progress does: stdout carries the
+// results (`--json -`). partita runs a forward thousands of times (checks, profiling, measured steps): the
+// first lines are shown, then one line says the rest are not.
+void print_from_model(const std::string& text) {
+  constexpr int kShown = 20;
+  static std::atomic<int> printed{0};
+  const int n = printed.fetch_add(1);
+  if (n < kShown) {
+    std::cerr << text << std::flush;
+  } else if (n == kShown) {
+    std::cerr << "partita: the model printed " << kShown
+              << " lines; the rest of its print() output is not shown (partita runs it many times)\n"
+              << std::flush;
+  }
+}
+
 }  // namespace partita::app
 
 int main(int argc, char** argv) {
@@ -99,6 +118,7 @@ int main(int argc, char** argv) {
   // process_memory.h for the page-fault cost measured here). The baselines partita measures run in this
   // process too, so comparisons stay like for like.
   partita::keep_freed_memory_in_process();
+  torch::jit::setPrintHandler(partita::app::print_from_model);
   CLI::App app{"partita: automatic parallelism for PyTorch models on mixed hardware"};
   app.require_subcommand(1);
   int threads = 0;

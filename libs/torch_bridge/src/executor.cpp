@@ -20,7 +20,7 @@ std::string describe_node(const Node& node) {
 namespace {
 
 // The interpreter implements list/tuple construction itself (they have no operator schema, and LibTorch does
-// not export its helpers); so do we.
+// not export its helpers), and the argument count of a variable-argument operator; so do we.
 torch::jit::Operation make_operation(const torch::jit::Node* n) {
   using torch::jit::Stack;
   const size_t num_inputs = n->inputs().size();
@@ -57,6 +57,14 @@ torch::jit::Operation make_operation(const torch::jit::Node* n) {
       const auto tuple = stack.back().toTuple();
       stack.pop_back();
       for (const auto& e : tuple->elements()) stack.push_back(e);
+    };
+  }
+  // An operator of a variable argument count (prim::Print, aten::format) takes that count from the stack,
+  // as the interpreter pushes it.
+  if (const c10::FunctionSchema* schema = n->maybeSchema(); schema != nullptr && schema->is_vararg()) {
+    return [op = n->getOperation(), num_inputs](Stack& stack) mutable {
+      stack.emplace_back(static_cast<int64_t>(num_inputs));
+      op(stack);
     };
   }
   return n->getOperation();
