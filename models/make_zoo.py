@@ -184,6 +184,19 @@ class ScriptedGRU(nn.Module):
         return self.head(y[:, -1])
 
 
+class ScriptedPrints(nn.Module):
+    """A linear layer whose scripted forward() prints: print() and str.format() take a variable number of
+    arguments, whose count the TorchScript interpreter pushes after them."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        print("{} rows".format(x.size(0)), "of", x.size(1))
+        return self.fc(x)
+
+
 class ScriptedEncoder(nn.Module):
     """A batch-first torch.nn transformer encoder (two layers, dropout) over a linear embedding, saved with
     torch.jit.script. Its forward() branches on what a run fixes, not on the input's values: multi-head
@@ -748,6 +761,8 @@ def main():
     torch.jit.script(ScriptedCNN()).save(os.path.join(args.out, "scripted_cnn.pt"))
     torch.manual_seed(0)
     torch.jit.script(ScriptedGRU()).save(os.path.join(args.out, "scripted_gru.pt"))
+    torch.manual_seed(0)
+    torch.jit.script(ScriptedPrints()).save(os.path.join(args.out, "scripted_prints.pt"))
     torch.manual_seed(0)
     torch.jit.script(ScriptedEncoder()).save(os.path.join(args.out, "scripted_encoder.pt"))
     torch.manual_seed(0)

@@ -21,6 +21,16 @@ check stochastic 8x32
 # and without it as eval() does.
 check scripted_cnn 4x3x32x32
 check scripted_gru 4x6x8
+# A scripted forward() that prints (print() and str.format() take a variable argument count): run as TorchScript
+# runs it. Its lines go to stderr, keeping stdout for the JSON; partita runs a forward many times, so the first
+# 20 are shown and one line says the rest are not.
+check scripted_prints 8x16
+"$PARTITA" --threads 1 verify "$ZOO/scripted_prints.pt" --input 8x16 --repeat 30 --json - >"$WORK/prints.json" \
+  2>"$WORK/prints.err" || fail "verify scripted_prints: $(tail -1 "$WORK/prints.err")"
+[ "$(json_get "$WORK/prints.json" "d['ok']")" = "True" ] || fail "scripted_prints: not ok"
+[ "$(grep -cE '^[0-9]+ rows of 16$' "$WORK/prints.err")" = 20 ] || fail "scripted_prints: not 20 lines shown"
+[ "$(grep -c 'the rest of its print() output is not shown' "$WORK/prints.err")" = 1 ] \
+  || fail "scripted_prints: the lines left out are not said once"
 # A scripted transformer encoder also branches on what the run fixes (ranks, devices, grad mode): folded from
 # one run, inference taking torch.nn's fused kernel and training the plain layers, each as TorchScript does.
 check scripted_encoder 4x6x16
