@@ -10,6 +10,7 @@
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/passes/loop_unrolling.h>
 #include <torch/csrc/jit/passes/lower_graph.h>
 #include <torch/csrc/jit/passes/remove_exceptions.h>
 #include <torch/version.h>
@@ -256,6 +257,12 @@ int attributes_as_constants(jit::Graph& g, const c10::IValue& self) {
   return replaced;
 }
 
+// Unrolls every loop whose count is a constant and that runs while its condition is true, then folds what
+// the unrolled bodies compute from constants (the loop index).
+void unroll_fixed_loops(std::shared_ptr<jit::Graph>& g) {
+  if (jit::UnrollConstantLoops(g)) jit::ConstantPropagation(g);
+}
+
 bool has_control_flow(jit::Graph& g) {
   const std::vector<jit::Node*> nodes = all_nodes(g);
   return std::any_of(nodes.begin(), nodes.end(), [](const jit::Node* n) { return !n->blocks().empty(); });
@@ -274,11 +281,13 @@ void fold_conditions_by_running(const std::shared_ptr<jit::Graph>& g, LoadedMode
   const ModuleStateGuard untouched(model.module);
   try {
     const RunConditionFolds folds = fold_run_conditions(g, stack, mode);
-    model.checked_inputs = inputs;  // the run went through every check of the forward() on them
-    if (folds.folded > 0) {
-      log_info("'" + model.path + "': " + std::to_string(folds.folded) +
-               " branches of the scripted forward() folded as " + std::to_string(folds.runs) +
-               " run(s) on the example input(s) took them");
+    // A run went through every check of the forward() on these inputs (none runs when nothing is fixed).
+    if (folds.runs > 0) model.checked_inputs = inputs;
+    if (folds.folded + folds.loop_counts > 0) {
+      std::string what = std::to_string(folds.folded) + " branches";
+      if (folds.loop_counts > 0) what += " and " + std::to_string(folds.loop_counts) + " loop counts";
+      log_info("'" + model.path + "': " + what + " of the scripted forward() folded as " +
+               std::to_string(folds.runs) + " run(s) on the example input(s) took them");
     }
   } catch (const std::exception& e) {
     PARTITA_FAIL("'", model.path, "' rejected the input(s) ", inputs_text(inputs), ": ", last_line(e),
@@ -415,10 +424,14 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
                              [](const jit::Node* n) { return n->kind() == c10::prim::RaiseException; });
       };
       jit::ConstantPropagation(g);
+      // A loop of a fixed count (`for i in range(3)`, or over a count attribute) is what a trace records:
+      // its body that many times.
+      unroll_fixed_loops(g);
       if (!inputs.empty() && has_control_flow(*g)) fold_conditions_by_running(g, model, mode, inputs);
       const auto before = raises();
       jit::EliminateExceptions(g);
       jit::ConstantPropagation(g);
+      unroll_fixed_loops(g);  // counts the run fixed (a loop over an input's dimensions)
       jit::EliminateDeadCode(g);
       if (drop_unread_number_loops(*g) > 0) jit::EliminateDeadCode(g);
       model.dropped_checks = static_cast<int>(before - raises());

@@ -7,6 +7,7 @@
 
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/loop_unrolling.h>
 #include <torch/csrc/jit/runtime/custom_operator.h>
 #include <torch/csrc/jit/runtime/interpreter.h>
 
@@ -148,10 +149,10 @@ class FixedValues {
   std::unordered_map<const jit::Value*, bool> memo_;
 };
 
-// What the probe saw of one condition.
+// What the probe saw of one condition or loop count.
 struct Seen {
   int times = 0;
-  bool value = false;
+  int64_t value = 0;  // a condition's 0 or 1, or a count
   bool varied = false;
 };
 
@@ -161,64 +162,84 @@ const c10::Symbol& probe_symbol() {
   static const c10::Symbol symbol = c10::Symbol::fromQualString("partita::probe");
   return symbol;
 }
+const c10::Symbol& count_probe_symbol() {
+  static const c10::Symbol symbol = c10::Symbol::fromQualString("partita::probe_count");
+  return symbol;
+}
+
+// Probe `id` saw `value`.
+void see(int64_t id, int64_t value) {
+  if (active_probes == nullptr) return;
+  Seen& seen = active_probes->at(static_cast<size_t>(id));
+  seen.varied |= seen.times > 0 && seen.value != value;
+  seen.value = value;
+  ++seen.times;
+}
 
 void register_probe() {
   static const jit::RegisterOperators once({jit::Operator(
-      "partita::probe(bool condition, int id) -> bool",
-      [](jit::Stack& stack) {
-        const int64_t id = jit::pop(stack).toInt();
-        const bool value = stack.back().toBool();
-        if (active_probes == nullptr) return;
-        Seen& seen = active_probes->at(static_cast<size_t>(id));
-        seen.varied |= seen.times > 0 && seen.value != value;
-        seen.value = value;
-        ++seen.times;
-      },
-      c10::AliasAnalysisKind::CONSERVATIVE)});
+                                                "partita::probe(bool condition, int id) -> bool",
+                                                [](jit::Stack& stack) {
+                                                  const int64_t id = jit::pop(stack).toInt();
+                                                  see(id, stack.back().toBool() ? 1 : 0);
+                                                },
+                                                c10::AliasAnalysisKind::CONSERVATIVE),
+                                            jit::Operator(
+                                                "partita::probe_count(int count, int id) -> int",
+                                                [](jit::Stack& stack) {
+                                                  const int64_t id = jit::pop(stack).toInt();
+                                                  see(id, stack.back().toInt());
+                                                },
+                                                c10::AliasAnalysisKind::CONSERVATIVE)});
 }
 
-// One round: probes every fixed condition, runs the graph once, folds what the run decided.
-int fold_once(const std::shared_ptr<jit::Graph>& graph, std::vector<c10::IValue> stack, ModuleMode mode,
-              int& runs) {
-  // Which conditions to probe is decided on the graph as it is, before any probe goes in.
+// One round: probes every fixed condition and loop count, runs the graph once, folds what the run decided.
+RunConditionFolds fold_once(const std::shared_ptr<jit::Graph>& graph, std::vector<c10::IValue> stack,
+                            ModuleMode mode) {
+  // Which to probe is decided on the graph as it is, before any probe goes in: a branch's condition (input 0
+  // of prim::If) and a loop's count (input 0 of prim::Loop, `range(x.dim() - 2)`).
   FixedValues values;
   std::vector<jit::Node*> decided;
   for (jit::Node* n : detail::nodes_within(graph->block())) {
-    if (n->kind() == c10::prim::If && n->input(0)->node()->kind() != c10::prim::Constant &&
-        values.fixed(n->input(0)))
+    if ((n->kind() == c10::prim::If || n->kind() == c10::prim::Loop) &&
+        n->input(0)->node()->kind() != c10::prim::Constant && values.fixed(n->input(0)))
       decided.push_back(n);
   }
   std::vector<jit::Node*> probes;
   for (jit::Node* n : decided) {
     const jit::WithInsertPoint before(n);
-    jit::Value* probed = graph->insert(probe_symbol(), {n->input(0), static_cast<int64_t>(probes.size())});
+    const c10::Symbol& kind = n->kind() == c10::prim::If ? probe_symbol() : count_probe_symbol();
+    jit::Value* probed = graph->insert(kind, {n->input(0), static_cast<int64_t>(probes.size())});
     n->replaceInput(0, probed);
     probes.push_back(probed->node());
   }
-  if (probes.empty()) return 0;
+  RunConditionFolds result;
+  if (probes.empty()) return result;
 
   std::vector<Seen> seen(probes.size());
   const auto remove_probes = [&](bool fold) {
-    int folded = 0;
     for (size_t i = 0; i < probes.size(); ++i) {
       jit::Node* probe = probes[i];
       jit::Value* replacement = probe->input(0);
       if (fold && seen[i].times > 0 && !seen[i].varied) {
         const jit::WithInsertPoint before(probe);
-        replacement = graph->insertConstant(seen[i].value);
-        ++folded;
+        if (probe->kind() == probe_symbol()) {
+          replacement = graph->insertConstant(seen[i].value != 0);
+          ++result.folded;
+        } else {
+          replacement = graph->insertConstant(seen[i].value);
+          ++result.loop_counts;
+        }
       }
       probe->output()->replaceAllUsesWith(replacement);
       probe->destroy();
     }
-    return folded;
   };
   try {
     const jit::Code code(graph, "partita_probe");
     jit::InterpreterState run(code);
     const torch::AutoGradMode grad(mode == ModuleMode::kTrain);
     active_probes = &seen;
-    ++runs;
     run.run(stack);
     active_probes = nullptr;
   } catch (...) {
@@ -226,7 +247,9 @@ int fold_once(const std::shared_ptr<jit::Graph>& graph, std::vector<c10::IValue>
     remove_probes(false);
     throw;
   }
-  return remove_probes(true);
+  remove_probes(true);
+  result.runs = 1;
+  return result;
 }
 
 }  // namespace
@@ -236,11 +259,17 @@ RunConditionFolds fold_run_conditions(const std::shared_ptr<jit::Graph>& graph,
   register_probe();
   // A fold can make another condition fixed (`query is key` once the branch that made them different copies
   // is gone), so rounds go on while one folds: each removes at least one branch.
+  // A loop whose count was fixed is unrolled: its bodies may hold conditions to fold in the next round.
   RunConditionFolds result;
-  while (const int round = fold_once(graph, stack, mode, result.runs)) {
-    result.folded += round;
-    std::shared_ptr<jit::Graph> g = graph;  // (the pass takes a non-const reference)
+  while (true) {
+    const RunConditionFolds round = fold_once(graph, stack, mode);
+    result.runs += round.runs;
+    if (round.folded + round.loop_counts == 0) break;
+    result.folded += round.folded;
+    result.loop_counts += round.loop_counts;
+    std::shared_ptr<jit::Graph> g = graph;  // (the passes take a non-const reference)
     jit::ConstantPropagation(g);
+    if (jit::UnrollConstantLoops(g)) jit::ConstantPropagation(g);
   }
   // Reads of the run's state that no condition needs any more: dead code elimination keeps them (they are
   // not pure functions to TorchScript).

@@ -3,6 +3,7 @@
 #include <map>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <utility>
@@ -309,6 +310,64 @@ TEST(Importer, AScriptedModuleCheckedAtLoadIsCheckedAgainOnOtherInputs) {
     EXPECT_NE(msg.find("input.size(-1) must be equal to input_size. Expected 8, got 5"), std::string::npos)
         << msg;
   }
+}
+
+// A scripted module defined here, saved and loaded with `inputs` (its forward's source in `body`).
+LoadedModel load_defined(const std::string& name, const std::string& body,
+                         const std::vector<InputSpec>& inputs) {
+  const std::string path = ::testing::TempDir() + "/partita_" + name + ".pt";
+  {
+    torch::jit::Module module(name);
+    module.define(body);
+    module.save(path);
+  }
+  struct Remove {
+    std::string path;
+    ~Remove() { std::remove(path.c_str()); }
+  } remove{path};
+  return load_model(path, ModuleMode::kEval, inputs);
+}
+
+// A scripted forward() whose only check reads a size (no condition a run fixes): no run folds anything, so
+// the module itself must still check the input. (Since the load's folding run was taken as the check, a batch
+// of 7 passed this even-batch check without any run.)
+TEST(Importer, AScriptedCheckOnASizeAloneIsStillTheModulesToMake) {
+  const std::string body = R"JIT(
+def forward(self, x):
+    assert x.size(0) % 2 == 0, "EvenBatch needs an even batch"
+    return x * 2
+)JIT";
+  const std::vector<InputSpec> odd{parse_input_spec("7x4")};
+  LoadedModel m = load_defined("EvenBatch", body, odd);
+  EXPECT_FALSE(m.checked_inputs.has_value());
+  try {
+    annotate_shapes(m, odd);
+    ADD_FAILURE() << "an odd batch passed the model's even-batch check";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("EvenBatch needs an even batch"), std::string::npos) << e.what();
+  }
+  LoadedModel even = load_defined("EvenBatch", body, {parse_input_spec("8x4")});
+  annotate_shapes(even, {parse_input_spec("8x4")});
+}
+
+// A loop of a fixed count (`for i in range(3)`) is what a trace records: its body three times. It was refused
+// as "data-dependent control flow".
+TEST(Importer, AScriptedLoopOfAFixedCountIsUnrolled) {
+  LoadedModel m = load_defined("Repeats", R"JIT(
+def forward(self, x):
+    for i in range(3):
+        x = torch.relu(x) + i
+    return x
+)JIT",
+                               {parse_input_spec("2x4")});
+  annotate_shapes(m, {parse_input_spec("2x4")});
+  int relus = 0;
+  for (const Node& n : m.ir.nodes()) relus += n.op == "aten::relu";
+  EXPECT_EQ(relus, 3);
+  const torch::Tensor x = torch::randn({2, 4});
+  torch::NoGradGuard no_grad;
+  const torch::Tensor got = Executor(m).run({x})[0].toTensor();
+  EXPECT_TRUE(torch::equal(got, m.module.forward({x}).toTensor()));
 }
 
 // A dict returned by forward() (torchvision's segmentation models, a model traced with strict=False) is

@@ -283,4 +283,66 @@ graph(%x : Tensor):
   EXPECT_EQ(branches(*g), 0);  // the check went: the example passed it
 }
 
+// How many nodes of `kind` are left anywhere in the graph.
+int nodes_of(const jit::Graph& g, c10::Symbol kind) {
+  int count = 0;
+  std::vector<const jit::Block*> blocks{g.block()};
+  while (!blocks.empty()) {
+    const jit::Block* b = blocks.back();
+    blocks.pop_back();
+    for (const jit::Node* n : b->nodes()) {
+      count += n->kind() == kind;
+      EXPECT_NE(n->kind().toQualString(), std::string("partita::probe_count"));
+      for (const jit::Block* inner : n->blocks()) blocks.push_back(inner);
+    }
+  }
+  return count;
+}
+
+// A loop over the input's spatial dimensions (F.interpolate's `[scale for _ in range(dim)]`, dim =
+// input.dim() - 2): its count is fixed by the run like a rank condition, so it folds and the loop unrolls, as
+// a trace records it; a loop over a size (which changes with the batch) stays.
+TEST(RunConditions, ALoopCountFromARankFoldsAndTheLoopUnrolls) {
+  constexpr const char* spatial = R"IR(
+graph(%x : Tensor):
+  %one : int = prim::Constant[value=1]()
+  %two : int = prim::Constant[value=2]()
+  %true : bool = prim::Constant[value=1]()
+  %d : int = aten::dim(%x)
+  %n : int = aten::sub(%d, %two)
+  %y : Tensor = prim::Loop(%n, %true, %x)
+    block0(%i : int, %t : Tensor):
+      %s : Tensor = aten::add(%t, %i, %one)
+      -> (%true, %s)
+  return (%y))IR";
+  for (const auto& shape : {std::vector<int64_t>{2, 3, 4, 4}, std::vector<int64_t>{2, 3, 4}}) {
+    const torch::Tensor x = torch::randn(shape);
+    const auto g = parse(spatial);
+    const RunConditionFolds folds = fold_run_conditions(g, {x}, ModuleMode::kEval);
+    EXPECT_EQ(folds.loop_counts, 1);
+    EXPECT_EQ(folds.folded, 0);
+    EXPECT_EQ(nodes_of(*g, c10::prim::Loop), 0) << *g;
+    jit::Stack stack{x};
+    jit::InterpreterState(jit::Code(g, "test")).run(stack);
+    const int64_t spatial_dims = x.dim() - 2;  // adds 0, 1, ...
+    EXPECT_TRUE(torch::equal(stack.at(0).toTensor(), x + spatial_dims * (spatial_dims - 1) / 2));
+  }
+  constexpr const char* by_size = R"IR(
+graph(%x : Tensor):
+  %zero : int = prim::Constant[value=0]()
+  %one : int = prim::Constant[value=1]()
+  %true : bool = prim::Constant[value=1]()
+  %n : int = aten::size(%x, %zero)
+  %y : Tensor = prim::Loop(%n, %true, %x)
+    block0(%i : int, %t : Tensor):
+      %s : Tensor = aten::add(%t, %i, %one)
+      -> (%true, %s)
+  return (%y))IR";
+  const auto g = parse(by_size);
+  const RunConditionFolds folds = fold_run_conditions(g, {torch::randn({3, 4})}, ModuleMode::kEval);
+  EXPECT_EQ(folds.loop_counts, 0);
+  EXPECT_EQ(folds.runs, 0);
+  EXPECT_EQ(nodes_of(*g, c10::prim::Loop), 1);
+}
+
 }  // namespace partita

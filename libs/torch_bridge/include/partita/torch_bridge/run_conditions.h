@@ -27,12 +27,15 @@ namespace partita {
 // it did on the CPU (torch.nn's fast-path tests accept the CPU and CUDA alike).
 //
 // Folds each condition that took one value every time it was evaluated, and propagates constants so that the
-// branch taken replaces it; leaves one that was never evaluated or took both values. Rounds repeat while one
-// folds (a fold can make another condition fixed). Throws what the graph throws on `stack` (the model
-// refusing the input), leaving the graph as the last finished round left it.
+// branch taken replaces it; leaves one that was never evaluated or took both values. A loop's count of this
+// kind (`[s for _ in range(x.dim() - 2)]` in F.interpolate) is folded the same way and the loop unrolled, as
+// a trace records it. Rounds repeat while one folds (a fold can make another condition fixed). Throws what
+// the graph throws on `stack` (the model refusing the input), leaving the graph as the last finished round
+// left it.
 struct RunConditionFolds {
-  int folded = 0;  // conditions replaced by a constant
-  int runs = 0;    // runs of the graph it took (0 when no condition was fixed)
+  int folded = 0;       // conditions replaced by a constant
+  int loop_counts = 0;  // loop counts replaced by a constant (and the loops unrolled)
+  int runs = 0;         // runs of the graph it took (0 when nothing was fixed)
 };
 RunConditionFolds fold_run_conditions(const std::shared_ptr<torch::jit::Graph>& graph,
                                       const std::vector<c10::IValue>& stack, ModuleMode mode);
