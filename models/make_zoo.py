@@ -197,6 +197,22 @@ class ScriptedPrints(nn.Module):
         return self.fc(x)
 
 
+class ScriptedLoops(nn.Module):
+    """Loops a trace unrolls, saved with torch.jit.script: one over a count attribute (range(self.repeats)),
+    and F.interpolate's over the input's spatial dimensions (range(input.dim() - 2), a count the run fixes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.repeats = 2
+
+    def forward(self, x):
+        y = self.conv(x)
+        for _ in range(self.repeats):
+            y = torch.relu(y) * 0.5 + y
+        return F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
 class ScriptedEncoder(nn.Module):
     """A batch-first torch.nn transformer encoder (two layers, dropout) over a linear embedding, saved with
     torch.jit.script. Its forward() branches on what a run fixes, not on the input's values: multi-head
@@ -763,6 +779,8 @@ def main():
     torch.jit.script(ScriptedGRU()).save(os.path.join(args.out, "scripted_gru.pt"))
     torch.manual_seed(0)
     torch.jit.script(ScriptedPrints()).save(os.path.join(args.out, "scripted_prints.pt"))
+    torch.manual_seed(0)
+    torch.jit.script(ScriptedLoops()).save(os.path.join(args.out, "scripted_loops.pt"))
     torch.manual_seed(0)
     torch.jit.script(ScriptedEncoder()).save(os.path.join(args.out, "scripted_encoder.pt"))
     torch.manual_seed(0)
