@@ -263,6 +263,35 @@ void unroll_fixed_loops(std::shared_ptr<jit::Graph>& g) {
   if (jit::UnrollConstantLoops(g)) jit::ConstantPropagation(g);
 }
 
+// forward()'s arguments as `given` --input specs give them (`g`'s inputs are `self`, then the arguments): the
+// arguments after them take their defaults, when every one has one (`mask: Optional[Tensor] = None`: the
+// branches on it fold as for None, as TorchScript fills defaults in a call); an Optional[Tensor] given a
+// tensor is a Tensor (`mask is not None` is then fixed). Otherwise the count is left for the caller to
+// refuse.
+void bind_forward_arguments(jit::Graph& g, const jit::Module& module, size_t given) {
+  const std::vector<c10::Argument>& declared =
+      module.get_method("forward").function().getSchema().arguments();  // `self` first
+  const size_t arguments = g.inputs().size() - 1;
+  if (declared.size() != g.inputs().size()) return;  // not a plain forward(self, ...): left as it is
+  if (given < arguments) {
+    for (size_t i = given + 1; i <= arguments; ++i) {
+      if (!declared[i].default_value()) return;
+    }
+    const jit::WithInsertPoint at_start(g.block()->nodes().front());
+    for (size_t i = arguments; i > given; --i) {
+      g.inputs()[i]->replaceAllUsesWith(g.insertConstant(*declared[i].default_value()));
+      g.eraseInput(i);
+    }
+  }
+  for (size_t i = 1; i < g.inputs().size(); ++i) {
+    jit::Value* v = g.inputs()[i];
+    if (const auto optional = v->type()->cast<c10::OptionalType>();
+        optional && optional->getElementType()->kind() == c10::TypeKind::TensorType) {
+      v->setType(optional->getElementType());
+    }
+  }
+}
+
 bool has_control_flow(jit::Graph& g) {
   const std::vector<jit::Node*> nodes = all_nodes(g);
   return std::any_of(nodes.begin(), nodes.end(), [](const jit::Node* n) { return !n->blocks().empty(); });
@@ -411,6 +440,7 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
   try {
     auto g = model.module.get_method("forward").graph()->copy();
     jit::Inline(*g);
+    if (!inputs.empty()) bind_forward_arguments(*g, model.module, inputs.size());
     // (A scripted forward() need not read an attribute that is not a submodule to branch on its input.)
     if (attributes_as_constants(*g, model.module._ivalue()) > 0 || has_control_flow(*g)) {
       // A scripted forward() also branches on what a run fixes (ranks, devices, grad mode: run_conditions.h):

@@ -370,6 +370,46 @@ def forward(self, x):
   EXPECT_TRUE(torch::equal(got, m.module.forward({x}).toTensor()));
 }
 
+// forward(x, mask: Optional[Tensor] = None, scale: float = 2.0), as transformers take a mask: with one
+// --input the arguments after it take their defaults (it was refused: "takes 3 input(s) but 1 --input were
+// given"), with two the mask is a tensor (it was refused as data-dependent control flow, `mask is not None`).
+TEST(Importer, ArgumentsLeftOutTakeTheirDefaultsAndAGivenOptionalTensorIsATensor) {
+  const std::string body = R"JIT(
+def forward(self, x, mask: Optional[Tensor] = None, scale: float = 2.0):
+    y = x * scale
+    if mask is not None:
+        y = y * mask
+    return y
+)JIT";
+  const torch::Tensor x = torch::randn({2, 4});
+  const torch::Tensor mask = torch::randn({2, 4});
+  for (const bool masked : {false, true}) {
+    std::vector<InputSpec> specs{parse_input_spec("2x4")};
+    if (masked) specs.push_back(parse_input_spec("2x4"));
+    LoadedModel m = load_defined("Masked", body, specs);
+    annotate_shapes(m, specs);
+    EXPECT_EQ(m.ir.inputs().size(), specs.size());
+    for (const Node& n : m.ir.nodes()) EXPECT_NE(n.op, "prim::If") << masked;
+    std::vector<c10::IValue> args;
+    args.emplace_back(x);
+    if (masked) args.emplace_back(mask);
+    torch::NoGradGuard no_grad;
+    const torch::Tensor got = Executor(m).run(args)[0].toTensor();
+    EXPECT_TRUE(torch::equal(got, masked ? x * 2.0 * mask : x * 2.0)) << masked;
+    EXPECT_TRUE(torch::equal(got, m.module.forward(args).toTensor())) << masked;
+  }
+  // An argument without a default is still the user's to give.
+  LoadedModel pair =
+      load_defined("Pair", "def forward(self, x, y):\n    return x + y\n", {parse_input_spec("2x4")});
+  try {
+    annotate_shapes(pair, {parse_input_spec("2x4")});
+    ADD_FAILURE() << "one --input accepted for forward(self, x, y)";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("takes 2 input(s) but 1 --input were given"), std::string::npos)
+        << e.what();
+  }
+}
+
 // A dict returned by forward() (torchvision's segmentation models, a model traced with strict=False) is
 // imported as the tuple of its values in the dict's order, with the keys kept; the executor's outputs are
 // the module's own dict values. A dict nested in what forward() returns is refused at load naming the node
