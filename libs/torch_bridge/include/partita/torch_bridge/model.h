@@ -41,10 +41,11 @@ struct LoadedModel {
 
 // Loads, inlines, lowers and folds a TorchScript file, traced or scripted: a scripted module's attributes
 // that are not tensors or submodules (`training`, a stride, a bias that is None) become constants, so the
-// branches they decide fold away; given `inputs`, so do the branches on what a run fixes (ranks, devices,
-// grad mode as `mode` runs: run_conditions.h), learnt from one run on example inputs of those specs (an input
-// the model refuses is refused here, in its words); its checks that raise are dropped
-// (LoadedModel::dropped_checks). Throws partita::Error for a missing file, a file that is not TorchScript,
+// branches they decide fold away, and loops of a constant count are unrolled; given `inputs`, forward()'s
+// arguments after them take their defaults (an Optional[Tensor] given one is a Tensor), and the branches and
+// loop counts on what a run fixes (ranks, devices, grad mode as `mode` runs: run_conditions.h) fold too,
+// learnt from one run on example inputs of those specs (an input the model refuses is refused here, in its
+// words); its checks that raise are dropped (LoadedModel::dropped_checks). Throws partita::Error for a missing file, a file that is not TorchScript,
 // and graphs with control flow left that depends on the data (names the node and its source line).
 LoadedModel load_model(const std::string& path, ModuleMode mode = ModuleMode::kEval,
                        const std::vector<InputSpec>& inputs = {});
