@@ -45,8 +45,9 @@ struct LoadedModel {
 // arguments after them take their defaults (an Optional[Tensor] given one is a Tensor), and the branches and
 // loop counts on what a run fixes (ranks, devices, grad mode as `mode` runs: run_conditions.h) fold too,
 // learnt from one run on example inputs of those specs (an input the model refuses is refused here, in its
-// words); its checks that raise are dropped (LoadedModel::dropped_checks). Throws partita::Error for a missing file, a file that is not TorchScript,
-// and graphs with control flow left that depends on the data (names the node and its source line).
+// words); its checks that raise are dropped (LoadedModel::dropped_checks). Throws partita::Error for a
+// missing file, a file that is not TorchScript, and graphs with control flow left that depends on the data
+// (names the node and its source line).
 LoadedModel load_model(const std::string& path, ModuleMode mode = ModuleMode::kEval,
                        const std::vector<InputSpec>& inputs = {});
 
