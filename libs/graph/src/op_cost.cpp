@@ -207,10 +207,13 @@ const std::unordered_map<std::string_view, OpRule>& rules() {
         {"aten::affine_grid_generator", 6}};
     for (const auto& [op, f] : heavy) (*t)[op] = {Rule::kElementwise, f};
     for (std::string_view op :
-         {"aten::sum",      "aten::mean",   "aten::amax",          "aten::amin",   "aten::max",
-          "aten::min",      "aten::prod",   "aten::std",           "aten::var",    "aten::std_mean",
-          "aten::var_mean", "aten::norm",   "aten::logsumexp",     "aten::all",    "aten::any",
-          "aten::argmax",   "aten::argmin", "aten::count_nonzero", "aten::cumsum", "aten::cumprod"}) {
+         {"aten::sum", "aten::mean", "aten::amax", "aten::amin", "aten::max", "aten::min", "aten::prod",
+          "aten::std", "aten::var", "aten::std_mean", "aten::var_mean", "aten::norm", "aten::logsumexp",
+          "aten::all", "aten::any", "aten::argmax", "aten::argmin", "aten::count_nonzero", "aten::cumsum",
+          "aten::cumprod",
+          // torch.norm(x, dim=d) traces to frobenius_norm, torch.linalg's norms to their own ops.
+          "aten::frobenius_norm", "aten::linalg_vector_norm", "aten::linalg_norm",
+          "aten::linalg_matrix_norm"}) {
       (*t)[op] = {Rule::kReduction};
     }
     for (std::string_view op : {"aten::dropout", "aten::feature_dropout", "aten::alpha_dropout"}) {

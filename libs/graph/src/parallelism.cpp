@@ -43,14 +43,32 @@ struct DimArg {
 };
 const std::unordered_map<std::string_view, DimArg>& dim_ops() {
   static const std::unordered_map<std::string_view, DimArg> table = {
-      {"aten::sum", {1, 3}},        {"aten::mean", {1, 3}},     {"aten::prod", {1, 3}},
-      {"aten::amax", {1, 2}},       {"aten::amin", {1, 2}},     {"aten::max", {1, 3}},
-      {"aten::min", {1, 3}},        {"aten::std", {1, 3}},      {"aten::var", {1, 3}},
-      {"aten::std_mean", {1, 3}},   {"aten::var_mean", {1, 3}}, {"aten::norm", {2, 3}},
-      {"aten::logsumexp", {1, 2}},  {"aten::all", {1, 2}},      {"aten::any", {1, 2}},
-      {"aten::argmax", {1, 2}},     {"aten::argmin", {1, 2}},   {"aten::count_nonzero", {1, 2}},
-      {"aten::cumsum", {1, 2}},     {"aten::cumprod", {1, 2}},  {"aten::softmax", {1, 2}},
-      {"aten::log_softmax", {1, 2}}};
+      {"aten::sum", {1, 3}},
+      {"aten::mean", {1, 3}},
+      {"aten::prod", {1, 3}},
+      {"aten::amax", {1, 2}},
+      {"aten::amin", {1, 2}},
+      {"aten::max", {1, 3}},
+      {"aten::min", {1, 3}},
+      {"aten::std", {1, 3}},
+      {"aten::var", {1, 3}},
+      {"aten::std_mean", {1, 3}},
+      {"aten::var_mean", {1, 3}},
+      {"aten::norm", {2, 3}},
+      {"aten::logsumexp", {1, 2}},
+      {"aten::all", {1, 2}},
+      {"aten::any", {1, 2}},
+      {"aten::argmax", {1, 2}},
+      {"aten::argmin", {1, 2}},
+      {"aten::count_nonzero", {1, 2}},
+      {"aten::cumsum", {1, 2}},
+      {"aten::cumprod", {1, 2}},
+      {"aten::softmax", {1, 2}},
+      {"aten::log_softmax", {1, 2}},
+      {"aten::frobenius_norm", {1, 2}},      // (self, dim, keepdim)
+      {"aten::linalg_vector_norm", {2, 3}},  // (self, ord, dim, keepdim, dtype); the matrix norms alike
+      {"aten::linalg_norm", {2, 3}},
+      {"aten::linalg_matrix_norm", {2, 3}}};
   return table;
 }
 
@@ -73,8 +91,8 @@ void check_dim_op(const Graph& g, const Node& n, DimArg arg, NodeParallelism& p)
   }
   const auto dims = constant_int_list(g, n.inputs[arg.index]);
   if (!dims) return refuse(p, op + " has a non-constant dim that may be the batch (dim 0)", true);
-  if (dims->empty() &&
-      (op == "aten::amax" || op == "aten::amin" || op == "aten::sum" || op == "aten::mean")) {
+  if (dims->empty() && (op == "aten::amax" || op == "aten::amin" || op == "aten::sum" || op == "aten::mean" ||
+                        op == "aten::frobenius_norm" || op == "aten::linalg_vector_norm")) {
     return refuse(p, op + " with dim=[] reduces over all dims, including the batch (dim 0)");
   }
   if (std::any_of(dims->begin(), dims->end(), [&](int64_t d) { return is_batch_dim(d, meta); })) {

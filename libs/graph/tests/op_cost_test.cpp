@@ -152,6 +152,15 @@ TEST(OpCost, ReductionsCountInputElements) {
   EXPECT_EQ(cost_of_last(g).flops, Flops(6));
   op(g, "aten::max", {a, b}, {2, 3});  // elementwise overload
   EXPECT_EQ(cost_of_last(g).flops, Flops(6));
+  // Norms as traces record them (torch.norm(x, dim=1) is frobenius_norm): they had no estimate.
+  const ValueId f = g.add_constant(ValueKind::kScalar, "False");
+  op(g, "aten::frobenius_norm", {a, list_constant(g, "[1]"), f}, {2});
+  EXPECT_EQ(cost_of_last(g).status, CostStatus::kEstimated);
+  EXPECT_EQ(cost_of_last(g).flops, Flops(6));
+  for (const char* norm : {"aten::linalg_vector_norm", "aten::linalg_norm"}) {
+    op(g, norm, {a, g.add_constant(ValueKind::kScalar, "2"), list_constant(g, "[1]"), f, none(g)}, {2});
+    EXPECT_EQ(cost_of_last(g).flops, Flops(6)) << norm;
+  }
 }
 
 TEST(OpCost, UnknownOpsAndMissingShapesAreNoEstimate) {

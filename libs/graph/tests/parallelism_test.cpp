@@ -166,6 +166,15 @@ TEST(Parallelism, ReductionsOverTheBatch) {
   op(g, "aten::sum", {x, dim, f, none(g)}, {16});
   EXPECT_FALSE(last(g).batch_splittable);
   EXPECT_TRUE(last(g).suspect);
+  // Norms along a dim, dim 0 the batch (they were not known here: only the run check caught dim 0).
+  op(g, "aten::frobenius_norm", {x, list_constant(g, "[1]"), f}, {8});
+  EXPECT_TRUE(last(g).batch_splittable) << last(g).reason;
+  op(g, "aten::frobenius_norm", {x, list_constant(g, "[0]"), f}, {16});
+  EXPECT_FALSE(last(g).batch_splittable);
+  op(g, "aten::linalg_vector_norm", {x, int_constant(g, "2"), list_constant(g, "[0]"), f, none(g)}, {16});
+  EXPECT_FALSE(last(g).batch_splittable);
+  op(g, "aten::linalg_vector_norm", {x, int_constant(g, "2"), none(g), f, none(g)}, {});
+  EXPECT_FALSE(last(g).batch_splittable);
   // Reductions of a weight do not involve the batch.
   op(g, "aten::sum", {parameter(g, "w", {4}), none(g)}, {});
   EXPECT_TRUE(last(g).batch_splittable);
