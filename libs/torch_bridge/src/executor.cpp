@@ -7,6 +7,8 @@
 #include "partita/core/error.h"
 #include "partita/graph/analysis.h"
 
+#include "jit_nodes.h"
+
 namespace partita {
 
 std::string describe_node(const Node& node) {
@@ -308,6 +310,12 @@ Executor::Executor(const LoadedModel& model, ExecutorOptions options)
         step.op = drawing_from(n, model.torch_nodes[n.id], std::move(step.op), options_.generator);
       }
       if (options_.as_in_eval_without_draws) step.op = as_in_eval(n, std::move(step.op));
+      if (model.torch_nodes[n.id]->hasAttribute(detail::no_grad_mark())) {
+        step.op = [op = std::move(step.op)](torch::jit::Stack& stack) mutable {
+          const torch::NoGradGuard no_grad;  // inside `with torch.no_grad():` (importer.cpp)
+          op(stack);
+        };
+      }
     } catch (const std::exception& e) {
       PARTITA_FAIL(describe_node(n), " has no operator LibTorch runs outside its interpreter (",
                    first_line(e), "); partita cannot run this model");

@@ -292,6 +292,44 @@ void bind_forward_arguments(jit::Graph& g, const jit::Module& module, size_t giv
   }
 }
 
+// `with torch.no_grad():` in a scripted forward() is prim::Enter and prim::Exit around its nodes, on an
+// object that prim::CreateObject made and prim::SetAttr gave its `prev`. Each node between them (and within
+// their blocks) gets detail::no_grad_mark(), which the executor runs with grad mode off; the object and its
+// nodes go. Other context managers are left (the executor refuses prim::CreateObject, naming its line).
+// Returns how many regions.
+int mark_no_grad_regions(jit::Graph& g) {
+  int regions = 0;
+  for (jit::Node* enter : detail::nodes_within(g.block())) {
+    if (enter->kind() != c10::prim::Enter) continue;
+    jit::Value* object = enter->input();
+    const auto type = object->type()->cast<c10::ClassType>();
+    if (!type || !type->name() ||
+        type->name()->qualifiedName() != "__torch__.torch.autograd.grad_mode.no_grad")
+      continue;
+    jit::Node* exit = enter->next();
+    for (; exit->kind() != c10::prim::Return; exit = exit->next()) {
+      if (exit->kind() == c10::prim::Exit && exit->input() == object) break;
+    }
+    if (exit->kind() != c10::prim::Exit || enter->output()->hasUses() || exit->output()->hasUses()) continue;
+    for (jit::Node* n = enter->next(); n != exit; n = n->next()) {
+      n->i_(detail::no_grad_mark(), 1);
+      for (jit::Block* b : n->blocks()) {
+        for (jit::Node* inner : detail::nodes_within(b)) inner->i_(detail::no_grad_mark(), 1);
+      }
+    }
+    exit->destroy();
+    enter->destroy();
+    ++regions;
+    const std::vector<jit::Use> uses = object->uses();
+    const bool only_set = std::all_of(uses.begin(), uses.end(),
+                                      [](const jit::Use& u) { return u.user->kind() == c10::prim::SetAttr; });
+    if (!only_set || object->node()->kind() != c10::prim::CreateObject) continue;
+    for (const jit::Use& u : uses) u.user->destroy();
+    object->node()->destroy();
+  }
+  return regions;
+}
+
 bool has_control_flow(jit::Graph& g) {
   const std::vector<jit::Node*> nodes = all_nodes(g);
   return std::any_of(nodes.begin(), nodes.end(), [](const jit::Node* n) { return !n->blocks().empty(); });
@@ -466,6 +504,7 @@ LoadedModel load_model(const std::string& path, ModuleMode mode, const std::vect
       if (drop_unread_number_loops(*g) > 0) jit::EliminateDeadCode(g);
       model.dropped_checks = static_cast<int>(before - raises());
     }
+    mark_no_grad_regions(*g);
     // Warnings in branches folded away above are not the model's to give (torch.nn's attention warns about a
     // byte mask that no one passed): those left are logged.
     log_and_drop_warnings(*g, path);

@@ -23,4 +23,11 @@ inline std::vector<torch::jit::Node*> nodes_within(torch::jit::Block* block) {
   return nodes;
 }
 
+// The mark the importer puts on a node a scripted forward() runs inside `with torch.no_grad():`; the executor
+// runs a marked node with grad mode off, as the interpreter does.
+inline const c10::Symbol& no_grad_mark() {
+  static const c10::Symbol symbol = c10::Symbol::attr("partita_no_grad");
+  return symbol;
+}
+
 }  // namespace partita::detail
