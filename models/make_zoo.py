@@ -213,6 +213,24 @@ class ScriptedLoops(nn.Module):
         return F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
+class ScriptedNoGrad(nn.Module):
+    """A target computed inside `with torch.no_grad():` in a scripted forward() (as a distillation or an EMA
+    teacher would): no gradient flows through it, and a grad-mode test inside the block reads False."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+        self.target = nn.Linear(16, 16)
+
+    def forward(self, x):
+        y = self.fc(x)
+        with torch.no_grad():
+            t = torch.tanh(self.target(y))
+            if torch.is_grad_enabled():
+                t = t * 0
+        return (y - t) ** 2
+
+
 class ScriptedEncoder(nn.Module):
     """A batch-first torch.nn transformer encoder (two layers, dropout) over a linear embedding, saved with
     torch.jit.script. Its forward() branches on what a run fixes, not on the input's values: multi-head
@@ -781,6 +799,8 @@ def main():
     torch.jit.script(ScriptedPrints()).save(os.path.join(args.out, "scripted_prints.pt"))
     torch.manual_seed(0)
     torch.jit.script(ScriptedLoops()).save(os.path.join(args.out, "scripted_loops.pt"))
+    torch.manual_seed(0)
+    torch.jit.script(ScriptedNoGrad()).save(os.path.join(args.out, "scripted_no_grad.pt"))
     torch.manual_seed(0)
     torch.jit.script(ScriptedEncoder()).save(os.path.join(args.out, "scripted_encoder.pt"))
     torch.manual_seed(0)

@@ -23,6 +23,9 @@ check scripted_cnn 4x3x32x32
 check scripted_gru 4x6x8
 # Loops a trace unrolls: over a count attribute, and F.interpolate's over the input's spatial dimensions.
 check scripted_loops 2x3x8x8
+# `with torch.no_grad():` inside a scripted forward(): its nodes run without grad (run with it, the gradients
+# differ from TorchScript's).
+check scripted_no_grad 8x16
 # A scripted forward() that prints (print() and str.format() take a variable argument count): run as TorchScript
 # runs it. Its lines go to stderr, keeping stdout for the JSON; partita runs a forward many times, so the first
 # 20 are shown and one line says the rest are not.
