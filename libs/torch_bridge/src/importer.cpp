@@ -298,9 +298,16 @@ void bind_forward_arguments(jit::Graph& g, const jit::Module& module, size_t giv
 // nodes go. Other context managers are left (the executor refuses prim::CreateObject, naming its line).
 // Returns how many regions.
 int mark_no_grad_regions(jit::Graph& g) {
+  // The Enter nodes first: what a region removes (its Exit) must not be visited after.
+  std::vector<jit::Node*> enters;
+  for (jit::Node* n : detail::nodes_within(g.block())) {
+    if (n->kind() == c10::prim::Enter) enters.push_back(n);
+  }
+  const auto mark = [](jit::Node* n) {
+    if (n->kind() != c10::prim::Constant) n->i_(detail::no_grad_mark(), 1);  // (a constant needs no grad)
+  };
   int regions = 0;
-  for (jit::Node* enter : detail::nodes_within(g.block())) {
-    if (enter->kind() != c10::prim::Enter) continue;
+  for (jit::Node* enter : enters) {
     jit::Value* object = enter->input();
     const auto type = object->type()->cast<c10::ClassType>();
     if (!type || !type->name() ||
@@ -312,9 +319,9 @@ int mark_no_grad_regions(jit::Graph& g) {
     }
     if (exit->kind() != c10::prim::Exit || enter->output()->hasUses() || exit->output()->hasUses()) continue;
     for (jit::Node* n = enter->next(); n != exit; n = n->next()) {
-      n->i_(detail::no_grad_mark(), 1);
+      mark(n);
       for (jit::Block* b : n->blocks()) {
-        for (jit::Node* inner : detail::nodes_within(b)) inner->i_(detail::no_grad_mark(), 1);
+        for (jit::Node* inner : detail::nodes_within(b)) mark(inner);
       }
     }
     exit->destroy();
