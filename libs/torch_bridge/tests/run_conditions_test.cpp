@@ -17,21 +17,25 @@ std::shared_ptr<jit::Graph> parse(const std::string& ir) {
   return g;
 }
 
-// How many prim::If nodes are left anywhere in the graph.
-int branches(const jit::Graph& g) {
+// How many nodes of `kind` are left anywhere in the graph; no probe is left.
+int nodes_of(const jit::Graph& g, c10::Symbol kind) {
   int count = 0;
   std::vector<const jit::Block*> blocks{g.block()};
   while (!blocks.empty()) {
     const jit::Block* b = blocks.back();
     blocks.pop_back();
     for (const jit::Node* n : b->nodes()) {
-      count += n->kind() == c10::prim::If;
-      EXPECT_NE(n->kind().toQualString(), std::string("partita::probe"));  // every probe is gone
+      count += n->kind() == kind;
+      const std::string name = n->kind().toQualString();
+      EXPECT_TRUE(name != "partita::probe" && name != "partita::probe_count") << name;
       for (const jit::Block* inner : n->blocks()) blocks.push_back(inner);
     }
   }
   return count;
 }
+
+// How many prim::If nodes are left anywhere in the graph.
+int branches(const jit::Graph& g) { return nodes_of(g, c10::prim::If); }
 
 // Folds and returns the If nodes left; the graph's result is checked against the graph before folding, on
 // the same input.
@@ -281,22 +285,6 @@ graph(%x : Tensor):
   EXPECT_EQ(branches(*g), 1);
   EXPECT_EQ(fold_run_conditions(g, {torch::randn({2, 3, 4, 4})}, ModuleMode::kEval).folded, 1);
   EXPECT_EQ(branches(*g), 0);  // the check went: the example passed it
-}
-
-// How many nodes of `kind` are left anywhere in the graph.
-int nodes_of(const jit::Graph& g, c10::Symbol kind) {
-  int count = 0;
-  std::vector<const jit::Block*> blocks{g.block()};
-  while (!blocks.empty()) {
-    const jit::Block* b = blocks.back();
-    blocks.pop_back();
-    for (const jit::Node* n : b->nodes()) {
-      count += n->kind() == kind;
-      EXPECT_NE(n->kind().toQualString(), std::string("partita::probe_count"));
-      for (const jit::Block* inner : n->blocks()) blocks.push_back(inner);
-    }
-  }
-  return count;
 }
 
 // A loop over the input's spatial dimensions (F.interpolate's `[scale for _ in range(dim)]`, dim =
